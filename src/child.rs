@@ -1,0 +1,93 @@
+//! `-- CMD`: run the agent with the proxy and trust variables set, forward signals to
+//! it, and report its exit status.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ChildError {
+    #[error("cannot start {cmd:?}: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("waiting for {cmd:?} failed: {source}")]
+    Wait { cmd: String, source: std::io::Error },
+}
+
+const PROXY_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+const CA_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "AWS_CA_BUNDLE",
+];
+
+/// The environment CMD runs with: (name, Some(value)) sets, (name, None) removes.
+pub fn environment(proxy_url: &str, bundle: &Path) -> Vec<(String, Option<String>)> {
+    let mut env = Vec::new();
+    for v in PROXY_VARS {
+        env.push((v.to_string(), Some(proxy_url.to_string())));
+    }
+    env.push(("NODE_USE_ENV_PROXY".into(), Some("1".into())));
+    for v in CA_VARS {
+        env.push((v.to_string(), Some(bundle.display().to_string())));
+    }
+    let no_proxy: Vec<String> = ["NO_PROXY", "no_proxy"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .collect();
+    if !no_proxy.is_empty() {
+        tracing::warn!(
+            "cleared NO_PROXY={:?} for the command so that none of its traffic bypasses tapedeck",
+            no_proxy.join(",")
+        );
+    }
+    env.push(("NO_PROXY".into(), None));
+    env.push(("no_proxy".into(), None));
+    env
+}
+
+/// Runs CMD to completion, forwarding SIGINT and SIGTERM. Returns its exit code
+/// (128 + signal when a signal ended it).
+pub async fn run(cmd: &[String], env: &[(String, Option<String>)]) -> Result<i32, ChildError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shown = cmd.join(" ");
+    let mut c = tokio::process::Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let mut child = c.spawn().map_err(|source| ChildError::Spawn {
+        cmd: shown.clone(),
+        source,
+    })?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s.map_err(|source| ChildError::Wait { cmd: shown.clone(), source })?,
+            Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGINT); }
+            }
+            Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM); }
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}

@@ -1,0 +1,210 @@
+//! The command line, parsed into plain option structs. Nothing past `main` sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rules::RuleArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tapedeck",
+    version,
+    about = "Record/replay HTTP(S) proxy for AI agents",
+    long_about = "Record every HTTP exchange of an agent run through a MITM proxy, replay it \
+                  deterministically offline, and read it as an OpenTelemetry GenAI trace."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v: each exchange, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArg {
+    /// Store directory (sled database).
+    #[arg(long, env = "TAPEDECK_STORE", default_value = "./recordings")]
+    pub store: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CertsArg {
+    /// Certificate directory (the CA that clients trust).
+    #[arg(long, env = "TAPEDECK_CERTS", default_value = "./certs")]
+    pub certs: PathBuf,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MatchArgs {
+    /// A request header that takes part in matching (beyond content-type and accept).
+    #[arg(long = "match-header", value_name = "NAME")]
+    pub match_headers: Vec<String>,
+    /// A header to leave out of matching.
+    #[arg(long = "ignore-header", value_name = "NAME")]
+    pub ignore_headers: Vec<String>,
+    /// A query parameter to leave out of matching.
+    #[arg(long = "ignore-query", value_name = "NAME")]
+    pub ignore_query: Vec<String>,
+    /// A JSON body path to leave out of matching (/a/b/0 or $.a.b[*].c).
+    #[arg(long = "ignore-json-path", value_name = "PATH")]
+    pub ignore_json_paths: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RedactArgs {
+    /// Another header whose value is never stored.
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+    /// A JSON field (any depth) whose value is never stored.
+    #[arg(long = "redact-json-field", value_name = "NAME")]
+    pub redact_json_fields: Vec<String>,
+    /// A query parameter whose value is never stored.
+    #[arg(long = "redact-query", value_name = "NAME")]
+    pub redact_query: Vec<String>,
+}
+
+pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
+    RuleArgs {
+        redact_headers: r.redact_headers.clone(),
+        redact_json_fields: r.redact_json_fields.clone(),
+        redact_query: r.redact_query.clone(),
+        match_headers: m.match_headers.clone(),
+        ignore_headers: m.ignore_headers.clone(),
+        ignore_query: m.ignore_query.clone(),
+        ignore_json_paths: m.ignore_json_paths.clone(),
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// One cursor per kind; calls that overlapped in the recording may come in any order.
+    Kind,
+    /// One cursor for everything, no reordering.
+    Strict,
+    /// Match by key alone (first unused event with that key).
+    Any,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Send recorded responses at once.
+    Fast,
+    /// Reproduce the recorded time to first byte and chunk offsets.
+    Recorded,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Record every exchange through the proxy (a daemon, or around `-- CMD`).
+    Record(RecordArgs),
+    /// Serve recorded responses; reject any call that was not recorded. No network.
+    Replay(ReplayArgs),
+    /// Create the CA if missing; the last line printed is its PEM path.
+    Ca {
+        #[command(flatten)]
+        certs: CertsArg,
+    },
+    /// List recorded sessions.
+    Sessions {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a session as a portable tape file (JSON lines).
+    Export {
+        /// Session name (or a tape file).
+        session: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Load a tape file into the store.
+    Import {
+        file: PathBuf,
+        /// Import under this name instead of the tape's.
+        #[arg(long)]
+        session: Option<String>,
+        /// Replace an existing session of that name.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Session to record into (else the proxy-auth user name, else a generated name).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Listen address (default 127.0.0.1:8080; a free port with `-- CMD`).
+    #[arg(long, env = "TAPEDECK_LISTEN")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub certs: CertsArg,
+    /// Another CA (PEM) to trust for upstream TLS, besides the system roots.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Tunnel these hosts untouched and record nothing of them (glob, repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub passthrough: Vec<String>,
+    /// Seconds to wait for an upstream's response head.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
+    /// Export each exchange's spans live to this OTLP/HTTP endpoint.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    #[command(flatten)]
+    pub redact: RedactArgs,
+    #[command(flatten)]
+    pub matching: MatchArgs,
+    /// Command to run with the proxy set (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Serve straight from a tape file (no store).
+    #[arg(long, conflicts_with = "session")]
+    pub tape: Option<PathBuf>,
+    /// Session to replay (required unless --tape).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Listen address (default 127.0.0.1:8080; a free port with `-- CMD`).
+    #[arg(long, env = "TAPEDECK_LISTEN")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub certs: CertsArg,
+    #[arg(long, value_enum, default_value_t = Order::Kind)]
+    pub order: Order,
+    #[arg(long, value_enum, default_value_t = Pace::Fast)]
+    pub pace: Pace,
+    /// Fail the run when recorded events were never used.
+    #[arg(long)]
+    pub fail_on_unused: bool,
+    /// Hosts tunnelled untouched (only together with --allow-live).
+    #[arg(long, value_name = "HOST")]
+    pub passthrough: Vec<String>,
+    /// Allow live network for these passthrough hosts during replay.
+    #[arg(long = "allow-live", value_name = "HOST")]
+    pub allow_live: Vec<String>,
+    #[command(flatten)]
+    pub redact: RedactArgs,
+    #[command(flatten)]
+    pub matching: MatchArgs,
+    /// Command to run with the proxy set (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}

@@ -1,0 +1,84 @@
+//! One command per file. Each takes plain options and returns an exit code.
+
+mod ca;
+mod daemon;
+mod export;
+mod import;
+mod record;
+mod sessions;
+
+use thiserror::Error;
+
+use crate::cli::{Cli, Command};
+
+/// Everything a command can fail with; each message says what and what to do.
+#[derive(Debug, Error)]
+pub enum CmdError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionNameError),
+    #[error(transparent)]
+    Recording(#[from] crate::recording::RecordingError),
+    #[error(transparent)]
+    Tape(#[from] crate::tape::TapeError),
+    #[error(transparent)]
+    Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
+    #[error(transparent)]
+    Child(#[from] crate::child::ChildError),
+    #[error("{0}")]
+    Message(String),
+}
+
+pub type CmdResult = Result<i32, CmdError>;
+
+pub fn msg(s: impl Into<String>) -> CmdError {
+    CmdError::Message(s.into())
+}
+
+pub fn run(cli: Cli) -> CmdResult {
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| msg(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Record(a) => record::run(a).await,
+            Command::Replay(a) => Err(msg(format!("replay not built yet {a:?}"))),
+            Command::Ca { certs } => ca::run(&certs.certs),
+            Command::Sessions { store, json } => sessions::run(&store.store, json).await,
+            Command::Export {
+                session,
+                output,
+                store,
+            } => export::run(&session, &output, &store.store).await,
+            Command::Import {
+                file,
+                session,
+                replace,
+                store,
+            } => import::run(&file, session.as_deref(), replace, &store.store),
+        }
+    })
+}
+
+/// A thousand tunnels need two thousand descriptors; lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+/// Whether stderr is a terminal (progress bars only then).
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,65 @@
+//! `tapedeck record`: the recording proxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::daemon::{serve, ServeOptions};
+use super::CmdResult;
+use crate::ca::Ca;
+use crate::cli::{rule_args, RecordArgs};
+use crate::proxy::upstream::Upstream;
+use crate::proxy::ProxyOptions;
+use crate::record::Recorder;
+use crate::rules::Rules;
+use crate::session::SessionName;
+use crate::store::{SledStore, Store};
+
+pub async fn run(a: RecordArgs) -> CmdResult {
+    let session = a.session.as_deref().map(SessionName::new).transpose()?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
+    let store = Arc::new(SledStore::open(&a.store.store)?);
+    let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
+    let ca = Arc::new(ca);
+    let upstream = Upstream::new(&a.upstream_ca, Duration::from_secs(a.upstream_timeout))?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let recorder = Recorder::new(dyn_store, rules, upstream, &a.passthrough, None);
+    let proxy = ProxyOptions {
+        session: session.clone(),
+        ..ProxyOptions::default()
+    };
+    let fallback = proxy.fallback_session.clone();
+    let store_dir = a.store.store.clone();
+    let code = serve(
+        recorder.clone(),
+        ca,
+        ServeOptions {
+            listen: a.listen.clone(),
+            cmd: a.cmd.clone(),
+            mode: "record",
+            proxy,
+        },
+        Some(&store),
+        recorder.inflight.clone(),
+        |addr| {
+            let s = session.as_ref().unwrap_or(&fallback);
+            tracing::info!(
+                "recording on {addr} into {} (session {s}{})",
+                store_dir.display(),
+                if session.is_some() { "" } else { " unless the proxy user name names one" }
+            );
+        },
+    )
+    .await?;
+    store.commit()?;
+    let recorded = recorder.sessions_recorded();
+    let n = recorder.stats.exchanges.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = recorder.stats.errors.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "tapedeck: recorded {n} exchange{} ({errors} with errors) into {} [{}]",
+        if n == 1 { "" } else { "s" },
+        if recorded.is_empty() { "no session".to_string() } else { recorded.join(", ") },
+        a.store.store.display()
+    );
+    Ok(code)
+}

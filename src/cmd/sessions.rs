@@ -1,0 +1,60 @@
+//! `tapedeck sessions`: list recorded sessions.
+
+use std::path::Path;
+
+use super::{msg, CmdResult};
+use crate::exchange::SessionInfo;
+use crate::recording::{access_store, StoreAccess};
+use crate::store::Store;
+
+pub fn rfc3339(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub async fn run(dir: &Path, json: bool) -> CmdResult {
+    let mut list: Vec<SessionInfo> = match access_store(dir)? {
+        StoreAccess::Open(store) => store.sessions()?,
+        StoreAccess::Daemon { pid, listen } => {
+            let (status, body) = crate::control::get(&listen, "/_tapedeck/sessions")
+                .await
+                .map_err(|e| msg(format!("the store is held by tapedeck pid {pid} on {listen}, and asking it failed: {e}")))?;
+            if status != 200 {
+                return Err(msg(format!("tapedeck pid {pid} on {listen} answered {status}")));
+            }
+            serde_json::from_slice(&body).map_err(|e| msg(format!("bad answer from pid {pid}: {e}")))?
+        }
+    };
+    list.sort_by_key(|s| s.first_unix_ns);
+    if json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name, "events": s.events,
+                    "first": rfc3339(s.first_unix_ns), "last": rfc3339(s.last_unix_ns),
+                    "bytes": s.bytes,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    if list.is_empty() {
+        eprintln!("no sessions in {}", dir.display());
+        return Ok(0);
+    }
+    let w = list.iter().map(|s| s.name.len()).max().unwrap_or(4).max(7);
+    println!("{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}", "SESSION", "EVENTS", "FIRST", "LAST", "BYTES");
+    for s in &list {
+        println!(
+            "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}",
+            s.name,
+            s.events,
+            rfc3339(s.first_unix_ns),
+            rfc3339(s.last_unix_ns),
+            s.bytes
+        );
+    }
+    Ok(0)
+}

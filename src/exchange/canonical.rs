@@ -1,0 +1,277 @@
+//! The canonical request and its key.
+//!
+//! Two requests match when their canonical forms are equal: method, scheme, host, port,
+//! path, the query sorted by name, the headers that matter, and the body (JSON with
+//! sorted keys and ignored paths removed; other bodies as bytes). It is always computed
+//! from the *stored* form (redacted), so a key computed at record time and one computed
+//! for a live request at replay time agree.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{header, redact::looks_like_json, Header};
+use crate::rules::Rules;
+
+/// Headers that always take part in matching.
+const MATCH_HEADERS: &[&str] = &["content-type", "accept"];
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Canonical {
+    pub method: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: CanonicalBody,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum CanonicalBody {
+    Empty,
+    Json(Value),
+    Bytes { b3: String },
+}
+
+/// The parts of a URL that matching uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub query: String,
+}
+
+impl UrlParts {
+    pub fn parse(url: &str) -> UrlParts {
+        let uri: http::Uri = url.parse().unwrap_or_default();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or("").to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        UrlParts {
+            scheme,
+            host,
+            port,
+            path: uri.path().to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+        }
+    }
+}
+
+/// Sorts object keys at every depth (serde_json keeps insertion order here).
+pub fn sort_keys(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for k in keys {
+                out.insert(k.clone(), sort_keys(&map[k]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Builds the canonical request from the stored (already redacted) parts.
+pub fn canonical(
+    method: &str,
+    url: &str,
+    headers: &[Header],
+    body: &[u8],
+    rules: &Rules,
+) -> Canonical {
+    let content_type = header(headers, "content-type");
+    let body = if body.is_empty() {
+        CanonicalBody::Empty
+    } else if looks_like_json(content_type, body) {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(mut v) => {
+                for p in &rules.ignore_json_paths {
+                    p.remove(&mut v);
+                }
+                CanonicalBody::Json(sort_keys(&v))
+            }
+            Err(_) => CanonicalBody::Bytes {
+                b3: blake3::hash(body).to_hex().to_string(),
+            },
+        }
+    } else {
+        CanonicalBody::Bytes {
+            b3: blake3::hash(body).to_hex().to_string(),
+        }
+    };
+    canonical_with(method, url, headers, body, rules)
+}
+
+/// The canonical request of a body too large to be kept whole: it matches by bytes.
+pub fn canonical_large(method: &str, url: &str, headers: &[Header], b3: &str, rules: &Rules) -> Canonical {
+    canonical_with(
+        method,
+        url,
+        headers,
+        CanonicalBody::Bytes { b3: b3.to_string() },
+        rules,
+    )
+}
+
+fn canonical_with(
+    method: &str,
+    url: &str,
+    headers: &[Header],
+    body: CanonicalBody,
+    rules: &Rules,
+) -> Canonical {
+    let parts = UrlParts::parse(url);
+    let mut query: Vec<(String, String)> = if parts.query.is_empty() {
+        Vec::new()
+    } else {
+        parts
+            .query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_string(), v.to_string())
+            })
+            .filter(|(k, _)| !rules.ignore_query.iter().any(|i| i == k))
+            .collect()
+    };
+    query.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut hs: Vec<(String, String)> = Vec::new();
+    for name in MATCH_HEADERS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(rules.match_headers.iter().cloned())
+    {
+        if rules.ignore_headers.contains(&name) || rules.is_redacted_header(&name) {
+            continue;
+        }
+        if let Some(v) = header(headers, &name) {
+            let v = if name == "content-type" {
+                normalize_content_type(v)
+            } else {
+                v.trim().to_string()
+            };
+            if !hs.iter().any(|(n, _)| *n == name) {
+                hs.push((name, v));
+            }
+        }
+    }
+    hs.sort();
+
+    Canonical {
+        method: method.to_ascii_uppercase(),
+        scheme: parts.scheme,
+        host: parts.host,
+        port: parts.port,
+        path: parts.path,
+        query,
+        headers: hs,
+        body,
+    }
+}
+
+/// Multipart boundaries are random per request; they must not break a match.
+fn normalize_content_type(v: &str) -> String {
+    let mut parts = v.split(';').map(|p| p.trim().to_ascii_lowercase());
+    let base = parts.next().unwrap_or_default();
+    let params: Vec<String> = parts
+        .filter(|p| !p.is_empty() && !p.starts_with("boundary="))
+        .map(|p| p.replace(' ', ""))
+        .collect();
+    if params.is_empty() {
+        base
+    } else {
+        format!("{base}; {}", params.join("; "))
+    }
+}
+
+impl Canonical {
+    pub fn key(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleArgs;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<Header> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn key_ignores_json_key_order_query_order_and_auth() {
+        let rules = Rules::default();
+        let a = canonical(
+            "POST",
+            "https://api.test/v1/x?b=2&a=1",
+            &h(&[("content-type", "application/json"), ("authorization", "a"), ("user-agent", "x")]),
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            &rules,
+        );
+        let b = canonical(
+            "post",
+            "https://API.test:443/v1/x?a=1&b=2",
+            &h(&[("Content-Type", "application/json"), ("x-stainless-retry-count", "2")]),
+            br#"{ "messages":[{"content":"hi","role":"user"}], "model":"m"}"#,
+            &rules,
+        );
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn body_and_path_changes_change_the_key() {
+        let rules = Rules::default();
+        let hs = h(&[("content-type", "application/json")]);
+        let base = canonical("POST", "https://a.test/x", &hs, br#"{"a":1}"#, &rules).key();
+        assert_ne!(base, canonical("POST", "https://a.test/x", &hs, br#"{"a":2}"#, &rules).key());
+        assert_ne!(base, canonical("POST", "https://a.test/y", &hs, br#"{"a":1}"#, &rules).key());
+        assert_ne!(base, canonical("POST", "http://a.test/x", &hs, br#"{"a":1}"#, &rules).key());
+        assert_ne!(base, canonical("POST", "https://a.test/x", &hs, b"", &rules).key());
+    }
+
+    #[test]
+    fn ignore_rules_make_differing_requests_match() {
+        let args = RuleArgs {
+            ignore_json_paths: vec!["$.metadata.request_id".into()],
+            ignore_query: vec!["ts".into()],
+            ..Default::default()
+        };
+        let rules = Rules::from_toml("", &args).unwrap();
+        let hs = h(&[("content-type", "application/json")]);
+        let a = canonical("POST", "https://a.test/x?ts=1", &hs, br#"{"metadata":{"request_id":"1"},"q":1}"#, &rules);
+        let b = canonical("POST", "https://a.test/x?ts=2", &hs, br#"{"metadata":{"request_id":"2"},"q":1}"#, &rules);
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn multipart_boundary_does_not_matter() {
+        assert_eq!(
+            normalize_content_type("multipart/form-data; boundary=abc"),
+            "multipart/form-data"
+        );
+        assert_eq!(
+            normalize_content_type("application/json; charset=UTF-8"),
+            "application/json; charset=utf-8"
+        );
+    }
+}

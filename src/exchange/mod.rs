@@ -1,0 +1,224 @@
+//! The event model: one request/response exchange as tapedeck stores it.
+//!
+//! Everything downstream (replay, traces, analysis, tapes) reads these types, so they
+//! are plain data with stable serde names. Bodies are never inline here: a [`BodyRef`]
+//! names a body in the store by its blake3, which is what makes bodies content-addressed
+//! and stored once.
+
+pub mod canonical;
+pub mod encoding;
+pub mod kind;
+pub mod redact;
+
+use serde::{Deserialize, Serialize};
+
+/// What an exchange was, as far as replay ordering and traces are concerned.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Llm,
+    Tool,
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Llm => "llm",
+            Kind::Tool => "tool",
+            Kind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A body as stored: decoded bytes, addressed by the blake3 of those bytes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BodyRef {
+    /// Hex blake3 of the stored (decoded, redacted) bytes.
+    pub b3: String,
+    pub len: u64,
+    /// The `Content-Encoding` the bytes had on the wire; the stored bytes are decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+impl BodyRef {
+    pub fn empty() -> BodyRef {
+        BodyRef {
+            b3: blake3::hash(b"").to_hex().to_string(),
+            len: 0,
+            encoding: None,
+        }
+    }
+}
+
+/// One header, kept in wire order. Names are lower-case.
+pub type Header = (String, String);
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Absolute URL with secret query parameters redacted.
+    pub url: String,
+    pub version: String,
+    pub headers: Vec<Header>,
+    pub body: BodyRef,
+}
+
+/// One piece of a streamed response body, as it reached the proxy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Chunk {
+    /// Milliseconds since the request started.
+    pub at_ms: f64,
+    /// Length of this chunk in the stored (decoded) body.
+    pub len: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ResponseRecord {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<Header>,
+    pub body: BodyRef,
+    /// Present for streamed responses (SSE, NDJSON, chunked without a length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<Chunk>>,
+    /// False when the body did not arrive whole (upstream reset, client hung up).
+    pub complete: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Timing {
+    /// Nanoseconds since the session started (monotonic clock).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Time from request start to the response head, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ns: Option<u64>,
+    /// Wall clock, nanoseconds since the Unix epoch.
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+}
+
+/// Why an exchange has no (complete) response.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Refused,
+    Dns,
+    Timeout,
+    Tls,
+    Reset,
+    Protocol,
+    ClientClosed,
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::ClientClosed => "client_closed",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// One request/response exchange.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Event {
+    pub step: u64,
+    pub kind: Kind,
+    /// Hex blake3 of the canonical request under the rules in force at record time.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub request: RequestRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseRecord>,
+    pub timing: Timing,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExchangeError>,
+}
+
+impl Event {
+    /// The header value of the request (first match, case-insensitive name).
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        header(&self.request.headers, name)
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        self.response
+            .as_ref()
+            .and_then(|r| header(&r.headers, name))
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref().map(|r| r.status)
+    }
+}
+
+pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A session's summary, as `tapedeck sessions` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub name: String,
+    pub events: u64,
+    pub first_unix_ns: u64,
+    pub last_unix_ns: u64,
+    /// Request and response body bytes of its events (decoded).
+    pub bytes: u64,
+}
+
+pub fn version_str(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// Whether a response with these headers is a stream whose chunk timing matters.
+pub fn is_streaming(headers: &http::HeaderMap) -> bool {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    ct.starts_with("text/event-stream")
+        || ct.starts_with("application/x-ndjson")
+        || ct.starts_with("application/vnd.amazon.eventstream")
+        || !headers.contains_key(http::header::CONTENT_LENGTH)
+}
+
+/// Whether a content type is JSON (`application/json`, `application/*+json`).
+pub fn is_json_content_type(ct: &str) -> bool {
+    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+}

@@ -1,0 +1,32 @@
+use clap::Parser;
+
+fn main() {
+    let cli = tapedeck::cli::Cli::parse();
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPEDECK_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,tapedeck={level}"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let code = match tapedeck::cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tapedeck: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,239 @@
+//! Inside a CONNECT tunnel: sniff the first bytes, terminate TLS with a leaf certificate
+//! for the host, and serve HTTP/1.1 or HTTP/2 to the handler. Bytes that are neither
+//! TLS nor HTTP are refused, never tunnelled out (replay's no-outbound promise).
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use super::{log_conn_error, ClientCtx, Handler, Proxy};
+
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(super) async fn intercept<H: Handler, IO>(
+    proxy: Arc<Proxy<H>>,
+    mut io: IO,
+    host: String,
+    port: u16,
+    ctx: ClientCtx,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut first = vec![0u8; 2048];
+    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.read(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(_) => return,
+        Err(_) => {
+            tracing::debug!("tunnel to {host}:{port} from {} sent nothing; closed", ctx.peer);
+            return;
+        }
+    };
+    first.truncate(n);
+    let io = Prefixed {
+        prefix: first,
+        pos: 0,
+        inner: io,
+    };
+    if io.prefix[0] == 0x16 {
+        serve_tls(proxy, io, host, port, ctx).await;
+    } else if looks_like_http(&io.prefix) {
+        let authority = default_authority("http", &host, port);
+        serve_http(proxy, io, "http", authority, ctx, false).await;
+    } else {
+        tracing::warn!(
+            "refused {} bytes in the CONNECT tunnel to {host}:{port} from {}: neither TLS nor HTTP \
+             (tapedeck does not tunnel unknown protocols; use --passthrough {host} to let them through)",
+            n,
+            ctx.peer
+        );
+    }
+}
+
+async fn serve_tls<H: Handler, IO>(proxy: Arc<Proxy<H>>, io: IO, host: String, port: u16, ctx: ClientCtx)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = async {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = acceptor.await?;
+        let name = start
+            .client_hello()
+            .server_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| host.clone());
+        let cfg = proxy
+            .ca
+            .server_config(&name)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        start.into_stream(cfg).await
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::warn!(
+                "TLS handshake with {} for {host}:{port} failed: {e} (does the client trust tapedeck's CA? see `tapedeck ca`)",
+                ctx.peer
+            );
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("TLS handshake with {} for {host}:{port} timed out", ctx.peer);
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let authority = default_authority("https", &host, port);
+    serve_http(proxy, tls, "https", authority, ctx, h2).await;
+}
+
+async fn serve_http<H: Handler, IO>(
+    proxy: Arc<Proxy<H>>,
+    io: IO,
+    scheme: &'static str,
+    authority: String,
+    ctx: ClientCtx,
+    h2: bool,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = ctx.peer;
+    let handler = proxy.handler.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        let ctx = ctx.clone();
+        let req = absolutize(req, scheme, &authority);
+        async move { Ok::<_, Infallible>(handler.handle(req, ctx).await) }
+    });
+    let io = TokioIo::new(io);
+    let result = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(proxy.opts.max_header_bytes as u32);
+        b.serve_connection(io, svc).await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(proxy.opts.header_timeout)
+            .max_buf_size(proxy.opts.max_header_bytes.max(8192))
+            .keep_alive(true);
+        b.serve_connection(io, svc).await
+    };
+    if let Err(e) = result {
+        log_conn_error(peer, "intercepted tunnel", &e);
+    }
+}
+
+fn default_authority(scheme: &str, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match (scheme, port) {
+        ("https", 443) | ("http", 80) => host,
+        _ => format!("{host}:{port}"),
+    }
+}
+
+/// Origin-form requests inside a tunnel become absolute: scheme from the tunnel,
+/// authority from the Host header (the client's intent), else the CONNECT target.
+fn absolutize(mut req: Request<Incoming>, scheme: &str, fallback: &str) -> Request<Incoming> {
+    if req.uri().scheme().is_some() && req.uri().authority().is_some() {
+        // HTTP/2: the pseudo-headers already gave an absolute URI; fix the scheme only.
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = scheme.parse().ok();
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        return req;
+    }
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            let default = if scheme == "https" { ":443" } else { ":80" };
+            h.strip_suffix(default).unwrap_or(h).to_string()
+        })
+        .unwrap_or_else(|| fallback.to_string());
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if let Ok(uri) = format!("{scheme}://{authority}{pq}").parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+fn looks_like_http(b: &[u8]) -> bool {
+    let end = b.iter().position(|&c| c == b' ').unwrap_or(0);
+    (3..=10).contains(&end) && b[..end].iter().all(|c| c.is_ascii_uppercase())
+}
+
+/// An IO that first yields bytes already read (the sniffed prefix).
+struct Prefixed<IO> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_http_methods_only() {
+        assert!(looks_like_http(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"OPTIONS * HTTP/1.1\r\n"));
+        assert!(!looks_like_http(b"SSH-2.0-OpenSSH\r\n"));
+        assert!(!looks_like_http(b"\x00\x01garbage"));
+    }
+}

@@ -1,0 +1,663 @@
+//! Record: forward every exchange upstream unchanged and store it as an event.
+//!
+//! The request body is teed on its way to the upstream; the response body is teed on
+//! its way to the client, frame by frame. The event is written to the store *before*
+//! the client sees the end of the response, so once an agent has its answer the
+//! exchange is already stored (and durable at the next group commit, well under
+//! 100 ms later).
+
+mod capture;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use crate::exchange::canonical::canonical;
+use crate::exchange::kind::classify;
+use crate::exchange::redact::{self, looks_like_json, Secrets};
+use crate::exchange::{
+    header, is_streaming, version_str, BodyRef, ErrorKind, Event, ExchangeError, Header,
+    RequestRecord, ResponseRecord, Timing,
+};
+use crate::proxy::body::{self, BoxError, ProxyBody};
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{hop, BoxFuture, ClientCtx, Handler};
+use crate::rules::Rules;
+use crate::session::SessionName;
+use crate::store::{keep_limit, store_whole, Store, WrittenBody, WHOLE_JSON_LIMIT};
+use capture::{Capture, Captured};
+
+/// A header the agent may set to name itself in multi-agent sessions (never forwarded).
+pub const AGENT_HEADER: &str = "x-tapedeck-agent";
+
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Counts exchanges in flight so shutdown can wait for them.
+#[derive(Default)]
+pub struct InFlight {
+    n: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.n.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(Ordering::Acquire)
+    }
+
+    /// Waits until nothing is in flight, or `limit` passes. Returns what is left.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count();
+            }
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A session's clock and step counter in this process.
+struct SessionClock {
+    name: SessionName,
+    next_step: AtomicU64,
+    started: Instant,
+    /// Added to elapsed time so steps appended to an older session keep rising times.
+    offset_ns: u64,
+}
+
+impl SessionClock {
+    fn ns(&self, at: Instant) -> u64 {
+        self.offset_ns + at.saturating_duration_since(self.started).as_nanos() as u64
+    }
+}
+
+#[derive(Default)]
+pub struct RecordStats {
+    pub exchanges: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Called with each stored event (live OTLP export hooks in here).
+pub type EventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+
+pub struct Recorder {
+    store: Arc<dyn Store>,
+    rules: Arc<Rules>,
+    upstream: Upstream,
+    passthrough: Vec<wildmatch::WildMatch>,
+    sessions: Mutex<HashMap<SessionName, Arc<SessionClock>>>,
+    pub inflight: Arc<InFlight>,
+    pub stats: RecordStats,
+    sink: Option<EventSink>,
+    control: crate::control::Control,
+}
+
+impl Recorder {
+    pub fn new(
+        store: Arc<dyn Store>,
+        rules: Arc<Rules>,
+        upstream: Upstream,
+        passthrough: &[String],
+        sink: Option<EventSink>,
+    ) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            control: crate::control::Control::new(Some(store.clone()), "record"),
+            store,
+            rules,
+            upstream,
+            passthrough: passthrough
+                .iter()
+                .map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase()))
+                .collect(),
+            sessions: Mutex::new(HashMap::new()),
+            inflight: Arc::new(InFlight::default()),
+            stats: RecordStats::default(),
+            sink,
+        })
+    }
+
+    /// Sessions this process has recorded into, in the order first seen.
+    pub fn sessions_recorded(&self) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|c| (c.started, c.name.to_string()))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    fn clock(&self, name: &SessionName) -> Result<Arc<SessionClock>, crate::store::StoreError> {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(name) {
+            return Ok(c.clone());
+        }
+        let (next, offset_ns) = match self.store.session(name.as_str())? {
+            Some(info) => {
+                let last = self.store.last_step(name.as_str())?.unwrap_or(0);
+                tracing::warn!(
+                    "session {name} already has {} events; appending from step {} (choose another --session to start a new one)",
+                    info.events,
+                    last + 1
+                );
+                (last + 1, now_unix_ns().saturating_sub(info.first_unix_ns))
+            }
+            None => (1, 0),
+        };
+        let c = Arc::new(SessionClock {
+            name: name.clone(),
+            next_step: AtomicU64::new(next),
+            started: Instant::now(),
+            offset_ns,
+        });
+        map.insert(name.clone(), c.clone());
+        Ok(c)
+    }
+
+    async fn record(self: Arc<Self>, req: Request<Incoming>, ctx: ClientCtx) -> Response<ProxyBody> {
+        let clock = match self.clock(&ctx.session) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cannot record into session {}: {e}", ctx.session);
+                return body::json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"error": {"type": "tapedeck_store_error", "message": e.to_string()}}),
+                );
+            }
+        };
+        let step = clock.next_step.fetch_add(1, Ordering::AcqRel);
+        let start = Instant::now();
+        let start_unix_ns = now_unix_ns();
+        let guard = self.inflight.enter();
+        let (mut parts, incoming) = req.into_parts();
+
+        let agent = parts
+            .headers
+            .remove(AGENT_HEADER)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or(ctx.agent.clone());
+        let mut secrets = Secrets::default();
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let req_ct = header(&req_headers, "content-type").map(str::to_string);
+        let req_capture = Capture::new(
+            self.store.clone(),
+            header(&req_headers, "content-encoding"),
+            keep_limit(req_ct.as_deref()),
+            false,
+            start,
+        );
+        let tee = Arc::new(Mutex::new(RequestTee {
+            inner: Some(incoming),
+            capture: Some(req_capture),
+            done: false,
+        }));
+
+        let mut pending = Pending {
+            recorder: self.clone(),
+            clock,
+            step,
+            start,
+            start_unix_ns,
+            agent,
+            method: parts.method.to_string(),
+            url,
+            version: version_str(parts.version).to_string(),
+            req_headers,
+            req_ct,
+            secrets,
+            tee: tee.clone(),
+            head: None,
+            resp_capture: None,
+            _guard: guard,
+        };
+
+        hop::strip(&mut parts.headers);
+        parts.version = http::Version::HTTP_11;
+        let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
+
+        match self.upstream.send(up_req).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                let ttfb_ns = start.elapsed().as_nanos() as u64;
+                let resp_headers = redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+                let streaming = is_streaming(&rparts.headers);
+                let limit = keep_limit(header(&resp_headers, "content-type"));
+                pending.resp_capture = Some(Capture::new(
+                    self.store.clone(),
+                    header(&resp_headers, "content-encoding"),
+                    limit,
+                    streaming,
+                    start,
+                ));
+                pending.head = Some(Head {
+                    status: rparts.status.as_u16(),
+                    version: version_str(rparts.version).to_string(),
+                    headers: resp_headers,
+                    ttfb_ns,
+                });
+                hop::strip(&mut rparts.headers);
+                rparts.version = http::Version::HTTP_11;
+                let body = ResponseTee {
+                    inner: rbody,
+                    pending: Some(pending),
+                };
+                Response::from_parts(rparts, body.boxed_unsync())
+            }
+            Err(err) => {
+                tracing::warn!("#{step} upstream failed: {}", err.message);
+                pending.drain_request().await;
+                let resp = upstream_error_response(&err);
+                pending.finish(Some(err), false);
+                resp
+            }
+        }
+    }
+}
+
+/// The 502 tapedeck answers when the upstream failed; replay rebuilds the same one.
+pub fn upstream_error_response(err: &ExchangeError) -> Response<ProxyBody> {
+    body::json(
+        StatusCode::BAD_GATEWAY,
+        &serde_json::json!({"error": {
+            "type": "tapedeck_upstream_error",
+            "code": err.kind.as_str(),
+            "message": err.message,
+        }}),
+    )
+}
+
+impl Handler for Recorder {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: ClientCtx) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(self.record(req, ctx))
+    }
+
+    fn raw_tunnel(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.passthrough.iter().any(|p| p.matches(&host))
+    }
+
+    fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(async move { self.control.serve(req).await })
+    }
+}
+
+struct RequestTee {
+    inner: Option<Incoming>,
+    capture: Option<Capture>,
+    done: bool,
+}
+
+/// The request body on its way upstream; the state is shared so that, if the upstream
+/// fails before reading it, the recorder can still read the rest for the event.
+struct TeeBody {
+    tee: Arc<Mutex<RequestTee>>,
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(inner) = t.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(c)) = (frame.data_ref(), t.capture.as_mut()) {
+                    c.feed(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                t.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+struct Head {
+    status: u16,
+    version: String,
+    headers: Vec<Header>,
+    ttfb_ns: u64,
+}
+
+/// Everything known about an exchange until its event is written.
+struct Pending {
+    recorder: Arc<Recorder>,
+    clock: Arc<SessionClock>,
+    step: u64,
+    start: Instant,
+    start_unix_ns: u64,
+    agent: Option<String>,
+    method: String,
+    url: String,
+    version: String,
+    req_headers: Vec<Header>,
+    req_ct: Option<String>,
+    secrets: Secrets,
+    tee: Arc<Mutex<RequestTee>>,
+    head: Option<Head>,
+    resp_capture: Option<Capture>,
+    _guard: InFlightGuard,
+}
+
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+impl Pending {
+    /// Reads what the upstream never read of the request body, so the event has it.
+    async fn drain_request(&mut self) {
+        let (inner, capture) = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            if t.done {
+                return;
+            }
+            (t.inner.take(), t.capture.take())
+        };
+        let (Some(mut inner), Some(mut capture)) = (inner, capture) else {
+            return;
+        };
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while let Some(frame) = inner.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            capture.feed(d);
+                        }
+                        if capture.len() > WHOLE_JSON_LIMIT as u64 {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false);
+        let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.capture = Some(capture);
+        t.done = drained;
+    }
+
+    /// Stores the finished body; returns its reference and, when small, its bytes.
+    fn store_body(&self, c: Captured, content_type: Option<&str>) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
+        let store = self.recorder.store.as_ref();
+        match c.body {
+            WrittenBody::Whole(data) => {
+                let data = redact::body(data, content_type, &self.recorder.rules, &self.secrets);
+                let hash = match store_whole(store, &data) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::error!("#{}: cannot store body: {e}", self.step);
+                        blake3::hash(&data)
+                    }
+                };
+                (
+                    BodyRef {
+                        b3: hash.to_hex().to_string(),
+                        len: data.len() as u64,
+                        encoding: c.encoding,
+                    },
+                    Some(data),
+                    c.failed,
+                )
+            }
+            WrittenBody::Stored { hash, len } => (
+                BodyRef {
+                    b3: hash.to_hex().to_string(),
+                    len,
+                    encoding: c.encoding,
+                },
+                None,
+                c.failed,
+            ),
+        }
+    }
+
+    fn finish(mut self, error: Option<ExchangeError>, complete: bool) {
+        let end = Instant::now();
+        let rules = self.recorder.rules.clone();
+        let req_captured = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            t.capture.take()
+        };
+        let (req_body, req_bytes, _) = match req_captured {
+            Some(c) => self.store_body(c.finish(), self.req_ct.as_deref()),
+            None => (BodyRef::empty(), Some(Vec::new()), None),
+        };
+        let parsed_json = req_bytes
+            .as_deref()
+            .filter(|b| !b.is_empty() && looks_like_json(self.req_ct.as_deref(), b))
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        let parts = crate::exchange::canonical::UrlParts::parse(&self.url);
+        let kind = classify(&self.method, &parts.host, &parts.path, parsed_json.as_ref(), &rules);
+        let key = match &req_bytes {
+            Some(b) => canonical(&self.method, &self.url, &self.req_headers, b, &rules).key(),
+            None => crate::exchange::canonical::canonical_large(
+                &self.method,
+                &self.url,
+                &self.req_headers,
+                &req_body.b3,
+                &rules,
+            )
+            .key(),
+        };
+
+        let mut error = error;
+        let response = match (self.head.take(), self.resp_capture.take()) {
+            (Some(head), Some(cap)) => {
+                let ct = header(&head.headers, "content-type").map(str::to_string);
+                let captured = cap.finish();
+                let mut chunks = captured.chunks.clone();
+                let (body, _, failed) = self.store_body(captured, ct.as_deref());
+                if let (Some(msg), None) = (failed, &error) {
+                    error = Some(ExchangeError {
+                        kind: ErrorKind::Other,
+                        message: msg,
+                    });
+                }
+                fit_chunks(&mut chunks, body.len);
+                Some(ResponseRecord {
+                    status: head.status,
+                    version: head.version,
+                    headers: head.headers,
+                    body,
+                    chunks,
+                    complete,
+                })
+                .map(|r| (r, head.ttfb_ns))
+            }
+            _ => None,
+        };
+        let ttfb_ns = response.as_ref().map(|(_, t)| *t);
+        let event = Event {
+            step: self.step,
+            kind,
+            key,
+            agent: self.agent.take(),
+            request: RequestRecord {
+                method: self.method.clone(),
+                url: self.url.clone(),
+                version: self.version.clone(),
+                headers: std::mem::take(&mut self.req_headers),
+                body: req_body,
+            },
+            response: response.map(|(r, _)| r),
+            timing: Timing {
+                start_ns: self.clock.ns(self.start),
+                end_ns: self.clock.ns(end),
+                ttfb_ns,
+                start_unix_ns: self.start_unix_ns,
+                end_unix_ns: self.start_unix_ns + end.duration_since(self.start).as_nanos() as u64,
+            },
+            error,
+        };
+        let session = self.clock.name.as_str();
+        match self.recorder.store.put_event(session, &event) {
+            Ok(()) => {
+                self.recorder.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+                if event.error.is_some() {
+                    self.recorder.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(
+                    "recorded {session}#{} {} {} {} -> {}",
+                    event.step,
+                    event.kind,
+                    event.request.method,
+                    event.request.url,
+                    event.status().map_or("error".to_string(), |s| s.to_string())
+                );
+                if let Some(sink) = &self.recorder.sink {
+                    sink(session, &event);
+                }
+            }
+            Err(e) => tracing::error!("cannot store {session}#{}: {e}", event.step),
+        }
+    }
+}
+
+/// Redaction may change a streamed body's length; keep the chunk list summing to it.
+fn fit_chunks(chunks: &mut Option<Vec<crate::exchange::Chunk>>, len: u64) {
+    let Some(list) = chunks.as_mut() else { return };
+    let sum: u64 = list.iter().map(|c| c.len).sum();
+    if sum == len {
+        return;
+    }
+    if let Some(last) = list.last_mut() {
+        let fixed = last.len as i64 + (len as i64 - sum as i64);
+        if fixed > 0 {
+            last.len = fixed as u64;
+            return;
+        }
+    }
+    let at = list.first().map_or(0.0, |c| c.at_ms);
+    *list = if len == 0 {
+        Vec::new()
+    } else {
+        vec![crate::exchange::Chunk { at_ms: at, len }]
+    };
+}
+
+/// The response body on its way to the client. The event is written before the last
+/// frame is handed over, and a client that hangs up still leaves an event behind.
+struct ResponseTee {
+    inner: Incoming,
+    pending: Option<Pending>,
+}
+
+impl ResponseTee {
+    fn finish(&mut self, error: Option<ExchangeError>, complete: bool) {
+        if let Some(p) = self.pending.take() {
+            p.finish(error, complete);
+        }
+    }
+}
+
+impl Body for ResponseTee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(p)) = (frame.data_ref(), this.pending.as_mut()) {
+                    if let Some(c) = p.resp_capture.as_mut() {
+                        c.feed(data);
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None, true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let err = crate::proxy::upstream::classify("upstream body", &e);
+                let err = ExchangeError {
+                    kind: if err.kind == ErrorKind::Other { ErrorKind::Reset } else { err.kind },
+                    message: format!("response body cut: {}", err.message),
+                };
+                tracing::warn!("{}", err.message);
+                this.finish(Some(err), false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(None, true);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseTee {
+    fn drop(&mut self) {
+        if self.pending.is_some() {
+            self.finish(
+                Some(ExchangeError {
+                    kind: ErrorKind::ClientClosed,
+                    message: "the client hung up before the response ended".into(),
+                }),
+                false,
+            );
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! A session loaded for reading: its events and a way to fetch their bodies.
+//!
+//! Read commands (`export`, `show`, `analyze`, `diff`, replay ...) take a SESSION that
+//! may be a name in the store or a tape file. When a running daemon holds the store
+//! (sled allows one process), the session is fetched from that daemon's control API
+//! instead of failing obscurely.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::exchange::{BodyRef, Event};
+use crate::store::{read_daemon_info, SledStore, Store, StoreError};
+use crate::tape::{self, TapeError};
+
+#[derive(Debug, Error)]
+pub enum RecordingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tape(#[from] TapeError),
+    #[error("the store at {path} is held by tapedeck pid {pid} ({listen}), and asking it failed: {message}")]
+    Daemon {
+        path: PathBuf,
+        pid: u32,
+        listen: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Session(#[from] crate::session::SessionNameError),
+}
+
+enum Bodies {
+    Store(Arc<dyn Store>),
+    Memory(HashMap<String, Bytes>),
+}
+
+pub struct Recording {
+    pub session: String,
+    pub events: Vec<Event>,
+    bodies: Bodies,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+impl Recording {
+    pub fn from_tape(t: tape::Tape, source: String) -> Recording {
+        Recording {
+            session: t.header.session,
+            events: t.events,
+            bodies: Bodies::Memory(t.bodies),
+            source,
+        }
+    }
+
+    pub fn from_store(store: Arc<dyn Store>, session: &str) -> Result<Recording, StoreError> {
+        if store.session(session)?.is_none() {
+            return Err(StoreError::NoSession(session.to_string()));
+        }
+        let events = store.events(session)?;
+        Ok(Recording {
+            session: session.to_string(),
+            events,
+            bodies: Bodies::Store(store),
+            source: format!("session {session}"),
+        })
+    }
+
+    pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
+        match &self.bodies {
+            Bodies::Store(s) => s
+                .get_body(&r.b3)?
+                .map(Bytes::from)
+                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+            Bodies::Memory(m) => m
+                .get(&r.b3)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+        }
+    }
+
+    /// Loads every body into memory (replay serves from memory).
+    pub fn into_memory(self) -> Result<Recording, StoreError> {
+        if let Bodies::Memory(_) = self.bodies {
+            return Ok(self);
+        }
+        let mut map = HashMap::new();
+        for ev in &self.events {
+            let refs = std::iter::once(&ev.request.body).chain(ev.response.as_ref().map(|r| &r.body));
+            for r in refs {
+                if !map.contains_key(&r.b3) {
+                    map.insert(r.b3.clone(), self.body(r)?);
+                }
+            }
+        }
+        Ok(Recording {
+            bodies: Bodies::Memory(map),
+            ..self
+        })
+    }
+
+    /// Writes this recording as a tape.
+    pub fn write_tape<W: std::io::Write>(&self, out: &mut W, progress: impl FnMut(usize)) -> Result<(), String> {
+        tape::write(
+            out,
+            &self.session,
+            &self.events,
+            |r| self.body(r).map(|b| b.to_vec()).map_err(|e| e.to_string()),
+            progress,
+        )
+    }
+}
+
+/// Whether a SESSION argument names a tape file rather than a session.
+pub fn is_tape_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".jsonl") || arg.ends_with(".tape") || Path::new(arg).is_file()
+}
+
+/// Opens the store for reading, or says which daemon holds it.
+pub enum StoreAccess {
+    Open(Arc<SledStore>),
+    Daemon { pid: u32, listen: String },
+}
+
+pub fn access_store(dir: &Path) -> Result<StoreAccess, StoreError> {
+    match SledStore::open(dir) {
+        Ok(s) => Ok(StoreAccess::Open(Arc::new(s))),
+        Err(StoreError::Locked { path, holder }) => match read_daemon_info(dir) {
+            Some(d) => Ok(StoreAccess::Daemon {
+                pid: d.pid,
+                listen: d.listen,
+            }),
+            None => Err(StoreError::Locked { path, holder }),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads SESSION (a name in the store under `dir`, or a tape path).
+pub async fn load(arg: &str, dir: &Path) -> Result<Recording, RecordingError> {
+    if is_tape_path(arg) {
+        let path = PathBuf::from(arg);
+        let t = tape::read(&path)?;
+        return Ok(Recording::from_tape(t, path.display().to_string()));
+    }
+    crate::session::SessionName::new(arg)?;
+    match access_store(dir)? {
+        StoreAccess::Open(store) => Ok(Recording::from_store(store, arg)?),
+        StoreAccess::Daemon { pid, listen } => {
+            let path = format!("/_tapedeck/sessions/{arg}/tape");
+            let daemon_err = |message: String| RecordingError::Daemon {
+                path: dir.to_path_buf(),
+                pid,
+                listen: listen.clone(),
+                message,
+            };
+            let (status, text) = crate::control::get(&listen, &path).await.map_err(daemon_err)?;
+            if status == 404 {
+                return Err(StoreError::NoSession(arg.to_string()).into());
+            }
+            if status != 200 {
+                return Err(daemon_err(format!("HTTP {status}: {}", String::from_utf8_lossy(&text))));
+            }
+            let t = tape::read_from(std::io::Cursor::new(text), Path::new(&format!("daemon:{listen}")))?;
+            Ok(Recording::from_tape(t, format!("session {arg} (from the daemon at {listen})")))
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Replay (see replay/index.rs).

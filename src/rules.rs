@@ -1,0 +1,526 @@
+//! The user's rules: what to redact, what matters when matching, how to name and
+//! classify exchanges. They come from the command line and from `tapedeck.toml` in the
+//! working directory; the command line adds to the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::exchange::Kind;
+
+/// Headers never stored in clear (DESIGN.md, security defaults).
+pub const DEFAULT_REDACT_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+    "x-goog-api-key",
+    "x-amz-security-token",
+];
+
+/// Query parameters never stored in clear.
+pub const DEFAULT_REDACT_QUERY: &[&str] = &["key", "api_key", "access_token"];
+
+pub const REDACTED: &str = "[REDACTED]";
+
+#[derive(Debug, Error)]
+pub enum RulesError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid tapedeck.toml: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bad JSON path {path:?}: {why} (use a JSON pointer like /a/b/0 or a path like $.a.b[*].c)")]
+    JsonPath { path: String, why: String },
+    #[error("bad kind {0:?} in a [[kind]] rule: use llm, tool or other")]
+    Kind(String),
+}
+
+/// One step of a JSON path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathStep {
+    Key(String),
+    Index(usize),
+    Any,
+}
+
+/// A parsed `--ignore-json-path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonPath {
+    pub text: String,
+    pub steps: Vec<PathStep>,
+}
+
+impl JsonPath {
+    pub fn parse(text: &str) -> Result<JsonPath, RulesError> {
+        let err = |why: &str| RulesError::JsonPath {
+            path: text.to_string(),
+            why: why.to_string(),
+        };
+        let mut steps = Vec::new();
+        if let Some(rest) = text.strip_prefix('/') {
+            for raw in rest.split('/') {
+                let tok = raw.replace("~1", "/").replace("~0", "~");
+                if tok == "*" {
+                    steps.push(PathStep::Any);
+                } else if let Ok(i) = tok.parse::<usize>() {
+                    // A numeric token is an index into arrays or a key into objects.
+                    steps.push(PathStep::Index(i));
+                } else {
+                    steps.push(PathStep::Key(tok));
+                }
+            }
+        } else if let Some(rest) = text.strip_prefix('$') {
+            let b = rest.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                match b[i] {
+                    b'.' => {
+                        let start = i + 1;
+                        let mut j = start;
+                        while j < b.len() && b[j] != b'.' && b[j] != b'[' {
+                            j += 1;
+                        }
+                        if j == start {
+                            return Err(err("empty name after '.'"));
+                        }
+                        let name = &rest[start..j];
+                        steps.push(if name == "*" {
+                            PathStep::Any
+                        } else {
+                            PathStep::Key(name.to_string())
+                        });
+                        i = j;
+                    }
+                    b'[' => {
+                        let close = rest[i..]
+                            .find(']')
+                            .map(|k| i + k)
+                            .ok_or_else(|| err("missing ']'"))?;
+                        let inner = rest[i + 1..close].trim();
+                        if inner == "*" {
+                            steps.push(PathStep::Any);
+                        } else if let Ok(n) = inner.parse::<usize>() {
+                            steps.push(PathStep::Index(n));
+                        } else if (inner.starts_with('\'') && inner.ends_with('\''))
+                            || (inner.starts_with('"') && inner.ends_with('"'))
+                        {
+                            if inner.len() < 2 {
+                                return Err(err("bad quoted name"));
+                            }
+                            steps.push(PathStep::Key(inner[1..inner.len() - 1].to_string()));
+                        } else {
+                            return Err(err("brackets hold an index, * or a quoted name"));
+                        }
+                        i = close + 1;
+                    }
+                    _ => return Err(err("expected '.' or '['")),
+                }
+            }
+        } else {
+            return Err(err("must start with '/' or '$'"));
+        }
+        if steps.is_empty() {
+            return Err(err("the path names the whole body"));
+        }
+        Ok(JsonPath {
+            text: text.to_string(),
+            steps,
+        })
+    }
+
+    /// Removes every value this path names.
+    pub fn remove(&self, value: &mut serde_json::Value) {
+        remove_at(value, &self.steps);
+    }
+}
+
+fn remove_at(value: &mut serde_json::Value, steps: &[PathStep]) {
+    use serde_json::Value;
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
+    let last = rest.is_empty();
+    match (first, value) {
+        (PathStep::Key(k), Value::Object(map)) => {
+            if last {
+                map.shift_remove(k);
+            } else if let Some(v) = map.get_mut(k) {
+                remove_at(v, rest);
+            }
+        }
+        (PathStep::Index(i), Value::Object(map)) => {
+            let k = i.to_string();
+            if last {
+                map.shift_remove(&k);
+            } else if let Some(v) = map.get_mut(&k) {
+                remove_at(v, rest);
+            }
+        }
+        (PathStep::Index(i), Value::Array(items)) => {
+            if last {
+                if *i < items.len() {
+                    items.remove(*i);
+                }
+            } else if let Some(v) = items.get_mut(*i) {
+                remove_at(v, rest);
+            }
+        }
+        (PathStep::Any, Value::Object(map)) => {
+            if last {
+                map.clear();
+            } else {
+                for v in map.values_mut() {
+                    remove_at(v, rest);
+                }
+            }
+        }
+        (PathStep::Any, Value::Array(items)) => {
+            if last {
+                items.clear();
+            } else {
+                for v in items.iter_mut() {
+                    remove_at(v, rest);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A host/path pattern (globs, `*` and `?`).
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub host: Option<wildmatch::WildMatch>,
+    pub path: Option<wildmatch::WildMatch>,
+    pub method: Option<String>,
+}
+
+impl Pattern {
+    pub fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+        self.host.as_ref().is_none_or(|h| h.matches(host))
+            && self.path.as_ref().is_none_or(|p| p.matches(path))
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KindRule {
+    pub pattern: Pattern,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Debug)]
+pub struct ToolNameRule {
+    pub pattern: Pattern,
+    pub name: String,
+}
+
+/// Every rule in force, already lower-cased where names are case-insensitive.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub redact_headers: Vec<String>,
+    pub redact_json_fields: Vec<String>,
+    pub redact_query: Vec<String>,
+    /// Extra request headers that take part in matching (beyond content-type, accept).
+    pub match_headers: Vec<String>,
+    pub ignore_headers: Vec<String>,
+    pub ignore_query: Vec<String>,
+    pub ignore_json_paths: Vec<JsonPath>,
+    pub kinds: Vec<KindRule>,
+    pub tool_names: Vec<ToolNameRule>,
+    /// Model-name prefix → max input tokens, overriding the built-in table.
+    pub context_windows: Vec<(String, u64)>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            redact_headers: DEFAULT_REDACT_HEADERS.iter().map(|s| s.to_string()).collect(),
+            redact_json_fields: Vec::new(),
+            redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
+            match_headers: Vec::new(),
+            ignore_headers: Vec::new(),
+            ignore_query: Vec::new(),
+            ignore_json_paths: Vec::new(),
+            kinds: Vec::new(),
+            tool_names: Vec::new(),
+            context_windows: Vec::new(),
+        }
+    }
+}
+
+/// The rules as they come from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RuleArgs {
+    pub redact_headers: Vec<String>,
+    pub redact_json_fields: Vec<String>,
+    pub redact_query: Vec<String>,
+    pub match_headers: Vec<String>,
+    pub ignore_headers: Vec<String>,
+    pub ignore_query: Vec<String>,
+    pub ignore_json_paths: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRules {
+    #[serde(default)]
+    redact: FileRedact,
+    #[serde(default, rename = "match")]
+    matching: FileMatch,
+    #[serde(default)]
+    kind: Vec<FileKindRule>,
+    #[serde(default)]
+    tool_name: Vec<FileToolName>,
+    #[serde(default)]
+    context_windows: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRedact {
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    json_fields: Vec<String>,
+    #[serde(default)]
+    query: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileMatch {
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    ignore_headers: Vec<String>,
+    #[serde(default)]
+    ignore_query: Vec<String>,
+    #[serde(default)]
+    ignore_json_paths: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileKindRule {
+    host: Option<String>,
+    path: Option<String>,
+    method: Option<String>,
+    kind: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileToolName {
+    host: Option<String>,
+    path: Option<String>,
+    method: Option<String>,
+    name: String,
+}
+
+fn lower(v: impl IntoIterator<Item = String>) -> Vec<String> {
+    v.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+}
+
+fn pattern(host: Option<String>, path: Option<String>, method: Option<String>) -> Pattern {
+    Pattern {
+        host: host.map(|h| wildmatch::WildMatch::new(&h.to_ascii_lowercase())),
+        path: path.map(|p| wildmatch::WildMatch::new(&p)),
+        method,
+    }
+}
+
+impl Rules {
+    /// Loads `tapedeck.toml` from `dir` when present, then adds the command-line rules.
+    pub fn load(dir: &Path, args: &RuleArgs) -> Result<Rules, RulesError> {
+        let path = dir.join("tapedeck.toml");
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileRules>(&text).map_err(|e| RulesError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRules::default(),
+            Err(source) => return Err(RulesError::Read { path, source }),
+        };
+        Rules::from_parts(file, args)
+    }
+
+    /// Parses rules from TOML text (tests and `gen-test` cases).
+    pub fn from_toml(text: &str, args: &RuleArgs) -> Result<Rules, RulesError> {
+        let file = toml::from_str::<FileRules>(text).map_err(|e| RulesError::Parse {
+            path: PathBuf::from("tapedeck.toml"),
+            message: e.to_string(),
+        })?;
+        Rules::from_parts(file, args)
+    }
+
+    fn from_parts(file: FileRules, args: &RuleArgs) -> Result<Rules, RulesError> {
+        let mut r = Rules::default();
+        r.redact_headers
+            .extend(lower(file.redact.headers.into_iter().chain(args.redact_headers.clone())));
+        r.redact_json_fields.extend(lower(
+            file.redact
+                .json_fields
+                .into_iter()
+                .chain(args.redact_json_fields.clone()),
+        ));
+        r.redact_query
+            .extend(lower(file.redact.query.into_iter().chain(args.redact_query.clone())));
+        r.match_headers.extend(lower(
+            file.matching.headers.into_iter().chain(args.match_headers.clone()),
+        ));
+        r.ignore_headers.extend(lower(
+            file.matching
+                .ignore_headers
+                .into_iter()
+                .chain(args.ignore_headers.clone()),
+        ));
+        r.ignore_query.extend(
+            file.matching
+                .ignore_query
+                .into_iter()
+                .chain(args.ignore_query.clone()),
+        );
+        for p in file
+            .matching
+            .ignore_json_paths
+            .iter()
+            .chain(args.ignore_json_paths.iter())
+        {
+            r.ignore_json_paths.push(JsonPath::parse(p)?);
+        }
+        for k in file.kind {
+            let kind = match k.kind.to_ascii_lowercase().as_str() {
+                "llm" => Kind::Llm,
+                "tool" => Kind::Tool,
+                "other" => Kind::Other,
+                _ => return Err(RulesError::Kind(k.kind)),
+            };
+            r.kinds.push(KindRule {
+                pattern: pattern(k.host, k.path, k.method),
+                kind,
+            });
+        }
+        for t in file.tool_name {
+            r.tool_names.push(ToolNameRule {
+                pattern: pattern(t.host, t.path, t.method),
+                name: t.name,
+            });
+        }
+        r.context_windows = file
+            .context_windows
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        for list in [
+            &mut r.redact_headers,
+            &mut r.redact_json_fields,
+            &mut r.redact_query,
+            &mut r.match_headers,
+            &mut r.ignore_headers,
+        ] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(r)
+    }
+
+    pub fn is_redacted_header(&self, name: &str) -> bool {
+        self.redact_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    pub fn is_redacted_query(&self, name: &str) -> bool {
+        self.redact_query.iter().any(|q| q.eq_ignore_ascii_case(name))
+    }
+
+    /// The tool name for a non-LLM exchange: the first `[[tool_name]]` rule that matches,
+    /// else host + first path segment.
+    pub fn tool_name(&self, method: &str, host: &str, path: &str) -> String {
+        if let Some(rule) = self
+            .tool_names
+            .iter()
+            .find(|r| r.pattern.matches(method, host, path))
+        {
+            return rule.name.clone();
+        }
+        let first = path
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("");
+        if first.is_empty() {
+            host.to_string()
+        } else {
+            format!("{host}/{first}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pointer_and_dollar_paths_remove_the_same_values() {
+        let mut a = json!({"meta": {"id": 1, "keep": 2}, "items": [{"ts": 1, "v": 1}, {"ts": 2, "v": 2}]});
+        let mut b = a.clone();
+        JsonPath::parse("/meta/id").unwrap().remove(&mut a);
+        JsonPath::parse("/items/*/ts").unwrap().remove(&mut a);
+        JsonPath::parse("$.meta.id").unwrap().remove(&mut b);
+        JsonPath::parse("$.items[*].ts").unwrap().remove(&mut b);
+        assert_eq!(a, b);
+        assert_eq!(a, json!({"meta": {"keep": 2}, "items": [{"v": 1}, {"v": 2}]}));
+    }
+
+    #[test]
+    fn bad_paths_are_refused_with_the_reason() {
+        for bad in ["meta.id", "$.a[", "$..a", "$"] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            JsonPath::parse("$['a.b'][0]").unwrap().steps,
+            vec![PathStep::Key("a.b".into()), PathStep::Index(0)]
+        );
+    }
+
+    #[test]
+    fn toml_rules_add_to_defaults_and_cli() {
+        let args = RuleArgs {
+            redact_headers: vec!["X-Tenant-Token".into()],
+            ..Default::default()
+        };
+        let r = Rules::from_toml(
+            r#"
+            [redact]
+            json_fields = ["password"]
+            [match]
+            ignore_json_paths = ["$.metadata"]
+            [[kind]]
+            host = "*.internal"
+            kind = "other"
+            [[tool_name]]
+            host = "weather.test"
+            name = "get_weather"
+            "#,
+            &args,
+        )
+        .unwrap();
+        assert!(r.is_redacted_header("authorization"));
+        assert!(r.is_redacted_header("x-tenant-token"));
+        assert_eq!(r.redact_json_fields, vec!["password"]);
+        assert_eq!(r.ignore_json_paths.len(), 1);
+        assert_eq!(r.tool_name("GET", "weather.test", "/v1/x"), "get_weather");
+        assert_eq!(r.tool_name("GET", "search.test", "/v1/x"), "search.test/v1");
+        assert!(Rules::from_toml("[bogus]\n", &RuleArgs::default()).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! Where recordings live: sessions, events by (session, step), bodies by blake3.
+//!
+//! The proxy and the commands talk to the [`Store`] trait only, so another embedded
+//! engine (or a shared object store) can take sled's place without touching them.
+//! Bodies are content-addressed: a body is written once however often it is seen.
+//! Large bodies are written in segments while they stream, so recording a 5 MB
+//! download never holds the whole of it in memory.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::exchange::{Event, SessionInfo};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another tapedeck process{holder}")]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("event {session}#{step} in the store is unreadable: {message}")]
+    CorruptEvent {
+        session: String,
+        step: u64,
+        message: String,
+    },
+    #[error("body {0} is missing from the store")]
+    MissingBody(String),
+    #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
+    NoSession(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// The storage engine behind tapedeck. Implementations must be safe to share between
+/// the proxy's tasks; writes become durable at the next [`Store::commit`] or group
+/// commit, whichever comes first.
+pub trait Store: Send + Sync + 'static {
+    /// Stores bytes under their blake3 (idempotent).
+    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError>;
+    /// Stores a body made of previously stored segments under the whole body's blake3.
+    fn put_manifest(
+        &self,
+        hash: &blake3::Hash,
+        segments: &[blake3::Hash],
+        len: u64,
+    ) -> Result<(), StoreError>;
+    fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError>;
+    /// The whole body, segments joined.
+    fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes an event whose bodies are already stored, and schedules a group commit.
+    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
+    /// A session's events in step order. Events whose bodies are missing are skipped.
+    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError>;
+    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError>;
+    fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError>;
+    /// Removes a session's events (bodies may be shared and stay).
+    fn delete_session(&self, session: &str) -> Result<u64, StoreError>;
+    /// The highest step stored for a session.
+    fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
+    /// Blocks until everything written so far is durable.
+    fn commit(&self) -> Result<(), StoreError>;
+}
+
+/// Bodies up to this size are kept whole in memory while recording (for JSON redaction
+/// and canonical matching); beyond it they are written in segments as they stream.
+pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
+/// JSON bodies are kept whole up to this size so their secrets can be redacted.
+pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
+const SEGMENT: usize = 256 << 10;
+
+/// How much of a body with this content type is kept whole (JSON, or no type at all,
+/// may need redaction and canonical matching). Record and replay both use this rule,
+/// so a body's canonical form is computed the same way on both sides.
+pub fn keep_limit(content_type: Option<&str>) -> usize {
+    match content_type {
+        None => WHOLE_JSON_LIMIT,
+        Some(ct) if crate::exchange::is_json_content_type(ct) => WHOLE_JSON_LIMIT,
+        Some(_) => WHOLE_BODY_LIMIT,
+    }
+}
+
+/// Writes one body as it streams: kept whole while small, then in segments.
+pub struct BodyWriter {
+    hasher: blake3::Hasher,
+    whole: Vec<u8>,
+    keep_limit: usize,
+    segments: Vec<blake3::Hash>,
+    pending: Vec<u8>,
+    len: u64,
+    spilled: bool,
+}
+
+/// What a finished [`BodyWriter`] holds.
+pub enum WrittenBody {
+    /// Still in memory; the caller redacts it and stores it with [`store_whole`].
+    Whole(Vec<u8>),
+    /// Already in the store.
+    Stored { hash: blake3::Hash, len: u64 },
+}
+
+impl BodyWriter {
+    pub fn new(keep_limit: usize) -> BodyWriter {
+        BodyWriter {
+            hasher: blake3::Hasher::new(),
+            whole: Vec::new(),
+            keep_limit,
+            segments: Vec::new(),
+            pending: Vec::new(),
+            len: 0,
+            spilled: false,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn write(&mut self, store: &dyn Store, data: &[u8]) -> Result<(), StoreError> {
+        self.len += data.len() as u64;
+        if !self.spilled {
+            if self.whole.len() + data.len() <= self.keep_limit {
+                self.whole.extend_from_slice(data);
+                return Ok(());
+            }
+            self.spilled = true;
+            let whole = std::mem::take(&mut self.whole);
+            self.push(store, &whole)?;
+        }
+        self.push(store, data)
+    }
+
+    fn push(&mut self, store: &dyn Store, mut data: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(data);
+        while !data.is_empty() {
+            let take = (SEGMENT - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == SEGMENT {
+                self.flush_segment(store)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_segment(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let h = blake3::hash(&self.pending);
+        store.put_blob(&h, &self.pending)?;
+        self.segments.push(h);
+        self.pending.clear();
+        Ok(())
+    }
+
+    pub fn finish(mut self, store: &dyn Store) -> Result<WrittenBody, StoreError> {
+        if !self.spilled {
+            return Ok(WrittenBody::Whole(self.whole));
+        }
+        if !self.pending.is_empty() {
+            self.flush_segment(store)?;
+        }
+        let hash = self.hasher.finalize();
+        store.put_manifest(&hash, &self.segments, self.len)?;
+        Ok(WrittenBody::Stored {
+            hash,
+            len: self.len,
+        })
+    }
+}
+
+/// Stores a whole body and returns its hash.
+pub fn store_whole(store: &dyn Store, data: &[u8]) -> Result<blake3::Hash, StoreError> {
+    let h = blake3::hash(data);
+    store.put_blob(&h, data)?;
+    Ok(h)
+}
+
+/// Where a running daemon says it can be reached, written beside its store.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub listen: String,
+    pub mode: String,
+}
+
+pub const DAEMON_FILE: &str = "daemon.json";
+
+pub fn read_daemon_info(dir: &std::path::Path) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(dir.join(DAEMON_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}

@@ -1,0 +1,370 @@
+//! The default store: an embedded sled 0.34.7 database in the store directory.
+//!
+//! Writers apply their own inserts (sled is safe to share); durability is one committer
+//! thread that calls the blocking `flush()` for everything written since its last flush,
+//! then wakes whoever waits. `flush_async` is never called: concurrent calls deadlock in
+//! sled 0.34 (sled issue 1308). A crash keeps a prefix of the writes, and each event is
+//! written after its bodies, so a surviving event never points at a missing body.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::{DaemonInfo, Store, StoreError};
+use crate::exchange::{Event, SessionInfo};
+
+const TAG_BLOB: u8 = 0;
+const TAG_MANIFEST: u8 = 1;
+
+enum CommitMsg {
+    Dirty,
+    Barrier(mpsc::SyncSender<Result<(), String>>),
+}
+
+struct Committer {
+    tx: Mutex<Option<mpsc::Sender<CommitMsg>>>,
+    dirty: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    bodies: sled::Tree,
+    events: sled::Tree,
+    sessions: sled::Tree,
+    committer: Arc<Committer>,
+}
+
+fn event_key(session: &str, step: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(session.len() + 9);
+    k.extend_from_slice(session.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&step.to_be_bytes());
+    k
+}
+
+fn session_prefix(session: &str) -> Vec<u8> {
+    let mut k = session.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(hash_hex).ok().map(|h| *h.as_bytes())
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| {
+                let message = e.to_string();
+                if message.contains("could not acquire lock") {
+                    let holder = super::read_daemon_info(dir)
+                        .map(|d| format!(" (tapedeck {} pid {} listening on {})", d.mode, d.pid, d.listen))
+                        .unwrap_or_default();
+                    StoreError::Locked {
+                        path: dir.to_path_buf(),
+                        holder,
+                    }
+                } else {
+                    StoreError::Open {
+                        path: dir.to_path_buf(),
+                        message,
+                    }
+                }
+            })?;
+        let bodies = db.open_tree("bodies")?;
+        let events = db.open_tree("events")?;
+        let sessions = db.open_tree("sessions")?;
+        let committer = Arc::new(Committer {
+            tx: Mutex::new(None),
+            dirty: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel::<CommitMsg>();
+        let flush_db = db.clone();
+        let c2 = committer.clone();
+        let handle = std::thread::Builder::new()
+            .name("tapedeck-commit".into())
+            .spawn(move || commit_loop(flush_db, rx, c2))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        *committer.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *committer.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(SledStore {
+            path: dir.to_path_buf(),
+            db,
+            bodies,
+            events,
+            sessions,
+            committer,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records where this process's daemon listens, so read commands can find it.
+    pub fn write_daemon_info(&self, info: &DaemonInfo) -> std::io::Result<()> {
+        let text = serde_json::to_string(info).unwrap_or_default();
+        std::fs::write(self.path.join(super::DAEMON_FILE), text)
+    }
+
+    pub fn remove_daemon_info(&self) {
+        let _ = std::fs::remove_file(self.path.join(super::DAEMON_FILE));
+    }
+
+    fn mark_dirty(&self) {
+        if !self.committer.dirty.swap(true, Ordering::AcqRel) {
+            if let Some(tx) = self
+                .committer
+                .tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                let _ = tx.send(CommitMsg::Dirty);
+            }
+        }
+    }
+
+    fn decode_event(&self, session: &str, key: &[u8], value: &[u8]) -> Result<Event, StoreError> {
+        let step = key
+            .get(key.len().saturating_sub(8)..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        serde_json::from_slice(value).map_err(|e| StoreError::CorruptEvent {
+            session: session.to_string(),
+            step,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = Vec::new();
+        let push = |m: CommitMsg, waiters: &mut Vec<_>| {
+            if let CommitMsg::Barrier(w) = m {
+                waiters.push(w);
+            }
+        };
+        push(first, &mut waiters);
+        while let Ok(m) = rx.try_recv() {
+            push(m, &mut waiters);
+        }
+        c.dirty.store(false, Ordering::Release);
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!("store flush failed: {e}");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+    // Channel closed: a last flush so nothing written is left behind.
+    let _ = db.flush();
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Close the channel, let the committer do its last flush, and wait for it.
+        self.committer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = self
+            .committer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> Option<Vec<u8>> {
+    let mut info: SessionInfo = old
+        .and_then(|o| serde_json::from_slice(o).ok())
+        .unwrap_or(SessionInfo {
+            name: session.to_string(),
+            events: 0,
+            first_unix_ns: event.timing.start_unix_ns,
+            last_unix_ns: event.timing.end_unix_ns,
+            bytes: 0,
+        });
+    info.events += 1;
+    info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
+    info.last_unix_ns = info.last_unix_ns.max(event.timing.end_unix_ns);
+    info.bytes += bytes;
+    serde_json::to_vec(&info).ok()
+}
+
+impl Store for SledStore {
+    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
+        if self.bodies.contains_key(hash.as_bytes())? {
+            return Ok(());
+        }
+        let mut v = Vec::with_capacity(data.len() + 1);
+        v.push(TAG_BLOB);
+        v.extend_from_slice(data);
+        self.bodies.insert(hash.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn put_manifest(
+        &self,
+        hash: &blake3::Hash,
+        segments: &[blake3::Hash],
+        len: u64,
+    ) -> Result<(), StoreError> {
+        if self.bodies.contains_key(hash.as_bytes())? {
+            return Ok(());
+        }
+        let mut v = Vec::with_capacity(9 + segments.len() * 32);
+        v.push(TAG_MANIFEST);
+        v.extend_from_slice(&len.to_be_bytes());
+        for s in segments {
+            v.extend_from_slice(s.as_bytes());
+        }
+        self.bodies.insert(hash.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError> {
+        match parse_hex(hash_hex) {
+            Some(k) => Ok(self.bodies.contains_key(k)?),
+            None => Ok(false),
+        }
+    }
+
+    fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        let Some(v) = self.bodies.get(k)? else {
+            return Ok(None);
+        };
+        match v.first() {
+            Some(&TAG_BLOB) => Ok(Some(v[1..].to_vec())),
+            Some(&TAG_MANIFEST) if v.len() >= 9 => {
+                let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
+                let mut out = Vec::with_capacity(len as usize);
+                for seg in v[9..].chunks_exact(32) {
+                    let part = self
+                        .bodies
+                        .get(seg)?
+                        .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
+                    out.extend_from_slice(part.get(1..).unwrap_or_default());
+                }
+                Ok(Some(out))
+            }
+            _ => Err(StoreError::MissingBody(hash_hex.to_string())),
+        }
+    }
+
+    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.events.insert(event_key(session, event.step), value)?;
+        let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
+        self.sessions
+            .update_and_fetch(session.as_bytes(), |old| merge_info(old, session, event, bytes))?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.events.scan_prefix(session_prefix(session)) {
+            let (k, v) = item?;
+            let ev = self.decode_event(session, &k, &v)?;
+            let mut whole = self.has_body(&ev.request.body.b3)?;
+            if let Some(r) = &ev.response {
+                whole &= self.has_body(&r.body.b3)?;
+            }
+            if whole {
+                out.push(ev);
+            } else {
+                tracing::warn!(
+                    "skipping {session}#{}: its bodies were not stored (cut by a crash?)",
+                    ev.step
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.sessions.iter() {
+            let (_, v) = item?;
+            if let Ok(info) = serde_json::from_slice::<SessionInfo>(&v) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError> {
+        Ok(self
+            .sessions
+            .get(session.as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    fn delete_session(&self, session: &str) -> Result<u64, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.events.scan_prefix(session_prefix(session)) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        self.events.apply_batch(batch)?;
+        self.sessions.remove(session.as_bytes())?;
+        self.mark_dirty();
+        Ok(n)
+    }
+
+    fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
+        let Some(item) = self.events.scan_prefix(session_prefix(session)).next_back() else {
+            return Ok(None);
+        };
+        let (k, _) = item?;
+        Ok(k.get(k.len().saturating_sub(8)..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self
+            .committer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.send(CommitMsg::Barrier(tx)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.db.flush()?;
+            return Ok(());
+        }
+        rx.recv()
+            .map_err(|_| StoreError::Io("the commit thread stopped".into()))?
+            .map_err(StoreError::Io)
+    }
+}
