@@ -434,6 +434,26 @@ impl Rules {
         Ok(r)
     }
 
+    /// A short fingerprint of everything that changes a request's key: two rule sets
+    /// with the same fingerprint compute the same keys.
+    pub fn match_fingerprint(&self) -> String {
+        let paths: Vec<&str> = self.ignore_json_paths.iter().map(|p| p.text.as_str()).collect();
+        let mut ignore_query = self.ignore_query.clone();
+        ignore_query.sort();
+        let text = serde_json::json!([
+            self.redact_headers,
+            self.redact_json_fields,
+            self.redact_query,
+            self.match_headers,
+            self.ignore_headers,
+            ignore_query,
+            paths,
+            self.kinds.iter().map(|k| format!("{:?}", k)).collect::<Vec<_>>(),
+        ])
+        .to_string();
+        blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+    }
+
     pub fn is_redacted_header(&self, name: &str) -> bool {
         self.redact_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }

@@ -5,6 +5,7 @@ mod daemon;
 mod export;
 mod import;
 mod record;
+mod replay;
 mod sessions;
 
 use thiserror::Error;
@@ -49,7 +50,7 @@ pub fn run(cli: Cli) -> CmdResult {
     rt.block_on(async move {
         match cli.command {
             Command::Record(a) => record::run(a).await,
-            Command::Replay(a) => Err(msg(format!("replay not built yet {a:?}"))),
+            Command::Replay(a) => replay::run(a).await,
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
             Command::Export {

@@ -275,3 +275,37 @@ mod tests {
         );
     }
 }
+
+/// A request body as matching sees it.
+pub enum KeyBody<'a> {
+    /// Kept whole (decoded, redacted).
+    Whole(&'a [u8]),
+    /// Too large to keep whole: matched by the blake3 of its bytes.
+    Large(&'a str),
+}
+
+/// Kind and key of a request in its stored (redacted) form. Record, replay and every
+/// reader use this one function, so they cannot disagree.
+pub fn identify(
+    method: &str,
+    url: &str,
+    headers: &[Header],
+    body: KeyBody<'_>,
+    rules: &Rules,
+) -> (super::Kind, String) {
+    let parts = UrlParts::parse(url);
+    match body {
+        KeyBody::Whole(b) => {
+            let ct = header(headers, "content-type");
+            let json = (!b.is_empty() && looks_like_json(ct, b))
+                .then(|| serde_json::from_slice::<Value>(b).ok())
+                .flatten();
+            let kind = super::kind::classify(method, &parts.host, &parts.path, json.as_ref(), rules);
+            (kind, canonical(method, url, headers, b, rules).key())
+        }
+        KeyBody::Large(b3) => {
+            let kind = super::kind::classify(method, &parts.host, &parts.path, None, rules);
+            (kind, canonical_large(method, url, headers, b3, rules).key())
+        }
+    }
+}

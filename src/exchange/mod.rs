@@ -7,6 +7,7 @@
 
 pub mod canonical;
 pub mod encoding;
+pub mod jsondiff;
 pub mod kind;
 pub mod redact;
 
@@ -148,6 +149,10 @@ pub struct Event {
     pub kind: Kind,
     /// Hex blake3 of the canonical request under the rules in force at record time.
     pub key: String,
+    /// Fingerprint of the matching rules `key` was computed under; replay recomputes
+    /// the key from the stored request when its own rules differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     pub request: RequestRecord,

@@ -21,9 +21,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::exchange::canonical::canonical;
-use crate::exchange::kind::classify;
-use crate::exchange::redact::{self, looks_like_json, Secrets};
+use crate::exchange::canonical::{identify, KeyBody};
+use crate::exchange::redact::{self, Secrets};
 use crate::exchange::{
     header, is_streaming, version_str, BodyRef, ErrorKind, Event, ExchangeError, Header,
     RequestRecord, ResponseRecord, Timing,
@@ -475,23 +474,16 @@ impl Pending {
             Some(c) => self.store_body(c.finish(), self.req_ct.as_deref()),
             None => (BodyRef::empty(), Some(Vec::new()), None),
         };
-        let parsed_json = req_bytes
-            .as_deref()
-            .filter(|b| !b.is_empty() && looks_like_json(self.req_ct.as_deref(), b))
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-        let parts = crate::exchange::canonical::UrlParts::parse(&self.url);
-        let kind = classify(&self.method, &parts.host, &parts.path, parsed_json.as_ref(), &rules);
-        let key = match &req_bytes {
-            Some(b) => canonical(&self.method, &self.url, &self.req_headers, b, &rules).key(),
-            None => crate::exchange::canonical::canonical_large(
-                &self.method,
-                &self.url,
-                &self.req_headers,
-                &req_body.b3,
-                &rules,
-            )
-            .key(),
-        };
+        let (kind, key) = identify(
+            &self.method,
+            &self.url,
+            &self.req_headers,
+            match &req_bytes {
+                Some(b) => KeyBody::Whole(b),
+                None => KeyBody::Large(&req_body.b3),
+            },
+            &rules,
+        );
 
         let mut error = error;
         let response = match (self.head.take(), self.resp_capture.take()) {
@@ -524,6 +516,7 @@ impl Pending {
             step: self.step,
             kind,
             key,
+            rules: Some(rules.match_fingerprint()),
             agent: self.agent.take(),
             request: RequestRecord {
                 method: self.method.clone(),

@@ -1,1 +1,423 @@
-//! Replay (see replay/index.rs).
+//! Replay: serve recorded responses in recorded order, reject everything else loudly.
+//!
+//! A [`Replayer`] holds a recording in memory and a [`TraceIndex`]; it builds no
+//! upstream client at all, so no request can leave the machine. Each request is put in
+//! its stored form (decoded, redacted) and keyed exactly as record keyed it; the index
+//! says which event it may take. A miss answers 404 with `x-tapedeck-miss` and an
+//! OpenAI-shaped error body (404: the SDKs retry 408/409/429/5xx, and a miss must not be
+//! retried into noise).
+
+pub mod index;
+mod miss;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use crate::cli::{Order, Pace};
+use crate::exchange::canonical::{identify, KeyBody};
+use crate::exchange::encoding::{self, Coding};
+use crate::exchange::redact::{self, Secrets};
+use crate::exchange::{header, Event};
+use crate::proxy::body::{self, BoxError, ProxyBody};
+use crate::proxy::{BoxFuture, ClientCtx, Handler};
+use crate::record::{upstream_error_response, InFlight};
+use crate::recording::Recording;
+use crate::rules::Rules;
+use crate::store::keep_limit;
+use index::{Slot, TraceIndex};
+
+/// Header on every replayed response: the step it came from.
+pub const STEP_HEADER: &str = "x-tapedeck-step";
+pub const MISS_HEADER: &str = "x-tapedeck-miss";
+
+pub struct ReplayOptions {
+    pub order: Order,
+    pub pace: Pace,
+    pub passthrough: Vec<String>,
+    pub allow_live: Vec<String>,
+}
+
+/// Counts for the closing summary.
+#[derive(Default, Debug, Clone)]
+pub struct ReplaySummary {
+    pub recorded: usize,
+    pub served: usize,
+    pub misses: BTreeMap<&'static str, usize>,
+    pub unused: Vec<u64>,
+}
+
+impl ReplaySummary {
+    pub fn miss_count(&self) -> usize {
+        self.misses.values().sum()
+    }
+
+    pub fn line(&self, session: &str) -> String {
+        let misses = if self.misses.is_empty() {
+            "0 misses".to_string()
+        } else {
+            let parts: Vec<String> = self.misses.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            format!("{} misses ({})", self.miss_count(), parts.join(", "))
+        };
+        let unused = if self.unused.is_empty() {
+            "every event used".to_string()
+        } else {
+            let shown: Vec<String> = self.unused.iter().take(10).map(|s| s.to_string()).collect();
+            format!(
+                "{} never used (steps {}{})",
+                self.unused.len(),
+                shown.join(", "),
+                if self.unused.len() > 10 { ", ..." } else { "" }
+            )
+        };
+        format!(
+            "replayed session {session}: served {}/{} events, {misses}, {unused}",
+            self.served, self.recorded
+        )
+    }
+}
+
+pub struct Replayer {
+    rec: Recording,
+    rules: Arc<Rules>,
+    pace: Pace,
+    index: Mutex<TraceIndex>,
+    misses: Mutex<BTreeMap<&'static str, usize>>,
+    passthrough: Vec<wildmatch::WildMatch>,
+    allow_live: Vec<wildmatch::WildMatch>,
+    pub inflight: Arc<InFlight>,
+    control: crate::control::Control,
+}
+
+impl Replayer {
+    /// Builds the index. Keys are recomputed from the stored requests when the rules in
+    /// force differ from those the recording was made under.
+    pub fn new(rec: Recording, rules: Arc<Rules>, opts: ReplayOptions) -> Result<Arc<Replayer>, crate::store::StoreError> {
+        let fp = rules.match_fingerprint();
+        let mut slots = Vec::with_capacity(rec.events.len());
+        for ev in &rec.events {
+            let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
+                (ev.kind, ev.key.clone())
+            } else {
+                let body = rec.body(&ev.request.body)?;
+                let ct = header(&ev.request.headers, "content-type");
+                let kb = if body.len() > keep_limit(ct) {
+                    KeyBody::Large(&ev.request.body.b3)
+                } else {
+                    KeyBody::Whole(&body)
+                };
+                identify(&ev.request.method, &ev.request.url, &ev.request.headers, kb, &rules)
+            };
+            slots.push(Slot {
+                step: ev.step,
+                kind,
+                key,
+                start_ns: ev.timing.start_ns,
+                end_ns: ev.timing.end_ns,
+            });
+        }
+        let globs = |v: &[String]| -> Vec<wildmatch::WildMatch> {
+            v.iter().map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase())).collect()
+        };
+        let mut control = crate::control::Control::new(None, "replay");
+        let index = Mutex::new(TraceIndex::new(slots, opts.order));
+        let this = Arc::new_cyclic(|weak: &std::sync::Weak<Replayer>| {
+            let w = weak.clone();
+            control.status = Some(Arc::new(move || {
+                w.upgrade()
+                    .map(|r| {
+                        let s = r.summary();
+                        serde_json::json!({"session": r.rec.session, "recorded": s.recorded, "served": s.served,
+                                            "misses": s.misses, "unused": s.unused.len()})
+                    })
+                    .unwrap_or_default()
+            }));
+            Replayer {
+                rec,
+                rules,
+                pace: opts.pace,
+                index,
+                misses: Mutex::new(BTreeMap::new()),
+                passthrough: globs(&opts.passthrough),
+                allow_live: globs(&opts.allow_live),
+                inflight: Arc::new(InFlight::default()),
+                control,
+            }
+        });
+        Ok(this)
+    }
+
+    pub fn session(&self) -> &str {
+        &self.rec.session
+    }
+
+    pub fn summary(&self) -> ReplaySummary {
+        let ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        ReplaySummary {
+            recorded: ix.len(),
+            served: ix.served(),
+            misses: self.misses.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            unused: ix.unused().into_iter().map(|i| ix.slot(i).step).collect(),
+        }
+    }
+
+    async fn replay(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let arrived = Instant::now();
+        let _guard = self.inflight.enter();
+        let (parts, incoming) = req.into_parts();
+        let raw = match incoming.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                tracing::warn!("could not read a request body: {e}");
+                return body::text(StatusCode::BAD_REQUEST, &format!("tapedeck: could not read the request body: {e}"));
+            }
+        };
+        let mut secrets = Secrets::default();
+        let mut headers = parts.headers.clone();
+        headers.remove(crate::record::AGENT_HEADER);
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let stored_headers = redact::headers(&headers, &self.rules, &mut secrets);
+        let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
+            Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
+            None => raw.to_vec(),
+        };
+        let ct = header(&stored_headers, "content-type");
+        let method = parts.method.to_string();
+        let large = decoded.len() > keep_limit(ct);
+        let (stored_body, large_b3) = if large {
+            let b3 = blake3::hash(&decoded).to_hex().to_string();
+            (decoded, b3)
+        } else {
+            (redact::body(decoded, ct, &self.rules, &secrets), String::new())
+        };
+        let key_body = if large {
+            KeyBody::Large(&large_b3)
+        } else {
+            KeyBody::Whole(&stored_body)
+        };
+        let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
+        let taken = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(kind, &key);
+        match taken {
+            Ok(i) => {
+                let ev = &self.rec.events[i];
+                tracing::debug!("served step {} for {method} {url}", ev.step);
+                self.respond(ev, &parts.method, arrived).await
+            }
+            Err(m) => {
+                let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
+                let expected = ev_of(m.expected);
+                let expected_body = expected.map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                let (json, line) = miss::describe(
+                    &self.rec.session,
+                    &m,
+                    &miss::Received {
+                        method: &method,
+                        url: &url,
+                        body: &stored_body,
+                    },
+                    expected.zip(expected_body.as_deref()),
+                    ev_of(m.later),
+                );
+                tracing::warn!("{line}");
+                *self
+                    .misses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(m.kind.as_str())
+                    .or_insert(0) += 1;
+                let mut resp = body::json(StatusCode::NOT_FOUND, &json);
+                resp.headers_mut().insert(
+                    MISS_HEADER,
+                    http::HeaderValue::from_static(m.kind.as_str()),
+                );
+                resp
+            }
+        }
+    }
+
+    async fn respond(&self, ev: &Event, method: &http::Method, arrived: Instant) -> Response<ProxyBody> {
+        let recorded = self.pace == Pace::Recorded;
+        if recorded {
+            if let Some(t) = ev.timing.ttfb_ns {
+                tokio::time::sleep_until((arrived + Duration::from_nanos(t)).into()).await;
+            }
+        }
+        let Some(r) = &ev.response else {
+            // No response was recorded: the upstream failed; fail the same way.
+            let err = ev.error.clone().unwrap_or(crate::exchange::ExchangeError {
+                kind: crate::exchange::ErrorKind::Other,
+                message: "the recording has no response for this step".into(),
+            });
+            if recorded {
+                tokio::time::sleep_until((arrived + Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns))).into()).await;
+            }
+            let mut resp = upstream_error_response(&err);
+            resp.headers_mut().insert(STEP_HEADER, ev.step.into());
+            return resp;
+        };
+        let data = match self.rec.body(&r.body) {
+            Ok(d) => d,
+            Err(e) => {
+                return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: step {}: {e}", ev.step));
+            }
+        };
+        let mut builder = Response::builder().status(r.status);
+        let coding = r.body.encoding.as_deref().and_then(Coding::parse);
+        for (name, value) in &r.headers {
+            if is_framing_header(name) || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some()) {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = builder.header(STEP_HEADER, ev.step);
+        let no_body = method == http::Method::HEAD || r.status == 204 || r.status == 304 || (100..200).contains(&r.status);
+        let cut = !r.complete;
+        let body: ProxyBody = if no_body {
+            if let Some(cl) = header(&r.headers, "content-length") {
+                builder = builder.header("content-length", cl);
+            }
+            body::empty()
+        } else if let Some(c) = coding {
+            // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
+            let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
+            if !cut && r.chunks.is_none() {
+                builder = builder.header("content-length", enc.len());
+            }
+            let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
+            ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut).boxed_unsync()
+        } else if let Some(chunks) = &r.chunks {
+            let mut frames = Vec::with_capacity(chunks.len());
+            let mut off = 0usize;
+            for c in chunks {
+                let end = (off + c.len as usize).min(data.len());
+                frames.push((Some(c.at_ms), data.slice(off..end)));
+                off = end;
+            }
+            if off < data.len() {
+                frames.push((None, data.slice(off..)));
+            }
+            if header(&r.headers, "content-length").is_some() && !cut {
+                builder = builder.header("content-length", data.len());
+            }
+            ReplayBody::new(frames, arrived, recorded, cut).boxed_unsync()
+        } else {
+            if !cut {
+                builder = builder.header("content-length", data.len());
+            }
+            let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
+            ReplayBody::new(vec![(Some(end_ms), data)], arrived, recorded, cut).boxed_unsync()
+        };
+        builder.body(body).unwrap_or_else(|e| {
+            body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: step {} has a bad header: {e}", ev.step))
+        })
+    }
+}
+
+/// Headers that describe the original framing, recomputed for the replayed body.
+fn is_framing_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "proxy-connection" | "trailer" | "upgrade"
+    )
+}
+
+impl Handler for Replayer {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, _ctx: ClientCtx) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(self.replay(req))
+    }
+
+    fn raw_tunnel(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.passthrough.iter().any(|p| p.matches(&host)) && self.allow_live.iter().any(|p| p.matches(&host))
+    }
+
+    fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(async move { self.control.serve(req).await })
+    }
+}
+
+/// A recorded body, frame by frame, optionally at the recorded pace; a body the
+/// recording saw cut ends in an error, so the client sees the connection reset.
+struct ReplayBody {
+    frames: std::collections::VecDeque<(Option<f64>, Bytes)>,
+    start: Instant,
+    paced: bool,
+    cut: bool,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+}
+
+impl ReplayBody {
+    fn new(frames: Vec<(Option<f64>, Bytes)>, start: Instant, paced: bool, cut: bool) -> ReplayBody {
+        ReplayBody {
+            frames: frames.into(),
+            start,
+            paced,
+            cut,
+            sleep: None,
+            done: false,
+        }
+    }
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(s) = self.sleep.as_mut() {
+                if s.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+                let (_, data) = self.frames.pop_front().unwrap_or_default();
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let Some((at, _)) = self.frames.front() else {
+                if self.cut && !self.done {
+                    self.done = true;
+                    return Poll::Ready(Some(Err("the recorded response was cut here (upstream reset)".into())));
+                }
+                return Poll::Ready(None);
+            };
+            if self.paced {
+                if let Some(ms) = at {
+                    let due = self.start + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+                    if due > Instant::now() {
+                        self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
+                        continue;
+                    }
+                }
+            }
+            let (_, data) = self.frames.pop_front().unwrap_or_default();
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && (!self.cut || self.done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.cut {
+            return SizeHint::default();
+        }
+        let n: u64 = self.frames.iter().map(|(_, b)| b.len() as u64).sum();
+        SizeHint::with_exact(n)
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,82 @@
+//! `tapedeck replay`: serve a recording offline, rejecting every unrecorded call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::daemon::{serve, ServeOptions};
+use super::{msg, CmdResult};
+use crate::ca::Ca;
+use crate::cli::{rule_args, ReplayArgs};
+use crate::proxy::ProxyOptions;
+use crate::recording;
+use crate::replay::{ReplayOptions, Replayer};
+use crate::rules::Rules;
+use crate::session::SessionName;
+
+/// Exit status when CMD succeeded but the replay did not (misses, or unused events with
+/// `--fail-on-unused`).
+pub const EXIT_REPLAY_FAILED: i32 = 3;
+
+pub async fn run(a: ReplayArgs) -> CmdResult {
+    let loading = Instant::now();
+    let source = match (&a.tape, &a.session) {
+        (Some(t), _) => t.display().to_string(),
+        (None, Some(s)) => {
+            SessionName::new(s)?;
+            s.clone()
+        }
+        (None, None) => return Err(msg("replay needs --session NAME (from the store) or --tape FILE")),
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
+    let rec = recording::load(&source, &a.store.store).await?.into_memory()?;
+    let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
+    let session = rec.session.clone();
+    let replayer = Replayer::new(
+        rec,
+        rules,
+        ReplayOptions {
+            order: a.order,
+            pace: a.pace,
+            passthrough: a.passthrough.clone(),
+            allow_live: a.allow_live.clone(),
+        },
+    )?;
+    if !a.passthrough.is_empty() && a.allow_live.is_empty() {
+        tracing::warn!("--passthrough is ignored in replay unless the host is also given to --allow-live; those hosts are served from the recording");
+    }
+    let recorded = replayer.summary().recorded;
+    let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
+    let code = serve(
+        replayer.clone(),
+        Arc::new(ca),
+        ServeOptions {
+            listen: a.listen.clone(),
+            cmd: a.cmd.clone(),
+            mode: "replay",
+            proxy: ProxyOptions {
+                session: SessionName::new(&session).ok(),
+                ..ProxyOptions::default()
+            },
+        },
+        None,
+        replayer.inflight.clone(),
+        |addr| {
+            tracing::info!(
+                "replaying session {session} ({recorded} events, ready in {load_ms:.0} ms) on {addr}; no outbound connections"
+            )
+        },
+    )
+    .await?;
+    let summary = replayer.summary();
+    eprintln!("tapedeck: {}", summary.line(&session));
+    let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());
+    if failed && code == 0 && !a.cmd.is_empty() {
+        eprintln!(
+            "tapedeck: replay failed{}: exit {EXIT_REPLAY_FAILED}",
+            if summary.miss_count() > 0 { " with misses" } else { ": recorded events were never used (--fail-on-unused)" }
+        );
+        return Ok(EXIT_REPLAY_FAILED);
+    }
+    Ok(code)
+}
