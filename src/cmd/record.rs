@@ -44,7 +44,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         |addr| {
             let s = session.as_ref().unwrap_or(&fallback);
             tracing::info!(
-                "recording on {addr} into {} (session {s}{})",
+                "record listening on {addr}: storing into {} (session {s}{})",
                 store_dir.display(),
                 if session.is_some() { "" } else { " unless the proxy user name names one" }
             );

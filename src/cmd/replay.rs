@@ -63,7 +63,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         replayer.inflight.clone(),
         |addr| {
             tracing::info!(
-                "replaying session {session} ({recorded} events, ready in {load_ms:.0} ms) on {addr}; no outbound connections"
+                "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); no outbound connections"
             )
         },
     )

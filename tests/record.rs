@@ -1,0 +1,429 @@
+//! Record, end to end: the real binary as a daemon, a real TLS upstream with its own CA,
+//! and a real HTTP client going through the proxy and trusting tapedeck's CA.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::harness::{client, client_as, client_h1, direct_client, export, Daemon, Dirs};
+use support::upstream::Upstream;
+
+const SECRET: &str = "sk-live-THIS-MUST-NEVER-BE-STORED-4242";
+
+fn record(dirs: &Dirs, up: &Upstream, session: &str, extra: &[&str]) -> Daemon {
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let mut args = vec!["record", "--session", session, "--upstream-ca", &ca];
+    args.extend_from_slice(extra);
+    Daemon::start(dirs, &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_through_the_proxy_equal_direct_ones_and_are_stored_as_events() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "equal", &[]);
+    let via = client(&d, &dirs);
+    let direct = direct_client(&up.ca_pem);
+
+    for path in ["/json", "/status/500", "/gzip", "/weather?city=Paris", "/empty"] {
+        let a = direct.get(up.url(path)).send().await.unwrap();
+        let b = via.get(up.url(path)).send().await.unwrap();
+        assert_eq!(a.status(), b.status(), "{path}");
+        assert_eq!(
+            a.headers().get("content-encoding"),
+            b.headers().get("content-encoding"),
+            "{path}"
+        );
+        assert_eq!(a.bytes().await.unwrap(), b.bytes().await.unwrap(), "{path}");
+    }
+    let chat = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    });
+    let a: Value = direct.post(up.url("/v1/chat/completions")).json(&chat).send().await.unwrap().json().await.unwrap();
+    let resp = via
+        .post(up.url("/v1/chat/completions"))
+        .bearer_auth(SECRET)
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "TLS to the client offers h2");
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(a, b);
+
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let events = export(&dirs, "equal");
+    let steps: Vec<u64> = events.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["tool", "tool", "tool", "tool", "tool", "llm"]);
+    // The gzip body is stored decoded (readable) with its encoding kept.
+    let gz = &events[2]["response"]["body"];
+    assert_eq!(gz["encoding"], "gzip");
+    assert!(gz.get("json").is_some(), "decoded gzip body is inline JSON: {gz}");
+    // An empty body is recorded as empty, not dropped.
+    assert_eq!(events[4]["response"]["body"]["len"], 0);
+    assert_eq!(events[4]["response"]["status"], 200);
+    // The LLM call's request body is inline JSON and its response came from upstream h2.
+    assert_eq!(events[5]["request"]["body"]["json"]["model"], "gpt-4o-mini");
+    assert_eq!(events[5]["response"]["version"], "HTTP/2");
+    assert!(events[5]["timing"]["ttfb_ns"].as_u64().unwrap() > 0);
+    assert!(events[5]["timing"]["end_ns"].as_u64() >= events[5]["timing"]["start_ns"].as_u64());
+    // Authorization was redacted before it was stored.
+    let auth = events[5]["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "authorization")
+        .unwrap();
+    assert_eq!(auth[1], "[REDACTED]");
+    assert!(
+        dirs.files_containing(SECRET.as_bytes()).is_empty(),
+        "the secret reached disk: {:?}",
+        dirs.files_containing(SECRET.as_bytes())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_requests_share_a_key_and_different_ones_do_not() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "keys", &[]);
+    let via = client(&d, &dirs);
+    for body in [r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#, r#"{"a":1,"b":3}"#] {
+        via.post(up.url("/echo"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    d.stop();
+    let ev = export(&dirs, "keys");
+    assert_eq!(ev[0]["key"], ev[1]["key"], "JSON key order does not change the key");
+    assert_ne!(ev[0]["key"], ev[2]["key"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_events_reach_the_client_as_the_upstream_sends_them() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "sse", &[]);
+    let via = client(&d, &dirs);
+    let start = Instant::now();
+    let mut resp = via.get(up.url("/sse?n=4&gap_ms=400")).send().await.unwrap();
+    let first = resp.chunk().await.unwrap().unwrap();
+    let first_at = start.elapsed();
+    assert!(String::from_utf8_lossy(&first).contains("\"i\":0"), "{first:?}");
+    let mut rest = Vec::new();
+    while let Some(c) = resp.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    let total = start.elapsed();
+    // The upstream waits 400 ms before its second event: the first one must arrive before.
+    assert!(first_at < Duration::from_millis(350), "first event after {first_at:?}");
+    assert!(total >= Duration::from_millis(1200), "stream ended after {total:?}");
+    assert!(String::from_utf8_lossy(&rest).contains("[DONE]"));
+    d.stop();
+    let ev = export(&dirs, "sse");
+    let chunks = ev[0]["response"]["chunks"].as_array().expect("SSE keeps its chunks");
+    assert!(chunks.len() >= 5, "{chunks:?}");
+    let offsets: Vec<f64> = chunks.iter().map(|c| c["at_ms"].as_f64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+    assert!(offsets[1] - offsets[0] >= 300.0, "offsets keep the gaps: {offsets:?}");
+    let sum: u64 = chunks.iter().map(|c| c["len"].as_u64().unwrap()).sum();
+    assert_eq!(sum, ev[0]["response"]["body"]["len"].as_u64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_megabyte_bodies_pass_both_ways() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "big", &[]);
+    let via = client(&d, &dirs);
+    let direct = direct_client(&up.ca_pem);
+    for path in ["/big?bytes=5242880", "/big-chunked?bytes=5242880"] {
+        let a = direct.get(up.url(path)).send().await.unwrap().bytes().await.unwrap();
+        let b = via.get(up.url(path)).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(b.len(), 5_242_880, "{path}");
+        assert!(a == b, "{path}: bytes differ");
+    }
+    let upload: Vec<u8> = (0..5_242_880u32).map(|i| (i % 251) as u8).collect();
+    let a: Value = direct.post(up.url("/upload")).body(upload.clone()).send().await.unwrap().json().await.unwrap();
+    let b: Value = via.post(up.url("/upload")).body(upload).send().await.unwrap().json().await.unwrap();
+    assert_eq!(a, b);
+    d.stop();
+    let ev = export(&dirs, "big");
+    assert_eq!(ev[0]["response"]["body"]["len"], 5_242_880);
+    assert_eq!(ev[2]["request"]["body"]["len"], 5_242_880);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_gives_502_and_an_error_event() {
+    let dirs = Dirs::new();
+    let up = Upstream::start(true).await;
+    let d = record(&dirs, &up, "dead", &[]);
+    let via = client(&d, &dirs);
+    // Nothing listens on this port once the probe socket is closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let resp = via.get(format!("http://127.0.0.1:{port}/tool")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "refused", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("refused"));
+    // The upstream closes without answering: also a 502, the proxy stays up.
+    let resp = via.get(up.url("/close")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let ok = via.get(up.url("/json")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    d.stop();
+    let ev = export(&dirs, "dead");
+    assert_eq!(ev[0]["error"]["kind"], "refused");
+    assert!(ev[0].get("response").is_none());
+    assert_eq!(ev[1]["error"]["kind"], "reset");
+    assert!(ev[2].get("error").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_session_names_and_malformed_requests_are_refused_while_others_are_served() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let (code, _, err) = dirs.run(&["record", "--session", "a/b", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid session name \"a/b\""), "{err}");
+
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
+    // A proxy user name that is not a valid session name.
+    let bad = client_as(&d, &dirs, "no/slashes", "");
+    let resp = bad.get("http://127.0.0.1:9/x").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("invalid session name"));
+
+    // A bad request line, oversized headers, and TLS garbage inside a CONNECT tunnel.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"THIS IS NOT HTTP\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    let huge = format!("GET http://x.test/ HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(200_000));
+    let _ = s.write_all(huge.as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 431") || out.is_empty(), "{out:?}");
+
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"CONNECT localhost:443 HTTP/1.1\r\nhost: localhost:443\r\n\r\n").unwrap();
+    let mut head = [0u8; 128];
+    let n = s.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    s.write_all(b"\x16\x03\x01\x00\x05garbagegarbage").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty() || rest[0] == 0x15, "answered with a TLS alert or a close");
+
+    // Everyone else is still served.
+    let good = client(&d, &dirs);
+    assert_eq!(good.get(up.url("/json")).send().await.unwrap().status(), 200);
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("malformed request"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_user_name_picks_the_session_and_several_record_at_once() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
+    let a = client_as(&d, &dirs, "agent-a", "planner");
+    let b = client_as(&d, &dirs, "agent-b", "");
+    let (ra, rb) = tokio::join!(
+        a.get(up.url("/weather?city=Paris")).send(),
+        b.get(up.url("/weather?city=Paris&by=b")).send()
+    );
+    assert_eq!(ra.unwrap().status(), 200);
+    assert_eq!(rb.unwrap().status(), 200);
+    a.get(up.url("/json")).send().await.unwrap();
+    d.stop();
+    let ea = export(&dirs, "agent-a");
+    let eb = export(&dirs, "agent-b");
+    assert_eq!(ea.len(), 2);
+    assert_eq!(eb.len(), 1);
+    assert_eq!(ea[0]["agent"], "planner");
+    assert_eq!(ea.iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_after_completed_exchanges_loses_none_of_them() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "crash", &[]);
+    let via = client(&d, &dirs);
+    for i in 0..25 {
+        let r = via.get(up.url(&format!("/weather?city=Paris&i={i}"))).send().await.unwrap();
+        r.bytes().await.unwrap();
+    }
+    // Group commit makes an exchange durable within 100 ms of completing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.kill9();
+    let ev = export(&dirs, "crash");
+    assert_eq!(ev.len(), 25);
+    assert_eq!(ev[24]["step"], 25);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_an_exchange_in_flight_finish_and_stores_it() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "term", &[]);
+    let via = client(&d, &dirs);
+    let pid = d.pid();
+    let slow = tokio::spawn(async move { via.get(up.url("/slow?ms=1200")).send().await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    support::harness::signal(pid, "TERM");
+    let body = slow.await.unwrap();
+    assert!(!body.is_empty());
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let ev = export(&dirs, "term");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["response"]["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_connections() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "load", &[]);
+    // Idle and half-sent connections must not starve anyone.
+    let mut idle = Vec::new();
+    for i in 0..100 {
+        let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET http://x.test/ HTTP/1.1\r\nhost: x").unwrap();
+        }
+        idle.push(s);
+    }
+    let via = client_h1(&d, &dirs);
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let via = via.clone();
+        let url = up.url(&format!("/weather?city=Paris&n={i}"));
+        tasks.push(tokio::spawn(async move {
+            let r = via.get(url).send().await?;
+            let status = r.status();
+            r.bytes().await?;
+            Ok::<_, reqwest::Error>(status)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().map(|s| s == 200).unwrap_or(false) {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1000);
+    assert!(up.connections() >= 1);
+    drop(idle);
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let ev = export(&dirs, "load");
+    assert_eq!(ev.len(), 1000);
+    let mut steps: Vec<u64> = ev.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    steps.dedup();
+    assert_eq!(steps.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_hosts_are_tunnelled_untouched_and_not_recorded() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "pass", &["--passthrough", "local*"]);
+    // Not intercepted: the client sees the upstream's own certificate.
+    let proxy = reqwest::Proxy::all(d.proxy_url()).unwrap();
+    let c = reqwest::Client::builder()
+        .proxy(proxy)
+        .add_root_certificate(reqwest::Certificate::from_pem(up.ca_pem.as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    assert_eq!(c.get(up.url("/json")).send().await.unwrap().status(), 200);
+    d.stop();
+    let (code, _, err) = dirs.run(&["export", "pass", "-o", "x.jsonl"]);
+    assert_ne!(code, 0, "nothing was recorded, so there is no session: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_import_export_gives_the_same_tape() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "trip", &[]);
+    let via = client(&d, &dirs);
+    for path in ["/json", "/gzip", "/sse?n=2&gap_ms=10", "/empty", "/big?bytes=2000000"] {
+        via.get(up.url(path)).send().await.unwrap().bytes().await.unwrap();
+    }
+    via.post(up.url("/echo")).bearer_auth(SECRET).json(&serde_json::json!({"x": [1, 2]})).send().await.unwrap();
+    d.stop();
+    let first = dirs.path("first.jsonl");
+    assert_eq!(dirs.run(&["export", "trip", "-o", first.to_str().unwrap()]).0, 0);
+    let other = dirs.path("other-store");
+    let (code, _, err) = dirs.run(&["import", first.to_str().unwrap(), "--store", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = dirs.run(&["import", first.to_str().unwrap(), "--store", other.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--replace"), "{err}");
+    let second = dirs.path("second.jsonl");
+    let (code, _, err) = dirs.run(&["export", "trip", "-o", second.to_str().unwrap(), "--store", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    assert!(dirs.files_containing(SECRET.as_bytes()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_around_a_command_sets_the_proxy_and_returns_its_exit_status() {
+    let dirs = Dirs::new();
+    let (code, out, err) = dirs.run(&[
+        "record",
+        "--",
+        "sh",
+        "-c",
+        "echo $HTTPS_PROXY; echo $SSL_CERT_FILE; echo ${NO_PROXY:-unset}; exit 7",
+    ]);
+    assert_eq!(code, 7, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("http://127.0.0.1:"), "{out}");
+    let bundle = std::fs::read_to_string(lines[1]).unwrap();
+    assert!(bundle.contains("tapedeck CA"));
+    assert!(bundle.matches("BEGIN CERTIFICATE").count() > 1, "system roots are in the bundle too");
+    assert_eq!(lines[2], "unset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_lists_what_was_recorded() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "listed", &[]);
+    client(&d, &dirs).get(up.url("/json")).send().await.unwrap();
+    // While the daemon holds the store, read commands ask it.
+    let (code, out, err) = dirs.run(&["sessions", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["name"], "listed");
+    assert_eq!(v[0]["events"], 1);
+    d.stop();
+    let (code, out, _) = dirs.run(&["sessions"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("listed"), "{out}");
+}

@@ -1,0 +1,241 @@
+//! Running the real `tapedeck` binary in tests: temp store and cert dirs, a daemon on a
+//! free loopback port, and reqwest clients configured with the proxy and tapedeck's CA.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+pub fn tapedeck_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tapedeck"))
+}
+
+/// A scratch directory with `store/` and `certs/` inside.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+    pub store: PathBuf,
+    pub certs: PathBuf,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = root.path().join("recordings");
+        let certs = root.path().join("certs");
+        Dirs { root, store, certs }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Runs a tapedeck command to completion: (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(tapedeck_bin())
+            .args(args)
+            .current_dir(self.root.path())
+            .env("TAPEDECK_STORE", &self.store)
+            .env("TAPEDECK_CERTS", &self.certs)
+            .env_remove("TAPEDECK_LISTEN")
+            .env_remove("TAPEDECK_LOG")
+            .output()
+            .expect("run tapedeck");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Every file under the scratch directory that contains `needle`.
+    pub fn files_containing(&self, needle: &[u8]) -> Vec<PathBuf> {
+        let mut hits = Vec::new();
+        let mut stack = vec![self.root.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(data) = std::fs::read(&p) {
+                    if data.windows(needle.len()).any(|w| w == needle) {
+                        hits.push(p);
+                    }
+                }
+            }
+        }
+        hits
+    }
+}
+
+/// A running `tapedeck record|replay` daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `tapedeck <args> --listen 127.0.0.1:0` in `dirs` and waits until it listens.
+    pub fn start(dirs: &Dirs, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(tapedeck_bin());
+        cmd.args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dirs.root.path())
+            .env("TAPEDECK_STORE", &dirs.store)
+            .env("TAPEDECK_CERTS", &dirs.certs)
+            .env("TAPEDECK_LOG", "tapedeck=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn tapedeck");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(pos) = line.find(" listening on ") {
+                    let rest = &line[pos + " listening on ".len()..];
+                    let addr = rest.split([':', ' ']).take(2).collect::<Vec<_>>().join(":");
+                    if let (Ok(a), Some(t)) = (addr.parse::<SocketAddr>(), tx.take()) {
+                        let _ = t.send(a);
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("tapedeck did not start listening; stderr:\n{}", log.lock().unwrap());
+            }
+        };
+        Daemon {
+            child: Some(child),
+            addr,
+            stderr: log,
+        }
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGTERM, then wait: (exit code, stderr).
+    pub fn stop(mut self) -> (i32, String) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id() as i32, "TERM");
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+        (status, self.stderr())
+    }
+
+    /// kill -9: no chance to flush.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn signal(pid: i32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tapedeck did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ca_cert(certs: &Path) -> reqwest::Certificate {
+    let pem = std::fs::read(certs.join("ca.pem")).expect("tapedeck CA exists once the daemon runs");
+    reqwest::Certificate::from_pem(&pem).expect("CA PEM")
+}
+
+/// A client that goes through the daemon and trusts tapedeck's CA (HTTP/2 when offered).
+pub fn client(d: &Daemon, dirs: &Dirs) -> reqwest::Client {
+    builder(d, dirs, None).build().expect("client")
+}
+
+/// The same, HTTP/1.1 only: every concurrent request needs its own tunnel.
+pub fn client_h1(d: &Daemon, dirs: &Dirs) -> reqwest::Client {
+    builder(d, dirs, None).http1_only().build().expect("client")
+}
+
+/// A client whose proxy user name picks the session (`SESSION[:AGENT]`).
+pub fn client_as(d: &Daemon, dirs: &Dirs, user: &str, pass: &str) -> reqwest::Client {
+    builder(d, dirs, Some((user, pass))).build().expect("client")
+}
+
+fn builder(d: &Daemon, dirs: &Dirs, auth: Option<(&str, &str)>) -> reqwest::ClientBuilder {
+    let mut proxy = reqwest::Proxy::all(d.proxy_url()).expect("proxy url");
+    if let Some((u, p)) = auth {
+        proxy = proxy.basic_auth(u, p);
+    }
+    reqwest::Client::builder()
+        .proxy(proxy)
+        .add_root_certificate(ca_cert(&dirs.certs))
+        .timeout(Duration::from_secs(60))
+}
+
+/// A client straight to the upstream (no proxy), trusting the fixture's CA.
+pub fn direct_client(upstream_ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(upstream_ca_pem.as_bytes()).expect("pem"))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Reads a tape file into (header, events) as JSON values.
+pub fn read_tape(path: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let text = std::fs::read_to_string(path).expect("tape");
+    let mut lines = text.lines();
+    let header = serde_json::from_str(lines.next().expect("header")).expect("header json");
+    let events = lines.map(|l| serde_json::from_str(l).expect("event json")).collect();
+    (header, events)
+}
+
+/// Exports a session (daemon stopped or running) and returns its events.
+pub fn export(dirs: &Dirs, session: &str) -> Vec<serde_json::Value> {
+    let out = dirs.path(&format!("{session}.export.jsonl"));
+    let (code, _, err) = dirs.run(&["export", session, "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "export failed: {err}");
+    read_tape(&out).1
+}
