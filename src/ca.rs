@@ -83,7 +83,9 @@ impl Ca {
                 .map_err(|e| invalid(&cert_path, e))?;
             // Re-signing with the same key and name gives a certificate that verifies
             // exactly like the one on disk (same subject, same key identifier).
-            let cert = params.self_signed(&key).map_err(|e| invalid(&cert_path, e))?;
+            let cert = params
+                .self_signed(&key)
+                .map_err(|e| invalid(&cert_path, e))?;
             (cert, key, false)
         } else {
             let key = KeyPair::generate().map_err(|e| CaError::Sign {
@@ -272,7 +274,10 @@ mod tests {
         assert_eq!(ca.cert_pem(), pem);
         let a = ca.server_config("api.test").unwrap();
         let b = ca.server_config("API.test").unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "second lookup must come from the cache");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "second lookup must come from the cache"
+        );
         ca.server_config("127.0.0.1").unwrap();
         ca.server_config("[::1]").unwrap();
     }

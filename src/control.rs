@@ -45,7 +45,10 @@ impl Control {
             }
             ["sessions"] => match &self.store {
                 Some(store) => match store.sessions() {
-                    Ok(list) => body::json(StatusCode::OK, &serde_json::to_value(list).unwrap_or_default()),
+                    Ok(list) => body::json(
+                        StatusCode::OK,
+                        &serde_json::to_value(list).unwrap_or_default(),
+                    ),
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 },
                 None => body::json(StatusCode::OK, &json!([])),
@@ -55,16 +58,20 @@ impl Control {
                     return error(StatusCode::NOT_FOUND, "this daemon has no store");
                 };
                 let name = name.to_string();
-                let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (StatusCode, String)> {
-                    let rec = Recording::from_store(store, &name).map_err(|e| match e {
-                        crate::store::StoreError::NoSession(_) => (StatusCode::NOT_FOUND, e.to_string()),
-                        other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-                    })?;
-                    let mut out = Vec::new();
-                    rec.write_tape(&mut out, |_| {})
-                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
-                    Ok(out)
-                })
+                let result = tokio::task::spawn_blocking(
+                    move || -> Result<Vec<u8>, (StatusCode, String)> {
+                        let rec = Recording::from_store(store, &name).map_err(|e| match e {
+                            crate::store::StoreError::NoSession(_) => {
+                                (StatusCode::NOT_FOUND, e.to_string())
+                            }
+                            other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+                        })?;
+                        let mut out = Vec::new();
+                        rec.write_tape(&mut out, |_| {})
+                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+                        Ok(out)
+                    },
+                )
                 .await;
                 match result {
                     Ok(Ok(data)) => {
@@ -79,13 +86,19 @@ impl Control {
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
-            _ => error(StatusCode::NOT_FOUND, &format!("no control endpoint {path}")),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                &format!("no control endpoint {path}"),
+            ),
         }
     }
 }
 
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    body::json(status, &json!({"error": {"type": "tapedeck_control", "message": message}}))
+    body::json(
+        status,
+        &json!({"error": {"type": "tapedeck_control", "message": message}}),
+    )
 }
 
 /// `GET http://{listen}{path}` against a daemon; returns status and body.
@@ -93,9 +106,10 @@ pub async fn get(listen: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
     let stream = tokio::net::TcpStream::connect(listen)
         .await
         .map_err(|e| format!("cannot connect to {listen}: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = Request::get(path)
         .header(http::header::HOST, listen)

@@ -11,9 +11,8 @@ fn main() {
             _ => "trace",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPEDECK_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,tapedeck={level}"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPEDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,tapedeck={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

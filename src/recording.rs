@@ -89,7 +89,8 @@ impl Recording {
         }
         let mut map = HashMap::new();
         for ev in &self.events {
-            let refs = std::iter::once(&ev.request.body).chain(ev.response.as_ref().map(|r| &r.body));
+            let refs =
+                std::iter::once(&ev.request.body).chain(ev.response.as_ref().map(|r| &r.body));
             for r in refs {
                 if !map.contains_key(&r.b3) {
                     map.insert(r.b3.clone(), self.body(r)?);
@@ -103,7 +104,11 @@ impl Recording {
     }
 
     /// Writes this recording as a tape.
-    pub fn write_tape<W: std::io::Write>(&self, out: &mut W, progress: impl FnMut(usize)) -> Result<(), String> {
+    pub fn write_tape<W: std::io::Write>(
+        &self,
+        out: &mut W,
+        progress: impl FnMut(usize),
+    ) -> Result<(), String> {
         tape::write(
             out,
             &self.session,
@@ -116,7 +121,10 @@ impl Recording {
 
 /// Whether a SESSION argument names a tape file rather than a session.
 pub fn is_tape_path(arg: &str) -> bool {
-    arg.contains('/') || arg.ends_with(".jsonl") || arg.ends_with(".tape") || Path::new(arg).is_file()
+    arg.contains('/')
+        || arg.ends_with(".jsonl")
+        || arg.ends_with(".tape")
+        || Path::new(arg).is_file()
 }
 
 /// Opens the store for reading, or says which daemon holds it.
@@ -157,15 +165,26 @@ pub async fn load(arg: &str, dir: &Path) -> Result<Recording, RecordingError> {
                 listen: listen.clone(),
                 message,
             };
-            let (status, text) = crate::control::get(&listen, &path).await.map_err(daemon_err)?;
+            let (status, text) = crate::control::get(&listen, &path)
+                .await
+                .map_err(daemon_err)?;
             if status == 404 {
                 return Err(StoreError::NoSession(arg.to_string()).into());
             }
             if status != 200 {
-                return Err(daemon_err(format!("HTTP {status}: {}", String::from_utf8_lossy(&text))));
+                return Err(daemon_err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&text)
+                )));
             }
-            let t = tape::read_from(std::io::Cursor::new(text), Path::new(&format!("daemon:{listen}")))?;
-            Ok(Recording::from_tape(t, format!("session {arg} (from the daemon at {listen})")))
+            let t = tape::read_from(
+                std::io::Cursor::new(text),
+                Path::new(&format!("daemon:{listen}")),
+            )?;
+            Ok(Recording::from_tape(
+                t,
+                format!("session {arg} (from the daemon at {listen})"),
+            ))
         }
     }
 }

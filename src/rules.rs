@@ -35,7 +35,9 @@ pub enum RulesError {
     },
     #[error("{path} is not valid tapedeck.toml: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("bad JSON path {path:?}: {why} (use a JSON pointer like /a/b/0 or a path like $.a.b[*].c)")]
+    #[error(
+        "bad JSON path {path:?}: {why} (use a JSON pointer like /a/b/0 or a path like $.a.b[*].c)"
+    )]
     JsonPath { path: String, why: String },
     #[error("bad kind {0:?} in a [[kind]] rule: use llm, tool or other")]
     Kind(String),
@@ -244,7 +246,10 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            redact_headers: DEFAULT_REDACT_HEADERS.iter().map(|s| s.to_string()).collect(),
+            redact_headers: DEFAULT_REDACT_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             redact_json_fields: Vec::new(),
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
             match_headers: Vec::new(),
@@ -328,7 +333,9 @@ struct FileToolName {
 }
 
 fn lower(v: impl IntoIterator<Item = String>) -> Vec<String> {
-    v.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+    v.into_iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
 }
 
 fn pattern(host: Option<String>, path: Option<String>, method: Option<String>) -> Pattern {
@@ -365,18 +372,29 @@ impl Rules {
 
     fn from_parts(file: FileRules, args: &RuleArgs) -> Result<Rules, RulesError> {
         let mut r = Rules::default();
-        r.redact_headers
-            .extend(lower(file.redact.headers.into_iter().chain(args.redact_headers.clone())));
+        r.redact_headers.extend(lower(
+            file.redact
+                .headers
+                .into_iter()
+                .chain(args.redact_headers.clone()),
+        ));
         r.redact_json_fields.extend(lower(
             file.redact
                 .json_fields
                 .into_iter()
                 .chain(args.redact_json_fields.clone()),
         ));
-        r.redact_query
-            .extend(lower(file.redact.query.into_iter().chain(args.redact_query.clone())));
+        r.redact_query.extend(lower(
+            file.redact
+                .query
+                .into_iter()
+                .chain(args.redact_query.clone()),
+        ));
         r.match_headers.extend(lower(
-            file.matching.headers.into_iter().chain(args.match_headers.clone()),
+            file.matching
+                .headers
+                .into_iter()
+                .chain(args.match_headers.clone()),
         ));
         r.ignore_headers.extend(lower(
             file.matching
@@ -437,7 +455,11 @@ impl Rules {
     /// A short fingerprint of everything that changes a request's key: two rule sets
     /// with the same fingerprint compute the same keys.
     pub fn match_fingerprint(&self) -> String {
-        let paths: Vec<&str> = self.ignore_json_paths.iter().map(|p| p.text.as_str()).collect();
+        let paths: Vec<&str> = self
+            .ignore_json_paths
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect();
         let mut ignore_query = self.ignore_query.clone();
         ignore_query.sort();
         let text = serde_json::json!([
@@ -448,18 +470,25 @@ impl Rules {
             self.ignore_headers,
             ignore_query,
             paths,
-            self.kinds.iter().map(|k| format!("{:?}", k)).collect::<Vec<_>>(),
+            self.kinds
+                .iter()
+                .map(|k| format!("{:?}", k))
+                .collect::<Vec<_>>(),
         ])
         .to_string();
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
 
     pub fn is_redacted_header(&self, name: &str) -> bool {
-        self.redact_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+        self.redact_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
     }
 
     pub fn is_redacted_query(&self, name: &str) -> bool {
-        self.redact_query.iter().any(|q| q.eq_ignore_ascii_case(name))
+        self.redact_query
+            .iter()
+            .any(|q| q.eq_ignore_ascii_case(name))
     }
 
     /// The tool name for a non-LLM exchange: the first `[[tool_name]]` rule that matches,
@@ -492,14 +521,18 @@ mod tests {
 
     #[test]
     fn pointer_and_dollar_paths_remove_the_same_values() {
-        let mut a = json!({"meta": {"id": 1, "keep": 2}, "items": [{"ts": 1, "v": 1}, {"ts": 2, "v": 2}]});
+        let mut a =
+            json!({"meta": {"id": 1, "keep": 2}, "items": [{"ts": 1, "v": 1}, {"ts": 2, "v": 2}]});
         let mut b = a.clone();
         JsonPath::parse("/meta/id").unwrap().remove(&mut a);
         JsonPath::parse("/items/*/ts").unwrap().remove(&mut a);
         JsonPath::parse("$.meta.id").unwrap().remove(&mut b);
         JsonPath::parse("$.items[*].ts").unwrap().remove(&mut b);
         assert_eq!(a, b);
-        assert_eq!(a, json!({"meta": {"keep": 2}, "items": [{"v": 1}, {"v": 2}]}));
+        assert_eq!(
+            a,
+            json!({"meta": {"keep": 2}, "items": [{"v": 1}, {"v": 2}]})
+        );
     }
 
     #[test]

@@ -186,7 +186,12 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
     let version = head
         .get("tapedeck_tape")
         .and_then(Value::as_u64)
-        .ok_or_else(|| line_err(1, "not a tapedeck tape header (no \"tapedeck_tape\" version)".into()))?;
+        .ok_or_else(|| {
+            line_err(
+                1,
+                "not a tapedeck tape header (no \"tapedeck_tape\" version)".into(),
+            )
+        })?;
     if version > TAPE_VERSION as u64 {
         return Err(line_err(
             1,
@@ -195,7 +200,8 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
             ),
         ));
     }
-    let header: TapeHeader = serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
+    let header: TapeHeader =
+        serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
     crate::session::SessionName::new(&header.session).map_err(|e| line_err(1, e.to_string()))?;
     let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
@@ -207,10 +213,13 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
         if line.is_empty() {
             continue;
         }
-        let mut v: Value = serde_json::from_slice(&line).map_err(|e| line_err(n, format!("not valid JSON: {e}")))?;
+        let mut v: Value = serde_json::from_slice(&line)
+            .map_err(|e| line_err(n, format!("not valid JSON: {e}")))?;
         let mut take_body = |slot: &mut Value| -> Result<(), String> {
             let (r, data) = materialize(slot)?;
-            bodies.entry(r.b3.clone()).or_insert_with(|| Bytes::from(data));
+            bodies
+                .entry(r.b3.clone())
+                .or_insert_with(|| Bytes::from(data));
             *slot = serde_json::to_value(&r).map_err(|e| e.to_string())?;
             Ok(())
         };
@@ -221,11 +230,15 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
         if let Some(slot) = v.get_mut("response").and_then(|r| r.get_mut("body")) {
             take_body(slot).map_err(|m| line_err(n, m))?;
         }
-        let ev: Event = serde_json::from_value(v).map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev: Event = serde_json::from_value(v)
+            .map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
         if ev.step <= last_step {
             return Err(line_err(
                 n,
-                format!("step {} after step {last_step}: events must be in step order", ev.step),
+                format!(
+                    "step {} after step {last_step}: events must be in step order",
+                    ev.step
+                ),
             ));
         }
         last_step = ev.step;

@@ -8,11 +8,16 @@ use crate::ca::Ca;
 pub fn run(certs: &Path) -> CmdResult {
     let (ca, created) = Ca::load_or_create(certs)?;
     if created {
-        eprintln!("created a new CA in {} (the key is readable by you only)", certs.display());
+        eprintln!(
+            "created a new CA in {} (the key is readable by you only)",
+            certs.display()
+        );
     } else {
         eprintln!("using the CA in {}", certs.display());
     }
-    eprintln!("trust it with: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS / CURL_CA_BUNDLE");
+    eprintln!(
+        "trust it with: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS / CURL_CA_BUNDLE"
+    );
     println!("{}", ca.cert_path().display());
     Ok(0)
 }

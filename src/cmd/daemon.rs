@@ -38,9 +38,11 @@ pub async fn serve<H: Handler>(
         (None, true) => "127.0.0.1:8080".to_string(),
         (None, false) => "127.0.0.1:0".to_string(),
     };
-    let listener = TcpListener::bind(&listen)
-        .await
-        .map_err(|e| msg(format!("cannot listen on {listen}: {e} (choose another address with --listen)")))?;
+    let listener = TcpListener::bind(&listen).await.map_err(|e| {
+        msg(format!(
+            "cannot listen on {listen}: {e} (choose another address with --listen)"
+        ))
+    })?;
     let addr = listener
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
@@ -73,7 +75,10 @@ pub async fn serve<H: Handler>(
     let _ = server.await;
     let left = inflight.drain(DRAIN).await;
     if left > 0 {
-        tracing::warn!("{left} exchanges were still in flight after {}s; stopping anyway", DRAIN.as_secs());
+        tracing::warn!(
+            "{left} exchanges were still in flight after {}s; stopping anyway",
+            DRAIN.as_secs()
+        );
     }
     if let Some(s) = store {
         s.remove_daemon_info();

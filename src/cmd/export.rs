@@ -9,16 +9,24 @@ use crate::recording;
 pub async fn run(session: &str, output: &Path, store: &Path) -> CmdResult {
     let rec = recording::load(session, store).await?;
     let tmp = output.with_extension("tmp-export");
-    let file = std::fs::File::create(&tmp).map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
+    let file = std::fs::File::create(&tmp)
+        .map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
     let mut out = std::io::BufWriter::new(file);
     let bar = progress_bar(rec.events.len() as u64, "exporting");
     rec.write_tape(&mut out, |n| bar.set_position(n as u64))
         .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
-    out.flush().map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
+    out.flush()
+        .map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
     drop(out);
-    std::fs::rename(&tmp, output).map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;
+    std::fs::rename(&tmp, output)
+        .map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;
     bar.finish_and_clear();
-    eprintln!("exported {} events of {} to {}", rec.events.len(), rec.source, output.display());
+    eprintln!(
+        "exported {} events of {} to {}",
+        rec.events.len(),
+        rec.source,
+        output.display()
+    );
     Ok(0)
 }
 
@@ -28,7 +36,9 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} events ({eta})") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} events ({eta})")
+    {
         bar.set_style(style);
     }
     bar.set_message(what.to_string());

@@ -31,6 +31,10 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
         store.put_event(name.as_str(), ev)?;
     }
     store.commit()?;
-    eprintln!("imported {} events from {} as session {name}", t.events.len(), file.display());
+    eprintln!(
+        "imported {} events from {} as session {name}",
+        t.events.len(),
+        file.display()
+    );
     Ok(0)
 }

@@ -46,19 +46,33 @@ pub async fn run(a: RecordArgs) -> CmdResult {
             tracing::info!(
                 "record listening on {addr}: storing into {} (session {s}{})",
                 store_dir.display(),
-                if session.is_some() { "" } else { " unless the proxy user name names one" }
+                if session.is_some() {
+                    ""
+                } else {
+                    " unless the proxy user name names one"
+                }
             );
         },
     )
     .await?;
     store.commit()?;
     let recorded = recorder.sessions_recorded();
-    let n = recorder.stats.exchanges.load(std::sync::atomic::Ordering::Relaxed);
-    let errors = recorder.stats.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let n = recorder
+        .stats
+        .exchanges
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let errors = recorder
+        .stats
+        .errors
+        .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "tapedeck: recorded {n} exchange{} ({errors} with errors) into {} [{}]",
         if n == 1 { "" } else { "s" },
-        if recorded.is_empty() { "no session".to_string() } else { recorded.join(", ") },
+        if recorded.is_empty() {
+            "no session".to_string()
+        } else {
+            recorded.join(", ")
+        },
         a.store.store.display()
     );
     Ok(code)

@@ -25,11 +25,17 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             SessionName::new(s)?;
             s.clone()
         }
-        (None, None) => return Err(msg("replay needs --session NAME (from the store) or --tape FILE")),
+        (None, None) => {
+            return Err(msg(
+                "replay needs --session NAME (from the store) or --tape FILE",
+            ))
+        }
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
-    let rec = recording::load(&source, &a.store.store).await?.into_memory()?;
+    let rec = recording::load(&source, &a.store.store)
+        .await?
+        .into_memory()?;
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
     let replayer = Replayer::new(
@@ -74,7 +80,11 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     if failed && code == 0 && !a.cmd.is_empty() {
         eprintln!(
             "tapedeck: replay failed{}: exit {EXIT_REPLAY_FAILED}",
-            if summary.miss_count() > 0 { " with misses" } else { ": recorded events were never used (--fail-on-unused)" }
+            if summary.miss_count() > 0 {
+                " with misses"
+            } else {
+                ": recorded events were never used (--fail-on-unused)"
+            }
         );
         return Ok(EXIT_REPLAY_FAILED);
     }

@@ -20,9 +20,12 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
                 .await
                 .map_err(|e| msg(format!("the store is held by tapedeck pid {pid} on {listen}, and asking it failed: {e}")))?;
             if status != 200 {
-                return Err(msg(format!("tapedeck pid {pid} on {listen} answered {status}")));
+                return Err(msg(format!(
+                    "tapedeck pid {pid} on {listen} answered {status}"
+                )));
             }
-            serde_json::from_slice(&body).map_err(|e| msg(format!("bad answer from pid {pid}: {e}")))?
+            serde_json::from_slice(&body)
+                .map_err(|e| msg(format!("bad answer from pid {pid}: {e}")))?
         }
     };
     list.sort_by_key(|s| s.first_unix_ns);
@@ -45,7 +48,10 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
         return Ok(0);
     }
     let w = list.iter().map(|s| s.name.len()).max().unwrap_or(4).max(7);
-    println!("{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}", "SESSION", "EVENTS", "FIRST", "LAST", "BYTES");
+    println!(
+        "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}",
+        "SESSION", "EVENTS", "FIRST", "LAST", "BYTES"
+    );
     for s in &list {
         println!(
             "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}",

@@ -116,7 +116,13 @@ pub fn canonical(
 }
 
 /// The canonical request of a body too large to be kept whole: it matches by bytes.
-pub fn canonical_large(method: &str, url: &str, headers: &[Header], b3: &str, rules: &Rules) -> Canonical {
+pub fn canonical_large(
+    method: &str,
+    url: &str,
+    headers: &[Header],
+    b3: &str,
+    rules: &Rules,
+) -> Canonical {
     canonical_with(
         method,
         url,
@@ -206,76 +212,6 @@ impl Canonical {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::RuleArgs;
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<Header> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn key_ignores_json_key_order_query_order_and_auth() {
-        let rules = Rules::default();
-        let a = canonical(
-            "POST",
-            "https://api.test/v1/x?b=2&a=1",
-            &h(&[("content-type", "application/json"), ("authorization", "a"), ("user-agent", "x")]),
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-            &rules,
-        );
-        let b = canonical(
-            "post",
-            "https://API.test:443/v1/x?a=1&b=2",
-            &h(&[("Content-Type", "application/json"), ("x-stainless-retry-count", "2")]),
-            br#"{ "messages":[{"content":"hi","role":"user"}], "model":"m"}"#,
-            &rules,
-        );
-        assert_eq!(a.key(), b.key());
-    }
-
-    #[test]
-    fn body_and_path_changes_change_the_key() {
-        let rules = Rules::default();
-        let hs = h(&[("content-type", "application/json")]);
-        let base = canonical("POST", "https://a.test/x", &hs, br#"{"a":1}"#, &rules).key();
-        assert_ne!(base, canonical("POST", "https://a.test/x", &hs, br#"{"a":2}"#, &rules).key());
-        assert_ne!(base, canonical("POST", "https://a.test/y", &hs, br#"{"a":1}"#, &rules).key());
-        assert_ne!(base, canonical("POST", "http://a.test/x", &hs, br#"{"a":1}"#, &rules).key());
-        assert_ne!(base, canonical("POST", "https://a.test/x", &hs, b"", &rules).key());
-    }
-
-    #[test]
-    fn ignore_rules_make_differing_requests_match() {
-        let args = RuleArgs {
-            ignore_json_paths: vec!["$.metadata.request_id".into()],
-            ignore_query: vec!["ts".into()],
-            ..Default::default()
-        };
-        let rules = Rules::from_toml("", &args).unwrap();
-        let hs = h(&[("content-type", "application/json")]);
-        let a = canonical("POST", "https://a.test/x?ts=1", &hs, br#"{"metadata":{"request_id":"1"},"q":1}"#, &rules);
-        let b = canonical("POST", "https://a.test/x?ts=2", &hs, br#"{"metadata":{"request_id":"2"},"q":1}"#, &rules);
-        assert_eq!(a.key(), b.key());
-    }
-
-    #[test]
-    fn multipart_boundary_does_not_matter() {
-        assert_eq!(
-            normalize_content_type("multipart/form-data; boundary=abc"),
-            "multipart/form-data"
-        );
-        assert_eq!(
-            normalize_content_type("application/json; charset=UTF-8"),
-            "application/json; charset=utf-8"
-        );
-    }
-}
-
 /// A request body as matching sees it.
 pub enum KeyBody<'a> {
     /// Kept whole (decoded, redacted).
@@ -300,12 +236,114 @@ pub fn identify(
             let json = (!b.is_empty() && looks_like_json(ct, b))
                 .then(|| serde_json::from_slice::<Value>(b).ok())
                 .flatten();
-            let kind = super::kind::classify(method, &parts.host, &parts.path, json.as_ref(), rules);
+            let kind =
+                super::kind::classify(method, &parts.host, &parts.path, json.as_ref(), rules);
             (kind, canonical(method, url, headers, b, rules).key())
         }
         KeyBody::Large(b3) => {
             let kind = super::kind::classify(method, &parts.host, &parts.path, None, rules);
             (kind, canonical_large(method, url, headers, b3, rules).key())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleArgs;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<Header> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn key_ignores_json_key_order_query_order_and_auth() {
+        let rules = Rules::default();
+        let a = canonical(
+            "POST",
+            "https://api.test/v1/x?b=2&a=1",
+            &h(&[
+                ("content-type", "application/json"),
+                ("authorization", "a"),
+                ("user-agent", "x"),
+            ]),
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            &rules,
+        );
+        let b = canonical(
+            "post",
+            "https://API.test:443/v1/x?a=1&b=2",
+            &h(&[
+                ("Content-Type", "application/json"),
+                ("x-stainless-retry-count", "2"),
+            ]),
+            br#"{ "messages":[{"content":"hi","role":"user"}], "model":"m"}"#,
+            &rules,
+        );
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn body_and_path_changes_change_the_key() {
+        let rules = Rules::default();
+        let hs = h(&[("content-type", "application/json")]);
+        let base = canonical("POST", "https://a.test/x", &hs, br#"{"a":1}"#, &rules).key();
+        assert_ne!(
+            base,
+            canonical("POST", "https://a.test/x", &hs, br#"{"a":2}"#, &rules).key()
+        );
+        assert_ne!(
+            base,
+            canonical("POST", "https://a.test/y", &hs, br#"{"a":1}"#, &rules).key()
+        );
+        assert_ne!(
+            base,
+            canonical("POST", "http://a.test/x", &hs, br#"{"a":1}"#, &rules).key()
+        );
+        assert_ne!(
+            base,
+            canonical("POST", "https://a.test/x", &hs, b"", &rules).key()
+        );
+    }
+
+    #[test]
+    fn ignore_rules_make_differing_requests_match() {
+        let args = RuleArgs {
+            ignore_json_paths: vec!["$.metadata.request_id".into()],
+            ignore_query: vec!["ts".into()],
+            ..Default::default()
+        };
+        let rules = Rules::from_toml("", &args).unwrap();
+        let hs = h(&[("content-type", "application/json")]);
+        let a = canonical(
+            "POST",
+            "https://a.test/x?ts=1",
+            &hs,
+            br#"{"metadata":{"request_id":"1"},"q":1}"#,
+            &rules,
+        );
+        let b = canonical(
+            "POST",
+            "https://a.test/x?ts=2",
+            &hs,
+            br#"{"metadata":{"request_id":"2"},"q":1}"#,
+            &rules,
+        );
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn multipart_boundary_does_not_matter() {
+        assert_eq!(
+            normalize_content_type("multipart/form-data; boundary=abc"),
+            "multipart/form-data"
+        );
+        assert_eq!(
+            normalize_content_type("application/json; charset=UTF-8"),
+            "application/json; charset=utf-8"
+        );
     }
 }

@@ -102,8 +102,16 @@ impl Change {
     /// `$.a.b: 1 → 2`, `$.x: + "new"`, `$.y: - "old"`.
     pub fn line(&self, max: usize) -> String {
         match self.op {
-            "added" => format!("{}: + {}", self.path, short(self.b.as_ref().unwrap_or(&Value::Null), max)),
-            "removed" => format!("{}: - {}", self.path, short(self.a.as_ref().unwrap_or(&Value::Null), max)),
+            "added" => format!(
+                "{}: + {}",
+                self.path,
+                short(self.b.as_ref().unwrap_or(&Value::Null), max)
+            ),
+            "removed" => format!(
+                "{}: - {}",
+                self.path,
+                short(self.a.as_ref().unwrap_or(&Value::Null), max)
+            ),
             _ => format!(
                 "{}: {} → {}",
                 self.path,

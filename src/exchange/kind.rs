@@ -79,7 +79,9 @@ fn is_inference(method: &str, host: &str, path: &str, body: Option<&Value>) -> b
     }
     let path = path.split('?').next().unwrap_or(path);
     if URL_MODEL_SUFFIXES.iter().any(|s| path.ends_with(s)) {
-        return path.contains("/models/") || path.contains("/model/") || path.contains("/publishers/");
+        return path.contains("/models/")
+            || path.contains("/model/")
+            || path.contains("/publishers/");
     }
     if path.ends_with("/messages/count_tokens") {
         return false;
@@ -105,21 +107,69 @@ mod tests {
     fn provider_paths_are_llm_and_everything_else_is_a_tool() {
         let r = Rules::default();
         let model = json!({"model": "gpt-4o", "messages": []});
-        assert_eq!(classify("POST", "api.openai.com", "/v1/chat/completions", Some(&model), &r), Kind::Llm);
-        assert_eq!(classify("POST", "localhost", "/v1/responses", Some(&model), &r), Kind::Llm);
-        assert_eq!(classify("POST", "api.anthropic.com", "/v1/messages", Some(&model), &r), Kind::Llm);
         assert_eq!(
-            classify("POST", "generativelanguage.googleapis.com", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", None, &r),
+            classify(
+                "POST",
+                "api.openai.com",
+                "/v1/chat/completions",
+                Some(&model),
+                &r
+            ),
             Kind::Llm
         );
         assert_eq!(
-            classify("POST", "x.openai.azure.com", "/openai/deployments/gpt4/chat/completions", Some(&json!({"messages": []})), &r),
+            classify("POST", "localhost", "/v1/responses", Some(&model), &r),
             Kind::Llm
         );
-        assert_eq!(classify("GET", "api.openai.com", "/v1/models", None, &r), Kind::Other);
-        assert_eq!(classify("GET", "weather.test", "/v1/forecast", None, &r), Kind::Tool);
+        assert_eq!(
+            classify(
+                "POST",
+                "api.anthropic.com",
+                "/v1/messages",
+                Some(&model),
+                &r
+            ),
+            Kind::Llm
+        );
+        assert_eq!(
+            classify(
+                "POST",
+                "generativelanguage.googleapis.com",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                None,
+                &r
+            ),
+            Kind::Llm
+        );
+        assert_eq!(
+            classify(
+                "POST",
+                "x.openai.azure.com",
+                "/openai/deployments/gpt4/chat/completions",
+                Some(&json!({"messages": []})),
+                &r
+            ),
+            Kind::Llm
+        );
+        assert_eq!(
+            classify("GET", "api.openai.com", "/v1/models", None, &r),
+            Kind::Other
+        );
+        assert_eq!(
+            classify("GET", "weather.test", "/v1/forecast", None, &r),
+            Kind::Tool
+        );
         // A tool that happens to end in /messages but names no model is still a tool.
-        assert_eq!(classify("POST", "chat.test", "/rooms/1/messages", Some(&json!({"text": "x"})), &r), Kind::Tool);
+        assert_eq!(
+            classify(
+                "POST",
+                "chat.test",
+                "/rooms/1/messages",
+                Some(&json!({"text": "x"})),
+                &r
+            ),
+            Kind::Tool
+        );
     }
 
     #[test]
@@ -129,6 +179,9 @@ mod tests {
             &Default::default(),
         )
         .unwrap();
-        assert_eq!(classify("GET", "metrics.internal", "/x", None, &r), Kind::Other);
+        assert_eq!(
+            classify("GET", "metrics.internal", "/x", None, &r),
+            Kind::Other
+        );
     }
 }

@@ -224,6 +224,11 @@ pub fn is_streaming(headers: &http::HeaderMap) -> bool {
 
 /// Whether a content type is JSON (`application/json`, `application/*+json`).
 pub fn is_json_content_type(ct: &str) -> bool {
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
 }

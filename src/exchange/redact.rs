@@ -159,7 +159,12 @@ fn redact_json_fields(value: &mut Value, fields: &[String]) -> bool {
 }
 
 /// Redacts a whole body kept for storage. Returns the bytes to store.
-pub fn body(data: Vec<u8>, content_type: Option<&str>, rules: &Rules, secrets: &Secrets) -> Vec<u8> {
+pub fn body(
+    data: Vec<u8>,
+    content_type: Option<&str>,
+    rules: &Rules,
+    secrets: &Secrets,
+) -> Vec<u8> {
     let mut data = data;
     if !rules.redact_json_fields.is_empty() && looks_like_json(content_type, &data) {
         if let Ok(mut v) = serde_json::from_slice::<Value>(&data) {
@@ -219,7 +224,10 @@ mod tests {
             &rules,
             &mut secrets,
         );
-        assert_eq!(u, "https://g.test/v1/m:generateContent?alt=sse&key=[REDACTED]");
+        assert_eq!(
+            u,
+            "https://g.test/v1/m:generateContent?alt=sse&key=[REDACTED]"
+        );
         let stored = body(
             br#"{"echo":"sk-live-123456789","k":"AIzaSECRETKEY1"}"#.to_vec(),
             Some("application/json"),

@@ -12,7 +12,9 @@ pub fn empty() -> ProxyBody {
 }
 
 pub fn full(data: impl Into<Bytes>) -> ProxyBody {
-    Full::new(data.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(data.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// A JSON response built by tapedeck itself (errors, misses, the control API).

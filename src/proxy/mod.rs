@@ -41,7 +41,11 @@ pub struct ClientCtx {
 /// What the proxy asks of record or replay.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one exchange. `req` has an absolute URI.
-    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: ClientCtx) -> BoxFuture<Response<ProxyBody>>;
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        ctx: ClientCtx,
+    ) -> BoxFuture<Response<ProxyBody>>;
     /// Whether CONNECTs to `host` are tunnelled as raw bytes, without interception.
     fn raw_tunnel(&self, host: &str) -> bool;
     /// Answers a request to the control API (`/_tapedeck/...`).
@@ -124,14 +128,18 @@ impl<H: Handler> Proxy<H> {
         }
     }
 
-    async fn on_request(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn on_request(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         if req.method() == Method::CONNECT {
             return self.on_connect(req, peer).await;
         }
         if req.uri().scheme().is_some() && req.uri().authority().is_some() {
             let ctx = match self.client_ctx(req.headers(), peer) {
                 Ok(c) => c,
-                Err(resp) => return resp,
+                Err(resp) => return *resp,
             };
             return self.handler.clone().handle(req, ctx).await;
         }
@@ -146,16 +154,20 @@ impl<H: Handler> Proxy<H> {
     }
 
     /// Session and agent from `--session`, else the proxy-auth user name (`SESSION[:AGENT]`).
-    fn client_ctx(&self, headers: &http::HeaderMap, peer: SocketAddr) -> Result<ClientCtx, Response<ProxyBody>> {
+    fn client_ctx(
+        &self,
+        headers: &http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<ClientCtx, Box<Response<ProxyBody>>> {
         let (user, pass) = proxy_auth(headers).unwrap_or_default();
         let session = match (&self.opts.session, user.is_empty()) {
             (Some(s), _) => s.clone(),
             (None, false) => SessionName::new(&user).map_err(|e| {
                 tracing::warn!("refused a client at {peer}: {e}");
-                body::json(
+                Box::new(body::json(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({"error": {"type": "tapedeck_bad_session", "message": e.to_string()}}),
-                )
+                ))
             })?,
             (None, true) => self.opts.fallback_session.clone(),
         };
@@ -166,7 +178,11 @@ impl<H: Handler> Proxy<H> {
         })
     }
 
-    async fn on_connect(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn on_connect(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         let Some(authority) = req.uri().authority().cloned() else {
             return body::text(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
         };
@@ -174,7 +190,11 @@ impl<H: Handler> Proxy<H> {
             Ok(c) => c,
             Err(resp) => return resp,
         };
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = authority.port_u16().unwrap_or(443);
         if self.handler.raw_tunnel(&host) {
             let upstream = match TcpStream::connect((host.as_str(), port)).await {
@@ -211,7 +231,10 @@ impl<H: Handler> Proxy<H> {
 
 /// `Proxy-Authorization: Basic base64(user:pass)`.
 fn proxy_auth(headers: &http::HeaderMap) -> Option<(String, String)> {
-    let v = headers.get(http::header::PROXY_AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(http::header::PROXY_AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, cred) = v.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -261,10 +284,19 @@ mod tests {
     fn proxy_auth_gives_session_and_agent() {
         let mut h = http::HeaderMap::new();
         let cred = base64::engine::general_purpose::STANDARD.encode("incident-7:planner");
-        h.insert("proxy-authorization", format!("Basic {cred}").parse().unwrap());
-        assert_eq!(proxy_auth(&h), Some(("incident-7".into(), "planner".into())));
+        h.insert(
+            "proxy-authorization",
+            format!("Basic {cred}").parse().unwrap(),
+        );
+        assert_eq!(
+            proxy_auth(&h),
+            Some(("incident-7".into(), "planner".into()))
+        );
         let cred = base64::engine::general_purpose::STANDARD.encode("a%2Fb");
-        h.insert("proxy-authorization", format!("Basic {cred}").parse().unwrap());
+        h.insert(
+            "proxy-authorization",
+            format!("Basic {cred}").parse().unwrap(),
+        );
         assert_eq!(proxy_auth(&h), Some(("a/b".into(), "".into())));
     }
 }

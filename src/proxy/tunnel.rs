@@ -33,7 +33,10 @@ pub(super) async fn intercept<H: Handler, IO>(
         Ok(Ok(n)) if n > 0 => n,
         Ok(_) => return,
         Err(_) => {
-            tracing::debug!("tunnel to {host}:{port} from {} sent nothing; closed", ctx.peer);
+            tracing::debug!(
+                "tunnel to {host}:{port} from {} sent nothing; closed",
+                ctx.peer
+            );
             return;
         }
     };
@@ -58,8 +61,13 @@ pub(super) async fn intercept<H: Handler, IO>(
     }
 }
 
-async fn serve_tls<H: Handler, IO>(proxy: Arc<Proxy<H>>, io: IO, host: String, port: u16, ctx: ClientCtx)
-where
+async fn serve_tls<H: Handler, IO>(
+    proxy: Arc<Proxy<H>>,
+    io: IO,
+    host: String,
+    port: u16,
+    ctx: ClientCtx,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake = async {
@@ -87,7 +95,10 @@ where
             return;
         }
         Err(_) => {
-            tracing::warn!("TLS handshake with {} for {host}:{port} timed out", ctx.peer);
+            tracing::warn!(
+                "TLS handshake with {} for {host}:{port} timed out",
+                ctx.peer
+            );
             return;
         }
     };
@@ -191,7 +202,11 @@ struct Prefixed<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(buf.remaining());
             let start = self.pos;
@@ -204,7 +219,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -32,7 +32,10 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(extra_cas: &[PathBuf], response_timeout: Duration) -> Result<Upstream, UpstreamSetupError> {
+    pub fn new(
+        extra_cas: &[PathBuf],
+        response_timeout: Duration,
+    ) -> Result<Upstream, UpstreamSetupError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -139,6 +142,13 @@ pub fn classify(target: &str, err: &(dyn std::error::Error + 'static)) -> Exchan
             detail = h.to_string();
         }
         let text = e.to_string();
+        // HTTP/2 resets arrive as h2 errors, which hyper does not classify.
+        if kind == ErrorKind::Other
+            && (text.contains("stream error") || text.contains("GOAWAY") || text.contains("reset"))
+        {
+            kind = ErrorKind::Reset;
+            detail = text.clone();
+        }
         if text.contains("dns error") || text.contains("failed to lookup address") {
             kind = ErrorKind::Dns;
             detail = text;

@@ -187,7 +187,11 @@ impl Recorder {
         Ok(c)
     }
 
-    async fn record(self: Arc<Self>, req: Request<Incoming>, ctx: ClientCtx) -> Response<ProxyBody> {
+    async fn record(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        ctx: ClientCtx,
+    ) -> Response<ProxyBody> {
         let clock = match self.clock(&ctx.session) {
             Ok(c) => c,
             Err(e) => {
@@ -253,7 +257,8 @@ impl Recorder {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 let ttfb_ns = start.elapsed().as_nanos() as u64;
-                let resp_headers = redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+                let resp_headers =
+                    redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
                 let streaming = is_streaming(&rparts.headers);
                 let limit = keep_limit(header(&resp_headers, "content-type"));
                 pending.resp_capture = Some(Capture::new(
@@ -301,7 +306,11 @@ pub fn upstream_error_response(err: &ExchangeError) -> Response<ProxyBody> {
 }
 
 impl Handler for Recorder {
-    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: ClientCtx) -> BoxFuture<Response<ProxyBody>> {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        ctx: ClientCtx,
+    ) -> BoxFuture<Response<ProxyBody>> {
         Box::pin(self.record(req, ctx))
     }
 
@@ -331,7 +340,10 @@ impl Body for TeeBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
         let Some(inner) = t.inner.as_mut() else {
             return Poll::Ready(None);
@@ -429,7 +441,11 @@ impl Pending {
     }
 
     /// Stores the finished body; returns its reference and, when small, its bytes.
-    fn store_body(&self, c: Captured, content_type: Option<&str>) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
+    fn store_body(
+        &self,
+        c: Captured,
+        content_type: Option<&str>,
+    ) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
         let store = self.recorder.store.as_ref();
         match c.body {
             WrittenBody::Whole(data) => {
@@ -538,7 +554,10 @@ impl Pending {
         let session = self.clock.name.as_str();
         match self.recorder.store.put_event(session, &event) {
             Ok(()) => {
-                self.recorder.stats.exchanges.fetch_add(1, Ordering::Relaxed);
+                self.recorder
+                    .stats
+                    .exchanges
+                    .fetch_add(1, Ordering::Relaxed);
                 if event.error.is_some() {
                     self.recorder.stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -548,7 +567,9 @@ impl Pending {
                     event.kind,
                     event.request.method,
                     event.request.url,
-                    event.status().map_or("error".to_string(), |s| s.to_string())
+                    event
+                        .status()
+                        .map_or("error".to_string(), |s| s.to_string())
                 );
                 if let Some(sink) = &self.recorder.sink {
                     sink(session, &event);
@@ -600,7 +621,10 @@ impl Body for ResponseTee {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
@@ -618,7 +642,11 @@ impl Body for ResponseTee {
             Poll::Ready(Some(Err(e))) => {
                 let err = crate::proxy::upstream::classify("upstream body", &e);
                 let err = ExchangeError {
-                    kind: if err.kind == ErrorKind::Other { ErrorKind::Reset } else { err.kind },
+                    kind: if err.kind == ErrorKind::Other {
+                        ErrorKind::Reset
+                    } else {
+                        err.kind
+                    },
                     message: format!("response body cut: {}", err.message),
                 };
                 tracing::warn!("{}", err.message);

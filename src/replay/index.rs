@@ -75,7 +75,11 @@ impl TraceIndex {
         let mut lanes: HashMap<Option<Kind>, Lane> = HashMap::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in slots.iter().enumerate() {
-            lanes.entry(lane_of(order, s.kind)).or_default().slots.push(i);
+            lanes
+                .entry(lane_of(order, s.kind))
+                .or_default()
+                .slots
+                .push(i);
             by_key.entry(s.key.clone()).or_default().push(i);
         }
         TraceIndex {
@@ -107,7 +111,9 @@ impl TraceIndex {
 
     /// Events never served, in step order.
     pub fn unused(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&i| !self.consumed[i]).collect()
+        (0..self.slots.len())
+            .filter(|&i| !self.consumed[i])
+            .collect()
     }
 
     /// Takes the event a request of `kind` with `key` may have, or says why none.
@@ -234,8 +240,14 @@ mod tests {
         assert_eq!(m.later, Some(1));
         assert_eq!(ix.take(Kind::Llm, "a").unwrap(), 0);
         assert_eq!(ix.take(Kind::Llm, "b").unwrap(), 1);
-        assert_eq!(ix.take(Kind::Llm, "b").unwrap_err().kind, MissKind::Exhausted);
-        assert_eq!(ix.take(Kind::Llm, "zzz").unwrap_err().kind, MissKind::Unrecorded);
+        assert_eq!(
+            ix.take(Kind::Llm, "b").unwrap_err().kind,
+            MissKind::Exhausted
+        );
+        assert_eq!(
+            ix.take(Kind::Llm, "zzz").unwrap_err().kind,
+            MissKind::Unrecorded
+        );
     }
 
     #[test]
@@ -248,10 +260,16 @@ mod tests {
             slot(4, Kind::Tool, "w", 200, 210),
         ];
         let mut ix = TraceIndex::new(slots, Order::Kind);
-        assert_eq!(ix.take(Kind::Tool, "w").unwrap_err().kind, MissKind::OutOfOrder);
+        assert_eq!(
+            ix.take(Kind::Tool, "w").unwrap_err().kind,
+            MissKind::OutOfOrder
+        );
         assert_eq!(ix.take(Kind::Tool, "z").unwrap(), 2);
         assert_eq!(ix.take(Kind::Tool, "x").unwrap(), 0);
-        assert_eq!(ix.take(Kind::Tool, "w").unwrap_err().kind, MissKind::OutOfOrder);
+        assert_eq!(
+            ix.take(Kind::Tool, "w").unwrap_err().kind,
+            MissKind::OutOfOrder
+        );
         assert_eq!(ix.take(Kind::Tool, "y").unwrap(), 1);
         assert_eq!(ix.take(Kind::Tool, "w").unwrap(), 3);
         assert!(ix.unused().is_empty());
@@ -269,7 +287,10 @@ mod tests {
         assert_eq!(ix.take(Kind::Tool, "t1").unwrap(), 1);
         assert_eq!(ix.take(Kind::Llm, "l1").unwrap(), 0);
         let mut strict = TraceIndex::new(slots, Order::Strict);
-        assert_eq!(strict.take(Kind::Tool, "t1").unwrap_err().kind, MissKind::OutOfOrder);
+        assert_eq!(
+            strict.take(Kind::Tool, "t1").unwrap_err().kind,
+            MissKind::OutOfOrder
+        );
     }
 
     #[test]
@@ -284,13 +305,19 @@ mod tests {
             assert_eq!(ix.take(Kind::Tool, "poll").unwrap(), 0);
             assert_eq!(ix.take(Kind::Tool, "poll").unwrap(), 1);
             assert_eq!(ix.take(Kind::Tool, "poll").unwrap(), 2);
-            assert_eq!(ix.take(Kind::Tool, "poll").unwrap_err().kind, MissKind::Exhausted);
+            assert_eq!(
+                ix.take(Kind::Tool, "poll").unwrap_err().kind,
+                MissKind::Exhausted
+            );
         }
     }
 
     #[test]
     fn order_any_matches_by_key_alone() {
-        let slots = vec![slot(1, Kind::Llm, "a", 0, 10), slot(2, Kind::Llm, "b", 20, 30)];
+        let slots = vec![
+            slot(1, Kind::Llm, "a", 0, 10),
+            slot(2, Kind::Llm, "b", 20, 30),
+        ];
         let mut ix = TraceIndex::new(slots, Order::Any);
         assert_eq!(ix.take(Kind::Llm, "b").unwrap(), 1);
         assert_eq!(ix.take(Kind::Llm, "a").unwrap(), 0);

@@ -16,14 +16,18 @@ pub struct Received<'a> {
 }
 
 fn body_value(data: &[u8]) -> Value {
-    serde_json::from_slice(data).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+    serde_json::from_slice(data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
 }
 
 /// Lines saying how the received request differs from an expected event.
 pub fn differences(expected: &Event, expected_body: &[u8], got: &Received) -> Vec<String> {
     let mut lines = Vec::new();
     if expected.request.method != got.method {
-        lines.push(format!("method: {} → {}", expected.request.method, got.method));
+        lines.push(format!(
+            "method: {} → {}",
+            expected.request.method, got.method
+        ));
     }
     if expected.request.url != got.url {
         lines.push(format!("url: {} → {}", expected.request.url, got.url));
@@ -85,7 +89,10 @@ pub fn describe(
             exp.map(|(ev, body)| differences(ev, body, got)).unwrap_or_default(),
         ),
     };
-    let mut message = format!("tapedeck replay miss ({}) in session {session}: {headline}", miss.kind.as_str());
+    let mut message = format!(
+        "tapedeck replay miss ({}) in session {session}: {headline}",
+        miss.kind.as_str()
+    );
     if !diff.is_empty() {
         message.push_str(". Differences from the expected request: ");
         message.push_str(&diff.join("; "));
@@ -100,6 +107,14 @@ pub fn describe(
         "received": {"method": got.method, "url": got.url},
         "diff": diff,
     }});
-    let line = format!("MISS {}: {headline}{}", miss.kind.as_str(), if diff.is_empty() { String::new() } else { format!(" [{}]", diff.join("; ")) });
+    let line = format!(
+        "MISS {}: {headline}{}",
+        miss.kind.as_str(),
+        if diff.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", diff.join("; "))
+        }
+    );
     (body, line)
 }

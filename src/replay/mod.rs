@@ -64,7 +64,11 @@ impl ReplaySummary {
         let misses = if self.misses.is_empty() {
             "0 misses".to_string()
         } else {
-            let parts: Vec<String> = self.misses.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let parts: Vec<String> = self
+                .misses
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
             format!("{} misses ({})", self.miss_count(), parts.join(", "))
         };
         let unused = if self.unused.is_empty() {
@@ -100,7 +104,11 @@ pub struct Replayer {
 impl Replayer {
     /// Builds the index. Keys are recomputed from the stored requests when the rules in
     /// force differ from those the recording was made under.
-    pub fn new(rec: Recording, rules: Arc<Rules>, opts: ReplayOptions) -> Result<Arc<Replayer>, crate::store::StoreError> {
+    pub fn new(
+        rec: Recording,
+        rules: Arc<Rules>,
+        opts: ReplayOptions,
+    ) -> Result<Arc<Replayer>, crate::store::StoreError> {
         let fp = rules.match_fingerprint();
         let mut slots = Vec::with_capacity(rec.events.len());
         for ev in &rec.events {
@@ -114,7 +122,13 @@ impl Replayer {
                 } else {
                     KeyBody::Whole(&body)
                 };
-                identify(&ev.request.method, &ev.request.url, &ev.request.headers, kb, &rules)
+                identify(
+                    &ev.request.method,
+                    &ev.request.url,
+                    &ev.request.headers,
+                    kb,
+                    &rules,
+                )
             };
             slots.push(Slot {
                 step: ev.step,
@@ -125,7 +139,9 @@ impl Replayer {
             });
         }
         let globs = |v: &[String]| -> Vec<wildmatch::WildMatch> {
-            v.iter().map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase())).collect()
+            v.iter()
+                .map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase()))
+                .collect()
         };
         let mut control = crate::control::Control::new(None, "replay");
         let index = Mutex::new(TraceIndex::new(slots, opts.order));
@@ -164,7 +180,11 @@ impl Replayer {
         ReplaySummary {
             recorded: ix.len(),
             served: ix.served(),
-            misses: self.misses.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            misses: self
+                .misses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             unused: ix.unused().into_iter().map(|i| ix.slot(i).step).collect(),
         }
     }
@@ -177,7 +197,10 @@ impl Replayer {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 tracing::warn!("could not read a request body: {e}");
-                return body::text(StatusCode::BAD_REQUEST, &format!("tapedeck: could not read the request body: {e}"));
+                return body::text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("tapedeck: could not read the request body: {e}"),
+                );
             }
         };
         let mut secrets = Secrets::default();
@@ -196,7 +219,10 @@ impl Replayer {
             let b3 = blake3::hash(&decoded).to_hex().to_string();
             (decoded, b3)
         } else {
-            (redact::body(decoded, ct, &self.rules, &secrets), String::new())
+            (
+                redact::body(decoded, ct, &self.rules, &secrets),
+                String::new(),
+            )
         };
         let key_body = if large {
             KeyBody::Large(&large_b3)
@@ -218,7 +244,8 @@ impl Replayer {
             Err(m) => {
                 let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
                 let expected = ev_of(m.expected);
-                let expected_body = expected.map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                let expected_body =
+                    expected.map(|e| self.rec.body(&e.request.body).unwrap_or_default());
                 let (json, line) = miss::describe(
                     &self.rec.session,
                     &m,
@@ -238,16 +265,19 @@ impl Replayer {
                     .entry(m.kind.as_str())
                     .or_insert(0) += 1;
                 let mut resp = body::json(StatusCode::NOT_FOUND, &json);
-                resp.headers_mut().insert(
-                    MISS_HEADER,
-                    http::HeaderValue::from_static(m.kind.as_str()),
-                );
+                resp.headers_mut()
+                    .insert(MISS_HEADER, http::HeaderValue::from_static(m.kind.as_str()));
                 resp
             }
         }
     }
 
-    async fn respond(&self, ev: &Event, method: &http::Method, arrived: Instant) -> Response<ProxyBody> {
+    async fn respond(
+        &self,
+        ev: &Event,
+        method: &http::Method,
+        arrived: Instant,
+    ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
         if recorded {
             if let Some(t) = ev.timing.ttfb_ns {
@@ -261,7 +291,14 @@ impl Replayer {
                 message: "the recording has no response for this step".into(),
             });
             if recorded {
-                tokio::time::sleep_until((arrived + Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns))).into()).await;
+                tokio::time::sleep_until(
+                    (arrived
+                        + Duration::from_nanos(
+                            ev.timing.end_ns.saturating_sub(ev.timing.start_ns),
+                        ))
+                    .into(),
+                )
+                .await;
             }
             let mut resp = upstream_error_response(&err);
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
@@ -270,19 +307,27 @@ impl Replayer {
         let data = match self.rec.body(&r.body) {
             Ok(d) => d,
             Err(e) => {
-                return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: step {}: {e}", ev.step));
+                return body::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("tapedeck: step {}: {e}", ev.step),
+                );
             }
         };
         let mut builder = Response::builder().status(r.status);
         let coding = r.body.encoding.as_deref().and_then(Coding::parse);
         for (name, value) in &r.headers {
-            if is_framing_header(name) || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some()) {
+            if is_framing_header(name)
+                || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some())
+            {
                 continue;
             }
             builder = builder.header(name.as_str(), value.as_str());
         }
         builder = builder.header(STEP_HEADER, ev.step);
-        let no_body = method == http::Method::HEAD || r.status == 204 || r.status == 304 || (100..200).contains(&r.status);
+        let no_body = method == http::Method::HEAD
+            || r.status == 204
+            || r.status == 304
+            || (100..200).contains(&r.status);
         let cut = !r.complete;
         let body: ProxyBody = if no_body {
             if let Some(cl) = header(&r.headers, "content-length") {
@@ -320,7 +365,10 @@ impl Replayer {
             ReplayBody::new(vec![(Some(end_ms), data)], arrived, recorded, cut).boxed_unsync()
         };
         builder.body(body).unwrap_or_else(|e| {
-            body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: step {} has a bad header: {e}", ev.step))
+            body::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("tapedeck: step {} has a bad header: {e}", ev.step),
+            )
         })
     }
 }
@@ -329,18 +377,29 @@ impl Replayer {
 fn is_framing_header(name: &str) -> bool {
     matches!(
         name,
-        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "proxy-connection" | "trailer" | "upgrade"
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "trailer"
+            | "upgrade"
     )
 }
 
 impl Handler for Replayer {
-    fn handle(self: Arc<Self>, req: Request<Incoming>, _ctx: ClientCtx) -> BoxFuture<Response<ProxyBody>> {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _ctx: ClientCtx,
+    ) -> BoxFuture<Response<ProxyBody>> {
         Box::pin(self.replay(req))
     }
 
     fn raw_tunnel(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.passthrough.iter().any(|p| p.matches(&host)) && self.allow_live.iter().any(|p| p.matches(&host))
+        self.passthrough.iter().any(|p| p.matches(&host))
+            && self.allow_live.iter().any(|p| p.matches(&host))
     }
 
     fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
@@ -357,10 +416,18 @@ struct ReplayBody {
     cut: bool,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    cut_delayed: bool,
 }
 
+const CUT_DELAY: Duration = Duration::from_millis(20);
+
 impl ReplayBody {
-    fn new(frames: Vec<(Option<f64>, Bytes)>, start: Instant, paced: bool, cut: bool) -> ReplayBody {
+    fn new(
+        frames: Vec<(Option<f64>, Bytes)>,
+        start: Instant,
+        paced: bool,
+        cut: bool,
+    ) -> ReplayBody {
         ReplayBody {
             frames: frames.into(),
             start,
@@ -368,6 +435,7 @@ impl ReplayBody {
             cut,
             sleep: None,
             done: false,
+            cut_delayed: false,
         }
     }
 }
@@ -376,7 +444,10 @@ impl Body for ReplayBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if let Some(s) = self.sleep.as_mut() {
                 if s.as_mut().poll(cx).is_pending() {
@@ -388,8 +459,18 @@ impl Body for ReplayBody {
             }
             let Some((at, _)) = self.frames.front() else {
                 if self.cut && !self.done {
+                    // Let the frames already sent reach the client before the reset: an
+                    // HTTP/2 reset discards frames still queued for the stream.
+                    if !self.cut_delayed {
+                        self.cut_delayed = true;
+                        self.sleep = Some(Box::pin(tokio::time::sleep(CUT_DELAY)));
+                        self.frames.push_back((None, Bytes::new()));
+                        continue;
+                    }
                     self.done = true;
-                    return Poll::Ready(Some(Err("the recorded response was cut here (upstream reset)".into())));
+                    return Poll::Ready(Some(Err(
+                        "the recorded response was cut here (upstream reset)".into(),
+                    )));
                 }
                 return Poll::Ready(None);
             };

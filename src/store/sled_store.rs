@@ -69,7 +69,12 @@ impl SledStore {
                 let message = e.to_string();
                 if message.contains("could not acquire lock") {
                     let holder = super::read_daemon_info(dir)
-                        .map(|d| format!(" (tapedeck {} pid {} listening on {})", d.mode, d.pid, d.listen))
+                        .map(|d| {
+                            format!(
+                                " (tapedeck {} pid {} listening on {})",
+                                d.mode, d.pid, d.listen
+                            )
+                        })
                         .unwrap_or_default();
                     StoreError::Locked {
                         path: dir.to_path_buf(),
@@ -197,15 +202,15 @@ impl Drop for SledStore {
 }
 
 fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> Option<Vec<u8>> {
-    let mut info: SessionInfo = old
-        .and_then(|o| serde_json::from_slice(o).ok())
-        .unwrap_or(SessionInfo {
-            name: session.to_string(),
-            events: 0,
-            first_unix_ns: event.timing.start_unix_ns,
-            last_unix_ns: event.timing.end_unix_ns,
-            bytes: 0,
-        });
+    let mut info: SessionInfo =
+        old.and_then(|o| serde_json::from_slice(o).ok())
+            .unwrap_or(SessionInfo {
+                name: session.to_string(),
+                events: 0,
+                first_unix_ns: event.timing.start_unix_ns,
+                last_unix_ns: event.timing.end_unix_ns,
+                bytes: 0,
+            });
     info.events += 1;
     info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
     info.last_unix_ns = info.last_unix_ns.max(event.timing.end_unix_ns);
@@ -280,8 +285,9 @@ impl Store for SledStore {
         let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
         self.events.insert(event_key(session, event.step), value)?;
         let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
-        self.sessions
-            .update_and_fetch(session.as_bytes(), |old| merge_info(old, session, event, bytes))?;
+        self.sessions.update_and_fetch(session.as_bytes(), |old| {
+            merge_info(old, session, event, bytes)
+        })?;
         self.mark_dirty();
         Ok(())
     }

@@ -116,7 +116,10 @@ impl Daemon {
                 let _ = child.kill();
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("tapedeck did not start listening; stderr:\n{}", log.lock().unwrap());
+                panic!(
+                    "tapedeck did not start listening; stderr:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
         Daemon {
@@ -165,7 +168,10 @@ impl Drop for Daemon {
 }
 
 pub fn signal(pid: i32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 fn wait_timeout(child: &mut Child, limit: Duration) -> i32 {
@@ -199,7 +205,9 @@ pub fn client_h1(d: &Daemon, dirs: &Dirs) -> reqwest::Client {
 
 /// A client whose proxy user name picks the session (`SESSION[:AGENT]`).
 pub fn client_as(d: &Daemon, dirs: &Dirs, user: &str, pass: &str) -> reqwest::Client {
-    builder(d, dirs, Some((user, pass))).build().expect("client")
+    builder(d, dirs, Some((user, pass)))
+        .build()
+        .expect("client")
 }
 
 fn builder(d: &Daemon, dirs: &Dirs, auth: Option<(&str, &str)>) -> reqwest::ClientBuilder {
@@ -217,7 +225,9 @@ fn builder(d: &Daemon, dirs: &Dirs, auth: Option<(&str, &str)>) -> reqwest::Clie
 pub fn direct_client(upstream_ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(upstream_ca_pem.as_bytes()).expect("pem"))
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(upstream_ca_pem.as_bytes()).expect("pem"),
+        )
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
@@ -228,7 +238,9 @@ pub fn read_tape(path: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
     let text = std::fs::read_to_string(path).expect("tape");
     let mut lines = text.lines();
     let header = serde_json::from_str(lines.next().expect("header")).expect("header json");
-    let events = lines.map(|l| serde_json::from_str(l).expect("event json")).collect();
+    let events = lines
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
     (header, events)
 }
 
