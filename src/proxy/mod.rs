@@ -188,7 +188,7 @@ impl<H: Handler> Proxy<H> {
         };
         let ctx = match self.client_ctx(req.headers(), peer) {
             Ok(c) => c,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         let host = authority
             .host()
