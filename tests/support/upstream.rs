@@ -1,0 +1,1163 @@
+//! An LLM-shaped upstream HTTP(S) server for tapedeck's tests, benchmarks and examples.
+//!
+//! A real server on real TCP (127.0.0.1, port 0 by default). With TLS it serves a leaf
+//! for `localhost` and `127.0.0.1`, signed by its own throw-away CA (`ca_pem`,
+//! `ca_path`), and speaks HTTP/2 and HTTP/1.1 (ALPN). Every answer is deterministic:
+//! no randomness and no wall-clock values in bodies.
+//!
+//! Self-contained on purpose: it is included as `mod support;` by integration tests and
+//! with `#[path = "../tests/support/upstream.rs"] mod upstream;` by examples and benches,
+//! and only uses crates that are already dependencies of tapedeck.
+//!
+//! Endpoints (see `route`):
+//! - `GET /json` ~1 KB JSON; `POST /echo` echoes method, path, query, body and a few
+//!   headers (never authorization/cookie); `GET /sse?n=5&gap_ms=100` a real event stream;
+//!   `GET /big?bytes=N` / `GET /big-chunked?bytes=N` streamed pattern bytes;
+//!   `POST /upload` byte count + checksum; `GET /slow?ms=N`; `GET /status/{code}`;
+//!   `GET /close` drops the connection; `GET /reset-mid` breaks off mid-body;
+//!   `GET /gzip`; `GET /weather?city=Paris`; `GET /empty`; `GET /empty-list`;
+//!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
+//!   anything else → 404 JSON.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// Error type of the fixture's bodies and services.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Response body type of every endpoint.
+pub type FixtureBody = BoxBody<Bytes, BoxError>;
+
+/// Fixed `created` timestamp of the OpenAI-shaped answers (no wall clock in bodies).
+pub const CREATED: u64 = 1_700_000_000;
+/// Frame size of `/big` and `/big-chunked`.
+pub const BIG_FRAME: usize = 64 * 1024;
+/// Gap between streamed chunks of `/v1/chat/completions` and `/v1/messages`.
+pub const LLM_CHUNK_GAP: Duration = Duration::from_millis(20);
+
+/// Byte `i` of the `/big` pattern.
+pub fn big_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// The weather table of `GET /weather?city=...`: (city, temp_c, conditions).
+pub const WEATHER: &[(&str, i64, &str)] = &[
+    ("Paris", 18, "sunny"),
+    ("London", 12, "cloudy"),
+    ("Tokyo", 22, "clear"),
+    ("Berlin", 15, "rainy"),
+    ("Madrid", 27, "sunny"),
+    ("Oslo", 4, "snow"),
+];
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// PEM of the fixture's own test CA (the TLS leaf is signed by it).
+    pub ca_pem: String,
+    /// `ca_pem` written to a file that lives as long as this `Upstream`.
+    pub ca_path: PathBuf,
+    tls: bool,
+    state: Arc<State>,
+    listener: Arc<Mutex<Option<TcpListener>>>,
+    accept_task: Option<JoinHandle<()>>,
+}
+
+struct State {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+    next_conn: AtomicU64,
+    conns: Mutex<HashMap<u64, AbortHandle>>,
+}
+
+impl Upstream {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start(tls: bool) -> Upstream {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), tls).await
+    }
+
+    /// Starts on a fixed address (port 0 picks a free one). Panics if it can't bind.
+    pub async fn start_on(addr: SocketAddr, tls: bool) -> Upstream {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("upstream fixture: bind {addr}: {e}"));
+        let addr = listener.local_addr().expect("upstream fixture: local_addr");
+        let (ca_pem, server_config) = make_tls();
+        static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
+        let ca_path = std::env::temp_dir().join(format!(
+            "tapedeck-upstream-ca-{}-{}-{}.pem",
+            std::process::id(),
+            addr.port(),
+            FILE_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&ca_path, &ca_pem)
+            .unwrap_or_else(|e| panic!("upstream fixture: write {}: {e}", ca_path.display()));
+
+        let state = Arc::new(State {
+            connections: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+        });
+        let listener = Arc::new(Mutex::new(Some(listener)));
+        let acceptor = if tls {
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config)))
+        } else {
+            None
+        };
+        let accept_task = tokio::spawn(accept_loop(listener.clone(), state.clone(), acceptor));
+        Upstream {
+            addr,
+            ca_pem,
+            ca_path,
+            tls,
+            state,
+            listener,
+            accept_task: Some(accept_task),
+        }
+    }
+
+    /// The URL base, without a trailing slash: `https://localhost:PORT` with TLS (so
+    /// SNI and the DNS SAN are exercised), else `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            let ip = match self.addr.ip() {
+                ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        }
+    }
+
+    /// `base_url()` + `path` (a leading `/` is added if missing).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            format!("{}{}", self.base_url(), path)
+        } else {
+            format!("{}/{}", self.base_url(), path)
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// HTTP requests served so far (every request that reached the router).
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes the listener (later connects are refused) and aborts the
+    /// open connections. Same as dropping it.
+    pub fn stop(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Dropping the listener here closes the socket synchronously, whatever the
+        // runtime is doing, so a connect right after stop() is refused.
+        drop(self.listener.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(task) = self.accept_task.take() {
+            task.abort();
+        }
+        for (_, conn) in self
+            .state
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            conn.abort();
+        }
+        let _ = std::fs::remove_file(&self.ca_path);
+    }
+}
+
+fn make_tls() -> (String, rustls::ServerConfig) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().expect("upstream fixture: CA key");
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "tapedeck upstream fixture CA");
+    dn.push(DnType::OrganizationName, "tapedeck tests");
+    ca_params.distinguished_name = dn;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = now - time::Duration::days(1);
+    ca_params.not_after = now + time::Duration::days(365);
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .expect("upstream fixture: CA cert");
+
+    let leaf_key = KeyPair::generate().expect("upstream fixture: leaf key");
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "localhost");
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![
+        SanType::DnsName("localhost".try_into().expect("dns name")),
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::IpAddress(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
+    let leaf = params
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("upstream fixture: leaf cert");
+
+    let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let mut cfg =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("upstream fixture: TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("upstream fixture: TLS config");
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (ca_cert.pem(), cfg)
+}
+
+async fn accept_loop(
+    listener: Arc<Mutex<Option<TcpListener>>>,
+    state: Arc<State>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        // The lock is held only while polling, so Drop can take the listener away.
+        let accepted = poll_fn(|cx| {
+            let guard = listener.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                None => Poll::Ready(None),
+                Some(l) => l.poll_accept(cx).map(Some),
+            }
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok((stream, _peer))) => stream,
+            Some(Err(_)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+        let st = state.clone();
+        let acceptor = acceptor.clone();
+        // Insert under the lock the task's own removal takes, so a fast task can't
+        // leave a stale entry behind.
+        let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let task = tokio::spawn(async move {
+            let svc_state = st.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let st = svc_state.clone();
+                async move {
+                    st.requests.fetch_add(1, Ordering::SeqCst);
+                    route(req).await.map_err(|e| ServiceError(e.to_string()))
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                Some(acceptor) => {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                }
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
+            st.conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+        conns.insert(id, task.abort_handle());
+    }
+}
+
+/// A concrete service error (a boxed one trips hyper-util's `Send` bounds).
+#[derive(Debug)]
+struct ServiceError(String);
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+// ---------------------------------------------------------------------------------------
+// bodies
+
+fn full(data: impl Into<Bytes>) -> FixtureBody {
+    Full::new(data.into()).map_err(|e: Infallible| match e {}).boxed()
+}
+
+/// A body fed by a channel: each `Ok` item is its own frame, an `Err` breaks the body.
+struct ChanBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+}
+
+impl Body for ChanBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+    }
+}
+
+fn channel_body() -> (mpsc::Sender<Result<Bytes, BoxError>>, FixtureBody) {
+    let (tx, rx) = mpsc::channel(16);
+    (tx, ChanBody { rx }.boxed())
+}
+
+/// The deterministic `/big` pattern, produced frame by frame, never allocated whole.
+struct PatternBody {
+    pattern: Bytes,
+    offset: u64,
+    total: u64,
+    exact: bool,
+}
+
+impl PatternBody {
+    fn new(total: u64, exact: bool) -> Self {
+        let pattern: Vec<u8> = (0..(BIG_FRAME as u64 + 251)).map(big_byte).collect();
+        PatternBody {
+            pattern: Bytes::from(pattern),
+            offset: 0,
+            total,
+            exact,
+        }
+    }
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let left = self.total - self.offset;
+        if left == 0 {
+            return Poll::Ready(None);
+        }
+        let len = left.min(BIG_FRAME as u64) as usize;
+        let start = (self.offset % 251) as usize;
+        let chunk = self.pattern.slice(start..start + len);
+        self.offset += len as u64;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+    fn is_end_stream(&self) -> bool {
+        self.offset == self.total
+    }
+    fn size_hint(&self) -> SizeHint {
+        if self.exact {
+            SizeHint::with_exact(self.total - self.offset)
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+fn json_response(status: StatusCode, v: &Value) -> Response<FixtureBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(serde_json::to_vec(v).expect("json")))
+        .expect("response")
+}
+
+fn error_json(status: StatusCode, message: &str, typ: &str, code: Value) -> Response<FixtureBody> {
+    json_response(
+        status,
+        &json!({"error": {"message": message, "type": typ, "param": null, "code": code}}),
+    )
+}
+
+fn sse_response(body: FixtureBody) -> Response<FixtureBody> {
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(body)
+        .expect("response")
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (pct_decode(k) == key).then(|| pct_decode(v))
+    })
+}
+
+fn query_num(query: Option<&str>, key: &str, default: u64) -> u64 {
+    query_param(query, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, BoxError> {
+    Ok(req.into_body().collect().await?.to_bytes())
+}
+
+/// Text of a message `content`: a string, or the text of its parts/blocks (including
+/// the nested content of Anthropic `tool_result` blocks).
+fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => s.clone(),
+                _ => match p.get("text").and_then(Value::as_str) {
+                    Some(t) => t.to_string(),
+                    None => p.get("content").map(content_text).unwrap_or_default(),
+                },
+            })
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// The city a user asks about: the last capitalised word that is not the first word of
+/// the text (that one is capitalised anyway), default "Paris".
+pub fn city_of(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .skip(1)
+        .filter(|w| w.chars().next().is_some_and(char::is_uppercase))
+        .last()
+        .unwrap_or("Paris")
+        .to_string()
+}
+
+fn tokens(chars: usize) -> u64 {
+    (chars / 4) as u64
+}
+
+/// Splits a text into word-sized deltas ("The", " weather", " in", ...).
+fn word_deltas(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in text.split(' ').enumerate() {
+        if i == 0 {
+            out.push(w.to_string());
+        } else {
+            out.push(format!(" {w}"));
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
+}
+
+/// Splits a string in two halves on a char boundary.
+fn halves(s: &str) -> (String, String) {
+    let mut mid = s.len() / 2;
+    while !s.is_char_boundary(mid) {
+        mid += 1;
+    }
+    (s[..mid].to_string(), s[mid..].to_string())
+}
+
+fn sse_data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", serde_json::to_string(v).expect("json")))
+}
+
+fn sse_event(event: &str, v: &Value) -> Bytes {
+    Bytes::from(format!(
+        "event: {event}\ndata: {}\n\n",
+        serde_json::to_string(v).expect("json")
+    ))
+}
+
+/// Sends `frames` over a channel body, `gap` apart (the first one at once).
+fn paced_body(frames: Vec<Bytes>, gap: Duration) -> FixtureBody {
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        for (i, f) in frames.into_iter().enumerate() {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+    });
+    body
+}
+
+// ---------------------------------------------------------------------------------------
+// routes
+
+async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let q = query.as_deref();
+    let resp = match (&method, path.as_str()) {
+        (&Method::GET, "/json") => json_response(StatusCode::OK, &sample_json()),
+        (&Method::POST, "/echo") => echo(req).await?,
+        (&Method::GET, "/sse") => sse(q),
+        (&Method::GET, "/big") => big(q, true),
+        (&Method::GET, "/big-chunked") => big(q, false),
+        (&Method::POST, "/upload") => upload(req).await?,
+        (&Method::GET, "/slow") => {
+            let ms = query_num(q, "ms", 2000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            json_response(StatusCode::OK, &json!({"slow": true, "ms": ms}))
+        }
+        (&Method::GET, p) if p.starts_with("/status/") => status(&p["/status/".len()..]),
+        // A service error makes hyper drop an HTTP/1 connection without answering
+        // (HTTP/2: the stream is reset).
+        (&Method::GET, "/close") => return Err("fixture: /close drops the connection".into()),
+        (&Method::GET, "/reset-mid") => reset_mid(),
+        (&Method::GET, "/gzip") => gzip(),
+        (&Method::GET, "/weather") => weather(q),
+        (&Method::GET, "/empty") => Response::builder()
+            .header("content-type", "application/json")
+            .header("content-length", 0)
+            .body(full(Bytes::new()))
+            .expect("response"),
+        (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
+        (&Method::POST, "/v1/chat/completions") => chat_completions(req).await?,
+        (&Method::POST, "/v1/messages") => anthropic_messages(req).await?,
+        (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
+        _ => error_json(
+            StatusCode::NOT_FOUND,
+            &format!("fixture: no route for {method} {path}"),
+            "invalid_request_error",
+            json!("not_found"),
+        ),
+    };
+    Ok(resp)
+}
+
+/// The `/json` document (~1 KB).
+pub fn sample_json() -> Value {
+    let items: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({
+                "id": format!("item-{i}"),
+                "index": i,
+                "name": format!("fixture item number {i}"),
+                "tags": ["alpha", "beta"],
+                "score": i * 7 % 10,
+            })
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "source": "tapedeck upstream fixture",
+        "count": items.len(),
+        "data": items,
+    })
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let mut headers = serde_json::Map::new();
+    for name in ["content-type", "accept", "x-test"] {
+        if let Some(v) = req.headers().get(name) {
+            headers.insert(name.into(), json!(String::from_utf8_lossy(v.as_bytes())));
+        }
+    }
+    let body = read_body(req).await?;
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"method": method, "path": path, "query": query, "body": body, "headers": headers}),
+    ))
+}
+
+fn sse(q: Option<&str>) -> Response<FixtureBody> {
+    let n = query_num(q, "n", 5);
+    let gap = Duration::from_millis(query_num(q, "gap_ms", 100));
+    let mut frames: Vec<Bytes> = (0..n).map(|i| sse_data(&json!({"i": i}))).collect();
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    // [DONE] follows the last event at once: the gap is only between events.
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let last = frames.len() - 1;
+        for (i, f) in frames.into_iter().enumerate() {
+            if i > 0 && i < last && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+    });
+    sse_response(body)
+}
+
+fn big(q: Option<&str>, exact: bool) -> Response<FixtureBody> {
+    let n = query_num(q, "bytes", 5 * 1024 * 1024);
+    let mut b = Response::builder().header("content-type", "application/octet-stream");
+    if exact {
+        b = b.header("content-length", n);
+    }
+    b.body(PatternBody::new(n, exact).boxed()).expect("response")
+}
+
+async fn upload(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let mut body = req.into_body();
+    let mut n: u64 = 0;
+    let mut sum: u32 = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            n += data.len() as u64;
+            for &b in data.iter() {
+                sum = sum.wrapping_add(b as u32);
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({"bytes": n, "sum": sum})))
+}
+
+fn status(code: &str) -> Response<FixtureBody> {
+    let Some(status) = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok())
+    else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            &format!("fixture: bad status code {code:?}"),
+            "invalid_request_error",
+            Value::Null,
+        );
+    };
+    let message = format!(
+        "fixture: status {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = json_response(
+        status,
+        &json!({"error": {"message": message.trim_end(), "type": "server_error", "code": null}}),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("0"));
+    }
+    resp
+}
+
+fn reset_mid() -> Response<FixtureBody> {
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let mut part = b"{\"data\":\"".to_vec();
+        part.extend(std::iter::repeat(b'x').take(91));
+        if tx.send(Ok(Bytes::from(part))).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tx.send(Err("fixture: /reset-mid breaks off".into())).await;
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-length", 1000)
+        .body(body)
+        .expect("response")
+}
+
+/// The JSON document that `/gzip` serves, before compression.
+pub fn gzip_json() -> Value {
+    json!({"compressed": true, "text": "tapedeck ".repeat(64), "n": 42})
+}
+
+fn gzip() -> Response<FixtureBody> {
+    let raw = serde_json::to_vec(&gzip_json()).expect("json");
+    // flate2's header has mtime 0: the compressed bytes are deterministic too.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&raw).expect("gzip");
+    let data = enc.finish().expect("gzip");
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(full(data))
+        .expect("response")
+}
+
+/// The weather tool's answer for `city`, if the table knows it.
+pub fn weather_of(city: &str) -> Option<Value> {
+    WEATHER
+        .iter()
+        .find(|(c, _, _)| c.eq_ignore_ascii_case(city))
+        .map(|(c, t, w)| json!({"city": c, "temp_c": t, "conditions": w}))
+}
+
+fn weather(q: Option<&str>) -> Response<FixtureBody> {
+    let city = query_param(q, "city").unwrap_or_default();
+    match weather_of(&city) {
+        Some(v) => json_response(StatusCode::OK, &v),
+        None => error_json(
+            StatusCode::NOT_FOUND,
+            &format!("unknown city: {city:?}"),
+            "not_found_error",
+            json!("city_not_found"),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI Chat Completions
+
+/// What the scripted model answers.
+enum Script {
+    Text(String),
+    ToolCall { id: String, name: String, arguments: String },
+}
+
+fn first_tool_name(tools: Option<&Value>) -> Option<String> {
+    let t = tools?.as_array()?.first()?;
+    Some(
+        t.pointer("/function/name")
+            .or_else(|| t.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("get_weather")
+            .to_string(),
+    )
+}
+
+fn chat_script(req: &Value) -> (Script, usize) {
+    let empty = Vec::new();
+    let messages = req.get("messages").and_then(Value::as_array).unwrap_or(&empty);
+    let n = messages.len();
+    let prompt_chars: usize = messages
+        .iter()
+        .map(|m| m.get("content").map(content_text).unwrap_or_default().chars().count())
+        .sum();
+    let Some(last) = messages.last() else {
+        return (Script::Text("Hello from the fixture.".into()), prompt_chars);
+    };
+    let role = last.get("role").and_then(Value::as_str).unwrap_or("");
+    let text = last.get("content").map(content_text).unwrap_or_default();
+    let script = match (role, first_tool_name(req.get("tools"))) {
+        ("user", Some(name)) => Script::ToolCall {
+            id: format!("call_{n}"),
+            name,
+            arguments: serde_json::to_string(&json!({"city": city_of(&text)})).expect("json"),
+        },
+        ("tool", _) => {
+            // The city comes from the assistant tool call that this result answers.
+            let call_id = last.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+            let city = messages
+                .iter()
+                .rev()
+                .filter_map(|m| m.get("tool_calls").and_then(Value::as_array))
+                .flatten()
+                .find(|c| c.get("id").and_then(Value::as_str) == Some(call_id))
+                .and_then(|c| c.pointer("/function/arguments").and_then(Value::as_str))
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                .and_then(|a| a.get("city").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| "Paris".into());
+            Script::Text(format!("The weather in {city}: {text}"))
+        }
+        _ => Script::Text(format!("You said: {text}")),
+    };
+    (script, prompt_chars)
+}
+
+async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let body = read_body(req).await?;
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(error_json(
+            StatusCode::BAD_REQUEST,
+            "fixture: the body is not JSON",
+            "invalid_request_error",
+            Value::Null,
+        ));
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-model").to_string();
+    let n = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let id = format!("chatcmpl-{n}");
+    let (script, prompt_chars) = chat_script(&body);
+    let completion_chars = match &script {
+        Script::Text(t) => t.chars().count(),
+        Script::ToolCall { name, arguments, .. } => name.len() + arguments.len(),
+    };
+    let (pt, ct) = (tokens(prompt_chars), tokens(completion_chars));
+    let usage = json!({
+        "prompt_tokens": pt,
+        "completion_tokens": ct,
+        "total_tokens": pt + ct,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    });
+    let finish = match script {
+        Script::Text(_) => "stop",
+        Script::ToolCall { .. } => "tool_calls",
+    };
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        let message = match &script {
+            Script::Text(t) => json!({"role": "assistant", "content": t, "refusal": null, "annotations": []}),
+            Script::ToolCall { id, name, arguments } => json!({
+                "role": "assistant", "content": null, "refusal": null, "annotations": [],
+                "tool_calls": [{"id": id, "type": "function",
+                                "function": {"name": name, "arguments": arguments}}],
+            }),
+        };
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+                "usage": usage, "service_tier": "default", "system_fingerprint": "fp_fixture",
+            }),
+        ));
+    }
+
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "service_tier": "default", "system_fingerprint": "fp_fixture",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        sse_data(&c)
+    };
+    let mut frames = Vec::new();
+    match &script {
+        Script::Text(t) => {
+            frames.push(chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null));
+            for w in word_deltas(t) {
+                frames.push(chunk(json!({"content": w}), Value::Null));
+            }
+        }
+        Script::ToolCall { id: call_id, name, arguments } => {
+            frames.push(chunk(json!({"role": "assistant", "content": null, "refusal": null}), Value::Null));
+            frames.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                        "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            ));
+            let (a, b) = halves(arguments);
+            for part in [a, b] {
+                frames.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    Value::Null,
+                ));
+            }
+        }
+    }
+    frames.push(chunk(json!({}), json!(finish)));
+    if include_usage {
+        frames.push(sse_data(&json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "service_tier": "default", "system_fingerprint": "fp_fixture",
+            "choices": [], "usage": usage,
+        })));
+    }
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Ok(sse_response(paced_body(frames, LLM_CHUNK_GAP)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Anthropic Messages
+
+fn anthropic_script(req: &Value) -> (Script, usize) {
+    let empty = Vec::new();
+    let messages = req.get("messages").and_then(Value::as_array).unwrap_or(&empty);
+    let n = messages.len();
+    let system_chars = req.get("system").map(content_text).unwrap_or_default().chars().count();
+    let prompt_chars: usize = system_chars
+        + messages
+            .iter()
+            .map(|m| m.get("content").map(content_text).unwrap_or_default().chars().count())
+            .sum::<usize>();
+    let Some(last) = messages.last() else {
+        return (Script::Text("Hello from the fixture.".into()), prompt_chars);
+    };
+    let content = last.get("content").cloned().unwrap_or(Value::Null);
+    let tool_result = content.as_array().and_then(|blocks| {
+        blocks
+            .iter()
+            .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+    });
+    let script = if let Some(result) = tool_result {
+        let use_id = result.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
+        let text = result.get("content").map(content_text).unwrap_or_default();
+        let city = messages
+            .iter()
+            .rev()
+            .filter_map(|m| m.get("content").and_then(Value::as_array))
+            .flatten()
+            .find(|b| {
+                b.get("type").and_then(Value::as_str) == Some("tool_use")
+                    && b.get("id").and_then(Value::as_str) == Some(use_id)
+            })
+            .and_then(|b| b.pointer("/input/city").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "Paris".into());
+        Script::Text(format!("The weather in {city}: {text}"))
+    } else {
+        let text = content_text(&content);
+        let role = last.get("role").and_then(Value::as_str).unwrap_or("");
+        match (role, first_tool_name(req.get("tools"))) {
+            ("user", Some(name)) => Script::ToolCall {
+                id: format!("toolu_fixture_{n:02}"),
+                name,
+                arguments: serde_json::to_string(&json!({"city": city_of(&text)})).expect("json"),
+            },
+            _ => Script::Text(format!("You said: {text}")),
+        }
+    };
+    (script, prompt_chars)
+}
+
+async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let body = read_body(req).await?;
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"type": "error", "error": {"type": "invalid_request_error",
+                    "message": "fixture: the body is not JSON"}}),
+        ));
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-model").to_string();
+    let n = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let id = format!("msg_fixture_{n:02}");
+    let (script, prompt_chars) = anthropic_script(&body);
+    let (input_tokens, output_tokens) = (
+        tokens(prompt_chars),
+        tokens(match &script {
+            Script::Text(t) => t.chars().count(),
+            Script::ToolCall { name, arguments, .. } => name.len() + arguments.len(),
+        }),
+    );
+    let stop_reason = match script {
+        Script::Text(_) => "end_turn",
+        Script::ToolCall { .. } => "tool_use",
+    };
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        let block = match &script {
+            Script::Text(t) => json!({"type": "text", "text": t}),
+            Script::ToolCall { id, name, arguments } => json!({
+                "type": "tool_use", "id": id, "name": name,
+                "input": serde_json::from_str::<Value>(arguments).expect("json"),
+            }),
+        };
+        let mut resp = json_response(
+            StatusCode::OK,
+            &json!({
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [block], "stop_reason": stop_reason, "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0, "output_tokens": output_tokens},
+            }),
+        );
+        resp.headers_mut().insert(
+            "request-id",
+            hyper::header::HeaderValue::from_str(&format!("req_fixture_{n:02}")).expect("header"),
+        );
+        return Ok(resp);
+    }
+
+    let mut frames = vec![sse_event(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1},
+        }}),
+    )];
+    match &script {
+        Script::Text(t) => {
+            frames.push(sse_event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "text", "text": ""}}),
+            ));
+            frames.push(sse_event("ping", &json!({"type": "ping"})));
+            for w in word_deltas(t) {
+                frames.push(sse_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0,
+                            "delta": {"type": "text_delta", "text": w}}),
+                ));
+            }
+        }
+        Script::ToolCall { id: use_id, name, arguments } => {
+            frames.push(sse_event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "tool_use", "id": use_id, "name": name, "input": {}}}),
+            ));
+            frames.push(sse_event("ping", &json!({"type": "ping"})));
+            let (a, b) = halves(arguments);
+            for part in [a, b] {
+                frames.push(sse_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0,
+                            "delta": {"type": "input_json_delta", "partial_json": part}}),
+                ));
+            }
+        }
+    }
+    frames.push(sse_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    frames.push(sse_event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                "usage": {"output_tokens": output_tokens}}),
+    ));
+    frames.push(sse_event("message_stop", &json!({"type": "message_stop"})));
+    let mut resp = sse_response(paced_body(frames, LLM_CHUNK_GAP));
+    resp.headers_mut().insert(
+        "request-id",
+        hyper::header::HeaderValue::from_str(&format!("req_fixture_{n:02}")).expect("header"),
+    );
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI embeddings
+
+/// The fixture's embedding of `text`: `dims` floats in [-1, 1], a function of the bytes.
+pub fn embedding_of(text: &str, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|j| {
+            let mut h: u32 = 2166136261 ^ (j as u32);
+            for &b in text.as_bytes() {
+                h = (h ^ b as u32).wrapping_mul(16777619);
+            }
+            // Multiples of 1/1024 are exact in f32 and print the same everywhere.
+            ((h % 2049) as f32 - 1024.0) / 1024.0
+        })
+        .collect()
+}
+
+async fn embeddings(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    use base64::Engine as _;
+    let body = read_body(req).await?;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-embedding").to_string();
+    let dims = body.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => vec![String::new()],
+    };
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let chars: usize = inputs.iter().map(|s| s.chars().count()).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v = embedding_of(s, dims);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let pt = tokens(chars).max(1);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": pt, "total_tokens": pt}}),
+    ))
+}
