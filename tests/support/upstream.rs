@@ -80,6 +80,8 @@ pub struct Upstream {
     state: Arc<State>,
     listener: Arc<Mutex<Option<TcpListener>>>,
     accept_task: Option<JoinHandle<()>>,
+    /// With `start_blocking`: dropping it ends the fixture's own runtime thread.
+    runtime_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct State {
@@ -133,7 +135,35 @@ impl Upstream {
             state,
             listener,
             accept_task: Some(accept_task),
+            runtime_stop: None,
         }
+    }
+
+    /// Starts on 127.0.0.1 with a free port, served by a runtime of its own on a
+    /// background thread: for synchronous tests and benchmark harnesses, or to share
+    /// one fixture across tests. Needs no runtime from the caller.
+    pub fn start_blocking(tls: bool) -> Upstream {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("upstream-fixture".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("upstream-fixture")
+                    .enable_all()
+                    .build()
+                    .expect("upstream fixture: runtime");
+                let up = rt.block_on(Upstream::start(tls));
+                if tx.send(up).is_ok() {
+                    // Ends when the Upstream is dropped (its sender goes with it).
+                    let _ = rt.block_on(stop_rx);
+                }
+            })
+            .expect("upstream fixture: thread");
+        let mut up = rx.recv().expect("upstream fixture: start");
+        up.runtime_stop = Some(stop_tx);
+        up
     }
 
     /// The URL base, without a trailing slash: `https://localhost:PORT` with TLS (so
@@ -380,9 +410,16 @@ struct PatternBody {
 
 impl PatternBody {
     fn new(total: u64, exact: bool) -> Self {
-        let pattern: Vec<u8> = (0..(BIG_FRAME as u64 + 251)).map(big_byte).collect();
+        static PATTERN: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        let pattern = PATTERN.get_or_init(|| {
+            Bytes::from(
+                (0..(BIG_FRAME as u64 + 251))
+                    .map(big_byte)
+                    .collect::<Vec<u8>>(),
+            )
+        });
         PatternBody {
-            pattern: Bytes::from(pattern),
+            pattern: pattern.clone(),
             offset: 0,
             total,
             exact,
@@ -754,7 +791,7 @@ fn reset_mid() -> Response<FixtureBody> {
     let (tx, body) = channel_body();
     tokio::spawn(async move {
         let mut part = b"{\"data\":\"".to_vec();
-        part.extend(std::iter::repeat(b'x').take(91));
+        part.extend(std::iter::repeat_n(b'x', 91));
         if tx.send(Ok(Bytes::from(part))).await.is_err() {
             return;
         }
