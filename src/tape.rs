@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::exchange::{BodyRef, Event};
@@ -47,20 +48,47 @@ pub struct Tape {
     pub bodies: HashMap<String, Bytes>,
 }
 
-/// The inline form of a body.
-fn inline(body: &BodyRef, data: &[u8]) -> Value {
-    let mut v = json!({"b3": body.b3, "len": body.len});
-    if let Some(e) = &body.encoding {
-        v["encoding"] = json!(e);
-    }
-    let trimmed_start = data.iter().position(|b| !b.is_ascii_whitespace());
-    if matches!(trimmed_start.map(|i| data[i]), Some(b'{') | Some(b'[')) {
+/// A body as a tape holds it: inline, with its blake3.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct InlineBody {
+    pub b3: String,
+    pub len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// A JSON body, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Box<RawValue>>,
+    /// How the JSON was laid out: absent for compact, `pretty`, `compact\n`, `pretty\n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+}
+
+const STYLES: [&str; 4] = ["compact", "pretty", "compact\n", "pretty\n"];
+
+/// The inline form of a body: JSON when the bytes are exactly a rendering of their
+/// JSON value (so the round trip is byte for byte), else text, else base64.
+fn inline(body: &BodyRef, data: &[u8]) -> InlineBody {
+    let mut v = InlineBody {
+        b3: body.b3.clone(),
+        len: body.len,
+        encoding: body.encoding.clone(),
+        json: None,
+        style: None,
+        text: None,
+        base64: None,
+    };
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{') | Some(b'[')) {
         if let Ok(parsed) = serde_json::from_slice::<Value>(data) {
-            for style in ["compact", "pretty", "compact\n", "pretty\n"] {
+            for style in STYLES {
                 if render_json(&parsed, style) == data {
-                    v["json"] = parsed;
+                    v.json = RawValue::from_string(parsed.to_string()).ok();
                     if style != "compact" {
-                        v["style"] = json!(style);
+                        v.style = Some(style.to_string());
                     }
                     return v;
                 }
@@ -68,8 +96,8 @@ fn inline(body: &BodyRef, data: &[u8]) -> Value {
         }
     }
     match std::str::from_utf8(data) {
-        Ok(text) => v["text"] = json!(text),
-        Err(_) => v["base64"] = json!(base64::engine::general_purpose::STANDARD.encode(data)),
+        Ok(text) => v.text = Some(text.to_string()),
+        Err(_) => v.base64 = Some(base64::engine::general_purpose::STANDARD.encode(data)),
     }
     v
 }
@@ -88,40 +116,46 @@ fn render_json(v: &Value, style: &str) -> Vec<u8> {
 }
 
 /// Turns an inline body back into bytes and a [`BodyRef`], checking its blake3.
-fn materialize(v: &Value) -> Result<(BodyRef, Vec<u8>), String> {
-    let b3 = v
-        .get("b3")
-        .and_then(Value::as_str)
-        .ok_or("a body has no \"b3\"")?
-        .to_string();
-    let len = v
-        .get("len")
-        .and_then(Value::as_u64)
-        .ok_or("a body has no \"len\"")?;
-    let data = if let Some(j) = v.get("json") {
-        let style = v.get("style").and_then(Value::as_str).unwrap_or("compact");
-        render_json(j, style)
-    } else if let Some(t) = v.get("text").and_then(Value::as_str) {
-        t.as_bytes().to_vec()
-    } else if let Some(b) = v.get("base64").and_then(Value::as_str) {
+fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), String> {
+    let data = if let Some(raw) = &v.json {
+        let style = v.style.as_deref().unwrap_or("compact");
+        if !STYLES.contains(&style) {
+            return Err(format!("unknown JSON body style {style:?}"));
+        }
+        let text = raw.get().as_bytes();
+        if style == "compact" && blake3::hash(text).to_hex().as_str() == v.b3 {
+            // As tapedeck wrote it: the raw text is the body.
+            text.to_vec()
+        } else {
+            let parsed: Value = serde_json::from_str(raw.get()).map_err(|e| format!("bad JSON body: {e}"))?;
+            render_json(&parsed, style)
+        }
+    } else if let Some(t) = v.text {
+        t.into_bytes()
+    } else if let Some(b) = &v.base64 {
         base64::engine::general_purpose::STANDARD
             .decode(b)
             .map_err(|e| format!("bad base64 body: {e}"))?
     } else {
         return Err("a body has none of \"json\", \"text\", \"base64\"".into());
     };
-    let actual = blake3::hash(&data).to_hex().to_string();
-    if actual != b3 || data.len() as u64 != len {
+    let actual = blake3::hash(&data);
+    if actual.to_hex().as_str() != v.b3 || data.len() as u64 != v.len {
         return Err(format!(
-            "body {b3} does not match its content (blake3 {actual}, {} bytes; the tape was edited or damaged)",
+            "body {} does not match its content (blake3 {}, {} bytes; the tape was edited or damaged)",
+            v.b3,
+            actual.to_hex(),
             data.len()
         ));
     }
-    let encoding = v
-        .get("encoding")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Ok((BodyRef { b3, len, encoding }, data))
+    Ok((
+        BodyRef {
+            b3: v.b3,
+            len: v.len,
+            encoding: v.encoding,
+        },
+        data,
+    ))
 }
 
 /// Writes a session as a tape. `body` returns a body's bytes by blake3.
@@ -141,14 +175,8 @@ pub fn write<W: Write>(
     serde_json::to_writer(&mut *out, &header).map_err(|e| e.to_string())?;
     out.write_all(b"\n").map_err(io)?;
     for (i, ev) in events.iter().enumerate() {
-        let mut v = serde_json::to_value(ev).map_err(|e| e.to_string())?;
-        let req = body(&ev.request.body)?;
-        v["request"]["body"] = inline(&ev.request.body, &req);
-        if let Some(r) = &ev.response {
-            let data = body(&r.body)?;
-            v["response"]["body"] = inline(&r.body, &data);
-        }
-        serde_json::to_writer(&mut *out, &v).map_err(|e| e.to_string())?;
+        let line = ev.clone().map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
+        serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
         out.write_all(b"\n").map_err(io)?;
         progress(i + 1);
     }
@@ -186,12 +214,7 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
     let version = head
         .get("tapedeck_tape")
         .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            line_err(
-                1,
-                "not a tapedeck tape header (no \"tapedeck_tape\" version)".into(),
-            )
-        })?;
+        .ok_or_else(|| line_err(1, "not a tapedeck tape header (no \"tapedeck_tape\" version)".into()))?;
     if version > TAPE_VERSION as u64 {
         return Err(line_err(
             1,
@@ -200,8 +223,7 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
             ),
         ));
     }
-    let header: TapeHeader =
-        serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
+    let header: TapeHeader = serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
     crate::session::SessionName::new(&header.session).map_err(|e| line_err(1, e.to_string()))?;
     let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
@@ -213,32 +235,29 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
         if line.is_empty() {
             continue;
         }
-        let mut v: Value = serde_json::from_slice(&line)
-            .map_err(|e| line_err(n, format!("not valid JSON: {e}")))?;
-        let mut take_body = |slot: &mut Value| -> Result<(), String> {
-            let (r, data) = materialize(slot)?;
-            bodies
-                .entry(r.b3.clone())
-                .or_insert_with(|| Bytes::from(data));
-            *slot = serde_json::to_value(&r).map_err(|e| e.to_string())?;
-            Ok(())
-        };
-        match v.get_mut("request").and_then(|r| r.get_mut("body")) {
-            Some(slot) => take_body(slot).map_err(|m| line_err(n, m))?,
-            None => return Err(line_err(n, "event has no request body".into())),
-        }
-        if let Some(slot) = v.get_mut("response").and_then(|r| r.get_mut("body")) {
-            take_body(slot).map_err(|m| line_err(n, m))?;
-        }
-        let ev: Event = serde_json::from_value(v)
-            .map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev: Event<InlineBody> =
+            serde_json::from_slice(&line).map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev = ev
+            .map_bodies(|b| {
+                if let Some(known) = bodies.get(&b.b3) {
+                    // Seen already and verified: skip rebuilding the bytes.
+                    if known.len() as u64 == b.len {
+                        return Ok(BodyRef {
+                            b3: b.b3,
+                            len: b.len,
+                            encoding: b.encoding,
+                        });
+                    }
+                }
+                let (r, data) = materialize(b)?;
+                bodies.entry(r.b3.clone()).or_insert_with(|| Bytes::from(data));
+                Ok::<_, String>(r)
+            })
+            .map_err(|m| line_err(n, m))?;
         if ev.step <= last_step {
             return Err(line_err(
                 n,
-                format!(
-                    "step {} after step {last_step}: events must be in step order",
-                    ev.step
-                ),
+                format!("step {} after step {last_step}: events must be in step order", ev.step),
             ));
         }
         last_step = ev.step;
@@ -265,49 +284,40 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
 mod tests {
     use super::*;
 
+    fn body_ref(data: &[u8]) -> BodyRef {
+        BodyRef {
+            b3: blake3::hash(data).to_hex().to_string(),
+            len: data.len() as u64,
+            encoding: None,
+        }
+    }
+
     #[test]
     fn json_bodies_inline_as_json_only_when_bytes_round_trip() {
-        let compact = br#"{"b":1,"a":[1,2]}"#;
-        let r = BodyRef {
-            b3: blake3::hash(compact).to_hex().to_string(),
-            len: compact.len() as u64,
-            encoding: None,
-        };
-        let v = inline(&r, compact);
-        assert!(v.get("json").is_some());
-        assert_eq!(materialize(&v).unwrap().1, compact);
-
+        for data in [
+            &br#"{"b":1,"a":[1,2]}"#[..],
+            b"{\n  \"b\": 1\n}\n",
+            b"[]",
+        ] {
+            let v = inline(&body_ref(data), data);
+            assert!(v.json.is_some(), "{:?}", String::from_utf8_lossy(data));
+            assert_eq!(materialize(v).unwrap().1, data);
+        }
         let odd = b"{\"a\":  1}";
-        let r2 = BodyRef {
-            b3: blake3::hash(odd).to_hex().to_string(),
-            len: odd.len() as u64,
-            encoding: None,
-        };
-        let v = inline(&r2, odd);
-        assert!(v.get("text").is_some(), "odd spacing must stay text: {v}");
-        assert_eq!(materialize(&v).unwrap().1, odd);
-
+        let v = inline(&body_ref(odd), odd);
+        assert!(v.text.is_some(), "odd spacing must stay text");
+        assert_eq!(materialize(v).unwrap().1, odd);
         let bin = [0u8, 159, 146, 150];
-        let r3 = BodyRef {
-            b3: blake3::hash(&bin).to_hex().to_string(),
-            len: 4,
-            encoding: None,
-        };
-        let v = inline(&r3, &bin);
-        assert!(v.get("base64").is_some());
-        assert_eq!(materialize(&v).unwrap().1, bin);
+        let v = inline(&body_ref(&bin), &bin);
+        assert!(v.base64.is_some());
+        assert_eq!(materialize(v).unwrap().1, bin);
     }
 
     #[test]
     fn an_edited_body_is_refused() {
         let data = b"hello";
-        let r = BodyRef {
-            b3: blake3::hash(data).to_hex().to_string(),
-            len: 5,
-            encoding: None,
-        };
-        let mut v = inline(&r, data);
-        v["text"] = json!("hellO");
-        assert!(materialize(&v).unwrap_err().contains("does not match"));
+        let mut v = inline(&body_ref(data), data);
+        v.text = Some("hellO".into());
+        assert!(materialize(v).unwrap_err().contains("does not match"));
     }
 }

@@ -62,14 +62,16 @@ impl BodyRef {
 /// One header, kept in wire order. Names are lower-case.
 pub type Header = (String, String);
 
+/// The request of an event. `B` is how bodies are held: a [`BodyRef`] in the store, an
+/// inline body in a tape.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct RequestRecord {
+pub struct RequestRecord<B = BodyRef> {
     pub method: String,
     /// Absolute URL with secret query parameters redacted.
     pub url: String,
     pub version: String,
     pub headers: Vec<Header>,
-    pub body: BodyRef,
+    pub body: B,
 }
 
 /// One piece of a streamed response body, as it reached the proxy.
@@ -82,11 +84,11 @@ pub struct Chunk {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ResponseRecord {
+pub struct ResponseRecord<B = BodyRef> {
     pub status: u16,
     pub version: String,
     pub headers: Vec<Header>,
-    pub body: BodyRef,
+    pub body: B,
     /// Present for streamed responses (SSE, NDJSON, chunked without a length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Vec<Chunk>>,
@@ -144,7 +146,8 @@ pub struct ExchangeError {
 
 /// One request/response exchange.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Event {
+#[serde(bound(deserialize = "B: Deserialize<'de>"))]
+pub struct Event<B = BodyRef> {
     pub step: u64,
     pub kind: Kind,
     /// Hex blake3 of the canonical request under the rules in force at record time.
@@ -155,12 +158,47 @@ pub struct Event {
     pub rules: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    pub request: RequestRecord,
+    pub request: RequestRecord<B>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<ResponseRecord>,
+    pub response: Option<ResponseRecord<B>>,
     pub timing: Timing,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExchangeError>,
+}
+
+impl<B> Event<B> {
+    /// The same event with its bodies held another way (store reference ↔ inline).
+    pub fn map_bodies<C, E>(self, mut f: impl FnMut(B) -> Result<C, E>) -> Result<Event<C>, E> {
+        let request = RequestRecord {
+            method: self.request.method,
+            url: self.request.url,
+            version: self.request.version,
+            headers: self.request.headers,
+            body: f(self.request.body)?,
+        };
+        let response = match self.response {
+            Some(r) => Some(ResponseRecord {
+                status: r.status,
+                version: r.version,
+                headers: r.headers,
+                body: f(r.body)?,
+                chunks: r.chunks,
+                complete: r.complete,
+            }),
+            None => None,
+        };
+        Ok(Event {
+            step: self.step,
+            kind: self.kind,
+            key: self.key,
+            rules: self.rules,
+            agent: self.agent,
+            request,
+            response,
+            timing: self.timing,
+            error: self.error,
+        })
+    }
 }
 
 impl Event {

@@ -63,7 +63,7 @@ impl SledStore {
         })?;
         let db = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(64 << 20)
+            .cache_capacity(16 << 20)
             .open()
             .map_err(|e| {
                 let message = e.to_string();
