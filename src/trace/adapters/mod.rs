@@ -161,7 +161,7 @@ pub fn parse(x: &ExchangeView) -> Option<LlmCall> {
     call.operation = route.api.operation().to_string();
     call.api = Some(route.api.name().to_string());
     if call.provider.is_empty() {
-        call.provider = route.provider_name(x);
+        call.provider = route.provider_name();
     }
     if call.request_model.is_none() {
         call.request_model = route.url_model.clone();

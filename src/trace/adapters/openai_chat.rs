@@ -106,6 +106,11 @@ fn history(messages: &[Value]) -> (Vec<Value>, Vec<ToolResult>) {
             continue;
         }
         let mut parts = content_parts(content);
+        // Assistant turns that only call tools often carry `content: ""`; an empty
+        // text part beside the calls is noise, not a fact.
+        if !array(m, "tool_calls").is_empty() && *content == Value::String(String::new()) {
+            parts.clear();
+        }
         if let Some(r) = m
             .get("reasoning_content")
             .and_then(Value::as_str)
@@ -606,7 +611,7 @@ mod tests {
     fn following_request_carries_tool_results_with_names() {
         let req = r#"{"model": "gpt-4o-mini", "messages": [
           {"role": "user", "content": "Weather in Paris and Rome?"},
-          {"role": "assistant", "content": null, "tool_calls": [
+          {"role": "assistant", "content": "", "tool_calls": [
             {"id": "call_a1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
             {"id": "call_b2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
           {"role": "tool", "tool_call_id": "call_a1", "content": "18C sunny"},
@@ -645,6 +650,11 @@ mod tests {
         let msgs = c.input_messages.as_array().unwrap();
         assert_eq!(msgs.len(), 4);
         assert_eq!(msgs[1]["parts"][1]["name"], "get_weather");
+        assert_eq!(
+            msgs[1]["parts"].as_array().unwrap().len(),
+            2,
+            "no empty text part beside the calls"
+        );
         assert_eq!(
             msgs[2],
             json!({"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_a1", "response": "18C sunny"}]})

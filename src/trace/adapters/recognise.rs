@@ -106,8 +106,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// The provider name once adapters had their say: known, else the shape's name.
-    pub fn provider_name(&self, _x: &ExchangeView) -> String {
+    /// The provider name when no adapter could name it: known, else the shape's name.
+    pub fn provider_name(&self) -> String {
         self.provider.unwrap_or(self.api.shape()).to_string()
     }
 
