@@ -193,7 +193,8 @@ pub fn percent_decode(s: &str) -> String {
 /// The provider a host belongs to, for hosts in the known-host table.
 pub fn known_host(host: &str, path: &str) -> Option<&'static str> {
     let exact = match host {
-        "api.openai.com" => Some("openai"),
+        // ChatGPT-login agents (Codex CLI) call the Responses API under chatgpt.com.
+        "api.openai.com" | "chatgpt.com" => Some("openai"),
         "api.anthropic.com" => Some("anthropic"),
         "generativelanguage.googleapis.com" => Some("gcp.gemini"),
         "aiplatform.googleapis.com" => Some("gcp.vertex_ai"),
@@ -292,8 +293,12 @@ fn by_path(
     let path = path.trim_end_matches('/');
     let last = path.rsplit('/').next().unwrap_or("");
 
-    // Google: `.../models/{model}:{verb}` (Gemini API, Vertex publishers/*).
-    if let Some((model_seg, verb)) = last.split_once(':').filter(|_| path.contains("/models/")) {
+    // Google: `.../models/{model}:{verb}` (Gemini API, Vertex publishers/*), also tuned
+    // models and Vertex endpoints (deployed or tuned models).
+    let google_resource = ["/models/", "/tunedModels/", "/endpoints/"]
+        .iter()
+        .any(|seg| path.contains(seg));
+    if let Some((model_seg, verb)) = last.split_once(':').filter(|_| google_resource) {
         let model = Some(percent_decode(model_seg)).filter(|m| !m.is_empty());
         return match verb {
             "generateContent" => Some((Api::GenerateContent, model, false)),
@@ -461,6 +466,12 @@ mod tests {
         assert_eq!((r.api, r.provider), (Api::ChatCompletions, Some("openai")));
         let r = route("https://api.openai.com/v1/responses", "{}").unwrap();
         assert_eq!(r.api, Api::Responses);
+        let r = route(
+            "https://chatgpt.com/backend-api/codex/responses",
+            r#"{"model":"gpt-5-codex"}"#,
+        )
+        .unwrap();
+        assert_eq!((r.api, r.provider), (Api::Responses, Some("openai")));
         let r = route("https://api.openai.com/v1/completions", "{}").unwrap();
         assert_eq!(r.api, Api::Completions);
         let r = route("https://api.openai.com/v1/embeddings", "{}").unwrap();
@@ -521,6 +532,16 @@ mod tests {
         let r = route("https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:embedContent", "{}").unwrap();
         assert_eq!(r.api, Api::EmbedContent);
         assert_eq!(route("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:countTokens", "{}"), None);
+        let r = route("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/1234567:streamGenerateContent?alt=sse", "{}").unwrap();
+        assert_eq!(
+            (r.api, r.url_model.as_deref(), r.url_stream),
+            (Api::GenerateContent, Some("1234567"), true)
+        );
+        // A colon in an unrelated path is not a Google verb.
+        assert_eq!(
+            route("http://tools.test/v1/jobs/abc:run", r#"{"model":"x"}"#),
+            None
+        );
     }
 
     #[test]
