@@ -20,3 +20,4 @@ pub mod session;
 pub mod shutdown;
 pub mod store;
 pub mod tape;
+pub mod trace;

@@ -1,0 +1,8 @@
+//! Traces: turning a recorded session into OpenTelemetry GenAI spans.
+//!
+//! The first layer is [`adapters`], which reads one recorded exchange and, when it is
+//! LLM traffic, extracts a provider-neutral [`adapters::LlmCall`] (model, usage, finish
+//! reasons, tool calls and results, normalised messages). The span tree is built on top
+//! of those calls, so nothing above this layer needs to know any provider's wire format.
+
+pub mod adapters;
