@@ -6,3 +6,4 @@
 //! of those calls, so nothing above this layer needs to know any provider's wire format.
 
 pub mod adapters;
+pub mod spans;
