@@ -137,6 +137,35 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Show a session as a span tree: timing, tokens, errors.
+    Show {
+        /// Session name (or a tape file).
+        session: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Draw a waterfall of the spans.
+        #[arg(long)]
+        timeline: bool,
+        /// Print the spans as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a session's spans as OTLP (a JSON file, or pushed to a collector).
+    Otlp {
+        /// Session name (or a tape file).
+        session: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Write OTLP/JSON to this file.
+        #[arg(short = 'o', long = "output", conflicts_with = "endpoint")]
+        output: Option<PathBuf>,
+        /// OTLP/HTTP base URL (http://host:4318); else OTEL_EXPORTER_OTLP_ENDPOINT.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Also export message content and tool arguments/results (may hold personal data).
+        #[arg(long)]
+        include_content: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -4,9 +4,11 @@ mod ca;
 mod daemon;
 mod export;
 mod import;
+mod otlp;
 mod record;
 mod replay;
 mod sessions;
+mod show;
 
 use thiserror::Error;
 
@@ -64,6 +66,19 @@ pub fn run(cli: Cli) -> CmdResult {
                 replace,
                 store,
             } => import::run(&file, session.as_deref(), replace, &store.store),
+            Command::Show {
+                session,
+                store,
+                timeline,
+                json,
+            } => show::run(&session, &store.store, timeline, json).await,
+            Command::Otlp {
+                session,
+                store,
+                output,
+                endpoint,
+                include_content,
+            } => otlp::run(&session, &store.store, output.as_deref(), endpoint.as_deref(), include_content).await,
         }
     })
 }

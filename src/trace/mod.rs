@@ -6,4 +6,5 @@
 //! of those calls, so nothing above this layer needs to know any provider's wire format.
 
 pub mod adapters;
+pub mod otlp;
 pub mod spans;

@@ -1,0 +1,40 @@
+//! `tapedeck otlp SESSION (-o FILE | --endpoint URL)`: export a session's spans.
+
+use std::path::Path;
+
+use super::{msg, CmdResult};
+use crate::recording;
+use crate::rules::Rules;
+use crate::trace::otlp::{resolve_endpoint, to_json, trace_request, Pusher};
+use crate::trace::spans::{build, TraceOptions};
+
+pub async fn run(session: &str, store: &Path, output: Option<&Path>, endpoint: Option<&str>, include_content: bool) -> CmdResult {
+    let rec = recording::load(session, store).await?;
+    let rules = Rules::load(&std::env::current_dir().unwrap_or_default(), &Default::default())?;
+    let bar = super::export::progress_bar(rec.events.len() as u64, "building spans");
+    let trace = build(&rec, &rules, &TraceOptions { include_content });
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        let text = serde_json::to_string_pretty(&to_json(&trace)).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!("wrote {} spans of {} to {} (OTLP/JSON)", trace.spans.len(), rec.source, path.display());
+        return Ok(0);
+    }
+    let (url, headers) = resolve_endpoint(endpoint).map_err(|e| msg(e.to_string()))?;
+    let pusher = Pusher::new(url, headers).map_err(|e| msg(e.to_string()))?;
+    // Large sessions go in batches so no single request is huge.
+    let req = trace_request(&trace);
+    let spans = req.resource_spans[0].scope_spans[0].spans.clone();
+    let bar = super::export::progress_bar(spans.len() as u64, "pushing spans");
+    let mut sent = 0;
+    for batch in spans.chunks(512) {
+        let mut r = req.clone();
+        r.resource_spans[0].scope_spans[0].spans = batch.to_vec();
+        pusher.push(&r).await.map_err(|e| msg(e.to_string()))?;
+        sent += batch.len();
+        bar.set_position(sent as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!("pushed {sent} spans of {} to {}", rec.source, pusher.url());
+    Ok(0)
+}
