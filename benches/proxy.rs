@@ -59,8 +59,14 @@ impl Proxy {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).expect("tapedeck listens");
-        Proxy { child, addr, ready: t0.elapsed() }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("tapedeck listens");
+        Proxy {
+            child,
+            addr,
+            ready: t0.elapsed(),
+        }
     }
 
     fn peak_rss_mb(&self) -> f64 {
@@ -68,7 +74,10 @@ impl Proxy {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -106,7 +115,12 @@ struct Load {
 }
 
 /// `total` GETs of `urls(i)` with `conc` workers; latency of each.
-async fn load(c: &reqwest::Client, conc: usize, total: usize, url: impl Fn(usize) -> String) -> Load {
+async fn load(
+    c: &reqwest::Client,
+    conc: usize,
+    total: usize,
+    url: impl Fn(usize) -> String,
+) -> Load {
     let urls: Vec<String> = (0..total).map(&url).collect();
     let urls = std::sync::Arc::new(urls);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -183,7 +197,10 @@ fn mitmdump() -> Option<PathBuf> {
     if std::env::var("TAPEDECK_BENCH_MITM").as_deref() == Ok("0") {
         return None;
     }
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v mitmdump"]).output() {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v mitmdump"])
+        .output()
+    {
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !p.is_empty() {
             return Some(PathBuf::from(p));
@@ -192,8 +209,17 @@ fn mitmdump() -> Option<PathBuf> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
     let bin = venv.join("bin/mitmdump");
     if !bin.exists() {
-        eprintln!("bench: installing mitmproxy into {} (TAPEDECK_BENCH_MITM=0 skips)", venv.display());
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success()).unwrap_or(false)
+        eprintln!(
+            "bench: installing mitmproxy into {} (TAPEDECK_BENCH_MITM=0 skips)",
+            venv.display()
+        );
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
             && Command::new(venv.join("bin/pip"))
                 .args(["install", "-q", "mitmproxy"])
                 .status()
@@ -214,13 +240,26 @@ struct Mitm {
 }
 
 fn start_mitm(bin: &Path, work: &Path, upstream_ca: &Path) -> Option<Mitm> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let conf = work.join("mitm-conf");
     std::fs::create_dir_all(&conf).ok()?;
     let child = Command::new(bin)
-        .args(["--listen-host", "127.0.0.1", "--listen-port", &port.to_string(), "-q"])
+        .args([
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+            "-q",
+        ])
         .args(["--set", &format!("confdir={}", conf.display())])
-        .args(["--set", &format!("ssl_verify_upstream_trusted_ca={}", upstream_ca.display())])
+        .args([
+            "--set",
+            &format!("ssl_verify_upstream_trusted_ca={}", upstream_ca.display()),
+        ])
         .args(["-w", &work.join("mitm.flows").display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -243,7 +282,11 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
     let rules = Rules::default();
     let fp = rules.match_fingerprint();
     let body = br#"{"ok":true,"payload":"0123456789abcdef0123456789abcdef"}"#.to_vec();
-    let body_ref = BodyRef { b3: blake3::hash(&body).to_hex().to_string(), len: body.len() as u64, encoding: None };
+    let body_ref = BodyRef {
+        b3: blake3::hash(&body).to_hex().to_string(),
+        len: body.len() as u64,
+        encoding: None,
+    };
     let empty = BodyRef::empty();
     let headers = vec![("accept".to_string(), "*/*".to_string())];
     let events: Vec<Event> = (0..n)
@@ -272,7 +315,13 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                     chunks: None,
                     complete: true,
                 }),
-                timing: Timing { start_ns: t, end_ns: t + 1_000_000, ttfb_ns: Some(900_000), start_unix_ns: t, end_unix_ns: t + 1_000_000 },
+                timing: Timing {
+                    start_ns: t,
+                    end_ns: t + 1_000_000,
+                    ttfb_ns: Some(900_000),
+                    start_unix_ns: t,
+                    end_unix_ns: t + 1_000_000,
+                },
                 error: None,
             }
         })
@@ -289,7 +338,10 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
@@ -311,10 +363,29 @@ async fn run() {
     let d1 = load(&direct, 1, C1, json).await;
     let d32 = load(&direct, 32, C32, json).await;
     let dsse = first_sse_ms(&direct, &sse, 30).await;
-    rows.push(Row { name: "direct", c1: d1, c32: d32, sse_ms: dsse, rss: vec![] });
+    rows.push(Row {
+        name: "direct",
+        c1: d1,
+        c32: d32,
+        sse_ms: dsse,
+        rss: vec![],
+    });
 
     eprintln!("bench: tapedeck record");
-    let rec = Proxy::start(&["record", "--session", "bench", "--store", &store_s, "--certs", &certs_s, "--upstream-ca", &up_ca], w);
+    let rec = Proxy::start(
+        &[
+            "record",
+            "--session",
+            "bench",
+            "--store",
+            &store_s,
+            "--certs",
+            &certs_s,
+            "--upstream-ca",
+            &up_ca,
+        ],
+        w,
+    );
     let ca = std::fs::read(certs.join("ca.pem")).expect("ca");
     let via = client(Some(rec.addr), &ca);
     load(&via, 8, 300, json).await;
@@ -328,10 +399,27 @@ async fn run() {
         rss.push((mb, rec.peak_rss_mb()));
     }
     rec.stop();
-    rows.push(Row { name: "tapedeck record", c1: r1, c32: r32, sse_ms: rsse, rss });
+    rows.push(Row {
+        name: "tapedeck record",
+        c1: r1,
+        c32: r32,
+        sse_ms: rsse,
+        rss,
+    });
 
     eprintln!("bench: tapedeck replay");
-    let rep = Proxy::start(&["replay", "--session", "bench", "--store", &store_s, "--certs", &certs_s], w);
+    let rep = Proxy::start(
+        &[
+            "replay",
+            "--session",
+            "bench",
+            "--store",
+            &store_s,
+            "--certs",
+            &certs_s,
+        ],
+        w,
+    );
     let via = client(Some(rep.addr), &ca);
     load(&via, 8, 300, json).await;
     let p1 = load(&via, 1, C1, json).await;
@@ -344,7 +432,13 @@ async fn run() {
         rss.push((mb, rep.peak_rss_mb()));
     }
     rep.stop();
-    rows.push(Row { name: "tapedeck replay", c1: p1, c32: p32, sse_ms: psse, rss });
+    rows.push(Row {
+        name: "tapedeck replay",
+        c1: p1,
+        c32: p32,
+        sse_ms: psse,
+        rss,
+    });
 
     if let Some(bin) = mitmdump() {
         eprintln!("bench: mitmdump (recording to a flow file)");
@@ -363,7 +457,13 @@ async fn run() {
             let mut child = m.child;
             let _ = child.kill();
             let _ = child.wait();
-            rows.push(Row { name: "mitmdump -w", c1: m1, c32: m32, sse_ms: msse, rss });
+            rows.push(Row {
+                name: "mitmdump -w",
+                c1: m1,
+                c32: m32,
+                sse_ms: msse,
+                rss,
+            });
         } else {
             eprintln!("bench: mitmdump did not start; skipping it");
         }
@@ -375,7 +475,16 @@ async fn run() {
     for n in [100usize, 100_000] {
         let tape = w.join(format!("synthetic-{n}.jsonl"));
         synthetic_tape(&tape, &base, n);
-        let p = Proxy::start(&["replay", "--tape", tape.to_str().expect("path"), "--certs", &certs_s], w);
+        let p = Proxy::start(
+            &[
+                "replay",
+                "--tape",
+                tape.to_str().expect("path"),
+                "--certs",
+                &certs_s,
+            ],
+            w,
+        );
         let via = client(Some(p.addr), &ca);
         // The first 100 events in order, then (large session) 100 from its end region.
         let l = load(&via, 1, 100, |i| format!("{base}/json?i={i}")).await;
@@ -420,6 +529,11 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, Load)]) {
     println!("| replay session size | time to ready | per-request p50 ms | p99 ms |");
     println!("|---:|---:|---:|---:|");
     for (n, ready, l) in scale {
-        println!("| {n} events | {:.0} ms | {:.3} | {:.3} |", ready.as_secs_f64() * 1000.0, l.p50_ms, l.p99_ms);
+        println!(
+            "| {n} events | {:.0} ms | {:.3} | {:.3} |",
+            ready.as_secs_f64() * 1000.0,
+            l.p50_ms,
+            l.p99_ms
+        );
     }
 }

@@ -189,9 +189,12 @@ pub struct RecordArgs {
     /// Seconds to wait for an upstream's response head.
     #[arg(long, default_value_t = 300)]
     pub upstream_timeout: u64,
-    /// Export each exchange's spans live to this OTLP/HTTP endpoint.
+    /// Export each exchange's spans live to this OTLP/HTTP base URL (http://host:4318).
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// With --otlp-endpoint: also export message content (may hold personal data).
+    #[arg(long)]
+    pub include_content: bool,
     #[command(flatten)]
     pub redact: RedactArgs,
     #[command(flatten)]

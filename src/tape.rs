@@ -127,7 +127,8 @@ fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), String> {
             // As tapedeck wrote it: the raw text is the body.
             text.to_vec()
         } else {
-            let parsed: Value = serde_json::from_str(raw.get()).map_err(|e| format!("bad JSON body: {e}"))?;
+            let parsed: Value =
+                serde_json::from_str(raw.get()).map_err(|e| format!("bad JSON body: {e}"))?;
             render_json(&parsed, style)
         }
     } else if let Some(t) = v.text {
@@ -175,7 +176,9 @@ pub fn write<W: Write>(
     serde_json::to_writer(&mut *out, &header).map_err(|e| e.to_string())?;
     out.write_all(b"\n").map_err(io)?;
     for (i, ev) in events.iter().enumerate() {
-        let line = ev.clone().map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
+        let line = ev
+            .clone()
+            .map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
         serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
         out.write_all(b"\n").map_err(io)?;
         progress(i + 1);
@@ -214,7 +217,12 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
     let version = head
         .get("tapedeck_tape")
         .and_then(Value::as_u64)
-        .ok_or_else(|| line_err(1, "not a tapedeck tape header (no \"tapedeck_tape\" version)".into()))?;
+        .ok_or_else(|| {
+            line_err(
+                1,
+                "not a tapedeck tape header (no \"tapedeck_tape\" version)".into(),
+            )
+        })?;
     if version > TAPE_VERSION as u64 {
         return Err(line_err(
             1,
@@ -223,7 +231,8 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
             ),
         ));
     }
-    let header: TapeHeader = serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
+    let header: TapeHeader =
+        serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
     crate::session::SessionName::new(&header.session).map_err(|e| line_err(1, e.to_string()))?;
     let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
@@ -235,8 +244,8 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
         if line.is_empty() {
             continue;
         }
-        let ev: Event<InlineBody> =
-            serde_json::from_slice(&line).map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev: Event<InlineBody> = serde_json::from_slice(&line)
+            .map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
         let ev = ev
             .map_bodies(|b| {
                 if let Some(known) = bodies.get(&b.b3) {
@@ -250,14 +259,19 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
                     }
                 }
                 let (r, data) = materialize(b)?;
-                bodies.entry(r.b3.clone()).or_insert_with(|| Bytes::from(data));
+                bodies
+                    .entry(r.b3.clone())
+                    .or_insert_with(|| Bytes::from(data));
                 Ok::<_, String>(r)
             })
             .map_err(|m| line_err(n, m))?;
         if ev.step <= last_step {
             return Err(line_err(
                 n,
-                format!("step {} after step {last_step}: events must be in step order", ev.step),
+                format!(
+                    "step {} after step {last_step}: events must be in step order",
+                    ev.step
+                ),
             ));
         }
         last_step = ev.step;
@@ -294,11 +308,7 @@ mod tests {
 
     #[test]
     fn json_bodies_inline_as_json_only_when_bytes_round_trip() {
-        for data in [
-            &br#"{"b":1,"a":[1,2]}"#[..],
-            b"{\n  \"b\": 1\n}\n",
-            b"[]",
-        ] {
+        for data in [&br#"{"b":1,"a":[1,2]}"#[..], b"{\n  \"b\": 1\n}\n", b"[]"] {
             let v = inline(&body_ref(data), data);
             assert!(v.json.is_some(), "{:?}", String::from_utf8_lossy(data));
             assert_eq!(materialize(v).unwrap().1, data);

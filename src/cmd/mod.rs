@@ -78,7 +78,16 @@ pub fn run(cli: Cli) -> CmdResult {
                 output,
                 endpoint,
                 include_content,
-            } => otlp::run(&session, &store.store, output.as_deref(), endpoint.as_deref(), include_content).await,
+            } => {
+                otlp::run(
+                    &session,
+                    &store.store,
+                    output.as_deref(),
+                    endpoint.as_deref(),
+                    include_content,
+                )
+                .await
+            }
         }
     })
 }

@@ -8,16 +8,31 @@ use crate::rules::Rules;
 use crate::trace::otlp::{resolve_endpoint, to_json, trace_request, Pusher};
 use crate::trace::spans::{build, TraceOptions};
 
-pub async fn run(session: &str, store: &Path, output: Option<&Path>, endpoint: Option<&str>, include_content: bool) -> CmdResult {
+pub async fn run(
+    session: &str,
+    store: &Path,
+    output: Option<&Path>,
+    endpoint: Option<&str>,
+    include_content: bool,
+) -> CmdResult {
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(&std::env::current_dir().unwrap_or_default(), &Default::default())?;
+    let rules = Rules::load(
+        &std::env::current_dir().unwrap_or_default(),
+        &Default::default(),
+    )?;
     let bar = super::export::progress_bar(rec.events.len() as u64, "building spans");
     let trace = build(&rec, &rules, &TraceOptions { include_content });
     bar.finish_and_clear();
     if let Some(path) = output {
         let text = serde_json::to_string_pretty(&to_json(&trace)).unwrap_or_default();
-        std::fs::write(path, text + "\n").map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
-        eprintln!("wrote {} spans of {} to {} (OTLP/JSON)", trace.spans.len(), rec.source, path.display());
+        std::fs::write(path, text + "\n")
+            .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!(
+            "wrote {} spans of {} to {} (OTLP/JSON)",
+            trace.spans.len(),
+            rec.source,
+            path.display()
+        );
         return Ok(0);
     }
     let (url, headers) = resolve_endpoint(endpoint).map_err(|e| msg(e.to_string()))?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::daemon::{serve, ServeOptions};
-use super::CmdResult;
+use super::{msg, CmdResult};
 use crate::ca::Ca;
 use crate::cli::{rule_args, RecordArgs};
 use crate::proxy::upstream::Upstream;
@@ -13,6 +13,9 @@ use crate::record::Recorder;
 use crate::rules::Rules;
 use crate::session::SessionName;
 use crate::store::{SledStore, Store};
+use crate::trace::live::LiveExporter;
+use crate::trace::otlp::{resolve_endpoint, Pusher};
+use crate::trace::spans::TraceOptions;
 
 pub async fn run(a: RecordArgs) -> CmdResult {
     let session = a.session.as_deref().map(SessionName::new).transpose()?;
@@ -23,7 +26,29 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     let ca = Arc::new(ca);
     let upstream = Upstream::new(&a.upstream_ca, Duration::from_secs(a.upstream_timeout))?;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let recorder = Recorder::new(dyn_store, rules, upstream, &a.passthrough, None);
+    let live = match &a.otlp_endpoint {
+        Some(url) => {
+            let (url, headers) = resolve_endpoint(Some(url)).map_err(|e| msg(e.to_string()))?;
+            let pusher = Pusher::new(url.clone(), headers).map_err(|e| msg(e.to_string()))?;
+            tracing::info!("exporting spans live to {url}");
+            Some(LiveExporter::start(
+                pusher,
+                dyn_store.clone(),
+                rules.clone(),
+                TraceOptions {
+                    include_content: a.include_content,
+                },
+            ))
+        }
+        None => None,
+    };
+    let recorder = Recorder::new(
+        dyn_store,
+        rules,
+        upstream,
+        &a.passthrough,
+        live.as_ref().map(|l| l.sink()),
+    );
     let proxy = ProxyOptions {
         session: session.clone(),
         ..ProxyOptions::default()
@@ -56,6 +81,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     )
     .await?;
     store.commit()?;
+    if let Some(live) = live {
+        let st = live.finish().await;
+        eprintln!(
+            "tapedeck: live OTLP export: {} spans sent, {} exchanges dropped (queue full), {} spans failed",
+            st.exported, st.dropped, st.failed
+        );
+    }
     let recorded = recorder.sessions_recorded();
     let n = recorder
         .stats

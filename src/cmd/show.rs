@@ -34,10 +34,16 @@ impl Paint {
 
 pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> CmdResult {
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(&std::env::current_dir().unwrap_or_default(), &Default::default())?;
+    let rules = Rules::load(
+        &std::env::current_dir().unwrap_or_default(),
+        &Default::default(),
+    )?;
     let trace = build(&rec, &rules, &TraceOptions::default());
     if json {
-        println!("{}", serde_json::to_string_pretty(&trace.to_json()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&trace.to_json()).unwrap_or_default()
+        );
         return Ok(0);
     }
     let paint = Paint(std::io::stdout().is_terminal());
@@ -58,7 +64,9 @@ fn status_text(sp: &Span, p: &Paint) -> String {
     if sp.flag == Some("empty") {
         parts.push(p.yellow("EMPTY answer"));
     }
-    if let Some(crate::trace::spans::AttrValue::StrArray(f)) = sp.attr("gen_ai.response.finish_reasons") {
+    if let Some(crate::trace::spans::AttrValue::StrArray(f)) =
+        sp.attr("gen_ai.response.finish_reasons")
+    {
         parts.push(f.join(","));
     }
     if let Some(code) = sp.int("http.response.status_code") {
@@ -68,7 +76,10 @@ fn status_text(sp: &Span, p: &Paint) -> String {
 }
 
 fn tokens_text(sp: &Span) -> String {
-    match (sp.int("gen_ai.usage.input_tokens"), sp.int("gen_ai.usage.output_tokens")) {
+    match (
+        sp.int("gen_ai.usage.input_tokens"),
+        sp.int("gen_ai.usage.output_tokens"),
+    ) {
         (Some(i), Some(o)) => format!("in {i} out {o}"),
         (Some(i), None) => format!("in {i}"),
         _ => String::new(),
@@ -83,7 +94,14 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
         None => return format!("session {} has no events\n", trace.session),
     };
     let mut lines: Vec<(String, &Span)> = Vec::new();
-    fn walk<'a>(t: &'a Trace, i: usize, prefix: &str, last: bool, top: bool, lines: &mut Vec<(String, &'a Span)>) {
+    fn walk<'a>(
+        t: &'a Trace,
+        i: usize,
+        prefix: &str,
+        last: bool,
+        top: bool,
+        lines: &mut Vec<(String, &'a Span)>,
+    ) {
         let sp = &t.spans[i];
         let branch = if top {
             String::new()
@@ -106,7 +124,12 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
         }
     }
     walk(trace, 0, "", true, true, &mut lines);
-    let name_w = lines.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(10).clamp(20, 64);
+    let name_w = lines
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(10)
+        .clamp(20, 64);
     out.push_str(&p.bold(&format!(
         "{:<6} {:<5} {:<name_w$} {:>10}  {:<16} {}\n",
         "STEP",
@@ -138,14 +161,27 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
             let b = ((sp.end_ns.saturating_sub(t0)) as f64 / total * BAR as f64).ceil() as usize;
             let a = a.min(BAR - 1);
             let b = b.clamp(a + 1, BAR);
-            let bar = format!("{}{}{}", " ".repeat(a), "█".repeat(b - a), " ".repeat(BAR - b));
+            let bar = format!(
+                "{}{}{}",
+                " ".repeat(a),
+                "█".repeat(b - a),
+                " ".repeat(BAR - b)
+            );
             let bar = if sp.error.is_some() { p.red(&bar) } else { bar };
             format!("|{bar}|")
         } else {
             status_text(sp, p)
         };
         let dur = format!("{:.1} ms", sp.duration_ms());
-        let line = format!("{:<6} {:<5} {:<name_w$} {:>10}  {:<16} {}", step, kind, name, dur, tokens_text(sp), last);
+        let line = format!(
+            "{:<6} {:<5} {:<name_w$} {:>10}  {:<16} {}",
+            step,
+            kind,
+            name,
+            dur,
+            tokens_text(sp),
+            last
+        );
         out.push_str(line.trim_end());
         out.push('\n');
     }

@@ -6,5 +6,6 @@
 //! of those calls, so nothing above this layer needs to know any provider's wire format.
 
 pub mod adapters;
+pub mod live;
 pub mod otlp;
 pub mod spans;

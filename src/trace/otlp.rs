@@ -11,9 +11,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span as PSpan, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span as PSpan, Status,
+};
 use prost::Message;
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -27,7 +31,11 @@ pub enum OtlpError {
     #[error("cannot reach the OTLP endpoint {url}: {why} (is the collector running and listening there?)")]
     Unreachable { url: String, why: String },
     #[error("the OTLP endpoint {url} refused the spans: HTTP {status}: {body}")]
-    Refused { url: String, status: u16, body: String },
+    Refused {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("no OTLP endpoint: pass --endpoint URL or set OTEL_EXPORTER_OTLP_ENDPOINT")]
     NoEndpoint,
 }
@@ -198,12 +206,17 @@ fn json_any(v: &AttrValue) -> Value {
         AttrValue::Int(i) => json!({"intValue": i.to_string()}),
         AttrValue::Double(d) => json!({"doubleValue": d}),
         AttrValue::Bool(b) => json!({"boolValue": b}),
-        AttrValue::StrArray(a) => json!({"arrayValue": {"values": a.iter().map(|s| json!({"stringValue": s})).collect::<Vec<_>>()}}),
+        AttrValue::StrArray(a) => {
+            json!({"arrayValue": {"values": a.iter().map(|s| json!({"stringValue": s})).collect::<Vec<_>>()}})
+        }
     }
 }
 
 fn json_kvs(attrs: &[(String, AttrValue)]) -> Vec<Value> {
-    attrs.iter().map(|(k, v)| json!({"key": k, "value": json_any(v)})).collect()
+    attrs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": json_any(v)}))
+        .collect()
 }
 
 /// The trace as OTLP/JSON (`TracesData`): hex ids, decimal-string times, integer enums.
@@ -259,23 +272,27 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(url: String, headers: Vec<(String, String)>) -> Result<Pusher, OtlpError> {
-        let _: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| OtlpError::BadEndpoint {
-            url: url.clone(),
-            why: e.to_string(),
-        })?;
+        let _: http::Uri =
+            url.parse()
+                .map_err(|e: http::uri::InvalidUri| OtlpError::BadEndpoint {
+                    url: url.clone(),
+                    why: e.to_string(),
+                })?;
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OtlpError::BadEndpoint {
-                url: url.clone(),
-                why: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OtlpError::BadEndpoint {
+            url: url.clone(),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -304,14 +321,19 @@ impl Pusher {
         for attempt in 1..=self.attempts {
             let mut r = http::Request::post(&self.url)
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                .header(http::header::USER_AGENT, concat!("tapedeck/", env!("CARGO_PKG_VERSION")));
+                .header(
+                    http::header::USER_AGENT,
+                    concat!("tapedeck/", env!("CARGO_PKG_VERSION")),
+                );
             for (k, v) in &self.headers {
                 r = r.header(k.as_str(), v.as_str());
             }
-            let r = r.body(Full::new(body.clone())).map_err(|e| OtlpError::BadEndpoint {
-                url: self.url.clone(),
-                why: e.to_string(),
-            })?;
+            let r = r
+                .body(Full::new(body.clone()))
+                .map_err(|e| OtlpError::BadEndpoint {
+                    url: self.url.clone(),
+                    why: e.to_string(),
+                })?;
             match tokio::time::timeout(Duration::from_secs(30), self.client.request(r)).await {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
@@ -331,8 +353,15 @@ impl Pusher {
                     }
                     if matches!(status, 429 | 502 | 503 | 504) && attempt < self.attempts {
                         last_err = format!("HTTP {status}");
-                        let wait = retry_after.map(Duration::from_secs).unwrap_or(delay).min(Duration::from_secs(30));
-                        tracing::warn!("OTLP endpoint {} answered {status}; retrying in {:?}", self.url, wait);
+                        let wait = retry_after
+                            .map(Duration::from_secs)
+                            .unwrap_or(delay)
+                            .min(Duration::from_secs(30));
+                        tracing::warn!(
+                            "OTLP endpoint {} answered {status}; retrying in {:?}",
+                            self.url,
+                            wait
+                        );
                         tokio::time::sleep(wait).await;
                         delay *= 2;
                         continue;
@@ -367,7 +396,10 @@ mod tests {
     fn endpoint_gets_v1_traces_once() {
         assert_eq!(traces_url("http://h:4318"), "http://h:4318/v1/traces");
         assert_eq!(traces_url("http://h:4318/"), "http://h:4318/v1/traces");
-        assert_eq!(traces_url("http://h:4318/v1/traces"), "http://h:4318/v1/traces");
+        assert_eq!(
+            traces_url("http://h:4318/v1/traces"),
+            "http://h:4318/v1/traces"
+        );
         assert_eq!(percent_decode("Bearer%20abc"), "Bearer abc");
     }
 }

@@ -96,7 +96,10 @@ pub struct Span {
 
 impl Span {
     pub fn attr(&self, key: &str) -> Option<&AttrValue> {
-        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     pub fn int(&self, key: &str) -> Option<i64> {
@@ -161,7 +164,10 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
     rec.events
         .iter()
         .map(|ev| {
-            let request_body = rec.body(&ev.request.body).map(|b| b.to_vec()).unwrap_or_default();
+            let request_body = rec
+                .body(&ev.request.body)
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
             let response_body = ev
                 .response
                 .as_ref()
@@ -175,7 +181,11 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
                     request_headers: &ev.request.headers,
                     request_body: &request_body,
                     status: ev.status(),
-                    response_headers: ev.response.as_ref().map(|r| r.headers.as_slice()).unwrap_or(&[]),
+                    response_headers: ev
+                        .response
+                        .as_ref()
+                        .map(|r| r.headers.as_slice())
+                        .unwrap_or(&[]),
                     response_body: &response_body,
                 };
                 adapters::parse(&view)
@@ -192,7 +202,7 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
         .collect()
 }
 
-fn s(v: impl Into<String>) -> AttrValue {
+pub(crate) fn s(v: impl Into<String>) -> AttrValue {
     AttrValue::Str(v.into())
 }
 
@@ -209,7 +219,7 @@ fn push_opt_f(attrs: &mut Vec<(String, AttrValue)>, k: &str, v: Option<f64>) {
 }
 
 /// Why an exchange failed, as `error.type` wants it.
-fn error_of(p: &Parsed) -> Option<(String, String)> {
+pub(crate) fn error_of(p: &Parsed) -> Option<(String, String)> {
     let ev = p.event;
     if let Some(e) = &ev.error {
         if ev.response.is_none() || !ev.response.as_ref().is_some_and(|r| r.complete) {
@@ -227,17 +237,23 @@ fn error_of(p: &Parsed) -> Option<(String, String)> {
     }
 }
 
-fn http_attrs(ev: &Event) -> Vec<(String, AttrValue)> {
+pub(crate) fn http_attrs(ev: &Event) -> Vec<(String, AttrValue)> {
     let parts = UrlParts::parse(&ev.request.url);
     let mut a = vec![
-        ("http.request.method".to_string(), s(ev.request.method.clone())),
+        (
+            "http.request.method".to_string(),
+            s(ev.request.method.clone()),
+        ),
         ("url.full".to_string(), s(ev.request.url.clone())),
         ("server.address".to_string(), s(parts.host)),
         ("server.port".to_string(), AttrValue::Int(parts.port as i64)),
         ("tapedeck.step".to_string(), AttrValue::Int(ev.step as i64)),
     ];
     if let Some(st) = ev.status() {
-        a.push(("http.response.status_code".into(), AttrValue::Int(st as i64)));
+        a.push((
+            "http.response.status_code".into(),
+            AttrValue::Int(st as i64),
+        ));
     }
     a
 }
@@ -251,10 +267,17 @@ pub fn is_empty_answer(status: Option<u16>, body: &[u8]) -> bool {
     matches!(t.trim(), "" | "[]" | "{}" | "null" | "\"\"")
 }
 
-fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(String, AttrValue)> {
+pub(crate) fn llm_span_attrs(
+    ev: &Event,
+    call: &LlmCall,
+    opts: &TraceOptions,
+) -> Vec<(String, AttrValue)> {
     let parts = UrlParts::parse(&ev.request.url);
     let mut a = vec![
-        ("gen_ai.operation.name".to_string(), s(call.operation.clone())),
+        (
+            "gen_ai.operation.name".to_string(),
+            s(call.operation.clone()),
+        ),
         ("gen_ai.provider.name".to_string(), s(call.provider.clone())),
     ];
     if let Some(m) = &call.request_model {
@@ -269,16 +292,30 @@ fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(Strin
     push_opt_f(&mut a, "gen_ai.request.temperature", call.temperature);
     push_opt_f(&mut a, "gen_ai.request.top_p", call.top_p);
     push_opt_f(&mut a, "gen_ai.request.top_k", call.top_k);
-    push_opt_f(&mut a, "gen_ai.request.frequency_penalty", call.frequency_penalty);
-    push_opt_f(&mut a, "gen_ai.request.presence_penalty", call.presence_penalty);
+    push_opt_f(
+        &mut a,
+        "gen_ai.request.frequency_penalty",
+        call.frequency_penalty,
+    );
+    push_opt_f(
+        &mut a,
+        "gen_ai.request.presence_penalty",
+        call.presence_penalty,
+    );
     if let Some(seed) = call.seed {
         a.push(("gen_ai.request.seed".into(), AttrValue::Int(seed)));
     }
     if let Some(n) = call.choice_count.filter(|n| *n != 1) {
-        a.push(("gen_ai.request.choice.count".into(), AttrValue::Int(n as i64)));
+        a.push((
+            "gen_ai.request.choice.count".into(),
+            AttrValue::Int(n as i64),
+        ));
     }
     if !call.stop_sequences.is_empty() {
-        a.push(("gen_ai.request.stop_sequences".into(), AttrValue::StrArray(call.stop_sequences.clone())));
+        a.push((
+            "gen_ai.request.stop_sequences".into(),
+            AttrValue::StrArray(call.stop_sequences.clone()),
+        ));
     }
     if let Some(id) = &call.response_id {
         a.push(("gen_ai.response.id".into(), s(id.clone())));
@@ -287,14 +324,33 @@ fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(Strin
         a.push(("gen_ai.response.model".into(), s(m.clone())));
     }
     if !call.finish_reasons.is_empty() {
-        a.push(("gen_ai.response.finish_reasons".into(), AttrValue::StrArray(call.finish_reasons.clone())));
+        a.push((
+            "gen_ai.response.finish_reasons".into(),
+            AttrValue::StrArray(call.finish_reasons.clone()),
+        ));
     }
     push_opt_int(&mut a, "gen_ai.usage.input_tokens", call.input_tokens);
     push_opt_int(&mut a, "gen_ai.usage.output_tokens", call.output_tokens);
-    push_opt_int(&mut a, "gen_ai.usage.cache_read.input_tokens", call.cache_read_tokens);
-    push_opt_int(&mut a, "gen_ai.usage.cache_creation.input_tokens", call.cache_creation_tokens);
-    push_opt_int(&mut a, "gen_ai.usage.reasoning.output_tokens", call.reasoning_tokens);
-    push_opt_int(&mut a, "gen_ai.embeddings.dimension.count", call.embedding_dimensions);
+    push_opt_int(
+        &mut a,
+        "gen_ai.usage.cache_read.input_tokens",
+        call.cache_read_tokens,
+    );
+    push_opt_int(
+        &mut a,
+        "gen_ai.usage.cache_creation.input_tokens",
+        call.cache_creation_tokens,
+    );
+    push_opt_int(
+        &mut a,
+        "gen_ai.usage.reasoning.output_tokens",
+        call.reasoning_tokens,
+    );
+    push_opt_int(
+        &mut a,
+        "gen_ai.embeddings.dimension.count",
+        call.embedding_dimensions,
+    );
     if let Some(c) = &call.conversation_id {
         a.push(("gen_ai.conversation.id".into(), s(c.clone())));
     }
@@ -313,7 +369,10 @@ fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(Strin
     if call.stream {
         if let Some(r) = &ev.response {
             if let Some(first) = r.chunks.as_ref().and_then(|c| c.first()) {
-                a.push(("gen_ai.response.time_to_first_chunk".into(), AttrValue::Double(first.at_ms / 1000.0)));
+                a.push((
+                    "gen_ai.response.time_to_first_chunk".into(),
+                    AttrValue::Double(first.at_ms / 1000.0),
+                ));
             }
         }
     }
@@ -330,10 +389,16 @@ fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(Strin
     }
     if opts.include_content {
         if !call.input_messages.is_null() {
-            a.push(("gen_ai.input.messages".into(), s(call.input_messages.to_string())));
+            a.push((
+                "gen_ai.input.messages".into(),
+                s(call.input_messages.to_string()),
+            ));
         }
         if !call.output_messages.is_null() {
-            a.push(("gen_ai.output.messages".into(), s(call.output_messages.to_string())));
+            a.push((
+                "gen_ai.output.messages".into(),
+                s(call.output_messages.to_string()),
+            ));
         }
         if let Some(si) = &call.system_instructions {
             a.push(("gen_ai.system_instructions".into(), s(si.to_string())));
@@ -344,7 +409,7 @@ fn llm_span_attrs(ev: &Event, call: &LlmCall, opts: &TraceOptions) -> Vec<(Strin
 }
 
 /// Scalar argument values, to find the HTTP request a tool call made.
-fn argument_needles(v: &Value, out: &mut Vec<String>) {
+pub(crate) fn argument_needles(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::String(s) if s.len() >= 2 => {
             if let Ok(inner) = serde_json::from_str::<Value>(s) {
@@ -361,7 +426,7 @@ fn argument_needles(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn match_score(needles: &[String], p: &Parsed) -> usize {
+pub(crate) fn match_score(needles: &[String], p: &Parsed) -> usize {
     let url = p.event.request.url.to_ascii_lowercase();
     let url_decoded = url.replace("%20", " ").replace('+', " ");
     let body = String::from_utf8_lossy(&p.request_body).to_ascii_lowercase();
@@ -428,18 +493,38 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         session,
         spans: Vec::new(),
     };
-    let start = parsed.iter().map(|p| p.event.timing.start_unix_ns).min().unwrap_or(0);
-    let end = parsed.iter().map(|p| p.event.timing.end_unix_ns).max().unwrap_or(start);
-    let agents: BTreeSet<&str> = parsed.iter().filter_map(|p| p.event.agent.as_deref()).collect();
+    let start = parsed
+        .iter()
+        .map(|p| p.event.timing.start_unix_ns)
+        .min()
+        .unwrap_or(0);
+    let end = parsed
+        .iter()
+        .map(|p| p.event.timing.end_unix_ns)
+        .max()
+        .unwrap_or(start);
+    let agents: BTreeSet<&str> = parsed
+        .iter()
+        .filter_map(|p| p.event.agent.as_deref())
+        .collect();
     let provider = parsed
         .iter()
         .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
         .unwrap_or_else(|| "unknown".into());
-    let total_in: u64 = parsed.iter().filter_map(|p| p.llm.as_ref()?.input_tokens).sum();
-    let total_out: u64 = parsed.iter().filter_map(|p| p.llm.as_ref()?.output_tokens).sum();
+    let total_in: u64 = parsed
+        .iter()
+        .filter_map(|p| p.llm.as_ref()?.input_tokens)
+        .sum();
+    let total_out: u64 = parsed
+        .iter()
+        .filter_map(|p| p.llm.as_ref()?.output_tokens)
+        .sum();
     let usage = |a: &mut Vec<(String, AttrValue)>, i: u64, o: u64| {
         a.push(("gen_ai.usage.input_tokens".into(), AttrValue::Int(i as i64)));
-        a.push(("gen_ai.usage.output_tokens".into(), AttrValue::Int(o as i64)));
+        a.push((
+            "gen_ai.usage.output_tokens".into(),
+            AttrValue::Int(o as i64),
+        ));
     };
 
     // Root and agent spans.
@@ -451,14 +536,42 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             ("tapedeck.session".to_string(), s(session)),
         ];
         usage(&mut a, total_in, total_out);
-        let root = b.add(None, Role::Workflow, "root", None, 0, format!("invoke_workflow {session}"), SpanKind::Internal, start, end, a);
+        let root = b.add(
+            None,
+            Role::Workflow,
+            "root",
+            None,
+            0,
+            format!("invoke_workflow {session}"),
+            SpanKind::Internal,
+            start,
+            end,
+            a,
+        );
         agent_span.insert(None, root);
         for (i, agent) in agents.iter().enumerate() {
-            let mine: Vec<&Parsed> = parsed.iter().filter(|p| p.event.agent.as_deref() == Some(*agent)).collect();
-            let s0 = mine.iter().map(|p| p.event.timing.start_unix_ns).min().unwrap_or(start);
-            let e0 = mine.iter().map(|p| p.event.timing.end_unix_ns).max().unwrap_or(end);
-            let ai: u64 = mine.iter().filter_map(|p| p.llm.as_ref()?.input_tokens).sum();
-            let ao: u64 = mine.iter().filter_map(|p| p.llm.as_ref()?.output_tokens).sum();
+            let mine: Vec<&Parsed> = parsed
+                .iter()
+                .filter(|p| p.event.agent.as_deref() == Some(*agent))
+                .collect();
+            let s0 = mine
+                .iter()
+                .map(|p| p.event.timing.start_unix_ns)
+                .min()
+                .unwrap_or(start);
+            let e0 = mine
+                .iter()
+                .map(|p| p.event.timing.end_unix_ns)
+                .max()
+                .unwrap_or(end);
+            let ai: u64 = mine
+                .iter()
+                .filter_map(|p| p.llm.as_ref()?.input_tokens)
+                .sum();
+            let ao: u64 = mine
+                .iter()
+                .filter_map(|p| p.llm.as_ref()?.output_tokens)
+                .sum();
             let prov = mine
                 .iter()
                 .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
@@ -469,7 +582,18 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ("gen_ai.agent.name".to_string(), self::s(*agent)),
             ];
             usage(&mut a, ai, ao);
-            let sp = b.add(Some(root), Role::Agent, "agent", None, i + 1, format!("invoke_agent {agent}"), SpanKind::Internal, s0, e0, a);
+            let sp = b.add(
+                Some(root),
+                Role::Agent,
+                "agent",
+                None,
+                i + 1,
+                format!("invoke_agent {agent}"),
+                SpanKind::Internal,
+                s0,
+                e0,
+                a,
+            );
             agent_span.insert(Some(agent), sp);
         }
     } else {
@@ -483,8 +607,21 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             a.push(("gen_ai.agent.name".into(), s(ag)));
         }
         usage(&mut a, total_in, total_out);
-        let name = agent.map_or("invoke_agent".to_string(), |ag| format!("invoke_agent {ag}"));
-        let root = b.add(None, Role::Agent, "root", None, 0, name, SpanKind::Internal, start, end, a);
+        let name = agent.map_or("invoke_agent".to_string(), |ag| {
+            format!("invoke_agent {ag}")
+        });
+        let root = b.add(
+            None,
+            Role::Agent,
+            "root",
+            None,
+            0,
+            name,
+            SpanKind::Internal,
+            start,
+            end,
+            a,
+        );
         agent_span.insert(None, root);
         agent_span.insert(agent, root);
     }
@@ -515,7 +652,18 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ("chat".to_string(), a)
             }
         };
-        let sp = b.add(Some(parent), Role::Llm, "llm", Some(ev.step), 0, name, SpanKind::Client, ev.timing.start_unix_ns, ev.timing.end_unix_ns, attrs);
+        let sp = b.add(
+            Some(parent),
+            Role::Llm,
+            "llm",
+            Some(ev.step),
+            0,
+            name,
+            SpanKind::Client,
+            ev.timing.start_unix_ns,
+            ev.timing.end_unix_ns,
+            attrs,
+        );
         if let Some((t, msg)) = error_of(p) {
             b.spans[sp].attributes.push(("error.type".into(), s(t)));
             b.spans[sp].error = Some(msg);
@@ -559,22 +707,47 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 a.push(("gen_ai.tool.call.id".into(), s(id.clone())));
             }
             if opts.include_content {
-                a.push(("gen_ai.tool.call.arguments".into(), s(tc.arguments.to_string())));
+                a.push((
+                    "gen_ai.tool.call.arguments".into(),
+                    s(tc.arguments.to_string()),
+                ));
             }
-            let sp = b.add(Some(llm_sp), Role::Tool, "tool", Some(p.event.step), j, format!("execute_tool {}", tc.name), SpanKind::Internal, w_start, w_end, a);
+            let sp = b.add(
+                Some(llm_sp),
+                Role::Tool,
+                "tool",
+                Some(p.event.step),
+                j,
+                format!("execute_tool {}", tc.name),
+                SpanKind::Internal,
+                w_start,
+                w_end,
+                a,
+            );
             match &closing {
                 Some((k, r)) => {
                     let mut ea = vec![
-                        ("tapedeck.result.step".to_string(), AttrValue::Int(parsed[*k].event.step as i64)),
-                        ("tapedeck.result.length".to_string(), AttrValue::Int(r.content.len() as i64)),
-                        ("tapedeck.result.is_error".to_string(), AttrValue::Bool(r.is_error)),
+                        (
+                            "tapedeck.result.step".to_string(),
+                            AttrValue::Int(parsed[*k].event.step as i64),
+                        ),
+                        (
+                            "tapedeck.result.length".to_string(),
+                            AttrValue::Int(r.content.len() as i64),
+                        ),
+                        (
+                            "tapedeck.result.is_error".to_string(),
+                            AttrValue::Bool(r.is_error),
+                        ),
                     ];
                     if let Some(id) = &r.id {
                         ea.push(("gen_ai.tool.call.id".into(), s(id.clone())));
                     }
                     if opts.include_content {
                         ea.push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
-                        b.spans[sp].attributes.push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
+                        b.spans[sp]
+                            .attributes
+                            .push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
                     }
                     b.spans[sp].events.push(SpanEvent {
                         name: "gen_ai.tool.result".into(),
@@ -582,7 +755,9 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                         attributes: ea,
                     });
                     if r.is_error {
-                        b.spans[sp].attributes.push(("error.type".into(), s("tool_error")));
+                        b.spans[sp]
+                            .attributes
+                            .push(("error.type".into(), s("tool_error")));
                         b.spans[sp].error = Some("the tool result is flagged as an error".into());
                     }
                     if matches!(r.content.trim(), "" | "[]" | "{}" | "null") {
@@ -605,7 +780,10 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         // Non-LLM exchanges that ran inside a call's window belong to it.
         let mut load = vec![0usize; tool_spans.len()];
         for (k, q) in parsed.iter().enumerate().skip(i + 1) {
-            if q.event.kind == Kind::Llm || claimed[k].is_some() || q.event.agent.as_deref() != agent {
+            if q.event.kind == Kind::Llm
+                || claimed[k].is_some()
+                || q.event.agent.as_deref() != agent
+            {
                 continue;
             }
             let t = q.event.timing.start_unix_ns;
@@ -618,7 +796,13 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             let best = candidates
                 .iter()
                 .copied()
-                .max_by_key(|&j| (match_score(&tool_spans[j].1, q), usize::MAX - load[j], usize::MAX - j))
+                .max_by_key(|&j| {
+                    (
+                        match_score(&tool_spans[j].1, q),
+                        usize::MAX - load[j],
+                        usize::MAX - j,
+                    )
+                })
                 .unwrap_or(candidates[0]);
             load[best] += 1;
             claimed[k] = Some(tool_spans[best].0);
@@ -635,7 +819,18 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         let parts = UrlParts::parse(&ev.request.url);
         let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
         let sp = match claimed[k] {
-            Some(tool_sp) => b.add(Some(tool_sp), Role::Http, "http", Some(ev.step), 0, tool_name, SpanKind::Client, ev.timing.start_unix_ns, ev.timing.end_unix_ns, http_attrs(ev)),
+            Some(tool_sp) => b.add(
+                Some(tool_sp),
+                Role::Http,
+                "http",
+                Some(ev.step),
+                0,
+                tool_name,
+                SpanKind::Client,
+                ev.timing.start_unix_ns,
+                ev.timing.end_unix_ns,
+                http_attrs(ev),
+            ),
             None if ev.kind == Kind::Tool => {
                 let mut a = vec![
                     ("gen_ai.operation.name".to_string(), s("execute_tool")),
@@ -644,19 +839,45 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ];
                 a.extend(http_attrs(ev));
                 let parent = parent_of(ev, &agent_span);
-                b.add(Some(parent), Role::Tool, "http-tool", Some(ev.step), 0, format!("execute_tool {tool_name}"), SpanKind::Internal, ev.timing.start_unix_ns, ev.timing.end_unix_ns, a)
+                b.add(
+                    Some(parent),
+                    Role::Tool,
+                    "http-tool",
+                    Some(ev.step),
+                    0,
+                    format!("execute_tool {tool_name}"),
+                    SpanKind::Internal,
+                    ev.timing.start_unix_ns,
+                    ev.timing.end_unix_ns,
+                    a,
+                )
             }
             None => {
                 let parent = parent_of(ev, &agent_span);
-                b.add(Some(parent), Role::Http, "http", Some(ev.step), 0, format!("{} {}", ev.request.method, parts.host), SpanKind::Client, ev.timing.start_unix_ns, ev.timing.end_unix_ns, http_attrs(ev))
+                b.add(
+                    Some(parent),
+                    Role::Http,
+                    "http",
+                    Some(ev.step),
+                    0,
+                    format!("{} {}", ev.request.method, parts.host),
+                    SpanKind::Client,
+                    ev.timing.start_unix_ns,
+                    ev.timing.end_unix_ns,
+                    http_attrs(ev),
+                )
             }
         };
         if let Some((t, msg)) = error_of(q) {
-            b.spans[sp].attributes.push(("error.type".into(), s(t.clone())));
+            b.spans[sp]
+                .attributes
+                .push(("error.type".into(), s(t.clone())));
             b.spans[sp].error = Some(msg.clone());
             if let Some(tool_sp) = claimed[k] {
                 if b.spans[tool_sp].error.is_none() {
-                    b.spans[tool_sp].attributes.push(("error.type".into(), s(t)));
+                    b.spans[tool_sp]
+                        .attributes
+                        .push(("error.type".into(), s(t)));
                     b.spans[tool_sp].error = Some(msg);
                 }
             }
@@ -673,12 +894,6 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
     let starts: Vec<(u64, Option<u64>)> = b.spans.iter().map(|s| (s.start_ns, s.step)).collect();
     for sp in &mut b.spans {
         sp.children.sort_by_key(|&c| starts[c]);
-    }
-    if let Some(root) = b.spans.first_mut() {
-        if root.error.is_none() {
-            // The run failed if its last LLM call failed.
-            let _ = root;
-        }
     }
     Trace {
         session: session.to_string(),

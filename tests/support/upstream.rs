@@ -854,6 +854,9 @@ enum Script {
         id: String,
         name: String,
         arguments: String,
+        /// Further calls made in parallel in the same answer (OpenAI chat only): asking
+        /// about two known cities ("Paris and Tokyo") gets one call per city.
+        more: Vec<(String, String, String)>,
     },
 }
 
@@ -891,11 +894,39 @@ fn chat_script(req: &Value) -> (Script, usize) {
     let role = last.get("role").and_then(Value::as_str).unwrap_or("");
     let text = last.get("content").map(content_text).unwrap_or_default();
     let script = match (role, first_tool_name(req.get("tools"))) {
-        ("user", Some(name)) => Script::ToolCall {
-            id: format!("call_{n}"),
-            name,
-            arguments: serde_json::to_string(&json!({"city": city_of(&text)})).expect("json"),
-        },
+        ("user", Some(name)) => {
+            let cities: Vec<&str> = {
+                let mut found: Vec<(usize, &str)> = WEATHER
+                    .iter()
+                    .filter_map(|(c, _, _)| text.find(c).map(|at| (at, *c)))
+                    .collect();
+                found.sort();
+                found.into_iter().map(|(_, c)| c).collect()
+            };
+            let more = cities
+                .iter()
+                .skip(1)
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        format!("call_{n}_{}", i + 1),
+                        name.clone(),
+                        serde_json::to_string(&json!({ "city": c })).expect("json"),
+                    )
+                })
+                .collect();
+            let first = if cities.len() >= 2 {
+                cities[0].to_string()
+            } else {
+                city_of(&text)
+            };
+            Script::ToolCall {
+                id: format!("call_{n}"),
+                name,
+                arguments: serde_json::to_string(&json!({ "city": first })).expect("json"),
+                more,
+            }
+        }
         ("tool", _) => {
             // The city comes from the assistant tool call that this result answers.
             let call_id = last
@@ -969,11 +1000,19 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
                 id,
                 name,
                 arguments,
-            } => json!({
-                "role": "assistant", "content": null, "refusal": null, "annotations": [],
-                "tool_calls": [{"id": id, "type": "function",
-                                "function": {"name": name, "arguments": arguments}}],
-            }),
+                more,
+            } => {
+                let mut calls = vec![json!({"id": id, "type": "function",
+                                            "function": {"name": name, "arguments": arguments}})];
+                for (id, name, arguments) in more {
+                    calls.push(json!({"id": id, "type": "function",
+                                      "function": {"name": name, "arguments": arguments}}));
+                }
+                json!({
+                    "role": "assistant", "content": null, "refusal": null, "annotations": [],
+                    "tool_calls": calls,
+                })
+            }
         };
         return Ok(json_response(
             StatusCode::OK,
@@ -1015,22 +1054,28 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
             id: call_id,
             name,
             arguments,
+            more,
         } => {
             frames.push(chunk(
                 json!({"role": "assistant", "content": null, "refusal": null}),
                 Value::Null,
             ));
-            frames.push(chunk(
-                json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                                        "function": {"name": name, "arguments": ""}}]}),
-                Value::Null,
-            ));
-            let (a, b) = halves(arguments);
-            for part in [a, b] {
+            let first = (call_id.clone(), name.clone(), arguments.clone());
+            for (index, (call_id, name, arguments)) in
+                std::iter::once(&first).chain(more).enumerate()
+            {
                 frames.push(chunk(
-                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    json!({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                            "function": {"name": name, "arguments": ""}}]}),
                     Value::Null,
                 ));
+                let (a, b) = halves(arguments);
+                for part in [a, b] {
+                    frames.push(chunk(
+                        json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}),
+                        Value::Null,
+                    ));
+                }
             }
         }
     }
@@ -1112,6 +1157,7 @@ fn anthropic_script(req: &Value) -> (Script, usize) {
                 id: format!("toolu_fixture_{n:02}"),
                 name,
                 arguments: serde_json::to_string(&json!({"city": city_of(&text)})).expect("json"),
+                more: Vec::new(),
             },
             _ => Script::Text(format!("You said: {text}")),
         }
@@ -1160,6 +1206,7 @@ async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBo
                 id,
                 name,
                 arguments,
+                ..
             } => json!({
                 "type": "tool_use", "id": id, "name": name,
                 "input": serde_json::from_str::<Value>(arguments).expect("json"),
@@ -1210,6 +1257,7 @@ async fn anthropic_messages(req: Request<Incoming>) -> Result<Response<FixtureBo
             id: use_id,
             name,
             arguments,
+            ..
         } => {
             frames.push(sse_event(
                 "content_block_start",

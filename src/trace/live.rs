@@ -1,0 +1,532 @@
+//! Live export: `tapedeck record --otlp-endpoint URL` sends each exchange's spans as it
+//! completes. The proxy only hands the event to a bounded queue (a full queue drops and
+//! counts, never blocks traffic); one task reads bodies, builds spans with the same ids
+//! and attributes as the batch export, and pushes them in small batches.
+//!
+//! Live spans know only the past: an LLM span goes out when its call ends, a tool call's
+//! span when the request that carries its result arrives (or at the end), and the root
+//! when recording stops. LLM spans hang under the session root here even in multi-agent
+//! sessions (the batch export puts them under their agent's span).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::adapters::{self, ExchangeView, ToolCall};
+use super::otlp::{proto_spans, request, Pusher};
+use super::spans::{
+    argument_needles, error_of, http_attrs, is_empty_answer, llm_span_attrs, match_score, span_id,
+    trace_id, AttrValue, Parsed, Role, Span, SpanEvent, SpanKind, TraceOptions,
+};
+use crate::exchange::canonical::UrlParts;
+use crate::exchange::{Event, Kind};
+use crate::record::EventSink;
+use crate::rules::Rules;
+use crate::store::Store;
+
+const QUEUE: usize = 4096;
+const BATCH: usize = 256;
+const EVERY: Duration = Duration::from_millis(500);
+
+/// What the exporter did, for the closing summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveStats {
+    pub exported: u64,
+    pub dropped: u64,
+    pub failed: u64,
+}
+
+pub struct LiveExporter {
+    /// Shared with every sink, so stopping closes the queue for all of them.
+    tx: Arc<std::sync::Mutex<Option<mpsc::Sender<(String, Event)>>>>,
+    dropped: Arc<AtomicU64>,
+    exported: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct PendingTool {
+    llm_step: u64,
+    index: usize,
+    call: ToolCall,
+    window_start: u64,
+    needles: Vec<String>,
+    claimed: usize,
+}
+
+#[derive(Default)]
+struct SessionLive {
+    first_start: u64,
+    last_end: u64,
+    provider: Option<String>,
+    agent: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+    pending: Vec<PendingTool>,
+}
+
+fn span(
+    session: &str,
+    role: Role,
+    id_role: &str,
+    step: u64,
+    index: usize,
+    name: String,
+    kind: SpanKind,
+    start: u64,
+    end: u64,
+    attributes: Vec<(String, AttrValue)>,
+) -> Span {
+    Span {
+        span_id: span_id(session, id_role, step, index),
+        parent: None,
+        name,
+        kind,
+        role,
+        step: Some(step),
+        start_ns: start,
+        end_ns: end.max(start),
+        attributes,
+        error: None,
+        events: Vec::new(),
+        children: Vec::new(),
+        flag: None,
+    }
+}
+
+fn tool_span(
+    session: &str,
+    t: &PendingTool,
+    end: u64,
+    result: Option<(&adapters::ToolResult, u64)>,
+    opts: &TraceOptions,
+) -> (Span, Option<[u8; 8]>) {
+    let mut a = vec![
+        (
+            "gen_ai.operation.name".to_string(),
+            AttrValue::Str("execute_tool".into()),
+        ),
+        (
+            "gen_ai.tool.name".to_string(),
+            AttrValue::Str(t.call.name.clone()),
+        ),
+        (
+            "gen_ai.tool.type".to_string(),
+            AttrValue::Str("function".into()),
+        ),
+    ];
+    if let Some(id) = &t.call.id {
+        a.push(("gen_ai.tool.call.id".into(), AttrValue::Str(id.clone())));
+    }
+    if opts.include_content {
+        a.push((
+            "gen_ai.tool.call.arguments".into(),
+            AttrValue::Str(t.call.arguments.to_string()),
+        ));
+    }
+    let mut sp = span(
+        session,
+        Role::Tool,
+        "tool",
+        t.llm_step,
+        t.index,
+        format!("execute_tool {}", t.call.name),
+        SpanKind::Internal,
+        t.window_start,
+        end,
+        a,
+    );
+    match result {
+        Some((r, step)) => {
+            let mut ea = vec![
+                (
+                    "tapedeck.result.step".to_string(),
+                    AttrValue::Int(step as i64),
+                ),
+                (
+                    "tapedeck.result.length".to_string(),
+                    AttrValue::Int(r.content.len() as i64),
+                ),
+                (
+                    "tapedeck.result.is_error".to_string(),
+                    AttrValue::Bool(r.is_error),
+                ),
+            ];
+            if opts.include_content {
+                ea.push((
+                    "gen_ai.tool.call.result".into(),
+                    AttrValue::Str(r.content.clone()),
+                ));
+            }
+            sp.events.push(SpanEvent {
+                name: "gen_ai.tool.result".into(),
+                time_ns: end,
+                attributes: ea,
+            });
+            if r.is_error {
+                sp.attributes
+                    .push(("error.type".into(), AttrValue::Str("tool_error".into())));
+                sp.error = Some("the tool result is flagged as an error".into());
+            }
+        }
+        None => sp.events.push(SpanEvent {
+            name: "tapedeck.tool.unanswered".into(),
+            time_ns: end,
+            attributes: vec![],
+        }),
+    }
+    (sp, Some(span_id(session, "llm", t.llm_step, 0)))
+}
+
+impl LiveExporter {
+    pub fn start(
+        pusher: Pusher,
+        store: Arc<dyn Store>,
+        rules: Arc<Rules>,
+        opts: TraceOptions,
+    ) -> LiveExporter {
+        let (tx, mut rx) = mpsc::channel::<(String, Event)>(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let exported = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (ex, fa) = (exported.clone(), failed.clone());
+        let task = tokio::spawn(async move {
+            let mut sessions: HashMap<String, SessionLive> = HashMap::new();
+            let mut out: HashMap<String, Vec<(Span, Option<[u8; 8]>)>> = HashMap::new();
+            let mut tick = tokio::time::interval(EVERY);
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some((session, ev)) => {
+                            let spans = on_event(&session, &ev, sessions.entry(session.clone()).or_default(), store.as_ref(), &rules, &opts);
+                            let buf = out.entry(session).or_default();
+                            buf.extend(spans);
+                            if buf.len() >= BATCH {
+                                flush(&pusher, &mut out, &ex, &fa).await;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = tick.tick() => flush(&pusher, &mut out, &ex, &fa).await,
+                }
+            }
+            // Recording stopped: the roots and the tool calls never answered.
+            for (session, st) in sessions.iter_mut() {
+                let buf = out.entry(session.clone()).or_default();
+                for t in st.pending.drain(..) {
+                    buf.push(tool_span(session, &t, st.last_end, None, &opts));
+                }
+                let mut a = vec![
+                    (
+                        "gen_ai.operation.name".to_string(),
+                        AttrValue::Str("invoke_agent".into()),
+                    ),
+                    (
+                        "gen_ai.provider.name".to_string(),
+                        AttrValue::Str(st.provider.clone().unwrap_or_else(|| "unknown".into())),
+                    ),
+                    (
+                        "tapedeck.session".to_string(),
+                        AttrValue::Str(session.clone()),
+                    ),
+                    (
+                        "gen_ai.usage.input_tokens".to_string(),
+                        AttrValue::Int(st.input_tokens as i64),
+                    ),
+                    (
+                        "gen_ai.usage.output_tokens".to_string(),
+                        AttrValue::Int(st.output_tokens as i64),
+                    ),
+                ];
+                if let Some(ag) = &st.agent {
+                    a.push(("gen_ai.agent.name".into(), AttrValue::Str(ag.clone())));
+                }
+                let name = st.agent.as_ref().map_or("invoke_agent".to_string(), |ag| {
+                    format!("invoke_agent {ag}")
+                });
+                let mut root = span(
+                    session,
+                    Role::Agent,
+                    "root",
+                    0,
+                    0,
+                    name,
+                    SpanKind::Internal,
+                    st.first_start,
+                    st.last_end,
+                    a,
+                );
+                root.step = None;
+                buf.push((root, None));
+            }
+            flush(&pusher, &mut out, &ex, &fa).await;
+        });
+        LiveExporter {
+            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+            dropped,
+            exported,
+            failed,
+            task: Some(task),
+        }
+    }
+
+    /// The hook the recorder calls with each stored event: never blocks.
+    pub fn sink(&self) -> EventSink {
+        let tx = self.tx.clone();
+        let dropped = self.dropped.clone();
+        Arc::new(move |session: &str, ev: &Event| {
+            let guard = tx.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(tx) = guard.as_ref() {
+                if tx.try_send((session.to_string(), ev.clone())).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    }
+
+    /// Stops taking events, sends what is left (bounded wait), and reports.
+    pub async fn finish(mut self) -> LiveStats {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("live OTLP export did not finish within 30 s");
+            }
+        }
+        LiveStats {
+            exported: self.exported.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn flush(
+    pusher: &Pusher,
+    out: &mut HashMap<String, Vec<(Span, Option<[u8; 8]>)>>,
+    exported: &AtomicU64,
+    failed: &AtomicU64,
+) {
+    for (session, spans) in out.iter_mut() {
+        if spans.is_empty() {
+            continue;
+        }
+        let batch: Vec<_> = std::mem::take(spans);
+        let n = batch.len() as u64;
+        let req = request(session, proto_spans(&trace_id(session), &batch));
+        match pusher.push(&req).await {
+            Ok(()) => {
+                exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!("live OTLP export: {e}; {n} spans lost");
+            }
+        }
+    }
+}
+
+fn on_event(
+    session: &str,
+    ev: &Event,
+    st: &mut SessionLive,
+    store: &dyn Store,
+    rules: &Rules,
+    opts: &TraceOptions,
+) -> Vec<(Span, Option<[u8; 8]>)> {
+    let body = |b3: &str| store.get_body(b3).ok().flatten().unwrap_or_default();
+    let request_body = body(&ev.request.body.b3);
+    let response_body = ev
+        .response
+        .as_ref()
+        .map(|r| body(&r.body.b3))
+        .unwrap_or_default();
+    let llm = (ev.kind == Kind::Llm)
+        .then(|| {
+            adapters::parse(&ExchangeView {
+                method: &ev.request.method,
+                url: &ev.request.url,
+                request_headers: &ev.request.headers,
+                request_body: &request_body,
+                status: ev.status(),
+                response_headers: ev
+                    .response
+                    .as_ref()
+                    .map(|r| r.headers.as_slice())
+                    .unwrap_or(&[]),
+                response_body: &response_body,
+            })
+        })
+        .flatten();
+    let p = Parsed {
+        event: ev,
+        llm,
+        request_body,
+        response_body,
+    };
+    if st.first_start == 0 || ev.timing.start_unix_ns < st.first_start {
+        st.first_start = ev.timing.start_unix_ns;
+    }
+    st.last_end = st.last_end.max(ev.timing.end_unix_ns);
+    if st.agent.is_none() {
+        st.agent = ev.agent.clone();
+    }
+    let root = Some(span_id(session, "root", 0, 0));
+    let mut spans = Vec::new();
+    if ev.kind == Kind::Llm {
+        let (name, attrs) = match &p.llm {
+            Some(call) => {
+                // Results this request carries close the tool calls they answer.
+                let mut still = Vec::new();
+                for t in st.pending.drain(..) {
+                    let hit = call
+                        .tool_results
+                        .iter()
+                        .find(|r| match (&r.id, &t.call.id) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => r.name.as_deref() == Some(t.call.name.as_str()),
+                        });
+                    match hit {
+                        Some(r) => spans.push(tool_span(
+                            session,
+                            &t,
+                            ev.timing.start_unix_ns,
+                            Some((r, ev.step)),
+                            opts,
+                        )),
+                        None => still.push(t),
+                    }
+                }
+                st.pending = still;
+                st.provider.get_or_insert_with(|| call.provider.clone());
+                st.input_tokens += call.input_tokens.unwrap_or(0);
+                st.output_tokens += call.output_tokens.unwrap_or(0);
+                for (j, tc) in call.tool_calls.iter().enumerate() {
+                    let mut needles = Vec::new();
+                    argument_needles(&tc.arguments, &mut needles);
+                    st.pending.push(PendingTool {
+                        llm_step: ev.step,
+                        index: j,
+                        call: tc.clone(),
+                        window_start: ev.timing.end_unix_ns,
+                        needles,
+                        claimed: 0,
+                    });
+                }
+                let name = match &call.request_model {
+                    Some(m) => format!("{} {m}", call.operation),
+                    None => call.operation.clone(),
+                };
+                (name, llm_span_attrs(ev, call, opts))
+            }
+            None => ("chat".to_string(), http_attrs(ev)),
+        };
+        let mut sp = span(
+            session,
+            Role::Llm,
+            "llm",
+            ev.step,
+            0,
+            name,
+            SpanKind::Client,
+            ev.timing.start_unix_ns,
+            ev.timing.end_unix_ns,
+            attrs,
+        );
+        if let Some((t, msg)) = error_of(&p) {
+            sp.attributes.push(("error.type".into(), AttrValue::Str(t)));
+            sp.error = Some(msg);
+        }
+        spans.push((sp, root));
+        return spans;
+    }
+    let parts = UrlParts::parse(&ev.request.url);
+    let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
+    let owner = st
+        .pending
+        .iter_mut()
+        .filter(|t| t.window_start <= ev.timing.start_unix_ns)
+        .max_by_key(|t| (match_score(&t.needles, &p), usize::MAX - t.claimed));
+    let (mut sp, parent) = match owner {
+        Some(t) => {
+            t.claimed += 1;
+            let parent = Some(span_id(session, "tool", t.llm_step, t.index));
+            (
+                span(
+                    session,
+                    Role::Http,
+                    "http",
+                    ev.step,
+                    0,
+                    tool_name,
+                    SpanKind::Client,
+                    ev.timing.start_unix_ns,
+                    ev.timing.end_unix_ns,
+                    http_attrs(ev),
+                ),
+                parent,
+            )
+        }
+        None if ev.kind == Kind::Tool => {
+            let mut a = vec![
+                (
+                    "gen_ai.operation.name".to_string(),
+                    AttrValue::Str("execute_tool".into()),
+                ),
+                (
+                    "gen_ai.tool.name".to_string(),
+                    AttrValue::Str(tool_name.clone()),
+                ),
+                (
+                    "gen_ai.tool.type".to_string(),
+                    AttrValue::Str("extension".into()),
+                ),
+            ];
+            a.extend(http_attrs(ev));
+            (
+                span(
+                    session,
+                    Role::Tool,
+                    "http-tool",
+                    ev.step,
+                    0,
+                    format!("execute_tool {tool_name}"),
+                    SpanKind::Internal,
+                    ev.timing.start_unix_ns,
+                    ev.timing.end_unix_ns,
+                    a,
+                ),
+                root,
+            )
+        }
+        None => (
+            span(
+                session,
+                Role::Http,
+                "http",
+                ev.step,
+                0,
+                format!("{} {}", ev.request.method, parts.host),
+                SpanKind::Client,
+                ev.timing.start_unix_ns,
+                ev.timing.end_unix_ns,
+                http_attrs(ev),
+            ),
+            root,
+        ),
+    };
+    if let Some((t, msg)) = error_of(&p) {
+        sp.attributes.push(("error.type".into(), AttrValue::Str(t)));
+        sp.error = Some(msg);
+    }
+    if is_empty_answer(ev.status(), &p.response_body) {
+        sp.flag = Some("empty");
+    }
+    spans.push((sp, parent));
+    spans
+}

@@ -1,0 +1,557 @@
+//! Traces, end to end: an agent run recorded through the real proxy becomes a span tree
+//! (`show --json`), OTLP/JSON (`otlp -o`), OTLP/HTTP pushes (`otlp --endpoint`) and live
+//! spans (`record --otlp-endpoint`) received by a real HTTP server.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use prost::Message;
+use serde_json::{json, Value};
+use support::harness::{client, client_as, Daemon, Dirs};
+use support::upstream::Upstream;
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+/// The agent loop: LLM → every tool call it asks for over HTTP → LLM with the results.
+async fn agent(c: &reqwest::Client, up: &Upstream, question: &str, stream: bool) -> String {
+    let mut messages = vec![json!({"role": "user", "content": question})];
+    let first = chat(c, up, &messages, stream).await;
+    let calls = first["tool_calls"].as_array().cloned().unwrap_or_default();
+    assert!(!calls.is_empty(), "the fixture asks for a tool: {first}");
+    messages.push(json!({"role": "assistant", "content": null, "tool_calls": calls}));
+    // Parallel tool calls run concurrently, as agents do.
+    let mut tasks = Vec::new();
+    for call in &calls {
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        let url = up.url(&format!("/weather?city={}", args["city"].as_str().unwrap()));
+        let c = c.clone();
+        let id = call["id"].as_str().unwrap().to_string();
+        tasks.push(tokio::spawn(async move {
+            (id, c.get(url).send().await.unwrap().text().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (id, text) = t.await.unwrap();
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+    }
+    let last = chat(c, up, &messages, stream).await;
+    last["content"].as_str().unwrap_or_default().to_string()
+}
+
+/// One chat completion; returns the assistant message (streams assembled).
+async fn chat(c: &reqwest::Client, up: &Upstream, messages: &[Value], stream: bool) -> Value {
+    let mut body = json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()});
+    if stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    let resp = c
+        .post(up.url("/v1/chat/completions"))
+        .bearer_auth("sk-trace-test-000000")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    if !stream {
+        let v: Value = resp.json().await.unwrap();
+        return v["choices"][0]["message"].clone();
+    }
+    let text = resp.text().await.unwrap();
+    let mut content = String::new();
+    let mut calls: Vec<Value> = Vec::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if line == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(line).unwrap();
+        let Some(delta) = chunk["choices"].get(0).map(|c| &c["delta"]) else {
+            continue;
+        };
+        if let Some(t) = delta["content"].as_str() {
+            content.push_str(t);
+        }
+        for tc in delta["tool_calls"].as_array().into_iter().flatten() {
+            let i = tc["index"].as_u64().unwrap() as usize;
+            if calls.len() <= i {
+                calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}));
+            }
+            let frag = tc["function"]["arguments"].as_str().unwrap_or("");
+            let so_far = calls[i]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            calls[i]["function"]["arguments"] = json!(so_far + frag);
+        }
+    }
+    if calls.is_empty() {
+        json!({"role": "assistant", "content": content})
+    } else {
+        json!({"role": "assistant", "content": null, "tool_calls": calls})
+    }
+}
+
+fn spans_by_name(tree: &Value) -> HashMap<String, Vec<Value>> {
+    let mut m: HashMap<String, Vec<Value>> = HashMap::new();
+    for sp in tree["spans"].as_array().unwrap() {
+        m.entry(sp["name"].as_str().unwrap().to_string())
+            .or_default()
+            .push(sp.clone());
+    }
+    m
+}
+
+fn show_json(dirs: &Dirs, session: &str) -> Value {
+    let (code, out, err) = dirs.run(&["show", session, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn check_tree(tree: &Value) {
+    let spans = tree["spans"].as_array().unwrap();
+    let by_id: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    let parent_name = |s: &Value| -> String {
+        by_id[s["parent_span_id"].as_str().expect("has a parent")]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let names = spans_by_name(tree);
+    let root = &spans[0];
+    assert_eq!(root["name"], "invoke_agent");
+    assert!(root["parent_span_id"].is_null());
+    let chats = &names["chat gpt-4o-mini"];
+    assert_eq!(chats.len(), 2);
+    for c in chats {
+        assert_eq!(parent_name(c), "invoke_agent");
+        assert_eq!(c["attributes"]["gen_ai.operation.name"], "chat");
+        assert_eq!(c["attributes"]["gen_ai.provider.name"], "openai_compatible");
+        assert_eq!(c["attributes"]["gen_ai.request.model"], "gpt-4o-mini");
+    }
+    assert_eq!(
+        chats[0]["attributes"]["gen_ai.response.finish_reasons"],
+        json!(["tool_calls"])
+    );
+    assert_eq!(
+        chats[1]["attributes"]["gen_ai.response.finish_reasons"],
+        json!(["stop"])
+    );
+    // Two tool calls, each under the LLM call that asked for it, each with its own HTTP exchange.
+    let tools = &names["execute_tool get_weather"];
+    assert_eq!(tools.len(), 2);
+    let mut cities = Vec::new();
+    for t in tools {
+        assert_eq!(
+            t["parent_span_id"], chats[0]["span_id"],
+            "tool spans hang under the deciding LLM call"
+        );
+        let id = t["attributes"]["gen_ai.tool.call.id"].as_str().unwrap();
+        assert!(id.starts_with("call_"));
+        let http: Vec<&Value> = spans
+            .iter()
+            .filter(|s| s["parent_span_id"] == t["span_id"])
+            .collect();
+        assert_eq!(http.len(), 1, "one HTTP exchange under {id}");
+        assert_eq!(http[0]["name"], "localhost/weather");
+        let url = http[0]["attributes"]["url.full"].as_str().unwrap();
+        cities.push((id.to_string(), url.rsplit('=').next().unwrap().to_string()));
+        assert_eq!(t["events"][0]["name"], "gen_ai.tool.result");
+    }
+    cities.sort();
+    assert_eq!(
+        cities,
+        vec![
+            ("call_1".to_string(), "Paris".to_string()),
+            ("call_1_1".to_string(), "Tokyo".to_string())
+        ],
+        "each HTTP exchange is under the call whose arguments it carries"
+    );
+    // Token sums.
+    let sum_in: i64 = chats
+        .iter()
+        .map(|c| {
+            c["attributes"]["gen_ai.usage.input_tokens"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    let sum_out: i64 = chats
+        .iter()
+        .map(|c| {
+            c["attributes"]["gen_ai.usage.output_tokens"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert!(sum_in > 0 && sum_out > 0);
+    assert_eq!(root["attributes"]["gen_ai.usage.input_tokens"], sum_in);
+    assert_eq!(tree["totals"]["input_tokens"], sum_in);
+    assert_eq!(tree["totals"]["llm_calls"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_agent_run_is_a_causal_span_tree() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    for (session, stream) in [("plain", false), ("streamed", true)] {
+        let d = Daemon::start(
+            &dirs,
+            &["record", "--session", session, "--upstream-ca", &ca],
+        );
+        let answer = agent(
+            &client(&d, &dirs),
+            &up,
+            "Weather in Paris and Tokyo?",
+            stream,
+        )
+        .await;
+        assert!(answer.starts_with("The weather in"), "{answer}");
+        d.stop();
+        let tree = show_json(&dirs, session);
+        check_tree(&tree);
+        let chats = &spans_by_name(&tree)["chat gpt-4o-mini"];
+        assert_eq!(
+            chats[0]["attributes"]["gen_ai.request.stream"]
+                .as_bool()
+                .unwrap_or(false),
+            stream
+        );
+    }
+    // The human view names the same things.
+    let (code, out, _) = dirs.run(&["show", "plain"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("execute_tool get_weather")
+            && out.contains("total: 2 LLM calls, 2 tool calls"),
+        "{out}"
+    );
+    let (code, out, _) = dirs.run(&["show", "plain", "--timeline"]);
+    assert_eq!(code, 0);
+    assert!(out.contains('█'), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_json_has_stable_ids_and_the_wire_encoding_otlp_requires() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "otlp", "--upstream-ca", &ca],
+    );
+    agent(
+        &client(&d, &dirs),
+        &up,
+        "Weather in Paris and Tokyo?",
+        false,
+    )
+    .await;
+    d.stop();
+    let a = dirs.path("a.json");
+    let b = dirs.path("b.json");
+    assert_eq!(dirs.run(&["otlp", "otlp", "-o", a.to_str().unwrap()]).0, 0);
+    assert_eq!(dirs.run(&["otlp", "otlp", "-o", b.to_str().unwrap()]).0, 0);
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "exporting twice gives the same ids"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    let spans = v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap();
+    assert_eq!(spans.len(), 7, "root, 2 chats, 2 tools, 2 HTTP");
+    let trace = spans[0]["traceId"].as_str().unwrap();
+    assert_eq!(trace.len(), 32);
+    for s in spans {
+        assert_eq!(s["traceId"], trace);
+        assert_eq!(s["spanId"].as_str().unwrap().len(), 16);
+        assert!(s["startTimeUnixNano"].is_string());
+        assert!(s["kind"].is_u64());
+    }
+    let chat = spans
+        .iter()
+        .find(|s| s["name"] == "chat gpt-4o-mini")
+        .unwrap();
+    assert_eq!(chat["kind"], 3, "CLIENT");
+    let tokens = chat["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "gen_ai.usage.input_tokens")
+        .unwrap();
+    assert!(
+        tokens["value"]["intValue"].is_string(),
+        "int64 is a string in OTLP/JSON"
+    );
+    // No content without --include-content; with it, the messages are there.
+    assert!(!std::fs::read_to_string(&a)
+        .unwrap()
+        .contains("gen_ai.input.messages"));
+    let c = dirs.path("c.json");
+    assert_eq!(
+        dirs.run(&[
+            "otlp",
+            "otlp",
+            "-o",
+            c.to_str().unwrap(),
+            "--include-content"
+        ])
+        .0,
+        0
+    );
+    assert!(std::fs::read_to_string(&c)
+        .unwrap()
+        .contains("gen_ai.input.messages"));
+}
+
+/// A real OTLP/HTTP receiver: decodes each protobuf export request it gets.
+struct Collector {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+    fail_first: Arc<Mutex<usize>>,
+}
+
+async fn collector(fail_first: usize) -> Collector {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let fails = Arc::new(Mutex::new(fail_first));
+    let (g, f) = (got.clone(), fails.clone());
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let (g, f) = (g.clone(), f.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (g, f) = (g.clone(), f.clone());
+                        async move {
+                            assert_eq!(req.uri().path(), "/v1/traces");
+                            assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            {
+                                let mut left = f.lock().unwrap();
+                                if *left > 0 {
+                                    *left -= 1;
+                                    return Ok::<_, std::convert::Infallible>(
+                                        hyper::Response::builder()
+                                            .status(503)
+                                            .body(Full::new(Bytes::new()))
+                                            .unwrap(),
+                                    );
+                                }
+                            }
+                            let r = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).unwrap();
+                            for rs in r.resource_spans {
+                                for ss in rs.scope_spans {
+                                    g.lock().unwrap().extend(ss.spans);
+                                }
+                            }
+                            Ok(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    Collector {
+        addr,
+        got,
+        fail_first: fails,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_pushes_protobuf_with_retries_and_says_when_the_collector_is_unreachable() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "push", "--upstream-ca", &ca],
+    );
+    agent(
+        &client(&d, &dirs),
+        &up,
+        "Weather in Paris and Tokyo?",
+        false,
+    )
+    .await;
+    d.stop();
+    let col = collector(1).await;
+    let (code, _, err) = dirs.run(&[
+        "otlp",
+        "push",
+        "--endpoint",
+        &format!("http://{}", col.addr),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(*col.fail_first.lock().unwrap(), 0, "the 503 was retried");
+    let got = col.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 7);
+    let root = got.iter().find(|s| s.parent_span_id.is_empty()).unwrap();
+    assert_eq!(root.name, "invoke_agent");
+    let tool = got
+        .iter()
+        .find(|s| s.name == "execute_tool get_weather")
+        .unwrap();
+    let parent = got
+        .iter()
+        .find(|s| s.span_id == tool.parent_span_id)
+        .unwrap();
+    assert_eq!(parent.name, "chat gpt-4o-mini");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = dirs.run(&[
+        "otlp",
+        "push",
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot reach the OTLP endpoint") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_exports_spans_live_as_exchanges_complete() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let col = collector(0).await;
+    let endpoint = format!("http://{}", col.addr);
+    let d = Daemon::start(
+        &dirs,
+        &[
+            "record",
+            "--session",
+            "live",
+            "--upstream-ca",
+            &ca,
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+    );
+    let c = client(&d, &dirs);
+    chat(
+        &c,
+        &up,
+        &[json!({"role": "user", "content": "Weather in Oslo?"})],
+        false,
+    )
+    .await;
+    // The LLM span arrives while recording is still going on.
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if col
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "chat gpt-4o-mini")
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no live span within 5 s");
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("0 exchanges dropped"), "{stderr}");
+    let got = col.got.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .any(|s| s.name == "invoke_agent" && s.parent_span_id.is_empty()),
+        "root sent at stop"
+    );
+    // Same ids as the batch export.
+    let file = dirs.path("live.json");
+    assert_eq!(
+        dirs.run(&["otlp", "live", "-o", file.to_str().unwrap()]).0,
+        0
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let batch_chat = v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "chat gpt-4o-mini")
+        .unwrap()["spanId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let live_chat = got.iter().find(|s| s.name == "chat gpt-4o-mini").unwrap();
+    let hex: String = live_chat
+        .span_id
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, batch_chat);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_agents_in_one_session_make_a_workflow() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
+    let planner = client_as(&d, &dirs, "handoff", "planner");
+    let writer = client_as(&d, &dirs, "handoff", "writer");
+    chat(
+        &planner,
+        &up,
+        &[json!({"role": "user", "content": "Weather in Berlin?"})],
+        false,
+    )
+    .await;
+    writer
+        .get(up.url("/weather?city=Berlin"))
+        .send()
+        .await
+        .unwrap();
+    chat(
+        &writer,
+        &up,
+        &[json!({"role": "user", "content": "Write about Berlin"})],
+        false,
+    )
+    .await;
+    d.stop();
+    let tree = show_json(&dirs, "handoff");
+    let names = spans_by_name(&tree);
+    assert_eq!(tree["spans"][0]["name"], "invoke_workflow handoff");
+    assert_eq!(names["invoke_agent planner"].len(), 1);
+    assert_eq!(names["invoke_agent writer"].len(), 1);
+    let writer_id = &names["invoke_agent writer"][0]["span_id"];
+    let writer_children: Vec<&Value> = tree["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| &s["parent_span_id"] == writer_id)
+        .collect();
+    assert_eq!(writer_children.len(), 2, "{writer_children:?}");
+}
