@@ -57,10 +57,31 @@ pub fn environment(proxy_url: &str, bundle: &Path) -> Vec<(String, Option<String
 /// Runs CMD to completion, forwarding SIGINT and SIGTERM. Returns its exit code
 /// (128 + signal when a signal ended it).
 pub async fn run(cmd: &[String], env: &[(String, Option<String>)]) -> Result<i32, ChildError> {
+    run_with(cmd, env, None, false)
+        .await
+        .map(|(code, _, _)| code)
+}
+
+/// Like [`run`], in `cwd` when given; with `capture`, CMD's stdout and stderr are
+/// collected and returned instead of passed through.
+pub async fn run_with(
+    cmd: &[String],
+    env: &[(String, Option<String>)],
+    cwd: Option<&Path>,
+    capture: bool,
+) -> Result<(i32, Vec<u8>, Vec<u8>), ChildError> {
+    use tokio::io::AsyncReadExt;
     use tokio::signal::unix::{signal, SignalKind};
     let shown = cmd.join(" ");
     let mut c = tokio::process::Command::new(&cmd[0]);
     c.args(&cmd[1..]);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    if capture {
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
     for (k, v) in env {
         match v {
             Some(v) => c.env(k, v),
@@ -72,6 +93,22 @@ pub async fn run(cmd: &[String], env: &[(String, Option<String>)]) -> Result<i32
         source,
     })?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let out_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            let _ = p.read_to_end(&mut buf).await;
+        }
+        buf
+    });
+    let err_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = p.read_to_end(&mut buf).await;
+        }
+        buf
+    });
     let mut sigint = signal(SignalKind::interrupt()).ok();
     let mut sigterm = signal(SignalKind::terminate()).ok();
     let status = loop {
@@ -86,8 +123,11 @@ pub async fn run(cmd: &[String], env: &[(String, Option<String>)]) -> Result<i32
         }
     };
     use std::os::unix::process::ExitStatusExt;
-    Ok(status
+    let code = status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1))
+        .unwrap_or(1);
+    let out = out_task.await.unwrap_or_default();
+    let err = err_task.await.unwrap_or_default();
+    Ok((code, out, err))
 }

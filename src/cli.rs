@@ -166,6 +166,60 @@ pub enum Command {
         #[arg(long)]
         include_content: bool,
     },
+    /// Check a session for failure signatures (retry loops, ignored tool errors, ...).
+    Analyze {
+        /// Session name (or a tape file).
+        session: String,
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a finding is at least this severe (warning or error).
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<String>,
+    },
+    /// Find the first step where run B diverges from run A.
+    Diff {
+        session_a: String,
+        session_b: String,
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Group sessions by failure signature (all sessions in the store when none named).
+    Cluster {
+        sessions: Vec<String>,
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn a session into a regression case (tape + case.toml).
+    GenTest {
+        /// Session name (or a tape file).
+        session: String,
+        /// The command the case runs under replay (through `sh -c`).
+        #[arg(long)]
+        cmd: String,
+        /// Directory to write the case into.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Overwrite an existing case.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replay every regression case under DIR; N passed, M failed.
+    Test {
+        dir: PathBuf,
+        /// Write JUnit XML here too.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[command(flatten)]
+        certs: CertsArg,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -5,11 +5,14 @@
 //! and key; record writes events to the [`store`]; [`tape`] is the portable form of a
 //! session. Commands live in [`cmd`], one per file; `main.rs` only parses arguments.
 
+pub mod analyze;
 pub mod ca;
+pub mod case;
 pub mod child;
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod diff;
 pub mod exchange;
 pub mod proxy;
 pub mod record;

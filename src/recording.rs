@@ -103,6 +103,24 @@ impl Recording {
         })
     }
 
+    /// The events at `indices` (in that order) with their bodies, as a recording of its own.
+    pub fn subset(&self, indices: &[usize]) -> Recording {
+        let events: Vec<Event> = indices
+            .iter()
+            .filter_map(|&i| self.events.get(i).cloned())
+            .collect();
+        let bodies = match &self.bodies {
+            Bodies::Store(s) => Bodies::Store(s.clone()),
+            Bodies::Memory(m) => Bodies::Memory(m.clone()),
+        };
+        Recording {
+            session: self.session.clone(),
+            events,
+            bodies,
+            source: self.source.clone(),
+        }
+    }
+
     /// Writes this recording as a tape.
     pub fn write_tape<W: std::io::Write>(
         &self,
@@ -128,6 +146,7 @@ pub fn is_tape_path(arg: &str) -> bool {
 }
 
 /// Opens the store for reading, or says which daemon holds it.
+#[derive(Clone)]
 pub enum StoreAccess {
     Open(Arc<SledStore>),
     Daemon { pid: u32, listen: String },
@@ -149,13 +168,48 @@ pub fn access_store(dir: &Path) -> Result<StoreAccess, StoreError> {
 
 /// Loads SESSION (a name in the store under `dir`, or a tape path).
 pub async fn load(arg: &str, dir: &Path) -> Result<Recording, RecordingError> {
-    if is_tape_path(arg) {
-        let path = PathBuf::from(arg);
-        let t = tape::read(&path)?;
-        return Ok(Recording::from_tape(t, path.display().to_string()));
+    Loader::new(dir).load(arg).await
+}
+
+/// Loads several sessions from one store, opening it once (sled allows one opener).
+pub struct Loader {
+    dir: PathBuf,
+    access: Option<StoreAccess>,
+}
+
+impl Loader {
+    pub fn new(dir: &Path) -> Loader {
+        Loader {
+            dir: dir.to_path_buf(),
+            access: None,
+        }
     }
-    crate::session::SessionName::new(arg)?;
-    match access_store(dir)? {
+
+    pub async fn load(&mut self, arg: &str) -> Result<Recording, RecordingError> {
+        if is_tape_path(arg) {
+            let path = PathBuf::from(arg);
+            let t = tape::read(&path)?;
+            return Ok(Recording::from_tape(t, path.display().to_string()));
+        }
+        crate::session::SessionName::new(arg)?;
+        let access = match &self.access {
+            Some(a) => a.clone(),
+            None => {
+                let a = access_store(&self.dir)?;
+                self.access = Some(a.clone());
+                a
+            }
+        };
+        load_from(arg, &self.dir, access).await
+    }
+}
+
+async fn load_from(
+    arg: &str,
+    dir: &Path,
+    access: StoreAccess,
+) -> Result<Recording, RecordingError> {
+    match access {
         StoreAccess::Open(store) => Ok(Recording::from_store(store, arg)?),
         StoreAccess::Daemon { pid, listen } => {
             let path = format!("/_tapedeck/sessions/{arg}/tape");

@@ -1,14 +1,19 @@
 //! One command per file. Each takes plain options and returns an exit code.
 
+mod analyze;
 mod ca;
+mod cluster;
 mod daemon;
+mod diff;
 mod export;
+mod gen_test;
 mod import;
 mod otlp;
 mod record;
 mod replay;
 mod sessions;
 mod show;
+mod test;
 
 use thiserror::Error;
 
@@ -87,6 +92,33 @@ pub fn run(cli: Cli) -> CmdResult {
                     include_content,
                 )
                 .await
+            }
+            Command::Analyze {
+                session,
+                store,
+                json,
+                fail_on,
+            } => analyze::run(&session, &store.store, json, fail_on.as_deref()).await,
+            Command::Diff {
+                session_a,
+                session_b,
+                store,
+                json,
+            } => diff::run(&session_a, &session_b, &store.store, json).await,
+            Command::Cluster {
+                sessions,
+                store,
+                json,
+            } => cluster::run(&sessions, &store.store, json).await,
+            Command::GenTest {
+                session,
+                cmd,
+                output,
+                store,
+                force,
+            } => gen_test::run(&session, &cmd, &output, &store.store, force).await,
+            Command::Test { dir, junit, certs } => {
+                test::run(&dir, junit.as_deref(), &certs.certs).await
             }
         }
     })

@@ -95,6 +95,9 @@ pub struct Replayer {
     pace: Pace,
     index: Mutex<TraceIndex>,
     misses: Mutex<BTreeMap<&'static str, usize>>,
+    /// Indices of served events, in serving order; and the first miss messages.
+    served: Mutex<Vec<usize>>,
+    miss_lines: Mutex<Vec<String>>,
     passthrough: Vec<wildmatch::WildMatch>,
     allow_live: Vec<wildmatch::WildMatch>,
     pub inflight: Arc<InFlight>,
@@ -162,6 +165,8 @@ impl Replayer {
                 pace: opts.pace,
                 index,
                 misses: Mutex::new(BTreeMap::new()),
+                served: Mutex::new(Vec::new()),
+                miss_lines: Mutex::new(Vec::new()),
                 passthrough: globs(&opts.passthrough),
                 allow_live: globs(&opts.allow_live),
                 inflight: Arc::new(InFlight::default()),
@@ -173,6 +178,25 @@ impl Replayer {
 
     pub fn session(&self) -> &str {
         &self.rec.session
+    }
+
+    /// What was served, in step order, as a recording (what the agent actually saw).
+    pub fn served_recording(&self) -> Recording {
+        let mut idx = self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        idx.sort_unstable();
+        self.rec.subset(&idx)
+    }
+
+    /// The first miss lines (at most 20).
+    pub fn miss_lines(&self) -> Vec<String> {
+        self.miss_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn summary(&self) -> ReplaySummary {
@@ -237,6 +261,10 @@ impl Replayer {
             .take(kind, &key);
         match taken {
             Ok(i) => {
+                self.served
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(i);
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
                 self.respond(ev, &parts.method, arrived).await
@@ -258,6 +286,12 @@ impl Replayer {
                     ev_of(m.later),
                 );
                 tracing::warn!("{line}");
+                {
+                    let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+                    if lines.len() < 20 {
+                        lines.push(line.clone());
+                    }
+                }
                 *self
                     .misses
                     .lock()

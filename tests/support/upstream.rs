@@ -990,6 +990,16 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
         Script::Text(_) => "stop",
         Script::ToolCall { .. } => "tool_calls",
     };
+    // A max_tokens below the answer's length cuts it off, as real models do.
+    let limit = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let finish = if limit.is_some_and(|l| ct > l) {
+        "length"
+    } else {
+        finish
+    };
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
         let message = match &script {

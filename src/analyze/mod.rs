@@ -1,0 +1,94 @@
+//! `analyze`: the failure signatures that show in traffic.
+//!
+//! Each detector reads the parsed exchanges of one session and reports findings with
+//! the steps involved (`steps[0]` is the earliest exchange that belongs to the
+//! signature), a one-line summary and one line of evidence per fact seen. Every
+//! non-LLM exchange is read as a possible tool, whatever its host or port. A clean
+//! session produces no findings: every detector is tested on a clean run too.
+
+pub mod context;
+mod detectors;
+
+use serde::Serialize;
+
+use crate::recording::Recording;
+use crate::rules::Rules;
+use crate::trace::spans::{parse_events, Parsed};
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub detector: &'static str,
+    pub severity: Severity,
+    pub steps: Vec<u64>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+}
+
+pub const DETECTORS: &[&str] = &[
+    "retry_loop",
+    "tool_error_ignored",
+    "empty_tool_result",
+    "context_pressure",
+    "truncation",
+    "token_burn",
+    "cascading_error",
+    "slow_step",
+];
+
+/// Runs every detector over a recording.
+pub fn analyze(rec: &Recording, rules: &Rules) -> Vec<Finding> {
+    let parsed = parse_events(rec);
+    analyze_parsed(&parsed, rules)
+}
+
+pub fn analyze_parsed(parsed: &[Parsed], rules: &Rules) -> Vec<Finding> {
+    let mut out = Vec::new();
+    detectors::retry_loop(parsed, &mut out);
+    detectors::tool_error_ignored(parsed, rules, &mut out);
+    detectors::empty_tool_result(parsed, rules, &mut out);
+    detectors::context_pressure(parsed, rules, &mut out);
+    detectors::truncation(parsed, &mut out);
+    detectors::token_burn(parsed, &mut out);
+    detectors::cascading_error(parsed, rules, &mut out);
+    detectors::slow_step(parsed, &mut out);
+    out.sort_by(|a, b| {
+        a.steps
+            .first()
+            .cmp(&b.steps.first())
+            .then(b.severity.cmp(&a.severity))
+            .then(a.detector.cmp(b.detector))
+    });
+    out
+}
+
+/// The JSON `analyze --json` prints.
+pub fn to_json(session: &str, findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!({"session": session, "findings": findings})
+}

@@ -1,0 +1,85 @@
+//! `tapedeck analyze SESSION`: failure signatures, with the steps involved.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use super::{msg, CmdResult};
+use crate::analyze::{analyze, to_json, Finding, Severity};
+use crate::recording;
+use crate::rules::Rules;
+
+/// Exit status when `--fail-on` finds a finding at or above its severity.
+pub const EXIT_FINDINGS: i32 = 1;
+
+pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    if findings.is_empty() {
+        return format!("session {session}: no findings\n");
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let mut out = format!(
+        "session {session}: {} finding{} ({} error, {} warning, {} info)\n",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info)
+    );
+    for f in findings {
+        let sev = match f.severity {
+            Severity::Error => paint("31;1", "ERROR  "),
+            Severity::Warning => paint("33", "WARNING"),
+            Severity::Info => paint("36", "INFO   "),
+        };
+        let steps: Vec<String> = f.steps.iter().map(|s| s.to_string()).collect();
+        out.push_str(&format!(
+            "\n{sev} {} at step{} {}\n",
+            f.detector,
+            if f.steps.len() == 1 { "" } else { "s" },
+            steps.join(", ")
+        ));
+        out.push_str(&format!("        {}\n", f.summary));
+        for e in &f.evidence {
+            out.push_str(&format!("        · {e}\n"));
+        }
+    }
+    out
+}
+
+pub async fn run(session: &str, store: &Path, json: bool, fail_on: Option<&str>) -> CmdResult {
+    let threshold = fail_on
+        .map(|s| {
+            Severity::parse(s)
+                .ok_or_else(|| msg(format!("--fail-on takes warning or error, not {s:?}")))
+        })
+        .transpose()?;
+    let rec = recording::load(session, store).await?;
+    let rules = Rules::load(
+        &std::env::current_dir().unwrap_or_default(),
+        &Default::default(),
+    )?;
+    let findings = analyze(&rec, &rules);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&rec.session, &findings)).unwrap_or_default()
+        );
+    } else {
+        print!(
+            "{}",
+            render(&rec.session, &findings, std::io::stdout().is_terminal())
+        );
+    }
+    if let Some(t) = threshold {
+        if findings.iter().any(|f| f.severity >= t) {
+            return Ok(EXIT_FINDINGS);
+        }
+    }
+    Ok(0)
+}

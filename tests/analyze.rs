@@ -1,0 +1,450 @@
+//! The debugging loop, end to end: failure signatures found at the right steps in runs
+//! recorded through the real proxy, clean runs with no findings, diff naming the first
+//! divergent step, clustering, and an incident turned into a regression case that fails
+//! and passes as the agent is broken and fixed.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::harness::{client, client_as, Daemon, Dirs};
+use support::upstream::Upstream;
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+}
+
+async fn llm(c: &reqwest::Client, up: &Upstream, body: Value) -> Value {
+    let r = c
+        .post(up.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
+/// LLM → tool at `tool_path` → LLM with whatever the tool said.
+async fn weather_agent(c: &reqwest::Client, up: &Upstream, tool_path: &str, pass_on: Option<&str>) {
+    let mut messages = vec![json!({"role": "user", "content": "What is the weather in Paris?"})];
+    let first = llm(
+        c,
+        up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    let msg = first["choices"][0]["message"].clone();
+    let id = msg["tool_calls"][0]["id"].as_str().unwrap().to_string();
+    let text = c
+        .get(up.url(tool_path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    messages.push(msg);
+    messages.push(json!({"role": "tool", "tool_call_id": id, "content": pass_on.unwrap_or(&text)}));
+    llm(
+        c,
+        up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+    )
+    .await;
+}
+
+fn findings(dirs: &Dirs, session: &str) -> Vec<Value> {
+    let (code, out, err) = dirs.run(&["analyze", session, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["session"], session);
+    v["findings"].as_array().unwrap().clone()
+}
+
+fn only(found: &[Value], detector: &str) -> Value {
+    let hits: Vec<&Value> = found.iter().filter(|f| f["detector"] == detector).collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "one {detector} finding expected in {found:#?}"
+    );
+    hits[0].clone()
+}
+
+struct Lab {
+    up: Upstream,
+    dirs: Dirs,
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        Lab {
+            up: Upstream::start(true).await,
+            dirs: Dirs::new(),
+        }
+    }
+    fn record(&self, session: &str) -> Daemon {
+        let ca = self.up.ca_path.to_str().unwrap().to_string();
+        if session.is_empty() {
+            Daemon::start(&self.dirs, &["record", "--upstream-ca", &ca])
+        } else {
+            Daemon::start(
+                &self.dirs,
+                &["record", "--session", session, "--upstream-ca", &ca],
+            )
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_run_has_no_findings() {
+    let lab = Lab::new().await;
+    let d = lab.record("clean");
+    weather_agent(&client(&d, &lab.dirs), &lab.up, "/weather?city=Paris", None).await;
+    d.stop();
+    assert_eq!(findings(&lab.dirs, "clean"), Vec::<Value>::new());
+    let (code, out, _) = lab.dirs.run(&["analyze", "clean", "--fail-on", "warning"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no findings"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_tool_results_are_found_at_the_tool_step() {
+    let lab = Lab::new().await;
+    let d = lab.record("empty");
+    weather_agent(&client(&d, &lab.dirs), &lab.up, "/empty-list", None).await;
+    d.stop();
+    let f = only(&findings(&lab.dirs, "empty"), "empty_tool_result");
+    assert_eq!(f["steps"], json!([2, 3]));
+    assert_eq!(f["severity"], "warning");
+    let (code, _, _) = lab.dirs.run(&["analyze", "empty", "--fail-on", "warning"]);
+    assert_eq!(code, 1);
+    let (code, _, _) = lab.dirs.run(&["analyze", "empty", "--fail-on", "error"]);
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_error_the_llm_never_acknowledges_is_found() {
+    let lab = Lab::new().await;
+    let d = lab.record("ignored");
+    let c = client(&d, &lab.dirs);
+    weather_agent(&c, &lab.up, "/status/500", None).await;
+    d.stop();
+    let f = only(&findings(&lab.dirs, "ignored"), "tool_error_ignored");
+    assert_eq!(f["steps"], json!([2, 3]));
+    assert_eq!(f["severity"], "error");
+    assert!(f["summary"].as_str().unwrap().contains("HTTP 500"), "{f}");
+
+    // The agent hides the failure and hands the LLM made-up data instead.
+    let d = lab.record("hidden");
+    weather_agent(
+        &client(&d, &lab.dirs),
+        &lab.up,
+        "/status/503",
+        Some("sunny, 20C"),
+    )
+    .await;
+    d.stop();
+    let f = only(&findings(&lab.dirs, "hidden"), "tool_error_ignored");
+    assert_eq!(f["steps"], json!([2, 3]));
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not carry the error"),
+        "{f}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_identical_calls_in_a_row_are_a_retry_loop() {
+    let lab = Lab::new().await;
+    let d = lab.record("retry");
+    let c = client(&d, &lab.dirs);
+    for _ in 0..3 {
+        c.get(lab.up.url("/status/503")).send().await.unwrap();
+    }
+    c.get(lab.up.url("/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap();
+    d.stop();
+    let f = only(&findings(&lab.dirs, "retry"), "retry_loop");
+    assert_eq!(f["steps"], json!([1, 2, 3]));
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["evidence"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn context_pressure_truncation_and_token_burn() {
+    let lab = Lab::new().await;
+    let d = lab.record("pressure");
+    let c = client(&d, &lab.dirs);
+    // gpt-4 takes 8,192 input tokens; the fixture counts 4 characters a token.
+    let long = "word ".repeat(5600);
+    llm(
+        &c,
+        &lab.up,
+        json!({"model": "gpt-4", "messages": [{"role": "user", "content": long}]}),
+    )
+    .await;
+    llm(&c, &lab.up, json!({"model": "gpt-4o-mini", "max_tokens": 2, "messages": [{"role": "user", "content": "Tell me a long story"}]})).await;
+    d.stop();
+    let found = findings(&lab.dirs, "pressure");
+    let cp = only(&found, "context_pressure");
+    assert_eq!(cp["steps"], json!([1]));
+    assert!(cp["summary"].as_str().unwrap().contains("gpt-4"), "{cp}");
+    assert_eq!(only(&found, "truncation")["steps"], json!([2]));
+
+    let d = lab.record("burn");
+    let c = client(&d, &lab.dirs);
+    let mut messages = vec![json!({"role": "user", "content": "Summarise the plan"})];
+    for i in 0..4 {
+        let r = llm(
+            &c,
+            &lab.up,
+            json!({"model": "gpt-4o-mini", "messages": messages}),
+        )
+        .await;
+        messages.push(r["choices"][0]["message"].clone());
+        messages
+            .push(json!({"role": "user", "content": format!("That is not it, try again ({i})")}));
+    }
+    d.stop();
+    let tb = only(&findings(&lab.dirs, "burn"), "token_burn");
+    assert_eq!(tb["steps"], json!([1, 2, 3, 4]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_value_handed_between_agents_is_traced_to_the_agent_that_produced_it() {
+    let lab = Lab::new().await;
+    let d = lab.record("");
+    let planner = client_as(&d, &lab.dirs, "handoff", "planner");
+    let writer = client_as(&d, &lab.dirs, "handoff", "writer");
+    // The planner's answer carries a misspelt city; the writer looks it up and fails.
+    let plan = llm(&planner, &lab.up, json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Plan a trip to Pariss"}]})).await;
+    assert!(plan["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Pariss"));
+    let r = writer
+        .get(lab.up.url("/weather?city=Pariss"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    d.stop();
+    let found = findings(&lab.dirs, "handoff");
+    let f = only(&found, "cascading_error");
+    assert_eq!(f["steps"], json!([1, 2]));
+    let s = f["summary"].as_str().unwrap();
+    assert!(
+        s.contains("planner") && s.contains("writer") && s.contains("Pariss"),
+        "{s}"
+    );
+    // Without agents there is no hand-off to blame.
+    let d = lab.record("solo");
+    let c = client(&d, &lab.dirs);
+    llm(&c, &lab.up, json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Plan a trip to Pariss"}]})).await;
+    c.get(lab.up.url("/weather?city=Pariss"))
+        .send()
+        .await
+        .unwrap();
+    d.stop();
+    assert!(findings(&lab.dirs, "solo")
+        .iter()
+        .all(|f| f["detector"] != "cascading_error"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_far_slower_than_the_rest_is_reported() {
+    let lab = Lab::new().await;
+    let d = lab.record("slow");
+    let c = client(&d, &lab.dirs);
+    for _ in 0..5 {
+        c.get(lab.up.url("/json")).send().await.unwrap();
+    }
+    c.get(lab.up.url("/slow?ms=900")).send().await.unwrap();
+    c.get(lab.up.url("/json")).send().await.unwrap();
+    d.stop();
+    let f = only(&findings(&lab.dirs, "slow"), "slow_step");
+    assert_eq!(f["steps"], json!([6]));
+    assert_eq!(f["severity"], "info");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_names_the_first_divergent_step_and_cluster_groups_by_signature() {
+    let lab = Lab::new().await;
+    for (session, city) in [("good", "Paris"), ("bad", "Pariss"), ("bad2", "Pariss")] {
+        let d = lab.record(session);
+        let c = client(&d, &lab.dirs);
+        let mut messages =
+            vec![json!({"role": "user", "content": "What is the weather in Paris?"})];
+        let first = llm(
+            &c,
+            &lab.up,
+            json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+        )
+        .await;
+        let msg = first["choices"][0]["message"].clone();
+        let id = msg["tool_calls"][0]["id"].as_str().unwrap().to_string();
+        let text = c
+            .get(lab.up.url(&format!("/weather?city={city}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        messages.push(msg);
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+        llm(
+            &c,
+            &lab.up,
+            json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+        )
+        .await;
+        d.stop();
+    }
+    let (code, out, err) = lab.dirs.run(&["diff", "good", "bad", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let d = &v["first_divergence"];
+    assert_eq!(d["step_a"], 2);
+    assert_eq!(d["step_b"], 2);
+    assert_eq!(d["kind"], "tool");
+    let req = d["request_diff"].to_string();
+    assert!(
+        req.contains("city=Paris") && req.contains("city=Pariss"),
+        "{req}"
+    );
+    assert!(
+        d["response_diff"].to_string().contains("404"),
+        "{}",
+        d["response_diff"]
+    );
+    let (_, out, _) = lab.dirs.run(&["diff", "good", "good", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["first_divergence"].is_null());
+    let (_, text, _) = lab.dirs.run(&["diff", "good", "bad"]);
+    assert!(
+        text.contains("first divergence: step 2 in A, step 2 in B (tool)"),
+        "{text}"
+    );
+
+    let (code, out, err) = lab.dirs.run(&["cluster", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let groups: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(groups[0]["count"], 2, "{groups:#?}");
+    assert_eq!(groups[0]["signature"]["detector"], "tool_error_ignored");
+    assert_eq!(groups[0]["signature"]["error"], "HTTP 404");
+    assert_eq!(groups[1]["count"], 1);
+    assert!(groups[1]["signature"]["detector"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fixed() {
+    let lab = Lab::new().await;
+    let agent = format!(
+        "python3 {}/tests/agents/weather_agent.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let llm_base = lab.up.url("/v1");
+    let weather = lab.up.url("/status/500");
+    let ca = lab.up.ca_path.to_str().unwrap().to_string();
+    let run = |args: &[&str], mode: &str| {
+        let out = std::process::Command::new(support::harness::tapedeck_bin())
+            .args(args)
+            .current_dir(lab.dirs.root.path())
+            .env("TAPEDECK_STORE", &lab.dirs.store)
+            .env("TAPEDECK_CERTS", &lab.dirs.certs)
+            .env("LLM_BASE_URL", &llm_base)
+            .env("WEATHER_URL", &weather)
+            .env("AGENT_MODE", mode)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The incident: the weather tool fails and the agent hands the error to the LLM as data.
+    let (code, out, err) = run(
+        &[
+            "record",
+            "--session",
+            "incident",
+            "--upstream-ca",
+            &ca,
+            "--",
+            "sh",
+            "-c",
+            &agent,
+        ],
+        "ignore",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("answer: The weather in Paris"), "{out}");
+    let case = lab.dirs.path("regressions/weather-500");
+    let (code, _, err) = run(
+        &[
+            "gen-test",
+            "incident",
+            "--cmd",
+            &agent,
+            "-o",
+            case.to_str().unwrap(),
+        ],
+        "ignore",
+    );
+    assert_eq!(code, 0, "{err}");
+    let toml = std::fs::read_to_string(case.join("case.toml")).unwrap();
+    assert!(
+        toml.contains("analyze_must_not_report = [\"tool_error_ignored\"]"),
+        "{toml}"
+    );
+    drop(lab.up);
+
+    let junit = lab.dirs.path("junit.xml");
+    let dir = lab.dirs.path("regressions");
+    // Still broken: the case fails and points at the step.
+    let (code, out, _) = run(
+        &[
+            "test",
+            dir.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        "ignore",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL weather-500")
+            && out.contains("analyze reports tool_error_ignored at step 2, 3"),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure message=\"analyze reports tool_error_ignored"),
+        "{xml}"
+    );
+    // Fixed: it stops on the tool error, and the case passes offline.
+    let (code, out, _) = run(
+        &[
+            "test",
+            dir.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        "stop",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("PASS weather-500") && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("failures=\"0\""));
+}
