@@ -10,7 +10,6 @@
 //! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy).
 
 #[path = "../tests/support/upstream.rs"]
-#[allow(dead_code)]
 mod upstream;
 
 use std::io::{BufRead, BufReader};

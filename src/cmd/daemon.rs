@@ -59,6 +59,7 @@ pub async fn serve<H: Handler>(
     banner(addr);
     let (trigger, stop) = shutdown::channel();
     let proxy = Proxy::new(handler, ca.clone(), opts.proxy.clone());
+    let connections = proxy.connections.clone();
     let server = tokio::spawn(proxy.serve(listener, stop));
 
     let code = if opts.cmd.is_empty() {
@@ -73,12 +74,21 @@ pub async fn serve<H: Handler>(
     };
     trigger.fire();
     let _ = server.await;
+    let started = tokio::time::Instant::now();
     let left = inflight.drain(DRAIN).await;
     if left > 0 {
         tracing::warn!(
             "{left} exchanges were still in flight after {}s; stopping anyway",
             DRAIN.as_secs()
         );
+    }
+    // Every response in progress is written out before the process goes.
+    let limit = DRAIN
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(1));
+    let open = connections.drain(limit).await;
+    if open > 0 {
+        tracing::debug!("{open} client connections still open at exit");
     }
     if let Some(s) = store {
         s.remove_daemon_info();

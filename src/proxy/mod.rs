@@ -75,27 +75,91 @@ impl Default for ProxyOptions {
     }
 }
 
+/// Counts open client connections (HTTP ones, not raw passthrough tunnels), so a stop
+/// can wait until every response in progress has been written out.
+#[derive(Default)]
+pub struct Connections {
+    n: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+pub struct ConnectionGuard(Arc<Connections>);
+
+impl Connections {
+    fn enter(self: &Arc<Self>) -> ConnectionGuard {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until every connection has closed, or `limit` passes; returns what is left.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count();
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 pub struct Proxy<H: Handler> {
     handler: Arc<H>,
     ca: Arc<Ca>,
     opts: ProxyOptions,
+    pub connections: Arc<Connections>,
+    shutdown: std::sync::OnceLock<Shutdown>,
 }
 
 impl<H: Handler> Proxy<H> {
     pub fn new(handler: Arc<H>, ca: Arc<Ca>, opts: ProxyOptions) -> Arc<Self> {
-        Arc::new(Proxy { handler, ca, opts })
+        Arc::new(Proxy {
+            handler,
+            ca,
+            opts,
+            connections: Arc::new(Connections::default()),
+            shutdown: std::sync::OnceLock::new(),
+        })
     }
 
-    /// Accepts connections until `shutdown` fires. Exchanges in flight are the handler's
-    /// to wait for.
+    /// Resolves when shutdown fires (never, before `serve` started).
+    async fn stopping(&self) {
+        match self.shutdown.get() {
+            Some(s) => s.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Accepts connections until `shutdown` fires; then every connection finishes the
+    /// response it is writing and closes (see [`Connections::drain`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        let _ = self.shutdown.set(shutdown.clone());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let this = self.clone();
-                        tokio::spawn(async move { this.serve_client(stream, peer).await });
+                        let guard = self.connections.enter();
+                        tokio::spawn(async move {
+                            this.serve_client(stream, peer).await;
+                            drop(guard);
+                        });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -119,11 +183,18 @@ impl<H: Handler> Proxy<H> {
             .header_read_timeout(self.opts.header_timeout)
             .max_buf_size(self.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        if let Err(e) = b
+        let conn = b
             .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades()
-            .await
-        {
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = self.stopping() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
             log_conn_error(peer, "proxy connection", &e);
         }
     }
@@ -219,11 +290,13 @@ impl<H: Handler> Proxy<H> {
             return Response::new(body::empty());
         }
         let this = self.clone();
+        let guard = self.connections.enter();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => tunnel::intercept(this, TokioIo::new(up), host, port, ctx).await,
                 Err(e) => tracing::debug!("CONNECT upgrade from {peer} failed: {e}"),
             }
+            drop(guard);
         });
         Response::new(body::empty())
     }

@@ -126,19 +126,36 @@ async fn serve_http<H: Handler, IO>(
         async move { Ok::<_, Infallible>(handler.handle(req, ctx).await) }
     });
     let io = TokioIo::new(io);
+    // On shutdown, finish the responses in progress, then close.
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(256)
             .max_header_list_size(proxy.opts.max_header_bytes as u32);
-        b.serve_connection(io, svc).await
+        let conn = b.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = proxy.stopping() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
             .header_read_timeout(proxy.opts.header_timeout)
             .max_buf_size(proxy.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        b.serve_connection(io, svc).await
+        let conn = b.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = proxy.stopping() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
     };
     if let Err(e) = result {
         log_conn_error(peer, "intercepted tunnel", &e);

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Pushes a recorded agent run to a real OTLP backend, Arize Phoenix, and reads it back:
+# span names, parentage, the kinds Phoenix derives from the GenAI attributes (AGENT, LLM,
+# TOOL) and token counts must match `tapedeck show --json`. Offline: Phoenix runs on
+# loopback; the agent talks to the local LLM-shaped upstream.
+#
+# Env: TAPEDECK_BIN, UPSTREAM_BIN (default target/release/...), PHOENIX_VENV.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TAPEDECK_BIN=${TAPEDECK_BIN:-$ROOT/target/release/tapedeck}
+UPSTREAM_BIN=${UPSTREAM_BIN:-$ROOT/target/release/examples/upstream}
+VENV=${PHOENIX_VENV:-$ROOT/target/phoenix-venv}
+PHOENIX_VERSION=20.26.1
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+step() { echo "==> $*" >&2; }
+fail() { echo "phoenix: FAIL: $*" >&2; [ -f "$work/phoenix.log" ] && tail -20 "$work/phoenix.log" >&2; exit 1; }
+
+if [ ! -f "$VENV/.installed-$PHOENIX_VERSION" ]; then
+  step "installing arize-phoenix==$PHOENIX_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "arize-phoenix==$PHOENIX_VERSION"
+  touch "$VENV/.installed-$PHOENIX_VERSION"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+GRPC=$(free_port)
+step "starting Phoenix on 127.0.0.1:$PORT"
+PHOENIX_PORT=$PORT PHOENIX_GRPC_PORT=$GRPC PHOENIX_HOST=127.0.0.1 PHOENIX_WORKING_DIR="$work/phoenix" \
+  "$VENV/bin/phoenix" serve > "$work/phoenix.log" 2>&1 &
+pids+=($!)
+
+step "recording an agent run against the local upstream"
+"$UPSTREAM_BIN" --tls --port 0 --ca-out "$work/up-ca.pem" > "$work/up.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q "listening on" "$work/up.out" 2>/dev/null && break; sleep 0.1; done
+BASE=$(sed -n 's/^listening on //p' "$work/up.out")
+[ -n "$BASE" ] || fail "the upstream did not start"
+LLM_BASE_URL=$BASE/v1 WEATHER_URL=$BASE/weather AGENT_MODE=ignore \
+  "$TAPEDECK_BIN" -q record --store "$work/store" --certs "$work/certs" --session phoenix-demo \
+  --upstream-ca "$work/up-ca.pem" -- python3 "$ROOT/tests/agents/weather_agent.py" > "$work/agent.out"
+grep -q "answer:" "$work/agent.out" || fail "the agent gave no answer: $(cat "$work/agent.out")"
+
+for i in $(seq 1 180); do
+  curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+  sleep 0.5
+done
+curl -s -o /dev/null "http://127.0.0.1:$PORT/" || fail "Phoenix did not come up in 90 s"
+step "Phoenix up after ~$((i / 2)) s; pushing the session with tapedeck otlp --endpoint"
+"$TAPEDECK_BIN" otlp phoenix-demo --store "$work/store" --endpoint "http://127.0.0.1:$PORT"
+"$TAPEDECK_BIN" show phoenix-demo --store "$work/store" --json > "$work/show.json"
+step "reading the spans back from Phoenix's REST API"
+python3 "$ROOT/examples/phoenix_check.py" "http://127.0.0.1:$PORT" "$work/show.json" || fail "spans differ"
