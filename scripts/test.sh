@@ -11,7 +11,7 @@
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
 #   fmt            cargo fmt --check
 #   clippy         cargo clippy --all-targets -- -D warnings
-#   test           cargo test (unit, integration and doc tests; debug build)
+#   test           cargo test --no-fail-fast (unit, integration and doc tests; debug)
 #   build-release  cargo build --release --bin tapedeck --example upstream
 #   e2e            examples/e2e.sh on those release binaries
 #
@@ -77,9 +77,9 @@ stage_setup-node() {
   echo "$want" >"$stamp"
 }
 
-stage_fmt() { cargo fmt --all -- --check; }
+stage_fmt() { cargo fmt --all -- --check --color never; }
 stage_clippy() { cargo clippy --all-targets -- -D warnings; }
-stage_test() { cargo test; }
+stage_test() { cargo test --no-fail-fast; }
 stage_build-release() { cargo build --release --bin tapedeck --example upstream; }
 stage_e2e() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/release/tapedeck" \
