@@ -278,16 +278,23 @@ print(" ".join(e.get("kind", "?") for e in lines[1:]))' "$tape" 2>"$OUT/$name.ki
 done
 ok "exported ${#NAMES[@]} tapes; event kinds as expected (openai: ${KINDS[openai]}; curl: ${KINDS[curl]})"
 
+# Also no command's output or log (tapedeck's logs included) shows them.
 for secret in "$SECRET_OPENAI" "$SECRET_ANTHROPIC"; do
-  if hits="$(grep -rlaF -- "$secret" "$STORE" "$TAPES")"; then
-    fail "the API key $secret was written to disk" "found in:" $hits
-  fi
+  set +e
+  hits="$(grep -rlaF -- "$secret" "$STORE" "$TAPES" "$CERTS" "$OUT")"
+  g=$?
+  set -e
+  case $g in
+    1) ;;
+    0) fail "the API key $secret was written to disk" "found in:" $hits ;;
+    *) fail "grep for the API key failed (exit $g)" ;;
+  esac
 done
 # The keys did reach tapedeck: each header that carried one is stored as [REDACTED].
 for name in openai anthropic-stream curl node-fetch; do
   contains "$name" "$TAPES/$(session "$name").tape" "[REDACTED]" "$name: the tape has no redacted header"
 done
-ok "the API keys appear nowhere under the store dir or in the tapes (the headers are [REDACTED])"
+ok "the API keys appear nowhere under the store or certs dir, in the tapes or in any output (the headers are [REDACTED])"
 
 # ---------------------------------------------------------------------------------------
 step "4. stop the upstream, replay every session offline"

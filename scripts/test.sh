@@ -50,8 +50,10 @@ sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
 stage_setup-python() {
   local stamp="$VENV/.tapedeck-requirements" want
   want="$(sha examples/requirements.txt)"
+  # find_spec, not import: importing openai takes seconds.
   if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] \
-    && "$VENV/bin/python" -c 'import openai, anthropic, httpx' 2>/dev/null; then
+    && "$VENV/bin/python" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx")))' 2>/dev/null; then
     echo "venv $VENV is up to date" >&2
     return 0
   fi
