@@ -11,10 +11,16 @@ Environment:
   OPENAI_MAX_RETRIES  default 0 (so the traffic is the same on every run)
   HTTPS_PROXY / SSL_CERT_FILE are honoured by the SDK and by the tool call (httpx).
 
-Usage: agent_openai.py [--stream] [--question TEXT]
+Usage: agent_openai.py [--stream] [--question TEXT] [--extra-call] [--print-errors]
 
 Prints only deterministic lines (the tool call, its result, the answer). Any API or
 HTTP error: the exception text on stderr, exit status 1.
+
+--extra-call    after the final answer, one more LLM turn ("Thanks! Anything else?"),
+                whose answer is printed as "extra: ...". A "changed agent" for replay
+                tests: a recording made without it has no event for that call.
+--print-errors  an agent that swallows API and HTTP errors: print the exception text
+                on stdout ("error: ...") and exit 0 instead of stderr and exit 1.
 """
 
 import argparse
@@ -105,6 +111,14 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true", help="use streaming completions")
     ap.add_argument("--question", default="What is the weather in Paris?")
     ap.add_argument("--max-turns", type=int, default=4)
+    ap.add_argument(
+        "--extra-call", action="store_true", help="one more LLM turn after the final answer"
+    )
+    ap.add_argument(
+        "--print-errors",
+        action="store_true",
+        help="print API/HTTP errors on stdout and exit 0 (an agent that swallows errors)",
+    )
     args = ap.parse_args()
 
     base_url = os.environ.get("LLM_BASE_URL", "https://api.openai.com/v1")
@@ -128,7 +142,11 @@ def main() -> int:
             msg = complete(client, model, messages, args.stream)
             messages.append(msg)
             if not msg.get("tool_calls"):
-                print(f"answer: {msg['content']}")
+                print(f"answer: {msg['content']}", flush=True)
+                if args.extra_call:
+                    messages.append({"role": "user", "content": "Thanks! Anything else?"})
+                    extra = complete(client, model, messages, args.stream)
+                    print(f"extra: {extra['content']}")
                 return 0
             for call in msg["tool_calls"]:
                 name = call["function"]["name"]
@@ -137,11 +155,17 @@ def main() -> int:
                     result = get_weather(http, weather_url, arguments.get("city", ""))
                 else:
                     result = json.dumps({"error": f"unknown tool {name}"})
-                print(f"tool: {name}({json.dumps(arguments, sort_keys=True)}) -> {result}")
+                print(
+                    f"tool: {name}({json.dumps(arguments, sort_keys=True)}) -> {result}",
+                    flush=True,
+                )
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         print(f"error: no final answer after {args.max_turns} turns", file=sys.stderr)
         return 1
     except (openai.OpenAIError, httpx.HTTPError) as e:
+        if args.print_errors:
+            print(f"error: {type(e).__name__}: {e}", flush=True)
+            return 0
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     finally:

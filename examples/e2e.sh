@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# End-to-end proof of tapedeck: record real agents through the proxy, then replay them
+# offline, byte for byte, and check that a changed agent fails the replay loudly.
+#
+#   TAPEDECK_BIN  the tapedeck binary        (default $CARGO_TARGET_DIR/release/tapedeck,
+#                                             CARGO_TARGET_DIR defaulting to ./target)
+#   UPSTREAM_BIN  the example upstream       (default $CARGO_TARGET_DIR/release/examples/upstream)
+#   PYTHON        a python with examples/requirements.txt installed (default python3)
+#   NODE          node (default node); examples/node_modules must hold undici (npm install)
+#   E2E_TIMEOUT   seconds allowed to each command run (default 120)
+#   E2E_KEEP=1    keep the temp work dir (its path is printed) instead of deleting it
+#
+# Build first: cargo build --release --bin tapedeck --example upstream
+# Steps (each check prints one "ok" line on stderr; the first failure stops the run
+# with exit 1, saying what differed):
+#   1. start the upstream fixture over TLS on a free port, get its CA
+#   2. run every example directly against it, then under `tapedeck record`: same stdout
+#   3. `tapedeck sessions --json` event counts, event kinds in the exported tapes, and the
+#      fake API keys nowhere in the store or the tapes
+#   4. stop the upstream (the port must refuse), replay every session offline: same
+#      stdout; one more replay from an exported tape
+#   5. a changed agent (one extra LLM call) under replay: a miss, exit 3 when the agent
+#      swallows the error and exits 0, exit 1 when it lets the error escape; the SDK's
+#      exception carries tapedeck's miss message. A raw curl miss: 404, x-tapedeck-miss.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+TAPEDECK_BIN="${TAPEDECK_BIN:-$TARGET/release/tapedeck}"
+UPSTREAM_BIN="${UPSTREAM_BIN:-$TARGET/release/examples/upstream}"
+PYTHON="${PYTHON:-python3}"
+NODE="${NODE:-node}"
+E2E_TIMEOUT="${E2E_TIMEOUT:-120}"
+
+T0=$SECONDS
+CHECKS=0
+
+step() { printf '==> %s\n' "$*" >&2; }
+ok() {
+  CHECKS=$((CHECKS + 1))
+  printf '  ok   %s\n' "$*" >&2
+}
+fail() {
+  printf '  FAIL %s\n' "$1" >&2
+  shift
+  local line
+  for line in "$@"; do printf '       %s\n' "$line" >&2; done
+  printf 'e2e: FAILED after %d checks passed (%ds)\n' "$CHECKS" "$((SECONDS - T0))" >&2
+  exit 1
+}
+# The last lines of a file, indented, for a failure report.
+show_tail() {
+  local file=$1 n=${2:-25}
+  if [[ -s $file ]]; then
+    printf '       --- last lines of %s:\n' "$file" >&2
+    tail -n "$n" "$file" | sed 's/^/       | /' >&2
+  fi
+}
+
+# Absolute paths, so that nothing depends on the current directory.
+abs() {
+  case $1 in
+    /*) printf '%s\n' "$1" ;;
+    */*) printf '%s/%s\n' "$(pwd)" "$1" ;;
+    *) command -v "$1" || printf '%s\n' "$1" ;;
+  esac
+}
+TAPEDECK_BIN="$(abs "$TAPEDECK_BIN")"
+UPSTREAM_BIN="$(abs "$UPSTREAM_BIN")"
+PYTHON="$(abs "$PYTHON")"
+NODE="$(abs "$NODE")"
+
+step "preflight"
+[[ -x $TAPEDECK_BIN ]] || fail "no tapedeck binary at $TAPEDECK_BIN" \
+  "build it: cargo build --release --bin tapedeck --example upstream (or set TAPEDECK_BIN)"
+[[ -x $UPSTREAM_BIN ]] || fail "no upstream binary at $UPSTREAM_BIN" \
+  "build it: cargo build --release --bin tapedeck --example upstream (or set UPSTREAM_BIN)"
+"$PYTHON" -c 'import openai, anthropic, httpx' 2>/dev/null \
+  || fail "$PYTHON cannot import openai, anthropic and httpx" \
+    "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
+command -v curl >/dev/null || fail "curl is not installed"
+"$NODE" --version >/dev/null 2>&1 || fail "no node at $NODE (set NODE)"
+[[ -f $ROOT/examples/node_modules/undici/package.json ]] \
+  || fail "examples/node_modules has no undici" "install it: npm install --prefix examples"
+ok "tapedeck $TAPEDECK_BIN, upstream $UPSTREAM_BIN, python $PYTHON, node $("$NODE" --version)"
+
+# ---------------------------------------------------------------------------------------
+# Work dir and clean-up: every background process is killed, the work dir removed.
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/tapedeck-e2e.XXXXXX")"
+BG_PIDS=()
+cleanup() {
+  local status=$?
+  local pid
+  for pid in "${BG_PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ ${E2E_KEEP:-0} == 1 ]]; then
+    printf 'e2e: work dir kept: %s\n' "$WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+STORE="$WORK/store"
+CERTS="$WORK/certs"
+TAPES="$WORK/tapes"
+OUT="$WORK/out"
+mkdir -p "$TAPES" "$OUT"
+UP_CA="$WORK/upstream-ca.pem"
+
+# The environment of every run: no proxy or trust variable from outside (tapedeck sets
+# its own under `-- CMD`; direct runs set the upstream CA), the store and certs of this
+# run only, recognisable fake secrets, no SDK retries (so traffic is the same every run).
+unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy NO_PROXY no_proxy \
+  SSL_CERT_FILE SSL_CERT_DIR REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS \
+  AWS_CA_BUNDLE NODE_USE_ENV_PROXY CURL_FLAGS TAPEDECK_LISTEN
+export TAPEDECK_STORE="$STORE" TAPEDECK_CERTS="$CERTS"
+SECRET_OPENAI="sk-e2e-SECRET-openai-$$-$RANDOM$RANDOM"
+SECRET_ANTHROPIC="sk-ant-e2e-SECRET-anthropic-$$-$RANDOM$RANDOM"
+export OPENAI_API_KEY="$SECRET_OPENAI" ANTHROPIC_API_KEY="$SECRET_ANTHROPIC"
+export OPENAI_MAX_RETRIES=0 ANTHROPIC_MAX_RETRIES=0
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NO_COLOR=1
+cd "$ROOT"
+
+# run LABEL CMD...: runs CMD (with a time limit), stdout to $OUT/LABEL.out, stderr to
+# $OUT/LABEL.err, exit status to $OUT/LABEL.rc and $RC.
+RC=0
+run() {
+  local label=$1
+  shift
+  set +e
+  timeout --foreground -k 10 "$E2E_TIMEOUT" "$@" >"$OUT/$label.out" 2>"$OUT/$label.err" </dev/null
+  RC=$?
+  set -e
+  echo "$RC" >"$OUT/$label.rc"
+  if [[ $RC == 124 || $RC == 137 ]]; then
+    show_tail "$OUT/$label.err"
+    fail "$label: timed out after ${E2E_TIMEOUT}s: $*"
+  fi
+}
+expect_status() {
+  local label=$1 want=$2 what=$3
+  if [[ $RC != "$want" ]]; then
+    show_tail "$OUT/$label.out"
+    show_tail "$OUT/$label.err" 40
+    fail "$what: exit status $RC, expected $want"
+  fi
+}
+# same_output WHAT EXPECTED_FILE ACTUAL_FILE
+same_output() {
+  local what=$1 want=$2 got=$3
+  if ! cmp -s "$want" "$got"; then
+    printf '       --- diff -u %s %s:\n' "$want" "$got" >&2
+    diff -u "$want" "$got" | head -n 60 | sed 's/^/       | /' >&2 || true
+    fail "$what: output differs from $(basename "$want")"
+  fi
+}
+contains() { # contains LABEL FILE FIXED_STRING WHAT
+  if ! grep -qF -- "$3" "$2"; then
+    show_tail "$2" 40
+    fail "$4: \"$3\" not found in $(basename "$2")"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------
+step "1. start the upstream fixture over TLS on a free port"
+"$UPSTREAM_BIN" --tls --port 0 --ca-out "$UP_CA" >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
+UP_PID=$!
+BG_PIDS+=("$UP_PID")
+BASE=""
+for _ in $(seq 300); do
+  if BASE="$(sed -n 's/^listening on //p' "$WORK/upstream.out" | head -n 1)" && [[ -n $BASE ]]; then
+    break
+  fi
+  kill -0 "$UP_PID" 2>/dev/null || { show_tail "$WORK/upstream.err"; fail "the upstream exited before listening"; }
+  sleep 0.1
+done
+[[ -n $BASE ]] || { show_tail "$WORK/upstream.err"; fail "the upstream printed no 'listening on' line in 30s"; }
+[[ -s $UP_CA ]] || fail "the upstream wrote no CA to $UP_CA"
+UP_PORT="${BASE##*:}"
+curl -sS --fail --max-time 10 --cacert "$UP_CA" "$BASE/weather?city=Paris" >"$OUT/upstream-probe.out" 2>"$OUT/upstream-probe.err" \
+  || { show_tail "$OUT/upstream-probe.err"; fail "the upstream at $BASE does not answer over TLS with its CA"; }
+ok "upstream pid $UP_PID listening on $BASE, CA $UP_CA"
+
+export LLM_BASE_URL="$BASE/v1" WEATHER_URL="$BASE/weather" ANTHROPIC_BASE_URL="$BASE" BASE_URL="$BASE"
+
+# The examples: session name, expected events, expected kinds (in step order), a string
+# the output must contain, and the command.
+NAMES=(openai openai-stream anthropic-stream curl node-fetch)
+declare -A EVENTS=([openai]=3 [openai-stream]=3 [anthropic-stream]=1 [curl]=4 [node-fetch]=1)
+declare -A KINDS=(
+  [openai]="llm tool llm" [openai-stream]="llm tool llm" [anthropic-stream]="llm"
+  [curl]="llm tool tool llm" [node-fetch]="llm"
+)
+declare -A MARKER=(
+  [openai]="answer: The weather in Paris"
+  [openai-stream]="answer: The weather in Paris"
+  [anthropic-stream]="stop_reason: end_turn"
+  [curl]="== streamed chat completion"
+  [node-fetch]="answer: "
+)
+cmd_of() {
+  case $1 in
+    openai) CMD=("$PYTHON" examples/agent_openai.py) ;;
+    openai-stream) CMD=("$PYTHON" examples/agent_openai.py --stream) ;;
+    anthropic-stream) CMD=("$PYTHON" examples/anthropic_stream.py) ;;
+    curl) CMD=(bash examples/curl.sh) ;;
+    node-fetch) CMD=("$NODE" examples/node_fetch.mjs) ;;
+    *) fail "unknown example $1" ;;
+  esac
+}
+session() { printf 'e2e-%s' "$1"; }
+
+# ---------------------------------------------------------------------------------------
+step "2. run each example directly, then under tapedeck record"
+DIRECT_ENV=(env SSL_CERT_FILE="$UP_CA" REQUESTS_CA_BUNDLE="$UP_CA" CURL_CA_BUNDLE="$UP_CA"
+  NODE_EXTRA_CA_CERTS="$UP_CA")
+for name in "${NAMES[@]}"; do
+  cmd_of "$name"
+  run "$name.direct" "${DIRECT_ENV[@]}" "${CMD[@]}"
+  expect_status "$name.direct" 0 "$name: direct run (${CMD[*]})"
+  [[ -s $OUT/$name.direct.out ]] || fail "$name: the direct run printed nothing"
+  contains "$name" "$OUT/$name.direct.out" "${MARKER[$name]}" "$name: direct run"
+  run "$name.record" "$TAPEDECK_BIN" record --session "$(session "$name")" --upstream-ca "$UP_CA" -- "${CMD[@]}"
+  expect_status "$name.record" 0 "$name: tapedeck record -- ${CMD[*]}"
+  same_output "$name: recording run vs direct run" "$OUT/$name.direct.out" "$OUT/$name.record.out"
+  ok "$name: direct and recorded runs exit 0 with the same stdout ($(wc -c <"$OUT/$name.record.out") bytes)"
+done
+
+# ---------------------------------------------------------------------------------------
+step "3. sessions, event kinds, and no secret in the store or the tapes"
+run sessions "$TAPEDECK_BIN" sessions --json
+expect_status sessions 0 "tapedeck sessions --json"
+EXPECT_ARGS=()
+for name in "${NAMES[@]}"; do EXPECT_ARGS+=("$(session "$name")=${EVENTS[$name]}"); done
+if ! "$PYTHON" - "$OUT/sessions.out" "${EXPECT_ARGS[@]}" >"$OUT/sessions.check" 2>&1 <<'EOF'; then
+import json, sys
+listed = {s["name"]: s for s in json.load(open(sys.argv[1]))}
+bad = []
+for arg in sys.argv[2:]:
+    name, want = arg.rsplit("=", 1)
+    if name not in listed:
+        bad.append(f"{name}: not listed (listed: {sorted(listed)})")
+    elif listed[name]["events"] != int(want):
+        bad.append(f"{name}: {listed[name]['events']} events, expected {want}")
+if len(listed) != len(sys.argv) - 2:
+    bad.append(f"{len(listed)} sessions listed, expected {len(sys.argv) - 2}: {sorted(listed)}")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+  show_tail "$OUT/sessions.out" 60
+  mapfile -t lines <"$OUT/sessions.check"
+  fail "tapedeck sessions --json does not list the expected sessions" "${lines[@]}"
+fi
+ok "tapedeck sessions --json: $(for n in "${NAMES[@]}"; do printf '%s=%s ' "$(session "$n")" "${EVENTS[$n]}"; done)"
+
+for name in "${NAMES[@]}"; do
+  tape="$TAPES/$(session "$name").tape"
+  run "$name.export" "$TAPEDECK_BIN" export "$(session "$name")" -o "$tape"
+  expect_status "$name.export" 0 "tapedeck export $(session "$name")"
+  [[ -s $tape ]] || fail "tapedeck export $(session "$name") wrote nothing to $tape"
+  kinds="$("$PYTHON" -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(" ".join(e.get("kind", "?") for e in lines[1:]))' "$tape" 2>"$OUT/$name.kinds.err")" \
+    || { show_tail "$OUT/$name.kinds.err"; fail "$name: cannot read the tape $tape"; }
+  [[ $kinds == "${KINDS[$name]}" ]] \
+    || fail "$name: event kinds in the tape are \"$kinds\", expected \"${KINDS[$name]}\""
+done
+ok "exported ${#NAMES[@]} tapes; event kinds as expected (openai: ${KINDS[openai]}; curl: ${KINDS[curl]})"
+
+# Also no command's output or log (tapedeck's logs included) shows them.
+for secret in "$SECRET_OPENAI" "$SECRET_ANTHROPIC"; do
+  set +e
+  hits="$(grep -rlaF -- "$secret" "$STORE" "$TAPES" "$CERTS" "$OUT")"
+  g=$?
+  set -e
+  case $g in
+    1) ;;
+    0) fail "the API key $secret was written to disk" "found in:" $hits ;;
+    *) fail "grep for the API key failed (exit $g)" ;;
+  esac
+done
+# The keys did reach tapedeck: each header that carried one is stored as [REDACTED].
+for name in openai anthropic-stream curl node-fetch; do
+  contains "$name" "$TAPES/$(session "$name").tape" "[REDACTED]" "$name: the tape has no redacted header"
+done
+ok "the API keys appear nowhere under the store or certs dir, in the tapes or in any output (the headers are [REDACTED])"
+
+# ---------------------------------------------------------------------------------------
+step "4. stop the upstream, replay every session offline"
+kill -TERM "$UP_PID"
+for _ in $(seq 100); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$UP_PID" 2>/dev/null && { kill -KILL "$UP_PID" 2>/dev/null || true; }
+wait "$UP_PID" 2>/dev/null || true
+set +e
+curl -sS --max-time 10 --cacert "$UP_CA" "$BASE/weather?city=Paris" >/dev/null 2>"$OUT/refused.err"
+probe=$?
+set -e
+[[ $probe == 7 ]] || { show_tail "$OUT/refused.err"; fail "the upstream port $UP_PORT still answers (curl exit $probe, expected 7: could not connect)"; }
+if (exec 3<>"/dev/tcp/127.0.0.1/$UP_PORT") 2>/dev/null; then
+  fail "127.0.0.1:$UP_PORT still accepts connections after the upstream was stopped"
+fi
+ok "upstream stopped; $BASE refuses connections"
+
+for name in "${NAMES[@]}"; do
+  cmd_of "$name"
+  run "$name.replay" "$TAPEDECK_BIN" replay --session "$(session "$name")" -- "${CMD[@]}"
+  expect_status "$name.replay" 0 "$name: tapedeck replay --session $(session "$name") -- ${CMD[*]}"
+  same_output "$name: replay vs recording run" "$OUT/$name.record.out" "$OUT/$name.replay.out"
+  ok "$name: offline replay exits 0 with the recorded stdout"
+done
+
+name=openai-stream
+cmd_of "$name"
+tape="$TAPES/$(session "$name").tape"
+# A store dir that must stay absent: a tape replay needs no store.
+run "$name.tape-replay" env TAPEDECK_STORE="$WORK/no-store" "$TAPEDECK_BIN" replay --tape "$tape" -- "${CMD[@]}"
+expect_status "$name.tape-replay" 0 "$name: tapedeck replay --tape $tape -- ${CMD[*]}"
+same_output "$name: replay from the tape vs recording run" "$OUT/$name.record.out" "$OUT/$name.tape-replay.out"
+[[ ! -e $WORK/no-store ]] || fail "$name: replay --tape created a store dir ($WORK/no-store)"
+ok "$name: replay --tape $(basename "$tape") exits 0 with the recorded stdout, and opens no store"
+
+# ---------------------------------------------------------------------------------------
+step "5. a changed agent (one extra LLM call) must fail the replay"
+# (a) The agent catches the API error, prints it on stdout and exits 0: tapedeck exits 3.
+label=changed-swallow
+run "$label" "$TAPEDECK_BIN" replay --session e2e-openai -- \
+  "$PYTHON" examples/agent_openai.py --extra-call --print-errors
+expect_status "$label" 3 "changed agent that exits 0 (--extra-call --print-errors) under replay"
+head -c "$(wc -c <"$OUT/openai.record.out")" "$OUT/$label.out" >"$OUT/$label.head"
+same_output "changed agent: the calls before the extra one" "$OUT/openai.record.out" "$OUT/$label.head"
+contains "$label" "$OUT/$label.out" "error: NotFoundError:" "changed agent (exit 0): SDK exception on stdout"
+contains "$label" "$OUT/$label.out" "tapedeck replay miss" "changed agent (exit 0): the SDK exception"
+contains "$label" "$OUT/$label.out" "unrecorded" "changed agent (exit 0): the SDK exception"
+ok "changed agent exiting 0: tapedeck exits 3; stdout has the recorded lines, then the SDK error with 'tapedeck replay miss (unrecorded)'"
+
+# (b) The agent lets the error escape: exit 1 (CMD's status), the miss in its stderr.
+label=changed-raise
+run "$label" "$TAPEDECK_BIN" replay --session e2e-openai -- \
+  "$PYTHON" examples/agent_openai.py --extra-call
+expect_status "$label" 1 "changed agent that exits 1 (--extra-call) under replay"
+same_output "changed agent (exit 1): stdout" "$OUT/openai.record.out" "$OUT/$label.out"
+grep -F "error: NotFoundError:" "$OUT/$label.err" >"$OUT/$label.sdkerr" || true
+contains "$label" "$OUT/$label.sdkerr" "tapedeck replay miss" "changed agent (exit 1): the SDK exception on stderr"
+contains "$label" "$OUT/$label.sdkerr" "unrecorded" "changed agent (exit 1): the SDK exception on stderr"
+ok "changed agent exiting 1: tapedeck exits 1; its stderr has the SDK error with 'tapedeck replay miss (unrecorded)'"
+
+# (c) The miss on the wire: 404, x-tapedeck-miss, an OpenAI-shaped error body. curl
+# exits 0 (no --fail), so tapedeck exits 3.
+label=raw-miss
+run "$label" "$TAPEDECK_BIN" replay --session e2e-curl -- \
+  curl -sS -o "$OUT/$label.body" -D "$OUT/$label.headers" -w '%{http_code}\n' "$BASE/weather?city=Tokyo"
+expect_status "$label" 3 "curl of an unrecorded URL under replay"
+[[ $(cat "$OUT/$label.out") == 404 ]] || fail "unrecorded request: HTTP status $(cat "$OUT/$label.out"), expected 404"
+grep -qiE '^x-tapedeck-miss: *unrecorded' "$OUT/$label.headers" \
+  || { show_tail "$OUT/$label.headers"; fail "unrecorded request: no 'x-tapedeck-miss: unrecorded' header"; }
+"$PYTHON" -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["error"]["message"]
+assert "tapedeck replay miss" in m and "unrecorded" in m and "city=Tokyo" in m, m' "$OUT/$label.body" 2>"$OUT/$label.check" \
+  || { show_tail "$OUT/$label.check"; show_tail "$OUT/$label.body"; fail "unrecorded request: error.message does not explain the miss"; }
+ok "unrecorded request: 404, x-tapedeck-miss: unrecorded, error.message names it; tapedeck exits 3"
+
+printf 'e2e: all %d checks passed in %ds\n' "$CHECKS" "$((SECONDS - T0))" >&2

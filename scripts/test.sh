@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Every test of tapedeck, from a fresh checkout: the one command to run (CI runs it via
+# .ci/run).
+#
+#   scripts/test.sh            all stages, in order
+#   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
+#
+# Stages: setup-python setup-node fmt clippy test build-release e2e
+#   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
+#                  when it is already there for the same requirements)
+#   setup-node     examples/node_modules via npm install (skipped when up to date)
+#   fmt            cargo fmt --check
+#   clippy         cargo clippy --all-targets -- -D warnings
+#   test           cargo test --no-fail-fast (unit, integration and doc tests; debug)
+#   build-release  cargo build --release --bin tapedeck --example upstream
+#   e2e            examples/e2e.sh on those release binaries
+#
+# A failing stage does not stop the others (a stage whose prerequisite failed is
+# skipped); the run ends with a table of every stage, its time and result, and exits 1
+# if any failed. FAIL_FAST=1 stops at the first failure.
+# Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
+# E2E_VENV (default target/e2e-venv).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR="$ROOT/$CARGO_TARGET_DIR" ;; esac
+VENV="${E2E_VENV:-$ROOT/target/e2e-venv}"
+PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
+FAIL_FAST="${FAIL_FAST:-0}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+ALL_STAGES=(setup-python setup-node fmt clippy test build-release e2e)
+if (($#)); then
+  STAGES=("$@")
+  for s in "${STAGES[@]}"; do
+    [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || { echo "test.sh: unknown stage '$s' (stages: ${ALL_STAGES[*]})" >&2; exit 2; }
+  done
+else
+  STAGES=("${ALL_STAGES[@]}")
+fi
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+# --- stages ------------------------------------------------------------------------------
+stage_setup-python() {
+  local stamp="$VENV/.tapedeck-requirements" want
+  want="$(sha examples/requirements.txt)"
+  # find_spec, not import: importing openai takes seconds.
+  if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] \
+    && "$VENV/bin/python" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx")))' 2>/dev/null; then
+    echo "venv $VENV is up to date" >&2
+    return 0
+  fi
+  if [[ ! -x $VENV/bin/python ]]; then
+    echo "creating $VENV with $("$PYTHON_FOR_VENV" --version 2>&1)" >&2
+    rm -rf "$VENV"
+    "$PYTHON_FOR_VENV" -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
+  "$VENV/bin/python" -c 'import openai, anthropic, httpx'
+  echo "$want" >"$stamp"
+}
+
+stage_setup-node() {
+  local stamp="examples/node_modules/.tapedeck-package" want
+  want="$(sha examples/package.json)"
+  if [[ -f examples/node_modules/undici/package.json && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    echo "examples/node_modules is up to date" >&2
+    return 0
+  fi
+  npm install --prefix examples --no-audit --no-fund --loglevel=error
+  [[ -f examples/node_modules/undici/package.json ]]
+  echo "$want" >"$stamp"
+}
+
+stage_fmt() { cargo fmt --all -- --check --color never; }
+stage_clippy() { cargo clippy --all-targets -- -D warnings; }
+stage_test() { cargo test --no-fail-fast; }
+stage_build-release() { cargo build --release --bin tapedeck --example upstream; }
+stage_e2e() {
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/release/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/release/examples/upstream" \
+    PYTHON="$VENV/bin/python" \
+    bash examples/e2e.sh
+}
+
+# What each stage needs to have passed (when it was run in this invocation).
+declare -A NEEDS=([e2e]="setup-python setup-node build-release")
+
+# --- run ---------------------------------------------------------------------------------
+declare -A RESULT=() TIME=()
+T_ALL="$(now)"
+FAILED=0
+for s in "${STAGES[@]}"; do
+  blocked=""
+  for dep in ${NEEDS[$s]:-}; do
+    if [[ ${RESULT[$dep]:-} == FAIL || ${RESULT[$dep]:-} == skipped ]]; then blocked="$dep"; fi
+  done
+  if [[ -n $blocked ]]; then
+    step "$s: skipped ($blocked failed)"
+    RESULT[$s]=skipped TIME[$s]=0.0
+    continue
+  fi
+  step "$s"
+  t="$(now)"
+  set +e
+  (set -e; "stage_$s")
+  rc=$?
+  set -e
+  TIME[$s]="$(elapsed "$t" "$(now)")"
+  if ((rc == 0)); then
+    RESULT[$s]=ok
+    printf '==> %s: ok (%ss)\n' "$s" "${TIME[$s]}" >&2
+  else
+    RESULT[$s]=FAIL
+    FAILED=1
+    printf '==> %s: FAILED, exit %d (%ss)\n' "$s" "$rc" "${TIME[$s]}" >&2
+    ((FAIL_FAST)) && break
+  fi
+done
+
+printf '\n==> summary\n' >&2
+for s in "${STAGES[@]}"; do
+  printf '  %-14s %-8s %7ss\n' "$s" "${RESULT[$s]:-not run}" "${TIME[$s]:-0.0}" >&2
+done
+printf '  %-14s %-8s %7ss\n' total "$( ((FAILED)) && echo FAIL || echo ok)" "$(elapsed "$T_ALL" "$(now)")" >&2
+exit "$FAILED"
