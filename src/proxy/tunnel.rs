@@ -29,7 +29,12 @@ pub(super) async fn intercept<H: Handler, IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut first = vec![0u8; 2048];
-    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.read(&mut first)).await {
+    let read = tokio::select! {
+        r = tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.read(&mut first)) => r,
+        // Nothing started in this tunnel yet: a stop need not wait for it.
+        _ = proxy.stopping() => return,
+    };
+    let n = match read {
         Ok(Ok(n)) if n > 0 => n,
         Ok(_) => return,
         Err(_) => {
