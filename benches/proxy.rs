@@ -336,6 +336,36 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
     .expect("write tape");
 }
 
+/// An OTLP/HTTP endpoint that accepts everything (for the live-export row).
+async fn otlp_sink() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::new()),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -404,6 +434,40 @@ async fn run() {
         c32: r32,
         sse_ms: rsse,
         rss,
+    });
+
+    eprintln!("bench: tapedeck record --otlp-endpoint (live span export)");
+    let collector = otlp_sink().await;
+    let store2 = w.join("store-otlp").display().to_string();
+    let endpoint = format!("http://{collector}");
+    let rec = Proxy::start(
+        &[
+            "record",
+            "--session",
+            "bench-otlp",
+            "--store",
+            &store2,
+            "--certs",
+            &certs_s,
+            "--upstream-ca",
+            &up_ca,
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        w,
+    );
+    let via = client(Some(rec.addr), &ca);
+    load(&via, 8, 300, json).await;
+    let o1 = load(&via, 1, C1, json).await;
+    let o32 = load(&via, 32, C32, json).await;
+    let osse = first_sse_ms(&via, &sse, 30).await;
+    rec.stop();
+    rows.push(Row {
+        name: "tapedeck record + live OTLP",
+        c1: o1,
+        c32: o32,
+        sse_ms: osse,
+        rss: vec![],
     });
 
     eprintln!("bench: tapedeck replay");

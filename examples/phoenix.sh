@@ -46,7 +46,7 @@ BASE=$(sed -n 's/^listening on //p' "$work/up.out")
 [ -n "$BASE" ] || fail "the upstream did not start"
 LLM_BASE_URL=$BASE/v1 WEATHER_URL=$BASE/weather AGENT_MODE=ignore \
   "$TAPEDECK_BIN" -q record --store "$work/store" --certs "$work/certs" --session phoenix-demo \
-  --upstream-ca "$work/up-ca.pem" -- python3 "$ROOT/tests/agents/weather_agent.py" > "$work/agent.out"
+  --upstream-ca "$work/up-ca.pem" -- python3 "$ROOT/examples/weather_agent.py" > "$work/agent.out"
 grep -q "answer:" "$work/agent.out" || fail "the agent gave no answer: $(cat "$work/agent.out")"
 
 for i in $(seq 1 180); do

@@ -345,7 +345,7 @@ async fn diff_names_the_first_divergent_step_and_cluster_groups_by_signature() {
 async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fixed() {
     let lab = Lab::new().await;
     let agent = format!(
-        "python3 {}/tests/agents/weather_agent.py",
+        "python3 {}/examples/weather_agent.py",
         env!("CARGO_MANIFEST_DIR")
     );
     let llm_base = lab.up.url("/v1");

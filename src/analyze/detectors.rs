@@ -782,3 +782,269 @@ pub fn slow_step(parsed: &[Parsed], out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{BodyRef, RequestRecord, ResponseRecord, Timing};
+    use crate::trace::adapters::{LlmCall, ToolResult};
+
+    fn event(
+        step: u64,
+        kind: Kind,
+        method: &str,
+        url: &str,
+        status: u16,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Event {
+        Event {
+            step,
+            kind,
+            key: String::new(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: method.into(),
+                url: url.into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: BodyRef::empty(),
+            },
+            response: Some(ResponseRecord {
+                status,
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: BodyRef::empty(),
+                chunks: None,
+                complete: true,
+            }),
+            timing: Timing {
+                start_ns: start_ms * 1_000_000,
+                end_ns: end_ms * 1_000_000,
+                ttfb_ns: None,
+                start_unix_ns: start_ms * 1_000_000,
+                end_unix_ns: end_ms * 1_000_000,
+            },
+            error: None,
+        }
+    }
+
+    fn llm_call(input: u64, results: Vec<(&str, &str)>, answer: &str) -> LlmCall {
+        LlmCall {
+            provider: "openai".into(),
+            operation: "chat".into(),
+            request_model: Some("gpt-4o".into()),
+            input_tokens: Some(input),
+            output_tokens: Some(10),
+            tool_results: results
+                .into_iter()
+                .map(|(id, content)| ToolResult {
+                    id: Some(id.into()),
+                    name: Some("get_weather".into()),
+                    content: content.into(),
+                    is_error: false,
+                })
+                .collect(),
+            output_text: answer.into(),
+            ..Default::default()
+        }
+    }
+
+    fn parsed<'a>(ev: &'a Event, llm: Option<LlmCall>, req: &str, resp: &str) -> Parsed<'a> {
+        Parsed {
+            event: ev,
+            llm,
+            request_body: req.as_bytes().to_vec(),
+            response_body: resp.as_bytes().to_vec(),
+        }
+    }
+
+    const ERR: &str = r#"{"error":{"message":"backend down"}}"#;
+
+    #[test]
+    fn an_acknowledged_tool_error_is_not_a_finding() {
+        let e1 = event(
+            1,
+            Kind::Llm,
+            "POST",
+            "https://llm.test/v1/chat/completions",
+            200,
+            0,
+            10,
+        );
+        let e2 = event(
+            2,
+            Kind::Tool,
+            "GET",
+            "https://w.test/weather?city=Paris",
+            500,
+            11,
+            12,
+        );
+        let e3 = event(
+            3,
+            Kind::Llm,
+            "POST",
+            "https://llm.test/v1/chat/completions",
+            200,
+            13,
+            20,
+        );
+        let rules = Rules::default();
+        let run = |answer: &str| {
+            let p = vec![
+                parsed(&e1, Some(llm_call(10, vec![], "")), "{}", "{}"),
+                parsed(&e2, None, "", ERR),
+                parsed(
+                    &e3,
+                    Some(llm_call(20, vec![("c1", ERR)], answer)),
+                    "{}",
+                    "{}",
+                ),
+            ];
+            let mut out = Vec::new();
+            tool_error_ignored(&p, &rules, &mut out);
+            out
+        };
+        assert!(run("Sorry, the weather service is unavailable right now.").is_empty());
+        let ignored = run("It is sunny in Paris.");
+        assert_eq!(ignored.len(), 1);
+        assert_eq!(ignored[0].steps, vec![2, 3]);
+        // An echo of the error body is not an acknowledgement.
+        assert_eq!(run(&format!("The weather in Paris: {ERR}")).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_tool_retried_successfully_before_the_llm_is_not_ignored() {
+        let e1 = event(
+            1,
+            Kind::Tool,
+            "GET",
+            "https://w.test/weather?city=Paris",
+            503,
+            0,
+            1,
+        );
+        let e2 = event(
+            2,
+            Kind::Tool,
+            "GET",
+            "https://w.test/weather?city=Paris",
+            200,
+            2,
+            3,
+        );
+        let e3 = event(
+            3,
+            Kind::Llm,
+            "POST",
+            "https://llm.test/v1/chat/completions",
+            200,
+            4,
+            9,
+        );
+        let ok = r#"{"temp_c":18}"#;
+        let p = vec![
+            parsed(&e1, None, "", ERR),
+            parsed(&e2, None, "", ok),
+            parsed(
+                &e3,
+                Some(llm_call(20, vec![("c1", ok)], "18C in Paris")),
+                "{}",
+                "{}",
+            ),
+        ];
+        let mut out = Vec::new();
+        tool_error_ignored(&p, &Rules::default(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn retries_that_differ_only_in_ids_and_timestamps_are_one_loop_and_a_change_breaks_it() {
+        let evs: Vec<Event> = (1..=4)
+            .map(|i| {
+                event(
+                    i,
+                    Kind::Tool,
+                    "POST",
+                    "https://t.test/search",
+                    200,
+                    i * 10,
+                    i * 10 + 5,
+                )
+            })
+            .collect();
+        let bodies = [
+            r#"{"q":"paris","request_id":"a1","ts":"2026-11-25T10:00:00Z"}"#,
+            r#"{"q":"paris","request_id":"b2","ts":"2026-11-25T10:00:01Z"}"#,
+            r#"{"q":"paris","request_id":"c3","ts":"2026-11-25T10:00:02Z"}"#,
+            r#"{"q":"london","request_id":"d4","ts":"2026-11-25T10:00:03Z"}"#,
+        ];
+        let p: Vec<Parsed> = evs
+            .iter()
+            .zip(bodies)
+            .map(|(e, b)| parsed(e, None, b, "{}"))
+            .collect();
+        let mut out = Vec::new();
+        retry_loop(&p, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].steps, vec![1, 2, 3]);
+        assert_eq!(out[0].severity, Severity::Warning);
+        // Two in a row is not a loop; a different call between them breaks the run.
+        let p2 = vec![
+            parsed(&evs[0], None, bodies[0], "{}"),
+            parsed(&evs[1], None, bodies[1], "{}"),
+            parsed(&evs[2], None, bodies[3], "{}"),
+            parsed(&evs[3], None, bodies[2], "{}"),
+        ];
+        let mut out = Vec::new();
+        retry_loop(&p2, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn growing_prompts_with_new_tool_results_are_not_token_burn() {
+        let evs: Vec<Event> = (1..=4)
+            .map(|i| {
+                event(
+                    i,
+                    Kind::Llm,
+                    "POST",
+                    "https://llm.test/v1/chat/completions",
+                    200,
+                    i * 10,
+                    i * 10 + 5,
+                )
+            })
+            .collect();
+        let p: Vec<Parsed> = evs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let results: Vec<(&str, &str)> = [("c1", "a"), ("c2", "b"), ("c3", "c")]
+                    .into_iter()
+                    .take(i)
+                    .collect();
+                parsed(
+                    e,
+                    Some(llm_call(100 * (i as u64 + 1), results, "ok")),
+                    "{}",
+                    "{}",
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        token_burn(&p, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn an_empty_answer_nobody_consumed_is_not_reported() {
+        let e1 = event(1, Kind::Tool, "GET", "https://t.test/items", 200, 0, 1);
+        let p = vec![parsed(&e1, None, "", "[]")];
+        let mut out = Vec::new();
+        empty_tool_result(&p, &Rules::default(), &mut out);
+        assert!(out.is_empty());
+    }
+}

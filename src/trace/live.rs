@@ -39,9 +39,13 @@ pub struct LiveStats {
     pub failed: u64,
 }
 
+/// A span ready to send, with its parent's id.
+type Outgoing = (Span, Option<[u8; 8]>);
+/// The queue's sending end, shared with every sink so stopping closes it for all.
+type Queue = Arc<std::sync::Mutex<Option<mpsc::Sender<(String, Event)>>>>;
+
 pub struct LiveExporter {
-    /// Shared with every sink, so stopping closes the queue for all of them.
-    tx: Arc<std::sync::Mutex<Option<mpsc::Sender<(String, Event)>>>>,
+    tx: Queue,
     dropped: Arc<AtomicU64>,
     exported: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -68,6 +72,8 @@ struct SessionLive {
     pending: Vec<PendingTool>,
 }
 
+// One argument per field of the span it builds.
+#[allow(clippy::too_many_arguments)]
 fn span(
     session: &str,
     role: Role,
@@ -195,7 +201,7 @@ impl LiveExporter {
         let (ex, fa) = (exported.clone(), failed.clone());
         let task = tokio::spawn(async move {
             let mut sessions: HashMap<String, SessionLive> = HashMap::new();
-            let mut out: HashMap<String, Vec<(Span, Option<[u8; 8]>)>> = HashMap::new();
+            let mut out: HashMap<String, Vec<Outgoing>> = HashMap::new();
             let mut tick = tokio::time::interval(EVERY);
             loop {
                 tokio::select! {
@@ -308,7 +314,7 @@ impl LiveExporter {
 
 async fn flush(
     pusher: &Pusher,
-    out: &mut HashMap<String, Vec<(Span, Option<[u8; 8]>)>>,
+    out: &mut HashMap<String, Vec<Outgoing>>,
     exported: &AtomicU64,
     failed: &AtomicU64,
 ) {
