@@ -143,7 +143,13 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
     let total = root.end_ns.saturating_sub(t0).max(1) as f64;
     const BAR: usize = 50;
     for (name, sp) in &lines {
-        let step = sp.step.map(|s| format!("#{s}")).unwrap_or_default();
+        // A tool call is not an exchange of its own: its step is the deciding LLM call's.
+        let decided = matches!(sp.attr("gen_ai.tool.type"), Some(crate::trace::spans::AttrValue::Str(t)) if t == "function");
+        let step = match sp.step {
+            Some(_) if decided => String::new(),
+            Some(s) => format!("#{s}"),
+            None => String::new(),
+        };
         let kind = match sp.role {
             Role::Llm => "llm",
             Role::Tool => "tool",

@@ -25,9 +25,13 @@ pub enum UpstreamSetupError {
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// Upstream clients. The protocol mirrors the client's: an HTTP/2 client gets HTTP/2
+/// upstream when the server offers it (ALPN), an HTTP/1.1 client gets HTTP/1.1, which is
+/// also the cheaper path for the many agents that speak HTTP/1.1.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<Connector, ProxyBody>,
+    h1: Client<Connector, ProxyBody>,
+    any: Client<Connector, ProxyBody>,
     response_timeout: Duration,
 }
 
@@ -76,27 +80,37 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+        let client = |https: Connector| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(https)
+        };
+        let any = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_all_versions()
+            .wrap_connector(http.clone());
+        let h1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
         Ok(Upstream {
-            client,
+            h1: client(h1),
+            any: client(any),
             response_timeout,
         })
     }
 
     /// Sends a request and waits for the response head (bounded by the response timeout).
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ExchangeError> {
+    /// `h2` says whether the client spoke HTTP/2 to the proxy.
+    pub async fn send(&self, req: Request<ProxyBody>, h2: bool) -> Result<Response<Incoming>, ExchangeError> {
         let target = req.uri().to_string();
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let client = if h2 { &self.any } else { &self.h1 };
+        match tokio::time::timeout(self.response_timeout, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(&target, &e)),
             Err(_) => Err(ExchangeError {

@@ -108,8 +108,8 @@ pub struct RecordStats {
     pub errors: AtomicU64,
 }
 
-/// Called with each stored event (live OTLP export hooks in here).
-pub type EventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+/// Called with each stored event, which it then owns (live OTLP export hooks in here).
+pub type EventSink = Arc<dyn Fn(&str, Event) + Send + Sync>;
 
 pub struct Recorder {
     store: Arc<dyn Store>,
@@ -250,10 +250,11 @@ impl Recorder {
         };
 
         hop::strip(&mut parts.headers);
+        let client_h2 = parts.version == http::Version::HTTP_2;
         parts.version = http::Version::HTTP_11;
         let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
 
-        match self.upstream.send(up_req).await {
+        match self.upstream.send(up_req, client_h2).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 let ttfb_ns = start.elapsed().as_nanos() as u64;
@@ -481,6 +482,7 @@ impl Pending {
 
     fn finish(mut self, error: Option<ExchangeError>, complete: bool) {
         let end = Instant::now();
+
         let rules = self.recorder.rules.clone();
         let req_captured = {
             let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
@@ -572,7 +574,7 @@ impl Pending {
                         .map_or("error".to_string(), |s| s.to_string())
                 );
                 if let Some(sink) = &self.recorder.sink {
-                    sink(session, &event);
+                    sink(session, event);
                 }
             }
             Err(e) => tracing::error!("cannot store {session}#{}: {e}", event.step),
@@ -682,3 +684,4 @@ impl Drop for ResponseTee {
         }
     }
 }
+

@@ -25,7 +25,12 @@ struct Committer {
     tx: Mutex<Option<mpsc::Sender<CommitMsg>>>,
     dirty: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Blob files written since the last flush, to fsync before it.
+    unsynced: Mutex<Vec<PathBuf>>,
 }
+
+/// Segments at least this large are files, not sled values.
+const FILE_BLOB_MIN: usize = 64 << 10;
 
 pub struct SledStore {
     path: PathBuf,
@@ -34,6 +39,7 @@ pub struct SledStore {
     events: sled::Tree,
     sessions: sled::Tree,
     committer: Arc<Committer>,
+    blobs: PathBuf,
 }
 
 fn event_key(session: &str, step: u64) -> Vec<u8> {
@@ -94,6 +100,7 @@ impl SledStore {
             tx: Mutex::new(None),
             dirty: AtomicBool::new(false),
             thread: Mutex::new(None),
+            unsynced: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel::<CommitMsg>();
         let flush_db = db.clone();
@@ -111,6 +118,7 @@ impl SledStore {
             events,
             sessions,
             committer,
+            blobs: dir.join("blobs"),
         })
     }
 
@@ -142,6 +150,35 @@ impl SledStore {
         }
     }
 
+    fn blob_path(&self, hash: &[u8]) -> PathBuf {
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        self.blobs.join(&hex[..2]).join(hex)
+    }
+
+    /// A segment by hash: a sled value, or a blob file whose content is checked.
+    fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.bodies.get(hash)? {
+            return Ok(v.get(1..).map(<[u8]>::to_vec));
+        }
+        match std::fs::read(self.blob_path(hash)) {
+            Ok(data) => {
+                if blake3::hash(&data).as_bytes() != hash {
+                    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+                    return Err(StoreError::Io(format!(
+                        "blob {hex} is damaged (its content does not match its blake3; cut by a crash?)"
+                    )));
+                }
+                Ok(Some(data))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io(e.to_string())),
+        }
+    }
+
+    fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
+    }
+
     fn decode_event(&self, session: &str, key: &[u8], value: &[u8]) -> Result<Event, StoreError> {
         let step = key
             .get(key.len().saturating_sub(8)..)
@@ -156,8 +193,38 @@ impl SledStore {
     }
 }
 
+/// Flushes are at least this far apart: under load one fsync covers many exchanges,
+/// and an exchange still becomes durable well within 100 ms of completing.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// fsyncs the blob files written since the last flush, and their directories.
+fn sync_blobs(c: &Committer) -> Result<(), String> {
+    let files = std::mem::take(&mut *c.unsynced.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        std::fs::File::open(f)
+            .and_then(|h| h.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", f.display()))?;
+        if let Some(d) = f.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in dirs {
+        if let Ok(h) = std::fs::File::open(&d) {
+            let _ = h.sync_all();
+        }
+    }
+    Ok(())
+}
+
 fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
+    let mut last = std::time::Instant::now() - FLUSH_EVERY;
     while let Ok(first) = rx.recv() {
+        let since = last.elapsed();
+        if since < FLUSH_EVERY {
+            std::thread::sleep(FLUSH_EVERY - since);
+        }
+        last = std::time::Instant::now();
         let mut waiters = Vec::new();
         let push = |m: CommitMsg, waiters: &mut Vec<_>| {
             if let CommitMsg::Barrier(w) = m {
@@ -169,7 +236,7 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
             push(m, &mut waiters);
         }
         c.dirty.store(false, Ordering::Release);
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let result = sync_blobs(&c).and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
         if let Err(e) = &result {
             tracing::error!("store flush failed: {e}");
         }
@@ -178,6 +245,7 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
         }
     }
     // Channel closed: a last flush so nothing written is left behind.
+    let _ = sync_blobs(&c);
     let _ = db.flush();
 }
 
@@ -220,6 +288,26 @@ fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> O
 
 impl Store for SledStore {
     fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
+        if data.len() >= FILE_BLOB_MIN {
+            let path = self.blob_path(hash.as_bytes());
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
+                return Ok(());
+            }
+            let io = |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, data).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            self.committer
+                .unsynced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(path);
+            self.mark_dirty();
+            return Ok(());
+        }
         if self.bodies.contains_key(hash.as_bytes())? {
             return Ok(());
         }
@@ -250,9 +338,20 @@ impl Store for SledStore {
     }
 
     fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError> {
-        match parse_hex(hash_hex) {
-            Some(k) => Ok(self.bodies.contains_key(k)?),
-            None => Ok(false),
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(false);
+        };
+        match self.bodies.get(k)? {
+            Some(v) if v.first() == Some(&TAG_MANIFEST) => {
+                for seg in v.get(9..).unwrap_or_default().chunks_exact(32) {
+                    if !self.has_segment(seg)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Some(_) => Ok(true),
+            None => Ok(self.blob_path(&k).is_file()),
         }
     }
 
@@ -261,7 +360,7 @@ impl Store for SledStore {
             return Ok(None);
         };
         let Some(v) = self.bodies.get(k)? else {
-            return Ok(None);
+            return self.segment(&k);
         };
         match v.first() {
             Some(&TAG_BLOB) => Ok(Some(v[1..].to_vec())),
@@ -270,10 +369,9 @@ impl Store for SledStore {
                 let mut out = Vec::with_capacity(len as usize);
                 for seg in v[9..].chunks_exact(32) {
                     let part = self
-                        .bodies
-                        .get(seg)?
+                        .segment(seg)?
                         .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
-                    out.extend_from_slice(part.get(1..).unwrap_or_default());
+                    out.extend_from_slice(&part);
                 }
                 Ok(Some(out))
             }

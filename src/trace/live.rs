@@ -27,9 +27,9 @@ use crate::record::EventSink;
 use crate::rules::Rules;
 use crate::store::Store;
 
-const QUEUE: usize = 4096;
-const BATCH: usize = 256;
-const EVERY: Duration = Duration::from_millis(500);
+const QUEUE: usize = 16384;
+const BATCH: usize = 512;
+const EVERY: Duration = Duration::from_millis(100);
 
 /// What the exporter did, for the closing summary.
 #[derive(Debug, Default, Clone, Copy)]
@@ -202,22 +202,32 @@ impl LiveExporter {
         let task = tokio::spawn(async move {
             let mut sessions: HashMap<String, SessionLive> = HashMap::new();
             let mut out: HashMap<String, Vec<Outgoing>> = HashMap::new();
+            // The queue is drained on a timer, not per event: waking this task for
+            // every exchange would cost the proxy more than building the spans does.
             let mut tick = tokio::time::interval(EVERY);
-            loop {
-                tokio::select! {
-                    msg = rx.recv() => match msg {
-                        Some((session, ev)) => {
-                            let spans = on_event(&session, &ev, sessions.entry(session.clone()).or_default(), store.as_ref(), &rules, &opts);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut open = true;
+            while open {
+                tick.tick().await;
+                loop {
+                    match rx.try_recv() {
+                        Ok((session, ev)) => {
+                            let st = sessions.entry(session.clone()).or_default();
+                            let spans = on_event(&session, &ev, st, store.as_ref(), &rules, &opts);
                             let buf = out.entry(session).or_default();
                             buf.extend(spans);
                             if buf.len() >= BATCH {
                                 flush(&pusher, &mut out, &ex, &fa).await;
                             }
                         }
-                        None => break,
-                    },
-                    _ = tick.tick() => flush(&pusher, &mut out, &ex, &fa).await,
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
                 }
+                flush(&pusher, &mut out, &ex, &fa).await;
             }
             // Recording stopped: the roots and the tool calls never answered.
             for (session, st) in sessions.iter_mut() {
@@ -283,10 +293,10 @@ impl LiveExporter {
     pub fn sink(&self) -> EventSink {
         let tx = self.tx.clone();
         let dropped = self.dropped.clone();
-        Arc::new(move |session: &str, ev: &Event| {
+        Arc::new(move |session: &str, ev: Event| {
             let guard = tx.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(tx) = guard.as_ref() {
-                if tx.try_send((session.to_string(), ev.clone())).is_err() {
+                if tx.try_send((session.to_string(), ev)).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -324,7 +334,7 @@ async fn flush(
         }
         let batch: Vec<_> = std::mem::take(spans);
         let n = batch.len() as u64;
-        let req = request(session, proto_spans(&trace_id(session), &batch));
+        let req = request(session, proto_spans(&trace_id(session), batch));
         match pusher.push(&req).await {
             Ok(()) => {
                 exported.fetch_add(n, Ordering::Relaxed);
@@ -345,13 +355,19 @@ fn on_event(
     rules: &Rules,
     opts: &TraceOptions,
 ) -> Vec<(Span, Option<[u8; 8]>)> {
+    // Read only the bodies this span needs: the export must stay cheap next to the proxy.
     let body = |b3: &str| store.get_body(b3).ok().flatten().unwrap_or_default();
-    let request_body = body(&ev.request.body.b3);
-    let response_body = ev
-        .response
-        .as_ref()
-        .map(|r| body(&r.body.b3))
-        .unwrap_or_default();
+    let llm_event = ev.kind == Kind::Llm;
+    let request_body = if llm_event || !st.pending.is_empty() {
+        body(&ev.request.body.b3)
+    } else {
+        Vec::new()
+    };
+    let response_body = match &ev.response {
+        // An empty-answer check needs at most a few bytes.
+        Some(r) if llm_event || r.body.len <= 8 => body(&r.body.b3),
+        _ => Vec::new(),
+    };
     let llm = (ev.kind == Kind::Llm)
         .then(|| {
             adapters::parse(&ExchangeView {

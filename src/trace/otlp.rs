@@ -134,32 +134,62 @@ fn resource_attrs(session: &str) -> Vec<(String, AttrValue)> {
     ]
 }
 
-/// Spans of one trace as protobuf messages (any subset: live export sends a few).
-pub fn proto_spans(trace_id: &[u8; 16], spans: &[(Span, Option<[u8; 8]>)]) -> Vec<PSpan> {
+fn into_any(v: AttrValue) -> AnyValue {
+    let value = match v {
+        AttrValue::Str(s) => any_value::Value::StringValue(s),
+        AttrValue::Int(i) => any_value::Value::IntValue(i),
+        AttrValue::Double(d) => any_value::Value::DoubleValue(d),
+        AttrValue::Bool(b) => any_value::Value::BoolValue(b),
+        AttrValue::StrArray(a) => any_value::Value::ArrayValue(ArrayValue {
+            values: a
+                .into_iter()
+                .map(|s| AnyValue {
+                    value: Some(any_value::Value::StringValue(s)),
+                })
+                .collect(),
+        }),
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn into_kvs(attrs: Vec<(String, AttrValue)>) -> Vec<KeyValue> {
+    attrs
+        .into_iter()
+        .map(|(key, v)| KeyValue {
+            key,
+            value: Some(into_any(v)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Spans of one trace as protobuf messages (any subset: live export sends a few). The
+/// spans are moved, not copied: live export does this for every exchange.
+pub fn proto_spans(trace_id: &[u8; 16], spans: Vec<(Span, Option<[u8; 8]>)>) -> Vec<PSpan> {
     spans
-        .iter()
+        .into_iter()
         .map(|(sp, parent)| PSpan {
             trace_id: trace_id.to_vec(),
             span_id: sp.span_id.to_vec(),
             parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
             flags: 1,
-            name: sp.name.clone(),
+            name: sp.name,
             kind: sp.kind as i32,
             start_time_unix_nano: sp.start_ns,
             end_time_unix_nano: sp.end_ns,
-            attributes: kvs(&sp.attributes),
+            attributes: into_kvs(sp.attributes),
             events: sp
                 .events
-                .iter()
+                .into_iter()
                 .map(|e| span::Event {
                     time_unix_nano: e.time_ns,
-                    name: e.name.clone(),
-                    attributes: kvs(&e.attributes),
+                    name: e.name,
+                    attributes: into_kvs(e.attributes),
                     dropped_attributes_count: 0,
                 })
                 .collect(),
-            status: sp.error.as_ref().map(|m| Status {
-                message: m.clone(),
+            status: sp.error.map(|message| Status {
+                message,
                 code: status::StatusCode::Error as i32,
             }),
             ..Default::default()
@@ -196,7 +226,7 @@ pub fn trace_request(trace: &Trace) -> ExportTraceServiceRequest {
         .iter()
         .map(|sp| (sp.clone(), sp.parent.map(|p| trace.spans[p].span_id)))
         .collect();
-    request(&trace.session, proto_spans(&trace.trace_id, &with_parents))
+    request(&trace.session, proto_spans(&trace.trace_id, with_parents))
 }
 
 fn json_any(v: &AttrValue) -> Value {
