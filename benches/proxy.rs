@@ -98,7 +98,8 @@ fn cpu_us(pid: u32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks * 1e6 / 100.0
 }
 
@@ -176,7 +177,12 @@ async fn load(
 }
 
 /// Three runs of [`load`]; the median one by requests/s (this machine is noisy).
-async fn load3(c: &reqwest::Client, conc: usize, total: usize, url: impl Fn(usize) -> String + Copy) -> Load {
+async fn load3(
+    c: &reqwest::Client,
+    conc: usize,
+    total: usize,
+    url: impl Fn(usize) -> String + Copy,
+) -> Load {
     let mut runs = Vec::new();
     for _ in 0..3 {
         runs.push(load(c, conc, total, url).await);
@@ -417,7 +423,8 @@ async fn run() {
     let d32 = load3(&direct, 32, C32, json).await;
     let dsse = first_sse_ms(&direct, &sse, 30).await;
     rows.push(Row {
-        name: "direct", cpu_us: None,
+        name: "direct",
+        cpu_us: None,
         c1: d1,
         c32: d32,
         sse_ms: dsse,
@@ -455,7 +462,8 @@ async fn run() {
     }
     rec.stop();
     rows.push(Row {
-        name: "tapedeck record", cpu_us: Some(rcpu),
+        name: "tapedeck record",
+        cpu_us: Some(rcpu),
         c1: r1,
         c32: r32,
         sse_ms: rsse,
@@ -491,7 +499,8 @@ async fn run() {
     let osse = first_sse_ms(&via, &sse, 30).await;
     rec.stop();
     rows.push(Row {
-        name: "tapedeck record + live OTLP", cpu_us: Some(ocpu),
+        name: "tapedeck record + live OTLP",
+        cpu_us: Some(ocpu),
         c1: o1,
         c32: o32,
         sse_ms: osse,
@@ -526,7 +535,8 @@ async fn run() {
     }
     rep.stop();
     rows.push(Row {
-        name: "tapedeck replay", cpu_us: Some(pcpu),
+        name: "tapedeck replay",
+        cpu_us: Some(pcpu),
         c1: p1,
         c32: p32,
         sse_ms: psse,
@@ -551,7 +561,8 @@ async fn run() {
             let _ = child.kill();
             let _ = child.wait();
             rows.push(Row {
-                name: "mitmdump -w", cpu_us: None,
+                name: "mitmdump -w",
+                cpu_us: None,
                 c1: m1,
                 c32: m32,
                 sse_ms: msse,

@@ -107,7 +107,11 @@ impl Upstream {
 
     /// Sends a request and waits for the response head (bounded by the response timeout).
     /// `h2` says whether the client spoke HTTP/2 to the proxy.
-    pub async fn send(&self, req: Request<ProxyBody>, h2: bool) -> Result<Response<Incoming>, ExchangeError> {
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        h2: bool,
+    ) -> Result<Response<Incoming>, ExchangeError> {
         let target = req.uri().to_string();
         let client = if h2 { &self.any } else { &self.h1 };
         match tokio::time::timeout(self.response_timeout, client.request(req)).await {

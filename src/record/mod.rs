@@ -684,4 +684,3 @@ impl Drop for ResponseTee {
         }
     }
 }
-

@@ -14,6 +14,8 @@ use super::{DaemonInfo, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
+const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
+const FORMAT: &str = "1";
 const TAG_MANIFEST: u8 = 1;
 
 enum CommitMsg {
@@ -93,6 +95,22 @@ impl SledStore {
                     }
                 }
             })?;
+        // The layout of the trees below; a store from another layout is refused, not misread.
+        match db.get(FORMAT_KEY)? {
+            None => {
+                db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+            }
+            Some(v) if v.as_ref() == FORMAT.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "it was written in store format {:?}; this tapedeck reads {FORMAT:?} (export its sessions with the tapedeck that wrote it)",
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+        }
         let bodies = db.open_tree("bodies")?;
         let events = db.open_tree("events")?;
         let sessions = db.open_tree("sessions")?;
@@ -236,7 +254,8 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
             push(m, &mut waiters);
         }
         c.dirty.store(false, Ordering::Release);
-        let result = sync_blobs(&c).and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        let result =
+            sync_blobs(&c).and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
         if let Err(e) = &result {
             tracing::error!("store flush failed: {e}");
         }
@@ -269,21 +288,46 @@ impl Drop for SledStore {
     }
 }
 
+/// A session's summary as 32 bytes: events, first and last wall-clock ns, body bytes.
+/// Binary, not JSON: it is rewritten on every event, on the request path.
+fn encode_info(i: &SessionInfo) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    for n in [i.events, i.first_unix_ns, i.last_unix_ns, i.bytes] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+fn decode_info(name: &str, v: &[u8]) -> Option<SessionInfo> {
+    let n = |i: usize| {
+        v.get(i * 8..i * 8 + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    Some(SessionInfo {
+        name: name.to_string(),
+        events: n(0)?,
+        first_unix_ns: n(1)?,
+        last_unix_ns: n(2)?,
+        bytes: n(3)?,
+    })
+}
+
 fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> Option<Vec<u8>> {
-    let mut info: SessionInfo =
-        old.and_then(|o| serde_json::from_slice(o).ok())
-            .unwrap_or(SessionInfo {
-                name: session.to_string(),
-                events: 0,
-                first_unix_ns: event.timing.start_unix_ns,
-                last_unix_ns: event.timing.end_unix_ns,
-                bytes: 0,
-            });
+    let mut info = old
+        .and_then(|o| decode_info(session, o))
+        .unwrap_or(SessionInfo {
+            name: session.to_string(),
+            events: 0,
+            first_unix_ns: event.timing.start_unix_ns,
+            last_unix_ns: event.timing.end_unix_ns,
+            bytes: 0,
+        });
     info.events += 1;
     info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
     info.last_unix_ns = info.last_unix_ns.max(event.timing.end_unix_ns);
     info.bytes += bytes;
-    serde_json::to_vec(&info).ok()
+    Some(encode_info(&info))
 }
 
 impl Store for SledStore {
@@ -293,7 +337,8 @@ impl Store for SledStore {
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
                 return Ok(());
             }
-            let io = |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+            let io =
+                |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io)?;
             }
@@ -414,8 +459,8 @@ impl Store for SledStore {
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
         let mut out = Vec::new();
         for item in self.sessions.iter() {
-            let (_, v) = item?;
-            if let Ok(info) = serde_json::from_slice::<SessionInfo>(&v) {
+            let (k, v) = item?;
+            if let Some(info) = decode_info(&String::from_utf8_lossy(&k), &v) {
                 out.push(info);
             }
         }
@@ -426,7 +471,7 @@ impl Store for SledStore {
         Ok(self
             .sessions
             .get(session.as_bytes())?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+            .and_then(|v| decode_info(session, &v)))
     }
 
     fn delete_session(&self, session: &str) -> Result<u64, StoreError> {
