@@ -45,14 +45,6 @@ pub struct DiffReport {
     pub summary: Summary,
 }
 
-fn body_value(data: &[u8]) -> Value {
-    if data.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(data)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
-}
-
 fn key_of(rec: &Recording, ev: &Event, rules: &Rules) -> String {
     let body = rec.body(&ev.request.body).unwrap_or_default();
     let kb = if body.len() > keep_limit(header(&ev.request.headers, "content-type")) {
@@ -88,8 +80,8 @@ fn request_diff(a: &Recording, ea: &Event, b: &Recording, eb: &Event) -> Vec<Cha
             b: Some(json!(eb.request.url)),
         });
     }
-    let ba = body_value(&a.body(&ea.request.body).unwrap_or_default());
-    let bb = body_value(&b.body(&eb.request.body).unwrap_or_default());
+    let ba = jsondiff::body_value(&a.body(&ea.request.body).unwrap_or_default());
+    let bb = jsondiff::body_value(&b.body(&eb.request.body).unwrap_or_default());
     out.extend(jsondiff::diff(&ba, &bb));
     out
 }
@@ -117,7 +109,7 @@ fn response_diff(a: &Recording, ea: &Event, b: &Recording, eb: &Event) -> Vec<Ch
     let body = |r: &Recording, e: &Event| {
         e.response
             .as_ref()
-            .map(|x| body_value(&r.body(&x.body).unwrap_or_default()))
+            .map(|x| jsondiff::body_value(&r.body(&x.body).unwrap_or_default()))
             .unwrap_or(Value::Null)
     };
     out.extend(jsondiff::diff(&body(a, ea), &body(b, eb)));

@@ -1,6 +1,54 @@
-//! Graceful shutdown: one signal shared by every task that must stop accepting work.
+//! Graceful shutdown: one signal shared by every task that must stop accepting work,
+//! and counters of what a stop must wait for (exchanges in flight, open connections).
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+/// Counts live things (exchanges, connections) so a stop can wait for them to end.
+#[derive(Default)]
+pub struct Tracker {
+    n: AtomicUsize,
+    idle: Notify,
+}
+
+/// One live thing; dropping it ends it.
+pub struct TrackGuard(Arc<Tracker>);
+
+impl Tracker {
+    pub fn enter(self: &Arc<Self>) -> TrackGuard {
+        self.n.fetch_add(1, Ordering::AcqRel);
+        TrackGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(Ordering::Acquire)
+    }
+
+    /// Waits until nothing is live, or `limit` passes. Returns what is left.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count();
+            }
+        }
+    }
+}
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Shutdown {

@@ -67,6 +67,25 @@ impl UrlParts {
     }
 }
 
+/// Decodes `%XX` escapes (proxy user names, OTLP header values); bad escapes stay as is.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Sorts object keys at every depth (serde_json keeps insertion order here).
 pub fn sort_keys(v: &Value) -> Value {
     match v {

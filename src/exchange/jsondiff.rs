@@ -16,6 +16,15 @@ pub struct Change {
     pub b: Option<Value>,
 }
 
+/// A body as a value to diff: its JSON, else its text; `null` when empty.
+pub fn body_value(data: &[u8]) -> Value {
+    if data.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+}
+
 pub fn diff(a: &Value, b: &Value) -> Vec<Change> {
     let mut out = Vec::new();
     walk("$", a, b, &mut out);

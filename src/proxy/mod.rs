@@ -75,48 +75,9 @@ impl Default for ProxyOptions {
     }
 }
 
-/// Counts open client connections (HTTP ones, not raw passthrough tunnels), so a stop
-/// can wait until every response in progress has been written out.
-#[derive(Default)]
-pub struct Connections {
-    n: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-pub struct ConnectionGuard(Arc<Connections>);
-
-impl Connections {
-    fn enter(self: &Arc<Self>) -> ConnectionGuard {
-        self.n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        ConnectionGuard(self.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.n.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Waits until every connection has closed, or `limit` passes; returns what is left.
-    pub async fn drain(&self, limit: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count();
-            }
-        }
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+/// Open client connections (HTTP ones, not raw passthrough tunnels), so a stop can
+/// wait until every response in progress has been written out.
+pub type Connections = crate::shutdown::Tracker;
 
 pub struct Proxy<H: Handler> {
     handler: Arc<H>,
@@ -317,25 +278,10 @@ fn proxy_auth(headers: &http::HeaderMap) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (user, pass) = text.split_once(':').unwrap_or((&text, ""));
-    Some((percent_decode(user), percent_decode(pass)))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some((
+        crate::exchange::canonical::percent_decode(user),
+        crate::exchange::canonical::percent_decode(pass),
+    ))
 }
 
 /// One line per broken connection, at a level that matches how unusual it is.

@@ -10,7 +10,7 @@ mod capture;
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,47 +45,9 @@ pub fn now_unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Counts exchanges in flight so shutdown can wait for them.
-#[derive(Default)]
-pub struct InFlight {
-    n: AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-pub struct InFlightGuard(Arc<InFlight>);
-
-impl InFlight {
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.n.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(self.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.n.load(Ordering::Acquire)
-    }
-
-    /// Waits until nothing is in flight, or `limit` passes. Returns what is left.
-    pub async fn drain(&self, limit: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count();
-            }
-        }
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.0.n.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+/// Exchanges in flight, so a stop can wait for them.
+pub type InFlight = crate::shutdown::Tracker;
+type InFlightGuard = crate::shutdown::TrackGuard;
 
 /// A session's clock and step counter in this process.
 struct SessionClock {

@@ -15,11 +15,6 @@ pub struct Received<'a> {
     pub body: &'a [u8],
 }
 
-fn body_value(data: &[u8]) -> Value {
-    serde_json::from_slice(data)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
-}
-
 /// Lines saying how the received request differs from an expected event.
 pub fn differences(expected: &Event, expected_body: &[u8], got: &Received) -> Vec<String> {
     let mut lines = Vec::new();
@@ -32,7 +27,10 @@ pub fn differences(expected: &Event, expected_body: &[u8], got: &Received) -> Ve
     if expected.request.url != got.url {
         lines.push(format!("url: {} → {}", expected.request.url, got.url));
     }
-    let changes = jsondiff::diff(&body_value(expected_body), &body_value(got.body));
+    let changes = jsondiff::diff(
+        &jsondiff::body_value(expected_body),
+        &jsondiff::body_value(got.body),
+    );
     let n = changes.len();
     for c in changes.iter().take(6) {
         lines.push(format!("body {}", c.line(80)));

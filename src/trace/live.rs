@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::adapters::{self, ExchangeView, ToolCall};
+use super::adapters::{self, ToolCall};
 use super::otlp::{proto_spans, request, Pusher};
 use super::spans::{
     argument_needles, error_of, http_attrs, is_empty_answer, llm_span_attrs, match_score, span_id,
@@ -368,29 +368,7 @@ fn on_event(
         Some(r) if llm_event || r.body.len <= 8 => body(&r.body.b3),
         _ => Vec::new(),
     };
-    let llm = (ev.kind == Kind::Llm)
-        .then(|| {
-            adapters::parse(&ExchangeView {
-                method: &ev.request.method,
-                url: &ev.request.url,
-                request_headers: &ev.request.headers,
-                request_body: &request_body,
-                status: ev.status(),
-                response_headers: ev
-                    .response
-                    .as_ref()
-                    .map(|r| r.headers.as_slice())
-                    .unwrap_or(&[]),
-                response_body: &response_body,
-            })
-        })
-        .flatten();
-    let p = Parsed {
-        event: ev,
-        llm,
-        request_body,
-        response_body,
-    };
+    let p = Parsed::new(ev, request_body, response_body);
     if st.first_start == 0 || ev.timing.start_unix_ns < st.first_start {
         st.first_start = ev.timing.start_unix_ns;
     }

@@ -73,29 +73,14 @@ pub fn resolve_endpoint(flag: Option<&str>) -> Result<(String, Vec<(String, Stri
         .split(',')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=')?;
-            Some((k.trim().to_string(), percent_decode(v.trim())))
+            Some((
+                k.trim().to_string(),
+                crate::exchange::canonical::percent_decode(v.trim()),
+            ))
         })
         .filter(|(k, _)| !k.is_empty())
         .collect();
     Ok((url, headers))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn any(v: &AttrValue) -> AnyValue {
@@ -430,6 +415,5 @@ mod tests {
             traces_url("http://h:4318/v1/traces"),
             "http://h:4318/v1/traces"
         );
-        assert_eq!(percent_decode("Bearer%20abc"), "Bearer abc");
     }
 }

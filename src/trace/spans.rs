@@ -159,6 +159,35 @@ pub struct Parsed<'a> {
     pub response_body: Vec<u8>,
 }
 
+impl<'a> Parsed<'a> {
+    /// Reads an event with its bodies: the adapters run on LLM events.
+    pub fn new(event: &'a Event, request_body: Vec<u8>, response_body: Vec<u8>) -> Parsed<'a> {
+        let llm = (event.kind == Kind::Llm)
+            .then(|| {
+                adapters::parse(&ExchangeView {
+                    method: &event.request.method,
+                    url: &event.request.url,
+                    request_headers: &event.request.headers,
+                    request_body: &request_body,
+                    status: event.status(),
+                    response_headers: event
+                        .response
+                        .as_ref()
+                        .map(|r| r.headers.as_slice())
+                        .unwrap_or(&[]),
+                    response_body: &response_body,
+                })
+            })
+            .flatten();
+        Parsed {
+            event,
+            llm,
+            request_body,
+            response_body,
+        }
+    }
+}
+
 /// Parses every event once (adapters on LLM events).
 pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
     rec.events
@@ -174,30 +203,7 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
                 .and_then(|r| rec.body(&r.body).ok())
                 .map(|b| b.to_vec())
                 .unwrap_or_default();
-            let llm = if ev.kind == Kind::Llm {
-                let view = ExchangeView {
-                    method: &ev.request.method,
-                    url: &ev.request.url,
-                    request_headers: &ev.request.headers,
-                    request_body: &request_body,
-                    status: ev.status(),
-                    response_headers: ev
-                        .response
-                        .as_ref()
-                        .map(|r| r.headers.as_slice())
-                        .unwrap_or(&[]),
-                    response_body: &response_body,
-                };
-                adapters::parse(&view)
-            } else {
-                None
-            };
-            Parsed {
-                event: ev,
-                llm,
-                request_body,
-                response_body,
-            }
+            Parsed::new(ev, request_body, response_body)
         })
         .collect()
 }
