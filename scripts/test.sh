@@ -5,15 +5,17 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node fmt clippy test build-release e2e phoenix
+# Stages: setup-python setup-node fmt clippy test build e2e phoenix
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
 #   fmt            cargo fmt --check
 #   clippy         cargo clippy --all-targets -- -D warnings
 #   test           cargo test --no-fail-fast (unit, integration and doc tests; debug)
-#   build-release  cargo build --release --bin tapedeck --example upstream
-#   e2e            examples/e2e.sh on those release binaries
+#   build          cargo build --bin tapedeck --example upstream (debug: `cargo test`
+#                  has built them already; a release build would add minutes to CI and
+#                  prove nothing more about behaviour)
+#   e2e            examples/e2e.sh on those binaries
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
 #
@@ -33,7 +35,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node fmt clippy test build-release e2e phoenix)
+ALL_STAGES=(setup-python setup-node fmt clippy test build e2e phoenix)
 if (($#)); then
   STAGES=("$@")
   for s in "${STAGES[@]}"; do
@@ -84,22 +86,22 @@ stage_setup-node() {
 stage_fmt() { cargo fmt --all -- --check --color never; }
 stage_clippy() { cargo clippy --all-targets -- -D warnings; }
 stage_test() { cargo test --no-fail-fast; }
-stage_build-release() { cargo build --release --bin tapedeck --example upstream; }
+stage_build() { cargo build --bin tapedeck --example upstream; }
 stage_e2e() {
-  TAPEDECK_BIN="$CARGO_TARGET_DIR/release/tapedeck" \
-    UPSTREAM_BIN="$CARGO_TARGET_DIR/release/examples/upstream" \
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
     PYTHON="$VENV/bin/python" \
     bash examples/e2e.sh
 }
 
 stage_phoenix() {
-  TAPEDECK_BIN="$CARGO_TARGET_DIR/release/tapedeck" \
-    UPSTREAM_BIN="$CARGO_TARGET_DIR/release/examples/upstream" \
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
     bash examples/phoenix.sh
 }
 
 # What each stage needs to have passed (when it was run in this invocation).
-declare -A NEEDS=([e2e]="setup-python setup-node build-release" [phoenix]="build-release")
+declare -A NEEDS=([e2e]="setup-python setup-node build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
