@@ -54,24 +54,21 @@ impl Secrets {
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay.len() - i >= needle.len() && &hay[i..i + needle.len()] == needle {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(hay, needle) {
+        out.extend_from_slice(&hay[last..at]);
+        out.extend_from_slice(with);
+        last = at + needle.len();
     }
+    out.extend_from_slice(&hay[last..]);
     out
 }
 
