@@ -336,17 +336,18 @@ done
 
 # ---------------------------------------------------------------------------------------
 step "5. tapedeck analyze --fail-on"
+FAIL_ON_ERROR=()
 for label in "${LABELS[@]}"; do
   s="${SESSION[$label]}"
   want_warning=0 want_error=0
   [[ -n ${FINDINGS[$label]} ]] && want_warning=1
-  [[ ${FINDINGS[$label]} == *:error* ]] && want_error=1
+  [[ ${FINDINGS[$label]} == *:error* ]] && want_error=1 && FAIL_ON_ERROR+=("${SESSION[$label]}")
   run "$label.fail-warning" "$TAPEDECK_BIN" analyze "$s" --fail-on warning
   expect_status "$label.fail-warning" "$want_warning" "tapedeck analyze $s --fail-on warning"
   run "$label.fail-error" "$TAPEDECK_BIN" analyze "$s" --fail-on error
   expect_status "$label.fail-error" "$want_error" "tapedeck analyze $s --fail-on error"
 done
-ok "--fail-on warning exits 1 on every fault session, 0 on the clean ones; --fail-on error exits 1 only on error-ignored, retry and handoff"
+ok "--fail-on warning exits 1 on every fault session, 0 on the clean ones; --fail-on error exits 1 only on ${FAIL_ON_ERROR[*]}"
 
 # ---------------------------------------------------------------------------------------
 step "6. tapedeck cluster --json"
