@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node fmt clippy test build e2e phoenix
+# Stages: setup-python setup-node fmt clippy test build e2e faults phoenix
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -16,6 +16,8 @@
 #                  has built them already; a release build would add minutes to CI and
 #                  prove nothing more about behaviour)
 #   e2e            examples/e2e.sh on those binaries
+#   faults         examples/faults.sh: examples/faulty_agent.py's bugs recorded, and
+#                  `analyze` must find each at the expected steps (and nothing else)
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
 #
@@ -35,7 +37,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node fmt clippy test build e2e phoenix)
+ALL_STAGES=(setup-python setup-node fmt clippy test build e2e faults phoenix)
 if (($#)); then
   STAGES=("$@")
   for s in "${STAGES[@]}"; do
@@ -93,6 +95,12 @@ stage_e2e() {
     PYTHON="$VENV/bin/python" \
     bash examples/e2e.sh
 }
+stage_faults() {
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
+    PYTHON="$VENV/bin/python" \
+    bash examples/faults.sh
+}
 
 stage_phoenix() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
@@ -101,7 +109,7 @@ stage_phoenix() {
 }
 
 # What each stage needs to have passed (when it was run in this invocation).
-declare -A NEEDS=([e2e]="setup-python setup-node build" [phoenix]="build")
+declare -A NEEDS=([e2e]="setup-python setup-node build" [faults]="setup-python build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
