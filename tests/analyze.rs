@@ -131,6 +131,13 @@ async fn a_tool_error_the_llm_never_acknowledges_is_found() {
     d.stop();
     let f = only(&findings(&lab.dirs, "ignored"), "tool_error_ignored");
     assert_eq!(f["steps"], json!([2, 3]));
+    let (_, out, _) = lab.dirs.run(&["show", "ignored", "--json"]);
+    let tree: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        tree["totals"]["errors"], 1,
+        "the failed exchange counts once: {}",
+        tree["totals"]
+    );
     assert_eq!(f["severity"], "error");
     assert!(f["summary"].as_str().unwrap().contains("HTTP 500"), "{f}");
 
@@ -172,6 +179,11 @@ async fn three_identical_calls_in_a_row_are_a_retry_loop() {
     assert_eq!(f["steps"], json!([1, 2, 3]));
     assert_eq!(f["severity"], "error");
     assert_eq!(f["evidence"].as_array().unwrap().len(), 3);
+    // Tool exchanges no tool call claims still count as errors in the trace's totals.
+    let (code, out, _) = lab.dirs.run(&["show", "retry", "--json"]);
+    assert_eq!(code, 0);
+    let tree: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tree["totals"]["errors"], 3, "{}", tree["totals"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -293,9 +293,11 @@ pub fn tool_error_ignored(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Findin
                 && UrlParts::parse(&q.event.request.url).path
                     == UrlParts::parse(&t.event.request.url).path
         };
+        // A retry of the same tool before the LLM saw anything supersedes this answer:
+        // success handles the error; another failure is the one the LLM got.
         if parsed[i + 1..li]
             .iter()
-            .any(|q| q.event.kind != Kind::Llm && same_tool(q) && tool_error(q).is_none())
+            .any(|q| q.event.kind != Kind::Llm && same_tool(q))
         {
             continue;
         }
@@ -1046,5 +1048,52 @@ mod tests {
         let mut out = Vec::new();
         empty_tool_result(&p, &Rules::default(), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn retried_failures_carried_once_are_one_ignored_error_at_the_last_attempt() {
+        let mut evs = vec![event(
+            1,
+            Kind::Llm,
+            "POST",
+            "https://llm.test/v1/chat/completions",
+            200,
+            0,
+            5,
+        )];
+        for i in 2..=4 {
+            evs.push(event(
+                i,
+                Kind::Tool,
+                "GET",
+                "https://w.test/status/503?city=Paris",
+                503,
+                i * 10,
+                i * 10 + 2,
+            ));
+        }
+        evs.push(event(
+            5,
+            Kind::Llm,
+            "POST",
+            "https://llm.test/v1/chat/completions",
+            200,
+            60,
+            70,
+        ));
+        let mut p: Vec<Parsed> = vec![parsed(&evs[0], Some(llm_call(10, vec![], "")), "{}", "{}")];
+        for e in &evs[1..4] {
+            p.push(parsed(e, None, "", ERR));
+        }
+        p.push(parsed(
+            &evs[4],
+            Some(llm_call(30, vec![("c1", ERR)], &format!("Weather: {ERR}"))),
+            "{}",
+            "{}",
+        ));
+        let mut out = Vec::new();
+        tool_error_ignored(&p, &Rules::default(), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].steps, vec![4, 5]);
     }
 }

@@ -74,10 +74,17 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
         let rec = loader.load(name).await?;
         let findings = analyze(&rec, &rules);
         // The leading finding: the most severe, then the earliest.
-        let lead = findings.iter().max_by(|a, b| {
-            a.severity
-                .cmp(&b.severity)
-                .then(b.steps.first().cmp(&a.steps.first()))
+        let rank = |f: &Finding| {
+            crate::analyze::DETECTORS
+                .iter()
+                .position(|d| *d == f.detector)
+                .unwrap_or(usize::MAX)
+        };
+        let lead = findings.iter().min_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.steps.first().cmp(&b.steps.first()))
+                .then(rank(a).cmp(&rank(b)))
         });
         let sig = match lead {
             Some(f) => signature(&rec, f, &rules).to_vec(),

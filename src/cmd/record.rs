@@ -98,7 +98,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         .errors
         .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "tapedeck: recorded {n} exchange{} ({errors} with errors) into {} [{}]",
+        "tapedeck: recorded {n} exchange{} ({errors} without a complete response) into {} [{}]",
         if n == 1 { "" } else { "s" },
         if recorded.is_empty() {
             "no session".to_string()

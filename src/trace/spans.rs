@@ -934,7 +934,11 @@ impl Trace {
                 Role::Http => t.http_exchanges += 1,
                 _ => {}
             }
-            if sp.error.is_some() && sp.role != Role::Tool {
+            // Errors count once per recorded exchange: a tool call's span only repeats
+            // the error of the HTTP exchange under it.
+            let decided =
+                matches!(sp.attr("gen_ai.tool.type"), Some(AttrValue::Str(t)) if t == "function");
+            if sp.error.is_some() && sp.step.is_some() && !decided {
                 t.errors += 1;
             }
         }
