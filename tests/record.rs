@@ -584,3 +584,50 @@ async fn sessions_lists_what_was_recorded() {
     assert_eq!(code, 0);
     assert!(out.contains("listed"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chosen_headers_and_json_fields_are_redacted_before_storage_but_reach_the_upstream() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(
+        &dirs,
+        &up,
+        "redact",
+        &[
+            "--redact-header",
+            "X-Tenant-Token",
+            "--redact-json-field",
+            "password",
+        ],
+    );
+    let via = client(&d, &dirs);
+    let token = "tenant-token-SHOULD-NOT-BE-STORED-77";
+    let password = "hunter2-SHOULD-NOT-BE-STORED-77";
+    let echoed: Value = via
+        .post(up.url("/echo"))
+        .header("x-tenant-token", token)
+        .json(&serde_json::json!({"user": "ada", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The upstream got the real value.
+    assert_eq!(echoed["body"]["password"], password);
+    d.stop();
+    let ev = export(&dirs, "redact");
+    let headers = ev[0]["request"]["headers"].as_array().unwrap();
+    assert!(headers
+        .iter()
+        .any(|h| h[0] == "x-tenant-token" && h[1] == "[REDACTED]"));
+    assert_eq!(ev[0]["request"]["body"]["json"]["password"], "[REDACTED]");
+    assert_eq!(ev[0]["request"]["body"]["json"]["user"], "ada");
+    // The echo in the response carried the password too: scrubbed there as well.
+    assert!(
+        dirs.files_containing(password.as_bytes()).is_empty(),
+        "{:?}",
+        dirs.files_containing(password.as_bytes())
+    );
+    assert!(dirs.files_containing(token.as_bytes()).is_empty());
+}

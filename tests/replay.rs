@@ -647,3 +647,54 @@ async fn replay_around_a_command_exits_3_on_a_miss_and_with_fail_on_unused() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("never used"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_in_replay_needs_allow_live() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "live");
+    fetch(&client(&d, &dirs), client(&d, &dirs).get(up.url("/json"))).await;
+    d.stop();
+    // A client that trusts only the upstream's own CA: it can only succeed if the tunnel
+    // really goes to the upstream, untouched.
+    let direct_ca = |r: &Daemon| {
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(r.proxy_url()).unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(up.ca_pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .build()
+            .unwrap()
+    };
+    let before = up.connections();
+    let r = replay(&dirs, "live", &["--passthrough", "localhost"]);
+    assert!(
+        direct_ca(&r)
+            .get(up.url("/weather?city=Paris"))
+            .send()
+            .await
+            .is_err(),
+        "intercepted, not tunnelled"
+    );
+    let (_, stderr) = r.stop();
+    assert!(
+        stderr.contains("--passthrough is ignored in replay"),
+        "{stderr}"
+    );
+    assert_eq!(up.connections(), before);
+    let r = replay(
+        &dirs,
+        "live",
+        &["--passthrough", "localhost", "--allow-live", "localhost"],
+    );
+    let resp = direct_ca(&r)
+        .get(up.url("/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        up.connections() > before,
+        "the allowed host was reached live"
+    );
+    r.stop();
+}
