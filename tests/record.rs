@@ -631,3 +631,36 @@ async fn chosen_headers_and_json_fields_are_redacted_before_storage_but_reach_th
     );
     assert!(dirs.files_containing(token.as_bytes()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_stream_is_recorded_and_disturbs_no_one() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "hangup", &[]);
+    let via = client(&d, &dirs);
+    let mut sse = via.get(up.url("/sse?n=5&gap_ms=200")).send().await.unwrap();
+    let first = sse.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(sse);
+    // Others are served meanwhile.
+    assert_eq!(via.get(up.url("/json")).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("the client hung up before the response ended"),
+        "{stderr}"
+    );
+    let ev = export(&dirs, "hangup");
+    assert_eq!(ev.len(), 2);
+    let cut = ev
+        .iter()
+        .find(|e| e["request"]["url"].as_str().unwrap().contains("/sse"))
+        .unwrap();
+    assert_eq!(cut["error"]["kind"], "client_closed");
+    assert_eq!(cut["response"]["complete"], false);
+    assert!(
+        cut["response"]["body"]["len"].as_u64().unwrap() > 0,
+        "what the client got is kept"
+    );
+}

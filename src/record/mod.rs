@@ -635,7 +635,12 @@ impl Body for ResponseTee {
 
 impl Drop for ResponseTee {
     fn drop(&mut self) {
-        if self.pending.is_some() {
+        if let Some(p) = &self.pending {
+            tracing::warn!(
+                "{}#{}: the client hung up before the response ended; recorded the part it got",
+                p.clock.name,
+                p.step
+            );
             self.finish(
                 Some(ExchangeError {
                     kind: ErrorKind::ClientClosed,
