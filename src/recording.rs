@@ -82,27 +82,6 @@ impl Recording {
         }
     }
 
-    /// Loads every body into memory (replay serves from memory).
-    pub fn into_memory(self) -> Result<Recording, StoreError> {
-        if let Bodies::Memory(_) = self.bodies {
-            return Ok(self);
-        }
-        let mut map = HashMap::new();
-        for ev in &self.events {
-            let refs =
-                std::iter::once(&ev.request.body).chain(ev.response.as_ref().map(|r| &r.body));
-            for r in refs {
-                if !map.contains_key(&r.b3) {
-                    map.insert(r.b3.clone(), self.body(r)?);
-                }
-            }
-        }
-        Ok(Recording {
-            bodies: Bodies::Memory(map),
-            ..self
-        })
-    }
-
     /// The events at `indices` (in that order) with their bodies, as a recording of its own.
     pub fn subset(&self, indices: &[usize]) -> Recording {
         let events: Vec<Event> = indices

@@ -698,3 +698,30 @@ async fn passthrough_in_replay_needs_allow_live() {
     );
     r.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_replay_holds_the_store_read_commands_ask_it() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "held");
+    fetch(&client(&d, &dirs), client(&d, &dirs).get(up.url("/json"))).await;
+    d.stop();
+    let r = replay(&dirs, "held", &[]);
+    let (code, out, err) = dirs.run(&["sessions", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"held\""), "{out}");
+    let (code, out, err) = dirs.run(&["show", "held"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("localhost/json"), "{out}");
+    // Bodies come from the store as they are served.
+    assert_eq!(
+        client(&r, &dirs)
+            .get(up.url("/json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    r.stop();
+}

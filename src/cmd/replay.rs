@@ -8,10 +8,11 @@ use super::{msg, CmdResult};
 use crate::ca::Ca;
 use crate::cli::{rule_args, ReplayArgs};
 use crate::proxy::ProxyOptions;
-use crate::recording;
+use crate::recording::{self, Recording, StoreAccess};
 use crate::replay::{ReplayOptions, Replayer};
 use crate::rules::Rules;
 use crate::session::SessionName;
+use crate::store::{SledStore, Store};
 
 /// Exit status when CMD succeeded but the replay did not (misses, or unused events with
 /// `--fail-on-unused`).
@@ -33,9 +34,19 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
-    let rec = recording::load(&source, &a.store.store)
-        .await?
-        .into_memory()?;
+    // From the store, bodies are read as they are served (a long session need not fit in
+    // memory) and the store stays open, so read commands ask this daemon meanwhile.
+    let held: Option<Arc<SledStore>> = match &a.tape {
+        Some(_) => None,
+        None => match recording::access_store(&a.store.store) {
+            Ok(StoreAccess::Open(s)) => Some(s),
+            _ => None,
+        },
+    };
+    let rec = match &held {
+        Some(store) => Recording::from_store(store.clone(), &source)?,
+        None => recording::load(&source, &a.store.store).await?,
+    };
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
     let replayer = Replayer::new(
@@ -46,6 +57,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             pace: a.pace,
             passthrough: a.passthrough.clone(),
             allow_live: a.allow_live.clone(),
+            store: held.clone().map(|s| s as Arc<dyn Store>),
         },
     )?;
     if !a.passthrough.is_empty() && a.allow_live.is_empty() {
@@ -65,7 +77,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
                 ..ProxyOptions::default()
             },
         },
-        None,
+        held.as_deref(),
         replayer.inflight.clone(),
         |addr| {
             tracing::info!(

@@ -72,6 +72,7 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
             pace: Pace::Fast,
             passthrough: vec![],
             allow_live: vec![],
+            store: None,
         },
     )?;
     let (ca, _) = Ca::load_or_create(certs)?;

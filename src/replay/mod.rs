@@ -44,6 +44,8 @@ pub struct ReplayOptions {
     pub pace: Pace,
     pub passthrough: Vec<String>,
     pub allow_live: Vec<String>,
+    /// The store this replay holds open, if any: its control API answers read commands.
+    pub store: Option<Arc<dyn crate::store::Store>>,
 }
 
 /// Counts for the closing summary.
@@ -146,7 +148,7 @@ impl Replayer {
                 .map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase()))
                 .collect()
         };
-        let mut control = crate::control::Control::new(None, "replay");
+        let mut control = crate::control::Control::new(opts.store.clone(), "replay");
         let index = Mutex::new(TraceIndex::new(slots, opts.order));
         let this = Arc::new_cyclic(|weak: &std::sync::Weak<Replayer>| {
             let w = weak.clone();
@@ -313,11 +315,6 @@ impl Replayer {
         arrived: Instant,
     ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
-        if recorded {
-            if let Some(t) = ev.timing.ttfb_ns {
-                tokio::time::sleep_until((arrived + Duration::from_nanos(t)).into()).await;
-            }
-        }
         let Some(r) = &ev.response else {
             // No response was recorded: the upstream failed; fail the same way.
             let err = ev.error.clone().unwrap_or(crate::exchange::ExchangeError {
@@ -347,6 +344,14 @@ impl Replayer {
                 );
             }
         };
+        // The head goes out at the recorded time to first byte; chunks keep their recorded
+        // offsets from the head, so any time spent here shifts them all alike.
+        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
+        if recorded {
+            tokio::time::sleep_until((arrived + ttfb).into()).await;
+        }
+        let now = Instant::now();
+        let arrived = now.checked_sub(ttfb).unwrap_or(now);
         let mut builder = Response::builder().status(r.status);
         let coding = r.body.encoding.as_deref().and_then(Coding::parse);
         for (name, value) in &r.headers {
