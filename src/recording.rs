@@ -82,6 +82,29 @@ impl Recording {
         }
     }
 
+    /// The parts of a large body kept in the store, to read one at a time; `None` when
+    /// the body is whole (or the recording is in memory).
+    pub fn body_parts(&self, r: &BodyRef) -> Option<Vec<String>> {
+        match &self.bodies {
+            Bodies::Store(s) => s.body_segments(&r.b3).ok().flatten(),
+            Bodies::Memory(_) => None,
+        }
+    }
+
+    /// One part named by [`Recording::body_parts`].
+    pub fn body_part(&self, hash_hex: &str) -> Result<Bytes, StoreError> {
+        match &self.bodies {
+            Bodies::Store(s) => s
+                .get_body(hash_hex)?
+                .map(Bytes::from)
+                .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
+            Bodies::Memory(m) => m
+                .get(hash_hex)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
+        }
+    }
+
     /// The events at `indices` (in that order) with their bodies, as a recording of its own.
     pub fn subset(&self, indices: &[usize]) -> Recording {
         let events: Vec<Event> = indices

@@ -269,7 +269,7 @@ impl Replayer {
                     .push(i);
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
-                self.respond(ev, &parts.method, arrived).await
+                self.clone().respond(ev, &parts.method, arrived).await
             }
             Err(m) => {
                 let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
@@ -309,7 +309,7 @@ impl Replayer {
     }
 
     async fn respond(
-        &self,
+        self: Arc<Self>,
         ev: &Event,
         method: &http::Method,
         arrived: Instant,
@@ -335,6 +335,41 @@ impl Replayer {
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
             return resp;
         };
+        let no_body = method == http::Method::HEAD
+            || r.status == 204
+            || r.status == 304
+            || (100..200).contains(&r.status);
+        // A large body kept in parts goes out part by part, never whole in memory.
+        if !no_body && r.chunks.is_none() && r.body.encoding.is_none() {
+            if let Some(parts) = self.rec.body_parts(&r.body) {
+                let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
+                if recorded {
+                    tokio::time::sleep_until((arrived + ttfb).into()).await;
+                }
+                let mut builder = Response::builder().status(r.status);
+                for (name, value) in &r.headers {
+                    if !is_framing_header(name) {
+                        builder = builder.header(name.as_str(), value.as_str());
+                    }
+                }
+                builder = builder.header(STEP_HEADER, ev.step);
+                if r.complete {
+                    builder = builder.header("content-length", r.body.len);
+                }
+                let body = PartsBody {
+                    replayer: self.clone(),
+                    parts: parts.into(),
+                    cut: !r.complete,
+                    done: false,
+                };
+                return builder.body(body.boxed_unsync()).unwrap_or_else(|e| {
+                    body::text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("tapedeck: step {} has a bad header: {e}", ev.step),
+                    )
+                });
+            }
+        }
         let data = match self.rec.body(&r.body) {
             Ok(d) => d,
             Err(e) => {
@@ -363,10 +398,6 @@ impl Replayer {
             builder = builder.header(name.as_str(), value.as_str());
         }
         builder = builder.header(STEP_HEADER, ev.step);
-        let no_body = method == http::Method::HEAD
-            || r.status == 204
-            || r.status == 304
-            || (100..200).contains(&r.status);
         let cut = !r.complete;
         let body: ProxyBody = if no_body {
             if let Some(cl) = header(&r.headers, "content-length") {
@@ -443,6 +474,44 @@ impl Handler for Replayer {
 
     fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
         Box::pin(async move { self.control.serve(req).await })
+    }
+}
+
+/// A large recorded body read from the store one part at a time as the client takes it.
+struct PartsBody {
+    replayer: Arc<Replayer>,
+    parts: std::collections::VecDeque<String>,
+    cut: bool,
+    done: bool,
+}
+
+impl Body for PartsBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.parts.pop_front() {
+            // A part is at most 256 KiB of a local file, read as the client asks for it.
+            Some(hex) => Poll::Ready(Some(
+                self.replayer
+                    .rec
+                    .body_part(&hex)
+                    .map(Frame::data)
+                    .map_err(|e| -> BoxError { e.to_string().into() }),
+            )),
+            None if self.cut && !self.done => {
+                self.done = true;
+                Poll::Ready(Some(Err("the recorded response was cut here".into())))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty() && (!self.cut || self.done)
     }
 }
 

@@ -58,6 +58,9 @@ pub trait Store: Send + Sync + 'static {
     fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError>;
     /// The whole body, segments joined.
     fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The segments (hex blake3, each readable with [`Store::get_body`]) of a body stored
+    /// in parts; `None` for a body stored whole. Lets a large body be read piece by piece.
+    fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// Writes an event whose bodies are already stored, and schedules a group commit.
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
     /// A session's events in step order. Events whose bodies are missing are skipped.

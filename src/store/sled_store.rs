@@ -424,6 +424,22 @@ impl Store for SledStore {
         }
     }
 
+    fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        match self.bodies.get(k)? {
+            Some(v) if v.first() == Some(&TAG_MANIFEST) => Ok(Some(
+                v.get(9..)
+                    .unwrap_or_default()
+                    .chunks_exact(32)
+                    .map(|seg| seg.iter().map(|b| format!("{b:02x}")).collect())
+                    .collect(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
         let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
         self.events.insert(event_key(session, event.step), value)?;
