@@ -1,3 +1,6 @@
+//! The `tapedeck` binary: parse the command line, set up logging on stderr, run the
+//! command (everything lives in the library), and exit with its status.
+
 use clap::Parser;
 
 // A proxy allocates and frees small buffers across threads all day; mimalloc does that
