@@ -193,6 +193,20 @@ async fn load3(
     mid
 }
 
+/// The median run by requests/s.
+fn median(mut runs: Vec<Load>) -> Load {
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let errors = runs.iter().map(|r| r.errors).sum();
+    let mut mid = runs[runs.len() / 2];
+    mid.errors = errors;
+    mid
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// Median time to the first SSE chunk.
 async fn first_sse_ms(c: &reqwest::Client, url: &str, n: usize) -> f64 {
     let mut v = Vec::new();
@@ -431,7 +445,12 @@ async fn run() {
         rss: vec![],
     });
 
-    eprintln!("bench: tapedeck record");
+    eprintln!("bench: tapedeck record, with and without --otlp-endpoint, runs interleaved");
+    // Both recorders run side by side and take turns, so drift on this shared machine
+    // hits both alike: the live-export cost is the difference between them.
+    let collector = otlp_sink().await;
+    let store2 = w.join("store-otlp").display().to_string();
+    let endpoint = format!("http://{collector}");
     let rec = Proxy::start(
         &[
             "record",
@@ -447,34 +466,7 @@ async fn run() {
         w,
     );
     let ca = std::fs::read(certs.join("ca.pem")).expect("ca");
-    let via = client(Some(rec.addr), &ca);
-    load(&via, 8, 300, json).await;
-    let r1 = load3(&via, 1, C1, json).await;
-    let cpu0 = cpu_us(rec.child.id());
-    let r32 = load3(&via, 32, C32, json).await;
-    let rcpu = (cpu_us(rec.child.id()) - cpu0) / (3 * C32) as f64;
-    let rsse = first_sse_ms(&via, &sse, 30).await;
-    let mut rss = Vec::new();
-    for mb in [1usize, 5, 20] {
-        let url = up.url(&format!("/big?bytes={}", mb << 20));
-        load(&via, 4, 12, |_| url.clone()).await;
-        rss.push((mb, rec.peak_rss_mb()));
-    }
-    rec.stop();
-    rows.push(Row {
-        name: "tapedeck record",
-        cpu_us: Some(rcpu),
-        c1: r1,
-        c32: r32,
-        sse_ms: rsse,
-        rss,
-    });
-
-    eprintln!("bench: tapedeck record --otlp-endpoint (live span export)");
-    let collector = otlp_sink().await;
-    let store2 = w.join("store-otlp").display().to_string();
-    let endpoint = format!("http://{collector}");
-    let rec = Proxy::start(
+    let recotlp = Proxy::start(
         &[
             "record",
             "--session",
@@ -491,18 +483,49 @@ async fn run() {
         w,
     );
     let via = client(Some(rec.addr), &ca);
+    let via_otlp = client(Some(recotlp.addr), &ca);
     load(&via, 8, 300, json).await;
-    let o1 = load3(&via, 1, C1, json).await;
-    let cpu0 = cpu_us(rec.child.id());
-    let o32 = load3(&via, 32, C32, json).await;
-    let ocpu = (cpu_us(rec.child.id()) - cpu0) / (3 * C32) as f64;
-    let osse = first_sse_ms(&via, &sse, 30).await;
+    load(&via_otlp, 8, 300, json).await;
+    let (mut a1, mut a32, mut acpu, mut b1, mut b32, mut bcpu) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // Four rounds, the order swapped each round: whichever goes second is measured on a
+    // warmer (or busier) machine, and swapping cancels that.
+    for round in 0..4 {
+        for first in [round % 2 == 0, round % 2 == 1] {
+            let (c, p, l1, l32, cpu) = if first {
+                (&via, &rec, &mut a1, &mut a32, &mut acpu)
+            } else {
+                (&via_otlp, &recotlp, &mut b1, &mut b32, &mut bcpu)
+            };
+            l1.push(load(c, 1, C1, json).await);
+            let c0 = cpu_us(p.child.id());
+            l32.push(load(c, 32, C32, json).await);
+            cpu.push((cpu_us(p.child.id()) - c0) / C32 as f64);
+        }
+    }
+    let rsse = first_sse_ms(&via, &sse, 30).await;
+    let osse = first_sse_ms(&via_otlp, &sse, 30).await;
+    recotlp.stop();
+    let mut rss = Vec::new();
+    for mb in [1usize, 5, 20] {
+        let url = up.url(&format!("/big?bytes={}", mb << 20));
+        load(&via, 4, 12, |_| url.clone()).await;
+        rss.push((mb, rec.peak_rss_mb()));
+    }
     rec.stop();
     rows.push(Row {
+        name: "tapedeck record",
+        cpu_us: Some(median_f(acpu)),
+        c1: median(a1),
+        c32: median(a32),
+        sse_ms: rsse,
+        rss,
+    });
+    rows.push(Row {
         name: "tapedeck record + live OTLP",
-        cpu_us: Some(ocpu),
-        c1: o1,
-        c32: o32,
+        cpu_us: Some(median_f(bcpu)),
+        c1: median(b1),
+        c32: median(b32),
         sse_ms: osse,
         rss: vec![],
     });

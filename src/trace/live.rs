@@ -13,13 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::adapters::{self, ToolCall};
 use super::otlp::{proto_spans, request, Pusher};
 use super::spans::{
-    argument_needles, error_of, http_attrs, is_empty_answer, llm_span_attrs, match_score, span_id,
-    trace_id, AttrValue, Parsed, Role, Span, SpanEvent, SpanKind, TraceOptions,
+    argument_needles, error_of, http_attrs, http_attrs_with, is_empty_answer, llm_span_attrs,
+    match_score, span_id, trace_id, AttrValue, Parsed, Role, Span, SpanEvent, SpanKind,
+    TraceOptions,
 };
 use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
@@ -41,8 +40,14 @@ pub struct LiveStats {
 
 /// A span ready to send, with its parent's id.
 type Outgoing = (Span, Option<[u8; 8]>);
-/// The queue's sending end, shared with every sink so stopping closes it for all.
-type Queue = Arc<std::sync::Mutex<Option<mpsc::Sender<(String, Event)>>>>;
+/// Events waiting for the exporter. A plain locked vector, swapped out whole on each
+/// tick: cheaper for the proxy than a channel, and bounded by `QUEUE`.
+#[derive(Default)]
+struct Inbox {
+    items: Vec<(String, Event)>,
+    closed: bool,
+}
+type Queue = Arc<std::sync::Mutex<Inbox>>;
 
 pub struct LiveExporter {
     tx: Queue,
@@ -194,7 +199,8 @@ impl LiveExporter {
         rules: Arc<Rules>,
         opts: TraceOptions,
     ) -> LiveExporter {
-        let (tx, mut rx) = mpsc::channel::<(String, Event)>(QUEUE);
+        let inbox: Queue = Arc::new(std::sync::Mutex::new(Inbox::default()));
+        let rx = inbox.clone();
         let dropped = Arc::new(AtomicU64::new(0));
         let exported = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -206,28 +212,25 @@ impl LiveExporter {
             // every exchange would cost the proxy more than building the spans does.
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut open = true;
-            while open {
+            loop {
                 tick.tick().await;
-                loop {
-                    match rx.try_recv() {
-                        Ok((session, ev)) => {
-                            let st = sessions.entry(session.clone()).or_default();
-                            let spans = on_event(&session, &ev, st, store.as_ref(), &rules, &opts);
-                            let buf = out.entry(session).or_default();
-                            buf.extend(spans);
-                            if buf.len() >= BATCH {
-                                flush(&pusher, &mut out, &ex, &fa).await;
-                            }
-                        }
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            open = false;
-                            break;
-                        }
+                let (batch, closed) = {
+                    let mut ib = rx.lock().unwrap_or_else(|p| p.into_inner());
+                    (std::mem::take(&mut ib.items), ib.closed)
+                };
+                for (session, ev) in batch {
+                    let st = sessions.entry(session.clone()).or_default();
+                    let spans = on_event(&session, &ev, st, store.as_ref(), &rules, &opts);
+                    let buf = out.entry(session).or_default();
+                    buf.extend(spans);
+                    if buf.len() >= BATCH {
+                        flush(&pusher, &mut out, &ex, &fa).await;
                     }
                 }
                 flush(&pusher, &mut out, &ex, &fa).await;
+                if closed {
+                    break;
+                }
             }
             // Recording stopped: the roots and the tool calls never answered.
             for (session, st) in sessions.iter_mut() {
@@ -281,7 +284,7 @@ impl LiveExporter {
             flush(&pusher, &mut out, &ex, &fa).await;
         });
         LiveExporter {
-            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+            tx: inbox,
             dropped,
             exported,
             failed,
@@ -293,19 +296,27 @@ impl LiveExporter {
     pub fn sink(&self) -> EventSink {
         let tx = self.tx.clone();
         let dropped = self.dropped.clone();
-        Arc::new(move |session: &str, ev: Event| {
-            let guard = tx.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(tx) = guard.as_ref() {
-                if tx.try_send((session.to_string(), ev)).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+        Arc::new(move |session: &str, mut ev: Event| {
+            // Spans of non-LLM exchanges need no headers: free them here, on the proxy's
+            // thread, rather than on the exporter's.
+            if ev.kind != Kind::Llm {
+                ev.request.headers = Vec::new();
+                if let Some(r) = ev.response.as_mut() {
+                    r.headers = Vec::new();
                 }
             }
+            let mut ib = tx.lock().unwrap_or_else(|p| p.into_inner());
+            if ib.closed || ib.items.len() >= QUEUE {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            ib.items.push((session.to_string(), ev));
         })
     }
 
     /// Stops taking events, sends what is left (bounded wait), and reports.
     pub async fn finish(mut self) -> LiveStats {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         if let Some(t) = self.task.take() {
             if tokio::time::timeout(Duration::from_secs(30), t)
                 .await
@@ -467,7 +478,7 @@ fn on_event(
                     SpanKind::Client,
                     ev.timing.start_unix_ns,
                     ev.timing.end_unix_ns,
-                    http_attrs(ev),
+                    http_attrs_with(ev, parts),
                 ),
                 parent,
             )
@@ -487,7 +498,7 @@ fn on_event(
                     AttrValue::Str("extension".into()),
                 ),
             ];
-            a.extend(http_attrs(ev));
+            a.extend(http_attrs_with(ev, parts));
             (
                 span(
                     session,
@@ -515,7 +526,7 @@ fn on_event(
                 SpanKind::Client,
                 ev.timing.start_unix_ns,
                 ev.timing.end_unix_ns,
-                http_attrs(ev),
+                http_attrs_with(ev, parts),
             ),
             root,
         ),

@@ -138,7 +138,11 @@ pub fn trace_id(session: &str) -> [u8; 16] {
 }
 
 pub fn span_id(session: &str, role: &str, step: u64, index: usize) -> [u8; 8] {
-    let h = blake3::hash(format!("tapedeck span {session} {role} {step} {index}").as_bytes());
+    use std::io::Write;
+    // Written straight into the hasher: live export computes one per exchange.
+    let mut hasher = blake3::Hasher::new();
+    let _ = write!(hasher, "tapedeck span {session} {role} {step} {index}");
+    let h = hasher.finalize();
     let mut id = [0u8; 8];
     id.copy_from_slice(&h.as_bytes()[..8]);
     if id == [0; 8] {
@@ -244,7 +248,11 @@ pub(crate) fn error_of(p: &Parsed) -> Option<(String, String)> {
 }
 
 pub(crate) fn http_attrs(ev: &Event) -> Vec<(String, AttrValue)> {
-    let parts = UrlParts::parse(&ev.request.url);
+    http_attrs_with(ev, UrlParts::parse(&ev.request.url))
+}
+
+/// [`http_attrs`] with the URL already parsed.
+pub(crate) fn http_attrs_with(ev: &Event, parts: UrlParts) -> Vec<(String, AttrValue)> {
     let mut a = vec![
         (
             "http.request.method".to_string(),
