@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::adapters::{self, ToolCall};
-use super::otlp::{proto_spans, request, Pusher};
+use super::otlp::Pusher;
+use super::pb::{self, SpanWriter, Val};
 use super::spans::{
-    argument_needles, error_of, http_attrs, http_attrs_with, is_empty_answer, llm_span_attrs,
-    match_score, span_id, trace_id, AttrValue, Parsed, Role, Span, SpanEvent, SpanKind,
-    TraceOptions,
+    argument_needles, error_of, http_attrs, llm_span_attrs, match_score, span_id, trace_id,
+    AttrValue, Parsed, Role, Span, SpanEvent, SpanKind, TraceOptions,
 };
-use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
 use crate::record::EventSink;
 use crate::rules::Rules;
@@ -38,8 +37,12 @@ pub struct LiveStats {
     pub failed: u64,
 }
 
-/// A span ready to send, with its parent's id.
-type Outgoing = (Span, Option<[u8; 8]>);
+/// A span ready to send: an encoded `Span` message.
+type Outgoing = Vec<u8>;
+
+fn encode(session: &str, (sp, parent): (Span, Option<[u8; 8]>)) -> Outgoing {
+    SpanWriter::from_span(&trace_id(session), &sp, parent)
+}
 /// Events waiting for the exporter. A plain locked vector, swapped out whole on each
 /// tick: cheaper for the proxy than a channel, and bounded by `QUEUE`.
 #[derive(Default)]
@@ -236,7 +239,10 @@ impl LiveExporter {
             for (session, st) in sessions.iter_mut() {
                 let buf = out.entry(session.clone()).or_default();
                 for t in st.pending.drain(..) {
-                    buf.push(tool_span(session, &t, st.last_end, None, &opts));
+                    buf.push(encode(
+                        session,
+                        tool_span(session, &t, st.last_end, None, &opts),
+                    ));
                 }
                 let mut a = vec![
                     (
@@ -279,7 +285,7 @@ impl LiveExporter {
                     a,
                 );
                 root.step = None;
-                buf.push((root, None));
+                buf.push(encode(session, (root, None)));
             }
             flush(&pusher, &mut out, &ex, &fa).await;
         });
@@ -345,8 +351,8 @@ async fn flush(
         }
         let batch: Vec<_> = std::mem::take(spans);
         let n = batch.len() as u64;
-        let req = request(session, proto_spans(&trace_id(session), batch));
-        match pusher.push(&req).await {
+        let body = pb::request(session, &batch);
+        match pusher.push_bytes(bytes::Bytes::from(body)).await {
             Ok(()) => {
                 exported.fetch_add(n, Ordering::Relaxed);
             }
@@ -365,7 +371,7 @@ fn on_event(
     store: &dyn Store,
     rules: &Rules,
     opts: &TraceOptions,
-) -> Vec<(Span, Option<[u8; 8]>)> {
+) -> Vec<Outgoing> {
     // Read only the bodies this span needs: the export must stay cheap next to the proxy.
     let body = |b3: &str| store.get_body(b3).ok().flatten().unwrap_or_default();
     let llm_event = ev.kind == Kind::Llm;
@@ -375,8 +381,7 @@ fn on_event(
         Vec::new()
     };
     let response_body = match &ev.response {
-        // An empty-answer check needs at most a few bytes.
-        Some(r) if llm_event || r.body.len <= 8 => body(&r.body.b3),
+        Some(r) if llm_event => body(&r.body.b3),
         _ => Vec::new(),
     };
     let p = Parsed::new(ev, request_body, response_body);
@@ -403,12 +408,15 @@ fn on_event(
                             _ => r.name.as_deref() == Some(t.call.name.as_str()),
                         });
                     match hit {
-                        Some(r) => spans.push(tool_span(
+                        Some(r) => spans.push(encode(
                             session,
-                            &t,
-                            ev.timing.start_unix_ns,
-                            Some((r, ev.step)),
-                            opts,
+                            tool_span(
+                                session,
+                                &t,
+                                ev.timing.start_unix_ns,
+                                Some((r, ev.step)),
+                                opts,
+                            ),
                         )),
                         None => still.push(t),
                     }
@@ -453,91 +461,117 @@ fn on_event(
             sp.attributes.push(("error.type".into(), AttrValue::Str(t)));
             sp.error = Some(msg);
         }
-        spans.push((sp, root));
+        spans.push(SpanWriter::from_span(&trace_id(session), &sp, root));
         return spans;
     }
-    let parts = UrlParts::parse(&ev.request.url);
-    let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
+    // The hot path: a tool or other exchange is written straight to protobuf bytes.
+    let (host, port, path) = split_url(&ev.request.url);
+    let host = host.to_ascii_lowercase();
+    let tool_name = rules.tool_name(&ev.request.method, &host, path);
     let owner = st
         .pending
         .iter_mut()
         .filter(|t| t.window_start <= ev.timing.start_unix_ns)
         .max_by_key(|t| (match_score(&t.needles, &p), usize::MAX - t.claimed));
-    let (mut sp, parent) = match owner {
+    let tid = trace_id(session);
+    let (start, end) = (ev.timing.start_unix_ns, ev.timing.end_unix_ns);
+    let mut w = match owner {
         Some(t) => {
             t.claimed += 1;
             let parent = Some(span_id(session, "tool", t.llm_step, t.index));
-            (
-                span(
-                    session,
-                    Role::Http,
-                    "http",
-                    ev.step,
-                    0,
-                    tool_name,
-                    SpanKind::Client,
-                    ev.timing.start_unix_ns,
-                    ev.timing.end_unix_ns,
-                    http_attrs_with(ev, parts),
-                ),
+            SpanWriter::new(
+                &tid,
+                &span_id(session, "http", ev.step, 0),
                 parent,
+                &[&tool_name],
+                SpanKind::Client as i32,
+                start,
+                end,
             )
         }
         None if ev.kind == Kind::Tool => {
-            let mut a = vec![
-                (
-                    "gen_ai.operation.name".to_string(),
-                    AttrValue::Str("execute_tool".into()),
-                ),
-                (
-                    "gen_ai.tool.name".to_string(),
-                    AttrValue::Str(tool_name.clone()),
-                ),
-                (
-                    "gen_ai.tool.type".to_string(),
-                    AttrValue::Str("extension".into()),
-                ),
-            ];
-            a.extend(http_attrs_with(ev, parts));
-            (
-                span(
-                    session,
-                    Role::Tool,
-                    "http-tool",
-                    ev.step,
-                    0,
-                    format!("execute_tool {tool_name}"),
-                    SpanKind::Internal,
-                    ev.timing.start_unix_ns,
-                    ev.timing.end_unix_ns,
-                    a,
-                ),
+            let mut w = SpanWriter::new(
+                &tid,
+                &span_id(session, "http-tool", ev.step, 0),
                 root,
-            )
+                &["execute_tool ", &tool_name],
+                SpanKind::Internal as i32,
+                start,
+                end,
+            );
+            w.attr("gen_ai.operation.name", Val::Str("execute_tool"))
+                .attr("gen_ai.tool.name", Val::Str(&tool_name))
+                .attr("gen_ai.tool.type", Val::Str("extension"));
+            w
         }
-        None => (
-            span(
-                session,
-                Role::Http,
-                "http",
-                ev.step,
-                0,
-                format!("{} {}", ev.request.method, parts.host),
-                SpanKind::Client,
-                ev.timing.start_unix_ns,
-                ev.timing.end_unix_ns,
-                http_attrs_with(ev, parts),
-            ),
+        None => SpanWriter::new(
+            &tid,
+            &span_id(session, "http", ev.step, 0),
             root,
+            &[&ev.request.method, " ", &host],
+            SpanKind::Client as i32,
+            start,
+            end,
         ),
     };
+    w.attr("http.request.method", Val::Str(&ev.request.method))
+        .attr("url.full", Val::Str(&ev.request.url))
+        .attr("server.address", Val::Str(&host))
+        .attr("server.port", Val::Int(port as i64))
+        .attr("tapedeck.step", Val::Int(ev.step as i64));
+    if let Some(status) = ev.status() {
+        w.attr("http.response.status_code", Val::Int(status as i64));
+    }
     if let Some((t, msg)) = error_of(&p) {
-        sp.attributes.push(("error.type".into(), AttrValue::Str(t)));
-        sp.error = Some(msg);
+        w.attr("error.type", Val::Str(&t)).error(&msg);
     }
-    if is_empty_answer(ev.status(), &p.response_body) {
-        sp.flag = Some("empty");
-    }
-    spans.push((sp, parent));
+    spans.push(w.finish());
     spans
+}
+
+/// Host, port and path of an absolute URL, borrowed (no allocation on the hot path).
+fn split_url(url: &str) -> (&str, u16, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (
+                h,
+                p.strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(default),
+            ),
+            None => (v6, default),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().unwrap_or(default)),
+            None => (authority, default),
+        }
+    };
+    let path = tail.split(['?', '#']).next().unwrap_or("");
+    (host, port, if path.is_empty() { "/" } else { path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_url;
+
+    #[test]
+    fn urls_split_without_allocating() {
+        assert_eq!(
+            split_url("https://api.test/v1/x?y=1"),
+            ("api.test", 443, "/v1/x")
+        );
+        assert_eq!(split_url("http://127.0.0.1:8080"), ("127.0.0.1", 8080, "/"));
+        assert_eq!(split_url("https://[::1]:4433/a#f"), ("::1", 4433, "/a"));
+        assert_eq!(split_url("http://u:p@h.test/p"), ("h.test", 80, "/p"));
+    }
 }

@@ -8,4 +8,5 @@
 pub mod adapters;
 pub mod live;
 pub mod otlp;
+pub mod pb;
 pub mod spans;

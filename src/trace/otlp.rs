@@ -330,7 +330,11 @@ impl Pusher {
 
     /// Posts one export request (protobuf), retrying what OTLP says may be retried.
     pub async fn push(&self, req: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
-        let body = Bytes::from(req.encode_to_vec());
+        self.push_bytes(Bytes::from(req.encode_to_vec())).await
+    }
+
+    /// Posts an already encoded export request.
+    pub async fn push_bytes(&self, body: Bytes) -> Result<(), OtlpError> {
         let mut delay = Duration::from_millis(300);
         let mut last_err = String::new();
         for attempt in 1..=self.attempts {
