@@ -17,8 +17,8 @@ use super::adapters::{self, ToolCall};
 use super::otlp::Pusher;
 use super::pb::{self, SpanWriter, Val};
 use super::spans::{
-    argument_needles, error_of, http_attrs, llm_span_attrs, match_score, span_id, trace_id,
-    AttrValue, Parsed, Role, Span, SpanEvent, SpanKind, TraceOptions,
+    agent_root, answers, argument_needles, error_of, http_attrs, llm_span_attrs, match_score,
+    span_id, tool_call_span, trace_id, AttrValue, Parsed, Role, Span, SpanKind, TraceOptions,
 };
 use crate::exchange::{Event, Kind};
 use crate::record::EventSink;
@@ -118,80 +118,16 @@ fn tool_span(
     result: Option<(&adapters::ToolResult, u64)>,
     opts: &TraceOptions,
 ) -> (Span, Option<[u8; 8]>) {
-    let mut a = vec![
-        (
-            "gen_ai.operation.name".to_string(),
-            AttrValue::Str("execute_tool".into()),
-        ),
-        (
-            "gen_ai.tool.name".to_string(),
-            AttrValue::Str(t.call.name.clone()),
-        ),
-        (
-            "gen_ai.tool.type".to_string(),
-            AttrValue::Str("function".into()),
-        ),
-    ];
-    if let Some(id) = &t.call.id {
-        a.push(("gen_ai.tool.call.id".into(), AttrValue::Str(id.clone())));
-    }
-    if opts.include_content {
-        a.push((
-            "gen_ai.tool.call.arguments".into(),
-            AttrValue::Str(t.call.arguments.to_string()),
-        ));
-    }
-    let mut sp = span(
+    let sp = tool_call_span(
         session,
-        Role::Tool,
-        "tool",
         t.llm_step,
         t.index,
-        format!("execute_tool {}", t.call.name),
-        SpanKind::Internal,
+        &t.call,
         t.window_start,
         end,
-        a,
+        result,
+        opts,
     );
-    match result {
-        Some((r, step)) => {
-            let mut ea = vec![
-                (
-                    "tapedeck.result.step".to_string(),
-                    AttrValue::Int(step as i64),
-                ),
-                (
-                    "tapedeck.result.length".to_string(),
-                    AttrValue::Int(r.content.len() as i64),
-                ),
-                (
-                    "tapedeck.result.is_error".to_string(),
-                    AttrValue::Bool(r.is_error),
-                ),
-            ];
-            if opts.include_content {
-                ea.push((
-                    "gen_ai.tool.call.result".into(),
-                    AttrValue::Str(r.content.clone()),
-                ));
-            }
-            sp.events.push(SpanEvent {
-                name: "gen_ai.tool.result".into(),
-                time_ns: end,
-                attributes: ea,
-            });
-            if r.is_error {
-                sp.attributes
-                    .push(("error.type".into(), AttrValue::Str("tool_error".into())));
-                sp.error = Some("the tool result is flagged as an error".into());
-            }
-        }
-        None => sp.events.push(SpanEvent {
-            name: "tapedeck.tool.unanswered".into(),
-            time_ns: end,
-            attributes: vec![],
-        }),
-    }
     (sp, Some(span_id(session, "llm", t.llm_step, 0)))
 }
 
@@ -244,34 +180,14 @@ impl LiveExporter {
                         tool_span(session, &t, st.last_end, None, &opts),
                     ));
                 }
-                let mut a = vec![
-                    (
-                        "gen_ai.operation.name".to_string(),
-                        AttrValue::Str("invoke_agent".into()),
-                    ),
-                    (
-                        "gen_ai.provider.name".to_string(),
-                        AttrValue::Str(st.provider.clone().unwrap_or_else(|| "unknown".into())),
-                    ),
-                    (
-                        "tapedeck.session".to_string(),
-                        AttrValue::Str(session.clone()),
-                    ),
-                    (
-                        "gen_ai.usage.input_tokens".to_string(),
-                        AttrValue::Int(st.input_tokens as i64),
-                    ),
-                    (
-                        "gen_ai.usage.output_tokens".to_string(),
-                        AttrValue::Int(st.output_tokens as i64),
-                    ),
-                ];
-                if let Some(ag) = &st.agent {
-                    a.push(("gen_ai.agent.name".into(), AttrValue::Str(ag.clone())));
-                }
-                let name = st.agent.as_ref().map_or("invoke_agent".to_string(), |ag| {
-                    format!("invoke_agent {ag}")
-                });
+                let provider = st.provider.as_deref().unwrap_or("unknown");
+                let (name, a) = agent_root(
+                    session,
+                    provider,
+                    st.agent.as_deref(),
+                    st.input_tokens,
+                    st.output_tokens,
+                );
                 let mut root = span(
                     session,
                     Role::Agent,
@@ -400,13 +316,7 @@ fn on_event(
                 // Results this request carries close the tool calls they answer.
                 let mut still = Vec::new();
                 for t in st.pending.drain(..) {
-                    let hit = call
-                        .tool_results
-                        .iter()
-                        .find(|r| match (&r.id, &t.call.id) {
-                            (Some(a), Some(b)) => a == b,
-                            _ => r.name.as_deref() == Some(t.call.name.as_str()),
-                        });
+                    let hit = call.tool_results.iter().find(|r| answers(r, &t.call));
                     match hit {
                         Some(r) => spans.push(encode(
                             session,

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
-use super::adapters::{self, ExchangeView, LlmCall};
+use super::adapters::{self, ExchangeView, LlmCall, ToolCall, ToolResult};
 use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
 use crate::recording::Recording;
@@ -453,6 +453,134 @@ pub(crate) fn match_score(needles: &[String], p: &Parsed) -> usize {
         .count()
 }
 
+/// Whether a tool result answers a tool call: by id when both have one, else by name.
+pub(crate) fn answers(r: &ToolResult, tc: &ToolCall) -> bool {
+    match (&r.id, &tc.id) {
+        (Some(a), Some(b)) => a == b,
+        _ => r.name.as_deref() == Some(tc.name.as_str()),
+    }
+}
+
+/// The `execute_tool` span of the `index`-th call the LLM at `llm_step` asked for, from
+/// `start` (the end of that response) to `end`: the start of the request that carried
+/// `result` back (with that request's step), or the end of the session when none did.
+/// Parent and children are the caller's to set.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tool_call_span(
+    session: &str,
+    llm_step: u64,
+    index: usize,
+    tc: &ToolCall,
+    start: u64,
+    end: u64,
+    result: Option<(&ToolResult, u64)>,
+    opts: &TraceOptions,
+) -> Span {
+    let mut a = vec![
+        ("gen_ai.operation.name".to_string(), s("execute_tool")),
+        ("gen_ai.tool.name".to_string(), s(tc.name.clone())),
+        ("gen_ai.tool.type".to_string(), s("function")),
+    ];
+    if let Some(id) = &tc.id {
+        a.push(("gen_ai.tool.call.id".into(), s(id.clone())));
+    }
+    if opts.include_content {
+        a.push((
+            "gen_ai.tool.call.arguments".into(),
+            s(tc.arguments.to_string()),
+        ));
+    }
+    let mut sp = Span {
+        span_id: span_id(session, "tool", llm_step, index),
+        parent: None,
+        name: format!("execute_tool {}", tc.name),
+        kind: SpanKind::Internal,
+        role: Role::Tool,
+        step: Some(llm_step),
+        start_ns: start,
+        end_ns: end.max(start),
+        attributes: a,
+        error: None,
+        events: Vec::new(),
+        children: Vec::new(),
+        flag: None,
+    };
+    match result {
+        Some((r, step)) => {
+            let mut ea = vec![
+                (
+                    "tapedeck.result.step".to_string(),
+                    AttrValue::Int(step as i64),
+                ),
+                (
+                    "tapedeck.result.length".to_string(),
+                    AttrValue::Int(r.content.len() as i64),
+                ),
+                (
+                    "tapedeck.result.is_error".to_string(),
+                    AttrValue::Bool(r.is_error),
+                ),
+            ];
+            if let Some(id) = &r.id {
+                ea.push(("gen_ai.tool.call.id".into(), s(id.clone())));
+            }
+            if opts.include_content {
+                ea.push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
+                sp.attributes
+                    .push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
+            }
+            sp.events.push(SpanEvent {
+                name: "gen_ai.tool.result".into(),
+                time_ns: end,
+                attributes: ea,
+            });
+            if r.is_error {
+                sp.attributes.push(("error.type".into(), s("tool_error")));
+                sp.error = Some("the tool result is flagged as an error".into());
+            }
+            if matches!(r.content.trim(), "" | "[]" | "{}" | "null") {
+                sp.flag = Some("empty");
+            }
+        }
+        None => sp.events.push(SpanEvent {
+            name: "tapedeck.tool.unanswered".into(),
+            time_ns: end,
+            attributes: vec![],
+        }),
+    }
+    sp
+}
+
+/// Name and attributes of a session's root `invoke_agent` span.
+pub(crate) fn agent_root(
+    session: &str,
+    provider: &str,
+    agent: Option<&str>,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> (String, Vec<(String, AttrValue)>) {
+    let mut a = vec![
+        ("gen_ai.operation.name".to_string(), s("invoke_agent")),
+        ("gen_ai.provider.name".to_string(), s(provider)),
+        ("tapedeck.session".to_string(), s(session)),
+    ];
+    if let Some(ag) = agent {
+        a.push(("gen_ai.agent.name".into(), s(ag)));
+    }
+    a.push((
+        "gen_ai.usage.input_tokens".into(),
+        AttrValue::Int(input_tokens as i64),
+    ));
+    a.push((
+        "gen_ai.usage.output_tokens".into(),
+        AttrValue::Int(output_tokens as i64),
+    ));
+    let name = agent.map_or("invoke_agent".to_string(), |ag| {
+        format!("invoke_agent {ag}")
+    });
+    (name, a)
+}
+
 struct Builder<'a> {
     session: &'a str,
     spans: Vec<Span>,
@@ -473,10 +601,9 @@ impl Builder<'_> {
         end_ns: u64,
         attributes: Vec<(String, AttrValue)>,
     ) -> usize {
-        let i = self.spans.len();
-        self.spans.push(Span {
+        let span = Span {
             span_id: span_id(self.session, id_role, step.unwrap_or(0), index),
-            parent,
+            parent: None,
             name,
             kind,
             role,
@@ -488,7 +615,15 @@ impl Builder<'_> {
             events: Vec::new(),
             children: Vec::new(),
             flag: None,
-        });
+        };
+        self.attach(parent, span)
+    }
+
+    /// Puts a built span in the tree under `parent`.
+    fn attach(&mut self, parent: Option<usize>, mut span: Span) -> usize {
+        let i = self.spans.len();
+        span.parent = parent;
+        self.spans.push(span);
         if let Some(p) = parent {
             self.spans[p].children.push(i);
         }
@@ -612,18 +747,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         }
     } else {
         let agent = agents.iter().next().copied();
-        let mut a = vec![
-            ("gen_ai.operation.name".to_string(), s("invoke_agent")),
-            ("gen_ai.provider.name".to_string(), s(provider.clone())),
-            ("tapedeck.session".to_string(), s(session)),
-        ];
-        if let Some(ag) = agent {
-            a.push(("gen_ai.agent.name".into(), s(ag)));
-        }
-        usage(&mut a, total_in, total_out);
-        let name = agent.map_or("invoke_agent".to_string(), |ag| {
-            format!("invoke_agent {ag}")
-        });
+        let (name, a) = agent_root(session, &provider, agent, total_in, total_out);
         let root = b.add(
             None,
             Role::Agent,
@@ -698,94 +822,23 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         let mut tool_spans = Vec::new();
         let mut windows = Vec::new();
         for (j, tc) in call.tool_calls.iter().enumerate() {
-            // The closing request: by id, else by tool name and position.
+            // The closing request: the first later one that carries the result.
             let closing = parsed.iter().enumerate().skip(i + 1).find_map(|(k, q)| {
-                let l = q.llm.as_ref()?;
-                let r = l.tool_results.iter().find(|r| match (&r.id, &tc.id) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => r.name.as_deref() == Some(tc.name.as_str()),
-                })?;
-                Some((k, r.clone()))
+                let r = q
+                    .llm
+                    .as_ref()?
+                    .tool_results
+                    .iter()
+                    .find(|r| answers(r, tc))?;
+                Some((k, r))
             });
             let w_start = p.event.timing.end_unix_ns;
             let w_end = closing
-                .as_ref()
-                .map(|(k, _)| parsed[*k].event.timing.start_unix_ns)
+                .map(|(k, _)| parsed[k].event.timing.start_unix_ns)
                 .unwrap_or(end);
-            let mut a = vec![
-                ("gen_ai.operation.name".to_string(), s("execute_tool")),
-                ("gen_ai.tool.name".to_string(), s(tc.name.clone())),
-                ("gen_ai.tool.type".to_string(), s("function")),
-            ];
-            if let Some(id) = &tc.id {
-                a.push(("gen_ai.tool.call.id".into(), s(id.clone())));
-            }
-            if opts.include_content {
-                a.push((
-                    "gen_ai.tool.call.arguments".into(),
-                    s(tc.arguments.to_string()),
-                ));
-            }
-            let sp = b.add(
-                Some(llm_sp),
-                Role::Tool,
-                "tool",
-                Some(p.event.step),
-                j,
-                format!("execute_tool {}", tc.name),
-                SpanKind::Internal,
-                w_start,
-                w_end,
-                a,
-            );
-            match &closing {
-                Some((k, r)) => {
-                    let mut ea = vec![
-                        (
-                            "tapedeck.result.step".to_string(),
-                            AttrValue::Int(parsed[*k].event.step as i64),
-                        ),
-                        (
-                            "tapedeck.result.length".to_string(),
-                            AttrValue::Int(r.content.len() as i64),
-                        ),
-                        (
-                            "tapedeck.result.is_error".to_string(),
-                            AttrValue::Bool(r.is_error),
-                        ),
-                    ];
-                    if let Some(id) = &r.id {
-                        ea.push(("gen_ai.tool.call.id".into(), s(id.clone())));
-                    }
-                    if opts.include_content {
-                        ea.push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
-                        b.spans[sp]
-                            .attributes
-                            .push(("gen_ai.tool.call.result".into(), s(r.content.clone())));
-                    }
-                    b.spans[sp].events.push(SpanEvent {
-                        name: "gen_ai.tool.result".into(),
-                        time_ns: w_end,
-                        attributes: ea,
-                    });
-                    if r.is_error {
-                        b.spans[sp]
-                            .attributes
-                            .push(("error.type".into(), s("tool_error")));
-                        b.spans[sp].error = Some("the tool result is flagged as an error".into());
-                    }
-                    if matches!(r.content.trim(), "" | "[]" | "{}" | "null") {
-                        b.spans[sp].flag = Some("empty");
-                    }
-                }
-                None => {
-                    b.spans[sp].events.push(SpanEvent {
-                        name: "tapedeck.tool.unanswered".into(),
-                        time_ns: w_end,
-                        attributes: vec![],
-                    });
-                }
-            }
+            let result = closing.map(|(k, r)| (r, parsed[k].event.step));
+            let span = tool_call_span(session, p.event.step, j, tc, w_start, w_end, result, opts);
+            let sp = b.attach(Some(llm_sp), span);
             let mut needles = Vec::new();
             argument_needles(&tc.arguments, &mut needles);
             tool_spans.push((sp, needles));
