@@ -103,6 +103,30 @@ pub fn sort_keys(v: &Value) -> Value {
     }
 }
 
+/// A body's JSON, when it is JSON (by content type, or by its first byte when untyped).
+fn parse_json(body: &[u8], content_type: Option<&str>) -> Option<Value> {
+    if body.is_empty() || !looks_like_json(content_type, body) {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// The canonical form of a whole body: sorted JSON without ignored paths, else bytes.
+fn canonical_body(body: &[u8], json: Option<Value>, rules: &Rules) -> CanonicalBody {
+    match json {
+        _ if body.is_empty() => CanonicalBody::Empty,
+        Some(mut v) => {
+            for p in &rules.ignore_json_paths {
+                p.remove(&mut v);
+            }
+            CanonicalBody::Json(sort_keys(&v))
+        }
+        None => CanonicalBody::Bytes {
+            b3: blake3::hash(body).to_hex().to_string(),
+        },
+    }
+}
+
 /// Builds the canonical request from the stored (already redacted) parts.
 pub fn canonical(
     method: &str,
@@ -111,54 +135,23 @@ pub fn canonical(
     body: &[u8],
     rules: &Rules,
 ) -> Canonical {
-    let content_type = header(headers, "content-type");
-    let body = if body.is_empty() {
-        CanonicalBody::Empty
-    } else if looks_like_json(content_type, body) {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(mut v) => {
-                for p in &rules.ignore_json_paths {
-                    p.remove(&mut v);
-                }
-                CanonicalBody::Json(sort_keys(&v))
-            }
-            Err(_) => CanonicalBody::Bytes {
-                b3: blake3::hash(body).to_hex().to_string(),
-            },
-        }
-    } else {
-        CanonicalBody::Bytes {
-            b3: blake3::hash(body).to_hex().to_string(),
-        }
-    };
-    canonical_with(method, url, headers, body, rules)
-}
-
-/// The canonical request of a body too large to be kept whole: it matches by bytes.
-pub fn canonical_large(
-    method: &str,
-    url: &str,
-    headers: &[Header],
-    b3: &str,
-    rules: &Rules,
-) -> Canonical {
+    let json = parse_json(body, header(headers, "content-type"));
     canonical_with(
         method,
-        url,
+        UrlParts::parse(url),
         headers,
-        CanonicalBody::Bytes { b3: b3.to_string() },
+        canonical_body(body, json, rules),
         rules,
     )
 }
 
 fn canonical_with(
     method: &str,
-    url: &str,
+    parts: UrlParts,
     headers: &[Header],
     body: CanonicalBody,
     rules: &Rules,
 ) -> Canonical {
-    let parts = UrlParts::parse(url);
     let mut query: Vec<(String, String)> = if parts.query.is_empty() {
         Vec::new()
     } else {
@@ -248,22 +241,24 @@ pub fn identify(
     body: KeyBody<'_>,
     rules: &Rules,
 ) -> (super::Kind, String) {
+    // The URL and the JSON body are parsed once, for the kind and the key alike.
     let parts = UrlParts::parse(url);
-    match body {
+    let (kind, body) = match body {
         KeyBody::Whole(b) => {
-            let ct = header(headers, "content-type");
-            let json = (!b.is_empty() && looks_like_json(ct, b))
-                .then(|| serde_json::from_slice::<Value>(b).ok())
-                .flatten();
+            let json = parse_json(b, header(headers, "content-type"));
             let kind =
                 super::kind::classify(method, &parts.host, &parts.path, json.as_ref(), rules);
-            (kind, canonical(method, url, headers, b, rules).key())
+            (kind, canonical_body(b, json, rules))
         }
-        KeyBody::Large(b3) => {
-            let kind = super::kind::classify(method, &parts.host, &parts.path, None, rules);
-            (kind, canonical_large(method, url, headers, b3, rules).key())
-        }
-    }
+        KeyBody::Large(b3) => (
+            super::kind::classify(method, &parts.host, &parts.path, None, rules),
+            CanonicalBody::Bytes { b3: b3.to_string() },
+        ),
+    };
+    (
+        kind,
+        canonical_with(method, parts, headers, body, rules).key(),
+    )
 }
 
 #[cfg(test)]
