@@ -132,6 +132,9 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                 None => ea.last().map_or(0.0, |e| e.step as f64) + 0.5,
             }
         };
+        // Each op becomes pairs: both sides (same or changed request), or one side only,
+        // with where it falls on A's timeline.
+        let mut pairs: Vec<(Option<&Event>, Option<&Event>, bool, f64)> = Vec::new();
         for op in capture_diff_slices(Algorithm::Patience, &ka, &kb) {
             match op {
                 DiffOp::Equal {
@@ -140,45 +143,15 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                     len,
                 } => {
                     for k in 0..len {
-                        let (x, y) = (ea[old_index + k], eb[new_index + k]);
-                        summary.aligned += 1;
-                        let rd = response_diff(a, x, b, y);
-                        if !rd.is_empty() {
-                            summary.response_changed += 1;
-                            candidates.push((
-                                x.step as f64,
-                                Divergence {
-                                    step_a: Some(x.step),
-                                    step_b: Some(y.step),
-                                    kind,
-                                    reason: "same request, different response".into(),
-                                    request_diff: Vec::new(),
-                                    response_diff: rd,
-                                },
-                            ));
-                        }
+                        let x = ea[old_index + k];
+                        pairs.push((Some(x), Some(eb[new_index + k]), true, x.step as f64));
                     }
                 }
                 DiffOp::Delete {
                     old_index, old_len, ..
                 } => {
-                    for k in 0..old_len {
-                        let x = ea[old_index + k];
-                        summary.only_in_a.push(x.step);
-                        candidates.push((
-                            x.step as f64,
-                            Divergence {
-                                step_a: Some(x.step),
-                                step_b: None,
-                                kind,
-                                reason: format!(
-                                    "B never made this call: {} {}",
-                                    x.request.method, x.request.url
-                                ),
-                                request_diff: Vec::new(),
-                                response_diff: Vec::new(),
-                            },
-                        ));
+                    for x in &ea[old_index..old_index + old_len] {
+                        pairs.push((Some(*x), None, false, x.step as f64));
                     }
                 }
                 DiffOp::Insert {
@@ -186,23 +159,8 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                     new_index,
                     new_len,
                 } => {
-                    for k in 0..new_len {
-                        let y = eb[new_index + k];
-                        summary.only_in_b.push(y.step);
-                        candidates.push((
-                            pos_a(old_index) - 0.25,
-                            Divergence {
-                                step_a: None,
-                                step_b: Some(y.step),
-                                kind,
-                                reason: format!(
-                                    "B made an extra call: {} {}",
-                                    y.request.method, y.request.url
-                                ),
-                                request_diff: Vec::new(),
-                                response_diff: Vec::new(),
-                            },
-                        ));
+                    for y in &eb[new_index..new_index + new_len] {
+                        pairs.push((None, Some(*y), false, pos_a(old_index) - 0.25));
                     }
                 }
                 DiffOp::Replace {
@@ -212,63 +170,74 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                     new_len,
                 } => {
                     for k in 0..old_len.max(new_len) {
-                        match (
-                            ea.get(old_index + k).filter(|_| k < old_len),
-                            eb.get(new_index + k).filter(|_| k < new_len),
-                        ) {
-                            (Some(x), Some(y)) => {
-                                summary.request_changed += 1;
-                                candidates.push((
-                                    x.step as f64,
-                                    Divergence {
-                                        step_a: Some(x.step),
-                                        step_b: Some(y.step),
-                                        kind,
-                                        reason: "the request differs".into(),
-                                        request_diff: request_diff(a, x, b, y),
-                                        response_diff: response_diff(a, x, b, y),
-                                    },
-                                ));
-                            }
-                            (Some(x), None) => {
-                                summary.only_in_a.push(x.step);
-                                candidates.push((
-                                    x.step as f64,
-                                    Divergence {
-                                        step_a: Some(x.step),
-                                        step_b: None,
-                                        kind,
-                                        reason: format!(
-                                            "B never made this call: {} {}",
-                                            x.request.method, x.request.url
-                                        ),
-                                        request_diff: Vec::new(),
-                                        response_diff: Vec::new(),
-                                    },
-                                ));
-                            }
-                            (None, Some(y)) => {
-                                summary.only_in_b.push(y.step);
-                                candidates.push((
-                                    pos_a(old_index + old_len) - 0.25,
-                                    Divergence {
-                                        step_a: None,
-                                        step_b: Some(y.step),
-                                        kind,
-                                        reason: format!(
-                                            "B made an extra call: {} {}",
-                                            y.request.method, y.request.url
-                                        ),
-                                        request_diff: Vec::new(),
-                                        response_diff: Vec::new(),
-                                    },
-                                ));
-                            }
-                            (None, None) => {}
-                        }
+                        let x = (k < old_len).then(|| ea[old_index + k]);
+                        let y = (k < new_len).then(|| eb[new_index + k]);
+                        let pos = x.map_or(pos_a(old_index + old_len) - 0.25, |x| x.step as f64);
+                        pairs.push((x, y, false, pos));
                     }
                 }
             }
+        }
+        for (x, y, same, pos) in pairs {
+            let d = match (x, y) {
+                (Some(x), Some(y)) if same => {
+                    summary.aligned += 1;
+                    let rd = response_diff(a, x, b, y);
+                    if rd.is_empty() {
+                        continue;
+                    }
+                    summary.response_changed += 1;
+                    Divergence {
+                        step_a: Some(x.step),
+                        step_b: Some(y.step),
+                        kind,
+                        reason: "same request, different response".into(),
+                        request_diff: Vec::new(),
+                        response_diff: rd,
+                    }
+                }
+                (Some(x), Some(y)) => {
+                    summary.request_changed += 1;
+                    Divergence {
+                        step_a: Some(x.step),
+                        step_b: Some(y.step),
+                        kind,
+                        reason: "the request differs".into(),
+                        request_diff: request_diff(a, x, b, y),
+                        response_diff: response_diff(a, x, b, y),
+                    }
+                }
+                (Some(x), None) => {
+                    summary.only_in_a.push(x.step);
+                    Divergence {
+                        step_a: Some(x.step),
+                        step_b: None,
+                        kind,
+                        reason: format!(
+                            "B never made this call: {} {}",
+                            x.request.method, x.request.url
+                        ),
+                        request_diff: Vec::new(),
+                        response_diff: Vec::new(),
+                    }
+                }
+                (None, Some(y)) => {
+                    summary.only_in_b.push(y.step);
+                    Divergence {
+                        step_a: None,
+                        step_b: Some(y.step),
+                        kind,
+                        reason: format!(
+                            "B made an extra call: {} {}",
+                            y.request.method, y.request.url
+                        ),
+                        request_diff: Vec::new(),
+                        response_diff: Vec::new(),
+                    }
+                }
+                (None, None) => continue,
+            };
+            candidates.push((pos, d));
         }
     }
     summary.only_in_a.sort();

@@ -610,7 +610,7 @@ pub fn token_burn(parsed: &[Parsed], out: &mut Vec<Finding>) {
             run.clear();
         };
         for c in calls {
-            let call = c.llm.as_ref().expect("filtered");
+            let Some(call) = c.llm.as_ref() else { continue };
             let ids: Vec<String> = call
                 .tool_results
                 .iter()

@@ -218,7 +218,7 @@ impl Replayer {
     async fn replay(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let arrived = Instant::now();
         let _guard = self.inflight.enter();
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         let raw = match incoming.collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
@@ -230,10 +230,9 @@ impl Replayer {
             }
         };
         let mut secrets = Secrets::default();
-        let mut headers = parts.headers.clone();
-        headers.remove(crate::record::AGENT_HEADER);
+        parts.headers.remove(crate::record::AGENT_HEADER);
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let stored_headers = redact::headers(&headers, &self.rules, &mut secrets);
+        let stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
         let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
             Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
             None => raw.to_vec(),
