@@ -27,128 +27,22 @@
 #   6. `tapedeck cluster --json`: one group per fault, the clean runs in one group
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-TAPEDECK_BIN="${TAPEDECK_BIN:-$TARGET/release/tapedeck}"
-UPSTREAM_BIN="${UPSTREAM_BIN:-$TARGET/release/examples/upstream}"
-PYTHON="${PYTHON:-python3}"
-FAULTS_TIMEOUT="${FAULTS_TIMEOUT:-60}"
-
-T0=$SECONDS
-CHECKS=0
-
-step() { printf '==> %s\n' "$*" >&2; }
-ok() {
-  CHECKS=$((CHECKS + 1))
-  printf '  ok   %s\n' "$*" >&2
-}
-fail() {
-  printf '  FAIL %s\n' "$1" >&2
-  shift
-  local line
-  for line in "$@"; do printf '       %s\n' "$line" >&2; done
-  printf 'faults: FAILED after %d checks passed (%ds)\n' "$CHECKS" "$((SECONDS - T0))" >&2
-  exit 1
-}
-# The last lines of a file, indented, for a failure report.
-show_tail() {
-  local file=$1 n=${2:-25}
-  if [[ -s $file ]]; then
-    printf '       --- last lines of %s:\n' "$file" >&2
-    tail -n "$n" "$file" | sed 's/^/       | /' >&2
-  fi
-}
-
-# Absolute paths, so that nothing depends on the current directory.
-abs() {
-  case $1 in
-    /*) printf '%s\n' "$1" ;;
-    */*) printf '%s/%s\n' "$(pwd)" "$1" ;;
-    *) command -v "$1" || printf '%s\n' "$1" ;;
-  esac
-}
-TAPEDECK_BIN="$(abs "$TAPEDECK_BIN")"
-UPSTREAM_BIN="$(abs "$UPSTREAM_BIN")"
-PYTHON="$(abs "$PYTHON")"
+NAME=faults
+TIMEOUT="${FAULTS_TIMEOUT:-60}"
+KEEP="${FAULTS_KEEP:-0}"
+# shellcheck source=examples/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "preflight"
-[[ -x $TAPEDECK_BIN ]] || fail "no tapedeck binary at $TAPEDECK_BIN" \
-  "build it: cargo build --release --bin tapedeck --example upstream (or set TAPEDECK_BIN)"
-[[ -x $UPSTREAM_BIN ]] || fail "no upstream binary at $UPSTREAM_BIN" \
-  "build it: cargo build --release --bin tapedeck --example upstream (or set UPSTREAM_BIN)"
+preflight_binaries
 "$PYTHON" -c 'import openai, httpx' 2>/dev/null \
   || fail "$PYTHON cannot import openai and httpx" \
     "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
-command -v curl >/dev/null || fail "curl is not installed"
 ok "tapedeck $TAPEDECK_BIN, upstream $UPSTREAM_BIN, python $PYTHON"
 
-# ---------------------------------------------------------------------------------------
-# Work dir and clean-up: every background process is killed, the work dir removed.
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tapedeck-faults.XXXXXX")"
-BG_PIDS=()
-cleanup() {
-  local status=$?
-  local pid
-  for pid in "${BG_PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ ${FAULTS_KEEP:-0} == 1 ]]; then
-    printf 'faults: work dir kept: %s\n' "$WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-STORE="$WORK/store"
-CERTS="$WORK/certs"
-TAPES="$WORK/tapes"
-OUT="$WORK/out"
-mkdir -p "$TAPES" "$OUT"
-UP_CA="$WORK/upstream-ca.pem"
-
-# The environment of every run: no proxy or trust variable from outside (tapedeck sets
-# its own under `-- CMD`), the store and certs of this run only, no SDK retries (so the
-# traffic is the same every run).
-unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy NO_PROXY no_proxy \
-  SSL_CERT_FILE SSL_CERT_DIR REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS \
-  AWS_CA_BUNDLE NODE_USE_ENV_PROXY CURL_FLAGS TAPEDECK_LISTEN
-export TAPEDECK_STORE="$STORE" TAPEDECK_CERTS="$CERTS"
+# No SDK retries, so the traffic is the same every run.
 export OPENAI_API_KEY="sk-faults-not-a-real-key" OPENAI_MAX_RETRIES=0
-export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NO_COLOR=1
-cd "$ROOT"
 
-# run LABEL CMD...: runs CMD (with a time limit), stdout to $OUT/LABEL.out, stderr to
-# $OUT/LABEL.err, exit status to $RC.
-RC=0
-run() {
-  local label=$1
-  shift
-  set +e
-  timeout --foreground -k 10 "$FAULTS_TIMEOUT" "$@" >"$OUT/$label.out" 2>"$OUT/$label.err" </dev/null
-  RC=$?
-  set -e
-  if [[ $RC == 124 || $RC == 137 ]]; then
-    show_tail "$OUT/$label.err"
-    fail "$label: timed out after ${FAULTS_TIMEOUT}s: $*"
-  fi
-}
-expect_status() {
-  local label=$1 want=$2 what=$3
-  if [[ $RC != "$want" ]]; then
-    show_tail "$OUT/$label.out"
-    show_tail "$OUT/$label.err" 40
-    fail "$what: exit status $RC, expected $want"
-  fi
-}
 # show_session SESSION: `tapedeck show` of it and its `analyze --json`, for a failure report.
 show_session() {
   local s=$1
@@ -162,21 +56,7 @@ show_session() {
 
 # ---------------------------------------------------------------------------------------
 step "1. start the upstream fixture over TLS on a free port"
-"$UPSTREAM_BIN" --tls --port 0 --ca-out "$UP_CA" >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
-UP_PID=$!
-BG_PIDS+=("$UP_PID")
-BASE=""
-for _ in $(seq 300); do
-  if BASE="$(sed -n 's/^listening on //p' "$WORK/upstream.out" | head -n 1)" && [[ -n $BASE ]]; then
-    break
-  fi
-  kill -0 "$UP_PID" 2>/dev/null || { show_tail "$WORK/upstream.err"; fail "the upstream exited before listening"; }
-  sleep 0.1
-done
-[[ -n $BASE ]] || { show_tail "$WORK/upstream.err"; fail "the upstream printed no 'listening on' line in 30s"; }
-[[ -s $UP_CA ]] || fail "the upstream wrote no CA to $UP_CA"
-curl -sS --fail --max-time 10 --cacert "$UP_CA" "$BASE/weather?city=Paris" >"$OUT/upstream-probe.out" 2>"$OUT/upstream-probe.err" \
-  || { show_tail "$OUT/upstream-probe.err"; fail "the upstream at $BASE does not answer over TLS with its CA"; }
+start_upstream
 ok "upstream pid $UP_PID listening on $BASE, CA $UP_CA"
 
 export LLM_BASE_URL="$BASE/v1" TOOL_BASE_URL="$BASE"
