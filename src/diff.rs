@@ -10,10 +10,9 @@ use similar::{capture_diff_slices, Algorithm, DiffOp};
 
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::jsondiff::{self, Change};
-use crate::exchange::{header, Event, Kind};
+use crate::exchange::{Event, Kind};
 use crate::recording::Recording;
 use crate::rules::Rules;
-use crate::store::keep_limit;
 
 #[derive(Serialize, Debug, Clone)]
 pub struct Divergence {
@@ -46,20 +45,11 @@ pub struct DiffReport {
 }
 
 fn key_of(rec: &Recording, ev: &Event, rules: &Rules) -> String {
-    let body = rec.body(&ev.request.body).unwrap_or_default();
-    let kb = if body.len() > keep_limit(header(&ev.request.headers, "content-type")) {
-        KeyBody::Large(&ev.request.body.b3)
-    } else {
-        KeyBody::Whole(&body)
-    };
-    identify(
-        &ev.request.method,
-        &ev.request.url,
-        &ev.request.headers,
-        kb,
-        rules,
-    )
-    .1
+    rec.identify(ev, rules).map(|(_, k)| k).unwrap_or_else(|_| {
+        // A body that cannot be read keys as an empty one.
+        let r = &ev.request;
+        identify(&r.method, &r.url, &r.headers, KeyBody::Whole(b""), rules).1
+    })
 }
 
 fn request_diff(a: &Recording, ea: &Event, b: &Recording, eb: &Event) -> Vec<Change> {

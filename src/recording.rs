@@ -82,6 +82,35 @@ impl Recording {
         }
     }
 
+    /// Kind and key of a stored event under `rules` (which may differ from the rules it was
+    /// recorded under). Large bodies match by their blake3 and are not read.
+    pub fn identify(
+        &self,
+        ev: &Event,
+        rules: &crate::rules::Rules,
+    ) -> Result<(crate::exchange::Kind, String), StoreError> {
+        use crate::exchange::canonical::{identify, KeyBody};
+        let ct = crate::exchange::header(&ev.request.headers, "content-type");
+        let r = &ev.request;
+        if r.body.len as usize > crate::store::keep_limit(ct) {
+            return Ok(identify(
+                &r.method,
+                &r.url,
+                &r.headers,
+                KeyBody::Large(&r.body.b3),
+                rules,
+            ));
+        }
+        let body = self.body(&r.body)?;
+        Ok(identify(
+            &r.method,
+            &r.url,
+            &r.headers,
+            KeyBody::Whole(&body),
+            rules,
+        ))
+    }
+
     /// The parts of a large body kept in the store, to read one at a time; `None` when
     /// the body is whole (or the recording is in memory).
     pub fn body_parts(&self, r: &BodyRef) -> Option<Vec<String>> {

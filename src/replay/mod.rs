@@ -120,20 +120,7 @@ impl Replayer {
             let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
                 (ev.kind, ev.key.clone())
             } else {
-                let body = rec.body(&ev.request.body)?;
-                let ct = header(&ev.request.headers, "content-type");
-                let kb = if body.len() > keep_limit(ct) {
-                    KeyBody::Large(&ev.request.body.b3)
-                } else {
-                    KeyBody::Whole(&body)
-                };
-                identify(
-                    &ev.request.method,
-                    &ev.request.url,
-                    &ev.request.headers,
-                    kb,
-                    &rules,
-                )
+                rec.identify(ev, &rules)?
             };
             slots.push(Slot {
                 step: ev.step,
