@@ -361,6 +361,15 @@ impl Rules {
         Rules::from_parts(file, args)
     }
 
+    /// The rules of `tapedeck.toml` in the working directory, with no command-line
+    /// additions: what every read command (show, analyze, diff, ...) works under.
+    pub fn from_working_dir() -> Result<Rules, RulesError> {
+        Rules::load(
+            &std::env::current_dir().unwrap_or_default(),
+            &RuleArgs::default(),
+        )
+    }
+
     /// Parses rules from TOML text (tests and `gen-test` cases).
     pub fn from_toml(text: &str, args: &RuleArgs) -> Result<Rules, RulesError> {
         let file = toml::from_str::<FileRules>(text).map_err(|e| RulesError::Parse {

@@ -60,10 +60,7 @@ pub async fn run(session: &str, store: &Path, json: bool, fail_on: Option<&str>)
         })
         .transpose()?;
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let findings = analyze(&rec, &rules);
     if json {
         println!(

@@ -65,10 +65,7 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
     } else {
         sessions.to_vec()
     };
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for name in &names {
         let rec = loader.load(name).await?;

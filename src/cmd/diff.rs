@@ -11,10 +11,7 @@ pub async fn run(a: &str, b: &str, store: &Path, json: bool) -> CmdResult {
     let mut loader = recording::Loader::new(store);
     let ra = loader.load(a).await?;
     let rb = loader.load(b).await?;
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let report = diff(&ra, &rb, &rules);
     if json {
         println!(

@@ -19,10 +19,7 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
         )));
     }
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let findings = analyze(&rec, &rules);
     std::fs::create_dir_all(dir)
         .map_err(|e| msg(format!("cannot create {}: {e}", dir.display())))?;

@@ -16,10 +16,7 @@ pub async fn run(
     include_content: bool,
 ) -> CmdResult {
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let bar = super::export::progress_bar(rec.events.len() as u64, "building spans");
     let trace = build(&rec, &rules, &TraceOptions { include_content });
     bar.finish_and_clear();

@@ -34,10 +34,7 @@ impl Paint {
 
 pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> CmdResult {
     let rec = recording::load(session, store).await?;
-    let rules = Rules::load(
-        &std::env::current_dir().unwrap_or_default(),
-        &Default::default(),
-    )?;
+    let rules = Rules::from_working_dir()?;
     let trace = build(&rec, &rules, &TraceOptions::default());
     if json {
         println!(
