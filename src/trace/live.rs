@@ -18,7 +18,8 @@ use super::otlp::Pusher;
 use super::pb::{self, SpanWriter, Val};
 use super::spans::{
     agent_root, answers, argument_needles, error_of, http_attrs, llm_span_attrs, match_score,
-    span_id, tool_call_span, trace_id, AttrValue, Parsed, Role, Span, SpanKind, TraceOptions,
+    new_span, span_id, tool_call_span, trace_id, AttrValue, Parsed, Role, Span, SpanKind,
+    TraceOptions,
 };
 use crate::exchange::{Event, Kind};
 use crate::record::EventSink;
@@ -78,37 +79,6 @@ struct SessionLive {
     input_tokens: u64,
     output_tokens: u64,
     pending: Vec<PendingTool>,
-}
-
-// One argument per field of the span it builds.
-#[allow(clippy::too_many_arguments)]
-fn span(
-    session: &str,
-    role: Role,
-    id_role: &str,
-    step: u64,
-    index: usize,
-    name: String,
-    kind: SpanKind,
-    start: u64,
-    end: u64,
-    attributes: Vec<(String, AttrValue)>,
-) -> Span {
-    Span {
-        span_id: span_id(session, id_role, step, index),
-        parent: None,
-        name,
-        kind,
-        role,
-        step: Some(step),
-        start_ns: start,
-        end_ns: end.max(start),
-        attributes,
-        error: None,
-        events: Vec::new(),
-        children: Vec::new(),
-        flag: None,
-    }
 }
 
 fn tool_span(
@@ -188,11 +158,11 @@ impl LiveExporter {
                     st.input_tokens,
                     st.output_tokens,
                 );
-                let mut root = span(
+                let root = new_span(
                     session,
                     Role::Agent,
                     "root",
-                    0,
+                    None,
                     0,
                     name,
                     SpanKind::Internal,
@@ -200,7 +170,6 @@ impl LiveExporter {
                     st.last_end,
                     a,
                 );
-                root.step = None;
                 buf.push(encode(session, (root, None)));
             }
             flush(&pusher, &mut out, &ex, &fa).await;
@@ -355,11 +324,11 @@ fn on_event(
             }
             None => ("chat".to_string(), http_attrs(ev)),
         };
-        let mut sp = span(
+        let mut sp = new_span(
             session,
             Role::Llm,
             "llm",
-            ev.step,
+            Some(ev.step),
             0,
             name,
             SpanKind::Client,

@@ -453,6 +453,38 @@ pub(crate) fn match_score(needles: &[String], p: &Parsed) -> usize {
         .count()
 }
 
+/// A span with no parent, children, events or error yet; its id comes from the session,
+/// the role, the step and the index, so the same exchange always gets the same id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_span(
+    session: &str,
+    role: Role,
+    id_role: &str,
+    step: Option<u64>,
+    index: usize,
+    name: String,
+    kind: SpanKind,
+    start_ns: u64,
+    end_ns: u64,
+    attributes: Vec<(String, AttrValue)>,
+) -> Span {
+    Span {
+        span_id: span_id(session, id_role, step.unwrap_or(0), index),
+        parent: None,
+        name,
+        kind,
+        role,
+        step,
+        start_ns,
+        end_ns: end_ns.max(start_ns),
+        attributes,
+        error: None,
+        events: Vec::new(),
+        children: Vec::new(),
+        flag: None,
+    }
+}
+
 /// Whether a tool result answers a tool call: by id when both have one, else by name.
 pub(crate) fn answers(r: &ToolResult, tc: &ToolCall) -> bool {
     match (&r.id, &tc.id) {
@@ -490,21 +522,19 @@ pub(crate) fn tool_call_span(
             s(tc.arguments.to_string()),
         ));
     }
-    let mut sp = Span {
-        span_id: span_id(session, "tool", llm_step, index),
-        parent: None,
-        name: format!("execute_tool {}", tc.name),
-        kind: SpanKind::Internal,
-        role: Role::Tool,
-        step: Some(llm_step),
-        start_ns: start,
-        end_ns: end.max(start),
-        attributes: a,
-        error: None,
-        events: Vec::new(),
-        children: Vec::new(),
-        flag: None,
-    };
+    let name = format!("execute_tool {}", tc.name);
+    let mut sp = new_span(
+        session,
+        Role::Tool,
+        "tool",
+        Some(llm_step),
+        index,
+        name,
+        SpanKind::Internal,
+        start,
+        end,
+        a,
+    );
     match result {
         Some((r, step)) => {
             let mut ea = vec![
@@ -601,21 +631,18 @@ impl Builder<'_> {
         end_ns: u64,
         attributes: Vec<(String, AttrValue)>,
     ) -> usize {
-        let span = Span {
-            span_id: span_id(self.session, id_role, step.unwrap_or(0), index),
-            parent: None,
+        let span = new_span(
+            self.session,
+            role,
+            id_role,
+            step,
+            index,
             name,
             kind,
-            role,
-            step,
             start_ns,
-            end_ns: end_ns.max(start_ns),
+            end_ns,
             attributes,
-            error: None,
-            events: Vec::new(),
-            children: Vec::new(),
-            flag: None,
-        };
+        );
         self.attach(parent, span)
     }
 
