@@ -9,8 +9,7 @@
 //!
 //! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy).
 
-#[path = "../tests/support/upstream.rs"]
-mod upstream;
+mod baseline;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -19,10 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use baseline::loadgen::{self, Load, Target};
+use baseline::upstream::FastUpstream;
 use tapedeck::exchange::canonical::{identify, KeyBody};
 use tapedeck::exchange::{BodyRef, Event, RequestRecord, ResponseRecord, Timing};
 use tapedeck::rules::Rules;
-use upstream::Upstream;
 
 const TAPEDECK: &str = env!("CARGO_BIN_EXE_tapedeck");
 
@@ -68,10 +68,6 @@ impl Proxy {
         }
     }
 
-    fn peak_rss_mb(&self) -> f64 {
-        proc_kb(self.child.id(), "VmHWM") / 1024.0
-    }
-
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -103,97 +99,25 @@ fn cpu_us(pid: u32) -> f64 {
     ticks * 1e6 / 100.0
 }
 
-fn client(proxy: Option<SocketAddr>, ca_pem: &[u8]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(64)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("pem"))
-        .timeout(Duration::from_secs(120));
-    b = match proxy {
-        Some(a) => b.proxy(reqwest::Proxy::all(format!("http://{a}")).expect("proxy")),
-        None => b.no_proxy(),
-    };
-    b.build().expect("client")
+const C1: usize = 3000;
+const C32: usize = 40000;
+const MITM_C1: usize = 150;
+const MITM_C32: usize = 600;
+const BIG: usize = 5 << 20;
+const BIG_N: usize = 20;
+
+struct Row {
+    name: &'static str,
+    /// Proxy CPU per exchange (µs), median over the rounds, when the proxy is tapedeck.
+    cpu_us: Option<f64>,
+    c1: Load,
+    c32: Load,
+    big: Load,
+    sse_ms: f64,
+    rss: Vec<(usize, f64)>,
 }
 
-#[derive(Clone, Copy, Default)]
-struct Load {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-/// `total` GETs of `urls(i)` with `conc` workers; latency of each.
-async fn load(
-    c: &reqwest::Client,
-    conc: usize,
-    total: usize,
-    url: impl Fn(usize) -> String,
-) -> Load {
-    let urls: Vec<String> = (0..total).map(&url).collect();
-    let urls = std::sync::Arc::new(urls);
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conc {
-        let (c, urls, next) = (c.clone(), urls.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0;
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= urls.len() {
-                    break;
-                }
-                let t = Instant::now();
-                match c.get(&urls[i]).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                    }
-                    _ => errors += 1,
-                }
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::with_capacity(total);
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.expect("worker");
-        all.extend(l);
-        errors += e;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Load {
-        rps: total as f64 / secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
-}
-
-/// Three runs of [`load`]; the median one by requests/s (this machine is noisy).
-async fn load3(
-    c: &reqwest::Client,
-    conc: usize,
-    total: usize,
-    url: impl Fn(usize) -> String + Copy,
-) -> Load {
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        runs.push(load(c, conc, total, url).await);
-    }
-    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    let mut mid = runs[1];
-    mid.errors = runs.iter().map(|r| r.errors).sum();
-    mid
-}
-
-/// The median run by requests/s.
+/// The median by requests/s; errors are summed over all runs.
 fn median(mut runs: Vec<Load>) -> Load {
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let errors = runs.iter().map(|r| r.errors).sum();
@@ -207,33 +131,65 @@ fn median_f(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median time to the first SSE chunk.
-async fn first_sse_ms(c: &reqwest::Client, url: &str, n: usize) -> f64 {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        let mut r = c.get(url).send().await.expect("sse");
-        let _ = r.chunk().await;
-        v.push(t.elapsed().as_secs_f64() * 1000.0);
-        while let Ok(Some(_)) = r.chunk().await {}
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+fn rounds() -> usize {
+    std::env::var("TAPEDECK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
 }
 
-const C1: usize = 1500;
-const C32: usize = 16000;
-const MITM_C1: usize = 150;
-const MITM_C32: usize = 600;
+/// The load of one target: c=1, c=32 and 5 MB bodies, each `rounds()` times; the proxy
+/// process's CPU per exchange over the c=32 runs.
+struct Measured {
+    c1: Vec<Load>,
+    c32: Vec<Load>,
+    big: Vec<Load>,
+    cpu: Vec<f64>,
+}
 
-struct Row {
-    name: &'static str,
-    /// Proxy CPU per request at c=32 (µs), when the proxy is a tapedeck process.
-    cpu_us: Option<f64>,
-    c1: Load,
-    c32: Load,
-    sse_ms: f64,
-    rss: Vec<(usize, f64)>,
+fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
+    m.c1.push(loadgen::run(t, 1, C1, |_| "/json".into()));
+    let c0 = pid.map(cpu_us);
+    m.c32.push(loadgen::run(t, 32, C32, |_| "/json".into()));
+    if let (Some(pid), Some(c0)) = (pid, c0) {
+        m.cpu.push((cpu_us(pid) - c0) / C32 as f64);
+    }
+    m.big
+        .push(loadgen::run(t, 1, BIG_N, |_| format!("/big?bytes={BIG}")));
+}
+
+impl Measured {
+    fn new() -> Measured {
+        Measured {
+            c1: vec![],
+            c32: vec![],
+            big: vec![],
+            cpu: vec![],
+        }
+    }
+    fn row(self, name: &'static str, sse_ms: f64, rss: Vec<(usize, f64)>) -> Row {
+        let cpu_us = (!self.cpu.is_empty()).then(|| median_f(self.cpu));
+        Row {
+            name,
+            cpu_us,
+            c1: median(self.c1),
+            c32: median(self.c32),
+            big: median(self.big),
+            sse_ms,
+            rss,
+        }
+    }
+}
+
+fn rss_after_bodies(t: &Target, pid: u32) -> Vec<(usize, f64)> {
+    [1usize, 5, 20]
+        .into_iter()
+        .map(|mb| {
+            loadgen::run(t, 4, 12, move |_| format!("/big?bytes={}", mb << 20));
+            (mb, proc_kb(pid, "VmHWM") / 1024.0)
+        })
+        .collect()
 }
 
 fn mitmdump() -> Option<PathBuf> {
@@ -412,6 +368,7 @@ async fn otlp_sink() -> SocketAddr {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
@@ -419,116 +376,78 @@ fn main() {
 }
 
 async fn run() {
-    let up = Upstream::start(true).await;
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path();
+    let up = FastUpstream::start(w);
     let up_ca = up.ca_path.to_str().expect("path").to_string();
     let store = w.join("store");
     let certs = w.join("certs");
     let (store_s, certs_s) = (store.display().to_string(), certs.display().to_string());
-    let json = |_: usize| up.url("/json");
-    let sse = up.url("/sse?n=3&gap_ms=50");
+    let sse = "/sse?n=3&gap_ms=50";
+    let n_rounds = rounds();
     let mut rows = Vec::new();
 
-    eprintln!("bench: direct");
-    let direct = client(None, up.ca_pem.as_bytes());
-    load(&direct, 8, 300, json).await; // warm up
-    let d1 = load3(&direct, 1, C1, json).await;
-    let d32 = load3(&direct, 32, C32, json).await;
-    let dsse = first_sse_ms(&direct, &sse, 30).await;
-    rows.push(Row {
-        name: "direct",
-        cpu_us: None,
-        c1: d1,
-        c32: d32,
-        sse_ms: dsse,
-        rss: vec![],
-    });
+    eprintln!("bench: direct (fast baseline upstream and load generator)");
+    let direct = Target::new(up.addr, None, &[up.ca_pem.as_bytes()]);
+    loadgen::run(&direct, 8, 2000, |_| "/json".into()); // warm up
+    let mut dm = Measured::new();
+    for _ in 0..n_rounds {
+        measure_round(&direct, None, &mut dm);
+    }
+    let dsse = loadgen::first_frame_ms(&direct, sse, 30);
+    rows.push(dm.row("direct", dsse, vec![]));
 
-    eprintln!("bench: tapedeck record, with and without --otlp-endpoint, runs interleaved");
+    eprintln!("bench: tapedeck record, with and without --otlp-endpoint, rounds interleaved");
     // Both recorders run side by side and take turns, so drift on this shared machine
     // hits both alike: the live-export cost is the difference between them.
     let collector = otlp_sink().await;
     let store2 = w.join("store-otlp").display().to_string();
     let endpoint = format!("http://{collector}");
-    let rec = Proxy::start(
-        &[
+    let record_args = |session: &'static str, store: &str| -> Vec<String> {
+        [
             "record",
             "--session",
-            "bench",
+            session,
             "--store",
-            &store_s,
+            store,
             "--certs",
             &certs_s,
             "--upstream-ca",
             &up_ca,
-        ],
-        w,
-    );
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args: Vec<String> = record_args("bench", &store_s);
+    let rec = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
     let ca = std::fs::read(certs.join("ca.pem")).expect("ca");
-    let recotlp = Proxy::start(
-        &[
-            "record",
-            "--session",
-            "bench-otlp",
-            "--store",
-            &store2,
-            "--certs",
-            &certs_s,
-            "--upstream-ca",
-            &up_ca,
-            "--otlp-endpoint",
-            &endpoint,
-        ],
-        w,
-    );
-    let via = client(Some(rec.addr), &ca);
-    let via_otlp = client(Some(recotlp.addr), &ca);
-    load(&via, 8, 300, json).await;
-    load(&via_otlp, 8, 300, json).await;
-    let (mut a1, mut a32, mut acpu, mut b1, mut b32, mut bcpu) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    // Four rounds, the order swapped each round: whichever goes second is measured on a
-    // warmer (or busier) machine, and swapping cancels that.
-    for round in 0..4 {
+    let mut args = record_args("bench-otlp", &store2);
+    args.extend(["--otlp-endpoint".to_string(), endpoint]);
+    let recotlp = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
+    let via = Target::new(up.addr, Some(rec.addr), &[&ca]);
+    let via_otlp = Target::new(up.addr, Some(recotlp.addr), &[&ca]);
+    loadgen::run(&via, 8, 2000, |_| "/json".into());
+    loadgen::run(&via_otlp, 8, 2000, |_| "/json".into());
+    let (mut rm, mut om) = (Measured::new(), Measured::new());
+    // The order is swapped each round: whichever goes second is measured on a warmer
+    // (or busier) machine, and swapping cancels that.
+    for round in 0..n_rounds.max(2) {
         for first in [round % 2 == 0, round % 2 == 1] {
-            let (c, p, l1, l32, cpu) = if first {
-                (&via, &rec, &mut a1, &mut a32, &mut acpu)
+            if first {
+                measure_round(&via, Some(rec.child.id()), &mut rm);
             } else {
-                (&via_otlp, &recotlp, &mut b1, &mut b32, &mut bcpu)
-            };
-            l1.push(load(c, 1, C1, json).await);
-            let c0 = cpu_us(p.child.id());
-            l32.push(load(c, 32, C32, json).await);
-            cpu.push((cpu_us(p.child.id()) - c0) / C32 as f64);
+                measure_round(&via_otlp, Some(recotlp.child.id()), &mut om);
+            }
         }
     }
-    let rsse = first_sse_ms(&via, &sse, 30).await;
-    let osse = first_sse_ms(&via_otlp, &sse, 30).await;
+    let rsse = loadgen::first_frame_ms(&via, sse, 30);
+    let osse = loadgen::first_frame_ms(&via_otlp, sse, 30);
     recotlp.stop();
-    let mut rss = Vec::new();
-    for mb in [1usize, 5, 20] {
-        let url = up.url(&format!("/big?bytes={}", mb << 20));
-        load(&via, 4, 12, |_| url.clone()).await;
-        rss.push((mb, rec.peak_rss_mb()));
-    }
+    let rss = rss_after_bodies(&via, rec.child.id());
     rec.stop();
-    rows.push(Row {
-        name: "tapedeck record",
-        cpu_us: Some(median_f(acpu)),
-        c1: median(a1),
-        c32: median(a32),
-        sse_ms: rsse,
-        rss,
-    });
-    rows.push(Row {
-        name: "tapedeck record + live OTLP",
-        cpu_us: Some(median_f(bcpu)),
-        c1: median(b1),
-        c32: median(b32),
-        sse_ms: osse,
-        rss: vec![],
-    });
+    rows.push(rm.row("tapedeck record", rsse, rss));
+    rows.push(om.row("tapedeck record + live OTLP", osse, vec![]));
 
     eprintln!("bench: tapedeck replay");
     let rep = Proxy::start(
@@ -543,61 +462,44 @@ async fn run() {
         ],
         w,
     );
-    let via = client(Some(rep.addr), &ca);
-    load(&via, 8, 300, json).await;
-    let p1 = load3(&via, 1, C1, json).await;
-    let cpu0 = cpu_us(rep.child.id());
-    let p32 = load3(&via, 32, C32, json).await;
-    let pcpu = (cpu_us(rep.child.id()) - cpu0) / (3 * C32) as f64;
-    let psse = first_sse_ms(&via, &sse, 30).await;
-    let mut rss = Vec::new();
-    for mb in [1usize, 5, 20] {
-        let url = up.url(&format!("/big?bytes={}", mb << 20));
-        load(&via, 4, 12, |_| url.clone()).await;
-        rss.push((mb, rep.peak_rss_mb()));
+    let via = Target::new(up.addr, Some(rep.addr), &[&ca]);
+    // The same warm-up as the recording had, so requests meet the events in the order
+    // they were recorded in.
+    loadgen::run(&via, 8, 2000, |_| "/json".into());
+    let mut pm = Measured::new();
+    for _ in 0..n_rounds {
+        measure_round(&via, Some(rep.child.id()), &mut pm);
     }
+    let psse = loadgen::first_frame_ms(&via, sse, 30);
+    let rss = rss_after_bodies(&via, rep.child.id());
     rep.stop();
-    rows.push(Row {
-        name: "tapedeck replay",
-        cpu_us: Some(pcpu),
-        c1: p1,
-        c32: p32,
-        sse_ms: psse,
-        rss,
-    });
+    rows.push(pm.row("tapedeck replay", psse, rss));
 
     if let Some(bin) = mitmdump() {
         eprintln!("bench: mitmdump (recording to a flow file)");
         if let Some(m) = start_mitm(&bin, w, &up.ca_path) {
-            let via = client(Some(m.addr), &m.ca);
-            load(&via, 4, 40, json).await;
-            let m1 = load(&via, 1, MITM_C1, json).await;
-            let m32 = load(&via, 32, MITM_C32, json).await;
-            let msse = first_sse_ms(&via, &sse, 10).await;
-            let mut rss = Vec::new();
-            for mb in [1usize, 5, 20] {
-                let url = up.url(&format!("/big?bytes={}", mb << 20));
-                load(&via, 4, 8, |_| url.clone()).await;
-                rss.push((mb, proc_kb(m.child.id(), "VmHWM") / 1024.0));
-            }
+            let via = Target::new(up.addr, Some(m.addr), &[&m.ca]);
+            loadgen::run(&via, 4, 40, |_| "/json".into());
+            let mut mm = Measured::new();
+            mm.c1
+                .push(loadgen::run(&via, 1, MITM_C1, |_| "/json".into()));
+            mm.c32
+                .push(loadgen::run(&via, 32, MITM_C32, |_| "/json".into()));
+            mm.big
+                .push(loadgen::run(&via, 1, 4, |_| format!("/big?bytes={BIG}")));
+            let msse = loadgen::first_frame_ms(&via, sse, 10);
+            let rss = rss_after_bodies(&via, m.child.id());
             let mut child = m.child;
             let _ = child.kill();
             let _ = child.wait();
-            rows.push(Row {
-                name: "mitmdump -w",
-                cpu_us: None,
-                c1: m1,
-                c32: m32,
-                sse_ms: msse,
-                rss,
-            });
+            rows.push(mm.row("mitmdump -w", msse, rss));
         } else {
             eprintln!("bench: mitmdump did not start; skipping it");
         }
     }
 
-    eprintln!("bench: replay lookup cost and time to ready");
-    let base = up.base_url();
+    eprintln!("bench: replay lookup cost, time to ready and memory by session size");
+    let base = format!("https://localhost:{}", up.addr.port());
     let mut scale = Vec::new();
     for n in [100usize, 100_000] {
         let tape = w.join(format!("synthetic-{n}.jsonl"));
@@ -612,26 +514,30 @@ async fn run() {
             ],
             w,
         );
-        let via = client(Some(p.addr), &ca);
-        // The first 100 events in order, then (large session) 100 from its end region.
-        let l = load(&via, 1, 100, |i| format!("{base}/json?i={i}")).await;
-        scale.push((n, p.ready, l));
+        let rss_ready = proc_kb(p.child.id(), "VmRSS") / 1024.0;
+        let via = Target::new(up.addr, Some(p.addr), &[&ca]);
+        let l = loadgen::run(&via, 1, 100, |i| format!("/json?i={i}"));
+        scale.push((n, p.ready, rss_ready, l));
         p.stop();
     }
 
-    print_table(&rows, &scale);
+    print_table(&rows, &scale, n_rounds);
 }
 
-fn print_table(rows: &[Row], scale: &[(usize, Duration, Load)]) {
+fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: usize) {
     let direct = &rows[0];
     println!();
-    println!("tapedeck benchmark — 1 KB JSON over HTTPS (HTTP/1.1 client), {} cores shared by client, proxy and upstream", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "tapedeck benchmark — 1 KB JSON over HTTPS, keep-alive HTTP/1.1, fast baseline \
+         (minimal hyper upstream, minimal load generator), {} cores shared; medians of {n_rounds} rounds",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     println!();
-    println!("| target | c=1 req/s | c=1 p50 ms | c=1 p99 ms | c=32 req/s | c=32 p50 ms | c=32 p99 ms | × direct (c=32) | +p50 c=1 ms | SSE 1st event ms | proxy CPU µs/req | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| target | c=1 req/s | c=1 p50 ms | c=1 p99 ms | c=32 req/s | c=32 p50 ms | c=32 p99 ms | × direct (c=32) | +p50 c=1 ms | 5 MB MB/s | × direct (5 MB) | SSE 1st event ms | proxy CPU µs/exchange | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:+.3} | {:.2} | {} | {} |",
+            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:+.3} | {:.0} | {:.2} | {:.2} | {} | {} |",
             r.name,
             r.c1.rps,
             r.c1.p50_ms,
@@ -641,9 +547,11 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, Load)]) {
             r.c32.p99_ms,
             r.c32.rps / direct.c32.rps,
             r.c1.p50_ms - direct.c1.p50_ms,
+            r.big.mb_s,
+            r.big.mb_s / direct.big.mb_s,
             r.sse_ms,
-            r.cpu_us.map_or("-".to_string(), |c| format!("{c:.0}")),
-            r.c1.errors + r.c32.errors
+            r.cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
+            r.c1.errors + r.c32.errors + r.big.errors
         );
     }
     println!();
@@ -654,11 +562,13 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, Load)]) {
         println!("| {} | {} |", r.name, v.join(" | "));
     }
     println!();
-    println!("| replay session size | time to ready | per-request p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|");
-    for (n, ready, l) in scale {
+    println!(
+        "| replay session size | time to ready | RSS when ready | per-request p50 ms | p99 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for (n, ready, rss, l) in scale {
         println!(
-            "| {n} events | {:.0} ms | {:.3} | {:.3} |",
+            "| {n} events | {:.0} ms | {rss:.1} MB | {:.3} | {:.3} |",
             ready.as_secs_f64() * 1000.0,
             l.p50_ms,
             l.p99_ms
