@@ -91,8 +91,8 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
         },
     );
     let server = tokio::spawn(proxy.serve(listener, stop));
-    let bundle = ca.write_trust_bundle()?;
-    let env = crate::child::environment(&format!("http://{addr}"), &bundle);
+    let trust = crate::child::trust_for_command(&ca, &cwd)?;
+    let env = crate::child::environment(&format!("http://{addr}"), &trust);
     let cmd = vec!["sh".to_string(), "-c".to_string(), case.cmd.clone()];
     let (code, out, err) = crate::child::run_with(&cmd, &env, Some(&cwd), true).await?;
     trigger.fire();

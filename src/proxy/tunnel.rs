@@ -19,12 +19,37 @@ use super::{log_conn_error, ClientCtx, Handler, Proxy};
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What the CONNECT request said about its client, kept to name the client in a
+/// handshake warning.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ConnectSeen {
+    pub user_agent: Option<String>,
+    /// HTTP/1.0 with neither Host nor User-Agent: Python's http.client.
+    pub bare_http10: bool,
+}
+
+impl ConnectSeen {
+    pub fn of(req: &Request<Incoming>) -> ConnectSeen {
+        let h = req.headers();
+        ConnectSeen {
+            user_agent: h
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            bare_http10: req.version() == http::Version::HTTP_10
+                && !h.contains_key(http::header::HOST)
+                && !h.contains_key(http::header::USER_AGENT),
+        }
+    }
+}
+
 pub(super) async fn intercept<H: Handler, IO>(
     proxy: Arc<Proxy<H>>,
     mut io: IO,
     host: String,
     port: u16,
     ctx: ClientCtx,
+    seen: ConnectSeen,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -52,7 +77,7 @@ pub(super) async fn intercept<H: Handler, IO>(
         inner: io,
     };
     if io.prefix[0] == 0x16 {
-        serve_tls(proxy, io, host, port, ctx).await;
+        serve_tls(proxy, io, host, port, ctx, seen).await;
     } else if looks_like_http(&io.prefix) {
         let authority = default_authority("http", &host, port);
         serve_http(proxy, io, "http", authority, ctx, false).await;
@@ -72,31 +97,47 @@ async fn serve_tls<H: Handler, IO>(
     host: String,
     port: u16,
     ctx: ClientCtx,
+    seen: ConnectSeen,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut sni = None;
     let handshake = async {
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = acceptor.await?;
-        let name = start
-            .client_hello()
-            .server_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| host.clone());
+        sni = start.client_hello().server_name().map(str::to_string);
+        let name = sni.clone().unwrap_or_else(|| host.clone());
         let cfg = proxy
             .ca
             .server_config(&name)
             .map_err(|e| io::Error::other(e.to_string()))?;
         start.into_stream(cfg).await
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+    let tls = match outcome {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::warn!(
-                "TLS handshake with {} for {host}:{port} failed: {e} (does the client trust tapedeck's CA? see `tapedeck ca`)",
-                ctx.peer
+            let bundle = crate::trust::plain_path(proxy.ca.dir());
+            let advice = crate::trust::clients::advice(
+                &crate::trust::clients::Seen {
+                    sni: sni.as_deref(),
+                    connect_user_agent: seen.user_agent.as_deref(),
+                    bare_http10_connect: seen.bare_http10,
+                },
+                &bundle.display().to_string(),
             );
+            if rejected_certificate(&e) {
+                tracing::warn!(
+                    "the client at {} rejected tapedeck's certificate for {host}:{port} ({e}): {advice}",
+                    ctx.peer
+                );
+            } else {
+                tracing::warn!(
+                    "TLS handshake with {} for {host}:{port} failed: {e} ({advice})",
+                    ctx.peer
+                );
+            }
             return;
         }
         Err(_) => {
@@ -110,6 +151,28 @@ async fn serve_tls<H: Handler, IO>(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let authority = default_authority("https", &host, port);
     serve_http(proxy, tls, "https", authority, ctx, h2).await;
+}
+
+/// Whether the client ended the handshake with an alert that says it does not trust
+/// the certificate it was shown.
+fn rejected_certificate(e: &io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    let Some(rustls::Error::AlertReceived(alert)) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return false;
+    };
+    matches!(
+        alert,
+        A::UnknownCA
+            | A::BadCertificate
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::CertificateExpired
+            | A::DecryptError
+            | A::AccessDenied
+    )
 }
 
 async fn serve_http<H: Handler, IO>(
