@@ -48,8 +48,8 @@ const NODE: Client = Client {
     vars: &["NODE_EXTRA_CA_CERTS"],
 };
 const PYTHON: Client = Client {
-    name: "Python",
-    vars: &["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"],
+    name: "Python (urllib, requests, pip)",
+    vars: &["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"],
 };
 const DENO: Client = Client {
     name: "Deno",
@@ -128,19 +128,19 @@ pub fn guess(seen: &Seen) -> Option<Client> {
     }
 }
 
-/// One sentence for the handshake warning: the variable for the guessed client, else
-/// the general advice.
+/// The advice for a client that does not trust tapedeck's CA: the variable of the
+/// guessed client, else the general list.
 pub fn advice(seen: &Seen, bundle: &str) -> String {
     match guess(seen) {
         Some(c) => format!(
-            "if this is {}, point {} at {bundle} (`-- CMD` sets it; for a daemon, `eval \"$(tapedeck env)\"` sets it and the other CA variables)",
+            "this looks like {}, which reads {}: point it at {bundle} (`-- CMD` does; for a daemon, `eval \"$(tapedeck env)\"`)",
             c.name,
             c.vars.join(" or ")
         ),
         None => format!(
-            "does the client trust tapedeck's CA? point its CA setting (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, \
-             NODE_EXTRA_CA_CERTS, NPM_CONFIG_CAFILE, PIP_CERT, GIT_SSL_CAINFO, CURL_CA_BUNDLE, ...) at {bundle}; \
-             `-- CMD` sets them all, and `eval \"$(tapedeck env)\"` does for a daemon"
+            "point its CA setting (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS, NPM_CONFIG_CAFILE, \
+             PIP_CERT, GIT_SSL_CAINFO, CURL_CA_BUNDLE, ...) at {bundle} (`-- CMD` sets them all; for a daemon, \
+             `eval \"$(tapedeck env)\"`)"
         ),
     }
 }
