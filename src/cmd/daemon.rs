@@ -55,6 +55,10 @@ pub async fn serve<H: Handler>(
             mode: opts.mode.to_string(),
         });
     }
+    if opts.cmd.is_empty() {
+        // The handshake warning and `tapedeck env` point a daemon's clients at it.
+        crate::trust::TrustBundle::plain(&ca)?;
+    }
     banner(addr);
     let (trigger, stop) = shutdown::channel();
     let proxy = Proxy::new(handler, ca.clone(), opts.proxy.clone());
