@@ -9,6 +9,7 @@
 //! certificates would break their corporate proxy or registry.
 
 pub mod clients;
+pub mod configs;
 pub mod sources;
 
 use std::collections::HashSet;

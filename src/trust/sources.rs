@@ -1,5 +1,6 @@
 //! Where a user may already have pointed a client at CA certificates of their own (a
-//! corporate CA): the trust variables in the environment, and npm's config files.
+//! corporate CA): the trust variables in the environment, npm's config files, and
+//! (in [`super::configs`]) pip's, git's and cargo's.
 //!
 //! The variables tapedeck hands a command override all of these (npm reads
 //! `NPM_CONFIG_CAFILE` from the environment before any `.npmrc`, and its `cafile`
@@ -69,6 +70,9 @@ pub fn find(env: &Env, ca_vars: &[&str], cwd: &Path) -> Vec<Source> {
             out.extend(npmrc_sources(&text, &rc, env));
         }
     }
+    out.extend(super::configs::pip(env));
+    out.extend(super::configs::git(env, cwd));
+    out.extend(super::configs::cargo(env, cwd));
     out
 }
 
@@ -260,7 +264,12 @@ mod tests {
             &["SSL_CERT_FILE", "CURL_CA_BUNDLE", "NPM_CONFIG_CAFILE"],
             dir.path(),
         );
-        let origins: Vec<&str> = found.iter().map(|s| s.origin.as_str()).collect();
+        // The machine's own pip.conf or git config may name a bundle too.
+        let origins: Vec<&str> = found
+            .iter()
+            .map(|s| s.origin.as_str())
+            .filter(|o| !o.contains(' '))
+            .collect();
         assert_eq!(
             origins,
             ["CURL_CA_BUNDLE", "NPM_CONFIG_CAFILE", "npm_config_cafile"]
@@ -274,7 +283,10 @@ mod tests {
         std::fs::write(dir.path().join(".npmrc"), "cafile=/corp.pem\n").unwrap();
         let sub = dir.path().join("src/deep");
         std::fs::create_dir_all(&sub).unwrap();
-        let found = find(&env(&[]), &[], &sub);
+        let found: Vec<Source> = find(&env(&[]), &[], &sub)
+            .into_iter()
+            .filter(|s| s.origin.starts_with("cafile in"))
+            .collect();
         assert_eq!(found.len(), 1);
         assert_eq!(
             found[0].certs,
