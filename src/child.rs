@@ -24,6 +24,7 @@ const PROXY_VARS: &[&str] = &[
     "https_proxy",
     "all_proxy",
 ];
+
 /// The proxy and trust variables a client of the proxy at `proxy_url` needs, in the
 /// order they are printed by `tapedeck env`.
 pub fn exports(proxy_url: &str, trust: &TrustBundle) -> Vec<(String, String)> {
