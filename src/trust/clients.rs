@@ -88,7 +88,9 @@ const BY_AGENT: &[(&str, Client)] = &[
     ("python/", PYTHON),
 ];
 
-/// Host suffixes (lower case) that one client mostly talks to.
+/// Hosts (lower case) that one client mostly talks to; a leading `.` matches the domain
+/// and its subdomains (index.crates.io), otherwise the name alone (api.github.com is an
+/// API client's, not git's).
 const BY_HOST: &[(&str, Client)] = &[
     ("registry.npmjs.org", NPM),
     ("registry.yarnpkg.com", NPM),
@@ -99,10 +101,10 @@ const BY_HOST: &[(&str, Client)] = &[
     ("github.com", GIT),
     ("gitlab.com", GIT),
     ("bitbucket.org", GIT),
-    ("crates.io", CARGO),
-    ("deno.land", DENO),
-    ("jsr.io", DENO),
-    ("amazonaws.com", AWS),
+    (".crates.io", CARGO),
+    (".deno.land", DENO),
+    (".jsr.io", DENO),
+    (".amazonaws.com", AWS),
 ];
 
 /// The client most likely behind a failed handshake, if anything points at one.
@@ -117,7 +119,10 @@ pub fn guess(seen: &Seen) -> Option<Client> {
         let sni = sni.trim_end_matches('.').to_ascii_lowercase();
         BY_HOST
             .iter()
-            .find(|(h, _)| sni == *h || sni.ends_with(&format!(".{h}")))
+            .find(|(h, _)| match h.strip_prefix('.') {
+                Some(domain) => sni == domain || sni.ends_with(h),
+                None => sni == *h,
+            })
             .map(|(_, c)| *c)
     });
     match by_host {
@@ -190,6 +195,11 @@ mod tests {
             Some("AWS_CA_BUNDLE")
         );
         assert_eq!(guess_of(Some("notgithub.com"), None, false), None);
+        assert_eq!(guess_of(Some("api.github.com"), None, false), None);
+        assert_eq!(
+            guess_of(Some("crates.io"), None, false),
+            Some("CARGO_HTTP_CAINFO")
+        );
     }
 
     #[test]
