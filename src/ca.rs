@@ -21,7 +21,6 @@ use thiserror::Error;
 
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
-pub const TRUST_BUNDLE_FILE: &str = "trust-bundle.pem";
 const LEAF_CACHE: usize = 1024;
 
 #[derive(Debug, Error)]
@@ -136,6 +135,11 @@ impl Ca {
         ))
     }
 
+    /// The certificate directory (as given; may be relative).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join(CA_CERT_FILE)
     }
@@ -202,55 +206,6 @@ impl Ca {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
-
-    /// Writes the system roots plus this CA to one PEM file and returns its path, so a
-    /// child process trusts tapedeck without losing the hosts that pass through.
-    pub fn write_trust_bundle(&self) -> Result<PathBuf, CaError> {
-        let path = self.dir.join(TRUST_BUNDLE_FILE);
-        let mut out = String::new();
-        out.push_str(&system_roots_pem());
-        if !out.ends_with('\n') && !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str("# tapedeck CA\n");
-        out.push_str(&self.cert_pem());
-        std::fs::write(&path, out).map_err(io_err(&path))?;
-        Ok(path)
-    }
-}
-
-/// The system's trusted roots as PEM: a known bundle file, else rustls-native-certs.
-pub fn system_roots_pem() -> String {
-    for p in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-        "/usr/local/etc/openssl/cert.pem",
-    ] {
-        if let Ok(text) = std::fs::read_to_string(p) {
-            if text.contains("BEGIN CERTIFICATE") {
-                return text;
-            }
-        }
-    }
-    let mut out = String::new();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        out.push_str(&pem_encode("CERTIFICATE", cert.as_ref()));
-    }
-    out
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

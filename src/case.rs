@@ -3,6 +3,12 @@
 //! A case is a directory with a tape and a `case.toml`: the command to run, the tape it
 //! replays against, and what must hold (exit code, no misses, stdout contains / matches,
 //! failure signatures analyze must not report on what the agent was served).
+//!
+//! Green must mean the run happened: a command that dies before its first request
+//! makes no misses and shows no failure signature, so a case also requires the exit
+//! status (0 unless `exit_code` says otherwise), at least one recorded exchange served,
+//! and, for each signature it must not show, a run that got as far as the step where
+//! the incident showed it.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +36,7 @@ pub struct Case {
     /// Working directory for the command, relative to where `tapedeck test` runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// Replay order: kind (default), strict or any.
+    /// Replay order (see `tapedeck replay --order`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
     #[serde(default)]
@@ -40,16 +46,46 @@ pub struct Case {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The command's exit status; absent means 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default = "yes")]
     pub no_misses: bool,
+    /// Fail when recorded events were never served (they are reported either way: a
+    /// fixed agent may rightly skip a retry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_on_unused: bool,
     #[serde(default)]
     pub stdout_contains: Vec<String>,
     #[serde(default)]
     pub stdout_regex: Vec<String>,
     #[serde(default)]
-    pub analyze_must_not_report: Vec<String>,
+    pub analyze_must_not_report: Vec<MustNotReport>,
+}
+
+/// A failure signature the replayed run must not show: a detector name, or a detector
+/// and the step where the incident showed it (judged only on a run that got that far).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MustNotReport {
+    Detector(String),
+    At { detector: String, step: u64 },
+}
+
+impl MustNotReport {
+    pub fn detector(&self) -> &str {
+        match self {
+            MustNotReport::Detector(d) | MustNotReport::At { detector: d, .. } => d,
+        }
+    }
+
+    /// The step the run must reach for this to be judged.
+    pub fn step(&self) -> Option<u64> {
+        match self {
+            MustNotReport::Detector(_) => None,
+            MustNotReport::At { step, .. } => Some(*step),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -61,6 +97,7 @@ impl Default for Expect {
         Expect {
             exit_code: None,
             no_misses: true,
+            fail_on_unused: false,
             stdout_contains: Vec::new(),
             stdout_regex: Vec::new(),
             analyze_must_not_report: Vec::new(),
@@ -105,4 +142,44 @@ pub fn find(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_file_reads_both_forms_of_must_not_report_and_writes_them_back() {
+        let text = r#"
+name = "weather"
+cmd = "python3 agent.py"
+tape = "tape.jsonl"
+
+[expect]
+exit_code = 0
+fail_on_unused = true
+analyze_must_not_report = ["retry_loop", { detector = "tool_error_ignored", step = 2 }]
+"#;
+        let case: Case = toml::from_str(text).unwrap();
+        assert_eq!(
+            case.expect.analyze_must_not_report,
+            [
+                MustNotReport::Detector("retry_loop".into()),
+                MustNotReport::At {
+                    detector: "tool_error_ignored".into(),
+                    step: 2
+                }
+            ]
+        );
+        assert!(case.expect.fail_on_unused);
+        let again: Case = toml::from_str(&toml::to_string_pretty(&case).unwrap()).unwrap();
+        assert_eq!(
+            again.expect.analyze_must_not_report,
+            case.expect.analyze_must_not_report
+        );
+        let old: Case =
+            toml::from_str("name = \"a\"\ncmd = \"true\"\ntape = \"t.jsonl\"\n").unwrap();
+        assert_eq!(old.expect.exit_code, None);
+        assert!(!old.expect.fail_on_unused && old.expect.no_misses);
+    }
 }

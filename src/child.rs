@@ -5,6 +5,9 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::ca::Ca;
+use crate::trust::{TrustBundle, TrustError};
+
 #[derive(Debug, Error)]
 pub enum ChildError {
     #[error("cannot start {cmd:?}: {source}")]
@@ -21,24 +24,26 @@ const PROXY_VARS: &[&str] = &[
     "https_proxy",
     "all_proxy",
 ];
-const CA_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "AWS_CA_BUNDLE",
-];
+
+/// The proxy and trust variables a client of the proxy at `proxy_url` needs, in the
+/// order they are printed by `tapedeck env`.
+pub fn exports(proxy_url: &str, trust: &TrustBundle) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = PROXY_VARS
+        .iter()
+        .map(|v| (v.to_string(), proxy_url.to_string()))
+        .collect();
+    // Node's built-in fetch ignores the proxy variables without it.
+    env.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    env.extend(trust.vars.iter().cloned());
+    env
+}
 
 /// The environment CMD runs with: (name, Some(value)) sets, (name, None) removes.
-pub fn environment(proxy_url: &str, bundle: &Path) -> Vec<(String, Option<String>)> {
-    let mut env = Vec::new();
-    for v in PROXY_VARS {
-        env.push((v.to_string(), Some(proxy_url.to_string())));
-    }
-    env.push(("NODE_USE_ENV_PROXY".into(), Some("1".into())));
-    for v in CA_VARS {
-        env.push((v.to_string(), Some(bundle.display().to_string())));
-    }
+pub fn environment(proxy_url: &str, trust: &TrustBundle) -> Vec<(String, Option<String>)> {
+    let mut env: Vec<(String, Option<String>)> = exports(proxy_url, trust)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
     let no_proxy: Vec<String> = ["NO_PROXY", "no_proxy"]
         .iter()
         .filter_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
@@ -52,6 +57,25 @@ pub fn environment(proxy_url: &str, bundle: &Path) -> Vec<(String, Option<String
     env.push(("NO_PROXY".into(), None));
     env.push(("no_proxy".into(), None));
     env
+}
+
+/// The trust bundle for a command that inherits this process's environment and runs in
+/// `cwd`, with the one info line saying what it overrode (and a warning for what of the
+/// user's own could not be read).
+pub fn trust_for_command(ca: &Ca, cwd: &Path) -> Result<TrustBundle, TrustError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let trust = TrustBundle::for_env(ca, &env, cwd)?;
+    if let Some(line) = trust.summary() {
+        tracing::info!("{line}");
+    }
+    for (origin, why) in &trust.unreadable {
+        tracing::warn!(
+            "{origin} names certificates tapedeck cannot read ({why}); the command gets the system roots and tapedeck's CA without them"
+        );
+    }
+    Ok(trust)
 }
 
 /// Runs CMD to completion, forwarding SIGINT and SIGTERM. Returns its exit code

@@ -109,6 +109,14 @@ pub enum Command {
         #[command(flatten)]
         certs: CertsArg,
     },
+    /// Print the `export` lines for a daemon's clients: `eval "$(tapedeck env)"`.
+    Env {
+        /// The daemon's listen address (default 127.0.0.1:8080).
+        #[arg(long, env = "TAPEDECK_LISTEN")]
+        listen: Option<String>,
+        #[command(flatten)]
+        certs: CertsArg,
+    },
     /// List recorded sessions.
     Sessions {
         #[command(flatten)]

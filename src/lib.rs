@@ -24,3 +24,4 @@ pub mod shutdown;
 pub mod store;
 pub mod tape;
 pub mod trace;
+pub mod trust;

@@ -44,12 +44,15 @@ pub struct Recording {
     bodies: Bodies,
     /// Where it came from, for messages.
     pub source: String,
+    /// The exit status of the command it was recorded around, when known.
+    pub exit_code: Option<i32>,
 }
 
 impl Recording {
     pub fn from_tape(t: tape::Tape, source: String) -> Recording {
         Recording {
             session: t.header.session,
+            exit_code: t.header.exit_code,
             events: t.events,
             bodies: Bodies::Memory(t.bodies),
             source,
@@ -61,8 +64,10 @@ impl Recording {
             return Err(StoreError::NoSession(session.to_string()));
         }
         let events = store.events(session)?;
+        let exit_code = store.run(session)?.map(|r| r.exit_code);
         Ok(Recording {
             session: session.to_string(),
+            exit_code,
             events,
             bodies: Bodies::Store(store),
             source: format!("session {session}"),
@@ -149,6 +154,7 @@ impl Recording {
             events,
             bodies,
             source: self.source.clone(),
+            exit_code: self.exit_code,
         }
     }
 
@@ -158,9 +164,10 @@ impl Recording {
         out: &mut W,
         progress: impl FnMut(usize),
     ) -> Result<(), String> {
-        tape::write(
+        tape::write_run(
             out,
             &self.session,
+            self.exit_code,
             &self.events,
             |r| self.body(r).map(|b| b.to_vec()).map_err(|e| e.to_string()),
             progress,

@@ -39,6 +39,10 @@ pub struct TapeHeader {
     pub tapedeck_tape: u32,
     pub session: String,
     pub events: u64,
+    /// The exit status of the command the session was recorded around (`record --
+    /// CMD`), when known. Older tapedecks ignore it; tapes without it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// A tape read into memory: events and their bodies by blake3.
@@ -164,6 +168,18 @@ pub fn write<W: Write>(
     out: &mut W,
     session: &str,
     events: &[Event],
+    body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
+    progress: impl FnMut(usize),
+) -> Result<(), String> {
+    write_run(out, session, None, events, body, progress)
+}
+
+/// [`write`], with the exit status of the command the session was recorded around.
+pub fn write_run<W: Write>(
+    out: &mut W,
+    session: &str,
+    exit_code: Option<i32>,
+    events: &[Event],
     mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
     mut progress: impl FnMut(usize),
 ) -> Result<(), String> {
@@ -171,6 +187,7 @@ pub fn write<W: Write>(
         tapedeck_tape: TAPE_VERSION,
         session: session.to_string(),
         events: events.len() as u64,
+        exit_code,
     };
     let io = |e: std::io::Error| e.to_string();
     serde_json::to_writer(&mut *out, &header).map_err(|e| e.to_string())?;

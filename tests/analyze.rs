@@ -412,7 +412,9 @@ async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fix
     assert_eq!(code, 0, "{err}");
     let toml = std::fs::read_to_string(case.join("case.toml")).unwrap();
     assert!(
-        toml.contains("analyze_must_not_report = [\"tool_error_ignored\"]"),
+        toml.contains(
+            "analyze_must_not_report = [{ detector = \"tool_error_ignored\", step = 2 }]"
+        ) && toml.contains("exit_code = 0"),
         "{toml}"
     );
     drop(lab.up);

@@ -1,9 +1,11 @@
-//! `tapedeck ca`: create the CA if missing; the last line printed is its PEM path.
+//! `tapedeck ca`: create the CA if missing and write the trust bundle beside it; the
+//! last line printed (stdout) is the CA's PEM path.
 
 use std::path::Path;
 
 use super::CmdResult;
 use crate::ca::Ca;
+use crate::trust::{TrustBundle, CA_VARS};
 
 pub fn run(certs: &Path) -> CmdResult {
     let (ca, created) = Ca::load_or_create(certs)?;
@@ -15,8 +17,15 @@ pub fn run(certs: &Path) -> CmdResult {
     } else {
         eprintln!("using the CA in {}", certs.display());
     }
+    let bundle = TrustBundle::plain(&ca)?;
     eprintln!(
-        "trust it with: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS / CURL_CA_BUNDLE"
+        "trust bundle (the system roots + this CA, for clients that replace their CA list): {}",
+        bundle.path.display()
+    );
+    eprintln!(
+        "`tapedeck record|replay -- CMD` points every CA variable at a bundle for CMD; for a daemon, \
+         eval \"$(tapedeck env)\" exports them ({})",
+        CA_VARS.join(", ")
     );
     println!("{}", ca.cert_path().display());
     Ok(0)

@@ -1,7 +1,6 @@
 //! Running the proxy: as a daemon until SIGINT/SIGTERM, or around `-- CMD`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +55,10 @@ pub async fn serve<H: Handler>(
             mode: opts.mode.to_string(),
         });
     }
+    if opts.cmd.is_empty() {
+        // The handshake warning and `tapedeck env` point a daemon's clients at it.
+        crate::trust::TrustBundle::plain(&ca)?;
+    }
     banner(addr);
     let (trigger, stop) = shutdown::channel();
     let proxy = Proxy::new(handler, ca.clone(), opts.proxy.clone());
@@ -67,9 +70,10 @@ pub async fn serve<H: Handler>(
         tracing::info!("stopping: waiting for exchanges in flight");
         0
     } else {
-        let bundle: PathBuf = ca.write_trust_bundle()?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let trust = crate::child::trust_for_command(&ca, &cwd)?;
         let url = format!("http://{addr}");
-        let env = crate::child::environment(&url, &bundle);
+        let env = crate::child::environment(&url, &trust);
         crate::child::run(&opts.cmd, &env).await?
     };
     trigger.fire();

@@ -1,10 +1,15 @@
 //! `tapedeck gen-test SESSION --cmd CMD -o DIR`: an incident becomes a regression case.
+//!
+//! The case says what a faithful, fixed run must do: exit as the recorded command did
+//! (when it was recorded with `-- CMD`), make no unrecorded call, and not show the
+//! incident's failure signatures once it has reached the steps where they showed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{msg, CmdResult};
 use crate::analyze::{analyze, Severity};
-use crate::case::{Case, Expect, CASE_FILE};
+use crate::case::{Case, Expect, MustNotReport, CASE_FILE};
 use crate::recording;
 use crate::rules::Rules;
 
@@ -31,13 +36,22 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
     rec.write_tape(&mut out, |_| {})
         .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
     drop(out);
-    let mut must_not: Vec<String> = findings
+    // Each signature once, at the earliest step where the incident showed it.
+    let mut first_step: BTreeMap<String, u64> = BTreeMap::new();
+    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
+        let step = f.steps.first().copied().unwrap_or(0);
+        first_step
+            .entry(f.detector.to_string())
+            .and_modify(|s| *s = (*s).min(step))
+            .or_insert(step);
+    }
+    let must_not: Vec<MustNotReport> = first_step
         .iter()
-        .filter(|f| f.severity >= Severity::Warning)
-        .map(|f| f.detector.to_string())
+        .map(|(detector, &step)| MustNotReport::At {
+            detector: detector.clone(),
+            step,
+        })
         .collect();
-    must_not.sort();
-    must_not.dedup();
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -49,37 +63,103 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
         cwd: None,
         order: None,
         expect: Expect {
-            analyze_must_not_report: must_not.clone(),
+            exit_code: rec.exit_code,
+            analyze_must_not_report: must_not,
             ..Expect::default()
         },
     };
+    let text = case_text(&case, &rec, &findings, dir)?;
+    std::fs::write(&case_path, text)
+        .map_err(|e| msg(format!("cannot write {}: {e}", case_path.display())))?;
+    eprintln!(
+        "wrote {} and {}: replays {} events; expects exit {}{}; analyze must not report {}",
+        case_path.display(),
+        tape_path.display(),
+        rec.events.len(),
+        rec.exit_code.unwrap_or(0),
+        if rec.exit_code.is_none() {
+            " (the session was not recorded with `-- CMD`, so its exit status is unknown)"
+        } else {
+            ""
+        },
+        if first_step.is_empty() {
+            "anything new".to_string()
+        } else {
+            let at: Vec<String> = first_step
+                .iter()
+                .map(|(d, s)| format!("{d} (from step {s})"))
+                .collect();
+            at.join(", ")
+        }
+    );
+    if let Some(code) = rec.exit_code.filter(|c| *c != 0) {
+        eprintln!(
+            "note: the recorded command exited {code}, so the case expects {code}; if that failure is the incident, set exit_code = 0 in {}",
+            case_path.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The case file: a header saying where it came from and what each expectation means,
+/// then the case itself.
+fn case_text(
+    case: &Case,
+    rec: &recording::Recording,
+    findings: &[crate::analyze::Finding],
+    dir: &Path,
+) -> Result<String, super::CmdError> {
     let mut text = format!(
         "# A tapedeck regression case, generated from {} ({} events).\n\
-         # `tapedeck test {}` replays the tape under `cmd` and checks [expect].\n",
+         # `tapedeck test {}` replays the tape under `cmd` and checks [expect]: the exit status\n\
+         # (0 when exit_code is absent), no misses, at least one recorded exchange served, and\n\
+         # no finding named in analyze_must_not_report once the run has reached its step.\n\
+         # Recorded events the run never used are reported; fail_on_unused = true fails on them.\n",
         rec.source,
         rec.events.len(),
         dir.display()
     );
-    for f in &findings {
+    match rec.exit_code {
+        Some(code) => text.push_str(&format!(
+            "# exit_code is the status the command had when the session was recorded ({code}).\n"
+        )),
+        None => text.push_str(
+            "# The session was not recorded with `record -- CMD`: its exit status is unknown, so 0 is expected.\n",
+        ),
+    }
+    for f in findings {
         text.push_str(&format!(
             "# incident: {} at steps {:?}: {}\n",
             f.detector, f.steps, f.summary
         ));
     }
-    text.push_str("# Add exit_code = 0, stdout_contains = [\"...\"] or stdout_regex = [\"...\"] to [expect] as needed.\n\n");
-    text.push_str(&toml::to_string_pretty(&case).map_err(|e| msg(e.to_string()))?);
-    std::fs::write(&case_path, text)
-        .map_err(|e| msg(format!("cannot write {}: {e}", case_path.display())))?;
-    eprintln!(
-        "wrote {} and {}: replays {} events; analyze must not report {}",
-        case_path.display(),
-        tape_path.display(),
-        rec.events.len(),
-        if must_not.is_empty() {
-            "anything new".to_string()
-        } else {
-            must_not.join(", ")
-        }
+    text.push_str(
+        "# Add stdout_contains = [\"...\"] or stdout_regex = [\"...\"] to [expect] as needed.\n\n",
     );
-    Ok(0)
+    // The list is written inline (`[{ detector = "...", step = N }]`), which reads better
+    // than the `[[expect.analyze_must_not_report]]` tables toml would write.
+    let mut bare = case.clone();
+    bare.expect.analyze_must_not_report.clear();
+    let body = toml::to_string_pretty(&bare).map_err(|e| msg(e.to_string()))?;
+    let items: Vec<String> = case
+        .expect
+        .analyze_must_not_report
+        .iter()
+        .map(|m| {
+            let detector = toml::Value::String(m.detector().to_string());
+            match m.step() {
+                Some(step) => format!("{{ detector = {detector}, step = {step} }}"),
+                None => detector.to_string(),
+            }
+        })
+        .collect();
+    let inline = format!("analyze_must_not_report = [{}]", items.join(", "));
+    let body = body.replacen("analyze_must_not_report = []", &inline, 1);
+    if !body.contains(&inline) {
+        return Err(msg(
+            "cannot write analyze_must_not_report into the case file",
+        ));
+    }
+    text.push_str(&body);
+    Ok(text)
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{msg, CmdResult};
 use crate::session::SessionName;
-use crate::store::{store_whole, SledStore, Store};
+use crate::store::{store_whole, RunInfo, SledStore, Store};
 use crate::tape;
 
 pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdResult {
@@ -29,6 +29,9 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
     }
     for ev in &t.events {
         store.put_event(name.as_str(), ev)?;
+    }
+    if let Some(exit_code) = t.header.exit_code {
+        store.put_run(name.as_str(), &RunInfo { exit_code })?;
     }
     store.commit()?;
     eprintln!(

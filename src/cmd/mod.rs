@@ -5,6 +5,7 @@ mod ca;
 mod cluster;
 mod daemon;
 mod diff;
+mod env;
 mod export;
 mod gen_test;
 mod import;
@@ -26,6 +27,8 @@ pub enum CmdError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Ca(#[from] crate::ca::CaError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error(transparent)]
     Rules(#[from] crate::rules::RulesError),
     #[error(transparent)]
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Command::Record(a) => record::run(a).await,
             Command::Replay(a) => replay::run(a).await,
             Command::Ca { certs } => ca::run(&certs.certs),
+            Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
             Command::Export {
                 session,

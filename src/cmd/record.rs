@@ -12,7 +12,7 @@ use crate::proxy::ProxyOptions;
 use crate::record::Recorder;
 use crate::rules::Rules;
 use crate::session::SessionName;
-use crate::store::{SledStore, Store};
+use crate::store::{RunInfo, SledStore, Store};
 use crate::trace::live::LiveExporter;
 use crate::trace::otlp::{resolve_endpoint, Pusher};
 use crate::trace::spans::TraceOptions;
@@ -80,6 +80,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         },
     )
     .await?;
+    let recorded = recorder.sessions_recorded();
+    if !a.cmd.is_empty() {
+        // gen-test expects a replayed run to end as the recorded one did.
+        for s in &recorded {
+            store.put_run(s, &RunInfo { exit_code: code })?;
+        }
+    }
     store.commit()?;
     if let Some(live) = live {
         let st = live.finish().await;
@@ -88,7 +95,6 @@ pub async fn run(a: RecordArgs) -> CmdResult {
             st.exported, st.dropped, st.failed
         );
     }
-    let recorded = recorder.sessions_recorded();
     let n = recorder
         .stats
         .exchanges

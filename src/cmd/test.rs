@@ -11,7 +11,7 @@ use crate::case::{find, Case};
 use crate::cli::{Order, Pace};
 use crate::proxy::{Proxy, ProxyOptions};
 use crate::recording::Recording;
-use crate::replay::{ReplayOptions, Replayer};
+use crate::replay::{ReplayOptions, ReplaySummary, Replayer};
 use crate::rules::Rules;
 use crate::session::SessionName;
 
@@ -20,6 +20,8 @@ struct Outcome {
     class: String,
     secs: f64,
     failures: Vec<String>,
+    /// Worth knowing, not failing: recorded events the run never used.
+    notes: Vec<String>,
     stdout: String,
     stderr: String,
 }
@@ -91,8 +93,8 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
         },
     );
     let server = tokio::spawn(proxy.serve(listener, stop));
-    let bundle = ca.write_trust_bundle()?;
-    let env = crate::child::environment(&format!("http://{addr}"), &bundle);
+    let trust = crate::child::trust_for_command(&ca, &cwd)?;
+    let env = crate::child::environment(&format!("http://{addr}"), &trust);
     let cmd = vec!["sh".to_string(), "-c".to_string(), case.cmd.clone()];
     let (code, out, err) = crate::child::run_with(&cmd, &env, Some(&cwd), true).await?;
     trigger.fire();
@@ -104,59 +106,149 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
     let stdout = String::from_utf8_lossy(&out).into_owned();
     let stderr = String::from_utf8_lossy(&err).into_owned();
 
-    let mut failures = Vec::new();
-    let summary = replayer.summary();
-    if let Some(want) = case.expect.exit_code {
-        if code != want {
-            failures.push(format!("exit code {code}, expected {want}"));
-        }
-    }
-    if case.expect.no_misses && summary.miss_count() > 0 {
-        let first = replayer.miss_lines().into_iter().next().unwrap_or_default();
-        failures.push(format!(
-            "{} replay miss(es); first: {first}",
-            summary.miss_count()
-        ));
-    }
-    for s in &case.expect.stdout_contains {
-        if !stdout.contains(s.as_str()) {
-            failures.push(format!("stdout does not contain {s:?}"));
-        }
-    }
-    for r in &case.expect.stdout_regex {
-        match regex::Regex::new(r) {
-            Ok(re) if re.is_match(&stdout) => {}
-            Ok(_) => failures.push(format!("stdout does not match /{r}/")),
-            Err(e) => failures.push(format!("bad regex {r:?} in {}: {e}", path.display())),
-        }
-    }
-    if !case.expect.analyze_must_not_report.is_empty() {
-        let seen = replayer.served_recording();
-        for f in analyze(&seen, &rules) {
-            if case
-                .expect
-                .analyze_must_not_report
-                .iter()
-                .any(|d| d == f.detector)
-            {
-                let steps: Vec<String> = f.steps.iter().map(|s| s.to_string()).collect();
-                failures.push(format!(
-                    "analyze reports {} at step {}: {}",
-                    f.detector,
-                    steps.join(", "),
-                    f.summary
-                ));
-            }
-        }
-    }
+    let judged = judge(
+        &case,
+        path,
+        &Run {
+            code,
+            stdout: &stdout,
+            summary: replayer.summary(),
+            first_miss: replayer.miss_lines().into_iter().next(),
+            served: replayer.served_recording(),
+        },
+        &rules,
+    );
     Ok(Outcome {
         name: case.name,
         class: dir.display().to_string(),
         secs: started.elapsed().as_secs_f64(),
-        failures,
+        failures: judged.failures,
+        notes: judged.notes,
         stdout,
         stderr,
     })
+}
+
+/// What a case's command did under replay.
+struct Run<'a> {
+    code: i32,
+    stdout: &'a str,
+    summary: ReplaySummary,
+    first_miss: Option<String>,
+    /// The recorded events the command was served, with their recorded steps.
+    served: Recording,
+}
+
+#[derive(Default)]
+struct Judged {
+    failures: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Checks a run against the case. A run that did not happen (the command died before
+/// its first request) never passes: no misses and no findings on nothing prove nothing.
+fn judge(case: &Case, path: &Path, run: &Run, rules: &Rules) -> Judged {
+    let mut j = Judged::default();
+    let want = case.expect.exit_code.unwrap_or(0);
+    if run.code != want {
+        j.failures.push(format!(
+            "the command exited {}, expected {want}{}",
+            run.code,
+            if case.expect.exit_code.is_none() {
+                " (no exit_code in the case)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let s = &run.summary;
+    if s.served == 0 && s.recorded > 0 {
+        j.failures.push(format!(
+            "the command was served none of the {} recorded exchanges: it stopped (or went elsewhere) before its first recorded request",
+            s.recorded
+        ));
+    }
+    if case.expect.no_misses && s.miss_count() > 0 {
+        j.failures.push(format!(
+            "{} replay miss(es); first: {}",
+            s.miss_count(),
+            run.first_miss.as_deref().unwrap_or_default()
+        ));
+    }
+    if !s.unused.is_empty() {
+        let shown: Vec<String> = s.unused.iter().take(10).map(|n| n.to_string()).collect();
+        let line = format!(
+            "{} recorded event{} never used (step{} {}{})",
+            s.unused.len(),
+            if s.unused.len() == 1 {
+                " was"
+            } else {
+                "s were"
+            },
+            if s.unused.len() == 1 { "" } else { "s" },
+            shown.join(", "),
+            if s.unused.len() > 10 { ", ..." } else { "" }
+        );
+        if case.expect.fail_on_unused {
+            j.failures.push(format!("{line}; fail_on_unused = true"));
+        } else {
+            j.notes.push(line);
+        }
+    }
+    for text in &case.expect.stdout_contains {
+        if !run.stdout.contains(text.as_str()) {
+            j.failures.push(format!("stdout does not contain {text:?}"));
+        }
+    }
+    for r in &case.expect.stdout_regex {
+        match regex::Regex::new(r) {
+            Ok(re) if re.is_match(run.stdout) => {}
+            Ok(_) => j.failures.push(format!("stdout does not match /{r}/")),
+            Err(e) => j
+                .failures
+                .push(format!("bad regex {r:?} in {}: {e}", path.display())),
+        }
+    }
+    judge_findings(case, run, rules, &mut j);
+    j
+}
+
+/// `analyze_must_not_report`, judged on what the command was served, and only where the
+/// run got as far as the step the incident showed the signature at.
+fn judge_findings(case: &Case, run: &Run, rules: &Rules, j: &mut Judged) {
+    let must_not = &case.expect.analyze_must_not_report;
+    if must_not.is_empty() {
+        return;
+    }
+    let furthest = run.served.events.iter().map(|e| e.step).max();
+    let mut judged: Vec<&str> = Vec::new();
+    for m in must_not {
+        match (m.step(), furthest) {
+            (Some(step), Some(got)) if got < step => j.failures.push(format!(
+                "the run stopped before step {step} (it got to step {got}), so whether it still shows {} there cannot be judged",
+                m.detector()
+            )),
+            (Some(step), None) => j.failures.push(format!(
+                "the run stopped before step {step} (it was served no step), so whether it still shows {} there cannot be judged",
+                m.detector()
+            )),
+            _ => judged.push(m.detector()),
+        }
+    }
+    if run.served.events.is_empty() {
+        return;
+    }
+    for f in analyze(&run.served, rules) {
+        if judged.contains(&f.detector) {
+            let steps: Vec<String> = f.steps.iter().map(|s| s.to_string()).collect();
+            j.failures.push(format!(
+                "analyze reports {} at step {}: {}",
+                f.detector,
+                steps.join(", "),
+                f.summary
+            ));
+        }
+    }
 }
 
 pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
@@ -181,6 +273,7 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
                 class: path.display().to_string(),
                 secs: 0.0,
                 failures: vec![format!("could not run: {e}")],
+                notes: Vec::new(),
                 stdout: String::new(),
                 stderr: String::new(),
             },
@@ -192,12 +285,14 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
             for f in &o.failures {
                 println!("     {f}");
             }
-            if !o.stdout.trim().is_empty() {
-                println!(
-                    "     stdout: {}",
-                    o.stdout.trim().lines().last().unwrap_or_default()
-                );
+            for (label, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if let Some(last) = text.trim().lines().last() {
+                    println!("     {label}: {last}");
+                }
             }
+        }
+        for n in &o.notes {
+            println!("     note: {n}");
         }
         outcomes.push(o);
     }

@@ -252,9 +252,10 @@ impl<H: Handler> Proxy<H> {
         }
         let this = self.clone();
         let guard = self.connections.enter();
+        let seen = tunnel::ConnectSeen::of(&req);
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(up) => tunnel::intercept(this, TokioIo::new(up), host, port, ctx).await,
+                Ok(up) => tunnel::intercept(this, TokioIo::new(up), host, port, ctx, seen).await,
                 Err(e) => tracing::debug!("CONNECT upgrade from {peer} failed: {e}"),
             }
             drop(guard);

@@ -19,12 +19,37 @@ use super::{log_conn_error, ClientCtx, Handler, Proxy};
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What the CONNECT request said about its client, kept to name the client in a
+/// handshake warning.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ConnectSeen {
+    pub user_agent: Option<String>,
+    /// HTTP/1.0 with neither Host nor User-Agent: Python's http.client.
+    pub bare_http10: bool,
+}
+
+impl ConnectSeen {
+    pub fn of(req: &Request<Incoming>) -> ConnectSeen {
+        let h = req.headers();
+        ConnectSeen {
+            user_agent: h
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            bare_http10: req.version() == http::Version::HTTP_10
+                && !h.contains_key(http::header::HOST)
+                && !h.contains_key(http::header::USER_AGENT),
+        }
+    }
+}
+
 pub(super) async fn intercept<H: Handler, IO>(
     proxy: Arc<Proxy<H>>,
     mut io: IO,
     host: String,
     port: u16,
     ctx: ClientCtx,
+    seen: ConnectSeen,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -52,10 +77,10 @@ pub(super) async fn intercept<H: Handler, IO>(
         inner: io,
     };
     if io.prefix[0] == 0x16 {
-        serve_tls(proxy, io, host, port, ctx).await;
+        serve_tls(proxy, io, host, port, ctx, seen).await;
     } else if looks_like_http(&io.prefix) {
         let authority = default_authority("http", &host, port);
-        serve_http(proxy, io, "http", authority, ctx, false).await;
+        serve_http(proxy, io, "http", authority, ctx, false, None).await;
     } else {
         tracing::warn!(
             "refused {} bytes in the CONNECT tunnel to {host}:{port} from {}: neither TLS nor HTTP \
@@ -72,31 +97,34 @@ async fn serve_tls<H: Handler, IO>(
     host: String,
     port: u16,
     ctx: ClientCtx,
+    seen: ConnectSeen,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut client = TlsClient {
+        peer: ctx.peer,
+        target: format!("{host}:{port}"),
+        sni: None,
+        seen,
+        bundle: crate::trust::plain_path(proxy.ca.dir()),
+    };
     let handshake = async {
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = acceptor.await?;
-        let name = start
-            .client_hello()
-            .server_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| host.clone());
+        client.sni = start.client_hello().server_name().map(str::to_string);
+        let name = client.sni.clone().unwrap_or_else(|| host.clone());
         let cfg = proxy
             .ca
             .server_config(&name)
             .map_err(|e| io::Error::other(e.to_string()))?;
         start.into_stream(cfg).await
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+    let tls = match outcome {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::warn!(
-                "TLS handshake with {} for {host}:{port} failed: {e} (does the client trust tapedeck's CA? see `tapedeck ca`)",
-                ctx.peer
-            );
+            client.warn_failed(&e);
             return;
         }
         Err(_) => {
@@ -109,7 +137,99 @@ async fn serve_tls<H: Handler, IO>(
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let authority = default_authority("https", &host, port);
-    serve_http(proxy, tls, "https", authority, ctx, h2).await;
+    serve_http(proxy, tls, "https", authority, ctx, h2, Some(client)).await;
+}
+
+/// A TLS client of the proxy, with what is known of it for a warning that names the
+/// variable that would make it trust tapedeck's CA.
+struct TlsClient {
+    peer: std::net::SocketAddr,
+    target: String,
+    sni: Option<String>,
+    seen: ConnectSeen,
+    bundle: std::path::PathBuf,
+}
+
+impl TlsClient {
+    fn advice(&self) -> String {
+        crate::trust::clients::advice(
+            &crate::trust::clients::Seen {
+                sni: self.sni.as_deref(),
+                connect_user_agent: self.seen.user_agent.as_deref(),
+                bare_http10_connect: self.seen.bare_http10,
+            },
+            &self.bundle.display().to_string(),
+        )
+    }
+
+    fn warn_failed(&self, e: &io::Error) {
+        if rejection_alert(e).is_some() {
+            self.warn_rejected(e);
+        } else {
+            tracing::warn!(
+                "TLS handshake with {} for {} failed: {e}; if the client does not trust tapedeck's CA, {}",
+                self.peer,
+                self.target,
+                self.advice()
+            );
+        }
+    }
+
+    fn warn_rejected(&self, e: &dyn std::error::Error) {
+        tracing::warn!(
+            "the client at {} rejected tapedeck's certificate for {} ({e}); {}",
+            self.peer,
+            self.target,
+            self.advice()
+        );
+    }
+
+    /// Some clients (git and curl over GnuTLS) check the certificate only after the
+    /// handshake, then close before their first request.
+    fn closed_before_a_request(&self, e: &hyper::Error) {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if c.downcast_ref::<io::Error>()
+                .is_some_and(|io| rejection_alert(io).is_some())
+                || c.downcast_ref::<rustls::Error>().is_some_and(is_rejection)
+            {
+                self.warn_rejected(c);
+                return;
+            }
+            cause = c.source();
+        }
+        tracing::warn!(
+            "the client at {} closed its TLS connection for {} before sending a request ({e}); \
+             if it does not trust tapedeck's CA, {}",
+            self.peer,
+            self.target,
+            self.advice()
+        );
+    }
+}
+
+/// The alert, when the client ended the TLS session saying it does not trust the
+/// certificate it was shown.
+fn rejection_alert(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .filter(|r| is_rejection(r))
+}
+
+fn is_rejection(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e,
+        rustls::Error::AlertReceived(
+            A::UnknownCA
+                | A::BadCertificate
+                | A::CertificateUnknown
+                | A::UnsupportedCertificate
+                | A::CertificateExpired
+                | A::DecryptError
+                | A::AccessDenied
+        )
+    )
 }
 
 async fn serve_http<H: Handler, IO>(
@@ -119,14 +239,18 @@ async fn serve_http<H: Handler, IO>(
     authority: String,
     ctx: ClientCtx,
     h2: bool,
+    tls_client: Option<TlsClient>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = ctx.peer;
     let handler = proxy.handler.clone();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         let ctx = ctx.clone();
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = absolutize(req, scheme, &authority);
         async move { Ok::<_, Infallible>(handler.handle(req, ctx).await) }
     });
@@ -163,7 +287,12 @@ async fn serve_http<H: Handler, IO>(
         }
     };
     if let Err(e) = result {
-        log_conn_error(peer, "intercepted tunnel", &e);
+        match tls_client {
+            Some(c) if requests.load(std::sync::atomic::Ordering::Relaxed) == 0 => {
+                c.closed_before_a_request(&e)
+            }
+            _ => log_conn_error(peer, "intercepted tunnel", &e),
+        }
     }
 }
 

@@ -69,6 +69,11 @@ pub trait Store: Send + Sync + 'static {
     fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError>;
     /// Removes a session's events (bodies may be shared and stay).
     fn delete_session(&self, session: &str) -> Result<u64, StoreError>;
+    /// Notes how the command recorded around a session (`record -- CMD`) ended.
+    fn put_run(&self, session: &str, run: &RunInfo) -> Result<(), StoreError>;
+    /// How the command recorded around a session ended; `None` for a session recorded
+    /// by a daemon (or by a tapedeck that did not note it).
+    fn run(&self, session: &str) -> Result<Option<RunInfo>, StoreError>;
     /// The highest step stored for a session.
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
     /// Blocks until everything written so far is durable.
@@ -189,6 +194,13 @@ pub fn store_whole(store: &dyn Store, data: &[u8]) -> Result<blake3::Hash, Store
     let h = blake3::hash(data);
     store.put_blob(&h, data)?;
     Ok(h)
+}
+
+/// How the command a session was recorded around (`record -- CMD`) ended: regression
+/// cases expect the same of a replayed run.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunInfo {
+    pub exit_code: i32,
 }
 
 /// Where a running daemon says it can be reached, written beside its store.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use super::{DaemonInfo, Store, StoreError};
+use super::{DaemonInfo, RunInfo, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
@@ -40,6 +40,9 @@ pub struct SledStore {
     bodies: sled::Tree,
     events: sled::Tree,
     sessions: sled::Tree,
+    /// How the command of a `record -- CMD` session ended (JSON [`RunInfo`]); a tree of
+    /// its own, so stores without it read as before.
+    runs: sled::Tree,
     committer: Arc<Committer>,
     blobs: PathBuf,
 }
@@ -114,6 +117,7 @@ impl SledStore {
         let bodies = db.open_tree("bodies")?;
         let events = db.open_tree("events")?;
         let sessions = db.open_tree("sessions")?;
+        let runs = db.open_tree("runs")?;
         let committer = Arc::new(Committer {
             tx: Mutex::new(None),
             dirty: AtomicBool::new(false),
@@ -135,6 +139,7 @@ impl SledStore {
             bodies,
             events,
             sessions,
+            runs,
             committer,
             blobs: dir.join("blobs"),
         })
@@ -500,8 +505,24 @@ impl Store for SledStore {
         }
         self.events.apply_batch(batch)?;
         self.sessions.remove(session.as_bytes())?;
+        self.runs.remove(session.as_bytes())?;
         self.mark_dirty();
         Ok(n)
+    }
+
+    fn put_run(&self, session: &str, run: &RunInfo) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(run).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.runs.insert(session.as_bytes(), value)?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn run(&self, session: &str) -> Result<Option<RunInfo>, StoreError> {
+        let Some(v) = self.runs.get(session.as_bytes())? else {
+            return Ok(None);
+        };
+        // A note this tapedeck cannot read is no note: the session itself is intact.
+        Ok(serde_json::from_slice(&v).ok())
     }
 
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
