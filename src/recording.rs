@@ -101,14 +101,27 @@ impl Recording {
                 rules,
             ));
         }
+        // Redacted again under today's rules (a field they name may have been stored in
+        // clear), exactly as a live request is at replay time.
         let body = self.body(&r.body)?;
-        Ok(identify(
-            &r.method,
-            &r.url,
-            &r.headers,
-            KeyBody::Whole(&body),
+        let mut secrets = crate::exchange::redact::Secrets::default();
+        let (body, whole) = crate::exchange::redact::stored_body(
+            &body,
+            ct,
+            crate::store::keep_limit(ct),
             rules,
-        ))
+            &mut secrets,
+        );
+        let mut headers = r.headers.clone();
+        crate::exchange::redact::scrub_headers(&mut headers, &secrets);
+        let b3;
+        let key_body = if whole {
+            KeyBody::Whole(&body)
+        } else {
+            b3 = blake3::hash(&body).to_hex().to_string();
+            KeyBody::Large(&b3)
+        };
+        Ok(identify(&r.method, &r.url, &headers, key_body, rules))
     }
 
     /// The parts of a large body kept in the store, to read one at a time; `None` when

@@ -1,17 +1,21 @@
 //! Capturing bodies while they stream: every frame is forwarded at once and a copy is
-//! decoded, hashed and written to the store on the side. Nothing waits for the whole
-//! body, and memory stays bounded for large ones (see [`BodyWriter`]).
+//! decoded, scrubbed of secrets, hashed and written to the store on the side. Nothing
+//! waits for the whole body, and memory stays bounded for large ones (see
+//! [`BodyWriter`]). Every stored byte passes through the [`BodyScrubber`] first, so a
+//! body written in segments is as clean as one kept whole.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::exchange::encoding::{Coding, Decoder};
+use crate::exchange::redact::{BodyScrubber, Collected};
 use crate::exchange::Chunk;
 use crate::store::{BodyWriter, Store, WrittenBody};
 
 pub struct Capture {
     store: Arc<dyn Store>,
     writer: BodyWriter,
+    scrubber: Option<BodyScrubber>,
     decoder: Option<Decoder>,
     /// The wire `Content-Encoding` when tapedeck decodes it.
     pub encoding: Option<String>,
@@ -25,6 +29,8 @@ pub struct Captured {
     pub encoding: Option<String>,
     pub chunks: Option<Vec<Chunk>>,
     pub failed: Option<String>,
+    /// Values of the secret fields the scrubber redacted.
+    pub found: Collected,
 }
 
 impl Capture {
@@ -36,12 +42,14 @@ impl Capture {
         keep_limit: usize,
         streaming: bool,
         start: Instant,
+        scrubber: BodyScrubber,
     ) -> Capture {
         let coding = encoding.and_then(Coding::parse);
         let decoder = coding.and_then(|c| Decoder::new(c).ok());
         Capture {
             store,
             writer: BodyWriter::new(keep_limit),
+            scrubber: Some(scrubber),
             encoding: decoder
                 .as_ref()
                 .and(encoding.map(|e| e.trim().to_ascii_lowercase())),
@@ -75,6 +83,8 @@ impl Capture {
         self.write(bytes);
     }
 
+    /// Chunk lengths are those of the decoded frames as they arrived; redaction may
+    /// change the stored length, which the recorder fits the chunks to at the end.
     fn write(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -85,7 +95,11 @@ impl Capture {
                 len: bytes.len() as u64,
             });
         }
-        if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
+        let result = match self.scrubber.as_mut() {
+            Some(s) => self.writer.write(self.store.as_ref(), s.feed(bytes)),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
             self.note_failure(format!("store write failed: {e}"));
         }
     }
@@ -104,6 +118,14 @@ impl Capture {
                 Err(e) => self.note_failure(format!("truncated {:?} body: {e}", self.encoding)),
             }
         }
+        let mut found = Collected::default();
+        if let Some(s) = self.scrubber.take() {
+            let (rest, f) = s.finish();
+            found = f;
+            if let Err(e) = self.writer.write(self.store.as_ref(), &rest) {
+                self.note_failure(format!("store write failed: {e}"));
+            }
+        }
         let writer = std::mem::replace(&mut self.writer, BodyWriter::new(0));
         let body = match writer.finish(self.store.as_ref()) {
             Ok(b) => b,
@@ -117,6 +139,7 @@ impl Capture {
             encoding: self.encoding,
             chunks: self.chunks,
             failed: self.failed,
+            found,
         }
     }
 }

@@ -219,27 +219,32 @@ impl Replayer {
         let mut secrets = Secrets::default();
         parts.headers.remove(crate::record::AGENT_HEADER);
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
         let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
             Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
             None => raw.to_vec(),
         };
-        let ct = header(&stored_headers, "content-type");
+        let ct = header(&stored_headers, "content-type").map(str::to_string);
         let method = parts.method.to_string();
-        let large = decoded.len() > keep_limit(ct);
-        let (stored_body, large_b3) = if large {
-            let b3 = blake3::hash(&decoded).to_hex().to_string();
-            (decoded, b3)
+        // The request in the form record stored it: body, then headers, scrubbed alike.
+        let (stored_body, whole) = redact::stored_body(
+            &decoded,
+            ct.as_deref(),
+            keep_limit(ct.as_deref()),
+            &self.rules,
+            &mut secrets,
+        );
+        drop(decoded);
+        redact::scrub_headers(&mut stored_headers, &secrets);
+        let large_b3 = if whole {
+            String::new()
         } else {
-            (
-                redact::body(decoded, ct, &self.rules, &secrets),
-                String::new(),
-            )
+            blake3::hash(&stored_body).to_hex().to_string()
         };
-        let key_body = if large {
-            KeyBody::Large(&large_b3)
-        } else {
+        let key_body = if whole {
             KeyBody::Whole(&stored_body)
+        } else {
+            KeyBody::Large(&large_b3)
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
         let taken = self
