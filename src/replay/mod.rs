@@ -26,7 +26,7 @@ use crate::cli::{Order, Pace};
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::encoding::{self, Coding};
 use crate::exchange::redact::{self, Secrets};
-use crate::exchange::{header, Event};
+use crate::exchange::{header, Event, MAX_EXCHANGE_TIME};
 use crate::proxy::body::{self, BoxError, ProxyBody};
 use crate::proxy::{BoxFuture, ClientCtx, Handler};
 use crate::record::{upstream_error_response, InFlight};
@@ -313,14 +313,8 @@ impl Replayer {
                 message: "the recording has no response for this step".into(),
             });
             if recorded {
-                tokio::time::sleep_until(
-                    (arrived
-                        + Duration::from_nanos(
-                            ev.timing.end_ns.saturating_sub(ev.timing.start_ns),
-                        ))
-                    .into(),
-                )
-                .await;
+                let took = Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
+                tokio::time::sleep_until(wait_until(arrived, took).into()).await;
             }
             let mut resp = upstream_error_response(&err);
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
@@ -335,7 +329,7 @@ impl Replayer {
             if let Some(parts) = self.rec.body_parts(&r.body) {
                 let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
                 if recorded {
-                    tokio::time::sleep_until((arrived + ttfb).into()).await;
+                    tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
                 }
                 let mut builder = Response::builder().status(r.status);
                 for (name, value) in &r.headers {
@@ -372,9 +366,9 @@ impl Replayer {
         };
         // The head goes out at the recorded time to first byte; chunks keep their recorded
         // offsets from the head, so any time spent here shifts them all alike.
-        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
+        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0)).min(MAX_EXCHANGE_TIME);
         if recorded {
-            tokio::time::sleep_until((arrived + ttfb).into()).await;
+            tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
         }
         let now = Instant::now();
         let arrived = now.checked_sub(ttfb).unwrap_or(now);
@@ -404,10 +398,11 @@ impl Replayer {
             let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
             ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut).boxed_unsync()
         } else if let Some(chunks) = &r.chunks {
-            let mut frames = Vec::with_capacity(chunks.len());
+            let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
             let mut off = 0usize;
             for c in chunks {
-                let end = (off + c.len as usize).min(data.len());
+                let len = usize::try_from(c.len).unwrap_or(usize::MAX);
+                let end = off.saturating_add(len).min(data.len());
                 frames.push((Some(c.at_ms), data.slice(off..end)));
                 off = end;
             }
@@ -432,6 +427,23 @@ impl Replayer {
             )
         })
     }
+}
+
+/// When a recorded offset from `base` falls, capped so that no recording can make replay
+/// wait longer than an exchange may last or overflow the clock.
+fn wait_until(base: Instant, offset: Duration) -> Instant {
+    base.checked_add(offset.min(MAX_EXCHANGE_TIME))
+        .unwrap_or(base)
+}
+
+/// A chunk's recorded time (milliseconds, from a tape: maybe huge, negative or NaN).
+fn ms_offset(ms: f64) -> Duration {
+    if ms.is_nan() || ms <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .unwrap_or(MAX_EXCHANGE_TIME)
+        .min(MAX_EXCHANGE_TIME)
 }
 
 /// Headers that describe the original framing, recomputed for the replayed body.
@@ -575,7 +587,7 @@ impl Body for ReplayBody {
             };
             if self.paced {
                 if let Some(ms) = at {
-                    let due = self.start + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+                    let due = wait_until(self.start, ms_offset(*ms));
                     if due > Instant::now() {
                         self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
                         continue;
@@ -601,3 +613,21 @@ impl Body for ReplayBody {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_offsets_from_a_hostile_tape_neither_panic_nor_wait_for_ever() {
+        assert_eq!(ms_offset(1e300), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::INFINITY), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::NAN), Duration::ZERO);
+        assert_eq!(ms_offset(-5.0), Duration::ZERO);
+        assert_eq!(ms_offset(1500.0), Duration::from_millis(1500));
+        let now = Instant::now();
+        let far = wait_until(now, Duration::from_nanos(u64::MAX));
+        assert_eq!(far, now + MAX_EXCHANGE_TIME);
+        assert_eq!(wait_until(now, Duration::MAX), now + MAX_EXCHANGE_TIME);
+    }
+}
