@@ -320,19 +320,24 @@ fn check_event(ev: &Event) -> Result<(), String> {
         ));
     }
     if let Some(ttfb) = t.ttfb_ns.filter(|n| *n > max_ns) {
-        return Err(format!("timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"));
+        return Err(format!(
+            "timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"
+        ));
     }
     let Some(r) = &ev.response else {
         return Ok(());
     };
     if !(100..=999).contains(&r.status) {
-        return Err(format!("response status {} is not an HTTP status", r.status));
+        return Err(format!(
+            "response status {} is not an HTTP status",
+            r.status
+        ));
     }
     let mut sum = 0u64;
     for (i, c) in r.chunks.iter().flatten().enumerate() {
         if !(c.at_ms.is_finite() && (0.0..=max_ms).contains(&c.at_ms)) {
             return Err(format!(
-                "chunk {i}: at_ms {} is out of range (0 to {max_ms})",
+                "chunk {i}: at_ms {:?} is out of range (0 to {max_ms})",
                 c.at_ms
             ));
         }
@@ -398,7 +403,8 @@ mod tests {
 
     #[test]
     fn hostile_times_and_chunk_lengths_are_refused_with_the_line() {
-        let ok_timing = r#"{"start_ns":0,"end_ns":10,"ttfb_ns":5,"start_unix_ns":0,"end_unix_ns":10}"#;
+        let ok_timing =
+            r#"{"start_ns":0,"end_ns":10,"ttfb_ns":5,"start_unix_ns":0,"end_unix_ns":10}"#;
         let cases = [
             (ok_timing, r#"[{"at_ms":1e300,"len":0}]"#, "at_ms"),
             (ok_timing, r#"[{"at_ms":-1,"len":0}]"#, "at_ms"),

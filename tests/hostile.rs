@@ -25,7 +25,10 @@ async fn a_hostile_proxy_user_name_is_refused_and_the_proxy_keeps_serving() {
         );
     }
     let good = client_as(&d, &dirs, "fine", "");
-    assert_eq!(good.get(up.url("/json")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        good.get(up.url("/json")).send().await.unwrap().status(),
+        200
+    );
     let (code, stderr) = d.stop();
     assert_eq!(code, 0);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -35,9 +38,18 @@ async fn a_hostile_proxy_user_name_is_refused_and_the_proxy_keeps_serving() {
 async fn otlp_headers_that_do_not_decode_are_no_panic() {
     let dirs = Dirs::new();
     let tape = dirs.path("t.jsonl");
-    std::fs::write(&tape, "{\"tapedeck_tape\":1,\"session\":\"t\",\"events\":0}\n").unwrap();
+    std::fs::write(
+        &tape,
+        "{\"tapedeck_tape\":1,\"session\":\"t\",\"events\":0}\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(support::harness::tapedeck_bin())
-        .args(["otlp", tape.to_str().unwrap(), "--endpoint", "http://127.0.0.1:9"])
+        .args([
+            "otlp",
+            tape.to_str().unwrap(),
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ])
         .env("OTEL_EXPORTER_OTLP_HEADERS", "x-a=%aé,x-b=%é%,x-c=%C3")
         .env("TAPEDECK_STORE", &dirs.store)
         .output()
@@ -162,7 +174,9 @@ async fn a_body_of_nul_bytes_exports_as_base64_not_six_bytes_each() {
     let body = &events[0]["request"]["body"];
     assert_eq!(body["len"], n);
     assert!(body["base64"].is_string(), "inline as base64");
-    let size = std::fs::metadata(dirs.path("nul.export.jsonl")).unwrap().len();
+    let size = std::fs::metadata(dirs.path("nul.export.jsonl"))
+        .unwrap()
+        .len();
     assert!(size < (n as u64) * 3 / 2, "{size} bytes for {n} NULs");
     // And it reads back byte for byte.
     let tape = dirs.path("nul.export.jsonl");

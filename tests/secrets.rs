@@ -26,11 +26,17 @@ fn assert_nowhere(dirs: &Dirs, d: Daemon, session: &str, secrets: &[&str]) -> Ve
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
     let events = export(dirs, session);
+    let mut leaks = Vec::new();
     for s in secrets {
         let files = dirs.files_containing(s.as_bytes());
-        assert!(files.is_empty(), "{s:?} reached disk in {files:?}");
-        assert!(!stderr.contains(s), "{s:?} is in the log:\n{stderr}");
+        if !files.is_empty() {
+            leaks.push(format!("{s:?} reached disk in {files:?}"));
+        }
+        if stderr.contains(s) {
+            leaks.push(format!("{s:?} is in the log"));
+        }
     }
+    assert!(leaks.is_empty(), "{}\nlog:\n{stderr}", leaks.join("\n"));
     events
 }
 
@@ -113,7 +119,10 @@ async fn a_long_stream_echoing_secrets_across_frames_is_scrubbed_as_it_is_writte
     assert_eq!(body.matches(OAUTH_ACCESS_TOKEN).count(), events_seen);
     let events = assert_nowhere(&dirs, d, "long-sse", &[BEARER, OAUTH_ACCESS_TOKEN]);
     let resp = &events[0]["response"];
-    assert!(resp["body"]["len"].as_u64().unwrap() > 3 << 20);
+    assert!(
+        resp["body"]["len"].as_u64().unwrap() > 2 << 20,
+        "stored in segments"
+    );
     let chunks: u64 = resp["chunks"]
         .as_array()
         .unwrap()
@@ -171,7 +180,12 @@ async fn percent_encoded_names_and_url_userinfo_are_redacted() {
 async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, &up, "fields", &["--redact-json-field", "session_pin"]);
+    let d = record(
+        &dirs,
+        &up,
+        "fields",
+        &["--redact-json-field", "session_pin"],
+    );
     let via = client(&d, &dirs);
     let ndjson_pw = "ndjson-PASSWORD-MUST-NEVER-BE-STORED-04";
     let pin = "custom-PIN-MUST-NEVER-BE-STORED-05";

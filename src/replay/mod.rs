@@ -313,7 +313,8 @@ impl Replayer {
                 message: "the recording has no response for this step".into(),
             });
             if recorded {
-                let took = Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
+                let took =
+                    Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
                 tokio::time::sleep_until(wait_until(arrived, took).into()).await;
             }
             let mut resp = upstream_error_response(&err);
