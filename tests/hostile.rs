@@ -107,13 +107,16 @@ fn import_and_replay(dirs: &Dirs, tape: &Path) -> [(i32, String); 2] {
     [(ic, ie), (rc, re)]
 }
 
+/// A change made to the exported event.
+type Edit = fn(&mut Value);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tapes_with_hostile_metadata_are_refused_by_import_and_replay_with_file_and_line() {
     let (dirs, path, lines) = recorded_tape().await;
     for (code, err) in import_and_replay(&dirs, &path) {
         assert_eq!(code, 0, "the tape as exported is fine: {err}");
     }
-    let hostile: [(&str, fn(&mut Value), &str); 4] = [
+    let hostile: [(&str, Edit, &str); 4] = [
         (
             "chunk lengths that overflow",
             |ev| {
