@@ -20,6 +20,8 @@ pub struct Capture {
     /// The wire `Content-Encoding` when tapedeck decodes it.
     pub encoding: Option<String>,
     chunks: Option<Vec<Chunk>>,
+    /// Where the last chunk ended in the stored bytes (written or held by the scrubber).
+    stored_end: u64,
     start: Instant,
     pub failed: Option<String>,
 }
@@ -55,6 +57,7 @@ impl Capture {
                 .and(encoding.map(|e| e.trim().to_ascii_lowercase())),
             decoder,
             chunks: streaming.then(Vec::new),
+            stored_end: 0,
             start,
             failed: None,
         }
@@ -83,24 +86,32 @@ impl Capture {
         self.write(bytes);
     }
 
-    /// Chunk lengths are those of the decoded frames as they arrived; redaction may
-    /// change the stored length, which the recorder fits the chunks to at the end.
+    /// A chunk is a decoded frame as it arrived, measured in stored bytes: what the
+    /// scrubber wrote for it plus what it holds back (to be written as is unless a
+    /// secret straddles the boundary), so chunks keep the frames' boundaries when a
+    /// redaction shortens a body. The recorder fits any rest at the end.
     fn write(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        if let Some(chunks) = self.chunks.as_mut() {
-            chunks.push(Chunk {
-                at_ms: round_ms(self.start.elapsed().as_secs_f64() * 1000.0),
-                len: bytes.len() as u64,
-            });
-        }
-        let result = match self.scrubber.as_mut() {
-            Some(s) => self.writer.write(self.store.as_ref(), s.feed(bytes)),
-            None => Ok(()),
+        let at_ms = round_ms(self.start.elapsed().as_secs_f64() * 1000.0);
+        let (result, held) = match self.scrubber.as_mut() {
+            Some(s) => (
+                self.writer.write(self.store.as_ref(), s.feed(bytes)),
+                s.held(),
+            ),
+            None => (Ok(()), 0),
         };
         if let Err(e) = result {
             self.note_failure(format!("store write failed: {e}"));
+        }
+        if let Some(chunks) = self.chunks.as_mut() {
+            let end = self.writer.len() + held as u64;
+            chunks.push(Chunk {
+                at_ms,
+                len: end.saturating_sub(self.stored_end),
+            });
+            self.stored_end = end.max(self.stored_end);
         }
     }
 
@@ -147,4 +158,49 @@ impl Capture {
 /// Offsets are kept to the microsecond.
 pub fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::redact::Secrets;
+    use crate::rules::Rules;
+    use crate::store::SledStore;
+
+    #[test]
+    fn a_scrubbed_stream_keeps_its_frames_in_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut secrets = Secrets::default();
+        secrets.add("Bearer sk-live-0123456789abcdef");
+        let rules = Rules::default();
+        let ct = Some("text/event-stream");
+        let scrubber = BodyScrubber::new(ct, &rules, &secrets);
+        // Past the keep-whole limit after a few frames: most are written in segments.
+        let mut c = Capture::new(store.clone(), None, 4096, true, Instant::now(), scrubber);
+        let frame = |i: usize| {
+            format!(
+                "data: {{\"i\":{i},\"echo\":\"sk-live-0123456789abcdef\",\"pad\":\"{}\"}}\n\n",
+                "x".repeat(900)
+            )
+        };
+        for i in 0..20 {
+            c.feed(frame(i).as_bytes());
+        }
+        let captured = c.finish();
+        let WrittenBody::Stored { hash, len } = captured.body else {
+            panic!("expected a body in segments");
+        };
+        let stored = store.get_body(&hash.to_hex()).unwrap().unwrap();
+        assert_eq!(stored.len() as u64, len);
+        let chunks = captured.chunks.unwrap();
+        assert_eq!(chunks.len(), 20);
+        let mut off = 0usize;
+        for (i, ch) in chunks.iter().enumerate() {
+            let piece = &stored[off..off + ch.len as usize];
+            let want = frame(i).replace("sk-live-0123456789abcdef", "[REDACTED]");
+            assert_eq!(String::from_utf8_lossy(piece), want, "chunk {i}");
+            off += ch.len as usize;
+        }
+    }
 }

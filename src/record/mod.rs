@@ -593,26 +593,62 @@ impl Pending {
     }
 }
 
-/// Redaction may change a streamed body's length; keep the chunk list summing to it.
+/// Redaction of a body kept whole may change its length after the chunks were counted;
+/// keep the chunk list summing to it: the last chunk takes what was added, and what was
+/// removed comes off the end (so earlier chunks keep their recorded boundaries).
 fn fit_chunks(chunks: &mut Option<Vec<crate::exchange::Chunk>>, len: u64) {
     let Some(list) = chunks.as_mut() else { return };
     let sum: u64 = list.iter().map(|c| c.len).sum();
-    if sum == len {
+    if sum < len {
+        match list.last_mut() {
+            Some(last) => last.len += len - sum,
+            None => list.push(crate::exchange::Chunk { at_ms: 0.0, len }),
+        }
         return;
     }
-    if let Some(last) = list.last_mut() {
-        let fixed = last.len as i64 + (len as i64 - sum as i64);
-        if fixed > 0 {
-            last.len = fixed as u64;
-            return;
+    let mut excess = sum - len;
+    while excess > 0 {
+        let Some(last) = list.last_mut() else { break };
+        let cut = excess.min(last.len);
+        last.len -= cut;
+        excess -= cut;
+        if last.len == 0 {
+            list.pop();
         }
     }
-    let at = list.first().map_or(0.0, |c| c.at_ms);
-    *list = if len == 0 {
-        Vec::new()
-    } else {
-        vec![crate::exchange::Chunk { at_ms: at, len }]
-    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Chunk;
+
+    fn lens(chunks: &Option<Vec<Chunk>>) -> Vec<u64> {
+        chunks.iter().flatten().map(|c| c.len).collect()
+    }
+
+    #[test]
+    fn chunks_are_fitted_to_the_stored_length_from_the_end() {
+        let list = |l: &[u64]| {
+            Some(
+                l.iter()
+                    .map(|&len| Chunk { at_ms: 1.0, len })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 18);
+        assert_eq!(lens(&c), [10, 8]);
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 25);
+        assert_eq!(lens(&c), [10, 10, 5]);
+        let mut c = list(&[]);
+        fit_chunks(&mut c, 4);
+        assert_eq!(lens(&c), [4]);
+        let mut c = list(&[2]);
+        fit_chunks(&mut c, 0);
+        assert!(lens(&c).is_empty());
+    }
 }
 
 /// The response body on its way to the client. The event is written before the last

@@ -142,11 +142,13 @@ impl JsonFields {
                         i = data.len();
                     }
                 },
+                State::AfterKey | State::AfterColon
+                    if matches!(rest[0], b' ' | b'\t' | b'\r' | b'\n') =>
+                {
+                    out.push(rest[0]);
+                    i += 1;
+                }
                 State::AfterKey => match rest[0] {
-                    b' ' | b'\t' | b'\r' | b'\n' => {
-                        out.push(rest[0]);
-                        i += 1;
-                    }
                     b':' => {
                         out.push(b':');
                         i += 1;
@@ -155,10 +157,6 @@ impl JsonFields {
                     _ => self.state = State::Text,
                 },
                 State::AfterColon => match rest[0] {
-                    b' ' | b'\t' | b'\r' | b'\n' => {
-                        out.push(rest[0]);
-                        i += 1;
-                    }
                     b'"' => {
                         out.push(b'"');
                         out.extend_from_slice(REDACTED.as_bytes());

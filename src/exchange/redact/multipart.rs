@@ -156,6 +156,14 @@ impl MultipartFields {
         }
     }
 
+    /// Bytes held back that will be written out (a secret part's are dropped).
+    pub fn held(&self) -> usize {
+        match self.state {
+            State::Body { secret: true } => 0,
+            _ => self.buf.len().saturating_sub(self.hidden),
+        }
+    }
+
     fn give_up(&mut self, out: &mut Vec<u8>) {
         self.state = State::Plain;
         let rest = std::mem::take(&mut self.buf);

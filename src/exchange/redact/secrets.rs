@@ -150,6 +150,10 @@ impl LiteralStream {
         self.matcher.is_none()
     }
 
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let Some(ac) = &self.matcher else {
             out.extend_from_slice(data);

@@ -92,6 +92,11 @@ impl BodyScrubber {
         &self.out
     }
 
+    /// How many bytes fed so far are held back, to be written when more arrive.
+    pub fn held(&self) -> usize {
+        self.literal.held() + self.multipart.as_ref().map_or(0, MultipartFields::held)
+    }
+
     /// The bytes held back, and the values of the fields that were redacted.
     pub fn finish(self) -> (Vec<u8>, Collected) {
         let mut found = Collected::default();
