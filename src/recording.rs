@@ -286,3 +286,70 @@ async fn load_from(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::canonical::identify;
+    use crate::exchange::redact::{self, Secrets};
+    use crate::exchange::{Kind, RequestRecord, Timing};
+    use crate::rules::Rules;
+
+    #[test]
+    fn a_request_stored_in_clear_under_older_rules_is_keyed_as_a_live_one_is_today() {
+        let body = br#"{"user":"ada","password":"stored-in-clear-1"}"#.to_vec();
+        let b3 = blake3::hash(&body).to_hex().to_string();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let ev = Event {
+            step: 1,
+            kind: Kind::Tool,
+            key: "old".into(),
+            rules: Some("older-rules".into()),
+            agent: None,
+            request: RequestRecord {
+                method: "POST".into(),
+                url: "https://a.test/login".into(),
+                version: "HTTP/1.1".into(),
+                headers: headers.clone(),
+                body: BodyRef {
+                    b3: b3.clone(),
+                    len: body.len() as u64,
+                    encoding: None,
+                },
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        };
+        let rec = Recording::from_tape(
+            tape::Tape {
+                header: tape::TapeHeader {
+                    tapedeck_tape: tape::TAPE_VERSION,
+                    session: "s".into(),
+                    events: 1,
+                },
+                events: vec![ev.clone()],
+                bodies: HashMap::from([(b3, Bytes::from(body.clone()))]),
+            },
+            "test".into(),
+        );
+        let rules = Rules::default();
+        let (live, whole) = redact::stored_body(
+            &body,
+            Some("application/json"),
+            1 << 20,
+            &rules,
+            &mut Secrets::default(),
+        );
+        assert!(whole);
+        assert!(!String::from_utf8_lossy(&live).contains("stored-in-clear"));
+        let want = identify(
+            "POST",
+            "https://a.test/login",
+            &headers,
+            crate::exchange::canonical::KeyBody::Whole(&live),
+            &rules,
+        );
+        assert_eq!(rec.identify(&ev, &rules).unwrap(), want);
+    }
+}
