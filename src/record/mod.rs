@@ -618,39 +618,6 @@ fn fit_chunks(chunks: &mut Option<Vec<crate::exchange::Chunk>>, len: u64) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::exchange::Chunk;
-
-    fn lens(chunks: &Option<Vec<Chunk>>) -> Vec<u64> {
-        chunks.iter().flatten().map(|c| c.len).collect()
-    }
-
-    #[test]
-    fn chunks_are_fitted_to_the_stored_length_from_the_end() {
-        let list = |l: &[u64]| {
-            Some(
-                l.iter()
-                    .map(|&len| Chunk { at_ms: 1.0, len })
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let mut c = list(&[10, 10, 3]);
-        fit_chunks(&mut c, 18);
-        assert_eq!(lens(&c), [10, 8]);
-        let mut c = list(&[10, 10, 3]);
-        fit_chunks(&mut c, 25);
-        assert_eq!(lens(&c), [10, 10, 5]);
-        let mut c = list(&[]);
-        fit_chunks(&mut c, 4);
-        assert_eq!(lens(&c), [4]);
-        let mut c = list(&[2]);
-        fit_chunks(&mut c, 0);
-        assert!(lens(&c).is_empty());
-    }
-}
-
 /// The response body on its way to the client. The event is written before the last
 /// frame is handed over, and a client that hangs up still leaves an event behind.
 struct ResponseTee {
@@ -738,5 +705,38 @@ impl Drop for ResponseTee {
                 false,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Chunk;
+
+    fn lens(chunks: &Option<Vec<Chunk>>) -> Vec<u64> {
+        chunks.iter().flatten().map(|c| c.len).collect()
+    }
+
+    #[test]
+    fn chunks_are_fitted_to_the_stored_length_from_the_end() {
+        let list = |l: &[u64]| {
+            Some(
+                l.iter()
+                    .map(|&len| Chunk { at_ms: 1.0, len })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 18);
+        assert_eq!(lens(&c), [10, 8]);
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 25);
+        assert_eq!(lens(&c), [10, 10, 5]);
+        let mut c = list(&[]);
+        fit_chunks(&mut c, 4);
+        assert_eq!(lens(&c), [4]);
+        let mut c = list(&[2]);
+        fit_chunks(&mut c, 0);
+        assert!(lens(&c).is_empty());
     }
 }
