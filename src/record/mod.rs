@@ -423,7 +423,8 @@ impl Pending {
     }
 
     /// Stores the request body (once), adding the values of its redacted fields to the
-    /// secrets.
+    /// secrets, then scrubs the request headers with what the request alone revealed:
+    /// replay redacts a live request in this same order, so the keys agree.
     fn settle_request(&mut self) {
         if self.req_stored.is_some() {
             return;
@@ -440,6 +441,7 @@ impl Pending {
             }
             None => (BodyRef::empty(), Some(Vec::new())),
         });
+        redact::scrub_headers(&mut self.req_headers, &self.secrets);
     }
 
     /// Stores the finished body; returns its reference and, when small, its bytes.
@@ -496,8 +498,6 @@ impl Pending {
             .req_stored
             .take()
             .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new())));
-        // Replay scrubs a live request's headers at this same point, after its body.
-        redact::scrub_headers(&mut self.req_headers, &self.secrets);
         let (kind, key) = identify(
             &self.method,
             &self.url,

@@ -77,7 +77,7 @@ impl Collected {
         let s = s.trim();
         if (MIN_SCRUB_LEN..=MAX_SCRUB_LEN).contains(&s.len())
             && s != REDACTED
-            && self.values.len() < 256
+            && self.values.len() < secrets::MAX_SECRETS
             && !self.values.iter().any(|v| v == s)
         {
             self.values.push(s.to_string());

@@ -18,7 +18,7 @@ pub const MIN_SCRUB_LEN: usize = 8;
 /// Longer values are not scrubbed literally (a stream holds back this many bytes).
 pub const MAX_SCRUB_LEN: usize = 16 << 10;
 /// A hostile request cannot grow the list without bound.
-const MAX_SECRETS: usize = 256;
+pub(super) const MAX_SECRETS: usize = 256;
 
 /// The secret values seen in one exchange, to be scrubbed from what is stored of it.
 #[derive(Default, Clone, Debug)]
