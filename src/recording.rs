@@ -106,14 +106,27 @@ impl Recording {
                 rules,
             ));
         }
+        // Redacted again under today's rules (a field they name may have been stored in
+        // clear), exactly as a live request is at replay time.
         let body = self.body(&r.body)?;
-        Ok(identify(
-            &r.method,
-            &r.url,
-            &r.headers,
-            KeyBody::Whole(&body),
+        let mut secrets = crate::exchange::redact::Secrets::default();
+        let (body, whole) = crate::exchange::redact::stored_body(
+            &body,
+            ct,
+            crate::store::keep_limit(ct),
             rules,
-        ))
+            &mut secrets,
+        );
+        let mut headers = r.headers.clone();
+        crate::exchange::redact::scrub_headers(&mut headers, &secrets);
+        let b3;
+        let key_body = if whole {
+            KeyBody::Whole(&body)
+        } else {
+            b3 = blake3::hash(&body).to_hex().to_string();
+            KeyBody::Large(&b3)
+        };
+        Ok(identify(&r.method, &r.url, &headers, key_body, rules))
     }
 
     /// The parts of a large body kept in the store, to read one at a time; `None` when
@@ -278,5 +291,72 @@ async fn load_from(
                 format!("session {arg} (from the daemon at {listen})"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::canonical::identify;
+    use crate::exchange::redact::{self, Secrets};
+    use crate::exchange::{Kind, RequestRecord, Timing};
+    use crate::rules::Rules;
+
+    #[test]
+    fn a_request_stored_in_clear_under_older_rules_is_keyed_as_a_live_one_is_today() {
+        let body = br#"{"user":"ada","password":"stored-in-clear-1"}"#.to_vec();
+        let b3 = blake3::hash(&body).to_hex().to_string();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let ev = Event {
+            step: 1,
+            kind: Kind::Tool,
+            key: "old".into(),
+            rules: Some("older-rules".into()),
+            agent: None,
+            request: RequestRecord {
+                method: "POST".into(),
+                url: "https://a.test/login".into(),
+                version: "HTTP/1.1".into(),
+                headers: headers.clone(),
+                body: BodyRef {
+                    b3: b3.clone(),
+                    len: body.len() as u64,
+                    encoding: None,
+                },
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        };
+        let rec = Recording::from_tape(
+            tape::Tape {
+                header: tape::TapeHeader {
+                    tapedeck_tape: tape::TAPE_VERSION,
+                    session: "s".into(),
+                    events: 1,
+                },
+                events: vec![ev.clone()],
+                bodies: HashMap::from([(b3, Bytes::from(body.clone()))]),
+            },
+            "test".into(),
+        );
+        let rules = Rules::default();
+        let (live, whole) = redact::stored_body(
+            &body,
+            Some("application/json"),
+            1 << 20,
+            &rules,
+            &mut Secrets::default(),
+        );
+        assert!(whole);
+        assert!(!String::from_utf8_lossy(&live).contains("stored-in-clear"));
+        let want = identify(
+            "POST",
+            "https://a.test/login",
+            &headers,
+            crate::exchange::canonical::KeyBody::Whole(&live),
+            &rules,
+        );
+        assert_eq!(rec.identify(&ev, &rules).unwrap(), want);
     }
 }

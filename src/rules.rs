@@ -18,11 +18,29 @@ pub const DEFAULT_REDACT_HEADERS: &[&str] = &[
     "set-cookie",
     "proxy-authorization",
     "x-goog-api-key",
+    "x-subscription-token",
     "x-amz-security-token",
 ];
 
-/// Query parameters never stored in clear.
-pub const DEFAULT_REDACT_QUERY: &[&str] = &["key", "api_key", "access_token"];
+/// Query parameters never stored in clear (names compared case-insensitively, after
+/// percent-decoding).
+pub const DEFAULT_REDACT_QUERY: &[&str] = &[
+    "key",
+    "api_key",
+    "apikey",
+    "access_token",
+    "token",
+    "client_secret",
+];
+
+/// JSON, form and multipart fields never stored in clear, in requests and responses.
+pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
+    "api_key",
+    "password",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+];
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -250,7 +268,10 @@ impl Default for Rules {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            redact_json_fields: Vec::new(),
+            redact_json_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
             match_headers: Vec::new(),
             ignore_headers: Vec::new(),
@@ -564,7 +585,7 @@ mod tests {
         let r = Rules::from_toml(
             r#"
             [redact]
-            json_fields = ["password"]
+            json_fields = ["PIN"]
             [match]
             ignore_json_paths = ["$.metadata"]
             [[kind]]
@@ -579,7 +600,8 @@ mod tests {
         .unwrap();
         assert!(r.is_redacted_header("authorization"));
         assert!(r.is_redacted_header("x-tenant-token"));
-        assert_eq!(r.redact_json_fields, vec!["password"]);
+        assert!(r.redact_json_fields.contains(&"pin".to_string()));
+        assert!(r.redact_json_fields.contains(&"refresh_token".to_string()));
         assert_eq!(r.ignore_json_paths.len(), 1);
         assert_eq!(r.tool_name("GET", "weather.test", "/v1/x"), "get_weather");
         assert_eq!(r.tool_name("GET", "search.test", "/v1/x"), "search.test/v1");

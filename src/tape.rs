@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::exchange::{BodyRef, Event};
+use crate::exchange::{BodyRef, Event, MAX_EXCHANGE_TIME};
 
 pub const TAPE_VERSION: u32 = 1;
 
@@ -100,10 +100,17 @@ fn inline(body: &BodyRef, data: &[u8]) -> InlineBody {
         }
     }
     match std::str::from_utf8(data) {
-        Ok(text) => v.text = Some(text.to_string()),
-        Err(_) => v.base64 = Some(base64::engine::general_purpose::STANDARD.encode(data)),
+        Ok(text) if !has_control_bytes(data) => v.text = Some(text.to_string()),
+        _ => v.base64 = Some(base64::engine::general_purpose::STANDARD.encode(data)),
     }
     v
+}
+
+/// Control bytes other than tab, newline, carriage return, form feed and escape: JSON
+/// writes each as `\u00XX` (six bytes for one), so such a body goes out as base64.
+fn has_control_bytes(data: &[u8]) -> bool {
+    data.iter()
+        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b)) || b == 0x7f)
 }
 
 fn render_json(v: &Value, style: &str) -> Vec<u8> {
@@ -282,6 +289,7 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
                 Ok::<_, String>(r)
             })
             .map_err(|m| line_err(n, m))?;
+        check_event(&ev).map_err(|m| line_err(n, format!("step {}: {m}", ev.step)))?;
         if ev.step <= last_step {
             return Err(line_err(
                 n,
@@ -311,6 +319,58 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
     })
 }
 
+/// Checks what later code trusts of an event beyond its bodies (whose lengths and hashes
+/// `materialize` checks): times are in order and within [`MAX_EXCHANGE_TIME`], chunk
+/// offsets are finite and in range, chunk lengths add up (without overflow) to no more
+/// than the body, the status is a status.
+fn check_event(ev: &Event) -> Result<(), String> {
+    let max_ns = MAX_EXCHANGE_TIME.as_nanos() as u64;
+    let max_ms = MAX_EXCHANGE_TIME.as_millis() as f64;
+    let t = &ev.timing;
+    if t.end_ns < t.start_ns || t.end_unix_ns < t.start_unix_ns {
+        return Err("timing: the exchange ends before it starts".into());
+    }
+    if t.end_ns - t.start_ns > max_ns || t.end_unix_ns - t.start_unix_ns > max_ns {
+        return Err(format!(
+            "timing: the exchange lasts longer than {} days",
+            MAX_EXCHANGE_TIME.as_secs() / 86400
+        ));
+    }
+    if let Some(ttfb) = t.ttfb_ns.filter(|n| *n > max_ns) {
+        return Err(format!(
+            "timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"
+        ));
+    }
+    let Some(r) = &ev.response else {
+        return Ok(());
+    };
+    if !(100..=999).contains(&r.status) {
+        return Err(format!(
+            "response status {} is not an HTTP status",
+            r.status
+        ));
+    }
+    let mut sum = 0u64;
+    for (i, c) in r.chunks.iter().flatten().enumerate() {
+        if !(c.at_ms.is_finite() && (0.0..=max_ms).contains(&c.at_ms)) {
+            return Err(format!(
+                "chunk {i}: at_ms {:?} is out of range (0 to {max_ms})",
+                c.at_ms
+            ));
+        }
+        sum = sum
+            .checked_add(c.len)
+            .filter(|s| *s <= r.body.len)
+            .ok_or_else(|| {
+                format!(
+                    "chunk lengths add up to more than the response body's {} bytes",
+                    r.body.len
+                )
+            })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +398,72 @@ mod tests {
         let v = inline(&body_ref(&bin), &bin);
         assert!(v.base64.is_some());
         assert_eq!(materialize(v).unwrap().1, bin);
+    }
+
+    #[test]
+    fn bodies_with_control_bytes_inline_as_base64() {
+        let nuls = vec![0u8; 1000];
+        let v = inline(&body_ref(&nuls), &nuls);
+        assert!(v.base64.is_some() && v.text.is_none());
+        assert!(serde_json::to_string(&v).unwrap().len() < 1500);
+        assert_eq!(materialize(v).unwrap().1, nuls);
+        let text = b"line\tone\r\n\x1b[1mbold\x1b[0m\n";
+        assert!(inline(&body_ref(text), text).text.is_some());
+    }
+
+    fn event_line(timing: &str, chunks: &str) -> String {
+        let body = r#"{"b3":"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262","len":0,"text":""}"#;
+        format!(
+            r#"{{"step":1,"kind":"tool","key":"k","request":{{"method":"GET","url":"http://a.test/","version":"HTTP/1.1","headers":[],"body":{body}}},"response":{{"status":200,"version":"HTTP/1.1","headers":[],"body":{body},"chunks":{chunks},"complete":true}},"timing":{timing}}}"#
+        )
+    }
+
+    #[test]
+    fn hostile_times_and_chunk_lengths_are_refused_with_the_line() {
+        let ok_timing =
+            r#"{"start_ns":0,"end_ns":10,"ttfb_ns":5,"start_unix_ns":0,"end_unix_ns":10}"#;
+        let cases = [
+            (ok_timing, r#"[{"at_ms":1e300,"len":0}]"#, "at_ms"),
+            (ok_timing, r#"[{"at_ms":-1,"len":0}]"#, "at_ms"),
+            (
+                ok_timing,
+                r#"[{"at_ms":1,"len":9223372036854775808},{"at_ms":2,"len":9223372036854775808}]"#,
+                "add up",
+            ),
+            (ok_timing, r#"[{"at_ms":1,"len":1}]"#, "add up"),
+            (
+                r#"{"start_ns":0,"end_ns":10,"ttfb_ns":18446744073709551615,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "ttfb_ns",
+            ),
+            (
+                r#"{"start_ns":0,"end_ns":18446744073709551615,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "longer than",
+            ),
+            (
+                r#"{"start_ns":10,"end_ns":0,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "before it starts",
+            ),
+        ];
+        for (timing, chunks, want) in cases {
+            let text = format!(
+                "{{\"tapedeck_tape\":1,\"session\":\"s\",\"events\":1}}\n{}\n",
+                event_line(timing, chunks)
+            );
+            let err = read_from(std::io::Cursor::new(text), Path::new("t.jsonl"))
+                .err()
+                .unwrap_or_else(|| panic!("accepted {timing} {chunks}"))
+                .to_string();
+            assert!(err.starts_with("t.jsonl, line 2: step 1: "), "{err}");
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let fine = format!(
+            "{{\"tapedeck_tape\":1,\"session\":\"s\",\"events\":1}}\n{}\n",
+            event_line(ok_timing, r#"[{"at_ms":1.5,"len":0}]"#)
+        );
+        assert!(read_from(std::io::Cursor::new(fine), Path::new("t.jsonl")).is_ok());
     }
 
     #[test]

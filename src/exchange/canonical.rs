@@ -67,23 +67,12 @@ impl UrlParts {
     }
 }
 
-/// Decodes `%XX` escapes (proxy user names, OTLP header values); bad escapes stay as is.
+/// Decodes `%XX` escapes (proxy user names, OTLP header values, URL path segments);
+/// bad escapes stay as they are and bytes that are not UTF-8 become U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Sorts object keys at every depth (serde_json keeps insertion order here).
@@ -347,6 +336,14 @@ mod tests {
             &rules,
         );
         assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn percent_decoding_never_panics_and_keeps_bad_escapes() {
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
+        assert_eq!(percent_decode("%C3"), "\u{FFFD}");
+        assert_eq!(percent_decode("%é%"), "%é%");
     }
 
     #[test]

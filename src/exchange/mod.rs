@@ -74,6 +74,11 @@ pub struct RequestRecord<B = BodyRef> {
     pub body: B,
 }
 
+/// The longest any one exchange may take, and so any offset or duration inside it
+/// (time to first byte, a chunk's time, end − start): far beyond a real exchange, and a
+/// bound on how long replay waits at the recorded pace whatever a tape says.
+pub const MAX_EXCHANGE_TIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// One piece of a streamed response body, as it reached the proxy.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Chunk {

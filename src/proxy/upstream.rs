@@ -106,17 +106,19 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response head (bounded by the response timeout).
-    /// `h2` says whether the client spoke HTTP/2 to the proxy.
+    /// `h2` says whether the client spoke HTTP/2 to the proxy; `target` names the request
+    /// in error messages, which are stored: the redacted URL, never the real one (it may
+    /// carry a key).
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
         h2: bool,
+        target: &str,
     ) -> Result<Response<Incoming>, ExchangeError> {
-        let target = req.uri().to_string();
         let client = if h2 { &self.any } else { &self.h1 };
         match tokio::time::timeout(self.response_timeout, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&target, &e)),
+            Ok(Err(e)) => Err(classify(target, &e)),
             Err(_) => Err(ExchangeError {
                 kind: ErrorKind::Timeout,
                 message: format!(

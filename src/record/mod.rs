@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use crate::exchange::canonical::{identify, KeyBody};
-use crate::exchange::redact::{self, Secrets};
+use crate::exchange::redact::{self, BodyScrubber, Secrets};
 use crate::exchange::{
     header, is_streaming, version_str, BodyRef, ErrorKind, Event, ExchangeError, Header,
     RequestRecord, ResponseRecord, Timing,
@@ -185,6 +185,7 @@ impl Recorder {
             keep_limit(req_ct.as_deref()),
             false,
             start,
+            BodyScrubber::new(req_ct.as_deref(), &self.rules, &secrets),
         );
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
@@ -205,6 +206,7 @@ impl Recorder {
             req_headers,
             req_ct,
             secrets,
+            req_stored: None,
             tee: tee.clone(),
             head: None,
             resp_capture: None,
@@ -216,20 +218,27 @@ impl Recorder {
         parts.version = http::Version::HTTP_11;
         let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
 
-        match self.upstream.send(up_req, client_h2).await {
+        match self.upstream.send(up_req, client_h2, &pending.url).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 let ttfb_ns = start.elapsed().as_nanos() as u64;
-                let resp_headers =
+                // A request that has ended is stored now, so the values of its secret
+                // fields are scrubbed from the response as it streams.
+                if pending.request_ended() {
+                    pending.settle_request();
+                }
+                let mut resp_headers =
                     redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+                redact::scrub_headers(&mut resp_headers, &pending.secrets);
                 let streaming = is_streaming(&rparts.headers);
-                let limit = keep_limit(header(&resp_headers, "content-type"));
+                let resp_ct = header(&resp_headers, "content-type");
                 pending.resp_capture = Some(Capture::new(
                     self.store.clone(),
                     header(&resp_headers, "content-encoding"),
-                    limit,
+                    keep_limit(resp_ct),
                     streaming,
                     start,
+                    BodyScrubber::new(resp_ct, &self.rules, &pending.secrets),
                 ));
                 pending.head = Some(Head {
                     status: rparts.status.as_u16(),
@@ -245,7 +254,8 @@ impl Recorder {
                 };
                 Response::from_parts(rparts, body.boxed_unsync())
             }
-            Err(err) => {
+            Err(mut err) => {
+                err.message = pending.secrets.scrub_str(&err.message).into_owned();
                 tracing::warn!("#{step} upstream failed: {}", err.message);
                 pending.drain_request().await;
                 let resp = upstream_error_response(&err);
@@ -358,7 +368,10 @@ struct Pending {
     version: String,
     req_headers: Vec<Header>,
     req_ct: Option<String>,
+    /// Every secret value seen in the exchange so far.
     secrets: Secrets,
+    /// The request body once stored, with its bytes when kept whole.
+    req_stored: Option<(BodyRef, Option<Vec<u8>>)>,
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
     resp_capture: Option<Capture>,
@@ -403,16 +416,50 @@ impl Pending {
         t.done = drained;
     }
 
+    /// Whether the client has sent the whole request body.
+    fn request_ended(&self) -> bool {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    /// Stores the request body (once), adding the values of its redacted fields to the
+    /// secrets, then scrubs the request headers with what the request alone revealed:
+    /// replay redacts a live request in this same order, so the keys agree.
+    fn settle_request(&mut self) {
+        if self.req_stored.is_some() {
+            return;
+        }
+        let captured = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            t.capture.take()
+        };
+        let ct = self.req_ct.clone();
+        self.req_stored = Some(match captured {
+            Some(c) => {
+                let (r, bytes, _) = self.store_body(c.finish(), ct.as_deref());
+                (r, bytes)
+            }
+            None => (BodyRef::empty(), Some(Vec::new())),
+        });
+        redact::scrub_headers(&mut self.req_headers, &self.secrets);
+    }
+
     /// Stores the finished body; returns its reference and, when small, its bytes.
     fn store_body(
-        &self,
+        &mut self,
         c: Captured,
         content_type: Option<&str>,
     ) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
+        self.secrets.extend(c.found.into_values());
         let store = self.recorder.store.as_ref();
         match c.body {
             WrittenBody::Whole(data) => {
-                let data = redact::body(data, content_type, &self.recorder.rules, &self.secrets);
+                let data = redact::finish_whole(
+                    data,
+                    content_type,
+                    &self.recorder.rules,
+                    &mut self.secrets,
+                );
                 let hash = match store_whole(store, &data) {
                     Ok(h) => h,
                     Err(e) => {
@@ -446,14 +493,11 @@ impl Pending {
         let end = Instant::now();
 
         let rules = self.recorder.rules.clone();
-        let req_captured = {
-            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
-            t.capture.take()
-        };
-        let (req_body, req_bytes, _) = match req_captured {
-            Some(c) => self.store_body(c.finish(), self.req_ct.as_deref()),
-            None => (BodyRef::empty(), Some(Vec::new()), None),
-        };
+        self.settle_request();
+        let (req_body, req_bytes) = self
+            .req_stored
+            .take()
+            .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new())));
         let (kind, key) = identify(
             &self.method,
             &self.url,
@@ -479,10 +523,12 @@ impl Pending {
                     });
                 }
                 fit_chunks(&mut chunks, body.len);
+                let mut headers = head.headers;
+                redact::scrub_headers(&mut headers, &self.secrets);
                 Some(ResponseRecord {
                     status: head.status,
                     version: head.version,
-                    headers: head.headers,
+                    headers,
                     body,
                     chunks,
                     complete,
@@ -491,6 +537,9 @@ impl Pending {
             }
             _ => None,
         };
+        if let Some(e) = error.as_mut() {
+            e.message = self.secrets.scrub_str(&e.message).into_owned();
+        }
         let ttfb_ns = response.as_ref().map(|(_, t)| *t);
         let event = Event {
             step: self.step,
@@ -544,26 +593,29 @@ impl Pending {
     }
 }
 
-/// Redaction may change a streamed body's length; keep the chunk list summing to it.
+/// Redaction of a body kept whole may change its length after the chunks were counted;
+/// keep the chunk list summing to it: the last chunk takes what was added, and what was
+/// removed comes off the end (so earlier chunks keep their recorded boundaries).
 fn fit_chunks(chunks: &mut Option<Vec<crate::exchange::Chunk>>, len: u64) {
     let Some(list) = chunks.as_mut() else { return };
     let sum: u64 = list.iter().map(|c| c.len).sum();
-    if sum == len {
+    if sum < len {
+        match list.last_mut() {
+            Some(last) => last.len += len - sum,
+            None => list.push(crate::exchange::Chunk { at_ms: 0.0, len }),
+        }
         return;
     }
-    if let Some(last) = list.last_mut() {
-        let fixed = last.len as i64 + (len as i64 - sum as i64);
-        if fixed > 0 {
-            last.len = fixed as u64;
-            return;
+    let mut excess = sum - len;
+    while excess > 0 {
+        let Some(last) = list.last_mut() else { break };
+        let cut = excess.min(last.len);
+        last.len -= cut;
+        excess -= cut;
+        if last.len == 0 {
+            list.pop();
         }
     }
-    let at = list.first().map_or(0.0, |c| c.at_ms);
-    *list = if len == 0 {
-        Vec::new()
-    } else {
-        vec![crate::exchange::Chunk { at_ms: at, len }]
-    };
 }
 
 /// The response body on its way to the client. The event is written before the last
@@ -605,13 +657,17 @@ impl Body for ResponseTee {
             }
             Poll::Ready(Some(Err(e))) => {
                 let err = crate::proxy::upstream::classify("upstream body", &e);
+                let mut message = format!("response body cut: {}", err.message);
+                if let Some(p) = this.pending.as_ref() {
+                    message = p.secrets.scrub_str(&message).into_owned();
+                }
                 let err = ExchangeError {
                     kind: if err.kind == ErrorKind::Other {
                         ErrorKind::Reset
                     } else {
                         err.kind
                     },
-                    message: format!("response body cut: {}", err.message),
+                    message,
                 };
                 tracing::warn!("{}", err.message);
                 this.finish(Some(err), false);
@@ -649,5 +705,38 @@ impl Drop for ResponseTee {
                 false,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Chunk;
+
+    fn lens(chunks: &Option<Vec<Chunk>>) -> Vec<u64> {
+        chunks.iter().flatten().map(|c| c.len).collect()
+    }
+
+    #[test]
+    fn chunks_are_fitted_to_the_stored_length_from_the_end() {
+        let list = |l: &[u64]| {
+            Some(
+                l.iter()
+                    .map(|&len| Chunk { at_ms: 1.0, len })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 18);
+        assert_eq!(lens(&c), [10, 8]);
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 25);
+        assert_eq!(lens(&c), [10, 10, 5]);
+        let mut c = list(&[]);
+        fit_chunks(&mut c, 4);
+        assert_eq!(lens(&c), [4]);
+        let mut c = list(&[2]);
+        fit_chunks(&mut c, 0);
+        assert!(lens(&c).is_empty());
     }
 }

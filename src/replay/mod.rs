@@ -26,7 +26,7 @@ use crate::cli::{Order, Pace};
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::encoding::{self, Coding};
 use crate::exchange::redact::{self, Secrets};
-use crate::exchange::{header, Event};
+use crate::exchange::{header, Event, MAX_EXCHANGE_TIME};
 use crate::proxy::body::{self, BoxError, ProxyBody};
 use crate::proxy::{BoxFuture, ClientCtx, Handler};
 use crate::record::{upstream_error_response, InFlight};
@@ -219,27 +219,32 @@ impl Replayer {
         let mut secrets = Secrets::default();
         parts.headers.remove(crate::record::AGENT_HEADER);
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
         let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
             Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
             None => raw.to_vec(),
         };
-        let ct = header(&stored_headers, "content-type");
+        let ct = header(&stored_headers, "content-type").map(str::to_string);
         let method = parts.method.to_string();
-        let large = decoded.len() > keep_limit(ct);
-        let (stored_body, large_b3) = if large {
-            let b3 = blake3::hash(&decoded).to_hex().to_string();
-            (decoded, b3)
+        // The request in the form record stored it: body, then headers, scrubbed alike.
+        let (stored_body, whole) = redact::stored_body(
+            &decoded,
+            ct.as_deref(),
+            keep_limit(ct.as_deref()),
+            &self.rules,
+            &mut secrets,
+        );
+        drop(decoded);
+        redact::scrub_headers(&mut stored_headers, &secrets);
+        let large_b3 = if whole {
+            String::new()
         } else {
-            (
-                redact::body(decoded, ct, &self.rules, &secrets),
-                String::new(),
-            )
+            blake3::hash(&stored_body).to_hex().to_string()
         };
-        let key_body = if large {
-            KeyBody::Large(&large_b3)
-        } else {
+        let key_body = if whole {
             KeyBody::Whole(&stored_body)
+        } else {
+            KeyBody::Large(&large_b3)
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
         let taken = self
@@ -308,14 +313,9 @@ impl Replayer {
                 message: "the recording has no response for this step".into(),
             });
             if recorded {
-                tokio::time::sleep_until(
-                    (arrived
-                        + Duration::from_nanos(
-                            ev.timing.end_ns.saturating_sub(ev.timing.start_ns),
-                        ))
-                    .into(),
-                )
-                .await;
+                let took =
+                    Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
+                tokio::time::sleep_until(wait_until(arrived, took).into()).await;
             }
             let mut resp = upstream_error_response(&err);
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
@@ -330,7 +330,7 @@ impl Replayer {
             if let Some(parts) = self.rec.body_parts(&r.body) {
                 let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
                 if recorded {
-                    tokio::time::sleep_until((arrived + ttfb).into()).await;
+                    tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
                 }
                 let mut builder = Response::builder().status(r.status);
                 for (name, value) in &r.headers {
@@ -367,9 +367,9 @@ impl Replayer {
         };
         // The head goes out at the recorded time to first byte; chunks keep their recorded
         // offsets from the head, so any time spent here shifts them all alike.
-        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
+        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0)).min(MAX_EXCHANGE_TIME);
         if recorded {
-            tokio::time::sleep_until((arrived + ttfb).into()).await;
+            tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
         }
         let now = Instant::now();
         let arrived = now.checked_sub(ttfb).unwrap_or(now);
@@ -399,10 +399,11 @@ impl Replayer {
             let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
             ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut).boxed_unsync()
         } else if let Some(chunks) = &r.chunks {
-            let mut frames = Vec::with_capacity(chunks.len());
+            let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
             let mut off = 0usize;
             for c in chunks {
-                let end = (off + c.len as usize).min(data.len());
+                let len = usize::try_from(c.len).unwrap_or(usize::MAX);
+                let end = off.saturating_add(len).min(data.len());
                 frames.push((Some(c.at_ms), data.slice(off..end)));
                 off = end;
             }
@@ -427,6 +428,23 @@ impl Replayer {
             )
         })
     }
+}
+
+/// When a recorded offset from `base` falls, capped so that no recording can make replay
+/// wait longer than an exchange may last or overflow the clock.
+fn wait_until(base: Instant, offset: Duration) -> Instant {
+    base.checked_add(offset.min(MAX_EXCHANGE_TIME))
+        .unwrap_or(base)
+}
+
+/// A chunk's recorded time (milliseconds, from a tape: maybe huge, negative or NaN).
+fn ms_offset(ms: f64) -> Duration {
+    if ms.is_nan() || ms <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .unwrap_or(MAX_EXCHANGE_TIME)
+        .min(MAX_EXCHANGE_TIME)
 }
 
 /// Headers that describe the original framing, recomputed for the replayed body.
@@ -570,7 +588,7 @@ impl Body for ReplayBody {
             };
             if self.paced {
                 if let Some(ms) = at {
-                    let due = self.start + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+                    let due = wait_until(self.start, ms_offset(*ms));
                     if due > Instant::now() {
                         self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
                         continue;
@@ -596,3 +614,21 @@ impl Body for ReplayBody {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_offsets_from_a_hostile_tape_neither_panic_nor_wait_for_ever() {
+        assert_eq!(ms_offset(1e300), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::INFINITY), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::NAN), Duration::ZERO);
+        assert_eq!(ms_offset(-5.0), Duration::ZERO);
+        assert_eq!(ms_offset(1500.0), Duration::from_millis(1500));
+        let now = Instant::now();
+        let far = wait_until(now, Duration::from_nanos(u64::MAX));
+        assert_eq!(far, now + MAX_EXCHANGE_TIME);
+        assert_eq!(wait_until(now, Duration::MAX), now + MAX_EXCHANGE_TIME);
+    }
+}

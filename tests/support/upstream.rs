@@ -17,6 +17,10 @@
 //!   `GET /close` drops the connection; `GET /reset-mid` breaks off mid-body;
 //!   `GET /gzip`; `GET /weather?city=Paris`; `GET /empty`; `GET /empty-list`;
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
+//!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echo-auth`;
+//!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
+//!   an `access_token` field, cut so both straddle frames; `POST /oauth/token` an OAuth
+//!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
 //!   anything else → 404 JSON.
 #![allow(dead_code)]
 
@@ -54,6 +58,11 @@ pub const CREATED: u64 = 1_700_000_000;
 pub const BIG_FRAME: usize = 64 * 1024;
 /// Gap between streamed chunks of `/v1/chat/completions` and `/v1/messages`.
 pub const LLM_CHUNK_GAP: Duration = Duration::from_millis(20);
+
+/// The access token `/oauth/token` and `/sse-echo-auth` hand out.
+pub const OAUTH_ACCESS_TOKEN: &str = "oauth-access-TOKEN-MUST-NOT-BE-STORED-5151";
+/// The refresh token `/oauth/token` hands out.
+pub const OAUTH_REFRESH_TOKEN: &str = "oauth-refresh-TOKEN-MUST-NOT-BE-STORED-5252";
 
 /// Byte `i` of the `/big` pattern.
 pub fn big_byte(i: u64) -> u8 {
@@ -482,26 +491,11 @@ fn sse_response(body: FixtureBody) -> Response<FixtureBody> {
         .expect("response")
 }
 
+/// Form-decodes a query name or value (`+` is a space).
 fn pct_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
@@ -655,6 +649,16 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
         (&Method::POST, "/v1/chat/completions") => chat_completions(req).await?,
         (&Method::POST, "/v1/messages") => anthropic_messages(req).await?,
         (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
+        (&Method::GET, "/echo-auth") => echo_auth(&req),
+        (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
+        (&Method::POST, "/oauth/token") => {
+            read_body(req).await?;
+            json_response(
+                StatusCode::OK,
+                &json!({"access_token": OAUTH_ACCESS_TOKEN, "token_type": "bearer",
+                        "expires_in": 3600, "refresh_token": OAUTH_REFRESH_TOKEN}),
+            )
+        }
         _ => error_json(
             StatusCode::NOT_FOUND,
             &format!("fixture: no route for {method} {path}"),
@@ -707,6 +711,60 @@ async fn echo(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError>
         StatusCode::OK,
         &json!({"method": method, "path": path, "query": query, "body": body, "headers": headers}),
     ))
+}
+
+fn authorization(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+fn echo_auth(req: &Request<Incoming>) -> Response<FixtureBody> {
+    let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&authorization(req)) {
+        resp.headers_mut().insert("x-echo-auth", v);
+    }
+    resp
+}
+
+/// About `bytes` of events of ~4 KB, each echoing the bearer credential and carrying
+/// `"access_token": OAUTH_ACCESS_TOKEN`; a frame ends every 16 events, alternately in
+/// the middle of the credential, of the token's value and of the field name.
+fn sse_echo_auth(req: &Request<Incoming>, q: Option<&str>) -> Response<FixtureBody> {
+    let auth = authorization(req);
+    let cred = auth.strip_prefix("Bearer ").unwrap_or(&auth).to_string();
+    let total = query_num(q, "bytes", 2 << 20) as usize;
+    let pad = "x".repeat(4000);
+    let mut text = String::new();
+    let mut cuts = Vec::new();
+    let mut i = 0usize;
+    while text.len() < total {
+        let event = format!(
+            "data: {{\"i\":{i},\"pad\":\"{pad}\",\"echo\":\"{cred}\",\"access_token\":\"{OAUTH_ACCESS_TOKEN}\"}}\n\n"
+        );
+        if i % 16 == 15 && !cred.is_empty() {
+            let (needle, at) = match (i / 16) % 3 {
+                0 => (cred.as_str(), cred.len() / 2),
+                1 => (OAUTH_ACCESS_TOKEN, OAUTH_ACCESS_TOKEN.len() / 2),
+                _ => ("access_token", 6),
+            };
+            if let Some(k) = event.find(needle) {
+                cuts.push(text.len() + k + at);
+            }
+        }
+        text.push_str(&event);
+        i += 1;
+    }
+    text.push_str("data: [DONE]\n\n");
+    let mut frames = Vec::with_capacity(cuts.len() + 1);
+    let mut last = 0;
+    for c in cuts {
+        frames.push(Bytes::copy_from_slice(&text.as_bytes()[last..c]));
+        last = c;
+    }
+    frames.push(Bytes::copy_from_slice(&text.as_bytes()[last..]));
+    sse_response(paced_body(frames, Duration::ZERO))
 }
 
 fn sse(q: Option<&str>) -> Response<FixtureBody> {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::fields::{self, header};
 use super::ExchangeView;
+use crate::exchange::canonical::percent_decode;
 
 /// The wire API an exchange speaks; each maps to one adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,27 +168,6 @@ pub fn split_url(url: &str) -> UrlParts<'_> {
         path,
         query,
     }
-}
-
-/// Decodes `%XX` escapes (Bedrock model ids are URL-encoded: `...-v1%3A0`). Invalid
-/// escapes are kept literally.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The provider a host belongs to, for hosts in the known-host table.

@@ -1,0 +1,455 @@
+//! Redaction: the one layer every copy of an exchange passes through on its way to disk
+//! (store, tapes, error messages, logs). Secrets become `[REDACTED]` before anything is
+//! hashed or stored, so a key computed at record time and one computed for a live
+//! request at replay time agree.
+//!
+//! Named things are redacted where they stand: headers, query parameters (names
+//! compared after percent-decoding), URL userinfo, and fields in JSON, NDJSON, SSE,
+//! form and multipart bodies. Their values are collected ([`Secrets`]) and scrubbed
+//! from everything else stored about the exchange: other headers, response headers,
+//! error messages and bodies, whole or streamed ([`BodyScrubber`]). The upstream always
+//! receives the real values; only the copies kept for the store pass through here.
+
+mod form;
+mod json;
+mod multipart;
+mod secrets;
+mod stream;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Header;
+use crate::rules::{Rules, REDACTED};
+pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
+pub use stream::BodyScrubber;
+
+/// Headers whose values are URLs: their secret query parameters are redacted too.
+const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
+
+/// Names of secret fields, compared ASCII-case-insensitively.
+#[derive(Clone, Debug)]
+pub struct FieldNames {
+    names: Arc<[Vec<u8>]>,
+    longest: usize,
+}
+
+impl FieldNames {
+    pub fn new(names: &[String]) -> FieldNames {
+        let names: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| n.trim().to_ascii_lowercase().into_bytes())
+            .filter(|n| !n.is_empty())
+            .collect();
+        FieldNames {
+            longest: names.iter().map(Vec::len).max().unwrap_or(0),
+            names: names.into(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Values of the fields a body's redaction replaced, to scrub from the rest of the
+/// exchange (an upstream echoing a password it was sent).
+#[derive(Default, Debug)]
+pub struct Collected {
+    values: Vec<String>,
+}
+
+impl Collected {
+    pub fn push(&mut self, raw: &[u8]) {
+        let Ok(s) = std::str::from_utf8(raw) else {
+            return;
+        };
+        let s = s.trim();
+        if (MIN_SCRUB_LEN..=MAX_SCRUB_LEN).contains(&s.len())
+            && s != REDACTED
+            && self.values.len() < secrets::MAX_SECRETS
+            && !self.values.iter().any(|v| v == s)
+        {
+            self.values.push(s.to_string());
+        }
+    }
+
+    /// A JSON string's content, as written (escaped) and as meant (unescaped).
+    pub fn push_json_string(&mut self, raw: &[u8]) {
+        self.push(raw);
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        if let Ok(s) = serde_json::from_slice::<String>(&quoted) {
+            self.push(s.as_bytes());
+        }
+    }
+
+    pub fn append(&mut self, other: Collected) {
+        for v in other.values {
+            self.push(v.as_bytes());
+        }
+    }
+
+    pub fn into_values(self) -> Vec<String> {
+        self.values
+    }
+}
+
+/// Copies headers for storage: lower-case names, secret values replaced, URLs redacted.
+/// Call [`scrub_headers`] once every secret of the exchange is known.
+pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> Vec<Header> {
+    map.iter()
+        .map(|(name, value)| {
+            let name = name.as_str().to_ascii_lowercase();
+            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if rules.is_redacted_header(&name) {
+                if name == "cookie" || name == "set-cookie" {
+                    secrets.add_cookies(&text);
+                } else {
+                    secrets.add(&text);
+                }
+                (name, REDACTED.to_string())
+            } else if URL_HEADERS.contains(&name.as_str()) {
+                let redacted = url(&text, rules, secrets);
+                (name, redacted)
+            } else {
+                (name, text)
+            }
+        })
+        .collect()
+}
+
+/// Scrubs every secret value from stored header values (an upstream echoing the
+/// `Authorization` it was sent in a header of its own).
+pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) {
+    for (_, value) in headers.iter_mut() {
+        if let Cow::Owned(s) = secrets.scrub_str(value) {
+            *value = s;
+        }
+    }
+}
+
+/// Redacts a URL: userinfo (`http://user:pass@host/`) and secret query parameters
+/// (`?key=...` as Gemini uses, `?api%5Fkey=...`), in the query and in a fragment.
+pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
+    let url = userinfo(url, secrets);
+    let (rest, fragment) = match url.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (url.as_ref(), None),
+    };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let query = query.map(|q| params(q, rules, secrets));
+    let fragment = fragment.map(|f| params(f, rules, secrets));
+    if !matches!(query, Some(Cow::Owned(_))) && !matches!(fragment, Some(Cow::Owned(_))) {
+        return url.into_owned();
+    }
+    let mut out = base.to_string();
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&q);
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(&f);
+    }
+    out
+}
+
+/// `scheme://user:pass@host...` → `scheme://[REDACTED]@host...`.
+fn userinfo<'a>(url: &'a str, secrets: &mut Secrets) -> Cow<'a, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return Cow::Borrowed(url);
+    };
+    let info = &url[start..at];
+    secrets.add_encoded(info);
+    for part in info.split(':') {
+        secrets.add_encoded(part);
+    }
+    Cow::Owned(format!("{}{REDACTED}{}", &url[..start], &url[at..]))
+}
+
+/// A query string (or fragment) with secret parameters' values replaced.
+fn params<'a>(query: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
+    let mut changed = false;
+    let parts: Vec<Cow<str>> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if !value.is_empty() && value != REDACTED && rules.is_redacted_query(decoded.trim()) {
+                changed = true;
+                secrets.add_encoded(value);
+                Cow::Owned(format!("{name}={REDACTED}"))
+            } else {
+                Cow::Borrowed(pair)
+            }
+        })
+        .collect();
+    if changed {
+        Cow::Owned(parts.join("&"))
+    } else {
+        Cow::Borrowed(query)
+    }
+}
+
+/// Replaces the value of every object key named in the rules, at any depth.
+pub fn json(value: &mut Value, rules: &Rules) -> bool {
+    let fields = FieldNames::new(&rules.redact_json_fields);
+    !fields.is_empty() && json::redact_value(value, &fields, &mut Collected::default())
+}
+
+/// The last step for a body kept whole, once [`BodyScrubber`] has passed over it: a
+/// JSON document's secret fields whose values are objects or arrays (the scanner leaves
+/// those), then every secret value known by now (the stream only knew those seen before
+/// it started).
+pub fn finish_whole(
+    data: Vec<u8>,
+    content_type: Option<&str>,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> Vec<u8> {
+    let mut data = data;
+    let fields = FieldNames::new(&rules.redact_json_fields);
+    if !fields.is_empty() && looks_like_json(content_type, &data) {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&data) {
+            let mut found = Collected::default();
+            if json::redact_value(&mut v, &fields, &mut found) {
+                // Keep the shape a reader expects: pretty stays pretty.
+                let pretty = data.contains(&b'\n');
+                let mut out = if pretty {
+                    serde_json::to_vec_pretty(&v)
+                } else {
+                    serde_json::to_vec(&v)
+                }
+                .unwrap_or_default();
+                if data.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+                data = out;
+                secrets.extend(found.into_values());
+            }
+        }
+    }
+    if let Some(scrubbed) = secrets.scrub(&data) {
+        data = scrubbed;
+    }
+    data
+}
+
+/// The stored form of a body read whole (a request at replay time, a stored request
+/// keyed under other rules): byte for byte what record stores when the same body
+/// streams through [`BodyScrubber`] into the store. `whole` says whether it is kept
+/// whole (and matched by content) or is past `keep_limit` (and matched by its blake3).
+/// The values of redacted fields are added to `secrets`.
+pub fn stored_body(
+    data: &[u8],
+    content_type: Option<&str>,
+    keep_limit: usize,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> (Vec<u8>, bool) {
+    let (scrubbed, found) = BodyScrubber::run(data, content_type, rules, secrets);
+    secrets.extend(found.into_values());
+    if scrubbed.len() > keep_limit {
+        return (scrubbed, false);
+    }
+    (finish_whole(scrubbed, content_type, rules, secrets), true)
+}
+
+/// Whether a body should be read as JSON: a JSON content type, or none and JSON-looking bytes.
+pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
+    match content_type {
+        Some(ct) if super::is_json_content_type(ct) => true,
+        Some(ct) if !ct.trim().is_empty() && !ct.starts_with("text/plain") => false,
+        _ => matches!(
+            data.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{') | Some(b'[')
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleArgs;
+
+    fn whole(data: &[u8], ct: Option<&str>, rules: &Rules, secrets: &mut Secrets) -> String {
+        String::from_utf8(stored_body(data, ct, 1 << 20, rules, secrets).0).unwrap()
+    }
+
+    #[test]
+    fn secret_headers_and_query_params_are_redacted_and_scrubbed_from_bodies() {
+        let rules = Rules::default();
+        let mut map = http::HeaderMap::new();
+        map.insert("authorization", "Bearer sk-live-123456789".parse().unwrap());
+        map.insert("content-type", "application/json".parse().unwrap());
+        let mut secrets = Secrets::default();
+        let h = headers(&map, &rules, &mut secrets);
+        assert!(h.contains(&("authorization".into(), REDACTED.into())));
+        assert!(h.contains(&("content-type".into(), "application/json".into())));
+        let u = url(
+            "https://g.test/v1/m:generateContent?alt=sse&key=AIzaSECRETKEY1",
+            &rules,
+            &mut secrets,
+        );
+        assert_eq!(
+            u,
+            "https://g.test/v1/m:generateContent?alt=sse&key=[REDACTED]"
+        );
+        let text = whole(
+            br#"{"echo":"sk-live-123456789","k":"AIzaSECRETKEY1"}"#,
+            Some("application/json"),
+            &rules,
+            &mut secrets,
+        );
+        assert!(!text.contains("sk-live"), "{text}");
+        assert!(!text.contains("AIza"), "{text}");
+    }
+
+    #[test]
+    fn names_are_compared_decoded_and_userinfo_is_redacted() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        assert_eq!(
+            url(
+                "https://a.test/x?api%5Fkey=k-12345678&apiKey=k-abcdefgh&page=2#access_token=t-12345678&x=1",
+                &rules,
+                &mut s
+            ),
+            "https://a.test/x?api%5Fkey=[REDACTED]&apiKey=[REDACTED]&page=2#access_token=[REDACTED]&x=1"
+        );
+        assert_eq!(
+            url(
+                "http://ada:pa%24%24word-1234@h.test:8080/p?q=1",
+                &rules,
+                &mut s
+            ),
+            "http://[REDACTED]@h.test:8080/p?q=1"
+        );
+        assert_eq!(
+            s.scrub_str("k-12345678 k-abcdefgh t-12345678 pa$$word-1234"),
+            "[REDACTED] [REDACTED] [REDACTED] [REDACTED]"
+        );
+        assert_eq!(
+            url("https://a.test/p?q=1", &rules, &mut s),
+            "https://a.test/p?q=1"
+        );
+    }
+
+    #[test]
+    fn response_headers_lose_echoed_secrets_and_urls_lose_their_keys() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        s.add("Bearer sk-live-123456789");
+        let mut map = http::HeaderMap::new();
+        map.insert("x-echo-auth", "Bearer sk-live-123456789".parse().unwrap());
+        map.insert(
+            "location",
+            "https://a.test/cb?token=t-abcdefgh".parse().unwrap(),
+        );
+        let mut h = headers(&map, &rules, &mut s);
+        scrub_headers(&mut h, &s);
+        assert_eq!(h[0].1, "[REDACTED]");
+        assert_eq!(h[1].1, "https://a.test/cb?token=[REDACTED]");
+    }
+
+    #[test]
+    fn default_fields_are_redacted_in_json_form_and_multipart_and_their_values_collected() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        let out = whole(
+            br#"{"access_token":"at-123456789","refresh_token":"rt-123456789","expires_in":3600}"#,
+            Some("application/json"),
+            &rules,
+            &mut s,
+        );
+        assert_eq!(
+            out,
+            r#"{"access_token":"[REDACTED]","refresh_token":"[REDACTED]","expires_in":3600}"#
+        );
+        let out = whole(
+            b"grant_type=refresh_token&refresh_token=rt-123456789&client_secret=cs-123456789",
+            Some("application/x-www-form-urlencoded"),
+            &rules,
+            &mut s,
+        );
+        assert_eq!(
+            out,
+            "grant_type=refresh_token&refresh_token=[REDACTED]&client_secret=[REDACTED]"
+        );
+        assert_eq!(
+            s.scrub_str("at-123456789 rt-123456789 cs-123456789"),
+            "[REDACTED] [REDACTED] [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn json_fields_are_redacted_at_any_depth_whatever_the_value() {
+        let args = RuleArgs {
+            redact_json_fields: vec!["secret_blob".into()],
+            ..Default::default()
+        };
+        let rules = Rules::from_toml("", &args).unwrap();
+        let out = whole(
+            br#"{"user":{"Password":"hunter2","name":"x"},"list":[{"password":"p"}],"secret_blob":{"a":[1]}}"#,
+            Some("application/json"),
+            &rules,
+            &mut Secrets::default(),
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["user"]["Password"], REDACTED);
+        assert_eq!(v["user"]["name"], "x");
+        assert_eq!(v["list"][0]["password"], REDACTED);
+        assert_eq!(v["secret_blob"], REDACTED);
+    }
+
+    #[test]
+    fn a_streamed_body_is_stored_as_the_same_body_read_whole() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        s.add("Bearer sk-live-123456789");
+        let body = "data: {\"echo\":\"sk-live-123456789\",\"access_token\":\"at-123456789\"}\n\n"
+            .repeat(40)
+            .into_bytes();
+        let (want, _) = stored_body(
+            &body,
+            Some("text/event-stream"),
+            1 << 20,
+            &rules,
+            &mut s.clone(),
+        );
+        assert!(!String::from_utf8_lossy(&want).contains("123456789"));
+        for cut in [1, 5, 17, 333] {
+            let mut sc = BodyScrubber::new(Some("text/event-stream"), &rules, &s);
+            let mut got = Vec::new();
+            for piece in body.chunks(cut) {
+                got.extend_from_slice(sc.feed(piece));
+            }
+            let (rest, _) = sc.finish();
+            got.extend_from_slice(&rest);
+            let got = finish_whole(got, Some("text/event-stream"), &rules, &mut s.clone());
+            assert_eq!(got, want, "cut {cut}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! [`BodyScrubber`]: every byte of a body on its way to the store passes through here,
+//! whether the body is kept whole or written in segments while it streams.
+//!
+//! Two stages: the field redactor the content type calls for (form, multipart, and the
+//! lexical JSON scanner for anything textual), then the literal scrub of the secret
+//! values seen so far. Each stage holds back only what it must (a key, a delimiter, the
+//! longest secret − 1 bytes), and the output is the same however the input is cut, so a
+//! body streamed at record time and the same body read whole at replay time are stored
+//! and keyed alike.
+
+use super::form::FormFields;
+use super::json::JsonFields;
+use super::multipart::{self, MultipartFields};
+use super::secrets::LiteralStream;
+use super::{Collected, FieldNames, Secrets};
+use crate::rules::Rules;
+
+pub struct BodyScrubber {
+    form: Option<FormFields>,
+    multipart: Option<MultipartFields>,
+    json: Option<JsonFields>,
+    literal: LiteralStream,
+    stage: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Content types whose bytes are text in which JSON may appear.
+fn is_textual(ct: &str) -> bool {
+    ct.is_empty()
+        || ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.starts_with("application/javascript")
+        || ct.starts_with("application/xml")
+        || ct.starts_with("application/x-www-form-urlencoded")
+        || ct.starts_with("multipart/")
+}
+
+impl BodyScrubber {
+    /// A scrubber for a body of this content type, with the secrets known now.
+    pub fn new(content_type: Option<&str>, rules: &Rules, secrets: &Secrets) -> BodyScrubber {
+        let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
+        let fields = FieldNames::new(&rules.redact_json_fields);
+        let on = !fields.is_empty();
+        let form = (on && ct.starts_with("application/x-www-form-urlencoded"))
+            .then(|| FormFields::new(fields.clone()));
+        let multipart = if on {
+            multipart::boundary(&ct).map(|b| MultipartFields::new(fields.clone(), &b))
+        } else {
+            None
+        };
+        let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
+        BodyScrubber {
+            form,
+            multipart,
+            json,
+            literal: secrets.stream(),
+            stage: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn is_passthrough(&self) -> bool {
+        self.form.is_none()
+            && self.multipart.is_none()
+            && self.json.is_none()
+            && self.literal.is_passthrough()
+    }
+
+    /// The bytes to store for this piece (possibly fewer: some are held back).
+    pub fn feed<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
+        if self.is_passthrough() {
+            return data;
+        }
+        let mut cur = data.to_vec();
+        if let Some(f) = self.form.as_mut() {
+            self.stage.clear();
+            f.feed(&cur, &mut self.stage);
+            std::mem::swap(&mut cur, &mut self.stage);
+        }
+        if let Some(m) = self.multipart.as_mut() {
+            self.stage.clear();
+            m.feed(&cur, &mut self.stage);
+            std::mem::swap(&mut cur, &mut self.stage);
+        }
+        if let Some(j) = self.json.as_mut() {
+            self.stage.clear();
+            j.feed(&cur, &mut self.stage);
+            std::mem::swap(&mut cur, &mut self.stage);
+        }
+        self.out.clear();
+        self.literal.feed(&cur, &mut self.out);
+        &self.out
+    }
+
+    /// How many bytes fed so far are held back, to be written when more arrive.
+    pub fn held(&self) -> usize {
+        self.literal.held() + self.multipart.as_ref().map_or(0, MultipartFields::held)
+    }
+
+    /// The bytes held back, and the values of the fields that were redacted.
+    pub fn finish(self) -> (Vec<u8>, Collected) {
+        let mut found = Collected::default();
+        let mut cur = Vec::new();
+        if let Some(f) = self.form {
+            found.append(f.finish());
+        }
+        if let Some(m) = self.multipart {
+            found.append(m.finish(&mut cur));
+        }
+        if let Some(mut j) = self.json {
+            let mut next = Vec::new();
+            j.feed(&cur, &mut next);
+            found.append(j.finish());
+            cur = next;
+        }
+        let mut literal = self.literal;
+        let mut out = Vec::new();
+        literal.feed(&cur, &mut out);
+        literal.finish(&mut out);
+        (out, found)
+    }
+
+    /// Scrubs a whole body at once (what [`BodyScrubber::feed`] and `finish` give).
+    pub fn run(
+        data: &[u8],
+        content_type: Option<&str>,
+        rules: &Rules,
+        secrets: &Secrets,
+    ) -> (Vec<u8>, Collected) {
+        let mut s = BodyScrubber::new(content_type, rules, secrets);
+        let mut out = s.feed(data).to_vec();
+        let (rest, found) = s.finish();
+        out.extend_from_slice(&rest);
+        (out, found)
+    }
+}

@@ -1,0 +1,355 @@
+//! Secrets never reach disk, by any path: each test sends secrets the way an agent or a
+//! careless upstream would, checks that the upstream (or the client) got the real values,
+//! then searches every file under the scratch directory (the store, the exported tape)
+//! and the proxy's stderr for each of them.
+
+mod support;
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+use support::harness::{client, export, Daemon, Dirs};
+use support::upstream::{Upstream, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN};
+
+const BEARER: &str = "sk-live-BEARER-MUST-NEVER-BE-STORED-9898";
+
+fn record(dirs: &Dirs, up: &Upstream, session: &str, extra: &[&str]) -> Daemon {
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let mut args = vec!["record", "--session", session, "--upstream-ca", &ca];
+    args.extend_from_slice(extra);
+    Daemon::start(dirs, &args)
+}
+
+/// Stops the daemon, exports the session into the scratch directory, and asserts that
+/// no secret is in any file there nor in the daemon's stderr. Returns the events.
+fn assert_nowhere(dirs: &Dirs, d: Daemon, session: &str, secrets: &[&str]) -> Vec<Value> {
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let events = export(dirs, session);
+    let mut leaks = Vec::new();
+    for s in secrets {
+        let files = dirs.files_containing(s.as_bytes());
+        if !files.is_empty() {
+            leaks.push(format!("{s:?} reached disk in {files:?}"));
+        }
+        if stderr.contains(s) {
+            leaks.push(format!("{s:?} is in the log"));
+        }
+    }
+    assert!(leaks.is_empty(), "{}\nlog:\n{stderr}", leaks.join("\n"));
+    events
+}
+
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_failure_stores_and_logs_the_url_without_its_key() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "fail", &[]);
+    let via = client(&d, &dirs);
+    let key = "AIzaSy-GEMINI-KEY-MUST-NEVER-BE-STORED-01";
+    let short = "Zq7Xw9";
+    let port = dead_port();
+    for scheme in ["http", "https"] {
+        let url = format!(
+            "{scheme}://127.0.0.1:{port}/v1beta/models/gemini-2.0-flash:generateContent?key={key}&token={short}"
+        );
+        let resp = via.post(url).json(&serde_json::json!({})).send().await;
+        if let Ok(resp) = resp {
+            assert_eq!(resp.status(), 502);
+        }
+    }
+    let events = assert_nowhere(&dirs, d, "fail", &[key, short]);
+    assert!(!events.is_empty());
+    for ev in &events {
+        let msg = ev["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("key=[REDACTED]"), "{msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_echoing_the_authorization_in_a_response_header_is_scrubbed() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "echo-header", &[]);
+    let via = client(&d, &dirs);
+    let resp = via
+        .get(up.url("/echo-auth"))
+        .bearer_auth(BEARER)
+        .send()
+        .await
+        .unwrap();
+    // The client sees what the upstream sent.
+    assert_eq!(
+        resp.headers()["x-echo-auth"].to_str().unwrap(),
+        format!("Bearer {BEARER}")
+    );
+    let events = assert_nowhere(&dirs, d, "echo-header", &[BEARER]);
+    let headers = events[0]["response"]["headers"].as_array().unwrap();
+    assert!(headers
+        .iter()
+        .any(|h| h[0] == "x-echo-auth" && h[1] == "[REDACTED]"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_stream_echoing_secrets_across_frames_is_scrubbed_as_it_is_written() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "long-sse", &[]);
+    let via = client(&d, &dirs);
+    // 3 MiB: past the 1 MiB an event stream is kept whole, so it is written in segments.
+    let body = via
+        .get(up.url("/sse-echo-auth?bytes=3145728"))
+        .bearer_auth(BEARER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events_seen = body.matches(BEARER).count();
+    assert!(events_seen > 700, "the client got the real stream");
+    assert_eq!(body.matches(OAUTH_ACCESS_TOKEN).count(), events_seen);
+    let events = assert_nowhere(&dirs, d, "long-sse", &[BEARER, OAUTH_ACCESS_TOKEN]);
+    let resp = &events[0]["response"];
+    assert!(
+        resp["body"]["len"].as_u64().unwrap() > 2 << 20,
+        "stored in segments"
+    );
+    // The stream keeps its frames (at least one a 16-event frame of the upstream's),
+    // measured in stored bytes.
+    let chunks: Vec<u64> = resp["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["len"].as_u64().unwrap())
+        .collect();
+    assert!(chunks.len() > 40, "{} chunks", chunks.len());
+    assert_eq!(
+        chunks.iter().sum::<u64>(),
+        resp["body"]["len"].as_u64().unwrap()
+    );
+    let text = resp["body"]["text"].as_str().unwrap();
+    assert_eq!(
+        text.matches(r#""echo":"[REDACTED]","access_token":"[REDACTED]""#)
+            .count(),
+        events_seen
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn percent_encoded_names_and_url_userinfo_are_redacted() {
+    let up = Upstream::start(false).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "names", &[]);
+    let via = client(&d, &dirs);
+    let key = "encoded-NAME-KEY-MUST-NEVER-BE-STORED-02";
+    let pass = "userinfo-PASS-MUST-NEVER-BE-STORED-03";
+    let resp = via
+        .get(up.url(&format!("/json?api%5Fkey={key}&ApiKey={key}x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A request line with userinfo, as some clients send it to a proxy.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    let req = format!(
+        "GET http://ada:{pass}@{}/json HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        up.addr, up.addr
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let events = assert_nowhere(&dirs, d, "names", &[key, pass]);
+    assert_eq!(
+        events[0]["request"]["url"],
+        format!(
+            "{}/json?api%5Fkey=[REDACTED]&ApiKey=[REDACTED]",
+            up.base_url()
+        )
+    );
+    assert_eq!(
+        events[1]["request"]["url"],
+        format!("http://[REDACTED]@{}/json", up.addr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(
+        &dirs,
+        &up,
+        "fields",
+        &["--redact-json-field", "session_pin"],
+    );
+    let via = client(&d, &dirs);
+    let ndjson_pw = "ndjson-PASSWORD-MUST-NEVER-BE-STORED-04";
+    let pin = "custom-PIN-MUST-NEVER-BE-STORED-05";
+    let trailing_key = "trailing-APIKEY-MUST-NEVER-BE-STORED-06";
+    let form_pw = "form-PASSWORD-MUST-NEVER-BE-STORED-07";
+    let form_cs = "form-CLIENTSECRET-MUST-NEVER-BE-STORED-08";
+    let mp_pw = "multipart-PASSWORD-MUST-NEVER-BE-STORED-09";
+    let echo = |ct: &'static str, body: String| {
+        let via = via.clone();
+        let url = up.url("/echo");
+        async move {
+            let resp = via
+                .post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    // NDJSON: the upstream echoes the body back as one JSON string (escaped), where only
+    // the scrub list of redacted values can find the password.
+    let got = echo(
+        "application/x-ndjson",
+        format!("{{\"a\":1}}\n{{\"password\":\"{ndjson_pw}\",\"session_pin\":\"{pin}\"}}\n"),
+    )
+    .await;
+    assert!(got.contains(ndjson_pw) && got.contains(pin), "{got}");
+    // JSON followed by other bytes.
+    let got = echo(
+        "application/json",
+        format!("{{\"api_key\":\"{trailing_key}\"}} and then some"),
+    )
+    .await;
+    assert!(got.contains(trailing_key));
+    // A form (an OAuth password grant), with an encoded name.
+    let got = echo(
+        "application/x-www-form-urlencoded",
+        format!("grant_type=password&username=ada&password={form_pw}&client%5Fsecret={form_cs}"),
+    )
+    .await;
+    assert!(got.contains(form_pw) && got.contains(form_cs));
+    // Multipart.
+    let mp = format!(
+        "--b0undary\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nada\r\n\
+         --b0undary\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{mp_pw}\r\n\
+         --b0undary--\r\n"
+    );
+    let got = echo("multipart/form-data; boundary=b0undary", mp).await;
+    assert!(got.contains(mp_pw));
+    // An OAuth token response, and the same token in SSE `data:` lines kept whole.
+    let tokens: Value = via
+        .post(up.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["access_token"], OAUTH_ACCESS_TOKEN);
+    let sse = via
+        .get(up.url("/sse-echo-auth?bytes=20000"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sse.contains(OAUTH_ACCESS_TOKEN));
+
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "fields",
+        &[
+            ndjson_pw,
+            pin,
+            trailing_key,
+            form_pw,
+            form_cs,
+            mp_pw,
+            OAUTH_ACCESS_TOKEN,
+            OAUTH_REFRESH_TOKEN,
+        ],
+    );
+    assert_eq!(
+        events[2]["request"]["body"]["text"],
+        "grant_type=password&username=ada&password=[REDACTED]&client%5Fsecret=[REDACTED]"
+    );
+    assert_eq!(
+        events[4]["response"]["body"]["json"]["access_token"],
+        "[REDACTED]"
+    );
+    assert_eq!(events[4]["response"]["body"]["json"]["expires_in"], 3600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_matches_requests_whose_secrets_were_redacted() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "rekey", &[]);
+    let via = client(&d, &dirs);
+    // 2 MiB of bytes with the bearer credential inside: stored in segments, scrubbed,
+    // and keyed by the blake3 of the scrubbed bytes.
+    let mut upload = vec![b'.'; 2 << 20];
+    for at in [0, 300_000, (1 << 20) - 10, (2 << 20) - BEARER.len()] {
+        upload[at..at + BEARER.len()].copy_from_slice(BEARER.as_bytes());
+    }
+    let send = |via: reqwest::Client, upload: Vec<u8>| {
+        let up_url = |p: &str| up.url(p);
+        let (a, b, c) = (
+            up_url("/json?key=query-KEY-12345678&page=2"),
+            up_url("/echo"),
+            up_url("/upload"),
+        );
+        async move {
+            let mut statuses = Vec::new();
+            let r = via.get(a).bearer_auth(BEARER).send().await.unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via
+                .post(b.clone())
+                .json(&serde_json::json!({"password": "pw-12345678", "q": 1}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via
+                .post(b)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("client_secret=cs-12345678&x=1")
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via
+                .post(c)
+                .bearer_auth(BEARER)
+                .header("content-type", "application/octet-stream")
+                .body(upload)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            statuses
+        }
+    };
+    assert_eq!(send(via, upload.clone()).await, vec![200; 4]);
+    let secrets = [BEARER, "query-KEY-12345678", "pw-12345678", "cs-12345678"];
+    assert_nowhere(&dirs, d, "rekey", &secrets);
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "rekey"]);
+    let statuses = send(client(&r, &dirs), upload).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0);
+    assert_eq!(statuses, vec![200; 4], "{stderr}");
+    assert!(!stderr.contains(BEARER));
+}
