@@ -334,6 +334,7 @@ mod tests {
                     tapedeck_tape: tape::TAPE_VERSION,
                     session: "s".into(),
                     events: 1,
+                    exit_code: None,
                 },
                 events: vec![ev.clone()],
                 bodies: HashMap::from([(b3, Bytes::from(body.clone()))]),
