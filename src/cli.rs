@@ -124,6 +124,9 @@ pub enum Command {
         output: PathBuf,
         #[command(flatten)]
         store: StoreArg,
+        /// Permission bits of the tape, in octal (it holds what the agent sent and got).
+        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::secure_fs::parse_mode)]
+        mode: u32,
     },
     /// Load a tape file into the store.
     Import {

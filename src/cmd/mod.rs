@@ -64,7 +64,8 @@ pub fn run(cli: Cli) -> CmdResult {
                 session,
                 output,
                 store,
-            } => export::run(&session, &output, &store.store).await,
+                mode,
+            } => export::run(&session, &output, &store.store, mode).await,
             Command::Import {
                 file,
                 session,
