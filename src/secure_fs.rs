@@ -181,7 +181,11 @@ mod tests {
         write(&p, b"x", PRIVATE_FILE).unwrap();
         assert_eq!(mode(&p), Some(0o600));
         write(&p, b"x", 0o664).unwrap();
-        assert_eq!(mode(&p), Some(0o664), "umask does not narrow an explicit mode");
+        assert_eq!(
+            mode(&p),
+            Some(0o664),
+            "umask does not narrow an explicit mode"
+        );
         let abandoned = PendingFile::create(&dir.path().join("never"), 0o600).unwrap();
         drop(abandoned);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
