@@ -250,7 +250,7 @@ async fn load_from(
                 listen: listen.clone(),
                 message,
             };
-            let (status, text) = crate::control::get(&listen, &path)
+            let (status, text) = crate::control::get(dir, &listen, &path)
                 .await
                 .map_err(daemon_err)?;
             if status == 404 {

@@ -11,6 +11,7 @@ mod import;
 mod otlp;
 mod record;
 mod replay;
+mod session_token;
 mod sessions;
 mod show;
 mod test;
@@ -38,6 +39,8 @@ pub enum CmdError {
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
     #[error(transparent)]
     Child(#[from] crate::child::ChildError),
+    #[error(transparent)]
+    Auth(#[from] crate::proxy::auth::AuthError),
     #[error("{0}")]
     Message(String),
 }
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 force,
             } => gen_test::run(&session, &cmd, &output, &store.store, force).await,
+            Command::SessionToken { session, secret } => session_token::run(&session, &secret),
             Command::Test { dir, junit, certs } => {
                 test::run(&dir, junit.as_deref(), &certs.certs).await
             }

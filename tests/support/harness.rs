@@ -203,7 +203,7 @@ pub fn client_h1(d: &Daemon, dirs: &Dirs) -> reqwest::Client {
     builder(d, dirs, None).http1_only().build().expect("client")
 }
 
-/// A client whose proxy user name picks the session (`SESSION[:AGENT]`).
+/// A client with proxy credentials: the user name picks the session (`SESSION[+AGENT]`).
 pub fn client_as(d: &Daemon, dirs: &Dirs, user: &str, pass: &str) -> reqwest::Client {
     builder(d, dirs, Some((user, pass)))
         .build()
