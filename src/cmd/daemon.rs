@@ -69,7 +69,7 @@ fn check_exposure(addr: SocketAddr, opts: &ServeOptions) -> Result<(), CmdError>
         )));
     }
     tracing::warn!(
-        "listening on {addr}, which is not loopback: clients need the proxy credentials (--proxy-auth)"
+        "{addr} is not a loopback address: others can reach this daemon, and clients need the proxy credentials (--proxy-auth)"
     );
     Ok(())
 }

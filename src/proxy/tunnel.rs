@@ -155,6 +155,9 @@ async fn serve_http<H: Handler, IO>(
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(256)
+            // Rapid reset (CVE-2023-44487): a client that opens and cancels streams faster
+            // than they are taken up is sent GOAWAY.
+            .max_pending_accept_reset_streams(20)
             .max_header_list_size(proxy.opts.max_header_bytes as u32);
         let conn = b.serve_connection(io, svc);
         tokio::pin!(conn);
