@@ -46,7 +46,12 @@ pub struct ListenArgs {
     #[arg(long, env = "TAPEDECK_LISTEN")]
     pub listen: Option<String>,
     /// Allow a --listen address that is not loopback (needs --proxy-auth or --proxy-auth-file).
-    #[arg(long, env = "TAPEDECK_ALLOW_REMOTE")]
+    #[arg(
+        long,
+        env = "TAPEDECK_ALLOW_REMOTE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_remote: bool,
     /// Every client must send this password in its proxy URL; user name USER means the
     /// daemon's own session, any other user name names a session.

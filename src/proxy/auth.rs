@@ -28,8 +28,10 @@ pub enum AuthError {
     BadCredentials,
     #[error("the session secret must be at least 16 characters")]
     ShortSecret,
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {what} from {path}: {source} (the file holds {holds})")]
     Read {
+        what: &'static str,
+        holds: &'static str,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
@@ -60,7 +62,11 @@ impl ProxyAuth {
 
     /// `--proxy-auth-file FILE`: one line, `USER:PASS`.
     pub fn from_file(path: &Path) -> Result<ProxyAuth, AuthError> {
-        ProxyAuth::parse(&read_secret(path)?)
+        ProxyAuth::parse(&read_secret(
+            path,
+            "the proxy credentials",
+            "one USER:PASS line",
+        )?)
     }
 
     /// The user information to put in a proxy URL for this daemon's own session.
@@ -93,7 +99,11 @@ impl SessionSecret {
     }
 
     pub fn from_file(path: &Path) -> Result<SessionSecret, AuthError> {
-        SessionSecret::new(&read_secret(path)?)
+        SessionSecret::new(&read_secret(
+            path,
+            "the session secret",
+            "the secret on one line",
+        )?)
     }
 
     /// The password a client must present to write into `session`.
@@ -102,10 +112,12 @@ impl SessionSecret {
     }
 }
 
-fn read_secret(path: &Path) -> Result<String, AuthError> {
+fn read_secret(path: &Path, what: &'static str, holds: &'static str) -> Result<String, AuthError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|source| AuthError::Read {
+            what,
+            holds,
             path: path.to_path_buf(),
             source,
         })
