@@ -6,20 +6,16 @@
 //! connection (from the request head until the response body is done) and
 //! [`Activity::idle`] resolves once none has been in progress for the idle timeout.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::Response;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::body::{BoxError, ProxyBody};
+use super::body::ProxyBody;
 
 pub struct Activity {
     active: AtomicUsize,
@@ -64,9 +60,17 @@ impl Activity {
         }
     }
 
-    /// The response of an exchange, which stays in progress until its body is done.
+    /// The response of an exchange, which stays in progress until its body is done
+    /// (the body owns `busy`, and drops it with itself).
     pub fn track(busy: Busy, resp: Response<ProxyBody>) -> Response<ProxyBody> {
-        resp.map(|inner| Tracked { inner, _busy: busy }.boxed_unsync())
+        resp.map(|inner| {
+            inner
+                .map_frame(move |frame| {
+                    let _ = &busy;
+                    frame
+                })
+                .boxed_unsync()
+        })
     }
 }
 
@@ -76,31 +80,6 @@ impl Drop for Busy {
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.ended.notify_waiters();
         }
-    }
-}
-
-struct Tracked {
-    inner: ProxyBody,
-    _busy: Busy,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
