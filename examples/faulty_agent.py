@@ -233,7 +233,7 @@ def burn_agent(env: Env) -> None:
 
 def agent_http(agent: str, **kw) -> httpx.Client:
     """An httpx client for one agent: through the proxy of HTTPS_PROXY with the proxy user
-    name "handoff" (the session) and the agent's name as the password; trusting the
+    name "handoff+AGENT" (the session, then the agent's name); trusting the
     SSL_CERT_FILE bundle. With no HTTPS_PROXY, a direct client."""
     proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
     cafile = os.environ.get("SSL_CERT_FILE")
@@ -241,7 +241,7 @@ def agent_http(agent: str, **kw) -> httpx.Client:
     proxy = None
     if proxy_env:
         p = urllib.parse.urlsplit(proxy_env)
-        proxy = f"{p.scheme or 'http'}://handoff:{agent}@{p.hostname}:{p.port}"
+        proxy = f"{p.scheme or 'http'}://handoff+{agent}@{p.hostname}:{p.port}"
     return httpx.Client(proxy=proxy, verify=verify, trust_env=False, timeout=30.0, **kw)
 
 

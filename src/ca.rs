@@ -6,7 +6,6 @@
 //! certificate). They share one key pair and are cached per host (bounded), so the
 //! second connection to a host costs neither key generation nor signing.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -32,6 +31,14 @@ pub enum CaError {
     },
     #[error("{path} is not a usable tapedeck CA ({message}); move it away and run `tapedeck ca` to make a new one")]
     Invalid { path: PathBuf, message: String },
+    #[error("{missing} is missing but {present} is there: tapedeck does not make a new CA over half of one. Restore {missing}, or move {present} away and run `tapedeck ca` (clients then need to trust the new ca.pem)")]
+    Incomplete { missing: PathBuf, present: PathBuf },
+    #[error("{cert} does not belong to the key in {key} ({message}); was it replaced? Restore the CA's own certificate, or move both away and run `tapedeck ca`")]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
     #[error("cannot sign a certificate for {host}: {message}")]
     Sign { host: String, message: String },
     #[error("TLS configuration failed: {0}")]
@@ -40,6 +47,9 @@ pub enum CaError {
 
 pub struct Ca {
     dir: PathBuf,
+    /// `ca.pem` as read and checked against the key at start: what clients are told to
+    /// trust, never re-read from disk afterwards.
+    pem: String,
     cert: rcgen::Certificate,
     key: KeyPair,
     leaf_key: KeyPair,
@@ -54,75 +64,58 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
     }
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
+fn write_err(e: crate::secure_fs::WriteError) -> CaError {
+    CaError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+fn sign_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
+    move |e| CaError::Sign {
+        host: what.to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl Ca {
-    /// Loads the CA in `dir`, creating it if missing. Returns the CA and whether it is new.
+    /// Loads the CA in `dir`, creating it when neither file exists. Returns the CA and
+    /// whether it is new. Half a CA (a key without its certificate, or the reverse) and a
+    /// certificate that does not match its key are errors, never replaced.
     pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), CaError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
-        let (cert, key, created) = if cert_path.exists() && key_path.exists() {
-            let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
-            let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
-            let invalid = |path: &Path, e: rcgen::Error| CaError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            };
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(&key_path, e))?;
-            let params = CertificateParams::from_ca_cert_pem(&cert_pem)
-                .map_err(|e| invalid(&cert_path, e))?;
-            // Re-signing with the same key and name gives a certificate that verifies
-            // exactly like the one on disk (same subject, same key identifier).
-            let cert = params
-                .self_signed(&key)
-                .map_err(|e| invalid(&cert_path, e))?;
-            (cert, key, false)
-        } else {
-            let key = KeyPair::generate().map_err(|e| CaError::Sign {
-                host: "CA".into(),
-                message: e.to_string(),
-            })?;
-            let mut params = CertificateParams::default();
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, "tapedeck CA");
-            dn.push(DnType::OrganizationName, "tapedeck");
-            params.distinguished_name = dn;
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            let now = time::OffsetDateTime::now_utc();
-            params.not_before = now - time::Duration::days(1);
-            params.not_after = now + time::Duration::days(3650);
-            let cert = params.self_signed(&key).map_err(|e| CaError::Sign {
-                host: "CA".into(),
-                message: e.to_string(),
-            })?;
-            // Key first: a cert without its key would be unusable.
-            let _ = std::fs::remove_file(&key_path);
-            write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io_err(&key_path))?;
-            std::fs::write(&cert_path, cert.pem()).map_err(io_err(&cert_path))?;
-            (cert, key, true)
+        let present = |p: &Path| p.symlink_metadata().is_ok();
+        let (pem, cert, key, created) = match (present(&cert_path), present(&key_path)) {
+            (true, true) => {
+                let (pem, cert, key) = load(&cert_path, &key_path)?;
+                (pem, cert, key, false)
+            }
+            (false, false) => {
+                let (pem, cert, key) = create(&cert_path, &key_path)?;
+                (pem, cert, key, true)
+            }
+            (false, true) => {
+                return Err(CaError::Incomplete {
+                    missing: cert_path,
+                    present: key_path,
+                })
+            }
+            (true, false) => {
+                return Err(CaError::Incomplete {
+                    missing: key_path,
+                    present: cert_path,
+                })
+            }
         };
-        let leaf_key = KeyPair::generate().map_err(|e| CaError::Sign {
-            host: "leaf".into(),
-            message: e.to_string(),
-        })?;
+        warn_loose_modes(dir, &key_path);
+        let leaf_key = KeyPair::generate().map_err(sign_err("leaf"))?;
         let leaf_key_der = leaf_key.serialize_der();
         Ok((
             Ca {
                 dir: dir.to_path_buf(),
+                pem,
                 cert,
                 key,
                 leaf_key,
@@ -144,9 +137,9 @@ impl Ca {
         self.dir.join(CA_CERT_FILE)
     }
 
+    /// The CA certificate clients trust, as checked at start.
     pub fn cert_pem(&self) -> String {
-        // The file on disk is what clients trust; prefer it over the re-signed copy.
-        std::fs::read_to_string(self.cert_path()).unwrap_or_else(|_| self.cert.pem())
+        self.pem.clone()
     }
 
     /// The TLS server configuration for `host`, made on first use and cached.
@@ -208,6 +201,118 @@ impl Ca {
     }
 }
 
+/// Reads the CA and checks that the certificate is a CA certificate for this very key,
+/// signed by it.
+fn load(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(String, rcgen::Certificate, KeyPair), CaError> {
+    let key_pem = std::fs::read_to_string(key_path).map_err(io_err(key_path))?;
+    let cert_pem = std::fs::read_to_string(cert_path).map_err(io_err(cert_path))?;
+    let invalid = |path: &Path, message: String| CaError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, e.to_string()))?;
+    verify_pair(&cert_pem, &key).map_err(|m| match m {
+        PairError::Unusable(message) => invalid(cert_path, message),
+        PairError::Mismatch(message) => CaError::Mismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            message,
+        },
+    })?;
+    let params = CertificateParams::from_ca_cert_pem(&cert_pem)
+        .map_err(|e| invalid(cert_path, e.to_string()))?;
+    // Re-signing with the same key and name gives a certificate that verifies exactly
+    // like the one on disk (same subject, same key identifier).
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| invalid(cert_path, e.to_string()))?;
+    Ok((cert_pem, cert, key))
+}
+
+enum PairError {
+    Unusable(String),
+    Mismatch(String),
+}
+
+fn verify_pair(cert_pem: &str, key: &KeyPair) -> Result<(), PairError> {
+    let der = match rustls_pemfile::certs(&mut cert_pem.as_bytes()).next() {
+        Some(Ok(der)) => der,
+        Some(Err(e)) => return Err(PairError::Unusable(e.to_string())),
+        None => return Err(PairError::Unusable("no PEM certificate in it".into())),
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PairError::Unusable(format!("cannot parse it: {e}")))?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(PairError::Mismatch(
+            "its public key is not the key's".into(),
+        ));
+    }
+    cert.verify_signature(None)
+        .map_err(|e| PairError::Mismatch(format!("its self-signature does not verify: {e}")))?;
+    if !cert.is_ca() {
+        return Err(PairError::Unusable("it is not a CA certificate".into()));
+    }
+    Ok(())
+}
+
+/// Makes a new CA: the key first (0600), so a certificate never exists without it.
+fn create(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(String, rcgen::Certificate, KeyPair), CaError> {
+    let key = KeyPair::generate().map_err(sign_err("CA"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "tapedeck CA");
+    dn.push(DnType::OrganizationName, "tapedeck");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    let cert = params.self_signed(&key).map_err(sign_err("CA"))?;
+    crate::secure_fs::write(
+        key_path,
+        key.serialize_pem().as_bytes(),
+        crate::secure_fs::PRIVATE_FILE,
+    )
+    .map_err(write_err)?;
+    let pem = cert.pem();
+    crate::secure_fs::write(cert_path, pem.as_bytes(), 0o644).map_err(write_err)?;
+    Ok((pem, cert, key))
+}
+
+/// One warning per loose permission: a key others can read, a directory others can
+/// write (they could swap the CA clients are told to trust).
+fn warn_loose_modes(dir: &Path, key_path: &Path) {
+    if let Some(m) = crate::secure_fs::mode(key_path) {
+        if m & 0o077 != 0 {
+            tracing::warn!(
+                "{} is mode {m:03o}: others on this machine can read the CA key and impersonate any host to clients that trust it (chmod 600 {})",
+                key_path.display(),
+                key_path.display()
+            );
+        }
+    }
+    if let Some(m) = crate::secure_fs::mode(dir) {
+        if m & 0o022 != 0 {
+            tracing::warn!(
+                "{} is mode {m:03o}: others on this machine can replace the CA in it (chmod go-w {})",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +340,36 @@ mod tests {
         );
         ca.server_config("127.0.0.1").unwrap();
         ca.server_config("[::1]").unwrap();
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_refused_not_handed_to_clients() {
+        let mine = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        Ca::load_or_create(mine.path()).unwrap();
+        Ca::load_or_create(other.path()).unwrap();
+        std::fs::copy(
+            other.path().join(CA_CERT_FILE),
+            mine.path().join(CA_CERT_FILE),
+        )
+        .unwrap();
+        let e = Ca::load_or_create(mine.path()).err().unwrap();
+        assert!(matches!(e, CaError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("was it replaced"), "{e}");
+        std::fs::write(mine.path().join(CA_CERT_FILE), "not a certificate").unwrap();
+        let e = Ca::load_or_create(mine.path()).err().unwrap();
+        assert!(matches!(e, CaError::Invalid { .. }), "{e}");
+    }
+
+    #[test]
+    fn half_a_ca_is_an_error_and_nothing_is_regenerated() {
+        let dir = tempfile::tempdir().unwrap();
+        Ca::load_or_create(dir.path()).unwrap();
+        let key = std::fs::read(dir.path().join(CA_KEY_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(CA_CERT_FILE)).unwrap();
+        let e = Ca::load_or_create(dir.path()).err().unwrap();
+        assert!(matches!(e, CaError::Incomplete { .. }), "{e}");
+        assert_eq!(std::fs::read(dir.path().join(CA_KEY_FILE)).unwrap(), key);
+        assert!(!dir.path().join(CA_CERT_FILE).exists());
     }
 }

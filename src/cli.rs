@@ -39,6 +39,62 @@ pub struct CertsArg {
     pub certs: PathBuf,
 }
 
+/// How a daemon (record or replay) listens and whom it lets in.
+#[derive(Args, Debug, Clone)]
+pub struct ListenArgs {
+    /// Listen address (default 127.0.0.1:8080; a free port with `-- CMD`).
+    #[arg(long, env = "TAPEDECK_LISTEN")]
+    pub listen: Option<String>,
+    /// Allow a --listen address that is not loopback (needs --proxy-auth or --proxy-auth-file).
+    #[arg(
+        long,
+        env = "TAPEDECK_ALLOW_REMOTE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_remote: bool,
+    /// Every client must send this password in its proxy URL; user name USER means the
+    /// daemon's own session, any other user name names a session.
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "TAPEDECK_PROXY_AUTH",
+        hide_env_values = true,
+        conflicts_with = "proxy_auth_file"
+    )]
+    pub proxy_auth: Option<String>,
+    /// --proxy-auth read from a file holding one USER:PASS line (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_PROXY_AUTH_FILE")]
+    pub proxy_auth_file: Option<PathBuf>,
+    /// Seconds a connection (HTTP/1.1 or HTTP/2) may carry no exchange before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub idle_timeout: u64,
+    /// Seconds a client may take to send a request head.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub header_timeout: u64,
+    /// Client connections open at once, tunnels included; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+/// `--session-secret`: a client naming a session must present that session's token.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SessionSecretArgs {
+    /// Key of the session tokens: a client that names a session must send
+    /// `tapedeck session-token SESSION` as its proxy password (at least 16 characters).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TAPEDECK_SESSION_SECRET",
+        hide_env_values = true,
+        conflicts_with = "session_secret_file"
+    )]
+    pub session_secret: Option<String>,
+    /// --session-secret read from a file.
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_SESSION_SECRET_FILE")]
+    pub session_secret_file: Option<PathBuf>,
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct MatchArgs {
     /// A request header that takes part in matching (beyond content-type and accept).
@@ -132,6 +188,9 @@ pub enum Command {
         output: PathBuf,
         #[command(flatten)]
         store: StoreArg,
+        /// Permission bits of the tape, in octal (it holds what the agent sent and got).
+        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::secure_fs::parse_mode)]
+        mode: u32,
     },
     /// Load a tape file into the store.
     Import {
@@ -219,6 +278,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the proxy password that lets a client record into SESSION on a daemon
+    /// started with --session-secret.
+    SessionToken {
+        session: String,
+        #[command(flatten)]
+        secret: SessionSecretArgs,
+    },
     /// Replay every regression case under DIR; N passed, M failed.
     Test {
         dir: PathBuf,
@@ -237,9 +303,10 @@ pub struct RecordArgs {
     /// Session to record into (else the proxy-auth user name, else a generated name).
     #[arg(long)]
     pub session: Option<String>,
-    /// Listen address (default 127.0.0.1:8080; a free port with `-- CMD`).
-    #[arg(long, env = "TAPEDECK_LISTEN")]
-    pub listen: Option<String>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub secret: SessionSecretArgs,
     #[command(flatten)]
     pub certs: CertsArg,
     /// Another CA (PEM) to trust for upstream TLS, besides the system roots.
@@ -276,9 +343,8 @@ pub struct ReplayArgs {
     /// Session to replay (required unless --tape).
     #[arg(long)]
     pub session: Option<String>,
-    /// Listen address (default 127.0.0.1:8080; a free port with `-- CMD`).
-    #[arg(long, env = "TAPEDECK_LISTEN")]
-    pub listen: Option<String>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
     #[command(flatten)]
     pub certs: CertsArg,
     #[arg(long, value_enum, default_value_t = Order::Kind)]
@@ -288,11 +354,12 @@ pub struct ReplayArgs {
     /// Fail the run when recorded events were never used.
     #[arg(long)]
     pub fail_on_unused: bool,
-    /// Hosts tunnelled untouched (only together with --allow-live).
-    #[arg(long, value_name = "HOST")]
+    /// A record flag: refused in replay with a pointer to --allow-live.
+    #[arg(long, value_name = "HOST", hide = true)]
     pub passthrough: Vec<String>,
-    /// Allow live network for these passthrough hosts during replay.
-    #[arg(long = "allow-live", value_name = "HOST")]
+    /// Tunnel CONNECTs to HOST (port 443) or HOST:PORT out to the real host, untouched and
+    /// live; HOST may be a glob. Everything else is served from the recording.
+    #[arg(long = "allow-live", value_name = "HOST[:PORT]")]
     pub allow_live: Vec<String>,
     #[command(flatten)]
     pub redact: RedactArgs,

@@ -19,6 +19,7 @@ pub mod record;
 pub mod recording;
 pub mod replay;
 pub mod rules;
+pub mod secure_fs;
 pub mod session;
 pub mod shutdown;
 pub mod store;

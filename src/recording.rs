@@ -188,12 +188,11 @@ impl Recording {
     }
 }
 
-/// Whether a SESSION argument names a tape file rather than a session.
+/// Whether a SESSION argument is a tape path whatever the store holds: it has a `/`
+/// (`./a.jsonl` for a tape in the current directory). A bare name is a session when the
+/// store has one of that name, else a tape file of that name if there is one.
 pub fn is_tape_path(arg: &str) -> bool {
     arg.contains('/')
-        || arg.ends_with(".jsonl")
-        || arg.ends_with(".tape")
-        || Path::new(arg).is_file()
 }
 
 /// Opens the store for reading, or says which daemon holds it.
@@ -236,13 +235,32 @@ impl Loader {
         }
     }
 
+    /// Loads SESSION: a path (with a `/`) is a tape; a bare name is a session of the
+    /// store, else a tape file of that name (so a session named `a.jsonl` stays readable
+    /// while `./a.jsonl` is always the file).
     pub async fn load(&mut self, arg: &str) -> Result<Recording, RecordingError> {
-        if is_tape_path(arg) {
+        let tape = || -> Result<Recording, RecordingError> {
             let path = PathBuf::from(arg);
             let t = tape::read(&path)?;
-            return Ok(Recording::from_tape(t, path.display().to_string()));
+            Ok(Recording::from_tape(t, path.display().to_string()))
+        };
+        if is_tape_path(arg) {
+            return tape();
         }
-        crate::session::SessionName::new(arg)?;
+        let file = Path::new(arg).is_file();
+        if let Err(e) = crate::session::SessionName::new(arg) {
+            return if file { tape() } else { Err(e.into()) };
+        }
+        if file && !self.dir.exists() {
+            return tape();
+        }
+        match self.load_session(arg).await {
+            Err(RecordingError::Store(StoreError::NoSession(_))) if file => tape(),
+            other => other,
+        }
+    }
+
+    async fn load_session(&mut self, arg: &str) -> Result<Recording, RecordingError> {
         let access = match &self.access {
             Some(a) => a.clone(),
             None => {
@@ -270,7 +288,7 @@ async fn load_from(
                 listen: listen.clone(),
                 message,
             };
-            let (status, text) = crate::control::get(&listen, &path)
+            let (status, text) = crate::control::get(dir, &listen, &path)
                 .await
                 .map_err(daemon_err)?;
             if status == 404 {

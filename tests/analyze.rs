@@ -230,8 +230,8 @@ async fn context_pressure_truncation_and_token_burn() {
 async fn a_bad_value_handed_between_agents_is_traced_to_the_agent_that_produced_it() {
     let lab = Lab::new().await;
     let d = lab.record("");
-    let planner = client_as(&d, &lab.dirs, "handoff", "planner");
-    let writer = client_as(&d, &lab.dirs, "handoff", "writer");
+    let planner = client_as(&d, &lab.dirs, "handoff+planner", "");
+    let writer = client_as(&d, &lab.dirs, "handoff+writer", "");
     // The planner's answer carries a misspelt city; the writer looks it up and fails.
     let plan = llm(&planner, &lab.up, json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Plan a trip to Pariss"}]})).await;
     assert!(plan["choices"][0]["message"]["content"]

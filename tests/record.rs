@@ -339,8 +339,9 @@ async fn the_proxy_user_name_picks_the_session_and_several_record_at_once() {
     let dirs = Dirs::new();
     let ca = up.ca_path.to_str().unwrap().to_string();
     let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
-    let a = client_as(&d, &dirs, "agent-a", "planner");
-    let b = client_as(&d, &dirs, "agent-b", "");
+    // SESSION+AGENT names both; the password is a secret, never an agent name.
+    let a = client_as(&d, &dirs, "agent-a+planner", "pw-not-an-agent-name");
+    let b = client_as(&d, &dirs, "agent-b", "pw-not-an-agent-name");
     let (ra, rb) = tokio::join!(
         a.get(up.url("/weather?city=Paris")).send(),
         b.get(up.url("/weather?city=Paris&by=b")).send()
@@ -354,6 +355,11 @@ async fn the_proxy_user_name_picks_the_session_and_several_record_at_once() {
     assert_eq!(ea.len(), 2);
     assert_eq!(eb.len(), 1);
     assert_eq!(ea[0]["agent"], "planner");
+    assert!(eb[0].get("agent").is_none_or(|a| a.is_null()), "{}", eb[0]);
+    assert_eq!(
+        dirs.files_containing(b"pw-not-an-agent-name"),
+        Vec::<std::path::PathBuf>::new()
+    );
     assert_eq!(
         ea.iter()
             .map(|e| e["step"].as_u64().unwrap())

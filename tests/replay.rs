@@ -649,7 +649,7 @@ async fn replay_around_a_command_exits_3_on_a_miss_and_with_fail_on_unused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn passthrough_in_replay_needs_allow_live() {
+async fn allow_live_opens_exactly_that_host_and_port_and_the_run_says_so() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "live");
@@ -665,8 +665,31 @@ async fn passthrough_in_replay_needs_allow_live() {
             .build()
             .unwrap()
     };
+    // --passthrough is a record flag; replay says what to use instead.
+    let (code, _, err) = dirs.run(&[
+        "replay",
+        "--session",
+        "live",
+        "--passthrough",
+        "localhost",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--allow-live localhost"), "{err}");
+    let (code, _, err) = dirs.run(&[
+        "replay",
+        "--session",
+        "live",
+        "--allow-live",
+        "localhost:99999",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("localhost:99999"), "{err}");
+
+    // A host alone means its port 443: the upstream's own port stays local.
     let before = up.connections();
-    let r = replay(&dirs, "live", &["--passthrough", "localhost"]);
+    let r = replay(&dirs, "live", &["--allow-live", "localhost"]);
     assert!(
         direct_ca(&r)
             .get(up.url("/weather?city=Paris"))
@@ -676,16 +699,12 @@ async fn passthrough_in_replay_needs_allow_live() {
         "intercepted, not tunnelled"
     );
     let (_, stderr) = r.stop();
-    assert!(
-        stderr.contains("--passthrough is ignored in replay"),
-        "{stderr}"
-    );
     assert_eq!(up.connections(), before);
-    let r = replay(
-        &dirs,
-        "live",
-        &["--passthrough", "localhost", "--allow-live", "localhost"],
-    );
+    assert!(!stderr.contains("live, not from the recording"), "{stderr}");
+
+    // HOST:PORT goes out live on its own, and the banner and the summary say so.
+    let target = format!("localhost:{}", up.addr.port());
+    let r = replay(&dirs, "live", &["--allow-live", &target]);
     let resp = direct_ca(&r)
         .get(up.url("/weather?city=Paris"))
         .send()
@@ -696,7 +715,15 @@ async fn passthrough_in_replay_needs_allow_live() {
         up.connections() > before,
         "the allowed host was reached live"
     );
-    r.stop();
+    let (_, stderr) = r.stop();
+    assert!(
+        stderr.contains(&format!("LIVE: CONNECTs to {target} go out")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("live, not from the recording: {target} ×1")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

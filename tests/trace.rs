@@ -519,8 +519,8 @@ async fn several_agents_in_one_session_make_a_workflow() {
     let dirs = Dirs::new();
     let ca = up.ca_path.to_str().unwrap().to_string();
     let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
-    let planner = client_as(&d, &dirs, "handoff", "planner");
-    let writer = client_as(&d, &dirs, "handoff", "writer");
+    let planner = client_as(&d, &dirs, "handoff+planner", "");
+    let writer = client_as(&d, &dirs, "handoff+writer", "");
     chat(
         &planner,
         &up,

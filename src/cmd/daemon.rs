@@ -8,16 +8,69 @@ use tokio::net::TcpListener;
 
 use super::{msg, CmdError};
 use crate::ca::Ca;
+use crate::cli::ListenArgs;
+use crate::proxy::auth::ProxyAuth;
 use crate::proxy::{Handler, Proxy, ProxyOptions};
 use crate::record::InFlight;
+use crate::session::SessionName;
 use crate::shutdown;
 use crate::store::{DaemonInfo, SledStore};
 
 pub struct ServeOptions {
     pub listen: Option<String>,
+    /// `--allow-remote`: a non-loopback listen address is allowed (with credentials).
+    pub allow_remote: bool,
     pub cmd: Vec<String>,
     pub mode: &'static str,
     pub proxy: ProxyOptions,
+}
+
+impl ServeOptions {
+    /// The options the listen flags give: credentials read, timeouts and cap set.
+    pub fn new(
+        l: &ListenArgs,
+        cmd: &[String],
+        mode: &'static str,
+        session: Option<SessionName>,
+    ) -> Result<ServeOptions, CmdError> {
+        let proxy_auth = match (&l.proxy_auth, &l.proxy_auth_file) {
+            (Some(text), _) => Some(ProxyAuth::parse(text)?),
+            (None, Some(path)) => Some(ProxyAuth::from_file(path)?),
+            (None, None) => None,
+        };
+        Ok(ServeOptions {
+            listen: l.listen.clone(),
+            allow_remote: l.allow_remote,
+            cmd: cmd.to_vec(),
+            mode,
+            proxy: ProxyOptions {
+                session,
+                proxy_auth,
+                header_timeout: Duration::from_secs(l.header_timeout.max(1)),
+                idle_timeout: Duration::from_secs(l.idle_timeout.max(1)),
+                max_connections: l.max_connections.max(1),
+                ..ProxyOptions::default()
+            },
+        })
+    }
+}
+
+/// Refuses a listen address others can reach unless it was asked for and guarded.
+fn check_exposure(addr: SocketAddr, opts: &ServeOptions) -> Result<(), CmdError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !opts.allow_remote || opts.proxy.proxy_auth.is_none() {
+        return Err(msg(format!(
+            "{addr} is not a loopback address: anyone who can reach it could send traffic through this proxy \
+             and into this machine's loopback. Listen on 127.0.0.1, or pass --allow-remote together with \
+             --proxy-auth-file FILE (a USER:PASS line) or --proxy-auth USER:PASS"
+        )));
+    }
+    tracing::warn!(
+        "{addr} is not a loopback address: others can reach this daemon, and clients need the proxy credentials (--proxy-auth)"
+    );
+    Ok(())
 }
 
 /// How long a stop waits for exchanges in flight.
@@ -45,15 +98,20 @@ pub async fn serve<H: Handler>(
     let addr = listener
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!("listening on {addr}, which is not loopback: anyone who can reach it can use this proxy");
-    }
+    check_exposure(addr, &opts)?;
+    let mut proxy_opts = opts.proxy.clone();
     if let Some(s) = store {
-        let _ = s.write_daemon_info(&DaemonInfo {
+        // The token first: a read command that finds daemon.json finds the token too.
+        let token = crate::control::create_token(s.path())
+            .map_err(|e| msg(format!("cannot write the control token: {e}")))?;
+        proxy_opts.control_token = Some(token);
+        if let Err(e) = s.write_daemon_info(&DaemonInfo {
             pid: std::process::id(),
             listen: addr.to_string(),
             mode: opts.mode.to_string(),
-        });
+        }) {
+            tracing::warn!("read commands will not find this daemon: {e}");
+        }
     }
     if opts.cmd.is_empty() {
         // The handshake warning and `tapedeck env` point a daemon's clients at it.
@@ -61,7 +119,11 @@ pub async fn serve<H: Handler>(
     }
     banner(addr);
     let (trigger, stop) = shutdown::channel();
-    let proxy = Proxy::new(handler, ca.clone(), opts.proxy.clone());
+    let child_url = match &proxy_opts.proxy_auth {
+        Some(auth) => format!("http://{}@{addr}", auth.userinfo()),
+        None => format!("http://{addr}"),
+    };
+    let proxy = Proxy::new(handler, ca.clone(), proxy_opts);
     let connections = proxy.connections.clone();
     let server = tokio::spawn(proxy.serve(listener, stop));
 
@@ -72,8 +134,7 @@ pub async fn serve<H: Handler>(
     } else {
         let cwd = std::env::current_dir().unwrap_or_default();
         let trust = crate::child::trust_for_command(&ca, &cwd)?;
-        let url = format!("http://{addr}");
-        let env = crate::child::environment(&url, &trust);
+        let env = crate::child::environment(&child_url, &trust);
         crate::child::run(&opts.cmd, &env).await?
     };
     trigger.fire();
@@ -96,6 +157,7 @@ pub async fn serve<H: Handler>(
     }
     if let Some(s) = store {
         s.remove_daemon_info();
+        crate::control::remove_token(s.path());
     }
     Ok(code)
 }

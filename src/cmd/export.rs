@@ -3,23 +3,15 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{msg, stderr_is_terminal, CmdResult};
+use super::{msg, stderr_is_terminal, CmdError, CmdResult};
 use crate::recording;
+use crate::secure_fs::PendingFile;
 
-pub async fn run(session: &str, output: &Path, store: &Path) -> CmdResult {
+/// Writes the tape to `output` with permission bits `mode` (0600 unless `--mode`).
+pub async fn run(session: &str, output: &Path, store: &Path, mode: u32) -> CmdResult {
     let rec = recording::load(session, store).await?;
-    let tmp = output.with_extension("tmp-export");
-    let file = std::fs::File::create(&tmp)
-        .map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
-    let mut out = std::io::BufWriter::new(file);
     let bar = progress_bar(rec.events.len() as u64, "exporting");
-    rec.write_tape(&mut out, |n| bar.set_position(n as u64))
-        .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
-    out.flush()
-        .map_err(|e| msg(format!("cannot write {}: {e}", tmp.display())))?;
-    drop(out);
-    std::fs::rename(&tmp, output)
-        .map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;
+    write_tape(&rec, output, mode, |n| bar.set_position(n as u64))?;
     bar.finish_and_clear();
     eprintln!(
         "exported {} events of {} to {}",
@@ -28,6 +20,24 @@ pub async fn run(session: &str, output: &Path, store: &Path) -> CmdResult {
         output.display()
     );
     Ok(0)
+}
+
+/// Writes `rec` as a tape at `output`: whole or not at all, never through a symlink.
+pub fn write_tape(
+    rec: &recording::Recording,
+    output: &Path,
+    mode: u32,
+    progress: impl FnMut(usize),
+) -> Result<(), CmdError> {
+    let mut file = PendingFile::create(output, mode).map_err(|e| msg(e.to_string()))?;
+    let mut out = std::io::BufWriter::new(file.file());
+    rec.write_tape(&mut out, progress)
+        .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
+    out.flush()
+        .map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;
+    drop(out);
+    file.commit().map_err(|e| msg(e.to_string()))?;
+    Ok(())
 }
 
 /// A progress bar on a terminal for long jobs; hidden otherwise.

@@ -29,13 +29,7 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
     std::fs::create_dir_all(dir)
         .map_err(|e| msg(format!("cannot create {}: {e}", dir.display())))?;
     let tape_path = dir.join(TAPE_FILE);
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&tape_path)
-            .map_err(|e| msg(format!("cannot write {}: {e}", tape_path.display())))?,
-    );
-    rec.write_tape(&mut out, |_| {})
-        .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
-    drop(out);
+    super::export::write_tape(&rec, &tape_path, crate::secure_fs::PRIVATE_FILE, |_| {})?;
     // Each signature once, at the earliest step where the incident showed it.
     let mut first_step: BTreeMap<String, u64> = BTreeMap::new();
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {

@@ -12,6 +12,7 @@ mod import;
 mod otlp;
 mod record;
 mod replay;
+mod session_token;
 mod sessions;
 mod show;
 mod test;
@@ -41,6 +42,8 @@ pub enum CmdError {
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
     #[error(transparent)]
     Child(#[from] crate::child::ChildError),
+    #[error(transparent)]
+    Auth(#[from] crate::proxy::auth::AuthError),
     #[error("{0}")]
     Message(String),
 }
@@ -68,7 +71,8 @@ pub fn run(cli: Cli) -> CmdResult {
                 session,
                 output,
                 store,
-            } => export::run(&session, &output, &store.store).await,
+                mode,
+            } => export::run(&session, &output, &store.store, mode).await,
             Command::Import {
                 file,
                 session,
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 force,
             } => gen_test::run(&session, &cmd, &output, &store.store, force).await,
+            Command::SessionToken { session, secret } => session_token::run(&session, &secret),
             Command::Test { dir, junit, certs } => {
                 test::run(&dir, junit.as_deref(), &certs.certs).await
             }

@@ -8,7 +8,6 @@ use super::{msg, CmdResult};
 use crate::ca::Ca;
 use crate::cli::{rule_args, RecordArgs};
 use crate::proxy::upstream::Upstream;
-use crate::proxy::ProxyOptions;
 use crate::record::Recorder;
 use crate::rules::Rules;
 use crate::session::SessionName;
@@ -19,6 +18,13 @@ use crate::trace::spans::TraceOptions;
 
 pub async fn run(a: RecordArgs) -> CmdResult {
     let session = a.session.as_deref().map(SessionName::new).transpose()?;
+    let mut serve_opts = ServeOptions::new(&a.listen, &a.cmd, "record", session.clone())?;
+    serve_opts.proxy.session_secret = super::session_token::session_secret(&a.secret)?;
+    if session.is_some() && serve_opts.proxy.session_secret.is_some() {
+        return Err(msg(
+            "--session-secret guards the sessions clients name; with --session every client records into that one session, so give one or the other",
+        ));
+    }
     let cwd = std::env::current_dir().unwrap_or_default();
     let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
     let store = Arc::new(SledStore::open(&a.store.store)?);
@@ -49,21 +55,12 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         &a.passthrough,
         live.as_ref().map(|l| l.sink()),
     );
-    let proxy = ProxyOptions {
-        session: session.clone(),
-        ..ProxyOptions::default()
-    };
-    let fallback = proxy.fallback_session.clone();
+    let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();
     let code = serve(
         recorder.clone(),
         ca,
-        ServeOptions {
-            listen: a.listen.clone(),
-            cmd: a.cmd.clone(),
-            mode: "record",
-            proxy,
-        },
+        serve_opts,
         Some(&store),
         recorder.inflight.clone(),
         |addr| {

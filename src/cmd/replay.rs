@@ -7,7 +7,6 @@ use super::daemon::{serve, ServeOptions};
 use super::{msg, CmdResult};
 use crate::ca::Ca;
 use crate::cli::{rule_args, ReplayArgs};
-use crate::proxy::ProxyOptions;
 use crate::recording::{self, Recording, StoreAccess};
 use crate::replay::{ReplayOptions, Replayer};
 use crate::rules::Rules;
@@ -20,6 +19,13 @@ pub const EXIT_REPLAY_FAILED: i32 = 3;
 
 pub async fn run(a: ReplayArgs) -> CmdResult {
     let loading = Instant::now();
+    if let Some(host) = a.passthrough.first() {
+        return Err(msg(format!(
+            "--passthrough is a record flag: replay opens no outbound connection unless told to. \
+             To send {host}'s tunnels out live and untouched, use --allow-live {host} (port 443) or --allow-live {host}:PORT"
+        )));
+    }
+    crate::replay::live::check(&a.allow_live).map_err(msg)?;
     let source = match (&a.tape, &a.session) {
         (Some(t), _) => t.display().to_string(),
         (None, Some(s)) => {
@@ -55,33 +61,35 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         ReplayOptions {
             order: a.order,
             pace: a.pace,
-            passthrough: a.passthrough.clone(),
             allow_live: a.allow_live.clone(),
             store: held.clone().map(|s| s as Arc<dyn Store>),
         },
     )?;
-    if !a.passthrough.is_empty() && a.allow_live.is_empty() {
-        tracing::warn!("--passthrough is ignored in replay unless the host is also given to --allow-live; those hosts are served from the recording");
-    }
+    let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
     let code = serve(
         replayer.clone(),
         Arc::new(ca),
-        ServeOptions {
-            listen: a.listen.clone(),
-            cmd: a.cmd.clone(),
-            mode: "replay",
-            proxy: ProxyOptions {
-                session: SessionName::new(&session).ok(),
-                ..ProxyOptions::default()
-            },
-        },
+        ServeOptions::new(
+            &a.listen,
+            &a.cmd,
+            "replay",
+            SessionName::new(&session).ok(),
+        )?,
         held.as_deref(),
         replayer.inflight.clone(),
         |addr| {
+            let outbound = if live.is_empty() {
+                "no outbound connections".to_string()
+            } else {
+                format!(
+                    "LIVE: CONNECTs to {} go out to the real host, untouched; nothing else goes out",
+                    live.join(", ")
+                )
+            };
             tracing::info!(
-                "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); no outbound connections"
+                "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); {outbound}"
             )
         },
     )

@@ -16,7 +16,7 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
     let mut list: Vec<SessionInfo> = match access_store(dir)? {
         StoreAccess::Open(store) => store.sessions()?,
         StoreAccess::Daemon { pid, listen } => {
-            let (status, body) = crate::control::get(&listen, "/_tapedeck/sessions")
+            let (status, body) = crate::control::get(dir, &listen, "/_tapedeck/sessions")
                 .await
                 .map_err(|e| msg(format!("the store is held by tapedeck pid {pid} on {listen}, and asking it failed: {e}")))?;
             if status != 200 {

@@ -72,7 +72,6 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
         ReplayOptions {
             order,
             pace: Pace::Fast,
-            passthrough: vec![],
             allow_live: vec![],
             store: None,
         },

@@ -4,6 +4,9 @@
 use http::header::{HeaderMap, HeaderName, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
 
 const HOP: &[&str] = &[
+    // The control API's token is for this daemon only, never for an upstream (nor, via
+    // an upstream that is this daemon, for its control API).
+    crate::control::TOKEN_HEADER,
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
@@ -49,6 +52,7 @@ mod tests {
         h.insert("x-private", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("proxy-authorization", "Basic eA==".parse().unwrap());
+        h.insert("x-tapedeck-token", "t0k".parse().unwrap());
         h.insert("te", "gzip".parse().unwrap());
         h.insert("content-type", "application/json".parse().unwrap());
         strip(&mut h);

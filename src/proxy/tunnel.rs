@@ -14,6 +14,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use super::idle::Activity;
 use super::{log_conn_error, ClientCtx, Handler, Proxy};
 
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -244,28 +245,54 @@ async fn serve_http<H: Handler, IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = ctx.peer;
-    let handler = proxy.handler.clone();
     let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = requests.clone();
+    let activity = Activity::new();
+    let tracker = activity.clone();
+    let this = proxy.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let handler = handler.clone();
+        let handler = this.handler.clone();
         let ctx = ctx.clone();
         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let busy = tracker.begin();
         let req = absolutize(req, scheme, &authority);
-        async move { Ok::<_, Infallible>(handler.handle(req, ctx).await) }
+        // The Host header inside a tunnel may name any address, this daemon's included.
+        let refusal = match (req.uri().host(), req.uri().port_u16()) {
+            (Some(host), port) => {
+                let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+                this.refuse_self(host, port, peer)
+            }
+            _ => None,
+        };
+        async move {
+            let resp = match refusal {
+                Some(r) => r,
+                None => handler.handle(req, ctx).await,
+            };
+            Ok::<_, Infallible>(Activity::track(busy, resp))
+        }
     });
+    let idle_timeout = proxy.opts.idle_timeout;
     let io = TokioIo::new(io);
     // On shutdown, finish the responses in progress, then close.
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(256)
+            // Rapid reset (CVE-2023-44487): a client that opens and cancels streams faster
+            // than they are taken up is sent GOAWAY.
+            .max_pending_accept_reset_streams(20)
             .max_header_list_size(proxy.opts.max_header_bytes as u32);
         let conn = b.serve_connection(io, svc);
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
             _ = proxy.stopping() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            _ = activity.idle(idle_timeout) => {
+                tracing::debug!("closing the idle tunnel from {peer}");
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -281,6 +308,11 @@ async fn serve_http<H: Handler, IO>(
         tokio::select! {
             r = conn.as_mut() => r,
             _ = proxy.stopping() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            _ = activity.idle(idle_timeout) => {
+                tracing::debug!("closing the idle tunnel from {peer}");
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

@@ -287,7 +287,7 @@ impl Handler for Recorder {
         Box::pin(self.record(req, ctx))
     }
 
-    fn raw_tunnel(&self, host: &str) -> bool {
+    fn raw_tunnel(&self, host: &str, _port: u16) -> bool {
         let host = host.to_ascii_lowercase();
         self.passthrough.iter().any(|p| p.matches(&host))
     }

@@ -8,6 +8,7 @@
 //! retried into noise).
 
 pub mod index;
+pub mod live;
 mod miss;
 
 use std::collections::BTreeMap;
@@ -42,7 +43,7 @@ pub const MISS_HEADER: &str = "x-tapedeck-miss";
 pub struct ReplayOptions {
     pub order: Order,
     pub pace: Pace,
-    pub passthrough: Vec<String>,
+    /// `--allow-live HOST[:PORT]`: CONNECT targets tunnelled out untouched (see [`live`]).
     pub allow_live: Vec<String>,
     /// The store this replay holds open, if any: its control API answers read commands.
     pub store: Option<Arc<dyn crate::store::Store>>,
@@ -55,6 +56,8 @@ pub struct ReplaySummary {
     pub served: usize,
     pub misses: BTreeMap<&'static str, usize>,
     pub unused: Vec<u64>,
+    /// Live tunnels opened (`--allow-live`), by `host:port`.
+    pub live: BTreeMap<String, usize>,
 }
 
 impl ReplaySummary {
@@ -84,8 +87,18 @@ impl ReplaySummary {
                 if self.unused.len() > 10 { ", ..." } else { "" }
             )
         };
+        let live = if self.live.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = self
+                .live
+                .iter()
+                .map(|(target, n)| format!("{target} ×{n}"))
+                .collect();
+            format!("; live, not from the recording: {}", parts.join(", "))
+        };
         format!(
-            "replayed session {session}: served {}/{} events, {misses}, {unused}",
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}",
             self.served, self.recorded
         )
     }
@@ -100,8 +113,7 @@ pub struct Replayer {
     /// Indices of served events, in serving order; and the first miss messages.
     served: Mutex<Vec<usize>>,
     miss_lines: Mutex<Vec<String>>,
-    passthrough: Vec<wildmatch::WildMatch>,
-    allow_live: Vec<wildmatch::WildMatch>,
+    live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     control: crate::control::Control,
 }
@@ -130,12 +142,8 @@ impl Replayer {
                 end_ns: ev.timing.end_ns,
             });
         }
-        let globs = |v: &[String]| -> Vec<wildmatch::WildMatch> {
-            v.iter()
-                .map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase()))
-                .collect()
-        };
-        let mut control = crate::control::Control::new(opts.store.clone(), "replay");
+        let mut control =
+            crate::control::Control::new(opts.store.clone(), "replay").serving_only(&rec.session);
         let index = Mutex::new(TraceIndex::new(slots, opts.order));
         let this = Arc::new_cyclic(|weak: &std::sync::Weak<Replayer>| {
             let w = weak.clone();
@@ -156,8 +164,7 @@ impl Replayer {
                 misses: Mutex::new(BTreeMap::new()),
                 served: Mutex::new(Vec::new()),
                 miss_lines: Mutex::new(Vec::new()),
-                passthrough: globs(&opts.passthrough),
-                allow_live: globs(&opts.allow_live),
+                live: live::LiveHosts::new(&opts.allow_live),
                 inflight: Arc::new(InFlight::default()),
                 control,
             }
@@ -167,6 +174,11 @@ impl Replayer {
 
     pub fn session(&self) -> &str {
         &self.rec.session
+    }
+
+    /// The `--allow-live` targets, as `host:port`.
+    pub fn live_allowed(&self) -> Vec<String> {
+        self.live.allowed()
     }
 
     /// What was served, in step order, as a recording (what the agent actually saw).
@@ -199,6 +211,7 @@ impl Replayer {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             unused: ix.unused().into_iter().map(|i| ix.slot(i).step).collect(),
+            live: self.live.opened(),
         }
     }
 
@@ -470,10 +483,8 @@ impl Handler for Replayer {
         Box::pin(self.replay(req))
     }
 
-    fn raw_tunnel(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.passthrough.iter().any(|p| p.matches(&host))
-            && self.allow_live.iter().any(|p| p.matches(&host))
+    fn raw_tunnel(&self, host: &str, port: u16) -> bool {
+        self.live.admit(host, port)
     }
 
     fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {

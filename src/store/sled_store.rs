@@ -68,7 +68,7 @@ fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+        crate::secure_fs::private_dir(dir).map_err(|e| StoreError::Open {
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -114,6 +114,7 @@ impl SledStore {
                 })
             }
         }
+        crate::secure_fs::tighten_tree(dir);
         let bodies = db.open_tree("bodies")?;
         let events = db.open_tree("events")?;
         let sessions = db.open_tree("sessions")?;
@@ -150,9 +151,13 @@ impl SledStore {
     }
 
     /// Records where this process's daemon listens, so read commands can find it.
-    pub fn write_daemon_info(&self, info: &DaemonInfo) -> std::io::Result<()> {
+    pub fn write_daemon_info(&self, info: &DaemonInfo) -> Result<(), crate::secure_fs::WriteError> {
         let text = serde_json::to_string(info).unwrap_or_default();
-        std::fs::write(self.path.join(super::DAEMON_FILE), text)
+        crate::secure_fs::write(
+            &self.path.join(super::DAEMON_FILE),
+            text.as_bytes(),
+            crate::secure_fs::PRIVATE_FILE,
+        )
     }
 
     pub fn remove_daemon_info(&self) {
@@ -290,6 +295,7 @@ impl Drop for SledStore {
         {
             let _ = h.join();
         }
+        crate::secure_fs::tighten_tree(&self.path);
     }
 }
 
@@ -345,11 +351,15 @@ impl Store for SledStore {
             let io =
                 |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(crate::secure_fs::PRIVATE_DIR)
+                    .create(parent)
+                    .map_err(io)?;
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, data).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
+            crate::secure_fs::write(&path, data, crate::secure_fs::PRIVATE_FILE)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
             self.committer
                 .unsynced
                 .lock()

@@ -13,7 +13,7 @@ pub mod configs;
 pub mod sources;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
@@ -206,7 +206,12 @@ pub fn write(ca: &Ca, sources: &[Source]) -> Result<TrustBundle, TrustError> {
     };
     let head = "# tapedeck trust bundle: the system roots, the CA certificates you had configured \
                 (if any) and tapedeck's CA. Rewritten on every run; do not edit.\n";
-    write_replacing(&dir, &path, format!("{head}{body}").as_bytes())
+    // Certificates are public; other users (a container's) may need to read them.
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            crate::secure_fs::write(&path, format!("{head}{body}").as_bytes(), 0o644)
+                .map_err(|e| e.source)
+        })
         .map_err(|source| TrustError::Write { dir, source })?;
     Ok(TrustBundle {
         path,
@@ -256,24 +261,6 @@ pub fn parse_pem(data: &[u8]) -> (Vec<CertificateDer<'static>>, usize) {
         }
     }
     (certs, bad)
-}
-
-/// Replaces `path` with `data` in one step: written to a new file beside it, then
-/// renamed over it, so a reader never sees half a bundle and a symlink planted at
-/// `path` is replaced, never written through.
-fn write_replacing(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".trust-bundle.")
-        .tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    // Certificates are public; other users (a container's) may need to read them.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The system's trusted roots as PEM: a known bundle file, else rustls-native-certs.

@@ -80,9 +80,22 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `tapedeck <args> --listen 127.0.0.1:0` in `dirs` and waits until it listens.
     pub fn start(dirs: &Dirs, args: &[&str]) -> Daemon {
-        let mut cmd = Command::new(tapedeck_bin());
+        Daemon::start_under(dirs, &[], args, "127.0.0.1:0")
+    }
+
+    /// Starts `tapedeck <args> --listen LISTEN`, run by `wrapper` (`strace -f ...`) when
+    /// one is given, and waits until it listens.
+    pub fn start_under(dirs: &Dirs, wrapper: &[&str], args: &[&str], listen: &str) -> Daemon {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(tapedeck_bin());
+                c
+            }
+            None => Command::new(tapedeck_bin()),
+        };
         cmd.args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .current_dir(dirs.root.path())
             .env("TAPEDECK_STORE", &dirs.store)
             .env("TAPEDECK_CERTS", &dirs.certs)
@@ -101,8 +114,10 @@ impl Daemon {
                 if let Some(pos) = line.find(" listening on ") {
                     let rest = &line[pos + " listening on ".len()..];
                     let addr = rest.split([':', ' ']).take(2).collect::<Vec<_>>().join(":");
-                    if let (Ok(a), Some(t)) = (addr.parse::<SocketAddr>(), tx.take()) {
-                        let _ = t.send(a);
+                    if let Ok(a) = addr.parse::<SocketAddr>() {
+                        if let Some(t) = tx.take() {
+                            let _ = t.send(a);
+                        }
                     }
                 }
                 let mut l = log2.lock().unwrap();
@@ -203,7 +218,7 @@ pub fn client_h1(d: &Daemon, dirs: &Dirs) -> reqwest::Client {
     builder(d, dirs, None).http1_only().build().expect("client")
 }
 
-/// A client whose proxy user name picks the session (`SESSION[:AGENT]`).
+/// A client with proxy credentials: the user name picks the session (`SESSION[+AGENT]`).
 pub fn client_as(d: &Daemon, dirs: &Dirs, user: &str, pass: &str) -> reqwest::Client {
     builder(d, dirs, Some((user, pass)))
         .build()
