@@ -586,6 +586,8 @@ async fn a_replaced_or_half_deleted_ca_is_refused_and_loose_modes_are_named() {
     // The trust bundle replaces a planted link instead of writing through it.
     let victim = dirs.path("victim");
     std::fs::write(&victim, "precious").unwrap();
+    // (`tapedeck ca` wrote a bundle there already.)
+    let _ = std::fs::remove_file(dirs.certs.join("trust-bundle.pem"));
     std::os::unix::fs::symlink(&victim, dirs.certs.join("trust-bundle.pem")).unwrap();
     let (code, _, err) = dirs.run(&["record", "--", "true"]);
     assert_eq!(code, 0, "{err}");
