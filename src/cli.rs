@@ -240,6 +240,10 @@ pub struct RecordArgs {
     /// Tunnel these hosts untouched and record nothing of them (glob, repeatable).
     #[arg(long, value_name = "HOST")]
     pub passthrough: Vec<String>,
+    /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
+    /// 413, a larger response is cut there; the event records `too_large`.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: crate::exchange::limit::MaxBody,
     /// Seconds to wait for an upstream's response head.
     #[arg(long, default_value_t = 300)]
     pub upstream_timeout: u64,
@@ -277,6 +281,10 @@ pub struct ReplayArgs {
     pub order: Order,
     #[arg(long, value_enum, default_value_t = Pace::Fast)]
     pub pace: Pace,
+    /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
+    /// 413, a larger response is cut there; the event records `too_large`.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: crate::exchange::limit::MaxBody,
     /// Fail the run when recorded events were never used.
     #[arg(long)]
     pub fail_on_unused: bool,

@@ -48,6 +48,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         upstream,
         &a.passthrough,
         live.as_ref().map(|l| l.sink()),
+        a.max_body,
     );
     let proxy = ProxyOptions {
         session: session.clone(),

@@ -58,6 +58,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             passthrough: a.passthrough.clone(),
             allow_live: a.allow_live.clone(),
             store: held.clone().map(|s| s as Arc<dyn Store>),
+            max_body: a.max_body,
         },
     )?;
     if !a.passthrough.is_empty() && a.allow_live.is_empty() {

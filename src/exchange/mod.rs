@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod encoding;
 pub mod jsondiff;
 pub mod kind;
+pub mod limit;
 pub mod redact;
 
 use serde::{Deserialize, Serialize};
@@ -120,6 +121,8 @@ pub enum ErrorKind {
     Reset,
     Protocol,
     ClientClosed,
+    /// A body went over `--max-body` (decoded); tapedeck answered 413 or cut the stream.
+    TooLarge,
     Other,
 }
 
@@ -133,6 +136,7 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Protocol => "protocol",
             ErrorKind::ClientClosed => "client_closed",
+            ErrorKind::TooLarge => "too_large",
             ErrorKind::Other => "other",
         }
     }

@@ -5,14 +5,31 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::exchange::encoding::{Coding, Decoder};
+use crate::exchange::encoding::Coding;
+use crate::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
 use crate::exchange::Chunk;
 use crate::store::{BodyWriter, Store, WrittenBody};
 
-pub struct Capture {
+/// Decoded bytes on their way into the store; a failed write is kept to report once.
+struct StoreSink {
     store: Arc<dyn Store>,
     writer: BodyWriter,
-    decoder: Option<Decoder>,
+    error: Option<String>,
+}
+
+impl Sink for StoreSink {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
+            self.error = Some(format!("store write failed: {e}"));
+        }
+    }
+}
+
+pub struct Capture {
+    reader: BodyReader<StoreSink>,
     /// The wire `Content-Encoding` when tapedeck decodes it.
     pub encoding: Option<String>,
     chunks: Option<Vec<Chunk>>,
@@ -25,68 +42,79 @@ pub struct Captured {
     pub encoding: Option<String>,
     pub chunks: Option<Vec<Chunk>>,
     pub failed: Option<String>,
+    /// Set when the body was cut at `--max-body`: the stored body is its first part.
+    pub too_large: Option<MaxBody>,
 }
 
 impl Capture {
     /// `encoding` is the `Content-Encoding` header; `keep_limit` how much is kept whole
-    /// (see [`crate::store::keep_limit`]); `streaming` whether chunk times matter.
+    /// (see [`crate::store::keep_limit`]); `streaming` whether chunk times matter; `max`
+    /// the most decoded bytes to take.
     pub fn new(
         store: Arc<dyn Store>,
         encoding: Option<&str>,
         keep_limit: usize,
         streaming: bool,
         start: Instant,
+        max: MaxBody,
     ) -> Capture {
-        let coding = encoding.and_then(Coding::parse);
-        let decoder = coding.and_then(|c| Decoder::new(c).ok());
-        Capture {
+        let sink = StoreSink {
             store,
             writer: BodyWriter::new(keep_limit),
-            encoding: decoder
-                .as_ref()
+            error: None,
+        };
+        let reader = BodyReader::new(encoding.and_then(Coding::parse), max, sink);
+        Capture {
+            encoding: reader
+                .coding()
                 .and(encoding.map(|e| e.trim().to_ascii_lowercase())),
-            decoder,
+            reader,
             chunks: streaming.then(Vec::new),
             start,
             failed: None,
         }
     }
 
-    pub fn len(&self) -> u64 {
-        self.writer.len()
+    pub fn len(&mut self) -> u64 {
+        self.reader.len()
     }
 
-    pub fn feed(&mut self, data: &[u8]) {
-        let decoded;
-        let bytes: &[u8] = match self.decoder.as_mut() {
-            Some(d) => match d.feed(data) {
-                Ok(out) => {
-                    decoded = out;
-                    &decoded
-                }
-                Err(e) => {
-                    self.note_failure(format!("cannot decode {:?} body: {e}", self.encoding));
-                    self.decoder = None;
-                    return;
-                }
-            },
-            None => data,
-        };
-        self.write(bytes);
+    /// The cap, once the body has gone over it.
+    pub fn too_large(&self) -> Option<MaxBody> {
+        match self.reader.fault() {
+            Some(BodyFault::TooLarge { max }) => Some(*max),
+            _ => None,
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
+    /// Takes one frame of wire bytes. An error means the body went over `--max-body`
+    /// (the caller stops the exchange); an undecodable body is only noted.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), MaxBody> {
+        let before = self.reader.len();
+        let result = self.reader.feed(data);
+        let grown = self.reader.len() - before;
+        if grown > 0 {
+            if let Some(chunks) = self.chunks.as_mut() {
+                chunks.push(Chunk {
+                    at_ms: round_ms(self.start.elapsed().as_secs_f64() * 1000.0),
+                    len: grown,
+                });
+            }
         }
-        if let Some(chunks) = self.chunks.as_mut() {
-            chunks.push(Chunk {
-                at_ms: round_ms(self.start.elapsed().as_secs_f64() * 1000.0),
-                len: bytes.len() as u64,
-            });
+        self.note_store_error();
+        match result {
+            Ok(()) => Ok(()),
+            Err(BodyFault::TooLarge { max }) => Err(max),
+            Err(BodyFault::Undecodable(msg)) => {
+                self.note_failure(msg);
+                Ok(())
+            }
         }
-        if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
-            self.note_failure(format!("store write failed: {e}"));
+    }
+
+    fn note_store_error(&mut self) {
+        if let Some(e) = self.reader.sink().error.take() {
+            self.note_failure(e);
         }
     }
 
@@ -98,14 +126,16 @@ impl Capture {
     }
 
     pub fn finish(mut self) -> Captured {
-        if let Some(d) = self.decoder.take() {
-            match d.finish() {
-                Ok(rest) => self.write(&rest),
-                Err(e) => self.note_failure(format!("truncated {:?} body: {e}", self.encoding)),
+        if let Err(BodyFault::Undecodable(msg)) = self.reader.finish() {
+            if self.failed.is_none() {
+                self.note_failure(msg);
             }
         }
-        let writer = std::mem::replace(&mut self.writer, BodyWriter::new(0));
-        let body = match writer.finish(self.store.as_ref()) {
+        self.note_store_error();
+        let too_large = self.too_large();
+        let sink = self.reader.sink();
+        let writer = std::mem::replace(&mut sink.writer, BodyWriter::new(0));
+        let body = match writer.finish(sink.store.as_ref()) {
             Ok(b) => b,
             Err(e) => {
                 self.note_failure(format!("store write failed: {e}"));
@@ -117,6 +147,7 @@ impl Capture {
             encoding: self.encoding,
             chunks: self.chunks,
             failed: self.failed,
+            too_large,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod index;
 mod miss;
+mod request;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -25,15 +26,17 @@ use hyper::{Request, Response, StatusCode};
 use crate::cli::{Order, Pace};
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::encoding::{self, Coding};
+use crate::exchange::limit::MaxBody;
 use crate::exchange::redact::{self, Secrets};
 use crate::exchange::{header, Event};
 use crate::proxy::body::{self, BoxError, ProxyBody};
 use crate::proxy::{BoxFuture, ClientCtx, Handler};
-use crate::record::{upstream_error_response, InFlight};
+use crate::record::{error_response, InFlight};
 use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::store::keep_limit;
 use index::{Slot, TraceIndex};
+use request::ReadBody;
 
 /// Header on every replayed response: the step it came from.
 pub const STEP_HEADER: &str = "x-tapedeck-step";
@@ -46,6 +49,8 @@ pub struct ReplayOptions {
     pub allow_live: Vec<String>,
     /// The store this replay holds open, if any: its control API answers read commands.
     pub store: Option<Arc<dyn crate::store::Store>>,
+    /// The largest request body read, decoded (`--max-body`).
+    pub max_body: MaxBody,
 }
 
 /// Counts for the closing summary.
@@ -104,6 +109,7 @@ pub struct Replayer {
     allow_live: Vec<wildmatch::WildMatch>,
     pub inflight: Arc<InFlight>,
     control: crate::control::Control,
+    max_body: MaxBody,
 }
 
 impl Replayer {
@@ -160,6 +166,7 @@ impl Replayer {
                 allow_live: globs(&opts.allow_live),
                 inflight: Arc::new(InFlight::default()),
                 control,
+                max_body: opts.max_body,
             }
         });
         Ok(this)
@@ -206,8 +213,14 @@ impl Replayer {
         let arrived = Instant::now();
         let _guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
-        let raw = match incoming.collect().await {
-            Ok(b) => b.to_bytes(),
+        let mut secrets = Secrets::default();
+        parts.headers.remove(crate::record::AGENT_HEADER);
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let ct = header(&stored_headers, "content-type");
+        let coding = header(&stored_headers, "content-encoding").and_then(Coding::parse);
+        let read = match request::read(incoming, coding, keep_limit(ct), self.max_body).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!("could not read a request body: {e}");
                 return body::text(
@@ -216,30 +229,18 @@ impl Replayer {
                 );
             }
         };
-        let mut secrets = Secrets::default();
-        parts.headers.remove(crate::record::AGENT_HEADER);
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
-        let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
-            Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
-            None => raw.to_vec(),
-        };
-        let ct = header(&stored_headers, "content-type");
         let method = parts.method.to_string();
-        let large = decoded.len() > keep_limit(ct);
-        let (stored_body, large_b3) = if large {
-            let b3 = blake3::hash(&decoded).to_hex().to_string();
-            (decoded, b3)
-        } else {
-            (
-                redact::body(decoded, ct, &self.rules, &secrets),
-                String::new(),
-            )
+        let stored_body = match read.body {
+            ReadBody::Whole(decoded) => {
+                ReadBody::Whole(redact::body(decoded, ct, &self.rules, &secrets))
+            }
+            large => large,
         };
-        let key_body = if large {
-            KeyBody::Large(&large_b3)
-        } else {
-            KeyBody::Whole(&stored_body)
+        let (key_body, got_body) = match &stored_body {
+            ReadBody::Whole(b) => (KeyBody::Whole(b), miss::BodyView::Bytes(b)),
+            ReadBody::Large { b3, len } => {
+                (KeyBody::Large(b3), miss::BodyView::Large { b3, len: *len })
+            }
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
         let taken = self
@@ -260,17 +261,29 @@ impl Replayer {
             Err(m) => {
                 let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
                 let expected = ev_of(m.expected);
-                let expected_body =
-                    expected.map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                // A large expected body is described by its hash, never read whole.
+                let expected_bytes = expected
+                    .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
+                    .map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                let expected_body = expected.map(|e| match &expected_bytes {
+                    Some(b) => miss::BodyView::Bytes(b),
+                    None => miss::BodyView::Large {
+                        b3: &e.request.body.b3,
+                        len: e.request.body.len,
+                    },
+                });
+                if let Some(max) = read.too_large {
+                    return self.refuse_too_large(&method, &url, max);
+                }
                 let (json, line) = miss::describe(
                     &self.rec.session,
                     &m,
                     &miss::Received {
                         method: &method,
                         url: &url,
-                        body: &stored_body,
+                        body: got_body,
                     },
-                    expected.zip(expected_body.as_deref()),
+                    expected.zip(expected_body),
                     ev_of(m.later),
                 );
                 tracing::warn!("{line}");
@@ -292,6 +305,31 @@ impl Replayer {
                 resp
             }
         }
+    }
+
+    /// A request over `--max-body` that no event took: 413, counted as a miss.
+    fn refuse_too_large(&self, method: &str, url: &str, max: MaxBody) -> Response<ProxyBody> {
+        let err = crate::exchange::ExchangeError {
+            kind: crate::exchange::ErrorKind::TooLarge,
+            message: format!(
+                "the request body of {method} {url} is larger than --max-body {max} (decoded), and the recording has no such request (raise --max-body to match it)"
+            ),
+        };
+        let line = format!("MISS too_large: {}", err.message);
+        tracing::warn!("{line}");
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(line);
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry("too_large")
+            .or_insert(0) += 1;
+        error_response(&err)
     }
 
     async fn respond(
@@ -317,7 +355,7 @@ impl Replayer {
                 )
                 .await;
             }
-            let mut resp = upstream_error_response(&err);
+            let mut resp = error_response(&err);
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
             return resp;
         };
