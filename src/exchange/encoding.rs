@@ -82,6 +82,73 @@ impl<W: Write> Decoder<W> {
     }
 }
 
+/// An incremental encoder, for replaying a large body part by part in the encoding it
+/// was recorded with: feed decoded parts, send what comes out.
+pub enum Encoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibEncoder<Vec<u8>>),
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Encoder {
+    pub fn new(coding: Coding) -> std::io::Result<Encoder> {
+        Ok(match coding {
+            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            )),
+            Coding::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            )),
+            Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                8192,
+                4,
+                22,
+            ))),
+            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?),
+        })
+    }
+
+    /// Encodes one part; returns the encoded bytes ready so far.
+    pub fn feed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let out = match self {
+            Encoder::Gzip(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Deflate(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
+    /// Ends the stream; returns the last encoded bytes.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Deflate(e) => e.finish(),
+            Encoder::Brotli(mut e) => {
+                e.flush()?;
+                Ok(e.into_inner())
+            }
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
 /// Encodes a whole body (replay, where the stored bytes are decoded).
 pub fn encode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
     match coding {
@@ -133,6 +200,20 @@ mod tests {
             }
             d.finish().unwrap();
             assert_eq!(*d.sink(), text, "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn the_part_by_part_encoder_decodes_to_the_parts() {
+        let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 100_000]).collect();
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let mut e = Encoder::new(coding).unwrap();
+            let mut wire = Vec::new();
+            for p in &parts {
+                wire.extend(e.feed(p).unwrap());
+            }
+            wire.extend(e.finish().unwrap());
+            assert_eq!(decode(coding, &wire).unwrap(), parts.concat(), "{coding:?}");
         }
     }
 

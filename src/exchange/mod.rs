@@ -6,7 +6,9 @@
 //! and stored once.
 
 pub mod canonical;
+pub mod canonical_json;
 pub mod encoding;
+pub mod json_fields;
 pub mod jsondiff;
 pub mod kind;
 pub mod limit;

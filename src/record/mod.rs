@@ -265,7 +265,10 @@ impl Recorder {
                     None => err,
                 };
                 tracing::warn!("#{step} upstream failed: {}", err.message);
-                let resp = error_response(&err);
+                let mut resp = error_response(&err);
+                if err.kind == ErrorKind::TooLarge && !client_h2 {
+                    close_after(&mut resp, http::Version::HTTP_11);
+                }
                 pending.finish(Some(err), false);
                 resp
             }
@@ -299,6 +302,17 @@ fn too_large(side: &str, max: MaxBody) -> ExchangeError {
         message: format!(
             "the {side} body is larger than --max-body {max} (decoded): tapedeck stopped it there and recorded its first {max} (raise --max-body to allow it)"
         ),
+    }
+}
+
+/// Ends an HTTP/1 connection after this response: the rest of a request body that was
+/// refused unread is still on the wire, so the connection cannot carry another request.
+pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
+    if version < http::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
 }
 

@@ -80,7 +80,8 @@ pub trait Store: Send + Sync + 'static {
 pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
 /// JSON bodies are kept whole up to this size so their secrets can be redacted.
 pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
-const SEGMENT: usize = 256 << 10;
+/// The size of each part of a body written in segments (the last may be shorter).
+pub const SEGMENT: usize = 256 << 10;
 
 /// How much of a body with this content type is kept whole (JSON, or no type at all,
 /// may need redaction and canonical matching). Record and replay both use this rule,
