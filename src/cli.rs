@@ -116,6 +116,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the store for damage: names damaged sessions and steps; exit 1 if any.
+    Fsck {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+        /// When sled cannot open the store, write what it can recover to this new directory.
+        #[arg(long, value_name = "DIR")]
+        salvage: Option<PathBuf>,
+    },
     /// Write a session as a portable tape file (JSON lines).
     Export {
         /// Session name (or a tape file).
@@ -285,6 +295,9 @@ pub struct ReplayArgs {
     /// 413, a larger response is cut there; the event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
     pub max_body: crate::exchange::limit::MaxBody,
+    /// Replay a session even when some of its events are damaged (they are left out).
+    #[arg(long)]
+    pub allow_damaged: bool,
     /// Fail the run when recorded events were never used.
     #[arg(long)]
     pub fail_on_unused: bool,

@@ -44,6 +44,8 @@ pub struct Recording {
     bodies: Bodies,
     /// Where it came from, for messages.
     pub source: String,
+    /// Events of the store that could not be read back (left out of `events`).
+    pub damaged: Vec<crate::store::Damage>,
 }
 
 impl Recording {
@@ -53,6 +55,7 @@ impl Recording {
             events: t.events,
             bodies: Bodies::Memory(t.bodies),
             source,
+            damaged: Vec::new(),
         }
     }
 
@@ -60,12 +63,16 @@ impl Recording {
         if store.session(session)?.is_none() {
             return Err(StoreError::NoSession(session.to_string()));
         }
-        let events = store.events(session)?;
+        let read = store.read_session(session)?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
+        }
         Ok(Recording {
             session: session.to_string(),
-            events,
+            events: read.events,
             bodies: Bodies::Store(store),
             source: format!("session {session}"),
+            damaged: read.damaged,
         })
     }
 
@@ -149,6 +156,7 @@ impl Recording {
             events,
             bodies,
             source: self.source.clone(),
+            damaged: self.damaged.clone(),
         }
     }
 

@@ -6,6 +6,7 @@ mod cluster;
 mod daemon;
 mod diff;
 mod export;
+mod fsck;
 mod gen_test;
 mod import;
 mod otlp;
@@ -60,6 +61,11 @@ pub fn run(cli: Cli) -> CmdResult {
             Command::Replay(a) => replay::run(a).await,
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
+            Command::Fsck {
+                store,
+                json,
+                salvage,
+            } => fsck::run(&store.store, json, salvage.as_deref()),
             Command::Export {
                 session,
                 output,

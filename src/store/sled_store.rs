@@ -10,13 +10,59 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use super::{DaemonInfo, Store, StoreError};
+use super::{BodyState, DaemonInfo, Damage, SessionRead, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
 const FORMAT: &str = "1";
 const TAG_MANIFEST: u8 = 1;
+/// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
+/// before the JSON; older values are the bare JSON (they start with `{`).
+const EVENT_SUMMED: u8 = 1;
+
+/// An event as stored: its JSON behind a checksum, so damage sled does not catch is
+/// caught on reading.
+fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+    let mut v = Vec::with_capacity(33 + json.len());
+    v.push(EVENT_SUMMED);
+    v.extend_from_slice(blake3::hash(&json).as_bytes());
+    v.extend_from_slice(&json);
+    Ok(v)
+}
+
+/// An event and whether it carried a checksum, or what is wrong with it.
+fn decode_event(value: &[u8]) -> Result<(Event, bool), String> {
+    let (json, summed) = match value.first() {
+        Some(&EVENT_SUMMED) => {
+            let (sum, json) = value
+                .get(1..)
+                .and_then(|v| v.split_at_checked(32))
+                .ok_or("the event is cut short")?;
+            if blake3::hash(json).as_bytes() != sum {
+                return Err("the event does not match its checksum (damaged on disk)".into());
+            }
+            (json, true)
+        }
+        Some(b'{') => (value, false),
+        _ => return Err("the event is not in a format tapedeck wrote".into()),
+    };
+    serde_json::from_slice(json)
+        .map(|ev| (ev, summed))
+        .map_err(|e| format!("the event is unreadable: {e}"))
+}
+
+fn step_of(key: &[u8]) -> u64 {
+    key.get(key.len().saturating_sub(8)..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 enum CommitMsg {
     Dirty,
@@ -75,7 +121,12 @@ impl SledStore {
             .open()
             .map_err(|e| {
                 let message = e.to_string();
-                if message.contains("could not acquire lock") {
+                if matches!(e, sled::Error::Corruption { .. }) {
+                    StoreError::Damaged {
+                        path: dir.to_path_buf(),
+                        message,
+                    }
+                } else if message.contains("could not acquire lock") {
                     let holder = super::read_daemon_info(dir)
                         .map(|d| {
                             format!(
@@ -173,41 +224,27 @@ impl SledStore {
         self.blobs.join(&hex[..2]).join(hex)
     }
 
-    /// A segment by hash: a sled value, or a blob file whose content is checked.
+    /// A segment by hash: a sled value or a blob file, its content checked either way.
     fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.bodies.get(hash)? {
-            return Ok(v.get(1..).map(<[u8]>::to_vec));
+        let data = match self.bodies.get(hash)? {
+            Some(v) => v.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
+            None => match std::fs::read(self.blob_path(hash)) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::Io(e.to_string())),
+            },
+        };
+        if blake3::hash(&data).as_bytes() != hash {
+            return Err(StoreError::Io(format!(
+                "blob {} is damaged (its content does not match its blake3; cut by a crash?)",
+                hex(hash)
+            )));
         }
-        match std::fs::read(self.blob_path(hash)) {
-            Ok(data) => {
-                if blake3::hash(&data).as_bytes() != hash {
-                    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-                    return Err(StoreError::Io(format!(
-                        "blob {hex} is damaged (its content does not match its blake3; cut by a crash?)"
-                    )));
-                }
-                Ok(Some(data))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Io(e.to_string())),
-        }
+        Ok(Some(data))
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
         Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
-    }
-
-    fn decode_event(&self, session: &str, key: &[u8], value: &[u8]) -> Result<Event, StoreError> {
-        let step = key
-            .get(key.len().saturating_sub(8)..)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        serde_json::from_slice(value).map_err(|e| StoreError::CorruptEvent {
-            session: session.to_string(),
-            step,
-            message: e.to_string(),
-        })
     }
 }
 
@@ -408,7 +445,7 @@ impl Store for SledStore {
             return self.segment(&k);
         };
         match v.first() {
-            Some(&TAG_BLOB) => Ok(Some(v[1..].to_vec())),
+            Some(&TAG_BLOB) => self.segment(&k),
             Some(&TAG_MANIFEST) if v.len() >= 9 => {
                 let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
                 let mut out = Vec::with_capacity(len as usize);
@@ -441,7 +478,7 @@ impl Store for SledStore {
     }
 
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+        let value = encode_event(event)?;
         self.events.insert(event_key(session, event.step), value)?;
         let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
@@ -451,25 +488,80 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
+        let mut read = SessionRead::default();
         for item in self.events.scan_prefix(session_prefix(session)) {
-            let (k, v) = item?;
-            let ev = self.decode_event(session, &k, &v)?;
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    read.damaged.push(Damage {
+                        step: None,
+                        problem: format!("sled cannot read the events after this point: {e}"),
+                    });
+                    break;
+                }
+            };
+            let step = step_of(&k);
+            let ev = match decode_event(&v) {
+                Ok((ev, summed)) => {
+                    read.without_checksum += u64::from(!summed);
+                    ev
+                }
+                Err(problem) => {
+                    read.damaged.push(Damage {
+                        step: Some(step),
+                        problem,
+                    });
+                    continue;
+                }
+            };
             let mut whole = self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
                 whole &= self.has_body(&r.body.b3)?;
             }
             if whole {
-                out.push(ev);
+                read.events.push(ev);
             } else {
-                tracing::warn!(
-                    "skipping {session}#{}: its bodies were not stored (cut by a crash?)",
-                    ev.step
-                );
+                read.missing_bodies.push(Damage {
+                    step: Some(step),
+                    problem: "its bodies were not stored (cut by a crash?)".into(),
+                });
             }
         }
-        Ok(out)
+        Ok(read)
+    }
+
+    fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(BodyState::Damaged("not a blake3 hash".into()));
+        };
+        let manifest = self.bodies.get(k)?;
+        let parted = manifest.as_ref().and_then(|v| v.first()) == Some(&TAG_MANIFEST);
+        let segments: Vec<[u8; 32]> = match manifest {
+            Some(v) if parted => v
+                .get(9..)
+                .unwrap_or_default()
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .collect(),
+            _ => vec![k],
+        };
+        let mut whole = blake3::Hasher::new();
+        for seg in &segments {
+            match self.segment(seg) {
+                Ok(Some(data)) => {
+                    whole.update(&data);
+                }
+                Ok(None) => return Ok(BodyState::Missing),
+                Err(e) => return Ok(BodyState::Damaged(e.to_string())),
+            }
+        }
+        if parted && whole.finalize().as_bytes() != &k {
+            return Ok(BodyState::Damaged(
+                "its parts do not add up to its blake3".into(),
+            ));
+        }
+        Ok(BodyState::Sound)
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
@@ -531,5 +623,84 @@ impl Store for SledStore {
         rx.recv()
             .map_err(|_| StoreError::Io("the commit thread stopped".into()))?
             .map_err(StoreError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{BodyRef, Kind, RequestRecord, Timing};
+
+    fn event(step: u64) -> Event {
+        Event {
+            step,
+            kind: Kind::Tool,
+            key: "k".into(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: "GET".into(),
+                url: format!("http://t.test/{step}"),
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: BodyRef::empty(),
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_damaged_event_is_named_and_the_rest_of_its_session_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_blob(&blake3::hash(b""), b"").unwrap();
+        for step in 1..=3 {
+            store.put_event("s", &event(step)).unwrap();
+        }
+        // A flipped byte in the event's JSON, below sled's own checks.
+        let key = event_key("s", 2);
+        let mut v = store.events.get(&key).unwrap().unwrap().to_vec();
+        let at = v.len() - 5;
+        v[at] ^= 0x20;
+        store.events.insert(&key, v).unwrap();
+        // An event from before checksums: bare JSON.
+        let old = serde_json::to_vec(&event(4)).unwrap();
+        store.events.insert(event_key("s", 4), old).unwrap();
+
+        let read = store.read_session("s").unwrap();
+        let steps: Vec<u64> = read.events.iter().map(|e| e.step).collect();
+        assert_eq!(steps, vec![1, 3, 4]);
+        assert_eq!(read.damaged.len(), 1);
+        assert_eq!(read.damaged[0].step, Some(2));
+        assert!(
+            read.damaged[0].problem.contains("checksum"),
+            "{:?}",
+            read.damaged
+        );
+        assert_eq!(read.without_checksum, 1);
+    }
+
+    #[test]
+    fn a_damaged_small_body_fails_its_hash_on_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let h = blake3::hash(b"hello body");
+        store.put_blob(&h, b"hello body").unwrap();
+        assert_eq!(store.verify_body(&h.to_hex()).unwrap(), BodyState::Sound);
+        let mut v = store.bodies.get(h.as_bytes()).unwrap().unwrap().to_vec();
+        v[3] ^= 1;
+        store.bodies.insert(h.as_bytes(), v).unwrap();
+        assert!(store.get_body(&h.to_hex()).is_err());
+        assert!(matches!(
+            store.verify_body(&h.to_hex()).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        let missing = blake3::hash(b"never stored");
+        assert_eq!(
+            store.verify_body(&missing.to_hex()).unwrap(),
+            BodyState::Missing
+        );
     }
 }
