@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{msg, CmdResult};
 use crate::store::check::{check, Report};
+use crate::store::journal::Journal;
 use crate::store::{SledStore, StoreError};
 
 /// Exit status when damage was found.
@@ -21,12 +22,18 @@ pub fn run(dir: &Path, as_json: bool, salvage: Option<&Path>) -> CmdResult {
     if !dir.join("db").exists() {
         return Err(msg(format!("{} holds no tapedeck store", dir.display())));
     }
+    let journal = Journal::read(dir).map_err(|e| {
+        msg(format!(
+            "cannot read the event journal of {}: {e}",
+            dir.display()
+        ))
+    })?;
     let (report, salvaged) = match SledStore::open(dir) {
         Ok(store) => {
             if salvage.is_some() {
                 eprintln!("tapedeck: sled opens the store; nothing to salvage");
             }
-            (check(&store)?, None)
+            (check(&store, &journal)?, None)
         }
         Err(StoreError::Damaged { message, .. }) => {
             eprintln!(
@@ -42,7 +49,7 @@ pub fn run(dir: &Path, as_json: bool, salvage: Option<&Path>) -> CmdResult {
             };
             let report = salvage_copy(dir, &copy).and_then(|()| {
                 let store = SledStore::open(&copy)?;
-                Ok(check(&store)?)
+                Ok(check(&store, &journal)?)
             });
             if !keep {
                 let _ = std::fs::remove_dir_all(&copy);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::journal::Journal;
 use super::{BodyState, Damage, Store, StoreError};
 
 #[derive(Debug, Serialize)]
@@ -37,11 +38,23 @@ impl Report {
     }
 }
 
-/// Checks every session of `store`.
-pub fn check(store: &dyn Store) -> Result<Report, StoreError> {
+/// Checks every session of `store`, and every event `journal` says it flushed.
+pub fn check(store: &dyn Store, journal: &Journal) -> Result<Report, StoreError> {
     let mut bodies: HashMap<String, BodyState> = HashMap::new();
     let mut sessions = Vec::new();
     let mut infos = store.sessions()?;
+    // A session the journal knows and the store lost whole.
+    for (name, steps) in &journal.sessions {
+        if !infos.iter().any(|i| &i.name == name) {
+            infos.push(crate::exchange::SessionInfo {
+                name: name.clone(),
+                events: steps.len() as u64,
+                first_unix_ns: 0,
+                last_unix_ns: 0,
+                bytes: 0,
+            });
+        }
+    }
     infos.sort_by(|a, b| a.name.cmp(&b.name));
     for info in infos {
         let read = store.read_session(&info.name)?;
@@ -77,7 +90,24 @@ pub fn check(store: &dyn Store) -> Result<Report, StoreError> {
         }
         let seen =
             read.events.len() as u64 + read.damaged.len() as u64 + read.missing_bodies.len() as u64;
-        if info.events > seen {
+        let mut lost = 0;
+        for (step, b3) in journal.sessions.get(&info.name).into_iter().flatten() {
+            let problem = match read.sums.get(step) {
+                Some(sum) if sum == b3 => continue,
+                Some(_) => "it differs from the event the journal lists for this step",
+                None if damaged.iter().any(|d| d.step == Some(*step)) => continue,
+                None => {
+                    lost += 1;
+                    "it is gone from the store (the journal lists it as flushed; sled lost it)"
+                }
+            };
+            damaged.push(Damage {
+                step: Some(*step),
+                problem: problem.into(),
+            });
+        }
+        let expected = info.events.max(seen + lost);
+        if lost == 0 && info.events > seen {
             damaged.push(Damage {
                 step: None,
                 problem: format!(
@@ -90,7 +120,7 @@ pub fn check(store: &dyn Store) -> Result<Report, StoreError> {
         damaged.sort_by_key(|d| d.step);
         sessions.push(SessionReport {
             session: info.name,
-            expected: info.events,
+            expected,
             sound,
             without_checksum: read.without_checksum,
             damaged,

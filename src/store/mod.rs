@@ -7,6 +7,7 @@
 //! download never holds the whole of it in memory.
 
 pub mod check;
+pub mod journal;
 mod sled_store;
 
 pub use sled_store::SledStore;
@@ -109,6 +110,8 @@ pub struct SessionRead {
     pub missing_bodies: Vec<Damage>,
     /// Events written before events carried a checksum.
     pub without_checksum: u64,
+    /// The blake3 of each readable event's JSON, by step (what the journal lists).
+    pub sums: std::collections::HashMap<u64, String>,
 }
 
 /// A body as [`Store::verify_body`] found it.

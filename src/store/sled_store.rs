@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
+use super::journal::{Entry, JournalWriter};
 use super::{BodyState, DaemonInfo, Damage, SessionRead, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
@@ -23,17 +24,18 @@ const EVENT_SUMMED: u8 = 1;
 
 /// An event as stored: its JSON behind a checksum, so damage sled does not catch is
 /// caught on reading.
-fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
+fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
     let json = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+    let sum = blake3::hash(&json);
     let mut v = Vec::with_capacity(33 + json.len());
     v.push(EVENT_SUMMED);
-    v.extend_from_slice(blake3::hash(&json).as_bytes());
+    v.extend_from_slice(sum.as_bytes());
     v.extend_from_slice(&json);
-    Ok(v)
+    Ok((v, sum))
 }
 
-/// An event and whether it carried a checksum, or what is wrong with it.
-fn decode_event(value: &[u8]) -> Result<(Event, bool), String> {
+/// An event, its blake3 and whether it carried one, or what is wrong with it.
+fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), String> {
     let (json, summed) = match value.first() {
         Some(&EVENT_SUMMED) => {
             let (sum, json) = value
@@ -49,7 +51,7 @@ fn decode_event(value: &[u8]) -> Result<(Event, bool), String> {
         _ => return Err("the event is not in a format tapedeck wrote".into()),
     };
     serde_json::from_slice(json)
-        .map(|ev| (ev, summed))
+        .map(|ev| (ev, blake3::hash(json), summed))
         .map_err(|e| format!("the event is unreadable: {e}"))
 }
 
@@ -75,6 +77,9 @@ struct Committer {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blob files written since the last flush, to fsync before it.
     unsynced: Mutex<Vec<PathBuf>>,
+    /// Events and deletions written since the last flush, journalled once it succeeds.
+    journal_pending: Mutex<Vec<Entry>>,
+    journal: JournalWriter,
 }
 
 /// Segments at least this large are files, not sled values.
@@ -170,6 +175,8 @@ impl SledStore {
             dirty: AtomicBool::new(false),
             thread: Mutex::new(None),
             unsynced: Mutex::new(Vec::new()),
+            journal_pending: Mutex::new(Vec::new()),
+            journal: JournalWriter::new(dir),
         });
         let (tx, rx) = mpsc::channel::<CommitMsg>();
         let flush_db = db.clone();
@@ -291,8 +298,7 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
             push(m, &mut waiters);
         }
         c.dirty.store(false, Ordering::Release);
-        let result =
-            sync_blobs(&c).and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        let result = flush(&db, &c);
         if let Err(e) = &result {
             tracing::error!("store flush failed: {e}");
         }
@@ -301,8 +307,17 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
         }
     }
     // Channel closed: a last flush so nothing written is left behind.
-    let _ = sync_blobs(&c);
-    let _ = db.flush();
+    let _ = flush(&db, &c);
+}
+
+/// Blob files, then sled, then the journal of what that flush made durable.
+fn flush(db: &sled::Db, c: &Committer) -> Result<(), String> {
+    let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
+    sync_blobs(c)?;
+    db.flush().map_err(|e| e.to_string())?;
+    c.journal
+        .append(&entries)
+        .map_err(|e| format!("cannot write the event journal: {e}"))
 }
 
 impl Drop for SledStore {
@@ -478,8 +493,18 @@ impl Store for SledStore {
     }
 
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        let value = encode_event(event)?;
+        let (value, sum) = encode_event(event)?;
         self.events.insert(event_key(session, event.step), value)?;
+        // Queued after the insert: the flush that journals it has the event too.
+        self.committer
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Entry::Event {
+                session: session.to_string(),
+                step: event.step,
+                b3: sum.to_hex().to_string(),
+            });
         let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
             merge_info(old, session, event, bytes)
@@ -503,8 +528,9 @@ impl Store for SledStore {
             };
             let step = step_of(&k);
             let ev = match decode_event(&v) {
-                Ok((ev, summed)) => {
+                Ok((ev, sum, summed)) => {
                     read.without_checksum += u64::from(!summed);
+                    read.sums.insert(step, sum.to_hex().to_string());
                     ev
                 }
                 Err(problem) => {
@@ -592,6 +618,13 @@ impl Store for SledStore {
         }
         self.events.apply_batch(batch)?;
         self.sessions.remove(session.as_bytes())?;
+        self.committer
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Entry::Deleted {
+                session: session.to_string(),
+            });
         self.mark_dirty();
         Ok(n)
     }
