@@ -49,7 +49,7 @@ pub fn run(dir: &Path, as_json: bool, salvage: Option<&Path>) -> CmdResult {
             };
             let report = salvage_copy(dir, &copy).and_then(|()| {
                 let store = SledStore::open(&copy)?;
-                Ok(check(&store, &journal)?)
+                check(&store, &journal)
             });
             if !keep {
                 let _ = std::fs::remove_dir_all(&copy);
