@@ -226,6 +226,15 @@ impl SledStore {
         }
     }
 
+    /// Queues a journal entry for the next flush (after the write it describes).
+    fn journal(&self, entry: Entry) {
+        self.committer
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entry);
+    }
+
     fn blob_path(&self, hash: &[u8]) -> PathBuf {
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         self.blobs.join(&hex[..2]).join(hex)
@@ -496,15 +505,11 @@ impl Store for SledStore {
         let (value, sum) = encode_event(event)?;
         self.events.insert(event_key(session, event.step), value)?;
         // Queued after the insert: the flush that journals it has the event too.
-        self.committer
-            .journal_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Entry::Event {
-                session: session.to_string(),
-                step: event.step,
-                b3: sum.to_hex().to_string(),
-            });
+        self.journal(Entry::Event {
+            session: session.to_string(),
+            step: event.step,
+            b3: sum.to_hex().to_string(),
+        });
         let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
             merge_info(old, session, event, bytes)
@@ -618,13 +623,9 @@ impl Store for SledStore {
         }
         self.events.apply_batch(batch)?;
         self.sessions.remove(session.as_bytes())?;
-        self.committer
-            .journal_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Entry::Deleted {
-                session: session.to_string(),
-            });
+        self.journal(Entry::Deleted {
+            session: session.to_string(),
+        });
         self.mark_dirty();
         Ok(n)
     }
