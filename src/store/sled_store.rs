@@ -16,7 +16,10 @@ use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
-const FORMAT: &str = "1";
+/// 2: events carry a checksum (see [`encode_event`]). A format-1 store is read as it is
+/// and marked 2, because what this tapedeck adds to it an older one cannot read.
+const FORMAT: &str = "2";
+const FORMAT_UPGRADABLE: &[&str] = &["1"];
 const TAG_MANIFEST: u8 = 1;
 /// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
 /// before the JSON; older values are the bare JSON (they start with `{`).
@@ -157,6 +160,9 @@ impl SledStore {
                 db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
             }
             Some(v) if v.as_ref() == FORMAT.as_bytes() => {}
+            Some(v) if FORMAT_UPGRADABLE.iter().any(|f| v.as_ref() == f.as_bytes()) => {
+                db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+            }
             Some(v) => {
                 return Err(StoreError::Open {
                     path: dir.to_path_buf(),
@@ -714,6 +720,22 @@ mod tests {
             read.damaged
         );
         assert_eq!(read.without_checksum, 1);
+    }
+
+    #[test]
+    fn a_store_of_format_1_opens_and_is_marked_2_and_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            db.insert(FORMAT_KEY, b"1").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"2");
+        store.db.insert(FORMAT_KEY, b"9").unwrap();
+        drop(store);
+        let err = SledStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("store format \"9\""), "{err}");
     }
 
     #[test]
