@@ -92,11 +92,15 @@ fn print_text(dir: &Path, report: &Report, salvaged: Option<&Option<PathBuf>>) {
     } else {
         "store"
     };
+    let n = |count: u64, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
     println!(
-        "{what} {}: {} sessions, {events} events, {} bodies checked",
+        "{what} {}: {}, {}, {} checked",
         dir.display(),
-        report.sessions.len(),
-        report.bodies_checked
+        n(report.sessions.len() as u64, "session", "sessions"),
+        n(events, "event", "events"),
+        n(report.bodies_checked as u64, "body", "bodies")
     );
     for s in &report.sessions {
         let unsummed = if s.without_checksum > 0 {
@@ -108,7 +112,11 @@ fn print_text(dir: &Path, report: &Report, salvaged: Option<&Option<PathBuf>>) {
             String::new()
         };
         if s.damaged.is_empty() {
-            println!("  {}: {} events, sound{unsummed}", s.session, s.sound);
+            println!(
+                "  {}: {}, sound{unsummed}",
+                s.session,
+                n(s.sound, "event", "events")
+            );
             continue;
         }
         println!(
