@@ -180,6 +180,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the store for damage: names damaged sessions and steps; exit 1 if any.
+    Fsck {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+        /// When sled cannot open the store, write what it can recover to this new directory.
+        #[arg(long, value_name = "DIR")]
+        salvage: Option<PathBuf>,
+    },
     /// Write a session as a portable tape file (JSON lines).
     Export {
         /// Session name (or a tape file).
@@ -315,6 +325,10 @@ pub struct RecordArgs {
     /// Tunnel these hosts untouched and record nothing of them (glob, repeatable).
     #[arg(long, value_name = "HOST")]
     pub passthrough: Vec<String>,
+    /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
+    /// 413, a larger response is cut there; the event records `too_large`.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: crate::exchange::limit::MaxBody,
     /// Seconds to wait for an upstream's response head.
     #[arg(long, default_value_t = 300)]
     pub upstream_timeout: u64,
@@ -351,6 +365,13 @@ pub struct ReplayArgs {
     pub order: Order,
     #[arg(long, value_enum, default_value_t = Pace::Fast)]
     pub pace: Pace,
+    /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
+    /// 413, a larger response is cut there; the event records `too_large`.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: crate::exchange::limit::MaxBody,
+    /// Replay a session even when some of its events are damaged (they are left out).
+    #[arg(long)]
+    pub allow_damaged: bool,
     /// Fail the run when recorded events were never used.
     #[arg(long)]
     pub fail_on_unused: bool,

@@ -46,6 +46,8 @@ pub struct Recording {
     pub source: String,
     /// The exit status of the command it was recorded around, when known.
     pub exit_code: Option<i32>,
+    /// Events of the store that could not be read back (left out of `events`).
+    pub damaged: Vec<crate::store::Damage>,
 }
 
 impl Recording {
@@ -56,6 +58,7 @@ impl Recording {
             events: t.events,
             bodies: Bodies::Memory(t.bodies),
             source,
+            damaged: Vec::new(),
         }
     }
 
@@ -63,14 +66,18 @@ impl Recording {
         if store.session(session)?.is_none() {
             return Err(StoreError::NoSession(session.to_string()));
         }
-        let events = store.events(session)?;
+        let read = store.read_session(session)?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
+        }
         let exit_code = store.run(session)?.map(|r| r.exit_code);
         Ok(Recording {
             session: session.to_string(),
             exit_code,
-            events,
+            events: read.events,
             bodies: Bodies::Store(store),
             source: format!("session {session}"),
+            damaged: read.damaged,
         })
     }
 
@@ -168,6 +175,7 @@ impl Recording {
             bodies,
             source: self.source.clone(),
             exit_code: self.exit_code,
+            damaged: self.damaged.clone(),
         }
     }
 

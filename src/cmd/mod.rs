@@ -7,6 +7,7 @@ mod daemon;
 mod diff;
 mod env;
 mod export;
+mod fsck;
 mod gen_test;
 mod import;
 mod otlp;
@@ -67,6 +68,11 @@ pub fn run(cli: Cli) -> CmdResult {
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
+            Command::Fsck {
+                store,
+                json,
+                salvage,
+            } => fsck::run(&store.store, json, salvage.as_deref()),
             Command::Export {
                 session,
                 output,

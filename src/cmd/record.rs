@@ -54,6 +54,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         upstream,
         &a.passthrough,
         live.as_ref().map(|l| l.sink()),
+        a.max_body,
     );
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();

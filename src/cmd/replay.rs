@@ -53,6 +53,14 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         Some(store) => Recording::from_store(store.clone(), &source)?,
         None => recording::load(&source, &a.store.store).await?,
     };
+    if !rec.damaged.is_empty() && !a.allow_damaged {
+        let steps: Vec<String> = rec.damaged.iter().map(|d| d.to_string()).collect();
+        return Err(msg(format!(
+            "session {} has damaged events ({}); replay would serve a recording with a hole in it, so it does not start. Run `tapedeck fsck` to see the damage, or pass --allow-damaged to replay the rest",
+            rec.session,
+            steps.join("; ")
+        )));
+    }
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
     let replayer = Replayer::new(
@@ -63,6 +71,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             pace: a.pace,
             allow_live: a.allow_live.clone(),
             store: held.clone().map(|s| s as Arc<dyn Store>),
+            max_body: a.max_body,
         },
     )?;
     let live = replayer.live_allowed();

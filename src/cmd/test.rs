@@ -74,6 +74,7 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
             pace: Pace::Fast,
             allow_live: vec![],
             store: None,
+            max_body: Default::default(),
         },
     )?;
     let (ca, _) = Ca::load_or_create(certs)?;

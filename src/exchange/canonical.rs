@@ -7,15 +7,17 @@
 //! for a live request at replay time agree.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::canonical_json::{canonicalize, CanonicalJson};
 use super::{header, redact::looks_like_json, Header};
 use crate::rules::Rules;
 
 /// Headers that always take part in matching.
 const MATCH_HEADERS: &[&str] = &["content-type", "accept"];
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone)]
 pub struct Canonical {
     pub method: String,
     pub scheme: String,
@@ -27,12 +29,15 @@ pub struct Canonical {
     pub body: CanonicalBody,
 }
 
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "snake_case")]
 pub enum CanonicalBody {
     Empty,
-    Json(Value),
-    Bytes { b3: String },
+    /// Sorted keys, ignored paths removed, compact (see [`super::canonical_json`]).
+    Json(Box<RawValue>),
+    Bytes {
+        b3: String,
+    },
 }
 
 /// The parts of a URL that matching uses.
@@ -92,24 +97,20 @@ pub fn sort_keys(v: &Value) -> Value {
     }
 }
 
-/// A body's JSON, when it is JSON (by content type, or by its first byte when untyped).
-fn parse_json(body: &[u8], content_type: Option<&str>) -> Option<Value> {
+/// A body's canonical JSON, when it is JSON (by content type, or by its first byte when
+/// untyped).
+fn parse_json(body: &[u8], content_type: Option<&str>, rules: &Rules) -> Option<CanonicalJson> {
     if body.is_empty() || !looks_like_json(content_type, body) {
         return None;
     }
-    serde_json::from_slice(body).ok()
+    canonicalize(body, &rules.ignore_json_paths)
 }
 
 /// The canonical form of a whole body: sorted JSON without ignored paths, else bytes.
-fn canonical_body(body: &[u8], json: Option<Value>, rules: &Rules) -> CanonicalBody {
+fn canonical_body(body: &[u8], json: Option<Box<RawValue>>) -> CanonicalBody {
     match json {
         _ if body.is_empty() => CanonicalBody::Empty,
-        Some(mut v) => {
-            for p in &rules.ignore_json_paths {
-                p.remove(&mut v);
-            }
-            CanonicalBody::Json(sort_keys(&v))
-        }
+        Some(text) => CanonicalBody::Json(text),
         None => CanonicalBody::Bytes {
             b3: blake3::hash(body).to_hex().to_string(),
         },
@@ -124,12 +125,12 @@ pub fn canonical(
     body: &[u8],
     rules: &Rules,
 ) -> Canonical {
-    let json = parse_json(body, header(headers, "content-type"));
+    let json = parse_json(body, header(headers, "content-type"), rules);
     canonical_with(
         method,
         UrlParts::parse(url),
         headers,
-        canonical_body(body, json, rules),
+        canonical_body(body, json.map(|j| j.text)),
         rules,
     )
 }
@@ -208,8 +209,10 @@ fn normalize_content_type(v: &str) -> String {
 
 impl Canonical {
     pub fn key(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        blake3::hash(&bytes).to_hex().to_string()
+        // Hashed as it is written: a large body's canonical text is not copied again.
+        let mut h = blake3::Hasher::new();
+        let _ = serde_json::to_writer(&mut h, self);
+        h.finalize().to_hex().to_string()
     }
 }
 
@@ -234,13 +237,14 @@ pub fn identify(
     let parts = UrlParts::parse(url);
     let (kind, body) = match body {
         KeyBody::Whole(b) => {
-            let json = parse_json(b, header(headers, "content-type"));
+            let json = parse_json(b, header(headers, "content-type"), rules);
+            let names_model = json.as_ref().is_some_and(|j| j.names_model);
             let kind =
-                super::kind::classify(method, &parts.host, &parts.path, json.as_ref(), rules);
-            (kind, canonical_body(b, json, rules))
+                super::kind::classify_named(method, &parts.host, &parts.path, names_model, rules);
+            (kind, canonical_body(b, json.map(|j| j.text)))
         }
         KeyBody::Large(b3) => (
-            super::kind::classify(method, &parts.host, &parts.path, None, rules),
+            super::kind::classify_named(method, &parts.host, &parts.path, false, rules),
             CanonicalBody::Bytes { b3: b3.to_string() },
         ),
     };

@@ -25,64 +25,126 @@ impl Coding {
     }
 }
 
-/// An incremental decoder: feed wire bytes, get decoded bytes.
-pub enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
-    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+/// An incremental decoder that writes decoded bytes into `W` as they come, a buffer at a
+/// time (32 KiB for gzip/deflate, 8 KiB for brotli, 128 KiB for zstd): however far one
+/// input frame expands, no more than one buffer of output is held here, so a sink that
+/// counts (see [`crate::exchange::limit`]) can stop a decompression bomb early.
+pub enum Decoder<W: Write> {
+    Gzip(flate2::write::MultiGzDecoder<W>),
+    Deflate(flate2::write::ZlibDecoder<W>),
+    Brotli(Box<brotli::DecompressorWriter<W>>),
+    Zstd(zstd::stream::write::Decoder<'static, W>),
 }
 
-impl Decoder {
-    pub fn new(coding: Coding) -> std::io::Result<Decoder> {
+impl<W: Write> Decoder<W> {
+    /// Gives the sink back when the decoder cannot be set up (zstd, out of memory).
+    pub fn new(coding: Coding, sink: W) -> Result<Decoder<W>, W> {
         Ok(match coding {
-            Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
-            Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
+            Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)),
             Coding::Brotli => {
-                Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 8192)))
+                Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 8192)))
             }
-            Coding::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new())?),
+            Coding::Zstd => match zstd::stream::raw::Decoder::new() {
+                Ok(raw) => Decoder::Zstd(zstd::stream::write::Decoder::with_decoder(sink, raw)),
+                Err(_) => return Err(sink),
+            },
         })
     }
 
-    /// Feeds wire bytes; returns whatever decoded output is ready.
-    pub fn feed(&mut self, input: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Feeds wire bytes; what they decode to is written to the sink before this returns.
+    pub fn feed(&mut self, input: &[u8]) -> std::io::Result<()> {
         match self {
-            Decoder::Gzip(d) => {
-                d.write_all(input)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Deflate(d) => {
-                d.write_all(input)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Brotli(d) => {
-                d.write_all(input)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Zstd(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
+            Decoder::Gzip(d) => d.write_all(input).and_then(|()| d.flush()),
+            Decoder::Deflate(d) => d.write_all(input).and_then(|()| d.flush()),
+            Decoder::Brotli(d) => d.write_all(input).and_then(|()| d.flush()),
+            Decoder::Zstd(d) => d.write_all(input).and_then(|()| d.flush()),
         }
     }
 
-    /// Ends the stream; returns the last decoded bytes.
+    /// Ends the stream, writing the last decoded bytes; an error when it was cut short.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Decoder::Gzip(d) => d.try_finish(),
+            Decoder::Deflate(d) => d.try_finish(),
+            Decoder::Brotli(d) => d.close(),
+            Decoder::Zstd(d) => d.do_finish(),
+        }
+    }
+
+    pub fn sink(&mut self) -> &mut W {
+        match self {
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Deflate(d) => d.get_mut(),
+            Decoder::Brotli(d) => d.get_mut(),
+            Decoder::Zstd(d) => d.get_mut(),
+        }
+    }
+}
+
+/// An incremental encoder, for replaying a large body part by part in the encoding it
+/// was recorded with: feed decoded parts, send what comes out.
+pub enum Encoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibEncoder<Vec<u8>>),
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Encoder {
+    pub fn new(coding: Coding) -> std::io::Result<Encoder> {
+        Ok(match coding {
+            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            )),
+            Coding::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            )),
+            Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                8192,
+                4,
+                22,
+            ))),
+            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?),
+        })
+    }
+
+    /// Encodes one part; returns the encoded bytes ready so far.
+    pub fn feed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let out = match self {
+            Encoder::Gzip(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Deflate(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(data)?;
+                e.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
+    /// Ends the stream; returns the last encoded bytes.
     pub fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
-            Decoder::Gzip(d) => d.finish(),
-            Decoder::Deflate(d) => d.finish(),
-            Decoder::Brotli(mut d) => {
-                d.flush()?;
-                d.into_inner().map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated brotli stream")
-                })
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Deflate(e) => e.finish(),
+            Encoder::Brotli(mut e) => {
+                e.flush()?;
+                Ok(e.into_inner())
             }
-            Decoder::Zstd(mut d) => {
-                d.flush()?;
-                Ok(d.into_inner())
-            }
+            Encoder::Zstd(e) => e.finish(),
         }
     }
 }
@@ -112,12 +174,13 @@ pub fn encode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// Decodes a whole body at once.
+/// Decodes a whole body at once (small, trusted bodies only: nothing caps the output).
 pub fn decode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut d = Decoder::new(coding)?;
-    let mut out = d.feed(data)?;
-    out.extend(d.finish()?);
-    Ok(out)
+    let mut d = Decoder::new(coding, Vec::new())
+        .map_err(|_| std::io::Error::other("cannot set up the decoder"))?;
+    d.feed(data)?;
+    d.finish()?;
+    Ok(std::mem::take(d.sink()))
 }
 
 #[cfg(test)]
@@ -131,13 +194,26 @@ mod tests {
             .collect();
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
             let wire = encode(coding, &text).unwrap();
-            let mut d = Decoder::new(coding).unwrap();
-            let mut out = Vec::new();
+            let mut d = Decoder::new(coding, Vec::new()).unwrap();
             for piece in wire.chunks(777) {
-                out.extend(d.feed(piece).unwrap());
+                d.feed(piece).unwrap();
             }
-            out.extend(d.finish().unwrap());
-            assert_eq!(out, text, "{coding:?}");
+            d.finish().unwrap();
+            assert_eq!(*d.sink(), text, "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn the_part_by_part_encoder_decodes_to_the_parts() {
+        let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 100_000]).collect();
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let mut e = Encoder::new(coding).unwrap();
+            let mut wire = Vec::new();
+            for p in &parts {
+                wire.extend(e.feed(p).unwrap());
+            }
+            wire.extend(e.finish().unwrap());
+            assert_eq!(decode(coding, &wire).unwrap(), parts.concat(), "{coding:?}");
         }
     }
 

@@ -52,6 +52,21 @@ const URL_MODEL_SUFFIXES: &[&str] = &[
 
 /// Classifies one request. `body` is the parsed JSON body when there is one.
 pub fn classify(method: &str, host: &str, path: &str, body: Option<&Value>, rules: &Rules) -> Kind {
+    let names_model = body
+        .and_then(|b| b.get("model"))
+        .is_some_and(|m| m.is_string());
+    classify_named(method, host, path, names_model, rules)
+}
+
+/// [`classify`] for a body already read: `names_model` is whether its top level has a
+/// string `model`.
+pub fn classify_named(
+    method: &str,
+    host: &str,
+    path: &str,
+    names_model: bool,
+    rules: &Rules,
+) -> Kind {
     if let Some(rule) = rules
         .kinds
         .iter()
@@ -59,7 +74,7 @@ pub fn classify(method: &str, host: &str, path: &str, body: Option<&Value>, rule
     {
         return rule.kind;
     }
-    if is_inference(method, host, path, body) {
+    if is_inference(method, host, path, names_model) {
         return Kind::Llm;
     }
     let host_l = host.to_ascii_lowercase();
@@ -73,7 +88,7 @@ pub fn classify(method: &str, host: &str, path: &str, body: Option<&Value>, rule
     Kind::Tool
 }
 
-fn is_inference(method: &str, host: &str, path: &str, body: Option<&Value>) -> bool {
+fn is_inference(method: &str, host: &str, path: &str, names_model: bool) -> bool {
     if !method.eq_ignore_ascii_case("POST") {
         return false;
     }
@@ -86,9 +101,6 @@ fn is_inference(method: &str, host: &str, path: &str, body: Option<&Value>) -> b
     if path.ends_with("/messages/count_tokens") {
         return false;
     }
-    let names_model = body
-        .and_then(|b| b.get("model"))
-        .is_some_and(|m| m.is_string());
     if MODEL_BODY_SUFFIXES.iter().any(|s| path.ends_with(s)) {
         // Azure deployments carry the model in the path, not the body.
         return names_model || path.contains("/openai/deployments/");

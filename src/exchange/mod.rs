@@ -6,9 +6,12 @@
 //! and stored once.
 
 pub mod canonical;
+pub mod canonical_json;
 pub mod encoding;
+
 pub mod jsondiff;
 pub mod kind;
+pub mod limit;
 pub mod redact;
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +128,8 @@ pub enum ErrorKind {
     Reset,
     Protocol,
     ClientClosed,
+    /// A body went over `--max-body` (decoded); tapedeck answered 413 or cut the stream.
+    TooLarge,
     Other,
 }
 
@@ -138,6 +143,7 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Protocol => "protocol",
             ErrorKind::ClientClosed => "client_closed",
+            ErrorKind::TooLarge => "too_large",
             ErrorKind::Other => "other",
         }
     }

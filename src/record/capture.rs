@@ -1,26 +1,72 @@
 //! Capturing bodies while they stream: every frame is forwarded at once and a copy is
-//! decoded, scrubbed of secrets, hashed and written to the store on the side. Nothing
-//! waits for the whole body, and memory stays bounded for large ones (see
-//! [`BodyWriter`]). Every stored byte passes through the [`BodyScrubber`] first, so a
-//! body written in segments is as clean as one kept whole.
+//! decoded (a buffer at a time, counted against `--max-body`), scrubbed of secrets,
+//! hashed and written to the store on the side. Nothing waits for the whole body, and
+//! memory stays bounded for large ones (see [`BodyWriter`]). Every stored byte passes
+//! through the [`BodyScrubber`] first, so a body written in segments is as clean as one
+//! kept whole.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::exchange::encoding::{Coding, Decoder};
+use crate::exchange::encoding::Coding;
+use crate::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
 use crate::exchange::redact::{BodyScrubber, Collected};
 use crate::exchange::Chunk;
 use crate::store::{BodyWriter, Store, WrittenBody};
 
-pub struct Capture {
+/// Decoded bytes on their way into the store: scrubbed, then written; a failed write is
+/// kept to report once.
+struct StoreSink {
     store: Arc<dyn Store>,
     writer: BodyWriter,
     scrubber: Option<BodyScrubber>,
-    decoder: Option<Decoder>,
+    error: Option<String>,
+}
+
+impl StoreSink {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.error.is_some() || bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
+            self.error = Some(format!("store write failed: {e}"));
+        }
+    }
+
+    /// Where the stored bytes end so far, counting what the scrubber holds back (to be
+    /// written as is unless a secret straddles the boundary).
+    fn stored_len(&self) -> u64 {
+        self.writer.len() + self.scrubber.as_ref().map_or(0, |s| s.held()) as u64
+    }
+}
+
+impl Sink for StoreSink {
+    fn put(&mut self, bytes: &[u8]) {
+        let StoreSink {
+            store,
+            writer,
+            scrubber,
+            error,
+        } = self;
+        let clean = match scrubber.as_mut() {
+            Some(s) => s.feed(bytes),
+            None => bytes,
+        };
+        if error.is_some() || clean.is_empty() {
+            return;
+        }
+        if let Err(e) = writer.write(store.as_ref(), clean) {
+            *error = Some(format!("store write failed: {e}"));
+        }
+    }
+}
+
+pub struct Capture {
+    reader: BodyReader<StoreSink>,
     /// The wire `Content-Encoding` when tapedeck decodes it.
     pub encoding: Option<String>,
     chunks: Option<Vec<Chunk>>,
-    /// Where the last chunk ended in the stored bytes (written or held by the scrubber).
+    /// Where the last chunk ended in the stored bytes.
     stored_end: u64,
     start: Instant,
     pub failed: Option<String>,
@@ -33,29 +79,35 @@ pub struct Captured {
     pub failed: Option<String>,
     /// Values of the secret fields the scrubber redacted.
     pub found: Collected,
+    /// Set when the body was cut at `--max-body`: the stored body is its first part.
+    pub too_large: Option<MaxBody>,
 }
 
 impl Capture {
     /// `encoding` is the `Content-Encoding` header; `keep_limit` how much is kept whole
-    /// (see [`crate::store::keep_limit`]); `streaming` whether chunk times matter.
+    /// (see [`crate::store::keep_limit`]); `streaming` whether chunk times matter; `max`
+    /// the most decoded bytes to take; `scrubber` what every stored byte passes.
     pub fn new(
         store: Arc<dyn Store>,
         encoding: Option<&str>,
         keep_limit: usize,
         streaming: bool,
         start: Instant,
+        max: MaxBody,
         scrubber: BodyScrubber,
     ) -> Capture {
-        let coding = encoding.and_then(Coding::parse);
-        let decoder = coding.and_then(|c| Decoder::new(c).ok());
-        Capture {
+        let sink = StoreSink {
             store,
             writer: BodyWriter::new(keep_limit),
             scrubber: Some(scrubber),
-            encoding: decoder
-                .as_ref()
+            error: None,
+        };
+        let reader = BodyReader::new(encoding.and_then(Coding::parse), max, sink);
+        Capture {
+            encoding: reader
+                .coding()
                 .and(encoding.map(|e| e.trim().to_ascii_lowercase())),
-            decoder,
+            reader,
             chunks: streaming.then(Vec::new),
             stored_end: 0,
             start,
@@ -63,55 +115,52 @@ impl Capture {
         }
     }
 
-    pub fn len(&self) -> u64 {
-        self.writer.len()
+    /// Decoded bytes taken so far.
+    pub fn len(&mut self) -> u64 {
+        self.reader.len()
     }
 
-    pub fn feed(&mut self, data: &[u8]) {
-        let decoded;
-        let bytes: &[u8] = match self.decoder.as_mut() {
-            Some(d) => match d.feed(data) {
-                Ok(out) => {
-                    decoded = out;
-                    &decoded
-                }
-                Err(e) => {
-                    self.note_failure(format!("cannot decode {:?} body: {e}", self.encoding));
-                    self.decoder = None;
-                    return;
-                }
-            },
-            None => data,
-        };
-        self.write(bytes);
+    /// The cap, once the body has gone over it.
+    pub fn too_large(&self) -> Option<MaxBody> {
+        match self.reader.fault() {
+            Some(BodyFault::TooLarge { max }) => Some(*max),
+            _ => None,
+        }
     }
 
-    /// A chunk is a decoded frame as it arrived, measured in stored bytes: what the
-    /// scrubber wrote for it plus what it holds back (to be written as is unless a
-    /// secret straddles the boundary), so chunks keep the frames' boundaries when a
-    /// redaction shortens a body. The recorder fits any rest at the end.
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
+    /// Takes one frame of wire bytes. An error means the body went over `--max-body`
+    /// (the caller stops the exchange); an undecodable body is only noted.
+    ///
+    /// A chunk is a decoded frame as it arrived, measured in stored bytes, so chunks keep
+    /// the frames' boundaries when a redaction shortens a body. The recorder fits any
+    /// rest at the end.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), MaxBody> {
+        let before = self.reader.len();
+        let result = self.reader.feed(data);
+        if self.reader.len() > before {
+            if let Some(chunks) = self.chunks.as_mut() {
+                let end = self.reader.sink().stored_len();
+                chunks.push(Chunk {
+                    at_ms: round_ms(self.start.elapsed().as_secs_f64() * 1000.0),
+                    len: end.saturating_sub(self.stored_end),
+                });
+                self.stored_end = end.max(self.stored_end);
+            }
         }
-        let at_ms = round_ms(self.start.elapsed().as_secs_f64() * 1000.0);
-        let (result, held) = match self.scrubber.as_mut() {
-            Some(s) => (
-                self.writer.write(self.store.as_ref(), s.feed(bytes)),
-                s.held(),
-            ),
-            None => (Ok(()), 0),
-        };
-        if let Err(e) = result {
-            self.note_failure(format!("store write failed: {e}"));
+        self.note_store_error();
+        match result {
+            Ok(()) => Ok(()),
+            Err(BodyFault::TooLarge { max }) => Err(max),
+            Err(BodyFault::Undecodable(msg)) => {
+                self.note_failure(msg);
+                Ok(())
+            }
         }
-        if let Some(chunks) = self.chunks.as_mut() {
-            let end = self.writer.len() + held as u64;
-            chunks.push(Chunk {
-                at_ms,
-                len: end.saturating_sub(self.stored_end),
-            });
-            self.stored_end = end.max(self.stored_end);
+    }
+
+    fn note_store_error(&mut self) {
+        if let Some(e) = self.reader.sink().error.take() {
+            self.note_failure(e);
         }
     }
 
@@ -123,22 +172,23 @@ impl Capture {
     }
 
     pub fn finish(mut self) -> Captured {
-        if let Some(d) = self.decoder.take() {
-            match d.finish() {
-                Ok(rest) => self.write(&rest),
-                Err(e) => self.note_failure(format!("truncated {:?} body: {e}", self.encoding)),
+        if let Err(BodyFault::Undecodable(msg)) = self.reader.finish() {
+            if self.failed.is_none() {
+                self.note_failure(msg);
             }
         }
+        let too_large = self.too_large();
+        let sink = self.reader.sink();
         let mut found = Collected::default();
-        if let Some(s) = self.scrubber.take() {
+        if let Some(s) = sink.scrubber.take() {
             let (rest, f) = s.finish();
             found = f;
-            if let Err(e) = self.writer.write(self.store.as_ref(), &rest) {
-                self.note_failure(format!("store write failed: {e}"));
-            }
+            sink.write(&rest);
         }
-        let writer = std::mem::replace(&mut self.writer, BodyWriter::new(0));
-        let body = match writer.finish(self.store.as_ref()) {
+        self.note_store_error();
+        let sink = self.reader.sink();
+        let writer = std::mem::replace(&mut sink.writer, BodyWriter::new(0));
+        let body = match writer.finish(sink.store.as_ref()) {
             Ok(b) => b,
             Err(e) => {
                 self.note_failure(format!("store write failed: {e}"));
@@ -151,6 +201,7 @@ impl Capture {
             chunks: self.chunks,
             failed: self.failed,
             found,
+            too_large,
         }
     }
 }
@@ -177,7 +228,15 @@ mod tests {
         let ct = Some("text/event-stream");
         let scrubber = BodyScrubber::new(ct, &rules, &secrets);
         // Past the keep-whole limit after a few frames: most are written in segments.
-        let mut c = Capture::new(store.clone(), None, 4096, true, Instant::now(), scrubber);
+        let mut c = Capture::new(
+            store.clone(),
+            None,
+            4096,
+            true,
+            Instant::now(),
+            MaxBody::default(),
+            scrubber,
+        );
         let frame = |i: usize| {
             format!(
                 "data: {{\"i\":{i},\"echo\":\"sk-live-0123456789abcdef\",\"pad\":\"{}\"}}\n\n",
@@ -185,7 +244,7 @@ mod tests {
             )
         };
         for i in 0..20 {
-            c.feed(frame(i).as_bytes());
+            c.feed(frame(i).as_bytes()).unwrap();
         }
         let captured = c.finish();
         let WrittenBody::Stored { hash, len } = captured.body else {

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use crate::exchange::canonical::{identify, KeyBody};
+use crate::exchange::limit::MaxBody;
 use crate::exchange::redact::{self, BodyScrubber, Secrets};
 use crate::exchange::{
     header, is_streaming, version_str, BodyRef, ErrorKind, Event, ExchangeError, Header,
@@ -83,6 +84,7 @@ pub struct Recorder {
     pub stats: RecordStats,
     sink: Option<EventSink>,
     control: crate::control::Control,
+    max_body: MaxBody,
 }
 
 impl Recorder {
@@ -92,6 +94,7 @@ impl Recorder {
         upstream: Upstream,
         passthrough: &[String],
         sink: Option<EventSink>,
+        max_body: MaxBody,
     ) -> Arc<Recorder> {
         Arc::new(Recorder {
             control: crate::control::Control::new(Some(store.clone()), "record"),
@@ -106,6 +109,7 @@ impl Recorder {
             inflight: Arc::new(InFlight::default()),
             stats: RecordStats::default(),
             sink,
+            max_body,
         })
     }
 
@@ -185,6 +189,7 @@ impl Recorder {
             keep_limit(req_ct.as_deref()),
             false,
             start,
+            self.max_body,
             BodyScrubber::new(req_ct.as_deref(), &self.rules, &secrets),
         );
         let tee = Arc::new(Mutex::new(RequestTee {
@@ -230,6 +235,13 @@ impl Recorder {
                 let mut resp_headers =
                     redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
                 redact::scrub_headers(&mut resp_headers, &pending.secrets);
+                if let Some(err) = self.refuse_by_length(&resp_headers) {
+                    tracing::warn!("#{step} {}", err.message);
+                    drop(rbody);
+                    let resp = error_response(&err);
+                    pending.finish(Some(err), false);
+                    return resp;
+                }
                 let streaming = is_streaming(&rparts.headers);
                 let resp_ct = header(&resp_headers, "content-type");
                 pending.resp_capture = Some(Capture::new(
@@ -238,6 +250,7 @@ impl Recorder {
                     keep_limit(resp_ct),
                     streaming,
                     start,
+                    self.max_body,
                     BodyScrubber::new(resp_ct, &self.rules, &pending.secrets),
                 ));
                 pending.head = Some(Head {
@@ -256,18 +269,78 @@ impl Recorder {
             }
             Err(mut err) => {
                 err.message = pending.secrets.scrub_str(&err.message).into_owned();
-                tracing::warn!("#{step} upstream failed: {}", err.message);
                 pending.drain_request().await;
-                let resp = upstream_error_response(&err);
+                let err = match pending.request_too_large() {
+                    Some(max) => too_large("request", max),
+                    None => err,
+                };
+                tracing::warn!("#{step} upstream failed: {}", err.message);
+                let mut resp = error_response(&err);
+                if err.kind == ErrorKind::TooLarge && !client_h2 {
+                    close_after(&mut resp, http::Version::HTTP_11);
+                }
                 pending.finish(Some(err), false);
                 resp
             }
         }
     }
+
+    /// A plain (not encoded) response whose `Content-Length` is over `--max-body` is
+    /// refused before any of it is read.
+    fn refuse_by_length(&self, headers: &[Header]) -> Option<ExchangeError> {
+        if header(headers, "content-encoding")
+            .and_then(crate::exchange::encoding::Coding::parse)
+            .is_some()
+        {
+            return None;
+        }
+        let len: u64 = header(headers, "content-length")?.trim().parse().ok()?;
+        (len > self.max_body.0).then(|| ExchangeError {
+            kind: ErrorKind::TooLarge,
+            message: format!(
+                "the response body ({len} bytes) is larger than --max-body {}: tapedeck did not read it (raise --max-body to record it)",
+                self.max_body
+            ),
+        })
+    }
 }
 
-/// The 502 tapedeck answers when the upstream failed; replay rebuilds the same one.
-pub fn upstream_error_response(err: &ExchangeError) -> Response<ProxyBody> {
+/// The event error of a body cut at `--max-body`.
+fn too_large(side: &str, max: MaxBody) -> ExchangeError {
+    ExchangeError {
+        kind: ErrorKind::TooLarge,
+        message: format!(
+            "the {side} body is larger than --max-body {max} (decoded): tapedeck stopped it there and recorded its first {max} (raise --max-body to allow it)"
+        ),
+    }
+}
+
+/// Ends an HTTP/1 connection after this response: the rest of a request body that was
+/// refused unread is still on the wire, so the connection cannot carry another request.
+pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
+    if version < http::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
+/// What tapedeck answers for an exchange that has no upstream response; replay rebuilds
+/// the same answer from the recorded error. A body over `--max-body` gets 413 (which the
+/// SDKs do not retry, so a bomb is not sent again), every upstream failure 502.
+pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
+    if err.kind == ErrorKind::TooLarge {
+        return body::json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &serde_json::json!({"error": {
+                "type": "tapedeck_body_too_large",
+                "code": err.kind.as_str(),
+                "message": err.message,
+                "flag": "--max-body",
+            }}),
+        );
+    }
     body::json(
         StatusCode::BAD_GATEWAY,
         &serde_json::json!({"error": {
@@ -325,7 +398,16 @@ impl Body for TeeBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(c)) = (frame.data_ref(), t.capture.as_mut()) {
-                    c.feed(data);
+                    if let Err(max) = c.feed(data) {
+                        // The upstream sees the request end in an error, not a short body;
+                        // the capture stays for the event (done: nothing left to drain).
+                        t.inner = None;
+                        t.done = true;
+                        return Poll::Ready(Some(Err(format!(
+                            "the request body is larger than --max-body {max}"
+                        )
+                        .into())));
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -371,7 +453,7 @@ struct Pending {
     /// Every secret value seen in the exchange so far.
     secrets: Secrets,
     /// The request body once stored, with its bytes when kept whole.
-    req_stored: Option<(BodyRef, Option<Vec<u8>>)>,
+    req_stored: Option<(BodyRef, Option<Vec<u8>>, Option<MaxBody>)>,
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
     resp_capture: Option<Capture>,
@@ -398,7 +480,9 @@ impl Pending {
                 match frame {
                     Ok(f) => {
                         if let Some(d) = f.data_ref() {
-                            capture.feed(d);
+                            if capture.feed(d).is_err() {
+                                return false;
+                            }
                         }
                         if capture.len() > WHOLE_JSON_LIMIT as u64 {
                             return false;
@@ -436,12 +520,23 @@ impl Pending {
         let ct = self.req_ct.clone();
         self.req_stored = Some(match captured {
             Some(c) => {
-                let (r, bytes, _) = self.store_body(c.finish(), ct.as_deref());
-                (r, bytes)
+                let c = c.finish();
+                let over = c.too_large;
+                let (r, bytes, _) = self.store_body(c, ct.as_deref());
+                (r, bytes, over)
             }
-            None => (BodyRef::empty(), Some(Vec::new())),
+            None => (BodyRef::empty(), Some(Vec::new()), None),
         });
         redact::scrub_headers(&mut self.req_headers, &self.secrets);
+    }
+
+    /// The cap, when the request body went over it.
+    fn request_too_large(&self) -> Option<MaxBody> {
+        if let Some((_, _, over)) = &self.req_stored {
+            return *over;
+        }
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.capture.as_ref().and_then(Capture::too_large)
     }
 
     /// Stores the finished body; returns its reference and, when small, its bytes.
@@ -494,10 +589,10 @@ impl Pending {
 
         let rules = self.recorder.rules.clone();
         self.settle_request();
-        let (req_body, req_bytes) = self
+        let (req_body, req_bytes, req_too_large) = self
             .req_stored
             .take()
-            .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new())));
+            .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new()), None));
         let (kind, key) = identify(
             &self.method,
             &self.url,
@@ -509,13 +604,21 @@ impl Pending {
             &rules,
         );
 
-        let mut error = error;
+        let mut error = match (error, req_too_large) {
+            (Some(e), _) => Some(e),
+            (None, Some(max)) => Some(too_large("request", max)),
+            (None, None) => None,
+        };
         let response = match (self.head.take(), self.resp_capture.take()) {
             (Some(head), Some(cap)) => {
                 let ct = header(&head.headers, "content-type").map(str::to_string);
                 let captured = cap.finish();
                 let mut chunks = captured.chunks.clone();
+                let over = captured.too_large;
                 let (body, _, failed) = self.store_body(captured, ct.as_deref());
+                if let (Some(max), None) = (over, &error) {
+                    error = Some(too_large("response", max));
+                }
                 if let (Some(msg), None) = (failed, &error) {
                     error = Some(ExchangeError {
                         kind: ErrorKind::Other,
@@ -646,8 +749,14 @@ impl Body for ResponseTee {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(p)) = (frame.data_ref(), this.pending.as_mut()) {
-                    if let Some(c) = p.resp_capture.as_mut() {
-                        c.feed(data);
+                    if let Some(Err(max)) = p.resp_capture.as_mut().map(|c| c.feed(data)) {
+                        let err = too_large("response", max);
+                        tracing::warn!("{}#{}: {}", p.clock.name, p.step, err.message);
+                        this.finish(Some(err), false);
+                        return Poll::Ready(Some(Err(format!(
+                            "tapedeck: the response body is larger than --max-body {max}; cut here"
+                        )
+                        .into())));
                     }
                 }
                 if this.inner.is_end_stream() {

@@ -10,6 +10,7 @@
 pub mod index;
 pub mod live;
 mod miss;
+mod request;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -26,15 +27,17 @@ use hyper::{Request, Response, StatusCode};
 use crate::cli::{Order, Pace};
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::encoding::{self, Coding};
-use crate::exchange::redact::{self, Secrets};
+use crate::exchange::limit::MaxBody;
+use crate::exchange::redact::{self, BodyScrubber, Secrets};
 use crate::exchange::{header, Event, MAX_EXCHANGE_TIME};
 use crate::proxy::body::{self, BoxError, ProxyBody};
 use crate::proxy::{BoxFuture, ClientCtx, Handler};
-use crate::record::{upstream_error_response, InFlight};
+use crate::record::{close_after, error_response, InFlight};
 use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::store::keep_limit;
 use index::{Slot, TraceIndex};
+use request::ReadBody;
 
 /// Header on every replayed response: the step it came from.
 pub const STEP_HEADER: &str = "x-tapedeck-step";
@@ -47,6 +50,8 @@ pub struct ReplayOptions {
     pub allow_live: Vec<String>,
     /// The store this replay holds open, if any: its control API answers read commands.
     pub store: Option<Arc<dyn crate::store::Store>>,
+    /// The largest request body read, decoded (`--max-body`).
+    pub max_body: MaxBody,
 }
 
 /// Counts for the closing summary.
@@ -116,6 +121,7 @@ pub struct Replayer {
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     control: crate::control::Control,
+    max_body: MaxBody,
 }
 
 impl Replayer {
@@ -167,6 +173,7 @@ impl Replayer {
                 live: live::LiveHosts::new(&opts.allow_live),
                 inflight: Arc::new(InFlight::default()),
                 control,
+                max_body: opts.max_body,
             }
         });
         Ok(this)
@@ -219,8 +226,25 @@ impl Replayer {
         let arrived = Instant::now();
         let _guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
-        let raw = match incoming.collect().await {
-            Ok(b) => b.to_bytes(),
+        let mut secrets = Secrets::default();
+        parts.headers.remove(crate::record::AGENT_HEADER);
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let ct = header(&stored_headers, "content-type").map(str::to_string);
+        let coding = header(&stored_headers, "content-encoding").and_then(Coding::parse);
+        // The request in the form record stored it: body (streamed through the same
+        // scrubber), then headers, scrubbed alike.
+        let scrubber = BodyScrubber::new(ct.as_deref(), &self.rules, &secrets);
+        let read = match request::read(
+            incoming,
+            coding,
+            keep_limit(ct.as_deref()),
+            self.max_body,
+            scrubber,
+        )
+        .await
+        {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!("could not read a request body: {e}");
                 return body::text(
@@ -229,35 +253,23 @@ impl Replayer {
                 );
             }
         };
-        let mut secrets = Secrets::default();
-        parts.headers.remove(crate::record::AGENT_HEADER);
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
-        let decoded = match header(&stored_headers, "content-encoding").and_then(Coding::parse) {
-            Some(c) => encoding::decode(c, &raw).unwrap_or_else(|_| raw.to_vec()),
-            None => raw.to_vec(),
-        };
-        let ct = header(&stored_headers, "content-type").map(str::to_string);
         let method = parts.method.to_string();
-        // The request in the form record stored it: body, then headers, scrubbed alike.
-        let (stored_body, whole) = redact::stored_body(
-            &decoded,
-            ct.as_deref(),
-            keep_limit(ct.as_deref()),
-            &self.rules,
-            &mut secrets,
-        );
-        drop(decoded);
-        redact::scrub_headers(&mut stored_headers, &secrets);
-        let large_b3 = if whole {
-            String::new()
-        } else {
-            blake3::hash(&stored_body).to_hex().to_string()
+        secrets.extend(read.found.into_values());
+        let stored_body = match read.body {
+            ReadBody::Whole(scrubbed) => ReadBody::Whole(redact::finish_whole(
+                scrubbed,
+                ct.as_deref(),
+                &self.rules,
+                &mut secrets,
+            )),
+            large => large,
         };
-        let key_body = if whole {
-            KeyBody::Whole(&stored_body)
-        } else {
-            KeyBody::Large(&large_b3)
+        redact::scrub_headers(&mut stored_headers, &secrets);
+        let (key_body, got_body) = match &stored_body {
+            ReadBody::Whole(b) => (KeyBody::Whole(b), miss::BodyView::Bytes(b)),
+            ReadBody::Large { b3, len } => {
+                (KeyBody::Large(b3), miss::BodyView::Large { b3, len: *len })
+            }
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
         let taken = self
@@ -273,22 +285,40 @@ impl Replayer {
                     .push(i);
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
-                self.clone().respond(ev, &parts.method, arrived).await
+                let mut resp = self.clone().respond(ev, &parts.method, arrived).await;
+                if read.too_large.is_some() {
+                    close_after(&mut resp, parts.version);
+                }
+                resp
             }
             Err(m) => {
                 let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
                 let expected = ev_of(m.expected);
-                let expected_body =
-                    expected.map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                // A large expected body is described by its hash, never read whole.
+                let expected_bytes = expected
+                    .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
+                    .map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+                let expected_body = expected.map(|e| match &expected_bytes {
+                    Some(b) => miss::BodyView::Bytes(b),
+                    None => miss::BodyView::Large {
+                        b3: &e.request.body.b3,
+                        len: e.request.body.len,
+                    },
+                });
+                if let Some(max) = read.too_large {
+                    let mut resp = self.refuse_too_large(&method, &url, max);
+                    close_after(&mut resp, parts.version);
+                    return resp;
+                }
                 let (json, line) = miss::describe(
                     &self.rec.session,
                     &m,
                     &miss::Received {
                         method: &method,
                         url: &url,
-                        body: &stored_body,
+                        body: got_body,
                     },
-                    expected.zip(expected_body.as_deref()),
+                    expected.zip(expected_body),
                     ev_of(m.later),
                 );
                 tracing::warn!("{line}");
@@ -312,6 +342,31 @@ impl Replayer {
         }
     }
 
+    /// A request over `--max-body` that no event took: 413, counted as a miss.
+    fn refuse_too_large(&self, method: &str, url: &str, max: MaxBody) -> Response<ProxyBody> {
+        let err = crate::exchange::ExchangeError {
+            kind: crate::exchange::ErrorKind::TooLarge,
+            message: format!(
+                "the request body of {method} {url} is larger than --max-body {max} (decoded), and the recording has no such request (raise --max-body to match it)"
+            ),
+        };
+        let line = format!("MISS too_large: {}", err.message);
+        tracing::warn!("{line}");
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(line);
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry("too_large")
+            .or_insert(0) += 1;
+        error_response(&err)
+    }
+
     async fn respond(
         self: Arc<Self>,
         ev: &Event,
@@ -330,7 +385,7 @@ impl Replayer {
                     Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
                 tokio::time::sleep_until(wait_until(arrived, took).into()).await;
             }
-            let mut resp = upstream_error_response(&err);
+            let mut resp = error_response(&err);
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
             return resp;
         };
@@ -339,44 +394,22 @@ impl Replayer {
             || r.status == 304
             || (100..200).contains(&r.status);
         // A large body kept in parts goes out part by part, never whole in memory.
-        if !no_body && r.chunks.is_none() && r.body.encoding.is_none() {
-            if let Some(parts) = self.rec.body_parts(&r.body) {
-                let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0));
-                if recorded {
-                    tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
-                }
-                let mut builder = Response::builder().status(r.status);
-                for (name, value) in &r.headers {
-                    if !is_framing_header(name) {
-                        builder = builder.header(name.as_str(), value.as_str());
-                    }
-                }
-                builder = builder.header(STEP_HEADER, ev.step);
-                if r.complete {
-                    builder = builder.header("content-length", r.body.len);
-                }
-                let body = PartsBody {
-                    replayer: self.clone(),
-                    parts: parts.into(),
-                    cut: !r.complete,
-                    done: false,
-                };
-                return builder.body(body.boxed_unsync()).unwrap_or_else(|e| {
-                    body::text(
+        let parts = if no_body {
+            None
+        } else {
+            self.rec.body_parts(&r.body)
+        };
+        let data = match &parts {
+            Some(_) => Bytes::new(),
+            None => match self.rec.body(&r.body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return body::text(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("tapedeck: step {} has a bad header: {e}", ev.step),
-                    )
-                });
-            }
-        }
-        let data = match self.rec.body(&r.body) {
-            Ok(d) => d,
-            Err(e) => {
-                return body::text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("tapedeck: step {}: {e}", ev.step),
-                );
-            }
+                        &format!("tapedeck: step {}: {e}", ev.step),
+                    );
+                }
+            },
         };
         // The head goes out at the recorded time to first byte; chunks keep their recorded
         // offsets from the head, so any time spent here shifts them all alike.
@@ -403,6 +436,22 @@ impl Replayer {
                 builder = builder.header("content-length", cl);
             }
             body::empty()
+        } else if let Some(parts) = parts {
+            let at = |i: usize| parts_at(i, &parts, r, ev);
+            let frames = (0..parts.len())
+                .map(|i| (at(i), Piece::Stored(parts[i].clone())))
+                .collect();
+            let mut body = ReplayBody::new(frames, arrived, recorded, cut).reading(self.clone());
+            match coding {
+                Some(c) => body = body.encoding(c),
+                None if !cut
+                    && (r.chunks.is_none() || header(&r.headers, "content-length").is_some()) =>
+                {
+                    builder = builder.header("content-length", r.body.len);
+                }
+                None => {}
+            }
+            body.boxed_unsync()
         } else if let Some(c) = coding {
             // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
             let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
@@ -410,18 +459,19 @@ impl Replayer {
                 builder = builder.header("content-length", enc.len());
             }
             let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
-            ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut).boxed_unsync()
+            ReplayBody::new(vec![(at, Piece::Ready(enc.into()))], arrived, recorded, cut)
+                .boxed_unsync()
         } else if let Some(chunks) = &r.chunks {
             let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
             let mut off = 0usize;
             for c in chunks {
                 let len = usize::try_from(c.len).unwrap_or(usize::MAX);
                 let end = off.saturating_add(len).min(data.len());
-                frames.push((Some(c.at_ms), data.slice(off..end)));
+                frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
                 off = end;
             }
             if off < data.len() {
-                frames.push((None, data.slice(off..)));
+                frames.push((None, Piece::Ready(data.slice(off..))));
             }
             if header(&r.headers, "content-length").is_some() && !cut {
                 builder = builder.header("content-length", data.len());
@@ -432,7 +482,13 @@ impl Replayer {
                 builder = builder.header("content-length", data.len());
             }
             let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
-            ReplayBody::new(vec![(Some(end_ms), data)], arrived, recorded, cut).boxed_unsync()
+            ReplayBody::new(
+                vec![(Some(end_ms), Piece::Ready(data))],
+                arrived,
+                recorded,
+                cut,
+            )
+            .boxed_unsync()
         };
         builder.body(body).unwrap_or_else(|e| {
             body::text(
@@ -492,48 +548,51 @@ impl Handler for Replayer {
     }
 }
 
-/// A large recorded body read from the store one part at a time as the client takes it.
-struct PartsBody {
-    replayer: Arc<Replayer>,
-    parts: std::collections::VecDeque<String>,
-    cut: bool,
-    done: bool,
+/// When part `i` of a large stored body is due, under `--pace recorded`: a streamed body's
+/// part goes out at the offset of the chunk its last byte arrived in; a plain body's last
+/// part at the recorded end of the exchange.
+fn parts_at(
+    i: usize,
+    parts: &[String],
+    r: &crate::exchange::ResponseRecord,
+    ev: &Event,
+) -> Option<f64> {
+    let part_end = (i as u64 + 1) * crate::store::SEGMENT as u64;
+    match &r.chunks {
+        Some(chunks) => {
+            let mut off = 0u64;
+            chunks.iter().find_map(|c| {
+                off = off.saturating_add(c.len);
+                (off >= part_end.min(r.body.len)).then_some(c.at_ms)
+            })
+        }
+        None if i + 1 == parts.len() => {
+            Some(ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6)
+        }
+        None => None,
+    }
 }
 
-impl Body for PartsBody {
-    type Data = Bytes;
-    type Error = BoxError;
+/// One piece of a replayed body: in memory, or a stored part read when it is due.
+enum Piece {
+    Ready(Bytes),
+    Stored(String),
+}
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.parts.pop_front() {
-            // A part is at most 256 KiB of a local file, read as the client asks for it.
-            Some(hex) => Poll::Ready(Some(
-                self.replayer
-                    .rec
-                    .body_part(&hex)
-                    .map(Frame::data)
-                    .map_err(|e| -> BoxError { e.to_string().into() }),
-            )),
-            None if self.cut && !self.done => {
-                self.done = true;
-                Poll::Ready(Some(Err("the recorded response was cut here".into())))
-            }
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.parts.is_empty() && (!self.cut || self.done)
+impl Default for Piece {
+    fn default() -> Self {
+        Piece::Ready(Bytes::new())
     }
 }
 
 /// A recorded body, frame by frame, optionally at the recorded pace; a body the
 /// recording saw cut ends in an error, so the client sees the connection reset.
 struct ReplayBody {
-    frames: std::collections::VecDeque<(Option<f64>, Bytes)>,
+    frames: std::collections::VecDeque<(Option<f64>, Piece)>,
+    /// Where stored pieces are read from.
+    store: Option<Arc<Replayer>>,
+    /// Re-encodes the pieces as they go (a large body recorded with a Content-Encoding).
+    encoder: Option<encoding::Encoder>,
     start: Instant,
     paced: bool,
     cut: bool,
@@ -546,13 +605,15 @@ const CUT_DELAY: Duration = Duration::from_millis(20);
 
 impl ReplayBody {
     fn new(
-        frames: Vec<(Option<f64>, Bytes)>,
+        frames: Vec<(Option<f64>, Piece)>,
         start: Instant,
         paced: bool,
         cut: bool,
     ) -> ReplayBody {
         ReplayBody {
             frames: frames.into(),
+            store: None,
+            encoder: None,
             start,
             paced,
             cut,
@@ -560,6 +621,39 @@ impl ReplayBody {
             done: false,
             cut_delayed: false,
         }
+    }
+}
+
+impl ReplayBody {
+    fn reading(mut self, replayer: Arc<Replayer>) -> ReplayBody {
+        self.store = Some(replayer);
+        self
+    }
+
+    fn encoding(mut self, coding: Coding) -> ReplayBody {
+        self.encoder = encoding::Encoder::new(coding).ok();
+        self
+    }
+
+    /// The bytes of a piece, read from the store and encoded as needed.
+    fn load(&mut self, piece: Piece) -> Result<Bytes, BoxError> {
+        let data = match piece {
+            Piece::Ready(b) => b,
+            // A part is at most 256 KiB of a local file, read as the client asks for it.
+            Piece::Stored(hex) => match &self.store {
+                Some(r) => r.rec.body_part(&hex).map_err(|e| e.to_string())?,
+                None => return Err("tapedeck: a stored part without a store".into()),
+            },
+        };
+        match self.encoder.as_mut() {
+            Some(e) => Ok(e.feed(&data).map_err(|e| e.to_string())?.into()),
+            None => Ok(data),
+        }
+    }
+
+    fn next(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (_, piece) = self.frames.pop_front().unwrap_or_default();
+        Poll::Ready(Some(self.load(piece).map(Frame::data)))
     }
 }
 
@@ -577,17 +671,20 @@ impl Body for ReplayBody {
                     return Poll::Pending;
                 }
                 self.sleep = None;
-                let (_, data) = self.frames.pop_front().unwrap_or_default();
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+                return self.next();
             }
             let Some((at, _)) = self.frames.front() else {
+                if let Some(e) = self.encoder.take() {
+                    let tail = e.finish().map_err(|e| -> BoxError { e.to_string().into() });
+                    return Poll::Ready(Some(tail.map(|t| Frame::data(t.into()))));
+                }
                 if self.cut && !self.done {
                     // Let the frames already sent reach the client before the reset: an
                     // HTTP/2 reset discards frames still queued for the stream.
                     if !self.cut_delayed {
                         self.cut_delayed = true;
                         self.sleep = Some(Box::pin(tokio::time::sleep(CUT_DELAY)));
-                        self.frames.push_back((None, Bytes::new()));
+                        self.frames.push_back((None, Piece::default()));
                         continue;
                     }
                     self.done = true;
@@ -606,20 +703,25 @@ impl Body for ReplayBody {
                     }
                 }
             }
-            let (_, data) = self.frames.pop_front().unwrap_or_default();
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+            return self.next();
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && (!self.cut || self.done)
+        self.frames.is_empty() && self.encoder.is_none() && (!self.cut || self.done)
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.cut {
+        if self.cut || self.encoder.is_some() {
             return SizeHint::default();
         }
-        let n: u64 = self.frames.iter().map(|(_, b)| b.len() as u64).sum();
+        let mut n = 0u64;
+        for (_, piece) in &self.frames {
+            match piece {
+                Piece::Ready(b) => n += b.len() as u64,
+                Piece::Stored(_) => return SizeHint::default(),
+            }
+        }
         SizeHint::with_exact(n)
     }
 }

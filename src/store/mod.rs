@@ -6,6 +6,8 @@
 //! Large bodies are written in segments while they stream, so recording a 5 MB
 //! download never holds the whole of it in memory.
 
+pub mod check;
+pub mod journal;
 mod sled_store;
 
 pub use sled_store::SledStore;
@@ -22,14 +24,10 @@ pub enum StoreError {
     Locked { path: PathBuf, holder: String },
     #[error("cannot open the store at {path}: {message}")]
     Open { path: PathBuf, message: String },
+    #[error("the store at {path} is damaged and sled cannot open it ({message}); run `tapedeck fsck --store {path}` to see what can be salvaged")]
+    Damaged { path: PathBuf, message: String },
     #[error("store I/O failed: {0}")]
     Io(String),
-    #[error("event {session}#{step} in the store is unreadable: {message}")]
-    CorruptEvent {
-        session: String,
-        step: u64,
-        message: String,
-    },
     #[error("body {0} is missing from the store")]
     MissingBody(String),
     #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
@@ -63,8 +61,19 @@ pub trait Store: Send + Sync + 'static {
     fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// Writes an event whose bodies are already stored, and schedules a group commit.
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
-    /// A session's events in step order. Events whose bodies are missing are skipped.
-    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError>;
+    /// A session's events in step order, with what could not be read. Damaged events and
+    /// events whose bodies are missing are left out and listed.
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError>;
+    /// A session's readable events in step order; each one left out is logged.
+    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
+        let read = self.read_session(session)?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("{session}: {d}; left out");
+        }
+        Ok(read.events)
+    }
+    /// Reads a whole body and checks it against its blake3 (every segment, then the whole).
+    fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError>;
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError>;
     fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError>;
     /// Removes a session's events (bodies may be shared and stay).
@@ -80,12 +89,51 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self) -> Result<(), StoreError>;
 }
 
+/// Something wrong with one event of a session (or, with no step, with the rest of it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    pub step: Option<u64>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            Some(step) => write!(f, "step {step}: {}", self.problem),
+            None => write!(f, "{}", self.problem),
+        }
+    }
+}
+
+/// A session as read from the store.
+#[derive(Debug, Default)]
+pub struct SessionRead {
+    pub events: Vec<Event>,
+    /// Events that are unreadable or fail their checksum (replay refuses these).
+    pub damaged: Vec<Damage>,
+    /// Events whose bodies were never stored (a crash between the two writes).
+    pub missing_bodies: Vec<Damage>,
+    /// Events written before events carried a checksum.
+    pub without_checksum: u64,
+    /// The blake3 of each readable event's JSON, by step (what the journal lists).
+    pub sums: std::collections::HashMap<u64, String>,
+}
+
+/// A body as [`Store::verify_body`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyState {
+    Sound,
+    Missing,
+    Damaged(String),
+}
+
 /// Bodies up to this size are kept whole in memory while recording (for JSON redaction
 /// and canonical matching); beyond it they are written in segments as they stream.
 pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
 /// JSON bodies are kept whole up to this size so their secrets can be redacted.
 pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
-const SEGMENT: usize = 256 << 10;
+/// The size of each part of a body written in segments (the last may be shorter).
+pub const SEGMENT: usize = 256 << 10;
 
 /// How much of a body with this content type is kept whole (JSON, or no type at all,
 /// may need redaction and canonical matching). Record and replay both use this rule,

@@ -10,13 +10,64 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use super::{DaemonInfo, RunInfo, Store, StoreError};
+use super::journal::{Entry, JournalWriter};
+use super::{BodyState, DaemonInfo, Damage, RunInfo, SessionRead, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
-const FORMAT: &str = "1";
+/// 2: events carry a checksum (see [`encode_event`]). A format-1 store is read as it is
+/// and marked 2, because what this tapedeck adds to it an older one cannot read.
+const FORMAT: &str = "2";
+const FORMAT_UPGRADABLE: &[&str] = &["1"];
 const TAG_MANIFEST: u8 = 1;
+/// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
+/// before the JSON; older values are the bare JSON (they start with `{`).
+const EVENT_SUMMED: u8 = 1;
+
+/// An event as stored: its JSON behind a checksum, so damage sled does not catch is
+/// caught on reading.
+fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
+    let json = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+    let sum = blake3::hash(&json);
+    let mut v = Vec::with_capacity(33 + json.len());
+    v.push(EVENT_SUMMED);
+    v.extend_from_slice(sum.as_bytes());
+    v.extend_from_slice(&json);
+    Ok((v, sum))
+}
+
+/// An event, its blake3 and whether it carried one, or what is wrong with it.
+fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), String> {
+    let (json, summed) = match value.first() {
+        Some(&EVENT_SUMMED) => {
+            let (sum, json) = value
+                .get(1..)
+                .and_then(|v| v.split_at_checked(32))
+                .ok_or("the event is cut short")?;
+            if blake3::hash(json).as_bytes() != sum {
+                return Err("the event does not match its checksum (damaged on disk)".into());
+            }
+            (json, true)
+        }
+        Some(b'{') => (value, false),
+        _ => return Err("the event is not in a format tapedeck wrote".into()),
+    };
+    serde_json::from_slice(json)
+        .map(|ev| (ev, blake3::hash(json), summed))
+        .map_err(|e| format!("the event is unreadable: {e}"))
+}
+
+fn step_of(key: &[u8]) -> u64 {
+    key.get(key.len().saturating_sub(8)..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 enum CommitMsg {
     Dirty,
@@ -29,6 +80,9 @@ struct Committer {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Blob files written since the last flush, to fsync before it.
     unsynced: Mutex<Vec<PathBuf>>,
+    /// Events and deletions written since the last flush, journalled once it succeeds.
+    journal_pending: Mutex<Vec<Entry>>,
+    journal: JournalWriter,
 }
 
 /// Segments at least this large are files, not sled values.
@@ -78,7 +132,12 @@ impl SledStore {
             .open()
             .map_err(|e| {
                 let message = e.to_string();
-                if message.contains("could not acquire lock") {
+                if matches!(e, sled::Error::Corruption { .. }) {
+                    StoreError::Damaged {
+                        path: dir.to_path_buf(),
+                        message,
+                    }
+                } else if message.contains("could not acquire lock") {
                     let holder = super::read_daemon_info(dir)
                         .map(|d| {
                             format!(
@@ -104,6 +163,9 @@ impl SledStore {
                 db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
             }
             Some(v) if v.as_ref() == FORMAT.as_bytes() => {}
+            Some(v) if FORMAT_UPGRADABLE.iter().any(|f| v.as_ref() == f.as_bytes()) => {
+                db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+            }
             Some(v) => {
                 return Err(StoreError::Open {
                     path: dir.to_path_buf(),
@@ -124,6 +186,8 @@ impl SledStore {
             dirty: AtomicBool::new(false),
             thread: Mutex::new(None),
             unsynced: Mutex::new(Vec::new()),
+            journal_pending: Mutex::new(Vec::new()),
+            journal: JournalWriter::new(dir),
         });
         let (tx, rx) = mpsc::channel::<CommitMsg>();
         let flush_db = db.clone();
@@ -178,46 +242,41 @@ impl SledStore {
         }
     }
 
+    /// Queues a journal entry for the next flush (after the write it describes).
+    fn journal(&self, entry: Entry) {
+        self.committer
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entry);
+    }
+
     fn blob_path(&self, hash: &[u8]) -> PathBuf {
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         self.blobs.join(&hex[..2]).join(hex)
     }
 
-    /// A segment by hash: a sled value, or a blob file whose content is checked.
+    /// A segment by hash: a sled value or a blob file, its content checked either way.
     fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.bodies.get(hash)? {
-            return Ok(v.get(1..).map(<[u8]>::to_vec));
+        let data = match self.bodies.get(hash)? {
+            Some(v) => v.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
+            None => match std::fs::read(self.blob_path(hash)) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::Io(e.to_string())),
+            },
+        };
+        if blake3::hash(&data).as_bytes() != hash {
+            return Err(StoreError::Io(format!(
+                "blob {} is damaged (its content does not match its blake3; cut by a crash?)",
+                hex(hash)
+            )));
         }
-        match std::fs::read(self.blob_path(hash)) {
-            Ok(data) => {
-                if blake3::hash(&data).as_bytes() != hash {
-                    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-                    return Err(StoreError::Io(format!(
-                        "blob {hex} is damaged (its content does not match its blake3; cut by a crash?)"
-                    )));
-                }
-                Ok(Some(data))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Io(e.to_string())),
-        }
+        Ok(Some(data))
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
         Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
-    }
-
-    fn decode_event(&self, session: &str, key: &[u8], value: &[u8]) -> Result<Event, StoreError> {
-        let step = key
-            .get(key.len().saturating_sub(8)..)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        serde_json::from_slice(value).map_err(|e| StoreError::CorruptEvent {
-            session: session.to_string(),
-            step,
-            message: e.to_string(),
-        })
     }
 }
 
@@ -264,8 +323,7 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
             push(m, &mut waiters);
         }
         c.dirty.store(false, Ordering::Release);
-        let result =
-            sync_blobs(&c).and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        let result = flush(&db, &c);
         if let Err(e) = &result {
             tracing::error!("store flush failed: {e}");
         }
@@ -274,8 +332,17 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
         }
     }
     // Channel closed: a last flush so nothing written is left behind.
-    let _ = sync_blobs(&c);
-    let _ = db.flush();
+    let _ = flush(&db, &c);
+}
+
+/// Blob files, then sled, then the journal of what that flush made durable.
+fn flush(db: &sled::Db, c: &Committer) -> Result<(), String> {
+    let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
+    sync_blobs(c)?;
+    db.flush().map_err(|e| e.to_string())?;
+    c.journal
+        .append(&entries)
+        .map_err(|e| format!("cannot write the event journal: {e}"))
 }
 
 impl Drop for SledStore {
@@ -423,7 +490,7 @@ impl Store for SledStore {
             return self.segment(&k);
         };
         match v.first() {
-            Some(&TAG_BLOB) => Ok(Some(v[1..].to_vec())),
+            Some(&TAG_BLOB) => self.segment(&k),
             Some(&TAG_MANIFEST) if v.len() >= 9 => {
                 let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
                 let mut out = Vec::with_capacity(len as usize);
@@ -456,8 +523,14 @@ impl Store for SledStore {
     }
 
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (value, sum) = encode_event(event)?;
         self.events.insert(event_key(session, event.step), value)?;
+        // Queued after the insert: the flush that journals it has the event too.
+        self.journal(Entry::Event {
+            session: session.to_string(),
+            step: event.step,
+            b3: sum.to_hex().to_string(),
+        });
         let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
             merge_info(old, session, event, bytes)
@@ -466,25 +539,81 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
+        let mut read = SessionRead::default();
         for item in self.events.scan_prefix(session_prefix(session)) {
-            let (k, v) = item?;
-            let ev = self.decode_event(session, &k, &v)?;
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    read.damaged.push(Damage {
+                        step: None,
+                        problem: format!("sled cannot read the events after this point: {e}"),
+                    });
+                    break;
+                }
+            };
+            let step = step_of(&k);
+            let ev = match decode_event(&v) {
+                Ok((ev, sum, summed)) => {
+                    read.without_checksum += u64::from(!summed);
+                    read.sums.insert(step, sum.to_hex().to_string());
+                    ev
+                }
+                Err(problem) => {
+                    read.damaged.push(Damage {
+                        step: Some(step),
+                        problem,
+                    });
+                    continue;
+                }
+            };
             let mut whole = self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
                 whole &= self.has_body(&r.body.b3)?;
             }
             if whole {
-                out.push(ev);
+                read.events.push(ev);
             } else {
-                tracing::warn!(
-                    "skipping {session}#{}: its bodies were not stored (cut by a crash?)",
-                    ev.step
-                );
+                read.missing_bodies.push(Damage {
+                    step: Some(step),
+                    problem: "its bodies were not stored (cut by a crash?)".into(),
+                });
             }
         }
-        Ok(out)
+        Ok(read)
+    }
+
+    fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(BodyState::Damaged("not a blake3 hash".into()));
+        };
+        let manifest = self.bodies.get(k)?;
+        let parted = manifest.as_ref().and_then(|v| v.first()) == Some(&TAG_MANIFEST);
+        let segments: Vec<[u8; 32]> = match manifest {
+            Some(v) if parted => v
+                .get(9..)
+                .unwrap_or_default()
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .collect(),
+            _ => vec![k],
+        };
+        let mut whole = blake3::Hasher::new();
+        for seg in &segments {
+            match self.segment(seg) {
+                Ok(Some(data)) => {
+                    whole.update(&data);
+                }
+                Ok(None) => return Ok(BodyState::Missing),
+                Err(e) => return Ok(BodyState::Damaged(e.to_string())),
+            }
+        }
+        if parted && whole.finalize().as_bytes() != &k {
+            return Ok(BodyState::Damaged(
+                "its parts do not add up to its blake3".into(),
+            ));
+        }
+        Ok(BodyState::Sound)
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
@@ -516,6 +645,9 @@ impl Store for SledStore {
         self.events.apply_batch(batch)?;
         self.sessions.remove(session.as_bytes())?;
         self.runs.remove(session.as_bytes())?;
+        self.journal(Entry::Deleted {
+            session: session.to_string(),
+        });
         self.mark_dirty();
         Ok(n)
     }
@@ -562,5 +694,100 @@ impl Store for SledStore {
         rx.recv()
             .map_err(|_| StoreError::Io("the commit thread stopped".into()))?
             .map_err(StoreError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{BodyRef, Kind, RequestRecord, Timing};
+
+    fn event(step: u64) -> Event {
+        Event {
+            step,
+            kind: Kind::Tool,
+            key: "k".into(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: "GET".into(),
+                url: format!("http://t.test/{step}"),
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: BodyRef::empty(),
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_damaged_event_is_named_and_the_rest_of_its_session_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_blob(&blake3::hash(b""), b"").unwrap();
+        for step in 1..=3 {
+            store.put_event("s", &event(step)).unwrap();
+        }
+        // A flipped byte in the event's JSON, below sled's own checks.
+        let key = event_key("s", 2);
+        let mut v = store.events.get(&key).unwrap().unwrap().to_vec();
+        let at = v.len() - 5;
+        v[at] ^= 0x20;
+        store.events.insert(&key, v).unwrap();
+        // An event from before checksums: bare JSON.
+        let old = serde_json::to_vec(&event(4)).unwrap();
+        store.events.insert(event_key("s", 4), old).unwrap();
+
+        let read = store.read_session("s").unwrap();
+        let steps: Vec<u64> = read.events.iter().map(|e| e.step).collect();
+        assert_eq!(steps, vec![1, 3, 4]);
+        assert_eq!(read.damaged.len(), 1);
+        assert_eq!(read.damaged[0].step, Some(2));
+        assert!(
+            read.damaged[0].problem.contains("checksum"),
+            "{:?}",
+            read.damaged
+        );
+        assert_eq!(read.without_checksum, 1);
+    }
+
+    #[test]
+    fn a_store_of_format_1_opens_and_is_marked_2_and_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            db.insert(FORMAT_KEY, b"1").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"2");
+        store.db.insert(FORMAT_KEY, b"9").unwrap();
+        drop(store);
+        let err = SledStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("store format \"9\""), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_small_body_fails_its_hash_on_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let h = blake3::hash(b"hello body");
+        store.put_blob(&h, b"hello body").unwrap();
+        assert_eq!(store.verify_body(&h.to_hex()).unwrap(), BodyState::Sound);
+        let mut v = store.bodies.get(h.as_bytes()).unwrap().unwrap().to_vec();
+        v[3] ^= 1;
+        store.bodies.insert(h.as_bytes(), v).unwrap();
+        assert!(store.get_body(&h.to_hex()).is_err());
+        assert!(matches!(
+            store.verify_body(&h.to_hex()).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        let missing = blake3::hash(b"never stored");
+        assert_eq!(
+            store.verify_body(&missing.to_hex()).unwrap(),
+            BodyState::Missing
+        );
     }
 }

@@ -15,7 +15,8 @@
 //!   `GET /big?bytes=N` / `GET /big-chunked?bytes=N` streamed pattern bytes;
 //!   `POST /upload` byte count + checksum; `GET /slow?ms=N`; `GET /status/{code}`;
 //!   `GET /close` drops the connection; `GET /reset-mid` breaks off mid-body;
-//!   `GET /gzip`; `GET /weather?city=Paris`; `GET /empty`; `GET /empty-list`;
+//!   `GET /gzip`; `GET /big-gzip?bytes=N` the `/big` pattern gzip-encoded;
+//!   `GET /weather?city=Paris`; `GET /empty`; `GET /empty-list`;
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
 //!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echo-auth`;
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
@@ -633,6 +634,7 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
         (&Method::GET, "/close") => return Err("fixture: /close drops the connection".into()),
         (&Method::GET, "/reset-mid") => reset_mid(),
         (&Method::GET, "/gzip") => gzip(),
+        (&Method::GET, "/big-gzip") => big_gzip(q),
         (&Method::GET, "/weather") => weather(q),
         (&Method::GET, "/empty") => Response::builder()
             .header("content-type", "application/json")
@@ -877,6 +879,21 @@ fn gzip() -> Response<FixtureBody> {
     Response::builder()
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
+        .body(full(data))
+        .expect("response")
+}
+
+/// The `/big` pattern of `bytes` bytes, gzip-encoded, with its length.
+fn big_gzip(q: Option<&str>) -> Response<FixtureBody> {
+    let n = query_num(q, "bytes", 3 * 1024 * 1024);
+    let raw: Vec<u8> = (0..n).map(big_byte).collect();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&raw).expect("gzip");
+    let data = enc.finish().expect("gzip");
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-encoding", "gzip")
+        .header("content-length", data.len())
         .body(full(data))
         .expect("response")
 }

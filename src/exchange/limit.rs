@@ -1,0 +1,293 @@
+//! Bounded work on bodies: the largest decoded body tapedeck handles (`--max-body`), and
+//! the reader that streams a body through its decoder into a sink while counting.
+//!
+//! A 1 MB gzip body can decode to gigabytes. Record and replay both read every body
+//! through a [`BodyReader`]: wire bytes go in frame by frame, decoded bytes come out a
+//! decoder buffer at a time, and once `max` decoded bytes have passed, the rest is
+//! refused. The sink gets exactly the first `max` bytes, whatever the framing, so record
+//! and replay see the same prefix and key a too-large request alike.
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use super::encoding::{Coding, Decoder};
+
+/// The default `--max-body`: far above any LLM or tool exchange, far below a bomb.
+pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
+
+/// The largest decoded body tapedeck handles, in bytes (`--max-body 64MiB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxBody(pub u64);
+
+impl Default for MaxBody {
+    fn default() -> Self {
+        MaxBody(DEFAULT_MAX_BODY)
+    }
+}
+
+impl FromStr for MaxBody {
+    type Err = String;
+
+    /// `1048576`, `64MiB`, `64 MiB`, `1.5GiB`; `10MB` and `512k` count in powers of 1000.
+    fn from_str(s: &str) -> Result<MaxBody, String> {
+        let size: bytesize::ByteSize = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("{s:?} is not a size (write it like 64MiB or 1GiB): {e}"))?;
+        if size.as_u64() == 0 {
+            return Err("--max-body must be more than 0 bytes".into());
+        }
+        Ok(MaxBody(size.as_u64()))
+    }
+}
+
+impl fmt::Display for MaxBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if n >= size && n.is_multiple_of(size) {
+                return write!(f, "{} {unit}", n / size);
+            }
+        }
+        write!(f, "{n} bytes")
+    }
+}
+
+/// Where decoded bytes go: the store while recording, a key while replaying.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Why a body stopped being read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyFault {
+    /// More than `max` decoded bytes; the sink holds the first `max`.
+    TooLarge { max: MaxBody },
+    /// The bytes do not decode as their `Content-Encoding` says.
+    Undecodable(String),
+}
+
+impl fmt::Display for BodyFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyFault::TooLarge { max } => write!(
+                f,
+                "the body is larger than {max} decoded (--max-body); only its first {max} were read"
+            ),
+            BodyFault::Undecodable(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Counts decoded bytes and passes at most `max` of them to the sink.
+struct Capped<S> {
+    sink: S,
+    max: u64,
+    len: u64,
+    over: bool,
+}
+
+const OVER: &str = "tapedeck: decoded body over --max-body";
+
+impl<S: Sink> Write for Capped<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.over {
+            return Err(std::io::Error::other(OVER));
+        }
+        let room = self.max - self.len;
+        if buf.len() as u64 > room {
+            self.sink.put(&buf[..room as usize]);
+            self.len = self.max;
+            self.over = true;
+            return Err(std::io::Error::other(OVER));
+        }
+        self.sink.put(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Stage<S: Sink> {
+    Plain(Capped<S>),
+    Coded(Box<Decoder<Capped<S>>>),
+}
+
+/// One body read as it streams: wire bytes in, at most `max` decoded bytes out to a sink.
+pub struct BodyReader<S: Sink> {
+    stage: Stage<S>,
+    fault: Option<BodyFault>,
+    coding: Option<Coding>,
+}
+
+impl<S: Sink> BodyReader<S> {
+    /// `coding` is the body's `Content-Encoding` when tapedeck decodes it.
+    pub fn new(coding: Option<Coding>, max: MaxBody, sink: S) -> BodyReader<S> {
+        let capped = Capped {
+            sink,
+            max: max.0,
+            len: 0,
+            over: false,
+        };
+        let stage = match coding {
+            None => Stage::Plain(capped),
+            Some(c) => match Decoder::new(c, capped) {
+                Ok(d) => Stage::Coded(Box::new(d)),
+                // Only zstd can fail to set up (out of memory); read the bytes as they are.
+                Err(capped) => Stage::Plain(capped),
+            },
+        };
+        let coding = matches!(stage, Stage::Coded(_)).then_some(coding).flatten();
+        BodyReader {
+            stage,
+            fault: None,
+            coding,
+        }
+    }
+
+    /// The coding being decoded, if any.
+    pub fn coding(&self) -> Option<Coding> {
+        self.coding
+    }
+
+    fn capped(&mut self) -> &mut Capped<S> {
+        match &mut self.stage {
+            Stage::Plain(c) => c,
+            Stage::Coded(d) => d.sink(),
+        }
+    }
+
+    /// Decoded bytes passed on so far.
+    pub fn len(&mut self) -> u64 {
+        self.capped().len
+    }
+
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn sink(&mut self) -> &mut S {
+        &mut self.capped().sink
+    }
+
+    /// Why reading stopped, once it has.
+    pub fn fault(&self) -> Option<&BodyFault> {
+        self.fault.as_ref()
+    }
+
+    /// Feeds wire bytes. After the first fault, further bytes are ignored.
+    pub fn feed(&mut self, wire: &[u8]) -> Result<(), BodyFault> {
+        if let Some(f) = &self.fault {
+            return Err(f.clone());
+        }
+        let result = match &mut self.stage {
+            Stage::Plain(c) => c.write_all(wire),
+            Stage::Coded(d) => d.feed(wire),
+        };
+        self.check(result)
+    }
+
+    /// Ends the body (a coded body must end where its coding says it ends).
+    pub fn finish(&mut self) -> Result<(), BodyFault> {
+        if let Some(f) = &self.fault {
+            return Err(f.clone());
+        }
+        let result = match &mut self.stage {
+            Stage::Plain(_) => Ok(()),
+            Stage::Coded(d) => d.finish(),
+        };
+        self.check(result)
+    }
+
+    fn check(&mut self, result: std::io::Result<()>) -> Result<(), BodyFault> {
+        let Err(e) = result else { return Ok(()) };
+        let capped = self.capped();
+        let fault = if capped.over {
+            BodyFault::TooLarge {
+                max: MaxBody(capped.max),
+            }
+        } else {
+            let coding = self.coding.map(|c| format!("{c:?}").to_lowercase());
+            BodyFault::Undecodable(format!(
+                "cannot decode the {} body: {e}",
+                coding.as_deref().unwrap_or("encoded")
+            ))
+        };
+        self.fault = Some(fault.clone());
+        Err(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::encoding::encode;
+
+    #[test]
+    fn sizes_parse_in_human_units() {
+        assert_eq!("64MiB".parse::<MaxBody>().unwrap(), MaxBody(64 << 20));
+        assert_eq!("64 MiB".parse::<MaxBody>().unwrap(), MaxBody(64 << 20));
+        assert_eq!("1GiB".parse::<MaxBody>().unwrap(), MaxBody(1 << 30));
+        assert_eq!("1000".parse::<MaxBody>().unwrap(), MaxBody(1000));
+        assert_eq!("10MB".parse::<MaxBody>().unwrap(), MaxBody(10_000_000));
+        assert!("lots".parse::<MaxBody>().is_err());
+        assert!("0".parse::<MaxBody>().is_err());
+        assert_eq!(MaxBody::default().to_string(), "256 MiB");
+        assert_eq!(MaxBody(1000).to_string(), "1000 bytes");
+    }
+
+    #[test]
+    fn a_bomb_stops_at_exactly_max_whatever_the_framing() {
+        let zeros = vec![0u8; 8 << 20];
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let wire = encode(coding, &zeros).unwrap();
+            for piece in [wire.len(), 1000, 7] {
+                let mut r = BodyReader::new(Some(coding), MaxBody(1 << 20), Vec::new());
+                let mut fault = None;
+                for p in wire.chunks(piece) {
+                    if let Err(f) = r.feed(p) {
+                        fault = Some(f);
+                        break;
+                    }
+                }
+                assert_eq!(
+                    fault,
+                    Some(BodyFault::TooLarge {
+                        max: MaxBody(1 << 20)
+                    }),
+                    "{coding:?}"
+                );
+                assert_eq!(r.sink().len(), 1 << 20, "{coding:?} in pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_under_the_cap_pass_whole_and_bad_codings_are_reported() {
+        let text = b"hello hello hello".repeat(1000);
+        let wire = encode(Coding::Gzip, &text).unwrap();
+        let mut r = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+        r.feed(&wire).unwrap();
+        r.finish().unwrap();
+        assert_eq!(*r.sink(), text);
+
+        let mut plain = BodyReader::new(None, MaxBody(4), Vec::new());
+        assert!(plain.feed(b"1234").is_ok());
+        assert!(plain.feed(b"5").is_err());
+        assert_eq!(*plain.sink(), b"1234");
+
+        let mut bad = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+        let fault = bad.feed(b"not gzip at all").and_then(|()| bad.finish());
+        assert!(matches!(fault, Err(BodyFault::Undecodable(_))), "{fault:?}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The event journal: one line per event that sled has made durable (session, step, and
+//! the blake3 of the event), appended after each flush, outside sled's files.
+//!
+//! sled 0.34 recovers its log up to the first damaged record and drops the rest without
+//! a word, session summaries included, so a store that lost events looks whole. The
+//! journal is the independent account `tapedeck fsck` checks the store against: every
+//! journalled event that sled no longer has is named by session and step. It only ever
+//! lists events sled had flushed, so a crash (which loses unflushed events by design)
+//! never shows up as damage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const JOURNAL_FILE: &str = "journal";
+
+/// One line: `session<TAB>step<TAB>blake3` for an event, `-<TAB>session` for a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Event {
+        session: String,
+        step: u64,
+        b3: String,
+    },
+    Deleted {
+        session: String,
+    },
+}
+
+impl Entry {
+    fn line(&self) -> String {
+        match self {
+            Entry::Event { session, step, b3 } => format!("{session}\t{step}\t{b3}\n"),
+            Entry::Deleted { session } => format!("-\t{session}\n"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Entry> {
+        let mut f = line.split('\t');
+        match (f.next()?, f.next()?, f.next()) {
+            ("-", session, None) => Some(Entry::Deleted {
+                session: session.to_string(),
+            }),
+            (session, step, Some(b3)) if b3.len() == 64 => Some(Entry::Event {
+                session: session.to_string(),
+                step: step.parse().ok()?,
+                b3: b3.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Appends entries once sled has flushed the writes they describe.
+pub struct JournalWriter {
+    path: PathBuf,
+}
+
+impl JournalWriter {
+    pub fn new(store_dir: &Path) -> JournalWriter {
+        JournalWriter {
+            path: store_dir.join(JOURNAL_FILE),
+        }
+    }
+
+    /// Appends and syncs (called by the committer thread, after a successful flush).
+    pub fn append(&self, entries: &[Entry]) -> std::io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let text: String = entries.iter().map(Entry::line).collect();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
+    }
+}
+
+/// What the journal says each session should hold: step → blake3 of the event.
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub sessions: HashMap<String, BTreeMap<u64, String>>,
+}
+
+impl Journal {
+    /// Reads the journal of a store; empty when there is none (a store older than it).
+    /// Lines that do not parse (a write cut by a crash) are skipped.
+    pub fn read(store_dir: &Path) -> std::io::Result<Journal> {
+        let text = match std::fs::read_to_string(store_dir.join(JOURNAL_FILE)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut j = Journal::default();
+        for entry in text.lines().filter_map(Entry::parse) {
+            match entry {
+                Entry::Event { session, step, b3 } => {
+                    j.sessions.entry(session).or_default().insert(step, b3);
+                }
+                Entry::Deleted { session } => {
+                    j.sessions.remove(&session);
+                }
+            }
+        }
+        Ok(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_a_deletion_forgets_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = JournalWriter::new(dir.path());
+        let b3 = "a".repeat(64);
+        let ev = |session: &str, step| Entry::Event {
+            session: session.into(),
+            step,
+            b3: b3.clone(),
+        };
+        w.append(&[ev("a", 1), ev("a", 2), ev("b", 1)]).unwrap();
+        w.append(&[Entry::Deleted {
+            session: "a".into(),
+        }])
+        .unwrap();
+        w.append(&[ev("a", 1)]).unwrap();
+        // A torn last line is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap()
+            .write_all(b"c\t1\tabc")
+            .unwrap();
+        let j = Journal::read(dir.path()).unwrap();
+        assert_eq!(j.sessions["a"].len(), 1);
+        assert_eq!(j.sessions["b"][&1], b3);
+        assert!(!j.sessions.contains_key("c"));
+    }
+}
