@@ -79,7 +79,7 @@ CACHE="$(cd "$CACHE" && pwd)"
 
 # Clean client environment: no trust setting and no package-client config from outside.
 unset "${TRUST_VARS[@]}" PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL npm_config_registry \
-  NPM_CONFIG_REGISTRY GIT_CONFIG_GLOBAL
+  NPM_CONFIG_REGISTRY
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 # No retries: a failure shows at once, and the traffic is the same on every run.
 export PIP_RETRIES=0 NPM_CONFIG_FETCH_RETRIES=0
@@ -104,7 +104,7 @@ printf '  replay order: %s, %s recording(s) x %s replay(s) per scenario\n' \
   "${REPLAY_ORDER:-tapedeck default}" "$RECORDINGS" "$REPLAYS" >&2
 
 # ---------------------------------------------------------------------------------------
-step "1. a corporate test CA and a certificate from it for 127.0.0.1"
+step "1. a corporate test CA and a certificate from it for localhost and 127.0.0.1"
 PKI="$WORK/pki"
 mkdir -p "$PKI"
 CORP_CA="$PKI/corp-ca.pem"
@@ -311,9 +311,14 @@ misses() {
   ((seen > n)) && n=$seen
   echo "$n"
 }
-# first_line LABEL [REGEX]: the first line of a run's stderr, else stdout, that matches.
+# first_line LABEL REGEX: the first line of a run's stderr, else stdout, that matches.
 first_line() {
-  cat "$OUT/$1.err" "$OUT/$1.out" 2>/dev/null | grep -m1 -iE "${2:-miss|error}" | sed 's/^ *//' | cut -c1-180 || true
+  cat "$OUT/$1.err" "$OUT/$1.out" 2>/dev/null | grep -m1 -iE "$2" | sed 's/^ *//' | cut -c1-180 || true
+}
+# client_error LABEL: the client's own first error line (tapedeck's log lines left out).
+client_error() {
+  cat "$OUT/$1.err" "$OUT/$1.out" 2>/dev/null | grep -vE '^ *(INFO|WARN|ERROR|DEBUG) |^tapedeck: ' \
+    | grep -m1 -iE 'error|fatal|unable|certificate|ssl' | sed 's/^ *//' | cut -c1-180 || true
 }
 
 declare -A RECS=() REPS=() MISS_RUNS=() MISS_N=() SAME=() SECS=() NOTE=() ROW=()
@@ -423,7 +428,7 @@ for s in "${TRUSTS[@]}"; do
     trust_of "$s" "$RUN_DIR"
     attempt "$s.record" "${USER_ENV[@]}" "$TAPEDECK_BIN" record --session "$s" --upstream-ca "$CORP_CA" -- "${CMD[@]}"
     if [[ $RC != 0 ]]; then
-      note "$s" "exit $RC: $(first_line "$s.record" 'unable|certificate|ssl|error|fail')"
+      note "$s" "exit $RC: $(client_error "$s.record")"
       printf '  FAIL %s (%s): exit %s under record -- CMD\n' "$s" "$WHAT" "$RC" >&2
       show_tail "$OUT/$s.record.err" 6
     elif ! cmp -s "$OUT/$s.direct.out" "$OUT/$s.record.out"; then
@@ -508,14 +513,17 @@ for s in "${SWAPS[@]}"; do
     fi
   done
   SECS[$s]=$((SECONDS - t0))
+  verdict=ok
+  ((CAUGHT[$s] == REPS[$s])) || verdict=FAIL
+  [[ $REPLAY_ORDER == any && $verdict == FAIL ]] && verdict=n/a
   printf '  %-4s %s (%s): caught %d of %d (exit 3, out-of-order)\n' \
-    "$( ((CAUGHT[$s] == REPS[$s])) && echo ok || echo FAIL)" "$s" "${SWAP_WHAT[$s]}" "${CAUGHT[$s]}" "${REPS[$s]}" >&2
+    "$verdict" "$s" "${SWAP_WHAT[$s]}" "${CAUGHT[$s]}" "${REPS[$s]}" >&2
 done
 
 # ---------------------------------------------------------------------------------------
 step "8. summary"
 FAILED=0
-row() { printf '%-17s %-9s %-8s %-20s %-10s %6s  %s\n' "$@"; }
+row() { printf '%-17s %-9s %-8s %-23s %-10s %6s  %s\n' "$@"; }
 {
   printf '\nclient scenarios: tapedeck %s, replay order %s, %s recording(s) x %s replay(s)\n\n' \
     "$TAPEDECK_BIN" "${REPLAY_ORDER:-default}" "$RECORDINGS" "$REPLAYS"

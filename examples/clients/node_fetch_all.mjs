@@ -1,6 +1,6 @@
 // Node's built-in `fetch`: N GETs of FIXTURE_URL/item/I issued at once with Promise.all.
 //
-// Node 20's fetch ignores HTTPS_PROXY (NODE_USE_ENV_PROXY is honoured from Node 24 on),
+// Node 20's fetch ignores HTTPS_PROXY (only newer Node honours NODE_USE_ENV_PROXY=1),
 // so when a proxy variable is set this installs undici's EnvHttpProxyAgent as the global
 // dispatcher, as a Node 20 user does; `fetch` itself stays the built-in one. Trust comes
 // from NODE_EXTRA_CA_CERTS (read by Node at start-up).
