@@ -158,6 +158,7 @@ verdaccio_config() { # verdaccio_config FILE STORAGE
 
 # ---------------------------------------------------------------------------------------
 step "2. setup (cached under $CACHE)"
+t_setup=$SECONDS
 VENV="$CACHE/venv"
 want="$(sha "$C/requirements.txt")"
 if [[ -x $VENV/bin/python && $(cat "$VENV/.tapedeck-requirements" 2>/dev/null) == "$want" ]]; then
@@ -225,6 +226,7 @@ if [[ ! -f $WHEELS/built ]]; then
   touch "$WHEELS/built"
 fi
 ok "wheels $WHEELS: $(ls "$WHEELS"/*.whl | wc -l)"
+ok "setup took $((SECONDS - t_setup))s"
 
 # ---------------------------------------------------------------------------------------
 step "3. the servers, over HTTPS with the corporate certificate, on free ports"
