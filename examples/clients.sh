@@ -18,30 +18,31 @@
 #   CLIENTS_KEEP=1 keep the temp work dir (its path is printed)
 #   PYTHON_FOR_VENV  the python that makes the venvs (default python3)
 #
-# Setup, cached under $CARGO_TARGET_DIR/clients/ (keyed by a hash of what made it, so a
-# rerun only starts servers): a venv with examples/clients/requirements.txt (hypercorn,
-# pypiserver, httpx[http2], requests, openai); verdaccio 6.8.0 installed with npm from
-# examples/clients/verdaccio/package.json; the npm dependency tree of make_npm_tree.py
-# published to a verdaccio with `npm publish` (its storage is kept); the wheels of
-# make_wheels.py.
-#
-# Each run, all on 127.0.0.1 with free ports, in a temp work dir removed on exit with
-# every background server killed:
-#   1. a "corporate" test CA (openssl) and a certificate from it for 127.0.0.1
-#   2. servers over HTTPS with that certificate: the fixture (tls_server.py: /item/N and
-#      zero-byte bodies), pypiserver (the wheels uploaded to it), verdaccio (the published
-#      storage), git http-backend (a small repository); and the examples/upstream fixture
-#      (LLM and weather tool) with its own CA
-#   3. each scenario run directly, then recorded with `tapedeck record --upstream-ca ...
-#      -- CMD` RECORDINGS times (same result as the direct run)
-#   4. trust: npm, pip, git, curl, python, node under `record -- CMD` with the user's
-#      own CA variables (and an .npmrc cafile=) pointing at the corporate bundle
-#   5. every server stopped (the ports must refuse); each recording replayed REPLAYS
+# Steps (each prints "ok"/"FAIL" lines on stderr; the table goes to stdout):
+#   1. a "corporate" test CA (openssl) and a certificate from it for localhost and
+#      127.0.0.1 (servers are named localhost: npm through a proxy checks an IP host's
+#      certificate against the name "localhost")
+#   2. setup, cached under $CARGO_TARGET_DIR/clients/ keyed by a hash of what made it:
+#      a venv with examples/clients/requirements.txt (hypercorn, pypiserver,
+#      httpx[http2], requests, openai); verdaccio 6.8.0 installed with npm from
+#      examples/clients/verdaccio/package.json; the npm tree of make_npm_tree.py
+#      published to a verdaccio with `npm publish` (its storage is kept); the wheels of
+#      make_wheels.py
+#   3. servers on 127.0.0.1 with free ports, over HTTPS with the corporate certificate:
+#      the fixture (tls_server.py: /item/N and zero-byte bodies), pypiserver (the wheels
+#      uploaded to it), verdaccio (a copy of the published storage), git http-backend (a
+#      small repository); and examples/upstream (LLM and weather tool) with its own CA
+#   4. each scenario run directly, then recorded RECORDINGS times with `tapedeck record
+#      --upstream-ca ... -- CMD` (same result as the direct run)
+#   5. trust: npm, pip, git, curl, python, node under `record -- CMD` with the user's
+#      own CA variables (or an .npmrc cafile=) at the corporate bundle before tapedeck runs
+#   6. every server stopped (the ports must refuse); each recording replayed REPLAYS
 #      times with `tapedeck replay -- CMD`: false misses (exit 3, a miss in the summary,
 #      or an x-tapedeck-miss seen by the client) and identical results (stdout)
-#   6. the sequential agent with two dependent steps swapped must fail with an
+#   7. the sequential agent with two dependent steps swapped must fail with an
 #      out-of-order miss (exit 3)
-#   7. a table: scenario, recordings, replays, false misses, identical results, time
+#   8. a table: scenario, recordings, replays, false misses, identical results, time
+# All temp state is in one work dir, removed on exit with every background server killed.
 # Exit 1 if any row failed.
 set -euo pipefail
 
@@ -306,7 +307,7 @@ next_run_dir() { RUN_N=$((RUN_N + 1)); RUN_DIR="$WORK/runs/$1-$RUN_N"; }
 # none, the miss lines it logged) plus the responses that the client saw marked as misses.
 misses() {
   local n
-  n="$(sed -n 's/.*replayed session .*[^0-9]\([0-9][0-9]*\) misses.*/\1/p' "$OUT/$1.err" | tail -n 1)"
+  n="$(sed -nE 's/.*replayed session .*[^0-9]([0-9]+) miss(es)?([^a-z-].*)?$/\1/p' "$OUT/$1.err" | tail -n 1)"
   [[ -n $n ]] || n="$(grep -ci 'miss' "$OUT/$1.err" || true)"
   local seen
   seen="$(grep -c ' MISS ' "$OUT/$1.out" || true)"
@@ -323,7 +324,7 @@ client_error() {
     | grep -m1 -iE 'error|fatal|unable|certificate|ssl' | sed 's/^ *//' | cut -c1-180 || true
 }
 
-declare -A RECS=() REPS=() MISS_RUNS=() MISS_N=() SAME=() SECS=() NOTE=() ROW=()
+declare -A RECS=() REPS=() MISS_RUNS=() MISS_N=() SAME=() SECS=() NOTE=()
 note() { [[ -n ${NOTE[$1]:-} ]] || NOTE[$1]=$2; }
 
 # ---------------------------------------------------------------------------------------
@@ -459,7 +460,7 @@ done
 ok "every server stopped: the fixture, pypiserver, verdaccio, git and the upstream refuse connections"
 
 for s in "${SCENARIOS[@]}"; do
-  selected "$s" && ((${RECS[$s]:-0} > 0)) || continue
+  if ! selected "$s" || ((${RECS[$s]:-0} == 0)); then continue; fi
   t0=$SECONDS
   for k in $(seq "$RECORDINGS"); do
     [[ -f $OUT/$s-r$k.record.out ]] || continue
@@ -552,7 +553,7 @@ row() { printf '%-17s %-9s %-8s %-23s %-10s %6s  %s\n' "$@"; }
     [[ -n ${RECS[$s]:-} ]] || continue
     result=ok
     ((RECS[$s] == 1)) || { result=FAIL; FAILED=1; }
-    row "$s" "$( ((RECS[$s] == 1)) && echo 1/1 || echo 0/1)" - - - "${SECS[$s]}s" "$result"
+    row "$s" "$( ((RECS[$s] == 1)) && echo 1/1 || echo 0/1)" - - - "${SECS[$s]}s" "$result: ${TRUST_WHAT[$s]}"
   done
   if ((${#NOTE[@]})); then
     printf '\nfirst problem seen in each failing row:\n'

@@ -18,4 +18,4 @@ if ! "$PIP" --python "$dir/venv/bin/python" install --index-url "$PYPI_INDEX" --
 fi
 site="$(echo "$dir"/venv/lib/python*/site-packages)"
 "$PYTHON_FOR_VENV" "$here/tree_hash.py" --exclude __pycache__ "$site"
-ls "$site" | grep -i '^tdk_.*dist-info$' | sed 's/^/installed: /'
+for info in "$site"/tdk_*.dist-info; do printf 'installed: %s\n' "${info##*/}"; done

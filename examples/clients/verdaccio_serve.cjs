@@ -20,11 +20,13 @@ runServer(path.resolve(configPath))
     server.listen(0, "127.0.0.1", () => {
       console.log(`listening on https://localhost:${server.address().port}`);
     });
-    const stop = () => server.close(() => process.exit(0));
+    const stop = () => {
+      server.close(() => process.exit(0));
+      // close() waits for idle keep-alive sockets; do not wait long for them.
+      setTimeout(() => process.exit(0), 2000).unref();
+    };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
-    // close() waits for idle keep-alive sockets; do not wait for them.
-    process.on("SIGTERM", () => setTimeout(() => process.exit(0), 2000).unref());
   })
   .catch((e) => {
     console.error(`verdaccio_serve: ${e?.stack ?? e}`);
