@@ -87,6 +87,9 @@ export PIP_RETRIES=0 NPM_CONFIG_FETCH_RETRIES=0
 export NPM_CONFIG_USERCONFIG="$WORK/npmrc" NPM_CONFIG_GLOBALCONFIG="$WORK/npmrc-global" NPM_CONFIG_UPDATE_NOTIFIER=false
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_TERMINAL_PROMPT=0
 export OPENAI_API_KEY="sk-clients-not-a-real-key" OPENAI_MAX_RETRIES=0
+# Every temp file of every command (npm, pip, curl_empty.sh, tapedeck) in the work dir too.
+mkdir -p "$WORK/tmp"
+export TMPDIR="$WORK/tmp"
 : >"$WORK/npmrc"
 : >"$WORK/npmrc-global"
 sha() { cat "$@" | sha256sum | cut -c1-16; }
