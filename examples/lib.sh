@@ -1,4 +1,4 @@
-# The shared part of the end-to-end scripts (examples/e2e.sh, examples/faults.sh):
+# The shared part of the end-to-end scripts (examples/e2e.sh, faults.sh, clients.sh):
 # binaries and their preflight, reporting helpers, a temp work dir whose background
 # processes are all killed on exit, a clean environment, command runs with a time limit,
 # and the upstream fixture started over TLS on a free port.

@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node fmt clippy test build e2e faults phoenix
+# Stages: setup-python setup-node fmt clippy test build e2e faults clients phoenix
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -18,6 +18,13 @@
 #   e2e            examples/e2e.sh on those binaries
 #   faults         examples/faults.sh: examples/faulty_agent.py's bugs recorded, and
 #                  `analyze` must find each at the expected steps (and nothing else)
+#   clients        examples/clients.sh: real clients (httpx HTTP/2 and HTTP/1.1, Node
+#                  fetch, a parallel-tool-call agent, npm install from a local verdaccio,
+#                  pip install from a local pypiserver) recorded once and replayed offline
+#                  REPLAYS times (default 3): no false misses, identical results; a
+#                  reordered sequential agent still fails; zero-byte bodies; every client
+#                  trusts tapedeck under `record -- CMD` with the user's own CA settings.
+#                  Its venv, verdaccio and built packages are cached in target/clients
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
 #
@@ -37,7 +44,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node fmt clippy test build e2e faults phoenix)
+ALL_STAGES=(setup-python setup-node fmt clippy test build e2e faults clients phoenix)
 if (($#)); then
   STAGES=("$@")
   for s in "${STAGES[@]}"; do
@@ -102,6 +109,13 @@ stage_faults() {
     bash examples/faults.sh
 }
 
+stage_clients() {
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
+    PYTHON_FOR_VENV="$PYTHON_FOR_VENV" \
+    bash examples/clients.sh
+}
+
 stage_phoenix() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
     UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
@@ -109,7 +123,8 @@ stage_phoenix() {
 }
 
 # What each stage needs to have passed (when it was run in this invocation).
-declare -A NEEDS=([e2e]="setup-python setup-node build" [faults]="setup-python build" [phoenix]="build")
+declare -A NEEDS=([e2e]="setup-python setup-node build" [faults]="setup-python build"
+  [clients]="setup-node build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
