@@ -2,8 +2,9 @@
 //!
 //! sled lets one process open a store, so while a daemon runs, read commands ask it:
 //! `GET /_tapedeck/health`, `GET /_tapedeck/sessions`, `GET /_tapedeck/sessions/{name}/tape`.
+//! A record daemon also serves the web viewer under `/_tapedeck/ui/` (see [`Control::set_viewer`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -20,6 +21,7 @@ pub struct Control {
     mode: &'static str,
     /// Extra state a mode reports under `/_tapedeck/health`.
     pub status: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
+    viewer: OnceLock<Arc<crate::viewer::Viewer>>,
 }
 
 impl Control {
@@ -28,7 +30,13 @@ impl Control {
             store,
             mode,
             status: None,
+            viewer: OnceLock::new(),
         }
+    }
+
+    /// Serves `viewer` under `/_tapedeck/ui/`, behind the same access rule as the rest.
+    pub fn set_viewer(&self, viewer: Arc<crate::viewer::Viewer>) {
+        let _ = self.viewer.set(viewer);
     }
 
     pub async fn serve(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -86,6 +94,13 @@ impl Control {
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
+            ["ui", ..] => match self.viewer.get() {
+                Some(v) => v
+                    .serve(req, "/_tapedeck/ui")
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed_unsync()),
+                None => error(StatusCode::NOT_FOUND, "this daemon serves no viewer"),
+            },
             _ => error(
                 StatusCode::NOT_FOUND,
                 &format!("no control endpoint {path}"),

@@ -14,6 +14,7 @@ mod replay;
 mod sessions;
 mod show;
 mod test;
+mod ui;
 
 use thiserror::Error;
 
@@ -38,6 +39,8 @@ pub enum CmdError {
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
     #[error(transparent)]
     Child(#[from] crate::child::ChildError),
+    #[error(transparent)]
+    Viewer(#[from] crate::viewer::ViewerError),
     #[error("{0}")]
     Message(String),
 }
@@ -110,6 +113,20 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 json,
             } => cluster::run(&sessions, &store.store, json).await,
+            Command::Ui {
+                tapes,
+                store,
+                listen,
+                open,
+            } => {
+                ui::run(ui::UiOptions {
+                    store: store.store,
+                    tapes,
+                    listen,
+                    open,
+                })
+                .await
+            }
             Command::GenTest {
                 session,
                 cmd,

@@ -9,13 +9,14 @@ use crate::ca::Ca;
 use crate::cli::{rule_args, RecordArgs};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::ProxyOptions;
-use crate::record::Recorder;
+use crate::record::{EventSink, Recorder};
 use crate::rules::Rules;
 use crate::session::SessionName;
 use crate::store::{SledStore, Store};
 use crate::trace::live::LiveExporter;
 use crate::trace::otlp::{resolve_endpoint, Pusher};
 use crate::trace::spans::TraceOptions;
+use crate::viewer::{Source, Viewer};
 
 pub async fn run(a: RecordArgs) -> CmdResult {
     let session = a.session.as_deref().map(SessionName::new).transpose()?;
@@ -42,13 +43,15 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         }
         None => None,
     };
+    let viewer = Viewer::new(Source::Store(dyn_store.clone()), rules.clone(), "record");
     let recorder = Recorder::new(
         dyn_store,
         rules,
         upstream,
         &a.passthrough,
-        live.as_ref().map(|l| l.sink()),
+        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
     );
+    recorder.control.set_viewer(viewer.clone());
     let proxy = ProxyOptions {
         session: session.clone(),
         ..ProxyOptions::default()
@@ -63,6 +66,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
             cmd: a.cmd.clone(),
             mode: "record",
             proxy,
+            on_stop: Some(Box::new(move || viewer.close())),
         },
         Some(&store),
         recorder.inflight.clone(),
@@ -77,6 +81,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
                     " unless the proxy user name names one"
                 }
             );
+            tracing::info!("live viewer at http://{addr}/_tapedeck/ui/");
         },
     )
     .await?;
@@ -108,4 +113,15 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         a.store.store.display()
     );
     Ok(code)
+}
+
+/// Each stored exchange goes to the live viewer, then to live OTLP export when it is on.
+fn event_sink(viewer: &Arc<Viewer>, otlp: Option<EventSink>) -> EventSink {
+    let viewer = viewer.clone();
+    Arc::new(move |session: &str, event| {
+        viewer.notify(session, &event);
+        if let Some(otlp) = &otlp {
+            otlp(session, event);
+        }
+    })
 }

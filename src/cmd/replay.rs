@@ -72,6 +72,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             listen: a.listen.clone(),
             cmd: a.cmd.clone(),
             mode: "replay",
+            on_stop: None,
             proxy: ProxyOptions {
                 session: SessionName::new(&session).ok(),
                 ..ProxyOptions::default()
