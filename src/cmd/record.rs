@@ -43,7 +43,12 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         }
         None => None,
     };
-    let viewer = Viewer::new(Source::Store(dyn_store.clone()), rules.clone(), "record");
+    let viewer = Viewer::new(
+        Source::Store(dyn_store.clone()),
+        rules.clone(),
+        "record",
+        format!("recording into {}", a.store.store.display()),
+    );
     let recorder = Recorder::new(
         dyn_store,
         rules,

@@ -39,7 +39,7 @@ pub async fn run(opts: UiOptions) -> CmdResult {
     let addr = listener
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
-    let viewer = Viewer::new(source, rules, "ui");
+    let viewer = Viewer::new(source, rules, "ui", what.clone());
     viewer.warm_up();
     let control = held.as_ref().map(|s| {
         let _ = s.write_daemon_info(&DaemonInfo {

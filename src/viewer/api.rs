@@ -60,7 +60,7 @@ pub async fn answer(v: &Viewer, path: &str) -> Result<Bytes, ViewerError> {
     match parts.as_slice() {
         ["info"] => Ok(to_bytes(&json!({
             "mode": v.mode,
-            "source": v.sessions.describe(),
+            "source": v.label,
             "live": v.mode == "record",
             "version": env!("CARGO_PKG_VERSION"),
         }))),

@@ -31,6 +31,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_str!("assets/app.js"),
     },
     Asset {
+        path: "api.js",
+        content_type: JS,
+        body: include_str!("assets/api.js"),
+    },
+    Asset {
         path: "dom.js",
         content_type: JS,
         body: include_str!("assets/dom.js"),
@@ -80,7 +85,8 @@ mod tests {
             let tag = &page[i..i + page[i..].find('>').unwrap()];
             assert!(tag.contains("src="), "inline script in index.html: {tag}");
         }
-        assert!(!page.contains(" on"), "no inline event handlers in index.html");
+        let handler = regex::Regex::new(r"\son[a-z]+\s*=").unwrap();
+        assert!(!handler.is_match(page), "inline event handler in index.html");
         for a in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
             assert!(
                 !a.body.contains("innerHTML") && !a.body.contains("insertAdjacentHTML"),

@@ -77,16 +77,24 @@ impl ViewerError {
 pub struct Viewer {
     sessions: Arc<source::Sessions>,
     hub: live::Hub,
-    /// What the page says it is looking at (`ui`, `record`).
+    /// Which command serves it (`ui`, `record`); a record daemon's pages update live.
     mode: &'static str,
+    /// What is being viewed, in the page's header.
+    label: String,
 }
 
 impl Viewer {
-    pub fn new(source: Source, rules: Arc<Rules>, mode: &'static str) -> Arc<Viewer> {
+    pub fn new(
+        source: Source,
+        rules: Arc<Rules>,
+        mode: &'static str,
+        label: String,
+    ) -> Arc<Viewer> {
         Arc::new(Viewer {
             sessions: Arc::new(source::Sessions::new(source, rules)),
             hub: live::Hub::new(),
             mode,
+            label,
         })
     }
 

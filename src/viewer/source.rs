@@ -135,15 +135,6 @@ impl Sessions {
         }
     }
 
-    /// Where the sessions come from, for the page's header.
-    pub fn describe(&self) -> String {
-        match &self.source {
-            Source::Store(_) => "store".to_string(),
-            Source::Daemon(dir) => format!("{} (through the daemon holding it)", dir.display()),
-            Source::Tapes(t) => format!("{} tape file(s)", t.len()),
-        }
-    }
-
     /// Every session, oldest first.
     pub async fn list(&self) -> Result<Vec<SessionInfo>, ViewerError> {
         let mut list = match &self.source {
