@@ -51,7 +51,7 @@ pub async fn run(opts: UiOptions) -> CmdResult {
         Arc::new(Control::new(Some(store), "ui"))
     });
     let url = format!("http://{addr}/");
-    tracing::info!("viewer of {what} at {url} (Ctrl-C stops it)");
+    tracing::info!("ui listening on {addr}: the viewer of {what} at {url} (Ctrl-C stops it)");
     println!("{url}");
     if opts.open {
         open_browser(&url);

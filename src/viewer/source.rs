@@ -189,6 +189,7 @@ impl Sessions {
         if let Some(l) = self.cached(name, version) {
             return Ok(l);
         }
+        let started = std::time::Instant::now();
         let rec = self.read(name).await?;
         let rules = self.rules.clone();
         let session = name.to_string();
@@ -198,6 +199,11 @@ impl Sessions {
                 session,
                 message: e.to_string(),
             })?;
+        tracing::debug!(
+            "viewer: read session {name} ({} events) in {} ms",
+            info.events,
+            started.elapsed().as_millis()
+        );
         let loaded = Arc::new(loaded);
         lock(&self.summaries).insert(name.to_string(), (version, loaded.summary.clone()));
         lock(&self.loaded).put(name.to_string(), loaded.clone());
