@@ -77,7 +77,10 @@ async fn agent_run(c: &reqwest::Client, up: &Upstream, tool_path: &str) {
 /// Records `session` (against `tool_path`) through a record daemon, then stops it.
 async fn record(dirs: &Dirs, up: &Upstream, session: &str, tool_path: &str) {
     let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(dirs, &["record", "--session", session, "--upstream-ca", &ca]);
+    let d = Daemon::start(
+        dirs,
+        &["record", "--session", session, "--upstream-ca", &ca],
+    );
     agent_run(&client(&d, dirs), up, tool_path).await;
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
@@ -356,7 +359,10 @@ async fn tape_files_are_viewed_without_a_store() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 2);
-    assert!(names.contains(&"taped") && names.contains(&"taped-2"), "{names:?}");
+    assert!(
+        names.contains(&"taped") && names.contains(&"taped-2"),
+        "{names:?}"
+    );
     let run = get_json(&format!("{base}api/sessions/taped-2/run")).await;
     assert_eq!(run["events"], 4);
     assert!(!dirs.store.exists(), "viewing tapes creates no store");
@@ -392,14 +398,13 @@ async fn a_record_daemon_serves_the_viewer_and_streams_its_exchanges_live() {
     let info = get_json(&format!("{base}api/info")).await;
     assert_eq!(info["live"], true);
 
-    let mut live = plain()
-        .get(format!("{base}api/live"))
-        .send()
-        .await
-        .unwrap();
+    let mut live = plain().get(format!("{base}api/live")).send().await.unwrap();
     assert_eq!(live.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
-    assert!(sse_until(&mut live, &mut seen, "event: hello").await, "{seen}");
+    assert!(
+        sse_until(&mut live, &mut seen, "event: hello").await,
+        "{seen}"
+    );
 
     // An exchange recorded into session "watched" reaches the open stream.
     let c = client_as(&d, &dirs, "watched", "");

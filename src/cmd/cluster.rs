@@ -13,7 +13,12 @@ use crate::rules::Rules;
 pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult {
     let mut loader = recording::Loader::new(store);
     let names: Vec<String> = if sessions.is_empty() {
-        loader.sessions().await?.into_iter().map(|i| i.name).collect()
+        loader
+            .sessions()
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
     } else {
         sessions.to_vec()
     };

@@ -74,10 +74,8 @@ fn open_source(
     if !opts.tapes.is_empty() {
         let mut tapes: Vec<Arc<Recording>> = Vec::new();
         for path in &opts.tapes {
-            let mut rec = Recording::from_tape(
-                crate::tape::read(path)?,
-                path.display().to_string(),
-            );
+            let mut rec =
+                Recording::from_tape(crate::tape::read(path)?, path.display().to_string());
             // Two tapes of one session stay apart: names address pages.
             let base = rec.session.clone();
             let mut n = 1;

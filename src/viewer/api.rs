@@ -38,7 +38,11 @@ const CHUNK_TEXT: usize = 2048;
 fn segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|p| !p.is_empty())
-        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+        .map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -175,8 +179,7 @@ async fn sessions(v: &Viewer) -> Result<Bytes, ViewerError> {
 /// Whether a span is an exchange's own (not the agent, nor a tool call an LLM decided,
 /// which carries the deciding call's step).
 pub fn is_exchange(sp: &Span) -> bool {
-    let decided =
-        matches!(sp.attr("gen_ai.tool.type"), Some(AttrValue::Str(t)) if t == "function");
+    let decided = matches!(sp.attr("gen_ai.tool.type"), Some(AttrValue::Str(t)) if t == "function");
     sp.step.is_some() && !decided
 }
 
@@ -278,7 +281,11 @@ pub fn run_json(
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    let mut agents: Vec<&str> = rec.events.iter().filter_map(|e| e.agent.as_deref()).collect();
+    let mut agents: Vec<&str> = rec
+        .events
+        .iter()
+        .filter_map(|e| e.agent.as_deref())
+        .collect();
     agents.sort();
     agents.dedup();
     to_bytes(&json!({
@@ -300,7 +307,12 @@ fn body(rec: &Recording, r: &BodyRef, headers: &[(String, String)]) -> (Value, O
     let (data, whole) = if r.len <= WHOLE_BODY {
         match rec.body(r) {
             Ok(b) => (b.clone(), Some(b)),
-            Err(e) => return (json!({"len": r.len, "b3": r.b3, "missing": e.to_string()}), None),
+            Err(e) => {
+                return (
+                    json!({"len": r.len, "b3": r.b3, "missing": e.to_string()}),
+                    None,
+                )
+            }
         }
     } else {
         let mut head = Vec::new();

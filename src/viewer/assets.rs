@@ -86,7 +86,10 @@ mod tests {
             assert!(tag.contains("src="), "inline script in index.html: {tag}");
         }
         let handler = regex::Regex::new(r"\son[a-z]+\s*=").unwrap();
-        assert!(!handler.is_match(page), "inline event handler in index.html");
+        assert!(
+            !handler.is_match(page),
+            "inline event handler in index.html"
+        );
         for a in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
             assert!(
                 !a.body.contains("innerHTML") && !a.body.contains("insertAdjacentHTML"),

@@ -25,7 +25,8 @@ pub fn inputs(trace: &Trace, parsed: &[Parsed]) -> BTreeMap<u64, Vec<u64>> {
         }
     };
     for sp in &trace.spans {
-        let decided = matches!(sp.attr("gen_ai.tool.type"), Some(AttrValue::Str(t)) if t == "function");
+        let decided =
+            matches!(sp.attr("gen_ai.tool.type"), Some(AttrValue::Str(t)) if t == "function");
         let (Role::Tool, true, Some(asked_by)) = (sp.role, decided, sp.step) else {
             continue;
         };

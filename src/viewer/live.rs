@@ -90,7 +90,9 @@ impl Stream {
         if !self.started {
             self.started = true;
             // `retry`: how soon the browser reconnects after a stream ends.
-            return Some(Bytes::from_static(b"retry: 1000\nevent: hello\ndata: {}\n\n"));
+            return Some(Bytes::from_static(
+                b"retry: 1000\nevent: hello\ndata: {}\n\n",
+            ));
         }
         if *self.closed.borrow() {
             return None;
@@ -131,7 +133,10 @@ mod tests {
         let msg = body.frame().await.unwrap().unwrap().into_data().unwrap();
         let text = String::from_utf8_lossy(&msg).to_string();
         assert!(text.starts_with("event: exchange\ndata: {"), "{text}");
-        assert!(text.contains("\"session\":\"s1\"") && text.contains("\"step\":7"), "{text}");
+        assert!(
+            text.contains("\"session\":\"s1\"") && text.contains("\"step\":7"),
+            "{text}"
+        );
         hub.close();
         assert!(body.frame().await.is_none(), "the stream ends on close");
     }

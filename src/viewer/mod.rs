@@ -146,8 +146,10 @@ impl Viewer {
             match assets::get(rest) {
                 Some(a) => {
                     let mut resp = Response::new(full(Bytes::from_static(a.body.as_bytes())));
-                    resp.headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(a.content_type),
+                    );
                     resp
                 }
                 None => error_response(&ViewerError::NotFound(path.to_string())),

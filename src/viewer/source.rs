@@ -24,8 +24,9 @@ use crate::rules::Rules;
 use crate::store::Store;
 use crate::trace::spans::{build_from, parse_events, Trace, TraceOptions};
 
-/// Sessions kept built at once; the Sessions page's summaries are kept for all.
-const LOADED: usize = 8;
+/// Built sessions are kept, least recently used first out, while their events add up to
+/// at most this many (the one built last is always kept); summaries are kept for all.
+const LOADED_EVENTS: usize = 100_000;
 /// Diff alignments kept at once.
 const DIFFS: usize = 4;
 
@@ -127,7 +128,7 @@ impl Sessions {
         Sessions {
             source,
             rules,
-            loaded: Mutex::new(lru::LruCache::new(cap(LOADED))),
+            loaded: Mutex::new(lru::LruCache::unbounded()),
             summaries: Mutex::new(HashMap::new()),
             building: Mutex::new(HashMap::new()),
             diffs: Mutex::new(lru::LruCache::new(cap(DIFFS))),
@@ -206,7 +207,14 @@ impl Sessions {
         );
         let loaded = Arc::new(loaded);
         lock(&self.summaries).insert(name.to_string(), (version, loaded.summary.clone()));
-        lock(&self.loaded).put(name.to_string(), loaded.clone());
+        let mut kept = lock(&self.loaded);
+        kept.put(name.to_string(), loaded.clone());
+        while kept.len() > 1
+            && kept.iter().map(|(_, l)| l.rec.events.len()).sum::<usize>() > LOADED_EVENTS
+        {
+            kept.pop_lru();
+        }
+        drop(kept);
         Ok(loaded)
     }
 
