@@ -103,6 +103,8 @@ def press(d, key):
 
 
 def shot(d, shots, name):
+    # No text caret from the keys sent to the page in the picture.
+    d.execute_script("window.getSelection().removeAllRanges(); document.activeElement && document.activeElement.blur()")
     d.save_screenshot(os.path.join(shots, name + ".png"))
 
 

@@ -55,7 +55,7 @@ export class RunPage {
               h('span', {}, h('i', { class: 'swatch llm' }), 'LLM'),
               h('span', {}, h('i', { class: 'swatch tool' }), 'tool'),
               h('span', {}, h('i', { class: 'swatch http' }), 'HTTP'),
-              h('span', {}, h('i', { class: 'swatch ttft' }), 'first token'),
+              h('span', {}, h('i', { class: 'swatch first' }), 'first token'),
               h('span', {}, h('i', { class: 'swatch flow' }), 'flowed into the open step'))),
           h('div', { class: 'trow thead' }, h('span', { class: 'tname', text: 'Span' }), this.axis),
           this.box),
@@ -157,8 +157,10 @@ export class RunPage {
     }
     if (this.range && this.range.from === from && this.range.to === to) return;
     this.range = { from, to };
+    // Zoomed in, the first tick says where the window starts and the others how far on.
     const ticks = [0, 0.25, 0.5, 1].map((x) => {
-      const t = h('span', { class: 'tick', text: (this.fit ? '+' : '') + us(from + (to - from) * x) });
+      const label = this.fit && x > 0 ? '+' + us((to - from) * x) : us(from + (to - from) * x);
+      const t = h('span', { class: 'tick', text: label });
       t.style.left = x * 100 + '%';
       if (x === 1) t.classList.add('last');
       return t;

@@ -111,7 +111,7 @@ export class SessionsPage {
     const cards = failing.map((c) => h('div', { class: 'cluster' },
       h('span', { class: 'count', text: c.count }),
       h('div', { class: 'what' },
-        h('div', { class: 'sig', text: signatureText(c.signature) }),
+        h('div', { class: 'sig', title: signatureText(c.signature), text: signatureText(c.signature) }),
         h('div', { class: 'muted' }, 'e.g. ', h('a', { href: hash('s', c.representative), text: c.representative }))),
       h('button', {
         type: 'button', title: 'Show only these sessions',
