@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::source::Loaded;
-use super::{Viewer, ViewerError};
+use super::{blocking, Viewer, ViewerError};
 use crate::analyze::cluster::group;
 use crate::analyze::Finding;
 use crate::diff::{divergence, report, Relation};
@@ -51,10 +51,8 @@ fn to_bytes(v: &Value) -> Bytes {
 }
 
 fn step_arg(session: &str, s: &str) -> Result<u64, ViewerError> {
-    s.parse().map_err(|_| ViewerError::NoStep {
-        session: session.to_string(),
-        step: 0,
-    })
+    s.parse()
+        .map_err(|_| ViewerError::NotFound(format!("step {s:?} of session {session}")))
 }
 
 /// Answers `api/{path}` (everything but the live stream).
@@ -73,47 +71,9 @@ pub async fn answer(v: &Viewer, path: &str) -> Result<Bytes, ViewerError> {
         ["sessions", name, "steps", step] => {
             let step = step_arg(name, step)?;
             let l = v.sessions.get(name).await?;
-            tokio::task::spawn_blocking(move || step_json(&l, step))
-                .await
-                .map_err(|e| ViewerError::Build {
-                    session: name.to_string(),
-                    message: e.to_string(),
-                })?
+            blocking(*name, move || step_json(&l, step)).await?
         }
-        ["diff", a, b] => {
-            let d = v.sessions.aligned(a, b).await?;
-            let (la, lb) = (d.a.clone(), d.b.clone());
-            let rows: Vec<Value> = {
-                let (na, nb) = (exchange_names(&la.trace), exchange_names(&lb.trace));
-                d.pairs
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "kind": p.kind,
-                            "relation": p.relation,
-                            "a": side(&la.rec, &na, p.step_a),
-                            "b": side(&lb.rec, &nb, p.step_b),
-                        })
-                    })
-                    .collect()
-            };
-            let first = d.pairs.iter().position(|p| p.relation != Relation::Same);
-            let d2 = d.clone();
-            let rep = tokio::task::spawn_blocking(move || report(&d2.a.rec, &d2.b.rec, &d2.pairs))
-                .await
-                .map_err(|e| ViewerError::Build {
-                    session: format!("{a} vs {b}"),
-                    message: e.to_string(),
-                })?;
-            Ok(to_bytes(&json!({
-                "session_a": rep.session_a,
-                "session_b": rep.session_b,
-                "first": first,
-                "first_divergence": rep.first_divergence,
-                "summary": rep.summary,
-                "rows": rows,
-            })))
-        }
+        ["diff", a, b] => diff(v, a, b).await,
         ["diff", a, b, "rows", i] => {
             let d = v.sessions.aligned(a, b).await?;
             let i: usize = i
@@ -122,16 +82,46 @@ pub async fn answer(v: &Viewer, path: &str) -> Result<Bytes, ViewerError> {
             let Some(pair) = d.pairs.get(i).cloned() else {
                 return Err(ViewerError::NotFound(format!("diff row {i}")));
             };
-            let dv = tokio::task::spawn_blocking(move || divergence(&d.a.rec, &d.b.rec, &pair))
-                .await
-                .map_err(|e| ViewerError::Build {
-                    session: format!("{a} vs {b}"),
-                    message: e.to_string(),
-                })?;
+            let dv = blocking(format!("{a} vs {b}"), move || {
+                divergence(&d.a.rec, &d.b.rec, &pair)
+            })
+            .await?;
             Ok(to_bytes(&json!({"row": i, "divergence": dv})))
         }
         _ => Err(ViewerError::NotFound(format!("api/{path}"))),
     }
+}
+
+/// The alignment of two runs, row by row, with `tapedeck diff`'s report.
+async fn diff(v: &Viewer, a: &str, b: &str) -> Result<Bytes, ViewerError> {
+    let d = v.sessions.aligned(a, b).await?;
+    let (na, nb) = (exchange_names(&d.a.trace), exchange_names(&d.b.trace));
+    let rows: Vec<Value> = d
+        .pairs
+        .iter()
+        .map(|p| {
+            json!({
+                "kind": p.kind,
+                "relation": p.relation,
+                "a": side(&d.a.rec, &na, p.step_a),
+                "b": side(&d.b.rec, &nb, p.step_b),
+            })
+        })
+        .collect();
+    let first = d.pairs.iter().position(|p| p.relation != Relation::Same);
+    let d2 = d.clone();
+    let rep = blocking(format!("{a} vs {b}"), move || {
+        report(&d2.a.rec, &d2.b.rec, &d2.pairs)
+    })
+    .await?;
+    Ok(to_bytes(&json!({
+        "session_a": rep.session_a,
+        "session_b": rep.session_b,
+        "first": first,
+        "first_divergence": rep.first_divergence,
+        "summary": rep.summary,
+        "rows": rows,
+    })))
 }
 
 async fn sessions(v: &Viewer) -> Result<Bytes, ViewerError> {

@@ -73,6 +73,20 @@ impl ViewerError {
     }
 }
 
+/// Runs blocking work (store reads, parsing, diffing) off the async threads; `what`
+/// names it in the error if the work panics.
+async fn blocking<T: Send + 'static>(
+    what: impl Into<String>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ViewerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ViewerError::Build {
+            session: what.into(),
+            message: e.to_string(),
+        })
+}
+
 /// The viewer of one set of sessions (a store, a daemon's store, or tape files).
 pub struct Viewer {
     sessions: Arc<source::Sessions>,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{api, links, ViewerError};
+use super::{api, blocking, links, ViewerError};
 use crate::analyze::cluster::{signature, Signature};
 use crate::analyze::{analyze_parsed, Finding, Severity};
 use crate::diff::{align, Pair};
@@ -141,12 +141,7 @@ impl Sessions {
         let mut list = match &self.source {
             Source::Store(store) => {
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.sessions())
-                    .await
-                    .map_err(|e| ViewerError::Build {
-                        session: "*".into(),
-                        message: e.to_string(),
-                    })??
+                blocking("the session list", move || store.sessions()).await??
             }
             Source::Daemon(dir) => Loader::new(dir).sessions().await?,
             Source::Tapes(tapes) => tapes.iter().map(|t| tape_info(t)).collect(),
@@ -194,12 +189,7 @@ impl Sessions {
         let rec = self.read(name).await?;
         let rules = self.rules.clone();
         let session = name.to_string();
-        let loaded = tokio::task::spawn_blocking(move || build(rec, version, &rules))
-            .await
-            .map_err(|e| ViewerError::Build {
-                session,
-                message: e.to_string(),
-            })?;
+        let loaded = blocking(session, move || build(rec, version, &rules)).await?;
         tracing::debug!(
             "viewer: read session {name} ({} events) in {} ms",
             info.events,
@@ -230,13 +220,7 @@ impl Sessions {
             Source::Store(store) => {
                 let store = store.clone();
                 let session = name.to_string();
-                let rec =
-                    tokio::task::spawn_blocking(move || Recording::from_store(store, &session))
-                        .await
-                        .map_err(|e| ViewerError::Build {
-                            session: name.to_string(),
-                            message: e.to_string(),
-                        })??;
+                let rec = blocking(name, move || Recording::from_store(store, &session)).await??;
                 Ok(Arc::new(rec))
             }
             Source::Daemon(dir) => Ok(Arc::new(Loader::new(dir).load_session(name).await?)),
@@ -294,12 +278,7 @@ impl Sessions {
         }
         let rules = self.rules.clone();
         let (ra, rb) = (la.rec.clone(), lb.rec.clone());
-        let pairs = tokio::task::spawn_blocking(move || align(&ra, &rb, &rules))
-            .await
-            .map_err(|e| ViewerError::Build {
-                session: format!("{a} vs {b}"),
-                message: e.to_string(),
-            })?;
+        let pairs = blocking(format!("{a} vs {b}"), move || align(&ra, &rb, &rules)).await?;
         let d = Arc::new(Aligned {
             a: la,
             b: lb,
