@@ -10,7 +10,8 @@ import { stepPanel } from './step.js';
 
 const ROW = 26;
 const ROLE_TAG = { llm: 'LLM', tool: 'TOOL', http: 'HTTP', agent: 'AGENT', workflow: 'FLOW' };
-/** Live reloads of one run at most this often. */
+/** Live reloads of one run at most this often, and never closer than twice the time the
+ * last load took: a big run being recorded must not keep the recorder busy rebuilding it. */
 const LIVE_MS = 400;
 
 export class RunPage {
@@ -68,8 +69,10 @@ export class RunPage {
 
   async load(first) {
     let data;
+    const started = performance.now();
     try {
       data = await api(sessionPath(this.name, 'run'));
+      this.loadMs = performance.now() - started;
     } catch (e) {
       this.head.replaceChildren(h('h1', { text: this.name }), h('p', { class: 'error', text: e.message }));
       return;
@@ -419,7 +422,7 @@ export class RunPage {
     this.liveTimer = setTimeout(() => {
       this.liveTimer = null;
       this.load(false);
-    }, LIVE_MS);
+    }, Math.max(LIVE_MS, 2 * (this.loadMs || 0)));
   }
 
   destroy() {
