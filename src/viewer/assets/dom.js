@@ -55,6 +55,7 @@ export function clear(el) {
 export function setCrumbs(items) {
   const nav = document.getElementById('crumbs');
   clear(nav);
+  document.title = items[items.length - 1][0] + ' · tapedeck';
   items.forEach(([text, href], i) => {
     if (i > 0) nav.append(h('span', { class: 'sep', text: '/' }));
     nav.append(href ? h('a', { href, text }) : h('span', { text }));
