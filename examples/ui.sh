@@ -115,7 +115,8 @@ done
 run cluster "$TAPEDECK_BIN" cluster --json
 expect_status cluster 0 "tapedeck cluster --json"
 cp "$OUT/cluster.out" "$EXPECT/cluster.json"
-DIFFS=(fault-none:fault-empty fault-none:fault-retry e2e-openai:e2e-openai-stream)
+# The last one is the screenshot's.
+DIFFS=(e2e-openai:e2e-openai-stream fault-none:fault-retry fault-none:fault-empty)
 for pair in "${DIFFS[@]}"; do
   a=${pair%%:*} b=${pair##*:}
   run "diff-$a-$b" "$TAPEDECK_BIN" diff "$a" "$b" --json
