@@ -316,8 +316,15 @@ fn tape_info(rec: &Recording) -> SessionInfo {
 /// Parses the bodies once and builds everything the pages show of a session.
 fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
     let parsed = parse_events(&rec);
-    let trace = build_from(&rec.session, &parsed, rules, &TraceOptions::default());
-    let findings = analyze_parsed(&parsed, rules);
+    // The tree and the findings read the same parse and nothing else: build them at once.
+    let (trace, findings) = std::thread::scope(|s| {
+        let findings = s.spawn(|| analyze_parsed(&parsed, rules));
+        let trace = build_from(&rec.session, &parsed, rules, &TraceOptions::default());
+        match findings.join() {
+            Ok(f) => (trace, f),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     let inputs = links::inputs(&trace, &parsed);
     drop(parsed);
     let totals = trace.totals();
