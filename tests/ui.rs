@@ -368,6 +368,41 @@ async fn tape_files_are_viewed_without_a_store() {
     assert!(!dirs.store.exists(), "viewing tapes creates no store");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_held_by_a_daemon_is_viewed_through_that_daemon() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "held", "--upstream-ca", &ca],
+    );
+    agent_run(&client(&d, &dirs), &up, "/weather").await;
+    // sled lets one process open the store: the viewer asks the daemon for it.
+    let ui = Daemon::start(&dirs, &["ui"]);
+    let base = ui_base(&ui);
+    let list = summarised(&base).await;
+    assert_eq!(list["sessions"][0]["name"], "held");
+    assert_eq!(list["sessions"][0]["summary"]["events"], 4);
+    let run = get_json(&format!("{base}api/sessions/held/run")).await;
+    assert_eq!(run["events"], 4);
+    assert!(run["source"].as_str().unwrap().contains("from the daemon"));
+    let step = get_json(&format!("{base}api/sessions/held/steps/4")).await;
+    assert!(step["response"]["body"]["text"]
+        .as_str()
+        .unwrap()
+        .contains(SCRIPT));
+    // An exchange the daemon records meanwhile shows on the next look.
+    let c = client(&d, &dirs);
+    c.get(up.url("/weather?city=Tokyo")).send().await.unwrap();
+    let list = summarised(&base).await;
+    assert_eq!(list["sessions"][0]["events"], 5);
+    let run = get_json(&format!("{base}api/sessions/held/run")).await;
+    assert_eq!(run["events"], 5, "the session is read again once it grew");
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
 /// Reads SSE frames until one holds `needle` (or the stream ends).
 async fn sse_until(resp: &mut reqwest::Response, seen: &mut String, needle: &str) -> bool {
     loop {

@@ -98,15 +98,18 @@ fn open_source(
                 format!("the store at {}", dir.display()),
             ))
         }
-        StoreAccess::Daemon { pid, listen } => Ok((
-            Source::Daemon(dir.clone()),
-            None,
-            format!(
-                "the store at {} (held by tapedeck pid {pid}, read through {listen}; \
-                 it serves a live viewer itself at http://{listen}/_tapedeck/ui/)",
+        StoreAccess::Daemon { pid, listen } => {
+            tracing::info!(
+                "the store at {} is held by tapedeck pid {pid}: reading it through {listen} \
+                 (that daemon serves a live viewer itself at http://{listen}/_tapedeck/ui/)",
                 dir.display()
-            ),
-        )),
+            );
+            Ok((
+                Source::Daemon(dir.clone()),
+                None,
+                format!("the store at {} (through pid {pid})", dir.display()),
+            ))
+        }
     }
 }
 
