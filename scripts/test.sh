@@ -5,10 +5,13 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node fmt clippy test build e2e faults clients phoenix
+# Stages: setup-python setup-node setup-ui fmt clippy test build e2e faults clients ui phoenix
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
+#   setup-ui       Debian's chromium and chromium-driver (apt-get, when missing and root),
+#                  and a venv in target/ui-venv with examples/ui-requirements.txt
+#                  (selenium); skipped, with the reason, when Chromium cannot be had
 #   fmt            cargo fmt --check
 #   clippy         cargo clippy --all-targets -- -D warnings
 #   test           cargo test --no-fail-fast (unit, integration and doc tests; debug)
@@ -25,12 +28,16 @@
 #                  reordered sequential agent still fails; zero-byte bodies; every client
 #                  trusts tapedeck under `record -- CMD` with the user's own CA settings.
 #                  Its venv, verdaccio and built packages are cached in target/clients
+#   ui             examples/ui.sh: the web viewer in headless Chromium, every page checked
+#                  against show/analyze/diff/cluster, live updates from a record daemon,
+#                  markup in bodies shown as text; screenshots in target/ui-shots
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
 #
-# A failing stage does not stop the others (a stage whose prerequisite failed is
-# skipped); the run ends with a table of every stage, its time and result, and exits 1
-# if any failed. FAIL_FAST=1 stops at the first failure.
+# A failing stage does not stop the others: a stage whose prerequisite failed or was
+# skipped is skipped, and a stage that exits 77 was skipped for the reason it printed.
+# The run ends with a table of every stage, its time and result, and exits 1 if any
+# failed. FAIL_FAST=1 stops at the first failure.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
 # E2E_VENV (default target/e2e-venv).
 set -euo pipefail
@@ -44,7 +51,9 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node fmt clippy test build e2e faults clients phoenix)
+ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e faults clients ui phoenix)
+UI_VENV="$ROOT/target/ui-venv"
+SKIP=77
 if (($#)); then
   STAGES=("$@")
   for s in "${STAGES[@]}"; do
@@ -92,6 +101,32 @@ stage_setup-node() {
   echo "$want" >"$stamp"
 }
 
+stage_setup-ui() {
+  if ! [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+      echo "setup-ui: skipped: Chromium is not installed (/usr/bin/chromium, /usr/bin/chromedriver) and" \
+        "this is not root with apt-get; install Debian's chromium and chromium-driver to run the ui stage" >&2
+      return $SKIP
+    fi
+    echo "installing Debian's chromium and chromium-driver" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+      echo "setup-ui: skipped: apt-get could not install chromium and chromium-driver" >&2
+      return $SKIP
+    fi
+  fi
+  local stamp="$UI_VENV/.tapedeck-requirements" want
+  want="$(sha examples/ui-requirements.txt)"
+  if [[ -x $UI_VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    echo "venv $UI_VENV is up to date" >&2
+    return 0
+  fi
+  [[ -x $UI_VENV/bin/python ]] || "$PYTHON_FOR_VENV" -m venv "$UI_VENV"
+  "$UI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/ui-requirements.txt
+  "$UI_VENV/bin/python" -c 'import selenium'
+  echo "$want" >"$stamp"
+}
+
 stage_fmt() { cargo fmt --all -- --check --color never; }
 stage_clippy() { cargo clippy --all-targets -- -D warnings; }
 stage_test() { cargo test --no-fail-fast; }
@@ -116,6 +151,19 @@ stage_clients() {
     bash examples/clients.sh
 }
 
+stage_ui() {
+  if ! [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x $UI_VENV/bin/python ]]; then
+    echo "ui: skipped: no Chromium, chromedriver or $UI_VENV (run the setup-ui stage)" >&2
+    return $SKIP
+  fi
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
+    PYTHON="$VENV/bin/python" \
+    UI_PYTHON="$UI_VENV/bin/python" \
+    UI_SHOTS="$CARGO_TARGET_DIR/ui-shots" \
+    bash examples/ui.sh
+}
+
 stage_phoenix() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
     UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
@@ -124,7 +172,7 @@ stage_phoenix() {
 
 # What each stage needs to have passed (when it was run in this invocation).
 declare -A NEEDS=([e2e]="setup-python setup-node build" [faults]="setup-python build"
-  [clients]="setup-node build" [phoenix]="build")
+  [clients]="setup-node build" [ui]="setup-python setup-ui build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
@@ -136,7 +184,7 @@ for s in "${STAGES[@]}"; do
     if [[ ${RESULT[$dep]:-} == FAIL || ${RESULT[$dep]:-} == skipped ]]; then blocked="$dep"; fi
   done
   if [[ -n $blocked ]]; then
-    step "$s: skipped ($blocked failed)"
+    step "$s: skipped ($blocked did not pass)"
     RESULT[$s]=skipped TIME[$s]=0.0
     continue
   fi
@@ -150,6 +198,9 @@ for s in "${STAGES[@]}"; do
   if ((rc == 0)); then
     RESULT[$s]=ok
     printf '==> %s: ok (%ss)\n' "$s" "${TIME[$s]}" >&2
+  elif ((rc == SKIP)); then
+    RESULT[$s]=skipped
+    printf '==> %s: skipped (%ss)\n' "$s" "${TIME[$s]}" >&2
   else
     RESULT[$s]=FAIL
     FAILED=1

@@ -272,6 +272,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the web viewer on a loopback port: sessions, runs, diffs (a store, or tapes).
+    Ui {
+        /// Tape files to view instead of the store.
+        tapes: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Listen address, loopback only (default 127.0.0.1:8081; a free port if taken).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Open the page in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// Turn a session into a regression case (tape + case.toml).
     GenTest {
         /// Session name (or a tape file).

@@ -9,9 +9,11 @@
 //! own name to 127.0.0.1 cannot pass). The proxy never routes a proxied or tunnelled
 //! request here. A replay daemon answers only for the session it replays.
 
+//! A record daemon also serves the web viewer under `/_tapedeck/ui/` (see [`Control::set_viewer`]).
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -126,6 +128,7 @@ pub struct Control {
     pub status: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
     /// The one session this daemon answers for (a replay daemon's), if it is limited.
     only: Option<String>,
+    viewer: OnceLock<Arc<crate::viewer::Viewer>>,
 }
 
 impl Control {
@@ -135,6 +138,7 @@ impl Control {
             mode,
             status: None,
             only: None,
+            viewer: OnceLock::new(),
         }
     }
 
@@ -155,6 +159,11 @@ impl Control {
                 ),
             )
         })
+    }
+
+    /// Serves `viewer` under `/_tapedeck/ui/`, behind the same access rule as the rest.
+    pub fn set_viewer(&self, viewer: Arc<crate::viewer::Viewer>) {
+        let _ = self.viewer.set(viewer);
     }
 
     pub async fn serve(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -220,6 +229,13 @@ impl Control {
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
+            ["ui", ..] => match self.viewer.get() {
+                Some(v) => v
+                    .serve(req, "/_tapedeck/ui")
+                    .await
+                    .map(|b| b.map_err(|e| match e {}).boxed_unsync()),
+                None => error(StatusCode::NOT_FOUND, "this daemon serves no viewer"),
+            },
             _ => error(
                 StatusCode::NOT_FOUND,
                 &format!("no control endpoint {path}"),

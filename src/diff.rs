@@ -106,11 +106,37 @@ fn response_diff(a: &Recording, ea: &Event, b: &Recording, eb: &Event) -> Vec<Ch
     out
 }
 
-/// Compares run B against run A.
-pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
-    let mut summary = Summary::default();
-    // (position in A's timeline, divergence)
-    let mut candidates: Vec<(f64, Divergence)> = Vec::new();
+/// How an aligned pair of steps relates.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The same request and the same response.
+    Same,
+    /// The same request, a different response.
+    ResponseChanged,
+    /// Both runs made a call here, with different requests.
+    RequestChanged,
+    /// Only A made this call.
+    OnlyA,
+    /// Only B made this call.
+    OnlyB,
+}
+
+/// One row of the alignment: a step of A, of B, or of both.
+#[derive(Serialize, Debug, Clone)]
+pub struct Pair {
+    pub kind: Kind,
+    pub step_a: Option<u64>,
+    pub step_b: Option<u64>,
+    pub relation: Relation,
+    /// Where the pair falls on A's timeline (B's extra calls sit between A's steps).
+    pub position: f64,
+}
+
+/// Aligns the steps of two runs, per kind by key (an LCS, so an inserted or missing
+/// call shifts nothing after it), in A's timeline order; ties keep B's order.
+pub fn align(a: &Recording, b: &Recording, rules: &Rules) -> Vec<Pair> {
+    let mut pairs: Vec<Pair> = Vec::new();
     for kind in [Kind::Llm, Kind::Tool, Kind::Other] {
         let ea: Vec<&Event> = a.events.iter().filter(|e| e.kind == kind).collect();
         let eb: Vec<&Event> = b.events.iter().filter(|e| e.kind == kind).collect();
@@ -122,9 +148,28 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                 None => ea.last().map_or(0.0, |e| e.step as f64) + 0.5,
             }
         };
-        // Each op becomes pairs: both sides (same or changed request), or one side only,
-        // with where it falls on A's timeline.
-        let mut pairs: Vec<(Option<&Event>, Option<&Event>, bool, f64)> = Vec::new();
+        let mut push = |x: Option<&Event>, y: Option<&Event>, same_key: bool, position: f64| {
+            let relation = match (x, y) {
+                (Some(x), Some(y)) if same_key => {
+                    if response_diff(a, x, b, y).is_empty() {
+                        Relation::Same
+                    } else {
+                        Relation::ResponseChanged
+                    }
+                }
+                (Some(_), Some(_)) => Relation::RequestChanged,
+                (Some(_), None) => Relation::OnlyA,
+                (None, Some(_)) => Relation::OnlyB,
+                (None, None) => return,
+            };
+            pairs.push(Pair {
+                kind,
+                step_a: x.map(|e| e.step),
+                step_b: y.map(|e| e.step),
+                relation,
+                position,
+            });
+        };
         for op in capture_diff_slices(Algorithm::Patience, &ka, &kb) {
             match op {
                 DiffOp::Equal {
@@ -134,14 +179,14 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                 } => {
                     for k in 0..len {
                         let x = ea[old_index + k];
-                        pairs.push((Some(x), Some(eb[new_index + k]), true, x.step as f64));
+                        push(Some(x), Some(eb[new_index + k]), true, x.step as f64);
                     }
                 }
                 DiffOp::Delete {
                     old_index, old_len, ..
                 } => {
                     for x in &ea[old_index..old_index + old_len] {
-                        pairs.push((Some(*x), None, false, x.step as f64));
+                        push(Some(*x), None, false, x.step as f64);
                     }
                 }
                 DiffOp::Insert {
@@ -150,7 +195,7 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                     new_len,
                 } => {
                     for y in &eb[new_index..new_index + new_len] {
-                        pairs.push((None, Some(*y), false, pos_a(old_index) - 0.25));
+                        push(None, Some(*y), false, pos_a(old_index) - 0.25);
                     }
                 }
                 DiffOp::Replace {
@@ -163,79 +208,96 @@ pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
                         let x = (k < old_len).then(|| ea[old_index + k]);
                         let y = (k < new_len).then(|| eb[new_index + k]);
                         let pos = x.map_or(pos_a(old_index + old_len) - 0.25, |x| x.step as f64);
-                        pairs.push((x, y, false, pos));
+                        push(x, y, false, pos);
                     }
                 }
             }
         }
-        for (x, y, same, pos) in pairs {
-            let d = match (x, y) {
-                (Some(x), Some(y)) if same => {
-                    summary.aligned += 1;
-                    let rd = response_diff(a, x, b, y);
-                    if rd.is_empty() {
-                        continue;
-                    }
-                    summary.response_changed += 1;
-                    Divergence {
-                        step_a: Some(x.step),
-                        step_b: Some(y.step),
-                        kind,
-                        reason: "same request, different response".into(),
-                        request_diff: Vec::new(),
-                        response_diff: rd,
-                    }
-                }
-                (Some(x), Some(y)) => {
-                    summary.request_changed += 1;
-                    Divergence {
-                        step_a: Some(x.step),
-                        step_b: Some(y.step),
-                        kind,
-                        reason: "the request differs".into(),
-                        request_diff: request_diff(a, x, b, y),
-                        response_diff: response_diff(a, x, b, y),
-                    }
-                }
-                (Some(x), None) => {
-                    summary.only_in_a.push(x.step);
-                    Divergence {
-                        step_a: Some(x.step),
-                        step_b: None,
-                        kind,
-                        reason: format!(
-                            "B never made this call: {} {}",
-                            x.request.method, x.request.url
-                        ),
-                        request_diff: Vec::new(),
-                        response_diff: Vec::new(),
-                    }
-                }
-                (None, Some(y)) => {
-                    summary.only_in_b.push(y.step);
-                    Divergence {
-                        step_a: None,
-                        step_b: Some(y.step),
-                        kind,
-                        reason: format!(
-                            "B made an extra call: {} {}",
-                            y.request.method, y.request.url
-                        ),
-                        request_diff: Vec::new(),
-                        response_diff: Vec::new(),
-                    }
-                }
-                (None, None) => continue,
-            };
-            candidates.push((pos, d));
+    }
+    // Stable, so pairs at one position keep their kind order, as `diff` reports them.
+    pairs.sort_by(|x, y| {
+        x.position
+            .total_cmp(&y.position)
+            .then(x.step_b.cmp(&y.step_b))
+    });
+    pairs
+}
+
+fn event_at(rec: &Recording, step: Option<u64>) -> Option<&Event> {
+    let step = step?;
+    rec.events.iter().find(|e| e.step == step)
+}
+
+/// The divergence one aligned pair shows; `None` for a pair that is the same.
+pub fn divergence(a: &Recording, b: &Recording, p: &Pair) -> Option<Divergence> {
+    let x = event_at(a, p.step_a);
+    let y = event_at(b, p.step_b);
+    let (reason, request_diff, response_diff) = match (p.relation, x, y) {
+        (Relation::Same, _, _) => return None,
+        (Relation::ResponseChanged, Some(x), Some(y)) => (
+            "same request, different response".to_string(),
+            Vec::new(),
+            response_diff(a, x, b, y),
+        ),
+        (Relation::RequestChanged, Some(x), Some(y)) => (
+            "the request differs".to_string(),
+            request_diff(a, x, b, y),
+            response_diff(a, x, b, y),
+        ),
+        (Relation::OnlyA, Some(x), _) => (
+            format!(
+                "B never made this call: {} {}",
+                x.request.method, x.request.url
+            ),
+            Vec::new(),
+            Vec::new(),
+        ),
+        (Relation::OnlyB, _, Some(y)) => (
+            format!(
+                "B made an extra call: {} {}",
+                y.request.method, y.request.url
+            ),
+            Vec::new(),
+            Vec::new(),
+        ),
+        _ => return None,
+    };
+    Some(Divergence {
+        step_a: p.step_a,
+        step_b: p.step_b,
+        kind: p.kind,
+        reason,
+        request_diff,
+        response_diff,
+    })
+}
+
+/// Compares run B against run A.
+pub fn diff(a: &Recording, b: &Recording, rules: &Rules) -> DiffReport {
+    report(a, b, &align(a, b, rules))
+}
+
+/// The report of an alignment made by [`align`].
+pub fn report(a: &Recording, b: &Recording, pairs: &[Pair]) -> DiffReport {
+    let mut summary = Summary::default();
+    for p in pairs {
+        match p.relation {
+            Relation::Same => summary.aligned += 1,
+            Relation::ResponseChanged => {
+                summary.aligned += 1;
+                summary.response_changed += 1;
+            }
+            Relation::RequestChanged => summary.request_changed += 1,
+            Relation::OnlyA => summary.only_in_a.extend(p.step_a),
+            Relation::OnlyB => summary.only_in_b.extend(p.step_b),
         }
     }
     summary.only_in_a.sort();
     summary.only_in_b.sort();
-    let first = candidates
-        .into_iter()
-        .min_by(|x, y| x.0.total_cmp(&y.0).then(x.1.step_b.cmp(&y.1.step_b)))
-        .map(|(_, d)| d);
+    let first = pairs
+        .iter()
+        .find(|p| p.relation != Relation::Same)
+        .and_then(|p| divergence(a, b, p));
     DiffReport {
         session_a: a.session.clone(),
         session_b: b.session.clone(),

@@ -3,7 +3,8 @@
 //! The data flows one way: [`proxy`] (accept, CONNECT, TLS, HTTP) hands each exchange
 //! to [`record`] or [`replay`]; an [`exchange`] is one request/response with its kind
 //! and key; record writes events to the [`store`]; [`tape`] is the portable form of a
-//! session. Commands live in [`cmd`], one per file; `main.rs` only parses arguments.
+//! session. [`viewer`] shows sessions as web pages. Commands live in [`cmd`], one per
+//! file; `main.rs` only parses arguments.
 
 pub mod analyze;
 pub mod ca;
@@ -26,3 +27,4 @@ pub mod store;
 pub mod tape;
 pub mod trace;
 pub mod trust;
+pub mod viewer;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::exchange::{BodyRef, Event};
+use crate::exchange::{BodyRef, Event, SessionInfo};
 use crate::store::{read_daemon_info, SledStore, Store, StoreError};
 use crate::tape::{self, TapeError};
 
@@ -268,17 +268,52 @@ impl Loader {
         }
     }
 
-    async fn load_session(&mut self, arg: &str) -> Result<Recording, RecordingError> {
-        let access = match &self.access {
-            Some(a) => a.clone(),
-            None => {
-                let a = access_store(&self.dir)?;
-                self.access = Some(a.clone());
-                a
-            }
-        };
-        load_from(arg, &self.dir, access).await
+    /// Loads the session named `name` from the store (never a tape path, whatever the name).
+    pub async fn load_session(&mut self, name: &str) -> Result<Recording, RecordingError> {
+        crate::session::SessionName::new(name)?;
+        let access = self.access()?;
+        load_from(name, &self.dir, access).await
     }
+
+    /// The sessions of the store, from the store itself or from the daemon holding it.
+    pub async fn sessions(&mut self) -> Result<Vec<SessionInfo>, RecordingError> {
+        match self.access()? {
+            StoreAccess::Open(store) => Ok(store.sessions()?),
+            StoreAccess::Daemon { pid, listen } => {
+                let daemon_err = |message: String| RecordingError::Daemon {
+                    path: self.dir.clone(),
+                    pid,
+                    listen: listen.clone(),
+                    message,
+                };
+                let (status, body) = crate::control::get(&self.dir, &listen, "/_tapedeck/sessions")
+                    .await
+                    .map_err(daemon_err)?;
+                if status != 200 {
+                    return Err(daemon_err(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )));
+                }
+                serde_json::from_slice(&body)
+                    .map_err(|e| daemon_err(format!("its session list is not readable: {e}")))
+            }
+        }
+    }
+
+    fn access(&mut self) -> Result<StoreAccess, StoreError> {
+        if let Some(a) = &self.access {
+            return Ok(a.clone());
+        }
+        let a = access_store(&self.dir)?;
+        self.access = Some(a.clone());
+        Ok(a)
+    }
+}
+
+/// Lists the sessions in the store under `dir` (asking the daemon that holds it, if one does).
+pub async fn sessions(dir: &Path) -> Result<Vec<SessionInfo>, RecordingError> {
+    Loader::new(dir).sessions().await
 }
 
 async fn load_from(

@@ -6,6 +6,7 @@
 //! non-LLM exchange is read as a possible tool, whatever its host or port. A clean
 //! session produces no findings: every detector is tested on a clean run too.
 
+pub mod cluster;
 pub mod context;
 mod detectors;
 

@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub cmd: Vec<String>,
     pub mode: &'static str,
     pub proxy: ProxyOptions,
+    /// Run as the stop begins (the web viewer ends its live streams here).
+    pub on_stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl ServeOptions {
@@ -51,6 +53,7 @@ impl ServeOptions {
                 max_connections: l.max_connections.max(1),
                 ..ProxyOptions::default()
             },
+            on_stop: None,
         })
     }
 }
@@ -138,6 +141,9 @@ pub async fn serve<H: Handler>(
         crate::child::run(&opts.cmd, &env).await?
     };
     trigger.fire();
+    if let Some(f) = opts.on_stop {
+        f();
+    }
     let _ = server.await;
     let started = tokio::time::Instant::now();
     let left = inflight.drain(DRAIN).await;
@@ -162,7 +168,8 @@ pub async fn serve<H: Handler>(
     Ok(code)
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(super) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -17,6 +17,7 @@ mod session_token;
 mod sessions;
 mod show;
 mod test;
+mod ui;
 
 use thiserror::Error;
 
@@ -45,6 +46,8 @@ pub enum CmdError {
     Child(#[from] crate::child::ChildError),
     #[error(transparent)]
     Auth(#[from] crate::proxy::auth::AuthError),
+    #[error(transparent)]
+    Viewer(#[from] crate::viewer::ViewerError),
     #[error("{0}")]
     Message(String),
 }
@@ -124,6 +127,20 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 json,
             } => cluster::run(&sessions, &store.store, json).await,
+            Command::Ui {
+                tapes,
+                store,
+                listen,
+                open,
+            } => {
+                ui::run(ui::UiOptions {
+                    store: store.store,
+                    tapes,
+                    listen,
+                    open,
+                })
+                .await
+            }
             Command::GenTest {
                 session,
                 cmd,

@@ -8,13 +8,14 @@ use super::{msg, CmdResult};
 use crate::ca::Ca;
 use crate::cli::{rule_args, RecordArgs};
 use crate::proxy::upstream::Upstream;
-use crate::record::Recorder;
+use crate::record::{EventSink, Recorder};
 use crate::rules::Rules;
 use crate::session::SessionName;
 use crate::store::{RunInfo, SledStore, Store};
 use crate::trace::live::LiveExporter;
 use crate::trace::otlp::{resolve_endpoint, Pusher};
 use crate::trace::spans::TraceOptions;
+use crate::viewer::{Source, Viewer};
 
 pub async fn run(a: RecordArgs) -> CmdResult {
     let session = a.session.as_deref().map(SessionName::new).transpose()?;
@@ -48,20 +49,30 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         }
         None => None,
     };
+    let viewer = Viewer::new(
+        Source::Store(dyn_store.clone()),
+        rules.clone(),
+        "record",
+        format!("recording into {}", a.store.store.display()),
+    );
     let recorder = Recorder::new(
         dyn_store,
         rules,
         upstream,
         &a.passthrough,
-        live.as_ref().map(|l| l.sink()),
+        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
         a.max_body,
     );
+    recorder.control.set_viewer(viewer.clone());
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();
     let code = serve(
         recorder.clone(),
         ca,
-        serve_opts,
+        ServeOptions {
+            on_stop: Some(Box::new(move || viewer.close())),
+            ..serve_opts
+        },
         Some(&store),
         recorder.inflight.clone(),
         |addr| {
@@ -75,6 +86,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
                     " unless the proxy user name names one"
                 }
             );
+            tracing::info!("live viewer at http://{addr}/_tapedeck/ui/");
         },
     )
     .await?;
@@ -112,4 +124,15 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         a.store.store.display()
     );
     Ok(code)
+}
+
+/// Each stored exchange goes to the live viewer, then to live OTLP export when it is on.
+fn event_sink(viewer: &Arc<Viewer>, otlp: Option<EventSink>) -> EventSink {
+    let viewer = viewer.clone();
+    Arc::new(move |session: &str, event| {
+        viewer.notify(session, &event);
+        if let Some(otlp) = &otlp {
+            otlp(session, event);
+        }
+    })
 }

@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use super::{msg, CmdResult};
+use super::CmdResult;
 use crate::exchange::SessionInfo;
-use crate::recording::{access_store, StoreAccess};
-use crate::store::Store;
 
 pub fn rfc3339(ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
@@ -13,21 +11,7 @@ pub fn rfc3339(ns: u64) -> String {
 }
 
 pub async fn run(dir: &Path, json: bool) -> CmdResult {
-    let mut list: Vec<SessionInfo> = match access_store(dir)? {
-        StoreAccess::Open(store) => store.sessions()?,
-        StoreAccess::Daemon { pid, listen } => {
-            let (status, body) = crate::control::get(dir, &listen, "/_tapedeck/sessions")
-                .await
-                .map_err(|e| msg(format!("the store is held by tapedeck pid {pid} on {listen}, and asking it failed: {e}")))?;
-            if status != 200 {
-                return Err(msg(format!(
-                    "tapedeck pid {pid} on {listen} answered {status}"
-                )));
-            }
-            serde_json::from_slice(&body)
-                .map_err(|e| msg(format!("bad answer from pid {pid}: {e}")))?
-        }
-    };
+    let mut list: Vec<SessionInfo> = crate::recording::sessions(dir).await?;
     list.sort_by_key(|s| s.first_unix_ns);
     if json {
         let v: Vec<serde_json::Value> = list

@@ -83,7 +83,8 @@ pub struct Recorder {
     pub inflight: Arc<InFlight>,
     pub stats: RecordStats,
     sink: Option<EventSink>,
-    control: crate::control::Control,
+    /// The control API; `pub` so the record command can hang the web viewer on it.
+    pub control: crate::control::Control,
     max_body: MaxBody,
 }
 
