@@ -53,17 +53,8 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
         cwd.clone()
     };
     let rules = Arc::new(Rules::load(&rules_dir, &Default::default())?);
-    let order = match case.order.as_deref() {
-        None | Some("kind") => Order::Kind,
-        Some("strict") => Order::Strict,
-        Some("any") => Order::Any,
-        Some(o) => {
-            return Err(msg(format!(
-                "{}: order must be kind, strict or any, not {o:?}",
-                path.display()
-            )))
-        }
-    };
+    let order =
+        Order::parse(case.order.as_deref()).map_err(|e| msg(format!("{}: {e}", path.display())))?;
     let replayer = Replayer::new(
         rec,
         rules.clone(),
