@@ -302,8 +302,7 @@ impl TraceIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::causal::tokens::Scan;
-    use crate::trace::causal::{Exchange, Facts};
+    use crate::trace::causal::{Builder, Exchange};
 
     fn slot(step: u64, key: &str) -> Slot {
         Slot {
@@ -318,32 +317,30 @@ mod tests {
     /// A graph where each event's response holds `id-{step}` and each request the ids
     /// listed for it.
     fn graph(carries: &[&[u64]]) -> Graph {
-        let facts: Vec<Facts> = carries
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let step = i as u64 + 1;
-                let url = format!(
-                    "https://t.test/{step}?{}",
-                    c.iter()
-                        .map(|d| format!("ref=id-{d:08}"))
-                        .collect::<Vec<_>>()
-                        .join("&")
-                );
-                let x = Exchange {
-                    kind: Kind::Tool,
-                    agent: None,
-                    start_ns: step * 100,
-                    end_ns: step * 100 + 50,
-                    url: &url,
-                    location: None,
-                    llm: None,
-                };
-                let res = format!("{{\"id\":\"id-{step:08}\"}}");
-                Facts::new(&x, &Scan::default(), &Scan::of(res.as_bytes(), false))
-            })
-            .collect();
-        Graph::build(&facts)
+        let mut b = Builder::new(carries.len(), false);
+        for (i, c) in carries.iter().enumerate() {
+            let step = i as u64 + 1;
+            let url = format!(
+                "https://t.test/{step}?{}",
+                c.iter()
+                    .map(|d| format!("ref=id-{d:08}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
+            let x = Exchange {
+                kind: Kind::Tool,
+                agent: None,
+                start_ns: step * 100,
+                end_ns: step * 100 + 50,
+                url: &url,
+                location: None,
+                llm: None,
+            };
+            let req = b.scan_request(b"");
+            let res = b.scan_response(format!("{{\"id\":\"id-{step:08}\"}}").as_bytes());
+            b.push(&x, req, res);
+        }
+        b.build()
     }
 
     #[test]

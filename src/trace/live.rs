@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::adapters::{self, ToolCall};
-use super::causal::{self, answers, tokens::Scan, Needles};
+use super::causal::{self, answers, Needles};
 use super::otlp::Pusher;
 use super::pb::{self, SpanWriter, Val};
 use super::spans::{
@@ -348,15 +348,20 @@ fn on_event(
     let tool_name = rules.tool_name(&ev.request.method, &host, path);
     // What the request carries, to find the pending call whose arguments it holds.
     let carried = if st.pending.is_empty() {
-        Scan::default()
+        Vec::new()
     } else {
-        causal::request_scan(&ev.request.url, &Scan::of(&p.request_body, true))
+        causal::request_words(&ev.request.url, &p.request_body)
     };
     let owner = st
         .pending
         .iter_mut()
         .filter(|t| t.window_start <= ev.timing.start_unix_ns)
-        .max_by_key(|t| (t.needles.matched(&carried).0, usize::MAX - t.claimed));
+        .max_by_key(|t| {
+            (
+                t.needles.matched(|w| carried.binary_search(&w).is_ok()).0,
+                usize::MAX - t.claimed,
+            )
+        });
     let tid = trace_id(session);
     let (start, end) = (ev.timing.start_unix_ns, ev.timing.end_unix_ns);
     let mut w = match owner {

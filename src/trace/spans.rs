@@ -559,20 +559,18 @@ pub(crate) fn agent_root(
 
 /// The dependency graph of parsed events (bodies already at hand).
 fn tool_graph(parsed: &[Parsed]) -> Graph {
-    let words = parsed.iter().any(|p| p.event.kind == Kind::Llm);
-    let facts: Vec<causal::Facts> = parsed
-        .iter()
-        .map(|p| {
-            causal::load::facts(
-                p.event,
-                p.llm.as_ref(),
-                &p.request_body,
-                &p.response_body,
-                words,
-            )
-        })
-        .collect();
-    Graph::build(&facts)
+    let agentic = causal::load::is_agentic(parsed.iter().map(|p| p.event));
+    let mut b = causal::Builder::new(parsed.len(), agentic);
+    for p in parsed {
+        causal::load::push(
+            &mut b,
+            p.event,
+            p.llm.as_ref(),
+            &p.request_body,
+            &p.response_body,
+        );
+    }
+    b.build()
 }
 
 struct Builder<'a> {

@@ -5,13 +5,12 @@
 //! over [`SCAN_LIMIT`] are not read at all, only LLM exchanges go through the adapters,
 //! and words (for tool-call arguments) are kept only when the session has LLM calls.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use foldhash::{HashMap, HashMapExt};
 
 use bytes::Bytes;
 
 use super::tokens::Scan;
-use super::{Dep, Exchange, Facts, Graph};
+use super::{Builder, Dep, Exchange, Graph};
 use crate::exchange::{header, BodyRef, Event, Kind};
 use crate::recording::Recording;
 use crate::trace::adapters::{self, ExchangeView, LlmCall};
@@ -55,24 +54,22 @@ pub fn exchange<'a>(ev: &'a Event, llm: Option<&'a LlmCall>) -> Exchange<'a> {
     }
 }
 
-/// Whether tool-call arguments can matter: only a session with LLM calls has any.
-pub fn wants_words(events: &[Event]) -> bool {
-    events.iter().any(|e| e.kind == Kind::Llm)
+/// Whether a session has LLM calls (then tool-call arguments and tool answers matter).
+pub fn is_agentic<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
+    events.any(|e| e.kind == Kind::Llm)
 }
 
-/// The facts of one event whose bodies are at hand.
-pub fn facts(
+/// Adds one event whose bodies are at hand.
+pub fn push(
+    b: &mut Builder,
     ev: &Event,
     llm: Option<&LlmCall>,
     request_body: &[u8],
     response_body: &[u8],
-    words: bool,
-) -> Facts {
-    Facts::new(
-        &exchange(ev, llm),
-        &Scan::of(request_body, words),
-        &Scan::of(response_body, false),
-    )
+) {
+    let req = b.scan_request(request_body);
+    let res = b.scan_response(response_body);
+    b.push(&exchange(ev, llm), req, res);
 }
 
 fn read(rec: &Recording, r: &BodyRef) -> Bytes {
@@ -84,33 +81,45 @@ fn read(rec: &Recording, r: &BodyRef) -> Bytes {
 
 /// The graph of a whole recording.
 pub fn graph(rec: &Recording) -> Graph {
-    let words = wants_words(&rec.events);
-    let mut requests: HashMap<&str, Arc<Scan>> = HashMap::new();
-    let mut responses: HashMap<&str, Arc<Scan>> = HashMap::new();
-    let mut all = Vec::with_capacity(rec.events.len());
+    let mut requests: HashMap<&str, Scan> = HashMap::new();
+    let mut responses: HashMap<&str, Scan> = HashMap::new();
+    let mut b = Builder::new(rec.events.len(), is_agentic(rec.events.iter()));
     for ev in &rec.events {
         let response = ev.response.as_ref().map(|r| &r.body);
         if ev.kind == Kind::Llm {
             let req = read(rec, &ev.request.body);
             let res = response.map(|b| read(rec, b)).unwrap_or_default();
             let llm = parse_llm(ev, &req, &res);
-            all.push(facts(ev, llm.as_ref(), &req, &res, words));
+            push(&mut b, ev, llm.as_ref(), &req, &res);
             continue;
         }
-        let req = requests
-            .entry(&ev.request.body.b3)
-            .or_insert_with(|| Arc::new(Scan::of(&read(rec, &ev.request.body), words)))
-            .clone();
+        let req = cached(
+            rec,
+            &mut b,
+            &mut requests,
+            &ev.request.body,
+            Builder::scan_request,
+        );
         let res = match response {
-            Some(b) => responses
-                .entry(&b.b3)
-                .or_insert_with(|| Arc::new(Scan::of(&read(rec, b), false)))
-                .clone(),
-            None => Arc::new(Scan::default()),
+            Some(body) => cached(rec, &mut b, &mut responses, body, Builder::scan_response),
+            None => Scan::default(),
         };
-        all.push(Facts::new(&exchange(ev, None), &req, &res));
+        b.push(&exchange(ev, None), req, res);
     }
-    Graph::build(&all)
+    b.build()
+}
+
+/// The scan of a body, read once per distinct body.
+fn cached<'a>(
+    rec: &Recording,
+    b: &mut Builder,
+    cache: &mut HashMap<&'a str, Scan>,
+    body: &'a BodyRef,
+    scan: fn(&mut Builder, &[u8]) -> Scan,
+) -> Scan {
+    *cache
+        .entry(body.b3.as_str())
+        .or_insert_with(|| scan(b, &read(rec, body)))
 }
 
 /// One sentence for event `e`'s dependency `dep`, reading the event depended on again.

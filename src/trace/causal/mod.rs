@@ -25,14 +25,15 @@
 pub mod load;
 pub mod tokens;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
 
 use super::adapters::recognise::percent_decode;
 use super::adapters::{LlmCall, ToolCall, ToolResult};
 use crate::exchange::Kind;
-use tokens::{hash, needle_words, Scan};
+use tokens::{hash, needle_words, Arena, Keep, Run, Scan};
 
 /// An event keeps at most this many dependencies from its messages and values (the most
 /// recent): an LLM request carries its whole history, and the older events it holds are
@@ -147,12 +148,13 @@ impl Needles {
         )
     }
 
-    /// How many of the values `request` (scanned with words) carries, and the first one.
-    pub fn matched(&self, request: &Scan) -> (usize, Option<u64>) {
+    /// How many of the values a request carries (`has_word` says whether it holds a word),
+    /// and the first one's hash.
+    pub fn matched(&self, has_word: impl Fn(u64) -> bool) -> (usize, Option<u64>) {
         let mut n = 0;
         let mut first = None;
         for needle in &self.0 {
-            if needle.words.iter().all(|w| request.has_word(*w)) {
+            if needle.words.iter().all(|w| has_word(*w)) {
                 n += 1;
                 first.get_or_insert(needle.text);
             }
@@ -161,16 +163,27 @@ impl Needles {
     }
 }
 
-/// The scan of a request as the model reads it: its URL (percent-decoded) and its body.
-pub fn request_scan(url: &str, body: &Scan) -> Scan {
-    let mut s = Scan {
-        values: body.values.clone(),
-        words: body.words.clone(),
-        digest: body.digest,
-    };
-    s.add(percent_decode(url).as_bytes());
-    s.finish();
-    s
+/// A URL as the model reads it: percent-decoded.
+fn url_text(url: &str) -> Cow<'_, str> {
+    if url.contains('%') {
+        Cow::Owned(percent_decode(url))
+    } else {
+        Cow::Borrowed(url)
+    }
+}
+
+/// Every word of a request, URL and body, hashed and sorted (for live export, which
+/// looks at one event at a time).
+pub fn request_words(url: &str, body: &[u8]) -> Vec<u64> {
+    let mut arena = Arena::default();
+    let s = arena.scan(
+        &[url_text(url).as_bytes(), body],
+        Keep {
+            words: true,
+            digest: false,
+        },
+    );
+    s.words.map(|w| arena.get(w).to_vec()).unwrap_or_default()
 }
 
 struct CallFacts {
@@ -185,22 +198,134 @@ struct ResultFacts {
     content: Option<u64>,
 }
 
-/// One event as the graph sees it: hashes only.
-pub struct Facts {
-    llm: bool,
-    agent: u64,
-    start_ns: u64,
-    end_ns: u64,
-    /// The request: URL and body.
-    request: Scan,
+/// What an LLM exchange adds: the messages its request holds, the calls and text its
+/// response gave.
+#[derive(Default)]
+struct LlmFacts {
     results: Vec<ResultFacts>,
     held_ids: Vec<u64>,
     held_texts: Vec<u64>,
-    /// Distinctive values of the response (body, `Location`, assistant text, arguments).
-    values_out: Vec<u64>,
     calls: Vec<CallFacts>,
     texts_out: Vec<u64>,
-    body_out: Option<u64>,
+}
+
+/// One event as the graph sees it: hashes only (in the builder's arena), bodies shared
+/// between the events that have the same one.
+struct Facts {
+    agent: u64,
+    start_ns: u64,
+    end_ns: u64,
+    url: Scan,
+    body_in: Scan,
+    body_out: Scan,
+    /// More values of the response: `Location`, an LLM's assembled text and arguments.
+    extra_out: Run,
+    llm: Option<Box<LlmFacts>>,
+}
+
+impl Facts {
+    fn new(x: &Exchange, request: Scan, response: Scan, words: bool, arena: &mut Arena) -> Facts {
+        let llm = x.llm.map(|call| Box::new(LlmFacts::read(call)));
+        let mut extra: Vec<Vec<u8>> = Vec::new();
+        if let Some(loc) = x.location {
+            extra.push(percent_decode(loc).into_bytes());
+        }
+        // A streamed answer is split into deltas: read the assembled text and arguments.
+        if let Some(call) = x.llm {
+            extra.push(call.output_text.as_bytes().to_vec());
+            for tc in &call.tool_calls {
+                extra.push(tc.arguments.to_string().into_bytes());
+            }
+        }
+        let extra_out = if extra.is_empty() {
+            Run::default()
+        } else {
+            let parts: Vec<&[u8]> = extra.iter().map(Vec::as_slice).collect();
+            arena.scan(&parts, Keep::default()).values
+        };
+        let url = arena.scan(
+            &[url_text(x.url).as_bytes()],
+            Keep {
+                words,
+                digest: false,
+            },
+        );
+        Facts {
+            agent: x.agent.map_or(0, |a| hash(a.as_bytes())),
+            start_ns: x.start_ns,
+            end_ns: x.end_ns.max(x.start_ns),
+            url,
+            body_in: request,
+            body_out: response,
+            extra_out,
+            llm,
+        }
+    }
+
+    fn values_in<'a>(&self, arena: &'a Arena) -> impl Iterator<Item = u64> + 'a {
+        arena
+            .get(self.url.values)
+            .iter()
+            .chain(arena.get(self.body_in.values))
+            .copied()
+    }
+
+    fn values_out<'a>(&self, arena: &'a Arena) -> impl Iterator<Item = u64> + 'a {
+        arena
+            .get(self.body_out.values)
+            .iter()
+            .chain(arena.get(self.extra_out))
+            .copied()
+    }
+
+    fn has_word(&self, arena: &Arena, w: u64) -> bool {
+        arena.has_word(&self.url, w) || arena.has_word(&self.body_in, w)
+    }
+}
+
+/// Collects a session's events in step order, then builds their graph.
+pub struct Builder {
+    arena: Arena,
+    facts: Vec<Facts>,
+    /// Whether the session has LLM calls: only then do words (tool-call arguments) and
+    /// digests (tool answers passed on) matter.
+    agentic: bool,
+}
+
+impl Builder {
+    pub fn new(events: usize, agentic: bool) -> Builder {
+        Builder {
+            arena: Arena::default(),
+            facts: Vec::with_capacity(events),
+            agentic,
+        }
+    }
+
+    pub fn scan_request(&mut self, body: &[u8]) -> Scan {
+        let keep = Keep {
+            words: self.agentic,
+            digest: false,
+        };
+        self.arena.scan(&[body], keep)
+    }
+
+    pub fn scan_response(&mut self, body: &[u8]) -> Scan {
+        let keep = Keep {
+            words: false,
+            digest: self.agentic,
+        };
+        self.arena.scan(&[body], keep)
+    }
+
+    /// Adds the next event, with the scans of its bodies.
+    pub fn push(&mut self, x: &Exchange, request: Scan, response: Scan) {
+        let f = Facts::new(x, request, response, self.agentic, &mut self.arena);
+        self.facts.push(f);
+    }
+
+    pub fn build(self) -> Graph {
+        Graph::build(&self.facts, &self.arena)
+    }
 }
 
 /// The text parts of a GenAI message, joined, trimmed.
@@ -223,57 +348,27 @@ fn role_is(m: &Value, role: &str) -> bool {
     m.get("role").and_then(Value::as_str) == Some(role)
 }
 
-impl Facts {
-    /// Reads one event: `request` and `response` are the scans of its bodies.
-    pub fn new(x: &Exchange, request: &Scan, response: &Scan) -> Facts {
-        let llm = x.llm;
-        let mut f = Facts {
-            llm: llm.is_some(),
-            agent: x.agent.map_or(0, |a| hash(a.as_bytes())),
-            start_ns: x.start_ns,
-            end_ns: x.end_ns.max(x.start_ns),
-            request: request_scan(x.url, request),
-            results: Vec::new(),
-            held_ids: Vec::new(),
-            held_texts: Vec::new(),
-            values_out: Vec::new(),
-            calls: Vec::new(),
-            texts_out: Vec::new(),
-            body_out: None,
+impl LlmFacts {
+    fn read(call: &LlmCall) -> LlmFacts {
+        let mut f = LlmFacts {
+            results: call
+                .tool_results
+                .iter()
+                .map(|r| ResultFacts {
+                    id: r.id.as_deref().map(|s| hash(s.as_bytes())),
+                    name: r.name.as_deref().map(|s| hash(s.as_bytes())),
+                    content: tokens::digest(r.content.as_bytes()),
+                })
+                .collect(),
+            ..LlmFacts::default()
         };
-        let mut out = Scan {
-            values: response.values.clone(),
-            ..Scan::default()
-        };
-        if let Some(loc) = x.location {
-            out.add(percent_decode(loc).as_bytes());
-        }
-        match llm {
-            Some(call) => f.read_llm(call, &mut out),
-            None => f.body_out = response.digest,
-        }
-        out.finish();
-        f.values_out = out.values;
-        f
-    }
-
-    fn read_llm(&mut self, call: &LlmCall, out: &mut Scan) {
-        self.results = call
-            .tool_results
-            .iter()
-            .map(|r| ResultFacts {
-                id: r.id.as_deref().map(|s| hash(s.as_bytes())),
-                name: r.name.as_deref().map(|s| hash(s.as_bytes())),
-                content: tokens::digest(r.content.as_bytes()),
-            })
-            .collect();
         for m in call.input_messages.as_array().into_iter().flatten() {
             if !role_is(m, "assistant") {
                 continue;
             }
             let text = message_text(m);
             if !text.is_empty() {
-                self.held_texts.push(hash(text.as_bytes()));
+                f.held_texts.push(hash(text.as_bytes()));
             }
             for p in m
                 .get("parts")
@@ -283,7 +378,7 @@ impl Facts {
             {
                 if p.get("type").and_then(Value::as_str) == Some("tool_call") {
                     if let Some(id) = p.get("id").and_then(Value::as_str) {
-                        self.held_ids.push(hash(id.as_bytes()));
+                        f.held_ids.push(hash(id.as_bytes()));
                     }
                 }
             }
@@ -291,19 +386,17 @@ impl Facts {
         for m in call.output_messages.as_array().into_iter().flatten() {
             let text = message_text(m);
             if !text.is_empty() {
-                self.texts_out.push(hash(text.as_bytes()));
+                f.texts_out.push(hash(text.as_bytes()));
             }
         }
-        // A streamed answer is split into deltas: read the assembled text and arguments.
-        out.add(call.output_text.as_bytes());
         for tc in &call.tool_calls {
-            out.add(tc.arguments.to_string().as_bytes());
-            self.calls.push(CallFacts {
+            f.calls.push(CallFacts {
                 id: tc.id.as_deref().map(|s| hash(s.as_bytes())),
                 name: hash(tc.name.as_bytes()),
                 needles: Needles::of(tc),
             });
         }
+        f
     }
 }
 
@@ -339,8 +432,7 @@ enum Seen {
 }
 
 impl Graph {
-    /// Builds the graph of a session's events, given in step order.
-    pub fn build(facts: &[Facts]) -> Graph {
+    fn build(facts: &[Facts], arena: &Arena) -> Graph {
         let n = facts.len();
         // Responses at their end, requests at their start; at the same instant the
         // response comes first.
@@ -364,6 +456,7 @@ impl Graph {
             if !is_request {
                 f.note_response(
                     i,
+                    arena,
                     &mut seen,
                     &mut by_id,
                     &mut by_name,
@@ -373,8 +466,8 @@ impl Graph {
                 continue;
             }
             let mut found = Vec::new();
-            if f.llm {
-                for r in &f.results {
+            if let Some(l) = &f.llm {
+                for r in &l.results {
                     let hit = match (r.id, r.name) {
                         (Some(id), _) => by_id.get(&(f.agent, id)).map(|h| (*h, id)),
                         (None, Some(name)) => by_name.get(&(f.agent, name)).map(|h| (*h, name)),
@@ -396,7 +489,7 @@ impl Graph {
                         });
                     }
                 }
-                for &id in &f.held_ids {
+                for &id in &l.held_ids {
                     if let Some(&(d, call)) = by_id.get(&(f.agent, id)) {
                         found.push(Dep {
                             on: d,
@@ -405,7 +498,7 @@ impl Graph {
                         });
                     }
                 }
-                for &t in &f.held_texts {
+                for &t in &l.held_texts {
                     if let Some(&d) = by_text.get(&(f.agent, t)) {
                         found.push(Dep {
                             on: d,
@@ -415,7 +508,7 @@ impl Graph {
                     }
                 }
             }
-            for &v in &f.request.values {
+            for v in f.values_in(arena) {
                 match seen.get(&v) {
                     Some(Seen::Response(d)) if *d != i => found.push(Dep {
                         on: *d,
@@ -437,7 +530,7 @@ impl Graph {
         }
 
         let runs = tool_call_runs(facts, &closing);
-        link_arguments(facts, &runs, &mut deps);
+        link_arguments(facts, arena, &runs, &mut deps);
 
         let mut offsets = Vec::with_capacity(n + 1);
         let mut flat = Vec::with_capacity(deps.iter().map(Vec::len).sum());
@@ -494,16 +587,18 @@ impl Graph {
 }
 
 impl Facts {
+    #[allow(clippy::too_many_arguments)]
     fn note_response(
         &self,
         i: u32,
+        arena: &Arena,
         seen: &mut HashMap<u64, Seen>,
         by_id: &mut HashMap<(u64, u64), (u32, u16)>,
         by_name: &mut HashMap<(u64, u64), (u32, u16)>,
         by_text: &mut HashMap<(u64, u64), u32>,
         by_output: &mut HashMap<u64, u32>,
     ) {
-        for &v in &self.values_out {
+        for v in self.values_out(arena) {
             let s = seen.entry(v).or_insert(Seen::Response(i));
             if let Seen::Response(d) = *s {
                 if d != i {
@@ -511,18 +606,18 @@ impl Facts {
                 }
             }
         }
-        if self.llm {
-            for (j, c) in self.calls.iter().enumerate() {
+        if let Some(l) = &self.llm {
+            for (j, c) in l.calls.iter().enumerate() {
                 let j = j as u16;
                 if let Some(id) = c.id {
                     by_id.insert((self.agent, id), (i, j));
                 }
                 by_name.insert((self.agent, c.name), (i, j));
             }
-            for &t in &self.texts_out {
+            for &t in &l.texts_out {
                 by_text.insert((self.agent, t), i);
             }
-        } else if let Some(b) = self.body_out {
+        } else if let Some(b) = self.body_out.digest {
             by_output.insert(b, i);
         }
     }
@@ -533,7 +628,7 @@ impl Facts {
 fn tool_call_runs(facts: &[Facts], closing: &HashMap<(u32, u16), u32>) -> Vec<ToolCallRun> {
     let session_end = facts.iter().map(|f| f.end_ns).max().unwrap_or(0);
     let mut llm_starts: HashMap<u64, Vec<u64>> = HashMap::new();
-    for f in facts.iter().filter(|f| f.llm) {
+    for f in facts.iter().filter(|f| f.llm.is_some()) {
         llm_starts.entry(f.agent).or_default().push(f.start_ns);
     }
     for v in llm_starts.values_mut() {
@@ -541,14 +636,14 @@ fn tool_call_runs(facts: &[Facts], closing: &HashMap<(u32, u16), u32>) -> Vec<To
     }
     let mut runs = Vec::new();
     for (d, f) in facts.iter().enumerate() {
-        if f.calls.is_empty() {
+        let Some(l) = f.llm.as_ref().filter(|l| !l.calls.is_empty()) else {
             continue;
-        }
+        };
         let next_llm = llm_starts.get(&f.agent).and_then(|v| {
             let k = v.partition_point(|s| *s < f.end_ns);
             v.get(k).copied()
         });
-        for j in 0..f.calls.len() {
+        for j in 0..l.calls.len() {
             let close = closing.get(&(d as u32, j as u16)).copied();
             let to_ns = close
                 .map(|k| facts[k as usize].start_ns)
@@ -567,20 +662,22 @@ fn tool_call_runs(facts: &[Facts], closing: &HashMap<(u32, u16), u32>) -> Vec<To
 }
 
 /// Links the tool requests made while a call ran that carry its argument values.
-fn link_arguments(facts: &[Facts], runs: &[ToolCallRun], deps: &mut [Vec<Dep>]) {
+fn link_arguments(facts: &[Facts], arena: &Arena, runs: &[ToolCallRun], deps: &mut [Vec<Dep>]) {
     if runs.is_empty() {
         return;
     }
     let mut by_start: Vec<(u64, u32)> = facts
         .iter()
         .enumerate()
-        .filter(|(_, f)| !f.llm && f.request.words.is_some())
+        .filter(|(_, f)| f.llm.is_none() && f.url.words.is_some())
         .map(|(i, f)| (f.start_ns, i as u32))
         .collect();
     by_start.sort_unstable();
     for run in runs {
         let d = &facts[run.llm as usize];
-        let needles = &d.calls[run.call as usize].needles;
+        let Some(call) = d.llm.as_ref().and_then(|l| l.calls.get(run.call as usize)) else {
+            continue;
+        };
         let first = by_start.partition_point(|(s, _)| *s < run.from_ns);
         for &(start, k) in &by_start[first..] {
             if start > run.to_ns {
@@ -590,7 +687,7 @@ fn link_arguments(facts: &[Facts], runs: &[ToolCallRun], deps: &mut [Vec<Dep>]) 
             if e.agent != d.agent || k <= run.llm {
                 continue;
             }
-            let (matched, value) = needles.matched(&e.request);
+            let (matched, value) = call.needles.matched(|w| e.has_word(arena, w));
             if let (true, Some(value)) = (matched > 0, value) {
                 deps[k as usize].push(Dep {
                     on: run.llm,

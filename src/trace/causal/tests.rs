@@ -1,6 +1,5 @@
 use serde_json::json;
 
-use super::tokens::Scan;
 use super::*;
 use crate::trace::adapters::{ToolCall, ToolResult};
 
@@ -43,18 +42,12 @@ fn llm(call: LlmCall, start: u64, end: u64) -> Ev {
 }
 
 fn graph(evs: &[Ev]) -> Graph {
-    let words = evs.iter().any(|e| e.kind == Kind::Llm);
-    let facts: Vec<Facts> = evs
-        .iter()
-        .map(|e| {
-            Facts::new(
-                &exchange(e),
-                &Scan::of(&e.req, words),
-                &Scan::of(&e.res, false),
-            )
-        })
-        .collect();
-    Graph::build(&facts)
+    let mut b = Builder::new(evs.len(), evs.iter().any(|e| e.kind == Kind::Llm));
+    for e in evs {
+        let (req, res) = (b.scan_request(&e.req), b.scan_response(&e.res));
+        b.push(&exchange(e), req, res);
+    }
+    b.build()
 }
 
 fn exchange(e: &Ev) -> Exchange<'_> {

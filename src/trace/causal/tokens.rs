@@ -15,12 +15,16 @@
 //! So short common words (`Paris`, `sunny`, `true`, `gpt-4o`), dates (`2026-11-25`) and
 //! versions (`4.17.21`) never link events by themselves.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher};
 
-/// A 64-bit hash of some bytes (SipHash with fixed keys: the same in every process).
+use foldhash::quality::FixedState;
+
+/// Fixed, so a value hashes the same in every process (tests and messages rely on it).
+const SEED: FixedState = FixedState::with_seed(0x7461_7065_6465_636b);
+
+/// A 64-bit hash of some bytes.
 pub fn hash(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = SEED.build_hasher();
     h.write(bytes);
     h.finish()
 }
@@ -115,72 +119,115 @@ fn word_hash(t: &[u8], buf: &mut Vec<u8>) -> u64 {
     hash(buf)
 }
 
-/// What one body (or URL) holds, hashed: its distinctive values, its words (lower-cased,
-/// every token; only when asked for, as tool-call arguments are matched against them) and
-/// a digest of its content that ignores white space (a tool's answer passed on verbatim).
-#[derive(Debug, Default, Clone)]
+/// What to keep of a scanned text besides its distinctive values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// Every word, lower-cased (what tool-call arguments are matched against).
+    pub words: bool,
+    /// A digest of the whole text (a tool's answer passed on verbatim).
+    pub digest: bool,
+}
+
+/// A run of hashes in an [`Arena`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    start: u32,
+    len: u32,
+}
+
+/// What one text (a body, a URL) holds, hashed: its distinctive values and, when asked
+/// for, its words and a digest that ignores white space. The hashes live in an [`Arena`],
+/// so a scan is a few words, copied freely between the events that share a body.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Scan {
     /// Sorted, without duplicates.
-    pub values: Vec<u64>,
+    pub values: Run,
     /// Sorted, without duplicates; `None` when not asked for.
-    pub words: Option<Vec<u64>>,
-    /// Hash of the bytes without ASCII white space; `None` for an empty body.
+    pub words: Option<Run>,
+    /// `None` for an empty text, or when not asked for.
     pub digest: Option<u64>,
 }
 
-impl Scan {
-    /// Scans `text`; `words` says whether to keep every word too.
-    pub fn of(text: &[u8], words: bool) -> Scan {
-        let mut s = Scan {
-            words: words.then(Vec::new),
-            ..Scan::default()
+/// The hashes of every scan of a session, end to end in one vector: a long session costs
+/// one growing allocation, not several per event.
+#[derive(Debug, Default)]
+pub struct Arena {
+    hashes: Vec<u64>,
+    values: Vec<u64>,
+    words: Vec<u64>,
+    buf: Vec<u8>,
+}
+
+impl Arena {
+    pub fn get(&self, r: Run) -> &[u64] {
+        let start = r.start as usize;
+        self.hashes
+            .get(start..start + r.len as usize)
+            .unwrap_or(&[])
+    }
+
+    pub fn has_word(&self, s: &Scan, w: u64) -> bool {
+        s.words
+            .is_some_and(|r| self.get(r).binary_search(&w).is_ok())
+    }
+
+    /// Scans texts as one.
+    pub fn scan(&mut self, texts: &[&[u8]], keep: Keep) -> Scan {
+        self.values.clear();
+        self.words.clear();
+        for text in texts {
+            let (values, words, buf) = (&mut self.values, &mut self.words, &mut self.buf);
+            for_each_token(text, |t| {
+                if is_distinctive(t) {
+                    values.push(hash(t));
+                }
+                if keep.words {
+                    words.push(word_hash(t, buf));
+                }
+            });
+        }
+        let values = push_run(&mut self.hashes, &mut self.values);
+        let words = keep
+            .words
+            .then(|| push_run(&mut self.hashes, &mut self.words));
+        let digest = match (keep.digest, texts) {
+            (true, [one]) => digest(one),
+            (true, _) => digest(&texts.concat()),
+            (false, _) => None,
         };
-        s.add(text);
-        s.digest = digest(text);
-        s.finish();
-        s
-    }
-
-    /// Adds the tokens of more text (call [`Scan::finish`] after the last).
-    pub fn add(&mut self, text: &[u8]) {
-        let mut buf = Vec::new();
-        for_each_token(text, |t| {
-            if is_distinctive(t) {
-                self.values.push(hash(t));
-            }
-            if let Some(w) = self.words.as_mut() {
-                w.push(word_hash(t, &mut buf));
-            }
-        });
-    }
-
-    pub fn finish(&mut self) {
-        self.values.sort_unstable();
-        self.values.dedup();
-        if let Some(w) = self.words.as_mut() {
-            w.sort_unstable();
-            w.dedup();
+        Scan {
+            values,
+            words,
+            digest,
         }
     }
+}
 
-    pub fn has_word(&self, w: u64) -> bool {
-        self.words
-            .as_ref()
-            .is_some_and(|ws| ws.binary_search(&w).is_ok())
+/// Sorts and dedups `items` onto the end of `hashes`.
+fn push_run(hashes: &mut Vec<u64>, items: &mut [u64]) -> Run {
+    items.sort_unstable();
+    let start = hashes.len();
+    let mut last = None;
+    for &h in items.iter() {
+        if last != Some(h) {
+            hashes.push(h);
+            last = Some(h);
+        }
+    }
+    Run {
+        start: start as u32,
+        len: (hashes.len() - start) as u32,
     }
 }
 
 /// Hash of the bytes without ASCII white space: `{"a": 1}` and `{"a":1}` agree.
 pub fn digest(text: &[u8]) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    let mut any = false;
-    for chunk in text.split(|b| b.is_ascii_whitespace()) {
-        if !chunk.is_empty() {
-            h.write(chunk);
-            any = true;
-        }
-    }
-    any.then(|| h.finish())
+    let squeezed: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    (!squeezed.is_empty()).then(|| hash(&squeezed))
 }
 
 /// The words of one tool-call argument value, lower-cased and hashed; a request carries
@@ -276,16 +323,28 @@ mod tests {
     #[test]
     fn a_value_is_found_again_by_its_hash() {
         let body = br#"{"id":"obj-0001f0a9","name":"x"}"#;
-        let s = Scan::of(body, true);
-        assert_eq!(s.values.len(), 1);
-        assert_eq!(
-            find_value(body, s.values[0]).as_deref(),
-            Some("obj-0001f0a9")
+        let mut arena = Arena::default();
+        let s = arena.scan(
+            &[body],
+            Keep {
+                words: true,
+                digest: true,
+            },
         );
-        assert!(s.has_word(hash(b"x")));
-        let paris = needle_words("New York");
-        assert!(paris
-            .iter()
-            .all(|w| Scan::of(b"q=new+york", true).has_word(*w)));
+        let values = arena.get(s.values).to_vec();
+        assert_eq!(values.len(), 1);
+        assert_eq!(find_value(body, values[0]).as_deref(), Some("obj-0001f0a9"));
+        assert!(arena.has_word(&s, hash(b"x")));
+        assert_eq!(s.digest, digest(body));
+        let new_york = needle_words("New York");
+        let url = arena.scan(
+            &[b"q=new+york", b"&x=1"],
+            Keep {
+                words: true,
+                digest: false,
+            },
+        );
+        assert!(new_york.iter().all(|w| arena.has_word(&url, *w)));
+        assert!(!arena.has_word(&url, hash(b"paris")));
     }
 }
