@@ -1016,3 +1016,180 @@ async fn large_bodies_replay_byte_for_byte() {
     r.stop();
     assert!(a.body == a3.body);
 }
+
+/// The zero-byte answers: (method, path, status).
+const ZERO_BYTE: [(&str, &str, u16); 6] = [
+    ("GET", "/empty?status=200", 200),
+    ("GET", "/empty?status=201", 201),
+    ("GET", "/empty?status=202", 202),
+    ("GET", "/empty?status=204", 204),
+    ("GET", "/empty?status=304", 304),
+    ("HEAD", "/json", 200),
+];
+
+/// Checks a tape's events: every zero-byte answer complete, no error, its recorded
+/// `Content-Length` kept.
+fn assert_recorded_complete(events: &[Value]) {
+    assert_eq!(events.len(), ZERO_BYTE.len());
+    for (ev, (method, path, status)) in events.iter().zip(ZERO_BYTE) {
+        let what = format!("{method} {path}");
+        let resp = &ev["response"];
+        assert_eq!(resp["status"], status, "{what}");
+        assert_eq!(resp["complete"], true, "{what}: {ev}");
+        assert!(ev.get("error").is_none_or(Value::is_null), "{what}: {ev}");
+        let cl = resp["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "content-length")
+            .map(|h| h[1].as_str().unwrap().to_string());
+        match (method, status) {
+            ("GET", 200..=202) => assert_eq!(cl.as_deref(), Some("0"), "{what}"),
+            ("HEAD", _) => assert!(
+                cl.is_some_and(|v| v != "0"),
+                "{what}: HEAD keeps the length"
+            ),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_byte_bodies_are_recorded_complete_and_replay_as_zero_bytes() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    type ClientOf = fn(&Daemon, &Dirs) -> reqwest::Client;
+    for (label, client_of) in [("h1", client_h1 as ClientOf), ("h2", client as ClientOf)] {
+        let session = format!("empty-{label}");
+        let d = record(&dirs, &up, &session);
+        let c = client_of(&d, &dirs);
+        for (method, path, status) in ZERO_BYTE {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = c.request(m, up.url(path)).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{label} {path}");
+            assert!(resp.bytes().await.unwrap().is_empty());
+        }
+        let (code, stderr) = d.stop();
+        assert_eq!(code, 0);
+        assert!(!stderr.contains("hung up"), "{label}: {stderr}");
+        assert_recorded_complete(&support::harness::export(&dirs, &session));
+
+        let r = replay(&dirs, &session, &[]);
+        let c = client_of(&r, &dirs);
+        for (method, path, status) in ZERO_BYTE {
+            let what = format!("{label} {method} {path}");
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = c.request(m, up.url(path)).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert!(resp.headers().get("transfer-encoding").is_none(), "{what}");
+            if method == "GET" && status < 204 && label == "h1" {
+                assert_eq!(resp.headers()["content-length"], "0", "{what}");
+            }
+            // A cut body would fail here (the client sees the stream end early).
+            let body = resp.bytes().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(body.is_empty(), "{what}");
+        }
+        let (code, stderr) = r.stop();
+        assert_eq!(code, 0);
+        assert!(stderr.contains("served 6/6 events, 0 misses"), "{stderr}");
+    }
+
+    // Older recordings marked an empty 200 as cut by a hang-up: a body declared to be
+    // zero bytes long is whole anyway.
+    let tape = dirs.path("old.jsonl");
+    assert_eq!(
+        dirs.run(&["export", "empty-h1", "-o", tape.to_str().unwrap()])
+            .0,
+        0
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&tape)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                return line.to_string();
+            }
+            let mut ev: Value = serde_json::from_str(line).unwrap();
+            ev["response"]["complete"] = json!(false);
+            ev["error"] = json!({"kind": "client_closed", "message": "the client hung up"});
+            ev.to_string()
+        })
+        .collect();
+    std::fs::write(&tape, lines.join("\n") + "\n").unwrap();
+    let r = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let resp = client_h1(&r, &dirs)
+        .get(up.url("/empty?status=200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-length"], "0");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    r.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_reads_zero_byte_bodies_whole_under_record_and_replay() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("curl is not installed: skipped");
+        return;
+    }
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    // curl exits 18 (partial file) or 56 (receive failure) when a body is cut.
+    let curl = |d: &Daemon, http: &str, method: &str, url: &str| {
+        let ca = dirs.certs.join("ca.pem");
+        let mut args = vec![
+            "-sS",
+            "--max-time",
+            "20",
+            http,
+            "--proxy",
+            "",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ];
+        let proxy = d.proxy_url();
+        args[5] = &proxy;
+        if method == "HEAD" {
+            args.push("-I");
+        }
+        args.push(url);
+        let out = std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for http in ["--http1.1", "--http2"] {
+        let session = format!("curl{}", &http[6..].replace('.', ""));
+        let d = record(&dirs, &up, &session);
+        for (method, path, status) in ZERO_BYTE {
+            let (code, out, err) = curl(&d, http, method, &up.url(path));
+            assert_eq!(code, 0, "record {http} {method} {path}: {err}");
+            assert_eq!(out, format!("{status} 0"), "record {http} {method} {path}");
+        }
+        d.stop();
+        assert_recorded_complete(&support::harness::export(&dirs, &session));
+        let r = replay(&dirs, &session, &[]);
+        for (method, path, status) in ZERO_BYTE {
+            let (code, out, err) = curl(&r, http, method, &up.url(path));
+            assert_eq!(code, 0, "replay {http} {method} {path}: {err}");
+            assert_eq!(out, format!("{status} 0"), "replay {http} {method} {path}");
+        }
+        let (_, stderr) = r.stop();
+        assert!(stderr.contains("0 misses"), "{stderr}");
+    }
+}
