@@ -328,7 +328,6 @@ mod tests {
                     .join("&")
             );
             let x = Exchange {
-                kind: Kind::Tool,
                 agent: None,
                 start_ns: step * 100,
                 end_ns: step * 100 + 50,

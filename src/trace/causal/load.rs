@@ -41,7 +41,6 @@ pub fn parse_llm(ev: &Event, request_body: &[u8], response_body: &[u8]) -> Optio
 /// The model's view of an event.
 pub fn exchange<'a>(ev: &'a Event, llm: Option<&'a LlmCall>) -> Exchange<'a> {
     Exchange {
-        kind: ev.kind,
         agent: ev.agent.as_deref(),
         start_ns: ev.timing.start_ns,
         end_ns: ev.timing.end_ns,

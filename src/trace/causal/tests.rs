@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::exchange::Kind;
 use crate::trace::adapters::{ToolCall, ToolResult};
 
 /// One event for the model: a URL, bodies, times and, for LLM calls, what they said.
@@ -52,7 +53,6 @@ fn graph(evs: &[Ev]) -> Graph {
 
 fn exchange(e: &Ev) -> Exchange<'_> {
     Exchange {
-        kind: e.kind,
         agent: e.agent,
         start_ns: e.start,
         end_ns: e.end,
