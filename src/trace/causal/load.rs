@@ -2,8 +2,9 @@
 //!
 //! Built once when a replay loads its session, so it must stay cheap on long sessions:
 //! each distinct body is read and scanned once (sessions repeat bodies a lot), bodies
-//! over [`SCAN_LIMIT`] are not read at all, only LLM exchanges go through the adapters,
-//! and words (for tool-call arguments) are kept only when the session has LLM calls.
+//! over [`SCAN_LIMIT`] or of a binary type (a tarball, an image) are not read at all, only
+//! LLM exchanges go through the adapters, and words (for tool-call arguments) are kept
+//! only when the session has LLM calls.
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 
 use super::tokens::Scan;
 use super::{Builder, Dep, Exchange, Graph};
-use crate::exchange::{header, BodyRef, Event, Kind};
+use crate::exchange::{header, BodyRef, Event, Header, Kind};
 use crate::recording::Recording;
 use crate::trace::adapters::{self, ExchangeView, LlmCall};
 
@@ -58,6 +59,34 @@ pub fn is_agentic<'a>(mut events: impl Iterator<Item = &'a Event>) -> bool {
     events.any(|e| e.kind == Kind::Llm)
 }
 
+/// Whether a body can carry values worth reading: text of a sensible size.
+fn worth_reading(len: u64, headers: &[Header]) -> bool {
+    if len == 0 || len > SCAN_LIMIT {
+        return false;
+    }
+    let Some(ct) = header(headers, "content-type") else {
+        return true;
+    };
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    ct.starts_with("text/")
+        || [
+            "json",
+            "xml",
+            "javascript",
+            "x-www-form-urlencoded",
+            "ndjson",
+            "yaml",
+            "graphql",
+        ]
+        .iter()
+        .any(|t| ct.contains(t))
+}
+
 /// Adds one event whose bodies are at hand.
 pub fn push(
     b: &mut Builder,
@@ -66,16 +95,34 @@ pub fn push(
     request_body: &[u8],
     response_body: &[u8],
 ) {
-    let req = b.scan_request(request_body);
-    let res = b.scan_response(response_body);
+    let worth = |body: &'_ [u8], headers: &[Header]| worth_reading(body.len() as u64, headers);
+    let req = match worth(request_body, &ev.request.headers) {
+        true => b.scan_request(request_body),
+        false => b.scan_request(b""),
+    };
+    let res = match ev.response.as_ref() {
+        Some(r) if worth(response_body, &r.headers) => b.scan_response(response_body),
+        _ => b.scan_response(b""),
+    };
     b.push(&exchange(ev, llm), req, res);
 }
 
-fn read(rec: &Recording, r: &BodyRef) -> Bytes {
-    if r.len == 0 || r.len > SCAN_LIMIT {
+fn read(rec: &Recording, r: &BodyRef, headers: &[Header]) -> Bytes {
+    if !worth_reading(r.len, headers) {
         return Bytes::new();
     }
     rec.body(r).unwrap_or_default()
+}
+
+fn read_request(rec: &Recording, ev: &Event) -> Bytes {
+    read(rec, &ev.request.body, &ev.request.headers)
+}
+
+fn read_response(rec: &Recording, ev: &Event) -> Bytes {
+    ev.response
+        .as_ref()
+        .map(|r| read(rec, &r.body, &r.headers))
+        .unwrap_or_default()
 }
 
 /// The graph of a whole recording.
@@ -84,23 +131,19 @@ pub fn graph(rec: &Recording) -> Graph {
     let mut responses: HashMap<&str, Scan> = HashMap::new();
     let mut b = Builder::new(rec.events.len(), is_agentic(rec.events.iter()));
     for ev in &rec.events {
-        let response = ev.response.as_ref().map(|r| &r.body);
         if ev.kind == Kind::Llm {
-            let req = read(rec, &ev.request.body);
-            let res = response.map(|b| read(rec, b)).unwrap_or_default();
+            let (req, res) = (read_request(rec, ev), read_response(rec, ev));
             let llm = parse_llm(ev, &req, &res);
             push(&mut b, ev, llm.as_ref(), &req, &res);
             continue;
         }
-        let req = cached(
-            rec,
-            &mut b,
-            &mut requests,
-            &ev.request.body,
-            Builder::scan_request,
-        );
-        let res = match response {
-            Some(body) => cached(rec, &mut b, &mut responses, body, Builder::scan_response),
+        let req = *requests
+            .entry(ev.request.body.b3.as_str())
+            .or_insert_with(|| b.scan_request(&read_request(rec, ev)));
+        let res = match &ev.response {
+            Some(r) => *responses
+                .entry(r.body.b3.as_str())
+                .or_insert_with(|| b.scan_response(&read_response(rec, ev))),
             None => Scan::default(),
         };
         b.push(&exchange(ev, None), req, res);
@@ -108,30 +151,12 @@ pub fn graph(rec: &Recording) -> Graph {
     b.build()
 }
 
-/// The scan of a body, read once per distinct body.
-fn cached<'a>(
-    rec: &Recording,
-    b: &mut Builder,
-    cache: &mut HashMap<&'a str, Scan>,
-    body: &'a BodyRef,
-    scan: fn(&mut Builder, &[u8]) -> Scan,
-) -> Scan {
-    *cache
-        .entry(body.b3.as_str())
-        .or_insert_with(|| scan(b, &read(rec, body)))
-}
-
 /// One sentence for event `e`'s dependency `dep`, reading the event depended on again.
 pub fn describe(rec: &Recording, e: usize, dep: &Dep) -> String {
     let (Some(ev), Some(d)) = (rec.events.get(e), rec.events.get(dep.on as usize)) else {
         return String::new();
     };
-    let req = read(rec, &d.request.body);
-    let res = d
-        .response
-        .as_ref()
-        .map(|r| read(rec, &r.body))
-        .unwrap_or_default();
+    let (req, res) = (read_request(rec, d), read_response(rec, d));
     let llm = parse_llm(d, &req, &res);
     super::describe(dep, ev.step, d.step, &exchange(d, llm.as_ref()), &res)
 }
