@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::tokens::Scan;
 use super::{Builder, Dep, Exchange, Graph};
-use crate::exchange::{header, BodyRef, Event, Header, Kind};
+use crate::exchange::{header, media_type, BodyRef, Event, Header, Kind};
 use crate::recording::Recording;
 use crate::trace::adapters::{self, ExchangeView, LlmCall};
 
@@ -67,12 +67,7 @@ fn worth_reading(len: u64, headers: &[Header]) -> bool {
     let Some(ct) = header(headers, "content-type") else {
         return true;
     };
-    let ct = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = media_type(ct);
     ct.starts_with("text/")
         || [
             "json",
