@@ -242,6 +242,10 @@ pub enum Command {
         junit: Option<PathBuf>,
         #[command(flatten)]
         certs: CertsArg,
+        /// Calls to these hosts keep their recorded order (glob, repeatable; also
+        /// `[[order]] host = GLOB` in a case's tapedeck.toml).
+        #[arg(long = "stateful-host", value_name = "GLOB")]
+        stateful_hosts: Vec<String>,
     },
 }
 

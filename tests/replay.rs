@@ -1193,3 +1193,49 @@ async fn curl_reads_zero_byte_bodies_whole_under_record_and_replay() {
         assert!(stderr.contains("0 misses"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regression_case_replays_in_causal_order_and_honours_stateful_hosts() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "case");
+    let c = client(&d, &dirs);
+    for city in ["Paris", "Tokyo"] {
+        fetch(&c, c.get(up.url(&format!("/weather?city={city}")))).await;
+    }
+    d.stop();
+    let case = dirs.path("cases/weather");
+    std::fs::create_dir_all(&case).unwrap();
+    let tape = case.join("tape.jsonl");
+    assert_eq!(
+        dirs.run(&["export", "case", "-o", tape.to_str().unwrap()])
+            .0,
+        0
+    );
+    // The agent now asks for the cities the other way round.
+    let cmd = format!(
+        "curl -sf {} > /dev/null && curl -sf {} > /dev/null",
+        up.url("/weather?city=Tokyo"),
+        up.url("/weather?city=Paris")
+    );
+    std::fs::write(
+        case.join("case.toml"),
+        format!("name = \"weather\"\ncmd = {cmd:?}\ntape = \"tape.jsonl\"\n"),
+    )
+    .unwrap();
+    let cases = dirs.path("cases");
+    let (code, out, err) = dirs.run(&["test", cases.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    let (code, out, err) = dirs.run(&[
+        "test",
+        cases.to_str().unwrap(),
+        "--stateful-host",
+        "localhost",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL weather") && out.contains("declared stateful"),
+        "{out}"
+    );
+}

@@ -34,7 +34,7 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
+async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outcome, CmdError> {
     let case = Case::load(path).map_err(|e| msg(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let started = Instant::now();
@@ -52,7 +52,11 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
     } else {
         cwd.clone()
     };
-    let rules = Arc::new(Rules::load(&rules_dir, &Default::default())?);
+    let args = crate::rules::RuleArgs {
+        stateful_hosts: stateful.to_vec(),
+        ..Default::default()
+    };
+    let rules = Arc::new(Rules::load(&rules_dir, &args)?);
     let order =
         Order::parse(case.order.as_deref()).map_err(|e| msg(format!("{}: {e}", path.display())))?;
     let replayer = Replayer::new(
@@ -150,7 +154,7 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
     })
 }
 
-pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
+pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path, stateful: &[String]) -> CmdResult {
     let cases = find(dir);
     if cases.is_empty() {
         return Err(msg(format!(
@@ -161,7 +165,7 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for path in &cases {
-        let o = match run_case(path, certs).await {
+        let o = match run_case(path, certs, stateful).await {
             Ok(o) => o,
             Err(e) => Outcome {
                 name: path
