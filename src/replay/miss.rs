@@ -253,6 +253,10 @@ mod tests {
     use super::*;
 
     fn unrecorded(method: &str, url: &str, body: &str, kind: Kind) -> Value {
+        described(method, url, body, kind).body
+    }
+
+    fn described(method: &str, url: &str, body: &str, kind: Kind) -> Described {
         let miss = Miss {
             kind: MissKind::Unrecorded,
             expected: None,
@@ -271,7 +275,7 @@ mod tests {
             dependency: None,
             causal_accepts: false,
         };
-        describe("s1", &miss, &got, &named).body
+        describe("s1", &miss, &got, &named)
     }
 
     #[test]
@@ -309,6 +313,15 @@ mod tests {
         let b = unrecorded("POST", gem, r#"{"contents":[]}"#, Kind::Llm);
         assert_eq!(b["error"]["status"], "NOT_FOUND");
         assert_eq!(b["error"]["code"], 404);
+
+        let bedrock =
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse";
+        let d = described("POST", bedrock, r#"{"messages":[]}"#, Kind::Llm);
+        assert!(d.body["message"].as_str().unwrap().contains("replay miss"));
+        assert_eq!(
+            d.header,
+            Some(("x-amzn-errortype", "ResourceNotFoundException"))
+        );
 
         // A model listing on a provider host: still the provider's shape.
         let b = unrecorded("GET", "https://api.openai.com/v1/models", "", Kind::Other);

@@ -88,7 +88,7 @@ impl Walk<'_> {
         self.llm_links(i, &mut found);
         for v in f.values_in(self.arena) {
             match self.seen.get(&v) {
-                Some(Seen::Response(d)) if *d != i => found.push(Dep {
+                Some(Seen::Response(d)) => found.push(Dep {
                     on: *d,
                     link: Link::Value,
                     value: v,
@@ -99,8 +99,10 @@ impl Walk<'_> {
                 }
             }
         }
-        // One link per event depended on (the first found is the most telling), the most
-        // recent ones.
+        // Only an earlier event can be depended on (times that tie, or a tape without
+        // them, must not turn the order round). One link per event depended on (the first
+        // found is the most telling), the most recent ones.
+        found.retain(|d| d.on < i);
         found.sort_by_key(|d| std::cmp::Reverse(d.on));
         found.dedup_by_key(|d| d.on);
         found.truncate(MAX_DEPS);

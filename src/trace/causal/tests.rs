@@ -256,3 +256,25 @@ fn a_tool_call_without_a_closing_request_runs_until_the_next_llm_request() {
     assert_eq!(on(&g, 1), vec![(0, "tool_arguments")]);
     assert!(g.deps(3).is_empty());
 }
+
+#[test]
+fn without_times_only_earlier_steps_are_depended_on() {
+    // A tape whose events all say 0 ns: every response "ended" before every request.
+    let evs = vec![
+        get(
+            "https://api.test/a?ref=obj-0002f0a9",
+            r#"{"id":"obj-0001f0a9"}"#,
+            0,
+            0,
+        ),
+        get(
+            "https://api.test/b?ref=obj-0001f0a9",
+            r#"{"id":"obj-0002f0a9"}"#,
+            0,
+            0,
+        ),
+    ];
+    let g = graph(&evs);
+    assert!(g.deps(0).is_empty());
+    assert_eq!(on(&g, 1), vec![(0, "value")]);
+}
