@@ -237,8 +237,9 @@ contains "$label" "$OUT/$label.sdkerr" "tapedeck replay miss" "changed agent (ex
 contains "$label" "$OUT/$label.sdkerr" "unrecorded" "changed agent (exit 1): the SDK exception on stderr"
 ok "changed agent exiting 1: tapedeck exits 1; its stderr has the SDK error with 'tapedeck replay miss (unrecorded)'"
 
-# (c) The miss on the wire: 404, x-tapedeck-miss, an OpenAI-shaped error body. curl
-# exits 0 (no --fail), so tapedeck exits 3.
+# (c) The miss on the wire: 404, x-tapedeck-miss, and (not an LLM host) a body whose
+# `error` is the message itself, details under `tapedeck`. curl exits 0 (no --fail), so
+# tapedeck exits 3.
 label=raw-miss
 run "$label" "$TAPEDECK_BIN" replay --session e2e-curl -- \
   curl -sS -o "$OUT/$label.body" -D "$OUT/$label.headers" -w '%{http_code}\n' "$BASE/weather?city=Tokyo"
@@ -248,9 +249,12 @@ grep -qiE '^x-tapedeck-miss: *unrecorded' "$OUT/$label.headers" \
   || { show_tail "$OUT/$label.headers"; fail "unrecorded request: no 'x-tapedeck-miss: unrecorded' header"; }
 "$PYTHON" -c '
 import json, sys
-m = json.load(open(sys.argv[1]))["error"]["message"]
-assert "tapedeck replay miss" in m and "unrecorded" in m and "city=Tokyo" in m, m' "$OUT/$label.body" 2>"$OUT/$label.check" \
-  || { show_tail "$OUT/$label.check"; show_tail "$OUT/$label.body"; fail "unrecorded request: error.message does not explain the miss"; }
-ok "unrecorded request: 404, x-tapedeck-miss: unrecorded, error.message names it; tapedeck exits 3"
+b = json.load(open(sys.argv[1]))
+m = b["error"]
+assert isinstance(m, str), b
+assert "tapedeck replay miss" in m and "unrecorded" in m and "city=Tokyo" in m, m
+assert b["tapedeck"]["miss"] == "unrecorded", b' "$OUT/$label.body" 2>"$OUT/$label.check" \
+  || { show_tail "$OUT/$label.check"; show_tail "$OUT/$label.body"; fail "unrecorded request: the error message does not explain the miss"; }
+ok "unrecorded request: 404, x-tapedeck-miss: unrecorded, the error message names it; tapedeck exits 3"
 
 printf 'e2e: all %d checks passed in %ds\n' "$CHECKS" "$((SECONDS - T0))" >&2

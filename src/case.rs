@@ -36,7 +36,7 @@ pub struct Case {
     /// Working directory for the command, relative to where `tapedeck test` runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// Replay order (see `tapedeck replay --order`).
+    /// Replay order: causal (default), strict or any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
     #[serde(default)]

@@ -133,17 +133,40 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
         ignore_headers: m.ignore_headers.clone(),
         ignore_query: m.ignore_query.clone(),
         ignore_json_paths: m.ignore_json_paths.clone(),
+        stateful_hosts: Vec::new(),
     }
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Order {
-    /// One cursor per kind; calls that overlapped in the recording may come in any order.
-    Kind,
+    #[default]
+    /// A call waits only for the calls whose answers it carries (and earlier calls to a
+    /// stateful host); everything else may come in any order.
+    Causal,
     /// One cursor for everything, no reordering.
     Strict,
     /// Match by key alone (first unused event with that key).
     Any,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Causal => "causal",
+            Order::Strict => "strict",
+            Order::Any => "any",
+        }
+    }
+
+    /// Parses a case file's `order`; `None` means the default, causal.
+    pub fn parse(s: Option<&str>) -> Result<Order, String> {
+        match s {
+            None | Some("causal") => Ok(Order::Causal),
+            Some("strict") => Ok(Order::Strict),
+            Some("any") => Ok(Order::Any),
+            Some(o) => Err(format!("order must be causal, strict or any, not {o:?}")),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,6 +339,10 @@ pub enum Command {
         junit: Option<PathBuf>,
         #[command(flatten)]
         certs: CertsArg,
+        /// Calls to these hosts keep their recorded order (glob, repeatable; also
+        /// `[[order]] host = GLOB` in a case's tapedeck.toml).
+        #[arg(long = "stateful-host", value_name = "GLOB")]
+        stateful_hosts: Vec<String>,
     },
 }
 
@@ -374,8 +401,13 @@ pub struct ReplayArgs {
     pub listen: ListenArgs,
     #[command(flatten)]
     pub certs: CertsArg,
-    #[arg(long, value_enum, default_value_t = Order::Kind)]
+    /// How far requests may come in another order than recorded (see README, Replay).
+    #[arg(long, value_enum, default_value_t = Order::Causal)]
     pub order: Order,
+    /// Calls to these hosts keep their recorded order among themselves (glob, repeatable;
+    /// also `[[order]] host = GLOB` in tapedeck.toml).
+    #[arg(long = "stateful-host", value_name = "GLOB")]
+    pub stateful_hosts: Vec<String>,
     #[arg(long, value_enum, default_value_t = Pace::Fast)]
     pub pace: Pace,
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets

@@ -5,11 +5,11 @@
 //! (sled allows one process), the session is fetched from that daemon's control API
 //! instead of failing obscurely.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use thiserror::Error;
 
 use crate::exchange::{BodyRef, Event, SessionInfo};
@@ -398,7 +398,7 @@ mod tests {
                     exit_code: None,
                 },
                 events: vec![ev.clone()],
-                bodies: HashMap::from([(b3, Bytes::from(body.clone()))]),
+                bodies: [(b3, Bytes::from(body.clone()))].into_iter().collect(),
             },
             "test".into(),
         );

@@ -259,6 +259,9 @@ pub struct Rules {
     pub tool_names: Vec<ToolNameRule>,
     /// Model-name prefix → max input tokens, overriding the built-in table.
     pub context_windows: Vec<(String, u64)>,
+    /// Hosts whose calls replay keeps in recorded order among themselves (globs,
+    /// lower-case): `[[order]] host = GLOB` and `--stateful-host`.
+    pub stateful_hosts: Vec<wildmatch::WildMatch>,
 }
 
 impl Default for Rules {
@@ -280,6 +283,7 @@ impl Default for Rules {
             kinds: Vec::new(),
             tool_names: Vec::new(),
             context_windows: Vec::new(),
+            stateful_hosts: Vec::new(),
         }
     }
 }
@@ -294,6 +298,7 @@ pub struct RuleArgs {
     pub ignore_headers: Vec<String>,
     pub ignore_query: Vec<String>,
     pub ignore_json_paths: Vec<String>,
+    pub stateful_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -309,6 +314,15 @@ struct FileRules {
     tool_name: Vec<FileToolName>,
     #[serde(default)]
     context_windows: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    order: Vec<FileOrderRule>,
+}
+
+/// `[[order]] host = GLOB`: calls to the host depend on each other (a stateful API).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileOrderRule {
+    host: String,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -464,6 +478,13 @@ impl Rules {
                 name: t.name,
             });
         }
+        r.stateful_hosts = file
+            .order
+            .into_iter()
+            .map(|o| o.host)
+            .chain(args.stateful_hosts.iter().cloned())
+            .map(|h| wildmatch::WildMatch::new(&h.trim().to_ascii_lowercase()))
+            .collect();
         r.context_windows = file
             .context_windows
             .into_iter()
@@ -519,6 +540,11 @@ impl Rules {
         self.redact_query
             .iter()
             .any(|q| q.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether calls to `host` (lower-case) must keep their recorded order.
+    pub fn is_stateful_host(&self, host: &str) -> bool {
+        self.stateful_hosts.iter().any(|g| g.matches(host))
     }
 
     /// The tool name for a non-LLM exchange: the first `[[tool_name]]` rule that matches,
@@ -606,5 +632,25 @@ mod tests {
         assert_eq!(r.tool_name("GET", "weather.test", "/v1/x"), "get_weather");
         assert_eq!(r.tool_name("GET", "search.test", "/v1/x"), "search.test/v1");
         assert!(Rules::from_toml("[bogus]\n", &RuleArgs::default()).is_err());
+    }
+
+    #[test]
+    fn stateful_hosts_come_from_order_rules_and_the_command_line() {
+        let args = RuleArgs {
+            stateful_hosts: vec!["DB.internal".into()],
+            ..Default::default()
+        };
+        let r = Rules::from_toml("[[order]]\nhost = \"*.todo.test\"\n", &args).unwrap();
+        assert!(r.is_stateful_host("api.todo.test"));
+        assert!(r.is_stateful_host("db.internal"));
+        assert!(!r.is_stateful_host("api.weather.test"));
+        // A mistake names its line.
+        let err = Rules::from_toml(
+            "[[order]]\nhost = \"a\"\n\n[[order]]\nhots = \"b\"\n",
+            &args,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 5") && err.contains("hots"), "{err}");
     }
 }

@@ -6,12 +6,12 @@
 //! newer format is refused whole, naming the file and line: nothing is served from a
 //! half-read tape.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;

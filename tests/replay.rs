@@ -134,36 +134,38 @@ async fn misses_say_out_of_order_unrecorded_and_exhausted() {
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "seq");
     let c = client(&d, &dirs);
-    fetch(&c, c.get(up.url("/weather?city=Paris"))).await;
-    fetch(&c, c.get(up.url("/json"))).await;
+    // A paginated listing: the second request carries the cursor the first answer gave.
+    let first = up.url("/page?cursor=start");
+    let cursor = support::upstream::next_cursor("start");
+    let second = up.url(&format!("/page?cursor={cursor}"));
+    fetch(&c, c.get(&first)).await;
+    fetch(&c, c.get(&second)).await;
     d.stop();
 
     let r = replay(&dirs, "seq", &[]);
     let c = client(&r, &dirs);
-    let resp = c.get(up.url("/json")).send().await.unwrap();
+    let resp = c.get(&second).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-tapedeck-miss"], "out-of-order");
     let body: Value = resp.json().await.unwrap();
-    let msg = body["error"]["message"].as_str().unwrap();
-    assert_eq!(body["error"]["type"], "tapedeck_miss");
-    assert_eq!(body["error"]["expected_step"], 1);
+    // Not an LLM host: the message is the error itself, the details beside it.
+    let msg = body["error"].as_str().unwrap();
+    assert_eq!(body["tapedeck"]["expected_step"], 1);
+    assert_eq!(body["tapedeck"]["recorded_step"], 2);
+    assert_eq!(body["tapedeck"]["accepted_by"], "--order any");
+    let why = format!(
+        "step 2's request holds a value first seen in step 1's response (value \"{cursor}\" from its response), which has not been served"
+    );
     assert!(
         msg.contains("session seq")
-            && msg.contains("step 1")
-            && msg.contains("/weather?city=Paris"),
+            && msg.contains(&why)
+            && msg.contains("--order any would accept it"),
         "{msg}"
     );
 
-    assert_eq!(
-        c.get(up.url("/weather?city=Paris"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(c.get(up.url("/json")).send().await.unwrap().status(), 200);
-    let again = c.get(up.url("/json")).send().await.unwrap();
+    assert_eq!(c.get(&first).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(&second).send().await.unwrap().status(), 200);
+    let again = c.get(&second).send().await.unwrap();
     assert_eq!(again.headers()["x-tapedeck-miss"], "exhausted");
     let extra = c.get(up.url("/weather?city=Rome")).send().await.unwrap();
     assert_eq!(extra.status(), 404);
@@ -175,10 +177,24 @@ async fn misses_say_out_of_order_unrecorded_and_exhausted() {
         stderr.contains("3 misses (1 exhausted, 1 out-of-order, 1 unrecorded)"),
         "{stderr}"
     );
+
+    // --order any matches by key alone: the same reversal is served.
+    let r = replay(&dirs, "seq", &["--order", "any"]);
+    let c = client(&r, &dirs);
+    assert_eq!(c.get(&second).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(&first).send().await.unwrap().status(), 200);
+    let (_, stderr) = r.stop();
+    assert!(stderr.contains("0 misses"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "accepted 1 reorder (--order any: by key alone): served step 2 before step 1"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn calls_recorded_in_parallel_replay_in_any_order() {
+async fn independent_calls_replay_in_any_order_and_the_summary_lists_the_reorders() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "par");
@@ -200,11 +216,8 @@ async fn calls_recorded_in_parallel_replay_in_any_order() {
 
     let r = replay(&dirs, "par", &[]);
     let c = client(&r, &dirs);
-    // The sequential call after them may not jump the queue.
-    assert_eq!(
-        c.get(up.url("/json")).send().await.unwrap().headers()["x-tapedeck-miss"],
-        "out-of-order"
-    );
+    // The call recorded last carries nothing of the others: it may come first.
+    assert_eq!(c.get(up.url("/json")).send().await.unwrap().status(), 200);
     for i in [5, 2, 7, 0, 3, 6, 1, 4] {
         let resp = c
             .get(up.url(&format!("/slow?ms=400&i={i}")))
@@ -214,7 +227,254 @@ async fn calls_recorded_in_parallel_replay_in_any_order() {
         assert_eq!(resp.status(), 200, "i={i}");
         assert_eq!(resp.text().await.unwrap(), recorded[i]);
     }
-    assert_eq!(c.get(up.url("/json")).send().await.unwrap().status(), 200);
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("served 9/9 events, 0 misses"), "{stderr}");
+    assert!(
+        stderr.contains("reorders (no dependency between them): served step 9 before step 1, "),
+        "{stderr}"
+    );
+
+    // --order strict still holds the recorded sequence, and says what would accept it.
+    let r = replay(&dirs, "par", &["--order", "strict"]);
+    let c = client(&r, &dirs);
+    let resp = c.get(up.url("/json")).send().await.unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "out-of-order");
+    let body: Value = resp.json().await.unwrap();
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("--order strict expects step 1")
+            && msg.contains("--order causal (the default) would accept it"),
+        "{msg}"
+    );
+    r.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_recorded_one_by_one_replay_concurrently_in_any_order() {
+    // A client that sends its requests together, recorded while the server answered each
+    // before the next left: timing cannot tell they were concurrent, and need not.
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "gather");
+    let c = client(&d, &dirs);
+    let cities = ["Paris", "London", "Tokyo", "Berlin", "Madrid", "Oslo"];
+    let url = |i: usize| up.url(&format!("/weather?city={}&i={i}", cities[i % 6]));
+    let mut recorded = Vec::new();
+    for i in 0..24 {
+        recorded.push(fetch(&c, c.get(url(i))).await.body);
+    }
+    d.stop();
+
+    for client_of in [client, client_h1] {
+        let r = replay(&dirs, "gather", &[]);
+        let c = client_of(&r, &dirs);
+        let mut tasks = Vec::new();
+        for i in (0..24).rev() {
+            let (c, u) = (c.clone(), url(i));
+            tasks.push(tokio::spawn(async move {
+                let resp = c.get(u).send().await.unwrap();
+                (i, resp.status().as_u16(), resp.bytes().await.unwrap())
+            }));
+        }
+        for t in tasks {
+            let (i, status, body) = t.await.unwrap();
+            assert_eq!(status, 200, "request {i}");
+            assert_eq!(body.to_vec(), recorded[i], "request {i}");
+        }
+        let (code, stderr) = r.stop();
+        assert_eq!(code, 0);
+        assert!(stderr.contains("served 24/24 events, 0 misses"), "{stderr}");
+    }
+}
+
+fn weather_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+/// A sequential agent's three steps: the decision, the tool it asked for, the answer.
+struct AgentSteps {
+    first: Value,
+    tool: String,
+    last: Value,
+}
+
+async fn run_agent(c: &reqwest::Client, up: &Upstream) -> AgentSteps {
+    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
+    let first = json!({"model": "gpt-4o-mini", "messages": messages, "tools": weather_tools()});
+    let answer: Value = c
+        .post(up.url("/v1/chat/completions"))
+        .json(&first)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = answer["choices"][0]["message"]["tool_calls"][0].clone();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let tool = up.url(&format!("/weather?city={}", args["city"].as_str().unwrap()));
+    let result = c.get(&tool).send().await.unwrap().text().await.unwrap();
+    messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call.clone()]}));
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": result}));
+    let last = json!({"model": "gpt-4o-mini", "messages": messages, "tools": weather_tools()});
+    let resp = c
+        .post(up.url("/v1/chat/completions"))
+        .json(&last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    AgentSteps { first, tool, last }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequential_agent_whose_dependent_steps_come_in_another_order_is_caught() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "agent");
+    let steps = run_agent(&client(&d, &dirs), &up).await;
+    d.stop();
+
+    let r = replay(&dirs, "agent", &[]);
+    let c = client(&r, &dirs);
+    // The tool before the decision that asked for it.
+    let resp = c.get(&steps.tool).send().await.unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "out-of-order");
+    let body: Value = resp.json().await.unwrap();
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("step 2's request carries the arguments of the get_weather call that step 1's response asked for (value \"Paris\" from its response), which has not been served"),
+        "{msg}"
+    );
+    // The answer before the decision: an LLM host answers in the provider's shape.
+    let resp = c
+        .post(up.url("/v1/chat/completions"))
+        .json(&steps.last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "out-of-order");
+    let body: Value = resp.json().await.unwrap();
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["error"]["code"], "out-of-order");
+    assert!(msg.contains("step 3's request carries"), "{msg}");
+    // The faithful order is served.
+    for req in [
+        c.post(up.url("/v1/chat/completions")).json(&steps.first),
+        c.get(&steps.tool),
+        c.post(up.url("/v1/chat/completions")).json(&steps.last),
+    ] {
+        assert_eq!(req.send().await.unwrap().status(), 200);
+    }
+    let (_, stderr) = r.stop();
+    assert!(stderr.contains("2 misses (2 out-of-order)"), "{stderr}");
+    assert!(!stderr.contains("reorder"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_to_a_stateful_host_keep_their_recorded_order() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "todo");
+    let c = client(&d, &dirs);
+    for city in ["Paris", "Tokyo"] {
+        fetch(&c, c.get(up.url(&format!("/weather?city={city}")))).await;
+    }
+    d.stop();
+    let tokyo = up.url("/weather?city=Tokyo");
+
+    // Nothing links the two calls: any order.
+    let r = replay(&dirs, "todo", &[]);
+    assert_eq!(
+        client(&r, &dirs).get(&tokyo).send().await.unwrap().status(),
+        200
+    );
+    r.stop();
+
+    // Declared stateful, by flag or in tapedeck.toml: recorded order.
+    for extra in [&["--stateful-host", "localhost"][..], &[][..]] {
+        if extra.is_empty() {
+            std::fs::write(dirs.path("tapedeck.toml"), "[[order]]\nhost = \"local*\"\n").unwrap();
+        } else {
+            std::fs::remove_file(dirs.path("tapedeck.toml")).ok();
+        }
+        let r = replay(&dirs, "todo", extra);
+        let c = client(&r, &dirs);
+        let resp = c.get(&tokyo).send().await.unwrap();
+        assert_eq!(
+            resp.headers()["x-tapedeck-miss"],
+            "out-of-order",
+            "{extra:?}"
+        );
+        let body: Value = resp.json().await.unwrap();
+        let msg = body["error"].as_str().unwrap();
+        assert!(
+            msg.contains("host localhost is declared stateful") && msg.contains("step 1 (GET"),
+            "{msg}"
+        );
+        assert_eq!(
+            c.get(up.url("/weather?city=Paris"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(c.get(&tokyo).send().await.unwrap().status(), 200);
+        r.stop();
+    }
+
+    // A mistake in the rule is refused with its line.
+    std::fs::write(dirs.path("tapedeck.toml"), "[[order]]\nhots = \"x\"\n").unwrap();
+    let (code, _, err) = dirs.run(&["replay", "--session", "todo", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tapedeck.toml") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misses_answer_in_the_error_shape_the_client_reads() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "shapes");
+    fetch(&client(&d, &dirs), client(&d, &dirs).get(up.url("/json"))).await;
+    d.stop();
+    let r = replay(&dirs, "shapes", &[]);
+    let c = client(&r, &dirs);
+    let miss = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 404);
+        assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+        resp.json::<Value>().await.unwrap()
+    };
+    let openai = miss(c.post(up.url("/v1/chat/completions")).json(&chat("Hi"))).await;
+    assert_eq!(openai["error"]["type"], "tapedeck_miss");
+    assert!(openai["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("tapedeck replay miss (unrecorded) in session shapes"));
+    let anthropic = miss(c.post(up.url("/v1/messages")).json(&json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Hi"}]
+    })))
+    .await;
+    assert_eq!(anthropic["type"], "error");
+    assert_eq!(anthropic["error"]["type"], "not_found_error");
+    assert!(anthropic["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("replay miss"));
+    let plain = miss(c.get(up.url("/weather?city=Rome"))).await;
+    assert!(plain["error"]
+        .as_str()
+        .unwrap()
+        .contains("was never recorded"));
+    assert_eq!(plain["tapedeck"]["miss"], "unrecorded");
     r.stop();
 }
 
@@ -275,7 +535,7 @@ async fn an_ignore_rule_added_after_recording_turns_a_miss_into_a_hit() {
     let resp = c.post(up.url("/echo")).json(&later).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.unwrap();
-    let diff = body["error"]["diff"].to_string();
+    let diff = body["tapedeck"]["diff"].to_string();
     assert!(
         diff.contains("$.meta.ts"),
         "the miss names the differing path: {diff}"
@@ -782,4 +1042,227 @@ async fn large_bodies_replay_byte_for_byte() {
     let a3 = fetch(&c, c.get(up.url("/big?bytes=5242880"))).await;
     r.stop();
     assert!(a.body == a3.body);
+}
+
+/// The zero-byte answers: (method, path, status).
+const ZERO_BYTE: [(&str, &str, u16); 6] = [
+    ("GET", "/empty?status=200", 200),
+    ("GET", "/empty?status=201", 201),
+    ("GET", "/empty?status=202", 202),
+    ("GET", "/empty?status=204", 204),
+    ("GET", "/empty?status=304", 304),
+    ("HEAD", "/json", 200),
+];
+
+/// Checks a tape's events: every zero-byte answer complete, no error, its recorded
+/// `Content-Length` kept.
+fn assert_recorded_complete(events: &[Value]) {
+    assert_eq!(events.len(), ZERO_BYTE.len());
+    for (ev, (method, path, status)) in events.iter().zip(ZERO_BYTE) {
+        let what = format!("{method} {path}");
+        let resp = &ev["response"];
+        assert_eq!(resp["status"], status, "{what}");
+        assert_eq!(resp["complete"], true, "{what}: {ev}");
+        assert!(ev.get("error").is_none_or(Value::is_null), "{what}: {ev}");
+        let cl = resp["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "content-length")
+            .map(|h| h[1].as_str().unwrap().to_string());
+        match (method, status) {
+            ("GET", 200..=202) => assert_eq!(cl.as_deref(), Some("0"), "{what}"),
+            ("HEAD", _) => assert!(
+                cl.is_some_and(|v| v != "0"),
+                "{what}: HEAD keeps the length"
+            ),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_byte_bodies_are_recorded_complete_and_replay_as_zero_bytes() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    type ClientOf = fn(&Daemon, &Dirs) -> reqwest::Client;
+    for (label, client_of) in [("h1", client_h1 as ClientOf), ("h2", client as ClientOf)] {
+        let session = format!("empty-{label}");
+        let d = record(&dirs, &up, &session);
+        let c = client_of(&d, &dirs);
+        for (method, path, status) in ZERO_BYTE {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = c.request(m, up.url(path)).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{label} {path}");
+            assert!(resp.bytes().await.unwrap().is_empty());
+        }
+        let (code, stderr) = d.stop();
+        assert_eq!(code, 0);
+        assert!(!stderr.contains("hung up"), "{label}: {stderr}");
+        assert_recorded_complete(&support::harness::export(&dirs, &session));
+
+        let r = replay(&dirs, &session, &[]);
+        let c = client_of(&r, &dirs);
+        for (method, path, status) in ZERO_BYTE {
+            let what = format!("{label} {method} {path}");
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = c.request(m, up.url(path)).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert!(resp.headers().get("transfer-encoding").is_none(), "{what}");
+            if method == "GET" && status < 204 && label == "h1" {
+                assert_eq!(resp.headers()["content-length"], "0", "{what}");
+            }
+            // A cut body would fail here (the client sees the stream end early).
+            let body = resp.bytes().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(body.is_empty(), "{what}");
+        }
+        let (code, stderr) = r.stop();
+        assert_eq!(code, 0);
+        assert!(stderr.contains("served 6/6 events, 0 misses"), "{stderr}");
+    }
+
+    // Older recordings marked an empty 200 as cut by a hang-up: a body declared to be
+    // zero bytes long is whole anyway.
+    let tape = dirs.path("old.jsonl");
+    assert_eq!(
+        dirs.run(&["export", "empty-h1", "-o", tape.to_str().unwrap()])
+            .0,
+        0
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&tape)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                return line.to_string();
+            }
+            let mut ev: Value = serde_json::from_str(line).unwrap();
+            ev["response"]["complete"] = json!(false);
+            ev["error"] = json!({"kind": "client_closed", "message": "the client hung up"});
+            ev.to_string()
+        })
+        .collect();
+    std::fs::write(&tape, lines.join("\n") + "\n").unwrap();
+    let r = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let resp = client_h1(&r, &dirs)
+        .get(up.url("/empty?status=200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-length"], "0");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    r.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_reads_zero_byte_bodies_whole_under_record_and_replay() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("curl is not installed: skipped");
+        return;
+    }
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    // curl exits 18 (partial file) or 56 (receive failure) when a body is cut.
+    let curl = |d: &Daemon, http: &str, method: &str, url: &str| {
+        let ca = dirs.certs.join("ca.pem");
+        let mut args = vec![
+            "-sS",
+            "--max-time",
+            "20",
+            http,
+            "--proxy",
+            "",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ];
+        let proxy = d.proxy_url();
+        args[5] = &proxy;
+        if method == "HEAD" {
+            args.push("-I");
+        }
+        args.push(url);
+        let out = std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for http in ["--http1.1", "--http2"] {
+        let session = format!("curl{}", &http[6..].replace('.', ""));
+        let d = record(&dirs, &up, &session);
+        for (method, path, status) in ZERO_BYTE {
+            let (code, out, err) = curl(&d, http, method, &up.url(path));
+            assert_eq!(code, 0, "record {http} {method} {path}: {err}");
+            assert_eq!(out, format!("{status} 0"), "record {http} {method} {path}");
+        }
+        d.stop();
+        assert_recorded_complete(&support::harness::export(&dirs, &session));
+        let r = replay(&dirs, &session, &[]);
+        for (method, path, status) in ZERO_BYTE {
+            let (code, out, err) = curl(&r, http, method, &up.url(path));
+            assert_eq!(code, 0, "replay {http} {method} {path}: {err}");
+            assert_eq!(out, format!("{status} 0"), "replay {http} {method} {path}");
+        }
+        let (_, stderr) = r.stop();
+        assert!(stderr.contains("0 misses"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regression_case_replays_in_causal_order_and_honours_stateful_hosts() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "case");
+    let c = client(&d, &dirs);
+    for city in ["Paris", "Tokyo"] {
+        fetch(&c, c.get(up.url(&format!("/weather?city={city}")))).await;
+    }
+    d.stop();
+    let case = dirs.path("cases/weather");
+    std::fs::create_dir_all(&case).unwrap();
+    let tape = case.join("tape.jsonl");
+    assert_eq!(
+        dirs.run(&["export", "case", "-o", tape.to_str().unwrap()])
+            .0,
+        0
+    );
+    // The agent now asks for the cities the other way round.
+    let cmd = format!(
+        "curl -sf {} > /dev/null && curl -sf {} > /dev/null",
+        up.url("/weather?city=Tokyo"),
+        up.url("/weather?city=Paris")
+    );
+    std::fs::write(
+        case.join("case.toml"),
+        format!("name = \"weather\"\ncmd = {cmd:?}\ntape = \"tape.jsonl\"\n"),
+    )
+    .unwrap();
+    let cases = dirs.path("cases");
+    let (code, out, err) = dirs.run(&["test", cases.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    let (code, out, err) = dirs.run(&[
+        "test",
+        cases.to_str().unwrap(),
+        "--stateful-host",
+        "localhost",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL weather") && out.contains("declared stateful"),
+        "{out}"
+    );
 }

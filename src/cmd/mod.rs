@@ -149,9 +149,12 @@ pub fn run(cli: Cli) -> CmdResult {
                 force,
             } => gen_test::run(&session, &cmd, &output, &store.store, force).await,
             Command::SessionToken { session, secret } => session_token::run(&session, &secret),
-            Command::Test { dir, junit, certs } => {
-                test::run(&dir, junit.as_deref(), &certs.certs).await
-            }
+            Command::Test {
+                dir,
+                junit,
+                certs,
+                stateful_hosts,
+            } => test::run(&dir, junit.as_deref(), &certs.certs, &stateful_hosts).await,
         }
     })
 }

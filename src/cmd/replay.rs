@@ -39,7 +39,9 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         }
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
+    let mut args = rule_args(&a.matching, &a.redact);
+    args.stateful_hosts = a.stateful_hosts.clone();
+    let rules = Arc::new(Rules::load(&cwd, &args)?);
     // From the store, bodies are read as they are served (a long session need not fit in
     // memory) and the store stays open, so read commands ask this daemon meanwhile.
     let held: Option<Arc<SledStore>> = match &a.tape {
@@ -105,6 +107,9 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     .await?;
     let summary = replayer.summary();
     eprintln!("tapedeck: {}", summary.line(&session));
+    if let Some(line) = summary.reorder_line() {
+        eprintln!("tapedeck: {line}");
+    }
     let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());
     if failed && code == 0 && !a.cmd.is_empty() {
         eprintln!(

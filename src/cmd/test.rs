@@ -36,7 +36,7 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
+async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outcome, CmdError> {
     let case = Case::load(path).map_err(|e| msg(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let started = Instant::now();
@@ -54,18 +54,13 @@ async fn run_case(path: &Path, certs: &Path) -> Result<Outcome, CmdError> {
     } else {
         cwd.clone()
     };
-    let rules = Arc::new(Rules::load(&rules_dir, &Default::default())?);
-    let order = match case.order.as_deref() {
-        None | Some("kind") => Order::Kind,
-        Some("strict") => Order::Strict,
-        Some("any") => Order::Any,
-        Some(o) => {
-            return Err(msg(format!(
-                "{}: order must be kind, strict or any, not {o:?}",
-                path.display()
-            )))
-        }
+    let args = crate::rules::RuleArgs {
+        stateful_hosts: stateful.to_vec(),
+        ..Default::default()
     };
+    let rules = Arc::new(Rules::load(&rules_dir, &args)?);
+    let order =
+        Order::parse(case.order.as_deref()).map_err(|e| msg(format!("{}: {e}", path.display())))?;
     let replayer = Replayer::new(
         rec,
         rules.clone(),
@@ -251,7 +246,7 @@ fn judge_findings(case: &Case, run: &Run, rules: &Rules, j: &mut Judged) {
     }
 }
 
-pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
+pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path, stateful: &[String]) -> CmdResult {
     let cases = find(dir);
     if cases.is_empty() {
         return Err(msg(format!(
@@ -262,7 +257,7 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path) -> CmdResult {
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for path in &cases {
-        let o = match run_case(path, certs).await {
+        let o = match run_case(path, certs, stateful).await {
             Ok(o) => o,
             Err(e) => Outcome {
                 name: path

@@ -271,13 +271,17 @@ pub fn is_streaming(headers: &http::HeaderMap) -> bool {
         || !headers.contains_key(http::header::CONTENT_LENGTH)
 }
 
-/// Whether a content type is JSON (`application/json`, `application/*+json`).
-pub fn is_json_content_type(ct: &str) -> bool {
-    let ct = ct
-        .split(';')
+/// The media type of a `Content-Type` value, lower-cased, without its parameters.
+pub fn media_type(ct: &str) -> String {
+    ct.split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Whether a content type is JSON (`application/json`, `application/*+json`).
+pub fn is_json_content_type(ct: &str) -> bool {
+    let ct = media_type(ct);
     ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
 }

@@ -220,6 +220,7 @@ impl Recorder {
         };
 
         hop::strip(&mut parts.headers);
+        let head_request = parts.method == http::Method::HEAD;
         let client_h2 = parts.version == http::Version::HTTP_2;
         parts.version = http::Version::HTTP_11;
         let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
@@ -262,6 +263,12 @@ impl Recorder {
                 });
                 hop::strip(&mut rparts.headers);
                 rparts.version = http::Version::HTTP_11;
+                if has_no_body(head_request, rparts.status, &rbody) {
+                    // Nothing will be polled: hyper writes no body for these, so the
+                    // event is complete now (never a hang-up), its framing headers kept.
+                    pending.finish(None, true);
+                    return Response::from_parts(rparts, body::empty());
+                }
                 let body = ResponseTee {
                     inner: rbody,
                     pending: Some(pending),
@@ -304,6 +311,17 @@ impl Recorder {
             ),
         })
     }
+}
+
+/// Whether a response has no body to stream: an answer to HEAD, a 204 or 304, or a body
+/// the upstream declared empty (`Content-Length: 0`, or already ended).
+fn has_no_body(head_request: bool, status: StatusCode, body: &Incoming) -> bool {
+    head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+        || body.is_end_stream()
+        || body.size_hint().exact() == Some(0)
 }
 
 /// The event error of a body cut at `--max-body`.

@@ -1,11 +1,11 @@
-//! Replay: serve recorded responses in recorded order, reject everything else loudly.
+//! Replay: serve recorded responses, reject everything else loudly.
 //!
 //! A [`Replayer`] holds a recording in memory and a [`TraceIndex`]; it builds no
 //! upstream client at all, so no request can leave the machine. Each request is put in
 //! its stored form (decoded, redacted) and keyed exactly as record keyed it; the index
-//! says which event it may take. A miss answers 404 with `x-tapedeck-miss` and an
-//! OpenAI-shaped error body (404: the SDKs retry 408/409/429/5xx, and a miss must not be
-//! retried into noise).
+//! says which event it may take, in causal order by default (see [`index`]). A miss
+//! answers 404 with `x-tapedeck-miss` and an error body in the shape the client reads
+//! (404: the SDKs retry 408/409/429/5xx, and a miss must not be retried into noise).
 
 pub mod index;
 pub mod live;
@@ -36,7 +36,9 @@ use crate::record::{close_after, error_response, InFlight};
 use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::store::keep_limit;
-use index::{Slot, TraceIndex};
+use crate::trace::adapters::recognise::split_url;
+use crate::trace::causal::{self, tokens::hash, Graph};
+use index::{Reorders, Slot, TraceIndex};
 use request::ReadBody;
 
 /// Header on every replayed response: the step it came from.
@@ -63,6 +65,8 @@ pub struct ReplaySummary {
     pub unused: Vec<u64>,
     /// Live tunnels opened (`--allow-live`), by `host:port`.
     pub live: BTreeMap<String, usize>,
+    pub order: Order,
+    pub reorders: Reorders,
 }
 
 impl ReplaySummary {
@@ -107,6 +111,41 @@ impl ReplaySummary {
             self.served, self.recorded
         )
     }
+
+    /// The calls served before an earlier recorded one (allowed; worth knowing), if any.
+    pub fn reorder_line(&self) -> Option<String> {
+        let r = &self.reorders;
+        if r.count == 0 {
+            return None;
+        }
+        const SHOWN: usize = 5;
+        let mut shown: Vec<String> = r
+            .first
+            .iter()
+            .take(SHOWN)
+            .map(|(a, b)| format!("step {a} before step {b}"))
+            .collect();
+        if r.count > shown.len() {
+            shown.push(format!("and {} more", r.count - shown.len()));
+        }
+        let why = match self.order {
+            Order::Any => "--order any: by key alone",
+            _ => "no dependency between them",
+        };
+        Some(format!(
+            "accepted {} reorder{} ({why}): served {}",
+            r.count,
+            if r.count == 1 { "" } else { "s" },
+            shown.join(", ")
+        ))
+    }
+}
+
+/// Method, host and path of a request, hashed: what a miss compares to find the closest
+/// unserved call.
+fn route(method: &str, url: &str) -> u64 {
+    let u = split_url(url);
+    hash(format!("{method} {} {}", u.host, u.path).as_bytes())
 }
 
 pub struct Replayer {
@@ -134,23 +173,47 @@ impl Replayer {
     ) -> Result<Arc<Replayer>, crate::store::StoreError> {
         let fp = rules.match_fingerprint();
         let mut slots = Vec::with_capacity(rec.events.len());
+        let mut lanes: Vec<String> = Vec::new();
         for ev in &rec.events {
             let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
                 (ev.kind, ev.key.clone())
             } else {
                 rec.identify(ev, &rules)?
             };
+            let host = split_url(&ev.request.url).host;
+            let lane = rules.is_stateful_host(&host).then(|| {
+                let at = lanes.iter().position(|h| *h == host).unwrap_or_else(|| {
+                    lanes.push(host.clone());
+                    lanes.len() - 1
+                });
+                at as u32
+            });
             slots.push(Slot {
                 step: ev.step,
                 kind,
                 key,
-                start_ns: ev.timing.start_ns,
-                end_ns: ev.timing.end_ns,
+                route: route(&ev.request.method, &ev.request.url),
+                lane,
             });
         }
+        // Dependencies are read from the bodies once, here: causal order enforces them, and
+        // a strict miss says whether they would have allowed the call.
+        let graph = match opts.order {
+            Order::Causal | Order::Strict => {
+                let t = Instant::now();
+                let g = causal::load::graph(&rec);
+                tracing::debug!(
+                    "dependencies of {} events read in {:.0} ms",
+                    rec.events.len(),
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
+                g
+            }
+            Order::Any => Graph::default(),
+        };
         let mut control =
             crate::control::Control::new(opts.store.clone(), "replay").serving_only(&rec.session);
-        let index = Mutex::new(TraceIndex::new(slots, opts.order));
+        let index = Mutex::new(TraceIndex::new(slots, opts.order, graph));
         let this = Arc::new_cyclic(|weak: &std::sync::Weak<Replayer>| {
             let w = weak.clone();
             control.status = Some(Arc::new(move || {
@@ -158,7 +221,8 @@ impl Replayer {
                     .map(|r| {
                         let s = r.summary();
                         serde_json::json!({"session": r.rec.session, "recorded": s.recorded, "served": s.served,
-                                            "misses": s.misses, "unused": s.unused.len()})
+                                            "misses": s.misses, "unused": s.unused.len(),
+                                            "order": s.order.as_str(), "reorders": s.reorders.count})
                     })
                     .unwrap_or_default()
             }));
@@ -219,6 +283,8 @@ impl Replayer {
                 .clone(),
             unused: ix.unused().into_iter().map(|i| ix.slot(i).step).collect(),
             live: self.live.opened(),
+            order: ix.order(),
+            reorders: ix.reorders().clone(),
         }
     }
 
@@ -272,11 +338,11 @@ impl Replayer {
             }
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
-        let taken = self
-            .index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(kind, &key);
+        let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
+            kind,
+            route(&method, &url),
+            &key,
+        );
         match taken {
             Ok(i) => {
                 self.served
@@ -292,54 +358,81 @@ impl Replayer {
                 resp
             }
             Err(m) => {
-                let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
-                let expected = ev_of(m.expected);
-                // A large expected body is described by its hash, never read whole.
-                let expected_bytes = expected
-                    .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
-                    .map(|e| self.rec.body(&e.request.body).unwrap_or_default());
-                let expected_body = expected.map(|e| match &expected_bytes {
-                    Some(b) => miss::BodyView::Bytes(b),
-                    None => miss::BodyView::Large {
-                        b3: &e.request.body.b3,
-                        len: e.request.body.len,
-                    },
-                });
                 if let Some(max) = read.too_large {
                     let mut resp = self.refuse_too_large(&method, &url, max);
                     close_after(&mut resp, parts.version);
                     return resp;
                 }
-                let (json, line) = miss::describe(
-                    &self.rec.session,
+                self.answer_miss(
                     &m,
                     &miss::Received {
                         method: &method,
                         url: &url,
                         body: got_body,
+                        kind,
                     },
-                    expected.zip(expected_body),
-                    ev_of(m.later),
-                );
-                tracing::warn!("{line}");
-                {
-                    let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
-                    if lines.len() < 20 {
-                        lines.push(line.clone());
-                    }
-                }
-                *self
-                    .misses
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(m.kind.as_str())
-                    .or_insert(0) += 1;
-                let mut resp = body::json(StatusCode::NOT_FOUND, &json);
-                resp.headers_mut()
-                    .insert(MISS_HEADER, http::HeaderValue::from_static(m.kind.as_str()));
-                resp
+                )
             }
         }
+    }
+
+    /// Logs, counts and answers a miss.
+    fn answer_miss(&self, m: &index::Miss, got: &miss::Received) -> Response<ProxyBody> {
+        let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
+        let expected = ev_of(m.expected);
+        // A large expected body is described by its hash, never read whole.
+        let expected_bytes = expected
+            .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
+            .map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+        let expected_body = expected.map(|e| match &expected_bytes {
+            Some(b) => miss::BodyView::Bytes(b),
+            None => miss::BodyView::Large {
+                b3: &e.request.body.b3,
+                len: e.request.body.len,
+            },
+        });
+        let (dependency, causal_accepts) = match (m.blocked, m.later) {
+            (Some(index::Blocked::Dep(d)), Some(later)) => {
+                (Some(causal::load::describe(&self.rec, later, &d)), false)
+            }
+            (Some(index::Blocked::Sequence), Some(later)) => {
+                let ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                (None, ix.waits_for(later).is_none())
+            }
+            _ => (None, false),
+        };
+        let d = miss::describe(
+            &self.rec.session,
+            m,
+            got,
+            &miss::Named {
+                expected: expected.zip(expected_body),
+                later: ev_of(m.later),
+                dependency,
+                causal_accepts,
+            },
+        );
+        tracing::warn!("{}", d.line);
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(d.line.clone());
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(m.kind.as_str())
+            .or_insert(0) += 1;
+        let mut resp = body::json(StatusCode::NOT_FOUND, &d.body);
+        resp.headers_mut()
+            .insert(MISS_HEADER, http::HeaderValue::from_static(m.kind.as_str()));
+        if let Some((name, value)) = d.header {
+            resp.headers_mut()
+                .insert(name, http::HeaderValue::from_static(value));
+        }
+        resp
     }
 
     /// A request over `--max-body` that no event took: 413, counted as a miss.
@@ -393,6 +486,10 @@ impl Replayer {
             || r.status == 204
             || r.status == 304
             || (100..200).contains(&r.status);
+        // A body declared empty cannot have been cut (older recordings marked some so).
+        let declared_empty = r.body.len == 0
+            && header(&r.headers, "content-length").is_some_and(|v| v.trim() == "0");
+        let cut = !r.complete && !declared_empty;
         // A large body kept in parts goes out part by part, never whole in memory.
         let parts = if no_body {
             None
@@ -430,7 +527,6 @@ impl Replayer {
             builder = builder.header(name.as_str(), value.as_str());
         }
         builder = builder.header(STEP_HEADER, ev.step);
-        let cut = !r.complete;
         let body: ProxyBody = if no_body {
             if let Some(cl) = header(&r.headers, "content-length") {
                 builder = builder.header("content-length", cl);
@@ -452,6 +548,10 @@ impl Replayer {
                 None => {}
             }
             body.boxed_unsync()
+        } else if data.is_empty() && !cut && coding.is_none() && r.chunks.is_none() {
+            // Zero bytes, complete: `Content-Length: 0`, as recorded, never a chunked body.
+            builder = builder.header("content-length", 0);
+            body::empty()
         } else if let Some(c) = coding {
             // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
             let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());

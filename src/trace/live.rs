@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::adapters::{self, ToolCall};
+use super::causal::{self, answers, Needles};
 use super::otlp::Pusher;
 use super::pb::{self, SpanWriter, Val};
 use super::spans::{
-    agent_root, answers, argument_needles, error_of, http_attrs, llm_span_attrs, match_score,
-    new_span, span_id, tool_call_span, trace_id, AttrValue, Parsed, Role, Span, SpanKind,
-    TraceOptions,
+    agent_root, error_of, http_attrs, llm_span_attrs, new_span, span_id, tool_call_span, trace_id,
+    AttrValue, Parsed, Role, Span, SpanKind, TraceOptions,
 };
 use crate::exchange::{Event, Kind};
 use crate::record::EventSink;
@@ -66,7 +66,7 @@ struct PendingTool {
     index: usize,
     call: ToolCall,
     window_start: u64,
-    needles: Vec<String>,
+    needles: Needles,
     claimed: usize,
 }
 
@@ -305,8 +305,7 @@ fn on_event(
                 st.input_tokens += call.input_tokens.unwrap_or(0);
                 st.output_tokens += call.output_tokens.unwrap_or(0);
                 for (j, tc) in call.tool_calls.iter().enumerate() {
-                    let mut needles = Vec::new();
-                    argument_needles(&tc.arguments, &mut needles);
+                    let needles = Needles::of(tc);
                     st.pending.push(PendingTool {
                         llm_step: ev.step,
                         index: j,
@@ -347,11 +346,22 @@ fn on_event(
     let (host, port, path) = split_url(&ev.request.url);
     let host = host.to_ascii_lowercase();
     let tool_name = rules.tool_name(&ev.request.method, &host, path);
+    // What the request carries, to find the pending call whose arguments it holds.
+    let carried = if st.pending.is_empty() {
+        Vec::new()
+    } else {
+        causal::request_words(&ev.request.url, &p.request_body)
+    };
     let owner = st
         .pending
         .iter_mut()
         .filter(|t| t.window_start <= ev.timing.start_unix_ns)
-        .max_by_key(|t| (match_score(&t.needles, &p), usize::MAX - t.claimed));
+        .max_by_key(|t| {
+            (
+                t.needles.matched(|w| carried.binary_search(&w).is_ok()).0,
+                usize::MAX - t.claimed,
+            )
+        });
     let tid = trace_id(session);
     let (start, end) = (ev.timing.start_unix_ns, ev.timing.end_unix_ns);
     let mut w = match owner {

@@ -4,8 +4,11 @@
 //! LLM traffic, extracts a provider-neutral [`adapters::LlmCall`] (model, usage, finish
 //! reasons, tool calls and results, normalised messages). The span tree is built on top
 //! of those calls, so nothing above this layer needs to know any provider's wire format.
+//! [`causal`] reads which events carry content of which earlier ones: the tree hangs tool
+//! exchanges by it, and replay orders its answers by it.
 
 pub mod adapters;
+pub mod causal;
 pub mod live;
 pub mod otlp;
 pub mod pb;

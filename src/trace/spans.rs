@@ -11,7 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
-use super::adapters::{self, ExchangeView, LlmCall, ToolCall, ToolResult};
+use super::adapters::{LlmCall, ToolCall, ToolResult};
+use super::causal::{self, answers, Graph};
 use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
 use crate::recording::Recording;
@@ -166,23 +167,7 @@ pub struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     /// Reads an event with its bodies: the adapters run on LLM events.
     pub fn new(event: &'a Event, request_body: Vec<u8>, response_body: Vec<u8>) -> Parsed<'a> {
-        let llm = (event.kind == Kind::Llm)
-            .then(|| {
-                adapters::parse(&ExchangeView {
-                    method: &event.request.method,
-                    url: &event.request.url,
-                    request_headers: &event.request.headers,
-                    request_body: &request_body,
-                    status: event.status(),
-                    response_headers: event
-                        .response
-                        .as_ref()
-                        .map(|r| r.headers.as_slice())
-                        .unwrap_or(&[]),
-                    response_body: &response_body,
-                })
-            })
-            .flatten();
+        let llm = causal::load::parse_llm(event, &request_body, &response_body);
         Parsed {
             event,
             llm,
@@ -422,37 +407,6 @@ pub(crate) fn llm_span_attrs(
     a
 }
 
-/// Scalar argument values, to find the HTTP request a tool call made.
-pub(crate) fn argument_needles(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) if s.len() >= 2 => {
-            if let Ok(inner) = serde_json::from_str::<Value>(s) {
-                if inner.is_object() || inner.is_array() {
-                    return argument_needles(&inner, out);
-                }
-            }
-            out.push(s.clone());
-        }
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Object(m) => m.values().for_each(|x| argument_needles(x, out)),
-        Value::Array(a) => a.iter().for_each(|x| argument_needles(x, out)),
-        _ => {}
-    }
-}
-
-pub(crate) fn match_score(needles: &[String], p: &Parsed) -> usize {
-    let url = p.event.request.url.to_ascii_lowercase();
-    let url_decoded = url.replace("%20", " ").replace('+', " ");
-    let body = String::from_utf8_lossy(&p.request_body).to_ascii_lowercase();
-    needles
-        .iter()
-        .filter(|n| {
-            let n = n.to_ascii_lowercase();
-            url.contains(&n) || url_decoded.contains(&n) || body.contains(&n)
-        })
-        .count()
-}
-
 /// A span with no parent, children, events or error yet; its id comes from the session,
 /// the role, the step and the index, so the same exchange always gets the same id.
 #[allow(clippy::too_many_arguments)]
@@ -482,14 +436,6 @@ pub(crate) fn new_span(
         events: Vec::new(),
         children: Vec::new(),
         flag: None,
-    }
-}
-
-/// Whether a tool result answers a tool call: by id when both have one, else by name.
-pub(crate) fn answers(r: &ToolResult, tc: &ToolCall) -> bool {
-    match (&r.id, &tc.id) {
-        (Some(a), Some(b)) => a == b,
-        _ => r.name.as_deref() == Some(tc.name.as_str()),
     }
 }
 
@@ -609,6 +555,22 @@ pub(crate) fn agent_root(
         format!("invoke_agent {ag}")
     });
     (name, a)
+}
+
+/// The dependency graph of parsed events (bodies already at hand).
+fn tool_graph(parsed: &[Parsed]) -> Graph {
+    let agentic = causal::load::is_agentic(parsed.iter().map(|p| p.event));
+    let mut b = causal::Builder::new(parsed.len(), agentic);
+    for p in parsed {
+        causal::load::push(
+            &mut b,
+            p.event,
+            p.llm.as_ref(),
+            &p.request_body,
+            &p.response_body,
+        );
+    }
+    b.build()
 }
 
 struct Builder<'a> {
@@ -837,21 +799,28 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
     }
 
     // Tool calls: each under the LLM call whose response asked for it, closed by the
-    // first later LLM request that carries its result.
+    // first later LLM request that carries its result; the exchanges made while it ran
+    // belong to it, to the call whose arguments they carry first. The dependency graph
+    // says both, as replay reads it.
+    let graph = tool_graph(parsed);
     let mut claimed: Vec<Option<usize>> = vec![None; parsed.len()];
     for (i, p) in parsed.iter().enumerate() {
         let Some(call) = &p.llm else { continue };
-        if call.tool_calls.is_empty() {
+        let runs = graph.tool_calls(i);
+        if runs.is_empty() {
             continue;
         }
         let llm_sp = llm_span[&i];
         let agent = p.event.agent.as_deref();
         let mut tool_spans = Vec::new();
-        let mut windows = Vec::new();
-        for (j, tc) in call.tool_calls.iter().enumerate() {
-            // The closing request: the first later one that carries the result.
-            let closing = parsed.iter().enumerate().skip(i + 1).find_map(|(k, q)| {
-                let r = q
+        for run in runs {
+            let j = run.call as usize;
+            let Some(tc) = call.tool_calls.get(j) else {
+                continue;
+            };
+            let closing = run.closing.and_then(|k| {
+                let k = k as usize;
+                let r = parsed[k]
                     .llm
                     .as_ref()?
                     .tool_results
@@ -865,13 +834,8 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 .unwrap_or(end);
             let result = closing.map(|(k, r)| (r, parsed[k].event.step));
             let span = tool_call_span(session, p.event.step, j, tc, w_start, w_end, result, opts);
-            let sp = b.attach(Some(llm_sp), span);
-            let mut needles = Vec::new();
-            argument_needles(&tc.arguments, &mut needles);
-            tool_spans.push((sp, needles));
-            windows.push((w_start, w_end));
+            tool_spans.push((b.attach(Some(llm_sp), span), *run));
         }
-        // Non-LLM exchanges that ran inside a call's window belong to it.
         let mut load = vec![0usize; tool_spans.len()];
         for (k, q) in parsed.iter().enumerate().skip(i + 1) {
             if q.event.kind == Kind::Llm
@@ -880,26 +844,20 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             {
                 continue;
             }
-            let t = q.event.timing.start_unix_ns;
-            let candidates: Vec<usize> = (0..tool_spans.len())
-                .filter(|&j| t >= windows[j].0 && t <= windows[j].1)
-                .collect();
-            if candidates.is_empty() {
-                continue;
-            }
-            let best = candidates
-                .iter()
-                .copied()
+            let t = q.event.timing.start_ns;
+            let best = (0..tool_spans.len())
+                .filter(|&j| t >= tool_spans[j].1.from_ns && t <= tool_spans[j].1.to_ns)
                 .max_by_key(|&j| {
                     (
-                        match_score(&tool_spans[j].1, q),
+                        graph.arguments_matched(k, i, tool_spans[j].1.call as usize),
                         usize::MAX - load[j],
                         usize::MAX - j,
                     )
-                })
-                .unwrap_or(candidates[0]);
-            load[best] += 1;
-            claimed[k] = Some(tool_spans[best].0);
+                });
+            if let Some(best) = best {
+                load[best] += 1;
+                claimed[k] = Some(tool_spans[best].0);
+            }
         }
     }
 

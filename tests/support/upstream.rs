@@ -16,7 +16,10 @@
 //!   `POST /upload` byte count + checksum; `GET /slow?ms=N`; `GET /status/{code}`;
 //!   `GET /close` drops the connection; `GET /reset-mid` breaks off mid-body;
 //!   `GET /gzip`; `GET /big-gzip?bytes=N` the `/big` pattern gzip-encoded;
-//!   `GET /weather?city=Paris`; `GET /empty`; `GET /empty-list`;
+//!   `GET /weather?city=Paris`; `GET /empty?status=200` (zero bytes,
+//!   `Content-Length: 0`; 204 and 304 without it); `GET /empty-list`;
+//!   `GET /page?cursor=C` one page and the cursor of the next (a value only this answer
+//!   holds, as pagination APIs do); `HEAD` of any `GET` route;
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
 //!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echo-auth`;
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
@@ -616,7 +619,13 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let q = query.as_deref();
-    let resp = match (&method, path.as_str()) {
+    // HEAD is GET without the body: hyper leaves the body out and keeps the headers.
+    let route_method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let resp = match (&route_method, path.as_str()) {
         (&Method::GET, "/json") => json_response(StatusCode::OK, &sample_json()),
         (&Method::POST, "/echo") => echo(req).await?,
         (&Method::GET, "/sse") => sse(q),
@@ -636,11 +645,8 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
         (&Method::GET, "/gzip") => gzip(),
         (&Method::GET, "/big-gzip") => big_gzip(q),
         (&Method::GET, "/weather") => weather(q),
-        (&Method::GET, "/empty") => Response::builder()
-            .header("content-type", "application/json")
-            .header("content-length", 0)
-            .body(full(Bytes::new()))
-            .expect("response"),
+        (&Method::GET, "/empty") => empty(q),
+        (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
         (&Method::GET, "/counter") => {
             // Identical requests, different answers (polling): replay must keep their order.
@@ -669,6 +675,34 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
         ),
     };
     Ok(resp)
+}
+
+/// A zero-byte answer with the given status: `Content-Length: 0`, except for 204 and
+/// 304, which have no body by definition.
+fn empty(q: Option<&str>) -> Response<FixtureBody> {
+    let status = StatusCode::from_u16(query_num(q, "status", 200) as u16).unwrap_or(StatusCode::OK);
+    let mut b = Response::builder().status(status);
+    if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+        b = b
+            .header("content-type", "application/json")
+            .header("content-length", 0);
+    }
+    b.body(full(Bytes::new())).expect("response")
+}
+
+/// The cursor that follows `cursor`: derived from it, so it is the same on every run.
+pub fn next_cursor(cursor: &str) -> String {
+    let h = blake3::hash(cursor.as_bytes()).to_hex();
+    format!("cur_{}", &h[..12])
+}
+
+/// One page of a paginated listing: the cursor of the next page appears only here.
+fn page(q: Option<&str>) -> Response<FixtureBody> {
+    let cursor = query_param(q, "cursor").unwrap_or_else(|| "start".into());
+    json_response(
+        StatusCode::OK,
+        &json!({"cursor": cursor, "items": ["a", "b"], "next_cursor": next_cursor(&cursor)}),
+    )
 }
 
 /// The `/json` document (~1 KB).
