@@ -137,8 +137,9 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
     }
 }
 
+/// `--order` (see [`crate::replay::Order`]).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Order {
+pub enum OrderArg {
     #[default]
     /// A call waits only for the calls whose answers it carries (and earlier calls to a
     /// stateful host); everything else may come in any order.
@@ -149,32 +150,32 @@ pub enum Order {
     Any,
 }
 
-impl Order {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Causal => "causal",
-            Order::Strict => "strict",
-            Order::Any => "any",
-        }
-    }
-
-    /// Parses a case file's `order`; `None` means the default, causal.
-    pub fn parse(s: Option<&str>) -> Result<Order, String> {
-        match s {
-            None | Some("causal") => Ok(Order::Causal),
-            Some("strict") => Ok(Order::Strict),
-            Some("any") => Ok(Order::Any),
-            Some(o) => Err(format!("order must be causal, strict or any, not {o:?}")),
+impl From<OrderArg> for crate::replay::Order {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::Causal => crate::replay::Order::Causal,
+            OrderArg::Strict => crate::replay::Order::Strict,
+            OrderArg::Any => crate::replay::Order::Any,
         }
     }
 }
 
+/// `--pace` (see [`crate::replay::Pace`]).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pace {
+pub enum PaceArg {
     /// Send recorded responses at once.
     Fast,
     /// Reproduce the recorded time to first byte and chunk offsets.
     Recorded,
+}
+
+impl From<PaceArg> for crate::replay::Pace {
+    fn from(p: PaceArg) -> Self {
+        match p {
+            PaceArg::Fast => crate::replay::Pace::Fast,
+            PaceArg::Recorded => crate::replay::Pace::Recorded,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -402,14 +403,14 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub certs: CertsArg,
     /// How far requests may come in another order than recorded (see README, Replay).
-    #[arg(long, value_enum, default_value_t = Order::Causal)]
-    pub order: Order,
+    #[arg(long, value_enum, default_value_t = OrderArg::Causal)]
+    pub order: OrderArg,
     /// Calls to these hosts keep their recorded order among themselves (glob, repeatable;
     /// also `[[order]] host = GLOB` in tapedeck.toml).
     #[arg(long = "stateful-host", value_name = "GLOB")]
     pub stateful_hosts: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Pace::Fast)]
-    pub pace: Pace,
+    #[arg(long, value_enum, default_value_t = PaceArg::Fast)]
+    pub pace: PaceArg,
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
     /// 413, a larger response is cut there; the event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]

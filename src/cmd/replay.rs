@@ -69,8 +69,8 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         rec,
         rules,
         ReplayOptions {
-            order: a.order,
-            pace: a.pace,
+            order: a.order.into(),
+            pace: a.pace.into(),
             allow_live: a.allow_live.clone(),
             store: held.clone().map(|s| s as Arc<dyn Store>),
             max_body: a.max_body,

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::cli::Order;
+use super::Order;
 use crate::exchange::Kind;
 use crate::trace::causal::{Dep, Graph};
 

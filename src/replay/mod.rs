@@ -24,7 +24,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::cli::{Order, Pace};
 use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::encoding::{self, Coding};
 use crate::exchange::limit::MaxBody;
@@ -40,6 +39,48 @@ use crate::trace::adapters::recognise::split_url;
 use crate::trace::causal::{self, tokens::hash, Graph};
 use index::{Reorders, Slot, TraceIndex};
 use request::ReadBody;
+
+/// Which recorded event a request may take: how far requests may come in another order
+/// than recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    /// A call waits only for the calls whose answers it carries (and earlier calls to a
+    /// stateful host); everything else may come in any order.
+    Causal,
+    /// One cursor for everything, no reordering.
+    Strict,
+    /// Match by key alone (first unused event with that key).
+    Any,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Causal => "causal",
+            Order::Strict => "strict",
+            Order::Any => "any",
+        }
+    }
+
+    /// Parses a case file's `order`; `None` means the default, causal.
+    pub fn parse(s: Option<&str>) -> Result<Order, String> {
+        match s {
+            None | Some("causal") => Ok(Order::Causal),
+            Some("strict") => Ok(Order::Strict),
+            Some("any") => Ok(Order::Any),
+            Some(o) => Err(format!("order must be causal, strict or any, not {o:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Send recorded responses at once.
+    Fast,
+    /// Reproduce the recorded time to first byte and chunk offsets.
+    Recorded,
+}
 
 /// Header on every replayed response: the step it came from.
 pub const STEP_HEADER: &str = "x-tapedeck-step";
