@@ -7,13 +7,15 @@
 //! session produces no findings: every detector is tested on a clean run too.
 
 pub mod context;
-mod detectors;
+mod detect;
+pub mod read;
 
 use serde::Serialize;
 
 use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::trace::spans::{parse_events, Parsed};
+use crate::trace::tool_names::ToolNames;
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -64,20 +66,27 @@ pub const DETECTORS: &[&str] = &[
 
 /// Runs every detector over a recording.
 pub fn analyze(rec: &Recording, rules: &Rules) -> Vec<Finding> {
-    let parsed = parse_events(rec);
-    analyze_parsed(&parsed, rules)
+    examine(rec, rules).findings
 }
 
 pub fn analyze_parsed(parsed: &[Parsed], rules: &Rules) -> Vec<Finding> {
+    examine_parsed(parsed, rules).findings
+}
+
+/// A session's findings, with the names its tools go by (the findings use them too).
+pub struct Examined {
+    pub findings: Vec<Finding>,
+    pub tools: ToolNames,
+}
+
+pub fn examine(rec: &Recording, rules: &Rules) -> Examined {
+    examine_parsed(&parse_events(rec), rules)
+}
+
+pub fn examine_parsed(parsed: &[Parsed], rules: &Rules) -> Examined {
+    let view = detect::View::new(parsed, rules);
     let mut out = Vec::new();
-    detectors::retry_loop(parsed, &mut out);
-    detectors::tool_error_ignored(parsed, rules, &mut out);
-    detectors::empty_tool_result(parsed, rules, &mut out);
-    detectors::context_pressure(parsed, rules, &mut out);
-    detectors::truncation(parsed, &mut out);
-    detectors::token_burn(parsed, &mut out);
-    detectors::cascading_error(parsed, rules, &mut out);
-    detectors::slow_step(parsed, &mut out);
+    detect::run_all(&view, &mut out);
     out.sort_by(|a, b| {
         a.steps
             .first()
@@ -85,7 +94,10 @@ pub fn analyze_parsed(parsed: &[Parsed], rules: &Rules) -> Vec<Finding> {
             .then(b.severity.cmp(&a.severity))
             .then(a.detector.cmp(b.detector))
     });
-    out
+    Examined {
+        findings: out,
+        tools: view.tools,
+    }
 }
 
 /// The JSON `analyze --json` prints.

@@ -6,15 +6,14 @@ use std::path::Path;
 use serde_json::json;
 
 use super::CmdResult;
-use crate::analyze::{analyze, Finding};
-use crate::exchange::canonical::UrlParts;
+use crate::analyze::{examine, Finding};
 use crate::exchange::Kind;
 use crate::recording::{self, access_store, Recording, StoreAccess};
-use crate::rules::Rules;
 use crate::store::Store;
+use crate::trace::tool_names::ToolNames;
 
 /// (detector, tool, error type, step position) of a session's leading finding.
-fn signature(rec: &Recording, f: &Finding, rules: &Rules) -> [String; 4] {
+fn signature(rec: &Recording, f: &Finding, tools: &ToolNames) -> [String; 4] {
     let first = f.steps.first().copied().unwrap_or(0);
     let pos = rec
         .events
@@ -24,10 +23,7 @@ fn signature(rec: &Recording, f: &Finding, rules: &Rules) -> [String; 4] {
         .unwrap_or(0);
     let ev = rec.events.iter().find(|e| e.step == first);
     let tool = match ev {
-        Some(e) if e.kind != Kind::Llm => {
-            let p = UrlParts::parse(&e.request.url);
-            rules.tool_name(&e.request.method, &p.host, &p.path)
-        }
+        Some(e) if e.kind != Kind::Llm => tools.get(e.step).unwrap_or("-").to_string(),
         Some(_) => "llm".into(),
         None => "-".into(),
     };
@@ -65,11 +61,12 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
     } else {
         sessions.to_vec()
     };
-    let rules = Rules::from_working_dir()?;
+    let rules = crate::rules::Rules::from_working_dir()?;
     let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     for name in &names {
         let rec = loader.load(name).await?;
-        let findings = analyze(&rec, &rules);
+        let examined = examine(&rec, &rules);
+        let findings = examined.findings;
         // The leading finding: the most severe, then the earliest.
         let rank = |f: &Finding| {
             crate::analyze::DETECTORS
@@ -84,7 +81,7 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
                 .then(rank(a).cmp(&rank(b)))
         });
         let sig = match lead {
-            Some(f) => signature(&rec, f, &rules).to_vec(),
+            Some(f) => signature(&rec, f, &examined.tools).to_vec(),
             None => vec!["no findings".to_string()],
         };
         groups.entry(sig).or_default().push(rec.session.clone());
