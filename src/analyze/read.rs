@@ -33,45 +33,177 @@ pub fn status_of(ev: &Event) -> String {
     }
 }
 
-/// Why a tool's answer is an error, if it is: transport failure, 4xx/5xx, or a 200 whose
-/// JSON says so.
-pub fn tool_error(p: &Parsed) -> Option<String> {
+/// Why a tool's answer is an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolError {
+    /// `HTTP 500`, `failed: connect`, or the soft error with its field.
+    pub why: String,
+    /// The JSON path of a soft error's field (`$.parse_error`).
+    pub field: Option<String>,
+    /// Only a warning field said so (`warning(s)` with text): worth a warning, not an error.
+    pub warning: bool,
+}
+
+/// Why a tool's answer is an error, if it is: transport failure, 4xx/5xx, or a 2xx whose
+/// body says so (a soft error, see [`soft_error`]).
+pub fn tool_error(p: &Parsed) -> Option<ToolError> {
     let ev = p.event;
+    let hard = |why: String| ToolError {
+        why,
+        field: None,
+        warning: false,
+    };
     if ev.response.is_none() {
         return ev
             .error
             .as_ref()
-            .map(|e| format!("failed: {}", e.kind.as_str()));
+            .map(|e| hard(format!("failed: {}", e.kind.as_str())));
     }
     let status = ev.status().unwrap_or(0);
     if status >= 400 {
-        return Some(format!("HTTP {status}"));
+        return Some(hard(format!("HTTP {status}")));
     }
-    let v: Value = serde_json::from_slice(&p.response_body).ok()?;
-    json_says_error(&v).then(|| "a JSON error".to_string())
+    let soft = body_soft_error(&p.response_body)?;
+    Some(ToolError {
+        why: format!(
+            "{} in its {status} body at {}: {:?}",
+            if soft.warning {
+                "a warning"
+            } else {
+                "a soft error"
+            },
+            soft.path,
+            short(&soft.text, 80)
+        ),
+        field: Some(soft.path),
+        warning: soft.warning,
+    })
 }
 
-fn json_says_error(v: &Value) -> bool {
-    let Some(o) = v.as_object() else { return false };
-    let truthy = |x: &Value| {
-        !matches!(x, Value::Null | Value::Bool(false)) && x != &Value::String(String::new())
-    };
-    o.get("error").is_some_and(truthy)
-        || o.get("errors")
-            .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-        || matches!(
-            o.get("status").and_then(Value::as_str),
-            Some("error") | Some("failed") | Some("failure")
-        )
-        || o.get("success") == Some(&Value::Bool(false))
-        || o.get("ok") == Some(&Value::Bool(false))
+/// An error-looking field inside a successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftError {
+    /// JSON path of the field, `$.parse_error`, `$.result.isError`.
+    pub path: String,
+    /// What the field says (its message when it has one).
+    pub text: String,
+    /// Only a `warning`/`warnings` field with text.
+    pub warning: bool,
+}
+
+/// A soft error in a body: JSON, or the JSON `data:` lines of an SSE stream (MCP's
+/// streamable HTTP answers so).
+pub fn body_soft_error(body: &[u8]) -> Option<SoftError> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return soft_error(&v);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find_map(|v| soft_error(&v))
+}
+
+/// The first error-looking field of a JSON document, errors before warnings: `error`,
+/// `errors`, `*_error` / `*Error` (truthy), `isError: true`; at the top (or in a JSON-RPC
+/// `result`) also `status: "error"|"failed"|"failure"`, `success: false`, `ok: false`;
+/// failing those, `warning` / `warnings` with text. Nested objects are read two levels
+/// down; arrays are data (a list of jobs may hold a failed one) and are not searched.
+pub fn soft_error(v: &Value) -> Option<SoftError> {
+    find_field(v, "$", true, 0, false).or_else(|| find_field(v, "$", true, 0, true))
+}
+
+fn find_field(v: &Value, path: &str, top: bool, depth: usize, warnings: bool) -> Option<SoftError> {
+    let o = v.as_object()?;
+    for (k, x) in o {
+        let lk = k.to_ascii_lowercase();
+        let hit = if warnings {
+            (lk == "warning" || lk == "warnings") && has_text(x)
+        } else {
+            match lk.as_str() {
+                "error" | "iserror" => truthy(x),
+                "errors" => nonempty(x),
+                "status" => top && matches!(x.as_str(), Some("error" | "failed" | "failure")),
+                "success" | "ok" => top && x == &Value::Bool(false),
+                _ => (lk.ends_with("_error") || k.ends_with("Error")) && truthy(x),
+            }
+        };
+        if hit {
+            return Some(SoftError {
+                path: format!("{path}.{k}"),
+                text: field_text(x, o),
+                warning: warnings,
+            });
+        }
+    }
+    if depth >= 2 {
+        return None;
+    }
+    o.iter().find_map(|(k, x)| {
+        let inner_top = k == "result" && o.contains_key("jsonrpc");
+        find_field(x, &format!("{path}.{k}"), inner_top, depth + 1, warnings)
+    })
+}
+
+fn truthy(x: &Value) -> bool {
+    match x {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        Value::Bool(true) => true,
+    }
+}
+
+fn nonempty(x: &Value) -> bool {
+    match x {
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        Value::String(s) => !s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn has_text(x: &Value) -> bool {
+    match x {
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => a.iter().any(has_text),
+        Value::Object(m) => m.values().any(has_text),
+        _ => false,
+    }
+}
+
+/// What an error field says: its text, its `message`, or (for a flag such as `isError`)
+/// the text content beside it.
+fn field_text(x: &Value, siblings: &serde_json::Map<String, Value>) -> String {
+    match x {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| x.to_string()),
+        Value::Array(a) => a
+            .first()
+            .map(|f| field_text(f, siblings))
+            .unwrap_or_default(),
+        Value::Bool(true) => siblings
+            .get("content")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find_map(|p| p.get("text")?.as_str()))
+            .map(str::to_string)
+            .unwrap_or_else(|| "true".into()),
+        other => other.to_string(),
+    }
 }
 
 /// Whether a tool result's text (as the LLM got it) is a JSON error.
 pub fn text_says_error(s: &str) -> bool {
     serde_json::from_str::<Value>(s)
-        .map(|v| json_says_error(&v))
-        .unwrap_or(false)
+        .ok()
+        .and_then(|v| soft_error(&v))
+        .is_some_and(|e| !e.warning)
 }
 
 const ACK_WORDS: &[&str] = &[
@@ -206,6 +338,9 @@ mod tests {
             r#"{"status":"failed"}"#,
             r#"{"success":false}"#,
             r#"{"ok":false}"#,
+            r#"{"price":1.299,"parse_error":"ambiguous decimal separator"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"isError":true,"content":[{"type":"text","text":"no such file"}]}}"#,
+            r#"{"data":{"lookupError":"timeout"}}"#,
         ] {
             assert!(text_says_error(yes), "{yes}");
         }
@@ -215,9 +350,36 @@ mod tests {
             r#"{"errors":[]}"#,
             r#"{"status":"ok"}"#,
             r#"[{"error":"x"}]"#,
+            r#"{"jobs":[{"status":"failed"}]}"#,
+            r#"{"data":{"status":"failed"}}"#,
+            r#"{"error_rate":0.2,"last_error":null,"parse_error":""}"#,
+            r#"{"warnings":["heat advisory"]}"#,
             "sunny",
         ] {
             assert!(!text_says_error(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_soft_error_names_its_field_and_text_and_warnings_come_last() {
+        let v: Value = serde_json::from_str(
+            r#"{"price":1.299,"raw_price":"1.299,00","warning":"rounded","parse_error":"could not parse '1.299,00'"}"#,
+        )
+        .unwrap();
+        let e = soft_error(&v).unwrap();
+        assert_eq!(e.path, "$.parse_error");
+        assert_eq!(e.text, "could not parse '1.299,00'");
+        assert!(!e.warning);
+        let w =
+            soft_error(&serde_json::json!({"temp": 18, "warnings": ["heat advisory"]})).unwrap();
+        assert_eq!((w.path.as_str(), w.warning), ("$.warnings", true));
+        let mcp = br#"event: message
+data: {"jsonrpc":"2.0","id":3,"result":{"isError":true,"content":[{"type":"text","text":"no such file"}]}}
+
+"#;
+        let e = body_soft_error(mcp).unwrap();
+        assert_eq!(e.path, "$.result.isError");
+        assert_eq!(e.text, "no such file");
+        assert_eq!(body_soft_error(br#"{"city":"Paris","temp_c":18}"#), None);
     }
 }

@@ -33,7 +33,7 @@ pub fn detect(v: &View, out: &mut Vec<Finding>) {
                         .map(|s| format!("HTTP {s}"))
                 })
         } else {
-            tool_error(f)
+            tool_error(f).map(|e| e.why)
         };
         let Some(why) = failed else { continue };
         let Some(f_agent) = f.event.agent.as_deref() else {

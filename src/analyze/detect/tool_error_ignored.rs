@@ -29,7 +29,13 @@ fn http_tools(v: &View, out: &mut Vec<Finding>) -> HashSet<String> {
         if t.event.kind == Kind::Llm {
             continue;
         }
-        let Some(why) = tool_error(t) else { continue };
+        let Some(err) = tool_error(t) else { continue };
+        let why = &err.why;
+        let severity = if err.warning {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
         let Some((li, l)) = next_llm(parsed, i) else {
             continue;
         };
@@ -62,21 +68,42 @@ fn http_tools(v: &View, out: &mut Vec<Finding>) -> HashSet<String> {
                 if acknowledges(&answer, &[&r.content, &body]) {
                     continue;
                 }
+                let mut evidence = vec![format!(
+                    "step {}: {} → {}: {}",
+                    t.event.step,
+                    what(t.event),
+                    status_of(t.event),
+                    short(&body, 100)
+                )];
+                if let Some(field) = &err.field {
+                    evidence.push(format!(
+                        "step {}: the {} body says so at {field}",
+                        t.event.step,
+                        status_of(t.event)
+                    ));
+                }
+                evidence.push(format!(
+                    "step {}: the LLM request carries that answer as a tool result",
+                    l.event.step
+                ));
+                evidence.push(format!(
+                    "step {}: the answer does not mention a failure: {:?}",
+                    l.event.step,
+                    short(&answer, 100)
+                ));
                 out.push(Finding {
                     detector: "tool_error_ignored",
-                    severity: Severity::Error,
+                    severity,
                     steps: vec![t.event.step, l.event.step],
                     summary: format!(
                         "the {name} tool answered {why} (step {}) and the LLM went on at step {} without acknowledging it",
                         t.event.step, l.event.step
                     ),
-                    evidence: vec![
-                        format!("step {}: {} → {}: {}", t.event.step, what(t.event), status_of(t.event), short(&body, 100)),
-                        format!("step {}: the LLM request carries that answer as a tool result", l.event.step),
-                        format!("step {}: the answer does not mention a failure: {:?}", l.event.step, short(&answer, 100)),
-                    ],
+                    evidence,
                 });
             }
+            // A warning the agent kept to itself is common (it read only the data).
+            None if err.warning => {}
             None => {
                 // An LLM call tapedeck cannot read says nothing either way.
                 let Some(call) = &l.llm else { continue };
@@ -302,5 +329,75 @@ mod tests {
             "{}",
         )];
         assert!(run(&clean, detect).is_empty());
+    }
+
+    #[test]
+    fn a_soft_error_in_a_200_body_ignored_by_the_llm_names_its_field() {
+        let body =
+            r#"{"price":1.299,"raw_price":"1.299,00","parse_error":"ambiguous decimal separator"}"#;
+        let e1 = llm_event(1, None, 0, 10);
+        let e2 = tool_event(2, None, "https://shop.test/price?item=widget", 200, 11, 12);
+        let e3 = llm_event(3, None, 13, 20);
+        let p = vec![
+            parsed(
+                &e1,
+                Some(asks(
+                    "c1",
+                    "get_price",
+                    serde_json::json!({"item": "widget"}),
+                )),
+                "{}",
+                "{}",
+            ),
+            parsed(&e2, None, "", body),
+            parsed(
+                &e3,
+                Some(llm_call(
+                    20,
+                    vec![("c1", body)],
+                    "The widget costs EUR 1.30.",
+                )),
+                "{}",
+                "{}",
+            ),
+        ];
+        let out = run(&p, detect);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].steps, vec![2, 3]);
+        assert_eq!(out[0].severity, crate::analyze::Severity::Error);
+        assert!(out[0].summary.contains("get_price"), "{:?}", out[0]);
+        assert!(
+            out[0]
+                .evidence
+                .iter()
+                .any(|e| e.contains("at $.parse_error")),
+            "{:#?}",
+            out[0].evidence
+        );
+        // A warning with text is a warning; kept from the LLM altogether, it is nothing.
+        let warned = r#"{"price":1.299,"warnings":["price is stale"]}"#;
+        let p = vec![
+            parsed(&e2, None, "", warned),
+            parsed(
+                &e3,
+                Some(llm_call(20, vec![("c1", warned)], "EUR 1.30")),
+                "{}",
+                "{}",
+            ),
+        ];
+        assert_eq!(
+            run(&p, detect)[0].severity,
+            crate::analyze::Severity::Warning
+        );
+        let p = vec![
+            parsed(&e2, None, "", warned),
+            parsed(
+                &e3,
+                Some(llm_call(20, vec![("c1", "1.299")], "EUR 1.30")),
+                "{}",
+                "{}",
+            ),
+        ];
+        assert!(run(&p, detect).is_empty());
     }
 }
