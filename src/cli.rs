@@ -185,6 +185,21 @@ pub enum Command {
         /// Exit 1 when a finding is at least this severe (warning or error).
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
+        /// Walk back from this step through the exchanges whose output flowed into it.
+        #[arg(long, value_name = "STEP", conflicts_with = "judge")]
+        explain: Option<u64>,
+        /// Ask this OpenAI-compatible endpoint (base URL, e.g. https://host/v1) to score
+        /// each LLM step's output against the run's first instruction (goal_drift).
+        #[arg(long, value_name = "URL")]
+        judge: Option<String>,
+        /// The judge's model.
+        #[arg(
+            long,
+            value_name = "MODEL",
+            requires = "judge",
+            default_value = "gpt-4o-mini"
+        )]
+        judge_model: String,
     },
     /// Find the first step where run B diverges from run A.
     Diff {

@@ -8,6 +8,9 @@
 
 pub mod context;
 mod detect;
+pub mod explain;
+pub mod flow;
+pub mod judge;
 pub mod read;
 
 use serde::Serialize;
@@ -62,6 +65,7 @@ pub const DETECTORS: &[&str] = &[
     "token_burn",
     "cascading_error",
     "slow_step",
+    "goal_drift",
 ];
 
 /// Runs every detector over a recording.
@@ -87,17 +91,29 @@ pub fn examine_parsed(parsed: &[Parsed], rules: &Rules) -> Examined {
     let view = detect::View::new(parsed, rules);
     let mut out = Vec::new();
     detect::run_all(&view, &mut out);
-    out.sort_by(|a, b| {
+    sort(&mut out);
+    Examined {
+        findings: out,
+        tools: view.tools,
+    }
+}
+
+/// Findings in reading order: by first step, the most severe first, then by detector.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
         a.steps
             .first()
             .cmp(&b.steps.first())
             .then(b.severity.cmp(&a.severity))
             .then(a.detector.cmp(b.detector))
     });
-    Examined {
-        findings: out,
-        tools: view.tools,
-    }
+}
+
+/// `analyze --explain STEP`: what flowed into a step; `None` when there is no such step.
+pub fn explain_step(rec: &Recording, rules: &Rules, step: u64) -> Option<explain::Explanation> {
+    let parsed = parse_events(rec);
+    let view = detect::View::new(&parsed, rules);
+    explain::explain(&rec.session, &parsed, &view.tools, &view.flows, step)
 }
 
 /// The JSON `analyze --json` prints.

@@ -9,6 +9,7 @@ mod env;
 mod export;
 mod gen_test;
 mod import;
+mod judge;
 mod otlp;
 mod record;
 mod replay;
@@ -102,7 +103,21 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 json,
                 fail_on,
-            } => analyze::run(&session, &store.store, json, fail_on.as_deref()).await,
+                explain,
+                judge,
+                judge_model,
+            } => {
+                let opts = analyze::Options {
+                    json,
+                    fail_on,
+                    explain,
+                    judge: judge.map(|url| analyze::JudgeOptions {
+                        url,
+                        model: judge_model,
+                    }),
+                };
+                analyze::run(&session, &store.store, &opts).await
+            }
             Command::Diff {
                 session_a,
                 session_b,

@@ -14,6 +14,7 @@ mod token_burn;
 mod tool_error_ignored;
 mod truncation;
 
+use super::flow::{flows, Flow};
 use super::Finding;
 use crate::exchange::Event;
 use crate::rules::Rules;
@@ -25,6 +26,8 @@ pub struct View<'a> {
     pub parsed: &'a [Parsed<'a>],
     pub rules: &'a Rules,
     pub tools: ToolNames,
+    /// What flowed from which exchange into which.
+    pub flows: Vec<Flow>,
 }
 
 impl<'a> View<'a> {
@@ -36,6 +39,7 @@ impl<'a> View<'a> {
             parsed,
             rules,
             tools,
+            flows: flows(parsed),
         }
     }
 
