@@ -210,6 +210,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Failure signatures across the store's sessions: first and last seen, count, status.
+    Issues {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
     /// Group sessions by failure signature (all sessions in the store when none named).
     Cluster {
         sessions: Vec<String>,
@@ -242,6 +249,9 @@ pub enum Command {
         junit: Option<PathBuf>,
         #[command(flatten)]
         certs: CertsArg,
+        /// The store whose issues table a passing case resolves (left alone if absent).
+        #[command(flatten)]
+        store: StoreArg,
     },
 }
 

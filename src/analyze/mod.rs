@@ -10,6 +10,7 @@ pub mod context;
 mod detect;
 pub mod explain;
 pub mod flow;
+pub mod issues;
 pub mod judge;
 pub mod read;
 
@@ -77,10 +78,13 @@ pub fn analyze_parsed(parsed: &[Parsed], rules: &Rules) -> Vec<Finding> {
     examine_parsed(parsed, rules).findings
 }
 
-/// A session's findings, with the names its tools go by (the findings use them too).
+/// A session's findings, with the names its tools go by (the findings use them too)
+/// and each finding's signature across runs.
 pub struct Examined {
     pub findings: Vec<Finding>,
     pub tools: ToolNames,
+    /// One per finding, in the same order.
+    pub signatures: Vec<issues::Signature>,
 }
 
 pub fn examine(rec: &Recording, rules: &Rules) -> Examined {
@@ -92,9 +96,14 @@ pub fn examine_parsed(parsed: &[Parsed], rules: &Rules) -> Examined {
     let mut out = Vec::new();
     detect::run_all(&view, &mut out);
     sort(&mut out);
+    let signatures = out
+        .iter()
+        .map(|f| issues::signature(parsed, &view.tools, f))
+        .collect();
     Examined {
         findings: out,
         tools: view.tools,
+        signatures,
     }
 }
 

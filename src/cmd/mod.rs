@@ -9,6 +9,7 @@ mod env;
 mod export;
 mod gen_test;
 mod import;
+mod issues;
 mod judge;
 mod otlp;
 mod record;
@@ -65,6 +66,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
+            Command::Issues { store, json } => issues::run(&store.store, json).await,
             Command::Export {
                 session,
                 output,
@@ -136,9 +138,12 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 force,
             } => gen_test::run(&session, &cmd, &output, &store.store, force).await,
-            Command::Test { dir, junit, certs } => {
-                test::run(&dir, junit.as_deref(), &certs.certs).await
-            }
+            Command::Test {
+                dir,
+                junit,
+                certs,
+                store,
+            } => test::run(&dir, junit.as_deref(), &certs.certs, &store.store).await,
         }
     })
 }

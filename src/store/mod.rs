@@ -6,8 +6,10 @@
 //! Large bodies are written in segments while they stream, so recording a 5 MB
 //! download never holds the whole of it in memory.
 
+mod issues;
 mod sled_store;
 
+pub use issues::{IssueRecord, IssueStatus, IssueTable};
 pub use sled_store::SledStore;
 
 use std::path::PathBuf;
@@ -78,6 +80,10 @@ pub trait Store: Send + Sync + 'static {
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
     /// Blocks until everything written so far is durable.
     fn commit(&self) -> Result<(), StoreError>;
+    /// The failure signatures seen across sessions (empty in a store that has none).
+    fn issues(&self) -> Result<IssueTable, StoreError>;
+    /// Replaces the issues table.
+    fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError>;
 }
 
 /// Bodies up to this size are kept whole in memory while recording (for JSON redaction
