@@ -217,6 +217,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the read commands as an MCP server over stdio (for coding agents).
+    Mcp {
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// Group sessions by failure signature (all sessions in the store when none named).
     Cluster {
         sessions: Vec<String>,

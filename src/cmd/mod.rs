@@ -11,6 +11,7 @@ mod gen_test;
 mod import;
 mod issues;
 mod judge;
+mod mcp;
 mod otlp;
 mod record;
 mod replay;
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> CmdResult {
             Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,
             Command::Issues { store, json } => issues::run(&store.store, json).await,
+            Command::Mcp { store } => mcp::run(&store.store).await,
             Command::Export {
                 session,
                 output,
