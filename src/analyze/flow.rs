@@ -100,8 +100,12 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
         };
         if let Some(call) = &e.llm {
             for r in &call.tool_results {
-                if let Some(d) = asked_for(parsed, i, r) {
-                    link(d, Via::ToolResult, r.content.trim().to_string());
+                if let Some((d, name)) = asked_for(parsed, i, r) {
+                    let value = match &r.id {
+                        Some(id) => format!("{name} call {id}"),
+                        None => format!("{name} call"),
+                    };
+                    link(d, Via::ToolResult, value);
                 }
                 if let Some(d) = answered_by(parsed, i, r.content.trim()) {
                     link(d, Via::ToolOutput, r.content.trim().to_string());
@@ -147,18 +151,22 @@ fn recent(parsed: &[Parsed], i: usize, keep: impl Fn(&Parsed) -> bool) -> Vec<us
 }
 
 /// The latest earlier LLM call of the same agent whose response asked for the call that
-/// tool result `r` answers.
-fn asked_for(parsed: &[Parsed], i: usize, r: &crate::trace::adapters::ToolResult) -> Option<usize> {
+/// tool result `r` answers, with the function's name.
+fn asked_for(
+    parsed: &[Parsed],
+    i: usize,
+    r: &crate::trace::adapters::ToolResult,
+) -> Option<(usize, String)> {
     let agent = &parsed[i].event.agent;
     recent(parsed, i, |p| p.llm.is_some() && &p.event.agent == agent)
         .into_iter()
-        .find(|&j| {
-            parsed[j].llm.as_ref().is_some_and(|c| {
-                c.tool_calls.iter().any(|tc| match (&r.id, &tc.id) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => r.name.as_deref() == Some(tc.name.as_str()),
-                })
-            })
+        .find_map(|j| {
+            let call = parsed[j].llm.as_ref()?;
+            let tc = call.tool_calls.iter().find(|tc| match (&r.id, &tc.id) {
+                (Some(a), Some(b)) => a == b,
+                _ => r.name.as_deref() == Some(tc.name.as_str()),
+            })?;
+            Some((j, tc.name.clone()))
         })
 }
 

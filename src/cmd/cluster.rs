@@ -7,14 +7,14 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::CmdResult;
+use crate::analyze::issues::Signature;
 use crate::analyze::{examine, Finding};
-use crate::exchange::Kind;
 use crate::recording::{self, access_store, Recording, StoreAccess};
 use crate::store::{IssueStatus, IssueTable, Store};
-use crate::trace::tool_names::ToolNames;
 
-/// (detector, tool, error type, step position) of a session's leading finding.
-fn signature(rec: &Recording, f: &Finding, tools: &ToolNames) -> [String; 4] {
+/// A session's group: its leading finding's signature (detector, tool, error: the same
+/// as the issues table's) and the position of that finding's first exchange in the run.
+fn signature(rec: &Recording, f: &Finding, sig: &Signature) -> [String; 4] {
     let first = f.steps.first().copied().unwrap_or(0);
     let pos = rec
         .events
@@ -22,24 +22,10 @@ fn signature(rec: &Recording, f: &Finding, tools: &ToolNames) -> [String; 4] {
         .position(|e| e.step == first)
         .map(|i| i + 1)
         .unwrap_or(0);
-    let ev = rec.events.iter().find(|e| e.step == first);
-    let tool = match ev {
-        Some(e) if e.kind != Kind::Llm => tools.get(e.step).unwrap_or("-").to_string(),
-        Some(_) => "llm".into(),
-        None => "-".into(),
-    };
-    let error = match ev {
-        Some(e) => match (&e.error, e.status()) {
-            (Some(x), None) => x.kind.as_str().to_string(),
-            (_, Some(s)) if s >= 400 => format!("HTTP {s}"),
-            _ => "-".into(),
-        },
-        None => "-".into(),
-    };
     [
-        f.detector.to_string(),
-        tool,
-        error,
+        sig.detector.clone(),
+        sig.tool.clone(),
+        sig.error.clone(),
         format!("exchange {pos}"),
     ]
 }
@@ -109,7 +95,7 @@ pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, sup
         let sig = match leading(&examined.findings) {
             Some(i) => {
                 lead_issue.insert(rec.session.clone(), examined.signatures[i].id());
-                signature(&rec, &examined.findings[i], &examined.tools).to_vec()
+                signature(&rec, &examined.findings[i], &examined.signatures[i]).to_vec()
             }
             None => Vec::new(),
         };
