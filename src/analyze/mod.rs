@@ -8,6 +8,8 @@
 
 pub mod context;
 mod detect;
+#[cfg(test)]
+pub(crate) use detect::testing as detect_testing;
 pub mod explain;
 pub mod flow;
 pub mod issues;

@@ -73,3 +73,36 @@ pub struct IssueTable {
     #[serde(default)]
     pub scanned: BTreeMap<String, u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SledStore, Store};
+
+    #[test]
+    fn a_store_without_the_table_reads_empty_and_keeps_one_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.issues().unwrap(), IssueTable::default());
+        let mut table = IssueTable::default();
+        table.issues.push(IssueRecord {
+            id: "0123456789ab".into(),
+            detector: "tool_error_ignored".into(),
+            tool: "get_weather".into(),
+            error: "HTTP 500".into(),
+            first_seen_unix_ns: 1,
+            last_seen_unix_ns: 2,
+            sessions: vec!["a".into(), "b".into()],
+            status: IssueStatus::Recurring,
+            resolved_unix_ns: None,
+            cases: vec![],
+        });
+        table.scanned.insert("a".into(), 3);
+        store.put_issues(&table).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let again = SledStore::open(dir.path()).unwrap();
+        assert_eq!(again.issues().unwrap(), table);
+        assert_eq!(again.issues().unwrap().issues[0].representative(), "a");
+    }
+}

@@ -64,3 +64,48 @@ impl ToolNames {
         self.names.get(&step).map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::detect_testing::{asks, llm_call, llm_event, parsed, tool_event};
+    use crate::trace::spans::{build_from, TraceOptions};
+
+    #[test]
+    fn a_claimed_exchange_is_named_by_its_function_and_others_by_rule_or_host() {
+        let e1 = llm_event(1, None, 0, 10);
+        let e2 = tool_event(2, None, "https://w.test/v1/weather?city=Paris", 200, 11, 12);
+        let e3 = llm_event(3, None, 13, 20);
+        let e4 = tool_event(4, None, "https://search.test/v2/q?x=1", 200, 21, 22);
+        let e5 = tool_event(5, None, "https://named.test/any", 200, 23, 24);
+        let p = vec![
+            parsed(
+                &e1,
+                Some(asks(
+                    "c1",
+                    "get_weather",
+                    serde_json::json!({"city": "Paris"}),
+                )),
+                "{}",
+                "{}",
+            ),
+            parsed(&e2, None, "", "{}"),
+            parsed(&e3, Some(llm_call(5, vec![("c1", "{}")], "ok")), "{}", "{}"),
+            parsed(&e4, None, "", "{}"),
+            parsed(&e5, None, "", "{}"),
+        ];
+        let rules = Rules::from_toml(
+            "[[tool_name]]\nhost = \"named.test\"\nname = \"lookup\"\n",
+            &Default::default(),
+        )
+        .unwrap();
+        let trace = build_from("s", &p, &rules, &TraceOptions::default());
+        let names = ToolNames::of(&trace, &p, &rules);
+        assert_eq!(names.get(2), Some("get_weather"));
+        assert_eq!(names.get(4), Some("search.test/v2"));
+        assert_eq!(names.get(5), Some("lookup"));
+        assert_eq!(names.get(1), None);
+        // The trace's own tool span for an unclaimed exchange carries the same name.
+        assert!(trace.spans.iter().any(|s| s.name == "execute_tool lookup"));
+    }
+}
