@@ -15,13 +15,15 @@
 //! - a distinctive value (a token with a digit or a capital, four characters or more)
 //!   that first appeared in the earlier output and in no request before it.
 //!
-//! An exchange can only carry what had been answered before it started.
+//! An exchange can only carry what had been answered before it started. A tool result an
+//! agent's history carries again is linked where it first appeared, and a request keeps
+//! its most recent flows only: the older ones are reached through those.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::read::{carried, output_of};
+use super::read::{holds, output_of};
 use crate::exchange::Kind;
 use crate::trace::adapters::recognise::percent_decode;
 use crate::trace::spans::Parsed;
@@ -29,6 +31,10 @@ use crate::trace::spans::Parsed;
 /// How many earlier answers of each sort a request is compared with in full (the rest
 /// are reached through these, which carried them before).
 const LOOKBACK: usize = 64;
+
+/// A request keeps at most this many flows, from the most recent outputs: an LLM request
+/// carries its whole history, whose older parts are reached through the newer ones.
+const MAX_FLOWS: usize = 16;
 
 /// Why a request carries an earlier output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +91,12 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
     let mut out = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
     let mut asked: HashSet<String> = HashSet::new();
+    // Tool results already linked where an agent's history first carried them.
+    let mut carried_before: HashSet<(Option<&str>, String)> = HashSet::new();
+    // The strings of each agent's last LLM request: the history its next one repeats.
+    let mut history: HashMap<Option<&str>, HashSet<u64>> = HashMap::new();
     for (i, e) in parsed.iter().enumerate() {
+        let strings = new_strings(e, &mut history);
         let before = |j: usize| parsed[j].event.timing.end_ns <= e.event.timing.start_ns;
         let mut found: Vec<Flow> = Vec::new();
         let mut link = |from: usize, via: Via, value: String| {
@@ -100,6 +111,10 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
         };
         if let Some(call) = &e.llm {
             for r in &call.tool_results {
+                let key = r.id.clone().unwrap_or_else(|| r.content.clone());
+                if !carried_before.insert((e.event.agent.as_deref(), key)) {
+                    continue;
+                }
                 if let Some((d, name)) = asked_for(parsed, i, r) {
                     let value = match &r.id {
                         Some(id) => format!("{name} call {id}"),
@@ -111,17 +126,16 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
                     link(d, Via::ToolOutput, r.content.trim().to_string());
                 }
             }
-            let texts = request_strings(e);
             for d in recent(parsed, i, |p| p.llm.is_some()) {
                 let said = parsed[d].llm.as_ref().map_or("", |c| c.output_text.trim());
-                if said.chars().count() >= 12 && texts.iter().any(|t| t.contains(said)) {
+                if said.chars().count() >= 12 && strings.iter().any(|t| t.contains(said)) {
                     link(d, Via::Text, said.to_string());
                 }
             }
         } else if let Some((d, value)) = arguments_used(parsed, i) {
             link(d, Via::ToolArguments, value);
         }
-        let request = request_text(e);
+        let request = request_text(e, &strings);
         for t in tokens(&request) {
             if let Some(&d) = first_seen.get(t) {
                 if d != i {
@@ -136,6 +150,7 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
             }
         }
         found.sort_by_key(|f| std::cmp::Reverse(f.from));
+        found.truncate(MAX_FLOWS);
         out.extend(found);
     }
     out
@@ -179,9 +194,7 @@ fn answered_by(parsed: &[Parsed], i: usize, content: &str) -> Option<usize> {
         .into_iter()
         .find(|&j| {
             let body = String::from_utf8_lossy(&parsed[j].response_body);
-            !body.trim().is_empty()
-                && carried(&parsed[i], &parsed[j].response_body)
-                    .is_some_and(|r| r.content.trim() == content)
+            !body.trim().is_empty() && holds(content, &body)
         })
 }
 
@@ -189,7 +202,7 @@ fn answered_by(parsed: &[Parsed], i: usize, content: &str) -> Option<usize> {
 /// request carries, with the first argument value found.
 fn arguments_used(parsed: &[Parsed], i: usize) -> Option<(usize, String)> {
     let e = &parsed[i];
-    let request = request_text(e).to_lowercase();
+    let request = request_text(e, &request_strings(e)).to_lowercase();
     recent(parsed, i, |p| {
         p.event.agent == e.event.agent && p.llm.as_ref().is_some_and(|c| !c.tool_calls.is_empty())
     })
@@ -239,13 +252,38 @@ fn request_strings(p: &Parsed) -> Vec<String> {
     out
 }
 
-/// What a request says: its URL (percent-decoded) and its body's strings.
-fn request_text(p: &Parsed) -> String {
+/// A request's strings, less (for an LLM call) those its agent's previous LLM request
+/// already held: the history was read when it was new.
+fn new_strings<'a>(
+    p: &Parsed<'a>,
+    history: &mut HashMap<Option<&'a str>, HashSet<u64>>,
+) -> Vec<String> {
+    let all = request_strings(p);
+    if p.llm.is_none() {
+        return all;
+    }
+    let hash = |s: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(s, &mut h);
+        std::hash::Hasher::finish(&h)
+    };
+    let seen = history.entry(p.event.agent.as_deref()).or_default();
+    let hashes: HashSet<u64> = all.iter().map(|s| hash(s)).collect();
+    let fresh = all
+        .into_iter()
+        .filter(|s| !seen.contains(&hash(s)))
+        .collect();
+    *seen = hashes;
+    fresh
+}
+
+/// What a request says: its URL (percent-decoded) and the strings given.
+fn request_text(p: &Parsed, strings: &[String]) -> String {
     let url = &p.event.request.url;
     let mut s = percent_decode(&url.replace('+', " "));
-    for t in request_strings(p) {
+    for t in strings {
         s.push(' ');
-        s.push_str(&t);
+        s.push_str(t);
     }
     s
 }

@@ -252,14 +252,16 @@ pub fn next_llm<'a>(parsed: &'a [Parsed<'a>], i: usize) -> Option<(usize, &'a Pa
 pub fn carried<'a>(llm: &'a Parsed, body: &[u8]) -> Option<&'a ToolResult> {
     let call = llm.llm.as_ref()?;
     let body = String::from_utf8_lossy(body);
-    let body = body.trim();
+    call.tool_results.iter().find(|r| holds(&r.content, &body))
+}
+
+/// Whether a tool result's text is a tool's answer (whole, its start, or a part of it).
+pub fn holds(content: &str, body: &str) -> bool {
+    let (c, body) = (content.trim(), body.trim());
     let probe: String = body.chars().take(64).collect();
-    call.tool_results.iter().find(|r| {
-        let c = r.content.trim();
-        (!probe.is_empty() && c.contains(&probe))
-            || (c.len() >= 8 && body.contains(c))
-            || (body.is_empty() && c.is_empty())
-    })
+    (!probe.is_empty() && c.contains(&probe))
+        || (c.len() >= 8 && body.contains(c))
+        || (body.is_empty() && c.is_empty())
 }
 
 /// Whether a text says nothing: empty, `[]`, `{}`, `null` or `""`.
