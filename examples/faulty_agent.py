@@ -22,6 +22,16 @@ clock) and exits 0: the faults are in the agent's behaviour, not crashes.
                  HTTP client whose proxy user name is the session ("handoff") and whose
                  password is the agent name; the planner's LLM answer carries a misspelt
                  city ("Pariss"), the writer looks it up and the weather tool answers 404
+  slow           a clean answer whose get_weather tool makes three calls, one of them to a
+                 forecast service that takes 1.5 s: one step holds up a 5-exchange run
+  soft-error     the price tool answers 200 with a parse_error field in the body; the agent
+                 hands the body on and the LLM quotes the guessed price without a word
+  cascade        two agents in one session ("cascade"): a researcher whose price tool
+                 answers 200 with a parse_error and whose notes carry "EUR 1.299", and a
+                 writer who gets the notes and writes "just EUR 1.30"
+  drift          the weather question, then a stray user message from another chat is
+                 appended before the second LLM call, which answers that instead: clean
+                 to every rule, caught only by a judge (`analyze --judge`)
 
 Environment:
   LLM_BASE_URL      OpenAI-compatible base URL, e.g. https://localhost:8443/v1
@@ -31,7 +41,8 @@ Environment:
   HTTPS_PROXY / SSL_CERT_FILE are honoured by the SDK and by httpx (`handoff` builds its
   own per-agent proxy URLs from HTTPS_PROXY's host and port).
 
-Usage: faulty_agent.py --fault {none,empty,error-ignored,retry,context,burn,handoff}
+Usage: faulty_agent.py --fault {none,empty,error-ignored,retry,context,burn,handoff,
+                                slow,soft-error,cascade,drift}
 Any unexpected API or HTTP error: the exception text on stderr, exit status 1.
 """
 
@@ -45,7 +56,8 @@ import urllib.parse
 import httpx
 import openai
 
-FAULTS = ["none", "empty", "error-ignored", "retry", "context", "burn", "handoff"]
+FAULTS = ["none", "empty", "error-ignored", "retry", "context", "burn", "handoff",
+          "slow", "soft-error", "cascade", "drift"]
 
 TOOLS = [
     {
@@ -57,6 +69,21 @@ TOOLS = [
                 "type": "object",
                 "properties": {"city": {"type": "string", "description": "City name"}},
                 "required": ["city"],
+            },
+        },
+    }
+]
+
+PRICE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_price",
+            "description": "Current price of an item in the shop.",
+            "parameters": {
+                "type": "object",
+                "properties": {"item": {"type": "string", "description": "Item name"}},
+                "required": ["item"],
             },
         },
     }
@@ -231,17 +258,17 @@ def burn_agent(env: Env) -> None:
 
 # -- handoff -----------------------------------------------------------------------------
 
-def agent_http(agent: str, **kw) -> httpx.Client:
+def agent_http(agent: str, session: str = "handoff", **kw) -> httpx.Client:
     """An httpx client for one agent: through the proxy of HTTPS_PROXY with the proxy user
-    name "handoff+AGENT" (the session, then the agent's name); trusting the
-    SSL_CERT_FILE bundle. With no HTTPS_PROXY, a direct client."""
+    name "SESSION+AGENT" (the session, then the agent's name); trusting the SSL_CERT_FILE
+    bundle. With no HTTPS_PROXY, a direct client."""
     proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
     cafile = os.environ.get("SSL_CERT_FILE")
     verify = ssl.create_default_context(cafile=cafile) if cafile else True
     proxy = None
     if proxy_env:
         p = urllib.parse.urlsplit(proxy_env)
-        proxy = f"{p.scheme or 'http'}://handoff+{agent}@{p.hostname}:{p.port}"
+        proxy = f"{p.scheme or 'http'}://{session}+{agent}@{p.hostname}:{p.port}"
     return httpx.Client(proxy=proxy, verify=verify, trust_env=False, timeout=30.0, **kw)
 
 
@@ -274,6 +301,109 @@ def handoff_agents(env: Env) -> None:
         writer_http.close()
 
 
+# -- slow --------------------------------------------------------------------------------
+
+def slow_agent(env: Env, http: httpx.Client) -> None:
+    """A clean run whose get_weather tool calls three services, the forecast one slow
+    (1.5 s): LLM -> /weather -> /slow (forecast) -> /json (station) -> LLM."""
+    client = env.llm()
+    try:
+        messages = [
+            {"role": "system", "content": "You are a weather assistant. Use the tools."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+        ]
+        msg, _ = ask(client, messages, tools=TOOLS)
+        messages.append(msg)
+        for call in msg.get("tool_calls") or []:
+            city = json.loads(call["function"]["arguments"] or "{}").get("city", "")
+            now = http.get(env.tool_base + "/weather", params={"city": city})
+            forecast = http.get(env.tool_base + "/slow", params={"ms": "1500", "city": city})
+            station = http.get(env.tool_base + "/json", params={"city": city})
+            for resp in (now, forecast, station):
+                print(f"tool: GET {path_of(resp)} -> {resp.status_code}")
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": now.text})
+        msg, _ = ask(client, messages, tools=TOOLS)
+        print(f"answer: {msg['content']}")
+    finally:
+        client.close()
+
+
+# -- soft-error and cascade ----------------------------------------------------------------
+
+def researcher(env: Env, client: openai.OpenAI, http: httpx.Client) -> str:
+    """Asks what the widget costs, calls get_price, hands the tool's body to the LLM as is
+    (a parse_error field and all) and returns the LLM's notes."""
+    messages = [
+        {"role": "system", "content": "You are a shop researcher. Use the tools."},
+        {"role": "user", "content": "What does the widget cost?"},
+    ]
+    msg, _ = ask(client, messages, tools=PRICE_TOOLS)
+    messages.append(msg)
+    for call in msg.get("tool_calls") or []:
+        args = json.loads(call["function"]["arguments"] or "{}")
+        resp = http.get(env.tool_base + "/price", params={"item": args.get("item", "")})
+        print(f"researcher: GET {path_of(resp)} -> {resp.status_code} {resp.text}")
+        messages.append({"role": "tool", "tool_call_id": call["id"], "content": resp.text})
+    msg, _ = ask(client, messages, tools=PRICE_TOOLS)
+    notes = msg["content"] or ""
+    print(f"researcher: {notes}")
+    return notes
+
+
+def soft_error_agent(env: Env, http: httpx.Client) -> None:
+    client = env.llm()
+    try:
+        researcher(env, client, http)
+    finally:
+        client.close()
+
+
+def cascade_agents(env: Env) -> None:
+    """The researcher's notes go to a writer agent (its own proxy user), which writes the
+    ad from them."""
+    researcher_http = agent_http("researcher", session="cascade")
+    writer_http = agent_http("writer", session="cascade")
+    researcher_llm = env.llm(http_client=researcher_http)
+    writer_llm = env.llm(http_client=writer_http)
+    try:
+        notes = researcher(env, researcher_llm, researcher_http)
+        msg, _ = ask(writer_llm, [
+            {"role": "system", "content": "You are a copywriter."},
+            {"role": "user", "content": f"Write a one-line ad from these notes: {notes}"},
+        ])
+        print(f"writer: {msg['content']}")
+    finally:
+        researcher_llm.close()
+        writer_llm.close()
+        researcher_http.close()
+        writer_http.close()
+
+
+# -- drift -------------------------------------------------------------------------------
+
+def drift_agent(env: Env, http: httpx.Client) -> None:
+    """The bug: a message from another conversation is appended to the history before the
+    second LLM call (and the tools are dropped), so the answer is about that instead."""
+    client = env.llm()
+    try:
+        messages = [
+            {"role": "system", "content": "You are a weather assistant. Use the tools."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+        ]
+        msg, _ = ask(client, messages, tools=TOOLS)
+        messages.append(msg)
+        for call in msg.get("tool_calls") or []:
+            args = json.loads(call["function"]["arguments"] or "{}")
+            resp = http.get(env.tool_base + "/weather", params={"city": args.get("city", "")})
+            print(f"tool: GET {path_of(resp)} -> {resp.status_code} {resp.text}")
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": resp.text})
+        messages.append({"role": "user", "content": "Forget that. Write a limerick about cheese."})
+        msg, _ = ask(client, messages)
+        print(f"answer: {msg['content']}")
+    finally:
+        client.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fault", required=True, choices=FAULTS)
@@ -296,6 +426,14 @@ def main() -> int:
             burn_agent(env)
         elif args.fault == "handoff":
             handoff_agents(env)
+        elif args.fault == "slow":
+            slow_agent(env, http)
+        elif args.fault == "soft-error":
+            soft_error_agent(env, http)
+        elif args.fault == "cascade":
+            cascade_agents(env)
+        elif args.fault == "drift":
+            drift_agent(env, http)
     return 0
 
 

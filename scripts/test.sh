@@ -75,7 +75,7 @@ stage_setup-python() {
   # find_spec, not import: importing openai takes seconds.
   if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] \
     && "$VENV/bin/python" -c 'import importlib.util as u, sys
-sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx")))' 2>/dev/null; then
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "mcp")))' 2>/dev/null; then
     echo "venv $VENV is up to date" >&2
     return 0
   fi
@@ -85,7 +85,7 @@ sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx")))'
     "$PYTHON_FOR_VENV" -m venv "$VENV"
   fi
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
-  "$VENV/bin/python" -c 'import openai, anthropic, httpx'
+  "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp'
   echo "$want" >"$stamp"
 }
 

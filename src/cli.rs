@@ -278,6 +278,21 @@ pub enum Command {
         /// Exit 1 when a finding is at least this severe (warning or error).
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
+        /// Walk back from this step through the exchanges whose output flowed into it.
+        #[arg(long, value_name = "STEP", conflicts_with = "judge")]
+        explain: Option<u64>,
+        /// Ask this OpenAI-compatible endpoint (base URL, e.g. https://host/v1) to score
+        /// each LLM step's output against the run's first instruction (goal_drift).
+        #[arg(long, value_name = "URL")]
+        judge: Option<String>,
+        /// The judge's model.
+        #[arg(
+            long,
+            value_name = "MODEL",
+            requires = "judge",
+            default_value = "gpt-4o-mini"
+        )]
+        judge_model: String,
     },
     /// Find the first step where run B diverges from run A.
     Diff {
@@ -287,6 +302,18 @@ pub enum Command {
         store: StoreArg,
         #[arg(long)]
         json: bool,
+    },
+    /// Failure signatures across the store's sessions: first and last seen, count, status.
+    Issues {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the read commands as an MCP server over stdio (for coding agents).
+    Mcp {
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Group sessions by failure signature (all sessions in the store when none named).
     Cluster {
@@ -344,6 +371,9 @@ pub enum Command {
         /// `[[order]] host = GLOB` in a case's tapedeck.toml).
         #[arg(long = "stateful-host", value_name = "GLOB")]
         stateful_hosts: Vec<String>,
+        /// The store whose issues table a passing case resolves (left alone if absent).
+        #[command(flatten)]
+        store: StoreArg,
     },
 }
 

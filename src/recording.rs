@@ -81,6 +81,14 @@ impl Recording {
         })
     }
 
+    /// The store it was read from; `None` for a tape (or a daemon's copy).
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        match &self.bodies {
+            Bodies::Store(s) => Some(s.clone()),
+            Bodies::Memory(_) => None,
+        }
+    }
+
     pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
         match &self.bodies {
             Bodies::Store(s) => s

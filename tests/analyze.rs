@@ -417,6 +417,12 @@ async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fix
         ) && toml.contains("exit_code = 0"),
         "{toml}"
     );
+    let (_, out, _) = run(&["issues", "--json"], "ignore");
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["status"], "new");
+    assert_eq!(list[0]["count"], 1);
+    assert_eq!(list[0]["representative"], "incident");
     drop(lab.up);
 
     let junit = lab.dirs.path("junit.xml");
@@ -438,6 +444,11 @@ async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fix
         "{out}"
     );
     assert!(out.contains("0 passed, 1 failed"), "{out}");
+    let (_, out, _) = run(&["issues", "--json"], "ignore");
+    assert!(
+        out.contains("\"status\": \"new\""),
+        "a failing case does not resolve: {out}"
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
         xml.contains("<failure message=\"analyze reports tool_error_ignored"),
@@ -461,4 +472,328 @@ async fn an_incident_becomes_a_regression_case_that_fails_until_the_agent_is_fix
     assert!(std::fs::read_to_string(&junit)
         .unwrap()
         .contains("failures=\"0\""));
+    let issue = |status: &str| {
+        let (code, out, err) = run(&["issues", "--json"], "stop");
+        assert_eq!(code, 0, "{err}");
+        let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(list.len(), 1, "{list:#?}");
+        assert_eq!(list[0]["status"], status, "{list:#?}");
+        list[0].clone()
+    };
+    // The passing case resolved the incident's issue; broken again, it regresses.
+    let i = issue("resolved");
+    assert_eq!(i["signature"]["detector"], "tool_error_ignored");
+    assert_eq!(i["signature"]["error"], "HTTP 500");
+    assert_eq!(i["cases"], json!([case.to_str().unwrap()]));
+    let (code, _, _) = run(&["test", dir.to_str().unwrap()], "ignore");
+    assert_eq!(code, 1);
+    issue("regressed");
+    let (code, _, _) = run(&["test", dir.to_str().unwrap()], "stop");
+    assert_eq!(code, 0);
+    issue("resolved");
+}
+
+fn price_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_price", "parameters": {"type": "object"}}}])
+}
+
+/// A researcher: asks the widget's price, hands the price tool's 200 body (with its
+/// parse_error) to the LLM as is, and returns the LLM's notes.
+async fn researcher(c: &reqwest::Client, up: &Upstream) -> String {
+    let mut messages = vec![json!({"role": "user", "content": "What does the widget cost?"})];
+    let first = llm(
+        c,
+        up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": price_tools()}),
+    )
+    .await;
+    let msg = first["choices"][0]["message"].clone();
+    let call = msg["tool_calls"][0].clone();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"item": "widget"}));
+    let body = c
+        .get(up.url("/price?item=widget"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("parse_error"), "{body}");
+    messages.push(msg);
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": body}));
+    let notes = llm(
+        c,
+        up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": price_tools()}),
+    )
+    .await;
+    notes["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_dominates_a_short_run_is_reported_at_that_step() {
+    let lab = Lab::new().await;
+    let d = lab.record("dominant");
+    let c = client(&d, &lab.dirs);
+    // 5 exchanges: the forecast call takes 1.5 s, everything else a few ms.
+    let mut messages = vec![json!({"role": "user", "content": "What is the weather in Paris?"})];
+    let first = llm(
+        &c,
+        &lab.up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    let msg = first["choices"][0]["message"].clone();
+    let id = msg["tool_calls"][0]["id"].as_str().unwrap().to_string();
+    let now = c
+        .get(lab.up.url("/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    c.get(lab.up.url("/slow?ms=1500&city=Paris"))
+        .send()
+        .await
+        .unwrap();
+    c.get(lab.up.url("/json?city=Paris")).send().await.unwrap();
+    messages.push(msg);
+    messages.push(json!({"role": "tool", "tool_call_id": id, "content": now}));
+    llm(
+        &c,
+        &lab.up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    d.stop();
+    let found = findings(&lab.dirs, "dominant");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = only(&found, "slow_step");
+    assert_eq!(f["steps"], json!([3]));
+    assert_eq!(f["severity"], "info");
+    let s = f["summary"].as_str().unwrap();
+    assert!(
+        s.contains("% of the run's wall time") && s.contains("× its median exchange"),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_soft_error_in_a_200_body_the_llm_ignored_is_found_with_its_field() {
+    let lab = Lab::new().await;
+    let d = lab.record("soft");
+    let notes = researcher(&client(&d, &lab.dirs), &lab.up).await;
+    assert_eq!(notes, "Research notes: the widget costs EUR 1.299");
+    d.stop();
+    let found = findings(&lab.dirs, "soft");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = only(&found, "tool_error_ignored");
+    assert_eq!(f["steps"], json!([2, 3]));
+    assert_eq!(f["severity"], "error");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("the get_price tool answered a soft error in its 200 body at $.parse_error"),
+        "{f}"
+    );
+    assert!(
+        f["evidence"].to_string().contains("at $.parse_error"),
+        "{f}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_soft_error_crossing_from_researcher_to_writer_is_one_cascade_and_explains_back() {
+    let lab = Lab::new().await;
+    let d = lab.record("");
+    let research = client_as(&d, &lab.dirs, "cascade+researcher", "");
+    let writer = client_as(&d, &lab.dirs, "cascade+writer", "");
+    let notes = researcher(&research, &lab.up).await;
+    let ad = llm(
+        &writer,
+        &lab.up,
+        json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": format!("Write a one-line ad from these notes: {notes}")}
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        ad["choices"][0]["message"]["content"],
+        "Buy it now for just EUR 1.30"
+    );
+    d.stop();
+    let found = findings(&lab.dirs, "cascade");
+    let f = only(&found, "cascading_error");
+    assert_eq!(f["steps"], json!([2, 3, 4]), "{f}");
+    let s = f["summary"].as_str().unwrap();
+    assert!(
+        s.contains("\"1.299\"")
+            && s.contains("from agent researcher to agent writer at step 3")
+            && s.contains("output at step 4"),
+        "{s}"
+    );
+    assert_eq!(only(&found, "tool_error_ignored")["steps"], json!([2, 3]));
+
+    let (code, out, err) = lab
+        .dirs
+        .run(&["analyze", "cascade", "--explain", "4", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let e: Value = serde_json::from_str(&out).unwrap();
+    let steps: Vec<u64> = e["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![4, 3, 2, 1], "{e:#}");
+    assert_eq!(e["chain"][0]["inputs"][0]["from_step"], 3);
+    assert_eq!(e["chain"][0]["inputs"][0]["value"], notes);
+    assert_eq!(e["chain"][2]["name"], "get_price");
+    assert_eq!(e["chain"][2]["inputs"][0]["value"], "widget");
+    let (code, _, err) = lab.dirs.run(&["analyze", "cascade", "--explain", "9"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has no step 9"), "{err}");
+}
+
+/// The judge's calls, recorded once against the fixture's keyword judge by the ignored
+/// test below and replayed here: no judge is reachable while this runs.
+const JUDGE_TAPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/judge-drift.jsonl");
+
+/// A weather question, then a stray message from another chat, answered instead.
+async fn drifting_agent(c: &reqwest::Client, up: &Upstream) {
+    let mut messages = vec![
+        json!({"role": "system", "content": "You are a weather assistant. Use the tools."}),
+        json!({"role": "user", "content": "What is the weather in Paris?"}),
+    ];
+    let first = llm(
+        c,
+        up,
+        json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    let msg = first["choices"][0]["message"].clone();
+    let id = msg["tool_calls"][0]["id"].as_str().unwrap().to_string();
+    let now = c
+        .get(up.url("/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    messages.push(msg);
+    messages.push(json!({"role": "tool", "tool_call_id": id, "content": now}));
+    messages
+        .push(json!({"role": "user", "content": "Forget that. Write a limerick about cheese."}));
+    llm(c, up, json!({"model": "gpt-4o-mini", "messages": messages})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_caught_by_a_judge_replayed_from_its_tape() {
+    let lab = Lab::new().await;
+    let d = lab.record("drift");
+    drifting_agent(&client(&d, &lab.dirs), &lab.up).await;
+    d.stop();
+    drop(lab.up);
+    // No rule sees anything wrong.
+    assert_eq!(findings(&lab.dirs, "drift"), Vec::<Value>::new());
+    let (_, events) = support::harness::read_tape(std::path::Path::new(JUDGE_TAPE));
+    let judge_url = events[0]["request"]["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/chat/completions")
+        .to_string();
+    let bin = support::harness::tapedeck_bin();
+    let (code, out, err) = lab.dirs.run(&[
+        "replay",
+        "--tape",
+        JUDGE_TAPE,
+        "--",
+        bin.to_str().unwrap(),
+        "analyze",
+        "drift",
+        "--judge",
+        &judge_url,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let f = only(v["findings"].as_array().unwrap(), "goal_drift");
+    assert_eq!(f["steps"], json!([3]));
+    assert_eq!(f["severity"], "warning");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("mentions none of the instruction's key words (weather, paris)"),
+        "{f}"
+    );
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("earlier steps scored 1: 1.00"),
+        "{f}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "writes tests/data/judge-drift.jsonl; run with --ignored after changing the judge's questions"]
+async fn record_the_judge_tape() {
+    let lab = Lab::new().await;
+    let d = lab.record("drift");
+    drifting_agent(&client(&d, &lab.dirs), &lab.up).await;
+    d.stop();
+    let judge_store = lab.dirs.path("judge-store");
+    let bin = support::harness::tapedeck_bin();
+    let store = lab.dirs.store.to_str().unwrap().to_string();
+    let judge_url = lab.up.url("/judge/v1");
+    let ca = lab.up.ca_path.to_str().unwrap().to_string();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "record",
+            "--session",
+            "judge-drift",
+            "--upstream-ca",
+            &ca,
+            "--",
+        ])
+        .args([
+            bin.to_str().unwrap(),
+            "analyze",
+            "drift",
+            "--store",
+            &store,
+            "--judge",
+            &judge_url,
+            "--json",
+        ])
+        .env("TAPEDECK_STORE", &judge_store)
+        .env("TAPEDECK_CERTS", &lab.dirs.certs)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("TAPEDECK_JUDGE_API_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("goal_drift"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&bin)
+        .args(["export", "judge-drift", "-o", JUDGE_TAPE])
+        .env("TAPEDECK_STORE", &judge_store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

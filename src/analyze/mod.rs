@@ -8,13 +8,21 @@
 
 pub mod cluster;
 pub mod context;
-mod detectors;
+mod detect;
+#[cfg(test)]
+pub(crate) use detect::testing as detect_testing;
+pub mod explain;
+pub mod flow;
+pub mod issues;
+pub mod judge;
+pub mod read;
 
 use serde::Serialize;
 
 use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::trace::spans::{parse_events, Parsed};
+use crate::trace::tool_names::ToolNames;
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -61,32 +69,63 @@ pub const DETECTORS: &[&str] = &[
     "token_burn",
     "cascading_error",
     "slow_step",
+    "goal_drift",
 ];
 
 /// Runs every detector over a recording.
 pub fn analyze(rec: &Recording, rules: &Rules) -> Vec<Finding> {
-    let parsed = parse_events(rec);
-    analyze_parsed(&parsed, rules)
+    examine(rec, rules).findings
 }
 
 pub fn analyze_parsed(parsed: &[Parsed], rules: &Rules) -> Vec<Finding> {
+    examine_parsed(parsed, rules).findings
+}
+
+/// A session's findings, with the names its tools go by (the findings use them too)
+/// and each finding's signature across runs.
+pub struct Examined {
+    pub findings: Vec<Finding>,
+    pub tools: ToolNames,
+    /// One per finding, in the same order.
+    pub signatures: Vec<issues::Signature>,
+}
+
+pub fn examine(rec: &Recording, rules: &Rules) -> Examined {
+    examine_parsed(&parse_events(rec), rules)
+}
+
+pub fn examine_parsed(parsed: &[Parsed], rules: &Rules) -> Examined {
+    let view = detect::View::new(parsed, rules);
     let mut out = Vec::new();
-    detectors::retry_loop(parsed, &mut out);
-    detectors::tool_error_ignored(parsed, rules, &mut out);
-    detectors::empty_tool_result(parsed, rules, &mut out);
-    detectors::context_pressure(parsed, rules, &mut out);
-    detectors::truncation(parsed, &mut out);
-    detectors::token_burn(parsed, &mut out);
-    detectors::cascading_error(parsed, rules, &mut out);
-    detectors::slow_step(parsed, &mut out);
-    out.sort_by(|a, b| {
+    detect::run_all(&view, &mut out);
+    sort(&mut out);
+    let signatures = out
+        .iter()
+        .map(|f| issues::signature(parsed, &view.tools, f))
+        .collect();
+    Examined {
+        findings: out,
+        tools: view.tools,
+        signatures,
+    }
+}
+
+/// Findings in reading order: by first step, the most severe first, then by detector.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
         a.steps
             .first()
             .cmp(&b.steps.first())
             .then(b.severity.cmp(&a.severity))
             .then(a.detector.cmp(b.detector))
     });
-    out
+}
+
+/// `analyze --explain STEP`: what flowed into a step; `None` when there is no such step.
+pub fn explain_step(rec: &Recording, rules: &Rules, step: u64) -> Option<explain::Explanation> {
+    let parsed = parse_events(rec);
+    let view = detect::View::new(&parsed, rules);
+    explain::explain(&rec.session, &parsed, &view.tools, &view.flows, step)
 }
 
 /// The JSON `analyze --json` prints.

@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use super::{msg, CmdResult};
-use crate::analyze::{analyze, to_json, Finding, Severity};
-use crate::recording;
+use crate::analyze::explain::render as render_explanation;
+use crate::analyze::{analyze, explain_step, to_json, Finding, Severity};
+use crate::recording::{self, Recording};
 use crate::rules::Rules;
 
 /// Exit status when `--fail-on` finds a finding at or above its severity.
@@ -52,8 +53,23 @@ pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
     out
 }
 
-pub async fn run(session: &str, store: &Path, json: bool, fail_on: Option<&str>) -> CmdResult {
-    let threshold = fail_on
+/// What `analyze` was asked for.
+pub struct Options {
+    pub json: bool,
+    pub fail_on: Option<String>,
+    pub explain: Option<u64>,
+    pub judge: Option<JudgeOptions>,
+}
+
+pub struct JudgeOptions {
+    pub url: String,
+    pub model: String,
+}
+
+pub async fn run(session: &str, store: &Path, opts: &Options) -> CmdResult {
+    let threshold = opts
+        .fail_on
+        .as_deref()
         .map(|s| {
             Severity::parse(s)
                 .ok_or_else(|| msg(format!("--fail-on takes warning or error, not {s:?}")))
@@ -61,8 +77,15 @@ pub async fn run(session: &str, store: &Path, json: bool, fail_on: Option<&str>)
         .transpose()?;
     let rec = recording::load(session, store).await?;
     let rules = Rules::from_working_dir()?;
-    let findings = analyze(&rec, &rules);
-    if json {
+    if let Some(step) = opts.explain {
+        return explain(&rec, &rules, step, opts.json);
+    }
+    let mut findings = analyze(&rec, &rules);
+    if let Some(j) = &opts.judge {
+        findings.extend(super::judge::run(&rec, j).await?);
+        crate::analyze::sort(&mut findings);
+    }
+    if opts.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&to_json(&rec.session, &findings)).unwrap_or_default()
@@ -77,6 +100,23 @@ pub async fn run(session: &str, store: &Path, json: bool, fail_on: Option<&str>)
         if findings.iter().any(|f| f.severity >= t) {
             return Ok(EXIT_FINDINGS);
         }
+    }
+    Ok(0)
+}
+
+/// `--explain STEP`: the chain of exchanges whose output flowed into the step.
+fn explain(rec: &Recording, rules: &Rules, step: u64, json: bool) -> CmdResult {
+    let Some(e) = explain_step(rec, rules, step) else {
+        let last = rec.events.last().map_or(0, |e| e.step);
+        return Err(msg(format!(
+            "{} has no step {step} (its steps go from 1 to {last}; `tapedeck show {}` lists them)",
+            rec.source, rec.session
+        )));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+    } else {
+        print!("{}", render_explanation(&e));
     }
     Ok(0)
 }

@@ -1,16 +1,64 @@
 //! `tapedeck cluster [SESSION...]`: group sessions by failure signature.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::CmdResult;
-use crate::analyze::analyze;
-use crate::analyze::cluster::{group, signature};
-use crate::recording;
-use crate::rules::Rules;
+use crate::analyze::issues::Signature;
+use crate::analyze::{examine, Finding};
+use crate::recording::{self, Recording};
+use crate::store::{IssueStatus, IssueTable, Store};
 
-pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult {
+/// A session's group: its leading finding's signature (detector, tool, error: the same
+/// as the issues table's) and the position of that finding's first exchange in the run.
+fn signature(rec: &Recording, f: &Finding, sig: &Signature) -> [String; 4] {
+    let first = f.steps.first().copied().unwrap_or(0);
+    let pos = rec
+        .events
+        .iter()
+        .position(|e| e.step == first)
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    [
+        sig.detector.clone(),
+        sig.tool.clone(),
+        sig.error.clone(),
+        format!("exchange {pos}"),
+    ]
+}
+
+/// Sessions sharing a signature, with the status of its issue (when the store was
+/// open to read the issues table).
+pub struct Group {
+    /// detector, tool, error, position; empty for the sessions without findings.
+    pub signature: Vec<String>,
+    pub sessions: Vec<String>,
+    pub issue: Option<(String, IssueStatus)>,
+}
+
+impl Group {
+    pub fn to_json(&self) -> serde_json::Value {
+        let sig = &self.signature;
+        let signature = if sig.len() == 4 {
+            json!({"detector": sig[0], "tool": sig[1], "error": sig[2], "position": sig[3]})
+        } else {
+            json!({"detector": null})
+        };
+        json!({
+            "signature": signature, "count": self.sessions.len(),
+            "representative": self.sessions[0], "sessions": self.sessions,
+            "issue": self.issue.as_ref().map(|(id, _)| id),
+            "status": self.issue.as_ref().map(|(_, s)| s.as_str()),
+        })
+    }
+}
+
+/// Groups the named sessions (all in the store when none are named), largest first,
+/// noting each stored session in the issues table.
+pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, super::CmdError> {
     let mut loader = recording::Loader::new(store);
     let names: Vec<String> = if sessions.is_empty() {
         loader
@@ -22,28 +70,83 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
     } else {
         sessions.to_vec()
     };
-    let rules = Rules::from_working_dir()?;
-    let mut signed = Vec::new();
+    let rules = crate::rules::Rules::from_working_dir()?;
+    let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+    let mut lead_issue: HashMap<String, String> = HashMap::new();
+    let mut table: Option<(Arc<dyn Store>, IssueTable)> = None;
     for name in &names {
         let rec = loader.load(name).await?;
-        let findings = analyze(&rec, &rules);
-        signed.push((
-            rec.session.clone(),
-            signature(&rec.events, &findings, &rules),
-        ));
+        let examined = examine(&rec, &rules);
+        if let Some(s) = rec.store() {
+            if table.is_none() {
+                let t = s.issues()?;
+                table = Some((s, t));
+            }
+            if let Some((s, t)) = table.as_mut() {
+                super::issues::note(s.as_ref(), t, &rec.session, &examined)?;
+            }
+        }
+        let sig = match leading(&examined.findings) {
+            Some(i) => {
+                lead_issue.insert(rec.session.clone(), examined.signatures[i].id());
+                signature(&rec, &examined.findings[i], &examined.signatures[i]).to_vec()
+            }
+            None => Vec::new(),
+        };
+        groups.entry(sig).or_default().push(rec.session.clone());
     }
-    let list = group(signed);
-    if json_out {
-        let v: Vec<serde_json::Value> = list
+    if let Some((s, t)) = &table {
+        s.put_issues(t)?;
+        s.commit()?;
+    }
+    let status = |id: &String| {
+        let (_, t) = table.as_ref()?;
+        t.issues.iter().find(|r| &r.id == id).map(|r| r.status)
+    };
+    let mut list: Vec<Group> = groups
+        .into_iter()
+        .map(|(signature, sessions)| {
+            let issue = lead_issue
+                .get(&sessions[0])
+                .and_then(|id| Some((id.clone(), status(id)?)));
+            Group {
+                signature,
+                sessions,
+                issue,
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.sessions
+            .len()
+            .cmp(&a.sessions.len())
+            .then(a.signature.cmp(&b.signature))
+    });
+    Ok(list)
+}
+
+/// The index of the finding a session is grouped by: the most severe, then the
+/// earliest, then the first in detector order.
+fn leading(findings: &[Finding]) -> Option<usize> {
+    let rank = |f: &Finding| {
+        crate::analyze::DETECTORS
             .iter()
-            .map(|c| {
-                let signature = match &c.signature {
-                    Some(s) => json!(s),
-                    None => json!({"detector": null}),
-                };
-                json!({"signature": signature, "count": c.sessions.len(), "representative": c.representative(), "sessions": c.sessions})
-            })
-            .collect();
+            .position(|d| *d == f.detector)
+            .unwrap_or(usize::MAX)
+    };
+    (0..findings.len()).min_by(|&a, &b| {
+        let (a, b) = (&findings[a], &findings[b]);
+        b.severity
+            .cmp(&a.severity)
+            .then(a.steps.first().cmp(&b.steps.first()))
+            .then(rank(a).cmp(&rank(b)))
+    })
+}
+
+pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult {
+    let list = groups(sessions, store).await?;
+    if json_out {
+        let v: Vec<serde_json::Value> = list.iter().map(Group::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
@@ -51,17 +154,19 @@ pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult
         eprintln!("no sessions to cluster");
         return Ok(0);
     }
-    for c in &list {
-        let sig = match &c.signature {
-            Some(s) => format!("{} · {} · {} · {}", s.detector, s.tool, s.error, s.position),
-            None => "no findings".to_string(),
+    for g in &list {
+        let sig = if g.signature.is_empty() {
+            "no findings".to_string()
+        } else {
+            g.signature.join(" · ")
         };
         println!(
-            "{:>4} session{}  {:<64}  e.g. {}",
-            c.sessions.len(),
-            if c.sessions.len() == 1 { " " } else { "s" },
+            "{:>4} session{}  {:<9}  {:<64}  e.g. {}",
+            g.sessions.len(),
+            if g.sessions.len() == 1 { " " } else { "s" },
+            g.issue.as_ref().map_or("-", |(_, s)| s.as_str()),
             sig,
-            c.representative()
+            g.sessions[0]
         );
     }
     Ok(0)

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{msg, CmdResult};
-use crate::analyze::{analyze, Severity};
+use crate::analyze::issues::link_case;
+use crate::analyze::{examine, Severity};
 use crate::case::{Case, Expect, MustNotReport, CASE_FILE};
 use crate::recording;
 use crate::rules::Rules;
@@ -25,7 +26,8 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
     }
     let rec = recording::load(session, store).await?;
     let rules = Rules::from_working_dir()?;
-    let findings = analyze(&rec, &rules);
+    let examined = examine(&rec, &rules);
+    let findings = &examined.findings;
     std::fs::create_dir_all(dir)
         .map_err(|e| msg(format!("cannot create {}: {e}", dir.display())))?;
     let tape_path = dir.join(TAPE_FILE);
@@ -62,7 +64,7 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
             ..Expect::default()
         },
     };
-    let text = case_text(&case, &rec, &findings, dir)?;
+    let text = case_text(&case, &rec, findings, dir)?;
     std::fs::write(&case_path, text)
         .map_err(|e| msg(format!("cannot write {}: {e}", case_path.display())))?;
     eprintln!(
@@ -86,6 +88,14 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
             at.join(", ")
         }
     );
+    // The case is made from the session's issues: note them and link it.
+    if let Some(store) = rec.store() {
+        let mut table = store.issues()?;
+        let ids = super::issues::note(store.as_ref(), &mut table, &rec.session, &examined)?;
+        link_case(&mut table, &ids, &dir.display().to_string());
+        store.put_issues(&table)?;
+        store.commit()?;
+    }
     if let Some(code) = rec.exit_code.filter(|c| *c != 0) {
         eprintln!(
             "note: the recorded command exited {code}, so the case expects {code}; if that failure is the incident, set exit_code = 0 in {}",

@@ -10,6 +10,9 @@ mod export;
 mod fsck;
 mod gen_test;
 mod import;
+mod issues;
+mod judge;
+mod mcp;
 mod otlp;
 mod record;
 mod replay;
@@ -76,6 +79,8 @@ pub fn run(cli: Cli) -> CmdResult {
                 json,
                 salvage,
             } => fsck::run(&store.store, json, salvage.as_deref()),
+            Command::Issues { store, json } => issues::run(&store.store, json).await,
+            Command::Mcp { store } => mcp::run(&store.store).await,
             Command::Export {
                 session,
                 output,
@@ -115,7 +120,21 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 json,
                 fail_on,
-            } => analyze::run(&session, &store.store, json, fail_on.as_deref()).await,
+                explain,
+                judge,
+                judge_model,
+            } => {
+                let opts = analyze::Options {
+                    json,
+                    fail_on,
+                    explain,
+                    judge: judge.map(|url| analyze::JudgeOptions {
+                        url,
+                        model: judge_model,
+                    }),
+                };
+                analyze::run(&session, &store.store, &opts).await
+            }
             Command::Diff {
                 session_a,
                 session_b,
@@ -154,7 +173,17 @@ pub fn run(cli: Cli) -> CmdResult {
                 junit,
                 certs,
                 stateful_hosts,
-            } => test::run(&dir, junit.as_deref(), &certs.certs, &stateful_hosts).await,
+                store,
+            } => {
+                test::run(
+                    &dir,
+                    junit.as_deref(),
+                    &certs.certs,
+                    &stateful_hosts,
+                    &store.store,
+                )
+                .await
+            }
         }
     })
 }

@@ -10,20 +10,26 @@ pub fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-pub async fn run(dir: &Path, json: bool) -> CmdResult {
+/// The store's sessions (asking the daemon that holds it, if one does), oldest first.
+pub async fn list(dir: &Path) -> Result<Vec<SessionInfo>, super::CmdError> {
     let mut list: Vec<SessionInfo> = crate::recording::sessions(dir).await?;
     list.sort_by_key(|s| s.first_unix_ns);
+    Ok(list)
+}
+
+/// One session as `sessions --json` prints it.
+pub fn to_json(s: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name, "events": s.events,
+        "first": rfc3339(s.first_unix_ns), "last": rfc3339(s.last_unix_ns),
+        "bytes": s.bytes,
+    })
+}
+
+pub async fn run(dir: &Path, json: bool) -> CmdResult {
+    let list = list(dir).await?;
     if json {
-        let v: Vec<serde_json::Value> = list
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "name": s.name, "events": s.events,
-                    "first": rfc3339(s.first_unix_ns), "last": rfc3339(s.last_unix_ns),
-                    "bytes": s.bytes,
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = list.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }

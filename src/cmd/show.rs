@@ -32,6 +32,11 @@ impl Paint {
     }
 }
 
+/// The span tree as plain text (no colours), as `show` prints it to a pipe.
+pub fn plain(trace: &Trace) -> String {
+    render(trace, false, &Paint(false))
+}
+
 pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> CmdResult {
     let rec = recording::load(session, store).await?;
     let rules = Rules::from_working_dir()?;

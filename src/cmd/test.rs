@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{msg, CmdError, CmdResult};
-use crate::analyze::analyze;
+use crate::analyze::issues::case_ran;
+use crate::analyze::{analyze, examine, Severity};
 use crate::ca::Ca;
 use crate::case::{find, Case};
 use crate::proxy::{Proxy, ProxyOptions};
-use crate::recording::Recording;
-use crate::replay::{Order, Pace};
-use crate::replay::{ReplayOptions, ReplaySummary, Replayer};
+use crate::recording::{access_store, Recording, StoreAccess};
+use crate::replay::{Order, Pace, ReplayOptions, ReplaySummary, Replayer};
 use crate::rules::Rules;
 use crate::session::SessionName;
+use crate::store::Store;
 
 struct Outcome {
     name: String,
@@ -22,6 +23,9 @@ struct Outcome {
     failures: Vec<String>,
     /// Worth knowing, not failing: recorded events the run never used.
     notes: Vec<String>,
+    /// The store's issues the case was made from, and whether the run showed one again.
+    issues: Vec<String>,
+    shown_again: bool,
     stdout: String,
     stderr: String,
 }
@@ -59,6 +63,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
         ..Default::default()
     };
     let rules = Arc::new(Rules::load(&rules_dir, &args)?);
+    let issues = incident_issues(&case, &rec, &rules);
     let order =
         Order::parse(case.order.as_deref()).map_err(|e| msg(format!("{}: {e}", path.display())))?;
     let replayer = Replayer::new(
@@ -119,6 +124,8 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
         secs: started.elapsed().as_secs_f64(),
         failures: judged.failures,
         notes: judged.notes,
+        issues,
+        shown_again: judged.shown_again,
         stdout,
         stderr,
     })
@@ -138,6 +145,8 @@ struct Run<'a> {
 struct Judged {
     failures: Vec<String>,
     notes: Vec<String>,
+    /// analyze reported a signature the case must not show.
+    shown_again: bool,
 }
 
 /// Checks a run against the case. A run that did not happen (the command died before
@@ -235,6 +244,7 @@ fn judge_findings(case: &Case, run: &Run, rules: &Rules, j: &mut Judged) {
     }
     for f in analyze(&run.served, rules) {
         if judged.contains(&f.detector) {
+            j.shown_again = true;
             let steps: Vec<String> = f.steps.iter().map(|s| s.to_string()).collect();
             j.failures.push(format!(
                 "analyze reports {} at step {}: {}",
@@ -246,7 +256,64 @@ fn judge_findings(case: &Case, run: &Run, rules: &Rules, j: &mut Judged) {
     }
 }
 
-pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path, stateful: &[String]) -> CmdResult {
+/// The ids of the issues a case was made from: the incident's findings it must not show.
+fn incident_issues(case: &Case, rec: &Recording, rules: &Rules) -> Vec<String> {
+    let must_not = &case.expect.analyze_must_not_report;
+    let ex = examine(rec, rules);
+    ex.findings
+        .iter()
+        .zip(&ex.signatures)
+        .filter(|(f, _)| f.severity >= Severity::Warning)
+        .filter(|(f, _)| must_not.iter().any(|m| m.detector() == f.detector))
+        .map(|(_, s)| s.id())
+        .collect()
+}
+
+/// A passing case resolves its issues in the store's table; one that showed them again
+/// regresses those that were resolved. A store that does not exist is not created.
+fn update_issues(store: &Path, outcomes: &[Outcome]) {
+    if !store.join("db").exists() || outcomes.iter().all(|o| o.issues.is_empty()) {
+        return;
+    }
+    let s = match access_store(store) {
+        Ok(StoreAccess::Open(s)) => s,
+        Ok(StoreAccess::Daemon { pid, .. }) => {
+            eprintln!(
+                "issues: not updated: the store {} is held by tapedeck pid {pid}",
+                store.display()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("issues: not updated: {e}");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let result = s.issues().and_then(|mut table| {
+        for o in outcomes
+            .iter()
+            .filter(|o| o.failures.is_empty() || o.shown_again)
+        {
+            case_ran(&mut table, &o.issues, o.failures.is_empty(), now);
+        }
+        s.put_issues(&table)?;
+        s.commit()
+    });
+    if let Err(e) = result {
+        eprintln!("issues: not updated: {e}");
+    }
+}
+
+pub async fn run(
+    dir: &Path,
+    junit: Option<&Path>,
+    certs: &Path,
+    stateful: &[String],
+    store: &Path,
+) -> CmdResult {
     let cases = find(dir);
     if cases.is_empty() {
         return Err(msg(format!(
@@ -269,6 +336,8 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path, stateful: &[Str
                 secs: 0.0,
                 failures: vec![format!("could not run: {e}")],
                 notes: Vec::new(),
+                issues: Vec::new(),
+                shown_again: false,
                 stdout: String::new(),
                 stderr: String::new(),
             },
@@ -294,6 +363,7 @@ pub async fn run(dir: &Path, junit: Option<&Path>, certs: &Path, stateful: &[Str
     let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
     let passed = outcomes.len() - failed;
     println!("{passed} passed, {failed} failed");
+    update_issues(store, &outcomes);
     if let Some(path) = junit {
         let mut x = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapedeck\" tests=\"{}\" failures=\"{failed}\" time=\"{:.3}\">\n  <testsuite name=\"tapedeck\" tests=\"{}\" failures=\"{failed}\" time=\"{:.3}\">\n",

@@ -7,9 +7,11 @@
 //! download never holds the whole of it in memory.
 
 pub mod check;
+mod issues;
 pub mod journal;
 mod sled_store;
 
+pub use issues::{IssueRecord, IssueStatus, IssueTable};
 pub use sled_store::SledStore;
 
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ pub trait Store: Send + Sync + 'static {
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
     /// Blocks until everything written so far is durable.
     fn commit(&self) -> Result<(), StoreError>;
+    /// The failure signatures seen across sessions (empty in a store that has none).
+    fn issues(&self) -> Result<IssueTable, StoreError>;
+    /// Replaces the issues table.
+    fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError>;
 }
 
 /// Something wrong with one event of a session (or, with no step, with the rest of it).

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::journal::{Entry, JournalWriter};
-use super::{BodyState, DaemonInfo, Damage, RunInfo, SessionRead, Store, StoreError};
+use super::{BodyState, DaemonInfo, Damage, IssueTable, RunInfo, SessionRead, Store, StoreError};
 use crate::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
@@ -68,6 +68,7 @@ fn step_of(key: &[u8]) -> u64 {
 fn hex(hash: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
+const ISSUES_KEY: &[u8] = b"table";
 
 enum CommitMsg {
     Dirty,
@@ -97,6 +98,9 @@ pub struct SledStore {
     /// How the command of a `record -- CMD` session ended (JSON [`RunInfo`]); a tree of
     /// its own, so stores without it read as before.
     runs: sled::Tree,
+    /// The issues table ([`super::IssueTable`], JSON under one key); a tree of its own, so
+    /// stores without it read as before.
+    issues: sled::Tree,
     committer: Arc<Committer>,
     blobs: PathBuf,
 }
@@ -181,6 +185,7 @@ impl SledStore {
         let events = db.open_tree("events")?;
         let sessions = db.open_tree("sessions")?;
         let runs = db.open_tree("runs")?;
+        let issues = db.open_tree("issues")?;
         let committer = Arc::new(Committer {
             tx: Mutex::new(None),
             dirty: AtomicBool::new(false),
@@ -205,6 +210,7 @@ impl SledStore {
             events,
             sessions,
             runs,
+            issues,
             committer,
             blobs: dir.join("blobs"),
         })
@@ -675,6 +681,25 @@ impl Store for SledStore {
         Ok(k.get(k.len().saturating_sub(8)..)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_be_bytes))
+    }
+
+    fn issues(&self) -> Result<IssueTable, StoreError> {
+        let Some(v) = self.issues.get(ISSUES_KEY)? else {
+            return Ok(IssueTable::default());
+        };
+        serde_json::from_slice(&v).map_err(|e| {
+            StoreError::Io(format!(
+                "the issues table in {} is unreadable: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(table).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.issues.insert(ISSUES_KEY, value)?;
+        self.mark_dirty();
+        Ok(())
     }
 
     fn commit(&self) -> Result<(), StoreError> {

@@ -13,3 +13,4 @@ pub mod live;
 pub mod otlp;
 pub mod pb;
 pub mod spans;
+pub mod tool_names;

@@ -869,7 +869,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             continue;
         }
         let parts = UrlParts::parse(&ev.request.url);
-        let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
+        let tool_name = super::tool_names::by_rule_with(&ev.request.method, &parts, rules);
         let sp = match claimed[k] {
             Some(tool_sp) => b.add(
                 Some(tool_sp),

@@ -645,6 +645,8 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
         (&Method::GET, "/gzip") => gzip(),
         (&Method::GET, "/big-gzip") => big_gzip(q),
         (&Method::GET, "/weather") => weather(q),
+        (&Method::GET, "/price") => price(q),
+        (&Method::POST, "/judge/v1/chat/completions") => judge(req).await?,
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
@@ -953,6 +955,97 @@ fn weather(q: Option<&str>) -> Response<FixtureBody> {
     }
 }
 
+/// The price tool: a 200 whose body carries a soft error (the raw price could not be
+/// parsed, and the number is a guess), as real shop APIs do.
+fn price(q: Option<&str>) -> Response<FixtureBody> {
+    let item = query_param(q, "item").unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "item": item, "price": 1.299, "raw_price": "1.299,00", "currency": "EUR",
+            "parse_error": "could not parse '1.299,00': ambiguous decimal separator, read as 1.299",
+        }),
+    )
+}
+
+/// The item a user asks about: the word after "the", default "widget".
+fn item_of(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .find(|w| w[0].eq_ignore_ascii_case("the"))
+        .map_or("widget", |w| w[1])
+        .to_lowercase()
+}
+
+/// A keyword judge for `tapedeck analyze --judge`: the share of the instruction's key
+/// words (four letters or more) that the step's output mentions, as `{score, reason}`.
+async fn judge(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let body: Value = serde_json::from_slice(&read_body(req).await?).unwrap_or(Value::Null);
+    let question = body
+        .pointer("/messages/1/content")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let instruction = question
+        .split("Instruction:\n")
+        .nth(1)
+        .and_then(|r| r.split("\n\nOutput of step").next())
+        .unwrap_or("");
+    let output = question
+        .split_once("\n\nOutput of step")
+        .and_then(|(_, r)| r.split_once(":\n"))
+        .map_or("", |(_, o)| o)
+        .to_lowercase();
+    let words = |t: &str| -> Vec<String> {
+        t.split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.chars().count() >= 4)
+            .map(str::to_lowercase)
+            .filter(|w| {
+                ![
+                    "what", "when", "where", "which", "this", "that", "with", "from", "your",
+                    "about", "please", "tell",
+                ]
+                .contains(&w.as_str())
+            })
+            .collect()
+    };
+    let keys = words(instruction);
+    let said = words(&output);
+    let hits: Vec<&String> = keys.iter().filter(|k| said.contains(k)).collect();
+    let score = if keys.is_empty() {
+        1.0
+    } else {
+        hits.len() as f64 / keys.len() as f64
+    };
+    let reason = if hits.is_empty() {
+        format!(
+            "the output mentions none of the instruction's key words ({})",
+            keys.join(", ")
+        )
+    } else {
+        format!(
+            "the output mentions {} of the instruction's key words",
+            hits.len()
+        )
+    };
+    let content = json!({"score": score, "reason": reason}).to_string();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fixture-judge");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": "judge-1", "object": "chat.completion", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": tokens(question.len()), "completion_tokens": tokens(content.len()), "total_tokens": tokens(question.len() + content.len())},
+        }),
+    ))
+}
+
 // ---------------------------------------------------------------------------------------
 // OpenAI Chat Completions
 
@@ -1029,12 +1122,39 @@ fn chat_script(req: &Value) -> (Script, usize) {
             } else {
                 city_of(&text)
             };
+            let arguments = if name == "get_price" {
+                json!({ "item": item_of(&text) })
+            } else {
+                json!({ "city": first })
+            };
             Script::ToolCall {
                 id: format!("call_{n}"),
                 name,
-                arguments: serde_json::to_string(&json!({ "city": first })).expect("json"),
+                arguments: serde_json::to_string(&arguments).expect("json"),
                 more,
             }
+        }
+        ("tool", _)
+            if serde_json::from_str::<Value>(&text).is_ok_and(|v| v.get("price").is_some()) =>
+        {
+            // A researcher's notes: the price as the tool gave it, soft error or not.
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let item = v.get("item").and_then(Value::as_str).unwrap_or("item");
+            let price = v.get("price").map(Value::to_string).unwrap_or_default();
+            let currency = v.get("currency").and_then(Value::as_str).unwrap_or("");
+            Script::Text(format!(
+                "Research notes: the {item} costs {currency} {price}"
+            ))
+        }
+        ("user", None) if text.starts_with("Write a one-line ad") => {
+            // A writer rounds whatever price the notes give to cents.
+            let price = text
+                .split_whitespace()
+                .skip_while(|w| *w != "EUR")
+                .nth(1)
+                .and_then(|p| p.trim_end_matches('.').parse::<f64>().ok())
+                .unwrap_or(0.0);
+            Script::Text(format!("Buy it now for just EUR {price:.2}"))
         }
         ("tool", _) => {
             // The city comes from the assistant tool call that this result answers.
