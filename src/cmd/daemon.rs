@@ -11,9 +11,9 @@ use crate::ca::Ca;
 use crate::cli::ListenArgs;
 use crate::proxy::auth::ProxyAuth;
 use crate::proxy::{Handler, Proxy, ProxyOptions};
-use crate::record::InFlight;
 use crate::session::SessionName;
 use crate::shutdown;
+use crate::shutdown::Tracker as InFlight;
 use crate::store::{DaemonInfo, SledStore};
 
 pub struct ServeOptions {

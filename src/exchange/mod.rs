@@ -155,6 +155,21 @@ pub struct ExchangeError {
     pub message: String,
 }
 
+/// A header the agent may set to name itself in multi-agent sessions (never forwarded).
+pub const AGENT_HEADER: &str = "x-tapedeck-agent";
+
+/// Nanoseconds since the Unix epoch, now (0 if the clock is before it).
+pub fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Called with each stored event, which it then owns (live OTLP export and the viewer
+/// hook in here).
+pub type EventSink = std::sync::Arc<dyn Fn(&str, Event) + Send + Sync>;
+
 /// One request/response exchange.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(bound(deserialize = "B: Deserialize<'de>"))]

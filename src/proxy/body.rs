@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 use hyper::{Response, StatusCode};
 
+use crate::exchange::{ErrorKind, ExchangeError};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -38,4 +40,40 @@ pub fn text(status: StatusCode, message: &str) -> Response<ProxyBody> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// Ends an HTTP/1 connection after this response: the rest of a request body that was
+/// refused unread is still on the wire, so the connection cannot carry another request.
+pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
+    if version < http::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
+/// What tapedeck answers for an exchange that has no upstream response; replay rebuilds
+/// the same answer from the recorded error. A body over `--max-body` gets 413 (which the
+/// SDKs do not retry, so a bomb is not sent again), every upstream failure 502.
+pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
+    if err.kind == ErrorKind::TooLarge {
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &serde_json::json!({"error": {
+                "type": "tapedeck_body_too_large",
+                "code": err.kind.as_str(),
+                "message": err.message,
+                "flag": "--max-body",
+            }}),
+        );
+    }
+    json(
+        StatusCode::BAD_GATEWAY,
+        &serde_json::json!({"error": {
+            "type": "tapedeck_upstream_error",
+            "code": err.kind.as_str(),
+            "message": err.message,
+        }}),
+    )
 }

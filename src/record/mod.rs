@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -25,10 +25,10 @@ use crate::exchange::canonical::{identify, KeyBody};
 use crate::exchange::limit::MaxBody;
 use crate::exchange::redact::{self, BodyScrubber, Secrets};
 use crate::exchange::{
-    header, is_streaming, version_str, BodyRef, ErrorKind, Event, ExchangeError, Header,
-    RequestRecord, ResponseRecord, Timing,
+    header, is_streaming, now_unix_ns, version_str, BodyRef, ErrorKind, Event, ExchangeError,
+    Header, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
 };
-use crate::proxy::body::{self, BoxError, ProxyBody};
+use crate::proxy::body::{self, close_after, error_response, BoxError, ProxyBody};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{hop, BoxFuture, ClientCtx, Handler};
 use crate::rules::Rules;
@@ -36,18 +36,8 @@ use crate::session::SessionName;
 use crate::store::{keep_limit, store_whole, Store, WrittenBody, WHOLE_JSON_LIMIT};
 use capture::{Capture, Captured};
 
-/// A header the agent may set to name itself in multi-agent sessions (never forwarded).
-pub const AGENT_HEADER: &str = "x-tapedeck-agent";
-
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// Exchanges in flight, so a stop can wait for them.
-pub type InFlight = crate::shutdown::Tracker;
+type InFlight = crate::shutdown::Tracker;
 type InFlightGuard = crate::shutdown::TrackGuard;
 
 /// A session's clock and step counter in this process.
@@ -71,8 +61,7 @@ pub struct RecordStats {
     pub errors: AtomicU64,
 }
 
-/// Called with each stored event, which it then owns (live OTLP export hooks in here).
-pub type EventSink = Arc<dyn Fn(&str, Event) + Send + Sync>;
+pub use crate::exchange::EventSink;
 
 pub struct Recorder {
     store: Arc<dyn Store>,
@@ -332,42 +321,6 @@ fn too_large(side: &str, max: MaxBody) -> ExchangeError {
             "the {side} body is larger than --max-body {max} (decoded): tapedeck stopped it there and recorded its first {max} (raise --max-body to allow it)"
         ),
     }
-}
-
-/// Ends an HTTP/1 connection after this response: the rest of a request body that was
-/// refused unread is still on the wire, so the connection cannot carry another request.
-pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
-    if version < http::Version::HTTP_2 {
-        resp.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-}
-
-/// What tapedeck answers for an exchange that has no upstream response; replay rebuilds
-/// the same answer from the recorded error. A body over `--max-body` gets 413 (which the
-/// SDKs do not retry, so a bomb is not sent again), every upstream failure 502.
-pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
-    if err.kind == ErrorKind::TooLarge {
-        return body::json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &serde_json::json!({"error": {
-                "type": "tapedeck_body_too_large",
-                "code": err.kind.as_str(),
-                "message": err.message,
-                "flag": "--max-body",
-            }}),
-        );
-    }
-    body::json(
-        StatusCode::BAD_GATEWAY,
-        &serde_json::json!({"error": {
-            "type": "tapedeck_upstream_error",
-            "code": err.kind.as_str(),
-            "message": err.message,
-        }}),
-    )
 }
 
 impl Handler for Recorder {

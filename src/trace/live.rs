@@ -21,8 +21,8 @@ use super::spans::{
     agent_root, error_of, http_attrs, llm_span_attrs, new_span, span_id, tool_call_span, trace_id,
     AttrValue, Parsed, Role, Span, SpanKind, TraceOptions,
 };
+use crate::exchange::EventSink;
 use crate::exchange::{Event, Kind};
-use crate::record::EventSink;
 use crate::rules::Rules;
 use crate::store::Store;
 
