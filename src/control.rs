@@ -28,7 +28,7 @@ use crate::store::Store;
 /// The token file in the store directory.
 pub const TOKEN_FILE: &str = "control.token";
 /// The request header that carries the token.
-pub const TOKEN_HEADER: &str = "x-tapedeck-token";
+pub use crate::proxy::hop::CONTROL_TOKEN_HEADER as TOKEN_HEADER;
 
 /// Makes a fresh token and writes it (0600) into the store directory.
 pub fn create_token(store_dir: &Path) -> Result<String, crate::secure_fs::WriteError> {
@@ -129,6 +129,8 @@ pub struct Control {
     /// The one session this daemon answers for (a replay daemon's), if it is limited.
     only: Option<String>,
     viewer: OnceLock<Arc<crate::viewer::Viewer>>,
+    /// The store's token, once the daemon has written it; without it nothing gets in.
+    token: OnceLock<String>,
 }
 
 impl Control {
@@ -139,7 +141,13 @@ impl Control {
             status: None,
             only: None,
             viewer: OnceLock::new(),
+            token: OnceLock::new(),
         }
+    }
+
+    /// The token requests must carry (the daemon writes it into the store directory).
+    pub fn set_token(&self, token: String) {
+        let _ = self.token.set(token);
     }
 
     /// Answers for `session` alone: the rest of the store stays closed.
@@ -166,6 +174,7 @@ impl Control {
         let _ = self.viewer.set(viewer);
     }
 
+    /// Answers a request that [`admit`] let in.
     pub async fn serve(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let path = req.uri().path().to_string();
         let rest = path.trim_start_matches("/_tapedeck/");
@@ -283,6 +292,33 @@ pub async fn get(store_dir: &Path, listen: &str, path: &str) -> Result<(u16, Vec
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, data.to_vec()))
+}
+
+impl crate::proxy::LocalApi for Control {
+    fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        listen: SocketAddr,
+        peer: SocketAddr,
+    ) -> crate::proxy::BoxFuture<Response<ProxyBody>> {
+        Box::pin(async move {
+            if let Err(refusal) = admit(
+                self.token.get().map(String::as_str),
+                listen,
+                req.method(),
+                req.headers(),
+            ) {
+                tracing::warn!(
+                    "refused a control request from {peer}: {} {} ({})",
+                    req.method(),
+                    req.uri().path(),
+                    refusal.status()
+                );
+                return *refusal;
+            }
+            Control::serve(&self, req).await
+        })
+    }
 }
 
 #[cfg(test)]

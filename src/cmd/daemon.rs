@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub proxy: ProxyOptions,
     /// Run as the stop begins (the web viewer ends its live streams here).
     pub on_stop: Option<Box<dyn FnOnce() + Send>>,
+    /// The control API (and viewer) this daemon answers under `/_tapedeck/`.
+    pub control: Option<Arc<crate::control::Control>>,
 }
 
 impl ServeOptions {
@@ -54,6 +56,7 @@ impl ServeOptions {
                 ..ProxyOptions::default()
             },
             on_stop: None,
+            control: None,
         })
     }
 }
@@ -102,12 +105,14 @@ pub async fn serve<H: Handler>(
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
     check_exposure(addr, &opts)?;
-    let mut proxy_opts = opts.proxy.clone();
+    let proxy_opts = opts.proxy.clone();
     if let Some(s) = store {
         // The token first: a read command that finds daemon.json finds the token too.
         let token = crate::control::create_token(s.path())
             .map_err(|e| msg(format!("cannot write the control token: {e}")))?;
-        proxy_opts.control_token = Some(token);
+        if let Some(c) = &opts.control {
+            c.set_token(token);
+        }
         if let Err(e) = s.write_daemon_info(&DaemonInfo {
             pid: std::process::id(),
             listen: addr.to_string(),
@@ -127,6 +132,9 @@ pub async fn serve<H: Handler>(
         None => format!("http://{addr}"),
     };
     let proxy = Proxy::new(handler, ca.clone(), proxy_opts);
+    if let Some(c) = opts.control.clone() {
+        proxy.set_local_api(c);
+    }
     let connections = proxy.connections.clone();
     let server = tokio::spawn(proxy.serve(listener, stop));
 

@@ -55,6 +55,11 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         "record",
         format!("recording into {}", a.store.store.display()),
     );
+    let control = Arc::new(crate::control::Control::new(
+        Some(dyn_store.clone()),
+        "record",
+    ));
+    control.set_viewer(viewer.clone());
     let recorder = Recorder::new(
         dyn_store,
         rules,
@@ -63,7 +68,6 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
         a.max_body,
     );
-    recorder.control.set_viewer(viewer.clone());
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();
     let code = serve(
@@ -71,6 +75,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         ca,
         ServeOptions {
             on_stop: Some(Box::new(move || viewer.close())),
+            control: Some(control),
             ..serve_opts
         },
         Some(&store),

@@ -72,22 +72,24 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             order: a.order.into(),
             pace: a.pace.into(),
             allow_live: a.allow_live.clone(),
-            store: held.clone().map(|s| s as Arc<dyn Store>),
             max_body: a.max_body,
         },
     )?;
     let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
+    let mut control =
+        crate::control::Control::new(held.clone().map(|s| s as Arc<dyn Store>), "replay")
+            .serving_only(&session);
+    let r = replayer.clone();
+    control.status = Some(Arc::new(move || r.status_json()));
+    let mut serve_opts =
+        ServeOptions::new(&a.listen, &a.cmd, "replay", SessionName::new(&session).ok())?;
+    serve_opts.control = Some(Arc::new(control));
     let code = serve(
         replayer.clone(),
         Arc::new(ca),
-        ServeOptions::new(
-            &a.listen,
-            &a.cmd,
-            "replay",
-            SessionName::new(&session).ok(),
-        )?,
+        serve_opts,
         held.as_deref(),
         replayer.inflight.clone(),
         |addr| {

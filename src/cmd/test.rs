@@ -73,7 +73,6 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
             order,
             pace: Pace::Fast,
             allow_live: vec![],
-            store: None,
             max_body: Default::default(),
         },
     )?;

@@ -3,10 +3,13 @@
 
 use http::header::{HeaderMap, HeaderName, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
 
+/// The request header that carries a daemon's control token (see [`crate::proxy::LocalApi`]).
+pub const CONTROL_TOKEN_HEADER: &str = "x-tapedeck-token";
+
 const HOP: &[&str] = &[
     // The control API's token is for this daemon only, never for an upstream (nor, via
     // an upstream that is this daemon, for its control API).
-    crate::control::TOKEN_HEADER,
+    CONTROL_TOKEN_HEADER,
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",

@@ -54,8 +54,19 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<Response<ProxyBody>>;
     /// Whether a CONNECT to `host:port` is tunnelled as raw bytes, without interception.
     fn raw_tunnel(&self, host: &str, port: u16) -> bool;
-    /// Answers a request to the control API (`/_tapedeck/...`), already admitted.
-    fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>>;
+}
+
+/// The daemon's own endpoint under `/_tapedeck/` (its control API and viewer). The proxy
+/// hands it direct requests only, never proxied or tunnelled ones; who may come in is
+/// the endpoint's own rule (it knows the token).
+pub trait LocalApi: Send + Sync + 'static {
+    /// Answers a direct request to `/_tapedeck/...`; `listen` is this daemon's address.
+    fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        listen: SocketAddr,
+        peer: SocketAddr,
+    ) -> BoxFuture<Response<ProxyBody>>;
 }
 
 #[derive(Clone, Debug)]
@@ -68,8 +79,6 @@ pub struct ProxyOptions {
     pub proxy_auth: Option<ProxyAuth>,
     /// `--session-secret`: naming a session needs that session's token.
     pub session_secret: Option<SessionSecret>,
-    /// The store's control token; without one the control API is closed.
-    pub control_token: Option<String>,
     /// How long a client may take to send request headers (slow-loris bound); on HTTP/1.1
     /// it also bounds the wait for the next request on a kept-alive connection.
     pub header_timeout: Duration,
@@ -91,7 +100,6 @@ impl Default for ProxyOptions {
             fallback_session: SessionName::generate(),
             proxy_auth: None,
             session_secret: None,
-            control_token: None,
             header_timeout: Duration::from_secs(30),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -117,6 +125,8 @@ pub struct Proxy<H: Handler> {
     shutdown: OnceLock<Shutdown>,
     /// The listen address, and every address of this machine when it is a wildcard.
     local: OnceLock<(SocketAddr, Vec<IpAddr>)>,
+    /// What answers `/_tapedeck/` (none: the path is refused).
+    local_api: OnceLock<Arc<dyn LocalApi>>,
     slots: Arc<Semaphore>,
     refused: AtomicU64,
     refusal_logged: Mutex<Option<tokio::time::Instant>>,
@@ -139,9 +149,15 @@ impl<H: Handler> Proxy<H> {
             connections: Arc::new(Connections::default()),
             shutdown: OnceLock::new(),
             local: OnceLock::new(),
+            local_api: OnceLock::new(),
             refused: AtomicU64::new(0),
             refusal_logged: Mutex::new(None),
         })
+    }
+
+    /// Hands direct requests to `/_tapedeck/` to `api` (set once, before serving).
+    pub fn set_local_api(&self, api: Arc<dyn LocalApi>) {
+        let _ = self.local_api.set(api);
     }
 
     /// Resolves when shutdown fires (never, before `serve` started).
@@ -293,24 +309,13 @@ impl<H: Handler> Proxy<H> {
             return self.handler.clone().handle(req, ctx).await;
         }
         if req.uri().path().starts_with("/_tapedeck/") {
-            let Some((listen, _)) = self.local.get() else {
-                return body::text(StatusCode::SERVICE_UNAVAILABLE, "not listening yet");
-            };
-            if let Err(refusal) = crate::control::admit(
-                self.opts.control_token.as_deref(),
-                *listen,
-                req.method(),
-                req.headers(),
-            ) {
-                tracing::warn!(
-                    "refused a control request from {peer}: {} {} ({})",
-                    req.method(),
-                    req.uri().path(),
-                    refusal.status()
+            let (Some((listen, _)), Some(api)) = (self.local.get(), self.local_api.get()) else {
+                return body::text(
+                    StatusCode::NOT_FOUND,
+                    "this daemon holds no store, so it has no control API",
                 );
-                return *refusal;
-            }
-            return self.handler.clone().control(req).await;
+            };
+            return api.clone().serve(req, *listen, peer).await;
         }
         body::text(
             StatusCode::BAD_REQUEST,

@@ -72,8 +72,6 @@ pub struct Recorder {
     pub inflight: Arc<InFlight>,
     pub stats: RecordStats,
     sink: Option<EventSink>,
-    /// The control API; `pub` so the record command can hang the web viewer on it.
-    pub control: crate::control::Control,
     max_body: MaxBody,
 }
 
@@ -87,7 +85,6 @@ impl Recorder {
         max_body: MaxBody,
     ) -> Arc<Recorder> {
         Arc::new(Recorder {
-            control: crate::control::Control::new(Some(store.clone()), "record"),
             store,
             rules,
             upstream,
@@ -335,10 +332,6 @@ impl Handler for Recorder {
     fn raw_tunnel(&self, host: &str, _port: u16) -> bool {
         let host = host.to_ascii_lowercase();
         self.passthrough.iter().any(|p| p.matches(&host))
-    }
-
-    fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(async move { self.control.serve(req).await })
     }
 }
 

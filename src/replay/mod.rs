@@ -92,8 +92,6 @@ pub struct ReplayOptions {
     pub pace: Pace,
     /// `--allow-live HOST[:PORT]`: CONNECT targets tunnelled out untouched (see [`live`]).
     pub allow_live: Vec<String>,
-    /// The store this replay holds open, if any: its control API answers read commands.
-    pub store: Option<Arc<dyn crate::store::Store>>,
     /// The largest request body read, decoded (`--max-body`).
     pub max_body: MaxBody,
 }
@@ -201,7 +199,6 @@ pub struct Replayer {
     miss_lines: Mutex<Vec<String>>,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
-    control: crate::control::Control,
     max_body: MaxBody,
 }
 
@@ -253,36 +250,28 @@ impl Replayer {
             }
             Order::Any => Graph::default(),
         };
-        let mut control =
-            crate::control::Control::new(opts.store.clone(), "replay").serving_only(&rec.session);
         let index = Mutex::new(TraceIndex::new(slots, opts.order, graph));
-        let this = Arc::new_cyclic(|weak: &std::sync::Weak<Replayer>| {
-            let w = weak.clone();
-            control.status = Some(Arc::new(move || {
-                w.upgrade()
-                    .map(|r| {
-                        let s = r.summary();
-                        serde_json::json!({"session": r.rec.session, "recorded": s.recorded, "served": s.served,
-                                            "misses": s.misses, "unused": s.unused.len(),
-                                            "order": s.order.as_str(), "reorders": s.reorders.count})
-                    })
-                    .unwrap_or_default()
-            }));
-            Replayer {
-                rec,
-                rules,
-                pace: opts.pace,
-                index,
-                misses: Mutex::new(BTreeMap::new()),
-                served: Mutex::new(Vec::new()),
-                miss_lines: Mutex::new(Vec::new()),
-                live: live::LiveHosts::new(&opts.allow_live),
-                inflight: Arc::new(InFlight::default()),
-                control,
-                max_body: opts.max_body,
-            }
+        let this = Arc::new(Replayer {
+            rec,
+            rules,
+            pace: opts.pace,
+            index,
+            misses: Mutex::new(BTreeMap::new()),
+            served: Mutex::new(Vec::new()),
+            miss_lines: Mutex::new(Vec::new()),
+            live: live::LiveHosts::new(&opts.allow_live),
+            inflight: Arc::new(InFlight::default()),
+            max_body: opts.max_body,
         });
         Ok(this)
+    }
+
+    /// What a daemon's health endpoint reports of this replay.
+    pub fn status_json(&self) -> serde_json::Value {
+        let s = self.summary();
+        serde_json::json!({"session": self.rec.session, "recorded": s.recorded, "served": s.served,
+                            "misses": s.misses, "unused": s.unused.len(),
+                            "order": s.order.as_str(), "reorders": s.reorders.count})
     }
 
     pub fn session(&self) -> &str {
@@ -683,10 +672,6 @@ impl Handler for Replayer {
 
     fn raw_tunnel(&self, host: &str, port: u16) -> bool {
         self.live.admit(host, port)
-    }
-
-    fn control(self: Arc<Self>, req: Request<Incoming>) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(async move { self.control.serve(req).await })
     }
 }
 

@@ -391,7 +391,7 @@ impl Pusher {
                         body: text.chars().take(300).collect(),
                     });
                 }
-                Ok(Err(e)) => last_err = crate::proxy::upstream::classify(&self.url, &e).message,
+                Ok(Err(e)) => last_err = format!("{}: {}", self.url, error_chain(&e)),
                 Err(_) => last_err = "no answer within 30 s".into(),
             }
             if attempt < self.attempts {
@@ -405,6 +405,22 @@ impl Pusher {
             why: format!("{last_err} (after {} attempts)", self.attempts),
         })
     }
+}
+
+/// An error and its causes on one line (the push client's errors wrap the I/O error that
+/// says what went wrong).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 #[cfg(test)]
