@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use baseline::loadgen::{self, Load, Target};
 use baseline::upstream::FastUpstream;
-use tapedeck::exchange::canonical::{identify, KeyBody};
-use tapedeck::exchange::{BodyRef, Event, RequestRecord, ResponseRecord, Timing};
-use tapedeck::rules::Rules;
+use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::{BodyRef, Event, RequestRecord, ResponseRecord, Timing};
+use tapedeck_model::rules::Rules;
 
 const TAPEDECK: &str = env!("CARGO_BIN_EXE_tapedeck");
 
@@ -326,7 +326,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
         })
         .collect();
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("tape"));
-    tapedeck::tape::write(
+    tapedeck_store::tape::write(
         &mut out,
         "synthetic",
         &events,

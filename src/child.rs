@@ -5,8 +5,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::ca::Ca;
-use crate::trust::{TrustBundle, TrustError};
+use tapedeck_proxy::ca::Ca;
+use tapedeck_proxy::trust::{TrustBundle, TrustError};
 
 #[derive(Debug, Error)]
 pub enum ChildError {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::rules::RuleArgs;
+use tapedeck_model::rules::RuleArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,7 +137,7 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
     }
 }
 
-/// `--order` (see [`crate::replay::Order`]).
+/// `--order` (see [`tapedeck_replay::Order`]).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OrderArg {
     #[default]
@@ -150,17 +150,17 @@ pub enum OrderArg {
     Any,
 }
 
-impl From<OrderArg> for crate::replay::Order {
+impl From<OrderArg> for tapedeck_replay::Order {
     fn from(o: OrderArg) -> Self {
         match o {
-            OrderArg::Causal => crate::replay::Order::Causal,
-            OrderArg::Strict => crate::replay::Order::Strict,
-            OrderArg::Any => crate::replay::Order::Any,
+            OrderArg::Causal => tapedeck_replay::Order::Causal,
+            OrderArg::Strict => tapedeck_replay::Order::Strict,
+            OrderArg::Any => tapedeck_replay::Order::Any,
         }
     }
 }
 
-/// `--pace` (see [`crate::replay::Pace`]).
+/// `--pace` (see [`tapedeck_replay::Pace`]).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaceArg {
     /// Send recorded responses at once.
@@ -169,11 +169,11 @@ pub enum PaceArg {
     Recorded,
 }
 
-impl From<PaceArg> for crate::replay::Pace {
+impl From<PaceArg> for tapedeck_replay::Pace {
     fn from(p: PaceArg) -> Self {
         match p {
-            PaceArg::Fast => crate::replay::Pace::Fast,
-            PaceArg::Recorded => crate::replay::Pace::Recorded,
+            PaceArg::Fast => tapedeck_replay::Pace::Fast,
+            PaceArg::Recorded => tapedeck_replay::Pace::Recorded,
         }
     }
 }
@@ -223,7 +223,7 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArg,
         /// Permission bits of the tape, in octal (it holds what the agent sent and got).
-        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = crate::secure_fs::parse_mode)]
+        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = tapedeck_model::secure_fs::parse_mode)]
         mode: u32,
     },
     /// Load a tape file into the store.
@@ -399,7 +399,7 @@ pub struct RecordArgs {
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
     /// 413, a larger response is cut there; the event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
-    pub max_body: crate::exchange::limit::MaxBody,
+    pub max_body: tapedeck_model::exchange::limit::MaxBody,
     /// Seconds to wait for an upstream's response head.
     #[arg(long, default_value_t = 300)]
     pub upstream_timeout: u64,
@@ -444,7 +444,7 @@ pub struct ReplayArgs {
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
     /// 413, a larger response is cut there; the event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
-    pub max_body: crate::exchange::limit::MaxBody,
+    pub max_body: tapedeck_model::exchange::limit::MaxBody,
     /// Replay a session even when some of its events are damaged (they are left out).
     #[arg(long)]
     pub allow_damaged: bool,

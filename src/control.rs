@@ -21,25 +21,29 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::proxy::body::{self, ProxyBody};
 use crate::recording::Recording;
-use crate::store::Store;
+use tapedeck_proxy::body::{self, ProxyBody};
+use tapedeck_store::Store;
 
 /// The token file in the store directory.
 pub const TOKEN_FILE: &str = "control.token";
 /// The request header that carries the token.
-pub use crate::proxy::hop::CONTROL_TOKEN_HEADER as TOKEN_HEADER;
+pub use tapedeck_proxy::hop::CONTROL_TOKEN_HEADER as TOKEN_HEADER;
 
 /// Makes a fresh token and writes it (0600) into the store directory.
-pub fn create_token(store_dir: &Path) -> Result<String, crate::secure_fs::WriteError> {
+pub fn create_token(store_dir: &Path) -> Result<String, tapedeck_model::secure_fs::WriteError> {
     let path = store_dir.join(TOKEN_FILE);
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| crate::secure_fs::WriteError {
+    getrandom::fill(&mut raw).map_err(|e| tapedeck_model::secure_fs::WriteError {
         path: path.clone(),
         source: std::io::Error::other(format!("no randomness for the control token: {e}")),
     })?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    crate::secure_fs::write(&path, token.as_bytes(), crate::secure_fs::PRIVATE_FILE)?;
+    tapedeck_model::secure_fs::write(
+        &path,
+        token.as_bytes(),
+        tapedeck_model::secure_fs::PRIVATE_FILE,
+    )?;
     Ok(token)
 }
 
@@ -213,7 +217,7 @@ impl Control {
                 let result = tokio::task::spawn_blocking(
                     move || -> Result<Vec<u8>, (StatusCode, String)> {
                         let rec = Recording::from_store(store, &name).map_err(|e| match e {
-                            crate::store::StoreError::NoSession(_) => {
+                            tapedeck_store::StoreError::NoSession(_) => {
                                 (StatusCode::NOT_FOUND, e.to_string())
                             }
                             other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
@@ -294,13 +298,13 @@ pub async fn get(store_dir: &Path, listen: &str, path: &str) -> Result<(u16, Vec
     Ok((status, data.to_vec()))
 }
 
-impl crate::proxy::LocalApi for Control {
+impl tapedeck_proxy::LocalApi for Control {
     fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         listen: SocketAddr,
         peer: SocketAddr,
-    ) -> crate::proxy::BoxFuture<Response<ProxyBody>> {
+    ) -> tapedeck_proxy::BoxFuture<Response<ProxyBody>> {
         Box::pin(async move {
             if let Err(refusal) = admit(
                 self.token.get().map(String::as_str),
@@ -371,7 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = create_token(dir.path()).unwrap();
         assert_eq!(
-            crate::secure_fs::mode(&dir.path().join(TOKEN_FILE)),
+            tapedeck_model::secure_fs::mode(&dir.path().join(TOKEN_FILE)),
             Some(0o600)
         );
         let b = create_token(dir.path()).unwrap();

@@ -1,30 +1,20 @@
 //! tapedeck: a record/replay HTTP(S) proxy for AI agents.
 //!
-//! The data flows one way: [`proxy`] (accept, CONNECT, TLS, HTTP) hands each exchange
-//! to [`record`] or [`replay`]; an [`exchange`] is one request/response with its kind
-//! and key; record writes events to the [`store`]; [`tape`] is the portable form of a
-//! session. [`viewer`] shows sessions as web pages. Commands live in [`cmd`], one per
-//! file; `main.rs` only parses arguments.
+//! This crate is the binary's library: the command line ([`cli`]), one command per file
+//! ([`cmd`]), the daemon's control API ([`control`]), the web [`viewer`], the `-- CMD`
+//! child ([`child`]) and opening a SESSION argument ([`recording`]). Everything else is a
+//! layer of its own crate, and the data flows one way:
+//!
+//! - `tapedeck-model`: the event, canonical request and key, rules, redaction;
+//! - `tapedeck-store`: the store, tapes, recordings read back;
+//! - `tapedeck-proxy`: accept, CONNECT, TLS, HTTP, the CA;
+//! - `tapedeck-record`: the upstream client and the recorder;
+//! - `tapedeck-replay`: the replayer (no upstream client at all);
+//! - `tapedeck-trace`: adapters, causal dependencies, spans, OTLP, analyze, diff, cases.
 
-pub mod analyze;
-pub mod ca;
-pub mod case;
 pub mod child;
 pub mod cli;
 pub mod cmd;
 pub mod control;
-pub mod diff;
-pub mod exchange;
-pub mod proxy;
-pub mod record;
 pub mod recording;
-pub mod replay;
-pub mod rules;
-pub mod secure_fs;
-pub mod session;
-pub mod shutdown;
-pub mod store;
-pub mod tape;
-pub mod trace;
-pub mod trust;
 pub mod viewer;

@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use super::{msg, CmdResult};
-use crate::analyze::explain::render as render_explanation;
-use crate::analyze::{analyze, explain_step, to_json, Finding, Severity};
 use crate::recording::{self, Recording};
-use crate::rules::Rules;
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::analyze::explain::render as render_explanation;
+use tapedeck_trace::analyze::{analyze, explain_step, to_json, Finding, Severity};
 
 /// Exit status when `--fail-on` finds a finding at or above its severity.
 pub const EXIT_FINDINGS: i32 = 1;
@@ -83,7 +83,7 @@ pub async fn run(session: &str, store: &Path, opts: &Options) -> CmdResult {
     let mut findings = analyze(&rec, &rules);
     if let Some(j) = &opts.judge {
         findings.extend(super::judge::run(&rec, j).await?);
-        crate::analyze::sort(&mut findings);
+        tapedeck_trace::analyze::sort(&mut findings);
     }
     if opts.json {
         println!(

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::CmdResult;
-use crate::ca::Ca;
-use crate::trust::{TrustBundle, CA_VARS};
+use tapedeck_proxy::ca::Ca;
+use tapedeck_proxy::trust::{TrustBundle, CA_VARS};
 
 pub fn run(certs: &Path) -> CmdResult {
     let (ca, created) = Ca::load_or_create(certs)?;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::CmdResult;
-use crate::analyze::issues::Signature;
-use crate::analyze::{examine, Finding};
 use crate::recording::{self, Recording};
-use crate::store::{IssueStatus, IssueTable, Store};
+use tapedeck_store::{IssueStatus, IssueTable, Store};
+use tapedeck_trace::analyze::issues::Signature;
+use tapedeck_trace::analyze::{examine, Finding};
 
 /// A session's group: its leading finding's signature (detector, tool, error: the same
 /// as the issues table's) and the position of that finding's first exchange in the run.
@@ -70,7 +70,7 @@ pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, sup
     } else {
         sessions.to_vec()
     };
-    let rules = crate::rules::Rules::from_working_dir()?;
+    let rules = tapedeck_model::rules::Rules::from_working_dir()?;
     let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
     let mut lead_issue: HashMap<String, String> = HashMap::new();
     let mut table: Option<(Arc<dyn Store>, IssueTable)> = None;
@@ -129,7 +129,7 @@ pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, sup
 /// earliest, then the first in detector order.
 fn leading(findings: &[Finding]) -> Option<usize> {
     let rank = |f: &Finding| {
-        crate::analyze::DETECTORS
+        tapedeck_trace::analyze::DETECTORS
             .iter()
             .position(|d| *d == f.detector)
             .unwrap_or(usize::MAX)

@@ -7,14 +7,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{msg, CmdError};
-use crate::ca::Ca;
 use crate::cli::ListenArgs;
-use crate::proxy::auth::ProxyAuth;
-use crate::proxy::{Handler, Proxy, ProxyOptions};
-use crate::session::SessionName;
-use crate::shutdown;
-use crate::shutdown::Tracker as InFlight;
-use crate::store::{DaemonInfo, SledStore};
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::auth::ProxyAuth;
+use tapedeck_proxy::ca::Ca;
+use tapedeck_proxy::shutdown;
+use tapedeck_proxy::shutdown::Tracker as InFlight;
+use tapedeck_proxy::{Handler, Proxy, ProxyOptions};
+use tapedeck_store::{DaemonInfo, SledStore};
 
 pub struct ServeOptions {
     pub listen: Option<String>,
@@ -123,7 +123,7 @@ pub async fn serve<H: Handler>(
     }
     if opts.cmd.is_empty() {
         // The handshake warning and `tapedeck env` point a daemon's clients at it.
-        crate::trust::TrustBundle::plain(&ca)?;
+        tapedeck_proxy::trust::TrustBundle::plain(&ca)?;
     }
     banner(addr);
     let (trigger, stop) = shutdown::channel();

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::CmdResult;
-use crate::diff::diff;
 use crate::recording;
-use crate::rules::Rules;
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::diff::diff;
 
 pub async fn run(a: &str, b: &str, store: &Path, json: bool) -> CmdResult {
     let mut loader = recording::Loader::new(store);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{msg, CmdResult};
-use crate::ca::Ca;
+use tapedeck_proxy::ca::Ca;
 
 /// Where a daemon listens when neither `--listen` nor `TAPEDECK_LISTEN` says.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

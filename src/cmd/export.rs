@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{msg, stderr_is_terminal, CmdError, CmdResult};
 use crate::recording;
-use crate::secure_fs::PendingFile;
+use tapedeck_model::secure_fs::PendingFile;
 
 /// Writes the tape to `output` with permission bits `mode` (0600 unless `--mode`).
 pub async fn run(session: &str, output: &Path, store: &Path, mode: u32) -> CmdResult {

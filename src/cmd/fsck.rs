@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::{msg, CmdResult};
-use crate::store::check::{check, Report};
-use crate::store::journal::Journal;
-use crate::store::{SledStore, StoreError};
+use tapedeck_store::check::{check, Report};
+use tapedeck_store::journal::Journal;
+use tapedeck_store::{SledStore, StoreError};
 
 /// Exit status when damage was found.
 pub const EXIT_DAMAGED: i32 = 1;

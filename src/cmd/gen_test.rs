@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{msg, CmdResult};
-use crate::analyze::issues::link_case;
-use crate::analyze::{examine, Severity};
-use crate::case::{Case, Expect, MustNotReport, CASE_FILE};
 use crate::recording;
-use crate::rules::Rules;
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::analyze::issues::link_case;
+use tapedeck_trace::analyze::{examine, Severity};
+use tapedeck_trace::case::{Case, Expect, MustNotReport, CASE_FILE};
 
 pub const TAPE_FILE: &str = "tape.jsonl";
 
@@ -31,7 +31,12 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
     std::fs::create_dir_all(dir)
         .map_err(|e| msg(format!("cannot create {}: {e}", dir.display())))?;
     let tape_path = dir.join(TAPE_FILE);
-    super::export::write_tape(&rec, &tape_path, crate::secure_fs::PRIVATE_FILE, |_| {})?;
+    super::export::write_tape(
+        &rec,
+        &tape_path,
+        tapedeck_model::secure_fs::PRIVATE_FILE,
+        |_| {},
+    )?;
     // Each signature once, at the earliest step where the incident showed it.
     let mut first_step: BTreeMap<String, u64> = BTreeMap::new();
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
@@ -110,7 +115,7 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
 fn case_text(
     case: &Case,
     rec: &recording::Recording,
-    findings: &[crate::analyze::Finding],
+    findings: &[tapedeck_trace::analyze::Finding],
     dir: &Path,
 ) -> Result<String, super::CmdError> {
     let mut text = format!(

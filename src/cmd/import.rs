@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::{msg, CmdResult};
-use crate::session::SessionName;
-use crate::store::{store_whole, RunInfo, SledStore, Store};
-use crate::tape;
+use tapedeck_model::session::SessionName;
+use tapedeck_store::tape;
+use tapedeck_store::{store_whole, RunInfo, SledStore, Store};
 
 pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdResult {
     let t = tape::read(file)?;

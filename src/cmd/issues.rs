@@ -14,11 +14,11 @@ use serde_json::json;
 
 use super::sessions::rfc3339;
 use super::{msg, CmdResult};
-use crate::analyze::issues::{observe, ranked, Signature};
-use crate::analyze::{examine, Examined, Severity};
 use crate::recording::{access_store, Recording, StoreAccess};
-use crate::rules::Rules;
-use crate::store::{IssueTable, Store, StoreError};
+use tapedeck_model::rules::Rules;
+use tapedeck_store::{IssueTable, Store, StoreError};
+use tapedeck_trace::analyze::issues::{observe, ranked, Signature};
+use tapedeck_trace::analyze::{examine, Examined, Severity};
 
 /// The signatures a session's findings add to the table: warnings and errors (an `info`
 /// such as a slow step is worth reading, not tracking).
@@ -47,7 +47,10 @@ pub fn note(
 }
 
 /// Reads every session the table has not read at its present size and notes it.
-fn refresh(store: &Arc<crate::store::SledStore>, rules: &Rules) -> Result<IssueTable, StoreError> {
+fn refresh(
+    store: &Arc<tapedeck_store::SledStore>,
+    rules: &Rules,
+) -> Result<IssueTable, StoreError> {
     let mut table = store.issues()?;
     let mut read = 0;
     for info in store.sessions()? {

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use super::analyze::JudgeOptions;
 use super::{msg, CmdError};
-use crate::analyze::judge::{finding, instruction, questions, read_answer};
-use crate::analyze::Finding;
 use crate::recording::Recording;
-use crate::trace::spans::parse_events;
+use tapedeck_trace::analyze::judge::{finding, instruction, questions, read_answer};
+use tapedeck_trace::analyze::Finding;
+use tapedeck_trace::spans::parse_events;
 
 /// The judge's API key, when the endpoint wants one.
 const KEY_VARS: &[&str] = &["TAPEDECK_JUDGE_API_KEY", "OPENAI_API_KEY"];
@@ -74,7 +74,7 @@ pub async fn run(rec: &Recording, opts: &JudgeOptions) -> Result<Vec<Finding>, C
             return Err(msg(format!(
                 "judge {url} answered {status} for step {}: {}",
                 q.step,
-                crate::analyze::read::short(&body.to_string(), 200)
+                tapedeck_trace::analyze::read::short(&body.to_string(), 200)
             )));
         }
         match read_answer(&body) {

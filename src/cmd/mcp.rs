@@ -15,10 +15,12 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{msg, CmdError, CmdResult};
-use crate::analyze::{examine, explain::render as render_explanation, explain_step, to_json};
 use crate::recording;
-use crate::rules::Rules;
-use crate::trace::spans::{build, TraceOptions};
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::analyze::{
+    examine, explain::render as render_explanation, explain_step, to_json,
+};
+use tapedeck_trace::spans::{build, TraceOptions};
 
 /// The protocol revisions this server speaks, newest last; a client asking for one of
 /// them gets it, any other gets the newest.
@@ -177,7 +179,7 @@ async fn tool(name: &str, args: &Value, store: &Path) -> Result<(String, Option<
             let mut loader = recording::Loader::new(&store);
             let a = loader.load(arg(args, "session_a")?).await?;
             let b = loader.load(arg(args, "session_b")?).await?;
-            let report = crate::diff::diff(&a, &b, &Rules::from_working_dir()?);
+            let report = tapedeck_trace::diff::diff(&a, &b, &Rules::from_working_dir()?);
             let v = serde_json::to_value(&report).unwrap_or_default();
             Ok((pretty(&v), Some(v)))
         }

@@ -30,25 +30,25 @@ use crate::cli::{Cli, Command};
 #[derive(Debug, Error)]
 pub enum CmdError {
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] tapedeck_store::StoreError),
     #[error(transparent)]
-    Ca(#[from] crate::ca::CaError),
+    Ca(#[from] tapedeck_proxy::ca::CaError),
     #[error(transparent)]
-    Trust(#[from] crate::trust::TrustError),
+    Trust(#[from] tapedeck_proxy::trust::TrustError),
     #[error(transparent)]
-    Rules(#[from] crate::rules::RulesError),
+    Rules(#[from] tapedeck_model::rules::RulesError),
     #[error(transparent)]
-    Session(#[from] crate::session::SessionNameError),
+    Session(#[from] tapedeck_model::session::SessionNameError),
     #[error(transparent)]
     Recording(#[from] crate::recording::RecordingError),
     #[error(transparent)]
-    Tape(#[from] crate::tape::TapeError),
+    Tape(#[from] tapedeck_store::tape::TapeError),
     #[error(transparent)]
-    Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
+    Upstream(#[from] tapedeck_record::upstream::UpstreamSetupError),
     #[error(transparent)]
     Child(#[from] crate::child::ChildError),
     #[error(transparent)]
-    Auth(#[from] crate::proxy::auth::AuthError),
+    Auth(#[from] tapedeck_proxy::auth::AuthError),
     #[error(transparent)]
     Viewer(#[from] crate::viewer::ViewerError),
     #[error("{0}")]

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use super::{msg, CmdResult};
 use crate::recording;
-use crate::rules::Rules;
-use crate::trace::otlp::{resolve_endpoint, to_json, trace_request, Pusher};
-use crate::trace::spans::{build, TraceOptions};
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::otlp::{resolve_endpoint, to_json, trace_request, Pusher};
+use tapedeck_trace::spans::{build, TraceOptions};
 
 pub async fn run(
     session: &str,

@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use super::daemon::{serve, ServeOptions};
 use super::{msg, CmdResult};
-use crate::ca::Ca;
 use crate::cli::{rule_args, RecordArgs};
-use crate::proxy::upstream::Upstream;
-use crate::record::{EventSink, Recorder};
-use crate::rules::Rules;
-use crate::session::SessionName;
-use crate::store::{RunInfo, SledStore, Store};
-use crate::trace::live::LiveExporter;
-use crate::trace::otlp::{resolve_endpoint, Pusher};
-use crate::trace::spans::TraceOptions;
 use crate::viewer::{Source, Viewer};
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::ca::Ca;
+use tapedeck_record::upstream::Upstream;
+use tapedeck_record::{EventSink, Recorder};
+use tapedeck_store::{RunInfo, SledStore, Store};
+use tapedeck_trace::live::LiveExporter;
+use tapedeck_trace::otlp::{resolve_endpoint, Pusher};
+use tapedeck_trace::spans::TraceOptions;
 
 pub async fn run(a: RecordArgs) -> CmdResult {
     let session = a.session.as_deref().map(SessionName::new).transpose()?;

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use super::daemon::{serve, ServeOptions};
 use super::{msg, CmdResult};
-use crate::ca::Ca;
 use crate::cli::{rule_args, ReplayArgs};
 use crate::recording::{self, Recording, StoreAccess};
-use crate::replay::{ReplayOptions, Replayer};
-use crate::rules::Rules;
-use crate::session::SessionName;
-use crate::store::{SledStore, Store};
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::ca::Ca;
+use tapedeck_replay::{ReplayOptions, Replayer};
+use tapedeck_store::{SledStore, Store};
 
 /// Exit status when CMD succeeded but the replay did not (misses, or unused events with
 /// `--fail-on-unused`).
@@ -25,7 +25,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
              To send {host}'s tunnels out live and untouched, use --allow-live {host} (port 443) or --allow-live {host}:PORT"
         )));
     }
-    crate::replay::live::check(&a.allow_live).map_err(msg)?;
+    tapedeck_replay::live::check(&a.allow_live).map_err(msg)?;
     let source = match (&a.tape, &a.session) {
         (Some(t), _) => t.display().to_string(),
         (None, Some(s)) => {

@@ -3,8 +3,8 @@
 
 use super::{msg, CmdError, CmdResult};
 use crate::cli::SessionSecretArgs;
-use crate::proxy::auth::SessionSecret;
-use crate::session::SessionName;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::auth::SessionSecret;
 
 pub fn run(session: &str, args: &SessionSecretArgs) -> CmdResult {
     let session = SessionName::new(session)?;

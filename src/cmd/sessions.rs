@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::CmdResult;
-use crate::exchange::SessionInfo;
+use tapedeck_model::exchange::SessionInfo;
 
 pub fn rfc3339(ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);

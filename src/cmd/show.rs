@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::CmdResult;
 use crate::recording;
-use crate::rules::Rules;
-use crate::trace::spans::{build, Role, Span, Trace, TraceOptions};
+use tapedeck_model::rules::Rules;
+use tapedeck_trace::spans::{build, Role, Span, Trace, TraceOptions};
 
 struct Paint(bool);
 
@@ -56,7 +56,7 @@ pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> Cmd
 fn status_text(sp: &Span, p: &Paint) -> String {
     if let Some(e) = &sp.error {
         let t = match sp.attr("error.type") {
-            Some(crate::trace::spans::AttrValue::Str(s)) => s.clone(),
+            Some(tapedeck_trace::spans::AttrValue::Str(s)) => s.clone(),
             _ => "error".into(),
         };
         let short: String = e.chars().take(60).collect();
@@ -66,7 +66,7 @@ fn status_text(sp: &Span, p: &Paint) -> String {
     if sp.flag == Some("empty") {
         parts.push(p.yellow("EMPTY answer"));
     }
-    if let Some(crate::trace::spans::AttrValue::StrArray(f)) =
+    if let Some(tapedeck_trace::spans::AttrValue::StrArray(f)) =
         sp.attr("gen_ai.response.finish_reasons")
     {
         parts.push(f.join(","));
@@ -146,7 +146,7 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
     const BAR: usize = 50;
     for (name, sp) in &lines {
         // A tool call is not an exchange of its own: its step is the deciding LLM call's.
-        let decided = matches!(sp.attr("gen_ai.tool.type"), Some(crate::trace::spans::AttrValue::Str(t)) if t == "function");
+        let decided = matches!(sp.attr("gen_ai.tool.type"), Some(tapedeck_trace::spans::AttrValue::Str(t)) if t == "function");
         let step = match sp.step {
             Some(_) if decided => String::new(),
             Some(s) => format!("#{s}"),

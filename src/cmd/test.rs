@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{msg, CmdError, CmdResult};
-use crate::analyze::issues::case_ran;
-use crate::analyze::{analyze, examine, Severity};
-use crate::ca::Ca;
-use crate::case::{find, Case};
-use crate::proxy::{Proxy, ProxyOptions};
 use crate::recording::{access_store, Recording, StoreAccess};
-use crate::replay::{Order, Pace, ReplayOptions, ReplaySummary, Replayer};
-use crate::rules::Rules;
-use crate::session::SessionName;
-use crate::store::Store;
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::ca::Ca;
+use tapedeck_proxy::{Proxy, ProxyOptions};
+use tapedeck_replay::{Order, Pace, ReplayOptions, ReplaySummary, Replayer};
+use tapedeck_store::Store;
+use tapedeck_trace::analyze::issues::case_ran;
+use tapedeck_trace::analyze::{analyze, examine, Severity};
+use tapedeck_trace::case::{find, Case};
 
 struct Outcome {
     name: String,
@@ -45,7 +45,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
     let dir = path.parent().unwrap_or(Path::new("."));
     let started = Instant::now();
     let tape_path = dir.join(&case.tape);
-    let tape = crate::tape::read(&tape_path)?;
+    let tape = tapedeck_store::tape::read(&tape_path)?;
     let rec = Recording::from_tape(tape, tape_path.display().to_string());
     let session = rec.session.clone();
     let cwd: PathBuf = match &case.cwd {
@@ -58,7 +58,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
     } else {
         cwd.clone()
     };
-    let args = crate::rules::RuleArgs {
+    let args = tapedeck_model::rules::RuleArgs {
         stateful_hosts: stateful.to_vec(),
         ..Default::default()
     };
@@ -82,7 +82,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
         .await
         .map_err(|e| msg(format!("cannot listen: {e}")))?;
     let addr = listener.local_addr().map_err(|e| msg(e.to_string()))?;
-    let (trigger, stop) = crate::shutdown::channel();
+    let (trigger, stop) = tapedeck_proxy::shutdown::channel();
     let proxy = Proxy::new(
         replayer.clone(),
         ca.clone(),

@@ -16,11 +16,11 @@ use tokio::net::TcpListener;
 
 use super::{msg, CmdResult};
 use crate::control::Control;
-use crate::proxy::body::ProxyBody;
 use crate::recording::{access_store, Recording, StoreAccess};
-use crate::rules::Rules;
-use crate::store::{DaemonInfo, SledStore, Store};
 use crate::viewer::{host_allowed, Source, Viewer};
+use tapedeck_model::rules::Rules;
+use tapedeck_proxy::body::ProxyBody;
+use tapedeck_store::{DaemonInfo, SledStore, Store};
 
 /// Where the viewer listens unless told otherwise (a free port when it is taken).
 const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -74,8 +74,10 @@ fn open_source(
     if !opts.tapes.is_empty() {
         let mut tapes: Vec<Arc<Recording>> = Vec::new();
         for path in &opts.tapes {
-            let mut rec =
-                Recording::from_tape(crate::tape::read(path)?, path.display().to_string());
+            let mut rec = Recording::from_tape(
+                tapedeck_store::tape::read(path)?,
+                path.display().to_string(),
+            );
             // Two tapes of one session stay apart: names address pages.
             let base = rec.session.clone();
             let mut n = 1;
@@ -188,7 +190,7 @@ async fn respond(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok());
     if !host_allowed(host, local) {
-        return crate::proxy::body::text(
+        return tapedeck_proxy::body::text(
             http::StatusCode::MISDIRECTED_REQUEST,
             &format!("this viewer answers only to http://{local}/"),
         );

@@ -20,12 +20,12 @@ use serde_json::{json, Value};
 
 use super::source::Loaded;
 use super::{blocking, Viewer, ViewerError};
-use crate::analyze::cluster::group;
-use crate::analyze::Finding;
-use crate::diff::{divergence, report, Relation};
-use crate::exchange::{header, BodyRef, Event, Kind};
 use crate::recording::Recording;
-use crate::trace::spans::{AttrValue, Parsed, Role, Span, Trace};
+use tapedeck_model::exchange::{header, BodyRef, Event, Kind};
+use tapedeck_trace::analyze::cluster::group;
+use tapedeck_trace::analyze::Finding;
+use tapedeck_trace::diff::{divergence, report, Relation};
+use tapedeck_trace::spans::{AttrValue, Parsed, Role, Span, Trace};
 
 /// Bodies up to this size are read whole (and an LLM exchange parsed); larger ones only
 /// as far as the preview goes.
@@ -310,7 +310,7 @@ pub fn run_json(
         t0_unix_ns: u64,
         events: usize,
         agents: Vec<&'a str>,
-        totals: crate::trace::spans::Totals,
+        totals: tapedeck_trace::spans::Totals,
         spans: Vec<SpanRow<'a>>,
         findings: &'a [Finding],
         /// Step → the earlier steps whose output flowed into it.

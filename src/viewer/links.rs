@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::trace::spans::{AttrValue, Parsed, Role, Trace};
+use tapedeck_trace::spans::{AttrValue, Parsed, Role, Trace};
 
 /// For each step that has any, the earlier steps whose output flowed into it (ascending).
 pub fn inputs(trace: &Trace, parsed: &[Parsed]) -> BTreeMap<u64, Vec<u64>> {
@@ -95,10 +95,10 @@ fn assistant_text(message: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{BodyRef, Event, Kind, RequestRecord, ResponseRecord, Timing};
-    use crate::rules::Rules;
-    use crate::trace::spans::{build_from, TraceOptions};
     use serde_json::json;
+    use tapedeck_model::exchange::{BodyRef, Event, Kind, RequestRecord, ResponseRecord, Timing};
+    use tapedeck_model::rules::Rules;
+    use tapedeck_trace::spans::{build_from, TraceOptions};
 
     fn event(step: u64, kind: Kind, url: &str, start_ms: u64) -> Event {
         Event {

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use super::ViewerBody;
-use crate::exchange::Event;
+use tapedeck_model::exchange::Event;
 
 /// Messages a slow page may fall behind by before it is told to reload.
 const BACKLOG: usize = 1024;

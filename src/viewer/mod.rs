@@ -28,9 +28,9 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use thiserror::Error;
 
 use crate::recording::RecordingError;
-use crate::rules::Rules;
-use crate::store::StoreError;
 pub use source::Source;
+use tapedeck_model::rules::Rules;
+use tapedeck_store::StoreError;
 
 /// The body of every viewer response: a whole buffer, or the live event stream.
 pub type ViewerBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -113,7 +113,7 @@ impl Viewer {
     }
 
     /// Tells open pages that `session` has a new exchange (called by the recorder).
-    pub fn notify(&self, session: &str, event: &crate::exchange::Event) {
+    pub fn notify(&self, session: &str, event: &tapedeck_model::exchange::Event) {
         self.hub.publish(session, event);
     }
 

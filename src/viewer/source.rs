@@ -15,14 +15,14 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{api, blocking, links, ViewerError};
-use crate::analyze::cluster::{signature, Signature};
-use crate::analyze::{analyze_parsed, Finding, Severity};
-use crate::diff::{align, Pair};
-use crate::exchange::SessionInfo;
 use crate::recording::{Loader, Recording};
-use crate::rules::Rules;
-use crate::store::Store;
-use crate::trace::spans::{build_from, parse_events, Trace, TraceOptions};
+use tapedeck_model::exchange::SessionInfo;
+use tapedeck_model::rules::Rules;
+use tapedeck_store::Store;
+use tapedeck_trace::analyze::cluster::{signature, Signature};
+use tapedeck_trace::analyze::{analyze_parsed, Finding, Severity};
+use tapedeck_trace::diff::{align, Pair};
+use tapedeck_trace::spans::{build_from, parse_events, Trace, TraceOptions};
 
 /// Built sessions are kept, least recently used first out, while their events add up to
 /// at most this many (the one built last is always kept); summaries are kept for all.

@@ -1,0 +1,375 @@
+//! tapedeck's certificate authority and the leaf certificates it signs on demand.
+//!
+//! `certs/ca.pem` is what clients trust; `certs/ca-key.pem` (mode 0600) never leaves the
+//! machine. Leaf certificates carry a DNS SAN for host names and an IP SAN for IP
+//! addresses (clients send no SNI for an IP, so the CONNECT target names the
+//! certificate). They share one key pair and are cached per host (bounded), so the
+//! second connection to a host costs neither key generation nor signing.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use thiserror::Error;
+
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+const LEAF_CACHE: usize = 1024;
+
+#[derive(Debug, Error)]
+pub enum CaError {
+    #[error("cannot use the certificate directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a usable tapedeck CA ({message}); move it away and run `tapedeck ca` to make a new one")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{missing} is missing but {present} is there: tapedeck does not make a new CA over half of one. Restore {missing}, or move {present} away and run `tapedeck ca` (clients then need to trust the new ca.pem)")]
+    Incomplete { missing: PathBuf, present: PathBuf },
+    #[error("{cert} does not belong to the key in {key} ({message}); was it replaced? Restore the CA's own certificate, or move both away and run `tapedeck ca`")]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
+    #[error("cannot sign a certificate for {host}: {message}")]
+    Sign { host: String, message: String },
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
+}
+
+pub struct Ca {
+    dir: PathBuf,
+    /// `ca.pem` as read and checked against the key at start: what clients are told to
+    /// trust, never re-read from disk afterwards.
+    pem: String,
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    leaf_key: KeyPair,
+    leaf_key_der: Vec<u8>,
+    cache: Mutex<lru::LruCache<String, Arc<rustls::ServerConfig>>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_err(e: tapedeck_model::secure_fs::WriteError) -> CaError {
+    CaError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+fn sign_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
+    move |e| CaError::Sign {
+        host: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Ca {
+    /// Loads the CA in `dir`, creating it when neither file exists. Returns the CA and
+    /// whether it is new. Half a CA (a key without its certificate, or the reverse) and a
+    /// certificate that does not match its key are errors, never replaced.
+    pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), CaError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let present = |p: &Path| p.symlink_metadata().is_ok();
+        let (pem, cert, key, created) = match (present(&cert_path), present(&key_path)) {
+            (true, true) => {
+                let (pem, cert, key) = load(&cert_path, &key_path)?;
+                (pem, cert, key, false)
+            }
+            (false, false) => {
+                let (pem, cert, key) = create(&cert_path, &key_path)?;
+                (pem, cert, key, true)
+            }
+            (false, true) => {
+                return Err(CaError::Incomplete {
+                    missing: cert_path,
+                    present: key_path,
+                })
+            }
+            (true, false) => {
+                return Err(CaError::Incomplete {
+                    missing: key_path,
+                    present: cert_path,
+                })
+            }
+        };
+        warn_loose_modes(dir, &key_path);
+        let leaf_key = KeyPair::generate().map_err(sign_err("leaf"))?;
+        let leaf_key_der = leaf_key.serialize_der();
+        Ok((
+            Ca {
+                dir: dir.to_path_buf(),
+                pem,
+                cert,
+                key,
+                leaf_key,
+                leaf_key_der,
+                cache: Mutex::new(lru::LruCache::new(
+                    NonZeroUsize::new(LEAF_CACHE).unwrap_or(NonZeroUsize::MIN),
+                )),
+            },
+            created,
+        ))
+    }
+
+    /// The certificate directory (as given; may be relative).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join(CA_CERT_FILE)
+    }
+
+    /// The CA certificate clients trust, as checked at start.
+    pub fn cert_pem(&self) -> String {
+        self.pem.clone()
+    }
+
+    /// The TLS server configuration for `host`, made on first use and cached.
+    pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, CaError> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if let Some(cfg) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&host)
+        {
+            return Ok(cfg.clone());
+        }
+        let cfg = Arc::new(self.make_config(&host)?);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(host, cfg.clone());
+        Ok(cfg)
+    }
+
+    fn make_config(&self, host: &str) -> Result<rustls::ServerConfig, CaError> {
+        let sign_err = |e: rcgen::Error| CaError::Sign {
+            host: host.to_string(),
+            message: e.to_string(),
+        };
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, host);
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.try_into().map_err(sign_err)?),
+        }];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(365);
+        let leaf = params
+            .signed_by(&self.leaf_key, &self.cert, &self.key)
+            .map_err(sign_err)?;
+        let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key_der.clone()));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CaError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| CaError::Tls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
+/// Reads the CA and checks that the certificate is a CA certificate for this very key,
+/// signed by it.
+fn load(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(String, rcgen::Certificate, KeyPair), CaError> {
+    let key_pem = std::fs::read_to_string(key_path).map_err(io_err(key_path))?;
+    let cert_pem = std::fs::read_to_string(cert_path).map_err(io_err(cert_path))?;
+    let invalid = |path: &Path, message: String| CaError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, e.to_string()))?;
+    verify_pair(&cert_pem, &key).map_err(|m| match m {
+        PairError::Unusable(message) => invalid(cert_path, message),
+        PairError::Mismatch(message) => CaError::Mismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            message,
+        },
+    })?;
+    let params = CertificateParams::from_ca_cert_pem(&cert_pem)
+        .map_err(|e| invalid(cert_path, e.to_string()))?;
+    // Re-signing with the same key and name gives a certificate that verifies exactly
+    // like the one on disk (same subject, same key identifier).
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| invalid(cert_path, e.to_string()))?;
+    Ok((cert_pem, cert, key))
+}
+
+enum PairError {
+    Unusable(String),
+    Mismatch(String),
+}
+
+fn verify_pair(cert_pem: &str, key: &KeyPair) -> Result<(), PairError> {
+    let der = match rustls_pemfile::certs(&mut cert_pem.as_bytes()).next() {
+        Some(Ok(der)) => der,
+        Some(Err(e)) => return Err(PairError::Unusable(e.to_string())),
+        None => return Err(PairError::Unusable("no PEM certificate in it".into())),
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PairError::Unusable(format!("cannot parse it: {e}")))?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(PairError::Mismatch(
+            "its public key is not the key's".into(),
+        ));
+    }
+    cert.verify_signature(None)
+        .map_err(|e| PairError::Mismatch(format!("its self-signature does not verify: {e}")))?;
+    if !cert.is_ca() {
+        return Err(PairError::Unusable("it is not a CA certificate".into()));
+    }
+    Ok(())
+}
+
+/// Makes a new CA: the key first (0600), so a certificate never exists without it.
+fn create(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(String, rcgen::Certificate, KeyPair), CaError> {
+    let key = KeyPair::generate().map_err(sign_err("CA"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "tapedeck CA");
+    dn.push(DnType::OrganizationName, "tapedeck");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    let cert = params.self_signed(&key).map_err(sign_err("CA"))?;
+    tapedeck_model::secure_fs::write(
+        key_path,
+        key.serialize_pem().as_bytes(),
+        tapedeck_model::secure_fs::PRIVATE_FILE,
+    )
+    .map_err(write_err)?;
+    let pem = cert.pem();
+    tapedeck_model::secure_fs::write(cert_path, pem.as_bytes(), 0o644).map_err(write_err)?;
+    Ok((pem, cert, key))
+}
+
+/// One warning per loose permission: a key others can read, a directory others can
+/// write (they could swap the CA clients are told to trust).
+fn warn_loose_modes(dir: &Path, key_path: &Path) {
+    if let Some(m) = tapedeck_model::secure_fs::mode(key_path) {
+        if m & 0o077 != 0 {
+            tracing::warn!(
+                "{} is mode {m:03o}: others on this machine can read the CA key and impersonate any host to clients that trust it (chmod 600 {})",
+                key_path.display(),
+                key_path.display()
+            );
+        }
+    }
+    if let Some(m) = tapedeck_model::secure_fs::mode(dir) {
+        if m & 0o022 != 0 {
+            tracing::warn!(
+                "{} is mode {m:03o}: others on this machine can replace the CA in it (chmod go-w {})",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ca_is_created_once_with_a_private_key_file_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, created) = Ca::load_or_create(dir.path()).unwrap();
+        assert!(created);
+        let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let pem = std::fs::read_to_string(dir.path().join(CA_CERT_FILE)).unwrap();
+        let (ca, created) = Ca::load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(ca.cert_pem(), pem);
+        let a = ca.server_config("api.test").unwrap();
+        let b = ca.server_config("API.test").unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "second lookup must come from the cache"
+        );
+        ca.server_config("127.0.0.1").unwrap();
+        ca.server_config("[::1]").unwrap();
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_refused_not_handed_to_clients() {
+        let mine = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        Ca::load_or_create(mine.path()).unwrap();
+        Ca::load_or_create(other.path()).unwrap();
+        std::fs::copy(
+            other.path().join(CA_CERT_FILE),
+            mine.path().join(CA_CERT_FILE),
+        )
+        .unwrap();
+        let e = Ca::load_or_create(mine.path()).err().unwrap();
+        assert!(matches!(e, CaError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("was it replaced"), "{e}");
+        std::fs::write(mine.path().join(CA_CERT_FILE), "not a certificate").unwrap();
+        let e = Ca::load_or_create(mine.path()).err().unwrap();
+        assert!(matches!(e, CaError::Invalid { .. }), "{e}");
+    }
+
+    #[test]
+    fn half_a_ca_is_an_error_and_nothing_is_regenerated() {
+        let dir = tempfile::tempdir().unwrap();
+        Ca::load_or_create(dir.path()).unwrap();
+        let key = std::fs::read(dir.path().join(CA_KEY_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(CA_CERT_FILE)).unwrap();
+        let e = Ca::load_or_create(dir.path()).err().unwrap();
+        assert!(matches!(e, CaError::Incomplete { .. }), "{e}");
+        assert_eq!(std::fs::read(dir.path().join(CA_KEY_FILE)).unwrap(), key);
+        assert!(!dir.path().join(CA_CERT_FILE).exists());
+    }
+}

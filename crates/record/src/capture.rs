@@ -1,0 +1,265 @@
+//! Capturing bodies while they stream: every frame is forwarded at once and a copy is
+//! decoded (a buffer at a time, counted against `--max-body`), scrubbed of secrets,
+//! hashed and written to the store on the side. Nothing waits for the whole body, and
+//! memory stays bounded for large ones (see [`BodyWriter`]). Every stored byte passes
+//! through the [`BodyScrubber`] first, so a body written in segments is as clean as one
+//! kept whole.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tapedeck_model::exchange::encoding::Coding;
+use tapedeck_model::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
+use tapedeck_model::exchange::redact::{BodyScrubber, Collected};
+use tapedeck_model::exchange::Chunk;
+use tapedeck_store::{BodyWriter, Store, WrittenBody};
+
+/// Decoded bytes on their way into the store: scrubbed, then written; a failed write is
+/// kept to report once.
+struct StoreSink {
+    store: Arc<dyn Store>,
+    writer: BodyWriter,
+    scrubber: Option<BodyScrubber>,
+    error: Option<String>,
+}
+
+impl StoreSink {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.error.is_some() || bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
+            self.error = Some(format!("store write failed: {e}"));
+        }
+    }
+
+    /// Where the stored bytes end so far, counting what the scrubber holds back (to be
+    /// written as is unless a secret straddles the boundary).
+    fn stored_len(&self) -> u64 {
+        self.writer.len() + self.scrubber.as_ref().map_or(0, |s| s.held()) as u64
+    }
+}
+
+impl Sink for StoreSink {
+    fn put(&mut self, bytes: &[u8]) {
+        let StoreSink {
+            store,
+            writer,
+            scrubber,
+            error,
+        } = self;
+        let clean = match scrubber.as_mut() {
+            Some(s) => s.feed(bytes),
+            None => bytes,
+        };
+        if error.is_some() || clean.is_empty() {
+            return;
+        }
+        if let Err(e) = writer.write(store.as_ref(), clean) {
+            *error = Some(format!("store write failed: {e}"));
+        }
+    }
+}
+
+pub struct Capture {
+    reader: BodyReader<StoreSink>,
+    /// The wire `Content-Encoding` when tapedeck decodes it.
+    pub encoding: Option<String>,
+    chunks: Option<Vec<Chunk>>,
+    /// Where the last chunk ended in the stored bytes.
+    stored_end: u64,
+    start: Instant,
+    pub failed: Option<String>,
+}
+
+pub struct Captured {
+    pub body: WrittenBody,
+    pub encoding: Option<String>,
+    pub chunks: Option<Vec<Chunk>>,
+    pub failed: Option<String>,
+    /// Values of the secret fields the scrubber redacted.
+    pub found: Collected,
+    /// Set when the body was cut at `--max-body`: the stored body is its first part.
+    pub too_large: Option<MaxBody>,
+}
+
+impl Capture {
+    /// `encoding` is the `Content-Encoding` header; `keep_limit` how much is kept whole
+    /// (see [`tapedeck_store::keep_limit`]); `streaming` whether chunk times matter; `max`
+    /// the most decoded bytes to take; `scrubber` what every stored byte passes.
+    pub fn new(
+        store: Arc<dyn Store>,
+        encoding: Option<&str>,
+        keep_limit: usize,
+        streaming: bool,
+        start: Instant,
+        max: MaxBody,
+        scrubber: BodyScrubber,
+    ) -> Capture {
+        let sink = StoreSink {
+            store,
+            writer: BodyWriter::new(keep_limit),
+            scrubber: Some(scrubber),
+            error: None,
+        };
+        let reader = BodyReader::new(encoding.and_then(Coding::parse), max, sink);
+        Capture {
+            encoding: reader
+                .coding()
+                .and(encoding.map(|e| e.trim().to_ascii_lowercase())),
+            reader,
+            chunks: streaming.then(Vec::new),
+            stored_end: 0,
+            start,
+            failed: None,
+        }
+    }
+
+    /// Decoded bytes taken so far.
+    pub fn len(&mut self) -> u64 {
+        self.reader.len()
+    }
+
+    /// The cap, once the body has gone over it.
+    pub fn too_large(&self) -> Option<MaxBody> {
+        match self.reader.fault() {
+            Some(BodyFault::TooLarge { max }) => Some(*max),
+            _ => None,
+        }
+    }
+
+    /// Takes one frame of wire bytes. An error means the body went over `--max-body`
+    /// (the caller stops the exchange); an undecodable body is only noted.
+    ///
+    /// A chunk is a decoded frame as it arrived, measured in stored bytes, so chunks keep
+    /// the frames' boundaries when a redaction shortens a body. The recorder fits any
+    /// rest at the end.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), MaxBody> {
+        let before = self.reader.len();
+        let result = self.reader.feed(data);
+        if self.reader.len() > before {
+            if let Some(chunks) = self.chunks.as_mut() {
+                let end = self.reader.sink().stored_len();
+                chunks.push(Chunk {
+                    at_ms: round_ms(self.start.elapsed().as_secs_f64() * 1000.0),
+                    len: end.saturating_sub(self.stored_end),
+                });
+                self.stored_end = end.max(self.stored_end);
+            }
+        }
+        self.note_store_error();
+        match result {
+            Ok(()) => Ok(()),
+            Err(BodyFault::TooLarge { max }) => Err(max),
+            Err(BodyFault::Undecodable(msg)) => {
+                self.note_failure(msg);
+                Ok(())
+            }
+        }
+    }
+
+    fn note_store_error(&mut self) {
+        if let Some(e) = self.reader.sink().error.take() {
+            self.note_failure(e);
+        }
+    }
+
+    fn note_failure(&mut self, msg: String) {
+        if self.failed.is_none() {
+            tracing::error!("{msg}");
+            self.failed = Some(msg);
+        }
+    }
+
+    pub fn finish(mut self) -> Captured {
+        if let Err(BodyFault::Undecodable(msg)) = self.reader.finish() {
+            if self.failed.is_none() {
+                self.note_failure(msg);
+            }
+        }
+        let too_large = self.too_large();
+        let sink = self.reader.sink();
+        let mut found = Collected::default();
+        if let Some(s) = sink.scrubber.take() {
+            let (rest, f) = s.finish();
+            found = f;
+            sink.write(&rest);
+        }
+        self.note_store_error();
+        let sink = self.reader.sink();
+        let writer = std::mem::replace(&mut sink.writer, BodyWriter::new(0));
+        let body = match writer.finish(sink.store.as_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.note_failure(format!("store write failed: {e}"));
+                WrittenBody::Whole(Vec::new())
+            }
+        };
+        Captured {
+            body,
+            encoding: self.encoding,
+            chunks: self.chunks,
+            failed: self.failed,
+            found,
+            too_large,
+        }
+    }
+}
+
+/// Offsets are kept to the microsecond.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::exchange::redact::Secrets;
+    use tapedeck_model::rules::Rules;
+    use tapedeck_store::SledStore;
+
+    #[test]
+    fn a_scrubbed_stream_keeps_its_frames_in_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut secrets = Secrets::default();
+        secrets.add("Bearer sk-live-0123456789abcdef");
+        let rules = Rules::default();
+        let ct = Some("text/event-stream");
+        let scrubber = BodyScrubber::new(ct, &rules, &secrets);
+        // Past the keep-whole limit after a few frames: most are written in segments.
+        let mut c = Capture::new(
+            store.clone(),
+            None,
+            4096,
+            true,
+            Instant::now(),
+            MaxBody::default(),
+            scrubber,
+        );
+        let frame = |i: usize| {
+            format!(
+                "data: {{\"i\":{i},\"echo\":\"sk-live-0123456789abcdef\",\"pad\":\"{}\"}}\n\n",
+                "x".repeat(900)
+            )
+        };
+        for i in 0..20 {
+            c.feed(frame(i).as_bytes()).unwrap();
+        }
+        let captured = c.finish();
+        let WrittenBody::Stored { hash, len } = captured.body else {
+            panic!("expected a body in segments");
+        };
+        let stored = store.get_body(&hash.to_hex()).unwrap().unwrap();
+        assert_eq!(stored.len() as u64, len);
+        let chunks = captured.chunks.unwrap();
+        assert_eq!(chunks.len(), 20);
+        let mut off = 0usize;
+        for (i, ch) in chunks.iter().enumerate() {
+            let piece = &stored[off..off + ch.len as usize];
+            let want = frame(i).replace("sk-live-0123456789abcdef", "[REDACTED]");
+            assert_eq!(String::from_utf8_lossy(piece), want, "chunk {i}");
+            off += ch.len as usize;
+        }
+    }
+}

@@ -1,0 +1,817 @@
+//! Record: forward every exchange upstream unchanged and store it as an event.
+//!
+//! The request body is teed on its way to the upstream; the response body is teed on
+//! its way to the client, frame by frame. The event is written to the store *before*
+//! the client sees the end of the response, so once an agent has its answer the
+//! exchange is already stored (and durable at the next group commit, well under
+//! 100 ms later).
+
+mod capture;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use crate::upstream::Upstream;
+use capture::{Capture, Captured};
+use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::limit::MaxBody;
+use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
+use tapedeck_model::exchange::{
+    header, is_streaming, now_unix_ns, version_str, BodyRef, ErrorKind, Event, ExchangeError,
+    Header, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
+};
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::body::{self, close_after, error_response, BoxError, ProxyBody};
+use tapedeck_proxy::{hop, BoxFuture, ClientCtx, Handler};
+use tapedeck_store::{keep_limit, store_whole, Store, WrittenBody, WHOLE_JSON_LIMIT};
+
+/// Exchanges in flight, so a stop can wait for them.
+type InFlight = tapedeck_proxy::shutdown::Tracker;
+type InFlightGuard = tapedeck_proxy::shutdown::TrackGuard;
+
+/// A session's clock and step counter in this process.
+struct SessionClock {
+    name: SessionName,
+    next_step: AtomicU64,
+    started: Instant,
+    /// Added to elapsed time so steps appended to an older session keep rising times.
+    offset_ns: u64,
+}
+
+impl SessionClock {
+    fn ns(&self, at: Instant) -> u64 {
+        self.offset_ns + at.saturating_duration_since(self.started).as_nanos() as u64
+    }
+}
+
+#[derive(Default)]
+pub struct RecordStats {
+    pub exchanges: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+pub use tapedeck_model::exchange::EventSink;
+
+pub struct Recorder {
+    store: Arc<dyn Store>,
+    rules: Arc<Rules>,
+    upstream: Upstream,
+    passthrough: Vec<wildmatch::WildMatch>,
+    sessions: Mutex<HashMap<SessionName, Arc<SessionClock>>>,
+    pub inflight: Arc<InFlight>,
+    pub stats: RecordStats,
+    sink: Option<EventSink>,
+    max_body: MaxBody,
+}
+
+impl Recorder {
+    pub fn new(
+        store: Arc<dyn Store>,
+        rules: Arc<Rules>,
+        upstream: Upstream,
+        passthrough: &[String],
+        sink: Option<EventSink>,
+        max_body: MaxBody,
+    ) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            store,
+            rules,
+            upstream,
+            passthrough: passthrough
+                .iter()
+                .map(|p| wildmatch::WildMatch::new(&p.to_ascii_lowercase()))
+                .collect(),
+            sessions: Mutex::new(HashMap::new()),
+            inflight: Arc::new(InFlight::default()),
+            stats: RecordStats::default(),
+            sink,
+            max_body,
+        })
+    }
+
+    /// Sessions this process has recorded into, in the order first seen.
+    pub fn sessions_recorded(&self) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|c| (c.started, c.name.to_string()))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    fn clock(&self, name: &SessionName) -> Result<Arc<SessionClock>, tapedeck_store::StoreError> {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(name) {
+            return Ok(c.clone());
+        }
+        let (next, offset_ns) = match self.store.session(name.as_str())? {
+            Some(info) => {
+                let last = self.store.last_step(name.as_str())?.unwrap_or(0);
+                tracing::warn!(
+                    "session {name} already has {} events; appending from step {} (choose another --session to start a new one)",
+                    info.events,
+                    last + 1
+                );
+                (last + 1, now_unix_ns().saturating_sub(info.first_unix_ns))
+            }
+            None => (1, 0),
+        };
+        let c = Arc::new(SessionClock {
+            name: name.clone(),
+            next_step: AtomicU64::new(next),
+            started: Instant::now(),
+            offset_ns,
+        });
+        map.insert(name.clone(), c.clone());
+        Ok(c)
+    }
+
+    async fn record(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        ctx: ClientCtx,
+    ) -> Response<ProxyBody> {
+        let clock = match self.clock(&ctx.session) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cannot record into session {}: {e}", ctx.session);
+                return body::json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"error": {"type": "tapedeck_store_error", "message": e.to_string()}}),
+                );
+            }
+        };
+        let step = clock.next_step.fetch_add(1, Ordering::AcqRel);
+        let start = Instant::now();
+        let start_unix_ns = now_unix_ns();
+        let guard = self.inflight.enter();
+        let (mut parts, incoming) = req.into_parts();
+
+        let agent = parts
+            .headers
+            .remove(AGENT_HEADER)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or(ctx.agent.clone());
+        let mut secrets = Secrets::default();
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let req_ct = header(&req_headers, "content-type").map(str::to_string);
+        let req_capture = Capture::new(
+            self.store.clone(),
+            header(&req_headers, "content-encoding"),
+            keep_limit(req_ct.as_deref()),
+            false,
+            start,
+            self.max_body,
+            BodyScrubber::new(req_ct.as_deref(), &self.rules, &secrets),
+        );
+        let tee = Arc::new(Mutex::new(RequestTee {
+            inner: Some(incoming),
+            capture: Some(req_capture),
+            done: false,
+        }));
+
+        let mut pending = Pending {
+            recorder: self.clone(),
+            clock,
+            step,
+            start,
+            start_unix_ns,
+            agent,
+            method: parts.method.to_string(),
+            url,
+            version: version_str(parts.version).to_string(),
+            req_headers,
+            req_ct,
+            secrets,
+            req_stored: None,
+            tee: tee.clone(),
+            head: None,
+            resp_capture: None,
+            _guard: guard,
+        };
+
+        hop::strip(&mut parts.headers);
+        let head_request = parts.method == http::Method::HEAD;
+        let client_h2 = parts.version == http::Version::HTTP_2;
+        parts.version = http::Version::HTTP_11;
+        let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
+
+        match self.upstream.send(up_req, client_h2, &pending.url).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                let ttfb_ns = start.elapsed().as_nanos() as u64;
+                // A request that has ended is stored now, so the values of its secret
+                // fields are scrubbed from the response as it streams.
+                if pending.request_ended() {
+                    pending.settle_request();
+                }
+                let mut resp_headers =
+                    redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+                redact::scrub_headers(&mut resp_headers, &pending.secrets);
+                if let Some(err) = self.refuse_by_length(&resp_headers) {
+                    tracing::warn!("#{step} {}", err.message);
+                    drop(rbody);
+                    let resp = error_response(&err);
+                    pending.finish(Some(err), false);
+                    return resp;
+                }
+                let streaming = is_streaming(&rparts.headers);
+                let resp_ct = header(&resp_headers, "content-type");
+                pending.resp_capture = Some(Capture::new(
+                    self.store.clone(),
+                    header(&resp_headers, "content-encoding"),
+                    keep_limit(resp_ct),
+                    streaming,
+                    start,
+                    self.max_body,
+                    BodyScrubber::new(resp_ct, &self.rules, &pending.secrets),
+                ));
+                pending.head = Some(Head {
+                    status: rparts.status.as_u16(),
+                    version: version_str(rparts.version).to_string(),
+                    headers: resp_headers,
+                    ttfb_ns,
+                });
+                hop::strip(&mut rparts.headers);
+                rparts.version = http::Version::HTTP_11;
+                if has_no_body(head_request, rparts.status, &rbody) {
+                    // Nothing will be polled: hyper writes no body for these, so the
+                    // event is complete now (never a hang-up), its framing headers kept.
+                    pending.finish(None, true);
+                    return Response::from_parts(rparts, body::empty());
+                }
+                let body = ResponseTee {
+                    inner: rbody,
+                    pending: Some(pending),
+                };
+                Response::from_parts(rparts, body.boxed_unsync())
+            }
+            Err(mut err) => {
+                err.message = pending.secrets.scrub_str(&err.message).into_owned();
+                pending.drain_request().await;
+                let err = match pending.request_too_large() {
+                    Some(max) => too_large("request", max),
+                    None => err,
+                };
+                tracing::warn!("#{step} upstream failed: {}", err.message);
+                let mut resp = error_response(&err);
+                if err.kind == ErrorKind::TooLarge && !client_h2 {
+                    close_after(&mut resp, http::Version::HTTP_11);
+                }
+                pending.finish(Some(err), false);
+                resp
+            }
+        }
+    }
+
+    /// A plain (not encoded) response whose `Content-Length` is over `--max-body` is
+    /// refused before any of it is read.
+    fn refuse_by_length(&self, headers: &[Header]) -> Option<ExchangeError> {
+        if header(headers, "content-encoding")
+            .and_then(tapedeck_model::exchange::encoding::Coding::parse)
+            .is_some()
+        {
+            return None;
+        }
+        let len: u64 = header(headers, "content-length")?.trim().parse().ok()?;
+        (len > self.max_body.0).then(|| ExchangeError {
+            kind: ErrorKind::TooLarge,
+            message: format!(
+                "the response body ({len} bytes) is larger than --max-body {}: tapedeck did not read it (raise --max-body to record it)",
+                self.max_body
+            ),
+        })
+    }
+}
+
+/// Whether a response has no body to stream: an answer to HEAD, a 204 or 304, or a body
+/// the upstream declared empty (`Content-Length: 0`, or already ended).
+fn has_no_body(head_request: bool, status: StatusCode, body: &Incoming) -> bool {
+    head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+        || body.is_end_stream()
+        || body.size_hint().exact() == Some(0)
+}
+
+/// The event error of a body cut at `--max-body`.
+fn too_large(side: &str, max: MaxBody) -> ExchangeError {
+    ExchangeError {
+        kind: ErrorKind::TooLarge,
+        message: format!(
+            "the {side} body is larger than --max-body {max} (decoded): tapedeck stopped it there and recorded its first {max} (raise --max-body to allow it)"
+        ),
+    }
+}
+
+impl Handler for Recorder {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        ctx: ClientCtx,
+    ) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(self.record(req, ctx))
+    }
+
+    fn raw_tunnel(&self, host: &str, _port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.passthrough.iter().any(|p| p.matches(&host))
+    }
+}
+
+struct RequestTee {
+    inner: Option<Incoming>,
+    capture: Option<Capture>,
+    done: bool,
+}
+
+/// The request body on its way upstream; the state is shared so that, if the upstream
+/// fails before reading it, the recorder can still read the rest for the event.
+struct TeeBody {
+    tee: Arc<Mutex<RequestTee>>,
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(inner) = t.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(c)) = (frame.data_ref(), t.capture.as_mut()) {
+                    if let Err(max) = c.feed(data) {
+                        // The upstream sees the request end in an error, not a short body;
+                        // the capture stays for the event (done: nothing left to drain).
+                        t.inner = None;
+                        t.done = true;
+                        return Poll::Ready(Some(Err(format!(
+                            "the request body is larger than --max-body {max}"
+                        )
+                        .into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                t.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+struct Head {
+    status: u16,
+    version: String,
+    headers: Vec<Header>,
+    ttfb_ns: u64,
+}
+
+/// Everything known about an exchange until its event is written.
+struct Pending {
+    recorder: Arc<Recorder>,
+    clock: Arc<SessionClock>,
+    step: u64,
+    start: Instant,
+    start_unix_ns: u64,
+    agent: Option<String>,
+    method: String,
+    url: String,
+    version: String,
+    req_headers: Vec<Header>,
+    req_ct: Option<String>,
+    /// Every secret value seen in the exchange so far.
+    secrets: Secrets,
+    /// The request body once stored, with its bytes when kept whole.
+    req_stored: Option<(BodyRef, Option<Vec<u8>>, Option<MaxBody>)>,
+    tee: Arc<Mutex<RequestTee>>,
+    head: Option<Head>,
+    resp_capture: Option<Capture>,
+    _guard: InFlightGuard,
+}
+
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+impl Pending {
+    /// Reads what the upstream never read of the request body, so the event has it.
+    async fn drain_request(&mut self) {
+        let (inner, capture) = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            if t.done {
+                return;
+            }
+            (t.inner.take(), t.capture.take())
+        };
+        let (Some(mut inner), Some(mut capture)) = (inner, capture) else {
+            return;
+        };
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while let Some(frame) = inner.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            if capture.feed(d).is_err() {
+                                return false;
+                            }
+                        }
+                        if capture.len() > WHOLE_JSON_LIMIT as u64 {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false);
+        let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.capture = Some(capture);
+        t.done = drained;
+    }
+
+    /// Whether the client has sent the whole request body.
+    fn request_ended(&self) -> bool {
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    /// Stores the request body (once), adding the values of its redacted fields to the
+    /// secrets, then scrubs the request headers with what the request alone revealed:
+    /// replay redacts a live request in this same order, so the keys agree.
+    fn settle_request(&mut self) {
+        if self.req_stored.is_some() {
+            return;
+        }
+        let captured = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            t.capture.take()
+        };
+        let ct = self.req_ct.clone();
+        self.req_stored = Some(match captured {
+            Some(c) => {
+                let c = c.finish();
+                let over = c.too_large;
+                let (r, bytes, _) = self.store_body(c, ct.as_deref());
+                (r, bytes, over)
+            }
+            None => (BodyRef::empty(), Some(Vec::new()), None),
+        });
+        redact::scrub_headers(&mut self.req_headers, &self.secrets);
+    }
+
+    /// The cap, when the request body went over it.
+    fn request_too_large(&self) -> Option<MaxBody> {
+        if let Some((_, _, over)) = &self.req_stored {
+            return *over;
+        }
+        let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        t.capture.as_ref().and_then(Capture::too_large)
+    }
+
+    /// Stores the finished body; returns its reference and, when small, its bytes.
+    fn store_body(
+        &mut self,
+        c: Captured,
+        content_type: Option<&str>,
+    ) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
+        self.secrets.extend(c.found.into_values());
+        let store = self.recorder.store.as_ref();
+        match c.body {
+            WrittenBody::Whole(data) => {
+                let data = redact::finish_whole(
+                    data,
+                    content_type,
+                    &self.recorder.rules,
+                    &mut self.secrets,
+                );
+                let hash = match store_whole(store, &data) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::error!("#{}: cannot store body: {e}", self.step);
+                        blake3::hash(&data)
+                    }
+                };
+                (
+                    BodyRef {
+                        b3: hash.to_hex().to_string(),
+                        len: data.len() as u64,
+                        encoding: c.encoding,
+                    },
+                    Some(data),
+                    c.failed,
+                )
+            }
+            WrittenBody::Stored { hash, len } => (
+                BodyRef {
+                    b3: hash.to_hex().to_string(),
+                    len,
+                    encoding: c.encoding,
+                },
+                None,
+                c.failed,
+            ),
+        }
+    }
+
+    fn finish(mut self, error: Option<ExchangeError>, complete: bool) {
+        let end = Instant::now();
+
+        let rules = self.recorder.rules.clone();
+        self.settle_request();
+        let (req_body, req_bytes, req_too_large) = self
+            .req_stored
+            .take()
+            .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new()), None));
+        let (kind, key) = identify(
+            &self.method,
+            &self.url,
+            &self.req_headers,
+            match &req_bytes {
+                Some(b) => KeyBody::Whole(b),
+                None => KeyBody::Large(&req_body.b3),
+            },
+            &rules,
+        );
+
+        let mut error = match (error, req_too_large) {
+            (Some(e), _) => Some(e),
+            (None, Some(max)) => Some(too_large("request", max)),
+            (None, None) => None,
+        };
+        let response = match (self.head.take(), self.resp_capture.take()) {
+            (Some(head), Some(cap)) => {
+                let ct = header(&head.headers, "content-type").map(str::to_string);
+                let captured = cap.finish();
+                let mut chunks = captured.chunks.clone();
+                let over = captured.too_large;
+                let (body, _, failed) = self.store_body(captured, ct.as_deref());
+                if let (Some(max), None) = (over, &error) {
+                    error = Some(too_large("response", max));
+                }
+                if let (Some(msg), None) = (failed, &error) {
+                    error = Some(ExchangeError {
+                        kind: ErrorKind::Other,
+                        message: msg,
+                    });
+                }
+                fit_chunks(&mut chunks, body.len);
+                let mut headers = head.headers;
+                redact::scrub_headers(&mut headers, &self.secrets);
+                Some(ResponseRecord {
+                    status: head.status,
+                    version: head.version,
+                    headers,
+                    body,
+                    chunks,
+                    complete,
+                })
+                .map(|r| (r, head.ttfb_ns))
+            }
+            _ => None,
+        };
+        if let Some(e) = error.as_mut() {
+            e.message = self.secrets.scrub_str(&e.message).into_owned();
+        }
+        let ttfb_ns = response.as_ref().map(|(_, t)| *t);
+        let event = Event {
+            step: self.step,
+            kind,
+            key,
+            rules: Some(rules.match_fingerprint()),
+            agent: self.agent.take(),
+            request: RequestRecord {
+                method: self.method.clone(),
+                url: self.url.clone(),
+                version: self.version.clone(),
+                headers: std::mem::take(&mut self.req_headers),
+                body: req_body,
+            },
+            response: response.map(|(r, _)| r),
+            timing: Timing {
+                start_ns: self.clock.ns(self.start),
+                end_ns: self.clock.ns(end),
+                ttfb_ns,
+                start_unix_ns: self.start_unix_ns,
+                end_unix_ns: self.start_unix_ns + end.duration_since(self.start).as_nanos() as u64,
+            },
+            error,
+        };
+        let session = self.clock.name.as_str();
+        match self.recorder.store.put_event(session, &event) {
+            Ok(()) => {
+                self.recorder
+                    .stats
+                    .exchanges
+                    .fetch_add(1, Ordering::Relaxed);
+                if event.error.is_some() {
+                    self.recorder.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(
+                    "recorded {session}#{} {} {} {} -> {}",
+                    event.step,
+                    event.kind,
+                    event.request.method,
+                    event.request.url,
+                    event
+                        .status()
+                        .map_or("error".to_string(), |s| s.to_string())
+                );
+                if let Some(sink) = &self.recorder.sink {
+                    sink(session, event);
+                }
+            }
+            Err(e) => tracing::error!("cannot store {session}#{}: {e}", event.step),
+        }
+    }
+}
+
+/// Redaction of a body kept whole may change its length after the chunks were counted;
+/// keep the chunk list summing to it: the last chunk takes what was added, and what was
+/// removed comes off the end (so earlier chunks keep their recorded boundaries).
+fn fit_chunks(chunks: &mut Option<Vec<tapedeck_model::exchange::Chunk>>, len: u64) {
+    let Some(list) = chunks.as_mut() else { return };
+    let sum: u64 = list.iter().map(|c| c.len).sum();
+    if sum < len {
+        match list.last_mut() {
+            Some(last) => last.len += len - sum,
+            None => list.push(tapedeck_model::exchange::Chunk { at_ms: 0.0, len }),
+        }
+        return;
+    }
+    let mut excess = sum - len;
+    while excess > 0 {
+        let Some(last) = list.last_mut() else { break };
+        let cut = excess.min(last.len);
+        last.len -= cut;
+        excess -= cut;
+        if last.len == 0 {
+            list.pop();
+        }
+    }
+}
+
+/// The response body on its way to the client. The event is written before the last
+/// frame is handed over, and a client that hangs up still leaves an event behind.
+struct ResponseTee {
+    inner: Incoming,
+    pending: Option<Pending>,
+}
+
+impl ResponseTee {
+    fn finish(&mut self, error: Option<ExchangeError>, complete: bool) {
+        if let Some(p) = self.pending.take() {
+            p.finish(error, complete);
+        }
+    }
+}
+
+impl Body for ResponseTee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(p)) = (frame.data_ref(), this.pending.as_mut()) {
+                    if let Some(Err(max)) = p.resp_capture.as_mut().map(|c| c.feed(data)) {
+                        let err = too_large("response", max);
+                        tracing::warn!("{}#{}: {}", p.clock.name, p.step, err.message);
+                        this.finish(Some(err), false);
+                        return Poll::Ready(Some(Err(format!(
+                            "tapedeck: the response body is larger than --max-body {max}; cut here"
+                        )
+                        .into())));
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None, true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let err = crate::upstream::classify("upstream body", &e);
+                let mut message = format!("response body cut: {}", err.message);
+                if let Some(p) = this.pending.as_ref() {
+                    message = p.secrets.scrub_str(&message).into_owned();
+                }
+                let err = ExchangeError {
+                    kind: if err.kind == ErrorKind::Other {
+                        ErrorKind::Reset
+                    } else {
+                        err.kind
+                    },
+                    message,
+                };
+                tracing::warn!("{}", err.message);
+                this.finish(Some(err), false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(None, true);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseTee {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pending {
+            tracing::warn!(
+                "{}#{}: the client hung up before the response ended; recorded the part it got",
+                p.clock.name,
+                p.step
+            );
+            self.finish(
+                Some(ExchangeError {
+                    kind: ErrorKind::ClientClosed,
+                    message: "the client hung up before the response ended".into(),
+                }),
+                false,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::exchange::Chunk;
+
+    fn lens(chunks: &Option<Vec<Chunk>>) -> Vec<u64> {
+        chunks.iter().flatten().map(|c| c.len).collect()
+    }
+
+    #[test]
+    fn chunks_are_fitted_to_the_stored_length_from_the_end() {
+        let list = |l: &[u64]| {
+            Some(
+                l.iter()
+                    .map(|&len| Chunk { at_ms: 1.0, len })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 18);
+        assert_eq!(lens(&c), [10, 8]);
+        let mut c = list(&[10, 10, 3]);
+        fit_chunks(&mut c, 25);
+        assert_eq!(lens(&c), [10, 10, 5]);
+        let mut c = list(&[]);
+        fit_chunks(&mut c, 4);
+        assert_eq!(lens(&c), [4]);
+        let mut c = list(&[2]);
+        fit_chunks(&mut c, 0);
+        assert!(lens(&c).is_empty());
+    }
+}

@@ -1,0 +1,453 @@
+//! The TraceIndex: which recorded event an incoming request may take.
+//!
+//! Under `--order causal` (the default) a request takes the first unserved event with its
+//! key, so identical requests (retries, polling) get their answers in recorded order, and
+//! only when that event may be served now: every event it depends on (the causal
+//! [`Graph`]) has been served, and on a host declared stateful every earlier call to that
+//! host has been too. `--order strict` is one cursor over all events; `--order any` takes
+//! the first unserved event with the key, whatever came before.
+//!
+//! A lookup is a hash of the key and a few array reads (plus the event's handful of
+//! dependencies): it costs the same in a session of a hundred events or a million.
+
+use std::collections::HashMap;
+
+use super::Order;
+use tapedeck_model::exchange::Kind;
+use tapedeck_trace::causal::{Dep, Graph};
+
+/// What the index needs of an event.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub step: u64,
+    pub kind: Kind,
+    pub key: String,
+    /// Method, host and path, hashed: which unserved event a missed request resembles.
+    pub route: u64,
+    /// The stateful-host lane the event belongs to, if its host was declared stateful.
+    pub lane: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissKind {
+    /// No event anywhere has this key.
+    Unrecorded,
+    /// An event has this key but may not be served yet.
+    OutOfOrder,
+    /// Every event with this key was already served.
+    Exhausted,
+}
+
+impl MissKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissKind::Unrecorded => "unrecorded",
+            MissKind::OutOfOrder => "out-of-order",
+            MissKind::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// Why the event a request matched may not be served yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// It depends on an event not served yet.
+    Dep(Dep),
+    /// Its host is stateful and an earlier call to it (this event) was not served yet.
+    Stateful { first: usize },
+    /// `--order strict`: another event is next in sequence.
+    Sequence,
+}
+
+#[derive(Debug, Clone)]
+pub struct Miss {
+    pub kind: MissKind,
+    /// The event the request should have been, or the one that must come first.
+    pub expected: Option<usize>,
+    /// For out-of-order: the unserved event that has this key.
+    pub later: Option<usize>,
+    pub blocked: Option<Blocked>,
+}
+
+/// Events served while an earlier one was still waiting: allowed, and worth a line.
+#[derive(Debug, Clone, Default)]
+pub struct Reorders {
+    pub count: usize,
+    /// The first few, as (served step, earlier unserved step).
+    pub first: Vec<(u64, u64)>,
+}
+
+const REORDERS_KEPT: usize = 10;
+/// How far a miss looks for an unserved event that resembles the request.
+const SIMILAR_SCAN: usize = 4096;
+
+/// The events with one key, in step order, and the first that may be unserved.
+struct KeyList {
+    events: Vec<u32>,
+    next: usize,
+}
+
+pub struct TraceIndex {
+    order: Order,
+    slots: Vec<Slot>,
+    consumed: Vec<bool>,
+    graph: Graph,
+    key_ids: HashMap<String, u32>,
+    keys: Vec<KeyList>,
+    lanes: Vec<KeyList>,
+    first_unserved: usize,
+    served: usize,
+    reorders: Reorders,
+}
+
+impl TraceIndex {
+    /// `graph` holds the events' dependencies (empty unless the order is causal).
+    pub fn new(mut slots: Vec<Slot>, order: Order, graph: Graph) -> TraceIndex {
+        let mut key_ids: HashMap<String, u32> = HashMap::with_capacity(slots.len());
+        let mut keys: Vec<KeyList> = Vec::new();
+        let mut lanes: Vec<KeyList> = Vec::new();
+        for (i, s) in slots.iter_mut().enumerate() {
+            let key = std::mem::take(&mut s.key);
+            let id = *key_ids.entry(key).or_insert_with(|| {
+                keys.push(KeyList {
+                    events: Vec::new(),
+                    next: 0,
+                });
+                (keys.len() - 1) as u32
+            });
+            keys[id as usize].events.push(i as u32);
+            if let Some(l) = s.lane {
+                let l = l as usize;
+                if lanes.len() <= l {
+                    lanes.resize_with(l + 1, || KeyList {
+                        events: Vec::new(),
+                        next: 0,
+                    });
+                }
+                lanes[l].events.push(i as u32);
+            }
+        }
+        TraceIndex {
+            order,
+            consumed: vec![false; slots.len()],
+            slots,
+            graph,
+            key_ids,
+            keys,
+            lanes,
+            first_unserved: 0,
+            served: 0,
+            reorders: Reorders::default(),
+        }
+    }
+
+    pub fn slot(&self, i: usize) -> &Slot {
+        &self.slots[i]
+    }
+
+    pub fn order(&self) -> Order {
+        self.order
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn served(&self) -> usize {
+        self.served
+    }
+
+    pub fn reorders(&self) -> &Reorders {
+        &self.reorders
+    }
+
+    /// Events never served, in step order.
+    pub fn unused(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| !self.consumed[i])
+            .collect()
+    }
+
+    /// Takes the event a request with `key` may have, or says why none; `kind` and
+    /// `route` only help a miss name the event the request resembles.
+    pub fn take(&mut self, kind: Kind, route: u64, key: &str) -> Result<usize, Miss> {
+        let Some(&id) = self.key_ids.get(key) else {
+            return Err(Miss {
+                kind: MissKind::Unrecorded,
+                expected: self.similar(kind, route),
+                later: None,
+                blocked: None,
+            });
+        };
+        let Some(i) = self.first_of_key(id) else {
+            return Err(Miss {
+                kind: MissKind::Exhausted,
+                expected: self.similar(kind, route),
+                later: None,
+                blocked: None,
+            });
+        };
+        if let Some(blocked) = self.blocked(i) {
+            let expected = match blocked {
+                Blocked::Dep(d) => Some(d.on as usize),
+                Blocked::Stateful { first } => Some(first),
+                Blocked::Sequence => self.next_unserved(),
+            };
+            return Err(Miss {
+                kind: MissKind::OutOfOrder,
+                expected,
+                later: Some(i),
+                blocked: Some(blocked),
+            });
+        }
+        self.consume(i);
+        Ok(i)
+    }
+
+    /// The dependency `i` waits for under `--order causal`, if any (whatever the order in
+    /// force: a strict miss says whether causal order would have accepted it).
+    pub fn waits_for(&self, i: usize) -> Option<Blocked> {
+        if let Some(lane) = self.slots[i].lane {
+            let first = self.lane_first(lane as usize);
+            if first.is_some_and(|f| f != i) {
+                return first.map(|first| Blocked::Stateful { first });
+            }
+        }
+        self.graph
+            .deps(i)
+            .iter()
+            .find(|d| !self.consumed[d.on as usize])
+            .map(|d| Blocked::Dep(*d))
+    }
+
+    fn blocked(&self, i: usize) -> Option<Blocked> {
+        match self.order {
+            Order::Any => None,
+            Order::Strict => (self.next_unserved() != Some(i)).then_some(Blocked::Sequence),
+            Order::Causal => self.waits_for(i),
+        }
+    }
+
+    fn first_of_key(&mut self, id: u32) -> Option<usize> {
+        let list = &mut self.keys[id as usize];
+        while list
+            .events
+            .get(list.next)
+            .is_some_and(|&i| self.consumed[i as usize])
+        {
+            list.next += 1;
+        }
+        list.events.get(list.next).map(|&i| i as usize)
+    }
+
+    fn lane_first(&self, lane: usize) -> Option<usize> {
+        let list = self.lanes.get(lane)?;
+        list.events[list.next..]
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| !self.consumed[i])
+    }
+
+    fn next_unserved(&self) -> Option<usize> {
+        (self.first_unserved < self.slots.len()).then_some(self.first_unserved)
+    }
+
+    fn consume(&mut self, i: usize) {
+        self.consumed[i] = true;
+        self.served += 1;
+        if i > self.first_unserved {
+            self.reorders.count += 1;
+            if self.reorders.first.len() < REORDERS_KEPT {
+                self.reorders
+                    .first
+                    .push((self.slots[i].step, self.slots[self.first_unserved].step));
+            }
+        }
+        while self.first_unserved < self.slots.len() && self.consumed[self.first_unserved] {
+            self.first_unserved += 1;
+        }
+        if let Some(lane) = self.slots[i].lane {
+            let consumed = &self.consumed;
+            if let Some(list) = self.lanes.get_mut(lane as usize) {
+                while list
+                    .events
+                    .get(list.next)
+                    .is_some_and(|&e| consumed[e as usize])
+                {
+                    list.next += 1;
+                }
+            }
+        }
+    }
+
+    /// The unserved event a missed request most resembles: the first with its method,
+    /// host and path, else the first of its kind, else the first unserved. Looks at a
+    /// bounded stretch from the first unserved event, so a miss costs the same late in a
+    /// long session.
+    fn similar(&self, kind: Kind, route: u64) -> Option<usize> {
+        let from = self.first_unserved;
+        let to = (from + SIMILAR_SCAN).min(self.slots.len());
+        let open = || (from..to).filter(|&i| !self.consumed[i]);
+        open()
+            .find(|&i| self.slots[i].route == route)
+            .or_else(|| open().find(|&i| self.slots[i].kind == kind))
+            .or_else(|| self.next_unserved())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_trace::causal::{Builder, Exchange};
+
+    fn slot(step: u64, key: &str) -> Slot {
+        Slot {
+            step,
+            kind: Kind::Tool,
+            key: key.into(),
+            route: 0,
+            lane: None,
+        }
+    }
+
+    /// A graph where each event's response holds `id-{step}` and each request the ids
+    /// listed for it.
+    fn graph(carries: &[&[u64]]) -> Graph {
+        let mut b = Builder::new(carries.len(), false);
+        for (i, c) in carries.iter().enumerate() {
+            let step = i as u64 + 1;
+            let url = format!(
+                "https://t.test/{step}?{}",
+                c.iter()
+                    .map(|d| format!("ref=id-{d:08}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
+            let x = Exchange {
+                agent: None,
+                start_ns: step * 100,
+                end_ns: step * 100 + 50,
+                url: &url,
+                location: None,
+                llm: None,
+            };
+            let req = b.scan_request(b"");
+            let res = b.scan_response(format!("{{\"id\":\"id-{step:08}\"}}").as_bytes());
+            b.push(&x, req, res);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn causal_order_lets_independent_events_come_in_any_order() {
+        let slots = (1..=4).map(|s| slot(s, &format!("k{s}"))).collect();
+        let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[], &[], &[]]));
+        for k in ["k4", "k2", "k1", "k3"] {
+            ix.take(Kind::Tool, 0, k).unwrap();
+        }
+        assert_eq!(ix.reorders().count, 2);
+        assert_eq!(ix.reorders().first, vec![(4, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn a_dependent_event_waits_for_what_it_carries() {
+        // Step 3 carries step 2's id; step 2 carries step 1's.
+        let slots = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
+        let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[1], &[2]]));
+        let m = ix.take(Kind::Tool, 0, "k3").unwrap_err();
+        assert_eq!(m.kind, MissKind::OutOfOrder);
+        assert_eq!(m.later, Some(2));
+        assert_eq!(m.expected, Some(1));
+        assert!(matches!(m.blocked, Some(Blocked::Dep(d)) if d.on == 1));
+        assert_eq!(ix.take(Kind::Tool, 0, "k1").unwrap(), 0);
+        assert!(ix.take(Kind::Tool, 0, "k3").is_err());
+        assert_eq!(ix.take(Kind::Tool, 0, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, 0, "k3").unwrap(), 2);
+        assert_eq!(ix.reorders().count, 0);
+    }
+
+    #[test]
+    fn identical_requests_are_served_in_recorded_order() {
+        let slots = vec![slot(1, "poll"), slot(2, "poll"), slot(3, "poll")];
+        for order in [Order::Causal, Order::Strict, Order::Any] {
+            let mut ix = TraceIndex::new(slots.clone(), order, Graph::default());
+            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 0);
+            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 1);
+            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 2);
+            let m = ix.take(Kind::Tool, 0, "poll").unwrap_err();
+            assert_eq!(m.kind, MissKind::Exhausted);
+            assert_eq!(
+                ix.take(Kind::Tool, 0, "zzz").unwrap_err().kind,
+                MissKind::Unrecorded
+            );
+        }
+    }
+
+    #[test]
+    fn a_stateful_host_keeps_its_recorded_order() {
+        let mut slots: Vec<Slot> = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
+        slots[0].lane = Some(0);
+        slots[2].lane = Some(0);
+        let mut ix = TraceIndex::new(slots, Order::Causal, Graph::default());
+        let m = ix.take(Kind::Tool, 0, "k3").unwrap_err();
+        assert_eq!(m.blocked, Some(Blocked::Stateful { first: 0 }));
+        assert_eq!(ix.take(Kind::Tool, 0, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, 0, "k1").unwrap(), 0);
+        assert_eq!(ix.take(Kind::Tool, 0, "k3").unwrap(), 2);
+    }
+
+    #[test]
+    fn strict_is_one_cursor_and_any_is_the_key_alone() {
+        let slots: Vec<Slot> = (1..=2).map(|s| slot(s, &format!("k{s}"))).collect();
+        let mut strict = TraceIndex::new(slots.clone(), Order::Strict, Graph::default());
+        let m = strict.take(Kind::Tool, 0, "k2").unwrap_err();
+        assert_eq!(
+            (m.kind, m.blocked),
+            (MissKind::OutOfOrder, Some(Blocked::Sequence))
+        );
+        assert_eq!(m.expected, Some(0));
+        let mut any = TraceIndex::new(slots, Order::Any, graph(&[&[], &[1]]));
+        assert_eq!(any.take(Kind::Tool, 0, "k2").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_miss_names_the_unserved_event_the_request_resembles() {
+        let mut slots: Vec<Slot> = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
+        slots[2].route = 7;
+        let ix = TraceIndex::new(slots, Order::Causal, Graph::default());
+        let mut ix = ix;
+        assert_eq!(
+            ix.take(Kind::Tool, 7, "other").unwrap_err().expected,
+            Some(2)
+        );
+        assert_eq!(
+            ix.take(Kind::Llm, 9, "other").unwrap_err().expected,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn lookup_cost_does_not_grow_with_the_session() {
+        // 100k events, each carrying the previous one's id: every take checks one
+        // dependency and moves one cursor.
+        let carries: Vec<Vec<u64>> = (0..100_000u64)
+            .map(|i| if i == 0 { vec![] } else { vec![i] })
+            .collect();
+        let refs: Vec<&[u64]> = carries.iter().map(|v| v.as_slice()).collect();
+        let slots: Vec<Slot> = (0..100_000u64)
+            .map(|i| slot(i + 1, &format!("k{i}")))
+            .collect();
+        let mut ix = TraceIndex::new(slots, Order::Causal, graph(&refs));
+        for i in 0..100_000u64 {
+            assert_eq!(
+                ix.take(Kind::Tool, 0, &format!("k{i}")).unwrap(),
+                i as usize
+            );
+        }
+        assert_eq!(ix.served(), 100_000);
+    }
+}

@@ -1,0 +1,877 @@
+//! Replay: serve recorded responses, reject everything else loudly.
+//!
+//! A [`Replayer`] holds a recording in memory and a [`TraceIndex`]; it builds no
+//! upstream client at all, so no request can leave the machine. Each request is put in
+//! its stored form (decoded, redacted) and keyed exactly as record keyed it; the index
+//! says which event it may take, in causal order by default (see [`index`]). A miss
+//! answers 404 with `x-tapedeck-miss` and an error body in the shape the client reads
+//! (404: the SDKs retry 408/409/429/5xx, and a miss must not be retried into noise).
+
+pub mod index;
+pub mod live;
+mod miss;
+mod request;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use index::{Reorders, Slot, TraceIndex};
+use request::ReadBody;
+use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::encoding::{self, Coding};
+use tapedeck_model::exchange::limit::MaxBody;
+use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
+use tapedeck_model::exchange::{header, Event, MAX_EXCHANGE_TIME};
+use tapedeck_model::rules::Rules;
+use tapedeck_proxy::body::{self, BoxError, ProxyBody};
+use tapedeck_proxy::body::{close_after, error_response};
+use tapedeck_proxy::shutdown::Tracker as InFlight;
+use tapedeck_proxy::{BoxFuture, ClientCtx, Handler};
+use tapedeck_store::keep_limit;
+use tapedeck_store::recording::Recording;
+use tapedeck_trace::adapters::recognise::split_url;
+use tapedeck_trace::causal::{self, tokens::hash, Graph};
+
+/// Which recorded event a request may take: how far requests may come in another order
+/// than recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    /// A call waits only for the calls whose answers it carries (and earlier calls to a
+    /// stateful host); everything else may come in any order.
+    Causal,
+    /// One cursor for everything, no reordering.
+    Strict,
+    /// Match by key alone (first unused event with that key).
+    Any,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Causal => "causal",
+            Order::Strict => "strict",
+            Order::Any => "any",
+        }
+    }
+
+    /// Parses a case file's `order`; `None` means the default, causal.
+    pub fn parse(s: Option<&str>) -> Result<Order, String> {
+        match s {
+            None | Some("causal") => Ok(Order::Causal),
+            Some("strict") => Ok(Order::Strict),
+            Some("any") => Ok(Order::Any),
+            Some(o) => Err(format!("order must be causal, strict or any, not {o:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Send recorded responses at once.
+    Fast,
+    /// Reproduce the recorded time to first byte and chunk offsets.
+    Recorded,
+}
+
+/// Header on every replayed response: the step it came from.
+pub const STEP_HEADER: &str = "x-tapedeck-step";
+pub const MISS_HEADER: &str = "x-tapedeck-miss";
+
+pub struct ReplayOptions {
+    pub order: Order,
+    pub pace: Pace,
+    /// `--allow-live HOST[:PORT]`: CONNECT targets tunnelled out untouched (see [`live`]).
+    pub allow_live: Vec<String>,
+    /// The largest request body read, decoded (`--max-body`).
+    pub max_body: MaxBody,
+}
+
+/// Counts for the closing summary.
+#[derive(Default, Debug, Clone)]
+pub struct ReplaySummary {
+    pub recorded: usize,
+    pub served: usize,
+    pub misses: BTreeMap<&'static str, usize>,
+    pub unused: Vec<u64>,
+    /// Live tunnels opened (`--allow-live`), by `host:port`.
+    pub live: BTreeMap<String, usize>,
+    pub order: Order,
+    pub reorders: Reorders,
+}
+
+impl ReplaySummary {
+    pub fn miss_count(&self) -> usize {
+        self.misses.values().sum()
+    }
+
+    pub fn line(&self, session: &str) -> String {
+        let misses = if self.misses.is_empty() {
+            "0 misses".to_string()
+        } else {
+            let parts: Vec<String> = self
+                .misses
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            format!("{} misses ({})", self.miss_count(), parts.join(", "))
+        };
+        let unused = if self.unused.is_empty() {
+            "every event used".to_string()
+        } else {
+            let shown: Vec<String> = self.unused.iter().take(10).map(|s| s.to_string()).collect();
+            format!(
+                "{} never used (steps {}{})",
+                self.unused.len(),
+                shown.join(", "),
+                if self.unused.len() > 10 { ", ..." } else { "" }
+            )
+        };
+        let live = if self.live.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = self
+                .live
+                .iter()
+                .map(|(target, n)| format!("{target} ×{n}"))
+                .collect();
+            format!("; live, not from the recording: {}", parts.join(", "))
+        };
+        format!(
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}",
+            self.served, self.recorded
+        )
+    }
+
+    /// The calls served before an earlier recorded one (allowed; worth knowing), if any.
+    pub fn reorder_line(&self) -> Option<String> {
+        let r = &self.reorders;
+        if r.count == 0 {
+            return None;
+        }
+        const SHOWN: usize = 5;
+        let mut shown: Vec<String> = r
+            .first
+            .iter()
+            .take(SHOWN)
+            .map(|(a, b)| format!("step {a} before step {b}"))
+            .collect();
+        if r.count > shown.len() {
+            shown.push(format!("and {} more", r.count - shown.len()));
+        }
+        let why = match self.order {
+            Order::Any => "--order any: by key alone",
+            _ => "no dependency between them",
+        };
+        Some(format!(
+            "accepted {} reorder{} ({why}): served {}",
+            r.count,
+            if r.count == 1 { "" } else { "s" },
+            shown.join(", ")
+        ))
+    }
+}
+
+/// Method, host and path of a request, hashed: what a miss compares to find the closest
+/// unserved call.
+fn route(method: &str, url: &str) -> u64 {
+    let u = split_url(url);
+    hash(format!("{method} {} {}", u.host, u.path).as_bytes())
+}
+
+pub struct Replayer {
+    rec: Recording,
+    rules: Arc<Rules>,
+    pace: Pace,
+    index: Mutex<TraceIndex>,
+    misses: Mutex<BTreeMap<&'static str, usize>>,
+    /// Indices of served events, in serving order; and the first miss messages.
+    served: Mutex<Vec<usize>>,
+    miss_lines: Mutex<Vec<String>>,
+    live: live::LiveHosts,
+    pub inflight: Arc<InFlight>,
+    max_body: MaxBody,
+}
+
+impl Replayer {
+    /// Builds the index. Keys are recomputed from the stored requests when the rules in
+    /// force differ from those the recording was made under.
+    pub fn new(
+        rec: Recording,
+        rules: Arc<Rules>,
+        opts: ReplayOptions,
+    ) -> Result<Arc<Replayer>, tapedeck_store::StoreError> {
+        let fp = rules.match_fingerprint();
+        let mut slots = Vec::with_capacity(rec.events.len());
+        let mut lanes: Vec<String> = Vec::new();
+        for ev in &rec.events {
+            let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
+                (ev.kind, ev.key.clone())
+            } else {
+                rec.identify(ev, &rules)?
+            };
+            let host = split_url(&ev.request.url).host;
+            let lane = rules.is_stateful_host(&host).then(|| {
+                let at = lanes.iter().position(|h| *h == host).unwrap_or_else(|| {
+                    lanes.push(host.clone());
+                    lanes.len() - 1
+                });
+                at as u32
+            });
+            slots.push(Slot {
+                step: ev.step,
+                kind,
+                key,
+                route: route(&ev.request.method, &ev.request.url),
+                lane,
+            });
+        }
+        // Dependencies are read from the bodies once, here: causal order enforces them, and
+        // a strict miss says whether they would have allowed the call.
+        let graph = match opts.order {
+            Order::Causal | Order::Strict => {
+                let t = Instant::now();
+                let g = causal::load::graph(&rec);
+                tracing::debug!(
+                    "dependencies of {} events read in {:.0} ms",
+                    rec.events.len(),
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
+                g
+            }
+            Order::Any => Graph::default(),
+        };
+        let index = Mutex::new(TraceIndex::new(slots, opts.order, graph));
+        let this = Arc::new(Replayer {
+            rec,
+            rules,
+            pace: opts.pace,
+            index,
+            misses: Mutex::new(BTreeMap::new()),
+            served: Mutex::new(Vec::new()),
+            miss_lines: Mutex::new(Vec::new()),
+            live: live::LiveHosts::new(&opts.allow_live),
+            inflight: Arc::new(InFlight::default()),
+            max_body: opts.max_body,
+        });
+        Ok(this)
+    }
+
+    /// What a daemon's health endpoint reports of this replay.
+    pub fn status_json(&self) -> serde_json::Value {
+        let s = self.summary();
+        serde_json::json!({"session": self.rec.session, "recorded": s.recorded, "served": s.served,
+                            "misses": s.misses, "unused": s.unused.len(),
+                            "order": s.order.as_str(), "reorders": s.reorders.count})
+    }
+
+    pub fn session(&self) -> &str {
+        &self.rec.session
+    }
+
+    /// The `--allow-live` targets, as `host:port`.
+    pub fn live_allowed(&self) -> Vec<String> {
+        self.live.allowed()
+    }
+
+    /// What was served, in step order, as a recording (what the agent actually saw).
+    pub fn served_recording(&self) -> Recording {
+        let mut idx = self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        idx.sort_unstable();
+        self.rec.subset(&idx)
+    }
+
+    /// The first miss lines (at most 20).
+    pub fn miss_lines(&self) -> Vec<String> {
+        self.miss_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn summary(&self) -> ReplaySummary {
+        let ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        ReplaySummary {
+            recorded: ix.len(),
+            served: ix.served(),
+            misses: self
+                .misses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            unused: ix.unused().into_iter().map(|i| ix.slot(i).step).collect(),
+            live: self.live.opened(),
+            order: ix.order(),
+            reorders: ix.reorders().clone(),
+        }
+    }
+
+    async fn replay(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let arrived = Instant::now();
+        let _guard = self.inflight.enter();
+        let (mut parts, incoming) = req.into_parts();
+        let mut secrets = Secrets::default();
+        parts.headers.remove(tapedeck_model::exchange::AGENT_HEADER);
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let ct = header(&stored_headers, "content-type").map(str::to_string);
+        let coding = header(&stored_headers, "content-encoding").and_then(Coding::parse);
+        // The request in the form record stored it: body (streamed through the same
+        // scrubber), then headers, scrubbed alike.
+        let scrubber = BodyScrubber::new(ct.as_deref(), &self.rules, &secrets);
+        let read = match request::read(
+            incoming,
+            coding,
+            keep_limit(ct.as_deref()),
+            self.max_body,
+            scrubber,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("could not read a request body: {e}");
+                return body::text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("tapedeck: could not read the request body: {e}"),
+                );
+            }
+        };
+        let method = parts.method.to_string();
+        secrets.extend(read.found.into_values());
+        let stored_body = match read.body {
+            ReadBody::Whole(scrubbed) => ReadBody::Whole(redact::finish_whole(
+                scrubbed,
+                ct.as_deref(),
+                &self.rules,
+                &mut secrets,
+            )),
+            large => large,
+        };
+        redact::scrub_headers(&mut stored_headers, &secrets);
+        let (key_body, got_body) = match &stored_body {
+            ReadBody::Whole(b) => (KeyBody::Whole(b), miss::BodyView::Bytes(b)),
+            ReadBody::Large { b3, len } => {
+                (KeyBody::Large(b3), miss::BodyView::Large { b3, len: *len })
+            }
+        };
+        let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
+        let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
+            kind,
+            route(&method, &url),
+            &key,
+        );
+        match taken {
+            Ok(i) => {
+                self.served
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(i);
+                let ev = &self.rec.events[i];
+                tracing::debug!("served step {} for {method} {url}", ev.step);
+                let mut resp = self.clone().respond(ev, &parts.method, arrived).await;
+                if read.too_large.is_some() {
+                    close_after(&mut resp, parts.version);
+                }
+                resp
+            }
+            Err(m) => {
+                if let Some(max) = read.too_large {
+                    let mut resp = self.refuse_too_large(&method, &url, max);
+                    close_after(&mut resp, parts.version);
+                    return resp;
+                }
+                self.answer_miss(
+                    &m,
+                    &miss::Received {
+                        method: &method,
+                        url: &url,
+                        body: got_body,
+                        kind,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Logs, counts and answers a miss.
+    fn answer_miss(&self, m: &index::Miss, got: &miss::Received) -> Response<ProxyBody> {
+        let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
+        let expected = ev_of(m.expected);
+        // A large expected body is described by its hash, never read whole.
+        let expected_bytes = expected
+            .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
+            .map(|e| self.rec.body(&e.request.body).unwrap_or_default());
+        let expected_body = expected.map(|e| match &expected_bytes {
+            Some(b) => miss::BodyView::Bytes(b),
+            None => miss::BodyView::Large {
+                b3: &e.request.body.b3,
+                len: e.request.body.len,
+            },
+        });
+        let (dependency, causal_accepts) = match (m.blocked, m.later) {
+            (Some(index::Blocked::Dep(d)), Some(later)) => {
+                (Some(causal::load::describe(&self.rec, later, &d)), false)
+            }
+            (Some(index::Blocked::Sequence), Some(later)) => {
+                let ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                (None, ix.waits_for(later).is_none())
+            }
+            _ => (None, false),
+        };
+        let d = miss::describe(
+            &self.rec.session,
+            m,
+            got,
+            &miss::Named {
+                expected: expected.zip(expected_body),
+                later: ev_of(m.later),
+                dependency,
+                causal_accepts,
+            },
+        );
+        tracing::warn!("{}", d.line);
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(d.line.clone());
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(m.kind.as_str())
+            .or_insert(0) += 1;
+        let mut resp = body::json(StatusCode::NOT_FOUND, &d.body);
+        resp.headers_mut()
+            .insert(MISS_HEADER, http::HeaderValue::from_static(m.kind.as_str()));
+        if let Some((name, value)) = d.header {
+            resp.headers_mut()
+                .insert(name, http::HeaderValue::from_static(value));
+        }
+        resp
+    }
+
+    /// A request over `--max-body` that no event took: 413, counted as a miss.
+    fn refuse_too_large(&self, method: &str, url: &str, max: MaxBody) -> Response<ProxyBody> {
+        let err = tapedeck_model::exchange::ExchangeError {
+            kind: tapedeck_model::exchange::ErrorKind::TooLarge,
+            message: format!(
+                "the request body of {method} {url} is larger than --max-body {max} (decoded), and the recording has no such request (raise --max-body to match it)"
+            ),
+        };
+        let line = format!("MISS too_large: {}", err.message);
+        tracing::warn!("{line}");
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(line);
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry("too_large")
+            .or_insert(0) += 1;
+        error_response(&err)
+    }
+
+    async fn respond(
+        self: Arc<Self>,
+        ev: &Event,
+        method: &http::Method,
+        arrived: Instant,
+    ) -> Response<ProxyBody> {
+        let recorded = self.pace == Pace::Recorded;
+        let Some(r) = &ev.response else {
+            // No response was recorded: the upstream failed; fail the same way.
+            let err = ev
+                .error
+                .clone()
+                .unwrap_or(tapedeck_model::exchange::ExchangeError {
+                    kind: tapedeck_model::exchange::ErrorKind::Other,
+                    message: "the recording has no response for this step".into(),
+                });
+            if recorded {
+                let took =
+                    Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
+                tokio::time::sleep_until(wait_until(arrived, took).into()).await;
+            }
+            let mut resp = error_response(&err);
+            resp.headers_mut().insert(STEP_HEADER, ev.step.into());
+            return resp;
+        };
+        let no_body = method == http::Method::HEAD
+            || r.status == 204
+            || r.status == 304
+            || (100..200).contains(&r.status);
+        // A body declared empty cannot have been cut (older recordings marked some so).
+        let declared_empty = r.body.len == 0
+            && header(&r.headers, "content-length").is_some_and(|v| v.trim() == "0");
+        let cut = !r.complete && !declared_empty;
+        // A large body kept in parts goes out part by part, never whole in memory.
+        let parts = if no_body {
+            None
+        } else {
+            self.rec.body_parts(&r.body)
+        };
+        let data = match &parts {
+            Some(_) => Bytes::new(),
+            None => match self.rec.body(&r.body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return body::text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("tapedeck: step {}: {e}", ev.step),
+                    );
+                }
+            },
+        };
+        // The head goes out at the recorded time to first byte; chunks keep their recorded
+        // offsets from the head, so any time spent here shifts them all alike.
+        let ttfb = Duration::from_nanos(ev.timing.ttfb_ns.unwrap_or(0)).min(MAX_EXCHANGE_TIME);
+        if recorded {
+            tokio::time::sleep_until(wait_until(arrived, ttfb).into()).await;
+        }
+        let now = Instant::now();
+        let arrived = now.checked_sub(ttfb).unwrap_or(now);
+        let mut builder = Response::builder().status(r.status);
+        let coding = r.body.encoding.as_deref().and_then(Coding::parse);
+        for (name, value) in &r.headers {
+            if is_framing_header(name)
+                || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some())
+            {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = builder.header(STEP_HEADER, ev.step);
+        let body: ProxyBody = if no_body {
+            if let Some(cl) = header(&r.headers, "content-length") {
+                builder = builder.header("content-length", cl);
+            }
+            body::empty()
+        } else if let Some(parts) = parts {
+            let at = |i: usize| parts_at(i, &parts, r, ev);
+            let frames = (0..parts.len())
+                .map(|i| (at(i), Piece::Stored(parts[i].clone())))
+                .collect();
+            let mut body = ReplayBody::new(frames, arrived, recorded, cut).reading(self.clone());
+            match coding {
+                Some(c) => body = body.encoding(c),
+                None if !cut
+                    && (r.chunks.is_none() || header(&r.headers, "content-length").is_some()) =>
+                {
+                    builder = builder.header("content-length", r.body.len);
+                }
+                None => {}
+            }
+            body.boxed_unsync()
+        } else if data.is_empty() && !cut && coding.is_none() && r.chunks.is_none() {
+            // Zero bytes, complete: `Content-Length: 0`, as recorded, never a chunked body.
+            builder = builder.header("content-length", 0);
+            body::empty()
+        } else if let Some(c) = coding {
+            // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
+            let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
+            if !cut && r.chunks.is_none() {
+                builder = builder.header("content-length", enc.len());
+            }
+            let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
+            ReplayBody::new(vec![(at, Piece::Ready(enc.into()))], arrived, recorded, cut)
+                .boxed_unsync()
+        } else if let Some(chunks) = &r.chunks {
+            let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
+            let mut off = 0usize;
+            for c in chunks {
+                let len = usize::try_from(c.len).unwrap_or(usize::MAX);
+                let end = off.saturating_add(len).min(data.len());
+                frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
+                off = end;
+            }
+            if off < data.len() {
+                frames.push((None, Piece::Ready(data.slice(off..))));
+            }
+            if header(&r.headers, "content-length").is_some() && !cut {
+                builder = builder.header("content-length", data.len());
+            }
+            ReplayBody::new(frames, arrived, recorded, cut).boxed_unsync()
+        } else {
+            if !cut {
+                builder = builder.header("content-length", data.len());
+            }
+            let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
+            ReplayBody::new(
+                vec![(Some(end_ms), Piece::Ready(data))],
+                arrived,
+                recorded,
+                cut,
+            )
+            .boxed_unsync()
+        };
+        builder.body(body).unwrap_or_else(|e| {
+            body::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("tapedeck: step {} has a bad header: {e}", ev.step),
+            )
+        })
+    }
+}
+
+/// When a recorded offset from `base` falls, capped so that no recording can make replay
+/// wait longer than an exchange may last or overflow the clock.
+fn wait_until(base: Instant, offset: Duration) -> Instant {
+    base.checked_add(offset.min(MAX_EXCHANGE_TIME))
+        .unwrap_or(base)
+}
+
+/// A chunk's recorded time (milliseconds, from a tape: maybe huge, negative or NaN).
+fn ms_offset(ms: f64) -> Duration {
+    if ms.is_nan() || ms <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .unwrap_or(MAX_EXCHANGE_TIME)
+        .min(MAX_EXCHANGE_TIME)
+}
+
+/// Headers that describe the original framing, recomputed for the replayed body.
+fn is_framing_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "trailer"
+            | "upgrade"
+    )
+}
+
+impl Handler for Replayer {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _ctx: ClientCtx,
+    ) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(self.replay(req))
+    }
+
+    fn raw_tunnel(&self, host: &str, port: u16) -> bool {
+        self.live.admit(host, port)
+    }
+}
+
+/// When part `i` of a large stored body is due, under `--pace recorded`: a streamed body's
+/// part goes out at the offset of the chunk its last byte arrived in; a plain body's last
+/// part at the recorded end of the exchange.
+fn parts_at(
+    i: usize,
+    parts: &[String],
+    r: &tapedeck_model::exchange::ResponseRecord,
+    ev: &Event,
+) -> Option<f64> {
+    let part_end = (i as u64 + 1) * tapedeck_store::SEGMENT as u64;
+    match &r.chunks {
+        Some(chunks) => {
+            let mut off = 0u64;
+            chunks.iter().find_map(|c| {
+                off = off.saturating_add(c.len);
+                (off >= part_end.min(r.body.len)).then_some(c.at_ms)
+            })
+        }
+        None if i + 1 == parts.len() => {
+            Some(ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6)
+        }
+        None => None,
+    }
+}
+
+/// One piece of a replayed body: in memory, or a stored part read when it is due.
+enum Piece {
+    Ready(Bytes),
+    Stored(String),
+}
+
+impl Default for Piece {
+    fn default() -> Self {
+        Piece::Ready(Bytes::new())
+    }
+}
+
+/// A recorded body, frame by frame, optionally at the recorded pace; a body the
+/// recording saw cut ends in an error, so the client sees the connection reset.
+struct ReplayBody {
+    frames: std::collections::VecDeque<(Option<f64>, Piece)>,
+    /// Where stored pieces are read from.
+    store: Option<Arc<Replayer>>,
+    /// Re-encodes the pieces as they go (a large body recorded with a Content-Encoding).
+    encoder: Option<encoding::Encoder>,
+    start: Instant,
+    paced: bool,
+    cut: bool,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+    cut_delayed: bool,
+}
+
+const CUT_DELAY: Duration = Duration::from_millis(20);
+
+impl ReplayBody {
+    fn new(
+        frames: Vec<(Option<f64>, Piece)>,
+        start: Instant,
+        paced: bool,
+        cut: bool,
+    ) -> ReplayBody {
+        ReplayBody {
+            frames: frames.into(),
+            store: None,
+            encoder: None,
+            start,
+            paced,
+            cut,
+            sleep: None,
+            done: false,
+            cut_delayed: false,
+        }
+    }
+}
+
+impl ReplayBody {
+    fn reading(mut self, replayer: Arc<Replayer>) -> ReplayBody {
+        self.store = Some(replayer);
+        self
+    }
+
+    fn encoding(mut self, coding: Coding) -> ReplayBody {
+        self.encoder = encoding::Encoder::new(coding).ok();
+        self
+    }
+
+    /// The bytes of a piece, read from the store and encoded as needed.
+    fn load(&mut self, piece: Piece) -> Result<Bytes, BoxError> {
+        let data = match piece {
+            Piece::Ready(b) => b,
+            // A part is at most 256 KiB of a local file, read as the client asks for it.
+            Piece::Stored(hex) => match &self.store {
+                Some(r) => r.rec.body_part(&hex).map_err(|e| e.to_string())?,
+                None => return Err("tapedeck: a stored part without a store".into()),
+            },
+        };
+        match self.encoder.as_mut() {
+            Some(e) => Ok(e.feed(&data).map_err(|e| e.to_string())?.into()),
+            None => Ok(data),
+        }
+    }
+
+    fn next(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (_, piece) = self.frames.pop_front().unwrap_or_default();
+        Poll::Ready(Some(self.load(piece).map(Frame::data)))
+    }
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(s) = self.sleep.as_mut() {
+                if s.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+                return self.next();
+            }
+            let Some((at, _)) = self.frames.front() else {
+                if let Some(e) = self.encoder.take() {
+                    let tail = e.finish().map_err(|e| -> BoxError { e.to_string().into() });
+                    return Poll::Ready(Some(tail.map(|t| Frame::data(t.into()))));
+                }
+                if self.cut && !self.done {
+                    // Let the frames already sent reach the client before the reset: an
+                    // HTTP/2 reset discards frames still queued for the stream.
+                    if !self.cut_delayed {
+                        self.cut_delayed = true;
+                        self.sleep = Some(Box::pin(tokio::time::sleep(CUT_DELAY)));
+                        self.frames.push_back((None, Piece::default()));
+                        continue;
+                    }
+                    self.done = true;
+                    return Poll::Ready(Some(Err(
+                        "the recorded response was cut here (upstream reset)".into(),
+                    )));
+                }
+                return Poll::Ready(None);
+            };
+            if self.paced {
+                if let Some(ms) = at {
+                    let due = wait_until(self.start, ms_offset(*ms));
+                    if due > Instant::now() {
+                        self.sleep = Some(Box::pin(tokio::time::sleep_until(due.into())));
+                        continue;
+                    }
+                }
+            }
+            return self.next();
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.encoder.is_none() && (!self.cut || self.done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.cut || self.encoder.is_some() {
+            return SizeHint::default();
+        }
+        let mut n = 0u64;
+        for (_, piece) in &self.frames {
+            match piece {
+                Piece::Ready(b) => n += b.len() as u64,
+                Piece::Stored(_) => return SizeHint::default(),
+            }
+        }
+        SizeHint::with_exact(n)
+    }
+}
+
+use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_offsets_from_a_hostile_tape_neither_panic_nor_wait_for_ever() {
+        assert_eq!(ms_offset(1e300), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::INFINITY), MAX_EXCHANGE_TIME);
+        assert_eq!(ms_offset(f64::NAN), Duration::ZERO);
+        assert_eq!(ms_offset(-5.0), Duration::ZERO);
+        assert_eq!(ms_offset(1500.0), Duration::from_millis(1500));
+        let now = Instant::now();
+        let far = wait_until(now, Duration::from_nanos(u64::MAX));
+        assert_eq!(far, now + MAX_EXCHANGE_TIME);
+        assert_eq!(wait_until(now, Duration::MAX), now + MAX_EXCHANGE_TIME);
+    }
+}

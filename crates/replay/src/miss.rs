@@ -1,0 +1,391 @@
+//! What a miss tells the agent's developer: which session, which step was expected,
+//! what was expected, what came instead, how the bodies differ and, for a call that came
+//! too early, which dependency it skipped and which order would accept it.
+//!
+//! The message goes out in the error shape the client reads: the provider's own on LLM
+//! hosts (OpenAI, Anthropic, Gemini, Bedrock), so the SDK puts it in the exception it
+//! raises, and `{"error": "<message>", "tapedeck": {...}}` everywhere else, so npm, pip or
+//! a plain fetch print the message rather than `[object Object]`. Every shape carries the
+//! details under `tapedeck`.
+
+use serde_json::{json, Value};
+
+use super::index::{Blocked, Miss, MissKind};
+use tapedeck_model::exchange::jsondiff;
+use tapedeck_model::exchange::{Event, Kind};
+use tapedeck_trace::adapters::recognise::{self, known_host, split_url, Api};
+use tapedeck_trace::adapters::ExchangeView;
+
+/// Bodies up to this size are diffed field by field; larger ones by length and blake3, so
+/// a miss on a huge body costs no more memory than a hit.
+pub const DIFF_LIMIT: u64 = 1 << 20;
+
+/// A body as a miss message sees it: its bytes when small enough to diff, else its hash.
+#[derive(Clone, Copy)]
+pub enum BodyView<'a> {
+    Bytes(&'a [u8]),
+    Large { b3: &'a str, len: u64 },
+}
+
+impl BodyView<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            BodyView::Bytes(b) => b.len() as u64,
+            BodyView::Large { len, .. } => *len,
+        }
+    }
+
+    fn b3(&self) -> String {
+        match self {
+            BodyView::Bytes(b) => blake3::hash(b).to_hex().to_string(),
+            BodyView::Large { b3, .. } => b3.to_string(),
+        }
+    }
+
+    fn small(&self) -> Option<&[u8]> {
+        match self {
+            BodyView::Bytes(b) if b.len() as u64 <= DIFF_LIMIT => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// The request that came and missed, in stored (redacted) form.
+pub struct Received<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub body: BodyView<'a>,
+    pub kind: Kind,
+}
+
+/// The events a miss names, read from the recording.
+pub struct Named<'a> {
+    /// What the request should have been (or what must come first), with its body.
+    pub expected: Option<(&'a Event, BodyView<'a>)>,
+    /// For out-of-order: the event with the request's key.
+    pub later: Option<&'a Event>,
+    /// For a skipped dependency: one sentence naming it (see `trace::causal::describe`).
+    pub dependency: Option<String>,
+    /// For `--order strict`: whether causal order would have served it.
+    pub causal_accepts: bool,
+}
+
+/// The body lines of a miss: a path-by-path diff when both are small, else sizes and hashes.
+fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
+    let (Some(a), Some(b)) = (expected.small(), got.small()) else {
+        let (ha, hb) = (expected.b3(), got.b3());
+        if ha == hb {
+            return Vec::new();
+        }
+        return vec![format!(
+            "body: {} bytes (blake3 {}) → {} bytes (blake3 {}); over {} KiB, not diffed field by field",
+            expected.len(),
+            &ha[..12],
+            got.len(),
+            &hb[..12],
+            DIFF_LIMIT >> 10
+        )];
+    };
+    let changes = jsondiff::diff(&jsondiff::body_value(a), &jsondiff::body_value(b));
+    let n = changes.len();
+    let mut lines: Vec<String> = changes
+        .iter()
+        .take(6)
+        .map(|c| format!("body {}", c.line(80)))
+        .collect();
+    if n > 6 {
+        lines.push(format!("... and {} more body differences", n - 6));
+    }
+    lines
+}
+
+/// Lines saying how the received request differs from an expected event.
+pub fn differences(expected: &Event, expected_body: BodyView, got: &Received) -> Vec<String> {
+    let mut lines = Vec::new();
+    if expected.request.method != got.method {
+        lines.push(format!(
+            "method: {} → {}",
+            expected.request.method, got.method
+        ));
+    }
+    if expected.request.url != got.url {
+        lines.push(format!("url: {} → {}", expected.request.url, got.url));
+    }
+    lines.extend(body_lines(expected_body, got.body));
+    if lines.is_empty() {
+        lines.push("same method, URL and body: a header that matters differs (content-type, accept or --match-header)".into());
+    }
+    lines
+}
+
+/// A miss, described: the HTTP body to answer with (and a header some shapes want) and
+/// the one-line summary for stderr.
+pub struct Described {
+    pub body: Value,
+    pub header: Option<(&'static str, &'static str)>,
+    pub line: String,
+}
+
+fn event_line(ev: &Event) -> String {
+    format!(
+        "step {} ({} {})",
+        ev.step, ev.request.method, ev.request.url
+    )
+}
+
+/// The headline (what happened and what would accept it) and the body differences.
+fn headline(miss: &Miss, got: &Received, n: &Named) -> (String, Vec<String>, Option<&'static str>) {
+    let what = format!("{} {}", got.method, got.url);
+    let diff = |e: Option<(&Event, BodyView)>| {
+        e.map(|(ev, body)| differences(ev, body, got))
+            .unwrap_or_default()
+    };
+    let later = n.later.map(|e| e.step).unwrap_or(0);
+    match (miss.kind, miss.blocked) {
+        (MissKind::Unrecorded, _) => match n.expected {
+            Some((ev, _)) => (
+                format!(
+                    "{what} was never recorded; the closest unserved call is {}",
+                    event_line(ev)
+                ),
+                diff(n.expected),
+                None,
+            ),
+            None => (
+                format!("{what} was never recorded, and every recorded call was already served"),
+                Vec::new(),
+                None,
+            ),
+        },
+        (MissKind::Exhausted, _) => (
+            format!(
+                "{what} was recorded, but every recorded occurrence was already served{}",
+                n.expected
+                    .map(|(ev, _)| format!("; the closest unserved call is {}", event_line(ev)))
+                    .unwrap_or_default()
+            ),
+            diff(n.expected),
+            None,
+        ),
+        (MissKind::OutOfOrder, Some(Blocked::Dep(_))) => {
+            let first = n.expected.map(|(ev, _)| event_line(ev)).unwrap_or_default();
+            let why = n.dependency.clone().unwrap_or_default();
+            (
+                format!("{what} is recorded at step {later}, but {why}, which has not been served: {first} must come first. --order any would accept it (it matches by key alone)"),
+                Vec::new(),
+                Some("any"),
+            )
+        }
+        (MissKind::OutOfOrder, Some(Blocked::Stateful { .. })) => {
+            let first = n.expected.map(|(ev, _)| event_line(ev)).unwrap_or_default();
+            let host = split_url(got.url).host;
+            (
+                format!("{what} is recorded at step {later}, but host {host} is declared stateful (an [[order]] rule in tapedeck.toml or --stateful-host), so its calls keep their recorded order: {first} must come first. Without that rule, or with --order any, it would be accepted"),
+                Vec::new(),
+                Some("any"),
+            )
+        }
+        (MissKind::OutOfOrder, _) => {
+            let (accept, by) = if n.causal_accepts {
+                ("causal", "--order causal (the default) would accept it: it carries nothing of the calls it overtakes")
+            } else {
+                (
+                    "any",
+                    "--order any would accept it (it matches by key alone)",
+                )
+            };
+            (
+                format!(
+                    "{what} is recorded at step {later}, but --order strict expects {} next. {by}",
+                    n.expected.map(|(ev, _)| event_line(ev)).unwrap_or_default()
+                ),
+                diff(n.expected),
+                Some(accept),
+            )
+        }
+    }
+}
+
+/// The error shape a client of this URL reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Bedrock,
+    Plain,
+}
+
+fn shape(got: &Received) -> Shape {
+    let view = ExchangeView {
+        method: got.method,
+        url: got.url,
+        request_headers: &[],
+        request_body: got.body.small().unwrap_or_default(),
+        status: None,
+        response_headers: &[],
+        response_body: &[],
+    };
+    if let Some(route) = recognise::recognise(&view) {
+        return match route.api {
+            Api::Messages => Shape::Anthropic,
+            Api::GenerateContent | Api::EmbedContent => Shape::Gemini,
+            Api::Converse | Api::Invoke => Shape::Bedrock,
+            Api::OllamaChat | Api::OllamaGenerate | Api::OllamaEmbed => Shape::Plain,
+            Api::ChatCompletions | Api::Completions | Api::Responses | Api::Embeddings => {
+                Shape::OpenAi
+            }
+        };
+    }
+    let url = split_url(got.url);
+    match known_host(&url.host, url.path) {
+        Some("anthropic") => Shape::Anthropic,
+        Some("gcp.gemini" | "gcp.vertex_ai") => Shape::Gemini,
+        Some("aws.bedrock") => Shape::Bedrock,
+        Some(_) => Shape::OpenAi,
+        None if got.kind == Kind::Llm => Shape::OpenAi,
+        None => Shape::Plain,
+    }
+}
+
+/// Describes a miss for the response and for stderr.
+pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> Described {
+    let kind = miss.kind.as_str();
+    let (headline, diff, accept) = headline(miss, got, named);
+    let mut message = format!("tapedeck replay miss ({kind}) in session {session}: {headline}");
+    if !diff.is_empty() {
+        message.push_str(". Differences from the expected request: ");
+        message.push_str(&diff.join("; "));
+    }
+    let details = json!({
+        "miss": kind,
+        "session": session,
+        "expected_step": named.expected.map(|(e, _)| e.step),
+        "expected": named.expected.map(|(e, _)| json!({"method": e.request.method, "url": e.request.url})),
+        "recorded_step": named.later.map(|e| e.step),
+        "received": {"method": got.method, "url": got.url},
+        "waits_for": named.dependency,
+        "accepted_by": accept.map(|o| format!("--order {o}")),
+        "diff": diff,
+    });
+    let (body, header) = match shape(got) {
+        Shape::OpenAi => (
+            json!({"error": {"message": message, "type": "tapedeck_miss", "param": null, "code": kind},
+                   "tapedeck": details}),
+            None,
+        ),
+        Shape::Anthropic => (
+            json!({"type": "error", "error": {"type": "not_found_error", "message": message},
+                   "tapedeck": details}),
+            None,
+        ),
+        Shape::Gemini => (
+            json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"},
+                   "tapedeck": details}),
+            None,
+        ),
+        Shape::Bedrock => (
+            json!({"message": message, "tapedeck": details}),
+            Some(("x-amzn-errortype", "ResourceNotFoundException")),
+        ),
+        Shape::Plain => (json!({"error": message, "tapedeck": details}), None),
+    };
+    let line = format!(
+        "MISS {kind}: {headline}{}",
+        if diff.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", diff.join("; "))
+        }
+    );
+    Described { body, header, line }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unrecorded(method: &str, url: &str, body: &str, kind: Kind) -> Value {
+        described(method, url, body, kind).body
+    }
+
+    fn described(method: &str, url: &str, body: &str, kind: Kind) -> Described {
+        let miss = Miss {
+            kind: MissKind::Unrecorded,
+            expected: None,
+            later: None,
+            blocked: None,
+        };
+        let got = Received {
+            method,
+            url,
+            body: BodyView::Bytes(body.as_bytes()),
+            kind,
+        };
+        let named = Named {
+            expected: None,
+            later: None,
+            dependency: None,
+            causal_accepts: false,
+        };
+        describe("s1", &miss, &got, &named)
+    }
+
+    #[test]
+    fn each_client_gets_the_error_shape_it_reads() {
+        let chat = r#"{"model":"gpt-4o","messages":[]}"#;
+        let b = unrecorded(
+            "POST",
+            "https://api.openai.com/v1/chat/completions",
+            chat,
+            Kind::Llm,
+        );
+        let m = b["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("tapedeck replay miss (unrecorded) in session s1"),
+            "{m}"
+        );
+        assert_eq!(b["error"]["type"], "tapedeck_miss");
+        assert_eq!(b["tapedeck"]["miss"], "unrecorded");
+
+        let msgs = r#"{"model":"claude-x","max_tokens":5,"messages":[]}"#;
+        let b = unrecorded(
+            "POST",
+            "https://api.anthropic.com/v1/messages",
+            msgs,
+            Kind::Llm,
+        );
+        assert_eq!(b["type"], "error");
+        assert_eq!(b["error"]["type"], "not_found_error");
+        assert!(b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replay miss"));
+
+        let gem = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent";
+        let b = unrecorded("POST", gem, r#"{"contents":[]}"#, Kind::Llm);
+        assert_eq!(b["error"]["status"], "NOT_FOUND");
+        assert_eq!(b["error"]["code"], 404);
+
+        let bedrock =
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse";
+        let d = described("POST", bedrock, r#"{"messages":[]}"#, Kind::Llm);
+        assert!(d.body["message"].as_str().unwrap().contains("replay miss"));
+        assert_eq!(
+            d.header,
+            Some(("x-amzn-errortype", "ResourceNotFoundException"))
+        );
+
+        // A model listing on a provider host: still the provider's shape.
+        let b = unrecorded("GET", "https://api.openai.com/v1/models", "", Kind::Other);
+        assert!(b["error"]["message"].is_string());
+
+        // Anything else: the message is the error itself.
+        let b = unrecorded("GET", "https://registry.npmjs.org/lodash", "", Kind::Tool);
+        assert!(b["error"].as_str().unwrap().contains("was never recorded"));
+        assert_eq!(
+            b["tapedeck"]["received"]["url"],
+            "https://registry.npmjs.org/lodash"
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Where recordings live: sessions, events by (session, step), bodies by blake3.
+//!
+//! The proxy and the commands talk to the [`Store`] trait only, so another embedded
+//! engine (or a shared object store) can take sled's place without touching them.
+//! Bodies are content-addressed: a body is written once however often it is seen.
+//! Large bodies are written in segments while they stream, so recording a 5 MB
+//! download never holds the whole of it in memory.
+
+pub mod check;
+mod issues;
+pub mod journal;
+pub mod recording;
+mod sled_store;
+pub mod tape;
+
+pub use issues::{IssueRecord, IssueStatus, IssueTable};
+pub use sled_store::SledStore;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use tapedeck_model::exchange::{Event, SessionInfo};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another tapedeck process{holder}")]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("the store at {path} is damaged and sled cannot open it ({message}); run `tapedeck fsck --store {path}` to see what can be salvaged")]
+    Damaged { path: PathBuf, message: String },
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("body {0} is missing from the store")]
+    MissingBody(String),
+    #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
+    NoSession(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// The storage engine behind tapedeck. Implementations must be safe to share between
+/// the proxy's tasks; writes become durable at the next [`Store::commit`] or group
+/// commit, whichever comes first.
+pub trait Store: Send + Sync + 'static {
+    /// Stores bytes under their blake3 (idempotent).
+    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError>;
+    /// Stores a body made of previously stored segments under the whole body's blake3.
+    fn put_manifest(
+        &self,
+        hash: &blake3::Hash,
+        segments: &[blake3::Hash],
+        len: u64,
+    ) -> Result<(), StoreError>;
+    fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError>;
+    /// The whole body, segments joined.
+    fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The segments (hex blake3, each readable with [`Store::get_body`]) of a body stored
+    /// in parts; `None` for a body stored whole. Lets a large body be read piece by piece.
+    fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
+    /// Writes an event whose bodies are already stored, and schedules a group commit.
+    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
+    /// A session's events in step order, with what could not be read. Damaged events and
+    /// events whose bodies are missing are left out and listed.
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError>;
+    /// A session's readable events in step order; each one left out is logged.
+    fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
+        let read = self.read_session(session)?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("{session}: {d}; left out");
+        }
+        Ok(read.events)
+    }
+    /// Reads a whole body and checks it against its blake3 (every segment, then the whole).
+    fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError>;
+    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError>;
+    fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError>;
+    /// Removes a session's events (bodies may be shared and stay).
+    fn delete_session(&self, session: &str) -> Result<u64, StoreError>;
+    /// Notes how the command recorded around a session (`record -- CMD`) ended.
+    fn put_run(&self, session: &str, run: &RunInfo) -> Result<(), StoreError>;
+    /// How the command recorded around a session ended; `None` for a session recorded
+    /// by a daemon (or by a tapedeck that did not note it).
+    fn run(&self, session: &str) -> Result<Option<RunInfo>, StoreError>;
+    /// The highest step stored for a session.
+    fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
+    /// Blocks until everything written so far is durable.
+    fn commit(&self) -> Result<(), StoreError>;
+    /// The failure signatures seen across sessions (empty in a store that has none).
+    fn issues(&self) -> Result<IssueTable, StoreError>;
+    /// Replaces the issues table.
+    fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError>;
+}
+
+/// Something wrong with one event of a session (or, with no step, with the rest of it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    pub step: Option<u64>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            Some(step) => write!(f, "step {step}: {}", self.problem),
+            None => write!(f, "{}", self.problem),
+        }
+    }
+}
+
+/// A session as read from the store.
+#[derive(Debug, Default)]
+pub struct SessionRead {
+    pub events: Vec<Event>,
+    /// Events that are unreadable or fail their checksum (replay refuses these).
+    pub damaged: Vec<Damage>,
+    /// Events whose bodies were never stored (a crash between the two writes).
+    pub missing_bodies: Vec<Damage>,
+    /// Events written before events carried a checksum.
+    pub without_checksum: u64,
+    /// The blake3 of each readable event's JSON, by step (what the journal lists).
+    pub sums: std::collections::HashMap<u64, String>,
+}
+
+/// A body as [`Store::verify_body`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyState {
+    Sound,
+    Missing,
+    Damaged(String),
+}
+
+/// Bodies up to this size are kept whole in memory while recording (for JSON redaction
+/// and canonical matching); beyond it they are written in segments as they stream.
+pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
+/// JSON bodies are kept whole up to this size so their secrets can be redacted.
+pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
+/// The size of each part of a body written in segments (the last may be shorter).
+pub const SEGMENT: usize = 256 << 10;
+
+/// How much of a body with this content type is kept whole (JSON, or no type at all,
+/// may need redaction and canonical matching). Record and replay both use this rule,
+/// so a body's canonical form is computed the same way on both sides.
+pub fn keep_limit(content_type: Option<&str>) -> usize {
+    match content_type {
+        None => WHOLE_JSON_LIMIT,
+        Some(ct) if tapedeck_model::exchange::is_json_content_type(ct) => WHOLE_JSON_LIMIT,
+        Some(_) => WHOLE_BODY_LIMIT,
+    }
+}
+
+/// Writes one body as it streams: kept whole while small, then in segments.
+pub struct BodyWriter {
+    hasher: blake3::Hasher,
+    whole: Vec<u8>,
+    keep_limit: usize,
+    segments: Vec<blake3::Hash>,
+    pending: Vec<u8>,
+    len: u64,
+    spilled: bool,
+}
+
+/// What a finished [`BodyWriter`] holds.
+pub enum WrittenBody {
+    /// Still in memory; the caller redacts it and stores it with [`store_whole`].
+    Whole(Vec<u8>),
+    /// Already in the store.
+    Stored { hash: blake3::Hash, len: u64 },
+}
+
+impl BodyWriter {
+    pub fn new(keep_limit: usize) -> BodyWriter {
+        BodyWriter {
+            hasher: blake3::Hasher::new(),
+            whole: Vec::new(),
+            keep_limit,
+            segments: Vec::new(),
+            pending: Vec::new(),
+            len: 0,
+            spilled: false,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn write(&mut self, store: &dyn Store, data: &[u8]) -> Result<(), StoreError> {
+        self.len += data.len() as u64;
+        if !self.spilled {
+            if self.whole.len() + data.len() <= self.keep_limit {
+                self.whole.extend_from_slice(data);
+                return Ok(());
+            }
+            self.spilled = true;
+            let whole = std::mem::take(&mut self.whole);
+            self.push(store, &whole)?;
+        }
+        self.push(store, data)
+    }
+
+    fn push(&mut self, store: &dyn Store, mut data: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(data);
+        while !data.is_empty() {
+            let take = (SEGMENT - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == SEGMENT {
+                self.flush_segment(store)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_segment(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let h = blake3::hash(&self.pending);
+        store.put_blob(&h, &self.pending)?;
+        self.segments.push(h);
+        self.pending.clear();
+        Ok(())
+    }
+
+    pub fn finish(mut self, store: &dyn Store) -> Result<WrittenBody, StoreError> {
+        if !self.spilled {
+            return Ok(WrittenBody::Whole(self.whole));
+        }
+        if !self.pending.is_empty() {
+            self.flush_segment(store)?;
+        }
+        let hash = self.hasher.finalize();
+        store.put_manifest(&hash, &self.segments, self.len)?;
+        Ok(WrittenBody::Stored {
+            hash,
+            len: self.len,
+        })
+    }
+}
+
+/// Stores a whole body and returns its hash.
+pub fn store_whole(store: &dyn Store, data: &[u8]) -> Result<blake3::Hash, StoreError> {
+    let h = blake3::hash(data);
+    store.put_blob(&h, data)?;
+    Ok(h)
+}
+
+/// How the command a session was recorded around (`record -- CMD`) ended: regression
+/// cases expect the same of a replayed run.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunInfo {
+    pub exit_code: i32,
+}
+
+/// Where a running daemon says it can be reached, written beside its store.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub listen: String,
+    pub mode: String,
+}
+
+pub const DAEMON_FILE: &str = "daemon.json";
+
+pub fn read_daemon_info(dir: &std::path::Path) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(dir.join(DAEMON_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}

@@ -1,0 +1,250 @@
+//! A session loaded for reading: its events and a way to fetch their bodies, from the
+//! store or from a tape held in memory.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foldhash::HashMap;
+
+use crate::tape;
+use crate::{Store, StoreError};
+use tapedeck_model::exchange::{BodyRef, Event};
+
+enum Bodies {
+    Store(Arc<dyn Store>),
+    Memory(HashMap<String, Bytes>),
+}
+
+pub struct Recording {
+    pub session: String,
+    pub events: Vec<Event>,
+    bodies: Bodies,
+    /// Where it came from, for messages.
+    pub source: String,
+    /// The exit status of the command it was recorded around, when known.
+    pub exit_code: Option<i32>,
+    /// Events of the store that could not be read back (left out of `events`).
+    pub damaged: Vec<crate::Damage>,
+}
+
+impl Recording {
+    pub fn from_tape(t: tape::Tape, source: String) -> Recording {
+        Recording {
+            session: t.header.session,
+            exit_code: t.header.exit_code,
+            events: t.events,
+            bodies: Bodies::Memory(t.bodies),
+            source,
+            damaged: Vec::new(),
+        }
+    }
+
+    pub fn from_store(store: Arc<dyn Store>, session: &str) -> Result<Recording, StoreError> {
+        if store.session(session)?.is_none() {
+            return Err(StoreError::NoSession(session.to_string()));
+        }
+        let read = store.read_session(session)?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
+        }
+        let exit_code = store.run(session)?.map(|r| r.exit_code);
+        Ok(Recording {
+            session: session.to_string(),
+            exit_code,
+            events: read.events,
+            bodies: Bodies::Store(store),
+            source: format!("session {session}"),
+            damaged: read.damaged,
+        })
+    }
+
+    /// The store it was read from; `None` for a tape (or a daemon's copy).
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        match &self.bodies {
+            Bodies::Store(s) => Some(s.clone()),
+            Bodies::Memory(_) => None,
+        }
+    }
+
+    pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
+        match &self.bodies {
+            Bodies::Store(s) => s
+                .get_body(&r.b3)?
+                .map(Bytes::from)
+                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+            Bodies::Memory(m) => m
+                .get(&r.b3)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+        }
+    }
+
+    /// Kind and key of a stored event under `rules` (which may differ from the rules it was
+    /// recorded under). Large bodies match by their blake3 and are not read.
+    pub fn identify(
+        &self,
+        ev: &Event,
+        rules: &tapedeck_model::rules::Rules,
+    ) -> Result<(tapedeck_model::exchange::Kind, String), StoreError> {
+        use tapedeck_model::exchange::canonical::{identify, KeyBody};
+        let ct = tapedeck_model::exchange::header(&ev.request.headers, "content-type");
+        let r = &ev.request;
+        if r.body.len as usize > crate::keep_limit(ct) {
+            return Ok(identify(
+                &r.method,
+                &r.url,
+                &r.headers,
+                KeyBody::Large(&r.body.b3),
+                rules,
+            ));
+        }
+        // Redacted again under today's rules (a field they name may have been stored in
+        // clear), exactly as a live request is at replay time.
+        let body = self.body(&r.body)?;
+        let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
+        let (body, whole) = tapedeck_model::exchange::redact::stored_body(
+            &body,
+            ct,
+            crate::keep_limit(ct),
+            rules,
+            &mut secrets,
+        );
+        let mut headers = r.headers.clone();
+        tapedeck_model::exchange::redact::scrub_headers(&mut headers, &secrets);
+        let b3;
+        let key_body = if whole {
+            KeyBody::Whole(&body)
+        } else {
+            b3 = blake3::hash(&body).to_hex().to_string();
+            KeyBody::Large(&b3)
+        };
+        Ok(identify(&r.method, &r.url, &headers, key_body, rules))
+    }
+
+    /// The parts of a large body kept in the store, to read one at a time; `None` when
+    /// the body is whole (or the recording is in memory).
+    pub fn body_parts(&self, r: &BodyRef) -> Option<Vec<String>> {
+        match &self.bodies {
+            Bodies::Store(s) => s.body_segments(&r.b3).ok().flatten(),
+            Bodies::Memory(_) => None,
+        }
+    }
+
+    /// One part named by [`Recording::body_parts`].
+    pub fn body_part(&self, hash_hex: &str) -> Result<Bytes, StoreError> {
+        match &self.bodies {
+            Bodies::Store(s) => s
+                .get_body(hash_hex)?
+                .map(Bytes::from)
+                .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
+            Bodies::Memory(m) => m
+                .get(hash_hex)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
+        }
+    }
+
+    /// The events at `indices` (in that order) with their bodies, as a recording of its own.
+    pub fn subset(&self, indices: &[usize]) -> Recording {
+        let events: Vec<Event> = indices
+            .iter()
+            .filter_map(|&i| self.events.get(i).cloned())
+            .collect();
+        let bodies = match &self.bodies {
+            Bodies::Store(s) => Bodies::Store(s.clone()),
+            Bodies::Memory(m) => Bodies::Memory(m.clone()),
+        };
+        Recording {
+            session: self.session.clone(),
+            events,
+            bodies,
+            source: self.source.clone(),
+            exit_code: self.exit_code,
+            damaged: self.damaged.clone(),
+        }
+    }
+
+    /// Writes this recording as a tape.
+    pub fn write_tape<W: std::io::Write>(
+        &self,
+        out: &mut W,
+        progress: impl FnMut(usize),
+    ) -> Result<(), String> {
+        tape::write_run(
+            out,
+            &self.session,
+            self.exit_code,
+            &self.events,
+            |r| self.body(r).map(|b| b.to_vec()).map_err(|e| e.to_string()),
+            progress,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::exchange::canonical::identify;
+    use tapedeck_model::exchange::redact::{self, Secrets};
+    use tapedeck_model::exchange::{Kind, RequestRecord, Timing};
+    use tapedeck_model::rules::Rules;
+
+    #[test]
+    fn a_request_stored_in_clear_under_older_rules_is_keyed_as_a_live_one_is_today() {
+        let body = br#"{"user":"ada","password":"stored-in-clear-1"}"#.to_vec();
+        let b3 = blake3::hash(&body).to_hex().to_string();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let ev = Event {
+            step: 1,
+            kind: Kind::Tool,
+            key: "old".into(),
+            rules: Some("older-rules".into()),
+            agent: None,
+            request: RequestRecord {
+                method: "POST".into(),
+                url: "https://a.test/login".into(),
+                version: "HTTP/1.1".into(),
+                headers: headers.clone(),
+                body: BodyRef {
+                    b3: b3.clone(),
+                    len: body.len() as u64,
+                    encoding: None,
+                },
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        };
+        let rec = Recording::from_tape(
+            tape::Tape {
+                header: tape::TapeHeader {
+                    tapedeck_tape: tape::TAPE_VERSION,
+                    session: "s".into(),
+                    events: 1,
+                    exit_code: None,
+                },
+                events: vec![ev.clone()],
+                bodies: [(b3, Bytes::from(body.clone()))].into_iter().collect(),
+            },
+            "test".into(),
+        );
+        let rules = Rules::default();
+        let (live, whole) = redact::stored_body(
+            &body,
+            Some("application/json"),
+            1 << 20,
+            &rules,
+            &mut Secrets::default(),
+        );
+        assert!(whole);
+        assert!(!String::from_utf8_lossy(&live).contains("stored-in-clear"));
+        let want = identify(
+            "POST",
+            "https://a.test/login",
+            &headers,
+            tapedeck_model::exchange::canonical::KeyBody::Whole(&live),
+            &rules,
+        );
+        assert_eq!(rec.identify(&ev, &rules).unwrap(), want);
+    }
+}

@@ -1,0 +1,821 @@
+//! The default store: an embedded sled 0.34.7 database in the store directory.
+//!
+//! Writers apply their own inserts (sled is safe to share); durability is one committer
+//! thread that calls the blocking `flush()` for everything written since its last flush,
+//! then wakes whoever waits. `flush_async` is never called: concurrent calls deadlock in
+//! sled 0.34 (sled issue 1308). A crash keeps a prefix of the writes, and each event is
+//! written after its bodies, so a surviving event never points at a missing body.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::journal::{Entry, JournalWriter};
+use super::{BodyState, DaemonInfo, Damage, IssueTable, RunInfo, SessionRead, Store, StoreError};
+use tapedeck_model::exchange::{Event, SessionInfo};
+
+const TAG_BLOB: u8 = 0;
+const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
+/// 2: events carry a checksum (see [`encode_event`]). A format-1 store is read as it is
+/// and marked 2, because what this tapedeck adds to it an older one cannot read.
+const FORMAT: &str = "2";
+const FORMAT_UPGRADABLE: &[&str] = &["1"];
+const TAG_MANIFEST: u8 = 1;
+/// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
+/// before the JSON; older values are the bare JSON (they start with `{`).
+const EVENT_SUMMED: u8 = 1;
+
+/// An event as stored: its JSON behind a checksum, so damage sled does not catch is
+/// caught on reading.
+fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
+    let json = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+    let sum = blake3::hash(&json);
+    let mut v = Vec::with_capacity(33 + json.len());
+    v.push(EVENT_SUMMED);
+    v.extend_from_slice(sum.as_bytes());
+    v.extend_from_slice(&json);
+    Ok((v, sum))
+}
+
+/// An event, its blake3 and whether it carried one, or what is wrong with it.
+fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), String> {
+    let (json, summed) = match value.first() {
+        Some(&EVENT_SUMMED) => {
+            let (sum, json) = value
+                .get(1..)
+                .and_then(|v| v.split_at_checked(32))
+                .ok_or("the event is cut short")?;
+            if blake3::hash(json).as_bytes() != sum {
+                return Err("the event does not match its checksum (damaged on disk)".into());
+            }
+            (json, true)
+        }
+        Some(b'{') => (value, false),
+        _ => return Err("the event is not in a format tapedeck wrote".into()),
+    };
+    serde_json::from_slice(json)
+        .map(|ev| (ev, blake3::hash(json), summed))
+        .map_err(|e| format!("the event is unreadable: {e}"))
+}
+
+fn step_of(key: &[u8]) -> u64 {
+    key.get(key.len().saturating_sub(8)..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+const ISSUES_KEY: &[u8] = b"table";
+
+enum CommitMsg {
+    Dirty,
+    Barrier(mpsc::SyncSender<Result<(), String>>),
+}
+
+struct Committer {
+    tx: Mutex<Option<mpsc::Sender<CommitMsg>>>,
+    dirty: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Blob files written since the last flush, to fsync before it.
+    unsynced: Mutex<Vec<PathBuf>>,
+    /// Events and deletions written since the last flush, journalled once it succeeds.
+    journal_pending: Mutex<Vec<Entry>>,
+    journal: JournalWriter,
+}
+
+/// Segments at least this large are files, not sled values.
+const FILE_BLOB_MIN: usize = 64 << 10;
+
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    bodies: sled::Tree,
+    events: sled::Tree,
+    sessions: sled::Tree,
+    /// How the command of a `record -- CMD` session ended (JSON [`RunInfo`]); a tree of
+    /// its own, so stores without it read as before.
+    runs: sled::Tree,
+    /// The issues table ([`super::IssueTable`], JSON under one key); a tree of its own, so
+    /// stores without it read as before.
+    issues: sled::Tree,
+    committer: Arc<Committer>,
+    blobs: PathBuf,
+}
+
+fn event_key(session: &str, step: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(session.len() + 9);
+    k.extend_from_slice(session.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&step.to_be_bytes());
+    k
+}
+
+fn session_prefix(session: &str) -> Vec<u8> {
+    let mut k = session.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(hash_hex).ok().map(|h| *h.as_bytes())
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        tapedeck_model::secure_fs::private_dir(dir).map_err(|e| StoreError::Open {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|e| {
+                let message = e.to_string();
+                if matches!(e, sled::Error::Corruption { .. }) {
+                    StoreError::Damaged {
+                        path: dir.to_path_buf(),
+                        message,
+                    }
+                } else if message.contains("could not acquire lock") {
+                    let holder = super::read_daemon_info(dir)
+                        .map(|d| {
+                            format!(
+                                " (tapedeck {} pid {} listening on {})",
+                                d.mode, d.pid, d.listen
+                            )
+                        })
+                        .unwrap_or_default();
+                    StoreError::Locked {
+                        path: dir.to_path_buf(),
+                        holder,
+                    }
+                } else {
+                    StoreError::Open {
+                        path: dir.to_path_buf(),
+                        message,
+                    }
+                }
+            })?;
+        // The layout of the trees below; a store from another layout is refused, not misread.
+        match db.get(FORMAT_KEY)? {
+            None => {
+                db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+            }
+            Some(v) if v.as_ref() == FORMAT.as_bytes() => {}
+            Some(v) if FORMAT_UPGRADABLE.iter().any(|f| v.as_ref() == f.as_bytes()) => {
+                db.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+            }
+            Some(v) => {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "it was written in store format {:?}; this tapedeck reads {FORMAT:?} (export its sessions with the tapedeck that wrote it)",
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+        }
+        tapedeck_model::secure_fs::tighten_tree(dir);
+        let bodies = db.open_tree("bodies")?;
+        let events = db.open_tree("events")?;
+        let sessions = db.open_tree("sessions")?;
+        let runs = db.open_tree("runs")?;
+        let issues = db.open_tree("issues")?;
+        let committer = Arc::new(Committer {
+            tx: Mutex::new(None),
+            dirty: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            unsynced: Mutex::new(Vec::new()),
+            journal_pending: Mutex::new(Vec::new()),
+            journal: JournalWriter::new(dir),
+        });
+        let (tx, rx) = mpsc::channel::<CommitMsg>();
+        let flush_db = db.clone();
+        let c2 = committer.clone();
+        let handle = std::thread::Builder::new()
+            .name("tapedeck-commit".into())
+            .spawn(move || commit_loop(flush_db, rx, c2))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        *committer.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *committer.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(SledStore {
+            path: dir.to_path_buf(),
+            db,
+            bodies,
+            events,
+            sessions,
+            runs,
+            issues,
+            committer,
+            blobs: dir.join("blobs"),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records where this process's daemon listens, so read commands can find it.
+    pub fn write_daemon_info(
+        &self,
+        info: &DaemonInfo,
+    ) -> Result<(), tapedeck_model::secure_fs::WriteError> {
+        let text = serde_json::to_string(info).unwrap_or_default();
+        tapedeck_model::secure_fs::write(
+            &self.path.join(super::DAEMON_FILE),
+            text.as_bytes(),
+            tapedeck_model::secure_fs::PRIVATE_FILE,
+        )
+    }
+
+    pub fn remove_daemon_info(&self) {
+        let _ = std::fs::remove_file(self.path.join(super::DAEMON_FILE));
+    }
+
+    fn mark_dirty(&self) {
+        if !self.committer.dirty.swap(true, Ordering::AcqRel) {
+            if let Some(tx) = self
+                .committer
+                .tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                let _ = tx.send(CommitMsg::Dirty);
+            }
+        }
+    }
+
+    /// Queues a journal entry for the next flush (after the write it describes).
+    fn journal(&self, entry: Entry) {
+        self.committer
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entry);
+    }
+
+    fn blob_path(&self, hash: &[u8]) -> PathBuf {
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        self.blobs.join(&hex[..2]).join(hex)
+    }
+
+    /// A segment by hash: a sled value or a blob file, its content checked either way.
+    fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let data = match self.bodies.get(hash)? {
+            Some(v) => v.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
+            None => match std::fs::read(self.blob_path(hash)) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::Io(e.to_string())),
+            },
+        };
+        if blake3::hash(&data).as_bytes() != hash {
+            return Err(StoreError::Io(format!(
+                "blob {} is damaged (its content does not match its blake3; cut by a crash?)",
+                hex(hash)
+            )));
+        }
+        Ok(Some(data))
+    }
+
+    fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
+    }
+}
+
+/// Flushes are at least this far apart: under load one fsync covers many exchanges,
+/// and an exchange still becomes durable well within 100 ms of completing.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// fsyncs the blob files written since the last flush, and their directories.
+fn sync_blobs(c: &Committer) -> Result<(), String> {
+    let files = std::mem::take(&mut *c.unsynced.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        std::fs::File::open(f)
+            .and_then(|h| h.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", f.display()))?;
+        if let Some(d) = f.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in dirs {
+        if let Ok(h) = std::fs::File::open(&d) {
+            let _ = h.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
+    let mut last = std::time::Instant::now() - FLUSH_EVERY;
+    while let Ok(first) = rx.recv() {
+        let since = last.elapsed();
+        if since < FLUSH_EVERY {
+            std::thread::sleep(FLUSH_EVERY - since);
+        }
+        last = std::time::Instant::now();
+        let mut waiters = Vec::new();
+        let push = |m: CommitMsg, waiters: &mut Vec<_>| {
+            if let CommitMsg::Barrier(w) = m {
+                waiters.push(w);
+            }
+        };
+        push(first, &mut waiters);
+        while let Ok(m) = rx.try_recv() {
+            push(m, &mut waiters);
+        }
+        c.dirty.store(false, Ordering::Release);
+        let result = flush(&db, &c);
+        if let Err(e) = &result {
+            tracing::error!("store flush failed: {e}");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+    // Channel closed: a last flush so nothing written is left behind.
+    let _ = flush(&db, &c);
+}
+
+/// Blob files, then sled, then the journal of what that flush made durable.
+fn flush(db: &sled::Db, c: &Committer) -> Result<(), String> {
+    let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
+    sync_blobs(c)?;
+    db.flush().map_err(|e| e.to_string())?;
+    c.journal
+        .append(&entries)
+        .map_err(|e| format!("cannot write the event journal: {e}"))
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Close the channel, let the committer do its last flush, and wait for it.
+        self.committer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = self
+            .committer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+        tapedeck_model::secure_fs::tighten_tree(&self.path);
+    }
+}
+
+/// A session's summary as 32 bytes: events, first and last wall-clock ns, body bytes.
+/// Binary, not JSON: it is rewritten on every event, on the request path.
+fn encode_info(i: &SessionInfo) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    for n in [i.events, i.first_unix_ns, i.last_unix_ns, i.bytes] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v
+}
+
+fn decode_info(name: &str, v: &[u8]) -> Option<SessionInfo> {
+    let n = |i: usize| {
+        v.get(i * 8..i * 8 + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    Some(SessionInfo {
+        name: name.to_string(),
+        events: n(0)?,
+        first_unix_ns: n(1)?,
+        last_unix_ns: n(2)?,
+        bytes: n(3)?,
+    })
+}
+
+fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> Option<Vec<u8>> {
+    let mut info = old
+        .and_then(|o| decode_info(session, o))
+        .unwrap_or(SessionInfo {
+            name: session.to_string(),
+            events: 0,
+            first_unix_ns: event.timing.start_unix_ns,
+            last_unix_ns: event.timing.end_unix_ns,
+            bytes: 0,
+        });
+    info.events += 1;
+    info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
+    info.last_unix_ns = info.last_unix_ns.max(event.timing.end_unix_ns);
+    info.bytes += bytes;
+    Some(encode_info(&info))
+}
+
+impl Store for SledStore {
+    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
+        if data.len() >= FILE_BLOB_MIN {
+            let path = self.blob_path(hash.as_bytes());
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
+                return Ok(());
+            }
+            let io =
+                |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+            if let Some(parent) = path.parent() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(tapedeck_model::secure_fs::PRIVATE_DIR)
+                    .create(parent)
+                    .map_err(io)?;
+            }
+            tapedeck_model::secure_fs::write(&path, data, tapedeck_model::secure_fs::PRIVATE_FILE)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
+            self.committer
+                .unsynced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(path);
+            self.mark_dirty();
+            return Ok(());
+        }
+        if self.bodies.contains_key(hash.as_bytes())? {
+            return Ok(());
+        }
+        let mut v = Vec::with_capacity(data.len() + 1);
+        v.push(TAG_BLOB);
+        v.extend_from_slice(data);
+        self.bodies.insert(hash.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn put_manifest(
+        &self,
+        hash: &blake3::Hash,
+        segments: &[blake3::Hash],
+        len: u64,
+    ) -> Result<(), StoreError> {
+        if self.bodies.contains_key(hash.as_bytes())? {
+            return Ok(());
+        }
+        let mut v = Vec::with_capacity(9 + segments.len() * 32);
+        v.push(TAG_MANIFEST);
+        v.extend_from_slice(&len.to_be_bytes());
+        for s in segments {
+            v.extend_from_slice(s.as_bytes());
+        }
+        self.bodies.insert(hash.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(false);
+        };
+        match self.bodies.get(k)? {
+            Some(v) if v.first() == Some(&TAG_MANIFEST) => {
+                for seg in v.get(9..).unwrap_or_default().chunks_exact(32) {
+                    if !self.has_segment(seg)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Some(_) => Ok(true),
+            None => Ok(self.blob_path(&k).is_file()),
+        }
+    }
+
+    fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        let Some(v) = self.bodies.get(k)? else {
+            return self.segment(&k);
+        };
+        match v.first() {
+            Some(&TAG_BLOB) => self.segment(&k),
+            Some(&TAG_MANIFEST) if v.len() >= 9 => {
+                let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
+                let mut out = Vec::with_capacity(len as usize);
+                for seg in v[9..].chunks_exact(32) {
+                    let part = self
+                        .segment(seg)?
+                        .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
+                    out.extend_from_slice(&part);
+                }
+                Ok(Some(out))
+            }
+            _ => Err(StoreError::MissingBody(hash_hex.to_string())),
+        }
+    }
+
+    fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        match self.bodies.get(k)? {
+            Some(v) if v.first() == Some(&TAG_MANIFEST) => Ok(Some(
+                v.get(9..)
+                    .unwrap_or_default()
+                    .chunks_exact(32)
+                    .map(|seg| seg.iter().map(|b| format!("{b:02x}")).collect())
+                    .collect(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
+        let (value, sum) = encode_event(event)?;
+        self.events.insert(event_key(session, event.step), value)?;
+        // Queued after the insert: the flush that journals it has the event too.
+        self.journal(Entry::Event {
+            session: session.to_string(),
+            step: event.step,
+            b3: sum.to_hex().to_string(),
+        });
+        let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
+        self.sessions.update_and_fetch(session.as_bytes(), |old| {
+            merge_info(old, session, event, bytes)
+        })?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
+        let mut read = SessionRead::default();
+        for item in self.events.scan_prefix(session_prefix(session)) {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    read.damaged.push(Damage {
+                        step: None,
+                        problem: format!("sled cannot read the events after this point: {e}"),
+                    });
+                    break;
+                }
+            };
+            let step = step_of(&k);
+            let ev = match decode_event(&v) {
+                Ok((ev, sum, summed)) => {
+                    read.without_checksum += u64::from(!summed);
+                    read.sums.insert(step, sum.to_hex().to_string());
+                    ev
+                }
+                Err(problem) => {
+                    read.damaged.push(Damage {
+                        step: Some(step),
+                        problem,
+                    });
+                    continue;
+                }
+            };
+            let mut whole = self.has_body(&ev.request.body.b3)?;
+            if let Some(r) = &ev.response {
+                whole &= self.has_body(&r.body.b3)?;
+            }
+            if whole {
+                read.events.push(ev);
+            } else {
+                read.missing_bodies.push(Damage {
+                    step: Some(step),
+                    problem: "its bodies were not stored (cut by a crash?)".into(),
+                });
+            }
+        }
+        Ok(read)
+    }
+
+    fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(BodyState::Damaged("not a blake3 hash".into()));
+        };
+        let manifest = self.bodies.get(k)?;
+        let parted = manifest.as_ref().and_then(|v| v.first()) == Some(&TAG_MANIFEST);
+        let segments: Vec<[u8; 32]> = match manifest {
+            Some(v) if parted => v
+                .get(9..)
+                .unwrap_or_default()
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .collect(),
+            _ => vec![k],
+        };
+        let mut whole = blake3::Hasher::new();
+        for seg in &segments {
+            match self.segment(seg) {
+                Ok(Some(data)) => {
+                    whole.update(&data);
+                }
+                Ok(None) => return Ok(BodyState::Missing),
+                Err(e) => return Ok(BodyState::Damaged(e.to_string())),
+            }
+        }
+        if parted && whole.finalize().as_bytes() != &k {
+            return Ok(BodyState::Damaged(
+                "its parts do not add up to its blake3".into(),
+            ));
+        }
+        Ok(BodyState::Sound)
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.sessions.iter() {
+            let (k, v) = item?;
+            if let Some(info) = decode_info(&String::from_utf8_lossy(&k), &v) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError> {
+        Ok(self
+            .sessions
+            .get(session.as_bytes())?
+            .and_then(|v| decode_info(session, &v)))
+    }
+
+    fn delete_session(&self, session: &str) -> Result<u64, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.events.scan_prefix(session_prefix(session)) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        self.events.apply_batch(batch)?;
+        self.sessions.remove(session.as_bytes())?;
+        self.runs.remove(session.as_bytes())?;
+        self.journal(Entry::Deleted {
+            session: session.to_string(),
+        });
+        self.mark_dirty();
+        Ok(n)
+    }
+
+    fn put_run(&self, session: &str, run: &RunInfo) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(run).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.runs.insert(session.as_bytes(), value)?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn run(&self, session: &str) -> Result<Option<RunInfo>, StoreError> {
+        let Some(v) = self.runs.get(session.as_bytes())? else {
+            return Ok(None);
+        };
+        // A note this tapedeck cannot read is no note: the session itself is intact.
+        Ok(serde_json::from_slice(&v).ok())
+    }
+
+    fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
+        let Some(item) = self.events.scan_prefix(session_prefix(session)).next_back() else {
+            return Ok(None);
+        };
+        let (k, _) = item?;
+        Ok(k.get(k.len().saturating_sub(8)..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    fn issues(&self) -> Result<IssueTable, StoreError> {
+        let Some(v) = self.issues.get(ISSUES_KEY)? else {
+            return Ok(IssueTable::default());
+        };
+        serde_json::from_slice(&v).map_err(|e| {
+            StoreError::Io(format!(
+                "the issues table in {} is unreadable: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(table).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.issues.insert(ISSUES_KEY, value)?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self
+            .committer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.send(CommitMsg::Barrier(tx)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.db.flush()?;
+            return Ok(());
+        }
+        rx.recv()
+            .map_err(|_| StoreError::Io("the commit thread stopped".into()))?
+            .map_err(StoreError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::exchange::{BodyRef, Kind, RequestRecord, Timing};
+
+    fn event(step: u64) -> Event {
+        Event {
+            step,
+            kind: Kind::Tool,
+            key: "k".into(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: "GET".into(),
+                url: format!("http://t.test/{step}"),
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: BodyRef::empty(),
+            },
+            response: None,
+            timing: Timing::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_damaged_event_is_named_and_the_rest_of_its_session_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_blob(&blake3::hash(b""), b"").unwrap();
+        for step in 1..=3 {
+            store.put_event("s", &event(step)).unwrap();
+        }
+        // A flipped byte in the event's JSON, below sled's own checks.
+        let key = event_key("s", 2);
+        let mut v = store.events.get(&key).unwrap().unwrap().to_vec();
+        let at = v.len() - 5;
+        v[at] ^= 0x20;
+        store.events.insert(&key, v).unwrap();
+        // An event from before checksums: bare JSON.
+        let old = serde_json::to_vec(&event(4)).unwrap();
+        store.events.insert(event_key("s", 4), old).unwrap();
+
+        let read = store.read_session("s").unwrap();
+        let steps: Vec<u64> = read.events.iter().map(|e| e.step).collect();
+        assert_eq!(steps, vec![1, 3, 4]);
+        assert_eq!(read.damaged.len(), 1);
+        assert_eq!(read.damaged[0].step, Some(2));
+        assert!(
+            read.damaged[0].problem.contains("checksum"),
+            "{:?}",
+            read.damaged
+        );
+        assert_eq!(read.without_checksum, 1);
+    }
+
+    #[test]
+    fn a_store_of_format_1_opens_and_is_marked_2_and_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            db.insert(FORMAT_KEY, b"1").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"2");
+        store.db.insert(FORMAT_KEY, b"9").unwrap();
+        drop(store);
+        let err = SledStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("store format \"9\""), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_small_body_fails_its_hash_on_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let h = blake3::hash(b"hello body");
+        store.put_blob(&h, b"hello body").unwrap();
+        assert_eq!(store.verify_body(&h.to_hex()).unwrap(), BodyState::Sound);
+        let mut v = store.bodies.get(h.as_bytes()).unwrap().unwrap().to_vec();
+        v[3] ^= 1;
+        store.bodies.insert(h.as_bytes(), v).unwrap();
+        assert!(store.get_body(&h.to_hex()).is_err());
+        assert!(matches!(
+            store.verify_body(&h.to_hex()).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        let missing = blake3::hash(b"never stored");
+        assert_eq!(
+            store.verify_body(&missing.to_hex()).unwrap(),
+            BodyState::Missing
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! Tapes: the portable, git-friendly form of one session.
+//!
+//! JSON lines: a header line, then one event per line, in step order. Bodies are inline:
+//! JSON bodies as JSON (so a diff reads well), text as text, binary as base64, each with
+//! its blake3, which is checked on reading. A tape that is corrupt, truncated or from a
+//! newer format is refused whole, naming the file and line: nothing is served from a
+//! half-read tape.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use thiserror::Error;
+
+use tapedeck_model::exchange::{BodyRef, Event, MAX_EXCHANGE_TIME};
+
+pub const TAPE_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum TapeError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path}, line {line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TapeHeader {
+    /// Format version of the tape.
+    pub tapedeck_tape: u32,
+    pub session: String,
+    pub events: u64,
+    /// The exit status of the command the session was recorded around (`record --
+    /// CMD`), when known. Older tapedecks ignore it; tapes without it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// A tape read into memory: events and their bodies by blake3.
+pub struct Tape {
+    pub header: TapeHeader,
+    pub events: Vec<Event>,
+    pub bodies: HashMap<String, Bytes>,
+}
+
+/// A body as a tape holds it: inline, with its blake3.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct InlineBody {
+    pub b3: String,
+    pub len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// A JSON body, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Box<RawValue>>,
+    /// How the JSON was laid out: absent for compact, `pretty`, `compact\n`, `pretty\n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+}
+
+const STYLES: [&str; 4] = ["compact", "pretty", "compact\n", "pretty\n"];
+
+/// The inline form of a body: JSON when the bytes are exactly a rendering of their
+/// JSON value (so the round trip is byte for byte), else text, else base64.
+fn inline(body: &BodyRef, data: &[u8]) -> InlineBody {
+    let mut v = InlineBody {
+        b3: body.b3.clone(),
+        len: body.len,
+        encoding: body.encoding.clone(),
+        json: None,
+        style: None,
+        text: None,
+        base64: None,
+    };
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{') | Some(b'[')) {
+        if let Ok(parsed) = serde_json::from_slice::<Value>(data) {
+            for style in STYLES {
+                if render_json(&parsed, style) == data {
+                    v.json = RawValue::from_string(parsed.to_string()).ok();
+                    if style != "compact" {
+                        v.style = Some(style.to_string());
+                    }
+                    return v;
+                }
+            }
+        }
+    }
+    match std::str::from_utf8(data) {
+        Ok(text) if !has_control_bytes(data) => v.text = Some(text.to_string()),
+        _ => v.base64 = Some(base64::engine::general_purpose::STANDARD.encode(data)),
+    }
+    v
+}
+
+/// Control bytes other than tab, newline, carriage return, form feed and escape: JSON
+/// writes each as `\u00XX` (six bytes for one), so such a body goes out as base64.
+fn has_control_bytes(data: &[u8]) -> bool {
+    data.iter()
+        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b)) || b == 0x7f)
+}
+
+fn render_json(v: &Value, style: &str) -> Vec<u8> {
+    let mut out = if style.starts_with("pretty") {
+        serde_json::to_vec_pretty(v)
+    } else {
+        serde_json::to_vec(v)
+    }
+    .unwrap_or_default();
+    if style.ends_with('\n') {
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Turns an inline body back into bytes and a [`BodyRef`], checking its blake3.
+fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), String> {
+    let data = if let Some(raw) = &v.json {
+        let style = v.style.as_deref().unwrap_or("compact");
+        if !STYLES.contains(&style) {
+            return Err(format!("unknown JSON body style {style:?}"));
+        }
+        let text = raw.get().as_bytes();
+        if style == "compact" && blake3::hash(text).to_hex().as_str() == v.b3 {
+            // As tapedeck wrote it: the raw text is the body.
+            text.to_vec()
+        } else {
+            let parsed: Value =
+                serde_json::from_str(raw.get()).map_err(|e| format!("bad JSON body: {e}"))?;
+            render_json(&parsed, style)
+        }
+    } else if let Some(t) = v.text {
+        t.into_bytes()
+    } else if let Some(b) = &v.base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("bad base64 body: {e}"))?
+    } else {
+        return Err("a body has none of \"json\", \"text\", \"base64\"".into());
+    };
+    let actual = blake3::hash(&data);
+    if actual.to_hex().as_str() != v.b3 || data.len() as u64 != v.len {
+        return Err(format!(
+            "body {} does not match its content (blake3 {}, {} bytes; the tape was edited or damaged)",
+            v.b3,
+            actual.to_hex(),
+            data.len()
+        ));
+    }
+    Ok((
+        BodyRef {
+            b3: v.b3,
+            len: v.len,
+            encoding: v.encoding,
+        },
+        data,
+    ))
+}
+
+/// Writes a session as a tape. `body` returns a body's bytes by blake3.
+pub fn write<W: Write>(
+    out: &mut W,
+    session: &str,
+    events: &[Event],
+    body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
+    progress: impl FnMut(usize),
+) -> Result<(), String> {
+    write_run(out, session, None, events, body, progress)
+}
+
+/// [`write`], with the exit status of the command the session was recorded around.
+pub fn write_run<W: Write>(
+    out: &mut W,
+    session: &str,
+    exit_code: Option<i32>,
+    events: &[Event],
+    mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
+    mut progress: impl FnMut(usize),
+) -> Result<(), String> {
+    let header = TapeHeader {
+        tapedeck_tape: TAPE_VERSION,
+        session: session.to_string(),
+        events: events.len() as u64,
+        exit_code,
+    };
+    let io = |e: std::io::Error| e.to_string();
+    serde_json::to_writer(&mut *out, &header).map_err(|e| e.to_string())?;
+    out.write_all(b"\n").map_err(io)?;
+    for (i, ev) in events.iter().enumerate() {
+        let line = ev
+            .clone()
+            .map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
+        serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(io)?;
+        progress(i + 1);
+    }
+    out.flush().map_err(io)
+}
+
+/// Reads a whole tape, or refuses it.
+pub fn read(path: &Path) -> Result<Tape, TapeError> {
+    let file = std::fs::File::open(path).map_err(|e| TapeError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot open: {e}"),
+    })?;
+    read_from(std::io::BufReader::with_capacity(1 << 20, file), path)
+}
+
+pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> {
+    let line_err = |line: usize, message: String| TapeError::Line {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = reader.split(b'\n');
+    let first = match lines.next() {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => return Err(line_err(1, format!("cannot read: {e}"))),
+        None => {
+            return Err(TapeError::File {
+                path: path.to_path_buf(),
+                message: "empty file: not a tapedeck tape".into(),
+            })
+        }
+    };
+    let head: Value = serde_json::from_slice(&first)
+        .map_err(|e| line_err(1, format!("not a tapedeck tape header: {e}")))?;
+    let version = head
+        .get("tapedeck_tape")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            line_err(
+                1,
+                "not a tapedeck tape header (no \"tapedeck_tape\" version)".into(),
+            )
+        })?;
+    if version > TAPE_VERSION as u64 {
+        return Err(line_err(
+            1,
+            format!(
+                "tape format {version} was written by a newer tapedeck; this one reads format {TAPE_VERSION} (upgrade tapedeck)"
+            ),
+        ));
+    }
+    let header: TapeHeader =
+        serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
+    tapedeck_model::session::SessionName::new(&header.session)
+        .map_err(|e| line_err(1, e.to_string()))?;
+    let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
+    let mut bodies: HashMap<String, Bytes> = HashMap::new();
+    let mut last_step = 0u64;
+    let mut n = 1usize;
+    for line in lines {
+        n += 1;
+        let line = line.map_err(|e| line_err(n, format!("cannot read: {e}")))?;
+        if line.is_empty() {
+            continue;
+        }
+        let ev: Event<InlineBody> = serde_json::from_slice(&line)
+            .map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev = ev
+            .map_bodies(|b| {
+                if let Some(known) = bodies.get(&b.b3) {
+                    // Seen already and verified: skip rebuilding the bytes.
+                    if known.len() as u64 == b.len {
+                        return Ok(BodyRef {
+                            b3: b.b3,
+                            len: b.len,
+                            encoding: b.encoding,
+                        });
+                    }
+                }
+                let (r, data) = materialize(b)?;
+                bodies
+                    .entry(r.b3.clone())
+                    .or_insert_with(|| Bytes::from(data));
+                Ok::<_, String>(r)
+            })
+            .map_err(|m| line_err(n, m))?;
+        check_event(&ev).map_err(|m| line_err(n, format!("step {}: {m}", ev.step)))?;
+        if ev.step <= last_step {
+            return Err(line_err(
+                n,
+                format!(
+                    "step {} after step {last_step}: events must be in step order",
+                    ev.step
+                ),
+            ));
+        }
+        last_step = ev.step;
+        events.push(ev);
+    }
+    if events.len() as u64 != header.events {
+        return Err(TapeError::File {
+            path: path.to_path_buf(),
+            message: format!(
+                "truncated or padded: the header says {} events, the file holds {} (line {n} is the last)",
+                header.events,
+                events.len()
+            ),
+        });
+    }
+    Ok(Tape {
+        header,
+        events,
+        bodies,
+    })
+}
+
+/// Checks what later code trusts of an event beyond its bodies (whose lengths and hashes
+/// `materialize` checks): times are in order and within [`MAX_EXCHANGE_TIME`], chunk
+/// offsets are finite and in range, chunk lengths add up (without overflow) to no more
+/// than the body, the status is a status.
+fn check_event(ev: &Event) -> Result<(), String> {
+    let max_ns = MAX_EXCHANGE_TIME.as_nanos() as u64;
+    let max_ms = MAX_EXCHANGE_TIME.as_millis() as f64;
+    let t = &ev.timing;
+    if t.end_ns < t.start_ns || t.end_unix_ns < t.start_unix_ns {
+        return Err("timing: the exchange ends before it starts".into());
+    }
+    if t.end_ns - t.start_ns > max_ns || t.end_unix_ns - t.start_unix_ns > max_ns {
+        return Err(format!(
+            "timing: the exchange lasts longer than {} days",
+            MAX_EXCHANGE_TIME.as_secs() / 86400
+        ));
+    }
+    if let Some(ttfb) = t.ttfb_ns.filter(|n| *n > max_ns) {
+        return Err(format!(
+            "timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"
+        ));
+    }
+    let Some(r) = &ev.response else {
+        return Ok(());
+    };
+    if !(100..=999).contains(&r.status) {
+        return Err(format!(
+            "response status {} is not an HTTP status",
+            r.status
+        ));
+    }
+    let mut sum = 0u64;
+    for (i, c) in r.chunks.iter().flatten().enumerate() {
+        if !(c.at_ms.is_finite() && (0.0..=max_ms).contains(&c.at_ms)) {
+            return Err(format!(
+                "chunk {i}: at_ms {:?} is out of range (0 to {max_ms})",
+                c.at_ms
+            ));
+        }
+        sum = sum
+            .checked_add(c.len)
+            .filter(|s| *s <= r.body.len)
+            .ok_or_else(|| {
+                format!(
+                    "chunk lengths add up to more than the response body's {} bytes",
+                    r.body.len
+                )
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_ref(data: &[u8]) -> BodyRef {
+        BodyRef {
+            b3: blake3::hash(data).to_hex().to_string(),
+            len: data.len() as u64,
+            encoding: None,
+        }
+    }
+
+    #[test]
+    fn json_bodies_inline_as_json_only_when_bytes_round_trip() {
+        for data in [&br#"{"b":1,"a":[1,2]}"#[..], b"{\n  \"b\": 1\n}\n", b"[]"] {
+            let v = inline(&body_ref(data), data);
+            assert!(v.json.is_some(), "{:?}", String::from_utf8_lossy(data));
+            assert_eq!(materialize(v).unwrap().1, data);
+        }
+        let odd = b"{\"a\":  1}";
+        let v = inline(&body_ref(odd), odd);
+        assert!(v.text.is_some(), "odd spacing must stay text");
+        assert_eq!(materialize(v).unwrap().1, odd);
+        let bin = [0u8, 159, 146, 150];
+        let v = inline(&body_ref(&bin), &bin);
+        assert!(v.base64.is_some());
+        assert_eq!(materialize(v).unwrap().1, bin);
+    }
+
+    #[test]
+    fn bodies_with_control_bytes_inline_as_base64() {
+        let nuls = vec![0u8; 1000];
+        let v = inline(&body_ref(&nuls), &nuls);
+        assert!(v.base64.is_some() && v.text.is_none());
+        assert!(serde_json::to_string(&v).unwrap().len() < 1500);
+        assert_eq!(materialize(v).unwrap().1, nuls);
+        let text = b"line\tone\r\n\x1b[1mbold\x1b[0m\n";
+        assert!(inline(&body_ref(text), text).text.is_some());
+    }
+
+    fn event_line(timing: &str, chunks: &str) -> String {
+        let body = r#"{"b3":"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262","len":0,"text":""}"#;
+        format!(
+            r#"{{"step":1,"kind":"tool","key":"k","request":{{"method":"GET","url":"http://a.test/","version":"HTTP/1.1","headers":[],"body":{body}}},"response":{{"status":200,"version":"HTTP/1.1","headers":[],"body":{body},"chunks":{chunks},"complete":true}},"timing":{timing}}}"#
+        )
+    }
+
+    #[test]
+    fn hostile_times_and_chunk_lengths_are_refused_with_the_line() {
+        let ok_timing =
+            r#"{"start_ns":0,"end_ns":10,"ttfb_ns":5,"start_unix_ns":0,"end_unix_ns":10}"#;
+        let cases = [
+            (ok_timing, r#"[{"at_ms":1e300,"len":0}]"#, "at_ms"),
+            (ok_timing, r#"[{"at_ms":-1,"len":0}]"#, "at_ms"),
+            (
+                ok_timing,
+                r#"[{"at_ms":1,"len":9223372036854775808},{"at_ms":2,"len":9223372036854775808}]"#,
+                "add up",
+            ),
+            (ok_timing, r#"[{"at_ms":1,"len":1}]"#, "add up"),
+            (
+                r#"{"start_ns":0,"end_ns":10,"ttfb_ns":18446744073709551615,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "ttfb_ns",
+            ),
+            (
+                r#"{"start_ns":0,"end_ns":18446744073709551615,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "longer than",
+            ),
+            (
+                r#"{"start_ns":10,"end_ns":0,"start_unix_ns":0,"end_unix_ns":10}"#,
+                "null",
+                "before it starts",
+            ),
+        ];
+        for (timing, chunks, want) in cases {
+            let text = format!(
+                "{{\"tapedeck_tape\":1,\"session\":\"s\",\"events\":1}}\n{}\n",
+                event_line(timing, chunks)
+            );
+            let err = read_from(std::io::Cursor::new(text), Path::new("t.jsonl"))
+                .err()
+                .unwrap_or_else(|| panic!("accepted {timing} {chunks}"))
+                .to_string();
+            assert!(err.starts_with("t.jsonl, line 2: step 1: "), "{err}");
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let fine = format!(
+            "{{\"tapedeck_tape\":1,\"session\":\"s\",\"events\":1}}\n{}\n",
+            event_line(ok_timing, r#"[{"at_ms":1.5,"len":0}]"#)
+        );
+        assert!(read_from(std::io::Cursor::new(fine), Path::new("t.jsonl")).is_ok());
+    }
+
+    #[test]
+    fn an_edited_body_is_refused() {
+        let data = b"hello";
+        let mut v = inline(&body_ref(data), data);
+        v.text = Some("hellO".into());
+        assert!(materialize(v).unwrap_err().contains("does not match"));
+    }
+}

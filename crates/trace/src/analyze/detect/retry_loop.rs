@@ -1,0 +1,235 @@
+//! `retry_loop`: the same call made three or more times in a row with nothing changed.
+//!
+//! Retries of "the same" call differ in ids, timestamps and nonces, so requests are
+//! compared with those blanked ([`fuzzy_key`]). The run is per agent and per kind; it is
+//! an error when every attempt failed, a warning when the loop ended in a success.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::View;
+use crate::analyze::read::{status_of, what};
+use crate::analyze::{Finding, Severity};
+use crate::spans::Parsed;
+use tapedeck_model::exchange::canonical::{sort_keys, UrlParts};
+use tapedeck_model::exchange::Kind;
+
+/// Keys whose values change between retries of the same call.
+fn volatile_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    [
+        "id",
+        "ids",
+        "uuid",
+        "nonce",
+        "timestamp",
+        "ts",
+        "time",
+        "date",
+        "created",
+        "created_at",
+        "updated_at",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "idempotency_key",
+        "seed",
+    ]
+    .contains(&k.as_str())
+        || k.ends_with("_id")
+        || k.ends_with("_at")
+}
+
+/// Values that change between retries: uuids and ISO timestamps.
+fn volatile_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    let uuid = s.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    let iso = s.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b'T' || b[10] == b' ')
+        && b[13] == b':';
+    uuid || iso
+}
+
+/// `v` with its volatile keys and values replaced by `*`.
+fn blank(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    (
+                        k.clone(),
+                        if volatile_key(k) {
+                            Value::String("*".into())
+                        } else {
+                            blank(x)
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(blank).collect()),
+        Value::String(s) if volatile_value(s) => Value::String("*".into()),
+        Value::Number(n)
+            if n.as_u64().is_some_and(|x| {
+                (1_000_000_000..2_000_000_000).contains(&x)
+                    || (1_000_000_000_000..2_000_000_000_000).contains(&x)
+            }) =>
+        {
+            Value::String("*".into())
+        }
+        other => other.clone(),
+    }
+}
+
+/// A request with ids and timestamps blanked: retries of "the same" call compare equal.
+fn fuzzy_key(p: &Parsed) -> String {
+    let ev = p.event;
+    let parts = UrlParts::parse(&ev.request.url);
+    let mut query: Vec<String> = parts
+        .query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            if volatile_key(k) || volatile_value(v) {
+                format!("{k}=*")
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect();
+    query.sort();
+    let body = match serde_json::from_slice::<Value>(&p.request_body) {
+        Ok(v) => sort_keys(&blank(&v)).to_string(),
+        Err(_) => blake3::hash(&p.request_body).to_hex().to_string(),
+    };
+    format!(
+        "{} {}://{}:{}{}?{} {body}",
+        ev.request.method,
+        parts.scheme,
+        parts.host,
+        parts.port,
+        parts.path,
+        query.join("&")
+    )
+}
+
+pub fn detect(v: &View, out: &mut Vec<Finding>) {
+    let parsed = v.parsed;
+    let agents: HashSet<Option<&str>> = parsed.iter().map(|p| p.event.agent.as_deref()).collect();
+    for agent in agents {
+        for kind in [Kind::Llm, Kind::Tool, Kind::Other] {
+            let seq: Vec<&Parsed> = parsed
+                .iter()
+                .filter(|p| p.event.agent.as_deref() == agent && p.event.kind == kind)
+                .collect();
+            let mut i = 0;
+            while i < seq.len() {
+                let key = fuzzy_key(seq[i]);
+                let mut j = i + 1;
+                while j < seq.len() && fuzzy_key(seq[j]) == key {
+                    j += 1;
+                }
+                if j - i >= 3 {
+                    let run = &seq[i..j];
+                    let all_failed = run.iter().all(|p| {
+                        p.event.error.is_some() || p.event.status().is_none_or(|s| s >= 400)
+                    });
+                    out.push(Finding {
+                        detector: "retry_loop",
+                        severity: if all_failed { Severity::Error } else { Severity::Warning },
+                        steps: run.iter().map(|p| p.event.step).collect(),
+                        summary: format!(
+                            "the same {kind} call was made {} times in a row with nothing changed: {}",
+                            run.len(),
+                            what(run[0].event)
+                        ),
+                        evidence: run.iter().map(|p| format!("step {}: {} → {}", p.event.step, what(p.event), status_of(p.event))).collect(),
+                    });
+                }
+                i = j;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detect;
+    use crate::analyze::detect::testing::*;
+    use crate::analyze::Severity;
+    use crate::spans::Parsed;
+    use tapedeck_model::exchange::{Event, Kind};
+
+    #[test]
+    fn retries_that_differ_only_in_ids_and_timestamps_are_one_loop_and_a_change_breaks_it() {
+        let evs: Vec<Event> = (1..=4)
+            .map(|i| {
+                event(
+                    i,
+                    Kind::Tool,
+                    "POST",
+                    "https://t.test/search",
+                    200,
+                    i * 10,
+                    i * 10 + 5,
+                )
+            })
+            .collect();
+        let bodies = [
+            r#"{"q":"paris","request_id":"a1","ts":"2026-11-25T10:00:00Z"}"#,
+            r#"{"q":"paris","request_id":"b2","ts":"2026-11-25T10:00:01Z"}"#,
+            r#"{"q":"paris","request_id":"c3","ts":"2026-11-25T10:00:02Z"}"#,
+            r#"{"q":"london","request_id":"d4","ts":"2026-11-25T10:00:03Z"}"#,
+        ];
+        let p: Vec<Parsed> = evs
+            .iter()
+            .zip(bodies)
+            .map(|(e, b)| parsed(e, None, b, "{}"))
+            .collect();
+        let out = run(&p, detect);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].steps, vec![1, 2, 3]);
+        assert_eq!(out[0].severity, Severity::Warning);
+        // Two in a row is not a loop; a different call between them breaks the run.
+        let p2 = vec![
+            parsed(&evs[0], None, bodies[0], "{}"),
+            parsed(&evs[1], None, bodies[1], "{}"),
+            parsed(&evs[2], None, bodies[3], "{}"),
+            parsed(&evs[3], None, bodies[2], "{}"),
+        ];
+        let out = run(&p2, detect);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_loop_where_every_attempt_failed_is_an_error() {
+        let evs: Vec<Event> = (1..=3)
+            .map(|i| {
+                tool_event(
+                    i,
+                    None,
+                    "https://w.test/status/503",
+                    503,
+                    i * 10,
+                    i * 10 + 1,
+                )
+            })
+            .collect();
+        let p: Vec<Parsed> = evs.iter().map(|e| parsed(e, None, "", ERR)).collect();
+        let out = run(&p, detect);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].severity, Severity::Error);
+        assert_eq!(out[0].evidence.len(), 3);
+    }
+}
