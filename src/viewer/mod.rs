@@ -47,6 +47,8 @@ pub enum ViewerError {
     NoSession(String),
     #[error("session {session} has no step {step}")]
     NoStep { session: String, step: u64 },
+    #[error("only session {0} is shown here (a replay daemon shows the session it replays); stop it to view the rest of the store")]
+    OtherSession(String),
     #[error("no API endpoint {0}")]
     NotFound(String),
     #[error("only GET is served here, not {0}")]
@@ -67,7 +69,7 @@ impl ViewerError {
             }
             ViewerError::Store(StoreError::NoSession(_)) => StatusCode::NOT_FOUND,
             ViewerError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ViewerError::Recording(RecordingError::Daemon { .. }) => StatusCode::BAD_GATEWAY,
+            ViewerError::OtherSession(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -225,40 +227,4 @@ fn secure(mut resp: Response<ViewerBody>) -> Response<ViewerBody> {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// Whether a request's `Host` names this viewer's own loopback address, so a page on
-/// another site cannot reach it by pointing a name of its own at 127.0.0.1 (DNS rebinding).
-pub fn host_allowed(host: Option<&str>, local: std::net::SocketAddr) -> bool {
-    let Some(host) = host else { return false };
-    let port = local.port().to_string();
-    let Some((name, p)) = host.rsplit_once(':') else {
-        return false;
-    };
-    if p != port {
-        return false;
-    }
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name == local.ip().to_string()
-        || (local.ip().is_ipv6() && name == format!("[{}]", local.ip()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_must_name_the_loopback_address_and_port() {
-        let local: std::net::SocketAddr = "127.0.0.1:4567".parse().unwrap();
-        assert!(host_allowed(Some("127.0.0.1:4567"), local));
-        assert!(host_allowed(Some("localhost:4567"), local));
-        assert!(host_allowed(Some("LOCALHOST:4567"), local));
-        assert!(!host_allowed(Some("127.0.0.1:4568"), local));
-        assert!(!host_allowed(Some("evil.example:4567"), local));
-        assert!(!host_allowed(Some("127.0.0.1"), local));
-        assert!(!host_allowed(None, local));
-        let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
-        assert!(host_allowed(Some("[::1]:80"), v6));
-    }
 }
