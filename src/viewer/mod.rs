@@ -7,11 +7,14 @@
 //! tree as `show`, the same findings as `analyze`, the same alignment as `diff`, the same
 //! groups as `cluster`. It needs no network, account or build step.
 //!
-//! [`Viewer::serve`] answers one GET under a mount point: `/` for `tapedeck ui`,
-//! `/_tapedeck/ui/` in a record daemon, whose exchanges reach open pages live as
-//! server-sent events ([`live`]). Bodies are attacker-controlled: the API hands them out
-//! as JSON strings, and every response carries a Content-Security-Policy that forbids
-//! inline script, so the page can only show them as text.
+//! [`Viewer::serve`] answers one GET under `/_tapedeck/ui/`, on a record or replay
+//! daemon's control address and under `tapedeck ui` alike; a record daemon's exchanges
+//! reach open pages live as server-sent events ([`live`]). Who may ask is the control
+//! API's business ([`crate::control::admit`]: the store's token, by header or cookie, and
+//! a `Host` that names the daemon), so the viewer never sees a request that has not
+//! passed it. Bodies are attacker-controlled: the API hands them out as JSON strings, and
+//! every response carries a Content-Security-Policy that forbids inline script, so the
+//! page can only show them as text.
 
 mod api;
 pub mod assets;
@@ -130,7 +133,7 @@ impl Viewer {
         tokio::spawn(async move { this.sessions.warm_up().await });
     }
 
-    /// Answers one request under `mount` (`""` or `/_tapedeck/ui`, no trailing slash).
+    /// Answers one request under `mount` (`/_tapedeck/ui`, no trailing slash).
     pub async fn serve<B>(&self, req: Request<B>, mount: &str) -> Response<ViewerBody> {
         let path = req.uri().path();
         let Some(rest) = path.strip_prefix(mount) else {
@@ -145,7 +148,7 @@ impl Viewer {
             }
             return secure(resp);
         }
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+        if req.method() != Method::GET {
             return secure(error_response(&ViewerError::Method(req.method().clone())));
         }
         let rest = rest.trim_start_matches('/');
