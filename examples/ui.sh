@@ -190,21 +190,27 @@ step "5. a record daemon's viewer updates live"
 start_bg live "$TAPEDECK_BIN" record --store "$WORK/live-store" --session live --listen 127.0.0.1:0 \
   --upstream-ca "$UP_CA"
 LIVE_PID=$BG
-ADDR=""
-for _ in $(seq 300); do
-  ADDR="$(sed -n 's/.*record listening on \([0-9.]*:[0-9]*\).*/\1/p' "$WORK/live.err" | head -n 1)"
-  [[ -n $ADDR ]] && break
-  kill -0 "$LIVE_PID" 2>/dev/null || { show_tail "$WORK/live.err"; fail "tapedeck record exited before listening"; }
-  sleep 0.1
-done
-[[ -n $ADDR ]] || { show_tail "$WORK/live.err"; fail "tapedeck record printed no 'listening on' line"; }
-# daemon_link LABEL STORE: the link `tapedeck ui` prints for the daemon holding STORE.
+# listening LABEL PID MODE: waits for the daemon's "MODE listening on ADDR" line; ADDR.
+listening() {
+  local label=$1 pid=$2 mode=$3
+  ADDR=""
+  for _ in $(seq 300); do
+    ADDR="$(sed -n "s/.*$mode listening on \([0-9.]*:[0-9]*\).*/\1/p" "$WORK/$label.err" | head -n 1)"
+    [[ -n $ADDR ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { show_tail "$WORK/$label.err"; fail "tapedeck $mode exited before listening"; }
+    sleep 0.1
+  done
+  show_tail "$WORK/$label.err"
+  fail "tapedeck $mode printed no 'listening on' line"
+}
+# daemon_link LABEL STORE: the link `tapedeck ui` prints for the daemon holding STORE; LINK.
 daemon_link() {
   run "$1" "$TAPEDECK_BIN" ui --store "$2"
   expect_status "$1" 0 "tapedeck ui --store $2 (held by a daemon)"
   LINK="$(cat "$OUT/$1.out")"
   [[ $LINK == "http://$ADDR/_tapedeck/ui/?token="* ]] || fail "tapedeck ui printed \"$LINK\", not the daemon's viewer link"
 }
+listening live "$LIVE_PID" record
 daemon_link live-link "$WORK/live-store"
 EXCHANGE=(curl -sS --fail --max-time 30 --proxy "http://$ADDR" --cacert "$CERTS/ca.pem" "$BASE/weather?city=Tokyo")
 run live-first "${EXCHANGE[@]}"
@@ -231,14 +237,7 @@ ok "the record daemon's viewer at http://$ADDR/_tapedeck/ui/ updated live; the d
 step "6. a replay daemon's viewer shows the session it replays, and no other"
 start_bg replay "$TAPEDECK_BIN" replay --session fault-empty --listen 127.0.0.1:0
 REPLAY_PID=$BG
-ADDR=""
-for _ in $(seq 300); do
-  ADDR="$(sed -n 's/.*replay listening on \([0-9.]*:[0-9]*\).*/\1/p' "$WORK/replay.err" | head -n 1)"
-  [[ -n $ADDR ]] && break
-  kill -0 "$REPLAY_PID" 2>/dev/null || { show_tail "$WORK/replay.err"; fail "tapedeck replay exited before listening"; }
-  sleep 0.1
-done
-[[ -n $ADDR ]] || { show_tail "$WORK/replay.err"; fail "tapedeck replay printed no 'listening on' line"; }
+listening replay "$REPLAY_PID" replay
 daemon_link replay-link "$STORE"
 set +e
 timeout --foreground -k 10 "$TIMEOUT" "$UI_PYTHON" examples/ui_check.py only --url "$LINK" \

@@ -302,6 +302,8 @@ def check_runs(d, url, exp, shots):
         fail("fault-empty step 3: step 1 should flow in as the result of its tool call, by id", flows, call_ids)
     if flows.get("2") != ["tool_output", "[]"]:
         fail("fault-empty step 3: step 2 should flow in as the tool's answer, []", flows)
+    d.execute_script("document.querySelector('.walk').scrollIntoView()")
+    shot(d, shots, "walk-back")
     press(d, "w")
     wait(d, "location.hash.endsWith('/step/2') && document.querySelector('.step[data-step=\"2\"]')",
          "w to walk back to step 2")

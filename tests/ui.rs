@@ -267,6 +267,16 @@ impl Browser {
     }
 }
 
+/// The session names of `api/sessions`, in its order.
+fn names(list: &Value) -> Vec<&str> {
+    list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect()
+}
+
 /// The link `tapedeck ui` prints for a store a daemon holds (it ends at once).
 fn daemon_link(dirs: &Dirs) -> String {
     let (code, out, err) = dirs.run(&["ui"]);
@@ -470,8 +480,11 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
     // Sessions: a summary each, and the failing runs grouped.
     let list = b.summarised().await;
     let rows = list["sessions"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["good", "empty", "empty-again"], "oldest first");
+    assert_eq!(
+        names(&list),
+        ["good", "empty", "empty-again"],
+        "oldest first"
+    );
     let good = &rows[0]["summary"];
     assert_eq!(good["events"], 4);
     assert_eq!(good["llm_calls"], 2);
@@ -686,12 +699,7 @@ async fn tape_files_are_viewed_without_a_store() {
     let ui = Ui::start(&dirs, &[t, t]);
     let b = Browser::enter(&ui.link).await;
     let list = b.summarised().await;
-    let names: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names = names(&list);
     assert_eq!(names.len(), 2);
     assert!(
         names.contains(&"taped") && names.contains(&"taped-2"),
@@ -760,12 +768,7 @@ async fn a_replay_daemon_shows_only_the_session_it_replays() {
     let info = b.json("api/info").await;
     assert_eq!(info["mode"], "replay");
     let list = b.summarised().await;
-    let names: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names = names(&list);
     assert_eq!(names, ["good"]);
     let run = b.json("api/sessions/good/run").await;
     assert_eq!(run["events"], 4);

@@ -5,9 +5,11 @@
 //! an earlier one when its request carries content of that step's response: a tool
 //! call's result or id, assistant text, a tool's answer, a tool call's arguments, or a
 //! distinctive value first seen in that response, whichever agent sent it (a value one
-//! agent hands another links them too). The run page gets the links as step numbers
-//! ([`inputs`]); the step panel gets, for each, the value that flowed ([`explain`]),
-//! found again in the bodies when the panel asks, since the graph keeps only hashes.
+//! agent hands another links them too). The graph is built from the parse the span tree
+//! reads ([`crate::trace::spans::tool_graph`]); the run page gets its links as step
+//! numbers ([`inputs`]); the step panel gets, for each, the value that flowed
+//! ([`explain`]), found again in the bodies when the panel asks, since the graph keeps
+//! only hashes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,26 +19,9 @@ use serde::Serialize;
 use crate::exchange::{BodyRef, Event};
 use crate::recording::Recording;
 use crate::trace::causal::{self, load, Graph};
-use crate::trace::spans::Parsed;
 
 /// Characters of a flowing value the step panel shows.
 const VALUE_CHARS: usize = 200;
-
-/// The dependency graph of a session whose bodies are at hand (read once for the tree).
-pub fn graph(parsed: &[Parsed]) -> Graph {
-    let agentic = load::is_agentic(parsed.iter().map(|p| p.event));
-    let mut b = causal::Builder::new(parsed.len(), agentic);
-    for p in parsed {
-        load::push(
-            &mut b,
-            p.event,
-            p.llm.as_ref(),
-            &p.request_body,
-            &p.response_body,
-        );
-    }
-    b.build()
-}
 
 /// For each step that has any, the earlier steps whose output flowed into it (ascending).
 /// `events` are the session's, in the order the graph was built from.
@@ -205,8 +190,7 @@ mod tests {
     }
 
     fn built(rec: &Recording) -> Graph {
-        let parsed = crate::trace::spans::parse_events(rec);
-        graph(&parsed)
+        crate::trace::spans::tool_graph(&crate::trace::spans::parse_events(rec))
     }
 
     const CHAT: &str = "https://api.openai.com/v1/chat/completions";

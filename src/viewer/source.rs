@@ -22,7 +22,7 @@ use crate::recording::Recording;
 use crate::rules::Rules;
 use crate::store::Store;
 use crate::trace::causal::Graph;
-use crate::trace::spans::{build_from, parse_events, Trace, TraceOptions};
+use crate::trace::spans::{build_from, parse_events, tool_graph, Trace, TraceOptions};
 
 /// Built sessions are kept, least recently used first out, while their events add up to
 /// at most this many (the one built last is always kept); summaries are kept for all.
@@ -339,7 +339,7 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
     // build them at once.
     let (trace, findings, graph) = std::thread::scope(|s| {
         let findings = s.spawn(|| analyze_parsed(&parsed, rules));
-        let graph = s.spawn(|| links::graph(&parsed));
+        let graph = s.spawn(|| tool_graph(&parsed));
         let trace = build_from(&rec.session, &parsed, rules, &TraceOptions::default());
         match (findings.join(), graph.join()) {
             (Ok(f), Ok(g)) => (trace, f, g),
