@@ -86,19 +86,11 @@ pub async fn run(opts: UiOptions) -> CmdResult {
     );
     println!("{link}");
     // Kept until the end: the browser may read the page after a while.
-    let mut opener_dir = None;
-    if opts.open {
-        match &held {
-            Some(s) => open_browser(&s.path().join(OPENER_FILE)),
-            None => match private_opener(&link) {
-                Ok(dir) => {
-                    open_browser(&dir.path().join(OPENER_FILE));
-                    opener_dir = Some(dir);
-                }
-                Err(e) => tracing::warn!("cannot open a browser: {e}; open the link yourself"),
-            },
-        }
-    }
+    let opener_dir = if opts.open {
+        open(held.as_deref(), &link)
+    } else {
+        None
+    };
     let server = tokio::spawn(accept(listener, addr, token, control));
     super::daemon::wait_for_signal().await;
     viewer.close();
@@ -188,6 +180,25 @@ pub fn daemon_viewer_line(addr: SocketAddr, store_dir: &Path) -> String {
         store_dir.display(),
         store_dir.join(OPENER_FILE).display()
     )
+}
+
+/// Opens the viewer in a browser through the page that holds `link`: the store's
+/// `viewer.html`, else one in a fresh private directory (returned, to be kept).
+fn open(held: Option<&SledStore>, link: &str) -> Option<tempfile::TempDir> {
+    if let Some(s) = held {
+        open_browser(&s.path().join(OPENER_FILE));
+        return None;
+    }
+    match private_opener(link) {
+        Ok(dir) => {
+            open_browser(&dir.path().join(OPENER_FILE));
+            Some(dir)
+        }
+        Err(e) => {
+            tracing::warn!("cannot open a browser: {e}; open the link yourself");
+            None
+        }
+    }
 }
 
 /// The page that sends a browser to `link`, in a fresh private directory.
