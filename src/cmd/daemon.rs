@@ -105,7 +105,7 @@ pub async fn serve<H: Handler>(
     let mut proxy_opts = opts.proxy.clone();
     if let Some(s) = store {
         // The token first: a read command that finds daemon.json finds the token too.
-        let token = crate::control::create_token(s.path())
+        let token = crate::control::create_token(s.path(), addr)
             .map_err(|e| msg(format!("cannot write the control token: {e}")))?;
         proxy_opts.control_token = Some(token);
         if let Err(e) = s.write_daemon_info(&DaemonInfo {

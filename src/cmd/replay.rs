@@ -12,6 +12,7 @@ use crate::replay::{ReplayOptions, Replayer};
 use crate::rules::Rules;
 use crate::session::SessionName;
 use crate::store::{SledStore, Store};
+use crate::viewer::{Source, Viewer};
 
 /// Exit status when CMD succeeded but the replay did not (misses, or unused events with
 /// `--fail-on-unused`).
@@ -67,7 +68,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     let session = rec.session.clone();
     let replayer = Replayer::new(
         rec,
-        rules,
+        rules.clone(),
         ReplayOptions {
             order: a.order,
             pace: a.pace,
@@ -79,15 +80,26 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
+    let mut serve_opts =
+        ServeOptions::new(&a.listen, &a.cmd, "replay", SessionName::new(&session).ok())?;
+    // Holding the store, the daemon shows the session it replays (and only that one)
+    // in the viewer, behind its control API's rule; a tape replay holds no store and has
+    // neither (`tapedeck ui TAPE` shows a tape).
+    if let Some(store) = &held {
+        let viewer = Viewer::new(
+            Source::Session(store.clone() as Arc<dyn Store>, session.clone()),
+            rules,
+            "replay",
+            format!("replaying session {session} of {}", a.store.store.display()),
+        );
+        replayer.control.set_viewer(viewer.clone());
+        serve_opts.on_stop = Some(Box::new(move || viewer.close()));
+    }
+    let viewer_line = held.is_some().then(|| a.store.store.clone());
     let code = serve(
         replayer.clone(),
         Arc::new(ca),
-        ServeOptions::new(
-            &a.listen,
-            &a.cmd,
-            "replay",
-            SessionName::new(&session).ok(),
-        )?,
+        serve_opts,
         held.as_deref(),
         replayer.inflight.clone(),
         |addr| {
@@ -101,7 +113,10 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             };
             tracing::info!(
                 "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); {outbound}"
-            )
+            );
+            if let Some(dir) = &viewer_line {
+                tracing::info!("{}", super::ui::daemon_viewer_line(addr, dir));
+            }
         },
     )
     .await?;

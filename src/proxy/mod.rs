@@ -300,6 +300,7 @@ impl<H: Handler> Proxy<H> {
                 self.opts.control_token.as_deref(),
                 *listen,
                 req.method(),
+                req.uri(),
                 req.headers(),
             ) {
                 tracing::warn!(

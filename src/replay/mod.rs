@@ -159,7 +159,8 @@ pub struct Replayer {
     miss_lines: Mutex<Vec<String>>,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
-    control: crate::control::Control,
+    /// The control API; `pub` so the replay command can hang the web viewer on it.
+    pub control: crate::control::Control,
     max_body: MaxBody,
 }
 

@@ -558,7 +558,7 @@ pub(crate) fn agent_root(
 }
 
 /// The dependency graph of parsed events (bodies already at hand).
-fn tool_graph(parsed: &[Parsed]) -> Graph {
+pub fn tool_graph(parsed: &[Parsed]) -> Graph {
     let agentic = causal::load::is_agentic(parsed.iter().map(|p| p.event));
     let mut b = causal::Builder::new(parsed.len(), agentic);
     for p in parsed {
