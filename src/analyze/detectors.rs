@@ -829,6 +829,7 @@ mod tests {
                 end_unix_ns: end_ms * 1_000_000,
             },
             error: None,
+            ws: None,
         }
     }
 

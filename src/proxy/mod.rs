@@ -11,6 +11,7 @@ pub mod hop;
 mod idle;
 mod tunnel;
 pub mod upstream;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;

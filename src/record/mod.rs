@@ -563,6 +563,7 @@ impl Pending {
                 end_unix_ns: self.start_unix_ns + end.duration_since(self.start).as_nanos() as u64,
             },
             error,
+            ws: None,
         };
         let session = self.clock.name.as_str();
         match self.recorder.store.put_event(session, &event) {

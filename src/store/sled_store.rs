@@ -458,7 +458,14 @@ impl Store for SledStore {
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
         let value = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
         self.events.insert(event_key(session, event.step), value)?;
-        let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
+        let bytes = event.request.body.len
+            + event.response.as_ref().map_or(0, |r| r.body.len)
+            + event
+                .ws
+                .iter()
+                .flat_map(|w| &w.messages)
+                .map(|m| m.body.len)
+                .sum::<u64>();
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
             merge_info(old, session, event, bytes)
         })?;
@@ -474,6 +481,9 @@ impl Store for SledStore {
             let mut whole = self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
                 whole &= self.has_body(&r.body.b3)?;
+            }
+            for m in ev.ws.iter().flat_map(|w| &w.messages) {
+                whole &= self.has_body(&m.body.b3)?;
             }
             if whole {
                 out.push(ev);
