@@ -10,6 +10,7 @@
 pub mod index;
 pub mod live;
 mod miss;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -215,8 +216,27 @@ impl Replayer {
         }
     }
 
-    async fn replay(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Counts a miss and keeps its line for the summary (the first 20).
+    pub(crate) fn note_miss(&self, kind: &'static str, line: String) {
+        tracing::warn!("{line}");
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(line);
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_insert(0) += 1;
+    }
+
+    async fn replay(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let arrived = Instant::now();
+        let upgrade = crate::proxy::ws::is_upgrade_request(req.headers())
+            .then(|| hyper::upgrade::on(&mut req));
         let _guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
         let raw = match incoming.collect().await {
@@ -273,6 +293,9 @@ impl Replayer {
                     .push(i);
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
+                if ev.ws.is_some() {
+                    return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived).await;
+                }
                 self.clone().respond(ev, &parts.method, arrived).await
             }
             Err(m) => {
@@ -291,19 +314,7 @@ impl Replayer {
                     expected.zip(expected_body.as_deref()),
                     ev_of(m.later),
                 );
-                tracing::warn!("{line}");
-                {
-                    let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
-                    if lines.len() < 20 {
-                        lines.push(line.clone());
-                    }
-                }
-                *self
-                    .misses
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(m.kind.as_str())
-                    .or_insert(0) += 1;
+                self.note_miss(m.kind.as_str(), line);
                 let mut resp = body::json(StatusCode::NOT_FOUND, &json);
                 resp.headers_mut()
                     .insert(MISS_HEADER, http::HeaderValue::from_static(m.kind.as_str()));

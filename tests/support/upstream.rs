@@ -7,7 +7,8 @@
 //!
 //! Self-contained on purpose: it is included as `mod support;` by integration tests and
 //! with `#[path = "../tests/support/upstream.rs"] mod upstream;` by examples and benches,
-//! and only uses crates that are already dependencies of tapedeck.
+//! and only uses crates that are already dependencies of tapedeck (dev-dependencies
+//! included: tokio-tungstenite speaks the WebSocket side).
 //!
 //! Endpoints (see `route`):
 //! - `GET /json` ~1 KB JSON; `POST /echo` echoes method, path, query, body and a few
@@ -21,8 +22,12 @@
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
 //!   an `access_token` field, cut so both straddle frames; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
+//!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
 //!   anything else → 404 JSON.
 #![allow(dead_code)]
+
+#[path = "realtime.rs"]
+mod realtime;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -347,12 +352,14 @@ async fn accept_loop(
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls) = acceptor.accept(stream).await {
-                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                            .await;
                     }
                 }
                 None => {
                     let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 }
             }
@@ -615,6 +622,9 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let q = query.as_deref();
+    if realtime::is_upgrade(&req) {
+        return Ok(realtime::upgrade(req, &path, q));
+    }
     let resp = match (&method, path.as_str()) {
         (&Method::GET, "/json") => json_response(StatusCode::OK, &sample_json()),
         (&Method::POST, "/echo") => echo(req).await?,
