@@ -376,13 +376,23 @@ mod tests {
         };
         let rules = Rules::default();
         let call = |id: u32| {
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"w","arguments":{{"id":7}}}}}}"#)
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"w","arguments":{{"id":7}}}}}}"#
+            )
         };
-        assert_eq!(key(call(1).as_bytes(), &rules), key(call(9).as_bytes(), &rules));
+        assert_eq!(
+            key(call(1).as_bytes(), &rules),
+            key(call(9).as_bytes(), &rules)
+        );
         let batch = |a: u32, b: u32| {
-            format!(r#"[{{"jsonrpc":"2.0","id":{a},"method":"x"}},{{"jsonrpc":"2.0","id":{b},"method":"y"}}]"#)
+            format!(
+                r#"[{{"jsonrpc":"2.0","id":{a},"method":"x"}},{{"jsonrpc":"2.0","id":{b},"method":"y"}}]"#
+            )
         };
-        assert_eq!(key(batch(1, 2).as_bytes(), &rules), key(batch(5, 6).as_bytes(), &rules));
+        assert_eq!(
+            key(batch(1, 2).as_bytes(), &rules),
+            key(batch(5, 6).as_bytes(), &rules)
+        );
         // Arguments keep their own ids; a body that is not JSON-RPC keeps its `id`.
         assert_ne!(
             key(call(1).replace("\"id\":7", "\"id\":8").as_bytes(), &rules),
@@ -393,7 +403,10 @@ mod tests {
             match_message_ids: true,
             ..Rules::default()
         };
-        assert_ne!(key(call(1).as_bytes(), &strict), key(call(2).as_bytes(), &strict));
+        assert_ne!(
+            key(call(1).as_bytes(), &strict),
+            key(call(2).as_bytes(), &strict)
+        );
     }
 
     #[test]

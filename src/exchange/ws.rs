@@ -138,9 +138,7 @@ pub fn stored_payload(op: WsOp, payload: &[u8], rules: &Rules, secrets: &mut Sec
             )
             .0
         }
-        _ => secrets
-            .scrub(payload)
-            .unwrap_or_else(|| payload.to_vec()),
+        _ => secrets.scrub(payload).unwrap_or_else(|| payload.to_vec()),
     }
 }
 
@@ -224,8 +222,16 @@ mod tests {
             &mut secrets,
         );
         let text = String::from_utf8(text).unwrap();
-        assert!(!text.contains("k-123456789") && !text.contains("sk-live"), "{text}");
-        let bin = stored_payload(WsOp::Binary, b"\x00sk-live-0123456789abcdef\x01", &rules, &mut secrets);
+        assert!(
+            !text.contains("k-123456789") && !text.contains("sk-live"),
+            "{text}"
+        );
+        let bin = stored_payload(
+            WsOp::Binary,
+            b"\x00sk-live-0123456789abcdef\x01",
+            &rules,
+            &mut secrets,
+        );
         assert!(!bin.windows(7).any(|w| w == b"sk-live"));
     }
 

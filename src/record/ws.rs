@@ -78,7 +78,14 @@ pub(super) async fn relay(
     let problems = Arc::new(Mutex::new(Vec::<String>::new()));
     let (cr, cw) = tokio::io::split(TokioIo::new(client));
     let (ur, uw) = tokio::io::split(TokioIo::new(upstream));
-    let up = pump(cr, uw, WsSide::Client, upgraded_at, tx.clone(), problems.clone());
+    let up = pump(
+        cr,
+        uw,
+        WsSide::Client,
+        upgraded_at,
+        tx.clone(),
+        problems.clone(),
+    );
     let down = pump(ur, cw, WsSide::Server, upgraded_at, tx, problems.clone());
     let inflight = pending.recorder.inflight.clone();
     let stopped = tokio::select! {
@@ -153,9 +160,8 @@ async fn pump<R, W>(
         let Some(r) = reader.as_mut() else { continue };
         match r.feed(&buf[..n]) {
             Ok(messages) => {
-                let at_ms = crate::record::capture::round_ms(
-                    upgraded_at.elapsed().as_secs_f64() * 1000.0,
-                );
+                let at_ms =
+                    crate::record::capture::round_ms(upgraded_at.elapsed().as_secs_f64() * 1000.0);
                 for message in messages {
                     let _ = tx.send(Seen {
                         from: side,

@@ -20,8 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{wait_until, Replayer, STEP_HEADER};
 use crate::cli::Pace;
-use crate::exchange::ws::{message_key, stored_payload, MessageKey, WsOp, WsSide};
 use crate::exchange::redact::Secrets;
+use crate::exchange::ws::{message_key, stored_payload, MessageKey, WsOp, WsSide};
 use crate::exchange::Event;
 use crate::proxy::body::{self, ProxyBody};
 use crate::proxy::ws::{accept_key, close_payload, encode, Message, MessageReader};
@@ -104,7 +104,11 @@ pub(super) async fn respond(
     tokio::spawn(async move {
         let guard = replayer.inflight.enter();
         match upgrade.await {
-            Ok(io) => Session::new(replayer, step, script).run(TokioIo::new(io)).await,
+            Ok(io) => {
+                Session::new(replayer, step, script)
+                    .run(TokioIo::new(io))
+                    .await
+            }
             Err(e) => tracing::warn!("step {step}: the WebSocket upgrade did not complete: {e}"),
         }
         drop(guard);
@@ -173,8 +177,7 @@ impl Session {
     /// The next server message and when it may go, if the client messages before it
     /// in the recording have all arrived.
     fn next_send(&mut self) -> Option<(usize, Instant)> {
-        while self.server < self.script.len() && self.script[self.server].from != WsSide::Server
-        {
+        while self.server < self.script.len() && self.script[self.server].from != WsSide::Server {
             self.server += 1;
         }
         let i = self.server;
@@ -289,7 +292,11 @@ impl Session {
         for m in messages {
             match m.op {
                 WsOp::Ping => {
-                    if wr.write_all(&encode(WsOp::Pong, &m.payload, None)).await.is_err() {
+                    if wr
+                        .write_all(&encode(WsOp::Pong, &m.payload, None))
+                        .await
+                        .is_err()
+                    {
                         return Some(End::Done);
                     }
                 }

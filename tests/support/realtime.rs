@@ -2,7 +2,7 @@
 //!
 //! - `GET /ws/echo`: sends `{"type":"hello"}`, then echoes every text and binary message;
 //!   the text `bye` makes it close with code 4000 and reason `bye`; `ping` gets a
-//!   WebSocket ping before the echo.
+//!   WebSocket ping before the echo; `sleep:MS` is echoed after MS milliseconds.
 //! - `GET /v1/realtime?model=M`: a scripted model speaking the OpenAI Realtime API's event
 //!   shapes (GA names): `session.created` on connect; `session.update` →
 //!   `session.updated`; `conversation.item.create` → `conversation.item.added` and
@@ -32,7 +32,11 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Answers an upgrade request: `101` and the session on a task of its own.
-pub fn upgrade(mut req: Request<Incoming>, path: &str, query: Option<&str>) -> Response<FixtureBody> {
+pub fn upgrade(
+    mut req: Request<Incoming>,
+    path: &str,
+    query: Option<&str>,
+) -> Response<FixtureBody> {
     let Some(key) = req
         .headers()
         .get("sec-websocket-key")
@@ -88,11 +92,7 @@ enum Kind {
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn echo(mut ws: Ws) {
-    if ws
-        .send(Message::text(r#"{"type":"hello"}"#))
-        .await
-        .is_err()
-    {
+    if ws.send(Message::text(r#"{"type":"hello"}"#)).await.is_err() {
         return;
     }
     while let Some(Ok(m)) = ws.next().await {
@@ -106,7 +106,16 @@ async fn echo(mut ws: Ws) {
                     .await;
             }
             Message::Text(t) => {
-                if t.as_str() == "ping" && ws.send(Message::Ping(b"fx".to_vec().into())).await.is_err() {
+                if let Some(ms) = t
+                    .as_str()
+                    .strip_prefix("sleep:")
+                    .and_then(|m| m.parse().ok())
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                if t.as_str() == "ping"
+                    && ws.send(Message::Ping(b"fx".to_vec().into())).await.is_err()
+                {
                     return;
                 }
                 if ws.send(Message::Text(t)).await.is_err() {
@@ -183,8 +192,10 @@ impl Conversation {
         match (output, city, self.tools.first().cloned()) {
             (None, Some(city), Some(tool)) => {
                 let call_id = self.id("call");
-                vec![json!({"type": "function_call", "id": self.id("item"), "call_id": call_id,
-                            "name": tool, "arguments": json!({"city": city}).to_string(), "status": "completed"})]
+                vec![
+                    json!({"type": "function_call", "id": self.id("item"), "call_id": call_id,
+                            "name": tool, "arguments": json!({"city": city}).to_string(), "status": "completed"}),
+                ]
             }
             (Some(out), _, _) => {
                 let text = match serde_json::from_str::<Value>(&out) {
@@ -200,7 +211,9 @@ impl Conversation {
             }
             _ => {
                 let text = match weather_of(&city_of(&last_user)) {
-                    Some(_) if self.tools.is_empty() => "I have no tools to look that up.".to_string(),
+                    Some(_) if self.tools.is_empty() => {
+                        "I have no tools to look that up.".to_string()
+                    }
                     _ => format!("You said: {last_user}"),
                 };
                 vec![self.text_item(&text)]
@@ -275,14 +288,19 @@ async fn realtime(mut ws: Ws, model: String) {
                         out.push(c.event(json!({"type": "response.function_call_arguments.done", "response_id": rid,
                             "item_id": iid, "output_index": n, "call_id": item["call_id"], "name": item["name"], "arguments": args})));
                     } else {
-                        let text = item["content"][0]["text"].as_str().unwrap_or("").to_string();
+                        let text = item["content"][0]["text"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
                         completion += text.len();
                         for word in text.split_inclusive(' ') {
                             out.push(c.event(json!({"type": "response.output_text.delta", "response_id": rid,
                                 "item_id": iid, "output_index": n, "content_index": 0, "delta": word})));
                         }
-                        out.push(c.event(json!({"type": "response.output_text.done", "response_id": rid,
-                            "item_id": iid, "output_index": n, "content_index": 0, "text": text})));
+                        out.push(c.event(
+                            json!({"type": "response.output_text.done", "response_id": rid,
+                            "item_id": iid, "output_index": n, "content_index": 0, "text": text}),
+                        ));
                     }
                     out.push(c.event(json!({"type": "response.output_item.done", "response_id": rid, "output_index": n, "item": item})));
                 }
@@ -294,8 +312,10 @@ async fn realtime(mut ws: Ws, model: String) {
             }
             other => {
                 let other = other.to_string();
-                out.push(c.event(json!({"type": "error", "error": {"type": "invalid_request_error",
-                    "message": format!("fixture: unknown event type {other:?}")}})));
+                out.push(c.event(
+                    json!({"type": "error", "error": {"type": "invalid_request_error",
+                    "message": format!("fixture: unknown event type {other:?}")}}),
+                ));
             }
         }
         for m in out {
