@@ -9,6 +9,7 @@
 
 pub mod index;
 pub mod live;
+mod mcp;
 mod miss;
 mod ws;
 
@@ -117,6 +118,7 @@ pub struct Replayer {
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     control: crate::control::Control,
+    mcp_sessions: mcp::Sessions,
 }
 
 impl Replayer {
@@ -168,6 +170,7 @@ impl Replayer {
                 live: live::LiveHosts::new(&opts.allow_live),
                 inflight: Arc::new(InFlight::default()),
                 control,
+                mcp_sessions: mcp::Sessions::default(),
             }
         });
         Ok(this)
@@ -296,7 +299,21 @@ impl Replayer {
                 if ev.ws.is_some() {
                     return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived).await;
                 }
-                self.clone().respond(ev, &parts.method, arrived).await
+                let recorded = if memchr::memmem::find(&stored_body, b"\"jsonrpc\"").is_some() {
+                    self.rec.body(&ev.request.body).unwrap_or_default()
+                } else {
+                    Bytes::new()
+                };
+                let answer = mcp::Answer::new(&recorded, &stored_body, &parts.headers);
+                if let (true, Some(session)) =
+                    (parts.method == http::Method::DELETE, &answer.session)
+                {
+                    self.mcp_sessions.end(session);
+                }
+                let listening = mcp::is_listening_stream(&parts.method, &parts.headers);
+                self.clone()
+                    .respond(ev, &parts.method, arrived, &answer, listening)
+                    .await
             }
             Err(m) => {
                 let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
@@ -328,6 +345,8 @@ impl Replayer {
         ev: &Event,
         method: &http::Method,
         arrived: Instant,
+        answer: &mcp::Answer,
+        listening: bool,
     ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
         let Some(r) = &ev.response else {
@@ -405,10 +424,26 @@ impl Replayer {
             {
                 continue;
             }
-            builder = builder.header(name.as_str(), value.as_str());
+            let value = match (&answer.session, name.as_str()) {
+                (Some(live), mcp::SESSION_HEADER) => live.as_str(),
+                _ => value.as_str(),
+            };
+            builder = builder.header(name.as_str(), value);
         }
         builder = builder.header(STEP_HEADER, ev.step);
-        let cut = !r.complete;
+        let (data, chunks) = answer.body(data, r.chunks.clone());
+        // A stream the recorded client hung up on stays open until this one does; an MCP
+        // listening stream until its session's DELETE (see [`mcp`]).
+        let client_left = ev
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == crate::exchange::ErrorKind::ClientClosed);
+        let cut = !r.complete && !client_left;
+        let streamed = r.chunks.is_some() && header(&r.headers, "content-length").is_none();
+        let hold = self.hold(
+            client_left && streamed,
+            answer.session.as_deref().filter(|_| listening && streamed),
+        );
         let body: ProxyBody = if no_body {
             if let Some(cl) = header(&r.headers, "content-length") {
                 builder = builder.header("content-length", cl);
@@ -420,9 +455,11 @@ impl Replayer {
             if !cut && r.chunks.is_none() {
                 builder = builder.header("content-length", enc.len());
             }
-            let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
-            ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut).boxed_unsync()
-        } else if let Some(chunks) = &r.chunks {
+            let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
+            ReplayBody::new(vec![(at, Bytes::from(enc))], arrived, recorded, cut)
+                .holding(hold)
+                .boxed_unsync()
+        } else if let Some(chunks) = &chunks {
             let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
             let mut off = 0usize;
             for c in chunks {
@@ -434,16 +471,20 @@ impl Replayer {
             if off < data.len() {
                 frames.push((None, data.slice(off..)));
             }
-            if header(&r.headers, "content-length").is_some() && !cut {
+            if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
                 builder = builder.header("content-length", data.len());
             }
-            ReplayBody::new(frames, arrived, recorded, cut).boxed_unsync()
+            ReplayBody::new(frames, arrived, recorded, cut)
+                .holding(hold)
+                .boxed_unsync()
         } else {
             if !cut {
                 builder = builder.header("content-length", data.len());
             }
             let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
-            ReplayBody::new(vec![(Some(end_ms), data)], arrived, recorded, cut).boxed_unsync()
+            ReplayBody::new(vec![(Some(end_ms), data)], arrived, recorded, cut)
+                .holding(hold)
+                .boxed_unsync()
         };
         builder.body(body).unwrap_or_else(|e| {
             body::text(
@@ -451,6 +492,28 @@ impl Replayer {
                 &format!("tapedeck: step {} has a bad header: {e}", ev.step),
             )
         })
+    }
+}
+
+impl Replayer {
+    /// What keeps a replayed body open after its last frame: nothing, or the end of an
+    /// MCP session (`session`), or (`open`) only the client hanging up; a stop ends both.
+    fn hold(self: &Arc<Self>, open: bool, session: Option<&str>) -> Option<Hold> {
+        if !open && session.is_none() {
+            return None;
+        }
+        let this = self.clone();
+        let session = session.map(str::to_string);
+        Some(Box::pin(async move {
+            let stop = this.inflight.clone();
+            match session {
+                Some(s) => tokio::select! {
+                    _ = this.mcp_sessions.ended(&s) => {}
+                    _ = stop.draining() => {}
+                },
+                None => stop.draining().await,
+            }
+        }))
     }
 }
 
@@ -551,7 +614,11 @@ struct ReplayBody {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
     cut_delayed: bool,
+    /// Keeps the body open after its last frame until it resolves.
+    hold: Option<Hold>,
 }
+
+type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const CUT_DELAY: Duration = Duration::from_millis(20);
 
@@ -570,7 +637,13 @@ impl ReplayBody {
             sleep: None,
             done: false,
             cut_delayed: false,
+            hold: None,
         }
+    }
+
+    fn holding(mut self, hold: Option<Hold>) -> ReplayBody {
+        self.hold = hold;
+        self
     }
 }
 
@@ -606,6 +679,12 @@ impl Body for ReplayBody {
                         "the recorded response was cut here (upstream reset)".into(),
                     )));
                 }
+                if let Some(h) = self.hold.as_mut() {
+                    if h.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.hold = None;
+                }
                 return Poll::Ready(None);
             };
             if self.paced {
@@ -623,11 +702,11 @@ impl Body for ReplayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && (!self.cut || self.done)
+        self.frames.is_empty() && (!self.cut || self.done) && self.hold.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.cut {
+        if self.cut || self.hold.is_some() {
             return SizeHint::default();
         }
         let n: u64 = self.frames.iter().map(|(_, b)| b.len() as u64).sum();

@@ -939,6 +939,32 @@ fn first_tool_name(tools: Option<&Value>) -> Option<String> {
     )
 }
 
+/// The offered tools a user text names, in the order named, each with the text from its
+/// name up to the next one.
+fn named_tools(tools: Option<&Value>, text: &str) -> Vec<(String, String)> {
+    let mut at: Vec<(usize, String)> = tools
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .filter_map(|name| text.find(name).map(|i| (i, name.to_string())))
+        .collect();
+    at.sort();
+    (0..at.len())
+        .map(|i| {
+            let end = at.get(i + 1).map_or(text.len(), |n| n.0);
+            (
+                at[i].1.clone(),
+                text[at[i].0 + at[i].1.len()..end].to_string(),
+            )
+        })
+        .collect()
+}
+
 fn chat_script(req: &Value) -> (Script, usize) {
     let empty = Vec::new();
     let messages = req
@@ -961,7 +987,31 @@ fn chat_script(req: &Value) -> (Script, usize) {
     };
     let role = last.get("role").and_then(Value::as_str).unwrap_or("");
     let text = last.get("content").map(content_text).unwrap_or_default();
+    let named = named_tools(req.get("tools"), &text);
     let script = match (role, first_tool_name(req.get("tools"))) {
+        ("user", Some(_)) if named.len() >= 2 => {
+            // "get_forecast for Paris and get_weather for Atlantis": one call per tool
+            // named, each for the city named after it.
+            let mut calls: Vec<(String, String, String)> = named
+                .iter()
+                .enumerate()
+                .map(|(i, (name, segment))| {
+                    let city = city_of(&format!("x {segment}"));
+                    (
+                        format!("call_{n}_{i}"),
+                        name.clone(),
+                        serde_json::to_string(&json!({ "city": city })).expect("json"),
+                    )
+                })
+                .collect();
+            let (id, name, arguments) = calls.remove(0);
+            Script::ToolCall {
+                id,
+                name,
+                arguments,
+                more: calls,
+            }
+        }
         ("user", Some(name)) => {
             let cities: Vec<&str> = {
                 let mut found: Vec<(usize, &str)> = WEATHER
