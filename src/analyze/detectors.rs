@@ -8,7 +8,7 @@ use super::{context, Finding, Severity};
 use crate::exchange::canonical::{sort_keys, UrlParts};
 use crate::exchange::{Event, Kind};
 use crate::rules::Rules;
-use crate::trace::spans::{is_empty_answer, Parsed};
+use crate::trace::spans::Parsed;
 
 fn short(s: &str, n: usize) -> String {
     let s = s.trim().replace('\n', " ");
@@ -31,7 +31,12 @@ fn status_of(ev: &Event) -> String {
     }
 }
 
-fn tool_name(ev: &Event, rules: &Rules) -> String {
+/// The tool's name: an MCP call's, else the tool-name rule's for its URL.
+fn tool_name(t: &Parsed, rules: &Rules) -> String {
+    if let Some(name) = t.mcp.as_ref().and_then(|m| m.tool_name.clone()) {
+        return name;
+    }
+    let ev = t.event;
     let p = UrlParts::parse(&ev.request.url);
     rules.tool_name(&ev.request.method, &p.host, &p.path)
 }
@@ -40,6 +45,14 @@ fn tool_name(ev: &Event, rules: &Rules) -> String {
 /// JSON says so.
 pub fn tool_error(p: &Parsed) -> Option<String> {
     let ev = p.event;
+    if let Some(m) = &p.mcp {
+        if !m.is_tool_call() {
+            return None;
+        }
+        if let Some(why) = m.error_message() {
+            return Some(why);
+        }
+    }
     if ev.response.is_none() {
         return ev
             .error
@@ -301,14 +314,14 @@ pub fn tool_error_ignored(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Findin
         {
             continue;
         }
-        let name = tool_name(t.event, rules);
-        let body = String::from_utf8_lossy(&t.response_body).to_string();
+        let name = tool_name(t, rules);
+        let body = String::from_utf8_lossy(&t.tool_answer()).to_string();
         let answer = l
             .llm
             .as_ref()
             .map(|c| c.output_text.clone())
             .unwrap_or_default();
-        match carried(l, &t.response_body) {
+        match carried(l, &t.tool_answer()) {
             Some(r) => {
                 if let Some(id) = &r.id {
                     reported_results.insert(id.clone());
@@ -371,7 +384,7 @@ pub fn tool_error_ignored(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Findin
             if parsed.iter().any(|t| {
                 t.event.kind != Kind::Llm
                     && t.event.step < l.event.step
-                    && carried(l, &t.response_body).is_some_and(|c| c.id == r.id)
+                    && carried(l, &t.tool_answer()).is_some_and(|c| c.id == r.id)
             }) {
                 continue;
             }
@@ -396,7 +409,7 @@ pub fn tool_error_ignored(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Findin
 pub fn empty_tool_result(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Finding>) {
     let mut covered: HashSet<String> = HashSet::new();
     for (i, t) in parsed.iter().enumerate() {
-        if t.event.kind == Kind::Llm || !is_empty_answer(t.event.status(), &t.response_body) {
+        if !t.is_tool() || !t.is_empty_answer() {
             continue;
         }
         let Some((_, l)) = next_llm(parsed, i) else {
@@ -409,8 +422,8 @@ pub fn empty_tool_result(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Finding
         if let Some(id) = &r.id {
             covered.insert(id.clone());
         }
-        let name = tool_name(t.event, rules);
-        let body = String::from_utf8_lossy(&t.response_body);
+        let name = tool_name(t, rules);
+        let body = String::from_utf8_lossy(&t.tool_answer()).into_owned();
         out.push(Finding {
             detector: "empty_tool_result",
             severity: Severity::Warning,
@@ -741,7 +754,7 @@ pub fn cascading_error(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Finding>)
                 format!(
                     "step {}: {f_agent} sent it to {} → {}",
                     f.event.step,
-                    if f.event.kind == Kind::Llm { what(f.event) } else { tool_name(f.event, rules) },
+                    if f.event.kind == Kind::Llm { what(f.event) } else { tool_name(f, rules) },
                     status_of(f.event)
                 ),
             ],
@@ -858,6 +871,7 @@ mod tests {
         Parsed {
             event: ev,
             llm,
+            mcp: None,
             request_body: req.as_bytes().to_vec(),
             response_body: resp.as_bytes().to_vec(),
         }

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
+use super::adapters::mcp::{self, McpCall};
 use super::adapters::{self, ExchangeView, LlmCall, ToolCall, ToolResult};
 use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
@@ -33,6 +34,8 @@ pub enum Role {
     Llm,
     Tool,
     Http,
+    /// An MCP call (over Streamable HTTP): a client span per the MCP conventions.
+    Mcp,
 }
 
 impl Role {
@@ -43,6 +46,7 @@ impl Role {
             Role::Llm => "llm",
             Role::Tool => "tool",
             Role::Http => "http",
+            Role::Mcp => "mcp",
         }
     }
 }
@@ -159,6 +163,8 @@ pub fn hex(b: &[u8]) -> String {
 pub struct Parsed<'a> {
     pub event: &'a Event,
     pub llm: Option<LlmCall>,
+    /// What an MCP exchange was (non-LLM events only).
+    pub mcp: Option<McpCall>,
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
 }
@@ -183,11 +189,51 @@ impl<'a> Parsed<'a> {
                 })
             })
             .flatten();
+        let mcp = (event.kind != Kind::Llm)
+            .then(|| {
+                mcp::parse(
+                    &event.request.method,
+                    &event.request.headers,
+                    &request_body,
+                    event
+                        .response
+                        .as_ref()
+                        .map(|r| r.headers.as_slice())
+                        .unwrap_or(&[]),
+                    &response_body,
+                )
+            })
+            .flatten();
         Parsed {
             event,
             llm,
+            mcp,
             request_body,
             response_body,
+        }
+    }
+
+    /// Whether the exchange may be a tool's: not an LLM call, and of MCP only a
+    /// `tools/call` (the session's handshake, listing and streams are not tools).
+    pub fn is_tool(&self) -> bool {
+        self.event.kind != Kind::Llm && self.mcp.as_ref().is_none_or(McpCall::is_tool_call)
+    }
+
+    /// What the tool answered, as an agent hands it to its LLM: an MCP result's text, else
+    /// the response body.
+    pub fn tool_answer(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.mcp.as_ref().and_then(|m| m.result_text.as_ref()) {
+            Some(t) => std::borrow::Cow::Owned(t.as_bytes().to_vec()),
+            None => std::borrow::Cow::Borrowed(&self.response_body),
+        }
+    }
+
+    /// Whether a tool answered with nothing: an empty MCP result, or an empty HTTP body
+    /// (see [`is_empty_answer`]).
+    pub fn is_empty_answer(&self) -> bool {
+        match &self.mcp {
+            Some(m) => m.is_tool_call() && m.empty_result && m.rpc_error.is_none(),
+            None => is_empty_answer(self.event.status(), &self.response_body),
         }
     }
 }
@@ -231,7 +277,14 @@ fn push_opt_f(attrs: &mut Vec<(String, AttrValue)>, k: &str, v: Option<f64>) {
 /// Why an exchange failed, as `error.type` wants it.
 pub(crate) fn error_of(p: &Parsed) -> Option<(String, String)> {
     let ev = p.event;
-    if let Some(e) = &ev.error {
+    // An MCP client closes a stream once it has its answer (or, for the listening
+    // stream, when it leaves): that is no failure.
+    let left = ev.error.as_ref().is_some_and(|e| {
+        e.kind == crate::exchange::ErrorKind::ClientClosed
+            && p.mcp.is_some()
+            && ev.response.is_some()
+    });
+    if let Some(e) = ev.error.as_ref().filter(|_| !left) {
         if ev.response.is_none() || !ev.response.as_ref().is_some_and(|r| r.complete) {
             return Some((e.kind.as_str().to_string(), e.message.clone()));
         }
@@ -581,6 +634,110 @@ pub(crate) fn tool_call_span(
     sp
 }
 
+/// How well an MCP `tools/call` answers an LLM tool call: 2 for the same tool and
+/// arguments, 1 for the same tool, 0 otherwise (or not MCP).
+fn mcp_match(tc: &ToolCall, q: &Parsed) -> u8 {
+    let Some(m) = q.mcp.as_ref().filter(|m| m.is_tool_call()) else {
+        return 0;
+    };
+    if m.tool_name.as_deref() != Some(tc.name.as_str()) {
+        return 0;
+    }
+    let args = match &tc.arguments {
+        Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+        v => v.clone(),
+    };
+    if m.arguments.as_ref().unwrap_or(&json!({})) == &args {
+        2
+    } else {
+        1
+    }
+}
+
+fn mcp_error_type(sp: &Span) -> String {
+    match sp.attr("error.type") {
+        Some(AttrValue::Str(t)) => t.clone(),
+        _ => "_OTHER".into(),
+    }
+}
+
+/// The client span of an MCP call (semconv v1.41.1, `docs/gen-ai/mcp.md`): under the
+/// `execute_tool` span that claimed it, else under the agent (a `tools/call` then
+/// stands for the tool call itself). `None` when the exchange is no MCP call.
+fn mcp_span(
+    b: &mut Builder,
+    q: &Parsed,
+    claimed: Option<usize>,
+    agent: usize,
+    opts: &TraceOptions,
+) -> Option<usize> {
+    let m = q.mcp.as_ref()?;
+    let name = m.span_name()?;
+    let ev = q.event;
+    let mut a = vec![("mcp.method.name".to_string(), s(m.method.clone()?))];
+    if m.is_tool_call() {
+        a.push(("gen_ai.operation.name".into(), s("execute_tool")));
+        if let Some(t) = &m.tool_name {
+            a.push(("gen_ai.tool.name".into(), s(t.clone())));
+        }
+    }
+    if let Some(id) = &m.request_id {
+        a.push(("jsonrpc.request.id".into(), s(id.clone())));
+    }
+    if let Some(v) = &m.session_id {
+        a.push(("mcp.session.id".into(), s(v.clone())));
+    }
+    if let Some(v) = &m.protocol_version {
+        a.push(("mcp.protocol.version".into(), s(v.clone())));
+    }
+    a.push(("network.transport".into(), s("tcp")));
+    a.push(("network.protocol.name".into(), s("http")));
+    let version = ev.request.version.trim_start_matches("HTTP/");
+    a.push(("network.protocol.version".into(), s(version)));
+    if opts.include_content {
+        if let Some(args) = &m.arguments {
+            a.push(("gen_ai.tool.call.arguments".into(), s(args.to_string())));
+        }
+        if let (Some(r), false) = (&m.result_text, m.is_error) {
+            a.push(("gen_ai.tool.call.result".into(), s(r.clone())));
+        }
+    }
+    if m.messages > 1 {
+        a.push((
+            "tapedeck.jsonrpc.batch".into(),
+            AttrValue::Int(m.messages as i64),
+        ));
+    }
+    a.extend(http_attrs(ev));
+    let error = match (m.error_type(), m.error_message()) {
+        (Some(t), Some(msg)) => {
+            if let Some((code, _)) = &m.rpc_error {
+                a.push(("rpc.response.status_code".into(), s(code.to_string())));
+            }
+            Some((t, msg))
+        }
+        _ => error_of(q),
+    };
+    let parent = claimed.unwrap_or(agent);
+    let sp = b.add(
+        Some(parent),
+        Role::Mcp,
+        "mcp",
+        Some(ev.step),
+        0,
+        name,
+        SpanKind::Client,
+        ev.timing.start_unix_ns,
+        ev.timing.end_unix_ns,
+        a,
+    );
+    if let Some((t, msg)) = error {
+        b.spans[sp].attributes.push(("error.type".into(), s(t)));
+        b.spans[sp].error = Some(msg);
+    }
+    Some(sp)
+}
+
 /// Name and attributes of a session's root `invoke_agent` span.
 pub(crate) fn agent_root(
     session: &str,
@@ -874,10 +1031,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         // Non-LLM exchanges that ran inside a call's window belong to it.
         let mut load = vec![0usize; tool_spans.len()];
         for (k, q) in parsed.iter().enumerate().skip(i + 1) {
-            if q.event.kind == Kind::Llm
-                || claimed[k].is_some()
-                || q.event.agent.as_deref() != agent
-            {
+            if !q.is_tool() || claimed[k].is_some() || q.event.agent.as_deref() != agent {
                 continue;
             }
             let t = q.event.timing.start_unix_ns;
@@ -892,6 +1046,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 .copied()
                 .max_by_key(|&j| {
                     (
+                        mcp_match(&call.tool_calls[j], q),
                         match_score(&tool_spans[j].1, q),
                         usize::MAX - load[j],
                         usize::MAX - j,
@@ -912,6 +1067,29 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         }
         let parts = UrlParts::parse(&ev.request.url);
         let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
+        if let Some(sp) = mcp_span(&mut b, q, claimed[k], parent_of(ev, &agent_span), opts) {
+            if let (Some(tool_sp), Some((t, msg))) = (
+                claimed[k],
+                b.spans[sp]
+                    .error
+                    .clone()
+                    .map(|m| (mcp_error_type(&b.spans[sp]), m)),
+            ) {
+                if b.spans[tool_sp].error.is_none() {
+                    b.spans[tool_sp]
+                        .attributes
+                        .push(("error.type".into(), s(t)));
+                    b.spans[tool_sp].error = Some(msg);
+                }
+            }
+            if q.is_empty_answer() {
+                b.spans[sp].flag = Some("empty");
+                if let Some(tool_sp) = claimed[k] {
+                    b.spans[tool_sp].flag = Some("empty");
+                }
+            }
+            continue;
+        }
         let sp = match claimed[k] {
             Some(tool_sp) => b.add(
                 Some(tool_sp),
@@ -925,7 +1103,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ev.timing.end_unix_ns,
                 http_attrs(ev),
             ),
-            None if ev.kind == Kind::Tool => {
+            None if ev.kind == Kind::Tool && q.is_tool() => {
                 let mut a = vec![
                     ("gen_ai.operation.name".to_string(), s("execute_tool")),
                     ("gen_ai.tool.name".to_string(), s(tool_name.clone())),
@@ -976,7 +1154,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 }
             }
         }
-        if is_empty_answer(ev.status(), &q.response_body) {
+        if q.is_empty_answer() {
             b.spans[sp].flag = Some("empty");
             if let Some(tool_sp) = claimed[k] {
                 b.spans[tool_sp].flag = Some("empty");
@@ -1019,7 +1197,7 @@ impl Trace {
                     t.output_tokens += sp.int("gen_ai.usage.output_tokens").unwrap_or(0) as u64;
                 }
                 Role::Tool => t.tool_calls += 1,
-                Role::Http => t.http_exchanges += 1,
+                Role::Http | Role::Mcp => t.http_exchanges += 1,
                 _ => {}
             }
             // Errors count once per recorded exchange: a tool call's span only repeats

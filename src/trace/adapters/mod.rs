@@ -43,6 +43,7 @@ mod bedrock;
 mod fields;
 mod gemini;
 mod genai;
+pub mod mcp;
 mod ollama;
 mod openai_chat;
 mod openai_embeddings;
