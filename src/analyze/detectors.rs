@@ -872,6 +872,7 @@ mod tests {
             event: ev,
             llm,
             mcp: None,
+            realtime: None,
             request_body: req.as_bytes().to_vec(),
             response_body: resp.as_bytes().to_vec(),
         }

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{json, Value};
 
 use super::adapters::mcp::{self, McpCall};
+use super::adapters::realtime;
 use super::adapters::{self, ExchangeView, LlmCall, ToolCall, ToolResult};
 use crate::exchange::canonical::UrlParts;
 use crate::exchange::{Event, Kind};
@@ -165,6 +166,8 @@ pub struct Parsed<'a> {
     pub llm: Option<LlmCall>,
     /// What an MCP exchange was (non-LLM events only).
     pub mcp: Option<McpCall>,
+    /// A Realtime WebSocket session's model turns (see [`with_messages`](Parsed::with_messages)).
+    pub realtime: Option<realtime::Session>,
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
 }
@@ -208,8 +211,59 @@ impl<'a> Parsed<'a> {
             event,
             llm,
             mcp,
+            realtime: None,
             request_body,
             response_body,
+        }
+    }
+
+    /// Reads a WebSocket exchange's messages (`bodies` in the order of
+    /// `event.ws.messages`): a Realtime session becomes its model turns.
+    pub fn with_messages(mut self, bodies: &[bytes::Bytes]) -> Parsed<'a> {
+        let ev = self.event;
+        let Some(ws) = &ev.ws else { return self };
+        if !realtime::is_realtime_url(&ev.request.url) {
+            return self;
+        }
+        let messages: Vec<realtime::WireMessage> = ws
+            .messages
+            .iter()
+            .zip(bodies)
+            .filter(|(m, _)| m.op.is_data())
+            .map(|(m, b)| realtime::WireMessage {
+                from_client: m.from == crate::exchange::ws::WsSide::Client,
+                at_ms: m.at_ms,
+                payload: b,
+            })
+            .collect();
+        let parts = UrlParts::parse(&ev.request.url);
+        let provider = adapters::recognise::known_host(&parts.host, &parts.path)
+            .unwrap_or("openai_compatible");
+        self.realtime = realtime::parse(&ev.request.url, provider, &messages);
+        self
+    }
+
+    /// The LLM calls this exchange holds, each with its start and end (Unix ns): the
+    /// call of an HTTP exchange, or every turn of a Realtime session.
+    pub fn calls(&self) -> Vec<(&LlmCall, u64, u64)> {
+        let t = &self.event.timing;
+        match &self.realtime {
+            Some(rt) => rt
+                .turns
+                .iter()
+                .map(|turn| {
+                    (
+                        &turn.call,
+                        ws_time(self.event, turn.start_ms),
+                        ws_time(self.event, turn.end_ms),
+                    )
+                })
+                .collect(),
+            None => self
+                .llm
+                .iter()
+                .map(|c| (c, t.start_unix_ns, t.end_unix_ns))
+                .collect(),
         }
     }
 
@@ -238,6 +292,20 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// When a message of a WebSocket exchange crossed the proxy (Unix ns): its offset counts
+/// from the upgrade, the response head.
+pub(crate) fn ws_time(ev: &Event, at_ms: f64) -> u64 {
+    let upgrade = ev.timing.start_unix_ns + ev.timing.ttfb_ns.unwrap_or(0);
+    let offset = if at_ms.is_finite() && at_ms > 0.0 {
+        (at_ms * 1e6) as u64
+    } else {
+        0
+    };
+    upgrade
+        .saturating_add(offset)
+        .min(ev.timing.end_unix_ns.max(upgrade))
+}
+
 /// Parses every event once (adapters on LLM events).
 pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
     rec.events
@@ -253,7 +321,18 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
                 .and_then(|r| rec.body(&r.body).ok())
                 .map(|b| b.to_vec())
                 .unwrap_or_default();
-            Parsed::new(ev, request_body, response_body)
+            let p = Parsed::new(ev, request_body, response_body);
+            match &ev.ws {
+                Some(ws) => {
+                    let bodies: Vec<bytes::Bytes> = ws
+                        .messages
+                        .iter()
+                        .map(|m| rec.body(&m.body).unwrap_or_default())
+                        .collect();
+                    p.with_messages(&bodies)
+                }
+                None => p,
+            }
         })
         .collect()
 }
@@ -951,110 +1030,160 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         m.get(&ev.agent.as_deref()).copied().unwrap_or(0)
     };
 
-    // LLM spans.
-    let mut llm_span: HashMap<usize, usize> = HashMap::new();
+    // LLM spans: one per call (a Realtime session holds one per model turn).
+    let mut llm_span: HashMap<(usize, usize), usize> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
         if p.event.kind != Kind::Llm {
             continue;
         }
         let ev = p.event;
         let parent = parent_of(ev, &agent_span);
-        let (name, attrs) = match &p.llm {
-            Some(call) => {
-                let name = match &call.request_model {
-                    Some(m) => format!("{} {m}", call.operation),
-                    None => call.operation.clone(),
-                };
-                (name, llm_span_attrs(ev, call, opts))
+        let calls = p.calls();
+        if calls.is_empty() {
+            let mut a = http_attrs(ev);
+            a.push(("gen_ai.operation.name".into(), s("chat")));
+            a.push(("gen_ai.provider.name".into(), s("unknown")));
+            let sp = b.add(
+                Some(parent),
+                Role::Llm,
+                "llm",
+                Some(ev.step),
+                0,
+                "chat".to_string(),
+                SpanKind::Client,
+                ev.timing.start_unix_ns,
+                ev.timing.end_unix_ns,
+                a,
+            );
+            if let Some((t, msg)) = error_of(p) {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
             }
-            None => {
-                let mut a = http_attrs(ev);
-                a.push(("gen_ai.operation.name".into(), s("chat")));
-                a.push(("gen_ai.provider.name".into(), s("unknown")));
-                ("chat".to_string(), a)
-            }
-        };
-        let sp = b.add(
-            Some(parent),
-            Role::Llm,
-            "llm",
-            Some(ev.step),
-            0,
-            name,
-            SpanKind::Client,
-            ev.timing.start_unix_ns,
-            ev.timing.end_unix_ns,
-            attrs,
-        );
-        if let Some((t, msg)) = error_of(p) {
-            b.spans[sp].attributes.push(("error.type".into(), s(t)));
-            b.spans[sp].error = Some(msg);
-        }
-        llm_span.insert(i, sp);
-    }
-
-    // Tool calls: each under the LLM call whose response asked for it, closed by the
-    // first later LLM request that carries its result.
-    let mut claimed: Vec<Option<usize>> = vec![None; parsed.len()];
-    for (i, p) in parsed.iter().enumerate() {
-        let Some(call) = &p.llm else { continue };
-        if call.tool_calls.is_empty() {
             continue;
         }
-        let llm_sp = llm_span[&i];
-        let agent = p.event.agent.as_deref();
-        let mut tool_spans = Vec::new();
-        let mut windows = Vec::new();
-        for (j, tc) in call.tool_calls.iter().enumerate() {
-            // The closing request: the first later one that carries the result.
-            let closing = parsed.iter().enumerate().skip(i + 1).find_map(|(k, q)| {
-                let r = q
-                    .llm
-                    .as_ref()?
-                    .tool_results
-                    .iter()
-                    .find(|r| answers(r, tc))?;
-                Some((k, r))
-            });
-            let w_start = p.event.timing.end_unix_ns;
-            let w_end = closing
-                .map(|(k, _)| parsed[k].event.timing.start_unix_ns)
-                .unwrap_or(end);
-            let result = closing.map(|(k, r)| (r, parsed[k].event.step));
-            let span = tool_call_span(session, p.event.step, j, tc, w_start, w_end, result, opts);
-            let sp = b.attach(Some(llm_sp), span);
-            let mut needles = Vec::new();
-            argument_needles(&tc.arguments, &mut needles);
-            tool_spans.push((sp, needles));
-            windows.push((w_start, w_end));
+        for (turn, (call, start, end)) in calls.into_iter().enumerate() {
+            let name = match &call.request_model {
+                Some(m) => format!("{} {m}", call.operation),
+                None => call.operation.clone(),
+            };
+            let sp = b.add(
+                Some(parent),
+                Role::Llm,
+                "llm",
+                Some(ev.step),
+                turn,
+                name,
+                SpanKind::Client,
+                start,
+                end,
+                llm_span_attrs(ev, call, opts),
+            );
+            let error = match &p.realtime {
+                Some(_) => call
+                    .error_type
+                    .clone()
+                    .map(|t| (t, call.error_message.clone().unwrap_or_default())),
+                None => error_of(p),
+            };
+            if let Some((t, msg)) = error {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
+            }
+            llm_span.insert((i, turn), sp);
         }
-        // Non-LLM exchanges that ran inside a call's window belong to it.
-        let mut load = vec![0usize; tool_spans.len()];
-        for (k, q) in parsed.iter().enumerate().skip(i + 1) {
-            if !q.is_tool() || claimed[k].is_some() || q.event.agent.as_deref() != agent {
+    }
+
+    // Where tool results came back: each LLM request (at its start) and each result a
+    // Realtime client sent (at its own time), with the step that carried it.
+    let mut carriers: Vec<(u64, usize, u64, &ToolResult)> = Vec::new();
+    for (k, q) in parsed.iter().enumerate() {
+        match (&q.realtime, &q.llm) {
+            (Some(rt), _) => carriers.extend(
+                rt.results
+                    .iter()
+                    .map(|r| (ws_time(q.event, r.at_ms), k, q.event.step, &r.result)),
+            ),
+            (None, Some(call)) => carriers.extend(
+                call.tool_results
+                    .iter()
+                    .map(|r| (q.event.timing.start_unix_ns, k, q.event.step, r)),
+            ),
+            _ => {}
+        }
+    }
+    carriers.sort_by_key(|c| (c.0, c.1));
+
+    // Tool calls: each under the LLM call whose response asked for it, closed by the
+    // first later request (or Realtime message) that carries its result.
+    let mut claimed: Vec<Option<usize>> = vec![None; parsed.len()];
+    for (i, p) in parsed.iter().enumerate() {
+        // A Realtime session's tool spans take indices across its turns.
+        let mut index = 0;
+        for (turn, (call, _, call_end)) in p.calls().into_iter().enumerate() {
+            if call.tool_calls.is_empty() {
                 continue;
             }
-            let t = q.event.timing.start_unix_ns;
-            let candidates: Vec<usize> = (0..tool_spans.len())
-                .filter(|&j| t >= windows[j].0 && t <= windows[j].1)
-                .collect();
-            if candidates.is_empty() {
-                continue;
+            let llm_sp = llm_span[&(i, turn)];
+            let agent = p.event.agent.as_deref();
+            let mut tool_spans = Vec::new();
+            let mut windows = Vec::new();
+            for tc in &call.tool_calls {
+                let closing = carriers.iter().find(|(at, k, _, r)| {
+                    let later = if p.realtime.is_some() || parsed[*k].realtime.is_some() {
+                        *at >= call_end
+                    } else {
+                        *k > i
+                    };
+                    later && answers(r, tc)
+                });
+                let w_start = call_end;
+                let w_end = closing.map(|c| c.0).unwrap_or(end).max(w_start);
+                let result = closing.map(|(_, _, step, r)| (*r, *step));
+                let span = tool_call_span(
+                    session,
+                    p.event.step,
+                    index,
+                    tc,
+                    w_start,
+                    w_end,
+                    result,
+                    opts,
+                );
+                index += 1;
+                let sp = b.attach(Some(llm_sp), span);
+                let mut needles = Vec::new();
+                argument_needles(&tc.arguments, &mut needles);
+                tool_spans.push((sp, needles));
+                windows.push((w_start, w_end));
             }
-            let best = candidates
-                .iter()
-                .copied()
-                .max_by_key(|&j| {
-                    (
-                        mcp_match(&call.tool_calls[j], q),
-                        match_score(&tool_spans[j].1, q),
-                        usize::MAX - load[j],
-                        usize::MAX - j,
-                    )
-                })
-                .unwrap_or(candidates[0]);
-            load[best] += 1;
-            claimed[k] = Some(tool_spans[best].0);
+            // Non-LLM exchanges that ran inside a call's window belong to it.
+            let mut load = vec![0usize; tool_spans.len()];
+            for (k, q) in parsed.iter().enumerate().skip(i + 1) {
+                if !q.is_tool() || claimed[k].is_some() || q.event.agent.as_deref() != agent {
+                    continue;
+                }
+                let t = q.event.timing.start_unix_ns;
+                let candidates: Vec<usize> = (0..tool_spans.len())
+                    .filter(|&j| t >= windows[j].0 && t <= windows[j].1)
+                    .collect();
+                if candidates.is_empty() {
+                    continue;
+                }
+                let best = candidates
+                    .iter()
+                    .copied()
+                    .max_by_key(|&j| {
+                        (
+                            mcp_match(&call.tool_calls[j], q),
+                            match_score(&tool_spans[j].1, q),
+                            usize::MAX - load[j],
+                            usize::MAX - j,
+                        )
+                    })
+                    .unwrap_or(candidates[0]);
+                load[best] += 1;
+                claimed[k] = Some(tool_spans[best].0);
+            }
         }
     }
 

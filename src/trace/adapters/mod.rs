@@ -48,6 +48,7 @@ mod ollama;
 mod openai_chat;
 mod openai_embeddings;
 mod openai_responses;
+pub mod realtime;
 pub mod recognise;
 mod sse;
 
