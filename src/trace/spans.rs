@@ -921,15 +921,17 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         .collect();
     let provider = parsed
         .iter()
-        .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
+        .find_map(|p| p.calls().first().map(|(l, _, _)| l.provider.clone()))
         .unwrap_or_else(|| "unknown".into());
     let total_in: u64 = parsed
         .iter()
-        .filter_map(|p| p.llm.as_ref()?.input_tokens)
+        .flat_map(|p| p.calls())
+        .filter_map(|(c, _, _)| c.input_tokens)
         .sum();
     let total_out: u64 = parsed
         .iter()
-        .filter_map(|p| p.llm.as_ref()?.output_tokens)
+        .flat_map(|p| p.calls())
+        .filter_map(|(c, _, _)| c.output_tokens)
         .sum();
     let usage = |a: &mut Vec<(String, AttrValue)>, i: u64, o: u64| {
         a.push(("gen_ai.usage.input_tokens".into(), AttrValue::Int(i as i64)));
@@ -978,15 +980,17 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 .unwrap_or(end);
             let ai: u64 = mine
                 .iter()
-                .filter_map(|p| p.llm.as_ref()?.input_tokens)
+                .flat_map(|p| p.calls())
+                .filter_map(|(c, _, _)| c.input_tokens)
                 .sum();
             let ao: u64 = mine
                 .iter()
-                .filter_map(|p| p.llm.as_ref()?.output_tokens)
+                .flat_map(|p| p.calls())
+                .filter_map(|(c, _, _)| c.output_tokens)
                 .sum();
             let prov = mine
                 .iter()
-                .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
+                .find_map(|p| p.calls().first().map(|(l, _, _)| l.provider.clone()))
                 .unwrap_or_else(|| provider.clone());
             let mut a = vec![
                 ("gen_ai.operation.name".to_string(), self::s("invoke_agent")),
@@ -1123,7 +1127,9 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
             if call.tool_calls.is_empty() {
                 continue;
             }
-            let llm_sp = llm_span[&(i, turn)];
+            let Some(&llm_sp) = llm_span.get(&(i, turn)) else {
+                continue;
+            };
             let agent = p.event.agent.as_deref();
             let mut tool_spans = Vec::new();
             let mut windows = Vec::new();
