@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::exchange::Chunk;
+use crate::exchange::{header, Chunk, Header, Kind};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -214,6 +214,18 @@ impl Sessions {
 /// Whether a request opens an MCP listening stream: a `GET` in an MCP session.
 pub(super) fn is_listening_stream(method: &http::Method, headers: &http::HeaderMap) -> bool {
     method == http::Method::GET && headers.contains_key(SESSION_HEADER)
+}
+
+/// The cursor a request is ordered on. An MCP client opens its listening stream (a
+/// `GET` in a session) while it sends `notifications/initialized`, on another
+/// connection, so the two arrive in either order whatever the recording shows: the
+/// stream gets the `other` cursor, away from the session's calls.
+pub(super) fn cursor_kind(kind: Kind, method: &str, headers: &[Header]) -> Kind {
+    if method.eq_ignore_ascii_case("GET") && header(headers, SESSION_HEADER).is_some() {
+        Kind::Other
+    } else {
+        kind
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ impl Replayer {
             } else {
                 rec.identify(ev, &rules)?
             };
+            let kind = mcp::cursor_kind(kind, &ev.request.method, &ev.request.headers);
             slots.push(Slot {
                 step: ev.step,
                 kind,
@@ -283,6 +284,7 @@ impl Replayer {
             KeyBody::Large(&large_b3)
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
+        let kind = mcp::cursor_kind(kind, &method, &stored_headers);
         let taken = self
             .index
             .lock()
