@@ -22,10 +22,13 @@
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
 //!   an `access_token` field, cut so both straddle frames; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
+//!   MCP over Streamable HTTP (`mcp.rs`): `POST|GET|DELETE /mcp`;
 //!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
 //!   anything else → 404 JSON.
 #![allow(dead_code)]
 
+#[path = "mcp.rs"]
+pub mod mcp;
 #[path = "realtime.rs"]
 mod realtime;
 
@@ -624,6 +627,9 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
     let q = query.as_deref();
     if realtime::is_upgrade(&req) {
         return Ok(realtime::upgrade(req, &path, q));
+    }
+    if path == "/mcp" {
+        return mcp::route(req, q.is_some_and(|q| q.contains("sse=1"))).await;
     }
     let resp = match (&method, path.as_str()) {
         (&Method::GET, "/json") => json_response(StatusCode::OK, &sample_json()),
