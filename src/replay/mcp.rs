@@ -84,9 +84,14 @@ impl Answer {
     /// Rewrites the ids of responses (messages with a result or an error, no method).
     fn rewrite(&self, v: &mut Value) -> bool {
         match v {
-            Value::Array(items) => items
-                .iter_mut()
-                .fold(false, |changed, m| self.rewrite(m) || changed),
+            Value::Array(items) => {
+                // Every answer of a batch, not only up to the first rewritten one.
+                let mut changed = false;
+                for m in items {
+                    changed |= self.rewrite(m);
+                }
+                changed
+            }
             Value::Object(m) => {
                 let is_response = m.contains_key("jsonrpc")
                     && !m.contains_key("method")

@@ -123,11 +123,11 @@ async fn echo(mut ws: Ws) {
                 }
             }
             Message::Binary(b) => {
-                if ws.send(Message::Binary(b)).await.is_err() {
+                let sent = ws.send(Message::Binary(b)).await;
+                if sent.is_err() {
                     return;
                 }
             }
-            Message::Close(_) => {}
             _ => {}
         }
     }

@@ -129,9 +129,7 @@ pub fn parse(
             ..McpCall::default()
         });
     }
-    if memchr::memmem::find(request_body, b"\"jsonrpc\"").is_none() {
-        return None;
-    }
+    memchr::memmem::find(request_body, b"\"jsonrpc\"")?;
     let req: Value = serde_json::from_slice(request_body).ok()?;
     let messages: Vec<&Value> = match &req {
         Value::Array(items) => items.iter().collect(),

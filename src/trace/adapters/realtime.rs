@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn turns_with_usage_function_calls_and_results() {
-        let raw = vec![
+        let raw = [
             m(
                 false,
                 1.0,
