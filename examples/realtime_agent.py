@@ -11,12 +11,16 @@ Environment:
 
 Usage: realtime_agent.py [--question TEXT] [--event-ids]
 
-Prints every server event type as it comes and the deterministic lines of the run.
+Prints the deterministic lines of the run, the type of every server event, and the
+blake2b digest of every message received, byte for byte (so a replay that changed one
+byte of one message prints another digest). A connection the server closes is reported
+("closed: CODE REASON") and the agent exits 0, as an agent that swallows it would.
 --event-ids gives each client event a fresh random event_id (replay ignores them).
 """
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import ssl
@@ -30,10 +34,19 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Current weath
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
+DIGEST = hashlib.blake2b(digest_size=16)
+
+
+async def recv(ws) -> dict:
+    raw = await ws.recv()
+    DIGEST.update(raw.encode() if isinstance(raw, str) else raw)
+    return json.loads(raw)
+
+
 async def until_done(ws, log: list) -> dict:
     """Reads events until response.done; returns its response."""
     while True:
-        ev = json.loads(await ws.recv())
+        ev = await recv(ws)
         log.append(ev["type"])
         if ev["type"] == "error":
             raise SystemExit(f"error event: {ev['error']}")
@@ -52,10 +65,10 @@ async def run(question: str, event_ids: bool) -> None:
     log: list = []
     async with websockets.connect(os.environ["REALTIME_URL"], ssl=ctx,
                                   additional_headers={"Authorization": f"Bearer {key}"}) as ws:
-        created = json.loads(await ws.recv())
+        created = await recv(ws)
         log.append(created["type"])
         await send(ws, {"type": "session.update", "session": {"type": "realtime", "tools": [TOOL]}})
-        log.append(json.loads(await ws.recv())["type"])
+        log.append((await recv(ws))["type"])
         await send(ws, {"type": "conversation.item.create", "item": {
             "type": "message", "role": "user", "content": [{"type": "input_text", "text": question}]}})
         await send(ws, {"type": "response.create"})
@@ -76,6 +89,7 @@ async def run(question: str, event_ids: bool) -> None:
         print("usage:", json.dumps(response.get("usage"), sort_keys=True))
         print("answer:", text)
     print("events:", " ".join(log))
+    print("received digest:", DIGEST.hexdigest())
 
 
 def main() -> None:
@@ -83,7 +97,11 @@ def main() -> None:
     p.add_argument("--question", default="What is the weather in Paris?")
     p.add_argument("--event-ids", action="store_true")
     a = p.parse_args()
-    asyncio.run(run(a.question, a.event_ids))
+    try:
+        asyncio.run(run(a.question, a.event_ids))
+    except websockets.ConnectionClosed as e:
+        frame = e.rcvd
+        print(f"closed: {frame.code if frame else None} {frame.reason if frame else ''}")
 
 
 if __name__ == "__main__":

@@ -765,6 +765,11 @@ pub fn cascading_error(parsed: &[Parsed], rules: &Rules, out: &mut Vec<Finding>)
 pub fn slow_step(parsed: &[Parsed], out: &mut Vec<Finding>) {
     let mut by_kind: HashMap<Kind, Vec<(u64, f64)>> = HashMap::new();
     for p in parsed {
+        // An open channel (a WebSocket, an MCP session's streams) lasts as long as it is
+        // wanted: its length is no step's slowness.
+        if p.event.ws.is_some() || p.mcp.as_ref().is_some_and(|m| m.method.is_none()) {
+            continue;
+        }
         let d = p
             .event
             .timing

@@ -733,7 +733,7 @@ fn mcp_match(tc: &ToolCall, q: &Parsed) -> u8 {
     }
 }
 
-fn mcp_error_type(sp: &Span) -> String {
+fn error_type_of(sp: &Span) -> String {
     match sp.attr("error.type") {
         Some(AttrValue::Str(t)) => t.clone(),
         _ => "_OTHER".into(),
@@ -1202,31 +1202,10 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         }
         let parts = UrlParts::parse(&ev.request.url);
         let tool_name = rules.tool_name(&ev.request.method, &parts.host, &parts.path);
-        if let Some(sp) = mcp_span(&mut b, q, claimed[k], parent_of(ev, &agent_span), opts) {
-            if let (Some(tool_sp), Some((t, msg))) = (
-                claimed[k],
-                b.spans[sp]
-                    .error
-                    .clone()
-                    .map(|m| (mcp_error_type(&b.spans[sp]), m)),
-            ) {
-                if b.spans[tool_sp].error.is_none() {
-                    b.spans[tool_sp]
-                        .attributes
-                        .push(("error.type".into(), s(t)));
-                    b.spans[tool_sp].error = Some(msg);
-                }
-            }
-            if q.is_empty_answer() {
-                b.spans[sp].flag = Some("empty");
-                if let Some(tool_sp) = claimed[k] {
-                    b.spans[tool_sp].flag = Some("empty");
-                }
-            }
-            continue;
-        }
-        let sp = match claimed[k] {
-            Some(tool_sp) => b.add(
+        let mcp = mcp_span(&mut b, q, claimed[k], parent_of(ev, &agent_span), opts);
+        let sp = match (mcp, claimed[k]) {
+            (Some(sp), _) => sp,
+            (None, Some(tool_sp)) => b.add(
                 Some(tool_sp),
                 Role::Http,
                 "http",
@@ -1238,7 +1217,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ev.timing.end_unix_ns,
                 http_attrs(ev),
             ),
-            None if ev.kind == Kind::Tool && q.is_tool() => {
+            (None, None) if ev.kind == Kind::Tool && q.is_tool() => {
                 let mut a = vec![
                     ("gen_ai.operation.name".to_string(), s("execute_tool")),
                     ("gen_ai.tool.name".to_string(), s(tool_name.clone())),
@@ -1259,7 +1238,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                     a,
                 )
             }
-            None => {
+            (None, None) => {
                 let parent = parent_of(ev, &agent_span);
                 b.add(
                     Some(parent),
@@ -1275,18 +1254,20 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 )
             }
         };
-        if let Some((t, msg)) = error_of(q) {
-            b.spans[sp]
-                .attributes
-                .push(("error.type".into(), s(t.clone())));
-            b.spans[sp].error = Some(msg.clone());
-            if let Some(tool_sp) = claimed[k] {
-                if b.spans[tool_sp].error.is_none() {
-                    b.spans[tool_sp]
-                        .attributes
-                        .push(("error.type".into(), s(t)));
-                    b.spans[tool_sp].error = Some(msg);
-                }
+        if mcp.is_none() {
+            if let Some((t, msg)) = error_of(q) {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
+            }
+        }
+        // The tool call fails, and is empty, as its exchange is.
+        if let (Some(tool_sp), Some(msg)) = (claimed[k], b.spans[sp].error.clone()) {
+            if b.spans[tool_sp].error.is_none() {
+                let t = error_type_of(&b.spans[sp]);
+                b.spans[tool_sp]
+                    .attributes
+                    .push(("error.type".into(), s(t)));
+                b.spans[tool_sp].error = Some(msg);
             }
         }
         if q.is_empty_answer() {
