@@ -357,3 +357,45 @@ fn tape_with_websocket_messages_is_format_2_and_round_trips() {
     let b: Vec<Value> = support::harness::read_tape(&again).1;
     assert_eq!(a, b);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_websocket_keeps_its_place_under_the_connection_cap() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &[
+            "record",
+            "--session",
+            "cap",
+            "--upstream-ca",
+            &ca,
+            "--max-connections",
+            "1",
+        ],
+    );
+    let mut ws = wss(&d, &dirs, up.addr.port(), "/ws/echo").await;
+    let hello = ws.next().await.unwrap().unwrap();
+    assert_eq!(hello.into_text().unwrap().as_str(), r#"{"type":"hello"}"#);
+    // The tunnel's HTTP part is over; the WebSocket in it still counts.
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(b"GET http://127.0.0.1:9/ HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "still here"
+    );
+    drop(ws);
+    d.stop();
+}

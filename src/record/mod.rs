@@ -262,7 +262,11 @@ impl Recorder {
                 if let Some((client, upstream, at)) = upgraded {
                     // The 101 keeps its Upgrade and Connection headers: they are the switch.
                     rparts.version = http::Version::HTTP_11;
-                    tokio::spawn(ws::relay(pending, client, upstream, at));
+                    let slot = ctx.slot.clone();
+                    tokio::spawn(async move {
+                        ws::relay(pending, client, upstream, at).await;
+                        drop(slot);
+                    });
                     return Response::from_parts(rparts, body::empty());
                 }
                 hop::strip(&mut rparts.headers);

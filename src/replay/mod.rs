@@ -237,7 +237,13 @@ impl Replayer {
             .or_insert(0) += 1;
     }
 
-    async fn replay(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    /// `slot`: the client connection's place under `--max-connections`, which a WebSocket
+    /// keeps while it lasts.
+    async fn replay(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        slot: Option<crate::proxy::Slot>,
+    ) -> Response<ProxyBody> {
         let arrived = Instant::now();
         let upgrade = crate::proxy::ws::is_upgrade_request(req.headers())
             .then(|| hyper::upgrade::on(&mut req));
@@ -299,7 +305,8 @@ impl Replayer {
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
                 if ev.ws.is_some() {
-                    return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived).await;
+                    return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived, slot)
+                        .await;
                 }
                 let recorded = if memchr::memmem::find(&stored_body, b"\"jsonrpc\"").is_some() {
                     self.rec.body(&ev.request.body).unwrap_or_default()
@@ -554,9 +561,9 @@ impl Handler for Replayer {
     fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        _ctx: ClientCtx,
+        ctx: ClientCtx,
     ) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(self.replay(req))
+        Box::pin(self.replay(req, ctx.slot))
     }
 
     fn raw_tunnel(&self, host: &str, port: u16) -> bool {

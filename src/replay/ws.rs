@@ -52,6 +52,7 @@ pub(super) async fn respond(
     upgrade: Option<OnUpgrade>,
     request: &http::HeaderMap,
     arrived: Instant,
+    slot: Option<crate::proxy::Slot>,
 ) -> Response<ProxyBody> {
     let ev = &replayer.rec.events[index];
     let key = request
@@ -112,6 +113,7 @@ pub(super) async fn respond(
             Err(e) => tracing::warn!("step {step}: the WebSocket upgrade did not complete: {e}"),
         }
         drop(guard);
+        drop(slot);
     });
     resp
 }
