@@ -123,21 +123,13 @@ impl<B> WsRecord<B> {
     }
 }
 
-/// The stored form of a payload: text is read as a body (JSON fields redacted, every
-/// secret value seen in the upgrade scrubbed), binary only scrubbed. Record and replay
-/// both call this, so a client message is matched in the form it was stored in.
+/// The stored form of a payload: text is read as a body kept whole (a message is in
+/// memory anyway: JSON fields redacted, every secret value seen in the upgrade
+/// scrubbed), binary only scrubbed. Record and replay both call this, so a client
+/// message is matched in the form it was stored in.
 pub fn stored_payload(op: WsOp, payload: &[u8], rules: &Rules, secrets: &mut Secrets) -> Vec<u8> {
     match op {
-        WsOp::Text => {
-            redact::stored_body(
-                payload,
-                None,
-                crate::store::WHOLE_JSON_LIMIT,
-                rules,
-                secrets,
-            )
-            .0
-        }
+        WsOp::Text => redact::stored_body(payload, None, usize::MAX, rules, secrets).0,
         _ => secrets.scrub(payload).unwrap_or_else(|| payload.to_vec()),
     }
 }
