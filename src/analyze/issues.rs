@@ -18,7 +18,7 @@ use super::read::tool_error;
 use super::Finding;
 use crate::exchange::Kind;
 use crate::store::{IssueRecord, IssueStatus, IssueTable};
-use crate::trace::spans::{is_empty_answer, Parsed};
+use crate::trace::spans::Parsed;
 use crate::trace::tool_names::ToolNames;
 
 /// What one finding has in common with the same bug in other runs.
@@ -69,7 +69,7 @@ fn tool_error_kind(p: &Parsed) -> String {
             Some(field) => format!("soft error at {field}"),
             None => e.why,
         },
-        None if is_empty_answer(p.event.status(), &p.response_body) => "empty answer".into(),
+        None if p.is_empty_answer() => "empty answer".into(),
         None => "-".into(),
     }
 }

@@ -170,6 +170,7 @@ mod tests {
                         end_unix_ns: at + 5_000_000,
                     },
                     error: None,
+                    ws: None,
                 }
             })
             .collect();
