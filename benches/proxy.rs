@@ -322,6 +322,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                     end_unix_ns: t + 1_000_000,
                 },
                 error: None,
+                ws: None,
             }
         })
         .collect();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pushes a recorded agent run to a real OTLP backend, Arize Phoenix, and reads it back:
 # span names, parentage, the kinds Phoenix derives from the GenAI attributes (AGENT, LLM,
-# TOOL) and token counts must match `tapedeck show --json`. Offline: Phoenix runs on
+# TOOL) and token counts must match `tapedeck show --json`; then an MCP session's tape,
+# whose tools/call spans must be TOOL children of the execute_tool spans. Offline: Phoenix runs on
 # loopback; the agent talks to the local LLM-shaped upstream.
 #
 # Env: TAPEDECK_BIN, UPSTREAM_BIN (default target/release/...), PHOENIX_VENV.
@@ -59,3 +60,11 @@ step "Phoenix up after ~$((i / 2)) s; pushing the session with tapedeck otlp --e
 "$TAPEDECK_BIN" show phoenix-demo --store "$work/store" --json > "$work/show.json"
 step "reading the spans back from Phoenix's REST API"
 python3 "$ROOT/examples/phoenix_check.py" "http://127.0.0.1:$PORT" "$work/show.json" || fail "spans differ"
+
+# An MCP session recorded with the official SDK (examples/wire.sh made the tape): its
+# tools/call spans must reach Phoenix as TOOL children of the execute_tool spans.
+MCP_TAPE="$ROOT/tests/tapes/mcp-sdk.jsonl"
+step "pushing the MCP tape $MCP_TAPE"
+"$TAPEDECK_BIN" otlp "$MCP_TAPE" --endpoint "http://127.0.0.1:$PORT"
+"$TAPEDECK_BIN" show "$MCP_TAPE" --json > "$work/show-mcp.json"
+python3 "$ROOT/examples/phoenix_check.py" "http://127.0.0.1:$PORT" "$work/show-mcp.json" || fail "MCP spans differ"

@@ -24,9 +24,13 @@
 #      of faulty_agent.py, long_agent.py (parallel tool calls; then the 10,000-step run),
 #      and a response whose JSON holds <script> and <img onerror> payloads
 #   3. what the commands say: show, analyze, cluster and diff --json, per session
-#   4. `tapedeck ui --store`: ui_check.py pages (see its doc); screenshots in UI_SHOTS
-#   5. `tapedeck record` as a daemon: its viewer under /_tapedeck/ui/ shows new exchanges
-#      without a reload (ui_check.py live)
+#   4. `tapedeck ui --store`: ui_check.py pages (see its doc) through the link it prints
+#      (the access rule checked in the browser first; then viewer.html, what --open hands
+#      a browser); the token in no log; screenshots in UI_SHOTS
+#   5. `tapedeck record` as a daemon: `tapedeck ui` prints its viewer's link, and the
+#      viewer under /_tapedeck/ui/ shows new exchanges without a reload (ui_check.py live)
+#   6. `tapedeck replay` as a daemon: its viewer lists the session it replays and no other
+#      (ui_check.py only)
 set -euo pipefail
 
 NAME=ui
@@ -157,13 +161,16 @@ for _ in $(seq 300); do
   kill -0 "$UI_PID" 2>/dev/null || { show_tail "$WORK/ui.err"; fail "tapedeck ui exited before serving"; }
   sleep 0.1
 done
-[[ $URL == http://127.0.0.1:*/ ]] || { show_tail "$WORK/ui.err"; fail "tapedeck ui printed no URL (got \"$URL\")"; }
-ok "tapedeck ui serves $URL"
+[[ $URL == http://127.0.0.1:*/_tapedeck/ui/\?token=* ]] || { show_tail "$WORK/ui.err"; fail "tapedeck ui printed no link (got \"$URL\")"; }
+[[ -f $STORE/viewer.html && $(stat -c %a "$STORE/control.token") == 600 && $(stat -c %a "$STORE/viewer.html") == 600 ]] \
+  || fail "tapedeck ui holds the store but wrote no 0600 control.token and viewer.html into it"
+ok "tapedeck ui serves ${URL%%\?*} (its link carries the token; control.token and viewer.html are 0600)"
 DIFF_ARGS=()
 for pair in "${DIFFS[@]}"; do DIFF_ARGS+=(--diff "$pair"); done
 set +e
 timeout --foreground -k 10 "$TIMEOUT" "$UI_PYTHON" examples/ui_check.py pages --url "$URL" --expect "$EXPECT" \
-  --shots "$SHOTS" --chromium "$CHROMIUM" --chromedriver "$CHROMEDRIVER" "${DIFF_ARGS[@]}"
+  --shots "$SHOTS" --chromium "$CHROMIUM" --chromedriver "$CHROMEDRIVER" "${DIFF_ARGS[@]}" \
+  --opener "$STORE/viewer.html"
 rc=$?
 set -e
 if [[ $rc != 0 ]]; then
@@ -172,28 +179,45 @@ if [[ $rc != 0 ]]; then
 fi
 BUILT="$(sed -n 's/.*viewer: read session long-run (\([0-9]*\) events) in \([0-9]*\) ms.*/\1 events in \2 ms/p' "$WORK/ui.err" | head -n 1)"
 [[ -n $BUILT ]] && printf '       long-run read and built by the server once: %s\n' "$BUILT" >&2
+TOKEN="${URL##*token=}"
 stop_bg "$UI_PID" ui
-ok "ui_check.py pages passed; tapedeck ui stops cleanly on SIGTERM"
+grep -qF "$TOKEN" "$WORK/ui.err" && fail "the token is in tapedeck ui's log ($WORK/ui.err)"
+[[ -e $STORE/control.token || -e $STORE/viewer.html ]] && fail "tapedeck ui left control.token or viewer.html behind"
+ok "ui_check.py pages passed; tapedeck ui stops cleanly on SIGTERM, removes its token, and logged none"
 
 # ---------------------------------------------------------------------------------------
 step "5. a record daemon's viewer updates live"
 start_bg live "$TAPEDECK_BIN" record --store "$WORK/live-store" --session live --listen 127.0.0.1:0 \
   --upstream-ca "$UP_CA"
 LIVE_PID=$BG
-ADDR=""
-for _ in $(seq 300); do
-  ADDR="$(sed -n 's/.*record listening on \([0-9.]*:[0-9]*\).*/\1/p' "$WORK/live.err" | head -n 1)"
-  [[ -n $ADDR ]] && break
-  kill -0 "$LIVE_PID" 2>/dev/null || { show_tail "$WORK/live.err"; fail "tapedeck record exited before listening"; }
-  sleep 0.1
-done
-[[ -n $ADDR ]] || { show_tail "$WORK/live.err"; fail "tapedeck record printed no 'listening on' line"; }
+# listening LABEL PID MODE: waits for the daemon's "MODE listening on ADDR" line; ADDR.
+listening() {
+  local label=$1 pid=$2 mode=$3
+  ADDR=""
+  for _ in $(seq 300); do
+    ADDR="$(sed -n "s/.*$mode listening on \([0-9.]*:[0-9]*\).*/\1/p" "$WORK/$label.err" | head -n 1)"
+    [[ -n $ADDR ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { show_tail "$WORK/$label.err"; fail "tapedeck $mode exited before listening"; }
+    sleep 0.1
+  done
+  show_tail "$WORK/$label.err"
+  fail "tapedeck $mode printed no 'listening on' line"
+}
+# daemon_link LABEL STORE: the link `tapedeck ui` prints for the daemon holding STORE; LINK.
+daemon_link() {
+  run "$1" "$TAPEDECK_BIN" ui --store "$2"
+  expect_status "$1" 0 "tapedeck ui --store $2 (held by a daemon)"
+  LINK="$(cat "$OUT/$1.out")"
+  [[ $LINK == "http://$ADDR/_tapedeck/ui/?token="* ]] || fail "tapedeck ui printed \"$LINK\", not the daemon's viewer link"
+}
+listening live "$LIVE_PID" record
+daemon_link live-link "$WORK/live-store"
 EXCHANGE=(curl -sS --fail --max-time 30 --proxy "http://$ADDR" --cacert "$CERTS/ca.pem" "$BASE/weather?city=Tokyo")
 run live-first "${EXCHANGE[@]}"
 expect_status live-first 0 "the first exchange through the record daemon"
 contains live-first "$OUT/live-first.out" '"city":"Tokyo"' "the first exchange through the record daemon"
 set +e
-timeout --foreground -k 10 "$TIMEOUT" "$UI_PYTHON" examples/ui_check.py live --url "http://$ADDR/_tapedeck/ui/" \
+timeout --foreground -k 10 "$TIMEOUT" "$UI_PYTHON" examples/ui_check.py live --url "$LINK" \
   --session live --shots "$SHOTS" --chromium "$CHROMIUM" --chromedriver "$CHROMEDRIVER" --exchange "${EXCHANGE[@]}"
 rc=$?
 set -e
@@ -206,7 +230,26 @@ if grep -q 'client connections still open at exit' "$WORK/live.err"; then
   show_tail "$WORK/live.err"
   fail "the open page's live stream held the daemon's stop"
 fi
-ok "the record daemon's viewer at http://$ADDR/_tapedeck/ui/ updated live; the daemon stopped cleanly"
+grep -qF "${LINK##*token=}" "$WORK/live.err" && fail "the token is in the record daemon's log"
+ok "the record daemon's viewer at http://$ADDR/_tapedeck/ui/ updated live; the daemon stopped cleanly and logged no token"
+
+# ---------------------------------------------------------------------------------------
+step "6. a replay daemon's viewer shows the session it replays, and no other"
+start_bg replay "$TAPEDECK_BIN" replay --session fault-empty --listen 127.0.0.1:0
+REPLAY_PID=$BG
+listening replay "$REPLAY_PID" replay
+daemon_link replay-link "$STORE"
+set +e
+timeout --foreground -k 10 "$TIMEOUT" "$UI_PYTHON" examples/ui_check.py only --url "$LINK" \
+  --session fault-empty --other fault-none --shots "$SHOTS" --chromium "$CHROMIUM" --chromedriver "$CHROMEDRIVER"
+rc=$?
+set -e
+if [[ $rc != 0 ]]; then
+  show_tail "$WORK/replay.err" 30
+  fail "ui_check.py only failed (exit $rc)"
+fi
+stop_bg "$REPLAY_PID" replay
+ok "the replay daemon's viewer at http://$ADDR/_tapedeck/ui/ showed fault-empty alone"
 
 printf '       screenshots: %s\n' "$(cd "$SHOTS" && ls -- *.png | tr '\n' ' ')" >&2
 printf 'ui: all %d checks passed in %ds\n' "$CHECKS" "$((SECONDS - T0))" >&2

@@ -3,18 +3,26 @@
 
 Run by examples/ui.sh, which records the sessions, writes what the commands say about
 them (`show`, `analyze`, `diff`, `cluster` --json) into an expectations directory, and
-starts the viewer. Two modes:
+starts the viewer. URL is always the link tapedeck printed (`.../_tapedeck/ui/?token=...`):
+each mode first checks the access rule in the browser (the clean URL without the cookie
+is refused; the link leaves an HttpOnly cookie and lands on the clean URL, the token gone
+from the address bar), then works through the clean URL. Three modes:
 
-  ui_check.py pages --url URL --expect DIR --shots DIR
+  ui_check.py pages --url LINK --expect DIR --shots DIR [--opener FILE]
       the viewer of a store (`tapedeck ui`): the Sessions page and its clusters, every
       run's span tree (the tree of `show`, in the same order), findings pinned at their
-      steps, the step panel (conversation, stream chunks, redacted headers), walk back,
-      the Diff page's first divergence, keyboard navigation, the theme, no sideways
-      scroll at 1280 px, recorded markup shown as text (no script runs, no <img> is
-      made), and the first screen of a 10,000-step session (its time is printed).
-  ui_check.py live --url URL --session NAME --exchange CMD...
+      steps, the step panel (conversation, stream chunks, redacted headers), walk back
+      with the values that flowed, the Diff page's first divergence, keyboard navigation,
+      the theme, no sideways scroll at 1280 px, recorded markup shown as text (no script
+      runs, no <img> is made), and the first screen of a 10,000-step session (its time is
+      printed). --opener: the page `--open` hands a browser (viewer.html) gets a fresh
+      browser in too.
+  ui_check.py live --url LINK --session NAME --exchange CMD...
       a record daemon's viewer: CMD makes one more exchange through the daemon, and its
       step appears on the open page without a reload.
+  ui_check.py only --url LINK --session NAME --other NAME
+      a replay daemon's viewer: the Sessions page lists NAME alone, its run opens, and
+      another session of the store (--other) is refused.
 
 Each check prints one "ok" line on stderr; the first failure exits 1 with what differed.
 Screenshots go to --shots.
@@ -145,6 +153,44 @@ def tree_order(show):
 ROW_LABELS = "[...document.querySelectorAll('.trow[data-span] .label')].map(e => e.textContent)"
 
 
+# --- access -----------------------------------------------------------------------------
+
+def clean(link):
+    if "?token=" not in link:
+        fail(f"{link} is not a viewer link (no token)")
+    return link.split("?", 1)[0]
+
+
+def enter(d, link):
+    """Checks the access rule in the browser, comes in through the link; returns the clean URL."""
+    url = clean(link)
+    d.get(url)
+    text = d.execute_script("return document.body ? document.body.innerText : ''")
+    if "control token" not in text:
+        fail("the viewer opened without its link (expected the 401 refusal)", text[:300])
+    d.get(link)
+    wait(d, "location.href.split('#')[0] === arguments[0] && document.querySelector('#main')",
+         "the link to land on the clean URL", 30, url)
+    if "token" in d.current_url:
+        fail("the token stayed in the address bar", d.current_url)
+    if d.execute_script("return document.cookie"):
+        fail("the access cookie is readable by the page's script (not HttpOnly)")
+    ok("access: refused without the link; the link leaves an HttpOnly cookie and lands on the clean URL")
+    return url
+
+
+def check_opener(args, url):
+    """A fresh browser given the page `--open` hands it (no token in any process's arguments)."""
+    d = browser(args.chromium, args.chromedriver)
+    try:
+        d.get("file://" + os.path.abspath(args.opener))
+        wait(d, "location.href.split('#')[0] === arguments[0] && document.querySelectorAll('.srow[data-session]').length",
+             "the opener page to get a fresh browser into the viewer", 30, url)
+        ok(f"--open: {os.path.basename(args.opener)} gets a fresh browser into the viewer")
+    finally:
+        d.quit()
+
+
 # --- pages ------------------------------------------------------------------------------
 
 def check_sessions(d, url, exp, shots):
@@ -248,10 +294,20 @@ def check_runs(d, url, exp, shots):
     links = d.execute_script("return [...document.querySelectorAll('.walk .steplink')].map(a => a.dataset.step)")
     if sorted(links) != ["1", "2"]:
         fail("fault-empty step 3: the panel's walk-back links are", links)
+    # What flowed: the id of step 1's tool call, and step 2's empty answer.
+    flows = d.execute_script("return Object.fromEntries([...document.querySelectorAll('.walk li[data-step]')]"
+                             ".map(li => [li.dataset.step, [li.dataset.link, li.querySelector('.flow')?.textContent ?? null]]))")
+    call_ids = [c["id"] for c in exp["show_calls"]["fault-empty"]]
+    if flows.get("1", [None])[0] != "tool_result" or flows["1"][1] not in call_ids:
+        fail("fault-empty step 3: step 1 should flow in as the result of its tool call, by id", flows, call_ids)
+    if flows.get("2") != ["tool_output", "[]"]:
+        fail("fault-empty step 3: step 2 should flow in as the tool's answer, []", flows)
+    d.execute_script("document.querySelector('.walk').scrollIntoView()")
+    shot(d, shots, "walk-back")
     press(d, "w")
     wait(d, "location.hash.endsWith('/step/2') && document.querySelector('.step[data-step=\"2\"]')",
          "w to walk back to step 2")
-    ok("walk back: step 3 lights steps 1 and 2 (the call that asked, the empty tool answer); w goes to step 2")
+    ok(f"walk back: step 3 lights steps 1 and 2 and names what flowed (tool call {flows['1'][1]}, the answer []); w goes to step 2")
 
     # Conversation: the step panel renders the chat as messages.
     go(d, url, "#/s/fault-empty/step/3")
@@ -404,18 +460,57 @@ def pages(args):
     for pair in args.diff:
         a, b = pair.split(":")
         exp["diff"][(a, b)] = load(os.path.join(args.expect, f"diff-{a}-{b}.json"))
+    exp["show_calls"] = {s: tool_calls(exp["show"][s]) for s in exp["show"]}
     d = browser(args.chromium, args.chromedriver)
     try:
-        check_sessions(d, args.url, exp, args.shots)
-        check_runs(d, args.url, exp, args.shots)
-        check_diff(d, args.url, exp, args.shots)
-        check_xss(d, args.url, args.shots)
-        check_theme(d, args.url, args.shots)
-        check_big(d, args.url, exp, args.shots)
+        url = enter(d, args.url)
+        # The refusal of the clean URL without the cookie is an expected console error.
+        d.get_log("browser")
+        check_sessions(d, url, exp, args.shots)
+        check_runs(d, url, exp, args.shots)
+        check_diff(d, url, exp, args.shots)
+        check_xss(d, url, args.shots)
+        check_theme(d, url, args.shots)
+        check_big(d, url, exp, args.shots)
         errors = browser_errors(d)
         if errors:
             fail("the browser console reported problems", *errors)
         ok("no error or warning in the browser console")
+    finally:
+        d.quit()
+    if args.opener:
+        check_opener(args, url)
+
+
+def tool_calls(show):
+    """The tool calls of `show --json`'s spans (their ids), in span order."""
+    out = []
+    for sp in show["spans"]:
+        a = sp.get("attributes", {})
+        cid = a.get("gen_ai.tool.call.id")
+        if cid:
+            out.append({"id": cid, "step": sp["step"]})
+    return out
+
+
+def only(args):
+    d = browser(args.chromium, args.chromedriver)
+    try:
+        url = enter(d, args.url)
+        go(d, url, "#/")
+        shown = wait(d, "[...document.querySelectorAll('.srow[data-session]')].map(r => r.dataset.session)",
+                     "the replay daemon's Sessions page")
+        if shown != [args.session]:
+            fail(f"the replay daemon's viewer lists {shown}, not only {args.session}")
+        go(d, url, "#/s/" + args.session)
+        wait(d, "document.querySelector('.runhead h1')?.textContent === arguments[0] && document.querySelector('.trow[data-step]')",
+             f"the run of {args.session}", 30, args.session)
+        shot(d, args.shots, "replay-only")
+        go(d, url, "#/s/" + args.other)
+        err = wait(d, "document.querySelector('#main p.error')?.textContent", f"the refusal of {args.other}")
+        if "only" not in err:
+            fail(f"opening {args.other} on the replay daemon's viewer says {err!r}")
+        ok(f"replay daemon: its viewer lists {args.session} alone and refuses {args.other} ({err[:60]}...)")
     finally:
         d.quit()
 
@@ -423,7 +518,8 @@ def pages(args):
 def live(args):
     d = browser(args.chromium, args.chromedriver)
     try:
-        d.get(args.url + "#/s/" + args.session)
+        url = enter(d, args.url)
+        d.get(url + "#/s/" + args.session)
         wait(d, "document.querySelector('.trow[data-step=\"1\"]') && document.querySelector('#live.on')",
              "the recorded session and a connected live stream")
         d.execute_script("window.__marker = 'this page'")
@@ -452,12 +548,14 @@ def live(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["pages", "live"])
+    ap.add_argument("mode", choices=["pages", "live", "only"])
     ap.add_argument("--url", required=True)
     ap.add_argument("--shots", required=True)
     ap.add_argument("--expect")
     ap.add_argument("--diff", action="append", default=[], help="A:B, with diff-A-B.json in --expect")
     ap.add_argument("--session")
+    ap.add_argument("--other", help="only: a session of the store the replay daemon must refuse")
+    ap.add_argument("--opener", help="pages: the viewer.html page `tapedeck ui --open` hands a browser")
     ap.add_argument("--count", type=int, default=2)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
@@ -465,7 +563,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.shots, exist_ok=True)
     try:
-        (pages if args.mode == "pages" else live)(args)
+        {"pages": pages, "live": live, "only": only}[args.mode](args)
     except Failed as e:
         print(f"  FAIL {e}", file=sys.stderr)
         return 1

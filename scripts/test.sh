@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node setup-ui fmt clippy test build e2e faults clients ui phoenix
+# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -13,12 +13,15 @@
 #                  and a venv in target/ui-venv with examples/ui-requirements.txt
 #                  (selenium); skipped, with the reason, when Chromium cannot be had
 #   fmt            cargo fmt --check
-#   clippy         cargo clippy --all-targets -- -D warnings
-#   test           cargo test --no-fail-fast (unit, integration and doc tests; debug)
+#   clippy         cargo clippy --workspace --all-targets -- -D warnings
+#   test           cargo test --workspace --no-fail-fast (every crate: unit, integration and doc tests; debug)
 #   build          cargo build --bin tapedeck --example upstream (debug: `cargo test`
 #                  has built them already; a release build would add minutes to CI and
 #                  prove nothing more about behaviour)
 #   e2e            examples/e2e.sh on those binaries
+#   wire           examples/wire.sh: MCP over Streamable HTTP (the official `mcp` SDK,
+#                  FastMCP behind TLS) and the Realtime API over WebSocket (`websockets`),
+#                  recorded, replayed offline, shown, analyzed, exported
 #   faults         examples/faults.sh: examples/faulty_agent.py's bugs recorded, and
 #                  `analyze` must find each at the expected steps (and nothing else)
 #   clients        examples/clients.sh: real clients (httpx HTTP/2 and HTTP/1.1, Node
@@ -51,7 +54,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e faults clients ui phoenix)
+ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix)
 UI_VENV="$ROOT/target/ui-venv"
 SKIP=77
 if (($#)); then
@@ -75,7 +78,7 @@ stage_setup-python() {
   # find_spec, not import: importing openai takes seconds.
   if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] \
     && "$VENV/bin/python" -c 'import importlib.util as u, sys
-sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "mcp")))' 2>/dev/null; then
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "mcp", "websockets")))' 2>/dev/null; then
     echo "venv $VENV is up to date" >&2
     return 0
   fi
@@ -85,7 +88,7 @@ sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "m
     "$PYTHON_FOR_VENV" -m venv "$VENV"
   fi
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
-  "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp'
+  "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp, websockets'
   echo "$want" >"$stamp"
 }
 
@@ -128,14 +131,20 @@ stage_setup-ui() {
 }
 
 stage_fmt() { cargo fmt --all -- --check --color never; }
-stage_clippy() { cargo clippy --all-targets -- -D warnings; }
-stage_test() { cargo test --no-fail-fast; }
+stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+stage_test() { cargo test --workspace --no-fail-fast; }
 stage_build() { cargo build --bin tapedeck --example upstream; }
 stage_e2e() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
     UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
     PYTHON="$VENV/bin/python" \
     bash examples/e2e.sh
+}
+stage_wire() {
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
+    PYTHON="$VENV/bin/python" \
+    bash examples/wire.sh
 }
 stage_faults() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
@@ -171,7 +180,7 @@ stage_phoenix() {
 }
 
 # What each stage needs to have passed (when it was run in this invocation).
-declare -A NEEDS=([e2e]="setup-python setup-node build" [faults]="setup-python build"
+declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python build" [faults]="setup-python build"
   [clients]="setup-node build" [ui]="setup-python setup-ui build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------

@@ -324,6 +324,8 @@ pub enum Command {
         json: bool,
     },
     /// Serve the web viewer on a loopback port: sessions, runs, diffs (a store, or tapes).
+    /// Prints the one link that lets a browser in; for a store a daemon holds, that
+    /// daemon's viewer link.
     Ui {
         /// Tape files to view instead of the store.
         tapes: Vec<PathBuf>,
@@ -332,7 +334,8 @@ pub enum Command {
         /// Listen address, loopback only (default 127.0.0.1:8081; a free port if taken).
         #[arg(long)]
         listen: Option<String>,
-        /// Open the page in the default browser.
+        /// Open the viewer in the default browser (through a 0600 page that holds the
+        /// link, so the token stays out of the process list).
         #[arg(long)]
         open: bool,
     },

@@ -2,16 +2,18 @@
 //!
 //! sled lets one process open a store, so while a daemon runs, read commands ask it:
 //! `GET /_tapedeck/health`, `GET /_tapedeck/sessions`, `GET /_tapedeck/sessions/{name}/tape`.
-//! It hands out whole recordings, so [`admit`] lets a request in only when it is a GET,
-//! carries the store's control token (a 0600 file the daemon writes into the store
-//! directory at start, which only the store's owner can read), and names this daemon in
-//! `Host` (an IP address or `localhost` with the listen port: a page that DNS-rebinds its
-//! own name to 127.0.0.1 cannot pass). The proxy never routes a proxied or tunnelled
-//! request here. A replay daemon answers only for the session it replays.
+//! The web viewer is served beside them, under `/_tapedeck/ui/` (see [`Control::set_viewer`]).
+//! Both hand out whole recordings, so [`admit`] lets a request in only when it is a GET,
+//! names this daemon in `Host` (an IP address or `localhost` with the listen port: a page
+//! that DNS-rebinds its own name to 127.0.0.1 cannot pass), and carries the store's
+//! control token: a 0600 file the daemon writes into the store directory at start, which
+//! only the store's owner can read. Read commands send it in a header. A browser cannot,
+//! so it comes in once through the [`viewer_link`], which carries the token in its query:
+//! the answer leaves the token in an `HttpOnly`, `SameSite=Strict` cookie scoped to
+//! `/_tapedeck/` and sends the page on to the clean URL. The proxy never routes a proxied
+//! or tunnelled request here. A replay daemon answers only for the session it replays.
 
-//! A record daemon also serves the web viewer under `/_tapedeck/ui/` (see [`Control::set_viewer`]).
-
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -22,58 +24,146 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::recording::Recording;
+use tapedeck_model::secure_fs::WriteError;
 use tapedeck_proxy::body::{self, ProxyBody};
 use tapedeck_store::Store;
 
 /// The token file in the store directory.
 pub const TOKEN_FILE: &str = "control.token";
+/// The page beside it that sends a browser into the viewer (see [`write_opener`]).
+pub const OPENER_FILE: &str = "viewer.html";
 /// The request header that carries the token.
-pub use tapedeck_proxy::hop::CONTROL_TOKEN_HEADER as TOKEN_HEADER;
+pub const TOKEN_HEADER: &str = "x-tapedeck-token";
+/// Where the viewer is mounted, on a daemon and under `tapedeck ui` alike.
+pub const VIEWER_PATH: &str = "/_tapedeck/ui/";
 
-/// Makes a fresh token and writes it (0600) into the store directory.
-pub fn create_token(store_dir: &Path) -> Result<String, tapedeck_model::secure_fs::WriteError> {
-    let path = store_dir.join(TOKEN_FILE);
+/// A fresh token: 32 random bytes, in hex.
+pub fn new_token() -> Result<String, std::io::Error> {
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| tapedeck_model::secure_fs::WriteError {
+    getrandom::fill(&mut raw)
+        .map_err(|e| std::io::Error::other(format!("no randomness for the control token: {e}")))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes a fresh token and writes it (0600) into the store directory, with the page that
+/// sends a browser to the viewer at `listen` (0600 too: it holds the token).
+pub fn create_token(store_dir: &Path, listen: SocketAddr) -> Result<String, WriteError> {
+    let path = token_path(store_dir);
+    let token = new_token().map_err(|source| WriteError {
         path: path.clone(),
-        source: std::io::Error::other(format!("no randomness for the control token: {e}")),
+        source,
     })?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     tapedeck_model::secure_fs::write(
         &path,
         token.as_bytes(),
         tapedeck_model::secure_fs::PRIVATE_FILE,
     )?;
+    write_opener(&store_dir.join(OPENER_FILE), &viewer_link(listen, &token))?;
     Ok(token)
 }
 
+/// Removes the token and the page that holds it.
 pub fn remove_token(store_dir: &Path) {
-    let _ = std::fs::remove_file(store_dir.join(TOKEN_FILE));
+    let _ = std::fs::remove_file(token_path(store_dir));
+    let _ = std::fs::remove_file(store_dir.join(OPENER_FILE));
 }
 
 fn token_path(store_dir: &Path) -> PathBuf {
     store_dir.join(TOKEN_FILE)
 }
 
-/// Lets a control request in, or says why not. `token` is `None` on a daemon that holds
-/// no store (it has nothing to hand out); `listen` is the daemon's own address.
+/// The token of the daemon that holds the store in `store_dir`.
+pub fn read_token(store_dir: &Path) -> Result<String, String> {
+    let path = token_path(store_dir);
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("cannot read its control token {}: {e}", path.display()))
+}
+
+/// The link that lets a browser into the viewer at `listen`: it carries the token once.
+/// A wildcard listen address is reached through loopback.
+pub fn viewer_link(listen: SocketAddr, token: &str) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    format!("http://{addr}{VIEWER_PATH}?token={token}")
+}
+
+/// Writes a page (0600) that sends a browser on to `link`. `--open` hands a browser this
+/// file rather than the link: a process's arguments are readable by every user of the
+/// machine, a 0600 file only by its owner.
+pub fn write_opener(path: &Path, link: &str) -> Result<(), WriteError> {
+    // The link is ours (an address and a hex token): nothing in it needs escaping.
+    let page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta http-equiv=\"refresh\" content=\"0; url={link}\">\
+         <title>tapedeck viewer</title></head>\
+         <body><p><a href=\"{link}\">Open the tapedeck viewer</a></p></body></html>\n"
+    );
+    tapedeck_model::secure_fs::write(
+        path,
+        page.as_bytes(),
+        tapedeck_model::secure_fs::PRIVATE_FILE,
+    )
+}
+
+/// The cookie that carries the token for the daemon on `port`. Browsers share cookies
+/// between the ports of a host: each daemon has its own name, so two viewers open at
+/// once do not overwrite each other's.
+pub fn cookie_name(port: u16) -> String {
+    format!("tapedeck-{port}")
+}
+
+/// The token in the viewer link's query, on the viewer's own path only (every other
+/// request carries the header or the cookie, so no other URL holds the token).
+fn query_token(uri: &http::Uri) -> Option<&str> {
+    if uri.path() != VIEWER_PATH {
+        return None;
+    }
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+}
+
+fn cookie_token<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// Lets a control or viewer request in, or says why not. `token` is `None` on a daemon
+/// that holds no store (it has nothing to hand out); `listen` is the daemon's own address.
+/// The token is taken from the viewer link's query, else the header, else the cookie;
+/// the first one given must be right.
 pub fn admit(
     token: Option<&str>,
     listen: SocketAddr,
     method: &Method,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
 ) -> Result<(), Box<Response<ProxyBody>>> {
     let refuse = |status, message: String| Err(Box::new(error(status, &message)));
     let Some(token) = token else {
         return refuse(
             StatusCode::FORBIDDEN,
-            "this daemon holds no store, so it has no control API".into(),
+            "this daemon holds no store, so it has no control API and no viewer".into(),
         );
     };
     if method != Method::GET {
         let mut resp = error(
             StatusCode::METHOD_NOT_ALLOWED,
-            &format!("the control API answers GET only, not {method}"),
+            &format!("the control API and the viewer answer GET only, not {method}"),
         );
         resp.headers_mut()
             .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
@@ -87,25 +177,73 @@ pub fn admit(
         return refuse(
             StatusCode::FORBIDDEN,
             format!(
-                "Host {host:?} does not name this daemon: the control API answers only to an IP address or localhost with port {}",
+                "Host {host:?} does not name this daemon: it answers only to an IP address or localhost with port {}",
                 listen.port()
             ),
         );
     }
-    let given = headers
-        .get(TOKEN_HEADER)
-        .map(|v| v.as_bytes())
+    let given = query_token(uri)
+        .or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()))
+        .or_else(|| cookie_token(headers, &cookie_name(listen.port())))
         .unwrap_or_default();
     // blake3 digests compare in constant time.
-    if blake3::hash(given) != blake3::hash(token.as_bytes()) {
+    if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) {
         return refuse(
             StatusCode::UNAUTHORIZED,
             format!(
-                "the control API needs the store's control token ({TOKEN_FILE} in the store directory) in {TOKEN_HEADER}; tapedeck's read commands send it"
+                "this needs the store's control token: a browser comes in through the link `tapedeck ui` prints \
+                 (or {OPENER_FILE} in the store directory); read commands send {TOKEN_FILE} in {TOKEN_HEADER}"
             ),
         );
     }
     Ok(())
+}
+
+/// The answer to the viewer link: the token moves into a cookie, and the page goes on to
+/// the clean URL (so the token leaves the address bar). The step is a page rather than
+/// a redirect: a `SameSite=Strict` cookie set during a redirect that another site started
+/// is not sent with the redirected request, while a navigation the page starts itself is
+/// same-site.
+fn enter(token: &str, port: u16) -> Response<ProxyBody> {
+    let page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0; url={VIEWER_PATH}\">\
+         <title>tapedeck viewer</title></head>\
+         <body><p><a href=\"{VIEWER_PATH}\">Open the tapedeck viewer</a></p></body></html>\n"
+    );
+    let mut resp = Response::new(body::full(page));
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/_tapedeck/",
+        cookie_name(port)
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&cookie) {
+        h.insert(http::header::SET_COOKIE, v);
+    }
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(crate::viewer::CONTENT_SECURITY_POLICY),
+    );
+    private(resp)
+}
+
+/// Headers for anything that may hold or follow a token: never cached, never sent on as
+/// a Referer.
+fn private(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 /// Whether a `Host` value is an IP address or `localhost`, with the daemon's port.
@@ -242,13 +380,21 @@ impl Control {
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
-            ["ui", ..] => match self.viewer.get() {
-                Some(v) => v
-                    .serve(req, "/_tapedeck/ui")
+            ["ui", ..] => {
+                let Some(v) = self.viewer.get() else {
+                    return error(StatusCode::NOT_FOUND, "this daemon serves no viewer");
+                };
+                // Admitted: a token in the link's query is this store's.
+                if let Some(token) = query_token(req.uri()) {
+                    return match host_port(req.headers()) {
+                        Some(port) => enter(token, port),
+                        None => error(StatusCode::BAD_REQUEST, "no port in Host"),
+                    };
+                }
+                v.serve(req, VIEWER_PATH.trim_end_matches('/'))
                     .await
-                    .map(|b| b.map_err(|e| match e {}).boxed_unsync()),
-                None => error(StatusCode::NOT_FOUND, "this daemon serves no viewer"),
-            },
+                    .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+            }
             _ => error(
                 StatusCode::NOT_FOUND,
                 &format!("no control endpoint {path}"),
@@ -258,22 +404,27 @@ impl Control {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    body::json(
+    private(body::json(
         status,
         &json!({"error": {"type": "tapedeck_control", "message": message}}),
-    )
+    ))
+}
+
+/// The port a request's `Host` names (checked against the listen port by [`admit`]).
+fn host_port(headers: &http::HeaderMap) -> Option<u16> {
+    headers
+        .get(http::header::HOST)?
+        .to_str()
+        .ok()?
+        .parse::<http::uri::Authority>()
+        .ok()?
+        .port_u16()
 }
 
 /// `GET http://{listen}{path}` against the daemon holding the store in `store_dir`, with
 /// the store's control token; returns status and body.
 pub async fn get(store_dir: &Path, listen: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let token_file = token_path(store_dir);
-    let token = std::fs::read_to_string(&token_file).map_err(|e| {
-        format!(
-            "cannot read its control token {}: {e}",
-            token_file.display()
-        )
-    })?;
+    let token = read_token(store_dir)?;
     let stream = tokio::net::TcpStream::connect(listen)
         .await
         .map_err(|e| format!("cannot connect to {listen}: {e}"))?;
@@ -284,7 +435,7 @@ pub async fn get(store_dir: &Path, listen: &str, path: &str) -> Result<(u16, Vec
     tokio::spawn(conn);
     let req = Request::get(path)
         .header(http::header::HOST, listen)
-        .header(TOKEN_HEADER, token.trim())
+        .header(TOKEN_HEADER, token)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
@@ -310,6 +461,7 @@ impl tapedeck_proxy::LocalApi for Control {
                 self.token.get().map(String::as_str),
                 listen,
                 req.method(),
+                req.uri(),
                 req.headers(),
             ) {
                 tracing::warn!(
@@ -342,14 +494,20 @@ mod tests {
         r.err().map(|r| r.status().as_u16()).unwrap_or(200)
     }
 
+    fn sessions() -> http::Uri {
+        "/_tapedeck/sessions".parse().unwrap()
+    }
+
     #[test]
     fn only_a_get_with_the_token_and_this_daemons_host_is_admitted() {
         let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let uri = sessions();
         let ok = |host: &str| {
             status(admit(
                 Some("t0k"),
                 listen,
                 &Method::GET,
+                &uri,
                 &headers(host, Some("t0k")),
             ))
         };
@@ -360,32 +518,113 @@ mod tests {
         assert_eq!(ok("evil.example:8080"), 403, "DNS rebinding");
         assert_eq!(ok("127.0.0.1:9999"), 403);
         assert_eq!(ok("127.0.0.1"), 403);
-        let h = headers("127.0.0.1:8080", Some("wrong"));
-        assert_eq!(status(admit(Some("t0k"), listen, &Method::GET, &h)), 401);
-        let h = headers("127.0.0.1:8080", None);
-        assert_eq!(status(admit(Some("t0k"), listen, &Method::GET, &h)), 401);
+        let check = |method: &Method, h: &http::HeaderMap| {
+            status(admit(Some("t0k"), listen, method, &uri, h))
+        };
+        assert_eq!(
+            check(&Method::GET, &headers("127.0.0.1:8080", Some("wrong"))),
+            401
+        );
+        assert_eq!(check(&Method::GET, &headers("127.0.0.1:8080", None)), 401);
         let h = headers("127.0.0.1:8080", Some("t0k"));
-        assert_eq!(status(admit(Some("t0k"), listen, &Method::POST, &h)), 405);
-        assert_eq!(status(admit(Some("t0k"), listen, &Method::DELETE, &h)), 405);
-        assert_eq!(status(admit(None, listen, &Method::GET, &h)), 403);
+        assert_eq!(check(&Method::POST, &h), 405);
+        assert_eq!(check(&Method::DELETE, &h), 405);
+        assert_eq!(check(&Method::HEAD, &h), 405);
+        assert_eq!(status(admit(None, listen, &Method::GET, &uri, &h)), 403);
     }
 
     #[test]
-    fn the_token_file_is_private_and_fresh_each_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = create_token(dir.path()).unwrap();
+    fn a_browser_comes_in_with_the_link_once_then_with_its_cookie() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let check = |uri: &str, h: &http::HeaderMap| {
+            status(admit(
+                Some("t0k"),
+                listen,
+                &Method::GET,
+                &uri.parse().unwrap(),
+                h,
+            ))
+        };
+        let bare = headers("127.0.0.1:8080", None);
+        assert_eq!(check("/_tapedeck/ui/?token=t0k", &bare), 200);
+        assert_eq!(check("/_tapedeck/ui/?x=1&token=t0k", &bare), 200);
+        assert_eq!(check("/_tapedeck/ui/?token=nope", &bare), 401);
+        // Only the viewer's page takes the token in its URL.
+        assert_eq!(check("/_tapedeck/ui/api/sessions?token=t0k", &bare), 401);
+        assert_eq!(check("/_tapedeck/sessions?token=t0k", &bare), 401);
+        let with_cookie = |cookie: &str| {
+            let mut h = bare.clone();
+            h.insert(http::header::COOKIE, cookie.parse().unwrap());
+            h
+        };
+        let api = "/_tapedeck/ui/api/sessions";
+        assert_eq!(check(api, &with_cookie("tapedeck-8080=t0k")), 200);
+        assert_eq!(check(api, &with_cookie("a=b; tapedeck-8080=t0k; c=d")), 200);
         assert_eq!(
-            tapedeck_model::secure_fs::mode(&dir.path().join(TOKEN_FILE)),
-            Some(0o600)
+            check("/_tapedeck/sessions", &with_cookie("tapedeck-8080=t0k")),
+            200
         );
-        let b = create_token(dir.path()).unwrap();
+        // Another daemon's cookie (another port), or a wrong value, does not count.
+        assert_eq!(check(api, &with_cookie("tapedeck-9090=t0k")), 401);
+        assert_eq!(check(api, &with_cookie("tapedeck-8080=other")), 401);
+        // A wrong link is refused even with a good cookie: the token given first counts.
+        assert_eq!(
+            check(
+                "/_tapedeck/ui/?token=nope",
+                &with_cookie("tapedeck-8080=t0k")
+            ),
+            401
+        );
+        let rebound = {
+            let mut h = headers("rebind.example:8080", None);
+            h.insert(http::header::COOKIE, "tapedeck-8080=t0k".parse().unwrap());
+            h
+        };
+        assert_eq!(check(api, &rebound), 403);
+    }
+
+    #[test]
+    fn the_link_goes_through_loopback_and_the_entry_sets_a_strict_cookie() {
+        let wild: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            viewer_link(wild, "ab12"),
+            "http://127.0.0.1:8080/_tapedeck/ui/?token=ab12"
+        );
+        let v6: SocketAddr = "[::]:81".parse().unwrap();
+        assert_eq!(
+            viewer_link(v6, "ab12"),
+            "http://[::1]:81/_tapedeck/ui/?token=ab12"
+        );
+        let resp = enter("ab12", 8080);
+        let cookie = resp.headers()[http::header::SET_COOKIE].to_str().unwrap();
+        assert_eq!(
+            cookie,
+            "tapedeck-8080=ab12; HttpOnly; SameSite=Strict; Path=/_tapedeck/"
+        );
+        assert_eq!(resp.headers()[http::header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(resp.headers()[http::header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn the_token_and_its_page_are_private_and_fresh_each_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let a = create_token(dir.path(), listen).unwrap();
+        for file in [TOKEN_FILE, OPENER_FILE] {
+            assert_eq!(
+                tapedeck_model::secure_fs::mode(&dir.path().join(file)),
+                Some(0o600),
+                "{file}"
+            );
+        }
+        let b = create_token(dir.path(), listen).unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap(),
-            b
-        );
+        assert_eq!(read_token(dir.path()).unwrap(), b);
+        let page = std::fs::read_to_string(dir.path().join(OPENER_FILE)).unwrap();
+        assert!(page.contains(&viewer_link(listen, &b)), "{page}");
         remove_token(dir.path());
         assert!(!dir.path().join(TOKEN_FILE).exists());
+        assert!(!dir.path().join(OPENER_FILE).exists());
     }
 }

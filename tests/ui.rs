@@ -1,15 +1,22 @@
 //! The web viewer's server, end to end: sessions recorded through the real proxy (real
-//! TLS, real sled store), then `tapedeck ui` (the real binary) asked over real HTTP. The
-//! pages themselves are checked in a real browser by examples/ui.sh; here: the API's JSON
-//! shapes, that it agrees with `show`, `analyze` and `diff`, that bodies come back as data,
-//! the security headers, and the live stream of a record daemon.
+//! TLS, real sled store), then `tapedeck ui` or a daemon (the real binary) asked over real
+//! HTTP as a browser asks: in through the printed link once, then with the cookie it left.
+//! The pages themselves are checked in a real browser by examples/ui.sh; here: the access
+//! rule (token, Host, GET), the API's JSON shapes, that it agrees with `show`, `analyze`
+//! and `diff`, the walk-back of the dependency model, that bodies come back as data, the
+//! security headers, a replay daemon's one session, and a record daemon's live stream.
 
 mod support;
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::harness::{client, client_as, Daemon, Dirs};
+use support::harness::{client, client_as, tapedeck_bin, Daemon, Dirs};
 use support::upstream::Upstream;
 
 /// Attacker-controlled text a recorded body may hold.
@@ -86,43 +93,206 @@ async fn record(dirs: &Dirs, up: &Upstream, session: &str, tool_path: &str) {
     assert_eq!(code, 0, "{err}");
 }
 
-async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
-    let r = plain().get(url).send().await.unwrap();
+/// A running `tapedeck ui`, with the link it printed on stdout.
+struct Ui {
+    child: Option<Child>,
+    addr: SocketAddr,
+    link: String,
+    stderr: Arc<Mutex<String>>,
+    /// stdout after the link: lines the user did not ask for.
+    more: Arc<Mutex<String>>,
+}
+
+impl Ui {
+    /// `tapedeck ui ARGS --listen 127.0.0.1:0` in `dirs`, once it has printed its link.
+    fn start(dirs: &Dirs, args: &[&str]) -> Ui {
+        let mut child = Command::new(tapedeck_bin())
+            .arg("ui")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dirs.root.path())
+            .env("TAPEDECK_STORE", &dirs.store)
+            .env("TAPEDECK_CERTS", &dirs.certs)
+            .env("TAPEDECK_LOG", "tapedeck=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapedeck ui");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let log = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let more = Arc::new(Mutex::new(String::new()));
+        let more2 = more.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for line in lines.map_while(Result::ok) {
+                more2.lock().unwrap().push_str(&line);
+            }
+        });
+        let Ok(link) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tapedeck ui printed no link; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        };
+        let addr = link
+            .strip_prefix("http://")
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("not a viewer link: {link}"));
+        Ui {
+            child: Some(child),
+            addr,
+            link,
+            stderr,
+            more,
+        }
+    }
+
+    /// The viewer's URL without the token.
+    fn base(&self) -> String {
+        format!("http://{}/_tapedeck/ui/", self.addr)
+    }
+
+    fn token(&self) -> &str {
+        self.link.split("?token=").nth(1).unwrap()
+    }
+
+    /// SIGTERM, then wait: (exit code, stderr).
+    fn stop(mut self) -> (i32, String) {
+        let mut child = self.child.take().unwrap();
+        support::harness::signal(child.id() as i32, "TERM");
+        let status = child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.stderr.lock().unwrap().clone();
+        let more = self.more.lock().unwrap().clone();
+        assert!(
+            more.is_empty(),
+            "tapedeck ui printed more than its link: {more}"
+        );
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = plain().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.text().await.unwrap())
 }
 
-async fn get_json(url: &str) -> Value {
-    let (status, headers, text) = get(url).await;
-    assert_eq!(status, 200, "{url}: {text}");
-    assert_eq!(headers["content-type"], "application/json", "{url}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+/// A browser's view of a viewer: in through the link once, then with the cookie it left.
+struct Browser {
+    base: String,
+    cookie: String,
 }
 
-/// `api/sessions` once every session has its summary.
-async fn summarised(base: &str) -> Value {
-    for _ in 0..600 {
-        let v = get_json(&format!("{base}api/sessions")).await;
-        if v["pending"] == 0 {
-            return v;
+impl Browser {
+    /// Opens `link` as a browser does, checks the entry page, and keeps the cookie.
+    async fn enter(link: &str) -> Browser {
+        let (status, h, page) = get_with(link, &[]).await;
+        assert_eq!(status, 200, "{link}: {page}");
+        let set = h["set-cookie"].to_str().unwrap();
+        let parts: Vec<&str> = set.split("; ").collect();
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/_tapedeck/"] {
+            assert!(parts.contains(&attr), "{set}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cache-control"], "no-store");
+        // On to the clean URL: the token leaves the address bar.
+        assert!(
+            page.contains("http-equiv=\"refresh\" content=\"0; url=/_tapedeck/ui/\""),
+            "{page}"
+        );
+        let token = link.split("?token=").nth(1).unwrap();
+        assert!(!page.contains(token), "the entry page repeats the token");
+        Browser {
+            base: link.split('?').next().unwrap().to_string(),
+            cookie: parts[0].to_string(),
+        }
     }
-    panic!("the viewer never finished summarising the sessions");
+
+    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        get_with(&format!("{}{path}", self.base), &[("cookie", &self.cookie)]).await
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let (status, headers, text) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+
+    /// `api/sessions` once every session has its summary.
+    async fn summarised(&self) -> Value {
+        for _ in 0..600 {
+            let v = self.json("api/sessions").await;
+            if v["pending"] == 0 {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the viewer never finished summarising the sessions");
+    }
 }
 
-fn ui_base(d: &Daemon) -> String {
-    format!("http://{}/", d.addr)
+/// The session names of `api/sessions`, in its order.
+fn names(list: &Value) -> Vec<&str> {
+    list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The link `tapedeck ui` prints for a store a daemon holds (it ends at once).
+fn daemon_link(dirs: &Dirs) -> String {
+    let (code, out, err) = dirs.run(&["ui"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout: {out}");
+    lines[0].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_and_the_api_carry_a_policy_that_forbids_inline_script() {
     let dirs = Dirs::new();
-    let ui = Daemon::start(&dirs, &["ui"]);
-    let base = ui_base(&ui);
+    let ui = Ui::start(&dirs, &[]);
+    let b = Browser::enter(&ui.link).await;
     for path in ["", "app.js", "style.css", "api/sessions", "api/nope"] {
-        let (status, h, body) = get(&format!("{base}{path}")).await;
+        let (status, h, body) = b.get(path).await;
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
             csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
@@ -130,6 +300,7 @@ async fn the_page_and_the_api_carry_a_policy_that_forbids_inline_script() {
         );
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         match path {
             "" => {
                 assert_eq!(status, 200);
@@ -151,36 +322,127 @@ async fn the_page_and_the_api_carry_a_policy_that_forbids_inline_script() {
             _ => assert_eq!(status, 200, "{path}: {body}"),
         }
     }
-    let (status, _, _) = {
-        let r = plain()
-            .post(format!("{base}api/sessions"))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), (), ())
-    };
-    assert_eq!(status, 405, "the viewer only reads");
+    let r = plain()
+        .post(format!("{}api/sessions", b.base))
+        .header("cookie", &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "the viewer only reads");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_request_naming_another_host_is_refused() {
+async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
     let dirs = Dirs::new();
-    let ui = Daemon::start(&dirs, &["ui"]);
+    let ui = Ui::start(&dirs, &[]);
+    let base = ui.base();
+    assert!(
+        ui.link.starts_with(&format!("{base}?token=")),
+        "{}",
+        ui.link
+    );
+    let token_file = dirs.store.join("control.token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), ui.token());
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Without the token: nothing, whether page, API, live stream or control API.
+    let control = format!("http://{}/_tapedeck/sessions", ui.addr);
+    let api = format!("{base}api/sessions");
+    for url in [
+        base.clone(),
+        api.clone(),
+        format!("{base}api/live"),
+        control.clone(),
+    ] {
+        let (status, _, body) = get_with(&url, &[]).await;
+        assert_eq!(status, 401, "{url}: {body}");
+        assert!(
+            body.contains("tapedeck ui"),
+            "the refusal says how in: {body}"
+        );
+    }
+    let (status, _, _) = get_with(&format!("{base}?token=0000"), &[]).await;
+    assert_eq!(status, 401, "a wrong link");
+    // The token in a URL other than the viewer's page does not count.
+    let (status, _, _) = get_with(&format!("{api}?token={}", ui.token()), &[]).await;
+    assert_eq!(status, 401);
+    // `/` points at the viewer and gives nothing away.
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://{}/", ui.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(r.headers()["location"], "/_tapedeck/ui/");
+
+    // The link, once: then the cookie lets the page, the API and the live stream in.
+    let b = Browser::enter(&ui.link).await;
+    assert_eq!(b.base, base);
+    for path in ["", "api/info", "api/sessions"] {
+        let (status, _, body) = b.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let live = plain()
+        .get(format!("{base}api/live"))
+        .header("cookie", &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    drop(live);
+    let (status, _, _) = get_with(&control, &[("cookie", &b.cookie)]).await;
+    assert_eq!(status, 200, "the cookie is the store's token");
+    let (status, _, _) = get_with(&api, &[("x-tapedeck-token", ui.token())]).await;
+    assert_eq!(status, 200, "read commands' header");
+
     // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) sends its
-    // own name as Host.
-    let r = plain()
-        .get(format!("{}api/sessions", ui_base(&ui)))
-        .header("host", format!("rebind.example:{}", ui.addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 421);
-    let r = plain()
-        .get(format!("http://localhost:{}/api/sessions", ui.addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "localhost names the viewer too");
+    // own name as Host: refused even with the cookie.
+    let rebound = format!("rebind.example:{}", ui.addr.port());
+    let (status, _, _) = get_with(&api, &[("cookie", &b.cookie), ("host", &rebound)]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = get_with(
+        &format!(
+            "http://localhost:{}/_tapedeck/ui/api/sessions",
+            ui.addr.port()
+        ),
+        &[("cookie", &b.cookie)],
+    )
+    .await;
+    assert_eq!(status, 200, "localhost names the viewer too");
+
+    // Another store's viewer: its cookie opens that viewer, not this one.
+    let other_dirs = Dirs::new();
+    let other = Ui::start(&other_dirs, &[]);
+    let ob = Browser::enter(&other.link).await;
+    let (status, _, _) = ob.get("api/sessions").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = get_with(&api, &[("cookie", &ob.cookie)]).await;
+    assert_eq!(status, 401, "another daemon's cookie");
+    let value = ob.cookie.split_once('=').unwrap().1;
+    let renamed = format!("tapedeck-{}={value}", ui.addr.port());
+    let (status, _, _) = get_with(&api, &[("cookie", &renamed)]).await;
+    assert_eq!(
+        status, 401,
+        "another store's token under this viewer's cookie name"
+    );
+    let (status, _, _) = get_with(&api, &[("cookie", &b.cookie)]).await;
+    assert_eq!(status, 200, "two viewers' cookies live side by side");
+
+    // The token shows in no log, and leaves with the viewer.
+    let token = ui.token().to_string();
+    let (code, err) = ui.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(&token), "the token is in the log:\n{err}");
+    assert!(!token_file.exists(), "the token file outlives the viewer");
+    assert!(!dirs.store.join("viewer.html").exists());
 }
 
 #[test]
@@ -212,14 +474,17 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
     assert_eq!(code, 0, "{err}");
     let diffed: Value = serde_json::from_str(&out).unwrap();
 
-    let ui = Daemon::start(&dirs, &["ui"]);
-    let base = ui_base(&ui);
+    let ui = Ui::start(&dirs, &[]);
+    let b = Browser::enter(&ui.link).await;
 
     // Sessions: a summary each, and the failing runs grouped.
-    let list = summarised(&base).await;
+    let list = b.summarised().await;
     let rows = list["sessions"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["good", "empty", "empty-again"], "oldest first");
+    assert_eq!(
+        names(&list),
+        ["good", "empty", "empty-again"],
+        "oldest first"
+    );
     let good = &rows[0]["summary"];
     assert_eq!(good["events"], 4);
     assert_eq!(good["llm_calls"], 2);
@@ -239,7 +504,7 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
 
     // Run: the span tree of `show`, in tree order, with the findings of `analyze`.
     for (session, tree) in [("good", &good_tree), ("empty", &empty_tree)] {
-        let run = get_json(&format!("{base}api/sessions/{session}/run")).await;
+        let run = b.json(&format!("api/sessions/{session}/run")).await;
         let mut want: Vec<String> = tree["spans"]
             .as_array()
             .unwrap()
@@ -258,11 +523,13 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
         assert_eq!(got, want, "{session}");
         assert_eq!(run["totals"], tree["totals"], "{session}");
     }
-    let run = get_json(&format!("{base}api/sessions/empty/run")).await;
+    let run = b.json("api/sessions/empty/run").await;
     assert_eq!(run["findings"], analyzed["findings"]);
     // Walk back: the LLM call that got the empty answer takes it from the tool (step 2)
-    // and from the call that asked for it (step 1).
+    // and from the call that asked for it (step 1); the tool call takes its arguments
+    // from step 1.
     assert_eq!(run["inputs"]["3"], json!([1, 2]), "{}", run["inputs"]);
+    assert_eq!(run["inputs"]["2"], json!([1]), "{}", run["inputs"]);
     let tool = run["spans"]
         .as_array()
         .unwrap()
@@ -272,7 +539,7 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
     assert_eq!(tool["flag"], "empty");
 
     // Diff: the alignment of `tapedeck diff`.
-    let d = get_json(&format!("{base}api/diff/good/empty")).await;
+    let d = b.json("api/diff/good/empty").await;
     assert_eq!(d["first_divergence"], diffed["first_divergence"]);
     assert_eq!(d["summary"], diffed["summary"]);
     let first = d["first"].as_u64().unwrap() as usize;
@@ -280,34 +547,46 @@ async fn the_api_shows_a_store_as_show_analyze_and_diff_do() {
     assert_eq!(row["a"]["step"], diffed["first_divergence"]["step_a"]);
     assert_eq!(row["b"]["step"], diffed["first_divergence"]["step_b"]);
     assert_ne!(row["relation"], "same");
-    let detail = get_json(&format!("{base}api/diff/good/empty/rows/{first}")).await;
+    let detail = b.json(&format!("api/diff/good/empty/rows/{first}")).await;
     assert_eq!(detail["divergence"], diffed["first_divergence"]);
 
     // Unknown names are a 404 with a message, not a crash.
-    let (status, _, body) = get(&format!("{base}api/sessions/nope/run")).await;
+    let (status, _, body) = b.get("api/sessions/nope/run").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("nope"));
-    let (status, _, _) = get(&format!("{base}api/sessions/good/steps/99")).await;
+    let (status, _, _) = b.get("api/sessions/good/steps/99").await;
     assert_eq!(status, 404);
 
-    // While the viewer holds the store, the read commands ask it.
+    // While the viewer holds the store, the read commands ask it (with the token).
     let (code, out, err) = dirs.run(&["show", "good", "--json"]);
     assert_eq!(code, 0, "{err}");
     let again: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(again["totals"], good_tree["totals"]);
+    let (code, out, err) = dirs.run(&["sessions", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let (code, _, err) = dirs.run(&["record", "--listen", "127.0.0.1:0", "--", "true"]);
     assert_ne!(code, 0);
     assert!(err.contains("tapedeck ui pid"), "{err}");
+    let (code, err) = ui.stop();
+    assert_eq!(code, 0, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_step_comes_back_with_its_bodies_as_data() {
+async fn a_step_comes_back_with_its_bodies_and_what_flowed_into_it() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     record(&dirs, &up, "xss", "/weather").await;
-    let ui = Daemon::start(&dirs, &["ui"]);
-    let base = ui_base(&ui);
-    let (status, headers, text) = get(&format!("{base}api/sessions/xss/steps/4")).await;
+    let ui = Ui::start(&dirs, &[]);
+    let b = Browser::enter(&ui.link).await;
+    let (status, headers, text) = b.get("api/sessions/xss/steps/4").await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["x-content-type-options"], "nosniff");
@@ -323,12 +602,36 @@ async fn a_step_comes_back_with_its_bodies_as_data() {
     let sent = step["request"]["headers"].as_array().unwrap();
     assert!(sent.contains(&json!(["x-test", IMG])), "{sent:?}");
 
-    // An LLM step: bodies, the call read from them, and its walk-back links.
-    let llm = get_json(&format!("{base}api/sessions/xss/steps/3")).await;
+    // An LLM step: bodies, the call read from them, and what flowed into it: the result
+    // of step 1's tool call (by its id) and step 2's answer.
+    let llm = b.json("api/sessions/xss/steps/3").await;
     assert_eq!(llm["kind"], "llm");
     assert_eq!(llm["llm"]["request_model"], "gpt-4o-mini");
     assert!(llm["llm"]["input_messages"].as_array().unwrap().len() >= 3);
     assert_eq!(llm["inputs"], json!([1, 2]));
+    let asked = b.json("api/sessions/xss/steps/1").await;
+    let call_id = asked["llm"]["tool_calls"][0]["id"].as_str().unwrap();
+    let flows = llm["walk_back"].as_array().unwrap();
+    let from = |s: u64| flows.iter().find(|f| f["step"] == s).unwrap();
+    assert_eq!(from(1)["link"], "tool_result", "{flows:?}");
+    assert_eq!(from(1)["value"], call_id, "{flows:?}");
+    assert!(from(1)["why"].as_str().unwrap().contains("get_weather"));
+    assert_eq!(from(2)["link"], "tool_output", "{flows:?}");
+    assert!(
+        from(2)["value"]
+            .as_str()
+            .unwrap()
+            .contains("\"city\":\"Paris\""),
+        "{flows:?}"
+    );
+    // The tool exchange carries the arguments step 1's response asked for.
+    let tool = b.json("api/sessions/xss/steps/2").await;
+    assert_eq!(
+        tool["walk_back"],
+        json!([{"step": 1, "link": "tool_arguments", "value": "Paris",
+                "why": tool["walk_back"][0]["why"]}])
+    );
+    assert_eq!(asked["used_by"], json!([2, 3]));
     assert!(llm["timing"]["end"].as_u64() >= llm["timing"]["start"].as_u64());
     let auth = llm["request"]["headers"]
         .as_array()
@@ -337,6 +640,50 @@ async fn a_step_comes_back_with_its_bodies_as_data() {
         .find(|h| h[0] == "authorization")
         .unwrap();
     assert_eq!(auth[1], "[REDACTED]");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_one_agent_hands_another_is_walked_back_across_the_handoff() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
+    // The planner's LLM answers with a completion id; the writer, another agent of the
+    // same session, hands that id to a tool.
+    let planner = client_as(&d, &dirs, "handoff+planner", "");
+    let answer: Value = planner
+        .post(up.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "plan"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_string();
+    let writer = client_as(&d, &dirs, "handoff+writer", "");
+    let r = writer
+        .post(up.url("/echo"))
+        .json(&json!({"note": "trip", "plan": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+
+    let ui = Ui::start(&dirs, &[]);
+    let b = Browser::enter(&ui.link).await;
+    let run = b.json("api/sessions/handoff/run").await;
+    assert_eq!(run["agents"], json!(["planner", "writer"]));
+    assert_eq!(run["inputs"]["2"], json!([1]), "{}", run["inputs"]);
+    let step = b.json("api/sessions/handoff/steps/2").await;
+    assert_eq!(step["agent"], "writer");
+    let flow = &step["walk_back"][0];
+    assert_eq!(flow["step"], 1, "{step}");
+    assert_eq!(flow["link"], "value");
+    assert_eq!(flow["value"], id.as_str());
+    assert!(flow["why"].as_str().unwrap().contains("step 1"), "{flow}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -349,27 +696,29 @@ async fn tape_files_are_viewed_without_a_store() {
     assert_eq!(code, 0, "{err}");
     std::fs::remove_dir_all(&dirs.store).unwrap();
     let t = tape.to_str().unwrap();
-    let ui = Daemon::start(&dirs, &["ui", t, t]);
-    let base = ui_base(&ui);
-    let list = summarised(&base).await;
-    let names: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let ui = Ui::start(&dirs, &[t, t]);
+    let b = Browser::enter(&ui.link).await;
+    let list = b.summarised().await;
+    let names = names(&list);
     assert_eq!(names.len(), 2);
     assert!(
         names.contains(&"taped") && names.contains(&"taped-2"),
         "{names:?}"
     );
-    let run = get_json(&format!("{base}api/sessions/taped-2/run")).await;
+    let run = b.json("api/sessions/taped-2/run").await;
     assert_eq!(run["events"], 4);
+    let (status, _, _) = get_with(&format!("{}api/sessions", ui.base()), &[]).await;
+    assert_eq!(status, 401, "tapes are behind the token too");
     assert!(!dirs.store.exists(), "viewing tapes creates no store");
+    // With no store, the token lives in memory only.
+    assert!(
+        dirs.files_containing(ui.token().as_bytes()).is_empty(),
+        "the token is on disk"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_store_held_by_a_daemon_is_viewed_through_that_daemon() {
+async fn a_store_a_daemon_holds_is_shown_by_that_daemons_viewer() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let ca = up.ca_path.to_str().unwrap().to_string();
@@ -378,16 +727,17 @@ async fn a_store_held_by_a_daemon_is_viewed_through_that_daemon() {
         &["record", "--session", "held", "--upstream-ca", &ca],
     );
     agent_run(&client(&d, &dirs), &up, "/weather").await;
-    // sled lets one process open the store: the viewer asks the daemon for it.
-    let ui = Daemon::start(&dirs, &["ui"]);
-    let base = ui_base(&ui);
-    let list = summarised(&base).await;
+    // sled lets one process open the store: `tapedeck ui` hands over the daemon's link.
+    let link = daemon_link(&dirs);
+    assert!(
+        link.starts_with(&format!("http://{}/_tapedeck/ui/?token=", d.addr)),
+        "{link}"
+    );
+    let b = Browser::enter(&link).await;
+    let list = b.summarised().await;
     assert_eq!(list["sessions"][0]["name"], "held");
     assert_eq!(list["sessions"][0]["summary"]["events"], 4);
-    let run = get_json(&format!("{base}api/sessions/held/run")).await;
-    assert_eq!(run["events"], 4);
-    assert!(run["source"].as_str().unwrap().contains("from the daemon"));
-    let step = get_json(&format!("{base}api/sessions/held/steps/4")).await;
+    let step = b.json("api/sessions/held/steps/4").await;
     assert!(step["response"]["body"]["text"]
         .as_str()
         .unwrap()
@@ -395,12 +745,48 @@ async fn a_store_held_by_a_daemon_is_viewed_through_that_daemon() {
     // An exchange the daemon records meanwhile shows on the next look.
     let c = client(&d, &dirs);
     c.get(up.url("/weather?city=Tokyo")).send().await.unwrap();
-    let list = summarised(&base).await;
+    let list = b.summarised().await;
     assert_eq!(list["sessions"][0]["events"], 5);
-    let run = get_json(&format!("{base}api/sessions/held/run")).await;
+    let run = b.json("api/sessions/held/run").await;
     assert_eq!(run["events"], 5, "the session is read again once it grew");
+    let token = link.split("?token=").nth(1).unwrap().to_string();
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(&token), "the token is in the daemon's log");
+    assert!(!dirs.store.join("control.token").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_daemon_shows_only_the_session_it_replays() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    record(&dirs, &up, "good", "/weather").await;
+    record(&dirs, &up, "empty", "/empty-list").await;
+    let d = Daemon::start(&dirs, &["replay", "--session", "good"]);
+    let link = daemon_link(&dirs);
+    let b = Browser::enter(&link).await;
+    let info = b.json("api/info").await;
+    assert_eq!(info["mode"], "replay");
+    let list = b.summarised().await;
+    let names = names(&list);
+    assert_eq!(names, ["good"]);
+    let run = b.json("api/sessions/good/run").await;
+    assert_eq!(run["events"], 4);
+    for path in [
+        "api/sessions/empty/run",
+        "api/sessions/empty/steps/1",
+        "api/diff/good/empty",
+    ] {
+        let (status, _, body) = b.get(path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("only"), "{body}");
+    }
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("viewer at http://"),
+        "the daemon names its viewer: {err}"
+    );
 }
 
 /// Reads SSE frames until one holds `needle` (or the stream ends).
@@ -423,17 +809,29 @@ async fn a_record_daemon_serves_the_viewer_and_streams_its_exchanges_live() {
     let ca = up.ca_path.to_str().unwrap().to_string();
     let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
     let base = format!("http://{}/_tapedeck/ui/", d.addr);
-    let (status, h, page) = get(&base).await;
+    // Without the token the daemon's viewer and its live stream stay closed.
+    for path in ["", "api/info", "api/live"] {
+        let (status, _, body) = get_with(&format!("{base}{path}"), &[]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let b = Browser::enter(&daemon_link(&dirs)).await;
+    assert_eq!(b.base, base);
+    let (status, h, page) = b.get("").await;
     assert_eq!(status, 200);
     assert!(page.contains("src=\"app.js\""));
     assert!(h["content-security-policy"]
         .to_str()
         .unwrap()
         .contains("script-src 'self'"));
-    let info = get_json(&format!("{base}api/info")).await;
+    let info = b.json("api/info").await;
     assert_eq!(info["live"], true);
 
-    let mut live = plain().get(format!("{base}api/live")).send().await.unwrap();
+    let mut live = plain()
+        .get(format!("{base}api/live"))
+        .header("cookie", &b.cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
     assert!(
@@ -458,7 +856,7 @@ async fn a_record_daemon_serves_the_viewer_and_streams_its_exchanges_live() {
     assert_eq!(msg["status"], 200);
     assert!(seen.contains("event: exchange"));
     // The viewer reads the store the daemon holds.
-    let run = get_json(&format!("{base}api/sessions/watched/run")).await;
+    let run = b.json("api/sessions/watched/run").await;
     assert_eq!(run["events"], 1);
 
     // A stop ends the stream rather than waiting on the open page.

@@ -108,7 +108,7 @@ pub async fn serve<H: Handler>(
     let proxy_opts = opts.proxy.clone();
     if let Some(s) = store {
         // The token first: a read command that finds daemon.json finds the token too.
-        let token = crate::control::create_token(s.path())
+        let token = crate::control::create_token(s.path(), addr)
             .map_err(|e| msg(format!("cannot write the control token: {e}")))?;
         if let Some(c) = &opts.control {
             c.set_token(token);

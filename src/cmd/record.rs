@@ -91,7 +91,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
                     " unless the proxy user name names one"
                 }
             );
-            tracing::info!("live viewer at http://{addr}/_tapedeck/ui/");
+            tracing::info!("{}", super::ui::daemon_viewer_line(addr, &store_dir));
         },
     )
     .await?;

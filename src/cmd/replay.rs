@@ -7,6 +7,7 @@ use super::daemon::{serve, ServeOptions};
 use super::{msg, CmdResult};
 use crate::cli::{rule_args, ReplayArgs};
 use crate::recording::{self, Recording, StoreAccess};
+use crate::viewer::{Source, Viewer};
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::SessionName;
 use tapedeck_proxy::ca::Ca;
@@ -67,7 +68,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     let session = rec.session.clone();
     let replayer = Replayer::new(
         rec,
-        rules,
+        rules.clone(),
         ReplayOptions {
             order: a.order.into(),
             pace: a.pace.into(),
@@ -85,7 +86,21 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     control.status = Some(Arc::new(move || r.status_json()));
     let mut serve_opts =
         ServeOptions::new(&a.listen, &a.cmd, "replay", SessionName::new(&session).ok())?;
+    // Holding the store, the daemon shows the session it replays (and only that one)
+    // in the viewer, behind its control API's rule; a tape replay holds no store and has
+    // neither (`tapedeck ui TAPE` shows a tape).
+    if let Some(store) = &held {
+        let viewer = Viewer::new(
+            Source::Session(store.clone() as Arc<dyn Store>, session.clone()),
+            rules,
+            "replay",
+            format!("replaying session {session} of {}", a.store.store.display()),
+        );
+        control.set_viewer(viewer.clone());
+        serve_opts.on_stop = Some(Box::new(move || viewer.close()));
+    }
     serve_opts.control = Some(Arc::new(control));
+    let viewer_line = held.is_some().then(|| a.store.store.clone());
     let code = serve(
         replayer.clone(),
         Arc::new(ca),
@@ -103,7 +118,10 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             };
             tracing::info!(
                 "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); {outbound}"
-            )
+            );
+            if let Some(dir) = &viewer_line {
+                tracing::info!("{}", super::ui::daemon_viewer_line(addr, dir));
+            }
         },
     )
     .await?;

@@ -156,6 +156,7 @@ fn render(trace: &Trace, timeline: bool, p: &Paint) -> String {
             Role::Llm => "llm",
             Role::Tool => "tool",
             Role::Http => "http",
+            Role::Mcp => "mcp",
             Role::Agent => "agent",
             Role::Workflow => "flow",
         };

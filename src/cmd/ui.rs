@@ -1,12 +1,16 @@
 //! `tapedeck ui [--store DIR | TAPE...]`: the web viewer on a loopback port.
 //!
-//! The viewer reads a store this process opens, the store of a daemon that holds it
-//! (through the daemon's control API), or tape files. While it holds a store it answers
-//! that store's control API too, like a daemon, so `show`, `analyze` and the others keep
-//! working beside it; a record started on the same store is told which process holds it.
+//! The viewer shows a store this process opens, or tape files. It sits behind the same
+//! access rule as a daemon's control API (see [`crate::control`]): the one line this
+//! command prints on stdout is the link that lets a browser in, and `--open` hands it to
+//! a browser. While it holds a store it is that store's holder like a daemon: it writes
+//! the store's control token and answers the control API, so `show`, `analyze` and the
+//! others keep working beside it, and a record started on the same store is told which
+//! process holds it. A store a record or replay daemon holds is shown by that daemon's
+//! own viewer, which updates live: then this command prints that viewer's link and ends.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -15,9 +19,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{msg, CmdResult};
-use crate::control::Control;
+use crate::control::{self, Control, OPENER_FILE, VIEWER_PATH};
 use crate::recording::{access_store, Recording, StoreAccess};
-use crate::viewer::{host_allowed, Source, Viewer};
+use crate::viewer::{Source, Viewer};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::body::ProxyBody;
 use tapedeck_store::{DaemonInfo, SledStore, Store};
@@ -32,45 +36,76 @@ pub struct UiOptions {
     pub open: bool,
 }
 
+/// What the viewer shows.
+enum Shown {
+    /// Sessions this process reads (a store it now holds, or tapes), and a phrase for the banner.
+    Here {
+        source: Source,
+        held: Option<Arc<SledStore>>,
+        what: String,
+    },
+    /// A store a running daemon holds, whose own viewer shows it.
+    Daemon { pid: u32, listen: String },
+}
+
 pub async fn run(opts: UiOptions) -> CmdResult {
     let rules = Arc::new(Rules::from_working_dir()?);
-    let (source, held, what) = open_source(&opts)?;
+    let (source, held, what) = match open_source(&opts)? {
+        Shown::Here { source, held, what } => (source, held, what),
+        Shown::Daemon { pid, listen } => return hand_off(&opts, pid, &listen),
+    };
     let listener = bind(opts.listen.as_deref()).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
+    // A store's token is a file beside it (read commands send it); tapes need none on disk.
+    let token = match &held {
+        Some(s) => control::create_token(s.path(), addr)
+            .map_err(|e| msg(format!("cannot write the control token: {e}")))?,
+        None => control::new_token().map_err(|e| msg(e.to_string()))?,
+    };
     let viewer = Viewer::new(source, rules, "ui", what.clone());
     viewer.warm_up();
-    let control = held.as_ref().map(|s| {
-        let _ = s.write_daemon_info(&DaemonInfo {
+    let control = Arc::new(Control::new(
+        held.clone().map(|s| s as Arc<dyn Store>),
+        "ui",
+    ));
+    control.set_viewer(viewer.clone());
+    if let Some(s) = &held {
+        if let Err(e) = s.write_daemon_info(&DaemonInfo {
             pid: std::process::id(),
             listen: addr.to_string(),
             mode: "ui".to_string(),
-        });
-        let store: Arc<dyn Store> = s.clone();
-        Arc::new(Control::new(Some(store), "ui"))
-    });
-    let url = format!("http://{addr}/");
-    tracing::info!("ui listening on {addr}: the viewer of {what} at {url} (Ctrl-C stops it)");
-    println!("{url}");
-    if opts.open {
-        open_browser(&url);
+        }) {
+            tracing::warn!("read commands will not find this viewer: {e}");
+        }
     }
-    let server = tokio::spawn(accept(listener, addr, viewer.clone(), control));
+    let link = control::viewer_link(addr, &token);
+    tracing::info!(
+        "ui listening on {addr}: the viewer of {what}; the link on stdout lets a browser in (Ctrl-C stops it)"
+    );
+    println!("{link}");
+    // Kept until the end: the browser may read the page after a while.
+    let opener_dir = if opts.open {
+        open(held.as_deref(), &link)
+    } else {
+        None
+    };
+    let server = tokio::spawn(accept(listener, addr, token, control));
     super::daemon::wait_for_signal().await;
     viewer.close();
     server.abort();
     if let Some(s) = &held {
         s.remove_daemon_info();
+        control::remove_token(s.path());
     }
+    drop(opener_dir);
     Ok(0)
 }
 
-/// The sessions to show, the store this process then holds (if any), and a phrase for
-/// the banner.
-fn open_source(
-    opts: &UiOptions,
-) -> Result<(Source, Option<Arc<SledStore>>, String), super::CmdError> {
+/// The sessions to show: tape files, the store (now held by this process), or the daemon
+/// that holds the store.
+fn open_source(opts: &UiOptions) -> Result<Shown, super::CmdError> {
     if !opts.tapes.is_empty() {
         let mut tapes: Vec<Arc<Recording>> = Vec::new();
         for path in &opts.tapes {
@@ -88,31 +123,95 @@ fn open_source(
             tapes.push(Arc::new(rec));
         }
         let what = format!("{} tape file(s)", tapes.len());
-        return Ok((Source::Tapes(tapes), None, what));
+        return Ok(Shown::Here {
+            source: Source::Tapes(tapes),
+            held: None,
+            what,
+        });
     }
     let dir = &opts.store;
-    match access_store(dir)? {
-        StoreAccess::Open(s) => {
-            let store: Arc<dyn Store> = s.clone();
-            Ok((
-                Source::Store(store),
-                Some(s),
-                format!("the store at {}", dir.display()),
-            ))
+    Ok(match access_store(dir)? {
+        StoreAccess::Open(s) => Shown::Here {
+            source: Source::Store(s.clone() as Arc<dyn Store>),
+            held: Some(s),
+            what: format!("the store at {}", dir.display()),
+        },
+        StoreAccess::Daemon { pid, listen } => Shown::Daemon { pid, listen },
+    })
+}
+
+/// A store a daemon holds: prints the link to that daemon's viewer (with its token).
+fn hand_off(opts: &UiOptions, pid: u32, listen: &str) -> CmdResult {
+    let dir = &opts.store;
+    let addr: SocketAddr = listen.parse().map_err(|e| {
+        msg(format!(
+            "the store at {} is held by tapedeck pid {pid}, whose address {listen:?} is unreadable ({e})",
+            dir.display()
+        ))
+    })?;
+    let token = control::read_token(dir).map_err(|e| {
+        msg(format!(
+            "the store at {} is held by tapedeck pid {pid} at {listen}, but {e}",
+            dir.display()
+        ))
+    })?;
+    let mode =
+        tapedeck_store::read_daemon_info(dir).map_or_else(|| "daemon".to_string(), |i| i.mode);
+    let only = if mode == "replay" {
+        " (a replay daemon shows only the session it replays)"
+    } else {
+        ""
+    };
+    tracing::info!(
+        "the store at {} is held by tapedeck {mode} pid {pid}, which serves the viewer itself at http://{addr}{VIEWER_PATH}{only}; the link on stdout lets a browser in",
+        dir.display()
+    );
+    if opts.listen.is_some() {
+        tracing::info!("--listen is not used: the daemon's viewer is on the daemon's address");
+    }
+    println!("{}", control::viewer_link(addr, &token));
+    if opts.open {
+        open_browser(&dir.join(OPENER_FILE));
+    }
+    Ok(0)
+}
+
+/// The line a record or replay daemon logs about its viewer (never the token itself).
+pub fn daemon_viewer_line(addr: SocketAddr, store_dir: &Path) -> String {
+    format!(
+        "viewer at http://{addr}{VIEWER_PATH}: `tapedeck ui --store {}` prints the link that lets a browser in (or open {})",
+        store_dir.display(),
+        store_dir.join(OPENER_FILE).display()
+    )
+}
+
+/// Opens the viewer in a browser through the page that holds `link`: the store's
+/// `viewer.html`, else one in a fresh private directory (returned, to be kept).
+fn open(held: Option<&SledStore>, link: &str) -> Option<tempfile::TempDir> {
+    if let Some(s) = held {
+        open_browser(&s.path().join(OPENER_FILE));
+        return None;
+    }
+    match private_opener(link) {
+        Ok(dir) => {
+            open_browser(&dir.path().join(OPENER_FILE));
+            Some(dir)
         }
-        StoreAccess::Daemon { pid, listen } => {
-            tracing::info!(
-                "the store at {} is held by tapedeck pid {pid}: reading it through {listen} \
-                 (that daemon serves a live viewer itself at http://{listen}/_tapedeck/ui/)",
-                dir.display()
-            );
-            Ok((
-                Source::Daemon(dir.clone()),
-                None,
-                format!("the store at {} (through pid {pid})", dir.display()),
-            ))
+        Err(e) => {
+            tracing::warn!("cannot open a browser: {e}; open the link yourself");
+            None
         }
     }
+}
+
+/// The page that sends a browser to `link`, in a fresh private directory.
+fn private_opener(link: &str) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("tapedeck-ui-")
+        .tempdir()
+        .map_err(|e| format!("no temporary directory: {e}"))?;
+    control::write_opener(&dir.path().join(OPENER_FILE), link).map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 /// Binds the listen address, which must be loopback: the viewer shows every body.
@@ -144,12 +243,8 @@ async fn bind(listen: Option<&str>) -> Result<TcpListener, super::CmdError> {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
-    local: SocketAddr,
-    viewer: Arc<Viewer>,
-    control: Option<Arc<Control>>,
-) {
+async fn accept(listener: TcpListener, local: SocketAddr, token: String, control: Arc<Control>) {
+    let token: Arc<str> = token.into();
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -159,14 +254,14 @@ async fn accept(
                 continue;
             }
         };
-        let viewer = viewer.clone();
+        let token = token.clone();
         let control = control.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let viewer = viewer.clone();
+                let token = token.clone();
                 let control = control.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(respond(req, local, &viewer, control).await)
+                    Ok::<_, std::convert::Infallible>(respond(req, local, &token, &control).await)
                 }
             });
             let mut b = hyper::server::conn::http1::Builder::new();
@@ -179,47 +274,60 @@ async fn accept(
     }
 }
 
+/// Every request passes the control API's rule; `/` points at the viewer.
 async fn respond(
     req: Request<Incoming>,
     local: SocketAddr,
-    viewer: &Viewer,
-    control: Option<Arc<Control>>,
+    token: &str,
+    control: &Control,
 ) -> Response<ProxyBody> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    if !host_allowed(host, local) {
-        return tapedeck_proxy::body::text(
-            http::StatusCode::MISDIRECTED_REQUEST,
-            &format!("this viewer answers only to http://{local}/"),
-        );
-    }
-    if req.uri().path().starts_with("/_tapedeck/") {
-        if let Some(c) = control {
-            return c.serve(req).await;
+    let admitted = control::admit(Some(token), local, req.method(), req.uri(), req.headers());
+    if req.uri().path() == "/" {
+        // The answer holds nothing, so no token is needed; the rest of the rule holds.
+        let pointer = match &admitted {
+            Ok(()) => true,
+            Err(r) => r.status() == http::StatusCode::UNAUTHORIZED,
+        };
+        if pointer {
+            let mut resp = Response::new(tapedeck_proxy::body::empty());
+            *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+            resp.headers_mut().insert(
+                http::header::LOCATION,
+                http::HeaderValue::from_static(VIEWER_PATH),
+            );
+            return resp;
         }
     }
-    use http_body_util::BodyExt;
-    viewer
-        .serve(req, "")
-        .await
-        .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+    if let Err(refusal) = admitted {
+        tracing::debug!(
+            "refused a viewer request: {} {} ({})",
+            req.method(),
+            req.uri().path(),
+            refusal.status()
+        );
+        return *refusal;
+    }
+    control.serve(req).await
 }
 
-fn open_browser(url: &str) {
+/// Hands `page` (a file that sends the browser on) to the desktop's opener: a link with
+/// the token would show in the process list.
+fn open_browser(page: &Path) {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {
         "xdg-open"
     };
     let spawned = std::process::Command::new(opener)
-        .arg(url)
+        .arg(page)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
     if let Err(e) = spawned {
-        tracing::warn!("cannot open a browser ({opener}: {e}); open {url} yourself");
+        tracing::warn!(
+            "cannot open a browser ({opener}: {e}); open the link printed on stdout, or {}",
+            page.display()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!   yet is listed without one and counted in `pending`) and, once all are, the clusters;
 //! - `sessions/{name}/run`: the span tree in depth-first order with times in microseconds
 //!   from the run's start, the findings, and the walk-back links;
-//! - `sessions/{name}/steps/{step}`: one exchange with its bodies (read now, capped);
+//! - `sessions/{name}/steps/{step}`: one exchange with its bodies (read now, capped), and
+//!   what flowed into it from earlier steps (see [`links`]);
 //! - `diff/{a}/{b}`: the alignment of `tapedeck diff`, row by row, and its report;
 //!   `diff/{a}/{b}/rows/{i}`: one row's request and response diffs, path by path.
 //!
@@ -19,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::source::Loaded;
-use super::{blocking, Viewer, ViewerError};
+use super::{blocking, links, Viewer, ViewerError};
 use crate::recording::Recording;
 use tapedeck_model::exchange::{header, BodyRef, Event, Kind};
 use tapedeck_trace::analyze::cluster::group;
@@ -396,14 +397,15 @@ fn hex_preview(data: &[u8]) -> String {
 /// its findings and its walk-back links.
 fn step_json(l: &Arc<Loaded>, step: u64) -> Result<Bytes, ViewerError> {
     let rec = &l.rec;
-    let ev = rec
+    let index = rec
         .events
         .iter()
-        .find(|e| e.step == step)
+        .position(|e| e.step == step)
         .ok_or_else(|| ViewerError::NoStep {
             session: rec.session.clone(),
             step,
         })?;
+    let ev = &rec.events[index];
     let t0 = l.t0();
     let (req_body, req_whole) = body(rec, &ev.request.body, &ev.request.headers);
     let response = ev
@@ -477,6 +479,7 @@ fn step_json(l: &Arc<Loaded>, step: u64) -> Result<Bytes, ViewerError> {
         "llm": llm,
         "findings": findings,
         "inputs": l.inputs.get(&step).cloned().unwrap_or_default(),
+        "walk_back": links::explain(rec, &l.graph, index),
         "used_by": used_by,
     });
     Ok(to_bytes(&v))

@@ -7,11 +7,14 @@
 //! tree as `show`, the same findings as `analyze`, the same alignment as `diff`, the same
 //! groups as `cluster`. It needs no network, account or build step.
 //!
-//! [`Viewer::serve`] answers one GET under a mount point: `/` for `tapedeck ui`,
-//! `/_tapedeck/ui/` in a record daemon, whose exchanges reach open pages live as
-//! server-sent events ([`live`]). Bodies are attacker-controlled: the API hands them out
-//! as JSON strings, and every response carries a Content-Security-Policy that forbids
-//! inline script, so the page can only show them as text.
+//! [`Viewer::serve`] answers one GET under `/_tapedeck/ui/`, on a record or replay
+//! daemon's control address and under `tapedeck ui` alike; a record daemon's exchanges
+//! reach open pages live as server-sent events ([`live`]). Who may ask is the control
+//! API's business ([`crate::control::admit`]: the store's token, by header or cookie, and
+//! a `Host` that names the daemon), so the viewer never sees a request that has not
+//! passed it. Bodies are attacker-controlled: the API hands them out as JSON strings, and
+//! every response carries a Content-Security-Policy that forbids inline script, so the
+//! page can only show them as text.
 
 mod api;
 pub mod assets;
@@ -47,6 +50,8 @@ pub enum ViewerError {
     NoSession(String),
     #[error("session {session} has no step {step}")]
     NoStep { session: String, step: u64 },
+    #[error("only session {0} is shown here (a replay daemon shows the session it replays); stop it to view the rest of the store")]
+    OtherSession(String),
     #[error("no API endpoint {0}")]
     NotFound(String),
     #[error("only GET is served here, not {0}")]
@@ -67,7 +72,7 @@ impl ViewerError {
             }
             ViewerError::Store(StoreError::NoSession(_)) => StatusCode::NOT_FOUND,
             ViewerError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ViewerError::Recording(RecordingError::Daemon { .. }) => StatusCode::BAD_GATEWAY,
+            ViewerError::OtherSession(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,7 +133,7 @@ impl Viewer {
         tokio::spawn(async move { this.sessions.warm_up().await });
     }
 
-    /// Answers one request under `mount` (`""` or `/_tapedeck/ui`, no trailing slash).
+    /// Answers one request under `mount` (`/_tapedeck/ui`, no trailing slash).
     pub async fn serve<B>(&self, req: Request<B>, mount: &str) -> Response<ViewerBody> {
         let path = req.uri().path();
         let Some(rest) = path.strip_prefix(mount) else {
@@ -143,7 +148,7 @@ impl Viewer {
             }
             return secure(resp);
         }
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+        if req.method() != Method::GET {
             return secure(error_response(&ViewerError::Method(req.method().clone())));
         }
         let rest = rest.trim_start_matches('/');
@@ -225,40 +230,4 @@ fn secure(mut resp: Response<ViewerBody>) -> Response<ViewerBody> {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// Whether a request's `Host` names this viewer's own loopback address, so a page on
-/// another site cannot reach it by pointing a name of its own at 127.0.0.1 (DNS rebinding).
-pub fn host_allowed(host: Option<&str>, local: std::net::SocketAddr) -> bool {
-    let Some(host) = host else { return false };
-    let port = local.port().to_string();
-    let Some((name, p)) = host.rsplit_once(':') else {
-        return false;
-    };
-    if p != port {
-        return false;
-    }
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name == local.ip().to_string()
-        || (local.ip().is_ipv6() && name == format!("[{}]", local.ip()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_must_name_the_loopback_address_and_port() {
-        let local: std::net::SocketAddr = "127.0.0.1:4567".parse().unwrap();
-        assert!(host_allowed(Some("127.0.0.1:4567"), local));
-        assert!(host_allowed(Some("localhost:4567"), local));
-        assert!(host_allowed(Some("LOCALHOST:4567"), local));
-        assert!(!host_allowed(Some("127.0.0.1:4568"), local));
-        assert!(!host_allowed(Some("evil.example:4567"), local));
-        assert!(!host_allowed(Some("127.0.0.1"), local));
-        assert!(!host_allowed(None, local));
-        let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
-        assert!(host_allowed(Some("[::1]:80"), v6));
-    }
 }

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,14 +14,15 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{api, blocking, links, ViewerError};
-use crate::recording::{Loader, Recording};
+use crate::recording::Recording;
 use tapedeck_model::exchange::SessionInfo;
 use tapedeck_model::rules::Rules;
 use tapedeck_store::Store;
 use tapedeck_trace::analyze::cluster::{signature, Signature};
 use tapedeck_trace::analyze::{analyze_parsed, Finding, Severity};
+use tapedeck_trace::causal::Graph;
 use tapedeck_trace::diff::{align, Pair};
-use tapedeck_trace::spans::{build_from, parse_events, Trace, TraceOptions};
+use tapedeck_trace::spans::{build_from, parse_events, tool_graph, Trace, TraceOptions};
 
 /// Built sessions are kept, least recently used first out, while their events add up to
 /// at most this many (the one built last is always kept); summaries are kept for all.
@@ -33,8 +33,8 @@ const DIFFS: usize = 4;
 pub enum Source {
     /// A store this process holds.
     Store(Arc<dyn Store>),
-    /// A store directory that a running daemon holds: read through its control API.
-    Daemon(PathBuf),
+    /// One session of a store this process holds: a replay daemon shows only its own.
+    Session(Arc<dyn Store>, String),
     /// Tape files, read into memory.
     Tapes(Vec<Arc<Recording>>),
 }
@@ -83,6 +83,8 @@ pub struct Loaded {
     pub rec: Arc<Recording>,
     pub trace: Trace,
     pub findings: Vec<Finding>,
+    /// The session's dependencies, as replay reads them.
+    pub graph: Graph,
     /// For each step, the earlier steps whose output flowed into it.
     pub inputs: BTreeMap<u64, Vec<u64>>,
     pub summary: Summary,
@@ -143,7 +145,13 @@ impl Sessions {
                 let store = store.clone();
                 blocking("the session list", move || store.sessions()).await??
             }
-            Source::Daemon(dir) => Loader::new(dir).sessions().await?,
+            Source::Session(store, name) => {
+                let (store, name) = (store.clone(), name.clone());
+                blocking("the session list", move || store.session(&name))
+                    .await??
+                    .into_iter()
+                    .collect()
+            }
             Source::Tapes(tapes) => tapes.iter().map(|t| tape_info(t)).collect(),
         };
         list.sort_by(|a, b| {
@@ -154,9 +162,20 @@ impl Sessions {
         Ok(list)
     }
 
+    /// Refuses a session outside the one a [`Source::Session`] shows.
+    fn shows(&self, name: &str) -> Result<(), ViewerError> {
+        match &self.source {
+            Source::Session(_, only) if only != name => {
+                Err(ViewerError::OtherSession(only.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn info(&self, name: &str) -> Result<SessionInfo, ViewerError> {
+        self.shows(name)?;
         let found = match &self.source {
-            Source::Store(store) => store.session(name)?,
+            Source::Store(store) | Source::Session(store, _) => store.session(name)?,
             _ => self.list().await?.into_iter().find(|s| s.name == name),
         };
         found.ok_or_else(|| ViewerError::NoSession(name.to_string()))
@@ -216,14 +235,14 @@ impl Sessions {
     }
 
     async fn read(&self, name: &str) -> Result<Arc<Recording>, ViewerError> {
+        self.shows(name)?;
         match &self.source {
-            Source::Store(store) => {
+            Source::Store(store) | Source::Session(store, _) => {
                 let store = store.clone();
                 let session = name.to_string();
                 let rec = blocking(name, move || Recording::from_store(store, &session)).await??;
                 Ok(Arc::new(rec))
             }
-            Source::Daemon(dir) => Ok(Arc::new(Loader::new(dir).load_session(name).await?)),
             Source::Tapes(tapes) => {
                 let t = tapes
                     .iter()
@@ -316,17 +335,19 @@ fn tape_info(rec: &Recording) -> SessionInfo {
 /// Parses the bodies once and builds everything the pages show of a session.
 fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
     let parsed = parse_events(&rec);
-    // The tree and the findings read the same parse and nothing else: build them at once.
-    let (trace, findings) = std::thread::scope(|s| {
+    // The tree, the findings and the dependencies read the same parse and nothing else:
+    // build them at once.
+    let (trace, findings, graph) = std::thread::scope(|s| {
         let findings = s.spawn(|| analyze_parsed(&parsed, rules));
+        let graph = s.spawn(|| tool_graph(&parsed));
         let trace = build_from(&rec.session, &parsed, rules, &TraceOptions::default());
-        match findings.join() {
-            Ok(f) => (trace, f),
-            Err(panic) => std::panic::resume_unwind(panic),
+        match (findings.join(), graph.join()) {
+            (Ok(f), Ok(g)) => (trace, f, g),
+            (Err(panic), _) | (_, Err(panic)) => std::panic::resume_unwind(panic),
         }
     });
-    let inputs = links::inputs(&trace, &parsed);
     drop(parsed);
+    let inputs = links::inputs(&rec.events, &graph);
     let totals = trace.totals();
     let mut agents: Vec<String> = rec.events.iter().filter_map(|e| e.agent.clone()).collect();
     agents.sort();
@@ -353,6 +374,7 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
         rec,
         trace,
         findings,
+        graph,
         inputs,
         summary,
         run_json,

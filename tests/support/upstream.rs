@@ -7,7 +7,8 @@
 //!
 //! Self-contained on purpose: it is included as `mod support;` by integration tests and
 //! with `#[path = "../tests/support/upstream.rs"] mod upstream;` by examples and benches,
-//! and only uses crates that are already dependencies of tapedeck.
+//! and only uses crates that are already dependencies of tapedeck (dev-dependencies
+//! included: tokio-tungstenite speaks the WebSocket side).
 //!
 //! Endpoints (see `route`):
 //! - `GET /json` ~1 KB JSON; `POST /echo` echoes method, path, query, body and a few
@@ -25,8 +26,15 @@
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
 //!   an `access_token` field, cut so both straddle frames; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
+//!   MCP over Streamable HTTP (`mcp.rs`): `POST|GET|DELETE /mcp`;
+//!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
 //!   anything else → 404 JSON.
 #![allow(dead_code)]
+
+#[path = "mcp.rs"]
+pub mod mcp;
+#[path = "realtime.rs"]
+mod realtime;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -351,12 +359,14 @@ async fn accept_loop(
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls) = acceptor.accept(stream).await {
-                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                            .await;
                     }
                 }
                 None => {
                     let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 }
             }
@@ -619,6 +629,12 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let q = query.as_deref();
+    if realtime::is_upgrade(&req) {
+        return Ok(realtime::upgrade(req, &path, q));
+    }
+    if path == "/mcp" {
+        return mcp::route(req, q.is_some_and(|q| q.contains("sse=1"))).await;
+    }
     // HEAD is GET without the body: hyper leaves the body out and keeps the headers.
     let route_method = if method == Method::HEAD {
         Method::GET
@@ -1073,6 +1089,32 @@ fn first_tool_name(tools: Option<&Value>) -> Option<String> {
     )
 }
 
+/// The offered tools a user text names, in the order named, each with the text from its
+/// name up to the next one.
+fn named_tools(tools: Option<&Value>, text: &str) -> Vec<(String, String)> {
+    let mut at: Vec<(usize, String)> = tools
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .filter_map(|name| text.find(name).map(|i| (i, name.to_string())))
+        .collect();
+    at.sort();
+    (0..at.len())
+        .map(|i| {
+            let end = at.get(i + 1).map_or(text.len(), |n| n.0);
+            (
+                at[i].1.clone(),
+                text[at[i].0 + at[i].1.len()..end].to_string(),
+            )
+        })
+        .collect()
+}
+
 fn chat_script(req: &Value) -> (Script, usize) {
     let empty = Vec::new();
     let messages = req
@@ -1095,7 +1137,31 @@ fn chat_script(req: &Value) -> (Script, usize) {
     };
     let role = last.get("role").and_then(Value::as_str).unwrap_or("");
     let text = last.get("content").map(content_text).unwrap_or_default();
+    let named = named_tools(req.get("tools"), &text);
     let script = match (role, first_tool_name(req.get("tools"))) {
+        ("user", Some(_)) if named.len() >= 2 => {
+            // "get_forecast for Paris and get_weather for Atlantis": one call per tool
+            // named, each for the city named after it.
+            let mut calls: Vec<(String, String, String)> = named
+                .iter()
+                .enumerate()
+                .map(|(i, (name, segment))| {
+                    let city = city_of(&format!("x {segment}"));
+                    (
+                        format!("call_{n}_{i}"),
+                        name.clone(),
+                        serde_json::to_string(&json!({ "city": city })).expect("json"),
+                    )
+                })
+                .collect();
+            let (id, name, arguments) = calls.remove(0);
+            Script::ToolCall {
+                id,
+                name,
+                arguments,
+                more: calls,
+            }
+        }
         ("user", Some(name)) => {
             let cities: Vec<&str> = {
                 let mut found: Vec<(usize, &str)> = WEATHER

@@ -44,6 +44,10 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
 
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Version of the canonical request's rules of its own, part of the fingerprint so a
+/// recording keyed under an older form is re-keyed on replay.
+const CANONICAL_FORM: u32 = 2;
+
 #[derive(Debug, Error)]
 pub enum RulesError {
     #[error("cannot read {path}: {source}")]
@@ -255,6 +259,9 @@ pub struct Rules {
     pub ignore_headers: Vec<String>,
     pub ignore_query: Vec<String>,
     pub ignore_json_paths: Vec<JsonPath>,
+    /// Whether per-message ids (a JSON-RPC `id`, a WebSocket message's `event_id`) take
+    /// part in matching; by default they do not, and replay answers with the client's own.
+    pub match_message_ids: bool,
     pub kinds: Vec<KindRule>,
     pub tool_names: Vec<ToolNameRule>,
     /// Model-name prefix → max input tokens, overriding the built-in table.
@@ -280,6 +287,7 @@ impl Default for Rules {
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),
             ignore_json_paths: Vec::new(),
+            match_message_ids: false,
             kinds: Vec::new(),
             tool_names: Vec::new(),
             context_windows: Vec::new(),
@@ -347,6 +355,8 @@ struct FileMatch {
     ignore_query: Vec<String>,
     #[serde(default)]
     ignore_json_paths: Vec<String>,
+    #[serde(default)]
+    message_ids: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -460,6 +470,7 @@ impl Rules {
         {
             r.ignore_json_paths.push(JsonPath::parse(p)?);
         }
+        r.match_message_ids = file.matching.message_ids;
         for k in file.kind {
             let kind = match k.kind.to_ascii_lowercase().as_str() {
                 "llm" => Kind::Llm,
@@ -514,6 +525,9 @@ impl Rules {
         let mut ignore_query = self.ignore_query.clone();
         ignore_query.sort();
         let text = serde_json::json!([
+            // The canonical form itself: 2 leaves JSON-RPC ids out.
+            CANONICAL_FORM,
+            self.match_message_ids,
             self.redact_headers,
             self.redact_json_fields,
             self.redact_query,

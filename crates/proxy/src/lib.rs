@@ -13,6 +13,7 @@ mod idle;
 pub mod shutdown;
 pub mod trust;
 mod tunnel;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +45,9 @@ pub struct ClientCtx {
     pub session: SessionName,
     pub agent: Option<String>,
     pub peer: SocketAddr,
+    /// The client connection's place under `--max-connections`: an exchange that takes
+    /// the connection over (a WebSocket) holds it until it ends.
+    pub slot: Option<Slot>,
 }
 
 /// What the proxy asks of record or replay.
@@ -116,7 +120,7 @@ pub type Connections = crate::shutdown::Tracker;
 
 /// A client connection's place under `--max-connections`; it moves into the tunnel
 /// when the connection becomes one.
-type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+pub type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
 pub struct Proxy<H: Handler> {
     handler: Arc<H>,
@@ -301,10 +305,11 @@ impl<H: Handler> Proxy<H> {
                 Ok(t) => t,
                 Err(message) => return body::text(StatusCode::BAD_REQUEST, &message),
             };
-            let ctx = match self.client_ctx(req.headers(), peer) {
+            let mut ctx = match self.client_ctx(req.headers(), peer) {
                 Ok(c) => c,
                 Err(resp) => return *resp,
             };
+            ctx.slot = Some(slot);
             if let Some(refusal) = self.refuse_self(&host, port, peer) {
                 return refusal;
             }
@@ -337,6 +342,7 @@ impl<H: Handler> Proxy<H> {
                 session: id.session,
                 agent: id.agent,
                 peer,
+                slot: None,
             }),
             Err(Refusal::BadSession(message)) => {
                 tracing::warn!("refused a client at {peer}: {message}");
@@ -423,15 +429,18 @@ impl<H: Handler> Proxy<H> {
                 return body::text(StatusCode::BAD_REQUEST, &message);
             }
         };
-        let ctx = match self.client_ctx(req.headers(), peer) {
+        let mut ctx = match self.client_ctx(req.headers(), peer) {
             Ok(c) => c,
             Err(resp) => return *resp,
         };
         if let Some(refusal) = self.refuse_self(&host, port, peer) {
             return refusal;
         }
-        // The tunnel outlives this connection's HTTP part and keeps its place under the cap.
+        // The tunnel outlives this connection's HTTP part and keeps its place under the cap
+        // (and a WebSocket inside it, the tunnel).
         let permit = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let permit: Slot = Arc::new(Mutex::new(permit));
+        ctx.slot = Some(permit.clone());
         if self.handler.raw_tunnel(&host, port) {
             let upstream = match TcpStream::connect((host.as_str(), port)).await {
                 Ok(s) => s,

@@ -1,7 +1,7 @@
 //! Graceful shutdown: one signal shared by every task that must stop accepting work,
 //! and counters of what a stop must wait for (exchanges in flight, open connections).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,10 @@ use tokio::sync::{watch, Notify};
 pub struct Tracker {
     n: AtomicUsize,
     idle: Notify,
+    /// Set when a stop starts waiting: what lasts until its peers hang up (a WebSocket)
+    /// ends itself instead of holding the stop.
+    stopping: AtomicBool,
+    stop: Notify,
 }
 
 /// One live thing; dropping it ends it.
@@ -27,8 +31,21 @@ impl Tracker {
         self.n.load(Ordering::Acquire)
     }
 
+    /// Resolves once a [`Tracker::drain`] has begun.
+    pub async fn draining(&self) {
+        loop {
+            let notified = self.stop.notified();
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Waits until nothing is live, or `limit` passes. Returns what is left.
     pub async fn drain(&self, limit: Duration) -> usize {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.idle.notified();

@@ -303,7 +303,8 @@ async fn serve_http<H: Handler, IO>(
             .header_read_timeout(proxy.opts.header_timeout)
             .max_buf_size(proxy.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        let conn = b.serve_connection(io, svc);
+        // A WebSocket upgrade hands the connection over to the handler.
+        let conn = b.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,

@@ -8,6 +8,7 @@
 
 mod capture;
 pub mod upstream;
+mod ws;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -143,9 +144,11 @@ impl Recorder {
 
     async fn record(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         ctx: ClientCtx,
     ) -> Response<ProxyBody> {
+        let client_upgrade = tapedeck_proxy::ws::is_upgrade_request(req.headers())
+            .then(|| hyper::upgrade::on(&mut req));
         let clock = match self.clock(&ctx.session) {
             Ok(c) => c,
             Err(e) => {
@@ -203,17 +206,27 @@ impl Recorder {
             tee: tee.clone(),
             head: None,
             resp_capture: None,
+            ws: None,
             _guard: guard,
         };
 
         hop::strip(&mut parts.headers);
         let head_request = parts.method == http::Method::HEAD;
+        if client_upgrade.is_some() {
+            ws::upstream_headers(&mut parts.headers);
+        }
         let client_h2 = parts.version == http::Version::HTTP_2;
         parts.version = http::Version::HTTP_11;
         let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
 
         match self.upstream.send(up_req, client_h2, &pending.url).await {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                let upgraded = match client_upgrade {
+                    Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                        Some((client, hyper::upgrade::on(&mut resp), Instant::now()))
+                    }
+                    _ => None,
+                };
                 let (mut rparts, rbody) = resp.into_parts();
                 let ttfb_ns = start.elapsed().as_nanos() as u64;
                 // A request that has ended is stored now, so the values of its secret
@@ -231,7 +244,7 @@ impl Recorder {
                     pending.finish(Some(err), false);
                     return resp;
                 }
-                let streaming = is_streaming(&rparts.headers);
+                let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
                 let resp_ct = header(&resp_headers, "content-type");
                 pending.resp_capture = Some(Capture::new(
                     self.store.clone(),
@@ -248,6 +261,16 @@ impl Recorder {
                     headers: resp_headers,
                     ttfb_ns,
                 });
+                if let Some((client, upstream, at)) = upgraded {
+                    // The 101 keeps its Upgrade and Connection headers: they are the switch.
+                    rparts.version = http::Version::HTTP_11;
+                    let slot = ctx.slot.clone();
+                    tokio::spawn(async move {
+                        ws::relay(pending, client, upstream, at).await;
+                        drop(slot);
+                    });
+                    return Response::from_parts(rparts, body::empty());
+                }
                 hop::strip(&mut rparts.headers);
                 rparts.version = http::Version::HTTP_11;
                 if has_no_body(head_request, rparts.status, &rbody) {
@@ -423,6 +446,8 @@ struct Pending {
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
     resp_capture: Option<Capture>,
+    /// The messages of a WebSocket exchange, once it has ended.
+    ws: Option<tapedeck_model::exchange::ws::WsRecord>,
     _guard: InFlightGuard,
 }
 
@@ -632,6 +657,7 @@ impl Pending {
                 end_unix_ns: self.start_unix_ns + end.duration_since(self.start).as_nanos() as u64,
             },
             error,
+            ws: self.ws.take(),
         };
         let session = self.clock.name.as_str();
         match self.recorder.store.put_event(session, &event) {

@@ -9,8 +9,10 @@
 
 pub mod index;
 pub mod live;
+mod mcp;
 mod miss;
 mod request;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -200,6 +202,7 @@ pub struct Replayer {
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     max_body: MaxBody,
+    mcp_sessions: mcp::Sessions,
 }
 
 impl Replayer {
@@ -262,6 +265,7 @@ impl Replayer {
             live: live::LiveHosts::new(&opts.allow_live),
             inflight: Arc::new(InFlight::default()),
             max_body: opts.max_body,
+            mcp_sessions: mcp::Sessions::default(),
         });
         Ok(this)
     }
@@ -319,8 +323,33 @@ impl Replayer {
         }
     }
 
-    async fn replay(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Counts a miss and keeps its line for the summary (the first 20).
+    pub(crate) fn note_miss(&self, kind: &'static str, line: String) {
+        tracing::warn!("{line}");
+        {
+            let mut lines = self.miss_lines.lock().unwrap_or_else(|p| p.into_inner());
+            if lines.len() < 20 {
+                lines.push(line);
+            }
+        }
+        *self
+            .misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_insert(0) += 1;
+    }
+
+    /// `slot`: the client connection's place under `--max-connections`, which a WebSocket
+    /// keeps while it lasts.
+    async fn replay(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        slot: Option<tapedeck_proxy::Slot>,
+    ) -> Response<ProxyBody> {
         let arrived = Instant::now();
+        let upgrade = tapedeck_proxy::ws::is_upgrade_request(req.headers())
+            .then(|| hyper::upgrade::on(&mut req));
         let _guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
         let mut secrets = Secrets::default();
@@ -382,7 +411,30 @@ impl Replayer {
                     .push(i);
                 let ev = &self.rec.events[i];
                 tracing::debug!("served step {} for {method} {url}", ev.step);
-                let mut resp = self.clone().respond(ev, &parts.method, arrived).await;
+                if ev.ws.is_some() {
+                    return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived, slot)
+                        .await;
+                }
+                let sent: &[u8] = match &stored_body {
+                    ReadBody::Whole(b) => b,
+                    ReadBody::Large { .. } => &[],
+                };
+                let recorded = if memchr::memmem::find(sent, b"\"jsonrpc\"").is_some() {
+                    self.rec.body(&ev.request.body).unwrap_or_default()
+                } else {
+                    Bytes::new()
+                };
+                let answer = mcp::Answer::new(&recorded, sent, &parts.headers);
+                if let (true, Some(session)) =
+                    (parts.method == http::Method::DELETE, &answer.session)
+                {
+                    self.mcp_sessions.end(session);
+                }
+                let listening = mcp::is_listening_stream(&parts.method, &parts.headers);
+                let mut resp = self
+                    .clone()
+                    .respond(ev, &parts.method, arrived, &answer, listening)
+                    .await;
                 if read.too_large.is_some() {
                     close_after(&mut resp, parts.version);
                 }
@@ -496,6 +548,8 @@ impl Replayer {
         ev: &Event,
         method: &http::Method,
         arrived: Instant,
+        answer: &mcp::Answer,
+        listening: bool,
     ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
         let Some(r) = &ev.response else {
@@ -558,9 +612,26 @@ impl Replayer {
             {
                 continue;
             }
-            builder = builder.header(name.as_str(), value.as_str());
+            let value = match (&answer.session, name.as_str()) {
+                (Some(live), mcp::SESSION_HEADER) => live.as_str(),
+                _ => value.as_str(),
+            };
+            builder = builder.header(name.as_str(), value);
         }
         builder = builder.header(STEP_HEADER, ev.step);
+        let (data, chunks) = answer.body(data, r.chunks.clone());
+        // A stream the recorded client hung up on stays open until this one does; an MCP
+        // listening stream until its session's DELETE (see [`mcp`]).
+        let client_left = ev
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == tapedeck_model::exchange::ErrorKind::ClientClosed);
+        let cut = cut && !client_left;
+        let streamed = r.chunks.is_some() && header(&r.headers, "content-length").is_none();
+        let hold = self.hold(
+            client_left && streamed,
+            answer.session.as_deref().filter(|_| listening && streamed),
+        );
         let body: ProxyBody = if no_body {
             if let Some(cl) = header(&r.headers, "content-length") {
                 builder = builder.header("content-length", cl);
@@ -582,7 +653,7 @@ impl Replayer {
                 None => {}
             }
             body.boxed_unsync()
-        } else if data.is_empty() && !cut && coding.is_none() && r.chunks.is_none() {
+        } else if data.is_empty() && !cut && coding.is_none() && chunks.is_none() {
             // Zero bytes, complete: `Content-Length: 0`, as recorded, never a chunked body.
             builder = builder.header("content-length", 0);
             body::empty()
@@ -592,10 +663,11 @@ impl Replayer {
             if !cut && r.chunks.is_none() {
                 builder = builder.header("content-length", enc.len());
             }
-            let at = r.chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
+            let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
             ReplayBody::new(vec![(at, Piece::Ready(enc.into()))], arrived, recorded, cut)
+                .holding(hold)
                 .boxed_unsync()
-        } else if let Some(chunks) = &r.chunks {
+        } else if let Some(chunks) = &chunks {
             let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
             let mut off = 0usize;
             for c in chunks {
@@ -607,10 +679,12 @@ impl Replayer {
             if off < data.len() {
                 frames.push((None, Piece::Ready(data.slice(off..))));
             }
-            if header(&r.headers, "content-length").is_some() && !cut {
+            if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
                 builder = builder.header("content-length", data.len());
             }
-            ReplayBody::new(frames, arrived, recorded, cut).boxed_unsync()
+            ReplayBody::new(frames, arrived, recorded, cut)
+                .holding(hold)
+                .boxed_unsync()
         } else {
             if !cut {
                 builder = builder.header("content-length", data.len());
@@ -622,6 +696,7 @@ impl Replayer {
                 recorded,
                 cut,
             )
+            .holding(hold)
             .boxed_unsync()
         };
         builder.body(body).unwrap_or_else(|e| {
@@ -630,6 +705,28 @@ impl Replayer {
                 &format!("tapedeck: step {} has a bad header: {e}", ev.step),
             )
         })
+    }
+}
+
+impl Replayer {
+    /// What keeps a replayed body open after its last frame: nothing, or the end of an
+    /// MCP session (`session`), or (`open`) only the client hanging up; a stop ends both.
+    fn hold(self: &Arc<Self>, open: bool, session: Option<&str>) -> Option<Hold> {
+        if !open && session.is_none() {
+            return None;
+        }
+        let this = self.clone();
+        let session = session.map(str::to_string);
+        Some(Box::pin(async move {
+            let stop = this.inflight.clone();
+            match session {
+                Some(s) => tokio::select! {
+                    _ = this.mcp_sessions.ended(&s) => {}
+                    _ = stop.draining() => {}
+                },
+                None => stop.draining().await,
+            }
+        }))
     }
 }
 
@@ -668,9 +765,9 @@ impl Handler for Replayer {
     fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        _ctx: ClientCtx,
+        ctx: ClientCtx,
     ) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(self.replay(req))
+        Box::pin(self.replay(req, ctx.slot))
     }
 
     fn raw_tunnel(&self, host: &str, port: u16) -> bool {
@@ -729,7 +826,11 @@ struct ReplayBody {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
     cut_delayed: bool,
+    /// Keeps the body open after its last frame until it resolves.
+    hold: Option<Hold>,
 }
+
+type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const CUT_DELAY: Duration = Duration::from_millis(20);
 
@@ -750,7 +851,13 @@ impl ReplayBody {
             sleep: None,
             done: false,
             cut_delayed: false,
+            hold: None,
         }
+    }
+
+    fn holding(mut self, hold: Option<Hold>) -> ReplayBody {
+        self.hold = hold;
+        self
     }
 }
 
@@ -822,6 +929,12 @@ impl Body for ReplayBody {
                         "the recorded response was cut here (upstream reset)".into(),
                     )));
                 }
+                if let Some(h) = self.hold.as_mut() {
+                    if h.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.hold = None;
+                }
                 return Poll::Ready(None);
             };
             if self.paced {
@@ -838,11 +951,14 @@ impl Body for ReplayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && self.encoder.is_none() && (!self.cut || self.done)
+        self.frames.is_empty()
+            && self.encoder.is_none()
+            && (!self.cut || self.done)
+            && self.hold.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.cut || self.encoder.is_some() {
+        if self.cut || self.encoder.is_some() || self.hold.is_some() {
             return SizeHint::default();
         }
         let mut n = 0u64;

@@ -214,6 +214,7 @@ mod tests {
             response: None,
             timing: Timing::default(),
             error: None,
+            ws: None,
         };
         let rec = Recording::from_tape(
             tape::Tape {

@@ -540,7 +540,14 @@ impl Store for SledStore {
             step: event.step,
             b3: sum.to_hex().to_string(),
         });
-        let bytes = event.request.body.len + event.response.as_ref().map_or(0, |r| r.body.len);
+        let bytes = event.request.body.len
+            + event.response.as_ref().map_or(0, |r| r.body.len)
+            + event
+                .ws
+                .iter()
+                .flat_map(|w| &w.messages)
+                .map(|m| m.body.len)
+                .sum::<u64>();
         self.sessions.update_and_fetch(session.as_bytes(), |old| {
             merge_info(old, session, event, bytes)
         })?;
@@ -579,6 +586,9 @@ impl Store for SledStore {
             let mut whole = self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
                 whole &= self.has_body(&r.body.b3)?;
+            }
+            for m in ev.ws.iter().flat_map(|w| &w.messages) {
+                whole &= self.has_body(&m.body.b3)?;
             }
             if whole {
                 read.events.push(ev);
@@ -747,6 +757,7 @@ mod tests {
             response: None,
             timing: Timing::default(),
             error: None,
+            ws: None,
         }
     }
 

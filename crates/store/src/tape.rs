@@ -19,7 +19,11 @@ use thiserror::Error;
 
 use tapedeck_model::exchange::{BodyRef, Event, MAX_EXCHANGE_TIME};
 
-pub const TAPE_VERSION: u32 = 1;
+/// The newest format this tapedeck reads. A tape is written as format 1 unless it holds
+/// WebSocket messages (format 2), so a tapedeck that knows nothing of them refuses such
+/// a tape instead of replaying the upgrade without its messages.
+pub const TAPE_VERSION: u32 = 2;
+const TAPE_VERSION_HTTP: u32 = 1;
 
 #[derive(Debug, Error)]
 pub enum TapeError {
@@ -191,7 +195,11 @@ pub fn write_run<W: Write>(
     mut progress: impl FnMut(usize),
 ) -> Result<(), String> {
     let header = TapeHeader {
-        tapedeck_tape: TAPE_VERSION,
+        tapedeck_tape: if events.iter().any(|e| e.ws.is_some()) {
+            TAPE_VERSION
+        } else {
+            TAPE_VERSION_HTTP
+        },
         session: session.to_string(),
         events: events.len() as u64,
         exit_code,
@@ -341,6 +349,26 @@ fn check_event(ev: &Event) -> Result<(), String> {
         return Err(format!(
             "timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"
         ));
+    }
+    for (i, m) in ev.ws.iter().flat_map(|w| &w.messages).enumerate() {
+        if !(m.at_ms.is_finite() && (0.0..=max_ms).contains(&m.at_ms)) {
+            return Err(format!(
+                "WebSocket message {i}: at_ms {:?} is out of range (0 to {max_ms})",
+                m.at_ms
+            ));
+        }
+        let most = match m.op {
+            tapedeck_model::exchange::ws::WsOp::Close => 123,
+            op if op.is_data() => u64::MAX,
+            _ => 125,
+        };
+        if m.body.len > most {
+            return Err(format!(
+                "WebSocket message {i}: a {} frame carries at most {most} bytes, not {}",
+                m.op.as_str(),
+                m.body.len
+            ));
+        }
     }
     let Some(r) = &ev.response else {
         return Ok(());

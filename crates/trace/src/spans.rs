@@ -11,7 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
-use super::adapters::{LlmCall, ToolCall, ToolResult};
+use super::adapters::mcp::{self, McpCall};
+use super::adapters::realtime;
+use super::adapters::{self, LlmCall, ToolCall, ToolResult};
 use super::causal::{self, answers, Graph};
 use tapedeck_model::exchange::canonical::UrlParts;
 use tapedeck_model::exchange::{Event, Kind};
@@ -34,6 +36,8 @@ pub enum Role {
     Llm,
     Tool,
     Http,
+    /// An MCP call (over Streamable HTTP): a client span per the MCP conventions.
+    Mcp,
 }
 
 impl Role {
@@ -44,6 +48,7 @@ impl Role {
             Role::Llm => "llm",
             Role::Tool => "tool",
             Role::Http => "http",
+            Role::Mcp => "mcp",
         }
     }
 }
@@ -160,6 +165,10 @@ pub fn hex(b: &[u8]) -> String {
 pub struct Parsed<'a> {
     pub event: &'a Event,
     pub llm: Option<LlmCall>,
+    /// What an MCP exchange was (non-LLM events only).
+    pub mcp: Option<McpCall>,
+    /// A Realtime WebSocket session's model turns (see [`with_messages`](Parsed::with_messages)).
+    pub realtime: Option<realtime::Session>,
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
 }
@@ -168,13 +177,118 @@ impl<'a> Parsed<'a> {
     /// Reads an event with its bodies: the adapters run on LLM events.
     pub fn new(event: &'a Event, request_body: Vec<u8>, response_body: Vec<u8>) -> Parsed<'a> {
         let llm = causal::load::parse_llm(event, &request_body, &response_body);
+        let mcp = (event.kind != Kind::Llm)
+            .then(|| {
+                mcp::parse(
+                    &event.request.method,
+                    &event.request.headers,
+                    &request_body,
+                    event
+                        .response
+                        .as_ref()
+                        .map(|r| r.headers.as_slice())
+                        .unwrap_or(&[]),
+                    &response_body,
+                )
+            })
+            .flatten();
         Parsed {
             event,
             llm,
+            mcp,
+            realtime: None,
             request_body,
             response_body,
         }
     }
+
+    /// Reads a WebSocket exchange's messages (`bodies` in the order of
+    /// `event.ws.messages`): a Realtime session becomes its model turns.
+    pub fn with_messages(mut self, bodies: &[bytes::Bytes]) -> Parsed<'a> {
+        let ev = self.event;
+        let Some(ws) = &ev.ws else { return self };
+        if !realtime::is_realtime_url(&ev.request.url) {
+            return self;
+        }
+        let messages: Vec<realtime::WireMessage> = ws
+            .messages
+            .iter()
+            .zip(bodies)
+            .filter(|(m, _)| m.op.is_data())
+            .map(|(m, b)| realtime::WireMessage {
+                from_client: m.from == tapedeck_model::exchange::ws::WsSide::Client,
+                at_ms: m.at_ms,
+                payload: b,
+            })
+            .collect();
+        let parts = UrlParts::parse(&ev.request.url);
+        let provider = adapters::recognise::known_host(&parts.host, &parts.path)
+            .unwrap_or("openai_compatible");
+        self.realtime = realtime::parse(&ev.request.url, provider, &messages);
+        self
+    }
+
+    /// The LLM calls this exchange holds, each with its start and end (Unix ns): the
+    /// call of an HTTP exchange, or every turn of a Realtime session.
+    pub fn calls(&self) -> Vec<(&LlmCall, u64, u64)> {
+        let t = &self.event.timing;
+        match &self.realtime {
+            Some(rt) => rt
+                .turns
+                .iter()
+                .map(|turn| {
+                    (
+                        &turn.call,
+                        ws_time(self.event, turn.start_ms),
+                        ws_time(self.event, turn.end_ms),
+                    )
+                })
+                .collect(),
+            None => self
+                .llm
+                .iter()
+                .map(|c| (c, t.start_unix_ns, t.end_unix_ns))
+                .collect(),
+        }
+    }
+
+    /// Whether the exchange may be a tool's: not an LLM call, and of MCP only a
+    /// `tools/call` (the session's handshake, listing and streams are not tools).
+    pub fn is_tool(&self) -> bool {
+        self.event.kind != Kind::Llm && self.mcp.as_ref().is_none_or(McpCall::is_tool_call)
+    }
+
+    /// What the tool answered, as an agent hands it to its LLM: an MCP result's text, else
+    /// the response body.
+    pub fn tool_answer(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.mcp.as_ref().and_then(|m| m.result_text.as_ref()) {
+            Some(t) => std::borrow::Cow::Owned(t.as_bytes().to_vec()),
+            None => std::borrow::Cow::Borrowed(&self.response_body),
+        }
+    }
+
+    /// Whether a tool answered with nothing: an empty MCP result, or an empty HTTP body
+    /// (see [`is_empty_answer`]).
+    pub fn is_empty_answer(&self) -> bool {
+        match &self.mcp {
+            Some(m) => m.is_tool_call() && m.empty_result && m.rpc_error.is_none(),
+            None => is_empty_answer(self.event.status(), &self.response_body),
+        }
+    }
+}
+
+/// When a message of a WebSocket exchange crossed the proxy (Unix ns): its offset counts
+/// from the upgrade, the response head.
+pub(crate) fn ws_time(ev: &Event, at_ms: f64) -> u64 {
+    let upgrade = ev.timing.start_unix_ns + ev.timing.ttfb_ns.unwrap_or(0);
+    let offset = if at_ms.is_finite() && at_ms > 0.0 {
+        (at_ms * 1e6) as u64
+    } else {
+        0
+    };
+    upgrade
+        .saturating_add(offset)
+        .min(ev.timing.end_unix_ns.max(upgrade))
 }
 
 /// Parses every event once (adapters on LLM events).
@@ -192,7 +306,18 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
                 .and_then(|r| rec.body(&r.body).ok())
                 .map(|b| b.to_vec())
                 .unwrap_or_default();
-            Parsed::new(ev, request_body, response_body)
+            let p = Parsed::new(ev, request_body, response_body);
+            match &ev.ws {
+                Some(ws) => {
+                    let bodies: Vec<bytes::Bytes> = ws
+                        .messages
+                        .iter()
+                        .map(|m| rec.body(&m.body).unwrap_or_default())
+                        .collect();
+                    p.with_messages(&bodies)
+                }
+                None => p,
+            }
         })
         .collect()
 }
@@ -216,7 +341,14 @@ fn push_opt_f(attrs: &mut Vec<(String, AttrValue)>, k: &str, v: Option<f64>) {
 /// Why an exchange failed, as `error.type` wants it.
 pub(crate) fn error_of(p: &Parsed) -> Option<(String, String)> {
     let ev = p.event;
-    if let Some(e) = &ev.error {
+    // An MCP client closes a stream once it has its answer (or, for the listening
+    // stream, when it leaves): that is no failure.
+    let left = ev.error.as_ref().is_some_and(|e| {
+        e.kind == tapedeck_model::exchange::ErrorKind::ClientClosed
+            && p.mcp.is_some()
+            && ev.response.is_some()
+    });
+    if let Some(e) = ev.error.as_ref().filter(|_| !left) {
         if ev.response.is_none() || !ev.response.as_ref().is_some_and(|r| r.complete) {
             return Some((e.kind.as_str().to_string(), e.message.clone()));
         }
@@ -407,6 +539,38 @@ pub(crate) fn llm_span_attrs(
     a
 }
 
+/// Scalar argument values, to find the HTTP request a Realtime session's tool call made
+/// (HTTP exchanges are linked by the dependency graph; a Realtime turn is not an event).
+fn argument_needles(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() >= 2 => {
+            if let Ok(inner) = serde_json::from_str::<Value>(s) {
+                if inner.is_object() || inner.is_array() {
+                    return argument_needles(&inner, out);
+                }
+            }
+            out.push(s.clone());
+        }
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Object(m) => m.values().for_each(|x| argument_needles(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| argument_needles(x, out)),
+        _ => {}
+    }
+}
+
+fn match_score(needles: &[String], p: &Parsed) -> usize {
+    let url = p.event.request.url.to_ascii_lowercase();
+    let url_decoded = url.replace("%20", " ").replace('+', " ");
+    let body = String::from_utf8_lossy(&p.request_body).to_ascii_lowercase();
+    needles
+        .iter()
+        .filter(|n| {
+            let n = n.to_ascii_lowercase();
+            url.contains(&n) || url_decoded.contains(&n) || body.contains(&n)
+        })
+        .count()
+}
+
 /// A span with no parent, children, events or error yet; its id comes from the session,
 /// the role, the step and the index, so the same exchange always gets the same id.
 #[allow(clippy::too_many_arguments)]
@@ -527,6 +691,110 @@ pub(crate) fn tool_call_span(
     sp
 }
 
+/// How well an MCP `tools/call` answers an LLM tool call: 2 for the same tool and
+/// arguments, 1 for the same tool, 0 otherwise (or not MCP).
+fn mcp_match(tc: &ToolCall, q: &Parsed) -> u8 {
+    let Some(m) = q.mcp.as_ref().filter(|m| m.is_tool_call()) else {
+        return 0;
+    };
+    if m.tool_name.as_deref() != Some(tc.name.as_str()) {
+        return 0;
+    }
+    let args = match &tc.arguments {
+        Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+        v => v.clone(),
+    };
+    if m.arguments.as_ref().unwrap_or(&json!({})) == &args {
+        2
+    } else {
+        1
+    }
+}
+
+fn error_type_of(sp: &Span) -> String {
+    match sp.attr("error.type") {
+        Some(AttrValue::Str(t)) => t.clone(),
+        _ => "_OTHER".into(),
+    }
+}
+
+/// The client span of an MCP call (semconv v1.41.1, `docs/gen-ai/mcp.md`): under the
+/// `execute_tool` span that claimed it, else under the agent (a `tools/call` then
+/// stands for the tool call itself). `None` when the exchange is no MCP call.
+fn mcp_span(
+    b: &mut Builder,
+    q: &Parsed,
+    claimed: Option<usize>,
+    agent: usize,
+    opts: &TraceOptions,
+) -> Option<usize> {
+    let m = q.mcp.as_ref()?;
+    let name = m.span_name()?;
+    let ev = q.event;
+    let mut a = vec![("mcp.method.name".to_string(), s(m.method.clone()?))];
+    if m.is_tool_call() {
+        a.push(("gen_ai.operation.name".into(), s("execute_tool")));
+        if let Some(t) = &m.tool_name {
+            a.push(("gen_ai.tool.name".into(), s(t.clone())));
+        }
+    }
+    if let Some(id) = &m.request_id {
+        a.push(("jsonrpc.request.id".into(), s(id.clone())));
+    }
+    if let Some(v) = &m.session_id {
+        a.push(("mcp.session.id".into(), s(v.clone())));
+    }
+    if let Some(v) = &m.protocol_version {
+        a.push(("mcp.protocol.version".into(), s(v.clone())));
+    }
+    a.push(("network.transport".into(), s("tcp")));
+    a.push(("network.protocol.name".into(), s("http")));
+    let version = ev.request.version.trim_start_matches("HTTP/");
+    a.push(("network.protocol.version".into(), s(version)));
+    if opts.include_content {
+        if let Some(args) = &m.arguments {
+            a.push(("gen_ai.tool.call.arguments".into(), s(args.to_string())));
+        }
+        if let (Some(r), false) = (&m.result_text, m.is_error) {
+            a.push(("gen_ai.tool.call.result".into(), s(r.clone())));
+        }
+    }
+    if m.messages > 1 {
+        a.push((
+            "tapedeck.jsonrpc.batch".into(),
+            AttrValue::Int(m.messages as i64),
+        ));
+    }
+    a.extend(http_attrs(ev));
+    let error = match (m.error_type(), m.error_message()) {
+        (Some(t), Some(msg)) => {
+            if let Some((code, _)) = &m.rpc_error {
+                a.push(("rpc.response.status_code".into(), s(code.to_string())));
+            }
+            Some((t, msg))
+        }
+        _ => error_of(q),
+    };
+    let parent = claimed.unwrap_or(agent);
+    let sp = b.add(
+        Some(parent),
+        Role::Mcp,
+        "mcp",
+        Some(ev.step),
+        0,
+        name,
+        SpanKind::Client,
+        ev.timing.start_unix_ns,
+        ev.timing.end_unix_ns,
+        a,
+    );
+    if let Some((t, msg)) = error {
+        b.spans[sp].attributes.push(("error.type".into(), s(t)));
+        b.spans[sp].error = Some(msg);
+    }
+    Some(sp)
+}
+
 /// Name and attributes of a session's root `invoke_agent` span.
 pub(crate) fn agent_root(
     session: &str,
@@ -558,7 +826,7 @@ pub(crate) fn agent_root(
 }
 
 /// The dependency graph of parsed events (bodies already at hand).
-fn tool_graph(parsed: &[Parsed]) -> Graph {
+pub fn tool_graph(parsed: &[Parsed]) -> Graph {
     let agentic = causal::load::is_agentic(parsed.iter().map(|p| p.event));
     let mut b = causal::Builder::new(parsed.len(), agentic);
     for p in parsed {
@@ -647,15 +915,17 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         .collect();
     let provider = parsed
         .iter()
-        .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
+        .find_map(|p| p.calls().first().map(|(l, _, _)| l.provider.clone()))
         .unwrap_or_else(|| "unknown".into());
     let total_in: u64 = parsed
         .iter()
-        .filter_map(|p| p.llm.as_ref()?.input_tokens)
+        .flat_map(|p| p.calls())
+        .filter_map(|(c, _, _)| c.input_tokens)
         .sum();
     let total_out: u64 = parsed
         .iter()
-        .filter_map(|p| p.llm.as_ref()?.output_tokens)
+        .flat_map(|p| p.calls())
+        .filter_map(|(c, _, _)| c.output_tokens)
         .sum();
     let usage = |a: &mut Vec<(String, AttrValue)>, i: u64, o: u64| {
         a.push(("gen_ai.usage.input_tokens".into(), AttrValue::Int(i as i64)));
@@ -704,15 +974,17 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 .unwrap_or(end);
             let ai: u64 = mine
                 .iter()
-                .filter_map(|p| p.llm.as_ref()?.input_tokens)
+                .flat_map(|p| p.calls())
+                .filter_map(|(c, _, _)| c.input_tokens)
                 .sum();
             let ao: u64 = mine
                 .iter()
-                .filter_map(|p| p.llm.as_ref()?.output_tokens)
+                .flat_map(|p| p.calls())
+                .filter_map(|(c, _, _)| c.output_tokens)
                 .sum();
             let prov = mine
                 .iter()
-                .find_map(|p| p.llm.as_ref().map(|l| l.provider.clone()))
+                .find_map(|p| p.calls().first().map(|(l, _, _)| l.provider.clone()))
                 .unwrap_or_else(|| provider.clone());
             let mut a = vec![
                 ("gen_ai.operation.name".to_string(), self::s("invoke_agent")),
@@ -756,105 +1028,221 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         m.get(&ev.agent.as_deref()).copied().unwrap_or(0)
     };
 
-    // LLM spans.
-    let mut llm_span: HashMap<usize, usize> = HashMap::new();
+    // LLM spans: one per call (a Realtime session holds one per model turn).
+    let mut llm_span: HashMap<(usize, usize), usize> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
         if p.event.kind != Kind::Llm {
             continue;
         }
         let ev = p.event;
         let parent = parent_of(ev, &agent_span);
-        let (name, attrs) = match &p.llm {
-            Some(call) => {
-                let name = match &call.request_model {
-                    Some(m) => format!("{} {m}", call.operation),
-                    None => call.operation.clone(),
-                };
-                (name, llm_span_attrs(ev, call, opts))
+        let calls = p.calls();
+        if calls.is_empty() {
+            let mut a = http_attrs(ev);
+            a.push(("gen_ai.operation.name".into(), s("chat")));
+            a.push(("gen_ai.provider.name".into(), s("unknown")));
+            let sp = b.add(
+                Some(parent),
+                Role::Llm,
+                "llm",
+                Some(ev.step),
+                0,
+                "chat".to_string(),
+                SpanKind::Client,
+                ev.timing.start_unix_ns,
+                ev.timing.end_unix_ns,
+                a,
+            );
+            if let Some((t, msg)) = error_of(p) {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
             }
-            None => {
-                let mut a = http_attrs(ev);
-                a.push(("gen_ai.operation.name".into(), s("chat")));
-                a.push(("gen_ai.provider.name".into(), s("unknown")));
-                ("chat".to_string(), a)
-            }
-        };
-        let sp = b.add(
-            Some(parent),
-            Role::Llm,
-            "llm",
-            Some(ev.step),
-            0,
-            name,
-            SpanKind::Client,
-            ev.timing.start_unix_ns,
-            ev.timing.end_unix_ns,
-            attrs,
-        );
-        if let Some((t, msg)) = error_of(p) {
-            b.spans[sp].attributes.push(("error.type".into(), s(t)));
-            b.spans[sp].error = Some(msg);
+            continue;
         }
-        llm_span.insert(i, sp);
+        for (turn, (call, start, end)) in calls.into_iter().enumerate() {
+            let name = match &call.request_model {
+                Some(m) => format!("{} {m}", call.operation),
+                None => call.operation.clone(),
+            };
+            let sp = b.add(
+                Some(parent),
+                Role::Llm,
+                "llm",
+                Some(ev.step),
+                turn,
+                name,
+                SpanKind::Client,
+                start,
+                end,
+                llm_span_attrs(ev, call, opts),
+            );
+            let error = match &p.realtime {
+                Some(_) => call
+                    .error_type
+                    .clone()
+                    .map(|t| (t, call.error_message.clone().unwrap_or_default())),
+                None => error_of(p),
+            };
+            if let Some((t, msg)) = error {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
+            }
+            llm_span.insert((i, turn), sp);
+        }
     }
+
+    // Where tool results came back: each LLM request (at its start) and each result a
+    // Realtime client sent (at its own time), with the step that carried it.
+    let mut carriers: Vec<(u64, usize, u64, &ToolResult)> = Vec::new();
+    for (k, q) in parsed.iter().enumerate() {
+        match (&q.realtime, &q.llm) {
+            (Some(rt), _) => carriers.extend(
+                rt.results
+                    .iter()
+                    .map(|r| (ws_time(q.event, r.at_ms), k, q.event.step, &r.result)),
+            ),
+            (None, Some(call)) => carriers.extend(
+                call.tool_results
+                    .iter()
+                    .map(|r| (q.event.timing.start_unix_ns, k, q.event.step, r)),
+            ),
+            _ => {}
+        }
+    }
+    carriers.sort_by_key(|c| (c.0, c.1));
 
     // Tool calls: each under the LLM call whose response asked for it, closed by the
     // first later LLM request that carries its result; the exchanges made while it ran
     // belong to it, to the call whose arguments they carry first. The dependency graph
-    // says both, as replay reads it.
+    // says both for HTTP exchanges, as replay reads it; a Realtime session's calls are
+    // answered inside its own stream, by time.
     let graph = tool_graph(parsed);
     let mut claimed: Vec<Option<usize>> = vec![None; parsed.len()];
     for (i, p) in parsed.iter().enumerate() {
-        let Some(call) = &p.llm else { continue };
-        let runs = graph.tool_calls(i);
-        if runs.is_empty() {
-            continue;
-        }
-        let llm_sp = llm_span[&i];
-        let agent = p.event.agent.as_deref();
-        let mut tool_spans = Vec::new();
-        for run in runs {
-            let j = run.call as usize;
-            let Some(tc) = call.tool_calls.get(j) else {
-                continue;
-            };
-            let closing = run.closing.and_then(|k| {
-                let k = k as usize;
-                let r = parsed[k]
-                    .llm
-                    .as_ref()?
-                    .tool_results
-                    .iter()
-                    .find(|r| answers(r, tc))?;
-                Some((k, r))
-            });
-            let w_start = p.event.timing.end_unix_ns;
-            let w_end = closing
-                .map(|(k, _)| parsed[k].event.timing.start_unix_ns)
-                .unwrap_or(end);
-            let result = closing.map(|(k, r)| (r, parsed[k].event.step));
-            let span = tool_call_span(session, p.event.step, j, tc, w_start, w_end, result, opts);
-            tool_spans.push((b.attach(Some(llm_sp), span), *run));
-        }
-        let mut load = vec![0usize; tool_spans.len()];
-        for (k, q) in parsed.iter().enumerate().skip(i + 1) {
-            if q.event.kind == Kind::Llm
-                || claimed[k].is_some()
-                || q.event.agent.as_deref() != agent
-            {
+        if p.realtime.is_none() {
+            let Some(call) = &p.llm else { continue };
+            let runs = graph.tool_calls(i);
+            if runs.is_empty() {
                 continue;
             }
-            let t = q.event.timing.start_ns;
-            let best = (0..tool_spans.len())
-                .filter(|&j| t >= tool_spans[j].1.from_ns && t <= tool_spans[j].1.to_ns)
-                .max_by_key(|&j| {
-                    (
-                        graph.arguments_matched(k, i, tool_spans[j].1.call as usize),
-                        usize::MAX - load[j],
-                        usize::MAX - j,
-                    )
+            let Some(&llm_sp) = llm_span.get(&(i, 0)) else {
+                continue;
+            };
+            let agent = p.event.agent.as_deref();
+            let mut tool_spans = Vec::new();
+            for run in runs {
+                let j = run.call as usize;
+                let Some(tc) = call.tool_calls.get(j) else {
+                    continue;
+                };
+                let closing = run.closing.and_then(|k| {
+                    let k = k as usize;
+                    let r = parsed[k]
+                        .llm
+                        .as_ref()?
+                        .tool_results
+                        .iter()
+                        .find(|r| answers(r, tc))?;
+                    Some((k, r))
                 });
-            if let Some(best) = best {
+                let w_start = p.event.timing.end_unix_ns;
+                let w_end = closing
+                    .map(|(k, _)| parsed[k].event.timing.start_unix_ns)
+                    .unwrap_or(end);
+                let result = closing.map(|(k, r)| (r, parsed[k].event.step));
+                let span =
+                    tool_call_span(session, p.event.step, j, tc, w_start, w_end, result, opts);
+                tool_spans.push((b.attach(Some(llm_sp), span), *run));
+            }
+            let mut load = vec![0usize; tool_spans.len()];
+            for (k, q) in parsed.iter().enumerate().skip(i + 1) {
+                if !q.is_tool() || claimed[k].is_some() || q.event.agent.as_deref() != agent {
+                    continue;
+                }
+                let t = q.event.timing.start_ns;
+                let best = (0..tool_spans.len())
+                    .filter(|&j| t >= tool_spans[j].1.from_ns && t <= tool_spans[j].1.to_ns)
+                    .max_by_key(|&j| {
+                        (
+                            mcp_match(&call.tool_calls[tool_spans[j].1.call as usize], q),
+                            graph.arguments_matched(k, i, tool_spans[j].1.call as usize),
+                            usize::MAX - load[j],
+                            usize::MAX - j,
+                        )
+                    });
+                if let Some(best) = best {
+                    load[best] += 1;
+                    claimed[k] = Some(tool_spans[best].0);
+                }
+            }
+            continue;
+        }
+        // A Realtime session's tool spans take indices across its turns.
+        let mut index = 0;
+        for (turn, (call, _, call_end)) in p.calls().into_iter().enumerate() {
+            if call.tool_calls.is_empty() {
+                continue;
+            }
+            let Some(&llm_sp) = llm_span.get(&(i, turn)) else {
+                continue;
+            };
+            let agent = p.event.agent.as_deref();
+            let mut tool_spans = Vec::new();
+            let mut windows = Vec::new();
+            for tc in &call.tool_calls {
+                let closing = carriers.iter().find(|(at, k, _, r)| {
+                    let later = if p.realtime.is_some() || parsed[*k].realtime.is_some() {
+                        *at >= call_end
+                    } else {
+                        *k > i
+                    };
+                    later && answers(r, tc)
+                });
+                let w_start = call_end;
+                let w_end = closing.map(|c| c.0).unwrap_or(end).max(w_start);
+                let result = closing.map(|(_, _, step, r)| (*r, *step));
+                let span = tool_call_span(
+                    session,
+                    p.event.step,
+                    index,
+                    tc,
+                    w_start,
+                    w_end,
+                    result,
+                    opts,
+                );
+                index += 1;
+                let sp = b.attach(Some(llm_sp), span);
+                let mut needles = Vec::new();
+                argument_needles(&tc.arguments, &mut needles);
+                tool_spans.push((sp, needles));
+                windows.push((w_start, w_end));
+            }
+            // Non-LLM exchanges that ran inside a call's window belong to it.
+            let mut load = vec![0usize; tool_spans.len()];
+            for (k, q) in parsed.iter().enumerate().skip(i + 1) {
+                if !q.is_tool() || claimed[k].is_some() || q.event.agent.as_deref() != agent {
+                    continue;
+                }
+                let t = q.event.timing.start_unix_ns;
+                let candidates: Vec<usize> = (0..tool_spans.len())
+                    .filter(|&j| t >= windows[j].0 && t <= windows[j].1)
+                    .collect();
+                if candidates.is_empty() {
+                    continue;
+                }
+                let best = candidates
+                    .iter()
+                    .copied()
+                    .max_by_key(|&j| {
+                        (
+                            mcp_match(&call.tool_calls[j], q),
+                            match_score(&tool_spans[j].1, q),
+                            usize::MAX - load[j],
+                            usize::MAX - j,
+                        )
+                    })
+                    .unwrap_or(candidates[0]);
                 load[best] += 1;
                 claimed[k] = Some(tool_spans[best].0);
             }
@@ -870,8 +1258,10 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
         }
         let parts = UrlParts::parse(&ev.request.url);
         let tool_name = super::tool_names::by_rule_with(&ev.request.method, &parts, rules);
-        let sp = match claimed[k] {
-            Some(tool_sp) => b.add(
+        let mcp = mcp_span(&mut b, q, claimed[k], parent_of(ev, &agent_span), opts);
+        let sp = match (mcp, claimed[k]) {
+            (Some(sp), _) => sp,
+            (None, Some(tool_sp)) => b.add(
                 Some(tool_sp),
                 Role::Http,
                 "http",
@@ -883,7 +1273,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 ev.timing.end_unix_ns,
                 http_attrs(ev),
             ),
-            None if ev.kind == Kind::Tool => {
+            (None, None) if ev.kind == Kind::Tool && q.is_tool() => {
                 let mut a = vec![
                     ("gen_ai.operation.name".to_string(), s("execute_tool")),
                     ("gen_ai.tool.name".to_string(), s(tool_name.clone())),
@@ -904,7 +1294,7 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                     a,
                 )
             }
-            None => {
+            (None, None) => {
                 let parent = parent_of(ev, &agent_span);
                 b.add(
                     Some(parent),
@@ -920,21 +1310,23 @@ pub fn build_from(session: &str, parsed: &[Parsed], rules: &Rules, opts: &TraceO
                 )
             }
         };
-        if let Some((t, msg)) = error_of(q) {
-            b.spans[sp]
-                .attributes
-                .push(("error.type".into(), s(t.clone())));
-            b.spans[sp].error = Some(msg.clone());
-            if let Some(tool_sp) = claimed[k] {
-                if b.spans[tool_sp].error.is_none() {
-                    b.spans[tool_sp]
-                        .attributes
-                        .push(("error.type".into(), s(t)));
-                    b.spans[tool_sp].error = Some(msg);
-                }
+        if mcp.is_none() {
+            if let Some((t, msg)) = error_of(q) {
+                b.spans[sp].attributes.push(("error.type".into(), s(t)));
+                b.spans[sp].error = Some(msg);
             }
         }
-        if is_empty_answer(ev.status(), &q.response_body) {
+        // The tool call fails, and is empty, as its exchange is.
+        if let (Some(tool_sp), Some(msg)) = (claimed[k], b.spans[sp].error.clone()) {
+            if b.spans[tool_sp].error.is_none() {
+                let t = error_type_of(&b.spans[sp]);
+                b.spans[tool_sp]
+                    .attributes
+                    .push(("error.type".into(), s(t)));
+                b.spans[tool_sp].error = Some(msg);
+            }
+        }
+        if q.is_empty_answer() {
             b.spans[sp].flag = Some("empty");
             if let Some(tool_sp) = claimed[k] {
                 b.spans[tool_sp].flag = Some("empty");
@@ -977,7 +1369,7 @@ impl Trace {
                     t.output_tokens += sp.int("gen_ai.usage.output_tokens").unwrap_or(0) as u64;
                 }
                 Role::Tool => t.tool_calls += 1,
-                Role::Http => t.http_exchanges += 1,
+                Role::Http | Role::Mcp => t.http_exchanges += 1,
                 _ => {}
             }
             // Errors count once per recorded exchange: a tool call's span only repeats

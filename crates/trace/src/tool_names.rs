@@ -52,9 +52,13 @@ impl ToolNames {
             }
         }
         for p in parsed.iter().filter(|p| p.event.kind != Kind::Llm) {
-            names
-                .entry(p.event.step)
-                .or_insert_with(|| by_rule(p.event, rules));
+            names.entry(p.event.step).or_insert_with(|| {
+                // An MCP `tools/call` names its tool itself.
+                p.mcp
+                    .as_ref()
+                    .and_then(|m| m.tool_name.clone())
+                    .unwrap_or_else(|| by_rule(p.event, rules))
+            });
         }
         ToolNames { names }
     }

@@ -1,5 +1,6 @@
-// Asking the viewer's JSON API. Paths are relative, so the page works wherever it is
-// mounted (`/` under `tapedeck ui`, `/_tapedeck/ui/` in a record daemon).
+// Asking the viewer's JSON API. Paths are relative to the page (`/_tapedeck/ui/`); the
+// browser sends the access cookie with each request (the server set it when the page was
+// opened through its link), so no token is ever handled here.
 
 export class ApiError extends Error {}
 

@@ -1,11 +1,21 @@
 // The step panel: one exchange read closely. Its request and response (JSON pretty-printed),
 // an LLM call's messages as a conversation, a stream's chunks with their offsets, the
 // headers (secrets show as redacted), the usage, the findings that involve it, and the
-// steps whose output flowed into it. Everything recorded is shown as text.
+// steps whose output flowed into it with the value that flowed. Everything recorded is
+// shown as text.
 
 import { h, hash, jsonView, parseJson, us, num, bytes, shortUrl } from './dom.js';
 
 const REDACTED = '[REDACTED]';
+// How a value reached a step, in the dependency model's terms (trace::causal::Link).
+const LINKS = {
+  tool_result: 'tool result',
+  tool_call_id: 'tool call id',
+  assistant_text: 'assistant text',
+  tool_output: 'tool answer',
+  tool_arguments: 'tool arguments',
+  value: 'value',
+};
 const TABS = ['overview', 'conversation', 'request', 'response', 'stream', 'headers'];
 let lastTab = 'overview';
 
@@ -117,9 +127,12 @@ function overview(d, run) {
       h('ul', {}, f.evidence.map((e) => h('li', { text: e }))))));
   }
   out.push(h('h3', { text: 'Walk back' }));
-  out.push(d.inputs.length
-    ? h('div', { class: 'walk' }, h('div', { class: 'muted', text: 'Output of these steps flowed into this one:' }),
-      h('ul', {}, d.inputs.slice().reverse().map((s) => h('li', {}, stepLink(run, s)))))
+  const flows = d.walk_back.slice().sort((a, b) => b.step - a.step);
+  out.push(flows.length
+    ? h('div', { class: 'walk' }, h('div', { class: 'muted', text: 'Output of these steps flowed into this one (what replay waits for):' }),
+      h('ul', {}, flows.map((f) => h('li', { title: f.why, data: { step: f.step, link: f.link } },
+        stepLink(run, f.step), h('span', { class: 'flowlink', text: LINKS[f.link] || f.link }),
+        f.value !== null ? h('code', { class: 'flow', text: f.value }) : null))))
     : h('p', { class: 'muted', text: 'No earlier step\'s output is known to flow into this one.' }));
   if (d.used_by.length) {
     out.push(h('div', { class: 'walk' }, h('div', { class: 'muted', text: 'This step\'s output flowed into:' }),

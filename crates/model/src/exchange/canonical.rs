@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::canonical_json::{canonicalize, CanonicalJson};
+use super::canonical_json::{canonicalize_with, CanonicalJson};
 use super::{header, redact::looks_like_json, Header};
 use crate::rules::Rules;
 
@@ -97,13 +97,40 @@ pub fn sort_keys(v: &Value) -> Value {
     }
 }
 
+/// Removes the ids a faithful rerun makes up anew for each message: a JSON-RPC
+/// message's `id` (each message of a batch too; MCP numbers its requests per session)
+/// and the top-level fields in `names`. Replay answers with the client's own ids.
+pub fn drop_message_ids(v: &mut Value, names: &[&str]) {
+    fn drop_rpc_id(m: &mut serde_json::Map<String, Value>) {
+        if m.contains_key("jsonrpc") {
+            m.shift_remove("id");
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            drop_rpc_id(m);
+            for n in names {
+                m.shift_remove(*n);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(m) = item {
+                    drop_rpc_id(m);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A body's canonical JSON, when it is JSON (by content type, or by its first byte when
 /// untyped).
 fn parse_json(body: &[u8], content_type: Option<&str>, rules: &Rules) -> Option<CanonicalJson> {
     if body.is_empty() || !looks_like_json(content_type, body) {
         return None;
     }
-    canonicalize(body, &rules.ignore_json_paths)
+    canonicalize_with(body, &rules.ignore_json_paths, !rules.match_message_ids)
 }
 
 /// The canonical form of a whole body: sorted JSON without ignored paths, else bytes.
@@ -340,6 +367,47 @@ mod tests {
             &rules,
         );
         assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn json_rpc_ids_do_not_take_part_unless_told() {
+        let hs = h(&[("content-type", "application/json")]);
+        let key = |body: &[u8], rules: &Rules| {
+            canonical("POST", "https://mcp.test/mcp", &hs, body, rules).key()
+        };
+        let rules = Rules::default();
+        let call = |id: u32| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"w","arguments":{{"id":7}}}}}}"#
+            )
+        };
+        assert_eq!(
+            key(call(1).as_bytes(), &rules),
+            key(call(9).as_bytes(), &rules)
+        );
+        let batch = |a: u32, b: u32| {
+            format!(
+                r#"[{{"jsonrpc":"2.0","id":{a},"method":"x"}},{{"jsonrpc":"2.0","id":{b},"method":"y"}}]"#
+            )
+        };
+        assert_eq!(
+            key(batch(1, 2).as_bytes(), &rules),
+            key(batch(5, 6).as_bytes(), &rules)
+        );
+        // Arguments keep their own ids; a body that is not JSON-RPC keeps its `id`.
+        assert_ne!(
+            key(call(1).replace("\"id\":7", "\"id\":8").as_bytes(), &rules),
+            key(call(1).as_bytes(), &rules)
+        );
+        assert_ne!(key(br#"{"id":1}"#, &rules), key(br#"{"id":2}"#, &rules));
+        let strict = Rules {
+            match_message_ids: true,
+            ..Rules::default()
+        };
+        assert_ne!(
+            key(call(1).as_bytes(), &strict),
+            key(call(2).as_bytes(), &strict)
+        );
     }
 
     #[test]

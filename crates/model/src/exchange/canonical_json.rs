@@ -24,10 +24,24 @@ pub struct CanonicalJson {
 
 /// Canonicalizes `body`; `None` when it is not one JSON value (trailing bytes included).
 pub fn canonicalize(body: &[u8], ignore: &[JsonPath]) -> Option<CanonicalJson> {
+    canonicalize_with(body, ignore, false)
+}
+
+/// [`canonicalize`], leaving out, with `drop_rpc_ids`, the `id` of a JSON-RPC message
+/// (an object with `jsonrpc` at the top level, or each such object of a top-level batch
+/// array): a faithful rerun numbers its requests anew, and replay answers with the
+/// client's own ids.
+pub fn canonicalize_with(
+    body: &[u8],
+    ignore: &[JsonPath],
+    drop_rpc_ids: bool,
+) -> Option<CanonicalJson> {
     let mut ctx = Ctx {
         ignore,
         path: Vec::new(),
         names_model: false,
+        drop_rpc_ids,
+        top_is_array: false,
     };
     let mut out = Vec::with_capacity(body.len().min(1 << 20));
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -56,6 +70,8 @@ struct Ctx<'i> {
     ignore: &'i [JsonPath],
     path: Vec<Seg>,
     names_model: bool,
+    drop_rpc_ids: bool,
+    top_is_array: bool,
 }
 
 impl Ctx<'_> {
@@ -143,6 +159,9 @@ impl<'de> Visitor<'de> for Canon<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Canon { out, ctx, depth } = self;
+        if depth == 0 {
+            ctx.top_is_array = true;
+        }
         out.push(b'[');
         let mut first = true;
         for i in 0.. {
@@ -212,6 +231,10 @@ impl<'de> Visitor<'de> for Canon<'_, '_> {
                 ctx.path.pop();
             }
         }
+        let message = depth == 0 || (depth == 1 && ctx.top_is_array);
+        if ctx.drop_rpc_ids && message && members.contains_key("jsonrpc") {
+            members.remove("id");
+        }
         out.push(b'{');
         for (i, (k, v)) in members.iter().enumerate() {
             if i > 0 {
@@ -280,6 +303,22 @@ mod tests {
     #[test]
     fn not_json_is_none_and_the_model_is_read_from_the_top_level() {
         assert!(canonicalize(b"{\"a\":1} trailing", &[]).is_none());
+        let rpc = |b: &str| {
+            canonicalize_with(b.as_bytes(), &[], true)
+                .unwrap()
+                .text
+                .get()
+                .to_string()
+        };
+        assert_eq!(
+            rpc(r#"{"jsonrpc":"2.0","id":7,"method":"m"}"#),
+            r#"{"jsonrpc":"2.0","method":"m"}"#
+        );
+        assert_eq!(
+            rpc(r#"[{"jsonrpc":"2.0","id":1},{"jsonrpc":"2.0","id":2,"p":{"id":3}}]"#),
+            r#"[{"jsonrpc":"2.0"},{"jsonrpc":"2.0","p":{"id":3}}]"#
+        );
+        assert_eq!(rpc(r#"{"id":7,"x":1}"#), r#"{"id":7,"x":1}"#);
         assert!(canonicalize(b"{\"a\":", &[]).is_none());
         assert!(canonicalize(b"", &[]).is_none());
         assert!(canonicalize(br#"{"model":"m"}"#, &[]).unwrap().names_model);

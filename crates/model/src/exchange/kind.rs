@@ -89,10 +89,14 @@ pub fn classify_named(
 }
 
 fn is_inference(method: &str, host: &str, path: &str, names_model: bool) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    // The Realtime API's WebSocket (`GET /v1/realtime`, Azure `/openai/realtime`).
+    if method.eq_ignore_ascii_case("GET") && path.trim_end_matches('/').ends_with("/realtime") {
+        return true;
+    }
     if !method.eq_ignore_ascii_case("POST") {
         return false;
     }
-    let path = path.split('?').next().unwrap_or(path);
     if URL_MODEL_SUFFIXES.iter().any(|s| path.ends_with(s)) {
         return path.contains("/models/")
             || path.contains("/model/")
@@ -118,6 +122,10 @@ mod tests {
     #[test]
     fn provider_paths_are_llm_and_everything_else_is_a_tool() {
         let r = Rules::default();
+        assert_eq!(
+            classify("GET", "api.openai.com", "/v1/realtime", None, &r),
+            Kind::Llm
+        );
         let model = json!({"model": "gpt-4o", "messages": []});
         assert_eq!(
             classify(

@@ -13,6 +13,7 @@ pub mod jsondiff;
 pub mod kind;
 pub mod limit;
 pub mod redact;
+pub mod ws;
 
 use serde::{Deserialize, Serialize};
 
@@ -190,6 +191,9 @@ pub struct Event<B = BodyRef> {
     pub timing: Timing,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExchangeError>,
+    /// The messages after a WebSocket upgrade (see [`ws`]); absent for plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<ws::WsRecord<B>>,
 }
 
 impl<B> Event<B> {
@@ -213,6 +217,10 @@ impl<B> Event<B> {
             }),
             None => None,
         };
+        let ws = match self.ws {
+            Some(w) => Some(w.map_bodies(&mut f)?),
+            None => None,
+        };
         Ok(Event {
             step: self.step,
             kind: self.kind,
@@ -223,6 +231,7 @@ impl<B> Event<B> {
             response,
             timing: self.timing,
             error: self.error,
+            ws,
         })
     }
 }

@@ -43,10 +43,12 @@ mod bedrock;
 mod fields;
 mod gemini;
 mod genai;
+pub mod mcp;
 mod ollama;
 mod openai_chat;
 mod openai_embeddings;
 mod openai_responses;
+pub mod realtime;
 pub mod recognise;
 mod sse;
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::read::tool_error;
 use super::Finding;
-use crate::spans::{is_empty_answer, Parsed};
+use crate::spans::Parsed;
 use crate::tool_names::ToolNames;
 use tapedeck_model::exchange::Kind;
 use tapedeck_store::{IssueRecord, IssueStatus, IssueTable};
@@ -69,7 +69,7 @@ fn tool_error_kind(p: &Parsed) -> String {
             Some(field) => format!("soft error at {field}"),
             None => e.why,
         },
-        None if is_empty_answer(p.event.status(), &p.response_body) => "empty answer".into(),
+        None if p.is_empty_answer() => "empty answer".into(),
         None => "-".into(),
     }
 }

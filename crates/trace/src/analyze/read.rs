@@ -53,6 +53,14 @@ pub fn tool_error(p: &Parsed) -> Option<ToolError> {
         field: None,
         warning: false,
     };
+    if let Some(m) = &p.mcp {
+        if !m.is_tool_call() {
+            return None;
+        }
+        if let Some(why) = m.error_message() {
+            return Some(hard(why));
+        }
+    }
     if ev.response.is_none() {
         return ev
             .error
@@ -63,7 +71,7 @@ pub fn tool_error(p: &Parsed) -> Option<ToolError> {
     if status >= 400 {
         return Some(hard(format!("HTTP {status}")));
     }
-    let soft = body_soft_error(&p.response_body)?;
+    let soft = body_soft_error(&p.tool_answer())?;
     Some(ToolError {
         why: format!(
             "{} in its {status} body at {}: {:?}",
@@ -316,7 +324,7 @@ pub fn output_of(p: &Parsed) -> String {
             }
             s
         }
-        None => String::from_utf8_lossy(&p.response_body).into_owned(),
+        None => String::from_utf8_lossy(&p.tool_answer()).into_owned(),
     }
 }
 

@@ -125,11 +125,38 @@ pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> V
             } else if URL_HEADERS.contains(&name.as_str()) {
                 let redacted = url(&text, rules, secrets);
                 (name, redacted)
+            } else if name == "sec-websocket-protocol" {
+                let redacted = subprotocols(&text, secrets);
+                (name, redacted)
             } else {
                 (name, text)
             }
         })
         .collect()
+}
+
+/// WebSocket subprotocols that carry a credential: browsers cannot set headers on a
+/// WebSocket, so the OpenAI Realtime API takes the key as a subprotocol.
+const CREDENTIAL_SUBPROTOCOLS: &[&str] = &["openai-insecure-api-key."];
+
+/// A `Sec-WebSocket-Protocol` list with the credentials in it redacted.
+fn subprotocols(text: &str, secrets: &mut Secrets) -> String {
+    text.split(',')
+        .map(|p| {
+            let p = p.trim();
+            match CREDENTIAL_SUBPROTOCOLS
+                .iter()
+                .find_map(|prefix| p.strip_prefix(prefix).map(|v| (prefix, v)))
+            {
+                Some((prefix, value)) => {
+                    secrets.add(value);
+                    format!("{prefix}{REDACTED}")
+                }
+                None => p.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Scrubs every secret value from stored header values (an upstream echoing the
@@ -280,6 +307,24 @@ pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::rules::RuleArgs;
+
+    #[test]
+    fn an_api_key_in_a_websocket_subprotocol_is_redacted() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "sec-websocket-protocol",
+            "realtime, openai-insecure-api-key.sk-proj-0123456789abcdef, openai-beta.realtime-v1"
+                .parse()
+                .unwrap(),
+        );
+        let mut secrets = Secrets::default();
+        let stored = headers(&h, &Rules::default(), &mut secrets);
+        assert_eq!(
+            stored[0].1,
+            "realtime, openai-insecure-api-key.[REDACTED], openai-beta.realtime-v1"
+        );
+        assert!(secrets.scrub(b"echo sk-proj-0123456789abcdef").is_some());
+    }
 
     fn whole(data: &[u8], ct: Option<&str>, rules: &Rules, secrets: &mut Secrets) -> String {
         String::from_utf8(stored_body(data, ct, 1 << 20, rules, secrets).0).unwrap()

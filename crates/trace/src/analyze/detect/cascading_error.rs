@@ -127,7 +127,7 @@ fn handed_on_errors(v: &View, out: &mut Vec<Finding>) {
         let (Some(err), Some(a)) = (tool_error(t), t.event.agent.as_deref()) else {
             continue;
         };
-        let body = String::from_utf8_lossy(&t.response_body).into_owned();
+        let body = String::from_utf8_lossy(&t.tool_answer()).into_owned();
         let values: Vec<&str> = flow::tokens(&body).collect();
         let came = reach(ti, &next);
         // The first LLM call of another agent, downstream, whose input holds the value.

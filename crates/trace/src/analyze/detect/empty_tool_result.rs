@@ -9,14 +9,13 @@ use std::collections::HashSet;
 use super::View;
 use crate::analyze::read::{is_empty_text, next_llm, short, status_of, what};
 use crate::analyze::{Finding, Severity};
-use crate::spans::is_empty_answer;
 use tapedeck_model::exchange::Kind;
 
 pub fn detect(v: &View, out: &mut Vec<Finding>) {
     let parsed = v.parsed;
     let mut covered: HashSet<String> = HashSet::new();
     for (i, t) in parsed.iter().enumerate() {
-        if t.event.kind == Kind::Llm || !is_empty_answer(t.event.status(), &t.response_body) {
+        if !t.is_tool() || !t.is_empty_answer() {
             continue;
         }
         let Some((_, l)) = next_llm(parsed, i) else {
@@ -30,7 +29,7 @@ pub fn detect(v: &View, out: &mut Vec<Finding>) {
             covered.insert(id.clone());
         }
         let name = v.tool(t.event);
-        let body = String::from_utf8_lossy(&t.response_body);
+        let body = String::from_utf8_lossy(&t.tool_answer()).into_owned();
         out.push(Finding {
             detector: "empty_tool_result",
             severity: Severity::Warning,

@@ -79,11 +79,18 @@ pub fn detect(v: &View, out: &mut Vec<Finding>) {
 }
 
 /// Each exchange's duration and critical-path share, in step order.
+/// An open channel (a WebSocket, an MCP session's streams) lasts as long as it is
+/// wanted: its length is no step's slowness, and it holds no other step up.
+fn is_channel(p: &Parsed) -> bool {
+    p.event.ws.is_some() || p.mcp.as_ref().is_some_and(|m| m.method.is_none())
+}
+
 fn timings<'a>(parsed: &'a [Parsed<'a>]) -> Vec<Timed<'a>> {
     let critical = alone_ns(parsed);
     parsed
         .iter()
         .zip(critical)
+        .filter(|(p, _)| !is_channel(p))
         .map(|(p, alone)| Timed {
             p,
             duration_ms: p

@@ -47,6 +47,7 @@ pub fn event(
             end_unix_ns: end_ms * 1_000_000,
         },
         error: None,
+        ws: None,
     }
 }
 
@@ -115,6 +116,8 @@ pub fn parsed<'a>(ev: &'a Event, llm: Option<LlmCall>, req: &str, resp: &str) ->
     Parsed {
         event: ev,
         llm,
+        mcp: None,
+        realtime: None,
         request_body: req.as_bytes().to_vec(),
         response_body: resp.as_bytes().to_vec(),
     }

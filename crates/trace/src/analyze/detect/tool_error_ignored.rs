@@ -54,13 +54,13 @@ fn http_tools(v: &View, out: &mut Vec<Finding>) -> HashSet<String> {
             continue;
         }
         let name = v.tool(t.event);
-        let body = String::from_utf8_lossy(&t.response_body).to_string();
+        let body = String::from_utf8_lossy(&t.tool_answer()).to_string();
         let answer = l
             .llm
             .as_ref()
             .map(|c| c.output_text.clone())
             .unwrap_or_default();
-        match carried(l, &t.response_body) {
+        match carried(l, &t.tool_answer()) {
             Some(r) => {
                 if let Some(id) = &r.id {
                     reported_results.insert(id.clone());
@@ -149,7 +149,7 @@ fn local_tools(v: &View, reported_results: &HashSet<String>, out: &mut Vec<Findi
             if parsed.iter().any(|t| {
                 t.event.kind != Kind::Llm
                     && t.event.step < l.event.step
-                    && carried(l, &t.response_body).is_some_and(|c| c.id == r.id)
+                    && carried(l, &t.tool_answer()).is_some_and(|c| c.id == r.id)
             }) {
                 continue;
             }
