@@ -527,7 +527,8 @@ async fn an_ignore_rule_added_after_recording_turns_a_miss_into_a_hit() {
             .json(&json!({"q": "weather", "meta": {"ts": "2026-01-01T00:00:00Z"}})),
     )
     .await;
-    d.stop();
+    let (_, log) = d.stop();
+    assert!(log.contains("recorded 1 exchange "), "the recording: {log}");
     let later = json!({"q": "weather", "meta": {"ts": "2026-11-25T13:00:00Z"}});
 
     let r = replay(&dirs, "rules", &[]);
