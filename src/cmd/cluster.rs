@@ -7,28 +7,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::CmdResult;
-use crate::recording::{self, Recording};
+use crate::recording;
 use tapedeck_store::{IssueStatus, IssueTable, Store};
-use tapedeck_trace::analyze::issues::Signature;
-use tapedeck_trace::analyze::{examine, Finding};
-
-/// A session's group: its leading finding's signature (detector, tool, error: the same
-/// as the issues table's) and the position of that finding's first exchange in the run.
-fn signature(rec: &Recording, f: &Finding, sig: &Signature) -> [String; 4] {
-    let first = f.steps.first().copied().unwrap_or(0);
-    let pos = rec
-        .events
-        .iter()
-        .position(|e| e.step == first)
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    [
-        sig.detector.clone(),
-        sig.tool.clone(),
-        sig.error.clone(),
-        format!("exchange {pos}"),
-    ]
-}
+use tapedeck_trace::analyze::cluster::{leading_index, signature};
+use tapedeck_trace::analyze::examine;
 
 /// Sessions sharing a signature, with the status of its issue (when the store was
 /// open to read the issues table).
@@ -86,13 +68,12 @@ pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, sup
                 super::issues::note(s.as_ref(), t, &rec.session, &examined)?;
             }
         }
-        let sig = match leading(&examined.findings) {
-            Some(i) => {
-                lead_issue.insert(rec.session.clone(), examined.signatures[i].id());
-                signature(&rec, &examined.findings[i], &examined.signatures[i]).to_vec()
-            }
-            None => Vec::new(),
-        };
+        if let Some(i) = leading_index(&examined.findings) {
+            lead_issue.insert(rec.session.clone(), examined.signatures[i].id());
+        }
+        let sig = signature(&rec.events, &examined)
+            .map(|s| vec![s.detector, s.tool, s.error, s.position])
+            .unwrap_or_default();
         groups.entry(sig).or_default().push(rec.session.clone());
     }
     if let Some((s, t)) = &table {
@@ -123,24 +104,6 @@ pub async fn groups(sessions: &[String], store: &Path) -> Result<Vec<Group>, sup
             .then(a.signature.cmp(&b.signature))
     });
     Ok(list)
-}
-
-/// The index of the finding a session is grouped by: the most severe, then the
-/// earliest, then the first in detector order.
-fn leading(findings: &[Finding]) -> Option<usize> {
-    let rank = |f: &Finding| {
-        tapedeck_trace::analyze::DETECTORS
-            .iter()
-            .position(|d| *d == f.detector)
-            .unwrap_or(usize::MAX)
-    };
-    (0..findings.len()).min_by(|&a, &b| {
-        let (a, b) = (&findings[a], &findings[b]);
-        b.severity
-            .cmp(&a.severity)
-            .then(a.steps.first().cmp(&b.steps.first()))
-            .then(rank(a).cmp(&rank(b)))
-    })
 }
 
 pub async fn run(sessions: &[String], store: &Path, json_out: bool) -> CmdResult {

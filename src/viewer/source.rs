@@ -19,7 +19,7 @@ use tapedeck_model::exchange::SessionInfo;
 use tapedeck_model::rules::Rules;
 use tapedeck_store::Store;
 use tapedeck_trace::analyze::cluster::{signature, Signature};
-use tapedeck_trace::analyze::{analyze_parsed, Finding, Severity};
+use tapedeck_trace::analyze::{examine_parsed, Finding, Severity};
 use tapedeck_trace::causal::Graph;
 use tapedeck_trace::diff::{align, Pair};
 use tapedeck_trace::spans::{build_from, parse_events, tool_graph, Trace, TraceOptions};
@@ -337,8 +337,8 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
     let parsed = parse_events(&rec);
     // The tree, the findings and the dependencies read the same parse and nothing else:
     // build them at once.
-    let (trace, findings, graph) = std::thread::scope(|s| {
-        let findings = s.spawn(|| analyze_parsed(&parsed, rules));
+    let (trace, examined, graph) = std::thread::scope(|s| {
+        let findings = s.spawn(|| examine_parsed(&parsed, rules));
         let graph = s.spawn(|| tool_graph(&parsed));
         let trace = build_from(&rec.session, &parsed, rules, &TraceOptions::default());
         match (findings.join(), graph.join()) {
@@ -347,6 +347,7 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
         }
     });
     drop(parsed);
+    let findings = &examined.findings;
     let inputs = links::inputs(&rec.events, &graph);
     let totals = trace.totals();
     let mut agents: Vec<String> = rec.events.iter().filter_map(|e| e.agent.clone()).collect();
@@ -365,15 +366,15 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
         errors: totals.errors,
         findings: findings.len(),
         severity: findings.iter().map(|f| f.severity).max(),
-        signature: signature(&rec.events, &findings, rules),
+        signature: signature(&rec.events, &examined),
         parent: None,
     };
-    let run_json = api::run_json(&rec, &trace, &findings, &inputs);
+    let run_json = api::run_json(&rec, &trace, findings, &inputs);
     Loaded {
         version,
         rec,
         trace,
-        findings,
+        findings: examined.findings,
         graph,
         inputs,
         summary,

@@ -10,18 +10,17 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Finding, DETECTORS};
-use tapedeck_model::exchange::canonical::UrlParts;
-use tapedeck_model::exchange::{Event, Kind};
-use tapedeck_model::rules::Rules;
+use super::{Examined, Finding, DETECTORS};
+use tapedeck_model::exchange::Event;
 
 /// What a failing session has in common with the others of its bug.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature {
     pub detector: String,
-    /// The tool named by the tool-name rule, `llm` for an LLM call, `-` when unknown.
+    /// The tool, as the tool-naming rule names it (`llm` for an LLM call).
     pub tool: String,
-    /// `HTTP 500`, a transport error kind, or `-`.
+    /// What went wrong there, as the issues table says it (`HTTP 500`, `empty answer`,
+    /// a soft error's field, the model of an LLM call).
     pub error: String,
     /// `exchange N`: the leading exchange's position in the run (1-based).
     pub position: String,
@@ -41,16 +40,17 @@ impl Cluster {
     }
 }
 
-/// The finding a session is grouped by: the most severe, then the earliest, then the
-/// first in detector order.
-pub fn leading(findings: &[Finding]) -> Option<&Finding> {
+/// The index of the finding a session is grouped by: the most severe, then the
+/// earliest, then the first in detector order.
+pub fn leading_index(findings: &[Finding]) -> Option<usize> {
     let rank = |f: &Finding| {
         DETECTORS
             .iter()
             .position(|d| *d == f.detector)
             .unwrap_or(usize::MAX)
     };
-    findings.iter().min_by(|a, b| {
+    (0..findings.len()).min_by(|&a, &b| {
+        let (a, b) = (&findings[a], &findings[b]);
         b.severity
             .cmp(&a.severity)
             .then(a.steps.first().cmp(&b.steps.first()))
@@ -58,36 +58,27 @@ pub fn leading(findings: &[Finding]) -> Option<&Finding> {
     })
 }
 
+/// The finding a session is grouped by (see [`leading_index`]).
+pub fn leading(findings: &[Finding]) -> Option<&Finding> {
+    leading_index(findings).map(|i| &findings[i])
+}
+
 /// The signature of a session with these events and findings; `None` without findings.
-pub fn signature(events: &[Event], findings: &[Finding], rules: &Rules) -> Option<Signature> {
-    let f = leading(findings)?;
+/// Detector, tool and error are those of the leading finding's issue (so `cluster`, the
+/// viewer and the issues table name a bug alike); the position is where it started.
+pub fn signature(events: &[Event], ex: &Examined) -> Option<Signature> {
+    let i = leading_index(&ex.findings)?;
+    let (f, sig) = (&ex.findings[i], ex.signatures.get(i)?);
     let first = f.steps.first().copied().unwrap_or(0);
     let pos = events
         .iter()
         .position(|e| e.step == first)
         .map(|i| i + 1)
         .unwrap_or(0);
-    let ev = events.iter().find(|e| e.step == first);
-    let tool = match ev {
-        Some(e) if e.kind != Kind::Llm => {
-            let p = UrlParts::parse(&e.request.url);
-            rules.tool_name(&e.request.method, &p.host, &p.path)
-        }
-        Some(_) => "llm".into(),
-        None => "-".into(),
-    };
-    let error = match ev {
-        Some(e) => match (&e.error, e.status()) {
-            (Some(x), None) => x.kind.as_str().to_string(),
-            (_, Some(s)) if s >= 400 => format!("HTTP {s}"),
-            _ => "-".into(),
-        },
-        None => "-".into(),
-    };
     Some(Signature {
-        detector: f.detector.to_string(),
-        tool,
-        error,
+        detector: sig.detector.clone(),
+        tool: sig.tool.clone(),
+        error: sig.error.clone(),
         position: format!("exchange {pos}"),
     })
 }
