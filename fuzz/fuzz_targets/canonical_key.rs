@@ -1,0 +1,137 @@
+//! The canonical request and its key, computed as replay computes it for a live
+//! request (URL, headers and body redacted, then `identify`), compared with the two
+//! other ways the same key is made:
+//!
+//! - `canonical(..).key()` for a body kept whole (the function `identify` inlines);
+//! - `Recording::identify` on the event record would have stored (what replay does for
+//!   every recorded event when the rules differ from the recording's): record and
+//!   replay must agree, or a recorded call misses;
+//!
+//! and a JSON body with its object keys in another order keys the same.
+//!
+//! Input fields (split on 0xFF): method, URL, header lines, body, `tapedeck.toml` (used
+//! when it parses, else the default rules).
+#![no_main]
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use tapedeck::exchange::canonical::{canonical, identify, sort_keys, CanonicalBody, KeyBody};
+use tapedeck::exchange::redact::{self, Secrets};
+use tapedeck::exchange::{header, BodyRef, Event, Kind, RequestRecord, Timing};
+use tapedeck::recording::Recording;
+use tapedeck::rules::{RuleArgs, Rules};
+use tapedeck::tape::{Tape, TapeHeader, TAPE_VERSION};
+use tapedeck_fuzz::{fields, header_lines, header_map, text};
+
+/// Object keys in reverse order, at every depth.
+fn reversed(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map.iter().rev() {
+                out.insert(k.clone(), reversed(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(reversed).collect()),
+        other => other.clone(),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fields(data, 5);
+    let method = text(f[0]);
+    let url = text(f[1]);
+    let map = header_map(&header_lines(f[2]));
+    let body = f[3];
+    let rules = std::str::from_utf8(f[4])
+        .ok()
+        .and_then(|t| Rules::from_toml(t, &RuleArgs::default()).ok())
+        .unwrap_or_default();
+
+    // The live request in its stored form, as replay makes it.
+    let mut secrets = Secrets::default();
+    let url = redact::url(&url, &rules, &mut secrets);
+    let mut headers = redact::headers(&map, &rules, &mut secrets);
+    let ct = header(&headers, "content-type").map(str::to_string);
+    let limit = tapedeck::store::keep_limit(ct.as_deref());
+    let (stored, whole) = redact::stored_body(body, ct.as_deref(), limit, &rules, &mut secrets);
+    redact::scrub_headers(&mut headers, &secrets);
+    let b3 = blake3::hash(&stored).to_hex().to_string();
+    let key_body = if whole {
+        KeyBody::Whole(&stored)
+    } else {
+        KeyBody::Large(&b3)
+    };
+    let (kind, key) = identify(&method, &url, &headers, key_body, &rules);
+
+    let mut is_json = false;
+    if whole {
+        let c = canonical(&method, &url, &headers, &stored, &rules);
+        is_json = matches!(c.body, CanonicalBody::Json(_));
+        assert_eq!(c.key(), key, "identify and canonical().key() disagree");
+    }
+
+    // The same request as a recorded event, keyed as replay keys recorded events.
+    let ev = Event {
+        step: 1,
+        kind: Kind::Other,
+        key: String::new(),
+        rules: None,
+        agent: None,
+        request: RequestRecord {
+            method: method.clone(),
+            url: url.clone(),
+            version: "HTTP/1.1".into(),
+            headers: headers.clone(),
+            body: BodyRef {
+                b3: b3.clone(),
+                len: stored.len() as u64,
+                encoding: None,
+            },
+        },
+        response: None,
+        timing: Timing::default(),
+        error: None,
+    };
+    let rec = Recording::from_tape(
+        Tape {
+            header: TapeHeader {
+                tapedeck_tape: TAPE_VERSION,
+                session: "fuzz".into(),
+                events: 1,
+                exit_code: None,
+            },
+            events: vec![ev.clone()],
+            bodies: HashMap::from([(b3.clone(), Bytes::from(stored.clone()))]),
+        },
+        "fuzz".into(),
+    );
+    let recorded = rec
+        .identify(&ev, &rules)
+        .expect("the body is in the recording");
+    assert_eq!(
+        recorded,
+        (kind, key.clone()),
+        "a recorded request and the same request live get different keys"
+    );
+
+    // Object key order does not matter (floats that do not survive a re-parse aside).
+    if is_json {
+        if let Ok(v) = serde_json::from_slice::<Value>(&stored) {
+            if let Ok(other) = serde_json::to_vec(&reversed(&v)) {
+                let same_value = serde_json::from_slice::<Value>(&other)
+                    .map(|o| sort_keys(&o) == sort_keys(&v))
+                    .unwrap_or(false);
+                if same_value {
+                    let (_, k2) =
+                        identify(&method, &url, &headers, KeyBody::Whole(&other), &rules);
+                    assert_eq!(k2, key, "the key depends on the order of JSON object keys");
+                }
+            }
+        }
+    }
+});

@@ -1,0 +1,55 @@
+//! The tape reader (`import`, `replay --tape`, every read command given a tape file).
+//!
+//! Any bytes are either refused with an error or read. A tape that is read writes back
+//! (export) and reads again to the same header, events and bodies, and that second
+//! export is byte-identical to the first: export → import → export is a promise.
+#![no_main]
+
+use std::io::Cursor;
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use tapedeck::tape::{read_from, write_run, Tape};
+
+fn export(t: &Tape) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_run(
+        &mut out,
+        &t.header.session,
+        t.header.exit_code,
+        &t.events,
+        |r| {
+            t.bodies
+                .get(&r.b3)
+                .map(|b| b.to_vec())
+                .ok_or_else(|| format!("body {} missing from a tape that was read", r.b3))
+        },
+        |_| {},
+    )
+    .expect("a tape that was read writes back");
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(tape) = read_from(Cursor::new(data), Path::new("fuzz.jsonl")) else {
+        return;
+    };
+    let first = export(&tape);
+    let again = match read_from(Cursor::new(&first), Path::new("export.jsonl")) {
+        Ok(t) => t,
+        Err(e) => panic!(
+            "tapedeck refuses a tape it wrote itself: {e}\n{}",
+            String::from_utf8_lossy(&first)
+        ),
+    };
+    assert_eq!(again.header, tape.header);
+    assert_eq!(again.events, tape.events);
+    assert_eq!(again.bodies, tape.bodies);
+    let second = export(&again);
+    assert!(
+        second == first,
+        "export → import → export is not byte-identical:\n{}\n---\n{}",
+        String::from_utf8_lossy(&first),
+        String::from_utf8_lossy(&second)
+    );
+});
