@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix
+# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix fuzz
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -36,13 +36,16 @@
 #                  markup in bodies shown as text; screenshots in target/ui-shots
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
+#   fuzz           scripts/fuzz.sh: every fuzz target for FUZZ_SECONDS (default 60), two
+#                  at a time; fails on any crash. Needs the nightly toolchain; installs
+#                  cargo-fuzz (`cargo install cargo-fuzz --locked`) when it is missing
 #
 # A failing stage does not stop the others: a stage whose prerequisite failed or was
 # skipped is skipped, and a stage that exits 77 was skipped for the reason it printed.
 # The run ends with a table of every stage, its time and result, and exits 1 if any
 # failed. FAIL_FAST=1 stops at the first failure.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
-# E2E_VENV (default target/e2e-venv).
+# E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 60).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,7 +57,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix)
+ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix fuzz)
 UI_VENV="$ROOT/target/ui-venv"
 SKIP=77
 if (($#)); then
@@ -178,6 +181,8 @@ stage_phoenix() {
     UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
     bash examples/phoenix.sh
 }
+
+stage_fuzz() { FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; }
 
 # What each stage needs to have passed (when it was run in this invocation).
 declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python build" [faults]="setup-python build"

@@ -127,8 +127,7 @@ fuzz_target!(|data: &[u8]| {
                     .map(|o| sort_keys(&o) == sort_keys(&v))
                     .unwrap_or(false);
                 if same_value {
-                    let (_, k2) =
-                        identify(&method, &url, &headers, KeyBody::Whole(&other), &rules);
+                    let (_, k2) = identify(&method, &url, &headers, KeyBody::Whole(&other), &rules);
                     assert_eq!(k2, key, "the key depends on the order of JSON object keys");
                 }
             }

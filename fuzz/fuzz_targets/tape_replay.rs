@@ -40,8 +40,16 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 fn is_framing(name: &str) -> bool {
     matches!(
         name,
-        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "te"
-            | "expect" | "host" | "trailer" | "proxy-connection"
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "expect"
+            | "host"
+            | "trailer"
+            | "proxy-connection"
     )
 }
 
@@ -73,8 +81,8 @@ async fn send(
         let (r, ctx) = (r.clone(), ctx.clone());
         async move { Ok::<_, Infallible>(r.handle(req, ctx).await) }
     });
-    let server = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(server_io), svc);
+    let server =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server_io), svc);
     let client = async move {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client_io))
             .await
@@ -107,12 +115,16 @@ fuzz_target!(|data: &[u8]| {
     let rec = Recording::from_tape(tape, "fuzz".into());
     let mut requests = Vec::new();
     for ev in &rec.events {
-        let body = rec.body(&ev.request.body).expect("a tape's bodies are in memory");
+        let body = rec
+            .body(&ev.request.body)
+            .expect("a tape's bodies are in memory");
         requests.extend(request_of(ev, body));
     }
     let unrecorded = hyper::Request::post("http://unrecorded.test/v1/chat/completions")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"model":"m","messages":[]}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"m","messages":[]}"#,
+        )))
         .expect("a request");
     requests.push(unrecorded);
     let events: Vec<Event> = rec.events.clone();

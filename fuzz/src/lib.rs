@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn fields_pad_and_keep_the_rest() {
         assert_eq!(fields(b"a\xffb", 3), vec![&b"a"[..], b"b", b""]);
-        assert_eq!(fields(b"a\xffb\xffc\xffd", 2), vec![&b"a"[..], b"b\xffc\xffd"]);
+        assert_eq!(
+            fields(b"a\xffb\xffc\xffd", 2),
+            vec![&b"a"[..], b"b\xffc\xffd"]
+        );
         assert_eq!(fields(b"", 1), vec![&b""[..]]);
     }
 }

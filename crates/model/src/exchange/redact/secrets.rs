@@ -20,6 +20,13 @@ pub const MAX_SCRUB_LEN: usize = 16 << 10;
 /// A hostile request cannot grow the list without bound.
 pub(super) const MAX_SECRETS: usize = 256;
 
+/// Whether `v` is the redaction marker or a piece of it (`REDACTED`, `[REDACTE`): such a
+/// value is never scrubbed, or scrubbing would rewrite the markers themselves and a
+/// stored body redacted again (replay under other rules) would come out different.
+pub(super) fn in_marker(v: &str) -> bool {
+    REDACTED.contains(v)
+}
+
 /// The secret values seen in one exchange, to be scrubbed from what is stored of it.
 #[derive(Default, Clone, Debug)]
 pub struct Secrets {
@@ -77,7 +84,7 @@ impl Secrets {
         let v = v.trim();
         if v.len() < MIN_SCRUB_LEN
             || v.len() > MAX_SCRUB_LEN
-            || v == REDACTED
+            || in_marker(v)
             || self.values.len() >= MAX_SECRETS
             || self.values.iter().any(|x| x == v.as_bytes())
         {
@@ -228,6 +235,14 @@ mod tests {
             "[REDACTED] [REDACTED] short"
         );
         assert_eq!(streamed(&s, b"abcdefghijkl", 5), b"[REDACTED]");
+    }
+
+    #[test]
+    fn pieces_of_the_marker_are_not_secrets_so_markers_stay_whole() {
+        let s = secrets(&["[REDACTE", "REDACTED", "EDACTED]", "[REDACTED]"]);
+        assert!(s.is_empty());
+        let s = secrets(&["[REDACTED]x"]);
+        assert_eq!(s.scrub_str("a [REDACTED]x b"), "a [REDACTED] b");
     }
 
     #[test]
