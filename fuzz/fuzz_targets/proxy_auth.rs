@@ -88,19 +88,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // OTEL_EXPORTER_OTLP_HEADERS: `k=v,k2=v2`, values percent-decoded.
-    let otlp = text(f[4]);
-    if !otlp.contains('\0') {
-        std::env::set_var("OTEL_EXPORTER_OTLP_HEADERS", &otlp);
-        let (_, pairs) = tapedeck::trace::otlp::resolve_endpoint(Some("http://127.0.0.1:4318"))
-            .expect("an http:// endpoint is accepted");
-        for (k, v) in &pairs {
-            assert!(!k.is_empty());
-            let _ = (k.len(), v.len());
-        }
-        let value = format!("x-fuzz={encoded}");
-        std::env::set_var("OTEL_EXPORTER_OTLP_HEADERS", &value);
-        let (_, pairs) = tapedeck::trace::otlp::resolve_endpoint(Some("http://127.0.0.1:4318"))
-            .expect("an http:// endpoint is accepted");
-        assert_eq!(pairs, vec![("x-fuzz".to_string(), name.clone())]);
+    for (k, _) in tapedeck::trace::otlp::parse_headers(&text(f[4])) {
+        assert!(!k.is_empty());
     }
+    assert_eq!(
+        tapedeck::trace::otlp::parse_headers(&format!("x-fuzz={encoded}")),
+        vec![("x-fuzz".to_string(), name.clone())]
+    );
 });

@@ -68,9 +68,14 @@ pub fn resolve_endpoint(flag: Option<&str>) -> Result<(String, Vec<(String, Stri
             why: "it must start with http:// or https://".into(),
         });
     }
-    let headers = std::env::var("OTEL_EXPORTER_OTLP_HEADERS")
-        .unwrap_or_default()
-        .split(',')
+    let headers = parse_headers(&std::env::var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default());
+    Ok((url, headers))
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `k1=v1,k2=v2`, values percent-decoded; pairs without
+/// `=` or with an empty name are skipped.
+pub fn parse_headers(text: &str) -> Vec<(String, String)> {
+    text.split(',')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=')?;
             Some((
@@ -79,8 +84,7 @@ pub fn resolve_endpoint(flag: Option<&str>) -> Result<(String, Vec<(String, Stri
             ))
         })
         .filter(|(k, _)| !k.is_empty())
-        .collect();
-    Ok((url, headers))
+        .collect()
 }
 
 fn any(v: &AttrValue) -> AnyValue {
@@ -434,6 +438,24 @@ mod tests {
         assert_eq!(
             traces_url("http://h:4318/v1/traces"),
             "http://h:4318/v1/traces"
+        );
+    }
+
+    #[test]
+    fn otlp_headers_are_percent_decoded_and_bad_escapes_stay_as_they_are() {
+        assert_eq!(
+            parse_headers("api-key=abc%20def, x = y ,novalue,=v"),
+            vec![
+                ("api-key".to_string(), "abc def".to_string()),
+                ("x".to_string(), "y".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_headers("k=%aé,k2=%E2%82"),
+            vec![
+                ("k".to_string(), "%aé".to_string()),
+                ("k2".to_string(), "\u{FFFD}".to_string())
+            ]
         );
     }
 }
