@@ -370,9 +370,11 @@ fn check_event(ev: &Event) -> Result<(), String> {
             ));
         }
     }
+    check_header_names(&ev.request.headers)?;
     let Some(r) = &ev.response else {
         return Ok(());
     };
+    check_header_names(&r.headers)?;
     if !(100..=999).contains(&r.status) {
         return Err(format!(
             "response status {} is not an HTTP status",
@@ -398,6 +400,21 @@ fn check_event(ev: &Event) -> Result<(), String> {
             })?;
     }
     Ok(())
+}
+
+/// Header names are lower case, as tapedeck writes them: replay recognises the framing
+/// headers it must recompute (`content-length`, ...) by name, so a `Content-Length` that
+/// slipped through would go out beside the real length and desynchronise the connection.
+fn check_header_names(headers: &[crate::exchange::Header]) -> Result<(), String> {
+    match headers
+        .iter()
+        .find(|(n, _)| n.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        Some((n, _)) => Err(format!(
+            "header name {n:?} is not lower case (tapedeck writes every header name in lower case)"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -493,6 +510,34 @@ mod tests {
             event_line(ok_timing, r#"[{"at_ms":1.5,"len":0}]"#)
         );
         assert!(read_from(std::io::Cursor::new(fine), Path::new("t.jsonl")).is_ok());
+    }
+
+    #[test]
+    fn header_names_not_in_lower_case_are_refused_with_the_line() {
+        let ok_timing =
+            r#"{"start_ns":0,"end_ns":10,"ttfb_ns":5,"start_unix_ns":0,"end_unix_ns":10}"#;
+        let line = event_line(ok_timing, "null");
+        for (from, to) in [
+            (
+                r#""status":200,"version":"HTTP/1.1","headers":[]"#,
+                r#""status":200,"version":"HTTP/1.1","headers":[["coNtent-length","10"]]"#,
+            ),
+            (
+                r#""version":"HTTP/1.1","headers":[],"body""#,
+                r#""version":"HTTP/1.1","headers":[["Authorization","x"]],"body""#,
+            ),
+        ] {
+            let edited = line.replacen(from, to, 1);
+            assert_ne!(edited, line);
+            let text =
+                format!("{{\"tapedeck_tape\":1,\"session\":\"s\",\"events\":1}}\n{edited}\n");
+            let err = read_from(std::io::Cursor::new(text), Path::new("t.jsonl"))
+                .err()
+                .unwrap_or_else(|| panic!("accepted {to}"))
+                .to_string();
+            assert!(err.starts_with("t.jsonl, line 2: step 1: "), "{err}");
+            assert!(err.contains("not lower case"), "{err}");
+        }
     }
 
     #[test]
