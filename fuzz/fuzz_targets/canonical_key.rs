@@ -13,18 +13,16 @@
 //! when it parses, else the default rules).
 #![no_main]
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tapedeck::exchange::canonical::{canonical, identify, sort_keys, CanonicalBody, KeyBody};
-use tapedeck::exchange::redact::{self, Secrets};
-use tapedeck::exchange::{header, BodyRef, Event, Kind, RequestRecord, Timing};
-use tapedeck::recording::Recording;
-use tapedeck::rules::{RuleArgs, Rules};
-use tapedeck::tape::{Tape, TapeHeader, TAPE_VERSION};
 use tapedeck_fuzz::{fields, header_lines, header_map, text};
+use tapedeck_model::exchange::canonical::{canonical, identify, sort_keys, CanonicalBody, KeyBody};
+use tapedeck_model::exchange::redact::{self, Secrets};
+use tapedeck_model::exchange::{header, BodyRef, Event, Kind, RequestRecord, Timing};
+use tapedeck_model::rules::{RuleArgs, Rules};
+use tapedeck_store::recording::Recording;
+use tapedeck_store::tape::{Tape, TapeHeader, TAPE_VERSION};
 
 /// Object keys in reverse order, at every depth.
 fn reversed(v: &Value) -> Value {
@@ -57,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let url = redact::url(&url, &rules, &mut secrets);
     let mut headers = redact::headers(&map, &rules, &mut secrets);
     let ct = header(&headers, "content-type").map(str::to_string);
-    let limit = tapedeck::store::keep_limit(ct.as_deref());
+    let limit = tapedeck_store::keep_limit(ct.as_deref());
     let (stored, whole) = redact::stored_body(body, ct.as_deref(), limit, &rules, &mut secrets);
     redact::scrub_headers(&mut headers, &secrets);
     let b3 = blake3::hash(&stored).to_hex().to_string();
@@ -96,6 +94,7 @@ fuzz_target!(|data: &[u8]| {
         response: None,
         timing: Timing::default(),
         error: None,
+        ws: None,
     };
     let rec = Recording::from_tape(
         Tape {
@@ -106,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
                 exit_code: None,
             },
             events: vec![ev.clone()],
-            bodies: HashMap::from([(b3.clone(), Bytes::from(stored.clone()))]),
+            bodies: [(b3.clone(), Bytes::from(stored.clone()))]
+                .into_iter()
+                .collect(),
         },
         "fuzz".into(),
     );

@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapedeck::trace::adapters::{parse, recognise, ExchangeView};
 use tapedeck_fuzz::{fields, header_lines, text};
+use tapedeck_trace::adapters::{parse, recognise, ExchangeView};
 
 fuzz_target!(|data: &[u8]| {
     let f = fields(data, 7);

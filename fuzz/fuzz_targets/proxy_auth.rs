@@ -12,10 +12,10 @@
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use tapedeck::exchange::canonical::percent_decode;
-use tapedeck::proxy::auth::{parse_basic, Access, ProxyAuth, SessionSecret};
-use tapedeck::session::SessionName;
 use tapedeck_fuzz::{fields, text};
+use tapedeck_model::exchange::canonical::percent_decode;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::auth::{parse_basic, Access, ProxyAuth, SessionSecret};
 
 fn basic(userinfo: &str) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
@@ -88,11 +88,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // OTEL_EXPORTER_OTLP_HEADERS: `k=v,k2=v2`, values percent-decoded.
-    for (k, _) in tapedeck::trace::otlp::parse_headers(&text(f[4])) {
+    for (k, _) in tapedeck_trace::otlp::parse_headers(&text(f[4])) {
         assert!(!k.is_empty());
     }
     assert_eq!(
-        tapedeck::trace::otlp::parse_headers(&format!("x-fuzz={encoded}")),
+        tapedeck_trace::otlp::parse_headers(&format!("x-fuzz={encoded}")),
         vec![("x-fuzz".to_string(), name.clone())]
     );
 });

@@ -11,9 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapedeck::exchange::redact::{BodyScrubber, Secrets};
-use tapedeck::rules::{RuleArgs, Rules};
 use tapedeck_fuzz::{fields, text};
+use tapedeck_model::exchange::redact::{BodyScrubber, Secrets};
+use tapedeck_model::rules::{RuleArgs, Rules};
 
 fuzz_target!(|data: &[u8]| {
     let f = fields(data, 5);

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapedeck::exchange::canonical::{identify, KeyBody};
-use tapedeck::exchange::redact::{self, Secrets};
-use tapedeck::rules::{RuleArgs, Rules, RulesError};
+use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::redact::{self, Secrets};
+use tapedeck_model::rules::{RuleArgs, Rules, RulesError};
 
 /// Real requests the rules are applied to: method, URL, content type, body.
 const REQUESTS: &[(&str, &str, &str, &[u8])] = &[
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             identify(method, &url, &headers, KeyBody::Whole(&stored), &rules),
             "a key depends only on the request and the rules"
         );
-        let parts = tapedeck::exchange::canonical::UrlParts::parse(&url);
+        let parts = tapedeck_model::exchange::canonical::UrlParts::parse(&url);
         let _ = rules.tool_name(method, &parts.host, &parts.path);
         let _ = rules.is_redacted_header("x-tenant-token");
         let _ = rules.is_redacted_query("sig");

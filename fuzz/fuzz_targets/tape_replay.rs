@@ -16,14 +16,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
-use tapedeck::cli::{Order, Pace};
-use tapedeck::exchange::{Event, MAX_EXCHANGE_TIME};
-use tapedeck::proxy::{ClientCtx, Handler};
-use tapedeck::recording::Recording;
-use tapedeck::replay::{ReplayOptions, Replayer, STEP_HEADER};
-use tapedeck::rules::Rules;
-use tapedeck::session::SessionName;
-use tapedeck::tape::read_from;
+use tapedeck_model::exchange::{Event, MAX_EXCHANGE_TIME};
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::SessionName;
+use tapedeck_proxy::{ClientCtx, Handler};
+use tapedeck_replay::{Order, Pace};
+use tapedeck_replay::{ReplayOptions, Replayer, STEP_HEADER};
+use tapedeck_store::recording::Recording;
+use tapedeck_store::tape::read_from;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -75,6 +75,7 @@ async fn send(
         session: SessionName::new("fuzz").expect("a session name"),
         agent: None,
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        slot: None,
     };
     let r = replayer.clone();
     let svc = service_fn(move |req| {
@@ -132,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|e| e.response.as_ref().and_then(|r| rec.body(&r.body).ok()))
         .collect();
-    let order = [Order::Kind, Order::Strict, Order::Any][data.len() % 3];
+    let order = [Order::Causal, Order::Strict, Order::Any][data.len() % 3];
     let replayer = Replayer::new(
         rec,
         Arc::new(Rules::default()),
@@ -140,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
             order,
             pace: Pace::Recorded,
             allow_live: Vec::new(),
-            store: None,
+            max_body: Default::default(),
         },
     )
     .expect("a tape in memory has every body replay needs");

@@ -405,7 +405,7 @@ fn check_event(ev: &Event) -> Result<(), String> {
 /// Header names are lower case, as tapedeck writes them: replay recognises the framing
 /// headers it must recompute (`content-length`, ...) by name, so a `Content-Length` that
 /// slipped through would go out beside the real length and desynchronise the connection.
-fn check_header_names(headers: &[crate::exchange::Header]) -> Result<(), String> {
+fn check_header_names(headers: &[tapedeck_model::exchange::Header]) -> Result<(), String> {
     match headers
         .iter()
         .find(|(n, _)| n.bytes().any(|b| b.is_ascii_uppercase()))
