@@ -362,7 +362,7 @@ impl Control {
                         })?;
                         let mut out = Vec::new();
                         rec.write_tape(&mut out, |_| {})
-                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                         Ok(out)
                     },
                 )

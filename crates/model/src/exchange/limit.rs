@@ -26,17 +26,30 @@ impl Default for MaxBody {
     }
 }
 
+/// A `--max-body` that is not a size, or is zero.
+#[derive(Debug, thiserror::Error)]
+pub enum MaxBodyError {
+    #[error("{text:?} is not a size (write it like 64MiB or 1GiB): {why}")]
+    NotASize { text: String, why: String },
+    #[error("--max-body must be more than 0 bytes")]
+    Zero,
+}
+
 impl FromStr for MaxBody {
-    type Err = String;
+    type Err = MaxBodyError;
 
     /// `1048576`, `64MiB`, `64 MiB`, `1.5GiB`; `10MB` and `512k` count in powers of 1000.
-    fn from_str(s: &str) -> Result<MaxBody, String> {
-        let size: bytesize::ByteSize = s
-            .trim()
-            .parse()
-            .map_err(|e| format!("{s:?} is not a size (write it like 64MiB or 1GiB): {e}"))?;
+    fn from_str(s: &str) -> Result<MaxBody, MaxBodyError> {
+        // bytesize says why in a plain string: there is no error value to keep.
+        let size: bytesize::ByteSize =
+            s.trim()
+                .parse()
+                .map_err(|why: String| MaxBodyError::NotASize {
+                    text: s.to_string(),
+                    why,
+                })?;
         if size.as_u64() == 0 {
-            return Err("--max-body must be more than 0 bytes".into());
+            return Err(MaxBodyError::Zero);
         }
         Ok(MaxBody(size.as_u64()))
     }
