@@ -344,11 +344,11 @@ impl<H: Handler> Proxy<H> {
                 peer,
                 slot: None,
             }),
-            Err(Refusal::BadSession(message)) => {
-                tracing::warn!("refused a client at {peer}: {message}");
+            Err(Refusal::BadSession(e)) => {
+                tracing::warn!("refused a client at {peer}: {e}");
                 Err(Box::new(body::json(
                     StatusCode::BAD_REQUEST,
-                    &serde_json::json!({"error": {"type": "tapedeck_bad_session", "message": message}}),
+                    &serde_json::json!({"error": {"type": "tapedeck_bad_session", "message": e.to_string()}}),
                 )))
             }
             Err(Refusal::Credentials(message)) => {
