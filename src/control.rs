@@ -72,12 +72,37 @@ fn token_path(store_dir: &Path) -> PathBuf {
     store_dir.join(TOKEN_FILE)
 }
 
+/// Why asking the daemon that holds a store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read its control token {path}: {source}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {listen}: {source}")]
+    Connect {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("{0}")]
+    Request(#[from] http::Error),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("its session list is not readable: {0}")]
+    SessionList(#[source] serde_json::Error),
+}
+
 /// The token of the daemon that holds the store in `store_dir`.
-pub fn read_token(store_dir: &Path) -> Result<String, String> {
+pub fn read_token(store_dir: &Path) -> Result<String, ClientError> {
     let path = token_path(store_dir);
     std::fs::read_to_string(&path)
         .map(|t| t.trim().to_string())
-        .map_err(|e| format!("cannot read its control token {}: {e}", path.display()))
+        .map_err(|source| ClientError::Token { path, source })
 }
 
 /// The link that lets a browser into the viewer at `listen`: it carries the token once.
@@ -362,7 +387,7 @@ impl Control {
                         })?;
                         let mut out = Vec::new();
                         rec.write_tape(&mut out, |_| {})
-                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+                            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                         Ok(out)
                     },
                 )
@@ -423,29 +448,28 @@ fn host_port(headers: &http::HeaderMap) -> Option<u16> {
 
 /// `GET http://{listen}{path}` against the daemon holding the store in `store_dir`, with
 /// the store's control token; returns status and body.
-pub async fn get(store_dir: &Path, listen: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+pub async fn get(
+    store_dir: &Path,
+    listen: &str,
+    path: &str,
+) -> Result<(u16, Vec<u8>), ClientError> {
     let token = read_token(store_dir)?;
     let stream = tokio::net::TcpStream::connect(listen)
         .await
-        .map_err(|e| format!("cannot connect to {listen}: {e}"))?;
+        .map_err(|source| ClientError::Connect {
+            listen: listen.to_string(),
+            source,
+        })?;
     let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = Request::get(path)
         .header(http::header::HOST, listen)
         .header(TOKEN_HEADER, token)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        .body(Empty::<Bytes>::new())?;
+    let resp = send.send_request(req).await?;
     let status = resp.status().as_u16();
-    let data = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let data = resp.into_body().collect().await?.to_bytes();
     Ok((status, data.to_vec()))
 }
 

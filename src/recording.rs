@@ -22,12 +22,13 @@ pub enum RecordingError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tape(#[from] TapeError),
-    #[error("the store at {path} is held by tapedeck pid {pid} ({listen}), and asking it failed: {message}")]
+    #[error("the store at {path} is held by tapedeck pid {pid} ({listen}), and asking it failed: {source}")]
     Daemon {
         path: PathBuf,
         pid: u32,
         listen: String,
-        message: String,
+        #[source]
+        source: crate::control::ClientError,
     },
     #[error("{0}")]
     Session(#[from] tapedeck_model::session::SessionNameError),
@@ -117,23 +118,23 @@ impl Loader {
         match self.access()? {
             StoreAccess::Open(store) => Ok(store.sessions()?),
             StoreAccess::Daemon { pid, listen } => {
-                let daemon_err = |message: String| RecordingError::Daemon {
+                let daemon_err = |source| RecordingError::Daemon {
                     path: self.dir.clone(),
                     pid,
                     listen: listen.clone(),
-                    message,
+                    source,
                 };
                 let (status, body) = crate::control::get(&self.dir, &listen, "/_tapedeck/sessions")
                     .await
                     .map_err(daemon_err)?;
                 if status != 200 {
-                    return Err(daemon_err(format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    )));
+                    return Err(daemon_err(crate::control::ClientError::Status {
+                        status,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    }));
                 }
                 serde_json::from_slice(&body)
-                    .map_err(|e| daemon_err(format!("its session list is not readable: {e}")))
+                    .map_err(|e| daemon_err(crate::control::ClientError::SessionList(e)))
             }
         }
     }
@@ -162,11 +163,11 @@ async fn load_from(
         StoreAccess::Open(store) => Ok(Recording::from_store(store, arg)?),
         StoreAccess::Daemon { pid, listen } => {
             let path = format!("/_tapedeck/sessions/{arg}/tape");
-            let daemon_err = |message: String| RecordingError::Daemon {
+            let daemon_err = |source| RecordingError::Daemon {
                 path: dir.to_path_buf(),
                 pid,
                 listen: listen.clone(),
-                message,
+                source,
             };
             let (status, text) = crate::control::get(dir, &listen, &path)
                 .await
@@ -175,10 +176,10 @@ async fn load_from(
                 return Err(StoreError::NoSession(arg.to_string()).into());
             }
             if status != 200 {
-                return Err(daemon_err(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&text)
-                )));
+                return Err(daemon_err(crate::control::ClientError::Status {
+                    status,
+                    body: String::from_utf8_lossy(&text).into_owned(),
+                }));
             }
             let t = tape::read_from(
                 std::io::Cursor::new(text),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{msg, CmdResult};
+use super::{msg, CmdError, CmdResult};
 use tapedeck_store::check::{check, Report};
 use tapedeck_store::journal::Journal;
 use tapedeck_store::{SledStore, StoreError};
@@ -35,9 +35,9 @@ pub fn run(dir: &Path, as_json: bool, salvage: Option<&Path>) -> CmdResult {
             }
             (check(&store, &journal)?, None)
         }
-        Err(StoreError::Damaged { message, .. }) => {
+        Err(StoreError::Damaged { source, .. }) => {
             eprintln!(
-                "tapedeck: sled cannot open the store at {}: {message}",
+                "tapedeck: sled cannot open the store at {}: {source}",
                 dir.display()
             );
             let (copy, keep) = match salvage {
@@ -49,7 +49,7 @@ pub fn run(dir: &Path, as_json: bool, salvage: Option<&Path>) -> CmdResult {
             };
             let report = salvage_copy(dir, &copy).and_then(|()| {
                 let store = SledStore::open(&copy)?;
-                check(&store, &journal)
+                Ok(check(&store, &journal)?)
             });
             if !keep {
                 let _ = std::fs::remove_dir_all(&copy);
@@ -167,9 +167,11 @@ fn print_text(dir: &Path, report: &Report, salvaged: Option<&Option<PathBuf>>) {
 
 /// A copy of the store without sled's snapshot files: bodies hard-linked (copied across
 /// file systems), the sled directory copied, the original left untouched.
-fn salvage_copy(from: &Path, to: &Path) -> Result<(), StoreError> {
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        StoreError::Io(format!("salvage: cannot {what} {}: {e}", p.display()))
+fn salvage_copy(from: &Path, to: &Path) -> Result<(), CmdError> {
+    let io = |action: &'static str, p: &Path, source: std::io::Error| StoreError::File {
+        action,
+        path: p.to_path_buf(),
+        source,
     };
     if to.exists()
         && std::fs::read_dir(to)
@@ -177,8 +179,8 @@ fn salvage_copy(from: &Path, to: &Path) -> Result<(), StoreError> {
             .next()
             .is_some()
     {
-        return Err(StoreError::Io(format!(
-            "salvage: {} exists and is not empty; name a new directory",
+        return Err(msg(format!(
+            "{} exists and is not empty; name a new directory",
             to.display()
         )));
     }

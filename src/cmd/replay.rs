@@ -26,7 +26,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
              To send {host}'s tunnels out live and untouched, use --allow-live {host} (port 443) or --allow-live {host}:PORT"
         )));
     }
-    tapedeck_replay::live::check(&a.allow_live).map_err(msg)?;
+    tapedeck_replay::live::check(&a.allow_live).map_err(|e| msg(e.to_string()))?;
     let source = match (&a.tape, &a.session) {
         (Some(t), _) => t.display().to_string(),
         (None, Some(s)) => {

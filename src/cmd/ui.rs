@@ -205,13 +205,22 @@ fn open(held: Option<&SledStore>, link: &str) -> Option<tempfile::TempDir> {
 }
 
 /// The page that sends a browser to `link`, in a fresh private directory.
-fn private_opener(link: &str) -> Result<tempfile::TempDir, String> {
+fn private_opener(link: &str) -> Result<tempfile::TempDir, OpenerError> {
     let dir = tempfile::Builder::new()
         .prefix("tapedeck-ui-")
         .tempdir()
-        .map_err(|e| format!("no temporary directory: {e}"))?;
-    control::write_opener(&dir.path().join(OPENER_FILE), link).map_err(|e| e.to_string())?;
+        .map_err(OpenerError::TempDir)?;
+    control::write_opener(&dir.path().join(OPENER_FILE), link)?;
     Ok(dir)
+}
+
+/// Why the page for `--open` could not be made.
+#[derive(Debug, thiserror::Error)]
+enum OpenerError {
+    #[error("no temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("{0}")]
+    Write(#[from] tapedeck_model::secure_fs::WriteError),
 }
 
 /// Binds the listen address, which must be loopback: the viewer shows every body.

@@ -53,10 +53,15 @@ pub enum RulesError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid tapedeck.toml: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("{path} is not valid tapedeck.toml: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error(
         "bad JSON path {path:?}: {why} (use a JSON pointer like /a/b/0 or a path like $.a.b[*].c)"
     )]
@@ -396,9 +401,9 @@ impl Rules {
     pub fn load(dir: &Path, args: &RuleArgs) -> Result<Rules, RulesError> {
         let path = dir.join("tapedeck.toml");
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileRules>(&text).map_err(|e| RulesError::Parse {
+            Ok(text) => toml::from_str::<FileRules>(&text).map_err(|source| RulesError::Parse {
                 path: path.clone(),
-                message: e.to_string(),
+                source,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRules::default(),
             Err(source) => return Err(RulesError::Read { path, source }),
@@ -417,9 +422,9 @@ impl Rules {
 
     /// Parses rules from TOML text (tests and `gen-test` cases).
     pub fn from_toml(text: &str, args: &RuleArgs) -> Result<Rules, RulesError> {
-        let file = toml::from_str::<FileRules>(text).map_err(|e| RulesError::Parse {
+        let file = toml::from_str::<FileRules>(text).map_err(|source| RulesError::Parse {
             path: PathBuf::from("tapedeck.toml"),
-            message: e.to_string(),
+            source,
         })?;
         Rules::from_parts(file, args)
     }

@@ -143,14 +143,17 @@ pub fn mode(path: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o777)
 }
 
+/// A `--mode` that is not octal permission bits.
+#[derive(Debug, PartialEq, Eq, Error)]
+#[error("{0:?} is not a file mode; give octal permission bits such as 600 or 644")]
+pub struct ModeError(String);
+
 /// Parses an octal mode such as `600`, `0644` or `0o640`.
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, ModeError> {
     let digits = text.trim_start_matches("0o");
     match u32::from_str_radix(digits, 8) {
         Ok(m) if m <= 0o777 => Ok(m),
-        _ => Err(format!(
-            "{text:?} is not a file mode; give octal permission bits such as 600 or 644"
-        )),
+        _ => Err(ModeError(text.to_string())),
     }
 }
 

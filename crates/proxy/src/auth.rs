@@ -150,7 +150,7 @@ pub struct Identity {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// 400: the user name is not a session name.
-    BadSession(String),
+    BadSession(tapedeck_model::session::SessionNameError),
     /// 407: credentials missing or wrong.
     Credentials(String),
 }
@@ -195,7 +195,7 @@ impl Access {
                 agent,
             });
         }
-        let session = SessionName::new(&name).map_err(|e| Refusal::BadSession(e.to_string()))?;
+        let session = SessionName::new(&name).map_err(Refusal::BadSession)?;
         match (&self.session_secret, &self.proxy_auth) {
             (Some(secret), _) if !same(&pass, &secret.token(&session)) => {
                 return Err(Refusal::Credentials(format!(

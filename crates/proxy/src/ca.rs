@@ -27,22 +27,51 @@ pub enum CaError {
     #[error("cannot use the certificate directory {path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a usable tapedeck CA ({message}); move it away and run `tapedeck ca` to make a new one")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path} is not a usable tapedeck CA ({problem}); move it away and run `tapedeck ca` to make a new one")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: CaProblem,
+    },
     #[error("{missing} is missing but {present} is there: tapedeck does not make a new CA over half of one. Restore {missing}, or move {present} away and run `tapedeck ca` (clients then need to trust the new ca.pem)")]
     Incomplete { missing: PathBuf, present: PathBuf },
-    #[error("{cert} does not belong to the key in {key} ({message}); was it replaced? Restore the CA's own certificate, or move both away and run `tapedeck ca`")]
+    #[error("{cert} does not belong to the key in {key} ({problem}); was it replaced? Restore the CA's own certificate, or move both away and run `tapedeck ca`")]
     Mismatch {
         cert: PathBuf,
         key: PathBuf,
-        message: String,
+        #[source]
+        problem: CaProblem,
     },
-    #[error("cannot sign a certificate for {host}: {message}")]
-    Sign { host: String, message: String },
+    #[error("cannot sign a certificate for {host}: {source}")]
+    Sign {
+        host: String,
+        #[source]
+        source: rcgen::Error,
+    },
     #[error("TLS configuration failed: {0}")]
-    Tls(String),
+    Tls(#[from] rustls::Error),
+}
+
+/// What is wrong with a CA certificate or key on disk.
+#[derive(Debug, Error)]
+pub enum CaProblem {
+    #[error("{0}")]
+    Key(#[source] rcgen::Error),
+    #[error("{0}")]
+    Pem(#[source] std::io::Error),
+    #[error("no PEM certificate in it")]
+    NoPem,
+    #[error("cannot parse it: {0}")]
+    Parse(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("its public key is not the key's")]
+    OtherKey,
+    #[error("its self-signature does not verify: {0}")]
+    Signature(#[source] x509_parser::error::X509Error),
+    #[error("it is not a CA certificate")]
+    NotCa,
 }
 
 pub struct Ca {
@@ -72,9 +101,9 @@ fn write_err(e: tapedeck_model::secure_fs::WriteError) -> CaError {
 }
 
 fn sign_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
-    move |e| CaError::Sign {
+    move |source| CaError::Sign {
         host: what.to_string(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -165,9 +194,9 @@ impl Ca {
     }
 
     fn make_config(&self, host: &str) -> Result<rustls::ServerConfig, CaError> {
-        let sign_err = |e: rcgen::Error| CaError::Sign {
+        let sign_err = |source: rcgen::Error| CaError::Sign {
             host: host.to_string(),
-            message: e.to_string(),
+            source,
         };
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -191,11 +220,9 @@ impl Ca {
         let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CaError::Tls(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| CaError::Tls(e.to_string()))?;
+        .with_single_cert(chain, key)?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
@@ -209,51 +236,49 @@ fn load(
 ) -> Result<(String, rcgen::Certificate, KeyPair), CaError> {
     let key_pem = std::fs::read_to_string(key_path).map_err(io_err(key_path))?;
     let cert_pem = std::fs::read_to_string(cert_path).map_err(io_err(cert_path))?;
-    let invalid = |path: &Path, message: String| CaError::Invalid {
+    let invalid = |path: &Path, problem: CaProblem| CaError::Invalid {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, e.to_string()))?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, CaProblem::Key(e)))?;
     verify_pair(&cert_pem, &key).map_err(|m| match m {
-        PairError::Unusable(message) => invalid(cert_path, message),
-        PairError::Mismatch(message) => CaError::Mismatch {
+        PairError::Unusable(problem) => invalid(cert_path, problem),
+        PairError::Mismatch(problem) => CaError::Mismatch {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
-            message,
+            problem,
         },
     })?;
     let params = CertificateParams::from_ca_cert_pem(&cert_pem)
-        .map_err(|e| invalid(cert_path, e.to_string()))?;
+        .map_err(|e| invalid(cert_path, CaProblem::Key(e)))?;
     // Re-signing with the same key and name gives a certificate that verifies exactly
     // like the one on disk (same subject, same key identifier).
     let cert = params
         .self_signed(&key)
-        .map_err(|e| invalid(cert_path, e.to_string()))?;
+        .map_err(|e| invalid(cert_path, CaProblem::Key(e)))?;
     Ok((cert_pem, cert, key))
 }
 
 enum PairError {
-    Unusable(String),
-    Mismatch(String),
+    Unusable(CaProblem),
+    Mismatch(CaProblem),
 }
 
 fn verify_pair(cert_pem: &str, key: &KeyPair) -> Result<(), PairError> {
     let der = match rustls_pemfile::certs(&mut cert_pem.as_bytes()).next() {
         Some(Ok(der)) => der,
-        Some(Err(e)) => return Err(PairError::Unusable(e.to_string())),
-        None => return Err(PairError::Unusable("no PEM certificate in it".into())),
+        Some(Err(e)) => return Err(PairError::Unusable(CaProblem::Pem(e))),
+        None => return Err(PairError::Unusable(CaProblem::NoPem)),
     };
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| PairError::Unusable(format!("cannot parse it: {e}")))?;
+        .map_err(|e| PairError::Unusable(CaProblem::Parse(e)))?;
     if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-        return Err(PairError::Mismatch(
-            "its public key is not the key's".into(),
-        ));
+        return Err(PairError::Mismatch(CaProblem::OtherKey));
     }
     cert.verify_signature(None)
-        .map_err(|e| PairError::Mismatch(format!("its self-signature does not verify: {e}")))?;
+        .map_err(|e| PairError::Mismatch(CaProblem::Signature(e)))?;
     if !cert.is_ca() {
-        return Err(PairError::Unusable("it is not a CA certificate".into()));
+        return Err(PairError::Unusable(CaProblem::NotCa));
     }
     Ok(())
 }

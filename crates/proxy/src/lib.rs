@@ -303,7 +303,7 @@ impl<H: Handler> Proxy<H> {
             let default_port = if scheme == "https" { 443 } else { 80 };
             let (host, port) = match target(authority, Some(default_port)) {
                 Ok(t) => t,
-                Err(message) => return body::text(StatusCode::BAD_REQUEST, &message),
+                Err(e) => return body::text(StatusCode::BAD_REQUEST, &e.to_string()),
             };
             let mut ctx = match self.client_ctx(req.headers(), peer) {
                 Ok(c) => c,
@@ -344,11 +344,11 @@ impl<H: Handler> Proxy<H> {
                 peer,
                 slot: None,
             }),
-            Err(Refusal::BadSession(message)) => {
-                tracing::warn!("refused a client at {peer}: {message}");
+            Err(Refusal::BadSession(e)) => {
+                tracing::warn!("refused a client at {peer}: {e}");
                 Err(Box::new(body::json(
                     StatusCode::BAD_REQUEST,
-                    &serde_json::json!({"error": {"type": "tapedeck_bad_session", "message": message}}),
+                    &serde_json::json!({"error": {"type": "tapedeck_bad_session", "message": e.to_string()}}),
                 )))
             }
             Err(Refusal::Credentials(message)) => {
@@ -420,13 +420,13 @@ impl<H: Handler> Proxy<H> {
     ) -> Response<ProxyBody> {
         let target = match req.uri().authority() {
             Some(a) => target(a, None),
-            None => Err("CONNECT needs host:port".to_string()),
+            None => Err(TargetError::NoAuthority),
         };
         let (host, port) = match target {
             Ok(t) => t,
-            Err(message) => {
-                tracing::warn!("refused a CONNECT from {peer}: {message}");
-                return body::text(StatusCode::BAD_REQUEST, &message);
+            Err(e) => {
+                tracing::warn!("refused a CONNECT from {peer}: {e}");
+                return body::text(StatusCode::BAD_REQUEST, &e.to_string());
             }
         };
         let mut ctx = match self.client_ctx(req.headers(), peer) {
@@ -479,19 +479,32 @@ impl<H: Handler> Proxy<H> {
     }
 }
 
+/// A request target the proxy cannot forward to.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum TargetError {
+    #[error("CONNECT needs host:port")]
+    NoAuthority,
+    #[error("the target {0:?} names no host")]
+    NoHost(String),
+    #[error("the target {target:?} has port {port:?}; a port is 1 to 65535")]
+    BadPort { target: String, port: String },
+    #[error("CONNECT needs host:port, not {0:?}")]
+    NoPort(String),
+}
+
 /// Host and port of a request target. A CONNECT target (`default_port` `None`) must
 /// name both; an absolute URI may leave the port to its scheme. Ports are 1..65535.
 fn target(
     authority: &http::uri::Authority,
     default_port: Option<u16>,
-) -> Result<(String, u16), String> {
+) -> Result<(String, u16), TargetError> {
     let text = authority.as_str();
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("the target {text:?} names no host"));
+        return Err(TargetError::NoHost(text.to_string()));
     }
     let port_text = match text.rfind(':') {
         Some(i) if !text[i..].contains(']') => Some(&text[i + 1..]),
@@ -501,13 +514,14 @@ fn target(
         (Some(p), _) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => {
-                return Err(format!(
-                    "the target {text:?} has port {p:?}; a port is 1 to 65535"
-                ))
+                return Err(TargetError::BadPort {
+                    target: text.to_string(),
+                    port: p.to_string(),
+                })
             }
         },
         (None, Some(d)) => d,
-        (None, None) => return Err(format!("CONNECT needs host:port, not {text:?}")),
+        (None, None) => return Err(TargetError::NoPort(text.to_string())),
     };
     Ok((host.to_string(), port))
 }
@@ -548,7 +562,7 @@ fn log_conn_error(peer: SocketAddr, what: &str, e: &hyper::Error) {
 mod tests {
     use super::*;
 
-    fn t(s: &'static str, default: Option<u16>) -> Result<(String, u16), String> {
+    fn t(s: &'static str, default: Option<u16>) -> Result<(String, u16), TargetError> {
         target(&http::uri::Authority::from_static(s), default)
     }
 

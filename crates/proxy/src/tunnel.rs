@@ -115,10 +115,7 @@ async fn serve_tls<H: Handler, IO>(
         let start = acceptor.await?;
         client.sni = start.client_hello().server_name().map(str::to_string);
         let name = client.sni.clone().unwrap_or_else(|| host.clone());
-        let cfg = proxy
-            .ca
-            .server_config(&name)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let cfg = proxy.ca.server_config(&name).map_err(io::Error::other)?;
         start.into_stream(cfg).await
     };
     let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;

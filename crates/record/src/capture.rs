@@ -151,8 +151,8 @@ impl Capture {
         match result {
             Ok(()) => Ok(()),
             Err(BodyFault::TooLarge { max }) => Err(max),
-            Err(BodyFault::Undecodable(msg)) => {
-                self.note_failure(msg);
+            Err(e @ BodyFault::Undecodable { .. }) => {
+                self.note_failure(e.to_string());
                 Ok(())
             }
         }
@@ -172,9 +172,9 @@ impl Capture {
     }
 
     pub fn finish(mut self) -> Captured {
-        if let Err(BodyFault::Undecodable(msg)) = self.reader.finish() {
+        if let Err(e @ BodyFault::Undecodable { .. }) = self.reader.finish() {
             if self.failed.is_none() {
-                self.note_failure(msg);
+                self.note_failure(e.to_string());
             }
         }
         let too_large = self.too_large();

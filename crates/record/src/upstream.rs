@@ -17,10 +17,25 @@ use tapedeck_model::exchange::{ErrorKind, ExchangeError};
 
 #[derive(Debug, Error)]
 pub enum UpstreamSetupError {
-    #[error("cannot read upstream CA {path}: {message}")]
-    Ca { path: PathBuf, message: String },
+    #[error("cannot read upstream CA {path}: {source}")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: UpstreamCaProblem,
+    },
     #[error("TLS client configuration failed: {0}")]
-    Tls(String),
+    Tls(#[from] rustls::Error),
+}
+
+/// What is wrong with an `--upstream-ca` file.
+#[derive(Debug, Error)]
+pub enum UpstreamCaProblem {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Cert(#[from] rustls::Error),
+    #[error("no PEM certificate in it")]
+    NoPem,
 }
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -46,34 +61,25 @@ impl Upstream {
             let _ = roots.add(cert);
         }
         for path in extra_cas {
-            let data = std::fs::read(path).map_err(|e| UpstreamSetupError::Ca {
+            let ca_err = |source: UpstreamCaProblem| UpstreamSetupError::Ca {
                 path: path.clone(),
-                message: e.to_string(),
-            })?;
+                source,
+            };
+            let data = std::fs::read(path).map_err(|e| ca_err(e.into()))?;
             let mut n = 0;
             for cert in rustls_pemfile::certs(&mut data.as_slice()) {
-                let cert = cert.map_err(|e| UpstreamSetupError::Ca {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                roots.add(cert).map_err(|e| UpstreamSetupError::Ca {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+                let cert = cert.map_err(|e| ca_err(e.into()))?;
+                roots.add(cert).map_err(|e| ca_err(e.into()))?;
                 n += 1;
             }
             if n == 0 {
-                return Err(UpstreamSetupError::Ca {
-                    path: path.clone(),
-                    message: "no PEM certificate in it".into(),
-                });
+                return Err(ca_err(UpstreamCaProblem::NoPem));
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamSetupError::Tls(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let mut http = HttpConnector::new();

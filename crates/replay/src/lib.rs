@@ -67,15 +67,20 @@ impl Order {
     }
 
     /// Parses a case file's `order`; `None` means the default, causal.
-    pub fn parse(s: Option<&str>) -> Result<Order, String> {
+    pub fn parse(s: Option<&str>) -> Result<Order, OrderError> {
         match s {
             None | Some("causal") => Ok(Order::Causal),
             Some("strict") => Ok(Order::Strict),
             Some("any") => Ok(Order::Any),
-            Some(o) => Err(format!("order must be causal, strict or any, not {o:?}")),
+            Some(o) => Err(OrderError(o.to_string())),
         }
     }
 }
+
+/// A replay order that is none of causal, strict and any.
+#[derive(Debug, thiserror::Error)]
+#[error("order must be causal, strict or any, not {0:?}")]
+pub struct OrderError(String);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
@@ -878,12 +883,12 @@ impl ReplayBody {
             Piece::Ready(b) => b,
             // A part is at most 256 KiB of a local file, read as the client asks for it.
             Piece::Stored(hex) => match &self.store {
-                Some(r) => r.rec.body_part(&hex).map_err(|e| e.to_string())?,
+                Some(r) => r.rec.body_part(&hex)?,
                 None => return Err("tapedeck: a stored part without a store".into()),
             },
         };
         match self.encoder.as_mut() {
-            Some(e) => Ok(e.feed(&data).map_err(|e| e.to_string())?.into()),
+            Some(e) => Ok(e.feed(&data)?.into()),
             None => Ok(data),
         }
     }

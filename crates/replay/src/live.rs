@@ -22,10 +22,19 @@ pub struct LiveHosts {
     opened: Mutex<BTreeMap<String, usize>>,
 }
 
+/// An `--allow-live` value that names no host and port.
+#[derive(Debug, thiserror::Error)]
+#[error("--allow-live {spec:?}: {why}; give HOST or HOST:PORT (a port from 1 to 65535)")]
+pub struct LiveSpecError {
+    spec: String,
+    why: &'static str,
+}
+
 /// Host glob and port of `HOST[:PORT]` (`[v6]:PORT` for an IPv6 address).
-fn parse(spec: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| {
-        format!("--allow-live {spec:?}: {why}; give HOST or HOST:PORT (a port from 1 to 65535)")
+fn parse(spec: &str) -> Result<(String, u16), LiveSpecError> {
+    let bad = |why: &'static str| LiveSpecError {
+        spec: spec.to_string(),
+        why,
     };
     let (host, port) = match spec.rfind(':') {
         Some(i) if !spec[i..].contains(']') && spec[..i].matches(':').count() == 0 => {
@@ -51,7 +60,7 @@ fn parse(spec: &str) -> Result<(String, u16), String> {
 }
 
 /// Checks every `--allow-live` value, naming the first bad one.
-pub fn check(specs: &[String]) -> Result<(), String> {
+pub fn check(specs: &[String]) -> Result<(), LiveSpecError> {
     specs.iter().try_for_each(|s| parse(s).map(|_| ()))
 }
 
@@ -137,7 +146,7 @@ mod tests {
         assert!(check(&["ok.test".into(), "ok.test:1".into()]).is_ok());
         for bad in ["host:0", "host:99999", ":443", "host:x"] {
             let e = check(&[bad.to_string()]).unwrap_err();
-            assert!(e.contains(bad), "{e}");
+            assert!(e.to_string().contains(bad), "{e}");
         }
     }
 }

@@ -322,7 +322,7 @@ impl Session {
                     return Some(End::Done);
                 }
                 WsOp::Text | WsOp::Binary => {
-                    if let Err(reason) = self.take_client(&m) {
+                    if let Some(reason) = self.take_client(&m) {
                         let _ = wr
                             .write_all(&encode(
                                 WsOp::Close,
@@ -340,8 +340,8 @@ impl Session {
     }
 
     /// Matches a client data message against the next recorded one; a miss is counted
-    /// and its text returned.
-    fn take_client(&mut self, m: &Message) -> Result<(), String> {
+    /// and its text (the close reason) returned.
+    fn take_client(&mut self, m: &Message) -> Option<String> {
         let mut secrets = Secrets::default();
         let stored = stored_payload(m.op, &m.payload, &self.replayer.rules, &mut secrets);
         let key = message_key(m.op, &stored, &self.replayer.rules);
@@ -353,7 +353,7 @@ impl Session {
                 self.matched += 1;
                 let at = self.script[i].at_ms;
                 self.anchor = (Instant::now(), at);
-                return Ok(());
+                return None;
             }
             Some(i) => {
                 let want = &self.script[i];
@@ -378,7 +378,7 @@ impl Session {
         };
         let line = format!("MISS {kind}: session {session}: {headline}");
         self.replayer.note_miss(kind, line);
-        Err(format!("tapedeck replay miss ({kind}): {headline}"))
+        Some(format!("tapedeck replay miss ({kind}): {headline}"))
     }
 }
 

@@ -26,22 +26,79 @@ use tapedeck_model::exchange::{Event, SessionInfo};
 pub enum StoreError {
     #[error("the store at {path} is in use by another tapedeck process{holder}")]
     Locked { path: PathBuf, holder: String },
-    #[error("cannot open the store at {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error("the store at {path} is damaged and sled cannot open it ({message}); run `tapedeck fsck --store {path}` to see what can be salvaged")]
-    Damaged { path: PathBuf, message: String },
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: OpenError,
+    },
+    #[error("the store at {path} is damaged and sled cannot open it ({source}); run `tapedeck fsck --store {path}` to see what can be salvaged")]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
     #[error("store I/O failed: {0}")]
-    Io(String),
+    Sled(#[from] sled::Error),
+    #[error("cannot {action} {path}: {source}")]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store I/O failed: {0}")]
+    Write(#[from] tapedeck_model::secure_fs::WriteError),
+    #[error("cannot encode {what} for the store: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the issues table in {path} is unreadable: {source}")]
+    Issues {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("blob {0} is damaged (its content does not match its blake3; cut by a crash?)")]
+    DamagedBlob(String),
+    #[error("store flush failed: {0}")]
+    Flush(#[source] std::sync::Arc<FlushError>),
+    #[error("the store's commit thread stopped")]
+    CommitStopped,
     #[error("body {0} is missing from the store")]
     MissingBody(String),
     #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
     NoSession(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Io(e.to_string())
-    }
+/// Why a store could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Dir(#[source] std::io::Error),
+    #[error("{0}")]
+    Sled(#[source] sled::Error),
+    #[error("it was written in store format {found:?}; this tapedeck reads {reads:?} (export its sessions with the tapedeck that wrote it)")]
+    Format { found: String, reads: &'static str },
+    #[error("cannot start the commit thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why a group commit failed (shared by every writer that waited for it).
+#[derive(Debug, Error)]
+pub enum FlushError {
+    #[error("cannot sync {path}: {source}")]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Sled(#[source] sled::Error),
+    #[error("cannot write the event journal: {0}")]
+    Journal(#[source] std::io::Error),
 }
 
 /// The storage engine behind tapedeck. Implementations must be safe to share between

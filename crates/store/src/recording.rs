@@ -169,13 +169,13 @@ impl Recording {
         &self,
         out: &mut W,
         progress: impl FnMut(usize),
-    ) -> Result<(), String> {
+    ) -> Result<(), tape::TapeWriteError> {
         tape::write_run(
             out,
             &self.session,
             self.exit_code,
             &self.events,
-            |r| self.body(r).map(|b| b.to_vec()).map_err(|e| e.to_string()),
+            |r| self.body(r).map(|b| b.to_vec()),
             progress,
         )
     }

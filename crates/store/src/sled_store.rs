@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::journal::{Entry, JournalWriter};
-use super::{BodyState, DaemonInfo, Damage, IssueTable, RunInfo, SessionRead, Store, StoreError};
+use super::{
+    BodyState, DaemonInfo, Damage, FlushError, IssueTable, OpenError, RunInfo, SessionRead, Store,
+    StoreError,
+};
 use tapedeck_model::exchange::{Event, SessionInfo};
 
 const TAG_BLOB: u8 = 0;
@@ -28,7 +31,10 @@ const EVENT_SUMMED: u8 = 1;
 /// An event as stored: its JSON behind a checksum, so damage sled does not catch is
 /// caught on reading.
 fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
-    let json = serde_json::to_vec(event).map_err(|e| StoreError::Io(e.to_string()))?;
+    let json = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
+        what: "an event",
+        source,
+    })?;
     let sum = blake3::hash(&json);
     let mut v = Vec::with_capacity(33 + json.len());
     v.push(EVENT_SUMMED);
@@ -37,25 +43,38 @@ fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
     Ok((v, sum))
 }
 
+/// What is wrong with a stored event.
+#[derive(Debug, thiserror::Error)]
+enum EventDamage {
+    #[error("the event is cut short")]
+    CutShort,
+    #[error("the event does not match its checksum (damaged on disk)")]
+    Checksum,
+    #[error("the event is not in a format tapedeck wrote")]
+    Format,
+    #[error("the event is unreadable: {0}")]
+    Unreadable(#[source] serde_json::Error),
+}
+
 /// An event, its blake3 and whether it carried one, or what is wrong with it.
-fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), String> {
+fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), EventDamage> {
     let (json, summed) = match value.first() {
         Some(&EVENT_SUMMED) => {
             let (sum, json) = value
                 .get(1..)
                 .and_then(|v| v.split_at_checked(32))
-                .ok_or("the event is cut short")?;
+                .ok_or(EventDamage::CutShort)?;
             if blake3::hash(json).as_bytes() != sum {
-                return Err("the event does not match its checksum (damaged on disk)".into());
+                return Err(EventDamage::Checksum);
             }
             (json, true)
         }
         Some(b'{') => (value, false),
-        _ => return Err("the event is not in a format tapedeck wrote".into()),
+        _ => return Err(EventDamage::Format),
     };
     serde_json::from_slice(json)
         .map(|ev| (ev, blake3::hash(json), summed))
-        .map_err(|e| format!("the event is unreadable: {e}"))
+        .map_err(EventDamage::Unreadable)
 }
 
 fn step_of(key: &[u8]) -> u64 {
@@ -72,7 +91,7 @@ const ISSUES_KEY: &[u8] = b"table";
 
 enum CommitMsg {
     Dirty,
-    Barrier(mpsc::SyncSender<Result<(), String>>),
+    Barrier(mpsc::SyncSender<Result<(), Arc<FlushError>>>),
 }
 
 struct Committer {
@@ -128,20 +147,19 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         tapedeck_model::secure_fs::private_dir(dir).map_err(|e| StoreError::Open {
             path: dir.to_path_buf(),
-            message: e.to_string(),
+            source: OpenError::Dir(e),
         })?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(16 << 20)
             .open()
             .map_err(|e| {
-                let message = e.to_string();
                 if matches!(e, sled::Error::Corruption { .. }) {
                     StoreError::Damaged {
                         path: dir.to_path_buf(),
-                        message,
+                        source: e,
                     }
-                } else if message.contains("could not acquire lock") {
+                } else if e.to_string().contains("could not acquire lock") {
                     let holder = super::read_daemon_info(dir)
                         .map(|d| {
                             format!(
@@ -157,7 +175,7 @@ impl SledStore {
                 } else {
                     StoreError::Open {
                         path: dir.to_path_buf(),
-                        message,
+                        source: OpenError::Sled(e),
                     }
                 }
             })?;
@@ -173,10 +191,10 @@ impl SledStore {
             Some(v) => {
                 return Err(StoreError::Open {
                     path: dir.to_path_buf(),
-                    message: format!(
-                        "it was written in store format {:?}; this tapedeck reads {FORMAT:?} (export its sessions with the tapedeck that wrote it)",
-                        String::from_utf8_lossy(&v)
-                    ),
+                    source: OpenError::Format {
+                        found: String::from_utf8_lossy(&v).into_owned(),
+                        reads: FORMAT,
+                    },
                 })
             }
         }
@@ -200,7 +218,10 @@ impl SledStore {
         let handle = std::thread::Builder::new()
             .name("tapedeck-commit".into())
             .spawn(move || commit_loop(flush_db, rx, c2))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::Open {
+                path: dir.to_path_buf(),
+                source: OpenError::Thread(e),
+            })?;
         *committer.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         *committer.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(SledStore {
@@ -272,14 +293,17 @@ impl SledStore {
             None => match std::fs::read(self.blob_path(hash)) {
                 Ok(data) => data,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(StoreError::Io(e.to_string())),
+                Err(source) => {
+                    return Err(StoreError::File {
+                        action: "read",
+                        path: self.blob_path(hash),
+                        source,
+                    })
+                }
             },
         };
         if blake3::hash(&data).as_bytes() != hash {
-            return Err(StoreError::Io(format!(
-                "blob {} is damaged (its content does not match its blake3; cut by a crash?)",
-                hex(hash)
-            )));
+            return Err(StoreError::DamagedBlob(hex(hash)));
         }
         Ok(Some(data))
     }
@@ -294,13 +318,16 @@ impl SledStore {
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// fsyncs the blob files written since the last flush, and their directories.
-fn sync_blobs(c: &Committer) -> Result<(), String> {
+fn sync_blobs(c: &Committer) -> Result<(), FlushError> {
     let files = std::mem::take(&mut *c.unsynced.lock().unwrap_or_else(|p| p.into_inner()));
     let mut dirs = std::collections::BTreeSet::new();
     for f in &files {
         std::fs::File::open(f)
             .and_then(|h| h.sync_all())
-            .map_err(|e| format!("cannot sync {}: {e}", f.display()))?;
+            .map_err(|source| FlushError::Sync {
+                path: f.clone(),
+                source,
+            })?;
         if let Some(d) = f.parent() {
             dirs.insert(d.to_path_buf());
         }
@@ -332,7 +359,7 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
             push(m, &mut waiters);
         }
         c.dirty.store(false, Ordering::Release);
-        let result = flush(&db, &c);
+        let result = flush(&db, &c).map_err(Arc::new);
         if let Err(e) = &result {
             tracing::error!("store flush failed: {e}");
         }
@@ -345,13 +372,11 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
 }
 
 /// Blob files, then sled, then the journal of what that flush made durable.
-fn flush(db: &sled::Db, c: &Committer) -> Result<(), String> {
+fn flush(db: &sled::Db, c: &Committer) -> Result<(), FlushError> {
     let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
     sync_blobs(c)?;
-    db.flush().map_err(|e| e.to_string())?;
-    c.journal
-        .append(&entries)
-        .map_err(|e| format!("cannot write the event journal: {e}"))
+    db.flush().map_err(FlushError::Sled)?;
+    c.journal.append(&entries).map_err(FlushError::Journal)
 }
 
 impl Drop for SledStore {
@@ -424,8 +449,11 @@ impl Store for SledStore {
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
                 return Ok(());
             }
-            let io =
-                |e: std::io::Error| StoreError::Io(format!("cannot write {}: {e}", path.display()));
+            let io = |source: std::io::Error| StoreError::File {
+                action: "write",
+                path: path.clone(),
+                source,
+            };
             if let Some(parent) = path.parent() {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
@@ -434,8 +462,7 @@ impl Store for SledStore {
                     .create(parent)
                     .map_err(io)?;
             }
-            tapedeck_model::secure_fs::write(&path, data, tapedeck_model::secure_fs::PRIVATE_FILE)
-                .map_err(|e| StoreError::Io(e.to_string()))?;
+            tapedeck_model::secure_fs::write(&path, data, tapedeck_model::secure_fs::PRIVATE_FILE)?;
             self.committer
                 .unsynced
                 .lock()
@@ -578,7 +605,7 @@ impl Store for SledStore {
                 Err(problem) => {
                     read.damaged.push(Damage {
                         step: Some(step),
-                        problem,
+                        problem: problem.to_string(),
                     });
                     continue;
                 }
@@ -672,7 +699,10 @@ impl Store for SledStore {
     }
 
     fn put_run(&self, session: &str, run: &RunInfo) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(run).map_err(|e| StoreError::Io(e.to_string()))?;
+        let value = serde_json::to_vec(run).map_err(|source| StoreError::Encode {
+            what: "a run note",
+            source,
+        })?;
         self.runs.insert(session.as_bytes(), value)?;
         self.mark_dirty();
         Ok(())
@@ -700,16 +730,17 @@ impl Store for SledStore {
         let Some(v) = self.issues.get(ISSUES_KEY)? else {
             return Ok(IssueTable::default());
         };
-        serde_json::from_slice(&v).map_err(|e| {
-            StoreError::Io(format!(
-                "the issues table in {} is unreadable: {e}",
-                self.path.display()
-            ))
+        serde_json::from_slice(&v).map_err(|source| StoreError::Issues {
+            path: self.path.clone(),
+            source,
         })
     }
 
     fn put_issues(&self, table: &IssueTable) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(table).map_err(|e| StoreError::Io(e.to_string()))?;
+        let value = serde_json::to_vec(table).map_err(|source| StoreError::Encode {
+            what: "the issues table",
+            source,
+        })?;
         self.issues.insert(ISSUES_KEY, value)?;
         self.mark_dirty();
         Ok(())
@@ -730,8 +761,8 @@ impl Store for SledStore {
             return Ok(());
         }
         rx.recv()
-            .map_err(|_| StoreError::Io("the commit thread stopped".into()))?
-            .map_err(StoreError::Io)
+            .map_err(|_| StoreError::CommitStopped)?
+            .map_err(StoreError::Flush)
     }
 }
 

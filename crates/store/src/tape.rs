@@ -27,14 +27,121 @@ const TAPE_VERSION_HTTP: u32 = 1;
 
 #[derive(Debug, Error)]
 pub enum TapeError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{path}, line {line}: {message}")]
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: empty file: not a tapedeck tape")]
+    Empty { path: PathBuf },
+    #[error("{path}: truncated or padded: the header says {expected} events, the file holds {found} (line {last_line} is the last)")]
+    Count {
+        path: PathBuf,
+        expected: u64,
+        found: usize,
+        last_line: usize,
+    },
+    #[error("{path}, line {line}: {problem}")]
     Line {
         path: PathBuf,
         line: usize,
-        message: String,
+        #[source]
+        problem: LineError,
     },
+}
+
+/// What is wrong with one line of a tape.
+#[derive(Debug, Error)]
+pub enum LineError {
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not a tapedeck tape header: {0}")]
+    NotHeader(#[source] serde_json::Error),
+    #[error("not a tapedeck tape header (no \"tapedeck_tape\" version)")]
+    NoVersion,
+    #[error("tape format {0} was written by a newer tapedeck; this one reads format {TAPE_VERSION} (upgrade tapedeck)")]
+    Newer(u64),
+    #[error("bad header: {0}")]
+    BadHeader(#[source] serde_json::Error),
+    #[error(transparent)]
+    Session(#[from] tapedeck_model::session::SessionNameError),
+    #[error("not a tapedeck event: {0}")]
+    NotEvent(#[source] serde_json::Error),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("step {step}: {problem}")]
+    Invalid {
+        step: u64,
+        #[source]
+        problem: InvalidEvent,
+    },
+    #[error("step {step} after step {last}: events must be in step order")]
+    Order { step: u64, last: u64 },
+}
+
+/// An inline body that cannot be turned back into its bytes.
+#[derive(Debug, Error)]
+pub enum BodyError {
+    #[error("unknown JSON body style {0:?}")]
+    Style(String),
+    #[error("bad JSON body: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("bad base64 body: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("a body has none of \"json\", \"text\", \"base64\"")]
+    Empty,
+    #[error("body {b3} does not match its content (blake3 {actual}, {len} bytes; the tape was edited or damaged)")]
+    Mismatch {
+        b3: String,
+        actual: String,
+        len: usize,
+    },
+}
+
+/// An event whose times, chunks, messages or status later code could not trust.
+#[derive(Debug, Error)]
+pub enum InvalidEvent {
+    #[error("timing: the exchange ends before it starts")]
+    EndsBeforeStart,
+    #[error("timing: the exchange lasts longer than {days} days")]
+    TooLong { days: u64 },
+    #[error("timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})")]
+    Ttfb { ttfb: u64, max_ns: u64 },
+    #[error("WebSocket message {index}: at_ms {at_ms:?} is out of range (0 to {max_ms})")]
+    MessageTime {
+        index: usize,
+        at_ms: f64,
+        max_ms: f64,
+    },
+    #[error("WebSocket message {index}: a {op} frame carries at most {most} bytes, not {len}")]
+    MessageSize {
+        index: usize,
+        op: &'static str,
+        most: u64,
+        len: u64,
+    },
+    #[error("response status {0} is not an HTTP status")]
+    Status(u16),
+    #[error("chunk {index}: at_ms {at_ms:?} is out of range (0 to {max_ms})")]
+    ChunkTime {
+        index: usize,
+        at_ms: f64,
+        max_ms: f64,
+    },
+    #[error("chunk lengths add up to more than the response body's {0} bytes")]
+    ChunkLengths(u64),
+}
+
+/// Why a tape could not be written.
+#[derive(Debug, Error)]
+pub enum TapeWriteError {
+    #[error(transparent)]
+    Body(#[from] crate::StoreError),
+    #[error("cannot encode the tape: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -131,19 +238,18 @@ fn render_json(v: &Value, style: &str) -> Vec<u8> {
 }
 
 /// Turns an inline body back into bytes and a [`BodyRef`], checking its blake3.
-fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), String> {
+fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), BodyError> {
     let data = if let Some(raw) = &v.json {
         let style = v.style.as_deref().unwrap_or("compact");
         if !STYLES.contains(&style) {
-            return Err(format!("unknown JSON body style {style:?}"));
+            return Err(BodyError::Style(style.to_string()));
         }
         let text = raw.get().as_bytes();
         if style == "compact" && blake3::hash(text).to_hex().as_str() == v.b3 {
             // As tapedeck wrote it: the raw text is the body.
             text.to_vec()
         } else {
-            let parsed: Value =
-                serde_json::from_str(raw.get()).map_err(|e| format!("bad JSON body: {e}"))?;
+            let parsed: Value = serde_json::from_str(raw.get()).map_err(BodyError::Json)?;
             render_json(&parsed, style)
         }
     } else if let Some(t) = v.text {
@@ -151,18 +257,17 @@ fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), String> {
     } else if let Some(b) = &v.base64 {
         base64::engine::general_purpose::STANDARD
             .decode(b)
-            .map_err(|e| format!("bad base64 body: {e}"))?
+            .map_err(BodyError::Base64)?
     } else {
-        return Err("a body has none of \"json\", \"text\", \"base64\"".into());
+        return Err(BodyError::Empty);
     };
     let actual = blake3::hash(&data);
     if actual.to_hex().as_str() != v.b3 || data.len() as u64 != v.len {
-        return Err(format!(
-            "body {} does not match its content (blake3 {}, {} bytes; the tape was edited or damaged)",
-            v.b3,
-            actual.to_hex(),
-            data.len()
-        ));
+        return Err(BodyError::Mismatch {
+            b3: v.b3,
+            actual: actual.to_hex().to_string(),
+            len: data.len(),
+        });
     }
     Ok((
         BodyRef {
@@ -179,9 +284,9 @@ pub fn write<W: Write>(
     out: &mut W,
     session: &str,
     events: &[Event],
-    body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
+    body: impl FnMut(&BodyRef) -> Result<Vec<u8>, crate::StoreError>,
     progress: impl FnMut(usize),
-) -> Result<(), String> {
+) -> Result<(), TapeWriteError> {
     write_run(out, session, None, events, body, progress)
 }
 
@@ -191,9 +296,9 @@ pub fn write_run<W: Write>(
     session: &str,
     exit_code: Option<i32>,
     events: &[Event],
-    mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, String>,
+    mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, crate::StoreError>,
     mut progress: impl FnMut(usize),
-) -> Result<(), String> {
+) -> Result<(), TapeWriteError> {
     let header = TapeHeader {
         tapedeck_tape: if events.iter().any(|e| e.ws.is_some()) {
             TAPE_VERSION
@@ -204,81 +309,69 @@ pub fn write_run<W: Write>(
         events: events.len() as u64,
         exit_code,
     };
-    let io = |e: std::io::Error| e.to_string();
-    serde_json::to_writer(&mut *out, &header).map_err(|e| e.to_string())?;
-    out.write_all(b"\n").map_err(io)?;
+    serde_json::to_writer(&mut *out, &header)?;
+    out.write_all(b"\n")?;
     for (i, ev) in events.iter().enumerate() {
         let line = ev
             .clone()
             .map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
-        serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
-        out.write_all(b"\n").map_err(io)?;
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
         progress(i + 1);
     }
-    out.flush().map_err(io)
+    Ok(out.flush()?)
 }
 
 /// Reads a whole tape, or refuses it.
 pub fn read(path: &Path) -> Result<Tape, TapeError> {
-    let file = std::fs::File::open(path).map_err(|e| TapeError::File {
+    let file = std::fs::File::open(path).map_err(|source| TapeError::Open {
         path: path.to_path_buf(),
-        message: format!("cannot open: {e}"),
+        source,
     })?;
     read_from(std::io::BufReader::with_capacity(1 << 20, file), path)
 }
 
 pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> {
-    let line_err = |line: usize, message: String| TapeError::Line {
+    let line_err = |line: usize, problem: LineError| TapeError::Line {
         path: path.to_path_buf(),
         line,
-        message,
+        problem,
     };
     let mut lines = reader.split(b'\n');
     let first = match lines.next() {
         Some(Ok(l)) => l,
-        Some(Err(e)) => return Err(line_err(1, format!("cannot read: {e}"))),
+        Some(Err(e)) => return Err(line_err(1, LineError::Read(e))),
         None => {
-            return Err(TapeError::File {
+            return Err(TapeError::Empty {
                 path: path.to_path_buf(),
-                message: "empty file: not a tapedeck tape".into(),
             })
         }
     };
-    let head: Value = serde_json::from_slice(&first)
-        .map_err(|e| line_err(1, format!("not a tapedeck tape header: {e}")))?;
+    let head: Value =
+        serde_json::from_slice(&first).map_err(|e| line_err(1, LineError::NotHeader(e)))?;
     let version = head
         .get("tapedeck_tape")
         .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            line_err(
-                1,
-                "not a tapedeck tape header (no \"tapedeck_tape\" version)".into(),
-            )
-        })?;
+        .ok_or_else(|| line_err(1, LineError::NoVersion))?;
     if version > TAPE_VERSION as u64 {
-        return Err(line_err(
-            1,
-            format!(
-                "tape format {version} was written by a newer tapedeck; this one reads format {TAPE_VERSION} (upgrade tapedeck)"
-            ),
-        ));
+        return Err(line_err(1, LineError::Newer(version)));
     }
     let header: TapeHeader =
-        serde_json::from_value(head).map_err(|e| line_err(1, format!("bad header: {e}")))?;
+        serde_json::from_value(head).map_err(|e| line_err(1, LineError::BadHeader(e)))?;
     tapedeck_model::session::SessionName::new(&header.session)
-        .map_err(|e| line_err(1, e.to_string()))?;
+        .map_err(|e| line_err(1, e.into()))?;
     let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
     let mut last_step = 0u64;
     let mut n = 1usize;
     for line in lines {
         n += 1;
-        let line = line.map_err(|e| line_err(n, format!("cannot read: {e}")))?;
+        let line = line.map_err(|e| line_err(n, LineError::Read(e)))?;
         if line.is_empty() {
             continue;
         }
-        let ev: Event<InlineBody> = serde_json::from_slice(&line)
-            .map_err(|e| line_err(n, format!("not a tapedeck event: {e}")))?;
+        let ev: Event<InlineBody> =
+            serde_json::from_slice(&line).map_err(|e| line_err(n, LineError::NotEvent(e)))?;
         let ev = ev
             .map_bodies(|b| {
                 if let Some(known) = bodies.get(&b.b3) {
@@ -295,30 +388,36 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
                 bodies
                     .entry(r.b3.clone())
                     .or_insert_with(|| Bytes::from(data));
-                Ok::<_, String>(r)
+                Ok::<_, BodyError>(r)
             })
-            .map_err(|m| line_err(n, m))?;
-        check_event(&ev).map_err(|m| line_err(n, format!("step {}: {m}", ev.step)))?;
+            .map_err(|e| line_err(n, e.into()))?;
+        check_event(&ev).map_err(|problem| {
+            line_err(
+                n,
+                LineError::Invalid {
+                    step: ev.step,
+                    problem,
+                },
+            )
+        })?;
         if ev.step <= last_step {
             return Err(line_err(
                 n,
-                format!(
-                    "step {} after step {last_step}: events must be in step order",
-                    ev.step
-                ),
+                LineError::Order {
+                    step: ev.step,
+                    last: last_step,
+                },
             ));
         }
         last_step = ev.step;
         events.push(ev);
     }
     if events.len() as u64 != header.events {
-        return Err(TapeError::File {
+        return Err(TapeError::Count {
             path: path.to_path_buf(),
-            message: format!(
-                "truncated or padded: the header says {} events, the file holds {} (line {n} is the last)",
-                header.events,
-                events.len()
-            ),
+            expected: header.events,
+            found: events.len(),
+            last_line: n,
         });
     }
     Ok(Tape {
@@ -332,30 +431,28 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
 /// `materialize` checks): times are in order and within [`MAX_EXCHANGE_TIME`], chunk
 /// offsets are finite and in range, chunk lengths add up (without overflow) to no more
 /// than the body, the status is a status.
-fn check_event(ev: &Event) -> Result<(), String> {
+fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
     let max_ns = MAX_EXCHANGE_TIME.as_nanos() as u64;
     let max_ms = MAX_EXCHANGE_TIME.as_millis() as f64;
     let t = &ev.timing;
     if t.end_ns < t.start_ns || t.end_unix_ns < t.start_unix_ns {
-        return Err("timing: the exchange ends before it starts".into());
+        return Err(InvalidEvent::EndsBeforeStart);
     }
     if t.end_ns - t.start_ns > max_ns || t.end_unix_ns - t.start_unix_ns > max_ns {
-        return Err(format!(
-            "timing: the exchange lasts longer than {} days",
-            MAX_EXCHANGE_TIME.as_secs() / 86400
-        ));
+        return Err(InvalidEvent::TooLong {
+            days: MAX_EXCHANGE_TIME.as_secs() / 86400,
+        });
     }
     if let Some(ttfb) = t.ttfb_ns.filter(|n| *n > max_ns) {
-        return Err(format!(
-            "timing: ttfb_ns {ttfb} is out of range (0 to {max_ns})"
-        ));
+        return Err(InvalidEvent::Ttfb { ttfb, max_ns });
     }
-    for (i, m) in ev.ws.iter().flat_map(|w| &w.messages).enumerate() {
+    for (index, m) in ev.ws.iter().flat_map(|w| &w.messages).enumerate() {
         if !(m.at_ms.is_finite() && (0.0..=max_ms).contains(&m.at_ms)) {
-            return Err(format!(
-                "WebSocket message {i}: at_ms {:?} is out of range (0 to {max_ms})",
-                m.at_ms
-            ));
+            return Err(InvalidEvent::MessageTime {
+                index,
+                at_ms: m.at_ms,
+                max_ms,
+            });
         }
         let most = match m.op {
             tapedeck_model::exchange::ws::WsOp::Close => 123,
@@ -363,11 +460,12 @@ fn check_event(ev: &Event) -> Result<(), String> {
             _ => 125,
         };
         if m.body.len > most {
-            return Err(format!(
-                "WebSocket message {i}: a {} frame carries at most {most} bytes, not {}",
-                m.op.as_str(),
-                m.body.len
-            ));
+            return Err(InvalidEvent::MessageSize {
+                index,
+                op: m.op.as_str(),
+                most,
+                len: m.body.len,
+            });
         }
     }
     check_header_names(&ev.request.headers)?;
@@ -376,28 +474,21 @@ fn check_event(ev: &Event) -> Result<(), String> {
     };
     check_header_names(&r.headers)?;
     if !(100..=999).contains(&r.status) {
-        return Err(format!(
-            "response status {} is not an HTTP status",
-            r.status
-        ));
+        return Err(InvalidEvent::Status(r.status));
     }
     let mut sum = 0u64;
-    for (i, c) in r.chunks.iter().flatten().enumerate() {
+    for (index, c) in r.chunks.iter().flatten().enumerate() {
         if !(c.at_ms.is_finite() && (0.0..=max_ms).contains(&c.at_ms)) {
-            return Err(format!(
-                "chunk {i}: at_ms {:?} is out of range (0 to {max_ms})",
-                c.at_ms
-            ));
+            return Err(InvalidEvent::ChunkTime {
+                index,
+                at_ms: c.at_ms,
+                max_ms,
+            });
         }
         sum = sum
             .checked_add(c.len)
             .filter(|s| *s <= r.body.len)
-            .ok_or_else(|| {
-                format!(
-                    "chunk lengths add up to more than the response body's {} bytes",
-                    r.body.len
-                )
-            })?;
+            .ok_or(InvalidEvent::ChunkLengths(r.body.len))?;
     }
     Ok(())
 }
@@ -545,6 +636,9 @@ mod tests {
         let data = b"hello";
         let mut v = inline(&body_ref(data), data);
         v.text = Some("hellO".into());
-        assert!(materialize(v).unwrap_err().contains("does not match"));
+        assert!(materialize(v)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
     }
 }

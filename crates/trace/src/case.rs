@@ -19,10 +19,18 @@ pub const CASE_FILE: &str = "case.toml";
 
 #[derive(Debug, Error)]
 pub enum CaseError {
-    #[error("cannot read {path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("{path} is not a valid case file: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid case file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -107,13 +115,13 @@ impl Default for Expect {
 
 impl Case {
     pub fn load(path: &Path) -> Result<Case, CaseError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CaseError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| CaseError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
-        toml::from_str(&text).map_err(|e| CaseError::Parse {
+        toml::from_str(&text).map_err(|source| CaseError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })
     }
 }

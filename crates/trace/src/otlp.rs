@@ -26,8 +26,22 @@ use super::spans::{hex, AttrValue, Span, Trace, SCHEMA_URL};
 
 #[derive(Debug, Error)]
 pub enum OtlpError {
-    #[error("bad OTLP endpoint {url:?}: {why}")]
-    BadEndpoint { url: String, why: String },
+    #[error("bad OTLP endpoint {url:?}: it must start with http:// or https://")]
+    NotHttp { url: String },
+    #[error("bad OTLP endpoint {url:?}: {source}")]
+    BadUri {
+        url: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    #[error("bad OTLP request to {url:?}: {source}")]
+    BadRequest {
+        url: String,
+        #[source]
+        source: http::Error,
+    },
+    #[error("the OTLP client's TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("cannot reach the OTLP endpoint {url}: {why} (is the collector running and listening there?)")]
     Unreachable { url: String, why: String },
     #[error("the OTLP endpoint {url} refused the spans: HTTP {status}: {body}")]
@@ -63,10 +77,7 @@ pub fn resolve_endpoint(flag: Option<&str>) -> Result<(String, Vec<(String, Stri
         },
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(OtlpError::BadEndpoint {
-            url,
-            why: "it must start with http:// or https://".into(),
-        });
+        return Err(OtlpError::NotHttp { url });
     }
     let headers = parse_headers(&std::env::var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default());
     Ok((url, headers))
@@ -291,12 +302,10 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(url: String, headers: Vec<(String, String)>) -> Result<Pusher, OtlpError> {
-        let _: http::Uri =
-            url.parse()
-                .map_err(|e: http::uri::InvalidUri| OtlpError::BadEndpoint {
-                    url: url.clone(),
-                    why: e.to_string(),
-                })?;
+        let _: http::Uri = url.parse().map_err(|source| OtlpError::BadUri {
+            url: url.clone(),
+            source,
+        })?;
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -305,11 +314,7 @@ impl Pusher {
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OtlpError::BadEndpoint {
-            url: url.clone(),
-            why: e.to_string(),
-        })?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let mut http = HttpConnector::new();
@@ -353,9 +358,9 @@ impl Pusher {
             }
             let r = r
                 .body(Full::new(body.clone()))
-                .map_err(|e| OtlpError::BadEndpoint {
+                .map_err(|source| OtlpError::BadRequest {
                     url: self.url.clone(),
-                    why: e.to_string(),
+                    source,
                 })?;
             match tokio::time::timeout(Duration::from_secs(30), self.client.request(r)).await {
                 Ok(Ok(resp)) => {

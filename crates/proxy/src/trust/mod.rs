@@ -164,7 +164,7 @@ pub fn write(ca: &Ca, sources: &[Source]) -> Result<TrustBundle, TrustError> {
         let text = match read_source(s) {
             Ok(t) => t,
             Err(why) => {
-                unreadable.push((s.origin.clone(), why));
+                unreadable.push((s.origin.clone(), why.to_string()));
                 continue;
             }
         };
@@ -229,21 +229,37 @@ fn describe(s: &Source) -> String {
     }
 }
 
-fn read_source(s: &Source) -> Result<Vec<u8>, String> {
+/// A CA source that could not be read.
+#[derive(Debug, Error)]
+enum SourceError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {mib} MiB, not a CA bundle")]
+    TooLarge { path: PathBuf, mib: u64 },
+}
+
+fn read_source(s: &Source) -> Result<Vec<u8>, SourceError> {
     match &s.certs {
         SourceCerts::Inline(text) => Ok(text.as_bytes().to_vec()),
         SourceCerts::File(p) => {
-            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let read = |source| SourceError::Read {
+                path: p.clone(),
+                source,
+            };
+            let f = std::fs::File::open(p).map_err(read)?;
             let mut data = Vec::new();
             f.take(MAX_SOURCE_BYTES + 1)
                 .read_to_end(&mut data)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+                .map_err(read)?;
             if data.len() as u64 > MAX_SOURCE_BYTES {
-                return Err(format!(
-                    "{} is larger than {} MiB, not a CA bundle",
-                    p.display(),
-                    MAX_SOURCE_BYTES >> 20
-                ));
+                return Err(SourceError::TooLarge {
+                    path: p.clone(),
+                    mib: MAX_SOURCE_BYTES >> 20,
+                });
             }
             Ok(data)
         }

@@ -94,33 +94,44 @@ pub fn questions(parsed: &[Parsed], instruction: &str, model: &str) -> Vec<Quest
         .collect()
 }
 
+/// A judge's answer that holds no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("no choices[0].message.content in {0}")]
+    NoContent(String),
+    #[error("no JSON object in the answer {0:?}")]
+    NoObject(String),
+    #[error("the answer {answer:?} is not JSON: {source}")]
+    NotJson {
+        answer: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no numeric \"score\" in {0}")]
+    NoScore(String),
+}
+
 /// Reads a chat-completions response: `{"score", "reason"}` in the first choice's text
 /// (a fenced or chatty answer is read from its first `{` to its last `}`). A score on a
 /// 0-10 scale is brought to 0-1.
-pub fn read_answer(response: &Value) -> Result<Verdict, String> {
+pub fn read_answer(response: &Value) -> Result<Verdict, AnswerError> {
     let text = response
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            format!(
-                "no choices[0].message.content in {}",
-                short(&response.to_string(), 200)
-            )
-        })?;
+        .ok_or_else(|| AnswerError::NoContent(short(&response.to_string(), 200)))?;
     let (Some(a), Some(b)) = (text.find('{'), text.rfind('}')) else {
-        return Err(format!(
-            "no JSON object in the answer {:?}",
-            short(text, 200)
-        ));
+        return Err(AnswerError::NoObject(short(text, 200)));
     };
-    let v: Value = serde_json::from_str(&text[a..=b])
-        .map_err(|e| format!("the answer {:?} is not JSON: {e}", short(text, 200)))?;
+    let v: Value = serde_json::from_str(&text[a..=b]).map_err(|source| AnswerError::NotJson {
+        answer: short(text, 200),
+        source,
+    })?;
     let score = match v.get("score") {
         Some(Value::Number(n)) => n.as_f64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("no numeric \"score\" in {}", short(&v.to_string(), 200)))?;
+    .ok_or_else(|| AnswerError::NoScore(short(&v.to_string(), 200)))?;
     let score = if score > 1.0 && score <= 10.0 {
         score / 10.0
     } else {
