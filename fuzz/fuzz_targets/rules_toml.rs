@@ -42,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let rules = match Rules::from_toml(text, &RuleArgs::default()) {
         Ok(r) => r,
-        Err(RulesError::Parse { message, .. }) => {
+        Err(e @ RulesError::Parse { .. }) => {
+            let message = e.to_string();
             assert!(
                 message.contains("line"),
                 "a tapedeck.toml parse error must name the line: {message}"

@@ -22,7 +22,7 @@ fn export(t: &Tape) -> Vec<u8> {
             t.bodies
                 .get(&r.b3)
                 .map(|b| b.to_vec())
-                .ok_or_else(|| format!("body {} missing from a tape that was read", r.b3))
+                .ok_or_else(|| tapedeck_store::StoreError::MissingBody(r.b3.clone()))
         },
         |_| {},
     )

@@ -131,6 +131,10 @@ pub enum InvalidEvent {
     },
     #[error("chunk lengths add up to more than the response body's {0} bytes")]
     ChunkLengths(u64),
+    #[error(
+        "header name {0:?} is not lower case (tapedeck writes every header name in lower case)"
+    )]
+    HeaderCase(String),
 }
 
 /// Why a tape could not be written.
@@ -496,14 +500,12 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
 /// Header names are lower case, as tapedeck writes them: replay recognises the framing
 /// headers it must recompute (`content-length`, ...) by name, so a `Content-Length` that
 /// slipped through would go out beside the real length and desynchronise the connection.
-fn check_header_names(headers: &[tapedeck_model::exchange::Header]) -> Result<(), String> {
+fn check_header_names(headers: &[tapedeck_model::exchange::Header]) -> Result<(), InvalidEvent> {
     match headers
         .iter()
         .find(|(n, _)| n.bytes().any(|b| b.is_ascii_uppercase()))
     {
-        Some((n, _)) => Err(format!(
-            "header name {n:?} is not lower case (tapedeck writes every header name in lower case)"
-        )),
+        Some((n, _)) => Err(InvalidEvent::HeaderCase(n.clone())),
         None => Ok(()),
     }
 }
