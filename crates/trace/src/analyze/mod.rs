@@ -8,7 +8,7 @@
 
 pub mod cluster;
 pub mod context;
-mod detect;
+pub(crate) mod detect;
 #[cfg(test)]
 pub(crate) use detect::testing as detect_testing;
 pub mod explain;
