@@ -120,6 +120,11 @@ async fn empty_tool_results_are_found_at_the_tool_step() {
     assert_eq!(code, 1);
     let (code, _, _) = lab.dirs.run(&["analyze", "empty", "--fail-on", "error"]);
     assert_eq!(code, 0);
+    let (code, _, err) = lab
+        .dirs
+        .run(&["analyze", "empty", "--fail-on", "sometimes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("possible values: warning, error"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -56,7 +56,7 @@ pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
 /// What `analyze` was asked for.
 pub struct Options {
     pub json: bool,
-    pub fail_on: Option<String>,
+    pub fail_on: Option<Severity>,
     pub explain: Option<u64>,
     pub judge: Option<JudgeOptions>,
 }
@@ -67,14 +67,7 @@ pub struct JudgeOptions {
 }
 
 pub async fn run(session: &str, store: &Path, opts: &Options) -> CmdResult {
-    let threshold = opts
-        .fail_on
-        .as_deref()
-        .map(|s| {
-            Severity::parse(s)
-                .ok_or_else(|| msg(format!("--fail-on takes warning or error, not {s:?}")))
-        })
-        .transpose()?;
+    let threshold = opts.fail_on;
     let rec = recording::load(session, store).await?;
     let rules = Rules::from_working_dir()?;
     if let Some(step) = opts.explain {
