@@ -752,18 +752,10 @@ fn ms_offset(ms: f64) -> Duration {
         .min(MAX_EXCHANGE_TIME)
 }
 
-/// Headers that describe the original framing, recomputed for the replayed body.
+/// Headers that describe the original connection or framing, recomputed for the
+/// replayed body.
 fn is_framing_header(name: &str) -> bool {
-    matches!(
-        name,
-        "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "trailer"
-            | "upgrade"
-    )
+    name.eq_ignore_ascii_case("content-length") || tapedeck_proxy::hop::is_hop_by_hop(name)
 }
 
 impl Handler for Replayer {
