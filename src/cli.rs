@@ -160,6 +160,27 @@ impl From<OrderArg> for tapedeck_replay::Order {
     }
 }
 
+/// `analyze --fail-on`: the least severe finding that fails the run.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOn {
+    /// Any finding (older scripts pass it; not advertised).
+    #[value(hide = true)]
+    Info,
+    Warning,
+    Error,
+}
+
+impl From<FailOn> for tapedeck_trace::analyze::Severity {
+    fn from(f: FailOn) -> Self {
+        use tapedeck_trace::analyze::Severity;
+        match f {
+            FailOn::Info => Severity::Info,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Error => Severity::Error,
+        }
+    }
+}
+
 /// `--pace` (see [`tapedeck_replay::Pace`]).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaceArg {
@@ -277,7 +298,7 @@ pub enum Command {
         json: bool,
         /// Exit 1 when a finding is at least this severe (warning or error).
         #[arg(long, value_name = "SEVERITY")]
-        fail_on: Option<String>,
+        fail_on: Option<FailOn>,
         /// Walk back from this step through the exchanges whose output flowed into it.
         #[arg(long, value_name = "STEP", conflicts_with = "judge")]
         explain: Option<u64>,

@@ -16,5 +16,6 @@ pub mod child;
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod paint;
 pub mod recording;
 pub mod viewer;

@@ -26,7 +26,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(tapedeck::paint::Paint::stderr().is_on())
         .init();
     let code = match tapedeck::cmd::run(cli) {
         Ok(code) => code,

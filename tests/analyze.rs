@@ -120,6 +120,40 @@ async fn empty_tool_results_are_found_at_the_tool_step() {
     assert_eq!(code, 1);
     let (code, _, _) = lab.dirs.run(&["analyze", "empty", "--fail-on", "error"]);
     assert_eq!(code, 0);
+    let (code, _, err) = lab
+        .dirs
+        .run(&["analyze", "empty", "--fail-on", "sometimes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("possible values: warning, error"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn colours_only_reach_a_terminal_and_no_color_turns_them_off() {
+    let lab = Lab::new().await;
+    let d = lab.record("colours");
+    weather_agent(&client(&d, &lab.dirs), &lab.up, "/status/500", None).await;
+    d.stop();
+    for cmd in ["show", "analyze"] {
+        // Forced, the failed step is painted: the check below can see escapes.
+        let (_, out, _) = lab
+            .dirs
+            .run_with(&[cmd, "colours"], &[("CLICOLOR_FORCE", "1")]);
+        assert!(out.contains('\x1b'), "{cmd} forced: {out}");
+        // Piped, as here, nothing is.
+        let (_, out, err) = lab.dirs.run(&[cmd, "colours"]);
+        assert!(
+            !out.contains('\x1b') && !err.contains('\x1b'),
+            "{cmd} piped: {out}{err}"
+        );
+        assert!(out.contains("ERROR"), "{cmd}: {out}");
+        // NO_COLOR wins even over a forced colour.
+        let env = [("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")];
+        let (_, out, err) = lab.dirs.run_with(&[cmd, "colours"], &env);
+        assert!(
+            !out.contains('\x1b') && !err.contains('\x1b'),
+            "{cmd} NO_COLOR: {out}{err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

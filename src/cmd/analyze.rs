@@ -1,9 +1,9 @@
 //! `tapedeck analyze SESSION`: failure signatures, with the steps involved.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use super::{msg, CmdResult};
+use crate::paint::{self, Paint};
 use crate::recording::{self, Recording};
 use tapedeck_model::rules::Rules;
 use tapedeck_trace::analyze::explain::render as render_explanation;
@@ -12,14 +12,8 @@ use tapedeck_trace::analyze::{analyze, explain_step, to_json, Finding, Severity}
 /// Exit status when `--fail-on` finds a finding at or above its severity.
 pub const EXIT_FINDINGS: i32 = 1;
 
-pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
-    let paint = |code: &str, s: &str| {
-        if color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    };
+pub fn render(session: &str, findings: &[Finding], colour: Paint) -> String {
+    let paint = |style, s: &str| colour.paint(style, s);
     if findings.is_empty() {
         return format!("session {session}: no findings\n");
     }
@@ -34,9 +28,9 @@ pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
     );
     for f in findings {
         let sev = match f.severity {
-            Severity::Error => paint("31;1", "ERROR  "),
-            Severity::Warning => paint("33", "WARNING"),
-            Severity::Info => paint("36", "INFO   "),
+            Severity::Error => paint(paint::RED_BOLD, "ERROR  "),
+            Severity::Warning => paint(paint::YELLOW, "WARNING"),
+            Severity::Info => paint(paint::CYAN, "INFO   "),
         };
         let steps: Vec<String> = f.steps.iter().map(|s| s.to_string()).collect();
         out.push_str(&format!(
@@ -56,7 +50,7 @@ pub fn render(session: &str, findings: &[Finding], color: bool) -> String {
 /// What `analyze` was asked for.
 pub struct Options {
     pub json: bool,
-    pub fail_on: Option<String>,
+    pub fail_on: Option<Severity>,
     pub explain: Option<u64>,
     pub judge: Option<JudgeOptions>,
 }
@@ -67,14 +61,7 @@ pub struct JudgeOptions {
 }
 
 pub async fn run(session: &str, store: &Path, opts: &Options) -> CmdResult {
-    let threshold = opts
-        .fail_on
-        .as_deref()
-        .map(|s| {
-            Severity::parse(s)
-                .ok_or_else(|| msg(format!("--fail-on takes warning or error, not {s:?}")))
-        })
-        .transpose()?;
+    let threshold = opts.fail_on;
     let rec = recording::load(session, store).await?;
     let rules = Rules::from_working_dir()?;
     if let Some(step) = opts.explain {
@@ -91,10 +78,7 @@ pub async fn run(session: &str, store: &Path, opts: &Options) -> CmdResult {
             serde_json::to_string_pretty(&to_json(&rec.session, &findings)).unwrap_or_default()
         );
     } else {
-        print!(
-            "{}",
-            render(&rec.session, &findings, std::io::stdout().is_terminal())
-        );
+        print!("{}", render(&rec.session, &findings, Paint::stdout()));
     }
     if let Some(t) = threshold {
         if findings.iter().any(|f| f.severity >= t) {

@@ -126,7 +126,7 @@ pub fn run(cli: Cli) -> CmdResult {
             } => {
                 let opts = analyze::Options {
                     json,
-                    fail_on,
+                    fail_on: fail_on.map(Into::into),
                     explain,
                     judge: judge.map(|url| analyze::JudgeOptions {
                         url,

@@ -1,40 +1,33 @@
 //! `tapedeck show SESSION`: the span tree in the terminal (or `--timeline`, `--json`).
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use super::CmdResult;
+use crate::paint;
 use crate::recording;
 use tapedeck_model::rules::Rules;
 use tapedeck_trace::spans::{build, Role, Span, Trace, TraceOptions};
 
-struct Paint(bool);
+struct Paint(crate::paint::Paint);
 
 impl Paint {
     fn red(&self, s: &str) -> String {
-        self.wrap("31", s)
+        self.0.paint(paint::RED, s)
     }
     fn yellow(&self, s: &str) -> String {
-        self.wrap("33", s)
+        self.0.paint(paint::YELLOW, s)
     }
     fn dim(&self, s: &str) -> String {
-        self.wrap("2", s)
+        self.0.paint(paint::DIM, s)
     }
     fn bold(&self, s: &str) -> String {
-        self.wrap("1", s)
-    }
-    fn wrap(&self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+        self.0.paint(paint::BOLD, s)
     }
 }
 
 /// The span tree as plain text (no colours), as `show` prints it to a pipe.
 pub fn plain(trace: &Trace) -> String {
-    render(trace, false, &Paint(false))
+    render(trace, false, &Paint(paint::Paint::PLAIN))
 }
 
 pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> CmdResult {
@@ -48,7 +41,7 @@ pub async fn run(session: &str, store: &Path, timeline: bool, json: bool) -> Cmd
         );
         return Ok(0);
     }
-    let paint = Paint(std::io::stdout().is_terminal());
+    let paint = Paint(paint::Paint::stdout());
     print!("{}", render(&trace, timeline, &paint));
     Ok(0)
 }

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{msg, CmdError, CmdResult};
 use crate::recording::{access_store, Recording, StoreAccess};
@@ -30,14 +32,31 @@ struct Outcome {
     stderr: String,
 }
 
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect::<String>()
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The run as a JUnit report (`--junit`): one suite, a test case per case file; a failed
+/// case carries its first failure as the message and all of them as the text.
+fn junit_report(outcomes: &[Outcome], took: Duration) -> Report {
+    let failed = |o: &Outcome| !o.failures.is_empty();
+    let mut suite = TestSuite::new("tapedeck");
+    suite.set_time(took);
+    for o in outcomes {
+        let status = if failed(o) {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(o.failures[0].as_str());
+            s.set_description(o.failures.join("\n"));
+            s
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut case = TestCase::new(o.name.as_str(), status);
+        case.set_classname(o.class.as_str())
+            .set_time(Duration::from_secs_f64(o.secs.max(0.0)))
+            .set_system_out(o.stdout.as_str())
+            .set_system_err(o.stderr.as_str());
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("tapedeck");
+    report.set_time(took).add_test_suite(suite);
+    report
 }
 
 async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outcome, CmdError> {
@@ -364,40 +383,62 @@ pub async fn run(
     println!("{passed} passed, {failed} failed");
     update_issues(store, &outcomes);
     if let Some(path) = junit {
-        let mut x = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapedeck\" tests=\"{}\" failures=\"{failed}\" time=\"{:.3}\">\n  <testsuite name=\"tapedeck\" tests=\"{}\" failures=\"{failed}\" time=\"{:.3}\">\n",
-            outcomes.len(),
-            started.elapsed().as_secs_f64(),
-            outcomes.len(),
-            started.elapsed().as_secs_f64()
-        );
-        for o in &outcomes {
-            x.push_str(&format!(
-                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">\n",
-                xml_escape(&o.name),
-                xml_escape(&o.class),
-                o.secs
-            ));
-            if !o.failures.is_empty() {
-                x.push_str(&format!(
-                    "      <failure message=\"{}\">{}</failure>\n",
-                    xml_escape(&o.failures[0]),
-                    xml_escape(&o.failures.join("\n"))
-                ));
-            }
-            x.push_str(&format!(
-                "      <system-out>{}</system-out>\n",
-                xml_escape(&o.stdout)
-            ));
-            x.push_str(&format!(
-                "      <system-err>{}</system-err>\n",
-                xml_escape(&o.stderr)
-            ));
-            x.push_str("    </testcase>\n");
-        }
-        x.push_str("  </testsuite>\n</testsuites>\n");
-        std::fs::write(path, x)
+        let xml = junit_report(&outcomes, started.elapsed())
+            .to_string()
+            .map_err(|e| msg(format!("cannot write the JUnit report: {e}")))?;
+        std::fs::write(path, xml)
             .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, failures: &[&str], stdout: &str) -> Outcome {
+        Outcome {
+            name: name.into(),
+            class: "cases".into(),
+            secs: 0.25,
+            failures: failures.iter().map(|f| f.to_string()).collect(),
+            notes: vec![],
+            issues: vec![],
+            shown_again: false,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_junit_report_names_each_case_and_its_first_failure() {
+        let outcomes = [
+            outcome(
+                "weather",
+                &["step 2 <failed> & more", "and this"],
+                "ok\x1b[31m red",
+            ),
+            outcome("clean", &[], ""),
+        ];
+        let xml = junit_report(&outcomes, Duration::from_secs(1))
+            .to_string()
+            .unwrap();
+        assert!(
+            xml.contains(r#"tests="2""#) && xml.contains(r#"failures="1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="weather" classname="cases""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<failure message="step 2 &lt;failed&gt; &amp; more""#),
+            "{xml}"
+        );
+        assert!(xml.contains("and this"), "{xml}");
+        assert!(
+            !xml.contains('\x1b'),
+            "escape codes never reach the XML: {xml}"
+        );
+    }
 }

@@ -34,6 +34,12 @@ impl Dirs {
 
     /// Runs a tapedeck command to completion: (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with(args, &[])
+    }
+
+    /// [`Dirs::run`] with extra environment variables (the colour switches are unset
+    /// unless given here).
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let out = Command::new(tapedeck_bin())
             .args(args)
             .current_dir(self.root.path())
@@ -41,6 +47,10 @@ impl Dirs {
             .env("TAPEDECK_CERTS", &self.certs)
             .env_remove("TAPEDECK_LISTEN")
             .env_remove("TAPEDECK_LOG")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
+            .envs(env.iter().copied())
             .output()
             .expect("run tapedeck");
         (

@@ -17,6 +17,17 @@ const HOP: &[&str] = &[
     "trailer",
 ];
 
+/// Whether a header is hop-by-hop whatever `Connection` says: recorded headers (a
+/// replayed response's) are checked by name with this, live ones go through [`strip`].
+/// `TE` counts, though `strip` lets `TE: trailers` through.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+        || HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Removes the hop-by-hop headers of a live message, and those its `Connection` names.
 pub fn strip(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -65,5 +76,21 @@ mod tests {
         h.insert("te", "trailers".parse().unwrap());
         strip(&mut h);
         assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn recorded_headers_are_judged_by_the_same_list() {
+        for h in [
+            "Connection",
+            "keep-alive",
+            "Proxy-Authenticate",
+            "trailer",
+            "x-tapedeck-token",
+        ] {
+            assert!(is_hop_by_hop(h), "{h}");
+        }
+        for h in ["content-type", "content-length", "set-cookie"] {
+            assert!(!is_hop_by_hop(h), "{h}");
+        }
     }
 }

@@ -273,18 +273,14 @@ impl<H: Handler> Proxy<H> {
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = self.stopping() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            _ = activity.idle(self.opts.idle_timeout) => {
-                tracing::debug!("closing the idle proxy connection from {peer}");
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
+        let result = shutdown::serve_until_stopped(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            self.stopping(),
+            activity.idle(self.opts.idle_timeout),
+            || tracing::debug!("closing the idle proxy connection from {peer}"),
+        )
+        .await;
         if let Err(e) = result {
             log_conn_error(peer, "proxy connection", &e);
         }

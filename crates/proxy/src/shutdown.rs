@@ -104,3 +104,31 @@ impl Shutdown {
         *self.rx.borrow()
     }
 }
+
+/// Serves a client connection until it ends; when the daemon stops (`stopping`) or the
+/// connection goes idle (`idle`, which `on_idle` reports), asks it through `shutdown`
+/// to finish the responses in progress and close, and waits for that. hyper's h1 and h2
+/// connections share no trait for this, hence the closure.
+pub(crate) async fn serve_until_stopped<C, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    shutdown: impl Fn(std::pin::Pin<&mut C>),
+    stopping: impl std::future::Future<Output = ()>,
+    idle: impl std::future::Future<Output = ()>,
+    on_idle: impl FnOnce(),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopping => {
+            shutdown(conn.as_mut());
+            conn.await
+        }
+        _ = idle => {
+            on_idle();
+            shutdown(conn.as_mut());
+            conn.await
+        }
+    }
+}

@@ -282,18 +282,14 @@ async fn serve_http<H: Handler, IO>(
             .max_header_list_size(proxy.opts.max_header_bytes as u32);
         let conn = b.serve_connection(io, svc);
         tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = proxy.stopping() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            _ = activity.idle(idle_timeout) => {
-                tracing::debug!("closing the idle tunnel from {peer}");
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        crate::shutdown::serve_until_stopped(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            proxy.stopping(),
+            activity.idle(idle_timeout),
+            || tracing::debug!("closing the idle tunnel from {peer}"),
+        )
+        .await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
@@ -303,18 +299,14 @@ async fn serve_http<H: Handler, IO>(
         // A WebSocket upgrade hands the connection over to the handler.
         let conn = b.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = proxy.stopping() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            _ = activity.idle(idle_timeout) => {
-                tracing::debug!("closing the idle tunnel from {peer}");
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        crate::shutdown::serve_until_stopped(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            proxy.stopping(),
+            activity.idle(idle_timeout),
+            || tracing::debug!("closing the idle tunnel from {peer}"),
+        )
+        .await
     };
     if let Err(e) = result {
         match tls_client {

@@ -28,7 +28,7 @@ use hyper::{Request, Response, StatusCode};
 
 use index::{Reorders, Slot, TraceIndex};
 use request::ReadBody;
-use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
@@ -40,7 +40,6 @@ use tapedeck_proxy::shutdown::Tracker as InFlight;
 use tapedeck_proxy::{BoxFuture, ClientCtx, Handler};
 use tapedeck_store::keep_limit;
 use tapedeck_store::recording::Recording;
-use tapedeck_trace::adapters::recognise::split_url;
 use tapedeck_trace::causal::{self, tokens::hash, Graph};
 
 /// Which recorded event a request may take: how far requests may come in another order
@@ -191,7 +190,7 @@ impl ReplaySummary {
 /// Method, host and path of a request, hashed: what a miss compares to find the closest
 /// unserved call.
 fn route(method: &str, url: &str) -> u64 {
-    let u = split_url(url);
+    let u = UrlParts::parse(url);
     hash(format!("{method} {} {}", u.host, u.path).as_bytes())
 }
 
@@ -227,7 +226,7 @@ impl Replayer {
             } else {
                 rec.identify(ev, &rules)?
             };
-            let host = split_url(&ev.request.url).host;
+            let host = UrlParts::parse(&ev.request.url).host;
             let lane = rules.is_stateful_host(&host).then(|| {
                 let at = lanes.iter().position(|h| *h == host).unwrap_or_else(|| {
                     lanes.push(host.clone());
@@ -752,18 +751,10 @@ fn ms_offset(ms: f64) -> Duration {
         .min(MAX_EXCHANGE_TIME)
 }
 
-/// Headers that describe the original framing, recomputed for the replayed body.
+/// Headers that describe the original connection or framing, recomputed for the
+/// replayed body.
 fn is_framing_header(name: &str) -> bool {
-    matches!(
-        name,
-        "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "trailer"
-            | "upgrade"
-    )
+    name.eq_ignore_ascii_case("content-length") || tapedeck_proxy::hop::is_hop_by_hop(name)
 }
 
 impl Handler for Replayer {

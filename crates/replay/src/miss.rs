@@ -11,9 +11,10 @@
 use serde_json::{json, Value};
 
 use super::index::{Blocked, Miss, MissKind};
+use tapedeck_model::exchange::canonical::UrlParts;
 use tapedeck_model::exchange::jsondiff;
 use tapedeck_model::exchange::{Event, Kind};
-use tapedeck_trace::adapters::recognise::{self, known_host, split_url, Api};
+use tapedeck_trace::adapters::recognise::{self, known_host, Api};
 use tapedeck_trace::adapters::ExchangeView;
 
 /// Bodies up to this size are diffed field by field; larger ones by length and blake3, so
@@ -178,7 +179,7 @@ fn headline(miss: &Miss, got: &Received, n: &Named) -> (String, Vec<String>, Opt
         }
         (MissKind::OutOfOrder, Some(Blocked::Stateful { .. })) => {
             let first = n.expected.map(|(ev, _)| event_line(ev)).unwrap_or_default();
-            let host = split_url(got.url).host;
+            let host = UrlParts::parse(got.url).host;
             (
                 format!("{what} is recorded at step {later}, but host {host} is declared stateful (an [[order]] rule in tapedeck.toml or --stateful-host), so its calls keep their recorded order: {first} must come first. Without that rule, or with --order any, it would be accepted"),
                 Vec::new(),
@@ -237,8 +238,8 @@ fn shape(got: &Received) -> Shape {
             }
         };
     }
-    let url = split_url(got.url);
-    match known_host(&url.host, url.path) {
+    let url = UrlParts::parse(got.url);
+    match known_host(&url.host, &url.path) {
         Some("anthropic") => Shape::Anthropic,
         Some("gcp.gemini" | "gcp.vertex_ai") => Shape::Gemini,
         Some("aws.bedrock") => Shape::Bedrock,

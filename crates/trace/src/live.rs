@@ -1,12 +1,15 @@
 //! Live export: `tapedeck record --otlp-endpoint URL` sends each exchange's spans as it
 //! completes. The proxy only hands the event to a bounded queue (a full queue drops and
-//! counts, never blocks traffic); one task reads bodies, builds spans with the same ids
-//! and attributes as the batch export, and pushes them in small batches.
+//! counts, never blocks traffic); one task reads bodies, builds each exchange's spans
+//! with the batch export's own builders (`spans::llm_spans`, `spans::exchange_span`), so
+//! ids and attributes are the same, and pushes them in small batches.
 //!
 //! Live spans know only the past: an LLM span goes out when its call ends, a tool call's
 //! span when the request that carries its result arrives (or at the end), and the root
 //! when recording stops. LLM spans hang under the session root here even in multi-agent
-//! sessions (the batch export puts them under their agent's span).
+//! sessions (the batch export puts them under their agent's span). MCP client spans need
+//! an exchange's headers and bodies, which the live export does not read for non-LLM
+//! exchanges: an MCP exchange goes out as an HTTP or tool span.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +19,13 @@ use std::time::Duration;
 use super::adapters::{self, ToolCall};
 use super::causal::{self, answers, Needles};
 use super::otlp::Pusher;
-use super::pb::{self, SpanWriter, Val};
+use super::pb::{self, SpanWriter};
 use super::spans::{
-    agent_root, error_of, http_attrs, llm_span_attrs, new_span, span_id, tool_call_span, trace_id,
-    AttrValue, Parsed, Role, Span, SpanKind, TraceOptions,
+    agent_root, exchange_span, llm_spans, new_span, span_id, tool_call_span, trace_id, Parsed,
+    Role, Span, SpanKind, TraceOptions,
 };
+use super::tool_names;
+use tapedeck_model::exchange::canonical::UrlParts;
 use tapedeck_model::exchange::EventSink;
 use tapedeck_model::exchange::{Event, Kind};
 use tapedeck_model::rules::Rules;
@@ -278,74 +283,32 @@ fn on_event(
         st.agent = ev.agent.clone();
     }
     let root = Some(span_id(session, "root", 0, 0));
+    let tid = trace_id(session);
     let mut spans = Vec::new();
     if ev.kind == Kind::Llm {
-        let (name, attrs) = match &p.llm {
-            Some(call) => {
-                // Results this request carries close the tool calls they answer.
-                let mut still = Vec::new();
-                for t in st.pending.drain(..) {
-                    let hit = call.tool_results.iter().find(|r| answers(r, &t.call));
-                    match hit {
-                        Some(r) => spans.push(encode(
-                            session,
-                            tool_span(
-                                session,
-                                &t,
-                                ev.timing.start_unix_ns,
-                                Some((r, ev.step)),
-                                opts,
-                            ),
-                        )),
-                        None => still.push(t),
-                    }
-                }
-                st.pending = still;
-                st.provider.get_or_insert_with(|| call.provider.clone());
-                st.input_tokens += call.input_tokens.unwrap_or(0);
-                st.output_tokens += call.output_tokens.unwrap_or(0);
-                for (j, tc) in call.tool_calls.iter().enumerate() {
-                    let needles = Needles::of(tc);
-                    st.pending.push(PendingTool {
-                        llm_step: ev.step,
-                        index: j,
-                        call: tc.clone(),
-                        window_start: ev.timing.end_unix_ns,
-                        needles,
-                        claimed: 0,
-                    });
-                }
-                let name = match &call.request_model {
-                    Some(m) => format!("{} {m}", call.operation),
-                    None => call.operation.clone(),
-                };
-                (name, llm_span_attrs(ev, call, opts))
+        if let Some(call) = &p.llm {
+            close_answered(session, ev, call, st, opts, &mut spans);
+            st.provider.get_or_insert_with(|| call.provider.clone());
+            st.input_tokens += call.input_tokens.unwrap_or(0);
+            st.output_tokens += call.output_tokens.unwrap_or(0);
+            for (j, tc) in call.tool_calls.iter().enumerate() {
+                st.pending.push(PendingTool {
+                    llm_step: ev.step,
+                    index: j,
+                    call: tc.clone(),
+                    window_start: ev.timing.end_unix_ns,
+                    needles: Needles::of(tc),
+                    claimed: 0,
+                });
             }
-            None => ("chat".to_string(), http_attrs(ev)),
-        };
-        let mut sp = new_span(
-            session,
-            Role::Llm,
-            "llm",
-            Some(ev.step),
-            0,
-            name,
-            SpanKind::Client,
-            ev.timing.start_unix_ns,
-            ev.timing.end_unix_ns,
-            attrs,
-        );
-        if let Some((t, msg)) = error_of(&p) {
-            sp.attributes.push(("error.type".into(), AttrValue::Str(t)));
-            sp.error = Some(msg);
         }
-        spans.push(SpanWriter::from_span(&trace_id(session), &sp, root));
+        for sp in llm_spans(session, &p, opts) {
+            spans.push(SpanWriter::from_span(&tid, &sp, root));
+        }
         return spans;
     }
-    // The hot path: a tool or other exchange is written straight to protobuf bytes.
-    let (host, port, path) = split_url(&ev.request.url);
-    let host = host.to_ascii_lowercase();
-    let tool_name = rules.tool_name(&ev.request.method, &host, path);
+    let parts = UrlParts::parse(&ev.request.url);
+    let tool_name = tool_names::by_rule_with(&ev.request.method, &parts, rules);
     // What the request carries, to find the pending call whose arguments it holds.
     let carried = if st.pending.is_empty() {
         Vec::new()
@@ -362,105 +325,111 @@ fn on_event(
                 usize::MAX - t.claimed,
             )
         });
-    let tid = trace_id(session);
-    let (start, end) = (ev.timing.start_unix_ns, ev.timing.end_unix_ns);
-    let mut w = match owner {
+    let parent = match owner {
         Some(t) => {
             t.claimed += 1;
-            let parent = Some(span_id(session, "tool", t.llm_step, t.index));
-            SpanWriter::new(
-                &tid,
-                &span_id(session, "http", ev.step, 0),
-                parent,
-                &[&tool_name],
-                SpanKind::Client as i32,
-                start,
-                end,
-            )
+            Some(span_id(session, "tool", t.llm_step, t.index))
         }
-        None if ev.kind == Kind::Tool => {
-            let mut w = SpanWriter::new(
-                &tid,
-                &span_id(session, "http-tool", ev.step, 0),
-                root,
-                &["execute_tool ", &tool_name],
-                SpanKind::Internal as i32,
-                start,
-                end,
-            );
-            w.attr("gen_ai.operation.name", Val::Str("execute_tool"))
-                .attr("gen_ai.tool.name", Val::Str(&tool_name))
-                .attr("gen_ai.tool.type", Val::Str("extension"));
-            w
-        }
-        None => SpanWriter::new(
-            &tid,
-            &span_id(session, "http", ev.step, 0),
-            root,
-            &[&ev.request.method, " ", &host],
-            SpanKind::Client as i32,
-            start,
-            end,
-        ),
+        None => root,
     };
-    w.attr("http.request.method", Val::Str(&ev.request.method))
-        .attr("url.full", Val::Str(&ev.request.url))
-        .attr("server.address", Val::Str(&host))
-        .attr("server.port", Val::Int(port as i64))
-        .attr("tapedeck.step", Val::Int(ev.step as i64));
-    if let Some(status) = ev.status() {
-        w.attr("http.response.status_code", Val::Int(status as i64));
-    }
-    if let Some((t, msg)) = error_of(&p) {
-        w.attr("error.type", Val::Str(&t)).error(&msg);
-    }
-    spans.push(w.finish());
+    let sp = exchange_span(session, &p, &tool_name, &parts.host, parent != root);
+    spans.push(SpanWriter::from_span(&tid, &sp, parent));
     spans
 }
 
-/// Host, port and path of an absolute URL, borrowed (no allocation on the hot path).
-fn split_url(url: &str) -> (&str, u16, &str) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let default = if scheme.eq_ignore_ascii_case("https") {
-        443
-    } else {
-        80
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, p)) => (
-                h,
-                p.strip_prefix(':')
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(default),
-            ),
-            None => (v6, default),
+/// Closes the pending tool calls whose results this LLM request carries.
+fn close_answered(
+    session: &str,
+    ev: &Event,
+    call: &adapters::LlmCall,
+    st: &mut SessionLive,
+    opts: &TraceOptions,
+    spans: &mut Vec<Outgoing>,
+) {
+    let mut still = Vec::new();
+    for t in st.pending.drain(..) {
+        match call.tool_results.iter().find(|r| answers(r, &t.call)) {
+            Some(r) => {
+                let result = Some((r, ev.step));
+                let sp = tool_span(session, &t, ev.timing.start_unix_ns, result, opts);
+                spans.push(encode(session, sp));
+            }
+            None => still.push(t),
         }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().unwrap_or(default)),
-            None => (authority, default),
-        }
-    };
-    let path = tail.split(['?', '#']).next().unwrap_or("");
-    (host, port, if path.is_empty() { "/" } else { path })
+    }
+    st.pending = still;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_url;
+    use super::*;
+    use crate::analyze::detect::testing::{llm_event, tool_event};
+    use crate::spans::build_from;
+    use prost::Message;
+    use tapedeck_store::SledStore;
+
+    /// What the live exporter sends for `events`, one session, in order.
+    fn live(events: &[Event]) -> Vec<Outgoing> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut st = SessionLive::default();
+        let (rules, opts) = (Rules::default(), TraceOptions::default());
+        events
+            .iter()
+            .flat_map(|ev| on_event("s", ev, &mut st, &store, &rules, &opts))
+            .collect()
+    }
+
+    /// The batch export's encoding of the span of `step` (`role` as `show` names it).
+    fn batch(events: &[Event], role: Role, step: u64) -> Outgoing {
+        let parsed: Vec<Parsed> = events
+            .iter()
+            .map(|e| Parsed::new(e, Vec::new(), Vec::new()))
+            .collect();
+        let trace = build_from("s", &parsed, &Rules::default(), &TraceOptions::default());
+        let sp = trace
+            .spans
+            .iter()
+            .find(|sp| sp.role == role && sp.step == Some(step))
+            .unwrap();
+        let parent = sp.parent.map(|p| trace.spans[p].span_id);
+        SpanWriter::from_span(&trace.trace_id, sp, parent)
+    }
+
+    fn attr(encoded: &[u8], key: &str) -> Option<String> {
+        let sp = opentelemetry_proto::tonic::trace::v1::Span::decode(encoded).unwrap();
+        sp.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| format!("{:?}", kv.value))
+    }
 
     #[test]
-    fn urls_split_without_allocating() {
-        assert_eq!(
-            split_url("https://api.test/v1/x?y=1"),
-            ("api.test", 443, "/v1/x")
-        );
-        assert_eq!(split_url("http://127.0.0.1:8080"), ("127.0.0.1", 8080, "/"));
-        assert_eq!(split_url("https://[::1]:4433/a#f"), ("::1", 4433, "/a"));
-        assert_eq!(split_url("http://u:p@h.test/p"), ("h.test", 80, "/p"));
+    fn an_llm_call_no_adapter_parsed_is_the_same_span_live_and_in_batch() {
+        let events = [llm_event(1, None, 0, 10)];
+        let sent = live(&events);
+        assert_eq!(sent.len(), 1);
+        assert!(attr(&sent[0], "gen_ai.operation.name")
+            .unwrap()
+            .contains("chat"));
+        assert!(attr(&sent[0], "gen_ai.provider.name")
+            .unwrap()
+            .contains("unknown"));
+        assert_eq!(sent[0], batch(&events, Role::Llm, 1));
+    }
+
+    #[test]
+    fn a_tool_exchange_nothing_claimed_is_the_same_span_live_and_in_batch() {
+        let events = [
+            llm_event(1, None, 0, 10),
+            tool_event(2, None, "https://Tools.test:8443/weather?q=1", 500, 20, 30),
+        ];
+        let sent = live(&events);
+        assert_eq!(sent.len(), 2);
+        assert!(attr(&sent[1], "server.address")
+            .unwrap()
+            .contains("\"tools.test\""));
+        assert!(attr(&sent[1], "error.type").unwrap().contains("500"));
+        assert_eq!(sent[1], batch(&events, Role::Tool, 2));
     }
 }

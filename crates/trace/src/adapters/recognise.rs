@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::fields::{self, header};
 use super::ExchangeView;
-use tapedeck_model::exchange::canonical::percent_decode;
+use tapedeck_model::exchange::canonical::{percent_decode, UrlParts};
 
 /// The wire API an exchange speaks; each maps to one adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,50 +126,6 @@ impl Route {
     }
 }
 
-/// The parts of an absolute URL recognition needs. Written by hand because URLs in
-/// recordings can be odd (IPv6 literals, no path, userinfo) and must never panic.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UrlParts<'a> {
-    /// Lower-case, without port or brackets.
-    pub host: String,
-    pub port: Option<u16>,
-    /// Starts with `/` (or is empty); no query or fragment.
-    pub path: &'a str,
-    pub query: &'a str,
-}
-
-pub fn split_url(url: &str) -> UrlParts<'_> {
-    let after_scheme = match url.find("://") {
-        Some(i) => &url[i + 3..],
-        None => url,
-    };
-    let authority_end = after_scheme
-        .find(['/', '?', '#'])
-        .unwrap_or(after_scheme.len());
-    let authority = &after_scheme[..authority_end];
-    let rest = &after_scheme[authority_end..];
-    let rest = rest.split('#').next().unwrap_or("");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let hostport = authority.rsplit('@').next().unwrap_or(authority);
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, p)) => (h, p.strip_prefix(':').and_then(|p| p.parse().ok())),
-            None => (v6, None),
-        }
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().ok()),
-            None => (hostport, None),
-        }
-    };
-    UrlParts {
-        host: host.to_ascii_lowercase(),
-        port,
-        path,
-        query,
-    }
-}
-
 /// The provider a host belongs to, for hosts in the known-host table.
 pub fn known_host(host: &str, path: &str) -> Option<&'static str> {
     let exact = match host {
@@ -223,11 +179,11 @@ pub fn recognise(x: &ExchangeView) -> Option<Route> {
     if !x.method.eq_ignore_ascii_case("POST") {
         return None;
     }
-    let url = split_url(x.url);
-    let known = known_host(&url.host, url.path);
+    let url = UrlParts::parse(x.url);
+    let known = known_host(&url.host, &url.path);
     let body = fields::json(x.request_body);
     let body = body.as_ref().filter(|b| b.is_object());
-    let (api, url_model, url_stream) = by_path(url.path, known.is_some(), x, body)
+    let (api, url_model, url_stream) = by_path(&url.path, known.is_some(), x, body)
         .or_else(|| by_body(x, body).map(|api| (api, None, false)))?;
     let provider = known.or_else(|| server_cue(&url, api, x));
     Some(Route {
@@ -249,7 +205,7 @@ fn server_cue(url: &UrlParts, api: Api, x: &ExchangeView) -> Option<&'static str
     if matches!(
         api,
         Api::OllamaChat | Api::OllamaGenerate | Api::OllamaEmbed
-    ) || url.port == Some(11434)
+    ) || url.port == 11434
     {
         return Some("ollama");
     }
@@ -404,19 +360,17 @@ mod tests {
     }
 
     #[test]
-    fn urls_split_without_panicking() {
-        let u = split_url("https://user:pw@API.OpenAI.com:8443/v1/chat/completions?x=1#f");
-        assert_eq!(u.host, "api.openai.com");
-        assert_eq!(u.port, Some(8443));
-        assert_eq!(u.path, "/v1/chat/completions");
-        assert_eq!(u.query, "x=1");
-        let u = split_url("http://[::1]:11434/api/chat");
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path),
-            ("::1", Some(11434), "/api/chat")
+    fn odd_urls_are_read_without_panicking() {
+        let r = route(
+            "http://[::1]:11434/api/chat",
+            r#"{"model":"m","messages":[]}"#,
         );
-        let u = split_url("http://localhost");
-        assert_eq!((u.host.as_str(), u.port, u.path), ("localhost", None, ""));
+        assert_eq!(r.and_then(|r| r.provider), Some("ollama"));
+        let r = route(
+            "https://user:pw@API.OpenAI.com/v1/chat/completions?x=1#f",
+            "{}",
+        );
+        assert_eq!(r.and_then(|r| r.provider), Some("openai"));
         for junk in [
             "",
             "://",
@@ -426,7 +380,7 @@ mod tests {
             "%%%",
             "http://h:99999/",
         ] {
-            let _ = split_url(junk);
+            let _ = route(junk, "{}");
         }
     }
 

@@ -8,7 +8,7 @@
 
 pub mod cluster;
 pub mod context;
-mod detect;
+pub(crate) mod detect;
 #[cfg(test)]
 pub(crate) use detect::testing as detect_testing;
 pub mod explain;
@@ -38,15 +38,6 @@ impl Severity {
             Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s {
-            "info" => Some(Severity::Info),
-            "warning" => Some(Severity::Warning),
-            "error" => Some(Severity::Error),
-            _ => None,
         }
     }
 }
