@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
         response_headers: &response_headers,
         response_body: f[6],
     };
-    let parts = recognise::split_url(&url);
-    let _ = recognise::known_host(&parts.host, parts.path);
+    let parts = tapedeck_model::exchange::canonical::UrlParts::parse(&url);
+    let _ = recognise::known_host(&parts.host, &parts.path);
     if let Some(call) = parse(&x) {
         serde_json::to_vec(&call).expect("an LlmCall serializes");
     }
