@@ -134,6 +134,7 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
         ignore_query: m.ignore_query.clone(),
         ignore_json_paths: m.ignore_json_paths.clone(),
         stateful_hosts: Vec::new(),
+        inject: Vec::new(),
     }
 }
 
@@ -433,6 +434,12 @@ pub struct RecordArgs {
     /// With --otlp-endpoint: also export message content (may hold personal data).
     #[arg(long)]
     pub include_content: bool,
+    /// Inject a fault: MATCH=ACTION, MATCH is step:N, tool:NAME, host:GLOB or
+    /// kind:llm|tool|other (optionally #K: only the K-th match); ACTION is status:CODE,
+    /// body:FILE, delay:DURATION, cut:BYTES, reset or timeout (several joined by commas).
+    /// Repeatable; also `[[inject]]` in tapedeck.toml.
+    #[arg(long, value_name = "MATCH=ACTION")]
+    pub inject: Vec<String>,
     #[command(flatten)]
     pub redact: RedactArgs,
     #[command(flatten)]

@@ -10,6 +10,7 @@ mod export;
 mod fsck;
 mod gen_test;
 mod import;
+mod inject;
 mod issues;
 mod judge;
 mod mcp;
@@ -51,6 +52,8 @@ pub enum CmdError {
     Auth(#[from] tapedeck_proxy::auth::AuthError),
     #[error(transparent)]
     Viewer(#[from] crate::viewer::ViewerError),
+    #[error(transparent)]
+    Inject(#[from] tapedeck_model::exchange::inject::InjectError),
     #[error("{0}")]
     Message(String),
 }

@@ -27,7 +27,9 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         ));
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
+    let mut args = rule_args(&a.matching, &a.redact);
+    args.inject = a.inject.clone();
+    let rules = Arc::new(Rules::load(&cwd, &args)?);
     let store = Arc::new(SledStore::open(&a.store.store)?);
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let ca = Arc::new(ca);
@@ -60,6 +62,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         "record",
     ));
     control.set_viewer(viewer.clone());
+    let faults = super::inject::faults(&rules)?;
     let recorder = Recorder::new(
         dyn_store,
         rules,
@@ -67,6 +70,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         &a.passthrough,
         Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
         a.max_body,
+        faults,
     );
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();

@@ -246,6 +246,17 @@ impl Injection {
         })
     }
 
+    /// Whether the rule answers instead of the upstream (or the recording): a status,
+    /// a body, a reset or a timeout. A delay or a cut alone changes the real answer.
+    pub fn replaces_answer(&self) -> bool {
+        self.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Status(_) | Action::Body(_) | Action::Reset | Action::Timeout
+            )
+        })
+    }
+
     pub fn resets(&self) -> bool {
         self.actions.contains(&Action::Reset)
     }
