@@ -200,6 +200,16 @@ impl From<PaceArg> for tapedeck_replay::Pace {
     }
 }
 
+/// `--on-miss`: what a replay does with a call the recording lacks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnMiss {
+    #[default]
+    /// Answer 404 with the miss and fail the run (exit 3).
+    Fail,
+    /// Send it to the real upstream and record it into the fork (a what-if run).
+    Live,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Record every exchange through the proxy (a daemon, or around `-- CMD`).
@@ -489,6 +499,31 @@ pub struct ReplayArgs {
     /// live; HOST may be a glob. Everything else is served from the recording.
     #[arg(long = "allow-live", value_name = "HOST[:PORT]")]
     pub allow_live: Vec<String>,
+    /// A what-if run: send these calls to the real upstream (forwarded and recorded as
+    /// `record` does) and serve the rest from the recording: llm, tool, other or a host
+    /// glob (repeatable). The run is recorded into a fork (--fork).
+    #[arg(long, value_name = "llm|tool|other|HOSTGLOB")]
+    pub live: Vec<String>,
+    /// What to do with a call the recording lacks: fail (a miss, exit 3), or live (send it
+    /// out and record it into the fork).
+    #[arg(long, value_enum, default_value_t = OnMiss::Fail)]
+    pub on_miss: OnMiss,
+    /// The session a what-if run (--live, --on-miss live, --inject) records into
+    /// (default SESSION.fork-N, the first free N).
+    #[arg(long, value_name = "NAME")]
+    pub fork: Option<String>,
+    /// Inject a fault: MATCH=ACTION, MATCH is step:N, tool:NAME, host:GLOB or
+    /// kind:llm|tool|other (optionally #K: only the K-th match); ACTION is status:CODE,
+    /// body:FILE, delay:DURATION, cut:BYTES, reset or timeout (several joined by commas).
+    /// Repeatable; also `[[inject]]` in tapedeck.toml. The run is recorded into a fork.
+    #[arg(long, value_name = "MATCH=ACTION")]
+    pub inject: Vec<String>,
+    /// Another CA (PEM) to trust for upstream TLS when calls go live.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Seconds to wait for an upstream's response head when calls go live.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
     #[command(flatten)]
     pub redact: RedactArgs,
     #[command(flatten)]

@@ -22,6 +22,7 @@ mod sessions;
 mod show;
 mod test;
 mod ui;
+mod whatif;
 
 use thiserror::Error;
 

@@ -62,13 +62,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         "record",
     ));
     control.set_viewer(viewer.clone());
-    let faults = super::inject::faults(&rules)?;
+    let (faults, tools) = super::inject::faults(&rules, dyn_store.clone())?;
     let recorder = Recorder::new(
         dyn_store,
         rules,
         upstream,
         &a.passthrough,
-        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
+        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()), tools)),
         a.max_body,
         faults,
     );
@@ -135,10 +135,18 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     Ok(code)
 }
 
-/// Each stored exchange goes to the live viewer, then to live OTLP export when it is on.
-fn event_sink(viewer: &Arc<Viewer>, otlp: Option<EventSink>) -> EventSink {
+/// Each stored exchange goes to the tool-call tracker of `--inject tool:` rules when
+/// there is one, to the live viewer, then to live OTLP export when it is on.
+fn event_sink(
+    viewer: &Arc<Viewer>,
+    otlp: Option<EventSink>,
+    tools: Option<EventSink>,
+) -> EventSink {
     let viewer = viewer.clone();
     Arc::new(move |session: &str, event| {
+        if let Some(tools) = &tools {
+            tools(session, event.clone());
+        }
         viewer.notify(session, &event);
         if let Some(otlp) = &otlp {
             otlp(session, event);

@@ -745,7 +745,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("line 5") && err.contains("a step is a number"), "{err}");
+        assert!(
+            err.contains("line 5") && err.contains("a step is a number"),
+            "{err}"
+        );
         let bad = RuleArgs {
             inject: vec!["tool:x".into()],
             ..Default::default()

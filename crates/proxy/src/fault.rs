@@ -82,7 +82,9 @@ where
         }
         if self.left == 0 {
             self.cut = true;
-            return Poll::Ready(Some(Err("tapedeck: an injected cut ended the body here".into())));
+            return Poll::Ready(Some(Err(
+                "tapedeck: an injected cut ended the body here".into()
+            )));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
@@ -129,7 +131,10 @@ mod tests {
         assert!(b.frame().await.is_none());
         // A body shorter than the cut ends as it would have.
         let mut short = CutAfter::new(body::full("hi"), 5);
-        assert_eq!(&short.frame().await.unwrap().unwrap().into_data().unwrap()[..], b"hi");
+        assert_eq!(
+            &short.frame().await.unwrap().unwrap().into_data().unwrap()[..],
+            b"hi"
+        );
         assert!(short.frame().await.is_none());
     }
 }

@@ -13,9 +13,7 @@ use tapedeck_model::exchange::inject::{Injection, Injector, Query};
 use tapedeck_model::exchange::kind::classify_named;
 use tapedeck_model::rules::Rules;
 
-/// Names the tool a request calls, from its session, method and URL, when something
-/// knows (the calls the session's LLM answers asked for); `None` leaves it to the rules.
-pub type ToolNamer = Arc<dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync>;
+pub use tapedeck_model::exchange::inject::ToolNamer;
 
 /// The rules a recorder injects, and how it names tools for them.
 #[derive(Clone)]

@@ -29,13 +29,13 @@ use hyper::{Request, Response, StatusCode};
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
 use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
 use tapedeck_model::exchange::{
     header, is_streaming, now_unix_ns, version_str, BodyRef, ErrorKind, Event, ExchangeError,
     Header, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
 };
-use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::{SessionClock, SessionName};
 use tapedeck_proxy::body::{self, close_after, error_response, BoxError, ProxyBody};
@@ -232,10 +232,21 @@ impl Recorder {
         let injection = given.injection.or_else(|| {
             let f = self.faults.as_ref()?;
             let session = pending.clock.name().as_str();
-            f.decide(session, step, &pending.method, &parts.uri.to_string(), &self.rules)
+            f.decide(
+                session,
+                step,
+                &pending.method,
+                &parts.uri.to_string(),
+                &self.rules,
+            )
         });
         if let Some(i) = &injection {
-            tracing::info!("#{step} {} {}: injected {}", pending.method, pending.url, i.rule);
+            tracing::info!(
+                "#{step} {} {}: injected {}",
+                pending.method,
+                pending.url,
+                i.rule
+            );
             pending.injected = Some(i.mark());
             if let Some(d) = i.delay() {
                 tokio::time::sleep(d).await;
@@ -466,7 +477,7 @@ impl Body for TeeBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 t.done = true;
                 Poll::Ready(None)
@@ -841,7 +852,7 @@ impl Body for ResponseTee {
                 };
                 tracing::warn!("{}", err.message);
                 this.finish(Some(err), false);
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.finish(None, true);

@@ -168,7 +168,11 @@ fn parse_action(part: &str) -> Result<Action, String> {
         Some((w, v)) => (w.trim(), Some(v.trim())),
         None => (part, None),
     };
-    let need = || value.filter(|v| !v.is_empty()).ok_or(format!("{what} needs a value ({what}:...)"));
+    let need = || {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or(format!("{what} needs a value ({what}:...)"))
+    };
     Ok(match what {
         "status" => {
             let v = need()?;
@@ -200,6 +204,10 @@ fn parse_action(part: &str) -> Result<Action, String> {
         other => return Err(format!("unknown ACTION {other:?}")),
     })
 }
+
+/// Names the tool a request calls from its session, method and URL, when something knows
+/// (the tool calls the session's LLM answers asked for); `None` leaves it to the rules.
+pub type ToolNamer = std::sync::Arc<dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync>;
 
 /// What a rule looks at to decide whether it picks an exchange.
 pub struct Query<'a> {
@@ -370,7 +378,9 @@ impl Injector {
 
     /// Whether any rule picks by tool name (naming a tool costs a lookup).
     pub fn names_tools(&self) -> bool {
-        self.rules.iter().any(|r| matches!(r.matches, Match::Tool(_)))
+        self.rules
+            .iter()
+            .any(|r| matches!(r.matches, Match::Tool(_)))
     }
 
     /// The rules, as written.
@@ -381,11 +391,7 @@ impl Injector {
     /// Whether a rule changes this exchange; `tool` names the tool (asked only when a
     /// rule picks by tool). Every rule that picks the exchange counts it; the first whose
     /// count is its K (or that has no K) decides.
-    pub fn decide(
-        &self,
-        q: &Query,
-        mut tool: impl FnMut() -> Option<String>,
-    ) -> Option<Injection> {
+    pub fn decide(&self, q: &Query, mut tool: impl FnMut() -> Option<String>) -> Option<Injection> {
         let mut name: Option<Option<String>> = None;
         let mut named = || name.get_or_insert_with(&mut tool).clone();
         let mut picked = self.picked.lock().unwrap_or_else(|p| p.into_inner());
