@@ -1,0 +1,250 @@
+//! What-if replay, end to end: a recorded run replayed with some calls live (`--live`),
+//! some answers changed (`--inject`), and single steps sent again (`rerun`), through the
+//! real binary against real upstreams, with the fork each run records read back.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::harness::{client, Daemon, Dirs};
+use support::upstream::Upstream;
+
+fn weather_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+/// What an agent run saw: the statuses of its calls and the final answer's text.
+struct Run {
+    statuses: Vec<u16>,
+    answer: String,
+}
+
+/// The weather agent: LLM (on `llm`), the tool it asks for (on `tools`), a second,
+/// unrelated tool call to the LLM's own host, and the LLM again with the tool's result.
+async fn agent(c: &reqwest::Client, llm: &str, tools: &str, system: &str) -> Run {
+    let mut statuses = Vec::new();
+    let mut messages = vec![
+        json!({"role": "system", "content": system}),
+        json!({"role": "user", "content": "Weather in Paris?"}),
+    ];
+    let first = json!({"model": "gpt-4o-mini", "messages": messages, "tools": weather_tools()});
+    let resp = c
+        .post(format!("{llm}/v1/chat/completions"))
+        .json(&first)
+        .send()
+        .await
+        .unwrap();
+    statuses.push(resp.status().as_u16());
+    let answer: Value = resp.json().await.unwrap();
+    let call = answer["choices"][0]["message"]["tool_calls"][0].clone();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let city = args["city"].as_str().unwrap();
+    let resp = c
+        .get(format!("{tools}/weather?city={city}"))
+        .send()
+        .await
+        .unwrap();
+    statuses.push(resp.status().as_u16());
+    let result = resp.text().await.unwrap();
+    let resp = c.get(format!("{llm}/json")).send().await.unwrap();
+    statuses.push(resp.status().as_u16());
+    messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call.clone()]}));
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": result}));
+    let last = json!({"model": "gpt-4o-mini", "messages": messages, "tools": weather_tools()});
+    let resp = c
+        .post(format!("{llm}/v1/chat/completions"))
+        .json(&last)
+        .send()
+        .await
+        .unwrap();
+    statuses.push(resp.status().as_u16());
+    let answer: Value = resp.json().await.unwrap();
+    Run {
+        statuses,
+        answer: answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+fn record(dirs: &Dirs, session: &str, ups: &[&Upstream]) -> Daemon {
+    let mut args = vec!["record".to_string(), "--session".into(), session.into()];
+    for up in ups {
+        args.push("--upstream-ca".into());
+        args.push(up.ca_path.to_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(dirs, &args)
+}
+
+fn sessions(dirs: &Dirs) -> Vec<Value> {
+    let (code, out, err) = dirs.run(&["sessions", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn events(dirs: &Dirs, session: &str) -> Vec<Value> {
+    support::harness::export(dirs, session)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_llm_sends_only_the_llm_calls_out_and_records_a_fork() {
+    let llm = Upstream::start(true).await;
+    let tools = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "incident", &[&llm, &tools]);
+    let (llm_base, tools_base) = (llm.base_url(), tools.base_url());
+    let recorded = agent(
+        &client(&d, &dirs),
+        &llm_base,
+        &tools_base,
+        "You are a weather bot.",
+    )
+    .await;
+    assert_eq!(recorded.statuses, [200, 200, 200, 200]);
+    d.stop();
+    // The tools' host is gone: a tool call that got out would fail.
+    tools.stop();
+    let before = llm.requests();
+
+    let ca = llm.ca_path.to_str().unwrap();
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "incident",
+            "--live",
+            "llm",
+            "--upstream-ca",
+            ca,
+        ],
+    );
+    let c = client(&r, &dirs);
+    // The fixed prompt changes both LLM requests: neither is in the recording.
+    let now = agent(
+        &c,
+        &llm_base,
+        &tools_base,
+        "You are a weather bot. Be brief.",
+    )
+    .await;
+    let (code, stderr) = r.stop();
+    assert_eq!(now.statuses, [200, 200, 200, 200], "{stderr}");
+    assert!(now.answer.contains("Paris"), "{}", now.answer);
+    // Only the two LLM calls reached the LLM's host; its /json was served from the
+    // recording although that host was up.
+    assert_eq!(llm.requests() - before, 2, "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("LIVE: llm"), "{stderr}");
+    assert!(
+        stderr.contains("recorded as incident.fork-1: 2 served from the recording, 2 went live"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("left incident's path at step 1"),
+        "{stderr}"
+    );
+
+    let list = sessions(&dirs);
+    let fork = list
+        .iter()
+        .find(|s| s["name"] == "incident.fork-1")
+        .unwrap();
+    assert_eq!(fork["lineage"]["parent"], "incident");
+    assert_eq!(fork["lineage"]["via"], "fork");
+    assert_eq!(fork["lineage"]["diverged_at"], 1);
+    assert_eq!(fork["events"], 4);
+    let (code, table, _) = dirs.run(&["sessions"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("incident (fork, left it at step 1)"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_live_a_changed_call_is_a_miss_and_nothing_goes_out() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "s", &[&up]);
+    agent(
+        &client(&d, &dirs),
+        &up.base_url(),
+        &up.base_url(),
+        "You are a weather bot.",
+    )
+    .await;
+    d.stop();
+    let before = up.requests();
+    let r = Daemon::start(&dirs, &["replay", "--session", "s"]);
+    let c = client(&r, &dirs);
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Weather in Rome?"}]});
+    let resp = c
+        .post(up.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    r.stop();
+    assert_eq!(up.requests(), before);
+    assert!(!sessions(&dirs).iter().any(|s| s["name"] == "s.fork-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_injected_503_on_the_weather_tool_is_served_and_marked_in_the_fork() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "clean", &[&up]);
+    agent(
+        &client(&d, &dirs),
+        &up.base_url(),
+        &up.base_url(),
+        "You are a weather bot.",
+    )
+    .await;
+    d.stop();
+    let (llm_url, weather_url) = (
+        up.url("/v1/chat/completions"),
+        up.url("/weather?city=Paris"),
+    );
+    up.stop();
+
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "clean",
+            "--inject",
+            "tool:get_weather=status:503",
+            "--fork",
+            "what-if-503",
+        ],
+    );
+    let c = client(&r, &dirs);
+    let first = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris?"}], "tools": weather_tools()});
+    let resp = c.post(&llm_url).json(&first).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = c.get(&weather_url).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let (_, stderr) = r.stop();
+    assert!(stderr.contains("recorded as what-if-503"), "{stderr}");
+    assert!(stderr.contains("1 injected"), "{stderr}");
+    let evs = events(&dirs, "what-if-503");
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let weather = &evs[1];
+    assert_eq!(weather["response"]["status"], 503, "{weather}");
+    assert!(
+        weather["injected"]
+            .to_string()
+            .contains("tool:get_weather=status:503"),
+        "{weather}"
+    );
+    assert!(evs[0]["injected"].is_null(), "{}", evs[0]);
+}
