@@ -210,12 +210,60 @@ pub enum OnMiss {
     Live,
 }
 
+/// `tapedeck rerun`: one recorded LLM step sent again to the live upstream.
+#[derive(Args, Debug, Clone)]
+pub struct RerunArgs {
+    /// The recorded session.
+    pub session: String,
+    /// The step whose LLM request is sent again.
+    #[arg(long)]
+    pub step: u64,
+    /// How many times to send it.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub times: u64,
+    /// How many are in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Ask another model.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Replace the system prompt with this file's text.
+    #[arg(long, value_name = "FILE")]
+    pub system: Option<PathBuf>,
+    /// Sampling temperature.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Send to this origin (scheme://host:port) instead of the recorded one; the path is kept.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The session the batch is stored as (default SESSION.rerun-N, the first free N).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Another CA (PEM) to trust for upstream TLS, besides the system roots.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Seconds to wait for the upstream's response head.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
+    /// The largest body read, decoded.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: tapedeck_model::exchange::limit::MaxBody,
+    #[command(flatten)]
+    pub redact: RedactArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Record every exchange through the proxy (a daemon, or around `-- CMD`).
     Record(RecordArgs),
     /// Serve recorded responses; reject any call that was not recorded. No network.
     Replay(ReplayArgs),
+    /// Send a recorded LLM request again, K times, and show the spread of its answers.
+    Rerun(RerunArgs),
     /// Create the CA if missing; the last line printed is its PEM path.
     Ca {
         #[command(flatten)]

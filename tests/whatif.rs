@@ -248,3 +248,90 @@ async fn an_injected_503_on_the_weather_tool_is_served_and_marked_in_the_fork() 
     );
     assert!(evs[0]["injected"].is_null(), "{}", evs[0]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerun_of_a_step_reports_how_often_the_wrong_tool_comes_back() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "s", &[&up]);
+    agent(
+        &client(&d, &dirs),
+        &up.base_url(),
+        &up.base_url(),
+        "You are a weather bot.",
+    )
+    .await;
+    d.stop();
+    // From now on the model picks the wrong tool 30% of the time.
+    let chance = 0.3;
+    up.set_wrong_tool(chance, 7);
+    let before = up.requests();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let times = 20;
+    let (code, out, err) = dirs.run(&[
+        "rerun",
+        "s",
+        "--step",
+        "1",
+        "--times",
+        &times.to_string(),
+        "--upstream-ca",
+        &ca,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(up.requests() - before, times, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["times"], times);
+    assert_eq!(report["stored_as"], "s.rerun-1");
+    let recorded = report["recorded"]["what"].as_str().unwrap();
+    assert_eq!(recorded, r#"get_weather {"city":"Paris"}"#);
+    let outcomes = report["outcomes"].as_array().unwrap();
+    let count_of = |what: &str| {
+        outcomes
+            .iter()
+            .filter(|o| o["what"] == what)
+            .map(|o| o["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let right = count_of(recorded);
+    let wrong = count_of(r#"search_web {"city":"Paris"}"#);
+    assert_eq!(right + wrong, times as u64, "{out}");
+    assert_eq!(report["recorded_count"], right);
+    // The wrong-tool rate, within 4 standard errors of the upstream's 30%.
+    let n = times as f64;
+    let rate = wrong as f64 / n;
+    let se = (chance * (1.0 - chance) / n).sqrt();
+    assert!((rate - chance).abs() <= 4.0 * se, "rate {rate}: {out}");
+    assert_eq!(report["finish_reasons"]["tool_calls"], times);
+
+    // The batch is a session of its own, with its parent and step.
+    let list = sessions(&dirs);
+    let batch = list.iter().find(|s| s["name"] == "s.rerun-1").unwrap();
+    assert_eq!(batch["events"], times);
+    assert_eq!(batch["lineage"]["parent"], "s");
+    assert_eq!(batch["lineage"]["via"], "rerun");
+    assert_eq!(batch["lineage"]["parent_step"], 1);
+
+    // The table says the same.
+    let (code, table, err) = dirs.run(&[
+        "rerun",
+        "s",
+        "--step",
+        "1",
+        "--times",
+        "4",
+        "--upstream-ca",
+        &ca,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("(recorded)") || table.contains("search_web"),
+        "{table}"
+    );
+    assert!(table.contains("stored as s.rerun-2"), "{table}");
+    // A step that is not an LLM call is refused with a reason.
+    let (code, _, err) = dirs.run(&["rerun", "s", "--step", "2", "--upstream-ca", &ca]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an LLM call"), "{err}");
+}

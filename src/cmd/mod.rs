@@ -17,6 +17,7 @@ mod mcp;
 mod otlp;
 mod record;
 mod replay;
+mod rerun;
 mod session_token;
 mod sessions;
 mod show;
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> CmdResult {
         match cli.command {
             Command::Record(a) => record::run(a).await,
             Command::Replay(a) => replay::run(a).await,
+            Command::Rerun(a) => rerun::run(a).await,
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,

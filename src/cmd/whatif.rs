@@ -59,28 +59,30 @@ impl Forward for Forwarder {
     }
 }
 
-/// `S.fork-1`, or the first `S.fork-N` the store does not have.
-fn fork_name(
+/// `S.fork-1` (`via` is `fork`), or the first `S.VIA-N` the store does not have; a name
+/// asked for must be new.
+pub fn new_session_name(
     store: &dyn Store,
     parent: &str,
+    via: &str,
     asked: Option<&str>,
 ) -> Result<SessionName, CmdError> {
     if let Some(name) = asked {
         let name = SessionName::new(name)?;
         if store.session(name.as_str())?.is_some() {
             return Err(msg(format!(
-                "--fork {name}: the store already has a session of that name; a what-if run records a new one (choose another name)"
+                "{name}: the store already has a session of that name; a {via} records a new one (choose another name)"
             )));
         }
         return Ok(name);
     }
     for n in 1.. {
-        let name = SessionName::new(&format!("{parent}.fork-{n}"))?;
+        let name = SessionName::new(&format!("{parent}.{via}-{n}"))?;
         if store.session(name.as_str())?.is_none() {
             return Ok(name);
         }
     }
-    Err(msg("no free fork name"))
+    Err(msg(format!("no free {via} name")))
 }
 
 /// Sets up a what-if run of `parent` writing into `store`: the fork, and what may go out.
@@ -92,7 +94,7 @@ pub fn start(
 ) -> Result<(Hybrid, Run), CmdError> {
     let live = LiveSelect::parse(&a.live).map_err(msg)?;
     let on_miss_live = a.on_miss == OnMiss::Live;
-    let name = fork_name(store.as_ref(), parent, a.fork.as_deref())?;
+    let name = new_session_name(store.as_ref(), parent, "fork", a.fork.as_deref())?;
     let dyn_store: Arc<dyn Store> = store.clone();
     let injector = super::inject::injector(rules)?;
     let names_tools = injector.as_ref().is_some_and(|i| i.names_tools());
