@@ -335,3 +335,64 @@ async fn rerun_of_a_step_reports_how_often_the_wrong_tool_comes_back() {
     assert_eq!(code, 2);
     assert!(err.contains("not an LLM call"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_match_by_meaning_and_a_new_one_names_the_closest_recorded() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "s", &[&up]);
+    let base = up.base_url();
+    agent(&client(&d, &dirs), &base, &base, "You are a weather bot.").await;
+    d.stop();
+    let before = up.requests();
+    let ca = up.ca_path.to_str().unwrap();
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "s",
+            "--live",
+            "llm",
+            "--upstream-ca",
+            ca,
+        ],
+    );
+    let c = client(&r, &dirs);
+    // The tool first (before the LLM call that asked for it: any order goes), then again
+    // (the recording has it once), then a city the incident never asked about.
+    let paris = c
+        .get(format!("{base}/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paris.status(), 200);
+    let recorded = paris.text().await.unwrap();
+    let again = c
+        .get(format!("{base}/weather?city=Paris"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().await.unwrap(), recorded);
+    let rome = c
+        .get(format!("{base}/weather?city=Rome"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rome.status(), 404);
+    let body = rome.text().await.unwrap();
+    assert!(
+        body.contains(
+            "recorded calls of the same tool, nearest arguments first: step 2: get_weather("
+        ) && body.contains("city=Paris"),
+        "{body}"
+    );
+    let (_, stderr) = r.stop();
+    // Nothing went out: the tool's host is the LLM's, and only LLM calls may.
+    assert_eq!(up.requests(), before, "{stderr}");
+    assert!(
+        stderr.contains("2 served from the recording (1 by meaning, at another place in the run), 0 went live, 0 injected, 1 missed"),
+        "{stderr}"
+    );
+}

@@ -585,10 +585,7 @@ impl Replayer {
         if let Some(inj) = injection.as_ref().filter(|i| i.replaces_answer()) {
             return WhatIf::Answered(self.injected(h, &seen, inj).await);
         }
-        if h.on_miss_live && h.forward.is_some() && seen.too_large.is_none() {
-            h.fork.count(|c| c.live += 1);
-            return WhatIf::Answered(self.forward_read(h, seen, injection).await);
-        }
+        // What the recording has, by meaning, is served before anything goes out.
         if got.kind != Kind::Llm && seen.too_large.is_none() {
             if let Some(i) = self.by_meaning(got) {
                 h.fork.count(|c| c.by_meaning += 1);
@@ -601,6 +598,10 @@ impl Replayer {
                 );
                 return WhatIf::Serve(i, injection);
             }
+        }
+        if h.on_miss_live && h.forward.is_some() && seen.too_large.is_none() {
+            h.fork.count(|c| c.live += 1);
+            return WhatIf::Answered(self.forward_read(h, seen, injection).await);
         }
         WhatIf::Answered(self.missed(h, &seen, &miss).await)
     }
