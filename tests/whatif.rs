@@ -396,3 +396,34 @@ async fn tool_calls_match_by_meaning_and_a_new_one_names_the_closest_recorded() 
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_injects_what_tapedeck_toml_asks_and_marks_it() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.path("tapedeck.toml"),
+        "[[inject]]\nmatch = \"tool:get_weather\"\naction = \"status:503\"\n",
+    )
+    .unwrap();
+    let d = record(&dirs, "chaos", &[&up]);
+    let before = up.requests();
+    let base = up.base_url();
+    let run = agent(&client(&d, &dirs), &base, &base, "You are a weather bot.").await;
+    let (_, stderr) = d.stop();
+    // The tool call the LLM asked for got the injected 503 and never reached the upstream;
+    // everything else went through.
+    assert_eq!(run.statuses, [200, 503, 200, 200], "{stderr}");
+    assert_eq!(up.requests() - before, 3, "{stderr}");
+    let evs = events(&dirs, "chaos");
+    assert_eq!(evs.len(), 4);
+    assert_eq!(evs[1]["response"]["status"], 503);
+    assert!(
+        evs[1]["injected"]
+            .to_string()
+            .contains("tool:get_weather=status:503"),
+        "{}",
+        evs[1]
+    );
+    assert!(evs.iter().filter(|e| !e["injected"].is_null()).count() == 1);
+}
