@@ -126,7 +126,7 @@ pub struct ForkCounts {
     pub by_meaning: usize,
     /// Sent to the real upstream.
     pub live: usize,
-    /// Answered by an `--inject` rule.
+    /// Answered by an `--inject` rule, or served with what one adds (a delay, a cut).
     pub injected: usize,
     /// Answered with a miss.
     pub missed: usize,
@@ -727,7 +727,11 @@ impl Replayer {
         let (Some(h), Some(step)) = (&self.hybrid, step) else {
             return;
         };
-        h.fork.count(|c| c.served += 1);
+        // A recorded answer an --inject rule changed (delayed, cut) counts as injected.
+        match injection {
+            Some(_) => h.fork.count(|c| c.injected += 1),
+            None => h.fork.count(|c| c.served += 1),
+        }
         let span = Span {
             arrived,
             answered: Instant::now(),
