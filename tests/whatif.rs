@@ -489,3 +489,43 @@ async fn replay_injects_a_body_a_cut_stream_and_a_reset_by_step() {
     assert_eq!(evs[1]["response"]["body"]["len"], 5, "{}", evs[1]);
     assert!(evs[2]["response"].is_null(), "{}", evs[2]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_by_host_glob_sends_only_that_hosts_calls_out() {
+    let tls = Upstream::start(true).await; // https://localhost:PORT
+    let plain = Upstream::start(false).await; // http://127.0.0.1:PORT
+    let dirs = Dirs::new();
+    let d = record(&dirs, "hosts", &[&tls]);
+    let c = client(&d, &dirs);
+    let (weather, json) = (tls.url("/weather?city=Paris"), plain.url("/json"));
+    for url in [&weather, &json] {
+        assert_eq!(c.get(url.as_str()).send().await.unwrap().status(), 200);
+    }
+    d.stop();
+    let rome = tls.url("/weather?city=Rome");
+    tls.stop();
+    let before = plain.requests();
+
+    let r = Daemon::start(
+        &dirs,
+        &["replay", "--session", "hosts", "--live", "127.0.0.*"],
+    );
+    let c = client(&r, &dirs);
+    // The selected host's calls go out, recorded or not.
+    assert_eq!(c.get(&json).send().await.unwrap().status(), 200);
+    let page = plain.url("/page?cursor=a");
+    assert_eq!(c.get(&page).send().await.unwrap().status(), 200);
+    // The other host's recorded call is served; its new one is a miss, not a connect.
+    assert_eq!(c.get(&weather).send().await.unwrap().status(), 200);
+    let miss = c.get(&rome).send().await.unwrap();
+    assert_eq!(miss.status(), 404);
+    assert!(miss.headers().contains_key("x-tapedeck-miss"));
+    let (_, stderr) = r.stop();
+    assert_eq!(plain.requests() - before, 2, "{stderr}");
+    assert!(
+        stderr.contains("1 served from the recording, 2 went live, 0 injected, 1 missed"),
+        "{stderr}"
+    );
+    let evs = events(&dirs, "hosts.fork-1");
+    assert_eq!(evs.len(), 4, "{evs:?}");
+}
