@@ -529,3 +529,58 @@ async fn live_by_host_glob_sends_only_that_hosts_calls_out() {
     let evs = events(&dirs, "hosts.fork-1");
     assert_eq!(evs.len(), 4, "{evs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerun_reads_streamed_answers_and_changes_the_model_and_system_prompt() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "st", &[&up]);
+    let c = client(&d, &dirs);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "tools": weather_tools(),
+        "messages": [{"role": "system", "content": "old"},
+                     {"role": "user", "content": "Weather in Paris?"}]});
+    let resp = c
+        .post(up.url("/v1/chat/completions"))
+        .bearer_auth("sk-recorded-secret-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    d.stop();
+    std::fs::write(dirs.path("system.txt"), "a new prompt").unwrap();
+    let ca = up.ca_path.to_str().unwrap();
+    let (code, out, err) = dirs.run(&[
+        "rerun",
+        "st",
+        "--step",
+        "1",
+        "--times",
+        "3",
+        "--model",
+        "gpt-4o",
+        "--system",
+        "system.txt",
+        "--upstream-ca",
+        ca,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["model"], "gpt-4o");
+    assert_eq!(report["recorded_count"], 3, "{out}");
+    assert_eq!(report["finish_reasons"]["tool_calls"], 3, "{out}");
+    // What was sent: the new model and prompt, the stream kept, no stored secret.
+    let evs = events(&dirs, "st.rerun-1");
+    assert_eq!(evs.len(), 3);
+    let (code, shown, _) = dirs.run(&["show", "st.rerun-1", "--json"]);
+    assert_eq!(code, 0);
+    assert!(shown.contains("gpt-4o"), "{shown}");
+    assert!(dirs.files_containing(b"sk-recorded-secret-key").is_empty());
+    let sent = dirs.files_containing(br#"{"role":"system","content":"a new prompt"}"#);
+    assert!(
+        sent.iter().any(|p| !p.ends_with("system.txt")),
+        "the prompt sent is not in the store: {sent:?}"
+    );
+}
