@@ -584,3 +584,62 @@ async fn rerun_reads_streamed_answers_and_changes_the_model_and_system_prompt() 
         "the prompt sent is not in the store: {sent:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_tool_and_on_miss_live_pick_other_splits() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "s", &[&up]);
+    let base = up.base_url();
+    agent(&client(&d, &dirs), &base, &base, "You are a weather bot.").await;
+    d.stop();
+    let ca = up.ca_path.to_str().unwrap();
+
+    // --live tool: the same run, its LLM calls from the recording, its tool calls live.
+    let before = up.requests();
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "s",
+            "--live",
+            "tool",
+            "--upstream-ca",
+            ca,
+        ],
+    );
+    let run = agent(&client(&r, &dirs), &base, &base, "You are a weather bot.").await;
+    let (_, stderr) = r.stop();
+    assert_eq!(run.statuses, [200, 200, 200, 200], "{stderr}");
+    assert_eq!(up.requests() - before, 2, "{stderr}");
+    assert!(
+        stderr.contains("2 served from the recording, 2 went live"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("it never left s's path"), "{stderr}");
+
+    // --on-miss live: a changed prompt misses both LLM calls, which go out; the tool
+    // calls the recording has are served.
+    let before = up.requests();
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "s",
+            "--on-miss",
+            "live",
+            "--upstream-ca",
+            ca,
+        ],
+    );
+    let run = agent(&client(&r, &dirs), &base, &base, "A new prompt.").await;
+    let (_, stderr) = r.stop();
+    assert_eq!(run.statuses, [200, 200, 200, 200], "{stderr}");
+    assert_eq!(up.requests() - before, 2, "{stderr}");
+    assert!(
+        stderr.contains("recorded as s.fork-2: 2 served from the recording, 2 went live"),
+        "{stderr}"
+    );
+}
