@@ -323,6 +323,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                 },
                 error: None,
                 ws: None,
+                injected: None,
             }
         })
         .collect();

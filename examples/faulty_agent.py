@@ -38,6 +38,8 @@ Environment:
   TOOL_BASE_URL     base URL of the tools, e.g. https://localhost:8443
   OPENAI_API_KEY    default "sk-test-not-a-real-key"
   OPENAI_MAX_RETRIES  default 0 (so the traffic is the same on every run)
+  AGENT_SYSTEM_PROMPT  the weather agents' system prompt (default "You are a weather
+                    assistant. Use the tools."): the prompt a fix changes
   HTTPS_PROXY / SSL_CERT_FILE are honoured by the SDK and by httpx (`handoff` builds its
   own per-agent proxy URLs from HTTPS_PROXY's host and port).
 
@@ -101,6 +103,9 @@ class Env:
         self.tool_base = os.environ.get("TOOL_BASE_URL", "https://localhost:8443").rstrip("/")
         self.api_key = os.environ.get("OPENAI_API_KEY", "sk-test-not-a-real-key")
         self.max_retries = int(os.environ.get("OPENAI_MAX_RETRIES", "0"))
+        self.system = os.environ.get(
+            "AGENT_SYSTEM_PROMPT", "You are a weather assistant. Use the tools."
+        )
 
     def llm(self, http_client=None) -> openai.OpenAI:
         return openai.OpenAI(
@@ -145,7 +150,7 @@ def weather_agent(env: Env, http: httpx.Client, tool_path: str, attempts: int = 
     client = env.llm()
     try:
         messages = [
-            {"role": "system", "content": "You are a weather assistant. Use the tools."},
+            {"role": "system", "content": env.system},
             {"role": "user", "content": "What is the weather in Paris?"},
         ]
         msg, _ = ask(client, messages, tools=TOOLS)
@@ -309,7 +314,7 @@ def slow_agent(env: Env, http: httpx.Client) -> None:
     client = env.llm()
     try:
         messages = [
-            {"role": "system", "content": "You are a weather assistant. Use the tools."},
+            {"role": "system", "content": env.system},
             {"role": "user", "content": "What is the weather in Paris?"},
         ]
         msg, _ = ask(client, messages, tools=TOOLS)
@@ -387,7 +392,7 @@ def drift_agent(env: Env, http: httpx.Client) -> None:
     client = env.llm()
     try:
         messages = [
-            {"role": "system", "content": "You are a weather assistant. Use the tools."},
+            {"role": "system", "content": env.system},
             {"role": "user", "content": "What is the weather in Paris?"},
         ]
         msg, _ = ask(client, messages, tools=TOOLS)

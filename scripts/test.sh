@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix fuzz
+# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults whatif clients ui phoenix fuzz
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -24,6 +24,9 @@
 #                  recorded, replayed offline, shown, analyzed, exported
 #   faults         examples/faults.sh: examples/faulty_agent.py's bugs recorded, and
 #                  `analyze` must find each at the expected steps (and nothing else)
+#   whatif         examples/whatif.sh: an incident's fix verified with `replay --live llm`
+#                  (the fork's finding gone, its divergence, its regression case), an
+#                  injected 503, and `rerun` against a model that picks the wrong tool 30%
 #   clients        examples/clients.sh: real clients (httpx HTTP/2 and HTTP/1.1, Node
 #                  fetch, a parallel-tool-call agent, npm install from a local verdaccio,
 #                  pip install from a local pypiserver) recorded once and replayed offline
@@ -57,7 +60,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults clients ui phoenix fuzz)
+ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults whatif clients ui phoenix fuzz)
 UI_VENV="$ROOT/target/ui-venv"
 SKIP=77
 if (($#)); then
@@ -156,6 +159,13 @@ stage_faults() {
     bash examples/faults.sh
 }
 
+stage_whatif() {
+  TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
+    UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
+    PYTHON="$VENV/bin/python" \
+    bash examples/whatif.sh
+}
+
 stage_clients() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \
     UPSTREAM_BIN="$CARGO_TARGET_DIR/debug/examples/upstream" \
@@ -185,7 +195,7 @@ stage_phoenix() {
 stage_fuzz() { FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; }
 
 # What each stage needs to have passed (when it was run in this invocation).
-declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python build" [faults]="setup-python build"
+declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python build" [faults]="setup-python build" [whatif]="setup-python build"
   [clients]="setup-node build" [ui]="setup-python setup-ui build" [phoenix]="build")
 
 # --- run ---------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
         ignore_query: m.ignore_query.clone(),
         ignore_json_paths: m.ignore_json_paths.clone(),
         stateful_hosts: Vec::new(),
+        inject: Vec::new(),
     }
 }
 
@@ -199,12 +200,70 @@ impl From<PaceArg> for tapedeck_replay::Pace {
     }
 }
 
+/// `--on-miss`: what a replay does with a call the recording lacks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnMiss {
+    #[default]
+    /// Answer 404 with the miss and fail the run (exit 3).
+    Fail,
+    /// Send it to the real upstream and record it into the fork (a what-if run).
+    Live,
+}
+
+/// `tapedeck rerun`: one recorded LLM step sent again to the live upstream.
+#[derive(Args, Debug, Clone)]
+pub struct RerunArgs {
+    /// The recorded session.
+    pub session: String,
+    /// The step whose LLM request is sent again.
+    #[arg(long)]
+    pub step: u64,
+    /// How many times to send it.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub times: u64,
+    /// How many are in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Ask another model.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Replace the system prompt with this file's text.
+    #[arg(long, value_name = "FILE")]
+    pub system: Option<PathBuf>,
+    /// Sampling temperature.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Send to this origin (scheme://host:port) instead of the recorded one; the path is kept.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The session the batch is stored as (default SESSION.rerun-N, the first free N).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Another CA (PEM) to trust for upstream TLS, besides the system roots.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Seconds to wait for the upstream's response head.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
+    /// The largest body read, decoded.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_body: tapedeck_model::exchange::limit::MaxBody,
+    #[command(flatten)]
+    pub redact: RedactArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Record every exchange through the proxy (a daemon, or around `-- CMD`).
     Record(RecordArgs),
     /// Serve recorded responses; reject any call that was not recorded. No network.
     Replay(ReplayArgs),
+    /// Send a recorded LLM request again, K times, and show the spread of its answers.
+    Rerun(RerunArgs),
     /// Create the CA if missing; the last line printed is its PEM path.
     Ca {
         #[command(flatten)]
@@ -433,6 +492,12 @@ pub struct RecordArgs {
     /// With --otlp-endpoint: also export message content (may hold personal data).
     #[arg(long)]
     pub include_content: bool,
+    /// Inject a fault: MATCH=ACTION, MATCH is step:N, tool:NAME, host:GLOB or
+    /// kind:llm|tool|other (optionally #K: only the K-th match); ACTION is status:CODE,
+    /// body:FILE, delay:DURATION, cut:BYTES, reset or timeout (several joined by commas).
+    /// Repeatable; also `[[inject]]` in tapedeck.toml.
+    #[arg(long, value_name = "MATCH=ACTION")]
+    pub inject: Vec<String>,
     #[command(flatten)]
     pub redact: RedactArgs,
     #[command(flatten)]
@@ -482,6 +547,31 @@ pub struct ReplayArgs {
     /// live; HOST may be a glob. Everything else is served from the recording.
     #[arg(long = "allow-live", value_name = "HOST[:PORT]")]
     pub allow_live: Vec<String>,
+    /// A what-if run: send these calls to the real upstream (forwarded and recorded as
+    /// `record` does) and serve the rest from the recording: llm, tool, other or a host
+    /// glob (repeatable). The run is recorded into a fork (--fork).
+    #[arg(long, value_name = "llm|tool|other|HOSTGLOB")]
+    pub live: Vec<String>,
+    /// What to do with a call the recording lacks: fail (a miss, exit 3), or live (send it
+    /// out and record it into the fork).
+    #[arg(long, value_enum, default_value_t = OnMiss::Fail)]
+    pub on_miss: OnMiss,
+    /// The session a what-if run (--live, --on-miss live, --inject) records into
+    /// (default SESSION.fork-N, the first free N).
+    #[arg(long, value_name = "NAME")]
+    pub fork: Option<String>,
+    /// Inject a fault: MATCH=ACTION, MATCH is step:N, tool:NAME, host:GLOB or
+    /// kind:llm|tool|other (optionally #K: only the K-th match); ACTION is status:CODE,
+    /// body:FILE, delay:DURATION, cut:BYTES, reset or timeout (several joined by commas).
+    /// Repeatable; also `[[inject]]` in tapedeck.toml. The run is recorded into a fork.
+    #[arg(long, value_name = "MATCH=ACTION")]
+    pub inject: Vec<String>,
+    /// Another CA (PEM) to trust for upstream TLS when calls go live.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Seconds to wait for an upstream's response head when calls go live.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
     #[command(flatten)]
     pub redact: RedactArgs,
     #[command(flatten)]

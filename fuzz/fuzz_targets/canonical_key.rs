@@ -95,6 +95,7 @@ fuzz_target!(|data: &[u8]| {
         timing: Timing::default(),
         error: None,
         ws: None,
+        injected: None,
     };
     let rec = Recording::from_tape(
         Tape {

@@ -142,6 +142,7 @@ fuzz_target!(|data: &[u8]| {
             pace: Pace::Recorded,
             allow_live: Vec::new(),
             max_body: Default::default(),
+            hybrid: None,
         },
     )
     .expect("a tape in memory has every body replay needs");

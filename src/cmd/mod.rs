@@ -10,17 +10,20 @@ mod export;
 mod fsck;
 mod gen_test;
 mod import;
+mod inject;
 mod issues;
 mod judge;
 mod mcp;
 mod otlp;
 mod record;
 mod replay;
+mod rerun;
 mod session_token;
 mod sessions;
 mod show;
 mod test;
 mod ui;
+mod whatif;
 
 use thiserror::Error;
 
@@ -51,6 +54,8 @@ pub enum CmdError {
     Auth(#[from] tapedeck_proxy::auth::AuthError),
     #[error(transparent)]
     Viewer(#[from] crate::viewer::ViewerError),
+    #[error(transparent)]
+    Inject(#[from] tapedeck_model::exchange::inject::InjectError),
     #[error("{0}")]
     Message(String),
 }
@@ -71,6 +76,7 @@ pub fn run(cli: Cli) -> CmdResult {
         match cli.command {
             Command::Record(a) => record::run(a).await,
             Command::Replay(a) => replay::run(a).await,
+            Command::Rerun(a) => rerun::run(a).await,
             Command::Ca { certs } => ca::run(&certs.certs),
             Command::Env { listen, certs } => env::run(listen.as_deref(), &certs.certs).await,
             Command::Sessions { store, json } => sessions::run(&store.store, json).await,

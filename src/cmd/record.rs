@@ -27,7 +27,9 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         ));
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    let rules = Arc::new(Rules::load(&cwd, &rule_args(&a.matching, &a.redact))?);
+    let mut args = rule_args(&a.matching, &a.redact);
+    args.inject = a.inject.clone();
+    let rules = Arc::new(Rules::load(&cwd, &args)?);
     let store = Arc::new(SledStore::open(&a.store.store)?);
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let ca = Arc::new(ca);
@@ -60,13 +62,15 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         "record",
     ));
     control.set_viewer(viewer.clone());
+    let (faults, tools) = super::inject::faults(&rules, dyn_store.clone())?;
     let recorder = Recorder::new(
         dyn_store,
         rules,
         upstream,
         &a.passthrough,
-        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()))),
+        Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()), tools)),
         a.max_body,
+        faults,
     );
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();
@@ -131,10 +135,18 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     Ok(code)
 }
 
-/// Each stored exchange goes to the live viewer, then to live OTLP export when it is on.
-fn event_sink(viewer: &Arc<Viewer>, otlp: Option<EventSink>) -> EventSink {
+/// Each stored exchange goes to the tool-call tracker of `--inject tool:` rules when
+/// there is one, to the live viewer, then to live OTLP export when it is on.
+fn event_sink(
+    viewer: &Arc<Viewer>,
+    otlp: Option<EventSink>,
+    tools: Option<EventSink>,
+) -> EventSink {
     let viewer = viewer.clone();
     Arc::new(move |session: &str, event| {
+        if let Some(tools) = &tools {
+            tools(session, event.clone());
+        }
         viewer.notify(session, &event);
         if let Some(otlp) = &otlp {
             otlp(session, event);

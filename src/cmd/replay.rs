@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::daemon::{serve, ServeOptions};
+use super::whatif;
 use super::{msg, CmdResult};
 use crate::cli::{rule_args, ReplayArgs};
 use crate::recording::{self, Recording, StoreAccess};
@@ -42,15 +43,29 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut args = rule_args(&a.matching, &a.redact);
     args.stateful_hosts = a.stateful_hosts.clone();
+    args.inject = a.inject.clone();
     let rules = Arc::new(Rules::load(&cwd, &args)?);
+    let what_if = whatif::asked(&a, &rules);
     // From the store, bodies are read as they are served (a long session need not fit in
     // memory) and the store stays open, so read commands ask this daemon meanwhile.
     let held: Option<Arc<SledStore>> = match &a.tape {
         Some(_) => None,
         None => match recording::access_store(&a.store.store) {
             Ok(StoreAccess::Open(s)) => Some(s),
+            Ok(StoreAccess::Daemon { pid, listen }) if what_if => {
+                return Err(msg(format!(
+                    "a what-if run records a fork into the store at {}, which tapedeck pid {pid} ({listen}) holds; stop it, or replay a tape (--tape) with another --store",
+                    a.store.store.display()
+                )))
+            }
             _ => None,
         },
+    };
+    // A what-if run of a tape records its fork into --store.
+    let fork_store = match (&held, what_if) {
+        (_, false) => None,
+        (Some(s), true) => Some(s.clone()),
+        (None, true) => Some(Arc::new(SledStore::open(&a.store.store)?)),
     };
     let rec = match &held {
         Some(store) => Recording::from_store(store.clone(), &source)?,
@@ -66,6 +81,13 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     }
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
+    let (hybrid, run) = match fork_store {
+        Some(store) => {
+            let (h, r) = whatif::start(&a, &rules, &session, store)?;
+            (Some(h), Some(r))
+        }
+        None => (None, None),
+    };
     let replayer = Replayer::new(
         rec,
         rules.clone(),
@@ -74,8 +96,10 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             pace: a.pace.into(),
             allow_live: a.allow_live.clone(),
             max_body: a.max_body,
+            hybrid,
         },
     )?;
+    let outbound_what_if = run.as_ref().map(|r| r.outbound.clone());
     let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
@@ -92,7 +116,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     if let Some(store) = &held {
         let viewer = Viewer::new(
             Source::Session(store.clone() as Arc<dyn Store>, session.clone()),
-            rules,
+            rules.clone(),
             "replay",
             format!("replaying session {session} of {}", a.store.store.display()),
         );
@@ -108,7 +132,9 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         held.as_deref(),
         replayer.inflight.clone(),
         |addr| {
-            let outbound = if live.is_empty() {
+            let outbound = if let Some(o) = outbound_what_if {
+                o
+            } else if live.is_empty() {
                 "no outbound connections".to_string()
             } else {
                 format!(
@@ -128,6 +154,11 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     let summary = replayer.summary();
     eprintln!("tapedeck: {}", summary.line(&session));
     if let Some(line) = summary.reorder_line() {
+        eprintln!("tapedeck: {line}");
+    }
+    if let Some(run) = run {
+        let ran = (!a.cmd.is_empty()).then_some(code);
+        let line = run.finish(replayer.recording(), &rules, ran).await?;
         eprintln!("tapedeck: {line}");
     }
     let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());

@@ -22,7 +22,7 @@ pub fn to_json(s: &SessionInfo) -> serde_json::Value {
     serde_json::json!({
         "name": s.name, "events": s.events,
         "first": rfc3339(s.first_unix_ns), "last": rfc3339(s.last_unix_ns),
-        "bytes": s.bytes,
+        "bytes": s.bytes, "lineage": s.lineage,
     })
 }
 
@@ -39,18 +39,29 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
     }
     let w = list.iter().map(|s| s.name.len()).max().unwrap_or(4).max(7);
     println!(
-        "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}",
+        "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}  PARENT",
         "SESSION", "EVENTS", "FIRST", "LAST", "BYTES"
     );
     for s in &list {
         println!(
-            "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}",
+            "{:<w$}  {:>6}  {:<24}  {:<24}  {:>10}  {}",
             s.name,
             s.events,
             rfc3339(s.first_unix_ns),
             rfc3339(s.last_unix_ns),
-            s.bytes
+            s.bytes,
+            s.lineage.as_ref().map(parent_text).unwrap_or_default()
         );
     }
     Ok(0)
+}
+
+/// `S (fork, left it at step 3)`: where a session came from.
+fn parent_text(l: &tapedeck_model::session::Lineage) -> String {
+    let at = match (l.via.as_str(), l.diverged_at, l.parent_step) {
+        ("rerun", _, Some(p)) => format!(", step {p}"),
+        (_, Some(d), _) => format!(", left it at step {d}"),
+        (_, None, _) => ", never left its path".to_string(),
+    };
+    format!("{} ({}{at})", l.parent, l.via)
 }

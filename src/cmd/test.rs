@@ -93,6 +93,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
             pace: Pace::Fast,
             allow_live: vec![],
             max_body: Default::default(),
+            hybrid: None,
         },
     )?;
     let (ca, _) = Ca::load_or_create(certs)?;

@@ -171,6 +171,7 @@ mod tests {
                     },
                     error: None,
                     ws: None,
+                    injected: None,
                 }
             })
             .collect();

@@ -72,8 +72,8 @@ pub struct Summary {
     /// The most severe finding's severity.
     pub severity: Option<Severity>,
     pub signature: Option<Signature>,
-    /// The session this one was forked from. No recording names one yet; the page shows
-    /// the column once any does.
+    /// The session this one was forked from (a what-if replay or a rerun); the page
+    /// shows the column once any session has one.
     pub parent: Option<String>,
 }
 
@@ -208,7 +208,8 @@ impl Sessions {
         let rec = self.read(name).await?;
         let rules = self.rules.clone();
         let session = name.to_string();
-        let loaded = blocking(session, move || build(rec, version, &rules)).await?;
+        let parent = info.lineage.as_ref().map(|l| l.parent.clone());
+        let loaded = blocking(session, move || build(rec, version, &rules, parent)).await?;
         tracing::debug!(
             "viewer: read session {name} ({} events) in {} ms",
             info.events,
@@ -329,11 +330,12 @@ fn tape_info(rec: &Recording) -> SessionInfo {
             .iter()
             .map(|e| e.request.body.len + e.response.as_ref().map_or(0, |r| r.body.len))
             .sum(),
+        lineage: None,
     }
 }
 
 /// Parses the bodies once and builds everything the pages show of a session.
-fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
+fn build(rec: Arc<Recording>, version: Version, rules: &Rules, parent: Option<String>) -> Loaded {
     let parsed = parse_events(&rec);
     // The tree, the findings and the dependencies read the same parse and nothing else:
     // build them at once.
@@ -367,7 +369,7 @@ fn build(rec: Arc<Recording>, version: Version, rules: &Rules) -> Loaded {
         findings: findings.len(),
         severity: findings.iter().map(|f| f.severity).max(),
         signature: signature(&rec.events, &examined),
-        parent: None,
+        parent,
     };
     let run_json = api::run_json(&rec, &trace, findings, &inputs);
     Loaded {

@@ -110,6 +110,26 @@ struct State {
     requests: AtomicUsize,
     next_conn: AtomicU64,
     conns: Mutex<HashMap<u64, AbortHandle>>,
+    /// `set_wrong_tool`: (chance, seeded generator state).
+    wrong_tool: Mutex<Option<(f64, u64)>>,
+}
+
+impl State {
+    /// Whether this chat answer picks the wrong tool (a seeded draw; `false` when the
+    /// knob is off).
+    fn wrong_tool(&self) -> bool {
+        let mut knob = self.wrong_tool.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((chance, seed)) = knob.as_mut() else {
+            return false;
+        };
+        // splitmix64: a small, well-mixed generator, reproducible from its seed.
+        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < *chance
+    }
 }
 
 impl Upstream {
@@ -140,6 +160,7 @@ impl Upstream {
             requests: AtomicUsize::new(0),
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
+            wrong_tool: Mutex::new(None),
         });
         let listener = Arc::new(Mutex::new(Some(listener)));
         let acceptor = if tls {
@@ -217,6 +238,17 @@ impl Upstream {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// A nondeterministic model: from now on each chat answer that calls a tool calls
+    /// another of the offered tools (or `search_web` when only one is offered) with
+    /// probability `chance`, drawn from a generator seeded with `seed`.
+    pub fn set_wrong_tool(&self, chance: f64, seed: u64) {
+        *self
+            .state
+            .wrong_tool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((chance, seed));
     }
 
     /// HTTP requests served so far (every request that reached the router).
@@ -352,7 +384,9 @@ async fn accept_loop(
                 let st = svc_state.clone();
                 async move {
                     st.requests.fetch_add(1, Ordering::SeqCst);
-                    route(req).await.map_err(|e| ServiceError(e.to_string()))
+                    route(req, &st)
+                        .await
+                        .map_err(|e| ServiceError(e.to_string()))
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -624,7 +658,7 @@ fn paced_body(frames: Vec<Bytes>, gap: Duration) -> FixtureBody {
 // ---------------------------------------------------------------------------------------
 // routes
 
-async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBody>, BoxError> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -672,7 +706,7 @@ async fn route(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError
             let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             json_response(StatusCode::OK, &json!({ "n": n }))
         }
-        (&Method::POST, "/v1/chat/completions") => chat_completions(req).await?,
+        (&Method::POST, "/v1/chat/completions") => chat_completions(req, st).await?,
         (&Method::POST, "/v1/messages") => anthropic_messages(req).await?,
         (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
         (&Method::GET, "/echo-auth") => echo_auth(&req),
@@ -1089,6 +1123,22 @@ fn first_tool_name(tools: Option<&Value>) -> Option<String> {
     )
 }
 
+/// A tool offered other than `name`, or `search_web` when there is none.
+fn other_tool(tools: Option<&Value>, name: &str) -> String {
+    tools
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .find(|n| *n != name)
+        .unwrap_or("search_web")
+        .to_string()
+}
+
 /// The offered tools a user text names, in the order named, each with the text from its
 /// name up to the next one.
 fn named_tools(tools: Option<&Value>, text: &str) -> Vec<(String, String)> {
@@ -1238,14 +1288,33 @@ fn chat_script(req: &Value) -> (Script, usize) {
                 .and_then(|a| serde_json::from_str::<Value>(a).ok())
                 .and_then(|a| a.get("city").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_else(|| "Paris".into());
-            Script::Text(format!("The weather in {city}: {text}"))
+            let careful = messages.iter().any(|m| {
+                m.get("role").and_then(Value::as_str) == Some("system")
+                    && m.get("content")
+                        .map(content_text)
+                        .unwrap_or_default()
+                        .contains("If a tool fails")
+            });
+            let failed =
+                serde_json::from_str::<Value>(&text).is_ok_and(|v| v.get("error").is_some());
+            if careful && failed {
+                // A prompt that asks for it makes the model own up to a failed tool.
+                Script::Text(format!(
+                    "Sorry, I could not get the weather in {city}: the weather service failed."
+                ))
+            } else {
+                Script::Text(format!("The weather in {city}: {text}"))
+            }
         }
         _ => Script::Text(format!("You said: {text}")),
     };
     (script, prompt_chars)
 }
 
-async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+async fn chat_completions(
+    req: Request<Incoming>,
+    st: &State,
+) -> Result<Response<FixtureBody>, BoxError> {
     let body = read_body(req).await?;
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return Ok(error_json(
@@ -1265,7 +1334,12 @@ async fn chat_completions(req: Request<Incoming>) -> Result<Response<FixtureBody
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     let id = format!("chatcmpl-{n}");
-    let (script, prompt_chars) = chat_script(&body);
+    let (mut script, prompt_chars) = chat_script(&body);
+    if let Script::ToolCall { name, .. } = &mut script {
+        if st.wrong_tool() {
+            *name = other_tool(body.get("tools"), name);
+        }
+    }
     let completion_chars = match &script {
         Script::Text(t) => t.chars().count(),
         Script::ToolCall {

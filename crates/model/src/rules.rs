@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::exchange::inject::InjectRule;
 use crate::exchange::Kind;
 
 /// Headers never stored in clear (DESIGN.md, security defaults).
@@ -68,6 +69,15 @@ pub enum RulesError {
     JsonPath { path: String, why: String },
     #[error("bad kind {0:?} in a [[kind]] rule: use llm, tool or other")]
     Kind(String),
+    #[error("{path} line {line}: an [[inject]] rule: {source}")]
+    InjectFile {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: crate::exchange::inject::InjectError,
+    },
+    #[error(transparent)]
+    Inject(#[from] crate::exchange::inject::InjectError),
 }
 
 /// One step of a JSON path.
@@ -274,6 +284,9 @@ pub struct Rules {
     /// Hosts whose calls replay keeps in recorded order among themselves (globs,
     /// lower-case): `[[order]] host = GLOB` and `--stateful-host`.
     pub stateful_hosts: Vec<wildmatch::WildMatch>,
+    /// Fault injection (`[[inject]]` and `--inject`): applied by record and replay, never
+    /// part of matching.
+    pub inject: Vec<InjectRule>,
 }
 
 impl Default for Rules {
@@ -297,6 +310,7 @@ impl Default for Rules {
             tool_names: Vec::new(),
             context_windows: Vec::new(),
             stateful_hosts: Vec::new(),
+            inject: Vec::new(),
         }
     }
 }
@@ -312,6 +326,8 @@ pub struct RuleArgs {
     pub ignore_query: Vec<String>,
     pub ignore_json_paths: Vec<String>,
     pub stateful_hosts: Vec<String>,
+    /// `--inject MATCH=ACTION`, after the file's `[[inject]]` rules.
+    pub inject: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -329,6 +345,17 @@ struct FileRules {
     context_windows: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     order: Vec<FileOrderRule>,
+    #[serde(default)]
+    inject: Vec<FileInject>,
+}
+
+/// `[[inject]] match = "tool:get_weather" action = "status:503"`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileInject {
+    #[serde(rename = "match")]
+    matches: toml::Spanned<String>,
+    action: toml::Spanned<String>,
 }
 
 /// `[[order]] host = GLOB`: calls to the host depend on each other (a stateful API).
@@ -382,6 +409,13 @@ struct FileToolName {
     name: String,
 }
 
+/// The 1-based line of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count())
+        + 1
+}
+
 fn lower(v: impl IntoIterator<Item = String>) -> Vec<String> {
     v.into_iter()
         .map(|s| s.trim().to_ascii_lowercase())
@@ -400,15 +434,16 @@ impl Rules {
     /// Loads `tapedeck.toml` from `dir` when present, then adds the command-line rules.
     pub fn load(dir: &Path, args: &RuleArgs) -> Result<Rules, RulesError> {
         let path = dir.join("tapedeck.toml");
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileRules>(&text).map_err(|source| RulesError::Parse {
-                path: path.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRules::default(),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(RulesError::Read { path, source }),
         };
-        Rules::from_parts(file, args)
+        let file = toml::from_str::<FileRules>(&text).map_err(|source| RulesError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        Rules::from_parts(file, args, &text, &path)
     }
 
     /// The rules of `tapedeck.toml` in the working directory, with no command-line
@@ -422,15 +457,33 @@ impl Rules {
 
     /// Parses rules from TOML text (tests and `gen-test` cases).
     pub fn from_toml(text: &str, args: &RuleArgs) -> Result<Rules, RulesError> {
+        let path = PathBuf::from("tapedeck.toml");
         let file = toml::from_str::<FileRules>(text).map_err(|source| RulesError::Parse {
-            path: PathBuf::from("tapedeck.toml"),
+            path: path.clone(),
             source,
         })?;
-        Rules::from_parts(file, args)
+        Rules::from_parts(file, args, text, &path)
     }
 
-    fn from_parts(file: FileRules, args: &RuleArgs) -> Result<Rules, RulesError> {
+    fn from_parts(
+        file: FileRules,
+        args: &RuleArgs,
+        text: &str,
+        path: &Path,
+    ) -> Result<Rules, RulesError> {
         let mut r = Rules::default();
+        for i in &file.inject {
+            let rule = format!("{}={}", i.matches.get_ref(), i.action.get_ref());
+            let rule = InjectRule::parse(&rule).map_err(|source| RulesError::InjectFile {
+                path: path.to_path_buf(),
+                line: line_of(text, i.matches.span().start),
+                source,
+            })?;
+            r.inject.push(rule);
+        }
+        for text in &args.inject {
+            r.inject.push(InjectRule::parse(text)?);
+        }
         r.redact_headers.extend(lower(
             file.redact
                 .headers
@@ -671,5 +724,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("line 5") && err.contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn inject_rules_come_from_the_file_then_the_command_line_and_a_bad_one_names_its_line() {
+        let args = RuleArgs {
+            inject: vec!["step:3=reset".into()],
+            ..Default::default()
+        };
+        let r = Rules::from_toml(
+            "[[inject]]\nmatch = \"tool:get_weather\"\naction = \"status:503\"\n",
+            &args,
+        )
+        .unwrap();
+        let texts: Vec<&str> = r.inject.iter().map(|i| i.text.as_str()).collect();
+        assert_eq!(texts, ["tool:get_weather=status:503", "step:3=reset"]);
+        let err = Rules::from_toml(
+            "[match]\nheaders = []\n\n[[inject]]\nmatch = \"step:x\"\naction = \"reset\"\n",
+            &RuleArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 5") && err.contains("a step is a number"),
+            "{err}"
+        );
+        let bad = RuleArgs {
+            inject: vec!["tool:x".into()],
+            ..Default::default()
+        };
+        assert!(Rules::from_toml("", &bad).is_err());
     }
 }

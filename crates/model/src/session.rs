@@ -4,7 +4,10 @@
 //! `/`, a space, an empty string) is refused with an error that says what is allowed.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -72,6 +75,62 @@ impl std::str::FromStr for SessionName {
     type Err = SessionNameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         SessionName::new(s)
+    }
+}
+
+/// Where a session came from when tapedeck made it out of another: a what-if replay
+/// (`fork`) or a step sent again (`rerun`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub parent: String,
+    /// `fork` or `rerun`.
+    pub via: String,
+    /// This session's step where it first left the parent's path; `None` when it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_at: Option<u64>,
+    /// The parent's step at that point (for a rerun, the step sent again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step: Option<u64>,
+}
+
+/// A session's clock and step counter in this process: steps are given as requests
+/// arrive, times count from the session's start. Shared by everything that writes into
+/// one session (a what-if run's served and live exchanges take steps from one counter).
+#[derive(Debug)]
+pub struct SessionClock {
+    name: SessionName,
+    next_step: AtomicU64,
+    started: Instant,
+    /// Added to elapsed time so steps appended to an older session keep rising times.
+    offset_ns: u64,
+}
+
+impl SessionClock {
+    pub fn new(name: SessionName, first_step: u64, offset_ns: u64) -> SessionClock {
+        SessionClock {
+            name,
+            next_step: AtomicU64::new(first_step),
+            started: Instant::now(),
+            offset_ns,
+        }
+    }
+
+    pub fn name(&self) -> &SessionName {
+        &self.name
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Takes the next step.
+    pub fn next_step(&self) -> u64 {
+        self.next_step.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Nanoseconds since the session's start at `at`.
+    pub fn ns(&self, at: Instant) -> u64 {
+        self.offset_ns + at.saturating_duration_since(self.started).as_nanos() as u64
     }
 }
 

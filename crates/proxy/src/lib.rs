@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod ca;
+pub mod fault;
 pub mod hop;
 mod idle;
 pub mod shutdown;
@@ -15,7 +16,6 @@ pub mod trust;
 mod tunnel;
 pub mod ws;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -261,7 +261,10 @@ impl<H: Handler> Proxy<H> {
             let busy = tracker.begin();
             async move {
                 let resp = this.on_request(req, peer, slot).await;
-                Ok::<_, Infallible>(Activity::track(busy, resp))
+                if fault::is_abort(&resp) {
+                    return Err(fault::Aborted);
+                }
+                Ok(Activity::track(busy, resp))
             }
         });
         let mut b = hyper::server::conn::http1::Builder::new();

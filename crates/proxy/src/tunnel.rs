@@ -2,7 +2,6 @@
 //! for the host, and serve HTTP/1.1 or HTTP/2 to the handler. Bytes that are neither
 //! TLS nor HTTP are refused, never tunnelled out (replay's no-outbound promise).
 
-use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -266,7 +265,10 @@ async fn serve_http<H: Handler, IO>(
                 Some(r) => r,
                 None => handler.handle(req, ctx).await,
             };
-            Ok::<_, Infallible>(Activity::track(busy, resp))
+            if crate::fault::is_abort(&resp) {
+                return Err(crate::fault::Aborted);
+            }
+            Ok(Activity::track(busy, resp))
         }
     });
     let idle_timeout = proxy.opts.idle_timeout;

@@ -7,8 +7,11 @@
 //! 100 ms later).
 
 mod capture;
+mod inject;
 pub mod upstream;
 mod ws;
+
+pub use inject::{Faults, ToolNamer};
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -26,6 +29,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
 use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
 use tapedeck_model::exchange::{
@@ -33,29 +37,15 @@ use tapedeck_model::exchange::{
     Header, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
 };
 use tapedeck_model::rules::Rules;
-use tapedeck_model::session::SessionName;
+use tapedeck_model::session::{SessionClock, SessionName};
 use tapedeck_proxy::body::{self, close_after, error_response, BoxError, ProxyBody};
+use tapedeck_proxy::fault;
 use tapedeck_proxy::{hop, BoxFuture, ClientCtx, Handler};
 use tapedeck_store::{keep_limit, store_whole, Store, WrittenBody, WHOLE_JSON_LIMIT};
 
 /// Exchanges in flight, so a stop can wait for them.
 type InFlight = tapedeck_proxy::shutdown::Tracker;
 type InFlightGuard = tapedeck_proxy::shutdown::TrackGuard;
-
-/// A session's clock and step counter in this process.
-struct SessionClock {
-    name: SessionName,
-    next_step: AtomicU64,
-    started: Instant,
-    /// Added to elapsed time so steps appended to an older session keep rising times.
-    offset_ns: u64,
-}
-
-impl SessionClock {
-    fn ns(&self, at: Instant) -> u64 {
-        self.offset_ns + at.saturating_duration_since(self.started).as_nanos() as u64
-    }
-}
 
 #[derive(Default)]
 pub struct RecordStats {
@@ -75,6 +65,16 @@ pub struct Recorder {
     pub stats: RecordStats,
     sink: Option<EventSink>,
     max_body: MaxBody,
+    faults: Option<Faults>,
+}
+
+/// What the caller of [`Recorder::forward`] has already decided about an exchange.
+#[derive(Default)]
+pub struct Given {
+    /// The step it gets (from a clock shared through [`Recorder::adopt`]).
+    pub step: Option<u64>,
+    /// The fault injected into it, decided by the caller instead of this recorder's rules.
+    pub injection: Option<Injection>,
 }
 
 impl Recorder {
@@ -85,6 +85,7 @@ impl Recorder {
         passthrough: &[String],
         sink: Option<EventSink>,
         max_body: MaxBody,
+        faults: Option<Faults>,
     ) -> Arc<Recorder> {
         Arc::new(Recorder {
             store,
@@ -99,7 +100,29 @@ impl Recorder {
             stats: RecordStats::default(),
             sink,
             max_body,
+            faults,
         })
+    }
+
+    /// Records `clock`'s session with that clock, so this recorder and another writer of
+    /// the session (a what-if run's served exchanges) share one step counter and time base.
+    pub fn adopt(&self, clock: Arc<SessionClock>) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(clock.name().clone(), clock);
+    }
+
+    /// Forwards one exchange upstream and records it, exactly as a proxied one is; the
+    /// body may be one already read (a what-if run reads a request before it knows it
+    /// must go out live).
+    pub fn forward(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        ctx: ClientCtx,
+        given: Given,
+    ) -> BoxFuture<Response<ProxyBody>> {
+        Box::pin(self.clone().record(req, ctx, given))
     }
 
     /// Sessions this process has recorded into, in the order first seen.
@@ -109,7 +132,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|c| (c.started, c.name.to_string()))
+            .map(|c| (c.started(), c.name().to_string()))
             .collect();
         v.sort();
         v.into_iter().map(|(_, n)| n).collect()
@@ -132,20 +155,16 @@ impl Recorder {
             }
             None => (1, 0),
         };
-        let c = Arc::new(SessionClock {
-            name: name.clone(),
-            next_step: AtomicU64::new(next),
-            started: Instant::now(),
-            offset_ns,
-        });
+        let c = Arc::new(SessionClock::new(name.clone(), next, offset_ns));
         map.insert(name.clone(), c.clone());
         Ok(c)
     }
 
     async fn record(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<ProxyBody>,
         ctx: ClientCtx,
+        given: Given,
     ) -> Response<ProxyBody> {
         let client_upgrade = tapedeck_proxy::ws::is_upgrade_request(req.headers())
             .then(|| hyper::upgrade::on(&mut req));
@@ -159,7 +178,7 @@ impl Recorder {
                 );
             }
         };
-        let step = clock.next_step.fetch_add(1, Ordering::AcqRel);
+        let step = given.step.unwrap_or_else(|| clock.next_step());
         let start = Instant::now();
         let start_unix_ns = now_unix_ns();
         let guard = self.inflight.enter();
@@ -207,8 +226,32 @@ impl Recorder {
             head: None,
             resp_capture: None,
             ws: None,
+            injected: None,
             _guard: guard,
         };
+        let injection = given.injection.or_else(|| {
+            let f = self.faults.as_ref()?;
+            let session = pending.clock.name().as_str();
+            f.decide(
+                session,
+                step,
+                &pending.method,
+                &parts.uri.to_string(),
+                &self.rules,
+            )
+        });
+        if let Some(i) = &injection {
+            tracing::info!(
+                "#{step} {} {}: injected {}",
+                pending.method,
+                pending.url,
+                i.rule
+            );
+            pending.injected = Some(i.mark());
+            if let Some(d) = i.delay() {
+                tokio::time::sleep(d).await;
+            }
+        }
 
         hop::strip(&mut parts.headers);
         let head_request = parts.method == http::Method::HEAD;
@@ -219,7 +262,31 @@ impl Recorder {
         parts.version = http::Version::HTTP_11;
         let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
 
-        match self.upstream.send(up_req, client_h2, &pending.url).await {
+        let sent = match injection.as_ref().filter(|i| i.replaces_answer()) {
+            Some(i) => {
+                // The upstream never sees it; the event still holds the whole request.
+                drop(up_req);
+                pending.drain_request().await;
+                match (i.answer(), i.dropped()) {
+                    (Some(a), _) => Ok(fault::answer(&a)),
+                    (None, err) => {
+                        pending.finish(err, false);
+                        return self.no_answer(i).await;
+                    }
+                }
+            }
+            None => self
+                .upstream
+                .send(up_req, client_h2, &pending.url)
+                .await
+                .map(|r| r.map(|b| b.map_err(BoxError::from).boxed_unsync())),
+        };
+        let cut = injection.as_ref().and_then(Injection::cut);
+        let sent = sent.map(|r| match cut {
+            Some(n) => r.map(|b| fault::CutAfter::new(b, n).boxed_unsync()),
+            None => r,
+        });
+        match sent {
             Ok(mut resp) => {
                 let upgraded = match client_upgrade {
                     Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -303,6 +370,15 @@ impl Recorder {
         }
     }
 
+    /// What the client gets from an injected `reset` (the connection dropped) or
+    /// `timeout` (nothing, until it gives up or tapedeck stops).
+    async fn no_answer(&self, injection: &Injection) -> Response<ProxyBody> {
+        if injection.times_out() {
+            self.inflight.draining().await;
+        }
+        fault::abort()
+    }
+
     /// A plain (not encoded) response whose `Content-Length` is over `--max-body` is
     /// refused before any of it is read.
     fn refuse_by_length(&self, headers: &[Header]) -> Option<ExchangeError> {
@@ -325,7 +401,7 @@ impl Recorder {
 
 /// Whether a response has no body to stream: an answer to HEAD, a 204 or 304, or a body
 /// the upstream declared empty (`Content-Length: 0`, or already ended).
-fn has_no_body(head_request: bool, status: StatusCode, body: &Incoming) -> bool {
+fn has_no_body(head_request: bool, status: StatusCode, body: &ProxyBody) -> bool {
     head_request
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -350,7 +426,8 @@ impl Handler for Recorder {
         req: Request<Incoming>,
         ctx: ClientCtx,
     ) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(self.record(req, ctx))
+        let req = req.map(|b| b.map_err(BoxError::from).boxed_unsync());
+        Box::pin(self.record(req, ctx, Given::default()))
     }
 
     fn raw_tunnel(&self, host: &str, _port: u16) -> bool {
@@ -360,7 +437,7 @@ impl Handler for Recorder {
 }
 
 struct RequestTee {
-    inner: Option<Incoming>,
+    inner: Option<ProxyBody>,
     capture: Option<Capture>,
     done: bool,
 }
@@ -400,7 +477,7 @@ impl Body for TeeBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 t.done = true;
                 Poll::Ready(None)
@@ -448,6 +525,8 @@ struct Pending {
     resp_capture: Option<Capture>,
     /// The messages of a WebSocket exchange, once it has ended.
     ws: Option<tapedeck_model::exchange::ws::WsRecord>,
+    /// The `--inject` rule that changed the exchange.
+    injected: Option<Injected>,
     _guard: InFlightGuard,
 }
 
@@ -658,8 +737,9 @@ impl Pending {
             },
             error,
             ws: self.ws.take(),
+            injected: self.injected.take(),
         };
-        let session = self.clock.name.as_str();
+        let session = self.clock.name().as_str();
         match self.recorder.store.put_event(session, &event) {
             Ok(()) => {
                 self.recorder
@@ -716,7 +796,7 @@ fn fit_chunks(chunks: &mut Option<Vec<tapedeck_model::exchange::Chunk>>, len: u6
 /// The response body on its way to the client. The event is written before the last
 /// frame is handed over, and a client that hangs up still leaves an event behind.
 struct ResponseTee {
-    inner: Incoming,
+    inner: ProxyBody,
     pending: Option<Pending>,
 }
 
@@ -743,7 +823,7 @@ impl Body for ResponseTee {
                 if let (Some(data), Some(p)) = (frame.data_ref(), this.pending.as_mut()) {
                     if let Some(Err(max)) = p.resp_capture.as_mut().map(|c| c.feed(data)) {
                         let err = too_large("response", max);
-                        tracing::warn!("{}#{}: {}", p.clock.name, p.step, err.message);
+                        tracing::warn!("{}#{}: {}", p.clock.name(), p.step, err.message);
                         this.finish(Some(err), false);
                         return Poll::Ready(Some(Err(format!(
                             "tapedeck: the response body is larger than --max-body {max}; cut here"
@@ -757,7 +837,7 @@ impl Body for ResponseTee {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                let err = crate::upstream::classify("upstream body", &e);
+                let err = crate::upstream::classify("upstream body", &*e);
                 let mut message = format!("response body cut: {}", err.message);
                 if let Some(p) = this.pending.as_ref() {
                     message = p.secrets.scrub_str(&message).into_owned();
@@ -772,7 +852,7 @@ impl Body for ResponseTee {
                 };
                 tracing::warn!("{}", err.message);
                 this.finish(Some(err), false);
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.finish(None, true);
@@ -795,7 +875,7 @@ impl Drop for ResponseTee {
         if let Some(p) = &self.pending {
             tracing::warn!(
                 "{}#{}: the client hung up before the response ended; recorded the part it got",
-                p.clock.name,
+                p.clock.name(),
                 p.step
             );
             self.finish(

@@ -165,6 +165,19 @@ impl TraceIndex {
         &self.reorders
     }
 
+    /// Whether event `i` has been served.
+    pub fn is_served(&self, i: usize) -> bool {
+        self.consumed[i]
+    }
+
+    /// Marks event `i` served by other means than its key (a what-if run's match by
+    /// meaning); nothing when it already was.
+    pub fn serve(&mut self, i: usize) {
+        if !self.consumed[i] {
+            self.consume(i);
+        }
+    }
+
     /// Events never served, in step order.
     pub fn unused(&self) -> Vec<usize> {
         (0..self.slots.len())

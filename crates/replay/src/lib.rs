@@ -7,16 +7,18 @@
 //! answers 404 with `x-tapedeck-miss` and an error body in the shape the client reads
 //! (404: the SDKs retry 408/409/429/5xx, and a miss must not be retried into noise).
 
+pub mod hybrid;
 pub mod index;
 pub mod live;
 mod mcp;
+pub mod meaning;
 mod miss;
 mod request;
 mod ws;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,9 +32,10 @@ use index::{Reorders, Slot, TraceIndex};
 use request::ReadBody;
 use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
+use tapedeck_model::exchange::inject::Injection;
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
-use tapedeck_model::exchange::{header, Event, MAX_EXCHANGE_TIME};
+use tapedeck_model::exchange::{header, Event, Kind, MAX_EXCHANGE_TIME};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::body::{self, BoxError, ProxyBody};
 use tapedeck_proxy::body::{close_after, error_response};
@@ -100,6 +103,10 @@ pub struct ReplayOptions {
     pub allow_live: Vec<String>,
     /// The largest request body read, decoded (`--max-body`).
     pub max_body: MaxBody,
+    /// A what-if run (`--live`, `--on-miss live`, `--inject`): what goes out, what is
+    /// injected, and the fork it records into. Its calls are matched by key in recorded
+    /// order, then by meaning, whatever `order` says: the path has changed.
+    pub hybrid: Option<hybrid::Hybrid>,
 }
 
 /// Counts for the closing summary.
@@ -207,6 +214,13 @@ pub struct Replayer {
     pub inflight: Arc<InFlight>,
     max_body: MaxBody,
     mcp_sessions: mcp::Sessions,
+    hybrid: Option<hybrid::Hybrid>,
+    /// Each event's kind under the rules in force.
+    kinds: Vec<Kind>,
+    /// The recorded tool calls by meaning, read on first need (a tool miss, a what-if run).
+    meanings: OnceLock<meaning::MeaningIndex>,
+    /// The trace's tool names of the recording, read on first need.
+    tool_names: OnceLock<tapedeck_trace::tool_names::ToolNames>,
 }
 
 impl Replayer {
@@ -244,7 +258,13 @@ impl Replayer {
         }
         // Dependencies are read from the bodies once, here: causal order enforces them, and
         // a strict miss says whether they would have allowed the call.
-        let graph = match opts.order {
+        let order = if opts.hybrid.is_some() {
+            Order::Any
+        } else {
+            opts.order
+        };
+        let kinds = slots.iter().map(|s| s.kind).collect();
+        let graph = match order {
             Order::Causal | Order::Strict => {
                 let t = Instant::now();
                 let g = causal::load::graph(&rec);
@@ -257,7 +277,7 @@ impl Replayer {
             }
             Order::Any => Graph::default(),
         };
-        let index = Mutex::new(TraceIndex::new(slots, opts.order, graph));
+        let index = Mutex::new(TraceIndex::new(slots, order, graph));
         let this = Arc::new(Replayer {
             rec,
             rules,
@@ -270,7 +290,21 @@ impl Replayer {
             inflight: Arc::new(InFlight::default()),
             max_body: opts.max_body,
             mcp_sessions: mcp::Sessions::default(),
+            hybrid: opts.hybrid,
+            kinds,
+            meanings: OnceLock::new(),
+            tool_names: OnceLock::new(),
         });
+        if this
+            .hybrid
+            .as_ref()
+            .and_then(|h| h.injector.as_ref())
+            .is_some_and(|i| i.names_tools())
+        {
+            // `tool:NAME` rules name recorded calls as the trace does: read it now, not
+            // while an agent waits.
+            this.tool_names();
+        }
         Ok(this)
     }
 
@@ -284,6 +318,11 @@ impl Replayer {
 
     pub fn session(&self) -> &str {
         &self.rec.session
+    }
+
+    /// The recording it serves.
+    pub fn recording(&self) -> &Recording {
+        &self.rec
     }
 
     /// The `--allow-live` targets, as `host:port`.
@@ -344,20 +383,32 @@ impl Replayer {
             .or_insert(0) += 1;
     }
 
-    /// `slot`: the client connection's place under `--max-connections`, which a WebSocket
-    /// keeps while it lasts.
+    /// `ctx.slot`: the client connection's place under `--max-connections`, which a
+    /// WebSocket keeps while it lasts.
     async fn replay(
         self: Arc<Self>,
         mut req: Request<Incoming>,
-        slot: Option<tapedeck_proxy::Slot>,
+        ctx: ClientCtx,
     ) -> Response<ProxyBody> {
         let arrived = Instant::now();
+        let _guard = self.inflight.enter();
+        // A what-if run numbers each exchange as it arrives, as record does; a call its
+        // head already sends live goes out as it streams, unread.
+        let step = self.hybrid.as_ref().map(|h| h.fork.next_step());
+        if let Some(step) = step {
+            if let Some(forward) = self.live_by_head(&req) {
+                return self.forward_unread(forward.as_ref(), req, &ctx, step).await;
+            }
+        }
         let upgrade = tapedeck_proxy::ws::is_upgrade_request(req.headers())
             .then(|| hyper::upgrade::on(&mut req));
-        let _guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
         let mut secrets = Secrets::default();
-        parts.headers.remove(tapedeck_model::exchange::AGENT_HEADER);
+        let agent = parts
+            .headers
+            .remove(tapedeck_model::exchange::AGENT_HEADER)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or_else(|| ctx.agent.clone());
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
         let ct = header(&stored_headers, "content-type").map(str::to_string);
@@ -371,6 +422,7 @@ impl Replayer {
             keep_limit(ct.as_deref()),
             self.max_body,
             scrubber,
+            self.raw_limit(ct.as_deref()),
         )
         .await
         {
@@ -402,69 +454,93 @@ impl Replayer {
             }
         };
         let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
-        let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
+        let got = miss::Received {
+            method: &method,
+            url: &url,
+            body: got_body,
             kind,
-            route(&method, &url),
-            &key,
-        );
-        match taken {
-            Ok(i) => {
-                self.served
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(i);
-                let ev = &self.rec.events[i];
-                tracing::debug!("served step {} for {method} {url}", ev.step);
-                if ev.ws.is_some() {
-                    return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived, slot)
-                        .await;
-                }
-                let sent: &[u8] = match &stored_body {
-                    ReadBody::Whole(b) => b,
-                    ReadBody::Large { .. } => &[],
+        };
+        let (i, injection) = match (&self.hybrid, step) {
+            (Some(h), Some(step)) => {
+                let seen = hybrid::Seen {
+                    step,
+                    arrived,
+                    ctx: &ctx,
+                    parts: &parts,
+                    raw: read.raw,
+                    agent,
+                    key: &key,
+                    headers: &stored_headers,
+                    got: &got,
+                    too_large: read.too_large,
                 };
-                let recorded = if memchr::memmem::find(sent, b"\"jsonrpc\"").is_some() {
-                    self.rec.body(&ev.request.body).unwrap_or_default()
-                } else {
-                    Bytes::new()
-                };
-                let answer = mcp::Answer::new(&recorded, sent, &parts.headers);
-                if let (true, Some(session)) =
-                    (parts.method == http::Method::DELETE, &answer.session)
-                {
-                    self.mcp_sessions.end(session);
+                match self.clone().what_if(h, seen).await {
+                    hybrid::WhatIf::Serve(i, injection) => (i, injection),
+                    hybrid::WhatIf::Answered(resp) => return resp,
                 }
-                let listening = mcp::is_listening_stream(&parts.method, &parts.headers);
-                let mut resp = self
-                    .clone()
-                    .respond(ev, &parts.method, arrived, &answer, listening)
-                    .await;
-                if read.too_large.is_some() {
-                    close_after(&mut resp, parts.version);
-                }
-                resp
             }
-            Err(m) => {
-                if let Some(max) = read.too_large {
-                    let mut resp = self.refuse_too_large(&method, &url, max);
-                    close_after(&mut resp, parts.version);
-                    return resp;
+            _ => {
+                let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
+                    kind,
+                    route(&method, &url),
+                    &key,
+                );
+                match taken {
+                    Ok(i) => (i, None),
+                    Err(m) => {
+                        if let Some(max) = read.too_large {
+                            let mut resp = self.refuse_too_large(&method, &url, max);
+                            close_after(&mut resp, parts.version);
+                            return resp;
+                        }
+                        return self.answer_miss(&m, &got);
+                    }
                 }
-                self.answer_miss(
-                    &m,
-                    &miss::Received {
-                        method: &method,
-                        url: &url,
-                        body: got_body,
-                        kind,
-                    },
-                )
             }
+        };
+        self.served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(i);
+        let ev = &self.rec.events[i];
+        tracing::debug!("served step {} for {method} {url}", ev.step);
+        if let Some(d) = injection.as_ref().and_then(Injection::delay) {
+            tokio::time::sleep(d).await;
         }
+        if ev.ws.is_some() {
+            self.fork_served(step, ev, arrived, injection.as_ref());
+            return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived, ctx.slot).await;
+        }
+        let sent: &[u8] = match &stored_body {
+            ReadBody::Whole(b) => b,
+            ReadBody::Large { .. } => &[],
+        };
+        let recorded = if memchr::memmem::find(sent, b"\"jsonrpc\"").is_some() {
+            self.rec.body(&ev.request.body).unwrap_or_default()
+        } else {
+            Bytes::new()
+        };
+        let answer = mcp::Answer::new(&recorded, sent, &parts.headers);
+        if let (true, Some(session)) = (parts.method == http::Method::DELETE, &answer.session) {
+            self.mcp_sessions.end(session);
+        }
+        let listening = mcp::is_listening_stream(&parts.method, &parts.headers);
+        let mut resp = self
+            .clone()
+            .respond(ev, &parts.method, arrived, &answer, listening)
+            .await;
+        if read.too_large.is_some() {
+            close_after(&mut resp, parts.version);
+        }
+        if let Some(n) = injection.as_ref().and_then(Injection::cut) {
+            resp = resp.map(|b| tapedeck_proxy::fault::CutAfter::new(b, n).boxed_unsync());
+        }
+        self.fork_served(step, ev, arrived, injection.as_ref());
+        resp
     }
 
     /// Logs, counts and answers a miss.
-    fn answer_miss(&self, m: &index::Miss, got: &miss::Received) -> Response<ProxyBody> {
+    pub(crate) fn answer_miss(&self, m: &index::Miss, got: &miss::Received) -> Response<ProxyBody> {
         let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
         let expected = ev_of(m.expected);
         // A large expected body is described by its hash, never read whole.
@@ -497,6 +573,7 @@ impl Replayer {
                 later: ev_of(m.later),
                 dependency,
                 causal_accepts,
+                closest: self.closest_calls(got),
             },
         );
         tracing::warn!("{}", d.line);
@@ -523,7 +600,12 @@ impl Replayer {
     }
 
     /// A request over `--max-body` that no event took: 413, counted as a miss.
-    fn refuse_too_large(&self, method: &str, url: &str, max: MaxBody) -> Response<ProxyBody> {
+    pub(crate) fn refuse_too_large(
+        &self,
+        method: &str,
+        url: &str,
+        max: MaxBody,
+    ) -> Response<ProxyBody> {
         let err = tapedeck_model::exchange::ExchangeError {
             kind: tapedeck_model::exchange::ErrorKind::TooLarge,
             message: format!(
@@ -763,7 +845,7 @@ impl Handler for Replayer {
         req: Request<Incoming>,
         ctx: ClientCtx,
     ) -> BoxFuture<Response<ProxyBody>> {
-        Box::pin(self.replay(req, ctx.slot))
+        Box::pin(self.replay(req, ctx))
     }
 
     fn raw_tunnel(&self, host: &str, port: u16) -> bool {

@@ -69,6 +69,9 @@ pub struct Named<'a> {
     pub dependency: Option<String>,
     /// For `--order strict`: whether causal order would have served it.
     pub causal_accepts: bool,
+    /// For a tool call: the recorded calls of the same tool, nearest arguments first
+    /// (`step 2: get_weather(city=Paris)`).
+    pub closest: Vec<String>,
 }
 
 /// The body lines of a miss: a path-by-path diff when both are small, else sizes and hashes.
@@ -258,6 +261,16 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         message.push_str(". Differences from the expected request: ");
         message.push_str(&diff.join("; "));
     }
+    let closest = (!named.closest.is_empty()).then(|| {
+        format!(
+            "recorded calls of the same tool, nearest arguments first: {}",
+            named.closest.join("; ")
+        )
+    });
+    if let Some(c) = &closest {
+        message.push_str(". ");
+        message.push_str(c);
+    }
     let details = json!({
         "miss": kind,
         "session": session,
@@ -268,6 +281,7 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         "waits_for": named.dependency,
         "accepted_by": accept.map(|o| format!("--order {o}")),
         "diff": diff,
+        "closest": named.closest,
     });
     let (body, header) = match shape(got) {
         Shape::OpenAi => (
@@ -292,12 +306,13 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         Shape::Plain => (json!({"error": message, "tapedeck": details}), None),
     };
     let line = format!(
-        "MISS {kind}: {headline}{}",
+        "MISS {kind}: {headline}{}{}",
         if diff.is_empty() {
             String::new()
         } else {
             format!(" [{}]", diff.join("; "))
-        }
+        },
+        closest.map(|c| format!("; {c}")).unwrap_or_default()
     );
     Described { body, header, line }
 }
@@ -328,6 +343,7 @@ mod tests {
             later: None,
             dependency: None,
             causal_accepts: false,
+            closest: Vec::new(),
         };
         describe("s1", &miss, &got, &named)
     }

@@ -26,6 +26,9 @@ pub enum ReadBody {
 
 pub struct RequestBody {
     pub body: ReadBody,
+    /// The wire bytes as they came (still encoded), when asked for and within the limit:
+    /// what a what-if run forwards if the request must go out after all.
+    pub raw: Option<bytes::Bytes>,
     /// Set when the body went over `--max-body` (the key covers its first `max` bytes).
     pub too_large: Option<MaxBody>,
     /// Values of the secret fields the scrubber redacted.
@@ -71,13 +74,15 @@ impl KeySink {
     }
 }
 
-/// Reads `incoming` to its end, or to `max` decoded bytes, whichever comes first.
+/// Reads `incoming` to its end, or to `max` decoded bytes, whichever comes first; keeps
+/// up to `raw_limit` wire bytes as they came (none when 0, or when the body is longer).
 pub async fn read(
     mut incoming: Incoming,
     coding: Option<Coding>,
     keep: usize,
     max: MaxBody,
     scrubber: BodyScrubber,
+    raw_limit: usize,
 ) -> Result<RequestBody, hyper::Error> {
     let sink = KeySink {
         scrubber: Some(scrubber),
@@ -88,8 +93,16 @@ pub async fn read(
     };
     let mut reader = BodyReader::new(coding, max, sink);
     let mut ended = true;
+    let mut raw = (raw_limit > 0).then(Vec::new);
     while let Some(frame) = incoming.frame().await {
         if let Some(data) = frame?.data_ref() {
+            if let Some(r) = raw.as_mut() {
+                if r.len() + data.len() > raw_limit {
+                    raw = None;
+                } else {
+                    r.extend_from_slice(data);
+                }
+            }
             // Past a fault the rest cannot change the key: stop reading.
             if reader.feed(data).is_err() {
                 ended = false;
@@ -120,6 +133,7 @@ pub async fn read(
     };
     Ok(RequestBody {
         body,
+        raw: raw.filter(|_| ended).map(bytes::Bytes::from),
         too_large,
         found,
     })

@@ -52,6 +52,7 @@ pub fn check(store: &dyn Store, journal: &Journal) -> Result<Report, StoreError>
                 first_unix_ns: 0,
                 last_unix_ns: 0,
                 bytes: 0,
+                lineage: None,
             });
         }
     }

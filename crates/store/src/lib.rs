@@ -144,6 +144,13 @@ pub trait Store: Send + Sync + 'static {
     /// How the command recorded around a session ended; `None` for a session recorded
     /// by a daemon (or by a tapedeck that did not note it).
     fn run(&self, session: &str) -> Result<Option<RunInfo>, StoreError>;
+    /// Notes the session a what-if fork or a rerun was made from (`sessions` lists it
+    /// with the session's info).
+    fn put_lineage(
+        &self,
+        session: &str,
+        lineage: &tapedeck_model::session::Lineage,
+    ) -> Result<(), StoreError>;
     /// The highest step stored for a session.
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
     /// Blocks until everything written so far is durable.

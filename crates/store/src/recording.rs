@@ -215,6 +215,7 @@ mod tests {
             timing: Timing::default(),
             error: None,
             ws: None,
+            injected: None,
         };
         let rec = Recording::from_tape(
             tape::Tape {

@@ -16,6 +16,7 @@ use super::{
     StoreError,
 };
 use tapedeck_model::exchange::{Event, SessionInfo};
+use tapedeck_model::session::Lineage;
 
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
@@ -120,6 +121,9 @@ pub struct SledStore {
     /// The issues table ([`super::IssueTable`], JSON under one key); a tree of its own, so
     /// stores without it read as before.
     issues: sled::Tree,
+    /// Where a fork or a rerun came from (JSON [`Lineage`]), by session; a tree of its
+    /// own, so stores without it read as before.
+    lineage: sled::Tree,
     committer: Arc<Committer>,
     blobs: PathBuf,
 }
@@ -204,6 +208,7 @@ impl SledStore {
         let sessions = db.open_tree("sessions")?;
         let runs = db.open_tree("runs")?;
         let issues = db.open_tree("issues")?;
+        let lineage = db.open_tree("lineage")?;
         let committer = Arc::new(Committer {
             tx: Mutex::new(None),
             dirty: AtomicBool::new(false),
@@ -232,6 +237,7 @@ impl SledStore {
             sessions,
             runs,
             issues,
+            lineage,
             committer,
             blobs: dir.join("blobs"),
         })
@@ -270,6 +276,15 @@ impl SledStore {
                 let _ = tx.send(CommitMsg::Dirty);
             }
         }
+    }
+
+    /// Where a session came from, when tapedeck made it from another. A note this
+    /// tapedeck cannot read is no note: the session itself is intact.
+    fn lineage_of(&self, session: &str) -> Result<Option<Lineage>, StoreError> {
+        Ok(self
+            .lineage
+            .get(session.as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Queues a journal entry for the next flush (after the write it describes).
@@ -422,6 +437,7 @@ fn decode_info(name: &str, v: &[u8]) -> Option<SessionInfo> {
         first_unix_ns: n(1)?,
         last_unix_ns: n(2)?,
         bytes: n(3)?,
+        lineage: None,
     })
 }
 
@@ -434,6 +450,7 @@ fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> O
             first_unix_ns: event.timing.start_unix_ns,
             last_unix_ns: event.timing.end_unix_ns,
             bytes: 0,
+            lineage: None,
         });
     info.events += 1;
     info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
@@ -666,7 +683,8 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.sessions.iter() {
             let (k, v) = item?;
-            if let Some(info) = decode_info(&String::from_utf8_lossy(&k), &v) {
+            if let Some(mut info) = decode_info(&String::from_utf8_lossy(&k), &v) {
+                info.lineage = self.lineage_of(&info.name)?;
                 out.push(info);
             }
         }
@@ -674,10 +692,25 @@ impl Store for SledStore {
     }
 
     fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError> {
-        Ok(self
+        let Some(mut info) = self
             .sessions
             .get(session.as_bytes())?
-            .and_then(|v| decode_info(session, &v)))
+            .and_then(|v| decode_info(session, &v))
+        else {
+            return Ok(None);
+        };
+        info.lineage = self.lineage_of(session)?;
+        Ok(Some(info))
+    }
+
+    fn put_lineage(&self, session: &str, lineage: &Lineage) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(lineage).map_err(|source| StoreError::Encode {
+            what: "a lineage note",
+            source,
+        })?;
+        self.lineage.insert(session.as_bytes(), value)?;
+        self.mark_dirty();
+        Ok(())
     }
 
     fn delete_session(&self, session: &str) -> Result<u64, StoreError> {
@@ -691,6 +724,7 @@ impl Store for SledStore {
         self.events.apply_batch(batch)?;
         self.sessions.remove(session.as_bytes())?;
         self.runs.remove(session.as_bytes())?;
+        self.lineage.remove(session.as_bytes())?;
         self.journal(Entry::Deleted {
             session: session.to_string(),
         });
@@ -789,6 +823,7 @@ mod tests {
             timing: Timing::default(),
             error: None,
             ws: None,
+            injected: None,
         }
     }
 

@@ -16,4 +16,5 @@ pub mod live;
 pub mod otlp;
 pub mod pb;
 pub mod spans;
+pub mod tool_calls;
 pub mod tool_names;

@@ -8,6 +8,7 @@
 pub mod canonical;
 pub mod canonical_json;
 pub mod encoding;
+pub mod inject;
 
 pub mod jsondiff;
 pub mod kind;
@@ -194,6 +195,10 @@ pub struct Event<B = BodyRef> {
     /// The messages after a WebSocket upgrade (see [`ws`]); absent for plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws: Option<ws::WsRecord<B>>,
+    /// Set when an `--inject` rule changed the exchange (see [`inject`]): its response or
+    /// error is the rule's doing, not the upstream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected: Option<inject::Injected>,
 }
 
 impl<B> Event<B> {
@@ -232,6 +237,7 @@ impl<B> Event<B> {
             timing: self.timing,
             error: self.error,
             ws,
+            injected: self.injected,
         })
     }
 }
@@ -269,6 +275,9 @@ pub struct SessionInfo {
     pub last_unix_ns: u64,
     /// Request and response body bytes of its events (decoded).
     pub bytes: u64,
+    /// The session it was made from (a what-if fork, a rerun), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<crate::session::Lineage>,
 }
 
 pub fn version_str(v: http::Version) -> &'static str {

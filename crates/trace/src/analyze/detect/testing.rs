@@ -48,6 +48,7 @@ pub fn event(
         },
         error: None,
         ws: None,
+        injected: None,
     }
 }
 
