@@ -1,107 +1,82 @@
 //! Graceful shutdown: one signal shared by every task that must stop accepting work,
 //! and counters of what a stop must wait for (exchanges in flight, open connections).
+//! Both are tokio-util's: a `CancellationToken` is the signal, a `TaskTracker` counts.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tokio_util::task::TaskTracker;
 
 /// Counts live things (exchanges, connections) so a stop can wait for them to end.
 #[derive(Default)]
 pub struct Tracker {
-    n: AtomicUsize,
-    idle: Notify,
-    /// Set when a stop starts waiting: what lasts until its peers hang up (a WebSocket)
-    /// ends itself instead of holding the stop.
-    stopping: AtomicBool,
-    stop: Notify,
+    live: TaskTracker,
+    /// Cancelled when a stop starts waiting: what lasts until its peers hang up (a
+    /// WebSocket) ends itself instead of holding the stop.
+    stopping: CancellationToken,
 }
 
 /// One live thing; dropping it ends it.
-pub struct TrackGuard(Arc<Tracker>);
+pub struct TrackGuard {
+    _live: TaskTrackerToken,
+}
 
 impl Tracker {
     pub fn enter(self: &Arc<Self>) -> TrackGuard {
-        self.n.fetch_add(1, Ordering::AcqRel);
-        TrackGuard(self.clone())
+        TrackGuard {
+            _live: self.live.token(),
+        }
     }
 
     pub fn count(&self) -> usize {
-        self.n.load(Ordering::Acquire)
+        self.live.len()
     }
 
     /// Resolves once a [`Tracker::drain`] has begun.
     pub async fn draining(&self) {
-        loop {
-            let notified = self.stop.notified();
-            if self.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        self.stopping.cancelled().await
     }
 
     /// Waits until nothing is live, or `limit` passes. Returns what is left.
     pub async fn drain(&self, limit: Duration) -> usize {
-        self.stopping.store(true, Ordering::Release);
-        self.stop.notify_waiters();
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count();
-            }
+        self.stopping.cancel();
+        self.live.close();
+        match tokio::time::timeout(limit, self.live.wait()).await {
+            Ok(()) => 0,
+            Err(_) => self.count(),
         }
     }
 }
 
-impl Drop for TrackGuard {
-    fn drop(&mut self) {
-        if self.0.n.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
+/// Resolves once the daemon is asked to stop.
 #[derive(Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-}
+pub struct Shutdown(CancellationToken);
 
+/// Asks the daemon to stop.
 #[derive(Clone)]
-pub struct ShutdownTrigger {
-    tx: std::sync::Arc<watch::Sender<bool>>,
-}
+pub struct ShutdownTrigger(CancellationToken);
 
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (
-        ShutdownTrigger {
-            tx: std::sync::Arc::new(tx),
-        },
-        Shutdown { rx },
-    )
+    let token = CancellationToken::new();
+    (ShutdownTrigger(token.clone()), Shutdown(token))
 }
 
 impl ShutdownTrigger {
     pub fn fire(&self) {
-        let _ = self.tx.send(true);
+        self.0.cancel();
     }
 }
 
 impl Shutdown {
     /// Resolves once shutdown has been fired (at once if it already was).
     pub async fn wait(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|v| *v).await;
+        self.0.cancelled().await
     }
 
     pub fn is_fired(&self) -> bool {
-        *self.rx.borrow()
+        self.0.is_cancelled()
     }
 }
 
