@@ -7,7 +7,10 @@
 //! streaming large bodies, replay cost in a 100- and a 100,000-event session, and time
 //! to ready for a 100,000-event tape. Client, proxy and upstream share this machine.
 //!
-//! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy).
+//! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy;
+//! TAPEDECK_BENCH_ROUNDS=N sets the rounds; TAPEDECK_BENCH_ONLY=direct,record,replay,scale
+//! runs those parts only: direct always runs, as every ratio needs it, and replay
+//! replays what record recorded).
 
 mod baseline;
 
@@ -110,6 +113,8 @@ struct Row {
     name: &'static str,
     /// Proxy CPU per exchange (µs), median over the rounds, when the proxy is tapedeck.
     cpu_us: Option<f64>,
+    /// CPU per request of the baseline upstream and load generator (µs, c=32).
+    sides: Option<(f64, f64)>,
     c1: Load,
     c32: Load,
     big: Load,
@@ -131,6 +136,17 @@ fn median_f(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Whether a part of the benchmark runs (TAPEDECK_BENCH_ONLY, a comma-separated list).
+fn wanted(part: &str) -> bool {
+    match std::env::var("TAPEDECK_BENCH_ONLY") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(str::trim)
+            .any(|p| p == part || (part == "record" && p == "replay")),
+        _ => true,
+    }
+}
+
 fn rounds() -> usize {
     std::env::var("TAPEDECK_BENCH_ROUNDS")
         .ok()
@@ -146,12 +162,24 @@ struct Measured {
     c32: Vec<Load>,
     big: Vec<Load>,
     cpu: Vec<f64>,
+    /// CPU per request at c=32 of the baseline upstream and of the load generator (µs).
+    sides: Vec<(f64, f64)>,
 }
 
 fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
     m.c1.push(loadgen::run(t, 1, C1, |_| "/json".into()));
     let c0 = pid.map(cpu_us);
+    // The load generator's threads end with each run: its CPU is this process's, less
+    // the upstream's (nothing else here works meanwhile).
+    let (u0, p0) = (
+        baseline::threads_cpu_us("fast-upstream"),
+        cpu_us(std::process::id()),
+    );
     m.c32.push(loadgen::run(t, 32, C32, |_| "/json".into()));
+    let up = baseline::threads_cpu_us("fast-upstream") - u0;
+    let all = cpu_us(std::process::id()) - p0;
+    m.sides
+        .push((up / C32 as f64, (all - up).max(0.0) / C32 as f64));
     if let (Some(pid), Some(c0)) = (pid, c0) {
         m.cpu.push((cpu_us(pid) - c0) / C32 as f64);
     }
@@ -166,13 +194,21 @@ impl Measured {
             c32: vec![],
             big: vec![],
             cpu: vec![],
+            sides: vec![],
         }
     }
     fn row(self, name: &'static str, sse_ms: f64, rss: Vec<(usize, f64)>) -> Row {
         let cpu_us = (!self.cpu.is_empty()).then(|| median_f(self.cpu));
+        let sides = (!self.sides.is_empty()).then(|| {
+            (
+                median_f(self.sides.iter().map(|s| s.0).collect()),
+                median_f(self.sides.iter().map(|s| s.1).collect()),
+            )
+        });
         Row {
             name,
             cpu_us,
+            sides,
             c1: median(self.c1),
             c32: median(self.c32),
             big: median(self.big),
@@ -399,85 +435,98 @@ async fn run() {
     let dsse = loadgen::first_frame_ms(&direct, sse, 30);
     rows.push(dm.row("direct", dsse, vec![]));
 
-    eprintln!("bench: tapedeck record, with and without --otlp-endpoint, rounds interleaved");
-    // Both recorders run side by side and take turns, so drift on this shared machine
-    // hits both alike: the live-export cost is the difference between them.
-    let collector = otlp_sink().await;
-    let store2 = w.join("store-otlp").display().to_string();
-    let endpoint = format!("http://{collector}");
-    let record_args = |session: &'static str, store: &str| -> Vec<String> {
-        [
-            "record",
-            "--session",
-            session,
-            "--store",
-            store,
-            "--certs",
-            &certs_s,
-            "--upstream-ca",
-            &up_ca,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let args: Vec<String> = record_args("bench", &store_s);
-    let rec = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
+    // The CA every tapedeck below shares (created now, so any part can run alone).
+    let made = Command::new(TAPEDECK)
+        .args(["ca", "--certs", &certs_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("tapedeck ca");
+    assert!(made.success(), "tapedeck ca failed");
     let ca = std::fs::read(certs.join("ca.pem")).expect("ca");
-    let mut args = record_args("bench-otlp", &store2);
-    args.extend(["--otlp-endpoint".to_string(), endpoint]);
-    let recotlp = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
-    let via = Target::new(up.addr, Some(rec.addr), &[&ca]);
-    let via_otlp = Target::new(up.addr, Some(recotlp.addr), &[&ca]);
-    loadgen::run(&via, 8, 2000, |_| "/json".into());
-    loadgen::run(&via_otlp, 8, 2000, |_| "/json".into());
-    let (mut rm, mut om) = (Measured::new(), Measured::new());
-    // The order is swapped each round: whichever goes second is measured on a warmer
-    // (or busier) machine, and swapping cancels that.
-    for round in 0..n_rounds.max(2) {
-        for first in [round % 2 == 0, round % 2 == 1] {
-            if first {
-                measure_round(&via, Some(rec.child.id()), &mut rm);
-            } else {
-                measure_round(&via_otlp, Some(recotlp.child.id()), &mut om);
+
+    if wanted("record") {
+        eprintln!("bench: tapedeck record, with and without --otlp-endpoint, rounds interleaved");
+        // Both recorders run side by side and take turns, so drift on this shared machine
+        // hits both alike: the live-export cost is the difference between them.
+        let collector = otlp_sink().await;
+        let store2 = w.join("store-otlp").display().to_string();
+        let endpoint = format!("http://{collector}");
+        let record_args = |session: &'static str, store: &str| -> Vec<String> {
+            [
+                "record",
+                "--session",
+                session,
+                "--store",
+                store,
+                "--certs",
+                &certs_s,
+                "--upstream-ca",
+                &up_ca,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let args: Vec<String> = record_args("bench", &store_s);
+        let rec = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
+        let mut args = record_args("bench-otlp", &store2);
+        args.extend(["--otlp-endpoint".to_string(), endpoint]);
+        let recotlp = Proxy::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), w);
+        let via = Target::new(up.addr, Some(rec.addr), &[&ca]);
+        let via_otlp = Target::new(up.addr, Some(recotlp.addr), &[&ca]);
+        loadgen::run(&via, 8, 2000, |_| "/json".into());
+        loadgen::run(&via_otlp, 8, 2000, |_| "/json".into());
+        let (mut rm, mut om) = (Measured::new(), Measured::new());
+        // The order is swapped each round: whichever goes second is measured on a warmer
+        // (or busier) machine, and swapping cancels that.
+        for round in 0..n_rounds.max(2) {
+            for first in [round % 2 == 0, round % 2 == 1] {
+                if first {
+                    measure_round(&via, Some(rec.child.id()), &mut rm);
+                } else {
+                    measure_round(&via_otlp, Some(recotlp.child.id()), &mut om);
+                }
             }
         }
+        let rsse = loadgen::first_frame_ms(&via, sse, 30);
+        let osse = loadgen::first_frame_ms(&via_otlp, sse, 30);
+        recotlp.stop();
+        let rss = rss_after_bodies(&via, rec.child.id());
+        rec.stop();
+        rows.push(rm.row("tapedeck record", rsse, rss));
+        rows.push(om.row("tapedeck record + live OTLP", osse, vec![]));
     }
-    let rsse = loadgen::first_frame_ms(&via, sse, 30);
-    let osse = loadgen::first_frame_ms(&via_otlp, sse, 30);
-    recotlp.stop();
-    let rss = rss_after_bodies(&via, rec.child.id());
-    rec.stop();
-    rows.push(rm.row("tapedeck record", rsse, rss));
-    rows.push(om.row("tapedeck record + live OTLP", osse, vec![]));
 
-    eprintln!("bench: tapedeck replay");
-    let rep = Proxy::start(
-        &[
-            "replay",
-            "--session",
-            "bench",
-            "--store",
-            &store_s,
-            "--certs",
-            &certs_s,
-        ],
-        w,
-    );
-    let via = Target::new(up.addr, Some(rep.addr), &[&ca]);
-    // The same warm-up as the recording had, so requests meet the events in the order
-    // they were recorded in.
-    loadgen::run(&via, 8, 2000, |_| "/json".into());
-    let mut pm = Measured::new();
-    for _ in 0..n_rounds {
-        measure_round(&via, Some(rep.child.id()), &mut pm);
+    if wanted("replay") {
+        eprintln!("bench: tapedeck replay");
+        let rep = Proxy::start(
+            &[
+                "replay",
+                "--session",
+                "bench",
+                "--store",
+                &store_s,
+                "--certs",
+                &certs_s,
+            ],
+            w,
+        );
+        let via = Target::new(up.addr, Some(rep.addr), &[&ca]);
+        // The same warm-up as the recording had, so requests meet the events in the order
+        // they were recorded in.
+        loadgen::run(&via, 8, 2000, |_| "/json".into());
+        let mut pm = Measured::new();
+        for _ in 0..n_rounds {
+            measure_round(&via, Some(rep.child.id()), &mut pm);
+        }
+        let psse = loadgen::first_frame_ms(&via, sse, 30);
+        let rss = rss_after_bodies(&via, rep.child.id());
+        rep.stop();
+        rows.push(pm.row("tapedeck replay", psse, rss));
     }
-    let psse = loadgen::first_frame_ms(&via, sse, 30);
-    let rss = rss_after_bodies(&via, rep.child.id());
-    rep.stop();
-    rows.push(pm.row("tapedeck replay", psse, rss));
 
-    if let Some(bin) = mitmdump() {
+    if let Some(bin) = mitmdump().filter(|_| wanted("mitm")) {
         eprintln!("bench: mitmdump (recording to a flow file)");
         if let Some(m) = start_mitm(&bin, w, &up.ca_path) {
             let via = Target::new(up.addr, Some(m.addr), &[&m.ca]);
@@ -503,7 +552,12 @@ async fn run() {
     eprintln!("bench: replay lookup cost, time to ready and memory by session size");
     let base = format!("https://localhost:{}", up.addr.port());
     let mut scale = Vec::new();
-    for n in [100usize, 100_000] {
+    let sizes: &[usize] = if wanted("scale") {
+        &[100, 100_000]
+    } else {
+        &[]
+    };
+    for &n in sizes {
         let tape = w.join(format!("synthetic-{n}.jsonl"));
         synthetic_tape(&tape, &base, n);
         let p = Proxy::start(
@@ -554,6 +608,12 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
             r.sse_ms,
             r.cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
             r.c1.errors + r.c32.errors + r.big.errors
+        );
+    }
+    if let Some((up, client)) = direct.sides {
+        println!();
+        println!(
+            "baseline CPU per request at c=32 (direct): upstream {up:.1} µs, load generator {client:.1} µs"
         );
     }
     println!();

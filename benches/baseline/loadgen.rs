@@ -131,15 +131,15 @@ pub fn run(
 ) -> Load {
     let target = target.clone();
     std::thread::scope(|s| {
-        s.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("loadgen runtime");
-            rt.block_on(drive(target, conns, total, Arc::new(path)))
-        })
-        .join()
-        .expect("loadgen thread")
+        std::thread::Builder::new()
+            .name("loadgen".into())
+            .spawn_scoped(s, move || {
+                let rt = super::runtime("loadgen");
+                rt.block_on(drive(target, conns, total, Arc::new(path)))
+            })
+            .expect("loadgen thread")
+            .join()
+            .expect("loadgen thread")
     })
 }
 
@@ -211,33 +211,33 @@ async fn drive(
 pub fn first_frame_ms(target: &Target, path: &str, n: usize) -> f64 {
     let (target, path) = (target.clone(), path.to_string());
     std::thread::scope(|s| {
-        s.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let auth = target.authority();
-                let mut send = target.connect().await.expect("connect");
-                let mut v = Vec::new();
-                for _ in 0..n {
-                    send.ready().await.expect("ready");
-                    let req = hyper::Request::get(path.as_str())
-                        .header(hyper::header::HOST, auth.as_str())
-                        .body(Empty::new())
-                        .expect("request");
-                    let t = Instant::now();
-                    let resp = send.send_request(req).await.expect("response");
-                    let mut body = resp.into_body();
-                    let _ = body.frame().await;
-                    v.push(t.elapsed().as_secs_f64() * 1000.0);
-                    while body.frame().await.is_some() {}
-                }
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
+        std::thread::Builder::new()
+            .name("loadgen".into())
+            .spawn_scoped(s, move || {
+                let rt = super::runtime("loadgen");
+                rt.block_on(async move {
+                    let auth = target.authority();
+                    let mut send = target.connect().await.expect("connect");
+                    let mut v = Vec::new();
+                    for _ in 0..n {
+                        send.ready().await.expect("ready");
+                        let req = hyper::Request::get(path.as_str())
+                            .header(hyper::header::HOST, auth.as_str())
+                            .body(Empty::new())
+                            .expect("request");
+                        let t = Instant::now();
+                        let resp = send.send_request(req).await.expect("response");
+                        let mut body = resp.into_body();
+                        let _ = body.frame().await;
+                        v.push(t.elapsed().as_secs_f64() * 1000.0);
+                        while body.frame().await.is_some() {}
+                    }
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                })
             })
-        })
-        .join()
-        .expect("thread")
+            .expect("loadgen thread")
+            .join()
+            .expect("thread")
     })
 }

@@ -54,10 +54,7 @@ impl FastUpstream {
         std::thread::Builder::new()
             .name("fast-upstream".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("upstream runtime");
+                let rt = super::runtime("fast-upstream");
                 rt.block_on(serve(std_listener, acceptor));
             })
             .expect("upstream thread");
