@@ -305,6 +305,10 @@ pub enum Command {
         /// Permission bits of the tape, in octal (it holds what the agent sent and got).
         #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = tapedeck_model::secure_fs::parse_mode)]
         mode: u32,
+        /// Bodies longer than this many bytes are written once each, content-addressed,
+        /// to NAME.bodies/<blake3> beside the tape instead of inline in it.
+        #[arg(long, value_name = "BYTES", default_value_t = tapedeck_store::tape_files::DEFAULT_INLINE_MAX)]
+        inline_max: u64,
     },
     /// Load a tape file into the store.
     Import {

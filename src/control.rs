@@ -386,7 +386,7 @@ impl Control {
                             other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
                         })?;
                         let mut out = Vec::new();
-                        rec.write_tape(&mut out, |_| {})
+                        rec.write_tape(&mut out, None, |_| {})
                             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                         Ok(out)
                     },

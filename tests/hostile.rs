@@ -157,7 +157,7 @@ async fn tapes_with_hostile_metadata_are_refused_by_import_and_replay_with_file_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_body_of_nul_bytes_exports_as_base64_not_six_bytes_each() {
+async fn a_body_of_nul_bytes_exports_as_a_file_or_base64_never_six_bytes_each() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let ca = up.ca_path.to_str().unwrap().to_string();
@@ -173,17 +173,48 @@ async fn a_body_of_nul_bytes_exports_as_base64_not_six_bytes_each() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     d.stop();
-    let events = export(&dirs, "nul");
+    // Above the inline limit (64 KiB by default) the body is a file beside the tape,
+    // byte for byte.
+    let tape = dirs.path("nul.jsonl");
+    let (code, _, err) = dirs.run(&["export", "nul", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let events = support::harness::read_tape(&tape).1;
+    let body = &events[0]["request"]["body"];
+    let file = body["file"].as_str().expect("a body file");
+    assert!(body["base64"].is_null() && body["text"].is_null(), "{body}");
+    assert_eq!(std::fs::read(dirs.path(file)).unwrap(), vec![0u8; n]);
+    // Inline, it is base64.
+    let tape = dirs.path("nul.inline.jsonl");
+    let (code, _, err) = dirs.run(&[
+        "export",
+        "nul",
+        "-o",
+        tape.to_str().unwrap(),
+        "--inline-max",
+        "1048576",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let events = support::harness::read_tape(&tape).1;
     let body = &events[0]["request"]["body"];
     assert_eq!(body["len"], n);
     assert!(body["base64"].is_string(), "inline as base64");
-    let size = std::fs::metadata(dirs.path("nul.export.jsonl"))
-        .unwrap()
-        .len();
+    let size = std::fs::metadata(&tape).unwrap().len();
     assert!(size < (n as u64) * 3 / 2, "{size} bytes for {n} NULs");
     // And it reads back byte for byte.
-    let tape = dirs.path("nul.export.jsonl");
     let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap(), "--session", "nul2"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(export(&dirs, "nul2")[0]["request"]["body"], *body);
+    let again = dirs.path("nul2.inline.jsonl");
+    let (code, _, err) = dirs.run(&[
+        "export",
+        "nul2",
+        "-o",
+        again.to_str().unwrap(),
+        "--inline-max",
+        "1048576",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        support::harness::read_tape(&again).1[0]["request"]["body"],
+        *body
+    );
 }

@@ -345,3 +345,303 @@ async fn responses_over_max_body_are_refused_or_cut_and_recorded() {
     assert_eq!(resp.status(), 413);
     stop(d);
 }
+
+/// Runs a tapedeck command to its end, sampling its peak resident memory (VmHWM, a high
+/// water mark, so the last sample is the peak up to then): (exit code, stderr, MB).
+fn run_peak(dirs: &Dirs, args: &[&str]) -> (i32, String, f64) {
+    let mut child = std::process::Command::new(support::harness::tapedeck_bin())
+        .args(args)
+        .current_dir(dirs.root.path())
+        .env("TAPEDECK_STORE", &dirs.store)
+        .env("TAPEDECK_CERTS", &dirs.certs)
+        .env_remove("TAPEDECK_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tapedeck");
+    let pid = child.id() as i32;
+    let mut peak = 0.0f64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            {
+                peak = peak.max(kb / 1000.0);
+            }
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err, peak)
+}
+
+/// Bound on the peak RSS of export, import and replay of a tape with a 200 MB body.
+const TAPE_BOUND_MB: f64 = 150.0;
+
+/// A 200 MB body recorded, exported, imported and replayed from the tape: it goes to one
+/// file beside the tape, a body fetched twice is written once, binary is never escaped
+/// per byte, and no step holds the body (or the tape) whole in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tape_with_a_200_mb_body_exports_imports_and_replays_in_bounded_memory() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "huge");
+    let c = client_h1(&d, &dirs);
+    for path in [
+        "/big?bytes=200000000",
+        "/big?bytes=100000",
+        "/big?bytes=100000",
+        "/big?bytes=3000",
+    ] {
+        let (status, _) = drain(c.get(up.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    stop(d);
+
+    let tape = dirs.path("huge.jsonl");
+    let (code, err, export_mb) = run_peak(&dirs, &["export", "huge", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    assert!(
+        text.len() < 64 << 10,
+        "the tape itself is {} bytes",
+        text.len()
+    );
+    assert!(
+        !text.contains("\\u0000"),
+        "a binary body was escaped per byte"
+    );
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dirs.path("huge.bodies"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    files.sort_by_key(|f| f.1);
+    // The 100 kB body twice and the 200 MB body: two files; the 3 kB body is inline.
+    assert_eq!(
+        files.iter().map(|f| f.1).collect::<Vec<_>>(),
+        vec![100_000, 200_000_000]
+    );
+    let (header, events) = support::harness::read_tape(&tape);
+    assert_eq!(header["tapedeck_tape"], 3);
+    let small = &events[3]["response"]["body"];
+    assert!(
+        small["base64"].is_string() && small["file"].is_null(),
+        "{small}"
+    );
+    assert_eq!(
+        events[0]["response"]["body"]["file"],
+        format!("huge.bodies/{}", files[1].0)
+    );
+
+    let d = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let c = client_h1(&d, &dirs);
+    let n = pattern_len(c.get(up.url("/big?bytes=200000000")).send().await.unwrap()).await;
+    assert_eq!(n, 200_000_000);
+    let replay_mb = peak_mb(d.pid());
+    drop(d);
+
+    let other = dirs.path("other-store");
+    let (code, err, import_mb) = run_peak(
+        &dirs,
+        &[
+            "import",
+            tape.to_str().unwrap(),
+            "--store",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // What was imported exports again to the same body files.
+    let again = dirs.path("again.jsonl");
+    let (code, err) = {
+        let (c, _, e) = dirs.run(&[
+            "export",
+            "huge",
+            "--store",
+            other.to_str().unwrap(),
+            "-o",
+            again.to_str().unwrap(),
+        ]);
+        (c, e)
+    };
+    assert_eq!(code, 0, "{err}");
+    for (name, len) in &files {
+        let meta = std::fs::metadata(dirs.path("again.bodies").join(name)).unwrap();
+        assert_eq!(meta.len(), *len, "{name}");
+    }
+
+    eprintln!(
+        "peak RSS (VmHWM) with a 200 MB body: export {export_mb:.1} MB, replay --tape {replay_mb:.1} MB, import {import_mb:.1} MB"
+    );
+    for _ in [
+        dirs.path("huge.bodies"),
+        dirs.path("again.bodies"),
+        other.clone(),
+    ]
+    .iter()
+    .map(std::fs::remove_dir_all)
+    {}
+    let _ = std::fs::remove_dir_all(&dirs.store);
+    for (what, mb) in [
+        ("export", export_mb),
+        ("replay --tape", replay_mb),
+        ("import", import_mb),
+    ] {
+        assert!(
+            mb < TAPE_BOUND_MB,
+            "{what}: peak RSS {mb:.1} MB ≥ {TAPE_BOUND_MB} MB"
+        );
+    }
+}
+
+/// A tape's body files are untrusted: edited, missing, or named outside the tape's body
+/// directory, the tape is refused with the file named, and nothing is imported.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_body_files_are_refused_by_name() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "files");
+    let c = client_h1(&d, &dirs);
+    let (status, _) = drain(c.get(up.url("/big?bytes=5000")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    stop(d);
+    let tape = dirs.path("t.jsonl");
+    let (code, _, err) = dirs.run(&[
+        "export",
+        "files",
+        "-o",
+        tape.to_str().unwrap(),
+        "--inline-max",
+        "1000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let b3 = blake3::hash(
+        &(0..5000u64)
+            .map(support::upstream::big_byte)
+            .collect::<Vec<_>>(),
+    )
+    .to_hex()
+    .to_string();
+    let body = dirs.path("t.bodies").join(&b3);
+    let original = std::fs::read(&body).unwrap();
+    let other = dirs.path("other-store");
+    let import = |tape: &std::path::Path| {
+        dirs.run(&[
+            "import",
+            tape.to_str().unwrap(),
+            "--session",
+            "copy",
+            "--replace",
+            "--store",
+            other.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(import(&tape).0, 0, "the untouched tape imports");
+
+    let mut edited = original.clone();
+    edited[100] ^= 1;
+    std::fs::write(&body, &edited).unwrap();
+    let (code, _, err) = import(&tape);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("t.bodies/{b3} does not match its blake3")),
+        "{err}"
+    );
+    let (code, _, err) = dirs.run(&["replay", "--tape", tape.to_str().unwrap(), "--", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not match its blake3"), "{err}");
+
+    std::fs::remove_file(&body).unwrap();
+    let (code, _, err) = import(&tape);
+    assert_ne!(code, 0);
+    assert!(err.contains("is missing"), "{err}");
+
+    std::fs::write(&body, &original).unwrap();
+    let outside = dirs.path("outside.jsonl");
+    std::fs::write(&outside, text.replace("\"t.bodies/", "\"../t.bodies/")).unwrap();
+    let (code, _, err) = import(&outside);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("outside.jsonl, line 2") && err.contains("../t.bodies/"),
+        "{err}"
+    );
+
+    // The refused imports (each asked to replace it) left the first one as it was.
+    let again = dirs.path("again.jsonl");
+    let (code, _, err) = dirs.run(&[
+        "export",
+        "copy",
+        "--store",
+        other.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(support::harness::read_tape(&again).1.len(), 1);
+}
+
+/// Writes a tape of `events` GET exchanges with small JSON answers and `headers` headers
+/// on each side (an LLM API call carries a few dozen).
+fn synthetic_tape(path: &std::path::Path, session: &str, events: u64, headers: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(
+        out,
+        r#"{{"tapedeck_tape":1,"session":"{session}","events":{events}}}"#
+    )
+    .unwrap();
+    let empty = r#"{"b3":"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262","len":0,"text":""}"#;
+    for step in 1..=events {
+        let answer = format!(r#"{{"id":{step},"items":["a","b"]}}"#);
+        let body = format!(
+            r#"{{"b3":"{}","len":{},"json":{answer}}}"#,
+            blake3::hash(answer.as_bytes()).to_hex(),
+            answer.len()
+        );
+        let hs = |side: &str| {
+            (0..headers)
+                .map(|h| format!(r#"["x-{side}-header-{h}","value-{step}-{h}-0123456789abcdef"]"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (req_h, resp_h) = (hs("request"), hs("response"));
+        writeln!(
+            out,
+            r#"{{"step":{step},"kind":"tool","key":"k{step}","request":{{"method":"GET","url":"http://api.test/items/{step}","version":"HTTP/1.1","headers":[{req_h}],"body":{empty}}},"response":{{"status":200,"version":"HTTP/1.1","headers":[{resp_h}],"body":{body},"complete":true}},"timing":{{"start_ns":0,"end_ns":1000,"ttfb_ns":500,"start_unix_ns":0,"end_unix_ns":1000}}}}"#
+        )
+        .unwrap();
+    }
+}
+
+/// A tape of 100,000 events becomes ready to replay with resident memory proportional to
+/// its events: the time it took is printed (timing is shown, not asserted).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tape_of_100k_events_is_ready_in_bounded_memory() {
+    const EVENTS: u64 = 100_000;
+    let dirs = Dirs::new();
+    let tape = dirs.path("many.jsonl");
+    synthetic_tape(&tape, "many", EVENTS, 2);
+    let mb = std::fs::metadata(&tape).unwrap().len() as f64 / 1e6;
+    let started = std::time::Instant::now();
+    let d = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let ready = started.elapsed();
+    let peak = peak_mb(d.pid());
+    eprintln!(
+        "replay --tape of {EVENTS} events ({mb:.0} MB tape): ready in {:.2} s, peak RSS {peak:.1} MB",
+        ready.as_secs_f64()
+    );
+    drop(d);
+    assert!(peak < 400.0, "peak RSS {peak:.1} MB for {EVENTS} events");
+}

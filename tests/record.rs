@@ -534,7 +534,9 @@ async fn export_import_export_gives_the_same_tape() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("--replace"), "{err}");
-    let second = dirs.path("second.jsonl");
+    // The same name in another directory: a tape names its body files by its own name.
+    std::fs::create_dir(dirs.path("again")).unwrap();
+    let second = dirs.path("again/first.jsonl");
     let (code, _, err) = dirs.run(&[
         "export",
         "trip",
@@ -547,6 +549,16 @@ async fn export_import_export_gives_the_same_tape() {
     assert_eq!(
         std::fs::read(&first).unwrap(),
         std::fs::read(&second).unwrap()
+    );
+    // The 2 MB body is a file beside each, the same bytes.
+    let (_, events) = support::harness::read_tape(&first);
+    let file = events
+        .iter()
+        .find_map(|e| e["response"]["body"]["file"].as_str())
+        .expect("a body file");
+    assert_eq!(
+        std::fs::read(dirs.path(file)).unwrap(),
+        std::fs::read(dirs.path("again").join(file)).unwrap()
     );
     assert!(dirs.files_containing(SECRET.as_bytes()).is_empty());
 }

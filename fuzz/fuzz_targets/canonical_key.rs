@@ -109,6 +109,7 @@ fuzz_target!(|data: &[u8]| {
             bodies: [(b3.clone(), Bytes::from(stored.clone()))]
                 .into_iter()
                 .collect(),
+            files: Default::default(),
         },
         "fuzz".into(),
     );

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use tapedeck_store::tape::{read_from, write_run, Tape, TapeHeader, TAPE_VERSION};
+use tapedeck_store::StoreError;
 
 fn export(t: &Tape) -> Vec<u8> {
     let mut out = Vec::new();
@@ -18,12 +19,12 @@ fn export(t: &Tape) -> Vec<u8> {
         &t.header.session,
         t.header.exit_code,
         &t.events,
-        |r| {
-            t.bodies
-                .get(&r.b3)
-                .map(|b| b.to_vec())
-                .ok_or_else(|| tapedeck_store::StoreError::MissingBody(r.b3.clone()))
+        |r, sink| match (t.bodies.get(&r.b3), t.files.get(&r.b3)) {
+            (Some(b), _) => sink(b),
+            (None, Some(f)) => sink(&f.read_all()?),
+            (None, None) => Err(StoreError::MissingBody(r.b3.clone()).into()),
         },
+        None,
         |_| {},
     )
     .expect("a tape that was read writes back");

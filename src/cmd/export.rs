@@ -1,4 +1,5 @@
-//! `tapedeck export SESSION -o FILE`: write a session as a tape.
+//! `tapedeck export SESSION -o FILE`: write a session as a tape (bodies above
+//! `--inline-max` bytes go to files in `FILE`'s `.bodies` directory beside it).
 
 use std::io::Write;
 use std::path::Path;
@@ -6,12 +7,21 @@ use std::path::Path;
 use super::{msg, stderr_is_terminal, CmdError, CmdResult};
 use crate::recording;
 use tapedeck_model::secure_fs::PendingFile;
+use tapedeck_store::tape_files::BodyFiles;
 
 /// Writes the tape to `output` with permission bits `mode` (0600 unless `--mode`).
-pub async fn run(session: &str, output: &Path, store: &Path, mode: u32) -> CmdResult {
+pub async fn run(
+    session: &str,
+    output: &Path,
+    store: &Path,
+    mode: u32,
+    inline_max: u64,
+) -> CmdResult {
     let rec = recording::load(session, store).await?;
     let bar = progress_bar(rec.events.len() as u64, "exporting");
-    write_tape(&rec, output, mode, |n| bar.set_position(n as u64))?;
+    write_tape(&rec, output, mode, inline_max, |n| {
+        bar.set_position(n as u64)
+    })?;
     bar.finish_and_clear();
     eprintln!(
         "exported {} events of {} to {}",
@@ -23,15 +33,19 @@ pub async fn run(session: &str, output: &Path, store: &Path, mode: u32) -> CmdRe
 }
 
 /// Writes `rec` as a tape at `output`: whole or not at all, never through a symlink.
+/// Bodies longer than `inline_max` are written once each to `NAME.bodies/<blake3>`
+/// beside it, before the tape that names them.
 pub fn write_tape(
     rec: &recording::Recording,
     output: &Path,
     mode: u32,
+    inline_max: u64,
     progress: impl FnMut(usize),
 ) -> Result<(), CmdError> {
     let mut file = PendingFile::create(output, mode).map_err(|e| msg(e.to_string()))?;
     let mut out = std::io::BufWriter::new(file.file());
-    rec.write_tape(&mut out, progress)
+    let mut files = BodyFiles::new(output, mode, inline_max);
+    rec.write_tape(&mut out, Some(&mut files), progress)
         .map_err(|e| msg(format!("cannot export {}: {e}", rec.source)))?;
     out.flush()
         .map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;

@@ -35,6 +35,7 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
         &rec,
         &tape_path,
         tapedeck_model::secure_fs::PRIVATE_FILE,
+        tapedeck_store::tape_files::DEFAULT_INLINE_MAX,
         |_| {},
     )?;
     // Each signature once, at the earliest step where the incident showed it.

@@ -92,7 +92,8 @@ pub fn run(cli: Cli) -> CmdResult {
                 output,
                 store,
                 mode,
-            } => export::run(&session, &output, &store.store, mode).await,
+                inline_max,
+            } => export::run(&session, &output, &store.store, mode, inline_max).await,
             Command::Import {
                 file,
                 session,

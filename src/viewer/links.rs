@@ -186,6 +186,7 @@ mod tests {
                 header,
                 events,
                 bodies,
+                files: Default::default(),
             },
             "test".into(),
         )

@@ -269,10 +269,18 @@ pub fn read_tape(path: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
     (header, events)
 }
 
-/// Exports a session (daemon stopped or running) and returns its events.
+/// Exports a session (daemon stopped or running) and returns its events, every body
+/// inline (so a test reads bodies from the events; body files have tests of their own).
 pub fn export(dirs: &Dirs, session: &str) -> Vec<serde_json::Value> {
     let out = dirs.path(&format!("{session}.export.jsonl"));
-    let (code, _, err) = dirs.run(&["export", session, "-o", out.to_str().unwrap()]);
+    let (code, _, err) = dirs.run(&[
+        "export",
+        session,
+        "-o",
+        out.to_str().unwrap(),
+        "--inline-max",
+        "1073741824",
+    ]);
     assert_eq!(code, 0, "export failed: {err}");
     read_tape(&out).1
 }

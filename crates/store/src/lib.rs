@@ -12,6 +12,7 @@ pub mod journal;
 pub mod recording;
 mod sled_store;
 pub mod tape;
+pub mod tape_files;
 
 pub use issues::{IssueRecord, IssueStatus, IssueTable};
 pub use sled_store::SledStore;
@@ -69,6 +70,8 @@ pub enum StoreError {
     CommitStopped,
     #[error("body {0} is missing from the store")]
     MissingBody(String),
+    #[error(transparent)]
+    TapeBody(#[from] crate::tape_files::BodyFileError),
     #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
     NoSession(String),
 }

@@ -1,18 +1,26 @@
 //! A session loaded for reading: its events and a way to fetch their bodies, from the
-//! store or from a tape held in memory.
+//! store or from a tape (small bodies in memory, large ones in checked files beside it).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use foldhash::HashMap;
 
-use crate::tape;
+use crate::tape::{self, TapeWriteError};
+use crate::tape_files::FileBody;
 use crate::{Store, StoreError};
 use tapedeck_model::exchange::{BodyRef, Event};
 
 enum Bodies {
     Store(Arc<dyn Store>),
-    Memory(HashMap<String, Bytes>),
+    /// A tape's: inline bodies in memory, larger ones in files read part by part.
+    Tape(Arc<HashMap<String, Bytes>>, Arc<HashMap<String, FileBody>>),
+}
+
+/// The name of part `i` of a tape's body file, as [`Recording::body_parts`] lists it (a
+/// store's parts are named by their blake3 alone, so the two never collide).
+fn file_part(b3: &str, i: usize) -> String {
+    format!("{b3}:{i}")
 }
 
 pub struct Recording {
@@ -33,7 +41,7 @@ impl Recording {
             session: t.header.session,
             exit_code: t.header.exit_code,
             events: t.events,
-            bodies: Bodies::Memory(t.bodies),
+            bodies: Bodies::Tape(Arc::new(t.bodies), Arc::new(t.files)),
             source,
             damaged: Vec::new(),
         }
@@ -62,7 +70,7 @@ impl Recording {
     pub fn store(&self) -> Option<Arc<dyn Store>> {
         match &self.bodies {
             Bodies::Store(s) => Some(s.clone()),
-            Bodies::Memory(_) => None,
+            Bodies::Tape(..) => None,
         }
     }
 
@@ -72,10 +80,19 @@ impl Recording {
                 .get_body(&r.b3)?
                 .map(Bytes::from)
                 .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
-            Bodies::Memory(m) => m
-                .get(&r.b3)
-                .cloned()
-                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+            Bodies::Tape(inline, files) => match (inline.get(&r.b3), files.get(&r.b3)) {
+                (Some(b), _) => Ok(b.clone()),
+                (None, Some(f)) => Ok(f.read_all()?),
+                (None, None) => Err(StoreError::MissingBody(r.b3.clone())),
+            },
+        }
+    }
+
+    /// Pushes body `r` to `sink` a part at a time (a large body is never whole in memory).
+    pub fn stream_body(&self, r: &BodyRef, sink: tape::BodySink) -> Result<(), TapeWriteError> {
+        match self.body_parts(r) {
+            Some(parts) => parts.iter().try_for_each(|p| sink(&self.body_part(p)?)),
+            None => sink(&self.body(r)?),
         }
     }
 
@@ -121,12 +138,14 @@ impl Recording {
         Ok(identify(&r.method, &r.url, &headers, key_body, rules))
     }
 
-    /// The parts of a large body kept in the store, to read one at a time; `None` when
-    /// the body is whole (or the recording is in memory).
+    /// The parts of a large body (in the store, or in a file beside a tape), to read one
+    /// at a time; `None` when the body is whole.
     pub fn body_parts(&self, r: &BodyRef) -> Option<Vec<String>> {
         match &self.bodies {
             Bodies::Store(s) => s.body_segments(&r.b3).ok().flatten(),
-            Bodies::Memory(_) => None,
+            Bodies::Tape(_, files) => files
+                .get(&r.b3)
+                .map(|f| (0..f.parts()).map(|i| file_part(&r.b3, i)).collect()),
         }
     }
 
@@ -137,10 +156,15 @@ impl Recording {
                 .get_body(hash_hex)?
                 .map(Bytes::from)
                 .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
-            Bodies::Memory(m) => m
-                .get(hash_hex)
-                .cloned()
-                .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
+            Bodies::Tape(inline, files) => {
+                if let Some(b) = inline.get(hash_hex) {
+                    return Ok(b.clone());
+                }
+                let missing = || StoreError::MissingBody(hash_hex.to_string());
+                let (b3, i) = hash_hex.split_once(':').ok_or_else(missing)?;
+                let i: usize = i.parse().map_err(|_| missing())?;
+                Ok(files.get(b3).ok_or_else(missing)?.part(i)?)
+            }
         }
     }
 
@@ -152,7 +176,7 @@ impl Recording {
             .collect();
         let bodies = match &self.bodies {
             Bodies::Store(s) => Bodies::Store(s.clone()),
-            Bodies::Memory(m) => Bodies::Memory(m.clone()),
+            Bodies::Tape(inline, files) => Bodies::Tape(inline.clone(), files.clone()),
         };
         Recording {
             session: self.session.clone(),
@@ -164,18 +188,21 @@ impl Recording {
         }
     }
 
-    /// Writes this recording as a tape.
+    /// Writes this recording as a tape; with `files`, its large bodies go to files
+    /// beside it (else every body is inline).
     pub fn write_tape<W: std::io::Write>(
         &self,
         out: &mut W,
+        files: Option<&mut crate::tape_files::BodyFiles>,
         progress: impl FnMut(usize),
-    ) -> Result<(), tape::TapeWriteError> {
+    ) -> Result<(), TapeWriteError> {
         tape::write_run(
             out,
             &self.session,
             self.exit_code,
             &self.events,
-            |r| self.body(r).map(|b| b.to_vec()),
+            |r, sink| self.stream_body(r, sink),
+            files,
             progress,
         )
     }
@@ -227,6 +254,7 @@ mod tests {
                 },
                 events: vec![ev.clone()],
                 bodies: [(b3, Bytes::from(body.clone()))].into_iter().collect(),
+                files: Default::default(),
             },
             "test".into(),
         );

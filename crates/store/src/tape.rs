@@ -1,12 +1,16 @@
 //! Tapes: the portable, git-friendly form of one session.
 //!
-//! JSON lines: a header line, then one event per line, in step order. Bodies are inline:
-//! JSON bodies as JSON (so a diff reads well), text as text, binary as base64, each with
-//! its blake3, which is checked on reading. A tape that is corrupt, truncated or from a
-//! newer format is refused whole, naming the file and line: nothing is served from a
-//! half-read tape.
+//! JSON lines: a header line, then one event per line, in step order. Small bodies are
+//! inline: JSON bodies as JSON (so a diff reads well), text as text, binary as base64,
+//! each with its blake3, which is checked on reading. Larger bodies (when the writer is
+//! given [`BodyFiles`]) are files beside the tape, one per distinct body, named by blake3
+//! (see [`crate::tape_files`]). A tape that is corrupt, truncated or from a newer format
+//! is refused whole, naming the file and line: nothing is served from a half-read tape.
+//!
+//! A tape is read line by line ([`TapeReader`]) and written event by event, bodies a
+//! part at a time: neither side holds the tape, or a body file, whole in memory.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -17,13 +21,16 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::tape_files::{self, BodyFileError, BodyFiles, FileBody};
 use tapedeck_model::exchange::{BodyRef, Event, MAX_EXCHANGE_TIME};
 
 /// The newest format this tapedeck reads. A tape is written as format 1 unless it holds
-/// WebSocket messages (format 2), so a tapedeck that knows nothing of them refuses such
-/// a tape instead of replaying the upgrade without its messages.
-pub const TAPE_VERSION: u32 = 2;
+/// WebSocket messages (format 2) or bodies in files (format 3), so a tapedeck that knows
+/// nothing of them refuses such a tape instead of replaying it without them.
+pub const TAPE_VERSION: u32 = 3;
 const TAPE_VERSION_HTTP: u32 = 1;
+const TAPE_VERSION_WS: u32 = 2;
+const TAPE_VERSION_FILES: u32 = 3;
 
 #[derive(Debug, Error)]
 pub enum TapeError {
@@ -78,6 +85,10 @@ pub enum LineError {
     },
     #[error("step {step} after step {last}: events must be in step order")]
     Order { step: u64, last: u64 },
+    #[error(transparent)]
+    BodyFile(#[from] BodyFileError),
+    #[error("a body in a file needs tape format {TAPE_VERSION_FILES}; the header says {0}")]
+    FileInOldFormat(u64),
 }
 
 /// An inline body that cannot be turned back into its bytes.
@@ -146,6 +157,8 @@ pub enum TapeWriteError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    BodyFile(#[from] BodyFileError),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -160,11 +173,13 @@ pub struct TapeHeader {
     pub exit_code: Option<i32>,
 }
 
-/// A tape read into memory: events and their bodies by blake3.
+/// A tape read: its events, its inline bodies by blake3, and its body files (checked,
+/// read part by part when needed) by blake3.
 pub struct Tape {
     pub header: TapeHeader,
     pub events: Vec<Event>,
     pub bodies: HashMap<String, Bytes>,
+    pub files: HashMap<String, FileBody>,
 }
 
 /// A body as a tape holds it: inline, with its blake3.
@@ -184,6 +199,9 @@ pub struct InlineBody {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base64: Option<String>,
+    /// A body kept in a file beside the tape: `NAME.bodies/<blake3>` (format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 const STYLES: [&str; 4] = ["compact", "pretty", "compact\n", "pretty\n"];
@@ -191,15 +209,7 @@ const STYLES: [&str; 4] = ["compact", "pretty", "compact\n", "pretty\n"];
 /// The inline form of a body: JSON when the bytes are exactly a rendering of their
 /// JSON value (so the round trip is byte for byte), else text, else base64.
 fn inline(body: &BodyRef, data: &[u8]) -> InlineBody {
-    let mut v = InlineBody {
-        b3: body.b3.clone(),
-        len: body.len,
-        encoding: body.encoding.clone(),
-        json: None,
-        style: None,
-        text: None,
-        base64: None,
-    };
+    let mut v = bare(body);
     let first = data.iter().find(|b| !b.is_ascii_whitespace());
     if matches!(first, Some(b'{') | Some(b'[')) {
         if let Ok(parsed) = serde_json::from_slice::<Value>(data) {
@@ -219,6 +229,20 @@ fn inline(body: &BodyRef, data: &[u8]) -> InlineBody {
         _ => v.base64 = Some(base64::engine::general_purpose::STANDARD.encode(data)),
     }
     v
+}
+
+/// A body's reference with no content yet.
+fn bare(body: &BodyRef) -> InlineBody {
+    InlineBody {
+        b3: body.b3.clone(),
+        len: body.len,
+        encoding: body.encoding.clone(),
+        json: None,
+        style: None,
+        text: None,
+        base64: None,
+        file: None,
+    }
 }
 
 /// Control bytes other than tab, newline, carriage return, form feed and escape: JSON
@@ -283,32 +307,54 @@ fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), BodyError> {
     ))
 }
 
-/// Writes a session as a tape. `body` returns a body's bytes by blake3.
+/// Writes a session as a tape, every body inline. `body` returns a body's bytes by blake3.
 pub fn write<W: Write>(
     out: &mut W,
     session: &str,
     events: &[Event],
-    body: impl FnMut(&BodyRef) -> Result<Vec<u8>, crate::StoreError>,
+    mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, crate::StoreError>,
     progress: impl FnMut(usize),
 ) -> Result<(), TapeWriteError> {
-    write_run(out, session, None, events, body, progress)
+    write_run(
+        out,
+        session,
+        None,
+        events,
+        |r, sink| sink(&body(r)?),
+        None,
+        progress,
+    )
 }
 
-/// [`write`], with the exit status of the command the session was recorded around.
+/// Pushes a body's bytes, a part at a time, to the sink it is given.
+pub type BodySink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), TapeWriteError>;
+
+/// Writes a session as a tape, with the exit status of the command it was recorded
+/// around. `body` pushes a body's bytes (by blake3) to a sink, a part at a time; with
+/// `files`, bodies it wants go to files beside the tape instead of inline.
 pub fn write_run<W: Write>(
     out: &mut W,
     session: &str,
     exit_code: Option<i32>,
     events: &[Event],
-    mut body: impl FnMut(&BodyRef) -> Result<Vec<u8>, crate::StoreError>,
+    mut body: impl FnMut(&BodyRef, BodySink) -> Result<(), TapeWriteError>,
+    mut files: Option<&mut BodyFiles>,
     mut progress: impl FnMut(usize),
 ) -> Result<(), TapeWriteError> {
+    let filed = |ev: &Event| {
+        files
+            .as_deref()
+            .is_some_and(|f| body_lens(ev).any(|len| f.wants(len)))
+    };
+    let tapedeck_tape = if events.iter().any(filed) {
+        TAPE_VERSION_FILES
+    } else if events.iter().any(|e| e.ws.is_some()) {
+        TAPE_VERSION_WS
+    } else {
+        TAPE_VERSION_HTTP
+    };
     let header = TapeHeader {
-        tapedeck_tape: if events.iter().any(|e| e.ws.is_some()) {
-            TAPE_VERSION
-        } else {
-            TAPE_VERSION_HTTP
-        },
+        tapedeck_tape,
         session: session.to_string(),
         events: events.len() as u64,
         exit_code,
@@ -316,9 +362,22 @@ pub fn write_run<W: Write>(
     serde_json::to_writer(&mut *out, &header)?;
     out.write_all(b"\n")?;
     for (i, ev) in events.iter().enumerate() {
-        let line = ev
-            .clone()
-            .map_bodies(|r| body(&r).map(|data| inline(&r, &data)))?;
+        let line = ev.clone().map_bodies(|r| {
+            if let Some(f) = files.as_deref_mut().filter(|f| f.wants(r.len)) {
+                let reference = f.write(&r, |sink| body(&r, sink))?;
+                return Ok::<_, TapeWriteError>(InlineBody {
+                    file: Some(reference),
+                    ..bare(&r)
+                });
+            }
+            // Capacity from the store's own record, bounded all the same.
+            let mut data = Vec::with_capacity(r.len.min(1 << 24) as usize);
+            body(&r, &mut |part| {
+                data.extend_from_slice(part);
+                Ok(())
+            })?;
+            Ok(inline(&r, &data))
+        })?;
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
         progress(i + 1);
@@ -326,109 +385,195 @@ pub fn write_run<W: Write>(
     Ok(out.flush()?)
 }
 
-/// Reads a whole tape, or refuses it.
-pub fn read(path: &Path) -> Result<Tape, TapeError> {
-    let file = std::fs::File::open(path).map_err(|source| TapeError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    read_from(std::io::BufReader::with_capacity(1 << 20, file), path)
+/// The lengths of an event's bodies: request, response, WebSocket messages.
+fn body_lens(ev: &Event) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(ev.request.body.len)
+        .chain(ev.response.iter().map(|r| r.body.len))
+        .chain(ev.ws.iter().flat_map(|w| &w.messages).map(|m| m.body.len))
 }
 
+/// Reads a whole tape, or refuses it. Inline bodies are held in memory; body files are
+/// checked and left on disk.
+pub fn read(path: &Path) -> Result<Tape, TapeError> {
+    collect(TapeReader::open(path)?)
+}
+
+/// [`read`], from any reader (`path` names it in messages and locates body files).
 pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> {
-    let line_err = |line: usize, problem: LineError| TapeError::Line {
-        path: path.to_path_buf(),
-        line,
-        problem,
-    };
-    let mut lines = reader.split(b'\n');
-    let first = match lines.next() {
-        Some(Ok(l)) => l,
-        Some(Err(e)) => return Err(line_err(1, LineError::Read(e))),
-        None => {
-            return Err(TapeError::Empty {
-                path: path.to_path_buf(),
-            })
-        }
-    };
-    let head: Value =
-        serde_json::from_slice(&first).map_err(|e| line_err(1, LineError::NotHeader(e)))?;
-    let version = head
-        .get("tapedeck_tape")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| line_err(1, LineError::NoVersion))?;
-    if version > TAPE_VERSION as u64 {
-        return Err(line_err(1, LineError::Newer(version)));
-    }
-    let header: TapeHeader =
-        serde_json::from_value(head).map_err(|e| line_err(1, LineError::BadHeader(e)))?;
-    tapedeck_model::session::SessionName::new(&header.session)
-        .map_err(|e| line_err(1, e.into()))?;
-    let mut events = Vec::with_capacity(header.events.min(1 << 20) as usize);
+    collect(TapeReader::new(reader, path)?)
+}
+
+fn collect<R: BufRead>(mut reader: TapeReader<R>) -> Result<Tape, TapeError> {
+    let mut events = Vec::with_capacity(reader.header.events.min(1 << 20) as usize);
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
-    let mut last_step = 0u64;
-    let mut n = 1usize;
-    for line in lines {
-        n += 1;
-        let line = line.map_err(|e| line_err(n, LineError::Read(e)))?;
-        if line.is_empty() {
-            continue;
+    let mut files: HashMap<String, FileBody> = HashMap::new();
+    while let Some((ev, new)) = reader.next_event()? {
+        for b in new {
+            match b {
+                TapeBody::Inline(r, data) => bodies.insert(r.b3, data).map(|_| ()),
+                TapeBody::File(r, f) => files.insert(r.b3, f).map(|_| ()),
+            };
         }
-        let ev: Event<InlineBody> =
-            serde_json::from_slice(&line).map_err(|e| line_err(n, LineError::NotEvent(e)))?;
-        let ev = ev
-            .map_bodies(|b| {
-                if let Some(known) = bodies.get(&b.b3) {
-                    // Seen already and verified: skip rebuilding the bytes.
-                    if known.len() as u64 == b.len {
-                        return Ok(BodyRef {
-                            b3: b.b3,
-                            len: b.len,
-                            encoding: b.encoding,
-                        });
-                    }
-                }
-                let (r, data) = materialize(b)?;
-                bodies
-                    .entry(r.b3.clone())
-                    .or_insert_with(|| Bytes::from(data));
-                Ok::<_, BodyError>(r)
-            })
-            .map_err(|e| line_err(n, e.into()))?;
-        check_event(&ev).map_err(|problem| {
-            line_err(
-                n,
-                LineError::Invalid {
-                    step: ev.step,
-                    problem,
-                },
-            )
-        })?;
-        if ev.step <= last_step {
-            return Err(line_err(
-                n,
-                LineError::Order {
-                    step: ev.step,
-                    last: last_step,
-                },
-            ));
-        }
-        last_step = ev.step;
         events.push(ev);
     }
-    if events.len() as u64 != header.events {
-        return Err(TapeError::Count {
-            path: path.to_path_buf(),
-            expected: header.events,
-            found: events.len(),
-            last_line: n,
-        });
-    }
     Ok(Tape {
-        header,
+        header: reader.header,
         events,
         bodies,
+        files,
     })
+}
+
+/// A body met for the first time while reading a tape, checked against its blake3.
+pub enum TapeBody {
+    Inline(BodyRef, Bytes),
+    File(BodyRef, FileBody),
+}
+
+/// Reads a tape an event at a time, checking each line as it comes; the header's count
+/// is checked at the end.
+pub struct TapeReader<R> {
+    lines: std::io::Split<R>,
+    path: PathBuf,
+    header: TapeHeader,
+    version: u64,
+    /// Bodies met so far (blake3 → length), each checked once.
+    seen: HashMap<String, u64>,
+    line: usize,
+    events: u64,
+    last_step: u64,
+}
+
+impl TapeReader<BufReader<std::fs::File>> {
+    pub fn open(path: &Path) -> Result<Self, TapeError> {
+        let file = std::fs::File::open(path).map_err(|source| TapeError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        TapeReader::new(BufReader::with_capacity(1 << 20, file), path)
+    }
+}
+
+impl<R: BufRead> TapeReader<R> {
+    /// Reads and checks the header.
+    pub fn new(reader: R, path: &Path) -> Result<Self, TapeError> {
+        let line_err = |problem: LineError| TapeError::Line {
+            path: path.to_path_buf(),
+            line: 1,
+            problem,
+        };
+        let mut lines = reader.split(b'\n');
+        let first = match lines.next() {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => return Err(line_err(LineError::Read(e))),
+            None => {
+                return Err(TapeError::Empty {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        let head: Value =
+            serde_json::from_slice(&first).map_err(|e| line_err(LineError::NotHeader(e)))?;
+        let version = head
+            .get("tapedeck_tape")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| line_err(LineError::NoVersion))?;
+        if version > TAPE_VERSION as u64 {
+            return Err(line_err(LineError::Newer(version)));
+        }
+        let header: TapeHeader =
+            serde_json::from_value(head).map_err(|e| line_err(LineError::BadHeader(e)))?;
+        tapedeck_model::session::SessionName::new(&header.session)
+            .map_err(|e| line_err(e.into()))?;
+        Ok(TapeReader {
+            lines,
+            path: path.to_path_buf(),
+            header,
+            version,
+            seen: HashMap::new(),
+            line: 1,
+            events: 0,
+            last_step: 0,
+        })
+    }
+
+    pub fn header(&self) -> &TapeHeader {
+        &self.header
+    }
+
+    /// The next event with the bodies it brings that the tape had not had before; `None`
+    /// once the tape has ended as its header said it would.
+    pub fn next_event(&mut self) -> Result<Option<(Event, Vec<TapeBody>)>, TapeError> {
+        loop {
+            let Some(line) = self.lines.next() else {
+                if self.events != self.header.events {
+                    return Err(TapeError::Count {
+                        path: self.path.clone(),
+                        expected: self.header.events,
+                        found: self.events as usize,
+                        last_line: self.line,
+                    });
+                }
+                return Ok(None);
+            };
+            self.line += 1;
+            let line = line.map_err(|e| self.line_err(LineError::Read(e)))?;
+            if line.is_empty() {
+                continue;
+            }
+            let (ev, bodies) = self.event(&line).map_err(|e| self.line_err(e))?;
+            self.events += 1;
+            return Ok(Some((ev, bodies)));
+        }
+    }
+
+    fn line_err(&self, problem: LineError) -> TapeError {
+        TapeError::Line {
+            path: self.path.clone(),
+            line: self.line,
+            problem,
+        }
+    }
+
+    fn event(&mut self, line: &[u8]) -> Result<(Event, Vec<TapeBody>), LineError> {
+        let ev: Event<InlineBody> = serde_json::from_slice(line).map_err(LineError::NotEvent)?;
+        let mut new = Vec::new();
+        let ev = ev.map_bodies(|b| {
+            let r = BodyRef {
+                b3: b.b3.clone(),
+                len: b.len,
+                encoding: b.encoding.clone(),
+            };
+            // Seen already and checked: not read again.
+            if self.seen.get(&b.b3) == Some(&b.len) {
+                return Ok(r);
+            }
+            if let Some(reference) = &b.file {
+                if self.version < TAPE_VERSION_FILES as u64 {
+                    return Err(LineError::FileInOldFormat(self.version));
+                }
+                let f = tape_files::open(&self.path, reference, &r)?;
+                new.push(TapeBody::File(r.clone(), f));
+            } else {
+                let (r, data) = materialize(b)?;
+                new.push(TapeBody::Inline(r, Bytes::from(data)));
+            }
+            self.seen.insert(r.b3.clone(), r.len);
+            Ok::<_, LineError>(r)
+        })?;
+        check_event(&ev).map_err(|problem| LineError::Invalid {
+            step: ev.step,
+            problem,
+        })?;
+        if ev.step <= self.last_step {
+            return Err(LineError::Order {
+                step: ev.step,
+                last: self.last_step,
+            });
+        }
+        self.last_step = ev.step;
+        Ok((ev, new))
+    }
 }
 
 /// Checks what later code trusts of an event beyond its bodies (whose lengths and hashes
@@ -642,5 +787,69 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not match"));
+    }
+
+    fn event_with(step: u64, body: BodyRef) -> Event {
+        let text = format!(
+            "{{\"step\":{step},\"kind\":\"tool\",\"key\":\"k\",\"request\":{{\"method\":\"GET\",\"url\":\"http://a.test/\",\"version\":\"HTTP/1.1\",\"headers\":[],\"body\":{{\"b3\":\"{}\",\"len\":0}}}},\"timing\":{{\"start_ns\":0,\"end_ns\":1,\"start_unix_ns\":0,\"end_unix_ns\":1}}}}",
+            blake3::hash(b"").to_hex()
+        );
+        let mut ev: Event = serde_json::from_str(&text).unwrap();
+        ev.request.body = body;
+        ev
+    }
+
+    #[test]
+    fn large_bodies_go_to_files_once_and_small_ones_stay_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 7) as u8).collect();
+        let small = b"{\"ok\":true}".to_vec();
+        let bodies: HashMap<String, Vec<u8>> = [&big, &small, &Vec::new()]
+            .into_iter()
+            .map(|b| (body_ref(b).b3, b.clone()))
+            .collect();
+        let events: Vec<Event> = [&big, &small, &big]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| event_with(i as u64 + 1, body_ref(b)))
+            .collect();
+        let mut out = Vec::new();
+        let mut files = BodyFiles::new(&path, 0o600, 1000);
+        write_run(
+            &mut out,
+            "s",
+            None,
+            &events,
+            |r, sink| sink(&bodies[&r.b3]),
+            Some(&mut files),
+            |_| {},
+        )
+        .unwrap();
+        std::fs::write(&path, &out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("{\"tapedeck_tape\":3,"), "{text}");
+        assert!(text.len() < 2000, "{text}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("run.bodies"))
+                .unwrap()
+                .count(),
+            1
+        );
+        let tape = read(&path).unwrap();
+        assert_eq!(tape.events, events);
+        assert_eq!(tape.files[&body_ref(&big).b3].read_all().unwrap(), big);
+        assert_eq!(tape.bodies[&body_ref(&small).b3], small);
+
+        // A body file named by a tape of an older format is refused with its line.
+        let old = text.replacen("\"tapedeck_tape\":3", "\"tapedeck_tape\":2", 1);
+        let err = read_from(std::io::Cursor::new(old), &path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("line 2: a body in a file needs tape format 3"),
+            "{err}"
+        );
     }
 }
