@@ -68,6 +68,16 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         (None, true) => Some(Arc::new(SledStore::open(&a.store.store)?)),
     };
     let rec = match &held {
+        // A long session stays in the store: the replay reads each event back when it
+        // serves it. A what-if run reads the recorded events as it goes: they stay.
+        Some(store)
+            if !what_if
+                && store
+                    .session(&source)?
+                    .is_some_and(|i| i.events > tapedeck_replay::KEEP_EVENTS_UP_TO as u64) =>
+        {
+            Recording::from_store_by_step(store.clone(), &source)?
+        }
         Some(store) => Recording::from_store(store.clone(), &source)?,
         None => recording::load(&source, &a.store.store).await?,
     };

@@ -96,6 +96,18 @@ impl Daemon {
     /// Starts `tapedeck <args> --listen LISTEN`, run by `wrapper` (`strace -f ...`) when
     /// one is given, and waits until it listens.
     pub fn start_under(dirs: &Dirs, wrapper: &[&str], args: &[&str], listen: &str) -> Daemon {
+        Daemon::start_within(dirs, wrapper, args, listen, Duration::from_secs(20))
+    }
+
+    /// [`Daemon::start_under`], waiting up to `limit` for it to listen (a debug build
+    /// reading a long session on a busy machine takes a while).
+    pub fn start_within(
+        dirs: &Dirs,
+        wrapper: &[&str],
+        args: &[&str],
+        listen: &str,
+        limit: Duration,
+    ) -> Daemon {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -135,7 +147,7 @@ impl Daemon {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let addr = match rx.recv_timeout(limit) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();

@@ -16,12 +16,21 @@ use super::Order;
 use tapedeck_model::exchange::Kind;
 use tapedeck_trace::causal::{Dep, Graph};
 
+/// A key as the index holds it: the first 128 bits of its blake3.
+pub fn key_id(key: &str) -> u128 {
+    let h = blake3::hash(key.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h.as_bytes()[..16]);
+    u128::from_le_bytes(b)
+}
+
 /// What the index needs of an event.
 #[derive(Clone, Debug)]
 pub struct Slot {
     pub step: u64,
     pub kind: Kind,
-    pub key: String,
+    /// The key, hashed ([`key_id`]): 16 bytes in place of a string per event.
+    pub key: u128,
     /// Method, host and path, hashed: which unserved event a missed request resembles.
     pub route: u64,
     /// The stateful-host lane the event belongs to, if its host was declared stateful.
@@ -92,7 +101,7 @@ pub struct TraceIndex {
     slots: Vec<Slot>,
     consumed: Vec<bool>,
     graph: Graph,
-    key_ids: HashMap<String, u32>,
+    key_ids: HashMap<u128, u32>,
     keys: Vec<KeyList>,
     lanes: Vec<KeyList>,
     first_unserved: usize,
@@ -102,13 +111,12 @@ pub struct TraceIndex {
 
 impl TraceIndex {
     /// `graph` holds the events' dependencies (empty unless the order is causal).
-    pub fn new(mut slots: Vec<Slot>, order: Order, graph: Graph) -> TraceIndex {
-        let mut key_ids: HashMap<String, u32> = HashMap::with_capacity(slots.len());
+    pub fn new(slots: Vec<Slot>, order: Order, graph: Graph) -> TraceIndex {
+        let mut key_ids: HashMap<u128, u32> = HashMap::with_capacity(slots.len());
         let mut keys: Vec<KeyList> = Vec::new();
         let mut lanes: Vec<KeyList> = Vec::new();
-        for (i, s) in slots.iter_mut().enumerate() {
-            let key = std::mem::take(&mut s.key);
-            let id = *key_ids.entry(key).or_insert_with(|| {
+        for (i, s) in slots.iter().enumerate() {
+            let id = *key_ids.entry(s.key).or_insert_with(|| {
                 keys.push(KeyList {
                     events: Vec::new(),
                     next: 0,
@@ -188,7 +196,7 @@ impl TraceIndex {
     /// Takes the event a request with `key` may have, or says why none; `kind` and
     /// `route` only help a miss name the event the request resembles.
     pub fn take(&mut self, kind: Kind, route: u64, key: &str) -> Result<usize, Miss> {
-        let Some(&id) = self.key_ids.get(key) else {
+        let Some(&id) = self.key_ids.get(&key_id(key)) else {
             return Err(Miss {
                 kind: MissKind::Unrecorded,
                 expected: self.similar(kind, route),
@@ -321,7 +329,7 @@ mod tests {
         Slot {
             step,
             kind: Kind::Tool,
-            key: key.into(),
+            key: key_id(key),
             route: 0,
             lane: None,
         }

@@ -43,7 +43,7 @@ use tapedeck_proxy::shutdown::Tracker as InFlight;
 use tapedeck_proxy::{BoxFuture, ClientCtx, Handler};
 use tapedeck_store::keep_limit;
 use tapedeck_store::recording::Recording;
-use tapedeck_trace::causal::{self, tokens::hash, Graph};
+use tapedeck_trace::causal::{self, tokens::hash};
 
 /// Which recorded event a request may take: how far requests may come in another order
 /// than recorded.
@@ -201,6 +201,11 @@ fn route(method: &str, url: &str) -> u64 {
     hash(format!("{method} {} {}", u.host, u.path).as_bytes())
 }
 
+/// A replay keeps the events of a session up to this long in memory (misses then name
+/// recorded tool calls as the trace does); a longer one leaves them in the store and
+/// reads each back when it serves it.
+pub const KEEP_EVENTS_UP_TO: usize = meaning::NAMED_EVENTS;
+
 pub struct Replayer {
     rec: Recording,
     rules: Arc<Rules>,
@@ -227,18 +232,33 @@ impl Replayer {
     /// Builds the index. Keys are recomputed from the stored requests when the rules in
     /// force differ from those the recording was made under.
     pub fn new(
-        rec: Recording,
+        mut rec: Recording,
         rules: Arc<Rules>,
         opts: ReplayOptions,
     ) -> Result<Arc<Replayer>, tapedeck_store::StoreError> {
         let fp = rules.match_fingerprint();
-        let mut slots = Vec::with_capacity(rec.events.len());
+        let mut slots = Vec::with_capacity(rec.len());
         let mut lanes: Vec<String> = Vec::new();
-        for ev in &rec.events {
+        let order = if opts.hybrid.is_some() {
+            Order::Any
+        } else {
+            opts.order
+        };
+        // Dependencies are read from the bodies once, here: causal order enforces them, and
+        // a strict miss says whether they would have allowed the call.
+        let mut graph = matches!(order, Order::Causal | Order::Strict)
+            .then(|| causal::load::GraphLoader::new(rec.len(), rec.has_llm_calls()));
+        let t = Instant::now();
+        // One pass: a session of the store is read back event by event, never whole.
+        rec.for_each_event(&mut |_, ev| {
+            if let Some(g) = graph.as_mut() {
+                g.push(&rec, ev);
+            }
             let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
-                (ev.kind, ev.key.clone())
+                (ev.kind, index::key_id(&ev.key))
             } else {
-                rec.identify(ev, &rules)?
+                let (kind, key) = rec.identify(ev, &rules)?;
+                (kind, index::key_id(&key))
             };
             let host = UrlParts::parse(&ev.request.url).host;
             let lane = rules.is_stateful_host(&host).then(|| {
@@ -255,28 +275,23 @@ impl Replayer {
                 route: route(&ev.request.method, &ev.request.url),
                 lane,
             });
-        }
-        // Dependencies are read from the bodies once, here: causal order enforces them, and
-        // a strict miss says whether they would have allowed the call.
-        let order = if opts.hybrid.is_some() {
-            Order::Any
-        } else {
-            opts.order
-        };
+            Ok(())
+        })?;
+        tracing::debug!(
+            "{} events indexed in {:.0} ms",
+            rec.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        let graph = graph
+            .map(causal::load::GraphLoader::finish)
+            .unwrap_or_default();
         let kinds = slots.iter().map(|s| s.kind).collect();
-        let graph = match order {
-            Order::Causal | Order::Strict => {
-                let t = Instant::now();
-                let g = causal::load::graph(&rec);
-                tracing::debug!(
-                    "dependencies of {} events read in {:.0} ms",
-                    rec.events.len(),
-                    t.elapsed().as_secs_f64() * 1000.0
-                );
-                g
-            }
-            Order::Any => Graph::default(),
-        };
+        // Matching needs only the slots and the graph: the events themselves are read
+        // back from the store when served, so a long session is not held in memory. A
+        // what-if run reads the recorded events as it goes (see [`hybrid`]): they stay.
+        if opts.hybrid.is_none() && rec.len() > KEEP_EVENTS_UP_TO {
+            rec.release_events();
+        }
         let index = Mutex::new(TraceIndex::new(slots, order, graph));
         let this = Arc::new(Replayer {
             rec,
@@ -502,14 +517,20 @@ impl Replayer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(i);
-        let ev = &self.rec.events[i];
+        let ev = match self.rec.event(i) {
+            Ok(ev) => ev,
+            Err(e) => {
+                return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
+            }
+        };
+        let ev = &*ev;
         tracing::debug!("served step {} for {method} {url}", ev.step);
         if let Some(d) = injection.as_ref().and_then(Injection::delay) {
             tokio::time::sleep(d).await;
         }
         if ev.ws.is_some() {
             self.fork_served(step, ev, arrived, injection.as_ref());
-            return ws::respond(self.clone(), i, upgrade, &parts.headers, arrived, ctx.slot).await;
+            return ws::respond(self.clone(), ev, upgrade, &parts.headers, arrived, ctx.slot).await;
         }
         let sent: &[u8] = match &stored_body {
             ReadBody::Whole(b) => b,
@@ -541,8 +562,10 @@ impl Replayer {
 
     /// Logs, counts and answers a miss.
     pub(crate) fn answer_miss(&self, m: &index::Miss, got: &miss::Received) -> Response<ProxyBody> {
-        let ev_of = |i: Option<usize>| i.map(|i| &self.rec.events[i]);
+        let ev_of = |i: Option<usize>| i.and_then(|i| self.rec.event(i).ok());
         let expected = ev_of(m.expected);
+        let later = ev_of(m.later);
+        let expected = expected.as_deref();
         // A large expected body is described by its hash, never read whole.
         let expected_bytes = expected
             .filter(|e| e.request.body.len <= miss::DIFF_LIMIT)
@@ -570,7 +593,7 @@ impl Replayer {
             got,
             &miss::Named {
                 expected: expected.zip(expected_body),
-                later: ev_of(m.later),
+                later: later.as_deref(),
                 dependency,
                 causal_accepts,
                 closest: self.closest_calls(got),

@@ -184,10 +184,10 @@ impl MeaningIndex {
     /// rules in force).
     pub fn build(rec: &Recording, kinds: &[Kind], rules: &Rules) -> MeaningIndex {
         let mut ix = MeaningIndex::default();
-        for (i, ev) in rec.events.iter().enumerate() {
+        let _ = rec.for_each_event(&mut |i, ev| {
             if kinds.get(i).copied().unwrap_or(ev.kind) == Kind::Llm || ev.ws.is_some() {
                 ix.meanings.push(None);
-                continue;
+                return Ok(());
             }
             let r = &ev.request;
             let body = (r.body.len <= READ_LIMIT)
@@ -204,7 +204,8 @@ impl MeaningIndex {
             ix.by_meaning.entry(m.clone()).or_default().push(i);
             ix.by_tool.entry(m.tool.clone()).or_default().push(i);
             ix.meanings.push(Some(m));
-        }
+            Ok(())
+        });
         ix
     }
 
@@ -244,7 +245,7 @@ pub fn call_line(ev: &Event, name: &str, m: &Meaning) -> String {
 
 /// Sessions up to this many events have their tool calls named as the trace names them
 /// in a miss message; longer ones by the rules (the trace is not built on a miss).
-const NAMED_EVENTS: usize = 20_000;
+pub(crate) const NAMED_EVENTS: usize = 20_000;
 
 impl super::Replayer {
     /// The recorded calls by meaning (read once, on first need).
@@ -261,17 +262,17 @@ impl super::Replayer {
         }
         let m = super::hybrid::got_meaning(got, &self.rules);
         let ix = self.meanings();
-        let named = self.tool_names.get().is_some() || self.rec.events.len() <= NAMED_EVENTS;
+        let named = self.tool_names.get().is_some() || self.rec.len() <= NAMED_EVENTS;
         ix.closest(&m, 3)
             .into_iter()
             .filter_map(|(i, _)| {
-                let ev = &self.rec.events[i];
+                let ev = self.rec.event(i).ok()?;
                 let recorded = ix.meaning(i)?;
                 let name = named
                     .then(|| self.tool_names().get(ev.step).map(str::to_string))
                     .flatten()
                     .unwrap_or_else(|| recorded.tool.clone());
-                Some(call_line(ev, &name, recorded))
+                Some(call_line(&ev, &name, recorded))
             })
             .collect()
     }

@@ -48,13 +48,12 @@ struct Step {
 /// The `101` for a recorded upgrade, and the session behind it, run on its own task.
 pub(super) async fn respond(
     replayer: Arc<Replayer>,
-    index: usize,
+    ev: &Event,
     upgrade: Option<OnUpgrade>,
     request: &http::HeaderMap,
     arrived: Instant,
     slot: Option<tapedeck_proxy::Slot>,
 ) -> Response<ProxyBody> {
-    let ev = &replayer.rec.events[index];
     let key = request
         .get(http::header::SEC_WEBSOCKET_KEY)
         .and_then(|v| v.to_str().ok());

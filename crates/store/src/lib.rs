@@ -15,7 +15,7 @@ pub mod tape;
 pub mod tape_files;
 
 pub use issues::{IssueRecord, IssueStatus, IssueTable};
-pub use sled_store::SledStore;
+pub use sled_store::{EventDamage, SledStore};
 
 use std::path::PathBuf;
 
@@ -72,6 +72,15 @@ pub enum StoreError {
     MissingBody(String),
     #[error(transparent)]
     TapeBody(#[from] crate::tape_files::BodyFileError),
+    #[error("step {step} of session {session} is no longer in the store")]
+    MissingEvent { session: String, step: u64 },
+    #[error("step {step} of session {session}: {problem}")]
+    DamagedEvent {
+        session: String,
+        step: u64,
+        #[source]
+        problem: EventDamage,
+    },
     #[error("no session named {0:?} in the store (run `tapedeck sessions` to list them)")]
     NoSession(String),
 }
@@ -127,7 +136,19 @@ pub trait Store: Send + Sync + 'static {
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
     /// A session's events in step order, with what could not be read. Damaged events and
     /// events whose bodies are missing are left out and listed.
-    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError>;
+    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
+        let mut events = Vec::new();
+        let mut read = self.scan_session(session, &mut |ev| events.push(ev))?;
+        read.events = events;
+        Ok(read)
+    }
+    /// [`Store::read_session`], handing each readable event to `keep` in step order
+    /// instead of collecting them (the returned `events` is empty).
+    fn scan_session(
+        &self,
+        session: &str,
+        keep: &mut dyn FnMut(Event),
+    ) -> Result<SessionRead, StoreError>;
     /// A session's readable events in step order; each one left out is logged.
     fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
         let read = self.read_session(session)?;
@@ -156,6 +177,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The highest step stored for a session.
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError>;
+    /// One event of a session, read back (a replay keeps only what matching needs and
+    /// reads the event it serves).
+    fn event(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError>;
     /// Blocks until everything written so far is durable.
     fn commit(&self) -> Result<(), StoreError>;
     /// The failure signatures seen across sessions (empty in a store that has none).

@@ -1,6 +1,7 @@
 //! A session loaded for reading: its events and a way to fetch their bodies, from the
 //! store or from a tape (small bodies in memory, large ones in checked files beside it).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +34,16 @@ pub struct Recording {
     pub exit_code: Option<i32>,
     /// Events of the store that could not be read back (left out of `events`).
     pub damaged: Vec<crate::Damage>,
+    /// Once the events are let go ([`Recording::release_events`]): what is kept of them.
+    released: Option<Released>,
+}
+
+/// What a recording keeps of its events once they are let go.
+struct Released {
+    /// The step of each, to read it back by.
+    steps: Vec<u64>,
+    /// Whether any is an LLM call.
+    llm: bool,
 }
 
 impl Recording {
@@ -44,6 +55,7 @@ impl Recording {
             bodies: Bodies::Tape(Arc::new(t.bodies), Arc::new(t.files)),
             source,
             damaged: Vec::new(),
+            released: None,
         }
     }
 
@@ -63,7 +75,126 @@ impl Recording {
             bodies: Bodies::Store(store),
             source: format!("session {session}"),
             damaged: read.damaged,
+            released: None,
         })
+    }
+
+    /// A session of the store with its events left in the store: only their steps are
+    /// kept, and [`Recording::event`] reads each back when it is needed (what a replay
+    /// of a long session uses, so its events never all sit in memory at once).
+    pub fn from_store_by_step(
+        store: Arc<dyn Store>,
+        session: &str,
+    ) -> Result<Recording, StoreError> {
+        if store.session(session)?.is_none() {
+            return Err(StoreError::NoSession(session.to_string()));
+        }
+        let mut steps = Vec::new();
+        let mut llm = false;
+        let read = store.scan_session(session, &mut |ev| {
+            steps.push(ev.step);
+            llm |= ev.kind == tapedeck_model::exchange::Kind::Llm;
+        })?;
+        for d in read.damaged.iter().chain(&read.missing_bodies) {
+            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
+        }
+        let exit_code = store.run(session)?.map(|r| r.exit_code);
+        Ok(Recording {
+            session: session.to_string(),
+            exit_code,
+            events: Vec::new(),
+            bodies: Bodies::Store(store),
+            source: format!("session {session}"),
+            damaged: read.damaged,
+            released: Some(Released { steps, llm }),
+        })
+    }
+
+    /// How many events it has (also once they are let go).
+    pub fn len(&self) -> usize {
+        self.released
+            .as_ref()
+            .map_or(self.events.len(), |r| r.steps.len())
+    }
+
+    /// Whether any of its events is an LLM call.
+    pub fn has_llm_calls(&self) -> bool {
+        match &self.released {
+            Some(r) => r.llm,
+            None => self
+                .events
+                .iter()
+                .any(|e| e.kind == tapedeck_model::exchange::Kind::Llm),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Event `i`: from memory, or read back from the store once the events were let go.
+    pub fn event(&self, i: usize) -> Result<Cow<'_, Event>, StoreError> {
+        let missing = |step| StoreError::MissingEvent {
+            session: self.session.clone(),
+            step,
+        };
+        match (&self.released, &self.bodies) {
+            (Some(r), Bodies::Store(store)) => {
+                let step = *r.steps.get(i).ok_or_else(|| missing(0))?;
+                store
+                    .event(&self.session, step)?
+                    .map(Cow::Owned)
+                    .ok_or_else(|| missing(step))
+            }
+            _ => self
+                .events
+                .get(i)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| missing(0)),
+        }
+    }
+
+    /// Calls `f` with each event and its index, in step order: from memory, or (once the
+    /// events were let go) in one pass over the store.
+    pub fn for_each_event(
+        &self,
+        f: &mut dyn FnMut(usize, &Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match (&self.released, &self.bodies) {
+            (Some(Released { steps, .. }), Bodies::Store(store)) => {
+                let mut at = 0usize;
+                let mut failed = None;
+                store.scan_session(&self.session, &mut |ev| {
+                    // Events added to the session since it was opened are not its.
+                    while steps.get(at).is_some_and(|s| *s < ev.step) {
+                        at += 1;
+                    }
+                    if failed.is_none() && steps.get(at) == Some(&ev.step) {
+                        failed = f(at, &ev).err();
+                        at += 1;
+                    }
+                })?;
+                failed.map_or(Ok(()), Err)
+            }
+            _ => self
+                .events
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, ev)| f(i, ev)),
+        }
+    }
+
+    /// Lets the events of a session of the store go, keeping their steps: each is read
+    /// back from the store by [`Recording::event`] when it is needed. (A tape's events
+    /// stay: there is no store to read them from.)
+    pub fn release_events(&mut self) {
+        if matches!(self.bodies, Bodies::Store(_)) && self.released.is_none() {
+            self.released = Some(Released {
+                steps: self.events.iter().map(|e| e.step).collect(),
+                llm: self.has_llm_calls(),
+            });
+            self.events = Vec::new();
+        }
     }
 
     /// The store it was read from; `None` for a tape (or a daemon's copy).
@@ -172,7 +303,7 @@ impl Recording {
     pub fn subset(&self, indices: &[usize]) -> Recording {
         let events: Vec<Event> = indices
             .iter()
-            .filter_map(|&i| self.events.get(i).cloned())
+            .filter_map(|&i| self.event(i).ok().map(Cow::into_owned))
             .collect();
         let bodies = match &self.bodies {
             Bodies::Store(s) => Bodies::Store(s.clone()),
@@ -185,6 +316,7 @@ impl Recording {
             source: self.source.clone(),
             exit_code: self.exit_code,
             damaged: self.damaged.clone(),
+            released: None,
         }
     }
 

@@ -46,7 +46,7 @@ fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
 
 /// What is wrong with a stored event.
 #[derive(Debug, thiserror::Error)]
-enum EventDamage {
+pub enum EventDamage {
     #[error("the event is cut short")]
     CutShort,
     #[error("the event does not match its checksum (damaged on disk)")]
@@ -599,7 +599,11 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
+    fn scan_session(
+        &self,
+        session: &str,
+        keep: &mut dyn FnMut(Event),
+    ) -> Result<SessionRead, StoreError> {
         let mut read = SessionRead::default();
         for item in self.events.scan_prefix(session_prefix(session)) {
             let (k, v) = match item {
@@ -635,7 +639,7 @@ impl Store for SledStore {
                 whole &= self.has_body(&m.body.b3)?;
             }
             if whole {
-                read.events.push(ev);
+                keep(ev);
             } else {
                 read.missing_bodies.push(Damage {
                     step: Some(step),
@@ -748,6 +752,20 @@ impl Store for SledStore {
         };
         // A note this tapedeck cannot read is no note: the session itself is intact.
         Ok(serde_json::from_slice(&v).ok())
+    }
+
+    fn event(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError> {
+        let Some(v) = self.events.get(event_key(session, step))? else {
+            return Ok(None);
+        };
+        match decode_event(&v) {
+            Ok((ev, _, _)) => Ok(Some(ev)),
+            Err(problem) => Err(StoreError::DamagedEvent {
+                session: session.to_string(),
+                step,
+                problem,
+            }),
+        }
     }
 
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {

@@ -122,36 +122,73 @@ fn read_response(rec: &Recording, ev: &Event) -> Bytes {
 
 /// The graph of a whole recording.
 pub fn graph(rec: &Recording) -> Graph {
-    let mut requests: HashMap<&str, Scan> = HashMap::new();
-    let mut responses: HashMap<&str, Scan> = HashMap::new();
-    let mut b = Builder::new(rec.events.len(), is_agentic(rec.events.iter()));
-    for ev in &rec.events {
+    let mut g = GraphLoader::new(rec.len(), rec.has_llm_calls());
+    let _ = rec.for_each_event(&mut |_, ev| {
+        g.push(rec, ev);
+        Ok(())
+    });
+    g.finish()
+}
+
+/// Builds the graph of a recording event by event, in step order (so a recording of a
+/// long session from the store is read back as it goes), each distinct body scanned once.
+pub struct GraphLoader {
+    b: Builder,
+    requests: HashMap<String, Scan>,
+    responses: HashMap<String, Scan>,
+}
+
+impl GraphLoader {
+    /// For `events` events; `agentic`: the recording has LLM calls.
+    pub fn new(events: usize, agentic: bool) -> GraphLoader {
+        GraphLoader {
+            b: Builder::new(events, agentic),
+            requests: HashMap::new(),
+            responses: HashMap::new(),
+        }
+    }
+
+    /// The next event of `rec` (its bodies are read from `rec`).
+    pub fn push(&mut self, rec: &Recording, ev: &Event) {
+        let b = &mut self.b;
         if ev.kind == Kind::Llm {
             let (req, res) = (read_request(rec, ev), read_response(rec, ev));
             let llm = parse_llm(ev, &req, &res);
-            push(&mut b, ev, llm.as_ref(), &req, &res);
-            continue;
+            push(b, ev, llm.as_ref(), &req, &res);
+            return;
         }
-        let req = *requests
-            .entry(ev.request.body.b3.as_str())
-            .or_insert_with(|| b.scan_request(&read_request(rec, ev)));
+        let b3 = &ev.request.body.b3;
+        let req = match self.requests.get(b3) {
+            Some(s) => *s,
+            None => *self
+                .requests
+                .entry(b3.clone())
+                .or_insert(b.scan_request(&read_request(rec, ev))),
+        };
         let res = match &ev.response {
-            Some(r) => *responses
-                .entry(r.body.b3.as_str())
-                .or_insert_with(|| b.scan_response(&read_response(rec, ev))),
+            Some(r) => match self.responses.get(&r.body.b3) {
+                Some(s) => *s,
+                None => *self
+                    .responses
+                    .entry(r.body.b3.clone())
+                    .or_insert(b.scan_response(&read_response(rec, ev))),
+            },
             None => Scan::default(),
         };
         b.push(&exchange(ev, None), req, res);
     }
-    b.build()
+
+    pub fn finish(self) -> Graph {
+        self.b.build()
+    }
 }
 
 /// One sentence for event `e`'s dependency `dep`, reading the event depended on again.
 pub fn describe(rec: &Recording, e: usize, dep: &Dep) -> String {
-    let (Some(ev), Some(d)) = (rec.events.get(e), rec.events.get(dep.on as usize)) else {
+    let (Ok(ev), Ok(d)) = (rec.event(e), rec.event(dep.on as usize)) else {
         return String::new();
     };
-    let (req, res) = (read_request(rec, d), read_response(rec, d));
-    let llm = parse_llm(d, &req, &res);
-    super::describe(dep, ev.step, d.step, &exchange(d, llm.as_ref()), &res)
+    let (req, res) = (read_request(rec, &d), read_response(rec, &d));
+    let llm = parse_llm(&d, &req, &res);
+    super::describe(dep, ev.step, d.step, &exchange(&d, llm.as_ref()), &res)
 }
