@@ -115,6 +115,22 @@ impl Capture {
         }
     }
 
+    /// Leaves the segments of a large body for [`Capture::take_ready`] (see
+    /// [`BodyWriter::defer`]): the recorder stores them off the runtime's threads.
+    pub fn defer_writes(&mut self) {
+        self.reader.sink().writer.defer();
+    }
+
+    /// Finished segments waiting to be stored.
+    pub fn take_ready(&mut self) -> Vec<(blake3::Hash, Vec<u8>)> {
+        self.reader.sink().writer.take_ready()
+    }
+
+    /// Whether finishing this body writes a file (see [`BodyWriter::writes_files`]).
+    pub fn writes_files(&mut self) -> bool {
+        self.reader.sink().writer.writes_files()
+    }
+
     /// Decoded bytes taken so far.
     pub fn len(&mut self) -> u64 {
         self.reader.len()
@@ -164,7 +180,7 @@ impl Capture {
         }
     }
 
-    fn note_failure(&mut self, msg: String) {
+    pub fn note_failure(&mut self, msg: String) {
         if self.failed.is_none() {
             tracing::error!("{msg}");
             self.failed = Some(msg);

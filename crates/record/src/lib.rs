@@ -313,7 +313,7 @@ impl Recorder {
                 }
                 let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
                 let resp_ct = header(&resp_headers, "content-type");
-                pending.resp_capture = Some(Capture::new(
+                let mut capture = Capture::new(
                     self.store.clone(),
                     header(&resp_headers, "content-encoding"),
                     keep_limit(resp_ct),
@@ -321,7 +321,9 @@ impl Recorder {
                     start,
                     self.max_body,
                     BodyScrubber::new(resp_ct, &self.rules, &pending.secrets),
-                ));
+                );
+                capture.defer_writes();
+                pending.resp_capture = Some(capture);
                 pending.head = Some(Head {
                     status: rparts.status.as_u16(),
                     version: version_str(rparts.version).to_string(),
@@ -349,6 +351,7 @@ impl Recorder {
                 let body = ResponseTee {
                     inner: rbody,
                     pending: Some(pending),
+                    writing: None,
                 };
                 Response::from_parts(rparts, body.boxed_unsync())
             }
@@ -795,16 +798,87 @@ fn fit_chunks(chunks: &mut Option<Vec<tapedeck_model::exchange::Chunk>>, len: u6
 
 /// The response body on its way to the client. The event is written before the last
 /// frame is handed over, and a client that hangs up still leaves an event behind.
+///
+/// File writes run on the blocking pool, never on the runtime's threads: a frame that
+/// completes a segment of a large body, and the end of a body that is a blob file (with
+/// its event), are handed over once the write is done, so a slow disk slows this
+/// download (backpressure) and not the other connections on the thread. A small body's
+/// end writes only into sled's memory (its fsync is the committer thread's), in place.
 struct ResponseTee {
     inner: ProxyBody,
     pending: Option<Pending>,
+    /// Writes in flight on the blocking pool (which hand the exchange back unless they
+    /// finished it), and what to give the client once they are done.
+    writing: Option<(tokio::task::JoinHandle<Option<Pending>>, FrameResult)>,
 }
+
+type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;
 
 impl ResponseTee {
     fn finish(&mut self, error: Option<ExchangeError>, complete: bool) {
         if let Some(p) = self.pending.take() {
             p.finish(error, complete);
         }
+    }
+
+    /// Hands `out` on once what it waits for is stored: the segments the capture has
+    /// finished and, at the `end`, the body and event when they write a file.
+    fn write_then(
+        &mut self,
+        out: FrameResult,
+        end: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<FrameResult> {
+        let Some(mut p) = self.pending.take() else {
+            return Poll::Ready(out);
+        };
+        let ready = p
+            .resp_capture
+            .as_mut()
+            .map(Capture::take_ready)
+            .unwrap_or_default();
+        let files = end && p.resp_capture.as_mut().is_some_and(Capture::writes_files);
+        if ready.is_empty() && !files {
+            match end {
+                true => p.finish(None, true),
+                false => self.pending = Some(p),
+            }
+            return Poll::Ready(out);
+        }
+        let task = tokio::task::spawn_blocking(move || {
+            let store = p.recorder.store.clone();
+            for (h, data) in &ready {
+                if let Err(e) = store.put_blob(h, data) {
+                    if let Some(c) = p.resp_capture.as_mut() {
+                        c.note_failure(format!("store write failed: {e}"));
+                    }
+                    break;
+                }
+            }
+            if end {
+                p.finish(None, true);
+                return None;
+            }
+            Some(p)
+        });
+        self.writing = Some((task, out));
+        self.poll_writing(cx)
+    }
+
+    fn poll_writing(&mut self, cx: &mut Context<'_>) -> Poll<FrameResult> {
+        let Some((task, _)) = self.writing.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let back = match std::future::Future::poll(Pin::new(task), cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(back) => back,
+        };
+        let out = self.writing.take().and_then(|(_, out)| out);
+        match back {
+            Ok(p) => self.pending = p,
+            Err(e) => tracing::error!("a store write stopped: {e}; the exchange is not recorded"),
+        }
+        Poll::Ready(out)
     }
 }
 
@@ -817,6 +891,9 @@ impl Body for ResponseTee {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.writing.is_some() {
+            return this.poll_writing(cx);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
@@ -831,10 +908,8 @@ impl Body for ResponseTee {
                         .into())));
                     }
                 }
-                if this.inner.is_end_stream() {
-                    this.finish(None, true);
-                }
-                Poll::Ready(Some(Ok(frame)))
+                let end = this.inner.is_end_stream();
+                this.write_then(Some(Ok(frame)), end, cx)
             }
             Poll::Ready(Some(Err(e))) => {
                 let err = crate::upstream::classify("upstream body", &*e);
@@ -854,15 +929,12 @@ impl Body for ResponseTee {
                 this.finish(Some(err), false);
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) => {
-                this.finish(None, true);
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => this.write_then(None, true, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.inner.is_end_stream()
+        self.pending.is_none() && self.writing.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -872,20 +944,34 @@ impl Body for ResponseTee {
 
 impl Drop for ResponseTee {
     fn drop(&mut self) {
+        if let Some((task, _)) = self.writing.take() {
+            // The exchange comes back when the write is done; it ends as a hang-up then.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Ok(Some(p)) = task.await {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            p.finish(Some(client_closed()), false)
+                        })
+                        .await;
+                    }
+                });
+            }
+        }
         if let Some(p) = &self.pending {
             tracing::warn!(
                 "{}#{}: the client hung up before the response ended; recorded the part it got",
                 p.clock.name(),
                 p.step
             );
-            self.finish(
-                Some(ExchangeError {
-                    kind: ErrorKind::ClientClosed,
-                    message: "the client hung up before the response ended".into(),
-                }),
-                false,
-            );
+            self.finish(Some(client_closed()), false);
         }
+    }
+}
+
+fn client_closed() -> ExchangeError {
+    ExchangeError {
+        kind: ErrorKind::ClientClosed,
+        message: "the client hung up before the response ended".into(),
     }
 }
 

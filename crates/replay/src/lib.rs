@@ -35,7 +35,7 @@ use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::inject::Injection;
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
-use tapedeck_model::exchange::{header, Event, Kind, MAX_EXCHANGE_TIME};
+use tapedeck_model::exchange::{header, BodyRef, Event, Kind, MAX_EXCHANGE_TIME};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::body::{self, BoxError, ProxyBody};
 use tapedeck_proxy::body::{close_after, error_response};
@@ -695,7 +695,7 @@ impl Replayer {
         };
         let data = match &parts {
             Some(_) => Bytes::new(),
-            None => match self.rec.body(&r.body) {
+            None => match self.clone().whole_body(&r.body).await {
                 Ok(d) => d,
                 Err(e) => {
                     return body::text(
@@ -818,6 +818,16 @@ impl Replayer {
 }
 
 impl Replayer {
+    /// A body kept whole. One large enough to be a file of the store is read on the
+    /// blocking pool; a smaller one is a sled value, most often in its cache, read here.
+    async fn whole_body(self: Arc<Self>, r: &BodyRef) -> Result<Bytes, BoxError> {
+        if (r.len as usize) < tapedeck_store::FILE_BLOB_MIN {
+            return Ok(self.rec.body(r)?);
+        }
+        let r = r.clone();
+        Ok(tokio::task::spawn_blocking(move || self.rec.body(&r)).await??)
+    }
+
     /// What keeps a replayed body open after its last frame: nothing, or the end of an
     /// MCP session (`session`), or (`open`) only the client hanging up; a stop ends both.
     fn hold(self: &Arc<Self>, open: bool, session: Option<&str>) -> Option<Hold> {
@@ -929,6 +939,9 @@ struct ReplayBody {
     cut_delayed: bool,
     /// Keeps the body open after its last frame until it resolves.
     hold: Option<Hold>,
+    /// A stored part being read on the blocking pool (file and sled reads never run on
+    /// the runtime's threads).
+    reading: Option<tokio::task::JoinHandle<Result<Bytes, tapedeck_store::StoreError>>>,
 }
 
 type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -953,6 +966,7 @@ impl ReplayBody {
             done: false,
             cut_delayed: false,
             hold: None,
+            reading: None,
         }
     }
 
@@ -973,25 +987,44 @@ impl ReplayBody {
         self
     }
 
-    /// The bytes of a piece, read from the store and encoded as needed.
-    fn load(&mut self, piece: Piece) -> Result<Bytes, BoxError> {
-        let data = match piece {
-            Piece::Ready(b) => b,
-            // A part is at most 256 KiB of a local file, read as the client asks for it.
-            Piece::Stored(hex) => match &self.store {
-                Some(r) => r.rec.body_part(&hex)?,
-                None => return Err("tapedeck: a stored part without a store".into()),
-            },
-        };
+    /// A piece's bytes, encoded as needed.
+    fn encode(&mut self, data: Bytes) -> Result<Bytes, BoxError> {
         match self.encoder.as_mut() {
             Some(e) => Ok(e.feed(&data)?.into()),
             None => Ok(data),
         }
     }
 
-    fn next(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (_, piece) = self.frames.pop_front().unwrap_or_default();
-        Poll::Ready(Some(self.load(piece).map(Frame::data)))
+    /// The next piece as a frame. A stored part (at most 256 KiB of a local file, read
+    /// as the client asks for it) is read on the blocking pool while this body waits.
+    fn next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.reading.is_none() {
+            let (_, piece) = self.frames.pop_front().unwrap_or_default();
+            let hex = match piece {
+                Piece::Ready(b) => return Poll::Ready(Some(self.encode(b).map(Frame::data))),
+                Piece::Stored(hex) => hex,
+            };
+            let Some(r) = self.store.clone() else {
+                return Poll::Ready(Some(Err("tapedeck: a stored part without a store".into())));
+            };
+            self.reading = Some(tokio::task::spawn_blocking(move || r.rec.body_part(&hex)));
+        }
+        let Some(reading) = self.reading.as_mut() else {
+            return Poll::Pending;
+        };
+        let read = match Pin::new(reading).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.reading = None;
+        let data = match read {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Err(e) => {
+                return Poll::Ready(Some(Err(format!("tapedeck: reading a part: {e}").into())))
+            }
+        };
+        Poll::Ready(Some(self.encode(data).map(Frame::data)))
     }
 }
 
@@ -1003,13 +1036,16 @@ impl Body for ReplayBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.reading.is_some() {
+            return self.next(cx);
+        }
         loop {
             if let Some(s) = self.sleep.as_mut() {
                 if s.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 self.sleep = None;
-                return self.next();
+                return self.next(cx);
             }
             let Some((at, _)) = self.frames.front() else {
                 if let Some(e) = self.encoder.take() {
@@ -1047,12 +1083,13 @@ impl Body for ReplayBody {
                     }
                 }
             }
-            return self.next();
+            return self.next(cx);
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.frames.is_empty()
+            && self.reading.is_none()
             && self.encoder.is_none()
             && (!self.cut || self.done)
             && self.hold.is_none()

@@ -233,6 +233,8 @@ pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
 pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
 /// The size of each part of a body written in segments (the last may be shorter).
 pub const SEGMENT: usize = 256 << 10;
+/// Blobs at least this large are files beside the database, not sled values.
+pub const FILE_BLOB_MIN: usize = 64 << 10;
 
 /// How much of a body with this content type is kept whole (JSON, or no type at all,
 /// may need redaction and canonical matching). Record and replay both use this rule,
@@ -254,6 +256,9 @@ pub struct BodyWriter {
     pending: Vec<u8>,
     len: u64,
     spilled: bool,
+    /// With [`BodyWriter::defer`]: finished segments not stored yet.
+    ready: Vec<(blake3::Hash, Vec<u8>)>,
+    deferred: bool,
 }
 
 /// What a finished [`BodyWriter`] holds.
@@ -274,7 +279,27 @@ impl BodyWriter {
             pending: Vec::new(),
             len: 0,
             spilled: false,
+            ready: Vec::new(),
+            deferred: false,
         }
+    }
+
+    /// Leaves each finished segment for [`BodyWriter::take_ready`] instead of storing it
+    /// at once, so a caller on an async runtime can store it on a blocking thread.
+    /// [`BodyWriter::finish`] stores whatever is still waiting.
+    pub fn defer(&mut self) {
+        self.deferred = true;
+    }
+
+    /// The finished segments not stored yet (with [`BodyWriter::defer`]).
+    pub fn take_ready(&mut self) -> Vec<(blake3::Hash, Vec<u8>)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Whether storing what it holds writes a file: it has gone past its keep-whole limit
+    /// (it is written in segments), or what it keeps whole is a blob file's size.
+    pub fn writes_files(&self) -> bool {
+        self.spilled || self.whole.len() >= FILE_BLOB_MIN
     }
 
     pub fn len(&self) -> u64 {
@@ -314,9 +339,14 @@ impl BodyWriter {
 
     fn flush_segment(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         let h = blake3::hash(&self.pending);
-        store.put_blob(&h, &self.pending)?;
+        if self.deferred {
+            let data = std::mem::replace(&mut self.pending, Vec::with_capacity(SEGMENT));
+            self.ready.push((h, data));
+        } else {
+            store.put_blob(&h, &self.pending)?;
+            self.pending.clear();
+        }
         self.segments.push(h);
-        self.pending.clear();
         Ok(())
     }
 
@@ -326,6 +356,10 @@ impl BodyWriter {
         }
         if !self.pending.is_empty() {
             self.flush_segment(store)?;
+        }
+        // Deferred segments not taken yet, the last one with them.
+        for (h, data) in std::mem::take(&mut self.ready) {
+            store.put_blob(&h, &data)?;
         }
         let hash = self.hasher.finalize();
         store.put_manifest(&hash, &self.segments, self.len)?;
@@ -363,4 +397,33 @@ pub const DAEMON_FILE: &str = "daemon.json";
 pub fn read_daemon_info(dir: &std::path::Path) -> Option<DaemonInfo> {
     let text = std::fs::read_to_string(dir.join(DAEMON_FILE)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_writer_stores_every_segment_taken_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(SEGMENT * 3 + 1000)).map(|i| (i % 251) as u8).collect();
+        let mut w = BodyWriter::new(1000);
+        w.defer();
+        w.write(&store, &data[..SEGMENT * 2]).unwrap();
+        // Segments are left for the caller, not stored.
+        let ready = w.take_ready();
+        assert_eq!(ready.len(), 2);
+        assert!(!store.has_body(&ready[0].0.to_hex()).unwrap());
+        for (h, d) in &ready {
+            store.put_blob(h, d).unwrap();
+        }
+        w.write(&store, &data[SEGMENT * 2..]).unwrap();
+        assert!(w.writes_files());
+        let WrittenBody::Stored { hash, len } = w.finish(&store).unwrap() else {
+            panic!("kept whole");
+        };
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+    }
 }

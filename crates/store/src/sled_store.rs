@@ -106,8 +106,7 @@ struct Committer {
     journal: JournalWriter,
 }
 
-/// Segments at least this large are files, not sled values.
-const FILE_BLOB_MIN: usize = 64 << 10;
+use super::FILE_BLOB_MIN;
 
 pub struct SledStore {
     path: PathBuf,
