@@ -90,7 +90,10 @@ const REORDERS_KEPT: usize = 10;
 /// How far a miss looks for an unserved event that resembles the request.
 const SIMILAR_SCAN: usize = 4096;
 
-/// The events with one key, in step order, and the first that may be unserved.
+/// No event (the end of a key's events).
+const NONE: u32 = u32::MAX;
+
+/// The events of one stateful host, in step order, and the first that may be unserved.
 struct KeyList {
     events: Vec<u32>,
     next: usize,
@@ -102,7 +105,11 @@ pub struct TraceIndex {
     consumed: Vec<bool>,
     graph: Graph,
     key_ids: HashMap<u128, u32>,
-    keys: Vec<KeyList>,
+    /// Per key: the first of its events that may be unserved (or [`NONE`]).
+    key_first: Vec<u32>,
+    /// Per event: the next event with its key (or [`NONE`]). Two arrays instead of a list
+    /// per key: a long session has about as many keys as events.
+    same_key_next: Vec<u32>,
     lanes: Vec<KeyList>,
     first_unserved: usize,
     served: usize,
@@ -113,17 +120,23 @@ impl TraceIndex {
     /// `graph` holds the events' dependencies (empty unless the order is causal).
     pub fn new(slots: Vec<Slot>, order: Order, graph: Graph) -> TraceIndex {
         let mut key_ids: HashMap<u128, u32> = HashMap::with_capacity(slots.len());
-        let mut keys: Vec<KeyList> = Vec::new();
+        let mut key_first: Vec<u32> = Vec::new();
+        let mut key_last: Vec<u32> = Vec::new();
+        let mut same_key_next = vec![NONE; slots.len()];
         let mut lanes: Vec<KeyList> = Vec::new();
         for (i, s) in slots.iter().enumerate() {
-            let id = *key_ids.entry(s.key).or_insert_with(|| {
-                keys.push(KeyList {
-                    events: Vec::new(),
-                    next: 0,
-                });
-                (keys.len() - 1) as u32
-            });
-            keys[id as usize].events.push(i as u32);
+            let at = i as u32;
+            match key_ids.get(&s.key) {
+                Some(&id) => {
+                    same_key_next[key_last[id as usize] as usize] = at;
+                    key_last[id as usize] = at;
+                }
+                None => {
+                    key_ids.insert(s.key, key_first.len() as u32);
+                    key_first.push(at);
+                    key_last.push(at);
+                }
+            }
             if let Some(l) = s.lane {
                 let l = l as usize;
                 if lanes.len() <= l {
@@ -141,7 +154,8 @@ impl TraceIndex {
             slots,
             graph,
             key_ids,
-            keys,
+            key_first,
+            same_key_next,
             lanes,
             first_unserved: 0,
             served: 0,
@@ -254,15 +268,13 @@ impl TraceIndex {
     }
 
     fn first_of_key(&mut self, id: u32) -> Option<usize> {
-        let list = &mut self.keys[id as usize];
-        while list
-            .events
-            .get(list.next)
-            .is_some_and(|&i| self.consumed[i as usize])
-        {
-            list.next += 1;
+        let first = self.key_first.get_mut(id as usize)?;
+        let mut at = *first;
+        while at != NONE && self.consumed[at as usize] {
+            at = self.same_key_next[at as usize];
         }
-        list.events.get(list.next).map(|&i| i as usize)
+        *first = at;
+        (at != NONE).then_some(at as usize)
     }
 
     fn lane_first(&self, lane: usize) -> Option<usize> {
