@@ -220,7 +220,11 @@ pub fn first_frame_ms(target: &Target, path: &str, n: usize) -> f64 {
                     let mut send = target.connect().await.expect("connect");
                     let mut v = Vec::new();
                     for _ in 0..n {
-                        send.ready().await.expect("ready");
+                        // A proxy may close the connection after a stream (mitmdump
+                        // does): open another rather than give up.
+                        if send.ready().await.is_err() {
+                            send = target.connect().await.expect("connect");
+                        }
                         let req = hyper::Request::get(path.as_str())
                             .header(hyper::header::HOST, auth.as_str())
                             .body(Empty::new())

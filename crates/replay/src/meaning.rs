@@ -224,8 +224,10 @@ impl MeaningIndex {
         let Some(list) = self.by_tool.get(&m.tool) else {
             return Vec::new();
         };
+        // A bounded stretch, so a miss costs the same late in a long session.
         let mut scored: Vec<(usize, usize)> = list
             .iter()
+            .take(CLOSEST_SCAN)
             .filter_map(|&i| self.meanings[i].as_ref().map(|x| (i, m.distance(x))))
             .collect();
         scored.sort_by_key(|&(i, d)| (d, i));
@@ -237,6 +239,9 @@ impl MeaningIndex {
         self.meanings.get(i).and_then(Option::as_ref)
     }
 }
+
+/// How many recorded calls of a tool a miss compares its arguments with.
+const CLOSEST_SCAN: usize = 4096;
 
 /// One line naming a recorded call for a miss: `step 2: get_weather(city=Paris)`.
 pub fn call_line(ev: &Event, name: &str, m: &Meaning) -> String {
