@@ -140,13 +140,18 @@ fn route(req: &Request<Incoming>, json: Bytes) -> Response<Body> {
 }
 
 fn tls_config() -> (String, rustls::ServerConfig) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: with rcgen's one default name for both, OpenSSL (mitmproxy) takes
+    // the leaf, whose issuer is then its own subject, for a self-signed certificate.
+    ca.distinguished_name
+        .push(DnType::CommonName, "tapedeck bench upstream CA");
     let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
     let leaf_key = KeyPair::generate().expect("leaf key");
     let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+    leaf.distinguished_name.push(DnType::CommonName, "localhost");
     leaf.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     let leaf_cert = leaf
