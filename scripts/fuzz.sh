@@ -26,6 +26,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# The targets' own build directory, whatever CARGO_TARGET_DIR the caller exports
+# (scripts/test.sh does): another toolchain and other flags would only thrash a shared one.
+export CARGO_TARGET_DIR="$ROOT/fuzz/target"
 SECONDS_EACH="${1:-600}"
 shift || true
 JOBS="${FUZZ_JOBS:-1}"

@@ -151,7 +151,8 @@ fn tls_config() -> (String, rustls::ServerConfig) {
     let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
     let leaf_key = KeyPair::generate().expect("leaf key");
     let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     leaf.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     let leaf_cert = leaf
