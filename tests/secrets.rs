@@ -26,6 +26,10 @@ fn assert_nowhere(dirs: &Dirs, d: Daemon, session: &str, secrets: &[&str]) -> Ve
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
     let events = export(dirs, session);
+    // And as a user exports it: bodies over 64 KiB go to files beside the tape.
+    let tape = dirs.path(&format!("{session}.default.jsonl"));
+    let (code, _, err) = dirs.run(&["export", session, "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "export failed: {err}");
     let mut leaks = Vec::new();
     for s in secrets {
         let files = dirs.files_containing(s.as_bytes());
@@ -118,6 +122,11 @@ async fn a_long_stream_echoing_secrets_across_frames_is_scrubbed_as_it_is_writte
     assert!(events_seen > 700, "the client got the real stream");
     assert_eq!(body.matches(OAUTH_ACCESS_TOKEN).count(), events_seen);
     let events = assert_nowhere(&dirs, d, "long-sse", &[BEARER, OAUTH_ACCESS_TOKEN]);
+    let files = dirs.path("long-sse.default.bodies");
+    assert!(
+        std::fs::read_dir(&files).map_or(0, |d| d.count()) > 0,
+        "the 3 MiB stream went to a body file beside the tape, which was searched too"
+    );
     let resp = &events[0]["response"];
     assert!(
         resp["body"]["len"].as_u64().unwrap() > 2 << 20,
