@@ -70,6 +70,7 @@ impl Proxy {
         let addr = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("tapedeck listens");
+        eprintln!("bench: tapedeck {} is pid {}", args[0], child.id());
         Proxy {
             child,
             addr,
@@ -130,6 +131,9 @@ struct Row {
 
 /// The median by requests/s; errors are summed over all runs.
 fn median(mut runs: Vec<Load>) -> Load {
+    if runs.is_empty() {
+        return Load::default();
+    }
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let errors = runs.iter().map(|r| r.errors).sum();
     let mut mid = runs[runs.len() / 2];
@@ -172,8 +176,38 @@ struct Measured {
     sides: Vec<(f64, f64)>,
 }
 
+/// Which loads a round runs (TAPEDECK_BENCH_LOADS, a comma-separated list of c1, c32
+/// and big; all by default): profiling one load at a time keeps the others out of it.
+fn load_wanted(load: &str) -> bool {
+    match std::env::var("TAPEDECK_BENCH_LOADS") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').map(str::trim).any(|l| l == load),
+        _ => true,
+    }
+}
+
+/// Requests in a c=32 run (TAPEDECK_BENCH_C32 overrides, to profile a longer run).
+fn c32_total() -> usize {
+    std::env::var("TAPEDECK_BENCH_C32")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(C32)
+}
+
 fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
-    m.c1.push(loadgen::run(t, 1, C1, |_| "/json".into()));
+    if load_wanted("c1") {
+        m.c1.push(loadgen::run(t, 1, C1, |_| "/json".into()));
+    }
+    if load_wanted("c32") {
+        measure_c32(t, pid, m);
+    }
+    if load_wanted("big") {
+        m.big
+            .push(loadgen::run(t, 1, BIG_N, |_| format!("/big?bytes={BIG}")));
+    }
+}
+
+fn measure_c32(t: &Target, pid: Option<u32>, m: &mut Measured) {
+    let total = c32_total();
     let c0 = pid.map(cpu_us);
     // The load generator's threads end with each run: its CPU is this process's, less
     // the upstream's (nothing else here works meanwhile).
@@ -181,16 +215,14 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
         baseline::threads_cpu_us("fast-upstream"),
         cpu_us(std::process::id()),
     );
-    m.c32.push(loadgen::run(t, 32, C32, |_| "/json".into()));
+    m.c32.push(loadgen::run(t, 32, total, |_| "/json".into()));
     let up = baseline::threads_cpu_us("fast-upstream") - u0;
     let all = cpu_us(std::process::id()) - p0;
     m.sides
-        .push((up / C32 as f64, (all - up).max(0.0) / C32 as f64));
+        .push((up / total as f64, (all - up).max(0.0) / total as f64));
     if let (Some(pid), Some(c0)) = (pid, c0) {
-        m.cpu.push((cpu_us(pid) - c0) / C32 as f64);
+        m.cpu.push((cpu_us(pid) - c0) / total as f64);
     }
-    m.big
-        .push(loadgen::run(t, 1, BIG_N, |_| format!("/big?bytes={BIG}")));
 }
 
 impl Measured {

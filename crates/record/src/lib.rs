@@ -31,7 +31,7 @@ use capture::{Capture, Captured};
 use tapedeck_model::exchange::canonical::{identify, KeyBody};
 use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
-use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
+use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
 use tapedeck_model::exchange::{
     header, is_streaming, now_unix_ns, version_str, BodyRef, ErrorKind, Event, ExchangeError,
     Header, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
@@ -66,6 +66,11 @@ pub struct Recorder {
     sink: Option<EventSink>,
     max_body: MaxBody,
     faults: Option<Faults>,
+    /// The rules' match fingerprint, stamped on every event (computed once: it hashes
+    /// the rules, and the rules do not change while recording).
+    fingerprint: String,
+    /// The secret JSON field names, as every body scrubber compares them.
+    fields: FieldNames,
 }
 
 /// What the caller of [`Recorder::forward`] has already decided about an exchange.
@@ -89,6 +94,8 @@ impl Recorder {
     ) -> Arc<Recorder> {
         Arc::new(Recorder {
             store,
+            fingerprint: rules.match_fingerprint(),
+            fields: FieldNames::new(&rules.redact_json_fields),
             rules,
             upstream,
             passthrough: passthrough
@@ -200,7 +207,7 @@ impl Recorder {
             false,
             start,
             self.max_body,
-            BodyScrubber::new(req_ct.as_deref(), &self.rules, &secrets),
+            BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
         );
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
@@ -320,7 +327,7 @@ impl Recorder {
                     streaming,
                     start,
                     self.max_body,
-                    BodyScrubber::new(resp_ct, &self.rules, &pending.secrets),
+                    BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
                 );
                 capture.defer_writes();
                 pending.resp_capture = Some(capture);
@@ -721,7 +728,7 @@ impl Pending {
             step: self.step,
             kind,
             key,
-            rules: Some(rules.match_fingerprint()),
+            rules: Some(self.recorder.fingerprint.clone()),
             agent: self.agent.take(),
             request: RequestRecord {
                 method: self.method.clone(),

@@ -34,7 +34,7 @@ use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::inject::Injection;
 use tapedeck_model::exchange::limit::MaxBody;
-use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
+use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
 use tapedeck_model::exchange::{header, BodyRef, Event, Kind, MAX_EXCHANGE_TIME};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::body::{self, BoxError, ProxyBody};
@@ -226,6 +226,8 @@ pub struct Replayer {
     meanings: OnceLock<meaning::MeaningIndex>,
     /// The trace's tool names of the recording, read on first need.
     tool_names: OnceLock<tapedeck_trace::tool_names::ToolNames>,
+    /// The secret JSON field names, as every request's scrubber compares them.
+    fields: FieldNames,
 }
 
 impl Replayer {
@@ -295,6 +297,7 @@ impl Replayer {
         let index = Mutex::new(TraceIndex::new(slots, order, graph));
         let this = Arc::new(Replayer {
             rec,
+            fields: FieldNames::new(&rules.redact_json_fields),
             rules,
             pace: opts.pace,
             index,
@@ -430,7 +433,7 @@ impl Replayer {
         let coding = header(&stored_headers, "content-encoding").and_then(Coding::parse);
         // The request in the form record stored it: body (streamed through the same
         // scrubber), then headers, scrubbed alike.
-        let scrubber = BodyScrubber::new(ct.as_deref(), &self.rules, &secrets);
+        let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);
         let read = match request::read(
             incoming,
             coding,

@@ -273,6 +273,9 @@ impl Recording {
     /// at a time; `None` when the body is whole.
     pub fn body_parts(&self, r: &BodyRef) -> Option<Vec<String>> {
         match &self.bodies {
+            // Only a body over a segment is kept in parts (`get_body` joins any other):
+            // a small one costs no lookup here.
+            Bodies::Store(_) if r.len <= crate::SEGMENT as u64 => None,
             Bodies::Store(s) => s.body_segments(&r.b3).ok().flatten(),
             Bodies::Tape(_, files) => files
                 .get(&r.b3)

@@ -6,6 +6,7 @@
 //! sled 0.34 (sled issue 1308). A crash keeps a prefix of the writes, and each event is
 //! written after its bodies, so a surviving event never points at a missing body.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -59,23 +60,32 @@ pub enum EventDamage {
 
 /// An event, its blake3 and whether it carried one, or what is wrong with it.
 fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), EventDamage> {
-    let (json, summed) = match value.first() {
+    let (json, sum, summed) = match value.first() {
         Some(&EVENT_SUMMED) => {
             let (sum, json) = value
                 .get(1..)
                 .and_then(|v| v.split_at_checked(32))
                 .ok_or(EventDamage::CutShort)?;
-            if blake3::hash(json).as_bytes() != sum {
+            let actual = blake3::hash(json);
+            if actual.as_bytes() != sum {
                 return Err(EventDamage::Checksum);
             }
-            (json, true)
+            (json, actual, true)
         }
-        Some(b'{') => (value, false),
+        Some(b'{') => (value, blake3::hash(value), false),
         _ => return Err(EventDamage::Format),
     };
     serde_json::from_slice(json)
-        .map(|ev| (ev, blake3::hash(json), summed))
+        .map(|ev| (ev, sum, summed))
         .map_err(EventDamage::Unreadable)
+}
+
+/// `data`, when it is the content its blake3 `hash` names.
+fn checked(hash: &[u8], data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if blake3::hash(&data).as_bytes() != hash {
+        return Err(StoreError::DamagedBlob(hex(hash)));
+    }
+    Ok(data)
 }
 
 fn step_of(key: &[u8]) -> u64 {
@@ -104,6 +114,55 @@ struct Committer {
     /// Events and deletions written since the last flush, journalled once it succeeds.
     journal_pending: Mutex<Vec<Entry>>,
     journal: JournalWriter,
+    /// What the events written since the last flush add to their sessions' summaries:
+    /// merged into `sessions` once per flush (one write per session, not one per event),
+    /// and into every read of a summary meanwhile.
+    info_pending: Mutex<HashMap<String, InfoDelta>>,
+    sessions: sled::Tree,
+}
+
+/// Events added to a session since the last flush, summed.
+#[derive(Clone, Copy)]
+struct InfoDelta {
+    events: u64,
+    first_unix_ns: u64,
+    last_unix_ns: u64,
+    bytes: u64,
+}
+
+impl InfoDelta {
+    fn of(event: &Event, bytes: u64) -> InfoDelta {
+        InfoDelta {
+            events: 1,
+            first_unix_ns: event.timing.start_unix_ns,
+            last_unix_ns: event.timing.end_unix_ns,
+            bytes,
+        }
+    }
+
+    fn add(&mut self, d: InfoDelta) {
+        self.events += d.events;
+        self.first_unix_ns = self.first_unix_ns.min(d.first_unix_ns);
+        self.last_unix_ns = self.last_unix_ns.max(d.last_unix_ns);
+        self.bytes += d.bytes;
+    }
+
+    /// The summary `info` (none yet for a new session) with these events added.
+    fn onto(self, info: Option<SessionInfo>, session: &str) -> SessionInfo {
+        let mut info = info.unwrap_or(SessionInfo {
+            name: session.to_string(),
+            events: 0,
+            first_unix_ns: self.first_unix_ns,
+            last_unix_ns: self.last_unix_ns,
+            bytes: 0,
+            lineage: None,
+        });
+        info.events += self.events;
+        info.first_unix_ns = info.first_unix_ns.min(self.first_unix_ns);
+        info.last_unix_ns = info.last_unix_ns.max(self.last_unix_ns);
+        info.bytes += self.bytes;
+        info
+    }
 }
 
 use super::FILE_BLOB_MIN;
@@ -215,6 +274,8 @@ impl SledStore {
             unsynced: Mutex::new(Vec::new()),
             journal_pending: Mutex::new(Vec::new()),
             journal: JournalWriter::new(dir),
+            info_pending: Mutex::new(HashMap::new()),
+            sessions: sessions.clone(),
         });
         let (tx, rx) = mpsc::channel::<CommitMsg>();
         let flush_db = db.clone();
@@ -316,10 +377,7 @@ impl SledStore {
                 }
             },
         };
-        if blake3::hash(&data).as_bytes() != hash {
-            return Err(StoreError::DamagedBlob(hex(hash)));
-        }
-        Ok(Some(data))
+        checked(hash, data).map(Some)
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
@@ -385,9 +443,11 @@ fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
     let _ = flush(&db, &c);
 }
 
-/// Blob files, then sled, then the journal of what that flush made durable.
+/// Session summaries, blob files, then sled, then the journal of what that flush made
+/// durable.
 fn flush(db: &sled::Db, c: &Committer) -> Result<(), FlushError> {
     let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
+    merge_infos(c).map_err(FlushError::Sled)?;
     sync_blobs(c)?;
     db.flush().map_err(FlushError::Sled)?;
     c.journal.append(&entries).map_err(FlushError::Journal)
@@ -440,22 +500,18 @@ fn decode_info(name: &str, v: &[u8]) -> Option<SessionInfo> {
     })
 }
 
-fn merge_info(old: Option<&[u8]>, session: &str, event: &Event, bytes: u64) -> Option<Vec<u8>> {
-    let mut info = old
-        .and_then(|o| decode_info(session, o))
-        .unwrap_or(SessionInfo {
-            name: session.to_string(),
-            events: 0,
-            first_unix_ns: event.timing.start_unix_ns,
-            last_unix_ns: event.timing.end_unix_ns,
-            bytes: 0,
-            lineage: None,
-        });
-    info.events += 1;
-    info.first_unix_ns = info.first_unix_ns.min(event.timing.start_unix_ns);
-    info.last_unix_ns = info.last_unix_ns.max(event.timing.end_unix_ns);
-    info.bytes += bytes;
-    Some(encode_info(&info))
+/// Writes the pending summaries into the sessions tree. The lock is held throughout, so
+/// a reader sees each event counted once: pending or written.
+fn merge_infos(c: &Committer) -> Result<(), sled::Error> {
+    let mut pending = c.info_pending.lock().unwrap_or_else(|p| p.into_inner());
+    for (session, d) in pending.iter() {
+        c.sessions.update_and_fetch(session.as_bytes(), |old| {
+            let info = old.and_then(|o| decode_info(session, o));
+            Some(encode_info(&d.onto(info, session)))
+        })?;
+    }
+    pending.clear();
+    Ok(())
 }
 
 impl Store for SledStore {
@@ -542,7 +598,7 @@ impl Store for SledStore {
             return self.segment(&k);
         };
         match v.first() {
-            Some(&TAG_BLOB) => self.segment(&k),
+            Some(&TAG_BLOB) => checked(&k, v[1..].to_vec()).map(Some),
             Some(&TAG_MANIFEST) if v.len() >= 9 => {
                 let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
                 let mut out = Vec::with_capacity(len as usize);
@@ -591,9 +647,14 @@ impl Store for SledStore {
                 .flat_map(|w| &w.messages)
                 .map(|m| m.body.len)
                 .sum::<u64>();
-        self.sessions.update_and_fetch(session.as_bytes(), |old| {
-            merge_info(old, session, event, bytes)
-        })?;
+        let d = InfoDelta::of(event, bytes);
+        self.committer
+            .info_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(session.to_string())
+            .and_modify(|p| p.add(d))
+            .or_insert(d);
         self.mark_dirty();
         Ok(())
     }
@@ -683,23 +744,50 @@ impl Store for SledStore {
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut pending = self
+            .committer
+            .info_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = Vec::new();
         for item in self.sessions.iter() {
             let (k, v) = item?;
-            if let Some(mut info) = decode_info(&String::from_utf8_lossy(&k), &v) {
-                info.lineage = self.lineage_of(&info.name)?;
+            let name = String::from_utf8_lossy(&k);
+            if let Some(mut info) = decode_info(&name, &v) {
+                if let Some(d) = pending.remove(name.as_ref()) {
+                    info = d.onto(Some(info), &name);
+                }
                 out.push(info);
             }
+        }
+        // Sessions whose first events are not flushed yet.
+        for (name, d) in pending {
+            out.push(d.onto(None, &name));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        for info in &mut out {
+            info.lineage = self.lineage_of(&info.name)?;
         }
         Ok(out)
     }
 
     fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError> {
-        let Some(mut info) = self
+        let pending = self
+            .committer
+            .info_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .copied();
+        let stored = self
             .sessions
             .get(session.as_bytes())?
-            .and_then(|v| decode_info(session, &v))
-        else {
+            .and_then(|v| decode_info(session, &v));
+        let Some(mut info) = (match pending {
+            Some(d) => Some(d.onto(stored, session)),
+            None => stored,
+        }) else {
             return Ok(None);
         };
         info.lineage = self.lineage_of(session)?;
@@ -725,7 +813,16 @@ impl Store for SledStore {
             n += 1;
         }
         self.events.apply_batch(batch)?;
-        self.sessions.remove(session.as_bytes())?;
+        {
+            // Under the lock a flush merges with, so no pending count brings it back.
+            let mut pending = self
+                .committer
+                .info_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            pending.remove(session);
+            self.sessions.remove(session.as_bytes())?;
+        }
         self.runs.remove(session.as_bytes())?;
         self.lineage.remove(session.as_bytes())?;
         self.journal(Entry::Deleted {

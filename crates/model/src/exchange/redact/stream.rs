@@ -38,8 +38,21 @@ fn is_textual(ct: &str) -> bool {
 impl BodyScrubber {
     /// A scrubber for a body of this content type, with the secrets known now.
     pub fn new(content_type: Option<&str>, rules: &Rules, secrets: &Secrets) -> BodyScrubber {
+        Self::with_fields(
+            content_type,
+            FieldNames::new(&rules.redact_json_fields),
+            secrets,
+        )
+    }
+
+    /// [`BodyScrubber::new`] with the rules' secret field names already built (a proxy
+    /// builds them once, not twice per exchange).
+    pub fn with_fields(
+        content_type: Option<&str>,
+        fields: FieldNames,
+        secrets: &Secrets,
+    ) -> BodyScrubber {
         let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
-        let fields = FieldNames::new(&rules.redact_json_fields);
         let on = !fields.is_empty();
         let form = (on && ct.starts_with("application/x-www-form-urlencoded"))
             .then(|| FormFields::new(fields.clone()));
