@@ -180,6 +180,12 @@ pub trait Store: Send + Sync + 'static {
     /// One event of a session, read back (a replay keeps only what matching needs and
     /// reads the event it serves).
     fn event(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError>;
+    /// [`Store::event`] for an event this process has already read once with its checksum
+    /// checked (a replay indexes every event before it serves one, and the store is its
+    /// alone meanwhile): read without checking it again.
+    fn event_again(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError> {
+        self.event(session, step)
+    }
     /// Blocks until everything written so far is durable.
     fn commit(&self) -> Result<(), StoreError>;
     /// The failure signatures seen across sessions (empty in a store that has none).

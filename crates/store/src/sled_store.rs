@@ -864,6 +864,21 @@ impl Store for SledStore {
         }
     }
 
+    fn event_again(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError> {
+        let Some(v) = self.events.get(event_key(session, step))? else {
+            return Ok(None);
+        };
+        let json = match v.first() {
+            Some(&EVENT_SUMMED) => v.get(33..),
+            _ => Some(&v[..]),
+        };
+        match json.map(serde_json::from_slice::<Event>) {
+            Some(Ok(ev)) => Ok(Some(ev)),
+            // Not as it was when first read: say what is wrong the usual way.
+            _ => self.event(session, step),
+        }
+    }
+
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
         let Some(item) = self.events.scan_prefix(session_prefix(session)).next_back() else {
             return Ok(None);
