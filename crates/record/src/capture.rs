@@ -126,11 +126,6 @@ impl Capture {
         self.reader.sink().writer.take_ready()
     }
 
-    /// Whether finishing this body writes a file (see [`BodyWriter::writes_files`]).
-    pub fn writes_files(&mut self) -> bool {
-        self.reader.sink().writer.writes_files()
-    }
-
     /// Decoded bytes taken so far.
     pub fn len(&mut self) -> u64 {
         self.reader.len()

@@ -9,6 +9,7 @@
 mod capture;
 mod inject;
 pub mod upstream;
+mod writer;
 mod ws;
 
 pub use inject::{Faults, ToolNamer};
@@ -25,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::oneshot;
 
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
@@ -71,6 +73,8 @@ pub struct Recorder {
     fingerprint: String,
     /// The secret JSON field names, as every body scrubber compares them.
     fields: FieldNames,
+    /// Where bodies and events are written (see [`writer`]).
+    writer: writer::Writer,
 }
 
 /// What the caller of [`Recorder::forward`] has already decided about an exchange.
@@ -96,6 +100,7 @@ impl Recorder {
             store,
             fingerprint: rules.match_fingerprint(),
             fields: FieldNames::new(&rules.redact_json_fields),
+            writer: writer::Writer::start(),
             rules,
             upstream,
             passthrough: passthrough
@@ -200,7 +205,7 @@ impl Recorder {
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
         let req_ct = header(&req_headers, "content-type").map(str::to_string);
-        let req_capture = Capture::new(
+        let mut req_capture = Capture::new(
             self.store.clone(),
             header(&req_headers, "content-encoding"),
             keep_limit(req_ct.as_deref()),
@@ -209,6 +214,7 @@ impl Recorder {
             self.max_body,
             BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
         );
+        req_capture.defer_writes();
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
             capture: Some(req_capture),
@@ -267,7 +273,15 @@ impl Recorder {
         }
         let client_h2 = parts.version == http::Version::HTTP_2;
         parts.version = http::Version::HTTP_11;
-        let up_req = Request::from_parts(parts, TeeBody { tee }.boxed_unsync());
+        let up_req = Request::from_parts(
+            parts,
+            TeeBody {
+                tee,
+                recorder: self.clone(),
+                writing: None,
+            }
+            .boxed_unsync(),
+        );
 
         let sent = match injection.as_ref().filter(|i| i.replaces_answer()) {
             Some(i) => {
@@ -277,7 +291,7 @@ impl Recorder {
                 match (i.answer(), i.dropped()) {
                     (Some(a), _) => Ok(fault::answer(&a)),
                     (None, err) => {
-                        pending.finish(err, false);
+                        pending.finish_stored(err, false).await;
                         return self.no_answer(i).await;
                     }
                 }
@@ -306,7 +320,15 @@ impl Recorder {
                 // A request that has ended is stored now, so the values of its secret
                 // fields are scrubbed from the response as it streams.
                 if pending.request_ended() {
-                    pending.settle_request();
+                    pending = match pending.settled().await {
+                        Some(p) => p,
+                        None => {
+                            return body::text(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "tapedeck: storing the request failed; see the log",
+                            )
+                        }
+                    };
                 }
                 let mut resp_headers =
                     redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
@@ -315,7 +337,7 @@ impl Recorder {
                     tracing::warn!("#{step} {}", err.message);
                     drop(rbody);
                     let resp = error_response(&err);
-                    pending.finish(Some(err), false);
+                    pending.finish_stored(Some(err), false).await;
                     return resp;
                 }
                 let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
@@ -352,7 +374,7 @@ impl Recorder {
                 if has_no_body(head_request, rparts.status, &rbody) {
                     // Nothing will be polled: hyper writes no body for these, so the
                     // event is complete now (never a hang-up), its framing headers kept.
-                    pending.finish(None, true);
+                    pending.finish_stored(None, true).await;
                     return Response::from_parts(rparts, body::empty());
                 }
                 let body = ResponseTee {
@@ -374,7 +396,7 @@ impl Recorder {
                 if err.kind == ErrorKind::TooLarge && !client_h2 {
                     close_after(&mut resp, http::Version::HTTP_11);
                 }
-                pending.finish(Some(err), false);
+                pending.finish_stored(Some(err), false).await;
                 resp
             }
         }
@@ -454,8 +476,30 @@ struct RequestTee {
 
 /// The request body on its way upstream; the state is shared so that, if the upstream
 /// fails before reading it, the recorder can still read the rest for the event.
+///
+/// A frame that completes segments of a large body goes upstream once they are written
+/// on the writer thread (backpressure on the client, no write on the runtime's threads).
 struct TeeBody {
     tee: Arc<Mutex<RequestTee>>,
+    recorder: Arc<Recorder>,
+    writing: Option<(SegmentsWritten, Frame<Bytes>)>,
+}
+
+/// How storing a body's finished segments went (an error is the store's, as text).
+type SegmentsWritten = oneshot::Receiver<Result<(), String>>;
+
+impl Recorder {
+    /// Stores finished segments on the writer thread; the receiver says how it went.
+    fn put_segments(&self, ready: Vec<(blake3::Hash, Vec<u8>)>) -> SegmentsWritten {
+        let store = self.store.clone();
+        self.writer.run(move || {
+            ready.iter().try_for_each(|(h, d)| {
+                store
+                    .put_blob(h, d)
+                    .map_err(|e| format!("store write failed: {e}"))
+            })
+        })
+    }
 }
 
 impl Body for TeeBody {
@@ -463,10 +507,25 @@ impl Body for TeeBody {
     type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+        let this = &mut *self;
+        if let Some((rx, _)) = this.writing.as_mut() {
+            let written = match std::future::Future::poll(Pin::new(rx), cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(w) => w.unwrap_or_else(|_| Err("a store write stopped".into())),
+            };
+            let frame = this.writing.take().map(|(_, f)| f);
+            if let Err(e) = written {
+                let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = t.capture.as_mut() {
+                    c.note_failure(e);
+                }
+            }
+            return Poll::Ready(frame.map(Ok));
+        }
+        let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
         let Some(inner) = t.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -484,6 +543,15 @@ impl Body for TeeBody {
                         )
                         .into())));
                     }
+                    let ready = c.take_ready();
+                    if !ready.is_empty() {
+                        drop(t);
+                        let rx = this.recorder.put_segments(ready);
+                        this.writing = Some((rx, frame));
+                        // Polled again at once, to wait for the write.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -497,7 +565,7 @@ impl Body for TeeBody {
 
     fn is_end_stream(&self) -> bool {
         let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
-        t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.writing.is_none() && (t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -564,6 +632,14 @@ impl Pending {
                                 return false;
                             }
                         }
+                        let ready = capture.take_ready();
+                        if !ready.is_empty() {
+                            let written = self.recorder.put_segments(ready).await;
+                            if let Ok(Err(e)) = written {
+                                capture.note_failure(e);
+                                return false;
+                            }
+                        }
                         if capture.len() > WHOLE_JSON_LIMIT as u64 {
                             return false;
                         }
@@ -619,14 +695,14 @@ impl Pending {
         t.capture.as_ref().and_then(Capture::too_large)
     }
 
-    /// Stores the finished body; returns its reference and, when small, its bytes.
+    /// A finished body's reference and, when small (kept whole, not stored yet: see
+    /// [`Pending::put_whole`]), its bytes.
     fn store_body(
         &mut self,
         c: Captured,
         content_type: Option<&str>,
     ) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
         self.secrets.extend(c.found.into_values());
-        let store = self.recorder.store.as_ref();
         match c.body {
             WrittenBody::Whole(data) => {
                 let data = redact::finish_whole(
@@ -635,13 +711,7 @@ impl Pending {
                     &self.recorder.rules,
                     &mut self.secrets,
                 );
-                let hash = match store_whole(store, &data) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::error!("#{}: cannot store body: {e}", self.step);
-                        blake3::hash(&data)
-                    }
-                };
+                let hash = blake3::hash(&data);
                 (
                     BodyRef {
                         b3: hash.to_hex().to_string(),
@@ -664,7 +734,60 @@ impl Pending {
         }
     }
 
-    fn finish(mut self, error: Option<ExchangeError>, complete: bool) {
+    /// Stores a body kept whole (on the writer thread, before the event that names it).
+    fn put_whole(&self, r: &BodyRef, data: &[u8]) {
+        let stored = match blake3::Hash::from_hex(&r.b3) {
+            Ok(h) => self.recorder.store.put_blob(&h, data),
+            Err(_) => store_whole(self.recorder.store.as_ref(), data).map(|_| ()),
+        };
+        if let Err(e) = stored {
+            tracing::error!("#{}: cannot store body: {e}", self.step);
+        }
+    }
+
+    /// Ends the exchange: its event is written on the writer thread, and this returns once
+    /// it is in the store.
+    async fn finish_stored(self, error: Option<ExchangeError>, complete: bool) {
+        let writer = self.recorder.clone();
+        let _ = writer
+            .writer
+            .run(move || self.write_event(error, complete))
+            .await;
+    }
+
+    /// Ends the exchange where nothing can wait for it (a frame's error, a drop): its
+    /// event is written on the writer thread soon after.
+    fn finish(self, error: Option<ExchangeError>, complete: bool) {
+        let writer = self.recorder.clone();
+        drop(writer.writer.run(move || self.write_event(error, complete)));
+    }
+
+    /// Settles the request; a large one, whose last segment and manifest are still to be
+    /// written, on the writer thread. `None` if that write panicked (the exchange is lost).
+    async fn settled(mut self) -> Option<Pending> {
+        let large = {
+            let mut t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
+            t.capture
+                .as_mut()
+                .is_some_and(|c| c.len() > keep_limit(self.req_ct.as_deref()) as u64)
+        };
+        if !large {
+            self.settle_request();
+            return Some(self);
+        }
+        let recorder = self.recorder.clone();
+        recorder
+            .writer
+            .run(move || {
+                self.settle_request();
+                self
+            })
+            .await
+            .ok()
+    }
+
+    /// Writes the event (on the writer thread: see [`writer`]).
+    fn write_event(mut self, error: Option<ExchangeError>, complete: bool) {
         let end = Instant::now();
 
         let rules = self.recorder.rules.clone();
@@ -683,6 +806,9 @@ impl Pending {
             },
             &rules,
         );
+        if let Some(b) = &req_bytes {
+            self.put_whole(&req_body, b);
+        }
 
         let mut error = match (error, req_too_large) {
             (Some(e), _) => Some(e),
@@ -695,7 +821,10 @@ impl Pending {
                 let captured = cap.finish();
                 let mut chunks = captured.chunks.clone();
                 let over = captured.too_large;
-                let (body, _, failed) = self.store_body(captured, ct.as_deref());
+                let (body, data, failed) = self.store_body(captured, ct.as_deref());
+                if let Some(d) = &data {
+                    self.put_whole(&body, d);
+                }
                 if let (Some(max), None) = (over, &error) {
                     error = Some(too_large("response", max));
                 }
@@ -806,17 +935,16 @@ fn fit_chunks(chunks: &mut Option<Vec<tapedeck_model::exchange::Chunk>>, len: u6
 /// The response body on its way to the client. The event is written before the last
 /// frame is handed over, and a client that hangs up still leaves an event behind.
 ///
-/// File writes run on the blocking pool, never on the runtime's threads: a frame that
-/// completes a segment of a large body, and the end of a body that is a blob file (with
-/// its event), are handed over once the write is done, so a slow disk slows this
-/// download (backpressure) and not the other connections on the thread. A small body's
-/// end writes only into sled's memory (its fsync is the committer thread's), in place.
+/// Store writes run on the recorder's writer thread, never on the runtime's threads: a
+/// frame that completes a segment of a large body, and the last frame (the body and the
+/// event), are handed over once the write is done, so a slow disk slows this download
+/// (backpressure) and not the other connections on the thread.
 struct ResponseTee {
     inner: ProxyBody,
     pending: Option<Pending>,
-    /// Writes in flight on the blocking pool (which hand the exchange back unless they
-    /// finished it), and what to give the client once they are done.
-    writing: Option<(tokio::task::JoinHandle<Option<Pending>>, FrameResult)>,
+    /// A write in flight on the writer (which hands the exchange back unless it finished
+    /// it), and what to give the client once it is done.
+    writing: Option<(oneshot::Receiver<Option<Pending>>, FrameResult)>,
 }
 
 type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;
@@ -844,15 +972,12 @@ impl ResponseTee {
             .as_mut()
             .map(Capture::take_ready)
             .unwrap_or_default();
-        let files = end && p.resp_capture.as_mut().is_some_and(Capture::writes_files);
-        if ready.is_empty() && !files {
-            match end {
-                true => p.finish(None, true),
-                false => self.pending = Some(p),
-            }
+        if ready.is_empty() && !end {
+            self.pending = Some(p);
             return Poll::Ready(out);
         }
-        let task = tokio::task::spawn_blocking(move || {
+        let recorder = p.recorder.clone();
+        let task = recorder.writer.run(move || {
             let store = p.recorder.store.clone();
             for (h, data) in &ready {
                 if let Err(e) = store.put_blob(h, data) {
@@ -863,7 +988,7 @@ impl ResponseTee {
                 }
             }
             if end {
-                p.finish(None, true);
+                p.write_event(None, true);
                 return None;
             }
             Some(p)
@@ -956,10 +1081,7 @@ impl Drop for ResponseTee {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     if let Ok(Some(p)) = task.await {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            p.finish(Some(client_closed()), false)
-                        })
-                        .await;
+                        p.finish_stored(Some(client_closed()), false).await;
                     }
                 });
             }

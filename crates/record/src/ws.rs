@@ -60,13 +60,15 @@ pub(super) async fn relay(
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
-            pending.finish(
-                Some(ExchangeError {
-                    kind: ErrorKind::Protocol,
-                    message: format!("the WebSocket upgrade did not complete: {e}"),
-                }),
-                false,
-            );
+            pending
+                .finish_stored(
+                    Some(ExchangeError {
+                        kind: ErrorKind::Protocol,
+                        message: format!("the WebSocket upgrade did not complete: {e}"),
+                    }),
+                    false,
+                )
+                .await;
             return;
         }
     };
@@ -121,7 +123,7 @@ pub(super) async fn relay(
         },
         message: notes.join("; "),
     });
-    pending.finish(error, true);
+    pending.finish_stored(error, true).await;
 }
 
 /// Runs both directions; once one ends, the other gets [`HALF_OPEN`] to end too.

@@ -302,12 +302,6 @@ impl BodyWriter {
         std::mem::take(&mut self.ready)
     }
 
-    /// Whether storing what it holds writes a file: it has gone past its keep-whole limit
-    /// (it is written in segments), or what it keeps whole is a blob file's size.
-    pub fn writes_files(&self) -> bool {
-        self.spilled || self.whole.len() >= FILE_BLOB_MIN
-    }
-
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -425,7 +419,6 @@ mod tests {
             store.put_blob(h, d).unwrap();
         }
         w.write(&store, &data[SEGMENT * 2..]).unwrap();
-        assert!(w.writes_files());
         let WrittenBody::Stored { hash, len } = w.finish(&store).unwrap() else {
             panic!("kept whole");
         };
