@@ -652,9 +652,9 @@ fn rss_mb(pid: i32) -> f64 {
 /// ready to replay with resident memory proportional to its events (the time it took is
 /// printed; timing is shown, not asserted), and replaying a session of 53,000 events from
 /// the store costs little resident memory beyond replaying 100: the events stay in the
-/// store and only what matching needs is in memory. Measured 56-63 MB on this machine
-/// (sled's cache and pages the allocator keeps included; 415 MB when every event was
-/// held); the bound leaves room for that noise.
+/// store and only what matching needs is in memory. Measured 56-68 MB on this machine
+/// (sled's 16 MB cache and pages the allocator keeps included; 415 MB when every event
+/// was held); the bound leaves room for that noise.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_sessions_replay_in_bounded_memory() {
     const EVENTS: u64 = 100_000;

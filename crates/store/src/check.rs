@@ -94,7 +94,7 @@ pub fn check(store: &dyn Store, journal: &Journal) -> Result<Report, StoreError>
         let mut lost = 0;
         for (step, b3) in journal.sessions.get(&info.name).into_iter().flatten() {
             let problem = match read.sums.get(step) {
-                Some(sum) if sum == b3 => continue,
+                Some(sum) if sum.to_hex().as_str() == b3 => continue,
                 Some(_) => "it differs from the event the journal lists for this step",
                 None if damaged.iter().any(|d| d.step == Some(*step)) => continue,
                 None => {

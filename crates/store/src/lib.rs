@@ -221,7 +221,7 @@ pub struct SessionRead {
     /// Events written before events carried a checksum.
     pub without_checksum: u64,
     /// The blake3 of each readable event's JSON, by step (what the journal lists).
-    pub sums: std::collections::HashMap<u64, String>,
+    pub sums: std::collections::HashMap<u64, blake3::Hash>,
 }
 
 /// A body as [`Store::verify_body`] found it.

@@ -680,7 +680,7 @@ impl Store for SledStore {
             let ev = match decode_event(&v) {
                 Ok((ev, sum, summed)) => {
                     read.without_checksum += u64::from(!summed);
-                    read.sums.insert(step, sum.to_hex().to_string());
+                    read.sums.insert(step, sum);
                     ev
                 }
                 Err(problem) => {
