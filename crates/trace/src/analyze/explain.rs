@@ -174,57 +174,28 @@ mod tests {
     use crate::analyze::detect::testing::*;
     use crate::analyze::flow::flows;
     use crate::spans::{build_from, TraceOptions};
-    use serde_json::json;
     use tapedeck_model::rules::Rules;
 
     #[test]
     fn the_chain_walks_back_from_a_final_answer_through_the_values_that_flowed() {
-        let body = r#"{"price":1.299,"parse_error":"ambiguous decimal separator"}"#;
-        let notes = "Research notes: the widget costs EUR 1.299";
-        let writer_req =
-            json!({"messages": [{"role": "user", "content": format!("Ad from: {notes}")}]})
-                .to_string();
-        let e1 = llm_event(1, Some("researcher"), 0, 10);
-        let e2 = tool_event(
-            2,
-            Some("researcher"),
-            "https://shop.test/price?item=widget",
-            200,
-            11,
-            12,
+        let notes = PriceHandOff::NOTES;
+        let run = PriceHandOff::new(
+            r#"{"price":1.299,"parse_error":"ambiguous decimal separator"}"#,
+            &PriceHandOff::writer_quoting("Ad from: "),
+            "Just EUR 1.30!",
+        )
+        .then(
+            tool_event(
+                5,
+                Some("writer"),
+                "https://unrelated.test/ping",
+                200,
+                31,
+                32,
+            ),
+            "pong",
         );
-        let e3 = llm_event(3, Some("researcher"), 13, 20);
-        let e4 = llm_event(4, Some("writer"), 21, 30);
-        let e5 = tool_event(
-            5,
-            Some("writer"),
-            "https://unrelated.test/ping",
-            200,
-            31,
-            32,
-        );
-        let p = vec![
-            parsed(
-                &e1,
-                Some(asks("c1", "get_price", json!({"item": "widget"}))),
-                "{}",
-                "{}",
-            ),
-            parsed(&e2, None, "", body),
-            parsed(
-                &e3,
-                Some(llm_call(20, vec![("c1", body)], notes)),
-                "{}",
-                "{}",
-            ),
-            parsed(
-                &e4,
-                Some(llm_call(20, vec![], "Just EUR 1.30!")),
-                &writer_req,
-                "{}",
-            ),
-            parsed(&e5, None, "", "pong"),
-        ];
+        let p = run.parsed();
         let rules = Rules::default();
         let trace = build_from("s", &p, &rules, &TraceOptions::default());
         let tools = ToolNames::of(&trace, &p, &rules);

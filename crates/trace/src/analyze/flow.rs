@@ -302,45 +302,16 @@ pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
     use crate::analyze::detect::testing::*;
-    use serde_json::json;
 
     #[test]
     fn a_tool_call_its_request_its_result_and_a_handed_on_text_are_linked() {
-        let body = r#"{"price":1.299,"parse_error":"ambiguous"}"#;
-        let e1 = llm_event(1, Some("researcher"), 0, 10);
-        let e2 = tool_event(
-            2,
-            Some("researcher"),
-            "https://shop.test/price?item=widget",
-            200,
-            11,
-            12,
+        let writer = PriceHandOff::writer_quoting("Write an ad from these notes:\n");
+        let run = PriceHandOff::new(
+            r#"{"price":1.299,"parse_error":"ambiguous"}"#,
+            &writer,
+            "Just EUR 1.30!",
         );
-        let e3 = llm_event(3, Some("researcher"), 13, 20);
-        let e4 = llm_event(4, Some("writer"), 21, 30);
-        let notes = "Research notes: the widget costs EUR 1.299";
-        let writer_req = json!({"messages": [{"role": "user", "content": format!("Write an ad from these notes:\n{notes}")}]}).to_string();
-        let p = vec![
-            parsed(
-                &e1,
-                Some(asks("c1", "get_price", json!({"item": "widget"}))),
-                "{}",
-                "{}",
-            ),
-            parsed(&e2, None, "", body),
-            parsed(
-                &e3,
-                Some(llm_call(20, vec![("c1", body)], notes)),
-                "{}",
-                "{}",
-            ),
-            parsed(
-                &e4,
-                Some(llm_call(20, vec![], "Just EUR 1.30!")),
-                &writer_req,
-                "{}",
-            ),
-        ];
+        let p = run.parsed();
         let f = flows(&p);
         let pairs: Vec<(usize, usize, Via)> = f.iter().map(|f| (f.from, f.to, f.via)).collect();
         assert!(pairs.contains(&(0, 1, Via::ToolArguments)), "{f:#?}");

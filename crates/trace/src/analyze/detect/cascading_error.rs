@@ -242,50 +242,11 @@ mod tests {
 
     #[test]
     fn a_soft_error_handed_from_a_researcher_to_a_writer_names_origin_hand_off_and_output() {
-        let body =
+        let price =
             r#"{"price":1.299,"raw_price":"1.299,00","parse_error":"ambiguous decimal separator"}"#;
-        let notes = "Research notes: the widget costs EUR 1.299";
-        let writer_req = serde_json::json!({"messages": [
-            {"role": "user", "content": format!("Write a one-line ad from these notes: {notes}")}
-        ]})
-        .to_string();
-        let e1 = llm_event(1, Some("researcher"), 0, 10);
-        let e2 = tool_event(
-            2,
-            Some("researcher"),
-            "https://shop.test/price?item=widget",
-            200,
-            11,
-            12,
-        );
-        let e3 = llm_event(3, Some("researcher"), 13, 20);
-        let e4 = llm_event(4, Some("writer"), 21, 30);
-        let p = vec![
-            parsed(
-                &e1,
-                Some(asks(
-                    "c1",
-                    "get_price",
-                    serde_json::json!({"item": "widget"}),
-                )),
-                "{}",
-                "{}",
-            ),
-            parsed(&e2, None, "", body),
-            parsed(
-                &e3,
-                Some(llm_call(20, vec![("c1", body)], notes)),
-                "{}",
-                "{}",
-            ),
-            parsed(
-                &e4,
-                Some(llm_call(20, vec![], "Buy it now for just EUR 1.30")),
-                &writer_req,
-                "{}",
-            ),
-        ];
-        let out = run(&p, detect);
+        let writer = PriceHandOff::writer_quoting("Write a one-line ad from these notes: ");
+        let run_ = PriceHandOff::new(price, &writer, "Buy it now for just EUR 1.30");
+        let out = run(&run_.parsed(), detect);
         assert_eq!(out.len(), 1, "{out:#?}");
         let f = &out[0];
         assert_eq!(f.steps, vec![2, 3, 4]);
@@ -301,31 +262,11 @@ mod tests {
         );
         assert!(f.evidence[3].contains("just EUR 1.30"), "{:#?}", f.evidence);
         // The same error that never reaches the writer is no cascade.
-        let p = vec![
-            parsed(
-                &e1,
-                Some(asks(
-                    "c1",
-                    "get_price",
-                    serde_json::json!({"item": "widget"}),
-                )),
-                "{}",
-                "{}",
-            ),
-            parsed(&e2, None, "", body),
-            parsed(
-                &e3,
-                Some(llm_call(20, vec![("c1", body)], notes)),
-                "{}",
-                "{}",
-            ),
-            parsed(
-                &e4,
-                Some(llm_call(20, vec![], "Buy it now!")),
-                r#"{"messages":[{"role":"user","content":"Write an ad"}]}"#,
-                "{}",
-            ),
-        ];
-        assert!(run(&p, detect).is_empty());
+        let unread = PriceHandOff::new(
+            price,
+            r#"{"messages":[{"role":"user","content":"Write an ad"}]}"#,
+            "Buy it now!",
+        );
+        assert!(run(&unread.parsed(), detect).is_empty());
     }
 }

@@ -124,6 +124,89 @@ pub fn parsed<'a>(ev: &'a Event, llm: Option<LlmCall>, req: &str, resp: &str) ->
     }
 }
 
+/// An LLM call that asks `get_price` for the widget (call id `c1`).
+pub fn asks_price() -> LlmCall {
+    asks("c1", "get_price", serde_json::json!({"item": "widget"}))
+}
+
+/// The price hand-off the cascade, flow and explain tests share: the researcher asks
+/// `get_price` for the widget (step 1), the shop answers `price` (step 2), the researcher
+/// writes `NOTES` from that answer (step 3), and the writer, sent `writer_request`,
+/// answers `writer_answer` (step 4). More exchanges may follow (`then`).
+pub struct PriceHandOff {
+    events: Vec<Event>,
+    price: String,
+    writer_request: String,
+    writer_answer: String,
+    /// Response bodies of the exchanges after step 4.
+    later: Vec<String>,
+}
+
+impl PriceHandOff {
+    pub const NOTES: &'static str = "Research notes: the widget costs EUR 1.299";
+
+    pub fn new(price: &str, writer_request: &str, writer_answer: &str) -> PriceHandOff {
+        PriceHandOff {
+            events: vec![
+                llm_event(1, Some("researcher"), 0, 10),
+                tool_event(
+                    2,
+                    Some("researcher"),
+                    "https://shop.test/price?item=widget",
+                    200,
+                    11,
+                    12,
+                ),
+                llm_event(3, Some("researcher"), 13, 20),
+                llm_event(4, Some("writer"), 21, 30),
+            ],
+            price: price.into(),
+            writer_request: writer_request.into(),
+            writer_answer: writer_answer.into(),
+            later: Vec::new(),
+        }
+    }
+
+    /// A writer whose request quotes the notes after `prompt`.
+    pub fn writer_quoting(prompt: &str) -> String {
+        serde_json::json!({"messages": [
+            {"role": "user", "content": format!("{prompt}{}", Self::NOTES)}
+        ]})
+        .to_string()
+    }
+
+    /// Then a tool exchange `ev` that answered `body`.
+    pub fn then(mut self, ev: Event, body: &str) -> PriceHandOff {
+        self.events.push(ev);
+        self.later.push(body.into());
+        self
+    }
+
+    pub fn parsed(&self) -> Vec<Parsed<'_>> {
+        let e = &self.events;
+        let mut p = vec![
+            parsed(&e[0], Some(asks_price()), "{}", "{}"),
+            parsed(&e[1], None, "", &self.price),
+            parsed(
+                &e[2],
+                Some(llm_call(20, vec![("c1", &self.price)], Self::NOTES)),
+                "{}",
+                "{}",
+            ),
+            parsed(
+                &e[3],
+                Some(llm_call(20, vec![], &self.writer_answer)),
+                &self.writer_request,
+                "{}",
+            ),
+        ];
+        for (ev, body) in e[4..].iter().zip(&self.later) {
+            p.push(parsed(ev, None, "", body));
+        }
+        p
+    }
+}
+
 /// Runs one detector over `p` with default rules.
 pub fn run(
     p: &[Parsed],

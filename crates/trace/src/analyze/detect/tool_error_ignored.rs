@@ -339,16 +339,7 @@ mod tests {
         let e2 = tool_event(2, None, "https://shop.test/price?item=widget", 200, 11, 12);
         let e3 = llm_event(3, None, 13, 20);
         let p = vec![
-            parsed(
-                &e1,
-                Some(asks(
-                    "c1",
-                    "get_price",
-                    serde_json::json!({"item": "widget"}),
-                )),
-                "{}",
-                "{}",
-            ),
+            parsed(&e1, Some(asks_price()), "{}", "{}"),
             parsed(&e2, None, "", body),
             parsed(
                 &e3,
