@@ -17,20 +17,15 @@ use serde_json::{json, Value};
 
 use super::fields::{self, array, count, float, nonempty, string};
 use super::recognise::Route;
-use super::{blank, genai, record_error, sse, ExchangeView, LlmCall, ToolCall, ToolResult};
+use super::{genai, record_error, sse, ExchangeView, JsonOrStream, LlmCall, ToolCall, ToolResult};
 
 pub(super) fn parse(x: &ExchangeView, route: &Route) -> LlmCall {
-    let mut call = blank(route);
-    if let Some(req) = fields::json(x.request_body) {
-        read_request(&mut call, &req);
+    JsonOrStream {
+        request: read_request,
+        stream: read_stream,
+        whole: read_message,
     }
-    if sse::looks_like_sse(x.response_body) {
-        call.stream = true;
-        read_stream(&mut call, x);
-    } else if let Some(body) = fields::json(x.response_body) {
-        read_message(&mut call, &body, x.status);
-    }
-    call
+    .parse(x, route)
 }
 
 fn read_request(call: &mut LlmCall, req: &Value) {

@@ -172,6 +172,30 @@ pub fn parse(x: &ExchangeView) -> Option<LlmCall> {
     Some(call)
 }
 
+/// How an API that takes a JSON request and answers with either an SSE stream or one
+/// JSON object is read (Anthropic Messages, OpenAI Responses): its adapter reads each part.
+struct JsonOrStream {
+    request: fn(&mut LlmCall, &Value),
+    stream: fn(&mut LlmCall, &ExchangeView),
+    whole: fn(&mut LlmCall, &Value, Option<u16>),
+}
+
+impl JsonOrStream {
+    fn parse(&self, x: &ExchangeView, route: &Route) -> LlmCall {
+        let mut call = blank(route);
+        if let Some(req) = fields::json(x.request_body) {
+            (self.request)(&mut call, &req);
+        }
+        if sse::looks_like_sse(x.response_body) {
+            call.stream = true;
+            (self.stream)(&mut call, x);
+        } else if let Some(body) = fields::json(x.response_body) {
+            (self.whole)(&mut call, &body, x.status);
+        }
+        call
+    }
+}
+
 /// A fresh call with the request-independent defaults every adapter starts from.
 fn blank(route: &Route) -> LlmCall {
     LlmCall {
