@@ -79,6 +79,26 @@ fn record(dirs: &Dirs, session: &str, ups: &[&Upstream]) -> Daemon {
     Daemon::start(dirs, &args)
 }
 
+/// Records the weather agent into `session` through a record daemon, its LLM on `llm` and
+/// its tools on `tools` (which may be the same upstream); returns what the agent got.
+async fn record_agent(dirs: &Dirs, session: &str, llm: &Upstream, tools: &Upstream) -> Run {
+    let ups: Vec<&Upstream> = if std::ptr::eq(llm, tools) {
+        vec![llm]
+    } else {
+        vec![llm, tools]
+    };
+    let d = record(dirs, session, &ups);
+    let run = agent(
+        &client(&d, dirs),
+        &llm.base_url(),
+        &tools.base_url(),
+        "You are a weather bot.",
+    )
+    .await;
+    d.stop();
+    run
+}
+
 fn sessions(dirs: &Dirs) -> Vec<Value> {
     let (code, out, err) = dirs.run(&["sessions", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -94,17 +114,9 @@ async fn live_llm_sends_only_the_llm_calls_out_and_records_a_fork() {
     let llm = Upstream::start(true).await;
     let tools = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "incident", &[&llm, &tools]);
-    let (llm_base, tools_base) = (llm.base_url(), tools.base_url());
-    let recorded = agent(
-        &client(&d, &dirs),
-        &llm_base,
-        &tools_base,
-        "You are a weather bot.",
-    )
-    .await;
+    let recorded = record_agent(&dirs, "incident", &llm, &tools).await;
     assert_eq!(recorded.statuses, [200, 200, 200, 200]);
-    d.stop();
+    let (llm_base, tools_base) = (llm.base_url(), tools.base_url());
     // The tools' host is gone: a tool call that got out would fail.
     tools.stop();
     let before = llm.requests();
@@ -169,15 +181,7 @@ async fn live_llm_sends_only_the_llm_calls_out_and_records_a_fork() {
 async fn without_live_a_changed_call_is_a_miss_and_nothing_goes_out() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "s", &[&up]);
-    agent(
-        &client(&d, &dirs),
-        &up.base_url(),
-        &up.base_url(),
-        "You are a weather bot.",
-    )
-    .await;
-    d.stop();
+    record_agent(&dirs, "s", &up, &up).await;
     let before = up.requests();
     let r = Daemon::start(&dirs, &["replay", "--session", "s"]);
     let c = client(&r, &dirs);
@@ -198,15 +202,7 @@ async fn without_live_a_changed_call_is_a_miss_and_nothing_goes_out() {
 async fn an_injected_503_on_the_weather_tool_is_served_and_marked_in_the_fork() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "clean", &[&up]);
-    agent(
-        &client(&d, &dirs),
-        &up.base_url(),
-        &up.base_url(),
-        "You are a weather bot.",
-    )
-    .await;
-    d.stop();
+    record_agent(&dirs, "clean", &up, &up).await;
     let (llm_url, weather_url) = (
         up.url("/v1/chat/completions"),
         up.url("/weather?city=Paris"),
@@ -253,15 +249,7 @@ async fn an_injected_503_on_the_weather_tool_is_served_and_marked_in_the_fork() 
 async fn rerun_of_a_step_reports_how_often_the_wrong_tool_comes_back() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "s", &[&up]);
-    agent(
-        &client(&d, &dirs),
-        &up.base_url(),
-        &up.base_url(),
-        "You are a weather bot.",
-    )
-    .await;
-    d.stop();
+    record_agent(&dirs, "s", &up, &up).await;
     // From now on the model picks the wrong tool 30% of the time.
     let chance = 0.3;
     up.set_wrong_tool(chance, 7);
@@ -340,10 +328,8 @@ async fn rerun_of_a_step_reports_how_often_the_wrong_tool_comes_back() {
 async fn tool_calls_match_by_meaning_and_a_new_one_names_the_closest_recorded() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "s", &[&up]);
+    record_agent(&dirs, "s", &up, &up).await;
     let base = up.base_url();
-    agent(&client(&d, &dirs), &base, &base, "You are a weather bot.").await;
-    d.stop();
     let before = up.requests();
     let ca = up.ca_path.to_str().unwrap();
     let r = Daemon::start(
@@ -589,10 +575,8 @@ async fn rerun_reads_streamed_answers_and_changes_the_model_and_system_prompt() 
 async fn live_tool_and_on_miss_live_pick_other_splits() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, "s", &[&up]);
+    record_agent(&dirs, "s", &up, &up).await;
     let base = up.base_url();
-    agent(&client(&d, &dirs), &base, &base, "You are a weather bot.").await;
-    d.stop();
     let ca = up.ca_path.to_str().unwrap();
 
     // --live tool: the same run, its LLM calls from the recording, its tool calls live.
