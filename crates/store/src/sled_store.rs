@@ -648,13 +648,26 @@ impl Store for SledStore {
                 .map(|m| m.body.len)
                 .sum::<u64>();
         let d = InfoDelta::of(event, bytes);
-        self.committer
-            .info_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(session.to_string())
-            .and_modify(|p| p.add(d))
-            .or_insert(d);
+        {
+            let mut pending = self
+                .committer
+                .info_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match pending.get_mut(session) {
+                Some(p) => p.add(d),
+                // A session's first event writes its summary at once, right after the
+                // event: a session whose first events survive a crash is found by name.
+                // (One lookup per session and flush, not per event.)
+                None if !self.sessions.contains_key(session.as_bytes())? => {
+                    self.sessions
+                        .insert(session.as_bytes(), encode_info(&d.onto(None, session)))?;
+                }
+                None => {
+                    pending.insert(session.to_string(), d);
+                }
+            }
+        }
         self.mark_dirty();
         Ok(())
     }
@@ -985,6 +998,51 @@ mod tests {
             read.damaged
         );
         assert_eq!(read.without_checksum, 1);
+    }
+
+    #[test]
+    fn session_summaries_count_every_event_before_and_after_a_flush_and_a_new_one_is_listed_at_once(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let ev = |step: u64| {
+            let mut e = event(step);
+            e.timing.start_unix_ns = step * 10;
+            e.timing.end_unix_ns = step * 10 + 5;
+            e
+        };
+        store.put_event("s", &ev(1)).unwrap();
+        // Written with the first event, before any flush: found by name after a crash.
+        let raw = store.sessions.get(b"s").unwrap().expect("listed at once");
+        assert_eq!(decode_info("s", &raw).unwrap().events, 1);
+        for step in 2..=5 {
+            store.put_event("s", &ev(step)).unwrap();
+        }
+        store.put_event("t", &ev(1)).unwrap();
+        let count = |store: &SledStore| {
+            let s = store.session("s").unwrap().unwrap();
+            (s.events, s.first_unix_ns, s.last_unix_ns)
+        };
+        // Pending counts are added to what is stored.
+        assert_eq!(count(&store), (5, 10, 55));
+        let names: Vec<(String, u64)> = store
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.events))
+            .collect();
+        assert_eq!(names, vec![("s".into(), 5), ("t".into(), 1)]);
+        store.commit().unwrap();
+        assert_eq!(count(&store), (5, 10, 55));
+        // Deleted with events pending: no count brings it back.
+        store.put_event("t", &ev(2)).unwrap();
+        store.delete_session("t").unwrap();
+        store.commit().unwrap();
+        assert!(store.session("t").unwrap().is_none());
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(count(&store), (5, 10, 55));
+        assert!(store.session("t").unwrap().is_none());
     }
 
     #[test]
