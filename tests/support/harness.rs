@@ -85,6 +85,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// Says when the whole of stderr has been read (the process closed it).
+    read_all: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Daemon {
@@ -130,6 +132,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let log2 = log.clone();
+        let (all_tx, all_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -146,13 +149,14 @@ impl Daemon {
                 l.push_str(&line);
                 l.push('\n');
             }
+            let _ = all_tx.send(());
         });
         let addr = match rx.recv_timeout(limit) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
+                let _ = all_rx.recv_timeout(Duration::from_secs(5));
                 panic!(
                     "tapedeck did not start listening; stderr:\n{}",
                     log.lock().unwrap()
@@ -163,6 +167,7 @@ impl Daemon {
             child: Some(child),
             addr,
             stderr: log,
+            read_all: Mutex::new(all_rx),
         }
     }
 
@@ -183,7 +188,13 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         signal(child.id() as i32, "TERM");
         let status = wait_timeout(&mut child, Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
+        // Its last lines (the summary) are read once the reader reaches the end, which
+        // on a busy machine can be well after the exit.
+        let _ = self
+            .read_all
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
         (status, self.stderr())
     }
 
