@@ -79,6 +79,15 @@ fn record(dirs: &Dirs, session: &str, ups: &[&Upstream]) -> Daemon {
     Daemon::start(dirs, &args)
 }
 
+/// `tapedeck replay --session SESSION ARGS...` able to reach `up` live (its CA trusted).
+fn replay_live(dirs: &Dirs, session: &str, args: &[&str], up: &Upstream) -> Daemon {
+    let ca = up.ca_path.to_str().unwrap();
+    let mut all = vec!["replay", "--session", session];
+    all.extend_from_slice(args);
+    all.extend(["--upstream-ca", ca]);
+    Daemon::start(dirs, &all)
+}
+
 /// Records the weather agent into `session` through a record daemon, its LLM on `llm` and
 /// its tools on `tools` (which may be the same upstream); returns what the agent got.
 async fn record_agent(dirs: &Dirs, session: &str, llm: &Upstream, tools: &Upstream) -> Run {
@@ -121,19 +130,7 @@ async fn live_llm_sends_only_the_llm_calls_out_and_records_a_fork() {
     tools.stop();
     let before = llm.requests();
 
-    let ca = llm.ca_path.to_str().unwrap();
-    let r = Daemon::start(
-        &dirs,
-        &[
-            "replay",
-            "--session",
-            "incident",
-            "--live",
-            "llm",
-            "--upstream-ca",
-            ca,
-        ],
-    );
+    let r = replay_live(&dirs, "incident", &["--live", "llm"], &llm);
     let c = client(&r, &dirs);
     // The fixed prompt changes both LLM requests: neither is in the recording.
     let now = agent(
@@ -331,19 +328,7 @@ async fn tool_calls_match_by_meaning_and_a_new_one_names_the_closest_recorded() 
     record_agent(&dirs, "s", &up, &up).await;
     let base = up.base_url();
     let before = up.requests();
-    let ca = up.ca_path.to_str().unwrap();
-    let r = Daemon::start(
-        &dirs,
-        &[
-            "replay",
-            "--session",
-            "s",
-            "--live",
-            "llm",
-            "--upstream-ca",
-            ca,
-        ],
-    );
+    let r = replay_live(&dirs, "s", &["--live", "llm"], &up);
     let c = client(&r, &dirs);
     // The tool first (before the LLM call that asked for it: any order goes), then again
     // (the recording has it once), then a city the incident never asked about.
@@ -577,22 +562,10 @@ async fn live_tool_and_on_miss_live_pick_other_splits() {
     let dirs = Dirs::new();
     record_agent(&dirs, "s", &up, &up).await;
     let base = up.base_url();
-    let ca = up.ca_path.to_str().unwrap();
 
     // --live tool: the same run, its LLM calls from the recording, its tool calls live.
     let before = up.requests();
-    let r = Daemon::start(
-        &dirs,
-        &[
-            "replay",
-            "--session",
-            "s",
-            "--live",
-            "tool",
-            "--upstream-ca",
-            ca,
-        ],
-    );
+    let r = replay_live(&dirs, "s", &["--live", "tool"], &up);
     let run = agent(&client(&r, &dirs), &base, &base, "You are a weather bot.").await;
     let (_, stderr) = r.stop();
     assert_eq!(run.statuses, [200, 200, 200, 200], "{stderr}");
@@ -606,18 +579,7 @@ async fn live_tool_and_on_miss_live_pick_other_splits() {
     // --on-miss live: a changed prompt misses both LLM calls, which go out; the tool
     // calls the recording has are served.
     let before = up.requests();
-    let r = Daemon::start(
-        &dirs,
-        &[
-            "replay",
-            "--session",
-            "s",
-            "--on-miss",
-            "live",
-            "--upstream-ca",
-            ca,
-        ],
-    );
+    let r = replay_live(&dirs, "s", &["--on-miss", "live"], &up);
     let run = agent(&client(&r, &dirs), &base, &base, "A new prompt.").await;
     let (_, stderr) = r.stop();
     assert_eq!(run.statuses, [200, 200, 200, 200], "{stderr}");
