@@ -43,7 +43,7 @@ use tapedeck_model::session::{SessionClock, SessionName};
 use tapedeck_proxy::body::{self, close_after, error_response, BoxError, ProxyBody};
 use tapedeck_proxy::fault;
 use tapedeck_proxy::{hop, BoxFuture, ClientCtx, Handler};
-use tapedeck_store::{keep_limit, store_whole, Store, WrittenBody, WHOLE_JSON_LIMIT};
+use tapedeck_store::{keep_limit, Store, WrittenBody, WHOLE_JSON_LIMIT};
 
 /// Exchanges in flight, so a stop can wait for them.
 type InFlight = tapedeck_proxy::shutdown::Tracker;
@@ -596,8 +596,8 @@ struct Pending {
     req_ct: Option<String>,
     /// Every secret value seen in the exchange so far.
     secrets: Secrets,
-    /// The request body once stored, with its bytes when kept whole.
-    req_stored: Option<(BodyRef, Option<Vec<u8>>, Option<MaxBody>)>,
+    /// The request body once settled, with its bytes when kept whole.
+    req_stored: Option<(BodyRef, Option<Kept>, Option<MaxBody>)>,
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
     resp_capture: Option<Capture>,
@@ -681,7 +681,7 @@ impl Pending {
                 let (r, bytes, _) = self.store_body(c, ct.as_deref());
                 (r, bytes, over)
             }
-            None => (BodyRef::empty(), Some(Vec::new()), None),
+            None => (BodyRef::empty(), Some(Kept::empty()), None),
         });
         redact::scrub_headers(&mut self.req_headers, &self.secrets);
     }
@@ -701,7 +701,7 @@ impl Pending {
         &mut self,
         c: Captured,
         content_type: Option<&str>,
-    ) -> (BodyRef, Option<Vec<u8>>, Option<String>) {
+    ) -> (BodyRef, Option<Kept>, Option<String>) {
         self.secrets.extend(c.found.into_values());
         match c.body {
             WrittenBody::Whole(data) => {
@@ -718,7 +718,7 @@ impl Pending {
                         len: data.len() as u64,
                         encoding: c.encoding,
                     },
-                    Some(data),
+                    Some(Kept { hash, data }),
                     c.failed,
                 )
             }
@@ -735,12 +735,8 @@ impl Pending {
     }
 
     /// Stores a body kept whole (on the writer thread, before the event that names it).
-    fn put_whole(&self, r: &BodyRef, data: &[u8]) {
-        let stored = match blake3::Hash::from_hex(&r.b3) {
-            Ok(h) => self.recorder.store.put_blob(&h, data),
-            Err(_) => store_whole(self.recorder.store.as_ref(), data).map(|_| ()),
-        };
-        if let Err(e) = stored {
+    fn put_whole(&self, kept: &Kept) {
+        if let Err(e) = self.recorder.store.put_blob(&kept.hash, &kept.data) {
             tracing::error!("#{}: cannot store body: {e}", self.step);
         }
     }
@@ -795,19 +791,19 @@ impl Pending {
         let (req_body, req_bytes, req_too_large) = self
             .req_stored
             .take()
-            .unwrap_or_else(|| (BodyRef::empty(), Some(Vec::new()), None));
+            .unwrap_or_else(|| (BodyRef::empty(), Some(Kept::empty()), None));
         let (kind, key) = identify(
             &self.method,
             &self.url,
             &self.req_headers,
             match &req_bytes {
-                Some(b) => KeyBody::Whole(b),
+                Some(b) => KeyBody::Whole(&b.data),
                 None => KeyBody::Large(&req_body.b3),
             },
             &rules,
         );
         if let Some(b) = &req_bytes {
-            self.put_whole(&req_body, b);
+            self.put_whole(b);
         }
 
         let mut error = match (error, req_too_large) {
@@ -821,9 +817,9 @@ impl Pending {
                 let captured = cap.finish();
                 let mut chunks = captured.chunks.clone();
                 let over = captured.too_large;
-                let (body, data, failed) = self.store_body(captured, ct.as_deref());
-                if let Some(d) = &data {
-                    self.put_whole(&body, d);
+                let (body, kept, failed) = self.store_body(captured, ct.as_deref());
+                if let Some(k) = &kept {
+                    self.put_whole(k);
                 }
                 if let (Some(max), None) = (over, &error) {
                     error = Some(too_large("response", max));
@@ -928,6 +924,21 @@ fn fit_chunks(chunks: &mut Option<Vec<tapedeck_model::exchange::Chunk>>, len: u6
         excess -= cut;
         if last.len == 0 {
             list.pop();
+        }
+    }
+}
+
+/// A body kept whole, with its blake3, to store on the writer thread.
+struct Kept {
+    hash: blake3::Hash,
+    data: Vec<u8>,
+}
+
+impl Kept {
+    fn empty() -> Kept {
+        Kept {
+            hash: blake3::hash(b""),
+            data: Vec::new(),
         }
     }
 }
