@@ -149,19 +149,23 @@ impl InfoDelta {
 
     /// The summary `info` (none yet for a new session) with these events added.
     fn onto(self, info: Option<SessionInfo>, session: &str) -> SessionInfo {
-        let mut info = info.unwrap_or(SessionInfo {
+        let mut total = self;
+        if let Some(i) = info {
+            total.add(InfoDelta {
+                events: i.events,
+                first_unix_ns: i.first_unix_ns,
+                last_unix_ns: i.last_unix_ns,
+                bytes: i.bytes,
+            });
+        }
+        SessionInfo {
             name: session.to_string(),
-            events: 0,
-            first_unix_ns: self.first_unix_ns,
-            last_unix_ns: self.last_unix_ns,
-            bytes: 0,
+            events: total.events,
+            first_unix_ns: total.first_unix_ns,
+            last_unix_ns: total.last_unix_ns,
+            bytes: total.bytes,
             lineage: None,
-        });
-        info.events += self.events;
-        info.first_unix_ns = info.first_unix_ns.min(self.first_unix_ns);
-        info.last_unix_ns = info.last_unix_ns.max(self.last_unix_ns);
-        info.bytes += self.bytes;
-        info
+        }
     }
 }
 
@@ -347,6 +351,14 @@ impl SledStore {
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
+    /// The session summaries waiting for the next flush (see [`Committer::info_pending`]).
+    fn pending_infos(&self) -> std::sync::MutexGuard<'_, HashMap<String, InfoDelta>> {
+        self.committer
+            .info_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queues a journal entry for the next flush (after the write it describes).
     fn journal(&self, entry: Entry) {
         self.committer
@@ -363,19 +375,24 @@ impl SledStore {
 
     /// A segment by hash: a sled value or a blob file, its content checked either way.
     fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let data = match self.bodies.get(hash)? {
-            Some(v) => v.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
-            None => match std::fs::read(self.blob_path(hash)) {
-                Ok(data) => data,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => {
-                    return Err(StoreError::File {
-                        action: "read",
-                        path: self.blob_path(hash),
-                        source,
-                    })
-                }
-            },
+        match self.bodies.get(hash)? {
+            Some(v) => checked(hash, v.get(1..).map(<[u8]>::to_vec).unwrap_or_default()).map(Some),
+            None => self.file_segment(hash),
+        }
+    }
+
+    /// A segment kept as a blob file (not in sled), its content checked.
+    fn file_segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let data = match std::fs::read(self.blob_path(hash)) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::File {
+                    action: "read",
+                    path: self.blob_path(hash),
+                    source,
+                })
+            }
         };
         checked(hash, data).map(Some)
     }
@@ -595,7 +612,7 @@ impl Store for SledStore {
             return Ok(None);
         };
         let Some(v) = self.bodies.get(k)? else {
-            return self.segment(&k);
+            return self.file_segment(&k);
         };
         match v.first() {
             Some(&TAG_BLOB) => checked(&k, v[1..].to_vec()).map(Some),
@@ -649,11 +666,7 @@ impl Store for SledStore {
                 .sum::<u64>();
         let d = InfoDelta::of(event, bytes);
         {
-            let mut pending = self
-                .committer
-                .info_pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.pending_infos();
             match pending.get_mut(session) {
                 Some(p) => p.add(d),
                 // A session's first event writes its summary at once, right after the
@@ -757,12 +770,7 @@ impl Store for SledStore {
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut pending = self
-            .committer
-            .info_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut pending = self.pending_infos().clone();
         let mut out = Vec::new();
         for item in self.sessions.iter() {
             let (k, v) = item?;
@@ -786,13 +794,7 @@ impl Store for SledStore {
     }
 
     fn session(&self, session: &str) -> Result<Option<SessionInfo>, StoreError> {
-        let pending = self
-            .committer
-            .info_pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(session)
-            .copied();
+        let pending = self.pending_infos().get(session).copied();
         let stored = self
             .sessions
             .get(session.as_bytes())?
@@ -828,11 +830,7 @@ impl Store for SledStore {
         self.events.apply_batch(batch)?;
         {
             // Under the lock a flush merges with, so no pending count brings it back.
-            let mut pending = self
-                .committer
-                .info_pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.pending_infos();
             pending.remove(session);
             self.sessions.remove(session.as_bytes())?;
         }
