@@ -146,15 +146,20 @@ fn median_f(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Whether a part of the benchmark runs (TAPEDECK_BENCH_ONLY, a comma-separated list).
-fn wanted(part: &str) -> bool {
-    match std::env::var("TAPEDECK_BENCH_ONLY") {
-        Ok(list) if !list.trim().is_empty() => list
-            .split(',')
-            .map(str::trim)
-            .any(|p| p == part || (part == "record" && p == "replay")),
+/// Whether the comma-separated list in `var` has an item `pick` takes; an unset or empty
+/// list takes everything.
+fn listed(var: &str, pick: impl Fn(&str) -> bool) -> bool {
+    match std::env::var(var) {
+        Ok(list) if !list.trim().is_empty() => list.split(',').map(str::trim).any(pick),
         _ => true,
     }
+}
+
+/// Whether a part of the benchmark runs (TAPEDECK_BENCH_ONLY).
+fn wanted(part: &str) -> bool {
+    listed("TAPEDECK_BENCH_ONLY", |p| {
+        p == part || (part == "record" && p == "replay")
+    })
 }
 
 fn rounds() -> usize {
@@ -179,10 +184,7 @@ struct Measured {
 /// Which loads a round runs (TAPEDECK_BENCH_LOADS, a comma-separated list of c1, c32
 /// and big; all by default): profiling one load at a time keeps the others out of it.
 fn load_wanted(load: &str) -> bool {
-    match std::env::var("TAPEDECK_BENCH_LOADS") {
-        Ok(list) if !list.trim().is_empty() => list.split(',').map(str::trim).any(|l| l == load),
-        _ => true,
-    }
+    listed("TAPEDECK_BENCH_LOADS", |l| l == load)
 }
 
 /// Requests in a c=32 run (TAPEDECK_BENCH_C32 overrides, to profile a longer run).
