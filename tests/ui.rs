@@ -744,7 +744,9 @@ async fn a_store_a_daemon_holds_is_shown_by_that_daemons_viewer() {
         .contains(SCRIPT));
     // An exchange the daemon records meanwhile shows on the next look.
     let c = client(&d, &dirs);
-    c.get(up.url("/weather?city=Tokyo")).send().await.unwrap();
+    // The exchange is stored before its last byte reaches the client: read it all.
+    let r = c.get(up.url("/weather?city=Tokyo")).send().await.unwrap();
+    r.text().await.unwrap();
     let list = b.summarised().await;
     assert_eq!(list["sessions"][0]["events"], 5);
     let run = b.json("api/sessions/held/run").await;
