@@ -49,7 +49,7 @@ pub enum StoreAccess {
 }
 
 pub fn access_store(dir: &Path) -> Result<StoreAccess, StoreError> {
-    match SledStore::open(dir) {
+    match SledStore::open_to_read(dir) {
         Ok(s) => Ok(StoreAccess::Open(Arc::new(s))),
         Err(StoreError::Locked { path, holder }) => match read_daemon_info(dir) {
             Some(d) => Ok(StoreAccess::Daemon {

@@ -348,7 +348,13 @@ async fn the_proxy_user_name_picks_the_session_and_several_record_at_once() {
     );
     assert_eq!(ra.unwrap().status(), 200);
     assert_eq!(rb.unwrap().status(), 200);
-    a.get(up.url("/json")).send().await.unwrap().text().await.unwrap();
+    a.get(up.url("/json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     d.stop();
     let ea = export(&dirs, "agent-a");
     let eb = export(&dirs, "agent-b");
@@ -592,7 +598,7 @@ async fn sessions_lists_what_was_recorded() {
     let d = record(&dirs, &up, "listed", &[]);
     let r = client(&d, &dirs).get(up.url("/json")).send().await.unwrap();
     r.text().await.unwrap(); // stored before its last byte arrives
-    // While the daemon holds the store, read commands ask it.
+                             // While the daemon holds the store, read commands ask it.
     let (code, out, err) = dirs.run(&["sessions", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();

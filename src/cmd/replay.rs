@@ -109,6 +109,10 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             hybrid,
         },
     )?;
+    // Reading the session to build the index allocated and freed as much again as the
+    // index keeps; the allocator would hold those pages for later: hand them back now.
+    // SAFETY: mi_collect takes no pointers; it only frees memory no allocation uses.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let outbound_what_if = run.as_ref().map(|r| r.outbound.clone());
     let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;

@@ -914,11 +914,16 @@ fn parts_at(
     }
 }
 
-/// One piece of a replayed body: in memory, or a stored part read when it is due.
+/// One piece of a replayed body: in memory, a stored part read when it is due, or a
+/// stored part already being read (one part ahead of the one going out).
 enum Piece {
     Ready(Bytes),
     Stored(String),
+    Reading(PartRead),
 }
+
+/// A stored part being read on the blocking pool.
+type PartRead = tokio::task::JoinHandle<Result<Bytes, tapedeck_store::StoreError>>;
 
 impl Default for Piece {
     fn default() -> Self {
@@ -942,9 +947,9 @@ struct ReplayBody {
     cut_delayed: bool,
     /// Keeps the body open after its last frame until it resolves.
     hold: Option<Hold>,
-    /// A stored part being read on the blocking pool (file and sled reads never run on
-    /// the runtime's threads).
-    reading: Option<tokio::task::JoinHandle<Result<Bytes, tapedeck_store::StoreError>>>,
+    /// The stored part going out next, being read on the blocking pool (file and sled
+    /// reads never run on the runtime's threads).
+    reading: Option<PartRead>,
 }
 
 type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -998,19 +1003,38 @@ impl ReplayBody {
         }
     }
 
-    /// The next piece as a frame. A stored part (at most 256 KiB of a local file, read
-    /// as the client asks for it) is read on the blocking pool while this body waits.
+    /// Starts reading a stored part (at most 256 KiB of a local file) on the blocking pool.
+    fn read_part(store: &Option<Arc<Replayer>>, hex: String) -> Result<PartRead, BoxError> {
+        let r = store
+            .clone()
+            .ok_or("tapedeck: a stored part without a store")?;
+        Ok(tokio::task::spawn_blocking(move || r.rec.body_part(&hex)))
+    }
+
+    /// The next piece as a frame. A stored part is read on the blocking pool while this
+    /// body waits, and the part after it starts reading at once: its file read and
+    /// checksum overlap this part's encryption and send (two parts in memory at most).
     fn next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.reading.is_none() {
             let (_, piece) = self.frames.pop_front().unwrap_or_default();
-            let hex = match piece {
+            let read = match piece {
                 Piece::Ready(b) => return Poll::Ready(Some(self.encode(b).map(Frame::data))),
-                Piece::Stored(hex) => hex,
+                Piece::Reading(read) => read,
+                Piece::Stored(hex) => match Self::read_part(&self.store, hex) {
+                    Ok(read) => read,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                },
             };
-            let Some(r) = self.store.clone() else {
-                return Poll::Ready(Some(Err("tapedeck: a stored part without a store".into())));
-            };
-            self.reading = Some(tokio::task::spawn_blocking(move || r.rec.body_part(&hex)));
+            self.reading = Some(read);
+            if let Some((_, ahead @ Piece::Stored(_))) = self.frames.front_mut() {
+                if let Piece::Stored(hex) = std::mem::take(ahead) {
+                    // Without a store it stays as it is and fails when it is due.
+                    *ahead = match Self::read_part(&self.store, hex.clone()) {
+                        Ok(read) => Piece::Reading(read),
+                        Err(_) => Piece::Stored(hex),
+                    };
+                }
+            }
         }
         let Some(reading) = self.reading.as_mut() else {
             return Poll::Pending;
@@ -1106,7 +1130,7 @@ impl Body for ReplayBody {
         for (_, piece) in &self.frames {
             match piece {
                 Piece::Ready(b) => n += b.len() as u64,
-                Piece::Stored(_) => return SizeHint::default(),
+                Piece::Stored(_) | Piece::Reading(_) => return SizeHint::default(),
             }
         }
         SizeHint::with_exact(n)

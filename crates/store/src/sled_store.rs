@@ -209,42 +209,58 @@ fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, for a process that records: sled's
+    /// background thread compacts the file as sessions grow.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, true)
+    }
+
+    /// Opens the store for a process that mostly reads (replay, the read commands). Sled's
+    /// background thread does not run: it would rewrite fragmented parts of the file while
+    /// the store is only read (a replay would change the files of the store it replays,
+    /// and its memory would rise and fall as pages are read in to be moved). Writes are as
+    /// durable as with [`SledStore::open`]: the committer flushes them.
+    pub fn open_to_read(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, compact: bool) -> Result<SledStore, StoreError> {
         tapedeck_model::secure_fs::private_dir(dir).map_err(|e| StoreError::Open {
             path: dir.to_path_buf(),
             source: OpenError::Dir(e),
         })?;
-        let db = sled::Config::new()
+        let mut config = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(16 << 20)
-            .open()
-            .map_err(|e| {
-                if matches!(e, sled::Error::Corruption { .. }) {
-                    StoreError::Damaged {
-                        path: dir.to_path_buf(),
-                        source: e,
-                    }
-                } else if e.to_string().contains("could not acquire lock") {
-                    let holder = super::read_daemon_info(dir)
-                        .map(|d| {
-                            format!(
-                                " (tapedeck {} pid {} listening on {})",
-                                d.mode, d.pid, d.listen
-                            )
-                        })
-                        .unwrap_or_default();
-                    StoreError::Locked {
-                        path: dir.to_path_buf(),
-                        holder,
-                    }
-                } else {
-                    StoreError::Open {
-                        path: dir.to_path_buf(),
-                        source: OpenError::Sled(e),
-                    }
+            .cache_capacity(16 << 20);
+        if !compact {
+            config = config.flush_every_ms(None);
+        }
+        let db = config.open().map_err(|e| {
+            if matches!(e, sled::Error::Corruption { .. }) {
+                StoreError::Damaged {
+                    path: dir.to_path_buf(),
+                    source: e,
                 }
-            })?;
+            } else if e.to_string().contains("could not acquire lock") {
+                let holder = super::read_daemon_info(dir)
+                    .map(|d| {
+                        format!(
+                            " (tapedeck {} pid {} listening on {})",
+                            d.mode, d.pid, d.listen
+                        )
+                    })
+                    .unwrap_or_default();
+                StoreError::Locked {
+                    path: dir.to_path_buf(),
+                    holder,
+                }
+            } else {
+                StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source: OpenError::Sled(e),
+                }
+            }
+        })?;
         // The layout of the trees below; a store from another layout is refused, not misread.
         match db.get(FORMAT_KEY)? {
             None => {
