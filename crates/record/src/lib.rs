@@ -377,11 +377,7 @@ impl Recorder {
                     pending.finish_stored(None, true).await;
                     return Response::from_parts(rparts, body::empty());
                 }
-                let body = ResponseTee {
-                    inner: rbody,
-                    pending: Some(pending),
-                    writing: None,
-                };
+                let body = ResponseTee::new(rbody, pending);
                 Response::from_parts(rparts, body.boxed_unsync())
             }
             Err(mut err) => {
@@ -946,48 +942,76 @@ impl Kept {
 /// The response body on its way to the client. The event is written before the last
 /// frame is handed over, and a client that hangs up still leaves an event behind.
 ///
-/// Store writes run on the recorder's writer thread, never on the runtime's threads: a
-/// frame that completes a segment of a large body, and the last frame (the body and the
-/// event), are handed over once the write is done, so a slow disk slows this download
-/// (backpressure) and not the other connections on the thread.
+/// Store writes run on the recorder's writer thread, never on the runtime's threads. The
+/// finished segments of a large body are stored while the body goes on, one write at a
+/// time: a frame that finishes segments while the previous ones are still being written
+/// waits for them (so a slow disk slows this download, backpressure, and not the other
+/// connections on the thread, and at most two writes' worth of segments are in memory).
+/// The last frame is handed over once every segment, the body and the event are stored.
 struct ResponseTee {
     inner: ProxyBody,
     pending: Option<Pending>,
-    /// A write in flight on the writer (which hands the exchange back unless it finished
-    /// it), and what to give the client once it is done.
-    writing: Option<(oneshot::Receiver<Option<Pending>>, FrameResult)>,
+    /// Segments being stored while the body goes on.
+    storing: Option<SegmentsWritten>,
+    /// A frame that waits for `storing` before its own write starts: the frame, whether
+    /// it ends the body, and the segments it finished.
+    queued: Option<(FrameResult, bool, Ready)>,
+    /// The last write in flight on the writer (the rest of the body and the event), and
+    /// what to give the client once it is done.
+    writing: Option<(oneshot::Receiver<()>, FrameResult)>,
 }
 
 type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;
+/// Finished segments of a body, to be stored.
+type Ready = Vec<(blake3::Hash, Vec<u8>)>;
 
 impl ResponseTee {
+    fn new(inner: ProxyBody, pending: Pending) -> ResponseTee {
+        ResponseTee {
+            inner,
+            pending: Some(pending),
+            storing: None,
+            queued: None,
+            writing: None,
+        }
+    }
+
     fn finish(&mut self, error: Option<ExchangeError>, complete: bool) {
         if let Some(p) = self.pending.take() {
             p.finish(error, complete);
         }
     }
 
-    /// Hands `out` on once what it waits for is stored: the segments the capture has
-    /// finished and, at the `end`, the body and event when they write a file.
+    /// The exchange's response capture, while the exchange is here.
+    fn capture(&mut self) -> Option<&mut Capture> {
+        self.pending.as_mut().and_then(|p| p.resp_capture.as_mut())
+    }
+
+    /// Hands `out` on, storing the segments `ready` on the side; at the `end`, once the
+    /// body and the event are stored. Waits first for a write still in flight.
     fn write_then(
         &mut self,
         out: FrameResult,
         end: bool,
+        ready: Ready,
         cx: &mut Context<'_>,
     ) -> Poll<FrameResult> {
+        if ready.is_empty() && !end {
+            return Poll::Ready(out);
+        }
+        if self.storing.is_some() {
+            self.queued = Some((out, end, ready));
+            return self.poll_frame_inner(cx);
+        }
         let Some(mut p) = self.pending.take() else {
             return Poll::Ready(out);
         };
-        let ready = p
-            .resp_capture
-            .as_mut()
-            .map(Capture::take_ready)
-            .unwrap_or_default();
-        if ready.is_empty() && !end {
+        let recorder = p.recorder.clone();
+        if !end {
+            self.storing = Some(recorder.put_segments(ready));
             self.pending = Some(p);
             return Poll::Ready(out);
         }
-        let recorder = p.recorder.clone();
         let task = recorder.writer.run(move || {
             let store = p.recorder.store.clone();
             for (h, data) in &ready {
@@ -998,11 +1022,7 @@ impl ResponseTee {
                     break;
                 }
             }
-            if end {
-                p.write_event(None, true);
-                return None;
-            }
-            Some(p)
+            p.write_event(None, true);
         });
         self.writing = Some((task, out));
         self.poll_writing(cx)
@@ -1017,47 +1037,62 @@ impl ResponseTee {
             Poll::Ready(back) => back,
         };
         let out = self.writing.take().and_then(|(_, out)| out);
-        match back {
-            Ok(p) => self.pending = p,
-            Err(e) => tracing::error!("a store write stopped: {e}; the exchange is not recorded"),
+        if let Err(e) = back {
+            tracing::error!("a store write stopped: {e}; the exchange is not recorded");
         }
         Poll::Ready(out)
     }
-}
 
-impl Body for ResponseTee {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if this.writing.is_some() {
-            return this.poll_writing(cx);
+    fn poll_frame_inner(&mut self, cx: &mut Context<'_>) -> Poll<FrameResult> {
+        if self.writing.is_some() {
+            return self.poll_writing(cx);
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        if let Some(rx) = self.storing.as_mut() {
+            let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
+                // Only a frame that must wait for it waits; the others go on meanwhile.
+                if self.queued.is_some() {
+                    return Poll::Pending;
+                }
+                return self.next_frame(cx);
+            };
+            self.storing = None;
+            if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
+                if let Some(c) = self.capture() {
+                    c.note_failure(e);
+                }
+            }
+        }
+        if let Some((out, end, ready)) = self.queued.take() {
+            return self.write_then(out, end, ready, cx);
+        }
+        self.next_frame(cx)
+    }
+
+    /// The next frame from upstream, captured, and handed on as [`ResponseTee::write_then`]
+    /// says.
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<FrameResult> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(p)) = (frame.data_ref(), this.pending.as_mut()) {
+                if let (Some(data), Some(p)) = (frame.data_ref(), self.pending.as_mut()) {
                     if let Some(Err(max)) = p.resp_capture.as_mut().map(|c| c.feed(data)) {
                         let err = too_large("response", max);
                         tracing::warn!("{}#{}: {}", p.clock.name(), p.step, err.message);
-                        this.finish(Some(err), false);
+                        self.finish(Some(err), false);
                         return Poll::Ready(Some(Err(format!(
                             "tapedeck: the response body is larger than --max-body {max}; cut here"
                         )
                         .into())));
                     }
                 }
-                let end = this.inner.is_end_stream();
-                this.write_then(Some(Ok(frame)), end, cx)
+                let end = self.inner.is_end_stream();
+                let ready = self.take_ready();
+                self.write_then(Some(Ok(frame)), end, ready, cx)
             }
             Poll::Ready(Some(Err(e))) => {
                 let err = crate::upstream::classify("upstream body", &*e);
                 let mut message = format!("response body cut: {}", err.message);
-                if let Some(p) = this.pending.as_ref() {
+                if let Some(p) = self.pending.as_ref() {
                     message = p.secrets.scrub_str(&message).into_owned();
                 }
                 let err = ExchangeError {
@@ -1069,15 +1104,37 @@ impl Body for ResponseTee {
                     message,
                 };
                 tracing::warn!("{}", err.message);
-                this.finish(Some(err), false);
+                self.finish(Some(err), false);
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) => this.write_then(None, true, cx),
+            Poll::Ready(None) => {
+                let ready = self.take_ready();
+                self.write_then(None, true, ready, cx)
+            }
         }
     }
 
+    fn take_ready(&mut self) -> Ready {
+        self.capture().map(Capture::take_ready).unwrap_or_default()
+    }
+}
+
+impl Body for ResponseTee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.poll_frame_inner(cx)
+    }
+
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.writing.is_none() && self.inner.is_end_stream()
+        self.pending.is_none()
+            && self.writing.is_none()
+            && self.queued.is_none()
+            && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -1087,14 +1144,11 @@ impl Body for ResponseTee {
 
 impl Drop for ResponseTee {
     fn drop(&mut self) {
-        if let Some((task, _)) = self.writing.take() {
-            // The exchange comes back when the write is done; it ends as a hang-up then.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Ok(Some(p)) = task.await {
-                        p.finish_stored(Some(client_closed()), false).await;
-                    }
-                });
+        // Segments a waiting frame finished are stored before the event that names them
+        // (the writer runs its jobs in order).
+        if let Some((_, _, ready)) = self.queued.take() {
+            if let Some(p) = &self.pending {
+                drop(p.recorder.put_segments(ready));
             }
         }
         if let Some(p) = &self.pending {
