@@ -922,6 +922,9 @@ enum Piece {
     Reading(PartRead),
 }
 
+/// How many stored parts are read ahead of the one going out.
+const READ_AHEAD: usize = 1;
+
 /// A stored part being read on the blocking pool.
 type PartRead = tokio::task::JoinHandle<Result<Bytes, tapedeck_store::StoreError>>;
 
@@ -1026,7 +1029,10 @@ impl ReplayBody {
                 },
             };
             self.reading = Some(read);
-            if let Some((_, ahead @ Piece::Stored(_))) = self.frames.front_mut() {
+            for (_, ahead) in self.frames.iter_mut().take(READ_AHEAD) {
+                if !matches!(ahead, Piece::Stored(_)) {
+                    continue;
+                }
                 if let Piece::Stored(hex) = std::mem::take(ahead) {
                     // Without a store it stays as it is and fails when it is due.
                     *ahead = match Self::read_part(&self.store, hex.clone()) {
