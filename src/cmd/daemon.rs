@@ -91,6 +91,8 @@ pub async fn serve<H: Handler>(
     inflight: Arc<InFlight>,
     banner: impl FnOnce(SocketAddr),
 ) -> Result<i32, CmdError> {
+    // A daemon stops on a signal; with `-- CMD` the child's runner forwards them.
+    let signals = opts.cmd.is_empty().then(StopSignals::catch);
     let listen = match (&opts.listen, opts.cmd.is_empty()) {
         (Some(l), _) => l.clone(),
         (None, true) => "127.0.0.1:8080".to_string(),
@@ -138,8 +140,8 @@ pub async fn serve<H: Handler>(
     let connections = proxy.connections.clone();
     let server = tokio::spawn(proxy.serve(listener, stop));
 
-    let code = if opts.cmd.is_empty() {
-        wait_for_signal().await;
+    let code = if let Some(signals) = signals {
+        signals.recv().await;
         tracing::info!("stopping: waiting for exchanges in flight");
         0
     } else {
@@ -176,15 +178,34 @@ pub async fn serve<H: Handler>(
     Ok(code)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(super) async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+/// SIGINT and SIGTERM, caught from the moment this is made: made before a daemon says
+/// where it listens, so a signal sent as soon as it answers stops it cleanly (a handler
+/// installed later left a window where SIGTERM killed it without its summary).
+pub(super) struct StopSignals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(super) fn catch() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Resolves on SIGINT or SIGTERM.
+    pub(super) async fn recv(mut self) {
+        async fn on(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = on(&mut self.int) => {},
+            _ = on(&mut self.term) => {},
+        }
     }
 }

@@ -54,6 +54,7 @@ pub async fn run(opts: UiOptions) -> CmdResult {
         Shown::Here { source, held, what } => (source, held, what),
         Shown::Daemon { pid, listen } => return hand_off(&opts, pid, &listen),
     };
+    let signals = super::daemon::StopSignals::catch();
     let listener = bind(opts.listen.as_deref()).await?;
     let addr = listener
         .local_addr()
@@ -92,7 +93,7 @@ pub async fn run(opts: UiOptions) -> CmdResult {
         None
     };
     let server = tokio::spawn(accept(listener, addr, token, control));
-    super::daemon::wait_for_signal().await;
+    signals.recv().await;
     viewer.close();
     server.abort();
     if let Some(s) = &held {
