@@ -652,9 +652,10 @@ fn rss_mb(pid: i32) -> f64 {
 /// ready to replay with resident memory proportional to its events (the time it took is
 /// printed; timing is shown, not asserted), and replaying a session of 53,000 events from
 /// the store costs little resident memory beyond replaying 100: the events stay in the
-/// store and only what matching needs is in memory. Measured 56-68 MB on this machine
-/// (sled's 16 MB cache and pages the allocator keeps included; 415 MB when every event
-/// was held); the bound leaves room for that noise.
+/// store and only what matching needs is in memory. Measured 51-53 MB on this machine
+/// (sled's 16 MB cache included; 415 MB when every event was held; 56-68 MB while the
+/// allocator used transparent huge pages and sled compacted the store in the background);
+/// the bound leaves room for a slower, busier machine.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_sessions_replay_in_bounded_memory() {
     const EVENTS: u64 = 100_000;
@@ -698,5 +699,5 @@ async fn long_sessions_replay_in_bounded_memory() {
         tape_peak < 400.0,
         "peak RSS {tape_peak:.1} MB for {EVENTS} events"
     );
-    assert!(for_events <= 80.0, "{for_events:.1} MB for 53,000 events");
+    assert!(for_events <= 70.0, "{for_events:.1} MB for 53,000 events");
 }
