@@ -399,6 +399,78 @@ async fn record_injects_what_tapedeck_toml_asks_and_marks_it() {
     assert!(evs.iter().filter(|e| !e["injected"].is_null()).count() == 1);
 }
 
+/// `delay:` holds the real answer back; `timeout` gives none (the upstream never sees the
+/// call) until the client gives up, and does not keep the daemon from stopping.
+#[tokio::test(flavor = "multi_thread")]
+async fn record_injects_a_delay_and_a_timeout_by_step() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap();
+    let d = Daemon::start(
+        &dirs,
+        &[
+            "record",
+            "--session",
+            "slow",
+            "--upstream-ca",
+            ca,
+            "--inject",
+            "step:1=delay:400ms",
+            "--inject",
+            "step:2=timeout",
+        ],
+    );
+    let c = client(&d, &dirs);
+    let before = up.requests();
+    let started = std::time::Instant::now();
+    let first = c.get(up.url("/json")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let body = first.text().await.unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        up.requests() - before,
+        1,
+        "the delayed call reached the upstream"
+    );
+    let second = c
+        .get(up.url("/weather?city=Paris"))
+        .timeout(std::time::Duration::from_millis(600))
+        .send()
+        .await;
+    let err = second.expect_err("an injected timeout answers nothing");
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(
+        up.requests() - before,
+        1,
+        "the timed-out call reached the upstream"
+    );
+    // The call still held open does not keep the daemon from stopping.
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let evs = events(&dirs, "slow");
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert!(
+        evs[0]["injected"]
+            .to_string()
+            .contains("step:1=delay:400ms"),
+        "{}",
+        evs[0]
+    );
+    assert_eq!(evs[0]["response"]["status"], 200);
+    assert_eq!(evs[0]["response"]["body"]["len"], body.len());
+    assert!(
+        evs[1]["injected"].to_string().contains("step:2=timeout"),
+        "{}",
+        evs[1]
+    );
+    assert!(evs[1]["response"].is_null(), "{}", evs[1]);
+    assert_eq!(evs[1]["error"]["kind"], "timeout", "{}", evs[1]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_injects_a_body_a_cut_stream_and_a_reset_by_step() {
     let up = Upstream::start(true).await;
