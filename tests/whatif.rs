@@ -399,6 +399,42 @@ async fn record_injects_what_tapedeck_toml_asks_and_marks_it() {
     assert!(evs.iter().filter(|e| !e["injected"].is_null()).count() == 1);
 }
 
+/// A call `delay:400ms` holds back: answered, and no sooner. Returns the body.
+async fn answered_late(req: reqwest::RequestBuilder) -> String {
+    let started = std::time::Instant::now();
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    body
+}
+
+/// A call `timeout` holds: nothing comes back before the client gives up.
+async fn never_answered(req: reqwest::RequestBuilder) {
+    let err = req
+        .timeout(std::time::Duration::from_millis(600))
+        .send()
+        .await
+        .expect_err("an injected timeout answers nothing");
+    assert!(err.is_timeout(), "{err}");
+}
+
+/// The events of a run under `step:1=delay:400ms` and `step:2=timeout`: both marked, the
+/// first answered, the second with no response and a timeout.
+fn assert_delayed_then_timed_out(evs: &[Value]) {
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let mark = |i: usize| evs[i]["injected"].to_string();
+    assert!(mark(0).contains("step:1=delay:400ms"), "{}", evs[0]);
+    assert_eq!(evs[0]["response"]["status"], 200);
+    assert!(mark(1).contains("step:2=timeout"), "{}", evs[1]);
+    assert!(evs[1]["response"].is_null(), "{}", evs[1]);
+    assert_eq!(evs[1]["error"]["kind"], "timeout", "{}", evs[1]);
+}
+
 /// `delay:` holds the real answer back; `timeout` gives none (the upstream never sees the
 /// call) until the client gives up, and does not keep the daemon from stopping.
 #[tokio::test(flavor = "multi_thread")]
@@ -422,27 +458,13 @@ async fn record_injects_a_delay_and_a_timeout_by_step() {
     );
     let c = client(&d, &dirs);
     let before = up.requests();
-    let started = std::time::Instant::now();
-    let first = c.get(up.url("/json")).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    let body = first.text().await.unwrap();
-    assert!(
-        started.elapsed() >= std::time::Duration::from_millis(400),
-        "answered after {:?}",
-        started.elapsed()
-    );
+    let body = answered_late(c.get(up.url("/json"))).await;
     assert_eq!(
         up.requests() - before,
         1,
         "the delayed call reached the upstream"
     );
-    let second = c
-        .get(up.url("/weather?city=Paris"))
-        .timeout(std::time::Duration::from_millis(600))
-        .send()
-        .await;
-    let err = second.expect_err("an injected timeout answers nothing");
-    assert!(err.is_timeout(), "{err}");
+    never_answered(c.get(up.url("/weather?city=Paris"))).await;
     assert_eq!(
         up.requests() - before,
         1,
@@ -452,23 +474,8 @@ async fn record_injects_a_delay_and_a_timeout_by_step() {
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
     let evs = events(&dirs, "slow");
-    assert_eq!(evs.len(), 2, "{evs:?}");
-    assert!(
-        evs[0]["injected"]
-            .to_string()
-            .contains("step:1=delay:400ms"),
-        "{}",
-        evs[0]
-    );
-    assert_eq!(evs[0]["response"]["status"], 200);
+    assert_delayed_then_timed_out(&evs);
     assert_eq!(evs[0]["response"]["body"]["len"], body.len());
-    assert!(
-        evs[1]["injected"].to_string().contains("step:2=timeout"),
-        "{}",
-        evs[1]
-    );
-    assert!(evs[1]["response"].is_null(), "{}", evs[1]);
-    assert_eq!(evs[1]["error"]["kind"], "timeout", "{}", evs[1]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -531,6 +538,51 @@ async fn replay_injects_a_body_a_cut_stream_and_a_reset_by_step() {
     assert!(marks[2].contains("step:3=reset"), "{marks:?}");
     assert_eq!(evs[1]["response"]["body"]["len"], 5, "{}", evs[1]);
     assert!(evs[2]["response"].is_null(), "{}", evs[2]);
+}
+
+/// The same two actions in a replay: the recorded answer comes late, the second call gets
+/// none, and the fork marks both.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_injects_a_delay_and_a_timeout_by_step() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, "calls", &[&up]);
+    let c = client(&d, &dirs);
+    let (json, weather) = (up.url("/json"), up.url("/weather?city=Paris"));
+    let mut recorded = Vec::new();
+    for url in [&json, &weather] {
+        recorded.push(
+            c.get(url.as_str())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    d.stop();
+    up.stop();
+
+    let r = Daemon::start(
+        &dirs,
+        &[
+            "replay",
+            "--session",
+            "calls",
+            "--inject",
+            "step:1=delay:400ms",
+            "--inject",
+            "step:2=timeout",
+        ],
+    );
+    let c = client(&r, &dirs);
+    assert_eq!(answered_late(c.get(&json)).await, recorded[0]);
+    never_answered(c.get(&weather)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("2 injected"), "{stderr}");
+    assert_delayed_then_timed_out(&events(&dirs, "calls.fork-1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
