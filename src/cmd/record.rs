@@ -71,7 +71,8 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         Some(event_sink(&viewer, live.as_ref().map(|l| l.sink()), tools)),
         a.max_body,
         faults,
-    );
+    )
+    .map_err(|e| msg(e.to_string()))?;
     let fallback = serve_opts.proxy.fallback_session.clone();
     let store_dir = a.store.store.clone();
     let code = serve(

@@ -154,7 +154,8 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         None,
         a.max_body,
         None,
-    );
+    )
+    .map_err(|e| msg(e.to_string()))?;
     let headers = send_headers(ev)?;
     eprintln!(
         "tapedeck: sending step {} of {} ({} {url}) {} times, {} at once; stored as {name}",

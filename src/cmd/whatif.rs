@@ -117,7 +117,8 @@ pub fn start(
             sink,
             a.max_body,
             None,
-        );
+        )
+        .map_err(|e| msg(e.to_string()))?;
         r.adopt(fork.clock());
         Some(r)
     } else {

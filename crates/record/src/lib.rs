@@ -95,12 +95,18 @@ impl Recorder {
         sink: Option<EventSink>,
         max_body: MaxBody,
         faults: Option<Faults>,
-    ) -> Arc<Recorder> {
-        Arc::new(Recorder {
+    ) -> std::io::Result<Arc<Recorder>> {
+        let writer = writer::Writer::start().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start the store writer thread: {e}"),
+            )
+        })?;
+        Ok(Arc::new(Recorder {
             store,
             fingerprint: rules.match_fingerprint(),
             fields: FieldNames::new(&rules.redact_json_fields),
-            writer: writer::Writer::start(),
+            writer,
             rules,
             upstream,
             passthrough: passthrough
@@ -113,7 +119,7 @@ impl Recorder {
             sink,
             max_body,
             faults,
-        })
+        }))
     }
 
     /// Records `clock`'s session with that clock, so this recorder and another writer of

@@ -3,30 +3,33 @@
 //!
 //! A response's last frame waits for its write (the exchange is in the store before the
 //! client has its answer; durable at the committer's next flush, within 20 ms). Jobs run
-//! in the order they were queued, so a body's segments are stored before the event that
-//! names them. The queue is bounded: when it is full, a job runs on tokio's blocking pool
-//! instead, so a burst never blocks a runtime thread and never grows memory without end.
+//! in the order they were queued, always, so a body's segments are stored before the event
+//! that names them, even when the event comes from a dropped exchange whose caller does not
+//! wait for it.
+//!
+//! The queue has no fixed bound, on purpose: a bounded one needs somewhere to put a job
+//! when it is full, and every such place (the blocking pool, a waiting send) can run a job
+//! ahead of one queued earlier. What bounds it instead is that each job owns data its
+//! exchange would otherwise hold (a segment of at most one part, or an event), and an
+//! exchange has at most one segment write and its event queued at a time: the queue holds
+//! no more than the open exchanges already do.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Sender};
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Jobs waiting for the writer before new ones go to the blocking pool.
-const QUEUE: usize = 1024;
-
 pub(crate) struct Writer {
-    tx: Option<SyncSender<Job>>,
+    tx: Sender<Job>,
 }
 
 impl Writer {
-    /// Starts the writer thread; without one (the thread could not start) every job runs
-    /// on the blocking pool.
-    pub(crate) fn start() -> Writer {
-        let (tx, rx) = sync_channel::<Job>(QUEUE);
-        let started = std::thread::Builder::new()
+    /// Starts the writer thread.
+    pub(crate) fn start() -> std::io::Result<Writer> {
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
             .name("tapedeck-writer".into())
             .spawn(move || {
                 // Ends when the recorder (the last sender) is gone and the queue is empty.
@@ -35,17 +38,12 @@ impl Writer {
                     // the writer.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                 }
-            });
-        match started {
-            Ok(_) => Writer { tx: Some(tx) },
-            Err(e) => {
-                tracing::warn!("no store writer thread ({e}); writes run on the blocking pool");
-                Writer { tx: None }
-            }
-        }
+            })?;
+        Ok(Writer { tx })
     }
 
-    /// Runs `f` off the runtime's threads; its result comes back on the receiver.
+    /// Runs `f` on the writer thread after every job queued before it; its result comes
+    /// back on the receiver (which reports an error if `f` panicked).
     pub(crate) fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -54,18 +52,10 @@ impl Writer {
         let job: Job = Box::new(move || {
             let _ = back.send(f());
         });
-        let job = match &self.tx {
-            Some(tx) => match tx.try_send(job) {
-                Ok(()) => return rx,
-                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
-            },
-            None => job,
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(job)),
-            // Not on a runtime (a test calling in directly): here, then.
-            Err(_) => job(),
-        }
+        // The writer thread only ends once every sender is gone, and `self` is one: the
+        // send cannot fail while `self` lives. Were it to, the job (and its sender) is
+        // dropped and the caller hears an error, never silence.
+        let _ = self.tx.send(job);
         rx
     }
 }
@@ -76,16 +66,23 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn jobs_run_off_the_runtime_in_order_and_survive_a_panic() {
-        let w = Writer::start();
-        let first = w.run(|| std::thread::current().name().map(str::to_string));
+        let w = Writer::start().unwrap();
+        // The writer is held on its first job while far more jobs queue up than any
+        // burst of open exchanges would: none may run ahead of one queued before it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = w.run(move || {
+            held.recv().unwrap();
+            std::thread::current().name().map(str::to_string)
+        });
         let boom = w.run(|| -> u8 { panic!("a job that fails") });
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let rxs: Vec<_> = (0..100)
+        let rxs: Vec<_> = (0..5000)
             .map(|i| {
                 let order = order.clone();
                 w.run(move || order.lock().unwrap().push(i))
             })
             .collect();
+        release.send(()).unwrap();
         assert_eq!(first.await.unwrap().as_deref(), Some("tapedeck-writer"));
         assert!(
             boom.await.is_err(),
@@ -94,6 +91,6 @@ mod tests {
         for rx in rxs {
             rx.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), (0..100).collect::<Vec<_>>());
+        assert_eq!(*order.lock().unwrap(), (0..5000).collect::<Vec<_>>());
     }
 }

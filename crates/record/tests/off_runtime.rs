@@ -167,7 +167,8 @@ fn every_store_write_runs_off_the_runtime_threads() {
             None,
             MaxBody::default(),
             None,
-        );
+        )
+        .unwrap();
         // A small JSON exchange, a large download, and a large upload (written in
         // segments as it streams).
         let calls: [(&str, &str, Vec<u8>); 3] = [
