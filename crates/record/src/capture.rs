@@ -12,7 +12,7 @@ use tapedeck_model::exchange::encoding::Coding;
 use tapedeck_model::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
 use tapedeck_model::exchange::redact::{BodyScrubber, Collected};
 use tapedeck_model::exchange::Chunk;
-use tapedeck_store::{BodyWriter, Store, WrittenBody};
+use tapedeck_store::{BodyWriter, ReadySegments, Store, WrittenBody};
 
 /// Decoded bytes on their way into the store: scrubbed, then written; a failed write is
 /// kept to report once.
@@ -122,7 +122,7 @@ impl Capture {
     }
 
     /// Finished segments waiting to be stored.
-    pub fn take_ready(&mut self) -> Vec<(blake3::Hash, Vec<u8>)> {
+    pub fn take_ready(&mut self) -> ReadySegments {
         self.reader.sink().writer.take_ready()
     }
 

@@ -14,7 +14,7 @@ mod ws;
 
 pub use inject::{Faults, ToolNamer};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -284,7 +284,8 @@ impl Recorder {
             TeeBody {
                 tee,
                 recorder: self.clone(),
-                writing: None,
+                storing: VecDeque::new(),
+                held: None,
             }
             .boxed_unsync(),
         );
@@ -479,12 +480,17 @@ struct RequestTee {
 /// The request body on its way upstream; the state is shared so that, if the upstream
 /// fails before reading it, the recorder can still read the rest for the event.
 ///
-/// A frame that completes segments of a large body goes upstream once they are written
-/// on the writer thread (backpressure on the client, no write on the runtime's threads).
+/// The segments of a large body are hashed and stored on the writer thread while the body
+/// goes on, up to [`SEGMENT_WRITES`] writes in flight; a frame that finishes segments
+/// while that many are in flight waits for the oldest (backpressure on the client, no
+/// write on the runtime's threads).
 struct TeeBody {
     tee: Arc<Mutex<RequestTee>>,
     recorder: Arc<Recorder>,
-    writing: Option<(SegmentsWritten, Frame<Bytes>)>,
+    /// Segment writes in flight, oldest first (the writer runs them in this order).
+    storing: VecDeque<SegmentsWritten>,
+    /// A frame waiting for room in `storing`, and the segments it finished.
+    held: Option<(Frame<Bytes>, Ready)>,
 }
 
 /// How storing a body's finished segments went (an error is the store's, as text).
@@ -492,14 +498,12 @@ type SegmentsWritten = oneshot::Receiver<Result<(), String>>;
 
 impl Recorder {
     /// Stores finished segments on the writer thread; the receiver says how it went.
-    fn put_segments(&self, ready: Vec<(blake3::Hash, Vec<u8>)>) -> SegmentsWritten {
+    fn put_segments(&self, ready: Ready) -> SegmentsWritten {
         let store = self.store.clone();
         self.writer.run(move || {
-            ready.iter().try_for_each(|(h, d)| {
-                store
-                    .put_blob(h, d)
-                    .map_err(|e| format!("store write failed: {e}"))
-            })
+            ready
+                .store(store.as_ref())
+                .map_err(|e| format!("store write failed: {e}"))
         })
     }
 }
@@ -513,19 +517,25 @@ impl Body for TeeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some((rx, _)) = this.writing.as_mut() {
-            let written = match std::future::Future::poll(Pin::new(rx), cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(w) => w.unwrap_or_else(|_| Err("a store write stopped".into())),
+        while let Some(rx) = this.storing.front_mut() {
+            let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
+                break;
             };
-            let frame = this.writing.take().map(|(_, f)| f);
-            if let Err(e) = written {
+            this.storing.pop_front();
+            if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
                 let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(c) = t.capture.as_mut() {
                     c.note_failure(e);
                 }
             }
-            return Poll::Ready(frame.map(Ok));
+        }
+        if this.held.is_some() {
+            if this.storing.len() >= SEGMENT_WRITES {
+                return Poll::Pending;
+            }
+            let (frame, ready) = this.held.take().expect("just seen");
+            this.storing.push_back(this.recorder.put_segments(ready));
+            return Poll::Ready(Some(Ok(frame)));
         }
         let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
         let Some(inner) = t.inner.as_mut() else {
@@ -548,11 +558,13 @@ impl Body for TeeBody {
                     let ready = c.take_ready();
                     if !ready.is_empty() {
                         drop(t);
-                        let rx = this.recorder.put_segments(ready);
-                        this.writing = Some((rx, frame));
-                        // Polled again at once, to wait for the write.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        if this.storing.len() >= SEGMENT_WRITES {
+                            this.held = Some((frame, ready));
+                            // Polled again at once, to wait for the oldest write.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        this.storing.push_back(this.recorder.put_segments(ready));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -567,7 +579,7 @@ impl Body for TeeBody {
 
     fn is_end_stream(&self) -> bool {
         let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
-        self.writing.is_none() && (t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream()))
+        self.held.is_none() && (t.done || t.inner.as_ref().is_none_or(|b| b.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -949,18 +961,21 @@ impl Kept {
 /// frame is handed over, and a client that hangs up still leaves an event behind.
 ///
 /// Store writes run on the recorder's writer thread, never on the runtime's threads. The
-/// finished segments of a large body are stored while the body goes on, one write at a
-/// time: a frame that finishes segments while the previous ones are still being written
-/// waits for them (so a slow disk slows this download, backpressure, and not the other
-/// connections on the thread, and at most two writes' worth of segments are in memory).
-/// The last frame is handed over once every segment, the body and the event are stored.
+/// finished segments of a large body are hashed and stored on the writer while the body
+/// goes on, up to [`SEGMENT_WRITES`] writes in flight: a frame that finishes segments
+/// while that many are still being written waits for the oldest (so a slow disk slows
+/// this download, backpressure, and not the other connections on the thread, and a
+/// bounded number of segments is in memory). The last frame is handed over once every
+/// segment, the body and the event are stored.
 struct ResponseTee {
     inner: ProxyBody,
     pending: Option<Pending>,
-    /// Segments being stored while the body goes on.
-    storing: Option<SegmentsWritten>,
-    /// A frame that waits for `storing` before its own write starts: the frame, whether
-    /// it ends the body, and the segments it finished.
+    /// Segments being stored while the body goes on, oldest first (the writer runs
+    /// them in this order).
+    storing: VecDeque<SegmentsWritten>,
+    /// A frame that waits for room in `storing` (for all of it, at the end) before its
+    /// own write starts: the frame, whether it ends the body, and the segments it
+    /// finished.
     queued: Option<(FrameResult, bool, Ready)>,
     /// The last write in flight on the writer (the rest of the body and the event), and
     /// what to give the client once it is done.
@@ -968,15 +983,19 @@ struct ResponseTee {
 }
 
 type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;
+/// Segment writes of one response body in flight at once: hashing a 256 KiB segment
+/// twice and writing it takes longer than forwarding it, so with one write in flight the
+/// download waited on the writer at every segment.
+const SEGMENT_WRITES: usize = 4;
 /// Finished segments of a body, to be stored.
-type Ready = Vec<(blake3::Hash, Vec<u8>)>;
+type Ready = tapedeck_store::ReadySegments;
 
 impl ResponseTee {
     fn new(inner: ProxyBody, pending: Pending) -> ResponseTee {
         ResponseTee {
             inner,
             pending: Some(pending),
-            storing: None,
+            storing: VecDeque::new(),
             queued: None,
             writing: None,
         }
@@ -1005,7 +1024,9 @@ impl ResponseTee {
         if ready.is_empty() && !end {
             return Poll::Ready(out);
         }
-        if self.storing.is_some() {
+        // The end waits for every segment write (their failures go into the event); a
+        // segment write, for room.
+        if (end && !self.storing.is_empty()) || self.storing.len() >= SEGMENT_WRITES {
             self.queued = Some((out, end, ready));
             return self.poll_frame_inner(cx);
         }
@@ -1014,18 +1035,15 @@ impl ResponseTee {
         };
         let recorder = p.recorder.clone();
         if !end {
-            self.storing = Some(recorder.put_segments(ready));
+            self.storing.push_back(recorder.put_segments(ready));
             self.pending = Some(p);
             return Poll::Ready(out);
         }
         let task = recorder.writer.run(move || {
             let store = p.recorder.store.clone();
-            for (h, data) in &ready {
-                if let Err(e) = store.put_blob(h, data) {
-                    if let Some(c) = p.resp_capture.as_mut() {
-                        c.note_failure(format!("store write failed: {e}"));
-                    }
-                    break;
+            if let Err(e) = ready.store(store.as_ref()) {
+                if let Some(c) = p.resp_capture.as_mut() {
+                    c.note_failure(format!("store write failed: {e}"));
                 }
             }
             p.write_event(None, true);
@@ -1053,22 +1071,28 @@ impl ResponseTee {
         if self.writing.is_some() {
             return self.poll_writing(cx);
         }
-        if let Some(rx) = self.storing.as_mut() {
+        // Writes finish in the order they were queued: only the oldest is polled.
+        while let Some(rx) = self.storing.front_mut() {
             let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
-                // Only a frame that must wait for it waits; the others go on meanwhile.
-                if self.queued.is_some() {
-                    return Poll::Pending;
-                }
-                return self.next_frame(cx);
+                break;
             };
-            self.storing = None;
+            self.storing.pop_front();
             if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
                 if let Some(c) = self.capture() {
                     c.note_failure(e);
                 }
             }
         }
-        if let Some((out, end, ready)) = self.queued.take() {
+        if let Some((_, end, _)) = &self.queued {
+            let room = match end {
+                true => self.storing.is_empty(),
+                false => self.storing.len() < SEGMENT_WRITES,
+            };
+            // Only a frame that must wait waits; without one the body goes on meanwhile.
+            if !room {
+                return Poll::Pending;
+            }
+            let (out, end, ready) = self.queued.take().expect("just seen");
             return self.write_then(out, end, ready, cx);
         }
         self.next_frame(cx)

@@ -212,6 +212,28 @@ fn every_store_write_runs_off_the_runtime_threads() {
         "each exchange is in the store once it has ended"
     );
     assert_eq!(events[2].request.body.len, 3 << 20);
+    // Hashed on the writer thread as their segments were stored, the large bodies still
+    // carry their own blake3, and read back whole.
+    let download = vec![b'x'; 3 << 20];
+    let upload = vec![b'u'; 3 << 20];
+    let resp_body = &events[1].response.as_ref().unwrap().body;
+    assert_eq!(resp_body.b3, blake3::hash(&download).to_hex().as_str());
+    assert_eq!(
+        events[2].request.body.b3,
+        blake3::hash(&upload).to_hex().as_str()
+    );
+    assert_eq!(
+        store.inner.get_body(&resp_body.b3).unwrap().unwrap(),
+        download
+    );
+    assert_eq!(
+        store
+            .inner
+            .get_body(&events[2].request.body.b3)
+            .unwrap()
+            .unwrap(),
+        upload
+    );
     let writers = store.writers.lock().unwrap().clone();
     // Three events and their bodies, the two large ones as 12 segments and a manifest.
     assert!(

@@ -18,6 +18,7 @@ pub use issues::{IssueRecord, IssueStatus, IssueTable};
 pub use sled_store::{EventDamage, SledStore};
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
@@ -70,6 +71,10 @@ pub enum StoreError {
     CommitStopped,
     #[error("body {0} is missing from the store")]
     MissingBody(String),
+    #[error("a large body ended with {taken} of its segments handed out but only {stored} stored; it is not recorded (a bug in tapedeck: please report it)")]
+    SegmentsOutOfOrder { taken: usize, stored: usize },
+    #[error("a segment of a large body could not be stored: {0}")]
+    SegmentWrite(String),
     #[error(transparent)]
     TapeBody(#[from] crate::tape_files::BodyFileError),
     #[error("step {step} of session {session} is no longer in the store")]
@@ -262,9 +267,67 @@ pub struct BodyWriter {
     pending: Vec<u8>,
     len: u64,
     spilled: bool,
-    /// With [`BodyWriter::defer`]: finished segments not stored yet.
-    ready: Vec<(blake3::Hash, Vec<u8>)>,
-    deferred: bool,
+    /// With [`BodyWriter::defer`]: finished segments not handed out yet, and where their
+    /// hashes are gathered by whoever stores them.
+    ready: Vec<Vec<u8>>,
+    deferred: Option<Arc<Mutex<Hashing>>>,
+}
+
+/// A deferred body's hashes, gathered as its segments are stored (in order).
+#[derive(Default)]
+struct Hashing {
+    whole: blake3::Hasher,
+    segments: Vec<blake3::Hash>,
+    /// Segments handed out by [`BodyWriter::take_ready`], and of those, hashed.
+    handed: usize,
+    hashed: usize,
+    /// The first segment write that failed: the body is then not recorded.
+    failed: Option<String>,
+}
+
+/// Finished segments of a deferred body, to be stored off the async runtime's threads
+/// (see [`BodyWriter::defer`]). Each is hashed where it is stored: twice (its own
+/// address and its share of the whole body's), the costliest work per byte of a large
+/// body, which thus leaves the thread that forwards the body.
+#[derive(Default)]
+pub struct ReadySegments {
+    parts: Vec<Vec<u8>>,
+    hashing: Option<Arc<Mutex<Hashing>>>,
+}
+
+impl ReadySegments {
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Hashes and stores the segments. Segments taken from one body must be stored in the
+    /// order they were taken, before [`BodyWriter::finish`]: its whole-body hash is
+    /// theirs in that order. Every segment is hashed even when a write fails, so the
+    /// body's hash stays true; the first failure is returned, and `finish` reports it too
+    /// (whoever waits for this call or not).
+    pub fn store(self, store: &dyn Store) -> Result<(), StoreError> {
+        let Some(hashing) = self.hashing else {
+            return Ok(());
+        };
+        let mut failed = None;
+        for part in &self.parts {
+            let h = blake3::hash(part);
+            {
+                let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
+                g.whole.update(part);
+                g.segments.push(h);
+                g.hashed += 1;
+            }
+            if failed.is_none() {
+                failed = store.put_blob(&h, part).err();
+                if let Some(e) = &failed {
+                    let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
+                    g.failed.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 /// What a finished [`BodyWriter`] holds.
@@ -286,20 +349,33 @@ impl BodyWriter {
             len: 0,
             spilled: false,
             ready: Vec::new(),
-            deferred: false,
+            deferred: None,
         }
     }
 
-    /// Leaves each finished segment for [`BodyWriter::take_ready`] instead of storing it
-    /// at once, so a caller on an async runtime can store it on a blocking thread.
-    /// [`BodyWriter::finish`] stores whatever is still waiting.
+    /// Leaves each finished segment for [`BodyWriter::take_ready`], unhashed, instead of
+    /// hashing and storing it at once, so a caller on an async runtime can do both on
+    /// another thread. [`BodyWriter::finish`] stores whatever is still waiting.
     pub fn defer(&mut self) {
-        self.deferred = true;
+        if self.deferred.is_none() {
+            self.deferred = Some(Arc::default());
+        }
     }
 
     /// The finished segments not stored yet (with [`BodyWriter::defer`]).
-    pub fn take_ready(&mut self) -> Vec<(blake3::Hash, Vec<u8>)> {
-        std::mem::take(&mut self.ready)
+    pub fn take_ready(&mut self) -> ReadySegments {
+        let Some(hashing) = &self.deferred else {
+            return ReadySegments::default();
+        };
+        if self.ready.is_empty() {
+            return ReadySegments::default();
+        }
+        let parts = std::mem::take(&mut self.ready);
+        hashing.lock().unwrap_or_else(|p| p.into_inner()).handed += parts.len();
+        ReadySegments {
+            parts,
+            hashing: Some(hashing.clone()),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -325,7 +401,9 @@ impl BodyWriter {
     }
 
     fn push(&mut self, store: &dyn Store, mut data: &[u8]) -> Result<(), StoreError> {
-        self.hasher.update(data);
+        if self.deferred.is_none() {
+            self.hasher.update(data);
+        }
         while !data.is_empty() {
             let take = (SEGMENT - self.pending.len()).min(data.len());
             self.pending.extend_from_slice(&data[..take]);
@@ -338,15 +416,15 @@ impl BodyWriter {
     }
 
     fn flush_segment(&mut self, store: &dyn Store) -> Result<(), StoreError> {
-        let h = blake3::hash(&self.pending);
-        if self.deferred {
+        if self.deferred.is_some() {
             let data = std::mem::replace(&mut self.pending, Vec::with_capacity(SEGMENT));
-            self.ready.push((h, data));
+            self.ready.push(data);
         } else {
+            let h = blake3::hash(&self.pending);
             store.put_blob(&h, &self.pending)?;
             self.pending.clear();
+            self.segments.push(h);
         }
-        self.segments.push(h);
         Ok(())
     }
 
@@ -357,12 +435,28 @@ impl BodyWriter {
         if !self.pending.is_empty() {
             self.flush_segment(store)?;
         }
-        // Deferred segments not taken yet, the last one with them.
-        for (h, data) in std::mem::take(&mut self.ready) {
-            store.put_blob(&h, &data)?;
-        }
-        let hash = self.hasher.finalize();
-        store.put_manifest(&hash, &self.segments, self.len)?;
+        // A deferred body's segments not taken yet, the last one with them.
+        let rest = self.take_ready();
+        let (hash, segments) = match self.deferred.take() {
+            None => (self.hasher.finalize(), self.segments),
+            Some(hashing) => {
+                rest.store(store)?;
+                let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(e) = g.failed.take() {
+                    return Err(StoreError::SegmentWrite(e));
+                }
+                if g.hashed != g.handed {
+                    // A segment taken earlier is not stored yet: the body's hash would
+                    // leave it out. Refused rather than stored under a wrong address.
+                    return Err(StoreError::SegmentsOutOfOrder {
+                        taken: g.handed,
+                        stored: g.hashed,
+                    });
+                }
+                (g.whole.finalize(), std::mem::take(&mut g.segments))
+            }
+        };
+        store.put_manifest(&hash, &segments, self.len)?;
         Ok(WrittenBody::Stored {
             hash,
             len: self.len,
@@ -413,16 +507,63 @@ mod tests {
         w.write(&store, &data[..SEGMENT * 2]).unwrap();
         // Segments are left for the caller, not stored.
         let ready = w.take_ready();
-        assert_eq!(ready.len(), 2);
-        assert!(!store.has_body(&ready[0].0.to_hex()).unwrap());
-        for (h, d) in &ready {
-            store.put_blob(h, d).unwrap();
-        }
+        assert_eq!(ready.parts.len(), 2);
+        let first = blake3::hash(&ready.parts[0]).to_hex();
+        assert!(!store.has_body(&first).unwrap());
+        ready.store(&store).unwrap();
+        assert!(store.has_body(&first).unwrap());
         w.write(&store, &data[SEGMENT * 2..]).unwrap();
         let WrittenBody::Stored { hash, len } = w.finish(&store).unwrap() else {
             panic!("kept whole");
         };
         assert_eq!(len, data.len() as u64);
+        // Hashed where the segments were stored, the address is still the body's blake3.
+        assert_eq!(hash, blake3::hash(&data));
         assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+    }
+
+    #[test]
+    fn a_segment_write_that_failed_unheard_still_fails_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // Segments are files under `blobs/`: a file in its place makes every write fail.
+        let blobs = dir.path().join("blobs");
+        let _ = std::fs::remove_dir_all(&blobs);
+        std::fs::write(&blobs, b"not a directory").unwrap();
+        let data = vec![3u8; SEGMENT * 2];
+        let mut w = BodyWriter::new(10);
+        w.defer();
+        w.write(&store, &data).unwrap();
+        // Whoever stored them did not wait to hear how it went (a dropped exchange).
+        let _ = w.take_ready().store(&store);
+        let err = w.finish(&store).err().expect("the body is not recorded");
+        assert!(matches!(err, StoreError::SegmentWrite(_)), "{err}");
+        assert!(err.to_string().contains("blobs"), "{err}");
+    }
+
+    #[test]
+    fn a_deferred_body_whose_taken_segment_was_never_stored_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let data = vec![7u8; SEGMENT * 2 + 10];
+        let mut w = BodyWriter::new(10);
+        w.defer();
+        w.write(&store, &data).unwrap();
+        let lost = w.take_ready();
+        assert!(!lost.is_empty());
+        // Finishing before those segments are stored would hash the body without them
+        // (the tail, taken and stored by `finish` itself, is the one stored).
+        let err = w.finish(&store).err().expect("refused");
+        assert!(
+            matches!(
+                err,
+                StoreError::SegmentsOutOfOrder {
+                    taken: 3,
+                    stored: 1
+                }
+            ),
+            "{err}"
+        );
+        drop(lost);
     }
 }
