@@ -49,11 +49,21 @@ pub fn answer(a: &Answer) -> Response<ProxyBody> {
 
 /// A body that ends in an error once `left` bytes have gone through: the client sees its
 /// stream reset mid-way (`cut:BYTES`).
+///
+/// The error comes [`CUT_GRACE`] after the last byte, not at once: HTTP/1.1 (hyper) closes
+/// the connection on a body error without writing what it still holds, and HTTP/2 drops a
+/// stream's queued frames when it resets it, so an immediate error reached the client
+/// before the head and the bytes it was meant to get (seen with reqwest over both).
 pub struct CutAfter<B> {
     inner: B,
     left: u64,
     cut: bool,
+    grace: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a cut body waits after its last byte before it fails: time for the
+/// connection to send the head and that byte.
+pub const CUT_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl<B> CutAfter<B> {
     pub fn new(inner: B, bytes: u64) -> CutAfter<B> {
@@ -61,6 +71,7 @@ impl<B> CutAfter<B> {
             inner,
             left: bytes,
             cut: false,
+            grace: None,
         }
     }
 }
@@ -81,6 +92,12 @@ where
             return Poll::Ready(None);
         }
         if self.left == 0 {
+            let grace = self
+                .grace
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_GRACE)));
+            if std::future::Future::poll(grace.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
             self.cut = true;
             return Poll::Ready(Some(Err(
                 "tapedeck: an injected cut ended the body here".into()
