@@ -399,3 +399,69 @@ async fn an_open_websocket_keeps_its_place_under_the_connection_cap() {
     drop(ws);
     d.stop();
 }
+
+/// A what-if replay sends a WebSocket out live, whether the recording lacks it
+/// (`--on-miss live`) or its host is to go live (`--live HOST`): the client talks to the
+/// real upstream message for message, and the fork records the conversation as `record`
+/// would, secrets redacted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_goes_live_in_a_what_if_run_and_is_forked() {
+    let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    // The recording has one plain call and no WebSocket.
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "base", "--upstream-ca", &ca],
+    );
+    let c = support::harness::client(&d, &dirs);
+    let r = c.get(up.url("/json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+
+    for (n, live) in [["--on-miss", "live"], ["--live", "localhost"]]
+        .iter()
+        .enumerate()
+    {
+        let mut args = vec!["replay", "--session", "base", "--upstream-ca", &ca];
+        args.extend_from_slice(live);
+        let r = Daemon::start(&dirs, &args);
+        let mut ws = wss(&r, &dirs, port, "/ws/echo").await;
+        let got = converse(&mut ws, &script("evt_live")).await;
+        drop(ws);
+        let (code, err) = r.stop();
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(got[0], r#"{"type":"hello"}"#, "{live:?}: {got:?}\n{err}");
+        assert!(
+            got[1].contains(SECRET),
+            "the live upstream gets the real values: {got:?}"
+        );
+        assert_eq!(got[2], "bin:000102ff");
+        assert_eq!(got[3], "ping");
+        assert_eq!(got.last().unwrap(), "close:4000:bye", "{got:?}");
+
+        let events = export(&dirs, &format!("base.fork-{}", n + 1));
+        let ws_events: Vec<&Value> = events.iter().filter(|e| !e["ws"].is_null()).collect();
+        assert_eq!(ws_events.len(), 1, "{live:?}: {events:?}");
+        let ev = ws_events[0];
+        assert_eq!(ev["response"]["status"], 101);
+        let msgs = ev["ws"]["messages"].as_array().unwrap();
+        let note = msgs
+            .iter()
+            .find(|m| m["from"] == "client" && m["body"]["json"]["type"] == "note")
+            .expect("the client's note is recorded");
+        assert_eq!(note["body"]["json"]["api_key"], "[REDACTED]");
+        assert!(
+            msgs.iter()
+                .any(|m| m["op"] == "close" && m["code"].as_u64() == Some(4000)),
+            "{msgs:?}"
+        );
+    }
+    assert!(
+        dirs.files_containing(SECRET.as_bytes()).is_empty(),
+        "a secret reached the disk"
+    );
+}

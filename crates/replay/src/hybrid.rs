@@ -436,6 +436,9 @@ pub(crate) struct Seen<'a> {
     pub headers: &'a [Header],
     pub got: &'a Received<'a>,
     pub too_large: Option<MaxBody>,
+    /// The client's side of a WebSocket upgrade: a call that goes live hands it on to the
+    /// recorder, which joins it to the upstream's once both have switched protocols.
+    pub upgrade: Option<&'a hyper::upgrade::OnUpgrade>,
 }
 
 impl Seen<'_> {
@@ -636,6 +639,9 @@ impl Replayer {
         *req.uri_mut() = p.uri.clone();
         *req.version_mut() = p.version;
         *req.headers_mut() = p.headers.clone();
+        if let Some(upgrade) = seen.upgrade {
+            req.extensions_mut().insert(upgrade.clone());
+        }
         let mut ctx = seen.ctx.clone();
         ctx.agent = seen.agent.clone();
         forward.forward(req, ctx, seen.step, injection).await

@@ -491,6 +491,7 @@ impl Replayer {
                     headers: &stored_headers,
                     got: &got,
                     too_large: read.too_large,
+                    upgrade: upgrade.as_ref(),
                 };
                 match self.clone().what_if(h, seen).await {
                     hybrid::WhatIf::Serve(i, injection) => (i, injection),
