@@ -1268,3 +1268,75 @@ async fn a_regression_case_replays_in_causal_order_and_honours_stateful_hosts() 
         "{out}"
     );
 }
+
+/// A file upload as reqwest sends it: a multipart form with a boundary drawn at random for
+/// each request.
+fn upload_form(model: &str, audio: &[u8]) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("model", model.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(audio.to_vec())
+                .file_name("speech.wav")
+                .mime_str("audio/wav")
+                .unwrap(),
+        )
+}
+
+/// The same uploads replay although every request draws a new multipart boundary; a
+/// changed file is still a miss. The large one (2 MiB) is kept whole to be matched by its
+/// parts, too.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let small: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let large: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let d = record(&dirs, &up, "forms");
+    let url = up.url("/upload");
+    let c = client(&d, &dirs);
+    let mut recorded = Vec::new();
+    for audio in [&small, &large] {
+        let r = c
+            .post(&url)
+            .multipart(upload_form("whisper-1", audio))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        recorded.push(r.text().await.unwrap());
+    }
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    up.stop();
+
+    let r = replay(&dirs, "forms", &[]);
+    let c = client(&r, &dirs);
+    for (audio, want) in [&small, &large].into_iter().zip(&recorded) {
+        let resp = c
+            .post(&url)
+            .multipart(upload_form("whisper-1", audio))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().get("x-tapedeck-miss").is_none(), "{resp:?}");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&resp.text().await.unwrap(), want);
+    }
+    let (_, err) = r.stop();
+    assert!(err.contains("served 2/2 events, 0 misses"), "{err}");
+
+    // Another file in the same form is another request.
+    let r = replay(&dirs, "forms", &[]);
+    let c = client(&r, &dirs);
+    let mut changed = small.clone();
+    changed[100] ^= 1;
+    let resp = c
+        .post(&url)
+        .multipart(upload_form("whisper-1", &changed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+    r.stop();
+}

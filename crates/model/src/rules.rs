@@ -47,7 +47,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 2;
+const CANONICAL_FORM: u32 = 3;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -583,7 +583,8 @@ impl Rules {
         let mut ignore_query = self.ignore_query.clone();
         ignore_query.sort();
         let text = serde_json::json!([
-            // The canonical form itself: 2 leaves JSON-RPC ids out.
+            // The canonical form itself: 2 leaves JSON-RPC ids out, 3 matches a
+            // multipart body by its parts, not its boundary.
             CANONICAL_FORM,
             self.match_message_ids,
             self.redact_headers,

@@ -240,7 +240,8 @@ pub enum BodyState {
 /// Bodies up to this size are kept whole in memory while recording (for JSON redaction
 /// and canonical matching); beyond it they are written in segments as they stream.
 pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
-/// JSON bodies are kept whole up to this size so their secrets can be redacted.
+/// JSON bodies are kept whole up to this size so their secrets can be redacted, and
+/// multipart bodies so they match by their parts.
 pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
 /// The size of each part of a body written in segments (the last may be shorter).
 pub const SEGMENT: usize = 256 << 10;
@@ -248,12 +249,16 @@ pub const SEGMENT: usize = 256 << 10;
 pub const FILE_BLOB_MIN: usize = 64 << 10;
 
 /// How much of a body with this content type is kept whole (JSON, or no type at all,
-/// may need redaction and canonical matching). Record and replay both use this rule,
-/// so a body's canonical form is computed the same way on both sides.
+/// may need redaction and canonical matching; a multipart body is matched by its parts).
+/// Record and replay both use this rule, so a body's canonical form is computed the same
+/// way on both sides.
 pub fn keep_limit(content_type: Option<&str>) -> usize {
     match content_type {
         None => WHOLE_JSON_LIMIT,
         Some(ct) if tapedeck_model::exchange::is_json_content_type(ct) => WHOLE_JSON_LIMIT,
+        Some(ct) if tapedeck_model::exchange::canonical::multipart_boundary(ct).is_some() => {
+            WHOLE_JSON_LIMIT
+        }
         Some(_) => WHOLE_BODY_LIMIT,
     }
 }

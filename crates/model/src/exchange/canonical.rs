@@ -2,7 +2,8 @@
 //!
 //! Two requests match when their canonical forms are equal: method, scheme, host, port,
 //! path, the query sorted by name, the headers that matter, and the body (JSON with
-//! sorted keys and ignored paths removed; other bodies as bytes). It is always computed
+//! sorted keys and ignored paths removed; a multipart body as its parts, without the
+//! random boundary between them; other bodies as bytes). It is always computed
 //! from the *stored* form (redacted), so a key computed at record time and one computed
 //! for a live request at replay time agree.
 
@@ -38,6 +39,20 @@ pub enum CanonicalBody {
     Bytes {
         b3: String,
     },
+    /// `multipart/*` with a boundary: each part's headers and the blake3 of its content,
+    /// in order. The boundary, the preamble and the epilogue do not take part: a client
+    /// draws a new boundary for every request.
+    Multipart {
+        parts: Vec<CanonicalPart>,
+    },
+}
+
+/// One part of a multipart body, as matching sees it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPart {
+    /// Names lower-cased, values trimmed, sorted.
+    pub headers: Vec<(String, String)>,
+    pub b3: String,
 }
 
 /// The parts of a URL that matching uses.
@@ -133,14 +148,91 @@ fn parse_json(body: &[u8], content_type: Option<&str>, rules: &Rules) -> Option<
     canonicalize_with(body, &rules.ignore_json_paths, !rules.match_message_ids)
 }
 
-/// The canonical form of a whole body: sorted JSON without ignored paths, else bytes.
-fn canonical_body(body: &[u8], json: Option<Box<RawValue>>) -> CanonicalBody {
+/// The canonical form of a whole body: sorted JSON without ignored paths, a multipart
+/// body's parts, else bytes.
+fn canonical_body(
+    body: &[u8],
+    json: Option<Box<RawValue>>,
+    content_type: Option<&str>,
+) -> CanonicalBody {
     match json {
         _ if body.is_empty() => CanonicalBody::Empty,
         Some(text) => CanonicalBody::Json(text),
-        None => CanonicalBody::Bytes {
-            b3: blake3::hash(body).to_hex().to_string(),
+        None => match content_type
+            .and_then(multipart_boundary)
+            .and_then(|b| multipart_parts(body, &b))
+        {
+            Some(parts) => CanonicalBody::Multipart { parts },
+            None => CanonicalBody::Bytes {
+                b3: blake3::hash(body).to_hex().to_string(),
+            },
         },
+    }
+}
+
+/// The boundary of a `multipart/*` content type (quotes removed).
+pub fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut params = content_type.split(';');
+    let base = params.next()?.trim();
+    if !base.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    params.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        (name.trim().eq_ignore_ascii_case("boundary") && !value.is_empty())
+            .then(|| value.to_string())
+    })
+}
+
+/// The parts of a multipart body (RFC 2046 §5.1.1), or `None` when it is not one: no
+/// opening or closing delimiter, or a part whose headers do not parse. Such a body is
+/// matched by its bytes, as before.
+fn multipart_parts(body: &[u8], boundary: &str) -> Option<Vec<CanonicalPart>> {
+    use memchr::memmem;
+    let delimiter = format!("\r\n--{boundary}");
+    // The first delimiter opens the body, or follows a preamble (ignored).
+    let mut rest = match body.strip_prefix(&delimiter.as_bytes()[2..]) {
+        Some(r) => r,
+        None => {
+            let at = memmem::find(body, delimiter.as_bytes())?;
+            &body[at + delimiter.len()..]
+        }
+    };
+    let mut parts = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            // The close delimiter; what follows is the epilogue (ignored).
+            return Some(parts);
+        }
+        // Transport padding (spaces and tabs) may precede the line break.
+        let padded = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        rest = rest[padded..].strip_prefix(b"\r\n")?;
+        let end = memmem::find(rest, delimiter.as_bytes())?;
+        let part = &rest[..end];
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let (head_len, raw) = match httparse::parse_headers(part, &mut slots) {
+            Ok(httparse::Status::Complete(done)) => done,
+            _ => return None,
+        };
+        let mut headers: Vec<(String, String)> = raw
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).trim().to_string(),
+                )
+            })
+            .collect();
+        headers.sort();
+        parts.push(CanonicalPart {
+            headers,
+            b3: blake3::hash(&part[head_len..]).to_hex().to_string(),
+        });
+        rest = &rest[end + delimiter.len()..];
     }
 }
 
@@ -152,12 +244,13 @@ pub fn canonical(
     body: &[u8],
     rules: &Rules,
 ) -> Canonical {
-    let json = parse_json(body, header(headers, "content-type"), rules);
+    let ct = header(headers, "content-type");
+    let json = parse_json(body, ct, rules);
     canonical_with(
         method,
         UrlParts::parse(url),
         headers,
-        canonical_body(body, json.map(|j| j.text)),
+        canonical_body(body, json.map(|j| j.text), ct),
         rules,
     )
 }
@@ -264,11 +357,12 @@ pub fn identify(
     let parts = UrlParts::parse(url);
     let (kind, body) = match body {
         KeyBody::Whole(b) => {
-            let json = parse_json(b, header(headers, "content-type"), rules);
+            let ct = header(headers, "content-type");
+            let json = parse_json(b, ct, rules);
             let names_model = json.as_ref().is_some_and(|j| j.names_model);
             let kind =
                 super::kind::classify_named(method, &parts.host, &parts.path, names_model, rules);
-            (kind, canonical_body(b, json.map(|j| j.text)))
+            (kind, canonical_body(b, json.map(|j| j.text), ct))
         }
         KeyBody::Large(b3) => (
             super::kind::classify_named(method, &parts.host, &parts.path, false, rules),
@@ -416,6 +510,110 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
         assert_eq!(percent_decode("%C3"), "\u{FFFD}");
         assert_eq!(percent_decode("%é%"), "%é%");
+    }
+
+    /// A form as a client sends it: `fields` (name, filename, content) with `boundary`.
+    fn form(boundary: &str, fields: &[(&str, Option<&str>, &[u8])], epilogue: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (name, file, content) in fields {
+            b.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file {
+                Some(f) => b.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => b.extend_from_slice(
+                    format!("content-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            b.extend_from_slice(content);
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(format!("--{boundary}--\r\n{epilogue}").as_bytes());
+        b
+    }
+
+    fn form_key(boundary: &str, body: &[u8]) -> String {
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        let hs = h(&[("content-type", ct.as_str())]);
+        let url = "https://api.openai.com/v1/audio/transcriptions";
+        identify("POST", url, &hs, KeyBody::Whole(body), &Rules::default()).1
+    }
+
+    #[test]
+    fn a_multipart_body_matches_by_its_parts_whatever_its_boundary() {
+        let audio: &[u8] = &[0, 1, 2, 255, 13, 10, 45, 45];
+        let fields = [
+            ("model", None, b"whisper-1".as_slice()),
+            ("file", Some("a.wav"), audio),
+        ];
+        let a = form("----a1b2c3", &fields, "");
+        let b = form(
+            "------------------------d74496d66958873e",
+            &fields,
+            "bye\r\n",
+        );
+        assert_ne!(a, b);
+        assert_eq!(
+            form_key("----a1b2c3", &a),
+            form_key("------------------------d74496d66958873e", &b)
+        );
+        // A quoted boundary, and a preamble before the first part.
+        let mut quoted = b"a preamble\r\n".to_vec();
+        quoted.extend_from_slice(&form("q=9", &fields, ""));
+        assert_eq!(form_key("\"q=9\"", &quoted), form_key("----a1b2c3", &a));
+        // What the parts say still matters: their content, their headers, their order.
+        let other = form(
+            "x",
+            &[
+                ("model", None, b"whisper-2"),
+                ("file", Some("a.wav"), audio),
+            ],
+            "",
+        );
+        assert_ne!(form_key("x", &other), form_key("----a1b2c3", &a));
+        let renamed = form(
+            "x",
+            &[
+                ("model", None, b"whisper-1"),
+                ("file", Some("b.wav"), audio),
+            ],
+            "",
+        );
+        assert_ne!(form_key("x", &renamed), form_key("----a1b2c3", &a));
+        let swapped = form(
+            "x",
+            &[
+                ("file", Some("a.wav"), audio),
+                ("model", None, b"whisper-1"),
+            ],
+            "",
+        );
+        assert_ne!(form_key("x", &swapped), form_key("----a1b2c3", &a));
+    }
+
+    #[test]
+    fn a_body_that_is_not_the_multipart_it_claims_matches_by_its_bytes() {
+        let good = form("zz", &[("a", None, b"1")], "");
+        // No close delimiter: not a multipart body, so its bytes (boundary and all) count.
+        let cut = &good[..good.len() - 6];
+        assert!(multipart_parts(cut, "zz").is_none());
+        assert!(multipart_parts(b"no delimiter at all", "zz").is_none());
+        let parts = multipart_parts(&good, "zz").unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].b3, blake3::hash(b"1").to_hex().to_string());
+        assert_eq!(
+            parts[0].headers,
+            [(
+                "content-disposition".to_string(),
+                "form-data; name=\"a\"".to_string()
+            )]
+        );
+        assert_eq!(
+            multipart_boundary("Multipart/Mixed; charset=x; Boundary=\"b c\""),
+            Some("b c".into())
+        );
+        assert_eq!(multipart_boundary("text/plain; boundary=x"), None);
+        assert_eq!(multipart_boundary("multipart/form-data"), None);
     }
 
     #[test]
