@@ -10,6 +10,8 @@ certificate of the test's own "corporate" CA:
                           ANY  /nocontent         204
                           GET  /etag              200 with ETag "v1"; 304 when
                                                   If-None-Match: "v1" is sent
+                        POST /upload            a multipart form: each part's name,
+                                                  filename, size and sha256, as JSON
                           HEAD /item/N            the GET's headers (Content-Length N>0), no body
   --app pypi --root DIR pypiserver (pinned) on DIR: /simple/, uploads without auth,
                         no fallback to any public index
@@ -23,6 +25,8 @@ certificate against the name "localhost"), and serves until SIGTERM or SIGINT.
 
 import argparse
 import asyncio
+import email.policy
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+from email.parser import BytesParser
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -60,7 +65,7 @@ async def fixture(scope, receive, send):
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    await read_body(receive)
+    request_body = await read_body(receive)
     method, path = scope["method"], scope["path"]
     headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
     status, extra, body = 404, [], b'{"error": "no such path"}'
@@ -79,11 +84,34 @@ async def fixture(scope, receive, send):
             status, body = 304, b""
         else:
             status, body = 200, b'{"version": 1}'
+    elif path == "/upload" and method == "POST":
+        status, body = 200, form_summary(headers.get("content-type", ""), request_body)
     out = [(b"content-type", b"application/json")] + extra
     if status not in (204, 304):
         out.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body if send_body else b""})
+
+
+def form_summary(content_type: str, body: bytes) -> bytes:
+    """What a multipart form held, independent of its boundary."""
+    msg = BytesParser(policy=email.policy.default).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    if not msg.is_multipart():
+        return json.dumps({"error": "not a multipart form"}).encode()
+    parts = []
+    for part in msg.iter_parts():
+        data = part.get_payload(decode=True) or b""
+        parts.append(
+            {
+                "name": part.get_param("name", header="content-disposition"),
+                "filename": part.get_filename(),
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return json.dumps({"parts": parts}, sort_keys=True).encode()
 
 
 # --- pypiserver ---------------------------------------------------------------------------
