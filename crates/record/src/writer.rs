@@ -10,9 +10,9 @@
 //! The queue has no fixed bound, on purpose: a bounded one needs somewhere to put a job
 //! when it is full, and every such place (the blocking pool, a waiting send) can run a job
 //! ahead of one queued earlier. What bounds it instead is that each job owns data its
-//! exchange would otherwise hold (a segment of at most one part, or an event), and an
-//! exchange has at most one segment write and its event queued at a time: the queue holds
-//! no more than the open exchanges already do.
+//! exchange would otherwise hold (a few segments of a large body, or an event), and an
+//! exchange has at most four segment writes per body (`SEGMENT_WRITES`) and its event
+//! queued at a time: the queue holds no more than the open exchanges already do.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Sender};
