@@ -8,9 +8,11 @@
 //! to ready for a 100,000-event tape. Client, proxy and upstream share this machine.
 //!
 //! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy;
-//! TAPEDECK_BENCH_ROUNDS=N sets the rounds; TAPEDECK_BENCH_ONLY=direct,record,replay,scale
-//! runs those parts only: direct always runs, as every ratio needs it, and replay
-//! replays what record recorded).
+//! TAPEDECK_BENCH_ROUNDS=N sets the rounds;
+//! TAPEDECK_BENCH_ONLY=direct,forwarder,record,replay,mitm,scale runs those parts only:
+//! direct always runs, as every ratio needs it, and replay replays what record recorded).
+//! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
+//! parses HTTP and sends it on, recording nothing.
 
 mod baseline;
 
@@ -37,16 +39,22 @@ struct Proxy {
 
 impl Proxy {
     fn start(args: &[&str], work: &Path) -> Proxy {
-        let t0 = Instant::now();
-        let mut child = Command::new(TAPEDECK)
-            .args(args)
+        let mut cmd = Command::new(TAPEDECK);
+        cmd.args(args)
             .args(["--listen", "127.0.0.1:0", "-q"])
             .env("TAPEDECK_LOG", "tapedeck=info")
-            .current_dir(work)
+            .current_dir(work);
+        Proxy::spawn(cmd, &format!("tapedeck {}", args[0]))
+    }
+
+    /// Starts `cmd` and waits for the `listening on ADDR` line on its stderr.
+    fn spawn(mut cmd: Command, label: &str) -> Proxy {
+        let t0 = Instant::now();
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start tapedeck");
+            .expect("start the proxy");
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
@@ -69,8 +77,8 @@ impl Proxy {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(120))
-            .expect("tapedeck listens");
-        eprintln!("bench: tapedeck {} is pid {}", args[0], child.id());
+            .expect("the proxy listens");
+        eprintln!("bench: {label} is pid {}", child.id());
         Proxy {
             child,
             addr,
@@ -447,6 +455,11 @@ async fn otlp_sink() -> SocketAddr {
 }
 
 fn main() {
+    if std::env::var_os("TAPEDECK_BENCH_FORWARDER").is_some() {
+        // This binary, started again as the bare forwarder (see `baseline::forwarder`).
+        baseline::forwarder::main();
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -476,6 +489,30 @@ async fn run() {
     }
     let dsse = loadgen::first_frame_ms(&direct, sse, 30);
     rows.push(dm.row("direct", dsse, vec![]));
+
+    if wanted("forwarder") {
+        eprintln!(
+            "bench: bare forwarder (TLS in, HTTP parsed, sent on over TLS; nothing recorded)"
+        );
+        let fwd_ca = w.join("forwarder-ca.pem");
+        let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
+        cmd.env("TAPEDECK_BENCH_FORWARDER", "1")
+            .env("TAPEDECK_BENCH_UPSTREAM", up.addr.to_string())
+            .env("TAPEDECK_BENCH_UPSTREAM_CA", &up.ca_path)
+            .env("TAPEDECK_BENCH_FORWARDER_CA", &fwd_ca);
+        let f = Proxy::spawn(cmd, "bare forwarder");
+        let fca = std::fs::read(&fwd_ca).expect("the forwarder's CA");
+        let via = Target::new(up.addr, Some(f.addr), &[&fca]);
+        loadgen::run(&via, 8, 2000, |_| "/json".into());
+        let mut fm = Measured::new();
+        for _ in 0..n_rounds {
+            measure_round(&via, Some(f.child.id()), &mut fm);
+        }
+        let fsse = loadgen::first_frame_ms(&via, sse, 30);
+        let rss = rss_after_bodies(&via, f.child.id());
+        f.stop();
+        rows.push(fm.row("bare forwarder (floor)", fsse, rss));
+    }
 
     // The CA every tapedeck below shares (created now, so any part can run alone).
     let made = Command::new(TAPEDECK)

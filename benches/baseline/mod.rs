@@ -1,6 +1,8 @@
 //! The fast baseline the benchmark measures tapedeck against: a minimal hyper upstream
-//! and a minimal keep-alive load generator, each on a thread of its own.
+//! and a minimal keep-alive load generator, each on a thread of its own; and the bare
+//! forwarder, the floor a proxy that reads the traffic can approach.
 
+pub mod forwarder;
 pub mod loadgen;
 pub mod upstream;
 

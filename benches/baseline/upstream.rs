@@ -139,7 +139,9 @@ fn route(req: &Request<Incoming>, json: Bytes) -> Response<Body> {
     }
 }
 
-fn tls_config() -> (String, rustls::ServerConfig) {
+/// A CA of its own and a leaf for `localhost` and 127.0.0.1 signed by it (PEM of the CA,
+/// and a server config with the leaf).
+pub fn tls_config() -> (String, rustls::ServerConfig) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");

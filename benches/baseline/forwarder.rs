@@ -1,0 +1,124 @@
+//! The bare forwarder: the least work a proxy that reads the traffic can do per exchange.
+//!
+//! A recording proxy must end the client's TLS inside a CONNECT tunnel, parse the request,
+//! send it on over a TLS connection of its own to the upstream, parse the answer and send
+//! it back encrypted again. This does exactly that and nothing else: hyper's HTTP/1.1 on
+//! both sides over rustls, one upstream connection per tunnel (HTTP/1.1 requests on a
+//! connection come one at a time), bodies streamed frame by frame, no pool, no headers
+//! touched, nothing stored. It runs in a process of its own on a default multi-thread
+//! tokio runtime, as tapedeck does, so its row in the benchmark is the floor a recorder on
+//! this machine can approach: what tapedeck record costs above it is the recording.
+//!
+//! Started by the bench binary itself with TAPEDECK_BENCH_FORWARDER set: it reads the
+//! upstream's address and CA from the environment, writes its own CA to
+//! TAPEDECK_BENCH_FORWARDER_CA and prints `listening on 127.0.0.1:PORT` on stderr.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+
+/// Runs the forwarder until killed.
+pub fn main() {
+    let upstream: SocketAddr = std::env::var("TAPEDECK_BENCH_UPSTREAM")
+        .expect("TAPEDECK_BENCH_UPSTREAM")
+        .parse()
+        .expect("upstream address");
+    let up_ca = std::fs::read(std::env::var("TAPEDECK_BENCH_UPSTREAM_CA").expect("upstream CA"))
+        .expect("read upstream CA");
+    let (ca_pem, server_cfg) = super::upstream::tls_config();
+    std::fs::write(
+        std::env::var("TAPEDECK_BENCH_FORWARDER_CA").expect("TAPEDECK_BENCH_FORWARDER_CA"),
+        ca_pem,
+    )
+    .expect("write forwarder CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut up_ca.as_slice()) {
+        roots
+            .add(CertificateDer::from(cert.expect("PEM").to_vec()))
+            .expect("CA");
+    }
+    let mut client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        eprintln!(
+            "bare forwarder listening on {}",
+            listener.local_addr().expect("addr")
+        );
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            tokio::spawn(async move {
+                let _ = tunnel(tcp, upstream, acceptor, connector).await;
+            });
+        }
+    });
+}
+
+async fn tunnel(
+    mut tcp: TcpStream,
+    upstream: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    // The CONNECT head (the client sends nothing more until it is answered).
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 || head.len() > 8192 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    tcp.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .await?;
+    let client = acceptor.accept(tcp).await?;
+    let up = TcpStream::connect(upstream).await?;
+    up.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost").expect("server name");
+    let up = connector.connect(name, up).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(up))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let send = Arc::new(Mutex::new(send));
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let send = send.clone();
+        async move {
+            let mut send = send.lock().await;
+            send.ready().await?;
+            let resp = send.send_request(req).await?;
+            Ok::<Response<Body>, hyper::Error>(resp.map(|b| b.boxed_unsync()))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(client), svc)
+        .await;
+    Ok(())
+}
