@@ -206,6 +206,25 @@ impl Ca {
             Ok(ip) => SanType::IpAddress(ip),
             Err(_) => SanType::DnsName(host.try_into().map_err(sign_err)?),
         }];
+        // The loopback host under its other names: a client that asked for 127.0.0.1 may
+        // check the certificate against "localhost" (npm through a proxy does), and one
+        // that asked for localhost may have resolved it and check the address.
+        let loopback: [SanType; 3] = [
+            SanType::DnsName("localhost".try_into().map_err(sign_err)?),
+            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
+            SanType::IpAddress(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        ];
+        let is_loopback = match host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        };
+        if is_loopback {
+            for san in loopback {
+                if !params.subject_alt_names.contains(&san) {
+                    params.subject_alt_names.push(san);
+                }
+            }
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -365,6 +384,51 @@ mod tests {
         );
         ca.server_config("127.0.0.1").unwrap();
         ca.server_config("[::1]").unwrap();
+    }
+
+    /// Whether a client that trusts `ca` and asks for `name` completes a real TLS
+    /// handshake with the leaf minted for `host`.
+    async fn handshake(ca: &Ca, host: &str, name: &str) -> bool {
+        let server = tokio_rustls::TlsAcceptor::from(ca.server_config(host).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = server.accept(tcp).await;
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca.cert_pem().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_loopback_leaf_answers_to_the_loopback_host_under_any_of_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _) = Ca::load_or_create(dir.path()).unwrap();
+        // Asked for 127.0.0.1, checked against "localhost" (npm through a proxy), and
+        // the other way round.
+        assert!(handshake(&ca, "127.0.0.1", "localhost").await);
+        assert!(handshake(&ca, "127.0.0.1", "127.0.0.1").await);
+        assert!(handshake(&ca, "localhost", "127.0.0.1").await);
+        assert!(handshake(&ca, "localhost", "::1").await);
+        // Any other host's leaf names that host alone.
+        assert!(handshake(&ca, "api.test", "api.test").await);
+        assert!(!handshake(&ca, "api.test", "localhost").await);
+        assert!(!handshake(&ca, "10.0.0.1", "localhost").await);
     }
 
     #[test]
