@@ -278,7 +278,7 @@ DIRECT_ENV=(env SSL_CERT_FILE="$PKI/direct.pem" REQUESTS_CA_BUNDLE="$PKI/direct.
 # ---------------------------------------------------------------------------------------
 # The scenarios. cmd_of NAME RUN_DIR sets CMD (RUN_DIR: a fresh folder for this run).
 SCENARIOS=(httpx-h2 httpx-h1-pool8 node-fetch parallel-agent npm-install pip-install
-  sequential-agent empty-python empty-curl upload-forms)
+  npm-install-ip sequential-agent empty-python empty-curl upload-forms)
 cmd_of() {
   case $1 in
     httpx-h2) CMD=("$PYTHON" "$C/gather_httpx.py" --http2 --n 24) ;;
@@ -286,6 +286,10 @@ cmd_of() {
     node-fetch) CMD=("$NODE" "$C/node_fetch_all.mjs" 24) ;;
     parallel-agent) CMD=("$PYTHON" "$C/parallel_agent.py") ;;
     npm-install) CMD=(bash "$C/npm_install.sh" "$2" "$NPM_TREE/app-package.json") ;;
+    # The same registry by address: npm checks the certificate of an IP host against
+    # "localhost" when it goes through a proxy.
+    npm-install-ip) CMD=(env NPM_REGISTRY="${NPM_URL/\/\/localhost:/\/\/127.0.0.1:}/"
+      bash "$C/npm_install.sh" "$2" "$NPM_TREE/app-package.json") ;;
     pip-install) CMD=(bash "$C/pip_install.sh" "$2") ;;
     sequential-agent) CMD=("$PYTHON" "$C/sequential_agent.py") ;;
     empty-python) CMD=("$PYTHON" "$C/empty_bodies.py") ;;

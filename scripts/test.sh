@@ -28,7 +28,8 @@
 #                  (the fork's finding gone, its divergence, its regression case), an
 #                  injected 503, and `rerun` against a model that picks the wrong tool 30%
 #   clients        examples/clients.sh: real clients (httpx HTTP/2 and HTTP/1.1, Node
-#                  fetch, a parallel-tool-call agent, npm install from a local verdaccio,
+#                  fetch, a parallel-tool-call agent, npm install from a local verdaccio
+#                  by name and by address,
 #                  pip install from a local pypiserver) recorded once and replayed offline
 #                  REPLAYS times (default 3): no false misses, identical results; a
 #                  reordered sequential agent still fails; zero-byte bodies; multipart
