@@ -213,7 +213,8 @@ pub enum OnMiss {
 /// `tapedeck rerun`: one recorded LLM step sent again to the live upstream.
 #[derive(Args, Debug, Clone)]
 pub struct RerunArgs {
-    /// The recorded session.
+    /// The recorded session, or a tape (a path with a `/`, or a file of that name when
+    /// the store has no such session); the batch is stored in the store either way.
     pub session: String,
     /// The step whose LLM request is sent again.
     #[arg(long)]

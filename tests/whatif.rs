@@ -319,6 +319,39 @@ async fn rerun_of_a_step_reports_how_often_the_wrong_tool_comes_back() {
     let (code, _, err) = dirs.run(&["rerun", "s", "--step", "2", "--upstream-ca", &ca]);
     assert_eq!(code, 2);
     assert!(err.contains("not an LLM call"), "{err}");
+
+    // From a tape (an incident's, say), into a store that never held the session: the
+    // batch is named after the tape's session and notes it as its parent.
+    let tape = dirs.path("s.jsonl");
+    let (code, _, err) = dirs.run(&["export", "s", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let other = dirs.path("other-store");
+    let other = other.to_str().unwrap();
+    let (code, out, err) = dirs.run(&[
+        "rerun",
+        tape.to_str().unwrap(),
+        "--step",
+        "1",
+        "--times",
+        "3",
+        "--store",
+        other,
+        "--upstream-ca",
+        &ca,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["stored_as"], "s.rerun-1", "{out}");
+    assert_eq!(report["recorded"]["what"], recorded);
+    assert_eq!(report["times"], 3);
+    let (code, out, err) = dirs.run(&["sessions", "--store", other, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["name"], "s.rerun-1");
+    assert_eq!(list[0]["events"], 3);
+    assert_eq!(list[0]["lineage"]["parent"], "s");
 }
 
 #[tokio::test(flavor = "multi_thread")]

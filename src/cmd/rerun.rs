@@ -95,7 +95,22 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         }
     };
     let dyn_store: Arc<dyn Store> = store.clone();
-    let rec = Recording::from_store(dyn_store.clone(), &a.session)?;
+    // SESSION is a session of the store or, as for `show`, a tape: a path with a `/`, or
+    // a file of that name when the store has no such session. The batch goes into the
+    // store either way, named after the recorded session.
+    let file = std::path::Path::new(&a.session).is_file();
+    let rec = if recording::is_tape_path(&a.session)
+        || (file
+            && (tapedeck_model::session::SessionName::new(&a.session).is_err()
+                || store.session(&a.session)?.is_none()))
+    {
+        let path = std::path::PathBuf::from(&a.session);
+        let tape = tapedeck_store::tape::read(&path)?;
+        Recording::from_tape(tape, path.display().to_string())
+    } else {
+        Recording::from_store(dyn_store.clone(), &a.session)?
+    };
+    let parent = rec.session.clone();
     let ev = rec
         .events
         .iter()
@@ -139,12 +154,8 @@ pub async fn run(a: RerunArgs) -> CmdResult {
     let model = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string));
-    let name = super::whatif::new_session_name(
-        dyn_store.as_ref(),
-        &a.session,
-        "rerun",
-        a.name.as_deref(),
-    )?;
+    let name =
+        super::whatif::new_session_name(dyn_store.as_ref(), &parent, "rerun", a.name.as_deref())?;
     let upstream = Upstream::new(&a.upstream_ca, Duration::from_secs(a.upstream_timeout))?;
     let recorder = Recorder::new(
         dyn_store.clone(),
@@ -194,7 +205,7 @@ pub async fn run(a: RerunArgs) -> CmdResult {
     store.put_lineage(
         name.as_str(),
         &Lineage {
-            parent: a.session.clone(),
+            parent: parent.clone(),
             via: "rerun".into(),
             diverged_at: None,
             parent_step: Some(a.step),
