@@ -27,6 +27,9 @@ pub struct ServeOptions {
     pub on_stop: Option<Box<dyn FnOnce() + Send>>,
     /// The control API (and viewer) this daemon answers under `/_tapedeck/`.
     pub control: Option<Arc<crate::control::Control>>,
+    /// Ports an ephemeral listen port (`:0`) must not be: the loopback ports a replayed
+    /// recording calls (see `Replayer::loopback_ports`).
+    pub avoid_ports: Vec<u16>,
 }
 
 impl ServeOptions {
@@ -57,6 +60,7 @@ impl ServeOptions {
             },
             on_stop: None,
             control: None,
+            avoid_ports: Vec::new(),
         })
     }
 }
@@ -79,6 +83,30 @@ fn check_exposure(addr: SocketAddr, opts: &ServeOptions) -> Result<(), CmdError>
     Ok(())
 }
 
+/// Binds `listen`; when its port is 0 (the system picks), never one of `avoid`: the
+/// listeners the system gave instead are held until one is not, so it picks another.
+pub async fn bind_avoiding(listen: &str, avoid: &[u16]) -> std::io::Result<TcpListener> {
+    let ephemeral = listen.rsplit_once(':').is_some_and(|(_, p)| p == "0");
+    let avoid = if ephemeral { avoid } else { &[] };
+    bind_until(avoid, || TcpListener::bind(listen)).await
+}
+
+/// Binds with `bind` until the port is not one of `avoid` (16 tries), holding the
+/// listeners refused meanwhile so the system does not hand the same port back.
+async fn bind_until<F, Fut>(avoid: &[u16], mut bind: F) -> std::io::Result<TcpListener>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<TcpListener>>,
+{
+    let mut listener = bind().await?;
+    let mut held = Vec::new();
+    while held.len() < 16 && avoid.contains(&listener.local_addr()?.port()) {
+        let next = bind().await?;
+        held.push(std::mem::replace(&mut listener, next));
+    }
+    Ok(listener)
+}
+
 /// How long a stop waits for exchanges in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -98,11 +126,13 @@ pub async fn serve<H: Handler>(
         (None, true) => "127.0.0.1:8080".to_string(),
         (None, false) => "127.0.0.1:0".to_string(),
     };
-    let listener = TcpListener::bind(&listen).await.map_err(|e| {
-        msg(format!(
-            "cannot listen on {listen}: {e} (choose another address with --listen)"
-        ))
-    })?;
+    let listener = bind_avoiding(&listen, &opts.avoid_ports)
+        .await
+        .map_err(|e| {
+            msg(format!(
+                "cannot listen on {listen}: {e} (choose another address with --listen)"
+            ))
+        })?;
     let addr = listener
         .local_addr()
         .map_err(|e| msg(format!("cannot read the listen address: {e}")))?;
@@ -207,5 +237,40 @@ impl StopSignals {
             _ = on(&mut self.int) => {},
             _ = on(&mut self.term) => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_ephemeral_port_a_recording_calls_is_passed_over() {
+        // Three listeners the "system" hands out in turn; the first two are on ports the
+        // replayed recording calls.
+        let mut given = Vec::new();
+        for _ in 0..3 {
+            given.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let ports: Vec<u16> = given
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let mut queue = given.into_iter();
+        let got = bind_until(&ports[..2], || {
+            let next = queue.next();
+            async move { next.ok_or_else(|| std::io::Error::other("no more")) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.local_addr().unwrap().port(), ports[2]);
+        // A fixed port is taken as asked, avoided or not.
+        let fixed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = fixed.local_addr().unwrap().port();
+        drop(fixed);
+        let l = bind_avoiding(&format!("127.0.0.1:{port}"), &[port])
+            .await
+            .unwrap();
+        assert_eq!(l.local_addr().unwrap().port(), port);
     }
 }

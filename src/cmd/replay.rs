@@ -138,6 +138,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         serve_opts.on_stop = Some(Box::new(move || viewer.close()));
     }
     serve_opts.control = Some(Arc::new(control));
+    serve_opts.avoid_ports = replayer.loopback_ports().to_vec();
     let viewer_line = held.is_some().then(|| a.store.store.clone());
     let code = serve(
         replayer.clone(),

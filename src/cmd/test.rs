@@ -98,7 +98,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
     )?;
     let (ca, _) = Ca::load_or_create(certs)?;
     let ca = Arc::new(ca);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = super::daemon::bind_avoiding("127.0.0.1:0", replayer.loopback_ports())
         .await
         .map_err(|e| msg(format!("cannot listen: {e}")))?;
     let addr = listener.local_addr().map_err(|e| msg(e.to_string()))?;

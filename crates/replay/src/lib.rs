@@ -194,6 +194,15 @@ impl ReplaySummary {
     }
 }
 
+/// Whether a recorded host is this machine's loopback.
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
 /// Method, host and path of a request, hashed: what a miss compares to find the closest
 /// unserved call.
 fn route(method: &str, url: &str) -> u64 {
@@ -222,6 +231,8 @@ pub struct Replayer {
     hybrid: Option<hybrid::Hybrid>,
     /// Each event's kind under the rules in force.
     kinds: Vec<Kind>,
+    /// The ports of the loopback hosts the recording called (see [`Replayer::loopback_ports`]).
+    loopback_ports: Vec<u16>,
     /// The recorded tool calls by meaning, read on first need (a tool miss, a what-if run).
     meanings: OnceLock<meaning::MeaningIndex>,
     /// The trace's tool names of the recording, read on first need.
@@ -241,6 +252,7 @@ impl Replayer {
         let fp = rules.match_fingerprint();
         let mut slots = Vec::with_capacity(rec.len());
         let mut lanes: Vec<String> = Vec::new();
+        let mut loopback_ports = std::collections::BTreeSet::new();
         let order = if opts.hybrid.is_some() {
             Order::Any
         } else {
@@ -262,7 +274,11 @@ impl Replayer {
                 let (kind, key) = rec.identify(ev, &rules)?;
                 (kind, index::key_id(&key))
             };
-            let host = UrlParts::parse(&ev.request.url).host;
+            let url = UrlParts::parse(&ev.request.url);
+            if is_loopback_host(&url.host) {
+                loopback_ports.insert(url.port);
+            }
+            let host = url.host;
             let lane = rules.is_stateful_host(&host).then(|| {
                 let at = lanes.iter().position(|h| *h == host).unwrap_or_else(|| {
                     lanes.push(host.clone());
@@ -310,6 +326,7 @@ impl Replayer {
             mcp_sessions: mcp::Sessions::default(),
             hybrid: opts.hybrid,
             kinds,
+            loopback_ports: loopback_ports.into_iter().collect(),
             meanings: OnceLock::new(),
             tool_names: OnceLock::new(),
         });
@@ -341,6 +358,14 @@ impl Replayer {
     /// The recording it serves.
     pub fn recording(&self) -> &Recording {
         &self.rec
+    }
+
+    /// The ports the recording called on this machine (`localhost`, 127.0.0.1, ::1): a
+    /// replay must not listen on one, or the agent's call to it would reach the replay
+    /// itself (refused as a loop). The recorded server is usually gone by replay time,
+    /// so its port is free, and an ephemeral port can be that very one.
+    pub fn loopback_ports(&self) -> &[u16] {
+        &self.loopback_ports
     }
 
     /// The `--allow-live` targets, as `host:port`.
@@ -1149,6 +1174,28 @@ use std::future::Future;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recordings_loopback_hosts_are_told_from_the_rest() {
+        for host in [
+            "localhost",
+            "api.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["api.openai.com", "10.0.0.1", "localhost.example.com", "::2"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        // As the recorded URL gives them.
+        let u = UrlParts::parse("https://[::1]:8443/v1");
+        assert!(is_loopback_host(&u.host) && u.port == 8443);
+        let u = UrlParts::parse("https://LOCALHOST/v1");
+        assert!(is_loopback_host(&u.host) && u.port == 443);
+    }
 
     #[test]
     fn recorded_offsets_from_a_hostile_tape_neither_panic_nor_wait_for_ever() {
