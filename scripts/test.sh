@@ -33,7 +33,8 @@
 #                  pip install from a local pypiserver) recorded once and replayed offline
 #                  REPLAYS times (default 3): no false misses, identical results; a
 #                  reordered sequential agent still fails; zero-byte bodies; multipart
-#                  uploads with a fresh boundary per request; every client
+#                  uploads with a fresh boundary per request (requests, httpx, the
+#                  openai SDK's audio.transcriptions); every client
 #                  trusts tapedeck under `record -- CMD` with the user's own CA settings.
 #                  Its venv, verdaccio and built packages are cached in target/clients
 #   ui             examples/ui.sh: the web viewer in headless Chromium, every page checked

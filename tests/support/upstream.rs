@@ -709,6 +709,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::POST, "/v1/chat/completions") => chat_completions(req, st).await?,
         (&Method::POST, "/v1/messages") => anthropic_messages(req).await?,
         (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
+        (&Method::POST, "/v1/audio/transcriptions") => transcription(req).await?,
         (&Method::GET, "/echo-auth") => echo_auth(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
         (&Method::POST, "/oauth/token") => {
@@ -884,6 +885,51 @@ fn big(q: Option<&str>, exact: bool) -> Response<FixtureBody> {
     }
     b.body(PatternBody::new(n, exact).boxed())
         .expect("response")
+}
+
+/// OpenAI's `audio/transcriptions` shape: a multipart form in, `{"text": ...}` out. The
+/// "transcript" names the form's size and the blake3 of its file part's bytes, found
+/// between the part's head and the next boundary.
+async fn transcription(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = read_body(req).await?;
+    let Some(boundary) = ct.split("boundary=").nth(1).map(|b| b.trim_matches('"')) else {
+        return Ok(error_json(
+            StatusCode::BAD_REQUEST,
+            "not a multipart form",
+            "invalid_request_error",
+            Value::Null,
+        ));
+    };
+    let file = body
+        .windows(b"filename=".len())
+        .position(|w| w == b"filename=")
+        .and_then(|at| {
+            let rest = &body[at..];
+            let start = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            let end_mark = format!("\r\n--{boundary}");
+            let end = rest[start..]
+                .windows(end_mark.len())
+                .position(|w| w == end_mark.as_bytes())?;
+            Some(&rest[start..start + end])
+        });
+    let Some(file) = file else {
+        return Ok(error_json(
+            StatusCode::BAD_REQUEST,
+            "no file part",
+            "invalid_request_error",
+            Value::Null,
+        ));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"text": format!("{} bytes of audio, blake3 {}", file.len(), blake3::hash(file).to_hex())}),
+    ))
 }
 
 async fn upload(req: Request<Incoming>) -> Result<Response<FixtureBody>, BoxError> {
