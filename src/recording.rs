@@ -81,6 +81,14 @@ impl Loader {
         }
     }
 
+    /// A loader over the store under `dir` that the caller has already opened.
+    pub fn with_store(dir: &Path, store: Arc<SledStore>) -> Loader {
+        Loader {
+            dir: dir.to_path_buf(),
+            access: Some(StoreAccess::Open(store)),
+        }
+    }
+
     /// Loads SESSION: a path (with a `/`) is a tape; a bare name is a session of the
     /// store, else a tape file of that name (so a session named `a.jsonl` stays readable
     /// while `./a.jsonl` is always the file).

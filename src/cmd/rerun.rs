@@ -95,21 +95,11 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         }
     };
     let dyn_store: Arc<dyn Store> = store.clone();
-    // SESSION is a session of the store or, as for `show`, a tape: a path with a `/`, or
-    // a file of that name when the store has no such session. The batch goes into the
-    // store either way, named after the recorded session.
-    let file = std::path::Path::new(&a.session).is_file();
-    let rec = if recording::is_tape_path(&a.session)
-        || (file
-            && (tapedeck_model::session::SessionName::new(&a.session).is_err()
-                || store.session(&a.session)?.is_none()))
-    {
-        let path = std::path::PathBuf::from(&a.session);
-        let tape = tapedeck_store::tape::read(&path)?;
-        Recording::from_tape(tape, path.display().to_string())
-    } else {
-        Recording::from_store(dyn_store.clone(), &a.session)?
-    };
+    // SESSION is a session of the store or, as for `show`, a tape; the batch goes into
+    // the store either way, named after the recorded session.
+    let rec = recording::Loader::with_store(&a.store.store, store.clone())
+        .load(&a.session)
+        .await?;
     let parent = rec.session.clone();
     let ev = rec
         .events
