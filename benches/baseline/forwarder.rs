@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -41,20 +41,7 @@ pub fn main() {
         ca_pem,
     )
     .expect("write forwarder CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut up_ca.as_slice()) {
-        roots
-            .add(CertificateDer::from(cert.expect("PEM").to_vec()))
-            .expect("CA");
-    }
-    let mut client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    client_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client_cfg = super::loadgen::client_config(&[&up_ca]);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
     let rt = tokio::runtime::Builder::new_multi_thread()

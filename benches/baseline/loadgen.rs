@@ -38,26 +38,32 @@ pub struct Target {
     pub tls: Arc<rustls::ClientConfig>,
 }
 
+/// An HTTP/1.1 TLS client configuration that trusts only the CAs given as PEM.
+pub fn client_config(ca_pems: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in ca_pems {
+        let mut rd = std::io::BufReader::new(*pem);
+        for cert in rustls_pemfile::certs(&mut rd) {
+            roots
+                .add(CertificateDer::from(cert.expect("PEM").to_vec()))
+                .expect("CA");
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg
+}
+
 impl Target {
     /// Trusts only the CAs given as PEM (the upstream's, and a proxy's for interception).
     pub fn new(upstream: SocketAddr, proxy: Option<SocketAddr>, ca_pems: &[&[u8]]) -> Target {
-        let mut roots = rustls::RootCertStore::empty();
-        for pem in ca_pems {
-            let mut rd = std::io::BufReader::new(*pem);
-            for cert in rustls_pemfile::certs(&mut rd) {
-                roots
-                    .add(CertificateDer::from(cert.expect("PEM").to_vec()))
-                    .expect("CA");
-            }
-        }
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = client_config(ca_pems);
         Target {
             upstream,
             proxy,
