@@ -216,6 +216,20 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
     }
 }
 
+/// One proxy alone: the warm-up, `n_rounds` rounds, time to the first SSE event and peak
+/// RSS after large bodies; then the proxy is stopped.
+fn measure_proxy(via: &Target, p: Proxy, n_rounds: usize, sse: &str, name: &'static str) -> Row {
+    loadgen::run(via, 8, 2000, |_| "/json".into());
+    let mut m = Measured::new();
+    for _ in 0..n_rounds {
+        measure_round(via, Some(p.child.id()), &mut m);
+    }
+    let first = loadgen::first_frame_ms(via, sse, 30);
+    let rss = rss_after_bodies(via, p.child.id());
+    p.stop();
+    m.row(name, first, rss)
+}
+
 fn measure_c32(t: &Target, pid: Option<u32>, m: &mut Measured) {
     let total = c32_total();
     let c0 = pid.map(cpu_us);
@@ -503,15 +517,13 @@ async fn run() {
         let f = Proxy::spawn(cmd, "bare forwarder");
         let fca = std::fs::read(&fwd_ca).expect("the forwarder's CA");
         let via = Target::new(up.addr, Some(f.addr), &[&fca]);
-        loadgen::run(&via, 8, 2000, |_| "/json".into());
-        let mut fm = Measured::new();
-        for _ in 0..n_rounds {
-            measure_round(&via, Some(f.child.id()), &mut fm);
-        }
-        let fsse = loadgen::first_frame_ms(&via, sse, 30);
-        let rss = rss_after_bodies(&via, f.child.id());
-        f.stop();
-        rows.push(fm.row("bare forwarder (floor)", fsse, rss));
+        rows.push(measure_proxy(
+            &via,
+            f,
+            n_rounds,
+            sse,
+            "bare forwarder (floor)",
+        ));
     }
 
     // The CA every tapedeck below shares (created now, so any part can run alone).
@@ -592,17 +604,9 @@ async fn run() {
             w,
         );
         let via = Target::new(up.addr, Some(rep.addr), &[&ca]);
-        // The same warm-up as the recording had, so requests meet the events in the order
-        // they were recorded in.
-        loadgen::run(&via, 8, 2000, |_| "/json".into());
-        let mut pm = Measured::new();
-        for _ in 0..n_rounds {
-            measure_round(&via, Some(rep.child.id()), &mut pm);
-        }
-        let psse = loadgen::first_frame_ms(&via, sse, 30);
-        let rss = rss_after_bodies(&via, rep.child.id());
-        rep.stop();
-        rows.push(pm.row("tapedeck replay", psse, rss));
+        // The same warm-up as the recording had (in `measure_proxy`), so requests meet
+        // the events in the order they were recorded in.
+        rows.push(measure_proxy(&via, rep, n_rounds, sse, "tapedeck replay"));
     }
 
     if let Some(bin) = mitmdump().filter(|_| wanted("mitm")) {
