@@ -496,6 +496,23 @@ struct TeeBody {
 /// How storing a body's finished segments went (an error is the store's, as text).
 type SegmentsWritten = oneshot::Receiver<Result<(), String>>;
 
+/// Takes the segment writes that are done off the front of `storing` and returns their
+/// errors. Writes finish in the order they were queued, so only the oldest is polled
+/// (which also registers `cx` to hear when it is done).
+fn finished_writes(storing: &mut VecDeque<SegmentsWritten>, cx: &mut Context<'_>) -> Vec<String> {
+    let mut errors = Vec::new();
+    while let Some(rx) = storing.front_mut() {
+        let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
+            break;
+        };
+        storing.pop_front();
+        if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 impl Recorder {
     /// Stores finished segments on the writer thread; the receiver says how it went.
     fn put_segments(&self, ready: Ready) -> SegmentsWritten {
@@ -517,16 +534,10 @@ impl Body for TeeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        while let Some(rx) = this.storing.front_mut() {
-            let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
-                break;
-            };
-            this.storing.pop_front();
-            if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
-                let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(c) = t.capture.as_mut() {
-                    c.note_failure(e);
-                }
+        for e in finished_writes(&mut this.storing, cx) {
+            let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = t.capture.as_mut() {
+                c.note_failure(e);
             }
         }
         if this.held.is_some() {
@@ -1071,16 +1082,9 @@ impl ResponseTee {
         if self.writing.is_some() {
             return self.poll_writing(cx);
         }
-        // Writes finish in the order they were queued: only the oldest is polled.
-        while let Some(rx) = self.storing.front_mut() {
-            let Poll::Ready(written) = std::future::Future::poll(Pin::new(rx), cx) else {
-                break;
-            };
-            self.storing.pop_front();
-            if let Err(e) = written.unwrap_or_else(|_| Err("a store write stopped".into())) {
-                if let Some(c) = self.capture() {
-                    c.note_failure(e);
-                }
+        for e in finished_writes(&mut self.storing, cx) {
+            if let Some(c) = self.capture() {
+                c.note_failure(e);
             }
         }
         if let Some((_, end, _)) = &self.queued {
