@@ -13,6 +13,7 @@ pub mod live;
 mod mcp;
 pub mod meaning;
 mod miss;
+mod prefetch;
 mod request;
 mod ws;
 
@@ -239,6 +240,8 @@ pub struct Replayer {
     tool_names: OnceLock<tapedeck_trace::tool_names::ToolNames>,
     /// The secret JSON field names, as every request's scrubber compares them.
     fields: FieldNames,
+    /// What the next events served need from the store, read ahead off the runtime.
+    prefetch: prefetch::Prefetch,
 }
 
 impl Replayer {
@@ -310,6 +313,7 @@ impl Replayer {
         if opts.hybrid.is_none() && rec.len() > KEEP_EVENTS_UP_TO {
             rec.release_events();
         }
+        let len = slots.len();
         let index = Mutex::new(TraceIndex::new(slots, order, graph));
         let this = Arc::new(Replayer {
             rec,
@@ -329,7 +333,17 @@ impl Replayer {
             loopback_ports: loopback_ports.into_iter().collect(),
             meanings: OnceLock::new(),
             tool_names: OnceLock::new(),
+            prefetch: prefetch::Prefetch::new(len),
         });
+        if let Err(e) = this
+            .prefetch
+            .start(Arc::downgrade(&this), |r: &Replayer| &r.rec)
+        {
+            // Every event is then read on the blocking pool when it is served.
+            tracing::warn!(
+                "replay: no thread to read ahead ({e}); reading each event as it is served"
+            );
+        }
         if this
             .hybrid
             .as_ref()
@@ -537,7 +551,7 @@ impl Replayer {
                             close_after(&mut resp, parts.version);
                             return resp;
                         }
-                        return self.answer_miss(&m, &got);
+                        return self.answer_miss_off_runtime(m, &got).await;
                     }
                 }
             }
@@ -546,11 +560,21 @@ impl Replayer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(i);
-        let ev = match self.rec.event(i) {
-            Ok(ev) => ev,
+        let mut fetched = match self.fetched(i).await {
+            Ok(f) => f,
             Err(e) => {
                 return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
             }
+        };
+        // In memory, or read ahead with the rest (the recording let its events go).
+        let ev = match fetched.event.take() {
+            Some(ev) => std::borrow::Cow::Owned(ev),
+            None => match self.rec.event(i) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
+                }
+            },
         };
         let ev = &*ev;
         tracing::debug!("served step {} for {method} {url}", ev.step);
@@ -565,19 +589,28 @@ impl Replayer {
             ReadBody::Whole(b) => b,
             ReadBody::Large { .. } => &[],
         };
-        let recorded = if memchr::memmem::find(sent, b"\"jsonrpc\"").is_some() {
-            self.rec.body(&ev.request.body).unwrap_or_default()
-        } else {
-            Bytes::new()
+        let recorded = match memchr::memmem::find(sent, b"\"jsonrpc\"") {
+            None => Bytes::new(),
+            Some(_) => match fetched.request.take() {
+                Some(b) => b,
+                None => self
+                    .read_off_runtime(ev.request.body.clone())
+                    .await
+                    .unwrap_or_default(),
+            },
         };
         let answer = mcp::Answer::new(&recorded, sent, &parts.headers);
         if let (true, Some(session)) = (parts.method == http::Method::DELETE, &answer.session) {
             self.mcp_sessions.end(session);
         }
         let listening = mcp::is_listening_stream(&parts.method, &parts.headers);
+        let ahead = Ahead {
+            body: fetched.body,
+            parts: fetched.parts,
+        };
         let mut resp = self
             .clone()
-            .respond(ev, &parts.method, arrived, &answer, listening)
+            .respond(ev, &parts.method, arrived, &answer, listening, ahead)
             .await;
         if read.too_large.is_some() {
             close_after(&mut resp, parts.version);
@@ -688,6 +721,7 @@ impl Replayer {
         arrived: Instant,
         answer: &mcp::Answer,
         listening: bool,
+        ahead: Ahead,
     ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
         let Some(r) = &ev.response else {
@@ -717,14 +751,12 @@ impl Replayer {
             && header(&r.headers, "content-length").is_some_and(|v| v.trim() == "0");
         let cut = !r.complete && !declared_empty;
         // A large body kept in parts goes out part by part, never whole in memory.
-        let parts = if no_body {
-            None
-        } else {
-            self.rec.body_parts(&r.body)
-        };
-        let data = match &parts {
-            Some(_) => Bytes::new(),
-            None => match self.clone().whole_body(&r.body).await {
+        let parts = if no_body { None } else { ahead.parts };
+        let data = match (&parts, ahead.body) {
+            (Some(_), _) => Bytes::new(),
+            (None, Some(data)) => data,
+            _ if no_body || r.body.len == 0 => Bytes::new(),
+            (None, None) => match self.read_off_runtime(r.body.clone()).await {
                 Ok(d) => d,
                 Err(e) => {
                     return body::text(
@@ -846,15 +878,51 @@ impl Replayer {
     }
 }
 
+/// What the read-ahead brought for the response: its body, or the parts of a large one.
+struct Ahead {
+    body: Option<Bytes>,
+    parts: Option<Vec<String>>,
+}
+
 impl Replayer {
-    /// A body kept whole. One large enough to be a file of the store is read on the
-    /// blocking pool; a smaller one is a sled value, most often in its cache, read here.
-    async fn whole_body(self: Arc<Self>, r: &BodyRef) -> Result<Bytes, BoxError> {
-        if (r.len as usize) < tapedeck_store::FILE_BLOB_MIN {
-            return Ok(self.rec.body(r)?);
+    /// What serving event `i` needs from the store: read ahead, or else read now on the
+    /// blocking pool (sled and the files are never read on the runtime's threads).
+    async fn fetched(self: &Arc<Self>, i: usize) -> Result<prefetch::Fetched, BoxError> {
+        let first = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_unserved();
+        if let Some(f) = self.prefetch.take(i, first) {
+            return Ok(f);
         }
-        let r = r.clone();
-        Ok(tokio::task::spawn_blocking(move || self.rec.body(&r)).await??)
+        let this = self.clone();
+        Ok(tokio::task::spawn_blocking(move || prefetch::Fetched::read(&this.rec, i)).await??)
+    }
+
+    /// A body of the recording kept whole, read on the blocking pool.
+    async fn read_off_runtime(self: &Arc<Self>, r: BodyRef) -> Result<Bytes, BoxError> {
+        let this = self.clone();
+        Ok(tokio::task::spawn_blocking(move || this.rec.body(&r)).await??)
+    }
+
+    /// [`Replayer::answer_miss`] on the blocking pool: naming what a miss should have been
+    /// reads recorded events and bodies (and, for a tool call, every call's arguments).
+    async fn answer_miss_off_runtime(
+        self: &Arc<Self>,
+        m: index::Miss,
+        got: &miss::Received<'_>,
+    ) -> Response<ProxyBody> {
+        let this = self.clone();
+        let got = miss::ReceivedOwned::from(got);
+        tokio::task::spawn_blocking(move || this.answer_miss(&m, &got.view()))
+            .await
+            .unwrap_or_else(|e| {
+                body::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("tapedeck: describing a miss failed: {e}"),
+                )
+            })
     }
 
     /// What keeps a replayed body open after its last frame: nothing, or the end of an

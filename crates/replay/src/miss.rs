@@ -59,6 +59,42 @@ pub struct Received<'a> {
     pub kind: Kind,
 }
 
+/// A [`Received`] that owns its parts, to describe a miss on another thread.
+pub struct ReceivedOwned {
+    method: String,
+    url: String,
+    body: Result<Vec<u8>, (String, u64)>,
+    kind: Kind,
+}
+
+impl From<&Received<'_>> for ReceivedOwned {
+    fn from(r: &Received<'_>) -> ReceivedOwned {
+        ReceivedOwned {
+            method: r.method.to_string(),
+            url: r.url.to_string(),
+            body: match r.body {
+                BodyView::Bytes(b) => Ok(b.to_vec()),
+                BodyView::Large { b3, len } => Err((b3.to_string(), len)),
+            },
+            kind: r.kind,
+        }
+    }
+}
+
+impl ReceivedOwned {
+    pub fn view(&self) -> Received<'_> {
+        Received {
+            method: &self.method,
+            url: &self.url,
+            body: match &self.body {
+                Ok(b) => BodyView::Bytes(b),
+                Err((b3, len)) => BodyView::Large { b3, len: *len },
+            },
+            kind: self.kind,
+        }
+    }
+}
+
 /// The events a miss names, read from the recording.
 pub struct Named<'a> {
     /// What the request should have been (or what must come first), with its body.

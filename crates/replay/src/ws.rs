@@ -66,7 +66,15 @@ pub(super) async fn respond(
             ),
         );
     };
-    let script = match load_script(&replayer, ev) {
+    // The messages' payloads are read on the blocking pool (sled, or a tape's files).
+    let read = {
+        let (replayer, ev) = (replayer.clone(), ev.clone());
+        tokio::task::spawn_blocking(move || load_script(&replayer, &ev)).await
+    };
+    let script = match read
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
         Ok(s) => s,
         Err(e) => {
             return body::text(

@@ -1,0 +1,331 @@
+//! A replay never reads the store on the async runtime's threads while it serves: a real
+//! sled store, wrapped to note the thread of every read, behind a real proxy on a TCP
+//! port, a real hyper client, and a runtime whose threads are named so they can be told
+//! apart. The session is long enough that the read-ahead window moves, and holds small
+//! bodies (sled values), a body in a file, a body in parts, a JSON-RPC call, and a miss.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tapedeck_model::exchange::limit::MaxBody;
+use tapedeck_model::exchange::{
+    BodyRef, Event, Kind, RequestRecord, ResponseRecord, SessionInfo, Timing,
+};
+use tapedeck_model::rules::Rules;
+use tapedeck_model::session::{Lineage, SessionName};
+use tapedeck_proxy::ca::Ca;
+use tapedeck_proxy::{Proxy, ProxyOptions};
+use tapedeck_replay::{Order, Pace, ReplayOptions, Replayer};
+use tapedeck_store::recording::Recording;
+use tapedeck_store::{BodyState, IssueTable, RunInfo, SessionRead, SledStore, Store, StoreError};
+
+/// The runtime's worker threads' name; its blocking pool's threads are named apart.
+const RUNTIME: &str = "rt-worker";
+const WORKERS: usize = 2;
+const SESSION: &str = "reads";
+
+/// The real store; every read notes the name of the thread it ran on.
+struct Watched {
+    inner: SledStore,
+    readers: Mutex<Vec<String>>,
+}
+
+impl Watched {
+    fn note_as(&self, what: &str) {
+        let name = format!("{}:{what}", std::thread::current().name().unwrap_or("?"));
+        self.readers.lock().unwrap().push(name);
+    }
+}
+
+impl Store for Watched {
+    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_blob(hash, data)
+    }
+    fn put_manifest(
+        &self,
+        hash: &blake3::Hash,
+        segments: &[blake3::Hash],
+        len: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.put_manifest(hash, segments, len)
+    }
+    fn has_body(&self, h: &str) -> Result<bool, StoreError> {
+        self.note_as("has_body");
+        self.inner.has_body(h)
+    }
+    fn get_body(&self, h: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.note_as("get_body");
+        self.inner.get_body(h)
+    }
+    fn body_segments(&self, h: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.note_as("body_segments");
+        self.inner.body_segments(h)
+    }
+    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
+        self.inner.put_event(session, event)
+    }
+    fn scan_session(
+        &self,
+        session: &str,
+        keep: &mut dyn FnMut(Event),
+    ) -> Result<SessionRead, StoreError> {
+        self.note_as("scan_session");
+        self.inner.scan_session(session, keep)
+    }
+    fn verify_body(&self, h: &str) -> Result<BodyState, StoreError> {
+        self.note_as("verify_body");
+        self.inner.verify_body(h)
+    }
+    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        self.inner.sessions()
+    }
+    fn session(&self, s: &str) -> Result<Option<SessionInfo>, StoreError> {
+        self.inner.session(s)
+    }
+    fn delete_session(&self, s: &str) -> Result<u64, StoreError> {
+        self.inner.delete_session(s)
+    }
+    fn put_run(&self, s: &str, run: &RunInfo) -> Result<(), StoreError> {
+        self.inner.put_run(s, run)
+    }
+    fn run(&self, s: &str) -> Result<Option<RunInfo>, StoreError> {
+        self.inner.run(s)
+    }
+    fn put_lineage(&self, s: &str, l: &Lineage) -> Result<(), StoreError> {
+        self.inner.put_lineage(s, l)
+    }
+    fn last_step(&self, s: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.last_step(s)
+    }
+    fn event(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
+        self.note_as("event");
+        self.inner.event(s, step)
+    }
+    fn event_again(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
+        self.note_as("event_again");
+        self.inner.event_again(s, step)
+    }
+    fn commit(&self) -> Result<(), StoreError> {
+        self.inner.commit()
+    }
+    fn issues(&self) -> Result<IssueTable, StoreError> {
+        self.inner.issues()
+    }
+    fn put_issues(&self, t: &IssueTable) -> Result<(), StoreError> {
+        self.inner.put_issues(t)
+    }
+}
+
+/// One recorded call: `POST http://api.test{path}` with `request`, answered `response`.
+struct Call {
+    path: String,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+/// Stores `data` (in segments when it is over one) and names it.
+fn put_body(store: &dyn Store, data: &[u8]) -> BodyRef {
+    let h = blake3::hash(data);
+    if data.len() > tapedeck_store::SEGMENT {
+        let segs: Vec<blake3::Hash> = data
+            .chunks(tapedeck_store::SEGMENT)
+            .map(|c| tapedeck_store::store_whole(store, c).unwrap())
+            .collect();
+        store.put_manifest(&h, &segs, data.len() as u64).unwrap();
+    } else {
+        store.put_blob(&h, data).unwrap();
+    }
+    BodyRef {
+        b3: h.to_hex().to_string(),
+        len: data.len() as u64,
+        encoding: None,
+    }
+}
+
+fn record(store: &dyn Store, calls: &[Call]) {
+    for (i, c) in calls.iter().enumerate() {
+        let json = vec![("content-type".to_string(), "application/json".to_string())];
+        let ev = Event {
+            step: i as u64 + 1,
+            kind: Kind::Tool,
+            key: String::new(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: "POST".into(),
+                url: format!("http://api.test{}", c.path),
+                version: "HTTP/1.1".into(),
+                headers: json.clone(),
+                body: put_body(store, &c.request),
+            },
+            response: Some(ResponseRecord {
+                status: 200,
+                version: "HTTP/1.1".into(),
+                headers: json,
+                body: put_body(store, &c.response),
+                chunks: None,
+                complete: true,
+            }),
+            timing: Timing::default(),
+            error: None,
+            ws: None,
+            injected: None,
+        };
+        store.put_event(SESSION, &ev).unwrap();
+    }
+    store.commit().unwrap();
+}
+
+fn calls() -> Vec<Call> {
+    let mut calls: Vec<Call> = (0..1500)
+        .map(|i| Call {
+            path: format!("/small/{i}"),
+            request: format!(r#"{{"n":{i}}}"#).into_bytes(),
+            response: format!(r#"{{"answer":{i},"pad":"{}"}}"#, "p".repeat(900)).into_bytes(),
+        })
+        .collect();
+    // A body in a file of its own, one in parts, and a JSON-RPC call whose id the
+    // answer carries back.
+    calls[700].response = vec![b'f'; 100 << 10];
+    calls[1200].response = vec![b'g'; 3 << 20];
+    calls[1300].request =
+        br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t"}}"#.to_vec();
+    calls[1300].response = br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#.to_vec();
+    calls
+}
+
+#[test]
+fn serving_a_replay_reads_the_store_only_off_the_runtime_threads() {
+    for released in [true, false] {
+        serve_and_watch(released);
+    }
+}
+
+/// `released`: the recording leaves its events in the store (a long session) rather
+/// than holding them in memory.
+fn serve_and_watch(released: bool) {
+    // Tokio starts its workers on its blocking pool, first, as the runtime is built, and
+    // names every thread of both with one function: the first WORKERS are the workers.
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name_fn(move || {
+            match started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < WORKERS {
+                true => RUNTIME.to_string(),
+                false => "rt-blocking".to_string(),
+            }
+        })
+        .enable_all()
+        .build()
+        .unwrap();
+    // The names tell them apart, or the check below proves nothing.
+    rt.block_on(async {
+        for _ in 0..16 {
+            let on = tokio::spawn(async { std::thread::current().name().map(str::to_string) });
+            assert_eq!(on.await.unwrap().as_deref(), Some(RUNTIME));
+        }
+        let off = tokio::task::spawn_blocking(|| std::thread::current().name().map(str::to_string));
+        assert_eq!(off.await.unwrap().as_deref(), Some("rt-blocking"));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Watched {
+        inner: SledStore::open(&dir.path().join("store")).unwrap(),
+        readers: Mutex::new(Vec::new()),
+    });
+    let calls = calls();
+    record(store.as_ref(), &calls);
+    let rec = if released {
+        Recording::from_store_by_step(store.clone(), SESSION).unwrap()
+    } else {
+        Recording::from_store(store.clone(), SESSION).unwrap()
+    };
+    let opts = ReplayOptions {
+        order: Order::Causal,
+        pace: Pace::Fast,
+        allow_live: Vec::new(),
+        max_body: MaxBody::default(),
+        hybrid: None,
+    };
+    let replayer = Replayer::new(rec, Arc::new(Rules::default()), opts).unwrap();
+    // Reading the session to index it is the replay's start, before anything is served.
+    store.readers.lock().unwrap().clear();
+    let (ca, _) = Ca::load_or_create(&dir.path().join("certs")).unwrap();
+    let served = rt.block_on(async {
+        let proxy = Proxy::new(
+            replayer.clone(),
+            Arc::new(ca),
+            ProxyOptions {
+                session: Some(SessionName::new(SESSION).unwrap()),
+                ..ProxyOptions::default()
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, shutdown) = tapedeck_proxy::shutdown::channel();
+        tokio::spawn(proxy.serve(listener, shutdown));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut served = Vec::new();
+        let req = |path: String, body: Vec<u8>| {
+            hyper::Request::post(format!("http://api.test{path}"))
+                .header("host", "api.test")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap()
+        };
+        for c in &calls {
+            send.ready().await.unwrap();
+            let resp = send
+                .send_request(req(c.path.clone(), c.request.clone()))
+                .await
+                .unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            served.push((status, body));
+        }
+        // A call never recorded: the miss names what it resembles, read from the store.
+        send.ready().await.unwrap();
+        let miss = send
+            .send_request(req("/small/unrecorded".into(), b"{}".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(miss.status(), 404);
+        let said = miss.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&said).contains("unrecorded"),
+            "{}",
+            String::from_utf8_lossy(&said)
+        );
+        served
+    });
+    for (i, ((status, body), c)) in served.iter().zip(&calls).enumerate() {
+        assert_eq!(status.as_u16(), 200, "call {i} (released: {released})");
+        assert!(
+            body[..] == c.response[..],
+            "call {i}'s answer (released: {released})"
+        );
+    }
+    let readers = store.readers.lock().unwrap().clone();
+    let mut by_thread: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &readers {
+        *by_thread.entry(r.as_str()).or_default() += 1;
+    }
+    eprintln!("released: {released}: store reads while serving, by thread: {by_thread:?}");
+    assert!(!readers.is_empty(), "serving read nothing from the store");
+    let on_runtime: Vec<&String> = readers
+        .iter()
+        .filter(|n| n.starts_with(&format!("{RUNTIME}:")))
+        .collect();
+    assert!(
+        on_runtime.is_empty(),
+        "{} of {} store reads ran on the runtime's threads (released: {released}), the first: {:?}",
+        on_runtime.len(),
+        readers.len(),
+        &on_runtime[..on_runtime.len().min(5)]
+    );
+}
