@@ -285,11 +285,6 @@ impl TraceIndex {
             .find(|&i| !self.consumed[i])
     }
 
-    /// The first event not served yet (the length once every one is).
-    pub fn first_unserved(&self) -> usize {
-        self.first_unserved
-    }
-
     fn next_unserved(&self) -> Option<usize> {
         (self.first_unserved < self.slots.len()).then_some(self.first_unserved)
     }

@@ -568,7 +568,12 @@ impl Replayer {
         };
         // In memory, or read ahead with the rest (the recording let its events go).
         let ev = match fetched.event.take() {
-            Some(ev) => std::borrow::Cow::Owned(ev),
+            Some(json) => match self.rec.decode_event(i, &json) {
+                Ok(ev) => std::borrow::Cow::Owned(ev),
+                Err(e) => {
+                    return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
+                }
+            },
             None => match self.rec.event(i) {
                 Ok(ev) => ev,
                 Err(e) => {
@@ -888,12 +893,7 @@ impl Replayer {
     /// What serving event `i` needs from the store: read ahead, or else read now on the
     /// blocking pool (sled and the files are never read on the runtime's threads).
     async fn fetched(self: &Arc<Self>, i: usize) -> Result<prefetch::Fetched, BoxError> {
-        let first = self
-            .index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .first_unserved();
-        if let Some(f) = self.prefetch.take(i, first) {
+        if let Some(f) = self.prefetch.take(i) {
             return Ok(f);
         }
         let this = self.clone();

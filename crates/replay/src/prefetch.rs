@@ -14,11 +14,13 @@
 //! The reader wakes once per quarter window, not per request: the hand-off costs no
 //! thread switch per exchange.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use bytes::Bytes;
-use tapedeck_model::exchange::{header, Event};
+
+use tapedeck_model::exchange::{header, BodyRef, Event};
 use tapedeck_store::recording::Recording;
 use tapedeck_store::StoreError;
 
@@ -30,8 +32,9 @@ const MAX_BYTES: usize = 16 << 20;
 /// What serving one event needs from the store, read.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
-    /// The event, when the recording does not hold it in memory.
-    pub event: Option<Event>,
+    /// The event as stored (JSON, decoded where it is served), when the recording does
+    /// not hold it in memory.
+    pub event: Option<Bytes>,
     /// Its response body, when it is small (a larger one streams from its file).
     pub body: Option<Bytes>,
     /// The parts of a large response body, to read one at a time.
@@ -43,32 +46,130 @@ pub(crate) struct Fetched {
 impl Fetched {
     /// Reads what serving event `i` of `rec` needs. Blocking: call it off the runtime.
     pub(crate) fn read(rec: &Recording, i: usize) -> Result<Fetched, StoreError> {
-        let ev = rec.event(i)?;
+        let mut f = Fetched {
+            event: rec.event_json(i)?,
+            ..Fetched::default()
+        };
+        let needs = match &f.event {
+            Some(json) => match serde_json::from_slice::<Skim>(json) {
+                Ok(skim) => Needs::from(skim),
+                // Decoded whole, it says what is wrong (or it was only the skim).
+                Err(_) => Needs::of(&rec.decode_event(i, json)?),
+            },
+            None => Needs::of(&*rec.event(i)?),
+        };
         let small = |len: u64| len > 0 && len < tapedeck_store::FILE_BLOB_MIN as u64;
-        let mut f = Fetched::default();
-        if let Some(r) = &ev.response {
-            if !has_no_body(&ev.request.method, r.status) {
-                f.parts = rec.body_parts(&r.body);
-                if f.parts.is_none() && small(r.body.len) {
-                    f.body = Some(rec.body(&r.body)?);
-                }
+        if let Some(r) = needs.response.filter(|_| !needs.no_body) {
+            f.parts = rec.body_parts(&r);
+            if f.parts.is_none() && small(r.len) {
+                f.body = Some(rec.body(&r)?);
             }
         }
-        let rq = &ev.request;
-        if small(rq.body.len)
-            && header(&rq.headers, "content-type").is_some_and(|c| c.contains("json"))
-        {
-            f.request = Some(rec.body(&rq.body)?);
-        }
-        if let std::borrow::Cow::Owned(ev) = ev {
-            f.event = Some(ev);
+        if needs.request_json && small(needs.request.len) {
+            f.request = Some(rec.body(&needs.request)?);
         }
         Ok(f)
     }
 
     /// The bytes it holds (what counts against the window's bound).
     fn bytes(&self) -> usize {
-        self.body.as_ref().map_or(0, Bytes::len) + self.request.as_ref().map_or(0, Bytes::len)
+        [&self.event, &self.body, &self.request]
+            .iter()
+            .map(|b| b.as_ref().map_or(0, Bytes::len))
+            .sum()
+    }
+}
+
+/// What the reader needs to know of an event: which bodies serving it reads.
+struct Needs {
+    /// Its response has no body (HEAD, 1xx, 204, 304).
+    no_body: bool,
+    response: Option<BodyRef>,
+    request: BodyRef,
+    /// Its request is JSON (maybe a JSON-RPC call, whose id the answer carries).
+    request_json: bool,
+}
+
+impl Needs {
+    fn of(ev: &Event) -> Needs {
+        Needs {
+            no_body: ev
+                .response
+                .as_ref()
+                .is_some_and(|r| has_no_body(&ev.request.method, r.status)),
+            response: ev.response.as_ref().map(|r| r.body.clone()),
+            request: ev.request.body.clone(),
+            request_json: is_json(header(&ev.request.headers, "content-type")),
+        }
+    }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| c.contains("json"))
+}
+
+/// An event's JSON skimmed for [`Needs`]: strings borrowed, everything else skipped, so
+/// the reader does not build the whole event only to drop it (the thread serving it
+/// decodes it, once).
+#[derive(serde::Deserialize)]
+struct Skim<'a> {
+    #[serde(borrow)]
+    request: SkimRequest<'a>,
+    #[serde(borrow, default)]
+    response: Option<SkimResponse<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimRequest<'a> {
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    #[serde(borrow)]
+    body: SkimBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimResponse<'a> {
+    status: u16,
+    #[serde(borrow)]
+    body: SkimBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct SkimBody<'a> {
+    #[serde(borrow)]
+    b3: Cow<'a, str>,
+    len: u64,
+}
+
+impl From<SkimBody<'_>> for BodyRef {
+    fn from(b: SkimBody<'_>) -> BodyRef {
+        BodyRef {
+            b3: b.b3.into_owned(),
+            len: b.len,
+            encoding: None,
+        }
+    }
+}
+
+impl From<Skim<'_>> for Needs {
+    fn from(s: Skim<'_>) -> Needs {
+        let content_type = s
+            .request
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_ref());
+        Needs {
+            no_body: s
+                .response
+                .as_ref()
+                .is_some_and(|r| has_no_body(&s.request.method, r.status)),
+            request_json: is_json(content_type),
+            response: s.response.map(|r| r.body.into()),
+            request: s.request.body.into(),
+        }
     }
 }
 
@@ -87,17 +188,65 @@ struct Shared {
     wake: Condvar,
 }
 
+/// The events read ahead, in a ring of [`WINDOW`] slots.
+struct Ready {
+    slots: Vec<Option<(usize, Fetched)>>,
+    /// The bytes of bodies they hold.
+    bytes: usize,
+}
+
+impl Default for Ready {
+    fn default() -> Self {
+        Ready {
+            slots: std::iter::repeat_with(|| None).take(WINDOW).collect(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Ready {
+    fn insert(&mut self, i: usize, f: Fetched) {
+        self.bytes += f.bytes();
+        let old = self.slots[i % WINDOW].replace((i, f));
+        self.bytes -= old.map_or(0, |(_, f)| f.bytes());
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Fetched> {
+        let slot = &mut self.slots[i % WINDOW];
+        if slot.as_ref().is_some_and(|(at, _)| *at == i) {
+            let (_, f) = slot.take()?;
+            self.bytes -= f.bytes();
+            return Some(f);
+        }
+        None
+    }
+
+    #[cfg(test)]
+    fn contains(&self, i: usize) -> bool {
+        self.slots[i % WINDOW]
+            .as_ref()
+            .is_some_and(|(at, _)| *at == i)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// Read, not yet served.
-    ready: BTreeMap<usize, Fetched>,
+    /// Read, not yet served: event `i` at `i % WINDOW` (the window holds no two events
+    /// with one slot), so reading ahead allocates nothing the serving threads free.
+    ready: Ready,
     /// The window's first event and the next the reader looks at.
     base: usize,
     next: usize,
-    /// Events in the window served before the reader got to them (it skips them).
+    /// The first event not served yet, and those served beyond it (the reader skips
+    /// them: one served before it got there was read on the blocking pool).
+    unserved: usize,
     served: BTreeSet<usize>,
     highest: usize,
-    bytes: usize,
     len: usize,
     /// The reader is waiting for room.
     idle: bool,
@@ -111,14 +260,24 @@ impl State {
         while self.next < self.len && self.served.contains(&self.next) {
             self.next += 1;
         }
-        (self.next < self.len && self.next < self.base + WINDOW && self.bytes < MAX_BYTES)
+        (self.next < self.len && self.next < self.base + WINDOW && self.ready.bytes < MAX_BYTES)
             .then_some(self.next)
+    }
+
+    /// Moves the first unserved event past those served.
+    fn advance(&mut self) {
+        while self.served.first() == Some(&self.unserved) {
+            self.served.pop_first();
+            self.unserved += 1;
+        }
     }
 
     /// Whether a waiting reader has enough room to be worth waking (a quarter window).
     fn worth_waking(&self) -> bool {
         let next = self.next.max(self.base);
-        next < self.len && next + WINDOW / 4 <= self.base + WINDOW && self.bytes < MAX_BYTES / 2
+        next < self.len
+            && next + WINDOW / 4 <= self.base + WINDOW
+            && self.ready.bytes < MAX_BYTES / 2
     }
 }
 
@@ -151,26 +310,34 @@ impl Prefetch {
             .map(drop)
     }
 
-    /// Takes what was read ahead for event `i`, which is being served now;
-    /// `first_unserved` is the index's first event not served yet.
-    pub(crate) fn take(&self, i: usize, first_unserved: usize) -> Option<Fetched> {
+    /// Takes what was read ahead for event `i`, which is being served now (each event
+    /// is served once).
+    pub(crate) fn take(&self, i: usize) -> Option<Fetched> {
         let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        let got = s.ready.remove(&i);
-        if let Some(f) = &got {
-            s.bytes -= f.bytes();
-        } else if i >= s.base {
-            // Not read yet, or being read now: the reader skips it or drops its reading.
-            s.served.insert(i);
+        let got = s.ready.remove(i);
+        match i.cmp(&s.unserved) {
+            std::cmp::Ordering::Equal => {
+                s.unserved += 1;
+                s.advance();
+            }
+            std::cmp::Ordering::Greater => {
+                s.served.insert(i);
+            }
+            std::cmp::Ordering::Less => {}
         }
         s.highest = s.highest.max(i);
-        let base = first_unserved.max(s.highest.saturating_sub(WINDOW / 2));
+        // The window starts at the first event not served, or half a window behind the
+        // highest served when one is never asked for.
+        let base = s.unserved.max(s.highest.saturating_sub(WINDOW / 2));
         if base > s.base {
+            // What the window leaves behind was never asked for: let it go.
+            for gone in s.base..base.min(s.base + WINDOW) {
+                s.ready.remove(gone);
+            }
             s.base = base;
-            let keep = s.ready.split_off(&base);
-            let dropped: usize = s.ready.values().map(Fetched::bytes).sum();
-            s.bytes -= dropped;
-            s.ready = keep;
             s.served = s.served.split_off(&base);
+            s.unserved = s.unserved.max(base);
+            s.advance();
         }
         if s.idle && s.worth_waking() {
             s.idle = false;
@@ -220,8 +387,7 @@ impl Shared {
             drop(owner);
             if let Ok(f) = read {
                 let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if i >= s.base && !s.served.remove(&i) {
-                    s.bytes += f.bytes();
+                if i >= s.base && !s.served.contains(&i) {
                     s.ready.insert(i, f);
                 }
             }
@@ -248,17 +414,18 @@ mod tests {
         }
         // Event 0 is never asked for; the agent goes on from 1.
         for i in 1..WINDOW {
-            p.take(i, 0);
+            p.take(i);
         }
+        // Half a window past it, event 0 was given up: the window follows what is served.
         let s = p.shared.state.lock().unwrap();
-        assert_eq!(s.base, WINDOW - 1 - WINDOW / 2);
-        assert!(s.base + WINDOW > WINDOW, "the window moved on past event 0");
+        assert_eq!(s.unserved, WINDOW);
+        assert_eq!(s.base, WINDOW);
     }
 
     #[test]
     fn an_event_served_before_the_reader_got_to_it_is_skipped_not_read() {
         let p = state(100);
-        p.take(5, 0);
+        p.take(5);
         let mut s = p.shared.state.lock().unwrap();
         s.next = 5;
         assert_eq!(s.want(), Some(6));
@@ -277,15 +444,80 @@ mod tests {
                         ..Fetched::default()
                     },
                 );
-                s.bytes += 100;
             }
+            assert_eq!(s.ready.bytes, 400);
         }
-        assert!(p.take(1, 0).is_some());
+        assert!(p.take(1).is_some());
         assert_eq!(p.ready(), 3);
         // Served far ahead: the window's base passes 0, 2 and 3, which are dropped.
-        assert!(p.take(5000, 0).is_none());
+        assert!(p.take(5000).is_none());
         assert_eq!(p.ready(), 0);
-        assert_eq!(p.shared.state.lock().unwrap().bytes, 0);
+        assert_eq!(p.shared.state.lock().unwrap().ready.bytes, 0);
+    }
+
+    #[test]
+    fn skimming_an_event_finds_the_bodies_decoding_it_would() {
+        use tapedeck_model::exchange::*;
+        let body = |b3: &str, len| BodyRef {
+            b3: b3.into(),
+            len,
+            encoding: Some("gzip".into()),
+        };
+        let mut ev = Event {
+            step: 3,
+            kind: Kind::Tool,
+            key: "k".into(),
+            rules: None,
+            agent: Some("a \"quoted\" agent".into()),
+            request: RequestRecord {
+                method: "POST".into(),
+                url: "http://a.test/x?q=\u{e9}".into(),
+                version: "HTTP/1.1".into(),
+                // An escaped value is read as an owned string, not borrowed.
+                headers: vec![(
+                    "Content-Type".into(),
+                    "application/json; profile=\"x\\y\"".into(),
+                )],
+                body: body("aa", 12),
+            },
+            response: Some(ResponseRecord {
+                status: 200,
+                version: "HTTP/1.1".into(),
+                headers: vec![("x".into(), "y".into())],
+                body: body("bb", 34),
+                chunks: Some(vec![Chunk {
+                    at_ms: 1.5,
+                    len: 34,
+                }]),
+                complete: true,
+            }),
+            timing: Timing::default(),
+            error: None,
+            ws: None,
+            injected: None,
+        };
+        let same = |ev: &Event| {
+            let json = serde_json::to_vec(ev).unwrap();
+            let skim = Needs::from(serde_json::from_slice::<Skim>(&json).unwrap());
+            let full = Needs::of(ev);
+            assert_eq!(skim.no_body, full.no_body);
+            assert_eq!(skim.request_json, full.request_json);
+            assert_eq!(skim.request.b3, full.request.b3);
+            assert_eq!(skim.request.len, full.request.len);
+            assert_eq!(
+                skim.response.map(|r| (r.b3, r.len)),
+                full.response.as_ref().map(|r| (r.b3.clone(), r.len))
+            );
+            full
+        };
+        let n = same(&ev);
+        assert!(n.request_json && !n.no_body);
+        ev.request.method = "HEAD".into();
+        assert!(same(&ev).no_body);
+        ev.response = None;
+        ev.request.headers.clear();
+        let n = same(&ev);
+        assert!(!n.request_json && n.response.is_none());
     }
 
     /// A session of `n` events in a real store, each answered `answer {i}`, its events
@@ -365,17 +597,18 @@ mod tests {
             .unwrap();
         eventually("a full window", || owner.ahead.ready() == WINDOW);
         let check = |i: usize, f: Fetched| {
-            let ev = f.event.expect("a released session's event is read ahead");
+            let json = f.event.expect("a released session's event is read ahead");
+            let ev = owner.rec.decode_event(i, &json).unwrap();
             assert_eq!(ev.step, i as u64 + 1);
             assert_eq!(f.body.as_deref(), Some(format!("answer {i}").as_bytes()));
         };
-        // Event 0 is never asked for; 1 to WINDOW - 1 are served: the window moves on
-        // with the highest served, to half a window behind it.
+        // Event 0 is never asked for; 1 to WINDOW - 1 are served: half a window on, 0 is
+        // given up and the window moves with what is served, to end at 2 * WINDOW.
         for i in 1..WINDOW {
-            let f = owner.ahead.take(i, 0).expect("read ahead");
+            let f = owner.ahead.take(i).expect("read ahead");
             check(i, f);
         }
-        let last = WINDOW - 1 - WINDOW / 2 + WINDOW - 1;
+        let last = 2 * WINDOW - 1;
         eventually("the window refilled", || {
             owner
                 .ahead
@@ -384,10 +617,10 @@ mod tests {
                 .lock()
                 .unwrap()
                 .ready
-                .contains_key(&last)
+                .contains(last)
         });
         assert!(owner.ahead.ready() <= WINDOW);
-        let f = owner.ahead.take(last, 0).expect("read ahead");
+        let f = owner.ahead.take(last).expect("read ahead");
         check(last, f);
         let shared = owner.ahead.shared.clone();
         drop(owner);

@@ -134,6 +134,11 @@ pub trait Store: Send + Sync + 'static {
     fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError>;
     /// The whole body, segments joined.
     fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// [`Store::get_body`] as shared bytes: a body kept in sled is its value, checked and
+    /// not copied.
+    fn body_bytes(&self, hash_hex: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        Ok(self.get_body(hash_hex)?.map(bytes::Bytes::from))
+    }
     /// The segments (hex blake3, each readable with [`Store::get_body`]) of a body stored
     /// in parts; `None` for a body stored whole. Lets a large body be read piece by piece.
     fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
@@ -190,6 +195,21 @@ pub trait Store: Send + Sync + 'static {
     /// alone meanwhile): read without checking it again.
     fn event_again(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError> {
         self.event(session, step)
+    }
+    /// [`Store::event_again`] without decoding: the event's JSON, for
+    /// [`recording::Recording::decode_event`] to read elsewhere (a replay reads the store on a
+    /// thread of its own and decodes on the one that serves the event, so that the many
+    /// small allocations of an event stay on one thread).
+    fn event_json(&self, session: &str, step: u64) -> Result<Option<bytes::Bytes>, StoreError> {
+        let Some(ev) = self.event_again(session, step)? else {
+            return Ok(None);
+        };
+        serde_json::to_vec(&ev)
+            .map(|j| Some(j.into()))
+            .map_err(|source| StoreError::Encode {
+                what: "an event",
+                source,
+            })
     }
     /// Blocks until everything written so far is durable.
     fn commit(&self) -> Result<(), StoreError>;

@@ -155,6 +155,38 @@ impl Recording {
         }
     }
 
+    /// Event `i` as the store holds it (JSON, for [`Recording::decode_event`] where it is
+    /// used) once the recording let its events go; `None` while they are in memory.
+    pub fn event_json(&self, i: usize) -> Result<Option<Bytes>, StoreError> {
+        let (Some(r), Bodies::Store(store)) = (&self.released, &self.bodies) else {
+            return Ok(None);
+        };
+        let step = *r.steps.get(i).ok_or_else(|| StoreError::MissingEvent {
+            session: self.session.clone(),
+            step: 0,
+        })?;
+        store
+            .event_json(&self.session, step)?
+            .map(Some)
+            .ok_or_else(|| StoreError::MissingEvent {
+                session: self.session.clone(),
+                step,
+            })
+    }
+
+    /// Decodes what [`Recording::event_json`] returned for event `i`.
+    pub fn decode_event(&self, i: usize, json: &[u8]) -> Result<Event, StoreError> {
+        serde_json::from_slice(json).map_err(|e| StoreError::DamagedEvent {
+            session: self.session.clone(),
+            step: self
+                .released
+                .as_ref()
+                .and_then(|r| r.steps.get(i).copied())
+                .unwrap_or(0),
+            problem: crate::EventDamage::Unreadable(e),
+        })
+    }
+
     /// Calls `f` with each event and its index, in step order: from memory, or (once the
     /// events were let go) in one pass over the store.
     pub fn for_each_event(
@@ -209,8 +241,7 @@ impl Recording {
     pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
         match &self.bodies {
             Bodies::Store(s) => s
-                .get_body(&r.b3)?
-                .map(Bytes::from)
+                .body_bytes(&r.b3)?
                 .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
             Bodies::Tape(inline, files) => match (inline.get(&r.b3), files.get(&r.b3)) {
                 (Some(b), _) => Ok(b.clone()),

@@ -647,6 +647,21 @@ impl Store for SledStore {
         }
     }
 
+    fn body_bytes(&self, hash_hex: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        match self.bodies.get(k)? {
+            Some(v) if v.first() == Some(&TAG_BLOB) => {
+                if blake3::hash(&v[1..]).as_bytes() != &k {
+                    return Err(StoreError::DamagedBlob(hash_hex.to_string()));
+                }
+                Ok(Some(bytes::Bytes::from_owner(v).slice(1..)))
+            }
+            _ => Ok(self.get_body(hash_hex)?.map(bytes::Bytes::from)),
+        }
+    }
+
     fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError> {
         let Some(k) = parse_hex(hash_hex) else {
             return Ok(None);
@@ -906,6 +921,25 @@ impl Store for SledStore {
         }
     }
 
+    fn event_json(&self, session: &str, step: u64) -> Result<Option<bytes::Bytes>, StoreError> {
+        let Some(v) = self.events.get(event_key(session, step))? else {
+            return Ok(None);
+        };
+        let from = match v.first() {
+            Some(&EVENT_SUMMED) if v.len() >= 33 => 33,
+            Some(&EVENT_SUMMED) => {
+                return Err(StoreError::DamagedEvent {
+                    session: session.to_string(),
+                    step,
+                    problem: EventDamage::CutShort,
+                })
+            }
+            _ => 0,
+        };
+        // sled's value, shared, not copied.
+        Ok(Some(bytes::Bytes::from_owner(v).slice(from..)))
+    }
+
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
         let Some(item) = self.events.scan_prefix(session_prefix(session)).next_back() else {
             return Ok(None);
@@ -1082,10 +1116,18 @@ mod tests {
         let h = blake3::hash(b"hello body");
         store.put_blob(&h, b"hello body").unwrap();
         assert_eq!(store.verify_body(&h.to_hex()).unwrap(), BodyState::Sound);
+        assert_eq!(
+            store.body_bytes(&h.to_hex()).unwrap().as_deref(),
+            Some(&b"hello body"[..])
+        );
         let mut v = store.bodies.get(h.as_bytes()).unwrap().unwrap().to_vec();
         v[3] ^= 1;
         store.bodies.insert(h.as_bytes(), v).unwrap();
         assert!(store.get_body(&h.to_hex()).is_err());
+        assert!(matches!(
+            store.body_bytes(&h.to_hex()),
+            Err(StoreError::DamagedBlob(_))
+        ));
         assert!(matches!(
             store.verify_body(&h.to_hex()).unwrap(),
             BodyState::Damaged(_)
