@@ -374,7 +374,7 @@ const NICE: i32 = 10;
 
 /// Lowers this thread's priority: a reader that wakes to refill the window then yields
 /// the core to a request being served (it has the window's slack), where at equal
-/// priority its bursts showed as a c=1 p99 of 0.3-0.8 ms against 0.1-0.17.
+/// priority its bursts showed as a c=1 p99 of 0.27-0.81 ms against 0.10-0.17.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
     // On Linux a thread id names one thread to `setpriority`; raising one's own nice
