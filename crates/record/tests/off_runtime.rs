@@ -5,106 +5,21 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tapedeck_model::exchange::limit::MaxBody;
-use tapedeck_model::exchange::{Event, SessionInfo};
 use tapedeck_model::rules::Rules;
-use tapedeck_model::session::{Lineage, SessionName};
+use tapedeck_model::session::SessionName;
 use tapedeck_proxy::ClientCtx;
 use tapedeck_record::upstream::Upstream;
 use tapedeck_record::{Given, Recorder};
-use tapedeck_store::{BodyState, IssueTable, RunInfo, SessionRead, SledStore, Store, StoreError};
+use tapedeck_store::noted::Noted;
+use tapedeck_store::{SledStore, Store};
 
 const RUNTIME: &str = "rt-under-test";
-
-/// The real store; every write notes the name of the thread it ran on.
-struct Watched {
-    inner: SledStore,
-    writers: Mutex<Vec<String>>,
-}
-
-impl Watched {
-    fn note(&self) {
-        let name = std::thread::current().name().unwrap_or("?").to_string();
-        self.writers.lock().unwrap().push(name);
-    }
-}
-
-impl Store for Watched {
-    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
-        self.note();
-        self.inner.put_blob(hash, data)
-    }
-    fn put_manifest(
-        &self,
-        hash: &blake3::Hash,
-        segments: &[blake3::Hash],
-        len: u64,
-    ) -> Result<(), StoreError> {
-        self.note();
-        self.inner.put_manifest(hash, segments, len)
-    }
-    fn has_body(&self, h: &str) -> Result<bool, StoreError> {
-        self.inner.has_body(h)
-    }
-    fn get_body(&self, h: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_body(h)
-    }
-    fn body_segments(&self, h: &str) -> Result<Option<Vec<String>>, StoreError> {
-        self.inner.body_segments(h)
-    }
-    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        self.note();
-        self.inner.put_event(session, event)
-    }
-    fn scan_session(
-        &self,
-        session: &str,
-        keep: &mut dyn FnMut(Event),
-    ) -> Result<SessionRead, StoreError> {
-        self.inner.scan_session(session, keep)
-    }
-    fn verify_body(&self, h: &str) -> Result<BodyState, StoreError> {
-        self.inner.verify_body(h)
-    }
-    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        self.inner.sessions()
-    }
-    fn session(&self, s: &str) -> Result<Option<SessionInfo>, StoreError> {
-        self.inner.session(s)
-    }
-    fn delete_session(&self, s: &str) -> Result<u64, StoreError> {
-        self.inner.delete_session(s)
-    }
-    fn put_run(&self, s: &str, run: &RunInfo) -> Result<(), StoreError> {
-        self.inner.put_run(s, run)
-    }
-    fn run(&self, s: &str) -> Result<Option<RunInfo>, StoreError> {
-        self.inner.run(s)
-    }
-    fn put_lineage(&self, s: &str, l: &Lineage) -> Result<(), StoreError> {
-        self.inner.put_lineage(s, l)
-    }
-    fn last_step(&self, s: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.last_step(s)
-    }
-    fn event(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
-        self.inner.event(s, step)
-    }
-    fn commit(&self) -> Result<(), StoreError> {
-        self.inner.commit()
-    }
-    fn issues(&self) -> Result<IssueTable, StoreError> {
-        self.inner.issues()
-    }
-    fn put_issues(&self, t: &IssueTable) -> Result<(), StoreError> {
-        self.inner.put_issues(t)
-    }
-}
 
 /// An upstream answering `/small` with 1 KB of JSON echoing the length of what it was
 /// sent, and `/big` with 3 MiB of bytes.
@@ -153,10 +68,7 @@ fn every_store_write_runs_off_the_runtime_threads() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Watched {
-        inner: SledStore::open(dir.path()).unwrap(),
-        writers: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(Noted::new(SledStore::open(dir.path()).unwrap()));
     let events = rt.block_on(async {
         let up = upstream().await;
         let recorder = Recorder::new(
@@ -204,7 +116,7 @@ fn every_store_write_runs_off_the_runtime_threads() {
             }
         }
         // The last byte was handed over after the event was written.
-        store.inner.events("offthread").unwrap()
+        store.inner().events("offthread").unwrap()
     });
     assert_eq!(
         events.len(),
@@ -223,18 +135,23 @@ fn every_store_write_runs_off_the_runtime_threads() {
         blake3::hash(&upload).to_hex().as_str()
     );
     assert_eq!(
-        store.inner.get_body(&resp_body.b3).unwrap().unwrap(),
+        store.inner().get_body(&resp_body.b3).unwrap().unwrap(),
         download
     );
     assert_eq!(
         store
-            .inner
+            .inner()
             .get_body(&events[2].request.body.b3)
             .unwrap()
             .unwrap(),
         upload
     );
-    let writers = store.writers.lock().unwrap().clone();
+    let writers: Vec<String> = store
+        .calls()
+        .into_iter()
+        .filter(|c| c.write)
+        .map(|c| c.thread)
+        .collect();
     // Three events and their bodies, the two large ones as 12 segments and a manifest.
     assert!(
         writers.len() >= 3 * 3 + 2 * 12,

@@ -4,118 +4,25 @@
 //! apart. The session is long enough that the read-ahead window moves, and holds small
 //! bodies (sled values), a body in a file, a body in parts, a JSON-RPC call, and a miss.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tapedeck_model::exchange::limit::MaxBody;
-use tapedeck_model::exchange::{
-    BodyRef, Event, Kind, RequestRecord, ResponseRecord, SessionInfo, Timing,
-};
+use tapedeck_model::exchange::{BodyRef, Event, Kind, RequestRecord, ResponseRecord, Timing};
 use tapedeck_model::rules::Rules;
-use tapedeck_model::session::{Lineage, SessionName};
+use tapedeck_model::session::SessionName;
 use tapedeck_proxy::ca::Ca;
 use tapedeck_proxy::{Proxy, ProxyOptions};
 use tapedeck_replay::{Order, Pace, ReplayOptions, Replayer};
+use tapedeck_store::noted::Noted;
 use tapedeck_store::recording::Recording;
-use tapedeck_store::{BodyState, IssueTable, RunInfo, SessionRead, SledStore, Store, StoreError};
+use tapedeck_store::{SledStore, Store};
 
 /// The runtime's worker threads' name; its blocking pool's threads are named apart.
 const RUNTIME: &str = "rt-worker";
 const WORKERS: usize = 2;
 const SESSION: &str = "reads";
-
-/// The real store; every read notes the name of the thread it ran on.
-struct Watched {
-    inner: SledStore,
-    readers: Mutex<Vec<String>>,
-}
-
-impl Watched {
-    fn note_as(&self, what: &str) {
-        let name = format!("{}:{what}", std::thread::current().name().unwrap_or("?"));
-        self.readers.lock().unwrap().push(name);
-    }
-}
-
-impl Store for Watched {
-    fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
-        self.inner.put_blob(hash, data)
-    }
-    fn put_manifest(
-        &self,
-        hash: &blake3::Hash,
-        segments: &[blake3::Hash],
-        len: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.put_manifest(hash, segments, len)
-    }
-    fn has_body(&self, h: &str) -> Result<bool, StoreError> {
-        self.note_as("has_body");
-        self.inner.has_body(h)
-    }
-    fn get_body(&self, h: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.note_as("get_body");
-        self.inner.get_body(h)
-    }
-    fn body_segments(&self, h: &str) -> Result<Option<Vec<String>>, StoreError> {
-        self.note_as("body_segments");
-        self.inner.body_segments(h)
-    }
-    fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        self.inner.put_event(session, event)
-    }
-    fn scan_session(
-        &self,
-        session: &str,
-        keep: &mut dyn FnMut(Event),
-    ) -> Result<SessionRead, StoreError> {
-        self.note_as("scan_session");
-        self.inner.scan_session(session, keep)
-    }
-    fn verify_body(&self, h: &str) -> Result<BodyState, StoreError> {
-        self.note_as("verify_body");
-        self.inner.verify_body(h)
-    }
-    fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        self.inner.sessions()
-    }
-    fn session(&self, s: &str) -> Result<Option<SessionInfo>, StoreError> {
-        self.inner.session(s)
-    }
-    fn delete_session(&self, s: &str) -> Result<u64, StoreError> {
-        self.inner.delete_session(s)
-    }
-    fn put_run(&self, s: &str, run: &RunInfo) -> Result<(), StoreError> {
-        self.inner.put_run(s, run)
-    }
-    fn run(&self, s: &str) -> Result<Option<RunInfo>, StoreError> {
-        self.inner.run(s)
-    }
-    fn put_lineage(&self, s: &str, l: &Lineage) -> Result<(), StoreError> {
-        self.inner.put_lineage(s, l)
-    }
-    fn last_step(&self, s: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.last_step(s)
-    }
-    fn event(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
-        self.note_as("event");
-        self.inner.event(s, step)
-    }
-    fn event_again(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
-        self.note_as("event_again");
-        self.inner.event_again(s, step)
-    }
-    fn commit(&self) -> Result<(), StoreError> {
-        self.inner.commit()
-    }
-    fn issues(&self) -> Result<IssueTable, StoreError> {
-        self.inner.issues()
-    }
-    fn put_issues(&self, t: &IssueTable) -> Result<(), StoreError> {
-        self.inner.put_issues(t)
-    }
-}
 
 /// One recorded call: `POST http://api.test{path}` with `request`, answered `response`.
 struct Call {
@@ -229,10 +136,9 @@ fn serve_and_watch(released: bool) {
         assert_eq!(off.await.unwrap().as_deref(), Some("rt-blocking"));
     });
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Watched {
-        inner: SledStore::open(&dir.path().join("store")).unwrap(),
-        readers: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(Noted::new(
+        SledStore::open(&dir.path().join("store")).unwrap(),
+    ));
     let calls = calls();
     record(store.as_ref(), &calls);
     let rec = if released {
@@ -249,7 +155,7 @@ fn serve_and_watch(released: bool) {
     };
     let replayer = Replayer::new(rec, Arc::new(Rules::default()), opts).unwrap();
     // Reading the session to index it is the replay's start, before anything is served.
-    store.readers.lock().unwrap().clear();
+    store.clear();
     let (ca, _) = Ca::load_or_create(&dir.path().join("certs")).unwrap();
     let served = rt.block_on(async {
         let proxy = Proxy::new(
@@ -310,7 +216,12 @@ fn serve_and_watch(released: bool) {
             "call {i}'s answer (released: {released})"
         );
     }
-    let readers = store.readers.lock().unwrap().clone();
+    let readers: Vec<String> = store
+        .calls()
+        .into_iter()
+        .filter(|c| !c.write)
+        .map(|c| format!("{}:{}", c.thread, c.method))
+        .collect();
     let mut by_thread: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in &readers {
         *by_thread.entry(r.as_str()).or_default() += 1;

@@ -9,6 +9,7 @@
 pub mod check;
 mod issues;
 pub mod journal;
+pub mod noted;
 pub mod recording;
 mod sled_store;
 pub mod tape;
