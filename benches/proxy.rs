@@ -10,7 +10,9 @@
 //! Run: `cargo bench --bench proxy` (TAPEDECK_BENCH_MITM=0 skips mitmproxy;
 //! TAPEDECK_BENCH_ROUNDS=N sets the rounds;
 //! TAPEDECK_BENCH_ONLY=direct,forwarder,record,replay,mitm,scale runs those parts only:
-//! direct always runs, as every ratio needs it, and replay replays what record recorded).
+//! direct always runs, as every ratio needs it, and replay replays what record recorded;
+//! TAPEDECK_BENCH_LOADS=c1,c32,big picks the loads, TAPEDECK_BENCH_C1 and
+//! TAPEDECK_BENCH_C32 the requests in a c=1 and a c=32 run, to profile a longer one).
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
@@ -197,15 +199,24 @@ fn load_wanted(load: &str) -> bool {
 
 /// Requests in a c=32 run (TAPEDECK_BENCH_C32 overrides, to profile a longer run).
 fn c32_total() -> usize {
-    std::env::var("TAPEDECK_BENCH_C32")
+    count("TAPEDECK_BENCH_C32", C32)
+}
+
+/// Requests in a c=1 run (TAPEDECK_BENCH_C1 overrides).
+fn c1_total() -> usize {
+    count("TAPEDECK_BENCH_C1", C1)
+}
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(C32)
+        .unwrap_or(default)
 }
 
 fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
     if load_wanted("c1") {
-        m.c1.push(loadgen::run(t, 1, C1, |_| "/json".into()));
+        m.c1.push(loadgen::run(t, 1, c1_total(), |_| "/json".into()));
     }
     if load_wanted("c32") {
         measure_c32(t, pid, m);

@@ -384,7 +384,18 @@ impl Recorder {
                     pending.finish_stored(None, true).await;
                     return Response::from_parts(rparts, body::empty());
                 }
-                let body = ResponseTee::new(rbody, pending);
+                let small = !streaming
+                    && rbody
+                        .size_hint()
+                        .exact()
+                        .is_some_and(|n| n <= WHOLE_AT_HEAD);
+                let mut body = ResponseTee::new(rbody, pending);
+                if small {
+                    if let Some(data) = body.whole_if_here().await {
+                        // Recorded already: head and body leave in one write.
+                        return Response::from_parts(rparts, body::full(data));
+                    }
+                }
                 Response::from_parts(rparts, body.boxed_unsync())
             }
             Err(mut err) => {
@@ -980,6 +991,11 @@ impl Kept {
 /// segment, the body and the event are stored.
 struct ResponseTee {
     inner: ProxyBody,
+    /// A frame read from `inner` before the client asked (see
+    /// [`ResponseTee::whole_if_here`]), handed on first.
+    early: Option<FrameResult>,
+    /// What the tee made of it, when that is not the whole body: handed on next.
+    done: Option<FrameResult>,
     pending: Option<Pending>,
     /// Segments being stored while the body goes on, oldest first (the writer runs
     /// them in this order).
@@ -994,6 +1010,9 @@ struct ResponseTee {
 }
 
 type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;
+/// A response body up to this long, with its length known, may be recorded before its
+/// head is handed over when it is all here already ([`ResponseTee::whole_if_here`]).
+const WHOLE_AT_HEAD: u64 = 64 << 10;
 /// Segment writes of one response body in flight at once: hashing a 256 KiB segment
 /// twice and writing it takes longer than forwarding it, so with one write in flight the
 /// download waited on the writer at every segment.
@@ -1005,6 +1024,8 @@ impl ResponseTee {
     fn new(inner: ProxyBody, pending: Pending) -> ResponseTee {
         ResponseTee {
             inner,
+            early: None,
+            done: None,
             pending: Some(pending),
             storing: VecDeque::new(),
             queued: None,
@@ -1079,6 +1100,9 @@ impl ResponseTee {
     }
 
     fn poll_frame_inner(&mut self, cx: &mut Context<'_>) -> Poll<FrameResult> {
+        if let Some(done) = self.done.take() {
+            return Poll::Ready(done);
+        }
         if self.writing.is_some() {
             return self.poll_writing(cx);
         }
@@ -1102,10 +1126,48 @@ impl ResponseTee {
         self.next_frame(cx)
     }
 
+    /// A small body that is already here whole (it came with the head), recorded: the
+    /// event is stored by the time this returns, so the response can go out head and
+    /// body together, in one write to the client, where handing over the head first
+    /// made two (at one connection, the recorder's hand-off to the writer came between
+    /// them: two sends and two wake-ups of the client for one answer). `None` when the
+    /// body is not all here: nothing is lost, the tee goes on as it would have.
+    async fn whole_if_here(&mut self) -> Option<Bytes> {
+        // A look, not a wait: a body still on the way must not hold up the head.
+        let first = {
+            let mut look = Context::from_waker(std::task::Waker::noop());
+            match Pin::new(&mut self.inner).poll_frame(&mut look) {
+                Poll::Pending => return None,
+                Poll::Ready(first) => first,
+            }
+        };
+        let whole = self.inner.is_end_stream()
+            && first
+                .as_ref()
+                .is_some_and(|f| f.as_ref().is_ok_and(Frame::is_data));
+        self.early = Some(first);
+        if !whole {
+            return None;
+        }
+        let out = std::future::poll_fn(|cx| self.poll_frame_inner(cx)).await;
+        match out {
+            Some(Ok(frame)) if self.is_end_stream() => frame.into_data().ok(),
+            // Not as expected (cut, over --max-body): hand on what came, as the tee does.
+            other => {
+                self.done = Some(other);
+                None
+            }
+        }
+    }
+
     /// The next frame from upstream, captured, and handed on as [`ResponseTee::write_then`]
     /// says.
     fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<FrameResult> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let polled = match self.early.take() {
+            Some(early) => Poll::Ready(early),
+            None => Pin::new(&mut self.inner).poll_frame(cx),
+        };
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(p)) = (frame.data_ref(), self.pending.as_mut()) {
@@ -1168,6 +1230,8 @@ impl Body for ResponseTee {
         self.pending.is_none()
             && self.writing.is_none()
             && self.queued.is_none()
+            && self.early.is_none()
+            && self.done.is_none()
             && self.inner.is_end_stream()
     }
 

@@ -1,7 +1,8 @@
 //! The recorder never writes to the store on the async runtime's threads: a real sled
 //! store, wrapped to note the thread of every write, behind a Recorder forwarding to a
 //! real hyper upstream over TCP, on a runtime whose threads are named so they can be
-//! told apart.
+//! told apart. And when it writes: a small answer already here whole is stored before
+//! its head is handed on.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -164,4 +165,63 @@ fn every_store_write_runs_off_the_runtime_threads() {
         on_runtime.len(),
         writers.len()
     );
+}
+
+/// A small answer that is all here when its head is: recorded before the head is handed
+/// on, so head and body can leave in one write. Shown by the event being in the store
+/// when `forward` returns, before anyone reads the body (with the head handed on first,
+/// nothing is stored until the body's last frame is asked for). Whether the upstream's
+/// body has reached the recorder by then is up to the client connection's task, so the
+/// test asks for some of 20 calls, not all; the body then reads whole either way.
+#[test]
+fn a_small_answer_already_here_is_recorded_before_its_head_is_handed_on() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    rt.block_on(async {
+        let up = upstream().await;
+        let recorder = Recorder::new(
+            store.clone(),
+            Arc::new(Rules::default()),
+            Upstream::new(&[], Duration::from_secs(10)).unwrap(),
+            &[],
+            None,
+            MaxBody::default(),
+            None,
+        )
+        .unwrap();
+        let mut early = 0;
+        for i in 0..20 {
+            let req = hyper::Request::get(format!("http://{up}/small"))
+                .body(
+                    Full::new(Bytes::new())
+                        .map_err(|e| match e {})
+                        .boxed_unsync(),
+                )
+                .unwrap();
+            let ctx = ClientCtx {
+                session: SessionName::new("early").unwrap(),
+                agent: None,
+                peer: "127.0.0.1:1".parse().unwrap(),
+                slot: None,
+            };
+            let resp = recorder.forward(req, ctx, Given::default()).await;
+            assert_eq!(resp.status(), 200);
+            if store.events("early").unwrap().len() == i + 1 {
+                early += 1;
+            }
+            let got = resp.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&got).contains("\"sent\":0"));
+            assert_eq!(store.events("early").unwrap().len(), i + 1);
+        }
+        assert!(
+            early > 0,
+            "no answer was recorded before its head was handed on"
+        );
+        eprintln!("{early} of 20 answers recorded before their heads were handed on");
+    });
 }
