@@ -1151,7 +1151,13 @@ impl ResponseTee {
         }
         let out = std::future::poll_fn(|cx| self.poll_frame_inner(cx)).await;
         match out {
-            Some(Ok(frame)) if self.is_end_stream() => frame.into_data().ok(),
+            Some(Ok(frame)) if self.is_end_stream() => match frame.into_data() {
+                Ok(data) => Some(data),
+                Err(frame) => {
+                    self.done = Some(Some(Ok(frame)));
+                    None
+                }
+            },
             // Not as expected (cut, over --max-body): hand on what came, as the tee does.
             other => {
                 self.done = Some(other);
