@@ -747,10 +747,7 @@ impl Replayer {
             resp.headers_mut().insert(STEP_HEADER, ev.step.into());
             return resp;
         };
-        let no_body = method == http::Method::HEAD
-            || r.status == 204
-            || r.status == 304
-            || (100..200).contains(&r.status);
+        let no_body = prefetch::has_no_body(method.as_str(), r.status);
         // A body declared empty cannot have been cut (older recordings marked some so).
         let declared_empty = r.body.len == 0
             && header(&r.headers, "content-length").is_some_and(|v| v.trim() == "0");

@@ -176,7 +176,7 @@ impl From<Skim<'_>> for Needs {
 
 /// Whether a response to `method` with `status` has no body (HEAD, 1xx, 204, 304).
 pub(crate) fn has_no_body(method: &str, status: u16) -> bool {
-    method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200
+    method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status)
 }
 
 /// The read-ahead window, shared between the serving tasks and the reader thread.
