@@ -51,7 +51,8 @@
 # The run ends with a table of every stage, its time and result, and exits 1 if any
 # failed. FAIL_FAST=1 stops at the first failure.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
-# E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 60).
+# E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 60), TAPEDECK_PRUNE (1: delete
+# what no later stage reads as the run goes; see prune_after).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -201,11 +202,35 @@ stage_fuzz() { FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python build" [faults]="setup-python build" [whatif]="setup-python build"
   [clients]="setup-node build" [ui]="setup-python setup-ui build" [phoenix]="build")
 
+# TAPEDECK_PRUNE=1 (.ci/run sets it: its checkout is thrown away after the run): whatever a
+# stage leaves that no later stage of this run reads is deleted when it ends, so the run's
+# disk use peaks near 3 GB rather than 8 (a CI machine once ran out of space in the fuzz
+# build). What goes: the clients' venv and registries after clients, Phoenix's venv after
+# phoenix, and the debug build and the venvs once only fuzz (which builds apart) is left.
+prune_after() {
+  [[ ${TAPEDECK_PRUNE:-0} == 1 ]] || return 0
+  local done_stage=$1 rest=("${@:2}") gone=() r
+  case $done_stage in
+    clients) gone+=("$ROOT/target/clients") ;;
+    phoenix) gone+=("$ROOT/target/phoenix-venv") ;;
+  esac
+  for r in "${rest[@]}"; do [[ $r == fuzz ]] || { rest=(); r=busy; break; }; done
+  if [[ ${r:-} != busy ]]; then
+    gone+=("$CARGO_TARGET_DIR/debug" "$VENV" "$UI_VENV" "$ROOT/target/clients" "$ROOT/target/phoenix-venv")
+  fi
+  for r in "${gone[@]}"; do
+    [[ -e $r ]] || continue
+    echo "prune: $r ($(du -sh "$r" 2>/dev/null | cut -f1)); no later stage reads it" >&2
+    rm -rf "$r"
+  done
+}
+
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
 T_ALL="$(now)"
 FAILED=0
-for s in "${STAGES[@]}"; do
+for ((si = 0; si < ${#STAGES[@]}; si++)); do
+  s=${STAGES[si]}
   blocked=""
   for dep in ${NEEDS[$s]:-}; do
     if [[ ${RESULT[$dep]:-} == FAIL || ${RESULT[$dep]:-} == skipped ]]; then blocked="$dep"; fi
@@ -234,6 +259,7 @@ for s in "${STAGES[@]}"; do
     printf '==> %s: FAILED, exit %d (%ss)\n' "$s" "$rc" "${TIME[$s]}" >&2
     ((FAIL_FAST)) && break
   fi
+  prune_after "$s" "${STAGES[@]:si+1}"
 done
 
 printf '\n==> summary\n' >&2
