@@ -360,6 +360,15 @@ impl Fork {
         });
     }
 
+    /// [`Fork::answered`] on the blocking pool (it stores bodies and the event), waited
+    /// for: the agent has its answer only once the fork holds it.
+    pub(crate) async fn answered_off_runtime(self: &Arc<Self>, step: u64, exchange: Answered) {
+        let fork = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || fork.answered(step, exchange)).await {
+            tracing::error!("fork {}: storing step {step} failed: {e}", self.name());
+        }
+    }
+
     fn put(&self, ev: Event) {
         let session = self.name();
         match self.store.put_event(session, &ev) {
@@ -565,6 +574,9 @@ impl Replayer {
             h.fork.count(|c| c.live += 1);
             return WhatIf::Answered(self.forward_read(h, seen, injection).await);
         }
+        // A rule that picks by tool names a recorded call from the trace.
+        self.warm(h.injector.as_ref().is_some_and(|i| i.names_tools()), false)
+            .await;
         let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
             got.kind,
             route(got.method, got.url),
@@ -590,6 +602,7 @@ impl Replayer {
         }
         // What the recording has, by meaning, is served before anything goes out.
         if got.kind != Kind::Llm && seen.too_large.is_none() {
+            self.warm(false, true).await;
             if let Some(i) = self.by_meaning(got) {
                 h.fork.count(|c| c.by_meaning += 1);
                 tracing::info!(
@@ -597,7 +610,7 @@ impl Replayer {
                     seen.step,
                     got.method,
                     got.url,
-                    self.rec.events[i].step
+                    self.rec.step(i).unwrap_or_default()
                 );
                 return WhatIf::Serve(i, injection);
             }
@@ -662,16 +675,18 @@ impl Replayer {
                 a.body.clone(),
             )
         });
-        h.fork.answered(
-            seen.step,
-            Answered {
-                request: seen.stored(&self.rules),
-                response,
-                error: inj.dropped(),
-                injected: Some(inj.mark()),
-                span: seen.span(),
-            },
-        );
+        h.fork
+            .answered_off_runtime(
+                seen.step,
+                Answered {
+                    request: seen.stored(&self.rules),
+                    response,
+                    error: inj.dropped(),
+                    injected: Some(inj.mark()),
+                    span: seen.span(),
+                },
+            )
+            .await;
         match answer {
             Some(a) => fault::answer(&a),
             None => {
@@ -684,7 +699,12 @@ impl Replayer {
     }
 
     /// Answers a miss, and records it in the fork as the answer the agent got.
-    async fn missed(&self, h: &Hybrid, seen: &Seen<'_>, m: &Miss) -> Response<ProxyBody> {
+    async fn missed(
+        self: &Arc<Self>,
+        h: &Hybrid,
+        seen: &Seen<'_>,
+        m: &Miss,
+    ) -> Response<ProxyBody> {
         h.fork.count(|c| c.missed += 1);
         let resp = match seen.too_large {
             Some(max) => {
@@ -692,7 +712,7 @@ impl Replayer {
                 close_after(&mut resp, seen.parts.version);
                 resp
             }
-            None => self.answer_miss(m, seen.got),
+            None => self.answer_miss_off_runtime(m.clone(), seen.got).await,
         };
         let mut headers: Vec<Header> = vec![("content-type".into(), "application/json".into())];
         if let Some(v) = resp
@@ -709,22 +729,27 @@ impl Replayer {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        h.fork.answered(
-            seen.step,
-            Answered {
-                request: seen.stored(&self.rules),
-                response: Some((parts.status.as_u16(), headers, data.clone())),
-                error: None,
-                injected: None,
-                span: seen.span(),
-            },
-        );
+        h.fork
+            .answered_off_runtime(
+                seen.step,
+                Answered {
+                    request: seen.stored(&self.rules),
+                    response: Some((parts.status.as_u16(), headers, data.clone())),
+                    error: None,
+                    injected: None,
+                    span: seen.span(),
+                },
+            )
+            .await;
         Response::from_parts(parts, body::full(data))
     }
 
-    /// Copies a served event into the fork, when this is a what-if run.
-    pub(crate) fn fork_served(
-        &self,
+    /// Copies a served event into the fork, when this is a what-if run: on the blocking
+    /// pool (the copy reads the recording's bodies and writes the fork's store), and
+    /// waited for, so the agent has its answer only once the fork holds it and the tool
+    /// tracker has seen it.
+    pub(crate) async fn fork_served(
+        self: &Arc<Self>,
         step: Option<u64>,
         ev: &Event,
         arrived: Instant,
@@ -742,7 +767,40 @@ impl Replayer {
             arrived,
             answered: Instant::now(),
         };
-        h.fork.served(&self.rec, step, ev, span, injection);
+        let this = self.clone();
+        let (ev, injection) = (ev.clone(), injection.cloned());
+        let copied = tokio::task::spawn_blocking(move || {
+            if let Some(h) = &this.hybrid {
+                h.fork
+                    .served(&this.rec, step, &ev, span, injection.as_ref());
+            }
+        });
+        if let Err(e) = copied.await {
+            tracing::error!("fork {}: copying step {step} failed: {e}", h.fork.name());
+        }
+    }
+
+    /// Builds what a what-if decision may read, once, on the blocking pool: the recorded
+    /// calls' meanings and (when a rule picks by tool) the trace's tool names. Each reads
+    /// every recorded event and body.
+    async fn warm(self: &Arc<Self>, tools: bool, meanings: bool) {
+        let tools = tools && self.tool_names.get().is_none();
+        let meanings = meanings && self.meanings.get().is_none();
+        if !tools && !meanings {
+            return;
+        }
+        let this = self.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            if tools {
+                this.tool_names();
+            }
+            if meanings {
+                this.meanings();
+            }
+        });
+        if let Err(e) = built.await {
+            tracing::error!("reading the recording's calls failed: {e}");
+        }
     }
 
     /// The trace's tool names of the recording (read once).
@@ -761,8 +819,7 @@ impl Replayer {
 
     /// The tool recorded event `i` calls, as the trace names it.
     fn tool_name(&self, i: usize) -> Option<String> {
-        let ev = &self.rec.events[i];
-        self.tool_names().get(ev.step).map(str::to_string)
+        self.tool_names().get(self.rec.step(i)?).map(str::to_string)
     }
 
     /// The tool a request the recording does not hold calls: as the fork's LLM answers

@@ -587,7 +587,8 @@ impl Replayer {
             tokio::time::sleep(d).await;
         }
         if ev.ws.is_some() {
-            self.fork_served(step, ev, arrived, injection.as_ref());
+            self.fork_served(step, ev, arrived, injection.as_ref())
+                .await;
             return ws::respond(self.clone(), ev, upgrade, &parts.headers, arrived, ctx.slot).await;
         }
         let sent: &[u8] = match &stored_body {
@@ -623,7 +624,8 @@ impl Replayer {
         if let Some(n) = injection.as_ref().and_then(Injection::cut) {
             resp = resp.map(|b| tapedeck_proxy::fault::CutAfter::new(b, n).boxed_unsync());
         }
-        self.fork_served(step, ev, arrived, injection.as_ref());
+        self.fork_served(step, ev, arrived, injection.as_ref())
+            .await;
         resp
     }
 

@@ -3,17 +3,21 @@
 //! port, a real hyper client, and a runtime whose threads are named so they can be told
 //! apart. The session is long enough that the read-ahead window moves, and holds small
 //! bodies (sled values), a body in a file, a body in parts, a JSON-RPC call, and a miss.
+//! A what-if run (a fork, with `--inject` rules, one of which picks by tool) also writes
+//! the fork's events and bodies, and those writes must stay off the runtime too.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use tapedeck_model::exchange::inject::{InjectRule, Injector};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::{BodyRef, Event, Kind, RequestRecord, ResponseRecord, Timing};
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::SessionName;
 use tapedeck_proxy::ca::Ca;
 use tapedeck_proxy::{Proxy, ProxyOptions};
+use tapedeck_replay::hybrid::{Fork, Hybrid, LiveSelect};
 use tapedeck_replay::{Order, Pace, ReplayOptions, Replayer};
 use tapedeck_store::noted::Noted;
 use tapedeck_store::recording::Recording;
@@ -105,13 +109,21 @@ fn calls() -> Vec<Call> {
 #[test]
 fn serving_a_replay_reads_the_store_only_off_the_runtime_threads() {
     for released in [true, false] {
-        serve_and_watch(released);
+        serve_and_watch(released, false);
     }
 }
 
+#[test]
+fn a_what_if_run_reads_and_writes_the_store_only_off_the_runtime_threads() {
+    serve_and_watch(true, true);
+}
+
+/// The step `--inject step:N=status:503` answers in the what-if run.
+const INJECTED_STEP: usize = 3;
+
 /// `released`: the recording leaves its events in the store (a long session) rather
-/// than holding them in memory.
-fn serve_and_watch(released: bool) {
+/// than holding them in memory. `what_if`: the replay is a what-if run that writes a fork.
+fn serve_and_watch(released: bool, what_if: bool) {
     // Tokio starts its workers on its blocking pool, first, as the runtime is built, and
     // names every thread of both with one function: the first WORKERS are the workers.
     let started = std::sync::atomic::AtomicUsize::new(0);
@@ -146,12 +158,34 @@ fn serve_and_watch(released: bool) {
     } else {
         Recording::from_store(store.clone(), SESSION).unwrap()
     };
+    let fork_name = SessionName::new("reads.fork-1").unwrap();
+    let hybrid = what_if.then(|| {
+        // A step answered by a rule, a served answer a rule delays, and a rule that picks
+        // by tool (none is called so: it makes every decision name the recorded call,
+        // from the trace).
+        let rules: Vec<InjectRule> = [
+            format!("step:{INJECTED_STEP}=status:503"),
+            "step:9=delay:1ms".to_string(),
+            "tool:never_called=status:500".to_string(),
+        ]
+        .iter()
+        .map(|r| InjectRule::parse(r).unwrap())
+        .collect();
+        Hybrid {
+            fork: Fork::new(store.clone(), fork_name.clone(), SESSION, None),
+            live: LiveSelect::parse(&[]).unwrap(),
+            forward: None,
+            on_miss_live: false,
+            injector: Injector::new(&rules, dir.path()).unwrap().map(Arc::new),
+            tools: None,
+        }
+    });
     let opts = ReplayOptions {
         order: Order::Causal,
         pace: Pace::Fast,
         allow_live: Vec::new(),
         max_body: MaxBody::default(),
-        hybrid: None,
+        hybrid,
     };
     let replayer = Replayer::new(rec, Arc::new(Rules::default()), opts).unwrap();
     // Reading the session to index it is the replay's start, before anything is served.
@@ -209,24 +243,52 @@ fn serve_and_watch(released: bool) {
         );
         served
     });
+    // What serving did, before the checks below read the store themselves.
+    let calls_while_serving = store.calls();
     for (i, ((status, body), c)) in served.iter().zip(&calls).enumerate() {
+        if what_if && i + 1 == INJECTED_STEP {
+            assert_eq!(status.as_u16(), 503, "the injected step");
+            continue;
+        }
         assert_eq!(status.as_u16(), 200, "call {i} (released: {released})");
         assert!(
             body[..] == c.response[..],
             "call {i}'s answer (released: {released})"
         );
     }
-    let readers: Vec<String> = store
-        .calls()
+    if what_if {
+        // Every exchange is a step of the fork, the miss and the injected one included.
+        let fork = Recording::from_store(store.clone(), fork_name.as_str()).unwrap();
+        assert_eq!(fork.len(), calls.len() + 1, "the fork's steps");
+        let injected = fork.event(INJECTED_STEP - 1).unwrap();
+        assert!(
+            injected.injected.is_some(),
+            "step {INJECTED_STEP} is marked injected"
+        );
+        let last = fork.event(calls.len()).unwrap();
+        assert_eq!(last.status(), Some(404), "the miss is the fork's last step");
+        let big = fork.event(1200).unwrap();
+        assert_eq!(
+            fork.body(&big.response.as_ref().unwrap().body)
+                .unwrap()
+                .len(),
+            3 << 20,
+            "a body in parts, copied into the fork"
+        );
+    }
+    // A plain replay writes nothing; a what-if run's writes count too.
+    let readers: Vec<String> = calls_while_serving
         .into_iter()
-        .filter(|c| !c.write)
+        .filter(|c| what_if || !c.write)
         .map(|c| format!("{}:{}", c.thread, c.method))
         .collect();
     let mut by_thread: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in &readers {
         *by_thread.entry(r.as_str()).or_default() += 1;
     }
-    eprintln!("released: {released}: store reads while serving, by thread: {by_thread:?}");
+    eprintln!(
+        "released: {released}, what-if: {what_if}: store calls while serving, by thread: {by_thread:?}"
+    );
     assert!(!readers.is_empty(), "serving read nothing from the store");
     let on_runtime: Vec<&String> = readers
         .iter()
@@ -234,7 +296,7 @@ fn serve_and_watch(released: bool) {
         .collect();
     assert!(
         on_runtime.is_empty(),
-        "{} of {} store reads ran on the runtime's threads (released: {released}), the first: {:?}",
+        "{} of {} store calls ran on the runtime's threads (released: {released}, what-if: {what_if}), the first: {:?}",
         on_runtime.len(),
         readers.len(),
         &on_runtime[..on_runtime.len().min(5)]

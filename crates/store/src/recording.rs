@@ -110,6 +110,14 @@ impl Recording {
         })
     }
 
+    /// The step of event `i` (also once the events are let go: no store read).
+    pub fn step(&self, i: usize) -> Option<u64> {
+        match &self.released {
+            Some(r) => r.steps.get(i).copied(),
+            None => self.events.get(i).map(|e| e.step),
+        }
+    }
+
     /// How many events it has (also once they are let go).
     pub fn len(&self) -> usize {
         self.released
