@@ -202,29 +202,13 @@ impl Ca {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
         params.distinguished_name = dn;
-        params.subject_alt_names = vec![match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().map_err(sign_err)?),
-        }];
-        // The loopback host under its other names: a client that asked for 127.0.0.1 may
-        // check the certificate against "localhost" (npm through a proxy does), and one
-        // that asked for localhost may have resolved it and check the address.
-        let loopback: [SanType; 3] = [
-            SanType::DnsName("localhost".try_into().map_err(sign_err)?),
-            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-            SanType::IpAddress(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-        ];
-        let is_loopback = match host.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback(),
-            Err(_) => host.eq_ignore_ascii_case("localhost"),
-        };
-        if is_loopback {
-            for san in loopback {
-                if !params.subject_alt_names.contains(&san) {
-                    params.subject_alt_names.push(san);
-                }
-            }
-        }
+        params.subject_alt_names = leaf_names(host)
+            .into_iter()
+            .map(|name| match name.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(name.try_into().map_err(sign_err)?)),
+            })
+            .collect::<Result<_, CaError>>()?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -245,6 +229,30 @@ impl Ca {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
+}
+
+/// The names the leaf minted for `host` carries: the host itself, and the loopback host
+/// under its other names (a client that asked for 127.0.0.1 may check the certificate
+/// against "localhost", as npm through a proxy does, and one that asked for localhost may
+/// have resolved it and check the address).
+pub fn leaf_names(host: &str) -> Vec<String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host.parse::<IpAddr>().ok();
+    let mut names = vec![match ip {
+        Some(ip) => ip.to_string(),
+        None => host.to_string(),
+    }];
+    let is_loopback = ip.map_or(host.eq_ignore_ascii_case("localhost"), |ip| {
+        ip.is_loopback()
+    });
+    if is_loopback {
+        for other in ["localhost", "127.0.0.1", "::1"] {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(other)) {
+                names.push(other.to_string());
+            }
+        }
+    }
+    names
 }
 
 /// Reads the CA and checks that the certificate is a CA certificate for this very key,
@@ -358,7 +366,7 @@ fn warn_loose_modes(dir: &Path, key_path: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
@@ -389,16 +397,30 @@ mod tests {
     /// Whether a client that trusts `ca` and asks for `name` completes a real TLS
     /// handshake with the leaf minted for `host`.
     async fn handshake(ca: &Ca, host: &str, name: &str) -> bool {
+        real_handshake(ca, host, name, true).await.0
+    }
+
+    /// A real TLS handshake between a rustls client (trusting `ca` when `trusts`) that
+    /// asks for `name` and the leaf minted for `host`: whether the client completed it,
+    /// and the server's error when the server did not.
+    pub(crate) async fn real_handshake(
+        ca: &Ca,
+        host: &str,
+        name: &str,
+        trusts: bool,
+    ) -> (bool, Option<std::io::Error>) {
         let server = tokio_rustls::TlsAcceptor::from(ca.server_config(host).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
+        let accepted = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let _ = server.accept(tcp).await;
+            server.accept(tcp).await.err()
         });
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca.cert_pem().as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
+        if trusts {
+            for cert in rustls_pemfile::certs(&mut ca.cert_pem().as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
         }
         let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -409,10 +431,10 @@ mod tests {
         .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        let client = tokio_rustls::TlsConnector::from(Arc::new(cfg))
             .connect(name, tcp)
-            .await
-            .is_ok()
+            .await;
+        (client.is_ok(), accepted.await.unwrap())
     }
 
     #[tokio::test]

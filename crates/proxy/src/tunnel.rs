@@ -160,8 +160,8 @@ impl TlsClient {
     }
 
     fn warn_failed(&self, e: &io::Error) {
-        if rejection_alert(e).is_some() {
-            self.warn_rejected(e);
+        if let Some(alert) = rejection_alert(e) {
+            self.warn_rejected(e, alert);
         } else {
             tracing::warn!(
                 "TLS handshake with {} for {} failed: {e}; if the client does not trust tapedeck's CA, {}",
@@ -172,12 +172,14 @@ impl TlsClient {
         }
     }
 
-    fn warn_rejected(&self, e: &dyn std::error::Error) {
+    fn warn_rejected(&self, e: &dyn std::error::Error, alert: &rustls::Error) {
+        let host = self.target.rsplit_once(':').map_or("", |(h, _)| h);
+        let leaf = self.sni.as_deref().unwrap_or(host);
         tracing::warn!(
             "the client at {} rejected tapedeck's certificate for {} ({e}); {}",
             self.peer,
             self.target,
-            self.advice()
+            rejection_hint(alert, leaf, &self.advice())
         );
     }
 
@@ -186,11 +188,15 @@ impl TlsClient {
     fn closed_before_a_request(&self, e: &hyper::Error) {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(c) = cause {
-            if c.downcast_ref::<io::Error>()
-                .is_some_and(|io| rejection_alert(io).is_some())
-                || c.downcast_ref::<rustls::Error>().is_some_and(is_rejection)
-            {
-                self.warn_rejected(c);
+            let alert = c
+                .downcast_ref::<io::Error>()
+                .and_then(rejection_alert)
+                .or_else(|| {
+                    c.downcast_ref::<rustls::Error>()
+                        .filter(|r| is_rejection(r))
+                });
+            if let Some(alert) = alert {
+                self.warn_rejected(c, alert);
                 return;
             }
             cause = c.source();
@@ -202,6 +208,24 @@ impl TlsClient {
             self.target,
             self.advice()
         );
+    }
+}
+
+/// What to tell the user about a client that rejected the certificate with `alert`:
+/// `unknown_ca` means it does not trust tapedeck's CA (`advice` says how to make it);
+/// `bad_certificate` and `certificate_unknown` are also what a client that does trust the
+/// CA sends when the certificate does not name the host it checks, so the names the leaf
+/// for `leaf_host` carries are given too.
+fn rejection_hint(alert: &rustls::Error, leaf_host: &str, advice: &str) -> String {
+    use rustls::AlertDescription as A;
+    match alert {
+        rustls::Error::AlertReceived(A::BadCertificate | A::CertificateUnknown) => format!(
+            "either it does not trust tapedeck's CA ({advice}), or it checked the certificate \
+             against a name it does not carry: it names {} (a client that connects by one \
+             name and checks another, or checks an address it resolved, sees this)",
+            crate::ca::leaf_names(leaf_host).join(", ")
+        ),
+        _ => format!("it does not trust tapedeck's CA: {advice}"),
     }
 }
 
@@ -429,5 +453,34 @@ mod tests {
         assert!(looks_like_http(b"OPTIONS * HTTP/1.1\r\n"));
         assert!(!looks_like_http(b"SSH-2.0-OpenSSH\r\n"));
         assert!(!looks_like_http(b"\x00\x01garbage"));
+    }
+
+    /// The hint tapedeck gives when a real rustls client, trusting its CA or not,
+    /// connects to the leaf for `host` and checks it against `name`.
+    async fn hint_for(trusts: bool, host: &str, name: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _) = crate::ca::Ca::load_or_create(dir.path()).unwrap();
+        let (client_ok, server) = crate::ca::tests::real_handshake(&ca, host, name, trusts).await;
+        assert!(!client_ok, "the client must refuse the certificate");
+        let e = server.expect("the handshake failed");
+        let alert = rejection_alert(&e).expect("the client said why, with an alert");
+        rejection_hint(alert, host, "ADVICE")
+    }
+
+    #[tokio::test]
+    async fn a_rejected_certificate_is_explained_by_what_the_client_said() {
+        // A client that does not trust the CA says so: only the CA advice applies.
+        let untrusted = hint_for(false, "api.test", "api.test").await;
+        assert_eq!(untrusted, "it does not trust tapedeck's CA: ADVICE");
+        // One that trusts it but checks another name says "bad certificate": the hint
+        // names what the certificate carries.
+        let mismatch = hint_for(true, "api.test", "other.test").await;
+        assert!(mismatch.contains("it names api.test ("), "{mismatch}");
+        assert!(mismatch.contains("ADVICE"), "{mismatch}");
+        let loopback = hint_for(true, "127.0.0.1", "db.internal").await;
+        assert!(
+            loopback.contains("it names 127.0.0.1, localhost, ::1 ("),
+            "{loopback}"
+        );
     }
 }

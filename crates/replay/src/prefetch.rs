@@ -6,7 +6,7 @@
 //! read ahead, each with what answering it needs (the event's stored JSON, when the
 //! recording let its events go; its response body, when small enough to be a sled
 //! value; its recorded request body, when it may be a JSON-RPC call whose id the answer
-//! carries). Serving takes an event's reading from the window; one outside it (a replay
+//! carries: a JSON request whose answer is JSON-RPC, or not read ahead). Serving takes an event's reading from the window; one outside it (a replay
 //! far out of order, the first request) is read on the blocking pool instead. The window
 //! starts at the first event not served, or half a window behind the highest served when
 //! one is never asked for, and is bounded in events and in bytes. An idle replay reads
@@ -66,7 +66,14 @@ impl Fetched {
                 f.body = Some(rec.body(&r)?);
             }
         }
-        if needs.request_json && small(needs.request.len) {
+        // Only a JSON-RPC answer carries the recorded request's id, to be swapped for the
+        // client's: an LLM call's request (tens of KiB) is not read for nothing. An answer
+        // not read here (none, large, in parts) cannot tell, so its request is read.
+        let jsonrpc_answer = f
+            .body
+            .as_ref()
+            .is_none_or(|b| memchr::memmem::find(b, b"\"jsonrpc\"").is_some());
+        if needs.request_json && small(needs.request.len) && jsonrpc_answer {
             f.request = Some(rec.body(&needs.request)?);
         }
         Ok(f)
@@ -551,51 +558,100 @@ mod tests {
         assert!(!n.request_json && n.response.is_none());
     }
 
+    /// Stores one call, its bodies and its event, as session "s" of `store`.
+    fn put_call(
+        store: &tapedeck_store::SledStore,
+        step: u64,
+        (method, url, headers): (&str, &str, &[(String, String)]),
+        request: &[u8],
+        (status, response): (u16, &[u8]),
+    ) {
+        use tapedeck_model::exchange::*;
+        use tapedeck_store::Store;
+        let body = |data: &[u8]| BodyRef {
+            b3: tapedeck_store::store_whole(store, data)
+                .unwrap()
+                .to_hex()
+                .to_string(),
+            len: data.len() as u64,
+            encoding: None,
+        };
+        let ev = Event {
+            step,
+            kind: Kind::Other,
+            key: String::new(),
+            rules: None,
+            agent: None,
+            request: RequestRecord {
+                method: method.into(),
+                url: url.into(),
+                version: "HTTP/1.1".into(),
+                headers: headers.to_vec(),
+                body: body(request),
+            },
+            response: Some(ResponseRecord {
+                status,
+                version: "HTTP/1.1".into(),
+                headers: headers.to_vec(),
+                body: body(response),
+                chunks: None,
+                complete: true,
+            }),
+            timing: Timing::default(),
+            error: None,
+            ws: None,
+            injected: None,
+        };
+        store.put_event("s", &ev).unwrap();
+    }
+
+    #[test]
+    fn a_json_request_is_read_ahead_only_when_its_answer_is_json_rpc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(tapedeck_store::SledStore::open(dir.path()).unwrap());
+        let json = [("content-type".to_string(), "application/json".to_string())];
+        let calls: [(&[u8], u16, &[u8]); 3] = [
+            (br#"{"model":"m","messages":[]}"#, 200, br#"{"choices":[]}"#),
+            (
+                br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+                200,
+                br#"{"jsonrpc":"2.0","id":3,"result":{}}"#,
+            ),
+            // A notification: answered 202 with no body, which cannot tell.
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                202,
+                b"",
+            ),
+        ];
+        for (i, (request, status, response)) in calls.iter().enumerate() {
+            let head = ("POST", "http://a.test/mcp", &json[..]);
+            put_call(&store, i as u64 + 1, head, request, (*status, response));
+        }
+        let rec = Recording::from_store_by_step(store, "s").unwrap();
+        let read: Vec<Option<Bytes>> = (0..calls.len())
+            .map(|i| Fetched::read(&rec, i).unwrap().request)
+            .collect();
+        assert_eq!(read[0], None, "an LLM call's request is not read");
+        assert_eq!(read[1].as_deref(), Some(calls[1].0));
+        assert_eq!(read[2].as_deref(), Some(calls[2].0));
+    }
+
     /// A session of `n` events in a real store, each answered `answer {i}`, its events
     /// left in the store as a long session's are.
     fn stored(dir: &std::path::Path, n: usize) -> Recording {
-        use tapedeck_model::exchange::*;
         use tapedeck_store::Store;
         let store = std::sync::Arc::new(tapedeck_store::SledStore::open(dir).unwrap());
-        let empty = tapedeck_store::store_whole(store.as_ref(), b"").unwrap();
         for i in 0..n {
-            let body = format!("answer {i}");
-            let h = tapedeck_store::store_whole(store.as_ref(), body.as_bytes()).unwrap();
-            let ev = Event {
-                step: i as u64 + 1,
-                kind: Kind::Other,
-                key: String::new(),
-                rules: None,
-                agent: None,
-                request: RequestRecord {
-                    method: "GET".into(),
-                    url: format!("http://a.test/{i}"),
-                    version: "HTTP/1.1".into(),
-                    headers: Vec::new(),
-                    body: BodyRef {
-                        b3: empty.to_hex().to_string(),
-                        len: 0,
-                        encoding: None,
-                    },
-                },
-                response: Some(ResponseRecord {
-                    status: 200,
-                    version: "HTTP/1.1".into(),
-                    headers: Vec::new(),
-                    body: BodyRef {
-                        b3: h.to_hex().to_string(),
-                        len: body.len() as u64,
-                        encoding: None,
-                    },
-                    chunks: None,
-                    complete: true,
-                }),
-                timing: Timing::default(),
-                error: None,
-                ws: None,
-                injected: None,
-            };
-            store.put_event("s", &ev).unwrap();
+            let url = format!("http://a.test/{i}");
+            let answer = format!("answer {i}");
+            put_call(
+                &store,
+                i as u64 + 1,
+                ("GET", &url, &[]),
+                b"",
+                (200, answer.as_bytes()),
+            );
         }
         store.commit().unwrap();
         Recording::from_store_by_step(store, "s").unwrap()
