@@ -109,6 +109,9 @@ pub struct MatchArgs {
     /// A JSON body path to leave out of matching (/a/b/0 or $.a.b[*].c).
     #[arg(long = "ignore-json-path", value_name = "PATH")]
     pub ignore_json_paths: Vec<String>,
+    /// A multipart form field whose content (and file name) is left out of matching.
+    #[arg(long = "ignore-part", value_name = "NAME")]
+    pub ignore_parts: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -133,6 +136,7 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
         ignore_headers: m.ignore_headers.clone(),
         ignore_query: m.ignore_query.clone(),
         ignore_json_paths: m.ignore_json_paths.clone(),
+        ignore_parts: m.ignore_parts.clone(),
         stateful_hosts: Vec::new(),
         inject: Vec::new(),
     }

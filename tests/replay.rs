@@ -1340,3 +1340,62 @@ async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
     assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
     r.stop();
 }
+
+/// A form field that differs on every run (a timestamp the client stamps its upload
+/// with) makes the upload a miss, until `--ignore-part` leaves its content out: the
+/// tapedeck binary, a real upstream, reqwest's multipart forms.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ignored_form_field_lets_an_upload_stamped_anew_replay() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let audio: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let stamped = |at: &str| upload_form("whisper-1", &audio).text("uploaded_at", at.to_string());
+    let d = record(&dirs, &up, "stamped");
+    let url = up.url("/upload");
+    let c = client(&d, &dirs);
+    let r = c
+        .post(&url)
+        .multipart(stamped("1764582000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let recorded = r.text().await.unwrap();
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    up.stop();
+
+    let r = replay(&dirs, "stamped", &[]);
+    let c = client(&r, &dirs);
+    let resp = c
+        .post(&url)
+        .multipart(stamped("1764582977"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+    r.stop();
+
+    let r = replay(&dirs, "stamped", &["--ignore-part", "uploaded_at"]);
+    let c = client(&r, &dirs);
+    let resp = c
+        .post(&url)
+        .multipart(stamped("1764582977"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("x-tapedeck-miss").is_none(), "{resp:?}");
+    assert_eq!(resp.text().await.unwrap(), recorded);
+    // The file still counts.
+    let mut other = audio.clone();
+    other[7] ^= 1;
+    let resp = c
+        .post(&url)
+        .multipart(upload_form("whisper-1", &other).text("uploaded_at", "1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+    let (_, err) = r.stop();
+    assert!(err.contains("served 1/1 events, 1 miss"), "{err}");
+}

@@ -274,6 +274,8 @@ pub struct Rules {
     pub ignore_headers: Vec<String>,
     pub ignore_query: Vec<String>,
     pub ignore_json_paths: Vec<JsonPath>,
+    /// Multipart form fields whose content takes no part in matching (`--ignore-part`).
+    pub ignore_parts: Vec<String>,
     /// Whether per-message ids (a JSON-RPC `id`, a WebSocket message's `event_id`) take
     /// part in matching; by default they do not, and replay answers with the client's own.
     pub match_message_ids: bool,
@@ -305,6 +307,7 @@ impl Default for Rules {
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),
             ignore_json_paths: Vec::new(),
+            ignore_parts: Vec::new(),
             match_message_ids: false,
             kinds: Vec::new(),
             tool_names: Vec::new(),
@@ -325,6 +328,7 @@ pub struct RuleArgs {
     pub ignore_headers: Vec<String>,
     pub ignore_query: Vec<String>,
     pub ignore_json_paths: Vec<String>,
+    pub ignore_parts: Vec<String>,
     pub stateful_hosts: Vec<String>,
     /// `--inject MATCH=ACTION`, after the file's `[[inject]]` rules.
     pub inject: Vec<String>,
@@ -387,6 +391,8 @@ struct FileMatch {
     ignore_query: Vec<String>,
     #[serde(default)]
     ignore_json_paths: Vec<String>,
+    #[serde(default)]
+    ignore_parts: Vec<String>,
     #[serde(default)]
     message_ids: bool,
 }
@@ -528,6 +534,15 @@ impl Rules {
         {
             r.ignore_json_paths.push(JsonPath::parse(p)?);
         }
+        r.ignore_parts.extend(
+            file.matching
+                .ignore_parts
+                .into_iter()
+                .chain(args.ignore_parts.clone())
+                .map(|p| p.trim().to_string()),
+        );
+        r.ignore_parts.sort();
+        r.ignore_parts.dedup();
         r.match_message_ids = file.matching.message_ids;
         for k in file.kind {
             let kind = match k.kind.to_ascii_lowercase().as_str() {
@@ -600,6 +615,15 @@ impl Rules {
                 .collect::<Vec<_>>(),
         ])
         .to_string();
+        // Added after recordings were made: only a rule set that ignores parts differs
+        // from what it fingerprinted before.
+        let text = match self.ignore_parts.is_empty() {
+            true => text,
+            false => format!(
+                "{text}{}",
+                serde_json::json!({"ignore_parts": self.ignore_parts})
+            ),
+        };
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
 

@@ -154,13 +154,14 @@ fn canonical_body(
     body: &[u8],
     json: Option<Box<RawValue>>,
     content_type: Option<&str>,
+    rules: &Rules,
 ) -> CanonicalBody {
     match json {
         _ if body.is_empty() => CanonicalBody::Empty,
         Some(text) => CanonicalBody::Json(text),
         None => match content_type
             .and_then(multipart_boundary)
-            .and_then(|b| multipart_parts(body, &b))
+            .and_then(|b| multipart_parts(body, &b, &rules.ignore_parts))
         {
             Some(parts) => CanonicalBody::Multipart { parts },
             None => CanonicalBody::Bytes {
@@ -185,10 +186,22 @@ pub fn multipart_boundary(content_type: &str) -> Option<String> {
     })
 }
 
+/// The form field a part's `Content-Disposition` names (`form-data; name="audio"`).
+fn part_name(headers: &[(String, String)]) -> Option<String> {
+    let (_, value) = headers.iter().find(|(n, _)| n == "content-disposition")?;
+    value.split(';').skip(1).find_map(|param| {
+        let (key, v) = param.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("name")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
 /// The parts of a multipart body (RFC 2046 §5.1.1), or `None` when it is not one: no
 /// opening or closing delimiter, or a part whose headers do not parse. Such a body is
-/// matched by its bytes, as before.
-fn multipart_parts(body: &[u8], boundary: &str) -> Option<Vec<CanonicalPart>> {
+/// matched by its bytes, as before. A part whose form field is one of `ignored` takes
+/// part by its name alone: its content, file name and other headers do not.
+fn multipart_parts(body: &[u8], boundary: &str, ignored: &[String]) -> Option<Vec<CanonicalPart>> {
     use memchr::memmem;
     let delimiter = format!("\r\n--{boundary}");
     // The first delimiter opens the body, or follows a preamble (ignored).
@@ -228,9 +241,19 @@ fn multipart_parts(body: &[u8], boundary: &str) -> Option<Vec<CanonicalPart>> {
             })
             .collect();
         headers.sort();
-        parts.push(CanonicalPart {
-            headers,
-            b3: blake3::hash(&part[head_len..]).to_hex().to_string(),
+        let name = part_name(&headers).filter(|n| ignored.iter().any(|i| i == n));
+        parts.push(match name {
+            Some(name) => CanonicalPart {
+                headers: vec![(
+                    "content-disposition".into(),
+                    format!("form-data; name=\"{name}\""),
+                )],
+                b3: String::new(),
+            },
+            None => CanonicalPart {
+                headers,
+                b3: blake3::hash(&part[head_len..]).to_hex().to_string(),
+            },
         });
         rest = &rest[end + delimiter.len()..];
     }
@@ -250,7 +273,7 @@ pub fn canonical(
         method,
         UrlParts::parse(url),
         headers,
-        canonical_body(body, json.map(|j| j.text), ct),
+        canonical_body(body, json.map(|j| j.text), ct, rules),
         rules,
     )
 }
@@ -362,7 +385,7 @@ pub fn identify(
             let names_model = json.as_ref().is_some_and(|j| j.names_model);
             let kind =
                 super::kind::classify_named(method, &parts.host, &parts.path, names_model, rules);
-            (kind, canonical_body(b, json.map(|j| j.text), ct))
+            (kind, canonical_body(b, json.map(|j| j.text), ct, rules))
         }
         KeyBody::Large(b3) => (
             super::kind::classify_named(method, &parts.host, &parts.path, false, rules),
@@ -540,6 +563,62 @@ mod tests {
     }
 
     #[test]
+    fn an_ignored_form_field_matches_by_its_name_alone() {
+        let key = |body: &[u8], ignore: &[&str]| {
+            let args = RuleArgs {
+                ignore_parts: ignore.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            };
+            let rules = Rules::from_toml("", &args).unwrap();
+            let ct = "multipart/form-data; boundary=b";
+            let hs = h(&[("content-type", ct)]);
+            let url = "https://uploads.test/v1/files";
+            identify("POST", url, &hs, KeyBody::Whole(body), &rules).1
+        };
+        let audio: &[u8] = &[0, 1, 2, 255];
+        let at = |ts: &[u8], file: &str| {
+            form(
+                "b",
+                &[("uploaded_at", None, ts), ("file", Some(file), audio)],
+                "",
+            )
+        };
+        let (a, b) = (at(b"1764582000", "a.wav"), at(b"1764582977", "a.wav"));
+        assert_ne!(
+            key(&a, &[]),
+            key(&b, &[]),
+            "by default every part's content counts"
+        );
+        assert_eq!(key(&a, &["uploaded_at"]), key(&b, &["uploaded_at"]));
+        // An ignored file part: neither its content nor its (temporary) file name.
+        let renamed = form(
+            "b",
+            &[
+                ("uploaded_at", None, b"1764582000"),
+                ("file", Some("tmp83jd.wav"), b"other bytes"),
+            ],
+            "",
+        );
+        assert_ne!(key(&a, &["uploaded_at"]), key(&renamed, &["uploaded_at"]));
+        assert_eq!(key(&a, &["file"]), key(&renamed, &["file"]));
+        // The field must still be there, in its place.
+        let without = form("b", &[("file", Some("a.wav"), audio)], "");
+        assert_ne!(key(&a, &["uploaded_at"]), key(&without, &["uploaded_at"]));
+        // Rules that ignore a part compute other keys, so they fingerprint apart; rules
+        // that ignore none keep the fingerprint recordings were made under.
+        let rules = |ignore: &[&str]| {
+            let args = RuleArgs {
+                ignore_parts: ignore.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            };
+            Rules::from_toml("", &args).unwrap().match_fingerprint()
+        };
+        assert_ne!(rules(&["uploaded_at"]), rules(&[]));
+        // (The default rules' fingerprint as recordings before `--ignore-part` carry it.)
+        assert_eq!(rules(&[]), "d250d7022ed0bf25");
+    }
+
+    #[test]
     fn a_multipart_body_matches_by_its_parts_whatever_its_boundary() {
         let audio: &[u8] = &[0, 1, 2, 255, 13, 10, 45, 45];
         let fields = [
@@ -596,9 +675,9 @@ mod tests {
         let good = form("zz", &[("a", None, b"1")], "");
         // No close delimiter: not a multipart body, so its bytes (boundary and all) count.
         let cut = &good[..good.len() - 6];
-        assert!(multipart_parts(cut, "zz").is_none());
-        assert!(multipart_parts(b"no delimiter at all", "zz").is_none());
-        let parts = multipart_parts(&good, "zz").unwrap();
+        assert!(multipart_parts(cut, "zz", &[]).is_none());
+        assert!(multipart_parts(b"no delimiter at all", "zz", &[]).is_none());
+        let parts = multipart_parts(&good, "zz", &[]).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].b3, blake3::hash(b"1").to_hex().to_string());
         assert_eq!(
