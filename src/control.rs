@@ -354,8 +354,14 @@ impl Control {
                 }
                 body::json(StatusCode::OK, &v)
             }
-            ["sessions"] => match &self.store {
-                Some(store) => match store.sessions() {
+            ["sessions"] => match self.store.clone() {
+                // A scan of the store: on the blocking pool, as every store read here.
+                Some(store) => match tokio::task::spawn_blocking(move || {
+                    store.sessions().map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+                {
                     Ok(mut list) => {
                         if let Some(only) = &self.only {
                             list.retain(|s| &s.name == only);
@@ -365,7 +371,7 @@ impl Control {
                             &serde_json::to_value(list).unwrap_or_default(),
                         )
                     }
-                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
                 },
                 None => body::json(StatusCode::OK, &json!([])),
             },
