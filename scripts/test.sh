@@ -209,13 +209,12 @@ declare -A NEEDS=([e2e]="setup-python setup-node build" [wire]="setup-python bui
 # phoenix, and the debug build and the venvs once only fuzz (which builds apart) is left.
 prune_after() {
   [[ ${TAPEDECK_PRUNE:-0} == 1 ]] || return 0
-  local done_stage=$1 rest=("${@:2}") gone=() r
+  local done_stage=$1 later=" ${*:2} " gone=() r
   case $done_stage in
     clients) gone+=("$ROOT/target/clients") ;;
     phoenix) gone+=("$ROOT/target/phoenix-venv") ;;
   esac
-  for r in "${rest[@]}"; do [[ $r == fuzz ]] || { rest=(); r=busy; break; }; done
-  if [[ ${r:-} != busy ]]; then
+  if [[ $later == "  " || $later == " fuzz " ]]; then
     gone+=("$CARGO_TARGET_DIR/debug" "$VENV" "$UI_VENV" "$ROOT/target/clients" "$ROOT/target/phoenix-venv")
   fi
   for r in "${gone[@]}"; do

@@ -1349,16 +1349,16 @@ async fn an_ignored_form_field_lets_an_upload_stamped_anew_replay() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let audio: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let stamped = |at: &str| upload_form("whisper-1", &audio).text("uploaded_at", at.to_string());
-    let d = record(&dirs, &up, "stamped");
+    let stamped = |audio: &[u8], at: &str| {
+        upload_form("whisper-1", audio).text("uploaded_at", at.to_string())
+    };
     let url = up.url("/upload");
-    let c = client(&d, &dirs);
-    let r = c
-        .post(&url)
-        .multipart(stamped("1764582000"))
-        .send()
-        .await
-        .unwrap();
+    let upload = |c: reqwest::Client, form: reqwest::multipart::Form| {
+        let req = c.post(&url).multipart(form);
+        async move { req.send().await.unwrap() }
+    };
+    let d = record(&dirs, &up, "stamped");
+    let r = upload(client(&d, &dirs), stamped(&audio, "1764582000")).await;
     assert_eq!(r.status(), 200);
     let recorded = r.text().await.unwrap();
     let (code, err) = d.stop();
@@ -1366,35 +1366,19 @@ async fn an_ignored_form_field_lets_an_upload_stamped_anew_replay() {
     up.stop();
 
     let r = replay(&dirs, "stamped", &[]);
-    let c = client(&r, &dirs);
-    let resp = c
-        .post(&url)
-        .multipart(stamped("1764582977"))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload(client(&r, &dirs), stamped(&audio, "1764582977")).await;
     assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
     r.stop();
 
     let r = replay(&dirs, "stamped", &["--ignore-part", "uploaded_at"]);
     let c = client(&r, &dirs);
-    let resp = c
-        .post(&url)
-        .multipart(stamped("1764582977"))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload(c.clone(), stamped(&audio, "1764582977")).await;
     assert!(resp.headers().get("x-tapedeck-miss").is_none(), "{resp:?}");
     assert_eq!(resp.text().await.unwrap(), recorded);
     // The file still counts.
     let mut other = audio.clone();
     other[7] ^= 1;
-    let resp = c
-        .post(&url)
-        .multipart(upload_form("whisper-1", &other).text("uploaded_at", "1"))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload(c, stamped(&other, "1")).await;
     assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
     let (_, err) = r.stop();
     assert!(err.contains("served 1/1 events, 1 miss"), "{err}");

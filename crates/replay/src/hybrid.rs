@@ -767,13 +767,10 @@ impl Replayer {
             arrived,
             answered: Instant::now(),
         };
-        let this = self.clone();
+        let (this, fork) = (self.clone(), h.fork.clone());
         let (ev, injection) = (ev.clone(), injection.cloned());
         let copied = tokio::task::spawn_blocking(move || {
-            if let Some(h) = &this.hybrid {
-                h.fork
-                    .served(&this.rec, step, &ev, span, injection.as_ref());
-            }
+            fork.served(&this.rec, step, &ev, span, injection.as_ref())
         });
         if let Err(e) = copied.await {
             tracing::error!("fork {}: copying step {step} failed: {e}", h.fork.name());
