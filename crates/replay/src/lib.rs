@@ -568,12 +568,7 @@ impl Replayer {
         };
         // In memory, or read ahead with the rest (the recording let its events go).
         let ev = match fetched.event.take() {
-            Some(json) => match self.rec.decode_event(i, &json) {
-                Ok(ev) => std::borrow::Cow::Owned(ev),
-                Err(e) => {
-                    return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
-                }
-            },
+            Some(ev) => std::borrow::Cow::Owned(*ev),
             None => match self.rec.event(i) {
                 Ok(ev) => ev,
                 Err(e) => {

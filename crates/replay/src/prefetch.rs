@@ -3,8 +3,8 @@
 //!
 //! A replay serves a recording in about its recorded order, so what comes next is known:
 //! the events just after the ones being served. A reader thread keeps a window of them
-//! read ahead, each with what answering it needs (the event's stored JSON, when the
-//! recording let its events go; its response body, when small enough to be a sled
+//! read ahead, each with what answering it needs (the event, read and decoded, when
+//! the recording let its events go; its response body, when small enough to be a sled
 //! value; its recorded request body, when it may be a JSON-RPC call whose id the answer
 //! carries: a JSON request whose answer is JSON-RPC, or not read ahead). Serving takes an event's reading from the window; one outside it (a replay
 //! far out of order, the first request) is read on the blocking pool instead. The window
@@ -15,7 +15,6 @@
 //! The reader wakes for a quarter window of room, not per request, and runs at a lower
 //! priority than the serving threads: refilling the window never holds up a request.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
@@ -33,9 +32,11 @@ const MAX_BYTES: usize = 16 << 20;
 /// What serving one event needs from the store, read.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
-    /// The event as stored (JSON, decoded where it is served), when the recording does
-    /// not hold it in memory.
-    pub event: Option<Bytes>,
+    /// The event, decoded here, when the recording does not hold it in memory: the
+    /// thread serving it decodes nothing.
+    pub event: Option<Box<Event>>,
+    /// The size of its stored JSON (what it counts against the window's bound).
+    event_len: usize,
     /// Its response body, when it is small (a larger one streams from its file).
     pub body: Option<Bytes>,
     /// The parts of a large response body, to read one at a time.
@@ -47,16 +48,13 @@ pub(crate) struct Fetched {
 impl Fetched {
     /// Reads what serving event `i` of `rec` needs. Blocking: call it off the runtime.
     pub(crate) fn read(rec: &Recording, i: usize) -> Result<Fetched, StoreError> {
-        let mut f = Fetched {
-            event: rec.event_json(i)?,
-            ..Fetched::default()
-        };
+        let mut f = Fetched::default();
+        if let Some(json) = rec.event_json(i)? {
+            f.event_len = json.len();
+            f.event = Some(Box::new(rec.decode_event(i, &json)?));
+        }
         let needs = match &f.event {
-            Some(json) => match serde_json::from_slice::<Skim>(json) {
-                Ok(skim) => Needs::from(skim),
-                // Decoded whole, it says what is wrong (or it was only the skim).
-                Err(_) => Needs::of(&rec.decode_event(i, json)?),
-            },
+            Some(ev) => Needs::of(ev),
             None => Needs::of(&*rec.event(i)?),
         };
         let small = |len: u64| len > 0 && len < tapedeck_store::FILE_BLOB_MIN as u64;
@@ -81,10 +79,11 @@ impl Fetched {
 
     /// The bytes it holds (what counts against the window's bound).
     fn bytes(&self) -> usize {
-        [&self.event, &self.body, &self.request]
-            .iter()
-            .map(|b| b.as_ref().map_or(0, Bytes::len))
-            .sum()
+        self.event_len
+            + [&self.body, &self.request]
+                .iter()
+                .map(|b| b.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
     }
 }
 
@@ -107,76 +106,8 @@ impl Needs {
                 .is_some_and(|r| has_no_body(&ev.request.method, r.status)),
             response: ev.response.as_ref().map(|r| r.body.clone()),
             request: ev.request.body.clone(),
-            request_json: is_json(header(&ev.request.headers, "content-type")),
-        }
-    }
-}
-
-fn is_json(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|c| c.contains("json"))
-}
-
-/// An event's JSON skimmed for [`Needs`]: strings borrowed, everything else skipped, so
-/// the reader does not build the whole event only to drop it (the thread serving it
-/// decodes it, once).
-#[derive(serde::Deserialize)]
-struct Skim<'a> {
-    #[serde(borrow)]
-    request: SkimRequest<'a>,
-    #[serde(borrow, default)]
-    response: Option<SkimResponse<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimRequest<'a> {
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
-    #[serde(borrow)]
-    body: SkimBody<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimResponse<'a> {
-    status: u16,
-    #[serde(borrow)]
-    body: SkimBody<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct SkimBody<'a> {
-    #[serde(borrow)]
-    b3: Cow<'a, str>,
-    len: u64,
-}
-
-impl From<SkimBody<'_>> for BodyRef {
-    fn from(b: SkimBody<'_>) -> BodyRef {
-        BodyRef {
-            b3: b.b3.into_owned(),
-            len: b.len,
-            encoding: None,
-        }
-    }
-}
-
-impl From<Skim<'_>> for Needs {
-    fn from(s: Skim<'_>) -> Needs {
-        let content_type = s
-            .request
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.as_ref());
-        Needs {
-            no_body: s
-                .response
-                .as_ref()
-                .is_some_and(|r| has_no_body(&s.request.method, r.status)),
-            request_json: is_json(content_type),
-            response: s.response.map(|r| r.body.into()),
-            request: s.request.body.into(),
+            request_json: header(&ev.request.headers, "content-type")
+                .is_some_and(|c| c.contains("json")),
         }
     }
 }
@@ -493,71 +424,6 @@ mod tests {
         assert_eq!(p.shared.state.lock().unwrap().ready.bytes, 0);
     }
 
-    #[test]
-    fn skimming_an_event_finds_the_bodies_decoding_it_would() {
-        use tapedeck_model::exchange::*;
-        let body = |b3: &str, len| BodyRef {
-            b3: b3.into(),
-            len,
-            encoding: Some("gzip".into()),
-        };
-        let mut ev = Event {
-            step: 3,
-            kind: Kind::Tool,
-            key: "k".into(),
-            rules: None,
-            agent: Some("a \"quoted\" agent".into()),
-            request: RequestRecord {
-                method: "POST".into(),
-                url: "http://a.test/x?q=\u{e9}".into(),
-                version: "HTTP/1.1".into(),
-                // An escaped value is read as an owned string, not borrowed.
-                headers: vec![(
-                    "Content-Type".into(),
-                    "application/json; profile=\"x\\y\"".into(),
-                )],
-                body: body("aa", 12),
-            },
-            response: Some(ResponseRecord {
-                status: 200,
-                version: "HTTP/1.1".into(),
-                headers: vec![("x".into(), "y".into())],
-                body: body("bb", 34),
-                chunks: Some(vec![Chunk {
-                    at_ms: 1.5,
-                    len: 34,
-                }]),
-                complete: true,
-            }),
-            timing: Timing::default(),
-            error: None,
-            ws: None,
-            injected: None,
-        };
-        let same = |ev: &Event| {
-            let json = serde_json::to_vec(ev).unwrap();
-            let skim = Needs::from(serde_json::from_slice::<Skim>(&json).unwrap());
-            let full = Needs::of(ev);
-            assert_eq!(skim.no_body, full.no_body);
-            assert_eq!(skim.request_json, full.request_json);
-            assert_eq!(skim.request.b3, full.request.b3);
-            assert_eq!(skim.request.len, full.request.len);
-            assert_eq!(
-                skim.response.map(|r| (r.b3, r.len)),
-                full.response.as_ref().map(|r| (r.b3.clone(), r.len))
-            );
-            full
-        };
-        let n = same(&ev);
-        assert!(n.request_json && !n.no_body);
-        ev.request.method = "HEAD".into();
-        assert!(same(&ev).no_body);
-        ev.response = None;
-        ev.request.headers.clear();
-        let n = same(&ev);
-        assert!(!n.request_json && n.response.is_none());
-    }
-
     /// Stores one call, its bodies and its event, as session "s" of `store`.
     fn put_call(
         store: &tapedeck_store::SledStore,
@@ -710,8 +576,7 @@ mod tests {
         assert!(owner.ahead.take(0).is_none(), "served before it was read");
         eventually("a full window", || owner.ahead.ready() == WINDOW);
         let check = |i: usize, f: Fetched| {
-            let json = f.event.expect("a released session's event is read ahead");
-            let ev = owner.rec.decode_event(i, &json).unwrap();
+            let ev = f.event.expect("a released session's event is read ahead");
             assert_eq!(ev.step, i as u64 + 1);
             assert_eq!(f.body.as_deref(), Some(format!("answer {i}").as_bytes()));
         };

@@ -352,9 +352,15 @@ fn normalize_content_type(v: &str) -> String {
 
 impl Canonical {
     pub fn key(&self) -> String {
-        // Hashed as it is written: a large body's canonical text is not copied again.
+        // Hashed as it is written, through a small buffer: a large body's canonical text
+        // is not copied whole, and the hasher is not fed one JSON token at a time (each
+        // `update` has a fixed cost that dwarfs a token's bytes).
         let mut h = blake3::Hasher::new();
-        let _ = serde_json::to_writer(&mut h, self);
+        {
+            let mut w = std::io::BufWriter::with_capacity(8192, &mut h);
+            let _ = serde_json::to_writer(&mut w, self);
+            let _ = std::io::Write::flush(&mut w);
+        }
         h.finalize().to_hex().to_string()
     }
 }
