@@ -579,7 +579,7 @@ impl Replayer {
             .await;
         let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
             got.kind,
-            route(got.method, got.url),
+            || route(got.method, got.url),
             seen.key,
         );
         let miss = match taken {

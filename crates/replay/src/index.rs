@@ -208,12 +208,18 @@ impl TraceIndex {
     }
 
     /// Takes the event a request with `key` may have, or says why none; `kind` and
-    /// `route` only help a miss name the event the request resembles.
-    pub fn take(&mut self, kind: Kind, route: u64, key: &str) -> Result<usize, Miss> {
+    /// `route` only help a miss name the event the request resembles (`route` is
+    /// computed only then).
+    pub fn take(
+        &mut self,
+        kind: Kind,
+        route: impl FnOnce() -> u64,
+        key: &str,
+    ) -> Result<usize, Miss> {
         let Some(&id) = self.key_ids.get(&key_id(key)) else {
             return Err(Miss {
                 kind: MissKind::Unrecorded,
-                expected: self.similar(kind, route),
+                expected: self.similar(kind, route()),
                 later: None,
                 blocked: None,
             });
@@ -221,7 +227,7 @@ impl TraceIndex {
         let Some(i) = self.first_of_key(id) else {
             return Err(Miss {
                 kind: MissKind::Exhausted,
-                expected: self.similar(kind, route),
+                expected: self.similar(kind, route()),
                 later: None,
                 blocked: None,
             });
@@ -380,7 +386,7 @@ mod tests {
         let slots = (1..=4).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[], &[], &[]]));
         for k in ["k4", "k2", "k1", "k3"] {
-            ix.take(Kind::Tool, 0, k).unwrap();
+            ix.take(Kind::Tool, || 0, k).unwrap();
         }
         assert_eq!(ix.reorders().count, 2);
         assert_eq!(ix.reorders().first, vec![(4, 1), (2, 1)]);
@@ -391,15 +397,15 @@ mod tests {
         // Step 3 carries step 2's id; step 2 carries step 1's.
         let slots = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[1], &[2]]));
-        let m = ix.take(Kind::Tool, 0, "k3").unwrap_err();
+        let m = ix.take(Kind::Tool, || 0, "k3").unwrap_err();
         assert_eq!(m.kind, MissKind::OutOfOrder);
         assert_eq!(m.later, Some(2));
         assert_eq!(m.expected, Some(1));
         assert!(matches!(m.blocked, Some(Blocked::Dep(d)) if d.on == 1));
-        assert_eq!(ix.take(Kind::Tool, 0, "k1").unwrap(), 0);
-        assert!(ix.take(Kind::Tool, 0, "k3").is_err());
-        assert_eq!(ix.take(Kind::Tool, 0, "k2").unwrap(), 1);
-        assert_eq!(ix.take(Kind::Tool, 0, "k3").unwrap(), 2);
+        assert_eq!(ix.take(Kind::Tool, || 0, "k1").unwrap(), 0);
+        assert!(ix.take(Kind::Tool, || 0, "k3").is_err());
+        assert_eq!(ix.take(Kind::Tool, || 0, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, || 0, "k3").unwrap(), 2);
         assert_eq!(ix.reorders().count, 0);
     }
 
@@ -408,13 +414,13 @@ mod tests {
         let slots = vec![slot(1, "poll"), slot(2, "poll"), slot(3, "poll")];
         for order in [Order::Causal, Order::Strict, Order::Any] {
             let mut ix = TraceIndex::new(slots.clone(), order, Graph::default());
-            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 0);
-            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 1);
-            assert_eq!(ix.take(Kind::Tool, 0, "poll").unwrap(), 2);
-            let m = ix.take(Kind::Tool, 0, "poll").unwrap_err();
+            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 0);
+            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 1);
+            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 2);
+            let m = ix.take(Kind::Tool, || 0, "poll").unwrap_err();
             assert_eq!(m.kind, MissKind::Exhausted);
             assert_eq!(
-                ix.take(Kind::Tool, 0, "zzz").unwrap_err().kind,
+                ix.take(Kind::Tool, || 0, "zzz").unwrap_err().kind,
                 MissKind::Unrecorded
             );
         }
@@ -426,25 +432,25 @@ mod tests {
         slots[0].lane = Some(0);
         slots[2].lane = Some(0);
         let mut ix = TraceIndex::new(slots, Order::Causal, Graph::default());
-        let m = ix.take(Kind::Tool, 0, "k3").unwrap_err();
+        let m = ix.take(Kind::Tool, || 0, "k3").unwrap_err();
         assert_eq!(m.blocked, Some(Blocked::Stateful { first: 0 }));
-        assert_eq!(ix.take(Kind::Tool, 0, "k2").unwrap(), 1);
-        assert_eq!(ix.take(Kind::Tool, 0, "k1").unwrap(), 0);
-        assert_eq!(ix.take(Kind::Tool, 0, "k3").unwrap(), 2);
+        assert_eq!(ix.take(Kind::Tool, || 0, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, || 0, "k1").unwrap(), 0);
+        assert_eq!(ix.take(Kind::Tool, || 0, "k3").unwrap(), 2);
     }
 
     #[test]
     fn strict_is_one_cursor_and_any_is_the_key_alone() {
         let slots: Vec<Slot> = (1..=2).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut strict = TraceIndex::new(slots.clone(), Order::Strict, Graph::default());
-        let m = strict.take(Kind::Tool, 0, "k2").unwrap_err();
+        let m = strict.take(Kind::Tool, || 0, "k2").unwrap_err();
         assert_eq!(
             (m.kind, m.blocked),
             (MissKind::OutOfOrder, Some(Blocked::Sequence))
         );
         assert_eq!(m.expected, Some(0));
         let mut any = TraceIndex::new(slots, Order::Any, graph(&[&[], &[1]]));
-        assert_eq!(any.take(Kind::Tool, 0, "k2").unwrap(), 1);
+        assert_eq!(any.take(Kind::Tool, || 0, "k2").unwrap(), 1);
     }
 
     #[test]
@@ -454,11 +460,11 @@ mod tests {
         let ix = TraceIndex::new(slots, Order::Causal, Graph::default());
         let mut ix = ix;
         assert_eq!(
-            ix.take(Kind::Tool, 7, "other").unwrap_err().expected,
+            ix.take(Kind::Tool, || 7, "other").unwrap_err().expected,
             Some(2)
         );
         assert_eq!(
-            ix.take(Kind::Llm, 9, "other").unwrap_err().expected,
+            ix.take(Kind::Llm, || 9, "other").unwrap_err().expected,
             Some(0)
         );
     }
@@ -477,7 +483,7 @@ mod tests {
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&refs));
         for i in 0..100_000u64 {
             assert_eq!(
-                ix.take(Kind::Tool, 0, &format!("k{i}")).unwrap(),
+                ix.take(Kind::Tool, || 0, &format!("k{i}")).unwrap(),
                 i as usize
             );
         }

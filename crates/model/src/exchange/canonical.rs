@@ -352,16 +352,50 @@ fn normalize_content_type(v: &str) -> String {
 
 impl Canonical {
     pub fn key(&self) -> String {
-        // Hashed as it is written, through a small buffer: a large body's canonical text
-        // is not copied whole, and the hasher is not fed one JSON token at a time (each
-        // `update` has a fixed cost that dwarfs a token's bytes).
-        let mut h = blake3::Hasher::new();
-        {
-            let mut w = std::io::BufWriter::with_capacity(8192, &mut h);
-            let _ = serde_json::to_writer(&mut w, self);
-            let _ = std::io::Write::flush(&mut w);
+        // Hashed as it is written, through a buffer on the stack: a large body's
+        // canonical text is not copied whole, and the hasher is not fed one JSON token at
+        // a time (each `update` has a fixed cost that dwarfs a token's bytes).
+        let mut w = Hashing {
+            hasher: blake3::Hasher::new(),
+            buf: [0; 2048],
+            at: 0,
+        };
+        let _ = serde_json::to_writer(&mut w, self);
+        w.flush_buf();
+        w.hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// Feeds blake3 through a buffer on the stack.
+struct Hashing {
+    hasher: blake3::Hasher,
+    buf: [u8; 2048],
+    at: usize,
+}
+
+impl Hashing {
+    fn flush_buf(&mut self) {
+        self.hasher.update(&self.buf[..self.at]);
+        self.at = 0;
+    }
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.at + data.len() > self.buf.len() {
+            self.flush_buf();
         }
-        h.finalize().to_hex().to_string()
+        if data.len() >= self.buf.len() {
+            self.hasher.update(data);
+        } else {
+            self.buf[self.at..self.at + data.len()].copy_from_slice(data);
+            self.at += data.len();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -414,6 +448,25 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_key_is_the_blake3_of_the_canonical_json_whatever_its_size() {
+        let rules = Rules::default();
+        let json = |n: usize| format!(r#"{{"model":"m","input":"{}"}}"#, "x".repeat(n));
+        let plain = |n: usize| "y".repeat(n).into_bytes();
+        let ct = |t: &str| h(&[("content-type", t)]);
+        // Around the hashing buffer's size, under and over, JSON and opaque bodies.
+        for n in [0, 1, 2000, 2047, 2048, 2049, 5000, 70_000] {
+            for (headers, body) in [
+                (ct("application/json"), json(n).into_bytes()),
+                (ct("application/octet-stream"), plain(n)),
+            ] {
+                let c = canonical("POST", "https://a.test/v1/x?q=1", &headers, &body, &rules);
+                let whole = blake3::hash(&serde_json::to_vec(&c).unwrap());
+                assert_eq!(c.key(), whole.to_hex().to_string(), "body of {n} bytes");
+            }
+        }
     }
 
     #[test]
