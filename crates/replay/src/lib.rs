@@ -567,16 +567,20 @@ impl Replayer {
             }
         };
         // In memory, or read ahead with the rest (the recording let its events go).
-        let ev = match fetched.event.take() {
-            Some(ev) => std::borrow::Cow::Owned(*ev),
+        let decoded = fetched.event.take();
+        let kept;
+        let ev: &Event = match &decoded {
+            Some(ev) => ev,
             None => match self.rec.event(i) {
-                Ok(ev) => ev,
+                Ok(ev) => {
+                    kept = ev;
+                    &kept
+                }
                 Err(e) => {
                     return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
                 }
             },
         };
-        let ev = &*ev;
         tracing::debug!("served step {} for {method} {url}", ev.step);
         if let Some(d) = injection.as_ref().and_then(Injection::delay) {
             tokio::time::sleep(d).await;
@@ -621,6 +625,9 @@ impl Replayer {
         }
         self.fork_served(step, ev, arrived, injection.as_ref())
             .await;
+        if let Some(ev) = decoded {
+            self.prefetch.bury(ev);
+        }
         resp
     }
 

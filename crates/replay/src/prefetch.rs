@@ -189,6 +189,8 @@ struct State {
     len: usize,
     /// Something was served: an idle replay reads nothing ahead (and holds nothing).
     serving: bool,
+    /// Events the reader decoded, served: it frees them (see [`Prefetch::bury`]).
+    spent: Vec<Box<Event>>,
     /// The reader is waiting for room.
     idle: bool,
     stop: bool,
@@ -252,6 +254,21 @@ impl Prefetch {
             .name("tapedeck-read-ahead".into())
             .spawn(move || shared.run(&owner, rec))
             .map(drop)
+    }
+
+    /// Hands back an event the reader decoded, once it is served, for the reader to free
+    /// on the thread that allocated it: mimalloc frees a block from another thread on a
+    /// slower path, and the owner pays again to collect it (together about 3 % of a
+    /// replay's time when the serving threads freed them). Past a window of them
+    /// waiting, the caller frees it.
+    pub(crate) fn bury(&self, ev: Box<Event>) {
+        let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.spent.len() < WINDOW {
+            s.spent.push(ev);
+            return;
+        }
+        drop(s);
+        drop(ev);
     }
 
     /// Takes what was read ahead for event `i`, which is being served now (each event
@@ -330,12 +347,21 @@ fn lower_priority() {}
 impl Shared {
     fn run<T>(&self, owner: &Weak<T>, rec: fn(&T) -> &Recording) {
         lower_priority();
+        let mut spent = Vec::new();
         loop {
             let i = {
                 let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
                     if s.stop {
                         return;
+                    }
+                    if !s.spent.is_empty() {
+                        // Freed outside the lock; the two lists trade buffers.
+                        std::mem::swap(&mut spent, &mut s.spent);
+                        drop(s);
+                        spent.clear();
+                        s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        continue;
                     }
                     if let Some(i) = s.want() {
                         s.next = i + 1;

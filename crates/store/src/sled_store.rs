@@ -75,9 +75,24 @@ fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), EventDamage
         Some(b'{') => (value, blake3::hash(value), false),
         _ => return Err(EventDamage::Format),
     };
-    serde_json::from_slice(json)
+    event_from_json(json)
         .map(|ev| (ev, sum, summed))
         .map_err(EventDamage::Unreadable)
+}
+
+/// An event from its stored JSON (see [`from_json`]).
+pub(crate) fn event_from_json(json: &[u8]) -> Result<Event, serde_json::Error> {
+    from_json(json)
+}
+
+/// A value from JSON bytes, checked as UTF-8 once, whole, and then parsed as text:
+/// `serde_json` would otherwise check each string on its own, which was a quarter of a
+/// replay's time decoding events (they hold many short strings).
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
+    let text = std::str::from_utf8(json).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format!("not UTF-8: {e}"))
+    })?;
+    serde_json::from_str(text)
 }
 
 /// `data`, when it is the content its blake3 `hash` names.
@@ -914,7 +929,7 @@ impl Store for SledStore {
             Some(&EVENT_SUMMED) => v.get(33..),
             _ => Some(&v[..]),
         };
-        match json.map(serde_json::from_slice::<Event>) {
+        match json.map(event_from_json) {
             Some(Ok(ev)) => Ok(Some(ev)),
             // Not as it was when first read: say what is wrong the usual way.
             _ => self.event(session, step),

@@ -536,7 +536,8 @@ impl<R: BufRead> TapeReader<R> {
     }
 
     fn event(&mut self, line: &[u8]) -> Result<(Event, Vec<TapeBody>), LineError> {
-        let ev: Event<InlineBody> = serde_json::from_slice(line).map_err(LineError::NotEvent)?;
+        let ev: Event<InlineBody> =
+            crate::sled_store::from_json(line).map_err(LineError::NotEvent)?;
         let mut new = Vec::new();
         let ev = ev.map_bodies(|b| {
             let r = BodyRef {
