@@ -189,7 +189,9 @@ struct State {
     len: usize,
     /// Something was served: an idle replay reads nothing ahead (and holds nothing).
     serving: bool,
-    /// Events the reader decoded, served: it frees them (see [`Prefetch::bury`]).
+    /// Events the reader decoded, served: it frees them (see [`Prefetch::bury`]). Boxed
+    /// as they were handed over, so the box too is freed where it was made.
+    #[allow(clippy::vec_box)]
     spent: Vec<Box<Event>>,
     /// The reader is waiting for room.
     idle: bool,

@@ -88,10 +88,11 @@ pub(crate) fn event_from_json(json: &[u8]) -> Result<Event, serde_json::Error> {
 /// A value from JSON bytes, checked as UTF-8 once, whole, and then parsed as text:
 /// `serde_json` would otherwise check each string on its own, which was a quarter of a
 /// replay's time decoding events (they hold many short strings).
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
-    let text = std::str::from_utf8(json).map_err(|e| {
-        <serde_json::Error as serde::de::Error>::custom(format!("not UTF-8: {e}"))
-    })?;
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    json: &[u8],
+) -> Result<T, serde_json::Error> {
+    let text = std::str::from_utf8(json)
+        .map_err(|e| <serde_json::Error as serde::de::Error>::custom(format!("not UTF-8: {e}")))?;
     serde_json::from_str(text)
 }
 
