@@ -286,7 +286,10 @@ pub fn keep_limit(content_type: Option<&str>) -> usize {
 
 /// Writes one body as it streams: kept whole while small, then in segments.
 pub struct BodyWriter {
-    hasher: blake3::Hasher,
+    /// The whole body's hash as it spills, when not deferred. Boxed, and made only then:
+    /// a hasher is nearly 2 KiB, and most bodies stay whole (the recorder moves each
+    /// exchange's two writers around with its state).
+    hasher: Option<Box<blake3::Hasher>>,
     whole: Vec<u8>,
     keep_limit: usize,
     segments: Vec<blake3::Hash>,
@@ -367,7 +370,7 @@ pub enum WrittenBody {
 impl BodyWriter {
     pub fn new(keep_limit: usize) -> BodyWriter {
         BodyWriter {
-            hasher: blake3::Hasher::new(),
+            hasher: None,
             whole: Vec::new(),
             keep_limit,
             segments: Vec::new(),
@@ -428,7 +431,7 @@ impl BodyWriter {
 
     fn push(&mut self, store: &dyn Store, mut data: &[u8]) -> Result<(), StoreError> {
         if self.deferred.is_none() {
-            self.hasher.update(data);
+            self.hasher.get_or_insert_default().update(data);
         }
         while !data.is_empty() {
             let take = (SEGMENT - self.pending.len()).min(data.len());
@@ -464,7 +467,7 @@ impl BodyWriter {
         // A deferred body's segments not taken yet, the last one with them.
         let rest = self.take_ready();
         let (hash, segments) = match self.deferred.take() {
-            None => (self.hasher.finalize(), self.segments),
+            None => (self.hasher.unwrap_or_default().finalize(), self.segments),
             Some(hashing) => {
                 rest.store(store)?;
                 let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
