@@ -184,7 +184,7 @@ impl Recording {
 
     /// Decodes what [`Recording::event_json`] returned for event `i`.
     pub fn decode_event(&self, i: usize, json: &[u8]) -> Result<Event, StoreError> {
-        crate::sled_store::event_from_json(json).map_err(|e| StoreError::DamagedEvent {
+        crate::sled_store::from_json::<Event>(json).map_err(|e| StoreError::DamagedEvent {
             session: self.session.clone(),
             step: self
                 .released

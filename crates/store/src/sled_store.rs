@@ -75,14 +75,9 @@ fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), EventDamage
         Some(b'{') => (value, blake3::hash(value), false),
         _ => return Err(EventDamage::Format),
     };
-    event_from_json(json)
+    from_json::<Event>(json)
         .map(|ev| (ev, sum, summed))
         .map_err(EventDamage::Unreadable)
-}
-
-/// An event from its stored JSON (see [`from_json`]).
-pub(crate) fn event_from_json(json: &[u8]) -> Result<Event, serde_json::Error> {
-    from_json(json)
 }
 
 /// A value from JSON bytes, checked as UTF-8 once, whole, and then parsed as text:
@@ -930,7 +925,7 @@ impl Store for SledStore {
             Some(&EVENT_SUMMED) => v.get(33..),
             _ => Some(&v[..]),
         };
-        match json.map(event_from_json) {
+        match json.map(from_json::<Event>) {
             Some(Ok(ev)) => Ok(Some(ev)),
             // Not as it was when first read: say what is wrong the usual way.
             _ => self.event(session, step),
