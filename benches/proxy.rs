@@ -21,6 +21,7 @@ mod baseline;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -119,6 +120,58 @@ fn cpu_us(pid: u32) -> f64 {
     ticks * 1e6 / 100.0
 }
 
+/// Per kind of thread of a process (its name without a trailing number: the runtime's
+/// workers, tapedeck's writer or read-ahead, sled's I/O threads): CPU time (µs) and
+/// voluntary and involuntary context switches so far. Threads that ended are not counted.
+fn threads(pid: u32) -> BTreeMap<String, [f64; 3]> {
+    let mut out: BTreeMap<String, [f64; 3]> = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let path = t.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let kind = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let field = |name: &str| -> f64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let e = out.entry(kind).or_default();
+        e[0] += ticks * 1e6 / 100.0;
+        e[1] += field("voluntary_ctxt_switches:");
+        e[2] += field("nonvoluntary_ctxt_switches:");
+    }
+    out
+}
+
+/// What each kind of thread took per exchange between two [`threads`] snapshots.
+fn per_exchange(
+    before: &BTreeMap<String, [f64; 3]>,
+    after: BTreeMap<String, [f64; 3]>,
+    n: usize,
+) -> BTreeMap<String, [f64; 3]> {
+    after
+        .into_iter()
+        .map(|(k, a)| {
+            let b = before.get(&k).copied().unwrap_or_default();
+            (k, [0, 1, 2].map(|i| (a[i] - b[i]).max(0.0) / n as f64))
+        })
+        .collect()
+}
+
 const C1: usize = 3000;
 const C32: usize = 40000;
 const MITM_C1: usize = 150;
@@ -130,6 +183,9 @@ struct Row {
     name: &'static str,
     /// Proxy CPU per exchange (µs), median over the rounds, when the proxy is tapedeck.
     cpu_us: Option<f64>,
+    /// Per kind of the proxy's threads at c=32: CPU µs, voluntary and involuntary
+    /// switches per exchange (medians over the rounds).
+    threads: BTreeMap<String, [f64; 3]>,
     /// CPU per request of the baseline upstream and load generator (µs, c=32).
     sides: Option<(f64, f64)>,
     c1: Load,
@@ -187,6 +243,8 @@ struct Measured {
     c32: Vec<Load>,
     big: Vec<Load>,
     cpu: Vec<f64>,
+    /// Per kind of the proxy's threads, per c=32 run (see [`threads`]).
+    threads: Vec<BTreeMap<String, [f64; 3]>>,
     /// CPU per request at c=32 of the baseline upstream and of the load generator (µs).
     sides: Vec<(f64, f64)>,
 }
@@ -244,6 +302,7 @@ fn measure_proxy(via: &Target, p: Proxy, n_rounds: usize, sse: &str, name: &'sta
 fn measure_c32(t: &Target, pid: Option<u32>, m: &mut Measured) {
     let total = c32_total();
     let c0 = pid.map(cpu_us);
+    let t0 = pid.map(threads);
     // The load generator's threads end with each run: its CPU is this process's, less
     // the upstream's (nothing else here works meanwhile).
     let (u0, p0) = (
@@ -258,6 +317,9 @@ fn measure_c32(t: &Target, pid: Option<u32>, m: &mut Measured) {
     if let (Some(pid), Some(c0)) = (pid, c0) {
         m.cpu.push((cpu_us(pid) - c0) / total as f64);
     }
+    if let (Some(pid), Some(t0)) = (pid, t0) {
+        m.threads.push(per_exchange(&t0, threads(pid), total));
+    }
 }
 
 impl Measured {
@@ -267,11 +329,27 @@ impl Measured {
             c32: vec![],
             big: vec![],
             cpu: vec![],
+            threads: vec![],
             sides: vec![],
         }
     }
     fn row(self, name: &'static str, sse_ms: f64, rss: Vec<(usize, f64)>) -> Row {
         let cpu_us = (!self.cpu.is_empty()).then(|| median_f(self.cpu));
+        let mut threads = BTreeMap::new();
+        for kind in self.threads.iter().flat_map(|t| t.keys()) {
+            if threads.contains_key(kind) {
+                continue;
+            }
+            let of = |i: usize| {
+                median_f(
+                    self.threads
+                        .iter()
+                        .map(|t| t.get(kind).map_or(0.0, |v| v[i]))
+                        .collect(),
+                )
+            };
+            threads.insert(kind.clone(), [of(0), of(1), of(2)]);
+        }
         let sides = (!self.sides.is_empty()).then(|| {
             (
                 median_f(self.sides.iter().map(|s| s.0).collect()),
@@ -281,6 +359,7 @@ impl Measured {
         Row {
             name,
             cpu_us,
+            threads,
             sides,
             c1: median(self.c1),
             c32: median(self.c32),
@@ -711,6 +790,20 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
         println!(
             "baseline CPU per request at c=32 (direct): upstream {up:.1} µs, load generator {client:.1} µs"
         );
+    }
+    println!();
+    println!(
+        "| proxy at c=32, per exchange | threads | CPU µs | voluntary switches | involuntary switches |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for r in rows.iter() {
+        // Threads that did next to nothing under the load (idle pools, timers) are left out.
+        for (kind, [cpu, vol, invol]) in r.threads.iter().filter(|(_, v)| v[0] >= 0.05) {
+            println!(
+                "| {} | {kind} | {cpu:.1} | {vol:.3} | {invol:.3} |",
+                r.name
+            );
+        }
     }
     println!();
     println!("| proxy | peak RSS after 1 MB bodies | after 5 MB | after 20 MB |");
