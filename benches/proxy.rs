@@ -18,10 +18,10 @@
 
 mod baseline;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -799,10 +799,7 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
     for r in rows.iter() {
         // Threads that did next to nothing under the load (idle pools, timers) are left out.
         for (kind, [cpu, vol, invol]) in r.threads.iter().filter(|(_, v)| v[0] >= 0.05) {
-            println!(
-                "| {} | {kind} | {cpu:.1} | {vol:.3} | {invol:.3} |",
-                r.name
-            );
+            println!("| {} | {kind} | {cpu:.1} | {vol:.3} | {invol:.3} |", r.name);
         }
     }
     println!();
