@@ -111,7 +111,12 @@ fn proc_kb(pid: u32, field: &str) -> f64 {
 
 /// CPU time (user + system) a process has used, in microseconds.
 fn cpu_us(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_us(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// User + system CPU time in a `/proc/.../stat` file (a process's or a thread's), in µs.
+fn stat_cpu_us(path: &Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -136,11 +141,6 @@ fn threads(pid: u32) -> BTreeMap<String, [f64; 3]> {
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .trim_end_matches('-')
             .to_string();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
         let field = |name: &str| -> f64 {
             status
@@ -150,7 +150,7 @@ fn threads(pid: u32) -> BTreeMap<String, [f64; 3]> {
                 .unwrap_or(0.0)
         };
         let e = out.entry(kind).or_default();
-        e[0] += ticks * 1e6 / 100.0;
+        e[0] += stat_cpu_us(&path.join("stat"));
         e[1] += field("voluntary_ctxt_switches:");
         e[2] += field("nonvoluntary_ctxt_switches:");
     }
