@@ -581,6 +581,10 @@ impl Body for TeeBody {
             }
             let (frame, ready) = this.held.take().expect("just seen");
             this.storing.push_back(this.recorder.put_segments(ready));
+            let t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
+            if t.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                this.ended.notify_one();
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let mut t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
@@ -590,6 +594,9 @@ impl Body for TeeBody {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
+                // hyper polls no further once the body says it has ended (its length is
+                // known): this is the request's end, once its segments are queued.
+                let last = t.inner.as_ref().is_some_and(|b| b.is_end_stream());
                 if let (Some(data), Some(c)) = (frame.data_ref(), t.capture.as_mut()) {
                     if let Err(max) = c.feed(data) {
                         // The upstream sees the request end in an error, not a short body;
@@ -612,6 +619,9 @@ impl Body for TeeBody {
                         }
                         this.storing.push_back(this.recorder.put_segments(ready));
                     }
+                }
+                if last {
+                    this.ended.notify_one();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
