@@ -459,8 +459,6 @@ impl Recorder {
     }
 }
 
-/// Whether a response has no body to stream: an answer to HEAD, a 204 or 304, or a body
-/// the upstream declared empty (`Content-Length: 0`, or already ended).
 /// The answer when storing the request failed (the writer's job panicked; logged).
 fn store_failed() -> Response<ProxyBody> {
     body::text(
@@ -469,6 +467,8 @@ fn store_failed() -> Response<ProxyBody> {
     )
 }
 
+/// Whether a response has no body to stream: an answer to HEAD, a 204 or 304, or a body
+/// the upstream declared empty (`Content-Length: 0`, or already ended).
 fn has_no_body(head_request: bool, status: StatusCode, body: &ProxyBody) -> bool {
     head_request
         || status == StatusCode::NO_CONTENT
