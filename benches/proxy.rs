@@ -11,8 +11,9 @@
 //! TAPEDECK_BENCH_ROUNDS=N sets the rounds;
 //! TAPEDECK_BENCH_ONLY=direct,forwarder,record,replay,mitm,scale runs those parts only:
 //! direct always runs, as every ratio needs it, and replay replays what record recorded;
-//! TAPEDECK_BENCH_LOADS=c1,c32,big picks the loads, TAPEDECK_BENCH_C1 and
-//! TAPEDECK_BENCH_C32 the requests in a c=1 and a c=32 run, to profile a longer one).
+//! TAPEDECK_BENCH_LOADS=c1,c32,big picks the loads, TAPEDECK_BENCH_C1,
+//! TAPEDECK_BENCH_C32 and TAPEDECK_BENCH_BIG the requests in a c=1, a c=32 and a 5 MB run
+//! (to profile a longer one).
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
@@ -265,6 +266,11 @@ fn c1_total() -> usize {
     count("TAPEDECK_BENCH_C1", C1)
 }
 
+/// Requests in a 5 MB run (TAPEDECK_BENCH_BIG overrides).
+fn big_total() -> usize {
+    count("TAPEDECK_BENCH_BIG", BIG_N)
+}
+
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
@@ -280,8 +286,9 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
         measure_c32(t, pid, m);
     }
     if load_wanted("big") {
-        m.big
-            .push(loadgen::run(t, 1, BIG_N, |_| format!("/big?bytes={BIG}")));
+        m.big.push(loadgen::run(t, 1, big_total(), |_| {
+            format!("/big?bytes={BIG}")
+        }));
     }
 }
 

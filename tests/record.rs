@@ -468,6 +468,63 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
     assert_eq!(steps.len(), 1000);
 }
 
+/// An HTTP/1.1 client connection keeps one upstream connection for all its exchanges, the
+/// next client connection to the same host takes it over once the first has hung up, and
+/// an upstream that drops its connection gets a new one at the next exchange.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "kept", &[]);
+    let get = |c: &reqwest::Client, path: String| {
+        let r = c.get(up.url(&path)).send();
+        async move {
+            let r = r.await.unwrap();
+            let status = r.status().as_u16();
+            r.bytes().await.unwrap();
+            status
+        }
+    };
+    let first = client_h1(&d, &dirs);
+    for i in 0..5 {
+        assert_eq!(get(&first, format!("/weather?city=Paris&n={i}")).await, 200);
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "five exchanges of one client connection"
+    );
+    drop(first);
+    // The proxy sees the tunnel's end as soon as the client closes it (loopback).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = client_h1(&d, &dirs);
+    for i in 0..3 {
+        assert_eq!(get(&second, format!("/json?n={i}")).await, 200);
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "the second client connection took it over"
+    );
+    // The upstream drops the connection: that exchange fails, the next one reconnects.
+    assert_eq!(get(&second, "/close".into()).await, 502);
+    assert_eq!(get(&second, "/json?after=close".into()).await, 200);
+    assert_eq!(up.connections(), 2);
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let ev = export(&dirs, "kept");
+    assert_eq!(ev.len(), 10);
+    let statuses: Vec<_> = ev
+        .iter()
+        .map(|e| e["response"]["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        9,
+        "{statuses:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn passthrough_hosts_are_tunnelled_untouched_and_not_recorded() {
     let up = Upstream::start(true).await;

@@ -76,6 +76,7 @@ async fn send(
         agent: None,
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         slot: None,
+        conn: Default::default(),
     };
     let r = replayer.clone();
     let svc = service_fn(move |req| {

@@ -172,6 +172,7 @@ pub async fn run(a: RerunArgs) -> CmdResult {
             agent: ev.agent.clone(),
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             slot: None,
+            conn: Default::default(),
         };
         let recorder = recorder.clone();
         tasks.spawn(async move {

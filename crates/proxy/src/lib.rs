@@ -48,6 +48,38 @@ pub struct ClientCtx {
     /// The client connection's place under `--max-connections`: an exchange that takes
     /// the connection over (a WebSocket) holds it until it ends.
     pub slot: Option<Slot>,
+    /// What the handler keeps for this client connection between its exchanges.
+    pub conn: ConnState,
+}
+
+/// What a handler keeps for one client connection, from its first exchange to its last:
+/// record keeps there the upstream connection it opened for it. Every exchange of a
+/// connection sees the same one; a connection starts with its own, empty, and what is in
+/// it is dropped when the connection's last exchange is.
+#[derive(Clone, Default)]
+pub struct ConnState(Arc<std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>>);
+
+impl ConnState {
+    /// Takes what is kept, leaving nothing.
+    pub fn take(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Keeps `state`, dropping what was kept before.
+    pub fn put(&self, state: Box<dyn std::any::Any + Send>) {
+        let old = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(state);
+        drop(old);
+    }
+}
+
+impl std::fmt::Debug for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnState")
+    }
 }
 
 /// What the proxy asks of record or replay.
@@ -342,6 +374,7 @@ impl<H: Handler> Proxy<H> {
                 agent: id.agent,
                 peer,
                 slot: None,
+                conn: ConnState::default(),
             }),
             Err(Refusal::BadSession(e)) => {
                 tracing::warn!("refused a client at {peer}: {e}");

@@ -1,19 +1,31 @@
-//! The outbound side of record: a pooled HTTP/1.1 + HTTP/2 client that verifies
-//! upstream certificates against the system/webpki roots plus every `--upstream-ca`.
-//! Replay never builds one.
+//! The outbound side of record: HTTP/1.1 and HTTP/2 clients that verify upstream
+//! certificates against the system/webpki roots plus every `--upstream-ca`. Replay never
+//! builds one.
+//!
+//! A client connection that speaks HTTP/1.1 (most agents) gets an upstream connection of
+//! its own, kept with the client connection ([`ConnState`]) from one exchange to the next,
+//! as a plain forwarding proxy would: no pool lookup per exchange. When the client
+//! connection ends, its upstream connection waits in [`Idle`] for the next client
+//! connection to the same host (a client that opens a tunnel per request reuses it). An
+//! HTTP/2 client, or a request to another host than its connection's, goes through
+//! `hyper_util`'s pooled client.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use thiserror::Error;
 
 use super::body::ProxyBody;
 use tapedeck_model::exchange::{ErrorKind, ExchangeError};
+use tapedeck_proxy::ConnState;
 
 #[derive(Debug, Error)]
 pub enum UpstreamSetupError {
@@ -47,7 +59,83 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct Upstream {
     h1: Client<Connector, ProxyBody>,
     any: Client<Connector, ProxyBody>,
+    /// Opens the upstream connections client connections keep.
+    connector: Connector,
+    idle: Arc<Idle>,
     response_timeout: Duration,
+}
+
+/// How long an upstream connection no client connection holds is kept, and how many per
+/// host (the pooled clients' settings).
+const IDLE_FOR: Duration = Duration::from_secs(90);
+const IDLE_PER_HOST: usize = 256;
+
+/// Upstream connections that outlived their client connection, by `scheme://authority`,
+/// most recently parked last.
+#[derive(Default)]
+struct Idle(Mutex<HashMap<String, Vec<(Instant, SendRequest<ProxyBody>)>>>);
+
+impl Idle {
+    /// The most recently parked connection to `key` that can take a request now.
+    fn take(&self, key: &str) -> Option<SendRequest<ProxyBody>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let parked = map.get_mut(key)?;
+        let found = loop {
+            match parked.pop() {
+                Some((since, send)) if since.elapsed() < IDLE_FOR => {
+                    if let Some(send) = usable(send) {
+                        break Some(send);
+                    }
+                }
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        if parked.is_empty() {
+            map.remove(key);
+        }
+        found
+    }
+
+    fn park(&self, key: String, send: SendRequest<ProxyBody>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let parked = map.entry(key).or_default();
+        parked.retain(|(since, send)| since.elapsed() < IDLE_FOR && !send.is_closed());
+        if parked.len() >= IDLE_PER_HOST {
+            parked.remove(0);
+        }
+        parked.push((Instant::now(), send));
+    }
+}
+
+/// `send` if it can take a request at once: its connection is open and its last response
+/// was read to the end. One that is still busy (a response its client left unread) is
+/// dropped rather than waited for.
+fn usable(mut send: SendRequest<ProxyBody>) -> Option<SendRequest<ProxyBody>> {
+    if send.is_closed() {
+        return None;
+    }
+    let waker = std::task::Waker::noop();
+    match send.poll_ready(&mut std::task::Context::from_waker(waker)) {
+        Poll::Ready(Ok(())) => Some(send),
+        _ => None,
+    }
+}
+
+/// The upstream connection a client connection keeps (in its [`ConnState`]); parked in
+/// [`Idle`] when the client connection ends, if it is still open.
+struct Kept {
+    key: String,
+    send: Option<SendRequest<ProxyBody>>,
+    idle: Arc<Idle>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(send) = self.send.take().filter(|s| !s.is_closed()) {
+            self.idle.park(std::mem::take(&mut self.key), send);
+        }
+    }
 }
 
 impl Upstream {
@@ -105,8 +193,10 @@ impl Upstream {
             .enable_http1()
             .wrap_connector(http);
         Ok(Upstream {
-            h1: client(h1),
+            h1: client(h1.clone()),
             any: client(any),
+            connector: h1,
+            idle: Arc::default(),
             response_timeout,
         })
     }
@@ -115,16 +205,27 @@ impl Upstream {
     /// `h2` says whether the client spoke HTTP/2 to the proxy; `target` names the request
     /// in error messages, which are stored: the redacted URL, never the real one (it may
     /// carry a key).
+    /// `conn` is the client connection's state, where an HTTP/1.1 client's upstream
+    /// connection is kept.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
         h2: bool,
         target: &str,
+        conn: &ConnState,
     ) -> Result<Response<Incoming>, ExchangeError> {
-        let client = if h2 { &self.any } else { &self.h1 };
-        match tokio::time::timeout(self.response_timeout, client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(target, &e)),
+        let sent = async {
+            match (h2, key_of(req.uri())) {
+                (false, Some(key)) => self.send_kept(req, key, conn, target).await,
+                _ => {
+                    let client = if h2 { &self.any } else { &self.h1 };
+                    let sent = client.request(req).await;
+                    sent.map_err(|e| classify(target, &e))
+                }
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, sent).await {
+            Ok(result) => result,
             Err(_) => Err(ExchangeError {
                 kind: ErrorKind::Timeout,
                 message: format!(
@@ -134,6 +235,131 @@ impl Upstream {
             }),
         }
     }
+}
+
+impl Upstream {
+    /// Sends on the client connection's own upstream connection: the one it kept, else
+    /// one an earlier client connection to the same host left, else a new one.
+    async fn send_kept(
+        &self,
+        mut req: Request<ProxyBody>,
+        key: String,
+        conn: &ConnState,
+        target: &str,
+    ) -> Result<Response<Incoming>, ExchangeError> {
+        let mut kept = match conn.take().map(|b| b.downcast::<Kept>()) {
+            Some(Ok(k)) if k.key == key => k,
+            // A request to another host than the connection's (plain-HTTP proxying names
+            // one per request) goes through the pool; the kept connection stays.
+            Some(Ok(other)) => {
+                conn.put(other);
+                let sent = self.h1.request(req).await;
+                return sent.map_err(|e| classify(target, &e));
+            }
+            _ => Box::new(Kept {
+                key,
+                send: None,
+                idle: self.idle.clone(),
+            }),
+        };
+        let uri = origin_form(&mut req);
+        let found = kept
+            .send
+            .take()
+            .and_then(usable)
+            .or_else(|| self.idle.take(&kept.key));
+        let mut reused = found.is_some();
+        let mut send = match found {
+            Some(send) => send,
+            None => self.connect(&uri, target).await?,
+        };
+        let resp = loop {
+            match send.try_send_request(req).await {
+                Ok(resp) => break resp,
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the connection closed while it waited (an upstream ends
+                    // idle connections when it likes). Once more, on a new one.
+                    Some(back) if reused => {
+                        req = back;
+                        reused = false;
+                        send = self.connect(&uri, target).await?;
+                    }
+                    _ => return Err(classify(target, e.error())),
+                },
+            }
+        };
+        // After a `101` the connection belongs to the upgraded exchange.
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            kept.send = Some(send);
+            conn.put(kept);
+        }
+        Ok(resp)
+    }
+
+    /// A new HTTP/1.1 connection to `uri`'s host, TLS when it is `https`, verified as the
+    /// pooled clients' are; its driver runs as a task of its own.
+    async fn connect(
+        &self,
+        uri: &Uri,
+        target: &str,
+    ) -> Result<SendRequest<ProxyBody>, ExchangeError> {
+        use tower_service::Service;
+        let mut connector = self.connector.clone();
+        let io = async {
+            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(uri.clone()).await
+        };
+        let io = io.await.map_err(|e| classify(target, &*e))?;
+        let (send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| classify(target, &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("an upstream connection ended: {e}");
+            }
+        });
+        Ok(send)
+    }
+}
+
+/// `scheme://authority` of an absolute URI: which upstream connections can carry it.
+fn key_of(uri: &Uri) -> Option<String> {
+    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+}
+
+/// Puts `req` in the form an origin server takes over HTTP/1.1, as `hyper_util`'s client
+/// does: the path and query for a URI, and a `Host` header from the URI if the client sent
+/// none. Returns the absolute URI, which names where to connect.
+fn origin_form(req: &mut Request<ProxyBody>) -> Uri {
+    let path = match req.uri().path_and_query() {
+        Some(p) if p.as_str() != "/" => {
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(p.clone());
+            Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+        }
+        _ => Uri::from_static("/"),
+    };
+    let uri = std::mem::replace(req.uri_mut(), path);
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Some(host) = uri.authority().and_then(|a| host_header(&uri, a)) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    uri
+}
+
+/// `host[:port]`, the port only when it is not the scheme's default.
+fn host_header(uri: &Uri, a: &http::uri::Authority) -> Option<http::HeaderValue> {
+    let default = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    let value = match a.port_u16() {
+        Some(p) if Some(p) != default => format!("{}:{p}", a.host()),
+        _ => a.host().to_string(),
+    };
+    http::HeaderValue::from_str(&value).ok()
 }
 
 /// Turns a client error into what failed, by walking its sources.
