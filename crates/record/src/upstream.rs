@@ -69,11 +69,16 @@ pub struct Upstream {
 /// host (the pooled clients' settings).
 const IDLE_FOR: Duration = Duration::from_secs(90);
 const IDLE_PER_HOST: usize = 256;
+/// Hosts in [`Idle`] past which parking a connection to a new one sweeps out the rest.
+const HOSTS_SWEPT: usize = 64;
 
 /// Upstream connections that outlived their client connection, by `scheme://authority`,
 /// most recently parked last.
 #[derive(Default)]
-struct Idle(Mutex<HashMap<String, Vec<(Instant, SendRequest<ProxyBody>)>>>);
+struct Idle(Mutex<HashMap<String, Vec<Parked>>>);
+
+/// When it was parked, and the connection.
+type Parked = (Instant, SendRequest<ProxyBody>);
 
 impl Idle {
     /// The most recently parked connection to `key` that can take a request now.
@@ -98,9 +103,17 @@ impl Idle {
     }
 
     fn park(&self, key: String, send: SendRequest<ProxyBody>) {
+        let fresh = |(since, send): &Parked| since.elapsed() < IDLE_FOR && !send.is_closed();
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Hosts no longer asked for are forgotten once their connections are closed or old.
+        if map.len() >= HOSTS_SWEPT && !map.contains_key(&key) {
+            map.retain(|_, parked| {
+                parked.retain(fresh);
+                !parked.is_empty()
+            });
+        }
         let parked = map.entry(key).or_default();
-        parked.retain(|(since, send)| since.elapsed() < IDLE_FOR && !send.is_closed());
+        parked.retain(fresh);
         if parked.len() >= IDLE_PER_HOST {
             parked.remove(0);
         }
@@ -204,9 +217,8 @@ impl Upstream {
     /// Sends a request and waits for the response head (bounded by the response timeout).
     /// `h2` says whether the client spoke HTTP/2 to the proxy; `target` names the request
     /// in error messages, which are stored: the redacted URL, never the real one (it may
-    /// carry a key).
-    /// `conn` is the client connection's state, where an HTTP/1.1 client's upstream
-    /// connection is kept.
+    /// carry a key). `conn` is the client connection's state, where an HTTP/1.1 client's
+    /// upstream connection is kept.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
@@ -235,9 +247,7 @@ impl Upstream {
             }),
         }
     }
-}
 
-impl Upstream {
     /// Sends on the client connection's own upstream connection: the one it kept, else
     /// one an earlier client connection to the same host left, else a new one.
     async fn send_kept(
