@@ -470,7 +470,8 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
 
 /// An HTTP/1.1 client connection keeps one upstream connection for all its exchanges, the
 /// next client connection to the same host takes it over once the first has hung up, and
-/// an upstream that drops its connection gets a new one at the next exchange.
+/// an upstream that drops its connection gets a new one at the next exchange; plain-HTTP
+/// requests in a row share one too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let up = Upstream::start(true).await;
@@ -523,6 +524,26 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
         9,
         "{statuses:?}"
     );
+
+    // Plain HTTP: each request comes in absolute form on the proxy's own connection and
+    // is handled on its own; its upstream connection is parked when it ends and taken by
+    // the next request to the host.
+    let plain = Upstream::start(false).await;
+    let d = record(&dirs, &plain, "kept-plain", &[]);
+    let via = client_h1(&d, &dirs);
+    for i in 0..4 {
+        let r = via
+            .get(plain.url(&format!("/json?n={i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(plain.connections(), 1, "four plain-HTTP exchanges in a row");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    assert_eq!(export(&dirs, "kept-plain").len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
