@@ -477,8 +477,8 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "kept", &[]);
-    let get = |c: &reqwest::Client, path: String| {
-        let r = c.get(up.url(&path)).send();
+    let get = |c: &reqwest::Client, url: String| {
+        let r = c.get(url).send();
         async move {
             let r = r.await.unwrap();
             let status = r.status().as_u16();
@@ -488,7 +488,10 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     };
     let first = client_h1(&d, &dirs);
     for i in 0..5 {
-        assert_eq!(get(&first, format!("/weather?city=Paris&n={i}")).await, 200);
+        assert_eq!(
+            get(&first, up.url(&format!("/weather?city=Paris&n={i}"))).await,
+            200
+        );
     }
     assert_eq!(
         up.connections(),
@@ -500,7 +503,7 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = client_h1(&d, &dirs);
     for i in 0..3 {
-        assert_eq!(get(&second, format!("/json?n={i}")).await, 200);
+        assert_eq!(get(&second, up.url(&format!("/json?n={i}"))).await, 200);
     }
     assert_eq!(
         up.connections(),
@@ -508,8 +511,8 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
         "the second client connection took it over"
     );
     // The upstream drops the connection: that exchange fails, the next one reconnects.
-    assert_eq!(get(&second, "/close".into()).await, 502);
-    assert_eq!(get(&second, "/json?after=close".into()).await, 200);
+    assert_eq!(get(&second, up.url("/close")).await, 502);
+    assert_eq!(get(&second, up.url("/json?after=close")).await, 200);
     assert_eq!(up.connections(), 2);
     let (code, _) = d.stop();
     assert_eq!(code, 0);
@@ -532,13 +535,7 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let d = record(&dirs, &plain, "kept-plain", &[]);
     let via = client_h1(&d, &dirs);
     for i in 0..4 {
-        let r = via
-            .get(plain.url(&format!("/json?n={i}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
+        assert_eq!(get(&via, plain.url(&format!("/json?n={i}"))).await, 200);
     }
     assert_eq!(plain.connections(), 1, "four plain-HTTP exchanges in a row");
     let (code, _) = d.stop();

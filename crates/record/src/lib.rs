@@ -510,6 +510,14 @@ struct RequestTee {
     done: bool,
 }
 
+impl RequestTee {
+    /// Whether the request body says it has ended: hyper polls no further once a body of
+    /// known length has, so this (not `Ready(None)`) is how its end is noticed.
+    fn inner_ended(&self) -> bool {
+        self.inner.as_ref().is_some_and(|b| b.is_end_stream())
+    }
+}
+
 /// The request body on its way upstream; the state is shared so that, if the upstream
 /// fails before reading it, the recorder can still read the rest for the event.
 ///
@@ -581,8 +589,12 @@ impl Body for TeeBody {
             }
             let (frame, ready) = this.held.take().expect("just seen");
             this.storing.push_back(this.recorder.put_segments(ready));
-            let t = this.tee.lock().unwrap_or_else(|p| p.into_inner());
-            if t.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+            if this
+                .tee
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .inner_ended()
+            {
                 this.ended.notify_one();
             }
             return Poll::Ready(Some(Ok(frame)));
@@ -594,9 +606,8 @@ impl Body for TeeBody {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
-                // hyper polls no further once the body says it has ended (its length is
-                // known): this is the request's end, once its segments are queued.
-                let last = t.inner.as_ref().is_some_and(|b| b.is_end_stream());
+                // The request's end, told once its segments are queued.
+                let last = t.inner_ended();
                 if let (Some(data), Some(c)) = (frame.data_ref(), t.capture.as_mut()) {
                     if let Err(max) = c.feed(data) {
                         // The upstream sees the request end in an error, not a short body;

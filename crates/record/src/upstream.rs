@@ -227,8 +227,9 @@ impl Upstream {
         conn: &ConnState,
     ) -> Result<Response<Incoming>, ExchangeError> {
         let sent = async {
-            match (h2, key_of(req.uri())) {
-                (false, Some(key)) => self.send_kept(req, key, conn, target).await,
+            let absolute = req.uri().scheme().is_some() && req.uri().authority().is_some();
+            match (h2, absolute) {
+                (false, true) => self.send_kept(req, conn, target).await,
                 _ => {
                     let client = if h2 { &self.any } else { &self.h1 };
                     let sent = client.request(req).await;
@@ -253,12 +254,11 @@ impl Upstream {
     async fn send_kept(
         &self,
         mut req: Request<ProxyBody>,
-        key: String,
         conn: &ConnState,
         target: &str,
     ) -> Result<Response<Incoming>, ExchangeError> {
         let mut kept = match conn.take().map(|b| b.downcast::<Kept>()) {
-            Some(Ok(k)) if k.key == key => k,
+            Some(Ok(k)) if names(&k.key, req.uri()) => k,
             // A request to another host than the connection's (plain-HTTP proxying names
             // one per request) goes through the pool; the kept connection stays.
             Some(Ok(other)) => {
@@ -267,7 +267,7 @@ impl Upstream {
                 return sent.map_err(|e| classify(target, &e));
             }
             _ => Box::new(Kept {
-                key,
+                key: key_of(req.uri()),
                 send: None,
                 idle: self.idle.clone(),
             }),
@@ -333,8 +333,19 @@ impl Upstream {
 }
 
 /// `scheme://authority` of an absolute URI: which upstream connections can carry it.
-fn key_of(uri: &Uri) -> Option<String> {
-    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+fn key_of(uri: &Uri) -> String {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    format!("{}://{authority}", uri.scheme_str().unwrap_or_default())
+}
+
+/// Whether `key` (see [`key_of`]) is `uri`'s, without building it for every exchange.
+fn names(key: &str, uri: &Uri) -> bool {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    key.strip_prefix(scheme)
+        .and_then(|k| k.strip_prefix("://"))
+        .is_some_and(|k| k == authority.as_str())
 }
 
 /// Puts `req` in the form an origin server takes over HTTP/1.1, as `hyper_util`'s client
