@@ -231,7 +231,9 @@ start_fuzz_early() {
   # whole. A new session is also a new scheduler autogroup, and autogroups share the CPU
   # evenly whatever their processes' nice (clippy took 272 s instead of 120 beside it):
   # the autogroup's own nice is set to 19 too.
-  FUZZ_JOBS="${FUZZ_JOBS:-2}" FUZZ_NICE=19 setsid bash -c \
+  # Starved of CPU for a while, one input can take many seconds of wall time (27 s seen,
+  # 0.07 s alone): libFuzzer's timeout is wall time, so a hang is 300 s here, not 30.
+  FUZZ_JOBS="${FUZZ_JOBS:-2}" FUZZ_NICE=19 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-300}" setsid bash -c \
     '{ echo 19 >/proc/self/autogroup; } 2>/dev/null
      nice -n 19 scripts/fuzz.sh "$1" >"$2" 2>&1; echo $? >"$3"' \
     fuzz "${FUZZ_SECONDS:-60}" "$FUZZ_BG_LOG" "$FUZZ_BG_RC" &

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use super::journal::{Entry, JournalWriter};
 use super::{
@@ -246,13 +247,32 @@ impl SledStore {
         if !compact {
             config = config.flush_every_ms(None);
         }
-        let db = config.open().map_err(|e| {
+        // A sled database dropped in this process can keep its file (and the file's lock)
+        // open for a moment: sled's pool threads finish writing its last buffers after it
+        // is gone. Opening it again meanwhile is refused as if another process held it
+        // (seen when a test reopened a store at once), so the lock is asked for again for
+        // up to a second before that is the answer. Not when a daemon says it holds the
+        // store: the read commands then ask the daemon, at once.
+        let started = std::time::Instant::now();
+        let opened = loop {
+            match config.open() {
+                Err(e)
+                    if is_lock_error(&e)
+                        && started.elapsed() < Duration::from_secs(1)
+                        && super::read_daemon_info(dir).is_none() =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        };
+        let db = opened.map_err(|e| {
             if matches!(e, sled::Error::Corruption { .. }) {
                 StoreError::Damaged {
                     path: dir.to_path_buf(),
                     source: e,
                 }
-            } else if e.to_string().contains("could not acquire lock") {
+            } else if is_lock_error(&e) {
                 let holder = super::read_daemon_info(dir)
                     .map(|d| {
                         format!(
@@ -495,6 +515,11 @@ fn flush(db: &sled::Db, c: &Committer) -> Result<(), FlushError> {
     sync_blobs(c)?;
     db.flush().map_err(FlushError::Sled)?;
     c.journal.append(&entries).map_err(FlushError::Journal)
+}
+
+/// Sled's answer when another open handle holds the database's file lock.
+fn is_lock_error(e: &sled::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 impl Drop for SledStore {
