@@ -74,6 +74,10 @@ LOGS="$ROOT/fuzz/target/logs"
 mkdir -p "$LOGS"
 
 # --- run -------------------------------------------------------------------------------------
+# artifacts TARGET FIND-TEST...: the inputs this run kept for TARGET (crash-*, timeout-*,
+# slow-unit-*, ...), narrowed by the find tests given.
+artifacts() { find "$ROOT/fuzz/artifacts/$1" -type f -newer "$LOGS/$1.start" "${@:2}"; }
+
 run_one() {
   local t=$1 work="$ROOT/fuzz/target/corpus/$1" arts="$ROOT/fuzz/artifacts/$1" log="$LOGS/$1.log"
   mkdir -p "$work" "$arts"
@@ -89,8 +93,8 @@ run_one() {
   # libFuzzer keeps an input that took over 10 s (wall) as slow-unit-*, and exits 0: a
   # finding to look at, not a failure (a target starved of CPU writes them too). A hang is
   # FUZZ_TIMEOUT's timeout-*, a failure.
-  echo "$rc $(find "$arts" -type f -newer "$LOGS/$t.start" ! -name 'slow-unit-*' | wc -l)" \
-    "$(find "$arts" -type f -newer "$LOGS/$t.start" -name 'slow-unit-*' | wc -l)" >"$LOGS/$t.rc"
+  echo "$rc $(artifacts "$t" ! -name 'slow-unit-*' | wc -l)" \
+    "$(artifacts "$t" -name 'slow-unit-*' | wc -l)" >"$LOGS/$t.rc"
 }
 
 say "running ${#TARGETS[@]} targets for ${SECONDS_EACH}s each, $JOBS at a time"
@@ -130,7 +134,7 @@ if ((FAILED)); then
     read -r rc new slow <"$LOGS/$t.rc"
     ((rc != 0 || new > 0)) || continue
     echo "--- $t: exit $rc; log $LOGS/$t.log; reproduce with:" >&2
-    find "$ROOT/fuzz/artifacts/$t" -type f -newer "$LOGS/$t.start" ! -name 'slow-unit-*' | sed "s|^|  $BIN_DIR/$t |" >&2
+    artifacts "$t" ! -name 'slow-unit-*' | sed "s|^|  $BIN_DIR/$t |" >&2
     grep -E -A12 "panicked at|ERROR: libFuzzer|SUMMARY" "$LOGS/$t.log" | head -30 >&2 || true
   done
 fi

@@ -204,15 +204,13 @@ stage_fuzz() {
     return
   fi
   echo "fuzz: started in the background at the run's start (nice 19); waiting for it" >&2
-  while [[ ! -s $FUZZ_BG_RC ]]; do
-    if ! kill -0 "$FUZZ_BG_PID" 2>/dev/null && [[ ! -s $FUZZ_BG_RC ]]; then
-      cat "$FUZZ_BG_LOG" >&2
-      echo "fuzz: the background run (pid $FUZZ_BG_PID) ended without an exit status" >&2
-      return 1
-    fi
-    sleep 1
-  done
+  # It writes its status before it ends: once it has ended, the status is there or lost.
+  while [[ ! -s $FUZZ_BG_RC ]] && kill -0 "$FUZZ_BG_PID" 2>/dev/null; do sleep 1; done
   cat "$FUZZ_BG_LOG" >&2
+  if [[ ! -s $FUZZ_BG_RC ]]; then
+    echo "fuzz: the background run (pid $FUZZ_BG_PID) ended without an exit status" >&2
+    return 1
+  fi
   return "$(cat "$FUZZ_BG_RC")"
 }
 
