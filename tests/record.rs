@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::harness::{client, client_as, client_h1, direct_client, export, Daemon, Dirs};
+use support::harness::{
+    client, client_as, client_h1, direct_client, export, h1_tunnel, Daemon, Dirs,
+};
 use support::upstream::Upstream;
 
 const SECRET: &str = "sk-live-THIS-MUST-NEVER-BE-STORED-4242";
@@ -471,27 +473,34 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
 /// An HTTP/1.1 client connection keeps one upstream connection for all its exchanges, the
 /// next client connection to the same host takes it over once the first has hung up, and
 /// an upstream that drops its connection gets a new one at the next exchange; plain-HTTP
-/// requests in a row share one too.
+/// requests in a row share one too. The client side is one hyper connection each (a
+/// pooling client may open a second connection when it likes, and that one would rightly
+/// get an upstream connection of its own).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
+    type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+    /// GET `uri` (origin form in a tunnel, absolute form to the proxy) naming `host`.
+    async fn get(conn: &mut Conn, host: &str, uri: &str) -> u16 {
+        use http_body_util::BodyExt;
+        conn.ready().await.expect("the client connection is open");
+        let req = hyper::Request::get(uri)
+            .header(hyper::header::HOST, host)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = conn.send_request(req).await.expect("a response");
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.expect("the whole body");
+        status
+    }
     let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let host = format!("localhost:{port}");
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "kept", &[]);
-    let get = |c: &reqwest::Client, url: String| {
-        let r = c.get(url).send();
-        async move {
-            let r = r.await.unwrap();
-            let status = r.status().as_u16();
-            r.bytes().await.unwrap();
-            status
-        }
-    };
-    let first = client_h1(&d, &dirs);
+    let mut first = h1_tunnel(&d, &dirs, "localhost", port).await;
     for i in 0..5 {
-        assert_eq!(
-            get(&first, up.url(&format!("/weather?city=Paris&n={i}"))).await,
-            200
-        );
+        let uri = format!("/weather?city=Paris&n={i}");
+        assert_eq!(get(&mut first, &host, &uri).await, 200);
     }
     assert_eq!(
         up.connections(),
@@ -501,9 +510,10 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     drop(first);
     // The proxy sees the tunnel's end as soon as the client closes it (loopback).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = client_h1(&d, &dirs);
+    let mut second = h1_tunnel(&d, &dirs, "localhost", port).await;
     for i in 0..3 {
-        assert_eq!(get(&second, up.url(&format!("/json?n={i}"))).await, 200);
+        let uri = format!("/json?n={i}");
+        assert_eq!(get(&mut second, &host, &uri).await, 200);
     }
     assert_eq!(
         up.connections(),
@@ -511,8 +521,8 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
         "the second client connection took it over"
     );
     // The upstream drops the connection: that exchange fails, the next one reconnects.
-    assert_eq!(get(&second, up.url("/close")).await, 502);
-    assert_eq!(get(&second, up.url("/json?after=close")).await, 200);
+    assert_eq!(get(&mut second, &host, "/close").await, 502);
+    assert_eq!(get(&mut second, &host, "/json?after=close").await, 200);
     assert_eq!(up.connections(), 2);
     let (code, _) = d.stop();
     assert_eq!(code, 0);
@@ -533,9 +543,15 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     // the next request to the host.
     let plain = Upstream::start(false).await;
     let d = record(&dirs, &plain, "kept-plain", &[]);
-    let via = client_h1(&d, &dirs);
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let (mut via, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let plain_host = plain.base_url()["http://".len()..].to_string();
     for i in 0..4 {
-        assert_eq!(get(&via, plain.url(&format!("/json?n={i}"))).await, 200);
+        let uri = plain.url(&format!("/json?n={i}"));
+        assert_eq!(get(&mut via, &plain_host, &uri).await, 200);
     }
     assert_eq!(plain.connections(), 1, "four plain-HTTP exchanges in a row");
     let (code, _) = d.stop();

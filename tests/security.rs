@@ -11,11 +11,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::harness::{client, client_as, export, Daemon, Dirs};
+use support::harness::{client, client_as, export, tls_tunnel, Daemon, Dirs};
 use support::upstream::Upstream;
 
 fn record(dirs: &Dirs, up: &Upstream, extra: &[&str]) -> Daemon {
@@ -80,52 +79,6 @@ fn tree(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A TLS connection through a CONNECT tunnel of the daemon, trusting tapedeck's CA.
-async fn tls_tunnel(
-    d: &Daemon,
-    dirs: &Dirs,
-    host: &str,
-    port: u16,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-    s.write_all(
-        format!("CONNECT {host}:{port} HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        assert_eq!(s.read(&mut b).await.unwrap(), 1, "CONNECT answered");
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dirs.certs.join("ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, s)
-        .await
-        .unwrap()
 }
 
 /// Waits up to `limit` for `done`; whether it came. The bound is generous: these checks

@@ -307,3 +307,65 @@ pub fn export(dirs: &Dirs, session: &str) -> Vec<serde_json::Value> {
     assert_eq!(code, 0, "export failed: {err}");
     read_tape(&out).1
 }
+
+/// A TLS connection through a CONNECT tunnel of the daemon, trusting tapedeck's CA.
+pub async fn tls_tunnel(
+    d: &Daemon,
+    dirs: &Dirs,
+    host: &str,
+    port: u16,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(
+        format!("CONNECT {host}:{port} HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).await.unwrap(), 1, "CONNECT answered");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dirs.certs.join("ca.pem")).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await
+        .unwrap()
+}
+
+/// One HTTP/1.1 client connection through a CONNECT tunnel to `host:port`: every request
+/// sent on it goes over that tunnel, which a pooling client (reqwest) does not promise.
+pub async fn h1_tunnel(
+    d: &Daemon,
+    dirs: &Dirs,
+    host: &str,
+    port: u16,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tls = tls_tunnel(d, dirs, host, port, &[b"http/1.1"]).await;
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake in the tunnel");
+    tokio::spawn(conn);
+    send
+}
