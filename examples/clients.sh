@@ -170,7 +170,7 @@ if [[ -x $VENV/bin/python && $(cat "$VENV/.tapedeck-requirements" 2>/dev/null) =
 else
   rm -rf "$VENV"
   "$PYTHON_FOR_VENV" -m venv "$VENV"
-  host_env "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$C/requirements.txt" \
+  host_env bash -c 'source "$1"; shift; pip_install "$@"' pip "$HERE/../scripts/pip.sh" "$VENV/bin/python" -r "$C/requirements.txt" \
     >"$WORK/venv-install.log" 2>&1 || { show_tail "$WORK/venv-install.log"; fail "pip could not install $C/requirements.txt"; }
   echo "$want" >"$VENV/.tapedeck-requirements"
   ok "venv $VENV installed from examples/clients/requirements.txt"

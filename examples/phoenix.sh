@@ -27,7 +27,9 @@ fail() { echo "phoenix: FAIL: $*" >&2; [ -f "$work/phoenix.log" ] && tail -20 "$
 if [ ! -f "$VENV/.installed-$PHOENIX_VERSION" ]; then
   step "installing arize-phoenix==$PHOENIX_VERSION into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "arize-phoenix==$PHOENIX_VERSION"
+  # shellcheck source=scripts/pip.sh
+  source "$ROOT/scripts/pip.sh"
+  pip_install "$VENV/bin/python" "arize-phoenix==$PHOENIX_VERSION"
   touch "$VENV/.installed-$PHOENIX_VERSION"
 fi
 

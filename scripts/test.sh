@@ -84,6 +84,9 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 # --- stages ------------------------------------------------------------------------------
+# shellcheck source=scripts/pip.sh
+source "$ROOT/scripts/pip.sh"
+
 stage_setup-python() {
   local stamp="$VENV/.tapedeck-requirements" want
   want="$(sha examples/requirements.txt)"
@@ -99,7 +102,7 @@ sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "m
     rm -rf "$VENV"
     "$PYTHON_FOR_VENV" -m venv "$VENV"
   fi
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
+  pip_install "$VENV/bin/python" -r examples/requirements.txt
   "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp, websockets'
   echo "$want" >"$stamp"
 }
@@ -137,7 +140,7 @@ stage_setup-ui() {
     return 0
   fi
   [[ -x $UI_VENV/bin/python ]] || "$PYTHON_FOR_VENV" -m venv "$UI_VENV"
-  "$UI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/ui-requirements.txt
+  pip_install "$UI_VENV/bin/python" -r examples/ui-requirements.txt
   "$UI_VENV/bin/python" -c 'import selenium'
   echo "$want" >"$stamp"
 }
@@ -258,7 +261,8 @@ prune_after() {
     phoenix) gone+=("$ROOT/target/phoenix-venv") ;;
   esac
   if [[ $later == "  " || $later == " fuzz " ]]; then
-    gone+=("$CARGO_TARGET_DIR/debug" "$VENV" "$UI_VENV" "$ROOT/target/clients" "$ROOT/target/phoenix-venv")
+    gone+=("$CARGO_TARGET_DIR/debug" "$VENV" "$UI_VENV" "$ROOT/target/clients" "$ROOT/target/phoenix-venv"
+      "${UV_CACHE_DIR:-$ROOT/target/uv-cache}" "$ROOT/target/uv-venv")
   fi
   for r in "${gone[@]}"; do
     [[ -e $r ]] || continue
