@@ -13,7 +13,7 @@
 //! direct always runs, as every ratio needs it, and replay replays what record recorded;
 //! TAPEDECK_BENCH_LOADS=c1,c32,big picks the loads, TAPEDECK_BENCH_C1,
 //! TAPEDECK_BENCH_C32 and TAPEDECK_BENCH_BIG the requests in a c=1, a c=32 and a 5 MB run
-//! (to profile a longer one).
+//! (to profile a longer one); TAPEDECK_BENCH_BIN measures another tapedeck binary.
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
@@ -33,7 +33,10 @@ use tapedeck_model::exchange::canonical::{identify, KeyBody};
 use tapedeck_model::exchange::{BodyRef, Event, RequestRecord, ResponseRecord, Timing};
 use tapedeck_model::rules::Rules;
 
-const TAPEDECK: &str = env!("CARGO_BIN_EXE_tapedeck");
+/// The binary measured: this build's, or TAPEDECK_BENCH_BIN (another build, to compare).
+fn tapedeck() -> String {
+    std::env::var("TAPEDECK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tapedeck").into())
+}
 
 struct Proxy {
     child: Child,
@@ -43,7 +46,7 @@ struct Proxy {
 
 impl Proxy {
     fn start(args: &[&str], work: &Path) -> Proxy {
-        let mut cmd = Command::new(TAPEDECK);
+        let mut cmd = Command::new(tapedeck());
         cmd.args(args)
             .args(["--listen", "127.0.0.1:0", "-q"])
             .env("TAPEDECK_LOG", "tapedeck=info")
@@ -624,7 +627,7 @@ async fn run() {
     }
 
     // The CA every tapedeck below shares (created now, so any part can run alone).
-    let made = Command::new(TAPEDECK)
+    let made = Command::new(tapedeck())
         .args(["ca", "--certs", &certs_s])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -109,10 +109,15 @@ impl Target {
     }
 }
 
+/// Every request carries an API key, as an agent's calls to an LLM API do: a recorder
+/// redacts it, and scrubs its echoes from what it stores.
+pub const API_KEY: &str = "Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyz";
+
 async fn get(send: &mut SendRequest<Empty<Bytes>>, auth: &str, path: &str) -> Option<u64> {
     send.ready().await.ok()?;
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, auth)
+        .header(hyper::header::AUTHORIZATION, API_KEY)
         .body(Empty::new())
         .ok()?;
     let resp = send.send_request(req).await.ok()?;
@@ -233,6 +238,7 @@ pub fn first_frame_ms(target: &Target, path: &str, n: usize) -> f64 {
                         }
                         let req = hyper::Request::get(path.as_str())
                             .header(hyper::header::HOST, auth.as_str())
+                            .header(hyper::header::AUTHORIZATION, API_KEY)
                             .body(Empty::new())
                             .expect("request");
                         let t = Instant::now();

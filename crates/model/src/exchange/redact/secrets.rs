@@ -105,16 +105,7 @@ impl Secrets {
 
     fn matcher(&self) -> Option<&AhoCorasick> {
         self.matcher
-            .get_or_init(|| {
-                if self.values.is_empty() {
-                    return None;
-                }
-                // Leftmost-longest: a secret that contains another is replaced whole.
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(&self.values)
-                    .ok()
-            })
+            .get_or_init(|| (!self.values.is_empty()).then(|| matcher_for(&self.values))?)
             .as_ref()
     }
 
@@ -141,6 +132,49 @@ impl Secrets {
             buf: Vec::new(),
         }
     }
+}
+
+/// How many matchers each thread keeps for the sets of values it saw last.
+const MATCHERS_KEPT: usize = 8;
+
+thread_local! {
+    /// The matchers built for the last sets of values, most recent first, each beside its
+    /// values in sorted order.
+    static MATCHERS: std::cell::RefCell<Vec<(Vec<Vec<u8>>, AhoCorasick)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A matcher for `values`, built once per thread for a set of values seen again: an agent
+/// sends the same key with every request, and building the automaton (about 100 µs in
+/// a release build for one bearer key) cost more than all the rest of recording an
+/// exchange. The values stay in memory only, as they were while the exchange ran.
+/// `None` when the automaton cannot be built (too large: the values are then not
+/// scrubbed literally, as before).
+fn matcher_for(values: &[Vec<u8>]) -> Option<AhoCorasick> {
+    let mut sorted: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    // Which pattern matched is never asked (every one is replaced by the same marker),
+    // and leftmost-longest matches do not depend on the patterns' order.
+    sorted.sort_unstable();
+    let same = |kept: &Vec<Vec<u8>>| {
+        kept.len() == sorted.len() && kept.iter().zip(&sorted).all(|(k, v)| k == v)
+    };
+    MATCHERS.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        if let Some(at) = kept.iter().position(|(k, _)| same(k)) {
+            let hit = kept.remove(at);
+            let ac = hit.1.clone();
+            kept.insert(0, hit);
+            return Some(ac);
+        }
+        // Leftmost-longest: a secret that contains another is replaced whole.
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&sorted)
+            .ok()?;
+        kept.insert(0, (sorted.iter().map(|v| v.to_vec()).collect(), ac.clone()));
+        kept.truncate(MATCHERS_KEPT);
+        Some(ac)
+    })
 }
 
 /// Scrubs secret values from a body as it streams. A value split across two pieces is
@@ -254,5 +288,41 @@ mod tests {
             s.scrub_str("pw=correct-horse-battery sid=session-cookie-value-1"),
             "pw=[REDACTED] sid=[REDACTED]"
         );
+    }
+
+    #[test]
+    fn a_matcher_is_reused_only_for_the_same_values_in_any_order() {
+        let text = "one=first-secret-value two=second-secret-value";
+        let both = secrets(&["first-secret-value", "second-secret-value"]);
+        assert_eq!(both.scrub_str(text), "one=[REDACTED] two=[REDACTED]");
+        // The same values in another order: the kept matcher, the same output.
+        let swapped = secrets(&["second-secret-value", "first-secret-value"]);
+        assert_eq!(swapped.scrub_str(text), "one=[REDACTED] two=[REDACTED]");
+        assert!(MATCHERS.with(|m| m.borrow().len()) >= 1);
+        // A subset is another set: the second value is left alone.
+        let one = secrets(&["first-secret-value"]);
+        assert_eq!(
+            one.scrub_str(text),
+            "one=[REDACTED] two=second-secret-value"
+        );
+        // Values added after a matcher was made give a new one.
+        let mut grown = secrets(&["first-secret-value"]);
+        assert_eq!(
+            grown.scrub_str(text),
+            "one=[REDACTED] two=second-secret-value"
+        );
+        grown.add("second-secret-value");
+        assert_eq!(grown.scrub_str(text), "one=[REDACTED] two=[REDACTED]");
+        // More sets than are kept: the oldest go, every one still scrubs its own values.
+        for i in 0..3 * MATCHERS_KEPT {
+            let v = format!("value-number-{i:04}");
+            let s = secrets(&[&v]);
+            assert_eq!(
+                s.scrub_str(&format!("<{v}> value-number-9999")),
+                "<[REDACTED]> value-number-9999"
+            );
+        }
+        assert_eq!(MATCHERS.with(|m| m.borrow().len()), MATCHERS_KEPT);
+        assert_eq!(both.scrub_str(text), "one=[REDACTED] two=[REDACTED]");
     }
 }
