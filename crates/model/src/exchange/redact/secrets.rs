@@ -136,6 +136,10 @@ impl Secrets {
 
 /// How many matchers each thread keeps for the sets of values it saw last.
 const MATCHERS_KEPT: usize = 8;
+/// Sets of values longer than this in all are not kept: keys and cookies are far shorter,
+/// and a client sending many long values would otherwise leave large automata behind on
+/// every thread.
+const KEPT_UP_TO: usize = 4 << 10;
 
 thread_local! {
     /// The matchers built for the last sets of values, most recent first, each beside its
@@ -147,7 +151,8 @@ thread_local! {
 /// A matcher for `values`, built once per thread for a set of values seen again: an agent
 /// sends the same key with every request, and building the automaton (about 100 µs in
 /// a release build for one bearer key) cost more than all the rest of recording an
-/// exchange. The values stay in memory only, as they were while the exchange ran.
+/// exchange. The values stay in memory only, as they were while the exchange ran; sets
+/// over [`KEPT_UP_TO`] bytes are built each time, as before.
 /// `None` when the automaton cannot be built (too large: the values are then not
 /// scrubbed literally, as before).
 fn matcher_for(values: &[Vec<u8>]) -> Option<AhoCorasick> {
@@ -158,6 +163,16 @@ fn matcher_for(values: &[Vec<u8>]) -> Option<AhoCorasick> {
     let same = |kept: &Vec<Vec<u8>>| {
         kept.len() == sorted.len() && kept.iter().zip(&sorted).all(|(k, v)| k == v)
     };
+    // Leftmost-longest: a secret that contains another is replaced whole.
+    let build = |values: &[&[u8]]| {
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(values)
+            .ok()
+    };
+    if sorted.iter().map(|v| v.len()).sum::<usize>() > KEPT_UP_TO {
+        return build(&sorted);
+    }
     MATCHERS.with(|cell| {
         let mut kept = cell.borrow_mut();
         if let Some(at) = kept.iter().position(|(k, _)| same(k)) {
@@ -166,11 +181,7 @@ fn matcher_for(values: &[Vec<u8>]) -> Option<AhoCorasick> {
             kept.insert(0, hit);
             return Some(ac);
         }
-        // Leftmost-longest: a secret that contains another is replaced whole.
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&sorted)
-            .ok()?;
+        let ac = build(&sorted)?;
         kept.insert(0, (sorted.iter().map(|v| v.to_vec()).collect(), ac.clone()));
         kept.truncate(MATCHERS_KEPT);
         Some(ac)
@@ -324,5 +335,14 @@ mod tests {
         }
         assert_eq!(MATCHERS.with(|m| m.borrow().len()), MATCHERS_KEPT);
         assert_eq!(both.scrub_str(text), "one=[REDACTED] two=[REDACTED]");
+        // A set longer than KEPT_UP_TO in all scrubs as well and is not kept.
+        let before: Vec<Vec<Vec<u8>>> =
+            MATCHERS.with(|m| m.borrow().iter().map(|(k, _)| k.clone()).collect());
+        let long: Vec<String> = (0..3).map(|i| format!("{i}{}", "x".repeat(2000))).collect();
+        let s = secrets(&long.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(s.scrub_str(&format!("a {} b", long[1])), "a [REDACTED] b");
+        let after: Vec<Vec<Vec<u8>>> =
+            MATCHERS.with(|m| m.borrow().iter().map(|(k, _)| k.clone()).collect());
+        assert_eq!(before, after);
     }
 }
