@@ -6,9 +6,10 @@
 # Installing Arize Phoenix with pip took 144 s here (116 s of it CPU: resolving, unpacking
 # and compiling 850 MB of packages); uv installs the same pins in 20 s. uv (pinned below)
 # is itself installed with pip, once, into a venv of its own (UV_VENV, default
-# target/uv-venv), and its cache (UV_CACHE_DIR, default target/uv-cache: what the venvs
-# share is fetched once) is on the venvs' file system, which uv links from; when that fails (no uv wheel for this platform, say), pip does the work
-# and a line says so. TAPEDECK_PIP=pip forces pip.
+# target/uv-venv); its cache (UV_CACHE_DIR, default target/uv-cache: what the venvs share
+# is fetched once) is on the venvs' file system, which uv links from. When uv cannot be
+# installed (no uv wheel for this platform, say), pip does the work and a line says so.
+# TAPEDECK_PIP=pip forces pip.
 # uv reads neither pip.conf nor PIP_* variables: an index or find-links given to pip that
 # way is passed on (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS), and uv takes its
 # certificates from SSL_CERT_FILE as pip takes them from PIP_CERT.
