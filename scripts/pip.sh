@@ -41,7 +41,9 @@ pip_install() {
     "$uv" pip install --quiet --cache-dir "${UV_CACHE_DIR:-$_pip_sh_root/target/uv-cache}" \
       --python "$python" "${extra[@]}" "$@"
   else
-    echo "pip_install: no uv $TAPEDECK_UV_VERSION (see above); installing with pip" >&2
+    if [[ ${TAPEDECK_PIP:-} != pip ]]; then
+      echo "pip_install: no uv $TAPEDECK_UV_VERSION (see above); installing with pip" >&2
+    fi
     "$python" -m pip install --quiet --disable-pip-version-check "$@"
   fi
 }
