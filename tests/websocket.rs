@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use support::harness::{export, Daemon, Dirs};
+use support::harness::{export, tls_tunnel, Daemon, Dirs};
 use support::upstream::Upstream;
 
 const SECRET: &str = "sk-ws-secret-0123456789abcdef";
@@ -39,32 +38,7 @@ async fn wss(
     port: u16,
     path: &str,
 ) -> WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut s = TcpStream::connect(d.addr).await.unwrap();
-    s.write_all(
-        format!("CONNECT localhost:{port} HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let head = read_head(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dirs.certs.join("ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, s)
-        .await
-        .unwrap();
+    let tls = tls_tunnel(d, dirs, "localhost", port, &[b"http/1.1"]).await;
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         format!("wss://localhost:{port}{path}"),
     )
