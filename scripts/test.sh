@@ -262,7 +262,7 @@ prune_after() {
   esac
   if [[ $later == "  " || $later == " fuzz " ]]; then
     gone+=("$CARGO_TARGET_DIR/debug" "$VENV" "$UI_VENV" "$ROOT/target/clients" "$ROOT/target/phoenix-venv"
-      "${UV_CACHE_DIR:-$ROOT/target/uv-cache}" "$ROOT/target/uv-venv")
+      "$ROOT/target/uv-cache" "$ROOT/target/uv-venv") # never a UV_CACHE_DIR of the user's
   fi
   for r in "${gone[@]}"; do
     [[ -e $r ]] || continue
