@@ -14,7 +14,9 @@
 #                  (selenium); skipped, with the reason, when Chromium cannot be had
 #   fmt            cargo fmt --check
 #   clippy         cargo clippy --workspace --all-targets -- -D warnings
-#   test           cargo test --workspace --no-fail-fast (every crate: unit, integration and doc tests; debug)
+#   test           cargo nextest run --workspace --no-fail-fast and cargo test --doc when
+#                  cargo-nextest is installed, cargo test --workspace --no-fail-fast
+#                  otherwise (every crate: unit, integration and doc tests; debug)
 #   build          cargo build --bin tapedeck --example upstream (debug: `cargo test`
 #                  has built them already; a release build would add minutes to CI and
 #                  prove nothing more about behaviour)
@@ -147,7 +149,21 @@ stage_setup-ui() {
 
 stage_fmt() { cargo fmt --all -- --check --color never; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
-stage_test() { cargo test --workspace --no-fail-fast; }
+# cargo-nextest when it is installed (one process per test, every binary's tests sharing
+# the machine's threads, the heavy ones of tests/limits.rs first: .config/nextest.toml),
+# then the doc tests, which nextest does not run; `cargo test` otherwise
+# (TAPEDECK_NEXTEST=0 asks for it).
+stage_test() {
+  if [[ ${TAPEDECK_NEXTEST:-1} != 0 ]] && cargo nextest --version >/dev/null 2>&1; then
+    local rc=0
+    cargo nextest run --workspace --no-fail-fast || rc=$?
+    cargo test --workspace --doc || rc=$?
+    return "$rc"
+  else
+    echo "test: cargo test (cargo-nextest is not installed, or TAPEDECK_NEXTEST=0)" >&2
+    cargo test --workspace --no-fail-fast
+  fi
+}
 stage_build() { cargo build --bin tapedeck --example upstream; }
 stage_e2e() {
   TAPEDECK_BIN="$CARGO_TARGET_DIR/debug/tapedeck" \

@@ -3,7 +3,7 @@
 //! divergent step, clustering, and an incident turned into a regression case that fails
 //! and passes as the agent is broken and fixed.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::harness::{client, client_as, Daemon, Dirs};

@@ -3,7 +3,7 @@
 //! dies at start, exits otherwise, or stops before the incident's steps fails with a
 //! reason; unused events are reported, and fail the case only when it asks.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! Checks the upstream fixture itself, with reqwest and no proxy in between.
-mod support;
+use crate::support;
 
 use std::io::Read as _;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! not UTF-8 once decoded, OTLP headers likewise, tapes whose metadata would overflow
 //! replay's arithmetic or make it wait for ever, and bodies that would bloat a tape.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@
 //! clients (the `mcp` SDK with a FastMCP server, `websockets` speaking Realtime events)
 //! are read by `show`, `analyze` and `otlp`.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! Record, end to end: the real binary as a daemon, a real TLS upstream with its own CA,
 //! and a real HTTP client going through the proxy and trusting tapedeck's CA.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

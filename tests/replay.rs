@@ -1,7 +1,7 @@
 //! Replay, end to end: record a scripted run against the real upstream, then replay it
 //! through the real binary with no network and compare what the client gets.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

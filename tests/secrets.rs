@@ -3,7 +3,7 @@
 //! then searches every file under the scratch directory (the store, the exported tape)
 //! and the proxy's stderr for each of them.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 

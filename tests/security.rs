@@ -5,7 +5,7 @@
 //! rapid resets, malformed rule files, no outbound connection in replay; tunnel bytes that
 //! are neither TLS nor HTTP are in replay.rs).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! Store integrity: damage in a real sled store in a temp dir, found by searching for a
 //! marker string, then `tapedeck fsck`, `show` and `replay` run against it.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

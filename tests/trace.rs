@@ -2,7 +2,7 @@
 //! (`show --json`), OTLP/JSON (`otlp -o`), OTLP/HTTP pushes (`otlp --endpoint`) and live
 //! spans (`record --otlp-endpoint`) received by a real HTTP server.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! reqwest) trusting only that bundle reach an upstream whose certificate comes from
 //! the "corporate" CA, both intercepted and passed through.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! and `diff`, the walk-back of the dependency model, that bodies come back as data, the
 //! security headers, a replay daemon's one session, and a record daemon's live stream.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! with real TLS, and plain `ws://` through the proxy; recorded from the fixture's
 //! WebSocket endpoints, replayed offline message for message, misses closed with 1008.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! some answers changed (`--inject`), and single steps sent again (`rerun`), through the
 //! real binary against real upstreams, with the fork each run records read back.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::harness::{client, Daemon, Dirs};

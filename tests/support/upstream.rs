@@ -78,8 +78,11 @@ pub const OAUTH_REFRESH_TOKEN: &str = "oauth-refresh-TOKEN-MUST-NOT-BE-STORED-52
 
 /// Byte `i` of the `/big` pattern.
 pub fn big_byte(i: u64) -> u8 {
-    (i % 251) as u8
+    (i % BIG_PERIOD) as u8
 }
+
+/// The period of the `/big` pattern (a prime, so no power-of-two chunking lines up with it).
+pub const BIG_PERIOD: u64 = 251;
 
 /// The weather table of `GET /weather?city=...`: (city, temp_c, conditions).
 pub const WEATHER: &[(&str, i64, &str)] = &[
