@@ -53,7 +53,8 @@
 # A failing stage does not stop the others: a stage whose prerequisite failed or was
 # skipped is skipped, and a stage that exits 77 was skipped for the reason it printed.
 # The run ends with a table of every stage, its time and result, and exits 1 if any
-# failed. FAIL_FAST=1 stops at the first failure.
+# failed. FAIL_FAST=1 stops at the first failure. TERM or Ctrl-C stops the running stage
+# and everything it started (its process group), and the run exits 143 or 130.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
 # E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 60), TAPEDECK_PRUNE (1: delete
 # what no later stage reads as the run goes; see prune_after).
@@ -256,7 +257,6 @@ start_fuzz_early() {
     fuzz "${FUZZ_SECONDS:-60}" "$FUZZ_BG_LOG" "$FUZZ_BG_RC" &
   FUZZ_BG_PID=$!
   trap 'kill -- -"$FUZZ_BG_PID" 2>/dev/null || true' EXIT
-  trap 'exit 130' INT TERM
   step "fuzz: started in the background (pid $FUZZ_BG_PID, log $FUZZ_BG_LOG)"
 }
 
@@ -287,6 +287,33 @@ prune_after() {
   done
 }
 
+# A stage runs in the background, in a process group of its own, while the script waits
+# for it: bash runs a trap only once the foreground command it waits on has ended, so a
+# TERM sent to this script alone (a CI runner cancelling the job) waited for the whole
+# stage, and without a trap it left the stage running with no one to wait for it. Now
+# the stage's group is sent TERM (KILL 5 s later if any of it is left; the example
+# scripts stop their servers on TERM), the background fuzz run is stopped (the EXIT
+# trap), and the script exits 128+N. A group, not a list of child processes: a stage
+# starts new processes while a list is being made (nextest stops at once on Ctrl-C, and
+# its stage went on to the doc tests).
+STAGE_PID=""
+group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'; }
+stop_stage() {
+  local sig=$1 name=$2 i
+  if [[ -n $STAGE_PID ]] && group_alive "$STAGE_PID"; then
+    printf '\n==> %s: stopped by SIG%s\n' "${s:-stage}" "$name" >&2
+    kill -TERM -- -"$STAGE_PID" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      group_alive "$STAGE_PID" || break
+      sleep 0.1
+    done
+    kill -KILL -- -"$STAGE_PID" 2>/dev/null || true
+  fi
+  exit $((128 + sig))
+}
+trap 'stop_stage 2 INT' INT
+trap 'stop_stage 15 TERM' TERM
+
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
 T_ALL="$(now)"
@@ -306,8 +333,13 @@ for ((si = 0; si < ${#STAGES[@]}; si++)); do
   step "$s"
   t="$(now)"
   set +e
-  (set -e; "stage_$s")
+  set -m # job control for this one job: its own process group
+  (set -e; "stage_$s") &
+  STAGE_PID=$!
+  set +m
+  wait "$STAGE_PID"
   rc=$?
+  STAGE_PID=""
   set -e
   TIME[$s]="$(elapsed "$t" "$(now)")"
   if ((rc == 0)); then
