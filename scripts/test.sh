@@ -17,7 +17,7 @@
 #   test           cargo nextest run --workspace --no-fail-fast and cargo test --doc when
 #                  cargo-nextest is installed, cargo test --workspace --no-fail-fast
 #                  otherwise (every crate: unit, integration and doc tests; debug)
-#   build          cargo build --bin tapedeck --example upstream (debug: `cargo test`
+#   build          cargo build --bin tapedeck --example upstream (debug: the test stage
 #                  has built them already; a release build would add minutes to CI and
 #                  prove nothing more about behaviour)
 #   e2e            examples/e2e.sh on those binaries
