@@ -140,10 +140,7 @@ fn stop(d: Daemon) -> String {
 /// go to files beside the tape and only their lengths are read here. Inline, a 256 MiB
 /// body was 341 MB of base64 to write and parse, most of this file's time in a debug build.
 fn event_of(dirs: &Dirs, session: &str) -> Vec<Value> {
-    let out = dirs.path(&format!("{session}.events.jsonl"));
-    let (code, _, err) = dirs.run(&["export", session, "-o", out.to_str().unwrap()]);
-    assert_eq!(code, 0, "export failed: {err}");
-    support::harness::read_tape(&out).1
+    support::harness::export_with(dirs, session, &[])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -295,15 +295,16 @@ pub fn read_tape(path: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
 /// Exports a session (daemon stopped or running) and returns its events, every body
 /// inline (so a test reads bodies from the events; body files have tests of their own).
 pub fn export(dirs: &Dirs, session: &str) -> Vec<serde_json::Value> {
+    export_with(dirs, session, &["--inline-max", "1073741824"])
+}
+
+/// Exports a session with more `export` options (none: bodies over the default threshold
+/// go to files beside the tape, and their events hold their lengths and hashes).
+pub fn export_with(dirs: &Dirs, session: &str, options: &[&str]) -> Vec<serde_json::Value> {
     let out = dirs.path(&format!("{session}.export.jsonl"));
-    let (code, _, err) = dirs.run(&[
-        "export",
-        session,
-        "-o",
-        out.to_str().unwrap(),
-        "--inline-max",
-        "1073741824",
-    ]);
+    let mut args = vec!["export", session, "-o", out.to_str().unwrap()];
+    args.extend_from_slice(options);
+    let (code, _, err) = dirs.run(&args);
     assert_eq!(code, 0, "export failed: {err}");
     read_tape(&out).1
 }
