@@ -1,7 +1,7 @@
 //! A replay never reads the store on the async runtime's threads while it serves: a real
 //! sled store, wrapped to note the thread of every read, behind a real proxy on a TCP
-//! port, a real hyper client, and a runtime whose threads are named so they can be told
-//! apart. The session is long enough that the read-ahead window moves, and holds small
+//! port, a real hyper client, and a runtime whose threads are named one by one, its
+//! workers known by their parking. The session is long enough that the read-ahead window moves, and holds small
 //! bodies (sled values), a body in a file, a body in parts, a JSON-RPC call, and a miss.
 //! A what-if run (a fork, with `--inject` rules, one of which picks by tool) also writes
 //! the fork's events and bodies, and those writes must stay off the runtime too.
@@ -23,8 +23,6 @@ use tapedeck_store::noted::Noted;
 use tapedeck_store::recording::Recording;
 use tapedeck_store::{SledStore, Store};
 
-/// The runtime's worker threads' name; its blocking pool's threads are named apart.
-const RUNTIME: &str = "rt-worker";
 const WORKERS: usize = 2;
 const SESSION: &str = "reads";
 
@@ -121,52 +119,74 @@ fn a_what_if_run_reads_and_writes_the_store_only_off_the_runtime_threads() {
 /// The step `--inject step:N=status:503` answers in the what-if run.
 const INJECTED_STEP: usize = 3;
 
-/// A runtime whose worker threads are named [`RUNTIME`] and its blocking pool's threads
-/// `rt-blocking`, checked.
+/// A runtime whose threads each have a name of their own (`rt-0`, `rt-1`, ...), and the
+/// names of those that are its workers.
 ///
-/// Tokio starts its workers on its blocking pool, first, as the runtime is built, and
-/// names every thread of both with one function: the first WORKERS threads made are named
-/// as workers. But a thread made for a worker may be slower to start than one made just
-/// after it, which then takes the worker's task from the pool's queue: the names are
-/// swapped. The queue runs in order, so once a blocking task queued after the workers has
-/// run on a thread named apart, every worker has started on a thread named as one; a
-/// runtime where that is not so is built again (it happened once in CI, on a busy
-/// machine).
-fn named_runtime() -> tokio::runtime::Runtime {
-    for _ in 0..20 {
-        let started = std::sync::atomic::AtomicUsize::new(0);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKERS)
-            .thread_name_fn(move || {
-                match started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < WORKERS {
-                    true => RUNTIME.to_string(),
-                    false => "rt-blocking".to_string(),
-                }
-            })
-            .enable_all()
-            .build()
-            .unwrap();
-        let named = rt.block_on(async {
-            let name = || std::thread::current().name().map(str::to_string);
-            let off = tokio::task::spawn_blocking(name).await.unwrap();
-            let mut on = Vec::new();
-            for _ in 0..16 {
-                on.push(tokio::spawn(async move { name() }).await.unwrap());
-            }
-            off.as_deref() == Some("rt-blocking")
-                && on.iter().all(|n| n.as_deref() == Some(RUNTIME))
-        });
-        if named {
-            return rt;
-        }
+/// Tokio names the threads of its workers and of its blocking pool with one function,
+/// and starts its workers on the blocking pool, so a name given in order cannot say which
+/// thread became a worker (a thread made for a worker may start later than one made after
+/// it, which then takes the worker's task: that made this test fail on a busy CI machine).
+/// Only a worker calls the park hooks, so a worker is a thread that parked. Every worker
+/// parks as soon as it is idle, and a new runtime has nothing to do: the set is complete
+/// before anything is served, and a thread that turns into a worker later (none should)
+/// is added when it parks.
+fn named_runtime() -> (tokio::runtime::Runtime, Workers) {
+    let workers = Workers::default();
+    let seen = workers.clone();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name_fn(move || {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            format!("rt-{n}")
+        })
+        .on_thread_park(move || {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            seen.lock().unwrap().insert(name);
+        })
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while workers.lock().unwrap().len() < WORKERS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runtime's workers never parked: {:?}",
+            workers.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    panic!("20 runtimes in a row had a worker thread named as a blocking one");
+    // The set tells the two kinds of thread apart: a task runs on a worker, a blocking
+    // call off them.
+    let (on, off) = rt.block_on(async {
+        let name = || std::thread::current().name().unwrap_or("?").to_string();
+        let off = tokio::task::spawn_blocking(name).await.unwrap();
+        let mut on = Vec::new();
+        for _ in 0..16 {
+            on.push(tokio::spawn(async move { name() }).await.unwrap());
+        }
+        (on, off)
+    });
+    let known = workers.lock().unwrap().clone();
+    assert_eq!(known.len(), WORKERS, "the workers: {known:?}");
+    assert!(
+        !known.contains(&off),
+        "{off} ran a blocking call and parked as a worker"
+    );
+    assert!(
+        on.iter().all(|n| known.contains(n)),
+        "tasks ran on {on:?}, the workers are {known:?}"
+    );
+    (rt, workers)
 }
+
+/// The names of the threads that parked as the runtime's workers.
+type Workers = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
 /// `released`: the recording leaves its events in the store (a long session) rather
 /// than holding them in memory. `what_if`: the replay is a what-if run that writes a fork.
 fn serve_and_watch(released: bool, what_if: bool) {
-    let rt = named_runtime();
+    let (rt, workers) = named_runtime();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Noted::new(
         SledStore::open(&dir.path().join("store")).unwrap(),
@@ -297,26 +317,27 @@ fn serve_and_watch(released: bool, what_if: bool) {
         );
     }
     // A plain replay writes nothing; a what-if run's writes count too.
-    let readers: Vec<String> = calls_while_serving
+    let readers: Vec<(String, String)> = calls_while_serving
         .into_iter()
         .filter(|c| what_if || !c.write)
-        .map(|c| format!("{}:{}", c.thread, c.method))
+        .map(|c| (c.thread, c.method.to_string()))
         .collect();
-    let mut by_thread: std::collections::BTreeMap<&str, usize> = Default::default();
-    for r in &readers {
-        *by_thread.entry(r.as_str()).or_default() += 1;
+    let mut by_thread: std::collections::BTreeMap<String, usize> = Default::default();
+    for (thread, method) in &readers {
+        *by_thread.entry(format!("{thread}:{method}")).or_default() += 1;
     }
     eprintln!(
         "released: {released}, what-if: {what_if}: store calls while serving, by thread: {by_thread:?}"
     );
     assert!(!readers.is_empty(), "serving read nothing from the store");
-    let on_runtime: Vec<&String> = readers
+    let workers = workers.lock().unwrap().clone();
+    let on_runtime: Vec<&(String, String)> = readers
         .iter()
-        .filter(|n| n.starts_with(&format!("{RUNTIME}:")))
+        .filter(|(thread, _)| workers.contains(thread))
         .collect();
     assert!(
         on_runtime.is_empty(),
-        "{} of {} store calls ran on the runtime's threads (released: {released}, what-if: {what_if}), the first: {:?}",
+        "{} of {} store calls ran on the runtime's threads {workers:?} (released: {released}, what-if: {what_if}), the first: {:?}",
         on_runtime.len(),
         readers.len(),
         &on_runtime[..on_runtime.len().min(5)]
