@@ -6,6 +6,12 @@
 //! hyper's HTTP/1.1 server over rustls, on one thread of its own (a current-thread
 //! runtime), so client, upstream and proxy each get a fair share of the machine.
 //!
+//! Every answer is new, as an LLM's are: a recorder stores each body it has not seen,
+//! and an upstream that sent the same bytes every time would let it skip that write
+//! (bodies are content-addressed), which flatters it. `/json` writes a counter into a
+//! copy of its 1 KB (one small copy); `/big` sends slices of one 16 MiB buffer of random
+//! bytes at random offsets (no copy), so no two of its 256 KiB segments are alike.
+//!
 //! Routes: `/json` (1 KB JSON), `/big?bytes=N` (N bytes in 64 KiB frames),
 //! `/sse?n=N&gap_ms=G` (N events G ms apart); anything else is `/json`.
 
@@ -25,12 +31,72 @@ use tokio::net::TcpListener;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// The 1 KB answer of `/json`.
-pub fn json_body() -> Bytes {
-    let pad = "x".repeat(1024 - 60);
-    Bytes::from(format!(
-        r#"{{"id":"bench-1","object":"bench","ok":true,"pad":"{pad}"}}"#
-    ))
+/// Where `/json`'s answer holds its number: `"id":"bench-` and 16 hex digits.
+const ID_AT: usize = r#"{"id":"bench-"#.len();
+const ID_DIGITS: usize = 16;
+
+/// The 1 KB answer of `/json`, numbered `n`.
+pub fn json_body(n: u64) -> Bytes {
+    let pad = "x".repeat(1024 - 71);
+    let body = format!(r#"{{"id":"bench-{n:016x}","object":"bench","ok":true,"pad":"{pad}"}}"#);
+    debug_assert_eq!(&body[ID_AT + ID_DIGITS..ID_AT + ID_DIGITS + 1], "\"");
+    Bytes::from(body)
+}
+
+/// What every answer is made from: `/json`'s text, and random bytes for `/big`.
+struct Answers {
+    json: Bytes,
+    random: Bytes,
+    /// Numbers answers.
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Random bytes `/big` sends slices of.
+const RANDOM: usize = 16 << 20;
+
+impl Answers {
+    fn new() -> Answers {
+        let mut random = vec![0u8; RANDOM];
+        getrandom::fill(&mut random).expect("random bytes");
+        Answers {
+            json: json_body(0),
+            random: Bytes::from(random),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn number(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `/json`'s answer with the next number written into it.
+    fn json(&self) -> Bytes {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.number();
+        let mut b = self.json.to_vec();
+        for (i, d) in b[ID_AT..ID_AT + ID_DIGITS].iter_mut().enumerate() {
+            *d = HEX[((n >> (4 * (ID_DIGITS - 1 - i))) & 0xf) as usize];
+        }
+        Bytes::from(b)
+    }
+
+    /// `total` bytes of random data in frames of at most FRAME, each a slice of the
+    /// buffer at an offset drawn from the answer's number.
+    fn big(&self, total: usize) -> impl Iterator<Item = Bytes> {
+        let random = self.random.clone();
+        // splitmix64 over the answer's number and the frame's index.
+        let mut state = self.number().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (0..total.div_ceil(FRAME)).map(move |i| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let n = FRAME.min(total - i * FRAME);
+            let at = (z % (RANDOM - FRAME) as u64) as usize;
+            random.slice(at..at + n)
+        })
+    }
 }
 
 const FRAME: usize = 64 * 1024;
@@ -68,21 +134,21 @@ impl FastUpstream {
 
 async fn serve(std_listener: std::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
     let listener = TcpListener::from_std(std_listener).expect("listener");
-    let json = json_body();
+    let answers = Arc::new(Answers::new());
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let json = json.clone();
+        let answers = answers.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let json = json.clone();
-                async move { Ok::<_, Infallible>(route(&req, json)) }
+                let resp = route(&req, &answers);
+                async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), svc)
@@ -98,15 +164,13 @@ fn query_u64(req: &Request<Incoming>, name: &str) -> Option<u64> {
     })
 }
 
-fn route(req: &Request<Incoming>, json: Bytes) -> Response<Body> {
+fn route(req: &Request<Incoming>, answers: &Answers) -> Response<Body> {
     match req.uri().path() {
         "/big" => {
             let total = query_u64(req, "bytes").unwrap_or(1 << 20) as usize;
-            let frame = Bytes::from(vec![b'a'; FRAME]);
-            let frames = (0..total.div_ceil(FRAME)).map(move |i| {
-                let n = FRAME.min(total - i * FRAME);
-                Ok::<_, Infallible>(Frame::data(frame.slice(..n)))
-            });
+            let frames = answers
+                .big(total)
+                .map(|b| Ok::<_, Infallible>(Frame::data(b)));
             let body = StreamBody::new(futures_util::stream::iter(frames));
             Response::builder()
                 .header("content-type", "application/octet-stream")
@@ -134,7 +198,7 @@ fn route(req: &Request<Incoming>, json: Bytes) -> Response<Body> {
         }
         _ => Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(json).boxed_unsync())
+            .body(Full::new(answers.json()).boxed_unsync())
             .expect("response"),
     }
 }
