@@ -483,6 +483,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
         b3: blake3::hash(&body).to_hex().to_string(),
         len: body.len() as u64,
         encoding: None,
+        at: None,
     };
     let empty = BodyRef::empty();
     // What the load generator sends (an `accept` would take part in the key, and every

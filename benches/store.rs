@@ -50,6 +50,7 @@ fn body_ref(store: &dyn Store, data: &[u8]) -> BodyRef {
         b3: h.to_hex().to_string(),
         len: data.len() as u64,
         encoding: None,
+        at: None,
     }
 }
 

@@ -110,6 +110,56 @@ async fn a_damaged_event_is_named_by_fsck_and_the_rest_stays_readable() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// A small request body is kept inside its event's value (store format 3): damage to it
+/// is not the event's (its JSON is sound) but the body's, and fsck, export and replay
+/// each name it instead of handing on wrong bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_body_inside_its_event_is_named_by_fsck_and_refused_by_export() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(&dirs, &["record", "--session", "inl", "--upstream-ca", &ca]);
+    let c = client(&d, &dirs);
+    for i in 1..=3 {
+        let body = format!(r#"{{"note":"BODYMARK-{i}"}}"#);
+        let resp = c.post(up.url("/echo")).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    d.stop();
+    let db = sled::open(dirs.store.join("db")).unwrap();
+    assert!(
+        db.open_tree("bodies")
+            .unwrap()
+            .get(blake3::hash(br#"{"note":"BODYMARK-2"}"#).as_bytes())
+            .unwrap()
+            .is_none(),
+        "a small body is not stored under its blake3"
+    );
+    drop(db);
+    let (code, out, err) = dirs.run(&["fsck"]);
+    assert_eq!(code, 0, "a sound store: {out}{err}");
+    let tape = dirs.root.path().join("inl.jsonl");
+    let tape = tape.to_str().unwrap();
+    let (code, _, err) = dirs.run(&["export", "inl", "-o", tape]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(tape).unwrap();
+    assert!(text.contains("BODYMARK-2"), "the body reads back: {text}");
+
+    damage_event_below_sled(&dirs.store, "BODYMARK-2");
+
+    let (code, out, err) = dirs.run(&["fsck"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("inl: DAMAGED"), "{out}");
+    assert!(
+        out.contains("step 2: its request body") && out.contains("damaged"),
+        "{out}"
+    );
+    let again = dirs.root.path().join("again.jsonl");
+    let (code, _, err) = dirs.run(&["export", "inl", "-o", again.to_str().unwrap()]);
+    assert_ne!(code, 0, "export hands on no damaged body");
+    assert!(err.contains("damaged"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_body_file_is_named_by_session_and_step() {
     let up = Upstream::start(true).await;

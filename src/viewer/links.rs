@@ -133,6 +133,7 @@ mod tests {
                 b3,
                 len: text.len() as u64,
                 encoding: None,
+                at: None,
             }
         };
         let json_headers = || vec![("content-type".to_string(), "application/json".to_string())];

@@ -815,7 +815,7 @@ impl Pending {
     }
 
     /// A finished body's reference and, when small (kept whole, not stored yet: see
-    /// [`Pending::put_whole`]), its bytes.
+    /// `write_event`, which stores it with the event), its bytes.
     fn store_body(
         &mut self,
         c: Captured,
@@ -836,6 +836,7 @@ impl Pending {
                         b3: hash.to_hex().to_string(),
                         len: data.len() as u64,
                         encoding: c.encoding,
+                        at: None,
                     },
                     Some(Kept {
                         hash,
@@ -849,17 +850,11 @@ impl Pending {
                     b3: hash.to_hex().to_string(),
                     len,
                     encoding: c.encoding,
+                    at: None,
                 },
                 None,
                 c.failed,
             ),
-        }
-    }
-
-    /// Stores a body kept whole (on the writer thread, before the event that names it).
-    fn put_whole(&self, kept: &Kept) {
-        if let Err(e) = self.recorder.store.put_blob(&kept.hash, &kept.data) {
-            tracing::error!("#{}: cannot store body: {e}", self.step);
         }
     }
 
@@ -927,8 +922,11 @@ impl Pending {
                 &rules,
             )
         });
-        if let Some(b) = &req_bytes {
-            self.put_whole(b);
+        // Bodies kept whole go into the store with the event (one write; see
+        // `Store::put_event_with`).
+        let mut whole: Vec<(blake3::Hash, Bytes)> = Vec::with_capacity(2);
+        if let Some(b) = req_bytes {
+            whole.push((b.hash, b.data));
         }
 
         let mut error = match (error, req_too_large) {
@@ -943,8 +941,8 @@ impl Pending {
                 let mut chunks = captured.chunks.clone();
                 let over = captured.too_large;
                 let (body, kept, failed) = self.store_body(captured, ct.as_deref());
-                if let Some(k) = &kept {
-                    self.put_whole(k);
+                if let Some(k) = kept {
+                    whole.push((k.hash, k.data));
                 }
                 if let (Some(max), None) = (over, &error) {
                     error = Some(too_large("response", max));
@@ -1000,7 +998,7 @@ impl Pending {
             injected: self.injected.take(),
         };
         let session = self.clock.name().as_str();
-        match self.recorder.store.put_event(session, &event) {
+        match self.recorder.store.put_event_with(session, &event, &whole) {
             Ok(()) => {
                 self.recorder
                     .stats

@@ -228,6 +228,7 @@ fn write_messages(
                 b3: hash.to_hex().to_string(),
                 len: stored.len() as u64,
                 encoding: None,
+                at: None,
             },
             code,
         });

@@ -263,6 +263,7 @@ impl Fork {
                             b3: h.to_hex().to_string(),
                             len: n,
                             encoding: r.body.encoding.clone(),
+                            at: None,
                         };
                         r.chunks = None;
                         r.complete = false;
@@ -309,6 +310,7 @@ impl Fork {
                 b3: h.to_hex().to_string(),
                 len: data.len() as u64,
                 encoding,
+                at: None,
             })
         };
         let body = match body

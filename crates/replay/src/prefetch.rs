@@ -469,6 +469,7 @@ mod tests {
                 .to_string(),
             len: data.len() as u64,
             encoding: None,
+            at: None,
         };
         let ev = Event {
             step,

@@ -49,6 +49,7 @@ fn put_body(store: &dyn Store, data: &[u8]) -> BodyRef {
         b3: h.to_hex().to_string(),
         len: data.len() as u64,
         encoding: None,
+        at: None,
     }
 }
 

@@ -66,9 +66,11 @@ pub fn check(store: &dyn Store, journal: &Journal) -> Result<Report, StoreError>
             let mut whole = true;
             let response = ev.response.as_ref().map(|r| ("response", &r.body));
             for (side, body) in std::iter::once(("request", &ev.request.body)).chain(response) {
-                let state = match bodies.get(&body.b3) {
-                    Some(s) => s.clone(),
-                    None => {
+                let state = match (body.at, bodies.get(&body.b3)) {
+                    // Kept inside its event: its own copy, checked where it is.
+                    (Some(step), _) => store.verify_event_body(&info.name, step, &body.b3)?,
+                    (None, Some(s)) => s.clone(),
+                    (None, None) => {
                         let s = store.verify_body(&body.b3)?;
                         bodies.insert(body.b3.clone(), s.clone());
                         s

@@ -145,6 +145,44 @@ pub trait Store: Send + Sync + 'static {
     fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// Writes an event whose bodies are already stored, and schedules a group commit.
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
+    /// Writes an event with small bodies of its own (blake3 and bytes, each at most
+    /// [`INLINE_MAX`]), which a store may keep inside the event's value rather than under
+    /// their blake3: one write where there were three, and no page of the bodies' tree
+    /// touched at random. Readers find them with [`Store::event_body`] through the
+    /// event's step ([`BodyRef::at`](tapedeck_model::exchange::BodyRef::at)). By default,
+    /// each is stored under its blake3 first.
+    fn put_event_with(
+        &self,
+        session: &str,
+        event: &Event,
+        bodies: &[(blake3::Hash, bytes::Bytes)],
+    ) -> Result<(), StoreError> {
+        for (h, data) in bodies {
+            self.put_blob(h, data)?;
+        }
+        self.put_event(session, event)
+    }
+    /// A body of event `step` of `session`: from inside the event when it is kept there
+    /// (checked against its blake3), else as [`Store::body_bytes`] finds it.
+    fn event_body(
+        &self,
+        session: &str,
+        step: u64,
+        hash_hex: &str,
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        let _ = (session, step);
+        self.body_bytes(hash_hex)
+    }
+    /// [`Store::verify_body`] for a body of event `step` of `session`, wherever it is kept.
+    fn verify_event_body(
+        &self,
+        session: &str,
+        step: u64,
+        hash_hex: &str,
+    ) -> Result<BodyState, StoreError> {
+        let _ = (session, step);
+        self.verify_body(hash_hex)
+    }
     /// A session's events in step order, with what could not be read. Damaged events and
     /// events whose bodies are missing are left out and listed.
     fn read_session(&self, session: &str) -> Result<SessionRead, StoreError> {
@@ -257,6 +295,11 @@ pub enum BodyState {
     Missing,
     Damaged(String),
 }
+
+/// The largest body a store keeps inside its event's value ([`Store::put_event_with`]):
+/// an LLM call's request and answer nearly always; larger bodies are stored under their
+/// blake3 (deduplicated), in segments or files above [`FILE_BLOB_MIN`].
+pub const INLINE_MAX: usize = 64 << 10;
 
 /// Bodies up to this size are kept whole in memory while recording (for JSON redaction
 /// and canonical matching); beyond it they are written in segments as they stream.

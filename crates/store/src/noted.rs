@@ -96,6 +96,32 @@ impl<S: Store> Store for Noted<S> {
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
         self.write("put_event").put_event(session, event)
     }
+    fn put_event_with(
+        &self,
+        session: &str,
+        event: &Event,
+        bodies: &[(blake3::Hash, bytes::Bytes)],
+    ) -> Result<(), StoreError> {
+        self.write("put_event_with")
+            .put_event_with(session, event, bodies)
+    }
+    fn event_body(
+        &self,
+        session: &str,
+        step: u64,
+        h: &str,
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.read("event_body").event_body(session, step, h)
+    }
+    fn verify_event_body(
+        &self,
+        session: &str,
+        step: u64,
+        h: &str,
+    ) -> Result<crate::BodyState, StoreError> {
+        self.read("verify_event_body")
+            .verify_event_body(session, step, h)
+    }
     fn scan_session(
         &self,
         session: &str,

@@ -183,16 +183,28 @@ impl Recording {
     }
 
     /// Decodes what [`Recording::event_json`] returned for event `i`.
+    /// The JSON alone does not say which bodies the store keeps inside the event, so
+    /// every body small enough to be is looked for there first ([`Store::event_body`]
+    /// falls back to its blake3).
     pub fn decode_event(&self, i: usize, json: &[u8]) -> Result<Event, StoreError> {
-        crate::sled_store::from_json::<Event>(json).map_err(|e| StoreError::DamagedEvent {
-            session: self.session.clone(),
-            step: self
-                .released
-                .as_ref()
-                .and_then(|r| r.steps.get(i).copied())
-                .unwrap_or(0),
-            problem: crate::EventDamage::Unreadable(e),
-        })
+        let mut ev =
+            crate::sled_store::from_json::<Event>(json).map_err(|e| StoreError::DamagedEvent {
+                session: self.session.clone(),
+                step: self
+                    .released
+                    .as_ref()
+                    .and_then(|r| r.steps.get(i).copied())
+                    .unwrap_or(0),
+                problem: crate::EventDamage::Unreadable(e),
+            })?;
+        let step = ev.step;
+        let response = ev.response.as_mut().map(|r| &mut r.body);
+        for body in std::iter::once(&mut ev.request.body).chain(response) {
+            if body.len <= crate::INLINE_MAX as u64 {
+                body.at = Some(step);
+            }
+        }
+        Ok(ev)
     }
 
     /// Calls `f` with each event and its index, in step order: from memory, or (once the
@@ -248,9 +260,11 @@ impl Recording {
 
     pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
         match &self.bodies {
-            Bodies::Store(s) => s
-                .body_bytes(&r.b3)?
-                .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
+            Bodies::Store(s) => match r.at {
+                Some(step) => s.event_body(&self.session, step, &r.b3)?,
+                None => s.body_bytes(&r.b3)?,
+            }
+            .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
             Bodies::Tape(inline, files) => match (inline.get(&r.b3), files.get(&r.b3)) {
                 (Some(b), _) => Ok(b.clone()),
                 (None, Some(f)) => Ok(f.read_all()?),
@@ -411,6 +425,7 @@ mod tests {
                     b3: b3.clone(),
                     len: body.len() as u64,
                     encoding: None,
+                    at: None,
                 },
             },
             response: None,

@@ -22,26 +22,131 @@ use tapedeck_model::session::Lineage;
 
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
-/// 2: events carry a checksum (see [`encode_event`]). A format-1 store is read as it is
-/// and marked 2, because what this tapedeck adds to it an older one cannot read.
-const FORMAT: &str = "2";
-const FORMAT_UPGRADABLE: &[&str] = &["1"];
+/// 2: events carry a checksum (see [`encode_event`]). 3: an event may carry its small
+/// bodies inside its value ([`EVENT_INLINE`]). A store of an older format is read as it
+/// is and marked 3, because what this tapedeck adds to it an older one cannot read.
+const FORMAT: &str = "3";
+const FORMAT_UPGRADABLE: &[&str] = &["1", "2"];
 const TAG_MANIFEST: u8 = 1;
 /// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
 /// before the JSON; older values are the bare JSON (they start with `{`).
 const EVENT_SUMMED: u8 = 1;
+/// An event value that carries bodies of its own: this byte, the blake3 of its JSON (32
+/// bytes), the number of bodies (u32, big-endian), for each its blake3 (32 bytes) and
+/// length (u32), then the bodies one after the other, then the JSON. The checksum covers
+/// the JSON; each body is checked against its blake3 when it is read.
+const EVENT_INLINE: u8 = 2;
+
+/// An event's value taken apart (no copy).
+struct EventValue<'a> {
+    /// The blake3 the value says its JSON has, if it says one.
+    sum: Option<&'a [u8]>,
+    json: &'a [u8],
+    /// The bodies kept inside: blake3 and where its bytes are in the value.
+    bodies: Vec<(&'a [u8], std::ops::Range<usize>)>,
+}
+
+fn split_value(value: &[u8]) -> Result<EventValue<'_>, EventDamage> {
+    match value.first() {
+        Some(&EVENT_SUMMED) => {
+            let (sum, json) = value
+                .get(1..)
+                .and_then(|v| v.split_at_checked(32))
+                .ok_or(EventDamage::CutShort)?;
+            Ok(EventValue {
+                sum: Some(sum),
+                json,
+                bodies: Vec::new(),
+            })
+        }
+        Some(&EVENT_INLINE) => {
+            let u32_at = |at: usize| {
+                value
+                    .get(at..at + 4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(|b| u32::from_be_bytes(b) as usize)
+                    .ok_or(EventDamage::CutShort)
+            };
+            let sum = value.get(1..33).ok_or(EventDamage::CutShort)?;
+            let n = u32_at(33)?;
+            let table = 37usize;
+            let mut at = n
+                .checked_mul(36)
+                .and_then(|t| t.checked_add(table))
+                .filter(|end| *end <= value.len())
+                .ok_or(EventDamage::CutShort)?;
+            let mut bodies = Vec::with_capacity(n);
+            for i in 0..n {
+                let entry = table + i * 36;
+                let len = u32_at(entry + 32)?;
+                let end = at
+                    .checked_add(len)
+                    .filter(|end| *end <= value.len())
+                    .ok_or(EventDamage::CutShort)?;
+                bodies.push((&value[entry..entry + 32], at..end));
+                at = end;
+            }
+            Ok(EventValue {
+                sum: Some(sum),
+                json: &value[at..],
+                bodies,
+            })
+        }
+        Some(b'{') => Ok(EventValue {
+            sum: None,
+            json: value,
+            bodies: Vec::new(),
+        }),
+        _ => Err(EventDamage::Format),
+    }
+}
+
+/// Marks the bodies of `ev` that its value keeps inside with the event's step.
+fn locate(ev: &mut Event, inline: &[(&[u8], std::ops::Range<usize>)]) {
+    if inline.is_empty() {
+        return;
+    }
+    let step = ev.step;
+    let held =
+        |b3: &str| parse_hex(b3).is_some_and(|k| inline.iter().any(|(h, _)| *h == k.as_slice()));
+    let response = ev.response.as_mut().map(|r| &mut r.body);
+    for body in std::iter::once(&mut ev.request.body).chain(response) {
+        if held(&body.b3) {
+            body.at = Some(step);
+        }
+    }
+}
 
 /// An event as stored: its JSON behind a checksum, so damage sled does not catch is
 /// caught on reading.
-fn encode_event(event: &Event) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
+fn encode_event(
+    event: &Event,
+    bodies: &[(&blake3::Hash, &[u8])],
+) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
     let json = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
         what: "an event",
         source,
     })?;
     let sum = blake3::hash(&json);
-    let mut v = Vec::with_capacity(33 + json.len());
-    v.push(EVENT_SUMMED);
+    if bodies.is_empty() {
+        let mut v = Vec::with_capacity(33 + json.len());
+        v.push(EVENT_SUMMED);
+        v.extend_from_slice(sum.as_bytes());
+        v.extend_from_slice(&json);
+        return Ok((v, sum));
+    }
+    let data: usize = bodies.iter().map(|(_, d)| d.len()).sum();
+    let mut v = Vec::with_capacity(37 + bodies.len() * 36 + data + json.len());
+    v.push(EVENT_INLINE);
     v.extend_from_slice(sum.as_bytes());
+    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+    for (h, d) in bodies {
+        v.extend_from_slice(h.as_bytes());
+        v.extend_from_slice(&(d.len() as u32).to_be_bytes());
+    }
+    for (_, d) in bodies {
+        v.extend_from_slice(d);
+    }
     v.extend_from_slice(&json);
     Ok((v, sum))
 }
@@ -60,25 +165,18 @@ pub enum EventDamage {
 }
 
 /// An event, its blake3 and whether it carried one, or what is wrong with it.
+/// The bodies it keeps inside are marked with its step ([`BodyRef::at`]).
+///
+/// [`BodyRef::at`]: tapedeck_model::exchange::BodyRef::at
 fn decode_event(value: &[u8]) -> Result<(Event, blake3::Hash, bool), EventDamage> {
-    let (json, sum, summed) = match value.first() {
-        Some(&EVENT_SUMMED) => {
-            let (sum, json) = value
-                .get(1..)
-                .and_then(|v| v.split_at_checked(32))
-                .ok_or(EventDamage::CutShort)?;
-            let actual = blake3::hash(json);
-            if actual.as_bytes() != sum {
-                return Err(EventDamage::Checksum);
-            }
-            (json, actual, true)
-        }
-        Some(b'{') => (value, blake3::hash(value), false),
-        _ => return Err(EventDamage::Format),
-    };
-    from_json::<Event>(json)
-        .map(|ev| (ev, sum, summed))
-        .map_err(EventDamage::Unreadable)
+    let parts = split_value(value)?;
+    let actual = blake3::hash(parts.json);
+    if parts.sum.is_some_and(|sum| sum != actual.as_bytes()) {
+        return Err(EventDamage::Checksum);
+    }
+    let mut ev = from_json::<Event>(parts.json).map_err(EventDamage::Unreadable)?;
+    locate(&mut ev, &parts.bodies);
+    Ok((ev, actual, parts.sum.is_some()))
 }
 
 /// A value from JSON bytes, checked as UTF-8 once, whole, and then parsed as text:
@@ -583,6 +681,41 @@ fn merge_infos(c: &Committer) -> Result<(), sled::Error> {
     Ok(())
 }
 
+impl SledStore {
+    /// Body `hash_hex` as event `step` of `session` keeps it inside its value: `None` when
+    /// it does not (or the event is gone or unreadable: the body is then looked for under
+    /// its blake3), `Some(Err(()))` when the bytes there fail their blake3.
+    fn inline_body(
+        &self,
+        session: &str,
+        step: u64,
+        hash_hex: &str,
+    ) -> Result<Option<Result<bytes::Bytes, ()>>, StoreError> {
+        let Some(k) = parse_hex(hash_hex) else {
+            return Ok(None);
+        };
+        let Some(v) = self.events.get(event_key(session, step))? else {
+            return Ok(None);
+        };
+        let range = match split_value(&v) {
+            Ok(parts) => parts
+                .bodies
+                .into_iter()
+                .find(|(h, _)| *h == k.as_slice())
+                .map(|(_, r)| r),
+            Err(_) => None,
+        };
+        let Some(range) = range else {
+            return Ok(None);
+        };
+        if blake3::hash(&v[range.clone()]).as_bytes() != &k {
+            return Ok(Some(Err(())));
+        }
+        // sled's value, shared, not copied.
+        Ok(Some(Ok(bytes::Bytes::from_owner(v).slice(range))))
+    }
+}
+
 impl Store for SledStore {
     fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
         if data.len() >= FILE_BLOB_MIN {
@@ -715,7 +848,24 @@ impl Store for SledStore {
     }
 
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError> {
-        let (value, sum) = encode_event(event)?;
+        self.put_event_with(session, event, &[])
+    }
+
+    fn put_event_with(
+        &self,
+        session: &str,
+        event: &Event,
+        bodies: &[(blake3::Hash, bytes::Bytes)],
+    ) -> Result<(), StoreError> {
+        let mut inline = Vec::with_capacity(bodies.len());
+        for (h, data) in bodies {
+            if data.len() > crate::INLINE_MAX {
+                self.put_blob(h, data)?;
+            } else if !inline.iter().any(|(k, _): &(&blake3::Hash, &[u8])| *k == h) {
+                inline.push((h, &data[..]));
+            }
+        }
+        let (value, sum) = encode_event(event, &inline)?;
         self.events.insert(event_key(session, event.step), value)?;
         // Queued after the insert: the flush that journals it has the event too.
         self.journal(Entry::Event {
@@ -784,9 +934,10 @@ impl Store for SledStore {
                     continue;
                 }
             };
-            let mut whole = self.has_body(&ev.request.body.b3)?;
+            // A body kept inside the event was read with it.
+            let mut whole = ev.request.body.at.is_some() || self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
-                whole &= self.has_body(&r.body.b3)?;
+                whole &= r.body.at.is_some() || self.has_body(&r.body.b3)?;
             }
             for m in ev.ws.iter().flat_map(|w| &w.messages) {
                 whole &= self.has_body(&m.body.b3)?;
@@ -834,6 +985,34 @@ impl Store for SledStore {
             ));
         }
         Ok(BodyState::Sound)
+    }
+
+    fn event_body(
+        &self,
+        session: &str,
+        step: u64,
+        hash_hex: &str,
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        match self.inline_body(session, step, hash_hex)? {
+            Some(Ok(data)) => Ok(Some(data)),
+            Some(Err(())) => Err(StoreError::DamagedBlob(hash_hex.to_string())),
+            None => self.body_bytes(hash_hex),
+        }
+    }
+
+    fn verify_event_body(
+        &self,
+        session: &str,
+        step: u64,
+        hash_hex: &str,
+    ) -> Result<BodyState, StoreError> {
+        match self.inline_body(session, step, hash_hex)? {
+            Some(Ok(_)) => Ok(BodyState::Sound),
+            Some(Err(())) => Ok(BodyState::Damaged(
+                "it does not match its blake3 (kept inside its event)".into(),
+            )),
+            None => self.verify_body(hash_hex),
+        }
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
@@ -946,12 +1125,15 @@ impl Store for SledStore {
         let Some(v) = self.events.get(event_key(session, step))? else {
             return Ok(None);
         };
-        let json = match v.first() {
-            Some(&EVENT_SUMMED) => v.get(33..),
-            _ => Some(&v[..]),
-        };
-        match json.map(from_json::<Event>) {
-            Some(Ok(ev)) => Ok(Some(ev)),
+        let parts = split_value(&v).ok();
+        match parts
+            .as_ref()
+            .map(|p| (from_json::<Event>(p.json), &p.bodies))
+        {
+            Some((Ok(mut ev), bodies)) => {
+                locate(&mut ev, bodies);
+                Ok(Some(ev))
+            }
             // Not as it was when first read: say what is wrong the usual way.
             _ => self.event(session, step),
         }
@@ -961,16 +1143,16 @@ impl Store for SledStore {
         let Some(v) = self.events.get(event_key(session, step))? else {
             return Ok(None);
         };
-        let from = match v.first() {
-            Some(&EVENT_SUMMED) if v.len() >= 33 => 33,
-            Some(&EVENT_SUMMED) => {
+        let from = match split_value(&v) {
+            Ok(parts) => v.len() - parts.json.len(),
+            Err(EventDamage::Format) => 0,
+            Err(problem) => {
                 return Err(StoreError::DamagedEvent {
                     session: session.to_string(),
                     step,
-                    problem: EventDamage::CutShort,
+                    problem,
                 })
             }
-            _ => 0,
         };
         // sled's value, shared, not copied.
         Ok(Some(bytes::Bytes::from_owner(v).slice(from..)))
@@ -1054,6 +1236,114 @@ mod tests {
     }
 
     #[test]
+    fn small_bodies_live_inside_their_event_and_read_back_checked() {
+        use tapedeck_model::exchange::ResponseRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let req = bytes::Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#);
+        let resp = bytes::Bytes::from(vec![b'r'; crate::INLINE_MAX]);
+        let big = bytes::Bytes::from(vec![b'b'; crate::INLINE_MAX + 1]);
+        let named =
+            |d: &bytes::Bytes| BodyRef::of(blake3::hash(d).to_hex().to_string(), d.len() as u64);
+        let with = |step: u64, request: &bytes::Bytes, response: &bytes::Bytes| {
+            let mut ev = event(step);
+            ev.request.body = named(request);
+            ev.response = Some(ResponseRecord {
+                status: 200,
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+                body: named(response),
+                chunks: None,
+                complete: true,
+            });
+            let bodies: Vec<(blake3::Hash, bytes::Bytes)> = [request, response]
+                .iter()
+                .map(|d| (blake3::hash(d), (*d).clone()))
+                .collect();
+            (ev, bodies)
+        };
+        // Step 1: both small (the answer exactly INLINE_MAX); step 2: the answer one byte
+        // over; step 3: the same bytes both ways (kept once).
+        for (step, request, response) in [(1, &req, &resp), (2, &req, &big), (3, &req, &req)] {
+            let (ev, bodies) = with(step, request, response);
+            store.put_event_with("s", &ev, &bodies).unwrap();
+        }
+        let h = |d: &bytes::Bytes| blake3::hash(d).to_hex().to_string();
+        // Not under their blake3: one write per exchange. The large one is.
+        assert!(!store.has_body(&h(&req)).unwrap());
+        assert!(!store.has_body(&h(&resp)).unwrap());
+        assert!(store.has_body(&h(&big)).unwrap());
+        let value = |step| store.events.get(event_key("s", step)).unwrap().unwrap();
+        let kept = |step| split_value(&value(step)).unwrap().bodies.len();
+        assert_eq!(
+            (kept(1), kept(2), kept(3)),
+            (2, 1, 1),
+            "one copy of a body named twice"
+        );
+
+        let read = store.read_session("s").unwrap();
+        assert!(
+            read.damaged.is_empty() && read.missing_bodies.is_empty(),
+            "{read:?}"
+        );
+        let at: Vec<(Option<u64>, Option<u64>)> = read
+            .events
+            .iter()
+            .map(|e| (e.request.body.at, e.response.as_ref().unwrap().body.at))
+            .collect();
+        assert_eq!(
+            at,
+            vec![(Some(1), Some(1)), (Some(2), None), (Some(3), Some(3))]
+        );
+        let rec = crate::recording::Recording::from_store(store.clone(), "s").unwrap();
+        for (ev, (request, response)) in
+            rec.events
+                .iter()
+                .zip([(&req, &resp), (&req, &big), (&req, &req)])
+        {
+            assert_eq!(rec.body(&ev.request.body).unwrap(), request);
+            assert_eq!(
+                rec.body(&ev.response.as_ref().unwrap().body).unwrap(),
+                response
+            );
+        }
+        // A replay's read-ahead: the event's JSON alone, decoded elsewhere.
+        let mut released =
+            crate::recording::Recording::from_store_by_step(store.clone(), "s").unwrap();
+        released.release_events();
+        let json = released.event_json(0).unwrap().unwrap();
+        let ev = released.decode_event(0, &json).unwrap();
+        assert_eq!(released.body(&ev.response.unwrap().body).unwrap(), resp);
+        assert_eq!(
+            store.verify_event_body("s", 1, &h(&resp)).unwrap(),
+            BodyState::Sound
+        );
+
+        // A flipped byte in a body kept inside: the event still reads (its JSON is
+        // sound), the body fails its blake3 wherever it is read.
+        let mut v = value(1).to_vec();
+        let first_body = 37 + 2 * 36;
+        v[first_body + 3] ^= 1;
+        store.events.insert(event_key("s", 1), v).unwrap();
+        assert!(store.event("s", 1).unwrap().is_some());
+        assert!(matches!(
+            store.event_body("s", 1, &h(&req)),
+            Err(StoreError::DamagedBlob(_))
+        ));
+        assert!(matches!(
+            store.verify_event_body("s", 1, &h(&req)).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        // Cut short: the event is named damaged.
+        let v = value(3);
+        store.events.insert(event_key("s", 3), &v[..40]).unwrap();
+        let read = store.read_session("s").unwrap();
+        assert_eq!(read.damaged.len(), 1, "{read:?}");
+        assert_eq!(read.damaged[0].step, Some(3));
+        assert!(read.damaged[0].problem.contains("cut short"), "{read:?}");
+    }
+
+    #[test]
     fn a_damaged_event_is_named_and_the_rest_of_its_session_still_reads() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
@@ -1130,19 +1420,21 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_format_1_opens_and_is_marked_2_and_another_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path().join("db")).unwrap();
-            db.insert(FORMAT_KEY, b"1").unwrap();
-            db.flush().unwrap();
+    fn a_store_of_format_1_or_2_opens_and_is_marked_3_and_another_format_is_refused() {
+        for old in [&b"1"[..], b"2"] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let db = sled::open(dir.path().join("db")).unwrap();
+                db.insert(FORMAT_KEY, old).unwrap();
+                db.flush().unwrap();
+            }
+            let store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"3");
+            store.db.insert(FORMAT_KEY, b"9").unwrap();
+            drop(store);
+            let err = SledStore::open(dir.path()).err().unwrap().to_string();
+            assert!(err.contains("store format \"9\""), "{err}");
         }
-        let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"2");
-        store.db.insert(FORMAT_KEY, b"9").unwrap();
-        drop(store);
-        let err = SledStore::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("store format \"9\""), "{err}");
     }
 
     #[test]

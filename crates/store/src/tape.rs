@@ -302,6 +302,7 @@ fn materialize(v: InlineBody) -> Result<(BodyRef, Vec<u8>), BodyError> {
             b3: v.b3,
             len: v.len,
             encoding: v.encoding,
+            at: None,
         },
         data,
     ))
@@ -544,6 +545,7 @@ impl<R: BufRead> TapeReader<R> {
                 b3: b.b3.clone(),
                 len: b.len,
                 encoding: b.encoding.clone(),
+                at: None,
             };
             // Seen already and checked: not read again.
             if self.seen.get(&b.b3) == Some(&b.len) {
@@ -665,6 +667,7 @@ mod tests {
             b3: blake3::hash(data).to_hex().to_string(),
             len: data.len() as u64,
             encoding: None,
+            at: None,
         }
     }
 

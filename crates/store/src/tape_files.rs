@@ -301,6 +301,7 @@ mod tests {
             b3: blake3::hash(data).to_hex().to_string(),
             len: data.len() as u64,
             encoding: None,
+            at: None,
         }
     }
 

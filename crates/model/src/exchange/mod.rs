@@ -44,7 +44,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// A body as stored: decoded bytes, addressed by the blake3 of those bytes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Eq)]
 pub struct BodyRef {
     /// Hex blake3 of the stored (decoded, redacted) bytes.
     pub b3: String,
@@ -52,14 +52,33 @@ pub struct BodyRef {
     /// The `Content-Encoding` the bytes had on the wire; the stored bytes are decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// The step of the event read from a store that may hold this body inside its own
+    /// value (a store keeps an exchange's small bodies with its event): where a reader
+    /// looks first. Not part of the event (never written, not compared).
+    #[serde(skip)]
+    pub at: Option<u64>,
+}
+
+/// Two references are equal when they name the same bytes the same way, wherever a
+/// store keeps them.
+impl PartialEq for BodyRef {
+    fn eq(&self, other: &BodyRef) -> bool {
+        self.b3 == other.b3 && self.len == other.len && self.encoding == other.encoding
+    }
 }
 
 impl BodyRef {
     pub fn empty() -> BodyRef {
+        BodyRef::of(blake3::hash(b"").to_hex().to_string(), 0)
+    }
+
+    /// Bytes of length `len` named by their hex blake3 `b3`, as they were on the wire.
+    pub fn of(b3: String, len: u64) -> BodyRef {
         BodyRef {
-            b3: blake3::hash(b"").to_hex().to_string(),
-            len: 0,
+            b3,
+            len,
             encoding: None,
+            at: None,
         }
     }
 }
