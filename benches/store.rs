@@ -1,6 +1,8 @@
 //! What the store costs the recorder per exchange: the writer thread's work for one small
-//! LLM call (its request and answer bodies, then its event) into a real sled store in a
-//! temp dir, one thread, as the recorder's writer does it.
+//! LLM call (its request and answer bodies and its event) into a real sled store in a
+//! temp dir, one thread, as the recorder's writer does it: the bodies inside the event's
+//! value (`put_event_with`, what record does), and for comparison under their blake3
+//! first (`put_blob` then `put_event`, what record did before store format 3).
 //!
 //! Run: `cargo bench --bench store` (TAPEDECK_BENCH_STORE_N exchanges per case, 100,000
 //! by default). Three cases: bodies the store already holds (the same call every time:
@@ -31,6 +33,12 @@ impl Case {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Way {
+    Inside,
+    ByHash,
+}
+
 /// A ~1.5 KB chat request and a ~1 KB answer, numbered `n` (0 for the case that repeats).
 fn bodies(n: u64) -> (Vec<u8>, Vec<u8>) {
     let prompt = "y".repeat(1400);
@@ -44,14 +52,24 @@ fn bodies(n: u64) -> (Vec<u8>, Vec<u8>) {
     (request.into_bytes(), answer.into_bytes())
 }
 
-fn body_ref(store: &dyn Store, data: &[u8]) -> BodyRef {
-    let h = store_whole(store, data).expect("body stored");
-    BodyRef {
-        b3: h.to_hex().to_string(),
-        len: data.len() as u64,
-        encoding: None,
-        at: None,
-    }
+/// The reference to `data`, stored under its blake3 now (`ByHash`) or kept in `inside`
+/// to go with the event.
+fn body_ref(
+    store: &dyn Store,
+    data: Vec<u8>,
+    way: Way,
+    inside: &mut Vec<(blake3::Hash, bytes::Bytes)>,
+) -> BodyRef {
+    let len = data.len() as u64;
+    let h = match way {
+        Way::ByHash => store_whole(store, &data).expect("body stored"),
+        Way::Inside => {
+            let h = blake3::hash(&data);
+            inside.push((h, data.into()));
+            h
+        }
+    };
+    BodyRef::of(h.to_hex().to_string(), len)
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -61,7 +79,13 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn event(store: &dyn Store, step: u64, case: Case) -> Event {
+fn event(
+    store: &dyn Store,
+    step: u64,
+    case: Case,
+    way: Way,
+    inside: &mut Vec<(blake3::Hash, bytes::Bytes)>,
+) -> Event {
     let (request, answer) = match case {
         Case::Stored => bodies(0),
         Case::NewAnswer => (bodies(0).0, bodies(step).1),
@@ -86,7 +110,7 @@ fn event(store: &dyn Store, step: u64, case: Case) -> Event {
                 ("accept", "application/json"),
                 ("x-stainless-lang", "python"),
             ]),
-            body: body_ref(store, &request),
+            body: body_ref(store, request, way, inside),
         },
         response: Some(ResponseRecord {
             status: 200,
@@ -97,7 +121,7 @@ fn event(store: &dyn Store, step: u64, case: Case) -> Event {
                 ("openai-processing-ms", "812"),
                 ("x-request-id", "req_0123456789abcdef"),
             ]),
-            body: body_ref(store, &answer),
+            body: body_ref(store, answer, way, inside),
             chunks: None,
             complete: true,
         }),
@@ -144,26 +168,38 @@ fn main() {
         "tapedeck store benchmark — {n} exchanges per case, one writer thread, sled in a temp dir"
     );
     println!();
-    println!("| case | wall µs/exchange | CPU µs/exchange | store on disk MB | peak RSS MB |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| case | bodies | wall µs/exchange | CPU µs/exchange | store on disk MB | peak RSS MB |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    let ways = [
+        (Way::Inside, "inside the event"),
+        (Way::ByHash, "under their blake3"),
+    ];
     for case in [Case::Stored, Case::NewAnswer, Case::NewBoth] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SledStore::open(dir.path()).expect("store");
-        let (wall, cpu) = (Instant::now(), cpu_us());
-        for step in 1..=n {
-            let ev = event(&store, step, case);
-            store.put_event("bench", &ev).expect("event stored");
+        for (way, how) in ways {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = SledStore::open(dir.path()).expect("store");
+            let (wall, cpu) = (Instant::now(), cpu_us());
+            let mut inside = Vec::with_capacity(2);
+            for step in 1..=n {
+                inside.clear();
+                let ev = event(&store, step, case, way, &mut inside);
+                store
+                    .put_event_with("bench", &ev, &inside)
+                    .expect("event stored");
+            }
+            store.commit().expect("commit");
+            let wall_us = wall.elapsed().as_secs_f64() * 1e6 / n as f64;
+            let cpu = (cpu_us() - cpu) / n as f64;
+            let disk: u64 = walk(dir.path());
+            println!(
+                "| {} | {how} | {wall_us:.1} | {cpu:.1} | {:.1} | {:.1} |",
+                case.name(),
+                disk as f64 / 1e6,
+                peak_rss_mb()
+            );
         }
-        store.commit().expect("commit");
-        let wall_us = wall.elapsed().as_secs_f64() * 1e6 / n as f64;
-        let cpu = (cpu_us() - cpu) / n as f64;
-        let disk: u64 = walk(dir.path());
-        println!(
-            "| {} | {wall_us:.1} | {cpu:.1} | {:.1} | {:.1} |",
-            case.name(),
-            disk as f64 / 1e6,
-            peak_rss_mb()
-        );
     }
 }
 
