@@ -85,11 +85,7 @@ fuzz_target!(|data: &[u8]| {
             url: url.clone(),
             version: "HTTP/1.1".into(),
             headers: headers.clone(),
-            body: BodyRef {
-                b3: b3.clone(),
-                len: stored.len() as u64,
-                encoding: None,
-            },
+            body: BodyRef::of(b3.clone(), stored.len() as u64),
         },
         response: None,
         timing: Timing::default(),
