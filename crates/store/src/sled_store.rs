@@ -934,6 +934,24 @@ impl Store for SledStore {
                     continue;
                 }
             };
+            // A value that holds bodies holds every small request or response body of
+            // its event (the recorder writes them with it): one it does not name was not
+            // cut off by a crash but damaged in the value's table.
+            if v.first() == Some(&EVENT_INLINE) {
+                let response = ev.response.as_ref().map(|r| ("response", &r.body));
+                let lost = std::iter::once(("request", &ev.request.body))
+                    .chain(response)
+                    .find(|(_, b)| b.at.is_none() && b.len <= crate::INLINE_MAX as u64);
+                if let Some((side, _)) = lost {
+                    read.damaged.push(Damage {
+                        step: Some(step),
+                        problem: format!(
+                            "its {side} body is not among the bodies its value holds (damaged)"
+                        ),
+                    });
+                    continue;
+                }
+            }
             // A body kept inside the event was read with it.
             let mut whole = ev.request.body.at.is_some() || self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
@@ -1334,6 +1352,22 @@ mod tests {
             store.verify_event_body("s", 1, &h(&req)).unwrap(),
             BodyState::Damaged(_)
         ));
+        // A flipped byte in the table's blake3 of a body: named as damage, not as a body
+        // a crash cut off.
+        let sound = value(2);
+        let mut v = sound.to_vec();
+        v[37 + 5] ^= 1;
+        store.events.insert(event_key("s", 2), v).unwrap();
+        let read = store.read_session("s").unwrap();
+        assert!(read.missing_bodies.is_empty(), "{read:?}");
+        assert_eq!(read.damaged.len(), 1, "{read:?}");
+        assert!(
+            read.damaged[0]
+                .problem
+                .contains("request body is not among"),
+            "{read:?}"
+        );
+        store.events.insert(event_key("s", 2), sound).unwrap();
         // Cut short: the event is named damaged.
         let v = value(3);
         store.events.insert(event_key("s", 3), &v[..40]).unwrap();
