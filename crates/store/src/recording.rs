@@ -13,7 +13,9 @@ use crate::{Store, StoreError};
 use tapedeck_model::exchange::{BodyRef, Event};
 
 enum Bodies {
-    Store(Arc<dyn Store>),
+    /// The store and the session's name in it (what every read of the store names, even
+    /// if the recording's `session` is changed for display).
+    Store(Arc<dyn Store>, String),
     /// A tape's: inline bodies in memory, larger ones in files read part by part.
     Tape(Arc<HashMap<String, Bytes>>, Arc<HashMap<String, FileBody>>),
 }
@@ -72,7 +74,7 @@ impl Recording {
             session: session.to_string(),
             exit_code,
             events: read.events,
-            bodies: Bodies::Store(store),
+            bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
             damaged: read.damaged,
             released: None,
@@ -103,7 +105,7 @@ impl Recording {
             session: session.to_string(),
             exit_code,
             events: Vec::new(),
-            bodies: Bodies::Store(store),
+            bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
             damaged: read.damaged,
             released: Some(Released { steps, llm }),
@@ -147,11 +149,11 @@ impl Recording {
             step,
         };
         match (&self.released, &self.bodies) {
-            (Some(r), Bodies::Store(store)) => {
+            (Some(r), Bodies::Store(store, name)) => {
                 let step = *r.steps.get(i).ok_or_else(|| missing(0))?;
                 // Its checksum was checked when the recording was read.
                 store
-                    .event_again(&self.session, step)?
+                    .event_again(name, step)?
                     .map(Cow::Owned)
                     .ok_or_else(|| missing(step))
             }
@@ -166,7 +168,7 @@ impl Recording {
     /// Event `i` as the store holds it (JSON, for [`Recording::decode_event`] where it is
     /// used) once the recording let its events go; `None` while they are in memory.
     pub fn event_json(&self, i: usize) -> Result<Option<Bytes>, StoreError> {
-        let (Some(r), Bodies::Store(store)) = (&self.released, &self.bodies) else {
+        let (Some(r), Bodies::Store(store, name)) = (&self.released, &self.bodies) else {
             return Ok(None);
         };
         let step = *r.steps.get(i).ok_or_else(|| StoreError::MissingEvent {
@@ -174,7 +176,7 @@ impl Recording {
             step: 0,
         })?;
         store
-            .event_json(&self.session, step)?
+            .event_json(name, step)?
             .map(Some)
             .ok_or_else(|| StoreError::MissingEvent {
                 session: self.session.clone(),
@@ -214,10 +216,10 @@ impl Recording {
         f: &mut dyn FnMut(usize, &Event) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         match (&self.released, &self.bodies) {
-            (Some(Released { steps, .. }), Bodies::Store(store)) => {
+            (Some(Released { steps, .. }), Bodies::Store(store, name)) => {
                 let mut at = 0usize;
                 let mut failed = None;
-                store.scan_session(&self.session, &mut |ev| {
+                store.scan_session(name, &mut |ev| {
                     // Events added to the session since it was opened are not its.
                     while steps.get(at).is_some_and(|s| *s < ev.step) {
                         at += 1;
@@ -241,7 +243,7 @@ impl Recording {
     /// back from the store by [`Recording::event`] when it is needed. (A tape's events
     /// stay: there is no store to read them from.)
     pub fn release_events(&mut self) {
-        if matches!(self.bodies, Bodies::Store(_)) && self.released.is_none() {
+        if matches!(self.bodies, Bodies::Store(..)) && self.released.is_none() {
             self.released = Some(Released {
                 steps: self.events.iter().map(|e| e.step).collect(),
                 llm: self.has_llm_calls(),
@@ -253,15 +255,15 @@ impl Recording {
     /// The store it was read from; `None` for a tape (or a daemon's copy).
     pub fn store(&self) -> Option<Arc<dyn Store>> {
         match &self.bodies {
-            Bodies::Store(s) => Some(s.clone()),
+            Bodies::Store(s, _) => Some(s.clone()),
             Bodies::Tape(..) => None,
         }
     }
 
     pub fn body(&self, r: &BodyRef) -> Result<Bytes, StoreError> {
         match &self.bodies {
-            Bodies::Store(s) => match r.at {
-                Some(step) => s.event_body(&self.session, step, &r.b3)?,
+            Bodies::Store(s, name) => match r.at {
+                Some(step) => s.event_body(name, step, &r.b3)?,
                 None => s.body_bytes(&r.b3)?,
             }
             .ok_or_else(|| StoreError::MissingBody(r.b3.clone())),
@@ -329,8 +331,8 @@ impl Recording {
         match &self.bodies {
             // Only a body over a segment is kept in parts (`get_body` joins any other):
             // a small one costs no lookup here.
-            Bodies::Store(_) if r.len <= crate::SEGMENT as u64 => None,
-            Bodies::Store(s) => s.body_segments(&r.b3).ok().flatten(),
+            Bodies::Store(..) if r.len <= crate::SEGMENT as u64 => None,
+            Bodies::Store(s, _) => s.body_segments(&r.b3).ok().flatten(),
             Bodies::Tape(_, files) => files
                 .get(&r.b3)
                 .map(|f| (0..f.parts()).map(|i| file_part(&r.b3, i)).collect()),
@@ -340,7 +342,7 @@ impl Recording {
     /// One part named by [`Recording::body_parts`].
     pub fn body_part(&self, hash_hex: &str) -> Result<Bytes, StoreError> {
         match &self.bodies {
-            Bodies::Store(s) => s
+            Bodies::Store(s, _) => s
                 .get_body(hash_hex)?
                 .map(Bytes::from)
                 .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string())),
@@ -363,7 +365,7 @@ impl Recording {
             .filter_map(|&i| self.event(i).ok().map(Cow::into_owned))
             .collect();
         let bodies = match &self.bodies {
-            Bodies::Store(s) => Bodies::Store(s.clone()),
+            Bodies::Store(s, name) => Bodies::Store(s.clone(), name.clone()),
             Bodies::Tape(inline, files) => Bodies::Tape(inline.clone(), files.clone()),
         };
         Recording {

@@ -1313,7 +1313,10 @@ mod tests {
             at,
             vec![(Some(1), Some(1)), (Some(2), None), (Some(3), Some(3))]
         );
-        let rec = crate::recording::Recording::from_store(store.clone(), "s").unwrap();
+        let mut rec = crate::recording::Recording::from_store(store.clone(), "s").unwrap();
+        // Shown under another name (as `ui` does for two tapes of one session): the store
+        // is still read under the session's own.
+        rec.session = "shown-as".into();
         for (ev, (request, response)) in
             rec.events
                 .iter()
