@@ -51,14 +51,8 @@ pub fn tool_tracker(store: Arc<dyn Store>) -> (EventSink, ToolNamer) {
         if ev.kind != Kind::Llm {
             return;
         }
-        let body = |b3: &str| {
-            store
-                .event_body(session, ev.step, b3)
-                .ok()
-                .flatten()
-                .map(|b| b.to_vec())
-                .unwrap_or_default()
-        };
+        let body =
+            |b3: &str| tapedeck_store::event_body_or_empty(store.as_ref(), session, ev.step, b3);
         let request = body(&ev.request.body.b3);
         let response = ev
             .response

@@ -296,6 +296,32 @@ pub enum BodyState {
     Damaged(String),
 }
 
+/// Marks with the event's step ([`BodyRef::at`](tapedeck_model::exchange::BodyRef::at))
+/// the request and response bodies of `ev` that `inside` says its store keeps inside it.
+pub(crate) fn mark_inside(
+    ev: &mut Event,
+    inside: impl Fn(&tapedeck_model::exchange::BodyRef) -> bool,
+) {
+    let step = ev.step;
+    let response = ev.response.as_mut().map(|r| &mut r.body);
+    for body in std::iter::once(&mut ev.request.body).chain(response) {
+        if inside(body) {
+            body.at = Some(step);
+        }
+    }
+}
+
+/// Body `hash_hex` of event `step` of `session`, wherever the store keeps it; empty when
+/// it cannot be read (for what only looks at a body: a trace, a tool's name).
+pub fn event_body_or_empty(store: &dyn Store, session: &str, step: u64, hash_hex: &str) -> Vec<u8> {
+    store
+        .event_body(session, step, hash_hex)
+        .ok()
+        .flatten()
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
 /// The largest body a store keeps inside its event's value ([`Store::put_event_with`]):
 /// an LLM call's request and answer nearly always; larger bodies are stored under their
 /// blake3 (deduplicated), in segments or files above [`FILE_BLOB_MIN`].

@@ -199,13 +199,7 @@ impl Recording {
                     .unwrap_or(0),
                 problem: crate::EventDamage::Unreadable(e),
             })?;
-        let step = ev.step;
-        let response = ev.response.as_mut().map(|r| &mut r.body);
-        for body in std::iter::once(&mut ev.request.body).chain(response) {
-            if body.len <= crate::INLINE_MAX as u64 {
-                body.at = Some(step);
-            }
-        }
+        crate::mark_inside(&mut ev, |body| body.len <= crate::INLINE_MAX as u64);
         Ok(ev)
     }
 

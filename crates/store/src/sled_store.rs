@@ -106,15 +106,9 @@ fn locate(ev: &mut Event, inline: &[(&[u8], std::ops::Range<usize>)]) {
     if inline.is_empty() {
         return;
     }
-    let step = ev.step;
-    let held =
-        |b3: &str| parse_hex(b3).is_some_and(|k| inline.iter().any(|(h, _)| *h == k.as_slice()));
-    let response = ev.response.as_mut().map(|r| &mut r.body);
-    for body in std::iter::once(&mut ev.request.body).chain(response) {
-        if held(&body.b3) {
-            body.at = Some(step);
-        }
-    }
+    crate::mark_inside(ev, |body| {
+        parse_hex(&body.b3).is_some_and(|k| inline.iter().any(|(h, _)| *h == k.as_slice()))
+    });
 }
 
 /// An event as stored: its JSON behind a checksum, so damage sled does not catch is

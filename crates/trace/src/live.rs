@@ -263,14 +263,7 @@ fn on_event(
     opts: &TraceOptions,
 ) -> Vec<Outgoing> {
     // Read only the bodies this span needs: the export must stay cheap next to the proxy.
-    let body = |b3: &str| {
-        store
-            .event_body(session, ev.step, b3)
-            .ok()
-            .flatten()
-            .map(|b| b.to_vec())
-            .unwrap_or_default()
-    };
+    let body = |b3: &str| tapedeck_store::event_body_or_empty(store, session, ev.step, b3);
     let llm_event = ev.kind == Kind::Llm;
     let request_body = if llm_event || !st.pending.is_empty() {
         body(&ev.request.body.b3)
