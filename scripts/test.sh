@@ -5,7 +5,7 @@
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these (e.g. `scripts/test.sh e2e`)
 #
-# Stages: setup-python setup-node setup-ui fmt clippy test build e2e wire faults whatif clients ui phoenix fuzz
+# Stages: setup-python setup-node setup-ui fmt clippy test build clients e2e wire faults whatif ui phoenix fuzz
 #   setup-python   a venv in target/e2e-venv with examples/requirements.txt (skipped
 #                  when it is already there for the same requirements)
 #   setup-node     examples/node_modules via npm install (skipped when up to date)
@@ -38,7 +38,9 @@
 #                  uploads with a fresh boundary per request (requests, httpx, the
 #                  openai SDK's audio.transcriptions); every client
 #                  trusts tapedeck under `record -- CMD` with the user's own CA settings.
-#                  Its venv, verdaccio and built packages are cached in target/clients
+#                  Its venv, verdaccio and built packages are cached in target/clients.
+#                  When end-to-end stages come after it, it runs in the background beside
+#                  them (see BACKGROUND below); its output is printed when it ends
 #   ui             examples/ui.sh: the web viewer in headless Chromium, every page checked
 #                  against show/analyze/diff/cluster, live updates from a record daemon,
 #                  markup in bodies shown as text; screenshots in target/ui-shots
@@ -69,7 +71,7 @@ PYTHON_FOR_VENV="${PYTHON_FOR_VENV:-python3}"
 FAIL_FAST="${FAIL_FAST:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build e2e wire faults whatif clients ui phoenix fuzz)
+ALL_STAGES=(setup-python setup-node setup-ui fmt clippy test build clients e2e wire faults whatif ui phoenix fuzz)
 UI_VENV="$ROOT/target/ui-venv"
 SKIP=77
 if (($#)); then
@@ -297,6 +299,10 @@ prune_after() {
 # starts new processes while a list is being made (nextest stops at once on Ctrl-C, and
 # its stage went on to the doc tests).
 STAGE_PID=""
+stop_background() {
+  local b
+  for b in "${!BG_PID[@]}"; do kill -TERM -- -"${BG_PID[$b]}" 2>/dev/null || true; done
+}
 group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'; }
 stop_stage() {
   local sig=$1 name=$2 i
@@ -309,10 +315,67 @@ stop_stage() {
     done
     kill -KILL -- -"$STAGE_PID" 2>/dev/null || true
   fi
+  stop_background
   exit $((128 + sig))
 }
 trap 'stop_stage 2 INT' INT
 trap 'stop_stage 15 TERM' TERM
+
+# BACKGROUND: stages that run beside the end-to-end stages after them instead of before
+# them. Those stages keep the machine about half busy (Python and Node starting, servers
+# waiting on each other), and `clients` is the longest of them (295 s of a 1,231 s run,
+# a third of it installing its registries): started as soon as `build` has passed, it
+# runs in a process group of its own with its output in $CARGO_TARGET_DIR/stage-NAME.log,
+# printed with its result once it has ended; its time is its own wall time. It is waited
+# for before any stage that needs it, before the debug build is pruned (only `fuzz`
+# left), and before the summary. Every stage still uses free ports and a work dir of its
+# own. TAPEDECK_SERIAL=1 runs every stage in its turn.
+BACKGROUND=" clients "
+declare -A BG_PID=() BG_T=() BG_LOG=()
+start_background() {
+  local b=$1
+  BG_LOG[$b]="$CARGO_TARGET_DIR/stage-$b.log"
+  BG_T[$b]="$(now)"
+  mkdir -p "$CARGO_TARGET_DIR"
+  rm -f "${BG_LOG[$b]}.end"
+  set -m
+  ( (set -e; "stage_$b"); rc=$?; now >"${BG_LOG[$b]}.end"; exit "$rc") >"${BG_LOG[$b]}" 2>&1 &
+  BG_PID[$b]=$!
+  set +m
+  step "$b: started in the background (pid ${BG_PID[$b]}, log ${BG_LOG[$b]}); its output follows when it ends"
+}
+# reap_background [STAGE...]: waits for the background stages (the named ones, or all),
+# prints each one's output and result; $REST names the stages still to run (for pruning).
+reap_background() {
+  local b rc names=("$@")
+  ((${#names[@]})) || names=("${!BG_PID[@]}")
+  for b in "${names[@]}"; do
+    [[ -n ${BG_PID[$b]:-} ]] || continue
+    rc=0
+    wait "${BG_PID[$b]}" || rc=$?
+    unset "BG_PID[$b]"
+    step "$b (ran in the background; its output:)"
+    cat "${BG_LOG[$b]}" >&2
+    TIME[$b]="$(elapsed "${BG_T[$b]}" "$(cat "${BG_LOG[$b]}.end" 2>/dev/null || now)")"
+    record_result "$b" "$rc"
+    # shellcheck disable=SC2086
+    prune_after "$b" $REST
+  done
+}
+record_result() {
+  local st=$1 rc=$2
+  if ((rc == 0)); then
+    RESULT[$st]=ok
+    printf '==> %s: ok (%ss)\n' "$st" "${TIME[$st]}" >&2
+  elif ((rc == SKIP)); then
+    RESULT[$st]=skipped
+    printf '==> %s: skipped (%ss)\n' "$st" "${TIME[$st]}" >&2
+  else
+    RESULT[$st]=FAIL
+    FAILED=1
+    printf '==> %s: FAILED, exit %d (%ss)\n' "$st" "$rc" "${TIME[$st]}" >&2
+  fi
+}
 
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
@@ -321,6 +384,10 @@ start_fuzz_early
 FAILED=0
 for ((si = 0; si < ${#STAGES[@]}; si++)); do
   s=${STAGES[si]}
+  REST="${STAGES[*]:si+1}"
+  for dep in ${NEEDS[$s]:-}; do
+    [[ -n ${BG_PID[$dep]:-} ]] && reap_background "$dep"
+  done
   blocked=""
   for dep in ${NEEDS[$s]:-}; do
     if [[ ${RESULT[$dep]:-} == FAIL || ${RESULT[$dep]:-} == skipped ]]; then blocked="$dep"; fi
@@ -328,6 +395,13 @@ for ((si = 0; si < ${#STAGES[@]}; si++)); do
   if [[ -n $blocked ]]; then
     step "$s: skipped ($blocked did not pass)"
     RESULT[$s]=skipped TIME[$s]=0.0
+    continue
+  fi
+  if [[ $BACKGROUND == *" $s "* && ${TAPEDECK_SERIAL:-0} != 1 ]] \
+    && [[ -n $(printf '%s\n' "${STAGES[@]:si+1}" | grep -vx fuzz) ]]; then
+    set +e
+    start_background "$s"
+    set -e
     continue
   fi
   step "$s"
@@ -342,20 +416,14 @@ for ((si = 0; si < ${#STAGES[@]}; si++)); do
   STAGE_PID=""
   set -e
   TIME[$s]="$(elapsed "$t" "$(now)")"
-  if ((rc == 0)); then
-    RESULT[$s]=ok
-    printf '==> %s: ok (%ss)\n' "$s" "${TIME[$s]}" >&2
-  elif ((rc == SKIP)); then
-    RESULT[$s]=skipped
-    printf '==> %s: skipped (%ss)\n' "$s" "${TIME[$s]}" >&2
-  else
-    RESULT[$s]=FAIL
-    FAILED=1
-    printf '==> %s: FAILED, exit %d (%ss)\n' "$s" "$rc" "${TIME[$s]}" >&2
-    ((FAIL_FAST)) && break
-  fi
+  record_result "$s" "$rc"
+  ((FAIL_FAST && rc != 0 && rc != SKIP)) && break
+  # Nothing but fuzz left: the background stages end before the debug build goes.
+  [[ -z $(printf '%s\n' "${STAGES[@]:si+1}" | grep -vx fuzz) ]] && reap_background
   prune_after "$s" "${STAGES[@]:si+1}"
 done
+REST=""
+reap_background
 
 printf '\n==> summary\n' >&2
 for s in "${STAGES[@]}"; do
