@@ -47,21 +47,38 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     /// Reads what serving event `i` of `rec` needs. Blocking: call it off the runtime.
+    /// A small body is kept inside its event's value: the event and its small bodies are
+    /// one read of the store.
     pub(crate) fn read(rec: &Recording, i: usize) -> Result<Fetched, StoreError> {
         let mut f = Fetched::default();
-        if let Some(json) = rec.event_json(i)? {
-            f.event_len = json.len();
-            f.event = Some(Box::new(rec.decode_event(i, &json)?));
+        let mut stored = None;
+        if rec.released() {
+            if let Some(s) = rec.event_stored(i)? {
+                f.event_len = s.json.len();
+                f.event = Some(Box::new(rec.decode_event(i, &s)?));
+                stored = Some(s);
+            }
         }
         let needs = match &f.event {
             Some(ev) => Needs::of(ev),
             None => Needs::of(&*rec.event(i)?),
         };
         let small = |len: u64| len > 0 && len < tapedeck_store::FILE_BLOB_MIN as u64;
+        let wanted = |r: &BodyRef| r.at.is_some() && small(r.len);
+        // Events held in memory: their value is read only for the bodies inside it.
+        if stored.is_none()
+            && (needs.response.as_ref().is_some_and(wanted) || wanted(&needs.request))
+        {
+            stored = rec.event_stored(i)?;
+        }
+        let body = |r: &BodyRef| match stored.as_ref().and_then(|s| s.body(&r.b3)) {
+            Some(inside) => inside,
+            None => rec.body(r),
+        };
         if let Some(r) = needs.response.filter(|_| !needs.no_body) {
             f.parts = rec.body_parts(&r);
             if f.parts.is_none() && small(r.len) {
-                f.body = Some(rec.body(&r)?);
+                f.body = Some(body(&r)?);
             }
         }
         // Only a JSON-RPC answer carries the recorded request's id, to be swapped for the
@@ -72,7 +89,7 @@ impl Fetched {
             .as_ref()
             .is_none_or(|b| memchr::memmem::find(b, b"\"jsonrpc\"").is_some());
         if needs.request_json && small(needs.request.len) && jsonrpc_answer {
-            f.request = Some(rec.body(&needs.request)?);
+            f.request = Some(body(&needs.request)?);
         }
         Ok(f)
     }

@@ -33,10 +33,13 @@ struct Call {
     response: Vec<u8>,
 }
 
-/// Stores `data` (in segments when it is over one) and names it.
-fn put_body(store: &dyn Store, data: &[u8]) -> BodyRef {
+/// Stores `data` as record does: kept for its event's value when it is small (returned
+/// with its blake3), else under its blake3, in segments when it is over one. Names it.
+fn put_body(store: &dyn Store, data: &[u8], inside: &mut Vec<(blake3::Hash, Bytes)>) -> BodyRef {
     let h = blake3::hash(data);
-    if data.len() > tapedeck_store::SEGMENT {
+    if data.len() <= tapedeck_store::INLINE_MAX {
+        inside.push((h, Bytes::copy_from_slice(data)));
+    } else if data.len() > tapedeck_store::SEGMENT {
         let segs: Vec<blake3::Hash> = data
             .chunks(tapedeck_store::SEGMENT)
             .map(|c| tapedeck_store::store_whole(store, c).unwrap())
@@ -56,6 +59,7 @@ fn put_body(store: &dyn Store, data: &[u8]) -> BodyRef {
 fn record(store: &dyn Store, calls: &[Call]) {
     for (i, c) in calls.iter().enumerate() {
         let json = vec![("content-type".to_string(), "application/json".to_string())];
+        let mut inside = Vec::new();
         let ev = Event {
             step: i as u64 + 1,
             kind: Kind::Tool,
@@ -67,13 +71,13 @@ fn record(store: &dyn Store, calls: &[Call]) {
                 url: format!("http://api.test{}", c.path),
                 version: "HTTP/1.1".into(),
                 headers: json.clone(),
-                body: put_body(store, &c.request),
+                body: put_body(store, &c.request, &mut inside),
             },
             response: Some(ResponseRecord {
                 status: 200,
                 version: "HTTP/1.1".into(),
                 headers: json,
-                body: put_body(store, &c.response),
+                body: put_body(store, &c.response, &mut inside),
                 chunks: None,
                 complete: true,
             }),
@@ -82,7 +86,7 @@ fn record(store: &dyn Store, calls: &[Call]) {
             ws: None,
             injected: None,
         };
-        store.put_event(SESSION, &ev).unwrap();
+        store.put_event_with(SESSION, &ev, &inside).unwrap();
     }
     store.commit().unwrap();
 }
@@ -331,6 +335,25 @@ fn serve_and_watch(released: bool, what_if: bool) {
         "released: {released}, what-if: {what_if}: store calls while serving, by thread: {by_thread:?}"
     );
     assert!(!readers.is_empty(), "serving read nothing from the store");
+    if !what_if {
+        // The read-ahead reads an event and the small bodies inside it in one read, never
+        // a small body apart (larger ones stream from their files as they are served).
+        let ahead = |method: &str| {
+            by_thread
+                .get(&format!("tapedeck-read-ahead:{method}"))
+                .copied()
+                .unwrap_or(0)
+        };
+        assert!(
+            ahead("event_stored") <= calls.len() && ahead("body_bytes") + ahead("event_body") == 0,
+            "the read-ahead read {} event values and {} bodies apart for {} calls; by thread: \
+             {by_thread:?}",
+            ahead("event_stored"),
+            ahead("body_bytes") + ahead("event_body"),
+            calls.len()
+        );
+        assert!(ahead("event_stored") > calls.len() / 2, "{by_thread:?}");
+    }
     let workers = workers.lock().unwrap().clone();
     let on_runtime: Vec<&(String, String)> = readers
         .iter()

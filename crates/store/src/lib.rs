@@ -235,16 +235,21 @@ pub trait Store: Send + Sync + 'static {
     fn event_again(&self, session: &str, step: u64) -> Result<Option<Event>, StoreError> {
         self.event(session, step)
     }
-    /// [`Store::event_again`] without decoding: the event's JSON, for
-    /// [`recording::Recording::decode_event`] to read elsewhere (a replay reads the store on a
-    /// thread of its own and decodes on the one that serves the event, so that the many
-    /// small allocations of an event stay on one thread).
-    fn event_json(&self, session: &str, step: u64) -> Result<Option<bytes::Bytes>, StoreError> {
+    /// [`Store::event_again`] without decoding, in one read: the event's JSON and the
+    /// bodies its value keeps inside, for [`recording::Recording::decode_event`] and
+    /// [`StoredEvent::body`] (a replay's read-ahead reads what serving an event needs
+    /// once, off the runtime). By default, the event encoded again and no body inside.
+    fn event_stored(&self, session: &str, step: u64) -> Result<Option<StoredEvent>, StoreError> {
         let Some(ev) = self.event_again(session, step)? else {
             return Ok(None);
         };
         serde_json::to_vec(&ev)
-            .map(|j| Some(j.into()))
+            .map(|j| {
+                Some(StoredEvent {
+                    json: j.into(),
+                    inside: Vec::new(),
+                })
+            })
             .map_err(|source| StoreError::Encode {
                 what: "an event",
                 source,
@@ -308,6 +313,39 @@ pub(crate) fn mark_inside(
         if inside(body) {
             body.at = Some(step);
         }
+    }
+}
+
+/// An event as the store keeps it, read once and not decoded ([`Store::event_stored`]).
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its JSON (checked when the session was first read, not again).
+    pub json: bytes::Bytes,
+    /// The bodies kept inside its value: the blake3 each was stored under, and its bytes
+    /// (slices of the one value read, not copied, not yet checked).
+    pub inside: Vec<([u8; 32], bytes::Bytes)>,
+}
+
+impl StoredEvent {
+    /// Whether body `hash_hex` is kept inside this event.
+    pub fn holds(&self, hash_hex: &str) -> bool {
+        self.find(hash_hex).is_some()
+    }
+
+    /// Body `hash_hex` when it is kept inside this event, checked against its blake3 as
+    /// [`Store::event_body`] checks it; `None` when it is kept elsewhere.
+    pub fn body(&self, hash_hex: &str) -> Option<Result<bytes::Bytes, StoreError>> {
+        let (h, data) = self.find(hash_hex)?;
+        Some(if blake3::hash(data).as_bytes() == h {
+            Ok(data.clone())
+        } else {
+            Err(StoreError::DamagedBlob(hash_hex.to_string()))
+        })
+    }
+
+    fn find(&self, hash_hex: &str) -> Option<&([u8; 32], bytes::Bytes)> {
+        let k = sled_store::parse_hex(hash_hex)?;
+        self.inside.iter().find(|(h, _)| *h == k)
     }
 }
 

@@ -159,8 +159,8 @@ impl<S: Store> Store for Noted<S> {
     fn event_again(&self, s: &str, step: u64) -> Result<Option<Event>, StoreError> {
         self.read("event_again").event_again(s, step)
     }
-    fn event_json(&self, s: &str, step: u64) -> Result<Option<bytes::Bytes>, StoreError> {
-        self.read("event_json").event_json(s, step)
+    fn event_stored(&self, s: &str, step: u64) -> Result<Option<crate::StoredEvent>, StoreError> {
+        self.read("event_stored").event_stored(s, step)
     }
     fn commit(&self) -> Result<(), StoreError> {
         self.write("commit").commit()

@@ -9,7 +9,7 @@ use foldhash::HashMap;
 
 use crate::tape::{self, TapeWriteError};
 use crate::tape_files::FileBody;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, StoredEvent};
 use tapedeck_model::exchange::{BodyRef, Event};
 
 enum Bodies {
@@ -165,18 +165,29 @@ impl Recording {
         }
     }
 
-    /// Event `i` as the store holds it (JSON, for [`Recording::decode_event`] where it is
-    /// used) once the recording let its events go; `None` while they are in memory.
-    pub fn event_json(&self, i: usize) -> Result<Option<Bytes>, StoreError> {
-        let (Some(r), Bodies::Store(store, name)) = (&self.released, &self.bodies) else {
+    /// Whether the recording let its events go: [`Recording::event`] reads them back from
+    /// the store.
+    pub fn released(&self) -> bool {
+        self.released.is_some()
+    }
+
+    /// Event `i` as the store keeps it, in one read: its JSON (for
+    /// [`Recording::decode_event`], where the events were let go) and the bodies kept
+    /// inside it ([`StoredEvent::body`]). `None` for a recording read from a tape.
+    pub fn event_stored(&self, i: usize) -> Result<Option<StoredEvent>, StoreError> {
+        let Bodies::Store(store, name) = &self.bodies else {
             return Ok(None);
         };
-        let step = *r.steps.get(i).ok_or_else(|| StoreError::MissingEvent {
+        let step = match &self.released {
+            Some(r) => r.steps.get(i).copied(),
+            None => self.events.get(i).map(|e| e.step),
+        }
+        .ok_or_else(|| StoreError::MissingEvent {
             session: self.session.clone(),
             step: 0,
         })?;
         store
-            .event_json(name, step)?
+            .event_stored(name, step)?
             .map(Some)
             .ok_or_else(|| StoreError::MissingEvent {
                 session: self.session.clone(),
@@ -184,13 +195,11 @@ impl Recording {
             })
     }
 
-    /// Decodes what [`Recording::event_json`] returned for event `i`.
-    /// The JSON alone does not say which bodies the store keeps inside the event, so
-    /// every body small enough to be is looked for there first ([`Store::event_body`]
-    /// falls back to its blake3).
-    pub fn decode_event(&self, i: usize, json: &[u8]) -> Result<Event, StoreError> {
-        let mut ev =
-            crate::sled_store::from_json::<Event>(json).map_err(|e| StoreError::DamagedEvent {
+    /// Decodes the JSON of what [`Recording::event_stored`] returned for event `i`, its
+    /// bodies kept inside marked so ([`BodyRef::at`](tapedeck_model::exchange::BodyRef::at)).
+    pub fn decode_event(&self, i: usize, stored: &StoredEvent) -> Result<Event, StoreError> {
+        let mut ev = crate::sled_store::from_json::<Event>(&stored.json).map_err(|e| {
+            StoreError::DamagedEvent {
                 session: self.session.clone(),
                 step: self
                     .released
@@ -198,8 +207,9 @@ impl Recording {
                     .and_then(|r| r.steps.get(i).copied())
                     .unwrap_or(0),
                 problem: crate::EventDamage::Unreadable(e),
-            })?;
-        crate::mark_inside(&mut ev, |body| body.len <= crate::INLINE_MAX as u64);
+            }
+        })?;
+        crate::mark_inside(&mut ev, |body| stored.holds(&body.b3));
         Ok(ev)
     }
 

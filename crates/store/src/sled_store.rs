@@ -308,7 +308,7 @@ fn session_prefix(session: &str) -> Vec<u8> {
     k
 }
 
-fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex(hash_hex: &str) -> Option<[u8; 32]> {
     blake3::Hash::from_hex(hash_hex).ok().map(|h| *h.as_bytes())
 }
 
@@ -1151,13 +1151,24 @@ impl Store for SledStore {
         }
     }
 
-    fn event_json(&self, session: &str, step: u64) -> Result<Option<bytes::Bytes>, StoreError> {
+    fn event_stored(
+        &self,
+        session: &str,
+        step: u64,
+    ) -> Result<Option<crate::StoredEvent>, StoreError> {
         let Some(v) = self.events.get(event_key(session, step))? else {
             return Ok(None);
         };
-        let from = match split_value(&v) {
-            Ok(parts) => v.len() - parts.json.len(),
-            Err(EventDamage::Format) => 0,
+        let (from, inside) = match split_value(&v) {
+            Ok(parts) => (
+                v.len() - parts.json.len(),
+                parts
+                    .bodies
+                    .into_iter()
+                    .filter_map(|(h, r)| Some((<[u8; 32]>::try_from(h).ok()?, r)))
+                    .collect::<Vec<_>>(),
+            ),
+            Err(EventDamage::Format) => (0, Vec::new()),
             Err(problem) => {
                 return Err(StoreError::DamagedEvent {
                     session: session.to_string(),
@@ -1167,7 +1178,11 @@ impl Store for SledStore {
             }
         };
         // sled's value, shared, not copied.
-        Ok(Some(bytes::Bytes::from_owner(v).slice(from..)))
+        let v = bytes::Bytes::from_owner(v);
+        Ok(Some(crate::StoredEvent {
+            json: v.slice(from..),
+            inside: inside.into_iter().map(|(h, r)| (h, v.slice(r))).collect(),
+        }))
     }
 
     fn last_step(&self, session: &str) -> Result<Option<u64>, StoreError> {
@@ -1326,9 +1341,20 @@ mod tests {
         let mut released =
             crate::recording::Recording::from_store_by_step(store.clone(), "s").unwrap();
         released.release_events();
-        let json = released.event_json(0).unwrap().unwrap();
-        let ev = released.decode_event(0, &json).unwrap();
-        assert_eq!(released.body(&ev.response.unwrap().body).unwrap(), resp);
+        let stored = released.event_stored(0).unwrap().unwrap();
+        let ev = released.decode_event(0, &stored).unwrap();
+        assert_eq!(stored.inside.len(), 2, "{:?}", stored.inside);
+        let response = ev.response.unwrap().body;
+        assert_eq!(response.at, Some(1));
+        assert_eq!(stored.body(&response.b3).unwrap().unwrap(), resp);
+        assert_eq!(released.body(&response).unwrap(), resp);
+        // The second event's large answer is not inside: read under its blake3.
+        let stored = released.event_stored(1).unwrap().unwrap();
+        let ev = released.decode_event(1, &stored).unwrap();
+        let (request, response) = (ev.request.body, ev.response.unwrap().body);
+        assert_eq!((request.at, response.at), (Some(2), None));
+        assert!(stored.body(&response.b3).is_none());
+        assert_eq!(released.body(&response).unwrap(), big);
         assert_eq!(
             store.verify_event_body("s", 1, &h(&resp)).unwrap(),
             BodyState::Sound
@@ -1344,6 +1370,10 @@ mod tests {
         assert!(matches!(
             store.event_body("s", 1, &h(&req)),
             Err(StoreError::DamagedBlob(_))
+        ));
+        assert!(matches!(
+            store.event_stored("s", 1).unwrap().unwrap().body(&h(&req)),
+            Some(Err(StoreError::DamagedBlob(_)))
         ));
         assert!(matches!(
             store.verify_event_body("s", 1, &h(&req)).unwrap(),
