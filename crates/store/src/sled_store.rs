@@ -117,31 +117,32 @@ fn encode_event(
     event: &Event,
     bodies: &[(&blake3::Hash, &[u8])],
 ) -> Result<(Vec<u8>, blake3::Hash), StoreError> {
-    let json = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
+    // The JSON is written in place after the header and the bodies (no copy of it),
+    // and its blake3 filled in once it is there.
+    let data: usize = bodies.iter().map(|(_, d)| d.len()).sum();
+    let mut v = Vec::with_capacity(37 + bodies.len() * 36 + data + 2048);
+    if bodies.is_empty() {
+        v.push(EVENT_SUMMED);
+        v.extend_from_slice(&[0; 32]);
+    } else {
+        v.push(EVENT_INLINE);
+        v.extend_from_slice(&[0; 32]);
+        v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+        for (h, d) in bodies {
+            v.extend_from_slice(h.as_bytes());
+            v.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        }
+        for (_, d) in bodies {
+            v.extend_from_slice(d);
+        }
+    }
+    let json_at = v.len();
+    serde_json::to_writer(&mut v, event).map_err(|source| StoreError::Encode {
         what: "an event",
         source,
     })?;
-    let sum = blake3::hash(&json);
-    if bodies.is_empty() {
-        let mut v = Vec::with_capacity(33 + json.len());
-        v.push(EVENT_SUMMED);
-        v.extend_from_slice(sum.as_bytes());
-        v.extend_from_slice(&json);
-        return Ok((v, sum));
-    }
-    let data: usize = bodies.iter().map(|(_, d)| d.len()).sum();
-    let mut v = Vec::with_capacity(37 + bodies.len() * 36 + data + json.len());
-    v.push(EVENT_INLINE);
-    v.extend_from_slice(sum.as_bytes());
-    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
-    for (h, d) in bodies {
-        v.extend_from_slice(h.as_bytes());
-        v.extend_from_slice(&(d.len() as u32).to_be_bytes());
-    }
-    for (_, d) in bodies {
-        v.extend_from_slice(d);
-    }
-    v.extend_from_slice(&json);
+    let sum = blake3::hash(&v[json_at..]);
+    v[1..33].copy_from_slice(sum.as_bytes());
     Ok((v, sum))
 }
 
