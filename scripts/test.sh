@@ -300,8 +300,17 @@ prune_after() {
 # its stage went on to the doc tests).
 STAGE_PID=""
 stop_background() {
-  local b
-  for b in "${!BG_PID[@]}"; do kill -TERM -- -"${BG_PID[$b]}" 2>/dev/null || true; done
+  local name=$1 b i
+  for b in "${!BG_PID[@]}"; do
+    group_alive "${BG_PID[$b]}" || continue
+    printf '\n==> %s (in the background): stopped by SIG%s\n' "$b" "$name" >&2
+    kill -TERM -- -"${BG_PID[$b]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      group_alive "${BG_PID[$b]}" || break
+      sleep 0.1
+    done
+    kill -KILL -- -"${BG_PID[$b]}" 2>/dev/null || true
+  done
 }
 group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'; }
 stop_stage() {
@@ -315,7 +324,7 @@ stop_stage() {
     done
     kill -KILL -- -"$STAGE_PID" 2>/dev/null || true
   fi
-  stop_background
+  stop_background "$name"
   exit $((128 + sig))
 }
 trap 'stop_stage 2 INT' INT
