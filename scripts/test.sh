@@ -299,32 +299,25 @@ prune_after() {
 # starts new processes while a list is being made (nextest stops at once on Ctrl-C, and
 # its stage went on to the doc tests).
 STAGE_PID=""
-stop_background() {
-  local name=$1 b i
-  for b in "${!BG_PID[@]}"; do
-    group_alive "${BG_PID[$b]}" || continue
-    printf '\n==> %s (in the background): stopped by SIG%s\n' "$b" "$name" >&2
-    kill -TERM -- -"${BG_PID[$b]}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      group_alive "${BG_PID[$b]}" || break
-      sleep 0.1
-    done
-    kill -KILL -- -"${BG_PID[$b]}" 2>/dev/null || true
-  done
-}
 group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'; }
+# stop_group PGID LABEL SIGNAME: TERM to a live group, KILL 5 s later if any of it is left.
+stop_group() {
+  local i
+  group_alive "$1" || return 0
+  printf '\n==> %s: stopped by SIG%s\n' "$2" "$3" >&2
+  kill -TERM -- -"$1" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    group_alive "$1" || break
+    sleep 0.1
+  done
+  kill -KILL -- -"$1" 2>/dev/null || true
+}
 stop_stage() {
-  local sig=$1 name=$2 i
-  if [[ -n $STAGE_PID ]] && group_alive "$STAGE_PID"; then
-    printf '\n==> %s: stopped by SIG%s\n' "${s:-stage}" "$name" >&2
-    kill -TERM -- -"$STAGE_PID" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      group_alive "$STAGE_PID" || break
-      sleep 0.1
-    done
-    kill -KILL -- -"$STAGE_PID" 2>/dev/null || true
-  fi
-  stop_background "$name"
+  local sig=$1 name=$2 b
+  [[ -n $STAGE_PID ]] && stop_group "$STAGE_PID" "${s:-stage}" "$name"
+  for b in "${!BG_PID[@]}"; do
+    stop_group "${BG_PID[$b]}" "$b (in the background)" "$name"
+  done
   exit $((128 + sig))
 }
 trap 'stop_stage 2 INT' INT
