@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -73,21 +74,47 @@ const IDLE_PER_HOST: usize = 256;
 const HOSTS_SWEPT: usize = 64;
 
 /// Upstream connections that outlived their client connection, by `scheme://authority`,
-/// most recently parked last.
-#[derive(Default)]
-struct Idle(Mutex<HashMap<String, Vec<Parked>>>);
+/// most recently parked last. While any is parked, a sweeper task closes those parked
+/// longer than [`IDLE_FOR`] (an upstream that never ends an idle connection would
+/// otherwise keep its socket open until its host is asked for again).
+struct Idle {
+    parked: Mutex<HashMap<String, Vec<Parked>>>,
+    /// How long a connection stays parked ([`IDLE_FOR`]; shorter in tests).
+    idle_for: Duration,
+    /// A sweeper task is running.
+    sweeping: AtomicBool,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle::keeping_for(IDLE_FOR)
+    }
+}
 
 /// When it was parked, and the connection.
 type Parked = (Instant, SendRequest<ProxyBody>);
 
 impl Idle {
+    fn keeping_for(idle_for: Duration) -> Idle {
+        Idle {
+            parked: Mutex::default(),
+            idle_for,
+            sweeping: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a parked connection can still be handed out (and is worth keeping).
+    fn fresh(&self, (since, send): &Parked) -> bool {
+        since.elapsed() < self.idle_for && !send.is_closed()
+    }
+
     /// The most recently parked connection to `key` that can take a request now.
     fn take(&self, key: &str) -> Option<SendRequest<ProxyBody>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         let parked = map.get_mut(key)?;
         let found = loop {
             match parked.pop() {
-                Some((since, send)) if since.elapsed() < IDLE_FOR => {
+                Some((since, send)) if since.elapsed() < self.idle_for => {
                     if let Some(send) = usable(send) {
                         break Some(send);
                     }
@@ -102,22 +129,60 @@ impl Idle {
         found
     }
 
-    fn park(&self, key: String, send: SendRequest<ProxyBody>) {
-        let fresh = |(since, send): &Parked| since.elapsed() < IDLE_FOR && !send.is_closed();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Hosts no longer asked for are forgotten once their connections are closed or old.
-        if map.len() >= HOSTS_SWEPT && !map.contains_key(&key) {
-            map.retain(|_, parked| {
-                parked.retain(fresh);
-                !parked.is_empty()
-            });
+    fn park(self: &Arc<Self>, key: String, send: SendRequest<ProxyBody>) {
+        {
+            let mut map = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+            // Hosts no longer asked for are forgotten once their connections are closed
+            // or old.
+            if map.len() >= HOSTS_SWEPT && !map.contains_key(&key) {
+                self.sweep(&mut map);
+            }
+            let parked = map.entry(key).or_default();
+            parked.retain(|p| self.fresh(p));
+            if parked.len() >= IDLE_PER_HOST {
+                parked.remove(0);
+            }
+            parked.push((Instant::now(), send));
         }
-        let parked = map.entry(key).or_default();
-        parked.retain(fresh);
-        if parked.len() >= IDLE_PER_HOST {
-            parked.remove(0);
+        self.start_sweeper();
+    }
+
+    /// Drops (and so closes) every connection parked too long or closed already.
+    fn sweep(&self, map: &mut HashMap<String, Vec<Parked>>) {
+        map.retain(|_, parked| {
+            parked.retain(|p| self.fresh(p));
+            !parked.is_empty()
+        });
+    }
+
+    /// Starts the sweeper unless it runs: every third of [`Idle::idle_for`] it sweeps, and
+    /// it ends once nothing is parked (the next park starts it again) or the upstream is
+    /// dropped. Outside a runtime nothing starts (a connection is swept when its host is
+    /// asked for, as before).
+    fn start_sweeper(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
         }
-        parked.push((Instant::now(), send));
+        let every = self.idle_for / 3;
+        let idle = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(idle) = idle.upgrade() else {
+                    return;
+                };
+                let mut map = idle.parked.lock().unwrap_or_else(|p| p.into_inner());
+                idle.sweep(&mut map);
+                if map.is_empty() {
+                    // Cleared under the lock: a park after it starts a new sweeper.
+                    idle.sweeping.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -440,5 +505,79 @@ pub fn classify(target: &str, err: &(dyn std::error::Error + 'static)) -> Exchan
     ExchangeError {
         kind,
         message: format!("{target}: {what}: {detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A parked connection to an upstream that never ends idle connections is closed once
+    /// it has been parked for the idle time, with no request to its host: the upstream
+    /// reads the end of the connection.
+    #[tokio::test]
+    async fn a_connection_parked_too_long_is_closed_without_its_host_asked_for_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The upstream: accepts and waits for the connection's end, answering nothing.
+        let ended = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return Instant::now(),
+                    Ok(_) => {}
+                }
+            }
+        });
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (send, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let idle = Arc::new(Idle::keeping_for(Duration::from_millis(300)));
+        let parked = Instant::now();
+        idle.park(format!("http://{addr}"), send);
+        assert!(idle.sweeping.load(Ordering::Acquire), "a sweeper runs");
+        let closed = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the parked connection is closed within 10 s")
+            .unwrap();
+        let after = closed - parked;
+        assert!(
+            after >= Duration::from_millis(300),
+            "closed after {after:?}, before its idle time"
+        );
+        assert!(idle.parked.lock().unwrap().is_empty());
+        // With nothing parked the sweeper ends; parking again starts one.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!idle.sweeping.load(Ordering::Acquire), "the sweeper ended");
+    }
+
+    /// A connection parked and taken back within its idle time is handed out, not swept.
+    #[tokio::test]
+    async fn a_connection_taken_back_in_time_is_handed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _upstream = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            while !matches!(sock.read(&mut buf).await, Ok(0) | Err(_)) {}
+        });
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (send, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let idle = Arc::new(Idle::keeping_for(Duration::from_secs(30)));
+        let key = format!("http://{addr}");
+        idle.park(key.clone(), send);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            idle.take(&key).is_some(),
+            "the parked connection is handed out"
+        );
+        assert!(idle.take(&key).is_none(), "and only once");
     }
 }
