@@ -698,8 +698,13 @@ async fn long_sessions_replay_in_bounded_memory() {
     for (session, events) in [("short", 100u64), ("long", 53_000)] {
         let tape = dirs.path(&format!("{session}.jsonl"));
         synthetic_tape(&tape, session, events, 24);
+        let started = std::time::Instant::now();
         let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
+        eprintln!(
+            "import of {events} events: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         std::fs::remove_file(&tape).unwrap();
         let args = ["replay", "--session", session];
         let d = Daemon::start_within(&dirs, &[], &args, "127.0.0.1:0", slow);

@@ -595,6 +595,7 @@ async fn export_import_export_gives_the_same_tape() {
         "/sse?n=2&gap_ms=10",
         "/empty",
         "/big?bytes=2000000",
+        "/json",
     ] {
         via.get(up.url(path))
             .send()
@@ -625,6 +626,35 @@ async fn export_import_export_gives_the_same_tape() {
         other.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
+    {
+        // As record keeps them: each event's small bodies inside its value, also the
+        // JSON answered twice (the tape holds it once); none under its blake3.
+        use tapedeck_store::Store;
+        let store = tapedeck_store::SledStore::open_to_read(&other).unwrap();
+        let (_, events) = support::harness::read_tape(&first);
+        let mut inside = 0;
+        for e in &events {
+            let step = e["step"].as_u64().unwrap();
+            let value = store.event_stored("trip", step).unwrap().unwrap();
+            for side in ["request", "response"] {
+                let b = &e[side]["body"];
+                let (h, len) = (b["b3"].as_str().unwrap(), b["len"].as_u64().unwrap());
+                if len > 64 << 10 {
+                    assert!(!value.holds(h), "step {step}'s large {side} body");
+                    continue;
+                }
+                assert!(
+                    value.holds(h),
+                    "step {step}'s {side} body is inside its event"
+                );
+                if len > 0 {
+                    assert!(store.body_bytes(h).unwrap().is_none(), "step {step}");
+                }
+                inside += 1;
+            }
+        }
+        assert_eq!(inside, 2 * events.len() - 1, "the 2 MB body alone is apart");
+    }
     let (code, _, err) = dirs.run(&[
         "import",
         first.to_str().unwrap(),
@@ -645,10 +675,11 @@ async fn export_import_export_gives_the_same_tape() {
         other.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        std::fs::read(&first).unwrap(),
-        std::fs::read(&second).unwrap()
+    let (a, b) = (
+        std::fs::read_to_string(&first).unwrap(),
+        std::fs::read_to_string(&second).unwrap(),
     );
+    assert_eq!(a, b);
     // The 2 MB body is a file beside each, the same bytes.
     let (_, events) = support::harness::read_tape(&first);
     let file = events
