@@ -513,32 +513,37 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// A parked connection to an upstream that never ends idle connections is closed once
-    /// it has been parked for the idle time, with no request to its host: the upstream
-    /// reads the end of the connection.
-    #[tokio::test]
-    async fn a_connection_parked_too_long_is_closed_without_its_host_asked_for_again() {
+    /// An HTTP/1.1 connection to a local upstream that never ends idle connections, and
+    /// the time the upstream reads the connection's end.
+    async fn connection() -> (
+        String,
+        SendRequest<ProxyBody>,
+        tokio::task::JoinHandle<Instant>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        // The upstream: accepts and waits for the connection's end, answering nothing.
         let ended = tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 64];
-            loop {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return Instant::now(),
-                    Ok(_) => {}
-                }
-            }
+            while !matches!(sock.read(&mut buf).await, Ok(0) | Err(_)) {}
+            Instant::now()
         });
         let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
         let (send, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
             .await
             .unwrap();
         tokio::spawn(conn);
+        (format!("http://{addr}"), send, ended)
+    }
+
+    /// A parked connection is closed once it has been parked for the idle time, with no
+    /// request to its host: the upstream reads the end of the connection.
+    #[tokio::test]
+    async fn a_connection_parked_too_long_is_closed_without_its_host_asked_for_again() {
+        let (key, send, ended) = connection().await;
         let idle = Arc::new(Idle::keeping_for(Duration::from_millis(300)));
         let parked = Instant::now();
-        idle.park(format!("http://{addr}"), send);
+        idle.park(key, send);
         assert!(idle.sweeping.load(Ordering::Acquire), "a sweeper runs");
         let closed = tokio::time::timeout(Duration::from_secs(10), ended)
             .await
@@ -558,20 +563,8 @@ mod tests {
     /// A connection parked and taken back within its idle time is handed out, not swept.
     #[tokio::test]
     async fn a_connection_taken_back_in_time_is_handed_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _upstream = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 64];
-            while !matches!(sock.read(&mut buf).await, Ok(0) | Err(_)) {}
-        });
-        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-        let (send, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let (key, send, _ended) = connection().await;
         let idle = Arc::new(Idle::keeping_for(Duration::from_secs(30)));
-        let key = format!("http://{addr}");
         idle.park(key.clone(), send);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
