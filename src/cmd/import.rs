@@ -1,9 +1,9 @@
 //! `tapedeck import FILE`: load a tape into the store.
 //!
 //! The tape is read twice, event by event, never whole in memory. The first pass checks
-//! every line and stores each body kept in a file beside the tape a part at a time, so a
-//! tape with a body larger than memory imports; it counts how many events name each
-//! small body. Only once the whole tape has been read and checked does the second pass
+//! every line and every body file beside the tape, and stores each large one a part at a
+//! time, so a tape with a body larger than memory imports; it counts how many events name
+//! each small body. Only once the whole tape has been read and checked does the second pass
 //! write the events, as record writes them: each event with its small request and
 //! response bodies inside its value (one write, and one read when replayed). A tape
 //! names a body once, with its first event; a small body that later events name again
@@ -49,8 +49,13 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
     let mut events = 0usize;
     while let Some((ev, bodies)) = reader.next_event()? {
         for body in bodies {
-            if let TapeBody::File(r, file) = body {
-                store_file_body(&store, &r, &file)?;
+            match body {
+                // Goes inside its event in the second pass: only checked here.
+                TapeBody::File(r, file) if r.len <= INLINE_MAX as u64 => {
+                    read_file_body(&r, &file)?;
+                }
+                TapeBody::File(r, file) => store_file_body(&store, &r, &file)?,
+                TapeBody::Inline(..) => {}
             }
         }
         named.count(&ev);
@@ -149,12 +154,10 @@ fn write_events(
                 TapeBody::Inline(r, data) => {
                     new.insert(r.b3, data);
                 }
-                // Stored by the first pass; read again only when small enough to go inside.
+                // A larger one was stored by the first pass.
                 TapeBody::File(r, file) if r.len <= INLINE_MAX as u64 => {
-                    new.insert(
-                        r.b3.clone(),
-                        read_file_body(&file).map_err(StoreError::from)?,
-                    );
+                    let data = read_file_body(&r, &file)?;
+                    new.insert(r.b3, data);
                 }
                 TapeBody::File(..) => {}
             }
@@ -201,11 +204,20 @@ fn write_events(
     Ok(())
 }
 
-/// A small body kept in a file beside the tape, whole (each part checked as it is read).
-fn read_file_body(file: &FileBody) -> Result<Bytes, BodyFileError> {
+/// A small body kept in a file beside the tape, whole, checked against its blake3 as
+/// [`store_file_body`] checks a larger one.
+fn read_file_body(r: &BodyRef, file: &FileBody) -> Result<Bytes, StoreError> {
     let mut data = Vec::new();
     for i in 0..file.parts() {
         data.extend_from_slice(&file.part(i)?);
+    }
+    let actual = blake3::hash(&data);
+    if actual.to_hex().as_str() != r.b3 {
+        return Err(BodyFileError::Mismatch {
+            path: file.path.clone(),
+            actual: actual.to_hex().to_string(),
+        }
+        .into());
     }
     Ok(data.into())
 }
