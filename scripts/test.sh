@@ -46,7 +46,7 @@
 #                  markup in bodies shown as text; screenshots in target/ui-shots
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
 #                  Phoenix (pinned, installed into target/phoenix-venv) and read back
-#   fuzz           scripts/fuzz.sh: every fuzz target for FUZZ_SECONDS (default 60), two
+#   fuzz           scripts/fuzz.sh: every fuzz target for FUZZ_SECONDS (default 30), two
 #                  at a time; fails on any crash. Needs the nightly toolchain; installs
 #                  cargo-fuzz (`cargo install cargo-fuzz --locked`) when it is missing.
 #                  Run after other stages, it starts with the run in the background at
@@ -58,7 +58,7 @@
 # failed. FAIL_FAST=1 stops at the first failure. TERM or Ctrl-C stops the running stage
 # and everything it started (its process group), and the run exits 143 or 130.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
-# E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 60), TAPEDECK_PRUNE (1: delete
+# E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 30), TAPEDECK_PRUNE (1: delete
 # what no later stage reads as the run goes; see prune_after).
 set -euo pipefail
 
@@ -222,7 +222,7 @@ stage_phoenix() {
 
 stage_fuzz() {
   if [[ -z ${FUZZ_BG_PID:-} ]]; then
-    FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+    FUZZ_JOBS="${FUZZ_JOBS:-2}" scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
     return
   fi
   echo "fuzz: started in the background at the run's start (nice 19); waiting for it" >&2
@@ -256,7 +256,7 @@ start_fuzz_early() {
   FUZZ_JOBS="${FUZZ_JOBS:-2}" FUZZ_NICE=19 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-300}" setsid bash -c \
     '{ echo 19 >/proc/self/autogroup; } 2>/dev/null
      nice -n 19 scripts/fuzz.sh "$1" >"$2" 2>&1; echo $? >"$3"' \
-    fuzz "${FUZZ_SECONDS:-60}" "$FUZZ_BG_LOG" "$FUZZ_BG_RC" &
+    fuzz "${FUZZ_SECONDS:-30}" "$FUZZ_BG_LOG" "$FUZZ_BG_RC" &
   FUZZ_BG_PID=$!
   trap 'kill -- -"$FUZZ_BG_PID" 2>/dev/null || true' EXIT
   step "fuzz: started in the background (pid $FUZZ_BG_PID, log $FUZZ_BG_LOG)"

@@ -10,8 +10,8 @@
 //! is kept in memory until its last one is written. A WebSocket message's body is stored
 //! under its blake3, as record stores it. So a bad tape leaves the store's sessions as
 //! they were (the bodies stored by the first pass, content-addressed, are harmless). A
-//! tape that changes between the passes is refused, and what the second pass wrote of
-//! it removed.
+//! tape that changes between the passes (each takes the blake3 of the lines it reads) is
+//! refused, and what the second pass wrote of it removed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +29,7 @@ use tapedeck_store::{
 };
 
 pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdResult {
-    let mut reader = TapeReader::open(file)?;
+    let reader = TapeReader::open(file)?;
     let header = reader.header().clone();
     let name = match rename {
         Some(n) => SessionName::new(n)?,
@@ -44,7 +44,42 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
             existing.events
         )));
     }
-    let stamp = stamp(file);
+    let checked = check_tape(&store, reader)?;
+    if exists(&store)?.is_some() {
+        store.delete_session(name.as_str())?;
+    }
+    if let Err(e) = write_events(&store, file, name.as_str(), checked.named, checked.digest) {
+        store.delete_session(name.as_str())?;
+        store.commit()?;
+        return Err(msg(format!("{e}; session {name} was not imported")));
+    }
+    if let Some(exit_code) = header.exit_code {
+        store.put_run(name.as_str(), &RunInfo { exit_code })?;
+    }
+    store.commit()?;
+    eprintln!(
+        "imported {} events from {} as session {name}",
+        checked.events,
+        file.display()
+    );
+    Ok(0)
+}
+
+/// What the first pass learned of the tape.
+struct Checked {
+    /// How many events name each small body.
+    named: Named,
+    events: usize,
+    /// The blake3 of its lines, to tell that the second pass reads the same tape.
+    digest: blake3::Hash,
+}
+
+/// The first pass: every line and body file of the tape checked, its large bodies
+/// stored, its small ones counted.
+fn check_tape(
+    store: &SledStore,
+    mut reader: TapeReader<std::io::BufReader<std::fs::File>>,
+) -> Result<Checked, CmdError> {
     let mut named = Named::default();
     let mut events = 0usize;
     while let Some((ev, bodies)) = reader.next_event()? {
@@ -54,43 +89,18 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
                 TapeBody::File(r, file) if r.len <= INLINE_MAX as u64 => {
                     read_file_body(&r, &file)?;
                 }
-                TapeBody::File(r, file) => store_file_body(&store, &r, &file)?,
+                TapeBody::File(r, file) => store_file_body(store, &r, &file)?,
                 TapeBody::Inline(..) => {}
             }
         }
         named.count(&ev);
         events += 1;
     }
-    if exists(&store)?.is_some() {
-        store.delete_session(name.as_str())?;
-    }
-    let written = write_events(&store, file, name.as_str(), named);
-    let changed = stamp != self::stamp(file);
-    if written.is_err() || changed {
-        store.delete_session(name.as_str())?;
-        store.commit()?;
-        let what = match (written, changed) {
-            (Err(e), true) => format!("{} changed while it was imported: {e}", file.display()),
-            (Ok(()), _) => format!("{} changed while it was imported", file.display()),
-            (Err(e), false) => e.to_string(),
-        };
-        return Err(msg(format!("{what}; session {name} was not imported")));
-    }
-    if let Some(exit_code) = header.exit_code {
-        store.put_run(name.as_str(), &RunInfo { exit_code })?;
-    }
-    store.commit()?;
-    eprintln!(
-        "imported {events} events from {} as session {name}",
-        file.display()
-    );
-    Ok(0)
-}
-
-/// The tape's length and modification time: what tells that it changed between the passes.
-fn stamp(file: &Path) -> Option<(u64, std::time::SystemTime)> {
-    let m = std::fs::metadata(file).ok()?;
-    Some((m.len(), m.modified().ok()?))
+    Ok(Checked {
+        named,
+        events,
+        digest: reader.digest(),
+    })
 }
 
 /// A small request or response body of `ev` (those an event's value holds).
@@ -135,18 +145,27 @@ impl Named {
 }
 
 /// The second pass: every event of the tape, read and checked again, written with its
-/// small request and response bodies inside its value.
+/// small request and response bodies inside its value. An error if the tape's lines are
+/// not those the first pass read (`digest`): what it wrote is then to be removed.
 fn write_events(
     store: &SledStore,
     file: &Path,
     session: &str,
     mut named: Named,
+    digest: blake3::Hash,
 ) -> Result<(), CmdError> {
-    let mut reader = TapeReader::open(file)?;
+    // The first pass read and checked it all: what this one cannot read was changed.
+    let changed = |e: &dyn std::fmt::Display| {
+        msg(format!(
+            "{} changed while it was imported: {e}",
+            file.display()
+        ))
+    };
+    let mut reader = TapeReader::open(file).map_err(|e| changed(&e))?;
     // Small bodies a later event names again (the tape gives them only once).
     let mut kept: HashMap<[u8; 32], Bytes> = HashMap::new();
     let mut inside = Vec::new();
-    while let Some((ev, bodies)) = reader.next_event()? {
+    while let Some((ev, bodies)) = reader.next_event().map_err(|e| changed(&e))? {
         // The bodies this line brings, by blake3.
         let mut new: HashMap<String, Bytes> = HashMap::new();
         for body in bodies {
@@ -156,7 +175,7 @@ fn write_events(
                 }
                 // A larger one was stored by the first pass.
                 TapeBody::File(r, file) if r.len <= INLINE_MAX as u64 => {
-                    let data = read_file_body(&r, &file)?;
+                    let data = read_file_body(&r, &file).map_err(|e| changed(&e))?;
                     new.insert(r.b3, data);
                 }
                 TapeBody::File(..) => {}
@@ -165,15 +184,15 @@ fn write_events(
         inside.clear();
         for b in small_bodies(&ev) {
             let h = blake3::Hash::from_hex(&b.b3)
-                .map_err(|_| msg(format!("step {}: a body named {:?}", ev.step, b.b3)))?;
+                .map_err(|_| changed(&format_args!("step {}: a body named {:?}", ev.step, b.b3)))?;
             if inside.iter().any(|(k, _)| *k == h) {
                 continue;
             }
             let data = match new.get(&b.b3) {
                 Some(d) => d.clone(),
                 None => kept.get(h.as_bytes()).cloned().ok_or_else(|| {
-                    msg(format!(
-                        "step {}: body {} was named before but not kept",
+                    changed(&format_args!(
+                        "step {}: body {} is not one an earlier line gave",
                         ev.step, b.b3
                     ))
                 })?,
@@ -200,6 +219,9 @@ fn write_events(
             }
         }
         store.put_event_with(session, &ev, &inside)?;
+    }
+    if reader.digest() != digest {
+        return Err(changed(&"its lines are not those first read"));
     }
     Ok(())
 }
@@ -237,5 +259,66 @@ fn store_file_body(store: &SledStore, r: &BodyRef, file: &FileBody) -> Result<()
             actual: hash.to_hex().to_string(),
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tape of `events` exchanges, each answered `{"answer":"<answer>","step":N}`.
+    fn write_tape(path: &Path, answer: &str, events: u64) {
+        let mut out = std::fs::File::create(path).unwrap();
+        writeln!(
+            out,
+            r#"{{"tapedeck_tape":1,"session":"t","events":{events}}}"#
+        )
+        .unwrap();
+        let empty = blake3::hash(b"").to_hex();
+        for step in 1..=events {
+            let body = format!(r#"{{"answer":"{answer}","step":{step}}}"#);
+            let b3 = blake3::hash(body.as_bytes()).to_hex();
+            writeln!(
+                out,
+                r#"{{"step":{step},"kind":"other","key":"{empty}","request":{{"method":"GET","url":"http://api.test/{step}","version":"HTTP/1.1","headers":[],"body":{{"b3":"{empty}","len":0,"text":""}}}},"response":{{"status":200,"version":"HTTP/1.1","headers":[],"body":{{"b3":"{b3}","len":{},"json":{body}}},"complete":true}},"timing":{{"start_ns":0,"end_ns":1000,"start_unix_ns":0,"end_unix_ns":1000}}}}"#,
+                body.len()
+            )
+            .unwrap();
+        }
+    }
+
+    /// The tape rewritten between the two passes, to the same length and with its
+    /// modification time set back: the second pass reads other lines than the first
+    /// checked, and refuses them.
+    #[test]
+    fn a_tape_changed_between_the_passes_is_refused_though_its_length_and_mtime_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.jsonl");
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
+
+        write_tape(&file, "a", 3);
+        let checked = check_tape(&store, TapeReader::open(&file).unwrap()).unwrap();
+        assert_eq!(checked.events, 3);
+        let before = std::fs::metadata(&file).unwrap();
+        write_tape(&file, "b", 3);
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(before.modified().unwrap()).unwrap();
+        drop(f);
+        let after = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (after.len(), after.modified().unwrap()),
+            (before.len(), before.modified().unwrap())
+        );
+        let err = write_events(&store, &file, "t", checked.named, checked.digest).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while it was imported"),
+            "{err}"
+        );
+
+        // The same tape read twice is imported.
+        let checked = check_tape(&store, TapeReader::open(&file).unwrap()).unwrap();
+        write_events(&store, &file, "u", checked.named, checked.digest).unwrap();
+        assert_eq!(store.session("u").unwrap().unwrap().events, 3);
     }
 }

@@ -443,6 +443,8 @@ pub struct TapeReader<R> {
     line: usize,
     events: u64,
     last_step: u64,
+    /// The blake3 of every line read so far.
+    read: blake3::Hasher,
 }
 
 impl TapeReader<BufReader<std::fs::File>> {
@@ -486,6 +488,8 @@ impl<R: BufRead> TapeReader<R> {
             serde_json::from_value(head).map_err(|e| line_err(LineError::BadHeader(e)))?;
         tapedeck_model::session::SessionName::new(&header.session)
             .map_err(|e| line_err(e.into()))?;
+        let mut read = blake3::Hasher::new();
+        read.update(&first).update(b"\n");
         Ok(TapeReader {
             lines,
             path: path.to_path_buf(),
@@ -495,11 +499,18 @@ impl<R: BufRead> TapeReader<R> {
             line: 1,
             events: 0,
             last_step: 0,
+            read,
         })
     }
 
     pub fn header(&self) -> &TapeHeader {
         &self.header
+    }
+
+    /// The blake3 of the tape's lines read so far: two readers of one file that give the
+    /// same digest once both have ended read the same tape.
+    pub fn digest(&self) -> blake3::Hash {
+        self.read.finalize()
     }
 
     /// The next event with the bodies it brings that the tape had not had before; `None`
@@ -519,6 +530,7 @@ impl<R: BufRead> TapeReader<R> {
             };
             self.line += 1;
             let line = line.map_err(|e| self.line_err(LineError::Read(e)))?;
+            self.read.update(&line).update(b"\n");
             if line.is_empty() {
                 continue;
             }
