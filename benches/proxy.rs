@@ -187,6 +187,8 @@ struct Row {
     name: &'static str,
     /// Proxy CPU per exchange (µs), median over the rounds, when the proxy is tapedeck.
     cpu_us: Option<f64>,
+    /// Proxy CPU per 5 MB exchange (ms), median over the rounds, when the proxy is tapedeck.
+    big_cpu_ms: Option<f64>,
     /// Per kind of the proxy's threads at c=32: CPU µs, voluntary and involuntary
     /// switches per exchange (medians over the rounds).
     threads: BTreeMap<String, [f64; 3]>,
@@ -247,6 +249,8 @@ struct Measured {
     c32: Vec<Load>,
     big: Vec<Load>,
     cpu: Vec<f64>,
+    /// Proxy CPU per 5 MB exchange (ms), per run.
+    big_cpu: Vec<f64>,
     /// Per kind of the proxy's threads, per c=32 run (see [`threads`]).
     threads: Vec<BTreeMap<String, [f64; 3]>>,
     /// CPU per request at c=32 of the baseline upstream and of the load generator (µs).
@@ -289,9 +293,14 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
         measure_c32(t, pid, m);
     }
     if load_wanted("big") {
+        let c0 = pid.map(cpu_us);
         m.big.push(loadgen::run(t, 1, big_total(), |_| {
             format!("/big?bytes={BIG}")
         }));
+        if let (Some(pid), Some(c0)) = (pid, c0) {
+            m.big_cpu
+                .push((cpu_us(pid) - c0) / big_total() as f64 / 1000.0);
+        }
     }
 }
 
@@ -339,12 +348,14 @@ impl Measured {
             c32: vec![],
             big: vec![],
             cpu: vec![],
+            big_cpu: vec![],
             threads: vec![],
             sides: vec![],
         }
     }
     fn row(self, name: &'static str, sse_ms: f64, rss: Vec<(usize, f64)>) -> Row {
         let cpu_us = (!self.cpu.is_empty()).then(|| median_f(self.cpu));
+        let big_cpu_ms = (!self.big_cpu.is_empty()).then(|| median_f(self.big_cpu));
         let mut threads = BTreeMap::new();
         for kind in self.threads.iter().flat_map(|t| t.keys()) {
             if threads.contains_key(kind) {
@@ -369,6 +380,7 @@ impl Measured {
         Row {
             name,
             cpu_us,
+            big_cpu_ms,
             threads,
             sides,
             c1: median(self.c1),
@@ -795,6 +807,14 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
             r.cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
             r.c1.errors + r.c32.errors + r.big.errors
         );
+    }
+    let big_cpu: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.big_cpu_ms.map(|ms| format!("{} {ms:.2} ms", r.name)))
+        .collect();
+    if !big_cpu.is_empty() {
+        println!();
+        println!("proxy CPU per 5 MB exchange: {}", big_cpu.join(", "));
     }
     if let Some((up, client)) = direct.sides {
         println!();

@@ -48,15 +48,30 @@ impl Sink for StoreSink {
             scrubber,
             error,
         } = self;
-        let clean = match scrubber.as_mut() {
-            Some(s) => s.feed(bytes),
-            None => bytes,
-        };
-        if error.is_some() || clean.is_empty() {
+        if error.is_some() {
+            // Still scrubbed: the secrets it finds are reported.
+            if let Some(s) = scrubber.as_mut() {
+                s.feed(bytes);
+            }
             return;
         }
-        if let Err(e) = writer.write(store.as_ref(), clean) {
-            *error = Some(format!("store write failed: {e}"));
+        let Some(s) = scrubber.as_mut() else {
+            if let Err(e) = writer.write(store.as_ref(), bytes) {
+                *error = Some(format!("store write failed: {e}"));
+            }
+            return;
+        };
+        // The scrubber writes what is to be stored straight into the writer's segment, a
+        // segment's room at a time (a larger piece would move the segment as it grew).
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (piece, more) = rest.split_at(writer.room().clamp(1, rest.len()));
+            rest = more;
+            if let Err(e) = writer.write_with(store.as_ref(), |buf| s.feed_into(piece, buf)) {
+                *error = Some(format!("store write failed: {e}"));
+                s.feed(rest);
+                return;
+            }
         }
     }
 }
@@ -271,6 +286,62 @@ mod tests {
             let want = frame(i).replace("sk-live-0123456789abcdef", "[REDACTED]");
             assert_eq!(String::from_utf8_lossy(piece), want, "chunk {i}");
             off += ch.len as usize;
+        }
+    }
+
+    /// A body three segments long with a secret every 800 bytes or so and around each
+    /// 256 KiB mark, fed in pieces larger and smaller than a segment: the scrubber writes
+    /// into the segments directly, and what is stored is what scrubbing it whole gives,
+    /// in segments of 256 KiB.
+    #[test]
+    fn a_large_body_scrubbed_into_its_segments_is_the_whole_body_scrubbed() {
+        const KEY: &str = "sk-live-0123456789abcdef";
+        let mut secrets = Secrets::default();
+        secrets.add(KEY);
+        let rules = Rules::default();
+        let ct = Some("application/octet-stream");
+        let mut body = Vec::new();
+        let mut i = 0usize;
+        while body.len() < 3 * tapedeck_store::SEGMENT {
+            body.extend_from_slice(format!("{i:07} ").as_bytes());
+            // Keys near each 256 KiB mark of the body as given.
+            let to_edge = tapedeck_store::SEGMENT - body.len() % tapedeck_store::SEGMENT;
+            if (KEY.len() - 5..KEY.len() + 40).contains(&to_edge) || i.is_multiple_of(97) {
+                body.extend_from_slice(KEY.as_bytes());
+            }
+            i += 1;
+        }
+        let (want, _) = BodyScrubber::run(&body, ct, &rules, &secrets);
+        for cut in [100_000usize, 7, 300_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+            let mut c = Capture::new(
+                store.clone(),
+                None,
+                4096,
+                false,
+                Instant::now(),
+                MaxBody::default(),
+                BodyScrubber::new(ct, &rules, &secrets),
+            );
+            for piece in body.chunks(cut) {
+                c.feed(piece).unwrap();
+            }
+            let WrittenBody::Stored { hash, .. } = c.finish().body else {
+                panic!("expected a body in segments");
+            };
+            let stored = store.get_body(&hash.to_hex()).unwrap().unwrap();
+            assert!(
+                stored == want,
+                "pieces of {cut}: not the body scrubbed whole"
+            );
+            assert!(!stored.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+            let segments = store.body_segments(&hash.to_hex()).unwrap().unwrap();
+            let slices: Vec<String> = want
+                .chunks(tapedeck_store::SEGMENT)
+                .map(|c| blake3::hash(c).to_hex().to_string())
+                .collect();
+            assert_eq!(segments, slices, "pieces of {cut}");
         }
     }
 }

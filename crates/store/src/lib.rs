@@ -373,6 +373,9 @@ pub const WHOLE_BODY_LIMIT: usize = 1 << 20;
 pub const WHOLE_JSON_LIMIT: usize = 16 << 20;
 /// The size of each part of a body written in segments (the last may be shorter).
 pub const SEGMENT: usize = 256 << 10;
+/// What a segment's buffer is made with: a segment and what a writer that keeps to
+/// [`BodyWriter::room`] may add past it (bytes a scrubber held back from before).
+const SEGMENT_ROOM: usize = SEGMENT + (64 << 10);
 /// Blobs at least this large are files beside the database, not sled values.
 pub const FILE_BLOB_MIN: usize = 64 << 10;
 
@@ -523,42 +526,81 @@ impl BodyWriter {
     }
 
     pub fn write(&mut self, store: &dyn Store, data: &[u8]) -> Result<(), StoreError> {
-        self.len += data.len() as u64;
-        if !self.spilled {
-            if self.whole.len() + data.len() <= self.keep_limit {
-                self.whole.extend_from_slice(data);
+        self.write_with(store, |buf| buf.extend_from_slice(data))
+    }
+
+    /// How many more bytes the segment being filled takes (while the body is still kept
+    /// whole, the bytes that take it over the limit). A writer that gives [`BodyWriter::write_with`] no more than this
+    /// at a time has its bytes land in their segment and stay there.
+    pub fn room(&self) -> usize {
+        if self.spilled {
+            SEGMENT.saturating_sub(self.pending.len())
+        } else {
+            // Up to the first byte over the limit: the body is then in segments.
+            (self.keep_limit + 1)
+                .saturating_sub(self.whole.len())
+                .max(1)
+        }
+    }
+
+    /// Writes the bytes `fill` appends to the buffer it is given: they land where they are
+    /// kept, without a copy in between (the recorder's scrubber writes its output here;
+    /// copying it again cost a large body's recording 3 % of its CPU). Bytes past the
+    /// segment's end are moved to the next one.
+    pub fn write_with(
+        &mut self,
+        store: &dyn Store,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), StoreError> {
+        let buf = if self.spilled {
+            &mut self.pending
+        } else {
+            &mut self.whole
+        };
+        let before = buf.len();
+        fill(buf);
+        self.len += (buf.len() - before) as u64;
+        let new = if self.spilled {
+            before
+        } else {
+            if self.whole.len() <= self.keep_limit {
                 return Ok(());
             }
+            // Over the limit: what was kept whole becomes the first segments.
             self.spilled = true;
-            let whole = std::mem::take(&mut self.whole);
-            self.push(store, &whole)?;
-        }
-        self.push(store, data)
-    }
-
-    fn push(&mut self, store: &dyn Store, mut data: &[u8]) -> Result<(), StoreError> {
+            self.pending = std::mem::take(&mut self.whole);
+            // Made room for its first segment at once rather than grown a few times.
+            self.pending
+                .reserve(SEGMENT_ROOM.saturating_sub(self.pending.len()));
+            0
+        };
         if self.deferred.is_none() {
-            self.hasher.get_or_insert_default().update(data);
+            self.hasher
+                .get_or_insert_default()
+                .update(&self.pending[new..]);
         }
-        while !data.is_empty() {
-            let take = (SEGMENT - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.pending.len() == SEGMENT {
-                self.flush_segment(store)?;
-            }
+        if self.pending.len() < SEGMENT {
+            return Ok(());
         }
-        Ok(())
+        let full = self.pending.len() / SEGMENT * SEGMENT;
+        let mut next = Vec::with_capacity(SEGMENT_ROOM);
+        next.extend_from_slice(&self.pending[full..]);
+        self.pending.truncate(full);
+        let done = std::mem::replace(&mut self.pending, next);
+        if full == SEGMENT {
+            self.flush_segment(store, done)
+        } else {
+            done.chunks(SEGMENT)
+                .try_for_each(|c| self.flush_segment(store, c.to_vec()))
+        }
     }
 
-    fn flush_segment(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+    fn flush_segment(&mut self, store: &dyn Store, data: Vec<u8>) -> Result<(), StoreError> {
         if self.deferred.is_some() {
-            let data = std::mem::replace(&mut self.pending, Vec::with_capacity(SEGMENT));
             self.ready.push(data);
         } else {
-            let h = blake3::hash(&self.pending);
-            store.put_blob(&h, &self.pending)?;
-            self.pending.clear();
+            let h = blake3::hash(&data);
+            store.put_blob(&h, &data)?;
             self.segments.push(h);
         }
         Ok(())
@@ -569,7 +611,8 @@ impl BodyWriter {
             return Ok(WrittenBody::Whole(self.whole));
         }
         if !self.pending.is_empty() {
-            self.flush_segment(store)?;
+            let last = std::mem::take(&mut self.pending);
+            self.flush_segment(store, last)?;
         }
         // A deferred body's segments not taken yet, the last one with them.
         let rest = self.take_ready();
@@ -656,6 +699,47 @@ mod tests {
         // Hashed where the segments were stored, the address is still the body's blake3.
         assert_eq!(hash, blake3::hash(&data));
         assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+    }
+
+    /// However the body comes (pieces that straddle a segment's end, one piece longer
+    /// than two segments, the spill from a whole body in the middle of a piece), deferred
+    /// or not, its segments are its 256 KiB slices in order and its address its blake3.
+    #[test]
+    fn segments_are_the_bodys_slices_whatever_the_pieces() {
+        let data: Vec<u8> = (0..(SEGMENT * 4 + 777)).map(|i| (i % 253) as u8).collect();
+        let want: Vec<blake3::Hash> = data.chunks(SEGMENT).map(blake3::hash).collect();
+        let cuts = [
+            vec![100, 70_000, SEGMENT * 2 + 5, 1, SEGMENT - 3],
+            vec![SEGMENT - 1, 2, SEGMENT, SEGMENT + 11],
+            vec![data.len()],
+        ];
+        for deferred in [false, true] {
+            for cut in &cuts {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SledStore::open(dir.path()).unwrap();
+                let mut w = BodyWriter::new(64 << 10);
+                if deferred {
+                    w.defer();
+                }
+                let mut at = 0usize;
+                for n in cut.iter().copied().chain([usize::MAX]) {
+                    let end = at.saturating_add(n).min(data.len());
+                    let piece = &data[at..end];
+                    w.write_with(&store, |buf| buf.extend_from_slice(piece))
+                        .unwrap();
+                    at = end;
+                    w.take_ready().store(&store).unwrap();
+                }
+                let WrittenBody::Stored { hash, len } = w.finish(&store).unwrap() else {
+                    panic!("kept whole");
+                };
+                assert_eq!((hash, len), (blake3::hash(&data), data.len() as u64));
+                let segments = store.body_segments(&hash.to_hex()).unwrap().unwrap();
+                let want: Vec<String> = want.iter().map(|h| h.to_hex().to_string()).collect();
+                assert_eq!(segments, want, "deferred {deferred}, pieces {cut:?}");
+                assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+            }
+        }
     }
 
     #[test]
