@@ -530,8 +530,9 @@ impl BodyWriter {
     }
 
     /// How many more bytes the segment being filled takes (while the body is still kept
-    /// whole, the bytes that take it over the limit). A writer that gives [`BodyWriter::write_with`] no more than this
-    /// at a time has its bytes land in their segment and stay there.
+    /// whole, the bytes that take it over the limit). A writer that gives
+    /// [`BodyWriter::write_with`] no more than this at a time has its bytes land in their
+    /// segment and stay there.
     pub fn room(&self) -> usize {
         if self.spilled {
             SEGMENT.saturating_sub(self.pending.len())
