@@ -136,6 +136,14 @@ impl Capture {
         self.reader.sink().writer.defer();
     }
 
+    /// The body's `Content-Length`, when it has one: room is made for it (see
+    /// [`BodyWriter::expect`]).
+    pub fn expect(&mut self, content_length: Option<&str>) {
+        if let Some(len) = content_length.and_then(|v| v.trim().parse().ok()) {
+            self.reader.sink().writer.expect(len);
+        }
+    }
+
     /// Finished segments waiting to be stored.
     pub fn take_ready(&mut self) -> ReadySegments {
         self.reader.sink().writer.take_ready()

@@ -221,6 +221,7 @@ impl Recorder {
             BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
         );
         req_capture.defer_writes();
+        req_capture.expect(header(&req_headers, "content-length"));
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
             capture: Some(req_capture),
@@ -373,6 +374,7 @@ impl Recorder {
                     BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
                 );
                 capture.defer_writes();
+                capture.expect(header(&resp_headers, "content-length"));
                 pending.resp_capture = Some(capture);
                 pending.head = Some(Head {
                     status: rparts.status.as_u16(),

@@ -376,6 +376,9 @@ pub const SEGMENT: usize = 256 << 10;
 /// What a segment's buffer is made with: a segment and what a writer that keeps to
 /// [`BodyWriter::room`] may add past it (bytes a scrubber held back from before).
 const SEGMENT_ROOM: usize = SEGMENT + (64 << 10);
+/// The most [`BodyWriter::expect`] makes room for ahead of the bytes (a `Content-Length`
+/// is the sender's word), and a byte: as much as a body of any type is kept whole.
+pub const EXPECT_MAX: usize = WHOLE_BODY_LIMIT;
 /// Blobs at least this large are files beside the database, not sled values.
 pub const FILE_BLOB_MIN: usize = 64 << 10;
 
@@ -527,6 +530,18 @@ impl BodyWriter {
 
     pub fn write(&mut self, store: &dyn Store, data: &[u8]) -> Result<(), StoreError> {
         self.write_with(store, |buf| buf.extend_from_slice(data))
+    }
+
+    /// Makes room at once for a body said to be `len` bytes long (its `Content-Length`),
+    /// as far as it is kept whole and up to [`EXPECT_MAX`]: growing it a piece at a time
+    /// moved a large body's first MiB a few times over (1.4 % of its recording's CPU).
+    pub fn expect(&mut self, len: u64) {
+        if self.spilled || !self.whole.is_empty() {
+            return;
+        }
+        // The byte over the limit too: the body spills from where it is.
+        let room = len.min(self.keep_limit.min(EXPECT_MAX) as u64 + 1);
+        self.whole.reserve_exact(room as usize);
     }
 
     /// How many more bytes the segment being filled takes (while the body is still kept
@@ -714,13 +729,21 @@ mod tests {
             vec![SEGMENT - 1, 2, SEGMENT, SEGMENT + 11],
             vec![data.len()],
         ];
-        for deferred in [false, true] {
+        // A `Content-Length` said beforehand, true or not, changes nothing stored.
+        let said = [None, Some(data.len() as u64), Some(10), Some(u64::MAX)];
+        for (deferred, said) in [false, true]
+            .into_iter()
+            .flat_map(|d| said.iter().map(move |s| (d, s)))
+        {
             for cut in &cuts {
                 let dir = tempfile::tempdir().unwrap();
                 let store = SledStore::open(dir.path()).unwrap();
                 let mut w = BodyWriter::new(64 << 10);
                 if deferred {
                     w.defer();
+                }
+                if let Some(len) = *said {
+                    w.expect(len);
                 }
                 let mut at = 0usize;
                 for n in cut.iter().copied().chain([usize::MAX]) {
@@ -737,7 +760,10 @@ mod tests {
                 assert_eq!((hash, len), (blake3::hash(&data), data.len() as u64));
                 let segments = store.body_segments(&hash.to_hex()).unwrap().unwrap();
                 let want: Vec<String> = want.iter().map(|h| h.to_hex().to_string()).collect();
-                assert_eq!(segments, want, "deferred {deferred}, pieces {cut:?}");
+                assert_eq!(
+                    segments, want,
+                    "deferred {deferred}, {said:?}, pieces {cut:?}"
+                );
                 assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
             }
         }
