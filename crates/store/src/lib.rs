@@ -411,7 +411,7 @@ pub struct BodyWriter {
     spilled: bool,
     /// With [`BodyWriter::defer`]: finished segments not handed out yet, and where their
     /// hashes are gathered by whoever stores them.
-    ready: Vec<Vec<u8>>,
+    ready: Vec<bytes::Bytes>,
     deferred: Option<Arc<Mutex<Hashing>>>,
 }
 
@@ -433,7 +433,7 @@ struct Hashing {
 /// body, which thus leaves the thread that forwards the body.
 #[derive(Default)]
 pub struct ReadySegments {
-    parts: Vec<Vec<u8>>,
+    parts: Vec<bytes::Bytes>,
     hashing: Option<Arc<Mutex<Hashing>>>,
 }
 
@@ -602,16 +602,14 @@ impl BodyWriter {
         let mut next = Vec::with_capacity(SEGMENT_ROOM);
         next.extend_from_slice(&self.pending[full..]);
         self.pending.truncate(full);
-        let done = std::mem::replace(&mut self.pending, next);
-        if full == SEGMENT {
-            self.flush_segment(store, done)
-        } else {
-            done.chunks(SEGMENT)
-                .try_for_each(|c| self.flush_segment(store, c.to_vec()))
-        }
+        // Several segments at once (a body kept whole until it spilled) share the buffer.
+        let done = bytes::Bytes::from(std::mem::replace(&mut self.pending, next));
+        (0..full)
+            .step_by(SEGMENT)
+            .try_for_each(|at| self.flush_segment(store, done.slice(at..at + SEGMENT)))
     }
 
-    fn flush_segment(&mut self, store: &dyn Store, data: Vec<u8>) -> Result<(), StoreError> {
+    fn flush_segment(&mut self, store: &dyn Store, data: bytes::Bytes) -> Result<(), StoreError> {
         if self.deferred.is_some() {
             self.ready.push(data);
         } else {
@@ -628,7 +626,7 @@ impl BodyWriter {
         }
         if !self.pending.is_empty() {
             let last = std::mem::take(&mut self.pending);
-            self.flush_segment(store, last)?;
+            self.flush_segment(store, last.into())?;
         }
         // A deferred body's segments not taken yet, the last one with them.
         let rest = self.take_ready();
