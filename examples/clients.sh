@@ -136,6 +136,8 @@ declare -A SERVER_PID=()
 start_server() {
   local var=$1 label=$2 url=""
   shift 2
+  # Made here: the background job opens it after the loop below may already read it.
+  : >"$WORK/$label.out"
   "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" &
   SERVER_PID[$label]=$!
   BG_PIDS+=("$!")

@@ -133,6 +133,9 @@ ok "the injected 503 is in the fork, marked; analyze sees the agent pass it on a
 # ---------------------------------------------------------------------------------------
 step "6. rerun step 1 twenty times against a model that picks the wrong tool 30% of the time"
 UP2_CA="$WORK/upstream2-ca.pem"
+# Made here: the background job opens it after this script may already read it (a sed of
+# a missing file failed the stage on a slow machine).
+: >"$WORK/upstream2.out"
 "$UPSTREAM_BIN" --tls --port 0 --ca-out "$UP2_CA" --wrong-tool 0.3 --seed 11 \
   >"$WORK/upstream2.out" 2>"$WORK/upstream2.err" &
 BG_PIDS+=("$!")
