@@ -44,7 +44,7 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
             existing.events
         )));
     }
-    let checked = check_tape(&store, reader)?;
+    let checked = check_tape(&store, reader.digest_lines())?;
     if exists(&store)?.is_some() {
         store.delete_session(name.as_str())?;
     }
@@ -161,7 +161,9 @@ fn write_events(
             file.display()
         ))
     };
-    let mut reader = TapeReader::open(file).map_err(|e| changed(&e))?;
+    let mut reader = TapeReader::open(file)
+        .map_err(|e| changed(&e))?
+        .digest_lines();
     // Small bodies a later event names again (the tape gives them only once).
     let mut kept: HashMap<[u8; 32], Bytes> = HashMap::new();
     let mut inside = Vec::new();
@@ -298,7 +300,7 @@ mod tests {
         let store = SledStore::open(&dir.path().join("store")).unwrap();
 
         write_tape(&file, "a", 3);
-        let checked = check_tape(&store, TapeReader::open(&file).unwrap()).unwrap();
+        let checked = check_tape(&store, TapeReader::open(&file).unwrap().digest_lines()).unwrap();
         assert_eq!(checked.events, 3);
         let before = std::fs::metadata(&file).unwrap();
         write_tape(&file, "b", 3);
@@ -317,7 +319,7 @@ mod tests {
         );
 
         // The same tape read twice is imported.
-        let checked = check_tape(&store, TapeReader::open(&file).unwrap()).unwrap();
+        let checked = check_tape(&store, TapeReader::open(&file).unwrap().digest_lines()).unwrap();
         write_events(&store, &file, "u", checked.named, checked.digest).unwrap();
         assert_eq!(store.session("u").unwrap().unwrap().events, 3);
     }

@@ -443,8 +443,10 @@ pub struct TapeReader<R> {
     line: usize,
     events: u64,
     last_step: u64,
-    /// The blake3 of every line read so far.
+    /// The blake3 of the header and of every line read since [`TapeReader::digest_lines`]
+    /// (only `import` asks: a tape replayed or viewed is read once).
     read: blake3::Hasher,
+    digesting: bool,
 }
 
 impl TapeReader<BufReader<std::fs::File>> {
@@ -500,11 +502,18 @@ impl<R: BufRead> TapeReader<R> {
             events: 0,
             last_step: 0,
             read,
+            digesting: false,
         })
     }
 
     pub fn header(&self) -> &TapeHeader {
         &self.header
+    }
+
+    /// Takes the blake3 of every line read from now on (call it before the first event).
+    pub fn digest_lines(mut self) -> Self {
+        self.digesting = true;
+        self
     }
 
     /// The blake3 of the tape's lines read so far: two readers of one file that give the
@@ -530,7 +539,9 @@ impl<R: BufRead> TapeReader<R> {
             };
             self.line += 1;
             let line = line.map_err(|e| self.line_err(LineError::Read(e)))?;
-            self.read.update(&line).update(b"\n");
+            if self.digesting {
+                self.read.update(&line).update(b"\n");
+            }
             if line.is_empty() {
                 continue;
             }
