@@ -250,6 +250,7 @@ mod tests {
     use super::*;
     use tapedeck_model::exchange::redact::Secrets;
     use tapedeck_model::rules::Rules;
+    use tapedeck_store::tree;
     use tapedeck_store::SledStore;
 
     #[test]
@@ -347,7 +348,8 @@ mod tests {
             let segments = store.body_segments(&hash.to_hex()).unwrap().unwrap();
             let slices: Vec<String> = want
                 .chunks(tapedeck_store::SEGMENT)
-                .map(|c| blake3::hash(c).to_hex().to_string())
+                .enumerate()
+                .map(|(i, c)| tree::part_name(&tree::segment_cv(c, i), i))
                 .collect();
             assert_eq!(segments, slices, "pieces of {cut}");
         }

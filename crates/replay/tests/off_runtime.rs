@@ -40,11 +40,12 @@ fn put_body(store: &dyn Store, data: &[u8], inside: &mut Vec<(blake3::Hash, Byte
     if data.len() <= tapedeck_store::INLINE_MAX {
         inside.push((h, Bytes::copy_from_slice(data)));
     } else if data.len() > tapedeck_store::SEGMENT {
-        let segs: Vec<blake3::Hash> = data
-            .chunks(tapedeck_store::SEGMENT)
-            .map(|c| tapedeck_store::store_whole(store, c).unwrap())
-            .collect();
-        store.put_manifest(&h, &segs, data.len() as u64).unwrap();
+        let mut w = tapedeck_store::BodyWriter::new(0);
+        w.write(store, data).unwrap();
+        let tapedeck_store::WrittenBody::Stored { hash, .. } = w.finish(store).unwrap() else {
+            panic!("a body over a segment is stored in segments");
+        };
+        assert_eq!(hash, h);
     } else {
         store.put_blob(&h, data).unwrap();
     }

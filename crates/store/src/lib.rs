@@ -14,6 +14,7 @@ pub mod recording;
 mod sled_store;
 pub mod tape;
 pub mod tape_files;
+pub mod tree;
 
 pub use issues::{IssueRecord, IssueStatus, IssueTable};
 pub use sled_store::{EventDamage, SledStore};
@@ -76,6 +77,8 @@ pub enum StoreError {
     SegmentsOutOfOrder { taken: usize, stored: usize },
     #[error("a segment of a large body could not be stored: {0}")]
     SegmentWrite(String),
+    #[error("a manifest of {count} segments whose chaining values do not make the body's blake3 {hash} was refused (a bug in tapedeck: please report it)")]
+    BadManifest { hash: String, count: usize },
     #[error(transparent)]
     TapeBody(#[from] crate::tape_files::BodyFileError),
     #[error("step {step} of session {session} is no longer in the store")]
@@ -125,11 +128,18 @@ pub enum FlushError {
 pub trait Store: Send + Sync + 'static {
     /// Stores bytes under their blake3 (idempotent).
     fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError>;
-    /// Stores a body made of previously stored segments under the whole body's blake3.
+    /// Stores segment `index` of a large body under its chaining value in the body's
+    /// blake3 tree ([`tree::segment_cv`]; idempotent).
+    fn put_segment(&self, cv: &tree::SegmentCv, data: &[u8]) -> Result<(), StoreError> {
+        self.put_blob(&blake3::Hash::from_bytes(*cv), data)
+    }
+    /// Stores a body made of previously stored segments (two or more, by their chaining
+    /// values in order) under the whole body's blake3, which they must make
+    /// ([`tree::tree_hash`]): a manifest they do not make is refused.
     fn put_manifest(
         &self,
         hash: &blake3::Hash,
-        segments: &[blake3::Hash],
+        segments: &[tree::SegmentCv],
         len: u64,
     ) -> Result<(), StoreError>;
     fn has_body(&self, hash_hex: &str) -> Result<bool, StoreError>;
@@ -140,8 +150,10 @@ pub trait Store: Send + Sync + 'static {
     fn body_bytes(&self, hash_hex: &str) -> Result<Option<bytes::Bytes>, StoreError> {
         Ok(self.get_body(hash_hex)?.map(bytes::Bytes::from))
     }
-    /// The segments (hex blake3, each readable with [`Store::get_body`]) of a body stored
-    /// in parts; `None` for a body stored whole. Lets a large body be read piece by piece.
+    /// The segments of a body stored in parts, each named so that [`Store::get_body`]
+    /// reads it and checks it (a segment's chaining value and place, [`tree::part_name`];
+    /// in a store written before format 4, its blake3); `None` for a body stored whole.
+    /// Lets a large body be read piece by piece.
     fn body_segments(&self, hash_hex: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// Writes an event whose bodies are already stored, and schedules a group commit.
     fn put_event(&self, session: &str, event: &Event) -> Result<(), StoreError>;
@@ -397,29 +409,32 @@ pub fn keep_limit(content_type: Option<&str>) -> usize {
     }
 }
 
-/// Writes one body as it streams: kept whole while small, then in segments.
+/// Writes one body as it streams: kept whole while small, then in segments, each
+/// hashed once: its chaining value in the body's blake3 tree names it, and the body's
+/// address is made from those ([`tree`]).
 pub struct BodyWriter {
-    /// The whole body's hash as it spills, when not deferred. Boxed, and made only then:
-    /// a hasher is nearly 2 KiB, and most bodies stay whole (the recorder moves each
-    /// exchange's two writers around with its state).
-    hasher: Option<Box<blake3::Hasher>>,
     whole: Vec<u8>,
     keep_limit: usize,
-    segments: Vec<blake3::Hash>,
+    /// The chaining values of the segments stored so far (when not deferred).
+    segments: Vec<tree::SegmentCv>,
     pending: Vec<u8>,
     len: u64,
     spilled: bool,
+    /// How many segments are finished (stored, ready or held back).
+    finished: usize,
+    /// The first segment, held back until a second one is finished: a body of one
+    /// segment is addressed by its own blake3, not as a part of a tree.
+    first: Option<bytes::Bytes>,
     /// With [`BodyWriter::defer`]: finished segments not handed out yet, and where their
-    /// hashes are gathered by whoever stores them.
+    /// chaining values are gathered by whoever stores them.
     ready: Vec<bytes::Bytes>,
     deferred: Option<Arc<Mutex<Hashing>>>,
 }
 
-/// A deferred body's hashes, gathered as its segments are stored (in order).
+/// A deferred body's chaining values, gathered as its segments are stored (in order).
 #[derive(Default)]
 struct Hashing {
-    whole: blake3::Hasher,
-    segments: Vec<blake3::Hash>,
+    segments: Vec<tree::SegmentCv>,
     /// Segments handed out by [`BodyWriter::take_ready`], and of those, hashed.
     handed: usize,
     hashed: usize,
@@ -428,9 +443,8 @@ struct Hashing {
 }
 
 /// Finished segments of a deferred body, to be stored off the async runtime's threads
-/// (see [`BodyWriter::defer`]). Each is hashed where it is stored: twice (its own
-/// address and its share of the whole body's), the costliest work per byte of a large
-/// body, which thus leaves the thread that forwards the body.
+/// (see [`BodyWriter::defer`]). Each is hashed where it is stored, once: the costliest
+/// work per byte of a large body, which thus leaves the thread that forwards the body.
 #[derive(Default)]
 pub struct ReadySegments {
     parts: Vec<bytes::Bytes>,
@@ -443,28 +457,33 @@ impl ReadySegments {
     }
 
     /// Hashes and stores the segments. Segments taken from one body must be stored in the
-    /// order they were taken, before [`BodyWriter::finish`]: its whole-body hash is
-    /// theirs in that order. Every segment is hashed even when a write fails, so the
+    /// order they were taken, before [`BodyWriter::finish`]: a segment's chaining value
+    /// depends on its place. Every segment is hashed even when a write fails, so the
     /// body's hash stays true; the first failure is returned, and `finish` reports it too
     /// (whoever waits for this call or not).
     pub fn store(self, store: &dyn Store) -> Result<(), StoreError> {
         let Some(hashing) = self.hashing else {
             return Ok(());
         };
+        let lock = || hashing.lock().unwrap_or_else(|p| p.into_inner());
         let mut failed = None;
         for part in &self.parts {
-            let h = blake3::hash(part);
+            let index = lock().hashed;
+            // Hashed without the lock: the thread that hands segments out takes it.
+            let cv = tree::segment_cv(part, index);
             {
-                let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
-                g.whole.update(part);
-                g.segments.push(h);
+                let mut g = lock();
+                if g.segments.len() != index {
+                    g.failed
+                        .get_or_insert_with(|| "segments of one body stored at once".into());
+                }
+                g.segments.push(cv);
                 g.hashed += 1;
             }
             if failed.is_none() {
-                failed = store.put_blob(&h, part).err();
+                failed = store.put_segment(&cv, part).err();
                 if let Some(e) = &failed {
-                    let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
-                    g.failed.get_or_insert_with(|| e.to_string());
+                    lock().failed.get_or_insert_with(|| e.to_string());
                 }
             }
         }
@@ -483,13 +502,14 @@ pub enum WrittenBody {
 impl BodyWriter {
     pub fn new(keep_limit: usize) -> BodyWriter {
         BodyWriter {
-            hasher: None,
             whole: Vec::new(),
             keep_limit,
             segments: Vec::new(),
             pending: Vec::new(),
             len: 0,
             spilled: false,
+            finished: 0,
+            first: None,
             ready: Vec::new(),
             deferred: None,
         }
@@ -576,9 +596,7 @@ impl BodyWriter {
         let before = buf.len();
         fill(buf);
         self.len += (buf.len() - before) as u64;
-        let new = if self.spilled {
-            before
-        } else {
+        if !self.spilled {
             if self.whole.len() <= self.keep_limit {
                 return Ok(());
             }
@@ -588,12 +606,6 @@ impl BodyWriter {
             // Made room for its first segment at once rather than grown a few times.
             self.pending
                 .reserve(SEGMENT_ROOM.saturating_sub(self.pending.len()));
-            0
-        };
-        if self.deferred.is_none() {
-            self.hasher
-                .get_or_insert_default()
-                .update(&self.pending[new..]);
         }
         if self.pending.len() < SEGMENT {
             return Ok(());
@@ -610,12 +622,30 @@ impl BodyWriter {
     }
 
     fn flush_segment(&mut self, store: &dyn Store, data: bytes::Bytes) -> Result<(), StoreError> {
+        let index = self.finished;
+        self.finished += 1;
+        if index == 0 {
+            self.first = Some(data);
+            return Ok(());
+        }
+        if let Some(first) = self.first.take() {
+            self.put_segment(store, first, 0)?;
+        }
+        self.put_segment(store, data, index)
+    }
+
+    fn put_segment(
+        &mut self,
+        store: &dyn Store,
+        data: bytes::Bytes,
+        index: usize,
+    ) -> Result<(), StoreError> {
         if self.deferred.is_some() {
             self.ready.push(data);
         } else {
-            let h = blake3::hash(&data);
-            store.put_blob(&h, &data)?;
-            self.segments.push(h);
+            let cv = tree::segment_cv(&data, index);
+            store.put_segment(&cv, &data)?;
+            self.segments.push(cv);
         }
         Ok(())
     }
@@ -628,10 +658,18 @@ impl BodyWriter {
             let last = std::mem::take(&mut self.pending);
             self.flush_segment(store, last.into())?;
         }
+        if let Some(only) = self.first.take() {
+            // One segment (a body over a keep limit below a segment): stored whole.
+            let hash = store_whole(store, &only)?;
+            return Ok(WrittenBody::Stored {
+                hash,
+                len: self.len,
+            });
+        }
         // A deferred body's segments not taken yet, the last one with them.
         let rest = self.take_ready();
-        let (hash, segments) = match self.deferred.take() {
-            None => (self.hasher.unwrap_or_default().finalize(), self.segments),
+        let segments = match self.deferred.take() {
+            None => self.segments,
             Some(hashing) => {
                 rest.store(store)?;
                 let mut g = hashing.lock().unwrap_or_else(|p| p.into_inner());
@@ -646,9 +684,13 @@ impl BodyWriter {
                         stored: g.hashed,
                     });
                 }
-                (g.whole.finalize(), std::mem::take(&mut g.segments))
+                std::mem::take(&mut g.segments)
             }
         };
+        let hash = tree::tree_hash(&segments).ok_or_else(|| StoreError::BadManifest {
+            hash: String::new(),
+            count: segments.len(),
+        })?;
         store.put_manifest(&hash, &segments, self.len)?;
         Ok(WrittenBody::Stored {
             hash,
@@ -701,10 +743,10 @@ mod tests {
         // Segments are left for the caller, not stored.
         let ready = w.take_ready();
         assert_eq!(ready.parts.len(), 2);
-        let first = blake3::hash(&ready.parts[0]).to_hex();
-        assert!(!store.has_body(&first).unwrap());
+        let first = tree::part_name(&tree::segment_cv(&ready.parts[0], 0), 0);
+        assert!(store.get_body(&first).unwrap().is_none());
         ready.store(&store).unwrap();
-        assert!(store.has_body(&first).unwrap());
+        assert_eq!(store.get_body(&first).unwrap().unwrap(), data[..SEGMENT]);
         w.write(&store, &data[SEGMENT * 2..]).unwrap();
         let WrittenBody::Stored { hash, len } = w.finish(&store).unwrap() else {
             panic!("kept whole");
@@ -721,7 +763,11 @@ mod tests {
     #[test]
     fn segments_are_the_bodys_slices_whatever_the_pieces() {
         let data: Vec<u8> = (0..(SEGMENT * 4 + 777)).map(|i| (i % 253) as u8).collect();
-        let want: Vec<blake3::Hash> = data.chunks(SEGMENT).map(blake3::hash).collect();
+        let want: Vec<String> = data
+            .chunks(SEGMENT)
+            .enumerate()
+            .map(|(i, s)| tree::part_name(&tree::segment_cv(s, i), i))
+            .collect();
         let cuts = [
             vec![100, 70_000, SEGMENT * 2 + 5, 1, SEGMENT - 3],
             vec![SEGMENT - 1, 2, SEGMENT, SEGMENT + 11],
@@ -757,14 +803,82 @@ mod tests {
                 };
                 assert_eq!((hash, len), (blake3::hash(&data), data.len() as u64));
                 let segments = store.body_segments(&hash.to_hex()).unwrap().unwrap();
-                let want: Vec<String> = want.iter().map(|h| h.to_hex().to_string()).collect();
                 assert_eq!(
                     segments, want,
                     "deferred {deferred}, {said:?}, pieces {cut:?}"
                 );
                 assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+                for (name, slice) in segments.iter().zip(data.chunks(SEGMENT)) {
+                    assert_eq!(store.get_body(name).unwrap().unwrap(), slice);
+                }
+                assert_eq!(store.verify_body(&hash.to_hex()).unwrap(), BodyState::Sound);
             }
         }
+    }
+
+    /// A body that goes over a keep limit below a segment and ends within one segment is
+    /// stored whole under its blake3 (a tree needs two segments); one a byte longer is a
+    /// tree of two.
+    #[test]
+    fn a_body_of_one_segment_is_stored_whole_and_one_of_two_as_a_tree() {
+        for (len, parts) in [(SEGMENT, None), (SEGMENT - 5, None), (SEGMENT + 1, Some(2))] {
+            for deferred in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SledStore::open(dir.path()).unwrap();
+                let data: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+                let mut w = BodyWriter::new(1000);
+                if deferred {
+                    w.defer();
+                }
+                w.write(&store, &data[..SEGMENT / 2]).unwrap();
+                w.take_ready().store(&store).unwrap();
+                w.write(&store, &data[SEGMENT / 2..]).unwrap();
+                w.take_ready().store(&store).unwrap();
+                let WrittenBody::Stored { hash, .. } = w.finish(&store).unwrap() else {
+                    panic!("kept whole");
+                };
+                assert_eq!(hash, blake3::hash(&data), "{len}");
+                let segments = store.body_segments(&hash.to_hex()).unwrap();
+                assert_eq!(segments.map(|s| s.len()), parts, "{len}");
+                assert_eq!(store.get_body(&hash.to_hex()).unwrap().unwrap(), data);
+                assert_eq!(store.verify_body(&hash.to_hex()).unwrap(), BodyState::Sound);
+            }
+        }
+    }
+
+    /// A manifest whose chaining values do not make the hash it is stored under is a bug
+    /// of its writer: refused, nothing stored.
+    #[test]
+    fn a_manifest_that_does_not_make_its_hash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let data = vec![9u8; SEGMENT * 2];
+        let cvs = [
+            tree::segment_cv(&data[..SEGMENT], 0),
+            tree::segment_cv(&data[SEGMENT..], 1),
+        ];
+        for (i, cv) in cvs.iter().enumerate() {
+            store
+                .put_segment(cv, &data[i * SEGMENT..][..SEGMENT])
+                .unwrap();
+        }
+        let wrong = blake3::hash(b"another body");
+        let err = store
+            .put_manifest(&wrong, &cvs, data.len() as u64)
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::BadManifest { count: 2, .. }),
+            "{err}"
+        );
+        assert!(!store.has_body(&wrong.to_hex()).unwrap());
+        // Their order is part of it too.
+        let swapped = [cvs[1], cvs[0]];
+        let right = blake3::hash(&data);
+        assert!(store
+            .put_manifest(&right, &swapped, data.len() as u64)
+            .is_err());
+        store.put_manifest(&right, &cvs, data.len() as u64).unwrap();
+        assert_eq!(store.get_body(&right.to_hex()).unwrap().unwrap(), data);
     }
 
     #[test]

@@ -73,10 +73,13 @@ impl<S: Store> Store for Noted<S> {
     fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
         self.write("put_blob").put_blob(hash, data)
     }
+    fn put_segment(&self, cv: &crate::tree::SegmentCv, data: &[u8]) -> Result<(), StoreError> {
+        self.write("put_segment").put_segment(cv, data)
+    }
     fn put_manifest(
         &self,
         hash: &blake3::Hash,
-        segments: &[blake3::Hash],
+        segments: &[crate::tree::SegmentCv],
         len: u64,
     ) -> Result<(), StoreError> {
         self.write("put_manifest").put_manifest(hash, segments, len)

@@ -23,11 +23,19 @@ use tapedeck_model::session::Lineage;
 const TAG_BLOB: u8 = 0;
 const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
 /// 2: events carry a checksum (see [`encode_event`]). 3: an event may carry its small
-/// bodies inside its value ([`EVENT_INLINE`]). A store of an older format is read as it
-/// is and marked 3, because what this tapedeck adds to it an older one cannot read.
-const FORMAT: &str = "3";
-const FORMAT_UPGRADABLE: &[&str] = &["1", "2"];
+/// bodies inside its value ([`EVENT_INLINE`]). 4: a large body's segments are named by
+/// their chaining values in its blake3 tree ([`TAG_TREE`]). A store of an older format
+/// is read as it is and marked 4, because what this tapedeck adds to it an older one
+/// cannot read.
+const FORMAT: &str = "4";
+const FORMAT_UPGRADABLE: &[&str] = &["1", "2", "3"];
+/// A body in segments, each named by its own blake3 (formats 1 to 3): this byte, the
+/// body's length (u64, big-endian), the segments' hashes. Read, no longer written.
 const TAG_MANIFEST: u8 = 1;
+/// A body in segments, each named by its chaining value at its place in the body's
+/// blake3 tree ([`crate::tree`]): this byte, the body's length (u64, big-endian), the
+/// chaining values in order.
+const TAG_TREE: u8 = 2;
 /// An event value that starts with this byte carries the blake3 of its JSON (32 bytes)
 /// before the JSON; older values are the bare JSON (they start with `{`).
 const EVENT_SUMMED: u8 = 1;
@@ -515,10 +523,82 @@ impl SledStore {
 
     /// A segment by hash: a sled value or a blob file, its content checked either way.
     fn segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.bodies.get(hash)? {
-            Some(v) => checked(hash, v.get(1..).map(<[u8]>::to_vec).unwrap_or_default()).map(Some),
-            None => self.file_segment(hash),
+        match self.raw_segment(hash)? {
+            Some(data) => checked(hash, data).map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// Segment `index` of a body stored as a tree, by its chaining value, checked at its
+    /// place.
+    fn tree_segment(&self, cv: &[u8; 32], index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.raw_segment(cv)? {
+            Some(data) if crate::tree::segment_is(cv, index, &data) => Ok(Some(data)),
+            Some(_) => Err(StoreError::DamagedBlob(crate::tree::part_name(cv, index))),
+            None => Ok(None),
+        }
+    }
+
+    /// A segment's bytes, unchecked: a sled value or a blob file.
+    fn raw_segment(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.bodies.get(key)? {
+            return Ok(Some(v.get(1..).map(<[u8]>::to_vec).unwrap_or_default()));
+        }
+        match std::fs::read(self.blob_path(key)) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::File {
+                action: "read",
+                path: self.blob_path(key),
+                source,
+            }),
+        }
+    }
+
+    /// Checks a body stored as a tree ([`TAG_TREE`] value `v` under `k`): each segment at
+    /// its place, their lengths the body's, their chaining values its blake3. Each byte is
+    /// hashed once.
+    fn verify_tree(&self, k: &[u8; 32], v: &[u8]) -> Result<BodyState, StoreError> {
+        let Some(len) = v.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+            return Ok(BodyState::Damaged("its manifest is cut short".into()));
+        };
+        let len = u64::from_be_bytes(len);
+        let cvs: Vec<[u8; 32]> = v[9..]
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+            .collect();
+        let mut total = 0u64;
+        for (i, cv) in cvs.iter().enumerate() {
+            match self.tree_segment(cv, i) {
+                Ok(Some(data)) if data.len() == crate::SEGMENT || i + 1 == cvs.len() => {
+                    total += data.len() as u64;
+                }
+                Ok(Some(data)) => {
+                    return Ok(BodyState::Damaged(format!(
+                        "its segment {i} holds {} bytes, not {}",
+                        data.len(),
+                        crate::SEGMENT
+                    )))
+                }
+                Ok(None) => return Ok(BodyState::Missing),
+                Err(e) => return Ok(BodyState::Damaged(e.to_string())),
+            }
+        }
+        if total != len {
+            return Ok(BodyState::Damaged(format!(
+                "its parts hold {total} bytes, its manifest says {len}"
+            )));
+        }
+        if crate::tree::tree_hash(&cvs)
+            .as_ref()
+            .map(blake3::Hash::as_bytes)
+            != Some(k)
+        {
+            return Ok(BodyState::Damaged(
+                "its parts do not add up to its blake3".into(),
+            ));
+        }
+        Ok(BodyState::Sound)
     }
 
     /// A segment kept as a blob file (not in sled), its content checked.
@@ -753,17 +833,23 @@ impl Store for SledStore {
     fn put_manifest(
         &self,
         hash: &blake3::Hash,
-        segments: &[blake3::Hash],
+        segments: &[crate::tree::SegmentCv],
         len: u64,
     ) -> Result<(), StoreError> {
+        if crate::tree::tree_hash(segments).as_ref() != Some(hash) {
+            return Err(StoreError::BadManifest {
+                hash: hash.to_hex().to_string(),
+                count: segments.len(),
+            });
+        }
         if self.bodies.contains_key(hash.as_bytes())? {
             return Ok(());
         }
         let mut v = Vec::with_capacity(9 + segments.len() * 32);
-        v.push(TAG_MANIFEST);
+        v.push(TAG_TREE);
         v.extend_from_slice(&len.to_be_bytes());
         for s in segments {
-            v.extend_from_slice(s.as_bytes());
+            v.extend_from_slice(s);
         }
         self.bodies.insert(hash.as_bytes(), v)?;
         Ok(())
@@ -774,7 +860,7 @@ impl Store for SledStore {
             return Ok(false);
         };
         match self.bodies.get(k)? {
-            Some(v) if v.first() == Some(&TAG_MANIFEST) => {
+            Some(v) if matches!(v.first(), Some(&TAG_MANIFEST | &TAG_TREE)) => {
                 for seg in v.get(9..).unwrap_or_default().chunks_exact(32) {
                     if !self.has_segment(seg)? {
                         return Ok(false);
@@ -788,6 +874,9 @@ impl Store for SledStore {
     }
 
     fn get_body(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some((cv, index)) = crate::tree::parse_part_name(hash_hex) {
+            return self.tree_segment(&cv, index);
+        }
         let Some(k) = parse_hex(hash_hex) else {
             return Ok(None);
         };
@@ -802,6 +891,18 @@ impl Store for SledStore {
                 for seg in v[9..].chunks_exact(32) {
                     let part = self
                         .segment(seg)?
+                        .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
+                    out.extend_from_slice(&part);
+                }
+                Ok(Some(out))
+            }
+            Some(&TAG_TREE) if v.len() >= 9 => {
+                let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
+                let mut out = Vec::with_capacity(len.min(crate::WHOLE_JSON_LIMIT as u64) as usize);
+                for (i, seg) in v[9..].chunks_exact(32).enumerate() {
+                    let cv = <[u8; 32]>::try_from(seg).unwrap_or_default();
+                    let part = self
+                        .tree_segment(&cv, i)?
                         .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
                     out.extend_from_slice(&part);
                 }
@@ -835,7 +936,17 @@ impl Store for SledStore {
                 v.get(9..)
                     .unwrap_or_default()
                     .chunks_exact(32)
-                    .map(|seg| seg.iter().map(|b| format!("{b:02x}")).collect())
+                    .map(hex)
+                    .collect(),
+            )),
+            Some(v) if v.first() == Some(&TAG_TREE) => Ok(Some(
+                v.get(9..)
+                    .unwrap_or_default()
+                    .chunks_exact(32)
+                    .enumerate()
+                    .map(|(i, seg)| {
+                        crate::tree::part_name(&<[u8; 32]>::try_from(seg).unwrap_or_default(), i)
+                    })
                     .collect(),
             )),
             _ => Ok(None),
@@ -972,6 +1083,9 @@ impl Store for SledStore {
             return Ok(BodyState::Damaged("not a blake3 hash".into()));
         };
         let manifest = self.bodies.get(k)?;
+        if let Some(v) = manifest.as_ref().filter(|v| v.first() == Some(&TAG_TREE)) {
+            return self.verify_tree(&k, v);
+        }
         let parted = manifest.as_ref().and_then(|v| v.first()) == Some(&TAG_MANIFEST);
         let segments: Vec<[u8; 32]> = match manifest {
             Some(v) if parted => v
@@ -1482,8 +1596,8 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_format_1_or_2_opens_and_is_marked_3_and_another_format_is_refused() {
-        for old in [&b"1"[..], b"2"] {
+    fn a_store_of_format_1_2_or_3_opens_and_is_marked_4_and_another_format_is_refused() {
+        for old in [&b"1"[..], b"2", b"3"] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let db = sled::open(dir.path().join("db")).unwrap();
@@ -1491,12 +1605,96 @@ mod tests {
                 db.flush().unwrap();
             }
             let store = SledStore::open(dir.path()).unwrap();
-            assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"3");
+            assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"4");
             store.db.insert(FORMAT_KEY, b"9").unwrap();
             drop(store);
             let err = SledStore::open(dir.path()).err().unwrap().to_string();
             assert!(err.contains("store format \"9\""), "{err}");
         }
+    }
+
+    /// A large body written before format 4 (segments named by their own blake3, under
+    /// a [`TAG_MANIFEST`]) reads, lists its segments, checks and verifies as it did.
+    #[test]
+    fn a_body_in_segments_of_format_3_still_reads_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..crate::SEGMENT * 2 + 300)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let h = blake3::hash(&data);
+        let mut v = vec![TAG_MANIFEST];
+        v.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        let mut names = Vec::new();
+        for seg in data.chunks(crate::SEGMENT) {
+            let sh = crate::store_whole(&store, seg).unwrap();
+            v.extend_from_slice(sh.as_bytes());
+            names.push(sh.to_hex().to_string());
+        }
+        store.bodies.insert(h.as_bytes(), v).unwrap();
+        let hex = h.to_hex().to_string();
+        assert!(store.has_body(&hex).unwrap());
+        assert_eq!(store.get_body(&hex).unwrap().unwrap(), data);
+        assert_eq!(store.body_segments(&hex).unwrap().unwrap(), names);
+        for (name, seg) in names.iter().zip(data.chunks(crate::SEGMENT)) {
+            assert_eq!(store.get_body(name).unwrap().unwrap(), seg);
+        }
+        assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Sound);
+        // Its first segment gone: found.
+        std::fs::remove_file(store.blob_path(parse_hex(&names[0]).unwrap().as_slice())).unwrap();
+        assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Missing);
+    }
+
+    /// A segment of a tree is checked at its place: changed bytes, another body's segment
+    /// at the same place, or one cut short are found on reading and by `verify_body`.
+    #[test]
+    fn a_damaged_or_swapped_segment_of_a_tree_is_found() {
+        use crate::tree::{part_name, segment_cv};
+        let seg = crate::SEGMENT;
+        let a: Vec<u8> = (0..seg * 3).map(|i| (i % 13) as u8).collect();
+        let b: Vec<u8> = (0..seg * 3).map(|i| (i % 17) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let write = |data: &[u8]| {
+            let mut w = crate::BodyWriter::new(0);
+            w.write(&store, data).unwrap();
+            let crate::WrittenBody::Stored { hash, .. } = w.finish(&store).unwrap() else {
+                panic!("in segments");
+            };
+            hash.to_hex().to_string()
+        };
+        let (ha, hb) = (write(&a), write(&b));
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
+        let cv_a1 = segment_cv(&a[seg..seg * 2], 1);
+        let path = store.blob_path(&cv_a1);
+        // b's second segment in place of a's: a hash that is not its name.
+        std::fs::write(&path, &b[seg..seg * 2]).unwrap();
+        let err = store.get_body(&ha).unwrap_err();
+        assert!(matches!(err, StoreError::DamagedBlob(_)), "{err}");
+        assert!(
+            matches!(store.verify_body(&ha).unwrap(), BodyState::Damaged(_)),
+            "swapped"
+        );
+        // The right bytes read back as part 1, not as part 2.
+        std::fs::write(&path, &a[seg..seg * 2]).unwrap();
+        assert_eq!(
+            store.get_body(&part_name(&cv_a1, 1)).unwrap().unwrap(),
+            a[seg..seg * 2]
+        );
+        assert!(store.get_body(&part_name(&cv_a1, 2)).is_err());
+        // Cut short.
+        std::fs::write(&path, &a[seg..seg * 2 - 1]).unwrap();
+        assert!(matches!(
+            store.verify_body(&ha).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        std::fs::write(&path, &a[seg..seg * 2]).unwrap();
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
+        assert_eq!(store.verify_body(&hb).unwrap(), BodyState::Sound);
+        // Gone.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Missing);
+        assert!(!store.has_body(&ha).unwrap());
     }
 
     #[test]
