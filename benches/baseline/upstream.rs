@@ -51,6 +51,13 @@ struct Answers {
     next: std::sync::atomic::AtomicU64,
 }
 
+/// splitmix64's output function.
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Random bytes `/big` sends slices of.
 const RANDOM: usize = 16 << 20;
 
@@ -84,16 +91,15 @@ impl Answers {
     /// buffer at an offset drawn from the answer's number.
     fn big(&self, total: usize) -> impl Iterator<Item = Bytes> {
         let random = self.random.clone();
-        // splitmix64 over the answer's number and the frame's index.
-        let mut state = self.number().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64, seeded from the answer's number mixed: seeded with the number
+        // itself, answer n + 1's frames were answer n's shifted by one, so most of
+        // their segments recurred four answers later and a content-addressed store
+        // skipped writing them.
+        let mut state = splitmix(self.number());
         (0..total.div_ceil(FRAME)).map(move |i| {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
             let n = FRAME.min(total - i * FRAME);
-            let at = (z % (RANDOM - FRAME) as u64) as usize;
+            let at = (splitmix(state) % (RANDOM - FRAME) as u64) as usize;
             random.slice(at..at + n)
         })
     }
