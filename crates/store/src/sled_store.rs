@@ -541,9 +541,14 @@ impl SledStore {
 
     /// A segment's bytes, unchecked: a sled value or a blob file.
     fn raw_segment(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.bodies.get(key)? {
-            return Ok(Some(v.get(1..).map(<[u8]>::to_vec).unwrap_or_default()));
+        match self.bodies.get(key)? {
+            Some(v) => Ok(Some(v.get(1..).map(<[u8]>::to_vec).unwrap_or_default())),
+            None => self.blob_file(key),
         }
+    }
+
+    /// The bytes of the blob file under `key`, unchecked.
+    fn blob_file(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.blob_path(key)) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -603,18 +608,9 @@ impl SledStore {
 
     /// A segment kept as a blob file (not in sled), its content checked.
     fn file_segment(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let data = match std::fs::read(self.blob_path(hash)) {
-            Ok(data) => data,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::File {
-                    action: "read",
-                    path: self.blob_path(hash),
-                    source,
-                })
-            }
-        };
-        checked(hash, data).map(Some)
+        self.blob_file(hash)?
+            .map(|data| checked(hash, data))
+            .transpose()
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
