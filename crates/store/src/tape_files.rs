@@ -175,8 +175,9 @@ fn create_dir(dir: &Path, file_mode: u32) -> Result<(), BodyFileError> {
     }
 }
 
-/// A body kept in a file beside a tape, checked: its path, length, and the blake3 of
-/// each [`SEGMENT`] of it.
+/// A body kept in a file beside a tape, checked: its path, length, and what each
+/// [`SEGMENT`] of it hashed to when it was opened: its chaining value at its place in the
+/// body's blake3 tree ([`crate::tree`]), or for a body of one segment, its blake3.
 #[derive(Debug, Clone)]
 pub struct FileBody {
     pub path: PathBuf,
@@ -208,7 +209,12 @@ impl FileBody {
         f.seek(SeekFrom::Start(off)).map_err(io)?;
         let mut buf = vec![0u8; n];
         f.read_exact(&mut buf).map_err(io)?;
-        if blake3::hash(&buf).as_bytes() != want {
+        let same = if self.len > SEGMENT as u64 {
+            crate::tree::segment_is(want, i, &buf)
+        } else {
+            blake3::hash(&buf).as_bytes() == want
+        };
+        if !same {
             return Err(changed());
         }
         Ok(Bytes::from(buf))
@@ -243,7 +249,8 @@ pub fn open(tape: &Path, reference: &str, r: &BodyRef) -> Result<FileBody, BodyF
     check_file(&base.join(rel), r)
 }
 
-/// Hashes the file at `path` segment by segment and checks it is body `r`.
+/// Hashes the file at `path` segment by segment and checks it is body `r`: each byte
+/// once, the segments' chaining values giving the body's blake3.
 fn check_file(path: &Path, r: &BodyRef) -> Result<FileBody, BodyFileError> {
     let io = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -267,18 +274,25 @@ fn check_file(path: &Path, r: &BodyRef) -> Result<FileBody, BodyFileError> {
         });
     }
     let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut whole = blake3::Hasher::new();
     let mut segments = Vec::with_capacity(r.len.div_ceil(SEGMENT as u64) as usize);
     let mut buf = vec![0u8; SEGMENT];
     let mut left = r.len;
+    let tree = r.len > SEGMENT as u64;
+    let mut actual = blake3::hash(b"");
     while left > 0 {
         let n = left.min(SEGMENT as u64) as usize;
         f.read_exact(&mut buf[..n]).map_err(io)?;
-        whole.update(&buf[..n]);
-        segments.push(*blake3::hash(&buf[..n]).as_bytes());
+        if tree {
+            segments.push(crate::tree::segment_cv(&buf[..n], segments.len()));
+        } else {
+            actual = blake3::hash(&buf[..n]);
+            segments.push(*actual.as_bytes());
+        }
         left -= n as u64;
     }
-    let actual = whole.finalize();
+    if tree {
+        actual = crate::tree::tree_hash(&segments).unwrap_or(actual);
+    }
     if actual.to_hex().as_str() != r.b3 {
         return Err(BodyFileError::Mismatch {
             path: path.to_path_buf(),
@@ -376,6 +390,42 @@ mod tests {
         assert!(matches!(
             fb.part(0),
             Err(BodyFileError::Changed { part: 0, .. })
+        ));
+    }
+
+    /// A body of several segments is checked in one pass when opened, and each part read
+    /// later against what its segment hashed to at its place: two segments swapped, or
+    /// one byte changed, are found; the file as written reads back whole.
+    #[test]
+    fn parts_of_a_body_of_several_segments_are_checked_at_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let tape = dir.path().join("t.jsonl");
+        let data: Vec<u8> = (0..SEGMENT * 3 + 5).map(|i| (i * 31 % 251) as u8).collect();
+        let reference = write(&mut BodyFiles::new(&tape, 0o600, 10), &data);
+        let r = body_ref(&data);
+        let fb = open(&tape, &reference, &r).unwrap();
+        assert_eq!(fb.parts(), 4);
+        assert_eq!(fb.read_all().unwrap(), data);
+        let path = dir.path().join(&reference);
+        let mut swapped = data.clone();
+        swapped[..SEGMENT].copy_from_slice(&data[SEGMENT..SEGMENT * 2]);
+        swapped[SEGMENT..SEGMENT * 2].copy_from_slice(&data[..SEGMENT]);
+        std::fs::write(&path, &swapped).unwrap();
+        assert!(matches!(
+            fb.part(0),
+            Err(BodyFileError::Changed { part: 0, .. })
+        ));
+        assert!(matches!(
+            open(&tape, &reference, &r),
+            Err(BodyFileError::Mismatch { .. })
+        ));
+        let mut edited = data.clone();
+        edited[SEGMENT * 3 + 4] ^= 1;
+        std::fs::write(&path, &edited).unwrap();
+        assert_eq!(fb.part(2).unwrap(), data[SEGMENT * 2..SEGMENT * 3]);
+        assert!(matches!(
+            fb.part(3),
+            Err(BodyFileError::Changed { part: 3, .. })
         ));
     }
 }
