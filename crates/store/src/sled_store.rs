@@ -201,6 +201,26 @@ fn checked(hash: &[u8], data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     Ok(data)
 }
 
+/// The length and segments' chaining values of a [`TAG_TREE`] value `v` stored under
+/// `k`, once they are checked to make `k` (a few compressions): a manifest damaged or
+/// put in another's place is not read as if it were the body.
+fn tree_manifest(k: &[u8; 32], v: &[u8]) -> Result<(u64, Vec<[u8; 32]>), StoreError> {
+    let damaged = || StoreError::DamagedBlob(hex(k));
+    let len = v
+        .get(1..9)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(damaged)?;
+    let cvs: Vec<[u8; 32]> = v[9..]
+        .chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .collect();
+    match crate::tree::tree_hash(&cvs) {
+        Some(h) if h.as_bytes() == k && (v.len() - 9) % 32 == 0 => Ok((len, cvs)),
+        _ => Err(damaged()),
+    }
+}
+
 fn step_of(key: &[u8]) -> u64 {
     key.get(key.len().saturating_sub(8)..)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -564,14 +584,11 @@ impl SledStore {
     /// its place, their lengths the body's, their chaining values its blake3. Each byte is
     /// hashed once.
     fn verify_tree(&self, k: &[u8; 32], v: &[u8]) -> Result<BodyState, StoreError> {
-        let Some(len) = v.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-            return Ok(BodyState::Damaged("its manifest is cut short".into()));
+        let Ok((len, cvs)) = tree_manifest(k, v) else {
+            return Ok(BodyState::Damaged(
+                "its parts do not add up to its blake3 (its manifest is damaged)".into(),
+            ));
         };
-        let len = u64::from_be_bytes(len);
-        let cvs: Vec<[u8; 32]> = v[9..]
-            .chunks_exact(32)
-            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
-            .collect();
         let mut total = 0u64;
         for (i, cv) in cvs.iter().enumerate() {
             match self.tree_segment(cv, i) {
@@ -593,15 +610,6 @@ impl SledStore {
             return Ok(BodyState::Damaged(format!(
                 "its parts hold {total} bytes, its manifest says {len}"
             )));
-        }
-        if crate::tree::tree_hash(&cvs)
-            .as_ref()
-            .map(blake3::Hash::as_bytes)
-            != Some(k)
-        {
-            return Ok(BodyState::Damaged(
-                "its parts do not add up to its blake3".into(),
-            ));
         }
         Ok(BodyState::Sound)
     }
@@ -892,15 +900,17 @@ impl Store for SledStore {
                 }
                 Ok(Some(out))
             }
-            Some(&TAG_TREE) if v.len() >= 9 => {
-                let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
+            Some(&TAG_TREE) => {
+                let (len, cvs) = tree_manifest(&k, &v)?;
                 let mut out = Vec::with_capacity(len.min(crate::WHOLE_JSON_LIMIT as u64) as usize);
-                for (i, seg) in v[9..].chunks_exact(32).enumerate() {
-                    let cv = <[u8; 32]>::try_from(seg).unwrap_or_default();
+                for (i, cv) in cvs.iter().enumerate() {
                     let part = self
-                        .tree_segment(&cv, i)?
+                        .tree_segment(cv, i)?
                         .ok_or_else(|| StoreError::MissingBody(hash_hex.to_string()))?;
                     out.extend_from_slice(&part);
+                }
+                if out.len() as u64 != len {
+                    return Err(StoreError::DamagedBlob(hash_hex.to_string()));
                 }
                 Ok(Some(out))
             }
@@ -936,13 +946,11 @@ impl Store for SledStore {
                     .collect(),
             )),
             Some(v) if v.first() == Some(&TAG_TREE) => Ok(Some(
-                v.get(9..)
-                    .unwrap_or_default()
-                    .chunks_exact(32)
+                tree_manifest(&k, &v)?
+                    .1
+                    .iter()
                     .enumerate()
-                    .map(|(i, seg)| {
-                        crate::tree::part_name(&<[u8; 32]>::try_from(seg).unwrap_or_default(), i)
-                    })
+                    .map(|(i, cv)| crate::tree::part_name(cv, i))
                     .collect(),
             )),
             _ => Ok(None),
@@ -1687,6 +1695,22 @@ mod tests {
         std::fs::write(&path, &a[seg..seg * 2]).unwrap();
         assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
         assert_eq!(store.verify_body(&hb).unwrap(), BodyState::Sound);
+        // b's manifest under a's address: its segments are sound, but they are not a.
+        let ka = parse_hex(&ha).unwrap();
+        let ma = store.bodies.get(ka).unwrap().unwrap();
+        let mb = store.bodies.get(parse_hex(&hb).unwrap()).unwrap().unwrap();
+        store.bodies.insert(ka, mb).unwrap();
+        assert!(matches!(
+            store.get_body(&ha).unwrap_err(),
+            StoreError::DamagedBlob(_)
+        ));
+        assert!(store.body_segments(&ha).is_err());
+        assert!(matches!(
+            store.verify_body(&ha).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        store.bodies.insert(ka, ma).unwrap();
+        assert_eq!(store.get_body(&ha).unwrap().unwrap(), a);
         // Gone.
         std::fs::remove_file(&path).unwrap();
         assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Missing);
