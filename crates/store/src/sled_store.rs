@@ -216,7 +216,7 @@ fn tree_manifest(k: &[u8; 32], v: &[u8]) -> Result<(u64, Vec<[u8; 32]>), StoreEr
         .filter_map(|c| <[u8; 32]>::try_from(c).ok())
         .collect();
     match crate::tree::tree_hash(&cvs) {
-        Some(h) if h.as_bytes() == k && (v.len() - 9) % 32 == 0 => Ok((len, cvs)),
+        Some(h) if h.as_bytes() == k && (v.len() - 9).is_multiple_of(32) => Ok((len, cvs)),
         _ => Err(damaged()),
     }
 }
