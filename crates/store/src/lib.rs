@@ -435,9 +435,8 @@ pub struct BodyWriter {
 #[derive(Default)]
 struct Hashing {
     segments: Vec<tree::SegmentCv>,
-    /// Segments handed out by [`BodyWriter::take_ready`], and of those, hashed.
+    /// Segments handed out by [`BodyWriter::take_ready`] (those hashed are `segments`).
     handed: usize,
-    hashed: usize,
     /// The first segment write that failed: the body is then not recorded.
     failed: Option<String>,
 }
@@ -468,7 +467,7 @@ impl ReadySegments {
         let lock = || hashing.lock().unwrap_or_else(|p| p.into_inner());
         let mut failed = None;
         for part in &self.parts {
-            let index = lock().hashed;
+            let index = lock().segments.len();
             // Hashed without the lock: the thread that hands segments out takes it.
             let cv = tree::segment_cv(part, index);
             {
@@ -478,7 +477,6 @@ impl ReadySegments {
                         .get_or_insert_with(|| "segments of one body stored at once".into());
                 }
                 g.segments.push(cv);
-                g.hashed += 1;
             }
             if failed.is_none() {
                 failed = store.put_segment(&cv, part).err();
@@ -676,12 +674,12 @@ impl BodyWriter {
                 if let Some(e) = g.failed.take() {
                     return Err(StoreError::SegmentWrite(e));
                 }
-                if g.hashed != g.handed {
+                if g.segments.len() != g.handed {
                     // A segment taken earlier is not stored yet: the body's hash would
                     // leave it out. Refused rather than stored under a wrong address.
                     return Err(StoreError::SegmentsOutOfOrder {
                         taken: g.handed,
-                        stored: g.hashed,
+                        stored: g.segments.len(),
                     });
                 }
                 std::mem::take(&mut g.segments)

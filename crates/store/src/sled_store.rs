@@ -537,7 +537,7 @@ impl SledStore {
     }
 
     fn blob_path(&self, hash: &[u8]) -> PathBuf {
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(hash);
         self.blobs.join(&hex[..2]).join(hex)
     }
 

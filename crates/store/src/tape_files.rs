@@ -209,12 +209,7 @@ impl FileBody {
         f.seek(SeekFrom::Start(off)).map_err(io)?;
         let mut buf = vec![0u8; n];
         f.read_exact(&mut buf).map_err(io)?;
-        let same = if self.len > SEGMENT as u64 {
-            crate::tree::segment_is(want, i, &buf)
-        } else {
-            blake3::hash(&buf).as_bytes() == want
-        };
-        if !same {
+        if crate::tree::part_hash(self.len, i, &buf) != *want {
             return Err(changed());
         }
         Ok(Bytes::from(buf))
@@ -277,22 +272,17 @@ fn check_file(path: &Path, r: &BodyRef) -> Result<FileBody, BodyFileError> {
     let mut segments = Vec::with_capacity(r.len.div_ceil(SEGMENT as u64) as usize);
     let mut buf = vec![0u8; SEGMENT];
     let mut left = r.len;
-    let tree = r.len > SEGMENT as u64;
-    let mut actual = blake3::hash(b"");
     while left > 0 {
         let n = left.min(SEGMENT as u64) as usize;
         f.read_exact(&mut buf[..n]).map_err(io)?;
-        if tree {
-            segments.push(crate::tree::segment_cv(&buf[..n], segments.len()));
-        } else {
-            actual = blake3::hash(&buf[..n]);
-            segments.push(*actual.as_bytes());
-        }
+        segments.push(crate::tree::part_hash(r.len, segments.len(), &buf[..n]));
         left -= n as u64;
     }
-    if tree {
-        actual = crate::tree::tree_hash(&segments).unwrap_or(actual);
-    }
+    // A tree's parts merge to the body's blake3; a body of one part is its own hash.
+    let actual = crate::tree::tree_hash(&segments).unwrap_or_else(|| match segments.first() {
+        Some(h) => blake3::Hash::from_bytes(*h),
+        None => blake3::hash(b""),
+    });
     if actual.to_hex().as_str() != r.b3 {
         return Err(BodyFileError::Mismatch {
             path: path.to_path_buf(),

@@ -60,14 +60,7 @@ fn subtree(cvs: &[SegmentCv]) -> SegmentCv {
 /// The name of segment `index` as [`crate::Store::body_segments`] lists it: its chaining
 /// value in hex and its place, which reading it needs to check it.
 pub fn part_name(cv: &SegmentCv, index: usize) -> String {
-    let mut s = String::with_capacity(64 + 8);
-    for b in cv {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-    }
-    s.push('@');
-    s.push_str(&index.to_string());
-    s
+    format!("{}@{index}", blake3::Hash::from_bytes(*cv).to_hex())
 }
 
 /// A name made by [`part_name`]: the chaining value and the segment's place.
@@ -79,6 +72,16 @@ pub fn parse_part_name(name: &str) -> Option<(SegmentCv, usize)> {
     // hasher panic).
     (index as u64).checked_mul(SEGMENT as u64)?;
     Some((cv, index))
+}
+
+/// What part `index` of a body of `body_len` bytes hashes to: its chaining value at its
+/// place, or for a body of one segment (not a tree), its blake3.
+pub fn part_hash(body_len: u64, index: usize, data: &[u8]) -> [u8; 32] {
+    if body_len > SEGMENT as u64 {
+        segment_cv(data, index)
+    } else {
+        *blake3::hash(data).as_bytes()
+    }
 }
 
 /// Whether `data` is segment `index` named by `cv`.
