@@ -226,8 +226,8 @@ fn tree_manifest(k: &[u8; 32], v: &[u8]) -> Result<(u64, Vec<[u8; 32]>), StoreEr
 /// sled 0.34 evicts a page only once its share of the cache has seen 64 accesses, and an
 /// iterator makes one per leaf it enters (its 16 or so entries are read from the leaf in
 /// hand): a scan of 53,000 events met no eviction at all and held every leaf it read in
-/// memory (about 170 MB) until later reads evicted them. A lookup per entry counts as an
-/// access of each page on its way, as a replay's serving does.
+/// memory until later reads evicted them (`replay --session` peaked at 210 MB, 91-103 MB
+/// with this). A lookup per entry counts as an access of each page on its way.
 fn evicting_scan(
     tree: &sled::Tree,
     prefix: Vec<u8>,
