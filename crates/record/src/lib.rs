@@ -1188,7 +1188,7 @@ impl ResponseTee {
             self.pending = Some(p);
             return Poll::Ready(out);
         }
-        let mut task = recorder.writer.run(move || {
+        let task = recorder.writer.run(move || {
             let store = p.recorder.store.clone();
             if let Err(e) = ready.store(store.as_ref()) {
                 if let Some(c) = p.resp_capture.as_mut() {
@@ -1199,12 +1199,7 @@ impl ResponseTee {
         });
         // The event's write is the client's last wait: at low load, wait for it awake.
         if recorder.spare_core() {
-            if let Some(back) = writer::wait_briefly(&mut task) {
-                if back.is_err() {
-                    tracing::error!("a store write stopped; the exchange is not recorded");
-                }
-                return Poll::Ready(out);
-            }
+            writer::wait_briefly(&task);
         }
         self.writing = Some((task, out));
         self.poll_writing(cx)
