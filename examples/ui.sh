@@ -12,7 +12,8 @@
 #   UI_PYTHON     a python with selenium (examples/ui-requirements.txt) (default $PYTHON)
 #   CHROMIUM, CHROMEDRIVER   default /usr/bin/chromium, /usr/bin/chromedriver
 #   UI_SHOTS      where the screenshots go (default $CARGO_TARGET_DIR/ui-shots)
-#   UI_LONG_TURNS turns of the long run, four steps each (default 2500: 10,000 steps)
+#   UI_LONG_TURNS turns of the long run, four steps each, a multiple of 25 (default 2500:
+#                 10,000 steps)
 #   UI_TIMEOUT    seconds allowed to each command run (default 300)
 #   UI_KEEP=1     keep the temp work dir (its path is printed) instead of deleting it
 #
@@ -21,8 +22,9 @@
 # exit 1, saying what differed):
 #   1. start the upstream fixture over TLS on a free port
 #   2. record: the examples (openai, openai --stream, anthropic stream, curl), every mode
-#      of faulty_agent.py, long_agent.py (parallel tool calls; then the 10,000-step run),
-#      and a response whose JSON holds <script> and <img onerror> payloads
+#      of faulty_agent.py, long_agent.py (parallel tool calls), and a response whose JSON
+#      holds <script> and <img onerror> payloads; the 10,000-step run is 100 recorded
+#      steps repeated (examples/tape_repeat.py) and imported
 #   3. what the commands say: show, analyze, cluster and diff --json, per session
 #   4. `tapedeck ui --store`: ui_check.py pages (see its doc) through the link it prints
 #      (the access rule checked in the browser first; then viewer.html, what --open hands
@@ -97,9 +99,22 @@ record xss curl -sS --fail -X POST -H 'content-type: application/json' -H "x-tes
   --data "$BODY" "$BASE/echo"
 contains xss "$OUT/record-xss.out" '"note":"<script>window.__xss = 1</script>"' "the echo of the markup"
 ok "recorded the examples, 7 fault modes, parallel-tools and xss"
+# The long run: 25 turns (100 steps) of long_agent.py recorded into a store of their own,
+# exported, repeated into LONG_TURNS turns (examples/tape_repeat.py: steps and times
+# follow on) and imported as long-run. Recording all 10,000 exchanges through the debug
+# build took 50 s of a CI run; this takes a few. What the viewer is checked on (its
+# steps, spans, parallel tool calls, bodies) is a real recording's, copied.
 T_LONG=$SECONDS
-record long-run "$PYTHON" examples/long_agent.py --turns "$LONG_TURNS"
-ok "recorded long-run: $((LONG_TURNS * 4)) steps in $((SECONDS - T_LONG))s"
+((LONG_TURNS % 25 == 0)) || fail "UI_LONG_TURNS must be a multiple of 25 (the recorded seed's turns), got $LONG_TURNS"
+TAPEDECK_STORE="$WORK/seed-store" record long-seed "$PYTHON" examples/long_agent.py --turns 25
+run export-long-seed "$TAPEDECK_BIN" export --store "$WORK/seed-store" long-seed -o "$WORK/long-seed.jsonl"
+expect_status export-long-seed 0 "tapedeck export long-seed"
+run repeat-long "$PYTHON" examples/tape_repeat.py "$WORK/long-seed.jsonl" "$WORK/long-run.jsonl" \
+  "$((LONG_TURNS / 25))" --session long-run
+expect_status repeat-long 0 "examples/tape_repeat.py"
+run import-long "$TAPEDECK_BIN" import "$WORK/long-run.jsonl"
+expect_status import-long 0 "tapedeck import long-run.jsonl"
+ok "long-run: 100 recorded steps repeated into $((LONG_TURNS * 4)) and imported in $((SECONDS - T_LONG))s"
 
 # ---------------------------------------------------------------------------------------
 step "3. what the commands say about each session"
