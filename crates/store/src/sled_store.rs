@@ -1425,6 +1425,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapedeck_model::exchange::{BodyRef, Kind, RequestRecord, Timing};
 
     #[test]
     fn a_write_is_flushed_a_while_after_it_and_a_commit_as_soon_as_flushes_may_run() {
@@ -1444,7 +1445,6 @@ mod tests {
         let just = now - Duration::from_micros(100);
         assert_eq!(flush_due(&CommitMsg::Dirty, just, now), now + FLUSH_EVERY);
     }
-    use tapedeck_model::exchange::{BodyRef, Kind, RequestRecord, Timing};
 
     fn event(step: u64) -> Event {
         Event {
