@@ -33,9 +33,7 @@ NODE="$(abs "${NODE:-node}")"
 
 step "preflight"
 preflight_binaries
-"$PYTHON" -c 'import openai, anthropic, httpx' 2>/dev/null \
-  || fail "$PYTHON cannot import openai, anthropic and httpx" \
-    "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
+preflight_python openai anthropic httpx
 "$NODE" --version >/dev/null 2>&1 || fail "no node at $NODE (set NODE)"
 [[ -f $ROOT/examples/node_modules/undici/package.json ]] \
   || fail "examples/node_modules has no undici" "install it: npm install --prefix examples"

@@ -46,9 +46,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "preflight"
 preflight_binaries
-"$PYTHON" -c 'import openai, httpx' 2>/dev/null \
-  || fail "$PYTHON cannot import openai and httpx" \
-    "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
+preflight_python openai httpx
 ok "tapedeck $TAPEDECK_BIN, upstream $UPSTREAM_BIN, python $PYTHON"
 
 # No SDK retries, so the traffic is the same every run.

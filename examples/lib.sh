@@ -59,6 +59,17 @@ preflight_binaries() {
   command -v curl >/dev/null || fail "curl is not installed"
 }
 
+# preflight_python MODULE...: $PYTHON has these packages, or the script stops and says how
+# to install them. Found, not imported: importing openai takes 2 s of CPU on a 2-core
+# machine, for every script that checks it (a broken install still fails where it is used,
+# with Python's own error).
+preflight_python() {
+  "$PYTHON" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' "$@" 2>/dev/null \
+    || fail "$PYTHON cannot import $*" \
+      "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
+}
+
 # ---------------------------------------------------------------------------------------
 # Work dir and clean-up: every background process is killed, the work dir removed.
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tapedeck-$NAME.XXXXXX")"

@@ -50,9 +50,7 @@ mkdir -p "$EXPECT" "$SHOTS"
 
 step "preflight"
 preflight_binaries
-"$PYTHON" -c 'import openai, anthropic, httpx' 2>/dev/null \
-  || fail "$PYTHON cannot import openai, anthropic and httpx" \
-    "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
+preflight_python openai anthropic httpx
 "$UI_PYTHON" -c 'import selenium' 2>/dev/null \
   || fail "$UI_PYTHON cannot import selenium" \
     "install it: $UI_PYTHON -m pip install -r examples/ui-requirements.txt (or set UI_PYTHON)"
