@@ -56,6 +56,7 @@ impl Proxy {
 
     /// Starts `cmd` and waits for the `listening on ADDR` line on its stderr.
     fn spawn(mut cmd: Command, label: &str) -> Proxy {
+        dies_with_bench(&mut cmd);
         let t0 = Instant::now();
         let mut child = cmd
             .stdout(Stdio::null())
@@ -456,7 +457,9 @@ fn start_mitm(bin: &Path, work: &Path, upstream_ca: &Path) -> Option<Mitm> {
         .port();
     let conf = work.join("mitm-conf");
     std::fs::create_dir_all(&conf).ok()?;
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    dies_with_bench(&mut cmd);
+    let child = cmd
         .args([
             "--listen-host",
             "127.0.0.1",
@@ -595,9 +598,82 @@ fn main() {
     rt.block_on(run());
 }
 
+/// The prefix of the bench's work directory in the temp dir.
+const WORK_PREFIX: &str = "tapedeck-bench-";
+
+/// Makes `cmd`'s process get SIGTERM when the bench dies: a bench killed midway (Ctrl-C,
+/// `pkill`) leaves no proxy running on behind it.
+fn dies_with_bench(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// Removes the work directories of earlier bench runs that were killed before they could
+/// clean up (each holds a store that can reach gigabytes, and the temp dir may be a
+/// tmpfs): those whose `pid` file names a process that is gone.
+fn sweep_killed_runs() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let named = e.file_name().to_string_lossy().starts_with(WORK_PREFIX);
+        let Some(pid) = named
+            .then(|| std::fs::read_to_string(path.join("pid")).ok())
+            .flatten()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let mb = du_bytes(&path) as f64 / 1e6;
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => eprintln!(
+                "bench: removed {} ({mb:.1} MB), left by a run (pid {pid}) that was killed",
+                path.display()
+            ),
+            Err(err) => eprintln!("bench: cannot remove {}: {err}", path.display()),
+        }
+    }
+}
+
+/// The bytes of the files under `dir`.
+fn du_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => du_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
 async fn run() {
-    let work = tempfile::tempdir().expect("tempdir");
+    sweep_killed_runs();
+    let work = tempfile::Builder::new()
+        .prefix(WORK_PREFIX)
+        .tempdir()
+        .expect("tempdir");
     let w = work.path();
+    std::fs::write(w.join("pid"), std::process::id().to_string()).expect("write the bench's pid");
     let up = FastUpstream::start(w);
     let up_ca = up.ca_path.to_str().expect("path").to_string();
     let store = w.join("store");
