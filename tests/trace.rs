@@ -436,25 +436,31 @@ async fn otlp_pushes_protobuf_with_retries_and_says_when_the_collector_is_unreac
     );
 }
 
+/// `tapedeck record --session SESSION` exporting spans live to `endpoint`, with the
+/// upstream's CA trusted.
+fn record_live(dirs: &Dirs, up: &Upstream, session: &str, endpoint: &str) -> Daemon {
+    let ca = up.ca_path.to_str().unwrap();
+    Daemon::start(
+        dirs,
+        &[
+            "record",
+            "--session",
+            session,
+            "--upstream-ca",
+            ca,
+            "--otlp-endpoint",
+            endpoint,
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn record_exports_spans_live_as_exchanges_complete() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
     let col = collector(0).await;
     let endpoint = format!("http://{}", col.addr);
-    let d = Daemon::start(
-        &dirs,
-        &[
-            "record",
-            "--session",
-            "live",
-            "--upstream-ca",
-            &ca,
-            "--otlp-endpoint",
-            &endpoint,
-        ],
-    );
+    let d = record_live(&dirs, &up, "live", &endpoint);
     let c = client(&d, &dirs);
     chat(
         &c,
@@ -511,6 +517,122 @@ async fn record_exports_spans_live_as_exchanges_complete() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(hex, batch_chat);
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds; whether it came true.
+async fn eventually(secs: u64, done: impl Fn() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// A collector that fails: the batch that first meets the failure is retried with
+/// back-off; while it goes on failing, each later batch is tried once (no stall of
+/// seconds per batch, no warning per batch); once it takes a batch again, spans flow as
+/// before. The user is told when it goes and when it comes back, and the lost spans are
+/// counted at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_export_tries_each_batch_once_while_the_collector_fails_then_recovers() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    // Six 503s: the five attempts of the first batch, then the second batch's one.
+    let col = collector(6).await;
+    let endpoint = format!("http://{}", col.addr);
+    let d = record_live(&dirs, &up, "flaky", &endpoint);
+    let c = client(&d, &dirs);
+    let failures_left = || *col.fail_first.lock().unwrap();
+    let ask = |city: &str| json!([{"role": "user", "content": format!("Weather in {city}?")}]);
+    chat(&c, &up, ask("Oslo").as_array().unwrap(), false).await;
+    // Five attempts, backing off 0.3 + 0.6 + 1.2 + 2.4 s between them.
+    assert!(
+        eventually(20, || failures_left() == 1).await,
+        "the first batch was not tried five times: {} failures left",
+        failures_left()
+    );
+    chat(&c, &up, ask("Rome").as_array().unwrap(), false).await;
+    assert!(eventually(5, || failures_left() == 0).await);
+    // Retried, the second batch would have been taken 0.3 s after its failure.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let chat_spans = |col: &Collector| {
+        col.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.name == "chat gpt-4o-mini")
+            .count()
+    };
+    assert_eq!(
+        chat_spans(&col),
+        0,
+        "a batch sent while the collector fails is tried once, not retried"
+    );
+    chat(&c, &up, ask("Lima").as_array().unwrap(), false).await;
+    assert!(
+        eventually(5, || chat_spans(&col) == 1).await,
+        "spans flow again once the collector takes them"
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("each batch is tried once") && stderr.contains("takes spans again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 spans failed"), "{stderr}");
+    assert_eq!(chat_spans(&col), 1);
+    assert!(
+        col.got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "invoke_agent" && s.parent_span_id.is_empty()),
+        "the root goes out at stop"
+    );
+}
+
+/// A collector that takes the connection and never answers: stopping the recorder waits
+/// a bounded time for it (`FINAL_WAIT`, 5 s), then says what was not sent; the exchanges
+/// are in the store all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_never_answers_does_not_hold_up_the_recorders_exit() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = silent.accept().await {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let d = record_live(&dirs, &up, "silent", &endpoint);
+    let c = client(&d, &dirs);
+    chat(
+        &c,
+        &up,
+        &[json!({"role": "user", "content": "Weather in Quito?"})],
+        false,
+    )
+    .await;
+    assert!(
+        eventually(5, || !held.lock().unwrap().is_empty()).await,
+        "the exporter never connected"
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("did not take the last spans within 5 s of stopping"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0 spans sent"), "{stderr}");
+    assert!(stderr.contains("recorded 1 exchange"), "{stderr}");
+    let (code, out, err) = dirs.run(&["sessions"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("silent"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

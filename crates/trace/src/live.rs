@@ -34,6 +34,9 @@ use tapedeck_store::Store;
 const QUEUE: usize = 16384;
 const BATCH: usize = 512;
 const EVERY: Duration = Duration::from_millis(100);
+/// How long a stopping recorder waits for the collector to take the spans left: a run
+/// whose collector is gone or hangs ends this much later, no more.
+pub const FINAL_WAIT: Duration = Duration::from_secs(5);
 
 /// What the exporter did, for the closing summary.
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,9 +64,42 @@ type Queue = Arc<std::sync::Mutex<Inbox>>;
 pub struct LiveExporter {
     tx: Queue,
     dropped: Arc<AtomicU64>,
-    exported: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The spans the exporter built, and what became of them.
+#[derive(Default)]
+struct Counts {
+    exported: AtomicU64,
+    failed: AtomicU64,
+    /// Built and not yet sent or given up: lost too if the exporter is stopped first.
+    waiting: AtomicU64,
+}
+
+/// The exporter's way to the collector. After a batch failed every attempt, the next
+/// batches get one attempt each (no back-off) until one is taken: a collector that is
+/// down costs neither a stall of seconds per batch nor a warning per batch.
+struct Link {
+    pusher: Pusher,
+    once: Pusher,
+    down: bool,
+    /// True once the recorder stops: no more back-off before a retry.
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Link {
+    fn new(pusher: Pusher, stop: tokio::sync::watch::Receiver<bool>) -> Link {
+        let mut once = pusher.clone();
+        once.attempts = 1;
+        Link {
+            pusher,
+            once,
+            down: false,
+            stop,
+        }
+    }
 }
 
 struct PendingTool {
@@ -116,9 +152,10 @@ impl LiveExporter {
         let inbox: Queue = Arc::new(std::sync::Mutex::new(Inbox::default()));
         let rx = inbox.clone();
         let dropped = Arc::new(AtomicU64::new(0));
-        let exported = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (ex, fa) = (exported.clone(), failed.clone());
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut link = Link::new(pusher, stop_rx);
         let task = tokio::spawn(async move {
             let mut sessions: HashMap<String, SessionLive> = HashMap::new();
             let mut out: HashMap<String, Vec<Outgoing>> = HashMap::new();
@@ -135,13 +172,14 @@ impl LiveExporter {
                 for (session, ev) in batch {
                     let st = sessions.entry(session.clone()).or_default();
                     let spans = on_event(&session, &ev, st, store.as_ref(), &rules, &opts);
+                    c.waiting.fetch_add(spans.len() as u64, Ordering::Relaxed);
                     let buf = out.entry(session).or_default();
                     buf.extend(spans);
                     if buf.len() >= BATCH {
-                        flush(&pusher, &mut out, &ex, &fa).await;
+                        flush(&mut link, &mut out, &c).await;
                     }
                 }
-                flush(&pusher, &mut out, &ex, &fa).await;
+                flush(&mut link, &mut out, &c).await;
                 if closed {
                     break;
                 }
@@ -177,13 +215,17 @@ impl LiveExporter {
                 );
                 buf.push(encode(session, (root, None)));
             }
-            flush(&pusher, &mut out, &ex, &fa).await;
+            c.waiting.fetch_add(
+                out.values().map(|b| b.len() as u64).sum(),
+                Ordering::Relaxed,
+            );
+            flush(&mut link, &mut out, &c).await;
         });
         LiveExporter {
             tx: inbox,
             dropped,
-            exported,
-            failed,
+            counts,
+            stop,
             task: Some(task),
         }
     }
@@ -210,31 +252,34 @@ impl LiveExporter {
         })
     }
 
-    /// Stops taking events, sends what is left (bounded wait), and reports.
+    /// Stops taking events, sends what is left (waiting [`FINAL_WAIT`] at most: what
+    /// the collector has not taken by then is counted as failed), and reports.
     pub async fn finish(mut self) -> LiveStats {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        if let Some(t) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(30), t)
-                .await
-                .is_err()
-            {
-                tracing::warn!("live OTLP export did not finish within 30 s");
+        self.stop.send_replace(true);
+        let c = &self.counts;
+        if let Some(mut t) = self.task.take() {
+            if tokio::time::timeout(FINAL_WAIT, &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+                let left = c.waiting.swap(0, Ordering::Relaxed);
+                c.failed.fetch_add(left, Ordering::Relaxed);
+                tracing::warn!(
+                    "live OTLP export: the collector did not take the last spans within {} s \
+                     of stopping; {left} spans not sent",
+                    FINAL_WAIT.as_secs()
+                );
             }
         }
         LiveStats {
-            exported: self.exported.load(Ordering::Relaxed),
+            exported: c.exported.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
         }
     }
 }
 
-async fn flush(
-    pusher: &Pusher,
-    out: &mut HashMap<String, Vec<Outgoing>>,
-    exported: &AtomicU64,
-    failed: &AtomicU64,
-) {
+async fn flush(link: &mut Link, out: &mut HashMap<String, Vec<Outgoing>>, c: &Counts) {
     for (session, spans) in out.iter_mut() {
         if spans.is_empty() {
             continue;
@@ -242,13 +287,34 @@ async fn flush(
         let batch: Vec<_> = std::mem::take(spans);
         let n = batch.len() as u64;
         let body = pb::request(session, &batch);
-        match pusher.push_bytes(bytes::Bytes::from(body)).await {
+        let pusher = if link.down { &link.once } else { &link.pusher };
+        let pushed = pusher
+            .push_bytes_or_stop(bytes::Bytes::from(body), Some(&link.stop))
+            .await;
+        c.waiting.fetch_sub(n, Ordering::Relaxed);
+        match pushed {
             Ok(()) => {
-                exported.fetch_add(n, Ordering::Relaxed);
+                c.exported.fetch_add(n, Ordering::Relaxed);
+                if link.down {
+                    link.down = false;
+                    tracing::warn!(
+                        "live OTLP export: {} takes spans again ({} spans lost so far)",
+                        link.pusher.url(),
+                        c.failed.load(Ordering::Relaxed)
+                    );
+                }
             }
             Err(e) => {
-                failed.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!("live OTLP export: {e}; {n} spans lost");
+                c.failed.fetch_add(n, Ordering::Relaxed);
+                if link.down {
+                    tracing::debug!("live OTLP export: {e}; {n} spans lost");
+                } else {
+                    link.down = true;
+                    tracing::warn!(
+                        "live OTLP export: {e}; {n} spans lost. Until it takes a batch again, \
+                         each batch is tried once and what is lost is counted at the end"
+                    );
+                }
             }
         }
     }

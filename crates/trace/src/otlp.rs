@@ -291,6 +291,10 @@ pub fn to_json(trace: &Trace) -> Value {
     }]})
 }
 
+/// How long one export request may wait for its answer: OTLP exporters' default
+/// (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends export requests to one OTLP/HTTP endpoint.
 #[derive(Clone)]
 pub struct Pusher {
@@ -344,6 +348,16 @@ impl Pusher {
 
     /// Posts an already encoded export request.
     pub async fn push_bytes(&self, body: Bytes) -> Result<(), OtlpError> {
+        self.push_bytes_or_stop(body, None).await
+    }
+
+    /// [`Pusher::push_bytes`], retrying no more once `stop` says true (a recorder that is
+    /// stopping does not sit out a back-off of seconds for a collector that is failing).
+    pub async fn push_bytes_or_stop(
+        &self,
+        body: Bytes,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<(), OtlpError> {
         let mut delay = Duration::from_millis(300);
         let mut last_err = String::new();
         for attempt in 1..=self.attempts {
@@ -362,7 +376,7 @@ impl Pusher {
                     url: self.url.clone(),
                     source,
                 })?;
-            match tokio::time::timeout(Duration::from_secs(30), self.client.request(r)).await {
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(r)).await {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -379,7 +393,10 @@ impl Pusher {
                     if (200..300).contains(&status) {
                         return Ok(());
                     }
-                    if matches!(status, 429 | 502 | 503 | 504) && attempt < self.attempts {
+                    if matches!(status, 429 | 502 | 503 | 504)
+                        && attempt < self.attempts
+                        && !stopping(stop)
+                    {
                         last_err = format!("HTTP {status}");
                         let wait = retry_after
                             .map(Duration::from_secs)
@@ -390,7 +407,13 @@ impl Pusher {
                             self.url,
                             wait
                         );
-                        tokio::time::sleep(wait).await;
+                        if !back_off(wait, stop).await {
+                            return Err(OtlpError::Refused {
+                                url: self.url.clone(),
+                                status,
+                                body: text.chars().take(300).collect(),
+                            });
+                        }
                         delay *= 2;
                         continue;
                     }
@@ -401,11 +424,16 @@ impl Pusher {
                     });
                 }
                 Ok(Err(e)) => last_err = format!("{}: {}", self.url, error_chain(&e)),
-                Err(_) => last_err = "no answer within 30 s".into(),
+                Err(_) => last_err = format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()),
             }
             if attempt < self.attempts {
                 tracing::debug!("OTLP push attempt {attempt} failed: {last_err}");
-                tokio::time::sleep(delay).await;
+                if !back_off(delay, stop).await {
+                    return Err(OtlpError::Unreachable {
+                        url: self.url.clone(),
+                        why: format!("{last_err} (after {attempt} attempts; stopping)"),
+                    });
+                }
                 delay *= 2;
             }
         }
@@ -413,6 +441,24 @@ impl Pusher {
             url: self.url.clone(),
             why: format!("{last_err} (after {} attempts)", self.attempts),
         })
+    }
+}
+
+/// Whether `stop` says to retry no more.
+fn stopping(stop: Option<&tokio::sync::watch::Receiver<bool>>) -> bool {
+    stop.is_some_and(|s| *s.borrow())
+}
+
+/// Waits `wait` before a retry; false (at once) if `stop` says true first.
+async fn back_off(wait: Duration, stop: Option<&tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(stop) = stop else {
+        tokio::time::sleep(wait).await;
+        return true;
+    };
+    let mut watching = stop.clone();
+    tokio::select! {
+        () = tokio::time::sleep(wait) => !*stop.borrow(),
+        _ = watching.wait_for(|s| *s) => false,
     }
 }
 
