@@ -436,6 +436,69 @@ async fn otlp_pushes_protobuf_with_retries_and_says_when_the_collector_is_unreac
     );
 }
 
+/// A session too big for one request goes in batches; when the collector refuses one
+/// midway, the error says how many spans it had already taken (pushing again sends the
+/// same span ids).
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_push_refused_midway_says_how_many_spans_went_before() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "many", "--upstream-ca", &ca],
+    );
+    let c = client(&d, &dirs);
+    for i in 0..520 {
+        let r = c
+            .get(up.url(&format!("/price?item=i{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    d.stop();
+    // Takes the first request, refuses (400, not retried) every later one.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let count = count.clone();
+                        async move {
+                            let _ = req.into_body().collect().await;
+                            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let status = if n == 0 { 200 } else { 400 };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from_static(b"quota exceeded")))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let (code, _, err) = dirs.run(&["otlp", "many", "--endpoint", &format!("http://{addr}")]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("quota exceeded"), "{err}");
+    assert!(
+        err.contains("(512 of 521 spans were sent before it)"),
+        "{err}"
+    );
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 /// `tapedeck record --session SESSION` exporting spans live to `endpoint`, with the
 /// upstream's CA trusted.
 fn record_live(dirs: &Dirs, up: &Upstream, session: &str, endpoint: &str) -> Daemon {

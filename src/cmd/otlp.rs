@@ -35,14 +35,23 @@ pub async fn run(
     let (url, headers) = resolve_endpoint(endpoint).map_err(|e| msg(e.to_string()))?;
     let pusher = Pusher::new(url, headers).map_err(|e| msg(e.to_string()))?;
     // Large sessions go in batches so no single request is huge.
-    let req = trace_request(&trace);
-    let spans = req.resource_spans[0].scope_spans[0].spans.clone();
+    // Each batch is the request with its spans taken out (cloned empty, not whole).
+    let mut req = trace_request(&trace);
+    let spans = std::mem::take(&mut req.resource_spans[0].scope_spans[0].spans);
     let bar = super::export::progress_bar(spans.len() as u64, "pushing spans");
     let mut sent = 0;
     for batch in spans.chunks(512) {
         let mut r = req.clone();
         r.resource_spans[0].scope_spans[0].spans = batch.to_vec();
-        pusher.push(&r).await.map_err(|e| msg(e.to_string()))?;
+        if let Err(e) = pusher.push(&r).await {
+            bar.finish_and_clear();
+            // Span ids are derived from session and step: pushing again later sends the
+            // same spans, not new ones.
+            return Err(msg(match sent {
+                0 => e.to_string(),
+                n => format!("{e} ({n} of {} spans were sent before it)", spans.len()),
+            }));
+        }
         sent += batch.len();
         bar.set_position(sent as u64);
     }
