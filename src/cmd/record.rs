@@ -111,8 +111,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     if let Some(live) = live {
         let st = live.finish().await;
         eprintln!(
-            "tapedeck: live OTLP export: {} spans sent, {} exchanges dropped (queue full), {} spans failed",
-            st.exported, st.dropped, st.failed
+            "tapedeck: live OTLP export: {} sent, {} dropped (queue full), {} failed",
+            tapedeck_trace::live::spans(st.exported),
+            match st.dropped {
+                1 => "1 exchange".to_string(),
+                n => format!("{n} exchanges"),
+            },
+            tapedeck_trace::live::spans(st.failed)
         );
     }
     let n = recorder

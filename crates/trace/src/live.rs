@@ -266,8 +266,9 @@ impl LiveExporter {
                 c.failed.fetch_add(left, Ordering::Relaxed);
                 tracing::warn!(
                     "live OTLP export: the collector did not take the last spans within {} s \
-                     of stopping; {left} spans not sent",
-                    FINAL_WAIT.as_secs()
+                     of stopping; {} not sent",
+                    FINAL_WAIT.as_secs(),
+                    spans(left)
                 );
             }
         }
@@ -280,11 +281,11 @@ impl LiveExporter {
 }
 
 async fn flush(link: &mut Link, out: &mut HashMap<String, Vec<Outgoing>>, c: &Counts) {
-    for (session, spans) in out.iter_mut() {
-        if spans.is_empty() {
+    for (session, buf) in out.iter_mut() {
+        if buf.is_empty() {
             continue;
         }
-        let batch: Vec<_> = std::mem::take(spans);
+        let batch: Vec<_> = std::mem::take(buf);
         let n = batch.len() as u64;
         let body = pb::request(session, &batch);
         let pusher = if link.down { &link.once } else { &link.pusher };
@@ -298,25 +299,35 @@ async fn flush(link: &mut Link, out: &mut HashMap<String, Vec<Outgoing>>, c: &Co
                 if link.down {
                     link.down = false;
                     tracing::warn!(
-                        "live OTLP export: {} takes spans again ({} spans lost so far)",
+                        "live OTLP export: {} takes spans again ({} lost so far)",
                         link.pusher.url(),
-                        c.failed.load(Ordering::Relaxed)
+                        spans(c.failed.load(Ordering::Relaxed))
                     );
                 }
             }
             Err(e) => {
                 c.failed.fetch_add(n, Ordering::Relaxed);
                 if link.down {
-                    tracing::debug!("live OTLP export: {e}; {n} spans lost");
+                    tracing::debug!("live OTLP export: {e}; {} lost", spans(n));
                 } else {
                     link.down = true;
                     tracing::warn!(
-                        "live OTLP export: {e}; {n} spans lost. Until it takes a batch again, \
-                         each batch is tried once and what is lost is counted at the end"
+                        "live OTLP export: {e}; {} lost. Until it takes a batch again, \
+                         each batch is tried once and what is lost is counted at the end",
+                        spans(n)
                     );
                 }
             }
         }
+    }
+}
+
+/// "1 span", "2 spans".
+pub fn spans(n: u64) -> String {
+    if n == 1 {
+        "1 span".into()
+    } else {
+        format!("{n} spans")
     }
 }
 
