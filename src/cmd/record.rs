@@ -13,6 +13,7 @@ use tapedeck_proxy::ca::Ca;
 use tapedeck_record::upstream::Upstream;
 use tapedeck_record::{EventSink, Recorder};
 use tapedeck_store::{RunInfo, SledStore, Store};
+use tapedeck_trace::live::counted;
 use tapedeck_trace::live::LiveExporter;
 use tapedeck_trace::otlp::{resolve_endpoint, Pusher};
 use tapedeck_trace::spans::TraceOptions;
@@ -112,12 +113,9 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         let st = live.finish().await;
         eprintln!(
             "tapedeck: live OTLP export: {} sent, {} dropped (queue full), {} failed",
-            tapedeck_trace::live::spans(st.exported),
-            match st.dropped {
-                1 => "1 exchange".to_string(),
-                n => format!("{n} exchanges"),
-            },
-            tapedeck_trace::live::spans(st.failed)
+            counted(st.exported, "span"),
+            counted(st.dropped, "exchange"),
+            counted(st.failed, "span")
         );
     }
     let n = recorder
@@ -129,8 +127,8 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         .errors
         .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "tapedeck: recorded {n} exchange{} ({errors} without a complete response) into {} [{}]",
-        if n == 1 { "" } else { "s" },
+        "tapedeck: recorded {} ({errors} without a complete response) into {} [{}]",
+        counted(n, "exchange"),
         if recorded.is_empty() {
             "no session".to_string()
         } else {

@@ -322,13 +322,13 @@ async fn flush(link: &mut Link, out: &mut HashMap<String, Vec<Outgoing>>, c: &Co
     }
 }
 
-/// "1 span", "2 spans".
-pub fn spans(n: u64) -> String {
-    if n == 1 {
-        "1 span".into()
-    } else {
-        format!("{n} spans")
-    }
+/// `n` and `noun`, plural unless `n` is 1: "1 span", "2 spans".
+pub fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+fn spans(n: u64) -> String {
+    counted(n, "span")
 }
 
 fn on_event(

@@ -360,7 +360,9 @@ impl Pusher {
     ) -> Result<(), OtlpError> {
         let mut delay = Duration::from_millis(300);
         let mut last_err = String::new();
+        let (mut tried, mut stopped) = (0, "");
         for attempt in 1..=self.attempts {
+            tried = attempt;
             let mut r = http::Request::post(&self.url)
                 .header(http::header::CONTENT_TYPE, "application/x-protobuf")
                 .header(
@@ -407,15 +409,10 @@ impl Pusher {
                             self.url,
                             wait
                         );
-                        if !back_off(wait, stop).await {
-                            return Err(OtlpError::Refused {
-                                url: self.url.clone(),
-                                status,
-                                body: text.chars().take(300).collect(),
-                            });
+                        if back_off(wait, stop).await {
+                            delay *= 2;
+                            continue;
                         }
-                        delay *= 2;
-                        continue;
                     }
                     return Err(OtlpError::Refused {
                         url: self.url.clone(),
@@ -429,17 +426,15 @@ impl Pusher {
             if attempt < self.attempts {
                 tracing::debug!("OTLP push attempt {attempt} failed: {last_err}");
                 if !back_off(delay, stop).await {
-                    return Err(OtlpError::Unreachable {
-                        url: self.url.clone(),
-                        why: format!("{last_err} (after {attempt} attempts; stopping)"),
-                    });
+                    stopped = "; stopping";
+                    break;
                 }
                 delay *= 2;
             }
         }
         Err(OtlpError::Unreachable {
             url: self.url.clone(),
-            why: format!("{last_err} (after {} attempts)", self.attempts),
+            why: format!("{last_err} (after {tried} attempts{stopped})"),
         })
     }
 }
