@@ -595,11 +595,11 @@ async fn eventually(secs: u64, done: impl Fn() -> bool) -> bool {
 
 /// A collector that fails: the batch that first meets the failure is retried with
 /// back-off; while it goes on failing, each later batch is tried once (no stall of
-/// seconds per batch, no warning per batch); once it takes a batch again, spans flow as
-/// before. The user is told when it goes and when it comes back, and the lost spans are
-/// counted at the end.
+/// seconds per batch, no warning per batch) and kept; once it takes a batch again, what
+/// was kept goes out behind it, so a collector restarted during a run loses nothing. The
+/// user is told when it goes and when it comes back.
 #[tokio::test(flavor = "multi_thread")]
-async fn live_export_tries_each_batch_once_while_the_collector_fails_then_recovers() {
+async fn live_export_keeps_what_a_failing_collector_did_not_take_and_sends_it_when_it_recovers() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     // Six 503s: the five attempts of the first batch, then the second batch's one.
@@ -620,32 +620,39 @@ async fn live_export_tries_each_batch_once_while_the_collector_fails_then_recove
     assert!(eventually(5, || failures_left() == 0).await);
     // Retried, the second batch would have been taken 0.3 s after its failure.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let chat_spans = |col: &Collector| {
-        col.got
+    // The chat spans the collector took: (taken, distinct).
+    let chats = |col: &Collector| {
+        let ids: Vec<Vec<u8>> = col
+            .got
             .lock()
             .unwrap()
             .iter()
             .filter(|s| s.name == "chat gpt-4o-mini")
-            .count()
+            .map(|s| s.span_id.clone())
+            .collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        (ids.len(), distinct.len())
     };
     assert_eq!(
-        chat_spans(&col),
-        0,
+        chats(&col),
+        (0, 0),
         "a batch sent while the collector fails is tried once, not retried"
     );
     chat(&c, &up, ask("Lima").as_array().unwrap(), false).await;
     assert!(
-        eventually(5, || chat_spans(&col) == 1).await,
-        "spans flow again once the collector takes them"
+        eventually(5, || chats(&col) == (3, 3)).await,
+        "once the collector takes a batch, the kept ones follow it: {:?}",
+        chats(&col)
     );
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("each batch is tried once") && stderr.contains("takes spans again"),
+        stderr.contains("each batch is tried once and kept")
+            && stderr.contains("takes spans again; sending the 2 spans kept"),
         "{stderr}"
     );
-    assert!(stderr.contains("2 spans failed"), "{stderr}");
-    assert_eq!(chat_spans(&col), 1);
+    assert!(stderr.contains(", 0 spans failed"), "{stderr}");
+    assert_eq!(chats(&col), (3, 3), "each span once");
     assert!(
         col.got
             .lock()
@@ -654,6 +661,47 @@ async fn live_export_tries_each_batch_once_while_the_collector_fails_then_recove
             .any(|s| s.name == "invoke_agent" && s.parent_span_id.is_empty()),
         "the root goes out at stop"
     );
+}
+
+/// A collector that is down until the recorder stops: what was kept for it is counted
+/// as failed, and the user is told it was never taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_kept_for_a_collector_that_never_comes_back_are_counted_at_the_stop() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    // Bound and closed: connections to it are refused.
+    let endpoint = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let d = record_live(&dirs, &up, "gone", &endpoint);
+    let c = client(&d, &dirs);
+    chat(
+        &c,
+        &up,
+        &[json!({"role": "user", "content": "Weather in Accra?"})],
+        false,
+    )
+    .await;
+    // The first batch's five attempts take 4.5 s of back-off.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("each batch is tried once and kept"),
+        "{stderr}"
+    );
+    // The chat span kept, then at the stop the root and the tool call never answered,
+    // tried once and kept too.
+    assert!(
+        stderr.contains("3 spans kept for") && stderr.contains("were never taken"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 spans sent") && stderr.contains(", 3 spans failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("recorded 1 exchange"), "{stderr}");
 }
 
 /// A collector that takes the connection and never answers: stopping the recorder waits

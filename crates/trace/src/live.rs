@@ -74,23 +74,43 @@ pub struct LiveExporter {
 struct Counts {
     exported: AtomicU64,
     failed: AtomicU64,
-    /// Built and not yet sent or given up: lost too if the exporter is stopped first.
+    /// Built and not yet sent or given up (kept for a collector that is down too): lost
+    /// if the exporter is stopped first.
     waiting: AtomicU64,
 }
 
+impl Counts {
+    fn taken(&self, n: u64) {
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+        self.exported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn lost(&self, n: u64) {
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+        self.failed.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How many bytes of encoded spans are kept for a collector that does not take them,
+/// to send once it takes spans again: the oldest batches go first past it.
+pub const BACKLOG_BYTES: usize = 32 << 20;
+
 /// The exporter's way to the collector. After a batch failed every attempt, the next
 /// batches get one attempt each (no back-off) until one is taken: a collector that is
-/// down costs neither a stall of seconds per batch nor a warning per batch.
+/// down costs neither a stall of seconds per batch nor a warning per batch. What it did
+/// not take is kept (up to [`BACKLOG_BYTES`]) and sent once it takes a batch again: a
+/// collector restarted during a run loses nothing.
 struct Link {
     pusher: Pusher,
     once: Pusher,
     down: bool,
     /// True once the recorder stops: no more back-off before a retry.
     stop: tokio::sync::watch::Receiver<bool>,
+    kept: Backlog,
 }
 
 impl Link {
-    fn new(pusher: Pusher, stop: tokio::sync::watch::Receiver<bool>) -> Link {
+    fn new(pusher: Pusher, stop: tokio::sync::watch::Receiver<bool>, kept: usize) -> Link {
         let mut once = pusher.clone();
         once.attempts = 1;
         Link {
@@ -98,7 +118,161 @@ impl Link {
             once,
             down: false,
             stop,
+            kept: Backlog::new(kept),
         }
+    }
+
+    /// Pushes one batch of `n` spans: once while the collector is down, else with
+    /// retries. Not taken, it is kept for later; taken after the collector was down,
+    /// what was kept goes out behind it.
+    async fn send(&mut self, body: bytes::Bytes, n: u64, c: &Counts) {
+        let pusher = if self.down { &self.once } else { &self.pusher };
+        match pusher
+            .push_bytes_or_stop(body.clone(), Some(&self.stop))
+            .await
+        {
+            Ok(()) => {
+                c.taken(n);
+                if self.down {
+                    self.down = false;
+                    tracing::warn!(
+                        "live OTLP export: {} takes spans again; sending the {} kept \
+                         while it did not",
+                        self.pusher.url(),
+                        spans(self.kept.spans)
+                    );
+                    self.resend(c).await;
+                }
+            }
+            Err(e) => {
+                if self.down {
+                    tracing::debug!("live OTLP export: {e}; {} kept", spans(n));
+                } else {
+                    self.down = true;
+                    tracing::warn!(
+                        "live OTLP export: {e}. Until it takes a batch again, each batch is \
+                         tried once and kept (up to {} MiB, the oldest dropped past it) to \
+                         send then",
+                        self.kept.limit >> 20
+                    );
+                }
+                self.keep(body, n, c);
+            }
+        }
+    }
+
+    fn keep(&mut self, body: bytes::Bytes, n: u64, c: &Counts) {
+        let dropped = self.kept.keep(body, n);
+        if dropped > 0 {
+            c.lost(dropped);
+            if !self.kept.overflowed {
+                self.kept.overflowed = true;
+                tracing::warn!(
+                    "live OTLP export: the spans kept for the collector passed {} MiB; \
+                     the oldest are dropped (counted at the end)",
+                    self.kept.limit >> 20
+                );
+            }
+        }
+    }
+
+    /// Sends what was kept, oldest first, until the collector refuses one again.
+    async fn resend(&mut self, c: &Counts) {
+        self.kept.overflowed = false;
+        while let Some((body, n)) = self.kept.pop() {
+            if let Err(e) = self
+                .pusher
+                .push_bytes_or_stop(body.clone(), Some(&self.stop))
+                .await
+            {
+                self.down = true;
+                tracing::warn!(
+                    "live OTLP export: {e}; {} kept to send when it takes spans again",
+                    spans(self.kept.spans + n)
+                );
+                self.kept.put_back(body, n);
+                return;
+            }
+            c.taken(n);
+        }
+    }
+
+    /// The recorder stopped and the collector never took these: counted as failed.
+    fn give_up(&mut self, c: &Counts) {
+        let left = self.kept.clear();
+        if left > 0 {
+            c.lost(left);
+            tracing::warn!(
+                "live OTLP export: {} kept for {} were never taken",
+                spans(left),
+                self.pusher.url()
+            );
+        }
+    }
+}
+
+/// Batches the collector did not take, oldest first, bounded in bytes.
+struct Backlog {
+    batches: std::collections::VecDeque<(bytes::Bytes, u64)>,
+    bytes: usize,
+    spans: u64,
+    limit: usize,
+    /// Batches were dropped since the collector last came back (one warning for them).
+    overflowed: bool,
+}
+
+impl Backlog {
+    fn new(limit: usize) -> Backlog {
+        Backlog {
+            batches: Default::default(),
+            bytes: 0,
+            spans: 0,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// Keeps a batch of `n` spans; returns how many spans of the oldest batches were
+    /// dropped to stay within the bound (a batch larger than the bound is dropped too).
+    fn keep(&mut self, body: bytes::Bytes, n: u64) -> u64 {
+        self.put(body, n, false);
+        let mut dropped = 0;
+        while self.bytes > self.limit {
+            let Some((_, n)) = self.pop() else {
+                break;
+            };
+            dropped += n;
+        }
+        dropped
+    }
+
+    fn put(&mut self, body: bytes::Bytes, n: u64, front: bool) {
+        self.bytes += body.len();
+        self.spans += n;
+        if front {
+            self.batches.push_front((body, n));
+        } else {
+            self.batches.push_back((body, n));
+        }
+    }
+
+    /// Puts back, first in line, a batch just taken out.
+    fn put_back(&mut self, body: bytes::Bytes, n: u64) {
+        self.put(body, n, true);
+    }
+
+    fn pop(&mut self) -> Option<(bytes::Bytes, u64)> {
+        let (body, n) = self.batches.pop_front()?;
+        self.bytes -= body.len();
+        self.spans -= n;
+        Some((body, n))
+    }
+
+    /// Empties it; returns the spans it held.
+    fn clear(&mut self) -> u64 {
+        let n = self.spans;
+        *self = Backlog::new(self.limit);
+        n
     }
 }
 
@@ -155,7 +329,7 @@ impl LiveExporter {
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let mut link = Link::new(pusher, stop_rx);
+        let mut link = Link::new(pusher, stop_rx, BACKLOG_BYTES);
         let task = tokio::spawn(async move {
             let mut sessions: HashMap<String, SessionLive> = HashMap::new();
             let mut out: HashMap<String, Vec<Outgoing>> = HashMap::new();
@@ -220,6 +394,7 @@ impl LiveExporter {
                 Ordering::Relaxed,
             );
             flush(&mut link, &mut out, &c).await;
+            link.give_up(&c);
         });
         LiveExporter {
             tx: inbox,
@@ -286,39 +461,8 @@ async fn flush(link: &mut Link, out: &mut HashMap<String, Vec<Outgoing>>, c: &Co
             continue;
         }
         let batch: Vec<_> = std::mem::take(buf);
-        let n = batch.len() as u64;
-        let body = pb::request(session, &batch);
-        let pusher = if link.down { &link.once } else { &link.pusher };
-        let pushed = pusher
-            .push_bytes_or_stop(bytes::Bytes::from(body), Some(&link.stop))
-            .await;
-        c.waiting.fetch_sub(n, Ordering::Relaxed);
-        match pushed {
-            Ok(()) => {
-                c.exported.fetch_add(n, Ordering::Relaxed);
-                if link.down {
-                    link.down = false;
-                    tracing::warn!(
-                        "live OTLP export: {} takes spans again ({} lost so far)",
-                        link.pusher.url(),
-                        spans(c.failed.load(Ordering::Relaxed))
-                    );
-                }
-            }
-            Err(e) => {
-                c.failed.fetch_add(n, Ordering::Relaxed);
-                if link.down {
-                    tracing::debug!("live OTLP export: {e}; {} lost", spans(n));
-                } else {
-                    link.down = true;
-                    tracing::warn!(
-                        "live OTLP export: {e}; {} lost. Until it takes a batch again, \
-                         each batch is tried once and what is lost is counted at the end",
-                        spans(n)
-                    );
-                }
-            }
-        }
+        let body = bytes::Bytes::from(pb::request(session, &batch));
+        link.send(body, batch.len() as u64, c).await;
     }
 }
 
@@ -479,6 +623,33 @@ mod tests {
             .iter()
             .find(|kv| kv.key == key)
             .map(|kv| format!("{:?}", kv.value))
+    }
+
+    #[test]
+    fn the_backlog_keeps_batches_in_order_within_its_bound_dropping_the_oldest() {
+        let body = |len: usize, tag: u8| bytes::Bytes::from(vec![tag; len]);
+        let mut b = Backlog::new(100);
+        assert_eq!(b.keep(body(40, 1), 4), 0);
+        assert_eq!(b.keep(body(40, 2), 5), 0);
+        assert_eq!((b.bytes, b.spans), (80, 9));
+        // A third batch of 40 bytes passes the bound: the oldest (4 spans) goes.
+        assert_eq!(b.keep(body(40, 3), 6), 4);
+        assert_eq!((b.bytes, b.spans), (80, 11));
+        let (first, n) = b.pop().unwrap();
+        assert_eq!((first[0], n), (2, 5));
+        assert_eq!((b.bytes, b.spans), (40, 6));
+        b.put_back(first, n);
+        assert_eq!(
+            b.pop().unwrap().0[0],
+            2,
+            "a batch put back is first in line"
+        );
+        // A batch larger than the bound is dropped at once, with what is older.
+        assert_eq!(b.keep(body(200, 4), 7), 6 + 7);
+        assert_eq!((b.bytes, b.spans, b.batches.len()), (0, 0, 0));
+        b.keep(body(10, 5), 1);
+        assert_eq!(b.clear(), 1);
+        assert_eq!((b.bytes, b.spans, b.limit), (0, 0, 100));
     }
 
     #[test]

@@ -434,7 +434,10 @@ impl Pusher {
         }
         Err(OtlpError::Unreachable {
             url: self.url.clone(),
-            why: format!("{last_err} (after {tried} attempts{stopped})"),
+            why: format!(
+                "{last_err} (after {}{stopped})",
+                crate::live::counted(tried.into(), "attempt")
+            ),
         })
     }
 }
