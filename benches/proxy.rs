@@ -17,6 +17,8 @@
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
+#![forbid(unsafe_code)]
+
 mod baseline;
 
 use std::collections::BTreeMap;
@@ -46,7 +48,7 @@ struct Proxy {
 
 impl Proxy {
     fn start(args: &[&str], work: &Path) -> Proxy {
-        let mut cmd = Command::new(tapedeck());
+        let mut cmd = child_command(tapedeck());
         cmd.args(args)
             .args(["--listen", "127.0.0.1:0", "-q"])
             .env("TAPEDECK_LOG", "tapedeck=info")
@@ -56,7 +58,6 @@ impl Proxy {
 
     /// Starts `cmd` and waits for the `listening on ADDR` line on its stderr.
     fn spawn(mut cmd: Command, label: &str) -> Proxy {
-        dies_with_bench(&mut cmd);
         let t0 = Instant::now();
         let mut child = cmd
             .stdout(Stdio::null())
@@ -457,8 +458,7 @@ fn start_mitm(bin: &Path, work: &Path, upstream_ca: &Path) -> Option<Mitm> {
         .port();
     let conf = work.join("mitm-conf");
     std::fs::create_dir_all(&conf).ok()?;
-    let mut cmd = Command::new(bin);
-    dies_with_bench(&mut cmd);
+    let mut cmd = child_command(bin);
     let child = cmd
         .args([
             "--listen-host",
@@ -601,24 +601,27 @@ fn main() {
 /// The prefix of the bench's work directory in the temp dir.
 const WORK_PREFIX: &str = "tapedeck-bench-";
 
-/// Makes `cmd`'s process get SIGTERM when the bench dies: a bench killed midway (Ctrl-C,
-/// `pkill`) leaves no proxy running on behind it.
-fn dies_with_bench(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+/// A command that runs `program` so that it gets SIGTERM when the bench dies: a bench
+/// killed midway (Ctrl-C, `pkill`) leaves no proxy running on behind it. util-linux's
+/// `setpriv --pdeathsig` sets that up and then executes the program in its own process
+/// (the pid the bench watches is the program's); without `setpriv`, the program runs as
+/// it is.
+fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let setpriv = *SETPRIV.get_or_init(|| {
+        Command::new("setpriv")
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !setpriv {
+        return Command::new(program);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "TERM", "--"]).arg(program);
+    cmd
 }
 
 /// Removes the work directories of earlier bench runs that were killed before they could
@@ -698,7 +701,7 @@ async fn run() {
             "bench: bare forwarder (TLS in, HTTP parsed, sent on over TLS; nothing recorded)"
         );
         let fwd_ca = w.join("forwarder-ca.pem");
-        let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
+        let mut cmd = child_command(std::env::current_exe().expect("the bench binary"));
         cmd.env("TAPEDECK_BENCH_FORWARDER", "1")
             .env("TAPEDECK_BENCH_UPSTREAM", up.addr.to_string())
             .env("TAPEDECK_BENCH_UPSTREAM_CA", &up.ca_path)

@@ -11,6 +11,8 @@
 //! grows, each answer differs). Prints µs per exchange (wall and this process's CPU,
 //! sled's own threads included) and the peak resident memory after each case.
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use tapedeck_model::exchange::{BodyRef, Event, Kind, RequestRecord, ResponseRecord, Timing};

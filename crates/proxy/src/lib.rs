@@ -5,6 +5,8 @@
 //! the session it belongs to. Clients speak HTTP/1.1 to the proxy itself (absolute-form
 //! requests and CONNECT); inside an intercepted tunnel they may speak HTTP/1.1 or HTTP/2.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod body;
 pub mod ca;

@@ -6,6 +6,8 @@
 //! exchange is already stored (and durable at the next group commit, well under
 //! 100 ms later).
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod inject;
 pub mod upstream;

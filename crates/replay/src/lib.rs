@@ -7,6 +7,8 @@
 //! answers 404 with `x-tapedeck-miss` and an error body in the shape the client reads
 //! (404: the SDKs retry 408/409/429/5xx, and a miss must not be retried into noise).
 
+#![forbid(unsafe_code)]
+
 pub mod hybrid;
 pub mod index;
 pub mod live;

@@ -353,11 +353,7 @@ const NICE: i32 = 10;
 fn lower_priority() {
     // On Linux a thread id names one thread to `setpriority`; raising one's own nice
     // value needs no privilege. Failing leaves the priority as it was.
-    // SAFETY: plain system calls on this thread's own id, no memory is passed.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE as libc::c_int);
-    }
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE);
 }
 
 #[cfg(not(target_os = "linux"))]

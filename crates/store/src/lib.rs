@@ -6,6 +6,8 @@
 //! Large bodies are written in segments while they stream, so recording a 5 MB
 //! download never holds the whole of it in memory.
 
+#![forbid(unsafe_code)]
+
 pub mod check;
 mod issues;
 pub mod journal;

@@ -7,6 +7,8 @@
 //! [`causal`] reads which events carry content of which earlier ones: the tree hangs tool
 //! exchanges by it, and replay orders its answers by it.
 
+#![forbid(unsafe_code)]
+
 pub mod adapters;
 pub mod analyze;
 pub mod case;
