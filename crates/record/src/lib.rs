@@ -213,82 +213,9 @@ impl Recorder {
             }
         };
         let step = given.step.unwrap_or_else(|| clock.next_step());
-        let start = Instant::now();
-        let start_unix_ns = now_unix_ns();
-        let guard = self.inflight.enter();
         let (mut parts, incoming) = req.into_parts();
-
-        let agent = parts
-            .headers
-            .remove(AGENT_HEADER)
-            .and_then(|v| v.to_str().ok().map(str::to_string))
-            .or(ctx.agent.clone());
-        let mut secrets = Secrets::default();
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
-        let req_ct = header(&req_headers, "content-type").map(str::to_string);
-        let mut req_capture = Capture::new(
-            self.store.clone(),
-            header(&req_headers, "content-encoding"),
-            keep_limit(req_ct.as_deref()),
-            false,
-            start,
-            self.max_body,
-            BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
-        );
-        req_capture.defer_writes();
-        req_capture.expect(header(&req_headers, "content-length"));
-        let tee = Arc::new(Mutex::new(RequestTee {
-            inner: Some(incoming),
-            capture: Some(req_capture),
-            done: false,
-        }));
-
-        let mut pending = Pending {
-            recorder: self.clone(),
-            clock,
-            step,
-            start,
-            start_unix_ns,
-            agent,
-            method: parts.method.to_string(),
-            url,
-            version: version_str(parts.version).to_string(),
-            req_headers,
-            req_ct,
-            secrets,
-            req_stored: None,
-            tee: tee.clone(),
-            head: None,
-            resp_capture: None,
-            ws: None,
-            injected: None,
-            key: None,
-            _guard: guard,
-        };
-        let injection = given.injection.or_else(|| {
-            let f = self.faults.as_ref()?;
-            let session = pending.clock.name().as_str();
-            f.decide(
-                session,
-                step,
-                &pending.method,
-                &parts.uri.to_string(),
-                &self.rules,
-            )
-        });
-        if let Some(i) = &injection {
-            tracing::info!(
-                "#{step} {} {}: injected {}",
-                pending.method,
-                pending.url,
-                i.rule
-            );
-            pending.injected = Some(i.mark());
-            if let Some(d) = i.delay() {
-                tokio::time::sleep(d).await;
-            }
-        }
+        let (mut pending, tee) = self.begin(clock, step, &mut parts, incoming, &ctx);
+        let injection = self.inject(given.injection, &mut pending, &parts.uri).await;
 
         hop::strip(&mut parts.headers);
         let head_request = parts.method == http::Method::HEAD;
@@ -350,105 +277,203 @@ impl Recorder {
             None => r,
         });
         match sent {
-            Ok(mut resp) => {
-                let upgraded = match client_upgrade {
-                    Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                        Some((client, hyper::upgrade::on(&mut resp), Instant::now()))
-                    }
-                    _ => None,
-                };
-                let (mut rparts, rbody) = resp.into_parts();
-                let ttfb_ns = start.elapsed().as_nanos() as u64;
-                // A request that has ended is stored now, so the values of its secret
-                // fields are scrubbed from the response as it streams.
-                if pending.request_ended() {
-                    pending = match pending.settled().await {
-                        Some(p) => p,
-                        None => return store_failed(),
-                    };
-                    pending.queue_key();
-                }
-                let mut resp_headers =
-                    redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
-                redact::scrub_headers(&mut resp_headers, &pending.secrets);
-                if let Some(err) = self.refuse_by_length(&resp_headers) {
-                    tracing::warn!("#{step} {}", err.message);
-                    drop(rbody);
-                    let resp = error_response(&err);
-                    pending.finish_stored(Some(err), false).await;
-                    return resp;
-                }
-                let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
-                let resp_ct = header(&resp_headers, "content-type");
-                let mut capture = Capture::new(
-                    self.store.clone(),
-                    header(&resp_headers, "content-encoding"),
-                    keep_limit(resp_ct),
-                    streaming,
-                    start,
-                    self.max_body,
-                    BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
-                );
-                capture.defer_writes();
-                if !has_no_body(head_request, rparts.status, &rbody) {
-                    // A HEAD's answer or a 304 says the length of a body it does not send.
-                    capture.expect(header(&resp_headers, "content-length"));
-                }
-                pending.resp_capture = Some(capture);
-                pending.head = Some(Head {
-                    status: rparts.status.as_u16(),
-                    version: version_str(rparts.version).to_string(),
-                    headers: resp_headers,
-                    ttfb_ns,
-                });
-                if let Some((client, upstream, at)) = upgraded {
-                    // The 101 keeps its Upgrade and Connection headers: they are the switch.
-                    rparts.version = http::Version::HTTP_11;
-                    let slot = ctx.slot.clone();
-                    tokio::spawn(async move {
-                        ws::relay(pending, client, upstream, at).await;
-                        drop(slot);
-                    });
-                    return Response::from_parts(rparts, body::empty());
-                }
-                hop::strip(&mut rparts.headers);
-                rparts.version = http::Version::HTTP_11;
-                if has_no_body(head_request, rparts.status, &rbody) {
-                    // Nothing will be polled: hyper writes no body for these, so the
-                    // event is complete now (never a hang-up), its framing headers kept.
-                    pending.finish_stored(None, true).await;
-                    return Response::from_parts(rparts, body::empty());
-                }
-                let small = !streaming
-                    && rbody
-                        .size_hint()
-                        .exact()
-                        .is_some_and(|n| n <= WHOLE_AT_HEAD);
-                let mut body = ResponseTee::new(rbody, pending);
-                if small {
-                    if let Some(data) = body.whole_if_here().await {
-                        // Recorded already: head and body leave in one write.
-                        return Response::from_parts(rparts, body::full(data));
-                    }
-                }
-                Response::from_parts(rparts, body.boxed_unsync())
+            Ok(resp) => {
+                let upgrade = client_upgrade.map(|client| (client, ctx.slot.clone()));
+                self.answer(pending, resp, upgrade, head_request).await
             }
-            Err(mut err) => {
-                err.message = pending.secrets.scrub_str(&err.message).into_owned();
-                pending.drain_request().await;
-                let err = match pending.request_too_large() {
-                    Some(max) => too_large("request", max),
-                    None => err,
-                };
-                tracing::warn!("#{step} upstream failed: {}", err.message);
-                let mut resp = error_response(&err);
-                if err.kind == ErrorKind::TooLarge && !client_h2 {
-                    close_after(&mut resp, http::Version::HTTP_11);
-                }
-                pending.finish_stored(Some(err), false).await;
-                resp
+            Err(err) => failed(pending, err, client_h2).await,
+        }
+    }
+
+    /// The exchange as it starts: its times, agent, the request's URL and headers
+    /// redacted, and the capture of its body, teed off as the body goes upstream.
+    fn begin(
+        self: &Arc<Self>,
+        clock: Arc<SessionClock>,
+        step: u64,
+        parts: &mut http::request::Parts,
+        incoming: ProxyBody,
+        ctx: &ClientCtx,
+    ) -> (Pending, Arc<Mutex<RequestTee>>) {
+        let start = Instant::now();
+        let start_unix_ns = now_unix_ns();
+        let guard = self.inflight.enter();
+        // The agent's name is for tapedeck: it does not go upstream.
+        let agent = parts
+            .headers
+            .remove(AGENT_HEADER)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or(ctx.agent.clone());
+        let mut secrets = Secrets::default();
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let req_ct = header(&req_headers, "content-type").map(str::to_string);
+        let mut req_capture = Capture::new(
+            self.store.clone(),
+            header(&req_headers, "content-encoding"),
+            keep_limit(req_ct.as_deref()),
+            false,
+            start,
+            self.max_body,
+            BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
+        );
+        req_capture.defer_writes();
+        req_capture.expect(header(&req_headers, "content-length"));
+        let tee = Arc::new(Mutex::new(RequestTee {
+            inner: Some(incoming),
+            capture: Some(req_capture),
+            done: false,
+        }));
+        let pending = Pending {
+            recorder: self.clone(),
+            clock,
+            step,
+            start,
+            start_unix_ns,
+            agent,
+            method: parts.method.to_string(),
+            url,
+            version: version_str(parts.version).to_string(),
+            req_headers,
+            req_ct,
+            secrets,
+            req_stored: None,
+            tee: tee.clone(),
+            head: None,
+            resp_capture: None,
+            ws: None,
+            injected: None,
+            key: None,
+            _guard: guard,
+        };
+        (pending, tee)
+    }
+
+    /// The fault `--inject` (or the caller) puts into this exchange, if any: marked on
+    /// the event, and its delay waited out.
+    async fn inject(
+        &self,
+        given: Option<Injection>,
+        pending: &mut Pending,
+        uri: &http::Uri,
+    ) -> Option<Injection> {
+        let injection = given.or_else(|| {
+            let f = self.faults.as_ref()?;
+            let session = pending.clock.name().as_str();
+            f.decide(
+                session,
+                pending.step,
+                &pending.method,
+                &uri.to_string(),
+                &self.rules,
+            )
+        });
+        if let Some(i) = &injection {
+            tracing::info!(
+                "#{} {} {}: injected {}",
+                pending.step,
+                pending.method,
+                pending.url,
+                i.rule
+            );
+            pending.injected = Some(i.mark());
+            if let Some(d) = i.delay() {
+                tokio::time::sleep(d).await;
             }
         }
+        injection
+    }
+
+    /// The upstream's answer, passed on to the client while its body is recorded (or
+    /// refused when it says it is larger than `--max-body`; a 101 hands the connection
+    /// to the WebSocket relay, with the slot that counts it).
+    async fn answer(
+        &self,
+        mut pending: Pending,
+        mut resp: Response<ProxyBody>,
+        upgrade: Option<(hyper::upgrade::OnUpgrade, Option<tapedeck_proxy::Slot>)>,
+        head_request: bool,
+    ) -> Response<ProxyBody> {
+        let (step, start) = (pending.step, pending.start);
+        let upgraded = match upgrade {
+            Some((client, slot)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some((client, hyper::upgrade::on(&mut resp), Instant::now(), slot))
+            }
+            _ => None,
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let ttfb_ns = start.elapsed().as_nanos() as u64;
+        // A request that has ended is stored now, so the values of its secret fields are
+        // scrubbed from the response as it streams.
+        if pending.request_ended() {
+            pending = match pending.settled().await {
+                Some(p) => p,
+                None => return store_failed(),
+            };
+            pending.queue_key();
+        }
+        let mut resp_headers = redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+        redact::scrub_headers(&mut resp_headers, &pending.secrets);
+        if let Some(err) = self.refuse_by_length(&resp_headers) {
+            tracing::warn!("#{step} {}", err.message);
+            drop(rbody);
+            let resp = error_response(&err);
+            pending.finish_stored(Some(err), false).await;
+            return resp;
+        }
+        let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
+        let resp_ct = header(&resp_headers, "content-type");
+        let mut capture = Capture::new(
+            self.store.clone(),
+            header(&resp_headers, "content-encoding"),
+            keep_limit(resp_ct),
+            streaming,
+            start,
+            self.max_body,
+            BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
+        );
+        capture.defer_writes();
+        if !has_no_body(head_request, rparts.status, &rbody) {
+            // A HEAD's answer or a 304 says the length of a body it does not send.
+            capture.expect(header(&resp_headers, "content-length"));
+        }
+        pending.resp_capture = Some(capture);
+        pending.head = Some(Head {
+            status: rparts.status.as_u16(),
+            version: version_str(rparts.version).to_string(),
+            headers: resp_headers,
+            ttfb_ns,
+        });
+        if let Some((client, upstream, at, slot)) = upgraded {
+            // The 101 keeps its Upgrade and Connection headers: they are the switch.
+            rparts.version = http::Version::HTTP_11;
+            tokio::spawn(async move {
+                ws::relay(pending, client, upstream, at).await;
+                drop(slot);
+            });
+            return Response::from_parts(rparts, body::empty());
+        }
+        hop::strip(&mut rparts.headers);
+        rparts.version = http::Version::HTTP_11;
+        if has_no_body(head_request, rparts.status, &rbody) {
+            // Nothing will be polled: hyper writes no body for these, so the event is
+            // complete now (never a hang-up), its framing headers kept.
+            pending.finish_stored(None, true).await;
+            return Response::from_parts(rparts, body::empty());
+        }
+        let small = !streaming
+            && rbody
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= WHOLE_AT_HEAD);
+        let mut body = ResponseTee::new(rbody, pending);
+        if small {
+            if let Some(data) = body.whole_if_here().await {
+                // Recorded already: head and body leave in one write.
+                return Response::from_parts(rparts, body::full(data));
+            }
+        }
+        Response::from_parts(rparts, body.boxed_unsync())
     }
 
     /// What the client gets from an injected `reset` (the connection dropped) or
@@ -478,6 +503,28 @@ impl Recorder {
             ),
         })
     }
+}
+
+/// The upstream could not be reached or failed midway: the client is told why (a
+/// request over `--max-body` as such) and the event keeps the error.
+async fn failed(
+    mut pending: Pending,
+    mut err: ExchangeError,
+    client_h2: bool,
+) -> Response<ProxyBody> {
+    err.message = pending.secrets.scrub_str(&err.message).into_owned();
+    pending.drain_request().await;
+    let err = match pending.request_too_large() {
+        Some(max) => too_large("request", max),
+        None => err,
+    };
+    tracing::warn!("#{} upstream failed: {}", pending.step, err.message);
+    let mut resp = error_response(&err);
+    if err.kind == ErrorKind::TooLarge && !client_h2 {
+        close_after(&mut resp, http::Version::HTTP_11);
+    }
+    pending.finish_stored(Some(err), false).await;
+    resp
 }
 
 /// The answer when storing the request failed (the writer's job panicked; logged).
