@@ -1,6 +1,7 @@
 //! Hostile input gets a clear error, never a panic or a hang: proxy credentials that are
 //! not UTF-8 once decoded, OTLP headers likewise, tapes whose metadata would overflow
-//! replay's arithmetic or make it wait for ever, and bodies that would bloat a tape.
+//! replay's arithmetic or make it wait for ever, recorded headers that would break the
+//! answer's head, and bodies that would bloat a tape.
 
 use crate::support;
 
@@ -217,4 +218,32 @@ async fn a_body_of_nul_bytes_exports_as_a_file_or_base64_never_six_bytes_each() 
         support::harness::read_tape(&again).1[0]["request"]["body"],
         *body
     );
+}
+
+/// A tape whose recorded response header carries a line break (an edit that tries to
+/// slip a header of its own into the answer) replays as a clear 500 naming the step,
+/// never as the injected header, and the replay keeps serving (the next request is
+/// answered: a miss, the step having been used).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_header_with_a_line_break_is_refused_when_served_never_sent() {
+    let (dirs, _, mut lines) = recorded_tape().await;
+    let url = lines[1]["request"]["url"].as_str().unwrap().to_string();
+    lines[1]["response"]["headers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(["x-note", "a\r\nset-cookie: injected=1"]));
+    let tape = dirs.path("header.jsonl");
+    write_tape(&tape, &lines);
+    let d = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let via = client(&d, &dirs);
+    let resp = via.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("step 1 has a bad header"), "{text}");
+    // Still serving: the step was used, so the same request again is a miss.
+    let again = via.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    let (code, stderr) = d.stop();
+    assert_ne!(code, 101, "{stderr}");
 }

@@ -736,22 +736,7 @@ impl Replayer {
     ) -> Response<ProxyBody> {
         let recorded = self.pace == Pace::Recorded;
         let Some(r) = &ev.response else {
-            // No response was recorded: the upstream failed; fail the same way.
-            let err = ev
-                .error
-                .clone()
-                .unwrap_or(tapedeck_model::exchange::ExchangeError {
-                    kind: tapedeck_model::exchange::ErrorKind::Other,
-                    message: "the recording has no response for this step".into(),
-                });
-            if recorded {
-                let took =
-                    Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
-                tokio::time::sleep_until(wait_until(arrived, took).into()).await;
-            }
-            let mut resp = error_response(&err);
-            resp.headers_mut().insert(STEP_HEADER, ev.step.into());
-            return resp;
+            return failed_as_recorded(ev, arrived, recorded).await;
         };
         let no_body = prefetch::has_no_body(method.as_str(), r.status);
         // A body declared empty cannot have been cut (older recordings marked some so).
@@ -783,39 +768,11 @@ impl Replayer {
         let now = Instant::now();
         let arrived = now.checked_sub(ttfb).unwrap_or(now);
         let coding = r.body.encoding.as_deref().and_then(Coding::parse);
-        // The head is built in place (a `Response::builder` moves its parts through every
-        // header it adds: a tenth of a small answer's serving time went there).
-        let bad = |e: &dyn std::fmt::Display| {
-            body::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("tapedeck: step {} has a bad header: {e}", ev.step),
-            )
-        };
-        let status = match StatusCode::from_u16(r.status) {
-            Ok(s) => s,
+        let bad = |e: &dyn std::fmt::Display| bad_header(ev, e);
+        let (status, mut head) = match recorded_head(ev, r, coding, answer) {
+            Ok(h) => h,
             Err(e) => return bad(&e),
         };
-        let mut head = http::HeaderMap::with_capacity(r.headers.len() + 2);
-        for (name, value) in &r.headers {
-            if is_framing_header(name)
-                || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some())
-            {
-                continue;
-            }
-            let value = match (&answer.session, name.as_str()) {
-                (Some(live), mcp::SESSION_HEADER) => live.as_str(),
-                _ => value.as_str(),
-            };
-            let name = match http::HeaderName::from_bytes(name.as_bytes()) {
-                Ok(n) => n,
-                Err(e) => return bad(&e),
-            };
-            match http::HeaderValue::from_str(value) {
-                Ok(v) => head.append(name, v),
-                Err(e) => return bad(&e),
-            };
-        }
-        head.insert(STEP_HEADER, ev.step.into());
         let length = |n: u64| http::HeaderValue::from(n);
         let (data, chunks) = answer.body(data, r.chunks.clone());
         // A stream the recorded client hung up on stays open until this one does; an MCP
@@ -905,6 +862,62 @@ impl Replayer {
         *resp.headers_mut() = head;
         resp
     }
+}
+
+/// A step whose upstream failed when it was recorded fails the same way, after as long.
+async fn failed_as_recorded(ev: &Event, arrived: Instant, recorded: bool) -> Response<ProxyBody> {
+    let err = ev
+        .error
+        .clone()
+        .unwrap_or(tapedeck_model::exchange::ExchangeError {
+            kind: tapedeck_model::exchange::ErrorKind::Other,
+            message: "the recording has no response for this step".into(),
+        });
+    if recorded {
+        let took = Duration::from_nanos(ev.timing.end_ns.saturating_sub(ev.timing.start_ns));
+        tokio::time::sleep_until(wait_until(arrived, took).into()).await;
+    }
+    let mut resp = error_response(&err);
+    resp.headers_mut().insert(STEP_HEADER, ev.step.into());
+    resp
+}
+
+/// The recorded status and headers of `ev`'s response, framing headers left out (the
+/// body sets its own), its step added, and an MCP session id swapped for the live one.
+/// Built in place: a `Response::builder` moves its parts through every header it adds,
+/// which took a tenth of a small answer's serving time. Fails with what cannot be sent.
+fn recorded_head(
+    ev: &Event,
+    r: &tapedeck_model::exchange::ResponseRecord,
+    coding: Option<Coding>,
+    answer: &mcp::Answer,
+) -> Result<(StatusCode, http::HeaderMap), String> {
+    let status = StatusCode::from_u16(r.status).map_err(|e| e.to_string())?;
+    let mut head = http::HeaderMap::with_capacity(r.headers.len() + 2);
+    for (name, value) in &r.headers {
+        if is_framing_header(name)
+            || (coding.is_none() && name == "content-encoding" && r.body.encoding.is_some())
+        {
+            continue;
+        }
+        let value = match (&answer.session, name.as_str()) {
+            (Some(live), mcp::SESSION_HEADER) => live.as_str(),
+            _ => value.as_str(),
+        };
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        head.append(name, value);
+    }
+    head.insert(STEP_HEADER, ev.step.into());
+    Ok((status, head))
+}
+
+/// What the client gets for a recorded header (or status) that cannot be sent.
+pub(crate) fn bad_header(ev: &Event, e: &dyn std::fmt::Display) -> Response<ProxyBody> {
+    body::text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("tapedeck: step {} has a bad header: {e}", ev.step),
+    )
 }
 
 /// What the read-ahead brought for the response: its body, or the parts of a large one.

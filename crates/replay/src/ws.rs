@@ -101,12 +101,7 @@ pub(super) async fn respond(
         .header(STEP_HEADER, ev.step);
     let resp = match builder.body(body::empty()) {
         Ok(r) => r,
-        Err(e) => {
-            return body::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("tapedeck: step {} has a bad header: {e}", ev.step),
-            )
-        }
+        Err(e) => return crate::bad_header(ev, &e),
     };
     let step = ev.step;
     tokio::spawn(async move {
