@@ -146,6 +146,10 @@ pub enum InvalidEvent {
         "header name {0:?} is not lower case (tapedeck writes every header name in lower case)"
     )]
     HeaderCase(String),
+    #[error("header name {0:?} is not an HTTP header name")]
+    HeaderName(String),
+    #[error("header {0:?}: its value holds a line break or another control character, which HTTP cannot carry")]
+    HeaderValue(String),
 }
 
 /// Why a tape could not be written.
@@ -605,7 +609,7 @@ impl<R: BufRead> TapeReader<R> {
 /// Checks what later code trusts of an event beyond its bodies (whose lengths and hashes
 /// `materialize` checks): times are in order and within [`MAX_EXCHANGE_TIME`], chunk
 /// offsets are finite and in range, chunk lengths add up (without overflow) to no more
-/// than the body, the status is a status.
+/// than the body, the status is a status, headers can be sent.
 fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
     let max_ns = MAX_EXCHANGE_TIME.as_nanos() as u64;
     let max_ms = MAX_EXCHANGE_TIME.as_millis() as f64;
@@ -643,11 +647,11 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
             });
         }
     }
-    check_header_names(&ev.request.headers)?;
+    check_headers(&ev.request.headers)?;
     let Some(r) = &ev.response else {
         return Ok(());
     };
-    check_header_names(&r.headers)?;
+    check_headers(&r.headers)?;
     if !(100..=999).contains(&r.status) {
         return Err(InvalidEvent::Status(r.status));
     }
@@ -668,17 +672,31 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
     Ok(())
 }
 
-/// Header names are lower case, as tapedeck writes them: replay recognises the framing
-/// headers it must recompute (`content-length`, ...) by name, so a `Content-Length` that
-/// slipped through would go out beside the real length and desynchronise the connection.
-fn check_header_names(headers: &[tapedeck_model::exchange::Header]) -> Result<(), InvalidEvent> {
-    match headers
-        .iter()
-        .find(|(n, _)| n.bytes().any(|b| b.is_ascii_uppercase()))
-    {
-        Some((n, _)) => Err(InvalidEvent::HeaderCase(n.clone())),
-        None => Ok(()),
+/// Headers are as tapedeck writes them and as HTTP can carry them. Names are lower case:
+/// replay recognises the framing headers it must recompute (`content-length`, ...) by
+/// name, so a `Content-Length` that slipped through would go out beside the real length
+/// and desynchronise the connection. Names are HTTP tokens and values hold no line break
+/// or other control character (a tab aside): such a header could not be sent, and one
+/// edited in to smuggle a header of its own into the answer is refused here, with its
+/// line, rather than when it is served.
+fn check_headers(headers: &[tapedeck_model::exchange::Header]) -> Result<(), InvalidEvent> {
+    for (name, value) in headers {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(InvalidEvent::HeaderCase(name.clone()));
+        }
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(InvalidEvent::HeaderName(name.clone()));
+        }
+        if value.bytes().any(|b| (b < 32 && b != b'\t') || b == 127) {
+            return Err(InvalidEvent::HeaderValue(name.clone()));
+        }
     }
+    Ok(())
+}
+
+/// A byte of an HTTP token (RFC 9110 `tchar`).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -691,6 +709,35 @@ mod tests {
             len: data.len() as u64,
             encoding: None,
             at: None,
+        }
+    }
+
+    #[test]
+    fn headers_http_can_carry_pass_and_the_rest_are_named() {
+        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+        // A tab, UTF-8 (obs-text on the wire) and every token byte are fine.
+        for ok in [
+            h("content-disposition", "attachment; filename=\"naïve.txt\""),
+            h("x-tabbed", "a\tb"),
+            h("x-!#$%&'*+-.^_`|~09az", "v"),
+            h("x-empty", ""),
+        ] {
+            assert!(check_headers(&ok).is_ok(), "{ok:?}");
+        }
+        for (bad, want) in [
+            (
+                h("x-note", "a\r\nset-cookie: x=1"),
+                "its value holds a line break",
+            ),
+            (h("x-nul", "a\0b"), "its value holds a line break"),
+            (h("x-del", "a\u{7f}"), "its value holds a line break"),
+            (h("x note", "1"), "is not an HTTP header name"),
+            (h("", "1"), "is not an HTTP header name"),
+            (h("x:y", "1"), "is not an HTTP header name"),
+            (h("Content-Length", "1"), "is not lower case"),
+        ] {
+            let err = check_headers(&bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad:?}: {err}");
         }
     }
 
