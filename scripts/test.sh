@@ -47,7 +47,8 @@
 #                  against show/analyze/diff/cluster, live updates from a record daemon,
 #                  markup in bodies shown as text; screenshots in target/ui-shots
 #   phoenix        examples/phoenix.sh: a recorded run pushed over OTLP to a real Arize
-#                  Phoenix (pinned, installed into target/phoenix-venv) and read back
+#                  Phoenix (pinned, installed into target/phoenix-venv) and read back; a
+#                  live export begun while Phoenix was down reaches it whole once it is up
 #   fuzz           scripts/fuzz.sh: every fuzz target for FUZZ_SECONDS (default 30), two
 #                  at a time; fails on any crash. Needs the nightly toolchain; installs
 #                  cargo-fuzz (`cargo install cargo-fuzz --locked`) when it is missing.
