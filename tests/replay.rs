@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::harness::{client, client_h1, Daemon, Dirs};
+use support::harness::{client, client_h1, export, Daemon, Dirs};
 use support::upstream::Upstream;
 
 fn record(dirs: &Dirs, up: &Upstream, session: &str) -> Daemon {
@@ -1378,4 +1378,53 @@ async fn an_ignored_form_field_lets_an_upload_stamped_anew_replay() {
     assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
     let (_, err) = r.stop();
     assert!(err.contains("served 1/1 events, 1 miss"), "{err}");
+}
+
+/// A header value that is not UTF-8 (a file name in raw Latin-1, as some servers send
+/// one) replays byte for byte, from the store and from an exported tape, where it is
+/// kept as its bytes in base64 and not as replacement characters.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_value_that_is_not_utf8_replays_byte_for_byte() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let want = support::upstream::LATIN1_DISPOSITION;
+    let disposition =
+        |r: &reqwest::Response| r.headers()["content-disposition"].as_bytes().to_vec();
+    let d = record(&dirs, &up, "latin1");
+    let recorded = client(&d, &dirs)
+        .get(up.url("/latin1-header"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disposition(&recorded), want);
+    assert_eq!(d.stop().0, 0);
+
+    let r = replay(&dirs, "latin1", &[]);
+    let replayed = client(&r, &dirs)
+        .get(up.url("/latin1-header"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(disposition(&replayed), want, "replayed from the store");
+    r.stop();
+
+    let events = export(&dirs, "latin1");
+    let stored = events[0]["response"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "content-disposition")
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(stored.starts_with("\0base64:"), "{stored:?}");
+    let tape = dirs.path("latin1.export.jsonl");
+    let t = Daemon::start(&dirs, &["replay", "--tape", tape.to_str().unwrap()]);
+    let from_tape = client(&t, &dirs)
+        .get(up.url("/latin1-header"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disposition(&from_tape), want, "replayed from the tape");
+    t.stop();
 }

@@ -348,7 +348,8 @@ fn request(
 ) -> Result<hyper::Request<tapedeck_proxy::body::ProxyBody>, CmdError> {
     let mut b = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
-        b = b.header(k, v);
+        let v = tapedeck_model::exchange::header_bytes(v).unwrap_or_default();
+        b = b.header(k, &v[..]);
     }
     b.header("content-length", body.len())
         .body(body::full(body))

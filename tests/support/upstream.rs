@@ -519,6 +519,9 @@ impl Body for PatternBody {
 // ---------------------------------------------------------------------------------------
 // helpers
 
+/// What `/latin1-header` sends as its `content-disposition`: "résumé" in Latin-1.
+pub const LATIN1_DISPOSITION: &[u8] = b"attachment; filename=\"r\xe9sum\xe9.pdf\"";
+
 fn json_response(status: StatusCode, v: &Value) -> Response<FixtureBody> {
     Response::builder()
         .status(status)
@@ -703,6 +706,15 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
+        (&Method::GET, "/latin1-header") => {
+            // A file name in raw Latin-1, as some servers still send one: not UTF-8.
+            let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
+            resp.headers_mut().insert(
+                "content-disposition",
+                hyper::header::HeaderValue::from_bytes(LATIN1_DISPOSITION).unwrap(),
+            );
+            resp
+        }
         (&Method::GET, "/counter") => {
             // Identical requests, different answers (polling): replay must keep their order.
             static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -93,7 +93,8 @@ pub(super) async fn respond(
             name.as_str(),
             "sec-websocket-accept" | "content-length" | "transfer-encoding" | "keep-alive"
         ) {
-            builder = builder.header(name.as_str(), value.as_str());
+            let value = tapedeck_model::exchange::header_bytes(value).unwrap_or_default();
+            builder = builder.header(name.as_str(), &value[..]);
         }
     }
     builder = builder

@@ -150,6 +150,8 @@ pub enum InvalidEvent {
     HeaderName(String),
     #[error("header {0:?}: its value holds a line break or another control character, which HTTP cannot carry")]
     HeaderValue(String),
+    #[error("header {0:?}: a value kept as bytes (\"\\u0000base64:...\") whose base64 is not")]
+    HeaderBytes(String),
 }
 
 /// Why a tape could not be written.
@@ -687,7 +689,10 @@ fn check_headers(headers: &[tapedeck_model::exchange::Header]) -> Result<(), Inv
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(InvalidEvent::HeaderName(name.clone()));
         }
-        if value.bytes().any(|b| (b < 32 && b != b'\t') || b == 127) {
+        // A value that is not UTF-8 is stored as its bytes, marked (see `header_text`).
+        let bytes = tapedeck_model::exchange::header_bytes(value)
+            .ok_or_else(|| InvalidEvent::HeaderBytes(name.clone()))?;
+        if bytes.iter().any(|&b| (b < 32 && b != b'\t') || b == 127) {
             return Err(InvalidEvent::HeaderValue(name.clone()));
         }
     }
@@ -721,6 +726,7 @@ mod tests {
             h("x-tabbed", "a\tb"),
             h("x-!#$%&'*+-.^_`|~09az", "v"),
             h("x-empty", ""),
+            h("content-disposition", "\0base64:YXR0YWNobWVudDsgcj/p"),
         ] {
             assert!(check_headers(&ok).is_ok(), "{ok:?}");
         }
@@ -735,6 +741,9 @@ mod tests {
             (h("", "1"), "is not an HTTP header name"),
             (h("x:y", "1"), "is not an HTTP header name"),
             (h("Content-Length", "1"), "is not lower case"),
+            // Kept as bytes: the base64 must be base64, and its bytes sendable ("a\r\nb").
+            (h("x-bytes", "\0base64:not base64!"), "whose base64 is not"),
+            (h("x-bytes", "\0base64:YQ0KYg=="), "its value holds a line break"),
         ] {
             let err = check_headers(&bad).unwrap_err().to_string();
             assert!(err.contains(want), "{bad:?}: {err}");

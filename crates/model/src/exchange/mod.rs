@@ -83,8 +83,40 @@ impl BodyRef {
     }
 }
 
-/// One header, kept in wire order. Names are lower-case.
+/// One header, kept in wire order. Names are lower-case. A value that is not UTF-8 is
+/// kept as [`HEADER_BYTES`] and its bytes in base64 (see [`header_text`]).
 pub type Header = (String, String);
+
+/// How a header value that is not UTF-8 (raw Latin-1 in a `content-disposition`, say) is
+/// stored: this prefix, then its bytes in base64, so that replay sends those bytes and
+/// not the replacement characters a lossy conversion would leave. HTTP forbids NUL in a
+/// header value, so no value from the wire reads as one of these.
+pub const HEADER_BYTES: &str = "\0base64:";
+
+/// A header value as stored: its text when it is UTF-8, else its bytes marked.
+pub fn header_text(bytes: &[u8]) -> String {
+    use base64::Engine;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            format!("{HEADER_BYTES}{b64}")
+        }
+    }
+}
+
+/// The bytes a stored header value stands for: a marked value's bytes, else its text's.
+/// `None` when it is marked and its base64 is not.
+pub fn header_bytes(stored: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use base64::Engine;
+    match stored.strip_prefix(HEADER_BYTES) {
+        None => Some(std::borrow::Cow::Borrowed(stored.as_bytes())),
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .map(std::borrow::Cow::Owned),
+    }
+}
 
 /// The request of an event. `B` is how bodies are held: a [`BodyRef`] in the store, an
 /// inline body in a tape.

@@ -108,28 +108,29 @@ impl Collected {
     }
 }
 
-/// Copies headers for storage: lower-case names, secret values replaced, URLs redacted.
-/// Call [`scrub_headers`] once every secret of the exchange is known.
+/// Copies headers for storage: lower-case names, secret values replaced, URLs redacted,
+/// a value that is not UTF-8 kept as its bytes ([`crate::exchange::header_text`]). Call
+/// [`scrub_headers`] once every secret of the exchange is known.
 pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> Vec<Header> {
     map.iter()
         .map(|(name, value)| {
             let name = name.as_str().to_ascii_lowercase();
-            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let text = || String::from_utf8_lossy(value.as_bytes());
             if rules.is_redacted_header(&name) {
                 if name == "cookie" || name == "set-cookie" {
-                    secrets.add_cookies(&text);
+                    secrets.add_cookies(&text());
                 } else {
-                    secrets.add(&text);
+                    secrets.add(&text());
                 }
                 (name, REDACTED.to_string())
             } else if URL_HEADERS.contains(&name.as_str()) {
-                let redacted = url(&text, rules, secrets);
+                let redacted = url(&text(), rules, secrets);
                 (name, redacted)
             } else if name == "sec-websocket-protocol" {
-                let redacted = subprotocols(&text, secrets);
+                let redacted = subprotocols(&text(), secrets);
                 (name, redacted)
             } else {
-                (name, text)
+                (name, crate::exchange::header_text(value.as_bytes()))
             }
         })
         .collect()
@@ -163,7 +164,13 @@ fn subprotocols(text: &str, secrets: &mut Secrets) -> String {
 /// `Authorization` it was sent in a header of its own).
 pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) {
     for (_, value) in headers.iter_mut() {
-        if let Cow::Owned(s) = secrets.scrub_str(value) {
+        if value.starts_with(crate::exchange::HEADER_BYTES) {
+            // Bytes that are not UTF-8 are scrubbed as bytes, then marked again.
+            let scrubbed = crate::exchange::header_bytes(value).and_then(|b| secrets.scrub(&b));
+            if let Some(b) = scrubbed {
+                *value = crate::exchange::header_text(&b);
+            }
+        } else if let Cow::Owned(s) = secrets.scrub_str(value) {
             *value = s;
         }
     }
@@ -307,6 +314,49 @@ pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::rules::RuleArgs;
+
+    #[test]
+    fn a_header_value_that_is_not_utf8_is_kept_as_its_bytes_and_scrubbed_as_bytes() {
+        use crate::exchange::{header_bytes, HEADER_BYTES};
+        use base64::Engine;
+        let latin1 = b"attachment; filename=\"r\xe9sum\xe9.pdf\"";
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "content-disposition",
+            http::HeaderValue::from_bytes(latin1).unwrap(),
+        );
+        h.insert("x-utf8", http::HeaderValue::from_str("naïve").unwrap());
+        let key = "sk-proj-0123456789abcdef";
+        // An upstream echoing the key beside a byte that is not UTF-8.
+        let echoed = [key.as_bytes(), b" \xe9"].concat();
+        h.insert("x-echo", http::HeaderValue::from_bytes(&echoed).unwrap());
+        let mut secrets = Secrets::default();
+        let mut stored = headers(&h, &Rules::default(), &mut secrets);
+        let value = |name: &str, stored: &[Header]| {
+            stored.iter().find(|(n, _)| n == name).unwrap().1.clone()
+        };
+        // UTF-8 stays text; Latin-1 is marked and gives back the very bytes.
+        assert_eq!(value("x-utf8", &stored), "naïve");
+        let kept = value("content-disposition", &stored);
+        assert!(kept.starts_with(HEADER_BYTES), "{kept:?}");
+        assert_eq!(&header_bytes(&kept).unwrap()[..], &latin1[..]);
+        // A secret inside bytes that are not UTF-8 is scrubbed from the bytes, and the
+        // base64 stored holds it no more than the text would.
+        secrets.add(key);
+        scrub_headers(&mut stored, &secrets);
+        let echo = value("x-echo", &stored);
+        let bytes = header_bytes(&echo).unwrap().into_owned();
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()));
+        assert!(bytes.ends_with(b" \xe9"), "{bytes:?}");
+        // The key stood first: unscrubbed, the base64 would begin with the key's.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        assert!(!echo.contains(&b64[..20]), "{echo}");
+        let unscrubbed = crate::exchange::header_text(&echoed);
+        assert!(unscrubbed.contains(&b64[..20]), "the check above can fail");
+        // A mark with no base64 after it stands for nothing.
+        assert!(header_bytes(&format!("{HEADER_BYTES}not base64!")).is_none());
+        assert_eq!(&header_bytes("plain").unwrap()[..], b"plain");
+    }
 
     #[test]
     fn an_api_key_in_a_websocket_subprotocol_is_redacted() {
