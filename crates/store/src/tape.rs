@@ -743,7 +743,10 @@ mod tests {
             (h("Content-Length", "1"), "is not lower case"),
             // Kept as bytes: the base64 must be base64, and its bytes sendable ("a\r\nb").
             (h("x-bytes", "\0base64:not base64!"), "whose base64 is not"),
-            (h("x-bytes", "\0base64:YQ0KYg=="), "its value holds a line break"),
+            (
+                h("x-bytes", "\0base64:YQ0KYg=="),
+                "its value holds a line break",
+            ),
         ] {
             let err = check_headers(&bad).unwrap_err().to_string();
             assert!(err.contains(want), "{bad:?}: {err}");
