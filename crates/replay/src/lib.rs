@@ -462,63 +462,15 @@ impl Replayer {
         let upgrade = tapedeck_proxy::ws::is_upgrade_request(req.headers())
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, incoming) = req.into_parts();
-        let mut secrets = Secrets::default();
-        let agent = parts
-            .headers
-            .remove(tapedeck_model::exchange::AGENT_HEADER)
-            .and_then(|v| v.to_str().ok().map(str::to_string))
-            .or_else(|| ctx.agent.clone());
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let mut stored_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
-        let ct = header(&stored_headers, "content-type").map(str::to_string);
-        let coding = header(&stored_headers, "content-encoding").and_then(Coding::parse);
-        // The request in the form record stored it: body (streamed through the same
-        // scrubber), then headers, scrubbed alike.
-        let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);
-        let read = match request::read(
-            incoming,
-            coding,
-            keep_limit(ct.as_deref()),
-            self.max_body,
-            scrubber,
-            self.raw_limit(ct.as_deref()),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("could not read a request body: {e}");
-                return body::text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("tapedeck: could not read the request body: {e}"),
-                );
-            }
+        let mut asked = match self.asked(&mut parts, incoming, &ctx).await {
+            Ok(a) => a,
+            Err(resp) => return resp,
         };
-        let method = parts.method.to_string();
-        secrets.extend(read.found.into_values());
-        let stored_body = match read.body {
-            ReadBody::Whole(scrubbed) => ReadBody::Whole(redact::finish_whole(
-                scrubbed,
-                ct.as_deref(),
-                &self.rules,
-                &mut secrets,
-            )),
-            large => large,
-        };
-        redact::scrub_headers(&mut stored_headers, &secrets);
-        let (key_body, got_body) = match &stored_body {
-            ReadBody::Whole(b) => (KeyBody::Whole(b), miss::BodyView::Bytes(b)),
-            ReadBody::Large { b3, len } => {
-                (KeyBody::Large(b3), miss::BodyView::Large { b3, len: *len })
-            }
-        };
-        let (kind, key) = identify(&method, &url, &stored_headers, key_body, &self.rules);
-        let got = miss::Received {
-            method: &method,
-            url: &url,
-            body: got_body,
-            kind,
-        };
+        // A what-if run hands these on to a call that goes live.
+        let (raw, agent) = (asked.raw.take(), asked.agent.take());
+        let asked = asked;
+        let (method, url) = (asked.method.as_str(), asked.url.as_str());
+        let got = asked.received();
         let (i, injection) = match (&self.hybrid, step) {
             (Some(h), Some(step)) => {
                 let seen = hybrid::Seen {
@@ -526,12 +478,12 @@ impl Replayer {
                     arrived,
                     ctx: &ctx,
                     parts: &parts,
-                    raw: read.raw,
+                    raw,
                     agent,
-                    key: &key,
-                    headers: &stored_headers,
+                    key: &asked.key,
+                    headers: &asked.headers,
                     got: &got,
-                    too_large: read.too_large,
+                    too_large: asked.too_large,
                     upgrade: upgrade.as_ref(),
                 };
                 match self.clone().what_if(h, seen).await {
@@ -541,15 +493,15 @@ impl Replayer {
             }
             _ => {
                 let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
-                    kind,
-                    || route(&method, &url),
-                    &key,
+                    asked.kind,
+                    || route(method, url),
+                    &asked.key,
                 );
                 match taken {
                     Ok(i) => (i, None),
                     Err(m) => {
-                        if let Some(max) = read.too_large {
-                            let mut resp = self.refuse_too_large(&method, &url, max);
+                        if let Some(max) = asked.too_large {
+                            let mut resp = self.refuse_too_large(method, url, max);
                             close_after(&mut resp, parts.version);
                             return resp;
                         }
@@ -592,7 +544,7 @@ impl Replayer {
                 .await;
             return ws::respond(self.clone(), ev, upgrade, &parts.headers, arrived, ctx.slot).await;
         }
-        let sent: &[u8] = match &stored_body {
+        let sent: &[u8] = match &asked.body {
             ReadBody::Whole(b) => b,
             ReadBody::Large { .. } => &[],
         };
@@ -619,7 +571,7 @@ impl Replayer {
             .clone()
             .respond(ev, &parts.method, arrived, &answer, listening, ahead)
             .await;
-        if read.too_large.is_some() {
+        if asked.too_large.is_some() {
             close_after(&mut resp, parts.version);
         }
         if let Some(n) = injection.as_ref().and_then(Injection::cut) {
@@ -631,6 +583,72 @@ impl Replayer {
             self.prefetch.bury(ev);
         }
         resp
+    }
+
+    /// Reads the request as record stored it: the agent's name taken off, the URL and
+    /// headers redacted, the body read through the same scrubber, then its kind and key.
+    /// A body that cannot be read is answered here (400).
+    async fn asked(
+        &self,
+        parts: &mut http::request::Parts,
+        incoming: Incoming,
+        ctx: &ClientCtx,
+    ) -> Result<Asked, Response<ProxyBody>> {
+        let mut secrets = Secrets::default();
+        let agent = parts
+            .headers
+            .remove(tapedeck_model::exchange::AGENT_HEADER)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or_else(|| ctx.agent.clone());
+        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let mut headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let ct = header(&headers, "content-type").map(str::to_string);
+        let coding = header(&headers, "content-encoding").and_then(Coding::parse);
+        let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);
+        let read = request::read(
+            incoming,
+            coding,
+            keep_limit(ct.as_deref()),
+            self.max_body,
+            scrubber,
+            self.raw_limit(ct.as_deref()),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!("could not read a request body: {e}");
+            body::text(
+                StatusCode::BAD_REQUEST,
+                &format!("tapedeck: could not read the request body: {e}"),
+            )
+        })?;
+        let method = parts.method.to_string();
+        secrets.extend(read.found.into_values());
+        let body = match read.body {
+            ReadBody::Whole(scrubbed) => ReadBody::Whole(redact::finish_whole(
+                scrubbed,
+                ct.as_deref(),
+                &self.rules,
+                &mut secrets,
+            )),
+            large => large,
+        };
+        redact::scrub_headers(&mut headers, &secrets);
+        let key_body = match &body {
+            ReadBody::Whole(b) => KeyBody::Whole(b),
+            ReadBody::Large { b3, .. } => KeyBody::Large(b3),
+        };
+        let (kind, key) = identify(&method, &url, &headers, key_body, &self.rules);
+        Ok(Asked {
+            agent,
+            method,
+            url,
+            headers,
+            body,
+            raw: read.raw,
+            too_large: read.too_large,
+            kind,
+            key,
+        })
     }
 
     /// Logs, counts and answers a miss.
@@ -920,6 +938,39 @@ pub(crate) fn bad_header(ev: &Event, e: &dyn std::fmt::Display) -> Response<Prox
         StatusCode::INTERNAL_SERVER_ERROR,
         &format!("tapedeck: step {} has a bad header: {e}", ev.step),
     )
+}
+
+/// A request as replay reads it to look it up: as record stored its twin.
+struct Asked {
+    agent: Option<String>,
+    method: String,
+    /// Redacted.
+    url: String,
+    /// Redacted and scrubbed.
+    headers: Vec<tapedeck_model::exchange::Header>,
+    /// Scrubbed; a large one only hashed.
+    body: ReadBody,
+    /// The wire bytes, when kept for a what-if run to forward.
+    raw: Option<Bytes>,
+    too_large: Option<MaxBody>,
+    kind: Kind,
+    key: String,
+}
+
+impl Asked {
+    /// What a miss is told about it.
+    fn received(&self) -> miss::Received<'_> {
+        let body = match &self.body {
+            ReadBody::Whole(b) => miss::BodyView::Bytes(b),
+            ReadBody::Large { b3, len } => miss::BodyView::Large { b3, len: *len },
+        };
+        miss::Received {
+            method: &self.method,
+            url: &self.url,
+            body,
+            kind: self.kind,
+        }
+    }
 }
 
 /// What the read-ahead brought for the response: its body, or the parts of a large one.
