@@ -191,7 +191,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
 /// Reading a session to build the index allocates and frees as much again as the index
 /// keeps, and mimalloc would hold the freed pages for later: this hands them back to the
 /// system (60-68 MB resident for a 53,000-event session against 80-85 MB). The one
-/// `unsafe` block in tapedeck: no crate offers this call safely.
+/// `unsafe` block in tapedeck: the `mimalloc` crate wraps no safe call for it.
 #[allow(unsafe_code)]
 fn return_freed_memory() {
     // SAFETY: mi_collect takes no pointers; it only frees memory no allocation uses.
