@@ -348,8 +348,9 @@ fn request(
 ) -> Result<hyper::Request<tapedeck_proxy::body::ProxyBody>, CmdError> {
     let mut b = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
-        let v = tapedeck_model::exchange::header_bytes(v).unwrap_or_default();
-        b = b.header(k, &v[..]);
+        let v = tapedeck_model::exchange::header_value(v)
+            .map_err(|e| msg(format!("cannot send the recorded {k} header: {e}")))?;
+        b = b.header(k, v);
     }
     b.header("content-length", body.len())
         .body(body::full(body))

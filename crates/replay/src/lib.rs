@@ -923,9 +923,8 @@ fn recorded_head(
             _ => value.as_str(),
         };
         let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = tapedeck_model::exchange::header_bytes(value)
-            .ok_or_else(|| format!("{name}: its stored bytes are not base64"))?;
-        let value = http::HeaderValue::from_bytes(&value).map_err(|e| e.to_string())?;
+        let value =
+            tapedeck_model::exchange::header_value(value).map_err(|e| format!("{name}: {e}"))?;
         head.append(name, value);
     }
     head.insert(STEP_HEADER, ev.step.into());

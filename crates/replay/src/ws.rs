@@ -93,8 +93,10 @@ pub(super) async fn respond(
             name.as_str(),
             "sec-websocket-accept" | "content-length" | "transfer-encoding" | "keep-alive"
         ) {
-            let value = tapedeck_model::exchange::header_bytes(value).unwrap_or_default();
-            builder = builder.header(name.as_str(), &value[..]);
+            match tapedeck_model::exchange::header_value(value) {
+                Ok(v) => builder = builder.header(name.as_str(), v),
+                Err(e) => return crate::bad_header(ev, &format!("{name}: {e}")),
+            }
         }
     }
     builder = builder

@@ -686,22 +686,18 @@ fn check_headers(headers: &[tapedeck_model::exchange::Header]) -> Result<(), Inv
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(InvalidEvent::HeaderCase(name.clone()));
         }
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
+        // The checks replay's sending makes (`http`'s), made here with the line.
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(InvalidEvent::HeaderName(name.clone()));
         }
         // A value that is not UTF-8 is stored as its bytes, marked (see `header_text`).
         let bytes = tapedeck_model::exchange::header_bytes(value)
             .ok_or_else(|| InvalidEvent::HeaderBytes(name.clone()))?;
-        if bytes.iter().any(|&b| (b < 32 && b != b'\t') || b == 127) {
+        if http::HeaderValue::from_bytes(&bytes).is_err() {
             return Err(InvalidEvent::HeaderValue(name.clone()));
         }
     }
     Ok(())
-}
-
-/// A byte of an HTTP token (RFC 9110 `tchar`).
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

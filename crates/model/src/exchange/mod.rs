@@ -105,6 +105,12 @@ pub fn header_text(bytes: &[u8]) -> String {
     }
 }
 
+/// The value to send for a stored header value, or why it cannot be sent.
+pub fn header_value(stored: &str) -> Result<http::HeaderValue, String> {
+    let bytes = header_bytes(stored).ok_or("its value is kept as bytes whose base64 is not")?;
+    http::HeaderValue::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
 /// The bytes a stored header value stands for: a marked value's bytes, else its text's.
 /// `None` when it is marked and its base64 is not.
 pub fn header_bytes(stored: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
