@@ -726,6 +726,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
         (&Method::POST, "/v1/audio/transcriptions") => transcription(req).await?,
         (&Method::GET, "/echo-auth") => echo_auth(&req),
+        (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
         (&Method::POST, "/oauth/token") => {
             read_body(req).await?;
@@ -827,6 +828,17 @@ fn authorization(req: &Request<Incoming>) -> String {
 fn echo_auth(req: &Request<Incoming>) -> Response<FixtureBody> {
     let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
     if let Ok(v) = hyper::header::HeaderValue::from_str(&authorization(req)) {
+        resp.headers_mut().insert("x-echo-auth", v);
+    }
+    resp
+}
+
+/// Echoes the authorization in a header beside a Latin-1 byte: a value that is not UTF-8,
+/// which tapedeck stores as its bytes.
+fn echo_auth_latin1(req: &Request<Incoming>) -> Response<FixtureBody> {
+    let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
+    let value = [authorization(req).as_bytes(), b" \xe9"].concat();
+    if let Ok(v) = hyper::header::HeaderValue::from_bytes(&value) {
         resp.headers_mut().insert("x-echo-auth", v);
     }
     resp
