@@ -58,8 +58,10 @@
 # A failing stage does not stop the others: a stage whose prerequisite failed or was
 # skipped is skipped, and a stage that exits 77 was skipped for the reason it printed.
 # The run ends with a table of every stage, its time and result, and exits 1 if any
-# failed. FAIL_FAST=1 stops at the first failure. TERM or Ctrl-C stops the running stage
-# and everything it started (its process group), and the run exits 143 or 130.
+# failed, each failed stage's last FAIL_TAIL (default 40) lines repeated after the table
+# (every stage's output is also in $CARGO_TARGET_DIR/stage-NAME.log). FAIL_FAST=1 stops
+# at the first failure. TERM or Ctrl-C stops the running stage and everything it started
+# (its process group), and the run exits 143 or 130.
 # Env: CARGO_TARGET_DIR (default ./target), PYTHON_FOR_VENV (default python3),
 # E2E_VENV (default target/e2e-venv), FUZZ_SECONDS (default 30), TAPEDECK_PRUNE (1: delete
 # what no later stage reads as the run goes; see prune_after).
@@ -415,6 +417,7 @@ record_result() {
 # --- run ---------------------------------------------------------------------------------
 declare -A RESULT=() TIME=()
 T_ALL="$(now)"
+mkdir -p "$CARGO_TARGET_DIR"
 start_fuzz_early
 FAILED=0
 for ((si = 0; si < ${#STAGES[@]}; si++)); do
@@ -443,7 +446,8 @@ for ((si = 0; si < ${#STAGES[@]}; si++)); do
   t="$(now)"
   set +e
   set -m # job control for this one job: its own process group
-  (set -e; "stage_$s") &
+  # Its output also goes to a log, whose tail the summary repeats if the stage fails.
+  (set -o pipefail; (set -e; "stage_$s") 2>&1 | tee "$CARGO_TARGET_DIR/stage-$s.log" >&2) &
   STAGE_PID=$!
   set +m
   wait "$STAGE_PID"
@@ -465,4 +469,14 @@ for s in "${STAGES[@]}"; do
   printf '  %-14s %-8s %7ss\n' "$s" "${RESULT[$s]:-not run}" "${TIME[$s]:-0.0}" >&2
 done
 printf '  %-14s %-8s %7ss\n' total "$( ((FAILED)) && echo FAIL || echo ok)" "$(elapsed "$T_ALL" "$(now)")" >&2
+# A CI page often shows only the end of the run: what each failed stage said last is
+# repeated here, after the table, where it is seen.
+for s in "${STAGES[@]}"; do
+  [[ ${RESULT[$s]:-} == FAIL ]] || continue
+  log="$CARGO_TARGET_DIR/stage-$s.log"
+  [[ $s == fuzz && -n ${FUZZ_BG_LOG:-} ]] && log=$FUZZ_BG_LOG
+  [[ -s $log ]] || continue
+  printf '\n==> %s failed; the last %d lines it printed (all of it: %s):\n' "$s" "${FAIL_TAIL:-40}" "$log" >&2
+  tail -n "${FAIL_TAIL:-40}" "$log" >&2
+done
 exit "$FAILED"
