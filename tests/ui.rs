@@ -687,6 +687,40 @@ async fn a_value_one_agent_hands_another_is_walked_back_across_the_handoff() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_header_value_that_is_not_utf8_is_shown_as_its_latin1_text() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "latin1", "--upstream-ca", &ca],
+    );
+    let r = client(&d, &dirs)
+        .get(up.url("/latin1-header"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    let ui = Ui::start(&dirs, &[]);
+    let b = Browser::enter(&ui.link).await;
+    let step = b.json("api/sessions/latin1/steps/1").await;
+    let headers = step["response"]["headers"].as_array().unwrap();
+    let shown = headers
+        .iter()
+        .find(|h| h[0] == "content-disposition")
+        .unwrap_or_else(|| panic!("{headers:?}"));
+    // The fixture's bytes, r\xe9sum\xe9, read as Latin-1; not the stored "\0base64:...".
+    let want: String = support::upstream::LATIN1_DISPOSITION
+        .iter()
+        .map(|&b| char::from(b))
+        .collect();
+    assert_eq!(want, "attachment; filename=\"résumé.pdf\"");
+    assert_eq!(shown[1], want.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tape_files_are_viewed_without_a_store() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();

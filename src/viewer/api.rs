@@ -333,6 +333,15 @@ pub fn run_json(
 
 /// A body for the step panel: its text (capped), or a hex preview when it is binary,
 /// and the whole bytes when they were read (for parsing an LLM exchange).
+/// Headers as the step panel shows them: a value kept as bytes read as Latin-1 (see
+/// [`tapedeck_model::exchange::header_shown`]).
+fn shown(headers: &[(String, String)]) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), tapedeck_model::exchange::header_shown(v)))
+        .collect()
+}
+
 fn body(rec: &Recording, r: &BodyRef, headers: &[(String, String)]) -> (Value, Option<Bytes>) {
     let (data, whole) = if r.len <= WHOLE_BODY {
         match rec.body(r) {
@@ -437,7 +446,7 @@ fn step_json(l: &Arc<Loaded>, step: u64) -> Result<Bytes, ViewerError> {
         json!({
             "status": r.status,
             "version": r.version,
-            "headers": r.headers,
+            "headers": shown(&r.headers),
             "body": b,
             "complete": r.complete,
             "chunks": chunks,
@@ -471,7 +480,7 @@ fn step_json(l: &Arc<Loaded>, step: u64) -> Result<Bytes, ViewerError> {
             "method": ev.request.method,
             "url": ev.request.url,
             "version": ev.request.version,
-            "headers": ev.request.headers,
+            "headers": shown(&ev.request.headers),
             "body": req_body,
         },
         "response": response,

@@ -111,6 +111,16 @@ pub fn header_value(stored: &str) -> Result<http::HeaderValue, String> {
     http::HeaderValue::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
+/// A stored header value as a person reads it: a value kept as bytes is shown as those
+/// bytes read as Latin-1 (what HTTP's `obs-text` in a header was), never as its marked
+/// base64; any other value as stored.
+pub fn header_shown(stored: &str) -> std::borrow::Cow<'_, str> {
+    match (stored.starts_with(HEADER_BYTES), header_bytes(stored)) {
+        (true, Some(bytes)) => bytes.iter().map(|&b| char::from(b)).collect(),
+        _ => std::borrow::Cow::Borrowed(stored),
+    }
+}
+
 /// The bytes a stored header value stands for: a marked value's bytes, else its text's.
 /// `None` when it is marked and its base64 is not.
 pub fn header_bytes(stored: &str) -> Option<std::borrow::Cow<'_, [u8]>> {

@@ -356,6 +356,16 @@ mod tests {
         // A mark with no base64 after it stands for nothing.
         assert!(header_bytes(&format!("{HEADER_BYTES}not base64!")).is_none());
         assert_eq!(&header_bytes("plain").unwrap()[..], b"plain");
+        // Shown to a person: the bytes read as Latin-1, never the mark or the base64.
+        use crate::exchange::header_shown;
+        assert_eq!(header_shown(&kept), "attachment; filename=\"résumé.pdf\"");
+        assert_eq!(header_shown("naïve"), "naïve");
+        let bad = format!("{HEADER_BYTES}not base64!");
+        assert_eq!(
+            header_shown(&bad),
+            bad,
+            "shown as stored when it stands for nothing"
+        );
     }
 
     #[test]
