@@ -21,74 +21,22 @@ pub const EXIT_REPLAY_FAILED: i32 = 3;
 
 pub async fn run(a: ReplayArgs) -> CmdResult {
     let loading = Instant::now();
-    if let Some(host) = a.passthrough.first() {
-        return Err(msg(format!(
-            "--passthrough is a record flag: replay opens no outbound connection unless told to. \
-             To send {host}'s tunnels out live and untouched, use --allow-live {host} (port 443) or --allow-live {host}:PORT"
-        )));
-    }
-    tapedeck_replay::live::check(&a.allow_live).map_err(|e| msg(e.to_string()))?;
-    let source = match (&a.tape, &a.session) {
-        (Some(t), _) => t.display().to_string(),
-        (None, Some(s)) => {
-            SessionName::new(s)?;
-            s.clone()
-        }
-        (None, None) => {
-            return Err(msg(
-                "replay needs --session NAME (from the store) or --tape FILE",
-            ))
-        }
-    };
+    let source = source_of(&a)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut args = rule_args(&a.matching, &a.redact);
     args.stateful_hosts = a.stateful_hosts.clone();
     args.inject = a.inject.clone();
     let rules = Arc::new(Rules::load(&cwd, &args)?);
     let what_if = whatif::asked(&a, &rules);
-    // From the store, bodies are read as they are served (a long session need not fit in
-    // memory) and the store stays open, so read commands ask this daemon meanwhile.
-    let held: Option<Arc<SledStore>> = match &a.tape {
-        Some(_) => None,
-        None => match recording::access_store(&a.store.store) {
-            Ok(StoreAccess::Open(s)) => Some(s),
-            Ok(StoreAccess::Daemon { pid, listen }) if what_if => {
-                return Err(msg(format!(
-                    "a what-if run records a fork into the store at {}, which tapedeck pid {pid} ({listen}) holds; stop it, or replay a tape (--tape) with another --store",
-                    a.store.store.display()
-                )))
-            }
-            _ => None,
-        },
-    };
+    let held = held_store(&a, what_if)?;
     // A what-if run of a tape records its fork into --store.
     let fork_store = match (&held, what_if) {
         (_, false) => None,
         (Some(s), true) => Some(s.clone()),
         (None, true) => Some(Arc::new(SledStore::open(&a.store.store)?)),
     };
-    let rec = match &held {
-        // A long session stays in the store: the replay reads each event back when it
-        // serves it. A what-if run reads the recorded events as it goes: they stay.
-        Some(store)
-            if !what_if
-                && store
-                    .session(&source)?
-                    .is_some_and(|i| i.events > tapedeck_replay::KEEP_EVENTS_UP_TO as u64) =>
-        {
-            Recording::from_store_by_step(store.clone(), &source)?
-        }
-        Some(store) => Recording::from_store(store.clone(), &source)?,
-        None => recording::load(&source, &a.store.store).await?,
-    };
-    if !rec.damaged.is_empty() && !a.allow_damaged {
-        let steps: Vec<String> = rec.damaged.iter().map(|d| d.to_string()).collect();
-        return Err(msg(format!(
-            "session {} has damaged events ({}); replay would serve a recording with a hole in it, so it does not start. Run `tapedeck fsck` to see the damage, or pass --allow-damaged to replay the rest",
-            rec.session,
-            steps.join("; ")
-        )));
-    }
+    let rec = read_recording(&a, &source, held.as_ref(), what_if).await?;
+    refuse_damaged(&rec, a.allow_damaged)?;
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
     let (hybrid, run) = match fork_store {
@@ -110,32 +58,10 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         },
     )?;
     return_freed_memory();
-    let outbound_what_if = run.as_ref().map(|r| r.outbound.clone());
-    let live = replayer.live_allowed();
+    let outbound = outbound_line(run.as_ref().map(|r| r.outbound.clone()), &replayer);
     let recorded = replayer.summary().recorded;
     let load_ms = loading.elapsed().as_secs_f64() * 1000.0;
-    let mut control =
-        crate::control::Control::new(held.clone().map(|s| s as Arc<dyn Store>), "replay")
-            .serving_only(&session);
-    let r = replayer.clone();
-    control.status = Some(Arc::new(move || r.status_json()));
-    let mut serve_opts =
-        ServeOptions::new(&a.listen, &a.cmd, "replay", SessionName::new(&session).ok())?;
-    // Holding the store, the daemon shows the session it replays (and only that one)
-    // in the viewer, behind its control API's rule; a tape replay holds no store and has
-    // neither (`tapedeck ui TAPE` shows a tape).
-    if let Some(store) = &held {
-        let viewer = Viewer::new(
-            Source::Session(store.clone() as Arc<dyn Store>, session.clone()),
-            rules.clone(),
-            "replay",
-            format!("replaying session {session} of {}", a.store.store.display()),
-        );
-        control.set_viewer(viewer.clone());
-        serve_opts.on_stop = Some(Box::new(move || viewer.close()));
-    }
-    serve_opts.control = Some(Arc::new(control));
-    serve_opts.avoid_ports = replayer.loopback_ports().to_vec();
+    let serve_opts = serve_options(&a, &replayer, held.as_ref(), &rules)?;
     let viewer_line = held.is_some().then(|| a.store.store.clone());
     let code = serve(
         replayer.clone(),
@@ -144,16 +70,6 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         held.as_deref(),
         replayer.inflight.clone(),
         |addr| {
-            let outbound = if let Some(o) = outbound_what_if {
-                o
-            } else if live.is_empty() {
-                "no outbound connections".to_string()
-            } else {
-                format!(
-                    "LIVE: CONNECTs to {} go out to the real host, untouched; nothing else goes out",
-                    live.join(", ")
-                )
-            };
             tracing::info!(
                 "replay listening on {addr}: session {session} ({recorded} events, ready in {load_ms:.0} ms); {outbound}"
             );
@@ -173,19 +89,146 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         let line = run.finish(replayer.recording(), &rules, ran).await?;
         eprintln!("tapedeck: {line}");
     }
-    let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());
-    if failed && code == 0 && !a.cmd.is_empty() {
-        eprintln!(
-            "tapedeck: replay failed{}: exit {EXIT_REPLAY_FAILED}",
-            if summary.miss_count() > 0 {
-                " with misses"
-            } else {
-                ": recorded events were never used (--fail-on-unused)"
-            }
-        );
-        return Ok(EXIT_REPLAY_FAILED);
+    Ok(exit_code(&a, &summary, code))
+}
+
+/// What is replayed: the tape's path, or the session's name (checked). Flags that do not
+/// belong to replay are refused here, saying which to use.
+fn source_of(a: &ReplayArgs) -> Result<String, super::CmdError> {
+    if let Some(host) = a.passthrough.first() {
+        return Err(msg(format!(
+            "--passthrough is a record flag: replay opens no outbound connection unless told to. \
+             To send {host}'s tunnels out live and untouched, use --allow-live {host} (port 443) or --allow-live {host}:PORT"
+        )));
     }
-    Ok(code)
+    tapedeck_replay::live::check(&a.allow_live).map_err(|e| msg(e.to_string()))?;
+    match (&a.tape, &a.session) {
+        (Some(t), _) => Ok(t.display().to_string()),
+        (None, Some(s)) => {
+            SessionName::new(s)?;
+            Ok(s.clone())
+        }
+        (None, None) => Err(msg(
+            "replay needs --session NAME (from the store) or --tape FILE",
+        )),
+    }
+}
+
+/// The store this replay holds open, if it replays one of its sessions and no daemon
+/// holds it. From the store, bodies are read as they are served (a long session need not
+/// fit in memory) and the store stays open, so read commands ask this daemon meanwhile.
+fn held_store(a: &ReplayArgs, what_if: bool) -> Result<Option<Arc<SledStore>>, super::CmdError> {
+    if a.tape.is_some() {
+        return Ok(None);
+    }
+    match recording::access_store(&a.store.store) {
+        Ok(StoreAccess::Open(s)) => Ok(Some(s)),
+        Ok(StoreAccess::Daemon { pid, listen }) if what_if => Err(msg(format!(
+            "a what-if run records a fork into the store at {}, which tapedeck pid {pid} ({listen}) holds; stop it, or replay a tape (--tape) with another --store",
+            a.store.store.display()
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// The recording to serve. A long session stays in the store: the replay reads each
+/// event back when it serves it. A what-if run reads the recorded events as it goes:
+/// they stay.
+async fn read_recording(
+    a: &ReplayArgs,
+    source: &str,
+    held: Option<&Arc<SledStore>>,
+    what_if: bool,
+) -> Result<Recording, super::CmdError> {
+    Ok(match held {
+        Some(store)
+            if !what_if
+                && store
+                    .session(source)?
+                    .is_some_and(|i| i.events > tapedeck_replay::KEEP_EVENTS_UP_TO as u64) =>
+        {
+            Recording::from_store_by_step(store.clone(), source)?
+        }
+        Some(store) => Recording::from_store(store.clone(), source)?,
+        None => recording::load(source, &a.store.store).await?,
+    })
+}
+
+/// A recording with a hole in it is not served unless `--allow-damaged` says so.
+fn refuse_damaged(rec: &Recording, allow_damaged: bool) -> Result<(), super::CmdError> {
+    if rec.damaged.is_empty() || allow_damaged {
+        return Ok(());
+    }
+    let steps: Vec<String> = rec.damaged.iter().map(|d| d.to_string()).collect();
+    Err(msg(format!(
+        "session {} has damaged events ({}); replay would serve a recording with a hole in it, so it does not start. Run `tapedeck fsck` to see the damage, or pass --allow-damaged to replay the rest",
+        rec.session,
+        steps.join("; ")
+    )))
+}
+
+/// What the ready line says goes out: a what-if run's own account, the hosts
+/// `--allow-live` lets through, or nothing.
+fn outbound_line(what_if: Option<String>, replayer: &Replayer) -> String {
+    let live = replayer.live_allowed();
+    match what_if {
+        Some(o) => o,
+        None if live.is_empty() => "no outbound connections".to_string(),
+        None => format!(
+            "LIVE: CONNECTs to {} go out to the real host, untouched; nothing else goes out",
+            live.join(", ")
+        ),
+    }
+}
+
+/// The daemon's options: its control API (the replay's status), and, holding the store,
+/// the viewer of the session it replays (and only that one), behind the control API's
+/// rule; a tape replay holds no store and has neither (`tapedeck ui TAPE` shows a tape).
+fn serve_options(
+    a: &ReplayArgs,
+    replayer: &Arc<Replayer>,
+    held: Option<&Arc<SledStore>>,
+    rules: &Arc<Rules>,
+) -> Result<ServeOptions, super::CmdError> {
+    let session = replayer.session().to_string();
+    let mut control =
+        crate::control::Control::new(held.cloned().map(|s| s as Arc<dyn Store>), "replay")
+            .serving_only(&session);
+    let r = replayer.clone();
+    control.status = Some(Arc::new(move || r.status_json()));
+    let mut serve_opts =
+        ServeOptions::new(&a.listen, &a.cmd, "replay", SessionName::new(&session).ok())?;
+    if let Some(store) = held {
+        let viewer = Viewer::new(
+            Source::Session(store.clone() as Arc<dyn Store>, session.clone()),
+            rules.clone(),
+            "replay",
+            format!("replaying session {session} of {}", a.store.store.display()),
+        );
+        control.set_viewer(viewer.clone());
+        serve_opts.on_stop = Some(Box::new(move || viewer.close()));
+    }
+    serve_opts.control = Some(Arc::new(control));
+    serve_opts.avoid_ports = replayer.loopback_ports().to_vec();
+    Ok(serve_opts)
+}
+
+/// CMD's exit status, or [`EXIT_REPLAY_FAILED`] when CMD succeeded but the replay did
+/// not (misses, or recorded events never used under `--fail-on-unused`).
+fn exit_code(a: &ReplayArgs, summary: &tapedeck_replay::ReplaySummary, code: i32) -> i32 {
+    let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());
+    if !failed || code != 0 || a.cmd.is_empty() {
+        return code;
+    }
+    eprintln!(
+        "tapedeck: replay failed{}: exit {EXIT_REPLAY_FAILED}",
+        if summary.miss_count() > 0 {
+            " with misses"
+        } else {
+            ": recorded events were never used (--fail-on-unused)"
+        }
+    );
+    EXIT_REPLAY_FAILED
 }
 
 /// Reading a session to build the index allocates and frees as much again as the index
