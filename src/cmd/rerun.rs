@@ -85,15 +85,7 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         &cwd,
         &rule_args(&MatchArgs::default(), &a.redact),
     )?);
-    let store = match recording::access_store(&a.store.store)? {
-        StoreAccess::Open(s) => s,
-        StoreAccess::Daemon { pid, listen } => {
-            return Err(msg(format!(
-                "rerun stores its batch in {}, which tapedeck pid {pid} ({listen}) holds; stop it first",
-                a.store.store.display()
-            )))
-        }
-    };
+    let store = open_store(&a)?;
     let dyn_store: Arc<dyn Store> = store.clone();
     // SESSION is a session of the store or, as for `show`, a tape; the batch goes into
     // the store either way, named after the recorded session.
@@ -101,34 +93,9 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         .load(&a.session)
         .await?;
     let parent = rec.session.clone();
-    let ev = rec
-        .events
-        .iter()
-        .find(|e| e.step == a.step)
-        .ok_or_else(|| {
-            msg(format!(
-                "{} has no step {} (it has {} steps)",
-                a.session,
-                a.step,
-                rec.events.len()
-            ))
-        })?;
-    if ev.kind != Kind::Llm {
-        return Err(msg(format!(
-            "step {} of {} is a {} call ({} {}), not an LLM call; rerun sends an LLM request again",
-            a.step,
-            a.session,
-            ev.kind.as_str(),
-            ev.request.method,
-            ev.request.url
-        )));
-    }
+    let ev = llm_step(&rec, &a)?;
     let recorded_req = rec.body(&ev.request.body)?;
-    let recorded_resp = match &ev.response {
-        Some(r) => rec.body(&r.body)?,
-        None => Default::default(),
-    };
-    let recorded = outcome(ev, parse_llm(ev, &recorded_req, &recorded_resp).as_ref());
+    let recorded = answer_of(&rec, ev)?;
     let system = match &a.system {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -157,16 +124,109 @@ pub async fn run(a: RerunArgs) -> CmdResult {
         None,
     )
     .map_err(|e| msg(e.to_string()))?;
-    let headers = send_headers(ev)?;
     eprintln!(
         "tapedeck: sending step {} of {} ({} {url}) {} times, {} at once; stored as {name}",
         a.step, a.session, ev.request.method, a.times, a.concurrency
     );
+    send_batch(&recorder, ev, &url, body, &name, &a).await?;
+    if store.session(name.as_str())?.is_none() {
+        return Err(msg(format!(
+            "no answer of the {} sent was recorded (see the errors above)",
+            a.times
+        )));
+    }
+    store.put_lineage(
+        name.as_str(),
+        &Lineage {
+            parent: parent.clone(),
+            via: "rerun".into(),
+            diverged_at: None,
+            parent_step: Some(a.step),
+        },
+    )?;
+    store.commit()?;
+    let batch = Recording::from_store(dyn_store, name.as_str())?;
+    let answers = batch
+        .events
+        .iter()
+        .map(|e| answer_of(&batch, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = count(&a, &url, model, name.as_str(), recorded, &answers);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(0)
+}
+
+/// The store the batch goes into, opened here: a daemon holding it is asked to stop.
+fn open_store(a: &RerunArgs) -> Result<Arc<tapedeck_store::SledStore>, CmdError> {
+    match recording::access_store(&a.store.store)? {
+        StoreAccess::Open(s) => Ok(s),
+        StoreAccess::Daemon { pid, listen } => Err(msg(format!(
+            "rerun stores its batch in {}, which tapedeck pid {pid} ({listen}) holds; stop it first",
+            a.store.store.display()
+        ))),
+    }
+}
+
+/// The step to send again, which must be an LLM call.
+fn llm_step<'r>(rec: &'r Recording, a: &RerunArgs) -> Result<&'r Event, CmdError> {
+    let ev = rec
+        .events
+        .iter()
+        .find(|e| e.step == a.step)
+        .ok_or_else(|| {
+            msg(format!(
+                "{} has no step {} (it has {} steps)",
+                a.session,
+                a.step,
+                rec.events.len()
+            ))
+        })?;
+    if ev.kind != Kind::Llm {
+        return Err(msg(format!(
+            "step {} of {} is a {} call ({} {}), not an LLM call; rerun sends an LLM request again",
+            a.step,
+            a.session,
+            ev.kind.as_str(),
+            ev.request.method,
+            ev.request.url
+        )));
+    }
+    Ok(ev)
+}
+
+/// What an LLM step answered, read from its bodies.
+fn answer_of(rec: &Recording, e: &Event) -> Result<Outcome, CmdError> {
+    let req = rec.body(&e.request.body)?;
+    let resp = match &e.response {
+        Some(r) => rec.body(&r.body)?,
+        None => Default::default(),
+    };
+    Ok(outcome(e, parse_llm(e, &req, &resp).as_ref()))
+}
+
+/// Sends `body` to `url` `--times` times, `--concurrency` at once, through the recorder
+/// into session `name`; returns once every exchange is written (or 10 s have passed).
+async fn send_batch(
+    recorder: &Arc<Recorder>,
+    ev: &Event,
+    url: &str,
+    body: bytes::Bytes,
+    name: &tapedeck_model::session::SessionName,
+    a: &RerunArgs,
+) -> Result<(), CmdError> {
+    let headers = send_headers(ev)?;
     let limit = Arc::new(tokio::sync::Semaphore::new(a.concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..a.times {
         let permit = limit.clone().acquire_owned().await;
-        let req = request(&ev.request.method, &url, &headers, body.clone())?;
+        let req = request(&ev.request.method, url, &headers, body.clone())?;
         let ctx = ClientCtx {
             session: name.clone(),
             agent: ev.agent.clone(),
@@ -187,42 +247,7 @@ pub async fn run(a: RerunArgs) -> CmdResult {
     if left > 0 {
         tracing::warn!("{left} exchanges were still being written; counting what was");
     }
-    if store.session(name.as_str())?.is_none() {
-        return Err(msg(format!(
-            "no answer of the {} sent was recorded (see the errors above)",
-            a.times
-        )));
-    }
-    store.put_lineage(
-        name.as_str(),
-        &Lineage {
-            parent: parent.clone(),
-            via: "rerun".into(),
-            diverged_at: None,
-            parent_step: Some(a.step),
-        },
-    )?;
-    store.commit()?;
-    let batch = Recording::from_store(dyn_store, name.as_str())?;
-    let mut answers = Vec::new();
-    for e in &batch.events {
-        let req = batch.body(&e.request.body)?;
-        let resp = match &e.response {
-            Some(r) => batch.body(&r.body)?,
-            None => Default::default(),
-        };
-        answers.push(outcome(e, parse_llm(e, &req, &resp).as_ref()));
-    }
-    let report = count(&a, &url, model, name.as_str(), recorded, &answers);
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", table(&report));
-    }
-    Ok(0)
+    Ok(())
 }
 
 /// `url` with the origin of `endpoint` (its path and query kept).
