@@ -419,23 +419,32 @@ pub(crate) fn llm_span_attrs(
     }
     a.push(("server.address".into(), s(parts.host)));
     a.push(("server.port".into(), AttrValue::Int(parts.port as i64)));
+    request_params(&mut a, call);
+    response_attrs(&mut a, ev, call);
+    usage(&mut a, call);
+    if opts.include_content {
+        content(&mut a, call);
+    }
+    a.push(("tapedeck.step".into(), AttrValue::Int(ev.step as i64)));
+    a
+}
+
+/// What the request asked of the model: `gen_ai.request.*`, the tools it offered, the
+/// conversation, and OpenAI's API type.
+fn request_params(a: &mut Vec<(String, AttrValue)>, call: &LlmCall) {
     if call.stream {
         a.push(("gen_ai.request.stream".into(), AttrValue::Bool(true)));
     }
-    push_opt_int(&mut a, "gen_ai.request.max_tokens", call.max_tokens);
-    push_opt_f(&mut a, "gen_ai.request.temperature", call.temperature);
-    push_opt_f(&mut a, "gen_ai.request.top_p", call.top_p);
-    push_opt_f(&mut a, "gen_ai.request.top_k", call.top_k);
+    push_opt_int(a, "gen_ai.request.max_tokens", call.max_tokens);
+    push_opt_f(a, "gen_ai.request.temperature", call.temperature);
+    push_opt_f(a, "gen_ai.request.top_p", call.top_p);
+    push_opt_f(a, "gen_ai.request.top_k", call.top_k);
     push_opt_f(
-        &mut a,
+        a,
         "gen_ai.request.frequency_penalty",
         call.frequency_penalty,
     );
-    push_opt_f(
-        &mut a,
-        "gen_ai.request.presence_penalty",
-        call.presence_penalty,
-    );
+    push_opt_f(a, "gen_ai.request.presence_penalty", call.presence_penalty);
     if let Some(seed) = call.seed {
         a.push(("gen_ai.request.seed".into(), AttrValue::Int(seed)));
     }
@@ -451,64 +460,15 @@ pub(crate) fn llm_span_attrs(
             AttrValue::StrArray(call.stop_sequences.clone()),
         ));
     }
-    if let Some(id) = &call.response_id {
-        a.push(("gen_ai.response.id".into(), s(id.clone())));
-    }
-    if let Some(m) = &call.response_model {
-        a.push(("gen_ai.response.model".into(), s(m.clone())));
-    }
-    if !call.finish_reasons.is_empty() {
-        a.push((
-            "gen_ai.response.finish_reasons".into(),
-            AttrValue::StrArray(call.finish_reasons.clone()),
-        ));
-    }
-    push_opt_int(&mut a, "gen_ai.usage.input_tokens", call.input_tokens);
-    push_opt_int(&mut a, "gen_ai.usage.output_tokens", call.output_tokens);
-    push_opt_int(
-        &mut a,
-        "gen_ai.usage.cache_read.input_tokens",
-        call.cache_read_tokens,
-    );
-    push_opt_int(
-        &mut a,
-        "gen_ai.usage.cache_creation.input_tokens",
-        call.cache_creation_tokens,
-    );
-    push_opt_int(
-        &mut a,
-        "gen_ai.usage.reasoning.output_tokens",
-        call.reasoning_tokens,
-    );
-    push_opt_int(
-        &mut a,
-        "gen_ai.embeddings.dimension.count",
-        call.embedding_dimensions,
-    );
     if let Some(c) = &call.conversation_id {
         a.push(("gen_ai.conversation.id".into(), s(c.clone())));
     }
-    if let Some(api) = &call.api {
-        if call.provider.starts_with("openai") || call.provider.starts_with("azure") {
-            let t = match api.as_str() {
-                "chat_completions" => Some("chat_completions"),
-                "responses" => Some("responses"),
-                _ => None,
-            };
-            if let Some(t) = t {
-                a.push(("openai.api.type".into(), s(t)));
-            }
+    let openai = call.provider.starts_with("openai") || call.provider.starts_with("azure");
+    match call.api.as_deref() {
+        Some(t @ ("chat_completions" | "responses")) if openai => {
+            a.push(("openai.api.type".into(), s(t)));
         }
-    }
-    if call.stream {
-        if let Some(r) = &ev.response {
-            if let Some(first) = r.chunks.as_ref().and_then(|c| c.first()) {
-                a.push((
-                    "gen_ai.response.time_to_first_chunk".into(),
-                    AttrValue::Double(first.at_ms / 1000.0),
-                ));
-            }
-        }
+        _ => {}
     }
     if !call.tool_definitions.is_empty() {
         a.push((
@@ -521,25 +481,79 @@ pub(crate) fn llm_span_attrs(
             .to_string()),
         ));
     }
-    if opts.include_content {
-        if !call.input_messages.is_null() {
-            a.push((
-                "gen_ai.input.messages".into(),
-                s(call.input_messages.to_string()),
-            ));
-        }
-        if !call.output_messages.is_null() {
-            a.push((
-                "gen_ai.output.messages".into(),
-                s(call.output_messages.to_string()),
-            ));
-        }
-        if let Some(si) = &call.system_instructions {
-            a.push(("gen_ai.system_instructions".into(), s(si.to_string())));
-        }
+}
+
+/// What the model answered: `gen_ai.response.*`, and a stream's time to its first chunk.
+fn response_attrs(a: &mut Vec<(String, AttrValue)>, ev: &Event, call: &LlmCall) {
+    if let Some(id) = &call.response_id {
+        a.push(("gen_ai.response.id".into(), s(id.clone())));
     }
-    a.push(("tapedeck.step".into(), AttrValue::Int(ev.step as i64)));
-    a
+    if let Some(m) = &call.response_model {
+        a.push(("gen_ai.response.model".into(), s(m.clone())));
+    }
+    if !call.finish_reasons.is_empty() {
+        a.push((
+            "gen_ai.response.finish_reasons".into(),
+            AttrValue::StrArray(call.finish_reasons.clone()),
+        ));
+    }
+    let first = ev
+        .response
+        .as_ref()
+        .and_then(|r| r.chunks.as_ref())
+        .and_then(|c| c.first())
+        .filter(|_| call.stream);
+    if let Some(first) = first {
+        a.push((
+            "gen_ai.response.time_to_first_chunk".into(),
+            AttrValue::Double(first.at_ms / 1000.0),
+        ));
+    }
+}
+
+/// The tokens counted: `gen_ai.usage.*` and an embedding's dimensions.
+fn usage(a: &mut Vec<(String, AttrValue)>, call: &LlmCall) {
+    push_opt_int(a, "gen_ai.usage.input_tokens", call.input_tokens);
+    push_opt_int(a, "gen_ai.usage.output_tokens", call.output_tokens);
+    push_opt_int(
+        a,
+        "gen_ai.usage.cache_read.input_tokens",
+        call.cache_read_tokens,
+    );
+    push_opt_int(
+        a,
+        "gen_ai.usage.cache_creation.input_tokens",
+        call.cache_creation_tokens,
+    );
+    push_opt_int(
+        a,
+        "gen_ai.usage.reasoning.output_tokens",
+        call.reasoning_tokens,
+    );
+    push_opt_int(
+        a,
+        "gen_ai.embeddings.dimension.count",
+        call.embedding_dimensions,
+    );
+}
+
+/// The messages themselves (`--include-content`): input, output, system instructions.
+fn content(a: &mut Vec<(String, AttrValue)>, call: &LlmCall) {
+    if !call.input_messages.is_null() {
+        a.push((
+            "gen_ai.input.messages".into(),
+            s(call.input_messages.to_string()),
+        ));
+    }
+    if !call.output_messages.is_null() {
+        a.push((
+            "gen_ai.output.messages".into(),
+            s(call.output_messages.to_string()),
+        ));
+    }
+    if let Some(si) = &call.system_instructions {
+        a.push(("gen_ai.system_instructions".into(), s(si.to_string())));
+    }
 }
 
 /// A span with no parent, children, events or error yet; its id comes from the session,
