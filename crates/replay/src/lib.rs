@@ -491,34 +491,21 @@ impl Replayer {
                     hybrid::WhatIf::Answered(resp) => return resp,
                 }
             }
-            _ => {
-                let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
-                    asked.kind,
-                    || route(method, url),
-                    &asked.key,
-                );
-                match taken {
-                    Ok(i) => (i, None),
-                    Err(m) => {
-                        if let Some(max) = asked.too_large {
-                            let mut resp = self.refuse_too_large(method, url, max);
-                            close_after(&mut resp, parts.version);
-                            return resp;
-                        }
-                        return self.answer_miss_off_runtime(m, &got).await;
-                    }
-                }
-            }
+            _ => match self.take(&asked, &got, parts.version).await {
+                Ok(i) => (i, None),
+                Err(resp) => return resp,
+            },
         };
         self.served
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(i);
+        let failed = |e: &dyn std::fmt::Display| {
+            body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
+        };
         let mut fetched = match self.fetched(i).await {
             Ok(f) => f,
-            Err(e) => {
-                return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
-            }
+            Err(e) => return failed(&e),
         };
         // In memory, or read ahead with the rest (the recording let its events go).
         let decoded = fetched.event.take();
@@ -530,9 +517,7 @@ impl Replayer {
                     kept = ev;
                     &kept
                 }
-                Err(e) => {
-                    return body::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("tapedeck: {e}"))
-                }
+                Err(e) => return failed(&e),
             },
         };
         tracing::debug!("served step {} for {method} {url}", ev.step);
@@ -548,16 +533,7 @@ impl Replayer {
             ReadBody::Whole(b) => b,
             ReadBody::Large { .. } => &[],
         };
-        let recorded = match memchr::memmem::find(sent, b"\"jsonrpc\"") {
-            None => Bytes::new(),
-            Some(_) => match fetched.request.take() {
-                Some(b) => b,
-                None => self
-                    .read_off_runtime(ev.request.body.clone())
-                    .await
-                    .unwrap_or_default(),
-            },
-        };
+        let recorded = self.jsonrpc_request(sent, ev, &mut fetched).await;
         let answer = mcp::Answer::new(&recorded, sent, &parts.headers);
         if let (true, Some(session)) = (parts.method == http::Method::DELETE, &answer.session) {
             self.mcp_sessions.end(session);
@@ -583,6 +559,53 @@ impl Replayer {
             self.prefetch.bury(ev);
         }
         resp
+    }
+
+    /// The event the index gives this request, taken from it; or the answer when none
+    /// does: a miss (named on the blocking pool), or 413 for a body over `--max-body`.
+    async fn take(
+        self: &Arc<Self>,
+        asked: &Asked,
+        got: &miss::Received<'_>,
+        version: http::Version,
+    ) -> Result<usize, Response<ProxyBody>> {
+        let (method, url) = (asked.method.as_str(), asked.url.as_str());
+        let taken = self.index.lock().unwrap_or_else(|p| p.into_inner()).take(
+            asked.kind,
+            || route(method, url),
+            &asked.key,
+        );
+        let m = match taken {
+            Ok(i) => return Ok(i),
+            Err(m) => m,
+        };
+        if let Some(max) = asked.too_large {
+            let mut resp = self.refuse_too_large(method, url, max);
+            close_after(&mut resp, version);
+            return Err(resp);
+        }
+        Err(self.answer_miss_off_runtime(m, got).await)
+    }
+
+    /// The recorded request's body when the one sent is a JSON-RPC call (its answer
+    /// carries the call's id, swapped for the client's; see [`mcp`]), else nothing: an
+    /// LLM call's request (tens of KiB) is not read for nothing.
+    async fn jsonrpc_request(
+        self: &Arc<Self>,
+        sent: &[u8],
+        ev: &Event,
+        fetched: &mut prefetch::Fetched,
+    ) -> Bytes {
+        if memchr::memmem::find(sent, b"\"jsonrpc\"").is_none() {
+            return Bytes::new();
+        }
+        match fetched.request.take() {
+            Some(b) => b,
+            None => self
+                .read_off_runtime(ev.request.body.clone())
+                .await
+                .unwrap_or_default(),
+        }
     }
 
     /// Reads the request as record stored it: the agent's name taken off, the URL and
