@@ -88,6 +88,7 @@ impl BodyScrubber {
         }
         let mut out = std::mem::take(&mut self.out);
         out.clear();
+        out.reserve(data.len());
         self.feed_into(data, &mut out);
         self.out = out;
         &self.out
@@ -108,8 +109,11 @@ impl BodyScrubber {
         } = self;
         let mut staged = false;
         let mut run = |feed: &mut dyn FnMut(&[u8], &mut Vec<u8>)| {
+            let input = if staged { stage.as_slice() } else { data };
+            // Grown once to about the piece's size, not doubled up to it byte run by run.
             spare.clear();
-            feed(if staged { stage.as_slice() } else { data }, spare);
+            spare.reserve(input.len());
+            feed(input, spare);
             std::mem::swap(stage, spare);
             staged = true;
         };
