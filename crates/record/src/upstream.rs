@@ -295,11 +295,7 @@ impl Upstream {
             let absolute = req.uri().scheme().is_some() && req.uri().authority().is_some();
             match (h2, absolute) {
                 (false, true) => self.send_kept(req, conn, target).await,
-                _ => {
-                    let client = if h2 { &self.any } else { &self.h1 };
-                    let sent = client.request(req).await;
-                    sent.map_err(|e| classify(target, &e))
-                }
+                _ => self.pooled(h2, req, target).await,
             }
         };
         match tokio::time::timeout(self.response_timeout, sent).await {
@@ -312,6 +308,18 @@ impl Upstream {
                 ),
             }),
         }
+    }
+
+    /// Sends through `hyper_util`'s pooled client: any version when the client spoke
+    /// HTTP/2 to the proxy (`h2`), else HTTP/1.1.
+    async fn pooled(
+        &self,
+        h2: bool,
+        req: Request<ProxyBody>,
+        target: &str,
+    ) -> Result<Response<Incoming>, ExchangeError> {
+        let client = if h2 { &self.any } else { &self.h1 };
+        client.request(req).await.map_err(|e| classify(target, &e))
     }
 
     /// Sends on the client connection's own upstream connection: the one it kept, else
@@ -328,8 +336,7 @@ impl Upstream {
             // one per request) goes through the pool; the kept connection stays.
             Some(Ok(other)) => {
                 conn.put(other);
-                let sent = self.h1.request(req).await;
-                return sent.map_err(|e| classify(target, &e));
+                return self.pooled(false, req, target).await;
             }
             _ => Box::new(Kept {
                 key: key_of(req.uri()),
