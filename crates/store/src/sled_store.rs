@@ -829,37 +829,21 @@ fn merge_infos(c: &Committer) -> Result<(), sled::Error> {
 }
 
 impl SledStore {
-    /// Body `hash_hex` as event `step` of `session` keeps it inside its value: `None` when
-    /// it does not (or the event is gone or unreadable: the body is then looked for under
-    /// its blake3), `Some(Err(()))` when the bytes there fail their blake3.
+    /// Body `hash_hex` as event `step` of `session` keeps it inside its value (see
+    /// [`crate::StoredEvent::body`]): `None` when it does not (or the event is gone or
+    /// unreadable: the body is then looked for under its blake3), `Some(Err(_))` when the
+    /// bytes there fail their blake3.
     fn inline_body(
         &self,
         session: &str,
         step: u64,
         hash_hex: &str,
-    ) -> Result<Option<Result<bytes::Bytes, ()>>, StoreError> {
-        let Some(k) = parse_hex(hash_hex) else {
-            return Ok(None);
-        };
-        let Some(v) = self.events.get(event_key(session, step))? else {
-            return Ok(None);
-        };
-        let range = match split_value(&v) {
-            Ok(parts) => parts
-                .bodies
-                .into_iter()
-                .find(|(h, _)| *h == k.as_slice())
-                .map(|(_, r)| r),
-            Err(_) => None,
-        };
-        let Some(range) = range else {
-            return Ok(None);
-        };
-        if blake3::hash(&v[range.clone()]).as_bytes() != &k {
-            return Ok(Some(Err(())));
+    ) -> Result<Option<Result<bytes::Bytes, StoreError>>, StoreError> {
+        match self.event_stored(session, step) {
+            Ok(Some(stored)) => Ok(stored.body(hash_hex)),
+            Ok(None) | Err(StoreError::DamagedEvent { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        // sled's value, shared, not copied.
-        Ok(Some(Ok(bytes::Bytes::from_owner(v).slice(range))))
     }
 }
 
@@ -1193,8 +1177,7 @@ impl Store for SledStore {
         hash_hex: &str,
     ) -> Result<Option<bytes::Bytes>, StoreError> {
         match self.inline_body(session, step, hash_hex)? {
-            Some(Ok(data)) => Ok(Some(data)),
-            Some(Err(())) => Err(StoreError::DamagedBlob(hash_hex.to_string())),
+            Some(read) => read.map(Some),
             None => self.body_bytes(hash_hex),
         }
     }
@@ -1207,7 +1190,7 @@ impl Store for SledStore {
     ) -> Result<BodyState, StoreError> {
         match self.inline_body(session, step, hash_hex)? {
             Some(Ok(_)) => Ok(BodyState::Sound),
-            Some(Err(())) => Ok(BodyState::Damaged(
+            Some(Err(_)) => Ok(BodyState::Damaged(
                 "it does not match its blake3 (kept inside its event)".into(),
             )),
             None => self.verify_body(hash_hex),
