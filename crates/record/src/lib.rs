@@ -254,6 +254,10 @@ impl Recorder {
                 // Sent, and while the upstream works on its answer, the request is settled
                 // and its key started (see `Pending::queue_key`), once all of it is read.
                 let target = pending.url.clone();
+                // At low load, the writer is woken now rather than when the answer ends.
+                if self.spare_core() {
+                    self.writer.expect();
+                }
                 let send = self.upstream.send(up_req, client_h2, &target, &ctx.conn);
                 tokio::pin!(send);
                 let sent = tokio::select! {
