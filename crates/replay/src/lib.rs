@@ -852,57 +852,90 @@ impl Replayer {
                 None => {}
             }
             body.boxed_unsync()
-        } else if data.is_empty() && !cut && coding.is_none() && chunks.is_none() {
-            // Zero bytes, complete: `Content-Length: 0`, as recorded, never a chunked body.
-            head.insert(http::header::CONTENT_LENGTH, length(0));
-            body::empty()
-        } else if let Some(c) = coding {
-            // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
-            let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
-            if !cut && r.chunks.is_none() {
-                head.insert(http::header::CONTENT_LENGTH, length(enc.len() as u64));
-            }
-            let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
-            ReplayBody::new(vec![(at, Piece::Ready(enc.into()))], arrived, recorded, cut)
-                .holding(hold)
-                .boxed_unsync()
-        } else if let Some(chunks) = &chunks {
-            let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
-            let mut off = 0usize;
-            for c in chunks {
-                let len = usize::try_from(c.len).unwrap_or(usize::MAX);
-                let end = off.saturating_add(len).min(data.len());
-                frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
-                off = end;
-            }
-            if off < data.len() {
-                frames.push((None, Piece::Ready(data.slice(off..))));
-            }
-            if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
-                head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
-            }
-            ReplayBody::new(frames, arrived, recorded, cut)
-                .holding(hold)
-                .boxed_unsync()
         } else {
-            if !cut {
-                head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
-            }
-            let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
-            ReplayBody::new(
-                vec![(Some(end_ms), Piece::Ready(data))],
+            let pacing = Pacing {
                 arrived,
                 recorded,
                 cut,
-            )
-            .holding(hold)
-            .boxed_unsync()
+                hold,
+            };
+            in_memory(data, chunks, coding, r, ev, pacing, &mut head)
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = head;
         resp
     }
+}
+
+/// How a replayed answer's frames go out: from `arrived` (the head's time), at their
+/// recorded offsets when `recorded` (`--pace recorded`); `cut`: it ends as the recorded
+/// one was cut off; `hold`: it stays open until this resolves (see [`Replayer::hold`]).
+struct Pacing {
+    arrived: Instant,
+    recorded: bool,
+    cut: bool,
+    hold: Option<Hold>,
+}
+
+/// An answer's body held in memory, framed as recorded: no body for zero bytes that were
+/// complete (`Content-Length: 0`, never a chunked body); an encoded one whole, encoded
+/// again; a streamed one in its recorded chunks at their offsets; else whole, at the
+/// recorded end. `Content-Length` goes into `head` wherever the recording allows one.
+fn in_memory(
+    data: Bytes,
+    chunks: Option<Vec<tapedeck_model::exchange::Chunk>>,
+    coding: Option<Coding>,
+    r: &tapedeck_model::exchange::ResponseRecord,
+    ev: &Event,
+    pacing: Pacing,
+    head: &mut http::HeaderMap,
+) -> ProxyBody {
+    let Pacing {
+        arrived,
+        recorded,
+        cut,
+        hold,
+    } = pacing;
+    let length = |n: u64| http::HeaderValue::from(n);
+    if data.is_empty() && !cut && coding.is_none() && chunks.is_none() {
+        head.insert(http::header::CONTENT_LENGTH, length(0));
+        return body::empty();
+    }
+    let frames = if let Some(c) = coding {
+        // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
+        let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
+        if !cut && r.chunks.is_none() {
+            head.insert(http::header::CONTENT_LENGTH, length(enc.len() as u64));
+        }
+        let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
+        vec![(at, Piece::Ready(enc.into()))]
+    } else if let Some(chunks) = &chunks {
+        let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
+        let mut off = 0usize;
+        for c in chunks {
+            let len = usize::try_from(c.len).unwrap_or(usize::MAX);
+            let end = off.saturating_add(len).min(data.len());
+            frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
+            off = end;
+        }
+        if off < data.len() {
+            frames.push((None, Piece::Ready(data.slice(off..))));
+        }
+        if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
+            head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
+        }
+        frames
+    } else {
+        if !cut {
+            head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
+        }
+        let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
+        vec![(Some(end_ms), Piece::Ready(data))]
+    };
+    ReplayBody::new(frames, arrived, recorded, cut)
+        .holding(hold)
+        .boxed_unsync()
 }
 
 /// A step whose upstream failed when it was recorded fails the same way, after as long.
