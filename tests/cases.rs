@@ -287,11 +287,7 @@ async fn a_case_recorded_with_a_failing_exit_expects_it_and_export_import_keep_i
 async fn a_session_recorded_by_a_daemon_has_no_exit_status_and_its_case_expects_zero() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = support::harness::Daemon::start(
-        &dirs,
-        &["record", "--session", "daemon", "--upstream-ca", &ca],
-    );
+    let d = support::harness::Daemon::record(&dirs, &up, "daemon", &[]);
     support::harness::client(&d, &dirs)
         .get(up.url("/json"))
         .send()

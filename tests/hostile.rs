@@ -64,11 +64,7 @@ async fn otlp_headers_that_do_not_decode_are_no_panic() {
 async fn recorded_tape() -> (Dirs, std::path::PathBuf, Vec<Value>) {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "orig", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "orig", &[]);
     let via = client(&d, &dirs);
     let resp = via.get(up.url("/sse?n=3&gap_ms=30")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -177,8 +173,7 @@ async fn tapes_with_hostile_metadata_are_refused_by_import_and_replay_with_file_
 async fn a_body_of_nul_bytes_exports_as_a_file_or_base64_never_six_bytes_each() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(&dirs, &["record", "--session", "nul", "--upstream-ca", &ca]);
+    let d = Daemon::record(&dirs, &up, "nul", &[]);
     let via = client(&d, &dirs);
     let n = 256 << 10;
     let resp = via

@@ -53,11 +53,7 @@ fn json_array(bytes: usize) -> Vec<u8> {
 }
 
 fn record(dirs: &Dirs, up: &Upstream, session: &str) -> Daemon {
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    Daemon::start(
-        dirs,
-        &["record", "--session", session, "--upstream-ca", &ca],
-    )
+    Daemon::record(dirs, up, session, &[])
 }
 
 fn replay(dirs: &Dirs, session: &str) -> Daemon {

@@ -141,8 +141,7 @@ async fn an_mcp_session_replays_with_the_clients_ids_and_session_id() {
     let up = Upstream::start(true).await;
     let origin = up.base_url();
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(&dirs, &["record", "--session", "mcp", "--upstream-ca", &ca]);
+    let d = Daemon::record(&dirs, &up, "mcp", &[]);
     let (live, listening) = session(&client(&d, &dirs), &origin, 1, None).await;
     // The fixture never ends the stream: the client hangs up, as MCP clients do.
     listening.abort();

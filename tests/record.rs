@@ -15,10 +15,7 @@ use support::upstream::Upstream;
 const SECRET: &str = "sk-live-THIS-MUST-NEVER-BE-STORED-4242";
 
 fn record(dirs: &Dirs, up: &Upstream, session: &str, extra: &[&str]) -> Daemon {
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let mut args = vec!["record", "--session", session, "--upstream-ca", &ca];
-    args.extend_from_slice(extra);
-    Daemon::start(dirs, &args)
+    Daemon::record(dirs, up, session, extra)
 }
 
 #[tokio::test(flavor = "multi_thread")]

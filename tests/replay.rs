@@ -11,11 +11,7 @@ use support::harness::{client, client_h1, export, Daemon, Dirs};
 use support::upstream::Upstream;
 
 fn record(dirs: &Dirs, up: &Upstream, session: &str) -> Daemon {
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    Daemon::start(
-        dirs,
-        &["record", "--session", session, "--upstream-ca", &ca],
-    )
+    Daemon::record(dirs, up, session, &[])
 }
 
 fn replay(dirs: &Dirs, session: &str, extra: &[&str]) -> Daemon {

@@ -14,10 +14,7 @@ use support::upstream::{Upstream, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN};
 const BEARER: &str = "sk-live-BEARER-MUST-NEVER-BE-STORED-9898";
 
 fn record(dirs: &Dirs, up: &Upstream, session: &str, extra: &[&str]) -> Daemon {
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let mut args = vec!["record", "--session", session, "--upstream-ca", &ca];
-    args.extend_from_slice(extra);
-    Daemon::start(dirs, &args)
+    Daemon::record(dirs, up, session, extra)
 }
 
 /// Stops the daemon, exports the session into the scratch directory, and asserts that

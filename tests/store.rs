@@ -117,8 +117,7 @@ async fn a_damaged_event_is_named_by_fsck_and_the_rest_stays_readable() {
 async fn a_damaged_body_inside_its_event_is_named_by_fsck_and_refused_by_export() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(&dirs, &["record", "--session", "inl", "--upstream-ca", &ca]);
+    let d = Daemon::record(&dirs, &up, "inl", &[]);
     let c = client(&d, &dirs);
     for i in 1..=3 {
         let body = format!(r#"{{"note":"BODYMARK-{i}"}}"#);
@@ -167,8 +166,7 @@ async fn a_damaged_body_inside_its_event_is_named_by_fsck_and_refused_by_export(
 async fn a_damaged_body_file_is_named_by_session_and_step() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(&dirs, &["record", "--session", "big", "--upstream-ca", &ca]);
+    let d = Daemon::record(&dirs, &up, "big", &[]);
     let c = client(&d, &dirs);
     c.get(up.url("/json")).send().await.unwrap();
     let resp = c.get(up.url("/big?bytes=300000")).send().await.unwrap();

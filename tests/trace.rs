@@ -247,11 +247,7 @@ async fn a_recorded_agent_run_is_a_causal_span_tree() {
 async fn otlp_json_has_stable_ids_and_the_wire_encoding_otlp_requires() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "otlp", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "otlp", &[]);
     agent(
         &client(&d, &dirs),
         &up,
@@ -382,11 +378,7 @@ async fn collector(fail_first: usize) -> Collector {
 async fn otlp_pushes_protobuf_with_retries_and_says_when_the_collector_is_unreachable() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "push", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "push", &[]);
     agent(
         &client(&d, &dirs),
         &up,
@@ -443,11 +435,7 @@ async fn otlp_pushes_protobuf_with_retries_and_says_when_the_collector_is_unreac
 async fn otlp_push_refused_midway_says_how_many_spans_went_before() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "many", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "many", &[]);
     let c = client(&d, &dirs);
     for i in 0..520 {
         let r = c

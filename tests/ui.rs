@@ -83,11 +83,7 @@ async fn agent_run(c: &reqwest::Client, up: &Upstream, tool_path: &str) {
 
 /// Records `session` (against `tool_path`) through a record daemon, then stops it.
 async fn record(dirs: &Dirs, up: &Upstream, session: &str, tool_path: &str) {
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        dirs,
-        &["record", "--session", session, "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(dirs, up, session, &[]);
     agent_run(&client(&d, dirs), up, tool_path).await;
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
@@ -690,11 +686,7 @@ async fn a_value_one_agent_hands_another_is_walked_back_across_the_handoff() {
 async fn a_header_value_that_is_not_utf8_is_shown_as_its_latin1_text() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "latin1", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "latin1", &[]);
     let r = client(&d, &dirs)
         .get(up.url("/latin1-header"))
         .send()
@@ -755,11 +747,7 @@ async fn tape_files_are_viewed_without_a_store() {
 async fn a_store_a_daemon_holds_is_shown_by_that_daemons_viewer() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &dirs,
-        &["record", "--session", "held", "--upstream-ca", &ca],
-    );
+    let d = Daemon::record(&dirs, &up, "held", &[]);
     agent_run(&client(&d, &dirs), &up, "/weather").await;
     // sled lets one process open the store: `tapedeck ui` hands over the daemon's link.
     let link = daemon_link(&dirs);

@@ -150,8 +150,7 @@ async fn a_websocket_in_a_tls_tunnel_is_recorded_and_replayed_message_for_messag
     let up = Upstream::start(true).await;
     let port = up.addr.port();
     let dirs = Dirs::new();
-    let ca = up.ca_path.to_str().unwrap().to_string();
-    let d = Daemon::start(&dirs, &["record", "--session", "ws", "--upstream-ca", &ca]);
+    let d = Daemon::record(&dirs, &up, "ws", &[]);
     let mut ws = wss(&d, &dirs, port, "/ws/echo").await;
     let live = converse(&mut ws, &script("evt_1")).await;
     drop(ws);

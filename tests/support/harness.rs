@@ -95,6 +95,20 @@ impl Daemon {
         Daemon::start_under(dirs, &[], args, "127.0.0.1:0")
     }
 
+    /// A record daemon for `session` that trusts the upstream fixture `up`:
+    /// `tapedeck record --session SESSION --upstream-ca <up's CA> EXTRA...`.
+    pub fn record(
+        dirs: &Dirs,
+        up: &super::upstream::Upstream,
+        session: &str,
+        extra: &[&str],
+    ) -> Daemon {
+        let ca = up.ca_path.to_str().unwrap().to_string();
+        let mut args = vec!["record", "--session", session, "--upstream-ca", &ca];
+        args.extend_from_slice(extra);
+        Daemon::start(dirs, &args)
+    }
+
     /// Starts `tapedeck <args> --listen LISTEN`, run by `wrapper` (`strace -f ...`) when
     /// one is given, and waits until it listens.
     pub fn start_under(dirs: &Dirs, wrapper: &[&str], args: &[&str], listen: &str) -> Daemon {
