@@ -147,6 +147,10 @@ ok "show, analyze --json for ${#SESSIONS[@]} sessions; cluster --json; diff --js
 start_bg() {
   local label=$1
   shift
+  # Made here: the background job opens them after the caller may already read them, and
+  # a sed of a missing file ends this script (`set -e`; it failed CI's ui stage twice).
+  : >"$WORK/$label.out"
+  : >"$WORK/$label.err"
   TAPEDECK_LOG="tapedeck=debug" "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" </dev/null &
   BG=$!
   BG_PIDS+=("$BG")
