@@ -115,8 +115,9 @@ pub fn header_value(stored: &str) -> Result<http::HeaderValue, String> {
 /// bytes read as Latin-1 (what HTTP's `obs-text` in a header was), never as its marked
 /// base64; any other value as stored.
 pub fn header_shown(stored: &str) -> std::borrow::Cow<'_, str> {
-    match (stored.starts_with(HEADER_BYTES), header_bytes(stored)) {
-        (true, Some(bytes)) => bytes.iter().map(|&b| char::from(b)).collect(),
+    match header_bytes(stored) {
+        // Owned only when the value was marked and its base64 decoded.
+        Some(std::borrow::Cow::Owned(bytes)) => bytes.iter().map(|&b| char::from(b)).collect(),
         _ => std::borrow::Cow::Borrowed(stored),
     }
 }
