@@ -69,7 +69,9 @@ pub struct ListenArgs {
     /// Seconds a connection (HTTP/1.1 or HTTP/2) may carry no exchange before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub idle_timeout: u64,
-    /// Seconds a client may take to send a request head.
+    /// Seconds a client may take to send a request head, from its first byte (or from the
+    /// connection's start, for its first request); the wait between two requests is the idle
+    /// timeout's.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub header_timeout: u64,
     /// Client connections open at once, tunnels included; more are answered 503.

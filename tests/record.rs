@@ -469,6 +469,85 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
     assert_eq!(steps.len(), 1000);
 }
 
+/// A keep-alive connection waits for its next request as long as `--idle-timeout` says,
+/// however short `--header-timeout` is: an agent that thinks (or runs a tool) for a minute
+/// between two LLM calls reuses its connection, as it would talking to the API directly.
+/// The header timeout bounds a request head once its first byte has come (slowloris is
+/// tested in `security.rs`), and a connection that never sends one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_connection_outlives_the_header_timeout_between_requests() {
+    type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+    async fn get(conn: &mut Conn, host: &str, uri: &str) -> Result<u16, String> {
+        use http_body_util::BodyExt;
+        conn.ready().await.map_err(|e| format!("closed: {e}"))?;
+        let req = hyper::Request::get(uri)
+            .header(hyper::header::HOST, host)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = conn.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(status)
+    }
+    let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let host = format!("localhost:{port}");
+    let plain = Upstream::start(false).await;
+    let plain_host = plain.base_url()["http://".len()..].to_string();
+    let dirs = Dirs::new();
+    let d = record(
+        &dirs,
+        &up,
+        "thinking",
+        &["--header-timeout", "1", "--idle-timeout", "30"],
+    );
+    let mut tunnel = h1_tunnel(&d, &dirs, "localhost", port).await;
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let (mut direct, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(get(&mut tunnel, &host, "/json?n=1").await, Ok(200));
+    let plain_uri = |n: u32| plain.url(&format!("/json?n={n}"));
+    assert_eq!(get(&mut direct, &plain_host, &plain_uri(1)).await, Ok(200));
+    // Three header timeouts of quiet on both connections.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        get(&mut tunnel, &host, "/json?n=2").await,
+        Ok(200),
+        "the tunnel's keep-alive connection was closed while idle"
+    );
+    assert_eq!(
+        get(&mut direct, &plain_host, &plain_uri(2)).await,
+        Ok(200),
+        "the proxy's keep-alive connection was closed while idle"
+    );
+    // A connection that never sends a request head is still closed after the header
+    // timeout, not held for the idle timeout.
+    let mut silent = std::net::TcpStream::connect(d.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = silent.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "a silent connection closed by the proxy, not by the 20 s read timeout: {read:?}"
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        stderr.matches("no complete request head in time").count(),
+        1,
+        "only the silent connection is reported: {stderr}"
+    );
+    assert_eq!(export(&dirs, "thinking").len(), 4);
+}
+
 /// An HTTP/1.1 client connection keeps one upstream connection for all its exchanges, the
 /// next client connection to the same host takes it over once the first has hung up, and
 /// an upstream that drops its connection gets a new one at the next exchange; plain-HTTP

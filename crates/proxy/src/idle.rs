@@ -1,17 +1,29 @@
-//! Idle connections: a connection that carries no exchange for a while is closed.
+//! Idle connections and slow request heads: a connection that carries no exchange for
+//! a while is closed, and so is one whose request head does not arrive in time.
 //!
 //! HTTP/2 keeps a connection open as long as the client answers PINGs, and an HTTP/1.1
 //! keep-alive connection waits for its next request; both hold a socket and memory for
 //! as long as the client likes. An [`Activity`] counts the exchanges in progress on one
 //! connection (from the request head until the response body is done) and
 //! [`Activity::idle`] resolves once none has been in progress for the idle timeout.
+//!
+//! The two timeouts are apart: between exchanges an HTTP/1.1 connection waits for the
+//! idle timeout (an agent may think for a minute between two LLM calls), and once a
+//! request head's first byte has come, the whole head must come within the header
+//! timeout ([`Activity::head_late`]; slowloris). hyper's own header read timeout runs
+//! from the moment it waits for a head, idle time included, so it is turned off and the
+//! connection's reads ([`HeadWatch`]) start this clock instead.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::Response;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -21,6 +33,11 @@ pub struct Activity {
     active: AtomicUsize,
     last: Mutex<Instant>,
     ended: Notify,
+    /// When the request head being read began, in nanoseconds after `born`, plus one;
+    /// 0 while none is: an exchange is in progress, or the connection waits between two.
+    /// A new connection's first head counts from the connection's start.
+    head_since: AtomicU64,
+    born: Instant,
 }
 
 /// One exchange in progress; dropping it ends it.
@@ -28,16 +45,57 @@ pub struct Busy(Arc<Activity>);
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
+        let now = Instant::now();
         Arc::new(Activity {
             active: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now()),
+            last: Mutex::new(now),
             ended: Notify::new(),
+            head_since: AtomicU64::new(1),
+            born: now,
         })
     }
 
+    /// An exchange begins: its request head has come whole.
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
         Busy(self.clone())
+    }
+
+    /// The connection read bytes: with no exchange in progress they start a request head,
+    /// whose clock starts now (if it has not already).
+    fn bytes_read(&self) {
+        if self.active.load(Ordering::Acquire) == 0 && self.head_since.load(Ordering::Acquire) == 0
+        {
+            let since = self.born.elapsed().as_nanos() as u64 + 1;
+            let _ = self
+                .head_since
+                .compare_exchange(0, since, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// When the request head being read began, if one is.
+    fn head_began(&self) -> Option<Instant> {
+        match self.head_since.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.born + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Resolves once a request head has been arriving for `limit` without coming whole
+    /// (or a new connection has sent none for that long).
+    ///
+    /// It must be polled in the task that drives the connection, after the connection
+    /// itself on every poll (a `biased` select with the connection first): it registers
+    /// no wake-up for a head's start, which only the connection's own reads make, and
+    /// those wake that task.
+    pub fn head_late(self: &Arc<Self>, limit: Duration) -> HeadLate {
+        HeadLate {
+            activity: self.clone(),
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            armed: None,
+        }
     }
 
     /// Resolves once no exchange has been in progress for `limit`.
@@ -74,6 +132,112 @@ impl Activity {
     }
 }
 
+impl Activity {
+    /// How an HTTP/1.1 connection (`what`, from `peer`) is watched: closed after the idle
+    /// timeout between exchanges, and at once when a request head takes longer than the
+    /// header timeout.
+    pub(crate) fn watch(
+        self: &Arc<Self>,
+        opts: &crate::ProxyOptions,
+        peer: std::net::SocketAddr,
+        what: &'static str,
+    ) -> crate::shutdown::Watch<impl Future<Output = ()> + use<>, HeadLate> {
+        let this = self.clone();
+        let idle_timeout = opts.idle_timeout;
+        crate::shutdown::Watch {
+            idle: async move { this.idle(idle_timeout).await },
+            on_idle: Box::new(move || tracing::debug!("closing the idle {what} from {peer}")),
+            late: self.head_late(opts.header_timeout),
+            on_late: Box::new(move || {
+                tracing::warn!("{peer} sent no complete request head in time on {what}; closed")
+            }),
+        }
+    }
+}
+
+/// See [`Activity::head_late`].
+pub struct HeadLate {
+    activity: Arc<Activity>,
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The deadline the sleep is set to.
+    armed: Option<Instant>,
+}
+
+impl Future for HeadLate {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(began) = self.activity.head_began() else {
+            self.armed = None;
+            return Poll::Pending;
+        };
+        let due = began + self.limit;
+        if self.armed != Some(due) {
+            self.sleep.as_mut().reset(due);
+            self.armed = Some(due);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+/// A connection's I/O, whose reads start its [`Activity`]'s request head clock.
+pub struct HeadWatch<T> {
+    io: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> HeadWatch<T> {
+    pub fn new(io: T, activity: Arc<Activity>) -> HeadWatch<T> {
+        HeadWatch { io, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HeadWatch<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadWatch<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
@@ -86,6 +250,56 @@ impl Drop for Busy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `late` has resolved, polled once as the connection's task would.
+    fn is_late(late: &mut HeadLate) -> bool {
+        let waker = std::task::Waker::noop();
+        Pin::new(late)
+            .poll(&mut Context::from_waker(waker))
+            .is_ready()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_request_head_under_way_runs_the_header_clock() {
+        let limit = Duration::from_secs(30);
+        let a = Activity::new();
+        let mut late = a.head_late(limit);
+        assert!(!is_late(&mut late));
+        tokio::time::sleep(limit).await;
+        assert!(
+            is_late(&mut late),
+            "a connection that sends no head is late"
+        );
+
+        let a = Activity::new();
+        let mut late = a.head_late(limit);
+        a.bytes_read();
+        let busy = a.begin();
+        tokio::time::sleep(limit * 10).await;
+        assert!(
+            !is_late(&mut late),
+            "an exchange in progress is not a late head"
+        );
+        a.bytes_read();
+        assert!(!is_late(&mut late), "a request body is not a head");
+        drop(busy);
+        tokio::time::sleep(limit * 10).await;
+        assert!(
+            !is_late(&mut late),
+            "a connection idle between exchanges is not late"
+        );
+        a.bytes_read();
+        tokio::time::sleep(limit / 2).await;
+        a.bytes_read();
+        assert!(!is_late(&mut late));
+        tokio::time::sleep(limit / 2).await;
+        assert!(
+            is_late(&mut late),
+            "the head's clock runs from its first byte, not its last"
+        );
+        let _busy = a.begin();
+        assert!(!is_late(&mut late), "a head that came whole is not late");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_every_exchange_to_end_then_for_the_timeout() {

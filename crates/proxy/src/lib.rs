@@ -302,20 +302,19 @@ impl<H: Handler> Proxy<H> {
             }
         });
         let mut b = hyper::server::conn::http1::Builder::new();
+        // The header timeout is the activity's (see `idle`), not hyper's.
         b.timer(TokioTimer::new())
-            .header_read_timeout(self.opts.header_timeout)
+            .header_read_timeout(None)
             .max_buf_size(self.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        let conn = b
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
+        let io = idle::HeadWatch::new(stream, activity.clone());
+        let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);
         let result = shutdown::serve_until_stopped(
             conn.as_mut(),
             |c| c.graceful_shutdown(),
             self.stopping(),
-            activity.idle(self.opts.idle_timeout),
-            || tracing::debug!("closing the idle proxy connection from {peer}"),
+            activity.watch(&self.opts, peer, "proxy connection"),
         )
         .await;
         if let Err(e) = result {

@@ -80,30 +80,44 @@ impl Shutdown {
     }
 }
 
+/// How a connection is watched besides its own end: when it has been idle too long, and
+/// (HTTP/1.1) when a request head has been arriving too long.
+pub(crate) struct Watch<I, L> {
+    pub idle: I,
+    pub on_idle: Box<dyn FnOnce() + Send>,
+    /// Polled after the connection on every poll (see [`crate::idle::Activity::head_late`]).
+    pub late: L,
+    pub on_late: Box<dyn FnOnce() + Send>,
+}
+
 /// Serves a client connection until it ends; when the daemon stops (`stopping`) or the
-/// connection goes idle (`idle`, which `on_idle` reports), asks it through `shutdown`
-/// to finish the responses in progress and close, and waits for that. hyper's h1 and h2
-/// connections share no trait for this, hence the closure.
+/// connection goes idle, asks it through `shutdown` to finish the responses in progress
+/// and close, and waits for that; a request head that comes too late ends it at once.
+/// hyper's h1 and h2 connections share no trait for this, hence the closure.
 pub(crate) async fn serve_until_stopped<C, E>(
     mut conn: std::pin::Pin<&mut C>,
     shutdown: impl Fn(std::pin::Pin<&mut C>),
     stopping: impl std::future::Future<Output = ()>,
-    idle: impl std::future::Future<Output = ()>,
-    on_idle: impl FnOnce(),
+    watch: Watch<impl std::future::Future<Output = ()>, impl std::future::Future<Output = ()>>,
 ) -> Result<(), E>
 where
     C: std::future::Future<Output = Result<(), E>>,
 {
     tokio::select! {
+        biased;
         r = conn.as_mut() => r,
         _ = stopping => {
             shutdown(conn.as_mut());
             conn.await
         }
-        _ = idle => {
-            on_idle();
+        _ = watch.idle => {
+            (watch.on_idle)();
             shutdown(conn.as_mut());
             conn.await
+        }
+        _ = watch.late => {
+            (watch.on_late)();
+            Ok(())
         }
     }
 }

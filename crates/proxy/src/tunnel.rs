@@ -296,9 +296,9 @@ async fn serve_http<H: Handler, IO>(
         }
     });
     let idle_timeout = proxy.opts.idle_timeout;
-    let io = TokioIo::new(io);
     // On shutdown, finish the responses in progress, then close.
     let result = if h2 {
+        let io = TokioIo::new(io);
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(256)
@@ -308,20 +308,28 @@ async fn serve_http<H: Handler, IO>(
             .max_header_list_size(proxy.opts.max_header_bytes as u32);
         let conn = b.serve_connection(io, svc);
         tokio::pin!(conn);
+        // HTTP/2 has no request head timeout: an idle HTTP/2 client is normal.
+        let watch = crate::shutdown::Watch {
+            idle: activity.idle(idle_timeout),
+            on_idle: Box::new(move || tracing::debug!("closing the idle tunnel from {peer}")),
+            late: std::future::pending(),
+            on_late: Box::new(|| {}),
+        };
         crate::shutdown::serve_until_stopped(
             conn.as_mut(),
             |c| c.graceful_shutdown(),
             proxy.stopping(),
-            activity.idle(idle_timeout),
-            || tracing::debug!("closing the idle tunnel from {peer}"),
+            watch,
         )
         .await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
+        // The header timeout is the activity's (see `idle`), not hyper's.
         b.timer(TokioTimer::new())
-            .header_read_timeout(proxy.opts.header_timeout)
+            .header_read_timeout(None)
             .max_buf_size(proxy.opts.max_header_bytes.max(8192))
             .keep_alive(true);
+        let io = TokioIo::new(crate::idle::HeadWatch::new(io, activity.clone()));
         // A WebSocket upgrade hands the connection over to the handler.
         let conn = b.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
@@ -329,8 +337,7 @@ async fn serve_http<H: Handler, IO>(
             conn.as_mut(),
             |c| c.graceful_shutdown(),
             proxy.stopping(),
-            activity.idle(idle_timeout),
-            || tracing::debug!("closing the idle tunnel from {peer}"),
+            activity.watch(&proxy.opts, peer, "tunnel"),
         )
         .await
     };
