@@ -189,6 +189,82 @@ async fn a_damaged_body_file_is_named_by_session_and_step() {
     );
 }
 
+/// A recorded body whose part fails its check goes out cut, never with wrong bytes, and
+/// replay says so: the step, on stderr at once and in the summary, and a replay around a
+/// command fails (exit 3) even when the command shrugs it off. A part that is gone is a
+/// hole in the recording: replay does not start without `--allow-damaged`.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_names_a_recorded_body_that_fails_its_check_and_refuses_a_missing_one() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = Daemon::record(&dirs, &up, "big", &[]);
+    let c = client(&d, &dirs);
+    c.get(up.url("/json")).send().await.unwrap();
+    let resp = c.get(up.url("/big?bytes=3000000")).send().await.unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), 3_000_000);
+    d.stop();
+    let mut parts: Vec<_> = walk(&dirs.store.join("blobs"));
+    parts.sort();
+    let victim = parts.first().expect("a body part file").clone();
+    let mut data = std::fs::read(&victim).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&victim, &data).unwrap();
+
+    let (code, out, err) = dirs.run(&["show", "big"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("big"), "{out}");
+    assert!(
+        err.contains("step 2: its response body cannot be read") && err.contains("tapedeck fsck"),
+        "show says why step 2 looks empty: {err}"
+    );
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "big"]);
+    let c = client(&r, &dirs);
+    assert_eq!(c.get(up.url("/json")).send().await.unwrap().status(), 200);
+    let got = c.get(up.url("/big?bytes=3000000")).send().await.unwrap();
+    let status = got.status();
+    let body = got.bytes().await;
+    assert_eq!(status, 200, "the head goes out before the part is read");
+    assert!(body.is_err(), "a cut answer, never wrong bytes");
+    let (_, stderr) = r.stop();
+    assert!(
+        stderr.contains("step 2: its recorded response body failed its check"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 recorded body failed its check and went out cut (run `tapedeck fsck`)"),
+        "{stderr}"
+    );
+    let fetch = |path: &str| format!("curl -s {} > /dev/null", up.url(path));
+    let shrugs = format!(
+        "{}; {}; exit 0",
+        fetch("/json"),
+        fetch("/big?bytes=3000000")
+    );
+    let (code, _, err) = dirs.run(&["replay", "--session", "big", "--", "sh", "-c", &shrugs]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("recorded bodies failed their check"), "{err}");
+
+    std::fs::remove_file(&victim).unwrap();
+    let (code, _, err) = dirs.run(&["replay", "--session", "big", "--", "true"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("session big has damaged events (step 2: its bodies were not stored"),
+        "{err}"
+    );
+    let (code, _, err) = dirs.run(&[
+        "replay",
+        "--session",
+        "big",
+        "--allow-damaged",
+        "--",
+        "sh",
+        "-c",
+        &fetch("/json"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -216,7 +216,9 @@ fn serve_options(
 /// CMD's exit status, or [`EXIT_REPLAY_FAILED`] when CMD succeeded but the replay did
 /// not (misses, or recorded events never used under `--fail-on-unused`).
 fn exit_code(a: &ReplayArgs, summary: &tapedeck_replay::ReplaySummary, code: i32) -> i32 {
-    let failed = summary.miss_count() > 0 || (a.fail_on_unused && !summary.unused.is_empty());
+    let failed = summary.miss_count() > 0
+        || !summary.damaged.is_empty()
+        || (a.fail_on_unused && !summary.unused.is_empty());
     if !failed || code != 0 || a.cmd.is_empty() {
         return code;
     }
@@ -224,6 +226,8 @@ fn exit_code(a: &ReplayArgs, summary: &tapedeck_replay::ReplaySummary, code: i32
         "tapedeck: replay failed{}: exit {EXIT_REPLAY_FAILED}",
         if summary.miss_count() > 0 {
             " with misses"
+        } else if !summary.damaged.is_empty() {
+            ": recorded bodies failed their check (run `tapedeck fsck`)"
         } else {
             ": recorded events were never used (--fail-on-unused)"
         }

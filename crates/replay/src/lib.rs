@@ -123,6 +123,9 @@ pub struct ReplaySummary {
     pub live: BTreeMap<String, usize>,
     pub order: Order,
     pub reorders: Reorders,
+    /// Recorded bodies that failed their check as they were served (the client got a
+    /// cut or failed answer): one line each.
+    pub damaged: Vec<String>,
 }
 
 impl ReplaySummary {
@@ -162,8 +165,22 @@ impl ReplaySummary {
                 .collect();
             format!("; live, not from the recording: {}", parts.join(", "))
         };
+        let damaged = if self.damaged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} recorded bod{} failed {} check and went out cut (run `tapedeck fsck`)",
+                self.damaged.len(),
+                if self.damaged.len() == 1 { "y" } else { "ies" },
+                if self.damaged.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                },
+            )
+        };
         format!(
-            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}",
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}",
             self.served, self.recorded
         )
     }
@@ -227,6 +244,8 @@ pub struct Replayer {
     /// Indices of served events, in serving order; and the first miss messages.
     served: Mutex<Vec<usize>>,
     miss_lines: Mutex<Vec<String>>,
+    /// See [`ReplaySummary::damaged`].
+    damaged: Mutex<Vec<String>>,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     max_body: MaxBody,
@@ -326,6 +345,7 @@ impl Replayer {
             misses: Mutex::new(BTreeMap::new()),
             served: Mutex::new(Vec::new()),
             miss_lines: Mutex::new(Vec::new()),
+            damaged: Mutex::new(Vec::new()),
             live: live::LiveHosts::new(&opts.allow_live),
             inflight: Arc::new(InFlight::default()),
             max_body: opts.max_body,
@@ -422,7 +442,25 @@ impl Replayer {
             live: self.live.opened(),
             order: ix.order(),
             reorders: ix.reorders().clone(),
+            damaged: self
+                .damaged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
+    }
+
+    /// A recorded body that fails its check as step `step` is served: said at once, and
+    /// kept for the summary (and the exit status of a replay around a command).
+    fn note_damaged_body(&self, step: u64, e: &dyn std::fmt::Display) {
+        let line = format!(
+            "step {step}: its recorded response body failed its check ({e}); the client got a cut answer. Run `tapedeck fsck`"
+        );
+        tracing::error!("{line}");
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
     }
 
     /// Counts a miss and keeps its line for the summary (the first 20).
@@ -793,6 +831,7 @@ impl Replayer {
             (None, None) => match self.read_off_runtime(r.body.clone()).await {
                 Ok(d) => d,
                 Err(e) => {
+                    self.note_damaged_body(ev.step, &e);
                     return body::text(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         &format!("tapedeck: step {}: {e}", ev.step),
@@ -841,7 +880,8 @@ impl Replayer {
             let frames = (0..parts.len())
                 .map(|i| (at(i), Piece::Stored(parts[i].clone())))
                 .collect();
-            let mut body = ReplayBody::new(frames, arrived, recorded, cut).reading(self.clone());
+            let mut body =
+                ReplayBody::new(frames, arrived, recorded, cut).reading(self.clone(), ev.step);
             match coding {
                 Some(c) => body = body.encoding(c),
                 None if !cut
@@ -1177,8 +1217,9 @@ impl Default for Piece {
 /// recording saw cut ends in an error, so the client sees the connection reset.
 struct ReplayBody {
     frames: std::collections::VecDeque<(Option<f64>, Piece)>,
-    /// Where stored pieces are read from.
+    /// Where stored pieces are read from, and the step they are of.
     store: Option<Arc<Replayer>>,
+    step: u64,
     /// Re-encodes the pieces as they go (a large body recorded with a Content-Encoding).
     encoder: Option<encoding::Encoder>,
     start: Instant,
@@ -1208,6 +1249,7 @@ impl ReplayBody {
         ReplayBody {
             frames: frames.into(),
             store: None,
+            step: 0,
             encoder: None,
             start,
             paced,
@@ -1227,8 +1269,9 @@ impl ReplayBody {
 }
 
 impl ReplayBody {
-    fn reading(mut self, replayer: Arc<Replayer>) -> ReplayBody {
+    fn reading(mut self, replayer: Arc<Replayer>, step: u64) -> ReplayBody {
         self.store = Some(replayer);
+        self.step = step;
         self
     }
 
@@ -1291,7 +1334,12 @@ impl ReplayBody {
         self.reading = None;
         let data = match read {
             Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Ok(Err(e)) => {
+                if let Some(r) = &self.store {
+                    r.note_damaged_body(self.step, &e);
+                }
+                return Poll::Ready(Some(Err(e.into())));
+            }
             Err(e) => {
                 return Poll::Ready(Some(Err(format!("tapedeck: reading a part: {e}").into())))
             }

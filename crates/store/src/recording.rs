@@ -34,7 +34,8 @@ pub struct Recording {
     pub source: String,
     /// The exit status of the command it was recorded around, when known.
     pub exit_code: Option<i32>,
-    /// Events of the store that could not be read back (left out of `events`).
+    /// Events of the store that could not be read back, or whose bodies are gone (left
+    /// out of `events`).
     pub damaged: Vec<crate::Damage>,
     /// Once the events are let go ([`Recording::release_events`]): what is kept of them.
     released: Option<Released>,
@@ -76,7 +77,11 @@ impl Recording {
             events: read.events,
             bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
-            damaged: read.damaged,
+            damaged: read
+                .damaged
+                .into_iter()
+                .chain(read.missing_bodies)
+                .collect(),
             released: None,
         })
     }
@@ -107,7 +112,11 @@ impl Recording {
             events: Vec::new(),
             bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
-            damaged: read.damaged,
+            damaged: read
+                .damaged
+                .into_iter()
+                .chain(read.missing_bodies)
+                .collect(),
             released: Some(Released { steps, llm }),
         })
     }

@@ -14,7 +14,7 @@ use super::adapters::realtime;
 use super::adapters::{self, LlmCall, ToolCall, ToolResult};
 use super::causal::{self, Graph};
 use tapedeck_model::exchange::canonical::UrlParts;
-use tapedeck_model::exchange::{Event, Kind};
+use tapedeck_model::exchange::{BodyRef, Event, Kind};
 use tapedeck_store::recording::Recording;
 
 mod exchange;
@@ -299,15 +299,11 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
     rec.events
         .iter()
         .map(|ev| {
-            let request_body = rec
-                .body(&ev.request.body)
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
+            let request_body = body_or_warn(rec, ev.step, "request", &ev.request.body).to_vec();
             let response_body = ev
                 .response
                 .as_ref()
-                .and_then(|r| rec.body(&r.body).ok())
-                .map(|b| b.to_vec())
+                .map(|r| body_or_warn(rec, ev.step, "response", &r.body).to_vec())
                 .unwrap_or_default();
             let p = Parsed::new(ev, request_body, response_body);
             match &ev.ws {
@@ -315,7 +311,7 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
                     let bodies: Vec<bytes::Bytes> = ws
                         .messages
                         .iter()
-                        .map(|m| rec.body(&m.body).unwrap_or_default())
+                        .map(|m| body_or_warn(rec, ev.step, "message", &m.body))
                         .collect();
                     p.with_messages(&bodies)
                 }
@@ -323,6 +319,17 @@ pub fn parse_events<'a>(rec: &'a Recording) -> Vec<Parsed<'a>> {
             }
         })
         .collect()
+}
+
+/// A body of step `step`, or (damaged, or gone) nothing, said on stderr: the trace is
+/// still built from the rest, and the user learns why the step looks empty.
+fn body_or_warn(rec: &Recording, step: u64, side: &str, r: &BodyRef) -> bytes::Bytes {
+    rec.body(r).unwrap_or_else(|e| {
+        tracing::warn!(
+            "step {step}: its {side} body cannot be read ({e}); shown as empty. Run `tapedeck fsck`"
+        );
+        bytes::Bytes::new()
+    })
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttrValue {
