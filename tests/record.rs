@@ -469,6 +469,67 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
     assert_eq!(steps.len(), 1000);
 }
 
+/// A body that does not decode as its Content-Encoding says goes through as it is, and
+/// the log line says whose body it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_body_is_logged_with_the_exchange_it_belongs_to() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "gz", &[]);
+    let resp = client(&d, &dirs)
+        .post(up.url("/echo"))
+        .header("content-encoding", "gzip")
+        .body(&b"not gzip at all"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains(&format!(
+            "the request body to {}: cannot decode the gzip body",
+            up.url("/echo")
+        )),
+        "{stderr}"
+    );
+}
+
+/// An absolute-form request goes to the host its URL names with that host in its Host
+/// header, whatever Host the client sent (RFC 9112, 3.2.2): the upstream, the recording
+/// and a replay all see one host.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_request_carries_its_urls_host_upstream() {
+    let plain = Upstream::start(false).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &plain, "hosts", &[]);
+    let named = plain.base_url()["http://".len()..].to_string();
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET http://user:pw@{named}/echo-host HTTP/1.1\r\nhost: evil.example\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains(&format!("{{\"host\":\"{named}\"}}")), "{out}");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let ev = export(&dirs, "hosts");
+    let host = ev[0]["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| {
+            h[0].as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("host"))
+        })
+        .map(|h| h[1].clone());
+    assert_eq!(host, Some(Value::String(named)), "{}", ev[0]["request"]);
+}
+
 /// A keep-alive connection waits for its next request as long as `--idle-timeout` says,
 /// however short `--header-timeout` is: an agent that thinks (or runs a tool) for a minute
 /// between two LLM calls reuses its connection, as it would talking to the API directly.

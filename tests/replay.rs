@@ -816,6 +816,10 @@ async fn replay_answers_every_host_locally_and_refuses_unknown_tunnel_bytes() {
     assert!(rest.is_empty());
     let (_, stderr) = r.stop();
     assert!(stderr.contains("neither TLS nor HTTP"), "{stderr}");
+    assert!(
+        stderr.contains("use --allow-live example.com to let them through"),
+        "replay names its own flag (--passthrough is record's): {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

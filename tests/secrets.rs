@@ -306,12 +306,21 @@ async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed()
         .await
         .unwrap();
     assert!(sse.contains(OAUTH_ACCESS_TOKEN));
+    // A JavaScript-style name, as the query list already has it.
+    let camel_key = "camel-APIKEY-MUST-NEVER-BE-STORED-10";
+    let got = echo(
+        "application/json",
+        format!("{{\"config\":{{\"apiKey\":\"{camel_key}\"}}}}"),
+    )
+    .await;
+    assert!(got.contains(camel_key), "{got}");
 
     let events = assert_nowhere(
         &dirs,
         d,
         "fields",
         &[
+            camel_key,
             ndjson_pw,
             pin,
             trailing_key,

@@ -725,6 +725,10 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::POST, "/v1/messages") => anthropic_messages(req).await?,
         (&Method::POST, "/v1/embeddings") => embeddings(req).await?,
         (&Method::POST, "/v1/audio/transcriptions") => transcription(req).await?,
+        (&Method::GET, "/echo-host") => json_response(
+            StatusCode::OK,
+            &json!({"host": req.headers().get("host").and_then(|h| h.to_str().ok())}),
+        ),
         (&Method::GET, "/echo-auth") => echo_auth(&req),
         (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),

@@ -34,9 +34,11 @@ pub const DEFAULT_REDACT_QUERY: &[&str] = &[
     "client_secret",
 ];
 
-/// JSON, form and multipart fields never stored in clear, in requests and responses.
+/// JSON, form and multipart fields never stored in clear, in requests and responses
+/// (names compared case-insensitively: `apikey` is also `apiKey`, as in the query list).
 pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "api_key",
+    "apikey",
     "password",
     "access_token",
     "refresh_token",

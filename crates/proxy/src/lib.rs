@@ -94,6 +94,11 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<Response<ProxyBody>>;
     /// Whether a CONNECT to `host:port` is tunnelled as raw bytes, without interception.
     fn raw_tunnel(&self, host: &str, port: u16) -> bool;
+    /// The flag that makes [`Handler::raw_tunnel`] say yes for a host (named to the user
+    /// when a tunnel carries neither TLS nor HTTP).
+    fn raw_tunnel_flag(&self) -> &'static str {
+        "--passthrough"
+    }
 }
 
 /// The daemon's own endpoint under `/_tapedeck/` (its control API and viewer). The proxy
@@ -119,8 +124,9 @@ pub struct ProxyOptions {
     pub proxy_auth: Option<ProxyAuth>,
     /// `--session-secret`: naming a session needs that session's token.
     pub session_secret: Option<SessionSecret>,
-    /// How long a client may take to send request headers (slow-loris bound); on HTTP/1.1
-    /// it also bounds the wait for the next request on a kept-alive connection.
+    /// How long a client may take to send a request head from its first byte (slow-loris
+    /// bound; a new connection's first head from the connection's start). The wait for
+    /// the next request on a kept-alive connection is the idle timeout's.
     pub header_timeout: Duration,
     /// How long a connection (HTTP/1.1 or HTTP/2) may carry no exchange before it is closed.
     pub idle_timeout: Duration,
@@ -324,7 +330,7 @@ impl<H: Handler> Proxy<H> {
 
     async fn on_request(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
         slot: Slot,
     ) -> Response<ProxyBody> {
@@ -335,6 +341,14 @@ impl<H: Handler> Proxy<H> {
             let default_port = if scheme == "https" { 443 } else { 80 };
             let (host, port) = match target(authority, Some(default_port)) {
                 Ok(t) => t,
+                Err(e) => return body::text(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            // An absolute-form request goes to the host its URL names, and says so: the
+            // Host header it came with is replaced (RFC 9112, 3.2.2), so the upstream and
+            // the recording see the same host.
+            let named = authority.as_str().rsplit('@').next().unwrap_or_default();
+            match http::HeaderValue::from_str(named) {
+                Ok(v) => req.headers_mut().insert(http::header::HOST, v),
                 Err(e) => return body::text(StatusCode::BAD_REQUEST, &e.to_string()),
             };
             let mut ctx = match self.client_ctx(req.headers(), peer) {

@@ -84,9 +84,10 @@ pub(super) async fn intercept<H: Handler, IO>(
     } else {
         tracing::warn!(
             "refused {} bytes in the CONNECT tunnel to {host}:{port} from {}: neither TLS nor HTTP \
-             (tapedeck does not tunnel unknown protocols; use --passthrough {host} to let them through)",
+             (tapedeck does not tunnel unknown protocols; use {} {host} to let them through)",
             n,
-            ctx.peer
+            ctx.peer,
+            proxy.handler.raw_tunnel_flag()
         );
     }
 }

@@ -85,6 +85,8 @@ pub struct Capture {
     stored_end: u64,
     start: Instant,
     pub failed: Option<String>,
+    /// What the body is (its exchange), for the log line a failure gets.
+    about: String,
 }
 
 pub struct Captured {
@@ -127,7 +129,15 @@ impl Capture {
             stored_end: 0,
             start,
             failed: None,
+            about: String::new(),
         }
+    }
+
+    /// Names the body in the log line a failure gets ("the response of step 3 from
+    /// https://api.test/v1", say).
+    pub fn about(mut self, what: String) -> Capture {
+        self.about = what;
+        self
     }
 
     /// Leaves the segments of a large body for [`Capture::take_ready`] (see
@@ -200,7 +210,10 @@ impl Capture {
 
     pub fn note_failure(&mut self, msg: String) {
         if self.failed.is_none() {
-            tracing::error!("{msg}");
+            match self.about.as_str() {
+                "" => tracing::error!("{msg}"),
+                about => tracing::error!("{about}: {msg}"),
+            }
             self.failed = Some(msg);
         }
     }

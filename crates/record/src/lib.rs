@@ -320,7 +320,8 @@ impl Recorder {
             start,
             self.max_body,
             BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
-        );
+        )
+        .about(format!("the request body to {url}"));
         req_capture.defer_writes();
         req_capture.expect(header(&req_headers, "content-length"));
         let tee = Arc::new(Mutex::new(RequestTee {
@@ -435,7 +436,11 @@ impl Recorder {
             start,
             self.max_body,
             BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
-        );
+        )
+        .about(format!(
+            "the response body of step {step} from {}",
+            pending.url
+        ));
         capture.defer_writes();
         if !has_no_body(head_request, rparts.status, &rbody) {
             // A HEAD's answer or a 304 says the length of a body it does not send.

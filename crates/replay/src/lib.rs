@@ -1166,6 +1166,10 @@ impl Handler for Replayer {
     fn raw_tunnel(&self, host: &str, port: u16) -> bool {
         self.live.admit(host, port)
     }
+
+    fn raw_tunnel_flag(&self) -> &'static str {
+        "--allow-live"
+    }
 }
 
 /// When part `i` of a large stored body is due, under `--pace recorded`: a streamed body's

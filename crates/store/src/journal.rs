@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal";
@@ -72,6 +73,7 @@ impl JournalWriter {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(tapedeck_model::secure_fs::PRIVATE_FILE)
             .open(&self.path)?;
         f.write_all(text.as_bytes())?;
         f.sync_data()
@@ -123,6 +125,16 @@ mod tests {
             b3: b3.clone(),
         };
         w.append(&[ev("a", 1), ev("a", 2), ev("b", 1)]).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join(JOURNAL_FILE))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "it names sessions: private, as the store"
+        );
         w.append(&[Entry::Deleted {
             session: "a".into(),
         }])
