@@ -491,7 +491,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "HOST")]
     pub passthrough: Vec<String>,
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
-    /// 413, a larger response is cut there; the event records `too_large`.
+    /// 413, so does a response whose Content-Length says it is larger; a response that
+    /// goes over as it streams is cut there. The event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
     pub max_body: tapedeck_model::exchange::limit::MaxBody,
     /// Seconds to wait for an upstream's response head.
@@ -542,7 +543,8 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = PaceArg::Fast)]
     pub pace: PaceArg,
     /// The largest body tapedeck reads, decoded (64MiB, 1GiB, ...): a larger request gets
-    /// 413, a larger response is cut there; the event records `too_large`.
+    /// 413, so does a response whose Content-Length says it is larger; a response that
+    /// goes over as it streams is cut there. The event records `too_large`.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
     pub max_body: tapedeck_model::exchange::limit::MaxBody,
     /// Replay a session even when some of its events are damaged (they are left out).

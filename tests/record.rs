@@ -469,6 +469,40 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
     assert_eq!(steps.len(), 1000);
 }
 
+/// A client that sends less request body than its Content-Length and stops is told so
+/// (400), and the event blames the client, not the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_the_client_cuts_short_is_the_clients_error() {
+    let plain = Upstream::start(false).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &plain, "short", &[]);
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"a\":",
+        plain.url("/echo")
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("tapedeck_client_error"), "{out}");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let ev = export(&dirs, "short");
+    assert_eq!(ev[0]["error"]["kind"], "client_closed", "{}", ev[0]);
+    assert!(
+        ev[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the client's request body ended early"),
+        "{}",
+        ev[0]
+    );
+}
+
 /// A body that does not decode as its Content-Encoding says goes through as it is, and
 /// the log line says whose body it was.
 #[tokio::test(flavor = "multi_thread")]

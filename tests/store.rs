@@ -166,19 +166,7 @@ async fn a_damaged_body_inside_its_event_is_named_by_fsck_and_refused_by_export(
 async fn a_damaged_body_file_is_named_by_session_and_step() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = Daemon::record(&dirs, &up, "big", &[]);
-    let c = client(&d, &dirs);
-    c.get(up.url("/json")).send().await.unwrap();
-    let resp = c.get(up.url("/big?bytes=300000")).send().await.unwrap();
-    assert_eq!(resp.bytes().await.unwrap().len(), 300_000);
-    d.stop();
-    // The body's parts are files under blobs/; damage one.
-    let mut parts: Vec<_> = walk(&dirs.store.join("blobs"));
-    parts.sort();
-    let victim = parts.first().expect("a body part file").clone();
-    let mut data = std::fs::read(&victim).unwrap();
-    data[100] ^= 0xff;
-    std::fs::write(&victim, data).unwrap();
+    damage_a_large_body(&dirs, &up, 300_000).await;
 
     let (code, out, err) = dirs.run(&["fsck"]);
     assert_eq!(code, 1, "{out}{err}");
@@ -197,18 +185,7 @@ async fn a_damaged_body_file_is_named_by_session_and_step() {
 async fn replay_names_a_recorded_body_that_fails_its_check_and_refuses_a_missing_one() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = Daemon::record(&dirs, &up, "big", &[]);
-    let c = client(&d, &dirs);
-    c.get(up.url("/json")).send().await.unwrap();
-    let resp = c.get(up.url("/big?bytes=3000000")).send().await.unwrap();
-    assert_eq!(resp.bytes().await.unwrap().len(), 3_000_000);
-    d.stop();
-    let mut parts: Vec<_> = walk(&dirs.store.join("blobs"));
-    parts.sort();
-    let victim = parts.first().expect("a body part file").clone();
-    let mut data = std::fs::read(&victim).unwrap();
-    data[100] ^= 0xff;
-    std::fs::write(&victim, &data).unwrap();
+    let victim = damage_a_large_body(&dirs, &up, 3_000_000).await;
 
     let (code, out, err) = dirs.run(&["show", "big"]);
     assert_eq!(code, 0, "{err}");
@@ -263,6 +240,44 @@ async fn replay_names_a_recorded_body_that_fails_its_check_and_refuses_a_missing
         &fetch("/json"),
     ]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// sled's own `conf` file damaged: the store is named damaged, with fsck to run, as for
+/// damage inside sled's log (not sled's word about versions older than 0.29).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_sled_conf_is_named_as_a_damaged_store() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    two_sessions(&dirs, &up).await;
+    std::fs::write(dirs.store.join("db").join("conf"), b"\xff\xfe garbage\n").unwrap();
+    let (code, _, err) = dirs.run(&["sessions"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("is damaged and sled cannot open it") && err.contains("tapedeck fsck"),
+        "{err}"
+    );
+}
+
+/// Records session `big` (a small exchange, then a body of `bytes` from `/big`, step 2)
+/// and flips a byte in one of the body's part files (under `blobs/`); returns that file.
+async fn damage_a_large_body(dirs: &Dirs, up: &Upstream, bytes: usize) -> std::path::PathBuf {
+    let d = Daemon::record(dirs, up, "big", &[]);
+    let c = client(&d, dirs);
+    c.get(up.url("/json")).send().await.unwrap();
+    let resp = c
+        .get(up.url(&format!("/big?bytes={bytes}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), bytes);
+    d.stop();
+    let mut parts: Vec<_> = walk(&dirs.store.join("blobs"));
+    parts.sort();
+    let victim = parts.first().expect("a body part file").clone();
+    let mut data = std::fs::read(&victim).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&victim, data).unwrap();
+    victim
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -55,8 +55,19 @@ pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
 
 /// What tapedeck answers for an exchange that has no upstream response; replay rebuilds
 /// the same answer from the recorded error. A body over `--max-body` gets 413 (which the
-/// SDKs do not retry, so a bomb is not sent again), every upstream failure 502.
+/// SDKs do not retry, so a bomb is not sent again), a request body the client cut short
+/// 400, every upstream failure 502.
 pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
+    if err.kind == ErrorKind::ClientClosed {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": {
+                "type": "tapedeck_client_error",
+                "code": err.kind.as_str(),
+                "message": err.message,
+            }}),
+        );
+    }
     if err.kind == ErrorKind::TooLarge {
         return json(
             StatusCode::PAYLOAD_TOO_LARGE,

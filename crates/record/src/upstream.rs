@@ -461,6 +461,12 @@ pub fn classify(target: &str, err: &(dyn std::error::Error + 'static)) -> Exchan
     let mut detail = err.to_string();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
+        if kind == ErrorKind::ClientClosed {
+            // The client's body failed; its sources say how, in their own words.
+            detail = e.to_string();
+            cur = e.source();
+            continue;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             kind = match io.kind() {
@@ -479,7 +485,12 @@ pub fn classify(target: &str, err: &(dyn std::error::Error + 'static)) -> Exchan
             detail = e.to_string();
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_closed() {
+            if h.is_user() && e.source().is_some() {
+                // hyper's "error from user's Body stream": the request body, read from the
+                // client as it went up, ended early (the client closed it, or sent less
+                // than its Content-Length).
+                kind = ErrorKind::ClientClosed;
+            } else if h.is_incomplete_message() || h.is_closed() {
                 kind = ErrorKind::Reset;
             } else if h.is_parse() {
                 kind = ErrorKind::Protocol;
@@ -507,6 +518,9 @@ pub fn classify(target: &str, err: &(dyn std::error::Error + 'static)) -> Exchan
         ErrorKind::Tls => "TLS handshake or certificate failed",
         ErrorKind::Reset => "connection closed before a complete response",
         ErrorKind::Protocol => "upstream spoke invalid HTTP",
+        ErrorKind::ClientClosed => {
+            "the client's request body ended early (closed, or shorter than its Content-Length)"
+        }
         _ => "request failed",
     };
     ExchangeError {

@@ -426,7 +426,12 @@ impl SledStore {
             }
         };
         let db = opened.map_err(|e| {
-            if matches!(e, sled::Error::Corruption { .. }) {
+            // tapedeck always opens sled with the same persisted settings, so sled finding
+            // its `conf` unusable (it says "unsupported") means that file is damaged.
+            if matches!(
+                e,
+                sled::Error::Corruption { .. } | sled::Error::Unsupported(_)
+            ) {
                 StoreError::Damaged {
                     path: dir.to_path_buf(),
                     source: e,
