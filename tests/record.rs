@@ -10,7 +10,7 @@ use serde_json::Value;
 use support::harness::{
     client, client_as, client_h1, direct_client, export, h1_tunnel, Daemon, Dirs,
 };
-use support::upstream::Upstream;
+use support::upstream::{RawTls, Upstream};
 
 const SECRET: &str = "sk-live-THIS-MUST-NEVER-BE-STORED-4242";
 
@@ -467,6 +467,47 @@ async fn a_thousand_concurrent_tunnels_are_all_served_and_stored_despite_idle_co
     let mut steps: Vec<u64> = ev.iter().map(|e| e["step"].as_u64().unwrap()).collect();
     steps.dedup();
     assert_eq!(steps.len(), 1000);
+}
+
+/// A 204 that comes with a Content-Length (and bytes after it), as a careless server sends
+/// one, reaches an HTTP/2 client as a 204, recorded and replayed: RFC 9110 forbids the
+/// length, and passed on it had the stream reset (PROTOCOL_ERROR, as curl showed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_204_with_a_length_reaches_an_http2_client_recorded_and_replayed() {
+    let raw = RawTls::start(b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello").await;
+    let port = raw.addr.port();
+    let dirs = Dirs::new();
+    let ca = raw.ca_path.to_str().unwrap().to_string();
+    // curl (nghttp2) refuses a 204 with a length where the h2 crate lets it pass.
+    let curl = |d: &Daemon| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(dirs.certs.join("ca.pem"))
+            .args(["-x", &format!("http://{}", d.addr)])
+            .arg(format!("https://localhost:{port}/gone"))
+            .output()
+            .expect("curl");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let d = Daemon::start(&dirs, &["record", "--session", "nc", "--upstream-ca", &ca]);
+    assert_eq!(curl(&d), "2 204");
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let r = Daemon::start(&dirs, &["replay", "--session", "nc"]);
+    assert_eq!(curl(&r), "2 204");
+    r.stop();
 }
 
 /// A client that sends less request body than its Content-Length and stops is told so

@@ -292,6 +292,67 @@ impl Drop for Upstream {
     }
 }
 
+/// An HTTPS server that answers every request with the same raw bytes, HTTP/1.1 only,
+/// whatever HTTP says they should be: for what no well-behaved server (the fixture's hyper
+/// among them) can be made to send. The CA its certificate chains to is at `ca_path`.
+pub struct RawTls {
+    pub addr: SocketAddr,
+    pub ca_path: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl RawTls {
+    pub async fn start(answer: &'static [u8]) -> RawTls {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("raw TLS fixture: bind");
+        let addr = listener.local_addr().expect("raw TLS fixture: local_addr");
+        let (ca_pem, mut cfg) = make_tls();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let ca_path = std::env::temp_dir().join(format!(
+            "tapedeck-raw-tls-ca-{}-{}.pem",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&ca_path, ca_pem).expect("raw TLS fixture: write CA");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls.write_all(answer).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        RawTls {
+            addr,
+            ca_path,
+            task,
+        }
+    }
+}
+
+impl Drop for RawTls {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.ca_path);
+    }
+}
+
 fn make_tls() -> (String, rustls::ServerConfig) {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,

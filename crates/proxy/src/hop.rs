@@ -55,6 +55,13 @@ pub fn strip(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a response with `status` may carry a `Content-Length` header. A 1xx or 204 may
+/// not (RFC 9110, 8.6); an upstream that sends one anyway would have HTTP/2 clients reset
+/// the stream (nghttp2 and curl refuse it), so it is not passed on.
+pub fn may_carry_length(status: http::StatusCode) -> bool {
+    !(status.is_informational() || status == http::StatusCode::NO_CONTENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +83,19 @@ mod tests {
         h.insert("te", "trailers".parse().unwrap());
         strip(&mut h);
         assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn a_204_or_1xx_never_carries_a_length_and_other_answers_may() {
+        for code in [100, 101, 103, 204] {
+            let status = http::StatusCode::from_u16(code).unwrap();
+            assert!(!may_carry_length(status), "{code}");
+        }
+        // A 304 and a HEAD's answer may say the length of the body they leave out.
+        for code in [200, 205, 206, 304, 404, 502] {
+            let status = http::StatusCode::from_u16(code).unwrap();
+            assert!(may_carry_length(status), "{code}");
+        }
     }
 
     #[test]

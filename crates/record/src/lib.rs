@@ -463,6 +463,9 @@ impl Recorder {
             return Response::from_parts(rparts, body::empty());
         }
         hop::strip(&mut rparts.headers);
+        if !hop::may_carry_length(rparts.status) {
+            rparts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         rparts.version = http::Version::HTTP_11;
         if has_no_body(head_request, rparts.status, &rbody) {
             // Nothing will be polled: hyper writes no body for these, so the event is

@@ -868,7 +868,9 @@ impl Replayer {
             answer.session.as_deref().filter(|_| listening && streamed),
         );
         let body: ProxyBody = if no_body {
-            if let Some(cl) = header(&r.headers, "content-length") {
+            let length = header(&r.headers, "content-length")
+                .filter(|_| tapedeck_proxy::hop::may_carry_length(status));
+            if let Some(cl) = length {
                 match http::HeaderValue::from_str(cl) {
                     Ok(v) => head.insert(http::header::CONTENT_LENGTH, v),
                     Err(e) => return bad(&e),
