@@ -34,7 +34,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tapedeck: error: {e:#}");
-            2
+            e.exit_code()
         }
     };
     std::process::exit(code);

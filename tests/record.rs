@@ -510,6 +510,33 @@ async fn a_204_with_a_length_reaches_an_http2_client_recorded_and_replayed() {
     r.stop();
 }
 
+/// An upstream that does not answer within `--upstream-timeout` gets the client a 504
+/// (not the 502 of a failed upstream), recorded as a timeout, and replayed the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_answers_too_late_is_a_504() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "late", &["--upstream-timeout", "1"]);
+    let resp = client(&d, &dirs)
+        .get(up.url("/slow?ms=3000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains(r#""code": "timeout""#), "{text}");
+    d.stop();
+    assert_eq!(export(&dirs, "late")[0]["error"]["kind"], "timeout");
+    let r = Daemon::start(&dirs, &["replay", "--session", "late"]);
+    let resp = client(&r, &dirs)
+        .get(up.url("/slow?ms=3000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    r.stop();
+}
+
 /// A client that sends less request body than its Content-Length and stops is told so
 /// (400), and the event blames the client, not the upstream.
 #[tokio::test(flavor = "multi_thread")]
@@ -925,6 +952,14 @@ async fn record_around_a_command_sets_the_proxy_and_returns_its_exit_status() {
         "system roots are in the bundle too"
     );
     assert_eq!(lines[2], "unset");
+    // A command that cannot be found, or run, exits as a shell would say.
+    let (code, _, err) = dirs.run(&["record", "--", "no-such-command-tapedeck-test"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("cannot start"), "{err}");
+    let not_executable = dirs.path("not-executable.sh");
+    std::fs::write(&not_executable, "exit 0\n").unwrap();
+    let (code, _, err) = dirs.run(&["record", "--", not_executable.to_str().unwrap()]);
+    assert_eq!(code, 126, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -62,6 +62,23 @@ pub enum CmdError {
 
 pub type CmdResult = Result<i32, CmdError>;
 
+impl CmdError {
+    /// The exit status a failed command ends with: a `-- CMD` that cannot be found or run
+    /// gives the shell's 127 and 126 (what CI scripts test for); anything else 2.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CmdError::Child(crate::child::ChildError::Spawn { source, .. }) => {
+                match source.kind() {
+                    std::io::ErrorKind::NotFound => 127,
+                    std::io::ErrorKind::PermissionDenied => 126,
+                    _ => 2,
+                }
+            }
+            _ => 2,
+        }
+    }
+}
+
 pub fn msg(s: impl Into<String>) -> CmdError {
     CmdError::Message(s.into())
 }

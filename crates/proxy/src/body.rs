@@ -56,7 +56,7 @@ pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
 /// What tapedeck answers for an exchange that has no upstream response; replay rebuilds
 /// the same answer from the recorded error. A body over `--max-body` gets 413 (which the
 /// SDKs do not retry, so a bomb is not sent again), a request body the client cut short
-/// 400, every upstream failure 502.
+/// 400, an upstream that did not answer in time 504, every other upstream failure 502.
 pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
     if err.kind == ErrorKind::ClientClosed {
         return json(
@@ -79,8 +79,12 @@ pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
             }}),
         );
     }
+    let status = match err.kind {
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
     json(
-        StatusCode::BAD_GATEWAY,
+        status,
         &serde_json::json!({"error": {
             "type": "tapedeck_upstream_error",
             "code": err.kind.as_str(),
