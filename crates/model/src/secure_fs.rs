@@ -45,6 +45,18 @@ impl PendingFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // Said plainly, before the temporary file's own name can turn up in an error.
+        if dest.is_dir() || dest.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            return Err(err(std::io::Error::other(
+                "it is a directory: name the file to write",
+            )));
+        }
+        if !dir.is_dir() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("its directory {} does not exist", dir.display()),
+            )));
+        }
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -159,6 +171,25 @@ pub fn parse_mode(text: &str) -> Result<u32, ModeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_directory_or_a_missing_one_is_named_not_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write(dir.path(), b"x", PRIVATE_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it is a directory"), "{e}");
+        let slash = format!("{}/", dir.path().join("new").display());
+        let e = write(Path::new(&slash), b"x", PRIVATE_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it is a directory"), "{e}");
+        let e = write(&dir.path().join("no/such/dir/a.jsonl"), b"x", PRIVATE_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist") && !e.contains(".a.jsonl."), "{e}");
+        write(&dir.path().join("a.jsonl"), b"x", PRIVATE_FILE).unwrap();
+    }
+
     use super::*;
 
     #[test]
