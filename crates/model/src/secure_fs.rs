@@ -186,7 +186,10 @@ mod tests {
         let e = write(&dir.path().join("no/such/dir/a.jsonl"), b"x", PRIVATE_FILE)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("does not exist") && !e.contains(".a.jsonl."), "{e}");
+        assert!(
+            e.contains("does not exist") && !e.contains(".a.jsonl."),
+            "{e}"
+        );
         write(&dir.path().join("a.jsonl"), b"x", PRIVATE_FILE).unwrap();
     }
 

@@ -58,37 +58,19 @@ pub fn close_after(resp: &mut Response<ProxyBody>, version: http::Version) {
 /// SDKs do not retry, so a bomb is not sent again), a request body the client cut short
 /// 400, an upstream that did not answer in time 504, every other upstream failure 502.
 pub fn error_response(err: &ExchangeError) -> Response<ProxyBody> {
-    if err.kind == ErrorKind::ClientClosed {
-        return json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({"error": {
-                "type": "tapedeck_client_error",
-                "code": err.kind.as_str(),
-                "message": err.message,
-            }}),
-        );
-    }
-    if err.kind == ErrorKind::TooLarge {
-        return json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &serde_json::json!({"error": {
-                "type": "tapedeck_body_too_large",
-                "code": err.kind.as_str(),
-                "message": err.message,
-                "flag": "--max-body",
-            }}),
-        );
-    }
-    let status = match err.kind {
-        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
+    let (status, kind) = match err.kind {
+        ErrorKind::ClientClosed => (StatusCode::BAD_REQUEST, "tapedeck_client_error"),
+        ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "tapedeck_body_too_large"),
+        ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "tapedeck_upstream_error"),
+        _ => (StatusCode::BAD_GATEWAY, "tapedeck_upstream_error"),
     };
-    json(
-        status,
-        &serde_json::json!({"error": {
-            "type": "tapedeck_upstream_error",
-            "code": err.kind.as_str(),
-            "message": err.message,
-        }}),
-    )
+    let mut error = serde_json::json!({
+        "type": kind,
+        "code": err.kind.as_str(),
+        "message": err.message,
+    });
+    if err.kind == ErrorKind::TooLarge {
+        error["flag"] = "--max-body".into();
+    }
+    json(status, &serde_json::json!({ "error": error }))
 }
