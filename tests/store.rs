@@ -335,6 +335,44 @@ async fn bytes_flipped_in_the_sled_file_are_named_and_the_rest_salvaged() {
     assert!(!out.is_empty());
 }
 
+/// sled's log cut short where session beta's second event begins, with no snapshot to
+/// say there was more (a crash of the disk, not of the process): sled opens the store and
+/// gives back what comes before, without a word. The journal says what it had flushed, so
+/// the read commands name the lost steps, and replay refuses a session with a hole in it
+/// instead of serving what is left and blaming the agent for the calls it cannot find.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_sled_lost_without_a_word_are_named_and_replay_refuses_the_session() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    two_sessions(&dirs, &up).await;
+    let db = dirs.store.join("db");
+    let file = db.join("db");
+    let data = std::fs::read(&file).unwrap();
+    let at = *find(&data, b"MARK-beta-2")
+        .first()
+        .expect("beta's second event");
+    std::fs::write(&file, &data[..at]).unwrap();
+    for e in std::fs::read_dir(&db).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("snap.") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let (code, _, err) = dirs.run(&["show", "beta"]);
+    assert_eq!(code, 0, "sled opens what is left: {err}");
+    assert!(
+        err.contains("session beta, step 2: it is gone from the store"),
+        "{err}"
+    );
+    let (code, _, err) = dirs.run(&["replay", "--session", "beta", "--", "true"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("session beta has damaged events (step 2: it is gone from the store"),
+        "{err}"
+    );
+    let (code, _, err) = dirs.run(&["replay", "--session", "alpha", "--", "true"]);
+    assert_eq!(code, 0, "a sound session replays: {err}");
+}
+
 /// Flips four bytes at every place `marker` appears in sled's own file.
 fn flip_in_sled_file(store: &Path, marker: &str) {
     let file = store.join("db").join("db");

@@ -86,6 +86,35 @@ pub struct Journal {
     pub sessions: HashMap<String, BTreeMap<u64, String>>,
 }
 
+/// The steps of `session` the journal of the store at `store_dir` lists as flushed (none
+/// for a store older than the journal). Only that session's lines are parsed.
+pub fn steps_of(
+    store_dir: &Path,
+    session: &str,
+) -> std::io::Result<std::collections::BTreeSet<u64>> {
+    let text = match std::fs::read_to_string(store_dir.join(JOURNAL_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut steps = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some((first, rest)) = line.split_once('\t') else {
+            continue;
+        };
+        if first == "-" {
+            if rest == session {
+                steps.clear();
+            }
+        } else if first == session {
+            if let Some(Entry::Event { step, .. }) = Entry::parse(line) {
+                steps.insert(step);
+            }
+        }
+    }
+    Ok(steps)
+}
+
 impl Journal {
     /// Reads the journal of a store; empty when there is none (a store older than it).
     /// Lines that do not parse (a write cut by a crash) are skipped.
@@ -140,6 +169,15 @@ mod tests {
         }])
         .unwrap();
         w.append(&[ev("a", 1)]).unwrap();
+        let steps = |session: &str| {
+            steps_of(dir.path(), session)
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(steps("a"), [1], "the steps since its deletion");
+        assert_eq!(steps("b"), [1]);
+        assert!(steps("c").is_empty());
         // A torn last line is skipped.
         std::fs::OpenOptions::new()
             .append(true)

@@ -212,6 +212,16 @@ pub trait Store: Send + Sync + 'static {
         session: &str,
         keep: &mut dyn FnMut(Event),
     ) -> Result<SessionRead, StoreError>;
+    /// The steps of `session` the store's own account of its flushes lists, where it
+    /// keeps one apart from the events (the sled store's journal): an event it lists that
+    /// the store no longer has was lost under the store (see [`journal`]).
+    fn journalled_steps(
+        &self,
+        session: &str,
+    ) -> Result<Option<std::collections::BTreeSet<u64>>, StoreError> {
+        let _ = session;
+        Ok(None)
+    }
     /// A session's readable events in step order; each one left out is logged.
     fn events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
         let read = self.read_session(session)?;

@@ -135,6 +135,12 @@ impl<S: Store> Store for Noted<S> {
     fn verify_body(&self, h: &str) -> Result<BodyState, StoreError> {
         self.read("verify_body").verify_body(h)
     }
+    fn journalled_steps(
+        &self,
+        s: &str,
+    ) -> Result<Option<std::collections::BTreeSet<u64>>, StoreError> {
+        self.read("journalled_steps").journalled_steps(s)
+    }
     fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
         self.read("sessions").sessions()
     }

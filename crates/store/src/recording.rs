@@ -49,6 +49,38 @@ struct Released {
     llm: bool,
 }
 
+/// What a session read from the store left out, each said once: events that are
+/// damaged or whose bodies are gone, and events the store's journal lists as flushed that
+/// the store no longer has at all (sled recovers its log only up to a damaged record, and
+/// drops the rest without a word: a session read without this would look whole, and its
+/// replay would blame the agent for the calls it no longer finds).
+fn damage_of(
+    store: &dyn Store,
+    session: &str,
+    read_steps: impl Iterator<Item = u64>,
+    read: &mut crate::SessionRead,
+) -> Result<Vec<crate::Damage>, StoreError> {
+    let mut damaged: Vec<crate::Damage> = std::mem::take(&mut read.damaged)
+        .into_iter()
+        .chain(std::mem::take(&mut read.missing_bodies))
+        .collect();
+    if let Some(mut listed) = store.journalled_steps(session)? {
+        for step in read_steps.chain(damaged.iter().filter_map(|d| d.step)) {
+            listed.remove(&step);
+        }
+        damaged.extend(listed.into_iter().map(|step| crate::Damage {
+            step: Some(step),
+            problem:
+                "it is gone from the store (the journal lists it as flushed; sled lost it)".into(),
+        }));
+    }
+    damaged.sort_by_key(|d| d.step);
+    for d in &damaged {
+        tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
+    }
+    Ok(damaged)
+}
+
 impl Recording {
     pub fn from_tape(t: tape::Tape, source: String) -> Recording {
         Recording {
@@ -66,10 +98,9 @@ impl Recording {
         if store.session(session)?.is_none() {
             return Err(StoreError::NoSession(session.to_string()));
         }
-        let read = store.read_session(session)?;
-        for d in read.damaged.iter().chain(&read.missing_bodies) {
-            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
-        }
+        let mut read = store.read_session(session)?;
+        let steps: Vec<u64> = read.events.iter().map(|e| e.step).collect();
+        let damaged = damage_of(&*store, session, steps.into_iter(), &mut read)?;
         let exit_code = store.run(session)?.map(|r| r.exit_code);
         Ok(Recording {
             session: session.to_string(),
@@ -77,11 +108,7 @@ impl Recording {
             events: read.events,
             bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
-            damaged: read
-                .damaged
-                .into_iter()
-                .chain(read.missing_bodies)
-                .collect(),
+            damaged,
             released: None,
         })
     }
@@ -98,13 +125,11 @@ impl Recording {
         }
         let mut steps = Vec::new();
         let mut llm = false;
-        let read = store.scan_session(session, &mut |ev| {
+        let mut read = store.scan_session(session, &mut |ev| {
             steps.push(ev.step);
             llm |= ev.kind == tapedeck_model::exchange::Kind::Llm;
         })?;
-        for d in read.damaged.iter().chain(&read.missing_bodies) {
-            tracing::warn!("session {session}, {d}; left out (run `tapedeck fsck`)");
-        }
+        let damaged = damage_of(&*store, session, steps.iter().copied(), &mut read)?;
         let exit_code = store.run(session)?.map(|r| r.exit_code);
         Ok(Recording {
             session: session.to_string(),
@@ -112,11 +137,7 @@ impl Recording {
             events: Vec::new(),
             bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
-            damaged: read
-                .damaged
-                .into_iter()
-                .chain(read.missing_bodies)
-                .collect(),
+            damaged,
             released: Some(Released { steps, llm }),
         })
     }

@@ -1139,6 +1139,22 @@ impl Store for SledStore {
         Ok(read)
     }
 
+    fn journalled_steps(
+        &self,
+        session: &str,
+    ) -> Result<Option<std::collections::BTreeSet<u64>>, StoreError> {
+        match crate::journal::steps_of(&self.path, session) {
+            Ok(steps) => Ok(Some(steps)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the event journal of {} ({e}); not checked against it",
+                    self.path.display()
+                );
+                Ok(None)
+            }
+        }
+    }
+
     fn verify_body(&self, hash_hex: &str) -> Result<BodyState, StoreError> {
         let Some(k) = parse_hex(hash_hex) else {
             return Ok(BodyState::Damaged("not a blake3 hash".into()));
