@@ -357,6 +357,14 @@ async fn events_sled_lost_without_a_word_are_named_and_replay_refuses_the_sessio
             std::fs::remove_file(e.path()).unwrap();
         }
     }
+    let (code, out, err) = dirs.run(&["sessions"]);
+    assert_eq!(code, 0, "sled opens what is left: {err}");
+    assert!(out.contains("alpha"), "{out}");
+    assert!(
+        err.contains("session beta: 2 of the 3 events the journal lists as flushed are gone"),
+        "sessions says the count is short: {out}{err}"
+    );
+    assert!(!err.contains("session alpha"), "{err}");
     let (code, _, err) = dirs.run(&["show", "beta"]);
     assert_eq!(code, 0, "sled opens what is left: {err}");
     assert!(

@@ -28,6 +28,7 @@ pub fn to_json(s: &SessionInfo) -> serde_json::Value {
 
 pub async fn run(dir: &Path, json: bool) -> CmdResult {
     let list = list(dir).await?;
+    warn_lost(dir, &list);
     if json {
         let v: Vec<serde_json::Value> = list.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -54,6 +55,34 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
         );
     }
     Ok(0)
+}
+
+/// Sessions that have fewer events than the store's journal lists as flushed: sled lost
+/// the rest without a word (it keeps its log only up to a damaged record), so the count
+/// above is short and each is said on stderr. A session's count never lags its journal
+/// (the journal is written after the flush that counts them).
+fn warn_lost(dir: &Path, list: &[SessionInfo]) {
+    let Ok(journal) = tapedeck_store::journal::Journal::read(dir) else {
+        return;
+    };
+    let mut lost: Vec<(&String, u64, u64)> = journal
+        .sessions
+        .iter()
+        .filter_map(|(name, steps)| {
+            let listed = steps.len() as u64;
+            let have = list
+                .iter()
+                .find(|s| &s.name == name)
+                .map_or(0, |s| s.events);
+            (listed > have).then_some((name, listed - have, listed))
+        })
+        .collect();
+    lost.sort();
+    for (name, gone, listed) in lost {
+        eprintln!(
+            "tapedeck: session {name}: {gone} of the {listed} events the journal lists as flushed are gone from the store; run `tapedeck fsck`"
+        );
+    }
 }
 
 /// `S (fork, left it at step 3)`: where a session came from.
