@@ -537,6 +537,40 @@ async fn an_upstream_that_answers_too_late_is_a_504() {
     r.stop();
 }
 
+/// A session whose last step is near the end of u64 (a hand-edited tape, imported) is
+/// refused for recording, where its steps would have wrapped round to 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_whose_steps_are_used_up_is_refused_not_wrapped() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "edited", &[]);
+    client(&d, &dirs).get(up.url("/json")).send().await.unwrap();
+    d.stop();
+    let tape = dirs.path("edited.jsonl");
+    let (code, _, err) = dirs.run(&["export", "edited", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            if v.get("step").is_some() {
+                v["step"] = Value::from(u64::MAX);
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&tape, edited.join("\n") + "\n").unwrap();
+    let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap(), "--session", "far"]);
+    assert_eq!(code, 0, "{err}");
+    let d = record(&dirs, &up, "far", &[]);
+    let resp = client(&d, &dirs).get(up.url("/json")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("past where its steps can go on"), "{text}");
+    d.stop();
+}
+
 /// A client that sends less request body than its Content-Length and stops is told so
 /// (400), and the event blames the client, not the upstream.
 #[tokio::test(flavor = "multi_thread")]

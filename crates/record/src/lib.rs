@@ -180,6 +180,13 @@ impl Recorder {
         let (next, offset_ns) = match self.store.session(name.as_str())? {
             Some(info) => {
                 let last = self.store.last_step(name.as_str())?.unwrap_or(0);
+                // Steps count up from here; one near the end of u64 would wrap to 0.
+                if last >= u64::MAX / 2 {
+                    return Err(tapedeck_store::StoreError::StepsExhausted {
+                        session: name.to_string(),
+                        last,
+                    });
+                }
                 tracing::warn!(
                     "session {name} already has {} events; appending from step {} (choose another --session to start a new one)",
                     info.events,

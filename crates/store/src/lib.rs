@@ -85,6 +85,8 @@ pub enum StoreError {
     TapeBody(#[from] crate::tape_files::BodyFileError),
     #[error("step {step} of session {session} is no longer in the store")]
     MissingEvent { session: String, step: u64 },
+    #[error("session {session} ends at step {last}, past where its steps can go on (an edited tape?); record into another --session")]
+    StepsExhausted { session: String, last: u64 },
     #[error("step {step} of session {session}: {problem}")]
     DamagedEvent {
         session: String,
