@@ -666,6 +666,28 @@ async fn an_absolute_form_request_carries_its_urls_host_upstream() {
     assert_eq!(host, Some(Value::String(named)), "{}", ev[0]["request"]);
 }
 
+/// One HTTP/1.1 client connection of the tests (hyper's, so a test decides when it is
+/// used and sees when it is closed).
+type H1 = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// GET `uri` (origin form in a tunnel, absolute form to the proxy) naming `host` on
+/// `conn`: the status once the whole body has come, or why it did not.
+async fn h1_get(conn: &mut H1, host: &str, uri: &str) -> Result<u16, String> {
+    use http_body_util::BodyExt;
+    conn.ready().await.map_err(|e| format!("closed: {e}"))?;
+    let req = hyper::Request::get(uri)
+        .header(hyper::header::HOST, host)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = conn.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
 /// A keep-alive connection waits for its next request as long as `--idle-timeout` says,
 /// however short `--header-timeout` is: an agent that thinks (or runs a tool) for a minute
 /// between two LLM calls reuses its connection, as it would talking to the API directly.
@@ -673,22 +695,6 @@ async fn an_absolute_form_request_carries_its_urls_host_upstream() {
 /// tested in `security.rs`), and a connection that never sends one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_keep_alive_connection_outlives_the_header_timeout_between_requests() {
-    type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
-    async fn get(conn: &mut Conn, host: &str, uri: &str) -> Result<u16, String> {
-        use http_body_util::BodyExt;
-        conn.ready().await.map_err(|e| format!("closed: {e}"))?;
-        let req = hyper::Request::get(uri)
-            .header(hyper::header::HOST, host)
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let resp = conn.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        resp.into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(status)
-    }
     let up = Upstream::start(true).await;
     let port = up.addr.port();
     let host = format!("localhost:{port}");
@@ -708,18 +714,21 @@ async fn a_keep_alive_connection_outlives_the_header_timeout_between_requests() 
             .await
             .unwrap();
     tokio::spawn(conn);
-    assert_eq!(get(&mut tunnel, &host, "/json?n=1").await, Ok(200));
+    assert_eq!(h1_get(&mut tunnel, &host, "/json?n=1").await, Ok(200));
     let plain_uri = |n: u32| plain.url(&format!("/json?n={n}"));
-    assert_eq!(get(&mut direct, &plain_host, &plain_uri(1)).await, Ok(200));
+    assert_eq!(
+        h1_get(&mut direct, &plain_host, &plain_uri(1)).await,
+        Ok(200)
+    );
     // Three header timeouts of quiet on both connections.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        get(&mut tunnel, &host, "/json?n=2").await,
+        h1_get(&mut tunnel, &host, "/json?n=2").await,
         Ok(200),
         "the tunnel's keep-alive connection was closed while idle"
     );
     assert_eq!(
-        get(&mut direct, &plain_host, &plain_uri(2)).await,
+        h1_get(&mut direct, &plain_host, &plain_uri(2)).await,
         Ok(200),
         "the proxy's keep-alive connection was closed while idle"
     );
@@ -753,20 +762,6 @@ async fn a_keep_alive_connection_outlives_the_header_timeout_between_requests() 
 /// get an upstream connection of its own).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
-    type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
-    /// GET `uri` (origin form in a tunnel, absolute form to the proxy) naming `host`.
-    async fn get(conn: &mut Conn, host: &str, uri: &str) -> u16 {
-        use http_body_util::BodyExt;
-        conn.ready().await.expect("the client connection is open");
-        let req = hyper::Request::get(uri)
-            .header(hyper::header::HOST, host)
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let resp = conn.send_request(req).await.expect("a response");
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await.expect("the whole body");
-        status
-    }
     let up = Upstream::start(true).await;
     let port = up.addr.port();
     let host = format!("localhost:{port}");
@@ -775,7 +770,7 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let mut first = h1_tunnel(&d, &dirs, "localhost", port).await;
     for i in 0..5 {
         let uri = format!("/weather?city=Paris&n={i}");
-        assert_eq!(get(&mut first, &host, &uri).await, 200);
+        assert_eq!(h1_get(&mut first, &host, &uri).await, Ok(200));
     }
     assert_eq!(
         up.connections(),
@@ -788,7 +783,7 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let mut second = h1_tunnel(&d, &dirs, "localhost", port).await;
     for i in 0..3 {
         let uri = format!("/json?n={i}");
-        assert_eq!(get(&mut second, &host, &uri).await, 200);
+        assert_eq!(h1_get(&mut second, &host, &uri).await, Ok(200));
     }
     assert_eq!(
         up.connections(),
@@ -796,8 +791,11 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
         "the second client connection took it over"
     );
     // The upstream drops the connection: that exchange fails, the next one reconnects.
-    assert_eq!(get(&mut second, &host, "/close").await, 502);
-    assert_eq!(get(&mut second, &host, "/json?after=close").await, 200);
+    assert_eq!(h1_get(&mut second, &host, "/close").await, Ok(502));
+    assert_eq!(
+        h1_get(&mut second, &host, "/json?after=close").await,
+        Ok(200)
+    );
     assert_eq!(up.connections(), 2);
     let (code, _) = d.stop();
     assert_eq!(code, 0);
@@ -826,7 +824,7 @@ async fn a_client_connection_keeps_one_upstream_connection_and_hands_it_on() {
     let plain_host = plain.base_url()["http://".len()..].to_string();
     for i in 0..4 {
         let uri = plain.url(&format!("/json?n={i}"));
-        assert_eq!(get(&mut via, &plain_host, &uri).await, 200);
+        assert_eq!(h1_get(&mut via, &plain_host, &uri).await, Ok(200));
     }
     assert_eq!(plain.connections(), 1, "four plain-HTTP exchanges in a row");
     let (code, _) = d.stop();

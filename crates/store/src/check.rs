@@ -101,7 +101,7 @@ pub fn check(store: &dyn Store, journal: &Journal) -> Result<Report, StoreError>
                 None if damaged.iter().any(|d| d.step == Some(*step)) => continue,
                 None => {
                     lost += 1;
-                    "it is gone from the store (the journal lists it as flushed; sled lost it)"
+                    super::journal::LOST
                 }
             };
             damaged.push(Damage {

@@ -86,17 +86,24 @@ pub struct Journal {
     pub sessions: HashMap<String, BTreeMap<u64, String>>,
 }
 
+/// How a step the journal lists and the store no longer has is named, wherever it is found.
+pub const LOST: &str = "it is gone from the store (the journal lists it as flushed; sled lost it)";
+
+/// The journal's text; empty when there is none (a store older than it).
+fn text(store_dir: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(store_dir.join(JOURNAL_FILE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        r => r,
+    }
+}
+
 /// The steps of `session` the journal of the store at `store_dir` lists as flushed (none
 /// for a store older than the journal). Only that session's lines are parsed.
 pub fn steps_of(
     store_dir: &Path,
     session: &str,
 ) -> std::io::Result<std::collections::BTreeSet<u64>> {
-    let text = match std::fs::read_to_string(store_dir.join(JOURNAL_FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
+    let text = text(store_dir)?;
     let mut steps = std::collections::BTreeSet::new();
     for line in text.lines() {
         let Some((first, rest)) = line.split_once('\t') else {
@@ -119,11 +126,7 @@ impl Journal {
     /// Reads the journal of a store; empty when there is none (a store older than it).
     /// Lines that do not parse (a write cut by a crash) are skipped.
     pub fn read(store_dir: &Path) -> std::io::Result<Journal> {
-        let text = match std::fs::read_to_string(store_dir.join(JOURNAL_FILE)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e),
-        };
+        let text = text(store_dir)?;
         let mut j = Journal::default();
         for entry in text.lines().filter_map(Entry::parse) {
             match entry {

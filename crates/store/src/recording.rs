@@ -70,8 +70,7 @@ fn damage_of(
         }
         damaged.extend(listed.into_iter().map(|step| crate::Damage {
             step: Some(step),
-            problem:
-                "it is gone from the store (the journal lists it as flushed; sled lost it)".into(),
+            problem: crate::journal::LOST.into(),
         }));
     }
     damaged.sort_by_key(|d| d.step);
