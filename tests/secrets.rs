@@ -403,3 +403,58 @@ async fn replay_matches_requests_whose_secrets_were_redacted() {
     assert_eq!(statuses, vec![200; 4], "{stderr}");
     assert!(!stderr.contains(BEARER));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_in_a_tool_calls_arguments_string_never_reaches_disk_and_replay_matches() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "args", &[]);
+    let pw = "tool-ARGS-PASSWORD-MUST-NEVER-BE-STORED-11";
+    // An agent's next turn: the model's tool call goes back with the conversation, its
+    // arguments JSON written inside a JSON string (OpenAI's `function.arguments`), pretty
+    // printed the second time, as some SDKs do.
+    let args =
+        serde_json::to_string(&serde_json::json!({"username": "ada", "password": pw})).unwrap();
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::json!({"db": {"password": pw}})).unwrap();
+    let turn = serde_json::json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "content": "log me in"},
+            {"role": "assistant", "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "login", "arguments": args}},
+                {"id": "call_2", "type": "function",
+                 "function": {"name": "connect", "arguments": pretty}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+    });
+    let send = |via: reqwest::Client| {
+        let (url, turn) = (up.url("/echo"), turn.clone());
+        async move {
+            let r = via.post(url).json(&turn).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, echoed) = send(client(&d, &dirs)).await;
+    assert_eq!(status, 200);
+    // The upstream got the real arguments (and echoed them back).
+    assert_eq!(echoed["body"], turn);
+    let events = assert_nowhere(&dirs, d, "args", &[pw]);
+    let stored = &events[0]["request"]["body"]["json"]["messages"][1]["tool_calls"];
+    let args: Value = serde_json::from_str(stored[0]["function"]["arguments"].as_str().unwrap())
+        .expect("the stored arguments are still JSON");
+    assert_eq!(args["password"], "[REDACTED]");
+    assert_eq!(args["username"], "ada");
+    let pretty: Value = serde_json::from_str(stored[1]["function"]["arguments"].as_str().unwrap())
+        .expect("the stored arguments are still JSON");
+    assert_eq!(pretty["db"]["password"], "[REDACTED]");
+
+    // Replay redacts the live request the same way, so it matches.
+    let r = Daemon::start(&dirs, &["replay", "--session", "args"]);
+    let (status, _) = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}

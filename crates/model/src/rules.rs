@@ -49,7 +49,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 3;
+const CANONICAL_FORM: u32 = 4;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -601,7 +601,8 @@ impl Rules {
         ignore_query.sort();
         let text = serde_json::json!([
             // The canonical form itself: 2 leaves JSON-RPC ids out, 3 matches a
-            // multipart body by its parts, not its boundary.
+            // multipart body by its parts, not its boundary, 4 redacts the secret fields
+            // of JSON written inside a JSON string (a tool call's arguments).
             CANONICAL_FORM,
             self.match_message_ids,
             self.redact_headers,

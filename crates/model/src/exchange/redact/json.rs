@@ -59,6 +59,40 @@ enum State {
     SecretStr { escaped: bool },
     /// Inside a number value being dropped.
     SecretNum,
+    /// Inside a string of the JSON a string holds (`"{\"password\": \"x\"}"`, a tool
+    /// call's arguments): opened by `\"`. `raw_esc`: a `\` of the outer string was just
+    /// read; `esc`: an escape of the inner JSON (an outer `\\`) is pending.
+    InStr { raw_esc: bool, esc: bool },
+    /// An inner string naming a secret field just ended; an inner `:` makes it a key.
+    InAfterKey { raw_esc: bool },
+    /// Between the inner `:` and the value.
+    InAfterColon { raw_esc: bool },
+    /// Inside an inner string value being dropped.
+    InSecretStr { raw_esc: bool, esc: bool },
+    /// Inside an inner number value being dropped.
+    InSecretNum,
+}
+
+/// One character of the JSON a string holds, read from the outer string's bytes: a raw
+/// byte, or the character an outer escape stands for.
+#[derive(Clone, Copy, PartialEq)]
+enum InnerChar {
+    Quote,
+    Backslash,
+    Space,
+    Other,
+}
+
+impl InnerChar {
+    /// The character the outer escape `\b` stands for.
+    fn escaped(b: u8) -> InnerChar {
+        match b {
+            b'"' => InnerChar::Quote,
+            b'\\' => InnerChar::Backslash,
+            b'n' | b't' | b'r' => InnerChar::Space,
+            _ => InnerChar::Other,
+        }
+    }
 }
 
 /// The lexical field redactor for a stream.
@@ -117,12 +151,27 @@ impl JsonFields {
                     }
                 },
                 State::Str { escaped: true } => {
-                    // Keys written with escapes are not compared.
+                    // Keys written with escapes are not compared; an escaped quote opens
+                    // a string of the JSON this string holds.
                     out.push(rest[0]);
-                    self.key_ok = false;
-                    self.state = State::Str { escaped: false };
                     i += 1;
+                    self.state = if rest[0] == b'"' {
+                        self.key.clear();
+                        self.key_ok = true;
+                        State::InStr {
+                            raw_esc: false,
+                            esc: false,
+                        }
+                    } else {
+                        self.key_ok = false;
+                        State::Str { escaped: false }
+                    };
                 }
+                State::InStr { .. }
+                | State::InAfterKey { .. }
+                | State::InAfterColon { .. }
+                | State::InSecretStr { .. }
+                | State::InSecretNum => i += self.feed_inner(rest, out),
                 State::Str { escaped: false } => match memchr3(b'"', b'\\', b'\n', rest) {
                     Some(k) => {
                         self.note_key(&rest[..k]);
@@ -216,6 +265,199 @@ impl JsonFields {
         }
     }
 
+    /// Back in the outer string, outside any string of the JSON it holds.
+    fn inner_text(&mut self) -> State {
+        self.key_ok = false;
+        State::Str { escaped: false }
+    }
+
+    /// One step of the scanner inside a string that holds JSON of its own: the same
+    /// rules one level down, where the inner JSON's quote is the outer `\"` and its
+    /// backslash the outer `\\`. Reads at least one byte of `rest`; returns how many.
+    fn feed_inner(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+        let b = rest[0];
+        let raw_esc = match self.state {
+            State::InStr { raw_esc, .. }
+            | State::InAfterKey { raw_esc }
+            | State::InAfterColon { raw_esc }
+            | State::InSecretStr { raw_esc, .. } => raw_esc,
+            _ => false,
+        };
+        if !raw_esc && (b == b'"' || b == b'\n') {
+            // The outer string ends (or the line was not JSON) inside the inner JSON:
+            // a value cut there (a streamed fragment) stays dropped.
+            if matches!(self.state, State::InSecretStr { .. }) {
+                self.end_value();
+            }
+            out.push(b);
+            self.key_ok = false;
+            self.state = State::Text;
+            return 1;
+        }
+        match self.state {
+            State::InStr {
+                raw_esc: false,
+                esc,
+            } => {
+                // An escaped inner character is a raw byte here, or an outer escape.
+                if esc && b != b'\\' {
+                    out.push(b);
+                    self.key_ok = false;
+                    self.state = State::InStr {
+                        raw_esc: false,
+                        esc: false,
+                    };
+                    return 1;
+                }
+                let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+                self.note_key(&rest[..k]);
+                out.extend_from_slice(&rest[..k]);
+                if k < rest.len() && rest[k] == b'\\' {
+                    out.push(b'\\');
+                    self.state = State::InStr { raw_esc: true, esc };
+                    return k + 1;
+                }
+                // A quote or newline is left for the next step to end the outer string.
+                k
+            }
+            State::InStr { raw_esc: true, esc } => {
+                out.push(b);
+                let c = InnerChar::escaped(b);
+                self.state = if esc || c != InnerChar::Quote {
+                    // Inner keys written with escapes are not compared either.
+                    self.key_ok = false;
+                    State::InStr {
+                        raw_esc: false,
+                        esc: !esc && c == InnerChar::Backslash,
+                    }
+                } else if self.key_ok && self.fields.contains(&self.key) {
+                    State::InAfterKey { raw_esc: false }
+                } else {
+                    self.inner_text()
+                };
+                1
+            }
+            State::InAfterKey { raw_esc: false } | State::InAfterColon { raw_esc: false }
+                if matches!(b, b' ' | b'\t' | b'\r' | b'\\') =>
+            {
+                out.push(b);
+                self.state = match (self.state, b) {
+                    (State::InAfterKey { .. }, b'\\') => State::InAfterKey { raw_esc: true },
+                    (State::InAfterColon { .. }, b'\\') => State::InAfterColon { raw_esc: true },
+                    (s, _) => s,
+                };
+                1
+            }
+            State::InAfterKey { raw_esc: false } => {
+                if b == b':' {
+                    out.push(b);
+                    self.state = State::InAfterColon { raw_esc: false };
+                    return 1;
+                }
+                self.state = self.inner_text();
+                0
+            }
+            State::InAfterColon { raw_esc: false } => {
+                if matches!(b, b'-' | b'0'..=b'9') {
+                    out.extend_from_slice(b"\\\"");
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    out.extend_from_slice(b"\\\"");
+                    self.state = State::InSecretNum;
+                    return 0;
+                }
+                self.state = self.inner_text();
+                0
+            }
+            State::InAfterKey { raw_esc: true } | State::InAfterColon { raw_esc: true } => {
+                let after_colon = matches!(self.state, State::InAfterColon { .. });
+                match InnerChar::escaped(b) {
+                    InnerChar::Space => {
+                        out.push(b);
+                        self.state = match after_colon {
+                            true => State::InAfterColon { raw_esc: false },
+                            false => State::InAfterKey { raw_esc: false },
+                        };
+                    }
+                    InnerChar::Quote if after_colon => {
+                        out.push(b'"');
+                        out.extend_from_slice(REDACTED.as_bytes());
+                        self.value.clear();
+                        self.state = State::InSecretStr {
+                            raw_esc: false,
+                            esc: false,
+                        };
+                    }
+                    InnerChar::Quote => {
+                        // A string after a key, where a colon belongs: a new key maybe.
+                        out.push(b);
+                        self.key.clear();
+                        self.key_ok = true;
+                        self.state = State::InStr {
+                            raw_esc: false,
+                            esc: false,
+                        };
+                    }
+                    _ => {
+                        out.push(b);
+                        self.state = self.inner_text();
+                    }
+                }
+                1
+            }
+            State::InSecretStr {
+                raw_esc: false,
+                esc,
+            } => {
+                if esc && b != b'\\' {
+                    self.collect(&rest[..1]);
+                    self.state = State::InSecretStr {
+                        raw_esc: false,
+                        esc: false,
+                    };
+                    return 1;
+                }
+                let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+                self.collect(&rest[..k]);
+                if k < rest.len() && rest[k] == b'\\' {
+                    self.state = State::InSecretStr { raw_esc: true, esc };
+                    return k + 1;
+                }
+                k
+            }
+            State::InSecretStr { raw_esc: true, esc } => {
+                let c = InnerChar::escaped(b);
+                if !esc && c == InnerChar::Quote {
+                    out.extend_from_slice(b"\\\"");
+                    self.end_value();
+                    self.state = self.inner_text();
+                    return 1;
+                }
+                // The value as the inner JSON writes it: `\\` is its backslash.
+                self.collect(match c {
+                    InnerChar::Quote => b"\"",
+                    InnerChar::Backslash => b"\\",
+                    _ => &rest[..1],
+                });
+                self.state = State::InSecretStr {
+                    raw_esc: false,
+                    esc: !esc && c == InnerChar::Backslash,
+                };
+                1
+            }
+            State::InSecretNum => {
+                let n = rest
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(rest.len());
+                if n < rest.len() {
+                    self.state = self.inner_text();
+                }
+                n
+            }
+            _ => unreachable!("feed_inner is called in an inner state"),
+        }
+    }
+
     fn collect(&mut self, bytes: &[u8]) {
         if self.value.len() <= super::secrets::MAX_SCRUB_LEN {
             self.value.extend_from_slice(bytes);
@@ -277,10 +519,74 @@ mod tests {
         let (out, found) = scan(input, 3);
         assert_eq!(
             out,
-            r#"{"password":"[REDACTED]","x":"\"password\": \"no\""}"#
+            r#"{"password":"[REDACTED]","x":"\"password\": \"[REDACTED]\""}"#
         );
         assert_eq!(found, [r#"a\"b\\c-long-enough"#, r#"a"b\c-long-enough"#]);
         let (again, _) = scan(out.as_bytes(), 1);
         assert_eq!(again, out);
+    }
+
+    #[test]
+    fn fields_of_json_written_inside_a_string_are_redacted_however_the_stream_is_cut() {
+        // What an agent sends back with every turn: a tool call's arguments, JSON in a
+        // JSON string.
+        let input = concat!(
+            r#"{"tool_calls":[{"function":{"name":"login","arguments":"{\"user\": \"ada\", \"password\": \"hunter2-secret\"}"}}]}"#,
+            "\n",
+            r#"{"arguments":"{\"api_key\":12345678,\"n\":1}"}"#,
+            "\n",
+            // An escaped quote and backslash inside the inner value.
+            r#"{"a":"{\"password\":\"x\\\"y\\\\z-long-value\",\"b\":2}"}"#,
+            "\n",
+            // Pretty-printed inner JSON, a key in another case.
+            r#"{"a":"{\n  \"Password\" :\n  \"pa55word-long\"\n}"}"#,
+            "\n",
+            // Nothing secret: a field's name as a value, a key written with an escape.
+            r#"{"a":"{\"user\":\"password\",\"list\":[\"password\"],\"pass\\u0077ord\":\"kept-as-is\"}"}"#,
+            "\n",
+            // A streamed fragment: the outer string ends inside the inner value.
+            r#"data: {"arguments":"{\"password\": \"hunter2-sec"}"#,
+            "\n",
+        );
+        let want = concat!(
+            r#"{"tool_calls":[{"function":{"name":"login","arguments":"{\"user\": \"ada\", \"password\": \"[REDACTED]\"}"}}]}"#,
+            "\n",
+            r#"{"arguments":"{\"api_key\":\"[REDACTED]\",\"n\":1}"}"#,
+            "\n",
+            r#"{"a":"{\"password\":\"[REDACTED]\",\"b\":2}"}"#,
+            "\n",
+            r#"{"a":"{\n  \"Password\" :\n  \"[REDACTED]\"\n}"}"#,
+            "\n",
+            r#"{"a":"{\"user\":\"password\",\"list\":[\"password\"],\"pass\\u0077ord\":\"kept-as-is\"}"}"#,
+            "\n",
+            r#"data: {"arguments":"{\"password\": \"[REDACTED]"}"#,
+            "\n",
+        );
+        for cut in [1, 2, 3, 5, 7, 16, 4096] {
+            let (out, found) = scan(input.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(
+                found,
+                [
+                    "hunter2-secret",
+                    r#"x\"y\\z-long-value"#,
+                    r#"x"y\z-long-value"#,
+                    "pa55word-long",
+                    "hunter2-sec",
+                ],
+                "cut {cut}"
+            );
+            let (again, _) = scan(out.as_bytes(), cut);
+            assert_eq!(again, out, "stable, cut {cut}");
+        }
+        // The outer document stays JSON, and so does the JSON inside it.
+        let first = want.lines().next().unwrap();
+        let v: serde_json::Value = serde_json::from_str(first).unwrap();
+        let args = v["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap();
+        let inner: serde_json::Value = serde_json::from_str(args).unwrap();
+        assert_eq!(inner["password"], REDACTED);
+        assert_eq!(inner["user"], "ada");
     }
 }
