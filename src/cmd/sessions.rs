@@ -62,18 +62,16 @@ pub async fn run(dir: &Path, json: bool) -> CmdResult {
 /// above is short and each is said on stderr. A session's count never lags its journal
 /// (the journal is written after the flush that counts them).
 fn warn_lost(dir: &Path, list: &[SessionInfo]) {
-    let Ok(journal) = tapedeck_store::journal::Journal::read(dir) else {
+    let Ok(listed) = tapedeck_store::journal::listed_counts(dir) else {
         return;
     };
-    let mut lost: Vec<(&String, u64, u64)> = journal
-        .sessions
+    let have: std::collections::HashMap<&str, u64> =
+        list.iter().map(|s| (s.name.as_str(), s.events)).collect();
+    let mut lost: Vec<(&String, u64, u64)> = listed
         .iter()
-        .filter_map(|(name, steps)| {
-            let listed = steps.len() as u64;
-            let have = list
-                .iter()
-                .find(|s| &s.name == name)
-                .map_or(0, |s| s.events);
+        .filter_map(|(name, &listed)| {
+            let listed = listed as u64;
+            let have = have.get(name.as_str()).copied().unwrap_or(0);
             (listed > have).then_some((name, listed - have, listed))
         })
         .collect();

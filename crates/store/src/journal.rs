@@ -8,10 +8,11 @@
 //! lists events sled had flushed, so a crash (which loses unflushed events by design)
 //! never shows up as damage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const JOURNAL_FILE: &str = "journal";
 
@@ -55,12 +56,15 @@ impl Entry {
 /// Appends entries once sled has flushed the writes they describe.
 pub struct JournalWriter {
     path: PathBuf,
+    /// Whether this process has looked at how the file ends (a line a crash cut short).
+    checked_end: AtomicBool,
 }
 
 impl JournalWriter {
     pub fn new(store_dir: &Path) -> JournalWriter {
         JournalWriter {
             path: store_dir.join(JOURNAL_FILE),
+            checked_end: AtomicBool::new(false),
         }
     }
 
@@ -69,12 +73,26 @@ impl JournalWriter {
         if entries.is_empty() {
             return Ok(());
         }
-        let text: String = entries.iter().map(Entry::line).collect();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .mode(tapedeck_model::secure_fs::PRIVATE_FILE)
             .open(&self.path)?;
+        let mut text = String::new();
+        if !self.checked_end.swap(true, Ordering::Relaxed) {
+            // A crash in the middle of an append leaves a line without its end; the
+            // first entry written after it would join it and be lost with it.
+            let len = f.metadata()?.len();
+            let mut last = [b'\n'];
+            if len > 0 {
+                f.read_exact_at(&mut last, len - 1)?;
+            }
+            if last[0] != b'\n' {
+                text.push('\n');
+            }
+        }
+        text.extend(entries.iter().map(Entry::line));
         f.write_all(text.as_bytes())?;
         f.sync_data()
     }
@@ -97,29 +115,57 @@ fn text(store_dir: &Path) -> std::io::Result<String> {
     }
 }
 
+/// A line's session and step, `None` for a deletion; `None` for a line that does not
+/// parse (a write cut by a crash). Nothing is copied.
+fn step_line(line: &str) -> Option<(&str, Option<u64>)> {
+    let mut f = line.split('\t');
+    match (f.next()?, f.next()?, f.next(), f.next()) {
+        ("-", session, None, None) => Some((session, None)),
+        (session, step, Some(b3), None) if b3.len() == 64 => {
+            Some((session, Some(step.parse().ok()?)))
+        }
+        _ => None,
+    }
+}
+
 /// The steps of `session` the journal of the store at `store_dir` lists as flushed (none
-/// for a store older than the journal). Only that session's lines are parsed.
-pub fn steps_of(
-    store_dir: &Path,
-    session: &str,
-) -> std::io::Result<std::collections::BTreeSet<u64>> {
+/// for a store older than the journal).
+pub fn steps_of(store_dir: &Path, session: &str) -> std::io::Result<BTreeSet<u64>> {
     let text = text(store_dir)?;
-    let mut steps = std::collections::BTreeSet::new();
-    for line in text.lines() {
-        let Some((first, rest)) = line.split_once('\t') else {
-            continue;
-        };
-        if first == "-" {
-            if rest == session {
-                steps.clear();
-            }
-        } else if first == session {
-            if let Some(Entry::Event { step, .. }) = Entry::parse(line) {
-                steps.insert(step);
-            }
+    let mut steps = BTreeSet::new();
+    for (name, step) in text.lines().filter_map(step_line) {
+        if name == session {
+            match step {
+                Some(step) => steps.insert(step),
+                None => {
+                    steps.clear();
+                    false
+                }
+            };
         }
     }
     Ok(steps)
+}
+
+/// How many steps the journal lists as flushed for each session: what [`Journal::read`]
+/// gives without the events' hashes (a million events' are 64 MB of strings).
+pub fn listed_counts(store_dir: &Path) -> std::io::Result<HashMap<String, usize>> {
+    let text = text(store_dir)?;
+    let mut sessions: HashMap<&str, BTreeSet<u64>> = HashMap::new();
+    for (name, step) in text.lines().filter_map(step_line) {
+        match step {
+            Some(step) => {
+                sessions.entry(name).or_default().insert(step);
+            }
+            None => {
+                sessions.remove(name);
+            }
+        }
+    }
+    Ok(sessions
+        .into_iter()
+        .map(|(name, steps)| (name.to_string(), steps.len()))
+        .collect())
 }
 
 impl Journal {
@@ -179,6 +225,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(steps("a"), [1], "the steps since its deletion");
+        let counts = listed_counts(dir.path()).unwrap();
+        assert_eq!((counts["a"], counts["b"], counts.len()), (1, 1, 2));
         assert_eq!(steps("b"), [1]);
         assert!(steps("c").is_empty());
         // A torn last line is skipped.
@@ -192,5 +240,17 @@ mod tests {
         assert_eq!(j.sessions["a"].len(), 1);
         assert_eq!(j.sessions["b"][&1], b3);
         assert!(!j.sessions.contains_key("c"));
+        // The next process's first entry starts a line of its own: not lost with the
+        // torn one.
+        let w = JournalWriter::new(dir.path());
+        w.append(&[ev("c", 2)]).unwrap();
+        w.append(&[ev("c", 3)]).unwrap();
+        assert_eq!(steps("c"), [2, 3]);
+        let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert_eq!(
+            text.matches("\n\n").count(),
+            0,
+            "one line end added, once: {text:?}"
+        );
     }
 }
