@@ -273,7 +273,8 @@ impl JsonFields {
 
     /// One step of the scanner inside a string that holds JSON of its own: the same
     /// rules one level down, where the inner JSON's quote is the outer `\"` and its
-    /// backslash the outer `\\`. Reads at least one byte of `rest`; returns how many.
+    /// backslash the outer `\\`. Reads at least one byte of `rest`, or moves to a state
+    /// that will; returns how many it read.
     fn feed_inner(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
         let b = rest[0];
         let raw_esc = match self.state {
@@ -295,155 +296,10 @@ impl JsonFields {
             return 1;
         }
         match self.state {
-            State::InStr {
-                raw_esc: false,
-                esc,
-            } => {
-                // An escaped inner character is a raw byte here, or an outer escape.
-                if esc && b != b'\\' {
-                    out.push(b);
-                    self.key_ok = false;
-                    self.state = State::InStr {
-                        raw_esc: false,
-                        esc: false,
-                    };
-                    return 1;
-                }
-                let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
-                self.note_key(&rest[..k]);
-                out.extend_from_slice(&rest[..k]);
-                if k < rest.len() && rest[k] == b'\\' {
-                    out.push(b'\\');
-                    self.state = State::InStr { raw_esc: true, esc };
-                    return k + 1;
-                }
-                // A quote or newline is left for the next step to end the outer string.
-                k
-            }
-            State::InStr { raw_esc: true, esc } => {
-                out.push(b);
-                let c = InnerChar::escaped(b);
-                self.state = if esc || c != InnerChar::Quote {
-                    // Inner keys written with escapes are not compared either.
-                    self.key_ok = false;
-                    State::InStr {
-                        raw_esc: false,
-                        esc: !esc && c == InnerChar::Backslash,
-                    }
-                } else if self.key_ok && self.fields.contains(&self.key) {
-                    State::InAfterKey { raw_esc: false }
-                } else {
-                    self.inner_text()
-                };
-                1
-            }
-            State::InAfterKey { raw_esc: false } | State::InAfterColon { raw_esc: false }
-                if matches!(b, b' ' | b'\t' | b'\r' | b'\\') =>
-            {
-                out.push(b);
-                self.state = match (self.state, b) {
-                    (State::InAfterKey { .. }, b'\\') => State::InAfterKey { raw_esc: true },
-                    (State::InAfterColon { .. }, b'\\') => State::InAfterColon { raw_esc: true },
-                    (s, _) => s,
-                };
-                1
-            }
-            State::InAfterKey { raw_esc: false } => {
-                if b == b':' {
-                    out.push(b);
-                    self.state = State::InAfterColon { raw_esc: false };
-                    return 1;
-                }
-                self.state = self.inner_text();
-                0
-            }
-            State::InAfterColon { raw_esc: false } => {
-                if matches!(b, b'-' | b'0'..=b'9') {
-                    out.extend_from_slice(b"\\\"");
-                    out.extend_from_slice(REDACTED.as_bytes());
-                    out.extend_from_slice(b"\\\"");
-                    self.state = State::InSecretNum;
-                    return 0;
-                }
-                self.state = self.inner_text();
-                0
-            }
-            State::InAfterKey { raw_esc: true } | State::InAfterColon { raw_esc: true } => {
-                let after_colon = matches!(self.state, State::InAfterColon { .. });
-                match InnerChar::escaped(b) {
-                    InnerChar::Space => {
-                        out.push(b);
-                        self.state = match after_colon {
-                            true => State::InAfterColon { raw_esc: false },
-                            false => State::InAfterKey { raw_esc: false },
-                        };
-                    }
-                    InnerChar::Quote if after_colon => {
-                        out.push(b'"');
-                        out.extend_from_slice(REDACTED.as_bytes());
-                        self.value.clear();
-                        self.state = State::InSecretStr {
-                            raw_esc: false,
-                            esc: false,
-                        };
-                    }
-                    InnerChar::Quote => {
-                        // A string after a key, where a colon belongs: a new key maybe.
-                        out.push(b);
-                        self.key.clear();
-                        self.key_ok = true;
-                        self.state = State::InStr {
-                            raw_esc: false,
-                            esc: false,
-                        };
-                    }
-                    _ => {
-                        out.push(b);
-                        self.state = self.inner_text();
-                    }
-                }
-                1
-            }
-            State::InSecretStr {
-                raw_esc: false,
-                esc,
-            } => {
-                if esc && b != b'\\' {
-                    self.collect(&rest[..1]);
-                    self.state = State::InSecretStr {
-                        raw_esc: false,
-                        esc: false,
-                    };
-                    return 1;
-                }
-                let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
-                self.collect(&rest[..k]);
-                if k < rest.len() && rest[k] == b'\\' {
-                    self.state = State::InSecretStr { raw_esc: true, esc };
-                    return k + 1;
-                }
-                k
-            }
-            State::InSecretStr { raw_esc: true, esc } => {
-                let c = InnerChar::escaped(b);
-                if !esc && c == InnerChar::Quote {
-                    out.extend_from_slice(b"\\\"");
-                    self.end_value();
-                    self.state = self.inner_text();
-                    return 1;
-                }
-                // The value as the inner JSON writes it: `\\` is its backslash.
-                self.collect(match c {
-                    InnerChar::Quote => b"\"",
-                    InnerChar::Backslash => b"\\",
-                    _ => &rest[..1],
-                });
-                self.state = State::InSecretStr {
-                    raw_esc: false,
-                    esc: !esc && c == InnerChar::Backslash,
-                };
-                1
-            }
+            State::InStr { raw_esc, esc } => self.inner_key(rest, raw_esc, esc, out),
+            State::InAfterKey { raw_esc } => self.inner_between(rest, raw_esc, false, out),
+            State::InAfterColon { raw_esc } => self.inner_between(rest, raw_esc, true, out),
+            State::InSecretStr { raw_esc, esc } => self.inner_secret(rest, raw_esc, esc, out),
             State::InSecretNum => {
                 let n = rest
                     .iter()
@@ -456,6 +312,151 @@ impl JsonFields {
             }
             _ => unreachable!("feed_inner is called in an inner state"),
         }
+    }
+
+    /// Inside an inner string that may be a key: kept, and compared when it ends.
+    fn inner_key(&mut self, rest: &[u8], raw_esc: bool, esc: bool, out: &mut Vec<u8>) -> usize {
+        let b = rest[0];
+        if raw_esc {
+            out.push(b);
+            let c = InnerChar::escaped(b);
+            self.state = if esc || c != InnerChar::Quote {
+                // Inner keys written with escapes are not compared either.
+                self.key_ok = false;
+                State::InStr {
+                    raw_esc: false,
+                    esc: !esc && c == InnerChar::Backslash,
+                }
+            } else if self.key_ok && self.fields.contains(&self.key) {
+                State::InAfterKey { raw_esc: false }
+            } else {
+                self.inner_text()
+            };
+            return 1;
+        }
+        // An escaped inner character is a raw byte here, or an outer escape.
+        if esc && b != b'\\' {
+            out.push(b);
+            self.key_ok = false;
+            self.state = State::InStr {
+                raw_esc: false,
+                esc: false,
+            };
+            return 1;
+        }
+        let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+        self.note_key(&rest[..k]);
+        out.extend_from_slice(&rest[..k]);
+        if k < rest.len() && rest[k] == b'\\' {
+            out.push(b'\\');
+            self.state = State::InStr { raw_esc: true, esc };
+            return k + 1;
+        }
+        // A quote or newline is left for the next step: it ends the outer string.
+        k
+    }
+
+    /// Between an inner secret key and its value (`after_colon`: past the `:`): inner
+    /// whitespace is kept; a string or number value is replaced; anything else is not a
+    /// value to redact.
+    fn inner_between(
+        &mut self,
+        rest: &[u8],
+        raw_esc: bool,
+        after_colon: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let b = rest[0];
+        let here = |raw_esc| match after_colon {
+            true => State::InAfterColon { raw_esc },
+            false => State::InAfterKey { raw_esc },
+        };
+        if !raw_esc {
+            match b {
+                b' ' | b'\t' | b'\r' | b'\\' => {
+                    out.push(b);
+                    self.state = here(b == b'\\');
+                    return 1;
+                }
+                b':' if !after_colon => {
+                    out.push(b);
+                    self.state = State::InAfterColon { raw_esc: false };
+                    return 1;
+                }
+                b'-' | b'0'..=b'9' if after_colon => {
+                    out.extend_from_slice(b"\\\"");
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    out.extend_from_slice(b"\\\"");
+                    self.state = State::InSecretNum;
+                }
+                // Read again as inner text.
+                _ => self.state = self.inner_text(),
+            }
+            return 0;
+        }
+        out.push(b);
+        self.state = match InnerChar::escaped(b) {
+            InnerChar::Space => here(false),
+            InnerChar::Quote if after_colon => {
+                out.extend_from_slice(REDACTED.as_bytes());
+                self.value.clear();
+                State::InSecretStr {
+                    raw_esc: false,
+                    esc: false,
+                }
+            }
+            InnerChar::Quote => {
+                // A string after a key, where a colon belongs: a new key maybe.
+                self.key.clear();
+                self.key_ok = true;
+                State::InStr {
+                    raw_esc: false,
+                    esc: false,
+                }
+            }
+            _ => self.inner_text(),
+        };
+        1
+    }
+
+    /// Inside an inner string value being dropped, up to the inner quote that ends it.
+    fn inner_secret(&mut self, rest: &[u8], raw_esc: bool, esc: bool, out: &mut Vec<u8>) -> usize {
+        let b = rest[0];
+        if raw_esc {
+            let c = InnerChar::escaped(b);
+            if !esc && c == InnerChar::Quote {
+                out.extend_from_slice(b"\\\"");
+                self.end_value();
+                self.state = self.inner_text();
+                return 1;
+            }
+            // The value as the inner JSON writes it: `\\` is its backslash.
+            self.collect(match c {
+                InnerChar::Quote => b"\"",
+                InnerChar::Backslash => b"\\",
+                _ => &rest[..1],
+            });
+            self.state = State::InSecretStr {
+                raw_esc: false,
+                esc: !esc && c == InnerChar::Backslash,
+            };
+            return 1;
+        }
+        if esc && b != b'\\' {
+            self.collect(&rest[..1]);
+            self.state = State::InSecretStr {
+                raw_esc: false,
+                esc: false,
+            };
+            return 1;
+        }
+        let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+        self.collect(&rest[..k]);
+        if k < rest.len() && rest[k] == b'\\' {
+            self.state = State::InSecretStr { raw_esc: true, esc };
+            return k + 1;
+        }
+        k
     }
 
     fn collect(&mut self, bytes: &[u8]) {
