@@ -95,6 +95,7 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
     let mut carried_before: HashSet<(Option<&str>, String)> = HashSet::new();
     // The strings of each agent's last LLM request: the history its next one repeats.
     let mut history: HashMap<Option<&str>, HashSet<u64>> = HashMap::new();
+    let earlier = Earlier::new(parsed);
     for (i, e) in parsed.iter().enumerate() {
         let strings = new_strings(e, &mut history);
         let before = |j: usize| parsed[j].event.timing.end_ns <= e.event.timing.start_ns;
@@ -115,24 +116,24 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
                 if !carried_before.insert((e.event.agent.as_deref(), key)) {
                     continue;
                 }
-                if let Some((d, name)) = asked_for(parsed, i, r) {
+                if let Some((d, name)) = asked_for(parsed, &earlier, i, r) {
                     let value = match &r.id {
                         Some(id) => format!("{name} call {id}"),
                         None => format!("{name} call"),
                     };
                     link(d, Via::ToolResult, value);
                 }
-                if let Some(d) = answered_by(parsed, i, r.content.trim()) {
+                if let Some(d) = answered_by(parsed, &earlier, i, r.content.trim()) {
                     link(d, Via::ToolOutput, r.content.trim().to_string());
                 }
             }
-            for d in recent(parsed, i, |p| p.llm.is_some()) {
+            for d in recent(Some(&earlier.llm), i) {
                 let said = parsed[d].llm.as_ref().map_or("", |c| c.output_text.trim());
                 if said.chars().count() >= 12 && strings.iter().any(|t| t.contains(said)) {
                     link(d, Via::Text, said.to_string());
                 }
             }
-        } else if let Some((d, value)) = arguments_used(parsed, i) {
+        } else if let Some((d, value)) = arguments_used(parsed, &earlier, i) {
             link(d, Via::ToolArguments, value);
         }
         let request = request_text(e, &strings);
@@ -156,58 +157,85 @@ pub fn flows(parsed: &[Parsed]) -> Vec<Flow> {
     out
 }
 
-/// The most recent earlier exchanges (at most [`LOOKBACK`]) that `keep` selects.
-fn recent(parsed: &[Parsed], i: usize, keep: impl Fn(&Parsed) -> bool) -> Vec<usize> {
-    (0..i)
-        .rev()
-        .filter(|&j| keep(&parsed[j]))
-        .take(LOOKBACK)
-        .collect()
+/// The exchanges of a session by what the look-backs ask for, each list in order: a
+/// look-back reads the latest [`LOOKBACK`] of one list before an exchange instead of
+/// walking back over every earlier exchange (a session with no LLM call among 50,000
+/// tool calls walked all of them for each).
+#[derive(Default)]
+struct Earlier<'a> {
+    llm: Vec<usize>,
+    not_llm: Vec<usize>,
+    llm_of: HashMap<Option<&'a str>, Vec<usize>>,
+    calls_of: HashMap<Option<&'a str>, Vec<usize>>,
+}
+
+impl<'a> Earlier<'a> {
+    fn new(parsed: &'a [Parsed]) -> Earlier<'a> {
+        let mut e = Earlier::default();
+        for (j, p) in parsed.iter().enumerate() {
+            let agent = p.event.agent.as_deref();
+            if p.event.kind != Kind::Llm {
+                e.not_llm.push(j);
+            }
+            if let Some(call) = &p.llm {
+                e.llm.push(j);
+                e.llm_of.entry(agent).or_default().push(j);
+                if !call.tool_calls.is_empty() {
+                    e.calls_of.entry(agent).or_default().push(j);
+                }
+            }
+        }
+        e
+    }
+}
+
+/// The latest entries of `list` (at most [`LOOKBACK`]) before exchange `i`, latest first.
+fn recent(list: Option<&Vec<usize>>, i: usize) -> impl Iterator<Item = usize> + '_ {
+    let list = list.map_or(&[][..], Vec::as_slice);
+    let end = list.partition_point(|&j| j < i);
+    list[..end].iter().rev().take(LOOKBACK).copied()
 }
 
 /// The latest earlier LLM call of the same agent whose response asked for the call that
 /// tool result `r` answers, with the function's name.
 fn asked_for(
     parsed: &[Parsed],
+    earlier: &Earlier,
     i: usize,
     r: &crate::adapters::ToolResult,
 ) -> Option<(usize, String)> {
-    let agent = &parsed[i].event.agent;
-    recent(parsed, i, |p| p.llm.is_some() && &p.event.agent == agent)
-        .into_iter()
-        .find_map(|j| {
-            let call = parsed[j].llm.as_ref()?;
-            let tc = call.tool_calls.iter().find(|tc| match (&r.id, &tc.id) {
-                (Some(a), Some(b)) => a == b,
-                _ => r.name.as_deref() == Some(tc.name.as_str()),
-            })?;
-            Some((j, tc.name.clone()))
-        })
+    let agent = parsed[i].event.agent.as_deref();
+    recent(earlier.llm_of.get(&agent), i).find_map(|j| {
+        let call = parsed[j].llm.as_ref()?;
+        let tc = call.tool_calls.iter().find(|tc| match (&r.id, &tc.id) {
+            (Some(a), Some(b)) => a == b,
+            _ => r.name.as_deref() == Some(tc.name.as_str()),
+        })?;
+        Some((j, tc.name.clone()))
+    })
 }
 
 /// The latest earlier non-LLM exchange whose answer is the tool result `content`.
-fn answered_by(parsed: &[Parsed], i: usize, content: &str) -> Option<usize> {
+fn answered_by(parsed: &[Parsed], earlier: &Earlier, i: usize, content: &str) -> Option<usize> {
     if content.is_empty() {
         return None;
     }
-    recent(parsed, i, |p| p.event.kind != Kind::Llm)
-        .into_iter()
-        .find(|&j| {
-            let body = String::from_utf8_lossy(&parsed[j].response_body);
-            !body.trim().is_empty() && holds(content, &body)
-        })
+    recent(Some(&earlier.not_llm), i).find(|&j| {
+        let body = String::from_utf8_lossy(&parsed[j].response_body);
+        !body.trim().is_empty() && holds(content, &body)
+    })
 }
 
 /// The latest earlier LLM call of the same agent whose tool-call arguments this tool
 /// request carries, with the first argument value found.
-fn arguments_used(parsed: &[Parsed], i: usize) -> Option<(usize, String)> {
+fn arguments_used(parsed: &[Parsed], earlier: &Earlier, i: usize) -> Option<(usize, String)> {
     let e = &parsed[i];
+    let calls = earlier.calls_of.get(&e.event.agent.as_deref());
+    if calls.is_none_or(|c| c.first().is_none_or(|&j| j >= i)) {
+        return None;
+    }
     let request = request_text(e, &request_strings(e)).to_lowercase();
-    recent(parsed, i, |p| {
-        p.event.agent == e.event.agent && p.llm.as_ref().is_some_and(|c| !c.tool_calls.is_empty())
-    })
-    .into_iter()
-    .find_map(|j| {
+    recent(calls, i).find_map(|j| {
         let call = parsed[j].llm.as_ref()?;
         call.tool_calls.iter().find_map(|tc| {
             let mut values = Vec::new();

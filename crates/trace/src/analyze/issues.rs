@@ -43,11 +43,9 @@ impl Signature {
     }
 }
 
-/// The signature of a finding, read at its first step.
-pub fn signature(parsed: &[Parsed], tools: &ToolNames, f: &Finding) -> Signature {
-    let first = f.steps.first().copied();
-    let p = parsed.iter().find(|p| Some(p.event.step) == first);
-    let (tool, error) = match p {
+/// The signature of a finding, read at its first step (`first`, the exchange there).
+pub fn signature(first: Option<&Parsed>, tools: &ToolNames, f: &Finding) -> Signature {
+    let (tool, error) = match first {
         None => ("-".to_string(), "-".to_string()),
         Some(p) if p.event.kind == Kind::Llm => ("llm".to_string(), llm_error(p)),
         Some(p) => (

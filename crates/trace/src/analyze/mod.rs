@@ -17,6 +17,8 @@ pub mod issues;
 pub mod judge;
 pub mod read;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::spans::{parse_events, Parsed};
@@ -90,9 +92,13 @@ pub fn examine_parsed(parsed: &[Parsed], rules: &Rules) -> Examined {
     let mut out = Vec::new();
     detect::run_all(&view, &mut out);
     sort(&mut out);
+    let at: HashMap<u64, &Parsed> = parsed.iter().map(|p| (p.event.step, p)).collect();
     let signatures = out
         .iter()
-        .map(|f| issues::signature(parsed, &view.tools, f))
+        .map(|f| {
+            let first = f.steps.first().and_then(|s| at.get(s).copied());
+            issues::signature(first, &view.tools, f)
+        })
         .collect();
     Examined {
         findings: out,
