@@ -265,7 +265,17 @@ async fn otlp_json_has_stable_ids_and_the_wire_encoding_otlp_requires() {
         std::fs::read(&b).unwrap(),
         "exporting twice gives the same ids"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "URLs and, with content, prompts: private as a tape"
+    );
     let v: Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    assert_eq!(
+        v["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"],
+        "tapedeck"
+    );
     let spans = v["resourceSpans"][0]["scopeSpans"][0]["spans"]
         .as_array()
         .unwrap();

@@ -4,9 +4,12 @@ use std::path::Path;
 
 use super::{msg, CmdResult};
 use crate::recording;
+use std::io::Write;
 use tapedeck_model::rules::Rules;
-use tapedeck_trace::otlp::{resolve_endpoint, to_json, trace_request, Pusher};
-use tapedeck_trace::spans::{build, TraceOptions};
+
+use tapedeck_model::secure_fs::{PendingFile, PRIVATE_FILE};
+use tapedeck_trace::otlp::{resolve_endpoint, trace_request, write_json, Pusher};
+use tapedeck_trace::spans::{build, Trace, TraceOptions};
 
 pub async fn run(
     session: &str,
@@ -21,9 +24,7 @@ pub async fn run(
     let trace = build(&rec, &rules, &TraceOptions { include_content });
     bar.finish_and_clear();
     if let Some(path) = output {
-        let text = serde_json::to_string_pretty(&to_json(&trace)).unwrap_or_default();
-        std::fs::write(path, text + "\n")
-            .map_err(|e| msg(format!("cannot write {}: {e}", path.display())))?;
+        write_file(&trace, path).map_err(msg)?;
         eprintln!(
             "wrote {} spans of {} to {} (OTLP/JSON)",
             trace.spans.len(),
@@ -58,4 +59,18 @@ pub async fn run(
     bar.finish_and_clear();
     eprintln!("pushed {sent} spans of {} to {}", rec.source, pusher.url());
     Ok(0)
+}
+
+/// The trace as OTLP/JSON into `path`, streamed, whole or not at all; private (0600),
+/// as tapes are by default: the spans name URLs, and with `--include-content` hold
+/// prompts and answers.
+fn write_file(trace: &Trace, path: &Path) -> Result<(), String> {
+    let mut file = PendingFile::create(path, PRIVATE_FILE).map_err(|e| e.to_string())?;
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    let mut out = std::io::BufWriter::new(file.file());
+    write_json(trace, &mut out).map_err(|e| cannot(&e))?;
+    out.write_all(b"\n").map_err(|e| cannot(&e))?;
+    out.flush().map_err(|e| cannot(&e))?;
+    drop(out);
+    file.commit().map_err(|e| e.to_string())
 }
