@@ -127,6 +127,11 @@ pub struct RedactArgs {
     /// A query parameter whose value is never stored.
     #[arg(long = "redact-query", value_name = "NAME")]
     pub redact_query: Vec<String>,
+    /// A URL path that is a credential: a regular expression over host/path whose groups
+    /// in parentheses are never stored, like '^api\.example\.com/keys/([^/]+)' (Slack and
+    /// Discord webhooks and Telegram bot tokens are built in).
+    #[arg(long = "redact-path", value_name = "REGEX")]
+    pub redact_paths: Vec<String>,
 }
 
 pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
@@ -134,6 +139,7 @@ pub fn rule_args(m: &MatchArgs, r: &RedactArgs) -> RuleArgs {
         redact_headers: r.redact_headers.clone(),
         redact_json_fields: r.redact_json_fields.clone(),
         redact_query: r.redact_query.clone(),
+        redact_paths: r.redact_paths.clone(),
         match_headers: m.match_headers.clone(),
         ignore_headers: m.ignore_headers.clone(),
         ignore_query: m.ignore_query.clone(),

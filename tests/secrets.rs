@@ -458,3 +458,39 @@ async fn a_password_in_a_tool_calls_arguments_string_never_reaches_disk_and_repl
     let (code, stderr) = r.stop();
     assert_eq!((status, code), (200, 0), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let rule = r"^localhost/hooks/[^/]+/([^/]+)";
+    let d = record(&dirs, &up, "hook", &["--redact-path", rule]);
+    let token = "hook-PATH-TOKEN-MUST-NEVER-BE-STORED-12";
+    let send = |via: reqwest::Client| {
+        let url = up.url(&format!("/hooks/team/{token}?wait=true"));
+        async move {
+            via.post(url)
+                .json(&serde_json::json!({"text": "deploy done"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The fixture has no such route: the 404 is recorded like any answer.
+    let status = send(client(&d, &dirs)).await;
+    assert_eq!(status, 404);
+    let events = assert_nowhere(&dirs, d, "hook", &[token]);
+    let url = events[0]["request"]["url"].as_str().unwrap();
+    assert!(url.ends_with("/hooks/team/[REDACTED]?wait=true"), "{url}");
+
+    let r = Daemon::start(
+        &dirs,
+        &["replay", "--session", "hook", "--redact-path", rule],
+    );
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (404, 0), "{stderr}");
+    assert!(!stderr.contains(token));
+}

@@ -45,6 +45,18 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "client_secret",
 ];
 
+/// URL paths that are credentials of their own (a webhook's or a bot's token is in the
+/// path, not in a header), as regular expressions over `host/path` (host lower-case,
+/// without its port): what each group in parentheses matched becomes `[REDACTED]`.
+pub const DEFAULT_REDACT_PATHS: &[&str] = &[
+    // Slack incoming webhooks: hooks.slack.com/services/T…/B…/SECRET.
+    r"^hooks\.slack\.com/services/[^/]+/[^/]+/([^/]+)",
+    // Discord webhooks: discord.com/api[/v10]/webhooks/ID/TOKEN.
+    r"^(?:discord|discordapp)\.com/api(?:/v\d+)?/webhooks/[^/]+/([^/]+)",
+    // Telegram's Bot API: api.telegram.org/botTOKEN/method, /file/botTOKEN/path.
+    r"^api\.telegram\.org/(?:file/)?bot([^/]+)",
+];
+
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
@@ -69,6 +81,10 @@ pub enum RulesError {
         "bad JSON path {path:?}: {why} (use a JSON pointer like /a/b/0 or a path like $.a.b[*].c)"
     )]
     JsonPath { path: String, why: String },
+    #[error(
+        "bad path to redact {pattern:?}: {why} (a regular expression over host/path, each group in parentheses redacted, like ^api\\.example\\.com/keys/([^/]+))"
+    )]
+    RedactPath { pattern: String, why: String },
     #[error("bad kind {0:?} in a [[kind]] rule: use llm, tool or other")]
     Kind(String),
     #[error("{path} line {line}: an [[inject]] rule: {source}")]
@@ -88,6 +104,30 @@ pub enum PathStep {
     Key(String),
     Index(usize),
     Any,
+}
+
+/// A parsed `--redact-path`: a URL path that carries a credential.
+#[derive(Clone, Debug)]
+pub struct PathSecret {
+    pub text: String,
+    pub regex: regex::Regex,
+}
+
+impl PathSecret {
+    pub fn parse(text: &str) -> Result<PathSecret, RulesError> {
+        let err = |why: String| RulesError::RedactPath {
+            pattern: text.to_string(),
+            why,
+        };
+        let regex = regex::Regex::new(text).map_err(|e| err(e.to_string()))?;
+        if regex.captures_len() < 2 {
+            return Err(err("it has no group in parentheses to redact".into()));
+        }
+        Ok(PathSecret {
+            text: text.to_string(),
+            regex,
+        })
+    }
 }
 
 /// A parsed `--ignore-json-path`.
@@ -271,6 +311,8 @@ pub struct Rules {
     pub redact_headers: Vec<String>,
     pub redact_json_fields: Vec<String>,
     pub redact_query: Vec<String>,
+    /// URL paths that are credentials ([`DEFAULT_REDACT_PATHS`] and `--redact-path`).
+    pub redact_paths: Vec<PathSecret>,
     /// Extra request headers that take part in matching (beyond content-type, accept).
     pub match_headers: Vec<String>,
     pub ignore_headers: Vec<String>,
@@ -305,6 +347,10 @@ impl Default for Rules {
                 .map(|s| s.to_string())
                 .collect(),
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
+            redact_paths: DEFAULT_REDACT_PATHS
+                .iter()
+                .map(|p| PathSecret::parse(p).expect("the built-in paths are valid"))
+                .collect(),
             match_headers: Vec::new(),
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),
@@ -326,6 +372,7 @@ pub struct RuleArgs {
     pub redact_headers: Vec<String>,
     pub redact_json_fields: Vec<String>,
     pub redact_query: Vec<String>,
+    pub redact_paths: Vec<String>,
     pub match_headers: Vec<String>,
     pub ignore_headers: Vec<String>,
     pub ignore_query: Vec<String>,
@@ -380,6 +427,8 @@ struct FileRedact {
     json_fields: Vec<String>,
     #[serde(default)]
     query: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -510,6 +559,11 @@ impl Rules {
                 .into_iter()
                 .chain(args.redact_query.clone()),
         ));
+        for text in file.redact.paths.iter().chain(&args.redact_paths) {
+            if !r.redact_paths.iter().any(|p| &p.text == text) {
+                r.redact_paths.push(PathSecret::parse(text)?);
+            }
+        }
         r.match_headers.extend(lower(
             file.matching
                 .headers
@@ -602,12 +656,17 @@ impl Rules {
         let text = serde_json::json!([
             // The canonical form itself: 2 leaves JSON-RPC ids out, 3 matches a
             // multipart body by its parts, not its boundary, 4 redacts the secret fields
-            // of JSON written inside a JSON string (a tool call's arguments).
+            // of JSON written inside a JSON string (a tool call's arguments); the paths
+            // to redact came with it.
             CANONICAL_FORM,
             self.match_message_ids,
             self.redact_headers,
             self.redact_json_fields,
             self.redact_query,
+            self.redact_paths
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>(),
             self.match_headers,
             self.ignore_headers,
             ignore_query,

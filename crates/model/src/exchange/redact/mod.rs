@@ -188,12 +188,16 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
+    let base = path_secrets(base, rules, secrets);
     let query = query.map(|q| params(q, rules, secrets));
     let fragment = fragment.map(|f| params(f, rules, secrets));
-    if !matches!(query, Some(Cow::Owned(_))) && !matches!(fragment, Some(Cow::Owned(_))) {
+    if matches!(base, Cow::Borrowed(_))
+        && !matches!(query, Some(Cow::Owned(_)))
+        && !matches!(fragment, Some(Cow::Owned(_)))
+    {
         return url.into_owned();
     }
-    let mut out = base.to_string();
+    let mut out = base.into_owned();
     if let Some(q) = query {
         out.push('?');
         out.push_str(&q);
@@ -203,6 +207,53 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         out.push_str(&f);
     }
     out
+}
+
+/// `scheme://host/path` with what the rules' path patterns pick out of `host/path`
+/// replaced (`api.telegram.org/bot[REDACTED]/sendMessage`); each value is a secret
+/// scrubbed from the rest of the exchange.
+fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
+    let Some(start) = base.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(base);
+    };
+    if rules.redact_paths.is_empty() {
+        return Cow::Borrowed(base);
+    }
+    let path_at = base[start..].find('/').map_or(base.len(), |i| start + i);
+    let host_port = base[start..path_at].rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let target = format!("{}{}", host.to_ascii_lowercase(), &base[path_at..]);
+    // Spans of the path (offsets into `target`) to replace.
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+    for rule in &rules.redact_paths {
+        for caps in rule.regex.captures_iter(&target) {
+            for m in caps.iter().skip(1).flatten() {
+                if m.start() >= host.len() && !m.is_empty() && m.as_str() != REDACTED {
+                    spans.push(m.range());
+                }
+            }
+        }
+    }
+    if spans.is_empty() {
+        return Cow::Borrowed(base);
+    }
+    spans.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut out = base[..path_at].to_string();
+    let mut last = host.len();
+    for span in spans {
+        if span.start < last {
+            continue; // inside a span already replaced
+        }
+        secrets.add_encoded(&target[span.clone()]);
+        out.push_str(&target[last..span.start]);
+        out.push_str(REDACTED);
+        last = span.end;
+    }
+    out.push_str(&target[last..]);
+    Cow::Owned(out)
 }
 
 /// `scheme://user:pass@host...` → `scheme://[REDACTED]@host...`.
@@ -464,6 +515,90 @@ mod tests {
         scrub_headers(&mut h, &s);
         assert_eq!(h[0].1, "[REDACTED]");
         assert_eq!(h[1].1, "https://a.test/cb?token=[REDACTED]");
+    }
+
+    #[test]
+    fn webhook_and_bot_tokens_in_url_paths_are_redacted_and_scrubbed_elsewhere() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        let cases = [
+            (
+                "https://hooks.slack.com/services/T0001/B0002/slackSECRET123456?x=1",
+                "https://hooks.slack.com/services/T0001/B0002/[REDACTED]?x=1",
+            ),
+            (
+                "https://discord.com/api/v10/webhooks/1234/discord_TOKEN-9876?wait=true",
+                "https://discord.com/api/v10/webhooks/1234/[REDACTED]?wait=true",
+            ),
+            (
+                "https://API.Telegram.org:443/bot123456:AAH-telegramTOKEN/sendMessage",
+                "https://API.Telegram.org:443/bot[REDACTED]/sendMessage",
+            ),
+            (
+                "https://api.telegram.org/file/bot123456:AAH-telegramTOKEN/photos/a.jpg",
+                "https://api.telegram.org/file/bot[REDACTED]/photos/a.jpg",
+            ),
+            // Another host, or the same path shape elsewhere: kept.
+            (
+                "https://example.com/bot123456:AAH-notatoken/sendMessage",
+                "https://example.com/bot123456:AAH-notatoken/sendMessage",
+            ),
+        ];
+        for (raw, want) in cases {
+            let stored = url(raw, &rules, &mut s);
+            assert_eq!(stored, want);
+            assert_eq!(
+                url(&stored, &rules, &mut Secrets::default()),
+                want,
+                "stable"
+            );
+        }
+        assert_eq!(
+            s.scrub_str(
+                "{\"echo\": \"slackSECRET123456 discord_TOKEN-9876 123456:AAH-telegramTOKEN\"}"
+            ),
+            "{\"echo\": \"[REDACTED] [REDACTED] [REDACTED]\"}"
+        );
+
+        // A path of the user's own, from tapedeck.toml and the command line.
+        let args = RuleArgs {
+            redact_paths: vec![r"^localhost/hooks/[^/]+/([^/]+)".into()],
+            ..Default::default()
+        };
+        let toml = "[redact]\npaths = ['(?i)^api\\.example\\.com/v1/keys/([^/]+)/use']\n";
+        let rules = Rules::from_toml(toml, &args).unwrap();
+        let mut s = Secrets::default();
+        assert_eq!(
+            url(
+                "https://localhost:8443/hooks/team/hook-SECRET-42/run",
+                &rules,
+                &mut s
+            ),
+            "https://localhost:8443/hooks/team/[REDACTED]/run"
+        );
+        assert_eq!(
+            url(
+                "https://api.example.com/V1/Keys/k-123456789/use",
+                &rules,
+                &mut s
+            ),
+            "https://api.example.com/V1/Keys/[REDACTED]/use"
+        );
+        assert_ne!(
+            rules.match_fingerprint(),
+            Rules::default().match_fingerprint()
+        );
+        for (bad, why) in [
+            ("^x/(", "regex parse error"),
+            ("^x/y", "no group in parentheses"),
+        ] {
+            let args = RuleArgs {
+                redact_paths: vec![bad.into()],
+                ..Default::default()
+            };
+            let e = Rules::from_toml("", &args).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("host/path"), "{e}");
+        }
     }
 
     #[test]
