@@ -529,6 +529,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                     body: body_ref.clone(),
                     chunks: None,
                     complete: true,
+                    trailers: Vec::new(),
                 }),
                 timing: Timing {
                     start_ns: t,

@@ -126,6 +126,7 @@ fn event(
             body: body_ref(store, answer, way, inside),
             chunks: None,
             complete: true,
+            trailers: Vec::new(),
         }),
         timing: Timing {
             start_ns: t,

@@ -1092,3 +1092,83 @@ async fn a_client_hanging_up_mid_stream_is_recorded_and_disturbs_no_one() {
         "what the client got is kept"
     );
 }
+
+/// A body followed by trailers (a chunked trailer section; gRPC's status in HTTP/2) is
+/// recorded complete, its trailers stored redacted, and replayed with its trailers and
+/// an end: the trailers frame is the body's last, and the recorder once waited for a
+/// frame after it that never came, stored the exchange as the client hanging up, and
+/// replay then held the answer open forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_with_trailers_is_recorded_whole_and_replayed_with_them() {
+    const KEY: &str = "Bearer sk-trailer-ECHO-MUST-NEVER-BE-STORED-77";
+    let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "trail", &[]);
+    let (text, t) = get_with_trailers(&d, &dirs, port, KEY).await;
+    assert_eq!(text, "part one\npart two\n");
+    assert_eq!(t["x-checksum"], "sha256-abc123");
+    assert_eq!(t["x-echo-auth"], KEY, "the client gets the real trailer");
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    let ev = export(&dirs, "trail");
+    let resp = &ev[0]["response"];
+    assert_eq!(resp["complete"], true, "{}", ev[0]);
+    assert!(ev[0]["error"].is_null(), "{}", ev[0]);
+    let stored: Vec<(String, String)> = serde_json::from_value(resp["trailers"].clone()).unwrap();
+    assert!(
+        stored.contains(&("x-checksum".into(), "sha256-abc123".into())),
+        "{stored:?}"
+    );
+    assert!(
+        stored.contains(&("grpc-status".into(), "0".into())),
+        "{stored:?}"
+    );
+    assert!(
+        dirs.files_containing(b"sk-trailer-ECHO").is_empty(),
+        "the echoed key reached disk"
+    );
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "trail"]);
+    let (text, t) = get_with_trailers(&r, &dirs, port, KEY).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(text, "part one\npart two\n");
+    assert_eq!(t["x-checksum"], "sha256-abc123");
+    assert_eq!(t["grpc-status"], "0");
+}
+
+/// `/trailers`' body text and trailers, as a client that asks for trailers (`TE:
+/// trailers`) gets them over one tunnel.
+async fn get_with_trailers(
+    d: &Daemon,
+    dirs: &Dirs,
+    port: u16,
+    auth: &str,
+) -> (String, hyper::HeaderMap) {
+    use http_body_util::BodyExt;
+    let mut conn = h1_tunnel(d, dirs, "localhost", port).await;
+    let req = hyper::Request::get("/trailers")
+        .header(hyper::header::HOST, format!("localhost:{port}"))
+        .header("te", "trailers")
+        .header("authorization", auth)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let mut body = conn.send_request(req).await.unwrap().into_body();
+    let (mut text, mut trailers) = (Vec::new(), None);
+    // A guard against the hang the test is about, not a measure of speed.
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            match frame.unwrap().into_data() {
+                Ok(d) => text.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the body never ended");
+    let t = trailers.expect("no trailers reached the client");
+    (String::from_utf8(text).unwrap(), t)
+}

@@ -162,6 +162,7 @@ mod tests {
                         body: body(&s.response),
                         chunks: None,
                         complete: true,
+                        trailers: Vec::new(),
                     }),
                     timing: Timing {
                         start_ns: at,

@@ -764,6 +764,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/weather") => weather(q),
         (&Method::GET, "/price") => price(q),
         (&Method::POST, "/judge/v1/chat/completions") => judge(req).await?,
+        (&Method::GET, "/trailers") => trailers(&req),
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
@@ -967,6 +968,46 @@ fn sse(q: Option<&str>) -> Response<FixtureBody> {
         }
     });
     sse_response(body)
+}
+
+/// A chunked body with trailers after it (a checksum, gRPC's status, and the caller's
+/// `Authorization` echoed in one, which the store must not keep).
+fn trailers(req: &Request<Incoming>) -> Response<FixtureBody> {
+    let mut fields = hyper::HeaderMap::new();
+    fields.insert("x-checksum", "sha256-abc123".parse().expect("value"));
+    fields.insert("grpc-status", "0".parse().expect("value"));
+    if let Some(auth) = req.headers().get("authorization") {
+        fields.insert("x-echo-auth", auth.clone());
+    }
+    let frames = [
+        Frame::data(Bytes::from_static(b"part one\n")),
+        Frame::data(Bytes::from_static(b"part two\n")),
+        Frame::trailers(fields),
+    ];
+    Response::builder()
+        .header("content-type", "text/plain")
+        .header("trailer", "x-checksum, grpc-status, x-echo-auth")
+        .body(FramesBody(frames.into_iter().collect()).boxed())
+        .expect("response")
+}
+
+/// Frames handed out in order, each at once.
+struct FramesBody(std::collections::VecDeque<Frame<Bytes>>);
+
+impl Body for FramesBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 fn big(q: Option<&str>, exact: bool) -> Response<FixtureBody> {

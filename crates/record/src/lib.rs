@@ -459,6 +459,7 @@ impl Recorder {
             version: version_str(rparts.version).to_string(),
             headers: resp_headers,
             ttfb_ns,
+            trailers: Vec::new(),
         });
         if let Some((client, upstream, at, slot)) = upgraded {
             // The 101 keeps its Upgrade and Connection headers: they are the switch.
@@ -748,6 +749,8 @@ struct Head {
     version: String,
     headers: Vec<Header>,
     ttfb_ns: u64,
+    /// What came after the body, redacted.
+    trailers: Vec<Header>,
 }
 
 /// Everything known about an exchange until its event is written.
@@ -1048,6 +1051,8 @@ impl Pending {
                 fit_chunks(&mut chunks, body.len);
                 let mut headers = head.headers;
                 redact::scrub_headers(&mut headers, &self.secrets);
+                let mut trailers = head.trailers;
+                redact::scrub_headers(&mut trailers, &self.secrets);
                 Some(ResponseRecord {
                     status: head.status,
                     version: head.version,
@@ -1055,6 +1060,7 @@ impl Pending {
                     body,
                     chunks,
                     complete,
+                    trailers,
                 })
                 .map(|r| (r, head.ttfb_ns))
             }
@@ -1376,7 +1382,15 @@ impl ResponseTee {
                         .into())));
                     }
                 }
-                let end = self.inner.is_end_stream();
+                // Trailers are the body's last frame: hyper polls no further after
+                // handing them on, so the body ends here, not at a `None` never read.
+                let end = self.inner.is_end_stream() || frame.is_trailers();
+                if let (Some(fields), Some(p)) = (frame.trailers_ref(), self.pending.as_mut()) {
+                    let fields = redact::headers(fields, &p.recorder.rules, &mut p.secrets);
+                    if let Some(head) = p.head.as_mut() {
+                        head.trailers = fields;
+                    }
+                }
                 let ready = self.take_ready();
                 self.write_then(Some(Ok(frame)), end, ready, cx)
             }

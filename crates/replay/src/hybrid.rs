@@ -336,6 +336,7 @@ impl Fork {
                     body,
                     chunks: None,
                     complete: true,
+                    trailers: Vec::new(),
                 }),
                 Err(e) => {
                     tracing::error!(

@@ -882,8 +882,9 @@ impl Replayer {
             let frames = (0..parts.len())
                 .map(|i| (at(i), Piece::Stored(parts[i].clone())))
                 .collect();
-            let mut body =
-                ReplayBody::new(frames, arrived, recorded, cut).reading(self.clone(), ev.step);
+            let mut body = ReplayBody::new(frames, arrived, recorded, cut)
+                .reading(self.clone(), ev.step)
+                .trailing(recorded_trailers(r));
             match coding {
                 Some(c) => body = body.encoding(c),
                 None if !cut
@@ -940,9 +941,22 @@ fn in_memory(
         hold,
     } = pacing;
     let length = |n: u64| http::HeaderValue::from(n);
-    if data.is_empty() && !cut && coding.is_none() && chunks.is_none() {
+    let trailers = recorded_trailers(r);
+    if data.is_empty() && !cut && coding.is_none() && chunks.is_none() && trailers.is_none() {
         head.insert(http::header::CONTENT_LENGTH, length(0));
         return body::empty();
+    }
+    if let (Some(c), Some(chunks)) = (coding, &chunks) {
+        if chunks.len() > 1 {
+            // A compressed stream: each recorded chunk encoded and flushed at its time.
+            let frames = chunk_frames(&data, chunks);
+            let mut body = ReplayBody::new(frames, arrived, recorded, cut)
+                .holding(hold)
+                .trailing(trailers)
+                .encoding(c);
+            body.flush_each = true;
+            return body.boxed_unsync();
+        }
     }
     let frames = if let Some(c) = coding {
         // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
@@ -953,17 +967,7 @@ fn in_memory(
         let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
         vec![(at, Piece::Ready(enc.into()))]
     } else if let Some(chunks) = &chunks {
-        let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
-        let mut off = 0usize;
-        for c in chunks {
-            let len = usize::try_from(c.len).unwrap_or(usize::MAX);
-            let end = off.saturating_add(len).min(data.len());
-            frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
-            off = end;
-        }
-        if off < data.len() {
-            frames.push((None, Piece::Ready(data.slice(off..))));
-        }
+        let frames = chunk_frames(&data, chunks);
         if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
             head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
         }
@@ -977,7 +981,49 @@ fn in_memory(
     };
     ReplayBody::new(frames, arrived, recorded, cut)
         .holding(hold)
+        .trailing(trailers)
         .boxed_unsync()
+}
+
+/// A body cut into its recorded chunks, each at its recorded offset.
+fn chunk_frames(
+    data: &Bytes,
+    chunks: &[tapedeck_model::exchange::Chunk],
+) -> Vec<(Option<f64>, Piece)> {
+    let mut frames = Vec::with_capacity(chunks.len().min(data.len() + 1));
+    let mut off = 0usize;
+    for c in chunks {
+        let len = usize::try_from(c.len).unwrap_or(usize::MAX);
+        let end = off.saturating_add(len).min(data.len());
+        frames.push((Some(c.at_ms), Piece::Ready(data.slice(off..end))));
+        off = end;
+    }
+    if off < data.len() {
+        frames.push((None, Piece::Ready(data.slice(off..))));
+    }
+    frames
+}
+
+/// The recorded trailers as fields to send; `None` when there were none. A field that
+/// is no longer valid (a hand-edited tape) is left out.
+fn recorded_trailers(r: &tapedeck_model::exchange::ResponseRecord) -> Option<http::HeaderMap> {
+    if r.trailers.is_empty() {
+        return None;
+    }
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &r.trailers {
+        let Some(bytes) = tapedeck_model::exchange::header_bytes(value) else {
+            continue;
+        };
+        let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(&bytes),
+        ) else {
+            continue;
+        };
+        map.append(n, v);
+    }
+    Some(map)
 }
 
 /// A step whose upstream failed when it was recorded fails the same way, after as long.
@@ -1239,6 +1285,10 @@ struct ReplayBody {
     /// The stored part going out next, being read on the blocking pool (file and sled
     /// reads never run on the runtime's threads).
     reading: Option<PartRead>,
+    /// Each piece's encoding flushed as it goes (a compressed stream, in its chunks).
+    flush_each: bool,
+    /// The recorded trailers, sent after the last piece.
+    trailers: Option<http::HeaderMap>,
 }
 
 type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -1265,11 +1315,19 @@ impl ReplayBody {
             cut_delayed: false,
             hold: None,
             reading: None,
+            flush_each: false,
+            trailers: None,
         }
     }
 
     fn holding(mut self, hold: Option<Hold>) -> ReplayBody {
         self.hold = hold;
+        self
+    }
+
+    /// Sends `trailers` (when there are any) after the last piece.
+    fn trailing(mut self, trailers: Option<http::HeaderMap>) -> ReplayBody {
+        self.trailers = trailers;
         self
     }
 }
@@ -1289,6 +1347,7 @@ impl ReplayBody {
     /// A piece's bytes, encoded as needed.
     fn encode(&mut self, data: Bytes) -> Result<Bytes, BoxError> {
         match self.encoder.as_mut() {
+            Some(e) if self.flush_each => Ok(e.feed_flushed(&data)?.into()),
             Some(e) => Ok(e.feed(&data)?.into()),
             None => Ok(data),
         }
@@ -1398,6 +1457,9 @@ impl Body for ReplayBody {
                     }
                     self.hold = None;
                 }
+                if let Some(t) = self.trailers.take() {
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
                 return Poll::Ready(None);
             };
             if self.paced {
@@ -1419,6 +1481,7 @@ impl Body for ReplayBody {
             && self.encoder.is_none()
             && (!self.cut || self.done)
             && self.hold.is_none()
+            && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -504,6 +504,7 @@ mod tests {
                 body: body(response),
                 chunks: None,
                 complete: true,
+                trailers: Vec::new(),
             }),
             timing: Timing::default(),
             error: None,

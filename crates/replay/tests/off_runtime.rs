@@ -81,6 +81,7 @@ fn record(store: &dyn Store, calls: &[Call]) {
                 body: put_body(store, &c.response, &mut inside),
                 chunks: None,
                 complete: true,
+                trailers: Vec::new(),
             }),
             timing: Timing::default(),
             error: None,

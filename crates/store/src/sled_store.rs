@@ -1492,6 +1492,7 @@ mod tests {
                 body: named(response),
                 chunks: None,
                 complete: true,
+                trailers: Vec::new(),
             });
             let bodies: Vec<(blake3::Hash, bytes::Bytes)> = [request, response]
                 .iter()

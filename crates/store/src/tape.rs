@@ -654,6 +654,7 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
         return Ok(());
     };
     check_headers(&r.headers)?;
+    check_headers(&r.trailers)?;
     if !(100..=999).contains(&r.status) {
         return Err(InvalidEvent::Status(r.status));
     }

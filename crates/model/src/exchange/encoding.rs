@@ -135,6 +135,34 @@ impl Encoder {
         Ok(std::mem::take(out))
     }
 
+    /// Encodes one piece of a stream and flushes it: the bytes returned decode to all of
+    /// it, so a client reads each piece when it arrives (a compressed event stream).
+    pub fn feed_flushed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let out = match self {
+            Encoder::Gzip(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                e.get_mut()
+            }
+            Encoder::Deflate(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                e.get_mut()
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                e.get_mut()
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                e.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
     /// Ends the stream; returns the last encoded bytes.
     pub fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
@@ -214,6 +242,29 @@ mod tests {
             }
             wire.extend(e.finish().unwrap());
             assert_eq!(decode(coding, &wire).unwrap(), parts.concat(), "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn a_flushed_piece_decodes_whole_before_the_next_is_written() {
+        let events = [
+            "data: {\"i\":0}\n\n",
+            "data: {\"i\":1}\n\n",
+            "data: [DONE]\n\n",
+        ];
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let mut e = Encoder::new(coding).unwrap();
+            let mut d = Decoder::new(coding, Vec::new()).unwrap();
+            let mut seen = String::new();
+            for ev in events {
+                d.feed(&e.feed_flushed(ev.as_bytes()).unwrap()).unwrap();
+                seen.push_str(ev);
+                // What a client has decoded by now is every event sent so far.
+                assert_eq!(String::from_utf8_lossy(d.sink()), seen, "{coding:?}");
+            }
+            d.feed(&e.finish().unwrap()).unwrap();
+            d.finish().unwrap();
+            assert_eq!(String::from_utf8_lossy(d.sink()), seen, "{coding:?}");
         }
     }
 

@@ -172,6 +172,10 @@ pub struct ResponseRecord<B = BodyRef> {
     pub chunks: Option<Vec<Chunk>>,
     /// False when the body did not arrive whole (upstream reset, client hung up).
     pub complete: bool,
+    /// Fields sent after the body (a chunked body's trailer, HTTP/2 trailers: gRPC's
+    /// `grpc-status`), redacted as headers are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<Header>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -287,6 +291,7 @@ impl<B> Event<B> {
                 body: f(r.body)?,
                 chunks: r.chunks,
                 complete: r.complete,
+                trailers: r.trailers,
             }),
             None => None,
         };

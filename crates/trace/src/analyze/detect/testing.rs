@@ -38,6 +38,7 @@ pub fn event(
             body: BodyRef::empty(),
             chunks: None,
             complete: true,
+            trailers: Vec::new(),
         }),
         timing: Timing {
             start_ns: start_ms * 1_000_000,
