@@ -652,6 +652,93 @@ async fn corrupt_truncated_and_newer_tapes_are_refused_with_file_and_line() {
     assert!(!nostore.exists());
 }
 
+/// A tape is a file people edit: a request changed by hand is matched as the tape now
+/// says, from the tape and once imported, not by the key it was recorded with; a request
+/// line that could not be sent is refused with its line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_edited_in_a_tape_is_matched_as_edited() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "orig");
+    let c = client(&d, &dirs);
+    for p in ["/weather?city=Paris", "/json"] {
+        assert_eq!(fetch(&c, c.get(up.url(p))).await.status, 200);
+    }
+    d.stop();
+    let good = dirs.path("good.jsonl");
+    assert_eq!(
+        dirs.run(&["export", "orig", "-o", good.to_str().unwrap()])
+            .0,
+        0
+    );
+    let text = std::fs::read_to_string(&good).unwrap();
+    assert_eq!(text.matches("city=Paris").count(), 1, "{text}");
+    let edited = dirs.path("edited.jsonl");
+    std::fs::write(&edited, text.replace("city=Paris", "city=Lyon")).unwrap();
+
+    // Each way of replaying it: the tape itself, and the tape imported into a store.
+    let other = dirs.path("other-store");
+    let (code, _, err) = dirs.run(&[
+        "import",
+        edited.to_str().unwrap(),
+        "--store",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ways: [&[&str]; 2] = [
+        &[
+            "replay",
+            "--tape",
+            edited.to_str().unwrap(),
+            "--order",
+            "any",
+        ],
+        &[
+            "replay",
+            "--session",
+            "orig",
+            "--store",
+            other.to_str().unwrap(),
+            "--order",
+            "any",
+        ],
+    ];
+    for args in ways {
+        let r = Daemon::start(&dirs, args);
+        let c = client(&r, &dirs);
+        let lyon = fetch(&c, c.get(up.url("/weather?city=Lyon"))).await.status;
+        let paris = fetch(&c, c.get(up.url("/weather?city=Paris"))).await.status;
+        let (_, stderr) = r.stop();
+        assert_eq!(
+            lyon, 200,
+            "the edited request is served ({args:?}): {stderr}"
+        );
+        assert_ne!(
+            paris, 200,
+            "the request as it was before the edit is a miss ({args:?})"
+        );
+    }
+
+    for (from, to, why) in [
+        (
+            "\"method\":\"GET\"",
+            "\"method\":\"G E T\"",
+            "is not an HTTP method",
+        ),
+        (
+            "\"url\":\"https://",
+            "\"url\":\"not a url https://",
+            "is not an absolute",
+        ),
+    ] {
+        let bad = dirs.path("bad.jsonl");
+        std::fs::write(&bad, text.replacen(from, to, 1)).unwrap();
+        let (code, _, err) = dirs.run(&["replay", "--tape", bad.to_str().unwrap(), "--", "true"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("line 2") && err.contains(why), "{err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recording_cut_by_kill_9_replays_what_completed_and_never_half_an_exchange() {
     let up = Upstream::start(true).await;

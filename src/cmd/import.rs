@@ -20,7 +20,9 @@ use bytes::Bytes;
 
 use super::{msg, CmdError, CmdResult};
 use tapedeck_model::exchange::{BodyRef, Event};
+use tapedeck_model::rules::Rules;
 use tapedeck_model::session::SessionName;
+use tapedeck_store::recording::identify_request;
 use tapedeck_store::tape::{TapeBody, TapeReader};
 use tapedeck_store::tape_files::{BodyFileError, FileBody};
 use tapedeck_store::{
@@ -29,6 +31,9 @@ use tapedeck_store::{
 };
 
 pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdResult {
+    // The rules keys are checked under (see [`rekey_if_edited`]), read before anything
+    // is changed.
+    let rules = Rules::from_working_dir()?;
     let reader = TapeReader::open(file)?;
     let header = reader.header().clone();
     let name = match rename {
@@ -48,7 +53,14 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
     if exists(&store)?.is_some() {
         store.delete_session(name.as_str())?;
     }
-    if let Err(e) = write_events(&store, file, name.as_str(), checked.named, checked.digest) {
+    if let Err(e) = write_events(
+        &store,
+        file,
+        name.as_str(),
+        checked.named,
+        checked.digest,
+        &rules,
+    ) {
         store.delete_session(name.as_str())?;
         store.commit()?;
         return Err(msg(format!("{e}; session {name} was not imported")));
@@ -153,6 +165,7 @@ fn write_events(
     session: &str,
     mut named: Named,
     digest: blake3::Hash,
+    rules: &Rules,
 ) -> Result<(), CmdError> {
     // The first pass read and checked it all: what this one cannot read was changed.
     let changed = |e: &dyn std::fmt::Display| {
@@ -220,10 +233,45 @@ fn write_events(
                 kept.insert(*h.as_bytes(), data);
             }
         }
+        let mut ev = ev;
+        rekey_if_edited(store, &mut ev, &inside, rules)?;
         store.put_event_with(session, &ev, &inside)?;
     }
     if reader.digest() != digest {
         return Err(changed(&"its lines are not those first read"));
+    }
+    Ok(())
+}
+
+/// A tape is a file people edit: an event keyed under the rules in force whose key is
+/// not its request's (a body, URL or header changed by hand) gets its request's key, so
+/// replay matches what the tape says, not what it said before the edit. An event keyed
+/// under other rules is keyed again when replayed anyway.
+fn rekey_if_edited(
+    store: &SledStore,
+    ev: &mut Event,
+    inside: &[(blake3::Hash, Bytes)],
+    rules: &Rules,
+) -> Result<(), CmdError> {
+    if ev.rules.as_deref() != Some(rules.match_fingerprint().as_str()) {
+        return Ok(());
+    }
+    let body = |b: &BodyRef| -> Result<Bytes, StoreError> {
+        if b.len == 0 {
+            return Ok(Bytes::new());
+        }
+        if let Some((_, data)) = inside.iter().find(|(h, _)| h.to_hex().as_str() == b.b3) {
+            return Ok(data.clone());
+        }
+        store
+            .body_bytes(&b.b3)?
+            .ok_or_else(|| StoreError::MissingBody(b.b3.clone()))
+    };
+    let (kind, key) = identify_request(ev, rules, body)?;
+    if key != ev.key {
+        tracing::debug!("step {}: its request was edited; keyed again", ev.step);
+        ev.key = key;
+        ev.kind = kind;
     }
     Ok(())
 }
@@ -312,7 +360,15 @@ mod tests {
             (after.len(), after.modified().unwrap()),
             (before.len(), before.modified().unwrap())
         );
-        let err = write_events(&store, &file, "t", checked.named, checked.digest).unwrap_err();
+        let err = write_events(
+            &store,
+            &file,
+            "t",
+            checked.named,
+            checked.digest,
+            &Rules::default(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("changed while it was imported"),
             "{err}"
@@ -320,7 +376,15 @@ mod tests {
 
         // The same tape read twice is imported.
         let checked = check_tape(&store, TapeReader::open(&file).unwrap().digest_lines()).unwrap();
-        write_events(&store, &file, "u", checked.named, checked.digest).unwrap();
+        write_events(
+            &store,
+            &file,
+            "u",
+            checked.named,
+            checked.digest,
+            &Rules::default(),
+        )
+        .unwrap();
         assert_eq!(store.session("u").unwrap().unwrap().events, 3);
     }
 }

@@ -267,13 +267,19 @@ pub struct Replayer {
 
 impl Replayer {
     /// Builds the index. Keys are recomputed from the stored requests when the rules in
-    /// force differ from those the recording was made under.
+    /// force differ from those the recording was made under, and always for a tape.
     pub fn new(
         mut rec: Recording,
         rules: Arc<Rules>,
         opts: ReplayOptions,
     ) -> Result<Arc<Replayer>, tapedeck_store::StoreError> {
         let fp = rules.match_fingerprint();
+        // A tape's keys are computed again: its requests may have been edited by hand.
+        let trusted = rec.keys_trusted();
+        let keyed = match trusted {
+            true => None,
+            false => rec.identify_all(&rules).transpose()?,
+        };
         let mut slots = Vec::with_capacity(rec.len());
         let mut lanes: Vec<String> = Vec::new();
         let mut loopback_ports = std::collections::BTreeSet::new();
@@ -288,11 +294,13 @@ impl Replayer {
             .then(|| causal::load::GraphLoader::new(rec.len(), rec.has_llm_calls()));
         let t = Instant::now();
         // One pass: a session of the store is read back event by event, never whole.
-        rec.for_each_event(&mut |_, ev| {
+        rec.for_each_event(&mut |i, ev| {
             if let Some(g) = graph.as_mut() {
                 g.push(&rec, ev);
             }
-            let (kind, key) = if ev.rules.as_deref() == Some(fp.as_str()) {
+            let (kind, key) = if let Some((kind, key)) = keyed.as_ref().and_then(|k| k.get(i)) {
+                (*kind, index::key_id(key))
+            } else if trusted && ev.rules.as_deref() == Some(fp.as_str()) {
                 (ev.kind, index::key_id(&ev.key))
             } else {
                 let (kind, key) = rec.identify(ev, &rules)?;

@@ -323,39 +323,46 @@ impl Recording {
         ev: &Event,
         rules: &tapedeck_model::rules::Rules,
     ) -> Result<(tapedeck_model::exchange::Kind, String), StoreError> {
-        use tapedeck_model::exchange::canonical::{identify, KeyBody};
-        let ct = tapedeck_model::exchange::header(&ev.request.headers, "content-type");
-        let r = &ev.request;
-        if r.body.len as usize > crate::keep_limit(ct) {
-            return Ok(identify(
-                &r.method,
-                &r.url,
-                &r.headers,
-                KeyBody::Large(&r.body.b3),
-                rules,
-            ));
+        identify_request(ev, rules, |b| self.body(b))
+    }
+
+    /// Whether the events' keys may be taken as stored when the rules are the same: not
+    /// for a tape, a file people edit (a request changed by hand keeps its old key).
+    pub fn keys_trusted(&self) -> bool {
+        !matches!(self.bodies, Bodies::Tape(..))
+    }
+
+    /// The kind and key of every event held in memory (a tape's), computed on every
+    /// core: a tape of 100,000 events is keyed again each time it is replayed. `None`
+    /// when the events are read from the store as they are needed.
+    pub fn identify_all(
+        &self,
+        rules: &tapedeck_model::rules::Rules,
+    ) -> Option<Result<Vec<(tapedeck_model::exchange::Kind, String)>, StoreError>> {
+        if self.released.is_some() {
+            return None;
         }
-        // Redacted again under today's rules (a field they name may have been stored in
-        // clear), exactly as a live request is at replay time.
-        let body = self.body(&r.body)?;
-        let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
-        let (body, whole) = tapedeck_model::exchange::redact::stored_body(
-            &body,
-            ct,
-            crate::keep_limit(ct),
-            rules,
-            &mut secrets,
-        );
-        let mut headers = r.headers.clone();
-        tapedeck_model::exchange::redact::scrub_headers(&mut headers, &secrets);
-        let b3;
-        let key_body = if whole {
-            KeyBody::Whole(&body)
-        } else {
-            b3 = blake3::hash(&body).to_hex().to_string();
-            KeyBody::Large(&b3)
-        };
-        Ok(identify(&r.method, &r.url, &headers, key_body, rules))
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = self.events.len().div_ceil(threads).max(1024);
+        let parts: Vec<Result<Vec<_>, StoreError>> = std::thread::scope(|s| {
+            let running: Vec<_> = self
+                .events
+                .chunks(per)
+                .map(|evs| s.spawn(move || evs.iter().map(|ev| self.identify(ev, rules)).collect()))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut all = Vec::with_capacity(self.events.len());
+        for part in parts {
+            match part {
+                Ok(keys) => all.extend(keys),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(all))
     }
 
     /// The parts of a large body (in the store, or in a file beside a tape), to read one
@@ -430,6 +437,48 @@ impl Recording {
             progress,
         )
     }
+}
+
+/// An event's kind and key under `rules`, computed from its request as stored (its body
+/// read with `body` when it is small enough to be matched by content).
+pub fn identify_request(
+    ev: &Event,
+    rules: &tapedeck_model::rules::Rules,
+    body: impl FnOnce(&BodyRef) -> Result<Bytes, StoreError>,
+) -> Result<(tapedeck_model::exchange::Kind, String), StoreError> {
+    use tapedeck_model::exchange::canonical::{identify, KeyBody};
+    let ct = tapedeck_model::exchange::header(&ev.request.headers, "content-type");
+    let r = &ev.request;
+    if r.body.len as usize > crate::keep_limit(ct) {
+        return Ok(identify(
+            &r.method,
+            &r.url,
+            &r.headers,
+            KeyBody::Large(&r.body.b3),
+            rules,
+        ));
+    }
+    // Redacted again under today's rules (a field they name may have been stored in
+    // clear), exactly as a live request is at replay time.
+    let body = body(&r.body)?;
+    let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
+    let (body, whole) = tapedeck_model::exchange::redact::stored_body(
+        &body,
+        ct,
+        crate::keep_limit(ct),
+        rules,
+        &mut secrets,
+    );
+    let mut headers = r.headers.clone();
+    tapedeck_model::exchange::redact::scrub_headers(&mut headers, &secrets);
+    let b3;
+    let key_body = if whole {
+        KeyBody::Whole(&body)
+    } else {
+        b3 = blake3::hash(&body).to_hex().to_string();
+        KeyBody::Large(&b3)
+    };
+    Ok(identify(&r.method, &r.url, &headers, key_body, rules))
 }
 
 #[cfg(test)]

@@ -134,6 +134,10 @@ pub enum InvalidEvent {
     },
     #[error("response status {0} is not an HTTP status")]
     Status(u16),
+    #[error("request method {0:?} is not an HTTP method")]
+    Method(String),
+    #[error("request URL {0:?} is not an absolute http(s) or ws(s) URL")]
+    Url(String),
     #[error("chunk {index}: at_ms {at_ms:?} is out of range (0 to {max_ms})")]
     ChunkTime {
         index: usize,
@@ -649,6 +653,7 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
             });
         }
     }
+    check_request_line(&ev.request)?;
     check_headers(&ev.request.headers)?;
     let Some(r) = &ev.response else {
         return Ok(());
@@ -671,6 +676,23 @@ fn check_event(ev: &Event) -> Result<(), InvalidEvent> {
             .checked_add(c.len)
             .filter(|s| *s <= r.body.len)
             .ok_or(InvalidEvent::ChunkLengths(r.body.len))?;
+    }
+    Ok(())
+}
+
+/// The request line can be sent and matched: a method that is an HTTP token, an
+/// absolute URL with a host and no space or control character (replay keys it and a
+/// what-if run may send it).
+fn check_request_line(r: &tapedeck_model::exchange::RequestRecord) -> Result<(), InvalidEvent> {
+    if http::Method::from_bytes(r.method.as_bytes()).is_err() {
+        return Err(InvalidEvent::Method(r.method.clone()));
+    }
+    let rest = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .find_map(|s| r.url.strip_prefix(s));
+    let host_ok = rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !host_ok || r.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(InvalidEvent::Url(r.url.clone()));
     }
     Ok(())
 }
