@@ -608,27 +608,44 @@ async fn a_request_body_the_client_cuts_short_is_the_clients_error() {
 /// A body that does not decode as its Content-Encoding says goes through as it is, and
 /// the log line says whose body it was.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_undecodable_body_is_logged_with_the_exchange_it_belongs_to() {
+async fn a_request_body_not_in_its_coding_is_stored_as_sent_named_and_matched() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let d = record(&dirs, &up, "gz", &[]);
-    let resp = client(&d, &dirs)
-        .post(up.url("/echo"))
-        .header("content-encoding", "gzip")
-        .body(&b"not gzip at all"[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let send = |c: reqwest::Client| {
+        let url = up.url("/echo");
+        async move {
+            let resp = c
+                .post(url)
+                .header("content-encoding", "gzip")
+                .body(&b"not gzip at all"[..])
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(send(client(&d, &dirs)).await, 200);
     let (code, stderr) = d.stop();
     assert_eq!(code, 0);
     assert!(
         stderr.contains(&format!(
-            "the request body to {}: cannot decode the gzip body",
+            "the request body to {}: the body is not gzip as its Content-Encoding says; stored as it came",
             up.url("/echo")
         )),
         "{stderr}"
     );
+    let ev = export(&dirs, "gz");
+    assert_eq!(
+        ev[0]["request"]["body"]["text"], "not gzip at all",
+        "{}",
+        ev[0]
+    );
+    // Replay reads the live request the same way, so it matches.
+    let r = Daemon::start(&dirs, &["replay", "--session", "gz"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
 }
 
 /// An absolute-form request goes to the host its URL names with that host in its Host

@@ -652,6 +652,43 @@ async fn corrupt_truncated_and_newer_tapes_are_refused_with_file_and_line() {
     assert!(!nostore.exists());
 }
 
+/// A body its `Content-Encoding` misnames (an upstream bug) is stored as it came and
+/// replayed as the client got it: it was stored empty, as a decoding failure, and
+/// replay then served a valid empty gzip body, so a client that failed at record time
+/// succeeded with nothing at replay time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_in_its_coding_is_replayed_as_it_came() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "badgz");
+    let c = client(&d, &dirs);
+    let live = fetch(&c, c.get(up.url("/not-gzip"))).await;
+    let (_, stderr) = d.stop();
+    assert_eq!(live.status, 200);
+    assert_eq!(live.encoding.as_deref(), Some("gzip"));
+    assert_eq!(live.body, b"{\"plain\": \"not gzip at all\"}");
+    assert!(
+        stderr.contains("not gzip as its Content-Encoding says"),
+        "{stderr}"
+    );
+    let ev = export(&dirs, "badgz");
+    assert!(ev[0]["error"].is_null(), "{}", ev[0]);
+    assert_eq!(
+        ev[0]["response"]["body"]["len"],
+        live.body.len(),
+        "{}",
+        ev[0]
+    );
+
+    let r = replay(&dirs, "badgz", &[]);
+    let c = client(&r, &dirs);
+    let replayed = fetch(&c, c.get(up.url("/not-gzip"))).await;
+    r.stop();
+    assert_eq!(replayed.status, 200);
+    assert_eq!(replayed.encoding, live.encoding);
+    assert_eq!(replayed.body, live.body);
+}
+
 /// A tape is a file people edit: a request changed by hand is matched as the tape now
 /// says, from the tape and once imported, not by the key it was recorded with; a request
 /// line that could not be sent is refused with its line.

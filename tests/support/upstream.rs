@@ -765,6 +765,14 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/price") => price(q),
         (&Method::POST, "/judge/v1/chat/completions") => judge(req).await?,
         (&Method::GET, "/trailers") => trailers(&req),
+        // An upstream bug: a body its header says is gzip, that is not.
+        (&Method::GET, "/not-gzip") => Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(full(Bytes::from_static(
+                b"{\"plain\": \"not gzip at all\"}",
+            )))
+            .expect("response"),
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),

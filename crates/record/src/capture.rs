@@ -224,6 +224,14 @@ impl Capture {
                 self.note_failure(e.to_string());
             }
         }
+        if self.reader.as_sent() {
+            // Stored as it came, as the client got it (and replay serves it so).
+            let coding = self.encoding.take().unwrap_or_default();
+            match self.about.as_str() {
+                "" => tracing::warn!("a body is not {coding} as its Content-Encoding says; stored as it came"),
+                about => tracing::warn!("{about}: the body is not {coding} as its Content-Encoding says; stored as it came"),
+            }
+        }
         let too_large = self.too_large();
         let sink = self.reader.sink();
         let mut found = Collected::default();

@@ -136,7 +136,15 @@ pub struct BodyReader<S: Sink> {
     stage: Stage<S>,
     fault: Option<BodyFault>,
     coding: Option<Coding>,
+    /// The wire bytes read while nothing has decoded yet: a body that is not in the
+    /// coding its header names (an upstream's bug) is passed on as it came instead.
+    raw: Option<Vec<u8>>,
+    /// Set once the body turned out not to be in its coding: bytes go through as they are.
+    as_sent: bool,
 }
+
+/// How many wire bytes are kept while nothing has decoded, to fall back on.
+const RAW_KEEP: usize = 64 << 10;
 
 impl<S: Sink> BodyReader<S> {
     /// `coding` is the body's `Content-Encoding` when tapedeck decodes it.
@@ -159,13 +167,21 @@ impl<S: Sink> BodyReader<S> {
         BodyReader {
             stage,
             fault: None,
+            raw: coding.map(|_| Vec::new()),
             coding,
+            as_sent: false,
         }
     }
 
-    /// The coding being decoded, if any.
+    /// The coding being decoded, if any (none once the body turned out not to be in it).
     pub fn coding(&self) -> Option<Coding> {
-        self.coding
+        self.coding.filter(|_| !self.as_sent)
+    }
+
+    /// Whether the body was not in the coding its header named, and went through as it
+    /// came.
+    pub fn as_sent(&self) -> bool {
+        self.as_sent
     }
 
     fn capped(&mut self) -> &mut Capped<S> {
@@ -198,8 +214,12 @@ impl<S: Sink> BodyReader<S> {
         if let Some(f) = &self.fault {
             return Err(f.clone());
         }
+        if let Some(raw) = self.raw.as_mut() {
+            raw.extend_from_slice(wire);
+        }
         let result = match &mut self.stage {
             Stage::Plain(c) => c.write_all(wire),
+            Stage::Coded(_) if self.as_sent => self.capped().write_all(wire),
             Stage::Coded(d) => d.feed(wire),
         };
         self.check(result)
@@ -212,13 +232,26 @@ impl<S: Sink> BodyReader<S> {
         }
         let result = match &mut self.stage {
             Stage::Plain(_) => Ok(()),
+            Stage::Coded(_) if self.as_sent => Ok(()),
             Stage::Coded(d) => d.finish(),
         };
         self.check(result)
     }
 
     fn check(&mut self, result: std::io::Result<()>) -> Result<(), BodyFault> {
-        let Err(e) = result else { return Ok(()) };
+        let Err(e) = result else {
+            // Something decoded: the coding is real, nothing to fall back on.
+            if self.raw.as_ref().is_some_and(|r| r.len() > RAW_KEEP) || self.capped().len > 0 {
+                self.raw = None;
+            }
+            return Ok(());
+        };
+        if let Some(raw) = self.raw.take().filter(|_| self.capped().len == 0) {
+            // Not a byte decoded: the body is not in its coding. Passed on as it came.
+            self.as_sent = true;
+            let result = self.capped().write_all(&raw);
+            return self.check(result);
+        }
         let capped = self.capped();
         let fault = if capped.over {
             BodyFault::TooLarge {
@@ -293,11 +326,24 @@ mod tests {
         assert!(plain.feed(b"5").is_err());
         assert_eq!(*plain.sink(), b"1234");
 
+        // Not gzip at all, though its header says so: passed on as it came.
         let mut bad = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
-        let fault = bad.feed(b"not gzip at all").and_then(|()| bad.finish());
+        bad.feed(b"not gzip ")
+            .and_then(|()| bad.feed(b"at all"))
+            .unwrap();
+        bad.finish().unwrap();
+        assert!(bad.as_sent() && bad.coding().is_none());
+        assert_eq!(bad.sink().as_slice(), b"not gzip at all");
+        // Gzip cut short after it decoded: that is a fault.
+        let wire = encode(Coding::Gzip, &vec![b'x'; 100_000]).unwrap();
+        let mut cut = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+        let fault = cut
+            .feed(&wire[..wire.len() / 2])
+            .and_then(|()| cut.finish());
         assert!(
             matches!(fault, Err(BodyFault::Undecodable { .. })),
             "{fault:?}"
         );
+        assert!(!cut.as_sent());
     }
 }
