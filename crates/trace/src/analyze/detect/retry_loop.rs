@@ -15,12 +15,10 @@ use crate::spans::Parsed;
 use tapedeck_model::exchange::canonical::{sort_keys, UrlParts};
 use tapedeck_model::exchange::Kind;
 
-/// Keys whose values change between retries of the same call.
+/// Keys whose values change between retries of the same call, whatever they hold.
 fn volatile_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     [
-        "id",
-        "ids",
         "uuid",
         "nonce",
         "timestamp",
@@ -37,8 +35,25 @@ fn volatile_key(k: &str) -> bool {
         "seed",
     ]
     .contains(&k.as_str())
-        || k.ends_with("_id")
         || k.ends_with("_at")
+}
+
+/// Keys that name an id: an argument (`user_id=17`, `{"order_id": "A-1"}`: calls with
+/// other ids are other calls, not retries) unless the value looks generated per call.
+fn id_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k == "id" || k == "ids" || k.ends_with("_id")
+}
+
+/// A value minted per call: a uuid or timestamp, or a long token of letters and digits
+/// (`req_8f3kQ2x9LmZ7pW1a`).
+fn generated(s: &str) -> bool {
+    volatile_value(s)
+        || (s.len() >= 16
+            && s.bytes().any(|c| c.is_ascii_digit())
+            && s.bytes().any(|c| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
 }
 
 /// Values that change between retries: uuids and ISO timestamps.
@@ -68,7 +83,7 @@ fn blank(v: &Value) -> Value {
                 .map(|(k, x)| {
                     (
                         k.clone(),
-                        if volatile_key(k) {
+                        if volatile_key(k) || (id_key(k) && x.as_str().is_some_and(generated)) {
                             Value::String("*".into())
                         } else {
                             blank(x)
@@ -101,7 +116,7 @@ fn fuzzy_key(p: &Parsed) -> String {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            if volatile_key(k) || volatile_value(v) {
+            if volatile_key(k) || volatile_value(v) || (id_key(k) && generated(v)) {
                 format!("{k}=*")
             } else {
                 kv.to_string()
@@ -110,7 +125,13 @@ fn fuzzy_key(p: &Parsed) -> String {
         .collect();
     query.sort();
     let body = match serde_json::from_slice::<Value>(&p.request_body) {
-        Ok(v) => sort_keys(&blank(&v)).to_string(),
+        Ok(mut v) => {
+            // A JSON-RPC message's id numbers the message, not what it asks for.
+            if let Some(m) = v.as_object_mut().filter(|m| m.contains_key("jsonrpc")) {
+                m.remove("id");
+            }
+            sort_keys(&blank(&v)).to_string()
+        }
         Err(_) => blake3::hash(&p.request_body).to_hex().to_string(),
     };
     format!(
@@ -210,6 +231,52 @@ mod tests {
         ];
         let out = run(&p2, detect);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn calls_for_other_ids_are_not_retries_but_minted_ids_are_blanked() {
+        let run_of = |urls: &[&str], bodies: &[&str]| {
+            let evs: Vec<Event> = urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let i = i as u64 + 1;
+                    event(i, Kind::Tool, "POST", u, 200, i * 10, i * 10 + 5)
+                })
+                .collect();
+            let p: Vec<Parsed> = evs
+                .iter()
+                .zip(bodies)
+                .map(|(e, b)| parsed(e, None, b, "{}"))
+                .collect();
+            run(&p, detect).len()
+        };
+        // Three orders, three users: three calls, not a loop.
+        let orders = [
+            r#"{"order_id":"A-1001","qty":1}"#,
+            r#"{"order_id":"A-1002","qty":1}"#,
+            r#"{"order_id":"A-1003","qty":1}"#,
+        ];
+        assert_eq!(run_of(&["https://t.test/orders"; 3], &orders), 0);
+        let users = [
+            "https://t.test/u?user_id=17",
+            "https://t.test/u?user_id=42",
+            "https://t.test/u?user_id=99",
+        ];
+        assert_eq!(run_of(&users, &["", "", ""]), 0);
+        // An id minted per attempt, or a JSON-RPC message's number: the same call again.
+        let minted = [
+            r#"{"q":"paris","client_id":"req_8f3kQ2x9LmZ7pW1a"}"#,
+            r#"{"q":"paris","client_id":"req_Zq71mB0cXw4Rt9Ke"}"#,
+            r#"{"q":"paris","client_id":"req_p0Lk8Jh2Gf6Ds4Aa"}"#,
+        ];
+        assert_eq!(run_of(&["https://t.test/s"; 3], &minted), 1);
+        let rpc = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"w"}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"w"}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"w"}}"#,
+        ];
+        assert_eq!(run_of(&["https://t.test/mcp"; 3], &rpc), 1);
     }
 
     #[test]
