@@ -159,11 +159,21 @@ impl Walk<'_> {
 
     /// Event `i`'s response: what it shows from now on.
     fn response(&mut self, i: u32) {
-        let f = &self.facts[i as usize];
-        for v in f.values_out(self.arena) {
+        let (facts, arena) = (self.facts, self.arena);
+        let f = &facts[i as usize];
+        // What this event's own request carried, read once it matters.
+        let mut asked: Option<foldhash::HashSet<u64>> = None;
+        for v in f.values_out(arena) {
             let s = self.seen.entry(v).or_insert(Seen::Response(i));
             if let Seen::Response(d) = *s {
-                if d != i {
+                // An answer echoing a value its request carried (a lookup by an id D
+                // handed out) leaves it D's: a later request holding it still depends on D.
+                let mut echo = || {
+                    asked
+                        .get_or_insert_with(|| f.values_in(arena).collect())
+                        .contains(&v)
+                };
+                if d != i && !echo() {
                     *s = Seen::Responses;
                 }
             }

@@ -13,9 +13,10 @@
 //! - a tool request made while D's tool call ran (after D's response, before the request
 //!   that carries the call's result back) holding that call's argument values
 //!   ([`Link::ToolArguments`]);
-//! - any request whose URL or body holds a distinctive value (see [`tokens`]) that, when
-//!   the request was sent, had been seen in D's response and nowhere else: in no earlier
-//!   request and in no other response ([`Link::Value`]).
+//! - any request whose URL or body holds a distinctive value (see [`tokens`]) first seen
+//!   in D's response: in no request before it and in no other response, an answer that
+//!   echoes a value its own request carried aside (a lookup by the id D handed out), so
+//!   every later request holding the value depends on D ([`Link::Value`]).
 //!
 //! Content decides; time only rules out the impossible (E can carry D's content only if
 //! D's response had ended when E's request started). Everything is hashed when the graph

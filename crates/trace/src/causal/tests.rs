@@ -175,6 +175,30 @@ fn a_distinctive_value_first_seen_in_one_response_links_the_request_that_carries
 }
 
 #[test]
+fn every_request_that_carries_a_handed_out_value_depends_on_its_source() {
+    // An id handed out, looked up (the answer echoes it), then used: the use depends on
+    // the response that handed it out, not only the first request that carried it.
+    let evs = vec![
+        get(
+            "https://api.test/newid",
+            r#"{"id":"ID000007Xb2bd7732"}"#,
+            0,
+            10,
+        ),
+        get(
+            "https://api.test/lookup?ref=ID000007Xb2bd7732",
+            r#"{"ref":"ID000007Xb2bd7732","ok":true}"#,
+            20,
+            30,
+        ),
+        get("https://api.test/use?ref=ID000007Xb2bd7732", "{}", 40, 50),
+    ];
+    let g = graph(&evs);
+    assert_eq!(on(&g, 1), vec![(0, "value")]);
+    assert_eq!(on(&g, 2), vec![(0, "value")]);
+}
+
+#[test]
 fn a_value_the_client_knew_or_several_responses_showed_links_nothing() {
     // Sent in a request first: the client had it before any response.
     let evs = vec![
