@@ -1552,3 +1552,50 @@ async fn a_header_value_that_is_not_utf8_replays_byte_for_byte() {
     assert_eq!(disposition(&from_tape), want, "replayed from the tape");
     t.stop();
 }
+
+/// A stream the recorded client hung up on stays open at replay for a client that hangs
+/// up the same way, but not forever: a client still reading `--idle-timeout` later has
+/// gone on where the recorded one stopped, and the stream ends with an error that says
+/// so, named in the summary (it was held open until the client or the daemon stopped: a
+/// CI job hung with nothing said).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_reading_past_where_the_recorded_one_hung_up_is_told_not_left_hanging() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "hup");
+    let c = client(&d, &dirs);
+    let mut resp = c.get(up.url("/sse?n=5&gap_ms=300")).send().await.unwrap();
+    assert!(resp.chunk().await.unwrap().is_some());
+    drop(resp);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.stop();
+    let ev = export(&dirs, "hup");
+    assert_eq!(ev[0]["error"]["kind"], "client_closed", "{}", ev[0]);
+
+    let r = replay(&dirs, "hup", &["--idle-timeout", "1"]);
+    let c = client(&r, &dirs);
+    let mut resp = c.get(up.url("/sse?n=5&gap_ms=300")).send().await.unwrap();
+    // A guard against the hang this test is about, not a measure of speed.
+    let read = async {
+        loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the held stream never ended");
+    assert!(
+        ended.is_err(),
+        "it ends with an error, not as a whole answer"
+    );
+    let (_, stderr) = r.stop();
+    assert!(
+        stderr.contains("step 1: the recorded client hung up on this stream here")
+            && stderr.contains("1 stream the recorded client hung up on was read on past it"),
+        "{stderr}"
+    );
+}

@@ -144,6 +144,7 @@ fuzz_target!(|data: &[u8]| {
             allow_live: Vec::new(),
             max_body: Default::default(),
             hybrid: None,
+            held_open: std::time::Duration::from_millis(50),
         },
     )
     .expect("a tape in memory has every body replay needs");

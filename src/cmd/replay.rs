@@ -55,6 +55,7 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
             allow_live: a.allow_live.clone(),
             max_body: a.max_body,
             hybrid,
+            held_open: std::time::Duration::from_secs(a.listen.idle_timeout.max(1)),
         },
     )?;
     return_freed_memory();
@@ -218,6 +219,7 @@ fn serve_options(
 fn exit_code(a: &ReplayArgs, summary: &tapedeck_replay::ReplaySummary, code: i32) -> i32 {
     let failed = summary.miss_count() > 0
         || !summary.damaged.is_empty()
+        || !summary.read_on.is_empty()
         || (a.fail_on_unused && !summary.unused.is_empty());
     if !failed || code != 0 || a.cmd.is_empty() {
         return code;
@@ -228,6 +230,8 @@ fn exit_code(a: &ReplayArgs, summary: &tapedeck_replay::ReplaySummary, code: i32
             " with misses"
         } else if !summary.damaged.is_empty() {
             ": recorded bodies failed their check (run `tapedeck fsck`)"
+        } else if !summary.read_on.is_empty() {
+            ": the agent read on where the recorded one hung up"
         } else {
             ": recorded events were never used (--fail-on-unused)"
         }

@@ -94,6 +94,7 @@ async fn run_case(path: &Path, certs: &Path, stateful: &[String]) -> Result<Outc
             allow_live: vec![],
             max_body: Default::default(),
             hybrid: None,
+            held_open: tapedeck_proxy::DEFAULT_IDLE_TIMEOUT,
         },
     )?;
     let (ca, _) = Ca::load_or_create(certs)?;

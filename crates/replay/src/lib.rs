@@ -110,6 +110,9 @@ pub struct ReplayOptions {
     /// injected, and the fork it records into. Its calls are matched by key in recorded
     /// order, then by meaning, whatever `order` says: the path has changed.
     pub hybrid: Option<hybrid::Hybrid>,
+    /// How long a stream the recorded client hung up on stays open past its recorded
+    /// part before it ends with an error (the daemon's `--idle-timeout`).
+    pub held_open: Duration,
 }
 
 /// Counts for the closing summary.
@@ -126,6 +129,9 @@ pub struct ReplaySummary {
     /// Recorded bodies that failed their check as they were served (the client got a
     /// cut or failed answer): one line each.
     pub damaged: Vec<String>,
+    /// Streams the recorded client hung up on that this client read on past
+    /// [`ReplayOptions::held_open`]: one line each.
+    pub read_on: Vec<String>,
 }
 
 impl ReplaySummary {
@@ -179,8 +185,16 @@ impl ReplaySummary {
                 },
             )
         };
+        let read_on = match self.read_on.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} stream{} the recorded client hung up on {} read on past it, and ended with an error",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "was" } else { "were" },
+            ),
+        };
         format!(
-            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}",
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}{read_on}",
             self.served, self.recorded
         )
     }
@@ -246,6 +260,9 @@ pub struct Replayer {
     miss_lines: Mutex<Vec<String>>,
     /// See [`ReplaySummary::damaged`].
     damaged: Mutex<Vec<String>>,
+    /// See [`ReplaySummary::read_on`].
+    read_on: Mutex<Vec<String>>,
+    held_open: Duration,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
     max_body: MaxBody,
@@ -354,6 +371,8 @@ impl Replayer {
             served: Mutex::new(Vec::new()),
             miss_lines: Mutex::new(Vec::new()),
             damaged: Mutex::new(Vec::new()),
+            read_on: Mutex::new(Vec::new()),
+            held_open: opts.held_open,
             live: live::LiveHosts::new(&opts.allow_live),
             inflight: Arc::new(InFlight::default()),
             max_body: opts.max_body,
@@ -452,6 +471,11 @@ impl Replayer {
             reorders: ix.reorders().clone(),
             damaged: self
                 .damaged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            read_on: self
+                .read_on
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
@@ -874,6 +898,7 @@ impl Replayer {
         let hold = self.hold(
             client_left && streamed,
             answer.session.as_deref().filter(|_| listening && streamed),
+            ev.step,
         );
         let body: ProxyBody = if no_body {
             let length = header(&r.headers, "content-length")
@@ -1167,8 +1192,11 @@ impl Replayer {
     }
 
     /// What keeps a replayed body open after its last frame: nothing, or the end of an
-    /// MCP session (`session`), or (`open`) only the client hanging up; a stop ends both.
-    fn hold(self: &Arc<Self>, open: bool, session: Option<&str>) -> Option<Hold> {
+    /// MCP session (`session`), or (`open`: the recorded client hung up there) the client
+    /// hanging up, up to [`ReplayOptions::held_open`]: a client still reading then has
+    /// gone on where the recorded one stopped, and the body ends with an error that says
+    /// so (`Some`); a stop ends both quietly.
+    fn hold(self: &Arc<Self>, open: bool, session: Option<&str>, step: u64) -> Option<Hold> {
         if !open && session.is_none() {
             return None;
         }
@@ -1178,12 +1206,29 @@ impl Replayer {
             let stop = this.inflight.clone();
             match session {
                 Some(s) => tokio::select! {
-                    _ = this.mcp_sessions.ended(&s) => {}
-                    _ = stop.draining() => {}
+                    _ = this.mcp_sessions.ended(&s) => None,
+                    _ = stop.draining() => None,
                 },
-                None => stop.draining().await,
+                None => tokio::select! {
+                    _ = stop.draining() => None,
+                    _ = tokio::time::sleep(this.held_open) => Some(this.note_read_on(step)),
+                },
             }
         }))
+    }
+
+    /// A client read on past where the recorded one hung up on step `step`'s stream.
+    fn note_read_on(&self, step: u64) -> String {
+        let line = format!(
+            "step {step}: the recorded client hung up on this stream here; this one read on for {}s more and the stream ended with an error (the agent reads further than it did when recorded)",
+            self.held_open.as_secs()
+        );
+        tracing::warn!("{line}");
+        self.read_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.clone());
+        format!("tapedeck: {line}")
     }
 }
 
@@ -1299,7 +1344,8 @@ struct ReplayBody {
     trailers: Option<http::HeaderMap>,
 }
 
-type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Resolves when a held body may end: `Some(why)` ends it with an error.
+type Hold = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
 const CUT_DELAY: Duration = Duration::from_millis(20);
 
@@ -1460,10 +1506,14 @@ impl Body for ReplayBody {
                     )));
                 }
                 if let Some(h) = self.hold.as_mut() {
-                    if h.as_mut().poll(cx).is_pending() {
+                    let Poll::Ready(why) = h.as_mut().poll(cx) else {
                         return Poll::Pending;
-                    }
+                    };
                     self.hold = None;
+                    if let Some(why) = why {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(why.into())));
+                    }
                 }
                 if let Some(t) = self.trailers.take() {
                     return Poll::Ready(Some(Ok(Frame::trailers(t))));

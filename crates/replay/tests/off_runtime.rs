@@ -233,6 +233,7 @@ fn serve_and_watch(released: bool, what_if: bool) {
         allow_live: Vec::new(),
         max_body: MaxBody::default(),
         hybrid,
+        held_open: std::time::Duration::from_secs(120),
     };
     let replayer = Replayer::new(rec, Arc::new(Rules::default()), opts).unwrap();
     // Reading the session to index it is the replay's start, before anything is served.
