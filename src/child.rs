@@ -112,6 +112,9 @@ pub async fn run_with(
             None => c.env_remove(k),
         };
     }
+    // Processes CMD starts and leaves behind (`agent &` under a shell) become ours when
+    // their parent exits, so they are found, signalled and ended with it.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut child = c.spawn().map_err(|source| ChildError::Spawn {
         cmd: shown.clone(),
         source,
@@ -139,13 +142,14 @@ pub async fn run_with(
         tokio::select! {
             s = child.wait() => break s.map_err(|source| ChildError::Wait { cmd: shown.clone(), source })?,
             Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGINT); }
+                signal_all(pid, nix::sys::signal::Signal::SIGINT);
             }
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM); }
+                signal_all(pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
     };
+    end_left_behind(&shown).await;
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()
@@ -154,4 +158,97 @@ pub async fn run_with(
     let out = out_task.await.unwrap_or_default();
     let err = err_task.await.unwrap_or_default();
     Ok((code, out, err))
+}
+
+/// Sends `sig` to CMD and to every process below tapedeck (what CMD started, and what
+/// it left behind): a shell that runs the agent in the background does not pass a
+/// signal on.
+fn signal_all(child: Option<nix::unistd::Pid>, sig: nix::sys::signal::Signal) {
+    let mut pids = descendants();
+    pids.extend(child.filter(|c| !pids.contains(c)));
+    for p in pids {
+        let _ = nix::sys::signal::kill(p, sig);
+    }
+}
+
+/// What CMD left running when it exited: told on stderr, sent SIGTERM, and SIGKILL 3 s
+/// later; a request one of them started after the proxy stopped would find nothing.
+async fn end_left_behind(shown: &str) {
+    use nix::sys::signal::{kill, Signal};
+    let left = descendants();
+    if left.is_empty() {
+        return;
+    }
+    let list: Vec<String> = left.iter().map(|p| p.to_string()).collect();
+    eprintln!(
+        "tapedeck: `{shown}` exited and left {} process{} running (pid {}); sending SIGTERM: the run is over",
+        left.len(),
+        if left.len() == 1 { "" } else { "es" },
+        list.join(", ")
+    );
+    for p in &left {
+        let _ = kill(*p, Signal::SIGTERM);
+    }
+    for _ in 0..60 {
+        reap(&left);
+        if descendants().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for p in descendants() {
+        let _ = kill(p, Signal::SIGKILL);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    reap(&left);
+}
+
+/// Collects the exit status of adopted processes that have ended (each one of these
+/// pids only: tokio waits for CMD itself).
+fn reap(pids: &[nix::unistd::Pid]) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    for p in pids {
+        let _ = waitpid(*p, Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+/// Every live process below this one, from `/proc` (zombies left out).
+fn descendants() -> Vec<nix::unistd::Pid> {
+    let me = std::process::id() as i32;
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (Some(state), Some(ppid)) = (f.next(), f.next().and_then(|p| p.parse().ok())) else {
+            continue;
+        };
+        if state != "Z" {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![me];
+    while let Some(p) = frontier.pop() {
+        for &(child, _) in parent_of.iter().filter(|(_, pp)| *pp == p) {
+            out.push(nix::unistd::Pid::from_raw(child));
+            frontier.push(child);
+        }
+    }
+    out
 }

@@ -1189,3 +1189,33 @@ async fn get_with_trailers(
     let t = trailers.expect("no trailers reached the client");
     (String::from_utf8(text).unwrap(), t)
 }
+
+/// What `-- CMD` leaves running when it exits (an agent started in the background by a
+/// shell) is named and ended with the run: a request it sent after the proxy stopped
+/// found nothing, and it outlived tapedeck with nothing said.
+#[test]
+fn processes_the_command_leaves_behind_are_named_and_ended_with_the_run() {
+    let dirs = Dirs::new();
+    let (code, out, err) = dirs.run(&[
+        "record",
+        "--session",
+        "bg",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 > /dev/null 2>&1 & echo $!",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let pid: i32 = out.trim().lines().last().unwrap().trim().parse().unwrap();
+    assert!(
+        err.contains("exited and left 1 process running") && err.contains(&pid.to_string()),
+        "{err}"
+    );
+    // Gone, or a zombie on its way out (its new parent reaps it).
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    });
+    assert!(!alive, "the background process still runs");
+}
