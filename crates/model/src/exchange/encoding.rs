@@ -114,51 +114,31 @@ impl Encoder {
 
     /// Encodes one part; returns the encoded bytes ready so far.
     pub fn feed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
-        let out = match self {
-            Encoder::Gzip(e) => {
-                e.write_all(data)?;
-                e.get_mut()
-            }
-            Encoder::Deflate(e) => {
-                e.write_all(data)?;
-                e.get_mut()
-            }
-            Encoder::Brotli(e) => {
-                e.write_all(data)?;
-                e.get_mut()
-            }
-            Encoder::Zstd(e) => {
-                e.write_all(data)?;
-                e.get_mut()
-            }
-        };
-        Ok(std::mem::take(out))
+        self.write(data, false)
     }
 
     /// Encodes one piece of a stream and flushes it: the bytes returned decode to all of
     /// it, so a client reads each piece when it arrives (a compressed event stream).
     pub fn feed_flushed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.write(data, true)
+    }
+
+    fn write(&mut self, data: &[u8], flush: bool) -> std::io::Result<Vec<u8>> {
+        let w: &mut dyn Write = match self {
+            Encoder::Gzip(e) => e,
+            Encoder::Deflate(e) => e,
+            Encoder::Brotli(e) => e.as_mut(),
+            Encoder::Zstd(e) => e,
+        };
+        w.write_all(data)?;
+        if flush {
+            w.flush()?;
+        }
         let out = match self {
-            Encoder::Gzip(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                e.get_mut()
-            }
-            Encoder::Deflate(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                e.get_mut()
-            }
-            Encoder::Brotli(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                e.get_mut()
-            }
-            Encoder::Zstd(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                e.get_mut()
-            }
+            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Deflate(e) => e.get_mut(),
+            Encoder::Brotli(e) => e.get_mut(),
+            Encoder::Zstd(e) => e.get_mut(),
         };
         Ok(std::mem::take(out))
     }
