@@ -510,6 +510,50 @@ async fn a_204_with_a_length_reaches_an_http2_client_recorded_and_replayed() {
     r.stop();
 }
 
+/// An answer delimited by the connection's end, from a TLS server that closes without
+/// `close_notify` (curl takes it whole directly), is whole through tapedeck, recorded
+/// complete and replayed whole: it was cut, the client got an error and the recording a
+/// reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_ended_by_a_close_without_close_notify_is_whole() {
+    let raw = RawTls::start_abrupt(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nall of it, until the end",
+    )
+    .await;
+    let url = format!("https://localhost:{}/eof", raw.addr.port());
+    let dirs = Dirs::new();
+    let ca = raw.ca_path.to_str().unwrap().to_string();
+    let get = |d: &Daemon| {
+        let c = client_h1(d, &dirs);
+        let url = url.clone();
+        async move {
+            let resp = c.get(url).send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.text().await.map_err(|e| e.to_string()),
+            )
+        }
+    };
+    let d = Daemon::start(&dirs, &["record", "--session", "eof", "--upstream-ca", &ca]);
+    let got = get(&d).await;
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        got,
+        (200, Ok("all of it, until the end".to_string())),
+        "{stderr}"
+    );
+    let ev = export(&dirs, "eof");
+    assert!(ev[0]["error"].is_null(), "{}", ev[0]);
+    assert_eq!(ev[0]["response"]["complete"], true);
+    let r = Daemon::start(&dirs, &["replay", "--session", "eof"]);
+    assert_eq!(
+        get(&r).await,
+        (200, Ok("all of it, until the end".to_string()))
+    );
+    r.stop();
+}
+
 /// An upstream that does not answer within `--upstream-timeout` gets the client a 504
 /// (not the 502 of a failed upstream), recorded as a timeout, and replayed the same.
 #[tokio::test(flavor = "multi_thread")]

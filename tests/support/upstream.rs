@@ -303,6 +303,16 @@ pub struct RawTls {
 
 impl RawTls {
     pub async fn start(answer: &'static [u8]) -> RawTls {
+        RawTls::serve(answer, true).await
+    }
+
+    /// [`RawTls::start`], closing each connection without TLS's `close_notify` (as some
+    /// servers do after an answer delimited by the connection's end).
+    pub async fn start_abrupt(answer: &'static [u8]) -> RawTls {
+        RawTls::serve(answer, false).await
+    }
+
+    async fn serve(answer: &'static [u8], close_notify: bool) -> RawTls {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
@@ -334,7 +344,13 @@ impl RawTls {
                         }
                     }
                     let _ = tls.write_all(answer).await;
-                    let _ = tls.shutdown().await;
+                    if close_notify {
+                        let _ = tls.shutdown().await;
+                    } else {
+                        let _ = tls.flush().await;
+                        let (mut tcp, _) = tls.into_inner();
+                        let _ = tcp.shutdown().await;
+                    }
                 });
             }
         });

@@ -392,7 +392,7 @@ impl Upstream {
             connector.call(uri.clone()).await
         };
         let io = io.await.map_err(|e| classify(target, &*e))?;
-        let (send, conn) = hyper::client::conn::http1::handshake(io)
+        let (send, conn) = hyper::client::conn::http1::handshake(CloseIsEnd(io))
             .await
             .map_err(|e| classify(target, &e))?;
         tokio::spawn(async move {
@@ -401,6 +401,63 @@ impl Upstream {
             }
         });
         Ok(send)
+    }
+}
+
+/// An upstream connection on which a TLS close without `close_notify` reads as the end
+/// of the stream, as curl and browsers take it: an answer delimited by the connection's
+/// end (no length, not chunked) from a server that skips `close_notify` is whole, not
+/// cut. A body with a length still must have all of it (hyper checks).
+struct CloseIsEnd<T>(T);
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for CloseIsEnd<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for CloseIsEnd<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
 
