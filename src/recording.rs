@@ -109,7 +109,12 @@ impl Loader {
             return tape();
         }
         match self.load_session(arg).await {
-            Err(RecordingError::Store(StoreError::NoSession(_))) if file => tape(),
+            // A name that looks like a tape's and is no session: the file is what is missing.
+            Err(RecordingError::Store(StoreError::NoSession(_)))
+                if file || arg.ends_with(".jsonl") =>
+            {
+                tape()
+            }
             other => other,
         }
     }

@@ -756,6 +756,20 @@ async fn a_request_edited_in_a_tape_is_matched_as_edited() {
         );
     }
 
+    // A secret written into a tape by hand is redacted for matching, as the live
+    // request is.
+    let keyed = dirs.path("keyed.jsonl");
+    std::fs::write(
+        &keyed,
+        text.replace("city=Paris", "city=Lyon&api_key=k-123456789"),
+    )
+    .unwrap();
+    let r = Daemon::start(&dirs, &["replay", "--tape", keyed.to_str().unwrap()]);
+    let c = client(&r, &dirs);
+    let got = fetch(&c, c.get(up.url("/weather?city=Lyon&api_key=k-123456789"))).await;
+    let (_, stderr) = r.stop();
+    assert_eq!(got.status, 200, "{stderr}");
+
     for (from, to, why) in [
         (
             "\"method\":\"GET\"",

@@ -50,11 +50,12 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
 /// without its port): what each group in parentheses matched becomes `[REDACTED]`.
 pub const DEFAULT_REDACT_PATHS: &[&str] = &[
     // Slack incoming webhooks: hooks.slack.com/services/T…/B…/SECRET.
-    r"^hooks\.slack\.com/services/[^/]+/[^/]+/([^/]+)",
+    // (Slashes may be doubled: servers read `//` as `/`.)
+    r"^hooks\.slack\.com/+services/+[^/]+/+[^/]+/+([^/]+)",
     // Discord webhooks: discord.com/api[/v10]/webhooks/ID/TOKEN.
-    r"^(?:discord|discordapp)\.com/api(?:/v\d+)?/webhooks/[^/]+/([^/]+)",
+    r"^(?:discord|discordapp)\.com/+api(?:/+v\d+)?/+webhooks/+[^/]+/+([^/]+)",
     // Telegram's Bot API: api.telegram.org/botTOKEN/method, /file/botTOKEN/path.
-    r"^api\.telegram\.org/(?:file/)?bot([^/]+)",
+    r"^api\.telegram\.org/+(?:file/+)?bot([^/]+)",
 ];
 
 pub const REDACTED: &str = "[REDACTED]";

@@ -449,19 +449,21 @@ pub fn identify_request(
     use tapedeck_model::exchange::canonical::{identify, KeyBody};
     let ct = tapedeck_model::exchange::header(&ev.request.headers, "content-type");
     let r = &ev.request;
+    // Redacted again under today's rules (a field or a path they name may have been
+    // stored in clear, or written into a tape by hand), exactly as a live request is at
+    // replay time.
+    let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
+    let url = tapedeck_model::exchange::redact::url(&r.url, rules, &mut secrets);
     if r.body.len as usize > crate::keep_limit(ct) {
         return Ok(identify(
             &r.method,
-            &r.url,
+            &url,
             &r.headers,
             KeyBody::Large(&r.body.b3),
             rules,
         ));
     }
-    // Redacted again under today's rules (a field they name may have been stored in
-    // clear), exactly as a live request is at replay time.
     let body = body(&r.body)?;
-    let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
     let (body, whole) = tapedeck_model::exchange::redact::stored_body(
         &body,
         ct,
@@ -478,7 +480,7 @@ pub fn identify_request(
         b3 = blake3::hash(&body).to_hex().to_string();
         KeyBody::Large(&b3)
     };
-    Ok(identify(&r.method, &r.url, &headers, key_body, rules))
+    Ok(identify(&r.method, &url, &headers, key_body, rules))
 }
 
 #[cfg(test)]

@@ -225,6 +225,8 @@ fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host_port.split(':').next().unwrap_or(""),
     };
+    // `host.` names the same host (a fully qualified name).
+    let host = host.strip_suffix('.').unwrap_or(host);
     let target = format!("{}{}", host.to_ascii_lowercase(), &base[path_at..]);
     // Spans of the path (offsets into `target`) to replace.
     let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
@@ -243,6 +245,7 @@ fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<
     spans.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
     let mut out = base[..path_at].to_string();
     let mut last = host.len();
+    debug_assert!(target.len() - host.len() == base.len() - path_at);
     for span in spans {
         if span.start < last {
             continue; // inside a span already replaced
@@ -537,6 +540,15 @@ mod tests {
             (
                 "https://api.telegram.org/file/bot123456:AAH-telegramTOKEN/photos/a.jpg",
                 "https://api.telegram.org/file/bot[REDACTED]/photos/a.jpg",
+            ),
+            // The same hosts written as fully qualified names, slashes doubled.
+            (
+                "https://hooks.slack.com./services/T0001/B0002/slackSECRET123456",
+                "https://hooks.slack.com./services/T0001/B0002/[REDACTED]",
+            ),
+            (
+                "https://hooks.slack.com//services//T0001/B0002/slackSECRET123456",
+                "https://hooks.slack.com//services//T0001/B0002/[REDACTED]",
             ),
             // Another host, or the same path shape elsewhere: kept.
             (

@@ -12,7 +12,7 @@ use super::View;
 use crate::analyze::read::{status_of, what};
 use crate::analyze::{Finding, Severity};
 use crate::spans::Parsed;
-use tapedeck_model::exchange::canonical::{sort_keys, UrlParts};
+use tapedeck_model::exchange::canonical::{percent_decode, sort_keys, UrlParts};
 use tapedeck_model::exchange::Kind;
 
 /// Keys whose values change between retries of the same call, whatever they hold.
@@ -106,6 +106,45 @@ fn blank(v: &Value) -> Value {
     }
 }
 
+/// The values [`fuzzy_key`] blanks in a request: its per-call tokens.
+fn blanked_values(p: &Parsed) -> Vec<String> {
+    fn walk(v: &Value, key_blanked: bool, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let by_key =
+                        volatile_key(k) || (id_key(k) && x.as_str().is_some_and(generated));
+                    walk(x, by_key, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, key_blanked, out)),
+            Value::String(s) if key_blanked || volatile_value(s) => out.push(s.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let parts = UrlParts::parse(&p.event.request.url);
+    for kv in parts.query.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if volatile_key(k) || volatile_value(v) || (id_key(k) && generated(v)) {
+            out.push(percent_decode(v));
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(&p.request_body) {
+        walk(&v, false, &mut out);
+    }
+    out
+}
+
+/// Whether `next` carries on from `prev` rather than repeating it: one of the tokens
+/// it differs by came in `prev`'s answer (a page token, a cursor, a job id to poll).
+fn follows_on(prev: &Parsed, next: &Parsed) -> bool {
+    let answer = String::from_utf8_lossy(&prev.response_body);
+    blanked_values(next)
+        .iter()
+        .any(|v| v.len() >= 8 && answer.contains(v.as_str()))
+}
+
 /// A request with ids and timestamps blanked: retries of "the same" call compare equal.
 fn fuzzy_key(p: &Parsed) -> String {
     let ev = p.event;
@@ -158,7 +197,7 @@ pub fn detect(v: &View, out: &mut Vec<Finding>) {
             while i < seq.len() {
                 let key = fuzzy_key(seq[i]);
                 let mut j = i + 1;
-                while j < seq.len() && fuzzy_key(seq[j]) == key {
+                while j < seq.len() && fuzzy_key(seq[j]) == key && !follows_on(seq[j - 1], seq[j]) {
                     j += 1;
                 }
                 if j - i >= 3 {
@@ -277,6 +316,37 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"w"}}"#,
         ];
         assert_eq!(run_of(&["https://t.test/mcp"; 3], &rpc), 1);
+    }
+
+    #[test]
+    fn pages_fetched_with_the_token_the_last_answer_gave_are_progress_not_retries() {
+        let tokens = [
+            "4c69514e-0d2a-4b8e-9f3e-1a2b3c4d5e6f",
+            "9e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+            "77aa88bb-99cc-4dde-8eff-001122334455",
+        ];
+        let evs: Vec<Event> = (0..3)
+            .map(|i| {
+                let url = format!("https://t.test/page?page_token={}", tokens[i]);
+                let i = i as u64 + 1;
+                event(i, Kind::Tool, "GET", &url, 200, i * 10, i * 10 + 5)
+            })
+            .collect();
+        let answers: Vec<String> = (0..3)
+            .map(|i| match tokens.get(i + 1) {
+                Some(next) => format!(r#"{{"items":[1],"next_page_token":"{next}"}}"#),
+                None => r#"{"items":[1]}"#.to_string(),
+            })
+            .collect();
+        let p: Vec<Parsed> = evs
+            .iter()
+            .zip(&answers)
+            .map(|(e, a)| parsed(e, None, "", a))
+            .collect();
+        assert!(run(&p, detect).is_empty());
+        // The same calls whose answers hand out nothing: a loop.
+        let p: Vec<Parsed> = evs.iter().map(|e| parsed(e, None, "", "{}")).collect();
+        assert_eq!(run(&p, detect).len(), 1);
     }
 
     #[test]
