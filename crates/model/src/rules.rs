@@ -58,6 +58,15 @@ pub const DEFAULT_REDACT_PATHS: &[&str] = &[
     r"^api\.telegram\.org/+(?:file/+)?bot([^/]+)",
 ];
 
+/// [`DEFAULT_REDACT_PATHS`] compiled once (a set of rules is built per test case, per
+/// fuzz input; a compiled regex is shared when cloned).
+static BUILT_IN_PATHS: std::sync::LazyLock<Vec<PathSecret>> = std::sync::LazyLock::new(|| {
+    DEFAULT_REDACT_PATHS
+        .iter()
+        .map(|p| PathSecret::parse(p).expect("the built-in paths are valid"))
+        .collect()
+});
+
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
@@ -348,10 +357,7 @@ impl Default for Rules {
                 .map(|s| s.to_string())
                 .collect(),
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
-            redact_paths: DEFAULT_REDACT_PATHS
-                .iter()
-                .map(|p| PathSecret::parse(p).expect("the built-in paths are valid"))
-                .collect(),
+            redact_paths: BUILT_IN_PATHS.clone(),
             match_headers: Vec::new(),
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),

@@ -102,6 +102,9 @@ pub struct JsonFields {
     key: Vec<u8>,
     key_ok: bool,
     value: Vec<u8>,
+    /// A `\uXXXX` escape of a string being read (the bytes after its backslash), whole
+    /// before it says which character it stands for.
+    unicode: Vec<u8>,
     pub found: Collected,
 }
 
@@ -113,8 +116,36 @@ impl JsonFields {
             key: Vec::new(),
             key_ok: false,
             value: Vec::new(),
+            unicode: Vec::new(),
             found: Collected::default(),
         }
+    }
+
+    /// Reads the escape whose backslash was just read, from `rest`: how many bytes it
+    /// took, and once the escape is whole, the character it stands for in the JSON a
+    /// string holds with the escape's bytes after the backslash. A `\u0022` is a quote
+    /// as `\"` is (.NET's serializer writes quotes so); a `\uXXXX` cut by the end of a
+    /// piece is kept until the next.
+    fn escape_unit(&mut self, rest: &[u8]) -> (usize, Option<(InnerChar, Vec<u8>)>) {
+        if self.unicode.is_empty() && rest[0] != b'u' {
+            return (1, Some((InnerChar::escaped(rest[0]), vec![rest[0]])));
+        }
+        let take = (5 - self.unicode.len()).min(rest.len());
+        self.unicode.extend_from_slice(&rest[..take]);
+        if self.unicode.len() < 5 {
+            return (take, None);
+        }
+        let raw = std::mem::take(&mut self.unicode);
+        let code = std::str::from_utf8(&raw[1..])
+            .ok()
+            .and_then(|h| u16::from_str_radix(h, 16).ok());
+        let c = match code {
+            Some(0x22) => InnerChar::Quote,
+            Some(0x5c) => InnerChar::Backslash,
+            Some(0x20 | 0x09 | 0x0a | 0x0d) => InnerChar::Space,
+            _ => InnerChar::Other,
+        };
+        (take, Some((c, raw)))
     }
 
     fn note_key(&mut self, bytes: &[u8]) {
@@ -153,9 +184,13 @@ impl JsonFields {
                 State::Str { escaped: true } => {
                     // Keys written with escapes are not compared; an escaped quote opens
                     // a string of the JSON this string holds.
-                    out.push(rest[0]);
-                    i += 1;
-                    self.state = if rest[0] == b'"' {
+                    let (n, unit) = self.escape_unit(rest);
+                    i += n;
+                    let Some((c, raw)) = unit else {
+                        continue;
+                    };
+                    out.extend_from_slice(&raw);
+                    self.state = if c == InnerChar::Quote {
                         self.key.clear();
                         self.key_ok = true;
                         State::InStr {
@@ -318,8 +353,11 @@ impl JsonFields {
     fn inner_key(&mut self, rest: &[u8], raw_esc: bool, esc: bool, out: &mut Vec<u8>) -> usize {
         let b = rest[0];
         if raw_esc {
-            out.push(b);
-            let c = InnerChar::escaped(b);
+            let (n, unit) = self.escape_unit(rest);
+            let Some((c, raw)) = unit else {
+                return n;
+            };
+            out.extend_from_slice(&raw);
             self.state = if esc || c != InnerChar::Quote {
                 // Inner keys written with escapes are not compared either.
                 self.key_ok = false;
@@ -332,7 +370,7 @@ impl JsonFields {
             } else {
                 self.inner_text()
             };
-            return 1;
+            return n;
         }
         // An escaped inner character is a raw byte here, or an outer escape.
         if esc && b != b'\\' {
@@ -394,8 +432,12 @@ impl JsonFields {
             }
             return 0;
         }
-        out.push(b);
-        self.state = match InnerChar::escaped(b) {
+        let (n, unit) = self.escape_unit(rest);
+        let Some((c, raw)) = unit else {
+            return n;
+        };
+        out.extend_from_slice(&raw);
+        self.state = match c {
             InnerChar::Space => here(false),
             InnerChar::Quote if after_colon => {
                 out.extend_from_slice(REDACTED.as_bytes());
@@ -416,31 +458,36 @@ impl JsonFields {
             }
             _ => self.inner_text(),
         };
-        1
+        n
     }
 
     /// Inside an inner string value being dropped, up to the inner quote that ends it.
     fn inner_secret(&mut self, rest: &[u8], raw_esc: bool, esc: bool, out: &mut Vec<u8>) -> usize {
         let b = rest[0];
         if raw_esc {
-            let c = InnerChar::escaped(b);
+            let (n, unit) = self.escape_unit(rest);
+            let Some((c, raw)) = unit else {
+                return n;
+            };
             if !esc && c == InnerChar::Quote {
-                out.extend_from_slice(b"\\\"");
+                // Closed as it was opened: `\"` or `\u0022`.
+                out.push(b'\\');
+                out.extend_from_slice(&raw);
                 self.end_value();
                 self.state = self.inner_text();
-                return 1;
+                return n;
             }
             // The value as the inner JSON writes it: `\\` is its backslash.
             self.collect(match c {
                 InnerChar::Quote => b"\"",
                 InnerChar::Backslash => b"\\",
-                _ => &rest[..1],
+                _ => &raw,
             });
             self.state = State::InSecretStr {
                 raw_esc: false,
                 esc: !esc && c == InnerChar::Backslash,
             };
-            return 1;
+            return n;
         }
         if esc && b != b'\\' {
             self.collect(&rest[..1]);
@@ -548,6 +595,9 @@ mod tests {
             // A streamed fragment: the outer string ends inside the inner value.
             r#"data: {"arguments":"{\"password\": \"hunter2-sec"}"#,
             "\n",
+            // As .NET's serializer writes it: every quote as \u0022, an é as \u00e9.
+            r#"{"arguments":"{\u0022user\u0022:\u0022r\u00e9my\u0022,\u0022Password\u0022:\u0022dotnet-SECRET-1\u0022}"}"#,
+            "\n",
         );
         let want = concat!(
             r#"{"tool_calls":[{"function":{"name":"login","arguments":"{\"user\": \"ada\", \"password\": \"[REDACTED]\"}"}}]}"#,
@@ -562,6 +612,8 @@ mod tests {
             "\n",
             r#"data: {"arguments":"{\"password\": \"[REDACTED]"}"#,
             "\n",
+            r#"{"arguments":"{\u0022user\u0022:\u0022r\u00e9my\u0022,\u0022Password\u0022:\u0022[REDACTED]\u0022}"}"#,
+            "\n",
         );
         for cut in [1, 2, 3, 5, 7, 16, 4096] {
             let (out, found) = scan(input.as_bytes(), cut);
@@ -574,6 +626,7 @@ mod tests {
                     r#"x"y\z-long-value"#,
                     "pa55word-long",
                     "hunter2-sec",
+                    "dotnet-SECRET-1",
                 ],
                 "cut {cut}"
             );
