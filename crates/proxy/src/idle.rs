@@ -185,11 +185,36 @@ impl Future for HeadLate {
 pub struct HeadWatch<T> {
     io: T,
     activity: Arc<Activity>,
+    /// Acknowledges what was read at once (a TCP socket's `TCP_QUICKACK`), when `io`
+    /// can; see [`HeadWatch::tcp`].
+    ack_now: Option<fn(&T)>,
+    /// Bytes were read since the last wait.
+    read_since_wait: bool,
 }
 
 impl<T> HeadWatch<T> {
     pub fn new(io: T, activity: Arc<Activity>) -> HeadWatch<T> {
-        HeadWatch { io, activity }
+        HeadWatch {
+            io,
+            activity,
+            ack_now: None,
+            read_since_wait: false,
+        }
+    }
+}
+
+impl HeadWatch<tokio::net::TcpStream> {
+    /// A client's TCP connection, whose reads are acknowledged at once whenever the proxy
+    /// waits for more. A client with Nagle's algorithm on (Python's `requests` through a
+    /// proxy writes a request's head, then its body) holds the body until the head is
+    /// acknowledged, and Linux delays that acknowledgement up to 40 ms while the proxy,
+    /// waiting for the body, has nothing to send: 44 ms per POST against 1.6 direct.
+    pub fn tcp(io: tokio::net::TcpStream, activity: Arc<Activity>) -> Self {
+        let mut w = HeadWatch::new(io, activity);
+        w.ack_now = Some(|s| {
+            let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+        });
+        w
     }
 }
 
@@ -201,7 +226,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadWatch<T> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if read.is_pending() && self.read_since_wait {
+            self.read_since_wait = false;
+            if let Some(ack) = self.ack_now {
+                ack(&self.io);
+            }
+        }
         if buf.filled().len() > before {
+            self.read_since_wait = true;
             self.activity.bytes_read();
         }
         read

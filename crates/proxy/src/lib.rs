@@ -313,7 +313,7 @@ impl<H: Handler> Proxy<H> {
             .header_read_timeout(None)
             .max_buf_size(self.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        let io = idle::HeadWatch::new(stream, activity.clone());
+        let io = idle::HeadWatch::tcp(stream, activity.clone());
         let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);
         let result = shutdown::serve_until_stopped(
