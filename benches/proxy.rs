@@ -530,6 +530,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                     chunks: None,
                     complete: true,
                     trailers: Vec::new(),
+                    broke: None,
                 }),
                 timing: Timing {
                     start_ns: t,

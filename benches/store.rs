@@ -127,6 +127,7 @@ fn event(
             chunks: None,
             complete: true,
             trailers: Vec::new(),
+            broke: None,
         }),
         timing: Timing {
             start_ns: t,

@@ -689,6 +689,79 @@ async fn a_body_that_is_not_in_its_coding_is_replayed_as_it_came() {
     assert_eq!(replayed.body, live.body);
 }
 
+/// What a strict client (Go's, curl's) makes of a gzip body: the bytes that decode, and
+/// the error after them, if any.
+fn gunzipped(body: &[u8]) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::new();
+    let mut d = flate2::read::MultiGzDecoder::new(body);
+    let err = std::io::Read::read_to_end(&mut d, &mut out).err();
+    (out, err.map(|e| format!("{:?}", e.kind())))
+}
+
+/// A gzip body that decodes and then breaks (an upstream's bug: bytes after the end,
+/// or cut short) reaches a replaying client broken the same way, whole or streamed: it
+/// was replayed as valid gzip, so a client that failed at record time passed in CI.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzip_body_that_breaks_after_decoding_is_replayed_broken_the_same_way() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let paths = [
+        "/gzip-broken?how=junk",
+        "/gzip-broken?how=cut",
+        "/gzip-broken?how=junk&stream=1",
+        "/gzip-broken?how=cut&stream=1",
+    ];
+    let d = record(&dirs, &up, "brokengz");
+    let c = client(&d, &dirs);
+    let mut live = Vec::new();
+    for p in paths {
+        live.push(fetch(&c, c.get(up.url(p))).await);
+    }
+    let expected = serde_json::to_vec(&support::upstream::gzip_json()).unwrap();
+    for (p, got) in paths.iter().zip(&live) {
+        let (text, err) = gunzipped(&got.body);
+        assert!(err.is_some(), "{p}: the recorded answer is broken");
+        assert!(expected.starts_with(&text) && !text.is_empty(), "{p}");
+    }
+    // Bytes after the end are stored as bytes are: scrubbed of the exchange's secrets.
+    let key = "sk-gzip-tail-0123456789abcdef";
+    let echoed = fetch(
+        &c,
+        c.get(up.url("/gzip-broken?how=echo"))
+            .header("authorization", format!("Bearer {key}")),
+    )
+    .await;
+    assert!(echoed.body.windows(key.len()).any(|w| w == key.as_bytes()));
+    let (_, stderr) = d.stop();
+    assert!(
+        stderr.contains("bytes follow the end of the gzip stream"),
+        "{stderr}"
+    );
+    let ev = export(&dirs, "brokengz");
+    use base64::Engine;
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(ev[4]["response"]["broke"]["tail"].as_str().unwrap())
+        .unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    assert!(tail.contains("REDACTED") && !tail.contains(key), "{tail}");
+    assert!(dirs.files_containing(key.as_bytes()).is_empty());
+    assert_eq!(ev[0]["response"]["broke"]["ended"], true, "{}", ev[0]);
+    assert_eq!(ev[1]["response"]["broke"]["ended"], false, "{}", ev[1]);
+
+    let r = replay(&dirs, "brokengz", &[]);
+    let c = client(&r, &dirs);
+    for (p, got) in paths.iter().zip(&live) {
+        let replayed = fetch(&c, c.get(up.url(p))).await;
+        assert_eq!(replayed.status, 200);
+        assert_eq!(replayed.encoding.as_deref(), Some("gzip"));
+        assert_eq!(gunzipped(&replayed.body), gunzipped(&got.body), "{p}");
+        if p.contains("junk") {
+            assert!(replayed.body.ends_with(b"JUNKJUNK"), "{p}");
+        }
+    }
+    r.stop();
+}
+
 /// A tape is a file people edit: a request changed by hand is matched as the tape now
 /// says, from the tape and once imported, not by the key it was recorded with; a request
 /// line that could not be sent is refused with its line.

@@ -163,6 +163,7 @@ mod tests {
                         chunks: None,
                         complete: true,
                         trailers: Vec::new(),
+                        broke: None,
                     }),
                     timing: Timing {
                         start_ns: at,

@@ -789,6 +789,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
                 b"{\"plain\": \"not gzip at all\"}",
             )))
             .expect("response"),
+        (&Method::GET, "/gzip-broken") => gzip_broken(q, &authorization(&req)),
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
@@ -1165,6 +1166,36 @@ fn gzip() -> Response<FixtureBody> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(&raw).expect("gzip");
     let data = enc.finish().expect("gzip");
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(full(data))
+        .expect("response")
+}
+
+/// An upstream bug: `/gzip`'s body whose gzip breaks after it decoded: `how=junk`
+/// followed by bytes that are not gzip, `how=cut` cut short. `stream=1` sends it as an
+/// event stream in two frames, without a length; `how=echo` is followed by the request's
+/// `Authorization`.
+fn gzip_broken(q: Option<&str>, auth: &str) -> Response<FixtureBody> {
+    let raw = serde_json::to_vec(&gzip_json()).expect("json");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&raw).expect("gzip");
+    let mut data = enc.finish().expect("gzip");
+    match query_param(q, "how").as_deref() {
+        Some("cut") => data.truncate(data.len() - 6),
+        Some("echo") => data.extend_from_slice(format!("\n{auth}\n").as_bytes()),
+        _ => data.extend_from_slice(b"JUNKJUNK"),
+    }
+    if query_param(q, "stream").is_some() {
+        let (a, b) = data.split_at(data.len() / 2);
+        let frames = vec![Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)];
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("content-encoding", "gzip")
+            .body(paced_body(frames, Duration::from_millis(20)))
+            .expect("response");
+    }
     Response::builder()
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")

@@ -98,6 +98,10 @@ pub struct Captured {
     pub found: Collected,
     /// Set when the body was cut at `--max-body`: the stored body is its first part.
     pub too_large: Option<MaxBody>,
+    /// Set when the body's coding broke after part of it decoded (see
+    /// [`BodyReader::broke`]): whether the coded stream had ended first, and the wire
+    /// bytes that broke it, not yet scrubbed.
+    pub broke: Option<(bool, Vec<u8>)>,
 }
 
 impl Capture {
@@ -233,6 +237,10 @@ impl Capture {
             }
         }
         let too_large = self.too_large();
+        let broke = self
+            .reader
+            .broke()
+            .map(|(ended, tail)| (ended, tail.to_vec()));
         let sink = self.reader.sink();
         let mut found = Collected::default();
         if let Some(s) = sink.scrubber.take() {
@@ -257,6 +265,7 @@ impl Capture {
             failed: self.failed,
             found,
             too_large,
+            broke,
         }
     }
 }

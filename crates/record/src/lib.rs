@@ -37,8 +37,8 @@ use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
 use tapedeck_model::exchange::{
-    header, is_streaming, now_unix_ns, version_str, BodyRef, ErrorKind, Event, ExchangeError,
-    Header, Kind, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
+    header, is_streaming, now_unix_ns, version_str, BodyRef, CodingBroke, ErrorKind, Event,
+    ExchangeError, Header, Kind, RequestRecord, ResponseRecord, Timing, AGENT_HEADER,
 };
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::{SessionClock, SessionName};
@@ -1032,9 +1032,10 @@ impl Pending {
         let response = match (self.head.take(), self.resp_capture.take()) {
             (Some(head), Some(cap)) => {
                 let ct = header(&head.headers, "content-type").map(str::to_string);
-                let captured = cap.finish();
+                let mut captured = cap.finish();
                 let mut chunks = captured.chunks.clone();
                 let over = captured.too_large;
+                let broke = captured.broke.take();
                 let (body, kept, failed) = self.store_body(captured, ct.as_deref());
                 if let Some(k) = kept {
                     whole.push((k.hash, k.data));
@@ -1053,6 +1054,10 @@ impl Pending {
                 redact::scrub_headers(&mut headers, &self.secrets);
                 let mut trailers = head.trailers;
                 redact::scrub_headers(&mut trailers, &self.secrets);
+                let broke = broke.map(|(ended, tail)| {
+                    let tail = self.secrets.scrub(&tail).unwrap_or(tail);
+                    CodingBroke::new(ended, &tail)
+                });
                 Some(ResponseRecord {
                     status: head.status,
                     version: head.version,
@@ -1061,6 +1066,7 @@ impl Pending {
                     chunks,
                     complete,
                     trailers,
+                    broke,
                 })
                 .map(|r| (r, head.ttfb_ns))
             }

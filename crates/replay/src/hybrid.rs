@@ -337,6 +337,7 @@ impl Fork {
                     chunks: None,
                     complete: true,
                     trailers: Vec::new(),
+                    broke: None,
                 }),
                 Err(e) => {
                     tracing::error!(

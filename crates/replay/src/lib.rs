@@ -919,7 +919,7 @@ impl Replayer {
                 .reading(self.clone(), ev.step)
                 .trailing(recorded_trailers(r));
             match coding {
-                Some(c) => body = body.encoding(c),
+                Some(c) => body = body.encoding(c, r.broke.clone()),
                 None if !cut
                     && (r.chunks.is_none() || header(&r.headers, "content-length").is_some()) =>
                 {
@@ -986,14 +986,14 @@ fn in_memory(
             let mut body = ReplayBody::new(frames, arrived, recorded, cut)
                 .holding(hold)
                 .trailing(trailers)
-                .encoding(c);
+                .encoding(c, r.broke.clone());
             body.flush_each = true;
             return body.boxed_unsync();
         }
     }
     let frames = if let Some(c) = coding {
         // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
-        let enc = encoding::encode(c, &data).unwrap_or_else(|_| data.to_vec());
+        let enc = encoding::encode_as(c, &data, r.broke.as_ref()).unwrap_or_else(|_| data.to_vec());
         if !cut && r.chunks.is_none() {
             head.insert(http::header::CONTENT_LENGTH, length(enc.len() as u64));
         }
@@ -1327,6 +1327,8 @@ struct ReplayBody {
     step: u64,
     /// Re-encodes the pieces as they go (a large body recorded with a Content-Encoding).
     encoder: Option<encoding::Encoder>,
+    /// How the recorded coding broke, if it did: the encoder ends the same way.
+    broke: Option<tapedeck_model::exchange::CodingBroke>,
     start: Instant,
     paced: bool,
     cut: bool,
@@ -1361,6 +1363,7 @@ impl ReplayBody {
             store: None,
             step: 0,
             encoder: None,
+            broke: None,
             start,
             paced,
             cut,
@@ -1393,8 +1396,15 @@ impl ReplayBody {
         self
     }
 
-    fn encoding(mut self, coding: Coding) -> ReplayBody {
+    /// Encodes the pieces as they go, and ends the coding as the recorded one ended
+    /// (`broke`: see [`encoding::Encoder::finish_as`]).
+    fn encoding(
+        mut self,
+        coding: Coding,
+        broke: Option<tapedeck_model::exchange::CodingBroke>,
+    ) -> ReplayBody {
         self.encoder = encoding::Encoder::new(coding).ok();
+        self.broke = broke;
         self
     }
 
@@ -1488,7 +1498,9 @@ impl Body for ReplayBody {
             }
             let Some((at, _)) = self.frames.front() else {
                 if let Some(e) = self.encoder.take() {
-                    let tail = e.finish().map_err(|e| -> BoxError { e.to_string().into() });
+                    let tail = e
+                        .finish_as(self.broke.as_ref())
+                        .map_err(|e| -> BoxError { e.to_string().into() });
                     return Poll::Ready(Some(tail.map(|t| Frame::data(t.into()))));
                 }
                 if self.cut && !self.done {

@@ -505,6 +505,7 @@ mod tests {
                 chunks: None,
                 complete: true,
                 trailers: Vec::new(),
+                broke: None,
             }),
             timing: Timing::default(),
             error: None,

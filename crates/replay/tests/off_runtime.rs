@@ -82,6 +82,7 @@ fn record(store: &dyn Store, calls: &[Call]) {
                 chunks: None,
                 complete: true,
                 trailers: Vec::new(),
+                broke: None,
             }),
             timing: Timing::default(),
             error: None,

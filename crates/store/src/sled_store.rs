@@ -1493,6 +1493,7 @@ mod tests {
                 chunks: None,
                 complete: true,
                 trailers: Vec::new(),
+                broke: None,
             });
             let bodies: Vec<(blake3::Hash, bytes::Bytes)> = [request, response]
                 .iter()

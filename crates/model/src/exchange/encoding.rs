@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use super::CodingBroke;
+
 /// The encodings tapedeck decodes. Anything else is stored as the wire bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {
@@ -30,7 +32,9 @@ impl Coding {
 /// input frame expands, no more than one buffer of output is held here, so a sink that
 /// counts (see [`crate::exchange::limit`]) can stop a decompression bomb early.
 pub enum Decoder<W: Write> {
-    Gzip(flate2::write::MultiGzDecoder<W>),
+    /// With the bytes taken since the last member ended, and whether a member began
+    /// (see [`Decoder::feed`]).
+    Gzip(flate2::write::MultiGzDecoder<W>, Vec<u8>, bool),
     Deflate(flate2::write::ZlibDecoder<W>),
     Brotli(Box<brotli::DecompressorWriter<W>>),
     Zstd(zstd::stream::write::Decoder<'static, W>),
@@ -40,7 +44,9 @@ impl<W: Write> Decoder<W> {
     /// Gives the sink back when the decoder cannot be set up (zstd, out of memory).
     pub fn new(coding: Coding, sink: W) -> Result<Decoder<W>, W> {
         Ok(match coding {
-            Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
+            Coding::Gzip => {
+                Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink), Vec::new(), false)
+            }
             Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)),
             Coding::Brotli => {
                 Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 8192)))
@@ -53,31 +59,124 @@ impl<W: Write> Decoder<W> {
     }
 
     /// Feeds wire bytes; what they decode to is written to the sink before this returns.
-    pub fn feed(&mut self, input: &[u8]) -> std::io::Result<()> {
+    /// An error says where the stream broke, and whether it had ended whole before
+    /// that point (bytes after a complete stream).
+    pub fn feed(&mut self, input: &[u8]) -> Result<(), Broke> {
+        let mut at = 0;
+        while at < input.len() {
+            match self.writer().write(&input[at..]) {
+                Ok(0) => {
+                    return Err(Broke {
+                        error: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "bytes follow the end of the coded stream",
+                        ),
+                        before: Vec::new(),
+                        at,
+                        ended: true,
+                    })
+                }
+                Ok(n) => {
+                    if let Decoder::Gzip(d, between, began) = self {
+                        // Bytes the gzip decoder took without a member under way: a
+                        // member's header, or what follows the last member.
+                        if d.header().is_none() {
+                            let room = BETWEEN_MAX.saturating_sub(between.len());
+                            between.extend_from_slice(&input[at..at + n.min(room)]);
+                        } else {
+                            between.clear();
+                            *began = true;
+                        }
+                    }
+                    at += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(self.broke(error, at)),
+            }
+        }
+        self.writer()
+            .flush()
+            .map_err(|error| self.broke(error, input.len()))
+    }
+
+    /// Where the stream broke, `at` bytes into the last input fed. Bytes that do not
+    /// start a gzip member after one that ended whole are bytes after the end.
+    fn broke(&mut self, error: std::io::Error, at: usize) -> Broke {
         match self {
-            Decoder::Gzip(d) => d.write_all(input).and_then(|()| d.flush()),
-            Decoder::Deflate(d) => d.write_all(input).and_then(|()| d.flush()),
-            Decoder::Brotli(d) => d.write_all(input).and_then(|()| d.flush()),
-            Decoder::Zstd(d) => d.write_all(input).and_then(|()| d.flush()),
+            Decoder::Gzip(d, between, true) if d.header().is_none() => Broke {
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bytes follow the end of the gzip stream",
+                ),
+                before: std::mem::take(between),
+                at,
+                ended: true,
+            },
+            _ => Broke {
+                error,
+                before: Vec::new(),
+                at,
+                ended: false,
+            },
         }
     }
 
-    /// Ends the stream, writing the last decoded bytes; an error when it was cut short.
-    pub fn finish(&mut self) -> std::io::Result<()> {
+    fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Decoder::Gzip(d) => d.try_finish(),
+            Decoder::Gzip(d, ..) => d,
+            Decoder::Deflate(d) => d,
+            Decoder::Brotli(d) => d.as_mut(),
+            Decoder::Zstd(d) => d,
+        }
+    }
+
+    /// Ends the stream, writing the last decoded bytes; an error when it was cut short,
+    /// or (gzip) followed by bytes too few to be a member's header.
+    pub fn finish(&mut self) -> Result<(), Broke> {
+        let result = match self {
+            Decoder::Gzip(d, ..) => d.try_finish(),
             Decoder::Deflate(d) => d.try_finish(),
             Decoder::Brotli(d) => d.close(),
             Decoder::Zstd(d) => d.do_finish(),
-        }
+        };
+        result.map_err(|error| self.broke(error, 0))
     }
 
     pub fn sink(&mut self) -> &mut W {
         match self {
-            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Gzip(d, ..) => d.get_mut(),
             Decoder::Deflate(d) => d.get_mut(),
             Decoder::Brotli(d) => d.get_mut(),
             Decoder::Zstd(d) => d.get_mut(),
+        }
+    }
+}
+
+/// The most bytes taken between gzip members that are kept (see [`Decoder::feed`]).
+const BETWEEN_MAX: usize = super::BROKE_TAIL_MAX;
+
+/// Where a coded stream broke while being fed.
+#[derive(Debug)]
+pub struct Broke {
+    pub error: std::io::Error,
+    /// Bytes fed before the last input that are part of what broke the stream (taken
+    /// by the gzip decoder as the start of a member's header).
+    pub before: Vec<u8>,
+    /// How far into the last input fed the stream was good: the bytes from here on
+    /// broke it, after `before`.
+    pub at: usize,
+    /// The stream had ended whole before `at`: what broke it are bytes after its end.
+    pub ended: bool,
+}
+
+/// A plain write's error as a break at an unknown point (the sink's own error).
+impl From<std::io::Error> for Broke {
+    fn from(error: std::io::Error) -> Broke {
+        Broke {
+            error,
+            before: Vec::new(),
+            at: usize::MAX,
+            ended: false,
         }
     }
 }
@@ -143,6 +242,22 @@ impl Encoder {
         Ok(std::mem::take(out))
     }
 
+    /// Ends the stream as the recorded one ended: whole, or, where its coding broke on
+    /// the wire (see [`CodingBroke`]), whole or left unfinished as it broke, followed by
+    /// the bytes that broke it. Returns the last encoded bytes.
+    pub fn finish_as(mut self, broke: Option<&CodingBroke>) -> std::io::Result<Vec<u8>> {
+        let Some(b) = broke else {
+            return self.finish();
+        };
+        let mut out = if b.ended {
+            self.finish()?
+        } else {
+            self.write(&[], true)?
+        };
+        out.extend_from_slice(&b.tail_bytes());
+        Ok(out)
+    }
+
     /// Ends the stream; returns the last encoded bytes.
     pub fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
@@ -182,12 +297,27 @@ pub fn encode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// Encodes a whole body as the recorded one was on the wire: see [`Encoder::finish_as`].
+pub fn encode_as(
+    coding: Coding,
+    data: &[u8],
+    broke: Option<&CodingBroke>,
+) -> std::io::Result<Vec<u8>> {
+    let Some(b) = broke else {
+        return encode(coding, data);
+    };
+    let mut e = Encoder::new(coding)?;
+    let mut out = e.feed(data)?;
+    out.extend(e.finish_as(Some(b))?);
+    Ok(out)
+}
+
 /// Decodes a whole body at once (small, trusted bodies only: nothing caps the output).
 pub fn decode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut d = Decoder::new(coding, Vec::new())
         .map_err(|_| std::io::Error::other("cannot set up the decoder"))?;
-    d.feed(data)?;
-    d.finish()?;
+    d.feed(data).map_err(|b| b.error)?;
+    d.finish().map_err(|b| b.error)?;
     Ok(std::mem::take(d.sink()))
 }
 
@@ -253,5 +383,36 @@ mod tests {
         assert_eq!(Coding::parse("gzip, br"), None);
         assert_eq!(Coding::parse("identity"), None);
         assert_eq!(Coding::parse(" BR "), Some(Coding::Brotli));
+    }
+
+    /// Replay's encoding of a body whose coding broke breaks the same way: ended whole,
+    /// then the bytes after; or unfinished, then nothing (a stream cut short).
+    #[test]
+    fn a_broken_coding_is_encoded_broken_again() {
+        let text = b"{\"answer\": 42}".repeat(50);
+        let junk = CodingBroke::new(true, b"JUNKJUNK");
+        let replayed = encode_as(Coding::Gzip, &text, Some(&junk)).unwrap();
+        assert!(replayed.ends_with(b"JUNKJUNK"));
+        let mut d = Decoder::new(Coding::Gzip, Vec::new()).unwrap();
+        d.feed(&replayed).unwrap();
+        let b = d.finish().unwrap_err();
+        assert!(b.ended && b.before == b"JUNKJUNK", "{b:?}");
+        assert_eq!(*d.sink(), text);
+
+        let cut = CodingBroke::new(false, b"");
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let replayed = encode_as(coding, &text, Some(&cut)).unwrap();
+            let mut d = Decoder::new(coding, Vec::new()).unwrap();
+            d.feed(&replayed).unwrap();
+            assert_eq!(
+                *d.sink(),
+                text,
+                "{coding:?}: all of it decodes before the cut"
+            );
+            assert!(
+                d.finish().is_err(),
+                "{coding:?}: and the stream is cut short"
+            );
+        }
     }
 }

@@ -11,7 +11,8 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 
-use super::encoding::{Coding, Decoder};
+use super::encoding::{Broke, Coding, Decoder};
+use super::BROKE_TAIL_MAX;
 
 /// The default `--max-body`: far above any LLM or tool exchange, far below a bomb.
 pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
@@ -141,6 +142,9 @@ pub struct BodyReader<S: Sink> {
     raw: Option<Vec<u8>>,
     /// Set once the body turned out not to be in its coding: bytes go through as they are.
     as_sent: bool,
+    /// Set when the coding broke after some of the body decoded: whether the coded
+    /// stream had ended whole first, and the first wire bytes that broke it.
+    broke: Option<(bool, Vec<u8>)>,
 }
 
 /// How many wire bytes are kept while nothing has decoded, to fall back on.
@@ -170,7 +174,17 @@ impl<S: Sink> BodyReader<S> {
             raw: coding.map(|_| Vec::new()),
             coding,
             as_sent: false,
+            broke: None,
         }
+    }
+
+    /// How the coding broke, once it did after some of the body decoded: whether the
+    /// coded stream had ended whole before the bytes that broke it, and the first of
+    /// those bytes (up to [`BROKE_TAIL_MAX`]).
+    pub fn broke(&self) -> Option<(bool, &[u8])> {
+        self.broke
+            .as_ref()
+            .map(|(ended, tail)| (*ended, tail.as_slice()))
     }
 
     /// The coding being decoded, if any (none once the body turned out not to be in it).
@@ -212,17 +226,38 @@ impl<S: Sink> BodyReader<S> {
     /// Feeds wire bytes. After the first fault, further bytes are ignored.
     pub fn feed(&mut self, wire: &[u8]) -> Result<(), BodyFault> {
         if let Some(f) = &self.fault {
+            if let Some((_, tail)) = self.broke.as_mut() {
+                let room = BROKE_TAIL_MAX.saturating_sub(tail.len());
+                tail.extend_from_slice(&wire[..wire.len().min(room)]);
+            }
             return Err(f.clone());
         }
         if let Some(raw) = self.raw.as_mut() {
             raw.extend_from_slice(wire);
         }
         let result = match &mut self.stage {
-            Stage::Plain(c) => c.write_all(wire),
-            Stage::Coded(_) if self.as_sent => self.capped().write_all(wire),
+            Stage::Plain(c) => c.write_all(wire).map_err(Into::into),
+            Stage::Coded(_) if self.as_sent => self.capped().write_all(wire).map_err(Into::into),
             Stage::Coded(d) => d.feed(wire),
         };
-        self.check(result)
+        self.check_broke(result, wire)
+    }
+
+    /// [`BodyReader::check`], keeping how the coding broke when it did after part of
+    /// the body decoded (`wire`: the bytes last fed).
+    fn check_broke(&mut self, result: Result<(), Broke>, wire: &[u8]) -> Result<(), BodyFault> {
+        let (result, broke) = match result {
+            Ok(()) => (Ok(()), None),
+            Err(b) => (Err(b.error), Some((b.ended, b.before, b.at))),
+        };
+        let result = self.check(result);
+        if let (Err(BodyFault::Undecodable { .. }), Some((ended, mut tail, at))) = (&result, broke)
+        {
+            tail.extend_from_slice(&wire[at.min(wire.len())..]);
+            tail.truncate(BROKE_TAIL_MAX);
+            self.broke = Some((ended, tail));
+        }
+        result
     }
 
     /// Ends the body (a coded body must end where its coding says it ends).
@@ -235,7 +270,7 @@ impl<S: Sink> BodyReader<S> {
             Stage::Coded(_) if self.as_sent => Ok(()),
             Stage::Coded(d) => d.finish(),
         };
-        self.check(result)
+        self.check_broke(result, &[])
     }
 
     fn check(&mut self, result: std::io::Result<()>) -> Result<(), BodyFault> {
@@ -345,5 +380,57 @@ mod tests {
             "{fault:?}"
         );
         assert!(!cut.as_sent());
+    }
+
+    /// A coded body that decodes and then breaks is told apart as a client's decoder
+    /// tells it: bytes after a stream that ended whole (trailing junk, however it comes
+    /// in pieces, shorter or longer than a gzip header), or a stream cut short.
+    #[test]
+    fn a_coding_that_breaks_after_decoding_says_how() {
+        let text = b"{\"answer\": 42}".repeat(50);
+        for coding in [Coding::Gzip, Coding::Deflate] {
+            let whole = encode(coding, &text).unwrap();
+            for junk in [&b"JUNKJUNK"[..], b"\n", b"<html>502 Bad Gateway</html>"] {
+                let mut wire = whole.clone();
+                wire.extend_from_slice(junk);
+                for piece in [wire.len(), 7, 1] {
+                    let mut r = BodyReader::new(Some(coding), MaxBody::default(), Vec::new());
+                    // Fed to the end, as a body goes on after its coding broke.
+                    let fed: Vec<_> = wire.chunks(piece).map(|p| r.feed(p)).collect();
+                    let fault = fed
+                        .into_iter()
+                        .collect::<Result<(), _>>()
+                        .and_then(|()| r.finish());
+                    assert!(
+                        matches!(fault, Err(BodyFault::Undecodable { .. })),
+                        "{coding:?} {junk:?} in pieces of {piece}: {fault:?}"
+                    );
+                    assert_eq!(
+                        r.broke(),
+                        Some((true, junk)),
+                        "{coding:?} {junk:?} in pieces of {piece}"
+                    );
+                    assert_eq!(
+                        *r.sink(),
+                        text,
+                        "{coding:?}: the stream decoded whole first"
+                    );
+                    assert!(!r.as_sent());
+                }
+            }
+            for piece in [whole.len(), 7] {
+                let mut r = BodyReader::new(Some(coding), MaxBody::default(), Vec::new());
+                let fed: Result<(), BodyFault> = whole[..whole.len() - 6]
+                    .chunks(piece)
+                    .try_for_each(|p| r.feed(p));
+                assert!(fed.and_then(|()| r.finish()).is_err(), "{coding:?}");
+                assert_eq!(r.broke(), Some((false, &b""[..])), "{coding:?} cut short");
+            }
+        }
+        // A whole body breaks nothing.
+        let mut r = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+        r.feed(&encode(Coding::Gzip, &text).unwrap()).unwrap();
+        r.finish().unwrap();
+        assert_eq!(r.broke(), None);
     }
 }

@@ -176,6 +176,47 @@ pub struct ResponseRecord<B = BodyRef> {
     /// `grpc-status`), redacted as headers are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trailers: Vec<Header>,
+    /// Set when the body's `Content-Encoding` broke partway (an upstream's bug: a gzip
+    /// body cut short, or followed by bytes that are not gzip): the stored body is what
+    /// decoded before it broke, and replay breaks the encoding the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broke: Option<CodingBroke>,
+}
+
+/// How a response body's coding broke on the wire (see [`ResponseRecord::broke`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CodingBroke {
+    /// The coded stream had ended whole before the bytes that broke it: replay encodes
+    /// the body whole and sends `tail` after it. Otherwise the stream is left unfinished
+    /// where it broke (a body cut short, corrupt data), then `tail`.
+    pub ended: bool,
+    /// The first wire bytes that did not decode (at most [`BROKE_TAIL_MAX`], scrubbed of
+    /// the exchange's secrets), in base64; empty for a body cut short.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tail: String,
+}
+
+/// The most bytes of a broken coding's tail kept (see [`CodingBroke::tail`]): a client's
+/// decoder fails on the first of them.
+pub const BROKE_TAIL_MAX: usize = 4096;
+
+impl CodingBroke {
+    pub fn new(ended: bool, tail: &[u8]) -> CodingBroke {
+        use base64::Engine;
+        let tail = &tail[..tail.len().min(BROKE_TAIL_MAX)];
+        CodingBroke {
+            ended,
+            tail: base64::engine::general_purpose::STANDARD.encode(tail),
+        }
+    }
+
+    /// The tail's bytes (none when a hand-edited tape's base64 is not).
+    pub fn tail_bytes(&self) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(self.tail.as_bytes())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -292,6 +333,7 @@ impl<B> Event<B> {
                 chunks: r.chunks,
                 complete: r.complete,
                 trailers: r.trailers,
+                broke: r.broke,
             }),
             None => None,
         };

@@ -39,6 +39,7 @@ pub fn event(
             chunks: None,
             complete: true,
             trailers: Vec::new(),
+            broke: None,
         }),
         timing: Timing {
             start_ns: start_ms * 1_000_000,
