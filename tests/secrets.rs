@@ -478,18 +478,41 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
                 .as_u16()
         }
     };
+    // A call before it, of another route.
+    let c = client(&d, &dirs);
+    let weather = c.get(up.url("/weather?city=Paris")).send().await.unwrap();
+    assert_eq!(weather.status(), 200);
     // The fixture has no such route: the 404 is recorded like any answer.
-    let status = send(client(&d, &dirs)).await;
+    let status = send(c).await;
     assert_eq!(status, 404);
     let events = assert_nowhere(&dirs, d, "hook", &[token]);
-    let url = events[0]["request"]["url"].as_str().unwrap();
+    let url = events[1]["request"]["url"].as_str().unwrap();
     assert!(url.ends_with("/hooks/team/[REDACTED]?wait=true"), "{url}");
+
+    // Replayed without the rule, the webhook misses: the miss says the rules differ and
+    // names the step with the redacted path, not the first unserved one.
+    let r = Daemon::start(&dirs, &["replay", "--session", "hook"]);
+    let status = send(client(&r, &dirs)).await;
+    let (_, stderr) = r.stop();
+    assert_eq!(status, 404);
+    let miss = stderr
+        .lines()
+        .find(|l| l.contains("MISS unrecorded"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        miss.contains("the closest unserved call is step 2 (POST"),
+        "{miss}"
+    );
+    assert!(miss.contains("other redaction or matching rules"), "{miss}");
 
     let r = Daemon::start(
         &dirs,
         &["replay", "--session", "hook", "--redact-path", rule],
     );
-    let status = send(client(&r, &dirs)).await;
+    let c = client(&r, &dirs);
+    let weather = c.get(up.url("/weather?city=Paris")).send().await.unwrap();
+    assert_eq!(weather.status(), 200);
+    let status = send(c).await;
     let (code, stderr) = r.stop();
     assert_eq!((status, code), (404, 0), "{stderr}");
     assert!(!stderr.contains(token));

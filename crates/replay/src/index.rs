@@ -24,6 +24,14 @@ pub fn key_id(key: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// Where a request goes, hashed two ways: its method, host and path; and its method,
+/// host and number of path segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    pub path: u64,
+    pub shape: u64,
+}
+
 /// What the index needs of an event.
 #[derive(Clone, Debug)]
 pub struct Slot {
@@ -32,7 +40,7 @@ pub struct Slot {
     /// The key, hashed ([`key_id`]): 16 bytes in place of a string per event.
     pub key: u128,
     /// Method, host and path, hashed: which unserved event a missed request resembles.
-    pub route: u64,
+    pub route: Route,
     /// The stateful-host lane the event belongs to, if its host was declared stateful.
     pub lane: Option<u32>,
 }
@@ -213,7 +221,7 @@ impl TraceIndex {
     pub fn take(
         &mut self,
         kind: Kind,
-        route: impl FnOnce() -> u64,
+        route: impl FnOnce() -> Route,
         key: &str,
     ) -> Result<usize, Miss> {
         let Some(&id) = self.key_ids.get(&key_id(key)) else {
@@ -324,15 +332,17 @@ impl TraceIndex {
     }
 
     /// The unserved event a missed request most resembles: the first with its method,
-    /// host and path, else the first of its kind, else the first unserved. Looks at a
-    /// bounded stretch from the first unserved event, so a miss costs the same late in a
-    /// long session.
-    fn similar(&self, kind: Kind, route: u64) -> Option<usize> {
+    /// host and path, else the first with its method, host and number of path segments
+    /// (a path whose recorded value was redacted), else the first of its kind, else the
+    /// first unserved. Looks at a bounded stretch from the first unserved event, so a
+    /// miss costs the same late in a long session.
+    fn similar(&self, kind: Kind, route: Route) -> Option<usize> {
         let from = self.first_unserved;
         let to = (from + SIMILAR_SCAN).min(self.slots.len());
         let open = || (from..to).filter(|&i| !self.consumed[i]);
         open()
-            .find(|&i| self.slots[i].route == route)
+            .find(|&i| self.slots[i].route.path == route.path)
+            .or_else(|| open().find(|&i| self.slots[i].route.shape == route.shape))
             .or_else(|| open().find(|&i| self.slots[i].kind == kind))
             .or_else(|| self.next_unserved())
     }
@@ -348,7 +358,7 @@ mod tests {
             step,
             kind: Kind::Tool,
             key: key_id(key),
-            route: 0,
+            route: Route::default(),
             lane: None,
         }
     }
@@ -386,7 +396,7 @@ mod tests {
         let slots = (1..=4).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[], &[], &[]]));
         for k in ["k4", "k2", "k1", "k3"] {
-            ix.take(Kind::Tool, || 0, k).unwrap();
+            ix.take(Kind::Tool, Route::default, k).unwrap();
         }
         assert_eq!(ix.reorders().count, 2);
         assert_eq!(ix.reorders().first, vec![(4, 1), (2, 1)]);
@@ -397,15 +407,15 @@ mod tests {
         // Step 3 carries step 2's id; step 2 carries step 1's.
         let slots = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&[&[], &[1], &[2]]));
-        let m = ix.take(Kind::Tool, || 0, "k3").unwrap_err();
+        let m = ix.take(Kind::Tool, Route::default, "k3").unwrap_err();
         assert_eq!(m.kind, MissKind::OutOfOrder);
         assert_eq!(m.later, Some(2));
         assert_eq!(m.expected, Some(1));
         assert!(matches!(m.blocked, Some(Blocked::Dep(d)) if d.on == 1));
-        assert_eq!(ix.take(Kind::Tool, || 0, "k1").unwrap(), 0);
-        assert!(ix.take(Kind::Tool, || 0, "k3").is_err());
-        assert_eq!(ix.take(Kind::Tool, || 0, "k2").unwrap(), 1);
-        assert_eq!(ix.take(Kind::Tool, || 0, "k3").unwrap(), 2);
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k1").unwrap(), 0);
+        assert!(ix.take(Kind::Tool, Route::default, "k3").is_err());
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k3").unwrap(), 2);
         assert_eq!(ix.reorders().count, 0);
     }
 
@@ -414,13 +424,13 @@ mod tests {
         let slots = vec![slot(1, "poll"), slot(2, "poll"), slot(3, "poll")];
         for order in [Order::Causal, Order::Strict, Order::Any] {
             let mut ix = TraceIndex::new(slots.clone(), order, Graph::default());
-            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 0);
-            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 1);
-            assert_eq!(ix.take(Kind::Tool, || 0, "poll").unwrap(), 2);
-            let m = ix.take(Kind::Tool, || 0, "poll").unwrap_err();
+            assert_eq!(ix.take(Kind::Tool, Route::default, "poll").unwrap(), 0);
+            assert_eq!(ix.take(Kind::Tool, Route::default, "poll").unwrap(), 1);
+            assert_eq!(ix.take(Kind::Tool, Route::default, "poll").unwrap(), 2);
+            let m = ix.take(Kind::Tool, Route::default, "poll").unwrap_err();
             assert_eq!(m.kind, MissKind::Exhausted);
             assert_eq!(
-                ix.take(Kind::Tool, || 0, "zzz").unwrap_err().kind,
+                ix.take(Kind::Tool, Route::default, "zzz").unwrap_err().kind,
                 MissKind::Unrecorded
             );
         }
@@ -432,39 +442,51 @@ mod tests {
         slots[0].lane = Some(0);
         slots[2].lane = Some(0);
         let mut ix = TraceIndex::new(slots, Order::Causal, Graph::default());
-        let m = ix.take(Kind::Tool, || 0, "k3").unwrap_err();
+        let m = ix.take(Kind::Tool, Route::default, "k3").unwrap_err();
         assert_eq!(m.blocked, Some(Blocked::Stateful { first: 0 }));
-        assert_eq!(ix.take(Kind::Tool, || 0, "k2").unwrap(), 1);
-        assert_eq!(ix.take(Kind::Tool, || 0, "k1").unwrap(), 0);
-        assert_eq!(ix.take(Kind::Tool, || 0, "k3").unwrap(), 2);
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k2").unwrap(), 1);
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k1").unwrap(), 0);
+        assert_eq!(ix.take(Kind::Tool, Route::default, "k3").unwrap(), 2);
     }
 
     #[test]
     fn strict_is_one_cursor_and_any_is_the_key_alone() {
         let slots: Vec<Slot> = (1..=2).map(|s| slot(s, &format!("k{s}"))).collect();
         let mut strict = TraceIndex::new(slots.clone(), Order::Strict, Graph::default());
-        let m = strict.take(Kind::Tool, || 0, "k2").unwrap_err();
+        let m = strict.take(Kind::Tool, Route::default, "k2").unwrap_err();
         assert_eq!(
             (m.kind, m.blocked),
             (MissKind::OutOfOrder, Some(Blocked::Sequence))
         );
         assert_eq!(m.expected, Some(0));
         let mut any = TraceIndex::new(slots, Order::Any, graph(&[&[], &[1]]));
-        assert_eq!(any.take(Kind::Tool, || 0, "k2").unwrap(), 1);
+        assert_eq!(any.take(Kind::Tool, Route::default, "k2").unwrap(), 1);
     }
 
     #[test]
     fn a_miss_names_the_unserved_event_the_request_resembles() {
         let mut slots: Vec<Slot> = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
-        slots[2].route = 7;
+        slots[2].route = Route { path: 7, shape: 70 };
+        slots[1].route.shape = 80;
         let ix = TraceIndex::new(slots, Order::Causal, Graph::default());
         let mut ix = ix;
         assert_eq!(
-            ix.take(Kind::Tool, || 7, "other").unwrap_err().expected,
+            ix.take(Kind::Tool, || Route { path: 7, shape: 70 }, "other")
+                .unwrap_err()
+                .expected,
             Some(2)
         );
+        // Another path of the same shape (a segment redacted when it was recorded).
         assert_eq!(
-            ix.take(Kind::Llm, || 9, "other").unwrap_err().expected,
+            ix.take(Kind::Tool, || Route { path: 8, shape: 80 }, "other")
+                .unwrap_err()
+                .expected,
+            Some(1)
+        );
+        assert_eq!(
+            ix.take(Kind::Llm, || Route { path: 9, shape: 90 }, "other")
+                .unwrap_err()
+                .expected,
             Some(0)
         );
     }
@@ -483,7 +505,8 @@ mod tests {
         let mut ix = TraceIndex::new(slots, Order::Causal, graph(&refs));
         for i in 0..100_000u64 {
             assert_eq!(
-                ix.take(Kind::Tool, || 0, &format!("k{i}")).unwrap(),
+                ix.take(Kind::Tool, Route::default, &format!("k{i}"))
+                    .unwrap(),
                 i as usize
             );
         }

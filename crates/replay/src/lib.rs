@@ -237,11 +237,15 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
-/// Method, host and path of a request, hashed: what a miss compares to find the closest
-/// unserved call.
-fn route(method: &str, url: &str) -> u64 {
+/// Method, host and path of a request, hashed, and its method, host and number of path
+/// segments: what a miss compares to find the closest unserved call.
+fn route(method: &str, url: &str) -> index::Route {
     let u = UrlParts::parse(url);
-    hash(format!("{method} {} {}", u.host, u.path).as_bytes())
+    let segments = u.path.split('/').filter(|s| !s.is_empty()).count();
+    index::Route {
+        path: hash(format!("{method} {} {}", u.host, u.path).as_bytes()),
+        shape: hash(format!("{method} {} {segments}", u.host).as_bytes()),
+    }
 }
 
 /// A replay keeps the events of a session up to this long in memory (misses then name
@@ -280,6 +284,9 @@ pub struct Replayer {
     fields: FieldNames,
     /// What the next events served need from the store, read ahead off the runtime.
     prefetch: prefetch::Prefetch,
+    /// Events were recorded under other matching or redaction rules than these (a miss
+    /// says so: a part stored redacted under a rule this replay lacks no longer matches).
+    other_rules: bool,
 }
 
 impl Replayer {
@@ -310,8 +317,10 @@ impl Replayer {
         let mut graph = matches!(order, Order::Causal | Order::Strict)
             .then(|| causal::load::GraphLoader::new(rec.len(), rec.has_llm_calls()));
         let t = Instant::now();
+        let mut other_rules = false;
         // One pass: a session of the store is read back event by event, never whole.
         rec.for_each_event(&mut |i, ev| {
+            other_rules |= ev.rules.as_deref().is_some_and(|r| r != fp);
             if let Some(g) = graph.as_mut() {
                 g.push(&rec, ev);
             }
@@ -383,6 +392,7 @@ impl Replayer {
             meanings: OnceLock::new(),
             tool_names: OnceLock::new(),
             prefetch: prefetch::Prefetch::new(len),
+            other_rules,
         });
         if let Err(e) = this
             .prefetch
@@ -781,6 +791,7 @@ impl Replayer {
                 dependency,
                 causal_accepts,
                 closest: self.closest_calls(got),
+                other_rules: self.other_rules,
             },
         );
         tracing::warn!("{}", d.line);

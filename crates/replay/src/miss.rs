@@ -108,7 +108,12 @@ pub struct Named<'a> {
     /// For a tool call: the recorded calls of the same tool, nearest arguments first
     /// (`step 2: get_weather(city=Paris)`).
     pub closest: Vec<String>,
+    /// The recording was made under other matching or redaction rules.
+    pub other_rules: bool,
 }
+
+/// What a miss adds when the recording was made under other rules.
+const OTHER_RULES: &str = "the recording was made under other redaction or matching rules than this replay's (its events carry another rules fingerprint): a part of a request it stored redacted under a rule this replay lacks (--redact-path, --redact-query, --redact-header, --redact-field or tapedeck.toml's [redact]) no longer matches; replay with the rules it was recorded with";
 
 /// The body lines of a miss: a path-by-path diff when both are small, else sizes and hashes.
 fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
@@ -307,6 +312,12 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         message.push_str(". ");
         message.push_str(c);
     }
+    let other_rules =
+        (named.other_rules && miss.kind != MissKind::OutOfOrder).then_some(OTHER_RULES);
+    if let Some(o) = other_rules {
+        message.push_str(". Note: ");
+        message.push_str(o);
+    }
     let details = json!({
         "miss": kind,
         "session": session,
@@ -318,6 +329,7 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         "accepted_by": accept.map(|o| format!("--order {o}")),
         "diff": diff,
         "closest": named.closest,
+        "other_rules": named.other_rules,
     });
     let (body, header) = match shape(got) {
         Shape::OpenAi => (
@@ -342,13 +354,16 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
         Shape::Plain => (json!({"error": message, "tapedeck": details}), None),
     };
     let line = format!(
-        "MISS {kind}: {headline}{}{}",
+        "MISS {kind}: {headline}{}{}{}",
         if diff.is_empty() {
             String::new()
         } else {
             format!(" [{}]", diff.join("; "))
         },
-        closest.map(|c| format!("; {c}")).unwrap_or_default()
+        closest.map(|c| format!("; {c}")).unwrap_or_default(),
+        other_rules
+            .map(|o| format!("; note: {o}"))
+            .unwrap_or_default()
     );
     Described { body, header, line }
 }
@@ -380,6 +395,7 @@ mod tests {
             dependency: None,
             causal_accepts: false,
             closest: Vec::new(),
+            other_rules: false,
         };
         describe("s1", &miss, &got, &named)
     }
