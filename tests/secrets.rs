@@ -517,3 +517,90 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     assert_eq!((status, code), (404, 0), "{stderr}");
     assert!(!stderr.contains(token));
 }
+
+/// A tape is a file people edit, and what someone writes into it by hand (a key pasted
+/// into a header, a URL or a JSON field, an answer echoing it) never reaches the store:
+/// import redacts each event as record would have, says which steps held secrets, and
+/// the imported session still replays a live request carrying them.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "hand", &[]);
+    let body = serde_json::json!({"user": "ada", "q": "hi"});
+    let resp = client(&d, &dirs)
+        .post(up.url("/echo"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    d.stop();
+    let outside = tempfile::tempdir().unwrap();
+    let tape = outside.path().join("hand.jsonl");
+    let (code, _, err) = dirs.run(&["export", "hand", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    let (header_key, url_key, pw) = (
+        "sk-hand-HEADER-MUST-NEVER-BE-STORED-77",
+        "hand-URL-KEY-MUST-NEVER-BE-STORED-77",
+        "hand-PASSWORD-MUST-NEVER-BE-STORED-77",
+    );
+    let inline = |v: &Value| {
+        let text = serde_json::to_vec(v).unwrap();
+        serde_json::json!({"b3": blake3::hash(&text).to_hex().to_string(), "len": text.len(), "json": v})
+    };
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut ev: Value = serde_json::from_str(&lines[1]).unwrap();
+    let url = format!(
+        "{}?api_key={url_key}",
+        ev["request"]["url"].as_str().unwrap()
+    );
+    ev["request"]["url"] = url.clone().into();
+    ev["request"]["headers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!([
+            "authorization",
+            format!("Bearer {header_key}")
+        ]));
+    let sent = serde_json::json!({"user": "ada", "q": "hi", "password": pw});
+    ev["request"]["body"] = inline(&sent);
+    ev["response"]["body"] =
+        inline(&serde_json::json!({"you sent": format!("Bearer {header_key}")}));
+    lines[1] = ev.to_string();
+    std::fs::write(&tape, lines.join("\n") + "\n").unwrap();
+
+    let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap(), "--session", "edited"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("step 1 held secrets in clear"), "{err}");
+    for s in [header_key, url_key, pw] {
+        let files = dirs.files_containing(s.as_bytes());
+        assert!(files.is_empty(), "{s} reached the store: {files:?}");
+    }
+    let stored = export(&dirs, "edited");
+    assert!(stored[0]["request"]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("?api_key=[REDACTED]"));
+    assert_eq!(
+        stored[0]["request"]["body"]["json"]["password"],
+        "[REDACTED]"
+    );
+
+    // The live request, secrets and all, matches the imported event.
+    let r = Daemon::start(&dirs, &["replay", "--session", "edited"]);
+    let resp = client(&r, &dirs)
+        .post(url)
+        .bearer_auth(header_key)
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let answer: Value = resp.json().await.unwrap();
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+    assert_eq!(answer["you sent"], "[REDACTED]");
+}

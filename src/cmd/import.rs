@@ -19,7 +19,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::{msg, CmdError, CmdResult};
-use tapedeck_model::exchange::{BodyRef, Event};
+use tapedeck_model::exchange::{header, BodyRef, Event};
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::SessionName;
 use tapedeck_store::recording::identify_request;
@@ -180,6 +180,8 @@ fn write_events(
     // Small bodies a later event names again (the tape gives them only once).
     let mut kept: HashMap<[u8; 32], Bytes> = HashMap::new();
     let mut inside = Vec::new();
+    // Steps that held a secret in clear (see [`redact_event`]).
+    let mut in_clear = Vec::new();
     while let Some((ev, bodies)) = reader.next_event().map_err(|e| changed(&e))? {
         // The bodies this line brings, by blake3.
         let mut new: HashMap<String, Bytes> = HashMap::new();
@@ -234,13 +236,103 @@ fn write_events(
             }
         }
         let mut ev = ev;
+        if redact_event(&mut ev, &mut inside, rules) {
+            in_clear.push(ev.step);
+        }
         rekey_if_edited(store, &mut ev, &inside, rules)?;
         store.put_event_with(session, &ev, &inside)?;
     }
     if reader.digest() != digest {
         return Err(changed(&"its lines are not those first read"));
     }
+    if !in_clear.is_empty() {
+        let steps = in_clear
+            .iter()
+            .take(10)
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = match in_clear.len() {
+            n if n > 10 => format!(" and {} more", n - 10),
+            _ => String::new(),
+        };
+        tracing::warn!(
+            "{}: step{} {steps}{more} held secrets in clear (a header, URL part or JSON field the redaction rules name): stored redacted, but the tape file still holds them",
+            file.display(),
+            if in_clear.len() == 1 { "" } else { "s" },
+        );
+    }
     Ok(())
+}
+
+/// A tape is a file people edit, and a secret written into it by hand (an
+/// `Authorization` header pasted in, a key in a URL or a JSON field) must not reach the
+/// store: the event is redacted under the rules in force as record redacts an
+/// exchange, small bodies included (`inside`, updated with their new bytes). Whether
+/// anything was redacted. A large body (stored by the first pass) is taken as it is.
+fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: &Rules) -> bool {
+    use tapedeck_model::exchange::redact;
+    let mut secrets = redact::Secrets::default();
+    let url = redact::url(&ev.request.url, rules, &mut secrets);
+    let mut changed = url != ev.request.url;
+    ev.request.url = url;
+    changed |= redact::stored_headers(&mut ev.request.headers, rules, &mut secrets);
+    if let Some(r) = ev.response.as_mut() {
+        changed |= redact::stored_headers(&mut r.headers, rules, &mut secrets);
+        changed |= redact::stored_headers(&mut r.trailers, rules, &mut secrets);
+    }
+    // The request's body first, as record reads it, then the answer's.
+    let mut bodies = Vec::with_capacity(2);
+    let request_ct = header(&ev.request.headers, "content-type").map(str::to_string);
+    bodies.push((&mut ev.request.body, request_ct));
+    if let Some(r) = ev.response.as_mut() {
+        let ct = header(&r.headers, "content-type").map(str::to_string);
+        bodies.push((&mut r.body, ct));
+    }
+    let mut redacted: Vec<(blake3::Hash, Bytes)> = Vec::with_capacity(2);
+    for pass in 0..2 {
+        for (body, ct) in bodies.iter_mut() {
+            let Some((_, data)) = inside.iter().find(|(h, _)| h.to_hex().as_str() == body.b3)
+            else {
+                continue;
+            };
+            let out = match pass {
+                0 => {
+                    let ct = ct.as_deref();
+                    let limit = tapedeck_store::keep_limit(ct);
+                    redact::stored_body(data, ct, limit, rules, &mut secrets).0
+                }
+                // Every secret of the exchange known: scrubbed from both bodies.
+                _ => match secrets.scrub(data) {
+                    Some(out) => out,
+                    None => continue,
+                },
+            };
+            if out == data.as_ref() {
+                continue;
+            }
+            changed = true;
+            let hash = blake3::hash(&out);
+            body.b3 = hash.to_hex().to_string();
+            body.len = out.len() as u64;
+            redacted.push((hash, Bytes::from(out)));
+        }
+        inside.append(&mut redacted);
+    }
+    if changed {
+        let keep: Vec<String> = bodies.iter().map(|(b, _)| b.b3.clone()).collect();
+        inside.retain(|(h, _)| keep.iter().any(|b| *b == h.to_hex().as_str()));
+        inside.dedup_by_key(|(h, _)| *h);
+        redact::scrub_headers(&mut ev.request.headers, &secrets);
+        if let Some(r) = ev.response.as_mut() {
+            redact::scrub_headers(&mut r.headers, &secrets);
+            redact::scrub_headers(&mut r.trailers, &secrets);
+        }
+        if let Some(e) = ev.error.as_mut() {
+            e.message = secrets.scrub_str(&e.message).into_owned();
+        }
+    }
+    changed
 }
 
 /// A tape is a file people edit: an event keyed under the rules in force whose key is

@@ -116,24 +116,62 @@ pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> V
         .map(|(name, value)| {
             let name = name.as_str().to_ascii_lowercase();
             let text = || String::from_utf8_lossy(value.as_bytes());
-            if rules.is_redacted_header(&name) {
-                if name == "cookie" || name == "set-cookie" {
-                    secrets.add_cookies(&text());
-                } else {
-                    secrets.add(&text());
-                }
-                (name, REDACTED.to_string())
-            } else if URL_HEADERS.contains(&name.as_str()) {
-                let redacted = url(&text(), rules, secrets);
-                (name, redacted)
-            } else if name == "sec-websocket-protocol" {
-                let redacted = subprotocols(&text(), secrets);
-                (name, redacted)
-            } else {
-                (name, crate::exchange::header_text(value.as_bytes()))
+            match redacted_value(&name, text, rules, secrets) {
+                Some(redacted) => (name, redacted),
+                None => (name, crate::exchange::header_text(value.as_bytes())),
             }
         })
         .collect()
+}
+
+/// A header's stored value where it is not the value sent: a secret header's
+/// [`REDACTED`] (its value added to `secrets`), a URL redacted, credential
+/// subprotocols redacted. `None`: stored as sent. `name` is lower case.
+fn redacted_value<'a>(
+    name: &str,
+    text: impl FnOnce() -> Cow<'a, str>,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> Option<String> {
+    if rules.is_redacted_header(name) {
+        if name == "cookie" || name == "set-cookie" {
+            secrets.add_cookies(&text());
+        } else {
+            secrets.add(&text());
+        }
+        Some(REDACTED.to_string())
+    } else if URL_HEADERS.contains(&name) {
+        Some(url(&text(), rules, secrets))
+    } else if name == "sec-websocket-protocol" {
+        Some(subprotocols(&text(), secrets))
+    } else {
+        None
+    }
+}
+
+/// Redacts headers already in their stored form (a tape written or edited by hand) as
+/// [`headers`] redacts those sent; a header already redacted stays as it is. Whether
+/// any value changed.
+pub fn stored_headers(headers: &mut [Header], rules: &Rules, secrets: &mut Secrets) -> bool {
+    let mut changed = false;
+    for (name, value) in headers.iter_mut() {
+        if value == REDACTED {
+            continue;
+        }
+        let name = name.to_ascii_lowercase();
+        let bytes = crate::exchange::header_bytes(value)
+            .map(Cow::into_owned)
+            .unwrap_or_default();
+        if let Some(redacted) =
+            redacted_value(&name, || String::from_utf8_lossy(&bytes), rules, secrets)
+        {
+            if redacted != *value {
+                *value = redacted;
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// WebSocket subprotocols that carry a credential: browsers cannot set headers on a
