@@ -947,6 +947,37 @@ async fn pace_recorded_reproduces_chunk_timing_and_fast_does_not_wait() {
     r.stop();
 }
 
+/// A stream its upstream held open after the last event ends, at the recorded pace,
+/// when the recorded one ended, compressed or not: it ended at its last event.
+#[tokio::test(flavor = "multi_thread")]
+async fn pace_recorded_ends_a_stream_when_the_recorded_one_ended() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let paths = ["/sse-linger?ms=700", "/sse-linger?ms=700&gzip=1"];
+    let d = record(&dirs, &up, "linger");
+    let c = client(&d, &dirs);
+    for p in paths {
+        fetch(&c, c.get(up.url(p))).await;
+    }
+    d.stop();
+    let r = replay(&dirs, "linger", &["--pace", "recorded"]);
+    let c = client(&r, &dirs);
+    for p in paths {
+        let mut resp = c.get(up.url(p)).send().await.unwrap();
+        // The client reads the wire bytes: the second event's frame, then the end.
+        let mut frames = Vec::new();
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            frames.push((Instant::now(), chunk));
+        }
+        let after = frames[1].0.elapsed();
+        assert!(
+            after >= Duration::from_millis(500),
+            "{p}: ended {after:?} after its second event; recorded 700 ms later"
+        );
+    }
+    r.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_failures_replay_as_the_same_failures() {
     let up = Upstream::start(true).await;

@@ -789,6 +789,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
                 b"{\"plain\": \"not gzip at all\"}",
             )))
             .expect("response"),
+        (&Method::GET, "/sse-linger") => sse_linger(q),
         (&Method::GET, "/gzip-broken") => gzip_broken(q, &authorization(&req)),
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
@@ -1171,6 +1172,43 @@ fn gzip() -> Response<FixtureBody> {
         .header("content-encoding", "gzip")
         .body(full(data))
         .expect("response")
+}
+
+/// Two events, then the stream held open `ms` milliseconds before it ends (an upstream
+/// that closes late); `gzip=1` compresses it, each event flushed, the gzip trailer last.
+fn sse_linger(q: Option<&str>) -> Response<FixtureBody> {
+    let linger = Duration::from_millis(query_num(q, "ms", 600));
+    let gzip = query_param(q, "gzip").is_some();
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..2 {
+            let event = sse_data(&json!({"i": i}));
+            let frame = if gzip {
+                enc.write_all(&event).expect("gzip");
+                enc.flush().expect("gzip");
+                Bytes::from(std::mem::take(enc.get_mut()))
+            } else {
+                event
+            };
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(linger).await;
+        if gzip {
+            let _ = tx.send(Ok(Bytes::from(enc.finish().expect("gzip")))).await;
+        }
+    });
+    let mut resp = sse_response(body);
+    if gzip {
+        resp.headers_mut().insert(
+            "content-encoding",
+            hyper::header::HeaderValue::from_static("gzip"),
+        );
+    }
+    resp
 }
 
 /// An upstream bug: `/gzip`'s body whose gzip breaks after it decoded: `how=junk`

@@ -990,10 +990,20 @@ fn in_memory(
         head.insert(http::header::CONTENT_LENGTH, length(0));
         return body::empty();
     }
+    // A stream ends when the recorded one did, not at its last chunk (an upstream that
+    // holds the stream open after its last event): an empty frame then, when paced.
+    let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
+    let ended = |frames: &mut Vec<(Option<f64>, Piece)>| {
+        let last = frames.iter().rev().find_map(|(at, _)| *at).unwrap_or(0.0);
+        if recorded && hold.is_none() && end_ms > last + 1.0 {
+            frames.push((Some(end_ms), Piece::Ready(Bytes::new())));
+        }
+    };
     if let (Some(c), Some(chunks)) = (coding, &chunks) {
         if chunks.len() > 1 {
             // A compressed stream: each recorded chunk encoded and flushed at its time.
-            let frames = chunk_frames(&data, chunks);
+            let mut frames = chunk_frames(&data, chunks);
+            ended(&mut frames);
             let mut body = ReplayBody::new(frames, arrived, recorded, cut)
                 .holding(hold)
                 .trailing(trailers)
@@ -1011,7 +1021,8 @@ fn in_memory(
         let at = chunks.as_ref().and_then(|c| c.first()).map(|c| c.at_ms);
         vec![(at, Piece::Ready(enc.into()))]
     } else if let Some(chunks) = &chunks {
-        let frames = chunk_frames(&data, chunks);
+        let mut frames = chunk_frames(&data, chunks);
+        ended(&mut frames);
         if header(&r.headers, "content-length").is_some() && !cut && hold.is_none() {
             head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
         }
@@ -1020,7 +1031,6 @@ fn in_memory(
         if !cut {
             head.insert(http::header::CONTENT_LENGTH, length(data.len() as u64));
         }
-        let end_ms = ev.timing.end_ns.saturating_sub(ev.timing.start_ns) as f64 / 1e6;
         vec![(Some(end_ms), Piece::Ready(data))]
     };
     ReplayBody::new(frames, arrived, recorded, cut)
