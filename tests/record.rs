@@ -1036,6 +1036,11 @@ async fn record_around_a_command_sets_the_proxy_and_returns_its_exit_status() {
         "echo $HTTPS_PROXY; echo $SSL_CERT_FILE; echo ${NO_PROXY:-unset}; exit 7",
     ]);
     assert_eq!(code, 7, "{err}");
+    // It made no call through the proxy: nothing to replay, and the user is told why.
+    assert!(
+        err.contains("the command made no HTTP call through the proxy, so no session was stored"),
+        "{err}"
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("http://127.0.0.1:"), "{out}");
     let bundle = std::fs::read_to_string(lines[1]).unwrap();

@@ -136,6 +136,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         },
         a.store.store.display()
     );
+    if recorded.is_empty() && !a.cmd.is_empty() {
+        // Nothing to replay, so no session was made: a replay of it would say there is
+        // no such session. Most often the command's HTTP client did not use the proxy.
+        eprintln!(
+            "tapedeck: the command made no HTTP call through the proxy, so no session was stored (a replay of it would find none). If it does call out, its HTTP client ignored HTTPS_PROXY and HTTP_PROXY: Node's built-in fetch does, and some SDKs take a proxy setting of their own"
+        );
+    }
     Ok(code)
 }
 
