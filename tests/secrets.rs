@@ -604,3 +604,31 @@ async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
     assert_eq!((status, code), (200, 0), "{stderr}");
     assert_eq!(answer["you sent"], "[REDACTED]");
 }
+
+/// A key with `/` and `+` in it (an AWS secret key, say) echoed in JSON as PHP and .NET
+/// escape them never reaches disk: the echo was stored in clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_echoed_json_escaped_never_reaches_disk() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "escaped", &[]);
+    let key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let resp = client(&d, &dirs)
+        .get(up.url("/echo-auth-escaped"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap();
+    // The client got both escaped forms.
+    assert!(body.contains(r"wJalrXUtnFEMI\/K7MDENG+bPx"), "{body}");
+    assert!(body.contains(r"wJalrXUtnFEMI/K7MDENG\u002BbPx"), "{body}");
+    let php = key.replace('/', r"\/");
+    let dotnet = key.replace('+', r"\u002B");
+    let events = assert_nowhere(&dirs, d, "escaped", &[key, &php, &dotnet]);
+    assert_eq!(events[0]["response"]["body"]["json"]["php"], "[REDACTED]");
+    assert_eq!(
+        events[0]["response"]["body"]["json"]["dotnet"],
+        "[REDACTED]"
+    );
+}

@@ -818,6 +818,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
             &json!({"host": req.headers().get("host").and_then(|h| h.to_str().ok())}),
         ),
         (&Method::GET, "/echo-auth") => echo_auth(&req),
+        (&Method::GET, "/echo-auth-escaped") => echo_auth_escaped(&req),
         (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
         (&Method::POST, "/oauth/token") => {
@@ -915,6 +916,21 @@ fn authorization(req: &Request<Incoming>) -> String {
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default()
+}
+
+/// The request's `Authorization` echoed in a JSON body twice, as PHP's `json_encode`
+/// writes it (`/` as `\/`) and as .NET's `System.Text.Json` does (`+` as `\u002B`).
+fn echo_auth_escaped(req: &Request<Incoming>) -> Response<FixtureBody> {
+    let plain = serde_json::to_string(&authorization(req)).expect("json");
+    let body = format!(
+        "{{\"php\":{},\"dotnet\":{}}}",
+        plain.replace('/', "\\/"),
+        plain.replace('+', "\\u002B")
+    );
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(body))
+        .expect("response")
 }
 
 fn echo_auth(req: &Request<Incoming>) -> Response<FixtureBody> {

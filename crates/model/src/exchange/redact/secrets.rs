@@ -80,8 +80,26 @@ impl Secrets {
         }
     }
 
+    /// Adds a value, and the forms JSON serializers write it in where those differ: an
+    /// upstream that echoes a key inside a JSON string escapes its `/`, `+`, quotes or
+    /// non-ASCII characters as its serializer does (PHP `\/`, .NET `\u002B`, Python
+    /// `\u00e9`), and the echo would otherwise be stored in clear.
     fn push(&mut self, v: &str) {
         let v = v.trim();
+        self.push_one(v);
+        if v.bytes()
+            .any(|b| JSON_SPECIAL.contains(&b) || !(0x20..0x80).contains(&b))
+        {
+            for style in JsonStyle::ALL {
+                let escaped = json_escaped(v, style);
+                if escaped != v {
+                    self.push_one(&escaped);
+                }
+            }
+        }
+    }
+
+    fn push_one(&mut self, v: &str) {
         if v.len() < MIN_SCRUB_LEN
             || v.len() > MAX_SCRUB_LEN
             || in_marker(v)
@@ -134,6 +152,81 @@ impl Secrets {
             buf: Vec::new(),
         }
     }
+}
+
+/// Bytes some JSON serializer writes escaped (besides control and non-ASCII bytes).
+const JSON_SPECIAL: &[u8] = b"\"\\/+<>&'`";
+
+/// How serializers escape a string in JSON, beyond the quote, the backslash and control
+/// characters that every one escapes.
+#[derive(Clone, Copy)]
+enum JsonStyle {
+    /// serde_json, JavaScript's `JSON.stringify`: nothing more.
+    Plain,
+    /// PHP's `json_encode`: `/` as `\/`, non-ASCII as `\uxxxx`.
+    Php,
+    /// Python's `json.dumps`: non-ASCII as `\uxxxx`.
+    Python,
+    /// Go's `encoding/json`: `<`, `>`, `&`, U+2028 and U+2029 as `\u00xx`.
+    Go,
+    /// .NET's `System.Text.Json`: the quote, `&`, `'`, `+`, `<`, `>`, `` ` `` and
+    /// non-ASCII as `\uXXXX` (upper case).
+    DotNet,
+}
+
+impl JsonStyle {
+    const ALL: [JsonStyle; 5] = [
+        JsonStyle::Plain,
+        JsonStyle::Php,
+        JsonStyle::Python,
+        JsonStyle::Go,
+        JsonStyle::DotNet,
+    ];
+}
+
+/// `v` as the contents of a JSON string written in `style`.
+fn json_escaped(v: &str, style: JsonStyle) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(v.len() + 8);
+    let unit = |out: &mut String, u: u16, upper: bool| {
+        let _ = match upper {
+            true => write!(out, "\\u{u:04X}"),
+            false => write!(out, "\\u{u:04x}"),
+        };
+    };
+    for c in v.chars() {
+        let dotnet = matches!(style, JsonStyle::DotNet);
+        match c {
+            '"' if dotnet => unit(&mut out, 0x22, true),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => unit(&mut out, c as u16, dotnet),
+            '/' if matches!(style, JsonStyle::Php) => out.push_str("\\/"),
+            '<' | '>' | '&' if matches!(style, JsonStyle::Go) => unit(&mut out, c as u16, false),
+            '\u{2028}' | '\u{2029}' if matches!(style, JsonStyle::Go) => {
+                unit(&mut out, c as u16, false)
+            }
+            '&' | '\'' | '+' | '<' | '>' | '`' if dotnet => unit(&mut out, c as u16, true),
+            c if !c.is_ascii()
+                && matches!(
+                    style,
+                    JsonStyle::Php | JsonStyle::Python | JsonStyle::DotNet
+                ) =>
+            {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    unit(&mut out, *u, dotnet);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What finds the values, leftmost-longest (a value that contains another is replaced
@@ -318,6 +411,33 @@ impl LiteralStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key echoed inside a JSON string is found however the upstream's serializer
+    /// escaped it: PHP's `\/`, .NET's `\u002B`, Python's `\u00e9`, Go's `\u0026`.
+    #[test]
+    fn a_secret_echoed_in_json_is_found_however_the_serializer_escaped_it() {
+        let key = "aws/Secret+Key&pw=\"é\"\nend";
+        let mut s = Secrets::default();
+        s.add(key);
+        let echoes = [
+            r#"{"echo":"aws\/Secret+Key&pw=\"\u00e9\"\nend"}"#,
+            r#"{"echo":"aws/Secret\u002BKey\u0026pw=\u0022\u00E9\u0022\nend"}"#,
+            r#"{"echo":"aws/Secret+Key&pw=\"\u00e9\"\nend"}"#,
+            r#"{"echo":"aws/Secret+Key\u0026pw=\"é\"\nend"}"#,
+            r#"{"echo":"aws/Secret+Key&pw=\"é\"\nend"}"#,
+        ];
+        for echo in echoes {
+            // Each echo is what that serializer writes for the key.
+            let v: serde_json::Value = serde_json::from_str(echo).unwrap();
+            assert_eq!(v["echo"], key, "{echo}");
+            let out = String::from_utf8(s.scrub(echo.as_bytes()).expect(echo)).unwrap();
+            assert_eq!(out, r#"{"echo":"[REDACTED]"}"#, "{echo}");
+        }
+        // A value with nothing to escape adds no other form.
+        let mut plain = Secrets::default();
+        plain.add("sk-plain-0123456789");
+        assert_eq!(plain.values.len(), 1);
+    }
 
     fn secrets(values: &[&str]) -> Secrets {
         let mut s = Secrets::default();
