@@ -269,6 +269,10 @@ fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<
     // Spans of the path (offsets into `target`) to replace.
     let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
     for rule in &rules.redact_paths {
+        // Most URLs match no rule: telling so without captures is far cheaper.
+        if !rule.regex.is_match(&target) {
+            continue;
+        }
         for caps in rule.regex.captures_iter(&target) {
             for m in caps.iter().skip(1).flatten() {
                 if m.start() >= host.len() && !m.is_empty() && m.as_str() != REDACTED {
