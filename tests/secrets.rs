@@ -569,6 +569,10 @@ async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
     ev["request"]["body"] = inline(&sent);
     ev["response"]["body"] =
         inline(&serde_json::json!({"you sent": format!("Bearer {header_key}")}));
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    ev["response"]["broke"] =
+        serde_json::json!({"ended": true, "tail": b64.encode(format!("JUNK {header_key}"))});
     lines[1] = ev.to_string();
     std::fs::write(&tape, lines.join("\n") + "\n").unwrap();
 
@@ -588,6 +592,10 @@ async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
         stored[0]["request"]["body"]["json"]["password"],
         "[REDACTED]"
     );
+    let tail = b64
+        .decode(stored[0]["response"]["broke"]["tail"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(tail, b"JUNK [REDACTED]");
 
     // The live request, secrets and all, matches the imported event.
     let r = Daemon::start(&dirs, &["replay", "--session", "edited"]);
@@ -631,4 +639,48 @@ async fn a_key_echoed_json_escaped_never_reaches_disk() {
         events[0]["response"]["body"]["json"]["dotnet"],
         "[REDACTED]"
     );
+}
+
+/// A large body written into a tape's body file by hand (stored as it is, a part at a
+/// time) is refused when it holds a secret, before a byte of it is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tape_body_file_holding_a_secret_is_refused_on_import() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "files", &[]);
+    let resp = client(&d, &dirs)
+        .post(up.url("/echo"))
+        .json(&serde_json::json!({"q": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    d.stop();
+    let outside = tempfile::tempdir().unwrap();
+    let tape = outside.path().join("files.jsonl");
+    let (code, _, err) = dirs.run(&["export", "files", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    let pw = "file-PASSWORD-MUST-NEVER-BE-STORED-55";
+    let big = serde_json::to_vec(&serde_json::json!({"pad": "x".repeat(100_000), "password": pw}))
+        .unwrap();
+    let b3 = blake3::hash(&big).to_hex().to_string();
+    std::fs::create_dir_all(outside.path().join("files.bodies")).unwrap();
+    std::fs::write(outside.path().join("files.bodies").join(&b3), &big).unwrap();
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[0]["tapedeck_tape"] = 3.into();
+    lines[1]["request"]["body"] =
+        serde_json::json!({"b3": b3, "len": big.len(), "file": format!("files.bodies/{b3}")});
+    let out: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&tape, out.join("\n") + "\n").unwrap();
+
+    let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap(), "--session", "edited"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("step 1: the body file"), "{err}");
+    assert!(err.contains("holds secrets in clear"), "{err}");
+    assert!(dirs.files_containing(pw.as_bytes()).is_empty());
 }

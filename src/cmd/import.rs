@@ -49,7 +49,7 @@ pub fn run(file: &Path, rename: Option<&str>, replace: bool, dir: &Path) -> CmdR
             existing.events
         )));
     }
-    let checked = check_tape(&store, reader.digest_lines())?;
+    let checked = check_tape(&store, reader.digest_lines(), &rules)?;
     if exists(&store)?.is_some() {
         store.delete_session(name.as_str())?;
     }
@@ -91,6 +91,7 @@ struct Checked {
 fn check_tape(
     store: &SledStore,
     mut reader: TapeReader<std::io::BufReader<std::fs::File>>,
+    rules: &Rules,
 ) -> Result<Checked, CmdError> {
     let mut named = Named::default();
     let mut events = 0usize;
@@ -101,7 +102,10 @@ fn check_tape(
                 TapeBody::File(r, file) if r.len <= INLINE_MAX as u64 => {
                     read_file_body(&r, &file)?;
                 }
-                TapeBody::File(r, file) => store_file_body(store, &r, &file)?,
+                TapeBody::File(r, file) => {
+                    refuse_secrets(&ev, &r, &file, rules)?;
+                    store_file_body(store, &r, &file)?
+                }
                 TapeBody::Inline(..) => {}
             }
         }
@@ -332,6 +336,14 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
             e.message = secrets.scrub_str(&e.message).into_owned();
         }
     }
+    // The bytes after a broken coding (see `CodingBroke`) are stored as bytes are.
+    if let Some(b) = ev.response.as_mut().and_then(|r| r.broke.as_mut()) {
+        let tail = b.tail_bytes();
+        if let Some(clean) = secrets.scrub(&tail) {
+            *b = tapedeck_model::exchange::CodingBroke::new(b.ended, &clean);
+            changed = true;
+        }
+    }
     changed
 }
 
@@ -366,6 +378,47 @@ fn rekey_if_edited(
         ev.kind = kind;
     }
     Ok(())
+}
+
+/// A large body file beside the tape (stored as it is, a part at a time, by the first
+/// pass) must already be redacted: one holding a field the rules name, or a secret its
+/// event's headers or URL carry, is refused before a byte of it is stored, with the step
+/// and file named (a body written into a tape by hand; [`redact_event`] redacts the
+/// small ones).
+fn refuse_secrets(ev: &Event, r: &BodyRef, file: &FileBody, rules: &Rules) -> Result<(), CmdError> {
+    use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
+    let mut secrets = Secrets::default();
+    redact::url(&ev.request.url, rules, &mut secrets);
+    redact::stored_headers(&mut ev.request.headers.clone(), rules, &mut secrets);
+    let mut ct = None;
+    if let Some(resp) = &ev.response {
+        redact::stored_headers(&mut resp.headers.clone(), rules, &mut secrets);
+        if resp.body.b3 == r.b3 {
+            ct = header(&resp.headers, "content-type");
+        }
+    }
+    if ev.request.body.b3 == r.b3 {
+        ct = header(&ev.request.headers, "content-type");
+    }
+    let mut scrubber = BodyScrubber::new(ct, rules, &secrets);
+    let mut hasher = blake3::Hasher::new();
+    let mut out = Vec::new();
+    for i in 0..file.parts() {
+        out.clear();
+        let part = file.part(i).map_err(StoreError::from)?;
+        scrubber.feed_into(&part, &mut out);
+        hasher.update(&out);
+    }
+    let (rest, found) = scrubber.finish();
+    hasher.update(&rest);
+    if hasher.finalize().to_hex().as_str() == r.b3 && found.into_values().is_empty() {
+        return Ok(());
+    }
+    Err(msg(format!(
+        "step {}: the body file {} holds secrets in clear (a field the redaction rules name, or a value its headers or URL carry); tapedeck stores nothing of it. Redact the file, or export the session again, and import again",
+        ev.step,
+        file.path.display()
+    )))
 }
 
 /// A small body kept in a file beside the tape, whole, checked against its blake3 as
@@ -440,7 +493,12 @@ mod tests {
         let store = SledStore::open(&dir.path().join("store")).unwrap();
 
         write_tape(&file, "a", 3);
-        let checked = check_tape(&store, TapeReader::open(&file).unwrap().digest_lines()).unwrap();
+        let checked = check_tape(
+            &store,
+            TapeReader::open(&file).unwrap().digest_lines(),
+            &Rules::default(),
+        )
+        .unwrap();
         assert_eq!(checked.events, 3);
         let before = std::fs::metadata(&file).unwrap();
         write_tape(&file, "b", 3);
@@ -467,7 +525,12 @@ mod tests {
         );
 
         // The same tape read twice is imported.
-        let checked = check_tape(&store, TapeReader::open(&file).unwrap().digest_lines()).unwrap();
+        let checked = check_tape(
+            &store,
+            TapeReader::open(&file).unwrap().digest_lines(),
+            &Rules::default(),
+        )
+        .unwrap();
         write_events(
             &store,
             &file,

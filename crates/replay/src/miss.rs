@@ -113,7 +113,7 @@ pub struct Named<'a> {
 }
 
 /// What a miss adds when the recording was made under other rules.
-const OTHER_RULES: &str = "the recording was made under other redaction or matching rules than this replay's (its events carry another rules fingerprint): a part of a request it stored redacted under a rule this replay lacks (--redact-path, --redact-query, --redact-header, --redact-field or tapedeck.toml's [redact]) no longer matches; replay with the rules it was recorded with";
+const OTHER_RULES: &str = "the recording was made under other redaction or matching rules than this replay's (its events carry another rules fingerprint): a part of a request it stored redacted under a rule this replay lacks (--redact-path, --redact-query, --redact-header, --redact-json-field or tapedeck.toml's [redact]) no longer matches; replay with the rules it was recorded with";
 
 /// The body lines of a miss: a path-by-path diff when both are small, else sizes and hashes.
 fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
