@@ -466,8 +466,8 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     let rule = r"^localhost/hooks/[^/]+/([^/]+)";
     let d = record(&dirs, &up, "hook", &["--redact-path", rule]);
     let token = "hook-PATH-TOKEN-MUST-NEVER-BE-STORED-12";
-    let send = |via: reqwest::Client| {
-        let url = up.url(&format!("/hooks/team/{token}?wait=true"));
+    let send = |via: reqwest::Client, team: &str| {
+        let url = up.url(&format!("/hooks/{team}/{token}?wait=true"));
         async move {
             via.post(url)
                 .json(&serde_json::json!({"text": "deploy done"}))
@@ -478,21 +478,22 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
                 .as_u16()
         }
     };
-    // A call before it, of another route.
+    // Calls before it: another route, and another webhook of the same shape.
     let c = client(&d, &dirs);
     let weather = c.get(up.url("/weather?city=Paris")).send().await.unwrap();
     assert_eq!(weather.status(), 200);
     // The fixture has no such route: the 404 is recorded like any answer.
-    let status = send(c).await;
+    assert_eq!(send(c.clone(), "ops").await, 404);
+    let status = send(c, "team").await;
     assert_eq!(status, 404);
     let events = assert_nowhere(&dirs, d, "hook", &[token]);
-    let url = events[1]["request"]["url"].as_str().unwrap();
+    let url = events[2]["request"]["url"].as_str().unwrap();
     assert!(url.ends_with("/hooks/team/[REDACTED]?wait=true"), "{url}");
 
     // Replayed without the rule, the webhook misses: the miss says the rules differ and
     // names the step with the redacted path, not the first unserved one.
     let r = Daemon::start(&dirs, &["replay", "--session", "hook"]);
-    let status = send(client(&r, &dirs)).await;
+    let status = send(client(&r, &dirs), "team").await;
     let (_, stderr) = r.stop();
     assert_eq!(status, 404);
     let miss = stderr
@@ -500,7 +501,7 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
         .find(|l| l.contains("MISS unrecorded"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(
-        miss.contains("the closest unserved call is step 2 (POST"),
+        miss.contains("the closest unserved call is step 3 (POST"),
         "{miss}"
     );
     assert!(miss.contains("other redaction or matching rules"), "{miss}");
@@ -512,7 +513,8 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     let c = client(&r, &dirs);
     let weather = c.get(up.url("/weather?city=Paris")).send().await.unwrap();
     assert_eq!(weather.status(), 200);
-    let status = send(c).await;
+    assert_eq!(send(c.clone(), "ops").await, 404);
+    let status = send(c, "team").await;
     let (code, stderr) = r.stop();
     assert_eq!((status, code), (404, 0), "{stderr}");
     assert!(!stderr.contains(token));

@@ -24,12 +24,28 @@ pub fn key_id(key: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
-/// Where a request goes, hashed two ways: its method, host and path; and its method,
-/// host and number of path segments.
+/// Where a request goes, hashed: its method, host and path; its method, host and number
+/// of path segments; and its first path segments one by one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Route {
     pub path: u64,
     pub shape: u64,
+    /// The first [`ROUTE_SEGMENTS`] path segments, hashed (0: none there).
+    pub segs: [u32; ROUTE_SEGMENTS],
+}
+
+/// How many path segments a [`Route`] keeps apart.
+pub const ROUTE_SEGMENTS: usize = 4;
+
+impl Route {
+    /// How many of the first path segments the two routes share.
+    fn shared(&self, other: &Route) -> usize {
+        self.segs
+            .iter()
+            .zip(&other.segs)
+            .filter(|(a, b)| **a != 0 && a == b)
+            .count()
+    }
 }
 
 /// What the index needs of an event.
@@ -332,17 +348,21 @@ impl TraceIndex {
     }
 
     /// The unserved event a missed request most resembles: the first with its method,
-    /// host and path, else the first with its method, host and number of path segments
-    /// (a path whose recorded value was redacted), else the first of its kind, else the
-    /// first unserved. Looks at a bounded stretch from the first unserved event, so a
-    /// miss costs the same late in a long session.
+    /// host and path, else the one with its method, host and number of path segments
+    /// that shares the most of its segments (a path whose recorded value was redacted),
+    /// else the first of its kind, else the first unserved. Looks at a bounded stretch
+    /// from the first unserved event, so a miss costs the same late in a long session.
     fn similar(&self, kind: Kind, route: Route) -> Option<usize> {
         let from = self.first_unserved;
         let to = (from + SIMILAR_SCAN).min(self.slots.len());
         let open = || (from..to).filter(|&i| !self.consumed[i]);
         open()
             .find(|&i| self.slots[i].route.path == route.path)
-            .or_else(|| open().find(|&i| self.slots[i].route.shape == route.shape))
+            .or_else(|| {
+                open()
+                    .filter(|&i| self.slots[i].route.shape == route.shape)
+                    .min_by_key(|&i| (std::cmp::Reverse(self.slots[i].route.shared(&route)), i))
+            })
             .or_else(|| open().find(|&i| self.slots[i].kind == kind))
             .or_else(|| self.next_unserved())
     }
@@ -466,25 +486,57 @@ mod tests {
     #[test]
     fn a_miss_names_the_unserved_event_the_request_resembles() {
         let mut slots: Vec<Slot> = (1..=3).map(|s| slot(s, &format!("k{s}"))).collect();
-        slots[2].route = Route { path: 7, shape: 70 };
-        slots[1].route.shape = 80;
+        slots[2].route = Route {
+            path: 7,
+            shape: 70,
+            segs: [1, 2, 0, 0],
+        };
+        slots[1].route = Route {
+            path: 8,
+            shape: 80,
+            segs: [5, 6, 7, 0],
+        };
+        slots[0].route = Route {
+            path: 10,
+            shape: 80,
+            segs: [5, 9, 9, 0],
+        };
         let ix = TraceIndex::new(slots, Order::Causal, Graph::default());
         let mut ix = ix;
         assert_eq!(
-            ix.take(Kind::Tool, || Route { path: 7, shape: 70 }, "other")
-                .unwrap_err()
-                .expected,
+            ix.take(
+                Kind::Tool,
+                || Route {
+                    path: 7,
+                    shape: 70,
+                    segs: [1, 2, 0, 0],
+                },
+                "other"
+            )
+            .unwrap_err()
+            .expected,
             Some(2)
         );
-        // Another path of the same shape (a segment redacted when it was recorded).
+        // Another path of the same shape (a segment redacted when it was recorded): the
+        // one sharing most segments, though a step of that shape comes first.
+        let redacted = Route {
+            path: 11,
+            shape: 80,
+            segs: [5, 3, 7, 0],
+        };
         assert_eq!(
-            ix.take(Kind::Tool, || Route { path: 8, shape: 80 }, "other")
+            ix.take(Kind::Tool, || redacted, "other")
                 .unwrap_err()
                 .expected,
             Some(1)
         );
+        let elsewhere = Route {
+            path: 9,
+            shape: 90,
+            segs: [4, 0, 0, 0],
+        };
         assert_eq!(
-            ix.take(Kind::Llm, || Route { path: 9, shape: 90 }, "other")
+            ix.take(Kind::Llm, || elsewhere, "other")
                 .unwrap_err()
                 .expected,
             Some(0)

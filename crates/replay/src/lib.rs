@@ -241,10 +241,19 @@ fn is_loopback_host(host: &str) -> bool {
 /// segments: what a miss compares to find the closest unserved call.
 fn route(method: &str, url: &str) -> index::Route {
     let u = UrlParts::parse(url);
-    let segments = u.path.split('/').filter(|s| !s.is_empty()).count();
+    let mut segs = [0u32; index::ROUTE_SEGMENTS];
+    let mut segments = 0;
+    for (i, seg) in u.path.split('/').filter(|s| !s.is_empty()).enumerate() {
+        if let Some(h) = segs.get_mut(i) {
+            // Never 0: 0 is a segment that is not there.
+            *h = (hash(seg.as_bytes()) as u32).max(1);
+        }
+        segments += 1;
+    }
     index::Route {
         path: hash(format!("{method} {} {}", u.host, u.path).as_bytes()),
         shape: hash(format!("{method} {} {segments}", u.host).as_bytes()),
+        segs,
     }
 }
 

@@ -172,15 +172,21 @@ enum JsonStyle {
     /// .NET's `System.Text.Json`: the quote, `&`, `'`, `+`, `<`, `>`, `` ` `` and
     /// non-ASCII as `\uXXXX` (upper case).
     DotNet,
+    /// Every character some serializer escapes (those of .NET and `/`) as `\uxxxx`, in
+    /// lower case and in upper case.
+    AllLower,
+    AllUpper,
 }
 
 impl JsonStyle {
-    const ALL: [JsonStyle; 5] = [
+    const ALL: [JsonStyle; 7] = [
         JsonStyle::Plain,
         JsonStyle::Php,
         JsonStyle::Python,
         JsonStyle::Go,
         JsonStyle::DotNet,
+        JsonStyle::AllLower,
+        JsonStyle::AllUpper,
     ];
 }
 
@@ -194,10 +200,15 @@ fn json_escaped(v: &str, style: JsonStyle) -> String {
             false => write!(out, "\\u{u:04x}"),
         };
     };
+    let all = matches!(style, JsonStyle::AllLower | JsonStyle::AllUpper);
+    // Escapes in upper-case hex.
+    let upper = matches!(style, JsonStyle::DotNet | JsonStyle::AllUpper);
     for c in v.chars() {
-        let dotnet = matches!(style, JsonStyle::DotNet);
+        // .NET's set of escaped characters (the `All` styles escape them too).
+        let dotnet = matches!(style, JsonStyle::DotNet) || all;
         match c {
-            '"' if dotnet => unit(&mut out, 0x22, true),
+            '/' if all => unit(&mut out, 0x2f, upper),
+            '"' if dotnet => unit(&mut out, 0x22, upper),
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -205,22 +216,19 @@ fn json_escaped(v: &str, style: JsonStyle) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => unit(&mut out, c as u16, dotnet),
+            c if (c as u32) < 0x20 => unit(&mut out, c as u16, upper),
             '/' if matches!(style, JsonStyle::Php) => out.push_str("\\/"),
             '<' | '>' | '&' if matches!(style, JsonStyle::Go) => unit(&mut out, c as u16, false),
             '\u{2028}' | '\u{2029}' if matches!(style, JsonStyle::Go) => {
                 unit(&mut out, c as u16, false)
             }
-            '&' | '\'' | '+' | '<' | '>' | '`' if dotnet => unit(&mut out, c as u16, true),
+            '&' | '\'' | '+' | '<' | '>' | '`' if dotnet => unit(&mut out, c as u16, upper),
             c if !c.is_ascii()
-                && matches!(
-                    style,
-                    JsonStyle::Php | JsonStyle::Python | JsonStyle::DotNet
-                ) =>
+                && (dotnet || matches!(style, JsonStyle::Php | JsonStyle::Python)) =>
             {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
-                    unit(&mut out, *u, dotnet);
+                    unit(&mut out, *u, upper);
                 }
             }
             c => out.push(c),
@@ -425,6 +433,8 @@ mod tests {
             r#"{"echo":"aws/Secret+Key&pw=\"\u00e9\"\nend"}"#,
             r#"{"echo":"aws/Secret+Key\u0026pw=\"é\"\nend"}"#,
             r#"{"echo":"aws/Secret+Key&pw=\"é\"\nend"}"#,
+            r#"{"echo":"aws\u002fSecret\u002bKey\u0026pw=\u0022\u00e9\u0022\nend"}"#,
+            r#"{"echo":"aws\u002FSecret\u002BKey\u0026pw=\u0022\u00E9\u0022\nend"}"#,
         ];
         for echo in echoes {
             // Each echo is what that serializer writes for the key.
