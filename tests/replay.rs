@@ -710,6 +710,8 @@ async fn a_gzip_body_that_breaks_after_decoding_is_replayed_broken_the_same_way(
         "/gzip-broken?how=cut",
         "/gzip-broken?how=junk&stream=1",
         "/gzip-broken?how=cut&stream=1",
+        "/gzip-broken?how=crc",
+        "/gzip-broken?how=crc&stream=1",
     ];
     let d = record(&dirs, &up, "brokengz");
     let c = client(&d, &dirs);
@@ -740,13 +742,14 @@ async fn a_gzip_body_that_breaks_after_decoding_is_replayed_broken_the_same_way(
     let ev = export(&dirs, "brokengz");
     use base64::Engine;
     let tail = base64::engine::general_purpose::STANDARD
-        .decode(ev[4]["response"]["broke"]["tail"].as_str().unwrap())
+        .decode(ev[6]["response"]["broke"]["tail"].as_str().unwrap())
         .unwrap();
     let tail = String::from_utf8(tail).unwrap();
     assert!(tail.contains("REDACTED") && !tail.contains(key), "{tail}");
     assert!(dirs.files_containing(key.as_bytes()).is_empty());
     assert_eq!(ev[0]["response"]["broke"]["ended"], true, "{}", ev[0]);
     assert_eq!(ev[1]["response"]["broke"]["ended"], false, "{}", ev[1]);
+    assert_eq!(ev[4]["response"]["broke"]["trailer"], true, "{}", ev[4]);
 
     let r = replay(&dirs, "brokengz", &[]);
     let c = client(&r, &dirs);

@@ -1228,7 +1228,8 @@ fn sse_linger(q: Option<&str>) -> Response<FixtureBody> {
 }
 
 /// An upstream bug: `/gzip`'s body whose gzip breaks after it decoded: `how=junk`
-/// followed by bytes that are not gzip, `how=cut` cut short. `stream=1` sends it as an
+/// followed by bytes that are not gzip, `how=cut` cut short, `how=crc` with a wrong
+/// checksum. `stream=1` sends it as an
 /// event stream in two frames, without a length; `how=echo` is followed by the request's
 /// `Authorization`.
 fn gzip_broken(q: Option<&str>, auth: &str) -> Response<FixtureBody> {
@@ -1237,7 +1238,11 @@ fn gzip_broken(q: Option<&str>, auth: &str) -> Response<FixtureBody> {
     enc.write_all(&raw).expect("gzip");
     let mut data = enc.finish().expect("gzip");
     match query_param(q, "how").as_deref() {
-        Some("cut") => data.truncate(data.len() - 6),
+        Some("cut") => data.truncate(data.len() - 12),
+        Some("crc") => {
+            let n = data.len();
+            data[n - 8] ^= 0xff;
+        }
         Some("echo") => data.extend_from_slice(format!("\n{auth}\n").as_bytes()),
         _ => data.extend_from_slice(b"JUNKJUNK"),
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tapedeck_model::exchange::encoding::Coding;
-use tapedeck_model::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
+use tapedeck_model::exchange::limit::{BodyFault, BodyReader, CodingBreak, MaxBody, Sink};
 use tapedeck_model::exchange::redact::{BodyScrubber, Collected};
 use tapedeck_model::exchange::Chunk;
 use tapedeck_store::{BodyWriter, ReadySegments, Store, WrittenBody};
@@ -101,7 +101,7 @@ pub struct Captured {
     /// Set when the body's coding broke after part of it decoded (see
     /// [`BodyReader::broke`]): whether the coded stream had ended first, and the wire
     /// bytes that broke it, not yet scrubbed.
-    pub broke: Option<(bool, Vec<u8>)>,
+    pub broke: Option<CodingBreak>,
 }
 
 impl Capture {
@@ -237,10 +237,7 @@ impl Capture {
             }
         }
         let too_large = self.too_large();
-        let broke = self
-            .reader
-            .broke()
-            .map(|(ended, tail)| (ended, tail.to_vec()));
+        let broke = self.reader.broke().cloned();
         let sink = self.reader.sink();
         let mut found = Collected::default();
         if let Some(s) = sink.scrubber.take() {

@@ -1054,9 +1054,12 @@ impl Pending {
                 redact::scrub_headers(&mut headers, &self.secrets);
                 let mut trailers = head.trailers;
                 redact::scrub_headers(&mut trailers, &self.secrets);
-                let broke = broke.map(|(ended, tail)| {
-                    let tail = self.secrets.scrub(&tail).unwrap_or(tail);
-                    CodingBroke::new(ended, &tail)
+                let broke = broke.map(|b| {
+                    let tail = self.secrets.scrub(&b.tail).unwrap_or(b.tail);
+                    CodingBroke {
+                        trailer: b.trailer,
+                        ..CodingBroke::new(b.ended, &tail)
+                    }
                 });
                 Some(ResponseRecord {
                     status: head.status,

@@ -32,9 +32,7 @@ impl Coding {
 /// input frame expands, no more than one buffer of output is held here, so a sink that
 /// counts (see [`crate::exchange::limit`]) can stop a decompression bomb early.
 pub enum Decoder<W: Write> {
-    /// With the bytes taken since the last member ended, and whether a member began
-    /// (see [`Decoder::feed`]).
-    Gzip(flate2::write::MultiGzDecoder<W>, Vec<u8>, bool),
+    Gzip(Box<Gzip<W>>),
     Deflate(flate2::write::ZlibDecoder<W>),
     Brotli(Box<brotli::DecompressorWriter<W>>),
     Zstd(zstd::stream::write::Decoder<'static, W>),
@@ -44,9 +42,15 @@ impl<W: Write> Decoder<W> {
     /// Gives the sink back when the decoder cannot be set up (zstd, out of memory).
     pub fn new(coding: Coding, sink: W) -> Result<Decoder<W>, W> {
         Ok(match coding {
-            Coding::Gzip => {
-                Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink), Vec::new(), false)
-            }
+            Coding::Gzip => Decoder::Gzip(Box::new(Gzip {
+                d: flate2::write::MultiGzDecoder::new(Tap {
+                    sink,
+                    crc: flate2::Crc::new(),
+                }),
+                between: Vec::new(),
+                began: false,
+                last: Vec::with_capacity(2 * GZIP_TRAILER),
+            })),
             Coding::Deflate => Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)),
             Coding::Brotli => {
                 Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 8192)))
@@ -74,19 +78,12 @@ impl<W: Write> Decoder<W> {
                         before: Vec::new(),
                         at,
                         ended: true,
+                        trailer: false,
                     })
                 }
                 Ok(n) => {
-                    if let Decoder::Gzip(d, between, began) = self {
-                        // Bytes the gzip decoder took without a member under way: a
-                        // member's header, or what follows the last member.
-                        if d.header().is_none() {
-                            let room = BETWEEN_MAX.saturating_sub(between.len());
-                            between.extend_from_slice(&input[at..at + n.min(room)]);
-                        } else {
-                            between.clear();
-                            *began = true;
-                        }
+                    if let Decoder::Gzip(g) = self {
+                        g.took(&input[at..at + n]);
                     }
                     at += n;
                 }
@@ -102,28 +99,22 @@ impl<W: Write> Decoder<W> {
     /// Where the stream broke, `at` bytes into the last input fed. Bytes that do not
     /// start a gzip member after one that ended whole are bytes after the end.
     fn broke(&mut self, error: std::io::Error, at: usize) -> Broke {
+        let broke = Broke {
+            error,
+            before: Vec::new(),
+            at,
+            ended: false,
+            trailer: false,
+        };
         match self {
-            Decoder::Gzip(d, between, true) if d.header().is_none() => Broke {
-                error: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "bytes follow the end of the gzip stream",
-                ),
-                before: std::mem::take(between),
-                at,
-                ended: true,
-            },
-            _ => Broke {
-                error,
-                before: Vec::new(),
-                at,
-                ended: false,
-            },
+            Decoder::Gzip(g) => g.broke(broke),
+            _ => broke,
         }
     }
 
     fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Decoder::Gzip(d, ..) => d,
+            Decoder::Gzip(g) => &mut g.d,
             Decoder::Deflate(d) => d,
             Decoder::Brotli(d) => d.as_mut(),
             Decoder::Zstd(d) => d,
@@ -134,7 +125,7 @@ impl<W: Write> Decoder<W> {
     /// or (gzip) followed by bytes too few to be a member's header.
     pub fn finish(&mut self) -> Result<(), Broke> {
         let result = match self {
-            Decoder::Gzip(d, ..) => d.try_finish(),
+            Decoder::Gzip(g) => g.d.try_finish(),
             Decoder::Deflate(d) => d.try_finish(),
             Decoder::Brotli(d) => d.close(),
             Decoder::Zstd(d) => d.do_finish(),
@@ -144,7 +135,7 @@ impl<W: Write> Decoder<W> {
 
     pub fn sink(&mut self) -> &mut W {
         match self {
-            Decoder::Gzip(d, ..) => d.get_mut(),
+            Decoder::Gzip(g) => &mut g.d.get_mut().sink,
             Decoder::Deflate(d) => d.get_mut(),
             Decoder::Brotli(d) => d.get_mut(),
             Decoder::Zstd(d) => d.get_mut(),
@@ -154,6 +145,113 @@ impl<W: Write> Decoder<W> {
 
 /// The most bytes taken between gzip members that are kept (see [`Decoder::feed`]).
 const BETWEEN_MAX: usize = super::BROKE_TAIL_MAX;
+
+/// A gzip member ends with the CRC-32 and the length of what it decodes to, 8 bytes.
+const GZIP_TRAILER: usize = 8;
+
+/// flate2's error when a gzip member's data ended but its trailer is short or does not
+/// match (one for both; `Gzip::broke` tells them apart).
+const GZIP_CHECKSUM: &str = "corrupt gzip stream does not have a matching checksum";
+
+/// A gzip body being decoded, with what tells how it broke if it does.
+pub struct Gzip<W: Write> {
+    d: flate2::write::MultiGzDecoder<Tap<W>>,
+    /// The bytes taken since the last member ended (see [`Decoder::feed`]).
+    between: Vec<u8>,
+    /// Whether a member began.
+    began: bool,
+    /// The last wire bytes taken (up to twice a trailer).
+    last: Vec<u8>,
+}
+
+/// The sink, with the CRC-32 of what was decoded so far.
+struct Tap<W> {
+    sink: W,
+    crc: flate2::Crc,
+}
+
+impl<W: Write> Write for Tap<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.sink.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+impl<W: Write> Gzip<W> {
+    /// Notes wire bytes the decoder took.
+    fn took(&mut self, bytes: &[u8]) {
+        // Bytes taken without a member under way: a member's header, or what follows
+        // the last member.
+        if self.d.header().is_none() {
+            let room = BETWEEN_MAX.saturating_sub(self.between.len());
+            self.between
+                .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        } else {
+            self.between.clear();
+            self.began = true;
+        }
+        let keep = &bytes[bytes.len().saturating_sub(2 * GZIP_TRAILER)..];
+        self.last.extend_from_slice(keep);
+        let over = self.last.len().saturating_sub(2 * GZIP_TRAILER);
+        self.last.drain(..over);
+    }
+
+    /// How the stream broke. Bytes that do not start a member after one that ended
+    /// whole are bytes after the end. A member whose data ended whole but whose trailer
+    /// does not match what it decoded to, or is cut short, keeps the trailer's bytes it
+    /// had, to be sent again in place of a right one (a single member: the CRC covers
+    /// all that was decoded).
+    fn broke(&mut self, broke: Broke) -> Broke {
+        if self.began && self.d.header().is_none() {
+            return Broke {
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bytes follow the end of the gzip stream",
+                ),
+                before: std::mem::take(&mut self.between),
+                ended: true,
+                ..broke
+            };
+        }
+        if broke.error.to_string() != GZIP_CHECKSUM {
+            return broke;
+        }
+        let crc = &self.d.get_ref().crc;
+        let mut right = crc.sum().to_le_bytes().to_vec();
+        right.extend_from_slice(&crc.amount().to_le_bytes());
+        // A trailer cut short is the start of the right one; a whole one that does not
+        // match has its CRC or its length right (the last 8 bytes). Else its CRC was
+        // wrong and the client hung up on it before the rest came: a wrong CRC then.
+        let last = &self.last;
+        let cut = (1..GZIP_TRAILER)
+            .rev()
+            .find(|&k| last.len() >= k && last[last.len() - k..] == right[..k]);
+        let whole = last
+            .len()
+            .checked_sub(GZIP_TRAILER)
+            .map(|at| &last[at..])
+            .filter(|t| t[..4] == right[..4] || t[4..] == right[4..]);
+        let had = match (cut, whole) {
+            (Some(k), _) => right[..k].to_vec(),
+            (None, Some(t)) => t.to_vec(),
+            (None, None) => {
+                let mut wrong = right;
+                wrong[..4].iter_mut().for_each(|b| *b = !*b);
+                wrong
+            }
+        };
+        Broke {
+            before: had,
+            trailer: true,
+            ..broke
+        }
+    }
+}
 
 /// Where a coded stream broke while being fed.
 #[derive(Debug)]
@@ -167,6 +265,9 @@ pub struct Broke {
     pub at: usize,
     /// The stream had ended whole before `at`: what broke it are bytes after its end.
     pub ended: bool,
+    /// The data ended whole but its checksum trailer did not match or was cut short:
+    /// `before` holds the trailer's bytes as they came.
+    pub trailer: bool,
 }
 
 /// A plain write's error as a break at an unknown point (the sink's own error).
@@ -177,6 +278,7 @@ impl From<std::io::Error> for Broke {
             before: Vec::new(),
             at: usize::MAX,
             ended: false,
+            trailer: false,
         }
     }
 }
@@ -249,11 +351,17 @@ impl Encoder {
         let Some(b) = broke else {
             return self.finish();
         };
-        let mut out = if b.ended {
+        let trailer = match self {
+            Encoder::Gzip(_) if b.trailer => GZIP_TRAILER,
+            _ => 0,
+        };
+        let mut out = if b.ended || trailer > 0 {
             self.finish()?
         } else {
             self.write(&[], true)?
         };
+        // The right trailer gives way to the one recorded (`tail` starts with it).
+        out.truncate(out.len().saturating_sub(trailer));
         out.extend_from_slice(&b.tail_bytes());
         Ok(out)
     }

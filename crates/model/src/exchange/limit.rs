@@ -142,9 +142,20 @@ pub struct BodyReader<S: Sink> {
     raw: Option<Vec<u8>>,
     /// Set once the body turned out not to be in its coding: bytes go through as they are.
     as_sent: bool,
-    /// Set when the coding broke after some of the body decoded: whether the coded
-    /// stream had ended whole first, and the first wire bytes that broke it.
-    broke: Option<(bool, Vec<u8>)>,
+    /// Set when the coding broke after some of the body decoded.
+    broke: Option<CodingBreak>,
+}
+
+/// How a body's coding broke after some of it decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodingBreak {
+    /// The coded stream had ended whole before the bytes that broke it.
+    pub ended: bool,
+    /// Its data ended whole but its checksum trailer did not match or was cut short:
+    /// `tail` starts with the trailer's bytes as they came.
+    pub trailer: bool,
+    /// The first wire bytes that broke it (up to [`BROKE_TAIL_MAX`]).
+    pub tail: Vec<u8>,
 }
 
 /// How many wire bytes are kept while nothing has decoded, to fall back on.
@@ -178,13 +189,9 @@ impl<S: Sink> BodyReader<S> {
         }
     }
 
-    /// How the coding broke, once it did after some of the body decoded: whether the
-    /// coded stream had ended whole before the bytes that broke it, and the first of
-    /// those bytes (up to [`BROKE_TAIL_MAX`]).
-    pub fn broke(&self) -> Option<(bool, &[u8])> {
-        self.broke
-            .as_ref()
-            .map(|(ended, tail)| (*ended, tail.as_slice()))
+    /// How the coding broke, once it did after some of the body decoded.
+    pub fn broke(&self) -> Option<&CodingBreak> {
+        self.broke.as_ref()
     }
 
     /// The coding being decoded, if any (none once the body turned out not to be in it).
@@ -226,9 +233,9 @@ impl<S: Sink> BodyReader<S> {
     /// Feeds wire bytes. After the first fault, further bytes are ignored.
     pub fn feed(&mut self, wire: &[u8]) -> Result<(), BodyFault> {
         if let Some(f) = &self.fault {
-            if let Some((_, tail)) = self.broke.as_mut() {
-                let room = BROKE_TAIL_MAX.saturating_sub(tail.len());
-                tail.extend_from_slice(&wire[..wire.len().min(room)]);
+            if let Some(b) = self.broke.as_mut() {
+                let room = BROKE_TAIL_MAX.saturating_sub(b.tail.len());
+                b.tail.extend_from_slice(&wire[..wire.len().min(room)]);
             }
             return Err(f.clone());
         }
@@ -248,14 +255,19 @@ impl<S: Sink> BodyReader<S> {
     fn check_broke(&mut self, result: Result<(), Broke>, wire: &[u8]) -> Result<(), BodyFault> {
         let (result, broke) = match result {
             Ok(()) => (Ok(()), None),
-            Err(b) => (Err(b.error), Some((b.ended, b.before, b.at))),
+            Err(b) => (Err(b.error), Some((b.ended, b.trailer, b.before, b.at))),
         };
         let result = self.check(result);
-        if let (Err(BodyFault::Undecodable { .. }), Some((ended, mut tail, at))) = (&result, broke)
+        if let (Err(BodyFault::Undecodable { .. }), Some((ended, trailer, mut tail, at))) =
+            (&result, broke)
         {
             tail.extend_from_slice(&wire[at.min(wire.len())..]);
             tail.truncate(BROKE_TAIL_MAX);
-            self.broke = Some((ended, tail));
+            self.broke = Some(CodingBreak {
+                ended,
+                trailer,
+                tail,
+            });
         }
         result
     }
@@ -406,7 +418,7 @@ mod tests {
                         "{coding:?} {junk:?} in pieces of {piece}: {fault:?}"
                     );
                     assert_eq!(
-                        r.broke(),
+                        r.broke().map(|b| (b.ended, b.tail.as_slice())),
                         Some((true, junk)),
                         "{coding:?} {junk:?} in pieces of {piece}"
                     );
@@ -418,19 +430,67 @@ mod tests {
                     assert!(!r.as_sent());
                 }
             }
+            // Cut inside its data, after some of it decoded.
+            let varied: Vec<u8> = (0..5000u32)
+                .flat_map(|i| format!("{i},").into_bytes())
+                .collect();
+            let whole = encode(coding, &varied).unwrap();
             for piece in [whole.len(), 7] {
                 let mut r = BodyReader::new(Some(coding), MaxBody::default(), Vec::new());
-                let fed: Result<(), BodyFault> = whole[..whole.len() - 6]
+                let fed: Result<(), BodyFault> = whole[..whole.len() - 12]
                     .chunks(piece)
                     .try_for_each(|p| r.feed(p));
                 assert!(fed.and_then(|()| r.finish()).is_err(), "{coding:?}");
-                assert_eq!(r.broke(), Some((false, &b""[..])), "{coding:?} cut short");
+                let b = r.broke().expect("broke");
+                assert!(
+                    !b.ended && !b.trailer && b.tail.is_empty(),
+                    "{coding:?} cut short"
+                );
+            }
+        }
+        // A gzip whose data ended whole but whose trailer is wrong or cut short keeps the
+        // trailer's bytes as they came.
+        let whole = encode(Coding::Gzip, &text).unwrap();
+        let n = whole.len();
+        let mut bad_crc = whole.clone();
+        bad_crc[n - 8] ^= 0xff;
+        let mut bad_len = whole.clone();
+        bad_len[n - 1] ^= 0xff;
+        let cases = [
+            ("bad crc", bad_crc.clone(), bad_crc[n - 8..].to_vec()),
+            ("bad length", bad_len.clone(), bad_len[n - 8..].to_vec()),
+            (
+                "trailer cut",
+                whole[..n - 3].to_vec(),
+                whole[n - 8..n - 3].to_vec(),
+            ),
+        ];
+        // A wrong CRC the client hung up on before the rest came: recorded as far as it
+        // came, replayed with a wrong CRC.
+        let mut hung_up = bad_crc[..n - 6].to_vec();
+        hung_up[n - 8] = whole[n - 8] ^ 0x55;
+        let mut r = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+        r.feed(&hung_up).unwrap();
+        assert!(r.finish().is_err());
+        let b = r.broke().expect("broke");
+        assert!(b.trailer && b.tail.len() == 8, "{b:?}");
+        assert_ne!(b.tail[..4], whole[n - 8..n - 4]);
+        assert_eq!(b.tail[4..], whole[n - 4..]);
+        for (what, wire, trailer) in cases {
+            for piece in [wire.len(), 3] {
+                let mut r = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
+                let fed: Result<(), BodyFault> = wire.chunks(piece).try_for_each(|p| r.feed(p));
+                assert!(fed.and_then(|()| r.finish()).is_err(), "{what}");
+                let b = r.broke().expect("broke");
+                assert!(b.trailer && !b.ended, "{what} in pieces of {piece}: {b:?}");
+                assert_eq!(b.tail, trailer, "{what} in pieces of {piece}");
+                assert_eq!(*r.sink(), text, "{what}");
             }
         }
         // A whole body breaks nothing.
         let mut r = BodyReader::new(Some(Coding::Gzip), MaxBody::default(), Vec::new());
         r.feed(&encode(Coding::Gzip, &text).unwrap()).unwrap();
         r.finish().unwrap();
-        assert_eq!(r.broke(), None);
+        assert!(r.broke().is_none());
     }
 }

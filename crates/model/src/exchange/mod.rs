@@ -190,6 +190,11 @@ pub struct CodingBroke {
     /// the body whole and sends `tail` after it. Otherwise the stream is left unfinished
     /// where it broke (a body cut short, corrupt data), then `tail`.
     pub ended: bool,
+    /// The data ended whole but its checksum trailer (gzip's CRC-32 and length) did not
+    /// match or was cut short: replay ends the data and sends `tail`, which starts with
+    /// the trailer's bytes as they came, in place of the right trailer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trailer: bool,
     /// The first wire bytes that did not decode (at most [`BROKE_TAIL_MAX`], scrubbed of
     /// the exchange's secrets), in base64; empty for a body cut short.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -206,6 +211,7 @@ impl CodingBroke {
         let tail = &tail[..tail.len().min(BROKE_TAIL_MAX)];
         CodingBroke {
             ended,
+            trailer: false,
             tail: base64::engine::general_purpose::STANDARD.encode(tail),
         }
     }
