@@ -520,6 +520,29 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     assert!(!stderr.contains(token));
 }
 
+/// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
+/// own, outside the scratch directory the secret searches read.
+async fn echo_tape(
+    up: &Upstream,
+    dirs: &Dirs,
+    session: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = record(dirs, up, session, &[]);
+    let resp = client(&d, dirs)
+        .post(up.url("/echo"))
+        .json(&serde_json::json!({"user": "ada", "q": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    d.stop();
+    let outside = tempfile::tempdir().unwrap();
+    let tape = outside.path().join(format!("{session}.jsonl"));
+    let (code, _, err) = dirs.run(&["export", session, "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    (outside, tape)
+}
+
 /// A tape is a file people edit, and what someone writes into it by hand (a key pasted
 /// into a header, a URL or a JSON field, an answer echoing it) never reaches the store:
 /// import redacts each event as record would have, says which steps held secrets, and
@@ -528,20 +551,7 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
 async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, &up, "hand", &[]);
-    let body = serde_json::json!({"user": "ada", "q": "hi"});
-    let resp = client(&d, &dirs)
-        .post(up.url("/echo"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    d.stop();
-    let outside = tempfile::tempdir().unwrap();
-    let tape = outside.path().join("hand.jsonl");
-    let (code, _, err) = dirs.run(&["export", "hand", "-o", tape.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let (_outside, tape) = echo_tape(&up, &dirs, "hand").await;
 
     let (header_key, url_key, pw) = (
         "sk-hand-HEADER-MUST-NEVER-BE-STORED-77",
@@ -649,19 +659,7 @@ async fn a_key_echoed_json_escaped_never_reaches_disk() {
 async fn a_tape_body_file_holding_a_secret_is_refused_on_import() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let d = record(&dirs, &up, "files", &[]);
-    let resp = client(&d, &dirs)
-        .post(up.url("/echo"))
-        .json(&serde_json::json!({"q": "hi"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    d.stop();
-    let outside = tempfile::tempdir().unwrap();
-    let tape = outside.path().join("files.jsonl");
-    let (code, _, err) = dirs.run(&["export", "files", "-o", tape.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let (outside, tape) = echo_tape(&up, &dirs, "files").await;
 
     let pw = "file-PASSWORD-MUST-NEVER-BE-STORED-55";
     let big = serde_json::to_vec(&serde_json::json!({"pad": "x".repeat(100_000), "password": pw}))
