@@ -257,8 +257,9 @@ impl<W: Write> Gzip<W> {
 #[derive(Debug)]
 pub struct Broke {
     pub error: std::io::Error,
-    /// Bytes fed before the last input that are part of what broke the stream (taken
-    /// by the gzip decoder as the start of a member's header).
+    /// Bytes fed before the last input that are part of what broke the stream: taken
+    /// by the gzip decoder as the start of a member's header, or (with `trailer`) a gzip
+    /// trailer's bytes as they came.
     pub before: Vec<u8>,
     /// How far into the last input fed the stream was good: the bytes from here on
     /// broke it, after `before`.
