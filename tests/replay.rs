@@ -739,6 +739,11 @@ async fn a_gzip_body_that_breaks_after_decoding_is_replayed_broken_the_same_way(
         stderr.contains("bytes follow the end of the gzip stream"),
         "{stderr}"
     );
+    // Each answer came whole, its coding broken as the upstream sent it.
+    assert!(
+        stderr.contains("recorded 7 exchanges (0 without a complete response)"),
+        "{stderr}"
+    );
     let ev = export(&dirs, "brokengz");
     use base64::Engine;
     let tail = base64::engine::general_purpose::STANDARD

@@ -1111,7 +1111,9 @@ impl Pending {
                     .stats
                     .exchanges
                     .fetch_add(1, Ordering::Relaxed);
-                if event.error.is_some() {
+                // What the summary counts "without a complete response" (an answer whose
+                // coding broke came whole: its error is the coding's).
+                if event.response.as_ref().is_none_or(|r| !r.complete) {
                     self.recorder.stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::debug!(
