@@ -1041,6 +1041,23 @@ async fn record_around_a_command_sets_the_proxy_and_returns_its_exit_status() {
         err.contains("the command made no HTTP call through the proxy, so no session was stored"),
         "{err}"
     );
+    // A client that came through the proxy but refused tapedeck's certificate is not
+    // told it ignored the proxy: curl given only the system's roots.
+    let (code, _, err2) = dirs.run(&[
+        "record",
+        "--",
+        "curl",
+        "-sS",
+        "--cacert",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "https://api.example.test/v1",
+    ]);
+    assert_ne!(code, 0, "{err2}");
+    assert!(
+        err2.contains("came through the proxy but ended 1 TLS connection before a request"),
+        "{err2}"
+    );
+    assert!(!err2.contains("ignored HTTPS_PROXY"), "{err2}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("http://127.0.0.1:"), "{out}");
     let bundle = std::fs::read_to_string(lines[1]).unwrap();

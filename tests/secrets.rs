@@ -653,6 +653,56 @@ async fn a_key_echoed_json_escaped_never_reaches_disk() {
     );
 }
 
+/// A key a model repeats token by token (a few characters an event, as every provider
+/// streams) never reaches disk: no run of the stored bytes held it, so the scrub let
+/// every piece through and the stored stream spelled it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_streamed_back_a_few_characters_an_event_never_reaches_disk() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "tokens", &[]);
+    let contents = |body: &str| -> String {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|j| serde_json::from_str::<Value>(j).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let body = client(&d, &dirs)
+        .get(up.url("/sse-echo-auth-tokens"))
+        .bearer_auth(BEARER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The client got the stream as the upstream sent it.
+    assert_eq!(contents(&body), format!("Echo: {BEARER}."));
+    let events = assert_nowhere(&dirs, d, "tokens", &[BEARER]);
+    let stored = events[0]["response"]["body"]["text"].as_str().unwrap();
+    let text = contents(stored);
+    assert!(
+        text.starts_with("Echo: [REDACTED]") && text.ends_with("[REDACTED]."),
+        "{text}"
+    );
+    for piece in ["BEARER", "NEVER", "STORED"] {
+        assert!(
+            !text.contains(piece),
+            "{piece:?} is still in the stored stream: {text}"
+        );
+    }
+    // Every event is still one a client parses.
+    assert_eq!(
+        stored.matches("data: {").count(),
+        body.matches("data: {").count()
+    );
+}
+
 /// A large body written into a tape's body file by hand (stored as it is, a part at a
 /// time) is refused when it holds a secret, before a byte of it is stored.
 #[tokio::test(flavor = "multi_thread")]

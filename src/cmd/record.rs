@@ -139,9 +139,24 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     if recorded.is_empty() && !a.cmd.is_empty() {
         // Nothing to replay, so no session was made: a replay of it would say there is
         // no such session. Most often the command's HTTP client did not use the proxy.
-        eprintln!(
-            "tapedeck: the command made no HTTP call through the proxy, so no session was stored (a replay of it would find none). If it does call out, its HTTP client ignored HTTPS_PROXY and HTTP_PROXY: Node's built-in fetch does, and some SDKs take a proxy setting of their own"
-        );
+        let seen = &tapedeck_proxy::SEEN;
+        let failed = seen.tls_failed.load(std::sync::atomic::Ordering::Relaxed);
+        let came = seen.connections.load(std::sync::atomic::Ordering::Relaxed);
+        if failed > 0 {
+            eprintln!(
+                "tapedeck: the command's client came through the proxy but ended {} before a request (see the warnings above: most often it does not trust tapedeck's CA), so no session was stored",
+                counted(failed, "TLS connection")
+            );
+        } else if came > 0 {
+            eprintln!(
+                "tapedeck: the command's client opened {} to the proxy but completed no request through it, so no session was stored",
+                counted(came, "connection")
+            );
+        } else {
+            eprintln!(
+                "tapedeck: the command made no HTTP call through the proxy, so no session was stored (a replay of it would find none). If it does call out, its HTTP client ignored HTTPS_PROXY and HTTP_PROXY: Node's built-in fetch does, and some SDKs take a proxy setting of their own"
+            );
+        }
     }
     Ok(code)
 }

@@ -821,6 +821,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/echo-auth-escaped") => echo_auth_escaped(&req),
         (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
+        (&Method::GET, "/sse-echo-auth-tokens") => sse_echo_auth_tokens(&req),
         (&Method::POST, "/oauth/token") => {
             read_body(req).await?;
             json_response(
@@ -989,6 +990,23 @@ fn sse_echo_auth(req: &Request<Incoming>, q: Option<&str>) -> Response<FixtureBo
     }
     frames.push(Bytes::copy_from_slice(&text.as_bytes()[last..]));
     sse_response(paced_body(frames, Duration::ZERO))
+}
+
+/// A model repeating the caller's key as it streams: OpenAI chat chunks of three
+/// characters each, one event a frame, 2 ms apart.
+fn sse_echo_auth_tokens(req: &Request<Incoming>) -> Response<FixtureBody> {
+    let auth = authorization(req);
+    let cred = auth.strip_prefix("Bearer ").unwrap_or(&auth);
+    let mut tokens = vec!["Echo: ".to_string()];
+    let chars: Vec<char> = cred.chars().collect();
+    tokens.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
+    tokens.push(".".to_string());
+    let mut frames: Vec<Bytes> = tokens
+        .iter()
+        .map(|t| sse_data(&json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]})))
+        .collect();
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    sse_response(paced_body(frames, Duration::from_millis(2)))
 }
 
 fn sse(q: Option<&str>) -> Response<FixtureBody> {

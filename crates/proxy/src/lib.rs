@@ -162,6 +162,23 @@ pub type Connections = crate::shutdown::Tracker;
 /// when the connection becomes one.
 pub type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
+/// What clients did in this process, for `record -- CMD` to say why nothing was
+/// recorded: no client came (it ignored the proxy variables), or clients came and
+/// refused tapedeck's certificate.
+#[derive(Default)]
+pub struct Seen {
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// TLS connections that failed before their first request (the client refused the
+    /// certificate, most often).
+    pub tls_failed: AtomicU64,
+}
+
+pub static SEEN: Seen = Seen {
+    connections: AtomicU64::new(0),
+    tls_failed: AtomicU64::new(0),
+};
+
 pub struct Proxy<H: Handler> {
     handler: Arc<H>,
     ca: Arc<Ca>,
@@ -226,6 +243,7 @@ impl<H: Handler> Proxy<H> {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
+                        SEEN.connections.fetch_add(1, Ordering::Relaxed);
                         match self.slots.clone().try_acquire_owned() {
                             Ok(permit) => {
                                 let this = self.clone();

@@ -161,6 +161,9 @@ impl TlsClient {
     }
 
     fn warn_failed(&self, e: &io::Error) {
+        crate::SEEN
+            .tls_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(alert) = rejection_alert(e) {
             self.warn_rejected(e, alert);
         } else {
@@ -187,6 +190,9 @@ impl TlsClient {
     /// Some clients (git and curl over GnuTLS) check the certificate only after the
     /// handshake, then close before their first request.
     fn closed_before_a_request(&self, e: &hyper::Error) {
+        crate::SEEN
+            .tls_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(c) = cause {
             let alert = c

@@ -15,6 +15,7 @@ mod json;
 mod json_fields;
 mod multipart;
 mod secrets;
+mod sse;
 mod stream;
 
 use std::borrow::Cow;

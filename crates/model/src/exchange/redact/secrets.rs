@@ -155,6 +155,54 @@ impl Secrets {
     }
 }
 
+/// The secret values, to find in text that a body spreads over several pieces (a
+/// streamed answer's tokens, one per server-sent event: see `sse`).
+#[derive(Clone)]
+pub(super) struct Finder {
+    matcher: Matcher,
+    values: Vec<Vec<u8>>,
+    first: [bool; 256],
+    longest: usize,
+}
+
+impl Secrets {
+    pub(super) fn finder(&self) -> Option<Finder> {
+        let matcher = self.matcher()?.clone();
+        let mut first = [false; 256];
+        for v in &self.values {
+            first[v[0] as usize] = true;
+        }
+        Some(Finder {
+            matcher,
+            values: self.values.clone(),
+            first,
+            longest: self.max_len(),
+        })
+    }
+}
+
+impl Finder {
+    /// The first value in `h` starting at or after `at`: its start and end.
+    pub(super) fn find_at(&self, h: &[u8], at: usize) -> Option<(usize, usize)> {
+        self.matcher.find_at(h, at)
+    }
+
+    /// Where the longest end of `h` that some value begins with (and is not whole)
+    /// starts: `h.len()` when none does.
+    pub(super) fn partial_from(&self, h: &[u8]) -> usize {
+        let from = h.len().saturating_sub(self.longest.saturating_sub(1));
+        (from..h.len())
+            .find(|&p| {
+                self.first[h[p] as usize]
+                    && self
+                        .values
+                        .iter()
+                        .any(|v| v.len() > h.len() - p && v.starts_with(&h[p..]))
+            })
+            .unwrap_or(h.len())
+    }
+}
+
 /// Bytes some JSON serializer writes escaped (besides control and non-ASCII bytes).
 const JSON_SPECIAL: &[u8] = b"\"\\/+<>&'`";
 

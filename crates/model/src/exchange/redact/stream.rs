@@ -12,6 +12,7 @@ use super::form::FormFields;
 use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
+use super::sse::SseSplit;
 use super::{Collected, FieldNames, Secrets};
 use crate::rules::Rules;
 
@@ -19,6 +20,7 @@ pub struct BodyScrubber {
     form: Option<FormFields>,
     multipart: Option<MultipartFields>,
     json: Option<JsonFields>,
+    sse: Option<SseSplit>,
     literal: LiteralStream,
     stage: Vec<u8>,
     spare: Vec<u8>,
@@ -63,10 +65,16 @@ impl BodyScrubber {
             None
         };
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
+        // A secret streamed a few characters an event (a model repeating a key).
+        let sse = ct
+            .starts_with("text/event-stream")
+            .then(|| secrets.finder().map(SseSplit::new))
+            .flatten();
         BodyScrubber {
             form,
             multipart,
             json,
+            sse,
             literal: secrets.stream(),
             stage: Vec::new(),
             spare: Vec::new(),
@@ -78,6 +86,7 @@ impl BodyScrubber {
         self.form.is_none()
             && self.multipart.is_none()
             && self.json.is_none()
+            && self.sse.is_none()
             && self.literal.is_passthrough()
     }
 
@@ -102,6 +111,7 @@ impl BodyScrubber {
             form,
             multipart,
             json,
+            sse,
             literal,
             stage,
             spare,
@@ -126,12 +136,17 @@ impl BodyScrubber {
         if let Some(j) = json.as_mut() {
             run(&mut |i, o| j.feed(i, o));
         }
+        if let Some(s) = sse.as_mut() {
+            run(&mut |i, o| s.feed(i, o));
+        }
         literal.feed(if staged { stage.as_slice() } else { data }, out);
     }
 
     /// How many bytes fed so far are held back, to be written when more arrive.
     pub fn held(&self) -> usize {
-        self.literal.held() + self.multipart.as_ref().map_or(0, MultipartFields::held)
+        self.literal.held()
+            + self.multipart.as_ref().map_or(0, MultipartFields::held)
+            + self.sse.as_ref().map_or(0, SseSplit::held)
     }
 
     /// The bytes held back, and the values of the fields that were redacted.
@@ -148,6 +163,12 @@ impl BodyScrubber {
             let mut next = Vec::new();
             j.feed(&cur, &mut next);
             found.append(j.finish());
+            cur = next;
+        }
+        if let Some(mut s) = self.sse {
+            let mut next = Vec::new();
+            s.feed(&cur, &mut next);
+            s.finish(&mut next);
             cur = next;
         }
         let mut literal = self.literal;

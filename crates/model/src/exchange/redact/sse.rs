@@ -1,0 +1,576 @@
+//! Secrets split across server-sent events.
+//!
+//! A model that repeats a key streams it a few characters an event:
+//! `data: {"choices":[{"delta":{"content":"sk-pro"}}]}`, then `…"content":"j-4f9…"…`.
+//! No run of the body's bytes holds the key, so the literal scrub cannot see it. This
+//! stage reads each `data:` line's JSON strings, decoded, as text that goes on from the
+//! strings at the same place (`choices[0].delta.content`) in the events before it; a
+//! `data:` line that is not JSON goes on from the data lines before it that were not
+//! either. Each piece of a secret found in that text is replaced with the marker in
+//! every event it spans. A line is held back only while the text ending in it could
+//! still be the start of a secret, so the output does not depend on how the input was
+//! cut.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::secrets::Finder;
+use crate::rules::REDACTED;
+
+/// A longer line (a `data:` line of several MB is no token stream) is passed through as
+/// it comes, for the literal scrub alone; it ends every text read so far.
+const MAX_LINE: usize = 1 << 20;
+/// Places whose text could be the start of a secret, at most (a hostile body could make
+/// every string of a huge array one).
+const MAX_PLACES: usize = 256;
+
+/// Where one decoded byte came from: a held line and the raw bytes in it.
+#[derive(Clone, Copy, Debug)]
+struct Spot {
+    line: u64,
+    start: u32,
+    end: u32,
+}
+
+/// Decoded text, each byte beside where it came from.
+#[derive(Default, Debug)]
+struct Text {
+    bytes: Vec<u8>,
+    at: Vec<Spot>,
+}
+
+impl Text {
+    fn push(&mut self, bytes: &[u8], spot: Spot) {
+        self.bytes.extend_from_slice(bytes);
+        self.at.extend(std::iter::repeat_n(spot, bytes.len()));
+    }
+}
+
+/// A line read and not yet written, with the raw ranges to replace.
+struct Line {
+    raw: Vec<u8>,
+    cuts: Vec<(u32, u32)>,
+}
+
+pub(super) struct SseSplit {
+    finder: Finder,
+    /// The line being read.
+    line: Vec<u8>,
+    /// The line being read is over [`MAX_LINE`]: passed through up to its end.
+    long: bool,
+    held: VecDeque<Line>,
+    /// The number of `held[0]`.
+    first: u64,
+    /// The number the line being read will have.
+    next: u64,
+    /// Each place's text that could be the start of a secret.
+    places: HashMap<Vec<u8>, Text>,
+}
+
+impl SseSplit {
+    pub(super) fn new(finder: Finder) -> SseSplit {
+        SseSplit {
+            finder,
+            line: Vec::new(),
+            long: false,
+            held: VecDeque::new(),
+            first: 0,
+            next: 0,
+            places: HashMap::new(),
+        }
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.line.len() + self.held.iter().map(|l| l.raw.len()).sum::<usize>()
+    }
+
+    pub(super) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let nl = memchr::memchr(b'\n', rest);
+            if self.long {
+                let n = nl.map_or(rest.len(), |i| i + 1);
+                out.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if nl.is_some() {
+                    self.long = false;
+                }
+                continue;
+            }
+            let n = nl.map_or(rest.len(), |i| i + 1);
+            if self.line.len() + n > MAX_LINE {
+                // Too long to be a token's event: everything read so far goes out as it
+                // is cut now, and this line after it, untouched.
+                self.places.clear();
+                self.release(out);
+                out.extend_from_slice(&std::mem::take(&mut self.line));
+                out.extend_from_slice(&rest[..n]);
+                self.long = nl.is_none();
+                rest = &rest[n..];
+                continue;
+            }
+            self.line.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if nl.is_some() {
+                self.end_line(out);
+            }
+        }
+    }
+
+    pub(super) fn finish(mut self, out: &mut Vec<u8>) {
+        if !self.line.is_empty() {
+            self.end_line(out);
+        }
+        self.places.clear();
+        self.release(out);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        let raw = std::mem::take(&mut self.line);
+        let number = self.next;
+        self.next += 1;
+        let pieces = pieces(&raw, number);
+        self.held.push_back(Line {
+            raw,
+            cuts: Vec::new(),
+        });
+        for (place, piece) in pieces {
+            self.go_on(place, piece);
+        }
+        self.release(out);
+    }
+
+    /// Reads `piece` as the text of `place` going on, and cuts every secret it completes.
+    fn go_on(&mut self, place: Vec<u8>, piece: Text) {
+        let mut text = self.places.remove(&place).unwrap_or_default();
+        text.bytes.extend_from_slice(&piece.bytes);
+        text.at.extend_from_slice(&piece.at);
+        let markers: Vec<(usize, usize)> = memchr::memmem::find_iter(&text.bytes, REDACTED)
+            .map(|s| (s, s + REDACTED.len()))
+            .collect();
+        let mut at = 0;
+        let mut done = 0;
+        while let Some((s, e)) = self.finder.find_at(&text.bytes, at) {
+            // A match that takes in part of a marker is the marker read again, not a
+            // secret: a stored stream redacted again comes out the same.
+            if markers.iter().any(|&(ms, me)| s < me && ms < e) {
+                at = s + 1;
+                continue;
+            }
+            self.cut(&text.at[s..e]);
+            done = e;
+            at = e;
+        }
+        let after_marker = markers.last().map_or(0, |&(_, me)| me);
+        let from = done.max(after_marker);
+        let keep = from + self.finder.partial_from(&text.bytes[from..]);
+        if keep < text.bytes.len() && self.places.len() < MAX_PLACES {
+            text.bytes.drain(..keep);
+            text.at.drain(..keep);
+            self.places.insert(place, text);
+        }
+    }
+
+    /// Marks the raw bytes a secret's decoded bytes came from, a range for each run of
+    /// them that lies together in one line.
+    fn cut(&mut self, spots: &[Spot]) {
+        let mut i = 0;
+        while i < spots.len() {
+            let run = spots[i];
+            let (mut start, mut end) = (run.start, run.end);
+            let mut j = i + 1;
+            while j < spots.len() && spots[j].line == run.line && spots[j].start <= end {
+                start = start.min(spots[j].start);
+                end = end.max(spots[j].end);
+                j += 1;
+            }
+            let held = (run.line - self.first) as usize;
+            self.held[held].cuts.push((start, end));
+            i = j;
+        }
+    }
+
+    /// Writes every held line that no place's text reaches back to.
+    fn release(&mut self, out: &mut Vec<u8>) {
+        let keep_from = self
+            .places
+            .values()
+            .filter_map(|t| t.at.first().map(|s| s.line))
+            .min()
+            .unwrap_or(self.next);
+        while self.first < keep_from {
+            let Some(line) = self.held.pop_front() else {
+                break;
+            };
+            write_cut(line, out);
+            self.first += 1;
+        }
+        if self.held.is_empty() {
+            self.first = self.next;
+        }
+    }
+}
+
+/// The line with each cut range replaced by the marker (overlapping ranges as one).
+fn write_cut(mut line: Line, out: &mut Vec<u8>) {
+    line.cuts.sort_unstable();
+    let mut done = 0usize;
+    for (s, e) in line.cuts {
+        let (s, e) = (s as usize, e as usize);
+        if e <= done {
+            continue;
+        }
+        if s >= done {
+            out.extend_from_slice(&line.raw[done..s]);
+            out.extend_from_slice(REDACTED.as_bytes());
+        }
+        done = e;
+    }
+    out.extend_from_slice(&line.raw[done..]);
+}
+
+/// The texts a line adds to: each string of a `data:` line's JSON at its place, or the
+/// whole value of one that is not JSON.
+fn pieces(raw: &[u8], line: u64) -> Vec<(Vec<u8>, Text)> {
+    let Some(rest) = raw.strip_prefix(b"data:") else {
+        return Vec::new();
+    };
+    let mut off = 5;
+    if rest.first() == Some(&b' ') {
+        off += 1;
+    }
+    let mut end = raw.len();
+    while end > off && matches!(raw[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let value = &raw[off..end];
+    let json = value
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'));
+    if json {
+        if let Some(p) = json_strings(value, off, line) {
+            return p;
+        }
+    }
+    let mut text = Text::default();
+    for (i, &b) in value.iter().enumerate() {
+        let at = (off + i) as u32;
+        text.push(
+            &[b],
+            Spot {
+                line,
+                start: at,
+                end: at + 1,
+            },
+        );
+    }
+    vec![(Vec::new(), text)]
+}
+
+enum Frame {
+    Object { key: Vec<u8>, want_key: bool },
+    Array { index: usize },
+}
+
+/// Every string value of `v` (`None` unless it reads as JSON), decoded, with its place:
+/// the keys and indices that lead to it.
+fn json_strings(v: &[u8], off: usize, line: u64) -> Option<Vec<(Vec<u8>, Text)>> {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b' ' | b'\t' | b'\r' | b'\n' | b':' => i += 1,
+            b'{' => {
+                stack.push(Frame::Object {
+                    key: Vec::new(),
+                    want_key: true,
+                });
+                i += 1;
+            }
+            b'[' => {
+                stack.push(Frame::Array { index: 0 });
+                i += 1;
+            }
+            b'}' => {
+                matches!(stack.pop(), Some(Frame::Object { .. })).then_some(())?;
+                i += 1;
+            }
+            b']' => {
+                matches!(stack.pop(), Some(Frame::Array { .. })).then_some(())?;
+                i += 1;
+            }
+            b',' => {
+                match stack.last_mut()? {
+                    Frame::Object { want_key, .. } => *want_key = true,
+                    Frame::Array { index } => *index += 1,
+                }
+                i += 1;
+            }
+            b'"' => {
+                let end = string_end(v, i)?;
+                match stack.last_mut() {
+                    Some(Frame::Object { key, want_key }) if *want_key => {
+                        *key = v[i + 1..end - 1].to_vec();
+                        *want_key = false;
+                    }
+                    _ => found.push((place(&stack), decode(v, i + 1, end - 1, off, line))),
+                }
+                i = end;
+            }
+            _ => {
+                let n = v[i..]
+                    .iter()
+                    .position(|b| b",]} \t\r\n:".contains(b))
+                    .unwrap_or(v.len() - i);
+                i += n.max(1);
+            }
+        }
+    }
+    stack.is_empty().then_some(found)
+}
+
+/// Where a string stands: `.key` and `[index]` from the outside in.
+fn place(stack: &[Frame]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for f in stack {
+        match f {
+            Frame::Object { key, .. } => {
+                p.push(b'.');
+                p.extend_from_slice(key);
+            }
+            Frame::Array { index } => {
+                p.push(b'[');
+                p.extend_from_slice(index.to_string().as_bytes());
+                p.push(b']');
+            }
+        }
+    }
+    p
+}
+
+/// Just past the quote that ends the string opened at `open`.
+fn string_end(v: &[u8], open: usize) -> Option<usize> {
+    let mut j = open + 1;
+    loop {
+        j += memchr::memchr2(b'"', b'\\', &v[j..])?;
+        if v[j] == b'\\' {
+            j += 2;
+            if j > v.len() {
+                return None;
+            }
+        } else {
+            return Some(j + 1);
+        }
+    }
+}
+
+/// The string's raw bytes `v[s..e]`, unescaped, each byte beside the raw bytes it came
+/// from (`off` is where `v` starts in its line).
+fn decode(v: &[u8], s: usize, e: usize, off: usize, line: u64) -> Text {
+    let mut text = Text::default();
+    let spot = |a: usize, b: usize| Spot {
+        line,
+        start: (off + a) as u32,
+        end: (off + b) as u32,
+    };
+    let mut i = s;
+    while i < e {
+        if v[i] != b'\\' || i + 1 >= e {
+            text.push(&v[i..i + 1], spot(i, i + 1));
+            i += 1;
+            continue;
+        }
+        let simple = match v[i + 1] {
+            b'n' => Some(b'\n'),
+            b't' => Some(b'\t'),
+            b'r' => Some(b'\r'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'"' | b'\\' | b'/' => Some(v[i + 1]),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            text.push(&[b], spot(i, i + 2));
+            i += 2;
+            continue;
+        }
+        let unit = |at: usize| -> Option<u32> {
+            let hex = v.get(at..at + 6).filter(|h| h.starts_with(b"\\u"))?;
+            u32::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+        };
+        match unit(i).filter(|_| i + 6 <= e) {
+            Some(hi @ 0xD800..=0xDBFF) => match unit(i + 6).filter(|_| i + 12 <= e) {
+                Some(lo @ 0xDC00..=0xDFFF) => {
+                    let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                    let c = char::from_u32(c).unwrap_or('\u{fffd}');
+                    text.push(c.encode_utf8(&mut [0; 4]).as_bytes(), spot(i, i + 12));
+                    i += 12;
+                }
+                _ => {
+                    text.push("\u{fffd}".as_bytes(), spot(i, i + 6));
+                    i += 6;
+                }
+            },
+            Some(u) => {
+                let c = char::from_u32(u).unwrap_or('\u{fffd}');
+                text.push(c.encode_utf8(&mut [0; 4]).as_bytes(), spot(i, i + 6));
+                i += 6;
+            }
+            None => {
+                text.push(&v[i..i + 1], spot(i, i + 1));
+                i += 1;
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{BodyScrubber, Secrets};
+    use crate::rules::Rules;
+
+    const KEY: &str = "sk-proj-4f9Qz81LmT0pXw";
+    const SSE: Option<&str> = Some("text/event-stream");
+
+    fn secrets() -> Secrets {
+        let mut s = Secrets::default();
+        s.add(&format!("Bearer {KEY}"));
+        s
+    }
+
+    /// The body scrubbed whole, after checking that every way of cutting it gives the
+    /// same bytes.
+    fn scrub(body: &str) -> String {
+        let rules = Rules::default();
+        let s = secrets();
+        let (whole, _) = BodyScrubber::run(body.as_bytes(), SSE, &rules, &s);
+        for cut in [1, 2, 3, 7, 16, 61, 200] {
+            let mut sc = BodyScrubber::new(SSE, &rules, &s);
+            let mut got = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                got.extend_from_slice(sc.feed(piece));
+            }
+            got.extend_from_slice(&sc.finish().0);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&whole),
+                "cut {cut}"
+            );
+        }
+        String::from_utf8(whole).unwrap()
+    }
+
+    /// An OpenAI-style stream, the text given streamed in these pieces.
+    fn chat(pieces: &[&str]) -> String {
+        let mut body = String::new();
+        for p in pieces {
+            body += &format!(
+                "data: {}\n\n",
+                serde_json::json!({"id":"c1","choices":[{"index":0,"delta":{"content":p}}]})
+            );
+        }
+        body + "data: [DONE]\n\n"
+    }
+
+    #[test]
+    fn a_key_a_model_streams_token_by_token_is_not_stored() {
+        let body = chat(&[
+            "Your key is ",
+            "sk-",
+            "proj-4f",
+            "9Qz81",
+            "LmT0p",
+            "Xw",
+            ", keep it.",
+        ]);
+        let out = scrub(&body);
+        let joined: String = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        // Not a piece of the key stays, and the rest of the text is as it was.
+        assert_eq!(
+            joined,
+            "Your key is [REDACTED][REDACTED][REDACTED][REDACTED][REDACTED], keep it."
+        );
+        assert!(!out.contains("4f9Qz81") && !out.contains("LmT0p"), "{out}");
+        // Still a stream a client parses: every event's JSON is intact.
+        assert_eq!(out.matches("data: {").count(), 7);
+        assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_key_split_in_the_middle_of_a_token_loses_only_its_own_characters() {
+        let out = scrub(&chat(&["abc sk-proj", "-4f9Qz81LmT0pXw def", "ghi"]));
+        assert!(out.contains(r#""content":"abc [REDACTED]""#), "{out}");
+        assert!(out.contains(r#""content":"[REDACTED] def""#), "{out}");
+        assert!(out.contains(r#""content":"ghi""#), "{out}");
+    }
+
+    #[test]
+    fn escaped_pieces_and_anthropic_deltas_and_plain_text_lines_are_read_too() {
+        // Anthropic's content_block_delta, a piece escaped as a serializer may write it.
+        let mut body = String::from("event: message_start\ndata: {\"type\":\"message_start\"}\n\n");
+        for p in ["sk\\u002dproj\\u002d", "4f9Qz81LmT0", "pXw"] {
+            body += &format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{p}\"}}}}\n\n"
+            );
+        }
+        let out = scrub(&body);
+        assert!(
+            !out.contains("4f9Qz81LmT0") && !out.contains("\\u002d"),
+            "{out}"
+        );
+        assert_eq!(out.matches("[REDACTED]").count(), 3, "{out}");
+        // Plain text data lines, CRLF.
+        let out = scrub("data: sk-proj-4f9\r\n\r\ndata: Qz81LmT0pXw!\r\n\r\n");
+        assert_eq!(out, "data: [REDACTED]\r\n\r\ndata: [REDACTED]!\r\n\r\n");
+    }
+
+    #[test]
+    fn text_at_other_places_or_with_no_key_is_left_as_it_came() {
+        // The pieces at different places never join: `sk-proj-4f9` as an id, the rest as
+        // content.
+        let body = "data: {\"id\":\"sk-proj-4f9\",\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n\
+                    data: {\"id\":\"a\",\"choices\":[{\"delta\":{\"content\":\"Qz81LmT0pXw\"}}]}\n\n";
+        assert_eq!(scrub(body), body);
+        let body = chat(&["sk-", "proj-4f9", "Qz81LmT0", " not the key"]);
+        assert_eq!(scrub(&body), body);
+        // Lines that are not JSON and events that are not data pass as they are.
+        let body = ": keep-alive\n\nevent: ping\nid: 7\ndata: {\"a\":[1,2,{\"b\":null}]}\n\ndata: {broken\n\n";
+        assert_eq!(scrub(body), body);
+    }
+
+    #[test]
+    fn a_stored_stream_redacted_again_is_unchanged() {
+        let once = scrub(&chat(&[
+            "sk-proj-4f9Q",
+            "z81LmT0pXw",
+            "D]sk-proj",
+            "-4f9Qz81LmT0pXw",
+        ]));
+        assert_eq!(scrub(&once), once);
+        assert!(!once.contains("4f9Q"), "{once}");
+    }
+
+    #[test]
+    fn a_line_over_the_limit_passes_through_and_the_lines_after_it_are_read_again() {
+        let big = format!("data: {}\n\n", "x".repeat(super::MAX_LINE));
+        let body = chat(&["sk-proj-4f9Qz"]) + &big + &chat(&["sk-proj-", "4f9Qz81LmT0pXw"]);
+        let out = scrub(&body);
+        assert!(out.contains(&big));
+        assert!(
+            out.contains("sk-proj-4f9Qz"),
+            "before the long line, no whole key"
+        );
+        assert_eq!(out.matches("[REDACTED]").count(), 2);
+    }
+}
