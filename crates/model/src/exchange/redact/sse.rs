@@ -108,29 +108,52 @@ impl SseSplit {
                 rest = &rest[n..];
                 continue;
             }
-            self.line.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            if nl.is_some() {
-                self.end_line(out);
+            if nl.is_none() {
+                self.line.extend_from_slice(rest);
+                return;
             }
+            if self.line.is_empty() {
+                self.end_line(&rest[..n], out);
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(&rest[..n]);
+                self.end_line(&line, out);
+                line.clear();
+                self.line = line;
+            }
+            rest = &rest[n..];
         }
     }
 
     pub(super) fn finish(mut self, out: &mut Vec<u8>) {
         if !self.line.is_empty() {
-            self.end_line(out);
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, out);
         }
         self.places.clear();
         self.release(out);
     }
 
-    fn end_line(&mut self, out: &mut Vec<u8>) {
-        let raw = std::mem::take(&mut self.line);
+    fn end_line(&mut self, raw: &[u8], out: &mut Vec<u8>) {
         let number = self.next;
         self.next += 1;
-        let pieces = pieces(&raw, number);
+        // Most strings need nothing: no text is waiting anywhere, and this one neither
+        // ends in the start of a secret nor hides one behind escapes (a secret whole in
+        // it is the byte scrub's). Those are not decoded, nor their places spelled out.
+        let busy = !self.places.is_empty();
+        let finder = &self.finder;
+        let want = |s: &[u8]| {
+            busy || memchr::memchr(b'\\', s).is_some() || finder.partial_from(s) < s.len()
+        };
+        let pieces = pieces(raw, number, &want);
+        if pieces.is_empty() && self.held.is_empty() {
+            // Nothing waits, nothing begins: the line goes out as it came.
+            out.extend_from_slice(raw);
+            self.first = self.next;
+            return;
+        }
         self.held.push_back(Line {
-            raw,
+            raw: raw.to_vec(),
             cuts: Vec::new(),
         });
         for (place, piece) in pieces {
@@ -144,7 +167,10 @@ impl SseSplit {
         let mut text = self.places.remove(&place).unwrap_or_default();
         text.bytes.extend_from_slice(&piece.bytes);
         text.at.extend_from_slice(&piece.at);
-        let markers: Vec<(usize, usize)> = memchr::memmem::find_iter(&text.bytes, REDACTED)
+        static MARKER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(REDACTED));
+        let markers: Vec<(usize, usize)> = MARKER
+            .find_iter(&text.bytes)
             .map(|s| (s, s + REDACTED.len()))
             .collect();
         let mut at = 0;
@@ -229,8 +255,8 @@ fn write_cut(mut line: Line, out: &mut Vec<u8>) {
 }
 
 /// The texts a line adds to: each string of a `data:` line's JSON at its place, or the
-/// whole value of one that is not JSON.
-fn pieces(raw: &[u8], line: u64) -> Vec<(Vec<u8>, Text)> {
+/// whole value of one that is not JSON; only the strings `want` picks.
+fn pieces(raw: &[u8], line: u64, want: &dyn Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Text)> {
     let Some(rest) = raw.strip_prefix(b"data:") else {
         return Vec::new();
     };
@@ -248,9 +274,12 @@ fn pieces(raw: &[u8], line: u64) -> Vec<(Vec<u8>, Text)> {
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'));
     if json {
-        if let Some(p) = json_strings(value, off, line) {
+        if let Some(p) = json_strings(value, off, line, want) {
             return p;
         }
+    }
+    if !want(value) {
+        return Vec::new();
     }
     let mut text = Text::default();
     for (i, &b) in value.iter().enumerate() {
@@ -272,9 +301,14 @@ enum Frame {
     Array { index: usize },
 }
 
-/// Every string value of `v` (`None` unless it reads as JSON), decoded, with its place:
-/// the keys and indices that lead to it.
-fn json_strings(v: &[u8], off: usize, line: u64) -> Option<Vec<(Vec<u8>, Text)>> {
+/// Every string value of `v` that `want` picks (`None` unless `v` reads as JSON),
+/// decoded, with its place: the keys and indices that lead to it.
+fn json_strings(
+    v: &[u8],
+    off: usize,
+    line: u64,
+    want: &dyn Fn(&[u8]) -> bool,
+) -> Option<Vec<(Vec<u8>, Text)>> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut found = Vec::new();
     let mut i = 0;
@@ -314,7 +348,10 @@ fn json_strings(v: &[u8], off: usize, line: u64) -> Option<Vec<(Vec<u8>, Text)>>
                         *key = v[i + 1..end - 1].to_vec();
                         *want_key = false;
                     }
-                    _ => found.push((place(&stack), decode(v, i + 1, end - 1, off, line))),
+                    _ if want(&v[i + 1..end - 1]) => {
+                        found.push((place(&stack), decode(v, i + 1, end - 1, off, line)));
+                    }
+                    _ => {}
                 }
                 i = end;
             }
