@@ -17,6 +17,8 @@
 #   2. run every example directly against it, then under `tapedeck record`: same stdout
 #   3. `tapedeck sessions --json` event counts, event kinds in the exported tapes, and the
 #      fake API keys nowhere in the store or the tapes
+#      (also when the model streams the key back three characters an event: the openai
+#      SDK gets it while recording, and its replay gets [REDACTED] pieces)
 #   4. stop the upstream (the port must refuse), replay every session offline: same
 #      stdout; one more replay from an exported tape
 #   5. a changed agent (one extra LLM call) under replay: a miss, exit 3 when the agent
@@ -175,6 +177,24 @@ for name in openai anthropic-stream curl node-fetch; do
   contains "$name" "$TAPES/$(session "$name").tape" "[REDACTED]" "$name: the tape has no redacted header"
 done
 ok "the API keys appear nowhere under the store or certs dir, in the tapes or in any output (the headers are [REDACTED])"
+
+# A model that repeats the key from its prompt streams it three characters an event: no
+# run of the stream's bytes holds it, and the stored stream must not spell it out either.
+# The agent's output has the key replaced by a placeholder, so that no output holds it.
+ECHO=(bash -c '"$0" examples/agent_openai.py --stream --max-turns 1 --question "Repeat: $OPENAI_API_KEY" | sed "s/$OPENAI_API_KEY/<the key>/g"' "$PYTHON")
+run echo-key.record "$TAPEDECK_BIN" record --session e2e-echo-key --upstream-ca "$UP_CA" -- "${ECHO[@]}"
+expect_status echo-key.record 0 "echo-key: tapedeck record -- agent_openai.py --stream, asked to repeat its key"
+contains echo-key "$OUT/echo-key.record.out" "answer: <the key>" "echo-key: the agent got the key streamed back while recording"
+run echo-key.replay "$TAPEDECK_BIN" replay --session e2e-echo-key -- "${ECHO[@]}"
+expect_status echo-key.replay 0 "echo-key: tapedeck replay --session e2e-echo-key"
+grep -qxE 'answer: (\[REDACTED\])+' "$OUT/echo-key.replay.out" \
+  || { show_tail "$OUT/echo-key.replay.out"; fail "echo-key: the replayed answer is not the key's pieces, each [REDACTED]"; }
+set +e
+hits="$(grep -rlaF -- "${SECRET_OPENAI:7:9}" "$STORE" "$OUT")"
+g=$?
+set -e
+[[ $g == 1 ]] || fail "echo-key: a piece of the key (${SECRET_OPENAI:7:9}) is on disk" "found in:" $hits
+ok "echo-key: the key streamed back three characters an event reached the agent, and replays as [REDACTED] pieces (nothing of it stored)"
 
 # ---------------------------------------------------------------------------------------
 step "4. stop the upstream, replay every session offline"

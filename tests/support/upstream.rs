@@ -1476,6 +1476,13 @@ fn named_tools(tools: Option<&Value>, text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The text of the last message when it is the user's.
+fn last_user_text(req: &Value) -> Option<String> {
+    let last = req.get("messages")?.as_array()?.last()?;
+    (last.get("role")?.as_str()? == "user")
+        .then(|| last.get("content").map(content_text).unwrap_or_default())
+}
+
 fn chat_script(req: &Value) -> (Script, usize) {
     let empty = Vec::new();
     let messages = req
@@ -1646,6 +1653,12 @@ async fn chat_completions(
         .map_or(0, Vec::len);
     let id = format!("chatcmpl-{n}");
     let (mut script, prompt_chars) = chat_script(&body);
+    // "Repeat: X" is answered with X, streamed three characters an event, as a model
+    // repeating a key from its prompt streams it.
+    let repeat = last_user_text(&body).and_then(|t| t.strip_prefix("Repeat: ").map(str::to_string));
+    if let Some(r) = &repeat {
+        script = Script::Text(r.clone());
+    }
     if let Script::ToolCall { name, .. } = &mut script {
         if st.wrong_tool() {
             *name = other_tool(body.get("tools"), name);
@@ -1736,7 +1749,14 @@ async fn chat_completions(
                 json!({"role": "assistant", "content": "", "refusal": null}),
                 Value::Null,
             ));
-            for w in word_deltas(t) {
+            let deltas = match &repeat {
+                Some(_) => {
+                    let chars: Vec<char> = t.chars().collect();
+                    chars.chunks(3).map(|c| c.iter().collect()).collect()
+                }
+                None => word_deltas(t),
+            };
+            for w in deltas {
                 frames.push(chunk(json!({"content": w}), Value::Null));
             }
         }
