@@ -505,6 +505,13 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
         "{miss}"
     );
     assert!(miss.contains("other redaction or matching rules"), "{miss}");
+    // The live path's secret is masked where the recording has it redacted: the miss
+    // line goes to CI's log.
+    assert!(
+        miss.contains("/hooks/team/[REDACTED]?wait=true was never recorded"),
+        "{miss}"
+    );
+    assert!(!stderr.contains(token), "{stderr}");
 
     let r = Daemon::start(
         &dirs,

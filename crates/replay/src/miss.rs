@@ -293,8 +293,68 @@ fn shape(got: &Received) -> Shape {
     }
 }
 
+/// The live URL with each path segment and query value that the recorded call stored
+/// redacted (`[REDACTED]` in it) masked as the recording has it: a recording made under
+/// a rule this replay lacks (`--redact-path` given to record only) would otherwise have
+/// the miss print the live secret on stderr and into CI's log.
+fn masked_like(live: &str, recorded: &str) -> Option<String> {
+    const R: &str = tapedeck_model::rules::REDACTED;
+    if !recorded.contains(R) {
+        return None;
+    }
+    let (lp, lq) = live
+        .split_once('?')
+        .map_or((live, None), |(p, q)| (p, Some(q)));
+    let (rp, rq) = recorded
+        .split_once('?')
+        .map_or((recorded, None), |(p, q)| (p, Some(q)));
+    let (ls, rs): (Vec<&str>, Vec<&str>) = (lp.split('/').collect(), rp.split('/').collect());
+    let mut path: Vec<&str> = ls.clone();
+    if ls.len() == rs.len() {
+        for (i, r) in rs.iter().enumerate() {
+            if r.contains(R) {
+                path[i] = r;
+            }
+        }
+    }
+    let mut out = path.join("/");
+    if let Some(lq) = lq {
+        let redacted: Vec<&str> = rq
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(_, v)| v.contains(R))
+            .map(|(k, _)| k)
+            .collect();
+        let pairs: Vec<String> = lq
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if redacted.contains(&k) => format!("{k}={R}"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    (out != live).then_some(out)
+}
+
 /// Describes a miss for the response and for stderr.
 pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> Described {
+    let masked = named
+        .other_rules
+        .then(|| {
+            named
+                .expected
+                .and_then(|(e, _)| masked_like(got.url, &e.request.url))
+        })
+        .flatten();
+    let got = &Received {
+        method: got.method,
+        url: masked.as_deref().unwrap_or(got.url),
+        body: got.body,
+        kind: got.kind,
+    };
     let kind = miss.kind.as_str();
     let (headline, diff, accept) = headline(miss, got, named);
     let mut message = format!("tapedeck replay miss ({kind}) in session {session}: {headline}");
@@ -398,6 +458,30 @@ mod tests {
             other_rules: false,
         };
         describe("s1", &miss, &got, &named)
+    }
+
+    #[test]
+    fn a_live_url_is_masked_where_the_recorded_call_has_it_redacted() {
+        let m = |live, rec| masked_like(live, rec);
+        assert_eq!(
+            m(
+                "https://h/hooks/team/tok-123?key=abc&wait=true",
+                "https://h/hooks/team/[REDACTED]?key=[REDACTED]&wait=true"
+            )
+            .as_deref(),
+            Some("https://h/hooks/team/[REDACTED]?key=[REDACTED]&wait=true")
+        );
+        // Another shape of path: its segments are left; a query value still masked.
+        assert_eq!(
+            m(
+                "https://h/a/b/c?key=abc",
+                "https://h/a/[REDACTED]?key=x-[REDACTED]"
+            )
+            .as_deref(),
+            Some("https://h/a/b/c?key=[REDACTED]")
+        );
+        // Nothing redacted in the recording: nothing to mask.
+        assert_eq!(m("https://h/a?k=1", "https://h/a?k=2"), None);
     }
 
     #[test]
