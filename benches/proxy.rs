@@ -531,6 +531,7 @@ fn synthetic_tape(path: &Path, base: &str, n: usize) {
                     complete: true,
                     trailers: Vec::new(),
                     broke: None,
+                    members: Vec::new(),
                 }),
                 timing: Timing {
                     start_ns: t,

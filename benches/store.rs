@@ -128,6 +128,7 @@ fn event(
             complete: true,
             trailers: Vec::new(),
             broke: None,
+            members: Vec::new(),
         }),
         timing: Timing {
             start_ns: t,

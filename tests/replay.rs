@@ -770,6 +770,64 @@ async fn a_gzip_body_that_breaks_after_decoding_is_replayed_broken_the_same_way(
     r.stop();
 }
 
+/// The members of a gzip body, each decoded alone, up to the first that does not decode
+/// (and that one's error).
+fn gzip_members(mut wire: &[u8]) -> (Vec<Vec<u8>>, Option<String>) {
+    use std::io::Read;
+    let mut out = Vec::new();
+    while !wire.is_empty() {
+        let mut d = flate2::bufread::GzDecoder::new(wire);
+        let mut m = Vec::new();
+        if let Err(e) = d.read_to_end(&mut m) {
+            return (out, Some(format!("{:?}", e.kind())));
+        }
+        wire = d.into_inner();
+        out.push(m);
+    }
+    (out, None)
+}
+
+/// A gzip body sent as several members is replayed in as many, ending where they
+/// ended: it was replayed as one member, so a client that reads only the first member
+/// (or fails on a later one) saw more at replay than live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzip_body_in_several_members_is_replayed_in_the_same_members() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let paths = [
+        "/gzip-broken?how=members",
+        "/gzip-broken?how=members&stream=1",
+        "/gzip-broken?how=members-crc",
+        "/gzip-broken?how=members-crc&stream=1",
+    ];
+    let d = record(&dirs, &up, "members");
+    let c = client(&d, &dirs);
+    let mut live = Vec::new();
+    for p in paths {
+        live.push(fetch(&c, c.get(up.url(p))).await);
+    }
+    d.stop();
+    for (p, got) in paths.iter().zip(&live) {
+        let (members, err) = gzip_members(&got.body);
+        assert_eq!(members.len(), if p.contains("crc") { 2 } else { 3 }, "{p}");
+        assert_eq!(err.is_some(), p.contains("crc"), "{p}");
+    }
+    let ev = export(&dirs, "members");
+    let ends = ev[0]["response"]["members"].as_array().unwrap();
+    assert_eq!(ends.len(), 2, "{}", ev[0]);
+    assert_eq!(ev[2]["response"]["broke"]["trailer"], true, "{}", ev[2]);
+
+    let r = replay(&dirs, "members", &[]);
+    let c = client(&r, &dirs);
+    for (p, got) in paths.iter().zip(&live) {
+        let replayed = fetch(&c, c.get(up.url(p))).await;
+        assert_eq!(replayed.encoding.as_deref(), Some("gzip"));
+        assert_eq!(gzip_members(&replayed.body), gzip_members(&got.body), "{p}");
+        assert_eq!(gunzipped(&replayed.body), gunzipped(&got.body), "{p}");
+    }
+    r.stop();
+}
+
 /// A tape is a file people edit: a request changed by hand is matched as the tape now
 /// says, from the tape and once imported, not by the key it was recorded with; a request
 /// line that could not be sent is refused with its line.

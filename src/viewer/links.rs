@@ -164,6 +164,7 @@ mod tests {
                         complete: true,
                         trailers: Vec::new(),
                         broke: None,
+                        members: Vec::new(),
                     }),
                     timing: Timing {
                         start_ns: at,

@@ -1255,7 +1255,26 @@ fn gzip_broken(q: Option<&str>, auth: &str) -> Response<FixtureBody> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(&raw).expect("gzip");
     let mut data = enc.finish().expect("gzip");
+    let members = |raw: &[u8]| -> Vec<u8> {
+        let third = raw.len() / 3;
+        [&raw[..third], &raw[third..2 * third], &raw[2 * third..]]
+            .iter()
+            .flat_map(|part| {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(part).expect("gzip");
+                e.finish().expect("gzip")
+            })
+            .collect()
+    };
     match query_param(q, "how").as_deref() {
+        // Valid gzip in three members (concatenated streams).
+        Some("members") => data = members(&raw),
+        // Three members, the last one's CRC wrong.
+        Some("members-crc") => {
+            data = members(&raw);
+            let n = data.len();
+            data[n - 8] ^= 0xff;
+        }
         Some("cut") => data.truncate(data.len() - 12),
         Some("crc") => {
             let n = data.len();

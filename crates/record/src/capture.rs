@@ -102,6 +102,8 @@ pub struct Captured {
     /// [`BodyReader::broke`]): whether the coded stream had ended first, and the wire
     /// bytes that broke it, not yet scrubbed.
     pub broke: Option<CodingBreak>,
+    /// Where each gzip member but the last ended (see [`BodyReader::members`]).
+    pub members: Vec<u64>,
 }
 
 impl Capture {
@@ -238,6 +240,7 @@ impl Capture {
         }
         let too_large = self.too_large();
         let broke = self.reader.broke().cloned();
+        let members = self.reader.members().to_vec();
         let sink = self.reader.sink();
         let mut found = Collected::default();
         if let Some(s) = sink.scrubber.take() {
@@ -263,6 +266,7 @@ impl Capture {
             found,
             too_large,
             broke,
+            members,
         }
     }
 }

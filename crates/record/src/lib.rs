@@ -1036,6 +1036,7 @@ impl Pending {
                 let mut chunks = captured.chunks.clone();
                 let over = captured.too_large;
                 let broke = captured.broke.take();
+                let members = std::mem::take(&mut captured.members);
                 let (body, kept, failed) = self.store_body(captured, ct.as_deref());
                 if let Some(k) = kept {
                     whole.push((k.hash, k.data));
@@ -1070,6 +1071,7 @@ impl Pending {
                     complete,
                     trailers,
                     broke,
+                    members,
                 })
                 .map(|r| (r, head.ttfb_ns))
             }

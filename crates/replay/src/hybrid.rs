@@ -338,6 +338,7 @@ impl Fork {
                     complete: true,
                     trailers: Vec::new(),
                     broke: None,
+                    members: Vec::new(),
                 }),
                 Err(e) => {
                     tracing::error!(

@@ -939,7 +939,7 @@ impl Replayer {
                 .reading(self.clone(), ev.step)
                 .trailing(recorded_trailers(r));
             match coding {
-                Some(c) => body = body.encoding(c, r.broke.clone()),
+                Some(c) => body = body.encoding(c, r.broke.clone(), &r.members),
                 None if !cut
                     && (r.chunks.is_none() || header(&r.headers, "content-length").is_some()) =>
                 {
@@ -1016,14 +1016,15 @@ fn in_memory(
             let mut body = ReplayBody::new(frames, arrived, recorded, cut)
                 .holding(hold)
                 .trailing(trailers)
-                .encoding(c, r.broke.clone());
+                .encoding(c, r.broke.clone(), &r.members);
             body.flush_each = true;
             return body.boxed_unsync();
         }
     }
     let frames = if let Some(c) = coding {
         // Encoded bodies go out whole: the bytes decode to exactly what was recorded.
-        let enc = encoding::encode_as(c, &data, r.broke.as_ref()).unwrap_or_else(|_| data.to_vec());
+        let enc = encoding::encode_as(c, &data, r.broke.as_ref(), &r.members)
+            .unwrap_or_else(|_| data.to_vec());
         if !cut && r.chunks.is_none() {
             head.insert(http::header::CONTENT_LENGTH, length(enc.len() as u64));
         }
@@ -1426,14 +1427,16 @@ impl ReplayBody {
         self
     }
 
-    /// Encodes the pieces as they go, and ends the coding as the recorded one ended
-    /// (`broke`: see [`encoding::Encoder::finish_as`]).
+    /// Encodes the pieces as they go, in the recorded gzip members (`members`: see
+    /// [`encoding::Encoder::with_members`]), and ends the coding as the recorded one
+    /// ended (`broke`: see [`encoding::Encoder::finish_as`]).
     fn encoding(
         mut self,
         coding: Coding,
         broke: Option<tapedeck_model::exchange::CodingBroke>,
+        members: &[u64],
     ) -> ReplayBody {
-        self.encoder = encoding::Encoder::new(coding).ok();
+        self.encoder = encoding::Encoder::with_members(coding, members).ok();
         self.broke = broke;
         self
     }

@@ -506,6 +506,7 @@ mod tests {
                 complete: true,
                 trailers: Vec::new(),
                 broke: None,
+                members: Vec::new(),
             }),
             timing: Timing::default(),
             error: None,

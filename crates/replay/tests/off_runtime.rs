@@ -83,6 +83,7 @@ fn record(store: &dyn Store, calls: &[Call]) {
                 complete: true,
                 trailers: Vec::new(),
                 broke: None,
+                members: Vec::new(),
             }),
             timing: Timing::default(),
             error: None,

@@ -1494,6 +1494,7 @@ mod tests {
                 complete: true,
                 trailers: Vec::new(),
                 broke: None,
+                members: Vec::new(),
             });
             let bodies: Vec<(blake3::Hash, bytes::Bytes)> = [request, response]
                 .iter()

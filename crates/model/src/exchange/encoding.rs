@@ -43,10 +43,12 @@ impl<W: Write> Decoder<W> {
     pub fn new(coding: Coding, sink: W) -> Result<Decoder<W>, W> {
         Ok(match coding {
             Coding::Gzip => Decoder::Gzip(Box::new(Gzip {
-                d: flate2::write::MultiGzDecoder::new(Tap {
+                d: Some(flate2::write::GzDecoder::new(Tap {
                     sink,
                     crc: flate2::Crc::new(),
-                }),
+                    total: 0,
+                })),
+                ends: Vec::new(),
                 between: Vec::new(),
                 began: false,
                 last: Vec::with_capacity(2 * GZIP_TRAILER),
@@ -114,7 +116,7 @@ impl<W: Write> Decoder<W> {
 
     fn writer(&mut self) -> &mut dyn Write {
         match self {
-            Decoder::Gzip(g) => &mut g.d,
+            Decoder::Gzip(g) => &mut **g,
             Decoder::Deflate(d) => d,
             Decoder::Brotli(d) => d.as_mut(),
             Decoder::Zstd(d) => d,
@@ -125,7 +127,7 @@ impl<W: Write> Decoder<W> {
     /// or (gzip) followed by bytes too few to be a member's header.
     pub fn finish(&mut self) -> Result<(), Broke> {
         let result = match self {
-            Decoder::Gzip(g) => g.d.try_finish(),
+            Decoder::Gzip(g) => g.member().try_finish(),
             Decoder::Deflate(d) => d.try_finish(),
             Decoder::Brotli(d) => d.close(),
             Decoder::Zstd(d) => d.do_finish(),
@@ -133,9 +135,18 @@ impl<W: Write> Decoder<W> {
         result.map_err(|error| self.broke(error, 0))
     }
 
+    /// Where each gzip member but the last ended, in decoded bytes (empty for one member
+    /// and for other codings).
+    pub fn members(&self) -> &[u64] {
+        match self {
+            Decoder::Gzip(g) => g.ends(),
+            _ => &[],
+        }
+    }
+
     pub fn sink(&mut self) -> &mut W {
         match self {
-            Decoder::Gzip(g) => &mut g.d.get_mut().sink,
+            Decoder::Gzip(g) => &mut g.member().get_mut().sink,
             Decoder::Deflate(d) => d.get_mut(),
             Decoder::Brotli(d) => d.get_mut(),
             Decoder::Zstd(d) => d.get_mut(),
@@ -153,9 +164,13 @@ const GZIP_TRAILER: usize = 8;
 /// match (one for both; `Gzip::broke` tells them apart).
 const GZIP_CHECKSUM: &str = "corrupt gzip stream does not have a matching checksum";
 
-/// A gzip body being decoded, with what tells how it broke if it does.
+/// A gzip body being decoded, member after member, with where each member ended and
+/// what tells how it broke if it does.
 pub struct Gzip<W: Write> {
-    d: flate2::write::MultiGzDecoder<Tap<W>>,
+    /// The member being decoded (always there but while one ends and the next begins).
+    d: Option<flate2::write::GzDecoder<Tap<W>>>,
+    /// How many decoded bytes each member but the last had ended at.
+    ends: Vec<u64>,
     /// The bytes taken since the last member ended (see [`Decoder::feed`]).
     between: Vec<u8>,
     /// Whether a member began.
@@ -164,16 +179,19 @@ pub struct Gzip<W: Write> {
     last: Vec<u8>,
 }
 
-/// The sink, with the CRC-32 of what was decoded so far.
+/// The sink, with the CRC-32 of what the member decoded so far, and how many bytes
+/// all members decoded.
 struct Tap<W> {
     sink: W,
     crc: flate2::Crc,
+    total: u64,
 }
 
 impl<W: Write> Write for Tap<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.sink.write(buf)?;
         self.crc.update(&buf[..n]);
+        self.total += n as u64;
         Ok(n)
     }
 
@@ -183,11 +201,24 @@ impl<W: Write> Write for Tap<W> {
 }
 
 impl<W: Write> Gzip<W> {
+    fn member(&mut self) -> &mut flate2::write::GzDecoder<Tap<W>> {
+        self.d.as_mut().expect("a member is there between writes")
+    }
+
+    fn member_ref(&self) -> &flate2::write::GzDecoder<Tap<W>> {
+        self.d.as_ref().expect("a member is there between writes")
+    }
+
+    /// Where each member but the last ended, in decoded bytes (empty for one member).
+    pub fn ends(&self) -> &[u64] {
+        &self.ends
+    }
+
     /// Notes wire bytes the decoder took.
     fn took(&mut self, bytes: &[u8]) {
         // Bytes taken without a member under way: a member's header, or what follows
         // the last member.
-        if self.d.header().is_none() {
+        if self.member_ref().header().is_none() {
             let room = BETWEEN_MAX.saturating_sub(self.between.len());
             self.between
                 .extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -207,7 +238,12 @@ impl<W: Write> Gzip<W> {
     /// had, to be sent again in place of a right one (a single member: the CRC covers
     /// all that was decoded).
     fn broke(&mut self, broke: Broke) -> Broke {
-        if self.began && self.d.header().is_none() {
+        if self.began && self.member_ref().header().is_none() {
+            // What followed the last member was not one: not a member's end either.
+            let total = self.member_ref().get_ref().total;
+            if self.ends.last() == Some(&total) {
+                self.ends.pop();
+            }
             return Broke {
                 error: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -221,7 +257,7 @@ impl<W: Write> Gzip<W> {
         if broke.error.to_string() != GZIP_CHECKSUM {
             return broke;
         }
-        let crc = &self.d.get_ref().crc;
+        let crc = &self.member_ref().get_ref().crc;
         let mut right = crc.sum().to_le_bytes().to_vec();
         right.extend_from_slice(&crc.amount().to_le_bytes());
         // A trailer cut short is the start of the right one; a whole one that does not
@@ -250,6 +286,33 @@ impl<W: Write> Gzip<W> {
             trailer: true,
             ..broke
         }
+    }
+}
+
+/// Decodes member after member, as flate2's `MultiGzDecoder` does, noting where each
+/// ended: replay ends its members at the same places.
+impl<W: Write> Write for Gzip<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.member().write(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        // The member ended whole (its trailer checked): what follows starts another.
+        self.member().try_finish()?;
+        let done = self.d.take().expect("a member is there between writes");
+        // Cannot fail: `try_finish` above has written everything and checked the trailer,
+        // and `finish` then only hands the sink back.
+        let mut tap = done
+            .finish()
+            .expect("a finished member gives its sink back");
+        self.ends.push(tap.total);
+        tap.crc = flate2::Crc::new();
+        self.d = Some(flate2::write::GzDecoder::new(tap));
+        self.member().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.member().flush()
     }
 }
 
@@ -287,7 +350,7 @@ impl From<std::io::Error> for Broke {
 /// An incremental encoder, for replaying a large body part by part in the encoding it
 /// was recorded with: feed decoded parts, send what comes out.
 pub enum Encoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Box<GzMembers>),
     Deflate(flate2::write::ZlibEncoder<Vec<u8>>),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
@@ -296,10 +359,11 @@ pub enum Encoder {
 impl Encoder {
     pub fn new(coding: Coding) -> std::io::Result<Encoder> {
         Ok(match coding {
-            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
+            Coding::Gzip => Encoder::Gzip(Box::new(GzMembers {
+                e: gz_member(),
+                at: 0,
+                ends: std::collections::VecDeque::new(),
+            })),
             Coding::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
                 Vec::new(),
                 flate2::Compression::fast(),
@@ -325,24 +389,38 @@ impl Encoder {
         self.write(data, true)
     }
 
-    fn write(&mut self, data: &[u8], flush: bool) -> std::io::Result<Vec<u8>> {
-        let w: &mut dyn Write = match self {
-            Encoder::Gzip(e) => e,
-            Encoder::Deflate(e) => e,
-            Encoder::Brotli(e) => e.as_mut(),
-            Encoder::Zstd(e) => e,
-        };
-        w.write_all(data)?;
-        if flush {
-            w.flush()?;
+    /// A gzip encoder ends a member at each of `ends` (decoded bytes, as
+    /// [`Decoder::members`] gave them) and begins another: a body recorded in several
+    /// members is replayed in as many, so a client that keeps only the first member, or
+    /// fails on the second, does at replay what it did live.
+    pub fn with_members(coding: Coding, ends: &[u64]) -> std::io::Result<Encoder> {
+        let mut e = Encoder::new(coding)?;
+        if let Encoder::Gzip(g) = &mut e {
+            g.ends = ends.iter().copied().collect();
         }
-        let out = match self {
-            Encoder::Gzip(e) => e.get_mut(),
-            Encoder::Deflate(e) => e.get_mut(),
-            Encoder::Brotli(e) => e.get_mut(),
-            Encoder::Zstd(e) => e.get_mut(),
-        };
-        Ok(std::mem::take(out))
+        Ok(e)
+    }
+
+    fn write(&mut self, data: &[u8], flush: bool) -> std::io::Result<Vec<u8>> {
+        /// Writes into an encoder over a `Vec`, and takes what it put out.
+        fn pass<E: Write>(
+            e: &mut E,
+            data: &[u8],
+            flush: bool,
+            out: fn(&mut E) -> &mut Vec<u8>,
+        ) -> std::io::Result<Vec<u8>> {
+            e.write_all(data)?;
+            if flush {
+                e.flush()?;
+            }
+            Ok(std::mem::take(out(e)))
+        }
+        match self {
+            Encoder::Gzip(g) => g.write(data, flush),
+            Encoder::Deflate(e) => pass(e, data, flush, |e| e.get_mut()),
+            Encoder::Brotli(e) => pass(e.as_mut(), data, flush, |e| e.get_mut()),
+            Encoder::Zstd(e) => pass(e, data, flush, |e| e.get_mut()),
+        }
     }
 
     /// Ends the stream as the recorded one ended: whole, or, where its coding broke on
@@ -370,7 +448,7 @@ impl Encoder {
     /// Ends the stream; returns the last encoded bytes.
     pub fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
-            Encoder::Gzip(e) => e.finish(),
+            Encoder::Gzip(g) => g.finish(),
             Encoder::Deflate(e) => e.finish(),
             Encoder::Brotli(mut e) => {
                 e.flush()?;
@@ -378,6 +456,62 @@ impl Encoder {
             }
             Encoder::Zstd(e) => e.finish(),
         }
+    }
+}
+
+fn gz_member() -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())
+}
+
+/// A gzip stream encoded member after member (see [`Encoder::with_members`]).
+pub struct GzMembers {
+    e: flate2::write::GzEncoder<Vec<u8>>,
+    /// Decoded bytes fed so far.
+    at: u64,
+    /// Where the members still to end end.
+    ends: std::collections::VecDeque<u64>,
+}
+
+impl GzMembers {
+    /// Ends the member under way; its last bytes go to `out`.
+    fn end_member(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let done = std::mem::replace(&mut self.e, gz_member());
+        out.extend(done.finish()?);
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8], flush: bool) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(&end) = self.ends.front() {
+            let k = end.saturating_sub(self.at);
+            if k > data.len() as u64 {
+                break;
+            }
+            let (head, rest) = data.split_at(k as usize);
+            self.e.write_all(head)?;
+            self.at += k;
+            data = rest;
+            self.end_member(&mut out)?;
+            self.ends.pop_front();
+        }
+        self.e.write_all(data)?;
+        self.at += data.len() as u64;
+        if flush {
+            self.e.flush()?;
+        }
+        out.append(self.e.get_mut());
+        Ok(out)
+    }
+
+    /// Ends the last member, after any that were to end past the body's end (a body
+    /// whose scrub made it shorter): as many members as were recorded.
+    fn finish(mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while self.ends.pop_front().is_some() {
+            self.end_member(&mut out)?;
+        }
+        out.extend(self.e.finish()?);
+        Ok(out)
     }
 }
 
@@ -407,17 +541,19 @@ pub fn encode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Encodes a whole body as the recorded one was on the wire: see [`Encoder::finish_as`].
+/// `members`: where gzip members ended (see [`Encoder::with_members`]).
 pub fn encode_as(
     coding: Coding,
     data: &[u8],
     broke: Option<&CodingBroke>,
+    members: &[u64],
 ) -> std::io::Result<Vec<u8>> {
-    let Some(b) = broke else {
+    if broke.is_none() && members.is_empty() {
         return encode(coding, data);
-    };
-    let mut e = Encoder::new(coding)?;
+    }
+    let mut e = Encoder::with_members(coding, members)?;
     let mut out = e.feed(data)?;
-    out.extend(e.finish_as(Some(b))?);
+    out.extend(e.finish_as(broke)?);
     Ok(out)
 }
 
@@ -433,6 +569,67 @@ pub fn decode(coding: Coding, data: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The members of a gzip stream, each decoded alone.
+    fn members_of(mut wire: &[u8]) -> Vec<Vec<u8>> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(wire);
+            let mut m = Vec::new();
+            d.read_to_end(&mut m).unwrap();
+            wire = d.into_inner();
+            out.push(m);
+        }
+        out
+    }
+
+    #[test]
+    fn gzip_members_are_decoded_where_they_end_and_encoded_again_there() {
+        let parts: [&[u8]; 4] = [b"first member, ", b"", b"third", b" and the last"];
+        let wire: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| encode(Coding::Gzip, p).unwrap())
+            .collect();
+        let body = parts.concat();
+        for cut in [1, 5, 17, 4096] {
+            let mut d = Decoder::new(Coding::Gzip, Vec::new()).unwrap();
+            for piece in wire.chunks(cut) {
+                d.feed(piece).unwrap();
+            }
+            d.finish().unwrap();
+            assert_eq!(d.members(), [14, 14, 19], "cut {cut}");
+            assert_eq!(*d.sink(), body);
+            // Replayed whole and streamed in pieces: the same four members.
+            let whole = encode_as(Coding::Gzip, &body, None, d.members()).unwrap();
+            assert_eq!(members_of(&whole), parts.map(<[u8]>::to_vec), "cut {cut}");
+            let mut e = Encoder::with_members(Coding::Gzip, d.members()).unwrap();
+            let mut streamed = Vec::new();
+            for piece in body.chunks(cut) {
+                streamed.extend(e.feed_flushed(piece).unwrap());
+            }
+            streamed.extend(e.finish().unwrap());
+            assert_eq!(
+                members_of(&streamed),
+                parts.map(<[u8]>::to_vec),
+                "cut {cut}"
+            );
+        }
+        // One member, or one followed by bytes that are not a member: no ends.
+        for tail in [&b""[..], b"JUNK"] {
+            let mut d = Decoder::new(Coding::Gzip, Vec::new()).unwrap();
+            let wire = [encode(Coding::Gzip, b"only").unwrap(), tail.to_vec()].concat();
+            let r = d.feed(&wire).and_then(|()| d.finish());
+            assert_eq!(r.is_err(), !tail.is_empty());
+            assert_eq!(d.members(), [] as [u64; 0]);
+        }
+        // Ends past a body its scrub made shorter still make as many members.
+        let out = encode_as(Coding::Gzip, b"short", None, &[3, 40]).unwrap();
+        assert_eq!(
+            members_of(&out),
+            [b"sho".to_vec(), b"rt".to_vec(), Vec::new()]
+        );
+    }
 
     #[test]
     fn every_coding_round_trips_when_fed_in_small_pieces() {
@@ -500,7 +697,7 @@ mod tests {
     fn a_broken_coding_is_encoded_broken_again() {
         let text = b"{\"answer\": 42}".repeat(50);
         let junk = CodingBroke::new(true, b"JUNKJUNK");
-        let replayed = encode_as(Coding::Gzip, &text, Some(&junk)).unwrap();
+        let replayed = encode_as(Coding::Gzip, &text, Some(&junk), &[]).unwrap();
         assert!(replayed.ends_with(b"JUNKJUNK"));
         let mut d = Decoder::new(Coding::Gzip, Vec::new()).unwrap();
         d.feed(&replayed).unwrap();
@@ -510,7 +707,7 @@ mod tests {
 
         let cut = CodingBroke::new(false, b"");
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
-            let replayed = encode_as(coding, &text, Some(&cut)).unwrap();
+            let replayed = encode_as(coding, &text, Some(&cut), &[]).unwrap();
             let mut d = Decoder::new(coding, Vec::new()).unwrap();
             d.feed(&replayed).unwrap();
             assert_eq!(

@@ -194,6 +194,15 @@ impl<S: Sink> BodyReader<S> {
         self.broke.as_ref()
     }
 
+    /// Where each gzip member but the last ended, in decoded bytes (see
+    /// [`ResponseRecord::members`](crate::exchange::ResponseRecord::members)).
+    pub fn members(&self) -> &[u64] {
+        match &self.stage {
+            Stage::Coded(d) if !self.as_sent => d.members(),
+            _ => &[],
+        }
+    }
+
     /// The coding being decoded, if any (none once the body turned out not to be in it).
     pub fn coding(&self) -> Option<Coding> {
         self.coding.filter(|_| !self.as_sent)

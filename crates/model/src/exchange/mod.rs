@@ -181,6 +181,12 @@ pub struct ResponseRecord<B = BodyRef> {
     /// decoded before it broke, and replay breaks the encoding the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broke: Option<CodingBroke>,
+    /// A gzip body sent as several members (concatenated gzip streams): how many decoded
+    /// bytes each member but the last had ended at. Replay ends its members at the same
+    /// places, so a client that reads only the first member, or fails on the next, does
+    /// what it did live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<u64>,
 }
 
 /// How a response body's coding broke on the wire (see [`ResponseRecord::broke`]).
@@ -340,6 +346,7 @@ impl<B> Event<B> {
                 complete: r.complete,
                 trailers: r.trailers,
                 broke: r.broke,
+                members: r.members,
             }),
             None => None,
         };

@@ -40,6 +40,7 @@ pub fn event(
             complete: true,
             trailers: Vec::new(),
             broke: None,
+            members: Vec::new(),
         }),
         timing: Timing {
             start_ns: start_ms * 1_000_000,
