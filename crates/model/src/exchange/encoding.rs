@@ -157,6 +157,10 @@ impl<W: Write> Decoder<W> {
 /// The most bytes taken between gzip members that are kept (see [`Decoder::feed`]).
 const BETWEEN_MAX: usize = super::BROKE_TAIL_MAX;
 
+/// The most gzip member ends kept (an upstream sending thousands of empty members would
+/// otherwise grow the event without bound); members past them are replayed as one.
+pub const MAX_MEMBERS: usize = 4096;
+
 /// A gzip member ends with the CRC-32 and the length of what it decodes to, 8 bytes.
 const GZIP_TRAILER: usize = 8;
 
@@ -305,7 +309,9 @@ impl<W: Write> Write for Gzip<W> {
         let mut tap = done
             .finish()
             .expect("a finished member gives its sink back");
-        self.ends.push(tap.total);
+        if self.ends.len() < MAX_MEMBERS {
+            self.ends.push(tap.total);
+        }
         tap.crc = flate2::Crc::new();
         self.d = Some(flate2::write::GzDecoder::new(tap));
         self.member().write(buf)
@@ -396,7 +402,7 @@ impl Encoder {
     pub fn with_members(coding: Coding, ends: &[u64]) -> std::io::Result<Encoder> {
         let mut e = Encoder::new(coding)?;
         if let Encoder::Gzip(g) = &mut e {
-            g.ends = ends.iter().copied().collect();
+            g.ends = ends.iter().copied().take(MAX_MEMBERS).collect();
         }
         Ok(e)
     }
