@@ -53,6 +53,9 @@ struct Line {
 
 pub(super) struct SseSplit {
     finder: Finder,
+    /// Each line is a JSON value (NDJSON, JSON Lines: Ollama's stream), not an event's
+    /// `data:` field.
+    lines: bool,
     /// The line being read.
     line: Vec<u8>,
     /// The line being read is over [`MAX_LINE`]: passed through up to its end.
@@ -67,9 +70,11 @@ pub(super) struct SseSplit {
 }
 
 impl SseSplit {
-    pub(super) fn new(finder: Finder) -> SseSplit {
+    /// `lines`: each line a JSON value (see [`SseSplit::lines`]).
+    pub(super) fn new(finder: Finder, lines: bool) -> SseSplit {
         SseSplit {
             finder,
+            lines,
             line: Vec::new(),
             long: false,
             held: VecDeque::new(),
@@ -145,7 +150,7 @@ impl SseSplit {
         let want = |s: &[u8]| {
             busy || memchr::memchr(b'\\', s).is_some() || finder.partial_from(s) < s.len()
         };
-        let pieces = pieces(raw, number, &want);
+        let pieces = pieces(raw, number, self.lines, &want);
         if pieces.is_empty() && self.held.is_empty() {
             // Nothing waits, nothing begins: the line goes out as it came.
             out.extend_from_slice(raw);
@@ -254,16 +259,23 @@ fn write_cut(mut line: Line, out: &mut Vec<u8>) {
     out.extend_from_slice(&line.raw[done..]);
 }
 
-/// The texts a line adds to: each string of a `data:` line's JSON at its place, or the
-/// whole value of one that is not JSON; only the strings `want` picks.
-fn pieces(raw: &[u8], line: u64, want: &dyn Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Text)> {
-    let Some(rest) = raw.strip_prefix(b"data:") else {
-        return Vec::new();
+/// The texts a line adds to: each string of a `data:` line's JSON (or, with `lines`,
+/// the line's) at its place, or the whole value of one that is not JSON; only the
+/// strings `want` picks.
+fn pieces(
+    raw: &[u8],
+    line: u64,
+    lines: bool,
+    want: &dyn Fn(&[u8]) -> bool,
+) -> Vec<(Vec<u8>, Text)> {
+    let off = if lines {
+        0
+    } else {
+        let Some(rest) = raw.strip_prefix(b"data:") else {
+            return Vec::new();
+        };
+        5 + usize::from(rest.first() == Some(&b' '))
     };
-    let mut off = 5;
-    if rest.first() == Some(&b' ') {
-        off += 1;
-    }
     let mut end = raw.len();
     while end > off && matches!(raw[end - 1], b'\n' | b'\r') {
         end -= 1;
@@ -584,6 +596,23 @@ mod tests {
         // Lines that are not JSON and events that are not data pass as they are.
         let body = ": keep-alive\n\nevent: ping\nid: 7\ndata: {\"a\":[1,2,{\"b\":null}]}\n\ndata: {broken\n\n";
         assert_eq!(scrub(body), body);
+    }
+
+    #[test]
+    fn a_key_streamed_as_json_lines_is_found_too() {
+        // Ollama's /api/chat stream: a JSON value a line.
+        let body: String = ["sk-pro", "j-4f9Qz8", "1LmT0pXw", " ok"]
+            .iter()
+            .map(|t| format!("{}\n", serde_json::json!({"model":"m","message":{"role":"assistant","content":t},"done":false})))
+            .collect();
+        let rules = Rules::default();
+        let s = secrets();
+        for ct in ["application/x-ndjson", "application/jsonl"] {
+            let (out, _) = BodyScrubber::run(body.as_bytes(), Some(ct), &rules, &s);
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(out.matches("[REDACTED]").count(), 3, "{ct}: {out}");
+            assert!(out.contains(r#""content":" ok""#), "{out}");
+        }
     }
 
     #[test]

@@ -65,10 +65,17 @@ impl BodyScrubber {
             None
         };
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
-        // A secret streamed a few characters an event (a model repeating a key).
-        let sse = ct
-            .starts_with("text/event-stream")
-            .then(|| secrets.finder().map(SseSplit::new))
+        // A secret streamed a few characters an event (a model repeating a key), in
+        // server-sent events or a JSON value a line.
+        let lines = [
+            "application/x-ndjson",
+            "application/jsonl",
+            "application/json-lines",
+        ]
+        .iter()
+        .any(|t| ct.starts_with(t));
+        let sse = (lines || ct.starts_with("text/event-stream"))
+            .then(|| secrets.finder().map(|f| SseSplit::new(f, lines)))
             .flatten();
         BodyScrubber {
             form,
