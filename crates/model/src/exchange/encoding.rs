@@ -710,6 +710,19 @@ mod tests {
         let b = d.finish().unwrap_err();
         assert!(b.ended && b.before == b"JUNKJUNK", "{b:?}");
         assert_eq!(*d.sink(), text);
+        // Deflate and brotli: the stream ends whole, then the bytes.
+        for coding in [Coding::Deflate, Coding::Brotli] {
+            let replayed = encode_as(coding, &text, Some(&junk), &[]).unwrap();
+            let mut d = Decoder::new(coding, Vec::new()).unwrap();
+            let b = d.feed(&replayed).unwrap_err();
+            assert!(b.ended, "{coding:?}: {b:?}");
+            assert_eq!(
+                &replayed[b.at..],
+                b"JUNKJUNK",
+                "{coding:?}: the bytes after the end"
+            );
+            assert_eq!(*d.sink(), text, "{coding:?}");
+        }
 
         let cut = CodingBroke::new(false, b"");
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {

@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn a_coding_that_breaks_after_decoding_says_how() {
         let text = b"{\"answer\": 42}".repeat(50);
-        for coding in [Coding::Gzip, Coding::Deflate] {
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
             let whole = encode(coding, &text).unwrap();
             for junk in [&b"JUNKJUNK"[..], b"\n", b"<html>502 Bad Gateway</html>"] {
                 let mut wire = whole.clone();
