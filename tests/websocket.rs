@@ -145,6 +145,69 @@ fn script(event_id: &str) -> Vec<Message> {
     ]
 }
 
+/// A key a Realtime model repeats, three characters a `response.output_text.delta`
+/// message, never reaches disk: each message was scrubbed alone, so every piece was
+/// stored and the messages spelled the key out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_stored() {
+    let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let dirs = Dirs::new();
+    let d = Daemon::record(&dirs, &up, "rt", &[]);
+    let mut ws = wss(&d, &dirs, port, "/v1/realtime?model=gpt-realtime").await;
+    let ask = serde_json::json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": format!("Repeat: {SECRET}")}]}});
+    ws.send(Message::Text(ask.to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(r#"{"type":"response.create"}"#.into()))
+        .await
+        .unwrap();
+    let deltas = |texts: &mut dyn Iterator<Item = String>| -> String {
+        texts
+            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter(|v| v["type"] == "response.output_text.delta")
+            .filter_map(|v| v["delta"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut live = Vec::new();
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let done = t.contains("\"response.done\"");
+        live.push(t.to_string());
+        if done {
+            break;
+        }
+    }
+    drop(ws);
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    // The client got the key, streamed as the upstream sent it.
+    assert_eq!(deltas(&mut live.into_iter()), SECRET);
+
+    let events = export(&dirs, "rt");
+    let stored = events[0]["ws"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["from"] == "server")
+        .filter_map(|m| {
+            m["body"]["json"]
+                .as_object()
+                .map(|o| Value::Object(o.clone()).to_string())
+        })
+        .collect::<Vec<_>>();
+    let text = deltas(&mut stored.into_iter());
+    assert!(
+        !text.is_empty() && text.chars().all(|c| "[REDACTED]".contains(c)),
+        "{text}"
+    );
+    // No piece of it anywhere on disk (the output_text.done and response.done messages
+    // hold it whole, and were scrubbed as before).
+    assert!(dirs.files_containing(SECRET.as_bytes()).is_empty());
+    let middle = &SECRET[SECRET.len() / 2 - 4..][..8];
+    assert!(dirs.files_containing(middle.as_bytes()).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_websocket_in_a_tls_tunnel_is_recorded_and_replayed_message_for_message() {
     let up = Upstream::start(true).await;

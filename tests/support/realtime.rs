@@ -185,6 +185,11 @@ impl Conversation {
             .take_while(|i| !(i["type"] == "message" && i["role"] == "user"))
             .find(|i| i["type"] == "function_call_output")
             .and_then(|i| i["output"].as_str().map(str::to_string));
+        // "Repeat: X" is answered with X, three characters a delta (see `realtime`), as a
+        // model repeating a key from its prompt streams it.
+        if let Some(x) = last_user.strip_prefix("Repeat: ") {
+            return vec![self.text_item(x)];
+        }
         let city = WEATHER
             .iter()
             .find(|(c, _, _)| last_user.contains(c))
@@ -293,7 +298,23 @@ async fn realtime(mut ws: Ws, model: String) {
                             .unwrap_or("")
                             .to_string();
                         completion += text.len();
-                        for word in text.split_inclusive(' ') {
+                        let repeat = c
+                            .items
+                            .iter()
+                            .rev()
+                            .find(|i| i["role"] == "user")
+                            .is_some_and(|i| {
+                                i["content"][0]["text"]
+                                    .as_str()
+                                    .is_some_and(|t| t.starts_with("Repeat: "))
+                            });
+                        let chars: Vec<char> = text.chars().collect();
+                        let deltas: Vec<String> = if repeat {
+                            chars.chunks(3).map(|c| c.iter().collect()).collect()
+                        } else {
+                            text.split_inclusive(' ').map(str::to_string).collect()
+                        };
+                        for word in deltas {
                             out.push(c.event(json!({"type": "response.output_text.delta", "response_id": rid,
                                 "item_id": iid, "output_index": n, "content_index": 0, "delta": word})));
                         }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Pending;
-use tapedeck_model::exchange::redact::Secrets;
+use tapedeck_model::exchange::redact::{MessageSplit, Secrets};
 use tapedeck_model::exchange::ws::{
     split_close, stored_payload, WsMessage, WsOp, WsRecord, WsSide,
 };
@@ -191,7 +191,10 @@ async fn pump<R, W>(
 }
 
 /// The writer thread: redacts and stores each message as it comes, and returns the
-/// list with the secrets the payloads revealed.
+/// list with the secrets the payloads revealed. The server's text messages are also read
+/// together for secrets spread over them (a model repeating a key a few characters a
+/// message): one is held back, unstored, while the text ending in it could still begin
+/// one.
 fn write_messages(
     rx: mpsc::Receiver<Seen>,
     store: &dyn Store,
@@ -199,6 +202,12 @@ fn write_messages(
     mut secrets: Secrets,
 ) -> (Vec<WsMessage>, Secrets) {
     let mut out = Vec::new();
+    let mut split = MessageSplit::new(&secrets);
+    // Where the server's held messages stand in `out`, oldest first.
+    let mut held = std::collections::VecDeque::new();
+    let put = |out: &mut Vec<WsMessage>, at: usize, stored: &[u8]| {
+        out[at].body = stored_ref(store, stored);
+    };
     for seen in rx {
         let Seen {
             from,
@@ -213,25 +222,47 @@ fn write_messages(
             _ => (None, message.payload),
         };
         let stored = stored_payload(message.op, &payload, rules, &mut secrets);
-        let hash = match store_whole(store, &stored) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!("cannot store a WebSocket message: {e}");
-                blake3::hash(&stored)
-            }
-        };
         out.push(WsMessage {
             from,
             op: message.op,
             at_ms,
-            body: BodyRef {
-                b3: hash.to_hex().to_string(),
-                len: stored.len() as u64,
-                encoding: None,
-                at: None,
-            },
+            body: BodyRef::empty(),
             code,
         });
+        let at = out.len() - 1;
+        match split.as_mut() {
+            Some(split) if from == WsSide::Server && message.op == WsOp::Text => {
+                held.push_back(at);
+                for ready in split.push(&stored) {
+                    let at = held.pop_front().expect("a released message was held");
+                    put(&mut out, at, &ready);
+                }
+            }
+            _ => put(&mut out, at, &stored),
+        }
+    }
+    if let Some(split) = split {
+        for ready in split.finish() {
+            let at = held.pop_front().expect("a released message was held");
+            put(&mut out, at, &ready);
+        }
     }
     (out, secrets)
+}
+
+/// Stores a message's payload; its reference.
+fn stored_ref(store: &dyn Store, stored: &[u8]) -> BodyRef {
+    let hash = match store_whole(store, stored) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("cannot store a WebSocket message: {e}");
+            blake3::hash(stored)
+        }
+    };
+    BodyRef {
+        b3: hash.to_hex().to_string(),
+        len: stored.len() as u64,
+        encoding: None,
+        at: None,
+    }
 }

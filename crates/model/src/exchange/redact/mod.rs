@@ -26,6 +26,7 @@ use serde_json::Value;
 use super::Header;
 use crate::rules::{Rules, REDACTED};
 pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
+pub use sse::MessageSplit;
 pub use stream::BodyScrubber;
 
 /// Headers whose values are URLs: their secret query parameters are redacted too.

@@ -45,6 +45,23 @@ impl Text {
     }
 }
 
+/// Where released lines go: a body's byte stream, or a list (a WebSocket's messages).
+trait Lines {
+    fn put(&mut self, line: &[u8]);
+}
+
+impl Lines for Vec<u8> {
+    fn put(&mut self, line: &[u8]) {
+        self.extend_from_slice(line);
+    }
+}
+
+impl Lines for Vec<Vec<u8>> {
+    fn put(&mut self, line: &[u8]) {
+        self.push(line.to_vec());
+    }
+}
+
 /// A line read and not yet written, with the raw ranges to replace.
 struct Line {
     raw: Vec<u8>,
@@ -139,7 +156,7 @@ impl SseSplit {
         self.release(out);
     }
 
-    fn end_line(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+    fn end_line(&mut self, raw: &[u8], out: &mut dyn Lines) {
         let number = self.next;
         self.next += 1;
         // Most strings need nothing: no text is waiting anywhere, and this one neither
@@ -153,7 +170,7 @@ impl SseSplit {
         let pieces = pieces(raw, number, self.lines, &want);
         if pieces.is_empty() && self.held.is_empty() {
             // Nothing waits, nothing begins: the line goes out as it came.
-            out.extend_from_slice(raw);
+            out.put(raw);
             self.first = self.next;
             return;
         }
@@ -221,7 +238,7 @@ impl SseSplit {
     }
 
     /// Writes every held line that no place's text reaches back to.
-    fn release(&mut self, out: &mut Vec<u8>) {
+    fn release(&mut self, out: &mut dyn Lines) {
         let keep_from = self
             .places
             .values()
@@ -242,8 +259,13 @@ impl SseSplit {
 }
 
 /// The line with each cut range replaced by the marker (overlapping ranges as one).
-fn write_cut(mut line: Line, out: &mut Vec<u8>) {
+fn write_cut(mut line: Line, lines: &mut dyn Lines) {
+    if line.cuts.is_empty() {
+        lines.put(&line.raw);
+        return;
+    }
     line.cuts.sort_unstable();
+    let mut out = Vec::with_capacity(line.raw.len());
     let mut done = 0usize;
     for (s, e) in line.cuts {
         let (s, e) = (s as usize, e as usize);
@@ -257,6 +279,7 @@ fn write_cut(mut line: Line, out: &mut Vec<u8>) {
         done = e;
     }
     out.extend_from_slice(&line.raw[done..]);
+    lines.put(&out);
 }
 
 /// The texts a line adds to: each string of a `data:` line's JSON (or, with `lines`,
@@ -475,6 +498,52 @@ fn decode(v: &[u8], s: usize, e: usize, off: usize, line: u64) -> Text {
     text
 }
 
+/// Secrets spread over a WebSocket's text messages, each a JSON value (the Realtime API's
+/// `response.text.delta` events): as [`SseSplit`] reads an event stream's lines. Messages
+/// come back in order, each as it is to be stored, once no text ending in it could still
+/// begin a secret.
+pub struct MessageSplit {
+    split: SseSplit,
+}
+
+impl MessageSplit {
+    /// `None` when there are no secrets to look for.
+    pub fn new(secrets: &super::Secrets) -> Option<MessageSplit> {
+        secrets.finder().map(|f| MessageSplit {
+            split: SseSplit::new(f, true),
+        })
+    }
+
+    /// Takes the next message; returns those now safe to store (this one or earlier
+    /// ones held back), in order.
+    pub fn push(&mut self, message: &[u8]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        if message.len() > MAX_LINE {
+            self.split.places.clear();
+            self.split.release(&mut out);
+            out.push(message.to_vec());
+            self.split.next += 1;
+            self.split.first = self.split.next;
+            return out;
+        }
+        self.split.end_line(message, &mut out);
+        out
+    }
+
+    /// How many messages are held back.
+    pub fn held(&self) -> usize {
+        self.split.held.len()
+    }
+
+    /// The messages still held, in order.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        self.split.places.clear();
+        self.split.release(&mut out);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{BodyScrubber, Secrets};
@@ -613,6 +682,39 @@ mod tests {
             assert_eq!(out.matches("[REDACTED]").count(), 3, "{ct}: {out}");
             assert!(out.contains(r#""content":" ok""#), "{out}");
         }
+    }
+
+    #[test]
+    fn websocket_messages_come_back_in_order_each_as_it_is_to_be_stored() {
+        let mut m = super::MessageSplit::new(&secrets()).unwrap();
+        let sent = [
+            r#"{"type":"session.created"}"#,
+            r#"{"type":"response.output_text.delta","delta":"sk-pro"}"#,
+            r#"{"type":"response.output_text.delta","delta":"j-4f9Qz81LmT0pXw"}"#,
+            r#"{"type":"response.output_text.delta","delta":" ok"}"#,
+        ];
+        let mut got = Vec::new();
+        let mut held = Vec::new();
+        for s in sent {
+            got.extend(m.push(s.as_bytes()));
+            held.push(m.held());
+        }
+        // The piece that could begin the key waited for the next one; nothing else did.
+        assert_eq!(held, [0, 1, 0, 0]);
+        got.extend(m.finish());
+        let got: Vec<String> = got
+            .into_iter()
+            .map(|g| String::from_utf8(g).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                sent[0],
+                r#"{"type":"response.output_text.delta","delta":"[REDACTED]"}"#,
+                r#"{"type":"response.output_text.delta","delta":"[REDACTED]"}"#,
+                sent[3],
+            ]
+        );
     }
 
     #[test]
