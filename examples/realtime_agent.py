@@ -35,6 +35,7 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Current weath
 
 
 DIGEST = hashlib.blake2b(digest_size=16)
+DELTAS: list = []
 
 
 async def recv(ws) -> dict:
@@ -48,13 +49,15 @@ async def until_done(ws, log: list) -> dict:
     while True:
         ev = await recv(ws)
         log.append(ev["type"])
+        if ev["type"] == "response.output_text.delta":
+            DELTAS.append(ev["delta"])
         if ev["type"] == "error":
             raise SystemExit(f"error event: {ev['error']}")
         if ev["type"] == "response.done":
             return ev["response"]
 
 
-async def run(question: str, event_ids: bool) -> None:
+async def run(question: str, event_ids: bool, deltas: bool) -> None:
     def send(ws, ev):
         if event_ids:
             ev = {"event_id": f"evt_{uuid.uuid4().hex}", **ev}
@@ -88,6 +91,8 @@ async def run(question: str, event_ids: bool) -> None:
                        for c in i["content"])
         print("usage:", json.dumps(response.get("usage"), sort_keys=True))
         print("answer:", text)
+        if deltas:
+            print("deltas:", "".join(DELTAS))
     print("events:", " ".join(log))
     print("received digest:", DIGEST.hexdigest())
 
@@ -96,9 +101,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--question", default="What is the weather in Paris?")
     p.add_argument("--event-ids", action="store_true")
+    p.add_argument("--deltas", action="store_true", help="print the streamed text deltas joined")
     a = p.parse_args()
     try:
-        asyncio.run(run(a.question, a.event_ids))
+        asyncio.run(run(a.question, a.event_ids, a.deltas))
     except websockets.ConnectionClosed as e:
         frame = e.rcvd
         print(f"closed: {frame.code if frame else None} {frame.reason if frame else ''}")

@@ -110,6 +110,15 @@ record wire-rt "${RT_AGENT[@]}"
 same_output "record wire-rt" "$OUT/direct-rt.out" "$OUT/rec-wire-rt.out"
 ok "the MCP agent (SSE and JSON answers) and the Realtime agent print the same through tapedeck"
 
+# The Realtime model asked to repeat the agent's key streams it back three characters a
+# message: the agent gets it while recording; the stored messages must not spell it out,
+# so the replayed deltas are [REDACTED] pieces. Outputs have the key masked.
+export WIRE_KEY="sk-wire-SECRET-$$-$RANDOM$RANDOM"
+RT_ECHO=(env OPENAI_API_KEY="$WIRE_KEY" bash -c '"$0" "$1" --deltas --question "Repeat: $OPENAI_API_KEY" | sed "s/$OPENAI_API_KEY/<the key>/g"' "$PYTHON" "$ROOT/examples/realtime_agent.py")
+record wire-rt-echo "${RT_ECHO[@]}"
+contains rec-wire-rt-echo "$OUT/rec-wire-rt-echo.out" "deltas: <the key>" "the Realtime agent got the key streamed back while recording"
+ok "the Realtime agent asked to repeat its key got it streamed back, three characters a message"
+
 step "3. servers stopped; replay offline"
 for pid in "${MCP_PIDS[@]}" "$UP_PID"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 curl -s -o /dev/null --max-time 5 --cacert "$UP_CA" "$BASE/weather?city=Paris" && fail "the upstream still answers"
@@ -124,6 +133,12 @@ replay() { # replay SESSION CMD...
 MCP_URL="$SSE_URL" replay wire-mcp "${MCP_AGENT[@]}"
 MCP_URL="$JSON_URL" replay wire-mcp-json "${MCP_AGENT[@]}"
 replay wire-rt "${RT_AGENT[@]}"
+run rep-wire-rt-echo "$TAPEDECK_BIN" replay --session wire-rt-echo -- "${RT_ECHO[@]}"
+expect_status rep-wire-rt-echo 0 "replay wire-rt-echo"
+grep -qxE 'deltas: (\[REDACTED\])+' "$OUT/rep-wire-rt-echo.out" \
+  || { show_tail "$OUT/rep-wire-rt-echo.out"; fail "wire-rt-echo: the replayed deltas are not the key's pieces, each [REDACTED]"; }
+if grep -rqaF -- "$WIRE_KEY" "$STORE" "$OUT" "$WORK"/*.jsonl 2>/dev/null; then fail "wire-rt-echo: the key reached disk"; fi
+ok "wire-rt-echo: the replayed deltas are [REDACTED] pieces; the key is nowhere on disk"
 run rep-wire-rt-paced "$TAPEDECK_BIN" replay --session wire-rt --pace recorded -- "${RT_AGENT[@]}"
 expect_status rep-wire-rt-paced 0 "replay wire-rt --pace recorded"
 same_output "replay wire-rt --pace recorded" "$OUT/rec-wire-rt.out" "$OUT/rep-wire-rt-paced.out"

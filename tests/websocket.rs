@@ -206,6 +206,35 @@ async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_s
     assert!(dirs.files_containing(SECRET.as_bytes()).is_empty());
     let middle = &SECRET[SECRET.len() / 2 - 4..][..8];
     assert!(dirs.files_containing(middle.as_bytes()).is_empty());
+
+    // Replayed: the client's message with the key in it matches the recorded one (it was
+    // scrubbed of the upgrade request's key at record time, and now at replay too: it
+    // missed), and the deltas come back as [REDACTED] pieces.
+    drop(up);
+    let r = Daemon::start(&dirs, &["replay", "--session", "rt"]);
+    let mut ws = wss(&r, &dirs, port, "/v1/realtime?model=gpt-realtime").await;
+    ws.send(Message::Text(ask.to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(r#"{"type":"response.create"}"#.into()))
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let done = t.contains("\"response.done\"");
+        replayed.push(t.to_string());
+        if done {
+            break;
+        }
+    }
+    drop(ws);
+    let (_, err) = r.stop();
+    assert!(err.contains("0 misses"), "{err}");
+    let text = deltas(&mut replayed.into_iter());
+    assert!(
+        text.starts_with("[REDACTED]") && !text.contains("secret"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

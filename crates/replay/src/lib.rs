@@ -616,7 +616,17 @@ impl Replayer {
         if ev.ws.is_some() {
             self.fork_served(step, ev, arrived, injection.as_ref())
                 .await;
-            return ws::respond(self.clone(), ev, upgrade, &parts.headers, arrived, ctx.slot).await;
+            let secrets = asked.secrets.clone();
+            return ws::respond(
+                self.clone(),
+                ev,
+                upgrade,
+                &parts.headers,
+                secrets,
+                arrived,
+                ctx.slot,
+            )
+            .await;
         }
         let sent: &[u8] = match &asked.body {
             ReadBody::Whole(b) => b,
@@ -760,6 +770,7 @@ impl Replayer {
             too_large: read.too_large,
             kind,
             key,
+            secrets,
         })
     }
 
@@ -1162,6 +1173,10 @@ struct Asked {
     too_large: Option<MaxBody>,
     kind: Kind,
     key: String,
+    /// The secret values the request held (its headers, URL and body), as record
+    /// collected them: a WebSocket's client messages are scrubbed of them as record
+    /// scrubbed its.
+    secrets: Secrets,
 }
 
 impl Asked {

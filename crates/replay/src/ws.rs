@@ -51,6 +51,7 @@ pub(super) async fn respond(
     ev: &Event,
     upgrade: Option<OnUpgrade>,
     request: &http::HeaderMap,
+    secrets: Secrets,
     arrived: Instant,
     slot: Option<tapedeck_proxy::Slot>,
 ) -> Response<ProxyBody> {
@@ -111,7 +112,7 @@ pub(super) async fn respond(
         let guard = replayer.inflight.enter();
         match upgrade.await {
             Ok(io) => {
-                Session::new(replayer, step, script)
+                Session::new(replayer, step, script, secrets)
                     .run(TokioIo::new(io))
                     .await
             }
@@ -165,11 +166,15 @@ struct Session {
     anchor: (Instant, f64),
     /// Whether tapedeck has sent a close.
     closing: bool,
+    /// The secrets the upgrade request held, and those the client's messages revealed
+    /// since: each client message is scrubbed of them, as record scrubbed it.
+    secrets: Secrets,
 }
 
 impl Session {
-    fn new(replayer: Arc<Replayer>, step: u64, script: Vec<Step>) -> Session {
+    fn new(replayer: Arc<Replayer>, step: u64, script: Vec<Step>, secrets: Secrets) -> Session {
         Session {
+            secrets,
             replayer,
             step,
             script,
@@ -347,8 +352,7 @@ impl Session {
     /// Matches a client data message against the next recorded one; a miss is counted
     /// and its text (the close reason) returned.
     fn take_client(&mut self, m: &Message) -> Option<String> {
-        let mut secrets = Secrets::default();
-        let stored = stored_payload(m.op, &m.payload, &self.replayer.rules, &mut secrets);
+        let stored = stored_payload(m.op, &m.payload, &self.replayer.rules, &mut self.secrets);
         let key = message_key(m.op, &stored, &self.replayer.rules);
         let session = self.replayer.rec.session.clone();
         let got = preview(m.op, &stored);
