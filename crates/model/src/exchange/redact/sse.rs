@@ -20,8 +20,13 @@ use crate::rules::REDACTED;
 /// it comes, for the literal scrub alone; it ends every text read so far.
 const MAX_LINE: usize = 1 << 20;
 /// Places whose text could be the start of a secret, at most (a hostile body could make
-/// every string of a huge array one).
+/// every string of a huge array one): past it, the place waiting longest gives up its
+/// text.
 const MAX_PLACES: usize = 256;
+/// The most bytes of lines held back: past it, the places waiting longest give up their
+/// text (a string that ends in a secret's first letters, never followed at its place,
+/// held every line after it until the stream ended).
+const MAX_HELD: usize = 2 << 20;
 
 /// Where one decoded byte came from: a held line and the raw bytes in it.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +83,8 @@ pub(super) struct SseSplit {
     /// The line being read is over [`MAX_LINE`]: passed through up to its end.
     long: bool,
     held: VecDeque<Line>,
+    /// The bytes of `held`.
+    held_bytes: usize,
     /// The number of `held[0]`.
     first: u64,
     /// The number the line being read will have.
@@ -95,6 +102,7 @@ impl SseSplit {
             line: Vec::new(),
             long: false,
             held: VecDeque::new(),
+            held_bytes: 0,
             first: 0,
             next: 0,
             places: HashMap::new(),
@@ -178,8 +186,12 @@ impl SseSplit {
             raw: raw.to_vec(),
             cuts: Vec::new(),
         });
+        self.held_bytes += raw.len();
         for (place, piece) in pieces {
             self.go_on(place, piece);
+        }
+        while self.held_bytes > MAX_HELD && !self.places.is_empty() {
+            self.give_up_oldest();
         }
         self.release(out);
     }
@@ -211,10 +223,25 @@ impl SseSplit {
         let after_marker = markers.last().map_or(0, |&(_, me)| me);
         let from = done.max(after_marker);
         let keep = from + self.finder.partial_from(&text.bytes[from..]);
-        if keep < text.bytes.len() && self.places.len() < MAX_PLACES {
+        if keep < text.bytes.len() {
+            if self.places.len() >= MAX_PLACES {
+                self.give_up_oldest();
+            }
             text.bytes.drain(..keep);
             text.at.drain(..keep);
             self.places.insert(place, text);
+        }
+    }
+
+    /// Drops the text of the place that has waited longest: its lines may go.
+    fn give_up_oldest(&mut self) {
+        let oldest = self
+            .places
+            .iter()
+            .min_by_key(|(place, t)| (t.at.first().map_or(u64::MAX, |s| s.line), *place))
+            .map(|(place, _)| place.clone());
+        if let Some(place) = oldest {
+            self.places.remove(&place);
         }
     }
 
@@ -249,6 +276,7 @@ impl SseSplit {
             let Some(line) = self.held.pop_front() else {
                 break;
             };
+            self.held_bytes -= line.raw.len();
             write_cut(line, out);
             self.first += 1;
         }
@@ -274,7 +302,10 @@ fn write_cut(mut line: Line, lines: &mut dyn Lines) {
         }
         if s >= done {
             out.extend_from_slice(&line.raw[done..s]);
-            out.extend_from_slice(REDACTED.as_bytes());
+            // A token's bytes as integers (`logprobs`) become 0, so the array stays one
+            // of integers; text becomes the marker.
+            let digits = line.raw[s..e].iter().all(u8::is_ascii_digit);
+            out.extend_from_slice(if digits { b"0" } else { REDACTED.as_bytes() });
         }
         done = e;
     }
@@ -291,13 +322,19 @@ fn pieces(
     lines: bool,
     want: &dyn Fn(&[u8]) -> bool,
 ) -> Vec<(Vec<u8>, Text)> {
-    let off = if lines {
-        0
+    // A byte order mark may open the stream.
+    let bom = if line == 0 && raw.starts_with(b"\xEF\xBB\xBF") {
+        3
     } else {
-        let Some(rest) = raw.strip_prefix(b"data:") else {
+        0
+    };
+    let off = if lines {
+        bom
+    } else {
+        let Some(rest) = raw[bom..].strip_prefix(b"data:") else {
             return Vec::new();
         };
-        5 + usize::from(rest.first() == Some(&b' '))
+        bom + 5 + usize::from(rest.first() == Some(&b' '))
     };
     let mut end = raw.len();
     while end > off && matches!(raw[end - 1], b'\n' | b'\r') {
@@ -332,12 +369,43 @@ fn pieces(
 }
 
 enum Frame {
-    Object { key: Vec<u8>, want_key: bool },
-    Array { index: usize },
+    Object {
+        key: Vec<u8>,
+        want_key: bool,
+        /// Its number among the line's objects (see [`IDENTITY`]).
+        id: usize,
+    },
+    Array {
+        index: usize,
+        /// Its elements so far while every one is an integer from 0 to 255 (a token's
+        /// UTF-8 bytes, as `logprobs` gives them): the byte, and where its digits stand.
+        bytes: Option<Vec<(u8, usize, usize)>>,
+    },
+}
+
+/// Fields that tell streams apart which share a path: two choices (`n` > 1) each send
+/// `choices: [{"index": 1, ...}]` at array position 0, tool calls their `index`, the
+/// Responses and Realtime APIs interleave an answer's and a reasoning summary's
+/// `delta` under the event's `type`, items by `item_id`. An object's values of these
+/// are part of its place.
+const IDENTITY: &[&[u8]] = &[
+    b"type",
+    b"index",
+    b"output_index",
+    b"content_index",
+    b"item_id",
+];
+
+/// One step of a string's path: an object's key (the object numbered `id`), or an
+/// array position.
+enum Step {
+    Key(Vec<u8>, usize),
+    At(usize),
 }
 
 /// Every string value of `v` that `want` picks (`None` unless `v` reads as JSON),
-/// decoded, with its place: the keys and indices that lead to it.
+/// decoded, with its place: the keys and indices that lead to it, and the identity
+/// fields (see [`IDENTITY`]) of each object on the way.
 fn json_strings(
     v: &[u8],
     off: usize,
@@ -345,20 +413,45 @@ fn json_strings(
     want: &dyn Fn(&[u8]) -> bool,
 ) -> Option<Vec<(Vec<u8>, Text)>> {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut found = Vec::new();
+    let mut found: Vec<(Vec<Step>, Text)> = Vec::new();
+    // Each object's identity fields, by its number, read wherever they stand in it.
+    let mut identity: Vec<Vec<u8>> = Vec::new();
+    let note = |stack: &[Frame], identity: &mut Vec<Vec<u8>>, value: &[u8]| {
+        if let Some(Frame::Object {
+            key,
+            want_key: false,
+            id,
+        }) = stack.last()
+        {
+            if IDENTITY.contains(&key.as_slice()) {
+                let w = &mut identity[*id];
+                w.extend_from_slice(key);
+                w.push(b'=');
+                w.extend_from_slice(value);
+                w.push(b',');
+            }
+        }
+    };
     let mut i = 0;
     while i < v.len() {
         match v[i] {
             b' ' | b'\t' | b'\r' | b'\n' | b':' => i += 1,
             b'{' => {
+                not_bytes(&mut stack);
+                identity.push(Vec::new());
                 stack.push(Frame::Object {
                     key: Vec::new(),
                     want_key: true,
+                    id: identity.len() - 1,
                 });
                 i += 1;
             }
             b'[' => {
-                stack.push(Frame::Array { index: 0 });
+                not_bytes(&mut stack);
+                stack.push(Frame::Array {
+                    index: 0,
+                    bytes: Some(Vec::new()),
+                });
                 i += 1;
             }
             b'}' => {
@@ -366,27 +459,47 @@ fn json_strings(
                 i += 1;
             }
             b']' => {
-                matches!(stack.pop(), Some(Frame::Array { .. })).then_some(())?;
+                let Some(Frame::Array { bytes, .. }) = stack.pop() else {
+                    return None;
+                };
+                if let Some(bytes) = bytes.filter(|b| !b.is_empty()) {
+                    let mut text = Text::default();
+                    for (b, s, e) in bytes {
+                        let spot = Spot {
+                            line,
+                            start: (off + s) as u32,
+                            end: (off + e) as u32,
+                        };
+                        text.push(&[b], spot);
+                    }
+                    if want(&text.bytes) {
+                        found.push((path(&stack), text));
+                    }
+                }
                 i += 1;
             }
             b',' => {
                 match stack.last_mut()? {
                     Frame::Object { want_key, .. } => *want_key = true,
-                    Frame::Array { index } => *index += 1,
+                    Frame::Array { index, .. } => *index += 1,
                 }
                 i += 1;
             }
             b'"' => {
+                not_bytes(&mut stack);
                 let end = string_end(v, i)?;
+                let raw = &v[i + 1..end - 1];
                 match stack.last_mut() {
-                    Some(Frame::Object { key, want_key }) if *want_key => {
-                        *key = v[i + 1..end - 1].to_vec();
+                    Some(Frame::Object { key, want_key, .. }) if *want_key => {
+                        *key = raw.to_vec();
                         *want_key = false;
                     }
-                    _ if want(&v[i + 1..end - 1]) => {
-                        found.push((place(&stack), decode(v, i + 1, end - 1, off, line)));
+                    _ => {
+                        note(&stack, &mut identity, raw);
+                        if want(raw) {
+                            found.push((path(&stack), decode(v, i + 1, end - 1, off, line)));
+                        }
                     }
-                    _ => {}
                 }
                 i = end;
             }
@@ -394,24 +507,69 @@ fn json_strings(
                 let n = v[i..]
                     .iter()
                     .position(|b| b",]} \t\r\n:".contains(b))
-                    .unwrap_or(v.len() - i);
-                i += n.max(1);
+                    .unwrap_or(v.len() - i)
+                    .max(1);
+                note(&stack, &mut identity, &v[i..i + n]);
+                if let Some(Frame::Array {
+                    bytes: bytes @ Some(_),
+                    ..
+                }) = stack.last_mut()
+                {
+                    match std::str::from_utf8(&v[i..i + n])
+                        .ok()
+                        .and_then(|d| d.parse().ok())
+                    {
+                        Some(b) => bytes.as_mut().expect("some").push((b, i, i + n)),
+                        None => *bytes = None,
+                    }
+                }
+                i += n;
             }
         }
     }
-    stack.is_empty().then_some(found)
+    if !stack.is_empty() {
+        return None;
+    }
+    Some(
+        found
+            .into_iter()
+            .map(|(steps, text)| (place(&steps, &identity), text))
+            .collect(),
+    )
 }
 
-/// Where a string stands: `.key` and `[index]` from the outside in.
-fn place(stack: &[Frame]) -> Vec<u8> {
+/// An array that holds something other than integers is not a token's bytes.
+fn not_bytes(stack: &mut [Frame]) {
+    if let Some(Frame::Array { bytes, .. }) = stack.last_mut() {
+        *bytes = None;
+    }
+}
+
+fn path(stack: &[Frame]) -> Vec<Step> {
+    stack
+        .iter()
+        .map(|f| match f {
+            Frame::Object { key, id, .. } => Step::Key(key.clone(), *id),
+            Frame::Array { index, .. } => Step::At(*index),
+        })
+        .collect()
+}
+
+/// Where a string stands: `{identity}.key` and `[index]` from the outside in.
+fn place(steps: &[Step], identity: &[Vec<u8>]) -> Vec<u8> {
     let mut p = Vec::new();
-    for f in stack {
-        match f {
-            Frame::Object { key, .. } => {
+    for s in steps {
+        match s {
+            Step::Key(key, id) => {
+                if !identity[*id].is_empty() {
+                    p.push(b'{');
+                    p.extend_from_slice(&identity[*id]);
+                    p.push(b'}');
+                }
                 p.push(b'.');
                 p.extend_from_slice(key);
             }
-            Frame::Array { index } => {
+            Step::At(index) => {
                 p.push(b'[');
                 p.extend_from_slice(index.to_string().as_bytes());
                 p.push(b']');
@@ -715,6 +873,104 @@ mod tests {
                 sent[3],
             ]
         );
+    }
+
+    #[test]
+    fn interleaved_choices_tool_calls_and_event_types_are_told_apart() {
+        // n = 2: each chunk carries one choice at array position 0, told apart by its
+        // index; the key goes to choice 1 while choice 0 says other things.
+        let mut body = String::new();
+        for (i, (a, b)) in [("xy", "sk-pro"), ("zz", "j-4f9Qz8"), ("yy", "1LmT0pXw")]
+            .iter()
+            .enumerate()
+        {
+            for (index, t) in [(0, a), (1, b)] {
+                body += &format!(
+                    "data: {}\n\n",
+                    serde_json::json!({"id":"c","choices":[{"index":index,"delta":{"content":t}}],"n":i})
+                );
+            }
+        }
+        let out = scrub(&body);
+        assert_eq!(out.matches("[REDACTED]").count(), 3, "{out}");
+        assert!(out.contains(r#""content":"zz""#), "{out}");
+        // The Responses API: an answer's deltas between a reasoning summary's.
+        let mut body = String::new();
+        for (kind, t) in [
+            ("response.output_text.delta", "sk-pro"),
+            ("response.reasoning_summary_text.delta", "thinking"),
+            ("response.output_text.delta", "j-4f9Qz81"),
+            ("response.reasoning_summary_text.delta", "more"),
+            ("response.output_text.delta", "LmT0pXw"),
+        ] {
+            body += &format!(
+                "event: {kind}\ndata: {}\n\n",
+                serde_json::json!({"type":kind,"item_id":"msg_1","output_index":0,"content_index":0,"delta":t})
+            );
+        }
+        let out = scrub(&body);
+        assert_eq!(out.matches("[REDACTED]").count(), 3, "{out}");
+        assert!(out.contains(r#""delta":"thinking""#), "{out}");
+    }
+
+    #[test]
+    fn a_start_never_followed_holds_back_a_bounded_amount() {
+        // A string ending in the key's first letter, at a place no event continues, then
+        // 3 MB of events: what is held back stays under the bound, and a key split
+        // after it is still found.
+        let rules = Rules::default();
+        let s = secrets();
+        let mut sc = BodyScrubber::new(SSE, &rules, &s);
+        let mut stored = sc.feed(b"data: {\"note\":\"yes\"}\n\n").len();
+        let line = format!("data: {}\n\n", serde_json::json!({"pad": "x".repeat(1000)}));
+        let mut most = 0;
+        for _ in 0..3000 {
+            stored += sc.feed(line.as_bytes()).len();
+            most = most.max(sc.held());
+        }
+        assert!(most <= super::MAX_HELD + line.len(), "held {most}");
+        let tail = chat(&["sk-proj-", "4f9Qz81LmT0pXw"]);
+        let mut out = sc.feed(tail.as_bytes()).to_vec();
+        out.extend(sc.finish().0);
+        assert!(stored > 2_000_000);
+        assert_eq!(
+            String::from_utf8(out)
+                .unwrap()
+                .matches("[REDACTED]")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_key_in_logprobs_token_bytes_is_not_stored_either() {
+        // `logprobs: true`: each token also as its UTF-8 bytes, integers.
+        let mut body = String::new();
+        for t in ["sk-pro", "j-4f9Qz8", "1LmT0pXw"] {
+            let bytes: Vec<u8> = t.bytes().collect();
+            let lp = serde_json::json!({"token": t, "logprob": -0.1, "bytes": bytes,
+                "top_logprobs": [{"token": t, "logprob": -0.1, "bytes": bytes}]});
+            body += &format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices":[{"index":0,"delta":{"content":t},"logprobs":{"content":[lp]}}]})
+            );
+        }
+        let out = scrub(&body);
+        for line in out.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("still JSON");
+            let lp = &v["choices"][0]["logprobs"]["content"][0];
+            assert_eq!(lp["token"], "[REDACTED]", "{line}");
+            for bytes in [&lp["bytes"], &lp["top_logprobs"][0]["bytes"]] {
+                let b = bytes.as_array().unwrap();
+                assert!(b.iter().all(|n| n == 0), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_event_hides_nothing() {
+        let out = scrub(&("\u{feff}".to_string() + &chat(&["sk-proj-4f", "9Qz81LmT0pXw"])));
+        assert_eq!(out.matches("[REDACTED]").count(), 2, "{out}");
     }
 
     #[test]
