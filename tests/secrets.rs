@@ -494,6 +494,13 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     // names the step with the redacted path, not the first unserved one.
     let r = Daemon::start(&dirs, &["replay", "--session", "hook"]);
     let status = send(client(&r, &dirs), "team").await;
+    // And a path of another shape, with the token in it too.
+    let other = client(&r, &dirs)
+        .get(up.url(&format!("/hooks/team/{token}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
     let (_, stderr) = r.stop();
     assert_eq!(status, 404);
     let miss = stderr

@@ -133,6 +133,18 @@ impl PathSecret {
         if regex.captures_len() < 2 {
             return Err(err("it has no group in parentheses to redact".into()));
         }
+        // The text matched is the host and path without the port: a rule naming one
+        // never matches, and the secret it was meant for would be stored in clear.
+        static WITH_PORT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^\^?(?:\\.|[A-Za-z0-9._-])+:[0-9]+(?:/|$)").expect("regex")
+        });
+        if WITH_PORT.is_match(text) {
+            return Err(err(
+                "it names a port, and path rules match the host and path without the port \
+                 (`^localhost/hooks/([^/]+)` for https://localhost:8443/hooks/...)"
+                    .into(),
+            ));
+        }
         Ok(PathSecret {
             text: text.to_string(),
             regex,
@@ -739,6 +751,23 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_rule_naming_a_port_is_refused_as_it_would_never_match() {
+        for bad in [
+            r"^localhost:18443/keys/([^/]+)",
+            r"api\.example\.com:443/v1/([^/]+)",
+        ] {
+            let e = PathSecret::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("names a port"), "{bad}: {e}");
+        }
+        for good in [
+            r"^localhost/keys/([^/]+)",
+            r"^[^/]+/v1/models/[^/:]+:([a-z]+)",
+        ] {
+            PathSecret::parse(good).unwrap();
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -296,6 +296,11 @@ pub struct Replayer {
     /// Events were recorded under other matching or redaction rules than these (a miss
     /// says so: a part stored redacted under a rule this replay lacks no longer matches).
     other_rules: bool,
+    /// Then: the query parameters those events hold redacted, so a miss masks them in
+    /// the live URL it prints.
+    redacted_query: Vec<String>,
+    /// And the templates of their paths with a redacted part (at most 256).
+    redacted_paths: Vec<String>,
 }
 
 impl Replayer {
@@ -327,9 +332,17 @@ impl Replayer {
             .then(|| causal::load::GraphLoader::new(rec.len(), rec.has_llm_calls()));
         let t = Instant::now();
         let mut other_rules = false;
+        let mut redacted_query = std::collections::BTreeSet::new();
+        let mut redacted_paths = std::collections::BTreeSet::new();
         // One pass: a session of the store is read back event by event, never whole.
         rec.for_each_event(&mut |i, ev| {
-            other_rules |= ev.rules.as_deref().is_some_and(|r| r != fp);
+            if ev.rules.as_deref().is_some_and(|r| r != fp) {
+                other_rules = true;
+                redacted_query.extend(miss::redacted_query_names(&ev.request.url));
+                if redacted_paths.len() < 256 {
+                    redacted_paths.extend(miss::path_template(&ev.request.url));
+                }
+            }
             if let Some(g) = graph.as_mut() {
                 g.push(&rec, ev);
             }
@@ -402,6 +415,8 @@ impl Replayer {
             tool_names: OnceLock::new(),
             prefetch: prefetch::Prefetch::new(len),
             other_rules,
+            redacted_query: redacted_query.into_iter().collect(),
+            redacted_paths: redacted_paths.into_iter().collect(),
         });
         if let Err(e) = this
             .prefetch
@@ -812,6 +827,8 @@ impl Replayer {
                 causal_accepts,
                 closest: self.closest_calls(got),
                 other_rules: self.other_rules,
+                redacted_query: &self.redacted_query,
+                redacted_paths: &self.redacted_paths,
             },
         );
         tracing::warn!("{}", d.line);

@@ -110,6 +110,11 @@ pub struct Named<'a> {
     pub closest: Vec<String>,
     /// The recording was made under other matching or redaction rules.
     pub other_rules: bool,
+    /// Then: the query parameters its events hold redacted (see
+    /// [`redacted_query_names`]).
+    pub redacted_query: &'a [String],
+    /// And the templates of its paths with a redacted part (see [`path_template`]).
+    pub redacted_paths: &'a [String],
 }
 
 /// What a miss adds when the recording was made under other rules.
@@ -293,43 +298,138 @@ fn shape(got: &Received) -> Shape {
     }
 }
 
-/// The live URL with each path segment and query value that the recorded call stored
-/// redacted (`[REDACTED]` in it) masked as the recording has it: a recording made under
-/// a rule this replay lacks (`--redact-path` given to record only) would otherwise have
-/// the miss print the live secret on stderr and into CI's log.
-fn masked_like(live: &str, recorded: &str) -> Option<String> {
+/// A recorded URL's path with a redacted part, as a pattern: what stood where each
+/// `[REDACTED]` is, its own path segment characters.
+pub fn path_template(url: &str) -> Option<String> {
     const R: &str = tapedeck_model::rules::REDACTED;
-    if !recorded.contains(R) {
-        return None;
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    let rest = path.split_once("://").map_or(path, |(_, r)| r);
+    // The host without its port, as path rules see it.
+    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let text = format!("{host}/{tail}");
+    text.contains(R).then(|| {
+        let parts: Vec<String> = text.split(R).map(regex::escape).collect();
+        format!("^{}", parts.join("([^/?#]+)"))
+    })
+}
+
+/// `path` (a URL without its query) with each part that a recorded path's template
+/// (see [`path_template`]) had redacted masked.
+fn masked_by_templates(path: &str, templates: &[String]) -> String {
+    const R: &str = tapedeck_model::rules::REDACTED;
+    let Some((scheme, rest)) = path.split_once("://") else {
+        return path.to_string();
+    };
+    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bare, port) = host.rsplit_once(':').map_or((host, ""), |(h, p)| (h, p));
+    let text = format!("{bare}/{tail}");
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for t in templates {
+        let Ok(re) = regex::Regex::new(t) else {
+            continue;
+        };
+        if let Some(c) = re.captures(&text) {
+            spans.extend(c.iter().skip(1).flatten().map(|m| (m.start(), m.end())));
+        }
     }
+    if spans.is_empty() {
+        return path.to_string();
+    }
+    spans.sort_unstable();
+    let mut out = String::new();
+    let mut done = 0;
+    for (s, e) in spans {
+        if s < done {
+            done = done.max(e);
+            continue;
+        }
+        out.push_str(&text[done..s]);
+        out.push_str(R);
+        done = e;
+    }
+    out.push_str(&text[done..]);
+    let (h, t) = out.split_once('/').unwrap_or((&out, ""));
+    let port = if port.is_empty() {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    format!("{scheme}://{h}{port}/{t}")
+}
+
+/// A query parameter's name as record compares it: percent-decoded, lower case.
+fn query_name(name: &str) -> String {
+    percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_lowercase()
+}
+
+/// The names of the query parameters a recorded URL holds redacted.
+pub fn redacted_query_names(url: &str) -> impl Iterator<Item = String> + '_ {
+    url.split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(_, v)| v.contains(tapedeck_model::rules::REDACTED))
+        .map(|(k, _)| query_name(k))
+}
+
+/// The live URL masked where the recording has `[REDACTED]`: each path segment that the
+/// closest recorded call (`recorded`) has redacted at the same place, counted from the
+/// start or from the end, and the value of each query parameter the recording holds
+/// redacted under that name anywhere (`names`, see [`redacted_query_names`]). A
+/// recording made under a rule this replay lacks (`--redact-path` given to record only)
+/// would otherwise have the miss print the live secret on stderr and into CI's log.
+fn masked_like(
+    live: &str,
+    recorded: Option<&str>,
+    names: &[String],
+    templates: &[String],
+) -> Option<String> {
+    const R: &str = tapedeck_model::rules::REDACTED;
     let (lp, lq) = live
         .split_once('?')
         .map_or((live, None), |(p, q)| (p, Some(q)));
-    let (rp, rq) = recorded
-        .split_once('?')
-        .map_or((recorded, None), |(p, q)| (p, Some(q)));
-    let (ls, rs): (Vec<&str>, Vec<&str>) = (lp.split('/').collect(), rp.split('/').collect());
-    let mut path: Vec<&str> = ls.clone();
-    if ls.len() == rs.len() {
-        for (i, r) in rs.iter().enumerate() {
-            if r.contains(R) {
-                path[i] = r;
+    let lp = masked_by_templates(lp, templates);
+    let mut path: Vec<&str> = lp.split('/').collect();
+    if let Some(rec) = recorded {
+        let rp = rec.split_once('?').map_or(rec, |(p, _)| p);
+        let rs: Vec<&str> = rp.split('/').collect();
+        let live: Vec<&str> = path.clone();
+        let n = live.len();
+        // Segments paired: by place when there are as many, else from the start up to
+        // the first that differs, and from the end likewise.
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        if n == rs.len() {
+            pairs.extend((0..n).map(|i| (i, i)));
+        } else {
+            let same = |l: &str, r: &str| l == r || r.contains(R);
+            pairs.extend(
+                (0..n.min(rs.len()))
+                    .take_while(|&i| same(live[i], rs[i]))
+                    .map(|i| (i, i)),
+            );
+            pairs.extend(
+                (1..=n.min(rs.len()))
+                    .take_while(|&k| same(live[n - k], rs[rs.len() - k]))
+                    .map(|k| (n - k, rs.len() - k)),
+            );
+        }
+        for (l, r) in pairs {
+            if rs[r].contains(R) {
+                path[l] = R;
             }
         }
     }
     let mut out = path.join("/");
     if let Some(lq) = lq {
-        let redacted: Vec<&str> = rq
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .filter(|(_, v)| v.contains(R))
-            .map(|(k, _)| k)
-            .collect();
+        let mut redacted: Vec<String> = names.to_vec();
+        redacted.extend(recorded.into_iter().flat_map(redacted_query_names));
         let pairs: Vec<String> = lq
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if redacted.contains(&k) => format!("{k}={R}"),
+                Some((k, _)) if redacted.contains(&query_name(k)) => format!("{k}={R}"),
                 _ => kv.to_string(),
             })
             .collect();
@@ -344,9 +444,13 @@ pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> De
     let masked = named
         .other_rules
         .then(|| {
-            named
-                .expected
-                .and_then(|(e, _)| masked_like(got.url, &e.request.url))
+            let recorded = named.expected.map(|(e, _)| e.request.url.as_str());
+            masked_like(
+                got.url,
+                recorded,
+                named.redacted_query,
+                named.redacted_paths,
+            )
         })
         .flatten();
     let got = &Received {
@@ -456,13 +560,15 @@ mod tests {
             causal_accepts: false,
             closest: Vec::new(),
             other_rules: false,
+            redacted_query: &[],
+            redacted_paths: &[],
         };
         describe("s1", &miss, &got, &named)
     }
 
     #[test]
     fn a_live_url_is_masked_where_the_recorded_call_has_it_redacted() {
-        let m = |live, rec| masked_like(live, rec);
+        let m = |live, rec| masked_like(live, Some(rec), &[], &[]);
         assert_eq!(
             m(
                 "https://h/hooks/team/tok-123?key=abc&wait=true",
@@ -471,17 +577,60 @@ mod tests {
             .as_deref(),
             Some("https://h/hooks/team/[REDACTED]?key=[REDACTED]&wait=true")
         );
-        // Another shape of path: its segments are left; a query value still masked.
+        // Another number of segments: counted from the start and from the end.
         assert_eq!(
             m(
-                "https://h/a/b/c?key=abc",
-                "https://h/a/[REDACTED]?key=x-[REDACTED]"
+                "https://h/keys/LIVE/items/",
+                "https://h/keys/[REDACTED]/items"
             )
             .as_deref(),
-            Some("https://h/a/b/c?key=[REDACTED]")
+            Some("https://h/keys/[REDACTED]/items/")
+        );
+        assert_eq!(
+            m(
+                "https://h//keys/LIVE/items",
+                "https://h/keys/[REDACTED]/items"
+            )
+            .as_deref(),
+            Some("https://h//keys/[REDACTED]/items")
+        );
+        // Query names as record compares them: any case, percent-encoded.
+        assert_eq!(
+            m(
+                "https://h/a?TOK=abc&t%6Fk=def",
+                "https://h/a?tok=[REDACTED]"
+            )
+            .as_deref(),
+            Some("https://h/a?TOK=[REDACTED]&t%6Fk=[REDACTED]")
+        );
+        // A name redacted elsewhere in the recording, not in the closest call.
+        assert_eq!(
+            masked_like(
+                "https://h/b?tok=abc",
+                Some("https://h/b"),
+                &["tok".into()],
+                &[]
+            )
+            .as_deref(),
+            Some("https://h/b?tok=[REDACTED]")
+        );
+        assert_eq!(
+            masked_like("https://h/b?tok=abc", None, &["tok".into()], &[]).as_deref(),
+            Some("https://h/b?tok=[REDACTED]")
         );
         // Nothing redacted in the recording: nothing to mask.
         assert_eq!(m("https://h/a?k=1", "https://h/a?k=2"), None);
+        // A path of another shape and method than the closest call: masked by the
+        // templates of every redacted path the recording holds.
+        let t = [path_template("https://h:8443/hooks/team/[REDACTED]?wait=true").unwrap()];
+        assert_eq!(
+            masked_like("https://h:8443/hooks/team/LIVE-TOKEN/", None, &[], &t).as_deref(),
+            Some("https://h:8443/hooks/team/[REDACTED]/")
+        );
+        assert_eq!(
+            masked_like("https://h:8443/other/LIVE", None, &[], &t),
+            None
+        );
     }
 
     #[test]
