@@ -34,6 +34,8 @@ struct Spot {
     line: u64,
     start: u32,
     end: u32,
+    /// An integer standing for the byte (a token's bytes in `logprobs`), not text.
+    number: bool,
 }
 
 /// Decoded text, each byte beside where it came from.
@@ -70,7 +72,8 @@ impl Lines for Vec<Vec<u8>> {
 /// A line read and not yet written, with the raw ranges to replace.
 struct Line {
     raw: Vec<u8>,
-    cuts: Vec<(u32, u32)>,
+    /// Start, end, and whether the range is an integer (see [`Spot::number`]).
+    cuts: Vec<(u32, u32, bool)>,
 }
 
 pub(super) struct SseSplit {
@@ -253,13 +256,17 @@ impl SseSplit {
             let run = spots[i];
             let (mut start, mut end) = (run.start, run.end);
             let mut j = i + 1;
-            while j < spots.len() && spots[j].line == run.line && spots[j].start <= end {
+            while j < spots.len()
+                && spots[j].line == run.line
+                && spots[j].start <= end
+                && spots[j].number == run.number
+            {
                 start = start.min(spots[j].start);
                 end = end.max(spots[j].end);
                 j += 1;
             }
             let held = (run.line - self.first) as usize;
-            self.held[held].cuts.push((start, end));
+            self.held[held].cuts.push((start, end, run.number));
             i = j;
         }
     }
@@ -295,7 +302,7 @@ fn write_cut(mut line: Line, lines: &mut dyn Lines) {
     line.cuts.sort_unstable();
     let mut out = Vec::with_capacity(line.raw.len());
     let mut done = 0usize;
-    for (s, e) in line.cuts {
+    for (s, e, number) in line.cuts {
         let (s, e) = (s as usize, e as usize);
         if e <= done {
             continue;
@@ -304,8 +311,7 @@ fn write_cut(mut line: Line, lines: &mut dyn Lines) {
             out.extend_from_slice(&line.raw[done..s]);
             // A token's bytes as integers (`logprobs`) become 0, so the array stays one
             // of integers; text becomes the marker.
-            let digits = line.raw[s..e].iter().all(u8::is_ascii_digit);
-            out.extend_from_slice(if digits { b"0" } else { REDACTED.as_bytes() });
+            out.extend_from_slice(if number { b"0" } else { REDACTED.as_bytes() });
         }
         done = e;
     }
@@ -362,6 +368,7 @@ fn pieces(
                 line,
                 start: at,
                 end: at + 1,
+                number: false,
             },
         );
     }
@@ -469,6 +476,7 @@ fn json_strings(
                             line,
                             start: (off + s) as u32,
                             end: (off + e) as u32,
+                            number: true,
                         };
                         text.push(&[b], spot);
                     }
@@ -603,6 +611,7 @@ fn decode(v: &[u8], s: usize, e: usize, off: usize, line: u64) -> Text {
         line,
         start: (off + a) as u32,
         end: (off + b) as u32,
+        number: false,
     };
     let mut i = s;
     while i < e {
@@ -965,6 +974,17 @@ mod tests {
                 assert!(b.iter().all(|n| n == 0), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn a_piece_of_digits_in_text_becomes_the_marker_not_a_number() {
+        let mut s = Secrets::default();
+        s.add("Bearer sk-live-NEVER-STORED-9898");
+        let body = chat(&["sk-live-NEVER-STORED-", "989", "8", "."]);
+        let (out, _) = BodyScrubber::run(body.as_bytes(), SSE, &Rules::default(), &s);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches(r#""content":"[REDACTED]""#).count(), 3, "{out}");
+        assert!(!out.contains(r#""content":"0""#), "{out}");
     }
 
     #[test]
