@@ -85,6 +85,10 @@ pub(super) struct SseSplit {
     line: Vec<u8>,
     /// The line being read is over [`MAX_LINE`]: passed through up to its end.
     long: bool,
+    /// The last byte read was a CR that ended a line: a LF next belongs to it.
+    lf_joins: bool,
+    /// And that line was passed through (see `long`).
+    long_cr: bool,
     held: VecDeque<Line>,
     /// The bytes of `held`.
     held_bytes: usize,
@@ -104,6 +108,8 @@ impl SseSplit {
             lines,
             line: Vec::new(),
             long: false,
+            lf_joins: false,
+            long_cr: false,
             held: VecDeque::new(),
             held_bytes: 0,
             first: 0,
@@ -116,20 +122,51 @@ impl SseSplit {
         self.line.len() + self.held.iter().map(|l| l.raw.len()).sum::<usize>()
     }
 
+    /// Lines end at a LF, a CR, or a CR LF (as the event stream format has it).
     pub(super) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut rest = data;
         while !rest.is_empty() {
-            let nl = memchr::memchr(b'\n', rest);
-            if self.long {
-                let n = nl.map_or(rest.len(), |i| i + 1);
-                out.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
-                if nl.is_some() {
-                    self.long = false;
+            if std::mem::take(&mut self.lf_joins) && rest[0] == b'\n' {
+                // The LF of a CR LF cut between two pieces.
+                rest = &rest[1..];
+                if self.long_cr {
+                    out.push(b'\n');
+                } else if self.line.len() + 1 > MAX_LINE {
+                    // Its LF makes it too long, as it would have read whole.
+                    self.places.clear();
+                    self.release(out);
+                    out.extend_from_slice(&std::mem::take(&mut self.line));
+                    out.push(b'\n');
+                } else {
+                    self.line.push(b'\n');
+                    self.end_held_line(out);
                 }
+                self.long_cr = false;
                 continue;
             }
-            let n = nl.map_or(rest.len(), |i| i + 1);
+            if !self.long_cr && !self.line.is_empty() && self.line.ends_with(b"\r") {
+                // A CR that ended its line, no LF after it.
+                self.end_held_line(out);
+            }
+            self.long_cr = false;
+            let end = memchr::memchr2(b'\n', b'\r', rest);
+            // How much of `rest` is this line's, and whether it ends there for sure (a CR
+            // last in `rest` may be the start of a CR LF).
+            let (n, ends) = match end {
+                Some(i) if rest[i] == b'\n' => (i + 1, true),
+                Some(i) if i + 1 < rest.len() => (i + 1 + usize::from(rest[i + 1] == b'\n'), true),
+                Some(i) => (i + 1, false),
+                None => (rest.len(), false),
+            };
+            let cr_last = end.is_some() && !ends;
+            if self.long {
+                out.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                self.long = end.is_none();
+                self.lf_joins = cr_last;
+                self.long_cr = cr_last;
+                continue;
+            }
             if self.line.len() + n > MAX_LINE {
                 // Too long to be a token's event: everything read so far goes out as it
                 // is cut now, and this line after it, untouched.
@@ -137,31 +174,39 @@ impl SseSplit {
                 self.release(out);
                 out.extend_from_slice(&std::mem::take(&mut self.line));
                 out.extend_from_slice(&rest[..n]);
-                self.long = nl.is_none();
+                self.long = end.is_none();
+                self.lf_joins = cr_last;
+                self.long_cr = cr_last;
                 rest = &rest[n..];
                 continue;
             }
-            if nl.is_none() {
-                self.line.extend_from_slice(rest);
-                return;
+            if !ends {
+                self.line.extend_from_slice(&rest[..n]);
+                self.lf_joins = cr_last;
+                rest = &rest[n..];
+                continue;
             }
             if self.line.is_empty() {
                 self.end_line(&rest[..n], out);
             } else {
-                let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(&rest[..n]);
-                self.end_line(&line, out);
-                line.clear();
-                self.line = line;
+                self.line.extend_from_slice(&rest[..n]);
+                self.end_held_line(out);
             }
             rest = &rest[n..];
         }
     }
 
+    /// Ends the line read so far in `self.line`.
+    fn end_held_line(&mut self, out: &mut Vec<u8>) {
+        let mut line = std::mem::take(&mut self.line);
+        self.end_line(&line, out);
+        line.clear();
+        self.line = line;
+    }
+
     pub(super) fn finish(mut self, out: &mut Vec<u8>) {
         if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.end_line(&line, out);
+            self.end_held_line(out);
         }
         self.places.clear();
         self.release(out);
@@ -985,6 +1030,33 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out.matches(r#""content":"[REDACTED]""#).count(), 3, "{out}");
         assert!(!out.contains(r#""content":"0""#), "{out}");
+    }
+
+    #[test]
+    fn lines_ended_by_a_bare_cr_are_read_as_lines() {
+        let body = chat(&["sk-proj-", "4f9Qz81LmT0pXw", "!"]);
+        for cr in [body.replace('\n', "\r"), body.replace('\n', "\r\n")] {
+            let out = scrub(&cr);
+            assert_eq!(out.matches("[REDACTED]").count(), 2, "{out:?}");
+            assert!(out.contains(r#""content":"!""#));
+        }
+    }
+
+    #[test]
+    fn a_cr_lf_cut_between_its_bytes_at_the_line_limit_reads_as_whole() {
+        let rules = Rules::default();
+        let s = secrets();
+        for len in [super::MAX_LINE - 1, super::MAX_LINE, super::MAX_LINE + 1] {
+            let long = format!("data: {}\r\n", "x".repeat(len - 8));
+            let body = chat(&["sk-proj-4f9Q"]) + &long + &chat(&["sk-proj-4f9Q", "z81LmT0pXw"]);
+            let (whole, _) = BodyScrubber::run(body.as_bytes(), SSE, &rules, &s);
+            let cut = body.find("\r\n").unwrap() + 1;
+            let mut sc = BodyScrubber::new(SSE, &rules, &s);
+            let mut got = sc.feed(&body.as_bytes()[..cut]).to_vec();
+            got.extend_from_slice(sc.feed(&body.as_bytes()[cut..]));
+            got.extend(sc.finish().0);
+            assert!(got == whole, "line of {len}");
+        }
     }
 
     #[test]
