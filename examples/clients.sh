@@ -461,14 +461,27 @@ step "6. stop every server; replay each recording $REPLAYS time(s) offline"
 for label in fixture pypiserver verdaccio git-server; do stop_server "$label"; done
 kill -TERM "$UP_PID" 2>/dev/null || true
 wait "$UP_PID" 2>/dev/null || true
+# Each server's process is gone. Its port then refuses connections, unless a stage running
+# beside this one (they share the machine's free ports) has since been given the same
+# port: a plain-HTTP listener there fails curl's TLS handshake (exit 35) instead. What
+# must never happen is a TLS server answering (exit 0 or an HTTP error).
+for label in fixture pypiserver verdaccio git-server; do
+  ! kill -0 "${SERVER_PID[$label]}" 2>/dev/null || fail "$label (pid ${SERVER_PID[$label]}) is still running after it was stopped"
+done
+! kill -0 "$UP_PID" 2>/dev/null || fail "the upstream (pid $UP_PID) is still running after it was stopped"
+reused=()
 for url in "$FIXTURE_URL" "$PYPI_URL" "$NPM_URL" "$GIT_URL" "$BASE"; do
   set +e
   curl -sS --max-time 5 -k "$url/" >/dev/null 2>&1
   rc=$?
   set -e
-  [[ $rc == 7 ]] || fail "$url still answers after its server was stopped (curl exit $rc)"
+  case $rc in
+    7) ;;
+    35) reused+=("${url##*:}") ;;
+    *) fail "$url still answers after its server was stopped (curl exit $rc)" ;;
+  esac
 done
-ok "every server stopped: the fixture, pypiserver, verdaccio, git and the upstream refuse connections"
+ok "every server stopped: the fixture, pypiserver, verdaccio, git and the upstream are gone and their ports refuse connections${reused[*]:+ (port ${reused[*]} since taken by a plain listener of another stage)}"
 
 for s in "${SCENARIOS[@]}"; do
   if ! selected "$s" || ((${RECS[$s]:-0} == 0)); then continue; fi
