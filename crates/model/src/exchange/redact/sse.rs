@@ -81,6 +81,11 @@ pub(super) struct SseSplit {
     /// Each line is a JSON value (NDJSON, JSON Lines: Ollama's stream), not an event's
     /// `data:` field.
     lines: bool,
+    /// The body came without a content type: read as an event stream only if its first
+    /// line is an event stream's (`off` otherwise).
+    sniff: bool,
+    /// Not an event stream after all: everything passes as it comes.
+    off: bool,
     /// The line being read.
     line: Vec<u8>,
     /// The line being read is over [`MAX_LINE`]: passed through up to its end.
@@ -106,6 +111,8 @@ impl SseSplit {
         SseSplit {
             finder,
             lines,
+            sniff: false,
+            off: false,
             line: Vec::new(),
             long: false,
             lf_joins: false,
@@ -122,10 +129,21 @@ impl SseSplit {
         self.line.len() + self.held.iter().map(|l| l.raw.len()).sum::<usize>()
     }
 
+    /// For a body without a content type: an event stream if its first line is one
+    /// (a field of the format, or a comment), else passed through.
+    pub(super) fn sniffing(mut self) -> SseSplit {
+        self.sniff = true;
+        self
+    }
+
     /// Lines end at a LF, a CR, or a CR LF (as the event stream format has it).
     pub(super) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut rest = data;
         while !rest.is_empty() {
+            if self.off {
+                out.extend_from_slice(rest);
+                return;
+            }
             if std::mem::take(&mut self.lf_joins) && rest[0] == b'\n' {
                 // The LF of a CR LF cut between two pieces.
                 rest = &rest[1..];
@@ -214,6 +232,11 @@ impl SseSplit {
 
     fn end_line(&mut self, raw: &[u8], out: &mut dyn Lines) {
         let number = self.next;
+        if self.sniff && number == 0 {
+            let first = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+            let fields: [&[u8]; 5] = [b"data:", b"event:", b"id:", b"retry:", b":"];
+            self.off = !fields.iter().any(|f| first.starts_with(f));
+        }
         self.next += 1;
         // Most strings need nothing: no text is waiting anywhere, and this one neither
         // ends in the start of a secret nor hides one behind escapes (a secret whole in
@@ -1056,6 +1079,30 @@ mod tests {
             got.extend_from_slice(sc.feed(&body.as_bytes()[cut..]));
             got.extend(sc.finish().0);
             assert!(got == whole, "line of {len}");
+        }
+    }
+
+    #[test]
+    fn an_event_stream_without_a_content_type_is_read_as_one() {
+        let rules = Rules::default();
+        let s = secrets();
+        let body = chat(&["sk-proj-4f9Q", "z81LmT0pXw"]);
+        let json = r#"{"a": "sk-proj-4f9Q"}
+{"b": "z81LmT0pXw"}
+"#;
+        for (text, redacted) in [(body.as_str(), 2), (json, 0)] {
+            let (whole, _) = BodyScrubber::run(text.as_bytes(), None, &rules, &s);
+            for cut in [1, 5, 64] {
+                let mut sc = BodyScrubber::new(None, &rules, &s);
+                let mut got = Vec::new();
+                for p in text.as_bytes().chunks(cut) {
+                    got.extend_from_slice(sc.feed(p));
+                }
+                got.extend(sc.finish().0);
+                assert!(got == whole, "cut {cut}");
+            }
+            let whole = String::from_utf8(whole).unwrap();
+            assert_eq!(whole.matches("[REDACTED]").count(), redacted, "{whole}");
         }
     }
 

@@ -74,9 +74,11 @@ impl BodyScrubber {
         ]
         .iter()
         .any(|t| ct.starts_with(t));
-        let sse = (lines || ct.starts_with("text/event-stream"))
+        // A body with no content type is sniffed: an event stream if it begins as one.
+        let sse = (lines || ct.is_empty() || ct.starts_with("text/event-stream"))
             .then(|| secrets.finder().map(|f| SseSplit::new(f, lines)))
-            .flatten();
+            .flatten()
+            .map(|s| if ct.is_empty() { s.sniffing() } else { s });
         BodyScrubber {
             form,
             multipart,
