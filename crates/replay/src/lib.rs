@@ -296,11 +296,9 @@ pub struct Replayer {
     /// Events were recorded under other matching or redaction rules than these (a miss
     /// says so: a part stored redacted under a rule this replay lacks no longer matches).
     other_rules: bool,
-    /// Then: the query parameters those events hold redacted, so a miss masks them in
-    /// the live URL it prints.
-    redacted_query: Vec<String>,
-    /// And the templates of their paths with a redacted part (at most 256).
-    redacted_paths: Vec<String>,
+    /// Then: the rules those events' redactions show (their redacted paths, 256 at
+    /// most, and query names), so a miss masks the live URL it prints by them.
+    miss_mask: Option<Rules>,
 }
 
 impl Replayer {
@@ -340,7 +338,7 @@ impl Replayer {
                 other_rules = true;
                 redacted_query.extend(miss::redacted_query_names(&ev.request.url));
                 if redacted_paths.len() < 256 {
-                    redacted_paths.extend(miss::path_template(&ev.request.url));
+                    redacted_paths.extend(miss::path_rule(&ev.request.url));
                 }
             }
             if let Some(g) = graph.as_mut() {
@@ -415,8 +413,14 @@ impl Replayer {
             tool_names: OnceLock::new(),
             prefetch: prefetch::Prefetch::new(len),
             other_rules,
-            redacted_query: redacted_query.into_iter().collect(),
-            redacted_paths: redacted_paths.into_iter().collect(),
+            miss_mask: other_rules.then(|| Rules {
+                redact_query: redacted_query.into_iter().collect(),
+                redact_paths: redacted_paths
+                    .iter()
+                    .filter_map(|p| tapedeck_model::rules::PathSecret::parse(p).ok())
+                    .collect(),
+                ..Rules::default()
+            }),
         });
         if let Err(e) = this
             .prefetch
@@ -827,8 +831,7 @@ impl Replayer {
                 causal_accepts,
                 closest: self.closest_calls(got),
                 other_rules: self.other_rules,
-                redacted_query: &self.redacted_query,
-                redacted_paths: &self.redacted_paths,
+                mask: self.miss_mask.as_ref(),
             },
         );
         tracing::warn!("{}", d.line);

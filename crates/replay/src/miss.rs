@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use super::index::{Blocked, Miss, MissKind};
 use tapedeck_model::exchange::canonical::UrlParts;
 use tapedeck_model::exchange::jsondiff;
+use tapedeck_model::exchange::redact::{self, Secrets};
 use tapedeck_model::exchange::{Event, Kind};
+use tapedeck_model::rules::Rules;
 use tapedeck_trace::adapters::recognise::{self, known_host, Api};
 use tapedeck_trace::adapters::ExchangeView;
 
@@ -110,11 +112,9 @@ pub struct Named<'a> {
     pub closest: Vec<String>,
     /// The recording was made under other matching or redaction rules.
     pub other_rules: bool,
-    /// Then: the query parameters its events hold redacted (see
-    /// [`redacted_query_names`]).
-    pub redacted_query: &'a [String],
-    /// And the templates of its paths with a redacted part (see [`path_template`]).
-    pub redacted_paths: &'a [String],
+    /// Then: the rules its redactions show, to mask the live URL with (see
+    /// [`masked_like`]).
+    pub mask: Option<&'a Rules>,
 }
 
 /// What a miss adds when the recording was made under other rules.
@@ -298,100 +298,44 @@ fn shape(got: &Received) -> Shape {
     }
 }
 
-/// A recorded URL's path with a redacted part, as a pattern: what stood where each
-/// `[REDACTED]` is, its own path segment characters.
-pub fn path_template(url: &str) -> Option<String> {
+/// A path rule that redacts what a recorded URL's path has redacted: its host and path
+/// as path rules read them, each `[REDACTED]` a group of path characters.
+pub fn path_rule(url: &str) -> Option<String> {
     const R: &str = tapedeck_model::rules::REDACTED;
-    let path = url.split_once('?').map_or(url, |(p, _)| p);
-    let rest = path.split_once("://").map_or(path, |(_, r)| r);
-    // The host without its port, as path rules see it.
-    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let text = format!("{host}/{tail}");
-    text.contains(R).then(|| {
-        let parts: Vec<String> = text.split(R).map(regex::escape).collect();
+    let target = redact::path_target(url)?;
+    target.contains(R).then(|| {
+        let parts: Vec<String> = target.split(R).map(regex::escape).collect();
         format!("^{}", parts.join("([^/?#]+)"))
     })
 }
 
-/// `path` (a URL without its query) with each part that a recorded path's template
-/// (see [`path_template`]) had redacted masked.
-fn masked_by_templates(path: &str, templates: &[String]) -> String {
-    const R: &str = tapedeck_model::rules::REDACTED;
-    let Some((scheme, rest)) = path.split_once("://") else {
-        return path.to_string();
-    };
-    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let (bare, port) = host.rsplit_once(':').map_or((host, ""), |(h, p)| (h, p));
-    let text = format!("{bare}/{tail}");
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    for t in templates {
-        let Ok(re) = regex::Regex::new(t) else {
-            continue;
-        };
-        if let Some(c) = re.captures(&text) {
-            spans.extend(c.iter().skip(1).flatten().map(|m| (m.start(), m.end())));
-        }
-    }
-    if spans.is_empty() {
-        return path.to_string();
-    }
-    spans.sort_unstable();
-    let mut out = String::new();
-    let mut done = 0;
-    for (s, e) in spans {
-        if s < done {
-            done = done.max(e);
-            continue;
-        }
-        out.push_str(&text[done..s]);
-        out.push_str(R);
-        done = e;
-    }
-    out.push_str(&text[done..]);
-    let (h, t) = out.split_once('/').unwrap_or((&out, ""));
-    let port = if port.is_empty() {
-        String::new()
-    } else {
-        format!(":{port}")
-    };
-    format!("{scheme}://{h}{port}/{t}")
-}
-
-/// A query parameter's name as record compares it: percent-decoded, lower case.
-fn query_name(name: &str) -> String {
-    percent_encoding::percent_decode_str(name)
-        .decode_utf8_lossy()
-        .to_lowercase()
-}
-
-/// The names of the query parameters a recorded URL holds redacted.
+/// The names of the query parameters a recorded URL holds redacted, percent-decoded.
 pub fn redacted_query_names(url: &str) -> impl Iterator<Item = String> + '_ {
     url.split_once('?')
         .map_or("", |(_, q)| q)
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .filter(|(_, v)| v.contains(tapedeck_model::rules::REDACTED))
-        .map(|(k, _)| query_name(k))
+        .map(|(k, _)| {
+            percent_encoding::percent_decode_str(k)
+                .decode_utf8_lossy()
+                .to_lowercase()
+        })
 }
 
-/// The live URL masked where the recording has `[REDACTED]`: each path segment that the
-/// closest recorded call (`recorded`) has redacted at the same place, counted from the
-/// start or from the end, and the value of each query parameter the recording holds
-/// redacted under that name anywhere (`names`, see [`redacted_query_names`]). A
-/// recording made under a rule this replay lacks (`--redact-path` given to record only)
-/// would otherwise have the miss print the live secret on stderr and into CI's log.
-fn masked_like(
-    live: &str,
-    recorded: Option<&str>,
-    names: &[String],
-    templates: &[String],
-) -> Option<String> {
+/// The live URL masked where the recording has `[REDACTED]`: redacted under `mask`,
+/// the rules the recording's redactions show (its redacted paths as path rules, see
+/// [`path_rule`], and its redacted query names), then each path segment that the closest
+/// recorded call (`recorded`) has redacted at the same place, counted from the start or
+/// from the end. A recording made under a rule this replay lacks (`--redact-path` given
+/// to record only) would otherwise have the miss print the live secret on stderr and
+/// into CI's log.
+fn masked_like(live: &str, recorded: Option<&str>, mask: &Rules) -> Option<String> {
     const R: &str = tapedeck_model::rules::REDACTED;
-    let (lp, lq) = live
+    let redacted = redact::url(live, mask, &mut Secrets::default());
+    let (lp, lq) = redacted
         .split_once('?')
-        .map_or((live, None), |(p, q)| (p, Some(q)));
-    let lp = masked_by_templates(lp, templates);
+        .map_or((redacted.as_str(), None), |(p, q)| (p, Some(q)));
     let mut path: Vec<&str> = lp.split('/').collect();
     if let Some(rec) = recorded {
         let rp = rec.split_once('?').map_or(rec, |(p, _)| p);
@@ -423,36 +367,19 @@ fn masked_like(
         }
     }
     let mut out = path.join("/");
-    if let Some(lq) = lq {
-        let mut redacted: Vec<String> = names.to_vec();
-        redacted.extend(recorded.into_iter().flat_map(redacted_query_names));
-        let pairs: Vec<String> = lq
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if redacted.contains(&query_name(k)) => format!("{k}={R}"),
-                _ => kv.to_string(),
-            })
-            .collect();
+    if let Some(q) = lq {
         out.push('?');
-        out.push_str(&pairs.join("&"));
+        out.push_str(q);
     }
     (out != live).then_some(out)
 }
 
 /// Describes a miss for the response and for stderr.
 pub fn describe(session: &str, miss: &Miss, got: &Received, named: &Named) -> Described {
-    let masked = named
-        .other_rules
-        .then(|| {
-            let recorded = named.expected.map(|(e, _)| e.request.url.as_str());
-            masked_like(
-                got.url,
-                recorded,
-                named.redacted_query,
-                named.redacted_paths,
-            )
-        })
-        .flatten();
+    let masked = named.mask.and_then(|mask| {
+        let recorded = named.expected.map(|(e, _)| e.request.url.as_str());
+        masked_like(got.url, recorded, mask)
+    });
     let got = &Received {
         method: got.method,
         url: masked.as_deref().unwrap_or(got.url),
@@ -560,15 +487,27 @@ mod tests {
             causal_accepts: false,
             closest: Vec::new(),
             other_rules: false,
-            redacted_query: &[],
-            redacted_paths: &[],
+            mask: None,
         };
         describe("s1", &miss, &got, &named)
     }
 
+    /// The rules a recording's redactions show: these URLs' redacted paths and query
+    /// names.
+    fn mask_of(urls: &[&str]) -> Rules {
+        let mut r = Rules::default();
+        for u in urls {
+            r.redact_paths.extend(
+                path_rule(u).and_then(|p| tapedeck_model::rules::PathSecret::parse(&p).ok()),
+            );
+            r.redact_query.extend(redacted_query_names(u));
+        }
+        r
+    }
+
     #[test]
-    fn a_live_url_is_masked_where_the_recorded_call_has_it_redacted() {
-        let m = |live, rec| masked_like(live, Some(rec), &[], &[]);
+    fn a_live_url_is_masked_where_the_recording_has_it_redacted() {
+        let m = |live, rec| masked_like(live, Some(rec), &mask_of(&[rec]));
         assert_eq!(
             m(
                 "https://h/hooks/team/tok-123?key=abc&wait=true",
@@ -577,7 +516,8 @@ mod tests {
             .as_deref(),
             Some("https://h/hooks/team/[REDACTED]?key=[REDACTED]&wait=true")
         );
-        // Another number of segments: counted from the start and from the end.
+        // Another number of segments: the recorded path as a rule, or counted from the
+        // start and from the end.
         assert_eq!(
             m(
                 "https://h/keys/LIVE/items/",
@@ -603,34 +543,23 @@ mod tests {
             .as_deref(),
             Some("https://h/a?TOK=[REDACTED]&t%6Fk=[REDACTED]")
         );
-        // A name redacted elsewhere in the recording, not in the closest call.
+        // A name or path redacted elsewhere in the recording, not in the closest call
+        // (of another shape and method), or with no closest call at all.
+        let mask = mask_of(&[
+            "https://h/b?tok=[REDACTED]",
+            "https://h:8443/hooks/team/[REDACTED]?wait=true",
+        ]);
         assert_eq!(
-            masked_like(
-                "https://h/b?tok=abc",
-                Some("https://h/b"),
-                &["tok".into()],
-                &[]
-            )
-            .as_deref(),
+            masked_like("https://h/b?tok=abc", Some("https://h/b"), &mask).as_deref(),
             Some("https://h/b?tok=[REDACTED]")
         );
         assert_eq!(
-            masked_like("https://h/b?tok=abc", None, &["tok".into()], &[]).as_deref(),
-            Some("https://h/b?tok=[REDACTED]")
-        );
-        // Nothing redacted in the recording: nothing to mask.
-        assert_eq!(m("https://h/a?k=1", "https://h/a?k=2"), None);
-        // A path of another shape and method than the closest call: masked by the
-        // templates of every redacted path the recording holds.
-        let t = [path_template("https://h:8443/hooks/team/[REDACTED]?wait=true").unwrap()];
-        assert_eq!(
-            masked_like("https://h:8443/hooks/team/LIVE-TOKEN/", None, &[], &t).as_deref(),
+            masked_like("https://h:8443/hooks/team/LIVE-TOKEN/", None, &mask).as_deref(),
             Some("https://h:8443/hooks/team/[REDACTED]/")
         );
-        assert_eq!(
-            masked_like("https://h:8443/other/LIVE", None, &[], &t),
-            None
-        );
+        assert_eq!(masked_like("https://h:8443/other/LIVE", None, &mask), None);
+        // Nothing redacted in the recording: nothing to mask.
+        assert_eq!(m("https://h/a?k=1", "https://h/a?k=2"), None);
     }
 
     #[test]

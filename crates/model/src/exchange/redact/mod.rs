@@ -249,16 +249,10 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
     out
 }
 
-/// `scheme://host/path` with what the rules' path patterns pick out of `host/path`
-/// replaced (`api.telegram.org/bot[REDACTED]/sendMessage`); each value is a secret
-/// scrubbed from the rest of the exchange.
-fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
-    let Some(start) = base.find("://").map(|i| i + 3) else {
-        return Cow::Borrowed(base);
-    };
-    if rules.redact_paths.is_empty() {
-        return Cow::Borrowed(base);
-    }
+/// The host of `scheme://host/path` as path rules read it (lower case, without user,
+/// port, brackets or a final dot), and where the path starts.
+fn host_of(base: &str) -> Option<(String, usize)> {
+    let start = base.find("://")? + 3;
     let path_at = base[start..].find('/').map_or(base.len(), |i| start + i);
     let host_port = base[start..path_at].rsplit('@').next().unwrap_or("");
     let host = match host_port.strip_prefix('[') {
@@ -267,7 +261,28 @@ fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<
     };
     // `host.` names the same host (a fully qualified name).
     let host = host.strip_suffix('.').unwrap_or(host);
-    let target = format!("{}{}", host.to_ascii_lowercase(), &base[path_at..]);
+    Some((host.to_ascii_lowercase(), path_at))
+}
+
+/// What path rules match for a URL: its host (see [`host_of`]) and path, without the
+/// query or fragment.
+pub fn path_target(url: &str) -> Option<String> {
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    let (host, path_at) = host_of(base)?;
+    Some(format!("{host}{}", &base[path_at..]))
+}
+
+/// `scheme://host/path` with what the rules' path patterns pick out of `host/path`
+/// replaced (`api.telegram.org/bot[REDACTED]/sendMessage`); each value is a secret
+/// scrubbed from the rest of the exchange.
+fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
+    if rules.redact_paths.is_empty() {
+        return Cow::Borrowed(base);
+    }
+    let Some((host, path_at)) = host_of(base) else {
+        return Cow::Borrowed(base);
+    };
+    let target = format!("{host}{}", &base[path_at..]);
     // Spans of the path (offsets into `target`) to replace.
     let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
     for rule in &rules.redact_paths {
