@@ -145,6 +145,39 @@ fn script(event_id: &str) -> Vec<Message> {
     ]
 }
 
+/// Sends the Realtime turn `ask` and `response.create`; the text messages that come
+/// back, up to `response.done`.
+async fn repeat_turn(
+    ws: &mut WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>,
+    ask: &Value,
+) -> Vec<String> {
+    ws.send(Message::Text(ask.to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(r#"{"type":"response.create"}"#.into()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let done = t.contains("\"response.done\"");
+        got.push(t.to_string());
+        if done {
+            break;
+        }
+    }
+    got
+}
+
+/// The `response.output_text.delta` texts of these messages, joined.
+fn text_deltas(messages: Vec<String>) -> String {
+    messages
+        .iter()
+        .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+        .filter(|v| v["type"] == "response.output_text.delta")
+        .filter_map(|v| v["delta"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// A key a Realtime model repeats, three characters a `response.output_text.delta`
 /// message, never reaches disk: each message was scrubbed alone, so every piece was
 /// stored and the messages spelled the key out.
@@ -157,32 +190,13 @@ async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_s
     let mut ws = wss(&d, &dirs, port, "/v1/realtime?model=gpt-realtime").await;
     let ask = serde_json::json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
         "content": [{"type": "input_text", "text": format!("Repeat: {SECRET}")}]}});
-    ws.send(Message::Text(ask.to_string().into()))
-        .await
-        .unwrap();
-    ws.send(Message::Text(r#"{"type":"response.create"}"#.into()))
-        .await
-        .unwrap();
-    let deltas = |texts: &mut dyn Iterator<Item = String>| -> String {
-        texts
-            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
-            .filter(|v| v["type"] == "response.output_text.delta")
-            .filter_map(|v| v["delta"].as_str().map(str::to_string))
-            .collect()
-    };
-    let mut live = Vec::new();
-    while let Some(Ok(Message::Text(t))) = ws.next().await {
-        let done = t.contains("\"response.done\"");
-        live.push(t.to_string());
-        if done {
-            break;
-        }
-    }
+    let live = repeat_turn(&mut ws, &ask).await;
     drop(ws);
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(SECRET), "{err}");
     // The client got the key, streamed as the upstream sent it.
-    assert_eq!(deltas(&mut live.into_iter()), SECRET);
+    assert_eq!(text_deltas(live), SECRET);
 
     let events = export(&dirs, "rt");
     let stored = events[0]["ws"]["messages"]
@@ -196,7 +210,7 @@ async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_s
                 .map(|o| Value::Object(o.clone()).to_string())
         })
         .collect::<Vec<_>>();
-    let text = deltas(&mut stored.into_iter());
+    let text = text_deltas(stored);
     assert!(
         !text.is_empty() && text.chars().all(|c| "[REDACTED]".contains(c)),
         "{text}"
@@ -213,24 +227,12 @@ async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_s
     drop(up);
     let r = Daemon::start(&dirs, &["replay", "--session", "rt"]);
     let mut ws = wss(&r, &dirs, port, "/v1/realtime?model=gpt-realtime").await;
-    ws.send(Message::Text(ask.to_string().into()))
-        .await
-        .unwrap();
-    ws.send(Message::Text(r#"{"type":"response.create"}"#.into()))
-        .await
-        .unwrap();
-    let mut replayed = Vec::new();
-    while let Some(Ok(Message::Text(t))) = ws.next().await {
-        let done = t.contains("\"response.done\"");
-        replayed.push(t.to_string());
-        if done {
-            break;
-        }
-    }
+    let replayed = repeat_turn(&mut ws, &ask).await;
     drop(ws);
     let (_, err) = r.stop();
     assert!(err.contains("0 misses"), "{err}");
-    let text = deltas(&mut replayed.into_iter());
+    assert!(!err.contains(SECRET), "{err}");
+    let text = text_deltas(replayed);
     assert!(
         text.starts_with("[REDACTED]") && !text.contains("secret"),
         "{text}"

@@ -151,8 +151,7 @@ impl SseSplit {
                     out.push(b'\n');
                 } else if self.line.len() + 1 > MAX_LINE {
                     // Its LF makes it too long, as it would have read whole.
-                    self.places.clear();
-                    self.release(out);
+                    self.release_all(out);
                     out.extend_from_slice(&std::mem::take(&mut self.line));
                     out.push(b'\n');
                 } else {
@@ -188,8 +187,7 @@ impl SseSplit {
             if self.line.len() + n > MAX_LINE {
                 // Too long to be a token's event: everything read so far goes out as it
                 // is cut now, and this line after it, untouched.
-                self.places.clear();
-                self.release(out);
+                self.release_all(out);
                 out.extend_from_slice(&std::mem::take(&mut self.line));
                 out.extend_from_slice(&rest[..n]);
                 self.long = end.is_none();
@@ -226,8 +224,7 @@ impl SseSplit {
         if !self.line.is_empty() {
             self.end_held_line(out);
         }
-        self.places.clear();
-        self.release(out);
+        self.release_all(out);
     }
 
     fn end_line(&mut self, raw: &[u8], out: &mut dyn Lines) {
@@ -337,6 +334,12 @@ impl SseSplit {
             self.held[held].cuts.push((start, end, run.number));
             i = j;
         }
+    }
+
+    /// Ends every text waiting to go on, and writes every held line.
+    fn release_all(&mut self, out: &mut dyn Lines) {
+        self.places.clear();
+        self.release(out);
     }
 
     /// Writes every held line that no place's text reaches back to.
@@ -754,8 +757,7 @@ impl MessageSplit {
     pub fn push(&mut self, message: &[u8]) -> Vec<Vec<u8>> {
         let mut out: Vec<Vec<u8>> = Vec::new();
         if message.len() > MAX_LINE {
-            self.split.places.clear();
-            self.split.release(&mut out);
+            self.split.release_all(&mut out);
             out.push(message.to_vec());
             self.split.next += 1;
             self.split.first = self.split.next;
@@ -773,8 +775,7 @@ impl MessageSplit {
     /// The messages still held, in order.
     pub fn finish(mut self) -> Vec<Vec<u8>> {
         let mut out: Vec<Vec<u8>> = Vec::new();
-        self.split.places.clear();
-        self.split.release(&mut out);
+        self.split.release_all(&mut out);
         out
     }
 }
