@@ -717,6 +717,75 @@ async fn a_key_streamed_back_a_few_characters_an_event_never_reaches_disk() {
     );
 }
 
+/// The same from Gemini, whose stream without `alt=sse` is one JSON array an element a
+/// chunk (served as `application/json`), and with it an event stream; the key also sent
+/// as `?key=`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_gemini_streams_back_in_array_elements_never_reaches_disk() {
+    const KEY: &str = "AIzaSyGEMINI-KEY-MUST-NEVER-BE-STORED-77";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "gemini", &[]);
+    let texts = |v: &Value| -> String {
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .map(|e| {
+                e["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .expect("text")
+                    .to_string()
+            })
+            .collect()
+    };
+    let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+    let http = client(&d, &dirs);
+    let array = http
+        .post(up.url(path))
+        .header("x-goog-api-key", KEY)
+        .body(r#"{"contents":[{"parts":[{"text":"Repeat my key"}]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(array.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let array: Value = serde_json::from_str(&array.text().await.unwrap()).unwrap();
+    assert_eq!(texts(&array), format!("Echo: {KEY}."));
+    let sse = http
+        .post(up.url(&format!("{path}?alt=sse&key={KEY}")))
+        .body(r#"{"contents":[{"parts":[{"text":"Repeat my key"}]}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sse.contains("data: {"), "{sse}");
+    let events = assert_nowhere(&dirs, d, "gemini", &[KEY, "GEMINI-KEY", "NEVER-BE"]);
+    assert_eq!(events.len(), 2);
+    // Stored as the text it came in (pretty-printed, CR LF between elements).
+    let stored: Value =
+        serde_json::from_str(events[0]["response"]["body"]["text"].as_str().unwrap()).unwrap();
+    let text = texts(&stored);
+    assert!(
+        text.starts_with("Echo: [REDACTED]") && text.ends_with("[REDACTED]."),
+        "{text}"
+    );
+    // Every element is still there for a client to parse.
+    assert_eq!(
+        stored.as_array().unwrap().len(),
+        array.as_array().unwrap().len()
+    );
+    let stored = events[1]["response"]["body"]["text"].as_str().unwrap();
+    assert_eq!(
+        stored.matches("data: {").count(),
+        sse.matches("data: {").count()
+    );
+    assert!(stored.contains("[REDACTED]"), "{stored}");
+}
+
 /// A large body written into a tape's body file by hand (stored as it is, a part at a
 /// time) is refused when it holds a secret, before a byte of it is stored.
 #[tokio::test(flavor = "multi_thread")]

@@ -7,12 +7,13 @@
 //! Input fields (split on 0xFF): content type, extra field names (comma-separated,
 //! added to the defaults), secret values (one per line, as header values), body, and
 //! the cut points (each byte is the length of the next piece; what remains after the
-//! last is one piece).
+//! last is one piece). When the cut points are odd in number, the body is scrubbed as
+//! the answer to a Gemini stream request (a JSON answer read an array element at a time).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tapedeck_fuzz::{fields, text};
-use tapedeck_model::exchange::redact::{BodyScrubber, Secrets};
+use tapedeck_model::exchange::redact::{BodyScrubber, FieldNames, Secrets};
 use tapedeck_model::rules::{RuleArgs, Rules};
 
 fuzz_target!(|data: &[u8]| {
@@ -39,9 +40,20 @@ fuzz_target!(|data: &[u8]| {
     let body = f[3];
     let cuts = f[4];
 
-    let (whole, found_whole) = BodyScrubber::run(body, ct, &rules, &secrets);
+    const STREAM: &str = "/v1beta/models/m:streamGenerateContent";
+    let answer = cuts.len() % 2 == 1;
+    let (whole, found_whole) = if answer {
+        BodyScrubber::run_answer(body, ct, &rules, &secrets, STREAM)
+    } else {
+        BodyScrubber::run(body, ct, &rules, &secrets)
+    };
 
-    let mut s = BodyScrubber::new(ct, &rules, &secrets);
+    let mut s = if answer {
+        let fields = FieldNames::new(&rules.redact_json_fields);
+        BodyScrubber::for_answer(ct, fields, &secrets, STREAM)
+    } else {
+        BodyScrubber::new(ct, &rules, &secrets)
+    };
     let mut streamed = Vec::new();
     let mut rest = body;
     for &c in cuts {

@@ -288,14 +288,14 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
     // The request's body first, as record reads it, then the answer's.
     let mut bodies = Vec::with_capacity(2);
     let request_ct = header(&ev.request.headers, "content-type").map(str::to_string);
-    bodies.push((&mut ev.request.body, request_ct));
+    bodies.push((&mut ev.request.body, request_ct, None));
     if let Some(r) = ev.response.as_mut() {
         let ct = header(&r.headers, "content-type").map(str::to_string);
-        bodies.push((&mut r.body, ct));
+        bodies.push((&mut r.body, ct, Some(ev.request.url.as_str())));
     }
     let mut redacted: Vec<(blake3::Hash, Bytes)> = Vec::with_capacity(2);
     for pass in 0..2 {
-        for (body, ct) in bodies.iter_mut() {
+        for (body, ct, answer_to) in bodies.iter_mut() {
             let Some((_, data)) = inside.iter().find(|(h, _)| h.to_hex().as_str() == body.b3)
             else {
                 continue;
@@ -304,7 +304,12 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
                 0 => {
                     let ct = ct.as_deref();
                     let limit = tapedeck_store::keep_limit(ct);
-                    redact::stored_body(data, ct, limit, rules, &mut secrets).0
+                    match answer_to {
+                        Some(url) => {
+                            redact::stored_answer(data, ct, limit, rules, &mut secrets, url).0
+                        }
+                        None => redact::stored_body(data, ct, limit, rules, &mut secrets).0,
+                    }
                 }
                 // Every secret of the exchange known: scrubbed from both bodies.
                 _ => match secrets.scrub(data) {
@@ -324,7 +329,7 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
         inside.append(&mut redacted);
     }
     if changed {
-        let keep: Vec<String> = bodies.iter().map(|(b, _)| b.b3.clone()).collect();
+        let keep: Vec<String> = bodies.iter().map(|(b, _, _)| b.b3.clone()).collect();
         inside.retain(|(h, _)| keep.iter().any(|b| *b == h.to_hex().as_str()));
         inside.dedup_by_key(|(h, _)| *h);
         redact::scrub_headers(&mut ev.request.headers, &secrets);
@@ -391,16 +396,24 @@ fn refuse_secrets(ev: &Event, r: &BodyRef, file: &FileBody, rules: &Rules) -> Re
     redact::url(&ev.request.url, rules, &mut secrets);
     redact::stored_headers(&mut ev.request.headers.clone(), rules, &mut secrets);
     let mut ct = None;
+    let mut answer = false;
     if let Some(resp) = &ev.response {
         redact::stored_headers(&mut resp.headers.clone(), rules, &mut secrets);
         if resp.body.b3 == r.b3 {
             ct = header(&resp.headers, "content-type");
+            answer = true;
         }
     }
     if ev.request.body.b3 == r.b3 {
         ct = header(&ev.request.headers, "content-type");
+        answer = false;
     }
-    let mut scrubber = BodyScrubber::new(ct, rules, &secrets);
+    let fields = redact::FieldNames::new(&rules.redact_json_fields);
+    let mut scrubber = if answer {
+        BodyScrubber::for_answer(ct, fields, &secrets, &ev.request.url)
+    } else {
+        BodyScrubber::with_fields(ct, fields, &secrets)
+    };
     let mut hasher = blake3::Hasher::new();
     let mut out = Vec::new();
     for i in 0..file.parts() {

@@ -24,7 +24,9 @@
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
 //!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echo-auth`;
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
-//!   an `access_token` field, cut so both straddle frames; `POST /oauth/token` an OAuth
+//!   an `access_token` field, cut so both straddle frames;
+//!   `POST /v1beta/models/M:streamGenerateContent[?alt=sse]` Gemini's stream repeating
+//!   the `x-goog-api-key` a few characters a chunk; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
 //!   MCP over Streamable HTTP (`mcp.rs`): `POST|GET|DELETE /mcp`;
 //!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
@@ -822,6 +824,11 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
         (&Method::GET, "/sse-echo-auth-tokens") => sse_echo_auth_tokens(&req),
+        (&Method::POST, p)
+            if p.starts_with("/v1beta/models/") && p.ends_with(":streamGenerateContent") =>
+        {
+            gemini_echo_key_stream(&req, q)
+        }
         (&Method::POST, "/oauth/token") => {
             read_body(req).await?;
             json_response(
@@ -1007,6 +1014,45 @@ fn sse_echo_auth_tokens(req: &Request<Incoming>) -> Response<FixtureBody> {
         .collect();
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     sse_response(paced_body(frames, Duration::from_millis(2)))
+}
+
+/// Gemini's `streamGenerateContent` repeating the caller's `x-goog-api-key` (or `?key=`)
+/// three characters a chunk: with `alt=sse` as events, without it as the one JSON array
+/// Gemini streams, each element pretty-printed over lines, `,` CR LF between them.
+fn gemini_echo_key_stream(req: &Request<Incoming>, q: Option<&str>) -> Response<FixtureBody> {
+    let key = req
+        .headers()
+        .get("x-goog-api-key")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or_else(|| query_param(q, "key"))
+        .unwrap_or_default();
+    let mut texts = vec!["Echo: ".to_string()];
+    let chars: Vec<char> = key.chars().collect();
+    texts.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
+    texts.push(".".to_string());
+    let chunk = |t: &str| {
+        json!({"candidates": [{"content": {"parts": [{"text": t}], "role": "model"}, "index": 0}],
+               "modelVersion": "gemini-2.5-flash"})
+    };
+    if query_param(q, "alt").as_deref() == Some("sse") {
+        let frames = texts.iter().map(|t| sse_data(&chunk(t))).collect();
+        return sse_response(paced_body(frames, Duration::from_millis(2)));
+    }
+    let last = texts.len() - 1;
+    let frames = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let pretty = serde_json::to_string_pretty(&chunk(t)).expect("json");
+            let open = if i == 0 { "[" } else { ",\r\n" };
+            let close = if i == last { "]" } else { "\n" };
+            Bytes::from(format!("{open}{pretty}{close}"))
+        })
+        .collect();
+    Response::builder()
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(paced_body(frames, Duration::from_millis(2)))
+        .expect("response")
 }
 
 fn sse(q: Option<&str>) -> Response<FixtureBody> {

@@ -442,7 +442,7 @@ impl Recorder {
             streaming,
             start,
             self.max_body,
-            BodyScrubber::with_fields(resp_ct, self.fields.clone(), &pending.secrets),
+            BodyScrubber::for_answer(resp_ct, self.fields.clone(), &pending.secrets, &pending.url),
         )
         .about(format!(
             "the response body of step {step} from {}",

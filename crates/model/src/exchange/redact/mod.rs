@@ -27,7 +27,7 @@ use super::Header;
 use crate::rules::{Rules, REDACTED};
 pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
-pub use stream::BodyScrubber;
+pub use stream::{streams_json_array, BodyScrubber};
 
 /// Headers whose values are URLs: their secret query parameters are redacted too.
 const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
@@ -403,7 +403,31 @@ pub fn stored_body(
     rules: &Rules,
     secrets: &mut Secrets,
 ) -> (Vec<u8>, bool) {
-    let (scrubbed, found) = BodyScrubber::run(data, content_type, rules, secrets);
+    let scrubbed = BodyScrubber::run(data, content_type, rules, secrets);
+    stored_whole(scrubbed, content_type, keep_limit, rules, secrets)
+}
+
+/// [`stored_body`] for the answer to a request to `url`, as record stores it (see
+/// [`BodyScrubber::for_answer`]).
+pub fn stored_answer(
+    data: &[u8],
+    content_type: Option<&str>,
+    keep_limit: usize,
+    rules: &Rules,
+    secrets: &mut Secrets,
+    url: &str,
+) -> (Vec<u8>, bool) {
+    let scrubbed = BodyScrubber::run_answer(data, content_type, rules, secrets, url);
+    stored_whole(scrubbed, content_type, keep_limit, rules, secrets)
+}
+
+fn stored_whole(
+    (scrubbed, found): (Vec<u8>, Collected),
+    content_type: Option<&str>,
+    keep_limit: usize,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> (Vec<u8>, bool) {
     secrets.extend(found.into_values());
     if scrubbed.len() > keep_limit {
         return (scrubbed, false);

@@ -28,6 +28,18 @@ const MAX_PLACES: usize = 256;
 /// held every line after it until the stream ended).
 const MAX_HELD: usize = 2 << 20;
 
+/// Where a streamed JSON array stands (see [`SseSplit::json_array`]).
+#[derive(Default)]
+struct Elements {
+    /// 1 inside the array, more inside an element.
+    depth: usize,
+    in_str: bool,
+    /// The byte before was a backslash in a string.
+    esc: bool,
+    /// The array has ended.
+    closed: bool,
+}
+
 /// Where one decoded byte came from: a held line and the raw bytes in it.
 #[derive(Clone, Copy, Debug)]
 struct Spot {
@@ -86,6 +98,8 @@ pub(super) struct SseSplit {
     sniff: bool,
     /// Not an event stream after all: everything passes as it comes.
     off: bool,
+    /// The body is one JSON array whose elements are the lines (see [`Elements`]).
+    array: Option<Elements>,
     /// The line being read.
     line: Vec<u8>,
     /// The line being read is over [`MAX_LINE`]: passed through up to its end.
@@ -113,6 +127,7 @@ impl SseSplit {
             lines,
             sniff: false,
             off: false,
+            array: None,
             line: Vec::new(),
             long: false,
             lf_joins: false,
@@ -136,8 +151,21 @@ impl SseSplit {
         self
     }
 
+    /// For a JSON body: one array streamed an element at a time (Gemini's
+    /// `streamGenerateContent` without `alt=sse`), each element read as a line of JSON
+    /// lines is; a body that is not an array passes through.
+    pub(super) fn json_array(finder: Finder) -> SseSplit {
+        let mut s = SseSplit::new(finder, true);
+        s.array = Some(Elements::default());
+        s
+    }
+
     /// Lines end at a LF, a CR, or a CR LF (as the event stream format has it).
     pub(super) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.array.is_some() {
+            self.feed_array(data, out);
+            return;
+        }
         let mut rest = data;
         while !rest.is_empty() {
             if self.off {
@@ -214,10 +242,122 @@ impl SseSplit {
 
     /// Ends the line read so far in `self.line`.
     fn end_held_line(&mut self, out: &mut Vec<u8>) {
+        self.end_held_unit(true, out);
+    }
+
+    /// Ends what `self.line` holds: a line, or an array's element (`value`) or the
+    /// bytes between two.
+    fn end_held_unit(&mut self, value: bool, out: &mut Vec<u8>) {
         let mut line = std::mem::take(&mut self.line);
-        self.end_line(&line, out);
+        self.end_unit(&line, value, out);
         line.clear();
         self.line = line;
+    }
+
+    /// [`SseSplit::feed`] for a JSON array: its elements are cut apart, with the bytes
+    /// between them (`[`, `,`, `]` and white space) as units of their own that add no
+    /// text. An element over [`MAX_LINE`] passes through as a long line does.
+    fn feed_array(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let mut start = 0;
+        let mut i = 0;
+        while i < data.len() {
+            if self.off {
+                break;
+            }
+            let at = self.array.as_mut().expect("an array");
+            // Where a unit ends, and whether it is an element.
+            let mut end = None;
+            if at.in_str {
+                if at.esc {
+                    at.esc = false;
+                    i += 1;
+                } else if let Some(k) = memchr::memchr2(b'"', b'\\', &data[i..]) {
+                    i += k;
+                    if data[i] == b'\\' {
+                        at.esc = true;
+                    } else {
+                        at.in_str = false;
+                        // A string that is an element of its own.
+                        if at.depth == 1 {
+                            end = Some(true);
+                        }
+                    }
+                    i += 1;
+                } else {
+                    i = data.len();
+                }
+            } else {
+                let b = data[i];
+                i += 1;
+                match b {
+                    b'"' => at.in_str = true,
+                    b'[' | b'{' if at.depth > 0 => at.depth += 1,
+                    b'[' => {
+                        at.depth = 1;
+                        end = Some(false);
+                    }
+                    b']' | b'}' if at.depth > 0 => {
+                        at.depth -= 1;
+                        match at.depth {
+                            1 => end = Some(true),
+                            0 => {
+                                at.closed = true;
+                                end = Some(false);
+                            }
+                            _ => {}
+                        }
+                    }
+                    b',' if at.depth == 1 => end = Some(false),
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    // A byte order mark may come first.
+                    0xEF | 0xBB | 0xBF if at.depth == 0 => {}
+                    _ if at.depth == 0 => {
+                        // Not an array (or something after its end): as it comes.
+                        self.release_all(out);
+                        out.extend_from_slice(&std::mem::take(&mut self.line));
+                        self.off = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let Some(value) = end else {
+                continue;
+            };
+            let unit = &data[start..i];
+            start = i;
+            if self.long {
+                out.extend_from_slice(unit);
+                self.long = false;
+            } else if self.line.len() + unit.len() > MAX_LINE {
+                self.release_all(out);
+                out.extend_from_slice(&std::mem::take(&mut self.line));
+                out.extend_from_slice(unit);
+            } else if self.line.is_empty() {
+                self.end_unit(unit, value, out);
+            } else {
+                self.line.extend_from_slice(unit);
+                self.end_held_unit(value, out);
+            }
+            if self.array.as_ref().is_some_and(|a| a.closed) {
+                // The array's end: whatever follows passes as it comes.
+                self.release_all(out);
+                self.off = true;
+            }
+        }
+        let rest = &data[start..];
+        if self.off || self.long {
+            out.extend_from_slice(rest);
+        } else if self.line.len() + rest.len() > MAX_LINE {
+            // Too long to be a token's chunk: what was read goes out as it is cut now,
+            // and the rest of this element untouched.
+            self.release_all(out);
+            out.extend_from_slice(&std::mem::take(&mut self.line));
+            out.extend_from_slice(rest);
+            self.long = true;
+        } else {
+            self.line.extend_from_slice(rest);
+        }
     }
 
     pub(super) fn finish(mut self, out: &mut Vec<u8>) {
@@ -228,6 +368,12 @@ impl SseSplit {
     }
 
     fn end_line(&mut self, raw: &[u8], out: &mut dyn Lines) {
+        self.end_unit(raw, true, out);
+    }
+
+    /// Ends a line (or an array's unit: `value` when it is an element, see
+    /// [`SseSplit::feed_array`]).
+    fn end_unit(&mut self, raw: &[u8], value: bool, out: &mut dyn Lines) {
         let number = self.next;
         if self.sniff && number == 0 {
             let first = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
@@ -235,15 +381,22 @@ impl SseSplit {
             self.off = !fields.iter().any(|f| first.starts_with(f));
         }
         self.next += 1;
-        // Most strings need nothing: no text is waiting anywhere, and this one neither
-        // ends in the start of a secret nor hides one behind escapes (a secret whole in
-        // it is the byte scrub's). Those are not decoded, nor their places spelled out.
-        let busy = !self.places.is_empty();
+        // Most strings need nothing: no text waits at a place that could be theirs (one
+        // whose last step is theirs), and this one neither ends in the start of a secret
+        // nor hides one behind escapes (a secret whole in it is the byte scrub's). Those
+        // are not decoded, nor their places spelled out.
         let finder = &self.finder;
-        let want = |s: &[u8]| {
-            busy || memchr::memchr(b'\\', s).is_some() || finder.partial_from(s) < s.len()
+        let places = &self.places;
+        let want = |s: &[u8], step: &[u8]| {
+            memchr::memchr(b'\\', s).is_some()
+                || finder.partial_from(s) < s.len()
+                || places.keys().any(|p| p.ends_with(step))
         };
-        let pieces = pieces(raw, number, self.lines, &want);
+        let pieces = if value {
+            pieces(raw, number, self.lines, &want)
+        } else {
+            Vec::new()
+        };
         if pieces.is_empty() && self.held.is_empty() {
             // Nothing waits, nothing begins: the line goes out as it came.
             out.put(raw);
@@ -397,7 +550,7 @@ fn pieces(
     raw: &[u8],
     line: u64,
     lines: bool,
-    want: &dyn Fn(&[u8]) -> bool,
+    want: &dyn Fn(&[u8], &[u8]) -> bool,
 ) -> Vec<(Vec<u8>, Text)> {
     // A byte order mark may open the stream.
     let bom = if line == 0 && raw.starts_with(b"\xEF\xBB\xBF") {
@@ -427,7 +580,8 @@ fn pieces(
             return p;
         }
     }
-    if !want(value) {
+    // Its place is the line's own (an empty one).
+    if !want(value, b"") {
         return Vec::new();
     }
     let mut text = Text::default();
@@ -488,8 +642,10 @@ fn json_strings(
     v: &[u8],
     off: usize,
     line: u64,
-    want: &dyn Fn(&[u8]) -> bool,
+    want: &dyn Fn(&[u8], &[u8]) -> bool,
 ) -> Option<Vec<(Vec<u8>, Text)>> {
+    // The last step of the place a string would have (see [`place`]).
+    let mut step = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut found: Vec<(Vec<Step>, Text)> = Vec::new();
     // Each object's identity fields, by its number, read wherever they stand in it.
@@ -551,7 +707,7 @@ fn json_strings(
                         };
                         text.push(&[b], spot);
                     }
-                    if want(&text.bytes) {
+                    if want(&text.bytes, last_step(&stack, &mut step)) {
                         found.push((path(&stack), text));
                     }
                 }
@@ -575,7 +731,7 @@ fn json_strings(
                     }
                     _ => {
                         note(&stack, &mut identity, raw);
-                        if want(raw) {
+                        if want(raw, last_step(&stack, &mut step)) {
                             found.push((path(&stack), decode(v, i + 1, end - 1, off, line)));
                         }
                     }
@@ -615,6 +771,25 @@ fn json_strings(
             .map(|(steps, text)| (place(&steps, &identity), text))
             .collect(),
     )
+}
+
+/// The last step of the place of a value at the top of `stack`, as [`place`] spells it:
+/// `.key` or `[index]`.
+fn last_step<'a>(stack: &[Frame], step: &'a mut Vec<u8>) -> &'a [u8] {
+    step.clear();
+    match stack.last() {
+        Some(Frame::Object { key, .. }) => {
+            step.push(b'.');
+            step.extend_from_slice(key);
+        }
+        Some(Frame::Array { index, .. }) => {
+            step.push(b'[');
+            step.extend_from_slice(index.to_string().as_bytes());
+            step.push(b']');
+        }
+        None => {}
+    }
+    step
 }
 
 /// An array that holds something other than integers is not a token's bytes.
@@ -918,6 +1093,143 @@ mod tests {
             assert_eq!(out.matches("[REDACTED]").count(), 3, "{ct}: {out}");
             assert!(out.contains(r#""content":" ok""#), "{out}");
         }
+    }
+
+    const GEMINI: &str =
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+    const JSON: Option<&str> = Some("application/json");
+
+    fn answer_scrubber(ct: Option<&str>, s: &Secrets) -> BodyScrubber {
+        let fields = super::super::FieldNames::new(&Rules::default().redact_json_fields);
+        BodyScrubber::for_answer(ct, fields, s, GEMINI)
+    }
+
+    #[test]
+    fn only_google_stream_methods_answer_with_a_streamed_array() {
+        use super::super::streams_json_array;
+        assert!(streams_json_array(GEMINI));
+        assert!(streams_json_array(
+            "/v1/projects/p/locations/l/publishers/google/models/m:streamGenerateContent?key=k"
+        ));
+        assert!(streams_json_array(
+            "/v1/projects/p/locations/l/endpoints/e:serverStreamingPredict"
+        ));
+        for no in [
+            "https://generativelanguage.googleapis.com/v1beta/models/m:generateContent",
+            "https://h/v1/items?q=a:stream",
+            "https://h/stream:x/items",
+            "https://h/v1/chat/completions",
+        ] {
+            assert!(!streams_json_array(no), "{no}");
+        }
+    }
+
+    /// Gemini's `streamGenerateContent` without `alt=sse`: one JSON array, an element a
+    /// chunk, each pretty-printed over several lines.
+    fn gemini_array(pieces: &[&str]) -> String {
+        let elements: Vec<String> = pieces
+            .iter()
+            .map(|t| {
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "candidates": [{"content": {"parts": [{"text": t}], "role": "model"}, "index": 0}],
+                    "modelVersion": "gemini-2.5-flash"
+                }))
+                .unwrap()
+            })
+            .collect();
+        format!("[{}]", elements.join("\n,\r\n"))
+    }
+
+    fn gemini_texts(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect("still one JSON array");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_streamed_in_the_elements_of_a_json_array_is_found() {
+        let rules = Rules::default();
+        let s = secrets();
+        let body = gemini_array(&["Your key: sk-pro", "j-4f9Qz8", "1LmT0pXw", ", done"]);
+        for ct in ["application/json; charset=UTF-8", "application/json"] {
+            let (whole, _) =
+                BodyScrubber::run_answer(body.as_bytes(), Some(ct), &rules, &s, GEMINI);
+            for cut in [1, 2, 3, 7, 16, 61, 200] {
+                let mut sc = answer_scrubber(Some(ct), &s);
+                let mut got = Vec::new();
+                for piece in body.as_bytes().chunks(cut) {
+                    got.extend_from_slice(sc.feed(piece));
+                }
+                got.extend(sc.finish().0);
+                assert!(got == whole, "cut {cut}");
+            }
+            let out = String::from_utf8(whole).unwrap();
+            assert_eq!(
+                gemini_texts(&out),
+                "Your key: [REDACTED][REDACTED][REDACTED], done"
+            );
+            assert!(!out.contains("4f9Qz8") && !out.contains("sk-pro"), "{out}");
+        }
+        // A key split inside one element's strings at two places is not joined, and
+        // JSON that is no array, or an array with no key, is left as it came.
+        for body in [
+            r#"{"a": "sk-proj-4f9Q", "b": "z81LmT0pXw"}"#.to_string(),
+            r#"[{"a": "sk-proj-4f9Q"}, {"b": "z81LmT0pXw"}] "#.to_string(),
+            r#"["sk-proj-4f9Q", 1, "x"]  trailing"#.to_string(),
+            gemini_array(&["sk-", "proj-4f9", "Qz81LmT0", " not the key"]),
+        ] {
+            let (out, _) = BodyScrubber::run_answer(body.as_bytes(), JSON, &rules, &s, GEMINI);
+            assert_eq!(String::from_utf8(out).unwrap(), body);
+        }
+        // Strings that are elements of their own go on from each other.
+        let body = r#"["sk-proj-4f9Q", "z81LmT0pXw", "ok"]"#;
+        let (out, _) = BodyScrubber::run_answer(body.as_bytes(), JSON, &rules, &s, GEMINI);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"["[REDACTED]", "[REDACTED]", "ok"]"#
+        );
+        // Only a stream method's answer is read so (a list API's array is not a token
+        // stream, and reading every element of it costs).
+        let (out, _) =
+            BodyScrubber::run_answer(body.as_bytes(), JSON, &rules, &s, "https://h/v1/items");
+        assert_eq!(String::from_utf8(out).unwrap(), body);
+        let (out, _) = BodyScrubber::run(body.as_bytes(), JSON, &rules, &s);
+        assert_eq!(String::from_utf8(out).unwrap(), body);
+    }
+
+    #[test]
+    fn an_array_element_over_the_limit_passes_through() {
+        let rules = Rules::default();
+        let s = secrets();
+        let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(super::MAX_LINE));
+        let body = format!(
+            r#"[{{"t": "sk-proj-4f9Qz"}}, {big}, {{"t": "sk-proj-"}}, {{"t": "4f9Qz81LmT0pXw"}}]"#
+        );
+        let (whole, _) = BodyScrubber::run_answer(body.as_bytes(), JSON, &rules, &s, GEMINI);
+        for cut in [1000, 65536, 1 << 20] {
+            let mut sc = answer_scrubber(JSON, &s);
+            let mut got = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                got.extend_from_slice(sc.feed(piece));
+                assert!(sc.held() <= super::MAX_LINE + cut, "held {}", sc.held());
+            }
+            got.extend(sc.finish().0);
+            assert!(got == whole, "cut {cut}");
+        }
+        let out = String::from_utf8(whole).unwrap();
+        assert!(out.contains(&big));
+        assert!(
+            out.contains("sk-proj-4f9Qz\""),
+            "before the long element, no whole key"
+        );
+        assert_eq!(out.matches("[REDACTED]").count(), 2);
     }
 
     #[test]

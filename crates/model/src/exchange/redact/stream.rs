@@ -55,6 +55,27 @@ impl BodyScrubber {
         fields: FieldNames,
         secrets: &Secrets,
     ) -> BodyScrubber {
+        Self::build(content_type, fields, secrets, false)
+    }
+
+    /// [`BodyScrubber::with_fields`] for the answer to a request to `url`: a stream API's
+    /// JSON answer (see [`streams_json_array`]) is read an element at a time for a
+    /// secret spread over them.
+    pub fn for_answer(
+        content_type: Option<&str>,
+        fields: FieldNames,
+        secrets: &Secrets,
+        url: &str,
+    ) -> BodyScrubber {
+        Self::build(content_type, fields, secrets, streams_json_array(url))
+    }
+
+    fn build(
+        content_type: Option<&str>,
+        fields: FieldNames,
+        secrets: &Secrets,
+        json_stream: bool,
+    ) -> BodyScrubber {
         let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
         let on = !fields.is_empty();
         let form = (on && ct.starts_with("application/x-www-form-urlencoded"))
@@ -75,10 +96,20 @@ impl BodyScrubber {
         .iter()
         .any(|t| ct.starts_with(t));
         // A body with no content type is sniffed: an event stream if it begins as one.
-        let sse = (lines || ct.is_empty() || ct.starts_with("text/event-stream"))
-            .then(|| secrets.finder().map(|f| SseSplit::new(f, lines)))
+        // A stream API's JSON answer is one array streamed an element at a time.
+        let array = json_stream && !lines && ct.contains("json");
+        let sse = (lines || array || ct.is_empty() || ct.starts_with("text/event-stream"))
+            .then(|| secrets.finder())
             .flatten()
-            .map(|s| if ct.is_empty() { s.sniffing() } else { s });
+            .map(|f| {
+                if array {
+                    SseSplit::json_array(f)
+                } else if ct.is_empty() {
+                    SseSplit::new(f, false).sniffing()
+                } else {
+                    SseSplit::new(f, lines)
+                }
+            });
         BodyScrubber {
             form,
             multipart,
@@ -194,10 +225,36 @@ impl BodyScrubber {
         rules: &Rules,
         secrets: &Secrets,
     ) -> (Vec<u8>, Collected) {
-        let mut s = BodyScrubber::new(content_type, rules, secrets);
-        let mut out = s.feed(data).to_vec();
-        let (rest, found) = s.finish();
+        Self::new(content_type, rules, secrets).run_whole(data)
+    }
+
+    /// [`BodyScrubber::run`] for the answer to a request to `url` (see
+    /// [`BodyScrubber::for_answer`]).
+    pub fn run_answer(
+        data: &[u8],
+        content_type: Option<&str>,
+        rules: &Rules,
+        secrets: &Secrets,
+        url: &str,
+    ) -> (Vec<u8>, Collected) {
+        let fields = FieldNames::new(&rules.redact_json_fields);
+        Self::for_answer(content_type, fields, secrets, url).run_whole(data)
+    }
+
+    fn run_whole(mut self, data: &[u8]) -> (Vec<u8>, Collected) {
+        let mut out = self.feed(data).to_vec();
+        let (rest, found) = self.finish();
         out.extend_from_slice(&rest);
         (out, found)
     }
+}
+
+/// Whether the answer to a request to `url` (or its path) is one JSON array streamed an
+/// element at a time when it comes as JSON: Google's stream methods
+/// (`…/models/M:streamGenerateContent` without `alt=sse`, Gemini API and Vertex AI).
+pub fn streams_json_array(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let last = path.rsplit('/').next().unwrap_or(path);
+    last.split_once(':')
+        .is_some_and(|(_, verb)| verb.starts_with("stream") || verb.starts_with("serverStreaming"))
 }
