@@ -4,9 +4,11 @@
 Run by examples/ui.sh, which records the sessions, writes what the commands say about
 them (`show`, `analyze`, `diff`, `cluster` --json) into an expectations directory, and
 starts the viewer. URL is always the link tapedeck printed (`.../_tapedeck/ui/?token=...`):
-each mode first checks the access rule in the browser (the clean URL without the cookie
-is refused; the link leaves an HttpOnly cookie and lands on the clean URL, the token gone
-from the address bar), then works through the clean URL. Three modes:
+each mode first checks the access rule in the browser (the clean URL without the link
+shows the page but no data: the API refuses it; the link lands on the clean URL, the
+token gone from the address bar and kept in the origin's storage, no cookie; a web
+server on another port of 127.0.0.1 that the browser then visits is sent no token), then
+works through the clean URL. Three modes:
 
   ui_check.py pages --url LINK --expect DIR --shots DIR [--opener FILE]
       the viewer of a store (`tapedeck ui`): the Sessions page and its clusters, every
@@ -164,19 +166,66 @@ def clean(link):
 def enter(d, link):
     """Checks the access rule in the browser, comes in through the link; returns the clean URL."""
     url = clean(link)
+    token = link.split("?token=", 1)[1]
     d.get(url)
+    wait(d, "document.querySelector('#main .error')", "the page without its link to say what it needs", 30)
     text = d.execute_script("return document.body ? document.body.innerText : ''")
     if "control token" not in text:
-        fail("the viewer opened without its link (expected the 401 refusal)", text[:300])
+        fail("the viewer showed data without its link (expected the API's refusal)", text[:300])
     d.get(link)
     wait(d, "location.href.split('#')[0] === arguments[0] && document.querySelector('#main')",
          "the link to land on the clean URL", 30, url)
     if "token" in d.current_url:
         fail("the token stayed in the address bar", d.current_url)
     if d.execute_script("return document.cookie"):
-        fail("the access cookie is readable by the page's script (not HttpOnly)")
-    ok("access: refused without the link; the link leaves an HttpOnly cookie and lands on the clean URL")
+        fail("the viewer left a cookie: a browser sends it to every port of the host")
+    if d.execute_script("return localStorage.getItem('tapedeck-token')") != token:
+        fail("the page did not keep its link's token in its origin's storage")
+    check_other_port(d, token)
+    d.get(url)
+    ok("access: no data without the link; the link lands on the clean URL and leaves no cookie; "
+       "a server on another port of 127.0.0.1 gets no token")
     return url
+
+
+def check_other_port(d, token):
+    """A web server on another port of the same host (another user's, say), visited by the
+    browser that holds the viewer's access, at the viewer's own path: no request carries
+    the token, and its pages cannot read it."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(str(self.headers))
+            body = b"<!doctype html><title>other</title><p>another server</p>"
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        other = f"http://127.0.0.1:{srv.server_address[1]}/_tapedeck/ui/api/sessions"
+        d.get(other)
+        wait(d, "document.body && document.body.innerText.includes('another server')",
+             "the page of the server on another port", 30)
+        if not seen:
+            fail("the browser never asked the server on another port")
+        leaked = [h for h in seen if token in h]
+        if leaked:
+            fail("a server on another port of 127.0.0.1 was sent the viewer's token", *leaked)
+        if d.execute_script("return localStorage.getItem('tapedeck-token')"):
+            fail("a page on another port reads the viewer's token from storage")
+    finally:
+        srv.shutdown()
 
 
 def check_opener(args, url):
@@ -464,7 +513,7 @@ def pages(args):
     d = browser(args.chromium, args.chromedriver)
     try:
         url = enter(d, args.url)
-        # The refusal of the clean URL without the cookie is an expected console error.
+        # The API's refusal of the clean URL without the link is an expected console error.
         d.get_log("browser")
         check_sessions(d, url, exp, args.shots)
         check_runs(d, url, exp, args.shots)

@@ -7,11 +7,14 @@
 //! names this daemon in `Host` (an IP address or `localhost` with the listen port: a page
 //! that DNS-rebinds its own name to 127.0.0.1 cannot pass), and carries the store's
 //! control token: a 0600 file the daemon writes into the store directory at start, which
-//! only the store's owner can read. Read commands send it in a header. A browser cannot,
-//! so it comes in once through the [`viewer_link`], which carries the token in its query:
-//! the answer leaves the token in an `HttpOnly`, `SameSite=Strict` cookie scoped to
-//! `/_tapedeck/` and sends the page on to the clean URL. The proxy never routes a proxied
-//! or tunnelled request here. A replay daemon answers only for the session it replays.
+//! only the store's owner can read. Read commands send it in a header, and so does the
+//! viewer's page: it comes in once through the [`viewer_link`], which carries the token in
+//! its query, keeps the token in its origin's storage and takes it out of the address bar.
+//! Storage is scoped to an origin, port included, where a cookie is sent to every port of
+//! the host (another user's web server on 127.0.0.1 would have received it). The page and
+//! its script and style files hold no data and are served without the token. The proxy
+//! never routes a proxied or tunnelled request here. A replay daemon answers only for the
+//! session it replays.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -137,15 +140,8 @@ pub fn write_opener(path: &Path, link: &str) -> Result<(), WriteError> {
     )
 }
 
-/// The cookie that carries the token for the daemon on `port`. Browsers share cookies
-/// between the ports of a host: each daemon has its own name, so two viewers open at
-/// once do not overwrite each other's.
-pub fn cookie_name(port: u16) -> String {
-    format!("tapedeck-{port}")
-}
-
 /// The token in the viewer link's query, on the viewer's own path only (every other
-/// request carries the header or the cookie, so no other URL holds the token).
+/// request carries the header, so no other URL holds the token).
 fn query_token(uri: &http::Uri) -> Option<&str> {
     if uri.path() != VIEWER_PATH {
         return None;
@@ -155,22 +151,11 @@ fn query_token(uri: &http::Uri) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("token="))
 }
 
-fn cookie_token<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
-}
-
 /// Lets a control or viewer request in, or says why not. `token` is `None` on a daemon
 /// that holds no store (it has nothing to hand out); `listen` is the daemon's own address.
-/// The token is taken from the viewer link's query, else the header, else the cookie;
-/// the first one given must be right.
+/// The token is taken from the viewer link's query, else the header; the first one given
+/// must be right. The viewer's page and its files (not its API) need none: they hold no
+/// data, and the page asks the API with the token its link brought.
 pub fn admit(
     token: Option<&str>,
     listen: SocketAddr,
@@ -207,10 +192,12 @@ pub fn admit(
             ),
         );
     }
-    let given = query_token(uri)
-        .or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()))
-        .or_else(|| cookie_token(headers, &cookie_name(listen.port())))
-        .unwrap_or_default();
+    let given =
+        query_token(uri).or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()));
+    if given.is_none() && is_viewer_file(uri.path()) {
+        return Ok(());
+    }
+    let given = given.unwrap_or_default();
     // blake3 digests compare in constant time.
     if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) {
         return refuse(
@@ -224,36 +211,11 @@ pub fn admit(
     Ok(())
 }
 
-/// The answer to the viewer link: the token moves into a cookie, and the page goes on to
-/// the clean URL (so the token leaves the address bar). The step is a page rather than
-/// a redirect: a `SameSite=Strict` cookie set during a redirect that another site started
-/// is not sent with the redirected request, while a navigation the page starts itself is
-/// same-site.
-fn enter(token: &str, port: u16) -> Response<ProxyBody> {
-    let page = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"0; url={VIEWER_PATH}\">\
-         <title>tapedeck viewer</title></head>\
-         <body><p><a href=\"{VIEWER_PATH}\">Open the tapedeck viewer</a></p></body></html>\n"
-    );
-    let mut resp = Response::new(body::full(page));
-    let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/_tapedeck/",
-        cookie_name(port)
-    );
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(&cookie) {
-        h.insert(http::header::SET_COOKIE, v);
-    }
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static(crate::viewer::CONTENT_SECURITY_POLICY),
-    );
-    private(resp)
+/// The viewer's page and the files it loads: everything under [`VIEWER_PATH`] but its
+/// API.
+fn is_viewer_file(path: &str) -> bool {
+    path.strip_prefix(VIEWER_PATH)
+        .is_some_and(|rest| rest != "api" && !rest.starts_with("api/"))
 }
 
 /// Headers for anything that may hold or follow a token: never cached, never sent on as
@@ -415,13 +377,6 @@ impl Control {
                 let Some(v) = self.viewer.get() else {
                     return error(StatusCode::NOT_FOUND, "this daemon serves no viewer");
                 };
-                // Admitted: a token in the link's query is this store's.
-                if let Some(token) = query_token(req.uri()) {
-                    return match host_port(req.headers()) {
-                        Some(port) => enter(token, port),
-                        None => error(StatusCode::BAD_REQUEST, "no port in Host"),
-                    };
-                }
                 v.serve(req, VIEWER_PATH.trim_end_matches('/'))
                     .await
                     .map(|b| b.map_err(|e| match e {}).boxed_unsync())
@@ -439,17 +394,6 @@ fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
         status,
         &json!({"error": {"type": "tapedeck_control", "message": message}}),
     ))
-}
-
-/// The port a request's `Host` names (checked against the listen port by [`admit`]).
-fn host_port(headers: &http::HeaderMap) -> Option<u16> {
-    headers
-        .get(http::header::HOST)?
-        .to_str()
-        .ok()?
-        .parse::<http::uri::Authority>()
-        .ok()?
-        .port_u16()
 }
 
 /// `GET http://{listen}{path}` against the daemon holding the store in `store_dir`, with
@@ -564,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn a_browser_comes_in_with_the_link_once_then_with_its_cookie() {
+    fn the_page_is_open_and_its_api_takes_the_token_in_a_header_only() {
         let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let check = |uri: &str, h: &http::HeaderMap| {
             status(admit(
@@ -578,43 +522,52 @@ mod tests {
         let bare = headers("127.0.0.1:8080", None);
         assert_eq!(check("/_tapedeck/ui/?token=t0k", &bare), 200);
         assert_eq!(check("/_tapedeck/ui/?x=1&token=t0k", &bare), 200);
-        assert_eq!(check("/_tapedeck/ui/?token=nope", &bare), 401);
+        assert_eq!(
+            check("/_tapedeck/ui/?token=nope", &bare),
+            401,
+            "a wrong link"
+        );
+        // The page and its files hold no data: no token needed.
+        for file in [
+            "/_tapedeck/ui/",
+            "/_tapedeck/ui/app.js",
+            "/_tapedeck/ui/style.css",
+        ] {
+            assert_eq!(check(file, &bare), 200, "{file}");
+        }
+        // Its API and the control API need it, in the header.
+        for data in [
+            "/_tapedeck/ui/api/sessions",
+            "/_tapedeck/ui/api",
+            "/_tapedeck/ui/api/live",
+            "/_tapedeck/sessions",
+            "/_tapedeck/",
+        ] {
+            assert_eq!(check(data, &bare), 401, "{data}");
+            assert_eq!(check(data, &headers("127.0.0.1:8080", Some("t0k"))), 200);
+            assert_eq!(check(data, &headers("127.0.0.1:8080", Some("no"))), 401);
+        }
         // Only the viewer's page takes the token in its URL.
         assert_eq!(check("/_tapedeck/ui/api/sessions?token=t0k", &bare), 401);
         assert_eq!(check("/_tapedeck/sessions?token=t0k", &bare), 401);
-        let with_cookie = |cookie: &str| {
-            let mut h = bare.clone();
-            h.insert(http::header::COOKIE, cookie.parse().unwrap());
-            h
-        };
-        let api = "/_tapedeck/ui/api/sessions";
-        assert_eq!(check(api, &with_cookie("tapedeck-8080=t0k")), 200);
-        assert_eq!(check(api, &with_cookie("a=b; tapedeck-8080=t0k; c=d")), 200);
+        // A cookie is no way in (a cookie reaches every port of the host).
+        let mut cookie = bare.clone();
+        cookie.insert(http::header::COOKIE, "tapedeck-8080=t0k".parse().unwrap());
+        assert_eq!(check("/_tapedeck/ui/api/sessions", &cookie), 401);
+        // A wrong link is refused even with a good header: the token given first counts.
+        let good = headers("127.0.0.1:8080", Some("t0k"));
+        assert_eq!(check("/_tapedeck/ui/?token=nope", &good), 401);
+        // DNS rebinding: refused even for the page.
+        let rebound = headers("rebind.example:8080", Some("t0k"));
+        assert_eq!(check("/_tapedeck/ui/api/sessions", &rebound), 403);
         assert_eq!(
-            check("/_tapedeck/sessions", &with_cookie("tapedeck-8080=t0k")),
-            200
+            check("/_tapedeck/ui/", &headers("rebind.example:8080", None)),
+            403
         );
-        // Another daemon's cookie (another port), or a wrong value, does not count.
-        assert_eq!(check(api, &with_cookie("tapedeck-9090=t0k")), 401);
-        assert_eq!(check(api, &with_cookie("tapedeck-8080=other")), 401);
-        // A wrong link is refused even with a good cookie: the token given first counts.
-        assert_eq!(
-            check(
-                "/_tapedeck/ui/?token=nope",
-                &with_cookie("tapedeck-8080=t0k")
-            ),
-            401
-        );
-        let rebound = {
-            let mut h = headers("rebind.example:8080", None);
-            h.insert(http::header::COOKIE, "tapedeck-8080=t0k".parse().unwrap());
-            h
-        };
-        assert_eq!(check(api, &rebound), 403);
     }
 
     #[test]
-    fn the_link_goes_through_loopback_and_the_entry_sets_a_strict_cookie() {
+    fn the_link_goes_through_loopback() {
         let wild: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         assert_eq!(
             viewer_link(wild, "ab12"),
@@ -625,14 +578,6 @@ mod tests {
             viewer_link(v6, "ab12"),
             "http://[::1]:81/_tapedeck/ui/?token=ab12"
         );
-        let resp = enter("ab12", 8080);
-        let cookie = resp.headers()[http::header::SET_COOKIE].to_str().unwrap();
-        assert_eq!(
-            cookie,
-            "tapedeck-8080=ab12; HttpOnly; SameSite=Strict; Path=/_tapedeck/"
-        );
-        assert_eq!(resp.headers()[http::header::REFERRER_POLICY], "no-referrer");
-        assert_eq!(resp.headers()[http::header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

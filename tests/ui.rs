@@ -1,6 +1,7 @@
 //! The web viewer's server, end to end: sessions recorded through the real proxy (real
 //! TLS, real sled store), then `tapedeck ui` or a daemon (the real binary) asked over real
-//! HTTP as a browser asks: in through the printed link once, then with the cookie it left.
+//! HTTP as the viewer's page asks: in through the printed link once, then with the token
+//! in a header.
 //! The pages themselves are checked in a real browser by examples/ui.sh; here: the access
 //! rule (token, Host, GET), the API's JSON shapes, that it agrees with `show`, `analyze`
 //! and `diff`, the walk-back of the dependency model, that bodies come back as data, the
@@ -208,39 +209,38 @@ async fn get_with(
     (status, headers, r.text().await.unwrap())
 }
 
-/// A browser's view of a viewer: in through the link once, then with the cookie it left.
+/// The viewer's page as a browser runs it: in through the link once, which brings the
+/// token; then every API request carries it in a header (the page keeps it in its
+/// origin's storage).
 struct Browser {
     base: String,
-    cookie: String,
+    token: String,
 }
 
 impl Browser {
-    /// Opens `link` as a browser does, checks the entry page, and keeps the cookie.
+    /// Opens `link` as a browser does, checks the entry page, and keeps the token.
     async fn enter(link: &str) -> Browser {
         let (status, h, page) = get_with(link, &[]).await;
         assert_eq!(status, 200, "{link}: {page}");
-        let set = h["set-cookie"].to_str().unwrap();
-        let parts: Vec<&str> = set.split("; ").collect();
-        for attr in ["HttpOnly", "SameSite=Strict", "Path=/_tapedeck/"] {
-            assert!(parts.contains(&attr), "{set}");
-        }
+        // The viewer's own page: no cookie, nothing cached, the URL sent on to no one.
+        assert!(h.get("set-cookie").is_none(), "{h:?}");
         assert_eq!(h["referrer-policy"], "no-referrer");
         assert_eq!(h["cache-control"], "no-store");
-        // On to the clean URL: the token leaves the address bar.
-        assert!(
-            page.contains("http-equiv=\"refresh\" content=\"0; url=/_tapedeck/ui/\""),
-            "{page}"
-        );
+        assert!(page.contains("<script type=\"module\" src=\"app.js\"></script>"));
         let token = link.split("?token=").nth(1).unwrap();
-        assert!(!page.contains(token), "the entry page repeats the token");
+        assert!(!page.contains(token), "the page repeats the token");
         Browser {
             base: link.split('?').next().unwrap().to_string(),
-            cookie: parts[0].to_string(),
+            token: token.to_string(),
         }
     }
 
     async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
-        get_with(&format!("{}{path}", self.base), &[("cookie", &self.cookie)]).await
+        get_with(
+            &format!("{}{path}", self.base),
+            &[("x-tapedeck-token", &self.token)],
+        )
+        .await
     }
 
     async fn json(&self, path: &str) -> Value {
@@ -320,7 +320,7 @@ async fn the_page_and_the_api_carry_a_policy_that_forbids_inline_script() {
     }
     let r = plain()
         .post(format!("{}api/sessions", b.base))
-        .header("cookie", &b.cookie)
+        .header("x-tapedeck-token", &b.token)
         .send()
         .await
         .unwrap();
@@ -328,7 +328,7 @@ async fn the_page_and_the_api_carry_a_policy_that_forbids_inline_script() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
+async fn the_viewer_lets_in_only_the_links_token_with_this_host() {
     let dirs = Dirs::new();
     let ui = Ui::start(&dirs, &[]);
     let base = ui.base();
@@ -344,15 +344,10 @@ async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
         0o600
     );
 
-    // Without the token: nothing, whether page, API, live stream or control API.
+    // Without the token: the page and its files (no data in them), nothing else.
     let control = format!("http://{}/_tapedeck/sessions", ui.addr);
     let api = format!("{base}api/sessions");
-    for url in [
-        base.clone(),
-        api.clone(),
-        format!("{base}api/live"),
-        control.clone(),
-    ] {
+    for url in [api.clone(), format!("{base}api/live"), control.clone()] {
         let (status, _, body) = get_with(&url, &[]).await;
         assert_eq!(status, 401, "{url}: {body}");
         assert!(
@@ -360,11 +355,20 @@ async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
             "the refusal says how in: {body}"
         );
     }
+    for file in ["", "app.js", "api.js", "style.css"] {
+        let (status, _, body) = get_with(&format!("{base}{file}"), &[]).await;
+        assert_eq!(status, 200, "{file}: {body}");
+        assert!(!body.contains(ui.token()));
+    }
     let (status, _, _) = get_with(&format!("{base}?token=0000"), &[]).await;
     assert_eq!(status, 401, "a wrong link");
-    // The token in a URL other than the viewer's page does not count.
+    // The token in a URL other than the viewer's page does not count, nor in a cookie
+    // (which a browser sends to every port of the host: to another user's server too).
     let (status, _, _) = get_with(&format!("{api}?token={}", ui.token()), &[]).await;
     assert_eq!(status, 401);
+    let cookie = format!("tapedeck-{}={}", ui.addr.port(), ui.token());
+    let (status, _, _) = get_with(&api, &[("cookie", &cookie)]).await;
+    assert_eq!(status, 401, "a cookie is no way in");
     // `/` points at the viewer and gives nothing away.
     let r = reqwest::Client::builder()
         .no_proxy()
@@ -378,7 +382,7 @@ async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
     assert_eq!(r.status(), 308);
     assert_eq!(r.headers()["location"], "/_tapedeck/ui/");
 
-    // The link, once: then the cookie lets the page, the API and the live stream in.
+    // The link, once: then the token in the header lets the API and the live stream in.
     let b = Browser::enter(&ui.link).await;
     assert_eq!(b.base, base);
     for path in ["", "api/info", "api/sessions"] {
@@ -387,50 +391,47 @@ async fn the_viewer_lets_in_only_the_link_or_its_cookie_with_this_host() {
     }
     let live = plain()
         .get(format!("{base}api/live"))
-        .header("cookie", &b.cookie)
+        .header("x-tapedeck-token", &b.token)
         .send()
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
     assert_eq!(live.headers()["content-type"], "text/event-stream");
     drop(live);
-    let (status, _, _) = get_with(&control, &[("cookie", &b.cookie)]).await;
-    assert_eq!(status, 200, "the cookie is the store's token");
-    let (status, _, _) = get_with(&api, &[("x-tapedeck-token", ui.token())]).await;
-    assert_eq!(status, 200, "read commands' header");
+    let (status, _, _) = get_with(&control, &[("x-tapedeck-token", &b.token)]).await;
+    assert_eq!(status, 200, "the page's token is the store's token");
 
     // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) sends its
-    // own name as Host: refused even with the cookie.
+    // own name as Host: refused, even for the page and with the token.
     let rebound = format!("rebind.example:{}", ui.addr.port());
-    let (status, _, _) = get_with(&api, &[("cookie", &b.cookie), ("host", &rebound)]).await;
+    let with = [
+        ("x-tapedeck-token", b.token.as_str()),
+        ("host", rebound.as_str()),
+    ];
+    let (status, _, _) = get_with(&api, &with).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = get_with(&base, &[("host", &rebound)]).await;
     assert_eq!(status, 403);
     let (status, _, _) = get_with(
         &format!(
             "http://localhost:{}/_tapedeck/ui/api/sessions",
             ui.addr.port()
         ),
-        &[("cookie", &b.cookie)],
+        &[("x-tapedeck-token", &b.token)],
     )
     .await;
     assert_eq!(status, 200, "localhost names the viewer too");
 
-    // Another store's viewer: its cookie opens that viewer, not this one.
+    // Another store's viewer: its token opens that viewer, not this one.
     let other_dirs = Dirs::new();
     let other = Ui::start(&other_dirs, &[]);
     let ob = Browser::enter(&other.link).await;
     let (status, _, _) = ob.get("api/sessions").await;
     assert_eq!(status, 200);
-    let (status, _, _) = get_with(&api, &[("cookie", &ob.cookie)]).await;
-    assert_eq!(status, 401, "another daemon's cookie");
-    let value = ob.cookie.split_once('=').unwrap().1;
-    let renamed = format!("tapedeck-{}={value}", ui.addr.port());
-    let (status, _, _) = get_with(&api, &[("cookie", &renamed)]).await;
-    assert_eq!(
-        status, 401,
-        "another store's token under this viewer's cookie name"
-    );
-    let (status, _, _) = get_with(&api, &[("cookie", &b.cookie)]).await;
-    assert_eq!(status, 200, "two viewers' cookies live side by side");
+    let (status, _, _) = get_with(&api, &[("x-tapedeck-token", &ob.token)]).await;
+    assert_eq!(status, 401, "another daemon's token");
+    let (status, _, _) = b.get("api/sessions").await;
+    assert_eq!(status, 200, "two viewers side by side");
 
     // The token shows in no log, and leaves with the viewer.
     let token = ui.token().to_string();
@@ -833,8 +834,8 @@ async fn a_record_daemon_serves_the_viewer_and_streams_its_exchanges_live() {
     let ca = up.ca_path.to_str().unwrap().to_string();
     let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);
     let base = format!("http://{}/_tapedeck/ui/", d.addr);
-    // Without the token the daemon's viewer and its live stream stay closed.
-    for path in ["", "api/info", "api/live"] {
+    // Without the token the daemon's viewer API and its live stream stay closed.
+    for path in ["api/info", "api/live"] {
         let (status, _, body) = get_with(&format!("{base}{path}"), &[]).await;
         assert_eq!(status, 401, "{path}: {body}");
     }
@@ -852,7 +853,7 @@ async fn a_record_daemon_serves_the_viewer_and_streams_its_exchanges_live() {
 
     let mut live = plain()
         .get(format!("{base}api/live"))
-        .header("cookie", &b.cookie)
+        .header("x-tapedeck-token", &b.token)
         .send()
         .await
         .unwrap();

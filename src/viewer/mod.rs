@@ -10,7 +10,7 @@
 //! [`Viewer::serve`] answers one GET under `/_tapedeck/ui/`, on a record or replay
 //! daemon's control address and under `tapedeck ui` alike; a record daemon's exchanges
 //! reach open pages live as server-sent events ([`live`]). Who may ask is the control
-//! API's business ([`crate::control::admit`]: the store's token, by header or cookie, and
+//! API's business ([`crate::control::admit`]: the store's token in a header (the page and its files need none), and
 //! a `Host` that names the daemon), so the viewer never sees a request that has not
 //! passed it. Bodies are attacker-controlled: the API hands them out as JSON strings, and
 //! every response carries a Content-Security-Policy that forbids inline script, so the

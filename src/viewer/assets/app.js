@@ -5,7 +5,7 @@
 //   #/s/NAME                a run        #/s/NAME/step/N   ... with step N open
 //   #/diff/A/B              a diff       #/diff/A/B/row/I  ... with row I open
 
-import { api } from './api.js';
+import { api, events } from './api.js';
 import { h, clear } from './dom.js';
 import { SessionsPage } from './sessions.js';
 import { RunPage } from './run.js';
@@ -108,26 +108,24 @@ document.getElementById('help').addEventListener('click', toggleHelp);
 function connectLive() {
   const badge = document.getElementById('live');
   badge.hidden = false;
-  const es = new EventSource('api/live');
-  // A (re)connection may have missed exchanges: the page reloads what it shows.
-  es.addEventListener('hello', () => {
-    badge.classList.add('on');
-    badge.title = 'Connected: exchanges appear as they are recorded';
-    if (page) page.onLive({ reset: true });
-  });
-  es.addEventListener('exchange', (e) => {
-    let msg = null;
-    try {
-      msg = JSON.parse(e.data);
-    } catch (_) {
-      return;
+  events('live', (type, data) => {
+    // A (re)connection may have missed exchanges: the page reloads what it shows.
+    if (type === 'hello') {
+      if (page) page.onLive({ reset: true });
+    } else if (type === 'exchange') {
+      let msg = null;
+      try {
+        msg = JSON.parse(data);
+      } catch (_) {
+        return;
+      }
+      if (page) page.onLive(msg);
+    } else if (type === 'reset') {
+      if (page) page.onLive({ reset: true });
     }
-    if (page) page.onLive(msg);
-  });
-  es.addEventListener('reset', () => page && page.onLive({ reset: true }));
-  es.addEventListener('error', () => {
-    badge.classList.remove('on');
-    badge.title = 'Disconnected; reconnecting';
+  }, (connected) => {
+    badge.classList.toggle('on', connected);
+    badge.title = connected ? 'Connected: exchanges appear as they are recorded' : 'Disconnected; reconnecting';
   });
 }
 
