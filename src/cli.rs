@@ -66,18 +66,30 @@ pub struct ListenArgs {
     /// --proxy-auth read from a file holding one USER:PASS line (keeps it out of `ps`).
     #[arg(long, value_name = "FILE", env = "TAPEDECK_PROXY_AUTH_FILE")]
     pub proxy_auth_file: Option<PathBuf>,
-    /// Seconds a connection (HTTP/1.1 or HTTP/2) may carry no exchange before it is closed.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    /// Seconds a connection (HTTP/1.1 or HTTP/2) may carry no exchange before it is closed
+    /// (at most 315360000, ten years).
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
     pub idle_timeout: u64,
     /// Seconds a client may take to send a request head, from its first byte (or from the
     /// connection's start, for its first request); the wait between two requests is the idle
-    /// timeout's.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    /// timeout's (at most ten years, as it).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
     pub header_timeout: u64,
-    /// Client connections open at once, tunnels included; more are answered 503.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Client connections open at once, tunnels included; more are answered 503 (at most
+    /// 1000000).
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_CONNECTIONS))]
     pub max_connections: usize,
 }
+
+/// The longest `--idle-timeout` and `--header-timeout`: ten years (a deadline further out
+/// overflows the clock's `Instant` on some platforms; "never" is this in practice).
+pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+/// The most `--max-connections` (each connection holds a socket and its buffers; tokio's
+/// semaphore takes at most 2^61 permits).
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// `--session-secret`: a client naming a session must present that session's token.
 #[derive(Args, Debug, Clone, Default)]

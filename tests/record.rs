@@ -282,6 +282,21 @@ async fn bad_session_names_and_malformed_requests_are_refused_while_others_are_s
     let (code, _, err) = dirs.run(&["record", "--session", "a/b", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 2);
     assert!(err.contains("invalid session name \"a/b\""), "{err}");
+    // Limits past what the clock or the connection count can hold: refused at the start,
+    // not a panic in every connection (a timeout meant as "never").
+    for (flag, value) in [
+        ("--idle-timeout", "10000000000000000000"),
+        ("--header-timeout", "315360001"),
+        ("--max-connections", "18446744073709551615"),
+    ] {
+        let (code, _, err) = dirs.run(&["record", flag, value, "--listen", "127.0.0.1:0"]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}"))
+                && err.contains("is not in 0..="),
+            "{err}"
+        );
+    }
 
     let ca = up.ca_path.to_str().unwrap().to_string();
     let d = Daemon::start(&dirs, &["record", "--upstream-ca", &ca]);

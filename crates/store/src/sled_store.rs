@@ -948,7 +948,8 @@ impl Store for SledStore {
             Some(&TAG_BLOB) => checked(&k, v[1..].to_vec()).map(Some),
             Some(&TAG_MANIFEST) if v.len() >= 9 => {
                 let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
-                let mut out = Vec::with_capacity(len as usize);
+                // The length is read from the store: damage must not size an allocation.
+                let mut out = Vec::with_capacity(len.min(crate::WHOLE_JSON_LIMIT as u64) as usize);
                 for seg in v[9..].chunks_exact(32) {
                     let part = self
                         .segment(seg)?
@@ -1769,6 +1770,11 @@ mod tests {
             assert_eq!(store.get_body(name).unwrap().unwrap(), seg);
         }
         assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Sound);
+        // A damaged length sizes no allocation: the segments still read.
+        let mut damaged = store.bodies.get(h.as_bytes()).unwrap().unwrap().to_vec();
+        damaged[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
+        store.bodies.insert(h.as_bytes(), damaged).unwrap();
+        assert_eq!(store.get_body(&hex).unwrap().unwrap(), data);
         // Its first segment gone: found.
         std::fs::remove_file(store.blob_path(parse_hex(&names[0]).unwrap().as_slice())).unwrap();
         assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Missing);

@@ -510,8 +510,13 @@ fn on_event(
         if let Some(call) = &p.llm {
             close_answered(session, ev, call, st, opts, &mut spans);
             st.provider.get_or_insert_with(|| call.provider.clone());
-            st.input_tokens += call.input_tokens.unwrap_or(0);
-            st.output_tokens += call.output_tokens.unwrap_or(0);
+            // Counts come from recorded bodies: saturate rather than overflow.
+            st.input_tokens = st
+                .input_tokens
+                .saturating_add(call.input_tokens.unwrap_or(0));
+            st.output_tokens = st
+                .output_tokens
+                .saturating_add(call.output_tokens.unwrap_or(0));
             for (j, tc) in call.tool_calls.iter().enumerate() {
                 st.pending.push(PendingTool {
                     llm_step: ev.step,

@@ -338,8 +338,14 @@ pub(crate) fn s(v: impl Into<String>) -> AttrValue {
 
 fn push_opt_int(attrs: &mut Vec<(String, AttrValue)>, k: &str, v: Option<u64>) {
     if let Some(v) = v {
-        attrs.push((k.into(), AttrValue::Int(v as i64)));
+        attrs.push((k.into(), count_attr(v)));
     }
+}
+
+/// A count as an attribute (OpenTelemetry's integers are signed): one past `i64::MAX`, as
+/// a recorded body may claim, stays the largest, not a negative number.
+pub(crate) fn count_attr(v: u64) -> AttrValue {
+    AttrValue::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 fn push_opt_f(attrs: &mut Vec<(String, AttrValue)>, k: &str, v: Option<f64>) {
@@ -699,13 +705,10 @@ pub(crate) fn agent_root(
     if let Some(ag) = agent {
         a.push(("gen_ai.agent.name".into(), s(ag)));
     }
-    a.push((
-        "gen_ai.usage.input_tokens".into(),
-        AttrValue::Int(input_tokens as i64),
-    ));
+    a.push(("gen_ai.usage.input_tokens".into(), count_attr(input_tokens)));
     a.push((
         "gen_ai.usage.output_tokens".into(),
-        AttrValue::Int(output_tokens as i64),
+        count_attr(output_tokens),
     ));
     let name = agent.map_or("invoke_agent".to_string(), |ag| {
         format!("invoke_agent {ag}")
@@ -748,8 +751,14 @@ impl Trace {
             match sp.role {
                 Role::Llm => {
                     t.llm_calls += 1;
-                    t.input_tokens += sp.int("gen_ai.usage.input_tokens").unwrap_or(0) as u64;
-                    t.output_tokens += sp.int("gen_ai.usage.output_tokens").unwrap_or(0) as u64;
+                    // Counts come from recorded bodies: saturate rather than overflow.
+                    let count = |k| sp.int(k).unwrap_or(0).max(0) as u64;
+                    t.input_tokens = t
+                        .input_tokens
+                        .saturating_add(count("gen_ai.usage.input_tokens"));
+                    t.output_tokens = t
+                        .output_tokens
+                        .saturating_add(count("gen_ai.usage.output_tokens"));
                 }
                 Role::Tool => t.tool_calls += 1,
                 Role::Http | Role::Mcp => t.http_exchanges += 1,

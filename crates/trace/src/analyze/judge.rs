@@ -119,10 +119,11 @@ pub fn read_answer(response: &Value) -> Result<Verdict, AnswerError> {
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
         .ok_or_else(|| AnswerError::NoContent(short(&response.to_string(), 200)))?;
-    let (Some(a), Some(b)) = (text.find('{'), text.rfind('}')) else {
-        return Err(AnswerError::NoObject(short(text, 200)));
+    let object = match (text.find('{'), text.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &text[a..=b],
+        _ => return Err(AnswerError::NoObject(short(text, 200))),
     };
-    let v: Value = serde_json::from_str(&text[a..=b]).map_err(|source| AnswerError::NotJson {
+    let v: Value = serde_json::from_str(object).map_err(|source| AnswerError::NotJson {
         answer: short(text, 200),
         source,
     })?;
@@ -233,6 +234,13 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(fenced.score, 0.2);
+        // Braces the wrong way round hold no object.
+        for content in ["} {", "}{", "no braces"] {
+            assert!(
+                matches!(read_answer(&answer(content)), Err(AnswerError::NoObject(_))),
+                "{content}"
+            );
+        }
         let judged = vec![(q(1), ok.clone()), (q(3), fenced.clone()), (q(5), fenced)];
         let f = finding("weather in Paris", &judged, "the judge").unwrap();
         assert_eq!(f.detector, "goal_drift");

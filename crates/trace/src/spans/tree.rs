@@ -106,8 +106,9 @@ impl Summary {
             .find_map(|p| p.calls().first().map(|(l, _, _)| l.provider.clone()));
         let (mut input, mut output) = (0, 0);
         for (c, _, _) in parsed.iter().flat_map(|p| p.calls()) {
-            input += c.input_tokens.unwrap_or(0);
-            output += c.output_tokens.unwrap_or(0);
+            // Counts come from recorded bodies: saturate rather than overflow.
+            input = c.input_tokens.unwrap_or(0).saturating_add(input);
+            output = c.output_tokens.unwrap_or(0).saturating_add(output);
         }
         Summary {
             start,
@@ -121,11 +122,11 @@ impl Summary {
     fn usage(&self, a: &mut Vec<(String, AttrValue)>) {
         a.push((
             "gen_ai.usage.input_tokens".into(),
-            AttrValue::Int(self.input as i64),
+            super::count_attr(self.input),
         ));
         a.push((
             "gen_ai.usage.output_tokens".into(),
-            AttrValue::Int(self.output as i64),
+            super::count_attr(self.output),
         ));
     }
 }
@@ -671,6 +672,20 @@ mod tests {
         assert_eq!(root.int("gen_ai.usage.output_tokens"), Some(20));
         assert_eq!((root.start_ns, root.end_ns), (0, 30_000_000));
         assert_eq!(t.spans[find(&t, Role::Llm, 2)].parent, Some(0));
+    }
+
+    #[test]
+    fn token_counts_past_the_largest_integer_saturate() {
+        // Counts come from recorded bodies, which may say anything.
+        let (a, b) = (llm_event(1, None, 0, 10), llm_event(2, None, 20, 30));
+        let p = [
+            parsed(&a, Some(llm_call(u64::MAX - 1, vec![], "")), "", ""),
+            parsed(&b, Some(llm_call(u64::MAX - 1, vec![], "")), "", ""),
+        ];
+        let t = tree(&p);
+        assert_eq!(t.spans[0].int("gen_ai.usage.input_tokens"), Some(i64::MAX));
+        // Each call at the largest attribute, summed without overflow.
+        assert_eq!(t.totals().input_tokens, 2 * i64::MAX as u64);
     }
 
     #[test]
