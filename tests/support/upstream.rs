@@ -26,7 +26,9 @@
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
 //!   an `access_token` field, cut so both straddle frames;
 //!   `POST /v1beta/models/M:streamGenerateContent[?alt=sse]` Gemini's stream repeating
-//!   the `x-goog-api-key` a few characters a chunk; `POST /oauth/token` an OAuth
+//!   the `x-goog-api-key` a few characters a chunk;
+//!   `POST /model/M/converse-stream` and `/model/M/invoke-with-response-stream` Bedrock's
+//!   binary event streams repeating the bearer key a few characters a message; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
 //!   MCP over Streamable HTTP (`mcp.rs`): `POST|GET|DELETE /mcp`;
 //!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
@@ -829,6 +831,13 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         {
             gemini_echo_key_stream(&req, q)
         }
+        (&Method::POST, p)
+            if p.starts_with("/model/")
+                && (p.ends_with("/converse-stream")
+                    || p.ends_with("/invoke-with-response-stream")) =>
+        {
+            bedrock_echo_key_stream(&req, p.ends_with("/invoke-with-response-stream"))
+        }
         (&Method::POST, "/oauth/token") => {
             read_body(req).await?;
             json_response(
@@ -1001,13 +1010,19 @@ fn sse_echo_auth(req: &Request<Incoming>, q: Option<&str>) -> Response<FixtureBo
 
 /// A model repeating the caller's key as it streams: OpenAI chat chunks of three
 /// characters each, one event a frame, 2 ms apart.
+/// `Echo: KEY.` as a model streams it: the key three characters a token.
+fn echo_pieces(key: &str) -> Vec<String> {
+    let mut pieces = vec!["Echo: ".to_string()];
+    let chars: Vec<char> = key.chars().collect();
+    pieces.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
+    pieces.push(".".to_string());
+    pieces
+}
+
 fn sse_echo_auth_tokens(req: &Request<Incoming>) -> Response<FixtureBody> {
     let auth = authorization(req);
     let cred = auth.strip_prefix("Bearer ").unwrap_or(&auth);
-    let mut tokens = vec!["Echo: ".to_string()];
-    let chars: Vec<char> = cred.chars().collect();
-    tokens.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
-    tokens.push(".".to_string());
+    let tokens = echo_pieces(cred);
     let mut frames: Vec<Bytes> = tokens
         .iter()
         .map(|t| sse_data(&json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]})))
@@ -1026,10 +1041,7 @@ fn gemini_echo_key_stream(req: &Request<Incoming>, q: Option<&str>) -> Response<
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .or_else(|| query_param(q, "key"))
         .unwrap_or_default();
-    let mut texts = vec!["Echo: ".to_string()];
-    let chars: Vec<char> = key.chars().collect();
-    texts.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
-    texts.push(".".to_string());
+    let texts = echo_pieces(&key);
     let chunk = |t: &str| {
         json!({"candidates": [{"content": {"parts": [{"text": t}], "role": "model"}, "index": 0}],
                "modelVersion": "gemini-2.5-flash"})
@@ -1051,6 +1063,75 @@ fn gemini_echo_key_stream(req: &Request<Incoming>, q: Option<&str>) -> Response<
         .collect();
     Response::builder()
         .header("content-type", "application/json; charset=UTF-8")
+        .body(paced_body(frames, Duration::from_millis(2)))
+        .expect("response")
+}
+
+/// One message of Amazon's binary event stream: prelude, string headers, payload, CRCs.
+pub fn eventstream_message(event: &str, payload: &[u8]) -> Bytes {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = (12 + headers.len() + payload.len() + 4) as u32;
+    let mut m = total.to_be_bytes().to_vec();
+    m.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let crc = crc32fast::hash(&m);
+    m.extend_from_slice(&crc.to_be_bytes());
+    m.extend_from_slice(&headers);
+    m.extend_from_slice(payload);
+    let crc = crc32fast::hash(&m);
+    m.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(m)
+}
+
+/// Bedrock's streams repeating the caller's bearer key (a Bedrock API key) three
+/// characters a message: `converse-stream`'s `contentBlockDelta` events, or
+/// `invoke-with-response-stream`'s `chunk` events, each an Anthropic Messages stream
+/// event base64-encoded in `bytes`.
+fn bedrock_echo_key_stream(req: &Request<Incoming>, invoke: bool) -> Response<FixtureBody> {
+    use base64::Engine as _;
+    let auth = authorization(req);
+    let key = auth.strip_prefix("Bearer ").unwrap_or(&auth);
+    let texts = echo_pieces(key);
+    let frames: Vec<Bytes> = if invoke {
+        texts
+            .iter()
+            .map(|t| {
+                let chunk = json!({"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": t}});
+                let b64 = base64::engine::general_purpose::STANDARD.encode(chunk.to_string());
+                eventstream_message(
+                    "chunk",
+                    json!({"bytes": b64, "p": "abcdef"}).to_string().as_bytes(),
+                )
+            })
+            .collect()
+    } else {
+        let mut f = vec![eventstream_message(
+            "messageStart",
+            br#"{"p":"abcd","role":"assistant"}"#,
+        )];
+        f.extend(texts.iter().map(|t| {
+            let delta = json!({"contentBlockIndex": 0, "delta": {"text": t}, "p": "abcdefgh"});
+            eventstream_message("contentBlockDelta", delta.to_string().as_bytes())
+        }));
+        f.push(eventstream_message(
+            "messageStop",
+            br#"{"p":"ab","stopReason":"end_turn"}"#,
+        ));
+        f
+    };
+    Response::builder()
+        .header("content-type", "application/vnd.amazon.eventstream")
         .body(paced_body(frames, Duration::from_millis(2)))
         .expect("response")
 }

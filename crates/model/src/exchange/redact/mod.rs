@@ -10,6 +10,7 @@
 //! error messages and bodies, whole or streamed ([`BodyScrubber`]). The upstream always
 //! receives the real values; only the copies kept for the store pass through here.
 
+mod eventstream;
 mod form;
 mod json;
 mod json_fields;

@@ -8,6 +8,7 @@
 //! body streamed at record time and the same body read whole at replay time are stored
 //! and keyed alike.
 
+use super::eventstream::EventStreamScrub;
 use super::form::FormFields;
 use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
@@ -21,6 +22,7 @@ pub struct BodyScrubber {
     multipart: Option<MultipartFields>,
     json: Option<JsonFields>,
     sse: Option<SseSplit>,
+    eventstream: Option<EventStreamScrub>,
     literal: LiteralStream,
     stage: Vec<u8>,
     spare: Vec<u8>,
@@ -110,11 +112,17 @@ impl BodyScrubber {
                     SseSplit::new(f, lines)
                 }
             });
+        // Amazon's binary event stream (Bedrock): scrubbed message by message and framed
+        // again, so a secret replaced does not break a frame.
+        let eventstream = (ct.starts_with("application/vnd.amazon.eventstream")
+            && !secrets.is_empty())
+        .then(|| EventStreamScrub::new(secrets));
         BodyScrubber {
             form,
             multipart,
             json,
             sse,
+            eventstream,
             literal: secrets.stream(),
             stage: Vec::new(),
             spare: Vec::new(),
@@ -127,6 +135,7 @@ impl BodyScrubber {
             && self.multipart.is_none()
             && self.json.is_none()
             && self.sse.is_none()
+            && self.eventstream.is_none()
             && self.literal.is_passthrough()
     }
 
@@ -152,6 +161,7 @@ impl BodyScrubber {
             multipart,
             json,
             sse,
+            eventstream,
             literal,
             stage,
             spare,
@@ -179,6 +189,9 @@ impl BodyScrubber {
         if let Some(s) = sse.as_mut() {
             run(&mut |i, o| s.feed(i, o));
         }
+        if let Some(e) = eventstream.as_mut() {
+            run(&mut |i, o| e.feed(i, o));
+        }
         literal.feed(if staged { stage.as_slice() } else { data }, out);
     }
 
@@ -187,6 +200,7 @@ impl BodyScrubber {
         self.literal.held()
             + self.multipart.as_ref().map_or(0, MultipartFields::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
+            + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
     }
 
     /// The bytes held back, and the values of the fields that were redacted.
@@ -209,6 +223,12 @@ impl BodyScrubber {
             let mut next = Vec::new();
             s.feed(&cur, &mut next);
             s.finish(&mut next);
+            cur = next;
+        }
+        if let Some(mut e) = self.eventstream {
+            let mut next = Vec::new();
+            e.feed(&cur, &mut next);
+            e.finish(&mut next);
             cur = next;
         }
         let mut literal = self.literal;
