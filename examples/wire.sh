@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end proof of the other wires agents use: MCP over Streamable HTTP and the
-# Realtime API over WebSocket, with the official clients, recorded through tapedeck,
-# replayed offline, shown, analyzed and exported over OTLP.
+# Realtime API over WebSocket, and Bedrock's binary event streams, with the official
+# clients, recorded through tapedeck, replayed offline, shown, analyzed and exported
+# over OTLP.
 #
 #   TAPEDECK_BIN, UPSTREAM_BIN, PYTHON as for examples/e2e.sh; PYTHON must import mcp,
-#   openai, websockets and httpx (examples/requirements.txt).
+#   openai, websockets, httpx and boto3 (examples/requirements.txt).
 #   WIRE_TIMEOUT  seconds allowed to each command run (default 120)
 #   WIRE_KEEP=1   keep the temp work dir
 #
@@ -12,10 +13,14 @@
 #   1. the upstream fixture over TLS (LLM + Realtime WebSocket), a test CA and a FastMCP
 #      server over Streamable HTTP behind TLS (SSE answers, and a second one answering JSON)
 #   2. examples/mcp_agent.py against each server directly, then under `tapedeck record`:
-#      same output; examples/realtime_agent.py likewise (random event ids each run)
+#      same output; examples/realtime_agent.py likewise (random event ids each run);
+#      the Realtime model and examples/bedrock_agent.py (boto3: converse_stream and
+#      invoke_model_with_response_stream) asked to repeat the agent's key get it streamed
+#      back a few characters a message
 #   3. the servers stopped; every session replayed offline: the same output, 0 misses;
 #      the Realtime session's messages replayed byte for byte (the client prints a digest
-#      of every message it received), at the fast and at the recorded pace
+#      of every message it received), at the fast and at the recorded pace; the repeated
+#      keys come back as [REDACTED] pieces (botocore checks every frame's CRC-32s)
 #   4. show: `tools/call get_weather` (mcp) under `execute_tool get_weather`, the
 #      Realtime turns as `chat gpt-realtime` with the tool under the first; analyze: the
 #      ignored isError and the empty result at their steps; otlp: the MCP spans' attributes
@@ -32,8 +37,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "preflight"
 preflight_binaries
-"$PYTHON" -c 'import mcp, openai, websockets, httpx, uvicorn' 2>/dev/null \
-  || fail "$PYTHON cannot import mcp, openai, websockets, httpx and uvicorn" \
+"$PYTHON" -c 'import mcp, openai, websockets, httpx, uvicorn, boto3' 2>/dev/null \
+  || fail "$PYTHON cannot import mcp, openai, websockets, httpx, uvicorn and boto3" \
     "install them: $PYTHON -m pip install -r examples/requirements.txt (or set PYTHON)"
 command -v openssl >/dev/null || fail "openssl is not installed"
 ok "tapedeck $TAPEDECK_BIN, python $PYTHON (mcp $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("mcp"))'))"
@@ -119,6 +124,15 @@ record wire-rt-echo "${RT_ECHO[@]}"
 contains rec-wire-rt-echo "$OUT/rec-wire-rt-echo.out" "deltas: <the key>" "the Realtime agent got the key streamed back while recording"
 ok "the Realtime agent asked to repeat its key got it streamed back, three characters a message"
 
+# The same on Bedrock with the AWS SDK: a Bedrock API key (a bearer token) repeated in
+# converse-stream's deltas and in invoke-with-response-stream's base64 chunks, binary
+# frames each with its CRC-32s.
+BR_ECHO=(env BEDROCK_URL="$BASE" AWS_BEARER_TOKEN_BEDROCK="$WIRE_KEY" bash -c '"$0" "$1" | sed "s/$AWS_BEARER_TOKEN_BEDROCK/<the key>/g"' "$PYTHON" "$ROOT/examples/bedrock_agent.py")
+record wire-bedrock "${BR_ECHO[@]}"
+contains rec-wire-bedrock "$OUT/rec-wire-bedrock.out" "converse: Echo: <the key>." "boto3's converse_stream got the key streamed back while recording"
+contains rec-wire-bedrock "$OUT/rec-wire-bedrock.out" "invoke: Echo: <the key>." "boto3's invoke_model_with_response_stream got the key streamed back while recording"
+ok "the Bedrock agent (boto3) asked to repeat its key got it streamed back in both event streams"
+
 step "3. servers stopped; replay offline"
 for pid in "${MCP_PIDS[@]}" "$UP_PID"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 curl -s -o /dev/null --max-time 5 --cacert "$UP_CA" "$BASE/weather?city=Paris" && fail "the upstream still answers"
@@ -139,6 +153,14 @@ grep -qxE 'deltas: (\[REDACTED\])+' "$OUT/rep-wire-rt-echo.out" \
   || { show_tail "$OUT/rep-wire-rt-echo.out"; fail "wire-rt-echo: the replayed deltas are not the key's pieces, each [REDACTED]"; }
 if grep -rqaF -- "$WIRE_KEY" "$STORE" "$OUT" "$WORK"/*.jsonl 2>/dev/null; then fail "wire-rt-echo: the key reached disk"; fi
 ok "wire-rt-echo: the replayed deltas are [REDACTED] pieces; the key is nowhere on disk"
+run rep-wire-bedrock "$TAPEDECK_BIN" replay --session wire-bedrock -- "${BR_ECHO[@]}"
+expect_status rep-wire-bedrock 0 "replay wire-bedrock (botocore parsed every replayed frame)"
+for call in converse invoke; do
+  grep -qxE "$call: Echo: (\[REDACTED\])+\." "$OUT/rep-wire-bedrock.out" \
+    || { show_tail "$OUT/rep-wire-bedrock.out"; fail "wire-bedrock: the replayed $call text is not the key's pieces, each [REDACTED]"; }
+done
+if grep -rqaF -- "$WIRE_KEY" "$STORE" "$OUT" "$WORK"/*.jsonl 2>/dev/null; then fail "wire-bedrock: the key reached disk"; fi
+ok "wire-bedrock: botocore parsed the replayed event streams (every CRC right) and read [REDACTED] pieces; the key is nowhere on disk"
 run rep-wire-rt-paced "$TAPEDECK_BIN" replay --session wire-rt --pace recorded -- "${RT_AGENT[@]}"
 expect_status rep-wire-rt-paced 0 "replay wire-rt --pace recorded"
 same_output "replay wire-rt --pace recorded" "$OUT/rec-wire-rt.out" "$OUT/rep-wire-rt-paced.out"

@@ -103,7 +103,7 @@ stage_setup-python() {
   # find_spec, not import: importing openai takes seconds.
   if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] \
     && "$VENV/bin/python" -c 'import importlib.util as u, sys
-sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "mcp", "websockets")))' 2>/dev/null; then
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "mcp", "websockets", "boto3")))' 2>/dev/null; then
     echo "venv $VENV is up to date" >&2
     return 0
   fi
@@ -113,7 +113,7 @@ sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "httpx", "m
     "$PYTHON_FOR_VENV" -m venv "$VENV"
   fi
   pip_install "$VENV/bin/python" -r examples/requirements.txt
-  "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp, websockets'
+  "$VENV/bin/python" -c 'import openai, anthropic, httpx, mcp, websockets, boto3'
   echo "$want" >"$stamp"
 }
 

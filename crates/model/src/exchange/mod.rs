@@ -8,6 +8,7 @@
 pub mod canonical;
 pub mod canonical_json;
 pub mod encoding;
+pub mod eventstream;
 pub mod inject;
 
 pub mod jsondiff;

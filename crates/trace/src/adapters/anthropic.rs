@@ -236,7 +236,7 @@ fn read_stream(call: &mut LlmCall, x: &ExchangeView) {
     let mut stop: Option<String> = None;
     let mut started = false;
     let mut usage_base: Option<u64> = None;
-    for (name, ev) in sse::json_events(x.response_body) {
+    for (name, ev) in sse::stream_events(x) {
         let kind = ev
             .get("type")
             .and_then(Value::as_str)

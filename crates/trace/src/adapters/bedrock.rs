@@ -2,9 +2,11 @@
 //! facts of `invoke` calls whose body is a vendor's native format other than
 //! Anthropic's (those go through the Anthropic adapter).
 //!
-//! `/converse-stream` and `/invoke-with-response-stream` answer in AWS's binary
-//! event-stream framing, which is not decoded here: their calls carry the request side
-//! (model, parameters, history, tool results) and `stream: true`, but no response facts.
+//! `/converse-stream` answers in AWS's binary event-stream framing: its events
+//! (`contentBlockStart`, `contentBlockDelta`, `messageStop`, `metadata`, exceptions) are
+//! put back together as the Converse answer they stream. `/invoke-with-response-stream`
+//! with a Claude model goes through the Anthropic adapter, its base64 chunks decoded as
+//! that stream's events; other vendors' invoke streams carry the request side only.
 //! Bedrock puts no id or model in the response body, and reports errors as a plain
 //! `{"message": ...}` body with the error's name in the `x-amzn-errortype` header.
 //!
@@ -43,11 +45,86 @@ pub(super) fn parse(x: &ExchangeView, route: &Route) -> LlmCall {
         }
     }
     if route.api == Api::Converse {
-        if let Some(body) = &body {
+        if super::sse::is_eventstream(x) {
+            call.stream = true;
+            read_stream(&mut call, x);
+        } else if let Some(body) = &body {
             read_response(&mut call, body);
         }
     }
     call
+}
+
+/// Puts a `converse-stream` answer back together as the Converse answer it streams, and
+/// reads that; an exception message in the stream is the call's error.
+fn read_stream(call: &mut LlmCall, x: &ExchangeView) {
+    let mut role = "assistant".to_string();
+    let mut blocks: std::collections::BTreeMap<u64, Value> = Default::default();
+    let mut tool_input: HashMap<u64, String> = HashMap::new();
+    let mut stop = None;
+    let mut usage = None;
+    for (name, ev) in super::sse::stream_events(x) {
+        let i = count(&ev, "contentBlockIndex").unwrap_or(0);
+        match name.as_deref().unwrap_or("") {
+            "messageStart" => role = string(&ev, "role").unwrap_or(role),
+            "contentBlockStart" => {
+                if let Some(u) = ev.get("start").and_then(|s| s.get("toolUse")) {
+                    blocks.insert(i, json!({"toolUse": {"toolUseId": u.get("toolUseId"), "name": u.get("name")}}));
+                }
+            }
+            "contentBlockDelta" => {
+                let delta = ev.get("delta").unwrap_or(&Value::Null);
+                if let Some(t) = delta.get("text").and_then(Value::as_str) {
+                    let b = blocks.entry(i).or_insert_with(|| json!({"text": ""}));
+                    if let Some(Value::String(s)) = b.get_mut("text") {
+                        s.push_str(t);
+                    }
+                } else if let Some(input) = delta
+                    .get("toolUse")
+                    .and_then(|u| u.get("input"))
+                    .and_then(Value::as_str)
+                {
+                    tool_input.entry(i).or_default().push_str(input);
+                } else if let Some(t) = delta
+                    .get("reasoningContent")
+                    .and_then(|r| r.get("text"))
+                    .and_then(Value::as_str)
+                {
+                    let b = blocks.entry(i).or_insert_with(
+                        || json!({"reasoningContent": {"reasoningText": {"text": ""}}}),
+                    );
+                    if let Some(Value::String(s)) =
+                        b.pointer_mut("/reasoningContent/reasoningText/text")
+                    {
+                        s.push_str(t);
+                    }
+                }
+            }
+            "messageStop" => stop = ev.get("stopReason").cloned(),
+            "metadata" => usage = ev.get("usage").cloned(),
+            "" => {}
+            exception => {
+                // An exception message (`:exception-type`): the stream failed midway.
+                let message = nonempty(&ev, "message").or_else(|| nonempty(&ev, "Message"));
+                record_error(call, Some(exception.to_string()), message, x.status);
+            }
+        }
+    }
+    for (i, input) in tool_input {
+        if let Some(u) = blocks.get_mut(&i).and_then(|b| b.get_mut("toolUse")) {
+            // Fragments of the input's JSON; a stream cut midway keeps them as text.
+            u["input"] = serde_json::from_str(&input).unwrap_or(Value::String(input));
+        }
+    }
+    let content: Vec<Value> = blocks.into_values().collect();
+    let mut body = json!({"output": {"message": {"role": role, "content": content}}});
+    if let Some(stop) = stop {
+        body["stopReason"] = stop;
+    }
+    if let Some(usage) = usage {
+        body["usage"] = usage;
+    }
+    read_response(call, &body);
 }
 
 fn read_request(call: &mut LlmCall, req: &Value) {
@@ -386,6 +463,135 @@ mod tests {
             json!([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])
         );
         assert_eq!(c.output_messages, Value::Null);
+    }
+
+    use super::super::tests::{eventstream, view};
+
+    fn stream_view<'a>(
+        url: &'a str,
+        req: &'a [u8],
+        body: &'a [u8],
+        h: &'a [(String, String)],
+    ) -> ExchangeView<'a> {
+        view(url, req, Some(200), h, body)
+    }
+
+    fn eventstream_headers() -> Vec<(String, String)> {
+        vec![(
+            "content-type".into(),
+            "application/vnd.amazon.eventstream".into(),
+        )]
+    }
+
+    #[test]
+    fn converse_stream_is_read_back_as_the_answer_it_streams() {
+        let url = URL.replace("/converse", "/converse-stream");
+        let body = eventstream(&[
+            ("messageStart", json!({"role": "assistant", "p": "abc"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "Let me "}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "look."}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 0})),
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "top_song"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"sign\":"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"WZPZ\"}"}}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 1})),
+            ("messageStop", json!({"stopReason": "tool_use"})),
+            (
+                "metadata",
+                json!({"usage": {"inputTokens": 30, "outputTokens": 12, "totalTokens": 42}, "metrics": {"latencyMs": 900}}),
+            ),
+        ]);
+        let h = eventstream_headers();
+        let c = parse_any(&stream_view(&url, br#"{"messages":[]}"#, &body, &h)).unwrap();
+        assert!(c.stream);
+        assert_eq!(c.output_text, "Let me look.");
+        assert_eq!(c.tool_calls.len(), 1);
+        assert_eq!(c.tool_calls[0].name, "top_song");
+        assert_eq!(c.tool_calls[0].id.as_deref(), Some("tooluse_1"));
+        assert_eq!(c.tool_calls[0].arguments, json!({"sign": "WZPZ"}));
+        assert_eq!(c.finish_reasons, vec!["tool_use"]);
+        assert_eq!((c.input_tokens, c.output_tokens), (Some(30), Some(12)));
+        assert_eq!(c.output_messages[0]["parts"].as_array().unwrap().len(), 2);
+        // Cut short inside the tool's input: what came is kept, the input as text.
+        let cut = eventstream(&[
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t", "name": "f"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"a\":"}}}),
+            ),
+        ]);
+        let c = parse_any(&stream_view(&url, b"{}", &cut, &h)).unwrap();
+        assert_eq!(c.tool_calls[0].arguments, json!("{\"a\":"));
+        assert!(c.finish_reasons.is_empty());
+        // An exception in the stream is the call's error.
+        let failed = eventstream(&[
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+            ),
+            (
+                "!throttlingException",
+                json!({"message": "Too many requests"}),
+            ),
+        ]);
+        let c = parse_any(&stream_view(&url, b"{}", &failed, &h)).unwrap();
+        assert_eq!(c.error_type.as_deref(), Some("throttlingException"));
+        assert_eq!(c.error_message.as_deref(), Some("Too many requests"));
+    }
+
+    #[test]
+    fn claude_through_invoke_with_response_stream_is_read_from_its_base64_chunks() {
+        use base64::Engine as _;
+        let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1:0/invoke-with-response-stream";
+        let chunk = |v: Value| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(v.to_string());
+            ("chunk", json!({"bytes": b64, "p": "abcd"}))
+        };
+        let body = eventstream(&[
+            chunk(
+                json!({"type": "message_start", "message": {"id": "msg_bdrk_1", "model": "claude-3-haiku-20240307", "role": "assistant", "content": [], "usage": {"input_tokens": 21, "output_tokens": 1}}}),
+            ),
+            chunk(
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            chunk(
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+            ),
+            chunk(
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " there"}}),
+            ),
+            chunk(json!({"type": "content_block_stop", "index": 0})),
+            chunk(
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
+            ),
+            chunk(json!({"type": "message_stop"})),
+        ]);
+        let req = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+        let h = eventstream_headers();
+        let c = parse_any(&stream_view(url, req, &body, &h)).unwrap();
+        assert!(c.stream);
+        assert_eq!(c.output_text, "Hello there");
+        assert_eq!(c.response_id.as_deref(), Some("msg_bdrk_1"));
+        assert_eq!(c.finish_reasons, vec!["end_turn"]);
+        assert_eq!((c.input_tokens, c.output_tokens), (Some(21), Some(7)));
     }
 
     #[test]

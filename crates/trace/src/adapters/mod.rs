@@ -186,7 +186,7 @@ impl JsonOrStream {
         if let Some(req) = fields::json(x.request_body) {
             (self.request)(&mut call, &req);
         }
-        if sse::looks_like_sse(x.response_body) {
+        if sse::looks_like_sse(x.response_body) || sse::is_eventstream(x) {
             call.stream = true;
             (self.stream)(&mut call, x);
         } else if let Some(body) = fields::json(x.response_body) {

@@ -87,6 +87,42 @@ pub(super) fn json_events(body: &[u8]) -> Vec<(Option<String>, Value)> {
         .collect()
 }
 
+/// Whether a response is Amazon's binary event stream (Bedrock's streams).
+pub(super) fn is_eventstream(x: &super::ExchangeView) -> bool {
+    super::fields::header(x.response_headers, "content-type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with(tapedeck_model::exchange::eventstream::CONTENT_TYPE)
+    })
+}
+
+/// The JSON events of a streamed answer: server-sent events ([`json_events`]), or the
+/// messages of Amazon's binary event stream, each named by its `:event-type` (an
+/// exception by its `:exception-type`). A message
+/// whose payload holds a chunk base64 in `bytes` (`invoke-with-response-stream`: the
+/// model's own stream events, Anthropic's for Claude) is that chunk, unnamed, as an SSE
+/// event's data would be.
+pub(super) fn stream_events(x: &super::ExchangeView) -> Vec<(Option<String>, Value)> {
+    use base64::Engine as _;
+    if !is_eventstream(x) {
+        return json_events(x.response_body);
+    }
+    tapedeck_model::exchange::eventstream::messages(x.response_body)
+        .into_iter()
+        .filter_map(|m| {
+            let v: Value = serde_json::from_slice(&m.payload).ok()?;
+            if let Some(b64) = v.get("bytes").and_then(Value::as_str) {
+                let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+                return Some((None, serde_json::from_slice(&raw).ok()?));
+            }
+            // An exception is named by its type (`throttlingException`, ...).
+            let name = m
+                .header(":event-type")
+                .or_else(|| m.header(":exception-type"));
+            Some((name.map(str::to_string), v))
+        })
+        .collect()
+}
+
 /// The JSON values of an NDJSON body, one per line; torn or blank lines are skipped.
 pub(super) fn ndjson(body: &[u8]) -> Vec<Value> {
     let text = String::from_utf8_lossy(body);

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn view<'a>(
+pub(super) fn view<'a>(
     url: &'a str,
     req: &'a [u8],
     status: Option<u16>,
@@ -247,6 +247,117 @@ fn every_truncation_and_byte_flip_is_survived() {
                 }
             }
             let _ = parse(&view(url, &q, Some(200), &[], &r));
+        }
+    }
+}
+
+/// A binary event stream of `(event type, payload)` messages; an event type starting
+/// with `!` is an exception of that type.
+pub(super) fn eventstream(messages: &[(&str, Value)]) -> Vec<u8> {
+    use tapedeck_model::exchange::eventstream::{frame, put_header};
+    let mut out = Vec::new();
+    for (event, payload) in messages {
+        let mut h = Vec::new();
+        match event.strip_prefix('!') {
+            Some(exception) => {
+                put_header(b":exception-type", 7, exception.as_bytes(), &mut h);
+                put_header(b":message-type", 7, b"exception", &mut h);
+            }
+            None => {
+                put_header(b":event-type", 7, event.as_bytes(), &mut h);
+                put_header(b":message-type", 7, b"event", &mut h);
+            }
+        }
+        put_header(b":content-type", 7, b"application/json", &mut h);
+        frame(&h, payload.to_string().as_bytes(), &mut out);
+    }
+    out
+}
+
+/// Bedrock's binary streams cut anywhere, with bytes flipped (most then fail their
+/// CRC), and with payloads changed inside frames that still check.
+#[test]
+fn every_truncation_and_change_of_an_event_stream_is_survived() {
+    use base64::Engine as _;
+    let converse = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse-stream";
+    let invoke = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude/invoke-with-response-stream";
+    let h = [(
+        "content-type".to_string(),
+        "application/vnd.amazon.eventstream".to_string(),
+    )];
+    let chunk = |v: Value| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(v.to_string());
+        ("chunk", json!({"bytes": b64}))
+    };
+    let streams = [
+        (
+            converse,
+            "{}".to_string(),
+            vec![
+                ("messageStart", json!({"role": "assistant"})),
+                (
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t", "name": "f"}}}),
+                ),
+                (
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"a\":1}"}}}),
+                ),
+                (
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": "hi"}}),
+                ),
+                ("messageStop", json!({"stopReason": "end_turn"})),
+                (
+                    "metadata",
+                    json!({"usage": {"inputTokens": 3, "outputTokens": 4}}),
+                ),
+                ("!validationException", json!({"message": "no"})),
+            ],
+        ),
+        (
+            invoke,
+            r#"{"anthropic_version":"bedrock-2023-05-31","messages":[]}"#.to_string(),
+            vec![
+                chunk(
+                    json!({"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 2}}}),
+                ),
+                chunk(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}),
+                ),
+                chunk(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}})),
+            ],
+        ),
+    ];
+    let mut n = Noise(7);
+    for (url, req, messages) in streams {
+        let body = eventstream(&messages);
+        let c = parse(&view(url, req.as_bytes(), Some(200), &h, &body)).unwrap();
+        assert!(!c.output_text.is_empty(), "{url}");
+        for cut in 0..=body.len() {
+            let _ = parse(&view(url, req.as_bytes(), Some(200), &h, &body[..cut]));
+        }
+        for _ in 0..200 {
+            let mut b = body.clone();
+            for _ in 0..3 {
+                let i = (n.next() as usize) % b.len();
+                b[i] = n.next() as u8;
+            }
+            let _ = parse(&view(url, req.as_bytes(), Some(200), &h, &b));
+            // The same change inside a payload, framed so that it checks.
+            let mut changed = messages.clone();
+            let k = (n.next() as usize) % changed.len();
+            let mut text = changed[k].1.to_string().into_bytes();
+            let i = (n.next() as usize) % text.len();
+            text[i] = n.next() as u8;
+            changed[k].1 = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            let _ = parse(&view(
+                url,
+                req.as_bytes(),
+                Some(200),
+                &h,
+                &eventstream(&changed),
+            ));
         }
     }
 }

@@ -20,11 +20,9 @@ use base64::Engine as _;
 
 use super::sse::MessageSplit;
 use super::Secrets;
-
-/// The prelude: total length, headers' length, and their CRC-32.
-const PRELUDE: usize = 12;
-/// The longest message read (the format allows a 16 MiB payload and 128 KiB of headers).
-const MAX_MESSAGE: usize = (16 << 20) + (128 << 10) + PRELUDE + 4;
+use crate::exchange::eventstream::{
+    frame, header_length, headers, prelude_ok, put_header, total_length, PRELUDE,
+};
 
 /// A message read, waiting for its text to come back from the split.
 struct Held {
@@ -215,37 +213,6 @@ impl EventStreamScrub {
     }
 }
 
-fn total_length(b: &[u8]) -> usize {
-    u32::from_be_bytes(b[0..4].try_into().expect("4 bytes")) as usize
-}
-
-fn header_length(b: &[u8]) -> usize {
-    u32::from_be_bytes(b[4..8].try_into().expect("4 bytes")) as usize
-}
-
-/// Whether a prelude frames a message this reads: its CRC right, its lengths possible.
-fn prelude_ok(p: &[u8]) -> bool {
-    let total = total_length(p);
-    let crc = u32::from_be_bytes(p[8..12].try_into().expect("4 bytes"));
-    crc32fast::hash(&p[..8]) == crc
-        && (PRELUDE + 4..=MAX_MESSAGE).contains(&total)
-        && header_length(p) <= total - PRELUDE - 4
-}
-
-/// Writes a message: prelude, headers, payload and checksums.
-fn frame(headers: &[u8], payload: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    let total = (PRELUDE + headers.len() + payload.len() + 4) as u32;
-    out.extend_from_slice(&total.to_be_bytes());
-    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
-    let crc = crc32fast::hash(&out[start..start + 8]);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out.extend_from_slice(headers);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
 /// The text to read in a payload, and how it goes back: a JSON payload is its own text;
 /// one whose `bytes` field is base64 (`invoke-with-response-stream`'s chunks) is read as
 /// what it decodes to. `None` for anything else.
@@ -309,39 +276,14 @@ fn unquoted(token: &[u8]) -> Vec<u8> {
 fn scrub_headers(h: &[u8], secrets: &Secrets) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(h.len());
     let mut changed = false;
-    let mut i = 0;
-    while i < h.len() {
-        let name_len = *h.get(i)? as usize;
-        let name_end = i + 1 + name_len;
-        let kind = *h.get(name_end)?;
-        out.extend_from_slice(h.get(i..=name_end)?);
-        i = name_end + 1;
-        let fixed = match kind {
-            0 | 1 => 0,
-            2 => 1,
-            3 => 2,
-            4 => 4,
-            5 | 8 => 8,
-            9 => 16,
-            6 | 7 => {
-                let len = u16::from_be_bytes(h.get(i..i + 2)?.try_into().ok()?) as usize;
-                let value = h.get(i + 2..i + 2 + len)?;
-                let value = match secrets.scrub(value) {
-                    Some(v) if v.len() <= u16::MAX as usize => {
-                        changed = true;
-                        v
-                    }
-                    _ => value.to_vec(),
-                };
-                out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-                out.extend_from_slice(&value);
-                i += 2 + len;
-                continue;
-            }
-            _ => return None,
-        };
-        out.extend_from_slice(h.get(i..i + fixed)?);
-        i += fixed;
+    for header in headers(h)? {
+        let scrubbed = matches!(header.kind, 6 | 7)
+            .then(|| secrets.scrub(header.value))
+            .flatten()
+            .filter(|v| v.len() <= u16::MAX as usize);
+        changed |= scrubbed.is_some();
+        let value = scrubbed.as_deref().unwrap_or(header.value);
+        put_header(header.name, header.kind, value, &mut out);
     }
     changed.then_some(out)
 }
@@ -349,7 +291,7 @@ fn scrub_headers(h: &[u8], secrets: &Secrets) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::super::{BodyScrubber, Secrets};
-    use super::frame;
+    use crate::exchange::eventstream::frame;
     use crate::rules::Rules;
     use base64::Engine as _;
 
