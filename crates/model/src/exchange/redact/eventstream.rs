@@ -37,8 +37,13 @@ enum Payload {
     /// A JSON payload: the text read is the payload.
     Json,
     /// `{"bytes": "<base64>", ...}`: the text read is what the base64 decodes to, which
-    /// goes back in place of the string at `span` of the payload.
-    Wrapped { span: (usize, usize) },
+    /// goes back in place of the string at `span` of the payload, between the rest of
+    /// the payload before and after it, scrubbed of whole secrets.
+    Wrapped {
+        span: (usize, usize),
+        before: Vec<u8>,
+        after: Vec<u8>,
+    },
     /// Anything else, scrubbed of whole secrets.
     Opaque(Vec<u8>),
 }
@@ -149,6 +154,17 @@ impl EventStreamScrub {
             return;
         };
         let text = self.secrets.scrub(&text).unwrap_or(text);
+        let kind = match kind {
+            Payload::Wrapped { span, .. } => {
+                let part = |p: &[u8]| self.secrets.scrub(p).unwrap_or_else(|| p.to_vec());
+                Payload::Wrapped {
+                    span,
+                    before: part(&payload[..span.0]),
+                    after: part(&payload[span.1..]),
+                }
+            }
+            other => other,
+        };
         let held = Held {
             raw,
             headers,
@@ -185,14 +201,19 @@ impl EventStreamScrub {
         let payload: std::borrow::Cow<[u8]> = match &held.payload {
             Payload::Json => text.into(),
             Payload::Opaque(p) => p.as_slice().into(),
-            Payload::Wrapped { span } => {
+            Payload::Wrapped {
+                span,
+                before,
+                after,
+            } => {
+                let token = &old_payload[span.0..span.1];
                 let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(unquoted(&old_payload[span.0..span.1]))
+                    .decode(unquoted(token))
                     .unwrap_or_default();
+                let mut p = before.clone();
                 if decoded == text {
-                    old_payload.into()
+                    p.extend_from_slice(token);
                 } else {
-                    let mut p = old_payload[..span.0].to_vec();
                     p.push(b'"');
                     p.extend_from_slice(
                         base64::engine::general_purpose::STANDARD
@@ -200,9 +221,9 @@ impl EventStreamScrub {
                             .as_bytes(),
                     );
                     p.push(b'"');
-                    p.extend_from_slice(&old_payload[span.1..]);
-                    p.into()
                 }
+                p.extend_from_slice(after);
+                p.into()
             }
         };
         if held.headers == held.raw[PRELUDE..PRELUDE + hlen] && payload.as_ref() == old_payload {
@@ -229,7 +250,15 @@ fn read_payload(payload: &[u8]) -> (Payload, Option<Vec<u8>>) {
     ) else {
         return (Payload::Json, Some(payload.to_vec()));
     };
-    (Payload::Wrapped { span }, Some(inner))
+    let (before, after) = (Vec::new(), Vec::new());
+    (
+        Payload::Wrapped {
+            span,
+            before,
+            after,
+        },
+        Some(inner),
+    )
 }
 
 /// Where the top-level `"bytes"` field's string value stands in the payload, quotes
@@ -436,6 +465,17 @@ mod tests {
         // Nothing of the key is left, in clear or in base64.
         let b64_key = base64::engine::general_purpose::STANDARD.encode(KEY);
         assert!(memchr::memmem::find(&out, &b64_key.as_bytes()[..16]).is_none());
+    }
+
+    #[test]
+    fn a_secret_beside_the_base64_chunk_is_scrubbed_and_the_frame_checks() {
+        let inner = base64::engine::general_purpose::STANDARD.encode(r#"{"type":"ping"}"#);
+        let payload = format!(r#"{{"bytes":"{inner}","note":"Bearer {KEY}"}}"#);
+        let out = scrub(&message("chunk", payload.as_bytes()), &secrets());
+        let m = messages(&out);
+        let v: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
+        assert_eq!(v["note"], "[REDACTED]");
+        assert_eq!(v["bytes"], inner.as_str(), "the chunk is kept as it came");
     }
 
     #[test]
