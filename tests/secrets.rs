@@ -786,6 +786,105 @@ async fn a_key_gemini_streams_back_in_array_elements_never_reaches_disk() {
     assert!(stored.contains("[REDACTED]"), "{stored}");
 }
 
+/// An SDK on an EC2 instance asks the instance metadata service for the machine's
+/// credentials through the proxy (botocore does, over plain HTTP): the session token
+/// IMDSv2 hands out and the credentials' `SecretAccessKey` and `Token` never reach disk,
+/// and the answer stays JSON an SDK reads. Needs 169.254.169.254 on the loopback device
+/// (added here when root may; the test says so and passes when it cannot).
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_metadata_credentials_an_sdk_fetches_through_the_proxy_never_reach_disk() {
+    const IMDS_TOKEN: &str = "AQAEAImdsSessionToken-MUST-NEVER-BE-STORED==";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYIMDSSECRETKEY";
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEMUST-NEVER-BE-STORED-SESSION";
+    let ip = "169.254.169.254";
+    let ip_addr = |verb: &str| {
+        std::process::Command::new("ip")
+            .args(["addr", verb, &format!("{ip}/32"), "dev", "lo"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    /// Takes the address off the loopback device again, when this test put it there.
+    struct Added<F: Fn(&str) -> bool>(bool, F);
+    impl<F: Fn(&str) -> bool> Drop for Added<F> {
+        fn drop(&mut self) {
+            if self.0 {
+                (self.1)("del");
+            }
+        }
+    }
+    let added = Added(ip_addr("add"), ip_addr);
+    let added_now = added.0;
+    let Ok(listener) = std::net::TcpListener::bind((ip, 0)) else {
+        eprintln!("skipped: cannot listen on {ip} (not on this machine, and adding it failed: {added_now})");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    // A metadata service: IMDSv2's token, then the role's credentials.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let body = if head.starts_with("PUT /latest/api/token") {
+                IMDS_TOKEN.to_string()
+            } else if head.to_ascii_lowercase().contains(&format!(
+                "x-aws-ec2-metadata-token: {}",
+                IMDS_TOKEN.to_ascii_lowercase()
+            )) {
+                serde_json::json!({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAEXAMPLEKEYID1234",
+                    "SecretAccessKey": SECRET, "Token": TOKEN, "Expiration": "2026-12-04T23:00:00Z"}).to_string()
+            } else {
+                "unauthorized".to_string()
+            };
+            let ct = if body.starts_with('{') {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "imds", &[]);
+    let base = format!("http://{ip}:{port}");
+    let http = client(&d, &dirs);
+    let token = http
+        .put(format!("{base}/latest/api/token"))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(token, IMDS_TOKEN, "the SDK got the real token");
+    let creds: Value = http
+        .get(format!(
+            "{base}/latest/meta-data/iam/security-credentials/agent-role"
+        ))
+        .header("x-aws-ec2-metadata-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(creds["SecretAccessKey"], SECRET, "and the real credentials");
+    let events = assert_nowhere(&dirs, d, "imds", &[IMDS_TOKEN, SECRET, TOKEN]);
+    assert_eq!(events[0]["response"]["body"]["text"], "[REDACTED]");
+    let stored = &events[1]["response"]["body"]["json"];
+    assert_eq!(stored["AccessKeyId"], "ASIAEXAMPLEKEYID1234", "{stored}");
+    assert_eq!(stored["SecretAccessKey"], "[REDACTED]");
+    assert_eq!(stored["Token"], "[REDACTED]");
+    assert_eq!(stored["Code"], "Success");
+}
+
 /// Every message of an Amazon event stream, its checksums checked: (event type,
 /// payload).
 fn eventstream_messages(mut b: &[u8]) -> Vec<(String, Value)> {

@@ -21,6 +21,8 @@ pub const DEFAULT_REDACT_HEADERS: &[&str] = &[
     "x-goog-api-key",
     "x-subscription-token",
     "x-amz-security-token",
+    // EC2's instance metadata session token (IMDSv2).
+    "x-aws-ec2-metadata-token",
 ];
 
 /// Query parameters never stored in clear (names compared case-insensitively, after
@@ -43,6 +45,12 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "access_token",
     "refresh_token",
     "client_secret",
+    // AWS credentials as SDKs, STS, Cognito and `credential_process` spell them.
+    "secretaccesskey",
+    "secretkey",
+    "sessiontoken",
+    "aws_secret_access_key",
+    "aws_session_token",
 ];
 
 /// URL paths that are credentials of their own (a webhook's or a bot's token is in the

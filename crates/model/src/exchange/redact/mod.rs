@@ -30,6 +30,13 @@ pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
 pub use stream::{streams_json_array, BodyScrubber};
 
+/// The rules' secret field names with a cloud metadata service's credentials added.
+pub fn metadata_fields(rules: &Rules) -> FieldNames {
+    let mut names = rules.redact_json_fields.clone();
+    names.extend(CLOUD_METADATA_FIELDS.iter().map(|f| f.to_string()));
+    FieldNames::new(&names)
+}
+
 /// Headers whose values are URLs: their secret query parameters are redacted too.
 const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
 
@@ -248,6 +255,47 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         out.push_str(&f);
     }
     out
+}
+
+/// Cloud instance metadata services (AWS EC2 and ECS, Alibaba Cloud): an SDK on such a
+/// machine asks them for its credentials through the proxy like any other host.
+const CLOUD_METADATA_HOSTS: &[&str] = &[
+    "169.254.169.254",
+    "169.254.170.2",
+    "fd00:ec2::254",
+    "100.100.100.200",
+];
+
+/// Fields of a metadata service's answers that are credentials beyond the rules' own
+/// (names in any case): EC2's and ECS's `Token`, Alibaba's `SecurityToken` and
+/// `AccessKeySecret`. Not redacted elsewhere: `token` is also a model's logprobs field.
+pub const CLOUD_METADATA_FIELDS: &[&str] = &["token", "securitytoken", "accesskeysecret"];
+
+/// What the answer to a request to `url` is, when `url` is a cloud metadata service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataAnswer {
+    /// Not a metadata service.
+    No,
+    /// Credentials may be in its JSON fields ([`CLOUD_METADATA_FIELDS`]).
+    Fields,
+    /// The whole body is a session token (IMDSv2's `PUT /latest/api/token`).
+    Secret,
+}
+
+/// Whether `url` asks a cloud metadata service, and what its answer holds.
+pub fn cloud_metadata(url: &str) -> MetadataAnswer {
+    let Some((host, path_at)) = host_of(url) else {
+        return MetadataAnswer::No;
+    };
+    if !CLOUD_METADATA_HOSTS.contains(&host.as_str()) {
+        return MetadataAnswer::No;
+    }
+    let path = url[path_at..].split(['?', '#']).next().unwrap_or("");
+    if path.trim_end_matches('/') == "/latest/api/token" {
+        MetadataAnswer::Secret
+    } else {
+        MetadataAnswer::Fields
+    }
 }
 
 /// The host of `scheme://host/path` as path rules read it (lower case, without user,
@@ -745,6 +793,55 @@ mod tests {
         assert_eq!(v["user"]["name"], "x");
         assert_eq!(v["list"][0]["password"], REDACTED);
         assert_eq!(v["secret_blob"], REDACTED);
+    }
+
+    #[test]
+    fn cloud_metadata_services_are_told_by_host_and_their_token_path() {
+        use super::MetadataAnswer::*;
+        for (url, want) in [
+            ("http://169.254.169.254/latest/api/token", Secret),
+            ("http://169.254.169.254:80/latest/api/token/", Secret),
+            (
+                "http://169.254.169.254/latest/meta-data/iam/security-credentials/r",
+                Fields,
+            ),
+            ("http://169.254.170.2/v2/credentials/abc", Fields),
+            ("http://[fd00:ec2::254]/latest/meta-data/", Fields),
+            (
+                "http://100.100.100.200/latest/meta-data/ram/security-credentials/r",
+                Fields,
+            ),
+            ("http://169.254.169.2/latest/api/token", No),
+            ("https://api.openai.com/latest/api/token", No),
+        ] {
+            assert_eq!(cloud_metadata(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_whole_secret_body_is_stored_as_the_marker_and_credential_fields_as_redacted() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let mut sc = BodyScrubber::new(Some("text/plain"), &rules, &s).whole_secret();
+        assert!(sc.feed(b"AQAEA-session-").is_empty());
+        assert!(sc.feed(b"token==").is_empty());
+        assert_eq!(sc.finish().0, REDACTED.as_bytes());
+        let sc = BodyScrubber::new(None, &rules, &s).whole_secret();
+        assert!(sc.finish().0.is_empty(), "an empty body stays empty");
+        let creds = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"s3cr3t-value-1","Token":"t0ken-value-22"}"#;
+        let ct = Some("application/json");
+        let mut sc = BodyScrubber::with_fields(ct, metadata_fields(&rules), &s);
+        let mut out = sc.feed(creds).to_vec();
+        let (rest, found) = sc.finish();
+        out.extend(rest);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["AccessKeyId"], "ASIA1");
+        assert_eq!(v["SecretAccessKey"], REDACTED);
+        assert_eq!(v["Token"], REDACTED);
+        assert_eq!(found.into_values().len(), 2);
+        // Elsewhere `token` is a model's field (logprobs) and stays.
+        let (out, _) = BodyScrubber::run(br#"{"token":"Hello"}"#, ct, &rules, &s);
+        assert_eq!(out, br#"{"token":"Hello"}"#);
     }
 
     #[test]

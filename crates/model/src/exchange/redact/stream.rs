@@ -15,7 +15,7 @@ use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
 use super::sse::SseSplit;
 use super::{Collected, FieldNames, Secrets};
-use crate::rules::Rules;
+use crate::rules::{Rules, REDACTED};
 
 pub struct BodyScrubber {
     form: Option<FormFields>,
@@ -24,6 +24,9 @@ pub struct BodyScrubber {
     sse: Option<SseSplit>,
     eventstream: Option<EventStreamScrub>,
     literal: LiteralStream,
+    /// The whole body is a secret (see [`BodyScrubber::whole_secret`]): stored as the
+    /// marker; whether a byte of it was read.
+    whole_secret: Option<bool>,
     stage: Vec<u8>,
     spare: Vec<u8>,
     out: Vec<u8>,
@@ -124,6 +127,7 @@ impl BodyScrubber {
             sse,
             eventstream,
             literal: secrets.stream(),
+            whole_secret: None,
             stage: Vec::new(),
             spare: Vec::new(),
             out: Vec::new(),
@@ -139,8 +143,19 @@ impl BodyScrubber {
             && self.literal.is_passthrough()
     }
 
+    /// A body that is a secret whole (a metadata service's session token): nothing of it
+    /// is stored but the marker.
+    pub fn whole_secret(mut self) -> BodyScrubber {
+        self.whole_secret = Some(false);
+        self
+    }
+
     /// The bytes to store for this piece (possibly fewer: some are held back).
     pub fn feed<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
+        if let Some(seen) = self.whole_secret.as_mut() {
+            *seen |= !data.is_empty();
+            return &[];
+        }
         if self.is_passthrough() {
             return data;
         }
@@ -156,6 +171,10 @@ impl BodyScrubber {
     /// reads what the one before it gave, the first the piece itself (it was copied first,
     /// 3 % of a large body's recording).
     pub fn feed_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if let Some(seen) = self.whole_secret.as_mut() {
+            *seen |= !data.is_empty();
+            return;
+        }
         let BodyScrubber {
             form,
             multipart,
@@ -206,6 +225,14 @@ impl BodyScrubber {
     /// The bytes held back, and the values of the fields that were redacted.
     pub fn finish(self) -> (Vec<u8>, Collected) {
         let mut found = Collected::default();
+        if let Some(seen) = self.whole_secret {
+            let out = if seen {
+                REDACTED.as_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
+            return (out, found);
+        }
         let mut cur = Vec::new();
         if let Some(f) = self.form {
             found.append(f.finish());
