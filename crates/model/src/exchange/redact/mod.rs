@@ -257,12 +257,15 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
     out
 }
 
-/// Cloud instance metadata services (AWS EC2 and ECS, Alibaba Cloud): an SDK on such a
-/// machine asks them for its credentials through the proxy like any other host.
+/// Cloud instance metadata services (AWS EC2, ECS and EKS Pod Identity, Alibaba Cloud;
+/// GCP's and Azure's answer at 169.254.169.254 too, with `access_token`): an SDK on such
+/// a machine asks them for its credentials through the proxy like any other host.
 const CLOUD_METADATA_HOSTS: &[&str] = &[
     "169.254.169.254",
-    "169.254.170.2",
     "fd00:ec2::254",
+    "169.254.170.2",
+    "169.254.170.23",
+    "fd00:ec2::23",
     "100.100.100.200",
 ];
 
@@ -806,6 +809,7 @@ mod tests {
                 Fields,
             ),
             ("http://169.254.170.2/v2/credentials/abc", Fields),
+            ("http://169.254.170.23/v1/credentials", Fields),
             ("http://[fd00:ec2::254]/latest/meta-data/", Fields),
             (
                 "http://100.100.100.200/latest/meta-data/ram/security-credentials/r",
