@@ -885,6 +885,46 @@ async fn cloud_metadata_credentials_an_sdk_fetches_through_the_proxy_never_reach
     assert_eq!(stored["Code"], "Success");
 }
 
+/// An SDK on EKS exchanges its pod's identity token for credentials with STS, through
+/// the proxy: the token (form-encoded in the request) and the credentials (XML in the
+/// answer) never reach disk, and the answer is still the XML an SDK reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_credentials_in_xml_and_the_web_identity_token_never_reach_disk() {
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.WEB-IDENTITY-MUST-NEVER";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "sts", &[]);
+    let answer = client(&d, &dirs)
+        .post(up.url("/sts"))
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .body(format!(
+            "Action=AssumeRoleWithWebIdentity&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa&WebIdentityToken={JWT}&Version=2011-06-15"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(answer, support::upstream::STS_ANSWER);
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "sts",
+        &[JWT, "fixture-STS-SECRET", "fixture-STS-SESSION-TOKEN"],
+    );
+    let stored = events[0]["response"]["body"]["text"].as_str().unwrap();
+    assert!(
+        stored.contains("<SecretAccessKey>[REDACTED]</SecretAccessKey>"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("<SessionToken>[REDACTED]</SessionToken>"),
+        "{stored}"
+    );
+    assert!(stored.contains("<AccessKeyId>ASIAFIXTUREKEYID0001</AccessKeyId>"));
+}
+
 /// Every message of an Amazon event stream, its checksums checked: (event type,
 /// payload).
 fn eventstream_messages(mut b: &[u8]) -> Vec<(String, Value)> {

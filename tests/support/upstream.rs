@@ -27,6 +27,7 @@
 //!   an `access_token` field, cut so both straddle frames;
 //!   `POST /v1beta/models/M:streamGenerateContent[?alt=sse]` Gemini's stream repeating
 //!   the `x-goog-api-key` a few characters a chunk;
+//!   `POST /sts` STS's `AssumeRoleWithWebIdentity` answer ([`STS_ANSWER`], XML);
 //!   `POST /model/M/converse-stream` and `/model/M/invoke-with-response-stream` Bedrock's
 //!   binary event streams repeating the bearer key a few characters a message; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
@@ -72,6 +73,15 @@ pub type FixtureBody = BoxBody<Bytes, BoxError>;
 pub const CREATED: u64 = 1_700_000_000;
 /// Frame size of `/big` and `/big-chunked`.
 pub const BIG_FRAME: usize = 64 * 1024;
+/// STS's answer to `AssumeRoleWithWebIdentity` (`POST /sts`): credentials in XML.
+pub const STS_ANSWER: &str =
+    "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAFIXTUREKEYID0001</AccessKeyId>\
+<SecretAccessKey>fixture-STS-SECRET-must-never-be-stored/0001</SecretAccessKey>\
+<SessionToken>fixture-STS-SESSION-TOKEN-must-never-be-stored==</SessionToken>\
+<Expiration>2026-12-04T23:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult>\
+</AssumeRoleWithWebIdentityResponse>";
+
 /// Gap between streamed chunks of `/v1/chat/completions` and `/v1/messages`.
 pub const LLM_CHUNK_GAP: Duration = Duration::from_millis(20);
 
@@ -826,6 +836,13 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/echo-auth-latin1") => echo_auth_latin1(&req),
         (&Method::GET, "/sse-echo-auth") => sse_echo_auth(&req, q),
         (&Method::GET, "/sse-echo-auth-tokens") => sse_echo_auth_tokens(&req),
+        (&Method::POST, "/sts") => {
+            read_body(req).await?;
+            Response::builder()
+                .header("content-type", "text/xml")
+                .body(full(STS_ANSWER))
+                .expect("response")
+        }
         (&Method::POST, p)
             if p.starts_with("/v1beta/models/") && p.ends_with(":streamGenerateContent") =>
         {

@@ -51,6 +51,8 @@ pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "sessiontoken",
     "aws_secret_access_key",
     "aws_session_token",
+    // STS's AssumeRoleWithWebIdentity request (form-encoded): the pod's identity token.
+    "webidentitytoken",
 ];
 
 /// URL paths that are credentials of their own (a webhook's or a bot's token is in the

@@ -676,9 +676,9 @@ mod tests {
         // (The default rules' fingerprint: recordings made before `apikey` joined the
         // redacted fields carry d250d7022ed0bf25, those made before the fields of JSON
         // inside a string and the paths that are credentials were redacted 09cbff198e4970c8,
-        // those made before AWS's credential fields and EC2's metadata token header were
-        // 15b79613119a12ac; all are re-keyed when replayed.)
-        assert_eq!(rules(&[]), "ab5b414521499d55");
+        // those made before AWS's credential fields, STS's web identity token and EC2's
+        // metadata token header were 15b79613119a12ac; all are re-keyed when replayed.)
+        assert_eq!(rules(&[]), "8243315033fcbc1d");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod multipart;
 mod secrets;
 mod sse;
 mod stream;
+mod xml;
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
 use super::sse::SseSplit;
+use super::xml::XmlFields;
 use super::{Collected, FieldNames, Secrets};
 use crate::rules::{Rules, REDACTED};
 
@@ -21,6 +22,7 @@ pub struct BodyScrubber {
     form: Option<FormFields>,
     multipart: Option<MultipartFields>,
     json: Option<JsonFields>,
+    xml: Option<XmlFields>,
     sse: Option<SseSplit>,
     eventstream: Option<EventStreamScrub>,
     literal: LiteralStream,
@@ -90,6 +92,7 @@ impl BodyScrubber {
         } else {
             None
         };
+        let xml = (on && ct.contains("xml")).then(|| XmlFields::new(fields.clone()));
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
         // A secret streamed a few characters an event (a model repeating a key), in
         // server-sent events or a JSON value a line.
@@ -124,6 +127,7 @@ impl BodyScrubber {
             form,
             multipart,
             json,
+            xml,
             sse,
             eventstream,
             literal: secrets.stream(),
@@ -138,6 +142,7 @@ impl BodyScrubber {
         self.form.is_none()
             && self.multipart.is_none()
             && self.json.is_none()
+            && self.xml.is_none()
             && self.sse.is_none()
             && self.eventstream.is_none()
             && self.literal.is_passthrough()
@@ -179,6 +184,7 @@ impl BodyScrubber {
             form,
             multipart,
             json,
+            xml,
             sse,
             eventstream,
             literal,
@@ -205,6 +211,9 @@ impl BodyScrubber {
         if let Some(j) = json.as_mut() {
             run(&mut |i, o| j.feed(i, o));
         }
+        if let Some(x) = xml.as_mut() {
+            run(&mut |i, o| x.feed(i, o));
+        }
         if let Some(s) = sse.as_mut() {
             run(&mut |i, o| s.feed(i, o));
         }
@@ -218,6 +227,7 @@ impl BodyScrubber {
     pub fn held(&self) -> usize {
         self.literal.held()
             + self.multipart.as_ref().map_or(0, MultipartFields::held)
+            + self.xml.as_ref().map_or(0, XmlFields::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
             + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
     }
@@ -244,6 +254,12 @@ impl BodyScrubber {
             let mut next = Vec::new();
             j.feed(&cur, &mut next);
             found.append(j.finish());
+            cur = next;
+        }
+        if let Some(mut x) = self.xml {
+            let mut next = Vec::new();
+            x.feed(&cur, &mut next);
+            found.append(x.finish(&mut next));
             cur = next;
         }
         if let Some(mut s) = self.sse {
