@@ -211,11 +211,12 @@ pub fn admit(
     Ok(())
 }
 
-/// The viewer's page and the files it loads: everything under [`VIEWER_PATH`] but its
-/// API.
+/// The viewer's page and the files it loads, by their exact paths: nothing else under
+/// [`VIEWER_PATH`] is let in without the token (the viewer reads `ui//api/...` as its
+/// API, so a rule that only kept `api/` out let the API through).
 fn is_viewer_file(path: &str) -> bool {
     path.strip_prefix(VIEWER_PATH)
-        .is_some_and(|rest| rest != "api" && !rest.starts_with("api/"))
+        .is_some_and(|rest| crate::viewer::assets::ASSETS.iter().any(|a| a.path == rest))
 }
 
 /// Headers for anything that may hold or follow a token: never cached, never sent on as
@@ -546,6 +547,17 @@ mod tests {
             assert_eq!(check(data, &bare), 401, "{data}");
             assert_eq!(check(data, &headers("127.0.0.1:8080", Some("t0k"))), 200);
             assert_eq!(check(data, &headers("127.0.0.1:8080", Some("no"))), 401);
+        }
+        // However the API's path is spelled.
+        for api in [
+            "/_tapedeck/ui//api/sessions",
+            "/_tapedeck/ui///api/live",
+            "/_tapedeck/ui/%61pi/sessions",
+            "/_tapedeck/ui/./api/sessions",
+            "/_tapedeck/ui/app.js/../api/sessions",
+            "/_tapedeck/ui/nope",
+        ] {
+            assert_eq!(check(api, &bare), 401, "{api}");
         }
         // Only the viewer's page takes the token in its URL.
         assert_eq!(check("/_tapedeck/ui/api/sessions?token=t0k", &bare), 401);

@@ -362,6 +362,11 @@ async fn the_viewer_lets_in_only_the_links_token_with_this_host() {
     }
     let (status, _, _) = get_with(&format!("{base}?token=0000"), &[]).await;
     assert_eq!(status, 401, "a wrong link");
+    // The API by another spelling of its path (the viewer reads `ui//api/` as `ui/api/`).
+    for path in ["/api/sessions", "//api/live", "/api/sessions/x/run"] {
+        let (status, _, body) = get_with(&format!("{base}{path}"), &[]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
     // The token in a URL other than the viewer's page does not count, nor in a cookie
     // (which a browser sends to every port of the host: to another user's server too).
     let (status, _, _) = get_with(&format!("{api}?token={}", ui.token()), &[]).await;
