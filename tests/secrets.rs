@@ -876,7 +876,21 @@ async fn cloud_metadata_credentials_an_sdk_fetches_through_the_proxy_never_reach
         .await
         .unwrap();
     assert_eq!(creds["SecretAccessKey"], SECRET, "and the real credentials");
+    // The same service by its IPv4-mapped IPv6 address (the resolver reads both).
+    let mapped: Value = http
+        .get(format!(
+            "http://[::ffff:{ip}]:{port}/latest/meta-data/iam/security-credentials/agent-role"
+        ))
+        .header("x-aws-ec2-metadata-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mapped["Token"], TOKEN);
     let events = assert_nowhere(&dirs, d, "imds", &[IMDS_TOKEN, SECRET, TOKEN]);
+    assert_eq!(events[2]["response"]["body"]["json"]["Token"], "[REDACTED]");
     assert_eq!(events[0]["response"]["body"]["text"], "[REDACTED]");
     let stored = &events[1]["response"]["body"]["json"];
     assert_eq!(stored["AccessKeyId"], "ASIAEXAMPLEKEYID1234", "{stored}");

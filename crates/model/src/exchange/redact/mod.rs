@@ -286,12 +286,76 @@ pub enum MetadataAnswer {
     Secret,
 }
 
+/// Names that resolve to a metadata service on its cloud (EC2's `instance-data`, GCP's).
+const CLOUD_METADATA_NAMES: &[&str] = &[
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.google.internal",
+    "metadata",
+];
+
+/// An IPv4 address as the system's resolver reads a host (`inet_aton`): one to four
+/// parts, each decimal, `0x` hex or `0` octal, the last filling the bytes left
+/// (`2852039166`, `0xa9fea9fe`, `169.254.43518` are all 169.254.169.254).
+fn inet_aton(host: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::with_capacity(4);
+    for p in &parts {
+        let n = if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            u64::from_str_radix(hex, 16).ok()?
+        } else if p.len() > 1 && p.starts_with('0') {
+            u64::from_str_radix(&p[1..], 8).ok()?
+        } else {
+            p.parse::<u64>().ok()?
+        };
+        nums.push(n);
+    }
+    let (last, first) = nums.split_last()?;
+    let mut value: u64 = 0;
+    for (i, &n) in first.iter().enumerate() {
+        if n > 255 {
+            return None;
+        }
+        value |= n << (24 - 8 * i);
+    }
+    let room = 32 - 8 * first.len();
+    if room < 64 && *last >= 1u64 << room {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from((value | last) as u32))
+}
+
+/// Whether a host (as [`host_of`] gives it) names a metadata service, however its
+/// address is spelled: every form the resolver reads, an IPv4-mapped IPv6 address, or
+/// one of the names that resolve to it.
+fn is_cloud_metadata_host(host: &str) -> bool {
+    if CLOUD_METADATA_NAMES.contains(&host) || CLOUD_METADATA_HOSTS.contains(&host) {
+        return true;
+    }
+    let ip: Option<std::net::IpAddr> = match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => Some(
+            v6.to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        ),
+        Err(_) => inet_aton(host).map(std::net::IpAddr::V4),
+    };
+    ip.is_some_and(|ip| {
+        CLOUD_METADATA_HOSTS
+            .iter()
+            .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+            .any(|m| m == ip)
+    })
+}
+
 /// Whether `url` asks a cloud metadata service, and what its answer holds.
 pub fn cloud_metadata(url: &str) -> MetadataAnswer {
     let Some((host, path_at)) = host_of(url) else {
         return MetadataAnswer::No;
     };
-    if !CLOUD_METADATA_HOSTS.contains(&host.as_str()) {
+    if !is_cloud_metadata_host(&host) {
         return MetadataAnswer::No;
     }
     let path = url[path_at..].split(['?', '#']).next().unwrap_or("");
@@ -816,7 +880,22 @@ mod tests {
                 "http://100.100.100.200/latest/meta-data/ram/security-credentials/r",
                 Fields,
             ),
+            // Every spelling the resolver reads.
+            ("http://[::ffff:169.254.169.254]/latest/api/token", Secret),
+            ("http://[::ffff:a9fe:a9fe]/latest/meta-data/", Fields),
+            ("http://2852039166/latest/meta-data/", Fields),
+            ("http://0xa9fea9fe/latest/meta-data/", Fields),
+            ("http://0xA9.0xFE.0xA9.0xFE/latest/meta-data/", Fields),
+            ("http://0251.0376.0251.0376/latest/meta-data/", Fields),
+            ("http://169.254.43518/latest/meta-data/", Fields),
+            ("http://INSTANCE-DATA/latest/meta-data/", Fields),
+            (
+                "http://metadata.google.internal/computeMetadata/v1/",
+                Fields,
+            ),
             ("http://169.254.169.2/latest/api/token", No),
+            ("http://2852039165/latest/api/token", No),
+            ("http://169.254.169.254.5/", No),
             ("https://api.openai.com/latest/api/token", No),
         ] {
             assert_eq!(cloud_metadata(url), want, "{url}");
