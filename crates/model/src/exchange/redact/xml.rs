@@ -1,25 +1,43 @@
-//! Secret fields in XML bodies, as they stream: the text of an element whose name is a
-//! secret field's. AWS's query APIs answer in XML: STS's `AssumeRole` and
-//! `AssumeRoleWithWebIdentity` (how an SDK on EKS gets its credentials) return
-//! `<SecretAccessKey>` and `<SessionToken>`, which an SDK fetches through the proxy like
-//! any other call. Names compare as the other redactors' do (any case), without their
-//! namespace prefix; the element's text up to its next tag becomes `[REDACTED]`.
+//! Secret fields in XML bodies, as they stream: the content of an element, and the value
+//! of an attribute, whose name is a secret field's. AWS's query APIs answer in XML: STS's
+//! `AssumeRole` and `AssumeRoleWithWebIdentity` (how an SDK on EKS gets its credentials)
+//! return `<SecretAccessKey>` and `<SessionToken>`, which an SDK fetches through the
+//! proxy like any other call. Names compare as the other redactors' do (any case),
+//! without their namespace prefix. An element's whole content up to its closing tag
+//! (text, CDATA, comments, nested elements) becomes `[REDACTED]`; a quoted attribute
+//! value becomes `"[REDACTED]"`. Tags are read with their quotes, however long.
 
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
 
-/// The longest tag read whole; a longer one passes as it comes (no field name is long).
-const MAX_TAG: usize = 512;
+/// The longest element or attribute name compared (a longer one is no field's).
+const NAME_CAP: usize = 256;
 
 pub struct XmlFields {
     fields: FieldNames,
-    /// The tag being read, from its `<`.
-    tag: Vec<u8>,
+    /// Inside a tag (from its `<`).
     in_tag: bool,
-    /// A tag over [`MAX_TAG`] is passing through up to its `>`.
-    long_tag: bool,
-    /// Inside a secret element's text: swallowed up to the next `<`.
-    secret: bool,
+    /// The tag's `<`, its kind marker and its name so far, until the name ends.
+    head: Vec<u8>,
+    name_done: bool,
+    /// The tag's bytes go out (every tag but those inside a secret element, whose
+    /// closing tag does).
+    emitting: bool,
+    /// The tag's first byte after `<` (`/`, `!`, `?`, or a name's).
+    kind: u8,
+    quote: Option<u8>,
+    /// The last byte of the tag outside quotes and white space (`/` ends an empty one).
+    last: u8,
+    /// The tag's name without its prefix, lower case (`None` past the cap).
+    name: Option<Vec<u8>>,
+    /// The attribute being read, whether its name has ended, and whether its `=` came.
+    attr: Vec<u8>,
+    attr_ended: bool,
+    attr_eq: bool,
+    /// Inside a secret attribute's quoted value.
+    attr_secret: bool,
+    /// Inside a secret element: its name (lower case), its content swallowed.
+    secret: Option<Vec<u8>>,
     value: Vec<u8>,
     found: Collected,
 }
@@ -28,101 +46,276 @@ impl XmlFields {
     pub fn new(fields: FieldNames) -> XmlFields {
         XmlFields {
             fields,
-            tag: Vec::new(),
             in_tag: false,
-            long_tag: false,
-            secret: false,
+            head: Vec::new(),
+            name_done: false,
+            emitting: true,
+            kind: 0,
+            quote: None,
+            last: 0,
+            name: None,
+            attr: Vec::new(),
+            attr_ended: false,
+            attr_eq: false,
+            attr_secret: false,
+            secret: None,
             value: Vec::new(),
             found: Collected::default(),
         }
     }
 
     pub fn held(&self) -> usize {
-        self.tag.len()
+        self.head.len()
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        let mut rest = data;
-        while !rest.is_empty() {
-            if self.long_tag {
-                let end = memchr::memchr(b'>', rest).map_or(rest.len(), |i| i + 1);
-                out.extend_from_slice(&rest[..end]);
-                self.long_tag = rest[end - 1] != b'>';
-                rest = &rest[end..];
-                continue;
-            }
-            if self.in_tag {
-                let end = memchr::memchr(b'>', rest);
-                let take = end.map_or(rest.len(), |i| i + 1);
-                if self.tag.len() + take > MAX_TAG {
-                    out.append(&mut self.tag);
-                    self.in_tag = false;
-                    self.long_tag = true;
-                    continue;
+        let mut i = 0;
+        while i < data.len() {
+            if !self.in_tag {
+                // Text, up to the next tag.
+                let end = memchr::memchr(b'<', &data[i..]).map_or(data.len(), |k| i + k);
+                if self.secret.is_some() {
+                    self.keep_value(&data[i..end]);
+                } else {
+                    out.extend_from_slice(&data[i..end]);
                 }
-                self.tag.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if end.is_some() {
-                    self.in_tag = false;
-                    self.secret = self.opens_secret();
-                    out.append(&mut self.tag);
-                    if self.secret {
-                        out.extend_from_slice(REDACTED.as_bytes());
-                        self.value.clear();
-                    }
+                i = end;
+                if i < data.len() {
+                    self.open_tag();
+                    i += 1;
                 }
                 continue;
             }
-            // Text: up to the next tag.
-            let end = memchr::memchr(b'<', rest).unwrap_or(rest.len());
-            if self.secret {
-                let keep = (super::secrets::MAX_SCRUB_LEN + 1).saturating_sub(self.value.len());
-                self.value.extend_from_slice(&rest[..end.min(keep)]);
-            } else {
-                out.extend_from_slice(&rest[..end]);
+            let c = data[i];
+            i += 1;
+            if !self.name_done {
+                self.read_name(c, out);
+                continue;
             }
-            rest = &rest[end..];
-            if !rest.is_empty() {
-                self.end_value();
-                self.in_tag = true;
-            }
+            self.read_rest(c, out);
         }
     }
 
-    /// Whether the tag just read opens an element whose text is secret.
-    fn opens_secret(&self) -> bool {
-        let inner = &self.tag[1..self.tag.len() - 1];
-        if inner.is_empty() || matches!(inner[0], b'/' | b'?' | b'!') || inner.ends_with(b"/") {
-            return false;
+    fn open_tag(&mut self) {
+        self.in_tag = true;
+        self.head.clear();
+        self.head.push(b'<');
+        self.name_done = false;
+        self.kind = 0;
+        self.quote = None;
+        self.last = 0;
+        self.name = None;
+        self.attr.clear();
+        self.attr_ended = false;
+        self.attr_eq = false;
+        self.attr_secret = false;
+    }
+
+    fn keep_value(&mut self, bytes: &[u8]) {
+        let room = (super::secrets::MAX_SCRUB_LEN + 1).saturating_sub(self.value.len());
+        self.value
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// A byte of the tag's head: its kind marker, then its name up to white space, `/`
+    /// or `>`.
+    fn read_name(&mut self, c: u8, out: &mut Vec<u8>) {
+        if self.head.len() == 1 && matches!(c, b'/' | b'!' | b'?') {
+            self.kind = c;
+            self.head.push(c);
+            return;
         }
-        let name_end = inner
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || *b == b'/')
-            .unwrap_or(inner.len());
-        let name = &inner[..name_end];
+        let ends = c.is_ascii_whitespace() || c == b'/' || c == b'>';
+        if !ends && self.head.len() <= NAME_CAP + 2 {
+            self.head.push(c);
+            return;
+        }
+        self.name_done = true;
+        if self.kind == 0 {
+            self.kind = self.head.get(1).copied().unwrap_or(b' ');
+        }
+        self.name = self.local_name();
+        self.emitting = match &self.secret {
+            // Inside a secret element only its closing tag goes out.
+            Some(open) => self.kind == b'/' && self.name.as_deref() == Some(open.as_slice()),
+            None => true,
+        };
+        if self.emitting {
+            out.extend_from_slice(&self.head);
+        } else {
+            // Markup inside the secret element is part of what it held.
+            let head = std::mem::take(&mut self.head);
+            self.keep_value(&head);
+        }
+        self.head.clear();
+        // (A name past the cap is no field's; the rest of it is read as the tag's.)
+        self.read_rest(c, out);
+    }
+
+    /// The tag's name without its namespace prefix, lower case; `None` past the cap.
+    fn local_name(&self) -> Option<Vec<u8>> {
+        let start = if matches!(self.kind, b'/' | b'!' | b'?') {
+            2
+        } else {
+            1
+        };
+        let name = self.head.get(start..)?;
+        if name.len() > NAME_CAP {
+            return None;
+        }
         let local = name.rsplit(|&b| b == b':').next().unwrap_or(name);
-        self.fields.contains(local)
+        Some(local.to_ascii_lowercase())
     }
 
-    fn end_value(&mut self) {
-        if self.secret {
-            let value = std::mem::take(&mut self.value);
-            self.found.push(&value);
-            // As XML escapes it (`&amp;`, ...) and as it reads.
-            let text = String::from_utf8_lossy(&value)
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&amp;", "&");
-            self.found.push(text.as_bytes());
+    /// A byte of the tag after its name: attributes, quotes, and its end. A comment,
+    /// CDATA or a processing instruction (`<!`, `<?`) ends at its first `>`, quotes and
+    /// all.
+    fn read_rest(&mut self, c: u8, out: &mut Vec<u8>) {
+        let plain = matches!(self.kind, b'!' | b'?');
+        if self.attr_secret {
+            if Some(c) == self.quote {
+                self.quote = None;
+                self.attr_secret = false;
+                out.push(c);
+                let value = std::mem::take(&mut self.value);
+                self.collect(&value);
+            } else {
+                self.keep_value(&[c]);
+            }
+            return;
         }
-        self.secret = false;
+        if !self.emitting {
+            self.keep_value(&[c]);
+        }
+        if let Some(q) = self.quote {
+            if self.emitting {
+                out.push(c);
+            }
+            if c == q {
+                self.quote = None;
+            }
+            return;
+        }
+        if c == b'>' {
+            self.close_tag(out);
+            return;
+        }
+        if self.emitting {
+            out.push(c);
+        }
+        if !c.is_ascii_whitespace() {
+            self.last = c;
+        }
+        if plain {
+            return;
+        }
+        match c {
+            b'"' | b'\'' => {
+                self.quote = Some(c);
+                let local = self.attr.rsplit(|&b| b == b':').next().unwrap_or(&[]);
+                if self.emitting
+                    && self.secret.is_none()
+                    && self.attr_eq
+                    && self.fields.contains(local)
+                {
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    self.attr_secret = true;
+                    self.value.clear();
+                }
+                self.attr.clear();
+                self.attr_ended = false;
+                self.attr_eq = false;
+            }
+            b'=' => self.attr_eq = true,
+            _ if c.is_ascii_whitespace() => self.attr_ended |= !self.attr.is_empty(),
+            _ if self.attr_eq => {
+                // An unquoted value (not XML): not read.
+                self.attr.clear();
+                self.attr_eq = false;
+            }
+            _ => {
+                if self.attr_ended {
+                    self.attr.clear();
+                    self.attr_ended = false;
+                }
+                if self.attr.len() <= NAME_CAP {
+                    self.attr.push(c);
+                }
+            }
+        }
     }
 
+    fn close_tag(&mut self, out: &mut Vec<u8>) {
+        self.in_tag = false;
+        if self.emitting {
+            out.push(b'>');
+        }
+        if self.secret.is_some() {
+            if self.emitting {
+                // The secret element's closing tag.
+                self.secret = None;
+                let value = std::mem::take(&mut self.value);
+                self.collect(&value);
+            }
+            return;
+        }
+        let opens = !matches!(self.kind, b'/' | b'!' | b'?') && self.last != b'/';
+        if let Some(name) = self
+            .name
+            .take()
+            .filter(|n| opens && self.fields.contains(n))
+        {
+            out.extend_from_slice(REDACTED.as_bytes());
+            self.secret = Some(name);
+            self.value.clear();
+        }
+    }
+
+    fn collect(&mut self, value: &[u8]) {
+        self.found.push(value);
+        // Its text without markup (a CDATA section's content kept), as XML escapes it
+        // (`&amp;`, ...) and as it reads.
+        let text = strip_markup(&String::from_utf8_lossy(value));
+        self.found.push(text.as_bytes());
+        let text = text
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&");
+        self.found.push(text.as_bytes());
+    }
+}
+
+/// XML text with its tags, comments and processing instructions taken out, CDATA
+/// sections replaced by their content.
+fn strip_markup(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(cdata) = rest.strip_prefix("<![CDATA[") {
+            let end = cdata.find("]]>").unwrap_or(cdata.len());
+            out.push_str(&cdata[..end]);
+            rest = cdata.get(end + 3..).unwrap_or("");
+        } else {
+            rest = rest.find('>').map_or("", |j| &rest[j + 1..]);
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl XmlFields {
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
-        out.append(&mut self.tag);
-        self.end_value();
+        if self.in_tag && !self.name_done && self.secret.is_none() {
+            out.append(&mut self.head);
+        }
+        if self.secret.is_some() || self.attr_secret {
+            let value = std::mem::take(&mut self.value);
+            self.collect(&value);
+        }
         self.found
     }
 }
@@ -190,5 +383,76 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with(&format!("<b {}/>", "y".repeat(600))));
+    }
+
+    #[test]
+    fn every_shape_of_valid_xml_holding_a_secret_is_redacted() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let pad = " ".repeat(600);
+        let attr_pad = "p".repeat(600);
+        let cases = [
+            (
+                "<SessionToken><![CDATA[SECRETCDATA1]]></SessionToken>",
+                "<SessionToken>[REDACTED]</SessionToken>".to_string(),
+            ),
+            (
+                "<SessionToken><!--x-->SECRETCOMMENT1</SessionToken>",
+                "<SessionToken>[REDACTED]</SessionToken>".to_string(),
+            ),
+            (
+                "<SessionToken><?x y?>SECRETPI1234</SessionToken>",
+                "<SessionToken>[REDACTED]</SessionToken>".to_string(),
+            ),
+            (
+                r#"<SessionToken a="/>">SECRETSLASH1</SessionToken>"#,
+                r#"<SessionToken a="/>">[REDACTED]</SessionToken>"#.to_string(),
+            ),
+            (
+                "<SecretAccessKey><Value>SECRETNESTED</Value></SecretAccessKey>",
+                "<SecretAccessKey>[REDACTED]</SecretAccessKey>".to_string(),
+            ),
+            (
+                r#"<Credentials SessionToken="SECRETATTR12" x='1' SecretAccessKey='SECRETATTR34'/>"#,
+                r#"<Credentials SessionToken="[REDACTED]" x='1' SecretAccessKey='[REDACTED]'/>"#
+                    .to_string(),
+            ),
+        ];
+        let long = [
+            (
+                format!("<SessionToken{pad}>SECRETLONG12</SessionToken>"),
+                format!("<SessionToken{pad}>[REDACTED]</SessionToken>"),
+            ),
+            (
+                format!(r#"<SessionToken pad="{attr_pad}">SECRETLONG34</SessionToken>"#),
+                format!(r#"<SessionToken pad="{attr_pad}">[REDACTED]</SessionToken>"#),
+            ),
+        ];
+        let all = cases
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.clone()))
+            .chain(long);
+        for (body, want) in all {
+            let (whole, found) = BodyScrubber::run(body.as_bytes(), Some("text/xml"), &rules, &s);
+            for cut in [1, 2, 3, 7, 64] {
+                let mut sc = BodyScrubber::new(Some("text/xml"), &rules, &s);
+                let mut got = Vec::new();
+                for p in body.as_bytes().chunks(cut) {
+                    got.extend_from_slice(sc.feed(p));
+                }
+                got.extend(sc.finish().0);
+                assert!(got == whole, "cut {cut}: {body}");
+            }
+            assert_eq!(String::from_utf8(whole).unwrap(), want);
+            assert!(!found.into_values().is_empty(), "{body}");
+        }
+        // Text after a secret element, and elements that are not secret, are kept.
+        let body =
+            "<A><SessionToken>tok-value-123</SessionToken><B x=\"SessionToken\">keep</B>after</A>";
+        let (out, _) = BodyScrubber::run(body.as_bytes(), Some("text/xml"), &rules, &s);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<A><SessionToken>[REDACTED]</SessionToken><B x=\"SessionToken\">keep</B>after</A>"
+        );
     }
 }
