@@ -201,7 +201,11 @@ impl EventStreamScrub {
         let payload = &raw[PRELUDE + hlen..total - 4];
         let headers = scrub_headers(headers, &self.secrets).unwrap_or_else(|| headers.to_vec());
         let (kind, text) = read_payload(payload, &self.secrets);
-        let text = text.map(|t| self.secrets.scrub(&t).unwrap_or(t));
+        // Secrets whole, and in base64 inside the text (a chunk's own encoded values).
+        let text = text.map(|t| {
+            let t = self.secrets.scrub(&t).unwrap_or(t);
+            scrub_base64_runs(&t, &self.secrets).unwrap_or(t)
+        });
         let held = Held {
             raw,
             headers,
@@ -583,21 +587,24 @@ mod tests {
     /// Every base64 string in a JSON payload decodes to nothing with the key in it (its
     /// lines joined, as MIME writes them).
     fn no_key_in_base64(out: &[u8]) {
-        let text = String::from_utf8_lossy(out).replace("\\n", "");
-        for piece in text.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c))) {
-            for engine in [
-                base64::engine::general_purpose::STANDARD,
-                base64::engine::general_purpose::URL_SAFE,
-            ] {
-                if let Ok(d) = engine.decode(piece) {
-                    assert!(
-                        memchr::memmem::find(&d, KEY.as_bytes()).is_none(),
-                        "{piece}"
-                    );
+        fn check(bytes: &[u8], depth: usize) {
+            assert!(memchr::memmem::find(bytes, KEY.as_bytes()).is_none());
+            if depth == 0 {
+                return;
+            }
+            let text = String::from_utf8_lossy(bytes).replace("\\n", "");
+            for piece in text.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c))) {
+                for engine in [
+                    base64::engine::general_purpose::STANDARD,
+                    base64::engine::general_purpose::URL_SAFE,
+                ] {
+                    if let Ok(d) = engine.decode(piece) {
+                        check(&d, depth - 1);
+                    }
                 }
             }
         }
-        assert!(memchr::memmem::find(out, KEY.as_bytes()).is_none());
+        check(out, 3);
     }
 
     #[test]
@@ -621,6 +628,11 @@ mod tests {
             format!(r#"{{"bytes":"QUFB","bytes":"{}"}}"#, b64(&chunk)),
             format!(r#"{{"bytes":"{url}"}}"#),
             format!(r#"{{"other":{{"deep":["{}"]}}}}"#, b64(&chunk)),
+            // Encoded twice: the key's base64 inside the chunk's text.
+            format!(
+                r#"{{"bytes":"{}"}}"#,
+                b64(&format!(r#"{{"delta":{{"text":"see {}"}}}}"#, b64(&chunk)))
+            ),
         ];
         for p in payloads {
             let out = scrub(&message("chunk", p.as_bytes()), &secrets());
