@@ -864,30 +864,18 @@ async fn cloud_metadata_credentials_an_sdk_fetches_through_the_proxy_never_reach
         .await
         .unwrap();
     assert_eq!(token, IMDS_TOKEN, "the SDK got the real token");
-    let creds: Value = http
-        .get(format!(
-            "{base}/latest/meta-data/iam/security-credentials/agent-role"
-        ))
-        .header("x-aws-ec2-metadata-token", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let credentials = |base: String| {
+        let req = http
+            .get(format!(
+                "{base}/latest/meta-data/iam/security-credentials/agent-role"
+            ))
+            .header("x-aws-ec2-metadata-token", &token);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let creds = credentials(base.clone()).await;
     assert_eq!(creds["SecretAccessKey"], SECRET, "and the real credentials");
     // The same service by its IPv4-mapped IPv6 address (the resolver reads both).
-    let mapped: Value = http
-        .get(format!(
-            "http://[::ffff:{ip}]:{port}/latest/meta-data/iam/security-credentials/agent-role"
-        ))
-        .header("x-aws-ec2-metadata-token", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mapped = credentials(format!("http://[::ffff:{ip}]:{port}")).await;
     assert_eq!(mapped["Token"], TOKEN);
     let events = assert_nowhere(&dirs, d, "imds", &[IMDS_TOKEN, SECRET, TOKEN]);
     assert_eq!(events[2]["response"]["body"]["json"]["Token"], "[REDACTED]");
