@@ -75,9 +75,6 @@ pub struct Recorder {
     fingerprint: String,
     /// The secret JSON field names, as every body scrubber compares them.
     fields: FieldNames,
-    /// The same with a cloud metadata service's credential fields (`Token`, ...), for
-    /// its answers (see [`redact::cloud_metadata`]).
-    metadata_fields: FieldNames,
     /// Where bodies and events are written (see [`writer`]).
     writer: writer::Writer,
     /// The machine's cores: with fewer exchanges open than this, a core is spare to wait
@@ -95,23 +92,6 @@ pub struct Given {
 }
 
 impl Recorder {
-    /// The scrubber of the answer to a request to `url`. A cloud metadata service's
-    /// answers hold the machine's credentials (an SDK asks for them through the proxy):
-    /// their `Token` fields are secrets too, and IMDSv2's session token is the whole body.
-    fn answer_scrubber(&self, ct: Option<&str>, secrets: &Secrets, url: &str) -> BodyScrubber {
-        match redact::cloud_metadata(url) {
-            redact::MetadataAnswer::No => {
-                BodyScrubber::for_answer(ct, self.fields.clone(), secrets, url)
-            }
-            redact::MetadataAnswer::Fields => {
-                BodyScrubber::with_fields(ct, self.metadata_fields.clone(), secrets)
-            }
-            redact::MetadataAnswer::Secret => {
-                BodyScrubber::with_fields(ct, self.fields.clone(), secrets).whole_secret()
-            }
-        }
-    }
-
     pub fn new(
         store: Arc<dyn Store>,
         rules: Arc<Rules>,
@@ -131,7 +111,6 @@ impl Recorder {
             store,
             fingerprint: rules.match_fingerprint(),
             fields: FieldNames::new(&rules.redact_json_fields),
-            metadata_fields: redact::metadata_fields(&rules),
             writer,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             rules,
@@ -463,7 +442,7 @@ impl Recorder {
             streaming,
             start,
             self.max_body,
-            self.answer_scrubber(resp_ct, &pending.secrets, &pending.url),
+            BodyScrubber::for_answer(resp_ct, self.fields.clone(), &pending.secrets, &pending.url),
         )
         .about(format!(
             "the response body of step {step} from {}",

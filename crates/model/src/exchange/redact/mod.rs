@@ -26,17 +26,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::Header;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use crate::rules::{Rules, REDACTED};
 pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
 pub use stream::{streams_json_array, BodyScrubber};
-
-/// The rules' secret field names with a cloud metadata service's credentials added.
-pub fn metadata_fields(rules: &Rules) -> FieldNames {
-    let mut names = rules.redact_json_fields.clone();
-    names.extend(CLOUD_METADATA_FIELDS.iter().map(|f| f.to_string()));
-    FieldNames::new(&names)
-}
 
 /// Headers whose values are URLs: their secret query parameters are redacted too.
 const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
@@ -71,6 +66,17 @@ impl FieldNames {
 
     pub fn contains(&self, name: &[u8]) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// These names and `more`.
+    pub fn adding(&self, more: &[&str]) -> FieldNames {
+        let mut names: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        names.extend(more.iter().map(|m| m.to_string()));
+        FieldNames::new(&names)
     }
 }
 
@@ -261,13 +267,13 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
 /// Cloud instance metadata services (AWS EC2, ECS and EKS Pod Identity, Alibaba Cloud;
 /// GCP's and Azure's answer at 169.254.169.254 too, with `access_token`): an SDK on such
 /// a machine asks them for its credentials through the proxy like any other host.
-const CLOUD_METADATA_HOSTS: &[&str] = &[
-    "169.254.169.254",
-    "fd00:ec2::254",
-    "169.254.170.2",
-    "169.254.170.23",
-    "fd00:ec2::23",
-    "100.100.100.200",
+const CLOUD_METADATA_HOSTS: &[IpAddr] = &[
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+    IpAddr::V4(Ipv4Addr::new(169, 254, 170, 2)),
+    IpAddr::V4(Ipv4Addr::new(169, 254, 170, 23)),
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)),
+    IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
 ];
 
 /// Fields of a metadata service's answers that are credentials beyond the rules' own
@@ -297,13 +303,10 @@ const CLOUD_METADATA_NAMES: &[&str] = &[
 /// An IPv4 address as the system's resolver reads a host (`inet_aton`): one to four
 /// parts, each decimal, `0x` hex or `0` octal, the last filling the bytes left
 /// (`2852039166`, `0xa9fea9fe`, `169.254.43518` are all 169.254.169.254).
-fn inet_aton(host: &str) -> Option<std::net::Ipv4Addr> {
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.is_empty() || parts.len() > 4 {
-        return None;
-    }
-    let mut nums = Vec::with_capacity(4);
-    for p in &parts {
+fn inet_aton(host: &str) -> Option<Ipv4Addr> {
+    let mut nums = [0u64; 4];
+    let mut count = 0;
+    for p in host.split('.') {
         let n = if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
             u64::from_str_radix(hex, 16).ok()?
         } else if p.len() > 1 && p.starts_with('0') {
@@ -311,9 +314,10 @@ fn inet_aton(host: &str) -> Option<std::net::Ipv4Addr> {
         } else {
             p.parse::<u64>().ok()?
         };
-        nums.push(n);
+        *nums.get_mut(count)? = n;
+        count += 1;
     }
-    let (last, first) = nums.split_last()?;
+    let (last, first) = nums[..count].split_last()?;
     let mut value: u64 = 0;
     for (i, &n) in first.iter().enumerate() {
         if n > 255 {
@@ -325,29 +329,21 @@ fn inet_aton(host: &str) -> Option<std::net::Ipv4Addr> {
     if room < 64 && *last >= 1u64 << room {
         return None;
     }
-    Some(std::net::Ipv4Addr::from((value | last) as u32))
+    Some(Ipv4Addr::from((value | last) as u32))
 }
 
 /// Whether a host (as [`host_of`] gives it) names a metadata service, however its
 /// address is spelled: every form the resolver reads, an IPv4-mapped IPv6 address, or
 /// one of the names that resolve to it.
 fn is_cloud_metadata_host(host: &str) -> bool {
-    if CLOUD_METADATA_NAMES.contains(&host) || CLOUD_METADATA_HOSTS.contains(&host) {
+    if CLOUD_METADATA_NAMES.contains(&host) {
         return true;
     }
-    let ip: Option<std::net::IpAddr> = match host.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => Some(
-            v6.to_ipv4_mapped()
-                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        ),
-        Err(_) => inet_aton(host).map(std::net::IpAddr::V4),
+    let ip = match host.parse::<Ipv6Addr>() {
+        Ok(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
+        Err(_) => inet_aton(host).map(IpAddr::V4),
     };
-    ip.is_some_and(|ip| {
-        CLOUD_METADATA_HOSTS
-            .iter()
-            .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
-            .any(|m| m == ip)
-    })
+    ip.is_some_and(|ip| CLOUD_METADATA_HOSTS.contains(&ip))
 }
 
 /// Whether `url` asks a cloud metadata service, and what its answer holds.
@@ -906,15 +902,18 @@ mod tests {
     fn a_whole_secret_body_is_stored_as_the_marker_and_credential_fields_as_redacted() {
         let rules = Rules::default();
         let s = Secrets::default();
-        let mut sc = BodyScrubber::new(Some("text/plain"), &rules, &s).whole_secret();
+        let fields = || FieldNames::new(&rules.redact_json_fields);
+        let token_url = "http://169.254.169.254/latest/api/token";
+        let mut sc = BodyScrubber::for_answer(Some("text/plain"), fields(), &s, token_url);
         assert!(sc.feed(b"AQAEA-session-").is_empty());
         assert!(sc.feed(b"token==").is_empty());
         assert_eq!(sc.finish().0, REDACTED.as_bytes());
-        let sc = BodyScrubber::new(None, &rules, &s).whole_secret();
+        let sc = BodyScrubber::for_answer(None, fields(), &s, token_url);
         assert!(sc.finish().0.is_empty(), "an empty body stays empty");
         let creds = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"s3cr3t-value-1","Token":"t0ken-value-22"}"#;
         let ct = Some("application/json");
-        let mut sc = BodyScrubber::with_fields(ct, metadata_fields(&rules), &s);
+        let creds_url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/r";
+        let mut sc = BodyScrubber::for_answer(ct, fields(), &s, creds_url);
         let mut out = sc.feed(creds).to_vec();
         let (rest, found) = sc.finish();
         out.extend(rest);
@@ -924,7 +923,8 @@ mod tests {
         assert_eq!(v["Token"], REDACTED);
         assert_eq!(found.into_values().len(), 2);
         // Elsewhere `token` is a model's field (logprobs) and stays.
-        let (out, _) = BodyScrubber::run(br#"{"token":"Hello"}"#, ct, &rules, &s);
+        let other = "https://api.openai.com/v1/chat/completions";
+        let (out, _) = BodyScrubber::run_answer(br#"{"token":"Hello"}"#, ct, &rules, &s, other);
         assert_eq!(out, br#"{"token":"Hello"}"#);
     }
 

@@ -15,7 +15,9 @@ use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
 use super::sse::SseSplit;
 use super::xml::XmlFields;
-use super::{Collected, FieldNames, Secrets};
+use super::{
+    cloud_metadata, Collected, FieldNames, MetadataAnswer, Secrets, CLOUD_METADATA_FIELDS,
+};
 use crate::rules::{Rules, REDACTED};
 
 pub struct BodyScrubber {
@@ -67,14 +69,27 @@ impl BodyScrubber {
 
     /// [`BodyScrubber::with_fields`] for the answer to a request to `url`: a stream API's
     /// JSON answer (see [`streams_json_array`]) is read an element at a time for a
-    /// secret spread over them.
+    /// secret spread over them. A cloud metadata service's answers hold the machine's
+    /// credentials (an SDK asks for them through the proxy): their `Token` fields are
+    /// secrets too, and IMDSv2's session token is the whole body.
     pub fn for_answer(
         content_type: Option<&str>,
         fields: FieldNames,
         secrets: &Secrets,
         url: &str,
     ) -> BodyScrubber {
-        Self::build(content_type, fields, secrets, streams_json_array(url))
+        match cloud_metadata(url) {
+            MetadataAnswer::No => {
+                Self::build(content_type, fields, secrets, streams_json_array(url))
+            }
+            MetadataAnswer::Fields => {
+                let fields = fields.adding(CLOUD_METADATA_FIELDS);
+                Self::build(content_type, fields, secrets, false)
+            }
+            MetadataAnswer::Secret => {
+                Self::build(content_type, fields, secrets, false).whole_secret()
+            }
+        }
     }
 
     fn build(
@@ -150,7 +165,7 @@ impl BodyScrubber {
 
     /// A body that is a secret whole (a metadata service's session token): nothing of it
     /// is stored but the marker.
-    pub fn whole_secret(mut self) -> BodyScrubber {
+    fn whole_secret(mut self) -> BodyScrubber {
         self.whole_secret = Some(false);
         self
     }

@@ -23,7 +23,7 @@ pub struct XmlFields {
     /// The tag's bytes go out (every tag but those inside a secret element, whose
     /// closing tag does).
     emitting: bool,
-    /// The tag's first byte after `<` (`/`, `!`, `?`, or a name's).
+    /// The tag's marker after `<`: `/`, `!`, `?`, or 0 for a start tag.
     kind: u8,
     quote: Option<u8>,
     /// The last byte of the tag outside quotes and white space (`/` ends an empty one).
@@ -131,9 +131,6 @@ impl XmlFields {
             return;
         }
         self.name_done = true;
-        if self.kind == 0 {
-            self.kind = self.head.get(1).copied().unwrap_or(b' ');
-        }
         self.name = self.local_name();
         self.emitting = match &self.secret {
             // Inside a secret element only its closing tag goes out.
