@@ -33,6 +33,32 @@ pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
 pub use stream::{streams_json_array, BodyScrubber};
 
+/// Test support: `body` scrubbed whole by a scrubber `make` gives, and the values it
+/// collected, after checking that fed cut at each of `cuts` it stores the same bytes.
+#[cfg(test)]
+pub(crate) fn same_at_every_cut(
+    body: &[u8],
+    cuts: &[usize],
+    make: impl Fn() -> BodyScrubber,
+) -> (Vec<u8>, Collected) {
+    let whole = make().run_whole(body);
+    for &cut in cuts {
+        let mut sc = make();
+        let mut got = Vec::new();
+        for piece in body.chunks(cut) {
+            got.extend_from_slice(sc.feed(piece));
+        }
+        got.extend(sc.finish().0);
+        assert!(
+            got == whole.0,
+            "cut {cut}:\n{}\nwhole:\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&whole.0)
+        );
+    }
+    whole
+}
+
 /// Headers whose values are URLs: their secret query parameters are redacted too.
 const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
 

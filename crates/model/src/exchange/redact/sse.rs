@@ -957,7 +957,7 @@ impl MessageSplit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{BodyScrubber, Secrets};
+    use super::super::{same_at_every_cut, BodyScrubber, Secrets};
     use crate::rules::Rules;
 
     const KEY: &str = "sk-proj-4f9Qz81LmT0pXw";
@@ -974,20 +974,8 @@ mod tests {
     fn scrub(body: &str) -> String {
         let rules = Rules::default();
         let s = secrets();
-        let (whole, _) = BodyScrubber::run(body.as_bytes(), SSE, &rules, &s);
-        for cut in [1, 2, 3, 7, 16, 61, 200] {
-            let mut sc = BodyScrubber::new(SSE, &rules, &s);
-            let mut got = Vec::new();
-            for piece in body.as_bytes().chunks(cut) {
-                got.extend_from_slice(sc.feed(piece));
-            }
-            got.extend_from_slice(&sc.finish().0);
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&whole),
-                "cut {cut}"
-            );
-        }
+        let make = || BodyScrubber::new(SSE, &rules, &s);
+        let (whole, _) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 7, 16, 61, 200], make);
         String::from_utf8(whole).unwrap()
     }
 
@@ -1159,17 +1147,9 @@ mod tests {
         let s = secrets();
         let body = gemini_array(&["Your key: sk-pro", "j-4f9Qz8", "1LmT0pXw", ", done"]);
         for ct in ["application/json; charset=UTF-8", "application/json"] {
-            let (whole, _) =
-                BodyScrubber::run_answer(body.as_bytes(), Some(ct), &rules, &s, GEMINI);
-            for cut in [1, 2, 3, 7, 16, 61, 200] {
-                let mut sc = answer_scrubber(Some(ct), &s);
-                let mut got = Vec::new();
-                for piece in body.as_bytes().chunks(cut) {
-                    got.extend_from_slice(sc.feed(piece));
-                }
-                got.extend(sc.finish().0);
-                assert!(got == whole, "cut {cut}");
-            }
+            let cuts = [1, 2, 3, 7, 16, 61, 200];
+            let make = || answer_scrubber(Some(ct), &s);
+            let (whole, _) = same_at_every_cut(body.as_bytes(), &cuts, make);
             let out = String::from_utf8(whole).unwrap();
             assert_eq!(
                 gemini_texts(&out),
@@ -1404,16 +1384,8 @@ mod tests {
 {"b": "z81LmT0pXw"}
 "#;
         for (text, redacted) in [(body.as_str(), 2), (json, 0)] {
-            let (whole, _) = BodyScrubber::run(text.as_bytes(), None, &rules, &s);
-            for cut in [1, 5, 64] {
-                let mut sc = BodyScrubber::new(None, &rules, &s);
-                let mut got = Vec::new();
-                for p in text.as_bytes().chunks(cut) {
-                    got.extend_from_slice(sc.feed(p));
-                }
-                got.extend(sc.finish().0);
-                assert!(got == whole, "cut {cut}");
-            }
+            let make = || BodyScrubber::new(None, &rules, &s);
+            let (whole, _) = same_at_every_cut(text.as_bytes(), &[1, 5, 64], make);
             let whole = String::from_utf8(whole).unwrap();
             assert_eq!(whole.matches("[REDACTED]").count(), redacted, "{whole}");
         }

@@ -319,7 +319,7 @@ impl BodyScrubber {
         Self::for_answer(content_type, fields, secrets, url).run_whole(data)
     }
 
-    fn run_whole(mut self, data: &[u8]) -> (Vec<u8>, Collected) {
+    pub(super) fn run_whole(mut self, data: &[u8]) -> (Vec<u8>, Collected) {
         let mut out = self.feed(data).to_vec();
         let (rest, found) = self.finish();
         out.extend_from_slice(&rest);
