@@ -1206,7 +1206,7 @@ async fn a_body_with_trailers_is_recorded_whole_and_replayed_with_them() {
     let (text, t) = get_with_trailers(&d, &dirs, port, KEY).await;
     assert_eq!(text, "part one\npart two\n");
     assert_eq!(t["x-checksum"], "sha256-abc123");
-    assert_eq!(t["x-echo-auth"], KEY, "the client gets the real trailer");
+    assert_eq!(t["x-echoed"], KEY, "the client gets the real trailer");
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
 

@@ -89,14 +89,14 @@ async fn an_upstream_echoing_the_authorization_in_a_response_header_is_scrubbed(
         .unwrap();
     // The client sees what the upstream sent.
     assert_eq!(
-        resp.headers()["x-echo-auth"].to_str().unwrap(),
+        resp.headers()["x-echoed"].to_str().unwrap(),
         format!("Bearer {BEARER}")
     );
     let events = assert_nowhere(&dirs, d, "echo-header", &[BEARER]);
     let headers = events[0]["response"]["headers"].as_array().unwrap();
     assert!(headers
         .iter()
-        .any(|h| h[0] == "x-echo-auth" && h[1] == "[REDACTED]"));
+        .any(|h| h[0] == "x-echoed" && h[1] == "[REDACTED]"));
 }
 
 /// The same echo in a header value that is not UTF-8 (stored as its bytes in base64): the
@@ -116,14 +116,14 @@ async fn an_echo_of_the_authorization_in_a_header_that_is_not_utf8_is_scrubbed()
         .await
         .unwrap();
     let sent = [format!("Bearer {BEARER}").as_bytes(), b" \xe9"].concat();
-    assert_eq!(resp.headers()["x-echo-auth"].as_bytes(), &sent[..]);
+    assert_eq!(resp.headers()["x-echoed"].as_bytes(), &sent[..]);
     let sent_b64 = base64::engine::general_purpose::STANDARD.encode(&sent);
     let events = assert_nowhere(&dirs, d, "echo-latin1", &[BEARER, &sent_b64[..24]]);
     let stored = events[0]["response"]["headers"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h[0] == "x-echo-auth")
+        .find(|h| h[0] == "x-echoed")
         .map(|h| h[1].as_str().unwrap().to_string())
         .unwrap();
     let b64 = stored.strip_prefix("\0base64:").expect("kept as its bytes");
@@ -532,6 +532,112 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     let (code, stderr) = r.stop();
     assert_eq!((status, code), (404, 0), "{stderr}");
     assert!(!stderr.contains(token));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matches() {
+    // What tool APIs and connectors send under names no list has: ElevenLabs', Azure's,
+    // RapidAPI's, Weaviate's, Vault's and Supabase's key headers; an S3 presigned URL's
+    // token and signature, an Azure SAS signature, Wolfram|Alpha's appid; and, in an LLM
+    // request's body, Anthropic's MCP connector token and OpenAI's MCP tool headers.
+    let headers = [
+        ("xi-api-key", "xi-ELEVENLABS-KEY-000001"),
+        ("Ocp-Apim-Subscription-Key", "ocp-AZURE-SUBSCRIPTION-02"),
+        ("X-RapidAPI-Key", "rapid-API-KEY-000000003"),
+        ("X-OpenAI-Api-Key", "sk-weaviate-OPENAI-00004"),
+        ("X-Vault-Token", "hvs.VAULT-TOKEN-0000005"),
+        ("apikey", "supabase-ANON-KEY-000006"),
+    ];
+    let query = [
+        ("X-Amz-Security-Token", "amz-SESSION-TOKEN-00007"),
+        ("X-Amz-Signature", "amz-SIGNATURE-000000008"),
+        ("sig", "azure-SAS-SIGNATURE-0009"),
+        ("appid", "wolfram-APPID-0000000010"),
+    ];
+    let connector = "mcp-CONNECTOR-TOKEN-00011";
+    let mcp_header = "mcp-OPENAI-HEADER-000012";
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "crm",
+                         "authorization_token": connector}],
+        "tools": [{"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com",
+                   "headers": {"Authorization": format!("Bearer {mcp_header}")}},
+                  {"name": "login", "input_schema": {"type": "object",
+                   "properties": {"db_password": {"type": "string"}}}}],
+        "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing"},
+    });
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = up.url(&format!("/echo?city=Paris&{}", q.join("&")));
+        let body = body.clone();
+        async move {
+            let mut req = via.post(url).json(&body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let d = record(&dirs, &up, "named", &[]);
+    let (status, live) = send(client(&d, &dirs)).await;
+    assert_eq!(status, 200, "{live}");
+    // The upstream got every real value.
+    for v in query.iter().map(|q| q.1).chain([connector, mcp_header]) {
+        assert!(live.contains(v), "{v} did not reach the upstream: {live}");
+    }
+    let mut secrets: Vec<&str> = headers.iter().chain(&query).map(|(_, v)| *v).collect();
+    secrets.extend([connector, mcp_header]);
+    let events = assert_nowhere(&dirs, d, "named", &secrets);
+    let req = &events[0]["request"];
+    for (name, _) in headers {
+        let h = req["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == name.to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("{name} not stored: {req}"));
+        assert_eq!(h[1], "[REDACTED]", "{name}");
+    }
+    let url = req["url"].as_str().unwrap();
+    assert!(
+        url.contains("?city=Paris&X-Amz-Security-Token=[REDACTED]&"),
+        "{url}"
+    );
+    assert!(url.ends_with("&sig=[REDACTED]&appid=[REDACTED]"), "{url}");
+    let json = &req["body"]["json"];
+    assert_eq!(json["mcp_servers"][0]["authorization_token"], "[REDACTED]");
+    assert_eq!(json["tools"][0]["headers"]["Authorization"], "[REDACTED]");
+    // What only looks like a credential's is kept: a schema under a password's name, a
+    // flag, a page cursor, an ordinary parameter.
+    assert_eq!(
+        json["tools"][1]["input_schema"]["properties"]["db_password"],
+        serde_json::json!({"type": "string"})
+    );
+    assert_eq!(json["metadata"]["is_secret"], true);
+    assert_eq!(json["metadata"]["pageToken"], "page-2-of-the-listing");
+
+    // Replayed, the same call matches and gets the recorded answer, its echoes of the
+    // secrets scrubbed.
+    let r = Daemon::start(&dirs, &["replay", "--session", "named"]);
+    let (status, replayed) = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{replayed}\n{stderr}");
+    let replayed: Value = serde_json::from_str(&replayed).unwrap();
+    assert_eq!(
+        replayed["body"]["mcp_servers"][0]["authorization_token"],
+        "[REDACTED]"
+    );
+    assert_eq!(
+        replayed["body"]["metadata"]["pageToken"],
+        "page-2-of-the-listing"
+    );
+    assert!(replayed["query"]
+        .as_str()
+        .unwrap()
+        .contains("sig=[REDACTED]"));
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

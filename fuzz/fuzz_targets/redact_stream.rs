@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let mut s = if answer {
-        let fields = FieldNames::new(&rules.redact_json_fields);
+        let fields = FieldNames::of(&rules);
         BodyScrubber::for_answer(ct, fields, &secrets, STREAM)
     } else {
         BodyScrubber::new(ct, &rules, &secrets)

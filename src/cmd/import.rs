@@ -408,7 +408,7 @@ fn refuse_secrets(ev: &Event, r: &BodyRef, file: &FileBody, rules: &Rules) -> Re
         ct = header(&ev.request.headers, "content-type");
         answer = false;
     }
-    let fields = redact::FieldNames::new(&rules.redact_json_fields);
+    let fields = redact::FieldNames::of(rules);
     let mut scrubber = if answer {
         BodyScrubber::for_answer(ct, fields, &secrets, &ev.request.url)
     } else {

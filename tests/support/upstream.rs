@@ -22,7 +22,7 @@
 //!   `GET /page?cursor=C` one page and the cursor of the next (a value only this answer
 //!   holds, as pagination APIs do); `HEAD` of any `GET` route;
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
-//!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echo-auth`;
+//!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echoed`;
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
 //!   an `access_token` field, cut so both straddle frames;
 //!   `POST /v1beta/models/M:streamGenerateContent[?alt=sse]` Gemini's stream repeating
@@ -970,7 +970,7 @@ fn echo_auth_escaped(req: &Request<Incoming>) -> Response<FixtureBody> {
 fn echo_auth(req: &Request<Incoming>) -> Response<FixtureBody> {
     let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
     if let Ok(v) = hyper::header::HeaderValue::from_str(&authorization(req)) {
-        resp.headers_mut().insert("x-echo-auth", v);
+        resp.headers_mut().insert("x-echoed", v);
     }
     resp
 }
@@ -981,7 +981,7 @@ fn echo_auth_latin1(req: &Request<Incoming>) -> Response<FixtureBody> {
     let mut resp = json_response(StatusCode::OK, &json!({"ok": true}));
     let value = [authorization(req).as_bytes(), b" \xe9"].concat();
     if let Ok(v) = hyper::header::HeaderValue::from_bytes(&value) {
-        resp.headers_mut().insert("x-echo-auth", v);
+        resp.headers_mut().insert("x-echoed", v);
     }
     resp
 }
@@ -1181,7 +1181,7 @@ fn trailers(req: &Request<Incoming>) -> Response<FixtureBody> {
     fields.insert("x-checksum", "sha256-abc123".parse().expect("value"));
     fields.insert("grpc-status", "0".parse().expect("value"));
     if let Some(auth) = req.headers().get("authorization") {
-        fields.insert("x-echo-auth", auth.clone());
+        fields.insert("x-echoed", auth.clone());
     }
     let frames = [
         Frame::data(Bytes::from_static(b"part one\n")),
@@ -1190,7 +1190,7 @@ fn trailers(req: &Request<Incoming>) -> Response<FixtureBody> {
     ];
     Response::builder()
         .header("content-type", "text/plain")
-        .header("trailer", "x-checksum, grpc-status, x-echo-auth")
+        .header("trailer", "x-checksum, grpc-status, x-echoed")
         .body(FramesBody(frames.into_iter().collect()).boxed())
         .expect("response")
 }

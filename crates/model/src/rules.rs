@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::credential::{self, credential_name, NameKind};
 use crate::exchange::inject::InjectRule;
 use crate::exchange::Kind;
 
@@ -81,7 +82,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 4;
+const CANONICAL_FORM: u32 = 5;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -345,6 +346,10 @@ pub struct Rules {
     pub redact_query: Vec<String>,
     /// URL paths that are credentials ([`DEFAULT_REDACT_PATHS`] and `--redact-path`).
     pub redact_paths: Vec<PathSecret>,
+    /// Names that [`credential_name`] would read as a credential's and the user says are
+    /// not (`[redact] keep`), in [`credential::normalise`]d form. The lists above still
+    /// redact what they name.
+    pub keep_names: Vec<String>,
     /// Extra request headers that take part in matching (beyond content-type, accept).
     pub match_headers: Vec<String>,
     pub ignore_headers: Vec<String>,
@@ -380,6 +385,7 @@ impl Default for Rules {
                 .collect(),
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
             redact_paths: BUILT_IN_PATHS.clone(),
+            keep_names: Vec::new(),
             match_headers: Vec::new(),
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),
@@ -458,6 +464,8 @@ struct FileRedact {
     query: Vec<String>,
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    keep: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -588,6 +596,15 @@ impl Rules {
                 .into_iter()
                 .chain(args.redact_query.clone()),
         ));
+        r.keep_names = file
+            .redact
+            .keep
+            .iter()
+            .map(|k| credential::normalise(k.trim()))
+            .filter(|k| !k.is_empty())
+            .collect();
+        r.keep_names.sort();
+        r.keep_names.dedup();
         for text in file.redact.paths.iter().chain(&args.redact_paths) {
             if !r.redact_paths.iter().any(|p| &p.text == text) {
                 r.redact_paths.push(PathSecret::parse(text)?);
@@ -706,8 +723,8 @@ impl Rules {
                 .collect::<Vec<_>>(),
         ])
         .to_string();
-        // Added after recordings were made: only a rule set that ignores parts differs
-        // from what it fingerprinted before.
+        // Added after recordings were made: only a rule set that ignores parts, or keeps
+        // names from being read as credentials, differs from what it fingerprinted before.
         let text = match self.ignore_parts.is_empty() {
             true => text,
             false => format!(
@@ -715,19 +732,33 @@ impl Rules {
                 serde_json::json!({"ignore_parts": self.ignore_parts})
             ),
         };
+        let text = match self.keep_names.is_empty() {
+            true => text,
+            false => format!("{text}{}", serde_json::json!({"keep": self.keep_names})),
+        };
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
 
+    /// Whether a header's value is never stored: it is listed, or its name says it is a
+    /// credential's ([`credential_name`]) and the user neither matches on it nor keeps it.
     pub fn is_redacted_header(&self, name: &str) -> bool {
         self.redact_headers
             .iter()
             .any(|h| h.eq_ignore_ascii_case(name))
+            || (credential_name(NameKind::Header, name.as_bytes(), &self.keep_names)
+                && !self
+                    .match_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name)))
     }
 
+    /// Whether a query parameter's value is never stored: it is listed, or its name says
+    /// it is a credential's and the user does not keep it.
     pub fn is_redacted_query(&self, name: &str) -> bool {
         self.redact_query
             .iter()
             .any(|q| q.eq_ignore_ascii_case(name))
+            || credential_name(NameKind::Query, name.as_bytes(), &self.keep_names)
     }
 
     /// Whether calls to `host` (lower-case) must keep their recorded order.
@@ -805,6 +836,31 @@ mod tests {
             JsonPath::parse("$['a.b'][0]").unwrap().steps,
             vec![PathStep::Key("a.b".into()), PathStep::Index(0)]
         );
+    }
+
+    #[test]
+    fn credential_names_are_redacted_unless_matched_on_or_kept() {
+        let r = Rules::default();
+        assert!(r.is_redacted_header("xi-api-key"));
+        assert!(r.is_redacted_header("X-Vault-Token"));
+        assert!(!r.is_redacted_header("idempotency-key"));
+        assert!(r.is_redacted_query("X-Amz-Signature"));
+        assert!(!r.is_redacted_query("pageToken"));
+        // A header the user matches on takes part in matching, so it is stored.
+        let args = RuleArgs {
+            match_headers: vec!["X-Tenant-Key".into()],
+            ..Default::default()
+        };
+        let r = Rules::from_toml("[redact]\nkeep = [\"app_id\", \"X-Team-Token\"]", &args).unwrap();
+        assert!(!r.is_redacted_header("x-tenant-key"));
+        assert!(!r.is_redacted_header("x-team-token"));
+        assert!(!r.is_redacted_query("appId"));
+        assert!(r.is_redacted_query("sig"));
+        // Kept names change what is stored, so keys: the fingerprint says so.
+        assert_ne!(r.match_fingerprint(), Rules::default().match_fingerprint());
+        // The lists still redact what they name.
+        let r = Rules::from_toml("[redact]\nkeep = [\"x-api-key\"]", &RuleArgs::default()).unwrap();
+        assert!(r.is_redacted_header("x-api-key"));
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Recorder {
         Ok(Arc::new(Recorder {
             store,
             fingerprint: rules.match_fingerprint(),
-            fields: FieldNames::new(&rules.redact_json_fields),
+            fields: FieldNames::of(&rules),
             writer,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             rules,

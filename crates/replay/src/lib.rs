@@ -392,7 +392,7 @@ impl Replayer {
         let index = Mutex::new(TraceIndex::new(slots, order, graph));
         let this = Arc::new(Replayer {
             rec,
-            fields: FieldNames::new(&rules.redact_json_fields),
+            fields: FieldNames::of(&rules),
             rules,
             pace: opts.pace,
             index,

@@ -22,7 +22,11 @@ pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collecte
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if fields.contains(k.as_bytes()) {
+                let secret = match v {
+                    Value::String(_) | Value::Number(_) => fields.contains(k.as_bytes()),
+                    _ => fields.listed(k.as_bytes()),
+                };
+                if secret {
                     if *v != Value::String(REDACTED.into()) {
                         if let Value::String(s) = v {
                             found.push(s.as_bytes());

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::Header;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::credential::{self, credential_name, NameKind};
 use crate::rules::{Rules, REDACTED};
 pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
@@ -62,14 +63,18 @@ pub(crate) fn same_at_every_cut(
 /// Headers whose values are URLs: their secret query parameters are redacted too.
 const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
 
-/// Names of secret fields, compared ASCII-case-insensitively.
+/// Names of secret fields: those listed, compared ASCII-case-insensitively, and those
+/// whose name says they hold a credential ([`credential_name`]).
 #[derive(Clone, Debug)]
 pub struct FieldNames {
     names: Arc<[Vec<u8>]>,
     longest: usize,
+    /// Names [`credential_name`] would take that the user keeps (`[redact] keep`).
+    keep: Arc<[String]>,
 }
 
 impl FieldNames {
+    /// These names, and every name that says it is a credential's.
     pub fn new(names: &[String]) -> FieldNames {
         let names: Vec<Vec<u8>> = names
             .iter()
@@ -77,20 +82,45 @@ impl FieldNames {
             .filter(|n| !n.is_empty())
             .collect();
         FieldNames {
-            longest: names.iter().map(Vec::len).max().unwrap_or(0),
+            longest: names
+                .iter()
+                .map(Vec::len)
+                .max()
+                .unwrap_or(0)
+                .max(credential::MAX_NAME),
             names: names.into(),
+            keep: Arc::from([]),
+        }
+    }
+
+    /// The fields `rules` redact.
+    pub fn of(rules: &Rules) -> FieldNames {
+        FieldNames {
+            keep: rules.keep_names.clone().into(),
+            ..FieldNames::new(&rules.redact_json_fields)
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        false
     }
 
+    /// The longest name that can be a secret field's: a scanner reading a key gives up on
+    /// it past this.
     pub fn longest(&self) -> usize {
         self.longest
     }
 
+    /// Whether a field of this name holds a secret.
     pub fn contains(&self, name: &[u8]) -> bool {
+        self.listed(name) || credential_name(NameKind::Field, name, &self.keep)
+    }
+
+    /// Whether the name is one of those listed: its value is redacted whatever it is
+    /// (an object or array too), where a name read as a credential's has its value
+    /// redacted when it is a string or a number (a `"db_password": {"type": "string"}` in
+    /// a tool's schema is not a password).
+    pub fn listed(&self, name: &[u8]) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 
@@ -102,7 +132,10 @@ impl FieldNames {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect();
         names.extend(more.iter().map(|m| m.to_string()));
-        FieldNames::new(&names)
+        FieldNames {
+            keep: self.keep.clone(),
+            ..FieldNames::new(&names)
+        }
     }
 }
 
@@ -502,8 +535,7 @@ fn params<'a>(query: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, s
 
 /// Replaces the value of every object key named in the rules, at any depth.
 pub fn json(value: &mut Value, rules: &Rules) -> bool {
-    let fields = FieldNames::new(&rules.redact_json_fields);
-    !fields.is_empty() && json::redact_value(value, &fields, &mut Collected::default())
+    json::redact_value(value, &FieldNames::of(rules), &mut Collected::default())
 }
 
 /// The last step for a body kept whole, once [`BodyScrubber`] has passed over it: a
@@ -519,7 +551,8 @@ pub fn finish_whole(
     let mut data = data;
     if !rules.redact_json_fields.is_empty() && looks_like_json(content_type, &data) {
         // Span by span, without a DOM: a 14 MB body must not cost ten times that; every
-        // byte outside a replaced value (spacing, key order) is kept.
+        // byte outside a replaced value (spacing, key order) is kept. Only the listed
+        // names' objects and arrays: the scanner took every string and number.
         if let Some(out) = json_fields::redact(&data, &rules.redact_json_fields, REDACTED) {
             data = out;
         }
@@ -731,7 +764,7 @@ mod tests {
         let mut s = Secrets::default();
         s.add("Bearer sk-live-123456789");
         let mut map = http::HeaderMap::new();
-        map.insert("x-echo-auth", "Bearer sk-live-123456789".parse().unwrap());
+        map.insert("x-echoed", "Bearer sk-live-123456789".parse().unwrap());
         map.insert(
             "location",
             "https://a.test/cb?token=t-abcdefgh".parse().unwrap(),
@@ -928,7 +961,7 @@ mod tests {
     fn a_whole_secret_body_is_stored_as_the_marker_and_credential_fields_as_redacted() {
         let rules = Rules::default();
         let s = Secrets::default();
-        let fields = || FieldNames::new(&rules.redact_json_fields);
+        let fields = || FieldNames::of(&rules);
         let token_url = "http://169.254.169.254/latest/api/token";
         let mut sc = BodyScrubber::for_answer(Some("text/plain"), fields(), &s, token_url);
         assert!(sc.feed(b"AQAEA-session-").is_empty());
@@ -998,5 +1031,43 @@ mod tests {
             let got = finish_whole(got, Some("text/event-stream"), &rules, &mut s.clone());
             assert_eq!(got, want, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn names_read_as_credentials_lose_their_scalar_values_in_every_framing() {
+        let rules = Rules::default();
+        let body = br#"{"tools":[{"headers":{"Authorization":"Bearer mcp-123456789"}},
+            {"properties":{"db_password":{"type":"string"}}}],
+            "authorization_token":"tok-123456789","pin_passphrase":87654321,
+            "is_secret":true,"nextPageToken":"page-123456789","token":"Hello"}"#;
+        let ct = Some("application/json");
+        let (stored, found) = same_at_every_cut(body, &[1, 3, 7, 64], || {
+            BodyScrubber::new(ct, &rules, &Secrets::default())
+        });
+        let text = String::from_utf8_lossy(&stored);
+        for gone in ["mcp-123456789", "tok-123456789", "87654321"] {
+            assert!(!text.contains(gone), "{gone} stored: {text}");
+        }
+        let v: Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(v["tools"][0]["headers"]["Authorization"], REDACTED);
+        assert_eq!(v["pin_passphrase"], REDACTED);
+        assert_eq!(
+            v["tools"][1]["properties"]["db_password"],
+            serde_json::json!({"type": "string"})
+        );
+        assert_eq!(v["is_secret"], true);
+        assert_eq!(v["nextPageToken"], "page-123456789");
+        assert_eq!(v["token"], "Hello");
+        let found = found.into_values();
+        assert!(
+            found.iter().any(|f| f.contains("mcp-123456789")),
+            "{found:?}"
+        );
+        // The structural pass and the value pass agree with the scanner.
+        let whole = finish_whole(stored.clone(), ct, &rules, &mut Secrets::default());
+        assert_eq!(whole, stored);
+        let mut value: Value = serde_json::from_slice(body).unwrap();
+        assert!(json(&mut value, &rules));
+        assert_eq!(value, v);
     }
 }

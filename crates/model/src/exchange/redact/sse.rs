@@ -1088,7 +1088,7 @@ mod tests {
     const JSON: Option<&str> = Some("application/json");
 
     fn answer_scrubber(ct: Option<&str>, s: &Secrets) -> BodyScrubber {
-        let fields = super::super::FieldNames::new(&Rules::default().redact_json_fields);
+        let fields = super::super::FieldNames::of(&Rules::default());
         BodyScrubber::for_answer(ct, fields, s, GEMINI)
     }
 

@@ -50,11 +50,7 @@ fn is_textual(ct: &str) -> bool {
 impl BodyScrubber {
     /// A scrubber for a body of this content type, with the secrets known now.
     pub fn new(content_type: Option<&str>, rules: &Rules, secrets: &Secrets) -> BodyScrubber {
-        Self::with_fields(
-            content_type,
-            FieldNames::new(&rules.redact_json_fields),
-            secrets,
-        )
+        Self::with_fields(content_type, FieldNames::of(rules), secrets)
     }
 
     /// [`BodyScrubber::new`] with the rules' secret field names already built (a proxy
@@ -315,7 +311,7 @@ impl BodyScrubber {
         secrets: &Secrets,
         url: &str,
     ) -> (Vec<u8>, Collected) {
-        let fields = FieldNames::new(&rules.redact_json_fields);
+        let fields = FieldNames::of(rules);
         Self::for_answer(content_type, fields, secrets, url).run_whole(data)
     }
 
