@@ -538,7 +538,7 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
 async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matches() {
     // What tool APIs and connectors send under names no list has: ElevenLabs', Azure's,
     // RapidAPI's, Weaviate's, Vault's and Supabase's key headers; an S3 presigned URL's
-    // token and signature, an Azure SAS signature, Wolfram|Alpha's appid; and, in an LLM
+    // token and signature, an Azure SAS signature, Edamam's app_key; and, in an LLM
     // request's body, Anthropic's MCP connector token and OpenAI's MCP tool headers.
     let headers = [
         ("xi-api-key", "xi-ELEVENLABS-KEY-000001"),
@@ -552,7 +552,7 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         ("X-Amz-Security-Token", "amz-SESSION-TOKEN-00007"),
         ("X-Amz-Signature", "amz-SIGNATURE-000000008"),
         ("sig", "azure-SAS-SIGNATURE-0009"),
-        ("appid", "wolfram-APPID-0000000010"),
+        ("app_key", "edamam-APP-KEY-000000010"),
     ];
     let connector = "mcp-CONNECTOR-TOKEN-00011";
     let mcp_header = "mcp-OPENAI-HEADER-000012";
@@ -606,7 +606,7 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         url.contains("?city=Paris&X-Amz-Security-Token=[REDACTED]&"),
         "{url}"
     );
-    assert!(url.ends_with("&sig=[REDACTED]&appid=[REDACTED]"), "{url}");
+    assert!(url.ends_with("&sig=[REDACTED]&app_key=[REDACTED]"), "{url}");
     let json = &req["body"]["json"];
     assert_eq!(json["mcp_servers"][0]["authorization_token"], "[REDACTED]");
     assert_eq!(json["tools"][0]["headers"]["Authorization"], "[REDACTED]");
@@ -638,6 +638,86 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         .as_str()
         .unwrap()
         .contains("sig=[REDACTED]"));
+}
+
+/// What only looks like a credential by its name must not change what replay serves:
+/// Steam's `appid` is a game's number (two calls that differ in it are two calls), and
+/// Azure Table's `x-ms-continuation-NextPartitionKey` answer header is the cursor the
+/// client sends back for the next page.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_that_only_look_like_credentials_replay_as_recorded() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let run = |via: reqwest::Client, apps: [&'static str; 2]| {
+        let echo = |app: &str| up.url(&format!("/echo?appid={app}"));
+        let (a, b, table) = (echo(apps[0]), echo(apps[1]), up.url("/table"));
+        async move {
+            let mut seen = Vec::new();
+            for url in [a, b] {
+                let v: Value = via
+                    .post(url)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                seen.push(v["query"].as_str().unwrap().to_string());
+            }
+            let mut next: Option<(String, String)> = None;
+            loop {
+                let mut req = via.get(table.clone());
+                if let Some((p, r)) = &next {
+                    req = req.query(&[("NextPartitionKey", p), ("NextRowKey", r)]);
+                }
+                let resp = req.send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let h = |n: &str| {
+                    resp.headers()
+                        .get(n)
+                        .map(|v| v.to_str().unwrap().to_string())
+                };
+                next =
+                    h("x-ms-continuation-nextpartitionkey").zip(h("x-ms-continuation-nextrowkey"));
+                let v: Value = resp.json().await.unwrap();
+                seen.push(v["value"][0]["PartitionKey"].as_str().unwrap().to_string());
+                if next.is_none() {
+                    break;
+                }
+            }
+            seen
+        }
+    };
+    let d = record(&dirs, &up, "lookalike", &[]);
+    let live = run(client(&d, &dirs), ["570", "440"]).await;
+    assert_eq!(
+        live,
+        [
+            "appid=570",
+            "appid=440",
+            "partition-1",
+            "partition-2",
+            "partition-3"
+        ]
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    // Replayed with the two games asked in the other order, each gets its own answer.
+    let r = Daemon::start(&dirs, &["replay", "--session", "lookalike"]);
+    let replayed = run(client(&r, &dirs), ["440", "570"]).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        replayed,
+        [
+            "appid=440",
+            "appid=570",
+            "partition-1",
+            "partition-2",
+            "partition-3"
+        ]
+    );
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

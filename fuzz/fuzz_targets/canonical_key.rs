@@ -18,6 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tapedeck_fuzz::{fields, header_lines, header_map, text};
 use tapedeck_model::exchange::canonical::{canonical, identify, sort_keys, CanonicalBody, KeyBody};
+use tapedeck_model::credential::NameKind;
 use tapedeck_model::exchange::redact::{self, Secrets};
 use tapedeck_model::exchange::{header, BodyRef, Event, Kind, RequestRecord, Timing};
 use tapedeck_model::rules::{RuleArgs, Rules};
@@ -53,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     // The live request in its stored form, as replay makes it.
     let mut secrets = Secrets::default();
     let url = redact::url(&url, &rules, &mut secrets);
-    let mut headers = redact::headers(&map, &rules, &mut secrets);
+    let mut headers = redact::headers(&map, NameKind::Header, &rules, &mut secrets);
     let ct = header(&headers, "content-type").map(str::to_string);
     let limit = tapedeck_store::keep_limit(ct.as_deref());
     let (stored, whole) = redact::stored_body(body, ct.as_deref(), limit, &rules, &mut secrets);

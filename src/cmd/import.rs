@@ -19,6 +19,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::{msg, CmdError, CmdResult};
+use tapedeck_model::credential::NameKind;
 use tapedeck_model::exchange::{header, BodyRef, Event};
 use tapedeck_model::rules::Rules;
 use tapedeck_model::session::SessionName;
@@ -280,10 +281,17 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
     let url = redact::url(&ev.request.url, rules, &mut secrets);
     let mut changed = url != ev.request.url;
     ev.request.url = url;
-    changed |= redact::stored_headers(&mut ev.request.headers, rules, &mut secrets);
+    changed |= redact::stored_headers(
+        &mut ev.request.headers,
+        NameKind::Header,
+        rules,
+        &mut secrets,
+    );
     if let Some(r) = ev.response.as_mut() {
-        changed |= redact::stored_headers(&mut r.headers, rules, &mut secrets);
-        changed |= redact::stored_headers(&mut r.trailers, rules, &mut secrets);
+        changed |=
+            redact::stored_headers(&mut r.headers, NameKind::AnswerHeader, rules, &mut secrets);
+        changed |=
+            redact::stored_headers(&mut r.trailers, NameKind::AnswerHeader, rules, &mut secrets);
     }
     // The request's body first, as record reads it, then the answer's.
     let mut bodies = Vec::with_capacity(2);
@@ -394,11 +402,21 @@ fn refuse_secrets(ev: &Event, r: &BodyRef, file: &FileBody, rules: &Rules) -> Re
     use tapedeck_model::exchange::redact::{self, BodyScrubber, Secrets};
     let mut secrets = Secrets::default();
     redact::url(&ev.request.url, rules, &mut secrets);
-    redact::stored_headers(&mut ev.request.headers.clone(), rules, &mut secrets);
+    redact::stored_headers(
+        &mut ev.request.headers.clone(),
+        NameKind::Header,
+        rules,
+        &mut secrets,
+    );
     let mut ct = None;
     let mut answer = false;
     if let Some(resp) = &ev.response {
-        redact::stored_headers(&mut resp.headers.clone(), rules, &mut secrets);
+        redact::stored_headers(
+            &mut resp.headers.clone(),
+            NameKind::AnswerHeader,
+            rules,
+            &mut secrets,
+        );
         if resp.body.b3 == r.b3 {
             ct = header(&resp.headers, "content-type");
             answer = true;

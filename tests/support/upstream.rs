@@ -20,7 +20,8 @@
 //!   `GET /weather?city=Paris`; `GET /empty?status=200` (zero bytes,
 //!   `Content-Length: 0`; 204 and 304 without it); `GET /empty-list`;
 //!   `GET /page?cursor=C` one page and the cursor of the next (a value only this answer
-//!   holds, as pagination APIs do); `HEAD` of any `GET` route;
+//!   holds, as pagination APIs do); `GET /table?NextPartitionKey=K` Azure Table paging
+//!   (the next keys in `x-ms-continuation-*` answer headers); `HEAD` of any `GET` route;
 //!   `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings` (scripted);
 //!   hostile to secrets: `GET /echo-auth` echoes `Authorization` in `x-echoed`;
 //!   `GET /sse-echo-auth?bytes=N` a long event stream echoing the bearer credential and
@@ -807,6 +808,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/gzip-broken") => gzip_broken(q, &authorization(&req)),
         (&Method::GET, "/empty") => empty(q),
         (&Method::GET, "/page") => page(q),
+        (&Method::GET, "/table") => table_page(q),
         (&Method::GET, "/empty-list") => json_response(StatusCode::OK, &json!([])),
         (&Method::GET, "/latin1-header") => {
             // A file name in raw Latin-1, as some servers still send one: not UTF-8.
@@ -899,6 +901,39 @@ fn page(q: Option<&str>) -> Response<FixtureBody> {
         StatusCode::OK,
         &json!({"cursor": cursor, "items": ["a", "b"], "next_cursor": next_cursor(&cursor)}),
     )
+}
+
+/// Azure Table storage's paging: the next page's keys come back in answer headers
+/// (`x-ms-continuation-NextPartitionKey`, `…-NextRowKey`) and the client sends them as
+/// query parameters of the next call; three pages.
+fn table_page(q: Option<&str>) -> Response<FixtureBody> {
+    let key = query_param(q, "NextPartitionKey").unwrap_or_default();
+    let page = match key.as_str() {
+        "" => 1,
+        "1!12!cGFydGl0aW9uLTI-" => 2,
+        _ => 3,
+    };
+    let mut resp = json_response(
+        StatusCode::OK,
+        &json!({"value": [{"PartitionKey": format!("partition-{page}"), "RowKey": "r1"}]}),
+    );
+    let next = match page {
+        1 => Some("1!12!cGFydGl0aW9uLTI-"),
+        2 => Some("1!12!cGFydGl0aW9uLTM-"),
+        _ => None,
+    };
+    if let Some(next) = next {
+        let h = resp.headers_mut();
+        h.insert(
+            "x-ms-continuation-NextPartitionKey",
+            next.parse().expect("header"),
+        );
+        h.insert(
+            "x-ms-continuation-NextRowKey",
+            "1!8!cm93LTAwMDE-".parse().expect("header"),
+        );
+    }
+    resp
 }
 
 /// The `/json` document (~1 KB).

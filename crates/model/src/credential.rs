@@ -5,23 +5,31 @@
 //! `xi-api-key`, Azure's `Ocp-Apim-Subscription-Key` (Bing search), RapidAPI's
 //! `X-RapidAPI-Key`, Weaviate's `X-OpenAI-Api-Key`, Vault's `X-Vault-Token`, an S3
 //! presigned URL's `X-Amz-Security-Token` and `X-Amz-Signature`, an Azure SAS URL's
-//! `sig`, Wolfram|Alpha's and OpenWeatherMap's `appid`, the `authorization_token` of
-//! Anthropic's MCP connector and the `headers.Authorization` of OpenAI's MCP tool in a
-//! request body. No list keeps up with them, so a name is also read for what it says:
-//! lower-cased, with `-`, `_`, `.` and spaces dropped, a name that ends in `apikey`,
-//! `accesstoken`, `secret`, `password` and the like is a credential's
-//! ([`credential_name`]).
+//! `sig`, the `authorization_token` of Anthropic's MCP connector and the
+//! `headers.Authorization` of OpenAI's MCP tool in a request body. No list keeps up with
+//! them, so a name is also read for what it says: lower-cased, with `-`, `_`, `.` and
+//! spaces dropped, a name that ends in `apikey`, `accesstoken`, `secret`, `password` and
+//! the like is a credential's ([`credential_name`]).
 //!
-//! Each kind of name reads a little differently. A body field named `token` is a
-//! logprob's text and `signature` is Claude's thinking signature, and a `pageToken`
-//! carries the next page, not a credential; so fields and query parameters take only the
-//! compound endings. A request header whose name ends in `key` or `token` is a
-//! credential in practice, save the few listed in [`HEADER_NOT_SECRET`].
+//! Each kind of name reads a little differently, because redacting what is not a
+//! credential breaks replay: two calls that differ only in a redacted value become one
+//! (Steam's `appid=570` and `appid=440`), and a value the client sends back (a cursor in
+//! an answer's header, a secret's name in a model's tool call) no longer matches. A body
+//! field named `token` is a logprob's text and `signature` is Claude's thinking
+//! signature, and a `pageToken` carries the next page; so fields and query parameters
+//! take only the compound endings, an answer's headers too, and a request header whose
+//! name ends in `key` or `token` is a credential, save the few in [`HEADER_NOT_SECRET`].
+//! Values too short to be a key are left to the lists ([`MIN_VALUE`]).
 
 /// What kind of name [`credential_name`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameKind {
+    /// A request's header.
     Header,
+    /// An answer's header (or trailer): read by the compound endings only. Credentials
+    /// travel in requests; an answer's `x-ms-continuation-NextPartitionKey` is a cursor
+    /// the client sends back, and redacting it would make replay miss.
+    AnswerHeader,
     Query,
     /// A JSON, form, multipart or XML field.
     Field,
@@ -30,6 +38,12 @@ pub enum NameKind {
 /// The longest name read, in bytes as written; a longer name is not taken for a
 /// credential's (a streaming scanner holds back this much of a key to compare it).
 pub const MAX_NAME: usize = 64;
+
+/// A header's or query parameter's value shorter than this is not taken for a
+/// credential when only its name says so: no service issues keys that short, and
+/// redacting `?appid=570` would make two different calls one (replay would serve each
+/// the other's answer).
+pub const MIN_VALUE: usize = 8;
 
 /// Endings that make a credential's name in every kind of name.
 const ENDINGS: &[&[u8]] = &[
@@ -45,20 +59,43 @@ const ENDINGS: &[&[u8]] = &[
     b"identitytoken",
     b"idtoken",
     b"privatetoken",
+    b"clienttoken",
+    b"subjecttoken",
+    b"actortoken",
+    b"oauthtoken",
+    b"githubtoken",
+    b"hftoken",
+    b"bottoken",
     b"accesskey",
     b"secretkey",
     b"privatekey",
     b"signingkey",
     b"subscriptionkey",
+    b"appkey",
+    b"applicationkey",
+    b"licensekey",
+    b"authkey",
+    b"clientkey",
+    b"sessionkey",
+    b"servicerolekey",
+    b"writekey",
+    b"masterkey",
+    b"adminkey",
     b"secret",
     b"password",
+    b"passwordconfirmation",
     b"passwd",
     b"passphrase",
+    b"passcode",
     b"authorization",
     b"cookie",
+    b"connectionstring",
+    b"secretstring",
+    b"codeverifier",
+    b"clientassertion",
 ];
 
-/// Endings that make a credential's name in a header (beside [`ENDINGS`]).
+/// Endings that make a credential's name in a request's header (beside [`ENDINGS`]).
 const HEADER_ENDINGS: &[&[u8]] = &[
     b"key",
     b"token",
@@ -66,10 +103,15 @@ const HEADER_ENDINGS: &[&[u8]] = &[
     b"signature",
     b"credential",
     b"credentials",
+    b"authentication",
+    // Azure Resource Manager's `x-ms-authorization-auxiliary: Bearer …`.
+    b"authorizationauxiliary",
+    // JFrog Artifactory's `X-JFrog-Art-Api`.
+    b"artapi",
 ];
 
 /// Header names that end like a credential's and are not: a WebSocket handshake's
-/// nonce, a retry's idempotency key, a CDN's cache keys, pagination cursors.
+/// nonce, a retry's idempotency key, a CDN's cache keys.
 const HEADER_NOT_SECRET: &[&[u8]] = &[
     b"secwebsocketkey",
     b"idempotencykey",
@@ -79,30 +121,46 @@ const HEADER_NOT_SECRET: &[&[u8]] = &[
     b"cachekey",
 ];
 
-/// Endings of pagination cursors, never a credential's.
-const CURSOR_ENDINGS: &[&[u8]] = &[b"pagetoken", b"nexttoken", b"continuationtoken"];
+/// Endings of pagination cursors and table keys, never a credential's (nor is any name
+/// with `continuation` in it).
+const CURSOR_ENDINGS: &[&[u8]] = &[b"pagetoken", b"nexttoken", b"partitionkey", b"rowkey"];
 
 /// Query parameters that are credentials under short names of their own: an Azure SAS
-/// signature, Wolfram|Alpha's and OpenWeatherMap's key, Firebase's ID token, HubSpot's
-/// legacy key.
-const QUERY_NAMES: &[&[u8]] = &[b"sig", b"appid", b"auth", b"hapikey"];
+/// signature, Firebase's ID token, HubSpot's legacy key.
+const QUERY_NAMES: &[&[u8]] = &[b"sig", b"auth", b"hapikey"];
+
+/// Query parameters that are credentials on one service's hosts only: `appid` is
+/// OpenWeatherMap's and Wolfram|Alpha's key, and Steam's game number elsewhere.
+const QUERY_ON_HOSTS: &[(&str, &[u8])] = &[
+    ("openweathermap.org", b"appid"),
+    ("wolframalpha.com", b"appid"),
+];
 
 /// Endings that make a credential's query parameter (beside [`ENDINGS`]): presigned
 /// URLs' `X-Amz-Signature`, `X-Goog-Signature`, CloudFront's `Signature`, and their
 /// `X-Amz-Credential`.
 const QUERY_ENDINGS: &[&[u8]] = &[b"signature", b"credential"];
 
+/// Body fields that are credentials under short names of their own: WordPress's login
+/// form's `pwd`.
+const FIELD_NAMES: &[&[u8]] = &[b"pwd"];
+
+/// Body fields that end like a credential's and are not: a bare `secret` names the
+/// secret a tool is asked to read (`read_secret({"secret": "prod/db-password"})`), and
+/// redacting it in the model's answer would make the tool's call that follows miss.
+const FIELD_NOT_SECRET: &[&[u8]] = &[b"secret"];
+
 /// The last three bytes of every ending and name above.
 const TAILS: &[[u8; 3]] = &[
     *b"key", *b"ken", *b"ret", *b"ord", *b"swd", *b"ase", *b"ion", *b"kie", *b"ure", *b"uth",
-    *b"ial", *b"als", *b"sig", *b"pid",
+    *b"ial", *b"als", *b"sig", *b"pid", *b"ing", *b"ode", *b"ier", *b"api", *b"ary", *b"pwd",
 ];
 
 /// A name as [`credential_name`] reads it: lower-cased, `-`, `_`, `.` and spaces dropped
 /// (`[redact] keep` names are kept in this form).
 pub fn normalise(name: &str) -> String {
     let mut buf = [0u8; MAX_NAME];
-    let n = fold(name.as_bytes(), &mut buf);
+    let n = fold(effective(name.as_bytes()), &mut buf);
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -122,12 +180,32 @@ fn is_separator(b: u8) -> bool {
     matches!(b, b'-' | b'_' | b'.' | b' ')
 }
 
+/// The part of a name that says what it holds: the last bracketed segment of a form's
+/// `user[password]`, without the digits of Django's `password1`.
+fn effective(name: &[u8]) -> &[u8] {
+    let mut name = name;
+    if let Some(inner) = name.strip_suffix(b"]") {
+        if let Some(at) = inner.iter().rposition(|&b| b == b'[') {
+            name = &inner[at + 1..];
+        }
+    }
+    while let [rest @ .., last] = name {
+        if last.is_ascii_digit() || is_separator(*last) {
+            name = rest;
+        } else {
+            break;
+        }
+    }
+    name
+}
+
 /// Whether `name` says its value is a credential (see the module's text), unless it is
 /// one of `keep` (names in [`normalise`]d form that the user says are not).
 pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
     if name.len() > MAX_NAME {
         return false;
     }
+    let name = effective(name);
     // Most names end unlike any credential's: their last three bytes tell (every ending
     // has three), before the name is folded.
     let mut tail = [0u8; 3];
@@ -147,25 +225,48 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
     let mut buf = [0u8; MAX_NAME];
     let n = fold(name, &mut buf);
     let name = &buf[..n];
-    if CURSOR_ENDINGS.iter().any(|e| name.ends_with(e)) || keep.iter().any(|k| k.as_bytes() == name)
+    if CURSOR_ENDINGS.iter().any(|e| name.ends_with(e))
+        || name.windows(12).any(|w| w == b"continuation")
+        || keep.iter().any(|k| k.as_bytes() == name)
     {
         return false;
     }
+    let header = matches!(kind, NameKind::Header | NameKind::AnswerHeader);
+    // CORS's `Access-Control-Allow-Credentials: true` and its kin.
+    if header && name.starts_with(b"accesscontrol") {
+        return false;
+    }
     if ENDINGS.iter().any(|e| name.ends_with(e)) {
-        // CORS's `Access-Control-Allow-Credentials: true` and its kin.
-        return !(kind == NameKind::Header && name.starts_with(b"accesscontrol"));
+        return !(kind == NameKind::Field && FIELD_NOT_SECRET.contains(&name));
     }
     match kind {
         NameKind::Header => {
-            !name.starts_with(b"accesscontrol")
-                && !HEADER_NOT_SECRET.contains(&name)
-                && HEADER_ENDINGS.iter().any(|e| name.ends_with(e))
+            !HEADER_NOT_SECRET.contains(&name) && HEADER_ENDINGS.iter().any(|e| name.ends_with(e))
         }
+        NameKind::AnswerHeader => false,
         NameKind::Query => {
             QUERY_NAMES.contains(&name) || QUERY_ENDINGS.iter().any(|e| name.ends_with(e))
         }
-        NameKind::Field => false,
+        NameKind::Field => FIELD_NAMES.contains(&name),
     }
+}
+
+/// Whether a query parameter is a credential on this host (lower-case, no port) by a
+/// rule of that service's own ([`QUERY_ON_HOSTS`]).
+pub fn query_credential_on(host: &str, name: &[u8], keep: &[String]) -> bool {
+    if name.len() > MAX_NAME {
+        return false;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let n = fold(effective(name), &mut buf);
+    let name = &buf[..n];
+    !keep.iter().any(|k| k.as_bytes() == name)
+        && QUERY_ON_HOSTS.iter().any(|(h, q)| {
+            *q == name
+                && host
+                    .strip_suffix(h)
+                    .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+        })
 }
 
 #[cfg(test)]
@@ -210,6 +311,10 @@ mod tests {
             "x-amz-server-side-encryption-customer-key",
             "Stripe-Signature",
             "X-CSRF-Token",
+            "Authentication",
+            "x-ms-authorization-auxiliary",
+            "X-JFrog-Art-Api",
+            "X-Api-Key-2",
         ] {
             assert!(header(n), "{n} should be a credential header");
         }
@@ -233,9 +338,24 @@ mod tests {
             "content-type",
             "keep-alive",
             "x-amz-server-side-encryption-customer-key-md5",
+            "x-ms-continuation-NextPartitionKey",
+            "x-ms-continuation-NextRowKey",
+            "x-ms-continuation",
             "",
         ] {
             assert!(!header(n), "{n} should not be a credential header");
+        }
+        // An answer's header is read by the compound endings only.
+        let answer = |n: &str| credential_name(NameKind::AnswerHeader, n.as_bytes(), &[]);
+        assert!(answer("X-Subject-Auth-Token"));
+        assert!(answer("set-cookie"));
+        for n in [
+            "x-cache-key",
+            "X-Request-Token",
+            "x-amzn-signature",
+            "x-auth",
+        ] {
+            assert!(!answer(n), "{n} should not be read in an answer");
         }
     }
 
@@ -248,9 +368,13 @@ mod tests {
             "X-Goog-Signature",
             "Signature",
             "sig",
-            "appid",
-            "app_id",
             "auth",
+            "app_key",
+            "application_key",
+            "license_key",
+            "auth_key",
+            "code_verifier",
+            "user[password]",
             "access_key",
             "private_token",
             "auth_token",
@@ -282,8 +406,16 @@ mod tests {
             "Authorization",
             "Cookie",
             "client_secret",
-            "secret",
             "db_password",
+            "password1",
+            "user[password_confirmation]",
+            "pwd",
+            "github_token",
+            "service_role_key",
+            "writeKey",
+            "connection_string",
+            "SecretString",
+            "client_assertion",
             "private_key",
             "id_token",
             "secret_access_key",
@@ -304,6 +436,10 @@ mod tests {
             "key",
             "sig",
             "appid",
+            "secret",
+            "secret_name",
+            "eos_token",
+            "PartitionKey",
         ] {
             assert!(!field(n), "{n} should not be a credential field");
         }
@@ -324,6 +460,8 @@ mod tests {
             .chain(HEADER_ENDINGS)
             .chain(QUERY_NAMES)
             .chain(QUERY_ENDINGS)
+            .chain(FIELD_NAMES)
+            .chain(QUERY_ON_HOSTS.iter().map(|(_, q)| q))
         {
             let tail: [u8; 3] = e[e.len() - 3..].try_into().unwrap();
             assert!(TAILS.contains(&tail), "{}", String::from_utf8_lossy(e));

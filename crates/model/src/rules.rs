@@ -739,26 +739,46 @@ impl Rules {
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
 
-    /// Whether a header's value is never stored: it is listed, or its name says it is a
-    /// credential's ([`credential_name`]) and the user neither matches on it nor keeps it.
+    /// Whether a request header of this name is never stored in clear, whatever its
+    /// value: it is listed, or its name says it is a credential's ([`credential_name`])
+    /// and the user neither matches on it nor keeps it. Such a header takes no part in
+    /// matching.
     pub fn is_redacted_header(&self, name: &str) -> bool {
+        self.listed_header(name) || self.header_by_name(NameKind::Header, name)
+    }
+
+    /// Whether this header's value is stored as [`REDACTED`]: a listed header always; one
+    /// whose name alone says so (in a request, or by the compound endings in an answer)
+    /// when the value is long enough to be a credential ([`credential::MIN_VALUE`]).
+    pub fn redacts_header(&self, kind: NameKind, name: &str, value: &str) -> bool {
+        self.listed_header(name)
+            || (value.trim().len() >= credential::MIN_VALUE && self.header_by_name(kind, name))
+    }
+
+    fn listed_header(&self, name: &str) -> bool {
         self.redact_headers
             .iter()
             .any(|h| h.eq_ignore_ascii_case(name))
-            || (credential_name(NameKind::Header, name.as_bytes(), &self.keep_names)
-                && !self
-                    .match_headers
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(name)))
     }
 
-    /// Whether a query parameter's value is never stored: it is listed, or its name says
-    /// it is a credential's and the user does not keep it.
-    pub fn is_redacted_query(&self, name: &str) -> bool {
+    fn header_by_name(&self, kind: NameKind, name: &str) -> bool {
+        credential_name(kind, name.as_bytes(), &self.keep_names)
+            && !self
+                .match_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a query parameter's value is stored as [`REDACTED`]: it is listed, or its
+    /// name says it is a credential's (in general, or on this host: lower-case, no port)
+    /// and the value is long enough to be one.
+    pub fn redacts_query(&self, host: &str, name: &str, value: &str) -> bool {
         self.redact_query
             .iter()
             .any(|q| q.eq_ignore_ascii_case(name))
-            || credential_name(NameKind::Query, name.as_bytes(), &self.keep_names)
+            || (value.len() >= credential::MIN_VALUE
+                && (credential_name(NameKind::Query, name.as_bytes(), &self.keep_names)
+                    || credential::query_credential_on(host, name.as_bytes(), &self.keep_names)))
     }
 
     /// Whether calls to `host` (lower-case) must keep their recorded order.
@@ -841,26 +861,41 @@ mod tests {
     #[test]
     fn credential_names_are_redacted_unless_matched_on_or_kept() {
         let r = Rules::default();
-        assert!(r.is_redacted_header("xi-api-key"));
-        assert!(r.is_redacted_header("X-Vault-Token"));
-        assert!(!r.is_redacted_header("idempotency-key"));
-        assert!(r.is_redacted_query("X-Amz-Signature"));
-        assert!(!r.is_redacted_query("pageToken"));
+        let key = "a-value-long-enough";
+        let header = |r: &Rules, n: &str| r.redacts_header(NameKind::Header, n, key);
+        let query = |r: &Rules, n: &str| r.redacts_query("api.example.com", n, key);
+        assert!(header(&r, "xi-api-key"));
+        assert!(header(&r, "X-Vault-Token"));
+        assert!(!header(&r, "idempotency-key"));
+        assert!(query(&r, "X-Amz-Signature"));
+        assert!(!query(&r, "pageToken"));
+        // Too short to be a credential: only a listed name is redacted whatever its value.
+        assert!(!r.redacts_header(NameKind::Header, "X-Vault-Token", "abc"));
+        assert!(r.redacts_header(NameKind::Header, "x-api-key", "abc"));
+        assert!(!r.redacts_query("api.example.com", "sig", "570"));
+        assert!(r.redacts_query("api.example.com", "key", "570"));
+        // An answer's header by the compound endings only.
+        assert!(!r.redacts_header(NameKind::AnswerHeader, "x-ms-continuation-nextrowkey", key));
+        assert!(!r.redacts_header(NameKind::AnswerHeader, "x-request-token", key));
+        assert!(r.redacts_header(NameKind::AnswerHeader, "x-subject-auth-token", key));
+        // `appid` on the hosts where it is a key.
+        assert!(r.redacts_query("api.openweathermap.org", "appid", key));
+        assert!(!r.redacts_query("api.steampowered.com", "appid", key));
         // A header the user matches on takes part in matching, so it is stored.
         let args = RuleArgs {
             match_headers: vec!["X-Tenant-Key".into()],
             ..Default::default()
         };
         let r = Rules::from_toml("[redact]\nkeep = [\"app_id\", \"X-Team-Token\"]", &args).unwrap();
-        assert!(!r.is_redacted_header("x-tenant-key"));
-        assert!(!r.is_redacted_header("x-team-token"));
-        assert!(!r.is_redacted_query("appId"));
-        assert!(r.is_redacted_query("sig"));
+        assert!(!header(&r, "x-tenant-key"));
+        assert!(!header(&r, "x-team-token"));
+        assert!(!r.redacts_query("api.openweathermap.org", "appId", key));
+        assert!(query(&r, "sig"));
         // Kept names change what is stored, so keys: the fingerprint says so.
         assert_ne!(r.match_fingerprint(), Rules::default().match_fingerprint());
         // The lists still redact what they name.
         let r = Rules::from_toml("[redact]\nkeep = [\"x-api-key\"]", &RuleArgs::default()).unwrap();
-        assert!(r.is_redacted_header("x-api-key"));
+        assert!(header(&r, "x-api-key"));
     }
 
     #[test]

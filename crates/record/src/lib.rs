@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
+use tapedeck_model::credential::NameKind;
 use tapedeck_model::exchange::canonical::{identify, KeyBody};
 use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
@@ -317,7 +318,8 @@ impl Recorder {
             .or(ctx.agent.clone());
         let mut secrets = Secrets::default();
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let req_headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let req_headers =
+            redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
         let req_ct = header(&req_headers, "content-type").map(str::to_string);
         let mut req_capture = Capture::new(
             self.store.clone(),
@@ -424,7 +426,12 @@ impl Recorder {
             };
             pending.queue_key();
         }
-        let mut resp_headers = redact::headers(&rparts.headers, &self.rules, &mut pending.secrets);
+        let mut resp_headers = redact::headers(
+            &rparts.headers,
+            NameKind::AnswerHeader,
+            &self.rules,
+            &mut pending.secrets,
+        );
         redact::scrub_headers(&mut resp_headers, &pending.secrets);
         if let Some(err) = self.refuse_by_length(&resp_headers) {
             tracing::warn!("#{step} {}", err.message);
@@ -1399,7 +1406,12 @@ impl ResponseTee {
                 // handing them on, so the body ends here, not at a `None` never read.
                 let end = self.inner.is_end_stream() || frame.is_trailers();
                 if let (Some(fields), Some(p)) = (frame.trailers_ref(), self.pending.as_mut()) {
-                    let fields = redact::headers(fields, &p.recorder.rules, &mut p.secrets);
+                    let fields = redact::headers(
+                        fields,
+                        NameKind::AnswerHeader,
+                        &p.recorder.rules,
+                        &mut p.secrets,
+                    );
                     if let Some(head) = p.head.as_mut() {
                         head.trailers = fields;
                     }

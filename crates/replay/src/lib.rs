@@ -33,6 +33,7 @@ use hyper::{Request, Response, StatusCode};
 
 use index::{Reorders, Slot, TraceIndex};
 use request::ReadBody;
+use tapedeck_model::credential::NameKind;
 use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::inject::Injection;
@@ -742,7 +743,8 @@ impl Replayer {
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .or_else(|| ctx.agent.clone());
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
-        let mut headers = redact::headers(&parts.headers, &self.rules, &mut secrets);
+        let mut headers =
+            redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
         let ct = header(&headers, "content-type").map(str::to_string);
         let coding = header(&headers, "content-encoding").and_then(Coding::parse);
         let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);

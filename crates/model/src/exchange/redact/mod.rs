@@ -187,12 +187,19 @@ impl Collected {
 /// Copies headers for storage: lower-case names, secret values replaced, URLs redacted,
 /// a value that is not UTF-8 kept as its bytes ([`crate::exchange::header_text`]). Call
 /// [`scrub_headers`] once every secret of the exchange is known.
-pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> Vec<Header> {
+/// `kind` says whether they are a request's ([`NameKind::Header`]) or an answer's
+/// ([`NameKind::AnswerHeader`]).
+pub fn headers(
+    map: &http::HeaderMap,
+    kind: NameKind,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> Vec<Header> {
     map.iter()
         .map(|(name, value)| {
             let name = name.as_str().to_ascii_lowercase();
-            let text = || String::from_utf8_lossy(value.as_bytes());
-            match redacted_value(&name, text, rules, secrets) {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            match redacted_value(&name, text, kind, rules, secrets) {
                 Some(redacted) => (name, redacted),
                 None => (name, crate::exchange::header_text(value.as_bytes())),
             }
@@ -203,23 +210,24 @@ pub fn headers(map: &http::HeaderMap, rules: &Rules, secrets: &mut Secrets) -> V
 /// A header's stored value where it is not the value sent: a secret header's
 /// [`REDACTED`] (its value added to `secrets`), a URL redacted, credential
 /// subprotocols redacted. `None`: stored as sent. `name` is lower case.
-fn redacted_value<'a>(
+fn redacted_value(
     name: &str,
-    text: impl FnOnce() -> Cow<'a, str>,
+    text: Cow<'_, str>,
+    kind: NameKind,
     rules: &Rules,
     secrets: &mut Secrets,
 ) -> Option<String> {
-    if rules.is_redacted_header(name) {
+    if rules.redacts_header(kind, name, &text) {
         if name == "cookie" || name == "set-cookie" {
-            secrets.add_cookies(&text());
+            secrets.add_cookies(&text);
         } else {
-            secrets.add(&text());
+            secrets.add(&text);
         }
         Some(REDACTED.to_string())
     } else if URL_HEADERS.contains(&name) {
-        Some(url(&text(), rules, secrets))
+        Some(url(&text, rules, secrets))
     } else if name == "sec-websocket-protocol" {
-        Some(subprotocols(&text(), secrets))
+        Some(subprotocols(&text, secrets))
     } else {
         None
     }
@@ -228,7 +236,12 @@ fn redacted_value<'a>(
 /// Redacts headers already in their stored form (a tape written or edited by hand) as
 /// [`headers`] redacts those sent; a header already redacted stays as it is. Whether
 /// any value changed.
-pub fn stored_headers(headers: &mut [Header], rules: &Rules, secrets: &mut Secrets) -> bool {
+pub fn stored_headers(
+    headers: &mut [Header],
+    kind: NameKind,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> bool {
     let mut changed = false;
     for (name, value) in headers.iter_mut() {
         if value == REDACTED {
@@ -239,7 +252,7 @@ pub fn stored_headers(headers: &mut [Header], rules: &Rules, secrets: &mut Secre
             .map(Cow::into_owned)
             .unwrap_or_default();
         if let Some(redacted) =
-            redacted_value(&name, || String::from_utf8_lossy(&bytes), rules, secrets)
+            redacted_value(&name, String::from_utf8_lossy(&bytes), kind, rules, secrets)
         {
             if redacted != *value {
                 *value = redacted;
@@ -254,11 +267,26 @@ pub fn stored_headers(headers: &mut [Header], rules: &Rules, secrets: &mut Secre
 /// WebSocket, so the OpenAI Realtime API takes the key as a subprotocol.
 const CREDENTIAL_SUBPROTOCOLS: &[&str] = &["openai-insecure-api-key."];
 
+/// Subprotocols that say the next one in the list is a credential: Deepgram's browser
+/// clients send `Sec-WebSocket-Protocol: token, KEY`.
+const CREDENTIAL_MARKER_SUBPROTOCOLS: &[&str] = &["token", "bearer"];
+
 /// A `Sec-WebSocket-Protocol` list with the credentials in it redacted.
 fn subprotocols(text: &str, secrets: &mut Secrets) -> String {
+    let mut after_marker = false;
     text.split(',')
         .map(|p| {
             let p = p.trim();
+            let follows_marker = std::mem::replace(
+                &mut after_marker,
+                CREDENTIAL_MARKER_SUBPROTOCOLS
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(p)),
+            );
+            if follows_marker && !p.is_empty() && p != REDACTED {
+                secrets.add(p);
+                return REDACTED.to_string();
+            }
             match CREDENTIAL_SUBPROTOCOLS
                 .iter()
                 .find_map(|prefix| p.strip_prefix(prefix).map(|v| (prefix, v)))
@@ -302,9 +330,13 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
+    let host = match (query, fragment) {
+        (None, None) => String::new(),
+        _ => host_of(base).map(|(h, _)| h).unwrap_or_default(),
+    };
     let base = path_secrets(base, rules, secrets);
-    let query = query.map(|q| params(q, rules, secrets));
-    let fragment = fragment.map(|f| params(f, rules, secrets));
+    let query = query.map(|q| params(q, &host, rules, secrets));
+    let fragment = fragment.map(|f| params(f, &host, rules, secrets));
     if matches!(base, Cow::Borrowed(_))
         && !matches!(query, Some(Cow::Owned(_)))
         && !matches!(fragment, Some(Cow::Owned(_)))
@@ -509,15 +541,19 @@ fn userinfo<'a>(url: &'a str, secrets: &mut Secrets) -> Cow<'a, str> {
     Cow::Owned(format!("{}{REDACTED}{}", &url[..start], &url[at..]))
 }
 
-/// A query string (or fragment) with secret parameters' values replaced.
-fn params<'a>(query: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
+/// A query string (or fragment) of a URL to `host` with secret parameters' values
+/// replaced.
+fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
     let mut changed = false;
     let parts: Vec<Cow<str>> = query
         .split('&')
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-            if !value.is_empty() && value != REDACTED && rules.is_redacted_query(decoded.trim()) {
+            if !value.is_empty()
+                && value != REDACTED
+                && rules.redacts_query(host, decoded.trim(), value)
+            {
                 changed = true;
                 secrets.add_encoded(value);
                 Cow::Owned(format!("{name}={REDACTED}"))
@@ -640,7 +676,7 @@ mod tests {
         let echoed = [key.as_bytes(), b" \xe9"].concat();
         h.insert("x-echo", http::HeaderValue::from_bytes(&echoed).unwrap());
         let mut secrets = Secrets::default();
-        let mut stored = headers(&h, &Rules::default(), &mut secrets);
+        let mut stored = headers(&h, NameKind::Header, &Rules::default(), &mut secrets);
         let value = |name: &str, stored: &[Header]| {
             stored.iter().find(|(n, _)| n == name).unwrap().1.clone()
         };
@@ -687,12 +723,31 @@ mod tests {
                 .unwrap(),
         );
         let mut secrets = Secrets::default();
-        let stored = headers(&h, &Rules::default(), &mut secrets);
+        let stored = headers(&h, NameKind::Header, &Rules::default(), &mut secrets);
         assert_eq!(
             stored[0].1,
             "realtime, openai-insecure-api-key.[REDACTED], openai-beta.realtime-v1"
         );
         assert!(secrets.scrub(b"echo sk-proj-0123456789abcdef").is_some());
+        // Deepgram's browser clients: `token, KEY` (the marker, then the key).
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "sec-websocket-protocol",
+            "token, dg-0123456789abcdef".parse().unwrap(),
+        );
+        let mut secrets = Secrets::default();
+        let stored = headers(&h, NameKind::Header, &Rules::default(), &mut secrets);
+        assert_eq!(stored[0].1, "token, [REDACTED]");
+        assert!(secrets.scrub(b"echo dg-0123456789abcdef").is_some());
+        // Stored again (a tape imported), it stays as it is.
+        let mut again = stored.clone();
+        let changed = stored_headers(
+            &mut again,
+            NameKind::Header,
+            &Rules::default(),
+            &mut Secrets::default(),
+        );
+        assert!(!changed && again == stored, "{again:?}");
     }
 
     fn whole(data: &[u8], ct: Option<&str>, rules: &Rules, secrets: &mut Secrets) -> String {
@@ -706,7 +761,7 @@ mod tests {
         map.insert("authorization", "Bearer sk-live-123456789".parse().unwrap());
         map.insert("content-type", "application/json".parse().unwrap());
         let mut secrets = Secrets::default();
-        let h = headers(&map, &rules, &mut secrets);
+        let h = headers(&map, NameKind::Header, &rules, &mut secrets);
         assert!(h.contains(&("authorization".into(), REDACTED.into())));
         assert!(h.contains(&("content-type".into(), "application/json".into())));
         let u = url(
@@ -769,7 +824,7 @@ mod tests {
             "location",
             "https://a.test/cb?token=t-abcdefgh".parse().unwrap(),
         );
-        let mut h = headers(&map, &rules, &mut s);
+        let mut h = headers(&map, NameKind::AnswerHeader, &rules, &mut s);
         scrub_headers(&mut h, &s);
         assert_eq!(h[0].1, "[REDACTED]");
         assert_eq!(h[1].1, "https://a.test/cb?token=[REDACTED]");
