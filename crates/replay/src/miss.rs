@@ -15,7 +15,7 @@ use tapedeck_model::exchange::canonical::UrlParts;
 use tapedeck_model::exchange::jsondiff;
 use tapedeck_model::exchange::redact::{self, Secrets};
 use tapedeck_model::exchange::{Event, Kind};
-use tapedeck_model::rules::Rules;
+use tapedeck_model::rules::{Rules, REDACTED};
 use tapedeck_trace::adapters::recognise::{self, known_host, Api};
 use tapedeck_trace::adapters::ExchangeView;
 
@@ -163,7 +163,17 @@ pub fn differences(expected: &Event, expected_body: BodyView, got: &Received) ->
     }
     lines.extend(body_lines(expected_body, got.body));
     if lines.is_empty() {
-        lines.push("same method, URL and body: a header that matters differs (content-type, accept or --match-header)".into());
+        // The URL was masked as the recording stored it: a value it holds redacted may
+        // be the difference (a query parameter a rule of this replay keeps in clear).
+        let redacted = expected.request.url.contains(REDACTED)
+            || expected_body
+                .small()
+                .is_some_and(|b| b.windows(REDACTED.len()).any(|w| w == REDACTED.as_bytes()));
+        lines.push(if redacted {
+            "same method, URL and body as stored: a value stored as [REDACTED] differs, or a header that matters (content-type, accept or --match-header)".into()
+        } else {
+            "same method, URL and body: a header that matters differs (content-type, accept or --match-header)".into()
+        });
     }
     lines
 }
@@ -503,6 +513,41 @@ mod tests {
             r.redact_query.extend(redacted_query_names(u));
         }
         r
+    }
+
+    #[test]
+    fn a_miss_a_redacted_value_may_explain_says_so() {
+        let event = |url: &str| -> Event {
+            serde_json::from_value(json!({
+                "step": 1, "kind": "tool", "key": "k",
+                "request": {"method": "GET", "url": url, "version": "HTTP/1.1",
+                            "headers": [], "body": {"b3": "b", "len": 0}},
+                "timing": {"start_ns": 0, "end_ns": 0, "ttfb_ns": 0,
+                           "start_unix_ns": 0, "end_unix_ns": 0}
+            }))
+            .unwrap()
+        };
+        let got = |url| Received {
+            method: "GET",
+            url,
+            body: BodyView::Bytes(b""),
+            kind: Kind::Tool,
+        };
+        let empty = BodyView::Bytes(b"");
+        // The live URL masked as the recording stored it: the two look the same.
+        let url = "https://h/weather?city=Paris&team=[REDACTED]";
+        let lines = differences(&event(url), empty, &got(url));
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("a value stored as [REDACTED] differs"),
+            "{lines:?}"
+        );
+        let url = "https://h/weather?city=Paris";
+        let lines = differences(&event(url), empty, &got(url));
+        assert!(
+            lines[0].starts_with("same method, URL and body: a header"),
+            "{lines:?}"
+        );
     }
 
     #[test]
