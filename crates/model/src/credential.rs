@@ -91,6 +91,7 @@ const ENDINGS: &[&[u8]] = &[
     b"cookie",
     b"connectionstring",
     b"secretstring",
+    b"secretbinary",
     b"codeverifier",
     b"clientassertion",
 ];
@@ -415,6 +416,7 @@ mod tests {
             "writeKey",
             "connection_string",
             "SecretString",
+            "SecretBinary",
             "client_assertion",
             "private_key",
             "id_token",

@@ -68,6 +68,9 @@ const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
 #[derive(Clone, Debug)]
 pub struct FieldNames {
     names: Arc<[Vec<u8>]>,
+    /// Names whose string or number values are secrets, as a credential's name is
+    /// (an answer's fields by route: [`minted_fields`]).
+    scalar: Arc<[Vec<u8>]>,
     longest: usize,
     /// Names [`credential_name`] would take that the user keeps (`[redact] keep`).
     keep: Arc<[String]>,
@@ -89,6 +92,7 @@ impl FieldNames {
                 .unwrap_or(0)
                 .max(credential::MAX_NAME),
             names: names.into(),
+            scalar: Arc::from([]),
             keep: Arc::from([]),
         }
     }
@@ -113,7 +117,9 @@ impl FieldNames {
 
     /// Whether a field of this name holds a secret.
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.listed(name) || credential_name(NameKind::Field, name, &self.keep)
+        self.listed(name)
+            || self.scalar.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || credential_name(NameKind::Field, name, &self.keep)
     }
 
     /// Whether the name is one of those listed: its value is redacted whatever it is
@@ -134,7 +140,23 @@ impl FieldNames {
         names.extend(more.iter().map(|m| m.to_string()));
         FieldNames {
             keep: self.keep.clone(),
+            scalar: self.scalar.clone(),
             ..FieldNames::new(&names)
+        }
+    }
+
+    /// These names and `more`, whose string and number values are secrets.
+    pub fn adding_scalar(&self, more: &[&str]) -> FieldNames {
+        let scalar: Vec<Vec<u8>> = self
+            .scalar
+            .iter()
+            .cloned()
+            .chain(more.iter().map(|m| m.to_ascii_lowercase().into_bytes()))
+            .collect();
+        FieldNames {
+            longest: scalar.iter().map(Vec::len).fold(self.longest, usize::max),
+            scalar: scalar.into(),
+            ..self.clone()
         }
     }
 }
@@ -451,6 +473,62 @@ pub fn cloud_metadata(url: &str) -> MetadataAnswer {
     } else {
         MetadataAnswer::Fields
     }
+}
+
+/// An answer that mints a credential: the service's hosts and paths, and the JSON field
+/// that holds it.
+struct Minted {
+    host: fn(&str) -> bool,
+    path: fn(&str) -> bool,
+    field: &'static str,
+}
+
+/// Answers that hand out a credential under a name that says nothing: GitHub's app
+/// installation token (`{"token": "ghs_…"}`, an hour of the app's access), OpenAI's
+/// Realtime client secret (`{"value": "ek_…"}`), an Azure Key Vault secret
+/// (`{"value": …}`), a Gemini ephemeral token (`{"name": "auth_tokens/…"}`) and an AWS
+/// Systems Manager parameter (`{"Parameter": {"Value": …}}`, a SecureString decrypted).
+const MINTED: &[Minted] = &[
+    Minted {
+        host: |_| true,
+        path: |p| p.contains("/app/installations/") && p.ends_with("/access_tokens"),
+        field: "token",
+    },
+    Minted {
+        host: |h| h == "api.openai.com",
+        path: |p| p.starts_with("/v1/realtime/client_secrets"),
+        field: "value",
+    },
+    Minted {
+        host: |h| h.ends_with(".vault.azure.net"),
+        path: |p| p.starts_with("/secrets/") || p.starts_with("/deletedsecrets/"),
+        field: "value",
+    },
+    Minted {
+        host: |h| h == "generativelanguage.googleapis.com",
+        path: |p| p.contains("/auth_tokens"),
+        field: "name",
+    },
+    Minted {
+        host: |h| h.starts_with("ssm.") && h.ends_with(".amazonaws.com"),
+        path: |_| true,
+        field: "value",
+    },
+];
+
+/// The fields of the answer to a request to `url` that hold a credential its service
+/// mints ([`MINTED`]): redacted when their value is a string or number (a listing's
+/// `"value": [...]` is kept).
+pub fn minted_fields(url: &str) -> Vec<&'static str> {
+    let Some((host, path_at)) = host_of(url) else {
+        return Vec::new();
+    };
+    let path = url[path_at..].split(['?', '#']).next().unwrap_or("");
+    MINTED
+        .iter()
+        .filter(|m| (m.host)(&host) && (m.path)(path))
+        .map(|m| m.field)
+        .collect()
 }
 
 /// The host of `scheme://host/path` as path rules read it (lower case, without user,
@@ -1124,5 +1202,65 @@ mod tests {
         let mut value: Value = serde_json::from_slice(body).unwrap();
         assert!(json(&mut value, &rules));
         assert_eq!(value, v);
+    }
+
+    #[test]
+    fn credentials_services_mint_in_plainly_named_fields_are_redacted() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let ct = Some("application/json");
+        let answer = |url: &str, body: &str| -> Value {
+            let (out, _) = BodyScrubber::run_answer(body.as_bytes(), ct, &rules, &s, url);
+            serde_json::from_slice(&out).unwrap()
+        };
+        let gh = r#"{"token":"ghs_16C7e42F292c6912E7710c838347Ae178B4a","expires_at":"2026-12-04T20:00:00Z"}"#;
+        for url in [
+            "https://api.github.com/app/installations/42/access_tokens",
+            "https://ghe.example.com/api/v3/app/installations/42/access_tokens",
+        ] {
+            let v = answer(url, gh);
+            assert_eq!(v["token"], REDACTED, "{url}");
+            assert_eq!(v["expires_at"], "2026-12-04T20:00:00Z");
+        }
+        let v = answer(
+            "https://api.openai.com/v1/realtime/client_secrets",
+            r#"{"value":"ek_68af296e8e408191a1120ab6383263c2","expires_at":1756310470,"session":{"type":"realtime"}}"#,
+        );
+        assert_eq!(
+            (&v["value"], &v["session"]["type"]),
+            (&serde_json::json!(REDACTED), &serde_json::json!("realtime"))
+        );
+        let kv = "https://myvault.vault.azure.net/secrets/db-password/abc123?api-version=7.4";
+        let v = answer(
+            kv,
+            r#"{"value":"P@ssw0rd-from-key-vault","id":"https://myvault.vault.azure.net/secrets/db-password/abc123"}"#,
+        );
+        assert_eq!(v["value"], REDACTED);
+        // A listing's `value` is an array of items with no secret in them: kept.
+        let v = answer(
+            "https://myvault.vault.azure.net/secrets/db-password/versions?api-version=7.4",
+            r#"{"value":[{"id":"https://myvault.vault.azure.net/secrets/db-password/abc123"}],"nextLink":null}"#,
+        );
+        assert!(v["value"].is_array(), "{v}");
+        let v = answer(
+            "https://ssm.eu-west-1.amazonaws.com/",
+            r#"{"Parameter":{"Name":"/prod/db/password","Type":"SecureString","Value":"decrypted-param-value"}}"#,
+        );
+        assert_eq!(v["Parameter"]["Value"], REDACTED);
+        assert_eq!(v["Parameter"]["Name"], "/prod/db/password");
+        let v = answer(
+            "https://generativelanguage.googleapis.com/v1alpha/auth_tokens",
+            r#"{"name":"auth_tokens/7c8b9a0d1e2f3a4b5c6d","expireTime":"2026-12-04T20:00:00Z"}"#,
+        );
+        assert_eq!(v["name"], REDACTED);
+        // Elsewhere those names are ordinary fields.
+        let v = answer(
+            "https://api.example.com/app/items",
+            r#"{"token":"Hello","value":"some-value-1","name":"x"}"#,
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"token":"Hello","value":"some-value-1","name":"x"})
+        );
     }
 }

@@ -16,7 +16,8 @@ use super::secrets::LiteralStream;
 use super::sse::SseSplit;
 use super::xml::XmlFields;
 use super::{
-    cloud_metadata, Collected, FieldNames, MetadataAnswer, Secrets, CLOUD_METADATA_FIELDS,
+    cloud_metadata, minted_fields, Collected, FieldNames, MetadataAnswer, Secrets,
+    CLOUD_METADATA_FIELDS,
 };
 use crate::rules::{Rules, REDACTED};
 
@@ -67,7 +68,8 @@ impl BodyScrubber {
     /// JSON answer (see [`streams_json_array`]) is read an element at a time for a
     /// secret spread over them. A cloud metadata service's answers hold the machine's
     /// credentials (an SDK asks for them through the proxy): their `Token` fields are
-    /// secrets too, and IMDSv2's session token is the whole body.
+    /// secrets too, and IMDSv2's session token is the whole body. Services that mint a
+    /// credential in an answer field of a plain name ([`minted_fields`]) have it redacted.
     pub fn for_answer(
         content_type: Option<&str>,
         fields: FieldNames,
@@ -76,6 +78,11 @@ impl BodyScrubber {
     ) -> BodyScrubber {
         match cloud_metadata(url) {
             MetadataAnswer::No => {
+                let minted = minted_fields(url);
+                let fields = match minted.is_empty() {
+                    true => fields,
+                    false => fields.adding_scalar(&minted),
+                };
                 Self::build(content_type, fields, secrets, streams_json_array(url))
             }
             MetadataAnswer::Fields => {
