@@ -555,6 +555,7 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         ("app_key", "edamam-APP-KEY-000000010"),
     ];
     let connector = "mcp-CONNECTOR-TOKEN-00011";
+    let pair = "sk-env-PAIR-VALUE-000013";
     let mcp_header = "mcp-OPENAI-HEADER-000012";
     let body = serde_json::json!({
         "model": "claude-sonnet-4-5",
@@ -565,6 +566,8 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
                   {"name": "login", "input_schema": {"type": "object",
                    "properties": {"db_password": {"type": "string"}}}}],
         "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing"},
+        // A deployment tool's environment, as name/value pairs.
+        "env": [{"name": "OPENAI_API_KEY", "value": pair}, {"name": "LOG_LEVEL", "value": "debug"}],
     });
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
@@ -585,11 +588,15 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     let (status, live) = send(client(&d, &dirs)).await;
     assert_eq!(status, 200, "{live}");
     // The upstream got every real value.
-    for v in query.iter().map(|q| q.1).chain([connector, mcp_header]) {
+    for v in query
+        .iter()
+        .map(|q| q.1)
+        .chain([connector, mcp_header, pair])
+    {
         assert!(live.contains(v), "{v} did not reach the upstream: {live}");
     }
     let mut secrets: Vec<&str> = headers.iter().chain(&query).map(|(_, v)| *v).collect();
-    secrets.extend([connector, mcp_header]);
+    secrets.extend([connector, mcp_header, pair]);
     let events = assert_nowhere(&dirs, d, "named", &secrets);
     let req = &events[0]["request"];
     for (name, _) in headers {
@@ -618,6 +625,8 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     );
     assert_eq!(json["metadata"]["is_secret"], true);
     assert_eq!(json["metadata"]["pageToken"], "page-2-of-the-listing");
+    assert_eq!(json["env"][0]["value"], "[REDACTED]");
+    assert_eq!(json["env"][1]["value"], "debug");
 
     // Replayed, the same call matches and gets the recorded answer, its echoes of the
     // secrets scrubbed.

@@ -12,19 +12,26 @@
 use memchr::{memchr, memchr3};
 use serde_json::Value;
 
+use super::json_fields::{is_pair_name, is_pair_value};
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
 
-/// Replaces the value of every object key named in `fields`, at any depth; string values
-/// that were replaced are added to `found`.
+/// Replaces the value of every object key named in `fields`, at any depth, and the
+/// scalar `value` of a name/value pair whose name is a credential's (as
+/// [`super::json_fields::redact`] does for a body's bytes); string values that were
+/// replaced are added to `found`.
 pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collected) -> bool {
     let mut changed = false;
     match value {
         Value::Object(map) => {
+            let secret_pair = map.iter().any(|(k, v)| {
+                is_pair_name(k) && v.as_str().is_some_and(|n| fields.contains(n.as_bytes()))
+            });
             for (k, v) in map.iter_mut() {
-                let secret = match v {
-                    Value::String(_) | Value::Number(_) => fields.contains(k.as_bytes()),
-                    _ => fields.listed(k.as_bytes()),
+                let scalar = matches!(v, Value::String(_) | Value::Number(_));
+                let secret = match scalar {
+                    true => fields.contains(k.as_bytes()) || (secret_pair && is_pair_value(k)),
+                    false => fields.listed(k.as_bytes()),
                 };
                 if secret {
                     if *v != Value::String(REDACTED.into()) {

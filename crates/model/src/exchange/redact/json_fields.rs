@@ -11,19 +11,21 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// `data` with the value of every object key named in `fields` (any depth, any case)
-/// replaced by `with` (a JSON string); `None` when nothing needed replacing or `data` is
-/// not one JSON value.
-pub fn redact(data: &[u8], fields: &[String], with: &str) -> Option<Vec<u8>> {
-    if fields.is_empty() {
-        return None;
-    }
+use super::FieldNames;
+
+/// `data` with the value of every object key listed in `fields` (any depth, any case)
+/// replaced by `with` (a JSON string), and the scalar `value` of every name/value pair
+/// whose name says it is a credential's (see [`is_pair_name`]); `None` when nothing
+/// needed replacing or `data` is not one JSON value. Also returns the pairs' values (to
+/// scrub their echoes from the rest of the exchange).
+pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, Vec<String>)> {
     let quoted = serde_json::to_string(with).ok()?;
     let mut walk = Walk {
         base: data.as_ptr() as usize,
         fields,
         quoted: &quoted,
         spans: Vec::new(),
+        found: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_slice(data);
     Seed(&mut walk).deserialize(&mut de).ok()?;
@@ -31,6 +33,9 @@ pub fn redact(data: &[u8], fields: &[String], with: &str) -> Option<Vec<u8>> {
     if walk.spans.is_empty() {
         return None;
     }
+    // A pair's value is known to be secret only once its object ends: after the spans
+    // of what came after it in that object.
+    walk.spans.sort_by_key(|r| r.start);
     let mut out = Vec::with_capacity(data.len());
     let mut last = 0;
     for span in &walk.spans {
@@ -39,16 +44,45 @@ pub fn redact(data: &[u8], fields: &[String], with: &str) -> Option<Vec<u8>> {
         last = span.end;
     }
     out.extend_from_slice(data.get(last..)?);
-    Some(out)
+    Some((out, walk.found))
+}
+
+/// Keys that name the other half of a name/value pair: a HAR header
+/// (`{"name": "Authorization", "value": …}`), a Kubernetes or ECS environment variable,
+/// a Vercel or Terraform Cloud variable (`{"key": "OPENAI_API_KEY", "value": …}`), an
+/// SSM parameter (`{"Name": "/prod/api_key", "Value": …}`).
+pub fn is_pair_name(key: &str) -> bool {
+    ["name", "key", "label"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// The half of a name/value pair that holds the value.
+pub fn is_pair_value(key: &str) -> bool {
+    key.eq_ignore_ascii_case("value")
 }
 
 struct Walk<'f> {
     /// Address of the body's first byte: a borrowed raw value's offset is its address
     /// minus this.
     base: usize,
-    fields: &'f [String],
+    fields: &'f FieldNames,
     quoted: &'f str,
     spans: Vec<Range<usize>>,
+    found: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn span(&self, raw: &RawValue) -> Range<usize> {
+        let start = raw.get().as_ptr() as usize - self.base;
+        start..start + raw.get().len()
+    }
+
+    /// Walks a value already read as raw text (its spans are still offsets into the body).
+    fn walk_raw(&mut self, raw: &RawValue) -> Result<(), serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        Seed(self).deserialize(&mut de)
+    }
 }
 
 struct Seed<'w, 'f>(&'w mut Walk<'f>);
@@ -65,7 +99,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("any JSON value")
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -98,17 +132,40 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
         let walk = self.0;
+        let mut secret_pair = false;
+        let mut pair_value: Option<&'de RawValue> = None;
         while let Some(key) = map.next_key::<Key>()? {
-            if !walk.fields.iter().any(|f| f.eq_ignore_ascii_case(&key.0)) {
+            if walk.fields.listed(key.0.as_bytes()) {
+                let raw: &'de RawValue = map.next_value()?;
+                if raw.get() != walk.quoted {
+                    let span = walk.span(raw);
+                    walk.spans.push(span);
+                }
+                continue;
+            }
+            let name = is_pair_name(&key.0);
+            if !name && !is_pair_value(&key.0) {
                 map.next_value_seed(Seed(&mut *walk))?;
                 continue;
             }
             let raw: &'de RawValue = map.next_value()?;
-            if raw.get() != walk.quoted {
-                let start = raw.get().as_ptr() as usize - walk.base;
-                walk.spans.push(start..start + raw.get().len());
+            match raw.get().as_bytes().first() {
+                Some(b'"') if name => {
+                    let text: String = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
+                    secret_pair |= walk.fields.contains(text.as_bytes());
+                }
+                Some(b'"' | b'-' | b'0'..=b'9') if !name => pair_value = Some(raw),
+                _ => walk.walk_raw(raw).map_err(A::Error::custom)?,
             }
+        }
+        if let Some(raw) = pair_value.filter(|r| secret_pair && r.get() != walk.quoted) {
+            if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
+                walk.found.push(v);
+            }
+            let span = walk.span(raw);
+            walk.spans.push(span);
         }
         Ok(())
     }
@@ -127,8 +184,12 @@ impl<'de> serde::Deserialize<'de> for Key {
 mod tests {
     use super::*;
 
-    fn fields(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
+    fn fields(names: &[&str]) -> FieldNames {
+        FieldNames::new(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<Vec<u8>> {
+        super::redact(data, fields, with).map(|(out, _)| out)
     }
 
     #[test]
@@ -151,7 +212,7 @@ mod tests {
         assert!(redact(br#"{"user":"x"}"#, &f, "[REDACTED]").is_none());
         assert!(redact(br#"{"password":"x"} trailing"#, &f, "[REDACTED]").is_none());
         assert!(redact(b"not json", &f, "[REDACTED]").is_none());
-        assert!(redact(br#"{"password":"x"}"#, &[], "[REDACTED]").is_none());
+        assert!(redact(br#"{"password":{}}"#, &fields(&[]), "[REDACTED]").is_none());
     }
 
     #[test]
@@ -162,5 +223,32 @@ mod tests {
             "[REDACTED]",
         );
         assert_eq!(out.unwrap(), br#"{"pass\u0077ord":"[REDACTED]"}"#);
+    }
+
+    #[test]
+    fn a_name_value_pair_named_like_a_credential_loses_its_value() {
+        let body = br#"{"env": [{"name": "OPENAI_API_KEY", "value": "sk-pair-123456789"},
+            {"value": 42, "key": "db_password"}, {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "api_key", "value": {"valueFrom": "arn:aws:ssm:x"}},
+            {"Name": "/prod/app/api_key", "Value": "ssm-123456789", "Type": "SecureString"}],
+          "headers": [{"name": "Authorization", "value": "Bearer tok-123456789"}]}"#;
+        let (out, found) = super::redact(body, &fields(&[]), "[REDACTED]").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["env"][0]["value"], "[REDACTED]");
+        assert_eq!(v["env"][1]["value"], "[REDACTED]");
+        assert_eq!(v["env"][2]["value"], "debug");
+        assert_eq!(v["env"][3]["value"]["valueFrom"], "arn:aws:ssm:x");
+        assert_eq!(v["env"][4]["Value"], "[REDACTED]");
+        assert_eq!(v["headers"][0]["value"], "[REDACTED]");
+        assert_eq!(
+            found,
+            ["sk-pair-123456789", "ssm-123456789", "Bearer tok-123456789"]
+        );
+        // Every other byte as it was.
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"{"value": "[REDACTED]", "key": "db_password"}"#),
+            "{text}"
+        );
     }
 }

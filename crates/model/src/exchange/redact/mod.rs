@@ -663,12 +663,14 @@ pub fn finish_whole(
     secrets: &mut Secrets,
 ) -> Vec<u8> {
     let mut data = data;
-    if !rules.redact_json_fields.is_empty() && looks_like_json(content_type, &data) {
+    if looks_like_json(content_type, &data) {
         // Span by span, without a DOM: a 14 MB body must not cost ten times that; every
-        // byte outside a replaced value (spacing, key order) is kept. Only the listed
-        // names' objects and arrays: the scanner took every string and number.
-        if let Some(out) = json_fields::redact(&data, &rules.redact_json_fields, REDACTED) {
+        // byte outside a replaced value (spacing, key order) is kept. The listed names'
+        // objects and arrays (the scanner took every string and number), and the values
+        // of name/value pairs whose name is a credential's.
+        if let Some((out, found)) = json_fields::redact(&data, &FieldNames::of(rules), REDACTED) {
             data = out;
+            secrets.extend(found);
         }
     }
     if let Some(scrubbed) = secrets.scrub(&data) {
