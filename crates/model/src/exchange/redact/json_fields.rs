@@ -137,9 +137,21 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         let mut secret_pair = false;
         let mut pair_value: Option<&'de RawValue> = None;
         while let Some(key) = map.next_key::<Key>()? {
-            if walk.fields.listed(key.0.as_bytes()) {
+            if walk.fields.contains(key.0.as_bytes()) {
+                // A listed name's value whatever it is; a name read as a credential's, a
+                // string or number (the scanner took those already unless the key was
+                // written with escapes).
                 let raw: &'de RawValue = map.next_value()?;
-                if raw.get() != walk.quoted {
+                let scalar = matches!(
+                    raw.get().as_bytes().first(),
+                    Some(b'"' | b'-' | b'0'..=b'9')
+                );
+                if !scalar && !walk.fields.listed(key.0.as_bytes()) {
+                    walk.walk_raw(raw).map_err(A::Error::custom)?;
+                } else if raw.get() != walk.quoted {
+                    if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
+                        walk.found.push(v);
+                    }
                     let span = walk.span(raw);
                     walk.spans.push(span);
                 }
@@ -213,6 +225,17 @@ mod tests {
         assert!(redact(br#"{"password":"x"} trailing"#, &f, "[REDACTED]").is_none());
         assert!(redact(b"not json", &f, "[REDACTED]").is_none());
         assert!(redact(br#"{"password":{}}"#, &fields(&[]), "[REDACTED]").is_none());
+    }
+
+    #[test]
+    fn a_credential_name_written_with_escapes_is_read_unescaped() {
+        let body = br#"{"openai\u005fapi\u005fkey":"sk-esc-123456789","db\u005fpassword":{"type":"string"}}"#;
+        let (out, found) = super::redact(body, &fields(&[]), "[REDACTED]").unwrap();
+        assert_eq!(
+            out,
+            br#"{"openai\u005fapi\u005fkey":"[REDACTED]","db\u005fpassword":{"type":"string"}}"#
+        );
+        assert_eq!(found, ["sk-esc-123456789"]);
     }
 
     #[test]
