@@ -142,9 +142,8 @@ const QUERY_ON_HOSTS: &[(&str, &[u8])] = &[
 /// `X-Amz-Credential`.
 const QUERY_ENDINGS: &[&[u8]] = &[b"signature", b"credential"];
 
-/// Body fields that are credentials under short names of their own: WordPress's login
-/// form's `pwd`.
-const FIELD_NAMES: &[&[u8]] = &[b"pwd"];
+/// Body fields that are credentials under short names of their own.
+const FIELD_NAMES: &[&[u8]] = &[];
 
 /// Body fields that end like a credential's and are not: a bare `secret` names the
 /// secret a tool is asked to read (`read_secret({"secret": "prod/db-password"})`), and
@@ -250,6 +249,19 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
         }
         NameKind::Field => FIELD_NAMES.contains(&name),
     }
+}
+
+/// Whether a value found only by its name's reading is scrubbed from the rest of the
+/// exchange too: at least 12 bytes with a letter and a digit, as keys and tokens are.
+/// Such a value is redacted where it stands either way; but `POSTGRES_PASSWORD=postgres`
+/// would otherwise turn every `postgres` of a Kubernetes answer (the image, the app's
+/// label the agent selects pods by) into `[REDACTED]`. Values under listed names are
+/// scrubbed from 8 bytes, whatever they hold.
+pub fn looks_like_credential(value: &str) -> bool {
+    let v = value.trim();
+    v.len() >= 12
+        && v.bytes().any(|b| b.is_ascii_digit())
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// Whether a query parameter is a credential on this host (lower-case, no port) by a
@@ -410,7 +422,6 @@ mod tests {
             "db_password",
             "password1",
             "user[password_confirmation]",
-            "pwd",
             "github_token",
             "service_role_key",
             "writeKey",
@@ -440,6 +451,7 @@ mod tests {
             "appid",
             "secret",
             "secret_name",
+            "pwd",
             "eos_token",
             "PartitionKey",
         ] {
@@ -467,6 +479,26 @@ mod tests {
         {
             let tail: [u8; 3] = e[e.len() - 3..].try_into().unwrap();
             assert!(TAILS.contains(&tail), "{}", String::from_utf8_lossy(e));
+        }
+    }
+
+    #[test]
+    fn only_values_shaped_like_keys_are_scrubbed_elsewhere() {
+        for v in [
+            "sk-proj-0123456789ab",
+            "hvs.CAESIJ4x9k2lmn",
+            "ghs_16C7e42F292c6912E77",
+        ] {
+            assert!(looks_like_credential(v), "{v}");
+        }
+        for v in [
+            "postgres",
+            "production",
+            "payments-platform",
+            "us-west-2",
+            "12345678901234",
+        ] {
+            assert!(!looks_like_credential(v), "{v}");
         }
     }
 

@@ -744,21 +744,30 @@ impl Rules {
     /// and the user neither matches on it nor keeps it. Such a header takes no part in
     /// matching.
     pub fn is_redacted_header(&self, name: &str) -> bool {
-        self.listed_header(name) || self.header_by_name(NameKind::Header, name)
+        self.lists_header(name) || self.header_by_name(NameKind::Header, name)
     }
 
     /// Whether this header's value is stored as [`REDACTED`]: a listed header always; one
     /// whose name alone says so (in a request, or by the compound endings in an answer)
     /// when the value is long enough to be a credential ([`credential::MIN_VALUE`]).
     pub fn redacts_header(&self, kind: NameKind, name: &str, value: &str) -> bool {
-        self.listed_header(name)
+        self.lists_header(name)
             || (value.trim().len() >= credential::MIN_VALUE && self.header_by_name(kind, name))
     }
 
-    fn listed_header(&self, name: &str) -> bool {
+    /// Whether the header is one the lists name (its value is scrubbed from the rest of
+    /// the exchange from 8 bytes; one read by its name only when it looks like a key).
+    pub fn lists_header(&self, name: &str) -> bool {
         self.redact_headers
             .iter()
             .any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the query parameter is one the lists name.
+    pub fn lists_query(&self, name: &str) -> bool {
+        self.redact_query
+            .iter()
+            .any(|q| q.eq_ignore_ascii_case(name))
     }
 
     fn header_by_name(&self, kind: NameKind, name: &str) -> bool {
@@ -773,9 +782,7 @@ impl Rules {
     /// name says it is a credential's (in general, or on this host: lower-case, no port)
     /// and the value is long enough to be one.
     pub fn redacts_query(&self, host: &str, name: &str, value: &str) -> bool {
-        self.redact_query
-            .iter()
-            .any(|q| q.eq_ignore_ascii_case(name))
+        self.lists_query(name)
             || (value.len() >= credential::MIN_VALUE
                 && (credential_name(NameKind::Query, name.as_bytes(), &self.keep_names)
                     || credential::query_credential_on(host, name.as_bytes(), &self.keep_names)))

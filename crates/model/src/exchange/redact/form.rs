@@ -40,8 +40,10 @@ impl FormFields {
                 match c {
                     b'=' => {
                         self.in_value = true;
-                        self.secret = self.name_ok && self.fields.contains(&decode(&self.name));
+                        let name = decode(&self.name);
+                        self.secret = self.name_ok && self.fields.contains(&name);
                         if self.secret {
+                            self.found.by_name(!self.fields.listed(&name));
                             out.extend_from_slice(REDACTED.as_bytes());
                             self.value.clear();
                         }

@@ -12,7 +12,7 @@
 use memchr::{memchr, memchr3};
 use serde_json::Value;
 
-use super::json_fields::{is_pair_name, is_pair_value};
+use super::json_fields::{is_pair_name, is_pair_value, is_secure_type, pair_names_credential};
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
 
@@ -25,7 +25,9 @@ pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collecte
     match value {
         Value::Object(map) => {
             let secret_pair = map.iter().any(|(k, v)| {
-                is_pair_name(k) && v.as_str().is_some_and(|n| fields.contains(n.as_bytes()))
+                v.as_str().is_some_and(|n| {
+                    is_secure_type(k, n) || (is_pair_name(k) && pair_names_credential(n, fields))
+                })
             });
             for (k, v) in map.iter_mut() {
                 let scalar = matches!(v, Value::String(_) | Value::Number(_));
@@ -36,6 +38,7 @@ pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collecte
                 if secret {
                     if *v != Value::String(REDACTED.into()) {
                         if let Value::String(s) = v {
+                            found.by_name(!fields.listed(k.as_bytes()));
                             found.push(s.as_bytes());
                         }
                         *v = Value::String(REDACTED.into());
@@ -225,6 +228,7 @@ impl JsonFields {
                         i += k + 1;
                         self.state = match rest[k] {
                             b'"' if self.key_ok && self.fields.contains(&self.key) => {
+                                self.found.by_name(!self.fields.listed(&self.key));
                                 State::AfterKey
                             }
                             b'\\' => State::Str { escaped: true },
@@ -376,7 +380,15 @@ impl JsonFields {
                     raw_esc: false,
                     esc: !esc && c == InnerChar::Backslash,
                 }
-            } else if self.key_ok && self.fields.contains(&self.key) {
+            } else if self.key_ok && self.fields.listed(&self.key) && {
+                self.found.by_name(false);
+                true
+            } {
+                // Only the listed names one level down: JSON in a string is a model's
+                // tool-call arguments or a tool's text, whose values the agent carries
+                // into its next calls (`lookup_license({"license_key": …})` becomes
+                // `GET /licenses/…`); redacting a name read as a credential's there
+                // would make that call miss on replay.
                 State::InAfterKey { raw_esc: false }
             } else {
                 self.inner_text()

@@ -12,6 +12,7 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::FieldNames;
+use crate::credential::looks_like_credential;
 
 /// `data` with the value of every object key listed in `fields` (any depth, any case)
 /// replaced by `with` (a JSON string), and the scalar `value` of every name/value pair
@@ -52,9 +53,23 @@ pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, 
 /// a Vercel or Terraform Cloud variable (`{"key": "OPENAI_API_KEY", "value": …}`), an
 /// SSM parameter (`{"Name": "/prod/api_key", "Value": …}`).
 pub fn is_pair_name(key: &str) -> bool {
-    ["name", "key", "label"]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(key))
+    ["name", "key"].iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// Whether a pair's name is an identifier that says it names a credential: a variable,
+/// header or parameter name (no spaces), not a display label (a help desk's option
+/// `{"name": "Lost API key", "value": "lost_api_key"}` is a category).
+pub fn pair_names_credential(name: &str, fields: &FieldNames) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:[]".contains(&b))
+        && fields.contains(name.as_bytes())
+}
+
+/// Whether a pair's `type` (an SSM parameter's `Type`) says its value is a secret.
+pub fn is_secure_type(key: &str, value: &str) -> bool {
+    key.eq_ignore_ascii_case("type") && value.eq_ignore_ascii_case("securestring")
 }
 
 /// The half of a name/value pair that holds the value.
@@ -150,14 +165,17 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     walk.walk_raw(raw).map_err(A::Error::custom)?;
                 } else if raw.get() != walk.quoted {
                     if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
-                        walk.found.push(v);
+                        let listed = walk.fields.listed(key.0.as_bytes());
+                        if listed || looks_like_credential(&v) {
+                            walk.found.push(v);
+                        }
                     }
                     let span = walk.span(raw);
                     walk.spans.push(span);
                 }
                 continue;
             }
-            let name = is_pair_name(&key.0);
+            let name = is_pair_name(&key.0) || key.0.eq_ignore_ascii_case("type");
             if !name && !is_pair_value(&key.0) {
                 map.next_value_seed(Seed(&mut *walk))?;
                 continue;
@@ -166,7 +184,8 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
             match raw.get().as_bytes().first() {
                 Some(b'"') if name => {
                     let text: String = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
-                    secret_pair |= walk.fields.contains(text.as_bytes());
+                    secret_pair |= is_secure_type(&key.0, &text)
+                        || (is_pair_name(&key.0) && pair_names_credential(&text, walk.fields));
                 }
                 Some(b'"' | b'-' | b'0'..=b'9') if !name => pair_value = Some(raw),
                 _ => walk.walk_raw(raw).map_err(A::Error::custom)?,
@@ -174,7 +193,9 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         }
         if let Some(raw) = pair_value.filter(|r| secret_pair && r.get() != walk.quoted) {
             if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
-                walk.found.push(v);
+                if looks_like_credential(&v) {
+                    walk.found.push(v);
+                }
             }
             let span = walk.span(raw);
             walk.spans.push(span);
@@ -253,7 +274,10 @@ mod tests {
         let body = br#"{"env": [{"name": "OPENAI_API_KEY", "value": "sk-pair-123456789"},
             {"value": 42, "key": "db_password"}, {"name": "LOG_LEVEL", "value": "debug"},
             {"name": "api_key", "value": {"valueFrom": "arn:aws:ssm:x"}},
-            {"Name": "/prod/app/api_key", "Value": "ssm-123456789", "Type": "SecureString"}],
+            {"Name": "/prod/app/api_key", "Value": "ssm-123456789", "Type": "String"},
+            {"Name": "/prod/db/conn", "Type": "SecureString", "Value": "secure-987654321"},
+            {"Name": "/app/model", "Type": "String", "Value": "gpt-4o-mini"},
+            {"name": "Lost API key", "value": "lost_api_key"}],
           "headers": [{"name": "Authorization", "value": "Bearer tok-123456789"}]}"#;
         let (out, found) = super::redact(body, &fields(&[]), "[REDACTED]").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -262,10 +286,20 @@ mod tests {
         assert_eq!(v["env"][2]["value"], "debug");
         assert_eq!(v["env"][3]["value"]["valueFrom"], "arn:aws:ssm:x");
         assert_eq!(v["env"][4]["Value"], "[REDACTED]");
+        // An SSM SecureString whatever its name; a plain String parameter is config.
+        assert_eq!(v["env"][5]["Value"], "[REDACTED]");
+        assert_eq!(v["env"][6]["Value"], "gpt-4o-mini");
+        // A display label is not a variable's name.
+        assert_eq!(v["env"][7]["value"], "lost_api_key");
         assert_eq!(v["headers"][0]["value"], "[REDACTED]");
         assert_eq!(
             found,
-            ["sk-pair-123456789", "ssm-123456789", "Bearer tok-123456789"]
+            [
+                "sk-pair-123456789",
+                "ssm-123456789",
+                "secure-987654321",
+                "Bearer tok-123456789"
+            ]
         );
         // Every other byte as it was.
         let text = String::from_utf8(out).unwrap();

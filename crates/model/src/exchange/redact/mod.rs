@@ -166,14 +166,26 @@ impl FieldNames {
 #[derive(Default, Debug)]
 pub struct Collected {
     values: Vec<String>,
+    /// The field being read is secret by its name's reading alone: its value is kept
+    /// only when it looks like a key ([`credential::looks_like_credential`]).
+    by_name: bool,
 }
 
 impl Collected {
+    /// Says whether the values pushed from now on are those of a field secret by its
+    /// name's reading alone (not listed).
+    pub fn by_name(&mut self, yes: bool) {
+        self.by_name = yes;
+    }
+
     pub fn push(&mut self, raw: &[u8]) {
         let Ok(s) = std::str::from_utf8(raw) else {
             return;
         };
         let s = s.trim();
+        if self.by_name && !credential::looks_like_credential(s) {
+            return;
+        }
         if (MIN_SCRUB_LEN..=MAX_SCRUB_LEN).contains(&s.len())
             && !secrets::in_marker(s)
             && self.values.len() < secrets::MAX_SECRETS
@@ -196,9 +208,11 @@ impl Collected {
     }
 
     pub fn append(&mut self, other: Collected) {
+        let by_name = std::mem::replace(&mut self.by_name, false);
         for v in other.values {
             self.push(v.as_bytes());
         }
+        self.by_name = by_name;
     }
 
     pub fn into_values(self) -> Vec<String> {
@@ -242,7 +256,7 @@ fn redacted_value(
     if rules.redacts_header(kind, name, &text) {
         if name == "cookie" || name == "set-cookie" {
             secrets.add_cookies(&text);
-        } else {
+        } else if rules.lists_header(name) || credential::looks_like_credential(&text) {
             secrets.add(&text);
         }
         Some(REDACTED.to_string())
@@ -486,8 +500,8 @@ struct Minted {
 /// Answers that hand out a credential under a name that says nothing: GitHub's app
 /// installation token (`{"token": "ghs_…"}`, an hour of the app's access), OpenAI's
 /// Realtime client secret (`{"value": "ek_…"}`), an Azure Key Vault secret
-/// (`{"value": …}`), a Gemini ephemeral token (`{"name": "auth_tokens/…"}`) and an AWS
-/// Systems Manager parameter (`{"Parameter": {"Value": …}}`, a SecureString decrypted).
+/// (`{"value": …}`) and a Gemini ephemeral token (`{"name": "auth_tokens/…"}`). (An SSM
+/// parameter's `Value` is a secret by its `Type: SecureString`: see `json_fields`.)
 const MINTED: &[Minted] = &[
     Minted {
         host: |_| true,
@@ -508,11 +522,6 @@ const MINTED: &[Minted] = &[
         host: |h| h == "generativelanguage.googleapis.com",
         path: |p| p.contains("/auth_tokens"),
         field: "name",
-    },
-    Minted {
-        host: |h| h.starts_with("ssm.") && h.ends_with(".amazonaws.com"),
-        path: |_| true,
-        field: "value",
     },
 ];
 
@@ -633,7 +642,9 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
                 && rules.redacts_query(host, decoded.trim(), value)
             {
                 changed = true;
-                secrets.add_encoded(value);
+                if rules.lists_query(decoded.trim()) || credential::looks_like_credential(value) {
+                    secrets.add_encoded(value);
+                }
                 Cow::Owned(format!("{name}={REDACTED}"))
             } else {
                 Cow::Borrowed(pair)
@@ -1212,7 +1223,7 @@ mod tests {
         let s = Secrets::default();
         let ct = Some("application/json");
         let answer = |url: &str, body: &str| -> Value {
-            let (out, _) = BodyScrubber::run_answer(body.as_bytes(), ct, &rules, &s, url);
+            let (out, _) = stored_answer(body.as_bytes(), ct, 1 << 20, &rules, &mut s.clone(), url);
             serde_json::from_slice(&out).unwrap()
         };
         let gh = r#"{"token":"ghs_16C7e42F292c6912E7710c838347Ae178B4a","expires_at":"2026-12-04T20:00:00Z"}"#;
@@ -1244,12 +1255,20 @@ mod tests {
             r#"{"value":[{"id":"https://myvault.vault.azure.net/secrets/db-password/abc123"}],"nextLink":null}"#,
         );
         assert!(v["value"].is_array(), "{v}");
+        // An SSM parameter by its type, not its service: a SecureString decrypted goes,
+        // a String (a model's name the agent reads as config) stays.
+        let ssm = "https://ssm.eu-west-1.amazonaws.com/";
         let v = answer(
-            "https://ssm.eu-west-1.amazonaws.com/",
+            ssm,
             r#"{"Parameter":{"Name":"/prod/db/password","Type":"SecureString","Value":"decrypted-param-value"}}"#,
         );
         assert_eq!(v["Parameter"]["Value"], REDACTED);
         assert_eq!(v["Parameter"]["Name"], "/prod/db/password");
+        let v = answer(
+            ssm,
+            r#"{"Parameter":{"Name":"/app/model","Type":"String","Value":"gpt-4o-mini"}}"#,
+        );
+        assert_eq!(v["Parameter"]["Value"], "gpt-4o-mini");
         let v = answer(
             "https://generativelanguage.googleapis.com/v1alpha/auth_tokens",
             r#"{"name":"auth_tokens/7c8b9a0d1e2f3a4b5c6d","expireTime":"2026-12-04T20:00:00Z"}"#,
@@ -1264,5 +1283,44 @@ mod tests {
             v,
             serde_json::json!({"token":"Hello","value":"some-value-1","name":"x"})
         );
+    }
+
+    #[test]
+    fn what_only_a_name_says_is_secret_is_redacted_in_place_and_not_hunted_elsewhere() {
+        // A Kubernetes deployment with the Docker image's default password: the value
+        // goes where it stands, and every other `postgres` (the image, the label the
+        // agent selects pods by) stays.
+        let rules = Rules::default();
+        let body = br#"{"env":[{"name":"POSTGRES_PASSWORD","value":"postgres"},{"name":"POSTGRES_USER","value":"postgres"}],
+            "image":"postgres:16","labels":{"app":"postgres"},"db_password":"postgres"}"#;
+        let ct = Some("application/json");
+        let mut secrets = Secrets::default();
+        let (out, _) = stored_body(body, ct, 1 << 20, &rules, &mut secrets);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["env"][0]["value"], REDACTED);
+        assert_eq!(v["env"][1]["value"], "postgres");
+        assert_eq!(v["db_password"], REDACTED);
+        assert_eq!(
+            (&v["image"], &v["labels"]["app"]),
+            (
+                &serde_json::json!("postgres:16"),
+                &serde_json::json!("postgres")
+            )
+        );
+        assert!(secrets.is_empty(), "nothing key-shaped to hunt");
+        // A key-shaped value is hunted everywhere, as a listed field's is.
+        let body = br#"{"env":[{"name":"OPENAI_API_KEY","value":"sk-0123456789abcdef"}],"echo":"sk-0123456789abcdef"}"#;
+        let (out, _) = stored_body(body, ct, 1 << 20, &rules, &mut Secrets::default());
+        assert!(!String::from_utf8_lossy(&out).contains("sk-0123456789abcdef"));
+        // One level down (a model's tool-call arguments) only the listed names: the
+        // agent carries `license_key` into the tool's URL.
+        let answer = br#"{"tool_calls":[{"function":{"name":"lookup_license","arguments":"{\"license_key\":\"ACME-7F3K-99QX\",\"password\":\"pw-123456789\"}"}}]}"#;
+        let (out, _) = stored_body(answer, ct, 1 << 20, &rules, &mut Secrets::default());
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains(r#"\"license_key\":\"ACME-7F3K-99QX\""#),
+            "{text}"
+        );
+        assert!(!text.contains("pw-123456789"), "{text}");
     }
 }

@@ -137,8 +137,12 @@ impl MultipartFields {
                             }
                             self.state = State::Body { secret };
                         } else {
-                            let named = disposition_name(text)
-                                .is_some_and(|n| self.fields.contains(n.as_bytes()));
+                            let name = disposition_name(text);
+                            let named = name.is_some_and(|n| self.fields.contains(n.as_bytes()));
+                            if named {
+                                let listed = name.is_some_and(|n| self.fields.listed(n.as_bytes()));
+                                self.found.by_name(!listed);
+                            }
                             self.state = State::Headers {
                                 secret: secret || named,
                             };

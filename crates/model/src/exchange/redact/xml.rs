@@ -215,6 +215,7 @@ impl XmlFields {
                     && self.attr_eq
                     && self.fields.contains(local)
                 {
+                    self.found.by_name(!self.fields.listed(local));
                     out.extend_from_slice(REDACTED.as_bytes());
                     self.attr_secret = true;
                     self.value.clear();
@@ -262,6 +263,7 @@ impl XmlFields {
             .take()
             .filter(|n| opens && self.fields.contains(n))
         {
+            self.found.by_name(!self.fields.listed(&name));
             out.extend_from_slice(REDACTED.as_bytes());
             self.secret = Some(name);
             self.value.clear();
