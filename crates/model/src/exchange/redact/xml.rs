@@ -3,15 +3,23 @@
 //! `AssumeRole` and `AssumeRoleWithWebIdentity` (how an SDK on EKS gets its credentials)
 //! return `<SecretAccessKey>` and `<SessionToken>`, which an SDK fetches through the
 //! proxy like any other call. Names compare as the other redactors' do (any case),
-//! without their namespace prefix. An element's whole content up to its closing tag
-//! (text, CDATA, comments, nested elements) becomes `[REDACTED]`; a quoted attribute
-//! value becomes `"[REDACTED]"`. Tags are read with their quotes, however long.
+//! without their namespace prefix. A listed name's element has its whole content up to
+//! its closing tag (text, CDATA, comments, nested elements) replaced by `[REDACTED]`; a
+//! name read as a credential's only when its content holds no element (RDS's
+//! `<MasterUserSecret>` holds the `<SecretArn>` an agent reads next, IAM's `<AccessKey>`
+//! the `<AccessKeyId>`), so that content is held until it shows which (64 KiB at most:
+//! past that it is taken for a value). A quoted attribute value becomes `"[REDACTED]"`.
+//! Tags are read with their quotes, however long.
 
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
 
 /// The longest element or attribute name compared (a longer one is no field's).
 const NAME_CAP: usize = 256;
+
+/// The most of an element's content held while it is not known to be a value (see the
+/// module's text).
+const PENDING_CAP: usize = 64 << 10;
 
 pub struct XmlFields {
     fields: FieldNames,
@@ -38,6 +46,9 @@ pub struct XmlFields {
     attr_secret: bool,
     /// Inside a secret element: its name (lower case), its content swallowed.
     secret: Option<Vec<u8>>,
+    /// The secret element's name is read as a credential's, and no element has come in
+    /// its content yet: the content is held, nothing written for it.
+    pending: bool,
     value: Vec<u8>,
     found: Collected,
 }
@@ -59,18 +70,22 @@ impl XmlFields {
             attr_eq: false,
             attr_secret: false,
             secret: None,
+            pending: false,
             value: Vec::new(),
             found: Collected::default(),
         }
     }
 
     pub fn held(&self) -> usize {
-        self.head.len()
+        self.head.len() + if self.pending { self.value.len() } else { 0 }
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         while i < data.len() {
+            if self.pending && self.value.len() >= PENDING_CAP {
+                self.settle_pending(out);
+            }
             if !self.in_tag {
                 // Text, up to the next tag.
                 let end = memchr::memchr(b'<', &data[i..]).map_or(data.len(), |k| i + k);
@@ -111,8 +126,20 @@ impl XmlFields {
         self.attr_secret = false;
     }
 
+    /// A held element's content is taken for a credential's value: the marker goes out
+    /// and the rest is swallowed as a listed element's is.
+    fn settle_pending(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(REDACTED.as_bytes());
+        self.pending = false;
+        self.value.truncate(super::secrets::MAX_SCRUB_LEN + 1);
+    }
+
     fn keep_value(&mut self, bytes: &[u8]) {
-        let room = (super::secrets::MAX_SCRUB_LEN + 1).saturating_sub(self.value.len());
+        let cap = match self.pending {
+            true => PENDING_CAP,
+            false => super::secrets::MAX_SCRUB_LEN + 1,
+        };
+        let room = cap.saturating_sub(self.value.len());
         self.value
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
@@ -132,10 +159,26 @@ impl XmlFields {
         }
         self.name_done = true;
         self.name = self.local_name();
-        self.emitting = match &self.secret {
+        let closes = self.kind == b'/'
+            && self.secret.is_some()
+            && self.name.as_deref() == self.secret.as_deref();
+        self.emitting = if self.secret.is_none() {
+            true
+        } else if self.pending && closes {
+            // Text alone: a credential's value.
+            out.extend_from_slice(REDACTED.as_bytes());
+            self.pending = false;
+            true
+        } else if self.pending && self.kind == 0 {
+            // An element inside: the content is structure, written as it came, and
+            // its own elements are read as any others.
+            out.append(&mut self.value);
+            self.pending = false;
+            self.secret = None;
+            true
+        } else {
             // Inside a secret element only its closing tag goes out.
-            Some(open) => self.kind == b'/' && self.name.as_deref() == Some(open.as_slice()),
-            None => true,
+            closes
         };
         if self.emitting {
             out.extend_from_slice(&self.head);
@@ -263,8 +306,12 @@ impl XmlFields {
             .take()
             .filter(|n| opens && self.fields.contains(n))
         {
-            self.found.by_name(!self.fields.listed(&name));
-            out.extend_from_slice(REDACTED.as_bytes());
+            let listed = self.fields.listed(&name);
+            self.found.by_name(!listed);
+            if listed {
+                out.extend_from_slice(REDACTED.as_bytes());
+            }
+            self.pending = !listed;
             self.secret = Some(name);
             self.value.clear();
         }
@@ -311,6 +358,10 @@ impl XmlFields {
         if self.in_tag && !self.name_done && self.secret.is_none() {
             out.append(&mut self.head);
         }
+        if self.pending {
+            // Never closed, and no element came: taken for a value.
+            self.settle_pending(out);
+        }
         if self.secret.is_some() || self.attr_secret {
             let value = std::mem::take(&mut self.value);
             self.collect(&value);
@@ -322,6 +373,7 @@ impl XmlFields {
 #[cfg(test)]
 mod tests {
     use super::super::{same_at_every_cut, BodyScrubber, Secrets};
+    use super::PENDING_CAP;
     use crate::rules::Rules;
 
     const STS: &str = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -438,5 +490,48 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<A><SessionToken>[REDACTED]</SessionToken><B x=\"SessionToken\">keep</B>after</A>"
         );
+    }
+
+    #[test]
+    fn an_element_read_as_a_credential_by_its_name_keeps_elements_inside_it() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        // RDS's managed master password and IAM's new access key: the agent reads the
+        // SecretArn and the AccessKeyId next; the listed SecretAccessKey still goes.
+        let body = "<R><MasterUserSecret>\n  <SecretArn>arn:aws:secretsmanager:eu:1:secret:rds</SecretArn>\n</MasterUserSecret>\
+            <AccessKey><UserName>bob</UserName><AccessKeyId>AKIAEXAMPLE1</AccessKeyId>\
+            <SecretAccessKey>wJalrXUtnFEMI-K7MDENG1</SecretAccessKey></AccessKey>\
+            <ServiceRoleKey><!-- k --><![CDATA[srk-0123456789abc]]></ServiceRoleKey>\
+            <ClientSecret>cs-0123456789abcd</ClientSecret><Empty/><Token>keep-me-1234</Token></R>";
+        let want = "<R><MasterUserSecret>\n  <SecretArn>arn:aws:secretsmanager:eu:1:secret:rds</SecretArn>\n</MasterUserSecret>\
+            <AccessKey><UserName>bob</UserName><AccessKeyId>AKIAEXAMPLE1</AccessKeyId>\
+            <SecretAccessKey>[REDACTED]</SecretAccessKey></AccessKey>\
+            <ServiceRoleKey>[REDACTED]</ServiceRoleKey>\
+            <ClientSecret>[REDACTED]</ClientSecret><Empty/><Token>keep-me-1234</Token></R>";
+        let make = || BodyScrubber::new(Some("text/xml"), &rules, &s);
+        let (whole, found) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 7, 64], make);
+        assert_eq!(String::from_utf8(whole).unwrap(), want);
+        let found = found.into_values();
+        for v in [
+            "wJalrXUtnFEMI-K7MDENG1",
+            "srk-0123456789abc",
+            "cs-0123456789abcd",
+        ] {
+            assert!(found.iter().any(|f| f == v), "{v} not collected: {found:?}");
+        }
+        // Content past what is held without an element in it is taken for a value; one
+        // never closed too.
+        let long = format!(
+            "<R><ApiSecret>{}</ApiSecret>after</R>",
+            "x".repeat(PENDING_CAP + 10)
+        );
+        let (out, _) = BodyScrubber::run(long.as_bytes(), Some("text/xml"), &rules, &s);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<R><ApiSecret>[REDACTED]</ApiSecret>after</R>"
+        );
+        let (out, _) =
+            BodyScrubber::run(b"<R><ApiSecret>cut-off-12345", Some("text/xml"), &rules, &s);
+        assert_eq!(String::from_utf8(out).unwrap(), "<R><ApiSecret>[REDACTED]");
     }
 }
