@@ -252,16 +252,53 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
 }
 
 /// Whether a value found only by its name's reading is scrubbed from the rest of the
-/// exchange too: at least 12 bytes with a letter and a digit, as keys and tokens are.
+/// exchange too: at least 8 bytes of two kinds of characters (lower and upper case,
+/// digits, others), or 16 bytes of any, as keys, tokens and most passwords are.
 /// Such a value is redacted where it stands either way; but `POSTGRES_PASSWORD=postgres`
 /// would otherwise turn every `postgres` of a Kubernetes answer (the image, the app's
 /// label the agent selects pods by) into `[REDACTED]`. Values under listed names are
 /// scrubbed from 8 bytes, whatever they hold.
 pub fn looks_like_credential(value: &str) -> bool {
     let v = value.trim();
-    v.len() >= 12
-        && v.bytes().any(|b| b.is_ascii_digit())
-        && v.bytes().any(|b| b.is_ascii_alphabetic())
+    let classes = [
+        v.bytes().any(|b| b.is_ascii_lowercase()),
+        v.bytes().any(|b| b.is_ascii_uppercase()),
+        v.bytes().any(|b| b.is_ascii_digit()),
+        v.bytes().any(|b| !b.is_ascii_alphanumeric()),
+    ];
+    let mixed = classes.iter().filter(|c| **c).count() >= 2;
+    v.len() >= 8 && (mixed || v.len() >= 16)
+}
+
+/// Endings of names that hold a credential even in a model's tool-call arguments (JSON
+/// written in a string), where a `license_key` or `app_key` is an identifier the agent
+/// carries into a URL: a token, a secret, a password, a private or secret key.
+const STRONG_ENDINGS: &[&[u8]] = &[
+    b"token",
+    b"secret",
+    b"password",
+    b"passwd",
+    b"passphrase",
+    b"passcode",
+    b"privatekey",
+    b"secretkey",
+    b"signingkey",
+    b"accesskey",
+    b"connectionstring",
+    b"authorization",
+    b"clientassertion",
+    b"codeverifier",
+];
+
+/// Whether a body field's name says it holds a credential strongly enough to be read in
+/// a model's tool-call arguments too (see [`STRONG_ENDINGS`]).
+pub fn strong_field_name(name: &[u8], keep: &[String]) -> bool {
+    if !credential_name(NameKind::Field, name, keep) {
+        return false;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let n = fold(effective(name), &mut buf);
+    STRONG_ENDINGS.iter().any(|e| buf[..n].ends_with(e))
 }
 
 /// Whether a query parameter is a credential on this host (lower-case, no port) by a
@@ -488,18 +525,27 @@ mod tests {
             "sk-proj-0123456789ab",
             "hvs.CAESIJ4x9k2lmn",
             "ghs_16C7e42F292c6912E77",
+            "CorrectHorseBatteryStaple",
+            "rootpass123",
+            "correcthorsebatterystaple",
         ] {
             assert!(looks_like_credential(v), "{v}");
         }
         for v in [
             "postgres",
             "production",
-            "payments-platform",
-            "us-west-2",
-            "12345678901234",
+            "changeme",
+            "abcdefghijk",
+            "1234567",
         ] {
             assert!(!looks_like_credential(v), "{v}");
         }
+        assert!(strong_field_name(b"github_token", &[]));
+        assert!(strong_field_name(b"db_password", &[]));
+        assert!(strong_field_name(b"private_key", &[]));
+        assert!(!strong_field_name(b"license_key", &[]));
+        assert!(!strong_field_name(b"app_key", &[]));
+        assert!(!strong_field_name(b"secret", &[]));
     }
 
     #[test]

@@ -380,15 +380,16 @@ impl JsonFields {
                     raw_esc: false,
                     esc: !esc && c == InnerChar::Backslash,
                 }
-            } else if self.key_ok && self.fields.listed(&self.key) && {
-                self.found.by_name(false);
+            } else if self.key_ok && self.fields.contains_in_arguments(&self.key) && {
+                self.found.by_name(!self.fields.listed(&self.key));
                 true
             } {
-                // Only the listed names one level down: JSON in a string is a model's
-                // tool-call arguments or a tool's text, whose values the agent carries
-                // into its next calls (`lookup_license({"license_key": …})` becomes
-                // `GET /licenses/…`); redacting a name read as a credential's there
-                // would make that call miss on replay.
+                // One level down, the listed names and those that say token, secret,
+                // password or private key: JSON in a string is a model's tool-call
+                // arguments or a tool's text, whose values the agent carries into its
+                // next calls (`lookup_license({"license_key": …})` becomes
+                // `GET /licenses/…`); redacting an identifier there would make that
+                // call miss on replay.
                 State::InAfterKey { raw_esc: false }
             } else {
                 self.inner_text()

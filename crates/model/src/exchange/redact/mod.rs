@@ -122,6 +122,13 @@ impl FieldNames {
             || credential_name(NameKind::Field, name, &self.keep)
     }
 
+    /// Whether a field of this name holds a secret in JSON written inside a string (a
+    /// model's tool-call arguments): a listed name, or one that says it holds a token,
+    /// a secret, a password or a private key ([`credential::strong_field_name`]).
+    pub fn contains_in_arguments(&self, name: &[u8]) -> bool {
+        self.listed(name) || credential::strong_field_name(name, &self.keep)
+    }
+
     /// Whether the name is one of those listed: its value is redacted whatever it is
     /// (an object or array too), where a name read as a credential's has its value
     /// redacted when it is a string or a number (a `"db_password": {"type": "string"}` in
@@ -738,6 +745,9 @@ fn stored_whole(
 pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
     match content_type {
         Some(ct) if super::is_json_content_type(ct) => true,
+        // AWS's JSON protocols (SSM, Secrets Manager, ECS, DynamoDB): a decrypted SSM
+        // SecureString comes back as `application/x-amz-json-1.1`.
+        Some(ct) if super::media_type(ct).contains("json") => true,
         Some(ct) if !ct.trim().is_empty() && !ct.starts_with("text/plain") => false,
         _ => matches!(
             data.iter().find(|b| !b.is_ascii_whitespace()),
@@ -1269,6 +1279,11 @@ mod tests {
             r#"{"Parameter":{"Name":"/app/model","Type":"String","Value":"gpt-4o-mini"}}"#,
         );
         assert_eq!(v["Parameter"]["Value"], "gpt-4o-mini");
+        // As SSM sends it: AWS's JSON protocol has a media type of its own.
+        let body = br#"{"Parameter":{"Name":"/prod/payments/stripe","Type":"SecureString","Value":"sk_live_0123456789"}}"#;
+        let amz = Some("application/x-amz-json-1.1");
+        let (out, _) = stored_answer(body, amz, 1 << 20, &rules, &mut s.clone(), ssm);
+        assert!(!String::from_utf8_lossy(&out).contains("sk_live_0123456789"));
         let v = answer(
             "https://generativelanguage.googleapis.com/v1alpha/auth_tokens",
             r#"{"name":"auth_tokens/7c8b9a0d1e2f3a4b5c6d","expireTime":"2026-12-04T20:00:00Z"}"#,
@@ -1314,13 +1329,15 @@ mod tests {
         assert!(!String::from_utf8_lossy(&out).contains("sk-0123456789abcdef"));
         // One level down (a model's tool-call arguments) only the listed names: the
         // agent carries `license_key` into the tool's URL.
-        let answer = br#"{"tool_calls":[{"function":{"name":"lookup_license","arguments":"{\"license_key\":\"ACME-7F3K-99QX\",\"password\":\"pw-123456789\"}"}}]}"#;
+        let answer = br#"{"tool_calls":[{"function":{"name":"lookup_license","arguments":"{\"license_key\":\"ACME-7F3K-99QX\",\"password\":\"pw-123456789\",\"github_token\":\"ghp_0123456789abcdef\"}"}}]}"#;
         let (out, _) = stored_body(answer, ct, 1 << 20, &rules, &mut Secrets::default());
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.contains(r#"\"license_key\":\"ACME-7F3K-99QX\""#),
             "{text}"
         );
+        // A token, a secret, a password or a private key still goes.
         assert!(!text.contains("pw-123456789"), "{text}");
+        assert!(!text.contains("ghp_0123456789abcdef"), "{text}");
     }
 }

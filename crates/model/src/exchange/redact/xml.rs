@@ -76,8 +76,12 @@ impl XmlFields {
         }
     }
 
+    /// Bytes held back that will be written when more arrive. Content held while its
+    /// element is undecided is not counted: it is written as it came or becomes the
+    /// ten bytes of the marker, and counting it would place a stream's chunks (their
+    /// times) by bytes that may never be written.
     pub fn held(&self) -> usize {
-        self.head.len() + if self.pending { self.value.len() } else { 0 }
+        self.head.len()
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -169,13 +173,19 @@ impl XmlFields {
             out.extend_from_slice(REDACTED.as_bytes());
             self.pending = false;
             true
-        } else if self.pending && self.kind == 0 {
-            // An element inside: the content is structure, written as it came, and
-            // its own elements are read as any others.
+        } else if self.pending && self.kind == 0 && is_blank(&self.value) {
+            // An element inside, after nothing but white space and markup: the content
+            // is structure, written as it came, and its own elements are read as any
+            // others.
             out.append(&mut self.value);
             self.pending = false;
             self.secret = None;
             true
+        } else if self.pending && self.kind == 0 {
+            // Text, then an element (or what reads as one: a CDATA section holding `>`
+            // and `<`): a value, swallowed to the closing tag as a listed one is.
+            self.settle_pending(out);
+            false
         } else {
             // Inside a secret element only its closing tag goes out.
             closes
@@ -331,6 +341,14 @@ impl XmlFields {
             .replace("&amp;", "&");
         self.found.push(text.as_bytes());
     }
+}
+
+/// Whether held XML content is only white space and markup (comments, processing
+/// instructions): no text, no CDATA with anything in it.
+fn is_blank(xml: &[u8]) -> bool {
+    strip_markup(&String::from_utf8_lossy(xml))
+        .trim()
+        .is_empty()
 }
 
 /// XML text with its tags, comments and processing instructions taken out, CDATA
@@ -518,6 +536,30 @@ mod tests {
             "cs-0123456789abcd",
         ] {
             assert!(found.iter().any(|f| f == v), "{v} not collected: {found:?}");
+        }
+        // Text before or between elements makes the content a value: nothing of it is
+        // written, however it is dressed (a CDATA section holding `>` and `<`).
+        for (body, want) in [
+            (
+                "<R><DbPassword>Pw0rd-1234<br/></DbPassword></R>",
+                "<R><DbPassword>[REDACTED]</DbPassword></R>",
+            ),
+            (
+                "<R><DbPassword><![CDATA[Xp>w0<rd9876]]></DbPassword></R>",
+                "<R><DbPassword>[REDACTED]</DbPassword></R>",
+            ),
+            (
+                "<R><PartnerApiKey>abc<!-- c --><x/>Key-98765</PartnerApiKey></R>",
+                "<R><PartnerApiKey>[REDACTED]</PartnerApiKey></R>",
+            ),
+            (
+                "<R><PartnerApiKey><!-- c --> <x>1</x> </PartnerApiKey></R>",
+                "<R><PartnerApiKey><!-- c --> <x>1</x> </PartnerApiKey></R>",
+            ),
+        ] {
+            let make = || BodyScrubber::new(Some("text/xml"), &rules, &s);
+            let (whole, _) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 7, 64], make);
+            assert_eq!(String::from_utf8(whole).unwrap(), want, "{body}");
         }
         // Content past what is held without an element in it is taken for a value; one
         // never closed too.
