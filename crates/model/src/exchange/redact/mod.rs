@@ -643,7 +643,9 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
         .split('&')
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            // A query string is form-encoded: `+` is a space (`api+key` is `api key`).
+            let plus = name.replace('+', " ");
+            let decoded = percent_encoding::percent_decode_str(&plus).decode_utf8_lossy();
             if !value.is_empty()
                 && value != REDACTED
                 && rules.redacts_query(host, decoded.trim(), value)
@@ -911,6 +913,11 @@ mod tests {
         assert_eq!(
             url("https://a.test/p?q=1", &rules, &mut s),
             "https://a.test/p?q=1"
+        );
+        // `+` is a space in a query string: `api+key` is `api key`, read as `apikey`.
+        assert_eq!(
+            url("https://a.test/p?api+key=k-12345678&q=a+b", &rules, &mut s),
+            "https://a.test/p?api+key=[REDACTED]&q=a+b"
         );
     }
 
