@@ -142,9 +142,6 @@ const QUERY_ON_HOSTS: &[(&str, &[u8])] = &[
 /// `X-Amz-Credential`.
 const QUERY_ENDINGS: &[&[u8]] = &[b"signature", b"credential"];
 
-/// Body fields that are credentials under short names of their own.
-const FIELD_NAMES: &[&[u8]] = &[];
-
 /// Body fields that end like a credential's and are not: a bare `secret` names the
 /// secret a tool is asked to read (`read_secret({"secret": "prod/db-password"})`), and
 /// redacting it in the model's answer would make the tool's call that follows miss.
@@ -162,6 +159,28 @@ pub fn normalise(name: &str) -> String {
     let mut buf = [0u8; MAX_NAME];
     let n = fold(effective(name.as_bytes()), &mut buf);
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A name as it is compared: its [`effective`] part, folded.
+struct Folded {
+    buf: [u8; MAX_NAME],
+    len: usize,
+}
+
+impl Folded {
+    /// `None` past [`MAX_NAME`] bytes as written.
+    fn of(name: &[u8]) -> Option<Folded> {
+        if name.len() > MAX_NAME {
+            return None;
+        }
+        let mut buf = [0u8; MAX_NAME];
+        let len = fold(effective(name), &mut buf);
+        Some(Folded { buf, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Writes `name`'s folded form into `buf` (at most [`MAX_NAME`] bytes of it read).
@@ -202,15 +221,11 @@ fn effective(name: &[u8]) -> &[u8] {
 /// Whether `name` says its value is a credential (see the module's text), unless it is
 /// one of `keep` (names in [`normalise`]d form that the user says are not).
 pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
-    if name.len() > MAX_NAME {
-        return false;
-    }
-    let name = effective(name);
     // Most names end unlike any credential's: their last three bytes tell (every ending
     // has three), before the name is folded.
     let mut tail = [0u8; 3];
     let mut got = 0;
-    for &b in name.iter().rev() {
+    for &b in effective(name).iter().rev() {
         if !is_separator(b) {
             got += 1;
             tail[3 - got] = b.to_ascii_lowercase();
@@ -222,9 +237,10 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
     if got < 3 || !TAILS.contains(&tail) {
         return false;
     }
-    let mut buf = [0u8; MAX_NAME];
-    let n = fold(name, &mut buf);
-    let name = &buf[..n];
+    let Some(folded) = Folded::of(name) else {
+        return false;
+    };
+    let name = folded.bytes();
     if CURSOR_ENDINGS.iter().any(|e| name.ends_with(e))
         || name.windows(12).any(|w| w == b"continuation")
         || keep.iter().any(|k| k.as_bytes() == name)
@@ -247,7 +263,7 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
         NameKind::Query => {
             QUERY_NAMES.contains(&name) || QUERY_ENDINGS.iter().any(|e| name.ends_with(e))
         }
-        NameKind::Field => FIELD_NAMES.contains(&name),
+        NameKind::Field => false,
     }
 }
 
@@ -293,23 +309,17 @@ const STRONG_ENDINGS: &[&[u8]] = &[
 /// Whether a body field's name says it holds a credential strongly enough to be read in
 /// a model's tool-call arguments too (see [`STRONG_ENDINGS`]).
 pub fn strong_field_name(name: &[u8], keep: &[String]) -> bool {
-    if !credential_name(NameKind::Field, name, keep) {
-        return false;
-    }
-    let mut buf = [0u8; MAX_NAME];
-    let n = fold(effective(name), &mut buf);
-    STRONG_ENDINGS.iter().any(|e| buf[..n].ends_with(e))
+    credential_name(NameKind::Field, name, keep)
+        && Folded::of(name).is_some_and(|f| STRONG_ENDINGS.iter().any(|e| f.bytes().ends_with(e)))
 }
 
 /// Whether a query parameter is a credential on this host (lower-case, no port) by a
 /// rule of that service's own ([`QUERY_ON_HOSTS`]).
 pub fn query_credential_on(host: &str, name: &[u8], keep: &[String]) -> bool {
-    if name.len() > MAX_NAME {
+    let Some(folded) = Folded::of(name) else {
         return false;
-    }
-    let mut buf = [0u8; MAX_NAME];
-    let n = fold(effective(name), &mut buf);
-    let name = &buf[..n];
+    };
+    let name = folded.bytes();
     !keep.iter().any(|k| k.as_bytes() == name)
         && QUERY_ON_HOSTS.iter().any(|(h, q)| {
             *q == name
@@ -511,7 +521,6 @@ mod tests {
             .chain(HEADER_ENDINGS)
             .chain(QUERY_NAMES)
             .chain(QUERY_ENDINGS)
-            .chain(FIELD_NAMES)
             .chain(QUERY_ON_HOSTS.iter().map(|(_, q)| q))
         {
             let tail: [u8; 3] = e[e.len() - 3..].try_into().unwrap();

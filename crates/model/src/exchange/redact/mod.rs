@@ -69,7 +69,7 @@ const URL_HEADERS: &[&str] = &["location", "content-location", "referer"];
 pub struct FieldNames {
     names: Arc<[Vec<u8>]>,
     /// Names whose string or number values are secrets, as a credential's name is
-    /// (an answer's fields by route: [`minted_fields`]).
+    /// (an answer's fields by route: `answer_secrets`).
     scalar: Arc<[Vec<u8>]>,
     longest: usize,
     /// Names [`credential_name`] would take that the user keeps (`[redact] keep`).
@@ -373,13 +373,13 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
-    let host = match (query, fragment) {
-        (None, None) => String::new(),
-        _ => host_of(base).map(|(h, _)| h).unwrap_or_default(),
-    };
-    let base = path_secrets(base, rules, secrets);
-    let query = query.map(|q| params(q, &host, rules, secrets));
-    let fragment = fragment.map(|f| params(f, &host, rules, secrets));
+    // Read once: the path rules and the query parameters' host rules both need it.
+    let needs_host = !rules.redact_paths.is_empty() || query.is_some() || fragment.is_some();
+    let target = needs_host.then(|| host_of(base)).flatten();
+    let host = target.as_ref().map_or("", |(h, _)| h.as_str());
+    let base = path_secrets(base, target.as_ref(), rules, secrets);
+    let query = query.map(|q| params(q, host, rules, secrets));
+    let fragment = fragment.map(|f| params(f, host, rules, secrets));
     if matches!(base, Cow::Borrowed(_))
         && !matches!(query, Some(Cow::Owned(_)))
         && !matches!(fragment, Some(Cow::Owned(_)))
@@ -482,13 +482,35 @@ fn is_cloud_metadata_host(host: &str) -> bool {
 
 /// Whether `url` asks a cloud metadata service, and what its answer holds.
 pub fn cloud_metadata(url: &str) -> MetadataAnswer {
+    match host_of(url) {
+        Some((host, path_at)) => cloud_metadata_at(&host, path_of(url, path_at)),
+        None => MetadataAnswer::No,
+    }
+}
+
+/// The path of `url` from `path_at` (see [`host_of`]), without its query or fragment.
+fn path_of(url: &str, path_at: usize) -> &str {
+    url[path_at..].split(['?', '#']).next().unwrap_or("")
+}
+
+/// What the answer to `url` holds that its name does not say: a cloud metadata
+/// service's credentials ([`cloud_metadata`]) and the fields a service mints a credential
+/// in ([`MINTED`]); the URL's host read once.
+pub(super) fn answer_secrets(url: &str) -> (MetadataAnswer, Vec<&'static str>) {
     let Some((host, path_at)) = host_of(url) else {
-        return MetadataAnswer::No;
+        return (MetadataAnswer::No, Vec::new());
     };
-    if !is_cloud_metadata_host(&host) {
+    let path = path_of(url, path_at);
+    match cloud_metadata_at(&host, path) {
+        MetadataAnswer::No => (MetadataAnswer::No, minted_at(&host, path)),
+        metadata => (metadata, Vec::new()),
+    }
+}
+
+fn cloud_metadata_at(host: &str, path: &str) -> MetadataAnswer {
+    if !is_cloud_metadata_host(host) {
         return MetadataAnswer::No;
     }
-    let path = url[path_at..].split(['?', '#']).next().unwrap_or("");
     if path.trim_end_matches('/') == "/latest/api/token" {
         MetadataAnswer::Secret
     } else {
@@ -532,17 +554,13 @@ const MINTED: &[Minted] = &[
     },
 ];
 
-/// The fields of the answer to a request to `url` that hold a credential its service
+/// The fields of an answer from `host` at `path` that hold a credential its service
 /// mints ([`MINTED`]): redacted when their value is a string or number (a listing's
 /// `"value": [...]` is kept).
-pub fn minted_fields(url: &str) -> Vec<&'static str> {
-    let Some((host, path_at)) = host_of(url) else {
-        return Vec::new();
-    };
-    let path = url[path_at..].split(['?', '#']).next().unwrap_or("");
+fn minted_at(host: &str, path: &str) -> Vec<&'static str> {
     MINTED
         .iter()
-        .filter(|m| (m.host)(&host) && (m.path)(path))
+        .filter(|m| (m.host)(host) && (m.path)(path))
         .map(|m| m.field)
         .collect()
 }
@@ -573,13 +591,19 @@ pub fn path_target(url: &str) -> Option<String> {
 /// `scheme://host/path` with what the rules' path patterns pick out of `host/path`
 /// replaced (`api.telegram.org/bot[REDACTED]/sendMessage`); each value is a secret
 /// scrubbed from the rest of the exchange.
-fn path_secrets<'a>(base: &'a str, rules: &Rules, secrets: &mut Secrets) -> Cow<'a, str> {
+fn path_secrets<'a>(
+    base: &'a str,
+    target: Option<&(String, usize)>,
+    rules: &Rules,
+    secrets: &mut Secrets,
+) -> Cow<'a, str> {
     if rules.redact_paths.is_empty() {
         return Cow::Borrowed(base);
     }
-    let Some((host, path_at)) = host_of(base) else {
+    let Some((host, path_at)) = target else {
         return Cow::Borrowed(base);
     };
+    let (host, path_at) = (host.as_str(), *path_at);
     let target = format!("{host}{}", &base[path_at..]);
     // Spans of the path (offsets into `target`) to replace.
     let mut spans: Vec<std::ops::Range<usize>> = Vec::new();

@@ -16,8 +16,7 @@ use super::secrets::LiteralStream;
 use super::sse::SseSplit;
 use super::xml::XmlFields;
 use super::{
-    cloud_metadata, minted_fields, Collected, FieldNames, MetadataAnswer, Secrets,
-    CLOUD_METADATA_FIELDS,
+    answer_secrets, Collected, FieldNames, MetadataAnswer, Secrets, CLOUD_METADATA_FIELDS,
 };
 use crate::rules::{Rules, REDACTED};
 
@@ -69,16 +68,16 @@ impl BodyScrubber {
     /// secret spread over them. A cloud metadata service's answers hold the machine's
     /// credentials (an SDK asks for them through the proxy): their `Token` fields are
     /// secrets too, and IMDSv2's session token is the whole body. Services that mint a
-    /// credential in an answer field of a plain name ([`minted_fields`]) have it redacted.
+    /// credential in an answer field of a plain name (see `answer_secrets`) have it redacted.
     pub fn for_answer(
         content_type: Option<&str>,
         fields: FieldNames,
         secrets: &Secrets,
         url: &str,
     ) -> BodyScrubber {
-        match cloud_metadata(url) {
+        let (metadata, minted) = answer_secrets(url);
+        match metadata {
             MetadataAnswer::No => {
-                let minted = minted_fields(url);
                 let fields = match minted.is_empty() {
                     true => fields,
                     false => fields.adding_scalar(&minted),
