@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 use support::harness::{client, export, Daemon, Dirs};
-use support::upstream::{Upstream, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN};
+use support::upstream::{
+    Upstream, DB_PASSWORD, DB_SECRET_STRING, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN,
+};
 
 const BEARER: &str = "sk-live-BEARER-MUST-NEVER-BE-STORED-9898";
 
@@ -726,6 +728,51 @@ async fn values_that_only_look_like_credentials_replay_as_recorded() {
             "partition-2",
             "partition-3"
         ]
+    );
+}
+
+/// A secret the agent parses: Secrets Manager's `SecretString` for an RDS password is JSON
+/// text. Its password never reaches disk, and the replayed run still parses the secret
+/// (before, it was served as `"[REDACTED]"` and `json.loads` failed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_holding_json_never_reaches_disk_and_replays_as_json() {
+    assert!(DB_SECRET_STRING.contains(DB_PASSWORD));
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let url = up.url("/secretsmanager");
+    let get_secret = |via: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            let resp = via
+                .post(url)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", "secretsmanager.GetSecretValue")
+                .body(r#"{"SecretId":"prod/db"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            let text = v["SecretString"].as_str().unwrap().to_string();
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("the secret is not JSON ({e}): {text}"))
+        }
+    };
+    let d = record(&dirs, &up, "secretjson", &[]);
+    let live = get_secret(client(&d, &dirs)).await;
+    assert_eq!(live["password"], DB_PASSWORD);
+    let events = assert_nowhere(&dirs, d, "secretjson", &[DB_PASSWORD, DB_SECRET_STRING]);
+    let stored = events[0]["response"]["body"].to_string();
+    assert!(!stored.contains("admin"), "{stored}");
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "secretjson"]);
+    let replayed = get_secret(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        replayed,
+        serde_json::json!({"username": "[REDACTED]", "password": "[REDACTED]",
+            "engine": "[REDACTED]", "host": "[REDACTED]", "port": "[REDACTED]"})
     );
 }
 

@@ -32,6 +32,7 @@
 //!   `POST /model/M/converse-stream` and `/model/M/invoke-with-response-stream` Bedrock's
 //!   binary event streams repeating the bearer key a few characters a message; `POST /oauth/token` an OAuth
 //!   token response ([`OAUTH_ACCESS_TOKEN`], [`OAUTH_REFRESH_TOKEN`]);
+//!   `POST /secretsmanager` Secrets Manager's `GetSecretValue` answer ([`DB_SECRET_STRING`]);
 //!   MCP over Streamable HTTP (`mcp.rs`): `POST|GET|DELETE /mcp`;
 //!   WebSockets (`realtime.rs`): `GET /ws/echo`, `GET /v1/realtime` (Realtime API shapes);
 //!   anything else → 404 JSON.
@@ -90,6 +91,11 @@ pub const LLM_CHUNK_GAP: Duration = Duration::from_millis(20);
 pub const OAUTH_ACCESS_TOKEN: &str = "oauth-access-TOKEN-MUST-NOT-BE-STORED-5151";
 /// The refresh token `/oauth/token` hands out.
 pub const OAUTH_REFRESH_TOKEN: &str = "oauth-refresh-TOKEN-MUST-NOT-BE-STORED-5252";
+
+/// The database password in [`DB_SECRET_STRING`].
+pub const DB_PASSWORD: &str = "db-PASSWORD-MUST-NOT-BE-STORED-5353";
+/// The secret `POST /secretsmanager` answers with: JSON text, as an RDS-managed secret is.
+pub const DB_SECRET_STRING: &str = "{\"username\":\"admin\",\"password\":\"db-PASSWORD-MUST-NOT-BE-STORED-5353\",\"engine\":\"postgres\",\"host\":\"db.internal\",\"port\":5432}";
 
 /// Byte `i` of the `/big` pattern.
 pub fn big_byte(i: u64) -> u8 {
@@ -856,6 +862,22 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
                     || p.ends_with("/invoke-with-response-stream")) =>
         {
             bedrock_echo_key_stream(&req, p.ends_with("/invoke-with-response-stream"))
+        }
+        (&Method::POST, "/secretsmanager") => {
+            // `GetSecretValue`, as AWS Secrets Manager answers it: the secret is JSON text.
+            read_body(req).await?;
+            let mut resp = json_response(
+                StatusCode::OK,
+                &json!({"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db",
+                        "Name": "prod/db", "SecretString": DB_SECRET_STRING,
+                        "VersionId": "v-1", "VersionStages": ["AWSCURRENT"],
+                        "CreatedDate": 1.7e9}),
+            );
+            resp.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            resp
         }
         (&Method::POST, "/oauth/token") => {
             read_body(req).await?;

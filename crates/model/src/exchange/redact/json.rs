@@ -12,7 +12,9 @@
 use memchr::{memchr, memchr3};
 use serde_json::Value;
 
-use super::json_fields::{is_pair_name, is_pair_value, is_secure_type, pair_names_credential};
+use super::json_fields::{
+    is_pair_name, is_pair_value, is_secure_type, pair_names_credential, secret_json,
+};
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
 
@@ -37,11 +39,22 @@ pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collecte
                 };
                 if secret {
                     if *v != Value::String(REDACTED.into()) {
+                        let mut with = Value::String(REDACTED.into());
                         if let Value::String(s) = v {
+                            let mut leaves = Vec::new();
+                            match secret_json(s, &mut leaves) {
+                                Some(None) => continue,
+                                Some(Some(text)) => with = Value::String(text),
+                                None => {}
+                            }
                             found.by_name(!fields.listed(k.as_bytes()));
                             found.push(s.as_bytes());
+                            found.by_name(true);
+                            for leaf in leaves {
+                                found.push(leaf.as_bytes());
+                            }
                         }
-                        *v = Value::String(REDACTED.into());
+                        *v = with;
                         changed = true;
                     }
                 } else {
@@ -177,6 +190,37 @@ impl JsonFields {
         self.value.clear();
     }
 
+    /// Writes the secret string value just read (held as written, escapes and all) and
+    /// its closing quote: `[REDACTED]`, or when it holds JSON, that JSON with its
+    /// strings and numbers redacted ([`secret_json`]). A value too long to hold whole
+    /// goes whole.
+    fn settle_secret(&mut self, out: &mut Vec<u8>) {
+        let mut leaves = Vec::new();
+        let text = (self.value.len() <= super::secrets::MAX_SCRUB_LEN)
+            .then(|| {
+                let mut quoted = Vec::with_capacity(self.value.len() + 2);
+                quoted.push(b'"');
+                quoted.extend_from_slice(&self.value);
+                quoted.push(b'"');
+                serde_json::from_slice::<String>(&quoted).ok()
+            })
+            .flatten();
+        match text.and_then(|t| secret_json(&t, &mut leaves)) {
+            Some(None) => out.extend_from_slice(&self.value),
+            Some(Some(json)) => {
+                let escaped = serde_json::to_string(&json).expect("a string serializes");
+                out.extend_from_slice(&escaped.as_bytes()[1..escaped.len() - 1]);
+            }
+            None => out.extend_from_slice(REDACTED.as_bytes()),
+        }
+        out.push(b'"');
+        self.end_value();
+        self.found.by_name(true);
+        for leaf in leaves {
+            self.found.push(leaf.as_bytes());
+        }
+    }
+
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         while i < data.len() {
@@ -257,8 +301,9 @@ impl JsonFields {
                 },
                 State::AfterColon => match rest[0] {
                     b'"' => {
+                        // The value is held until it ends: a string that holds JSON
+                        // keeps its shape (`secret_json`).
                         out.push(b'"');
-                        out.extend_from_slice(REDACTED.as_bytes());
                         i += 1;
                         self.value.clear();
                         self.state = State::SecretStr { escaped: false };
@@ -286,8 +331,13 @@ impl JsonFields {
                                 self.collect(b"\\");
                                 self.state = State::SecretStr { escaped: true };
                             }
+                            b'"' => {
+                                self.settle_secret(out);
+                                self.state = State::Text;
+                            }
                             c => {
                                 // A newline ends an unterminated string: the line was not JSON.
+                                out.extend_from_slice(REDACTED.as_bytes());
                                 out.push(c);
                                 self.end_value();
                                 self.state = State::Text;
@@ -666,5 +716,91 @@ mod tests {
         let inner: serde_json::Value = serde_json::from_str(args).unwrap();
         assert_eq!(inner["password"], REDACTED);
         assert_eq!(inner["user"], "ada");
+    }
+
+    #[test]
+    fn a_secret_holding_json_keeps_its_shape_in_every_pass_however_the_stream_is_cut() {
+        // AWS Secrets Manager's answer for an RDS master password: the secret is a JSON
+        // text the agent parses, under a name read as a credential's.
+        let inner = r#"{"username": "admin", "password": "Sup3r-S3cret-pw!", "port": 5432,
+ "hosts": ["db-1.internal", null], "ssl": true, "nested": {"k": -1.5e3}}"#;
+        let body = serde_json::to_string(&serde_json::json!({
+            "Name": "prod/db",
+            "SecretString": inner,
+            "note": "Sup3r-S3cret-pw! echoed",
+        }))
+        .unwrap();
+        let redacted_inner = r#"{"username": "[REDACTED]", "password": "[REDACTED]", "port": "[REDACTED]",
+ "hosts": ["[REDACTED]", null], "ssl": true, "nested": {"k": "[REDACTED]"}}"#;
+        let want = serde_json::to_string(&serde_json::json!({
+            "Name": "prod/db",
+            "SecretString": redacted_inner,
+            "note": "Sup3r-S3cret-pw! echoed",
+        }))
+        .unwrap();
+        let fields = FieldNames::new(&[]);
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            let mut j = JsonFields::new(fields.clone());
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                j.feed(piece, &mut out);
+            }
+            let found = j.finish().into_values();
+            // The literal scrub, which runs after, takes the echo in `note`.
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want, "cut {cut}");
+            assert!(found.iter().any(|f| f == "Sup3r-S3cret-pw!"), "{found:?}");
+            assert!(found.iter().any(|f| f == inner), "{found:?}");
+            // A user name is not hunted through the rest of the exchange.
+            assert!(!found.iter().any(|f| f == "admin"), "{found:?}");
+            // Read again (a stored body re-keyed), nothing changes.
+            let mut again = JsonFields::new(fields.clone());
+            let mut twice = Vec::new();
+            again.feed(&out, &mut twice);
+            assert_eq!(twice, out, "cut {cut}");
+        }
+        // The whole-body pass and the DOM pass agree with the stream.
+        let (out, found) = super::super::json_fields::redact(body.as_bytes(), &fields, REDACTED)
+            .expect("a secret to replace");
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert!(found.iter().any(|f| f == "Sup3r-S3cret-pw!"), "{found:?}");
+        assert!(super::super::json_fields::redact(want.as_bytes(), &fields, REDACTED).is_none());
+        let mut value: Value = serde_json::from_str(&body).unwrap();
+        let mut collected = Collected::default();
+        assert!(redact_value(&mut value, &fields, &mut collected));
+        assert_eq!(value, serde_json::from_str::<Value>(&want).unwrap());
+        assert!(!redact_value(
+            &mut value,
+            &fields,
+            &mut Collected::default()
+        ));
+        // And the agent parses what it is served.
+        let v: Value = serde_json::from_str(&want).unwrap();
+        let secret: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+        assert_eq!(secret["password"], REDACTED);
+        assert_eq!(secret["ssl"], true);
+    }
+
+    #[test]
+    fn a_secret_that_is_not_json_or_too_long_to_hold_goes_whole() {
+        let fields = FieldNames::new(&[]);
+        let long = format!("{{\"password\": \"{}\"}}", "x".repeat(20_000));
+        for value in ["[not json", "{\"a\":1} trailing", "12345678", long.as_str()] {
+            let body = serde_json::to_string(&serde_json::json!({"SecretString": value})).unwrap();
+            let mut j = JsonFields::new(fields.clone());
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(5) {
+                j.feed(piece, &mut out);
+            }
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                r#"{"SecretString":"[REDACTED]"}"#,
+                "{value:.40}"
+            );
+        }
+        // Cut off by the end of the stream: nothing of it is written.
+        let mut j = JsonFields::new(fields);
+        let mut out = Vec::new();
+        j.feed(br#"{"SecretString":"{\"password\":\"Sup3r"#, &mut out);
+        assert_eq!(out, br#"{"SecretString":""#);
     }
 }

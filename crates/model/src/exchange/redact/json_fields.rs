@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::FieldNames;
 use crate::credential::looks_like_credential;
+use crate::rules::REDACTED;
 
 /// `data` with the value of every object key listed in `fields` (any depth, any case)
 /// replaced by `with` (a JSON string), and the scalar `value` of every name/value pair
@@ -25,27 +26,46 @@ pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, 
         base: data.as_ptr() as usize,
         fields,
         quoted: &quoted,
+        leaves: false,
         spans: Vec::new(),
         found: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_slice(data);
     Seed(&mut walk).deserialize(&mut de).ok()?;
     de.end().ok()?;
-    if walk.spans.is_empty() {
+    let out = walk.replaced(data)?;
+    Some((out, walk.found))
+}
+
+/// What a secret string value becomes: `None` when it is replaced whole; otherwise the
+/// string holds one JSON object or array (AWS Secrets Manager's `SecretString`,
+/// `{"username": …, "password": …, "port": 5432}`), which keeps its keys, nesting and
+/// spacing with every string and number in it replaced by `"[REDACTED]"`, so that an
+/// agent that parses the secret still can on replay: `Some(Some(text))`, the new JSON
+/// text, or `Some(None)` when nothing in it needed replacing (read again, a redacted
+/// secret stays as it is). The replaced strings that look like keys are added to
+/// `found`.
+pub fn secret_json(text: &str, found: &mut Vec<String>) -> Option<Option<String>> {
+    let start = text.trim_start().as_bytes().first()?;
+    if !matches!(start, b'{' | b'[') {
         return None;
     }
-    // A pair's value is known to be secret only once its object ends: after the spans
-    // of what came after it in that object.
-    walk.spans.sort_by_key(|r| r.start);
-    let mut out = Vec::with_capacity(data.len());
-    let mut last = 0;
-    for span in &walk.spans {
-        out.extend_from_slice(data.get(last..span.start)?);
-        out.extend_from_slice(quoted.as_bytes());
-        last = span.end;
-    }
-    out.extend_from_slice(data.get(last..)?);
-    Some((out, walk.found))
+    let quoted = serde_json::to_string(REDACTED).ok()?;
+    let fields = FieldNames::new(&[]);
+    let mut walk = Walk {
+        base: text.as_ptr() as usize,
+        fields: &fields,
+        quoted: &quoted,
+        leaves: true,
+        spans: Vec::new(),
+        found: Vec::new(),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    Seed(&mut walk).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let out = walk.replaced(text.as_bytes());
+    found.append(&mut walk.found);
+    Some(out.map(|o| String::from_utf8(o).expect("UTF-8 with UTF-8 spliced in")))
 }
 
 /// Keys that name the other half of a name/value pair: a HAR header
@@ -83,7 +103,10 @@ struct Walk<'f> {
     base: usize,
     fields: &'f FieldNames,
     quoted: &'f str,
-    spans: Vec<Range<usize>>,
+    /// Every string and number is replaced, whatever its key (see [`secret_json`]).
+    leaves: bool,
+    /// Where each replaced value lies, and what replaces it (`None`: `quoted`).
+    spans: Vec<(Range<usize>, Option<String>)>,
     found: Vec<String>,
 }
 
@@ -91,6 +114,66 @@ impl Walk<'_> {
     fn span(&self, raw: &RawValue) -> Range<usize> {
         let start = raw.get().as_ptr() as usize - self.base;
         start..start + raw.get().len()
+    }
+
+    /// `data` with the spans replaced; `None` when there are none.
+    fn replaced(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        // A pair's value is known to be secret only once its object ends: after the
+        // spans of what came after it in that object.
+        self.spans.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(data.len());
+        let mut last = 0;
+        for (span, with) in &self.spans {
+            out.extend_from_slice(data.get(last..span.start)?);
+            out.extend_from_slice(with.as_deref().unwrap_or(self.quoted).as_bytes());
+            last = span.end;
+        }
+        out.extend_from_slice(data.get(last..)?);
+        Some(out)
+    }
+
+    /// Replaces a secret value: a string holding JSON keeps its shape
+    /// ([`secret_json`]), any other string or number goes whole. `keep_found`: whether
+    /// the string is to be hunted elsewhere in the exchange even when it does not look
+    /// like a key (a listed name's value).
+    fn secret(&mut self, raw: &RawValue, keep_found: bool) {
+        if raw.get() == self.quoted {
+            return;
+        }
+        let mut with = None;
+        if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
+            match secret_json(&v, &mut self.found) {
+                Some(None) => return,
+                Some(Some(text)) => with = serde_json::to_string(&text).ok(),
+                None => {}
+            }
+            if keep_found || looks_like_credential(&v) {
+                self.found.push(v);
+            }
+        }
+        let span = self.span(raw);
+        self.spans.push((span, with));
+    }
+
+    /// A value inside a secret's JSON: strings and numbers replaced, the rest walked.
+    fn leaf(&mut self, raw: &RawValue) -> Result<(), serde_json::Error> {
+        match raw.get().as_bytes().first() {
+            Some(b'"' | b'-' | b'0'..=b'9') if raw.get() != self.quoted => {
+                if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
+                    if looks_like_credential(&v) {
+                        self.found.push(v);
+                    }
+                }
+                let span = self.span(raw);
+                self.spans.push((span, None));
+                Ok(())
+            }
+            Some(b'{' | b'[') => self.walk_raw(raw),
+            _ => Ok(()),
+        }
     }
 
     /// Walks a value already read as raw text (its spans are still offsets into the body).
@@ -142,6 +225,13 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        if self.0.leaves {
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                self.0.leaf(raw).map_err(A::Error::custom)?;
+            }
+            return Ok(());
+        }
         while seq.next_element_seed(Seed(&mut *self.0))?.is_some() {}
         Ok(())
     }
@@ -149,6 +239,13 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
         let walk = self.0;
+        if walk.leaves {
+            while map.next_key::<Key>()?.is_some() {
+                let raw: &'de RawValue = map.next_value()?;
+                walk.leaf(raw).map_err(A::Error::custom)?;
+            }
+            return Ok(());
+        }
         let mut secret_pair = false;
         let mut pair_value: Option<&'de RawValue> = None;
         while let Some(key) = map.next_key::<Key>()? {
@@ -161,17 +258,14 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     raw.get().as_bytes().first(),
                     Some(b'"' | b'-' | b'0'..=b'9')
                 );
-                if !scalar && !walk.fields.listed(key.0.as_bytes()) {
+                let listed = walk.fields.listed(key.0.as_bytes());
+                if !scalar && !listed {
                     walk.walk_raw(raw).map_err(A::Error::custom)?;
+                } else if scalar {
+                    walk.secret(raw, listed);
                 } else if raw.get() != walk.quoted {
-                    if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
-                        let listed = walk.fields.listed(key.0.as_bytes());
-                        if listed || looks_like_credential(&v) {
-                            walk.found.push(v);
-                        }
-                    }
                     let span = walk.span(raw);
-                    walk.spans.push(span);
+                    walk.spans.push((span, None));
                 }
                 continue;
             }
@@ -191,14 +285,8 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 _ => walk.walk_raw(raw).map_err(A::Error::custom)?,
             }
         }
-        if let Some(raw) = pair_value.filter(|r| secret_pair && r.get() != walk.quoted) {
-            if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
-                if looks_like_credential(&v) {
-                    walk.found.push(v);
-                }
-            }
-            let span = walk.span(raw);
-            walk.spans.push(span);
+        if let Some(raw) = pair_value.filter(|_| secret_pair) {
+            walk.secret(raw, false);
         }
         Ok(())
     }
