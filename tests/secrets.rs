@@ -549,16 +549,20 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         ("X-OpenAI-Api-Key", "sk-weaviate-OPENAI-00004"),
         ("X-Vault-Token", "hvs.VAULT-TOKEN-0000005"),
         ("apikey", "supabase-ANON-KEY-000006"),
+        ("API-Sign", "kraken-HMAC-SIGN-000014"),
     ];
     let query = [
         ("X-Amz-Security-Token", "amz-SESSION-TOKEN-00007"),
         ("X-Amz-Signature", "amz-SIGNATURE-000000008"),
         ("sig", "azure-SAS-SIGNATURE-0009"),
         ("app_key", "edamam-APP-KEY-000000010"),
+        ("appsecret_proof", "fb-APPSECRET-PROOF-00015"),
     ];
     let connector = "mcp-CONNECTOR-TOKEN-00011";
     let pair = "sk-env-PAIR-VALUE-000013";
     let mcp_header = "mcp-OPENAI-HEADER-000012";
+    let search_key = "oyd-SEARCH-KEY-000000016";
+    let arm_password = "Arm-P4ssw0rd-000000017";
     let body = serde_json::json!({
         "model": "claude-sonnet-4-5",
         "mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "crm",
@@ -570,6 +574,12 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing"},
         // A deployment tool's environment, as name/value pairs.
         "env": [{"name": "OPENAI_API_KEY", "value": pair}, {"name": "LOG_LEVEL", "value": "debug"}],
+        // Azure OpenAI "On Your Data": the search index's key under a bare `key`.
+        "data_sources": [{"type": "azure_search", "parameters": {
+            "authentication": {"type": "api_key", "key": search_key}}}],
+        // An ARM deployment's parameters.
+        "parameters": {"adminPassword": {"value": arm_password},
+                       "adminUsername": {"value": "azureuser"}},
     });
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
@@ -590,15 +600,16 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     let (status, live) = send(client(&d, &dirs)).await;
     assert_eq!(status, 200, "{live}");
     // The upstream got every real value.
-    for v in query
-        .iter()
-        .map(|q| q.1)
-        .chain([connector, mcp_header, pair])
+    for v in
+        query
+            .iter()
+            .map(|q| q.1)
+            .chain([connector, mcp_header, pair, search_key, arm_password])
     {
         assert!(live.contains(v), "{v} did not reach the upstream: {live}");
     }
     let mut secrets: Vec<&str> = headers.iter().chain(&query).map(|(_, v)| *v).collect();
-    secrets.extend([connector, mcp_header, pair]);
+    secrets.extend([connector, mcp_header, pair, search_key, arm_password]);
     let events = assert_nowhere(&dirs, d, "named", &secrets);
     let req = &events[0]["request"];
     for (name, _) in headers {
@@ -615,7 +626,10 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         url.contains("?city=Paris&X-Amz-Security-Token=[REDACTED]&"),
         "{url}"
     );
-    assert!(url.ends_with("&sig=[REDACTED]&app_key=[REDACTED]"), "{url}");
+    assert!(
+        url.ends_with("&sig=[REDACTED]&app_key=[REDACTED]&appsecret_proof=[REDACTED]"),
+        "{url}"
+    );
     let json = &req["body"]["json"];
     assert_eq!(json["mcp_servers"][0]["authorization_token"], "[REDACTED]");
     assert_eq!(json["tools"][0]["headers"]["Authorization"], "[REDACTED]");
@@ -629,6 +643,12 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     assert_eq!(json["metadata"]["pageToken"], "page-2-of-the-listing");
     assert_eq!(json["env"][0]["value"], "[REDACTED]");
     assert_eq!(json["env"][1]["value"], "debug");
+    assert_eq!(
+        json["data_sources"][0]["parameters"]["authentication"]["key"],
+        "[REDACTED]"
+    );
+    assert_eq!(json["parameters"]["adminPassword"]["value"], "[REDACTED]");
+    assert_eq!(json["parameters"]["adminUsername"]["value"], "azureuser");
 
     // Replayed, the same call matches and gets the recorded answer, its echoes of the
     // secrets scrubbed.

@@ -94,6 +94,8 @@ const ENDINGS: &[&[u8]] = &[
     b"secretbinary",
     b"codeverifier",
     b"clientassertion",
+    // Facebook Graph's `appsecret_proof`: the app secret's HMAC of the access token.
+    b"appsecretproof",
 ];
 
 /// Endings that make a credential's name in a request's header (beside [`ENDINGS`]).
@@ -109,6 +111,9 @@ const HEADER_ENDINGS: &[&[u8]] = &[
     b"authorizationauxiliary",
     // JFrog Artifactory's `X-JFrog-Art-Api`.
     b"artapi",
+    // A request's HMAC signature: Kraken's `API-Sign`, Coinbase's `CB-ACCESS-SIGN`,
+    // OKX's `OK-ACCESS-SIGN`, KuCoin's `KC-API-SIGN`.
+    b"sign",
 ];
 
 /// Header names that end like a credential's and are not: a WebSocket handshake's
@@ -128,14 +133,22 @@ const CURSOR_ENDINGS: &[&[u8]] = &[b"pagetoken", b"nexttoken", b"partitionkey", 
 
 /// Query parameters that are credentials under short names of their own: an Azure SAS
 /// signature, Firebase's ID token, HubSpot's legacy key.
-const QUERY_NAMES: &[&[u8]] = &[b"sig", b"auth", b"hapikey"];
+const QUERY_NAMES: &[&[u8]] = &[b"sig", b"auth", b"hapikey", b"apisig"];
 
 /// Query parameters that are credentials on one service's hosts only: `appid` is
 /// OpenWeatherMap's and Wolfram|Alpha's key, and Steam's game number elsewhere.
 const QUERY_ON_HOSTS: &[(&str, &[u8])] = &[
     ("openweathermap.org", b"appid"),
     ("wolframalpha.com", b"appid"),
+    // Last.fm's session key.
+    ("audioscrobbler.com", b"sk"),
+    ("last.fm", b"sk"),
 ];
+
+/// Form fields that are credentials in a form body only: the signed JWT of an OAuth
+/// token request's `assertion` (RFC 7521; Google's service-account flow sends one).
+/// A JSON `assertion` is a test's or a tool's text.
+const FORM_NAMES: &[&[u8]] = &[b"assertion"];
 
 /// Endings that make a credential's query parameter (beside [`ENDINGS`]): presigned
 /// URLs' `X-Amz-Signature`, `X-Goog-Signature`, CloudFront's `Signature`, and their
@@ -151,6 +164,7 @@ const FIELD_NOT_SECRET: &[&[u8]] = &[b"secret"];
 const TAILS: &[[u8; 3]] = &[
     *b"key", *b"ken", *b"ret", *b"ord", *b"swd", *b"ase", *b"ion", *b"kie", *b"ure", *b"uth",
     *b"ial", *b"als", *b"sig", *b"pid", *b"ing", *b"ode", *b"ier", *b"api", *b"ary", *b"pwd",
+    *b"ign", *b"oof",
 ];
 
 /// A name as [`credential_name`] reads it: lower-cased, `-`, `_`, `.` and spaces dropped
@@ -313,6 +327,16 @@ pub fn strong_field_name(name: &[u8], keep: &[String]) -> bool {
         && Folded::of(name).is_some_and(|f| STRONG_ENDINGS.iter().any(|e| f.bytes().ends_with(e)))
 }
 
+/// Whether a form body's field is a credential by a name only forms give one
+/// ([`FORM_NAMES`]), unless the user keeps it.
+pub fn form_credential_name(name: &[u8], keep: &[String]) -> bool {
+    let Some(folded) = Folded::of(name) else {
+        return false;
+    };
+    let name = folded.bytes();
+    FORM_NAMES.contains(&name) && !keep.iter().any(|k| k.as_bytes() == name)
+}
+
 /// Whether a query parameter is a credential on this host (lower-case, no port) by a
 /// rule of that service's own ([`QUERY_ON_HOSTS`]).
 pub fn query_credential_on(host: &str, name: &[u8], keep: &[String]) -> bool {
@@ -375,6 +399,10 @@ mod tests {
             "x-ms-authorization-auxiliary",
             "X-JFrog-Art-Api",
             "X-Api-Key-2",
+            "API-Sign",
+            "CB-ACCESS-SIGN",
+            "OK-ACCESS-SIGN",
+            "KC-API-SIGN",
         ] {
             assert!(header(n), "{n} should be a credential header");
         }
@@ -441,6 +469,8 @@ mod tests {
             "id_token",
             "api-key",
             "hapikey",
+            "api_sig",
+            "appsecret_proof",
         ] {
             assert!(query(n), "{n} should be a credential parameter");
         }
@@ -451,9 +481,19 @@ mod tests {
             "key_id",
             "sort_key",
             "code",
+            "sk",
+            "assertion",
         ] {
             assert!(!query(n), "{n} should not be a credential parameter");
         }
+        // Last.fm's session key, on Last.fm's hosts only.
+        assert!(query_credential_on("ws.audioscrobbler.com", b"sk", &[]));
+        assert!(!query_credential_on("api.example.com", b"sk", &[]));
+        assert!(!query_credential_on(
+            "ws.audioscrobbler.com",
+            b"sk",
+            &["sk".into()]
+        ));
     }
 
     #[test]
@@ -480,6 +520,7 @@ mod tests {
             "id_token",
             "secret_access_key",
             "SessionToken",
+            "appsecret_proof",
         ] {
             assert!(field(n), "{n} should be a credential field");
         }
@@ -501,9 +542,15 @@ mod tests {
             "pwd",
             "eos_token",
             "PartitionKey",
+            "assertion",
+            "design",
         ] {
             assert!(!field(n), "{n} should not be a credential field");
         }
+        // An OAuth token request's `assertion` (a signed JWT), in a form body only.
+        assert!(form_credential_name(b"assertion", &[]));
+        assert!(!form_credential_name(b"assertion", &["assertion".into()]));
+        assert!(!form_credential_name(b"assertions", &[]));
     }
 
     #[test]
@@ -521,7 +568,6 @@ mod tests {
             .chain(HEADER_ENDINGS)
             .chain(QUERY_NAMES)
             .chain(QUERY_ENDINGS)
-            .chain(QUERY_ON_HOSTS.iter().map(|(_, q)| q))
         {
             let tail: [u8; 3] = e[e.len() - 3..].try_into().unwrap();
             assert!(TAILS.contains(&tail), "{}", String::from_utf8_lossy(e));

@@ -82,7 +82,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 5;
+const CANONICAL_FORM: u32 = 6;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -703,7 +703,10 @@ impl Rules {
             // The canonical form itself: 2 leaves JSON-RPC ids out, 3 matches a
             // multipart body by its parts, not its boundary, 4 redacts the secret fields
             // of JSON written inside a JSON string (a tool call's arguments); the paths
-            // to redact came with it.
+            // to redact came with it; 5 reads names for what they say (credential.rs);
+            // 6 reads more of them (`…sign` headers, `appsecret_proof`, a form's
+            // `assertion`, an API key its `type` names, an ARM parameter's `value`) and
+            // keeps the shape of a secret that holds JSON.
             CANONICAL_FORM,
             self.match_message_ids,
             self.redact_headers,

@@ -41,7 +41,7 @@ impl FormFields {
                     b'=' => {
                         self.in_value = true;
                         let name = decode(&self.name);
-                        self.secret = self.name_ok && self.fields.contains(&name);
+                        self.secret = self.name_ok && self.fields.contains_in_form(&name);
                         if self.secret {
                             self.found.by_name(!self.fields.listed(&name));
                             out.extend_from_slice(REDACTED.as_bytes());
@@ -123,5 +123,22 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn an_oauth_assertion_is_a_credential_in_a_form_body() {
+        // Google's service-account flow: a signed JWT exchanged for an access token.
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJzYUBwLmlhbSJ9.c2lnbmF0dXJl";
+        let input = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}"
+        );
+        let mut f = FormFields::new(FieldNames::new(&[]));
+        let mut out = Vec::new();
+        f.feed(input.as_bytes(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=[REDACTED]"
+        );
+        assert_eq!(f.finish().into_values(), [jwt]);
     }
 }

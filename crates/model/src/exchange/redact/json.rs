@@ -13,7 +13,8 @@ use memchr::{memchr, memchr3};
 use serde_json::Value;
 
 use super::json_fields::{
-    is_pair_name, is_pair_value, is_secure_type, pair_names_credential, secret_json,
+    is_key_type, is_pair_name, is_pair_value, is_secure_type, is_typed_key, pair_names_credential,
+    secret_json,
 };
 use super::{Collected, FieldNames};
 use crate::rules::REDACTED;
@@ -23,18 +24,39 @@ use crate::rules::REDACTED;
 /// [`super::json_fields::redact`] does for a body's bytes); string values that were
 /// replaced are added to `found`.
 pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collected) -> bool {
+    redact_under(value, fields, found, false)
+}
+
+/// [`redact_value`]; `under_secret`: `value` is the value of a name read as a
+/// credential's, whose scalar `value` is then the secret (an ARM template's
+/// `{"adminPassword": {"value": …}}`).
+fn redact_under(
+    value: &mut Value,
+    fields: &FieldNames,
+    found: &mut Collected,
+    under_secret: bool,
+) -> bool {
     let mut changed = false;
     match value {
         Value::Object(map) => {
-            let secret_pair = map.iter().any(|(k, v)| {
-                v.as_str().is_some_and(|n| {
-                    is_secure_type(k, n) || (is_pair_name(k) && pair_names_credential(n, fields))
-                })
-            });
+            let secret_pair = under_secret
+                || map.iter().any(|(k, v)| {
+                    v.as_str().is_some_and(|n| {
+                        is_secure_type(k, n)
+                            || (is_pair_name(k) && pair_names_credential(n, fields))
+                    })
+                });
+            let typed_key = map
+                .iter()
+                .any(|(k, v)| v.as_str().is_some_and(|t| is_key_type(k, t)));
             for (k, v) in map.iter_mut() {
                 let scalar = matches!(v, Value::String(_) | Value::Number(_));
                 let secret = match scalar {
-                    true => fields.contains(k.as_bytes()) || (secret_pair && is_pair_value(k)),
+                    true => {
+                        fields.contains(k.as_bytes())
+                            || (secret_pair && is_pair_value(k))
+                            || (typed_key && is_typed_key(k) && v.is_string())
+                    }
                     false => fields.listed(k.as_bytes()),
                 };
                 if secret {
@@ -58,13 +80,14 @@ pub fn redact_value(value: &mut Value, fields: &FieldNames, found: &mut Collecte
                         changed = true;
                     }
                 } else {
-                    changed |= redact_value(v, fields, found);
+                    let under = !scalar && fields.contains(k.as_bytes());
+                    changed |= redact_under(v, fields, found, under);
                 }
             }
         }
         Value::Array(items) => {
             for v in items {
-                changed |= redact_value(v, fields, found);
+                changed |= redact_under(v, fields, found, false);
             }
         }
         _ => {}

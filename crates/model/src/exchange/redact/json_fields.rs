@@ -27,6 +27,7 @@ pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, 
         fields,
         quoted: &quoted,
         leaves: false,
+        under_secret: false,
         spans: Vec::new(),
         found: Vec::new(),
     };
@@ -57,6 +58,7 @@ pub fn secret_json(text: &str, found: &mut Vec<String>) -> Option<Option<String>
         fields: &fields,
         quoted: &quoted,
         leaves: true,
+        under_secret: false,
         spans: Vec::new(),
         found: Vec::new(),
     };
@@ -97,6 +99,21 @@ pub fn is_pair_value(key: &str) -> bool {
     key.eq_ignore_ascii_case("value")
 }
 
+/// Whether an object's `type` says its `key` is an API key: Azure OpenAI "On Your
+/// Data"'s `{"authentication": {"type": "api_key", "key": …}}` (and Elasticsearch's
+/// `key_and_key_id`).
+pub fn is_key_type(key: &str, value: &str) -> bool {
+    key.eq_ignore_ascii_case("type")
+        && ["api_key", "key_and_key_id"]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(value))
+}
+
+/// The field an API key's `type` says is the key (see [`is_key_type`]).
+pub fn is_typed_key(key: &str) -> bool {
+    key.eq_ignore_ascii_case("key")
+}
+
 struct Walk<'f> {
     /// Address of the body's first byte: a borrowed raw value's offset is its address
     /// minus this.
@@ -105,6 +122,9 @@ struct Walk<'f> {
     quoted: &'f str,
     /// Every string and number is replaced, whatever its key (see [`secret_json`]).
     leaves: bool,
+    /// The object about to be walked is the value of a name read as a credential's: its
+    /// scalar `value` is the secret (an ARM template's `{"adminPassword": {"value": …}}`).
+    under_secret: bool,
     /// Where each replaced value lies, and what replaces it (`None`: `quoted`).
     spans: Vec<(Range<usize>, Option<String>)>,
     found: Vec<String>,
@@ -226,6 +246,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         use serde::de::Error;
+        self.0.under_secret = false;
         if self.0.leaves {
             while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                 self.0.leaf(raw).map_err(A::Error::custom)?;
@@ -239,6 +260,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
         let walk = self.0;
+        let under_secret = std::mem::take(&mut walk.under_secret);
         if walk.leaves {
             while map.next_key::<Key>()?.is_some() {
                 let raw: &'de RawValue = map.next_value()?;
@@ -246,8 +268,10 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
             }
             return Ok(());
         }
-        let mut secret_pair = false;
+        let mut secret_pair = under_secret;
         let mut pair_value: Option<&'de RawValue> = None;
+        let mut typed_key = false;
+        let mut key_value: Option<&'de RawValue> = None;
         while let Some(key) = map.next_key::<Key>()? {
             if walk.fields.contains(key.0.as_bytes()) {
                 // A listed name's value whatever it is; a name read as a credential's, a
@@ -260,7 +284,9 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 );
                 let listed = walk.fields.listed(key.0.as_bytes());
                 if !scalar && !listed {
+                    walk.under_secret = true;
                     walk.walk_raw(raw).map_err(A::Error::custom)?;
+                    walk.under_secret = false;
                 } else if scalar {
                     walk.secret(raw, listed);
                 } else if raw.get() != walk.quoted {
@@ -280,12 +306,19 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     let text: String = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
                     secret_pair |= is_secure_type(&key.0, &text)
                         || (is_pair_name(&key.0) && pair_names_credential(&text, walk.fields));
+                    typed_key |= is_key_type(&key.0, &text);
+                    if is_typed_key(&key.0) {
+                        key_value = Some(raw);
+                    }
                 }
                 Some(b'"' | b'-' | b'0'..=b'9') if !name => pair_value = Some(raw),
                 _ => walk.walk_raw(raw).map_err(A::Error::custom)?,
             }
         }
         if let Some(raw) = pair_value.filter(|_| secret_pair) {
+            walk.secret(raw, false);
+        }
+        if let Some(raw) = key_value.filter(|_| typed_key) {
             walk.secret(raw, false);
         }
         Ok(())
@@ -395,5 +428,47 @@ mod tests {
             text.contains(r#"{"value": "[REDACTED]", "key": "db_password"}"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_key_its_type_names_and_a_value_under_a_credential_name_are_secrets() {
+        // Azure OpenAI "On Your Data": the search index's key under a bare `key`; an ARM
+        // deployment's parameters, each value under `value`.
+        let body = br#"{"data_sources": [{"type": "azure_search", "parameters": {
+              "authentication": {"type": "api_key", "key": "oyd-SEARCH-KEY-0001"}}},
+            {"type": "elasticsearch", "parameters": {"authentication":
+              {"type": "key_and_key_id", "key": "es-KEY-00000002", "key_id": "kid-1"}}}],
+          "properties": {"parameters": {"adminPassword": {"value": "Arm-P4ssw0rd!"},
+            "adminUsername": {"value": "azureuser"},
+            "db_password": {"type": "string"}}},
+          "schema": {"type": "apiKey", "name": "X-API-Key", "in": "header"},
+          "order": {"key": "created_at", "type": "string"}}"#;
+        let (out, found) = super::redact(body, &fields(&[]), "[REDACTED]").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let auth = |i: usize| &v["data_sources"][i]["parameters"]["authentication"];
+        assert_eq!(auth(0)["key"], "[REDACTED]");
+        assert_eq!(auth(1)["key"], "[REDACTED]");
+        assert_eq!(auth(1)["key_id"], "kid-1");
+        let params = &v["properties"]["parameters"];
+        assert_eq!(params["adminPassword"]["value"], "[REDACTED]");
+        assert_eq!(params["adminUsername"]["value"], "azureuser");
+        assert_eq!(params["db_password"]["type"], "string");
+        assert_eq!(v["schema"]["name"], "X-API-Key");
+        // An OpenAPI security scheme names a header; a `key` beside another type is data.
+        assert_eq!(v["order"]["key"], "created_at");
+        assert_eq!(
+            found,
+            ["oyd-SEARCH-KEY-0001", "es-KEY-00000002", "Arm-P4ssw0rd!"]
+        );
+        // The DOM pass agrees, and both are stable.
+        let mut dom: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let mut collected = super::super::Collected::default();
+        assert!(super::super::json::redact_value(
+            &mut dom,
+            &fields(&[]),
+            &mut collected
+        ));
+        assert_eq!(dom, v);
+        assert!(super::redact(&out, &fields(&[]), "[REDACTED]").is_none());
     }
 }

@@ -122,6 +122,12 @@ impl FieldNames {
             || credential_name(NameKind::Field, name, &self.keep)
     }
 
+    /// Whether a form body's field of this name holds a secret: [`Self::contains`], or
+    /// a name that only a form gives a credential ([`credential::form_credential_name`]).
+    pub fn contains_in_form(&self, name: &[u8]) -> bool {
+        self.contains(name) || credential::form_credential_name(name, &self.keep)
+    }
+
     /// Whether a field of this name holds a secret in JSON written inside a string (a
     /// model's tool-call arguments): a listed name, or one that says it holds a token,
     /// a secret, a password or a private key ([`credential::strong_field_name`]).
@@ -527,7 +533,8 @@ struct Minted {
 }
 
 /// Answers that hand out a credential under a name that says nothing: GitHub's app
-/// installation token (`{"token": "ghs_…"}`, an hour of the app's access), OpenAI's
+/// installation token (`{"token": "ghs_…"}`, an hour of the app's access) and Actions
+/// runner tokens, OpenAI's
 /// Realtime client secret (`{"value": "ek_…"}`), an Azure Key Vault secret
 /// (`{"value": …}`) and a Gemini ephemeral token (`{"name": "auth_tokens/…"}`). (An SSM
 /// parameter's `Value` is a secret by its `Type: SecureString`: see `json_fields`.)
@@ -535,6 +542,16 @@ const MINTED: &[Minted] = &[
     Minted {
         host: |_| true,
         path: |p| p.contains("/app/installations/") && p.ends_with("/access_tokens"),
+        field: "token",
+    },
+    // A self-hosted Actions runner's registration and removal tokens (repository,
+    // organization or enterprise).
+    Minted {
+        host: |_| true,
+        path: |p| {
+            p.ends_with("/actions/runners/registration-token")
+                || p.ends_with("/actions/runners/remove-token")
+        },
         field: "token",
     },
     Minted {
@@ -1271,6 +1288,8 @@ mod tests {
         for url in [
             "https://api.github.com/app/installations/42/access_tokens",
             "https://ghe.example.com/api/v3/app/installations/42/access_tokens",
+            "https://api.github.com/repos/o/r/actions/runners/registration-token",
+            "https://api.github.com/orgs/o/actions/runners/remove-token",
         ] {
             let v = answer(url, gh);
             assert_eq!(v["token"], REDACTED, "{url}");
