@@ -796,6 +796,67 @@ async fn a_secret_holding_json_never_reaches_disk_and_replays_as_json() {
     );
 }
 
+/// Keys no name points at: a coding agent's shell tool printed a `.env` file and the model's
+/// next request carries it as message text; a login tool answered under a bare `token`.
+/// Found by their shape (the issuers' prefixes), they never reach disk, and the same
+/// request replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_in_text_found_by_their_shape_never_reach_disk_and_replay_matches() {
+    let openai = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zSHAPE";
+    let github = "ghp_16C7e42F292c6912E7710c838347Ae178SHAPE";
+    let stripe = "sk_live_51HqLyjWDarjtT1zdp7dcSHAPE";
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.U0hBUEUtc2lnbmF0dXJl";
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "user", "content": "Why does the deploy fail?"},
+            {"role": "tool", "tool_call_id": "call_1",
+             "content": format!("$ cat .env\nOPENAI_API_KEY={openai}\nGITHUB_TOKEN={github}\nSTRIPE_KEY={stripe}\n")},
+            {"role": "tool", "tool_call_id": "call_2", "content": format!("{{\"token\": \"{jwt}\"}}")},
+        ],
+        // A logprob's `token` and a model's name are kept.
+        "logprobs": [{"token": "Hello", "logprob": -0.1}],
+    });
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let url = up.url("/echo");
+        let body = body.clone();
+        async move {
+            let r = via.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let d = record(&dirs, &up, "shapes", &[]);
+    let (status, live) = send(client(&d, &dirs)).await;
+    assert_eq!(status, 200, "{live}");
+    for k in [openai, github, stripe, jwt] {
+        assert!(live.contains(k), "{k} did not reach the upstream");
+    }
+    let events = assert_nowhere(&dirs, d, "shapes", &[openai, github, stripe, jwt]);
+    let stored = &events[0]["request"]["body"]["json"];
+    assert_eq!(
+        stored["messages"][1]["content"],
+        "$ cat .env\nOPENAI_API_KEY=[REDACTED]\nGITHUB_TOKEN=[REDACTED]\nSTRIPE_KEY=[REDACTED]\n"
+    );
+    assert_eq!(
+        stored["messages"][2]["content"],
+        r#"{"token": "[REDACTED]"}"#
+    );
+    assert_eq!(stored["logprobs"][0]["token"], "Hello");
+    assert_eq!(stored["model"], "gpt-4o-mini");
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "shapes"]);
+    let (status, replayed) = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{replayed}\n{stderr}");
+    let replayed: Value = serde_json::from_str(&replayed).unwrap();
+    assert_eq!(
+        replayed["body"]["messages"][2]["content"],
+        r#"{"token": "[REDACTED]"}"#
+    );
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

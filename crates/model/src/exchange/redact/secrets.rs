@@ -117,6 +117,14 @@ impl Secrets {
         self.values.is_empty()
     }
 
+    /// Whether replacing a value may move a body's structure as the field redactors read
+    /// it: a value holding a quote, a backslash, a line break, `<`, `>`, `&` or `=`.
+    pub fn may_move_structure(&self) -> bool {
+        self.values
+            .iter()
+            .any(|v| v.iter().any(|b| b"\"\\\n\r<>&=".contains(b)))
+    }
+
     /// The longest value: how much a stream must hold back to catch one split in two.
     fn max_len(&self) -> usize {
         self.values.iter().map(Vec::len).max().unwrap_or(0)

@@ -1,9 +1,9 @@
 //! [`BodyScrubber`]: every byte of a body on its way to the store passes through here,
 //! whether the body is kept whole or written in segments while it streams.
 //!
-//! Two stages: the field redactor the content type calls for (form, multipart, and the
-//! lexical JSON scanner for anything textual), then the literal scrub of the secret
-//! values seen so far. Each stage holds back only what it must (a key, a delimiter, the
+//! Three stages: the field redactor the content type calls for (form, multipart, and the
+//! lexical JSON scanner for anything textual), the literal scrub of the secret values
+//! seen so far, then the keys found by their shape in any text (`shapes`). Each stage holds back only what it must (a key, a delimiter, the
 //! longest secret − 1 bytes), and the output is the same however the input is cut, so a
 //! body streamed at record time and the same body read whole at replay time are stored
 //! and keyed alike.
@@ -13,6 +13,7 @@ use super::form::FormFields;
 use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
+use super::shapes::ShapeScrub;
 use super::sse::SseSplit;
 use super::xml::XmlFields;
 use super::{
@@ -27,6 +28,7 @@ pub struct BodyScrubber {
     xml: Option<XmlFields>,
     sse: Option<SseSplit>,
     eventstream: Option<EventStreamScrub>,
+    shapes: Option<ShapeScrub>,
     literal: LiteralStream,
     /// The whole body is a secret (see [`BodyScrubber::whole_secret`]): stored as the
     /// marker; whether a byte of it was read.
@@ -140,6 +142,8 @@ impl BodyScrubber {
         let eventstream = (ct.starts_with("application/vnd.amazon.eventstream")
             && !secrets.is_empty())
         .then(|| EventStreamScrub::new(secrets));
+        // Keys by their shape, in any text (not in a binary event stream's frames).
+        let shapes = (on && is_textual(&ct)).then(ShapeScrub::default);
         BodyScrubber {
             form,
             multipart,
@@ -147,6 +151,7 @@ impl BodyScrubber {
             xml,
             sse,
             eventstream,
+            shapes,
             literal: secrets.stream(),
             whole_secret: None,
             stage: Vec::new(),
@@ -162,6 +167,7 @@ impl BodyScrubber {
             && self.xml.is_none()
             && self.sse.is_none()
             && self.eventstream.is_none()
+            && self.shapes.is_none()
             && self.literal.is_passthrough()
     }
 
@@ -204,6 +210,7 @@ impl BodyScrubber {
             xml,
             sse,
             eventstream,
+            shapes,
             literal,
             stage,
             spare,
@@ -237,7 +244,15 @@ impl BodyScrubber {
         if let Some(e) = eventstream.as_mut() {
             run(&mut |i, o| e.feed(i, o));
         }
-        literal.feed(if staged { stage.as_slice() } else { data }, out);
+        // Keys by their shape last: a known secret is replaced whole first (`Bearer
+        // sk-…` as one value).
+        match shapes.as_mut() {
+            Some(k) => {
+                run(&mut |i, o| literal.feed(i, o));
+                k.feed(stage, out);
+            }
+            None => literal.feed(if staged { stage.as_slice() } else { data }, out),
+        }
     }
 
     /// How many bytes fed so far are held back, to be written when more arrive.
@@ -247,6 +262,7 @@ impl BodyScrubber {
             + self.xml.as_ref().map_or(0, XmlFields::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
             + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
+            + self.shapes.as_ref().map_or(0, ShapeScrub::held)
     }
 
     /// The bytes held back, and the values of the fields that were redacted.
@@ -295,6 +311,13 @@ impl BodyScrubber {
         let mut out = Vec::new();
         literal.feed(&cur, &mut out);
         literal.finish(&mut out);
+        if let Some(mut k) = self.shapes {
+            let mut last = Vec::new();
+            k.feed(&out, &mut last);
+            k.finish(&mut last);
+            found.append(k.found);
+            out = last;
+        }
         (out, found)
     }
 

@@ -1,0 +1,352 @@
+//! Credentials found by their shape, whatever name or text they stand in.
+//!
+//! Names catch a key sent as a key. An agent also carries keys where no name says so: a
+//! coding agent's shell tool prints a `.env` file and the model's next request carries
+//! it as message text (`OPENAI_API_KEY=sk-proj-…\nSTRIPE_KEY=sk_live_…`), a login tool
+//! answers `{"token": "eyJ…"}` under a bare `token` (a logprob's name too), a model
+//! repeats a key back in prose. The services that issue keys give them prefixes so that
+//! secret scanners can find them (GitHub's `ghp_`, Stripe's `sk_live_`, Slack's `xoxb-`,
+//! Google's `AIza`, a JWT's `eyJ…`); a value with such a prefix, a word boundary before
+//! it and enough of the right characters after it is replaced by `[REDACTED]` wherever
+//! it stands in a textual body, and hunted through the rest of the exchange.
+//!
+//! The scan runs on a stream and its output does not depend on where the stream is cut:
+//! it holds back only a possible prefix at the end of a piece and a candidate whose
+//! characters have not ended yet (at most [`CAP`] bytes; a longer run is judged on its
+//! first [`CAP`] bytes, as it is when the body is read whole).
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::Collected;
+use crate::rules::REDACTED;
+
+/// The most characters of a candidate read after its prefix.
+const CAP: usize = 8 << 10;
+
+/// How many bytes before a prefix its boundary check reads (a `\u003d` escape).
+const HISTORY: usize = 6;
+
+/// One issuer's key format.
+struct Shape {
+    prefix: &'static str,
+    /// The characters of the key after its prefix.
+    class: fn(u8) -> bool,
+    /// The fewest characters after the prefix.
+    min: usize,
+    /// How much of the characters after the prefix (already at least `min`) is the key,
+    /// or `None` when they do not make one.
+    check: fn(&[u8]) -> Option<usize>,
+}
+
+fn alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+fn alnum_under(b: u8) -> bool {
+    alnum(b) || b == b'_'
+}
+
+fn alnum_dash(b: u8) -> bool {
+    alnum(b) || b == b'-'
+}
+
+fn base64url(b: u8) -> bool {
+    alnum(b) || b == b'_' || b == b'-'
+}
+
+fn base64url_dot(b: u8) -> bool {
+    base64url(b) || b == b'.'
+}
+
+fn all(body: &[u8]) -> Option<usize> {
+    Some(body.len())
+}
+
+/// OpenAI's, Anthropic's, DeepSeek's and other `sk-` keys are random: a digit and a
+/// letter at least (`sk-learn-is-a-library` is prose).
+fn random(body: &[u8]) -> Option<usize> {
+    let digit = body.iter().any(u8::is_ascii_digit);
+    let letter = body.iter().any(u8::is_ascii_alphabetic);
+    (digit && letter).then_some(body.len())
+}
+
+/// A JWT (`header.payload.signature`, each base64url; the payload a JSON object too) or a
+/// JWE (five parts): the dots a sentence puts after it are not part of it.
+fn jwt(body: &[u8]) -> Option<usize> {
+    let mut end = body.len();
+    while end > 0 && body[end - 1] == b'.' {
+        end -= 1;
+    }
+    let token = &body[..end];
+    let mut parts = token.split(|&b| b == b'.');
+    let header = parts.next()?;
+    let payload = parts.next()?;
+    let rest = parts.count();
+    (header.len() >= 4 && payload.len() >= 8 && payload.starts_with(b"eyJ") && rest >= 1)
+        .then_some(end)
+}
+
+/// SendGrid's `SG.<22>.<43>`.
+fn two_parts(body: &[u8]) -> Option<usize> {
+    let mut parts = body.splitn(3, |&b| b == b'.');
+    let a = parts.next()?;
+    let b = parts.next()?;
+    (a.len() >= 16 && b.len() >= 16).then_some(a.len() + 1 + b.len())
+}
+
+macro_rules! shapes {
+    ($( $prefix:literal, $class:ident, $min:literal, $check:ident; )*) => {
+        &[$( Shape { prefix: $prefix, class: $class, min: $min, check: $check }, )*]
+    };
+}
+
+/// Every format read. Prefixes that are an ordinary word's start (AWS's access key ids,
+/// `AKIA…`, are identifiers the agent reads back; a bare `secret_`) are left to names.
+const SHAPES: &[Shape] = shapes![
+    // OpenAI (`sk-proj-`, `sk-svcacct-`, `sk-admin-`), Anthropic (`sk-ant-api03-`),
+    // DeepSeek, Moonshot, and the OpenAI-compatible services that copied the form.
+    "sk-", base64url, 20, random;
+    // Stripe.
+    "sk_live_", alnum, 16, all;
+    "sk_test_", alnum, 16, all;
+    "rk_live_", alnum, 16, all;
+    "rk_test_", alnum, 16, all;
+    "whsec_", alnum, 24, all;
+    // GitHub.
+    "ghp_", alnum, 30, all;
+    "gho_", alnum, 30, all;
+    "ghu_", alnum, 30, all;
+    "ghs_", alnum, 30, all;
+    "ghr_", alnum, 30, all;
+    "github_pat_", alnum_under, 40, all;
+    // GitLab.
+    "glpat-", base64url, 20, all;
+    // Slack.
+    "xoxb-", alnum_dash, 20, all;
+    "xoxp-", alnum_dash, 20, all;
+    "xoxa-", alnum_dash, 20, all;
+    "xoxr-", alnum_dash, 20, all;
+    "xoxe-", alnum_dash, 20, all;
+    "xapp-", alnum_dash, 20, all;
+    // Google's API keys (Gemini, Maps, Firebase).
+    "AIza", base64url, 35, all;
+    // Hugging Face, xAI, Groq, Replicate, Perplexity.
+    "hf_", alnum, 30, all;
+    "xai-", alnum, 40, all;
+    "gsk_", alnum, 40, all;
+    "r8_", alnum, 30, all;
+    "pplx-", alnum, 40, all;
+    // npm, PyPI.
+    "npm_", alnum, 36, all;
+    "pypi-AgEIcHlwaS5vcmc", base64url, 50, all;
+    // SendGrid, DigitalOcean, Shopify, Linear, Notion.
+    "SG.", base64url_dot, 33, two_parts;
+    "dop_v1_", alnum, 60, all;
+    "shpat_", alnum, 30, all;
+    "shpss_", alnum, 30, all;
+    "lin_api_", alnum, 30, all;
+    "ntn_", alnum, 40, all;
+    // A JWT: an OAuth access or ID token, a session, a service account's assertion.
+    "eyJ", base64url_dot, 30, jwt;
+];
+
+static PREFIXES: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(SHAPES.iter().map(|s| s.prefix))
+        .expect("the prefixes build")
+});
+
+fn longest_prefix() -> usize {
+    SHAPES.iter().map(|s| s.prefix.len()).max().unwrap_or(0)
+}
+
+/// Whether a key may start after `before` (the bytes before it, the last nearest): not
+/// in the middle of a word (`task-…`), but after an escape of JSON (`\nsk-…`,
+/// `\u003dsk-…`), whose last byte is a letter or digit.
+fn boundary(before: &[u8]) -> bool {
+    let n = before.len();
+    match before.last() {
+        None => true,
+        Some(&b) if !alnum(b) => true,
+        Some(_) => {
+            (n >= 2 && before[n - 2] == b'\\' && (n < 3 || before[n - 3] != b'\\'))
+                || (n >= 6 && before[n - 6] == b'\\' && before[n - 5] == b'u')
+        }
+    }
+}
+
+/// The shape scan for a stream (see the module's text).
+#[derive(Default)]
+pub struct ShapeScrub {
+    buf: Vec<u8>,
+    /// The last bytes written, for the boundary of a key at the start of `buf`.
+    history: Vec<u8>,
+    pub found: Collected,
+}
+
+impl ShapeScrub {
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.buf.is_empty() && !PREFIXES.is_match(data) {
+            // Nothing to find in this piece: all of it goes but what may begin a prefix
+            // that the next piece completes.
+            let keep = longest_prefix() - 1;
+            let safe = data.len().saturating_sub(keep);
+            self.write(&data[..safe], out);
+            self.buf.extend_from_slice(&data[safe..]);
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        self.run(out, false);
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.run(out, true);
+    }
+
+    fn write(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(bytes);
+        if bytes.len() >= HISTORY {
+            self.history.clear();
+            self.history
+                .extend_from_slice(&bytes[bytes.len() - HISTORY..]);
+        } else {
+            self.history.extend_from_slice(bytes);
+            let over = self.history.len().saturating_sub(HISTORY);
+            self.history.drain(..over);
+        }
+    }
+
+    /// Writes what `buf` holds up to where a key may still be growing (all of it at
+    /// the end of the stream), every key in it replaced.
+    fn run(&mut self, out: &mut Vec<u8>, end: bool) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut cursor = 0;
+        let mut held_from = None;
+        while let Some(m) = PREFIXES.find(&buf[cursor..]) {
+            let at = cursor + m.start();
+            let shape = &SHAPES[m.pattern().as_usize()];
+            let body_at = cursor + m.end();
+            let avail = &buf[body_at..];
+            let lim = avail.len().min(CAP);
+            let run = match avail[..lim].iter().position(|&b| !(shape.class)(b)) {
+                Some(k) => k,
+                None if lim == CAP || end => lim,
+                None => {
+                    held_from = Some(at);
+                    break;
+                }
+            };
+            let mut before = self.history.clone();
+            before.extend_from_slice(&buf[cursor.max(at.saturating_sub(HISTORY))..at]);
+            let key = (run >= shape.min && boundary(&before))
+                .then(|| (shape.check)(&avail[..run]))
+                .flatten();
+            match key {
+                Some(len) => {
+                    self.write(&buf[cursor..at], out);
+                    self.found.push(&buf[at..body_at + len]);
+                    self.write(REDACTED.as_bytes(), out);
+                    cursor = body_at + len;
+                }
+                None => {
+                    self.write(&buf[cursor..at + 1], out);
+                    cursor = at + 1;
+                }
+            }
+        }
+        let safe = match (held_from, end) {
+            (Some(at), _) => at,
+            (None, true) => buf.len(),
+            (None, false) => buf.len().saturating_sub(longest_prefix() - 1).max(cursor),
+        };
+        self.write(&buf[cursor..safe], out);
+        self.buf = buf;
+        self.buf.drain(..safe);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(data: &[u8], cut: usize) -> (String, Vec<String>) {
+        let mut s = ShapeScrub::default();
+        let mut out = Vec::new();
+        for piece in data.chunks(cut) {
+            s.feed(piece, &mut out);
+        }
+        s.finish(&mut out);
+        (String::from_utf8(out).unwrap(), s.found.into_values())
+    }
+
+    const OPENAI: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+    const GITHUB: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    const STRIPE: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXmT";
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLWJ5dGVz";
+
+    #[test]
+    fn keys_are_found_by_their_shape_wherever_they_stand_however_the_stream_is_cut() {
+        // A shell tool's output carried in a model's next request, a login answer, prose.
+        let body = format!(
+            r#"{{"messages":[{{"role":"tool","content":"OPENAI_API_KEY={OPENAI}\nGITHUB_TOKEN={GITHUB}\nSTRIPE={STRIPE}\n"}}],"token":"{JWT}","text":"Use {OPENAI}. Or {JWT}."}}"#
+        );
+        let want = r#"{"messages":[{"role":"tool","content":"OPENAI_API_KEY=[REDACTED]\nGITHUB_TOKEN=[REDACTED]\nSTRIPE=[REDACTED]\n"}],"token":"[REDACTED]","text":"Use [REDACTED]. Or [REDACTED]."}"#;
+        for cut in [1, 2, 3, 7, 16, 4096] {
+            let (out, found) = scan(body.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(found, [OPENAI, GITHUB, STRIPE, JWT], "cut {cut}");
+            // Read again, nothing changes.
+            assert_eq!(scan(out.as_bytes(), cut).0, out);
+        }
+    }
+
+    #[test]
+    fn after_a_json_escape_a_key_starts_a_word() {
+        for before in [r"\n", r"\t", r"\u003d", r#"\""#, " ", "=", "(", "'"] {
+            let text = format!("x{before}{GITHUB} y");
+            assert_eq!(scan(text.as_bytes(), 5).0, format!("x{before}[REDACTED] y"));
+        }
+        // An escaped backslash is a backslash: `\\n` then a word.
+        let text = format!(r"x\\n{GITHUB}");
+        assert_eq!(scan(text.as_bytes(), 5).0, text);
+    }
+
+    #[test]
+    fn words_that_only_begin_like_a_key_are_kept() {
+        for text in [
+            // Mid-word, too short, prose after a prefix, not a JWT.
+            "task-0123456789abcdefghijklmnop",
+            "the ghp_short one",
+            "sk-learn-is-a-python-library-for-ml",
+            "eyJ0eXAiOiJKV1QifQ alone",
+            "eyJhbGciOiJIUzI1NiJ9.notapayload.sig",
+            "AIzaShortKey",
+            "sk_live_",
+            "SG.only-one-part-here-and-long-enough",
+            // AWS access key ids are read back by the agent.
+            "AKIAIOSFODNN7EXAMPLE",
+            "[REDACTED]",
+        ] {
+            let (out, found) = scan(text.as_bytes(), 3);
+            assert_eq!(out, text);
+            assert!(found.is_empty(), "{text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_run_is_judged_on_its_first_bytes_the_same_at_every_cut() {
+        let long = format!("x {}{} y", "ghp_", "A1".repeat(CAP));
+        let (whole, _) = scan(long.as_bytes(), long.len());
+        for cut in [1, 100, CAP - 1, CAP + 3] {
+            assert_eq!(scan(long.as_bytes(), cut).0, whole, "cut {cut}");
+        }
+        assert!(whole.starts_with("x [REDACTED]A1"), "{:.40}", whole);
+    }
+}
