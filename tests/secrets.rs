@@ -803,7 +803,7 @@ async fn a_secret_holding_json_never_reaches_disk_and_replays_as_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_in_text_found_by_their_shape_never_reach_disk_and_replay_matches() {
     let openai = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zSHAPE";
-    let github = "ghp_16C7e42F292c6912E7710c838347Ae178SHAPE";
+    let github = "ghp_16C7e42F292c6912E7710c838347Ae1SHAPE";
     let stripe = "sk_live_51HqLyjWDarjtT1zdp7dcSHAPE";
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.U0hBUEUtc2lnbmF0dXJl";
     let body = serde_json::json!({

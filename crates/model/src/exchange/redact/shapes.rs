@@ -64,12 +64,32 @@ fn all(body: &[u8]) -> Option<usize> {
     Some(body.len())
 }
 
-/// OpenAI's, Anthropic's, DeepSeek's and other `sk-` keys are random: a digit and a
-/// letter at least (`sk-learn-is-a-library` is prose).
+/// Random characters: a digit and a letter at least (`sk-learn-is-a-library` is prose).
 fn random(body: &[u8]) -> Option<usize> {
     let digit = body.iter().any(u8::is_ascii_digit);
     let letter = body.iter().any(u8::is_ascii_alphabetic);
     (digit && letter).then_some(body.len())
+}
+
+/// An `sk-` key: OpenAI's project, service account and admin keys, Anthropic's and
+/// OpenRouter's, each with a kind after `sk-`; or 32 letters and digits or more with no
+/// dash (OpenAI's older keys, DeepSeek's, Moonshot's). Random base64url data (which
+/// has dashes) rarely makes one.
+fn sk_dash(body: &[u8]) -> Option<usize> {
+    const KINDS: &[&[u8]] = &[b"proj-", b"svcacct-", b"admin-", b"ant-", b"or-v1-"];
+    if KINDS.iter().any(|k| body.starts_with(k)) {
+        return random(body);
+    }
+    (body.len() >= 32 && body.iter().all(u8::is_ascii_alphanumeric))
+        .then(|| random(body))
+        .flatten()
+}
+
+/// A key of one length exactly: a Google API key's 35 characters after `AIza`, a
+/// GitHub token's 36 after `ghp_`. Exact lengths keep random base64 (an image's bytes)
+/// from passing for one.
+fn exactly<const N: usize>(body: &[u8]) -> Option<usize> {
+    (body.len() == N).then_some(N)
 }
 
 /// A JWT (`header.payload.signature`, each base64url; the payload a JSON object too) or a
@@ -97,7 +117,7 @@ fn two_parts(body: &[u8]) -> Option<usize> {
 }
 
 macro_rules! shapes {
-    ($( $prefix:literal, $class:ident, $min:literal, $check:ident; )*) => {
+    ($( $prefix:literal, $class:ident, $min:literal, $check:expr; )*) => {
         &[$( Shape { prefix: $prefix, class: $class, min: $min, check: $check }, )*]
     };
 }
@@ -107,7 +127,7 @@ macro_rules! shapes {
 const SHAPES: &[Shape] = shapes![
     // OpenAI (`sk-proj-`, `sk-svcacct-`, `sk-admin-`), Anthropic (`sk-ant-api03-`),
     // DeepSeek, Moonshot, and the OpenAI-compatible services that copied the form.
-    "sk-", base64url, 20, random;
+    "sk-", base64url, 20, sk_dash;
     // Stripe.
     "sk_live_", alnum, 16, all;
     "sk_test_", alnum, 16, all;
@@ -115,11 +135,11 @@ const SHAPES: &[Shape] = shapes![
     "rk_test_", alnum, 16, all;
     "whsec_", alnum, 24, all;
     // GitHub.
-    "ghp_", alnum, 30, all;
-    "gho_", alnum, 30, all;
-    "ghu_", alnum, 30, all;
-    "ghs_", alnum, 30, all;
-    "ghr_", alnum, 30, all;
+    "ghp_", alnum, 36, exactly::<36>;
+    "gho_", alnum, 36, exactly::<36>;
+    "ghu_", alnum, 36, exactly::<36>;
+    "ghs_", alnum, 36, exactly::<36>;
+    "ghr_", alnum, 36, exactly::<36>;
     "github_pat_", alnum_under, 40, all;
     // GitLab.
     "glpat-", base64url, 20, all;
@@ -131,15 +151,15 @@ const SHAPES: &[Shape] = shapes![
     "xoxe-", alnum_dash, 20, all;
     "xapp-", alnum_dash, 20, all;
     // Google's API keys (Gemini, Maps, Firebase).
-    "AIza", base64url, 35, all;
+    "AIza", base64url, 35, exactly::<35>;
     // Hugging Face, xAI, Groq, Replicate, Perplexity.
-    "hf_", alnum, 30, all;
+    "hf_", alnum, 34, exactly::<34>;
     "xai-", alnum, 40, all;
     "gsk_", alnum, 40, all;
     "r8_", alnum, 30, all;
     "pplx-", alnum, 40, all;
     // npm, PyPI.
-    "npm_", alnum, 36, all;
+    "npm_", alnum, 36, exactly::<36>;
     "pypi-AgEIcHlwaS5vcmc", base64url, 50, all;
     // SendGrid, DigitalOcean, Shopify, Linear, Notion.
     "SG.", base64url_dot, 33, two_parts;
@@ -287,6 +307,8 @@ mod tests {
     }
 
     const OPENAI: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+    const DEEPSEEK: &str = "sk-0123456789abcdef0123456789abcdef";
+    const GOOGLE: &str = "AIzaSyD-0123456789abcdefghijklmnopqrstu";
     const GITHUB: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
     const STRIPE: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXmT";
     const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLWJ5dGVz";
@@ -295,13 +317,17 @@ mod tests {
     fn keys_are_found_by_their_shape_wherever_they_stand_however_the_stream_is_cut() {
         // A shell tool's output carried in a model's next request, a login answer, prose.
         let body = format!(
-            r#"{{"messages":[{{"role":"tool","content":"OPENAI_API_KEY={OPENAI}\nGITHUB_TOKEN={GITHUB}\nSTRIPE={STRIPE}\n"}}],"token":"{JWT}","text":"Use {OPENAI}. Or {JWT}."}}"#
+            r#"{{"messages":[{{"role":"tool","content":"OPENAI_API_KEY={OPENAI}\nGITHUB_TOKEN={GITHUB}\nSTRIPE={STRIPE}\nDS={DEEPSEEK} G={GOOGLE}\n"}}],"token":"{JWT}","text":"Use {OPENAI}. Or {JWT}."}}"#
         );
-        let want = r#"{"messages":[{"role":"tool","content":"OPENAI_API_KEY=[REDACTED]\nGITHUB_TOKEN=[REDACTED]\nSTRIPE=[REDACTED]\n"}],"token":"[REDACTED]","text":"Use [REDACTED]. Or [REDACTED]."}"#;
+        let want = r#"{"messages":[{"role":"tool","content":"OPENAI_API_KEY=[REDACTED]\nGITHUB_TOKEN=[REDACTED]\nSTRIPE=[REDACTED]\nDS=[REDACTED] G=[REDACTED]\n"}],"token":"[REDACTED]","text":"Use [REDACTED]. Or [REDACTED]."}"#;
         for cut in [1, 2, 3, 7, 16, 4096] {
             let (out, found) = scan(body.as_bytes(), cut);
             assert_eq!(out, want, "cut {cut}");
-            assert_eq!(found, [OPENAI, GITHUB, STRIPE, JWT], "cut {cut}");
+            assert_eq!(
+                found,
+                [OPENAI, GITHUB, STRIPE, DEEPSEEK, GOOGLE, JWT],
+                "cut {cut}"
+            );
             // Read again, nothing changes.
             assert_eq!(scan(out.as_bytes(), cut).0, out);
         }
@@ -333,6 +359,11 @@ mod tests {
             // AWS access key ids are read back by the agent.
             "AKIAIOSFODNN7EXAMPLE",
             "[REDACTED]",
+            // One character too many for a GitHub token or a Google key: base64 data.
+            "x/ghp_16C7e42F292c6912E7710c838347Ae178B4aQ",
+            "+AIzaSyD-0123456789abcdefghijklmnopqrstuv",
+            // Dashes after `sk-` without a key's kind: base64url data, a slug.
+            "_sk-a1b2-c3d4-e5f6-a7b8-c9d0-e1f2-a3b4-c5d6",
         ] {
             let (out, found) = scan(text.as_bytes(), 3);
             assert_eq!(out, text);
@@ -342,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_long_run_is_judged_on_its_first_bytes_the_same_at_every_cut() {
-        let long = format!("x {}{} y", "ghp_", "A1".repeat(CAP));
+        let long = format!("x {}{} y", "sk_live_", "A1".repeat(CAP));
         let (whole, _) = scan(long.as_bytes(), long.len());
         for cut in [1, 100, CAP - 1, CAP + 3] {
             assert_eq!(scan(long.as_bytes(), cut).0, whole, "cut {cut}");
