@@ -230,6 +230,18 @@ impl ShapeScrub {
         self.run(out, true);
     }
 
+    /// [`boundary`] before a key, `pending` the bytes between what was written and it.
+    fn boundary_at(&self, pending: &[u8]) -> bool {
+        if pending.len() >= HISTORY {
+            return boundary(&pending[pending.len() - HISTORY..]);
+        }
+        let mut before = [0u8; 2 * HISTORY];
+        let h = self.history.len();
+        before[..h].copy_from_slice(&self.history);
+        before[h..h + pending.len()].copy_from_slice(pending);
+        boundary(&before[..h + pending.len()])
+    }
+
     fn write(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(bytes);
         if bytes.len() >= HISTORY {
@@ -263,9 +275,7 @@ impl ShapeScrub {
                     break;
                 }
             };
-            let mut before = self.history.clone();
-            before.extend_from_slice(&buf[cursor.max(at.saturating_sub(HISTORY))..at]);
-            let key = (run >= shape.min && boundary(&before))
+            let key = (run >= shape.min && self.boundary_at(&buf[cursor..at]))
                 .then(|| (shape.check)(&avail[..run]))
                 .flatten();
             match key {
