@@ -108,6 +108,12 @@ pub enum RulesError {
     RedactPath { pattern: String, why: String },
     #[error("bad kind {0:?} in a [[kind]] rule: use llm, tool or other")]
     Kind(String),
+    #[error("{path}: [redact] keep_shapes: {shape:?} is not a key format tapedeck reads; use one of {known} (or \"jwt\")")]
+    KeepShape {
+        path: PathBuf,
+        shape: String,
+        known: String,
+    },
     #[error("{path} line {line}: an [[inject]] rule: {source}")]
     InjectFile {
         path: PathBuf,
@@ -350,6 +356,9 @@ pub struct Rules {
     /// not (`[redact] keep`), in [`credential::normalise`]d form. The lists above still
     /// redact what they name.
     pub keep_names: Vec<String>,
+    /// Key formats not read by their shape (`[redact] keep_shapes`): their prefixes as
+    /// README's "What is redacted" lists them (`eyJ` for a JWT), sorted.
+    pub keep_shapes: Vec<String>,
     /// Extra request headers that take part in matching (beyond content-type, accept).
     pub match_headers: Vec<String>,
     pub ignore_headers: Vec<String>,
@@ -386,6 +395,7 @@ impl Default for Rules {
             redact_query: DEFAULT_REDACT_QUERY.iter().map(|s| s.to_string()).collect(),
             redact_paths: BUILT_IN_PATHS.clone(),
             keep_names: Vec::new(),
+            keep_shapes: Vec::new(),
             match_headers: Vec::new(),
             ignore_headers: Vec::new(),
             ignore_query: Vec::new(),
@@ -466,6 +476,8 @@ struct FileRedact {
     paths: Vec<String>,
     #[serde(default)]
     keep: Vec<String>,
+    #[serde(default)]
+    keep_shapes: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -605,6 +617,24 @@ impl Rules {
             .collect();
         r.keep_names.sort();
         r.keep_names.dedup();
+        for shape in &file.redact.keep_shapes {
+            let prefix = match shape.trim() {
+                "jwt" | "JWT" => "eyJ",
+                p => p,
+            };
+            if !crate::exchange::redact::is_key_shape(prefix) {
+                return Err(RulesError::KeepShape {
+                    path: path.to_path_buf(),
+                    shape: shape.clone(),
+                    known: crate::exchange::redact::key_shapes()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            r.keep_shapes.push(prefix.to_string());
+        }
+        r.keep_shapes.sort();
+        r.keep_shapes.dedup();
         for text in file.redact.paths.iter().chain(&args.redact_paths) {
             if !r.redact_paths.iter().any(|p| &p.text == text) {
                 r.redact_paths.push(PathSecret::parse(text)?);
@@ -739,6 +769,13 @@ impl Rules {
             true => text,
             false => format!("{text}{}", serde_json::json!({"keep": self.keep_names})),
         };
+        let text = match self.keep_shapes.is_empty() {
+            true => text,
+            false => format!(
+                "{text}{}",
+                serde_json::json!({"keep_shapes": self.keep_shapes})
+            ),
+        };
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
 
@@ -865,6 +902,38 @@ mod tests {
         assert_eq!(
             JsonPath::parse("$['a.b'][0]").unwrap().steps,
             vec![PathStep::Key("a.b".into()), PathStep::Index(0)]
+        );
+    }
+
+    #[test]
+    fn key_formats_can_be_kept_by_prefix_and_an_unknown_one_is_refused() {
+        use crate::exchange::redact::{BodyScrubber, Secrets};
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLWJ5dGVz";
+        let github = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let body = format!(r#"{{"t":"{jwt}","g":"{github}"}}"#);
+        let stored = |r: &Rules| {
+            let (out, _) = BodyScrubber::run(
+                body.as_bytes(),
+                Some("application/json"),
+                r,
+                &Secrets::default(),
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            stored(&Rules::default()),
+            r#"{"t":"[REDACTED]","g":"[REDACTED]"}"#
+        );
+        let args = RuleArgs::default();
+        let r = Rules::from_toml("[redact]\nkeep_shapes = [\"jwt\"]", &args).unwrap();
+        assert_eq!(r.keep_shapes, ["eyJ"]);
+        assert_eq!(stored(&r), format!(r#"{{"t":"{jwt}","g":"[REDACTED]"}}"#));
+        assert_ne!(r.match_fingerprint(), Rules::default().match_fingerprint());
+        let err = Rules::from_toml("[redact]\nkeep_shapes = [\"ghp\"]", &args).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"ghp\" is not a key format") && text.contains("ghp_"),
+            "{text}"
         );
     }
 

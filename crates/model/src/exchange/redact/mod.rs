@@ -35,6 +35,16 @@ pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
 pub use stream::{streams_json_array, BodyScrubber};
 
+/// Whether `prefix` names a key format read by its shape (`[redact] keep_shapes`).
+pub fn is_key_shape(prefix: &str) -> bool {
+    shapes::prefixes().any(|p| p == prefix)
+}
+
+/// Every key format read by its shape, by its prefix.
+pub fn key_shapes() -> impl Iterator<Item = &'static str> {
+    shapes::prefixes()
+}
+
 /// Test support: `body` scrubbed whole by a scrubber `make` gives, and the values it
 /// collected, after checking that fed cut at each of `cuts` it stores the same bytes.
 #[cfg(test)]
@@ -75,6 +85,8 @@ pub struct FieldNames {
     longest: usize,
     /// Names [`credential_name`] would take that the user keeps (`[redact] keep`).
     keep: Arc<[String]>,
+    /// Key formats the user keeps (`[redact] keep_shapes`), as `shapes::mask` makes them.
+    kept_shapes: u64,
 }
 
 impl FieldNames {
@@ -95,6 +107,7 @@ impl FieldNames {
             names: names.into(),
             scalar: Arc::from([]),
             keep: Arc::from([]),
+            kept_shapes: 0,
         }
     }
 
@@ -102,12 +115,18 @@ impl FieldNames {
     pub fn of(rules: &Rules) -> FieldNames {
         FieldNames {
             keep: rules.keep_names.clone().into(),
+            kept_shapes: shapes::mask(&rules.keep_shapes),
             ..FieldNames::new(&rules.redact_json_fields)
         }
     }
 
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The key formats the user keeps (see `shapes::mask`).
+    pub(super) fn kept_shapes(&self) -> u64 {
+        self.kept_shapes
     }
 
     /// The longest name that can be a secret field's: a scanner reading a key gives up on
@@ -155,6 +174,7 @@ impl FieldNames {
         FieldNames {
             keep: self.keep.clone(),
             scalar: self.scalar.clone(),
+            kept_shapes: self.kept_shapes,
             ..FieldNames::new(&names)
         }
     }

@@ -172,6 +172,8 @@ const SHAPES: &[Shape] = shapes![
     "eyJ", base64url_dot, 30, jwt;
 ];
 
+const _: () = assert!(SHAPES.len() <= 64, "a mask of kept formats is a u64");
+
 static PREFIXES: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
@@ -198,9 +200,25 @@ fn boundary(before: &[u8]) -> bool {
     }
 }
 
+/// Every key format read, by its prefix.
+pub fn prefixes() -> impl Iterator<Item = &'static str> {
+    SHAPES.iter().map(|s| s.prefix)
+}
+
+/// The formats not to read (`[redact] keep_shapes`), as a set of [`SHAPES`] indexes.
+pub fn mask(kept: &[String]) -> u64 {
+    SHAPES
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| kept.iter().any(|k| k == s.prefix))
+        .fold(0, |m, (i, _)| m | 1 << i)
+}
+
 /// The shape scan for a stream (see the module's text).
 #[derive(Default)]
 pub struct ShapeScrub {
+    /// Formats not read ([`mask`]).
+    kept: u64,
     buf: Vec<u8>,
     /// The last bytes written, for the boundary of a key at the start of `buf`.
     history: Vec<u8>,
@@ -208,6 +226,14 @@ pub struct ShapeScrub {
 }
 
 impl ShapeScrub {
+    /// A scan that reads every format but those in `kept` ([`mask`]).
+    pub fn new(kept: u64) -> ShapeScrub {
+        ShapeScrub {
+            kept,
+            ..ShapeScrub::default()
+        }
+    }
+
     pub fn held(&self) -> usize {
         self.buf.len()
     }
@@ -275,7 +301,8 @@ impl ShapeScrub {
                     break;
                 }
             };
-            let key = (run >= shape.min && self.boundary_at(&buf[cursor..at]))
+            let read = self.kept & 1 << m.pattern().as_usize() == 0;
+            let key = (read && run >= shape.min && self.boundary_at(&buf[cursor..at]))
                 .then(|| (shape.check)(&avail[..run]))
                 .flatten();
             match key {

@@ -112,6 +112,7 @@ impl BodyScrubber {
             None
         };
         let xml = (on && ct.contains("xml")).then(|| XmlFields::new(fields.clone()));
+        let kept_shapes = fields.kept_shapes();
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
         // A secret streamed a few characters an event (a model repeating a key), in
         // server-sent events or a JSON value a line.
@@ -143,7 +144,7 @@ impl BodyScrubber {
             && !secrets.is_empty())
         .then(|| EventStreamScrub::new(secrets));
         // Keys by their shape, in any text (not in a binary event stream's frames).
-        let shapes = (on && is_textual(&ct)).then(ShapeScrub::default);
+        let shapes = (on && is_textual(&ct)).then(|| ShapeScrub::new(kept_shapes));
         BodyScrubber {
             form,
             multipart,
