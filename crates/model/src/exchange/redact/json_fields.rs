@@ -22,18 +22,7 @@ use crate::rules::REDACTED;
 /// scrub their echoes from the rest of the exchange).
 pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, Vec<String>)> {
     let quoted = serde_json::to_string(with).ok()?;
-    let mut walk = Walk {
-        base: data.as_ptr() as usize,
-        fields,
-        quoted: &quoted,
-        leaves: false,
-        under_secret: false,
-        spans: Vec::new(),
-        found: Vec::new(),
-    };
-    let mut de = serde_json::Deserializer::from_slice(data);
-    Seed(&mut walk).deserialize(&mut de).ok()?;
-    de.end().ok()?;
+    let mut walk = Walk::over(data, fields, &quoted, false)?;
     let out = walk.replaced(data)?;
     Some((out, walk.found))
 }
@@ -53,18 +42,7 @@ pub fn secret_json(text: &str, found: &mut Vec<String>) -> Option<Option<String>
     }
     let quoted = serde_json::to_string(REDACTED).ok()?;
     let fields = FieldNames::new(&[]);
-    let mut walk = Walk {
-        base: text.as_ptr() as usize,
-        fields: &fields,
-        quoted: &quoted,
-        leaves: true,
-        under_secret: false,
-        spans: Vec::new(),
-        found: Vec::new(),
-    };
-    let mut de = serde_json::Deserializer::from_str(text);
-    Seed(&mut walk).deserialize(&mut de).ok()?;
-    de.end().ok()?;
+    let mut walk = Walk::over(text.as_bytes(), &fields, &quoted, true)?;
     let out = walk.replaced(text.as_bytes());
     found.append(&mut walk.found);
     Some(out.map(|o| String::from_utf8(o).expect("UTF-8 with UTF-8 spliced in")))
@@ -130,7 +108,30 @@ struct Walk<'f> {
     found: Vec<String>,
 }
 
-impl Walk<'_> {
+impl<'f> Walk<'f> {
+    /// Walks `data`, one JSON value, noting the spans to replace; `None` when it is not
+    /// one JSON value.
+    fn over(
+        data: &[u8],
+        fields: &'f FieldNames,
+        quoted: &'f str,
+        leaves: bool,
+    ) -> Option<Walk<'f>> {
+        let mut walk = Walk {
+            base: data.as_ptr() as usize,
+            fields,
+            quoted,
+            leaves,
+            under_secret: false,
+            spans: Vec::new(),
+            found: Vec::new(),
+        };
+        let mut de = serde_json::Deserializer::from_slice(data);
+        Seed(&mut walk).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(walk)
+    }
+
     fn span(&self, raw: &RawValue) -> Range<usize> {
         let start = raw.get().as_ptr() as usize - self.base;
         start..start + raw.get().len()
