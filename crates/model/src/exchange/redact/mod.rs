@@ -1295,6 +1295,30 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_is_read_by_its_shape_in_requests_and_not_in_answers() {
+        // An answer's JWT is often a page cursor or a signed link's path the agent sends
+        // back in a URL, which shapes are not read in: redacted in the answer alone, the
+        // next request would miss on replay. A key format is read in both.
+        let rules = Rules::default();
+        let ct = Some("application/json");
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJjdXJzb3IiOjQyfQ.c2lnbmF0dXJlLWJ5dGVz";
+        let gh = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let body = format!(r#"{{"next_page_token":"{jwt}","k":"{gh}"}}"#);
+        let s = Secrets::default();
+        let (req, _) = stored_body(body.as_bytes(), ct, 1 << 20, &rules, &mut s.clone());
+        assert_eq!(
+            String::from_utf8(req).unwrap(),
+            r#"{"next_page_token":"[REDACTED]","k":"[REDACTED]"}"#
+        );
+        let url = "https://api.example.com/v1/files";
+        let (answer, _) = stored_answer(body.as_bytes(), ct, 1 << 20, &rules, &mut s.clone(), url);
+        assert_eq!(
+            String::from_utf8(answer).unwrap(),
+            format!(r#"{{"next_page_token":"{jwt}","k":"[REDACTED]"}}"#)
+        );
+    }
+
+    #[test]
     fn a_streamed_body_is_stored_as_the_same_body_read_whole() {
         let rules = Rules::default();
         let mut s = Secrets::default();

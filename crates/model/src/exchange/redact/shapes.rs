@@ -32,7 +32,7 @@ const HISTORY: usize = 6;
 struct Shape {
     prefix: &'static str,
     /// The characters of the key after its prefix.
-    class: fn(u8) -> bool,
+    class: Class,
     /// The fewest characters after the prefix.
     min: usize,
     /// How much of the characters after the prefix (already at least `min`) is the key,
@@ -40,24 +40,40 @@ struct Shape {
     check: fn(&[u8]) -> Option<usize>,
 }
 
-fn alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
+/// The characters a key is made of after its prefix.
+#[derive(Clone, Copy)]
+enum Class {
+    Alnum,
+    AlnumUnder,
+    AlnumDash,
+    Base64Url,
+    Base64UrlDot,
 }
 
-fn alnum_under(b: u8) -> bool {
-    alnum(b) || b == b'_'
+const CLASSES: usize = 5;
+
+impl Class {
+    fn has(self, b: u8) -> bool {
+        b.is_ascii_alphanumeric()
+            || match self {
+                Class::Alnum => false,
+                Class::AlnumUnder => b == b'_',
+                Class::AlnumDash => b == b'-',
+                Class::Base64Url => b == b'_' || b == b'-',
+                Class::Base64UrlDot => b == b'_' || b == b'-' || b == b'.',
+            }
+    }
 }
 
-fn alnum_dash(b: u8) -> bool {
-    alnum(b) || b == b'-'
-}
+use Class::{
+    Alnum as alnum, AlnumDash as alnum_dash, AlnumUnder as alnum_under, Base64Url as base64url,
+    Base64UrlDot as base64url_dot,
+};
 
-fn base64url(b: u8) -> bool {
-    alnum(b) || b == b'_' || b == b'-'
-}
-
-fn base64url_dot(b: u8) -> bool {
-    base64url(b) || b == b'.'
+/// A byte that continues a word of a key or of base64url data: a key has none right
+/// before or after it.
+fn wordish(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
 fn all(body: &[u8]) -> Option<usize> {
@@ -76,7 +92,15 @@ fn random(body: &[u8]) -> Option<usize> {
 /// dash (OpenAI's older keys, DeepSeek's, Moonshot's). Random base64url data (which
 /// has dashes) rarely makes one.
 fn sk_dash(body: &[u8]) -> Option<usize> {
-    const KINDS: &[&[u8]] = &[b"proj-", b"svcacct-", b"admin-", b"ant-", b"or-v1-"];
+    const KINDS: &[&[u8]] = &[
+        b"proj-",
+        b"svcacct-",
+        b"admin-",
+        b"ant-",
+        b"or-v1-",
+        b"None-",
+        b"lf-",
+    ];
     if KINDS.iter().any(|k| body.starts_with(k)) {
         return random(body);
     }
@@ -90,6 +114,11 @@ fn sk_dash(body: &[u8]) -> Option<usize> {
 /// from passing for one.
 fn exactly<const N: usize>(body: &[u8]) -> Option<usize> {
     (body.len() == N).then_some(N)
+}
+
+/// 32 hexadecimal digits exactly (Databricks', Firecrawl's keys).
+fn hex32(body: &[u8]) -> Option<usize> {
+    (body.len() == 32 && body.iter().all(u8::is_ascii_hexdigit)).then_some(32)
 }
 
 /// A JWT (`header.payload.signature`, each base64url; the payload a JSON object too) or a
@@ -156,7 +185,7 @@ const SHAPES: &[Shape] = shapes![
     "hf_", alnum, 34, exactly::<34>;
     "xai-", alnum, 40, all;
     "gsk_", alnum, 40, all;
-    "r8_", alnum, 30, all;
+    "r8_", alnum, 37, exactly::<37>;
     "pplx-", alnum, 40, all;
     // npm, PyPI.
     "npm_", alnum, 36, exactly::<36>;
@@ -168,6 +197,17 @@ const SHAPES: &[Shape] = shapes![
     "shpss_", alnum, 30, all;
     "lin_api_", alnum, 30, all;
     "ntn_", alnum, 40, all;
+    // Google's OAuth access tokens and client secrets.
+    "ya29.", base64url_dot, 30, all;
+    "GOCSPX-", base64url, 24, all;
+    // Agent tools: Tavily, Pinecone, LangSmith, E2B, Databricks, Firecrawl.
+    "tvly-", alnum_dash, 20, all;
+    "pcsk_", alnum_under, 40, all;
+    "lsv2_pt_", alnum_under, 30, all;
+    "lsv2_sk_", alnum_under, 30, all;
+    "e2b_", alnum, 40, exactly::<40>;
+    "dapi", alnum, 32, hex32;
+    "fc-", alnum, 32, hex32;
     // A JWT: an OAuth access or ID token, a session, a service account's assertion.
     "eyJ", base64url_dot, 30, jwt;
 ];
@@ -186,16 +226,22 @@ fn longest_prefix() -> usize {
 }
 
 /// Whether a key may start after `before` (the bytes before it, the last nearest): not
-/// in the middle of a word (`task-…`), but after an escape of JSON (`\nsk-…`,
-/// `\u003dsk-…`), whose last byte is a letter or digit.
+/// in the middle of a word (`task-…`) or of base64url data, but after an escape of JSON
+/// (`\nsk-…`, `\u003dsk-…`) or a form's percent escape (`%3Dglpat-…`, `%0A…`), whose
+/// last byte is a letter or digit.
 fn boundary(before: &[u8]) -> bool {
     let n = before.len();
     match before.last() {
         None => true,
-        Some(&b) if !alnum(b) => true,
+        Some(&b) if !wordish(b) => true,
+        Some(&b) if !b.is_ascii_alphanumeric() => false,
         Some(_) => {
             (n >= 2 && before[n - 2] == b'\\' && (n < 3 || before[n - 3] != b'\\'))
                 || (n >= 6 && before[n - 6] == b'\\' && before[n - 5] == b'u')
+                || (n >= 3
+                    && before[n - 3] == b'%'
+                    && before[n - 2].is_ascii_hexdigit()
+                    && before[n - 1].is_ascii_hexdigit())
         }
     }
 }
@@ -214,11 +260,36 @@ pub fn mask(kept: &[String]) -> u64 {
         .fold(0, |m, (i, _)| m | 1 << i)
 }
 
+/// The formats not read in an answer: a JWT an answer hands out is often a value the
+/// agent sends back where nothing reads shapes (a page cursor in a URL, a signed link's
+/// path), and redacted in the answer alone it would make that request miss on replay.
+/// A JWT in a request is redacted there and in the same request at replay alike.
+pub fn answer_mask() -> u64 {
+    mask(&["eyJ".to_string()])
+}
+
+/// How far a run of one class of characters is known, in stream offsets: every byte in
+/// `start..stop` is of the class; `ended`: the byte at `stop` is not.
+#[derive(Clone, Copy)]
+struct Scanned {
+    start: u64,
+    stop: u64,
+    ended: bool,
+}
+
 /// The shape scan for a stream (see the module's text).
 #[derive(Default)]
 pub struct ShapeScrub {
     /// Formats not read ([`mask`]).
     kept: u64,
+    /// Each class's run as far as it was read, so that prefixes packed inside one run
+    /// (`-eyJ-eyJ…`) read its bytes once, not once each.
+    known: [Option<Scanned>; CLASSES],
+    /// The stream offset of `buf`'s first byte.
+    base: u64,
+    /// Bytes read to find runs' ends (tests check that each is read about once).
+    #[cfg(test)]
+    examined: usize,
     buf: Vec<u8>,
     /// The last bytes written, for the boundary of a key at the start of `buf`.
     history: Vec<u8>,
@@ -234,6 +305,11 @@ impl ShapeScrub {
         }
     }
 
+    /// Reads none of the formats in `mask` either.
+    pub fn keep_also(&mut self, mask: u64) {
+        self.kept |= mask;
+    }
+
     pub fn held(&self) -> usize {
         self.buf.len()
     }
@@ -246,6 +322,7 @@ impl ShapeScrub {
             let safe = data.len().saturating_sub(keep);
             self.write(&data[..safe], out);
             self.buf.extend_from_slice(&data[safe..]);
+            self.base += safe as u64;
             return;
         }
         self.buf.extend_from_slice(data);
@@ -292,19 +369,22 @@ impl ShapeScrub {
             let shape = &SHAPES[m.pattern().as_usize()];
             let body_at = cursor + m.end();
             let avail = &buf[body_at..];
-            let lim = avail.len().min(CAP);
-            let run = match avail[..lim].iter().position(|&b| !(shape.class)(b)) {
-                Some(k) => k,
-                None if lim == CAP || end => lim,
-                None => {
+            let run = match self.class_run(&buf, shape.class, body_at) {
+                (run, true) => run,
+                (run, false) if end => run,
+                (_, false) => {
                     held_from = Some(at);
                     break;
                 }
             };
             let read = self.kept & 1 << m.pattern().as_usize() == 0;
-            let key = (read && run >= shape.min && self.boundary_at(&buf[cursor..at]))
+            // A run of CAP bytes or more is data, not a key.
+            let fits = run >= shape.min && run < CAP;
+            let key = (read && fits && self.boundary_at(&buf[cursor..at]))
                 .then(|| (shape.check)(&avail[..run]))
-                .flatten();
+                .flatten()
+                // Nor a word's or base64url data's character right after it.
+                .filter(|&len| !avail.get(len).is_some_and(|&b| wordish(b)));
             match key {
                 Some(len) => {
                     self.write(&buf[cursor..at], out);
@@ -326,6 +406,50 @@ impl ShapeScrub {
         self.write(&buf[cursor..safe], out);
         self.buf = buf;
         self.buf.drain(..safe);
+        self.base += safe as u64;
+    }
+
+    /// How many bytes of `class` follow `body_at` in `buf` (at most [`CAP`]), and
+    /// whether that is decided: a byte of another class ends them, or [`CAP`] are read.
+    /// Undecided, the run reaches the end of what has come so far.
+    fn class_run(&mut self, buf: &[u8], class: Class, body_at: usize) -> (usize, bool) {
+        let abs = self.base + body_at as u64;
+        let limit = (body_at + CAP).min(buf.len());
+        let slot = &mut self.known[class as usize];
+        let mut start = abs;
+        let mut from = body_at;
+        if let Some(k) = slot.filter(|k| k.start <= abs && abs <= k.stop) {
+            if k.ended {
+                let run = ((k.stop - abs) as usize).min(CAP);
+                return (run, true);
+            }
+            start = k.start;
+            from = ((k.stop - self.base) as usize).min(limit);
+        }
+        let found = buf[from..limit].iter().position(|&b| !class.has(b));
+        #[cfg(test)]
+        {
+            self.examined += found.map_or(limit - from, |k| k + 1);
+        }
+        match found {
+            Some(k) => {
+                let stop = from + k;
+                *slot = Some(Scanned {
+                    start,
+                    stop: self.base + stop as u64,
+                    ended: true,
+                });
+                (stop - body_at, true)
+            }
+            None => {
+                *slot = Some(Scanned {
+                    start,
+                    stop: self.base + limit as u64,
+                    ended: false,
+                });
+                (limit - body_at, limit - body_at == CAP)
+            }
+        }
     }
 }
 
@@ -409,12 +533,67 @@ mod tests {
     }
 
     #[test]
-    fn a_long_run_is_judged_on_its_first_bytes_the_same_at_every_cut() {
+    fn a_long_run_is_data_the_same_at_every_cut_and_read_once() {
         let long = format!("x {}{} y", "sk_live_", "A1".repeat(CAP));
-        let (whole, _) = scan(long.as_bytes(), long.len());
-        for cut in [1, 100, CAP - 1, CAP + 3] {
-            assert_eq!(scan(long.as_bytes(), cut).0, whole, "cut {cut}");
+        for cut in [1, 100, CAP - 1, CAP + 3, long.len()] {
+            assert_eq!(scan(long.as_bytes(), cut).0, long, "cut {cut}");
         }
-        assert!(whole.starts_with("x [REDACTED]A1"), "{:.40}", whole);
+        // Prefixes packed in one run: each reads what the first read, not 8 KiB again
+        // (a 1 MB page of them took seconds).
+        let packed = "-eyJ".repeat(250_000);
+        for cut in [1, 4096, packed.len()] {
+            let mut s = ShapeScrub::default();
+            let mut out = Vec::new();
+            for piece in packed.as_bytes().chunks(cut) {
+                s.feed(piece, &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, packed.as_bytes());
+            assert!(
+                s.examined <= 2 * packed.len(),
+                "cut {cut}: {} bytes read",
+                s.examined
+            );
+        }
+    }
+
+    #[test]
+    fn agents_tool_keys_and_form_escapes_are_found() {
+        for key in [
+            "sk-None-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+            "sk-lf-1c3b8a2e-4f5d-4e6a-9b7c-0d1e2f3a4b5c",
+            "ya29.a0AfB_byC1d2E3f4G5h6I7j8K9l0MnOpQrStUv",
+            "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",
+            "tvly-dev-Ab3dEf6hIj9kLm2nOp5qRs8t",
+            "pcsk_4x9Abc_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCdEf",
+            "lsv2_pt_0123456789abcdef0123456789abcdef_0123456789",
+            "e2b_0123456789abcdef0123456789abcdef01234567",
+            "dapi0123456789abcdef0123456789abcdef",
+            "fc-0123456789abcdef0123456789abcdef",
+            "r8_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCdE",
+        ] {
+            let text = format!("KEY={key}\n");
+            let (out, found) = scan(text.as_bytes(), 3);
+            assert_eq!(
+                (out.as_str(), found),
+                ("KEY=[REDACTED]\n", vec![key.to_string()])
+            );
+        }
+        // A form body escapes `=`, a line break and quotes.
+        let form = "text=deployed%0AGITLAB_TOKEN%3Dglpat-Ab3dEf6hIj9kLm2nOp5q%22&x=1";
+        assert_eq!(
+            scan(form.as_bytes(), 4).0,
+            "text=deployed%0AGITLAB_TOKEN%3D[REDACTED]%22&x=1"
+        );
+    }
+
+    #[test]
+    fn a_key_shape_inside_base64url_data_is_data() {
+        // OpenAI's reasoning `encrypted_content` (a Fernet token, base64url) that held
+        // `_r8_` and 37 letters and digits, then a dash: read as a Replicate key before.
+        let blob = "gAAAAABoQ-x1_r8_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCdE-Zz9_Yy8-AIzaSyD0123456789abcdefghijklmnopqrst_x";
+        let (out, found) = scan(blob.as_bytes(), 5);
+        assert_eq!(out, blob);
+        assert!(found.is_empty(), "{found:?}");
     }
 }

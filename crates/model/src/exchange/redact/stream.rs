@@ -13,7 +13,7 @@ use super::form::FormFields;
 use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
-use super::shapes::ShapeScrub;
+use super::shapes::{self, ShapeScrub};
 use super::sse::SseSplit;
 use super::xml::XmlFields;
 use super::{
@@ -47,6 +47,9 @@ fn is_textual(ct: &str) -> bool {
         || ct.starts_with("application/xml")
         || ct.starts_with("application/x-www-form-urlencoded")
         || ct.starts_with("multipart/")
+        // Kubernetes' apply patches, GraphQL queries.
+        || ct.contains("yaml")
+        || ct.contains("graphql")
 }
 
 impl BodyScrubber {
@@ -78,7 +81,7 @@ impl BodyScrubber {
         url: &str,
     ) -> BodyScrubber {
         let (metadata, minted) = answer_secrets(url);
-        match metadata {
+        let scrubber = match metadata {
             MetadataAnswer::No => {
                 let fields = match minted.is_empty() {
                     true => fields,
@@ -93,7 +96,16 @@ impl BodyScrubber {
             MetadataAnswer::Secret => {
                 Self::build(content_type, fields, secrets, false).whole_secret()
             }
+        };
+        scrubber.answering()
+    }
+
+    /// An answer's scrubber reads no JWT by its shape (see `shapes::answer_mask`).
+    fn answering(mut self) -> BodyScrubber {
+        if let Some(k) = self.shapes.as_mut() {
+            k.keep_also(shapes::answer_mask());
         }
+        self
     }
 
     fn build(
