@@ -208,6 +208,10 @@ const SHAPES: &[Shape] = shapes![
     "e2b_", alnum, 40, exactly::<40>;
     "dapi", alnum, 32, hex32;
     "fc-", alnum, 32, hex32;
+    // Sentry's organization tokens, Atlassian's API tokens (their `=CHECKSUM` tail
+    // stays).
+    "sntrys_", base64url, 40, all;
+    "ATATT", base64url, 60, all;
     // A JWT: an OAuth access or ID token, a session, a service account's assertion.
     "eyJ", base64url_dot, 30, jwt;
 ];
@@ -571,6 +575,7 @@ mod tests {
             "dapi0123456789abcdef0123456789abcdef",
             "fc-0123456789abcdef0123456789abcdef",
             "r8_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCdE",
+            "sntrys_eyJpYXQiOjE3MDAwMDAwMDAuMCwidXJsIjoiaHR0cHM6Ly9zZW50cnkuaW8ifQ_AbCdEf0123456789",
         ] {
             let text = format!("KEY={key}\n");
             let (out, found) = scan(text.as_bytes(), 3);
