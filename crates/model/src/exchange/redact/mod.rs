@@ -407,22 +407,39 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
     let base = path_secrets(base, target.as_ref(), rules, secrets);
     let query = query.map(|q| params(q, host, rules, secrets));
     let fragment = fragment.map(|f| params(f, host, rules, secrets));
-    if matches!(base, Cow::Borrowed(_))
+    let out = if matches!(base, Cow::Borrowed(_))
         && !matches!(query, Some(Cow::Owned(_)))
         && !matches!(fragment, Some(Cow::Owned(_)))
     {
-        return url.into_owned();
+        url.into_owned()
+    } else {
+        let mut out = base.into_owned();
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(&q);
+        }
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(&f);
+        }
+        out
+    };
+    url_shapes(out, rules, secrets)
+}
+
+/// A URL with every key found by its shape replaced (`?q=openai 401 sk-proj-…`, a key
+/// in a path): JWTs are left to names, as in answers (a cursor or a signed link the
+/// agent follows).
+fn url_shapes(url: String, rules: &Rules, secrets: &mut Secrets) -> String {
+    if !shapes::may_hold_key(&url) {
+        return url;
     }
-    let mut out = base.into_owned();
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(&q);
-    }
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(&f);
-    }
-    out
+    let mut s = shapes::ShapeScrub::new(shapes::mask(&rules.keep_shapes) | shapes::answer_mask());
+    let mut out = Vec::with_capacity(url.len());
+    s.feed(url.as_bytes(), &mut out);
+    s.finish(&mut out);
+    secrets.extend(s.found.into_values());
+    String::from_utf8(out).unwrap_or(url)
 }
 
 /// Cloud instance metadata services (AWS EC2, ECS and EKS Pod Identity, Alibaba Cloud;
@@ -1292,6 +1309,32 @@ mod tests {
         );
         let (twice, _) = stored_body(&once, None, 1 << 20, &rules, &mut Secrets::default());
         assert_eq!(String::from_utf8_lossy(&twice), text);
+    }
+
+    #[test]
+    fn a_key_in_a_url_is_found_by_its_shape_and_a_jwt_is_left_to_names() {
+        let rules = Rules::default();
+        let key = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJjdXJzb3IiOjQyfQ.c2lnbmF0dXJlLWJ5dGVz";
+        let mut secrets = Secrets::default();
+        let got = url(
+            &format!("https://api.example.com/search?q=openai+401+{key}&cursor={jwt}"),
+            &rules,
+            &mut secrets,
+        );
+        assert_eq!(
+            got,
+            format!("https://api.example.com/search?q=openai+401+[REDACTED]&cursor={jwt}")
+        );
+        assert_eq!(secrets.scrub(key.as_bytes()).unwrap(), REDACTED.as_bytes());
+        let path = url(
+            &format!("https://x.test/keys/{key}/usage"),
+            &rules,
+            &mut secrets,
+        );
+        assert_eq!(path, "https://x.test/keys/[REDACTED]/usage");
+        // Read again, the same.
+        assert_eq!(url(&got, &rules, &mut Secrets::default()), got);
     }
 
     #[test]

@@ -264,6 +264,11 @@ pub fn mask(kept: &[String]) -> u64 {
         .fold(0, |m, (i, _)| m | 1 << i)
 }
 
+/// Whether `text` holds a prefix of a key format at all (the scan's quick reject).
+pub fn may_hold_key(text: &str) -> bool {
+    PREFIXES.is_match(text)
+}
+
 /// The formats not read in an answer: a JWT an answer hands out is often a value the
 /// agent sends back where nothing reads shapes (a page cursor in a URL, a signed link's
 /// path), and redacted in the answer alone it would make that request miss on replay.
