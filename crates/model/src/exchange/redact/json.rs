@@ -71,10 +71,7 @@ fn redact_under(
                             }
                             found.by_name(!fields.listed(k.as_bytes()));
                             found.push(s.as_bytes());
-                            found.by_name(true);
-                            for leaf in leaves {
-                                found.push(leaf.as_bytes());
-                            }
+                            found.push_leaves(leaves);
                         }
                         *v = with;
                         changed = true;
@@ -220,13 +217,7 @@ impl JsonFields {
     fn settle_secret(&mut self, out: &mut Vec<u8>) {
         let mut leaves = Vec::new();
         let text = (self.value.len() <= super::secrets::MAX_SCRUB_LEN)
-            .then(|| {
-                let mut quoted = Vec::with_capacity(self.value.len() + 2);
-                quoted.push(b'"');
-                quoted.extend_from_slice(&self.value);
-                quoted.push(b'"');
-                serde_json::from_slice::<String>(&quoted).ok()
-            })
+            .then(|| super::json_string_text(&self.value))
             .flatten();
         match text.and_then(|t| secret_json(&t, &mut leaves)) {
             Some(None) => out.extend_from_slice(&self.value),
@@ -238,10 +229,7 @@ impl JsonFields {
         }
         out.push(b'"');
         self.end_value();
-        self.found.by_name(true);
-        for leaf in leaves {
-            self.found.push(leaf.as_bytes());
-        }
+        self.found.push_leaves(leaves);
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {

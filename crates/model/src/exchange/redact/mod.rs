@@ -232,13 +232,18 @@ impl Collected {
     /// A JSON string's content, as written (escaped) and as meant (unescaped).
     pub fn push_json_string(&mut self, raw: &[u8]) {
         self.push(raw);
-        let mut quoted = Vec::with_capacity(raw.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(raw);
-        quoted.push(b'"');
-        if let Ok(s) = serde_json::from_slice::<String>(&quoted) {
+        if let Some(s) = json_string_text(raw) {
             self.push(s.as_bytes());
         }
+    }
+
+    /// Values inside a secret, each kept only when it looks like a key.
+    pub fn push_leaves(&mut self, leaves: Vec<String>) {
+        let by_name = std::mem::replace(&mut self.by_name, true);
+        for leaf in leaves {
+            self.push(leaf.as_bytes());
+        }
+        self.by_name = by_name;
     }
 
     pub fn append(&mut self, other: Collected) {
@@ -252,6 +257,16 @@ impl Collected {
     pub fn into_values(self) -> Vec<String> {
         self.values
     }
+}
+
+/// What a JSON string's content as written (`raw`, escapes and all, without its quotes)
+/// stands for; `None` when it is no string's content.
+fn json_string_text(raw: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 /// Copies headers for storage: lower-case names, secret values replaced, URLs redacted,
@@ -434,7 +449,7 @@ fn url_shapes(url: String, rules: &Rules, secrets: &mut Secrets) -> String {
     if !shapes::may_hold_key(&url) {
         return url;
     }
-    let mut s = shapes::ShapeScrub::new(shapes::mask(&rules.keep_shapes) | shapes::answer_mask());
+    let mut s = shapes::ShapeScrub::new(shapes::mask(&rules.keep_shapes) | shapes::JWT_MASK);
     let mut out = Vec::with_capacity(url.len());
     s.feed(url.as_bytes(), &mut out);
     s.finish(&mut out);

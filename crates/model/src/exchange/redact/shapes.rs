@@ -225,9 +225,18 @@ static PREFIXES: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("the prefixes build")
 });
 
-fn longest_prefix() -> usize {
-    SHAPES.iter().map(|s| s.prefix.len()).max().unwrap_or(0)
-}
+/// The longest prefix: a piece's last `LONGEST_PREFIX - 1` bytes may begin one.
+const LONGEST_PREFIX: usize = {
+    let mut i = 0;
+    let mut longest = 0;
+    while i < SHAPES.len() {
+        if SHAPES[i].prefix.len() > longest {
+            longest = SHAPES[i].prefix.len();
+        }
+        i += 1;
+    }
+    longest
+};
 
 /// Whether a key may start after `before` (the bytes before it, the last nearest): not
 /// in the middle of a word (`task-…`) or of base64url data, but after an escape of JSON
@@ -269,13 +278,19 @@ pub fn may_hold_key(text: &str) -> bool {
     PREFIXES.is_match(text)
 }
 
-/// The formats not read in an answer: a JWT an answer hands out is often a value the
-/// agent sends back where nothing reads shapes (a page cursor in a URL, a signed link's
-/// path), and redacted in the answer alone it would make that request miss on replay.
-/// A JWT in a request is redacted there and in the same request at replay alike.
-pub fn answer_mask() -> u64 {
-    mask(&["eyJ".to_string()])
-}
+/// The JWT format, as a [`mask`], for the places that leave JWTs to names: an answer
+/// (a JWT it hands out is often a value the agent sends back where nothing reads
+/// shapes, a page cursor in a URL, a signed link's path, and redacted in the answer
+/// alone it would make that request miss on replay) and a URL. A JWT in a request's
+/// body is redacted there and in the same request at replay alike.
+pub const JWT_MASK: u64 = {
+    let mut i = 0;
+    while i < SHAPES.len() && !matches!(SHAPES[i].prefix.as_bytes(), b"eyJ") {
+        i += 1;
+    }
+    assert!(i < SHAPES.len(), "the JWT format is listed");
+    1 << i
+};
 
 /// How far a run of one class of characters is known, in stream offsets: every byte in
 /// `start..stop` is of the class; `ended`: the byte at `stop` is not.
@@ -327,7 +342,7 @@ impl ShapeScrub {
         if self.buf.is_empty() && !PREFIXES.is_match(data) {
             // Nothing to find in this piece: all of it goes but what may begin a prefix
             // that the next piece completes.
-            let keep = longest_prefix() - 1;
+            let keep = LONGEST_PREFIX - 1;
             let safe = data.len().saturating_sub(keep);
             self.write(&data[..safe], out);
             self.buf.extend_from_slice(&data[safe..]);
@@ -410,7 +425,7 @@ impl ShapeScrub {
         let safe = match (held_from, end) {
             (Some(at), _) => at,
             (None, true) => buf.len(),
-            (None, false) => buf.len().saturating_sub(longest_prefix() - 1).max(cursor),
+            (None, false) => buf.len().saturating_sub(LONGEST_PREFIX - 1).max(cursor),
         };
         self.write(&buf[cursor..safe], out);
         self.buf = buf;
@@ -595,6 +610,12 @@ mod tests {
             scan(form.as_bytes(), 4).0,
             "text=deployed%0AGITLAB_TOKEN%3D[REDACTED]%22&x=1"
         );
+    }
+
+    #[test]
+    fn the_jwt_mask_is_the_jwt_format() {
+        assert_eq!(JWT_MASK, mask(&["eyJ".to_string()]));
+        assert_eq!(LONGEST_PREFIX, prefixes().map(str::len).max().unwrap());
     }
 
     #[test]

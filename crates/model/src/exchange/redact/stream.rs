@@ -3,10 +3,11 @@
 //!
 //! Three stages: the field redactor the content type calls for (form, multipart, and the
 //! lexical JSON scanner for anything textual), the literal scrub of the secret values
-//! seen so far, then the keys found by their shape in any text (`shapes`). Each stage holds back only what it must (a key, a delimiter, the
-//! longest secret − 1 bytes), and the output is the same however the input is cut, so a
-//! body streamed at record time and the same body read whole at replay time are stored
-//! and keyed alike.
+//! seen so far, then the keys found by their shape in any text (`shapes`). Each stage
+//! holds back only what it must (a key, a delimiter, the longest secret − 1 bytes, a
+//! key still growing), and the output is the same however the input is cut, so a body
+//! streamed at record time and the same body read whole at replay time are stored and
+//! keyed alike.
 
 use super::eventstream::EventStreamScrub;
 use super::form::FormFields;
@@ -100,10 +101,10 @@ impl BodyScrubber {
         scrubber.answering()
     }
 
-    /// An answer's scrubber reads no JWT by its shape (see `shapes::answer_mask`).
+    /// An answer's scrubber reads no JWT by its shape (see `shapes::JWT_MASK`).
     fn answering(mut self) -> BodyScrubber {
         if let Some(k) = self.shapes.as_mut() {
-            k.keep_also(shapes::answer_mask());
+            k.keep_also(shapes::JWT_MASK);
         }
         self
     }
