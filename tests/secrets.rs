@@ -857,6 +857,76 @@ async fn keys_in_text_found_by_their_shape_never_reach_disk_and_replay_matches()
     );
 }
 
+/// A session remembers what its exchanges revealed. A tool's answer names a password
+/// (Secrets Manager's), and the agent's next request to the model carries it as text no
+/// name points at; a bearer token sent to one endpoint turns up in another request's
+/// body; a key travels in a header no name marks. None reaches disk, and the replayed run,
+/// which gets `[REDACTED]` for the password and echoes it, matches every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_matches() {
+    let token = "td-remember-Q8x3Zp4Lm9Vt2Wq";
+    let header_key = "sk_live_51HqLyjWDarjtT1zdp7dcHDR";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let run = |via: reqwest::Client| {
+        let (secret_url, echo_url) = (up.url("/secretsmanager"), up.url("/echo"));
+        async move {
+            let resp = via
+                .post(secret_url)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", "secretsmanager.GetSecretValue")
+                .header("authorization", format!("Bearer {token}"))
+                .body(r#"{"SecretId":"prod/db"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            let secret: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+            let password = secret["password"].as_str().unwrap().to_string();
+            // The tool's output, as the agent hands it to the model.
+            let chat = serde_json::json!({
+                "model": "gpt-4o-mini",
+                "messages": [
+                    {"role": "user", "content": "Why can't the job reach the database?"},
+                    {"role": "tool", "tool_call_id": "call_1",
+                     "content": format!("$ psql \"postgres://admin:{password}@db.internal/app\"\npsql: error: connection refused\n(the vault token was {token})")},
+                ],
+            });
+            let resp = via
+                .post(echo_url)
+                .header("x-test", header_key)
+                .json(&chat)
+                .send()
+                .await
+                .unwrap();
+            (password, resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let d = record(&dirs, &up, "remember", &[]);
+    let (password, status, echoed) = run(client(&d, &dirs)).await;
+    assert_eq!((password.as_str(), status), (DB_PASSWORD, 200), "{echoed}");
+    assert!(echoed.contains(DB_PASSWORD) && echoed.contains(token) && echoed.contains(header_key));
+    let events = assert_nowhere(&dirs, d, "remember", &[DB_PASSWORD, token, header_key]);
+    let content = events[1]["request"]["body"]["json"]["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The secret's host, redacted in the secret's answer, is not hunted later: the agent
+    // may know it from its own configuration, and replay would then miss.
+    assert_eq!(
+        content,
+        "$ psql \"postgres://admin:[REDACTED]@db.internal/app\"\npsql: error: connection refused\n(the vault token was [REDACTED])"
+    );
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "remember"]);
+    let (password, status, echoed) = run(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(password, "[REDACTED]");
+    assert_eq!((status, code), (200, 0), "{echoed}\n{stderr}");
+    assert!(echoed.contains("admin:[REDACTED]@db.internal"), "{echoed}");
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

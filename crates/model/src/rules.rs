@@ -82,7 +82,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 6;
+const CANONICAL_FORM: u32 = 7;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -736,7 +736,9 @@ impl Rules {
             // to redact came with it; 5 reads names for what they say (credential.rs);
             // 6 reads more of them (`…sign` headers, `appsecret_proof`, a form's
             // `assertion`, an API key its `type` names, an ARM parameter's `value`) and
-            // keeps the shape of a secret that holds JSON.
+            // keeps the shape of a secret that holds JSON; 7 reads headers no name marks
+            // for keys by their shape, and hunts what a session's earlier exchanges
+            // revealed in its later ones.
             CANONICAL_FORM,
             self.match_message_ids,
             self.redact_headers,

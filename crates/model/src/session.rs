@@ -103,6 +103,8 @@ pub struct SessionClock {
     started: Instant,
     /// Added to elapsed time so steps appended to an older session keep rising times.
     offset_ns: u64,
+    /// The secret values its exchanges have revealed so far, hunted in the next ones.
+    remembered: crate::exchange::redact::Remembered,
 }
 
 impl SessionClock {
@@ -112,7 +114,13 @@ impl SessionClock {
             next_step: AtomicU64::new(first_step),
             started: Instant::now(),
             offset_ns,
+            remembered: Default::default(),
         }
+    }
+
+    /// The secret values the session's exchanges have revealed so far.
+    pub fn remembered(&self) -> &crate::exchange::redact::Remembered {
+        &self.remembered
     }
 
     pub fn name(&self) -> &SessionName {

@@ -316,7 +316,8 @@ impl Recorder {
             .remove(AGENT_HEADER)
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .or(ctx.agent.clone());
-        let mut secrets = Secrets::default();
+        // What earlier exchanges of the session revealed is hunted in this one too.
+        let mut secrets = clock.remembered().secrets();
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let req_headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
@@ -860,12 +861,14 @@ impl Pending {
             Some(c) => {
                 let c = c.finish();
                 let over = c.too_large;
-                let (r, bytes, _) = self.store_body(c, ct.as_deref());
+                let (r, bytes, _) = self.store_body(c, ct.as_deref(), false);
                 (r, bytes, over)
             }
             None => (BodyRef::empty(), Some(Kept::empty()), None),
         });
         redact::scrub_headers(&mut self.req_headers, &self.secrets);
+        // Replay learns from a live request once it has read it: the same point.
+        self.clock.remembered().learn(&self.secrets);
     }
 
     /// Starts the request's key on the writer thread, once the request is settled, so
@@ -918,12 +921,14 @@ impl Pending {
 
     /// A finished body's reference and, when small (kept whole, not stored yet: see
     /// `write_event`, which stores it with the event), its bytes.
+    /// `answer`: the body is the response's.
     fn store_body(
         &mut self,
         c: Captured,
         content_type: Option<&str>,
+        answer: bool,
     ) -> (BodyRef, Option<Kept>, Option<String>) {
-        self.secrets.extend(c.found.into_values());
+        self.secrets.extend_found(c.found);
         match c.body {
             WrittenBody::Whole(data) => {
                 let data = redact::finish_whole(
@@ -931,6 +936,7 @@ impl Pending {
                     content_type,
                     &self.recorder.rules,
                     &mut self.secrets,
+                    answer.then_some(self.url.as_str()),
                 );
                 let hash = blake3::hash(&data);
                 (
@@ -1044,7 +1050,7 @@ impl Pending {
                 let over = captured.too_large;
                 let broke = captured.broke.take();
                 let members = std::mem::take(&mut captured.members);
-                let (body, kept, failed) = self.store_body(captured, ct.as_deref());
+                let (body, kept, failed) = self.store_body(captured, ct.as_deref(), true);
                 if let Some(k) = kept {
                     whole.push((k.hash, k.data));
                 }
@@ -1087,6 +1093,9 @@ impl Pending {
         if let Some(e) = error.as_mut() {
             e.message = self.secrets.scrub_str(&e.message).into_owned();
         }
+        // Learned before the answer's last byte reaches the agent, which waits for this
+        // write: its next request is read knowing them.
+        self.clock.remembered().learn(&self.secrets);
         let ttfb_ns = response.as_ref().map(|(_, t)| *t);
         let event = Event {
             step: self.step,

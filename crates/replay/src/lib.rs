@@ -38,7 +38,7 @@ use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::inject::Injection;
 use tapedeck_model::exchange::limit::MaxBody;
-use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
+use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Remembered, Secrets};
 use tapedeck_model::exchange::{header, BodyRef, Event, Kind, MAX_EXCHANGE_TIME};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::body::{self, BoxError, ProxyBody};
@@ -300,6 +300,9 @@ pub struct Replayer {
     /// Then: the rules those events' redactions show (their redacted paths, 256 at
     /// most, and query names), so a miss masks the live URL it prints by them.
     miss_mask: Option<Rules>,
+    /// The secret values the live requests have revealed so far, hunted in the next
+    /// ones as record hunted them (see [`Remembered`]).
+    remembered: Remembered,
 }
 
 impl Replayer {
@@ -422,6 +425,7 @@ impl Replayer {
                     .collect(),
                 ..Rules::default()
             }),
+            remembered: Remembered::default(),
         });
         if let Err(e) = this
             .prefetch
@@ -736,7 +740,7 @@ impl Replayer {
         incoming: Incoming,
         ctx: &ClientCtx,
     ) -> Result<Asked, Response<ProxyBody>> {
-        let mut secrets = Secrets::default();
+        let mut secrets = self.remembered.secrets();
         let agent = parts
             .headers
             .remove(tapedeck_model::exchange::AGENT_HEADER)
@@ -765,17 +769,19 @@ impl Replayer {
             )
         })?;
         let method = parts.method.to_string();
-        secrets.extend(read.found.into_values());
+        secrets.extend_found(read.found);
         let body = match read.body {
             ReadBody::Whole(scrubbed) => ReadBody::Whole(redact::finish_whole(
                 scrubbed,
                 ct.as_deref(),
                 &self.rules,
                 &mut secrets,
+                None,
             )),
             large => large,
         };
         redact::scrub_headers(&mut headers, &secrets);
+        self.remembered.learn(&secrets);
         let key_body = match &body {
             ReadBody::Whole(b) => KeyBody::Whole(b),
             ReadBody::Large { b3, .. } => KeyBody::Large(b3),

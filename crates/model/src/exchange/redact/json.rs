@@ -63,7 +63,7 @@ fn redact_under(
                     if *v != Value::String(REDACTED.into()) {
                         let mut with = Value::String(REDACTED.into());
                         if let Value::String(s) = v {
-                            let mut leaves = Vec::new();
+                            let mut leaves = super::json_fields::Leaves::default();
                             match secret_json(s, &mut leaves) {
                                 Some(None) => continue,
                                 Some(Some(text)) => with = Value::String(text),
@@ -215,7 +215,7 @@ impl JsonFields {
     /// strings and numbers redacted ([`secret_json`]). A value too long to hold whole
     /// goes whole.
     fn settle_secret(&mut self, out: &mut Vec<u8>) {
-        let mut leaves = Vec::new();
+        let mut leaves = super::json_fields::Leaves::default();
         let text = (self.value.len() <= super::secrets::MAX_SCRUB_LEN)
             .then(|| super::json_string_text(&self.value))
             .flatten();

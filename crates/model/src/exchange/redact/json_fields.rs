@@ -35,7 +35,7 @@ pub fn redact(data: &[u8], fields: &FieldNames, with: &str) -> Option<(Vec<u8>, 
 /// text, or `Some(None)` when nothing in it needed replacing (read again, a redacted
 /// secret stays as it is). The replaced strings that look like keys are added to
 /// `found`.
-pub fn secret_json(text: &str, found: &mut Vec<String>) -> Option<Option<String>> {
+pub fn secret_json(text: &str, found: &mut Leaves) -> Option<Option<String>> {
     let start = text.trim_start().as_bytes().first()?;
     if !matches!(start, b'{' | b'[') {
         return None;
@@ -44,8 +44,18 @@ pub fn secret_json(text: &str, found: &mut Vec<String>) -> Option<Option<String>
     let fields = FieldNames::new(&[]);
     let mut walk = Walk::over(text.as_bytes(), &fields, &quoted, true)?;
     let out = walk.replaced(text.as_bytes());
-    found.append(&mut walk.found);
+    found.named.append(&mut walk.found);
+    found.other.append(&mut walk.other);
     Some(out.map(|o| String::from_utf8(o).expect("UTF-8 with UTF-8 spliced in")))
+}
+
+/// The values a secret's JSON held that look like keys: those under a credential's name
+/// (its `password`), and the rest (its host, its user name), which the agent may know
+/// from elsewhere and the session does not remember ([`super::Remembered`]).
+#[derive(Default, Debug)]
+pub struct Leaves {
+    pub named: Vec<String>,
+    pub other: Vec<String>,
 }
 
 /// Keys that name the other half of a name/value pair: a HAR header
@@ -106,6 +116,8 @@ struct Walk<'f> {
     /// Where each replaced value lies, and what replaces it (`None`: `quoted`).
     spans: Vec<(Range<usize>, Option<String>)>,
     found: Vec<String>,
+    /// Leaves not under a credential's name (see [`Leaves`]).
+    other: Vec<String>,
 }
 
 impl<'f> Walk<'f> {
@@ -125,6 +137,7 @@ impl<'f> Walk<'f> {
             under_secret: false,
             spans: Vec::new(),
             found: Vec::new(),
+            other: Vec::new(),
         };
         let mut de = serde_json::Deserializer::from_slice(data);
         Seed(&mut walk).deserialize(&mut de).ok()?;
@@ -166,7 +179,11 @@ impl<'f> Walk<'f> {
         }
         let mut with = None;
         if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
-            match secret_json(&v, &mut self.found) {
+            let mut leaves = Leaves::default();
+            let inside = secret_json(&v, &mut leaves);
+            self.found.append(&mut leaves.named);
+            self.found.append(&mut leaves.other);
+            match inside {
                 Some(None) => return,
                 Some(Some(text)) => with = serde_json::to_string(&text).ok(),
                 None => {}
@@ -180,12 +197,16 @@ impl<'f> Walk<'f> {
     }
 
     /// A value inside a secret's JSON: strings and numbers replaced, the rest walked.
-    fn leaf(&mut self, raw: &RawValue) -> Result<(), serde_json::Error> {
+    /// `named`: its key is a credential's name.
+    fn leaf(&mut self, raw: &RawValue, named: bool) -> Result<(), serde_json::Error> {
         match raw.get().as_bytes().first() {
             Some(b'"' | b'-' | b'0'..=b'9') if raw.get() != self.quoted => {
                 if let Ok(v) = serde_json::from_str::<String>(raw.get()) {
                     if looks_like_credential(&v) {
-                        self.found.push(v);
+                        match named {
+                            true => self.found.push(v),
+                            false => self.other.push(v),
+                        }
                     }
                 }
                 let span = self.span(raw);
@@ -250,7 +271,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         self.0.under_secret = false;
         if self.0.leaves {
             while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-                self.0.leaf(raw).map_err(A::Error::custom)?;
+                self.0.leaf(raw, false).map_err(A::Error::custom)?;
             }
             return Ok(());
         }
@@ -263,9 +284,10 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         let walk = self.0;
         let under_secret = std::mem::take(&mut walk.under_secret);
         if walk.leaves {
-            while map.next_key::<Key>()?.is_some() {
+            while let Some(key) = map.next_key::<Key>()? {
                 let raw: &'de RawValue = map.next_value()?;
-                walk.leaf(raw).map_err(A::Error::custom)?;
+                let named = walk.fields.contains(key.0.as_bytes());
+                walk.leaf(raw, named).map_err(A::Error::custom)?;
             }
             return Ok(());
         }

@@ -31,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::credential::{self, credential_name, NameKind};
 use crate::rules::{Rules, REDACTED};
-pub use secrets::{Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
+pub use secrets::{Remembered, Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 pub use sse::MessageSplit;
 pub use stream::{streams_json_array, BodyScrubber};
 
@@ -200,9 +200,15 @@ impl FieldNames {
 #[derive(Default, Debug)]
 pub struct Collected {
     values: Vec<String>,
+    /// Values found inside a secret (the host and user name of a database secret's JSON
+    /// beside its password): scrubbed from the exchange, not remembered by the session
+    /// ([`Remembered`]), since the agent may know them from elsewhere.
+    leaves: Vec<String>,
     /// The field being read is secret by its name's reading alone: its value is kept
     /// only when it looks like a key ([`credential::looks_like_credential`]).
     by_name: bool,
+    /// Values pushed now are leaves.
+    in_leaves: bool,
 }
 
 impl Collected {
@@ -222,10 +228,13 @@ impl Collected {
         }
         if (MIN_SCRUB_LEN..=MAX_SCRUB_LEN).contains(&s.len())
             && !secrets::in_marker(s)
-            && self.values.len() < secrets::MAX_SECRETS
-            && !self.values.iter().any(|v| v == s)
+            && self.values.len() + self.leaves.len() < secrets::MAX_SECRETS
+            && !self.values.iter().chain(&self.leaves).any(|v| v == s)
         {
-            self.values.push(s.to_string());
+            match self.in_leaves {
+                true => self.leaves.push(s.to_string()),
+                false => self.values.push(s.to_string()),
+            }
         }
     }
 
@@ -238,11 +247,16 @@ impl Collected {
     }
 
     /// Values inside a secret, each kept only when it looks like a key.
-    pub fn push_leaves(&mut self, leaves: Vec<String>) {
+    pub fn push_leaves(&mut self, leaves: json_fields::Leaves) {
         let by_name = std::mem::replace(&mut self.by_name, true);
-        for leaf in leaves {
+        for leaf in leaves.named {
             self.push(leaf.as_bytes());
         }
+        self.in_leaves = true;
+        for leaf in leaves.other {
+            self.push(leaf.as_bytes());
+        }
+        self.in_leaves = false;
         self.by_name = by_name;
     }
 
@@ -251,11 +265,23 @@ impl Collected {
         for v in other.values {
             self.push(v.as_bytes());
         }
+        self.in_leaves = true;
+        for v in other.leaves {
+            self.push(v.as_bytes());
+        }
+        self.in_leaves = false;
         self.by_name = by_name;
     }
 
-    pub fn into_values(self) -> Vec<String> {
+    /// Every value, leaves last.
+    pub fn into_values(mut self) -> Vec<String> {
+        self.values.append(&mut self.leaves);
         self.values
+    }
+
+    /// The values, and the leaves apart.
+    pub fn into_parts(self) -> (Vec<String>, Vec<String>) {
+        (self.values, self.leaves)
     }
 }
 
@@ -283,8 +309,7 @@ pub fn headers(
     map.iter()
         .map(|(name, value)| {
             let name = name.as_str().to_ascii_lowercase();
-            let text = String::from_utf8_lossy(value.as_bytes());
-            match redacted_value(&name, text, kind, rules, secrets) {
+            match redacted_value(&name, value.as_bytes(), kind, rules, secrets) {
                 Some(redacted) => (name, redacted),
                 None => (name, crate::exchange::header_text(value.as_bytes())),
             }
@@ -297,11 +322,12 @@ pub fn headers(
 /// subprotocols redacted. `None`: stored as sent. `name` is lower case.
 fn redacted_value(
     name: &str,
-    text: Cow<'_, str>,
+    raw: &[u8],
     kind: NameKind,
     rules: &Rules,
     secrets: &mut Secrets,
 ) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
     if rules.redacts_header(kind, name, &text) {
         if name == "cookie" || name == "set-cookie" {
             secrets.add_cookies(&text);
@@ -314,7 +340,16 @@ fn redacted_value(
     } else if name == "sec-websocket-protocol" {
         Some(subprotocols(&text, secrets))
     } else {
-        None
+        // A header no name marks may still carry a key (Honeycomb's `X-Honeycomb-Team`,
+        // a gateway's `X-Upstream-Auth`): found by its shape, as in bodies and URLs,
+        // JWTs in requests only (an answer's may be a cursor the agent sends back).
+        let mut kept = shapes::mask(&rules.keep_shapes);
+        if kind == NameKind::AnswerHeader {
+            kept |= shapes::JWT_MASK;
+        }
+        // Read as bytes: a value that is not UTF-8 keeps its other bytes.
+        let out = bytes_shapes(raw, &text, kept, secrets)?;
+        Some(crate::exchange::header_text(&out))
     }
 }
 
@@ -336,9 +371,7 @@ pub fn stored_headers(
         let bytes = crate::exchange::header_bytes(value)
             .map(Cow::into_owned)
             .unwrap_or_default();
-        if let Some(redacted) =
-            redacted_value(&name, String::from_utf8_lossy(&bytes), kind, rules, secrets)
-        {
+        if let Some(redacted) = redacted_value(&name, &bytes, kind, rules, secrets) {
             if redacted != *value {
                 *value = redacted;
                 changed = true;
@@ -446,15 +479,32 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
 /// in a path): JWTs are left to names, as in answers (a cursor or a signed link the
 /// agent follows).
 fn url_shapes(url: String, rules: &Rules, secrets: &mut Secrets) -> String {
-    if !shapes::may_hold_key(&url) {
-        return url;
+    let kept = shapes::mask(&rules.keep_shapes) | shapes::JWT_MASK;
+    match text_shapes(&url, kept, secrets) {
+        Some(out) => out,
+        None => url,
     }
-    let mut s = shapes::ShapeScrub::new(shapes::mask(&rules.keep_shapes) | shapes::JWT_MASK);
-    let mut out = Vec::with_capacity(url.len());
-    s.feed(url.as_bytes(), &mut out);
+}
+
+/// `text` with every key found by its shape replaced (the formats in `kept` excepted),
+/// the keys added to `secrets`; `None` when there was none.
+fn text_shapes(text: &str, kept: u64, secrets: &mut Secrets) -> Option<String> {
+    let out = bytes_shapes(text.as_bytes(), text, kept, secrets)?;
+    String::from_utf8(out).ok()
+}
+
+/// [`text_shapes`] over bytes (`text`: the same, read as UTF-8 with losses, for the
+/// prefilter).
+fn bytes_shapes(raw: &[u8], text: &str, kept: u64, secrets: &mut Secrets) -> Option<Vec<u8>> {
+    if !shapes::may_hold_key(text) {
+        return None;
+    }
+    let mut s = shapes::ShapeScrub::new(kept);
+    let mut out = Vec::with_capacity(raw.len());
+    s.feed(raw, &mut out);
     s.finish(&mut out);
-    secrets.extend(s.found.into_values());
-    String::from_utf8(out).unwrap_or(url)
+    secrets.extend_found(s.found);
+    (out != raw).then_some(out)
 }
 
 /// Cloud instance metadata services (AWS EC2, ECS and EKS Pod Identity, Alibaba Cloud;
@@ -770,20 +820,26 @@ pub fn json(value: &mut Value, rules: &Rules) -> bool {
 /// JSON document's secret fields whose values are objects or arrays (the scanner leaves
 /// those), then every secret value known by now (the stream only knew those seen before
 /// it started).
+/// `answer_to`: the URL of the request when the body is its answer (read again as one,
+/// see [`BodyScrubber::for_answer`]).
 pub fn finish_whole(
     data: Vec<u8>,
     content_type: Option<&str>,
     rules: &Rules,
     secrets: &mut Secrets,
+    answer_to: Option<&str>,
 ) -> Vec<u8> {
     let moves = secrets.may_move_structure();
     let data = finish_once(data, content_type, rules, secrets);
-    if !(moves || secrets.may_move_structure())
-        || memchr::memmem::find(&data, REDACTED.as_bytes()).is_none()
+    // A value replaced beside what begins like a key can make it one: `[REDACTED]` ends
+    // a word where the value went on (`KEYsk_live_…` → `[REDACTED]sk_live_…`), and the
+    // stored body read again would have a key more.
+    if memchr::memmem::find(&data, REDACTED.as_bytes()).is_none()
+        || !(moves || secrets.may_move_structure() || shapes::may_hold_key_bytes(&data))
     {
         return data;
     }
-    settle(data, content_type, rules, secrets)
+    settle(data, content_type, rules, secrets, answer_to)
 }
 
 /// A body in which a secret holding a quote (a password, a URL's userinfo) was replaced:
@@ -797,17 +853,23 @@ fn settle(
     content_type: Option<&str>,
     rules: &Rules,
     secrets: &mut Secrets,
+    answer_to: Option<&str>,
 ) -> Vec<u8> {
     for _ in 0..4 {
-        let (again, found) = BodyScrubber::run(&data, content_type, rules, &Secrets::default());
+        let none = Secrets::default();
+        let (again, found) = match answer_to {
+            Some(url) => BodyScrubber::run_answer(&data, content_type, rules, &none, url),
+            None => BodyScrubber::run(&data, content_type, rules, &none),
+        };
+        let (values, leaves) = found.into_parts();
         let mut known = Secrets::default();
-        let found = found.into_values();
-        known.extend(found.iter().cloned());
+        known.extend(values.iter().chain(&leaves).cloned());
         let again = finish_once(again, content_type, rules, &mut known);
         if again == data {
             return data;
         }
-        secrets.extend(found);
+        secrets.extend(values);
+        secrets.extend_leaves(leaves);
         data = again;
     }
     REDACTED.as_bytes().to_vec()
@@ -850,7 +912,7 @@ pub fn stored_body(
     secrets: &mut Secrets,
 ) -> (Vec<u8>, bool) {
     let scrubbed = BodyScrubber::run(data, content_type, rules, secrets);
-    stored_whole(scrubbed, content_type, keep_limit, rules, secrets)
+    stored_whole(scrubbed, content_type, keep_limit, rules, secrets, None)
 }
 
 /// [`stored_body`] for the answer to a request to `url`, as record stores it (see
@@ -864,7 +926,14 @@ pub fn stored_answer(
     url: &str,
 ) -> (Vec<u8>, bool) {
     let scrubbed = BodyScrubber::run_answer(data, content_type, rules, secrets, url);
-    stored_whole(scrubbed, content_type, keep_limit, rules, secrets)
+    stored_whole(
+        scrubbed,
+        content_type,
+        keep_limit,
+        rules,
+        secrets,
+        Some(url),
+    )
 }
 
 fn stored_whole(
@@ -873,12 +942,14 @@ fn stored_whole(
     keep_limit: usize,
     rules: &Rules,
     secrets: &mut Secrets,
+    answer_to: Option<&str>,
 ) -> (Vec<u8>, bool) {
-    secrets.extend(found.into_values());
+    secrets.extend_found(found);
     if scrubbed.len() > keep_limit {
         return (scrubbed, false);
     }
-    (finish_whole(scrubbed, content_type, rules, secrets), true)
+    let data = finish_whole(scrubbed, content_type, rules, secrets, answer_to);
+    (data, true)
 }
 
 /// Whether a body should be read as JSON: a JSON content type, or none and JSON-looking bytes.
@@ -912,7 +983,8 @@ mod tests {
             http::HeaderValue::from_bytes(latin1).unwrap(),
         );
         h.insert("x-utf8", http::HeaderValue::from_str("naïve").unwrap());
-        let key = "sk-proj-0123456789abcdef";
+        // (No key format's shape: found by the exchange's secrets, not read in the header.)
+        let key = "tok-proj-0123456789abcdef";
         // An upstream echoing the key beside a byte that is not UTF-8.
         let echoed = [key.as_bytes(), b" \xe9"].concat();
         h.insert("x-echo", http::HeaderValue::from_bytes(&echoed).unwrap());
@@ -952,6 +1024,84 @@ mod tests {
             bad,
             "shown as stored when it stands for nothing"
         );
+    }
+
+    /// A key the stream could not know yet (found at the body's end) replaced at its
+    /// first copy, glued to what begins like a key, made that a key too on a second
+    /// reading: stored, then read again as replay re-keys it, the body differed (found
+    /// by the `canonical_key` fuzz target, seed `key-glued-to-a-key`).
+    #[test]
+    fn a_key_replaced_beside_a_key_prefix_stores_a_body_that_reads_the_same() {
+        let body = b"sk_live_51HqLyjWDarjtT1zdp7dcHDRsk_live_0qLyjWDarjtT1zdp\xe9sk_live_51HqLyjWDarjtT1zdp7dcHDR";
+        let rules = Rules::default();
+        let (once, _) = stored_body(body, None, 1 << 20, &rules, &mut Secrets::default());
+        let (twice, _) = stored_body(&once, None, 1 << 20, &rules, &mut Secrets::default());
+        assert_eq!(
+            String::from_utf8_lossy(&once),
+            String::from_utf8_lossy(&twice)
+        );
+        assert!(!once.windows(8).any(|w| w == b"sk_live_"), "{once:?}");
+    }
+
+    #[test]
+    fn a_key_in_a_header_no_name_marks_is_found_by_its_shape() {
+        let key = "sk_live_51HqLyjWDarjtT1zdp7dcHDR";
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.U0hBUEUtc2lnbmF0dXJl";
+        let mut h = http::HeaderMap::new();
+        h.insert("x-gateway-route", key.parse().unwrap());
+        h.insert("x-forwarded-identity", jwt.parse().unwrap());
+        h.insert(
+            "x-upstream",
+            "gateway key=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zHDR1"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("user-agent", "OpenAI/Python 1.54.0".parse().unwrap());
+        h.insert("x-task", "sk-learn task-force".parse().unwrap());
+        let rules = Rules::default();
+        let mut secrets = Secrets::default();
+        let stored = headers(&h, NameKind::Header, &rules, &mut secrets);
+        let get = |n: &str| stored.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(get("x-gateway-route"), REDACTED);
+        assert_eq!(get("x-forwarded-identity"), REDACTED);
+        assert_eq!(get("x-upstream"), "gateway key=[REDACTED]");
+        assert_eq!(get("user-agent"), "OpenAI/Python 1.54.0");
+        assert_eq!(get("x-task"), "sk-learn task-force");
+        // Hunted through the rest of the exchange.
+        assert!(secrets.scrub(format!("echo {key}").as_bytes()).is_some());
+        // Beside a byte that is not UTF-8, the key goes and the byte stays.
+        let mut b = http::HeaderMap::new();
+        let latin1 = [b"r\xe9sum\xe9 ".as_slice(), key.as_bytes()].concat();
+        b.insert("x-note", http::HeaderValue::from_bytes(&latin1).unwrap());
+        let stored = headers(&b, NameKind::Header, &rules, &mut Secrets::default());
+        let bytes = crate::exchange::header_bytes(&stored[0].1).unwrap();
+        assert_eq!(&bytes[..], b"r\xe9sum\xe9 [REDACTED]");
+        // An answer's JWT is left to names (a cursor the agent sends back); its keys are not.
+        let mut a = http::HeaderMap::new();
+        a.insert("x-next-page", jwt.parse().unwrap());
+        a.insert("x-echo", key.parse().unwrap());
+        let stored = headers(&a, NameKind::AnswerHeader, &rules, &mut Secrets::default());
+        assert_eq!(stored[0].1, jwt);
+        assert_eq!(stored[1].1, REDACTED);
+        // `keep_shapes` keeps a format in clear; stored again, the headers do not change.
+        let keep =
+            Rules::from_toml("[redact]\nkeep_shapes = [\"jwt\"]\n", &RuleArgs::default()).unwrap();
+        let stored = headers(&h, NameKind::Header, &keep, &mut Secrets::default());
+        assert_eq!(
+            stored
+                .iter()
+                .find(|(k, _)| k == "x-forwarded-identity")
+                .unwrap()
+                .1,
+            jwt
+        );
+        let mut again = stored.clone();
+        assert!(!stored_headers(
+            &mut again,
+            NameKind::Header,
+            &keep,
+            &mut Secrets::default()
+        ));
     }
 
     #[test]
@@ -1400,7 +1550,7 @@ mod tests {
             }
             let (rest, _) = sc.finish();
             got.extend_from_slice(&rest);
-            let got = finish_whole(got, Some("text/event-stream"), &rules, &mut s.clone());
+            let got = finish_whole(got, Some("text/event-stream"), &rules, &mut s.clone(), None);
             assert_eq!(got, want, "cut {cut}");
         }
     }
@@ -1436,7 +1586,7 @@ mod tests {
             "{found:?}"
         );
         // The structural pass and the value pass agree with the scanner.
-        let whole = finish_whole(stored.clone(), ct, &rules, &mut Secrets::default());
+        let whole = finish_whole(stored.clone(), ct, &rules, &mut Secrets::default(), None);
         assert_eq!(whole, stored);
         let mut value: Value = serde_json::from_slice(body).unwrap();
         assert!(json(&mut value, &rules));

@@ -32,6 +32,10 @@ pub(super) fn in_marker(v: &str) -> bool {
 #[derive(Default, Clone, Debug)]
 pub struct Secrets {
     values: Vec<Vec<u8>>,
+    /// Those of `values` found inside a secret, not remembered by the session
+    /// ([`Remembered`]); `leaves`: values pushed now are such.
+    local: Vec<Vec<u8>>,
+    leaves: bool,
     matcher: OnceLock<Option<Matcher>>,
 }
 
@@ -81,6 +85,21 @@ impl Secrets {
         }
     }
 
+    /// Adds values found inside a secret (see [`super::Collected`]): scrubbed from the
+    /// exchange like the others, not remembered by the session.
+    pub fn extend_leaves(&mut self, values: impl IntoIterator<Item = String>) {
+        self.leaves = true;
+        self.extend(values);
+        self.leaves = false;
+    }
+
+    /// Adds what a body's redaction found, its leaves as [`Secrets::extend_leaves`] does.
+    pub fn extend_found(&mut self, found: super::Collected) {
+        let (values, leaves) = found.into_parts();
+        self.extend(values);
+        self.extend_leaves(leaves);
+    }
+
     /// Adds a value, and the forms JSON serializers write it in where those differ: an
     /// upstream that echoes a key inside a JSON string escapes its `/`, `+`, quotes or
     /// non-ASCII characters as its serializer does (PHP `\/`, .NET `\u002B`, Python
@@ -101,15 +120,24 @@ impl Secrets {
     }
 
     fn push_one(&mut self, v: &str) {
-        if v.len() < MIN_SCRUB_LEN
-            || v.len() > MAX_SCRUB_LEN
-            || in_marker(v)
-            || self.values.len() >= MAX_SECRETS
-            || self.values.iter().any(|x| x == v.as_bytes())
-        {
+        if v.len() < MIN_SCRUB_LEN || v.len() > MAX_SCRUB_LEN || in_marker(v) {
+            return;
+        }
+        if self.values.iter().any(|x| x == v.as_bytes()) {
+            // A value found inside a secret and also where it is a secret of its own
+            // (a password under its name) is remembered.
+            if !self.leaves {
+                self.local.retain(|x| x != v.as_bytes());
+            }
+            return;
+        }
+        if self.values.len() >= MAX_SECRETS {
             return;
         }
         self.values.push(v.as_bytes().to_vec());
+        if self.leaves {
+            self.local.push(v.as_bytes().to_vec());
+        }
         self.matcher = OnceLock::new();
     }
 
@@ -160,6 +188,67 @@ impl Secrets {
             hold: self.max_len().saturating_sub(1),
             buf: Vec::new(),
         }
+    }
+}
+
+/// The secret values a session has revealed so far, hunted in every later exchange of
+/// it. A tool's answer names a password (`"password": …`, stored `[REDACTED]`) and the
+/// agent's next request to the model carries it as text no name points at; a key sent
+/// in one host's header turns up in another host's body. Replay keeps one too, learning
+/// from the live requests it reads, so a request redacted here is redacted there: a value
+/// only an answer revealed is `[REDACTED]` in the replayed answer, and an agent that
+/// echoes it echoes the marker, as the recorded request stored it.
+#[derive(Default, Debug)]
+pub struct Remembered {
+    values: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// How many values a session remembers (the most recently seen; JSON-escaped forms count
+/// apart), and how long one may be, and all of them together: an exchange's set stays
+/// small enough for its matcher to be kept per thread ([`KEPT_UP_TO`]).
+const REMEMBERED: usize = 64;
+const REMEMBERED_LEN: usize = 512;
+const REMEMBERED_BYTES: usize = KEPT_UP_TO / 2;
+
+impl Remembered {
+    /// The secrets an exchange of the session starts with.
+    pub fn secrets(&self) -> Secrets {
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Secrets {
+            values,
+            ..Secrets::default()
+        }
+    }
+
+    /// Remembers what an exchange revealed: its values move to the end, the least
+    /// recently seen are forgotten past the limits.
+    pub fn learn(&self, secrets: &Secrets) {
+        if secrets.values.is_empty() {
+            return;
+        }
+        let mut kept = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let remembered = |v: &&Vec<u8>| v.len() <= REMEMBERED_LEN && !secrets.local.contains(v);
+        for v in secrets.values.iter().filter(remembered) {
+            match kept.iter().position(|k| k == v) {
+                Some(at) if at + 1 == kept.len() => {}
+                Some(at) => {
+                    let v = kept.remove(at);
+                    kept.push(v);
+                }
+                None => kept.push(v.clone()),
+            }
+        }
+        let mut bytes: usize = kept.iter().map(Vec::len).sum();
+        let mut forget = 0;
+        while kept.len() - forget > REMEMBERED || bytes > REMEMBERED_BYTES {
+            bytes -= kept[forget].len();
+            forget += 1;
+        }
+        kept.drain(..forget);
     }
 }
 
@@ -488,6 +577,53 @@ mod tests {
         assert!(s.is_empty());
         let body = "[REDACTED]\r\n------------boundary--\r\n";
         assert!(s.scrub(body.as_bytes()).is_none());
+    }
+
+    /// A session remembers what its exchanges revealed, not what was found inside a
+    /// secret beside it (a host the agent may know from elsewhere), and forgets the
+    /// least recently seen values past its limits.
+    #[test]
+    fn a_session_remembers_secrets_not_their_neighbours_and_forgets_the_oldest() {
+        let session = Remembered::default();
+        let mut first = session.secrets();
+        assert!(first.is_empty());
+        first.add("Bearer tok-0123456789abcdef");
+        first.extend_leaves(["db.internal.example".to_string()]);
+        // A leaf also found where it is a secret of its own is remembered.
+        first.extend_leaves(["pw-leaf-and-named-1".to_string()]);
+        first.extend(["pw-leaf-and-named-1".to_string()]);
+        session.learn(&first);
+        let next = session.secrets();
+        let text = b"tok-0123456789abcdef at db.internal.example pw-leaf-and-named-1";
+        assert_eq!(
+            next.scrub(text).unwrap(),
+            b"[REDACTED] at db.internal.example [REDACTED]"
+        );
+        // The API key, seen with every exchange, outlives a hundred one-off tokens.
+        for i in 0..100 {
+            let mut s = session.secrets();
+            s.add(&format!("one-off-token-{i:04}"));
+            s.add("tok-0123456789abcdef");
+            session.learn(&s);
+        }
+        let last = session.secrets();
+        assert!(last.values.len() <= REMEMBERED);
+        assert!(last.scrub(b"tok-0123456789abcdef").is_some());
+        assert!(last.scrub(b"one-off-token-0099").is_some());
+        assert!(last.scrub(b"one-off-token-0000").is_none());
+        // Long values are not remembered, and all of them stay under the byte limit.
+        let mut long = session.secrets();
+        long.add(&"L".repeat(REMEMBERED_LEN + 1));
+        for i in 0..40 {
+            long.add(&format!("{i:02}{}", "x".repeat(200)));
+        }
+        session.learn(&long);
+        let kept = session.secrets();
+        assert!(kept.values.iter().all(|v| v.len() <= REMEMBERED_LEN));
+        assert!(kept.values.iter().map(Vec::len).sum::<usize>() <= REMEMBERED_BYTES);
+        assert!(kept
+            .scrub(format!("39{}", "x".repeat(200)).as_bytes())
+            .is_some());
     }
 
     /// A key echoed inside a JSON string is found however the upstream's serializer

@@ -275,7 +275,12 @@ pub fn mask(kept: &[String]) -> u64 {
 
 /// Whether `text` holds a prefix of a key format at all (the scan's quick reject).
 pub fn may_hold_key(text: &str) -> bool {
-    PREFIXES.is_match(text)
+    may_hold_key_bytes(text.as_bytes())
+}
+
+/// [`may_hold_key`] for bytes.
+pub fn may_hold_key_bytes(data: &[u8]) -> bool {
+    PREFIXES.is_match(data)
 }
 
 /// The JWT format, as a [`mask`], for the places that leave JWTs to names: an answer
