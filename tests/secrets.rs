@@ -894,20 +894,41 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
                 ],
             });
             let resp = via
-                .post(echo_url)
+                .post(echo_url.clone())
                 .header("x-test", header_key)
                 .json(&chat)
                 .send()
                 .await
                 .unwrap();
-            (password, resp.status().as_u16(), resp.text().await.unwrap())
+            let chat = (resp.status().as_u16(), resp.text().await.unwrap());
+            // The password again, in a query and a form, where the client percent-encodes
+            // what it was served (at replay, `%5BREDACTED%5D`).
+            let form = via
+                .post(format!("{echo_url}?check={}", urlencode(&password)))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("user=admin&password_hint={}", urlencode(&password)))
+                .send()
+                .await
+                .unwrap();
+            let form = (form.status().as_u16(), form.text().await.unwrap());
+            (password, chat, form)
         }
     };
     let d = record(&dirs, &up, "remember", &[]);
-    let (password, status, echoed) = run(client(&d, &dirs)).await;
+    let (password, (status, echoed), (form_status, form)) = run(client(&d, &dirs)).await;
     assert_eq!((password.as_str(), status), (DB_PASSWORD, 200), "{echoed}");
     assert!(echoed.contains(DB_PASSWORD) && echoed.contains(token) && echoed.contains(header_key));
+    assert_eq!(form_status, 200, "{form}");
+    assert!(form.contains(DB_PASSWORD), "{form}");
     let events = assert_nowhere(&dirs, d, "remember", &[DB_PASSWORD, token, header_key]);
+    assert!(
+        events[2]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/echo?check=[REDACTED]"),
+        "{}",
+        events[2]["request"]["url"]
+    );
     let content = events[1]["request"]["body"]["json"]["messages"][1]["content"]
         .as_str()
         .unwrap()
@@ -920,11 +941,27 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
     );
 
     let r = Daemon::start(&dirs, &["replay", "--session", "remember"]);
-    let (password, status, echoed) = run(client(&r, &dirs)).await;
+    let (password, (status, echoed), (form_status, form)) = run(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
     assert_eq!(password, "[REDACTED]");
-    assert_eq!((status, code), (200, 0), "{echoed}\n{stderr}");
+    assert_eq!(
+        (status, form_status, code),
+        (200, 200, 0),
+        "{echoed}\n{form}\n{stderr}"
+    );
     assert!(echoed.contains("admin:[REDACTED]@db.internal"), "{echoed}");
+}
+
+/// A value as a query or form carries it.
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

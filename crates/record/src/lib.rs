@@ -868,7 +868,7 @@ impl Pending {
         });
         redact::scrub_headers(&mut self.req_headers, &self.secrets);
         // Replay learns from a live request once it has read it: the same point.
-        self.clock.remembered().learn(&self.secrets);
+        self.clock.remembered().learn_request(&self.secrets);
     }
 
     /// Starts the request's key on the writer thread, once the request is settled, so
@@ -1095,7 +1095,7 @@ impl Pending {
         }
         // Learned before the answer's last byte reaches the agent, which waits for this
         // write: its next request is read knowing them.
-        self.clock.remembered().learn(&self.secrets);
+        self.clock.remembered().learn_answer(&self.secrets);
         let ttfb_ns = response.as_ref().map(|(_, t)| *t);
         let event = Event {
             step: self.step,

@@ -781,7 +781,7 @@ impl Replayer {
             large => large,
         };
         redact::scrub_headers(&mut headers, &secrets);
-        self.remembered.learn(&secrets);
+        self.remembered.learn_request(&secrets);
         let key_body = match &body {
             ReadBody::Whole(b) => KeyBody::Whole(b),
             ReadBody::Large { b3, .. } => KeyBody::Large(b3),

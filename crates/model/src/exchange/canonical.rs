@@ -164,10 +164,61 @@ fn canonical_body(
             .and_then(|b| multipart_parts(body, &b, &rules.ignore_parts))
         {
             Some(parts) => CanonicalBody::Multipart { parts },
+            None if content_type.is_some_and(is_form) => CanonicalBody::Bytes {
+                b3: blake3::hash(&marker_unescaped(body)).to_hex().to_string(),
+            },
             None => CanonicalBody::Bytes {
                 b3: blake3::hash(body).to_hex().to_string(),
             },
         },
+    }
+}
+
+fn is_form(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .get(..33)
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// The redaction marker as a URL or a form carries it percent-encoded (`%5BREDACTED%5D`),
+/// read as the marker: an agent that sends back a value it was served redacted (a CSRF
+/// token from the replayed page, a token from the replayed login) encodes the
+/// brackets, where the recorded request stored the marker itself.
+fn marker_unescaped(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const INNER: &[u8] = b"REDACTED";
+    let escaped = |at: usize| {
+        data.get(at..at + 14).is_some_and(|w| {
+            w[..3].eq_ignore_ascii_case(b"%5b")
+                && &w[3..11] == INNER
+                && w[11..].eq_ignore_ascii_case(b"%5d")
+        })
+    };
+    let Some(first) = memchr::memmem::find_iter(data, INNER).find(|&i| i >= 3 && escaped(i - 3))
+    else {
+        return std::borrow::Cow::Borrowed(data);
+    };
+    let mut out = Vec::with_capacity(data.len());
+    let mut at = 0;
+    let mut i = first - 3;
+    while i < data.len() {
+        if escaped(i) {
+            out.extend_from_slice(&data[at..i]);
+            out.extend_from_slice(crate::rules::REDACTED.as_bytes());
+            i += 14;
+            at = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&data[at..]);
+    std::borrow::Cow::Owned(out)
+}
+
+fn marker_unescaped_str(text: String) -> String {
+    match marker_unescaped(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(b) => String::from_utf8(b).expect("UTF-8 with ASCII spliced in"),
     }
 }
 
@@ -294,7 +345,7 @@ fn canonical_with(
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_string(), v.to_string())
+                (k.to_string(), marker_unescaped_str(v.to_string()))
             })
             .filter(|(k, _)| !rules.ignore_query.iter().any(|i| i == k))
             .collect()
@@ -328,7 +379,7 @@ fn canonical_with(
         scheme: parts.scheme,
         host: parts.host,
         port: parts.port,
-        path: parts.path,
+        path: marker_unescaped_str(parts.path),
         query,
         headers: hs,
         body,
@@ -583,6 +634,44 @@ mod tests {
         assert_ne!(
             key(call(1).as_bytes(), &strict),
             key(call(2).as_bytes(), &strict)
+        );
+    }
+
+    /// An agent sends back a value it was served redacted with the brackets encoded; the
+    /// recorded request stored the marker: both key alike, in a path, a query and a form.
+    #[test]
+    fn the_marker_percent_encoded_keys_as_the_marker() {
+        assert_eq!(
+            &marker_unescaped(b"%5BREDACTED%5Da=%5bREDACTED%5d&b=%5BREDACTED%5")[..],
+            b"[REDACTED]a=[REDACTED]&b=%5BREDACTED%5"
+        );
+        assert!(matches!(
+            marker_unescaped(b"REDACTED %5BREDACTED %5Bredacted%5D"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let key = |url: &str, body: &str| {
+            let headers = h(&[("content-type", "application/x-www-form-urlencoded")]);
+            identify(
+                "POST",
+                url,
+                &headers,
+                KeyBody::Whole(body.as_bytes()),
+                &Rules::default(),
+            )
+        };
+        assert_eq!(
+            key(
+                "https://a.test/s/[REDACTED]/x?t=[REDACTED]",
+                "csrf=[REDACTED]&n=1"
+            ),
+            key(
+                "https://a.test/s/%5BREDACTED%5D/x?t=%5bREDACTED%5d",
+                "csrf=%5BREDACTED%5D&n=1"
+            )
+        );
+        assert_ne!(
+            key("https://a.test/x?t=[REDACTED]", "csrf=[REDACTED]"),
+            key("https://a.test/x?t=[REDACTED]", "csrf=other")
         );
     }
 

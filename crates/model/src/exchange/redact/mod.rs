@@ -329,8 +329,10 @@ fn redacted_value(
 ) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     if rules.redacts_header(kind, name, &text) {
-        if name == "cookie" || name == "set-cookie" {
+        if name == "cookie" {
             secrets.add_cookies(&text);
+        } else if name == "set-cookie" {
+            secrets.add_set_cookie(&text);
         } else if rules.lists_header(name) || credential::looks_like_credential(&text) {
             secrets.add(&text);
         }
@@ -472,7 +474,13 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         }
         out
     };
-    url_shapes(out, rules, secrets)
+    let out = url_shapes(out, rules, secrets);
+    // A secret known before the URL is read (one the session remembers: a token an
+    // earlier answer handed out, sent back as `?t=…` or in a path) goes too.
+    match secrets.scrub_str(&out) {
+        Cow::Owned(scrubbed) => scrubbed,
+        Cow::Borrowed(_) => out,
+    }
 }
 
 /// A URL with every key found by its shape replaced (`?q=openai 401 sk-proj-…`, a key

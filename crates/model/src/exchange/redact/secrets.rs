@@ -32,10 +32,15 @@ pub(super) fn in_marker(v: &str) -> bool {
 #[derive(Default, Clone, Debug)]
 pub struct Secrets {
     values: Vec<Vec<u8>>,
-    /// Those of `values` found inside a secret, not remembered by the session
-    /// ([`Remembered`]); `leaves`: values pushed now are such.
+    /// Those of `values` that are not remembered by the session ([`Remembered`]): found
+    /// inside a secret beside it (a database secret's host), a Basic credential's user
+    /// name; `leaves`: values pushed now are such.
     local: Vec<Vec<u8>>,
     leaves: bool,
+    /// How many of `values`, first, the session remembered; `again`: which of those
+    /// this exchange revealed again.
+    seeded: usize,
+    again: Vec<usize>,
     matcher: OnceLock<Option<Matcher>>,
 }
 
@@ -53,7 +58,11 @@ impl Secrets {
                     let text = String::from_utf8_lossy(&raw).into_owned();
                     self.push(&text);
                     if let Some((user, pass)) = text.split_once(':') {
+                        // The user name is scrubbed from this exchange, not remembered:
+                        // `alice@corp.example` turns up in later prompts, as itself.
+                        self.leaves = true;
                         self.push(user);
+                        self.leaves = false;
                         self.push(pass);
                     }
                 }
@@ -61,7 +70,7 @@ impl Secrets {
         }
     }
 
-    /// Adds a cookie header's values (`a=1; b=2`, or a `set-cookie` line).
+    /// Adds a `cookie` header's values (`a=1; b=2`).
     pub fn add_cookies(&mut self, value: &str) {
         self.push(value.trim());
         for pair in value.split(';') {
@@ -69,6 +78,24 @@ impl Secrets {
                 self.push(v.trim().trim_matches('"'));
             }
         }
+    }
+
+    /// Adds a `set-cookie` line's value, not its attributes: a `Domain=127.0.0.1`, a
+    /// `Path=/api/v1` or an `Expires` date are no secrets, and replaced in the answer's
+    /// body they broke the links the agent follows.
+    pub fn add_set_cookie(&mut self, value: &str) {
+        let pair = value.split(';').next().unwrap_or("");
+        if let Some((_, v)) = pair.split_once('=') {
+            self.push(v.trim().trim_matches('"'));
+        }
+    }
+
+    /// The values this exchange added to those the session remembered, but those not to
+    /// remember.
+    fn revealed(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.values[self.seeded..]
+            .iter()
+            .filter(|v| !self.local.contains(v))
     }
 
     /// Adds values as they are and percent-decoded (query parameters, userinfo).
@@ -123,11 +150,14 @@ impl Secrets {
         if v.len() < MIN_SCRUB_LEN || v.len() > MAX_SCRUB_LEN || in_marker(v) {
             return;
         }
-        if self.values.iter().any(|x| x == v.as_bytes()) {
+        if let Some(at) = self.values.iter().position(|x| x == v.as_bytes()) {
             // A value found inside a secret and also where it is a secret of its own
             // (a password under its name) is remembered.
             if !self.leaves {
                 self.local.retain(|x| x != v.as_bytes());
+                if at < self.seeded && !self.again.contains(&at) {
+                    self.again.push(at);
+                }
             }
             return;
         }
@@ -194,62 +224,107 @@ impl Secrets {
 /// The secret values a session has revealed so far, hunted in every later exchange of
 /// it. A tool's answer names a password (`"password": …`, stored `[REDACTED]`) and the
 /// agent's next request to the model carries it as text no name points at; a key sent
-/// in one host's header turns up in another host's body. Replay keeps one too, learning
-/// from the live requests it reads, so a request redacted here is redacted there: a value
-/// only an answer revealed is `[REDACTED]` in the replayed answer, and an agent that
-/// echoes it echoes the marker, as the recorded request stored it.
+/// in one host's header turns up in another host's body.
+///
+/// Replay keeps one too, learning from the live requests it reads (it never sees what
+/// the recorded answers revealed: they hold `[REDACTED]`), so the two are kept apart:
+/// what requests revealed is remembered alike at record and at replay, and forgotten at
+/// the same points; what only answers revealed is remembered at record alone, where an
+/// agent that passes it on at replay passes the marker it was served. Such a value is
+/// remembered only when it looks like a key ([`credential::looks_like_credential`]):
+/// a dev database's `"password": "postgres"` must not turn "a postgres migration" in a
+/// later prompt into `[REDACTED]`, which the same prompt at replay would not be.
 #[derive(Default, Debug)]
 pub struct Remembered {
-    values: std::sync::Mutex<Vec<Vec<u8>>>,
+    lists: std::sync::Mutex<Lists>,
 }
 
-/// How many values a session remembers (the most recently seen; JSON-escaped forms count
-/// apart), and how long one may be, and all of them together: an exchange's set stays
-/// small enough for its matcher to be kept per thread ([`KEPT_UP_TO`]).
+#[derive(Default, Debug)]
+struct Lists {
+    /// Revealed by requests, the most recently seen last.
+    asked: Vec<Vec<u8>>,
+    /// Revealed by answers only.
+    answered: Vec<Vec<u8>>,
+}
+
+/// How many values each list keeps (the most recently seen; JSON-escaped forms count
+/// apart), how long one may be, and how many bytes all of a list's may take: an
+/// exchange's set stays small enough for its matcher to be kept per thread
+/// ([`KEPT_UP_TO`]).
 const REMEMBERED: usize = 64;
 const REMEMBERED_LEN: usize = 512;
-const REMEMBERED_BYTES: usize = KEPT_UP_TO / 2;
+const REMEMBERED_BYTES: usize = KEPT_UP_TO / 4;
 
 impl Remembered {
     /// The secrets an exchange of the session starts with.
     pub fn secrets(&self) -> Secrets {
-        let values = self
-            .values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        let mut values = lists.asked.clone();
+        for v in &lists.answered {
+            if !values.contains(v) {
+                values.push(v.clone());
+            }
+        }
+        drop(lists);
         Secrets {
+            seeded: values.len(),
             values,
             ..Secrets::default()
         }
     }
 
-    /// Remembers what an exchange revealed: its values move to the end, the least
-    /// recently seen are forgotten past the limits.
-    pub fn learn(&self, secrets: &Secrets) {
-        if secrets.values.is_empty() {
-            return;
+    /// Remembers what an exchange's request revealed (the values it added to those it
+    /// started with, and those it started with that it carried again).
+    pub fn learn_request(&self, secrets: &Secrets) {
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        let again = secrets.again.iter().map(|&i| &secrets.values[i]);
+        for v in secrets.revealed().chain(again) {
+            remember(&mut lists.asked, v);
         }
-        let mut kept = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        let remembered = |v: &&Vec<u8>| v.len() <= REMEMBERED_LEN && !secrets.local.contains(v);
-        for v in secrets.values.iter().filter(remembered) {
-            match kept.iter().position(|k| k == v) {
-                Some(at) if at + 1 == kept.len() => {}
-                Some(at) => {
-                    let v = kept.remove(at);
-                    kept.push(v);
-                }
-                None => kept.push(v.clone()),
+        forget_past_limits(&mut lists.asked);
+    }
+
+    /// Remembers what the whole exchange revealed beyond its request (call
+    /// [`Remembered::learn_request`] first), the values that look like keys.
+    pub fn learn_answer(&self, secrets: &Secrets) {
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        let Lists { asked, answered } = &mut *lists;
+        let key_like = |v: &&Vec<u8>| {
+            std::str::from_utf8(v).is_ok_and(crate::credential::looks_like_credential)
+        };
+        for v in secrets.revealed().filter(key_like) {
+            if !asked.contains(v) {
+                remember(answered, v);
             }
         }
-        let mut bytes: usize = kept.iter().map(Vec::len).sum();
-        let mut forget = 0;
-        while kept.len() - forget > REMEMBERED || bytes > REMEMBERED_BYTES {
-            bytes -= kept[forget].len();
-            forget += 1;
-        }
-        kept.drain(..forget);
+        forget_past_limits(answered);
     }
+}
+
+/// Moves `v` to the end of `list`, or adds it there.
+fn remember(list: &mut Vec<Vec<u8>>, v: &[u8]) {
+    if v.len() > REMEMBERED_LEN {
+        return;
+    }
+    match list.iter().position(|k| k == v) {
+        Some(at) if at + 1 == list.len() => {}
+        Some(at) => {
+            let v = list.remove(at);
+            list.push(v);
+        }
+        None => list.push(v.to_vec()),
+    }
+}
+
+/// Forgets the least recently seen values past [`REMEMBERED`] or [`REMEMBERED_BYTES`].
+fn forget_past_limits(list: &mut Vec<Vec<u8>>) {
+    let mut bytes: usize = list.iter().map(Vec::len).sum();
+    let mut forget = 0;
+    while list.len() - forget > REMEMBERED || bytes > REMEMBERED_BYTES {
+        bytes -= list[forget].len();
+        forget += 1;
+    }
+    list.drain(..forget);
 }
 
 /// The secret values, to find in text that a body spreads over several pieces (a
@@ -580,50 +655,81 @@ mod tests {
     }
 
     /// A session remembers what its exchanges revealed, not what was found inside a
-    /// secret beside it (a host the agent may know from elsewhere), and forgets the
-    /// least recently seen values past its limits.
+    /// secret beside it (a host the agent may know from elsewhere) nor a Basic
+    /// credential's user name, and forgets the least recently seen values past its
+    /// limits.
     #[test]
     fn a_session_remembers_secrets_not_their_neighbours_and_forgets_the_oldest() {
         let session = Remembered::default();
         let mut first = session.secrets();
         assert!(first.is_empty());
         first.add("Bearer tok-0123456789abcdef");
+        first.add("Basic YWxpY2VAY29ycC5leGFtcGxlOnB3LVNlY3JldC05OQ==");
         first.extend_leaves(["db.internal.example".to_string()]);
         // A leaf also found where it is a secret of its own is remembered.
         first.extend_leaves(["pw-leaf-and-named-1".to_string()]);
         first.extend(["pw-leaf-and-named-1".to_string()]);
-        session.learn(&first);
+        assert!(first.scrub(b"alice@corp.example").is_some());
+        session.learn_request(&first);
+        session.learn_answer(&first);
         let next = session.secrets();
-        let text = b"tok-0123456789abcdef at db.internal.example pw-leaf-and-named-1";
+        let text = b"tok-0123456789abcdef at db.internal.example pw-leaf-and-named-1 pw-Secret-99 alice@corp.example";
         assert_eq!(
-            next.scrub(text).unwrap(),
-            b"[REDACTED] at db.internal.example [REDACTED]"
+            String::from_utf8(next.scrub(text).unwrap()).unwrap(),
+            "[REDACTED] at db.internal.example [REDACTED] [REDACTED] alice@corp.example"
         );
-        // The API key, seen with every exchange, outlives a hundred one-off tokens.
+        // The API key, sent with every request, outlives a hundred one-off tokens.
         for i in 0..100 {
             let mut s = session.secrets();
             s.add(&format!("one-off-token-{i:04}"));
             s.add("tok-0123456789abcdef");
-            session.learn(&s);
+            session.learn_request(&s);
         }
         let last = session.secrets();
-        assert!(last.values.len() <= REMEMBERED);
+        assert!(last.values.len() <= 2 * REMEMBERED);
         assert!(last.scrub(b"tok-0123456789abcdef").is_some());
         assert!(last.scrub(b"one-off-token-0099").is_some());
         assert!(last.scrub(b"one-off-token-0000").is_none());
-        // Long values are not remembered, and all of them stay under the byte limit.
-        let mut long = session.secrets();
-        long.add(&"L".repeat(REMEMBERED_LEN + 1));
-        for i in 0..40 {
-            long.add(&format!("{i:02}{}", "x".repeat(200)));
+    }
+
+    /// What answers revealed is kept apart from what requests revealed: replay never
+    /// learns it, so it must not push a request's value out of the memory at record
+    /// alone (and a value that does not look like a key is not remembered from an
+    /// answer at all: `"password": "postgres"`).
+    #[test]
+    fn what_answers_reveal_never_pushes_out_what_requests_revealed() {
+        let session = Remembered::default();
+        let mut login = session.secrets();
+        login.add("hunter2-Sup3r-login");
+        session.learn_request(&login);
+        for i in 0..5 {
+            login.extend([format!("{i}{}", "T".repeat(450))]);
         }
-        session.learn(&long);
-        let kept = session.secrets();
-        assert!(kept.values.iter().all(|v| v.len() <= REMEMBERED_LEN));
-        assert!(kept.values.iter().map(Vec::len).sum::<usize>() <= REMEMBERED_BYTES);
-        assert!(kept
-            .scrub(format!("39{}", "x".repeat(200)).as_bytes())
+        login.extend(["postgres".to_string()]);
+        session.learn_answer(&login);
+        let next = session.secrets();
+        assert!(next.scrub(b"hunter2-Sup3r-login").is_some());
+        assert!(next
+            .scrub(format!("4{}", "T".repeat(450)).as_bytes())
             .is_some());
+        assert!(next.scrub(b"a postgres migration").is_none());
+        let bytes = |list: &[Vec<u8>]| list.iter().map(Vec::len).sum::<usize>();
+        let lists = session.lists.lock().unwrap();
+        assert!(bytes(&lists.answered) <= REMEMBERED_BYTES);
+        assert!(lists.answered.iter().all(|v| v.len() <= REMEMBERED_LEN));
+    }
+
+    /// A `set-cookie` line's attributes are not secrets: `Domain=127.0.0.1` replaced in
+    /// the answer's body broke the links in it.
+    #[test]
+    fn a_set_cookie_line_reveals_its_value_not_its_attributes() {
+        let mut s = Secrets::default();
+        s.add_set_cookie("sessionid=sess-0123456789abcdef; Domain=127.0.0.1; Path=/api/v1/items; Max-Age=31536000; Expires=Wed, 21 Oct 2026 07:28:00 GMT");
+        let body = b"sess-0123456789abcdef http://127.0.0.1:8080/api/v1/items 31536000";
+        assert_eq!(
+            String::from_utf8(s.scrub(body).unwrap()).unwrap(),
+            "[REDACTED] http://127.0.0.1:8080/api/v1/items 31536000"
+        );
     }
 
     /// A key echoed inside a JSON string is found however the upstream's serializer
