@@ -911,6 +911,16 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
                 .await
                 .unwrap();
             let form = (form.status().as_u16(), form.text().await.unwrap());
+            // The agent knew the password from elsewhere too (its environment): at replay
+            // it sends it in clear where the recording holds `[REDACTED]`.
+            let env = via
+                .post(echo_url)
+                .json(&serde_json::json!({"messages": [{"role": "user",
+                    "content": format!("PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(env.status(), 200, "the request the agent knew");
             (password, chat, form)
         }
     };
@@ -950,6 +960,11 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
         "{echoed}\n{form}\n{stderr}"
     );
     assert!(echoed.contains("admin:[REDACTED]@db.internal"), "{echoed}");
+    assert!(
+        stderr.contains("served 4/4 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
 }
 
 /// A value as a query or form carries it.

@@ -273,6 +273,19 @@ impl TraceIndex {
         Ok(i)
     }
 
+    /// Takes the first unserved event with event `i`'s key, as [`TraceIndex::take`] takes
+    /// one for a request keyed as it is (a request that matched it by its redacted
+    /// parts, see [`crate::loose`]); `None` when none is unserved or the order holds it.
+    pub fn take_like(&mut self, i: usize) -> Option<usize> {
+        let id = *self.key_ids.get(&self.slots.get(i)?.key)?;
+        let first = self.first_of_key(id)?;
+        if self.blocked(first).is_some() {
+            return None;
+        }
+        self.consume(first);
+        Some(first)
+    }
+
     /// The dependency `i` waits for under `--order causal`, if any (whatever the order in
     /// force: a strict miss says whether causal order would have accepted it).
     pub fn waits_for(&self, i: usize) -> Option<Blocked> {

@@ -12,6 +12,7 @@
 pub mod hybrid;
 pub mod index;
 pub mod live;
+pub mod loose;
 mod mcp;
 pub mod meaning;
 mod miss;
@@ -133,6 +134,9 @@ pub struct ReplaySummary {
     /// Streams the recorded client hung up on that this client read on past
     /// [`ReplayOptions::held_open`]: one line each.
     pub read_on: Vec<String>,
+    /// Requests whose key missed, served the event they match by its redacted parts
+    /// ([`loose`]): one line each.
+    pub loose: Vec<String>,
 }
 
 impl ReplaySummary {
@@ -194,8 +198,15 @@ impl ReplaySummary {
                 if n == 1 { "was" } else { "were" },
             ),
         };
+        let loose = match self.loose.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} matched by {} redacted parts (a value the recording holds as [REDACTED] sent in clear)",
+                if n == 1 { "its" } else { "their" },
+            ),
+        };
         format!(
-            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}{read_on}",
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}{read_on}{loose}",
             self.served, self.recorded
         )
     }
@@ -276,6 +287,8 @@ pub struct Replayer {
     damaged: Mutex<Vec<String>>,
     /// See [`ReplaySummary::read_on`].
     read_on: Mutex<Vec<String>>,
+    /// See [`ReplaySummary::loose`].
+    loose: Mutex<Vec<String>>,
     held_open: Duration,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
@@ -405,6 +418,7 @@ impl Replayer {
             miss_lines: Mutex::new(Vec::new()),
             damaged: Mutex::new(Vec::new()),
             read_on: Mutex::new(Vec::new()),
+            loose: Mutex::new(Vec::new()),
             held_open: opts.held_open,
             live: live::LiveHosts::new(&opts.allow_live),
             inflight: Arc::new(InFlight::default()),
@@ -522,6 +536,7 @@ impl Replayer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            loose: self.loose.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 
@@ -702,6 +717,13 @@ impl Replayer {
             Ok(i) => return Ok(i),
             Err(m) => m,
         };
+        if let (index::MissKind::Unrecorded, Some(e), ReadBody::Whole(body), None) =
+            (m.kind, m.expected, &asked.body, asked.too_large)
+        {
+            if let Some(i) = self.take_by_redacted_parts(e, asked, body).await {
+                return Ok(i);
+            }
+        }
         if let Some(max) = asked.too_large {
             let mut resp = self.refuse_too_large(method, url, max);
             close_after(&mut resp, version);
@@ -1244,6 +1266,81 @@ impl Replayer {
     async fn read_off_runtime(self: &Arc<Self>, r: BodyRef) -> Result<Bytes, BoxError> {
         let this = self.clone();
         Ok(tokio::task::spawn_blocking(move || this.rec.body(&r)).await??)
+    }
+
+    /// The unserved event `e` a missed request resembles, taken when the request matches
+    /// it by its redacted parts ([`loose`]; read on the blocking pool), said and counted.
+    async fn take_by_redacted_parts(
+        self: &Arc<Self>,
+        e: usize,
+        asked: &Asked,
+        body: &[u8],
+    ) -> Option<usize> {
+        if body.len() as u64 > miss::DIFF_LIMIT {
+            return None;
+        }
+        let this = self.clone();
+        let live = (
+            asked.method.clone(),
+            asked.url.clone(),
+            asked.headers.clone(),
+            body.to_vec(),
+        );
+        let step = tokio::task::spawn_blocking(move || {
+            let (method, url, headers, body) = live;
+            this.fits_redacted(e, &method, &url, &headers, &body)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let i = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_like(e)?;
+        let line = format!(
+            "step {step}: {} {} matched by its redacted parts: it carries in clear what the recording holds as [REDACTED] (a value replay cannot know: one only an earlier answer revealed, or one learned in another order)",
+            asked.method, asked.url
+        );
+        tracing::info!("{line}");
+        self.loose
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        Some(i)
+    }
+
+    /// Whether a live request (stored form) matches event `e`'s by its redacted parts:
+    /// the URL and body by [`loose`], the rest of what the key reads the same. The event's
+    /// step when it does.
+    fn fits_redacted(
+        &self,
+        e: usize,
+        method: &str,
+        url: &str,
+        headers: &[tapedeck_model::exchange::Header],
+        body: &[u8],
+    ) -> Option<u64> {
+        let ev = self.rec.event(e).ok()?;
+        let req = &ev.request;
+        if !req.method.eq_ignore_ascii_case(method) || req.body.len > miss::DIFF_LIMIT {
+            return None;
+        }
+        let recorded = self.rec.body(&req.body).ok()?;
+        if !loose::url_matches(&req.url, url) || !loose::body_matches(&recorded, body) {
+            return None;
+        }
+        let keyed = |method: &str, headers: &[tapedeck_model::exchange::Header]| {
+            identify(
+                method,
+                &req.url,
+                headers,
+                KeyBody::Whole(&recorded),
+                &self.rules,
+            )
+            .1
+        };
+        (keyed(&req.method, &req.headers) == keyed(method, headers)).then_some(ev.step)
     }
 
     /// [`Replayer::answer_miss`] on the blocking pool: naming what a miss should have been

@@ -59,8 +59,10 @@ impl Secrets {
                     self.push(&text);
                     if let Some((user, pass)) = text.split_once(':') {
                         // The user name is scrubbed from this exchange, not remembered:
-                        // `alice@corp.example` turns up in later prompts, as itself.
-                        self.leaves = true;
+                        // `alice@corp.example` turns up in later prompts, as itself;
+                        // unless the password is too short to be one (Freshdesk's and
+                        // Harvest's `KEY:X`): the user name is then the key.
+                        self.leaves = pass.len() >= MIN_SCRUB_LEN;
                         self.push(user);
                         self.leaves = false;
                         self.push(pass);
@@ -75,9 +77,19 @@ impl Secrets {
         self.push(value.trim());
         for pair in value.split(';') {
             if let Some((_, v)) = pair.split_once('=') {
-                self.push(v.trim().trim_matches('"'));
+                self.push_cookie(v);
             }
         }
+    }
+
+    /// A cookie's value: remembered by the session only when long enough to be a
+    /// session's token; `Europe/Berlin`, `dark-mode`, a consent flag are the agent's
+    /// own data and turn up in its prompts.
+    fn push_cookie(&mut self, v: &str) {
+        let v = v.trim().trim_matches('"');
+        self.leaves = v.len() < MIN_REMEMBERED_COOKIE;
+        self.push(v);
+        self.leaves = false;
     }
 
     /// Adds a `set-cookie` line's value, not its attributes: a `Domain=127.0.0.1`, a
@@ -86,7 +98,7 @@ impl Secrets {
     pub fn add_set_cookie(&mut self, value: &str) {
         let pair = value.split(';').next().unwrap_or("");
         if let Some((_, v)) = pair.split_once('=') {
-            self.push(v.trim().trim_matches('"'));
+            self.push_cookie(v);
         }
     }
 
@@ -230,10 +242,10 @@ impl Secrets {
 /// the recorded answers revealed: they hold `[REDACTED]`), so the two are kept apart:
 /// what requests revealed is remembered alike at record and at replay, and forgotten at
 /// the same points; what only answers revealed is remembered at record alone, where an
-/// agent that passes it on at replay passes the marker it was served. Such a value is
-/// remembered only when it looks like a key ([`credential::looks_like_credential`]):
-/// a dev database's `"password": "postgres"` must not turn "a postgres migration" in a
-/// later prompt into `[REDACTED]`, which the same prompt at replay would not be.
+/// agent that passes it on at replay passes the marker it was served. (One that knew
+/// it from elsewhere, a dev database's `"password": "postgres"` and a later prompt's
+/// "a postgres migration", sends it in clear where the recording has `[REDACTED]`:
+/// replay matches such a request by its redacted parts, see `tapedeck_replay::loose`.)
 #[derive(Default, Debug)]
 pub struct Remembered {
     lists: std::sync::Mutex<Lists>,
@@ -254,6 +266,8 @@ struct Lists {
 const REMEMBERED: usize = 64;
 const REMEMBERED_LEN: usize = 512;
 const REMEMBERED_BYTES: usize = KEPT_UP_TO / 4;
+/// Cookie values shorter than this are not remembered ([`Secrets::push_cookie`]).
+const MIN_REMEMBERED_COOKIE: usize = 16;
 
 impl Remembered {
     /// The secrets an exchange of the session starts with.
@@ -285,14 +299,11 @@ impl Remembered {
     }
 
     /// Remembers what the whole exchange revealed beyond its request (call
-    /// [`Remembered::learn_request`] first), the values that look like keys.
+    /// [`Remembered::learn_request`] first).
     pub fn learn_answer(&self, secrets: &Secrets) {
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         let Lists { asked, answered } = &mut *lists;
-        let key_like = |v: &&Vec<u8>| {
-            std::str::from_utf8(v).is_ok_and(crate::credential::looks_like_credential)
-        };
-        for v in secrets.revealed().filter(key_like) {
+        for v in secrets.revealed() {
             if !asked.contains(v) {
                 remember(answered, v);
             }
@@ -694,8 +705,7 @@ mod tests {
 
     /// What answers revealed is kept apart from what requests revealed: replay never
     /// learns it, so it must not push a request's value out of the memory at record
-    /// alone (and a value that does not look like a key is not remembered from an
-    /// answer at all: `"password": "postgres"`).
+    /// alone.
     #[test]
     fn what_answers_reveal_never_pushes_out_what_requests_revealed() {
         let session = Remembered::default();
@@ -712,7 +722,9 @@ mod tests {
         assert!(next
             .scrub(format!("4{}", "T".repeat(450)).as_bytes())
             .is_some());
-        assert!(next.scrub(b"a postgres migration").is_none());
+        // A listed name's value is remembered whatever it looks like (replay matches a
+        // request that carries it from elsewhere by its redacted parts).
+        assert!(next.scrub(b"a postgres migration").is_some());
         let bytes = |list: &[Vec<u8>]| list.iter().map(Vec::len).sum::<usize>();
         let lists = session.lists.lock().unwrap();
         assert!(bytes(&lists.answered) <= REMEMBERED_BYTES);
