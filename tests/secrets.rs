@@ -751,6 +751,20 @@ async fn values_that_only_look_like_credentials_replay_as_recorded() {
     );
 }
 
+/// Secrets Manager's `GetSecretValue` for `prod/db`, sent as `req`: its `SecretString`.
+async fn secret_string(req: reqwest::RequestBuilder) -> String {
+    let resp = req
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "secretsmanager.GetSecretValue")
+        .body(r#"{"SecretId":"prod/db"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    v["SecretString"].as_str().unwrap().to_string()
+}
+
 /// A secret the agent parses: Secrets Manager's `SecretString` for an RDS password is JSON
 /// text. Its password never reaches disk, and the replayed run still parses the secret
 /// (before, it was served as `"[REDACTED]"` and `json.loads` failed).
@@ -763,17 +777,7 @@ async fn a_secret_holding_json_never_reaches_disk_and_replays_as_json() {
     let get_secret = |via: reqwest::Client| {
         let url = url.clone();
         async move {
-            let resp = via
-                .post(url)
-                .header("content-type", "application/x-amz-json-1.1")
-                .header("x-amz-target", "secretsmanager.GetSecretValue")
-                .body(r#"{"SecretId":"prod/db"}"#)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-            let text = v["SecretString"].as_str().unwrap().to_string();
+            let text = secret_string(via.post(url)).await;
             serde_json::from_str::<Value>(&text)
                 .unwrap_or_else(|e| panic!("the secret is not JSON ({e}): {text}"))
         }
@@ -871,18 +875,10 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
     let run = |via: reqwest::Client| {
         let (secret_url, echo_url) = (up.url("/secretsmanager"), up.url("/echo"));
         async move {
-            let resp = via
+            let asked = via
                 .post(secret_url)
-                .header("content-type", "application/x-amz-json-1.1")
-                .header("x-amz-target", "secretsmanager.GetSecretValue")
-                .header("authorization", format!("Bearer {token}"))
-                .body(r#"{"SecretId":"prod/db"}"#)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-            let secret: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+                .header("authorization", format!("Bearer {token}"));
+            let secret: Value = serde_json::from_str(&secret_string(asked).await).unwrap();
             let password = secret["password"].as_str().unwrap().to_string();
             // The tool's output, as the agent hands it to the model.
             let chat = serde_json::json!({
@@ -911,16 +907,16 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
                 .await
                 .unwrap();
             let form = (form.status().as_u16(), form.text().await.unwrap());
-            // The agent knew the password from elsewhere too (its environment): at replay
-            // it sends it in clear where the recording holds `[REDACTED]`.
-            let env = via
+            // And percent-encoded inside a JSON string (a callback URL), where no rule
+            // reads the marker's encoding: matched by its redacted parts at replay.
+            let hook = via
                 .post(echo_url)
-                .json(&serde_json::json!({"messages": [{"role": "user",
-                    "content": format!("PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
+                .json(&serde_json::json!({"callback":
+                    format!("https://hooks.test/done?pw={}", urlencode(&password))}))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(env.status(), 200, "the request the agent knew");
+            assert_eq!(hook.status(), 200, "the callback request");
             (password, chat, form)
         }
     };

@@ -201,7 +201,7 @@ impl ReplaySummary {
         let loose = match self.loose.len() {
             0 => String::new(),
             n => format!(
-                "; {n} matched by {} redacted parts (a value the recording holds as [REDACTED] sent in clear)",
+                "; {n} matched by {} redacted parts (the marker passed on encoded where the recording holds [REDACTED])",
                 if n == 1 { "its" } else { "their" },
             ),
         };
@@ -1299,7 +1299,7 @@ impl Replayer {
             .unwrap_or_else(|p| p.into_inner())
             .take_like(e)?;
         let line = format!(
-            "step {step}: {} {} matched by its redacted parts: it carries in clear what the recording holds as [REDACTED] (a value replay cannot know: one only an earlier answer revealed, or one learned in another order)",
+            "step {step}: {} {} matched by its redacted parts: it carries the marker encoded (a value it was served redacted, passed on) where the recording holds [REDACTED]",
             asked.method, asked.url
         );
         tracing::info!("{line}");

@@ -1,29 +1,32 @@
-//! Matching a request by its redacted parts, when its key misses.
+//! Matching a request that passes on a value it was served redacted, when its key misses.
 //!
-//! A recorded request stores `[REDACTED]` where it carried a secret, and a live request
-//! is stored the same way before its key is computed, so the two keys agree. They do not
-//! when the live request carries in clear a value that record knew to be secret and
-//! replay cannot know: one only an earlier *answer* revealed (replay serves that answer
-//! redacted), which the agent also had from elsewhere (its environment, its user's
-//! prompt, a password that is also a word: `postgres`); or a key two concurrent
-//! requests learned from each other in another order. For those, a miss compares the
-//! live request with the unserved event it resembles most: it is taken when each
-//! `[REDACTED]` of the recorded URL and body stands for a value that could have been
-//! redacted there, and everything else is the same.
+//! A recorded request stores `[REDACTED]` where it carried a secret; at replay the agent
+//! is served the marker where a recorded answer held one, and passes it on as it would
+//! the value. Paths, query values and form bodies key the marker percent-encoded as the
+//! marker (`tapedeck_model::exchange::canonical`); anywhere else it may come encoded
+//! in a way no rule reads (`%5BREDACTED%5D` inside a JSON string, a callback URL
+//! encoded twice, `\u005bREDACTED\u005d`). For those, a miss compares the live request
+//! with the unserved event it resembles most: it is taken when each `[REDACTED]` of the
+//! recorded URL and body stands for an encoding of the marker in the live one (a span
+//! holding `REDACTED`, within one string or URL segment), and everything else is the
+//! same. A value in clear never stands for the marker: that would let a request the
+//! agent changed (another question, another account's key) take a recorded answer.
 
 use tapedeck_model::rules::REDACTED;
 
-/// The shortest value a redaction replaces in text (`MIN_SCRUB_LEN`).
-const MIN_VALUE: usize = tapedeck_model::exchange::redact::MIN_SCRUB_LEN;
+/// The longest encoding of the marker read as one (`%25255BREDACTED%25255D`, encoded
+/// three times, is 22 bytes).
+const MAX_ENCODED: usize = 32;
 
 /// Where a value ends in a body: a JSON string's quote, white space, a form's `&`.
 const BODY_STOPS: &[u8] = b"\" \t\r\n&";
 /// Where a value ends in a URL: a path segment's or a query parameter's end.
 const URL_STOPS: &[u8] = b"/?&#= \t\r\n\"";
 
-/// Whether `live` is `recorded` with each [`REDACTED`] in it standing for a value of
-/// [`MIN_VALUE`] bytes or more without any of `stops` (one string, one URL segment).
-/// `recorded` without the marker matches only itself.
+/// Whether `live` is `recorded` with each [`REDACTED`] in it standing for an encoding of
+/// the marker: a span of at most [`MAX_ENCODED`] bytes holding `REDACTED`, without any of
+/// `stops` (one string, one URL segment). `recorded` without the marker matches only
+/// itself.
 pub fn matches(recorded: &[u8], live: &[u8], stops: &[u8]) -> bool {
     let marker = REDACTED.as_bytes();
     let pieces: Vec<&[u8]> = split(recorded, marker);
@@ -42,17 +45,26 @@ pub fn matches(recorded: &[u8], live: &[u8], stops: &[u8]) -> bool {
             .iter()
             .position(|b| stops.contains(b))
             .map_or(end, |p| at + p);
-        let from = at + MIN_VALUE;
-        if from > limit {
-            return false;
-        }
-        let Some(p) = find(&live[from..end], piece).filter(|&p| from + p <= limit) else {
+        // The value holds `REDACTED`: the piece is looked for after its end.
+        let Some(inner) = find(&live[at..limit], INNER).map(|p| at + p + INNER.len()) else {
             return false;
         };
-        at = from + p + piece.len();
+        let Some(p) = find(&live[inner..end], piece).filter(|&p| inner + p <= limit) else {
+            return false;
+        };
+        if !marker_like(&live[at..inner + p]) {
+            return false;
+        }
+        at = inner + p + piece.len();
     }
-    let value = &live[at.min(end)..end];
-    at <= end && value.len() >= MIN_VALUE && !value.iter().any(|b| stops.contains(b))
+    at <= end && marker_like(&live[at..end]) && !live[at..end].iter().any(|b| stops.contains(b))
+}
+
+const INNER: &[u8] = b"REDACTED";
+
+/// Whether a value can be an encoding of the marker: short, holding `REDACTED` once.
+fn marker_like(value: &[u8]) -> bool {
+    value.len() <= MAX_ENCODED && memchr::memmem::find_iter(value, INNER).count() == 1
 }
 
 /// [`matches`] for a URL.
@@ -63,6 +75,57 @@ pub fn url_matches(recorded: &str, live: &str) -> bool {
 /// [`matches`] for a body.
 pub fn body_matches(recorded: &[u8], live: &[u8]) -> bool {
     matches(recorded, live, BODY_STOPS)
+}
+
+/// `live` with what stands where `recorded` has each [`REDACTED`] masked as it, as far as
+/// the two line up: a miss prints the live request beside the recorded one, and a value
+/// the recording holds redacted that the live request carries in clear (a secret replay
+/// could not know) must not reach CI's log. A value runs up to the recorded text that
+/// follows the marker, or to the first of `stops`; from where the two stop lining up,
+/// `live` is kept as it is.
+pub fn masked<'a>(recorded: &[u8], live: &'a [u8], stops: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    let marker = REDACTED.as_bytes();
+    let pieces = split(recorded, marker);
+    if pieces.len() == 1 || !live.starts_with(pieces[0]) {
+        return std::borrow::Cow::Borrowed(live);
+    }
+    let mut out = pieces[0].to_vec();
+    let mut at = pieces[0].len();
+    for piece in &pieces[1..] {
+        let limit = live[at..]
+            .iter()
+            .position(|b| stops.contains(b))
+            .map_or(live.len(), |p| at + p);
+        let next = match piece.is_empty() {
+            true => None,
+            false => find(&live[at..], piece)
+                .map(|p| at + p)
+                .filter(|&p| p <= limit),
+        };
+        out.extend_from_slice(marker);
+        match next {
+            Some(p) => {
+                out.extend_from_slice(piece);
+                at = p + piece.len();
+            }
+            None => {
+                at = if piece.is_empty() { at } else { limit };
+                break;
+            }
+        }
+    }
+    out.extend_from_slice(&live[at.min(live.len())..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`masked`] for a body.
+pub fn masked_body<'a>(recorded: &[u8], live: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    masked(recorded, live, BODY_STOPS)
+}
+
+/// [`masked`] for a URL.
+pub fn masked_url(recorded: &str, live: &str) -> String {
+    String::from_utf8_lossy(&masked(recorded.as_bytes(), live.as_bytes(), URL_STOPS)).into_owned()
 }
 
 fn split<'a>(data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
@@ -85,30 +148,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_redacted_value_stands_for_one_value_that_could_have_been_redacted() {
-        let rec = br#"{"messages":[{"content":"a [REDACTED] migration, key [REDACTED]"}]}"#;
-        let live = br#"{"messages":[{"content":"a postgres migration, key tok-0123456789"}]}"#;
+    fn a_redacted_value_stands_for_the_marker_encoded_never_a_value_in_clear() {
+        let rec = br#"{"ref":"https://x.test/cb?t=[REDACTED]","note":"key [REDACTED] ok"}"#;
+        let live =
+            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key \u005bREDACTED\u005d ok"}"#;
         assert!(body_matches(rec, live));
-        // The agent changed: a shorter word (no value that short is redacted), another
-        // sentence, a value swallowing a string's end.
+        // A whole URL around the marker is more than the marker.
+        assert!(!body_matches(
+            b"cb=[REDACTED]&n=1",
+            b"cb=https%253A%252F%252Fx%253Ft%253D%25255BREDACTED%25255D&n=1"
+        ));
+        assert!(body_matches(
+            b"t=[REDACTED]&n=1",
+            b"t=%255BREDACTED%255D&n=1"
+        ));
+        // A value in clear, however secret it looks, is the agent's own: no match.
         for other in [
-            &br#"{"messages":[{"content":"a mysql migration, key tok-0123456789"}]}"#[..],
-            br#"{"messages":[{"content":"a postgres rollback, key tok-0123456789"}]}"#,
-            br#"{"messages":[{"content":"a postgres migration, key tok-01234567"}, {"content":"x"}]}"#,
-            br#"{"messages":[{"content":"a two words migration, key tok-0123456789"}]}"#,
+            &br#"{"ref":"https://x.test/cb?t=tok-0123456789abcdef","note":"key \u005bREDACTED\u005d ok"}"#[..],
+            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key a postgres ok"}"#,
+            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key %5BREDACTED%5D%5BREDACTED%5D ok"}"#,
+            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key %5BREDACTED%5D not ok"}"#,
         ] {
             assert!(!body_matches(rec, other), "{}", String::from_utf8_lossy(other));
         }
-        // The marker itself, or encoded, stands for one too.
-        assert!(body_matches(b"t=[REDACTED]&n=1", b"t=%5BREDACTED%5D&n=1"));
-        assert!(!body_matches(b"t=[REDACTED]&n=1", b"t=abcdefgh&x=1&n=1"));
         // Nothing redacted: only the same bytes.
         assert!(body_matches(b"same", b"same"));
         assert!(!body_matches(b"same", b"other"));
-        // Adjacent markers, a marker at either end.
-        assert!(body_matches(b"[REDACTED]", b"abcdefgh"));
-        assert!(body_matches(b"[REDACTED][REDACTED]x", b"abcdefgh12345678x"));
-        assert!(!body_matches(b"[REDACTED]x", b"abcdefg"));
+        // A marker at either end, two adjacent.
+        assert!(body_matches(b"[REDACTED]", b"%5BREDACTED%5D"));
+        assert!(body_matches(
+            b"[REDACTED][REDACTED]x",
+            b"[REDACTED]%5bREDACTED%5dx"
+        ));
+        assert!(!body_matches(b"[REDACTED]x", b"abcdefghx"));
     }
 
     /// Any two inputs, built from pieces that meet at the edges (markers, quotes,
@@ -135,7 +207,7 @@ mod tests {
             }
             body_matches(&rec, &live);
             matches(&rec, &live, URL_STOPS);
-            let filled: Vec<u8> = split(&rec, REDACTED.as_bytes()).join(&b"abcdefgh"[..]);
+            let filled: Vec<u8> = split(&rec, REDACTED.as_bytes()).join(&b"%5BREDACTED%5D"[..]);
             assert!(
                 body_matches(&rec, &filled),
                 "{} / {}",
@@ -145,20 +217,44 @@ mod tests {
         }
     }
 
+    /// What a miss prints of the live request: the values the recording holds redacted
+    /// masked, the differences kept.
     #[test]
-    fn a_redacted_url_segment_stands_for_one_segment() {
+    fn a_miss_prints_the_live_request_masked_where_the_recording_is_redacted() {
+        let rec = br#"{"model":"gpt-4o","content":"ALICE_KEY=[REDACTED]\nTARGET=[REDACTED]"}"#;
+        let live = br#"{"model":"gpt-4.1","content":"ALICE_KEY=Ak7Qm2Xp9Lk4Rt8Vn3Bc\nTARGET=prod-secret-9"}"#;
+        // Misaligned from the model on: kept as it is (nothing lines up to mask).
+        assert_eq!(&masked_body(rec, live)[..], &live[..]);
+        let live = br#"{"model":"gpt-4o","content":"ALICE_KEY=Ak7Qm2Xp9Lk4Rt8Vn3Bc\nTARGET=prod-secret-9 --force"}"#;
+        let out = String::from_utf8(masked_body(rec, live).into_owned()).unwrap();
+        assert!(
+            !out.contains("Ak7Qm2Xp9Lk4Rt8Vn3Bc") && !out.contains("prod-secret-9"),
+            "{out}"
+        );
+        assert!(out.contains("--force"), "{out}");
+        assert_eq!(
+            masked_url(
+                "https://a.test/bot[REDACTED]/getMe?v=1",
+                "https://a.test/bot123:AAH-x/getMe?v=2"
+            ),
+            "https://a.test/bot[REDACTED]/getMe?v=2"
+        );
+    }
+
+    #[test]
+    fn a_redacted_url_segment_stands_for_the_marker_in_one_segment() {
         let rec = "https://api.test/bot[REDACTED]/getMe?t=[REDACTED]&v=2";
         assert!(url_matches(
+            rec,
+            "https://api.test/bot%5BREDACTED%5D/getMe?t=%255BREDACTED%255D&v=2"
+        ));
+        assert!(!url_matches(
             rec,
             "https://api.test/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getMe?t=%5BREDACTED%5D&v=2"
         ));
         assert!(!url_matches(
             rec,
-            "https://api.test/bot123456789:AAH/other/getMe?t=%5BREDACTED%5D&v=2"
-        ));
-        assert!(!url_matches(
-            rec,
-            "https://api.test/bot123456789:AAHdq/getMe?t=abcdefgh&v=3"
+            "https://api.test/bot%5BREDACTED%5D/x/getMe?t=%5BREDACTED%5D&v=2"
         ));
     }
 }

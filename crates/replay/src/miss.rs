@@ -136,7 +136,17 @@ fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
             DIFF_LIMIT >> 10
         )];
     };
-    let changes = jsondiff::diff(&jsondiff::body_value(a), &jsondiff::body_value(b));
+    let mut changes = jsondiff::diff(&jsondiff::body_value(a), &jsondiff::body_value(b));
+    // A value the recording holds as [REDACTED] that the live request carries in clear
+    // is a secret replay could not know: masked, the rest of the text shown.
+    for c in &mut changes {
+        if let (Some(Value::String(rec)), Some(Value::String(live))) = (&c.a, &mut c.b) {
+            if rec.contains(REDACTED) {
+                let m = crate::loose::masked_body(rec.as_bytes(), live.as_bytes());
+                *live = String::from_utf8_lossy(&m).into_owned();
+            }
+        }
+    }
     let n = changes.len();
     let mut lines: Vec<String> = changes
         .iter()
@@ -159,7 +169,8 @@ pub fn differences(expected: &Event, expected_body: BodyView, got: &Received) ->
         ));
     }
     if expected.request.url != got.url {
-        lines.push(format!("url: {} → {}", expected.request.url, got.url));
+        let live = crate::loose::masked_url(&expected.request.url, got.url);
+        lines.push(format!("url: {} → {live}", expected.request.url));
     }
     lines.extend(body_lines(expected_body, got.body));
     if lines.is_empty() {
@@ -513,6 +524,36 @@ mod tests {
             r.redact_query.extend(redacted_query_names(u));
         }
         r
+    }
+
+    /// A live request carrying in clear what the recording holds as [REDACTED] (a
+    /// value replay could not know) misses on another change; the miss names that
+    /// change and not the value, which would reach CI's log.
+    #[test]
+    fn a_miss_masks_what_the_recording_holds_redacted() {
+        let event: Event = serde_json::from_value(json!({
+            "step": 2, "kind": "llm", "key": "k",
+            "request": {"method": "POST", "url": "https://h/bot[REDACTED]/send",
+                        "version": "HTTP/1.1", "headers": [], "body": {"b3": "b", "len": 0}},
+            "timing": {"start_ns": 0, "end_ns": 0, "ttfb_ns": 0,
+                       "start_unix_ns": 0, "end_unix_ns": 0}
+        }))
+        .unwrap();
+        let recorded = br#"{"model":"gpt-4o","content":"ALICE_KEY=[REDACTED]\nDRY_RUN=1"}"#;
+        let live = br#"{"model":"gpt-4.1","content":"ALICE_KEY=Ak7Qm2Xp9Lk4Rt8Vn3Bc\nDRY_RUN=0"}"#;
+        let got = Received {
+            method: "POST",
+            url: "https://h/bot123456:AAHdqTcvCH1vGWJx/send",
+            body: BodyView::Bytes(live),
+            kind: Kind::Llm,
+        };
+        let lines = differences(&event, BodyView::Bytes(recorded), &got).join("\n");
+        assert!(!lines.contains("Ak7Qm2Xp9Lk4Rt8Vn3Bc"), "{lines}");
+        assert!(!lines.contains("AAHdqTcvCH1vGWJx"), "{lines}");
+        assert!(
+            lines.contains("gpt-4.1") && lines.contains("DRY_RUN=0"),
+            "{lines}"
+        );
     }
 
     #[test]

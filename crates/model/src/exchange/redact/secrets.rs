@@ -242,10 +242,11 @@ impl Secrets {
 /// the recorded answers revealed: they hold `[REDACTED]`), so the two are kept apart:
 /// what requests revealed is remembered alike at record and at replay, and forgotten at
 /// the same points; what only answers revealed is remembered at record alone, where an
-/// agent that passes it on at replay passes the marker it was served. (One that knew
-/// it from elsewhere, a dev database's `"password": "postgres"` and a later prompt's
-/// "a postgres migration", sends it in clear where the recording has `[REDACTED]`:
-/// replay matches such a request by its redacted parts, see `tapedeck_replay::loose`.)
+/// agent that passes it on at replay passes the marker it was served. Such a value is
+/// remembered only when it looks like a key ([`credential::looks_like_credential`]):
+/// an agent may know it from elsewhere too and send it in clear at replay, where the
+/// recording has `[REDACTED]`, and a dev database's `"password": "postgres"` must not
+/// make "a postgres migration" in a later prompt such a request (it would miss).
 #[derive(Default, Debug)]
 pub struct Remembered {
     lists: std::sync::Mutex<Lists>,
@@ -299,11 +300,14 @@ impl Remembered {
     }
 
     /// Remembers what the whole exchange revealed beyond its request (call
-    /// [`Remembered::learn_request`] first).
+    /// [`Remembered::learn_request`] first), the values that look like keys.
     pub fn learn_answer(&self, secrets: &Secrets) {
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         let Lists { asked, answered } = &mut *lists;
-        for v in secrets.revealed() {
+        let key_like = |v: &&Vec<u8>| {
+            std::str::from_utf8(v).is_ok_and(crate::credential::looks_like_credential)
+        };
+        for v in secrets.revealed().filter(key_like) {
             if !asked.contains(v) {
                 remember(answered, v);
             }
@@ -705,7 +709,8 @@ mod tests {
 
     /// What answers revealed is kept apart from what requests revealed: replay never
     /// learns it, so it must not push a request's value out of the memory at record
-    /// alone.
+    /// alone (and a value that does not look like a key is not remembered from an
+    /// answer at all: `"password": "postgres"`).
     #[test]
     fn what_answers_reveal_never_pushes_out_what_requests_revealed() {
         let session = Remembered::default();
@@ -722,9 +727,8 @@ mod tests {
         assert!(next
             .scrub(format!("4{}", "T".repeat(450)).as_bytes())
             .is_some());
-        // A listed name's value is remembered whatever it looks like (replay matches a
-        // request that carries it from elsewhere by its redacted parts).
-        assert!(next.scrub(b"a postgres migration").is_some());
+        // Not a value that does not look like a key: the agent may use the word too.
+        assert!(next.scrub(b"a postgres migration").is_none());
         let bytes = |list: &[Vec<u8>]| list.iter().map(Vec::len).sum::<usize>();
         let lists = session.lists.lock().unwrap();
         assert!(bytes(&lists.answered) <= REMEMBERED_BYTES);
