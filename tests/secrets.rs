@@ -910,13 +910,24 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             // And percent-encoded inside a JSON string (a callback URL), where no rule
             // reads the marker's encoding: matched by its redacted parts at replay.
             let hook = via
-                .post(echo_url)
+                .post(echo_url.clone())
                 .json(&serde_json::json!({"callback":
                     format!("https://hooks.test/done?pw={}", urlencode(&password))}))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(hook.status(), 200, "the callback request");
+            // The agent knew the password from elsewhere too (its environment): at replay
+            // it sends it in clear where the recording holds `[REDACTED]`, a key replay
+            // could not know (it never learns what answers revealed).
+            let env = via
+                .post(echo_url)
+                .json(&serde_json::json!({"messages": [{"role": "user",
+                    "content": format!("PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(env.status(), 200, "the request the agent knew");
             (password, chat, form)
         }
     };
@@ -957,8 +968,8 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
     );
     assert!(echoed.contains("admin:[REDACTED]@db.internal"), "{echoed}");
     assert!(
-        stderr.contains("served 4/4 events, 0 misses")
-            && stderr.contains("1 matched by its redacted parts"),
+        stderr.contains("served 5/5 events, 0 misses")
+            && stderr.contains("2 matched by their redacted parts"),
         "{stderr}"
     );
 }

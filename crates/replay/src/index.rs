@@ -273,6 +273,23 @@ impl TraceIndex {
         Ok(i)
     }
 
+    /// Up to `max` unserved events with `route`'s method, host and path, in step order,
+    /// one per key (the first), within the window a miss looks in.
+    pub fn same_path(&self, route: Route, max: usize) -> Vec<usize> {
+        let from = self.first_unserved;
+        let to = (from + SIMILAR_SCAN).min(self.slots.len());
+        let mut keys = Vec::new();
+        (from..to)
+            .filter(|&i| !self.consumed[i] && self.slots[i].route.path == route.path)
+            .filter(|&i| {
+                let new = !keys.contains(&self.slots[i].key);
+                keys.push(self.slots[i].key);
+                new
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Takes the first unserved event with event `i`'s key, as [`TraceIndex::take`] takes
     /// one for a request keyed as it is (a request that matched it by its redacted
     /// parts, see [`crate::loose`]); `None` when none is unserved or the order holds it.

@@ -201,7 +201,7 @@ impl ReplaySummary {
         let loose = match self.loose.len() {
             0 => String::new(),
             n => format!(
-                "; {n} matched by {} redacted parts (the marker passed on encoded where the recording holds [REDACTED])",
+                "; {n} matched by {} redacted parts (the marker passed on encoded, or a key replay could not know, where the recording holds [REDACTED])",
                 if n == 1 { "its" } else { "their" },
             ),
         };
@@ -717,10 +717,10 @@ impl Replayer {
             Ok(i) => return Ok(i),
             Err(m) => m,
         };
-        if let (index::MissKind::Unrecorded, Some(e), ReadBody::Whole(body), None) =
-            (m.kind, m.expected, &asked.body, asked.too_large)
+        if let (index::MissKind::Unrecorded, ReadBody::Whole(body), None) =
+            (m.kind, &asked.body, asked.too_large)
         {
-            if let Some(i) = self.take_by_redacted_parts(e, asked, body).await {
+            if let Some(i) = self.take_by_redacted_parts(asked, body).await {
                 return Ok(i);
             }
         }
@@ -1268,15 +1268,19 @@ impl Replayer {
         Ok(tokio::task::spawn_blocking(move || this.rec.body(&r)).await??)
     }
 
-    /// The unserved event `e` a missed request resembles, taken when the request matches
-    /// it by its redacted parts ([`loose`]; read on the blocking pool), said and counted.
-    async fn take_by_redacted_parts(
-        self: &Arc<Self>,
-        e: usize,
-        asked: &Asked,
-        body: &[u8],
-    ) -> Option<usize> {
+    /// The one unserved event of the missed request's method, host and path that it
+    /// matches by its redacted parts ([`loose`]; read on the blocking pool), taken, said
+    /// and counted. None when two match: a value in clear does not tell them apart.
+    async fn take_by_redacted_parts(self: &Arc<Self>, asked: &Asked, body: &[u8]) -> Option<usize> {
         if body.len() as u64 > miss::DIFF_LIMIT {
+            return None;
+        }
+        let candidates = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .same_path(route(&asked.method, &asked.url), LOOSE_CANDIDATES);
+        if candidates.is_empty() {
             return None;
         }
         let this = self.clone();
@@ -1286,9 +1290,14 @@ impl Replayer {
             asked.headers.clone(),
             body.to_vec(),
         );
-        let step = tokio::task::spawn_blocking(move || {
+        let (e, step) = tokio::task::spawn_blocking(move || {
             let (method, url, headers, body) = live;
-            this.fits_redacted(e, &method, &url, &headers, &body)
+            let mut fit = candidates.into_iter().filter_map(|e| {
+                this.fits_redacted(e, &method, &url, &headers, &body)
+                    .map(|step| (e, step))
+            });
+            let one = fit.next()?;
+            fit.next().is_none().then_some(one)
         })
         .await
         .ok()
@@ -1299,7 +1308,7 @@ impl Replayer {
             .unwrap_or_else(|p| p.into_inner())
             .take_like(e)?;
         let line = format!(
-            "step {step}: {} {} matched by its redacted parts: it carries the marker encoded (a value it was served redacted, passed on) where the recording holds [REDACTED]",
+            "step {step}: {} {} matched by its redacted parts: where the recording holds [REDACTED] it carries the marker encoded (a value it was served redacted, passed on) or a key of its own (one replay could not know)",
             asked.method, asked.url
         );
         tracing::info!("{line}");
@@ -1402,6 +1411,10 @@ impl Replayer {
         format!("tapedeck: {line}")
     }
 }
+
+/// How many unserved events of a missed request's method, host and path are compared
+/// with it by their redacted parts (each read from the store).
+const LOOSE_CANDIDATES: usize = 32;
 
 /// When a recorded offset from `base` falls, capped so that no recording can make replay
 /// wait longer than an exchange may last or overflow the clock.

@@ -6,11 +6,15 @@
 //! marker (`tapedeck_model::exchange::canonical`); anywhere else it may come encoded
 //! in a way no rule reads (`%5BREDACTED%5D` inside a JSON string, a callback URL
 //! encoded twice, `\u005bREDACTED\u005d`). For those, a miss compares the live request
-//! with the unserved event it resembles most: it is taken when each `[REDACTED]` of the
-//! recorded URL and body stands for an encoding of the marker in the live one (a span
-//! holding `REDACTED`, within one string or URL segment), and everything else is the
-//! same. A value in clear never stands for the marker: that would let a request the
-//! agent changed (another question, another account's key) take a recorded answer.
+//! with the unserved events of the same method, host and path: the one it matches is
+//! taken when each `[REDACTED]` of the recorded URL and body stands for an encoding of
+//! the marker in the live one (a span holding `REDACTED`, within one string or URL
+//! segment) or for a value that looks like a key of its own (a secret replay could not
+//! know: one only an answer revealed, which the agent also had from its environment),
+//! everything else is the same, and no other unserved event matches as well. A word
+//! never stands for the marker, and two recorded calls that differ only where they hold
+//! it are not told apart by a value in clear: either would let a request the agent
+//! changed (another question, another account's key) take a recorded answer.
 
 use tapedeck_model::rules::REDACTED;
 
@@ -23,10 +27,9 @@ const BODY_STOPS: &[u8] = b"\" \t\r\n&";
 /// Where a value ends in a URL: a path segment's or a query parameter's end.
 const URL_STOPS: &[u8] = b"/?&#= \t\r\n\"";
 
-/// Whether `live` is `recorded` with each [`REDACTED`] in it standing for an encoding of
-/// the marker: a span of at most [`MAX_ENCODED`] bytes holding `REDACTED`, without any of
-/// `stops` (one string, one URL segment). `recorded` without the marker matches only
-/// itself.
+/// Whether `live` is `recorded` with each [`REDACTED`] in it standing for a value that may
+/// stand for the marker ([`stands_for_marker`]), without any of `stops` (one string,
+/// one URL segment). `recorded` without the marker matches only itself.
 pub fn matches(recorded: &[u8], live: &[u8], stops: &[u8]) -> bool {
     let marker = REDACTED.as_bytes();
     let pieces: Vec<&[u8]> = split(recorded, marker);
@@ -40,25 +43,49 @@ pub fn matches(recorded: &[u8], live: &[u8], stops: &[u8]) -> bool {
     let end = live.len() - last.len();
     let mut at = first.len();
     for piece in &pieces[1..pieces.len() - 1] {
-        // The value runs from `at` to the piece, and may not run past a stop.
+        // The value runs from `at` to the piece, and may not run past a stop: the first
+        // place the piece stands where the value before it may be one is taken.
         let limit = live[at..end]
             .iter()
             .position(|b| stops.contains(b))
             .map_or(end, |p| at + p);
-        // The value holds `REDACTED`: the piece is looked for after its end.
-        let Some(inner) = find(&live[at..limit], INNER).map(|p| at + p + INNER.len()) else {
+        let next = memchr::memmem::find_iter(&live[at..end], piece)
+            .map(|p| at + p)
+            .take_while(|&p| p <= limit)
+            .find(|&p| stands_for_marker(&live[at..p]));
+        let Some(p) = next else {
             return false;
         };
-        let Some(p) = find(&live[inner..end], piece).filter(|&p| inner + p <= limit) else {
-            return false;
-        };
-        if !marker_like(&live[at..inner + p]) {
-            return false;
-        }
-        at = inner + p + piece.len();
+        at = p + piece.len();
     }
-    at <= end && marker_like(&live[at..end]) && !live[at..end].iter().any(|b| stops.contains(b))
+    at <= end
+        && stands_for_marker(&live[at..end])
+        && !live[at..end].iter().any(|b| stops.contains(b))
 }
+
+/// Whether a live value may stand where the recording holds the marker: an encoding of
+/// the marker, or a value that looks like a key of its own (16 bytes or more of three
+/// kinds of characters among lower case, upper case, digits and others, no backslash):
+/// a secret replay could not know (one only an answer revealed, which the agent also
+/// had from its environment). Never a word (`postgres`, `Asia/Tokyo`).
+fn stands_for_marker(value: &[u8]) -> bool {
+    marker_like(value) || strong_key(value)
+}
+
+fn strong_key(v: &[u8]) -> bool {
+    let kinds = [
+        v.iter().any(u8::is_ascii_lowercase),
+        v.iter().any(u8::is_ascii_uppercase),
+        v.iter().any(u8::is_ascii_digit),
+        v.iter().any(|b| !b.is_ascii_alphanumeric()),
+    ];
+    (16..=MAX_KEY).contains(&v.len())
+        && kinds.iter().filter(|k| **k).count() >= 3
+        && !v.contains(&b'\\')
+}
+
+/// The longest value taken for a key (`MAX_SCRUB_LEN`).
+const MAX_KEY: usize = tapedeck_model::exchange::redact::MAX_SCRUB_LEN;
 
 const INNER: &[u8] = b"REDACTED";
 
@@ -109,7 +136,7 @@ pub fn masked<'a>(recorded: &[u8], live: &'a [u8], stops: &[u8]) -> std::borrow:
                 at = p + piece.len();
             }
             None => {
-                at = if piece.is_empty() { at } else { limit };
+                at = limit;
                 break;
             }
         }
@@ -148,25 +175,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_redacted_value_stands_for_the_marker_encoded_never_a_value_in_clear() {
+    fn a_redacted_value_stands_for_the_marker_encoded_or_a_key_never_a_word() {
         let rec = br#"{"ref":"https://x.test/cb?t=[REDACTED]","note":"key [REDACTED] ok"}"#;
         let live =
             br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key \u005bREDACTED\u005d ok"}"#;
         assert!(body_matches(rec, live));
-        // A whole URL around the marker is more than the marker.
-        assert!(!body_matches(
-            b"cb=[REDACTED]&n=1",
-            b"cb=https%253A%252F%252Fx%253Ft%253D%25255BREDACTED%25255D&n=1"
-        ));
         assert!(body_matches(
             b"t=[REDACTED]&n=1",
             b"t=%255BREDACTED%255D&n=1"
         ));
-        // A value in clear, however secret it looks, is the agent's own: no match.
+        // A key the agent had from elsewhere (its environment), sent in clear.
+        let key = br#"{"ref":"https://x.test/cb?t=sk-live-Q8x3Zp4Lm9Vt2Wq","note":"key %5BREDACTED%5D ok"}"#;
+        assert!(body_matches(rec, key));
+        // A word, a key glued to more text, two values for one, a changed sentence.
         for other in [
-            &br#"{"ref":"https://x.test/cb?t=tok-0123456789abcdef","note":"key \u005bREDACTED\u005d ok"}"#[..],
-            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key a postgres ok"}"#,
-            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key %5BREDACTED%5D%5BREDACTED%5D ok"}"#,
+            &br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key postgres ok"}"#[..],
+            br#"{"ref":"https://x.test/cb?t=Asia/Tokyo","note":"key %5BREDACTED%5D ok"}"#,
+            br#"{"ref":"https://x.test/cb?t=tokenlowercaseonly","note":"key %5BREDACTED%5D ok"}"#,
+            br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key sk-live-Q8x3Zp4Lm9Vt2Wq\nDRY_RUN=0 ok"}"#,
             br#"{"ref":"https://x.test/cb?t=%5BREDACTED%5D","note":"key %5BREDACTED%5D not ok"}"#,
         ] {
             assert!(!body_matches(rec, other), "{}", String::from_utf8_lossy(other));
@@ -185,7 +211,7 @@ mod tests {
 
     /// Any two inputs, built from pieces that meet at the edges (markers, quotes,
     /// short words), never panic, and a recorded text matches its own copy with each
-    /// marker replaced by an 8-byte word.
+    /// marker sent back encoded; masking never panics either.
     #[test]
     fn any_input_is_answered_without_panicking() {
         let parts: [&[u8]; 7] = [b"[REDACTED]", b"\"", b"ab", b"abcdefgh", b" ", b"&", b"x"];
@@ -207,6 +233,7 @@ mod tests {
             }
             body_matches(&rec, &live);
             matches(&rec, &live, URL_STOPS);
+            masked_body(&rec, &live);
             let filled: Vec<u8> = split(&rec, REDACTED.as_bytes()).join(&b"%5BREDACTED%5D"[..]);
             assert!(
                 body_matches(&rec, &filled),
@@ -248,9 +275,14 @@ mod tests {
             rec,
             "https://api.test/bot%5BREDACTED%5D/getMe?t=%255BREDACTED%255D&v=2"
         ));
-        assert!(!url_matches(
+        // A bot token the agent had from its environment.
+        assert!(url_matches(
             rec,
             "https://api.test/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getMe?t=%5BREDACTED%5D&v=2"
+        ));
+        assert!(!url_matches(
+            rec,
+            "https://api.test/botmarketing/getMe?t=%5BREDACTED%5D&v=2"
         ));
         assert!(!url_matches(
             rec,
