@@ -274,18 +274,12 @@ impl TraceIndex {
     }
 
     /// Up to `max` unserved events with `route`'s method, host and path, in step order,
-    /// one per key (the first), within the window a miss looks in.
+    /// within the window a miss looks in.
     pub fn same_path(&self, route: Route, max: usize) -> Vec<usize> {
         let from = self.first_unserved;
         let to = (from + SIMILAR_SCAN).min(self.slots.len());
-        let mut keys = Vec::new();
         (from..to)
             .filter(|&i| !self.consumed[i] && self.slots[i].route.path == route.path)
-            .filter(|&i| {
-                let new = !keys.contains(&self.slots[i].key);
-                keys.push(self.slots[i].key);
-                new
-            })
             .take(max)
             .collect()
     }

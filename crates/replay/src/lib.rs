@@ -1270,7 +1270,9 @@ impl Replayer {
 
     /// The one unserved event of the missed request's method, host and path that it
     /// matches by its redacted parts ([`loose`]; read on the blocking pool), taken, said
-    /// and counted. None when two match: a value in clear does not tell them apart.
+    /// and counted. None when two match, even two recorded alike (two accounts' calls
+    /// that differ only in a key): a value in clear does not tell them apart, and an
+    /// exact match is the only evidence for serving recorded twins in their order.
     async fn take_by_redacted_parts(self: &Arc<Self>, asked: &Asked, body: &[u8]) -> Option<usize> {
         if body.len() as u64 > miss::DIFF_LIMIT {
             return None;

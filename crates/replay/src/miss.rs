@@ -144,6 +144,10 @@ fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
             if rec.contains(REDACTED) {
                 let m = crate::loose::masked_body(rec.as_bytes(), live.as_bytes());
                 *live = String::from_utf8_lossy(&m).into_owned();
+                if live == rec {
+                    *live =
+                        "(differs where it holds [REDACTED]; not shown, it may be a secret)".into();
+                }
             }
         }
     }
