@@ -160,6 +160,11 @@ const QUERY_ENDINGS: &[&[u8]] = &[b"signature", b"credential"];
 /// redacting it in the model's answer would make the tool's call that follows miss.
 const FIELD_NOT_SECRET: &[&[u8]] = &[b"secret"];
 
+/// Body fields that are credentials under a short name of their own: a Docker
+/// registry's `auths.<host>.auth` and npm's `_auth` (base64 of `user:token`), which no
+/// scan of the text finds.
+const FIELD_NAMES: &[&[u8]] = &[b"auth"];
+
 /// The last three bytes of every ending and name above.
 const TAILS: &[[u8; 3]] = &[
     *b"key", *b"ken", *b"ret", *b"ord", *b"swd", *b"ase", *b"ion", *b"kie", *b"ure", *b"uth",
@@ -277,7 +282,7 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
         NameKind::Query => {
             QUERY_NAMES.contains(&name) || QUERY_ENDINGS.iter().any(|e| name.ends_with(e))
         }
-        NameKind::Field => false,
+        NameKind::Field => FIELD_NAMES.contains(&name),
     }
 }
 
@@ -521,6 +526,8 @@ mod tests {
             "secret_access_key",
             "SessionToken",
             "appsecret_proof",
+            "auth",
+            "_auth",
         ] {
             assert!(field(n), "{n} should be a credential field");
         }
@@ -544,6 +551,8 @@ mod tests {
             "PartitionKey",
             "assertion",
             "design",
+            "oauth",
+            "auths",
         ] {
             assert!(!field(n), "{n} should not be a credential field");
         }
