@@ -900,9 +900,9 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             // The password again, in a query and a form, where the client percent-encodes
             // what it was served (at replay, `%5BREDACTED%5D`).
             let form = via
-                .post(format!("{echo_url}?check={}", urlencode(&password)))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("user=admin&password_hint={}", urlencode(&password)))
+                .post(echo_url.clone())
+                .query(&[("check", &password)])
+                .form(&[("user", "admin"), ("password_hint", &password)])
                 .send()
                 .await
                 .unwrap();
@@ -911,8 +911,14 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             // reads the marker's encoding: matched by its redacted parts at replay.
             let hook = via
                 .post(echo_url.clone())
-                .json(&serde_json::json!({"callback":
-                    format!("https://hooks.test/done?pw={}", urlencode(&password))}))
+                .json(
+                    &serde_json::json!({"callback": reqwest::Url::parse_with_params(
+                    "https://hooks.test/done",
+                    [("pw", &password)],
+                )
+                .unwrap()
+                .as_str()}),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -972,18 +978,6 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             && stderr.contains("2 matched by their redacted parts"),
         "{stderr}"
     );
-}
-
-/// A value as a query or form carries it.
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

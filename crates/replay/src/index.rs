@@ -276,12 +276,17 @@ impl TraceIndex {
     /// Up to `max` unserved events with `route`'s method, host and path, in step order,
     /// within the window a miss looks in.
     pub fn same_path(&self, route: Route, max: usize) -> Vec<usize> {
-        let from = self.first_unserved;
-        let to = (from + SIMILAR_SCAN).min(self.slots.len());
-        (from..to)
-            .filter(|&i| !self.consumed[i] && self.slots[i].route.path == route.path)
+        self.open()
+            .filter(|&i| self.slots[i].route.path == route.path)
             .take(max)
             .collect()
+    }
+
+    /// The unserved events within the window a miss looks in, in step order.
+    fn open(&self) -> impl Iterator<Item = usize> + '_ {
+        let from = self.first_unserved;
+        let to = (from + SIMILAR_SCAN).min(self.slots.len());
+        (from..to).filter(|&i| !self.consumed[i])
     }
 
     /// Takes the first unserved event with event `i`'s key, as [`TraceIndex::take`] takes
@@ -377,9 +382,7 @@ impl TraceIndex {
     /// else the first of its kind, else the first unserved. Looks at a bounded stretch
     /// from the first unserved event, so a miss costs the same late in a long session.
     fn similar(&self, kind: Kind, route: Route) -> Option<usize> {
-        let from = self.first_unserved;
-        let to = (from + SIMILAR_SCAN).min(self.slots.len());
-        let open = || (from..to).filter(|&i| !self.consumed[i]);
+        let open = || self.open();
         open()
             .find(|&i| self.slots[i].route.path == route.path)
             .or_else(|| {

@@ -174,7 +174,8 @@ fn canonical_body(
     }
 }
 
-fn is_form(content_type: &str) -> bool {
+/// Whether a content type is a form's (`application/x-www-form-urlencoded`, any case).
+pub(crate) fn is_form(content_type: &str) -> bool {
     content_type
         .trim_start()
         .get(..33)

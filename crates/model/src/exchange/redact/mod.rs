@@ -248,29 +248,25 @@ impl Collected {
 
     /// Values inside a secret, each kept only when it looks like a key.
     pub fn push_leaves(&mut self, leaves: json_fields::Leaves) {
-        let by_name = std::mem::replace(&mut self.by_name, true);
-        for leaf in leaves.named {
-            self.push(leaf.as_bytes());
-        }
-        self.in_leaves = true;
-        for leaf in leaves.other {
-            self.push(leaf.as_bytes());
-        }
-        self.in_leaves = false;
-        self.by_name = by_name;
+        self.push_parts(true, leaves.named, leaves.other);
     }
 
     pub fn append(&mut self, other: Collected) {
-        let by_name = std::mem::replace(&mut self.by_name, false);
-        for v in other.values {
+        self.push_parts(false, other.values, other.leaves);
+    }
+
+    /// Pushes `values`, then `leaves` as leaves, read `by_name` (see [`Collected::push`]).
+    fn push_parts(&mut self, by_name: bool, values: Vec<String>, leaves: Vec<String>) {
+        let was = std::mem::replace(&mut self.by_name, by_name);
+        for v in values {
             self.push(v.as_bytes());
         }
         self.in_leaves = true;
-        for v in other.leaves {
+        for v in leaves {
             self.push(v.as_bytes());
         }
         self.in_leaves = false;
-        self.by_name = by_name;
+        self.by_name = was;
     }
 
     /// Every value, leaves last.

@@ -34,9 +34,8 @@ pub struct Secrets {
     values: Vec<Vec<u8>>,
     /// Those of `values` that are not remembered by the session ([`Remembered`]): found
     /// inside a secret beside it (a database secret's host), a Basic credential's user
-    /// name; `leaves`: values pushed now are such.
+    /// name.
     local: Vec<Vec<u8>>,
-    leaves: bool,
     /// How many of `values`, first, the session remembered; `again`: which of those
     /// this exchange revealed again.
     seeded: usize,
@@ -62,9 +61,7 @@ impl Secrets {
                         // `alice@corp.example` turns up in later prompts, as itself;
                         // unless the password is too short to be one (Freshdesk's and
                         // Harvest's `KEY:X`): the user name is then the key.
-                        self.leaves = pass.len() >= MIN_SCRUB_LEN;
-                        self.push(user);
-                        self.leaves = false;
+                        self.push_as(user, pass.len() >= MIN_SCRUB_LEN);
                         self.push(pass);
                     }
                 }
@@ -87,9 +84,7 @@ impl Secrets {
     /// own data and turn up in its prompts.
     fn push_cookie(&mut self, v: &str) {
         let v = v.trim().trim_matches('"');
-        self.leaves = v.len() < MIN_REMEMBERED_COOKIE;
-        self.push(v);
-        self.leaves = false;
+        self.push_as(v, v.len() < MIN_REMEMBERED_COOKIE);
     }
 
     /// Adds a `set-cookie` line's value, not its attributes: a `Domain=127.0.0.1`, a
@@ -127,9 +122,9 @@ impl Secrets {
     /// Adds values found inside a secret (see [`super::Collected`]): scrubbed from the
     /// exchange like the others, not remembered by the session.
     pub fn extend_leaves(&mut self, values: impl IntoIterator<Item = String>) {
-        self.leaves = true;
-        self.extend(values);
-        self.leaves = false;
+        for v in values {
+            self.push_as(&v, true);
+        }
     }
 
     /// Adds what a body's redaction found, its leaves as [`Secrets::extend_leaves`] does.
@@ -144,28 +139,33 @@ impl Secrets {
     /// non-ASCII characters as its serializer does (PHP `\/`, .NET `\u002B`, Python
     /// `\u00e9`), and the echo would otherwise be stored in clear.
     fn push(&mut self, v: &str) {
+        self.push_as(v, false);
+    }
+
+    /// [`Secrets::push`]; `local`: the value is not remembered by the session.
+    fn push_as(&mut self, v: &str, local: bool) {
         let v = v.trim();
-        self.push_one(v);
+        self.push_one(v, local);
         if v.bytes()
             .any(|b| JSON_SPECIAL.contains(&b) || !(0x20..0x80).contains(&b))
         {
             for style in JsonStyle::ALL {
                 let escaped = json_escaped(v, style);
                 if escaped != v {
-                    self.push_one(&escaped);
+                    self.push_one(&escaped, local);
                 }
             }
         }
     }
 
-    fn push_one(&mut self, v: &str) {
+    fn push_one(&mut self, v: &str, local: bool) {
         if v.len() < MIN_SCRUB_LEN || v.len() > MAX_SCRUB_LEN || in_marker(v) {
             return;
         }
         if let Some(at) = self.values.iter().position(|x| x == v.as_bytes()) {
             // A value found inside a secret and also where it is a secret of its own
             // (a password under its name) is remembered.
-            if !self.leaves {
+            if !local {
                 self.local.retain(|x| x != v.as_bytes());
                 if at < self.seeded && !self.again.contains(&at) {
                     self.again.push(at);
@@ -177,7 +177,7 @@ impl Secrets {
             return;
         }
         self.values.push(v.as_bytes().to_vec());
-        if self.leaves {
+        if local {
             self.local.push(v.as_bytes().to_vec());
         }
         self.matcher = OnceLock::new();

@@ -117,7 +117,7 @@ impl BodyScrubber {
     ) -> BodyScrubber {
         let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
         let on = !fields.is_empty();
-        let form = (on && ct.starts_with("application/x-www-form-urlencoded"))
+        let form = (on && crate::exchange::canonical::is_form(&ct))
             .then(|| FormFields::new(fields.clone()));
         let multipart = if on {
             multipart::boundary(&ct).map(|b| MultipartFields::new(fields.clone(), &b))
