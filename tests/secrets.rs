@@ -980,6 +980,48 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_a_concurrent_call_revealed_replays_in_either_order() {
+    // Two calls the agent makes at once: one authenticates with a bearer token, the
+    // other's body quotes the token (a tool's output). Record read the quoting call
+    // first and stored the token in it as it was (nothing had revealed it yet); replay
+    // reads the authenticating call first, remembers the token, and reads the quoting
+    // call with it redacted.
+    let token = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let quoting = serde_json::json!({"messages": [{"role": "tool",
+        "content": format!("env: SERVICE_TOKEN={token}")}]});
+    let quote = |via: &reqwest::Client| via.post(up.url("/echo")).json(&quoting).send();
+    let authenticate = |via: &reqwest::Client| {
+        via.post(up.url("/echo"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&serde_json::json!({"q": "status"}))
+            .send()
+    };
+    let d = record(&dirs, &up, "race", &[]);
+    let via = client(&d, &dirs);
+    assert_eq!(quote(&via).await.unwrap().status(), 200);
+    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "race"]);
+    let via = client(&r, &dirs);
+    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
+    let quoted = quote(&via).await.unwrap();
+    assert_eq!(quoted.status(), 200);
+    let quoted = quoted.text().await.unwrap();
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{quoted}\n{stderr}");
+    assert!(quoted.contains("SERVICE_TOKEN"), "{quoted}");
+    assert!(
+        stderr.contains("served 2/2 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

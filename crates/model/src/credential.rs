@@ -305,6 +305,45 @@ pub fn looks_like_credential(value: &str) -> bool {
     v.len() >= 8 && (mixed || v.len() >= 16)
 }
 
+/// Whether a body field's name ends in `token` without saying more (`invite_token`,
+/// `reset_token`, `upload_token`, `csrf_token`; not a bare `token`, a logprob's text,
+/// nor a cursor's name): its string value is a credential when it looks like a key of
+/// its own ([`key_like`]), and an ordinary value otherwise (a tokenizer's
+/// `"eos_token": "</s>"`).
+pub fn token_field_name(name: &[u8], keep: &[String]) -> bool {
+    let Some(folded) = Folded::of(name) else {
+        return false;
+    };
+    let name = folded.bytes();
+    name.len() > 5
+        && name.ends_with(b"token")
+        && !CURSOR_ENDINGS.iter().any(|e| name.ends_with(e))
+        && !name.windows(12).any(|w| w == b"continuation")
+        && !keep.iter().any(|k| k.as_bytes() == name)
+}
+
+/// The longest value [`key_like`] takes for a key.
+pub const MAX_KEY_LIKE: usize = 512;
+
+/// Whether a value looks like a key of its own: 16 to 512 bytes of a token's alphabet
+/// (letters, digits, `-`, `_`, `.`, `~`, `+`, `=`; no `/`, space, quote or escape, so
+/// the value reads the same in JSON as written and as meant) with three kinds of
+/// characters among lower case, upper case, digits and the others. A word, a path, a
+/// date or a tokenizer's `<|endoftext|>` is not one.
+pub fn key_like(value: &[u8]) -> bool {
+    let kinds = [
+        value.iter().any(u8::is_ascii_lowercase),
+        value.iter().any(u8::is_ascii_uppercase),
+        value.iter().any(u8::is_ascii_digit),
+        value.iter().any(|b| !b.is_ascii_alphanumeric()),
+    ];
+    (16..=MAX_KEY_LIKE).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+=".contains(b))
+        && kinds.iter().filter(|k| **k).count() >= 3
+}
+
 /// Endings of names that hold a credential even in a model's tool-call arguments (JSON
 /// written in a string), where a `license_key` or `app_key` is an identifier the agent
 /// carries into a URL: a token, a secret, a password, a private or secret key.

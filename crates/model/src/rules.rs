@@ -82,7 +82,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 7;
+const CANONICAL_FORM: u32 = 8;
 
 #[derive(Debug, Error)]
 pub enum RulesError {
@@ -620,6 +620,7 @@ impl Rules {
         for shape in &file.redact.keep_shapes {
             let prefix = match shape.trim() {
                 "jwt" | "JWT" => "eyJ",
+                "telegram" | "Telegram" => ":AA",
                 p => p,
             };
             if !crate::exchange::redact::is_key_shape(prefix) {

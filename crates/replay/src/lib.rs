@@ -1291,11 +1291,12 @@ impl Replayer {
             asked.url.clone(),
             asked.headers.clone(),
             body.to_vec(),
+            asked.secrets.clone(),
         );
         let (e, step) = tokio::task::spawn_blocking(move || {
-            let (method, url, headers, body) = live;
+            let (method, url, headers, body, secrets) = live;
             let mut fit = candidates.into_iter().filter_map(|e| {
-                this.fits_redacted(e, &method, &url, &headers, &body)
+                this.fits_redacted(e, &method, &url, &headers, &body, &secrets)
                     .map(|step| (e, step))
             });
             let one = fit.next()?;
@@ -1310,7 +1311,7 @@ impl Replayer {
             .unwrap_or_else(|p| p.into_inner())
             .take_like(e)?;
         let line = format!(
-            "step {step}: {} {} matched by its redacted parts: where the recording holds [REDACTED] it carries the marker encoded (a value it was served redacted, passed on) or a key of its own (one replay could not know)",
+            "step {step}: {} {} matched by its redacted parts: where the recording holds [REDACTED] it carries the marker encoded (a value it was served redacted, passed on) or a key of its own (one replay could not know), or it holds [REDACTED] where the recording holds a value the session revealed only after record stored it (concurrent calls)",
             asked.method, asked.url
         );
         tracing::info!("{line}");
@@ -1323,7 +1324,10 @@ impl Replayer {
 
     /// Whether a live request (stored form) matches event `e`'s by its redacted parts:
     /// the URL and body by [`loose`], the rest of what the key reads the same. The event's
-    /// step when it does.
+    /// step when it does. Where the recording holds in clear a value the live request's
+    /// `secrets` hold (the session revealed it, by replay's clock, before this request;
+    /// by record's, in a call that ran at the same time and was read after), the
+    /// recording is read as record would have stored it knowing the value.
     fn fits_redacted(
         &self,
         e: usize,
@@ -1331,6 +1335,7 @@ impl Replayer {
         url: &str,
         headers: &[tapedeck_model::exchange::Header],
         body: &[u8],
+        secrets: &Secrets,
     ) -> Option<u64> {
         let ev = self.rec.event(e).ok()?;
         let req = &ev.request;
@@ -1338,20 +1343,33 @@ impl Replayer {
             return None;
         }
         let recorded = self.rec.body(&req.body).ok()?;
-        if !loose::url_matches(&req.url, url) || !loose::body_matches(&recorded, body) {
+        let fits = |rec_url: &str, recorded: &[u8]| {
+            let keyed = |method: &str, headers: &[tapedeck_model::exchange::Header]| {
+                identify(
+                    method,
+                    rec_url,
+                    headers,
+                    KeyBody::Whole(recorded),
+                    &self.rules,
+                )
+                .1
+            };
+            loose::url_matches(rec_url, url)
+                && loose::body_matches(recorded, body)
+                && keyed(&req.method, &req.headers) == keyed(method, headers)
+        };
+        if fits(&req.url, &recorded) {
+            return Some(ev.step);
+        }
+        if secrets.is_empty() {
             return None;
         }
-        let keyed = |method: &str, headers: &[tapedeck_model::exchange::Header]| {
-            identify(
-                method,
-                &req.url,
-                headers,
-                KeyBody::Whole(&recorded),
-                &self.rules,
-            )
-            .1
-        };
-        (keyed(&req.method, &req.headers) == keyed(method, headers)).then_some(ev.step)
+        let mut known = secrets.clone();
+        let ct = header(&req.headers, "content-type");
+        let rec_url = redact::url(&req.url, &self.rules, &mut known);
+        let scrubbed = redact::finish_whole(recorded.to_vec(), ct, &self.rules, &mut known, None);
+        ((rec_url != req.url || scrubbed != recorded[..]) && fits(&rec_url, &scrubbed))
+            .then_some(ev.step)
     }
 
     /// [`Replayer::answer_miss`] on the blocking pool: naming what a miss should have been

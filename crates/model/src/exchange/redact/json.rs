@@ -17,6 +17,7 @@ use super::json_fields::{
     secret_json,
 };
 use super::{Collected, FieldNames};
+use crate::credential::{self, MAX_KEY_LIKE as MAX_KEY};
 use crate::rules::REDACTED;
 
 /// Replaces the value of every object key named in `fields`, at any depth, and the
@@ -56,8 +57,14 @@ fn redact_under(
                         fields.contains(k.as_bytes())
                             || (secret_pair && is_pair_value(k))
                             || (typed_key && is_typed_key(k) && v.is_string())
+                            || (fields.maybe(k.as_bytes())
+                                && v.as_str()
+                                    .is_some_and(|t| credential::key_like(t.as_bytes())))
                     }
-                    false => fields.listed(k.as_bytes()),
+                    false => {
+                        fields.listed(k.as_bytes())
+                            && !v.as_object().is_some_and(super::json_fields::is_schema)
+                    }
                 };
                 if secret {
                     if *v != Value::String(REDACTED.into()) {
@@ -106,6 +113,9 @@ enum State {
     SecretStr { escaped: bool },
     /// Inside a number value being dropped.
     SecretNum,
+    /// Inside a string value held until it ends, which is a secret if it looks like a
+    /// key (a field that [`FieldNames::maybe`] names).
+    MaybeStr,
     /// Inside a string of the JSON a string holds (`"{\"password\": \"x\"}"`, a tool
     /// call's arguments): opened by `\"`. `raw_esc`: a `\` of the outer string was just
     /// read; `esc`: an escape of the inner JSON (an outer `\\`) is pending.
@@ -148,6 +158,8 @@ pub struct JsonFields {
     state: State,
     key: Vec<u8>,
     key_ok: bool,
+    /// The key just read is one whose value is a secret when it looks like a key.
+    maybe: bool,
     value: Vec<u8>,
     /// A `\uXXXX` escape of a string being read (the bytes after its backslash), whole
     /// before it says which character it stands for.
@@ -162,6 +174,7 @@ impl JsonFields {
             state: State::Text,
             key: Vec::new(),
             key_ok: false,
+            maybe: false,
             value: Vec::new(),
             unicode: Vec::new(),
             found: Collected::default(),
@@ -284,6 +297,11 @@ impl JsonFields {
                         self.state = match rest[k] {
                             b'"' if self.key_ok && self.fields.contains(&self.key) => {
                                 self.found.by_name(!self.fields.listed(&self.key));
+                                self.maybe = false;
+                                State::AfterKey
+                            }
+                            b'"' if self.key_ok && self.fields.maybe(&self.key) => {
+                                self.maybe = true;
                                 State::AfterKey
                             }
                             b'\\' => State::Str { escaped: true },
@@ -310,6 +328,57 @@ impl JsonFields {
                     }
                     _ => self.state = State::Text,
                 },
+                State::AfterColon if self.maybe => match rest[0] {
+                    b'"' => {
+                        out.push(b'"');
+                        i += 1;
+                        self.value.clear();
+                        self.state = State::MaybeStr;
+                    }
+                    _ => self.state = State::Text,
+                },
+                State::MaybeStr => {
+                    let (k, end) = match memchr3(b'"', b'\\', b'\n', rest) {
+                        Some(k) => (k, Some(rest[k])),
+                        None => (rest.len(), None),
+                    };
+                    self.value.extend_from_slice(&rest[..k]);
+                    i += k + end.map_or(0, |_| 1);
+                    match end {
+                        Some(b'"') if credential::key_like(&self.value) => {
+                            out.extend_from_slice(REDACTED.as_bytes());
+                            self.found.by_name(true);
+                            self.found.push(&self.value);
+                            self.value.clear();
+                        }
+                        Some(_) => out.append(&mut self.value),
+                        None if self.value.len() > MAX_KEY => {
+                            // Too long to be a key: an ordinary string from here.
+                            out.append(&mut self.value);
+                            self.key_ok = false;
+                            self.state = State::Str { escaped: false };
+                        }
+                        None => {}
+                    }
+                    match end {
+                        Some(b'"') => {
+                            out.push(b'"');
+                            self.state = State::Text;
+                        }
+                        Some(b'\\') => {
+                            // An escape is in no key: an ordinary string, this escape
+                            // read as the string's.
+                            out.push(b'\\');
+                            self.key_ok = false;
+                            self.state = State::Str { escaped: true };
+                        }
+                        Some(c) => {
+                            out.push(c);
+                            self.state = State::Text;
+                        }
+                        None => {}
+                    }
+                }
                 State::AfterColon => match rest[0] {
                     b'"' => {
                         // The value is held until it ends: a string that holds JSON
@@ -597,10 +666,22 @@ impl JsonFields {
         }
     }
 
-    /// Ends the stream; what is left of a value cut off by the end is dropped.
-    pub fn finish(mut self) -> Collected {
-        if matches!(self.state, State::SecretStr { .. }) {
-            self.end_value();
+    /// How many bytes fed so far are held back: a value that is a secret if it looks
+    /// like a key, until it ends.
+    pub fn held(&self) -> usize {
+        match self.state {
+            State::MaybeStr => self.value.len(),
+            _ => 0,
+        }
+    }
+
+    /// Ends the stream; what is left of a secret value cut off by the end is dropped,
+    /// what was held of another written to `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
+        match self.state {
+            State::SecretStr { .. } => self.end_value(),
+            State::MaybeStr => out.append(&mut self.value),
+            _ => {}
         }
         self.found
     }
@@ -616,7 +697,8 @@ mod tests {
         for piece in data.chunks(cut) {
             j.feed(piece, &mut out);
         }
-        (String::from_utf8(out).unwrap(), j.finish().into_values())
+        let found = j.finish(&mut out).into_values();
+        (String::from_utf8(out).unwrap(), found)
     }
 
     #[test]
@@ -756,7 +838,7 @@ mod tests {
             for piece in body.as_bytes().chunks(cut) {
                 j.feed(piece, &mut out);
             }
-            let found = j.finish().into_values();
+            let found = j.finish(&mut out).into_values();
             // The literal scrub, which runs after, takes the echo in `note`.
             assert_eq!(String::from_utf8(out.clone()).unwrap(), want, "cut {cut}");
             assert!(found.iter().any(|f| f == "Sup3r-S3cret-pw!"), "{found:?}");
@@ -789,6 +871,57 @@ mod tests {
         let secret: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
         assert_eq!(secret["password"], REDACTED);
         assert_eq!(secret["ssl"], true);
+    }
+
+    #[test]
+    fn a_token_named_field_is_a_secret_when_its_value_looks_like_a_key() {
+        let long = format!("Ab1-{}", "x".repeat(600));
+        let body = serde_json::to_string(&serde_json::json!({
+            "invite_token": "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+            "eos_token": "</s>",
+            "bos_token": "<|begin_of_text|>",
+            "next_page_token": "Abc123Def456Ghi789",
+            "sync_token": 12345,
+            "upload_token": "a/b/C1-D2-e3-f4-g5-h6",
+            "reset_token": "Ab1\"cdefghijklmnopq",
+            "share_token": long,
+            "token": "Hello-World-2024-Xy",
+            "csrf_token": "mF3kL9pQ2xR7vT1wZ8yB",
+        }))
+        .unwrap();
+        let want = body
+            .replace("Inv9Kx2Pq7Lm4Rt8Zw3Y", REDACTED)
+            .replace("mF3kL9pQ2xR7vT1wZ8yB", REDACTED);
+        let fields = FieldNames::new(&[]);
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            let mut j = JsonFields::new(fields.clone());
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                j.feed(piece, &mut out);
+            }
+            let found = j.finish(&mut out).into_values();
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
+            assert_eq!(
+                found,
+                ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
+                "cut {cut}"
+            );
+        }
+        // The whole-body pass and the DOM pass agree with the stream.
+        let (out, found) = super::super::json_fields::redact(body.as_bytes(), &fields, REDACTED)
+            .expect("a secret to replace");
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(found, ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"]);
+        let mut value: Value = serde_json::from_str(&body).unwrap();
+        assert!(redact_value(&mut value, &fields, &mut Collected::default()));
+        assert_eq!(value, serde_json::from_str::<Value>(&want).unwrap());
+        // Cut off by the end of the stream, what was held is written.
+        let mut j = JsonFields::new(fields);
+        let mut out = Vec::new();
+        j.feed(br#"{"reset_token":"Ab1cD"#, &mut out);
+        assert_eq!(j.held(), 5);
+        j.finish(&mut out);
+        assert_eq!(out, br#"{"reset_token":"Ab1cD"#);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::FieldNames;
 use crate::credential::looks_like_credential;
@@ -75,6 +76,63 @@ pub fn pair_names_credential(name: &str, fields: &FieldNames) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-./:[]".contains(&b))
         && fields.contains(name.as_bytes())
+}
+
+/// Keywords a JSON Schema describing a credential holds without holding one: a tool's
+/// `"password": {"type": "string", "description": "…"}` is the parameter's schema. Not
+/// `default`, `examples`, `const` or `enum`, whose values may be the credential itself.
+const SCHEMA_KEYWORDS: &[&str] = &[
+    "type",
+    "description",
+    "title",
+    "format",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "contentEncoding",
+    "contentMediaType",
+    "writeOnly",
+    "readOnly",
+    "nullable",
+    "deprecated",
+    "$ref",
+    "$comment",
+    "$id",
+    "$schema",
+];
+
+/// JSON Schema's names of types.
+const SCHEMA_TYPES: &[&str] = &[
+    "string", "number", "integer", "boolean", "object", "array", "null",
+];
+
+/// Whether an object is a JSON Schema of a value rather than the value: every key a
+/// schema keyword ([`SCHEMA_KEYWORDS`], or an `x-` extension), with a `type` that names
+/// JSON types or a `$ref`. A listed name's object value is replaced whole, unless it is
+/// one (a tool's parameters, an MCP server's `inputSchema`: replacing them would record
+/// a request the agent did not send).
+pub fn is_schema(map: &serde_json::Map<String, Value>) -> bool {
+    let typed = |v: &Value| match v {
+        Value::String(t) => SCHEMA_TYPES.contains(&t.as_str()),
+        Value::Array(ts) => {
+            !ts.is_empty()
+                && ts
+                    .iter()
+                    .all(|t| t.as_str().is_some_and(|t| SCHEMA_TYPES.contains(&t)))
+        }
+        _ => false,
+    };
+    (map.get("type").is_some_and(typed) || map.get("$ref").is_some_and(Value::is_string))
+        && map
+            .keys()
+            .all(|k| SCHEMA_KEYWORDS.contains(&k.as_str()) || k.starts_with("x-"))
+}
+
+/// [`is_schema`] for an object's JSON text.
+fn is_schema_text(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+        && serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
+            .is_ok_and(|m| is_schema(&m))
 }
 
 /// Whether a pair's `type` (an SSM parameter's `Type`) says its value is a secret.
@@ -306,7 +364,9 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     Some(b'"' | b'-' | b'0'..=b'9')
                 );
                 let listed = walk.fields.listed(key.0.as_bytes());
-                if !scalar && !listed {
+                if !scalar && listed && is_schema_text(raw) {
+                    walk.walk_raw(raw).map_err(A::Error::custom)?;
+                } else if !scalar && !listed {
                     walk.under_secret = true;
                     walk.walk_raw(raw).map_err(A::Error::custom)?;
                     walk.under_secret = false;
@@ -315,6 +375,20 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 } else if raw.get() != walk.quoted {
                     let span = walk.span(raw);
                     walk.spans.push((span, None));
+                }
+                continue;
+            }
+            if walk.fields.maybe(key.0.as_bytes()) {
+                // A string that looks like a key under a name ending in `token`.
+                let raw: &'de RawValue = map.next_value()?;
+                let text = raw.get().as_bytes();
+                if text.len() >= 2
+                    && text[0] == b'"'
+                    && crate::credential::key_like(&text[1..text.len() - 1])
+                {
+                    walk.secret(raw, false);
+                } else {
+                    walk.walk_raw(raw).map_err(A::Error::custom)?;
                 }
                 continue;
             }
@@ -381,6 +455,38 @@ mod tests {
   "list": [{"password": "[REDACTED]"}, 3.50],
   "password": "[REDACTED]" }"#
         );
+    }
+
+    #[test]
+    fn a_listed_name_whose_value_is_a_json_schema_keeps_the_schema() {
+        // A login tool's parameters: the schema of a password, not a password.
+        let body = br##"{"tools": [{"name": "login", "input_schema": {"type": "object",
+  "properties": {"password": {"type": "string", "description": "the user's password",
+  "minLength": 8}, "api_key": {"type": ["string", "null"], "x-secret": true},
+  "access_token": {"$ref": "#/defs/token"}}}}],
+  "config": {"password": {"type": "string", "default": "hunter2"},
+    "api_key": {"type": "vault", "path": "kv/openai"}, "refresh_token": {"value": "r1"}}}"##;
+        let f = fields(&["password", "api_key", "access_token", "refresh_token"]);
+        let out = String::from_utf8(redact(body, &f, "[REDACTED]").unwrap()).unwrap();
+        assert!(out.contains(
+            r#""password": {"type": "string", "description": "the user's password",
+  "minLength": 8}"#
+        ));
+        assert!(out.contains(r#""api_key": {"type": ["string", "null"], "x-secret": true}"#));
+        assert!(out.contains(r##""access_token": {"$ref": "#/defs/token"}"##));
+        // A `default` may be the password itself, a `type` no JSON type is not a
+        // schema's, and an object without a type is a value: each replaced whole.
+        assert!(
+            out.contains(r#""config": {"password": "[REDACTED]""#),
+            "{out}"
+        );
+        assert!(out.contains(r#""api_key": "[REDACTED]", "refresh_token": "[REDACTED]""#));
+        assert!(!out.contains("hunter2") && !out.contains("kv/openai") && !out.contains("r1"));
+        // The tree walk agrees with the bytes' walk.
+        let mut v: Value = serde_json::from_slice(body).unwrap();
+        let mut found = super::super::Collected::default();
+        assert!(super::super::json::redact_value(&mut v, &f, &mut found));
+        assert_eq!(v, serde_json::from_str::<Value>(&out).unwrap());
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl FieldNames {
             || credential_name(NameKind::Field, name, &self.keep)
     }
 
+    /// Whether a field of this name (not one [`Self::contains`]) holds a secret when
+    /// its string value looks like a key ([`credential::token_field_name`]).
+    pub fn maybe(&self, name: &[u8]) -> bool {
+        credential::token_field_name(name, &self.keep)
+    }
+
     /// Whether a form body's field of this name holds a secret: [`Self::contains`], or
     /// a name that only a form gives a credential ([`credential::form_credential_name`]).
     pub fn contains_in_form(&self, name: &[u8]) -> bool {
@@ -1563,7 +1569,7 @@ mod tests {
     fn names_read_as_credentials_lose_their_scalar_values_in_every_framing() {
         let rules = Rules::default();
         let body = br#"{"tools":[{"headers":{"Authorization":"Bearer mcp-123456789"}},
-            {"properties":{"db_password":{"type":"string"}}}],
+            {"properties":{"db_password":{"type":"string"},"password":{"type":"string"}}}],
             "authorization_token":"tok-123456789","pin_passphrase":87654321,
             "is_secret":true,"nextPageToken":"page-123456789","token":"Hello"}"#;
         let ct = Some("application/json");
@@ -1579,6 +1585,11 @@ mod tests {
         assert_eq!(v["pin_passphrase"], REDACTED);
         assert_eq!(
             v["tools"][1]["properties"]["db_password"],
+            serde_json::json!({"type": "string"})
+        );
+        // A listed name's schema too.
+        assert_eq!(
+            v["tools"][1]["properties"]["password"],
             serde_json::json!({"type": "string"})
         );
         assert_eq!(v["is_secret"], true);

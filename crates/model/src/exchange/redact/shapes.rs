@@ -38,6 +38,10 @@ struct Shape {
     /// How much of the characters after the prefix (already at least `min`) is the key,
     /// or `None` when they do not make one.
     check: fn(&[u8]) -> Option<usize>,
+    /// Bytes at the prefix's start that are not the key but say where it is (a Telegram
+    /// bot token's `:` after the bot's number), kept as they are. A format with such a
+    /// lead follows a digit, not a word's boundary.
+    lead: usize,
 }
 
 /// The characters a key is made of after its prefix.
@@ -116,6 +120,13 @@ fn exactly<const N: usize>(body: &[u8]) -> Option<usize> {
     (body.len() == N).then_some(N)
 }
 
+/// A Telegram bot token's characters after `:AA`: 33 (35 after the colon, as the Bot
+/// API issues them), or 32 (the 34 of the token its documentation shows, copied into
+/// many a test).
+fn telegram(body: &[u8]) -> Option<usize> {
+    (32..=33).contains(&body.len()).then_some(body.len())
+}
+
 /// 32 hexadecimal digits exactly (Databricks', Firecrawl's keys).
 fn hex32(body: &[u8]) -> Option<usize> {
     (body.len() == 32 && body.iter().all(u8::is_ascii_hexdigit)).then_some(32)
@@ -146,8 +157,10 @@ fn two_parts(body: &[u8]) -> Option<usize> {
 }
 
 macro_rules! shapes {
-    ($( $prefix:literal, $class:ident, $min:literal, $check:expr; )*) => {
-        &[$( Shape { prefix: $prefix, class: $class, min: $min, check: $check }, )*]
+    ($( $prefix:literal, $class:ident, $min:literal, $check:expr $(, lead $lead:literal)?; )*) => {
+        &[$( Shape {
+            prefix: $prefix, class: $class, min: $min, check: $check, lead: 0 $(+ $lead)?
+        }, )*]
     };
 }
 
@@ -214,6 +227,11 @@ const SHAPES: &[Shape] = shapes![
     "ATATT", base64url, 60, all;
     // A JWT: an OAuth access or ID token, a session, a service account's assertion.
     "eyJ", base64url_dot, 30, jwt;
+    // A Telegram bot's token, `<bot number>:AA<33 characters>`, wherever it stands (the
+    // Bot API's URL path is a rule of its own; a tool's log line quoting the URL, a
+    // `.env` printed to the model, a webhook relay's path are not on its host). The bot's
+    // number is public and stays.
+    ":AA", base64url, 32, telegram, lead 1;
 ];
 
 const _: () = assert!(SHAPES.len() <= 64, "a mask of kept formats is a u64");
@@ -374,6 +392,14 @@ impl ShapeScrub {
         boundary(&before[..h + pending.len()])
     }
 
+    /// Whether a digit is right before a key, `pending` as in [`Self::boundary_at`].
+    fn digit_at(&self, pending: &[u8]) -> bool {
+        pending
+            .last()
+            .or(self.history.last())
+            .is_some_and(u8::is_ascii_digit)
+    }
+
     fn write(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(bytes);
         if bytes.len() >= HISTORY {
@@ -409,15 +435,20 @@ impl ShapeScrub {
             let read = self.kept & 1 << m.pattern().as_usize() == 0;
             // A run of CAP bytes or more is data, not a key.
             let fits = run >= shape.min && run < CAP;
-            let key = (read && fits && self.boundary_at(&buf[cursor..at]))
+            let lead = shape.lead;
+            let starts = match lead {
+                0 => self.boundary_at(&buf[cursor..at]),
+                _ => self.digit_at(&buf[cursor..at]),
+            };
+            let key = (read && fits && starts)
                 .then(|| (shape.check)(&avail[..run]))
                 .flatten()
                 // Nor a word's or base64url data's character right after it.
                 .filter(|&len| !avail.get(len).is_some_and(|&b| wordish(b)));
             match key {
                 Some(len) => {
-                    self.write(&buf[cursor..at], out);
-                    self.found.push(&buf[at..body_at + len]);
+                    self.write(&buf[cursor..at + lead], out);
+                    self.found.push(&buf[at + lead..body_at + len]);
                     self.write(REDACTED.as_bytes(), out);
                     cursor = body_at + len;
                 }
@@ -520,6 +551,32 @@ mod tests {
             );
             // Read again, nothing changes.
             assert_eq!(scan(out.as_bytes(), cut).0, out);
+        }
+    }
+
+    #[test]
+    fn a_telegram_bot_token_loses_its_secret_and_keeps_the_bot_number() {
+        const BOT: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+        let body = format!(
+            r#"{{"content":"GET https://api.telegram.org/bot{BOT}/getMe -> ok\nTOKEN={BOT}"}}"#
+        );
+        let want = r#"{"content":"GET https://api.telegram.org/bot123456789:[REDACTED]/getMe -> ok\nTOKEN=123456789:[REDACTED]"}"#;
+        for cut in [1, 2, 9, 10, 11, 4096] {
+            let (out, found) = scan(body.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(found, ["AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"], "cut {cut}");
+            assert_eq!(scan(out.as_bytes(), cut).0, out);
+        }
+        // No bot number before it, a character more or less, a time of day: kept.
+        for text in [
+            "x :AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+            "1:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQQ",
+            "1:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDs",
+            "at 10:AA the meeting",
+        ] {
+            let (out, found) = scan(text.as_bytes(), 3);
+            assert_eq!(out, text);
+            assert!(found.is_empty(), "{text}: {found:?}");
         }
     }
 

@@ -273,6 +273,7 @@ impl BodyScrubber {
     pub fn held(&self) -> usize {
         self.literal.held()
             + self.multipart.as_ref().map_or(0, MultipartFields::held)
+            + self.json.as_ref().map_or(0, JsonFields::held)
             + self.xml.as_ref().map_or(0, XmlFields::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
             + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
@@ -300,7 +301,7 @@ impl BodyScrubber {
         if let Some(mut j) = self.json {
             let mut next = Vec::new();
             j.feed(&cur, &mut next);
-            found.append(j.finish());
+            found.append(j.finish(&mut next));
             cur = next;
         }
         if let Some(mut x) = self.xml {
