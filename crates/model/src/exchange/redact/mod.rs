@@ -111,13 +111,36 @@ impl FieldNames {
         }
     }
 
-    /// The fields `rules` redact.
+    /// The fields `rules` redact. Each thread keeps the last set it built, for the rules
+    /// it built them from: a whole body's last reading asks for them once per body, and
+    /// building them is a dozen allocations.
     pub fn of(rules: &Rules) -> FieldNames {
-        FieldNames {
-            keep: rules.keep_names.clone().into(),
-            kept_shapes: shapes::mask(&rules.keep_shapes),
-            ..FieldNames::new(&rules.redact_json_fields)
+        type Built = (Vec<String>, Vec<String>, Vec<String>, FieldNames);
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<Built>> = const { std::cell::RefCell::new(None) };
         }
+        LAST.with_borrow_mut(|last| {
+            if let Some((fields, keep, shapes, built)) = last.as_ref() {
+                if *fields == rules.redact_json_fields
+                    && *keep == rules.keep_names
+                    && *shapes == rules.keep_shapes
+                {
+                    return built.clone();
+                }
+            }
+            let built = FieldNames {
+                keep: rules.keep_names.clone().into(),
+                kept_shapes: shapes::mask(&rules.keep_shapes),
+                ..FieldNames::new(&rules.redact_json_fields)
+            };
+            *last = Some((
+                rules.redact_json_fields.clone(),
+                rules.keep_names.clone(),
+                rules.keep_shapes.clone(),
+                built.clone(),
+            ));
+            built
+        })
     }
 
     pub fn is_empty(&self) -> bool {
