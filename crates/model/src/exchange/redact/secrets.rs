@@ -79,12 +79,17 @@ impl Secrets {
         }
     }
 
-    /// A cookie's value: remembered by the session only when long enough to be a
-    /// session's token; `Europe/Berlin`, `dark-mode`, a consent flag are the agent's
-    /// own data and turn up in its prompts.
+    /// A cookie's value (its header is redacted whole either way): hunted through the
+    /// exchange only when it holds a digit and a letter, as a session's token does, and
+    /// remembered by the session only when also long enough to be one. `Europe/Berlin`,
+    /// `dark-mode`, a consent flag are the agent's own data: the page that set them
+    /// shows them and the agent's prompts carry them, and replay, whose client holds
+    /// them redacted, cannot scrub them where record did (a request that missed).
     fn push_cookie(&mut self, v: &str) {
         let v = v.trim().trim_matches('"');
-        self.push_as(v, v.len() < MIN_REMEMBERED_COOKIE);
+        if v.bytes().any(|b| b.is_ascii_digit()) && v.bytes().any(|b| b.is_ascii_alphabetic()) {
+            self.push_as(v, v.len() < MIN_REMEMBERED_COOKIE);
+        }
     }
 
     /// Adds a `set-cookie` line's value, not its attributes: a `Domain=127.0.0.1`, a
@@ -953,6 +958,32 @@ mod tests {
         assert_eq!(
             s.scrub_str("pw=correct-horse-battery sid=session-cookie-value-1"),
             "pw=[REDACTED] sid=[REDACTED]"
+        );
+    }
+
+    /// A cookie of the agent's own data (its time zone, its theme) is not hunted: the
+    /// page that set it shows it, the agent's prompt carries it, and replay, whose
+    /// client holds it redacted, could not scrub it where record did.
+    #[test]
+    fn data_cookies_are_not_hunted_through_the_exchange() {
+        let mut s = Secrets::default();
+        s.add_set_cookie("tz=Europe/Berlin; Path=/");
+        s.add_set_cookie("theme=dark-mode; Path=/");
+        s.add_set_cookie("cart_id=8f14e45f-ceea-467f-a1e2-0b6f1c1d9c2a; Path=/");
+        s.add_cookies("lang=en-US; sid=ab12cd34ef");
+        assert_eq!(
+            s.scrub_str("Your timezone: Europe/Berlin, dark-mode, en-US; cart 8f14e45f-ceea-467f-a1e2-0b6f1c1d9c2a, sid ab12cd34ef"),
+            "Your timezone: Europe/Berlin, dark-mode, en-US; cart [REDACTED], sid [REDACTED]"
+        );
+        // A short one with a digit and a letter is hunted here, not remembered (the
+        // `cookie` line is, whole).
+        let remembered: Vec<&[u8]> = s.revealed().map(Vec::as_slice).collect();
+        assert_eq!(
+            remembered,
+            [
+                b"8f14e45f-ceea-467f-a1e2-0b6f1c1d9c2a".as_slice(),
+                b"lang=en-US; sid=ab12cd34ef"
+            ]
         );
     }
 
