@@ -242,6 +242,9 @@ async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed()
     let form_pw = "form-PASSWORD-MUST-NEVER-BE-STORED-07";
     let form_cs = "form-CLIENTSECRET-MUST-NEVER-BE-STORED-08";
     let mp_pw = "multipart-PASSWORD-MUST-NEVER-BE-STORED-09";
+    // Under names that say `token` and nothing more: secrets because they look like keys.
+    let form_csrf = "Csrf-T0ken-MUST-NEVER-BE-STORED-11";
+    let mp_upload = "Upl0ad-Token-MUST-NEVER-BE-STORED-12";
     let echo = |ct: &'static str, body: String| {
         let via = via.clone();
         let url = up.url("/echo");
@@ -275,18 +278,22 @@ async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed()
     // A form (an OAuth password grant), with an encoded name.
     let got = echo(
         "application/x-www-form-urlencoded",
-        format!("grant_type=password&username=ada&password={form_pw}&client%5Fsecret={form_cs}"),
+        format!(
+            "grant_type=password&username=ada&password={form_pw}&client%5Fsecret={form_cs}\
+             &csrf_token={form_csrf}&eos_token=%3C%2Fs%3E"
+        ),
     )
     .await;
-    assert!(got.contains(form_pw) && got.contains(form_cs));
+    assert!(got.contains(form_pw) && got.contains(form_cs) && got.contains(form_csrf));
     // Multipart.
     let mp = format!(
         "--b0undary\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nada\r\n\
          --b0undary\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{mp_pw}\r\n\
+         --b0undary\r\nContent-Disposition: form-data; name=\"upload_token\"\r\n\r\n{mp_upload}\r\n\
          --b0undary--\r\n"
     );
     let got = echo("multipart/form-data; boundary=b0undary", mp).await;
-    assert!(got.contains(mp_pw));
+    assert!(got.contains(mp_pw) && got.contains(mp_upload));
     // An OAuth token response, and the same token in SSE `data:` lines kept whole.
     let tokens: Value = via
         .post(up.url("/oauth/token"))
@@ -329,13 +336,16 @@ async fn secret_fields_are_redacted_in_every_framing_and_their_echoes_scrubbed()
             form_pw,
             form_cs,
             mp_pw,
+            form_csrf,
+            mp_upload,
             OAUTH_ACCESS_TOKEN,
             OAUTH_REFRESH_TOKEN,
         ],
     );
     assert_eq!(
         events[2]["request"]["body"]["text"],
-        "grant_type=password&username=ada&password=[REDACTED]&client%5Fsecret=[REDACTED]"
+        "grant_type=password&username=ada&password=[REDACTED]&client%5Fsecret=[REDACTED]\
+         &csrf_token=[REDACTED]&eos_token=%3C%2Fs%3E"
     );
     assert_eq!(
         events[4]["response"]["body"]["json"]["access_token"],
@@ -557,6 +567,8 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         ("sig", "azure-SAS-SIGNATURE-0009"),
         ("app_key", "edamam-APP-KEY-000000010"),
         ("appsecret_proof", "fb-APPSECRET-PROOF-00015"),
+        // A name ending in `token` whose value looks like a key.
+        ("invite_token", "Inv1te-T0ken-000000018"),
     ];
     let connector = "mcp-CONNECTOR-TOKEN-00011";
     let pair = "sk-env-PAIR-VALUE-000013";
@@ -627,7 +639,9 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
         "{url}"
     );
     assert!(
-        url.ends_with("&sig=[REDACTED]&app_key=[REDACTED]&appsecret_proof=[REDACTED]"),
+        url.ends_with(
+            "&sig=[REDACTED]&app_key=[REDACTED]&appsecret_proof=[REDACTED]&invite_token=[REDACTED]"
+        ),
         "{url}"
     );
     let json = &req["body"]["json"];

@@ -1,8 +1,11 @@
 //! Secret fields in `application/x-www-form-urlencoded` bodies (an OAuth token request
 //! carries `client_secret`, `password`, `refresh_token` this way), as they stream.
-//! Names are compared after form-decoding (`client%5Fsecret`, `+` for space).
+//! Names are compared after form-decoding (`client%5Fsecret`, `+` for space). A field
+//! whose name ends in `token` without saying more (`csrf_token`, `invite_token`) is held
+//! until its value ends, and redacted when the decoded value looks like a key.
 
 use super::{Collected, FieldNames};
+use crate::credential::{key_like, MAX_KEY_LIKE};
 use crate::rules::REDACTED;
 
 /// Longest encoded name compared (a name of `n` bytes is at most `3n` encoded).
@@ -16,6 +19,9 @@ pub struct FormFields {
     name_ok: bool,
     in_value: bool,
     secret: bool,
+    /// The value being read is held: a secret when it looks like a key
+    /// ([`FieldNames::maybe`]).
+    maybe: bool,
     value: Vec<u8>,
     pub found: Collected,
 }
@@ -28,6 +34,7 @@ impl FormFields {
             name_ok: true,
             in_value: false,
             secret: false,
+            maybe: false,
             value: Vec::new(),
             found: Collected::default(),
         }
@@ -42,11 +49,12 @@ impl FormFields {
                         self.in_value = true;
                         let name = decode(&self.name);
                         self.secret = self.name_ok && self.fields.contains_in_form(&name);
+                        self.maybe = !self.secret && self.name_ok && self.fields.maybe(&name);
                         if self.secret {
                             self.found.by_name(!self.fields.listed(&name));
                             out.extend_from_slice(REDACTED.as_bytes());
-                            self.value.clear();
                         }
+                        self.value.clear();
                     }
                     b'&' => {
                         self.name.clear();
@@ -56,11 +64,18 @@ impl FormFields {
                     _ => self.name_ok = false,
                 }
             } else if c == b'&' {
-                self.end_value();
+                self.end_value(out);
                 out.push(c);
             } else if self.secret {
                 if self.value.len() <= super::secrets::MAX_SCRUB_LEN {
                     self.value.push(c);
+                }
+            } else if self.maybe {
+                self.value.push(c);
+                if self.value.len() > MAX_KEY_LIKE * 3 {
+                    // Longer than any key this rule takes, encoded: written as it came.
+                    out.append(&mut self.value);
+                    self.maybe = false;
                 }
             } else {
                 out.push(c);
@@ -68,19 +83,42 @@ impl FormFields {
         }
     }
 
-    fn end_value(&mut self) {
+    /// How many bytes fed so far are held back (a value that may be a key).
+    pub fn held(&self) -> usize {
+        if self.maybe {
+            self.value.len()
+        } else {
+            0
+        }
+    }
+
+    fn end_value(&mut self, out: &mut Vec<u8>) {
         if self.secret {
             self.found.push(&self.value);
             self.found.push(&decode(&self.value));
+        } else if self.maybe {
+            let decoded = decode(&self.value);
+            if key_like(&decoded) {
+                out.extend_from_slice(REDACTED.as_bytes());
+                self.found.by_name(false);
+                self.found.push(&self.value);
+                self.found.push(&decoded);
+            } else {
+                out.extend_from_slice(&self.value);
+            }
         }
         self.in_value = false;
         self.secret = false;
+        self.maybe = false;
         self.name.clear();
         self.name_ok = true;
     }
 
-    pub fn finish(mut self) -> Collected {
-        self.end_value();
+    /// Writes the value held back, if any, and gives the values redacted.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
+        if self.in_value {
+            self.end_value(out);
+        }
         self.found
     }
 }
@@ -108,7 +146,7 @@ mod tests {
             for piece in input.chunks(cut) {
                 f.feed(piece, &mut out);
             }
-            let found = f.finish().into_values();
+            let found = f.finish(&mut out).into_values();
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 "grant_type=password&client%5Fsecret=[REDACTED]&username=ada&password=[REDACTED]&x=1"
@@ -135,10 +173,52 @@ mod tests {
         let mut f = FormFields::new(FieldNames::new(&[]));
         let mut out = Vec::new();
         f.feed(input.as_bytes(), &mut out);
+        let found = f.finish(&mut out).into_values();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=[REDACTED]"
         );
-        assert_eq!(f.finish().into_values(), [jwt]);
+        assert_eq!(found, [jwt]);
+    }
+
+    #[test]
+    fn a_token_named_field_is_a_secret_when_its_value_looks_like_a_key() {
+        let key = "Zx9_Qw3-Rt7Yu1Io5Pa8Sd2Fg6Hj4Kl0";
+        let input = format!(
+            "csrf_token={key}&eos_token=%3C%2Fs%3E&invite_token=abc&reset%5Ftoken={}&x=1",
+            key.replace('-', "%2D")
+        );
+        for cut in [1, 3, 7, 1000] {
+            let mut f = FormFields::new(FieldNames::new(&[]));
+            let mut out = Vec::new();
+            let mut held = 0;
+            for piece in input.as_bytes().chunks(cut) {
+                f.feed(piece, &mut out);
+                held = held.max(f.held());
+            }
+            let found = f.finish(&mut out).into_values();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "csrf_token=[REDACTED]&eos_token=%3C%2Fs%3E&invite_token=abc\
+                 &reset%5Ftoken=[REDACTED]&x=1",
+                "cut {cut}"
+            );
+            assert_eq!(found, [key.to_string(), key.replace('-', "%2D")]);
+            assert!(
+                cut == 1000 || held > 0,
+                "a possible key is held while it is read"
+            );
+        }
+        // A value past the longest key is written as it came, piece by piece.
+        let long = "Ab1".repeat(600);
+        let mut f = FormFields::new(FieldNames::new(&[]));
+        let mut out = Vec::new();
+        f.feed(format!("upload_token={long}").as_bytes(), &mut out);
+        assert!(f.held() < 3 * MAX_KEY_LIKE + 1);
+        assert!(f.finish(&mut out).into_values().is_empty());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("upload_token={long}")
+        );
     }
 }

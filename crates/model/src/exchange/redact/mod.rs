@@ -823,12 +823,18 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
             // A query string is form-encoded: `+` is a space (`api+key` is `api key`).
             let plus = name.replace('+', " ");
             let decoded = percent_encoding::percent_decode_str(&plus).decode_utf8_lossy();
-            if !value.is_empty()
-                && value != REDACTED
-                && rules.redacts_query(host, decoded.trim(), value)
-            {
+            if value.is_empty() || value == REDACTED {
+                return Cow::Borrowed(pair);
+            }
+            let name_says = rules.redacts_query(host, decoded.trim(), value);
+            // `?invite_token=…`: a name ending in `token` says so when the value looks
+            // like a key, as in a body.
+            if name_says || token_param(decoded.trim(), value, rules) {
                 changed = true;
-                if rules.lists_query(decoded.trim()) || credential::looks_like_credential(value) {
+                if !name_says
+                    || rules.lists_query(decoded.trim())
+                    || credential::looks_like_credential(value)
+                {
                     secrets.add_encoded(value);
                 }
                 Cow::Owned(format!("{name}={REDACTED}"))
@@ -842,6 +848,16 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
     } else {
         Cow::Borrowed(query)
     }
+}
+
+/// Whether a query parameter is a credential by [`credential::token_field_name`]: its
+/// name ends in `token` and its decoded value looks like a key.
+fn token_param(name: &str, value: &str, rules: &Rules) -> bool {
+    credential::token_field_name(name.as_bytes(), &rules.keep_names)
+        && value.len() <= credential::MAX_KEY_LIKE * 3
+        && credential::key_like(
+            &percent_encoding::percent_decode_str(&value.replace('+', " ")).collect::<Vec<u8>>(),
+        )
 }
 
 /// Replaces the value of every object key named in the rules, at any depth.
@@ -1240,6 +1256,39 @@ mod tests {
             url("https://a.test/p?api+key=k-12345678&q=a+b", &rules, &mut s),
             "https://a.test/p?api+key=[REDACTED]&q=a+b"
         );
+    }
+
+    #[test]
+    fn a_token_named_query_parameter_is_a_secret_when_its_value_looks_like_a_key() {
+        let rules = Rules::default();
+        let mut s = Secrets::default();
+        let key = "Zx9_Qw3-Rt7Yu1Io5Pa8Sd2Fg6Hj4Kl0";
+        assert_eq!(
+            url(
+                &format!(
+                    "https://app.test/join?invite_token={key}&next_token=Ab1-Cd2-Ef3-Gh4-Ij5\
+                     &eos_token=%3C%2Fs%3E&reset%5Ftoken={}",
+                    key.replace('_', "%5F")
+                ),
+                &rules,
+                &mut s
+            ),
+            "https://app.test/join?invite_token=[REDACTED]&next_token=Ab1-Cd2-Ef3-Gh4-Ij5\
+             &eos_token=%3C%2Fs%3E&reset%5Ftoken=[REDACTED]"
+        );
+        // Hunted through the exchange as any key is.
+        assert_eq!(s.scrub_str(&format!("echo {key}")), "echo [REDACTED]");
+        // A word under such a name is a value, and a name the user keeps is kept.
+        assert_eq!(
+            url("https://a.test/p?csrf_token=tokenvalue", &rules, &mut s),
+            "https://a.test/p?csrf_token=tokenvalue"
+        );
+        let keep = Rules {
+            keep_names: vec![crate::credential::normalise("invite_token")],
+            ..Rules::default()
+        };
+        let kept = format!("https://app.test/join?invite_token={key}");
+        assert_eq!(url(&kept, &keep, &mut Secrets::default()), kept);
     }
 
     #[test]

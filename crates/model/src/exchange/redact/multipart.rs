@@ -1,11 +1,14 @@
 //! Secret fields in `multipart/form-data` bodies, as they stream: the body of a part
 //! whose `Content-Disposition` names a secret field becomes `[REDACTED]`; every other
 //! byte passes unchanged. The delimiter may be split across pieces, so the last
-//! `delimiter − 1` bytes of a part body are held back until more arrive.
+//! `delimiter − 1` bytes of a part body are held back until more arrive. A part named
+//! like a token's field (`csrf_token`) is held whole, and redacted when it looks like a
+//! key ([`FieldNames::maybe`]).
 
 use memchr::{memchr, memmem};
 
 use super::{Collected, FieldNames};
+use crate::credential::{key_like, MAX_KEY_LIKE};
 use crate::rules::REDACTED;
 
 /// Header lines longer than this are not multipart headers: the rest passes unchanged.
@@ -31,6 +34,8 @@ pub struct MultipartFields {
     /// Bytes of the CRLF put in front of the body (so the first boundary looks like the
     /// others) that must not be written out.
     hidden: usize,
+    /// The part being read is held in `value`: a secret when it looks like a key.
+    maybe: bool,
     value: Vec<u8>,
     pub found: Collected,
 }
@@ -59,6 +64,7 @@ impl MultipartFields {
             state: State::Body { secret: false },
             buf: b"\r\n".to_vec(),
             hidden: 2,
+            maybe: false,
             value: Vec::new(),
             found: Collected::default(),
         }
@@ -76,8 +82,31 @@ impl MultipartFields {
             if self.value.len() <= super::secrets::MAX_SCRUB_LEN {
                 self.value.extend_from_slice(&bytes);
             }
+        } else if self.maybe {
+            self.value.extend_from_slice(&bytes);
+            if self.value.len() > MAX_KEY_LIKE {
+                // Longer than any key this rule takes: written as it came.
+                self.maybe = false;
+                let held = std::mem::take(&mut self.value);
+                self.emit(&held, out);
+            }
         } else {
             self.emit(&bytes, out);
+        }
+    }
+
+    /// Writes a held part: `[REDACTED]` when it looks like a key, else as it came.
+    fn end_maybe(&mut self, out: &mut Vec<u8>) {
+        if !std::mem::take(&mut self.maybe) {
+            return;
+        }
+        let value = std::mem::take(&mut self.value);
+        if key_like(&value) {
+            self.emit(REDACTED.as_bytes(), out);
+            self.found.by_name(false);
+            self.found.push(&value);
+        } else {
+            self.emit(&value, out);
         }
     }
 
@@ -102,6 +131,7 @@ impl MultipartFields {
                         if secret {
                             self.end_value();
                         }
+                        self.end_maybe(out);
                         let n = self.delim.len();
                         let delim: Vec<u8> = self.buf.drain(..n).collect();
                         self.emit(&delim, out);
@@ -139,7 +169,11 @@ impl MultipartFields {
                         } else {
                             let name = disposition_name(text);
                             let named = name.is_some_and(|n| self.fields.contains(n.as_bytes()));
+                            self.maybe |= !named
+                                && !secret
+                                && name.is_some_and(|n| self.fields.maybe(n.as_bytes()));
                             if named {
+                                self.maybe = false;
                                 let listed = name.is_some_and(|n| self.fields.listed(n.as_bytes()));
                                 self.found.by_name(!listed);
                             }
@@ -164,6 +198,7 @@ impl MultipartFields {
     pub fn held(&self) -> usize {
         match self.state {
             State::Body { secret: true } => 0,
+            _ if self.maybe => self.buf.len() + self.value.len(),
             _ => self.buf.len().saturating_sub(self.hidden),
         }
     }
@@ -185,6 +220,11 @@ impl MultipartFields {
                 let n = self.buf.len();
                 self.body(n, true, out);
                 self.end_value();
+            }
+            State::Body { secret: false } if self.maybe => {
+                let n = self.buf.len();
+                self.body(n, false, out);
+                self.end_maybe(out);
             }
             _ => {
                 let rest = std::mem::take(&mut self.buf);
@@ -242,6 +282,29 @@ mod tests {
             let found = m.finish(&mut out).into_values();
             assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
             assert_eq!(found, ["correct horse battery"], "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_token_named_part_is_a_secret_when_it_looks_like_a_key() {
+        let key = "Zx9_Qw3-Rt7Yu1Io5Pa8Sd2Fg6Hj4Kl0";
+        let long = "Ab1".repeat(300);
+        let body = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{key}\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"eos_token\"\r\n\r\n</s>\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"upload_token\"\r\n\r\n{long}\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"reset_token\"\r\n\r\n{key}"
+        );
+        let want = body.replace(key, "[REDACTED]");
+        for cut in [1, 5, 64, 4096] {
+            let mut m = MultipartFields::new(FieldNames::new(&[]), "XyZ");
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                m.feed(piece, &mut out);
+            }
+            let found = m.finish(&mut out).into_values();
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
+            assert_eq!(found, [key], "cut {cut}");
         }
     }
 }

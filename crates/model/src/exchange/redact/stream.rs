@@ -272,6 +272,7 @@ impl BodyScrubber {
     /// How many bytes fed so far are held back, to be written when more arrive.
     pub fn held(&self) -> usize {
         self.literal.held()
+            + self.form.as_ref().map_or(0, FormFields::held)
             + self.multipart.as_ref().map_or(0, MultipartFields::held)
             + self.json.as_ref().map_or(0, JsonFields::held)
             + self.xml.as_ref().map_or(0, XmlFields::held)
@@ -293,7 +294,7 @@ impl BodyScrubber {
         }
         let mut cur = Vec::new();
         if let Some(f) = self.form {
-            found.append(f.finish());
+            found.append(f.finish(&mut cur));
         }
         if let Some(m) = self.multipart {
             found.append(m.finish(&mut cur));
