@@ -583,7 +583,9 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
                    "headers": {"Authorization": format!("Bearer {mcp_header}")}},
                   {"name": "login", "input_schema": {"type": "object",
                    "properties": {"db_password": {"type": "string"}}}}],
-        "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing"},
+        "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing",
+                     // A sync cursor that looks like a key: Google Calendar's.
+                     "syncToken": "CPDAlvWDx70CEPDAlvWDx70CGAU="},
         // A deployment tool's environment, as name/value pairs.
         "env": [{"name": "OPENAI_API_KEY", "value": pair}, {"name": "LOG_LEVEL", "value": "debug"}],
         // Azure OpenAI "On Your Data": the search index's key under a bare `key`.
@@ -655,6 +657,10 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     );
     assert_eq!(json["metadata"]["is_secret"], true);
     assert_eq!(json["metadata"]["pageToken"], "page-2-of-the-listing");
+    assert_eq!(
+        json["metadata"]["syncToken"],
+        "CPDAlvWDx70CEPDAlvWDx70CGAU="
+    );
     assert_eq!(json["env"][0]["value"], "[REDACTED]");
     assert_eq!(json["env"][1]["value"], "debug");
     assert_eq!(

@@ -127,9 +127,24 @@ const HEADER_NOT_SECRET: &[&[u8]] = &[
     b"cachekey",
 ];
 
-/// Endings of pagination cursors and table keys, never a credential's (nor is any name
-/// with `continuation` in it).
-const CURSOR_ENDINGS: &[&[u8]] = &[b"pagetoken", b"nexttoken", b"partitionkey", b"rowkey"];
+/// Endings of pagination and sync cursors and table keys, never a credential's (nor is
+/// any name with `continuation` in it): Google's `pageToken` and `syncToken`, AWS's
+/// `NextToken`, OData's and Microsoft Graph's `$skiptoken` and `$deltatoken`, X's
+/// `pagination_token`, MongoDB's change streams' `resumeToken`, SharePoint's
+/// `changeToken`. A client sends them back as an earlier answer gave them, which is
+/// what replay's causal order reads.
+const CURSOR_ENDINGS: &[&[u8]] = &[
+    b"pagetoken",
+    b"nexttoken",
+    b"synctoken",
+    b"skiptoken",
+    b"deltatoken",
+    b"paginationtoken",
+    b"resumetoken",
+    b"changetoken",
+    b"partitionkey",
+    b"rowkey",
+];
 
 /// Query parameters that are credentials under short names of their own: an Azure SAS
 /// signature, Firebase's ID token, HubSpot's legacy key.
@@ -538,6 +553,41 @@ mod tests {
             b"sk",
             &["sk".into()]
         ));
+    }
+
+    #[test]
+    fn a_name_ending_in_token_is_a_possible_key_unless_it_names_a_cursor() {
+        for n in [
+            "invite_token",
+            "csrf_token",
+            "resetToken",
+            "upload-token",
+            "ClientRequestToken",
+        ] {
+            assert!(token_field_name(n.as_bytes(), &[]), "{n}");
+        }
+        for n in [
+            "token",
+            "tokens",
+            "max_tokens",
+            "nextPageToken",
+            "page_token",
+            "NextToken",
+            "syncToken",
+            "nextSyncToken",
+            "$skiptoken",
+            "$deltatoken",
+            "pagination_token",
+            "resumeToken",
+            "changeToken",
+            "continuationToken",
+        ] {
+            assert!(!token_field_name(n.as_bytes(), &[]), "{n}");
+        }
+        assert!(!token_field_name(b"invite_token", &["invitetoken".into()]));
+        assert!(key_like(b"CPDAlvWDx70CEPDAlvWDx70CGAU="));
+        assert!(!key_like(b"<|endoftext|>"));
+        assert!(!key_like(b"2026-12-05T03:15:31Z"));
     }
 
     #[test]
