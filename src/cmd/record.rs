@@ -36,22 +36,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     let ca = Arc::new(ca);
     let upstream = Upstream::new(&a.upstream_ca, Duration::from_secs(a.upstream_timeout))?;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let live = match &a.otlp_endpoint {
-        Some(url) => {
-            let (url, headers) = resolve_endpoint(Some(url)).map_err(|e| msg(e.to_string()))?;
-            let pusher = Pusher::new(url.clone(), headers).map_err(|e| msg(e.to_string()))?;
-            tracing::info!("exporting spans live to {url}");
-            Some(LiveExporter::start(
-                pusher,
-                dyn_store.clone(),
-                rules.clone(),
-                TraceOptions {
-                    include_content: a.include_content,
-                },
-            ))
-        }
-        None => None,
-    };
+    let live = live_exporter(&a, &dyn_store, &rules)?;
     let viewer = Viewer::new(
         Source::Store(dyn_store.clone()),
         rules.clone(),
@@ -118,6 +103,35 @@ pub async fn run(a: RecordArgs) -> CmdResult {
             counted(st.failed, "span")
         );
     }
+    report(&recorder, &recorded, &a);
+    Ok(code)
+}
+
+/// The live OTLP exporter `--otlp-endpoint` asks for.
+fn live_exporter(
+    a: &RecordArgs,
+    store: &Arc<dyn Store>,
+    rules: &Arc<Rules>,
+) -> Result<Option<LiveExporter>, super::CmdError> {
+    let Some(url) = &a.otlp_endpoint else {
+        return Ok(None);
+    };
+    let (url, headers) = resolve_endpoint(Some(url)).map_err(|e| msg(e.to_string()))?;
+    let pusher = Pusher::new(url.clone(), headers).map_err(|e| msg(e.to_string()))?;
+    tracing::info!("exporting spans live to {url}");
+    Ok(Some(LiveExporter::start(
+        pusher,
+        store.clone(),
+        rules.clone(),
+        TraceOptions {
+            include_content: a.include_content,
+        },
+    )))
+}
+
+/// What was recorded, into which sessions; and, when a command ran and nothing was,
+/// why that most likely is.
+fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
     let n = recorder
         .stats
         .exchanges
@@ -137,28 +151,31 @@ pub async fn run(a: RecordArgs) -> CmdResult {
         a.store.store.display()
     );
     if recorded.is_empty() && !a.cmd.is_empty() {
-        // Nothing to replay, so no session was made: a replay of it would say there is
-        // no such session. Most often the command's HTTP client did not use the proxy.
-        let seen = &tapedeck_proxy::SEEN;
-        let failed = seen.tls_failed.load(std::sync::atomic::Ordering::Relaxed);
-        let came = seen.connections.load(std::sync::atomic::Ordering::Relaxed);
-        if failed > 0 {
-            eprintln!(
-                "tapedeck: the command's client came through the proxy but ended {} before a request (see the warnings above: most often it does not trust tapedeck's CA), so no session was stored",
-                counted(failed, "TLS connection")
-            );
-        } else if came > 0 {
-            eprintln!(
-                "tapedeck: the command's client opened {} to the proxy but completed no request through it, so no session was stored",
-                counted(came, "connection")
-            );
-        } else {
-            eprintln!(
-                "tapedeck: the command made no HTTP call through the proxy, so no session was stored (a replay of it would find none). If it does call out, its HTTP client ignored HTTPS_PROXY and HTTP_PROXY: Node's built-in fetch does, and some SDKs take a proxy setting of their own"
-            );
-        }
+        why_nothing_was_recorded();
     }
-    Ok(code)
+}
+
+/// Nothing to replay, so no session was made: a replay of it would say there is no such
+/// session. Most often the command's HTTP client did not use the proxy.
+fn why_nothing_was_recorded() {
+    let seen = &tapedeck_proxy::SEEN;
+    let failed = seen.tls_failed.load(std::sync::atomic::Ordering::Relaxed);
+    let came = seen.connections.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!(
+            "tapedeck: the command's client came through the proxy but ended {} before a request (see the warnings above: most often it does not trust tapedeck's CA), so no session was stored",
+            counted(failed, "TLS connection")
+        );
+    } else if came > 0 {
+        eprintln!(
+            "tapedeck: the command's client opened {} to the proxy but completed no request through it, so no session was stored",
+            counted(came, "connection")
+        );
+    } else {
+        eprintln!(
+            "tapedeck: the command made no HTTP call through the proxy, so no session was stored (a replay of it would find none). If it does call out, its HTTP client ignored HTTPS_PROXY and HTTP_PROXY: Node's built-in fetch does, and some SDKs take a proxy setting of their own"
+        );
+    }
 }
 
 /// Each stored exchange goes to the tool-call tracker of `--inject tool:` rules when

@@ -1042,54 +1042,7 @@ impl Pending {
             (None, Some(max)) => Some(too_large("request", max)),
             (None, None) => None,
         };
-        let response = match (self.head.take(), self.resp_capture.take()) {
-            (Some(head), Some(cap)) => {
-                let ct = header(&head.headers, "content-type").map(str::to_string);
-                let mut captured = cap.finish();
-                let mut chunks = captured.chunks.clone();
-                let over = captured.too_large;
-                let broke = captured.broke.take();
-                let members = std::mem::take(&mut captured.members);
-                let (body, kept, failed) = self.store_body(captured, ct.as_deref(), true);
-                if let Some(k) = kept {
-                    whole.push((k.hash, k.data));
-                }
-                if let (Some(max), None) = (over, &error) {
-                    error = Some(too_large("response", max));
-                }
-                if let (Some(msg), None) = (failed, &error) {
-                    error = Some(ExchangeError {
-                        kind: ErrorKind::Other,
-                        message: msg,
-                    });
-                }
-                fit_chunks(&mut chunks, body.len);
-                let mut headers = head.headers;
-                redact::scrub_headers(&mut headers, &self.secrets);
-                let mut trailers = head.trailers;
-                redact::scrub_headers(&mut trailers, &self.secrets);
-                let broke = broke.map(|b| {
-                    let tail = self.secrets.scrub(&b.tail).unwrap_or(b.tail);
-                    CodingBroke {
-                        trailer: b.trailer,
-                        ..CodingBroke::new(b.ended, &tail)
-                    }
-                });
-                Some(ResponseRecord {
-                    status: head.status,
-                    version: head.version,
-                    headers,
-                    body,
-                    chunks,
-                    complete,
-                    trailers,
-                    broke,
-                    members,
-                })
-                .map(|r| (r, head.ttfb_ns))
-            }
-            _ => None,
-        };
+        let response = self.response_record(complete, &mut whole, &mut error);
         if let Some(e) = error.as_mut() {
             e.message = self.secrets.scrub_str(&e.message).into_owned();
         }
@@ -1122,8 +1075,14 @@ impl Pending {
             ws: self.ws.take(),
             injected: self.injected.take(),
         };
+        self.store_event(event, &whole);
+    }
+
+    /// Puts the event into the store with the bodies kept whole, counts it, and hands
+    /// it to the sink (viewer, live export).
+    fn store_event(&self, event: Event, whole: &[(blake3::Hash, Bytes)]) {
         let session = self.clock.name().as_str();
-        match self.recorder.store.put_event_with(session, &event, &whole) {
+        match self.recorder.store.put_event_with(session, &event, whole) {
             Ok(()) => {
                 self.recorder
                     .stats
@@ -1150,6 +1109,63 @@ impl Pending {
             }
             Err(e) => tracing::error!("cannot store {session}#{}: {e}", event.step),
         }
+    }
+
+    /// The response as stored: its body stored (kept whole into `whole`), its headers
+    /// and trailers scrubbed of the exchange's secrets; and its time to first byte.
+    /// A body over the limit or that failed to store sets `error` unless one is set.
+    fn response_record(
+        &mut self,
+        complete: bool,
+        whole: &mut Vec<(blake3::Hash, Bytes)>,
+        error: &mut Option<ExchangeError>,
+    ) -> Option<(ResponseRecord, u64)> {
+        let (Some(head), Some(cap)) = (self.head.take(), self.resp_capture.take()) else {
+            return None;
+        };
+        let ct = header(&head.headers, "content-type").map(str::to_string);
+        let mut captured = cap.finish();
+        let mut chunks = captured.chunks.clone();
+        let over = captured.too_large;
+        let broke = captured.broke.take();
+        let members = std::mem::take(&mut captured.members);
+        let (body, kept, failed) = self.store_body(captured, ct.as_deref(), true);
+        if let Some(k) = kept {
+            whole.push((k.hash, k.data));
+        }
+        if let (Some(max), None) = (over, &*error) {
+            *error = Some(too_large("response", max));
+        }
+        if let (Some(msg), None) = (failed, &*error) {
+            *error = Some(ExchangeError {
+                kind: ErrorKind::Other,
+                message: msg,
+            });
+        }
+        fit_chunks(&mut chunks, body.len);
+        let mut headers = head.headers;
+        redact::scrub_headers(&mut headers, &self.secrets);
+        let mut trailers = head.trailers;
+        redact::scrub_headers(&mut trailers, &self.secrets);
+        let broke = broke.map(|b| {
+            let tail = self.secrets.scrub(&b.tail).unwrap_or(b.tail);
+            CodingBroke {
+                trailer: b.trailer,
+                ..CodingBroke::new(b.ended, &tail)
+            }
+        });
+        let record = ResponseRecord {
+            status: head.status,
+            version: head.version,
+            headers,
+            body,
+            chunks,
+            complete,
+            trailers,
+            broke,
+            members,
+        };
+        Some((record, head.ttfb_ns))
     }
 }
 

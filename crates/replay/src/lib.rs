@@ -12,6 +12,7 @@
 pub mod hybrid;
 pub mod index;
 pub mod live;
+mod load;
 pub mod loose;
 mod mcp;
 pub mod meaning;
@@ -32,7 +33,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use index::{Reorders, Slot, TraceIndex};
+use index::{Reorders, TraceIndex};
 use request::ReadBody;
 use tapedeck_model::credential::NameKind;
 use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
@@ -319,85 +320,31 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// Builds the index. Keys are recomputed from the stored requests when the rules in
-    /// force differ from those the recording was made under, and always for a tape.
+    /// Builds the index (see [`load`]).
     pub fn new(
         mut rec: Recording,
         rules: Arc<Rules>,
         opts: ReplayOptions,
     ) -> Result<Arc<Replayer>, tapedeck_store::StoreError> {
-        let fp = rules.match_fingerprint();
-        // A tape's keys are computed again: its requests may have been edited by hand.
-        let trusted = rec.keys_trusted();
-        let keyed = match trusted {
-            true => None,
-            false => rec.identify_all(&rules).transpose()?,
-        };
-        let mut slots = Vec::with_capacity(rec.len());
-        let mut lanes: Vec<String> = Vec::new();
-        let mut loopback_ports = std::collections::BTreeSet::new();
         let order = if opts.hybrid.is_some() {
             Order::Any
         } else {
             opts.order
         };
-        // Dependencies are read from the bodies once, here: causal order enforces them, and
-        // a strict miss says whether they would have allowed the call.
-        let mut graph = matches!(order, Order::Causal | Order::Strict)
-            .then(|| causal::load::GraphLoader::new(rec.len(), rec.has_llm_calls()));
         let t = Instant::now();
-        let mut other_rules = false;
-        let mut redacted_query = std::collections::BTreeSet::new();
-        let mut redacted_paths = std::collections::BTreeSet::new();
-        // One pass: a session of the store is read back event by event, never whole.
-        rec.for_each_event(&mut |i, ev| {
-            if ev.rules.as_deref().is_some_and(|r| r != fp) {
-                other_rules = true;
-                redacted_query.extend(miss::redacted_query_names(&ev.request.url));
-                if redacted_paths.len() < 256 {
-                    redacted_paths.extend(miss::path_rule(&ev.request.url));
-                }
-            }
-            if let Some(g) = graph.as_mut() {
-                g.push(&rec, ev);
-            }
-            let (kind, key) = if let Some((kind, key)) = keyed.as_ref().and_then(|k| k.get(i)) {
-                (*kind, index::key_id(key))
-            } else if trusted && ev.rules.as_deref() == Some(fp.as_str()) {
-                (ev.kind, index::key_id(&ev.key))
-            } else {
-                let (kind, key) = rec.identify(ev, &rules)?;
-                (kind, index::key_id(&key))
-            };
-            let url = UrlParts::parse(&ev.request.url);
-            if is_loopback_host(&url.host) {
-                loopback_ports.insert(url.port);
-            }
-            let host = url.host;
-            let lane = rules.is_stateful_host(&host).then(|| {
-                let at = lanes.iter().position(|h| *h == host).unwrap_or_else(|| {
-                    lanes.push(host.clone());
-                    lanes.len() - 1
-                });
-                at as u32
-            });
-            slots.push(Slot {
-                step: ev.step,
-                kind,
-                key,
-                route: route(&ev.request.method, &ev.request.url),
-                lane,
-            });
-            Ok(())
-        })?;
+        let loaded = load::load(&rec, &rules, order)?;
         tracing::debug!(
             "{} events indexed in {:.0} ms",
             rec.len(),
             t.elapsed().as_secs_f64() * 1000.0
         );
-        let graph = graph
-            .map(causal::load::GraphLoader::finish)
-            .unwrap_or_default();
+        let load::Loaded {
+            slots,
+            graph,
+            loopback_ports,
+            other_rules,
+            miss_mask,
+        } = loaded;
         let kinds = slots.iter().map(|s| s.kind).collect();
         // Matching needs only the slots and the graph: the events themselves are read
         // back from the store when served, so a long session is not held in memory. A
@@ -426,19 +373,12 @@ impl Replayer {
             mcp_sessions: mcp::Sessions::default(),
             hybrid: opts.hybrid,
             kinds,
-            loopback_ports: loopback_ports.into_iter().collect(),
+            loopback_ports,
             meanings: OnceLock::new(),
             tool_names: OnceLock::new(),
             prefetch: prefetch::Prefetch::new(len),
             other_rules,
-            miss_mask: other_rules.then(|| Rules {
-                redact_query: redacted_query.into_iter().collect(),
-                redact_paths: redacted_paths
-                    .iter()
-                    .filter_map(|p| tapedeck_model::rules::PathSecret::parse(p).ok())
-                    .collect(),
-                ..Rules::default()
-            }),
+            miss_mask,
             remembered: Remembered::default(),
         });
         if let Err(e) = this
