@@ -269,6 +269,7 @@ ok "git http-backend at $GIT_URL/demo.git"
 start_upstream
 ok "examples/upstream (LLM and weather tool) at $BASE, its own CA $UP_CA"
 
+export UPLOAD_CSRF="Csrf-Upl0ad-Form-Token-$RANDOM$RANDOM"
 export FIXTURE_URL NPM_REGISTRY="$NPM_URL/" PYPI_INDEX="$PYPI_URL/simple/"
 export LLM_BASE_URL="$BASE/v1" WEATHER_URL="$BASE/weather"
 UPSTREAM_CAS=(--upstream-ca "$CORP_CA" --upstream-ca "$UP_CA")
@@ -375,6 +376,13 @@ for s in "${SCENARIOS[@]}"; do
   SECS[$s]=$((SECONDS - t0))
   ((RECS[$s] == RECORDINGS)) && ok "$s: direct run and $RECORDINGS recording(s) agree ($(wc -l <"$OUT/$s.direct.out") result lines)"
 done
+# upload-forms sends a `csrf_token` part whose value looks like a key: it is a secret.
+if selected upload-forms; then
+  if grep -rqaF -- "$UPLOAD_CSRF" "$STORE"; then
+    fail "upload-forms: the csrf_token part's value reached the store"
+  fi
+  ok "upload-forms: the csrf_token part's value is nowhere in the store"
+fi
 
 # ---------------------------------------------------------------------------------------
 step "5. trust: each client under tapedeck record -- CMD with the user's own CA settings"

@@ -9,7 +9,7 @@ the 1 MiB a non-JSON body is otherwise kept whole). Prints one line per upload: 
 form, status and what the server read (each part's name, filename, size and sha256).
 Exit 1 if any upload failed. Honours HTTPS_PROXY, SSL_CERT_FILE and REQUESTS_CA_BUNDLE.
 
-Env: FIXTURE_URL
+Env: FIXTURE_URL, UPLOAD_CSRF (the small form's csrf_token)
 """
 
 import hashlib
@@ -21,12 +21,17 @@ import httpx
 import requests
 
 
+CSRF = os.environ.get("UPLOAD_CSRF", "Csrf-Upl0ad-Form-Token-0000001")
+
+
 def forms():
     text = "".join(f"line {i}: the quick brown fox\n" for i in range(100)).encode()[:3000]
     seed = hashlib.sha256(b"upload").digest()
     binary = (seed * ((2 << 20) // len(seed) + 1))[: 2 << 20]
     return [
-        ("small", {"purpose": "notes"}, ("notes.txt", text, "text/plain")),
+        # A part named like a token's field whose value looks like a key: a secret
+        # (stored [REDACTED]), still matched at replay.
+        ("small", {"purpose": "notes", "csrf_token": CSRF}, ("notes.txt", text, "text/plain")),
         ("large", {"model": "whisper-1"}, ("speech.wav", binary, "audio/wav")),
     ]
 
