@@ -387,7 +387,7 @@ async fn replay_matches_requests_whose_secrets_were_redacted() {
             let r = via
                 .post(b)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body("client_secret=cs-12345678&x=1")
+                .body("client_secret=cs-12345678&csrf_token=Csrf-T0ken-12345678&x=1")
                 .send()
                 .await
                 .unwrap();
@@ -405,7 +405,13 @@ async fn replay_matches_requests_whose_secrets_were_redacted() {
         }
     };
     assert_eq!(send(via, upload.clone()).await, vec![200; 4]);
-    let secrets = [BEARER, "query-KEY-12345678", "pw-12345678", "cs-12345678"];
+    let secrets = [
+        BEARER,
+        "query-KEY-12345678",
+        "pw-12345678",
+        "cs-12345678",
+        "Csrf-T0ken-12345678",
+    ];
     assert_nowhere(&dirs, d, "rekey", &secrets);
 
     let r = Daemon::start(&dirs, &["replay", "--session", "rekey"]);
