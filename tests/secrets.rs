@@ -591,7 +591,10 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
                    "properties": {"db_password": {"type": "string"}}}}],
         "metadata": {"is_secret": true, "pageToken": "page-2-of-the-listing",
                      // A sync cursor that looks like a key: Google Calendar's.
-                     "syncToken": "CPDAlvWDx70CEPDAlvWDx70CGAU="},
+                     "syncToken": "CPDAlvWDx70CEPDAlvWDx70CGAU=",
+                     // A cursor under a name of its own; an asset's contract address.
+                     "next_cursor_token": "eyJxIjogImFscGhhIiwgIm9mZnNldCI6IDJ9",
+                     "sellToken": "0x6B175474E89094C44Da98b954EedeAC495271d0F"},
         // A deployment tool's environment, as name/value pairs.
         "env": [{"name": "OPENAI_API_KEY", "value": pair}, {"name": "LOG_LEVEL", "value": "debug"}],
         // Azure OpenAI "On Your Data": the search index's key under a bare `key`.
@@ -666,6 +669,14 @@ async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matche
     assert_eq!(
         json["metadata"]["syncToken"],
         "CPDAlvWDx70CEPDAlvWDx70CGAU="
+    );
+    assert_eq!(
+        json["metadata"]["next_cursor_token"],
+        "eyJxIjogImFscGhhIiwgIm9mZnNldCI6IDJ9"
+    );
+    assert_eq!(
+        json["metadata"]["sellToken"],
+        "0x6B175474E89094C44Da98b954EedeAC495271d0F"
     );
     assert_eq!(json["env"][0]["value"], "[REDACTED]");
     assert_eq!(json["env"][1]["value"], "debug");
@@ -1043,6 +1054,88 @@ async fn a_value_a_concurrent_call_revealed_replays_in_either_order() {
     assert!(quoted.contains("SERVICE_TOKEN"), "{quoted}");
     assert!(
         stderr.contains("served 2/2 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
+}
+
+/// A token an earlier request named, which the agent then writes into a URL
+/// percent-encoded (a base64 value's `+` and `=`), in a query and in a path (whose
+/// answer names it): stored redacted there too, and the calls replay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revealed_token_carried_percent_encoded_in_a_url_never_reaches_disk() {
+    let token = "WaLDs+Ov+wPJpY5fKdUH9jbckZdlCjmmekwMJdD=";
+    let encoded = "WaLDs%2BOv%2BwPJpY5fKdUH9jbckZdlCjmmekwMJdD%3D";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let (post, query, path) = (
+            up.url("/echo"),
+            up.url(&format!("/echo?t={encoded}")),
+            up.url(&format!("/status/{encoded}")),
+        );
+        async move {
+            let mut statuses = Vec::new();
+            let r = via
+                .post(post)
+                .json(&serde_json::json!({"reset_token": token}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via.post(query).json(&serde_json::json!({})).send();
+            statuses.push(r.await.unwrap().status().as_u16());
+            // The fixture answers 400 naming the status code it could not read.
+            statuses.push(via.get(path).send().await.unwrap().status().as_u16());
+            statuses
+        }
+    };
+    let d = record(&dirs, &up, "encoded", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, [200, 200, 400]);
+    let events = assert_nowhere(&dirs, d, "encoded", &[token, encoded]);
+    let url = events[1]["request"]["url"].as_str().unwrap();
+    assert!(url.ends_with("/echo?t=[REDACTED]"), "{url}");
+    let r = Daemon::start(&dirs, &["replay", "--session", "encoded"]);
+    let statuses = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((statuses, code), (vec![200, 200, 400], 0), "{stderr}");
+}
+
+/// The same, when the recording also holds the quoting call made after the token was
+/// revealed (stored redacted): replay serves that one to the first quoting call, and the
+/// second finds its key's events all served; the one recorded in clear is it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_a_concurrent_call_revealed_replays_when_its_redacted_twin_was_served() {
+    let token = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let quoting = serde_json::json!({"messages": [{"role": "tool",
+        "content": format!("env: SERVICE_TOKEN={token}")}]});
+    let quote = |via: &reqwest::Client| via.post(up.url("/echo")).json(&quoting).send();
+    let authenticate = |via: &reqwest::Client| {
+        via.post(up.url("/echo"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&serde_json::json!({"q": "status"}))
+            .send()
+    };
+    let d = record(&dirs, &up, "twins", &[]);
+    let via = client(&d, &dirs);
+    assert_eq!(quote(&via).await.unwrap().status(), 200);
+    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
+    assert_eq!(quote(&via).await.unwrap().status(), 200);
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "twins"]);
+    let via = client(&r, &dirs);
+    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
+    assert_eq!(quote(&via).await.unwrap().status(), 200);
+    let second = quote(&via).await.unwrap();
+    assert_eq!(second.status(), 200);
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("served 3/3 events, 0 misses")
             && stderr.contains("1 matched by its redacted parts"),
         "{stderr}"
     );

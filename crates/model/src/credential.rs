@@ -333,9 +333,33 @@ pub fn token_field_name(name: &[u8], keep: &[String]) -> bool {
     name.len() > 5
         && name.ends_with(b"token")
         && !CURSOR_ENDINGS.iter().any(|e| name.ends_with(e))
-        && !name.windows(12).any(|w| w == b"continuation")
+        && !name.starts_with(b"next")
+        && !CURSOR_WORDS
+            .iter()
+            .any(|w| name.windows(w.len()).any(|x| x == *w))
         && !keep.iter().any(|k| k.as_bytes() == name)
 }
+
+/// Words that make a name ending in `token` a cursor's or a position's, never a key's
+/// (`next_cursor_token`, `page_state_token`, `sync_state_token`, `watermark_token`): a
+/// client sends it back as an answer gave it, and two pages redacted alike would be
+/// served in recorded order whatever the client asked for. Names starting with `next`
+/// are cursors too.
+const CURSOR_WORDS: &[&[u8]] = &[
+    b"cursor",
+    b"page",
+    b"paging",
+    b"pagin",
+    b"sync",
+    b"delta",
+    b"skip",
+    b"resume",
+    b"continuation",
+    b"watermark",
+    b"checkpoint",
+    b"offset",
+    b"marker",
+];
 
 /// The longest value [`key_like`] takes for a key.
 pub const MAX_KEY_LIKE: usize = 512;
@@ -343,9 +367,22 @@ pub const MAX_KEY_LIKE: usize = 512;
 /// Whether a value looks like a key of its own: 16 to 512 bytes of a token's alphabet
 /// (letters, digits, `-`, `_`, `.`, `~`, `+`, `=`; no `/`, space, quote or escape, so
 /// the value reads the same in JSON as written and as meant) with three kinds of
-/// characters among lower case, upper case, digits and the others. A word, a path, a
-/// date or a tokenizer's `<|endoftext|>` is not one.
+/// characters among lower case, upper case, digits and the others; or 32 to 128 hex
+/// digits with a letter and a digit (`secrets.token_hex()`, Ruby's `SecureRandom.hex`).
+/// A word, a path, a date, a tokenizer's `<|endoftext|>` is not one, nor a `0x` hex
+/// number (an Ethereum address or transaction: 0x's `sellToken=0x6B17…` names an asset,
+/// and two assets redacted alike would get one another's prices at replay).
 pub fn key_like(value: &[u8]) -> bool {
+    if value.starts_with(b"0x") && value[2..].iter().all(u8::is_ascii_hexdigit) {
+        return false;
+    }
+    if (32..=128).contains(&value.len())
+        && value.iter().all(u8::is_ascii_hexdigit)
+        && value.iter().any(u8::is_ascii_digit)
+        && value.iter().any(u8::is_ascii_alphabetic)
+    {
+        return true;
+    }
     let kinds = [
         value.iter().any(u8::is_ascii_lowercase),
         value.iter().any(u8::is_ascii_uppercase),
@@ -581,6 +618,12 @@ mod tests {
             "resumeToken",
             "changeToken",
             "continuationToken",
+            "next_cursor_token",
+            "cursor_token",
+            "page_state_token",
+            "sync_state_token",
+            "watermark_token",
+            "nextLinkToken",
         ] {
             assert!(!token_field_name(n.as_bytes(), &[]), "{n}");
         }
@@ -588,6 +631,13 @@ mod tests {
         assert!(key_like(b"CPDAlvWDx70CEPDAlvWDx70CGAU="));
         assert!(!key_like(b"<|endoftext|>"));
         assert!(!key_like(b"2026-12-05T03:15:31Z"));
+        // Hex tokens are keys; `0x` addresses and hashes are not.
+        assert!(key_like(
+            b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        ));
+        assert!(!key_like(b"0x6B175474E89094C44Da98b954EedeAC495271d0F"));
+        assert!(!key_like(b"0123456789abcdef"));
+        assert!(!key_like(b"deadbeefdeadbeefdeadbeefdeadbeef"));
     }
 
     #[test]

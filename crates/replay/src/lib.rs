@@ -657,8 +657,14 @@ impl Replayer {
             Ok(i) => return Ok(i),
             Err(m) => m,
         };
-        if let (index::MissKind::Unrecorded, ReadBody::Whole(body), None) =
-            (m.kind, &asked.body, asked.too_large)
+        // Exhausted too: the events of this key were served to requests that held in
+        // clear, at record, a value this replay knew to redact (concurrent calls), and the
+        // one left holds it in clear.
+        if let (
+            index::MissKind::Unrecorded | index::MissKind::Exhausted,
+            ReadBody::Whole(body),
+            None,
+        ) = (m.kind, &asked.body, asked.too_large)
         {
             if let Some(i) = self.take_by_redacted_parts(asked, body).await {
                 return Ok(i);

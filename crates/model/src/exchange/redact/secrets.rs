@@ -147,10 +147,20 @@ impl Secrets {
         self.push_as(v, false);
     }
 
-    /// [`Secrets::push`]; `local`: the value is not remembered by the session.
+    /// [`Secrets::push`]; `local`: the value is not remembered by the session. A value
+    /// with bytes a URL escapes is also pushed percent-encoded, as a client writes it
+    /// into a query or a path (`WaLDs+Ov=` as `WaLDs%2BOv%3D`).
     fn push_as(&mut self, v: &str, local: bool) {
         let v = v.trim();
         self.push_one(v, local);
+        if !in_marker(v)
+            && !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        {
+            let encoded = percent_encoding::utf8_percent_encode(v, URL_ESCAPED).to_string();
+            self.push_one(&encoded, local);
+        }
         if v.bytes()
             .any(|b| JSON_SPECIAL.contains(&b) || !(0x20..0x80).contains(&b))
         {
@@ -264,6 +274,13 @@ struct Lists {
     /// Revealed by answers only.
     answered: Vec<Vec<u8>>,
 }
+
+/// What a URL's component escapes: all but letters, digits and `-`, `_`, `.`, `~`.
+const URL_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// How many values each list keeps (the most recently seen; JSON-escaped forms count
 /// apart), how long one may be, and how many bytes all of a list's may take: an
@@ -666,6 +683,17 @@ mod tests {
     /// delimiter after the marker, so the stored body redacted again came out different
     /// (found by the `canonical_key` fuzz target).
     #[test]
+    fn a_secret_a_client_percent_encodes_into_a_url_is_found() {
+        let mut s = Secrets::default();
+        s.add("WaLDs+Ov+wPJpY5fKdUH9jbckZdlCjmmekwMJdD=");
+        let url = b"https://a.test/check/WaLDs%2BOv%2BwPJpY5fKdUH9jbckZdlCjmmekwMJdD%3D?t=WaLDs%2BOv%2BwPJpY5fKdUH9jbckZdlCjmmekwMJdD%3D";
+        assert_eq!(
+            String::from_utf8(s.scrub(url).unwrap()).unwrap(),
+            "https://a.test/check/[REDACTED]?t=[REDACTED]"
+        );
+    }
+
+    #[test]
     fn a_value_holding_the_marker_is_not_scrubbed() {
         let mut s = Secrets::default();
         s.add("[REDACTED]\r\n----------");
@@ -982,7 +1010,8 @@ mod tests {
             remembered,
             [
                 b"8f14e45f-ceea-467f-a1e2-0b6f1c1d9c2a".as_slice(),
-                b"lang=en-US; sid=ab12cd34ef"
+                b"lang=en-US; sid=ab12cd34ef",
+                b"lang%3Den-US%3B%20sid%3Dab12cd34ef"
             ]
         );
     }
