@@ -114,8 +114,9 @@ enum State {
     /// Inside a number value being dropped.
     SecretNum,
     /// Inside a string value held until it ends, which is a secret if it looks like a
-    /// key (a field that [`FieldNames::maybe`] names).
-    MaybeStr,
+    /// key once unescaped (a field that [`FieldNames::maybe`] names). `escaped`: a `\`
+    /// was just read.
+    MaybeStr { escaped: bool },
     /// Inside a string of the JSON a string holds (`"{\"password\": \"x\"}"`, a tool
     /// call's arguments): opened by `\"`. `raw_esc`: a `\` of the outer string was just
     /// read; `esc`: an escape of the inner JSON (an outer `\\`) is pending.
@@ -333,11 +334,17 @@ impl JsonFields {
                         out.push(b'"');
                         i += 1;
                         self.value.clear();
-                        self.state = State::MaybeStr;
+                        self.state = State::MaybeStr { escaped: false };
                     }
                     _ => self.state = State::Text,
                 },
-                State::MaybeStr => {
+                State::MaybeStr { escaped: true } => {
+                    // The escaped byte (`\u002B` goes on as plain bytes).
+                    self.value.push(rest[0]);
+                    i += 1;
+                    self.state = State::MaybeStr { escaped: false };
+                }
+                State::MaybeStr { escaped: false } => {
                     let (k, end) = match memchr3(b'"', b'\\', b'\n', rest) {
                         Some(k) => (k, Some(rest[k])),
                         None => (rest.len(), None),
@@ -345,38 +352,47 @@ impl JsonFields {
                     self.value.extend_from_slice(&rest[..k]);
                     i += k + end.map_or(0, |_| 1);
                     match end {
-                        Some(b'"') if credential::key_like(&self.value) => {
+                        Some(b'"') if super::json_key_like(&self.value) => {
                             out.extend_from_slice(REDACTED.as_bytes());
                             self.found.by_name(true);
-                            self.found.push(&self.value);
+                            self.found.push_json_string(&self.value);
                             self.value.clear();
+                            out.push(b'"');
+                            self.state = State::Text;
                         }
-                        Some(_) => out.append(&mut self.value),
-                        None if self.value.len() > MAX_KEY => {
-                            // Too long to be a key: an ordinary string from here.
-                            out.append(&mut self.value);
-                            self.key_ok = false;
-                            self.state = State::Str { escaped: false };
-                        }
-                        None => {}
-                    }
-                    match end {
                         Some(b'"') => {
+                            out.append(&mut self.value);
                             out.push(b'"');
                             self.state = State::Text;
                         }
                         Some(b'\\') => {
-                            // An escape is in no key: an ordinary string, this escape
-                            // read as the string's.
-                            out.push(b'\\');
-                            self.key_ok = false;
-                            self.state = State::Str { escaped: true };
+                            self.value.push(b'\\');
+                            self.state = State::MaybeStr { escaped: true };
                         }
                         Some(c) => {
+                            // A raw line break: no JSON string goes on past it.
+                            out.append(&mut self.value);
                             out.push(c);
                             self.state = State::Text;
                         }
                         None => {}
+                    }
+                    if matches!(self.state, State::MaybeStr { .. })
+                        && self.value.len() > MAX_KEY * 6
+                    {
+                        // Too long to be a key, however escaped: an ordinary string
+                        // from here.
+                        let escaped = matches!(self.state, State::MaybeStr { escaped: true });
+                        if escaped {
+                            self.value.pop();
+                        }
+                        out.append(&mut self.value);
+                        self.key_ok = false;
+                        self.state = State::Str { escaped: false };
+                        if escaped {
+                            out.push(b'\\');
+                            self.state = State::Str { escaped: true };
+                        }
                     }
                 }
                 State::AfterColon => match rest[0] {
@@ -670,7 +686,7 @@ impl JsonFields {
     /// like a key, until it ends.
     pub fn held(&self) -> usize {
         match self.state {
-            State::MaybeStr => self.value.len(),
+            State::MaybeStr { .. } => self.value.len(),
             _ => 0,
         }
     }
@@ -680,7 +696,7 @@ impl JsonFields {
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
         match self.state {
             State::SecretStr { .. } => self.end_value(),
-            State::MaybeStr => out.append(&mut self.value),
+            State::MaybeStr { .. } => out.append(&mut self.value),
             _ => {}
         }
         self.found
@@ -915,6 +931,27 @@ mod tests {
         let mut value: Value = serde_json::from_str(&body).unwrap();
         assert!(redact_value(&mut value, &fields, &mut Collected::default()));
         assert_eq!(value, serde_json::from_str::<Value>(&want).unwrap());
+        // A value escaped in part (.NET writes `+` as `\u002B`) is read unescaped, in
+        // every pass; found as written and as meant.
+        let body = r#"{"reset_token":"YzYN0\u002BbS=X9ZgEaTiEtk1=Lz","n":1}"#;
+        let want = r#"{"reset_token":"[REDACTED]","n":1}"#;
+        let meant = ["YzYN0\\u002BbS=X9ZgEaTiEtk1=Lz", "YzYN0+bS=X9ZgEaTiEtk1=Lz"];
+        for cut in [1, 5, 4096] {
+            let mut j = JsonFields::new(fields.clone());
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(cut) {
+                j.feed(piece, &mut out);
+            }
+            let found = j.finish(&mut out).into_values();
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut {cut}");
+            assert_eq!(found, meant, "cut {cut}");
+        }
+        let (out, _) = super::super::json_fields::redact(body.as_bytes(), &fields, REDACTED)
+            .expect("a secret to replace");
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut value: Value = serde_json::from_str(body).unwrap();
+        assert!(redact_value(&mut value, &fields, &mut Collected::default()));
+        assert_eq!(value, serde_json::from_str::<Value>(want).unwrap());
         // Cut off by the end of the stream, what was held is written.
         let mut j = JsonFields::new(fields);
         let mut out = Vec::new();

@@ -384,7 +384,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 let text = raw.get().as_bytes();
                 if text.len() >= 2
                     && text[0] == b'"'
-                    && crate::credential::key_like(&text[1..text.len() - 1])
+                    && super::json_key_like(&text[1..text.len() - 1])
                 {
                     walk.secret(raw, false);
                 } else {

@@ -312,6 +312,16 @@ impl Collected {
 
 /// What a JSON string's content as written (`raw`, escapes and all, without its quotes)
 /// stands for; `None` when it is no string's content.
+/// Whether a JSON string's content, as written, looks like a key once unescaped
+/// ([`credential::key_like`]): .NET writes a base64 token's `+` as `\u002B`.
+fn json_key_like(raw: &[u8]) -> bool {
+    if raw.contains(&b'\\') {
+        json_string_text(raw).is_some_and(|t| credential::key_like(t.as_bytes()))
+    } else {
+        credential::key_like(raw)
+    }
+}
+
 fn json_string_text(raw: &[u8]) -> Option<String> {
     let mut quoted = Vec::with_capacity(raw.len() + 2);
     quoted.push(b'"');
