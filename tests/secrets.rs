@@ -1017,6 +1017,36 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
     );
 }
 
+/// The calls of the concurrent-learning tests: one quotes a token in its body (a tool's
+/// output), the other authenticates with it.
+#[derive(Clone, Copy)]
+enum Race {
+    Quote,
+    Authenticate,
+}
+
+const RACE_TOKEN: &str = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
+
+/// Makes `calls` in order through daemon `d`; the answers' bodies.
+async fn race(d: &Daemon, dirs: &Dirs, up: &Upstream, calls: &[Race]) -> Vec<String> {
+    let via = client(d, dirs);
+    let mut answers = Vec::new();
+    for call in calls {
+        let req = via.post(up.url("/echo"));
+        let req = match call {
+            Race::Quote => req.json(&serde_json::json!({"messages": [{"role": "tool",
+                "content": format!("env: SERVICE_TOKEN={RACE_TOKEN}")}]})),
+            Race::Authenticate => req
+                .header("authorization", format!("Bearer {RACE_TOKEN}"))
+                .json(&serde_json::json!({"q": "status"})),
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        answers.push(r.text().await.unwrap());
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_a_concurrent_call_revealed_replays_in_either_order() {
     // Two calls the agent makes at once: one authenticates with a bearer token, the
@@ -1024,36 +1054,55 @@ async fn a_value_a_concurrent_call_revealed_replays_in_either_order() {
     // first and stored the token in it as it was (nothing had revealed it yet); replay
     // reads the authenticating call first, remembers the token, and reads the quoting
     // call with it redacted.
-    let token = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
-    let quoting = serde_json::json!({"messages": [{"role": "tool",
-        "content": format!("env: SERVICE_TOKEN={token}")}]});
-    let quote = |via: &reqwest::Client| via.post(up.url("/echo")).json(&quoting).send();
-    let authenticate = |via: &reqwest::Client| {
-        via.post(up.url("/echo"))
-            .header("authorization", format!("Bearer {token}"))
-            .json(&serde_json::json!({"q": "status"}))
-            .send()
-    };
     let d = record(&dirs, &up, "race", &[]);
-    let via = client(&d, &dirs);
-    assert_eq!(quote(&via).await.unwrap().status(), 200);
-    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
+    race(&d, &dirs, &up, &[Race::Quote, Race::Authenticate]).await;
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
 
     let r = Daemon::start(&dirs, &["replay", "--session", "race"]);
-    let via = client(&r, &dirs);
-    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
-    let quoted = quote(&via).await.unwrap();
-    assert_eq!(quoted.status(), 200);
-    let quoted = quoted.text().await.unwrap();
+    let answers = race(&r, &dirs, &up, &[Race::Authenticate, Race::Quote]).await;
     let (code, stderr) = r.stop();
-    assert_eq!(code, 0, "{quoted}\n{stderr}");
-    assert!(quoted.contains("SERVICE_TOKEN"), "{quoted}");
+    assert_eq!(code, 0, "{answers:?}\n{stderr}");
+    assert!(answers[1].contains("SERVICE_TOKEN"), "{}", answers[1]);
     assert!(
         stderr.contains("served 2/2 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
+}
+
+/// The same, when the recording also holds the quoting call made after the token was
+/// revealed (stored redacted): replay serves that one to the first quoting call, and the
+/// second finds its key's events all served; the one recorded in clear is it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_a_concurrent_call_revealed_replays_when_its_redacted_twin_was_served() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "twins", &[]);
+    race(
+        &d,
+        &dirs,
+        &up,
+        &[Race::Quote, Race::Authenticate, Race::Quote],
+    )
+    .await;
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "twins"]);
+    race(
+        &r,
+        &dirs,
+        &up,
+        &[Race::Authenticate, Race::Quote, Race::Quote],
+    )
+    .await;
+    let (code, stderr) = r.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("served 3/3 events, 0 misses")
             && stderr.contains("1 matched by its redacted parts"),
         "{stderr}"
     );
@@ -1099,46 +1148,6 @@ async fn a_revealed_token_carried_percent_encoded_in_a_url_never_reaches_disk() 
     let statuses = send(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
     assert_eq!((statuses, code), (vec![200, 200, 400], 0), "{stderr}");
-}
-
-/// The same, when the recording also holds the quoting call made after the token was
-/// revealed (stored redacted): replay serves that one to the first quoting call, and the
-/// second finds its key's events all served; the one recorded in clear is it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_value_a_concurrent_call_revealed_replays_when_its_redacted_twin_was_served() {
-    let token = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
-    let up = Upstream::start(true).await;
-    let dirs = Dirs::new();
-    let quoting = serde_json::json!({"messages": [{"role": "tool",
-        "content": format!("env: SERVICE_TOKEN={token}")}]});
-    let quote = |via: &reqwest::Client| via.post(up.url("/echo")).json(&quoting).send();
-    let authenticate = |via: &reqwest::Client| {
-        via.post(up.url("/echo"))
-            .header("authorization", format!("Bearer {token}"))
-            .json(&serde_json::json!({"q": "status"}))
-            .send()
-    };
-    let d = record(&dirs, &up, "twins", &[]);
-    let via = client(&d, &dirs);
-    assert_eq!(quote(&via).await.unwrap().status(), 200);
-    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
-    assert_eq!(quote(&via).await.unwrap().status(), 200);
-    let (code, stderr) = d.stop();
-    assert_eq!(code, 0, "{stderr}");
-
-    let r = Daemon::start(&dirs, &["replay", "--session", "twins"]);
-    let via = client(&r, &dirs);
-    assert_eq!(authenticate(&via).await.unwrap().status(), 200);
-    assert_eq!(quote(&via).await.unwrap().status(), 200);
-    let second = quote(&via).await.unwrap();
-    assert_eq!(second.status(), 200);
-    let (code, stderr) = r.stop();
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("served 3/3 events, 0 misses")
-            && stderr.contains("1 matched by its redacted parts"),
-        "{stderr}"
-    );
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
