@@ -310,14 +310,7 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
 /// scrubbed from 8 bytes, whatever they hold.
 pub fn looks_like_credential(value: &str) -> bool {
     let v = value.trim();
-    let classes = [
-        v.bytes().any(|b| b.is_ascii_lowercase()),
-        v.bytes().any(|b| b.is_ascii_uppercase()),
-        v.bytes().any(|b| b.is_ascii_digit()),
-        v.bytes().any(|b| !b.is_ascii_alphanumeric()),
-    ];
-    let mixed = classes.iter().filter(|c| **c).count() >= 2;
-    v.len() >= 8 && (mixed || v.len() >= 16)
+    v.len() >= 8 && (kinds_of(v.as_bytes()) >= 2 || v.len() >= 16)
 }
 
 /// Whether a body field's name ends in `token` without saying more (`invite_token`,
@@ -383,17 +376,25 @@ pub fn key_like(value: &[u8]) -> bool {
     {
         return true;
     }
-    let kinds = [
-        value.iter().any(u8::is_ascii_lowercase),
-        value.iter().any(u8::is_ascii_uppercase),
-        value.iter().any(u8::is_ascii_digit),
-        value.iter().any(|b| !b.is_ascii_alphanumeric()),
-    ];
     (16..=MAX_KEY_LIKE).contains(&value.len())
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~+=".contains(b))
-        && kinds.iter().filter(|k| **k).count() >= 3
+        && kinds_of(value) >= 3
+}
+
+/// How many kinds of characters a value holds, among lower case, upper case, digits and
+/// the others.
+pub fn kinds_of(value: &[u8]) -> usize {
+    [
+        value.iter().any(u8::is_ascii_lowercase),
+        value.iter().any(u8::is_ascii_uppercase),
+        value.iter().any(u8::is_ascii_digit),
+        value.iter().any(|b| !b.is_ascii_alphanumeric()),
+    ]
+    .iter()
+    .filter(|k| **k)
+    .count()
 }
 
 /// Endings of names that hold a credential even in a model's tool-call arguments (JSON

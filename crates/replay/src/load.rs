@@ -132,16 +132,21 @@ impl Pass<'_> {
     }
 
     fn finish(self) -> Loaded {
-        let other_rules = self.other_rules;
-        let redacted_query = self.redacted_query;
-        let redacted_paths = self.redacted_paths;
+        let Pass {
+            slots,
+            graph,
+            loopback_ports,
+            other_rules,
+            redacted_query,
+            redacted_paths,
+            ..
+        } = self;
         Loaded {
-            slots: self.slots,
-            graph: self
-                .graph
+            slots,
+            graph: graph
                 .map(causal::load::GraphLoader::finish)
                 .unwrap_or_default(),
-            loopback_ports: self.loopback_ports.into_iter().collect(),
+            loopback_ports: loopback_ports.into_iter().collect(),
             other_rules,
             miss_mask: other_rules.then(|| Rules {
                 redact_query: redacted_query.into_iter().collect(),

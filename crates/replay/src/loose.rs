@@ -73,14 +73,8 @@ fn stands_for_marker(value: &[u8]) -> bool {
 }
 
 fn strong_key(v: &[u8]) -> bool {
-    let kinds = [
-        v.iter().any(u8::is_ascii_lowercase),
-        v.iter().any(u8::is_ascii_uppercase),
-        v.iter().any(u8::is_ascii_digit),
-        v.iter().any(|b| !b.is_ascii_alphanumeric()),
-    ];
     (16..=MAX_KEY).contains(&v.len())
-        && kinds.iter().filter(|k| **k).count() >= 3
+        && tapedeck_model::credential::kinds_of(v) >= 3
         && !v.contains(&b'\\')
 }
 

@@ -124,7 +124,7 @@ impl FormFields {
 }
 
 /// Form-decodes a name or value: `+` is a space, then percent escapes.
-fn decode(raw: &[u8]) -> Vec<u8> {
+pub(super) fn decode(raw: &[u8]) -> Vec<u8> {
     let plus: Vec<u8> = raw
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })

@@ -865,9 +865,7 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
 fn token_param(name: &str, value: &str, rules: &Rules) -> bool {
     credential::token_field_name(name.as_bytes(), &rules.keep_names)
         && value.len() <= credential::MAX_KEY_LIKE * 3
-        && credential::key_like(
-            &percent_encoding::percent_decode_str(&value.replace('+', " ")).collect::<Vec<u8>>(),
-        )
+        && credential::key_like(&form::decode(value.as_bytes()))
 }
 
 /// Replaces the value of every object key named in the rules, at any depth.
