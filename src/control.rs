@@ -348,12 +348,13 @@ impl Control {
                 let name = name.to_string();
                 let result = tokio::task::spawn_blocking(
                     move || -> Result<Vec<u8>, (StatusCode, String)> {
-                        let rec = Recording::from_store(store, &name).map_err(|e| match e {
-                            tapedeck_store::StoreError::NoSession(_) => {
-                                (StatusCode::NOT_FOUND, e.to_string())
-                            }
-                            other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-                        })?;
+                        let rec =
+                            Recording::from_store_by_step(store, &name).map_err(|e| match e {
+                                tapedeck_store::StoreError::NoSession(_) => {
+                                    (StatusCode::NOT_FOUND, e.to_string())
+                                }
+                                other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+                            })?;
                         let mut out = Vec::new();
                         rec.write_tape(&mut out, None, |_| {})
                             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -71,6 +71,8 @@ pub async fn load(arg: &str, dir: &Path) -> Result<Recording, RecordingError> {
 pub struct Loader {
     dir: PathBuf,
     access: Option<StoreAccess>,
+    /// Sessions of the store leave their events there ([`Recording::from_store_by_step`]).
+    by_step: bool,
 }
 
 impl Loader {
@@ -78,6 +80,7 @@ impl Loader {
         Loader {
             dir: dir.to_path_buf(),
             access: None,
+            by_step: false,
         }
     }
 
@@ -86,6 +89,17 @@ impl Loader {
         Loader {
             dir: dir.to_path_buf(),
             access: Some(StoreAccess::Open(store)),
+            by_step: false,
+        }
+    }
+
+    /// A session it loads from the store keeps only its events' steps in memory, and
+    /// reads each event back when it is used (what a job that goes through the events
+    /// once, like an export, needs).
+    pub fn leaving_events_in_store(self) -> Loader {
+        Loader {
+            by_step: true,
+            ..self
         }
     }
 
@@ -123,7 +137,7 @@ impl Loader {
     pub async fn load_session(&mut self, name: &str) -> Result<Recording, RecordingError> {
         tapedeck_model::session::SessionName::new(name)?;
         let access = self.access()?;
-        load_from(name, &self.dir, access).await
+        load_from(name, &self.dir, access, self.by_step).await
     }
 
     /// The sessions of the store, from the store itself or from the daemon holding it.
@@ -171,8 +185,10 @@ async fn load_from(
     arg: &str,
     dir: &Path,
     access: StoreAccess,
+    by_step: bool,
 ) -> Result<Recording, RecordingError> {
     match access {
+        StoreAccess::Open(store) if by_step => Ok(Recording::from_store_by_step(store, arg)?),
         StoreAccess::Open(store) => Ok(Recording::from_store(store, arg)?),
         StoreAccess::Daemon { pid, listen } => {
             let path = format!("/_tapedeck/sessions/{arg}/tape");

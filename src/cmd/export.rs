@@ -17,15 +17,19 @@ pub async fn run(
     mode: u32,
     inline_max: u64,
 ) -> CmdResult {
-    let rec = recording::load(session, store).await?;
-    let bar = progress_bar(rec.events.len() as u64, "exporting");
+    // The events stay in the store and are read back one at a time as they are written.
+    let rec = recording::Loader::new(store)
+        .leaving_events_in_store()
+        .load(session)
+        .await?;
+    let bar = progress_bar(rec.len() as u64, "exporting");
     write_tape(&rec, output, mode, inline_max, |n| {
         bar.set_position(n as u64)
     })?;
     bar.finish_and_clear();
     eprintln!(
         "exported {} events of {} to {}",
-        rec.events.len(),
+        rec.len(),
         rec.source,
         output.display()
     );

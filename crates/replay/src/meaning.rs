@@ -184,7 +184,7 @@ impl MeaningIndex {
     /// rules in force).
     pub fn build(rec: &Recording, kinds: &[Kind], rules: &Rules) -> MeaningIndex {
         let mut ix = MeaningIndex::default();
-        let _ = rec.for_each_event(&mut |i, ev| {
+        let _ = rec.for_each_event::<tapedeck_store::StoreError>(&mut |i, ev| {
             if kinds.get(i).copied().unwrap_or(ev.kind) == Kind::Llm || ev.ws.is_some() {
                 ix.meanings.push(None);
                 return Ok(());

@@ -47,6 +47,8 @@ struct Released {
     steps: Vec<u64>,
     /// Whether any is an LLM call.
     llm: bool,
+    /// What a tape of them says in its header.
+    shape: tape::RunShape,
 }
 
 /// What a session read from the store left out, each said once: events that are
@@ -124,9 +126,11 @@ impl Recording {
         }
         let mut steps = Vec::new();
         let mut llm = false;
+        let mut shape = tape::RunShape::default();
         let mut read = store.scan_session(session, &mut |ev| {
             steps.push(ev.step);
             llm |= ev.kind == tapedeck_model::exchange::Kind::Llm;
+            shape.see(&ev);
         })?;
         let damaged = damage_of(&*store, session, steps.iter().copied(), &mut read)?;
         let exit_code = store.run(session)?.map(|r| r.exit_code);
@@ -137,7 +141,7 @@ impl Recording {
             bodies: Bodies::Store(store, session.to_string()),
             source: format!("session {session}"),
             damaged,
-            released: Some(Released { steps, llm }),
+            released: Some(Released { steps, llm, shape }),
         })
     }
 
@@ -244,10 +248,10 @@ impl Recording {
 
     /// Calls `f` with each event and its index, in step order: from memory, or (once the
     /// events were let go) in one pass over the store.
-    pub fn for_each_event(
+    pub fn for_each_event<E: From<StoreError>>(
         &self,
-        f: &mut dyn FnMut(usize, &Event) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+        f: &mut dyn FnMut(usize, &Event) -> Result<(), E>,
+    ) -> Result<(), E> {
         match (&self.released, &self.bodies) {
             (Some(Released { steps, .. }), Bodies::Store(store, name)) => {
                 let mut at = 0usize;
@@ -280,6 +284,7 @@ impl Recording {
             self.released = Some(Released {
                 steps: self.events.iter().map(|e| e.step).collect(),
                 llm: self.has_llm_calls(),
+                shape: tape::RunShape::of(&self.events),
             });
             self.events = Vec::new();
         }
@@ -420,7 +425,8 @@ impl Recording {
     }
 
     /// Writes this recording as a tape; with `files`, its large bodies go to files
-    /// beside it (else every body is inline).
+    /// beside it (else every body is inline). Events left in the store are read back one
+    /// at a time, in one pass: the tape's size in memory is one event's.
     pub fn write_tape<W: std::io::Write>(
         &self,
         out: &mut W,
@@ -429,9 +435,15 @@ impl Recording {
     ) -> Result<(), TapeWriteError> {
         tape::write_run(
             out,
-            &self.session,
-            self.exit_code,
-            &self.events,
+            tape::Run {
+                session: &self.session,
+                exit_code: self.exit_code,
+                shape: match &self.released {
+                    Some(r) => r.shape,
+                    None => tape::RunShape::of(&self.events),
+                },
+            },
+            |each| self.for_each_event(each),
             |r, sink| self.stream_body(r, sink),
             files,
             progress,

@@ -389,8 +389,11 @@ impl SledStore {
     /// Opens the store for a process that mostly reads (replay, the read commands). Sled's
     /// background thread does not run: it would rewrite fragmented parts of the file while
     /// the store is only read (a replay would change the files of the store it replays,
-    /// and its memory would rise and fall as pages are read in to be moved). Writes are as
-    /// durable as with [`SledStore::open`]: the committer flushes them.
+    /// and its memory would rise and fall as pages are read in to be moved). Its cache is a
+    /// quarter of a recorder's: such a process reads a session through once, in order, and
+    /// sled keeps several times its nominal cache resident (a replay of 53,000 events is
+    /// ready at 53-54 MB resident with 4 MiB, 62-63 MB with 16, at the same speed). Writes
+    /// are as durable as with [`SledStore::open`]: the committer flushes them.
     pub fn open_to_read(dir: &Path) -> Result<SledStore, StoreError> {
         SledStore::open_with(dir, false)
     }
@@ -402,7 +405,7 @@ impl SledStore {
         })?;
         let mut config = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(16 << 20);
+            .cache_capacity(if compact { 16 << 20 } else { 4 << 20 });
         if !compact {
             config = config.flush_every_ms(None);
         }
@@ -1573,6 +1576,30 @@ mod tests {
             store.verify_event_body("s", 1, &h(&resp)).unwrap(),
             BodyState::Sound
         );
+
+        // A tape written from the events left in the store (an export, one event read
+        // at a time) is the tape written from them in memory: header, format, body files.
+        let tape_of = |rec: &crate::recording::Recording| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("run.jsonl");
+            let mut files =
+                crate::tape_files::BodyFiles::new(&path, 0o600, crate::INLINE_MAX as u64);
+            let mut out = Vec::new();
+            let mut written = Vec::new();
+            rec.write_tape(&mut out, Some(&mut files), |n| written.push(n))
+                .unwrap();
+            let files = std::fs::read_dir(dir.path().join("run.bodies"))
+                .unwrap()
+                .count();
+            (String::from_utf8(out).unwrap(), written, files)
+        };
+        let whole = crate::recording::Recording::from_store(store.clone(), "s").unwrap();
+        let by_step = tape_of(&released);
+        assert!(by_step == tape_of(&whole), "the tapes differ");
+        let (tape, written, files) = by_step;
+        assert!(tape.starts_with(r#"{"tapedeck_tape":3,"session":"s","events":3}"#));
+        assert_eq!((written, files), (vec![1, 2, 3], 1));
+        assert_eq!(tape.matches(r#""file":"run.bodies/"#).count(), 1);
 
         // A flipped byte in a body kept inside: the event still reads (its JSON is
         // sound), the body fails its blake3 wherever it is read.

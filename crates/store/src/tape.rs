@@ -328,51 +328,97 @@ pub fn write<W: Write>(
 ) -> Result<(), TapeWriteError> {
     write_run(
         out,
-        session,
-        None,
-        events,
+        Run {
+            session,
+            exit_code: None,
+            shape: RunShape::of(events),
+        },
+        |each| each_of(events, each),
         |r, sink| sink(&body(r)?),
         None,
         progress,
     )
 }
 
+/// Hands each of `events` to `each`, with its index, until one fails.
+pub fn each_of(events: &[Event], each: EachEvent<'_>) -> Result<(), TapeWriteError> {
+    events
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, ev)| each(i, ev))
+}
+
+/// Takes the events a tape is written from, one at a time, with their index.
+pub type EachEvent<'a> = &'a mut dyn FnMut(usize, &Event) -> Result<(), TapeWriteError>;
+
+/// What a tape's header says of the events under it, known before the first is written
+/// (so a session read from the store one event at a time is written in one pass).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    pub events: u64,
+    /// The longest body of any event (request, response, WebSocket message).
+    pub longest_body: u64,
+    /// Whether any event is a WebSocket.
+    pub ws: bool,
+}
+
+impl RunShape {
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> RunShape {
+        let mut shape = RunShape::default();
+        events.into_iter().for_each(|ev| shape.see(ev));
+        shape
+    }
+
+    /// Counts `ev` in.
+    pub fn see(&mut self, ev: &Event) {
+        self.events += 1;
+        self.longest_body = body_lens(ev).fold(self.longest_body, u64::max);
+        self.ws |= ev.ws.is_some();
+    }
+
+    /// The oldest format that holds these events, their large bodies going to `files`.
+    fn version(&self, files: Option<&BodyFiles>) -> u32 {
+        if files.is_some_and(|f| f.wants(self.longest_body)) {
+            TAPE_VERSION_FILES
+        } else if self.ws {
+            TAPE_VERSION_WS
+        } else {
+            TAPE_VERSION_HTTP
+        }
+    }
+}
+
 /// Pushes a body's bytes, a part at a time, to the sink it is given.
 pub type BodySink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), TapeWriteError>;
 
-/// Writes a session as a tape, with the exit status of the command it was recorded
-/// around. `body` pushes a body's bytes (by blake3) to a sink, a part at a time; with
-/// `files`, bodies it wants go to files beside the tape instead of inline.
+/// What a tape's header says: the session, the exit status of the command it was
+/// recorded around, and what the events under it need.
+pub struct Run<'a> {
+    pub session: &'a str,
+    pub exit_code: Option<i32>,
+    pub shape: RunShape,
+}
+
+/// Writes a session as a tape, under the header `run` describes. `events` hands each event in turn to the writer it is given, after the header
+/// that `shape` describes; `body` pushes a body's bytes (by blake3) to a sink, a part at a
+/// time; with `files`, bodies it wants go to files beside the tape instead of inline.
 pub fn write_run<W: Write>(
     out: &mut W,
-    session: &str,
-    exit_code: Option<i32>,
-    events: &[Event],
+    run: Run<'_>,
+    events: impl FnOnce(EachEvent<'_>) -> Result<(), TapeWriteError>,
     mut body: impl FnMut(&BodyRef, BodySink) -> Result<(), TapeWriteError>,
     mut files: Option<&mut BodyFiles>,
     mut progress: impl FnMut(usize),
 ) -> Result<(), TapeWriteError> {
-    let filed = |ev: &Event| {
-        files
-            .as_deref()
-            .is_some_and(|f| body_lens(ev).any(|len| f.wants(len)))
-    };
-    let tapedeck_tape = if events.iter().any(filed) {
-        TAPE_VERSION_FILES
-    } else if events.iter().any(|e| e.ws.is_some()) {
-        TAPE_VERSION_WS
-    } else {
-        TAPE_VERSION_HTTP
-    };
     let header = TapeHeader {
-        tapedeck_tape,
-        session: session.to_string(),
-        events: events.len() as u64,
-        exit_code,
+        tapedeck_tape: run.shape.version(files.as_deref()),
+        session: run.session.to_string(),
+        events: run.shape.events,
+        exit_code: run.exit_code,
     };
     serde_json::to_writer(&mut *out, &header)?;
     out.write_all(b"\n")?;
-    for (i, ev) in events.iter().enumerate() {
+    events(&mut |i, ev| {
         let line = ev.clone().map_bodies(|r| {
             if let Some(f) = files.as_deref_mut().filter(|f| f.wants(r.len)) {
                 let reference = f.write(&r, |sink| body(&r, sink))?;
@@ -392,7 +438,8 @@ pub fn write_run<W: Write>(
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
         progress(i + 1);
-    }
+        Ok(())
+    })?;
     Ok(out.flush()?)
 }
 
@@ -923,9 +970,12 @@ mod tests {
         let mut files = BodyFiles::new(&path, 0o600, 1000);
         write_run(
             &mut out,
-            "s",
-            None,
-            &events,
+            Run {
+                session: "s",
+                exit_code: None,
+                shape: RunShape::of(&events),
+            },
+            |each| each_of(&events, each),
             |r, sink| sink(&bodies[&r.b3]),
             Some(&mut files),
             |_| {},

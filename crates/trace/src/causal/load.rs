@@ -123,7 +123,7 @@ fn read_response(rec: &Recording, ev: &Event) -> Bytes {
 /// The graph of a whole recording.
 pub fn graph(rec: &Recording) -> Graph {
     let mut g = GraphLoader::new(rec.len(), rec.has_llm_calls());
-    let _ = rec.for_each_event(&mut |_, ev| {
+    let _ = rec.for_each_event::<tapedeck_store::StoreError>(&mut |_, ev| {
         g.push(rec, ev);
         Ok(())
     });
