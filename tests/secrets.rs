@@ -1150,6 +1150,68 @@ async fn a_revealed_token_carried_percent_encoded_in_a_url_never_reaches_disk() 
     assert_eq!((statuses, code), (vec![200, 200, 400], 0), "{stderr}");
 }
 
+/// A token an MCP tool's text result quotes as JSON (`{"invite_token": …}` inside the
+/// result's string), which the agent then passes in a model's tool-call arguments (JSON in
+/// a string again) and in a URL: stored nowhere, and the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_named_field_in_json_inside_a_string_never_reaches_disk() {
+    let token = "m_W5LbX5zSs-00q727SfbxmigLFxGOz8";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let text = serde_json::json!({"invite_token": token, "email": "x@y.z"}).to_string();
+        let (echo, accept) = (
+            up.url("/echo"),
+            up.url(&format!("/echo?invite_token={token}")),
+        );
+        async move {
+            let mut answers = Vec::new();
+            let tool_result = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+                "result": {"content": [{"type": "text", "text": text}]}});
+            let r = via.post(&echo).json(&tool_result).send().await.unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+            let arguments = serde_json::json!({"invite_token": token}).to_string();
+            let model_turn = serde_json::json!({"model": "gpt-x", "messages": [
+                {"role": "tool", "tool_call_id": "c1", "content": text},
+                {"role": "assistant", "tool_calls": [{"id": "c2", "type": "function",
+                    "function": {"name": "accept_invite", "arguments": arguments}}]}]});
+            let r = via.post(&echo).json(&model_turn).send().await.unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+            let r = via
+                .post(&accept)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            answers.push((r.status().as_u16(), String::new()));
+            answers
+        }
+    };
+    let d = record(&dirs, &up, "inner", &[]);
+    let recorded = send(client(&d, &dirs)).await;
+    assert!(
+        recorded.iter().all(|(status, _)| *status == 200),
+        "{recorded:?}"
+    );
+    // The agent saw the token live; the store never did.
+    assert!(recorded[0].1.contains(token));
+    let events = assert_nowhere(&dirs, d, "inner", &[token]);
+    let stored = events[1]["request"]["body"].to_string();
+    assert!(
+        stored.contains(r#"\"invite_token\":\"[REDACTED]\""#),
+        "{stored}"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "inner"]);
+    let replayed = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    let statuses = |a: &[(u16, String)]| a.iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    assert_eq!(
+        (statuses(&replayed), code),
+        (statuses(&recorded), 0),
+        "{stderr}"
+    );
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

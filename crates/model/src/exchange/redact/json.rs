@@ -129,6 +129,10 @@ enum State {
     InSecretStr { raw_esc: bool, esc: bool },
     /// Inside an inner number value being dropped.
     InSecretNum,
+    /// Inside an inner string value held until it ends, as the outer string writes it: a
+    /// secret if, read through both levels of escapes, it looks like a key (the inner
+    /// key is one [`FieldNames::maybe`] names).
+    InMaybeStr { raw_esc: bool, esc: bool },
 }
 
 /// One character of the JSON a string holds, read from the outer string's bytes: a raw
@@ -289,6 +293,7 @@ impl JsonFields {
                 | State::InAfterKey { .. }
                 | State::InAfterColon { .. }
                 | State::InSecretStr { .. }
+                | State::InMaybeStr { .. }
                 | State::InSecretNum => i += self.feed_inner(rest, out),
                 State::Str { escaped: false } => match memchr3(b'"', b'\\', b'\n', rest) {
                     Some(k) => {
@@ -477,14 +482,17 @@ impl JsonFields {
             State::InStr { raw_esc, .. }
             | State::InAfterKey { raw_esc }
             | State::InAfterColon { raw_esc }
-            | State::InSecretStr { raw_esc, .. } => raw_esc,
+            | State::InSecretStr { raw_esc, .. }
+            | State::InMaybeStr { raw_esc, .. } => raw_esc,
             _ => false,
         };
         if !raw_esc && (b == b'"' || b == b'\n') {
             // The outer string ends (or the line was not JSON) inside the inner JSON:
-            // a value cut there (a streamed fragment) stays dropped.
-            if matches!(self.state, State::InSecretStr { .. }) {
-                self.end_value();
+            // a value cut there (a streamed fragment) stays dropped; one held goes on.
+            match self.state {
+                State::InSecretStr { .. } => self.end_value(),
+                State::InMaybeStr { .. } => out.append(&mut self.value),
+                _ => {}
             }
             out.push(b);
             self.key_ok = false;
@@ -496,6 +504,7 @@ impl JsonFields {
             State::InAfterKey { raw_esc } => self.inner_between(rest, raw_esc, false, out),
             State::InAfterColon { raw_esc } => self.inner_between(rest, raw_esc, true, out),
             State::InSecretStr { raw_esc, esc } => self.inner_secret(rest, raw_esc, esc, out),
+            State::InMaybeStr { raw_esc, esc } => self.inner_maybe(rest, raw_esc, esc, out),
             State::InSecretNum => {
                 let n = rest
                     .iter()
@@ -536,6 +545,12 @@ impl JsonFields {
                 // next calls (`lookup_license({"license_key": …})` becomes
                 // `GET /licenses/…`); redacting an identifier there would make that
                 // call miss on replay.
+                self.maybe = false;
+                State::InAfterKey { raw_esc: false }
+            } else if self.key_ok && self.fields.maybe(&self.key) {
+                // A name ending in `token` (`invite_token`): its value is held, and is a
+                // secret if it looks like a key, as one level up.
+                self.maybe = true;
                 State::InAfterKey { raw_esc: false }
             } else {
                 self.inner_text()
@@ -591,7 +606,7 @@ impl JsonFields {
                     self.state = State::InAfterColon { raw_esc: false };
                     return 1;
                 }
-                b'-' | b'0'..=b'9' if after_colon => {
+                b'-' | b'0'..=b'9' if after_colon && !self.maybe => {
                     out.extend_from_slice(b"\\\"");
                     out.extend_from_slice(REDACTED.as_bytes());
                     out.extend_from_slice(b"\\\"");
@@ -609,6 +624,13 @@ impl JsonFields {
         out.extend_from_slice(&raw);
         self.state = match c {
             InnerChar::Space => here(false),
+            InnerChar::Quote if after_colon && self.maybe => {
+                self.value.clear();
+                State::InMaybeStr {
+                    raw_esc: false,
+                    esc: false,
+                }
+            }
             InnerChar::Quote if after_colon => {
                 out.extend_from_slice(REDACTED.as_bytes());
                 self.value.clear();
@@ -676,6 +698,78 @@ impl JsonFields {
         k
     }
 
+    /// Inside an inner string value held until the inner quote that ends it (see
+    /// [`State::InMaybeStr`]); one too long to be a key is written on as an ordinary
+    /// inner string.
+    fn inner_maybe(&mut self, rest: &[u8], raw_esc: bool, esc: bool, out: &mut Vec<u8>) -> usize {
+        let b = rest[0];
+        let n = if raw_esc {
+            let (n, unit) = self.escape_unit(rest);
+            let Some((c, raw)) = unit else {
+                return n;
+            };
+            if !esc && c == InnerChar::Quote {
+                // Closed as it was opened: `\"` or `\u0022`.
+                self.settle_inner_maybe(out);
+                out.push(b'\\');
+                out.extend_from_slice(&raw);
+                self.state = self.inner_text();
+                return n;
+            }
+            self.value.push(b'\\');
+            self.value.extend_from_slice(&raw);
+            self.state = State::InMaybeStr {
+                raw_esc: false,
+                esc: !esc && c == InnerChar::Backslash,
+            };
+            n
+        } else if esc && b != b'\\' {
+            self.value.push(b);
+            self.state = State::InMaybeStr {
+                raw_esc: false,
+                esc: false,
+            };
+            1
+        } else {
+            let k = memchr3(b'"', b'\\', b'\n', rest).unwrap_or(rest.len());
+            self.value.extend_from_slice(&rest[..k]);
+            if k < rest.len() && rest[k] == b'\\' {
+                self.state = State::InMaybeStr { raw_esc: true, esc };
+                k + 1
+            } else {
+                // A quote or newline is left for the next step: it ends the outer string.
+                k
+            }
+        };
+        if self.value.len() > MAX_KEY * 12 {
+            // Too long to be a key, however escaped twice: an ordinary inner string.
+            out.append(&mut self.value);
+            self.key_ok = false;
+            if let State::InMaybeStr { raw_esc, esc } = self.state {
+                if raw_esc {
+                    out.push(b'\\');
+                }
+                self.state = State::InStr { raw_esc, esc };
+            }
+        }
+        n
+    }
+
+    /// Writes the inner string value held: `[REDACTED]` when it looks like a key once
+    /// read through the outer string's escapes and its own, else as it was.
+    fn settle_inner_maybe(&mut self, out: &mut Vec<u8>) {
+        let text = super::json_string_text(&self.value);
+        match text.filter(|t| super::json_key_like(t.as_bytes())) {
+            Some(inner) => {
+                out.extend_from_slice(REDACTED.as_bytes());
+                self.found.by_name(true);
+                self.found.push_json_string(inner.as_bytes());
+                self.value.clear();
+            }
+            None => out.append(&mut self.value),
+        }
+    }
+
     fn collect(&mut self, bytes: &[u8]) {
         if self.value.len() <= super::secrets::MAX_SCRUB_LEN {
             self.value.extend_from_slice(bytes);
@@ -686,7 +780,7 @@ impl JsonFields {
     /// like a key, until it ends.
     pub fn held(&self) -> usize {
         match self.state {
-            State::MaybeStr { .. } => self.value.len(),
+            State::MaybeStr { .. } | State::InMaybeStr { .. } => self.value.len(),
             _ => 0,
         }
     }
@@ -697,6 +791,14 @@ impl JsonFields {
         match self.state {
             State::SecretStr { .. } => self.end_value(),
             State::MaybeStr { .. } => out.append(&mut self.value),
+            State::InMaybeStr { raw_esc, .. } => {
+                out.append(&mut self.value);
+                if raw_esc {
+                    // The backslash read last (and what was read of a `\u` after it).
+                    out.push(b'\\');
+                    out.append(&mut self.unicode);
+                }
+            }
             _ => {}
         }
         self.found
@@ -950,6 +1052,69 @@ mod tests {
         assert_eq!(j.held(), 5);
         j.finish(&mut out);
         assert_eq!(out, br#"{"reset_token":"Ab1cD"#);
+    }
+
+    #[test]
+    fn a_token_named_field_in_json_inside_a_string_is_a_secret_when_it_looks_like_a_key() {
+        // An MCP tool's text result and a model's tool-call arguments: JSON in a string.
+        let long = format!("Ab1-{}", "x".repeat(600));
+        let inner = serde_json::json!({
+            "invite_token": "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+            "eos_token": "</s>",
+            "next_page_token": "Abc123Def456Ghi789",
+            "sync_token": 12345,
+            "reset_token": "Ab1\"cdefghijklmnopq",
+            "share_token": long,
+            "csrf_token": "mF3kL9pQ2xR7vT1wZ8yB",
+            "note": "ok",
+        });
+        let wrap = |inner: &Value| {
+            let text = serde_json::to_string(inner).unwrap();
+            serde_json::to_string(&serde_json::json!({
+                "result": {"content": [{"type": "text", "text": text}]},
+                "arguments": text,
+            }))
+            .unwrap()
+        };
+        let body = wrap(&inner);
+        let mut redacted = inner.clone();
+        redacted["invite_token"] = REDACTED.into();
+        redacted["csrf_token"] = REDACTED.into();
+        let want = wrap(&redacted);
+        let fields = FieldNames::new(&[]);
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            let (out, found) = scan_with(&fields, body.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(
+                found,
+                ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
+                "cut {cut}"
+            );
+        }
+        // Escaped at both levels (.NET writes `+` as `\u002B`, and quotes as `\u0022`):
+        // read through both; found as the inner JSON writes it and as meant.
+        let body = r#"{"text":"{\"reset_token\":\"YzYN0\\u002BbS=X9ZgEaTiEtk1=Lz\",\"n\":1}","dotnet":"{\u0022invite_token\u0022:\u0022Inv9Kx2Pq7Lm4Rt8Zw3Y\u0022}"}"#;
+        let want = r#"{"text":"{\"reset_token\":\"[REDACTED]\",\"n\":1}","dotnet":"{\u0022invite_token\u0022:\u0022[REDACTED]\u0022}"}"#;
+        let meant = [
+            "YzYN0\\u002BbS=X9ZgEaTiEtk1=Lz",
+            "YzYN0+bS=X9ZgEaTiEtk1=Lz",
+            "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+        ];
+        for cut in [1, 2, 5, 4096] {
+            let (out, found) = scan_with(&fields, body.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(found, meant, "cut {cut}");
+        }
+        // The outer string ends inside the held value (a fragment streamed a piece at
+        // a time), or the stream does: what was held is written.
+        let cut_off = r#"{"a":"{\"invite_token\":\"Inv9Kx","b":1}"#;
+        assert_eq!(scan_with(&fields, cut_off.as_bytes(), 3).0, cut_off);
+        let mut j = JsonFields::new(fields);
+        let mut out = Vec::new();
+        j.feed(br#"{"a":"{\"invite_token\":\"Inv9\u00"#, &mut out);
+        assert_eq!(j.held(), 4);
+        j.finish(&mut out);
+        assert_eq!(out, br#"{"a":"{\"invite_token\":\"Inv9\u00"#);
     }
 
     #[test]
