@@ -1212,6 +1212,72 @@ async fn a_token_named_field_in_json_inside_a_string_never_reaches_disk() {
     );
 }
 
+/// Links an answer hands out, with credentials in their query or fragment (an invite's
+/// `?invite_token=`, an OAuth redirect's `#access_token=`, a maps URL's `key` written
+/// `\u0026key=` as Go's JSON writes it), and the agent following one: stored nowhere, and
+/// the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_parameters_of_urls_written_in_bodies_never_reach_disk() {
+    let invite = "m_W5LbX5zSs-00q727SfbxmigLFxGOz8";
+    let access = "ya3Zq8vN3kLp2Wm7Rt4Yx6BcD";
+    let maps = "AIzaQw3rTy8uIo2pAs7dFg9hJk";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let (echo, follow) = (
+            up.url("/echo"),
+            up.url(&format!("/echo?invite_token={invite}&lang=en")),
+        );
+        let links = serde_json::json!({
+            "accept_url": format!("https://app.test/accept?invite_token={invite}&lang=en"),
+            "callback": format!("https://app.test/cb#access_token={access}&expires_in=3600"),
+            "note": format!("open https://maps.test/js?v=3&key={maps} to see it"),
+        });
+        // Go's encoding/json writes `&` as `\u0026`.
+        let body = links.to_string().replace("&key=", "\\u0026key=");
+        async move {
+            let r = via
+                .post(&echo)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let first = (r.status().as_u16(), r.text().await.unwrap());
+            let r = via
+                .post(&follow)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            (first, r.status().as_u16())
+        }
+    };
+    let d = record(&dirs, &up, "links", &[]);
+    let ((status, answer), followed) = send(client(&d, &dirs)).await;
+    assert_eq!((status, followed), (200, 200));
+    // The agent saw the links whole; the store never did.
+    assert!(
+        answer.contains(invite) && answer.contains(access),
+        "{answer}"
+    );
+    let events = assert_nowhere(&dirs, d, "links", &[invite, access, maps]);
+    let stored = events[0]["response"]["body"].to_string();
+    assert!(
+        stored.contains("accept?invite_token=[REDACTED]&lang=en"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("cb#access_token=[REDACTED]&expires_in=3600"),
+        "{stored}"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "links"]);
+    let ((status, replayed), followed) = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, followed, code), (200, 200, 0), "{stderr}");
+    assert!(replayed.contains("invite_token=[REDACTED]"), "{replayed}");
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

@@ -9,16 +9,21 @@ use std::io::Cursor;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use tapedeck_store::tape::{read_from, write_run, Tape, TapeHeader, TAPE_VERSION};
+use tapedeck_store::tape::{
+    each_of, read_from, write_run, Run, RunShape, Tape, TapeHeader, TAPE_VERSION,
+};
 use tapedeck_store::StoreError;
 
 fn export(t: &Tape) -> Vec<u8> {
     let mut out = Vec::new();
     write_run(
         &mut out,
-        &t.header.session,
-        t.header.exit_code,
-        &t.events,
+        Run {
+            session: &t.header.session,
+            exit_code: t.header.exit_code,
+            shape: RunShape::of(&t.events),
+        },
+        |each| each_of(&t.events, each),
         |r, sink| match (t.bodies.get(&r.b3), t.files.get(&r.b3)) {
             (Some(b), _) => sink(b),
             (None, Some(f)) => sink(&f.read_all()?),

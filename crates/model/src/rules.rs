@@ -84,6 +84,19 @@ pub const REDACTED: &str = "[REDACTED]";
 /// recording keyed under an older form is re-keyed on replay.
 const CANONICAL_FORM: u32 = 9;
 
+/// Whether `name` is one of `listed` (query parameter names, any case).
+pub fn lists(listed: &[String], name: &str) -> bool {
+    listed.iter().any(|q| q.eq_ignore_ascii_case(name))
+}
+
+/// Whether a query parameter's name says it is a credential's (in general, or on `host`:
+/// lower-case, no port; `""` for none) and its value is long enough to be one.
+pub fn query_credential(host: &str, name: &str, value: &str, keep: &[String]) -> bool {
+    value.len() >= credential::MIN_VALUE
+        && (credential_name(NameKind::Query, name.as_bytes(), keep)
+            || credential::query_credential_on(host, name.as_bytes(), keep))
+}
+
 #[derive(Debug, Error)]
 pub enum RulesError {
     #[error("cannot read {path}: {source}")]
@@ -808,9 +821,7 @@ impl Rules {
 
     /// Whether the query parameter is one the lists name.
     pub fn lists_query(&self, name: &str) -> bool {
-        self.redact_query
-            .iter()
-            .any(|q| q.eq_ignore_ascii_case(name))
+        lists(&self.redact_query, name)
     }
 
     fn header_by_name(&self, kind: NameKind, name: &str) -> bool {
@@ -825,10 +836,7 @@ impl Rules {
     /// name says it is a credential's (in general, or on this host: lower-case, no port)
     /// and the value is long enough to be one.
     pub fn redacts_query(&self, host: &str, name: &str, value: &str) -> bool {
-        self.lists_query(name)
-            || (value.len() >= credential::MIN_VALUE
-                && (credential_name(NameKind::Query, name.as_bytes(), &self.keep_names)
-                    || credential::query_credential_on(host, name.as_bytes(), &self.keep_names)))
+        self.lists_query(name) || query_credential(host, name, value, &self.keep_names)
     }
 
     /// Whether calls to `host` (lower-case) must keep their recorded order.

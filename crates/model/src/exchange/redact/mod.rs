@@ -19,6 +19,7 @@ mod secrets;
 mod shapes;
 mod sse;
 mod stream;
+mod url_params;
 mod xml;
 
 use std::borrow::Cow;
@@ -87,6 +88,9 @@ pub struct FieldNames {
     keep: Arc<[String]>,
     /// Key formats the user keeps (`[redact] keep_shapes`), as `shapes::mask` makes them.
     kept_shapes: u64,
+    /// Query parameters redacted whatever their value (`--redact-query` and the
+    /// defaults), for URLs written in a body.
+    query: Arc<[String]>,
 }
 
 impl FieldNames {
@@ -108,6 +112,7 @@ impl FieldNames {
             scalar: Arc::from([]),
             keep: Arc::from([]),
             kept_shapes: 0,
+            query: Arc::from([]),
         }
     }
 
@@ -115,15 +120,22 @@ impl FieldNames {
     /// it built them from: a whole body's last reading asks for them once per body, and
     /// building them is a dozen allocations.
     pub fn of(rules: &Rules) -> FieldNames {
-        type Built = (Vec<String>, Vec<String>, Vec<String>, FieldNames);
+        type Built = (
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            FieldNames,
+        );
         thread_local! {
             static LAST: std::cell::RefCell<Option<Built>> = const { std::cell::RefCell::new(None) };
         }
         LAST.with_borrow_mut(|last| {
-            if let Some((fields, keep, shapes, built)) = last.as_ref() {
+            if let Some((fields, keep, shapes, query, built)) = last.as_ref() {
                 if *fields == rules.redact_json_fields
                     && *keep == rules.keep_names
                     && *shapes == rules.keep_shapes
+                    && *query == rules.redact_query
                 {
                     return built.clone();
                 }
@@ -131,12 +143,14 @@ impl FieldNames {
             let built = FieldNames {
                 keep: rules.keep_names.clone().into(),
                 kept_shapes: shapes::mask(&rules.keep_shapes),
+                query: rules.redact_query.clone().into(),
                 ..FieldNames::new(&rules.redact_json_fields)
             };
             *last = Some((
                 rules.redact_json_fields.clone(),
                 rules.keep_names.clone(),
                 rules.keep_shapes.clone(),
+                rules.redact_query.clone(),
                 built.clone(),
             ));
             built
@@ -163,6 +177,20 @@ impl FieldNames {
         self.listed(name)
             || self.scalar.iter().any(|n| n.eq_ignore_ascii_case(name))
             || credential_name(NameKind::Field, name, &self.keep)
+    }
+
+    /// Whether a parameter of a URL written in a body holds a secret, as the same
+    /// parameter of a request's URL would (no host's own rule: the scan does not read the
+    /// URL's host): `Some(by_name)` when it does, `by_name` when only the name's reading
+    /// says so (the value is then hunted only when it looks like a key).
+    pub fn url_param(&self, name: &str, value: &str) -> Option<bool> {
+        if crate::rules::lists(&self.query, name) {
+            return Some(false);
+        }
+        if crate::rules::query_credential("", name, value, &self.keep) {
+            return Some(true);
+        }
+        token_param(name, value, &self.keep).then_some(false)
     }
 
     /// Whether a field of this name (not one [`Self::contains`]) holds a secret when
@@ -204,6 +232,7 @@ impl FieldNames {
             keep: self.keep.clone(),
             scalar: self.scalar.clone(),
             kept_shapes: self.kept_shapes,
+            query: self.query.clone(),
             ..FieldNames::new(&names)
         }
     }
@@ -839,7 +868,7 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
             let name_says = rules.redacts_query(host, decoded.trim(), value);
             // `?invite_token=…`: a name ending in `token` says so when the value looks
             // like a key, as in a body.
-            if name_says || token_param(decoded.trim(), value, rules) {
+            if name_says || token_param(decoded.trim(), value, &rules.keep_names) {
                 changed = true;
                 if !name_says
                     || rules.lists_query(decoded.trim())
@@ -862,8 +891,8 @@ fn params<'a>(query: &'a str, host: &str, rules: &Rules, secrets: &mut Secrets) 
 
 /// Whether a query parameter is a credential by [`credential::token_field_name`]: its
 /// name ends in `token` and its decoded value looks like a key.
-fn token_param(name: &str, value: &str, rules: &Rules) -> bool {
-    credential::token_field_name(name.as_bytes(), &rules.keep_names)
+fn token_param(name: &str, value: &str, keep: &[String]) -> bool {
+    credential::token_field_name(name.as_bytes(), keep)
         && value.len() <= credential::MAX_KEY_LIKE * 3
         && credential::key_like(&form::decode(value.as_bytes()))
 }

@@ -16,6 +16,7 @@ use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
 use super::shapes::{self, ShapeScrub};
 use super::sse::SseSplit;
+use super::url_params::UrlParamScrub;
 use super::xml::XmlFields;
 use super::{
     answer_secrets, Collected, FieldNames, MetadataAnswer, Secrets, CLOUD_METADATA_FIELDS,
@@ -29,6 +30,7 @@ pub struct BodyScrubber {
     xml: Option<XmlFields>,
     sse: Option<SseSplit>,
     eventstream: Option<EventStreamScrub>,
+    urls: Option<UrlParamScrub>,
     shapes: Option<ShapeScrub>,
     literal: LiteralStream,
     /// The whole body is a secret (see [`BodyScrubber::whole_secret`]): stored as the
@@ -126,6 +128,10 @@ impl BodyScrubber {
         };
         let xml = (on && ct.contains("xml")).then(|| XmlFields::new(fields.clone()));
         let kept_shapes = fields.kept_shapes();
+        // Secret parameters of URLs written in any text but a form (whose fields are
+        // read as a form's: an S3 upload form's `key` is the object's name).
+        let urls =
+            (on && form.is_none() && is_textual(&ct)).then(|| UrlParamScrub::new(fields.clone()));
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
         // A secret streamed a few characters an event (a model repeating a key), in
         // server-sent events or a JSON value a line.
@@ -165,6 +171,7 @@ impl BodyScrubber {
             xml,
             sse,
             eventstream,
+            urls,
             shapes,
             literal: secrets.stream(),
             whole_secret: None,
@@ -181,6 +188,7 @@ impl BodyScrubber {
             && self.xml.is_none()
             && self.sse.is_none()
             && self.eventstream.is_none()
+            && self.urls.is_none()
             && self.shapes.is_none()
             && self.literal.is_passthrough()
     }
@@ -224,6 +232,7 @@ impl BodyScrubber {
             xml,
             sse,
             eventstream,
+            urls,
             shapes,
             literal,
             stage,
@@ -258,6 +267,9 @@ impl BodyScrubber {
         if let Some(e) = eventstream.as_mut() {
             run(&mut |i, o| e.feed(i, o));
         }
+        if let Some(u) = urls.as_mut() {
+            run(&mut |i, o| u.feed(i, o));
+        }
         // Keys by their shape last: a known secret is replaced whole first (`Bearer
         // sk-…` as one value).
         match shapes.as_mut() {
@@ -278,6 +290,7 @@ impl BodyScrubber {
             + self.xml.as_ref().map_or(0, XmlFields::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
             + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
+            + self.urls.as_ref().map_or(0, UrlParamScrub::held)
             + self.shapes.as_ref().map_or(0, ShapeScrub::held)
     }
 
@@ -321,6 +334,12 @@ impl BodyScrubber {
             let mut next = Vec::new();
             e.feed(&cur, &mut next);
             e.finish(&mut next);
+            cur = next;
+        }
+        if let Some(mut u) = self.urls {
+            let mut next = Vec::new();
+            u.feed(&cur, &mut next);
+            found.append(u.finish(&mut next));
             cur = next;
         }
         let mut literal = self.literal;
