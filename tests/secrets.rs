@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use serde_json::Value;
 use support::harness::{client, export, Daemon, Dirs};
 use support::upstream::{
-    Upstream, DB_PASSWORD, DB_SECRET_STRING, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN,
+    Upstream, DB_PASSWORD, DB_SECRET_STRING, OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, PAGE_CSRF,
 };
 
 const BEARER: &str = "sk-live-BEARER-MUST-NEVER-BE-STORED-9898";
@@ -1276,6 +1276,45 @@ async fn secret_parameters_of_urls_written_in_bodies_never_reach_disk() {
     let (code, stderr) = r.stop();
     assert_eq!((status, followed, code), (200, 200, 0), "{stderr}");
     assert!(replayed.contains("invite_token=[REDACTED]"), "{replayed}");
+}
+
+/// A web agent's login: the page hands out an anti-forgery token in a meta tag and a
+/// hidden input, the agent reads it from the page and posts it back in the form and in a
+/// header. Stored nowhere; on replay the agent reads the page as stored and its post
+/// matches.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pages_anti_forgery_token_never_reaches_disk() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let login = |via: reqwest::Client| {
+        let (page, post) = (up.url("/login-page"), up.url("/echo"));
+        async move {
+            let html = via.get(page).send().await.unwrap().text().await.unwrap();
+            let at = html.find("name=\"csrfmiddlewaretoken\" value=\"").unwrap() + 34;
+            let token = html[at..].split('"').next().unwrap().to_string();
+            let r = via
+                .post(post)
+                .header("x-csrftoken", &token)
+                .form(&[("csrfmiddlewaretoken", token.as_str()), ("user", "ada")])
+                .send()
+                .await
+                .unwrap();
+            (token, r.status().as_u16())
+        }
+    };
+    let d = record(&dirs, &up, "page", &[]);
+    assert_eq!(login(client(&d, &dirs)).await, (PAGE_CSRF.to_string(), 200));
+    let events = assert_nowhere(&dirs, d, "page", &[PAGE_CSRF]);
+    let page = events[0]["response"]["body"].to_string();
+    assert!(page.contains(r#"content=\"[REDACTED]\""#), "{page}");
+    let r = Daemon::start(&dirs, &["replay", "--session", "page"]);
+    let replayed = login(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(
+        (replayed, code),
+        (("[REDACTED]".to_string(), 200), 0),
+        "{stderr}"
+    );
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

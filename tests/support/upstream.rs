@@ -97,6 +97,9 @@ pub const DB_PASSWORD: &str = "db-PASSWORD-MUST-NOT-BE-STORED-5353";
 /// The secret `POST /secretsmanager` answers with: JSON text, as an RDS-managed secret is.
 pub const DB_SECRET_STRING: &str = "{\"username\":\"admin\",\"password\":\"db-PASSWORD-MUST-NOT-BE-STORED-5353\",\"engine\":\"postgres\",\"host\":\"db.internal\",\"port\":5432}";
 
+/// The anti-forgery token `GET /login-page` hands out, in a hidden input and a meta tag.
+pub const PAGE_CSRF: &str = "pG7cSrF2kL9mN4qR8tV1wX5yZ3aB6dE0";
+
 /// Byte `i` of the `/big` pattern.
 pub fn big_byte(i: u64) -> u8 {
     (i % BIG_PERIOD) as u8
@@ -797,6 +800,7 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/close") => return Err("fixture: /close drops the connection".into()),
         (&Method::GET, "/reset-mid") => reset_mid(),
         (&Method::GET, "/gzip") => gzip(),
+        (&Method::GET, "/login-page") => login_page(),
         (&Method::GET, "/big-gzip") => big_gzip(q),
         (&Method::GET, "/weather") => weather(q),
         (&Method::GET, "/price") => price(q),
@@ -1394,6 +1398,20 @@ fn reset_mid() -> Response<FixtureBody> {
 /// The JSON document that `/gzip` serves, before compression.
 pub fn gzip_json() -> Value {
     json!({"compressed": true, "text": "tapedeck ".repeat(64), "n": 42})
+}
+
+/// A login page as Django and Rails write one: the anti-forgery token in a meta tag and
+/// in the form's hidden input.
+fn login_page() -> Response<FixtureBody> {
+    let page = format!(
+        "<!doctype html><html><head><meta name=\"csrf-token\" content=\"{PAGE_CSRF}\"></head>\
+         <body><form method=\"post\" action=\"/echo\"><input type=\"hidden\" \
+         name=\"csrfmiddlewaretoken\" value=\"{PAGE_CSRF}\"><input name=\"user\"></form></body></html>"
+    );
+    Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .body(full(page.into_bytes()))
+        .expect("response")
 }
 
 fn gzip() -> Response<FixtureBody> {

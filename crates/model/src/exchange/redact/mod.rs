@@ -12,6 +12,7 @@
 
 mod eventstream;
 mod form;
+mod html;
 mod json;
 mod json_fields;
 mod multipart;

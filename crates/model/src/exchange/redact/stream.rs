@@ -11,6 +11,7 @@
 
 use super::eventstream::EventStreamScrub;
 use super::form::FormFields;
+use super::html::HtmlInputs;
 use super::json::JsonFields;
 use super::multipart::{self, MultipartFields};
 use super::secrets::LiteralStream;
@@ -28,6 +29,7 @@ pub struct BodyScrubber {
     multipart: Option<MultipartFields>,
     json: Option<JsonFields>,
     xml: Option<XmlFields>,
+    html: Option<HtmlInputs>,
     sse: Option<SseSplit>,
     eventstream: Option<EventStreamScrub>,
     urls: Option<UrlParamScrub>,
@@ -127,6 +129,7 @@ impl BodyScrubber {
             None
         };
         let xml = (on && ct.contains("xml")).then(|| XmlFields::new(fields.clone()));
+        let html = (on && ct.contains("html")).then(|| HtmlInputs::new(fields.clone()));
         let kept_shapes = fields.kept_shapes();
         // Secret parameters of URLs written in any text but a form (whose fields are
         // read as a form's: an S3 upload form's `key` is the object's name).
@@ -169,6 +172,7 @@ impl BodyScrubber {
             multipart,
             json,
             xml,
+            html,
             sse,
             eventstream,
             urls,
@@ -186,6 +190,7 @@ impl BodyScrubber {
             && self.multipart.is_none()
             && self.json.is_none()
             && self.xml.is_none()
+            && self.html.is_none()
             && self.sse.is_none()
             && self.eventstream.is_none()
             && self.urls.is_none()
@@ -230,6 +235,7 @@ impl BodyScrubber {
             multipart,
             json,
             xml,
+            html,
             sse,
             eventstream,
             urls,
@@ -261,6 +267,9 @@ impl BodyScrubber {
         if let Some(x) = xml.as_mut() {
             run(&mut |i, o| x.feed(i, o));
         }
+        if let Some(h) = html.as_mut() {
+            run(&mut |i, o| h.feed(i, o));
+        }
         if let Some(s) = sse.as_mut() {
             run(&mut |i, o| s.feed(i, o));
         }
@@ -288,6 +297,7 @@ impl BodyScrubber {
             + self.multipart.as_ref().map_or(0, MultipartFields::held)
             + self.json.as_ref().map_or(0, JsonFields::held)
             + self.xml.as_ref().map_or(0, XmlFields::held)
+            + self.html.as_ref().map_or(0, HtmlInputs::held)
             + self.sse.as_ref().map_or(0, SseSplit::held)
             + self.eventstream.as_ref().map_or(0, EventStreamScrub::held)
             + self.urls.as_ref().map_or(0, UrlParamScrub::held)
@@ -322,6 +332,12 @@ impl BodyScrubber {
             let mut next = Vec::new();
             x.feed(&cur, &mut next);
             found.append(x.finish(&mut next));
+            cur = next;
+        }
+        if let Some(mut h) = self.html {
+            let mut next = Vec::new();
+            h.feed(&cur, &mut next);
+            found.append(h.finish(&mut next));
             cur = next;
         }
         if let Some(mut s) = self.sse {
