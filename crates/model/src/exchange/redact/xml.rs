@@ -12,6 +12,7 @@
 //! Tags are read with their quotes, however long.
 
 use super::{Collected, FieldNames};
+use crate::credential;
 use crate::rules::REDACTED;
 
 /// The longest element or attribute name compared (a longer one is no field's).
@@ -49,6 +50,9 @@ pub struct XmlFields {
     /// The secret element's name is read as a credential's, and no element has come in
     /// its content yet: the content is held, nothing written for it.
     pending: bool,
+    /// The secret element's name ends in `token` ([`FieldNames::maybe`]): its held text
+    /// is a secret only if it looks like a key, written as it came otherwise.
+    maybe: bool,
     value: Vec<u8>,
     found: Collected,
 }
@@ -71,6 +75,7 @@ impl XmlFields {
             attr_secret: false,
             secret: None,
             pending: false,
+            maybe: false,
             value: Vec::new(),
             found: Collected::default(),
         }
@@ -87,7 +92,10 @@ impl XmlFields {
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         while i < data.len() {
-            if self.pending && self.value.len() >= PENDING_CAP {
+            if self.pending && self.maybe && self.value.len() > MAYBE_CAP {
+                // Too long to be a key: the element's content as it came.
+                self.write_held(out);
+            } else if self.pending && self.value.len() >= PENDING_CAP {
                 self.settle_pending(out);
             }
             if !self.in_tag {
@@ -138,6 +146,15 @@ impl XmlFields {
         self.value.truncate(super::secrets::MAX_SCRUB_LEN + 1);
     }
 
+    /// A held element's content is no secret: written as it came, and what follows read
+    /// as any element's.
+    fn write_held(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.value);
+        self.pending = false;
+        self.maybe = false;
+        self.secret = None;
+    }
+
     fn keep_value(&mut self, bytes: &[u8]) {
         let cap = match self.pending {
             true => PENDING_CAP,
@@ -168,6 +185,21 @@ impl XmlFields {
             && self.name.as_deref() == self.secret.as_deref();
         self.emitting = if self.secret.is_none() {
             true
+        } else if self.pending && self.maybe && closes {
+            // Text alone under a name ending in `token`: a secret if it looks like a key.
+            if credential::key_like(text_of(&self.value).trim().as_bytes()) {
+                out.extend_from_slice(REDACTED.as_bytes());
+                self.found.by_name(false);
+                self.pending = false;
+                self.maybe = false;
+            } else {
+                self.write_held(out);
+            }
+            true
+        } else if self.pending && self.maybe && self.kind == 0 && !is_blank(&self.value) {
+            // Text, then an element: not a key.
+            self.write_held(out);
+            true
         } else if self.pending && closes {
             // Text alone: a credential's value.
             out.extend_from_slice(REDACTED.as_bytes());
@@ -177,9 +209,7 @@ impl XmlFields {
             // An element inside, after nothing but white space and markup: the content
             // is structure, written as it came, and its own elements are read as any
             // others.
-            out.append(&mut self.value);
-            self.pending = false;
-            self.secret = None;
+            self.write_held(out);
             true
         } else if self.pending && self.kind == 0 {
             // Text, then an element (or what reads as one: a CDATA section holding `>`
@@ -311,11 +341,18 @@ impl XmlFields {
             return;
         }
         let opens = !matches!(self.kind, b'/' | b'!' | b'?') && self.last != b'/';
-        if let Some(name) = self
-            .name
-            .take()
-            .filter(|n| opens && self.fields.contains(n))
+        let name = self.name.take().filter(|_| opens);
+        if let Some(name) = name
+            .as_ref()
+            .filter(|n| !self.fields.contains(n) && self.fields.maybe(n))
         {
+            self.pending = true;
+            self.maybe = true;
+            self.secret = Some(name.clone());
+            self.value.clear();
+            return;
+        }
+        if let Some(name) = name.filter(|n| self.fields.contains(n)) {
             let listed = self.fields.listed(&name);
             self.found.by_name(!listed);
             if listed {
@@ -333,14 +370,26 @@ impl XmlFields {
         // (`&amp;`, ...) and as it reads.
         let text = strip_markup(&String::from_utf8_lossy(value));
         self.found.push(text.as_bytes());
-        let text = text
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&");
-        self.found.push(text.as_bytes());
+        self.found.push(unescape(&text).as_bytes());
     }
+}
+
+/// The most of an element's content held under a name ending in `token`: a key is at
+/// most [`credential::MAX_KEY_LIKE`] bytes, each written as an entity at worst.
+const MAYBE_CAP: usize = credential::MAX_KEY_LIKE * 6;
+
+/// XML text with its predefined entities read.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Held content as it reads: markup taken out, entities read.
+fn text_of(xml: &[u8]) -> String {
+    unescape(&strip_markup(&String::from_utf8_lossy(xml)))
 }
 
 /// Whether held XML content is only white space and markup (comments, processing
@@ -376,7 +425,10 @@ impl XmlFields {
         if self.in_tag && !self.name_done && self.secret.is_none() {
             out.append(&mut self.head);
         }
-        if self.pending {
+        if self.pending && self.maybe {
+            // Cut off under a name ending in `token`: as it came.
+            self.write_held(out);
+        } else if self.pending {
             // Never closed, and no element came: taken for a value.
             self.settle_pending(out);
         }
@@ -391,7 +443,7 @@ impl XmlFields {
 #[cfg(test)]
 mod tests {
     use super::super::{same_at_every_cut, BodyScrubber, Secrets};
-    use super::PENDING_CAP;
+    use super::{MAYBE_CAP, PENDING_CAP};
     use crate::rules::Rules;
 
     const STS: &str = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -508,6 +560,31 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<A><SessionToken>[REDACTED]</SessionToken><B x=\"SessionToken\">keep</B>after</A>"
         );
+    }
+
+    #[test]
+    fn an_element_named_for_a_token_is_a_secret_when_its_text_looks_like_a_key() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let body = "<Invite><id>inv_1</id><invite_token>Inv9Kx2Pq7Lm4Rt8Zw3Y</invite_token>\
+            <next_page_token>Abc123Def456Ghi789</next_page_token><csrf_token>pending</csrf_token>\
+            <share_token>\n <a>Ab1cD2eF3gH4iJ5kL6mN</a></share_token><x:reset_token>YzYN0+bS=X9ZgEaTiEtk1=Lz</x:reset_token>\
+            <upload_token>note <b>Up1dD2eF3gH4iJ5kL6mN</b></upload_token><cut_token>Ct9";
+        let want = "<Invite><id>inv_1</id><invite_token>[REDACTED]</invite_token>\
+            <next_page_token>Abc123Def456Ghi789</next_page_token><csrf_token>pending</csrf_token>\
+            <share_token>\n <a>Ab1cD2eF3gH4iJ5kL6mN</a></share_token><x:reset_token>[REDACTED]</x:reset_token>\
+            <upload_token>note <b>Up1dD2eF3gH4iJ5kL6mN</b></upload_token><cut_token>Ct9";
+        let make = || BodyScrubber::new(Some("application/xml"), &rules, &s);
+        let (whole, found) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 7, 64], make);
+        assert_eq!(String::from_utf8(whole).unwrap(), want);
+        assert_eq!(
+            found.into_values(),
+            ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "YzYN0+bS=X9ZgEaTiEtk1=Lz"]
+        );
+        // Too long to be a key: as it came.
+        let long = format!("<a_token>{}</a_token>", "Ab1-".repeat(MAYBE_CAP));
+        let (whole, _) = same_at_every_cut(long.as_bytes(), &[5, 4096], make);
+        assert_eq!(whole, long.as_bytes());
     }
 
     #[test]
