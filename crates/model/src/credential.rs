@@ -361,7 +361,9 @@ pub const MAX_KEY_LIKE: usize = 512;
 /// (letters, digits, `-`, `_`, `.`, `~`, `+`, `=`; no `/`, space, quote or escape, so
 /// the value reads the same in JSON as written and as meant) with three kinds of
 /// characters among lower case, upper case, digits and the others; or 32 to 128 hex
-/// digits with a letter and a digit (`secrets.token_hex()`, Ruby's `SecureRandom.hex`).
+/// digits with a letter and a digit (`secrets.token_hex()`, Ruby's `SecureRandom.hex`);
+/// or padded standard base64 with a `/` (Rails' `authenticity_token`, 32 random bytes:
+/// see [`padded_base64`]).
 /// A word, a path, a date, a tokenizer's `<|endoftext|>` is not one, nor a `0x` hex
 /// number (an Ethereum address or transaction: 0x's `sellToken=0x6B17…` names an asset,
 /// and two assets redacted alike would get one another's prices at replay).
@@ -376,11 +378,35 @@ pub fn key_like(value: &[u8]) -> bool {
     {
         return true;
     }
+    if value.contains(&b'/') {
+        return padded_base64(value);
+    }
     (16..=MAX_KEY_LIKE).contains(&value.len())
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~+=".contains(b))
         && kinds_of(value) >= 3
+}
+
+/// Standard base64 of random bytes as a token is written: 20 to 512 bytes, a multiple
+/// of four, letters, digits, `+` and `/` with one or two `=` of padding at the end, and
+/// lower case, upper case and digits all present. A path has no padding (`a/b/C1-D2`,
+/// `Users/Ada/Report2024`), so it is not one.
+fn padded_base64(value: &[u8]) -> bool {
+    let body = value
+        .strip_suffix(b"==")
+        .or_else(|| value.strip_suffix(b"="));
+    let Some(body) = body else {
+        return false;
+    };
+    (20..=MAX_KEY_LIKE).contains(&value.len())
+        && value.len() % 4 == 0
+        && body
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && body.iter().any(u8::is_ascii_lowercase)
+        && body.iter().any(u8::is_ascii_uppercase)
+        && body.iter().any(u8::is_ascii_digit)
 }
 
 /// How many kinds of characters a value holds, among lower case, upper case, digits and
@@ -639,6 +665,17 @@ mod tests {
         assert!(!key_like(b"0x6B175474E89094C44Da98b954EedeAC495271d0F"));
         assert!(!key_like(b"0123456789abcdef"));
         assert!(!key_like(b"deadbeefdeadbeefdeadbeefdeadbeef"));
+        // Padded standard base64 with a `/` is a key (Rails' CSRF tokens); a path is not.
+        assert!(key_like(b"WZIB7UIbF/OwgqfNDIqa8ubp1cTsLvP5baUtfuSW7XA="));
+        assert!(key_like(b"bK3z2Np6Ntzy0FObi+W5XSCYG9KJH6MCixV4zoop/sg="));
+        for path in [
+            &b"a/b/C1-D2-e3-f4-g5-h6"[..],
+            b"Users/Ada/Report2024/Q1",
+            b"uploads/2026/12/Photo1.jpg=",
+            b"WZIB7UIbF/OwgqfNDIqa8ubp1cTsLvP5baUtfuSW7XA",
+        ] {
+            assert!(!key_like(path), "{}", String::from_utf8_lossy(path));
+        }
     }
 
     #[test]
