@@ -400,7 +400,7 @@ fn padded_base64(value: &[u8]) -> bool {
         return false;
     };
     (20..=MAX_KEY_LIKE).contains(&value.len())
-        && value.len() % 4 == 0
+        && value.len().is_multiple_of(4)
         && body
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
