@@ -962,11 +962,12 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             assert_eq!(hook.status(), 200, "the callback request");
             // The agent knew the password from elsewhere too (its environment): at replay
             // it sends it in clear where the recording holds `[REDACTED]`, a key replay
-            // could not know (it never learns what answers revealed).
+            // could not know (it never learns what answers revealed). (Not at the line's
+            // start, where `PGPASSWORD=` is an assignment redacted by its name.)
             let env = via
                 .post(echo_url)
                 .json(&serde_json::json!({"messages": [{"role": "user",
-                    "content": format!("PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
+                    "content": format!("run: PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
                 .send()
                 .await
                 .unwrap();
@@ -1315,6 +1316,39 @@ async fn a_pages_anti_forgery_token_never_reaches_disk() {
         (("[REDACTED]".to_string(), 200), 0),
         "{stderr}"
     );
+}
+
+/// A coding agent's tool prints a `.env` file and the agent hands it to the model: the
+/// assignments whose names say they hold secrets are stored redacted, and the run
+/// replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_printed_env_files_secrets_never_reach_disk() {
+    let (db, webhook) = ("pg-Env-Secret-2231", "Wh5ecR3tEnvValue88");
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let printed =
+            format!("DEBUG=true\nDB_PASSWORD={db}\nexport STRIPE_WEBHOOK_SECRET={webhook}\n");
+        async move {
+            let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+                {"role": "tool", "tool_call_id": "c1", "content": printed}]});
+            let r = via.post(echo).json(&chat).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "env", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "env", &[db, webhook]);
+    let content = &events[0]["request"]["body"]["json"]["messages"][0]["content"];
+    assert_eq!(
+        content,
+        "DEBUG=true\nDB_PASSWORD=[REDACTED]\nexport STRIPE_WEBHOOK_SECRET=[REDACTED]\n"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "env"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

@@ -194,6 +194,17 @@ impl FieldNames {
         token_param(name, value, &self.keep).then_some(false)
     }
 
+    /// Whether an assignment at a line's start (`DB_PASSWORD=…` in a `.env` file a tool
+    /// printed) holds a secret, as a JSON field of that name would: `Some(by_name)` as
+    /// [`Self::url_param`] says it.
+    pub fn assignment(&self, name: &str, value: &str) -> Option<bool> {
+        let name = name.as_bytes();
+        if self.contains(name) {
+            return Some(!self.listed(name));
+        }
+        (self.maybe(name) && credential::key_like(value.as_bytes())).then_some(false)
+    }
+
     /// Whether a field of this name (not one [`Self::contains`]) holds a secret when
     /// its string value looks like a key ([`credential::token_field_name`]).
     pub fn maybe(&self, name: &[u8]) -> bool {

@@ -37,11 +37,22 @@ fn in_name(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._%[]+".contains(&b)
 }
 
+/// Where a `NAME=` stands.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// After a URL's separator: a query or fragment parameter.
+    Url,
+    /// At the start of a line or of a JSON string (or after `export `): a `.env` file's
+    /// or a shell's assignment, as a coding agent's tool prints them into the model's
+    /// next request, or a container's environment (`"Env": ["DB_PASSWORD=…"]`).
+    Line,
+}
+
 enum State {
     /// Outside a secret parameter's value.
     Text,
     /// In the value of parameter `name`, held until it ends.
-    Value { name: String },
+    Value { name: String, place: Place },
     /// In a value too long to hold whose name says it is a secret: dropped.
     Dropping,
 }
@@ -52,6 +63,8 @@ pub struct UrlParamScrub {
     state: State,
     /// The last bytes written (at most [`TAIL`]).
     tail: Vec<u8>,
+    /// How many bytes were written in all (a name at the very start is at a line's).
+    written: u64,
     value: Vec<u8>,
     pub found: Collected,
 }
@@ -62,6 +75,7 @@ impl UrlParamScrub {
             fields,
             state: State::Text,
             tail: Vec::with_capacity(2 * TAIL),
+            written: 0,
             value: Vec::new(),
             found: Collected::default(),
         }
@@ -70,6 +84,7 @@ impl UrlParamScrub {
     /// Writes `bytes` on, keeping the last [`TAIL`] of them.
     fn write(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
         if bytes.len() >= TAIL {
             self.tail.clear();
             self.tail.extend_from_slice(&bytes[bytes.len() - TAIL..]);
@@ -82,38 +97,68 @@ impl UrlParamScrub {
     }
 
     /// The parameter whose `=` ends the bytes written, when it stands after a URL's
-    /// separator: its name, `+` read as a space and percent-decoded.
-    fn parameter(&self) -> Option<String> {
+    /// separator or at a line's start: its name (`+` read as a space and percent-decoded
+    /// in a URL) and where it stands.
+    fn parameter(&self) -> Option<(String, Place)> {
         let before = self.tail.strip_suffix(b"=")?;
         let start = before
             .iter()
             .rposition(|&b| !in_name(b))
             .map_or(0, |p| p + 1);
         let (lead, mut name) = before.split_at(start);
-        let mut separated = matches!(lead.last(), Some(b'?' | b'&' | b'#' | b';'));
-        // `\u0026`: the escape's letters and digits read on into the name.
-        if lead.last() == Some(&b'\\') && name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026")
-        {
-            name = &name[5..];
-            separated = true;
+        let at_start = |lead: &[u8]| {
+            lead.is_empty() && self.written == before.len() as u64 + 1
+                || matches!(lead.last(), Some(b'\n' | b'\r' | b'"'))
+        };
+        let mut place = match lead.last() {
+            Some(b'?' | b'&' | b'#' | b';') => Some(Place::Url),
+            _ if at_start(lead) => Some(Place::Line),
+            _ => lead
+                .strip_suffix(b"export ")
+                .filter(|l| at_start(l) || l.ends_with(b"\\n"))
+                .map(|_| Place::Line),
+        };
+        if lead.last() == Some(&b'\\') {
+            // An escape's letters and digits read on into the name: `\u0026` (how Go's
+            // JSON writes `&`), `\n` (a line break in a JSON string).
+            if name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026") {
+                name = &name[5..];
+                place = Some(Place::Url);
+            } else if name.len() > 1 && matches!(name[0], b'n' | b'r') {
+                name = &name[1..];
+                place = Some(Place::Line);
+            }
         }
-        if name.is_empty() || name.len() > NAME_MAX || !separated {
+        let place = place?;
+        if name.is_empty() || name.len() > NAME_MAX {
             return None;
+        }
+        if place == Place::Line {
+            return Some((String::from_utf8_lossy(name).into_owned(), place));
         }
         let plus: Vec<u8> = name
             .iter()
             .map(|&b| if b == b'+' { b' ' } else { b })
             .collect();
         let decoded = form::decode(&plus);
-        Some(String::from_utf8_lossy(&decoded).trim().to_string())
+        Some((String::from_utf8_lossy(&decoded).trim().to_string(), place))
+    }
+
+    /// Whether parameter `name` at `place` holds a secret with this value (see
+    /// [`FieldNames::url_param`] and [`FieldNames::assignment`]).
+    fn secret(&self, name: &str, place: Place, value: &[u8]) -> Option<bool> {
+        let text = String::from_utf8_lossy(value);
+        match place {
+            Place::Url => self.fields.url_param(name, &text),
+            Place::Line => self.fields.assignment(name, &text),
+        }
     }
 
     /// The value of `name` just ended (or the stream did): `[REDACTED]` when the
     /// parameter holds a secret, else as it was.
-    fn settle(&mut self, name: &str, out: &mut Vec<u8>) {
+    fn settle(&mut self, name: &str, place: Place, out: &mut Vec<u8>) {
         let value = std::mem::take(&mut self.value);
-        let text = String::from_utf8_lossy(&value);
-        match self.fields.url_param(name, &text) {
+        match self.secret(name, place, &value) {
             Some(by_name) if !value.is_empty() => {
                 self.found.by_name(by_name);
                 self.found.push(&value);
@@ -136,9 +181,9 @@ impl UrlParamScrub {
                     Some(k) => {
                         self.write(&rest[..=k], out);
                         i += k + 1;
-                        if let Some(name) = self.parameter() {
+                        if let Some((name, place)) = self.parameter() {
                             self.value.clear();
-                            self.state = State::Value { name };
+                            self.state = State::Value { name, place };
                         }
                     }
                     None => {
@@ -155,17 +200,14 @@ impl UrlParamScrub {
                     if k.is_none() && !over {
                         continue;
                     }
-                    let State::Value { name } = std::mem::replace(&mut self.state, State::Text)
+                    let State::Value { name, place } =
+                        std::mem::replace(&mut self.state, State::Text)
                     else {
                         unreachable!("in a value")
                     };
                     if !over {
-                        self.settle(&name, out);
-                    } else if self
-                        .fields
-                        .url_param(&name, &String::from_utf8_lossy(&self.value))
-                        .is_some()
-                    {
+                        self.settle(&name, place, out);
+                    } else if self.secret(&name, place, &self.value).is_some() {
                         // A name that says so (a name ending in `token` never does for a
                         // value this long): the value goes, whatever its length.
                         self.value.clear();
@@ -201,8 +243,8 @@ impl UrlParamScrub {
 
     /// Ends the stream: a value held is judged as it stands.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
-        if let State::Value { name } = std::mem::replace(&mut self.state, State::Text) {
-            self.settle(&name, out);
+        if let State::Value { name, place } = std::mem::replace(&mut self.state, State::Text) {
+            self.settle(&name, place, out);
         }
         self.found
     }
@@ -264,6 +306,42 @@ mod tests {
                     "Hunter2-Hunter2",
                 ],
                 "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_printed_env_files_secret_assignments_are_redacted_however_the_stream_is_cut() {
+        // A `.env` a coding agent's tool printed, as text and as the model's next
+        // request carries it (a JSON string: `\n` between lines).
+        let env = "DB_PASSWORD=hunter2-Xy9\nSTRIPE_WEBHOOK_SECRET=Wh5ecR3tValue88\nexport GITHUB_TOKEN=Gh0ToK3nVaLuE-123456\n\
+                   DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=Rs7tUv8wXy9zAb0cDe1f\nx = password=Not-At-Line-Start1";
+        let want = "DB_PASSWORD=[REDACTED]\nSTRIPE_WEBHOOK_SECRET=[REDACTED]\nexport GITHUB_TOKEN=[REDACTED]\n\
+                    DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=[REDACTED]\nx = password=Not-At-Line-Start1";
+        let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(scan(env, cut).0, want, "cut {cut}");
+            let (out, found) = scan(&in_json(env), cut);
+            assert_eq!(out, in_json(want), "cut {cut}");
+            assert_eq!(
+                found,
+                [
+                    "hunter2-Xy9",
+                    "Wh5ecR3tValue88",
+                    "Gh0ToK3nVaLuE-123456",
+                    "Rs7tUv8wXy9zAb0cDe1f"
+                ],
+                "cut {cut}"
+            );
+        }
+        // A container's environment, as `docker inspect` and Kubernetes write it.
+        let inspect =
+            r#"{"Env":["PATH=/usr/local/bin:/usr/bin","POSTGRES_PASSWORD=Pg-Secret-123"]}"#;
+        let want = r#"{"Env":["PATH=/usr/local/bin:/usr/bin","POSTGRES_PASSWORD=[REDACTED]"]}"#;
+        for cut in [1, 5, 4096] {
+            assert_eq!(
+                scan(inspect, cut),
+                (want.to_string(), vec!["Pg-Secret-123".to_string()])
             );
         }
     }
