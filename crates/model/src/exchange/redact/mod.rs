@@ -550,13 +550,24 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         }
         out
     };
-    let out = url_shapes(out, rules, secrets);
+    let mut out = url_shapes(out, rules, secrets);
     // A secret known before the URL is read (one the session remembers: a token an
-    // earlier answer handed out, sent back as `?t=…` or in a path) goes too.
-    match secrets.scrub_str(&out) {
-        Cow::Owned(scrubbed) => scrubbed,
-        Cow::Borrowed(_) => out,
+    // earlier answer handed out, sent back as `?t=…` or in a path) goes too, and one
+    // found here by its shape wherever else it stands. What that uncovers is read again
+    // (a key that followed it with no boundary between, `ghp_…sk-proj-…`), so that a
+    // URL redacted once reads the same redacted again (a replay keys a stored request
+    // by redacting it again: found by the `canonical_key` fuzzer).
+    for _ in 0..4 {
+        let Cow::Owned(scrubbed) = secrets.scrub_str(&out) else {
+            break;
+        };
+        let again = url_shapes(scrubbed.clone(), rules, secrets);
+        out = again;
+        if out == scrubbed {
+            break;
+        }
     }
+    out
 }
 
 /// A URL with every key found by its shape replaced (`?q=openai 401 sk-proj-…`, a key
@@ -1631,6 +1642,17 @@ mod tests {
         assert_eq!(path, "https://x.test/keys/[REDACTED]/usage");
         // Read again, the same.
         assert_eq!(url(&got, &rules, &mut Secrets::default()), got);
+        // A key found in the query stands in the path too, run on into another key with
+        // no boundary between: scrubbing the first uncovers the second, read in the same
+        // pass, so the URL reads the same redacted again (the `canonical_key` fuzzer).
+        let ghp = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        let run_on = format!("https://x.test/keys/{ghp}{key}/usage?q=openai+401+{ghp}");
+        let once = url(&run_on, &rules, &mut Secrets::default());
+        assert_eq!(
+            once,
+            "https://x.test/keys/[REDACTED][REDACTED]/usage?q=openai+401+[REDACTED]"
+        );
+        assert_eq!(url(&once, &rules, &mut Secrets::default()), once);
     }
 
     #[test]
