@@ -178,7 +178,10 @@ impl HtmlInputs {
     fn settle(&mut self, out: &mut Vec<u8>) {
         let tag = std::mem::take(&mut self.tag);
         let attrs = attributes(&tag);
-        let value_attr: &[u8] = if tag[1..].to_ascii_lowercase().starts_with(b"meta") {
+        let value_attr: &[u8] = if tag[1..]
+            .get(..4)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"meta"))
+        {
             b"content"
         } else {
             b"value"

@@ -825,6 +825,16 @@ mod tests {
         (String::from_utf8(out).unwrap(), found)
     }
 
+    /// Asserts that `body`, fed in pieces of 1 to 4096 bytes, gives `want` and finds
+    /// `found`.
+    fn every_cut(fields: &FieldNames, body: &str, want: &str, found: &[&str]) {
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            let (out, got) = scan_with(fields, body.as_bytes(), cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(got, found, "cut {cut}");
+        }
+    }
+
     #[test]
     fn fields_are_redacted_in_ndjson_sse_and_json_with_trailing_bytes() {
         let input = concat!(
@@ -1012,15 +1022,12 @@ mod tests {
             .replace("Inv9Kx2Pq7Lm4Rt8Zw3Y", REDACTED)
             .replace("mF3kL9pQ2xR7vT1wZ8yB", REDACTED);
         let fields = FieldNames::new(&[]);
-        for cut in [1, 2, 3, 7, 64, 4096] {
-            let (out, found) = scan_with(&fields, body.as_bytes(), cut);
-            assert_eq!(out, want, "cut {cut}");
-            assert_eq!(
-                found,
-                ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
-                "cut {cut}"
-            );
-        }
+        every_cut(
+            &fields,
+            &body,
+            &want,
+            &["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
+        );
         // The whole-body pass and the DOM pass agree with the stream.
         let (out, found) = super::super::json_fields::redact(body.as_bytes(), &fields, REDACTED)
             .expect("a secret to replace");
@@ -1082,15 +1089,12 @@ mod tests {
         redacted["csrf_token"] = REDACTED.into();
         let want = wrap(&redacted);
         let fields = FieldNames::new(&[]);
-        for cut in [1, 2, 3, 7, 64, 4096] {
-            let (out, found) = scan_with(&fields, body.as_bytes(), cut);
-            assert_eq!(out, want, "cut {cut}");
-            assert_eq!(
-                found,
-                ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
-                "cut {cut}"
-            );
-        }
+        every_cut(
+            &fields,
+            &body,
+            &want,
+            &["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
+        );
         // Escaped at both levels (.NET writes `+` as `\u002B`, and quotes as `\u0022`):
         // read through both; found as the inner JSON writes it and as meant.
         let body = r#"{"text":"{\"reset_token\":\"YzYN0\\u002BbS=X9ZgEaTiEtk1=Lz\",\"n\":1}","dotnet":"{\u0022invite_token\u0022:\u0022Inv9Kx2Pq7Lm4Rt8Zw3Y\u0022}"}"#;
