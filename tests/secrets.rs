@@ -1324,31 +1324,66 @@ async fn a_pages_anti_forgery_token_never_reaches_disk() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_printed_env_files_secrets_never_reach_disk() {
     let (db, webhook) = ("pg-Env-Secret-2231", "Wh5ecR3tEnvValue88");
+    // Quoted, YAML, a header printed by `curl -v`, a link written by PHP's json_encode.
+    let (quoted, yaml, bearer, linked) = (
+        "quoted secret Qx7-881",
+        "yAml-Secret-5521",
+        "bEarer0Tok9en8Value7",
+        "Ln6Kd5Js4Ha3Gf2Ds1",
+    );
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
-        let printed =
-            format!("DEBUG=true\nDB_PASSWORD={db}\nexport STRIPE_WEBHOOK_SECRET={webhook}\n");
+        let printed = format!(
+            "DEBUG=true\nDB_PASSWORD={db}\nexport STRIPE_WEBHOOK_SECRET={webhook}\nSMTP_PASSWORD=\"{quoted}\"\n"
+        );
+        let config = format!(
+            "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: {yaml} # prod\n---\n> GET /v1/me HTTP/1.1\n> Authorization: Bearer {bearer}\n"
+        );
+        let php = format!(r#"{{"link":"https:\/\/app.test\/cb?access_token={linked}&x=1"}}"#);
         async move {
             let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
-                {"role": "tool", "tool_call_id": "c1", "content": printed}]});
-            let r = via.post(echo).json(&chat).send().await.unwrap();
-            r.status().as_u16()
+                {"role": "tool", "tool_call_id": "c1", "content": printed},
+                {"role": "tool", "tool_call_id": "c2", "content": config}]});
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            let first = r.status().as_u16();
+            let r = via
+                .post(&echo)
+                .header("content-type", "application/json")
+                .body(php)
+                .send()
+                .await
+                .unwrap();
+            (first, r.status().as_u16())
         }
     };
     let d = record(&dirs, &up, "env", &[]);
-    assert_eq!(send(client(&d, &dirs)).await, 200);
-    let events = assert_nowhere(&dirs, d, "env", &[db, webhook]);
-    let content = &events[0]["request"]["body"]["json"]["messages"][0]["content"];
+    assert_eq!(send(client(&d, &dirs)).await, (200, 200));
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "env",
+        &[db, webhook, quoted, yaml, bearer, linked],
+    );
+    let messages = &events[0]["request"]["body"]["json"]["messages"];
     assert_eq!(
-        content,
-        "DEBUG=true\nDB_PASSWORD=[REDACTED]\nexport STRIPE_WEBHOOK_SECRET=[REDACTED]\n"
+        messages[0]["content"],
+        "DEBUG=true\nDB_PASSWORD=[REDACTED]\nexport STRIPE_WEBHOOK_SECRET=[REDACTED]\nSMTP_PASSWORD=\"[REDACTED]\"\n"
+    );
+    assert_eq!(
+        messages[1]["content"],
+        "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: [REDACTED] # prod\n---\n> GET /v1/me HTTP/1.1\n> Authorization: [REDACTED]\n"
+    );
+    // Stored as the text it came as, escaped slashes and all.
+    assert_eq!(
+        events[1]["request"]["body"]["text"],
+        r#"{"link":"https:\/\/app.test\/cb?access_token=[REDACTED]&x=1"}"#
     );
     let r = Daemon::start(&dirs, &["replay", "--session", "env"]);
     let status = send(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    assert_eq!((status, code), ((200, 200), 0), "{stderr}");
 }
 
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its

@@ -8,8 +8,16 @@
 //! `&amp;`, or `\u0026`, how Go's JSON writes `&`), where NAME is a parameter
 //! [`FieldNames::url_param`] reads as a secret with that value: the value becomes
 //! `[REDACTED]` and is hunted through the rest of the exchange (and the session's later
-//! ones). A value ends at a byte no URL value is made of (a quote, `&`, `#`, `\`, white
-//! space, `<`). It holds back only the value of such a parameter until it ends (at most
+//! ones). A value ends at a byte no URL value is made of (a quote, `&`, `#`, white
+//! space, `<`, a `\` but for a JSON writer's `\/`).
+//!
+//! It also reads assignments at a line's start (see [`Place::Line`]): `NAME=VALUE`, bare
+//! (to white space or a quote) or quoted, and `NAME: VALUE` (a YAML line, a header printed
+//! as text) to the line's end, judged by [`FieldNames::assignment`]. A line's value of
+//! several words is a secret's only after an `Authorization` scheme (`Bearer …`), so
+//! `Password: use a long one` stays; a value that stays is read again for URLs.
+//!
+//! It holds back only the value of such a parameter until it ends (at most
 //! [`VALUE_MAX`] bytes: a longer one under a name that says it is a secret is dropped
 //! to its end, any other written on), so its output does not depend on where the stream
 //! is cut.
@@ -42,19 +50,65 @@ fn in_name(b: u8) -> bool {
 enum Place {
     /// After a URL's separator: a query or fragment parameter.
     Url,
-    /// At the start of a line or of a JSON string (or after `export `): a `.env` file's
-    /// or a shell's assignment, as a coding agent's tool prints them into the model's
-    /// next request, or a container's environment (`"Env": ["DB_PASSWORD=…"]`).
+    /// At the start of a line or of a JSON string (after its indentation, a list's `- `
+    /// or `export `): a `.env` file's or a shell's assignment, as a coding agent's tool
+    /// prints them into the model's next request, a container's environment (`"Env":
+    /// ["DB_PASSWORD=…"]`), or with `:` a YAML mapping's line or a header printed as
+    /// text (`Authorization: Bearer …`).
     Line,
+}
+
+/// Where a held value ends.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// A URL parameter's: at a byte no URL value is made of ([`in_value`]); a JSON
+    /// writer's escaped slash (`\/`) is read on.
+    Url,
+    /// An assignment's bare value (`DB_PASSWORD=p@ss&w0rd!`): at white space, a quote, a
+    /// backslash (a JSON string's escape or end) or a control byte.
+    Bare,
+    /// A `NAME: value` line's: at the line's end, a JSON string's escape or its end.
+    Line,
+    /// A quoted value: at its closing quote, the line's end or a backslash.
+    Quoted(u8),
+}
+
+impl End {
+    fn takes(self, b: u8) -> bool {
+        match self {
+            End::Url => in_value(b),
+            End::Bare => {
+                b > b' ' && b != 0x7f && !matches!(b, b'"' | b'\'' | b'\\' | b'`' | b'<' | b'>')
+            }
+            End::Line => !matches!(b, b'\n' | b'\r' | b'\\' | b'"'),
+            End::Quoted(q) => b != q && !matches!(b, b'\n' | b'\r' | b'\\'),
+        }
+    }
 }
 
 enum State {
     /// Outside a secret parameter's value.
     Text,
-    /// In the value of parameter `name`, held until it ends.
-    Value { name: String, place: Place },
+    /// After an assignment's `=` or `:` at a line's start, before its value: `colon`
+    /// when the separator was `:` (a space must follow it, and more may), `spaced` once
+    /// one has, `backslash` when the last byte read was a `\` (held: `\"` opens a value
+    /// quoted inside a JSON string).
+    Opening {
+        name: String,
+        colon: bool,
+        spaced: bool,
+        backslash: bool,
+    },
+    /// In the value of parameter `name`, held until it ends; `backslash` when a URL's
+    /// value stopped at a `\` that the next piece tells apart (`\/` reads on).
+    Value {
+        name: String,
+        place: Place,
+        end: End,
+        backslash: bool,
+    },
     /// In a value too long to hold whose name says it is a secret: dropped.
-    Dropping,
+    Dropping(End),
 }
 
 /// The scan for a stream (see the module's text).
@@ -66,8 +120,30 @@ pub struct UrlParamScrub {
     /// How many bytes were written in all (a name at the very start is at a line's).
     written: u64,
     value: Vec<u8>,
+    /// Reading again a line's value that was held and is not a secret's (for the URLs
+    /// in it): no assignment opens inside it.
+    rescanning: bool,
     pub found: Collected,
 }
+
+/// `lead` without the line's indentation and a marker before a name: a list's `- ` or
+/// `* `, `curl -v`'s `> ` and `< `, a quote's `> `.
+fn unindented(lead: &[u8]) -> &[u8] {
+    let blank = |lead: &[u8]| {
+        lead.iter()
+            .rposition(|&b| !matches!(b, b' ' | b'\t'))
+            .map_or(0, |p| p + 1)
+    };
+    let lead = &lead[..blank(lead)];
+    match lead {
+        [rest @ .., b'-' | b'*' | b'>' | b'<'] => &rest[..blank(rest)],
+        _ => lead,
+    }
+}
+
+/// The schemes an `Authorization` header's value starts with: a `NAME: value` line's
+/// value of two words is a credential's when its first is one of these.
+const SCHEMES: [&str; 6] = ["bearer", "basic", "token", "digest", "bot", "apikey"];
 
 impl UrlParamScrub {
     pub fn new(fields: FieldNames) -> UrlParamScrub {
@@ -77,6 +153,7 @@ impl UrlParamScrub {
             tail: Vec::with_capacity(2 * TAIL),
             written: 0,
             value: Vec::new(),
+            rescanning: false,
             found: Collected::default(),
         }
     }
@@ -96,32 +173,40 @@ impl UrlParamScrub {
         }
     }
 
-    /// The parameter whose `=` ends the bytes written, when it stands after a URL's
-    /// separator or at a line's start: its name (`+` read as a space and percent-decoded
-    /// in a URL) and where it stands.
-    fn parameter(&self) -> Option<(String, Place)> {
-        let before = self.tail.strip_suffix(b"=")?;
+    /// The parameter whose separator `sep` (`=`, or `:` at a line's start only) ends
+    /// the bytes written, when it stands after a URL's separator or at a line's start:
+    /// its name (`+` read as a space and percent-decoded in a URL) and where it stands.
+    fn parameter(&self, sep: u8) -> Option<(String, Place)> {
+        let before = self.tail.strip_suffix(&[sep])?;
         let start = before
             .iter()
             .rposition(|&b| !in_name(b))
             .map_or(0, |p| p + 1);
         let (lead, mut name) = before.split_at(start);
+        if name.is_empty() {
+            return None;
+        }
         let at_start = |lead: &[u8]| {
+            let lead = unindented(lead);
             lead.is_empty() && self.written == before.len() as u64 + 1
                 || matches!(lead.last(), Some(b'\n' | b'\r' | b'"'))
+                // A JSON string's escaped line break (its letter is read into the name
+                // when nothing stands between).
+                || lead.ends_with(b"\\n")
+                || lead.ends_with(b"\\r")
         };
         let mut place = match lead.last() {
-            Some(b'?' | b'&' | b'#' | b';') => Some(Place::Url),
+            Some(b'?' | b'&' | b'#' | b';') if sep == b'=' => Some(Place::Url),
             _ if at_start(lead) => Some(Place::Line),
             _ => lead
                 .strip_suffix(b"export ")
-                .filter(|l| at_start(l) || l.ends_with(b"\\n"))
+                .filter(|l| at_start(l))
                 .map(|_| Place::Line),
         };
         if lead.last() == Some(&b'\\') {
             // An escape's letters and digits read on into the name: `\u0026` (how Go's
             // JSON writes `&`), `\n` (a line break in a JSON string).
-            if name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026") {
+            if sep == b'=' && name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026") {
                 name = &name[5..];
                 place = Some(Place::Url);
             } else if name.len() > 1 && matches!(name[0], b'n' | b'r') {
@@ -130,7 +215,7 @@ impl UrlParamScrub {
             }
         }
         let place = place?;
-        if name.is_empty() || name.len() > NAME_MAX {
+        if name.len() > NAME_MAX {
             return None;
         }
         if place == Place::Line {
@@ -156,19 +241,70 @@ impl UrlParamScrub {
 
     /// The value of `name` just ended (or the stream did): `[REDACTED]` when the
     /// parameter holds a secret, else as it was.
-    fn settle(&mut self, name: &str, place: Place, out: &mut Vec<u8>) {
+    fn settle(&mut self, name: &str, place: Place, end: End, out: &mut Vec<u8>) {
         let value = std::mem::take(&mut self.value);
-        match self.secret(name, place, &value) {
-            Some(by_name) if !value.is_empty() => {
+        let judged = match end {
+            End::Line => line_value(&value),
+            _ => value.len(),
+        };
+        let head = &value[..judged];
+        // A URL's value is judged with its escaped slashes read as slashes.
+        let plain = match end {
+            End::Url if memchr(b'\\', head).is_some() => unescape_slashes(head),
+            _ => head.to_vec(),
+        };
+        match self.secret(name, place, &plain) {
+            Some(by_name) if !plain.is_empty() => {
                 self.found.by_name(by_name);
-                self.found.push(&value);
-                let decoded = form::decode(&value);
-                if decoded != value {
+                self.found.push(&plain);
+                if plain != head {
+                    self.found.push(head);
+                }
+                // A scheme's credential (`Bearer KEY`) is hunted on its own too.
+                if let Some(at) = plain
+                    .iter()
+                    .rposition(u8::is_ascii_whitespace)
+                    .filter(|_| end == End::Line)
+                {
+                    self.found.push(&plain[at + 1..]);
+                }
+                let decoded = form::decode(&plain);
+                if decoded != plain {
                     self.found.push(&decoded);
                 }
                 self.write(REDACTED.as_bytes(), out);
+                self.rescan(place, &value[judged..], out);
             }
-            _ => self.write(&value, out),
+            _ => self.rescan(place, &value, out),
+        }
+    }
+
+    /// Writes a value that stays, or what follows one redacted (a YAML comment): a
+    /// line's is read again for the URLs in it (`CALLBACK_URL=https://…?access_token=…`).
+    fn rescan(&mut self, place: Place, bytes: &[u8], out: &mut Vec<u8>) {
+        if place == Place::Url || self.rescanning {
+            self.write(bytes, out);
+            return;
+        }
+        self.rescanning = true;
+        self.feed(bytes, out);
+        self.rescanning = false;
+    }
+
+    /// Ends the value held at the byte that stopped it (not taken), or at the stream's
+    /// end: judged and written, and a `\` that was held written after it.
+    fn end_value(&mut self, out: &mut Vec<u8>) {
+        if let State::Value {
+            name,
+            place,
+            end,
+            backslash,
+        } = std::mem::replace(&mut self.state, State::Text)
+        {
+            self.settle(&name, place, end, out);
+            if backslash {
+                self.write(b"\\", out);
+            }
         }
     }
 
@@ -176,14 +312,31 @@ impl UrlParamScrub {
         let mut i = 0;
         while i < data.len() {
             let rest = &data[i..];
-            match &self.state {
-                State::Text => match memchr(b'=', rest) {
+            match &mut self.state {
+                State::Text => match memchr::memchr2(b'=', b':', rest) {
                     Some(k) => {
+                        let sep = rest[k];
                         self.write(&rest[..=k], out);
                         i += k + 1;
-                        if let Some((name, place)) = self.parameter() {
-                            self.value.clear();
-                            self.state = State::Value { name, place };
+                        match self.parameter(sep) {
+                            Some((name, Place::Url)) => {
+                                self.value.clear();
+                                self.state = State::Value {
+                                    name,
+                                    place: Place::Url,
+                                    end: End::Url,
+                                    backslash: false,
+                                };
+                            }
+                            Some((name, Place::Line)) if !self.rescanning => {
+                                self.state = State::Opening {
+                                    name,
+                                    colon: sep == b':',
+                                    spaced: false,
+                                    backslash: false,
+                                };
+                            }
+                            _ => {}
                         }
                     }
                     None => {
@@ -191,44 +344,127 @@ impl UrlParamScrub {
                         i = data.len();
                     }
                 },
-                State::Value { .. } => {
-                    let k = rest.iter().position(|&b| !in_value(b));
+                State::Opening { .. } => {
+                    let State::Opening {
+                        name,
+                        colon,
+                        spaced,
+                        backslash,
+                    } = std::mem::replace(&mut self.state, State::Text)
+                    else {
+                        unreachable!("before a value")
+                    };
+                    let b = rest[0];
+                    let blank = matches!(b, b' ' | b'\t');
+                    let opening = |spaced, backslash| State::Opening {
+                        name: name.clone(),
+                        colon,
+                        spaced,
+                        backslash,
+                    };
+                    // What the byte does: opens a value ending so (with how many bytes
+                    // of its own written first), or ends the assignment, empty.
+                    let opens = if backslash {
+                        // `\"` opens a value quoted inside a JSON string; any other
+                        // escape ends the assignment.
+                        self.write(b"\\", out);
+                        (b == b'"').then_some((End::Quoted(b'"'), 1))
+                    } else if colon && blank {
+                        self.state = opening(true, false);
+                        self.write(&[b], out);
+                        i += 1;
+                        continue;
+                    } else if colon && !spaced || blank {
+                        None
+                    } else if b == b'\\' {
+                        self.state = opening(spaced, true);
+                        i += 1;
+                        continue;
+                    } else if matches!(b, b'"' | b'\'') {
+                        Some((End::Quoted(b), 1))
+                    } else {
+                        Some((if colon { End::Line } else { End::Bare }, 0))
+                    };
+                    if let Some((end, own)) = opens {
+                        self.write(&rest[..own], out);
+                        i += own;
+                        self.value.clear();
+                        self.state = State::Value {
+                            name,
+                            place: Place::Line,
+                            end,
+                            backslash: false,
+                        };
+                    }
+                }
+                State::Value { end, backslash, .. } => {
+                    let end = *end;
+                    if *backslash {
+                        // A URL's value stopped at a `\` that ended the last piece.
+                        if rest[0] == b'/' {
+                            *backslash = false;
+                            self.value.extend_from_slice(b"\\/");
+                            i += 1;
+                        } else {
+                            self.end_value(out);
+                        }
+                        continue;
+                    }
+                    let k = rest.iter().position(|&b| !end.takes(b));
                     let take = k.unwrap_or(rest.len());
                     self.value.extend_from_slice(&rest[..take]);
                     i += take;
                     let over = self.value.len() > VALUE_MAX;
+                    if !over && end == End::Url && k.is_some() && rest[take] == b'\\' {
+                        match rest.get(take + 1) {
+                            Some(b'/') => {
+                                self.value.extend_from_slice(b"\\/");
+                                i += 2;
+                                continue;
+                            }
+                            None => {
+                                *backslash = true;
+                                i += 1;
+                                continue;
+                            }
+                            Some(_) => {}
+                        }
+                    }
                     if k.is_none() && !over {
                         continue;
                     }
-                    let State::Value { name, place } =
+                    if !over {
+                        self.end_value(out);
+                        continue;
+                    }
+                    let State::Value { name, place, .. } =
                         std::mem::replace(&mut self.state, State::Text)
                     else {
                         unreachable!("in a value")
                     };
-                    if !over {
-                        self.settle(&name, place, out);
-                    } else if self.secret(&name, place, &self.value).is_some() {
+                    if self.secret(&name, place, &self.value).is_some() {
                         // A name that says so (a name ending in `token` never does for a
                         // value this long): the value goes, whatever its length.
                         self.value.clear();
                         self.write(REDACTED.as_bytes(), out);
-                        self.state = if k.is_some() {
-                            State::Text
-                        } else {
-                            State::Dropping
-                        };
+                        if k.is_none() {
+                            self.state = State::Dropping(end);
+                        }
                     } else {
                         let value = std::mem::take(&mut self.value);
-                        self.write(&value, out);
+                        self.rescan(place, &value, out);
                     }
                 }
-                State::Dropping => match rest.iter().position(|&b| !in_value(b)) {
-                    Some(k) => {
-                        i += k;
-                        self.state = State::Text;
+                State::Dropping(end) => {
+                    let end = *end;
+                    match rest.iter().position(|&b| !end.takes(b)) {
+                        Some(k) => {
+                            i += k;
+                            self.state = State::Text;
+                        }
+                        None => i = data.len(),
                     }
-                    None => i = data.len(),
-                },
+                }
             }
         }
     }
@@ -236,18 +472,59 @@ impl UrlParamScrub {
     /// How many bytes fed so far are held back.
     pub fn held(&self) -> usize {
         match self.state {
-            State::Value { .. } => self.value.len(),
+            State::Value { backslash, .. } => self.value.len() + usize::from(backslash),
+            State::Opening { backslash, .. } => usize::from(backslash),
             _ => 0,
         }
     }
 
     /// Ends the stream: a value held is judged as it stands.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
-        if let State::Value { name, place } = std::mem::replace(&mut self.state, State::Text) {
-            self.settle(&name, place, out);
+        match self.state {
+            State::Value { .. } => {
+                self.end_value(out);
+                // A URL's value the line's held value ended in.
+                self.end_value(out);
+            }
+            State::Opening {
+                backslash: true, ..
+            } => self.write(b"\\", out),
+            _ => {}
         }
         self.found
     }
+}
+
+/// How much of a `NAME: value` line's value is judged: up to a YAML comment (` #`),
+/// without the spaces before it, and nothing when it holds more than one word unless
+/// the first names an `Authorization` scheme.
+fn line_value(value: &[u8]) -> usize {
+    let cut = memchr::memmem::find(value, b" #").unwrap_or(value.len());
+    let words = value[..cut].trim_ascii_end();
+    match words.iter().position(u8::is_ascii_whitespace) {
+        Some(at)
+            if !SCHEMES
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(&words[..at])) =>
+        {
+            0
+        }
+        _ => words.len(),
+    }
+}
+
+/// A URL's value with a JSON writer's escaped slashes (`\/`) read as slashes.
+fn unescape_slashes(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'\\' && value.get(i + 1) == Some(&b'/') {
+            i += 1;
+        }
+        out.push(value[i]);
+        i += 1;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -343,6 +620,79 @@ mod tests {
                 scan(inspect, cut),
                 (want.to_string(), vec!["Pg-Secret-123".to_string()])
             );
+        }
+    }
+
+    #[test]
+    fn quoted_assignments_yaml_lines_and_printed_headers_are_redacted_however_the_stream_is_cut() {
+        let text = [
+            "DB_PASSWORD=\"hunter2 two words\"\n",
+            "export API_SECRET='Wh5ecR3t-Value88'\n",
+            "SMTP_PASSWORD=p@ss&w0rd!#x\n",
+            "CALLBACK_URL=https://app.test/cb?access_token=Zq8vN3kLp2Wm7Rt4Yx6B&x=1\n",
+            "database:\n  password: s3cr3t-Value # prod\n  user: admin\n",
+            "services:\n  - POSTGRES_PASSWORD=Pg-Secret-123\n",
+            "Authorization: Bearer abcDEF123456ghiJKL\n",
+            "> Authorization: Basic dXNlcjpwYXNzd29yZA==\n* Note: kept\n",
+            "Password: use a long one, see https://x.test/?token=Tk9Lm8Nb7Vc6Xz5A\n",
+            "Note: the answer is 42\n",
+            "https://x.test/a",
+        ]
+        .concat();
+        let want = [
+            "DB_PASSWORD=\"[REDACTED]\"\n",
+            "export API_SECRET='[REDACTED]'\n",
+            "SMTP_PASSWORD=[REDACTED]\n",
+            "CALLBACK_URL=https://app.test/cb?access_token=[REDACTED]&x=1\n",
+            "database:\n  password: [REDACTED] # prod\n  user: admin\n",
+            "services:\n  - POSTGRES_PASSWORD=[REDACTED]\n",
+            "Authorization: [REDACTED]\n",
+            "> Authorization: [REDACTED]\n* Note: kept\n",
+            "Password: use a long one, see https://x.test/?token=[REDACTED]\n",
+            "Note: the answer is 42\n",
+            "https://x.test/a",
+        ]
+        .concat();
+        let found = [
+            "hunter2 two words",
+            "Wh5ecR3t-Value88",
+            "p@ss&w0rd!#x",
+            "Zq8vN3kLp2Wm7Rt4Yx6B",
+            "s3cr3t-Value",
+            "Pg-Secret-123",
+            "Bearer abcDEF123456ghiJKL",
+            "abcDEF123456ghiJKL",
+            "Basic dXNlcjpwYXNzd29yZA==",
+            "dXNlcjpwYXNzd29yZA==",
+            "Tk9Lm8Nb7Vc6Xz5A",
+        ];
+        // As text, and as a model's request carries it (a JSON string: `\n`, `\"`).
+        let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
+        for cut in [1, 2, 3, 7, 64, 4096] {
+            let (out, values) = scan(&text, cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(values, found, "cut {cut}");
+            let (out, values) = scan(&in_json(&text), cut);
+            assert_eq!(out, in_json(&want), "cut {cut}");
+            assert_eq!(values, found, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_urls_value_written_with_escaped_slashes_is_redacted_whole() {
+        // PHP's `json_encode` and others write `/` as `\/`.
+        let body = r#"{"link":"https:\/\/app.test\/cb?access_token=Ab\/Cd+Ef9Gh8Ij7Kl6Mn&x=1","p":"a\/b?x=1\\"}"#;
+        let want =
+            r#"{"link":"https:\/\/app.test\/cb?access_token=[REDACTED]&x=1","p":"a\/b?x=1\\"}"#;
+        for cut in [1, 2, 3, 7, 4096] {
+            let (out, found) = scan(body, cut);
+            assert_eq!(out, want, "cut {cut}");
+            let forms = [
+                "Ab/Cd+Ef9Gh8Ij7Kl6Mn",
+                r"Ab\/Cd+Ef9Gh8Ij7Kl6Mn",
+                "Ab/Cd Ef9Gh8Ij7Kl6Mn",
+            ];
+            assert_eq!(found, forms, "cut {cut}");
         }
     }
 
