@@ -249,11 +249,11 @@ impl Recorder {
             Some(i) => {
                 // The upstream never sees it; the event still holds the whole request.
                 drop(up_req);
-                pending.drain_request().await;
+                Box::pin(pending.drain_request()).await;
                 match (i.answer(), i.dropped()) {
                     (Some(a), _) => Ok(fault::answer(&a)),
                     (None, err) => {
-                        pending.finish_stored(err, false).await;
+                        Box::pin(pending.finish_stored(err, false)).await;
                         return self.no_answer(i).await;
                     }
                 }
@@ -293,7 +293,7 @@ impl Recorder {
                 let upgrade = client_upgrade.map(|client| (client, ctx.slot.clone()));
                 self.answer(pending, resp, upgrade, head_request).await
             }
-            Err(err) => failed(pending, err, client_h2).await,
+            Err(err) => Box::pin(failed(pending, err, client_h2)).await,
         }
     }
 
@@ -336,7 +336,7 @@ impl Recorder {
         req_capture.expect(header(&req_headers, "content-length"));
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
-            capture: Some(req_capture),
+            capture: Some(Box::new(req_capture)),
             done: false,
         }));
         let pending = Pending {
@@ -438,7 +438,7 @@ impl Recorder {
             tracing::warn!("#{step} {}", err.message);
             drop(rbody);
             let resp = error_response(&err);
-            pending.finish_stored(Some(err), false).await;
+            Box::pin(pending.finish_stored(Some(err), false)).await;
             return resp;
         }
         let streaming = is_streaming(&rparts.headers) && upgraded.is_none();
@@ -461,7 +461,7 @@ impl Recorder {
             // A HEAD's answer or a 304 says the length of a body it does not send.
             capture.expect(header(&resp_headers, "content-length"));
         }
-        pending.resp_capture = Some(capture);
+        pending.resp_capture = Some(Box::new(capture));
         pending.head = Some(Head {
             status: rparts.status.as_u16(),
             version: version_str(rparts.version).to_string(),
@@ -486,7 +486,7 @@ impl Recorder {
         if has_no_body(head_request, rparts.status, &rbody) {
             // Nothing will be polled: hyper writes no body for these, so the event is
             // complete now (never a hang-up), its framing headers kept.
-            pending.finish_stored(None, true).await;
+            Box::pin(pending.finish_stored(None, true)).await;
             return Response::from_parts(rparts, body::empty());
         }
         let small = !streaming
@@ -602,7 +602,7 @@ impl Handler for Recorder {
 
 struct RequestTee {
     inner: Option<ProxyBody>,
-    capture: Option<Capture>,
+    capture: Option<Box<Capture>>,
     done: bool,
 }
 
@@ -780,7 +780,8 @@ struct Pending {
     req_stored: Option<(BodyRef, Option<Kept>, Option<MaxBody>)>,
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
-    resp_capture: Option<Capture>,
+    /// Boxed, as the request's is: an exchange's futures hold and move a `Pending`.
+    resp_capture: Option<Box<Capture>>,
     /// The messages of a WebSocket exchange, once it has ended.
     ws: Option<tapedeck_model::exchange::ws::WsRecord>,
     /// The `--inject` rule that changed the exchange.
@@ -916,7 +917,7 @@ impl Pending {
             return *over;
         }
         let t = self.tee.lock().unwrap_or_else(|p| p.into_inner());
-        t.capture.as_ref().and_then(Capture::too_large)
+        t.capture.as_deref().and_then(Capture::too_large)
     }
 
     /// A finished body's reference and, when small (kept whole, not stored yet: see
@@ -1124,7 +1125,7 @@ impl Pending {
             return None;
         };
         let ct = header(&head.headers, "content-type").map(str::to_string);
-        let mut captured = cap.finish();
+        let mut captured = (*cap).finish();
         let mut chunks = captured.chunks.clone();
         let over = captured.too_large;
         let broke = captured.broke.take();
@@ -1277,7 +1278,9 @@ impl ResponseTee {
 
     /// The exchange's response capture, while the exchange is here.
     fn capture(&mut self) -> Option<&mut Capture> {
-        self.pending.as_mut().and_then(|p| p.resp_capture.as_mut())
+        self.pending
+            .as_mut()
+            .and_then(|p| p.resp_capture.as_deref_mut())
     }
 
     /// Hands `out` on, storing the segments `ready` on the side; at the `end`, once the

@@ -295,7 +295,9 @@ impl Upstream {
             let absolute = req.uri().scheme().is_some() && req.uri().authority().is_some();
             match (h2, absolute) {
                 (false, true) => self.send_kept(req, conn, target).await,
-                _ => self.pooled(h2, req, target).await,
+                // Boxed, as every path but the common one: the exchange's future
+                // holds this one, and it is moved whole.
+                _ => Box::pin(self.pooled(h2, req, target)).await,
             }
         };
         match tokio::time::timeout(self.response_timeout, sent).await {
@@ -336,7 +338,7 @@ impl Upstream {
             // one per request) goes through the pool; the kept connection stays.
             Some(Ok(other)) => {
                 conn.put(other);
-                return self.pooled(false, req, target).await;
+                return Box::pin(self.pooled(false, req, target)).await;
             }
             _ => Box::new(Kept {
                 key: key_of(req.uri()),
@@ -353,8 +355,9 @@ impl Upstream {
         let mut reused = found.is_some();
         let mut send = match found {
             Some(send) => send,
-            None => self.connect(&uri, target).await?,
+            None => Box::pin(self.connect(&uri, target)).await?,
         };
+
         let resp = loop {
             match send.try_send_request(req).await {
                 Ok(resp) => break resp,
@@ -364,7 +367,7 @@ impl Upstream {
                     Some(back) if reused => {
                         req = back;
                         reused = false;
-                        send = self.connect(&uri, target).await?;
+                        send = Box::pin(self.connect(&uri, target)).await?;
                     }
                     _ => return Err(classify(target, e.error())),
                 },
