@@ -554,7 +554,7 @@ impl Replayer {
                     too_large: asked.too_large,
                     upgrade: upgrade.as_ref(),
                 };
-                match self.clone().what_if(h, seen).await {
+                match Box::pin(self.clone().what_if(h, seen)).await {
                     hybrid::WhatIf::Serve(i, injection) => (i, injection),
                     hybrid::WhatIf::Answered(resp) => return resp,
                 }

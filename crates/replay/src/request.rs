@@ -40,7 +40,8 @@ struct KeySink {
     scrubber: Option<BodyScrubber>,
     keep: usize,
     whole: Vec<u8>,
-    hasher: Option<blake3::Hasher>,
+    /// Boxed (1.9 KB, for bodies past `keep` only): the request's future holds the sink.
+    hasher: Option<Box<blake3::Hasher>>,
     len: u64,
 }
 
@@ -64,7 +65,7 @@ impl KeySink {
                 self.whole.extend_from_slice(bytes);
                 return;
             }
-            let mut h = blake3::Hasher::new();
+            let mut h = Box::new(blake3::Hasher::new());
             h.update(&std::mem::take(&mut self.whole));
             self.hasher = Some(h);
         }
