@@ -1779,6 +1779,43 @@ async fn sts_credentials_in_xml_and_the_web_identity_token_never_reach_disk() {
     assert!(stored.contains("<AccessKeyId>ASIAFIXTUREKEYID0001</AccessKeyId>"));
 }
 
+/// A SOAP-style tool call carries an invitation's token in an XML attribute: the request
+/// stores it redacted, the echoed answer (the XML quoted in JSON) is scrubbed of it, and
+/// the session replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_named_xml_attribute_never_reaches_disk() {
+    const TOKEN: &str = "Inv9Kx2Pq7Lm4Rt8Zw3YxAttr";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let xml = format!(
+        r#"<Accept><Invite invite_token="{TOKEN}" id="inv_1" csrf_token="pending"/></Accept>"#
+    );
+    let send = |via: reqwest::Client| {
+        let (echo, xml) = (up.url("/echo"), xml.clone());
+        async move {
+            let r = via
+                .post(echo)
+                .header("content-type", "application/xml")
+                .body(xml)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "xmlattr", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "xmlattr", &[TOKEN]);
+    assert_eq!(
+        events[0]["request"]["body"]["text"],
+        r#"<Accept><Invite invite_token="[REDACTED]" id="inv_1" csrf_token="pending"/></Accept>"#
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "xmlattr"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}
+
 /// Every message of an Amazon event stream, its checksums checked: (event type,
 /// payload).
 fn eventstream_messages(mut b: &[u8]) -> Vec<(String, Value)> {

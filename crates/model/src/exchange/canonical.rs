@@ -773,8 +773,9 @@ mod tests {
         // exchanges 6cb538e05bb5a5f4, those made before names ending in `token` were
         // read in forms, queries and JSON inside a string 84f6cc7a246224e7, those made
         // before quoted assignments, YAML lines and headers printed as text were read
-        // b2911489042ccb56; all are re-keyed when replayed.)
-        assert_eq!(rules(&[]), "0b67c309d69ff70b");
+        // b2911489042ccb56, those made before XML attributes named for a token were
+        // read 0b67c309d69ff70b; all are re-keyed when replayed.)
+        assert_eq!(rules(&[]), "26b06b2df4bc3bc0");
     }
 
     #[test]

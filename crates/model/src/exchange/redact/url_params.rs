@@ -186,10 +186,13 @@ impl UrlParamScrub {
         if name.is_empty() {
             return None;
         }
-        let at_start = |lead: &[u8]| {
-            let lead = unindented(lead);
+        let at_start = |raw: &[u8]| {
+            let lead = unindented(raw);
             lead.is_empty() && self.written == before.len() as u64 + 1
-                || matches!(lead.last(), Some(b'\n' | b'\r' | b'"'))
+                || matches!(lead.last(), Some(b'\n' | b'\r'))
+                // A JSON string's start, right before the name (not an XML attribute
+                // after another's quoted value).
+                || raw.last() == Some(&b'"')
                 // A JSON string's escaped line break (its letter is read into the name
                 // when nothing stands between).
                 || lead.ends_with(b"\\n")

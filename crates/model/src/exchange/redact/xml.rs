@@ -45,6 +45,9 @@ pub struct XmlFields {
     attr_eq: bool,
     /// Inside a secret attribute's quoted value.
     attr_secret: bool,
+    /// That attribute's name ends in `token` ([`FieldNames::maybe`]): its value is held
+    /// to the closing quote, redacted if it looks like a key, written as it came if not.
+    attr_maybe: bool,
     /// Inside a secret element: its name (lower case), its content swallowed.
     secret: Option<Vec<u8>>,
     /// The secret element's name is read as a credential's, and no element has come in
@@ -73,6 +76,7 @@ impl XmlFields {
             attr_ended: false,
             attr_eq: false,
             attr_secret: false,
+            attr_maybe: false,
             secret: None,
             pending: false,
             maybe: false,
@@ -86,7 +90,7 @@ impl XmlFields {
     /// ten bytes of the marker, and counting it would place a stream's chunks (their
     /// times) by bytes that may never be written.
     pub fn held(&self) -> usize {
-        self.head.len()
+        self.head.len() + if self.attr_maybe { self.value.len() } else { 0 }
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -136,6 +140,7 @@ impl XmlFields {
         self.attr_ended = false;
         self.attr_eq = false;
         self.attr_secret = false;
+        self.attr_maybe = false;
     }
 
     /// A held element's content is taken for a credential's value: the marker goes out
@@ -252,6 +257,33 @@ impl XmlFields {
     /// all.
     fn read_rest(&mut self, c: u8, out: &mut Vec<u8>) {
         let plain = matches!(self.kind, b'!' | b'?');
+        if self.attr_secret && self.attr_maybe {
+            if Some(c) == self.quote {
+                self.quote = None;
+                self.attr_secret = false;
+                self.attr_maybe = false;
+                let value = std::mem::take(&mut self.value);
+                if credential::key_like(
+                    unescape(&String::from_utf8_lossy(&value)).trim().as_bytes(),
+                ) {
+                    self.found.by_name(false);
+                    out.extend_from_slice(REDACTED.as_bytes());
+                    self.collect(&value);
+                } else {
+                    out.extend_from_slice(&value);
+                }
+                out.push(c);
+            } else {
+                self.value.push(c);
+                if self.value.len() > MAYBE_CAP {
+                    // Too long to be a key: as it came, the rest of the quote with it.
+                    self.attr_secret = false;
+                    self.attr_maybe = false;
+                    out.append(&mut self.value);
+                }
+            }
+            return;
+        }
         if self.attr_secret {
             if Some(c) == self.quote {
                 self.quote = None;
@@ -301,6 +333,14 @@ impl XmlFields {
                     self.found.by_name(!self.fields.listed(local));
                     out.extend_from_slice(REDACTED.as_bytes());
                     self.attr_secret = true;
+                    self.value.clear();
+                } else if self.emitting
+                    && self.secret.is_none()
+                    && self.attr_eq
+                    && self.fields.maybe(local)
+                {
+                    self.attr_secret = true;
+                    self.attr_maybe = true;
                     self.value.clear();
                 }
                 self.attr.clear();
@@ -432,7 +472,10 @@ impl XmlFields {
             // Never closed, and no element came: taken for a value.
             self.settle_pending(out);
         }
-        if self.secret.is_some() || self.attr_secret {
+        if self.attr_maybe {
+            // Cut off inside a value under a name ending in `token`: as it came.
+            out.append(&mut self.value);
+        } else if self.secret.is_some() || self.attr_secret {
             let value = std::mem::take(&mut self.value);
             self.collect(&value);
         }
@@ -583,6 +626,35 @@ mod tests {
         );
         // Too long to be a key: as it came.
         let long = format!("<a_token>{}</a_token>", "Ab1-".repeat(MAYBE_CAP));
+        let (whole, _) = same_at_every_cut(long.as_bytes(), &[5, 4096], make);
+        assert_eq!(whole, long.as_bytes());
+    }
+
+    #[test]
+    fn an_attribute_named_for_a_token_is_a_secret_when_its_value_looks_like_a_key() {
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let body = "<Invite id=\"inv_1\" invite_token=\"Inv9Kx2Pq7Lm4Rt8Zw3Y\" csrf_token='pending'>\
+            <Page next_page_token=\"Abc123Def456Ghi789\" x:reset_token='Rs7tUv8wXy9zAb0cDe1f'/>\
+            <a share_token=\"Sh9Kx2Pq7Lm4Rt8Zw3Ab\">text invite_token=\"not-an-attribute-1A2b3C4d\"</a>\
+            <cut upload_token=\"Up1dD2eF";
+        let want = "<Invite id=\"inv_1\" invite_token=\"[REDACTED]\" csrf_token='pending'>\
+            <Page next_page_token=\"Abc123Def456Ghi789\" x:reset_token='[REDACTED]'/>\
+            <a share_token=\"[REDACTED]\">text invite_token=\"not-an-attribute-1A2b3C4d\"</a>\
+            <cut upload_token=\"Up1dD2eF";
+        let make = || BodyScrubber::new(Some("application/xml"), &rules, &s);
+        let (whole, found) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 7, 64], make);
+        assert_eq!(String::from_utf8(whole).unwrap(), want);
+        let found = found.into_values();
+        for v in [
+            "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+            "Rs7tUv8wXy9zAb0cDe1f",
+            "Sh9Kx2Pq7Lm4Rt8Zw3Ab",
+        ] {
+            assert!(found.iter().any(|f| f == v), "{v} not collected: {found:?}");
+        }
+        // Too long to be a key: as it came.
+        let long = format!("<a b_token=\"{}\">x</a>", "Ab1-".repeat(MAYBE_CAP));
         let (whole, _) = same_at_every_cut(long.as_bytes(), &[5, 4096], make);
         assert_eq!(whole, long.as_bytes());
     }
