@@ -362,8 +362,8 @@ pub const MAX_KEY_LIKE: usize = 512;
 /// the value reads the same in JSON as written and as meant) with three kinds of
 /// characters among lower case, upper case, digits and the others; or 32 to 128 hex
 /// digits with a letter and a digit (`secrets.token_hex()`, Ruby's `SecureRandom.hex`);
-/// or padded standard base64 with a `/` (Rails' `authenticity_token`, 32 random bytes:
-/// see [`padded_base64`]).
+/// or standard base64 with a `/`, padded (Rails' `authenticity_token`, 32 random bytes:
+/// see [`padded_base64`]) or random-looking without padding ([`unpadded_base64`]).
 /// A word, a path, a date, a tokenizer's `<|endoftext|>` is not one, nor a `0x` hex
 /// number (an Ethereum address or transaction: 0x's `sellToken=0x6B17…` names an asset,
 /// and two assets redacted alike would get one another's prices at replay).
@@ -379,7 +379,7 @@ pub fn key_like(value: &[u8]) -> bool {
         return true;
     }
     if value.contains(&b'/') {
-        return padded_base64(value);
+        return padded_base64(value) || unpadded_base64(value);
     }
     (16..=MAX_KEY_LIKE).contains(&value.len())
         && value
@@ -407,6 +407,38 @@ fn padded_base64(value: &[u8]) -> bool {
         && body.iter().any(u8::is_ascii_lowercase)
         && body.iter().any(u8::is_ascii_uppercase)
         && body.iter().any(u8::is_ascii_digit)
+}
+
+/// Standard base64 of random bytes written without padding (24 or 48 bytes: 32 or 64
+/// characters): 24 to 512 bytes, a multiple of four, letters, digits, `+` and `/`, lower
+/// case, upper case and digits all present, and random: between neighbours inside a
+/// segment (between `/`s), the kind of character changes at least two times in five
+/// (about 64 % in random base64; a path's words and names, `src/main/java/App1Go`, 25 %).
+/// One random token in a hundred changes less often and is not taken for one.
+fn unpadded_base64(value: &[u8]) -> bool {
+    if !(24..=MAX_KEY_LIKE).contains(&value.len())
+        || !value.len().is_multiple_of(4)
+        || !value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        || kinds_of(value) < 3
+    {
+        return false;
+    }
+    let kind = |b: u8| match b {
+        b'a'..=b'z' => 0,
+        b'A'..=b'Z' => 1,
+        b'0'..=b'9' => 2,
+        _ => 3,
+    };
+    let (mut pairs, mut changes) = (0usize, 0usize);
+    for w in value.windows(2) {
+        if w[0] != b'/' && w[1] != b'/' {
+            pairs += 1;
+            changes += usize::from(kind(w[0]) != kind(w[1]));
+        }
+    }
+    changes * 5 >= pairs * 2
 }
 
 /// How many kinds of characters a value holds, among lower case, upper case, digits and
@@ -673,9 +705,17 @@ mod tests {
             b"Users/Ada/Report2024/Q1",
             b"uploads/2026/12/Photo1.jpg=",
             b"WZIB7UIbF/OwgqfNDIqa8ubp1cTsLvP5baUtfuSW7XA",
+            b"src/main/java/Com/Example/App1Go",
+            b"api/V2/Users/u123/Orders/Ord4567",
+            b"2024/12/05/IMG0042Ab/Thumb1Q",
         ] {
             assert!(!key_like(path), "{}", String::from_utf8_lossy(path));
         }
+        // Unpadded standard base64 of 24 and 48 random bytes, with a `/`, is a key too.
+        assert!(key_like(b"q0Rk7Hc/3TfZbW1xPm9YvLa2Ns8Ge4Ju"));
+        assert!(key_like(
+            b"/Hn4cX2QkKUsvm0rjxpcwl4bt+mxuVo8PS9fDp+OfWxbSjkoFwb15NPCsaCfjn1s"
+        ));
     }
 
     #[test]

@@ -774,8 +774,9 @@ mod tests {
         // read in forms, queries and JSON inside a string 84f6cc7a246224e7, those made
         // before quoted assignments, YAML lines and headers printed as text were read
         // b2911489042ccb56, those made before XML attributes named for a token were
-        // read 0b67c309d69ff70b; all are re-keyed when replayed.)
-        assert_eq!(rules(&[]), "26b06b2df4bc3bc0");
+        // read 0b67c309d69ff70b, those made before unpadded base64 with a `/` looked
+        // like a key 26b06b2df4bc3bc0; all are re-keyed when replayed.)
+        assert_eq!(rules(&[]), "becc8b2df5c3b752");
     }
 
     #[test]

@@ -1016,23 +1016,38 @@ mod tests {
             "share_token": long,
             "token": "Hello-World-2024-Xy",
             "csrf_token": "mF3kL9pQ2xR7vT1wZ8yB",
+            // Unpadded base64 of 24 random bytes with a `/`; a path of names.
+            "session_token": "q0Rk7Hc/3TfZbW1xPm9YvLa2Ns8Ge4Ju",
+            "file_token": "src/main/java/Com/Example/App1Go",
         }))
         .unwrap();
         let want = body
             .replace("Inv9Kx2Pq7Lm4Rt8Zw3Y", REDACTED)
-            .replace("mF3kL9pQ2xR7vT1wZ8yB", REDACTED);
+            .replace("mF3kL9pQ2xR7vT1wZ8yB", REDACTED)
+            .replace("q0Rk7Hc/3TfZbW1xPm9YvLa2Ns8Ge4Ju", REDACTED);
         let fields = FieldNames::new(&[]);
         every_cut(
             &fields,
             &body,
             &want,
-            &["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"],
+            &[
+                "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+                "mF3kL9pQ2xR7vT1wZ8yB",
+                "q0Rk7Hc/3TfZbW1xPm9YvLa2Ns8Ge4Ju",
+            ],
         );
         // The whole-body pass and the DOM pass agree with the stream.
         let (out, found) = super::super::json_fields::redact(body.as_bytes(), &fields, REDACTED)
             .expect("a secret to replace");
         assert_eq!(String::from_utf8(out).unwrap(), want);
-        assert_eq!(found, ["Inv9Kx2Pq7Lm4Rt8Zw3Y", "mF3kL9pQ2xR7vT1wZ8yB"]);
+        assert_eq!(
+            found,
+            [
+                "Inv9Kx2Pq7Lm4Rt8Zw3Y",
+                "mF3kL9pQ2xR7vT1wZ8yB",
+                "q0Rk7Hc/3TfZbW1xPm9YvLa2Ns8Ge4Ju"
+            ]
+        );
         let mut value: Value = serde_json::from_str(&body).unwrap();
         assert!(redact_value(&mut value, &fields, &mut Collected::default()));
         assert_eq!(value, serde_json::from_str::<Value>(&want).unwrap());
