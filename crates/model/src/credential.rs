@@ -319,6 +319,11 @@ pub fn looks_like_credential(value: &str) -> bool {
 /// its own ([`key_like`]), and an ordinary value otherwise (a tokenizer's
 /// `"eos_token": "</s>"`).
 pub fn token_field_name(name: &[u8], keep: &[String]) -> bool {
+    // Most names do not end in `token`: told before the name is folded.
+    let e = effective(name);
+    if e.len() < 5 || !e[e.len() - 5..].eq_ignore_ascii_case(b"token") {
+        return false;
+    }
     let Some(folded) = Folded::of(name) else {
         return false;
     };

@@ -194,6 +194,21 @@ impl FieldNames {
         token_param(name, value, &self.keep).then_some(false)
     }
 
+    /// Whether a parameter of this name in a URL written in a body may hold a secret,
+    /// whatever its value: [`Self::url_param`] says no for every value otherwise. A
+    /// scan asks before it holds a value back.
+    pub fn url_param_name(&self, name: &str) -> bool {
+        crate::rules::lists(&self.query, name)
+            || credential_name(NameKind::Query, name.as_bytes(), &self.keep)
+            || credential::token_field_name(name.as_bytes(), &self.keep)
+    }
+
+    /// Whether an assignment of this name may hold a secret, whatever its value
+    /// ([`Self::assignment`] says no for every value otherwise).
+    pub fn assignment_name(&self, name: &[u8]) -> bool {
+        self.contains(name) || self.maybe(name)
+    }
+
     /// Whether an assignment at a line's start (`DB_PASSWORD=…` in a `.env` file a tool
     /// printed) holds a secret, as a JSON field of that name would: `Some(by_name)` as
     /// [`Self::url_param`] says it.

@@ -221,15 +221,26 @@ impl UrlParamScrub {
         if name.len() > NAME_MAX {
             return None;
         }
+        // Only a name that may hold a secret has its value held (most `NAME: VALUE`
+        // lines of a YAML file or a prompt name nothing of the kind).
         if place == Place::Line {
-            return Some((String::from_utf8_lossy(name).into_owned(), place));
+            return self
+                .fields
+                .assignment_name(name)
+                .then(|| (String::from_utf8_lossy(name).into_owned(), place));
         }
-        let plus: Vec<u8> = name
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        let decoded = form::decode(&plus);
-        Some((String::from_utf8_lossy(&decoded).trim().to_string(), place))
+        let name = if name.iter().any(|&b| b == b'+' || b == b'%') {
+            let plus: Vec<u8> = name
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect();
+            String::from_utf8_lossy(&form::decode(&plus))
+                .trim()
+                .to_string()
+        } else {
+            String::from_utf8_lossy(name).into_owned()
+        };
+        self.fields.url_param_name(&name).then_some((name, place))
     }
 
     /// Whether parameter `name` at `place` holds a secret with this value (see
@@ -678,6 +689,28 @@ mod tests {
             let (out, values) = scan(&in_json(&text), cut);
             assert_eq!(out, in_json(&want), "cut {cut}");
             assert_eq!(values, found, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn only_a_name_that_may_hold_a_secret_has_its_value_held() {
+        // A YAML file's or a prompt's ordinary lines, and a URL's ordinary parameters,
+        // are written on as they come; a secret's name holds its value to its end.
+        for (text, held) in [
+            ("  image: nginx:1.27-alp", 0),
+            ("Note: the answer is 4", 0),
+            ("https://x.test/?page=2&lang=e", 0),
+            ("  db_password: s3cr3t-Va", 9),
+            ("https://x.test/?api_key=Qw3rTy8", 7),
+        ] {
+            let mut u = UrlParamScrub::new(fields());
+            let mut out = Vec::new();
+            u.feed(text.as_bytes(), &mut out);
+            assert_eq!(
+                (u.held(), out.len() + u.held()),
+                (held, text.len()),
+                "{text}"
+            );
         }
     }
 
