@@ -406,26 +406,30 @@ fn padded_base64(value: &[u8]) -> bool {
     };
     (20..=MAX_KEY_LIKE).contains(&value.len())
         && value.len().is_multiple_of(4)
-        && body
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && in_base64(body)
         && body.iter().any(u8::is_ascii_lowercase)
         && body.iter().any(u8::is_ascii_uppercase)
         && body.iter().any(u8::is_ascii_digit)
 }
 
+/// Whether every byte is of standard base64's alphabet (padding aside): letters,
+/// digits, `+` and `/`.
+fn in_base64(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
 /// Standard base64 of random bytes written without padding (24 or 48 bytes: 32 or 64
-/// characters): 24 to 512 bytes, a multiple of four, letters, digits, `+` and `/`, lower
-/// case, upper case and digits all present, and random: between neighbours inside a
+/// characters): 24 to 512 bytes, a multiple of four, letters, digits, `+` and `/`, three
+/// kinds of characters ([`kinds_of`]: `+` and `/` count as one), and random: between neighbours inside a
 /// segment (between `/`s), the kind of character changes at least two times in five
 /// (about 64 % in random base64; a path's words and names, `src/main/java/App1Go`, 25 %).
 /// One random token in a hundred changes less often and is not taken for one.
 fn unpadded_base64(value: &[u8]) -> bool {
     if !(24..=MAX_KEY_LIKE).contains(&value.len())
         || !value.len().is_multiple_of(4)
-        || !value
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        || !in_base64(value)
         || kinds_of(value) < 3
     {
         return false;

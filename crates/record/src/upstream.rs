@@ -357,7 +357,6 @@ impl Upstream {
             Some(send) => send,
             None => Box::pin(self.connect(&uri, target)).await?,
         };
-
         let resp = loop {
             match send.try_send_request(req).await {
                 Ok(resp) => break resp,

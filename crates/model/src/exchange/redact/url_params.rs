@@ -229,12 +229,9 @@ impl UrlParamScrub {
                 .assignment_name(name)
                 .then(|| (String::from_utf8_lossy(name).into_owned(), place));
         }
+        // `form::decode` reads `+` as a space.
         let name = if name.iter().any(|&b| b == b'+' || b == b'%') {
-            let plus: Vec<u8> = name
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect();
-            String::from_utf8_lossy(&form::decode(&plus))
+            String::from_utf8_lossy(&form::decode(name))
                 .trim()
                 .to_string()
         } else {
