@@ -962,12 +962,12 @@ async fn what_a_session_revealed_is_hunted_in_its_later_exchanges_and_replay_mat
             assert_eq!(hook.status(), 200, "the callback request");
             // The agent knew the password from elsewhere too (its environment): at replay
             // it sends it in clear where the recording holds `[REDACTED]`, a key replay
-            // could not know (it never learns what answers revealed). (Not at the line's
-            // start, where `PGPASSWORD=` is an assignment redacted by its name.)
+            // could not know (it never learns what answers revealed). (Under no name:
+            // `PGPASSWORD=…` is an assignment redacted by its name, or by its look.)
             let env = via
                 .post(echo_url)
                 .json(&serde_json::json!({"messages": [{"role": "user",
-                    "content": format!("run: PGPASSWORD={DB_PASSWORD} psql -h db.internal")}]}))
+                    "content": format!("run: psql -h db.internal, then type {DB_PASSWORD}")}]}))
                 .send()
                 .await
                 .unwrap();
@@ -1036,7 +1036,7 @@ async fn race(d: &Daemon, dirs: &Dirs, up: &Upstream, calls: &[Race]) -> Vec<Str
         let req = via.post(up.url("/echo"));
         let req = match call {
             Race::Quote => req.json(&serde_json::json!({"messages": [{"role": "tool",
-                "content": format!("env: SERVICE_TOKEN={RACE_TOKEN}")}]})),
+                "content": format!("env: SERVICE_TOKEN set, value {RACE_TOKEN}")}]})),
             Race::Authenticate => req
                 .header("authorization", format!("Bearer {RACE_TOKEN}"))
                 .json(&serde_json::json!({"q": "status"})),
@@ -1381,6 +1381,65 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
         r#"{"link":"https:\/\/app.test\/cb?access_token=[REDACTED]&x=1"}"#
     );
     let r = Daemon::start(&dirs, &["replay", "--session", "env"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), ((200, 200), 0), "{stderr}");
+}
+
+/// Keys named in the middle of a line, as tools and models write them (`Your
+/// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
+/// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the
+/// upstream in a JSON answer. None reaches the store, the tape or the log; words that
+/// are no key (`the password is required`) stay; the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_named_in_prose_never_reaches_disk() {
+    let (invite, reset, dict, flag) = (
+        "pM7vmlWl56valXkfRDgSoOim6zKoa1et",
+        "Rs7tUv8wXy9zAb0cDe1fProse",
+        "Dk4tUv8wXy9zAb0cDe1fDict",
+        "Fl4gZq8vN3kLp2Wm7Rt4Yx6B",
+    );
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let text = format!("Invite sent. Your invite_token is {invite}. The password is required.");
+    let send = |via: reqwest::Client| {
+        let (echo, text) = (up.url("/echo"), text.clone());
+        let tool = format!(
+            "The `reset_token` is `{reset}`.\ngot {{'reset_token': '{dict}', 'user': 'ada'}}\n\
+             $ ./deploy --client-secret={flag} --region eu"
+        );
+        async move {
+            let r = via
+                .post(&echo)
+                .header("content-type", "text/plain")
+                .body(text)
+                .send()
+                .await
+                .unwrap();
+            let first = r.status().as_u16();
+            let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+                {"role": "tool", "tool_call_id": "c1", "content": tool}]});
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            (first, r.status().as_u16())
+        }
+    };
+    let d = record(&dirs, &up, "prose", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, (200, 200));
+    let events = assert_nowhere(&dirs, d, "prose", &[invite, reset, dict, flag]);
+    assert_eq!(
+        events[0]["request"]["body"]["text"],
+        "Invite sent. Your invite_token is [REDACTED]. The password is required."
+    );
+    assert_eq!(
+        events[0]["response"]["body"]["json"]["body"],
+        "Invite sent. Your invite_token is [REDACTED]. The password is required."
+    );
+    assert_eq!(
+        events[1]["request"]["body"]["json"]["messages"][0]["content"],
+        "The `reset_token` is `[REDACTED]`.\ngot {'reset_token': '[REDACTED]', 'user': 'ada'}\n\
+         $ ./deploy --client-secret=[REDACTED] --region eu"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "prose"]);
     let status = send(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
     assert_eq!((status, code), ((200, 200), 0), "{stderr}");

@@ -255,20 +255,7 @@ fn effective(name: &[u8]) -> &[u8] {
 /// Whether `name` says its value is a credential (see the module's text), unless it is
 /// one of `keep` (names in [`normalise`]d form that the user says are not).
 pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
-    // Most names end unlike any credential's: their last three bytes tell (every ending
-    // has three), before the name is folded.
-    let mut tail = [0u8; 3];
-    let mut got = 0;
-    for &b in effective(name).iter().rev() {
-        if !is_separator(b) {
-            got += 1;
-            tail[3 - got] = b.to_ascii_lowercase();
-            if got == 3 {
-                break;
-            }
-        }
-    }
-    if got < 3 || !TAILS.contains(&tail) {
+    if !ends_like_credential(name) {
         return false;
     }
     let Some(folded) = Folded::of(name) else {
@@ -312,6 +299,45 @@ pub fn looks_like_credential(value: &str) -> bool {
     let v = value.trim();
     v.len() >= 8 && (kinds_of(v.as_bytes()) >= 2 || v.len() >= 16)
 }
+
+/// Whether a name ends as some credential's does ([`credential_name`]'s and
+/// [`token_field_name`]'s): most names do not, and their last three bytes tell (every
+/// ending has three), before the name is folded.
+pub fn ends_like_credential(name: &[u8]) -> bool {
+    let mut tail = [0u8; 3];
+    let mut got = 0;
+    for &b in effective(name).iter().rev() {
+        if !is_separator(b) {
+            got += 1;
+            tail[3 - got] = b.to_ascii_lowercase();
+            if got == 3 {
+                break;
+            }
+        }
+    }
+    got == 3 && tail.iter().all(u8::is_ascii_lowercase) && {
+        let at = tail_index(tail);
+        TAIL_SET[at / 64] & (1 << (at % 64)) != 0
+    }
+}
+
+/// Where a tail of three lower-case letters stands in [`TAIL_SET`].
+const fn tail_index(t: [u8; 3]) -> usize {
+    ((t[0] - b'a') as usize * 26 + (t[1] - b'a') as usize) * 26 + (t[2] - b'a') as usize
+}
+
+/// [`TAILS`] as a set of bits (every one is three lower-case letters), read without a
+/// search.
+static TAIL_SET: [u64; 26 * 26 * 26 / 64 + 1] = {
+    let mut set = [0u64; 26 * 26 * 26 / 64 + 1];
+    let mut i = 0;
+    while i < TAILS.len() {
+        let at = tail_index(TAILS[i]);
+        set[at / 64] |= 1 << (at % 64);
+        i += 1;
+    }
+    set
+};
 
 /// Whether a body field's name ends in `token` without saying more (`invite_token`,
 /// `reset_token`, `upload_token`, `csrf_token`; not a bare `token`, a logprob's text,

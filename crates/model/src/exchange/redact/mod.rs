@@ -92,6 +92,29 @@ pub struct FieldNames {
     /// Query parameters redacted whatever their value (`--redact-query` and the
     /// defaults), for URLs written in a body.
     query: Arc<[String]>,
+    /// The last bytes of `names` and `scalar`, either case.
+    last_bytes: ByteSet,
+}
+
+/// A set of bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    /// The last bytes of `names`, either case.
+    fn last_of<'a>(names: impl IntoIterator<Item = &'a Vec<u8>>) -> ByteSet {
+        let mut set = ByteSet::default();
+        for b in names.into_iter().filter_map(|n| n.last()) {
+            for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                set.0[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+        }
+        set
+    }
+
+    fn has(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
 }
 
 impl FieldNames {
@@ -109,6 +132,7 @@ impl FieldNames {
                 .max()
                 .unwrap_or(0)
                 .max(credential::MAX_NAME),
+            last_bytes: ByteSet::last_of(&names),
             names: names.into(),
             scalar: Arc::from([]),
             keep: Arc::from([]),
@@ -206,7 +230,13 @@ impl FieldNames {
     /// Whether an assignment of this name may hold a secret, whatever its value
     /// ([`Self::assignment`] says no for every value otherwise).
     pub fn assignment_name(&self, name: &[u8]) -> bool {
-        self.contains(name) || self.maybe(name)
+        // Most names end unlike any secret's (a prompt's `Note:`, `Paris is`): told by
+        // their last bytes before they are compared or folded.
+        let Some(&last) = name.last() else {
+            return false;
+        };
+        (credential::ends_like_credential(name) || self.last_bytes.has(last))
+            && (self.contains(name) || self.maybe(name))
     }
 
     /// Whether an assignment at a line's start (`DB_PASSWORD=…` in a `.env` file a tool
@@ -255,12 +285,14 @@ impl FieldNames {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect();
         names.extend(more.iter().map(|m| m.to_string()));
+        let with = FieldNames::new(&names);
         FieldNames {
             keep: self.keep.clone(),
+            last_bytes: ByteSet::last_of(with.names.iter().chain(self.scalar.iter())),
             scalar: self.scalar.clone(),
             kept_shapes: self.kept_shapes,
             query: self.query.clone(),
-            ..FieldNames::new(&names)
+            ..with
         }
     }
 
@@ -274,6 +306,7 @@ impl FieldNames {
             .collect();
         FieldNames {
             longest: scalar.iter().map(Vec::len).fold(self.longest, usize::max),
+            last_bytes: ByteSet::last_of(self.names.iter().chain(&scalar)),
             scalar: scalar.into(),
             ..self.clone()
         }

@@ -17,6 +17,11 @@
 //! several words is a secret's only after an `Authorization` scheme (`Bearer …`), so
 //! `Password: use a long one` stays; a value that stays is read again for URLs.
 //!
+//! And it reads a secret's name in the middle of a line (see [`Place::Prose`]): `Your
+//! invite_token is …`, `reset_token: …`, `--api-key=…`, `{'reset_token': '…'}` as Python
+//! prints a dict: the value there is a secret's only when it looks like a key
+//! ([`prose_key`]), so `the password is required` stays.
+//!
 //! It holds back only the value of such a parameter until it ends (at most
 //! [`VALUE_MAX`] bytes: a longer one under a name that says it is a secret is dropped
 //! to its end, any other written on), so its output does not depend on where the stream
@@ -25,14 +30,19 @@
 use memchr::memchr;
 
 use super::{form, Collected, FieldNames};
+use crate::credential;
 use crate::rules::REDACTED;
 
 /// The longest parameter name read.
 const NAME_MAX: usize = 64;
 /// The most bytes of a value held (an OpenID Connect `id_token` is a JWT of a few KB).
 const VALUE_MAX: usize = 8 << 10;
-/// The bytes kept of what was written last: a name, and the separator before it.
-const TAIL: usize = NAME_MAX + 6;
+/// The most blanks read between a name and its `=`, and the most bytes closing a name in
+/// prose (`**invite_token**`).
+const AROUND: usize = 2;
+/// The bytes kept of what was written last: a name, the byte before it, what closes it
+/// and the separator after it (` is `).
+const TAIL: usize = NAME_MAX + 2 * AROUND + 6;
 
 /// Whether `b` may be part of a parameter's value as written in a URL (unreserved,
 /// percent escapes, `+`, the sub-delimiters a token's alphabet uses).
@@ -56,6 +66,13 @@ enum Place {
     /// ["DB_PASSWORD=…"]`), or with `:` a YAML mapping's line or a header printed as
     /// text (`Authorization: Bearer …`).
     Line,
+    /// In the middle of a line: `NAME is VALUE`, `NAME: VALUE`, `NAME=VALUE`, `NAME =
+    /// VALUE`, the name perhaps in backticks, asterisks or single quotes (Markdown, a
+    /// printed Python dict), the value one word or quoted (`"`, `'`, a backtick). Prose
+    /// names a secret without giving one (`the password is required`, `api_key: see
+    /// below`), so such a value is a secret's only when it looks like a key
+    /// ([`prose_key`]), whatever the name.
+    Prose,
 }
 
 /// Where a held value ends.
@@ -89,12 +106,14 @@ impl End {
 enum State {
     /// Outside a secret parameter's value.
     Text,
-    /// After an assignment's `=` or `:` at a line's start, before its value: `colon`
-    /// when the separator was `:` (a space must follow it, and more may), `spaced` once
-    /// one has, `backslash` when the last byte read was a `\` (held: `\"` opens a value
-    /// quoted inside a JSON string).
+    /// After an assignment's `=` or `:` (at a line's start, or in prose: `place`), or
+    /// prose's `is`, before its value: `colon` when the separator was `:` or a spaced `=`
+    /// (a space must follow it, and more may), `spaced` once one has, `backslash` when
+    /// the last byte read was a `\` (held: `\"` opens a value quoted inside a JSON
+    /// string).
     Opening {
         name: String,
+        place: Place,
         colon: bool,
         spaced: bool,
         backslash: bool,
@@ -173,16 +192,26 @@ impl UrlParamScrub {
         }
     }
 
-    /// The parameter whose separator `sep` (`=`, or `:` at a line's start only) ends
-    /// the bytes written, when it stands after a URL's separator or at a line's start:
-    /// its name (`+` read as a space and percent-decoded in a URL) and where it stands.
-    fn parameter(&self, sep: u8) -> Option<(String, Place)> {
+    /// The parameter whose separator `sep` (`=` or `:`) ends the bytes written: its
+    /// name (`+` read as a space and percent-decoded in a URL), where it stands, and
+    /// whether blanks stood between the name and an `=` (`NAME = VALUE`: a blank must
+    /// then follow it too). After a URL's separator only `NAME=` counts; at a line's start
+    /// and in prose, `NAME:` and `NAME =` too, and in prose a name in backticks,
+    /// asterisks or single quotes.
+    fn parameter(&self, sep: u8) -> Option<(String, Place, bool)> {
         let before = self.tail.strip_suffix(&[sep])?;
-        let start = before
+        let unspaced = match sep {
+            b'=' => trim_blanks(before),
+            _ => before,
+        };
+        let spaced = unspaced.len() < before.len();
+        let unwrapped = strip_wrapping(unspaced);
+        let wrapped = unwrapped.len() < unspaced.len();
+        let start = unwrapped
             .iter()
             .rposition(|&b| !in_name(b))
             .map_or(0, |p| p + 1);
-        let (lead, mut name) = before.split_at(start);
+        let (lead, mut name) = unwrapped.split_at(start);
         if name.is_empty() {
             return None;
         }
@@ -199,35 +228,36 @@ impl UrlParamScrub {
                 || lead.ends_with(b"\\r")
         };
         let mut place = match lead.last() {
-            Some(b'?' | b'&' | b'#' | b';') if sep == b'=' => Some(Place::Url),
-            _ if at_start(lead) => Some(Place::Line),
-            _ => lead
-                .strip_suffix(b"export ")
-                .filter(|l| at_start(l))
-                .map(|_| Place::Line),
+            _ if wrapped => Place::Prose,
+            Some(b'?' | b'&' | b'#' | b';') if sep == b'=' && !spaced => Place::Url,
+            _ if at_start(lead) => Place::Line,
+            _ => match lead.strip_suffix(b"export ") {
+                Some(l) if at_start(l) => Place::Line,
+                _ => Place::Prose,
+            },
         };
-        if lead.last() == Some(&b'\\') {
+        if lead.last() == Some(&b'\\') && !wrapped {
             // An escape's letters and digits read on into the name: `\u0026` (how Go's
             // JSON writes `&`), `\n` (a line break in a JSON string).
-            if sep == b'=' && name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026") {
+            if sep == b'=' && !spaced && name.len() > 5 && name[..5].eq_ignore_ascii_case(b"u0026")
+            {
                 name = &name[5..];
-                place = Some(Place::Url);
+                place = Place::Url;
             } else if name.len() > 1 && matches!(name[0], b'n' | b'r') {
                 name = &name[1..];
-                place = Some(Place::Line);
+                place = Place::Line;
             }
         }
-        let place = place?;
-        if name.len() > NAME_MAX {
+        if name.len() > NAME_MAX || place == Place::Prose && name.len() < PROSE_NAME_MIN {
             return None;
         }
         // Only a name that may hold a secret has its value held (most `NAME: VALUE`
         // lines of a YAML file or a prompt name nothing of the kind).
-        if place == Place::Line {
+        if place != Place::Url {
             return self
                 .fields
                 .assignment_name(name)
-                .then(|| (String::from_utf8_lossy(name).into_owned(), place));
+                .then(|| (String::from_utf8_lossy(name).into_owned(), place, spaced));
         }
         // `form::decode` reads `+` as a space.
         let name = if name.iter().any(|&b| b == b'+' || b == b'%') {
@@ -237,7 +267,33 @@ impl UrlParamScrub {
         } else {
             String::from_utf8_lossy(name).into_owned()
         };
-        self.fields.url_param_name(&name).then_some((name, place))
+        self.fields
+            .url_param_name(&name)
+            .then_some((name, place, false))
+    }
+
+    /// The name before prose's ` is ` that ends the bytes written, when it may hold a
+    /// secret (`Your invite_token is …`).
+    fn prose_name(&self) -> Option<String> {
+        let before = strip_wrapping(self.tail.strip_suffix(b" is ")?);
+        let start = before
+            .iter()
+            .rposition(|&b| !in_name(b))
+            .map_or(0, |p| p + 1);
+        let name = &before[start..];
+        ((PROSE_NAME_MIN..=NAME_MAX).contains(&name.len()) && self.fields.assignment_name(name))
+            .then(|| String::from_utf8_lossy(name).into_owned())
+    }
+
+    /// Where in `rest`, read after the bytes written, the first ` is ` ends (its last
+    /// space), though it began in an earlier piece.
+    fn is_end(&self, rest: &[u8]) -> Option<usize> {
+        static IS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(IS_SEP));
+        (1..IS_SEP.len())
+            .find(|&k| self.tail.ends_with(&IS_SEP[..k]) && rest.starts_with(&IS_SEP[k..]))
+            .map(|k| IS_SEP.len() - k - 1)
+            .or_else(|| IS.find(rest).map(|k| k + IS_SEP.len() - 1))
     }
 
     /// Whether parameter `name` at `place` holds a secret with this value (see
@@ -247,6 +303,7 @@ impl UrlParamScrub {
         match place {
             Place::Url => self.fields.url_param(name, &text),
             Place::Line => self.fields.assignment(name, &text),
+            Place::Prose => prose_key(value).then_some(false),
         }
     }
 
@@ -254,11 +311,12 @@ impl UrlParamScrub {
     /// parameter holds a secret, else as it was.
     fn settle(&mut self, name: &str, place: Place, end: End, out: &mut Vec<u8>) {
         let value = std::mem::take(&mut self.value);
-        let judged = match end {
-            End::Line => line_value(&value),
-            _ => value.len(),
+        let (from, judged) = match (place, end) {
+            (_, End::Line) => (0, line_value(&value)),
+            (Place::Prose, End::Bare) => word_of(&value),
+            _ => (0, value.len()),
         };
-        let head = &value[..judged];
+        let head = &value[from..judged];
         // A URL's value is judged with its escaped slashes read as slashes.
         let plain = match end {
             End::Url if memchr(b'\\', head).is_some() => unescape_slashes(head),
@@ -283,6 +341,7 @@ impl UrlParamScrub {
                 if decoded != plain {
                     self.found.push(&decoded);
                 }
+                self.write(&value[..from], out);
                 self.write(REDACTED.as_bytes(), out);
                 self.rescan(place, &value[judged..], out);
             }
@@ -290,16 +349,18 @@ impl UrlParamScrub {
         }
     }
 
-    /// Writes a value that stays, or what follows one redacted (a YAML comment): a
-    /// line's is read again for the URLs in it (`CALLBACK_URL=https://…?access_token=…`).
+    /// Writes a value that stays, or what follows one redacted (a YAML comment): an
+    /// assignment's is read again for the URLs and prose in it
+    /// (`CALLBACK_URL=https://…?access_token=…`), though no line's assignment opens there.
+    /// Each reading is of fewer bytes than the one it is inside.
     fn rescan(&mut self, place: Place, bytes: &[u8], out: &mut Vec<u8>) {
-        if place == Place::Url || self.rescanning {
+        if place == Place::Url {
             self.write(bytes, out);
             return;
         }
-        self.rescanning = true;
+        let was = std::mem::replace(&mut self.rescanning, true);
         self.feed(bytes, out);
-        self.rescanning = false;
+        self.rescanning = was;
     }
 
     /// Ends the value held at the byte that stopped it (not taken), or at the stream's
@@ -321,43 +382,80 @@ impl UrlParamScrub {
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
+        // Where in `data` the next ` is ` ends (its last space), found at most once per
+        // stretch of text; `Some(None)` when there is none.
+        let mut next_is: Option<Option<usize>> = None;
+        // Where the next `=` or `:` is, likewise.
+        let mut next_sep: Option<Option<usize>> = None;
         while i < data.len() {
             let rest = &data[i..];
             match &mut self.state {
-                State::Text => match memchr::memchr2(b'=', b':', rest) {
-                    Some(k) => {
-                        let sep = rest[k];
-                        self.write(&rest[..=k], out);
-                        i += k + 1;
-                        match self.parameter(sep) {
-                            Some((name, Place::Url)) => {
-                                self.value.clear();
-                                self.state = State::Value {
-                                    name,
-                                    place: Place::Url,
-                                    end: End::Url,
-                                    backslash: false,
-                                };
-                            }
-                            Some((name, Place::Line)) if !self.rescanning => {
-                                self.state = State::Opening {
-                                    name,
-                                    colon: sep == b':',
-                                    spaced: false,
-                                    backslash: false,
-                                };
-                            }
-                            _ => {}
+                State::Text => {
+                    let is_at = match next_is {
+                        Some(None) => None,
+                        Some(Some(at)) if at >= i + 3 => Some(at),
+                        _ => {
+                            let at = self.is_end(rest).map(|k| i + k);
+                            next_is = Some(at);
+                            at
                         }
+                    };
+                    let sep_at = match next_sep {
+                        Some(at) if at.is_none_or(|at| at >= i) => at,
+                        _ => {
+                            let at = memchr::memchr2(b'=', b':', rest).map(|k| i + k);
+                            next_sep = Some(at);
+                            at
+                        }
+                    };
+                    let (at, sep) = match (sep_at, is_at) {
+                        (Some(s), Some(e)) if e < s => (e, b' '),
+                        (Some(s), _) => (s, data[s]),
+                        (None, Some(e)) => (e, b' '),
+                        (None, None) => {
+                            self.write(rest, out);
+                            i = data.len();
+                            continue;
+                        }
+                    };
+                    self.write(&data[i..=at], out);
+                    i = at + 1;
+                    let opening = |name, place, colon, spaced| State::Opening {
+                        name,
+                        place,
+                        colon,
+                        spaced,
+                        backslash: false,
+                    };
+                    if sep == b' ' {
+                        next_is = None;
+                        if let Some(name) = self.prose_name() {
+                            self.state = opening(name, Place::Prose, true, true);
+                        }
+                        continue;
                     }
-                    None => {
-                        self.write(rest, out);
-                        i = data.len();
+                    match self.parameter(sep) {
+                        Some((name, Place::Url, _)) => {
+                            self.value.clear();
+                            self.state = State::Value {
+                                name,
+                                place: Place::Url,
+                                end: End::Url,
+                                backslash: false,
+                            };
+                        }
+                        Some((name, place, spaced))
+                            if !(self.rescanning && place == Place::Line) =>
+                        {
+                            self.state = opening(name, place, sep == b':' || spaced, false);
+                        }
+                        _ => {}
                     }
-                },
+                }
                 State::Opening { .. } => {
                     let State::Opening {
                         name,
+                        place,
                         colon,
                         spaced,
                         backslash,
@@ -369,6 +467,7 @@ impl UrlParamScrub {
                     let blank = matches!(b, b' ' | b'\t');
                     let opening = |spaced, backslash| State::Opening {
                         name: name.clone(),
+                        place,
                         colon,
                         spaced,
                         backslash,
@@ -391,10 +490,12 @@ impl UrlParamScrub {
                         self.state = opening(spaced, true);
                         i += 1;
                         continue;
-                    } else if matches!(b, b'"' | b'\'') {
+                    } else if matches!(b, b'"' | b'\'') || b == b'`' && place == Place::Prose {
                         Some((End::Quoted(b), 1))
+                    } else if colon && place == Place::Line {
+                        Some((End::Line, 0))
                     } else {
-                        Some((if colon { End::Line } else { End::Bare }, 0))
+                        Some((End::Bare, 0))
                     };
                     if let Some((end, own)) = opens {
                         self.write(&rest[..own], out);
@@ -402,7 +503,7 @@ impl UrlParamScrub {
                         self.value.clear();
                         self.state = State::Value {
                             name,
-                            place: Place::Line,
+                            place,
                             end,
                             backslash: false,
                         };
@@ -524,6 +625,65 @@ fn line_value(value: &[u8]) -> usize {
     }
 }
 
+/// The shortest name read in prose: `secret`, `apikey`, `passwd` (a prompt's `Note:`,
+/// `Paris is`, the `https:` of a link are many, and each name read costs).
+const PROSE_NAME_MIN: usize = 6;
+
+/// Prose's separator between a name and its value (`Your invite_token is …`).
+const IS_SEP: &[u8] = b" is ";
+
+/// `b` without the bytes `strip` tells that end it, at most [`AROUND`] of them (what
+/// the tail keeps must reach the name before them, however the stream is cut).
+fn strip_end(b: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
+    let n = b
+        .iter()
+        .rev()
+        .take(AROUND)
+        .take_while(|&&c| strip(c))
+        .count();
+    &b[..b.len() - n]
+}
+
+/// `b` without the spaces and tabs that end it (`NAME = VALUE`).
+fn trim_blanks(b: &[u8]) -> &[u8] {
+    strip_end(b, |c| matches!(c, b' ' | b'\t'))
+}
+
+/// `b` without what closes a name in prose: Markdown's backticks and asterisks, a
+/// printed Python dict's single quotes (`` `invite_token` is ``, `'reset_token': `).
+fn strip_wrapping(b: &[u8]) -> &[u8] {
+    strip_end(b, |c| matches!(c, b'`' | b'*' | b'\''))
+}
+
+/// The word a prose value holds, without what opens or closes it in a sentence
+/// (`(`, Markdown's `*`; `.`, `,`, `;`, `:`, `!`, `?`, `)`): its start and end.
+fn word_of(value: &[u8]) -> (usize, usize) {
+    let from = value
+        .iter()
+        .position(|&c| !matches!(c, b'(' | b'[' | b'*'))
+        .unwrap_or(value.len());
+    let to = value[from..]
+        .iter()
+        .rposition(|&c| {
+            !matches!(
+                c,
+                b'.' | b',' | b';' | b':' | b'!' | b'?' | b')' | b']' | b'*'
+            )
+        })
+        .map_or(from, |p| from + p + 1);
+    (from, to)
+}
+
+/// Whether a value named in prose is a key: one by its look ([`credential::key_like`])
+/// with letters and digits both. A name in prose is often followed by a word that is no
+/// secret (`required`, `settings.OPENAI_API_KEY`, a file's name), and a random key of
+/// 16 characters or more lacks a digit rarely (about 6 % at 16, 0.4 % at 32).
+fn prose_key(value: &[u8]) -> bool {
+    credential::key_like(value)
+        && value.iter().any(u8::is_ascii_digit)
+        && value.iter().any(u8::is_ascii_alphabetic)
+}
+
 /// A URL's value with a JSON writer's escaped slashes (`\/`) read as slashes.
 fn unescape_slashes(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
@@ -556,6 +716,20 @@ mod tests {
         }
         let found = u.finish(&mut out).into_values();
         (String::from_utf8(out).unwrap(), found)
+    }
+
+    /// Asserts the scan of `text` gives `want` and finds `found` at every cut, as text
+    /// and as a model's request carries it (a JSON string: `\n`, `\"`).
+    fn same_as_text_and_in_json(text: &str, want: &str, found: &[&str]) {
+        let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
+        for cut in [1, 2, 3, 4, 5, 7, 64, 4096] {
+            let (out, values) = scan(text, cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(values, found, "cut {cut}");
+            let (out, values) = scan(&in_json(text), cut);
+            assert_eq!(out, in_json(want), "cut {cut}");
+            assert_eq!(values, found, "cut {cut}");
+        }
     }
 
     #[test]
@@ -603,9 +777,9 @@ mod tests {
         // A `.env` a coding agent's tool printed, as text and as the model's next
         // request carries it (a JSON string: `\n` between lines).
         let env = "DB_PASSWORD=hunter2-Xy9\nSTRIPE_WEBHOOK_SECRET=Wh5ecR3tValue88\nexport GITHUB_TOKEN=Gh0ToK3nVaLuE-123456\n\
-                   DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=Rs7tUv8wXy9zAb0cDe1f\nx = password=Not-At-Line-Start1";
+                   DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=Rs7tUv8wXy9zAb0cDe1f\nx = password=changeme-please";
         let want = "DB_PASSWORD=[REDACTED]\nSTRIPE_WEBHOOK_SECRET=[REDACTED]\nexport GITHUB_TOKEN=[REDACTED]\n\
-                    DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=[REDACTED]\nx = password=Not-At-Line-Start1";
+                    DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=[REDACTED]\nx = password=changeme-please";
         let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
         for cut in [1, 2, 3, 7, 64, 4096] {
             assert_eq!(scan(env, cut).0, want, "cut {cut}");
@@ -677,16 +851,52 @@ mod tests {
             "dXNlcjpwYXNzd29yZA==",
             "Tk9Lm8Nb7Vc6Xz5A",
         ];
-        // As text, and as a model's request carries it (a JSON string: `\n`, `\"`).
-        let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
-        for cut in [1, 2, 3, 7, 64, 4096] {
-            let (out, values) = scan(&text, cut);
-            assert_eq!(out, want, "cut {cut}");
-            assert_eq!(values, found, "cut {cut}");
-            let (out, values) = scan(&in_json(&text), cut);
-            assert_eq!(out, in_json(&want), "cut {cut}");
-            assert_eq!(values, found, "cut {cut}");
-        }
+        same_as_text_and_in_json(&text, &want, &found);
+    }
+
+    #[test]
+    fn a_key_named_in_prose_is_redacted_however_the_stream_is_cut() {
+        // What a tool or a model writes around a secret's name, in the middle of a line.
+        let text = [
+            "Your invite_token is pM7vmlWl56valXkfRDgSoOim6zKoa1et.\n",
+            "The `reset_token` is `Rs7tUv8wXy9zAb0cDe1f`, valid 1h.\n",
+            "Done. **api_key**: Qw3rTy8uIo2pAs7dFg9h (keep it)\n",
+            "got {'reset_token': 'Rs2tUv8wXy9zAb0cDe1f', 'user': 'ada'}\n",
+            "run ./deploy --client-secret=Zq8vN3kLp2Wm7Rt4Yx6B now\n",
+            "cfg: client_secret = \"Wh5ecR3tValue88abc\" ok\n",
+            "the session_token is (Tk9Lm8Nb7Vc6Xz5A)\n",
+            "open it: reset_token: https://app.test/r?reset_token=Rs9tUv8wXy9zAb0cDe1f\n",
+            // Names that give no key stay as written.
+            "The password is required, and the api_key = settings.OPENAI_API_KEY here.\n",
+            "The access_token is valid until 12:30; the eos_token is </s>; a token is 4 chars.\n",
+            "Its invite_token is pending-approval-until-monday",
+        ]
+        .concat();
+        let want = [
+            "Your invite_token is [REDACTED].\n",
+            "The `reset_token` is `[REDACTED]`, valid 1h.\n",
+            "Done. **api_key**: [REDACTED] (keep it)\n",
+            "got {'reset_token': '[REDACTED]', 'user': 'ada'}\n",
+            "run ./deploy --client-secret=[REDACTED] now\n",
+            "cfg: client_secret = \"[REDACTED]\" ok\n",
+            "the session_token is ([REDACTED])\n",
+            "open it: reset_token: https://app.test/r?reset_token=[REDACTED]\n",
+            "The password is required, and the api_key = settings.OPENAI_API_KEY here.\n",
+            "The access_token is valid until 12:30; the eos_token is </s>; a token is 4 chars.\n",
+            "Its invite_token is pending-approval-until-monday",
+        ]
+        .concat();
+        let found = [
+            "pM7vmlWl56valXkfRDgSoOim6zKoa1et",
+            "Rs7tUv8wXy9zAb0cDe1f",
+            "Qw3rTy8uIo2pAs7dFg9h",
+            "Rs2tUv8wXy9zAb0cDe1f",
+            "Zq8vN3kLp2Wm7Rt4Yx6B",
+            "Wh5ecR3tValue88abc",
+            "Tk9Lm8Nb7Vc6Xz5A",
+            "Rs9tUv8wXy9zAb0cDe1f",
+        ];
+        same_as_text_and_in_json(&text, &want, &found);
     }
 
     #[test]
