@@ -900,6 +900,14 @@ mod tests {
     }
 
     #[test]
+    fn a_spaced_assignment_at_a_lines_start_is_one() {
+        // A TOML file, a Python or shell line: `NAME = VALUE`.
+        let text = "[db]\npassword = \"hunter2 two\"\napi_key = Qw3rTy8uIo2p\nport = 5432\n";
+        let want = "[db]\npassword = \"[REDACTED]\"\napi_key = [REDACTED]\nport = 5432\n";
+        same_as_text_and_in_json(text, want, &["hunter2 two", "Qw3rTy8uIo2p"]);
+    }
+
+    #[test]
     fn only_a_name_that_may_hold_a_secret_has_its_value_held() {
         // A YAML file's or a prompt's ordinary lines, and a URL's ordinary parameters,
         // are written on as they come; a secret's name holds its value to its end.
