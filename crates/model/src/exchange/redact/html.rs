@@ -277,4 +277,40 @@ mod tests {
         );
         assert_eq!(scan(&long, 100).0, long);
     }
+
+    #[test]
+    fn a_key_a_pages_data_attribute_or_script_names_is_redacted_however_the_stream_is_cut() {
+        // Not an `<input>` or `<meta>`: the rule for a key named in prose (`url_params`)
+        // reads these, and JSON in a script is read as JSON written in text.
+        use crate::exchange::redact::{same_at_every_cut, BodyScrubber, Secrets};
+        use crate::rules::Rules;
+        let rules = Rules::default();
+        let s = Secrets::default();
+        let page = concat!(
+            "<div id=\"app\" data-invite-token=\"Dv4tUv8wXy9zAb0cDe1fData\" data-page=\"2\"></div>\n",
+            "<script>const inviteToken = \"Js4tUv8wXy9zAb0cDe1fConst\";\n",
+            "window.__STATE__ = {\"user\":\"ada\",\"invite_token\":\"St4tUv8wXy9zAb0cDe1fJson\"};\n",
+            "var cfg = {resetToken: 'Ob4tUv8wXy9zAb0cDe1fObj', page: 2, csrf_token: 'pending'};</script>",
+        );
+        let want = concat!(
+            "<div id=\"app\" data-invite-token=\"[REDACTED]\" data-page=\"2\"></div>\n",
+            "<script>const inviteToken = \"[REDACTED]\";\n",
+            "window.__STATE__ = {\"user\":\"ada\",\"invite_token\":\"[REDACTED]\"};\n",
+            "var cfg = {resetToken: '[REDACTED]', page: 2, csrf_token: 'pending'};</script>",
+        );
+        let make = || BodyScrubber::new(Some("text/html"), &rules, &s);
+        let (whole, found) = same_at_every_cut(page.as_bytes(), &[1, 2, 3, 7, 64], make);
+        assert_eq!(String::from_utf8(whole).unwrap(), want);
+        let mut found = found.into_values();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "Dv4tUv8wXy9zAb0cDe1fData",
+                "Js4tUv8wXy9zAb0cDe1fConst",
+                "Ob4tUv8wXy9zAb0cDe1fObj",
+                "St4tUv8wXy9zAb0cDe1fJson"
+            ]
+        );
+    }
 }
