@@ -6,6 +6,7 @@
 use crate::support;
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::harness::{client, export, Daemon, Dirs};
@@ -1107,6 +1108,60 @@ async fn a_value_a_concurrent_call_revealed_replays_when_its_redacted_twin_was_s
             && stderr.contains("1 matched by its redacted parts"),
         "{stderr}"
     );
+}
+
+/// Two calls at once: one carries a token under no name (a query's `ref`, read first,
+/// while the session knew nothing of it), the other sends it under its name while the
+/// first waits on its upstream. The first is stored after the second revealed it: its
+/// URL and the answer that echoes it are scrubbed then. The calls replay in the same
+/// order, the first matched by its redacted parts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_call_still_running() {
+    const TOKEN: &str = "UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let run = |via: reqwest::Client| {
+        let (slow, echo) = (
+            up.url(&format!("/slow?ms=600&ref={TOKEN}")),
+            up.url("/echo"),
+        );
+        async move {
+            let first = {
+                let via = via.clone();
+                tokio::spawn(async move { via.get(slow).send().await.unwrap().status().as_u16() })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let named = via
+                .post(echo)
+                .json(&serde_json::json!({"upload_token": TOKEN}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (first.await.unwrap(), named)
+        }
+    };
+    let d = record(&dirs, &up, "late", &[]);
+    assert_eq!(run(client(&d, &dirs)).await, (200, 200));
+    let events = assert_nowhere(&dirs, d, "late", &[TOKEN]);
+    let slow = events
+        .iter()
+        .find(|e| e["request"]["url"].as_str().unwrap().contains("/slow"))
+        .unwrap();
+    assert!(
+        slow["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/slow?ms=600&ref=[REDACTED]"),
+        "{}",
+        slow["request"]["url"]
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "late"]);
+    let statuses = run(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((statuses, code), ((200, 200), 0), "{stderr}");
+    assert!(stderr.contains("served 2/2 events, 0 misses"), "{stderr}");
 }
 
 /// A token an earlier request named, which the agent then writes into a URL

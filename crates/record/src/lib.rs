@@ -316,7 +316,9 @@ impl Recorder {
             .remove(AGENT_HEADER)
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .or(ctx.agent.clone());
-        // What earlier exchanges of the session revealed is hunted in this one too.
+        // What earlier exchanges of the session revealed is hunted in this one too (and
+        // what others reveal while it runs, once it is stored: `known`).
+        let known = clock.remembered().added();
         let mut secrets = clock.remembered().secrets();
         let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let req_headers =
@@ -352,6 +354,7 @@ impl Recorder {
             req_headers,
             req_ct,
             secrets,
+            known,
             req_stored: None,
             tee: tee.clone(),
             head: None,
@@ -776,6 +779,9 @@ struct Pending {
     req_ct: Option<String>,
     /// Every secret value seen in the exchange so far.
     secrets: Secrets,
+    /// How many values the session remembered when the exchange began (see
+    /// [`Pending::scrub_late`]).
+    known: u64,
     /// The request body once settled, with its bytes when kept whole.
     req_stored: Option<(BodyRef, Option<Kept>, Option<MaxBody>)>,
     tee: Arc<Mutex<RequestTee>>,
@@ -1014,11 +1020,14 @@ impl Pending {
 
         let rules = self.recorder.rules.clone();
         self.settle_request();
-        let (req_body, req_bytes, req_too_large) = self
+        let (mut req_body, mut req_bytes, req_too_large) = self
             .req_stored
             .take()
             .unwrap_or_else(|| (BodyRef::empty(), Some(Kept::empty()), None));
-        let queued = self.key.take().and_then(|k| k.get().cloned());
+        let mut queued = self.key.take().and_then(|k| k.get().cloned());
+        if self.scrub_late(&mut req_body, &mut req_bytes) {
+            queued = None;
+        }
         let (kind, key) = queued.unwrap_or_else(|| {
             identify(
                 &self.method,
@@ -1077,6 +1086,41 @@ impl Pending {
             injected: self.injected.take(),
         };
         self.store_event(event, &whole);
+    }
+
+    /// Scrubs what the session learned while the exchange ran from what is stored of
+    /// it: a concurrent call revealed a value (a token under its name) that this one
+    /// carries under none, and it was read before that value was known. The request's
+    /// URL, headers and body kept whole are scrubbed here (whether any changed: the
+    /// request's key is then computed again); the answer's headers and body kept whole
+    /// with the exchange's other secrets, which now hold these. A body stored in segments
+    /// as it streamed keeps what it had.
+    fn scrub_late(&mut self, body: &mut BodyRef, bytes: &mut Option<Kept>) -> bool {
+        let Some(late) = self
+            .clock
+            .remembered()
+            .learned_since(self.known, &mut self.secrets)
+        else {
+            return false;
+        };
+        let mut changed = false;
+        if let std::borrow::Cow::Owned(url) = late.scrub_str(&self.url) {
+            self.url = url;
+            changed = true;
+        }
+        let before = self.req_headers.clone();
+        redact::scrub_headers(&mut self.req_headers, &late);
+        changed |= before != self.req_headers;
+        if let Some(kept) = bytes.as_mut() {
+            if let Some(data) = late.scrub(&kept.data) {
+                kept.hash = blake3::hash(&data);
+                body.b3 = kept.hash.to_hex().to_string();
+                body.len = data.len() as u64;
+                kept.data = Bytes::from(data);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Puts the event into the store with the bodies kept whole, counts it, and hands

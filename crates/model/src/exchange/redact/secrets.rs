@@ -263,6 +263,9 @@ impl Secrets {
 #[derive(Default, Debug)]
 pub struct Remembered {
     lists: std::sync::Mutex<Lists>,
+    /// How many values were ever added to the lists: an exchange that saw this count
+    /// when it began and sees it again when it is stored learned nothing late.
+    added: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -291,6 +294,42 @@ const REMEMBERED_BYTES: usize = KEPT_UP_TO / 4;
 const MIN_REMEMBERED_COOKIE: usize = 16;
 
 impl Remembered {
+    /// How many values the session has remembered so far, to read before
+    /// [`Remembered::secrets`] and hand to [`Remembered::learned_since`].
+    pub fn added(&self) -> u64 {
+        self.added.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What the session remembers now that `secrets` lacks, when it has remembered
+    /// more since `added` ([`Remembered::added`]): values a concurrent exchange revealed
+    /// while this one ran (one call sends a token under its name, another at the same
+    /// moment carries it under none). Scrubbed from what is stored of this one, and added
+    /// to `secrets` as values the session already remembers.
+    pub fn learned_since(&self, added: u64, secrets: &mut Secrets) -> Option<Secrets> {
+        if self.added() == added {
+            return None;
+        }
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        let mut late = Secrets::default();
+        for v in lists.asked.iter().chain(&lists.answered) {
+            if !secrets.values.contains(v) {
+                if let Ok(v) = std::str::from_utf8(v) {
+                    late.push_one(v, true);
+                }
+            }
+        }
+        drop(lists);
+        if late.values.is_empty() {
+            return None;
+        }
+        for v in &late.values {
+            if let Ok(v) = std::str::from_utf8(v) {
+                secrets.push_one(v, true);
+            }
+        }
+        Some(late)
+    }
+
     /// The secrets an exchange of the session starts with.
     pub fn secrets(&self) -> Secrets {
         let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,7 +353,7 @@ impl Remembered {
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         let again = secrets.again.iter().map(|&i| &secrets.values[i]);
         for v in secrets.revealed().chain(again) {
-            remember(&mut lists.asked, v);
+            remember(&mut lists.asked, &self.added, v);
         }
         forget_past_limits(&mut lists.asked);
     }
@@ -329,15 +368,15 @@ impl Remembered {
         };
         for v in secrets.revealed().filter(key_like) {
             if !asked.contains(v) {
-                remember(answered, v);
+                remember(answered, &self.added, v);
             }
         }
         forget_past_limits(answered);
     }
 }
 
-/// Moves `v` to the end of `list`, or adds it there.
-fn remember(list: &mut Vec<Vec<u8>>, v: &[u8]) {
+/// Moves `v` to the end of `list`, or adds it there (counted in `added`).
+fn remember(list: &mut Vec<Vec<u8>>, added: &std::sync::atomic::AtomicU64, v: &[u8]) {
     if v.len() > REMEMBERED_LEN {
         return;
     }
@@ -347,7 +386,10 @@ fn remember(list: &mut Vec<Vec<u8>>, v: &[u8]) {
             let v = list.remove(at);
             list.push(v);
         }
-        None => list.push(v.to_vec()),
+        None => {
+            list.push(v.to_vec());
+            added.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
@@ -736,6 +778,42 @@ mod tests {
         assert!(last.scrub(b"tok-0123456789abcdef").is_some());
         assert!(last.scrub(b"one-off-token-0099").is_some());
         assert!(last.scrub(b"one-off-token-0000").is_none());
+    }
+
+    /// An exchange that began before another revealed a value gets it when it is
+    /// stored: as a value of its own to scrub, not one it revealed (it is not
+    /// remembered again); one that began after, or with nothing new since, gets nothing.
+    #[test]
+    fn what_a_concurrent_exchange_revealed_is_handed_to_one_still_running() {
+        let session = Remembered::default();
+        let mut known = session.secrets();
+        known.add("Bearer tok-0123456789abcdef");
+        session.learn_request(&known);
+        // B begins; A then sends a token under its name.
+        let b_began = session.added();
+        let mut b = session.secrets();
+        let mut a = session.secrets();
+        a.extend(["UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP".to_string()]);
+        session.learn_request(&a);
+        let late = session.learned_since(b_began, &mut b).unwrap();
+        assert_eq!(
+            String::from_utf8(
+                late.scrub(b"ref=UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP tok-0123456789abcdef")
+                    .unwrap()
+            )
+            .unwrap(),
+            "ref=[REDACTED] tok-0123456789abcdef"
+        );
+        assert!(b.scrub(b"UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP").is_some());
+        assert_eq!(b.revealed().count(), 0);
+        // Asked again, nothing more; an exchange that began after A learned nothing late.
+        assert!(session.learned_since(b_began, &mut b).is_none());
+        let mut c = session.secrets();
+        assert!(session.learned_since(session.added(), &mut c).is_none());
+        // Seeing a remembered value again is no news.
+        let again = session.added();
+        session.learn_request(&a);
+        assert_eq!(session.added(), again);
     }
 
     /// What answers revealed is kept apart from what requests revealed: replay never
