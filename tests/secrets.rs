@@ -1110,11 +1110,12 @@ async fn a_value_a_concurrent_call_revealed_replays_when_its_redacted_twin_was_s
     );
 }
 
-/// Two calls at once: one carries a token under no name (a query's `ref`, read first,
-/// while the session knew nothing of it), the other sends it under its name while the
-/// first waits on its upstream. The first is stored after the second revealed it: its
-/// URL and the answer that echoes it are scrubbed then. The calls replay in the same
-/// order, the first matched by its redacted parts.
+/// Two calls at once, twice: one carries a token under no name (a query's `ref`, read
+/// first, while the session knew nothing of it), the other sends it under its name while
+/// the first waits on its upstream. The first is stored after the second revealed it:
+/// its URL is scrubbed then, and the second round's, read knowing the token, is stored
+/// alike. The calls replay in the same order: the first round's carrying call, its token
+/// in clear, is matched by its redacted parts to the first of the two twins.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_call_still_running() {
     const TOKEN: &str = "UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP";
@@ -1126,42 +1127,51 @@ async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_call_still_running
             up.url("/echo"),
         );
         async move {
-            let first = {
-                let via = via.clone();
-                tokio::spawn(async move { via.get(slow).send().await.unwrap().status().as_u16() })
-            };
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let named = via
-                .post(echo)
-                .json(&serde_json::json!({"upload_token": TOKEN}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
-            (first.await.unwrap(), named)
+            let mut statuses = Vec::new();
+            for _ in 0..2 {
+                let first = {
+                    let (via, slow) = (via.clone(), slow.clone());
+                    tokio::spawn(
+                        async move { via.get(slow).send().await.unwrap().status().as_u16() },
+                    )
+                };
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let named = via
+                    .post(echo.clone())
+                    .json(&serde_json::json!({"upload_token": TOKEN}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                statuses.push((first.await.unwrap(), named));
+            }
+            statuses
         }
     };
     let d = record(&dirs, &up, "late", &[]);
-    assert_eq!(run(client(&d, &dirs)).await, (200, 200));
+    assert_eq!(run(client(&d, &dirs)).await, [(200, 200); 2]);
     let events = assert_nowhere(&dirs, d, "late", &[TOKEN]);
-    let slow = events
+    let slow: Vec<&str> = events
         .iter()
-        .find(|e| e["request"]["url"].as_str().unwrap().contains("/slow"))
-        .unwrap();
+        .filter_map(|e| e["request"]["url"].as_str())
+        .filter(|u| u.contains("/slow"))
+        .collect();
+    assert_eq!(slow.len(), 2, "{slow:?}");
     assert!(
-        slow["request"]["url"]
-            .as_str()
-            .unwrap()
-            .ends_with("/slow?ms=600&ref=[REDACTED]"),
-        "{}",
-        slow["request"]["url"]
+        slow.iter()
+            .all(|u| u.ends_with("/slow?ms=600&ref=[REDACTED]")),
+        "{slow:?}"
     );
     let r = Daemon::start(&dirs, &["replay", "--session", "late"]);
     let statuses = run(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
-    assert_eq!((statuses, code), ((200, 200), 0), "{stderr}");
-    assert!(stderr.contains("served 2/2 events, 0 misses"), "{stderr}");
+    assert_eq!((statuses, code), (vec![(200, 200); 2], 0), "{stderr}");
+    assert!(
+        stderr.contains("served 4/4 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
 }
 
 /// A token an earlier request named, which the agent then writes into a URL

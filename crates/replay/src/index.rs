@@ -289,6 +289,14 @@ impl TraceIndex {
         (from..to).filter(|&i| !self.consumed[i])
     }
 
+    /// Whether events `a` and `b` were recorded under one key.
+    pub fn same_key(&self, a: usize, b: usize) -> bool {
+        match (self.slots.get(a), self.slots.get(b)) {
+            (Some(a), Some(b)) => a.key == b.key,
+            _ => false,
+        }
+    }
+
     /// Takes the first unserved event with event `i`'s key, as [`TraceIndex::take`] takes
     /// one for a request keyed as it is (a request that matched it by its redacted
     /// parts, see [`crate::loose`]); `None` when none is unserved or the order holds it.

@@ -1216,9 +1216,10 @@ impl Replayer {
 
     /// The one unserved event of the missed request's method, host and path that it
     /// matches by its redacted parts ([`loose`]; read on the blocking pool), taken, said
-    /// and counted. None when two match, even two recorded alike (two accounts' calls
-    /// that differ only in a key): a value in clear does not tell them apart, and an
-    /// exact match is the only evidence for serving recorded twins in their order.
+    /// and counted; of several recorded alike (one key: twins, as record stores the same
+    /// call made three times while a concurrent call revealed the value it carries), the
+    /// first, as an exact match takes recorded twins in their order. None when two
+    /// recorded differently match: a value in clear does not tell them apart.
     async fn take_by_redacted_parts(self: &Arc<Self>, asked: &Asked, body: &[u8]) -> Option<usize> {
         if body.len() as u64 > miss::DIFF_LIMIT {
             return None;
@@ -1241,12 +1242,18 @@ impl Replayer {
         );
         let (e, step) = tokio::task::spawn_blocking(move || {
             let (method, url, headers, body, secrets) = live;
-            let mut fit = candidates.into_iter().filter_map(|e| {
-                this.fits_redacted(e, &method, &url, &headers, &body, &secrets)
-                    .map(|step| (e, step))
-            });
-            let one = fit.next()?;
-            fit.next().is_none().then_some(one)
+            let fit: Vec<(usize, u64)> = candidates
+                .into_iter()
+                .filter_map(|e| {
+                    this.fits_redacted(e, &method, &url, &headers, &body, &secrets)
+                        .map(|step| (e, step))
+                })
+                .collect();
+            let (&one, rest) = fit.split_first()?;
+            let index = this.index.lock().unwrap_or_else(|p| p.into_inner());
+            rest.iter()
+                .all(|&(other, _)| index.same_key(one.0, other))
+                .then_some(one)
         })
         .await
         .ok()
