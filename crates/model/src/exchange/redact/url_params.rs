@@ -128,6 +128,35 @@ enum State {
     },
     /// In a value too long to hold whose name says it is a secret: dropped.
     Dropping(End),
+    /// In a YAML block scalar's lines (`password: |`, then lines indented past the
+    /// name's `column`), held until a line indented no further ends it (see [`Block`]).
+    Block(Box<Block>),
+}
+
+/// A YAML block scalar under a name that may hold a secret.
+struct Block {
+    name: String,
+    /// The name's column: the block's lines are indented past it.
+    column: usize,
+    mode: BlockMode,
+    /// The first line break after the indicator has been read.
+    started: bool,
+    /// At a line's start, reading its indentation (`indent` spaces so far).
+    in_indent: bool,
+    indent: usize,
+    /// Where in the held bytes the line being read starts.
+    line_start: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BlockMode {
+    /// The lines are held, to be judged when the block ends.
+    Hold,
+    /// Too long to hold under a name that says it is a secret: dropped to the block's
+    /// end (the marker written in their place).
+    Drop,
+    /// Too long to hold under a name that does not: written as they come.
+    Pass,
 }
 
 /// The scan for a stream (see the module's text).
@@ -317,6 +346,24 @@ impl UrlParamScrub {
             _ => (0, value.len()),
         };
         let head = &value[from..judged];
+        if place == Place::Line && end == End::Line && is_block_indicator(head) {
+            // `password: |`: the value is on the lines under it (read as text only: in a
+            // JSON string, whose breaks are `\n`, the indicator stays and so do they).
+            let column = self.name_column();
+            self.write(&value, out);
+            if let Some(column) = column {
+                self.state = State::Block(Box::new(Block {
+                    name: name.to_string(),
+                    column,
+                    mode: BlockMode::Hold,
+                    started: false,
+                    in_indent: false,
+                    indent: 0,
+                    line_start: 0,
+                }));
+            }
+            return;
+        }
         // A URL's value is judged with its escaped slashes read as slashes.
         let plain = match end {
             End::Url if memchr(b'\\', head).is_some() => unescape_slashes(head),
@@ -346,6 +393,141 @@ impl UrlParamScrub {
                 self.rescan(place, &value[judged..], out);
             }
             _ => self.rescan(place, &value, out),
+        }
+    }
+
+    /// The column of the name whose `NAME: ` (and nothing more) ends the bytes written:
+    /// its line's indentation, a list's `- ` counted in. `None` when the line's start is
+    /// no longer kept, or the line is inside a JSON string (its breaks are `\n`).
+    fn name_column(&self) -> Option<usize> {
+        let line = match self.tail.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            Some(at) => &self.tail[at + 1..],
+            None if self.written == self.tail.len() as u64 => &self.tail[..],
+            None => return None,
+        };
+        if line.contains(&b'"') || line.contains(&b'\\') {
+            return None;
+        }
+        let mut column = line.iter().take_while(|&&b| b == b' ').count();
+        while line[column..].starts_with(b"- ") {
+            column += 2;
+            column += line[column..].iter().take_while(|&&b| b == b' ').count();
+        }
+        Some(column)
+    }
+
+    /// Reads bytes of a block scalar (see [`State::Block`]): how many of `rest` it took.
+    /// The block ends, its lines judged, at a line indented no further than its name
+    /// (that line's byte not taken), or when a line break does not follow the indicator.
+    fn feed_block(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+        let State::Block(mut block) = std::mem::replace(&mut self.state, State::Text) else {
+            return 0;
+        };
+        for (taken, &b) in rest.iter().enumerate() {
+            let newline = b == b'\n' || b == b'\r';
+            if !block.started {
+                if !newline {
+                    return taken;
+                }
+                block.started = true;
+                block.in_indent = true;
+            } else if block.in_indent {
+                if b == b' ' {
+                    block.indent += 1;
+                } else if newline {
+                    block.indent = 0;
+                } else if block.indent > block.column {
+                    block.in_indent = false;
+                } else {
+                    self.end_block(&block, out);
+                    return taken;
+                }
+            } else if newline {
+                block.in_indent = true;
+                block.indent = 0;
+            }
+            match block.mode {
+                BlockMode::Hold => {
+                    self.value.push(b);
+                    if newline {
+                        block.line_start = self.value.len();
+                    }
+                    if self.value.len() > VALUE_MAX {
+                        self.overflow_block(&mut block, out);
+                    }
+                }
+                // Its breaks and indentation come back when it ends.
+                BlockMode::Drop => {}
+                BlockMode::Pass => self.write(&[b], out),
+            }
+        }
+        self.state = State::Block(block);
+        rest.len()
+    }
+
+    /// A block scalar too long to hold: under a name that says it is a secret, the
+    /// marker after its first indentation, the rest dropped; else written on as it comes.
+    fn overflow_block(&mut self, block: &mut Block, out: &mut Vec<u8>) {
+        let value = std::mem::take(&mut self.value);
+        if self.fields.assignment(&block.name, "").is_some() {
+            block.mode = BlockMode::Drop;
+            let lead = value
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(value.len());
+            self.write(&value[..lead], out);
+            self.write(REDACTED.as_bytes(), out);
+        } else {
+            block.mode = BlockMode::Pass;
+            self.write(&value, out);
+        }
+    }
+
+    /// Ends a block scalar: its lines judged (as one value, without their indentation)
+    /// and written, `[REDACTED]` in their place after their first indentation when they
+    /// hold a secret; the spaces the line that ended it starts with written after.
+    fn end_block(&mut self, block: &Block, out: &mut Vec<u8>) {
+        let value = std::mem::take(&mut self.value);
+        match block.mode {
+            BlockMode::Pass => {}
+            BlockMode::Drop => {
+                self.write(b"\n", out);
+                self.write(&b" ".repeat(block.indent), out);
+            }
+            BlockMode::Hold => {
+                let (lines, next) = value.split_at(block.line_start.min(value.len()));
+                let text: Vec<&[u8]> = lines
+                    .split(|&b| b == b'\n' || b == b'\r')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let joined = text.join(&b'\n');
+                let secret = (!joined.is_empty())
+                    .then(|| self.secret(&block.name, Place::Line, &joined))
+                    .flatten();
+                match secret {
+                    Some(by_name) => {
+                        self.found.by_name(by_name);
+                        self.found.push(&joined);
+                        for line in &text {
+                            self.found.push(line);
+                        }
+                        let lead = lines
+                            .iter()
+                            .position(|b| !b.is_ascii_whitespace())
+                            .unwrap_or(lines.len());
+                        let end = lines
+                            .iter()
+                            .rposition(|b| !b.is_ascii_whitespace())
+                            .map_or(lines.len(), |p| p + 1);
+                        self.write(&lines[..lead], out);
+                        self.write(REDACTED.as_bytes(), out);
+                        self.write(&lines[end..], out);
+                    }
+                    None => self.rescan(Place::Line, lines, out),
+                }
+                self.write(next, out);
+            }
         }
     }
 
@@ -567,6 +749,9 @@ impl UrlParamScrub {
                         self.rescan(place, &value, out);
                     }
                 }
+                State::Block(_) => {
+                    i += self.feed_block(rest, out);
+                }
                 State::Dropping(end) => {
                     let end = *end;
                     match rest.iter().position(|&b| !end.takes(b)) {
@@ -586,6 +771,7 @@ impl UrlParamScrub {
         match self.state {
             State::Value { backslash, .. } => self.value.len() + usize::from(backslash),
             State::Opening { backslash, .. } => usize::from(backslash),
+            State::Block(ref b) if b.mode == BlockMode::Hold => self.value.len(),
             _ => 0,
         }
     }
@@ -603,8 +789,21 @@ impl UrlParamScrub {
             } => self.write(b"\\", out),
             _ => {}
         }
+        // A block scalar the stream ended in (perhaps after a value above entered it).
+        if let State::Block(block) = std::mem::replace(&mut self.state, State::Text) {
+            let mut block = *block;
+            block.line_start = self.value.len();
+            self.end_block(&block, out);
+        }
         self.found
     }
+}
+
+/// Whether a `NAME: value` line's value is a YAML block scalar's indicator (`|`, `>`,
+/// `|-`, `>+`, `|2`): the value is on the lines under it.
+fn is_block_indicator(v: &[u8]) -> bool {
+    matches!(v, [b'|' | b'>', rest @ ..]
+        if rest.len() <= 2 && rest.iter().all(|&b| matches!(b, b'-' | b'+' | b'1'..=b'9')))
 }
 
 /// How much of a `NAME: value` line's value is judged: up to a YAML comment (` #`),
@@ -905,6 +1104,53 @@ mod tests {
         let text = "[db]\npassword = \"hunter2 two\"\napi_key = Qw3rTy8uIo2p\nport = 5432\n";
         let want = "[db]\npassword = \"[REDACTED]\"\napi_key = [REDACTED]\nport = 5432\n";
         same_as_text_and_in_json(text, want, &["hunter2 two", "Qw3rTy8uIo2p"]);
+    }
+
+    #[test]
+    fn a_yaml_block_scalar_under_a_secrets_name_is_redacted_however_the_stream_is_cut() {
+        let yaml = concat!(
+            "apiVersion: v1\nkind: Secret\nstringData:\n",
+            "  password: |\n    hunter2-block-Value\n    second line\n\n",
+            "  note: >-\n    folded text\n    stays\n",
+            "  - reset_token: |-\n      Rs7tUv8wXy9zAb0cDe1f\n  user: ada\n",
+            "db_password: | # prod\n  Pg-Block-Secret-1\nport: 5432\n",
+            "invite_token: |\n  pending\n",
+            "secret: |\n",
+        );
+        let want = concat!(
+            "apiVersion: v1\nkind: Secret\nstringData:\n",
+            "  password: |\n    [REDACTED]\n\n",
+            "  note: >-\n    folded text\n    stays\n",
+            "  - reset_token: |-\n      [REDACTED]\n  user: ada\n",
+            "db_password: | # prod\n  [REDACTED]\nport: 5432\n",
+            "invite_token: |\n  pending\n",
+            "secret: |\n",
+        );
+        for cut in [1, 2, 3, 5, 7, 64, 4096] {
+            let (out, found) = scan(yaml, cut);
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(
+                found,
+                [
+                    "hunter2-block-Value\nsecond line",
+                    "hunter2-block-Value",
+                    "second line",
+                    "Rs7tUv8wXy9zAb0cDe1f",
+                    "Pg-Block-Secret-1"
+                ],
+                "cut {cut}"
+            );
+        }
+        // Cut off by the stream's end, and too long to hold.
+        assert_eq!(
+            scan("password: |\n  Pg-Block-Secret-1", 3).0,
+            "password: |\n  [REDACTED]"
+        );
+        let long = format!("password: |\n  {}\nport: 1\n", "A1b2".repeat(VALUE_MAX / 2));
+        assert_eq!(scan(&long, 1000).0, "password: |\n  [REDACTED]\nport: 1\n");
+        // Inside a JSON string, the indicator and the lines stay as they came.
+        let in_json = r#"{"content":"password: |\n  Pg-Block-Secret-1\n"}"#;
+        assert_eq!(scan(in_json, 4096).0, in_json);
     }
 
     #[test]
