@@ -1390,11 +1390,12 @@ async fn a_pages_anti_forgery_token_never_reaches_disk() {
 async fn a_printed_env_files_secrets_never_reach_disk() {
     let (db, webhook) = ("pg-Env-Secret-2231", "Wh5ecR3tEnvValue88");
     // Quoted, YAML, a header printed by `curl -v`, a link written by PHP's json_encode.
-    let (quoted, yaml, bearer, linked) = (
+    let (quoted, yaml, bearer, linked, block) = (
         "quoted secret Qx7-881",
         "yAml-Secret-5521",
         "bEarer0Tok9en8Value7",
         "Ln6Kd5Js4Ha3Gf2Ds1",
+        "bLock-Scalar-Secret-77",
     );
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
@@ -1404,7 +1405,7 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
             "DEBUG=true\nDB_PASSWORD={db}\nexport STRIPE_WEBHOOK_SECRET={webhook}\nSMTP_PASSWORD=\"{quoted}\"\n"
         );
         let config = format!(
-            "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: {yaml} # prod\n---\n> GET /v1/me HTTP/1.1\n> Authorization: Bearer {bearer}\n"
+            "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: {yaml} # prod\n  smtp_password: |\n    {block}\n---\n> GET /v1/me HTTP/1.1\n> Authorization: Bearer {bearer}\n"
         );
         let php = format!(r#"{{"link":"https:\/\/app.test\/cb?access_token={linked}&x=1"}}"#);
         async move {
@@ -1429,7 +1430,7 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
         &dirs,
         d,
         "env",
-        &[db, webhook, quoted, yaml, bearer, linked],
+        &[db, webhook, quoted, yaml, bearer, linked, block],
     );
     let messages = &events[0]["request"]["body"]["json"]["messages"];
     assert_eq!(
@@ -1438,7 +1439,7 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
     );
     assert_eq!(
         messages[1]["content"],
-        "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: [REDACTED] # prod\n---\n> GET /v1/me HTTP/1.1\n> Authorization: [REDACTED]\n"
+        "apiVersion: v1\nkind: Secret\nstringData:\n  db_password: [REDACTED] # prod\n  smtp_password: |\n    [REDACTED]\n---\n> GET /v1/me HTTP/1.1\n> Authorization: [REDACTED]\n"
     );
     // Stored as the text it came as, escaped slashes and all.
     assert_eq!(

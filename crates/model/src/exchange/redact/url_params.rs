@@ -139,6 +139,11 @@ struct Block {
     /// The name's column: the block's lines are indented past it.
     column: usize,
     mode: BlockMode,
+    /// The block is written inside a JSON string (a tool's YAML in a model's request):
+    /// its breaks are `\n` escapes and the string's closing quote ends it; `escape`
+    /// when the last byte read was an escape's `\`.
+    json: bool,
+    escape: bool,
     /// The first line break after the indicator has been read.
     started: bool,
     /// At a line's start, reading its indentation (`indent` spaces so far).
@@ -347,21 +352,7 @@ impl UrlParamScrub {
         };
         let head = &value[from..judged];
         if place == Place::Line && end == End::Line && is_block_indicator(head) {
-            // `password: |`: the value is on the lines under it (read as text only: in a
-            // JSON string, whose breaks are `\n`, the indicator stays and so do they).
-            let column = self.name_column();
-            self.write(&value, out);
-            if let Some(column) = column {
-                self.state = State::Block(Box::new(Block {
-                    name: name.to_string(),
-                    column,
-                    mode: BlockMode::Hold,
-                    started: false,
-                    in_indent: false,
-                    indent: 0,
-                    line_start: 0,
-                }));
-            }
+            self.enter_block(name, &value, out);
             return;
         }
         // A URL's value is judged with its escaped slashes read as slashes.
@@ -396,43 +387,93 @@ impl UrlParamScrub {
         }
     }
 
+    /// `NAME: |`: the value is on the lines under it. The indicator (`value`) is
+    /// written, and its lines read as [`State::Block`] (when the name's column is known).
+    #[cold]
+    fn enter_block(&mut self, name: &str, value: &[u8], out: &mut Vec<u8>) {
+        let column = self.name_column();
+        self.write(value, out);
+        if let Some((column, json)) = column {
+            self.state = State::Block(Box::new(Block {
+                name: name.to_string(),
+                column,
+                json,
+                escape: false,
+                mode: BlockMode::Hold,
+                started: false,
+                in_indent: false,
+                indent: 0,
+                line_start: 0,
+            }));
+        }
+    }
+
     /// The column of the name whose `NAME: ` (and nothing more) ends the bytes written:
-    /// its line's indentation, a list's `- ` counted in. `None` when the line's start is
-    /// no longer kept, or the line is inside a JSON string (its breaks are `\n`).
-    fn name_column(&self) -> Option<usize> {
-        let line = match self.tail.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-            Some(at) => &self.tail[at + 1..],
-            None if self.written == self.tail.len() as u64 => &self.tail[..],
-            None => return None,
+    /// its line's indentation, a list's `- ` counted in; and whether the line is inside a
+    /// JSON string (its breaks written `\n`). `None` when the line's start is no longer
+    /// kept.
+    fn name_column(&self) -> Option<(usize, bool)> {
+        let plain = |line: &[u8]| !line.contains(&b'"') && !line.contains(&b'\\');
+        let text = match self.tail.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            Some(at) => Some(&self.tail[at + 1..]),
+            None if self.written == self.tail.len() as u64 => Some(&self.tail[..]),
+            None => None,
         };
-        if line.contains(&b'"') || line.contains(&b'\\') {
-            return None;
+        if let Some(line) = text.filter(|l| plain(l)) {
+            return Some((column_of(line), false));
         }
-        let mut column = line.iter().take_while(|&&b| b == b' ').count();
-        while line[column..].starts_with(b"- ") {
-            column += 2;
-            column += line[column..].iter().take_while(|&&b| b == b' ').count();
-        }
-        Some(column)
+        // In a JSON string: after its last escaped break, or its opening quote.
+        let escaped_break = self
+            .tail
+            .windows(2)
+            .rposition(|w| w[0] == b'\\' && matches!(w[1], b'n' | b'r'))
+            .map(|at| at + 2);
+        let from = escaped_break
+            .or_else(|| self.tail.iter().rposition(|&b| b == b'"').map(|at| at + 1))?;
+        let line = &self.tail[from..];
+        plain(line).then(|| (column_of(line), true))
     }
 
     /// Reads bytes of a block scalar (see [`State::Block`]): how many of `rest` it took.
     /// The block ends, its lines judged, at a line indented no further than its name
     /// (that line's byte not taken), or when a line break does not follow the indicator.
+    #[inline(never)]
     fn feed_block(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
         let State::Block(mut block) = std::mem::replace(&mut self.state, State::Text) else {
             return 0;
         };
         for (taken, &b) in rest.iter().enumerate() {
-            let newline = b == b'\n' || b == b'\r';
+            // What the byte is: a line break, white space, or else (an escape's `\` waits
+            // for the byte after it; a JSON string's closing quote ends the block).
+            let (newline, space) = if !block.json {
+                (b == b'\n' || b == b'\r', b == b' ')
+            } else if block.escape {
+                block.escape = false;
+                (b == b'n' || b == b'r', false)
+            } else if b == b'\\' {
+                block.escape = true;
+                self.keep_block_byte(&mut block, b, false, out);
+                continue;
+            } else if b == b'"' {
+                // The string's end ends its last line too.
+                block.line_start = self.value.len();
+                self.end_block(&block, out);
+                return taken;
+            } else {
+                (false, b == b' ')
+            };
             if !block.started {
                 if !newline {
+                    // No break after the indicator: no block (an escape's `\` held is
+                    // written back).
+                    let held = std::mem::take(&mut self.value);
+                    self.write(&held, out);
                     return taken;
                 }
                 block.started = true;
                 block.in_indent = true;
             } else if block.in_indent {
-                if b == b' ' {
+                if space {
                     block.indent += 1;
                 } else if newline {
                     block.indent = 0;
@@ -446,23 +487,29 @@ impl UrlParamScrub {
                 block.in_indent = true;
                 block.indent = 0;
             }
-            match block.mode {
-                BlockMode::Hold => {
-                    self.value.push(b);
-                    if newline {
-                        block.line_start = self.value.len();
-                    }
-                    if self.value.len() > VALUE_MAX {
-                        self.overflow_block(&mut block, out);
-                    }
-                }
-                // Its breaks and indentation come back when it ends.
-                BlockMode::Drop => {}
-                BlockMode::Pass => self.write(&[b], out),
-            }
+            self.keep_block_byte(&mut block, b, newline, out);
         }
         self.state = State::Block(block);
         rest.len()
+    }
+
+    /// Holds, drops or writes a byte of a block scalar, as its mode says; `newline` when
+    /// it ends a line break.
+    fn keep_block_byte(&mut self, block: &mut Block, b: u8, newline: bool, out: &mut Vec<u8>) {
+        match block.mode {
+            BlockMode::Hold => {
+                self.value.push(b);
+                if newline {
+                    block.line_start = self.value.len();
+                }
+                if self.value.len() > VALUE_MAX {
+                    self.overflow_block(block, out);
+                }
+            }
+            // Its breaks and indentation come back when it ends.
+            BlockMode::Drop => {}
+            BlockMode::Pass => self.write(&[b], out),
+        }
     }
 
     /// A block scalar too long to hold: under a name that says it is a secret, the
@@ -471,10 +518,7 @@ impl UrlParamScrub {
         let value = std::mem::take(&mut self.value);
         if self.fields.assignment(&block.name, "").is_some() {
             block.mode = BlockMode::Drop;
-            let lead = value
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .unwrap_or(value.len());
+            let (_, lead, _) = block_lines(&value, block.json);
             self.write(&value[..lead], out);
             self.write(REDACTED.as_bytes(), out);
         } else {
@@ -491,16 +535,15 @@ impl UrlParamScrub {
         match block.mode {
             BlockMode::Pass => {}
             BlockMode::Drop => {
-                self.write(b"\n", out);
+                self.write(if block.json { b"\\n" } else { b"\n" }, out);
                 self.write(&b" ".repeat(block.indent), out);
+                if block.escape {
+                    self.write(b"\\", out);
+                }
             }
             BlockMode::Hold => {
                 let (lines, next) = value.split_at(block.line_start.min(value.len()));
-                let text: Vec<&[u8]> = lines
-                    .split(|&b| b == b'\n' || b == b'\r')
-                    .map(<[u8]>::trim_ascii)
-                    .filter(|l| !l.is_empty())
-                    .collect();
+                let (text, lead, end) = block_lines(lines, block.json);
                 let joined = text.join(&b'\n');
                 let secret = (!joined.is_empty())
                     .then(|| self.secret(&block.name, Place::Line, &joined))
@@ -512,14 +555,6 @@ impl UrlParamScrub {
                         for line in &text {
                             self.found.push(line);
                         }
-                        let lead = lines
-                            .iter()
-                            .position(|b| !b.is_ascii_whitespace())
-                            .unwrap_or(lines.len());
-                        let end = lines
-                            .iter()
-                            .rposition(|b| !b.is_ascii_whitespace())
-                            .map_or(lines.len(), |p| p + 1);
                         self.write(&lines[..lead], out);
                         self.write(REDACTED.as_bytes(), out);
                         self.write(&lines[end..], out);
@@ -749,9 +784,7 @@ impl UrlParamScrub {
                         self.rescan(place, &value, out);
                     }
                 }
-                State::Block(_) => {
-                    i += self.feed_block(rest, out);
-                }
+                State::Block(_) => i += self.feed_block(rest, out),
                 State::Dropping(end) => {
                     let end = *end;
                     match rest.iter().position(|&b| !end.takes(b)) {
@@ -797,6 +830,48 @@ impl UrlParamScrub {
         }
         self.found
     }
+}
+
+/// A line's column: its indentation, a list's `- ` counted in.
+fn column_of(line: &[u8]) -> usize {
+    let mut column = line.iter().take_while(|&&b| b == b' ').count();
+    while line[column..].starts_with(b"- ") {
+        column += 2;
+        column += line[column..].iter().take_while(|&&b| b == b' ').count();
+    }
+    column
+}
+
+/// A block scalar's held lines (`json`: written inside a JSON string, breaks as `\n`
+/// escapes): each line's text without its indentation (blank ones left out), and where
+/// the first and after the last byte that is not white space stand.
+fn block_lines(held: &[u8], json: bool) -> (Vec<&[u8]>, usize, usize) {
+    let mut lines = Vec::new();
+    let (mut lead, mut end) = (None, 0);
+    let (mut line_from, mut i) = (0, 0);
+    while i < held.len() {
+        let (len, newline) = match held[i] {
+            b'\\' if json => (2, matches!(held.get(i + 1), Some(b'n' | b'r'))),
+            b'\n' | b'\r' if !json => (1, true),
+            _ => (1, false),
+        };
+        let len = len.min(held.len() - i);
+        if newline {
+            lines.push(held[line_from..i].trim_ascii());
+            line_from = i + len;
+        } else if held[i] != b' ' {
+            lead.get_or_insert(i);
+            end = i + len;
+        }
+        i += len;
+    }
+    lines.push(held[line_from..].trim_ascii());
+    lines.retain(|l| !l.is_empty());
+    (
+        lines,
+        lead.unwrap_or(held.len()),
+        end.max(lead.unwrap_or(held.len())),
+    )
 }
 
 /// Whether a `NAME: value` line's value is a YAML block scalar's indicator (`|`, `>`,
@@ -1148,9 +1223,25 @@ mod tests {
         );
         let long = format!("password: |\n  {}\nport: 1\n", "A1b2".repeat(VALUE_MAX / 2));
         assert_eq!(scan(&long, 1000).0, "password: |\n  [REDACTED]\nport: 1\n");
-        // Inside a JSON string, the indicator and the lines stay as they came.
-        let in_json = r#"{"content":"password: |\n  Pg-Block-Secret-1\n"}"#;
-        assert_eq!(scan(in_json, 4096).0, in_json);
+        // Inside a JSON string (a tool's YAML in a model's request): the same.
+        let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
+        for cut in [1, 2, 3, 5, 7, 64, 4096] {
+            let (out, found) = scan(&in_json(yaml), cut);
+            assert_eq!(out, in_json(want), "cut {cut}");
+            assert_eq!(found.len(), 5, "cut {cut}: {found:?}");
+        }
+        assert_eq!(
+            scan(&in_json("password: |\n  Pg-Block-Secret-1"), 2).0,
+            in_json("password: |\n  [REDACTED]")
+        );
+        let long = in_json(&format!(
+            "password: |\n  {}\nport: 1\n",
+            "A1b2".repeat(VALUE_MAX / 2)
+        ));
+        assert_eq!(
+            scan(&long, 1000).0,
+            in_json("password: |\n  [REDACTED]\nport: 1\n")
+        );
     }
 
     #[test]
