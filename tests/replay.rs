@@ -969,23 +969,40 @@ async fn pace_recorded_reproduces_chunk_timing_and_fast_does_not_wait() {
     fetch(&c, c.get(up.url("/sse?n=3&gap_ms=400"))).await;
     d.stop();
     let tape = support::harness::export(&dirs, "pace");
-    let offsets: Vec<f64> = tape[0]["response"]["chunks"]
+    // Each recorded chunk: its offset, and where in the body it ends.
+    let mut end = 0;
+    let chunks: Vec<(f64, u64)> = tape[0]["response"]["chunks"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["at_ms"].as_f64().unwrap())
+        .map(|c| {
+            end += c["len"].as_u64().unwrap();
+            (c["at_ms"].as_f64().unwrap(), end)
+        })
         .collect();
+    let offsets: Vec<f64> = chunks.iter().map(|c| c.0).collect();
 
     let r = replay(&dirs, "pace", &["--pace", "recorded"]);
     let c = client(&r, &dirs);
     let start = Instant::now();
     let mut resp = c.get(up.url("/sse?n=3&gap_ms=400")).send().await.unwrap();
-    let mut seen = Vec::new();
-    while let Some(_chunk) = resp.chunk().await.unwrap() {
-        seen.push(start.elapsed().as_secs_f64() * 1000.0);
+    // When each read ended, and how many bytes had come by then: a busy machine may hand
+    // a chunk over in two reads, so a chunk's time is when its last byte came.
+    let mut reads = Vec::new();
+    let mut got_bytes = 0;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        got_bytes += chunk.len() as u64;
+        reads.push((start.elapsed().as_secs_f64() * 1000.0, got_bytes));
     }
     r.stop();
-    assert_eq!(seen.len(), offsets.len());
+    assert_eq!(
+        got_bytes, end,
+        "the replayed body is the recorded one's length"
+    );
+    let seen: Vec<f64> = chunks
+        .iter()
+        .map(|&(_, end)| reads.iter().find(|r| r.1 >= end).unwrap().0)
+        .collect();
     // Each chunk waits for its recorded offset (the gaps are 400 ms; a late first chunk
     // on a busy machine shortens the next gap a little), and comes no whole gap late.
     for i in 1..seen.len() {
