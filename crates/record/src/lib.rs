@@ -1108,9 +1108,7 @@ impl Pending {
             self.url = url;
             changed = true;
         }
-        let before = self.req_headers.clone();
-        redact::scrub_headers(&mut self.req_headers, &late);
-        changed |= before != self.req_headers;
+        changed |= redact::scrub_headers(&mut self.req_headers, &late);
         if let Some(kept) = bytes.as_mut() {
             if let Some(data) = late.scrub(&kept.data) {
                 kept.hash = blake3::hash(&data);

@@ -547,19 +547,23 @@ fn subprotocols(text: &str, secrets: &mut Secrets) -> String {
 }
 
 /// Scrubs every secret value from stored header values (an upstream echoing the
-/// `Authorization` it was sent in a header of its own).
-pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) {
+/// `Authorization` it was sent in a header of its own). Whether any value changed.
+pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) -> bool {
+    let mut changed = false;
     for (_, value) in headers.iter_mut() {
         if value.starts_with(crate::exchange::HEADER_BYTES) {
             // Bytes that are not UTF-8 are scrubbed as bytes, then marked again.
             let scrubbed = crate::exchange::header_bytes(value).and_then(|b| secrets.scrub(&b));
             if let Some(b) = scrubbed {
                 *value = crate::exchange::header_text(&b);
+                changed = true;
             }
         } else if let Cow::Owned(s) = secrets.scrub_str(value) {
             *value = s;
+            changed = true;
         }
     }
+    changed
 }
 
 /// Redacts a URL: userinfo (`http://user:pass@host/`) and secret query parameters

@@ -241,11 +241,7 @@ impl UrlParamScrub {
         let spaced = unspaced.len() < before.len();
         let unwrapped = strip_wrapping(unspaced);
         let wrapped = unwrapped.len() < unspaced.len();
-        let start = unwrapped
-            .iter()
-            .rposition(|&b| !in_name(b))
-            .map_or(0, |p| p + 1);
-        let (lead, mut name) = unwrapped.split_at(start);
+        let (lead, mut name) = split_name(unwrapped);
         if name.is_empty() {
             return None;
         }
@@ -309,12 +305,7 @@ impl UrlParamScrub {
     /// The name before prose's ` is ` that ends the bytes written, when it may hold a
     /// secret (`Your invite_token is …`).
     fn prose_name(&self) -> Option<String> {
-        let before = strip_wrapping(self.tail.strip_suffix(b" is ")?);
-        let start = before
-            .iter()
-            .rposition(|&b| !in_name(b))
-            .map_or(0, |p| p + 1);
-        let name = &before[start..];
+        let (_, name) = split_name(strip_wrapping(self.tail.strip_suffix(b" is ")?));
         ((PROSE_NAME_MIN..=NAME_MAX).contains(&name.len()) && self.fields.assignment_name(name))
             .then(|| String::from_utf8_lossy(name).into_owned())
     }
@@ -910,6 +901,13 @@ const PROSE_NAME_MIN: usize = 6;
 
 /// Prose's separator between a name and its value (`Your invite_token is …`).
 const IS_SEP: &[u8] = b" is ";
+
+/// `b` split before the name that ends it (the bytes [`in_name`] takes): what leads,
+/// and the name (empty when none does).
+fn split_name(b: &[u8]) -> (&[u8], &[u8]) {
+    let start = b.iter().rposition(|&c| !in_name(c)).map_or(0, |p| p + 1);
+    b.split_at(start)
+}
 
 /// `b` without the bytes `strip` tells that end it, at most [`AROUND`] of them (what
 /// the tail keeps must reach the name before them, however the stream is cut).
