@@ -1511,6 +1511,52 @@ async fn a_key_named_in_prose_never_reaches_disk() {
     assert_eq!((status, code), ((200, 200), 0), "{stderr}");
 }
 
+/// A token an answer revealed, sent back in a form too large to keep whole (2 MiB, stored
+/// in segments and keyed by its stored bytes), once quoted in a note before the field that
+/// names it. At replay the client was served `[REDACTED]` and percent-encodes it
+/// (`%5BREDACTED%5D`): the forms match their recordings, as a small form's would.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_served_redacted_and_sent_back_in_a_large_form_replays() {
+    let token = "Up7oadTok3n-Qz8Xw2Lm5Vt9Rb4Ns6";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let big = "x".repeat(2 << 20);
+    let send = |via: reqwest::Client| {
+        let (echo, upload, big) = (up.url("/echo"), up.url("/upload"), big.clone());
+        async move {
+            let r = via
+                .post(&echo)
+                .json(&serde_json::json!({"upload_token": token}))
+                .send()
+                .await
+                .unwrap();
+            let answer: Value = r.json().await.unwrap();
+            let t = answer["body"]["upload_token"].as_str().unwrap().to_string();
+            let mut answers = vec![t.clone()];
+            for notes in [big.clone(), format!("use {t} {big}")] {
+                let r = via
+                    .post(&upload)
+                    .form(&[("notes", notes.as_str()), ("upload_token", t.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
+                answers.push(format!("{} {}", r.status(), r.text().await.unwrap()));
+            }
+            answers
+        }
+    };
+    let d = record(&dirs, &up, "bigform", &[]);
+    let recorded = send(client(&d, &dirs)).await;
+    assert_eq!(recorded[0], token);
+    assert!(recorded[1].starts_with("200 "), "{recorded:?}");
+    assert_nowhere(&dirs, d, "bigform", &[token]);
+    let r = Daemon::start(&dirs, &["replay", "--session", "bigform"]);
+    let replayed = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(replayed[0], "[REDACTED]");
+    assert_eq!((&replayed[1..], code), (&recorded[1..], 0), "{stderr}");
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

@@ -3,6 +3,12 @@
 //! Names are compared after form-decoding (`client%5Fsecret`, `+` for space). A field
 //! whose name ends in `token` without saying more (`csrf_token`, `invite_token`) is held
 //! until its value ends, and redacted when the decoded value looks like a key.
+//!
+//! The redaction marker percent-encoded (`%5BREDACTED%5D`, what a client sends back for a
+//! value it was served redacted) is stored as the marker itself, wherever it stands:
+//! record stored the marker where the client had sent the value, so a replayed request
+//! and its recording read alike. A form kept whole is also keyed this way
+//! (`canonical::marker_unescaped`); one too large to keep is keyed by its stored bytes.
 
 use super::{Collected, FieldNames};
 use crate::credential::{key_like, MAX_KEY_LIKE};
@@ -23,7 +29,22 @@ pub struct FormFields {
     /// ([`FieldNames::maybe`]).
     maybe: bool,
     value: Vec<u8>,
+    /// The end of the last piece, when it could begin an encoded marker.
+    partial: Vec<u8>,
+    /// The piece with encoded markers replaced (reused).
+    unescaped: Vec<u8>,
     pub found: Collected,
+}
+
+/// The marker percent-encoded, as a form or URL encoder writes `[REDACTED]`.
+const ESCAPED_MARKER: &[u8] = b"%5BREDACTED%5D";
+
+/// Whether `b` may stand at `i` in [`ESCAPED_MARKER`] (the hex digits in either case).
+fn fits_marker(i: usize, b: u8) -> bool {
+    match i {
+        2 | 13 => b.eq_ignore_ascii_case(&ESCAPED_MARKER[i]),
+        _ => b == ESCAPED_MARKER[i],
+    }
 }
 
 impl FormFields {
@@ -36,11 +57,49 @@ impl FormFields {
             secret: false,
             maybe: false,
             value: Vec::new(),
+            partial: Vec::new(),
+            unescaped: Vec::new(),
             found: Collected::default(),
         }
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.partial.is_empty() && memchr::memchr(b'%', data).is_none() {
+            return self.read(data, out);
+        }
+        let mut text = std::mem::take(&mut self.unescaped);
+        text.clear();
+        let mut input = std::mem::take(&mut self.partial);
+        input.extend_from_slice(data);
+        let mut at = 0;
+        while let Some(p) = memchr::memchr(b'%', &input[at..]) {
+            let start = at + p;
+            let rest = &input[start..];
+            let fit = rest
+                .iter()
+                .take(ESCAPED_MARKER.len())
+                .enumerate()
+                .take_while(|&(i, &b)| fits_marker(i, b))
+                .count();
+            text.extend_from_slice(&input[at..start]);
+            if fit == ESCAPED_MARKER.len() {
+                text.extend_from_slice(REDACTED.as_bytes());
+                at = start + fit;
+            } else if fit == rest.len() {
+                // The piece ends inside what may be a marker: held for the next one.
+                self.partial.extend_from_slice(rest);
+                at = input.len();
+            } else {
+                text.push(b'%');
+                at = start + 1;
+            }
+        }
+        text.extend_from_slice(&input[at..]);
+        self.read(&text, out);
+        self.unescaped = text;
+    }
+
+    fn read(&mut self, data: &[u8], out: &mut Vec<u8>) {
         for &c in data {
             if !self.in_value {
                 out.push(c);
@@ -85,11 +144,8 @@ impl FormFields {
 
     /// How many bytes fed so far are held back (a value that may be a key).
     pub fn held(&self) -> usize {
-        if self.maybe {
-            self.value.len()
-        } else {
-            0
-        }
+        let value = if self.maybe { self.value.len() } else { 0 };
+        value + self.partial.len()
     }
 
     fn end_value(&mut self, out: &mut Vec<u8>) {
@@ -116,6 +172,8 @@ impl FormFields {
 
     /// Writes the value held back, if any, and gives the values redacted.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
+        let partial = std::mem::take(&mut self.partial);
+        self.read(&partial, out);
         if self.in_value {
             self.end_value(out);
         }
@@ -220,5 +278,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             format!("upload_token={long}")
         );
+    }
+
+    #[test]
+    fn an_encoded_marker_is_stored_as_the_marker_whatever_the_cuts() {
+        let input = b"notes=use+%5BREDACTED%5D+x%25&upload_token=%5bREDACTED%5d\
+                      &a=%5BRED&b=%5BREDACTED%5&c=%%5BREDACTED%5D&d=%5BREDAC";
+        for cut in 1..=input.len() {
+            let mut f = FormFields::new(FieldNames::new(&[]));
+            let mut out = Vec::new();
+            for piece in input.chunks(cut) {
+                f.feed(piece, &mut out);
+            }
+            assert!(f.finish(&mut out).into_values().is_empty());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "notes=use+[REDACTED]+x%25&upload_token=[REDACTED]\
+                 &a=%5BRED&b=%5BREDACTED%5&c=%[REDACTED]&d=%5BREDAC",
+                "cut {cut}"
+            );
+        }
     }
 }
