@@ -1557,6 +1557,62 @@ async fn a_token_served_redacted_and_sent_back_in_a_large_form_replays() {
     assert_eq!((&replayed[1..], code), (&recorded[1..], 0), "{stderr}");
 }
 
+/// A signed token longer than 512 bytes (a JWT with its claims runs to one or two KiB)
+/// under a name ending in `token`, handed out in an answer, then sent in a query, a form
+/// and JSON: on disk nowhere, and the run replays. A run of the same alphabet past 4 KiB
+/// is data, and stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_signed_token_never_reaches_disk_and_replays() {
+    let token: String = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.Sg9_Kx2-Pq7Lm4Rt8Zw3Ya",
+        "eyJzdWIiOiJ1XzEyMyIsInNjb3BlIjoidXBsb2FkIn0".repeat(24)
+    );
+    assert!(token.len() > 1000);
+    let data = "QmFzZTY0RGF0YQ".repeat(400);
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let (echo, token, data) = (up.url("/echo"), token.clone(), data.clone());
+        async move {
+            let r = via
+                .post(&echo)
+                .json(&serde_json::json!({"invite_token": token, "thumb_token": data}))
+                .send()
+                .await
+                .unwrap();
+            let answer: Value = r.json().await.unwrap();
+            let t = answer["body"]["invite_token"].as_str().unwrap().to_string();
+            let thumb = answer["body"]["thumb_token"].as_str().unwrap().to_string();
+            let r = via
+                .post(format!("{echo}?invite_token={t}"))
+                .form(&[("invite_token", t.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (t, thumb == data, r.status().as_u16())
+        }
+    };
+    let d = record(&dirs, &up, "long-token", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, (token.clone(), true, 200));
+    let events = assert_nowhere(&dirs, d, "long-token", &[&token]);
+    assert_eq!(
+        events[0]["response"]["body"]["json"]["body"]["invite_token"],
+        "[REDACTED]"
+    );
+    assert_eq!(
+        events[0]["response"]["body"]["json"]["body"]["thumb_token"],
+        data.as_str()
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "long-token"]);
+    let replayed = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!(
+        (replayed, code),
+        (("[REDACTED]".into(), true, 200), 0),
+        "{stderr}"
+    );
+}
+
 /// Records one `POST /echo` as `session` and exports it to a tape in a directory of its
 /// own, outside the scratch directory the secret searches read.
 async fn echo_tape(

@@ -385,10 +385,12 @@ const CURSOR_WORDS: &[&[u8]] = &[
     b"marker",
 ];
 
-/// The longest value [`key_like`] takes for a key.
-pub const MAX_KEY_LIKE: usize = 512;
+/// The longest value [`key_like`] takes for a key: a signed token (a JWT with its claims,
+/// an STS session token) runs to one or two KiB; a longer run of a token's alphabet is
+/// data (an image in base64), not a key.
+pub const MAX_KEY_LIKE: usize = 4096;
 
-/// Whether a value looks like a key of its own: 16 to 512 bytes of a token's alphabet
+/// Whether a value looks like a key of its own: 16 to 4096 bytes of a token's alphabet
 /// (letters, digits, `-`, `_`, `.`, `~`, `+`, `=`; no `/`, space, quote or escape, so
 /// the value reads the same in JSON as written and as meant) with three kinds of
 /// characters among lower case, upper case, digits and the others; or 32 to 128 hex
@@ -419,7 +421,7 @@ pub fn key_like(value: &[u8]) -> bool {
         && kinds_of(value) >= 3
 }
 
-/// Standard base64 of random bytes as a token is written: 20 to 512 bytes, a multiple
+/// Standard base64 of random bytes as a token is written: 20 to 4096 bytes, a multiple
 /// of four, letters, digits, `+` and `/` with one or two `=` of padding at the end, and
 /// lower case, upper case and digits all present. A path has no padding (`a/b/C1-D2`,
 /// `Users/Ada/Report2024`), so it is not one.
@@ -447,7 +449,7 @@ fn in_base64(value: &[u8]) -> bool {
 }
 
 /// Standard base64 of random bytes written without padding (24 or 48 bytes: 32 or 64
-/// characters): 24 to 512 bytes, a multiple of four, letters, digits, `+` and `/`, three
+/// characters): 24 to 4096 bytes, a multiple of four, letters, digits, `+` and `/`, three
 /// kinds of characters ([`kinds_of`]: `+` and `/` count as one), and random: between neighbours inside a
 /// segment (between `/`s), the kind of character changes at least two times in five
 /// (about 64 % in random base64; a path's words and names, `src/main/java/App1Go`, 25 %).

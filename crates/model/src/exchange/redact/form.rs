@@ -267,8 +267,17 @@ mod tests {
                 "a possible key is held while it is read"
             );
         }
-        // A value past the longest key is written as it came, piece by piece.
-        let long = "Ab1".repeat(600);
+        // A signed token of 1,800 bytes is a key; a value past the longest key is
+        // written as it came, piece by piece.
+        let mut f = FormFields::new(FieldNames::new(&[]));
+        let mut out = Vec::new();
+        f.feed(
+            format!("upload_token={}&x=1", "Ab1".repeat(600)).as_bytes(),
+            &mut out,
+        );
+        assert!(!f.finish(&mut out).into_values().is_empty());
+        assert_eq!(out, b"upload_token=[REDACTED]&x=1");
+        let long = "Ab1".repeat(4200);
         let mut f = FormFields::new(FieldNames::new(&[]));
         let mut out = Vec::new();
         f.feed(format!("upload_token={long}").as_bytes(), &mut out);

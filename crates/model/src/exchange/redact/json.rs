@@ -1004,7 +1004,7 @@ mod tests {
 
     #[test]
     fn a_token_named_field_is_a_secret_when_its_value_looks_like_a_key() {
-        let long = format!("Ab1-{}", "x".repeat(600));
+        let long = format!("Ab1-{}", "x".repeat(4200));
         let body = serde_json::to_string(&serde_json::json!({
             "invite_token": "Inv9Kx2Pq7Lm4Rt8Zw3Y",
             "eos_token": "</s>",
@@ -1079,7 +1079,7 @@ mod tests {
     #[test]
     fn a_token_named_field_in_json_inside_a_string_is_a_secret_when_it_looks_like_a_key() {
         // An MCP tool's text result and a model's tool-call arguments: JSON in a string.
-        let long = format!("Ab1-{}", "x".repeat(600));
+        let long = format!("Ab1-{}", "x".repeat(4200));
         let inner = serde_json::json!({
             "invite_token": "Inv9Kx2Pq7Lm4Rt8Zw3Y",
             "eos_token": "</s>",

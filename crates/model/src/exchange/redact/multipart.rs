@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn a_token_named_part_is_a_secret_when_it_looks_like_a_key() {
         let key = "Zx9_Qw3-Rt7Yu1Io5Pa8Sd2Fg6Hj4Kl0";
-        let long = "Ab1".repeat(300);
+        let long = "Ab1".repeat(1400);
         let body = format!(
             "--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{key}\r\n\
              --XyZ\r\nContent-Disposition: form-data; name=\"eos_token\"\r\n\r\n</s>\r\n\

@@ -105,12 +105,21 @@ impl XmlFields {
             if !self.in_tag {
                 // Text, up to the next tag.
                 let end = memchr::memchr(b'<', &data[i..]).map_or(data.len(), |k| i + k);
+                let mut stop = end;
                 if self.secret.is_some() {
-                    self.keep_value(&data[i..end]);
+                    if self.pending && self.maybe {
+                        // No further than past the longest key: the check above then
+                        // writes it as it came, however the body was cut.
+                        stop = end.min(i + (MAYBE_CAP + 1).saturating_sub(self.value.len()));
+                    }
+                    self.keep_value(&data[i..stop]);
                 } else {
                     out.extend_from_slice(&data[i..end]);
                 }
-                i = end;
+                i = stop;
+                if stop < end {
+                    continue;
+                }
                 if i < data.len() {
                     self.open_tag();
                     i += 1;
