@@ -1559,7 +1559,7 @@ async fn a_token_served_redacted_and_sent_back_in_a_large_form_replays() {
 
 /// A signed token longer than 512 bytes (a JWT with its claims runs to one or two KiB)
 /// under a name ending in `token`, handed out in an answer, then sent in a query, a form
-/// and JSON: on disk nowhere, and the run replays. A run of the same alphabet past 4 KiB
+/// and a URL path: on disk nowhere, and the run replays. A run of the same alphabet past 4 KiB
 /// is data, and stays.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_signed_token_never_reaches_disk_and_replays() {
@@ -1572,7 +1572,8 @@ async fn a_long_signed_token_never_reaches_disk_and_replays() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let send = |via: reqwest::Client| {
-        let (echo, token, data) = (up.url("/echo"), token.clone(), data.clone());
+        let (echo, status) = (up.url("/echo"), up.url("/status/"));
+        let (token, data) = (token.clone(), data.clone());
         async move {
             let r = via
                 .post(&echo)
@@ -1589,11 +1590,21 @@ async fn a_long_signed_token_never_reaches_disk_and_replays() {
                 .send()
                 .await
                 .unwrap();
-            (t, thumb == data, r.status().as_u16())
+            // And under no name, in a path: found by what the session remembers.
+            let path = via.get(format!("{status}{t}")).send().await.unwrap();
+            (
+                t,
+                thumb == data,
+                r.status().as_u16(),
+                path.status().as_u16(),
+            )
         }
     };
     let d = record(&dirs, &up, "long-token", &[]);
-    assert_eq!(send(client(&d, &dirs)).await, (token.clone(), true, 200));
+    assert_eq!(
+        send(client(&d, &dirs)).await,
+        (token.clone(), true, 200, 400)
+    );
     let events = assert_nowhere(&dirs, d, "long-token", &[&token]);
     assert_eq!(
         events[0]["response"]["body"]["json"]["body"]["invite_token"],
@@ -1608,7 +1619,7 @@ async fn a_long_signed_token_never_reaches_disk_and_replays() {
     let (code, stderr) = r.stop();
     assert_eq!(
         (replayed, code),
-        (("[REDACTED]".into(), true, 200), 0),
+        (("[REDACTED]".into(), true, 200, 400), 0),
         "{stderr}"
     );
 }

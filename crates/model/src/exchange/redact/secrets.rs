@@ -284,12 +284,15 @@ const URL_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~');
 
 /// How many values each list keeps (the most recently seen; JSON-escaped forms count
-/// apart), how long one may be, and how many bytes all of a list's may take: an
-/// exchange's set stays small enough for its matcher to be kept per thread
+/// apart), how long one may be (a key's longest: a signed token runs to one or two
+/// KiB), and how many bytes all of a list's may take, a value over [`LONG_WEIGHS`]
+/// counted as that many (two signed tokens take half, and do not push the short values
+/// out): an exchange's set stays small enough for its matcher to be kept per thread
 /// ([`KEPT_UP_TO`]).
 const REMEMBERED: usize = 64;
-const REMEMBERED_LEN: usize = 512;
-const REMEMBERED_BYTES: usize = KEPT_UP_TO / 4;
+const REMEMBERED_LEN: usize = crate::credential::MAX_KEY_LIKE;
+const REMEMBERED_BYTES: usize = 1 << 10;
+const LONG_WEIGHS: usize = 256;
 /// Cookie values shorter than this are not remembered ([`Secrets::push_cookie`]).
 const MIN_REMEMBERED_COOKIE: usize = 16;
 
@@ -395,10 +398,11 @@ fn remember(list: &mut Vec<Vec<u8>>, added: &std::sync::atomic::AtomicU64, v: &[
 
 /// Forgets the least recently seen values past [`REMEMBERED`] or [`REMEMBERED_BYTES`].
 fn forget_past_limits(list: &mut Vec<Vec<u8>>) {
-    let mut bytes: usize = list.iter().map(Vec::len).sum();
+    let weight = |v: &Vec<u8>| v.len().min(LONG_WEIGHS);
+    let mut bytes: usize = list.iter().map(weight).sum();
     let mut forget = 0;
     while list.len() - forget > REMEMBERED || bytes > REMEMBERED_BYTES {
-        bytes -= list[forget].len();
+        bytes -= weight(&list[forget]);
         forget += 1;
     }
     list.drain(..forget);
@@ -603,8 +607,9 @@ impl Matcher {
 const MATCHERS_KEPT: usize = 8;
 /// Sets of values longer than this in all are not kept: keys and cookies are far shorter,
 /// and a client sending many long values would otherwise leave large automata behind on
-/// every thread.
-const KEPT_UP_TO: usize = 4 << 10;
+/// every thread. A session's memory with a signed token or two in each list (1 KiB a
+/// list as counted, [`LONG_WEIGHS`]) and an exchange's own values fits.
+const KEPT_UP_TO: usize = 24 << 10;
 
 thread_local! {
     /// The matchers built for the last sets of values, most recent first, each beside its
@@ -838,10 +843,36 @@ mod tests {
             .is_some());
         // Not a value that does not look like a key: the agent may use the word too.
         assert!(next.scrub(b"a postgres migration").is_none());
-        let bytes = |list: &[Vec<u8>]| list.iter().map(Vec::len).sum::<usize>();
+        let bytes = |list: &[Vec<u8>]| list.iter().map(|v| v.len().min(LONG_WEIGHS)).sum::<usize>();
         let lists = session.lists.lock().unwrap();
         assert!(bytes(&lists.answered) <= REMEMBERED_BYTES);
         assert!(lists.answered.iter().all(|v| v.len() <= REMEMBERED_LEN));
+    }
+
+    /// A signed token of a KiB or two is remembered, and does not push out the short
+    /// values remembered before it; one past the longest key is not remembered.
+    #[test]
+    fn a_long_token_is_remembered_beside_the_short_values() {
+        let session = Remembered::default();
+        let mut s = session.secrets();
+        let short: Vec<String> = (0..8).map(|i| format!("Sh0rt-Key-{i}-Qz8Xw2Lm")).collect();
+        s.extend(short.clone());
+        session.learn_request(&s);
+        let long = |c: &str, n: usize| format!("eyJ{}.Sg9_Kx2-Pq7", c.repeat(n));
+        let (a, b, past) = (long("Ab1", 500), long("Cd2", 600), long("Ef3", 1400));
+        let mut s = session.secrets();
+        s.extend([a.clone(), b.clone(), past.clone()]);
+        session.learn_request(&s);
+        let next = session.secrets();
+        for v in short.iter().chain([&a, &b]) {
+            assert_eq!(
+                next.scrub_str(&format!("<{v}>")),
+                "<[REDACTED]>",
+                "{}",
+                &v[..20]
+            );
+        }
+        assert!(next.scrub(past.as_bytes()).is_none());
     }
 
     /// A `set-cookie` line's attributes are not secrets: `Domain=127.0.0.1` replaced in
@@ -1129,7 +1160,7 @@ mod tests {
         // A set longer than KEPT_UP_TO in all scrubs as well and is not kept.
         let before: Vec<Vec<Vec<u8>>> =
             MATCHERS.with(|m| m.borrow().iter().map(|(k, _)| k.clone()).collect());
-        let long: Vec<String> = (0..3).map(|i| format!("{i}{}", "x".repeat(2000))).collect();
+        let long: Vec<String> = (0..3).map(|i| format!("{i}{}", "x".repeat(9000))).collect();
         let s = secrets(&long.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(s.scrub_str(&format!("a {} b", long[1])), "a [REDACTED] b");
         let after: Vec<Vec<Vec<u8>>> =
