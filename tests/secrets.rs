@@ -1030,6 +1030,65 @@ enum Race {
 const RACE_TOKEN: &str = "q7Wm2Xp9Lk4Rt8Vn3Bc6";
 
 /// Makes `calls` in order through daemon `d`; the answers' bodies.
+/// The same race with the value in a large body: a model call whose 200 KB context
+/// quotes the token under no name, still being answered when a concurrent tool call
+/// names it. The body, kept whole (a JSON body to 16 MiB, any other to 1 MiB) and stored
+/// with its event, is scrubbed of it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_large_body_still_running() {
+    const TOKEN: &str = "UpLd-7f3Kq9ZxW2mNvB8rT4yH6jP";
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let filler = "The deploy log goes on. ".repeat(8_000);
+    let run = |via: reqwest::Client| {
+        let (slow, echo) = (up.url("/slow?ms=600"), up.url("/echo"));
+        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "tool",
+            "tool_call_id": "c1", "content": format!("{filler}\nref {TOKEN}\n")}]});
+        async move {
+            let first = {
+                let via = via.clone();
+                tokio::spawn(async move {
+                    let r = via.post(slow).json(&chat).send().await.unwrap();
+                    r.status().as_u16()
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let named = via
+                .post(echo)
+                .json(&serde_json::json!({"upload_token": TOKEN}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (first.await.unwrap(), named)
+        }
+    };
+    let d = record(&dirs, &up, "late-large", &[]);
+    assert_eq!(run(client(&d, &dirs)).await, (200, 200));
+    let events = assert_nowhere(&dirs, d, "late-large", &[TOKEN]);
+    let chat = events
+        .iter()
+        .find(|e| {
+            e["request"]["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/slow"))
+        })
+        .expect("the model call is stored");
+    let content = chat["request"]["body"]["json"]["messages"][0]["content"]
+        .as_str()
+        .expect("the 200 KB context, stored whole");
+    assert!(
+        content.len() > 150_000 && content.ends_with("\nref [REDACTED]\n"),
+        "{}",
+        &content[content.len().saturating_sub(40)..]
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "late-large"]);
+    let statuses = run(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((statuses, code), ((200, 200), 0), "{stderr}");
+}
+
 async fn race(d: &Daemon, dirs: &Dirs, up: &Upstream, calls: &[Race]) -> Vec<String> {
     let via = client(d, dirs);
     let mut answers = Vec::new();

@@ -14,7 +14,7 @@
 //! - `GET /json` ~1 KB JSON; `POST /echo` echoes method, path, query, body and a few
 //!   headers (never authorization/cookie); `GET /sse?n=5&gap_ms=100` a real event stream;
 //!   `GET /big?bytes=N` / `GET /big-chunked?bytes=N` streamed pattern bytes;
-//!   `POST /upload` byte count + checksum; `GET /slow?ms=N`; `GET /status/{code}`;
+//!   `POST /upload` byte count + checksum; `GET`/`POST /slow?ms=N` (answers after N ms, with the request body's length); `GET /status/{code}`;
 //!   `GET /close` drops the connection; `GET /reset-mid` breaks off mid-body;
 //!   `GET /gzip`; `GET /big-gzip?bytes=N` the `/big` pattern gzip-encoded;
 //!   `GET /weather?city=Paris`; `GET /empty?status=200` (zero bytes,
@@ -789,10 +789,14 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
         (&Method::GET, "/big") => big(q, true),
         (&Method::GET, "/big-chunked") => big(q, false),
         (&Method::POST, "/upload") => upload(req).await?,
-        (&Method::GET, "/slow") => {
+        (&Method::GET | &Method::POST, "/slow") => {
             let ms = query_num(q, "ms", 2000);
+            let bytes = read_body(req).await?.len();
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            json_response(StatusCode::OK, &json!({"slow": true, "ms": ms}))
+            json_response(
+                StatusCode::OK,
+                &json!({"slow": true, "ms": ms, "bytes": bytes}),
+            )
         }
         (&Method::GET, p) if p.starts_with("/status/") => status(&p["/status/".len()..]),
         // A service error makes hyper drop an HTTP/1 connection without answering
