@@ -1052,15 +1052,7 @@ async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_large_body_still_r
                     r.status().as_u16()
                 })
             };
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let named = via
-                .post(echo)
-                .json(&serde_json::json!({"upload_token": TOKEN}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
+            let named = name_after_200_ms(&via, &echo, TOKEN).await;
             (first.await.unwrap(), named)
         }
     };
@@ -1087,6 +1079,19 @@ async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_large_body_still_r
     let statuses = run(client(&r, &dirs)).await;
     let (code, stderr) = r.stop();
     assert_eq!((statuses, code), ((200, 200), 0), "{stderr}");
+}
+
+/// The call that names `token` (`{"upload_token": …}`), 200 ms after a concurrent call
+/// that carries it under no name began.
+async fn name_after_200_ms(via: &reqwest::Client, echo: &str, token: &str) -> u16 {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = via
+        .post(echo)
+        .json(&serde_json::json!({"upload_token": token}))
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
 }
 
 async fn race(d: &Daemon, dirs: &Dirs, up: &Upstream, calls: &[Race]) -> Vec<String> {
@@ -1194,15 +1199,7 @@ async fn a_value_a_concurrent_call_reveals_is_scrubbed_from_a_call_still_running
                         async move { via.get(slow).send().await.unwrap().status().as_u16() },
                     )
                 };
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let named = via
-                    .post(echo.clone())
-                    .json(&serde_json::json!({"upload_token": TOKEN}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16();
+                let named = name_after_200_ms(&via, &echo, TOKEN).await;
                 statuses.push((first.await.unwrap(), named));
             }
             statuses

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use base64::Engine;
 
 use crate::rules::REDACTED;
@@ -559,10 +559,14 @@ impl Matcher {
             .builder()
             .extend(values)
             .build();
+        // Past a few KiB of values (signed tokens among them) a DFA would take megabytes
+        // and is kept per thread: the contiguous NFA takes a few bytes a state.
+        let large = values.iter().map(|v| v.len()).sum::<usize>() > DFA_UP_TO;
         match packed {
             Some(p) => Some(Matcher::Packed(Arc::new(p))),
             None => AhoCorasickBuilder::new()
                 .match_kind(MatchKind::LeftmostLongest)
+                .kind(large.then_some(AhoCorasickKind::ContiguousNFA))
                 .build(values)
                 .ok()
                 .map(Matcher::Automaton),
@@ -602,6 +606,9 @@ impl Matcher {
         out.extend_from_slice(&h[done..]);
     }
 }
+
+/// Sets of values up to this long in all may be searched by a DFA ([`Matcher::build`]).
+const DFA_UP_TO: usize = 4 << 10;
 
 /// How many matchers each thread keeps for the sets of values it saw last.
 const MATCHERS_KEPT: usize = 8;
@@ -1166,5 +1173,29 @@ mod tests {
         let after: Vec<Vec<Vec<u8>>> =
             MATCHERS.with(|m| m.borrow().iter().map(|(k, _)| k.clone()).collect());
         assert_eq!(before, after);
+    }
+
+    /// Many values, a few KiB in all (a session's memory with signed tokens): searched
+    /// by the contiguous NFA, not a DFA of megabytes, and found all the same.
+    #[test]
+    fn many_long_values_are_searched_without_a_dfa() {
+        let values: Vec<String> = (0..80)
+            .map(|i| format!("{i:03}-{}", "Qz8".repeat(40)))
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        match Matcher::build(&refs) {
+            Some(Matcher::Automaton(ac)) => assert_eq!(ac.kind(), AhoCorasickKind::ContiguousNFA),
+            other => panic!("{other:?}"),
+        }
+        let few: Vec<&[u8]> = refs[..80].iter().map(|v| &v[..20]).collect();
+        match Matcher::build(&few) {
+            Some(Matcher::Automaton(ac)) => assert_eq!(ac.kind(), AhoCorasickKind::DFA),
+            other => panic!("{other:?}"),
+        }
+        let s = secrets(&values.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            s.scrub_str(&format!("a {} b", values[41])),
+            "a [REDACTED] b"
+        );
     }
 }
