@@ -1606,18 +1606,21 @@ fn upload_form(model: &str, audio: &[u8]) -> reqwest::multipart::Form {
 
 /// The same uploads replay although every request draws a new multipart boundary; a
 /// changed file is still a miss. The large one (2 MiB) is kept whole to be matched by its
-/// parts, too.
+/// parts, too, and the one past what is kept whole (20 MiB, stored in segments) is
+/// matched by its parts read as it streams (by its bytes, boundary included, before the
+/// twenty-seventh session: a miss at every replay).
 #[tokio::test(flavor = "multi_thread")]
 async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let small: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
     let large: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let huge: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
     let d = record(&dirs, &up, "forms");
     let url = up.url("/upload");
     let c = client(&d, &dirs);
     let mut recorded = Vec::new();
-    for audio in [&small, &large] {
+    for audio in [&small, &large, &huge] {
         let r = c
             .post(&url)
             .multipart(upload_form("whisper-1", audio))
@@ -1631,35 +1634,47 @@ async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
     assert_eq!(code, 0, "{err}");
     up.stop();
 
-    let r = replay(&dirs, "forms", &[]);
-    let c = client(&r, &dirs);
-    for (audio, want) in [&small, &large].into_iter().zip(&recorded) {
+    // From the store, then from a tape (its events keyed again as they are read; the
+    // 20 MiB body, a file beside the tape, read a part at a time for its parts).
+    let tape = dirs.path("forms.jsonl");
+    let (code, _, err) = dirs.run(&["export", "forms", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for source in [["--session", "forms"], ["--tape", tape.to_str().unwrap()]] {
+        let r = Daemon::start(&dirs, &["replay", source[0], source[1]]);
+        let c = client(&r, &dirs);
+        for (audio, want) in [&small, &large, &huge].into_iter().zip(&recorded) {
+            let resp = c
+                .post(&url)
+                .multipart(upload_form("whisper-1", audio))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.headers().get("x-tapedeck-miss").is_none(), "{resp:?}");
+            assert_eq!(resp.status(), 200);
+            assert_eq!(&resp.text().await.unwrap(), want);
+        }
+        let (_, err) = r.stop();
+        assert!(
+            err.contains("served 3/3 events, 0 misses"),
+            "{source:?}: {err}"
+        );
+    }
+
+    // Another file in the same form is another request, small or past the limit.
+    for file in [&small, &huge] {
+        let r = replay(&dirs, "forms", &[]);
+        let c = client(&r, &dirs);
+        let mut changed = file.clone();
+        changed[100] ^= 1;
         let resp = c
             .post(&url)
-            .multipart(upload_form("whisper-1", audio))
+            .multipart(upload_form("whisper-1", &changed))
             .send()
             .await
             .unwrap();
-        assert!(resp.headers().get("x-tapedeck-miss").is_none(), "{resp:?}");
-        assert_eq!(resp.status(), 200);
-        assert_eq!(&resp.text().await.unwrap(), want);
+        assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+        r.stop();
     }
-    let (_, err) = r.stop();
-    assert!(err.contains("served 2/2 events, 0 misses"), "{err}");
-
-    // Another file in the same form is another request.
-    let r = replay(&dirs, "forms", &[]);
-    let c = client(&r, &dirs);
-    let mut changed = small.clone();
-    changed[100] ^= 1;
-    let resp = c
-        .post(&url)
-        .multipart(upload_form("whisper-1", &changed))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
-    r.stop();
 }
 
 /// A form field that differs on every run (a timestamp the client stamps its upload

@@ -13,6 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tapedeck_fuzz::{fields, text};
+use tapedeck_model::exchange::canonical::{multipart_body_parts, MultipartDigest};
 use tapedeck_model::exchange::redact::{BodyScrubber, FieldNames, Secrets};
 use tapedeck_model::rules::{RuleArgs, Rules};
 
@@ -77,4 +78,19 @@ fuzz_target!(|data: &[u8]| {
     a.sort();
     b.sort();
     assert_eq!(a, b, "cut at {cuts:?}, the collected secret values differ");
+
+    // A multipart body past what is kept whole is keyed by its parts read as it streams
+    // (record's segments, replay's reader): the parts the whole body has, at any cut.
+    if let Some(mut d) = ct.and_then(|t| MultipartDigest::new(Some(t), &rules)) {
+        let mut rest = body;
+        for &c in cuts {
+            let n = (c as usize).min(rest.len());
+            let (piece, tail) = rest.split_at(n);
+            d.feed(piece);
+            rest = tail;
+        }
+        d.feed(rest);
+        let whole = ct.and_then(|t| multipart_body_parts(body, t, &rules));
+        assert_eq!(d.finish(), whole, "cut at {cuts:?}, the parts differ");
+    }
 });

@@ -384,7 +384,21 @@ fn rekey_if_edited(
             .body_bytes(&b.b3)?
             .ok_or_else(|| StoreError::MissingBody(b.b3.clone()))
     };
-    let (kind, key) = identify_request(ev, rules, body)?;
+    // A large body (imported already, in segments or whole) a piece at a time.
+    let pieces = |b: &BodyRef, f: &mut dyn FnMut(&[u8])| -> Result<(), StoreError> {
+        let missing = |h: &str| StoreError::MissingBody(h.to_string());
+        match store.body_segments(&b.b3)? {
+            Some(segments) => segments.iter().try_for_each(|h| {
+                f(&store.get_body(h)?.ok_or_else(|| missing(h))?);
+                Ok(())
+            }),
+            None => {
+                f(&store.body_bytes(&b.b3)?.ok_or_else(|| missing(&b.b3))?);
+                Ok(())
+            }
+        }
+    };
+    let (kind, key) = identify_request(ev, rules, body, pieces)?;
     if key != ev.key {
         tracing::debug!("step {}: its request was edited; keyed again", ev.step);
         ev.key = key;

@@ -98,6 +98,9 @@ pub struct Captured {
     pub found: Collected,
     /// Set when the body was cut at `--max-body`: the stored body is its first part.
     pub too_large: Option<MaxBody>,
+    /// A multipart body stored in segments: its parts, as matching reads them (see
+    /// [`Capture::read_parts`]).
+    pub parts: Option<Vec<tapedeck_model::exchange::canonical::CanonicalPart>>,
     /// Set when the body's coding broke after part of it decoded (see
     /// [`BodyReader::broke`]): whether the coded stream had ended first, and the wire
     /// bytes that broke it, not yet scrubbed.
@@ -154,6 +157,12 @@ impl Capture {
 
     /// The body's `Content-Length`, when it has one: room is made for it (see
     /// [`BodyWriter::expect`]).
+    /// Reads a multipart body's parts while it is stored, should it go past what is kept
+    /// whole (a request matched by them: [`Captured::parts`]).
+    pub fn read_parts(&mut self, digest: tapedeck_model::exchange::canonical::MultipartDigest) {
+        self.reader.sink().writer.read_parts(digest);
+    }
+
     pub fn expect(&mut self, content_length: Option<&str>) {
         if let Some(len) = content_length.and_then(|v| v.trim().parse().ok()) {
             self.reader.sink().writer.expect(len);
@@ -250,7 +259,8 @@ impl Capture {
         }
         self.note_store_error();
         let sink = self.reader.sink();
-        let writer = std::mem::replace(&mut sink.writer, BodyWriter::new(0));
+        let mut writer = std::mem::replace(&mut sink.writer, BodyWriter::new(0));
+        let parts = writer.take_parts();
         let body = match writer.finish(sink.store.as_ref()) {
             Ok(b) => b,
             Err(e) => {
@@ -267,6 +277,7 @@ impl Capture {
             too_large,
             broke,
             members,
+            parts,
         }
     }
 }

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
 use tapedeck_model::credential::NameKind;
-use tapedeck_model::exchange::canonical::{identify, KeyBody};
+use tapedeck_model::exchange::canonical::{identify, CanonicalPart, KeyBody, MultipartDigest};
 use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
@@ -336,6 +336,9 @@ impl Recorder {
         .about(format!("the request body to {url}"));
         req_capture.defer_writes();
         req_capture.expect(header(&req_headers, "content-length"));
+        if let Some(digest) = MultipartDigest::new(req_ct.as_deref(), &self.rules) {
+            req_capture.read_parts(digest);
+        }
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
             capture: Some(Box::new(req_capture)),
@@ -356,6 +359,7 @@ impl Recorder {
             secrets,
             known,
             req_stored: None,
+            req_parts: None,
             tee: tee.clone(),
             head: None,
             resp_capture: None,
@@ -784,6 +788,8 @@ struct Pending {
     known: u64,
     /// The request body once settled, with its bytes when kept whole.
     req_stored: Option<(BodyRef, Option<Kept>, Option<MaxBody>)>,
+    /// A multipart request body stored in segments: its parts (its key's body).
+    req_parts: Option<Vec<CanonicalPart>>,
     tee: Arc<Mutex<RequestTee>>,
     head: Option<Head>,
     /// Boxed, as the request's is: an exchange's futures hold and move a `Pending`.
@@ -866,7 +872,8 @@ impl Pending {
         let ct = self.req_ct.clone();
         self.req_stored = Some(match captured {
             Some(c) => {
-                let c = c.finish();
+                let mut c = c.finish();
+                self.req_parts = c.parts.take();
                 let over = c.too_large;
                 let (r, bytes, _) = self.store_body(c, ct.as_deref(), false);
                 (r, bytes, over)
@@ -898,7 +905,7 @@ impl Pending {
         }
         let body = match kept {
             Some(k) => Ok(k.data.clone()),
-            None => Err(body_ref.b3.clone()),
+            None => Err((body_ref.b3.clone(), self.req_parts.clone())),
         };
         let slot = Arc::new(OnceLock::new());
         self.key = Some(slot.clone());
@@ -909,11 +916,12 @@ impl Pending {
         );
         let rules = self.recorder.rules.clone();
         drop(self.recorder.writer.run(move || {
-            let body = match &body {
-                Ok(data) => KeyBody::Whole(data),
-                Err(b3) => KeyBody::Large(b3),
-            };
-            let _ = slot.set(identify(&method, &url, &headers, body, &rules));
+            let key = |body| identify(&method, &url, &headers, body, &rules);
+            let _ = slot.set(match body {
+                Ok(data) => key(KeyBody::Whole(&data)),
+                Err((_, Some(parts))) => key(KeyBody::Parts(parts)),
+                Err((b3, None)) => key(KeyBody::Large(&b3)),
+            });
         }));
     }
 
@@ -1028,14 +1036,16 @@ impl Pending {
         if self.scrub_late(&mut req_body, &mut req_bytes) {
             queued = None;
         }
+        let parts = self.req_parts.take();
         let (kind, key) = queued.unwrap_or_else(|| {
             identify(
                 &self.method,
                 &self.url,
                 &self.req_headers,
-                match &req_bytes {
-                    Some(b) => KeyBody::Whole(&b.data),
-                    None => KeyBody::Large(&req_body.b3),
+                match (&req_bytes, parts) {
+                    (Some(b), _) => KeyBody::Whole(&b.data),
+                    (None, Some(parts)) => KeyBody::Parts(parts),
+                    (None, None) => KeyBody::Large(&req_body.b3),
                 },
                 &rules,
             )

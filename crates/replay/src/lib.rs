@@ -36,7 +36,7 @@ use hyper::{Request, Response, StatusCode};
 use index::{Reorders, TraceIndex};
 use request::ReadBody;
 use tapedeck_model::credential::NameKind;
-use tapedeck_model::exchange::canonical::{identify, KeyBody, UrlParts};
+use tapedeck_model::exchange::canonical::{identify, KeyBody, MultipartDigest, UrlParts};
 use tapedeck_model::exchange::encoding::{self, Coding};
 use tapedeck_model::exchange::inject::Injection;
 use tapedeck_model::exchange::limit::MaxBody;
@@ -726,6 +726,7 @@ impl Replayer {
             keep_limit(ct.as_deref()),
             self.max_body,
             scrubber,
+            MultipartDigest::new(ct.as_deref(), &self.rules),
             self.raw_limit(ct.as_deref()),
         )
         .await
@@ -752,6 +753,9 @@ impl Replayer {
         self.remembered.learn_request(&secrets);
         let key_body = match &body {
             ReadBody::Whole(b) => KeyBody::Whole(b),
+            ReadBody::Large {
+                parts: Some(parts), ..
+            } => KeyBody::Parts(parts.clone()),
             ReadBody::Large { b3, .. } => KeyBody::Large(b3),
         };
         let (kind, key) = identify(&method, &url, &headers, key_body, &self.rules);
@@ -1180,7 +1184,7 @@ impl Asked {
     fn received(&self) -> miss::Received<'_> {
         let body = match &self.body {
             ReadBody::Whole(b) => miss::BodyView::Bytes(b),
-            ReadBody::Large { b3, len } => miss::BodyView::Large { b3, len: *len },
+            ReadBody::Large { b3, len, .. } => miss::BodyView::Large { b3, len: *len },
         };
         miss::Received {
             method: &self.method,

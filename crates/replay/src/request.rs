@@ -11,6 +11,7 @@
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use tapedeck_model::exchange::canonical::{CanonicalPart, MultipartDigest};
 use tapedeck_model::exchange::encoding::Coding;
 use tapedeck_model::exchange::limit::{BodyFault, BodyReader, MaxBody, Sink};
 use tapedeck_model::exchange::redact::{BodyScrubber, Collected};
@@ -20,8 +21,13 @@ pub enum ReadBody {
     /// Decoded and streamed through the scrubber (not yet [`tapedeck_model::exchange::redact::finish_whole`]);
     /// at most the keep-whole limit.
     Whole(Vec<u8>),
-    /// Over the keep-whole limit: only its length and the blake3 of its scrubbed bytes.
-    Large { b3: String, len: u64 },
+    /// Over the keep-whole limit: only its length and the blake3 of its scrubbed bytes,
+    /// and a multipart body's parts (see `MultipartDigest`).
+    Large {
+        b3: String,
+        len: u64,
+        parts: Option<Vec<CanonicalPart>>,
+    },
 }
 
 pub struct RequestBody {
@@ -42,6 +48,8 @@ struct KeySink {
     whole: Vec<u8>,
     /// Boxed (1.9 KB, for bodies past `keep` only): the request's future holds the sink.
     hasher: Option<Box<blake3::Hasher>>,
+    /// A multipart body's parts, read once it is past `keep`.
+    parts: Option<Box<MultipartDigest>>,
     len: u64,
 }
 
@@ -66,11 +74,18 @@ impl KeySink {
                 return;
             }
             let mut h = Box::new(blake3::Hasher::new());
-            h.update(&std::mem::take(&mut self.whole));
+            let whole = std::mem::take(&mut self.whole);
+            h.update(&whole);
+            if let Some(d) = self.parts.as_mut() {
+                d.feed(&whole);
+            }
             self.hasher = Some(h);
         }
         if let Some(h) = self.hasher.as_mut() {
             h.update(bytes);
+            if let Some(d) = self.parts.as_mut() {
+                d.feed(bytes);
+            }
         }
     }
 }
@@ -83,6 +98,7 @@ pub async fn read(
     keep: usize,
     max: MaxBody,
     scrubber: BodyScrubber,
+    parts: Option<MultipartDigest>,
     raw_limit: usize,
 ) -> Result<RequestBody, hyper::Error> {
     let sink = KeySink {
@@ -90,6 +106,7 @@ pub async fn read(
         keep,
         whole: Vec::new(),
         hasher: None,
+        parts: parts.map(Box::new),
         len: 0,
     };
     let mut reader = BodyReader::new(coding, max, sink);
@@ -129,6 +146,7 @@ pub async fn read(
         Some(h) => ReadBody::Large {
             b3: h.finalize().to_hex().to_string(),
             len: sink.len,
+            parts: sink.parts.take().and_then(|d| d.finish()),
         },
         None => ReadBody::Whole(std::mem::take(&mut sink.whole)),
     };

@@ -443,6 +443,9 @@ pub struct BodyWriter {
     /// chaining values are gathered by whoever stores them.
     ready: Vec<bytes::Bytes>,
     deferred: Option<Arc<Mutex<Hashing>>>,
+    /// A multipart body's parts, read from the bytes written once it spills (see
+    /// [`BodyWriter::read_parts`]).
+    parts: Option<Box<tapedeck_model::exchange::canonical::MultipartDigest>>,
 }
 
 /// A deferred body's chaining values, gathered as its segments are stored (in order).
@@ -524,6 +527,7 @@ impl BodyWriter {
             first: None,
             ready: Vec::new(),
             deferred: None,
+            parts: None,
         }
     }
 
@@ -554,6 +558,23 @@ impl BodyWriter {
 
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Reads a multipart body's parts as it is written, once it is too large to keep
+    /// whole (a body kept whole is read whole): a request keyed by its parts.
+    pub fn read_parts(&mut self, digest: tapedeck_model::exchange::canonical::MultipartDigest) {
+        self.parts = Some(Box::new(digest));
+    }
+
+    /// The parts of a multipart body written in segments, when it is one (call after
+    /// the last write, before [`BodyWriter::finish`]).
+    pub fn take_parts(
+        &mut self,
+    ) -> Option<Vec<tapedeck_model::exchange::canonical::CanonicalPart>> {
+        match self.spilled {
+            true => self.parts.take()?.finish(),
+            false => None,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -608,9 +629,16 @@ impl BodyWriter {
         let before = buf.len();
         fill(buf);
         self.len += (buf.len() - before) as u64;
-        if !self.spilled {
+        if self.spilled {
+            if let Some(d) = self.parts.as_mut() {
+                d.feed(&self.pending[before..]);
+            }
+        } else {
             if self.whole.len() <= self.keep_limit {
                 return Ok(());
+            }
+            if let Some(d) = self.parts.as_mut() {
+                d.feed(&self.whole);
             }
             // Over the limit: what was kept whole becomes the first segments.
             self.spilled = true;

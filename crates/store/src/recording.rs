@@ -328,7 +328,21 @@ impl Recording {
         ev: &Event,
         rules: &tapedeck_model::rules::Rules,
     ) -> Result<(tapedeck_model::exchange::Kind, String), StoreError> {
-        identify_request(ev, rules, |b| self.body(b))
+        identify_request(ev, rules, |b| self.body(b), |b, f| self.body_pieces(b, f))
+    }
+
+    /// Hands a body to `f` a part at a time (a large body is never read whole).
+    pub fn body_pieces(&self, r: &BodyRef, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError> {
+        match self.body_parts(r) {
+            Some(parts) => parts.iter().try_for_each(|p| {
+                f(&self.body_part(p)?);
+                Ok(())
+            }),
+            None => {
+                f(&self.body(r)?);
+                Ok(())
+            }
+        }
     }
 
     /// Whether the events' keys may be taken as stored when the rules are the same: not
@@ -452,13 +466,15 @@ impl Recording {
 }
 
 /// An event's kind and key under `rules`, computed from its request as stored (its body
-/// read with `body` when it is small enough to be matched by content).
+/// read with `body` when it is small enough to be matched by content; a multipart body
+/// too large for that read a piece at a time with `pieces`, for its parts).
 pub fn identify_request(
     ev: &Event,
     rules: &tapedeck_model::rules::Rules,
     body: impl FnOnce(&BodyRef) -> Result<Bytes, StoreError>,
+    pieces: impl FnOnce(&BodyRef, &mut dyn FnMut(&[u8])) -> Result<(), StoreError>,
 ) -> Result<(tapedeck_model::exchange::Kind, String), StoreError> {
-    use tapedeck_model::exchange::canonical::{identify, KeyBody};
+    use tapedeck_model::exchange::canonical::{identify, KeyBody, MultipartDigest};
     let ct = tapedeck_model::exchange::header(&ev.request.headers, "content-type");
     let r = &ev.request;
     // Redacted again under today's rules (a field or a path they name may have been
@@ -467,13 +483,18 @@ pub fn identify_request(
     let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
     let url = tapedeck_model::exchange::redact::url(&r.url, rules, &mut secrets);
     if r.body.len as usize > crate::keep_limit(ct) {
-        return Ok(identify(
-            &r.method,
-            &url,
-            &r.headers,
-            KeyBody::Large(&r.body.b3),
-            rules,
-        ));
+        let parts = match MultipartDigest::new(ct, rules) {
+            Some(mut d) => {
+                pieces(&r.body, &mut |piece| d.feed(piece))?;
+                d.finish()
+            }
+            None => None,
+        };
+        let body = match parts {
+            Some(parts) => KeyBody::Parts(parts),
+            None => KeyBody::Large(&r.body.b3),
+        };
+        return Ok(identify(&r.method, &url, &r.headers, body, rules));
     }
     let body = body(&r.body)?;
     let (body, whole) = tapedeck_model::exchange::redact::stored_body(

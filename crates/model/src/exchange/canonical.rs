@@ -278,36 +278,226 @@ fn multipart_parts(body: &[u8], boundary: &str, ignored: &[String]) -> Option<Ve
         rest = rest[padded..].strip_prefix(b"\r\n")?;
         let end = memmem::find(rest, delimiter.as_bytes())?;
         let part = &rest[..end];
-        let mut slots = [httparse::EMPTY_HEADER; 32];
-        let (head_len, raw) = match httparse::parse_headers(part, &mut slots) {
-            Ok(httparse::Status::Complete(done)) => done,
-            _ => return None,
-        };
-        let mut headers: Vec<(String, String)> = raw
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).trim().to_string(),
-                )
-            })
-            .collect();
-        headers.sort();
-        let name = part_name(&headers).filter(|n| ignored.iter().any(|i| i == n));
-        parts.push(match name {
-            Some(name) => CanonicalPart {
-                headers: vec![(
-                    "content-disposition".into(),
-                    format!("form-data; name=\"{name}\""),
-                )],
-                b3: String::new(),
-            },
-            None => CanonicalPart {
-                headers,
-                b3: blake3::hash(&part[head_len..]).to_hex().to_string(),
-            },
-        });
+        let (head_len, headers) = part_head(part).ok()?;
+        let b3 = blake3::hash(&part[head_len..]);
+        parts.push(canonical_part(headers, b3, ignored));
         rest = &rest[end + delimiter.len()..];
+    }
+}
+
+/// A part's head: its length and its headers (names lower-cased, values trimmed,
+/// sorted); `Err(true)` while it may still end, `Err(false)` when it cannot parse.
+fn part_head(part: &[u8]) -> Result<(usize, Vec<(String, String)>), bool> {
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let (head_len, raw) = match httparse::parse_headers(part, &mut slots) {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) => return Err(true),
+        Err(_) => return Err(false),
+    };
+    let mut headers: Vec<(String, String)> = raw
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    headers.sort();
+    Ok((head_len, headers))
+}
+
+/// A part as matching sees it; one whose form field is one of `ignored`, by its name alone.
+fn canonical_part(
+    headers: Vec<(String, String)>,
+    b3: blake3::Hash,
+    ignored: &[String],
+) -> CanonicalPart {
+    match part_name(&headers).filter(|n| ignored.iter().any(|i| i == n)) {
+        Some(name) => CanonicalPart {
+            headers: vec![(
+                "content-disposition".into(),
+                format!("form-data; name=\"{name}\""),
+            )],
+            b3: String::new(),
+        },
+        None => CanonicalPart {
+            headers,
+            b3: b3.to_hex().to_string(),
+        },
+    }
+}
+
+/// The parts of a whole body of this content type, when it is multipart ([`multipart_parts`]
+/// with the rules' ignored parts): what [`MultipartDigest`] must give, for tests and fuzzing.
+pub fn multipart_body_parts(
+    body: &[u8],
+    content_type: &str,
+    rules: &Rules,
+) -> Option<Vec<CanonicalPart>> {
+    multipart_parts(
+        body,
+        &multipart_boundary(content_type)?,
+        &rules.ignore_parts,
+    )
+}
+
+/// The parts of a multipart body too large to keep whole, read as it streams: the same
+/// parts [`multipart_parts`] reads in the whole body, however the body is cut. Record
+/// and replay key such a body by them (before the twenty-seventh session, by its bytes,
+/// boundary included: a client that draws a new boundary for every request missed).
+pub struct MultipartDigest {
+    /// `\r\n--BOUNDARY`.
+    delimiter: memchr::memmem::Finder<'static>,
+    ignored: Vec<String>,
+    /// Bytes that may begin a delimiter, read with the next piece (a line break before
+    /// the body's first byte, so that a body opening with the delimiter finds it).
+    carry: Vec<u8>,
+    state: Digesting,
+    parts: Vec<CanonicalPart>,
+}
+
+enum Digesting {
+    /// Before the first delimiter (the preamble, not read).
+    Preamble,
+    /// Just past a delimiter: what follows says whether it closed the body.
+    After(Vec<u8>),
+    /// A part's head, until it parses.
+    Head(Vec<u8>),
+    /// A part's content.
+    Content {
+        headers: Vec<(String, String)>,
+        hasher: Box<blake3::Hasher>,
+    },
+    /// The close delimiter was read: the rest is the epilogue.
+    Closed,
+    /// Not the multipart body it claims to be: matched by its bytes.
+    Broken,
+}
+
+/// The longest part head, or transport padding after a delimiter, read.
+const PART_HEAD_MAX: usize = 64 << 10;
+
+impl MultipartDigest {
+    /// A digest for a body of this content type, when it is multipart with a boundary.
+    pub fn new(content_type: Option<&str>, rules: &Rules) -> Option<MultipartDigest> {
+        let boundary = multipart_boundary(content_type?)?;
+        Some(MultipartDigest {
+            delimiter: memchr::memmem::Finder::new(format!("\r\n--{boundary}").as_bytes())
+                .into_owned(),
+            ignored: rules.ignore_parts.clone(),
+            carry: b"\r\n".to_vec(),
+            state: Digesting::Preamble,
+            parts: Vec::new(),
+        })
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        if matches!(self.state, Digesting::Closed | Digesting::Broken) {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(data);
+        let len = self.delimiter.needle().len();
+        let mut at = 0;
+        while at < buf.len() {
+            if let Digesting::After(seen) = &mut self.state {
+                seen.push(buf[at]);
+                at += 1;
+                self.state = match after_delimiter(seen) {
+                    None => continue,
+                    Some(Ok(())) => Digesting::Head(Vec::new()),
+                    Some(Err(true)) => Digesting::Closed,
+                    Some(Err(false)) => Digesting::Broken,
+                };
+                if matches!(self.state, Digesting::Closed | Digesting::Broken) {
+                    return;
+                }
+                continue;
+            }
+            match self.delimiter.find(&buf[at..]) {
+                Some(d) => {
+                    self.part_bytes(&buf[at..at + d]);
+                    self.end_part();
+                    if matches!(self.state, Digesting::Broken) {
+                        return;
+                    }
+                    at += d + len;
+                    self.state = Digesting::After(Vec::new());
+                }
+                None => {
+                    // What may begin a delimiter waits for the next piece.
+                    let safe = buf.len().saturating_sub(len - 1).max(at);
+                    self.part_bytes(&buf[at..safe]);
+                    self.carry = buf[safe..].to_vec();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Bytes of the part being read (or of the preamble).
+    fn part_bytes(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            Digesting::Head(head) => {
+                head.extend_from_slice(bytes);
+                match part_head(head) {
+                    Ok((len, headers)) => {
+                        let mut hasher = Box::new(blake3::Hasher::new());
+                        hasher.update(&head[len..]);
+                        self.state = Digesting::Content { headers, hasher };
+                    }
+                    Err(true) if head.len() <= PART_HEAD_MAX => {}
+                    Err(_) => self.state = Digesting::Broken,
+                }
+            }
+            Digesting::Content { hasher, .. } => {
+                hasher.update(bytes);
+            }
+            _ => {}
+        }
+    }
+
+    /// A delimiter ends the part being read.
+    fn end_part(&mut self) {
+        match std::mem::replace(&mut self.state, Digesting::Broken) {
+            Digesting::Preamble => self.state = Digesting::Preamble,
+            Digesting::Content { headers, hasher } => {
+                let part = canonical_part(headers, hasher.finalize(), &self.ignored);
+                self.parts.push(part);
+                self.state = Digesting::Preamble;
+            }
+            // A head that had not ended: not a part (Broken stays).
+            _ => {}
+        }
+    }
+
+    /// The body's parts, when it was a whole multipart body (closed by its delimiter).
+    pub fn finish(self) -> Option<Vec<CanonicalPart>> {
+        matches!(self.state, Digesting::Closed).then_some(self.parts)
+    }
+}
+
+/// What follows a delimiter: `Ok` once its line ended (transport padding, then a line
+/// break: a part follows), `Err(true)` for the close delimiter, `Err(false)` for
+/// anything else; `None` while it cannot tell.
+fn after_delimiter(seen: &[u8]) -> Option<Result<(), bool>> {
+    if seen.starts_with(b"--") {
+        return Some(Err(true));
+    }
+    if seen == b"-" {
+        return None;
+    }
+    let padded = seen
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    match &seen[padded..] {
+        [] if seen.len() <= PART_HEAD_MAX => None,
+        [] => Some(Err(false)),
+        [b'\r'] => None,
+        [b'\r', b'\n'] => Some(Ok(())),
+        _ => Some(Err(false)),
     }
 }
 
@@ -457,6 +647,9 @@ pub enum KeyBody<'a> {
     Whole(&'a [u8]),
     /// Too large to keep whole: matched by the blake3 of its bytes.
     Large(&'a str),
+    /// A multipart body too large to keep whole: matched by its parts, read as it
+    /// streamed ([`MultipartDigest`]), as a smaller one is.
+    Parts(Vec<CanonicalPart>),
 }
 
 /// Kind and key of a request in its stored (redacted) form. Record, replay and every
@@ -482,6 +675,10 @@ pub fn identify(
         KeyBody::Large(b3) => (
             super::kind::classify_named(method, &parts.host, &parts.path, false, rules),
             CanonicalBody::Bytes { b3: b3.to_string() },
+        ),
+        KeyBody::Parts(body_parts) => (
+            super::kind::classify_named(method, &parts.host, &parts.path, false, rules),
+            CanonicalBody::Multipart { parts: body_parts },
         ),
     };
     (
@@ -777,8 +974,10 @@ mod tests {
         // read 0b67c309d69ff70b, those made before unpadded base64 with a `/` looked
         // like a key 26b06b2df4bc3bc0, those made before keys named in prose and YAML
         // block scalars were read becc8b2df5c3b752, those made before a key could be
-        // up to 4 KiB long c99ae4044b3c7d6a; all are re-keyed when replayed.)
-        assert_eq!(rules(&[]), "778e50fbd4a78381");
+        // up to 4 KiB long c99ae4044b3c7d6a, those made before a multipart body past
+        // 16 MiB was matched by its parts 778e50fbd4a78381; all are re-keyed when
+        // replayed.)
+        assert_eq!(rules(&[]), "79b66f92ebb4465e");
     }
 
     #[test]
@@ -867,6 +1066,64 @@ mod tests {
         assert_eq!(
             normalize_content_type("application/json; charset=UTF-8"),
             "application/json; charset=utf-8"
+        );
+    }
+
+    /// The digest of a multipart body read as it streams gives the parts the whole body
+    /// gives, at every cut, for bodies whole or broken in each way the parser tells.
+    #[test]
+    fn a_multipart_body_read_as_it_streams_has_the_parts_read_whole() {
+        let rules = Rules {
+            ignore_parts: vec!["stamp".into()],
+            ..Rules::default()
+        };
+        let ct = "multipart/form-data; boundary=XyZ";
+        let part = |name: &str, body: &str| {
+            format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{body}")
+        };
+        let (a, b, stamp) = (
+            part("a", "one\r\n--XyQ and --XyZ inline\r\n-"),
+            part("b", ""),
+            part("stamp", "12:00"),
+        );
+        let bodies = [
+            format!("--XyZ\r\n{a}\r\n--XyZ\r\n{b}\r\n--XyZ\r\n{stamp}\r\n--XyZ--\r\n"),
+            format!("preamble\r\n--XyZ \t\r\n{a}\r\n--XyZ\r\n{b}\r\n--XyZ--epilogue --XyZ\r\nx"),
+            "--XyZ\r\n\r\nno headers\r\n--XyZ--".to_string(),
+            // Not closed; a head that does not end; a bad line after a delimiter; no
+            // delimiter at all; a head that does not parse.
+            format!("--XyZ\r\n{a}\r\n--XyZ\r\n{b}"),
+            "--XyZ\r\nContent-Type: text/plain\r\n--XyZ--".to_string(),
+            format!("--XyZ\r\n{a}\r\n--XyZ-\r\n{b}\r\n--XyZ--"),
+            "plain text, --XyZ nowhere as a delimiter".to_string(),
+            "--XyZ\r\nbad header line\r\n\r\nx\r\n--XyZ--".to_string(),
+            String::new(),
+        ];
+        for body in &bodies {
+            let boundary = multipart_boundary(ct).unwrap();
+            let whole = multipart_parts(body.as_bytes(), &boundary, &rules.ignore_parts);
+            for cut in 1..=body.len().max(1) {
+                let mut d = MultipartDigest::new(Some(ct), &rules).unwrap();
+                for piece in body.as_bytes().chunks(cut) {
+                    d.feed(piece);
+                }
+                assert_eq!(d.finish(), whole, "cut {cut} of {body:?}");
+            }
+        }
+        let first = multipart_parts(bodies[0].as_bytes(), "XyZ", &rules.ignore_parts).unwrap();
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[2].b3, "", "an ignored part takes part by its name");
+        assert!(multipart_parts(bodies[3].as_bytes(), "XyZ", &[]).is_none());
+        assert!(MultipartDigest::new(Some("application/json"), &rules).is_none());
+        // Keyed by its parts, a body too large to keep whole has the key it would have
+        // whole (which does not depend on its boundary: `multipart_boundary_does_not_matter`).
+        let headers = vec![("content-type".to_string(), ct.to_string())];
+        let key = |body| identify("POST", "https://a.test/v1/files", &headers, body, &rules);
+        let mut d = MultipartDigest::new(Some(ct), &rules).unwrap();
+        d.feed(bodies[0].as_bytes());
+        assert_eq!(
+            key(KeyBody::Whole(bodies[0].as_bytes())),
+            key(KeyBody::Parts(d.finish().unwrap()))
         );
     }
 }
