@@ -12,6 +12,7 @@
 
 use super::{Collected, FieldNames};
 use crate::credential::{key_like, MAX_KEY_LIKE};
+use crate::exchange::canonical::{fits_escaped_marker, ESCAPED_MARKER};
 use crate::rules::REDACTED;
 
 /// Longest encoded name compared (a name of `n` bytes is at most `3n` encoded).
@@ -34,17 +35,6 @@ pub struct FormFields {
     /// The piece with encoded markers replaced (reused).
     unescaped: Vec<u8>,
     pub found: Collected,
-}
-
-/// The marker percent-encoded, as a form or URL encoder writes `[REDACTED]`.
-const ESCAPED_MARKER: &[u8] = b"%5BREDACTED%5D";
-
-/// Whether `b` may stand at `i` in [`ESCAPED_MARKER`] (the hex digits in either case).
-fn fits_marker(i: usize, b: u8) -> bool {
-    match i {
-        2 | 13 => b.eq_ignore_ascii_case(&ESCAPED_MARKER[i]),
-        _ => b == ESCAPED_MARKER[i],
-    }
 }
 
 impl FormFields {
@@ -79,7 +69,7 @@ impl FormFields {
                 .iter()
                 .take(ESCAPED_MARKER.len())
                 .enumerate()
-                .take_while(|&(i, &b)| fits_marker(i, b))
+                .take_while(|&(i, &b)| fits_escaped_marker(i, b))
                 .count();
             text.extend_from_slice(&input[at..start]);
             if fit == ESCAPED_MARKER.len() {
