@@ -1300,3 +1300,114 @@ fn processes_the_command_leaves_behind_are_named_and_ended_with_the_run() {
     });
     assert!(!alive, "the background process still runs");
 }
+
+/// Sends `n` POSTs on `conn` as Python's `requests` does through a proxy: the head in one
+/// write, the body in the next, Nagle's algorithm on. Each answer is read whole; what
+/// comes back is each exchange's time and the bodies echoed.
+async fn posts_head_then_body<S>(conn: &mut S, target: &str, host: &str, n: usize) -> Vec<Duration>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut times = Vec::new();
+    for i in 0..n {
+        let body = format!("{{\"i\":{i}}}");
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let t = Instant::now();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        conn.write_all(body.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (head_len, len) = loop {
+            let k = conn.read(&mut buf).await.unwrap();
+            assert!(k > 0, "the proxy closed the connection after {i} POSTs");
+            got.extend_from_slice(&buf[..k]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                assert!(text.starts_with("http/1.1 200"), "{text}");
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .expect("a content-length")
+                    .trim()
+                    .parse()
+                    .unwrap();
+                break (end + 4, len);
+            }
+        };
+        while got.len() < head_len + len {
+            let k = conn.read(&mut buf).await.unwrap();
+            assert!(k > 0, "the answer to POST {i} was cut short");
+            got.extend_from_slice(&buf[..k]);
+        }
+        times.push(t.elapsed());
+        let answer: Value = serde_json::from_slice(&got[head_len..]).unwrap();
+        assert_eq!(
+            answer["body"]["i"], i,
+            "POST {i} was answered with another's"
+        );
+    }
+    times
+}
+
+/// The median of `times`, in milliseconds.
+fn median_ms(times: &[Duration]) -> f64 {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ms[ms.len() / 2]
+}
+
+/// A client that writes a request's head and body apart with Nagle's algorithm on holds
+/// the body until the head is acknowledged, and Linux delays that acknowledgement by 40 ms
+/// or more once a connection is interactive, while the proxy waiting for the body has
+/// nothing to send. The proxy acknowledges at once when it waits for more of a request
+/// (and only then: a request that came whole is acknowledged by its answer). Checked
+/// through a TLS tunnel and on the proxy connection itself, recorded and replayed: were
+/// the acknowledgement left to the delayed-ACK timer, every POST after the first few
+/// would take at least 40 ms; through the proxy they take a few.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_sends_head_and_body_apart_never_waits_for_a_delayed_acknowledgement() {
+    const N: usize = 30;
+    const DELAYED_ACK_MS: f64 = 40.0;
+    let up = Upstream::start(true).await;
+    let plain = Upstream::start(false).await;
+    let port = up.addr.port();
+    let host = format!("localhost:{port}");
+    let plain_host = plain.base_url()["http://".len()..].to_string();
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "nagle", &[]);
+    let mut tunnel =
+        support::harness::tls_tunnel(&d, &dirs, "localhost", port, &[b"http/1.1"]).await;
+    let tunnelled = posts_head_then_body(&mut tunnel, "/echo", &host, N).await;
+    let mut proxied = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let on_proxy = posts_head_then_body(&mut proxied, &plain.url("/echo"), &plain_host, N).await;
+    drop((tunnel, proxied));
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    let r = Daemon::start(&dirs, &["replay", "--session", "nagle"]);
+    let mut tunnel =
+        support::harness::tls_tunnel(&r, &dirs, "localhost", port, &[b"http/1.1"]).await;
+    let replayed = posts_head_then_body(&mut tunnel, "/echo", &host, N).await;
+    let mut proxied = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    let replayed_on_proxy =
+        posts_head_then_body(&mut proxied, &plain.url("/echo"), &plain_host, N).await;
+    let waited: Vec<String> = [
+        ("recorded through a tunnel", &tunnelled),
+        ("recorded on the proxy connection", &on_proxy),
+        ("replayed through a tunnel", &replayed),
+        ("replayed on the proxy connection", &replayed_on_proxy),
+    ]
+    .into_iter()
+    .filter(|(_, times)| median_ms(times) >= DELAYED_ACK_MS / 2.0)
+    .map(|(what, times)| format!("{what}: median {:.1} ms", median_ms(times)))
+    .collect();
+    assert!(
+        waited.is_empty(),
+        "POSTs waited for delayed acknowledgements: {waited:?}"
+    );
+}

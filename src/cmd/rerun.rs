@@ -233,6 +233,7 @@ async fn send_batch(
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             slot: None,
             conn: Default::default(),
+            ack: Default::default(),
         };
         let recorder = recorder.clone();
         tasks.spawn(async move {

@@ -13,6 +13,7 @@ pub mod ca;
 pub mod fault;
 pub mod hop;
 mod idle;
+pub use idle::{Ack, AckWhileWaiting};
 pub mod shutdown;
 pub mod trust;
 mod tunnel;
@@ -52,6 +53,9 @@ pub struct ClientCtx {
     pub slot: Option<Slot>,
     /// What the handler keeps for this client connection between its exchanges.
     pub conn: ConnState,
+    /// Acknowledges what the client's connection received: a handler waiting for more
+    /// of a request body reads it through [`Ack::watch`].
+    pub ack: Ack,
 }
 
 /// What a handler keeps for one client connection, from its first exchange to its last:
@@ -313,12 +317,14 @@ impl<H: Handler> Proxy<H> {
         let activity = Activity::new();
         let this = self.clone();
         let tracker = activity.clone();
+        let (io, ack) = idle::HeadWatch::tcp(stream, activity.clone());
         let svc = hyper::service::service_fn(move |req| {
             let this = this.clone();
             let slot = slot.clone();
+            let ack = ack.clone();
             let busy = tracker.begin();
             async move {
-                let resp = this.on_request(req, peer, slot).await;
+                let resp = this.on_request(req, peer, slot, ack).await;
                 if fault::is_abort(&resp) {
                     return Err(fault::Aborted);
                 }
@@ -331,7 +337,6 @@ impl<H: Handler> Proxy<H> {
             .header_read_timeout(None)
             .max_buf_size(self.opts.max_header_bytes.max(8192))
             .keep_alive(true);
-        let io = idle::HeadWatch::tcp(stream, activity.clone());
         let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);
         let result = shutdown::serve_until_stopped(
@@ -351,9 +356,10 @@ impl<H: Handler> Proxy<H> {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         slot: Slot,
+        ack: Ack,
     ) -> Response<ProxyBody> {
         if req.method() == Method::CONNECT {
-            return self.on_connect(req, peer, slot).await;
+            return self.on_connect(req, peer, slot, ack).await;
         }
         if let (Some(authority), Some(scheme)) = (req.uri().authority(), req.uri().scheme_str()) {
             let default_port = if scheme == "https" { 443 } else { 80 };
@@ -374,6 +380,7 @@ impl<H: Handler> Proxy<H> {
                 Err(resp) => return *resp,
             };
             ctx.slot = Some(slot);
+            ctx.ack = ack;
             if let Some(refusal) = self.refuse_self(&host, port, peer) {
                 return refusal;
             }
@@ -408,6 +415,7 @@ impl<H: Handler> Proxy<H> {
                 peer,
                 slot: None,
                 conn: ConnState::default(),
+                ack: Ack::default(),
             }),
             Err(Refusal::BadSession(e)) => {
                 tracing::warn!("refused a client at {peer}: {e}");
@@ -482,6 +490,7 @@ impl<H: Handler> Proxy<H> {
         req: Request<Incoming>,
         peer: SocketAddr,
         slot: Slot,
+        ack: Ack,
     ) -> Response<ProxyBody> {
         let target = match req.uri().authority() {
             Some(a) => target(a, None),
@@ -498,6 +507,7 @@ impl<H: Handler> Proxy<H> {
             Ok(c) => c,
             Err(resp) => return *resp,
         };
+        ctx.ack = ack;
         if let Some(refusal) = self.refuse_self(&host, port, peer) {
             return refusal;
         }

@@ -275,6 +275,9 @@ async fn serve_http<H: Handler, IO>(
     let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = requests.clone();
     let activity = Activity::new();
+    // The client's connection acknowledges early while this tunnel's request heads are
+    // under way, no longer while the proxy connection's were.
+    ctx.ack.heads_from(&activity);
     let tracker = activity.clone();
     let this = proxy.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {

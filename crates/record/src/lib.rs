@@ -597,7 +597,8 @@ impl Handler for Recorder {
         req: Request<Incoming>,
         ctx: ClientCtx,
     ) -> BoxFuture<Response<ProxyBody>> {
-        let req = req.map(|b| b.map_err(BoxError::from).boxed_unsync());
+        // A wait for more of the body acknowledges what came of it (see `Ack`).
+        let req = req.map(|b| ctx.ack.watch(b).map_err(BoxError::from).boxed_unsync());
         Box::pin(self.record(req, ctx, Given::default()))
     }
 

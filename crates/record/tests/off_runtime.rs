@@ -107,6 +107,7 @@ fn every_store_write_runs_off_the_runtime_threads() {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 slot: None,
                 conn: Default::default(),
+                ack: Default::default(),
             };
             let resp = recorder.forward(req, ctx, Given::default()).await;
             assert_eq!(resp.status(), 200);
@@ -211,6 +212,7 @@ fn a_small_answer_already_here_is_recorded_before_its_head_is_handed_on() {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 slot: None,
                 conn: Default::default(),
+                ack: Default::default(),
             };
             let resp = recorder.forward(req, ctx, Given::default()).await;
             assert_eq!(resp.status(), 200);

@@ -538,7 +538,7 @@ impl Replayer {
             })
         });
         tracing::debug!("step {step}: {method} {} goes live", parts.host);
-        let req = req.map(|b| b.map_err(BoxError::from).boxed_unsync());
+        let req = req.map(|b| ctx.ack.watch(b).map_err(BoxError::from).boxed_unsync());
         forward.forward(req, ctx.clone(), step, injection)
     }
 

@@ -721,7 +721,7 @@ impl Replayer {
         let coding = header(&headers, "content-encoding").and_then(Coding::parse);
         let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);
         let read = request::read(
-            incoming,
+            ctx.ack.watch(incoming),
             coding,
             keep_limit(ct.as_deref()),
             self.max_body,

@@ -9,7 +9,6 @@
 //! the first `max` decoded bytes.
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use tapedeck_model::exchange::canonical::{CanonicalPart, MultipartDigest};
 use tapedeck_model::exchange::encoding::Coding;
@@ -92,15 +91,18 @@ impl KeySink {
 
 /// Reads `incoming` to its end, or to `max` decoded bytes, whichever comes first; keeps
 /// up to `raw_limit` wire bytes as they came (none when 0, or when the body is longer).
-pub async fn read(
-    mut incoming: Incoming,
+pub async fn read<B>(
+    mut incoming: B,
     coding: Option<Coding>,
     keep: usize,
     max: MaxBody,
     scrubber: BodyScrubber,
     parts: Option<MultipartDigest>,
     raw_limit: usize,
-) -> Result<RequestBody, hyper::Error> {
+) -> Result<RequestBody, hyper::Error>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin,
+{
     let sink = KeySink {
         scrubber: Some(scrubber),
         keep,
