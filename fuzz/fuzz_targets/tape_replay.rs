@@ -77,6 +77,7 @@ async fn send(
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         slot: None,
         conn: Default::default(),
+        ack: Default::default(),
     };
     let r = replayer.clone();
     let svc = service_fn(move |req| {
