@@ -290,7 +290,8 @@ pub fn round_ms(ms: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_model::exchange::redact::Secrets;
+    use tapedeck_model::exchange::canonical::MultipartDigest;
+    use tapedeck_model::exchange::redact::{FieldNames, Secrets};
     use tapedeck_model::rules::Rules;
     use tapedeck_store::tree;
     use tapedeck_store::SledStore;
@@ -394,6 +395,57 @@ mod tests {
                 .map(|(i, c)| tree::part_name(&tree::segment_cv(c, i), i))
                 .collect();
             assert_eq!(segments, slices, "pieces of {cut}");
+        }
+    }
+
+    /// `Recorder::begin` builds no capture for a request with no body (a GET) and settles
+    /// it as the empty body (`BodyRef::empty()`, nothing kept, nothing found): what a
+    /// capture fed nothing gives, whatever the request says its body's type is, or a
+    /// GET's stored request and key would change.
+    #[test]
+    fn a_request_capture_fed_nothing_is_the_empty_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let rules = Rules::default();
+        let mut secrets = Secrets::default();
+        secrets.add("Bearer sk-live-0123456789abcdef");
+        let empty = tapedeck_model::exchange::BodyRef::empty();
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=xyz"),
+            Some("application/xml"),
+            Some("text/html"),
+            Some("text/plain"),
+        ] {
+            let mut c = Capture::new(
+                store.clone(),
+                None,
+                tapedeck_store::keep_limit(ct),
+                false,
+                Instant::now(),
+                MaxBody::default(),
+                BodyScrubber::with_fields(ct, FieldNames::of(&rules), &secrets),
+            );
+            c.defer_writes();
+            c.expect(None);
+            if let Some(digest) = MultipartDigest::new(ct, &rules) {
+                c.read_parts(digest);
+            }
+            let got = c.finish();
+            let WrittenBody::Whole(data) = got.body else {
+                panic!("{ct:?}: an empty body is kept whole");
+            };
+            let mut s = secrets.clone();
+            let data =
+                tapedeck_model::exchange::redact::finish_whole(data, ct, &rules, &mut s, None);
+            assert_eq!(blake3::hash(&data).to_hex().as_str(), empty.b3, "{ct:?}");
+            assert!(data.is_empty(), "{ct:?}");
+            assert_eq!(got.encoding, empty.encoding, "{ct:?}");
+            assert!(got.failed.is_none() && got.too_large.is_none(), "{ct:?}");
+            assert!(got.parts.is_none(), "{ct:?}");
+            assert!(got.found.into_values().is_empty(), "{ct:?}");
         }
     }
 }

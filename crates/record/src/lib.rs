@@ -324,25 +324,32 @@ impl Recorder {
         let req_headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
         let req_ct = header(&req_headers, "content-type").map(str::to_string);
-        let mut req_capture = Capture::new(
-            self.store.clone(),
-            header(&req_headers, "content-encoding"),
-            keep_limit(req_ct.as_deref()),
-            false,
-            start,
-            self.max_body,
-            BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
-        )
-        .about(format!("the request body to {url}"));
-        req_capture.defer_writes();
-        req_capture.expect(header(&req_headers, "content-length"));
-        if let Some(digest) = MultipartDigest::new(req_ct.as_deref(), &self.rules) {
-            req_capture.read_parts(digest);
-        }
+        let coding = header(&req_headers, "content-encoding");
+        // A request with no body (a GET) needs no capture: it settles as the empty body
+        // (see `Pending::settle_request`), what capturing nothing would have stored.
+        let bodiless = incoming.is_end_stream() && coding.is_none();
+        let capture = (!bodiless).then(|| {
+            let mut c = Capture::new(
+                self.store.clone(),
+                coding,
+                keep_limit(req_ct.as_deref()),
+                false,
+                start,
+                self.max_body,
+                BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
+            )
+            .about(format!("the request body to {url}"));
+            c.defer_writes();
+            c.expect(header(&req_headers, "content-length"));
+            if let Some(digest) = MultipartDigest::new(req_ct.as_deref(), &self.rules) {
+                c.read_parts(digest);
+            }
+            Box::new(c)
+        });
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
-            capture: Some(Box::new(req_capture)),
-            done: false,
+            capture,
+            done: bodiless,
         }));
         let pending = Pending {
             recorder: self.clone(),

@@ -719,24 +719,29 @@ impl Replayer {
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
         let ct = header(&headers, "content-type").map(str::to_string);
         let coding = header(&headers, "content-encoding").and_then(Coding::parse);
-        let scrubber = BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets);
-        let read = request::read(
-            ctx.ack.watch(incoming),
-            coding,
-            keep_limit(ct.as_deref()),
-            self.max_body,
-            scrubber,
-            MultipartDigest::new(ct.as_deref(), &self.rules),
-            self.raw_limit(ct.as_deref()),
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!("could not read a request body: {e}");
-            body::text(
-                StatusCode::BAD_REQUEST,
-                &format!("tapedeck: could not read the request body: {e}"),
+        let raw_limit = self.raw_limit(ct.as_deref());
+        // A request with no body (a GET) needs no scrubber: nothing to read.
+        let read = if hyper::body::Body::is_end_stream(&incoming) {
+            request::RequestBody::empty(raw_limit > 0)
+        } else {
+            request::read(
+                ctx.ack.watch(incoming),
+                coding,
+                keep_limit(ct.as_deref()),
+                self.max_body,
+                BodyScrubber::with_fields(ct.as_deref(), self.fields.clone(), &secrets),
+                MultipartDigest::new(ct.as_deref(), &self.rules),
+                raw_limit,
             )
-        })?;
+            .await
+            .map_err(|e| {
+                tracing::warn!("could not read a request body: {e}");
+                body::text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("tapedeck: could not read the request body: {e}"),
+                )
+            })?
+        };
         let method = parts.method.to_string();
         secrets.extend_found(read.found);
         let body = match read.body {

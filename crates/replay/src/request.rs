@@ -40,6 +40,20 @@ pub struct RequestBody {
     pub found: Collected,
 }
 
+impl RequestBody {
+    /// What [`read`] makes of a body with no bytes (a GET's), with no scrubber or reader
+    /// built for it: kept whole and empty, nothing found, its wire bytes (none) kept when
+    /// `keep_raw`.
+    pub fn empty(keep_raw: bool) -> RequestBody {
+        RequestBody {
+            body: ReadBody::Whole(Vec::new()),
+            raw: keep_raw.then(bytes::Bytes::new),
+            too_large: None,
+            found: Collected::default(),
+        }
+    }
+}
+
 /// Scrubs a body, keeps it whole up to `keep` bytes, then only hashes it.
 struct KeySink {
     scrubber: Option<BodyScrubber>,
@@ -158,4 +172,61 @@ where
         too_large,
         found,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::exchange::redact::{FieldNames, Secrets};
+    use tapedeck_model::rules::Rules;
+
+    /// A request body with no bytes, as hyper hands a GET's to replay.
+    fn no_bytes() -> impl hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin {
+        http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never: std::convert::Infallible| -> hyper::Error { match never {} })
+    }
+
+    /// Replay skips reading a body that has no bytes: what it takes instead must be what
+    /// reading it through the scrubber would have given, whatever the request says its
+    /// body is, or a GET's key would change.
+    #[tokio::test]
+    async fn a_body_with_no_bytes_reads_as_the_empty_request_body() {
+        let rules = Rules::default();
+        let secrets = Secrets::default();
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=xyz"),
+            Some("application/xml"),
+            Some("text/html"),
+            Some("text/event-stream"),
+            Some("text/plain"),
+        ] {
+            for coding in [None, Some("gzip"), Some("br"), Some("zstd")] {
+                for raw_limit in [0, 1 << 20] {
+                    let read = read(
+                        no_bytes(),
+                        coding.and_then(Coding::parse),
+                        tapedeck_store::keep_limit(ct),
+                        MaxBody::default(),
+                        BodyScrubber::with_fields(ct, FieldNames::of(&rules), &secrets),
+                        MultipartDigest::new(ct, &rules),
+                        raw_limit,
+                    )
+                    .await
+                    .unwrap();
+                    let empty = RequestBody::empty(raw_limit > 0);
+                    let what = format!("{ct:?} {coding:?} raw {raw_limit}");
+                    match (&read.body, &empty.body) {
+                        (ReadBody::Whole(a), ReadBody::Whole(b)) => assert_eq!(a, b, "{what}"),
+                        _ => panic!("{what}: an empty body is kept whole"),
+                    }
+                    assert_eq!(read.raw, empty.raw, "{what}");
+                    assert_eq!(read.too_large, empty.too_large, "{what}");
+                    assert!(read.found.into_values().is_empty(), "{what}");
+                }
+            }
+        }
+    }
 }
