@@ -8,10 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tapedeck_model::exchange::canonical::MultipartDigest;
 use tapedeck_model::exchange::encoding::Coding;
 use tapedeck_model::exchange::limit::{BodyFault, BodyReader, CodingBreak, MaxBody, Sink};
 use tapedeck_model::exchange::redact::{BodyScrubber, Collected};
-use tapedeck_model::exchange::Chunk;
+use tapedeck_model::exchange::{header, Chunk, Header};
+use tapedeck_model::rules::Rules;
 use tapedeck_store::{BodyWriter, ReadySegments, Store, WrittenBody};
 
 /// Decoded bytes on their way into the store: scrubbed, then written; a failed write is
@@ -155,14 +157,43 @@ impl Capture {
         self.reader.sink().writer.defer();
     }
 
-    /// The body's `Content-Length`, when it has one: room is made for it (see
-    /// [`BodyWriter::expect`]).
+    /// The capture of a request body with these (stored) `headers`, as record makes it:
+    /// segments left to the writer thread, room made for its `Content-Length`, a
+    /// multipart body's parts read; see [`Capture::new`] for the rest.
+    pub fn of_request(
+        store: Arc<dyn Store>,
+        headers: &[Header],
+        start: Instant,
+        max: MaxBody,
+        scrubber: BodyScrubber,
+        rules: &Rules,
+    ) -> Capture {
+        let ct = header(headers, "content-type");
+        let mut c = Capture::new(
+            store,
+            header(headers, "content-encoding"),
+            tapedeck_store::keep_limit(ct),
+            false,
+            start,
+            max,
+            scrubber,
+        );
+        c.defer_writes();
+        c.expect(header(headers, "content-length"));
+        if let Some(digest) = MultipartDigest::new(ct, rules) {
+            c.read_parts(digest);
+        }
+        c
+    }
+
     /// Reads a multipart body's parts while it is stored, should it go past what is kept
     /// whole (a request matched by them: [`Captured::parts`]).
-    pub fn read_parts(&mut self, digest: tapedeck_model::exchange::canonical::MultipartDigest) {
+    pub fn read_parts(&mut self, digest: MultipartDigest) {
         self.reader.sink().writer.read_parts(digest);
     }
 
+    /// The body's `Content-Length`, when it has one: room is made for it (see
+    /// [`BodyWriter::expect`]).
     pub fn expect(&mut self, content_length: Option<&str>) {
         if let Some(len) = content_length.and_then(|v| v.trim().parse().ok()) {
             self.reader.sink().writer.expect(len);
@@ -290,9 +321,7 @@ pub fn round_ms(ms: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_model::exchange::canonical::MultipartDigest;
     use tapedeck_model::exchange::redact::{FieldNames, Secrets};
-    use tapedeck_model::rules::Rules;
     use tapedeck_store::tree;
     use tapedeck_store::SledStore;
 
@@ -419,21 +448,19 @@ mod tests {
             Some("text/html"),
             Some("text/plain"),
         ] {
-            let mut c = Capture::new(
+            let headers: Vec<Header> = ct
+                .map(|t| ("content-type".to_string(), t.to_string()))
+                .into_iter()
+                .collect();
+            let got = Capture::of_request(
                 store.clone(),
-                None,
-                tapedeck_store::keep_limit(ct),
-                false,
+                &headers,
                 Instant::now(),
                 MaxBody::default(),
                 BodyScrubber::with_fields(ct, FieldNames::of(&rules), &secrets),
-            );
-            c.defer_writes();
-            c.expect(None);
-            if let Some(digest) = MultipartDigest::new(ct, &rules) {
-                c.read_parts(digest);
-            }
-            let got = c.finish();
+                &rules,
+            )
+            .finish();
             let WrittenBody::Whole(data) = got.body else {
                 panic!("{ct:?}: an empty body is kept whole");
             };

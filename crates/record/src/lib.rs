@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
 use tapedeck_model::credential::NameKind;
-use tapedeck_model::exchange::canonical::{identify, CanonicalPart, KeyBody, MultipartDigest};
+use tapedeck_model::exchange::canonical::{identify, CanonicalPart, KeyBody};
 use tapedeck_model::exchange::inject::{Injected, Injection};
 use tapedeck_model::exchange::limit::MaxBody;
 use tapedeck_model::exchange::redact::{self, BodyScrubber, FieldNames, Secrets};
@@ -324,27 +324,21 @@ impl Recorder {
         let req_headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
         let req_ct = header(&req_headers, "content-type").map(str::to_string);
-        let coding = header(&req_headers, "content-encoding");
         // A request with no body (a GET) needs no capture: it settles as the empty body
-        // (see `Pending::settle_request`), what capturing nothing would have stored.
-        let bodiless = incoming.is_end_stream() && coding.is_none();
+        // (see `Pending::settle_request`), what capturing nothing would have stored (with
+        // a `Content-Encoding`, a capture stores it on the body's reference).
+        let bodiless =
+            incoming.is_end_stream() && header(&req_headers, "content-encoding").is_none();
         let capture = (!bodiless).then(|| {
-            let mut c = Capture::new(
+            let c = Capture::of_request(
                 self.store.clone(),
-                coding,
-                keep_limit(req_ct.as_deref()),
-                false,
+                &req_headers,
                 start,
                 self.max_body,
                 BodyScrubber::with_fields(req_ct.as_deref(), self.fields.clone(), &secrets),
-            )
-            .about(format!("the request body to {url}"));
-            c.defer_writes();
-            c.expect(header(&req_headers, "content-length"));
-            if let Some(digest) = MultipartDigest::new(req_ct.as_deref(), &self.rules) {
-                c.read_parts(digest);
-            }
-            Box::new(c)
+                &self.rules,
+            );
+            Box::new(c.about(format!("the request body to {url}")))
         });
         let tee = Arc::new(Mutex::new(RequestTee {
             inner: Some(incoming),
