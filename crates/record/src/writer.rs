@@ -30,6 +30,9 @@ enum Msg {
     /// An exchange went upstream: its event follows when the answer ends (see
     /// [`Writer::expect`]).
     Expect,
+    /// A job that comes ahead of an expected one (see [`Writer::run_ahead`]): a writer
+    /// awake for the event stays awake after it.
+    Ahead(Job),
 }
 
 /// How long an exchange's task stays awake for its event's write ([`wait_briefly`]): a
@@ -84,6 +87,14 @@ impl Writer {
         rx
     }
 
+    /// Runs `f` on the writer thread as [`Writer::run`] does, as work done ahead of an
+    /// exchange's event (its request's key): a writer woken by [`Writer::expect`] stays
+    /// awake for the event after it, rather than going to sleep and being woken again
+    /// on the answer's way to the client.
+    pub(crate) fn run_ahead(&self, f: impl FnOnce() + Send + 'static) {
+        let _ = self.tx.send(Msg::Ahead(Box::new(f)));
+    }
+
     /// Says that a job is coming soon (an exchange went upstream; its event follows the
     /// answer): a sleeping writer is woken now and stays awake for it a while, so that
     /// waking it (20-100 µs on this VM) is not on the answer's way to the client. A busy
@@ -136,6 +147,9 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
                 awake_until = None;
                 // A job that panics loses its own exchange (its caller hears so), not
                 // the writer.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            }
+            Msg::Ahead(job) => {
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
             }
         }
@@ -224,6 +238,40 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
         asleep(&w);
+    }
+
+    #[test]
+    fn a_job_run_ahead_keeps_a_writer_told_to_expect_awake_for_the_job_after_it() {
+        let w = Writer::start().unwrap();
+        let (done, ran) = std::sync::mpsc::channel();
+        let told = nanos(w.base);
+        w.tx.send(Msg::Expect).unwrap();
+        // The request's key, ahead of its event: the writer stays awake after it.
+        w.run_ahead(move || done.send(()).unwrap());
+        ran.recv().unwrap();
+        let t = Instant::now();
+        let slept_at = loop {
+            match w.asleep.load(Ordering::Relaxed) {
+                0 => {
+                    assert!(t.elapsed() < Duration::from_secs(10), "never slept");
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                at => break at,
+            }
+        };
+        assert!(
+            slept_at >= told + EXPECT_AWAKE.as_nanos() as u64,
+            "the writer slept {} µs after it was told, before its time was up",
+            (slept_at - told) / 1000
+        );
+        // And jobs still run in the order sent.
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, b) = (order.clone(), order.clone());
+        w.run_ahead(move || a.lock().unwrap().push(1));
+        w.run(move || b.lock().unwrap().push(2))
+            .blocking_recv()
+            .unwrap();
+        assert_eq!(*order.lock().unwrap(), [1, 2]);
     }
 
     #[test]
