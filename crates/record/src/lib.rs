@@ -262,49 +262,40 @@ impl Recorder {
                 // Sent, and while the upstream works on its answer, the request is settled
                 // and its key started (see `Pending::queue_key`), once all of it is read.
                 let target = pending.url.clone();
+                // At low load the writer is woken while the upstream works, rather than
+                // when the answer ends; once the request is out, not before, as the woken
+                // writer takes this thread's core for a moment, which the request would
+                // wait for. A request already whole (a GET) has its key started then.
+                if self.spare_core() {
+                    let mut ahead = None;
+                    if pending.request_ended() {
+                        pending = match pending.settled().await {
+                            Some(p) => p,
+                            None => return store_failed(),
+                        };
+                        ahead = pending.key_job(true);
+                    }
+                    let writer = self.writer.clone();
+                    self.upstream.once_sent(move || {
+                        writer.expect();
+                        if let Some(job) = ahead {
+                            writer.run_ahead(job);
+                        }
+                    });
+                }
                 let send = self.upstream.send(up_req, client_h2, &target, &ctx.conn);
                 tokio::pin!(send);
-                // At low load, the writer is woken while the upstream works rather than
-                // when the answer ends; not before the request is out, as the woken writer
-                // takes this thread's core for a moment, which the request would wait for.
-                let mut early = None;
-                if self.spare_core() {
-                    // One poll hands the request to its connection's task; yielding lets
-                    // that task write it first.
-                    early = std::future::poll_fn(|cx| {
-                        Poll::Ready(match std::future::Future::poll(send.as_mut(), cx) {
-                            Poll::Ready(r) => Some(r),
-                            Poll::Pending => None,
-                        })
-                    })
-                    .await;
-                    if early.is_none() {
-                        tokio::task::yield_now().await;
-                        self.writer.expect();
-                        // A request already whole (a GET) has its key started now.
-                        if pending.request_ended() {
-                            pending = match pending.settled().await {
-                                Some(p) => p,
-                                None => return store_failed(),
-                            };
-                            pending.queue_key();
-                        }
+                let sent = tokio::select! {
+                    biased;
+                    sent = &mut send => sent,
+                    () = ended.notified() => {
+                        pending = match pending.settled().await {
+                            Some(p) => p,
+                            None => return store_failed(),
+                        };
+                        pending.queue_key();
+                        send.await
                     }
-                }
-                let sent = match early {
-                    Some(sent) => sent,
-                    None => tokio::select! {
-                        biased;
-                        sent = &mut send => sent,
-                        () = ended.notified() => {
-                            pending = match pending.settled().await {
-                                Some(p) => p,
-                                None => return store_failed(),
-                            };
-                            pending.queue_key();
-                            send.await
-                        }
-                    },
                 };
                 sent.map(|r| r.map(|b| b.map_err(BoxError::from).boxed_unsync()))
             }
@@ -925,16 +916,22 @@ impl Pending {
     /// upstream works, and the key of any request is started (off the answer's way: at
     /// most about 25 µs of the writer's time for 4 KiB of JSON).
     fn queue_key(&mut self) {
-        if self.key.is_some() {
-            return;
+        let spare = self.recorder.spare_core();
+        if let Some(job) = self.key_job(spare) {
+            self.recorder.writer.run_ahead(job);
         }
-        let Some((body_ref, kept, _)) = &self.req_stored else {
-            return;
-        };
-        if kept.as_ref().is_some_and(|k| k.data.len() < EARLY_KEY_MIN)
-            && !self.recorder.spare_core()
-        {
-            return;
+    }
+
+    /// The job that computes the request's key into [`Pending::key`] (see
+    /// [`Pending::queue_key`]), once; `None` when it is already started, the request is not
+    /// settled, or it is small and not `small_too`.
+    fn key_job(&mut self, small_too: bool) -> Option<Box<dyn FnOnce() + Send>> {
+        if self.key.is_some() {
+            return None;
+        }
+        let (body_ref, kept, _) = self.req_stored.as_ref()?;
+        if kept.as_ref().is_some_and(|k| k.data.len() < EARLY_KEY_MIN) && !small_too {
+            return None;
         }
         let body = match kept {
             Some(k) => Ok(k.data.clone()),
@@ -948,14 +945,14 @@ impl Pending {
             self.req_headers.clone(),
         );
         let rules = self.recorder.rules.clone();
-        self.recorder.writer.run_ahead(move || {
+        Some(Box::new(move || {
             let key = |body| identify(&method, &url, &headers, body, &rules);
             let _ = slot.set(match body {
                 Ok(data) => key(KeyBody::Whole(&data)),
                 Err((_, Some(parts))) => key(KeyBody::Parts(parts)),
                 Err((b3, None)) => key(KeyBody::Large(&b3)),
             });
-        });
+        }))
     }
 
     /// The cap, when the request body went over it.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// What the writer thread is sent: a job, or word that one is coming soon.
 enum Msg {
@@ -49,6 +49,7 @@ const EXPECT_AWAKE: Duration = Duration::from_micros(200);
 /// (2 µs more per exchange at 32 connections).
 const ASLEEP_A_WHILE: Duration = Duration::from_micros(50);
 
+#[derive(Clone)]
 pub(crate) struct Writer {
     tx: Sender<Msg>,
     /// Since when the writer thread has been asleep, waiting for a job: nanoseconds
@@ -91,8 +92,8 @@ impl Writer {
     /// exchange's event (its request's key): a writer woken by [`Writer::expect`] stays
     /// awake for the event after it, rather than going to sleep and being woken again
     /// on the answer's way to the client.
-    pub(crate) fn run_ahead(&self, f: impl FnOnce() + Send + 'static) {
-        let _ = self.tx.send(Msg::Ahead(Box::new(f)));
+    pub(crate) fn run_ahead(&self, f: Job) {
+        let _ = self.tx.send(Msg::Ahead(f));
     }
 
     /// Says that a job is coming soon (an exchange went upstream; its event follows the
@@ -247,7 +248,7 @@ mod tests {
         let told = nanos(w.base);
         w.tx.send(Msg::Expect).unwrap();
         // The request's key, ahead of its event: the writer stays awake after it.
-        w.run_ahead(move || done.send(()).unwrap());
+        w.run_ahead(Box::new(move || done.send(()).unwrap()));
         ran.recv().unwrap();
         let t = Instant::now();
         let slept_at = loop {
@@ -267,7 +268,7 @@ mod tests {
         // And jobs still run in the order sent.
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (a, b) = (order.clone(), order.clone());
-        w.run_ahead(move || a.lock().unwrap().push(1));
+        w.run_ahead(Box::new(move || a.lock().unwrap().push(1)));
         w.run(move || b.lock().unwrap().push(2))
             .blocking_recv()
             .unwrap();
