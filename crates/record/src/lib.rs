@@ -262,26 +262,9 @@ impl Recorder {
                 // Sent, and while the upstream works on its answer, the request is settled
                 // and its key started (see `Pending::queue_key`), once all of it is read.
                 let target = pending.url.clone();
-                // At low load the writer is woken while the upstream works, rather than
-                // when the answer ends; once the request is out, not before, as the woken
-                // writer takes this thread's core for a moment, which the request would
-                // wait for. A request already whole (a GET) has its key started then.
+                // At low load, the writer is woken now rather than when the answer ends.
                 if self.spare_core() {
-                    let mut ahead = None;
-                    if pending.request_ended() {
-                        pending = match pending.settled().await {
-                            Some(p) => p,
-                            None => return store_failed(),
-                        };
-                        ahead = pending.key_job(true);
-                    }
-                    let writer = self.writer.clone();
-                    self.upstream.once_sent(move || {
-                        writer.expect();
-                        if let Some(job) = ahead {
-                            writer.run_ahead(job);
-                        }
-                    });
+                    self.writer.expect();
                 }
                 let send = self.upstream.send(up_req, client_h2, &target, &ctx.conn);
                 tokio::pin!(send);
@@ -911,27 +894,16 @@ impl Pending {
     /// The key is the one the event would compute: nothing it reads changes once the
     /// request is settled. A small request's key (a body kept whole under
     /// [`EARLY_KEY_MIN`]) is left to the event's write: it costs the writer a few
-    /// microseconds there, less than a job of its own costs the runtime's thread, but
-    /// only under load: with a core to spare the writer is awake and idle while the
-    /// upstream works, and the key of any request is started (off the answer's way: at
-    /// most about 25 µs of the writer's time for 4 KiB of JSON).
+    /// microseconds there, less than a job of its own costs the runtime's thread.
     fn queue_key(&mut self) {
-        let spare = self.recorder.spare_core();
-        if let Some(job) = self.key_job(spare) {
-            self.recorder.writer.run_ahead(job);
-        }
-    }
-
-    /// The job that computes the request's key into [`Pending::key`] (see
-    /// [`Pending::queue_key`]), once; `None` when it is already started, the request is not
-    /// settled, or it is small and not `small_too`.
-    fn key_job(&mut self, small_too: bool) -> Option<Box<dyn FnOnce() + Send>> {
         if self.key.is_some() {
-            return None;
+            return;
         }
-        let (body_ref, kept, _) = self.req_stored.as_ref()?;
-        if kept.as_ref().is_some_and(|k| k.data.len() < EARLY_KEY_MIN) && !small_too {
-            return None;
+        let Some((body_ref, kept, _)) = &self.req_stored else {
+            return;
+        };
+        if kept.as_ref().is_some_and(|k| k.data.len() < EARLY_KEY_MIN) {
+            return;
         }
         let body = match kept {
             Some(k) => Ok(k.data.clone()),
@@ -945,14 +917,14 @@ impl Pending {
             self.req_headers.clone(),
         );
         let rules = self.recorder.rules.clone();
-        Some(Box::new(move || {
+        drop(self.recorder.writer.run(move || {
             let key = |body| identify(&method, &url, &headers, body, &rules);
             let _ = slot.set(match body {
                 Ok(data) => key(KeyBody::Whole(&data)),
                 Err((_, Some(parts))) => key(KeyBody::Parts(parts)),
                 Err((b3, None)) => key(KeyBody::Large(&b3)),
             });
-        }))
+        }));
     }
 
     /// The cap, when the request body went over it.

@@ -64,30 +64,6 @@ pub struct Upstream {
     connector: Connector,
     idle: Arc<Idle>,
     response_timeout: Duration,
-    /// What runs once a request is out (see [`Upstream::once_sent`]).
-    sent: Arc<OnceSent>,
-}
-
-/// Work for after the next request written upstream, on the thread that wrote it: an
-/// exchange at low load wakes the store writer then (see `Recorder::record`), not before
-/// its request is out, which would have waited for the woken thread.
-#[derive(Default)]
-struct OnceSent {
-    armed: AtomicBool,
-    work: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
-}
-
-impl OnceSent {
-    /// Runs what waits, after a flush of an upstream connection.
-    fn fire(&self) {
-        if !self.armed.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let work = std::mem::take(&mut *self.work.lock().unwrap_or_else(|p| p.into_inner()));
-        for w in work {
-            w();
-        }
-    }
 }
 
 /// How long an upstream connection no client connection holds is kept, and how many per
@@ -300,21 +276,7 @@ impl Upstream {
             connector: h1,
             idle: Arc::default(),
             response_timeout,
-            sent: Arc::default(),
         })
-    }
-
-    /// Runs `f` once the next request is written to an upstream connection this proxy
-    /// keeps (a flush of any of them: at low load, the one just sent), on the thread that
-    /// wrote it. A request sent another way (HTTP/2, the pooled clients) leaves `f` for
-    /// the next flush: it must be work that is harmless late.
-    pub fn once_sent(&self, f: impl FnOnce() + Send + 'static) {
-        self.sent
-            .work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(f));
-        self.sent.armed.store(true, Ordering::Release);
     }
 
     /// Sends a request and waits for the response head (bounded by the response timeout).
@@ -432,7 +394,7 @@ impl Upstream {
             connector.call(uri.clone()).await
         };
         let io = io.await.map_err(|e| classify(target, &*e))?;
-        let (send, conn) = hyper::client::conn::http1::handshake(CloseIsEnd(io, self.sent.clone()))
+        let (send, conn) = hyper::client::conn::http1::handshake(CloseIsEnd(io))
             .await
             .map_err(|e| classify(target, &e))?;
         tokio::spawn(async move {
@@ -447,9 +409,8 @@ impl Upstream {
 /// An upstream connection on which a TLS close without `close_notify` reads as the end
 /// of the stream, as curl and browsers take it: an answer delimited by the connection's
 /// end (no length, not chunked) from a server that skips `close_notify` is whole, not
-/// cut. A body with a length still must have all of it (hyper checks). Its flushes run
-/// what waits for a request to be out ([`Upstream::once_sent`]).
-struct CloseIsEnd<T>(T, Arc<OnceSent>);
+/// cut. A body with a length still must have all of it (hyper checks).
+struct CloseIsEnd<T>(T);
 
 impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for CloseIsEnd<T> {
     fn poll_read(
@@ -479,11 +440,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for CloseIsEnd<T> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let flushed = std::pin::Pin::new(&mut self.0).poll_flush(cx);
-        if matches!(flushed, Poll::Ready(Ok(()))) {
-            self.1.fire();
-        }
-        flushed
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
     }
 
     fn poll_shutdown(
@@ -681,65 +638,6 @@ mod tests {
         // With nothing parked the sweeper ends; parking again starts one.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!idle.sweeping.load(Ordering::Acquire), "the sweeper ended");
-    }
-
-    /// What waits for a request to be out runs once the request is written on a kept
-    /// connection, on its own, before the answer comes; with no request, nothing runs.
-    #[tokio::test]
-    async fn work_once_sent_runs_when_the_request_is_written_before_its_answer() {
-        use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (got_tx, got) = tokio::sync::oneshot::channel();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = sock.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the connection ended before the request");
-                head.extend_from_slice(&buf[..n]);
-            }
-            got_tx.send(head).unwrap();
-            released.await.unwrap();
-            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await
-                .unwrap();
-            let _ = sock.read(&mut buf).await;
-        });
-        let up = Upstream::new(&[], Duration::from_secs(10)).unwrap();
-        let (fired_tx, mut fired) = tokio::sync::mpsc::unbounded_channel();
-        let (a, b) = (fired_tx.clone(), fired_tx);
-        up.once_sent(move || a.send("first").unwrap());
-        up.once_sent(move || b.send("second").unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(fired.try_recv().is_err(), "ran with no request sent");
-
-        let conn = ConnState::default();
-        let req = Request::get(format!("http://{addr}/v1/x"))
-            .body(crate::body::empty())
-            .unwrap();
-        let sending = {
-            let up = up.clone();
-            tokio::spawn(async move { up.send(req, false, "the target", &conn).await })
-        };
-        fn within<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
-            tokio::time::timeout(Duration::from_secs(10), f)
-        }
-        assert_eq!(within(fired.recv()).await.unwrap(), Some("first"));
-        assert_eq!(within(fired.recv()).await.unwrap(), Some("second"));
-        let head = within(got).await.unwrap().unwrap();
-        assert!(head.starts_with(b"GET /v1/x HTTP/1.1\r\n"), "{head:?}");
-        assert!(
-            !sending.is_finished(),
-            "the answer came before the work ran"
-        );
-        release.send(()).unwrap();
-        let resp = within(sending).await.unwrap().unwrap().unwrap();
-        assert_eq!(resp.status(), 200);
-        // Once run, the work is gone: the next request runs nothing.
-        assert!(fired.try_recv().is_err());
     }
 
     /// A connection parked and taken back within its idle time is handed out, not swept.

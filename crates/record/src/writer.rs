@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce() + Send>;
 
 /// What the writer thread is sent: a job, or word that one is coming soon.
 enum Msg {
@@ -30,9 +30,6 @@ enum Msg {
     /// An exchange went upstream: its event follows when the answer ends (see
     /// [`Writer::expect`]).
     Expect,
-    /// A job that comes ahead of an expected one (see [`Writer::run_ahead`]): a writer
-    /// awake for the event stays awake after it.
-    Ahead(Job),
 }
 
 /// How long an exchange's task stays awake for its event's write ([`wait_briefly`]): a
@@ -49,7 +46,6 @@ const EXPECT_AWAKE: Duration = Duration::from_micros(200);
 /// (2 µs more per exchange at 32 connections).
 const ASLEEP_A_WHILE: Duration = Duration::from_micros(50);
 
-#[derive(Clone)]
 pub(crate) struct Writer {
     tx: Sender<Msg>,
     /// Since when the writer thread has been asleep, waiting for a job: nanoseconds
@@ -86,14 +82,6 @@ impl Writer {
         // dropped and the caller hears an error, never silence.
         let _ = self.tx.send(Msg::Job(job));
         rx
-    }
-
-    /// Runs `f` on the writer thread as [`Writer::run`] does, as work done ahead of an
-    /// exchange's event (its request's key): a writer woken by [`Writer::expect`] stays
-    /// awake for the event after it, rather than going to sleep and being woken again
-    /// on the answer's way to the client.
-    pub(crate) fn run_ahead(&self, f: Job) {
-        let _ = self.tx.send(Msg::Ahead(f));
     }
 
     /// Says that a job is coming soon (an exchange went upstream; its event follows the
@@ -148,9 +136,6 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
                 awake_until = None;
                 // A job that panics loses its own exchange (its caller hears so), not
                 // the writer.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-            }
-            Msg::Ahead(job) => {
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
             }
         }
@@ -239,40 +224,6 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
         asleep(&w);
-    }
-
-    #[test]
-    fn a_job_run_ahead_keeps_a_writer_told_to_expect_awake_for_the_job_after_it() {
-        let w = Writer::start().unwrap();
-        let (done, ran) = std::sync::mpsc::channel();
-        let told = nanos(w.base);
-        w.tx.send(Msg::Expect).unwrap();
-        // The request's key, ahead of its event: the writer stays awake after it.
-        w.run_ahead(Box::new(move || done.send(()).unwrap()));
-        ran.recv().unwrap();
-        let t = Instant::now();
-        let slept_at = loop {
-            match w.asleep.load(Ordering::Relaxed) {
-                0 => {
-                    assert!(t.elapsed() < Duration::from_secs(10), "never slept");
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                at => break at,
-            }
-        };
-        assert!(
-            slept_at >= told + EXPECT_AWAKE.as_nanos() as u64,
-            "the writer slept {} µs after it was told, before its time was up",
-            (slept_at - told) / 1000
-        );
-        // And jobs still run in the order sent.
-        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (a, b) = (order.clone(), order.clone());
-        w.run_ahead(Box::new(move || a.lock().unwrap().push(1)));
-        w.run(move || b.lock().unwrap().push(2))
-            .blocking_recv()
-            .unwrap();
-        assert_eq!(*order.lock().unwrap(), [1, 2]);
     }
 
     #[test]
