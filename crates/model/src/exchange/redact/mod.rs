@@ -994,9 +994,15 @@ pub fn finish_whole(
     let data = finish_once(data, content_type, rules, secrets);
     // A value replaced beside what begins like a key can make it one: `[REDACTED]` ends
     // a word where the value went on (`KEYsk_live_…` → `[REDACTED]sk_live_…`), and the
-    // stored body read again would have a key more.
+    // stored body read again would have a key more. In a body that is not JSON, a value
+    // replaced inside another (`access0_token=Zq8…ccess_token=SECRET/cb`) ends that one
+    // where it did not end before, and read again it is a credential's value of its own
+    // (found by the `canonical_key` fuzzer): such a body is always read again.
     if memchr::memmem::find(&data, REDACTED.as_bytes()).is_none()
-        || !(moves || secrets.may_move_structure() || shapes::may_hold_key_bytes(&data))
+        || !(moves
+            || secrets.may_move_structure()
+            || shapes::may_hold_key_bytes(&data)
+            || serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err())
     {
         return data;
     }
@@ -1132,6 +1138,34 @@ pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::rules::RuleArgs;
+
+    /// A stored body read again (as replay keys a stored request under other rules)
+    /// reads the same: here a secret replaced inside another credential's value ends that
+    /// value early, which a second reading redacts (the `canonical_key` fuzzer's find).
+    #[test]
+    fn a_stored_text_body_with_a_value_replaced_inside_another_reads_the_same_again() {
+        let rules = Rules::default();
+        let ct = Some("application/json");
+        for body in [
+            &b"{\"messages\":\xea\xa4\x84\xddrAPI C@LLBACK_URL=https://\xe1pp.test/cb?access_token=Zq8vN3kLp2Wm7Rt4Yx6B\x11/cb?access0_token=Zq8vN3kLp2ccess_token=Zq8vN3kLp2Wm7Rt4Yx6B/cb?access0_token=Zq8vN3kLp2Wm7Rt4Yx6B&x=1\\n\"}"[..],
+            b"see https://app.test/cb?access_token=Zq8vN3kLp2Wm7Rt4Yx6B\x11/cb?access0_token=Zq8vN3kLp2ccess_token=Zq8vN3kLp2Wm7Rt4Yx6B/cb done",
+        ] {
+            let (once, whole) =
+                stored_body(body, ct, 1 << 20, &rules, &mut Secrets::default());
+            assert!(whole);
+            assert!(
+                memchr::memmem::find(&once, b"Zq8vN3kLp2Wm7Rt4Yx6B").is_none(),
+                "the token is stored: {}",
+                String::from_utf8_lossy(&once)
+            );
+            let (twice, _) = stored_body(&once, ct, 1 << 20, &rules, &mut Secrets::default());
+            assert_eq!(
+                String::from_utf8_lossy(&twice),
+                String::from_utf8_lossy(&once),
+                "read again, the stored body changed"
+            );
+        }
+    }
 
     #[test]
     fn a_header_value_that_is_not_utf8_is_kept_as_its_bytes_and_scrubbed_as_bytes() {
