@@ -11,9 +11,10 @@
 //! TAPEDECK_BENCH_ROUNDS=N sets the rounds;
 //! TAPEDECK_BENCH_ONLY=direct,forwarder,record,replay,mitm,scale runs those parts only:
 //! direct always runs, as every ratio needs it, and replay replays what record recorded;
-//! TAPEDECK_BENCH_LOADS=c1,c32,big picks the loads, TAPEDECK_BENCH_C1,
-//! TAPEDECK_BENCH_C32 and TAPEDECK_BENCH_BIG the requests in a c=1, a c=32 and a 5 MB run
-//! (to profile a longer one); TAPEDECK_BENCH_BIN measures another tapedeck binary.
+//! TAPEDECK_BENCH_LOADS=c1,c32,big,late picks the loads, TAPEDECK_BENCH_C1,
+//! TAPEDECK_BENCH_C32, TAPEDECK_BENCH_BIG and TAPEDECK_BENCH_LATE the requests in a c=1,
+//! a c=32, a 5 MB run and a c=1 run whose upstream answers 1 ms late (to profile a longer
+//! one); TAPEDECK_BENCH_BIN measures another tapedeck binary.
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
@@ -184,6 +185,10 @@ const MITM_C1: usize = 150;
 const MITM_C32: usize = 600;
 const BIG: usize = 5 << 20;
 const BIG_N: usize = 20;
+/// Requests in a run of the late load: one connection, an upstream that answers each
+/// [`LATE_US`] late (a remote one's shape: what an agent's call to a model sees).
+const LATE_N: usize = 600;
+const LATE_US: u64 = 1000;
 
 struct Row {
     name: &'static str,
@@ -199,6 +204,7 @@ struct Row {
     c1: Load,
     c32: Load,
     big: Load,
+    late: Load,
     sse_ms: f64,
     rss: Vec<(usize, f64)>,
 }
@@ -250,6 +256,7 @@ struct Measured {
     c1: Vec<Load>,
     c32: Vec<Load>,
     big: Vec<Load>,
+    late: Vec<Load>,
     cpu: Vec<f64>,
     /// Proxy CPU per 5 MB exchange (ms), per run.
     big_cpu: Vec<f64>,
@@ -259,8 +266,8 @@ struct Measured {
     sides: Vec<(f64, f64)>,
 }
 
-/// Which loads a round runs (TAPEDECK_BENCH_LOADS, a comma-separated list of c1, c32
-/// and big; all by default): profiling one load at a time keeps the others out of it.
+/// Which loads a round runs (TAPEDECK_BENCH_LOADS, a comma-separated list of c1, c32,
+/// big and late; all by default): profiling one load at a time keeps the others out of it.
 fn load_wanted(load: &str) -> bool {
     listed("TAPEDECK_BENCH_LOADS", |l| l == load)
 }
@@ -278,6 +285,11 @@ fn c1_total() -> usize {
 /// Requests in a 5 MB run (TAPEDECK_BENCH_BIG overrides).
 fn big_total() -> usize {
     count("TAPEDECK_BENCH_BIG", BIG_N)
+}
+
+/// Requests in a run of the late load (TAPEDECK_BENCH_LATE overrides).
+fn late_total() -> usize {
+    count("TAPEDECK_BENCH_LATE", LATE_N)
 }
 
 fn count(var: &str, default: usize) -> usize {
@@ -303,6 +315,11 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
             m.big_cpu
                 .push((cpu_us(pid) - c0) / big_total() as f64 / 1000.0);
         }
+    }
+    if load_wanted("late") {
+        m.late.push(loadgen::run(t, 1, late_total(), |_| {
+            format!("/json?delay_us={LATE_US}")
+        }));
     }
 }
 
@@ -349,6 +366,7 @@ impl Measured {
             c1: vec![],
             c32: vec![],
             big: vec![],
+            late: vec![],
             cpu: vec![],
             big_cpu: vec![],
             threads: vec![],
@@ -388,6 +406,7 @@ impl Measured {
             c1: median(self.c1),
             c32: median(self.c32),
             big: median(self.big),
+            late: median(self.late),
             sse_ms,
             rss,
         }
@@ -816,6 +835,9 @@ async fn run() {
                 .push(loadgen::run(&via, 32, MITM_C32, |_| "/json".into()));
             mm.big
                 .push(loadgen::run(&via, 1, 4, |_| format!("/big?bytes={BIG}")));
+            mm.late.push(loadgen::run(&via, 1, MITM_C1, |_| {
+                format!("/json?delay_us={LATE_US}")
+            }));
             let msse = loadgen::first_frame_ms(&via, sse, 10);
             let rss = rss_after_bodies(&via, m.child.id());
             let mut child = m.child;
@@ -887,8 +909,26 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
             r.big.mb_s / direct.big.mb_s,
             r.sse_ms,
             r.cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
-            r.c1.errors + r.c32.errors + r.big.errors
+            r.c1.errors + r.c32.errors + r.big.errors + r.late.errors
         );
+    }
+    if direct.late.rps > 0.0 {
+        println!();
+        println!(
+            "| c=1, the upstream answering {LATE_US} µs late | p50 ms | p99 ms | +p50 ms | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        // Replay answers without the upstream, so without its wait: below direct.
+        for r in rows.iter().filter(|r| r.late.rps > 0.0) {
+            println!(
+                "| {} | {:.3} | {:.3} | {:+.3} | {} |",
+                r.name,
+                r.late.p50_ms,
+                r.late.p99_ms,
+                r.late.p50_ms - direct.late.p50_ms,
+                r.late.errors
+            );
+        }
     }
     let big_cpu: Vec<String> = rows
         .iter()

@@ -12,8 +12,10 @@
 //! copy of its 1 KB (one small copy); `/big` sends slices of one 16 MiB buffer of random
 //! bytes at random offsets (no copy), so no two of its 256 KiB segments are alike.
 //!
-//! Routes: `/json` (1 KB JSON), `/big?bytes=N` (N bytes in 64 KiB frames),
-//! `/sse?n=N&gap_ms=G` (N events G ms apart); anything else is `/json`.
+//! Routes: `/json` (1 KB JSON; `/json?delay_us=N` answers N µs late, as a remote
+//! upstream does: the thread sleeps, so only one connection at a time should ask for it),
+//! `/big?bytes=N` (N bytes in 64 KiB frames), `/sse?n=N&gap_ms=G` (N events G ms apart);
+//! anything else is `/json`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -153,8 +155,16 @@ async fn serve(std_listener: std::net::TcpListener, acceptor: tokio_rustls::TlsA
                 return;
             };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let late = query_u64(&req, "delay_us").map(Duration::from_micros);
                 let resp = route(&req, &answers);
-                async move { Ok::<_, Infallible>(resp) }
+                async move {
+                    // A sleep of the thread, not of the runtime: tokio's timer counts whole
+                    // milliseconds, which would add up to one more at random.
+                    if let Some(late) = late {
+                        std::thread::sleep(late);
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), svc)

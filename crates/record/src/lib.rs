@@ -418,6 +418,13 @@ impl Recorder {
         head_request: bool,
     ) -> Response<ProxyBody> {
         let (step, start) = (pending.step, pending.start);
+        // An answer that came late (a remote upstream, a model thinking) finds the writer
+        // asleep again: at low load it is woken now, while this answer is read and
+        // redacted, not when its event is handed over. One that came soon finds it still
+        // awake from the request, and this does nothing.
+        if self.spare_core() {
+            self.writer.expect();
+        }
         let upgraded = match upgrade {
             Some((client, slot)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 Some((client, hyper::upgrade::on(&mut resp), Instant::now(), slot))

@@ -84,10 +84,13 @@ impl Writer {
         rx
     }
 
-    /// Says that a job is coming soon (an exchange went upstream; its event follows the
-    /// answer): a sleeping writer is woken now and stays awake for it a while, so that
-    /// waking it (20-100 µs on this VM) is not on the answer's way to the client. A busy
-    /// writer is not told: it has jobs enough, nor one that has only just gone to sleep.
+    /// Says that a job is coming soon (an exchange went upstream, or its answer came; its
+    /// event follows the answer's end): a sleeping writer is woken now and stays awake for
+    /// it a while, so that waking it (20-100 µs on this VM) is not on the answer's way to
+    /// the client. Told when the request goes out, it is awake for an answer that comes
+    /// within [`EXPECT_AWAKE`]; told again when the answer comes, for one that came later
+    /// (a remote upstream's). A busy writer is not told: it has jobs enough, nor one that
+    /// has only just gone to sleep.
     pub(crate) fn expect(&self) {
         let since = self.asleep.load(Ordering::Relaxed);
         if since != 0 && nanos(self.base).saturating_sub(since) >= ASLEEP_A_WHILE.as_nanos() as u64
