@@ -1660,7 +1660,9 @@ async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
         );
     }
 
-    // Another file in the same form is another request, small or past the limit.
+    // Another file in the same form is another request, small or past the limit. The
+    // small one's miss names the part that differs (not the boundary, which differs in
+    // every request).
     for file in [&small, &huge] {
         let r = replay(&dirs, "forms", &[]);
         let c = client(&r, &dirs);
@@ -1673,6 +1675,14 @@ async fn file_uploads_replay_whatever_multipart_boundary_the_client_draws() {
             .await
             .unwrap();
         assert_eq!(resp.headers()["x-tapedeck-miss"], "unrecorded");
+        let text = resp.text().await.unwrap();
+        if file.len() == small.len() {
+            assert!(
+                text.contains("body $.file.content: \\\"3000 bytes, blake3 "),
+                "{text}"
+            );
+            assert!(!text.contains("$.model"), "{text}");
+        }
         r.stop();
     }
 }

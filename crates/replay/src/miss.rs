@@ -11,7 +11,7 @@
 use serde_json::{json, Value};
 
 use super::index::{Blocked, Miss, MissKind};
-use tapedeck_model::exchange::canonical::UrlParts;
+use tapedeck_model::exchange::canonical::{multipart_view, UrlParts};
 use tapedeck_model::exchange::jsondiff;
 use tapedeck_model::exchange::redact::{self, Secrets};
 use tapedeck_model::exchange::{Event, Kind};
@@ -136,7 +136,12 @@ fn body_lines(expected: BodyView, got: BodyView) -> Vec<String> {
             DIFF_LIMIT >> 10
         )];
     };
-    let mut changes = jsondiff::diff(&jsondiff::body_value(a), &jsondiff::body_value(b));
+    // Multipart forms part by part: whole, they differ in every boundary.
+    let (va, vb) = match (multipart_view(a), multipart_view(b)) {
+        (Some(va), Some(vb)) => (va, vb),
+        _ => (jsondiff::body_value(a), jsondiff::body_value(b)),
+    };
+    let mut changes = jsondiff::diff(&va, &vb);
     // A value the recording holds as [REDACTED] that the live request carries in clear
     // is a secret replay could not know: masked, the rest of the text shown.
     for c in &mut changes {
@@ -708,5 +713,58 @@ mod tests {
             b["tapedeck"]["received"]["url"],
             "https://registry.npmjs.org/lodash"
         );
+    }
+
+    /// A form as a client sends it: a boundary of its own, a text field, a token field
+    /// and a file.
+    fn form(boundary: &str, model: &str, file: &[u8]) -> Vec<u8> {
+        let mut b = format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n\
+             --{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"speech.wav\"\r\n\
+             content-type: audio/wav\r\n\r\n"
+        )
+        .into_bytes();
+        b.extend_from_slice(file);
+        b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        b
+    }
+
+    #[test]
+    fn a_multipart_miss_names_the_part_that_differs_not_the_boundary() {
+        let audio: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut other = audio.clone();
+        other[100] ^= 1;
+        let recorded = form("rec0aa11", "whisper-1", &audio);
+
+        // Another file under a new boundary: the file part, by its size and blake3.
+        let lines = body_lines(
+            BodyView::Bytes(&recorded),
+            BodyView::Bytes(&form("live9bb22", "whisper-1", &other)),
+        );
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("body $.file.content: \"4000 bytes, blake3 "),
+            "{lines:?}"
+        );
+        assert!(!lines
+            .iter()
+            .any(|l| l.contains("rec0aa11") || l.contains("live9bb22")));
+
+        // Another text field: its values.
+        let lines = body_lines(
+            BodyView::Bytes(&recorded),
+            BodyView::Bytes(&form("live9bb22", "whisper-2", &audio)),
+        );
+        assert_eq!(
+            lines,
+            vec![r#"body $.model: "whisper-1" → "whisper-2""#.to_string()]
+        );
+
+        // The same form under a new boundary differs in nothing.
+        let lines = body_lines(
+            BodyView::Bytes(&recorded),
+            BodyView::Bytes(&form("live9bb22", "whisper-1", &audio)),
+        );
+        assert!(lines.is_empty(), "{lines:?}");
     }
 }

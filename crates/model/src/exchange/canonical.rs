@@ -251,11 +251,16 @@ pub fn multipart_boundary(content_type: &str) -> Option<String> {
 
 /// The form field a part's `Content-Disposition` names (`form-data; name="audio"`).
 fn part_name(headers: &[(String, String)]) -> Option<String> {
+    disposition_param(headers, "name")
+}
+
+/// A parameter of a part's `Content-Disposition` (`name`, `filename`), unquoted.
+fn disposition_param(headers: &[(String, String)], param: &str) -> Option<String> {
     let (_, value) = headers.iter().find(|(n, _)| n == "content-disposition")?;
-    value.split(';').skip(1).find_map(|param| {
-        let (key, v) = param.split_once('=')?;
+    value.split(';').skip(1).find_map(|p| {
+        let (key, v) = p.split_once('=')?;
         key.trim()
-            .eq_ignore_ascii_case("name")
+            .eq_ignore_ascii_case(param)
             .then(|| v.trim().trim_matches('"').to_string())
     })
 }
@@ -265,6 +270,18 @@ fn part_name(headers: &[(String, String)]) -> Option<String> {
 /// matched by its bytes, as before. A part whose form field is one of `ignored` takes
 /// part by its name alone: its content, file name and other headers do not.
 fn multipart_parts(body: &[u8], boundary: &str, ignored: &[String]) -> Option<Vec<CanonicalPart>> {
+    let parts = split_multipart(body, boundary)?;
+    Some(
+        parts
+            .into_iter()
+            .map(|(headers, content)| canonical_part(headers, blake3::hash(content), ignored))
+            .collect(),
+    )
+}
+
+/// A multipart body's parts: each one's headers (see [`part_head`]) and content, or
+/// `None` when it is not one (see [`multipart_parts`]).
+fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<(Vec<Header>, &'a [u8])>> {
     use memchr::memmem;
     let delimiter = format!("\r\n--{boundary}");
     // The first delimiter opens the body, or follows a preamble (ignored).
@@ -290,10 +307,75 @@ fn multipart_parts(body: &[u8], boundary: &str, ignored: &[String]) -> Option<Ve
         let end = memmem::find(rest, delimiter.as_bytes())?;
         let part = &rest[..end];
         let (head_len, headers) = part_head(part).ok()?;
-        let b3 = blake3::hash(&part[head_len..]);
-        parts.push(canonical_part(headers, b3, ignored));
+        parts.push((headers, &part[head_len..]));
         rest = &rest[end + delimiter.len()..];
     }
+}
+
+/// A part's content shown in a multipart view up to this many bytes of text.
+const VIEW_TEXT: usize = 2048;
+
+/// A multipart body as a person compares two (a replay miss's differences): an object of
+/// its parts by form field (a second part of the same name as `name#2`, one with none as
+/// `part N`), each part's content as JSON when it is JSON, as text when it is short
+/// UTF-8 text, else as its size and blake3; a part with a file name or a content type as
+/// an object of those and its `content`. `None` when the body is not multipart. The
+/// boundary is read from the body's first line, as the request's content type names it:
+/// a client draws a new one for every request, so two bodies compared whole differ in
+/// every delimiter.
+pub fn multipart_view(body: &[u8]) -> Option<Value> {
+    let line_end = memchr::memmem::find(body, b"\r\n")?;
+    let boundary = std::str::from_utf8(body.get(2..line_end)?).ok()?.trim_end();
+    if !body.starts_with(b"--")
+        || boundary.is_empty()
+        || boundary.len() > 70
+        || boundary.contains(char::is_control)
+    {
+        return None;
+    }
+    let parts = split_multipart(body, boundary)?;
+    let mut view = serde_json::Map::new();
+    for (i, (headers, content)) in parts.iter().enumerate() {
+        let text = match std::str::from_utf8(content) {
+            Ok(t) if t.len() <= VIEW_TEXT => Some(t),
+            _ => None,
+        };
+        let kind = header(headers, "content-type");
+        let shown = match (kind, text) {
+            (Some(k), Some(t)) if k.contains("json") => {
+                serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string()))
+            }
+            (_, Some(t)) => Value::String(t.to_string()),
+            (_, None) => Value::String(format!(
+                "{} bytes, blake3 {}",
+                content.len(),
+                &blake3::hash(content).to_hex()[..12]
+            )),
+        };
+        let file = disposition_param(headers, "filename");
+        let value = if file.is_some() || kind.is_some() {
+            let mut o = serde_json::Map::new();
+            if let Some(f) = file {
+                o.insert("filename".into(), Value::String(f));
+            }
+            if let Some(k) = kind {
+                o.insert("content-type".into(), Value::String(k.to_string()));
+            }
+            o.insert("content".into(), shown);
+            Value::Object(o)
+        } else {
+            shown
+        };
+        let name = part_name(headers).unwrap_or_else(|| format!("part {}", i + 1));
+        let mut key = name.clone();
+        let mut n = 1;
+        while view.contains_key(&key) {
+            n += 1;
+            key = format!("{name}#{n}");
+        }
+        view.insert(key, value);
+    }
+    Some(Value::Object(view))
 }
 
 /// A part's head: its length and its headers (names lower-cased, values trimmed,
@@ -1134,6 +1216,34 @@ mod tests {
         assert_eq!(
             key(KeyBody::Whole(bodies[0].as_bytes())),
             key(KeyBody::Parts(d.finish().unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_multipart_view_shows_each_part_by_its_field() {
+        let body = b"--xyz\r\ncontent-disposition: form-data; name=\"a\"\r\n\r\none\r\n\
+--xyz\r\ncontent-disposition: form-data; name=\"a\"\r\n\r\ntwo\r\n\
+--xyz\r\ncontent-disposition: form-data; name=\"meta\"\r\ncontent-type: application/json\r\n\r\n{\"k\": [1]}\r\n\
+--xyz\r\ncontent-disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\ncontent-type: application/octet-stream\r\n\r\n\xff\xfe\r\n\
+--xyz\r\ncontent-type: text/plain\r\n\r\nno name\r\n--xyz--\r\n";
+        let v = multipart_view(body).expect("a multipart body");
+        assert_eq!(v["a"], "one");
+        assert_eq!(v["a#2"], "two");
+        assert_eq!(v["meta"]["content"]["k"][0], 1);
+        assert_eq!(v["f"]["filename"], "x.bin");
+        let hash = blake3::hash(b"\xff\xfe").to_hex();
+        assert_eq!(
+            v["f"]["content"],
+            format!("2 bytes, blake3 {}", &hash[..12])
+        );
+        assert_eq!(v["part 5"]["content"], "no name");
+        // Not multipart: JSON, text, a first line that is no delimiter, no parts' end.
+        assert!(multipart_view(br#"{"a": 1}"#).is_none());
+        assert!(multipart_view(b"--\r\nx").is_none());
+        assert!(multipart_view(b"plain text\r\nmore").is_none());
+        assert!(
+            multipart_view(b"--xyz\r\ncontent-disposition: form-data; name=\"a\"\r\n\r\none")
+                .is_none()
         );
     }
 }
