@@ -14,7 +14,8 @@
 //! TAPEDECK_BENCH_LOADS=c1,c32,big,late picks the loads, TAPEDECK_BENCH_C1,
 //! TAPEDECK_BENCH_C32, TAPEDECK_BENCH_BIG and TAPEDECK_BENCH_LATE the requests in a c=1,
 //! a c=32, a 5 MB run and a c=1 run whose upstream answers 1 ms late (to profile a longer
-//! one); TAPEDECK_BENCH_BIN measures another tapedeck binary.
+//! one); TAPEDECK_BENCH_BIN measures another tapedeck binary; TAPEDECK_BENCH_KEEP keeps
+//! the work directory (stores, tapes) for a look afterwards.
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
 //! parses HTTP and sends it on, recording nothing.
 
@@ -27,7 +28,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baseline::loadgen::{self, Load, Target};
@@ -67,10 +68,16 @@ impl Proxy {
             .expect("start the proxy");
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().expect("stderr");
+        // What it said before it listened: shown if it ends first.
+        let said = Arc::new(Mutex::new(Vec::<String>::new()));
+        let heard = said.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             let mut shown = 0;
             for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.is_some() {
+                    heard.lock().expect("lines").push(line.clone());
+                }
                 // A benchmark of misses measures nothing: say so, once or twice.
                 if line.contains("MISS") && shown < 2 {
                     shown += 1;
@@ -87,7 +94,11 @@ impl Proxy {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(120))
-            .expect("the proxy listens");
+            .unwrap_or_else(|e| {
+                let said = said.lock().expect("lines");
+                let tail = said[said.len().saturating_sub(20)..].join("\n");
+                panic!("{label} did not listen ({e}); it said:\n{tail}")
+            });
         eprintln!("bench: {label} is pid {}", child.id());
         Proxy {
             child,
@@ -693,10 +704,15 @@ fn du_bytes(dir: &Path) -> u64 {
 
 async fn run() {
     sweep_killed_runs();
-    let work = tempfile::Builder::new()
+    let mut work = tempfile::Builder::new()
         .prefix(WORK_PREFIX)
         .tempdir()
         .expect("tempdir");
+    // TAPEDECK_BENCH_KEEP keeps the stores and tapes for a look afterwards.
+    if std::env::var_os("TAPEDECK_BENCH_KEEP").is_some() {
+        work.disable_cleanup(true);
+        eprintln!("bench: keeping {}", work.path().display());
+    }
     let w = work.path();
     std::fs::write(w.join("pid"), std::process::id().to_string()).expect("write the bench's pid");
     let up = FastUpstream::start(w);

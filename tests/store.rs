@@ -445,3 +445,68 @@ async fn damage_before_sleds_snapshot_is_a_clear_error_and_fsck_names_what_is_lo
     assert!(out.contains("step 2: it is gone"), "{out}");
     assert!(out.contains("beta: DAMAGED: 0 of 3 events sound"), "{out}");
 }
+
+/// A body the store cannot take (a full disk; here every blob directory turned into a
+/// file, so each segment's write fails) went through to the agent whole, but the store
+/// holds less: the recorder says so when it stops, fsck names the step, and replay
+/// refuses the session instead of serving an empty answer for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_the_store_could_not_take_is_reported_and_never_replayed_as_empty() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &["record", "--session", "full", "--upstream-ca", &ca],
+    );
+    let c = client(&d, &dirs);
+    // Past what is kept whole (1 MiB of bytes): written in segments as it streams.
+    let n = 3_000_000;
+    let ok = c
+        .get(up.url(&format!("/big?bytes={n}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.bytes().await.unwrap().len(), n);
+
+    let blobs = dirs.store.join("blobs");
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+            std::fs::write(&p, b"not a directory").unwrap();
+        }
+    }
+    let got = c
+        .get(up.url(&format!("/big?bytes={}", n + 1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.bytes().await.unwrap().len(),
+        n + 1,
+        "the agent got it whole"
+    );
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 exchange went through to the agent but could not be stored whole"),
+        "{err}"
+    );
+
+    let (code, out, err) = dirs.run(&["fsck"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "step 2: a body of it could not be stored when it was recorded (store write failed"
+        ),
+        "{out}"
+    );
+    let (code, _, err) = dirs.run(&["replay", "--session", "full", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("step 2") && err.contains("could not be stored"),
+        "{err}"
+    );
+}

@@ -140,6 +140,10 @@ fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
         .stats
         .errors
         .load(std::sync::atomic::Ordering::Relaxed);
+    let unstored = recorder
+        .stats
+        .unstored
+        .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "tapedeck: recorded {} ({errors} without a complete response) into {} [{}]",
         counted(n, "exchange"),
@@ -150,6 +154,12 @@ fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
         },
         a.store.store.display()
     );
+    if unstored > 0 {
+        eprintln!(
+            "tapedeck: {} went through to the agent but could not be stored whole (the store write failed: see the errors above; a full disk?): `tapedeck fsck` names them, and replay refuses the session until they are recorded again (or --allow-damaged leaves them out)",
+            counted(unstored, "exchange")
+        );
+    }
     if recorded.is_empty() && !a.cmd.is_empty() {
         why_nothing_was_recorded();
     }

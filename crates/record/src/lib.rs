@@ -56,6 +56,8 @@ type InFlightGuard = tapedeck_proxy::shutdown::TrackGuard;
 pub struct RecordStats {
     pub exchanges: AtomicU64,
     pub errors: AtomicU64,
+    /// Exchanges whose bodies could not be stored (see [`tapedeck_store::UNSTORED`]).
+    pub unstored: AtomicU64,
 }
 
 pub use tapedeck_model::exchange::EventSink;
@@ -675,7 +677,7 @@ impl Recorder {
         self.writer.run(move || {
             ready
                 .store(store.as_ref())
-                .map_err(|e| format!("store write failed: {e}"))
+                .map_err(|e| format!("{}: {e}", tapedeck_store::UNSTORED))
         })
     }
 }
@@ -1155,6 +1157,9 @@ impl Pending {
                 if event.response.as_ref().is_none_or(|r| !r.complete) {
                     self.recorder.stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
+                if tapedeck_store::unstored(&event).is_some() {
+                    self.recorder.stats.unstored.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(
                     "recorded {session}#{} {} {} {} -> {}",
                     event.step,
@@ -1375,7 +1380,7 @@ impl ResponseTee {
             let store = p.recorder.store.clone();
             if let Err(e) = ready.store(store.as_ref()) {
                 if let Some(c) = p.resp_capture.as_mut() {
-                    c.note_failure(format!("store write failed: {e}"));
+                    c.note_failure(format!("{}: {e}", tapedeck_store::UNSTORED));
                 }
             }
             p.write_event(None, true);

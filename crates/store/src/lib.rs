@@ -408,6 +408,23 @@ pub const EXPECT_MAX: usize = WHOLE_BODY_LIMIT;
 /// Blobs at least this large are files beside the database, not sled values.
 pub const FILE_BLOB_MIN: usize = 64 << 10;
 
+/// How the error of an exchange whose body the recorder could not store begins (a full
+/// disk): the traffic went through whole, the store holds less. Such an event is read
+/// as damaged (see [`unstored`]): replay cannot serve what it does not have.
+pub const UNSTORED: &str = "store write failed";
+
+/// Why `ev` cannot be served as recorded because a body of it was never stored, if so.
+pub fn unstored(ev: &tapedeck_model::exchange::Event) -> Option<String> {
+    let e = ev
+        .error
+        .as_ref()
+        .filter(|e| e.message.starts_with(UNSTORED))?;
+    Some(format!(
+        "a body of it could not be stored when it was recorded ({}); record it again",
+        e.message
+    ))
+}
+
 /// How much of a body with this content type is kept whole (JSON, or no type at all,
 /// may need redaction and canonical matching; a multipart body is matched by its parts).
 /// Record and replay both use this rule, so a body's canonical form is computed the same

@@ -84,13 +84,26 @@ fn damage_of(
 
 impl Recording {
     pub fn from_tape(t: tape::Tape, source: String) -> Recording {
+        // An event whose bodies the recorder could not store is left out, as from a store.
+        let mut events = t.events;
+        let mut damaged = Vec::new();
+        events.retain(|ev| match crate::unstored(ev) {
+            Some(problem) => {
+                damaged.push(crate::Damage {
+                    step: Some(ev.step),
+                    problem,
+                });
+                false
+            }
+            None => true,
+        });
         Recording {
             session: t.header.session,
             exit_code: t.header.exit_code,
-            events: t.events,
+            events,
             bodies: Bodies::Tape(Arc::new(t.bodies), Arc::new(t.files)),
             source,
-            damaged: Vec::new(),
+            damaged,
             released: None,
         }
     }

@@ -1123,6 +1123,15 @@ impl Store for SledStore {
                     continue;
                 }
             }
+            // The recorder could not store a body of it (a full disk): its event says
+            // so, and what it names is not the body that went through.
+            if let Some(problem) = crate::unstored(&ev) {
+                read.missing_bodies.push(Damage {
+                    step: Some(step),
+                    problem,
+                });
+                continue;
+            }
             // A body kept inside the event was read with it.
             let mut whole = ev.request.body.at.is_some() || self.has_body(&ev.request.body.b3)?;
             if let Some(r) = &ev.response {
