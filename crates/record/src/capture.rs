@@ -31,7 +31,7 @@ impl StoreSink {
             return;
         }
         if let Err(e) = self.writer.write(self.store.as_ref(), bytes) {
-            self.error = Some(format!("{}: {e}", tapedeck_store::UNSTORED));
+            self.error = Some(tapedeck_store::unstored_error(e));
         }
     }
 
@@ -59,7 +59,7 @@ impl Sink for StoreSink {
         }
         let Some(s) = scrubber.as_mut() else {
             if let Err(e) = writer.write(store.as_ref(), bytes) {
-                *error = Some(format!("{}: {e}", tapedeck_store::UNSTORED));
+                *error = Some(tapedeck_store::unstored_error(e));
             }
             return;
         };
@@ -70,7 +70,7 @@ impl Sink for StoreSink {
             let (piece, more) = rest.split_at(writer.room().clamp(1, rest.len()));
             rest = more;
             if let Err(e) = writer.write_with(store.as_ref(), |buf| s.feed_into(piece, buf)) {
-                *error = Some(format!("{}: {e}", tapedeck_store::UNSTORED));
+                *error = Some(tapedeck_store::unstored_error(e));
                 s.feed(rest);
                 return;
             }
@@ -295,7 +295,7 @@ impl Capture {
         let body = match writer.finish(sink.store.as_ref()) {
             Ok(b) => b,
             Err(e) => {
-                self.note_failure(format!("{}: {e}", tapedeck_store::UNSTORED));
+                self.note_failure(tapedeck_store::unstored_error(e));
                 WrittenBody::Whole(Vec::new())
             }
         };

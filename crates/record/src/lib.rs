@@ -677,7 +677,7 @@ impl Recorder {
         self.writer.run(move || {
             ready
                 .store(store.as_ref())
-                .map_err(|e| format!("{}: {e}", tapedeck_store::UNSTORED))
+                .map_err(tapedeck_store::unstored_error)
         })
     }
 }
@@ -1380,7 +1380,7 @@ impl ResponseTee {
             let store = p.recorder.store.clone();
             if let Err(e) = ready.store(store.as_ref()) {
                 if let Some(c) = p.resp_capture.as_mut() {
-                    c.note_failure(format!("{}: {e}", tapedeck_store::UNSTORED));
+                    c.note_failure(tapedeck_store::unstored_error(e));
                 }
             }
             p.write_event(None, true);

@@ -413,16 +413,25 @@ pub const FILE_BLOB_MIN: usize = 64 << 10;
 /// as damaged (see [`unstored`]): replay cannot serve what it does not have.
 pub const UNSTORED: &str = "store write failed";
 
-/// Why `ev` cannot be served as recorded because a body of it was never stored, if so.
-pub fn unstored(ev: &tapedeck_model::exchange::Event) -> Option<String> {
+/// The error an exchange keeps when the store could not take a body of it (`e`).
+pub fn unstored_error(e: impl std::fmt::Display) -> String {
+    format!("{UNSTORED}: {e}")
+}
+
+/// The damage of `ev` when a body of it was never stored: it cannot be served as
+/// recorded.
+pub fn unstored(ev: &tapedeck_model::exchange::Event) -> Option<Damage> {
     let e = ev
         .error
         .as_ref()
         .filter(|e| e.message.starts_with(UNSTORED))?;
-    Some(format!(
-        "a body of it could not be stored when it was recorded ({}); record it again",
-        e.message
-    ))
+    Some(Damage {
+        step: Some(ev.step),
+        problem: format!(
+            "a body of it could not be stored when it was recorded ({}); record it again",
+            e.message
+        ),
+    })
 }
 
 /// How much of a body with this content type is kept whole (JSON, or no type at all,

@@ -88,11 +88,8 @@ impl Recording {
         let mut events = t.events;
         let mut damaged = Vec::new();
         events.retain(|ev| match crate::unstored(ev) {
-            Some(problem) => {
-                damaged.push(crate::Damage {
-                    step: Some(ev.step),
-                    problem,
-                });
+            Some(damage) => {
+                damaged.push(damage);
                 false
             }
             None => true,

@@ -1125,11 +1125,8 @@ impl Store for SledStore {
             }
             // The recorder could not store a body of it (a full disk): its event says
             // so, and what it names is not the body that went through.
-            if let Some(problem) = crate::unstored(&ev) {
-                read.missing_bodies.push(Damage {
-                    step: Some(step),
-                    problem,
-                });
+            if let Some(damage) = crate::unstored(&ev) {
+                read.missing_bodies.push(damage);
                 continue;
             }
             // A body kept inside the event was read with it.
