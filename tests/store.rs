@@ -446,6 +446,87 @@ async fn damage_before_sleds_snapshot_is_a_clear_error_and_fsck_names_what_is_lo
     assert!(out.contains("beta: DAMAGED: 0 of 3 events sound"), "{out}");
 }
 
+/// A disk with less free space than the store keeps (`--min-free`, here more than any
+/// disk has): every answer still reaches the agent whole, nothing of it is written but the
+/// mark of where the session stopped being stored, the recorder says so when it stops,
+/// fsck names that step and replay refuses the session. Without the floor, a disk that
+/// filled under sled's log left a recorder that never ended (deaf to Ctrl-C) and a
+/// session that read as sound but ended early.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_is_marked_where_it_stopped(
+) {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let d = Daemon::start(
+        &dirs,
+        &[
+            "record",
+            "--session",
+            "low",
+            "--upstream-ca",
+            &ca,
+            "--min-free",
+            "1000TiB",
+        ],
+    );
+    let c = client(&d, &dirs);
+    for n in [10, 3_000_000] {
+        let got = c
+            .get(up.url(&format!("/big?bytes={n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(
+            got.bytes().await.unwrap().len(),
+            n,
+            "the agent got it whole"
+        );
+    }
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("2 exchanges went through to the agent but could not be stored (the first: low#1: the disk of the store at"),
+        "{err}"
+    );
+    assert!(
+        err.contains("under the 1000.0 TiB the store keeps free"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("cannot store low#").count(),
+        1,
+        "said once, not once per exchange: {err}"
+    );
+    let blobs = dirs.store.join("blobs");
+    assert!(
+        !blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(),
+        "no body was written"
+    );
+
+    refused_at(
+        &dirs,
+        "low",
+        "step 1: it could not be stored whole when it was recorded (store write failed: the disk of the store at",
+    );
+}
+
+/// fsck names `step` (`step N: ...`, the line's start) and exits 1; replay refuses
+/// `session`, naming the step.
+fn refused_at(dirs: &Dirs, session: &str, step: &str) {
+    let (code, out, err) = dirs.run(&["fsck"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(step), "{out}");
+    let (code, _, err) = dirs.run(&["replay", "--session", session, "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    let named = step.split(':').next().unwrap();
+    assert!(
+        err.contains(named) && err.contains("could not be stored"),
+        "{err}"
+    );
+}
+
 /// A body the store cannot take (a full disk; here every blob directory turned into a
 /// file, so each segment's write fails) went through to the agent whole, but the store
 /// holds less: the recorder says so when it stops, fsck names the step, and replay
@@ -495,18 +576,9 @@ async fn a_body_the_store_could_not_take_is_reported_and_never_replayed_as_empty
         "{err}"
     );
 
-    let (code, out, err) = dirs.run(&["fsck"]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        out.contains(
-            "step 2: a body of it could not be stored when it was recorded (store write failed"
-        ),
-        "{out}"
-    );
-    let (code, _, err) = dirs.run(&["replay", "--session", "full", "--", "true"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("step 2") && err.contains("could not be stored"),
-        "{err}"
+    refused_at(
+        &dirs,
+        "full",
+        "step 2: it could not be stored whole when it was recorded (store write failed",
     );
 }

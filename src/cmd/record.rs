@@ -12,7 +12,7 @@ use tapedeck_model::session::SessionName;
 use tapedeck_proxy::ca::Ca;
 use tapedeck_record::upstream::Upstream;
 use tapedeck_record::{EventSink, Recorder};
-use tapedeck_store::{RunInfo, SledStore, Store};
+use tapedeck_store::{RunInfo, SledStore, Store, StoreError};
 use tapedeck_trace::live::counted;
 use tapedeck_trace::live::LiveExporter;
 use tapedeck_trace::otlp::{resolve_endpoint, Pusher};
@@ -32,6 +32,7 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     args.inject = a.inject.clone();
     let rules = Arc::new(Rules::load(&cwd, &args)?);
     let store = Arc::new(SledStore::open(&a.store.store)?);
+    store.set_min_free(a.min_free);
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let ca = Arc::new(ca);
     let upstream = Upstream::new(&a.upstream_ca, Duration::from_secs(a.upstream_timeout))?;
@@ -87,13 +88,60 @@ pub async fn run(a: RecordArgs) -> CmdResult {
     )
     .await?;
     let recorded = recorder.sessions_recorded();
+    // Caught from here on: the signal that stopped the proxy has been taken.
+    let stop = super::daemon::StopSignals::catch();
+    let mut trouble = None;
     if !a.cmd.is_empty() {
         // gen-test expects a replayed run to end as the recorded one did.
         for s in &recorded {
-            store.put_run(s, &RunInfo { exit_code: code })?;
+            if let Err(e) = store.put_run(s, &RunInfo { exit_code: code }) {
+                trouble.get_or_insert(e);
+            }
         }
     }
-    store.commit()?;
+    // The last flush, which a user may interrupt and which gives up when sled never ends
+    // it (see `COMMIT_PATIENCE`): either way the summary is said, and the process ends
+    // without waiting for the store's threads, which may never finish.
+    let closing = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.commit())
+    };
+    tokio::pin!(closing);
+    // A first signal here is most often a second stop sent to a daemon already stopping
+    // (a service manager, a test harness): it waits on. A second one leaves.
+    let mut signals = 0;
+    let mut stop = Some(stop);
+    let interrupted = loop {
+        let next = stop
+            .take()
+            .unwrap_or_else(super::daemon::StopSignals::catch);
+        tokio::select! {
+            done = &mut closing => {
+                if let Err(e) = done.unwrap_or(Err(StoreError::CommitStopped)) {
+                    trouble.get_or_insert(e);
+                }
+                break false;
+            }
+            () = next.recv() => {
+                signals += 1;
+                if signals == 2 {
+                    break true;
+                }
+                eprintln!("tapedeck: waiting for the store to make its last writes durable (interrupt again to leave without them)");
+            }
+        }
+    };
+    if interrupted || trouble.is_some() {
+        report(&recorder, &recorded, &a);
+        match trouble {
+            Some(e) if !interrupted => eprintln!("tapedeck: error: {e}"),
+            _ => eprintln!(
+                "tapedeck: interrupted while the store made its last writes durable: what was recorded in the last moments may not be; `tapedeck fsck --store {}` checks the store",
+                a.store.store.display()
+            ),
+        }
+        std::process::exit(if interrupted { 130 } else { 2 });
+    }
     if let Some(live) = live {
         let st = live.finish().await;
         eprintln!(
@@ -158,6 +206,17 @@ fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
         eprintln!(
             "tapedeck: {} went through to the agent but could not be stored whole (the store write failed: see the errors above; a full disk?): `tapedeck fsck` names them, and replay refuses the session until they are recorded again (or --allow-damaged leaves them out)",
             counted(unstored, "exchange")
+        );
+    }
+    if let (lost @ 1.., Some(first), unmarked) = recorder.lost() {
+        eprintln!(
+            "tapedeck: {} went through to the agent but could not be stored (the first: {first}): {}",
+            counted(lost, "exchange"),
+            if unmarked == 0 {
+                "`tapedeck fsck` names where each session stopped being stored, and replay refuses such a session until it is recorded again"
+            } else {
+                "where a session stopped being stored could not be marked either, so it reads as if it ended there (`--min-free` keeps room for that mark)"
+            }
         );
     }
     if recorded.is_empty() && !a.cmd.is_empty() {

@@ -10,6 +10,7 @@
 
 mod capture;
 mod inject;
+mod lost;
 pub mod upstream;
 mod writer;
 mod ws;
@@ -83,6 +84,8 @@ pub struct Recorder {
     /// The machine's cores: with fewer exchanges open than this, a core is spare to wait
     /// awake on (see [`Recorder::spare_core`]).
     cores: usize,
+    /// Exchanges the store could not take at all (see [`lost`]).
+    losses: lost::Losses,
 }
 
 /// What the caller of [`Recorder::forward`] has already decided about an exchange.
@@ -128,7 +131,19 @@ impl Recorder {
             sink,
             max_body,
             faults,
+            losses: lost::Losses::default(),
         }))
+    }
+
+    /// How many exchanges went through to the agent but could not be stored at all, the
+    /// first of them with why (`session#step: error`), and in how many runs of them the
+    /// mark of where a session stopped being stored could not be stored either.
+    pub fn lost(&self) -> (u64, Option<String>, u64) {
+        (
+            self.losses.count.load(Ordering::Relaxed),
+            self.losses.first(),
+            self.losses.unmarked.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether a core is spare: fewer exchanges are open than the machine has cores. Then
@@ -1160,6 +1175,7 @@ impl Pending {
                 if tapedeck_store::unstored(&event).is_some() {
                     self.recorder.stats.unstored.fetch_add(1, Ordering::Relaxed);
                 }
+                self.recorder.losses.stored(session, event.step);
                 tracing::debug!(
                     "recorded {session}#{} {} {} {} -> {}",
                     event.step,
@@ -1174,7 +1190,10 @@ impl Pending {
                     sink(session, event);
                 }
             }
-            Err(e) => tracing::error!("cannot store {session}#{}: {e}", event.step),
+            Err(e) => self
+                .recorder
+                .losses
+                .lost(self.recorder.store.as_ref(), session, &event, &e),
         }
     }
 

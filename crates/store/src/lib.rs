@@ -14,6 +14,7 @@ pub mod journal;
 pub mod noted;
 pub mod recording;
 mod sled_store;
+pub mod space;
 pub mod tape;
 pub mod tape_files;
 pub mod tree;
@@ -46,6 +47,12 @@ pub enum StoreError {
     },
     #[error("store I/O failed: {0}")]
     Sled(#[from] sled::Error),
+    #[error("the disk of the store at {} has {} free, under the {} the store keeps free (`record --min-free`)", path.display(), space::human(*free), space::human(*floor))]
+    DiskLow {
+        path: PathBuf,
+        free: u64,
+        floor: u64,
+    },
     #[error("cannot {action} {path}: {source}")]
     File {
         action: &'static str,
@@ -73,6 +80,8 @@ pub enum StoreError {
     Flush(#[source] std::sync::Arc<FlushError>),
     #[error("the store's commit thread stopped")]
     CommitStopped,
+    #[error("the store's flush has not finished in {} s (sled waits on a write of its log that failed: a full disk?); what was recorded in the last moments may not be durable: `tapedeck fsck` checks the store", .0.as_secs())]
+    FlushStuck(std::time::Duration),
     #[error("body {0} is missing from the store")]
     MissingBody(String),
     #[error("a large body ended with {taken} of its segments handed out but only {stored} stored; it is not recorded (a bug in tapedeck: please report it)")]
@@ -176,6 +185,12 @@ pub trait Store: Send + Sync + 'static {
         for (h, data) in bodies {
             self.put_blob(h, data)?;
         }
+        self.put_event(session, event)
+    }
+    /// [`Store::put_event`] into the free space the store keeps on its disk (see
+    /// [`space`]): for the small event that marks where a session stopped being stored
+    /// because the disk ran low. A store with no floor writes it as any other.
+    fn put_event_past_floor(&self, session: &str, event: &Event) -> Result<(), StoreError> {
         self.put_event(session, event)
     }
     /// A body of event `step` of `session`: from inside the event when it is kept there
@@ -428,7 +443,7 @@ pub fn unstored(ev: &tapedeck_model::exchange::Event) -> Option<Damage> {
     Some(Damage {
         step: Some(ev.step),
         problem: format!(
-            "a body of it could not be stored when it was recorded ({}); record it again",
+            "it could not be stored whole when it was recorded ({}); record it again",
             e.message
         ),
     })

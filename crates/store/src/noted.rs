@@ -108,6 +108,10 @@ impl<S: Store> Store for Noted<S> {
         self.write("put_event_with")
             .put_event_with(session, event, bodies)
     }
+    fn put_event_past_floor(&self, session: &str, event: &Event) -> Result<(), StoreError> {
+        self.write("put_event_past_floor")
+            .put_event_past_floor(session, event)
+    }
     fn event_body(
         &self,
         session: &str,

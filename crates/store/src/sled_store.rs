@@ -358,6 +358,8 @@ pub struct SledStore {
     /// own, so stores without it read as before.
     lineage: sled::Tree,
     committer: Arc<Committer>,
+    /// The free space its disk keeps (see [`crate::space`]).
+    space: crate::space::Space,
     blobs: PathBuf,
 }
 
@@ -517,12 +519,20 @@ impl SledStore {
             issues,
             lineage,
             committer,
+            space: crate::space::Space::new(dir),
             blobs: dir.join("blobs"),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The free space the store keeps on its disk: a body or an event that would take
+    /// the disk under it is refused ([`StoreError::DiskLow`]); 0 keeps none. See
+    /// [`crate::space`].
+    pub fn set_min_free(&self, bytes: u64) {
+        self.space.set_floor(bytes);
     }
 
     /// Records where this process's daemon listens, so read commands can find it.
@@ -667,6 +677,62 @@ impl SledStore {
             .transpose()
     }
 
+    /// [`Store::put_event_with`]; `floor` says whether the disk's floor holds for it.
+    fn write_event(
+        &self,
+        session: &str,
+        event: &Event,
+        bodies: &[(blake3::Hash, bytes::Bytes)],
+        floor: bool,
+    ) -> Result<(), StoreError> {
+        let mut inline = Vec::with_capacity(bodies.len());
+        for (h, data) in bodies {
+            if data.len() > crate::INLINE_MAX {
+                self.put_blob(h, data)?;
+            } else if !inline.iter().any(|(k, _): &(&blake3::Hash, &[u8])| *k == h) {
+                inline.push((h, &data[..]));
+            }
+        }
+        let (value, sum) = encode_event(event, &inline)?;
+        if floor {
+            self.space.room(value.len() as u64)?;
+        }
+        self.events.insert(event_key(session, event.step), value)?;
+        // Queued after the insert: the flush that journals it has the event too.
+        self.journal(Entry::Event {
+            session: session.to_string(),
+            step: event.step,
+            b3: sum.to_hex().to_string(),
+        });
+        let bytes = event.request.body.len
+            + event.response.as_ref().map_or(0, |r| r.body.len)
+            + event
+                .ws
+                .iter()
+                .flat_map(|w| &w.messages)
+                .map(|m| m.body.len)
+                .sum::<u64>();
+        let d = InfoDelta::of(event, bytes);
+        {
+            let mut pending = self.pending_infos();
+            match pending.get_mut(session) {
+                Some(p) => p.add(d),
+                // A session's first event writes its summary at once, right after the
+                // event: a session whose first events survive a crash is found by name.
+                // (One lookup per session and flush, not per event.)
+                None if !self.sessions.contains_key(session.as_bytes())? => {
+                    self.sessions
+                        .insert(session.as_bytes(), encode_info(&d.onto(None, session)))?;
+                }
+                None => {
+                    pending.insert(session.to_string(), d);
+                }
+            }
+        }
+        self.mark_dirty();
+        Ok(())
+    }
+
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
         Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
     }
@@ -675,6 +741,12 @@ impl SledStore {
 /// Flushes are at least this far apart: under load one fsync covers many exchanges,
 /// and an exchange still becomes durable well within 100 ms of completing.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long [`Store::commit`] waits for its flush. A flush that takes this long is not
+/// slow but stuck: sled 0.34, whose write of its log failed (a full disk), can wait for
+/// that write forever (seen with `record --min-free 0` on a full tmpfs). A flush of the
+/// largest body's fsync on a slow disk takes seconds.
+pub const COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// fsyncs the blob files written since the last flush, and their directories.
 fn sync_blobs(c: &Committer) -> Result<(), FlushError> {
@@ -862,6 +934,7 @@ impl Store for SledStore {
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
                 return Ok(());
             }
+            self.space.room(data.len() as u64)?;
             let io = |source: std::io::Error| StoreError::File {
                 action: "write",
                 path: path.clone(),
@@ -887,6 +960,7 @@ impl Store for SledStore {
         if self.bodies.contains_key(hash.as_bytes())? {
             return Ok(());
         }
+        self.space.room(data.len() as u64 + 1)?;
         let mut v = Vec::with_capacity(data.len() + 1);
         v.push(TAG_BLOB);
         v.extend_from_slice(data);
@@ -909,6 +983,7 @@ impl Store for SledStore {
         if self.bodies.contains_key(hash.as_bytes())? {
             return Ok(());
         }
+        self.space.room(9 + segments.len() as u64 * 32)?;
         let mut v = Vec::with_capacity(9 + segments.len() * 32);
         v.push(TAG_TREE);
         v.extend_from_slice(&len.to_be_bytes());
@@ -1028,49 +1103,11 @@ impl Store for SledStore {
         event: &Event,
         bodies: &[(blake3::Hash, bytes::Bytes)],
     ) -> Result<(), StoreError> {
-        let mut inline = Vec::with_capacity(bodies.len());
-        for (h, data) in bodies {
-            if data.len() > crate::INLINE_MAX {
-                self.put_blob(h, data)?;
-            } else if !inline.iter().any(|(k, _): &(&blake3::Hash, &[u8])| *k == h) {
-                inline.push((h, &data[..]));
-            }
-        }
-        let (value, sum) = encode_event(event, &inline)?;
-        self.events.insert(event_key(session, event.step), value)?;
-        // Queued after the insert: the flush that journals it has the event too.
-        self.journal(Entry::Event {
-            session: session.to_string(),
-            step: event.step,
-            b3: sum.to_hex().to_string(),
-        });
-        let bytes = event.request.body.len
-            + event.response.as_ref().map_or(0, |r| r.body.len)
-            + event
-                .ws
-                .iter()
-                .flat_map(|w| &w.messages)
-                .map(|m| m.body.len)
-                .sum::<u64>();
-        let d = InfoDelta::of(event, bytes);
-        {
-            let mut pending = self.pending_infos();
-            match pending.get_mut(session) {
-                Some(p) => p.add(d),
-                // A session's first event writes its summary at once, right after the
-                // event: a session whose first events survive a crash is found by name.
-                // (One lookup per session and flush, not per event.)
-                None if !self.sessions.contains_key(session.as_bytes())? => {
-                    self.sessions
-                        .insert(session.as_bytes(), encode_info(&d.onto(None, session)))?;
-                }
-                None => {
-                    pending.insert(session.to_string(), d);
-                }
-            }
-        }
-        self.mark_dirty();
-        Ok(())
+        self.write_event(session, event, bodies, true)
+    }
+
+    fn put_event_past_floor(&self, session: &str, event: &Event) -> Result<(), StoreError> {
+        self.write_event(session, event, &[], false)
     }
 
     fn scan_session(
@@ -1430,9 +1467,11 @@ impl Store for SledStore {
             self.db.flush()?;
             return Ok(());
         }
-        rx.recv()
-            .map_err(|_| StoreError::CommitStopped)?
-            .map_err(StoreError::Flush)
+        match rx.recv_timeout(COMMIT_PATIENCE) {
+            Ok(done) => done.map_err(StoreError::Flush),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::FlushStuck(COMMIT_PATIENCE)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::CommitStopped),
+        }
     }
 }
 
