@@ -491,7 +491,7 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
         "{err}"
     );
     assert!(
-        err.contains("under the 1000.0 TiB the store keeps free"),
+        err.contains("would take it under the 1000.0 TiB the store keeps free"),
         "{err}"
     );
     assert_eq!(

@@ -47,10 +47,11 @@ pub enum StoreError {
     },
     #[error("store I/O failed: {0}")]
     Sled(#[from] sled::Error),
-    #[error("the disk of the store at {} has {} free, under the {} the store keeps free (`record --min-free`)", path.display(), space::human(*free), space::human(*floor))]
+    #[error("the disk of the store at {} has {} free: a write of {} would take it under the {} the store keeps free (`record --min-free`)", path.display(), space::human(*free), space::human(*bytes), space::human(*floor))]
     DiskLow {
         path: PathBuf,
         free: u64,
+        bytes: u64,
         floor: u64,
     },
     #[error("cannot {action} {path}: {source}")]

@@ -94,6 +94,7 @@ impl Space {
             return Err(StoreError::DiskLow {
                 path: self.dir.clone(),
                 free: left,
+                bytes,
                 floor,
             });
         }
