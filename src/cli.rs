@@ -517,7 +517,7 @@ pub struct RecordArgs {
     /// exchange that would take the disk under it passes through to the agent unstored,
     /// and its session is marked incomplete (replay refuses it, fsck names the step).
     /// A disk that fills under sled's log leaves a store that needs `fsck --salvage`.
-    #[arg(long, value_name = "SIZE", env = "TAPEDECK_MIN_FREE", default_value = "64MiB", value_parser = parse_min_free)]
+    #[arg(long, value_name = "SIZE", env = "TAPEDECK_MIN_FREE", default_value = "64MiB", value_parser = tapedeck_store::space::parse_min_free)]
     pub min_free: u64,
     /// Seconds to wait for an upstream's response head.
     #[arg(long, default_value_t = 300)]
@@ -616,14 +616,4 @@ pub struct ReplayArgs {
     /// Command to run with the proxy set (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
-}
-
-/// `--min-free`: a size as `--max-body` reads one, or 0.
-fn parse_min_free(s: &str) -> Result<u64, String> {
-    if s.trim() == "0" {
-        return Ok(0);
-    }
-    s.parse::<tapedeck_model::exchange::limit::MaxBody>()
-        .map(|m| m.0)
-        .map_err(|e| e.to_string())
 }

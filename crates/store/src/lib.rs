@@ -47,7 +47,7 @@ pub enum StoreError {
     },
     #[error("store I/O failed: {0}")]
     Sled(#[from] sled::Error),
-    #[error("the disk of the store at {} has {} free: a write of {} would take it under the {} the store keeps free (`record --min-free`)", path.display(), space::human(*free), space::human(*bytes), space::human(*floor))]
+    #[error("the disk of the store at {} has {} free: a write of {} would take it under the {} the store keeps free (`record --min-free`, or TAPEDECK_MIN_FREE for any command)", path.display(), space::human(*free), space::human(*bytes), space::human(*floor))]
     DiskLow {
         path: PathBuf,
         free: u64,

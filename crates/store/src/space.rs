@@ -42,10 +42,19 @@ struct Seen {
 }
 
 impl Space {
+    /// The floor is [`DEFAULT_MIN_FREE`], or `TAPEDECK_MIN_FREE` when that is set (and
+    /// reads as a size), for every command that writes into a store.
     pub(crate) fn new(dir: &Path) -> Space {
+        let floor = match std::env::var("TAPEDECK_MIN_FREE") {
+            Ok(v) => parse_min_free(&v).unwrap_or_else(|e| {
+                tracing::warn!("TAPEDECK_MIN_FREE={v:?} is not a size ({e}); keeping the default");
+                DEFAULT_MIN_FREE
+            }),
+            Err(_) => DEFAULT_MIN_FREE,
+        };
         Space {
             dir: dir.to_path_buf(),
-            floor: AtomicU64::new(DEFAULT_MIN_FREE),
+            floor: AtomicU64::new(floor),
             seen: Mutex::new(Seen {
                 at: None,
                 free: 0,
@@ -101,6 +110,17 @@ impl Space {
         seen.written += bytes;
         Ok(())
     }
+}
+
+/// A floor as `--min-free` and `TAPEDECK_MIN_FREE` say it: a size as `--max-body` reads
+/// one (`64MiB`, `1GiB`, plain bytes), or 0 for none.
+pub fn parse_min_free(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    s.parse::<tapedeck_model::exchange::limit::MaxBody>()
+        .map(|m| m.0)
+        .map_err(|e| e.to_string())
 }
 
 /// Bytes an unprivileged process may still write on the file system holding `dir`.
