@@ -795,3 +795,68 @@ async fn live_tool_and_on_miss_live_pick_other_splits() {
         "{stderr}"
     );
 }
+
+/// A what-if run whose fork the store cannot take (here a floor above any disk, as a full
+/// one would be): the agent is served as in any replay, the fork is marked at the step
+/// where it stopped being stored, and the run's summary says the fork is not compared with
+/// the recording. Before, the fork lacked the steps it could not store, with nothing to
+/// say so, and the summary compared it: "it left clean's path at step 1 ... B never made
+/// this call", a divergence the agent never made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let script = format!(
+        "curl -s -f -o /dev/null {} && curl -s -o /dev/null -w '%{{http_code}}' {}",
+        up.url("/json"),
+        up.url("/weather?city=Paris")
+    );
+    let (code, _, err) = dirs.run(&[
+        "record",
+        "--session",
+        "clean",
+        "--upstream-ca",
+        &ca,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    drop(up);
+
+    let (code, out, err) = dirs.run_with(
+        &[
+            "replay",
+            "--session",
+            "clean",
+            "--inject",
+            "step:2=status:503",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[("TAPEDECK_MIN_FREE", "1000TiB")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "503", "the agent was served, the injection too");
+    assert!(
+        err.contains("what-if run of clean recorded as clean.fork-1: 1 served from the recording, 0 went live, 1 injected, 0 missed; 2 exchanges could not be stored (the first: clean.fork-1#1: the disk of the store at"),
+        "{err}"
+    );
+    assert!(
+        err.contains("so the fork is not compared with clean"),
+        "{err}"
+    );
+    assert!(!err.contains("left clean's path"), "{err}");
+    let (code, out, _) = dirs.run(&["fsck"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("clean.fork-1: DAMAGED")
+            && out.contains("step 1: it could not be stored whole"),
+        "{out}"
+    );
+    assert!(out.contains("clean: 2 events, sound"), "{out}");
+}

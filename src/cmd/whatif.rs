@@ -192,6 +192,18 @@ impl Run {
         if let Some(code) = code {
             store.put_run(&name, &RunInfo { exit_code: code })?;
         }
+        // A fork with exchanges missing would be compared as a run that made fewer calls.
+        if let (lost @ 1.., first) = self.fork.lost() {
+            store.commit()?;
+            return Ok(format!(
+                "what-if run of {} recorded as {name}: {}; {} could not be stored (the first: {}), so the fork is not compared with {}: `tapedeck fsck` names where it stopped being stored",
+                parent.session,
+                counts_line(&counts),
+                tapedeck_trace::live::counted(lost, "exchange"),
+                first.unwrap_or_default(),
+                parent.session
+            ));
+        }
         let fork = Recording::from_store(store.clone(), &name)?;
         let report = tapedeck_trace::diff::diff(parent, &fork, rules);
         let d = report.first_divergence.as_ref();

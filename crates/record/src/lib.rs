@@ -10,7 +10,6 @@
 
 mod capture;
 mod inject;
-mod lost;
 pub mod upstream;
 mod writer;
 mod ws;
@@ -84,8 +83,8 @@ pub struct Recorder {
     /// The machine's cores: with fewer exchanges open than this, a core is spare to wait
     /// awake on (see [`Recorder::spare_core`]).
     cores: usize,
-    /// Exchanges the store could not take at all (see [`lost`]).
-    losses: lost::Losses,
+    /// Exchanges the store could not take at all (see [`tapedeck_store::lost`]).
+    losses: tapedeck_store::lost::Losses,
 }
 
 /// What the caller of [`Recorder::forward`] has already decided about an exchange.
@@ -131,7 +130,7 @@ impl Recorder {
             sink,
             max_body,
             faults,
-            losses: lost::Losses::default(),
+            losses: tapedeck_store::lost::Losses::default(),
         }))
     }
 

@@ -139,6 +139,8 @@ pub struct Fork {
     parent: String,
     sink: Option<EventSink>,
     counts: Mutex<ForkCounts>,
+    /// Exchanges the store could not take (see [`tapedeck_store::lost`]).
+    losses: tapedeck_store::lost::Losses,
 }
 
 /// What a what-if replay adds to a plain one.
@@ -182,6 +184,7 @@ impl Fork {
             parent: parent.to_string(),
             sink,
             counts: Mutex::new(ForkCounts::default()),
+            losses: tapedeck_store::lost::Losses::default(),
         })
     }
 
@@ -196,6 +199,14 @@ impl Fork {
 
     pub fn parent(&self) -> &str {
         &self.parent
+    }
+
+    /// How many of the run's exchanges the fork could not store, and the first with why.
+    pub fn lost(&self) -> (u64, Option<String>) {
+        (
+            self.losses.count.load(std::sync::atomic::Ordering::Relaxed),
+            self.losses.first(),
+        )
     }
 
     pub fn counts(&self) -> ForkCounts {
@@ -241,16 +252,17 @@ impl Fork {
         injection: Option<&Injection>,
     ) {
         let mut ev = recorded.clone();
+        ev.step = step;
         if let Err(e) = self.copy_bodies(rec, &ev) {
-            tracing::error!(
+            tracing::debug!(
                 "fork {}: cannot copy the bodies of {}'s step {}: {e}",
                 self.name(),
                 rec.session,
                 recorded.step
             );
+            self.losses.lost(self.store.as_ref(), self.name(), &ev, &e);
             return;
         }
-        ev.step = step;
         let ttfb = recorded.timing.ttfb_ns.map(std::time::Duration::from_nanos);
         ev.timing = self.timing(span, ttfb);
         ev.injected = injection.map(Injection::mark);
@@ -313,42 +325,40 @@ impl Fork {
                 at: None,
             })
         };
-        let body = match body
-            .as_deref()
-            .map(|b| stored(b, request.body.encoding.clone()))
-        {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
+        // A body the store cannot take leaves the step in the fork, marked as not stored
+        // whole (so it reads as damage), never a step missing from it.
+        let mut unstored = None;
+        let mut kept = |what: &str, stored: Result<BodyRef, StoreError>| {
+            stored.unwrap_or_else(|e| {
                 tracing::error!(
-                    "fork {}: cannot store step {step}'s request: {e}",
+                    "fork {}: cannot store step {step}'s {what}: {e}",
                     self.name()
                 );
-                return;
-            }
+                unstored.get_or_insert(tapedeck_store::unstored_error(e));
+                BodyRef::empty()
+            })
+        };
+        let body = match body.as_deref() {
+            Some(b) => kept("request", stored(b, request.body.encoding.clone())),
             None => BodyRef::empty(),
         };
-        let response = match response {
-            Some((status, headers, data)) => match stored(&data, None) {
-                Ok(body) => Some(ResponseRecord {
-                    status,
-                    version: "HTTP/1.1".into(),
-                    headers,
-                    body,
-                    chunks: None,
-                    complete: true,
-                    trailers: Vec::new(),
-                    broke: None,
-                    members: Vec::new(),
-                }),
-                Err(e) => {
-                    tracing::error!(
-                        "fork {}: cannot store step {step}'s answer: {e}",
-                        self.name()
-                    );
-                    return;
-                }
-            },
-            None => None,
+        let response = response.map(|(status, headers, data)| ResponseRecord {
+            status,
+            version: "HTTP/1.1".into(),
+            headers,
+            body: kept("answer", stored(&data, None)),
+            chunks: None,
+            complete: true,
+            trailers: Vec::new(),
+            broke: None,
+            members: Vec::new(),
+        });
+        let error = match unstored {
+            Some(message) => Some(ExchangeError {
+                kind: tapedeck_model::exchange::ErrorKind::Other,
+                message,
+            }),
+            None => error,
         };
         self.put(Event {
             step,
@@ -378,6 +388,7 @@ impl Fork {
         let session = self.name();
         match self.store.put_event(session, &ev) {
             Ok(()) => {
+                self.losses.stored(session, ev.step);
                 tracing::debug!(
                     "fork {session}#{} {} {}",
                     ev.step,
@@ -388,7 +399,7 @@ impl Fork {
                     sink(session, ev);
                 }
             }
-            Err(e) => tracing::error!("cannot store {session}#{}: {e}", ev.step),
+            Err(e) => self.losses.lost(self.store.as_ref(), session, &ev, &e),
         }
     }
 

@@ -11,12 +11,15 @@
 pub mod check;
 mod issues;
 pub mod journal;
+pub mod lost;
 pub mod noted;
 pub mod recording;
 mod sled_store;
 pub mod space;
 pub mod tape;
 pub mod tape_files;
+#[cfg(test)]
+mod testing;
 pub mod tree;
 
 pub use issues::{IssueRecord, IssueStatus, IssueTable};

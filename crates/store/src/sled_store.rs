@@ -1478,7 +1478,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_model::exchange::{BodyRef, Kind, RequestRecord, Timing};
+    use tapedeck_model::exchange::BodyRef;
 
     #[test]
     fn a_write_is_flushed_a_while_after_it_and_a_commit_as_soon_as_flushes_may_run() {
@@ -1499,27 +1499,7 @@ mod tests {
         assert_eq!(flush_due(&CommitMsg::Dirty, just, now), now + FLUSH_EVERY);
     }
 
-    fn event(step: u64) -> Event {
-        Event {
-            step,
-            kind: Kind::Tool,
-            key: "k".into(),
-            rules: None,
-            agent: None,
-            request: RequestRecord {
-                method: "GET".into(),
-                url: format!("http://t.test/{step}"),
-                version: "HTTP/1.1".into(),
-                headers: vec![],
-                body: BodyRef::empty(),
-            },
-            response: None,
-            timing: Timing::default(),
-            error: None,
-            ws: None,
-            injected: None,
-        }
-    }
+    use crate::testing::event;
 
     #[test]
     fn small_bodies_live_inside_their_event_and_read_back_checked() {

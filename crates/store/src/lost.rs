@@ -1,12 +1,12 @@
 //! Exchanges the store could not take at all: their answers reached the agent, their
-//! events are not in the store.
+//! events are not in the store. Record and a what-if run's fork both keep count with it.
 //!
 //! A session that stops being stored midway (its disk ran low, see
-//! [`tapedeck_store::space`]) would read back as a whole run that ended early: `fsck`
+//! [`crate::space`]) would read back as a whole run that ended early: `fsck`
 //! found it sound and a replay served it until the first request it lacked. So the first
 //! exchange of each such run of losses is written, without its bodies, into the room the
 //! store's floor kept, with an error that says it was not stored
-//! ([`tapedeck_store::UNSTORED`]): `fsck` names the step, and replay refuses the session
+//! ([`crate::UNSTORED`]): `fsck` names the step, and replay refuses the session
 //! as it refuses one with a hole. The recorder says so once per run of losses, not once
 //! per exchange, and again when the store takes the session's exchanges again.
 
@@ -14,15 +14,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::{Store, StoreError};
 use tapedeck_model::exchange::{ErrorKind, Event, ExchangeError};
-use tapedeck_store::{Store, StoreError};
 
 #[derive(Default)]
-pub(crate) struct Losses {
+pub struct Losses {
     /// Exchanges not stored at all.
-    pub(crate) count: AtomicU64,
+    pub count: AtomicU64,
     /// Runs of losses whose mark could not be stored either.
-    pub(crate) unmarked: AtomicU64,
+    pub unmarked: AtomicU64,
     /// Whether a session is in a run of losses (so that a stored exchange need not lock).
     any: AtomicBool,
     /// Sessions in a run of losses: the step it began at, and how many it has lost.
@@ -33,7 +33,7 @@ pub(crate) struct Losses {
 
 impl Losses {
     /// `event` of `session` could not be stored (`e`).
-    pub(crate) fn lost(&self, store: &dyn Store, session: &str, event: &Event, e: &StoreError) {
+    pub fn lost(&self, store: &dyn Store, session: &str, event: &Event, e: &StoreError) {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.first
             .lock()
@@ -66,7 +66,7 @@ impl Losses {
     }
 
     /// `session`'s exchange at `step` was stored: a run of losses it was in is over.
-    pub(crate) fn stored(&self, session: &str, step: u64) {
+    pub fn stored(&self, session: &str, step: u64) {
         if !self.any.load(Ordering::Acquire) {
             return;
         }
@@ -82,7 +82,7 @@ impl Losses {
     }
 
     /// The first exchange not stored and why, if any was not.
-    pub(crate) fn first(&self) -> Option<String> {
+    pub fn first(&self) -> Option<String> {
         self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -93,7 +93,7 @@ fn mark(event: &Event, e: &StoreError) -> Event {
     let mut mark = event.clone();
     mark.error = Some(ExchangeError {
         kind: ErrorKind::Other,
-        message: tapedeck_store::unstored_error(format!(
+        message: crate::unstored_error(format!(
             "{e}; neither it nor the session's exchanges after it were stored until the store took them again"
         )),
     });
@@ -103,35 +103,19 @@ fn mark(event: &Event, e: &StoreError) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_model::exchange::{BodyRef, Kind, RequestRecord, Timing};
-    use tapedeck_store::SledStore;
+    use crate::SledStore;
+    use tapedeck_model::exchange::BodyRef;
 
+    /// A POST event at `step` whose request body is `request {step}`.
     fn event(step: u64) -> Event {
-        Event {
-            step,
-            kind: Kind::Tool,
-            key: "k".into(),
-            rules: None,
-            agent: None,
-            request: RequestRecord {
-                method: "POST".into(),
-                url: format!("http://t.test/{step}"),
-                version: "HTTP/1.1".into(),
-                headers: vec![],
-                body: {
-                    let b = format!("request {step}");
-                    BodyRef::of(
-                        blake3::hash(b.as_bytes()).to_hex().to_string(),
-                        b.len() as u64,
-                    )
-                },
-            },
-            response: None,
-            timing: Timing::default(),
-            error: None,
-            ws: None,
-            injected: None,
-        }
+        let mut ev = crate::testing::event(step);
+        let b = format!("request {step}");
+        ev.request.method = "POST".into();
+        ev.request.body = BodyRef::of(
+            blake3::hash(b.as_bytes()).to_hex().to_string(),
+            b.len() as u64,
+        );
+        ev
     }
 
     /// What a recorder does with one exchange: store it, or note it lost.
@@ -159,7 +143,7 @@ mod tests {
         record(&store, &losses, 4);
         store.set_min_free(u64::MAX / 4);
         record(&store, &losses, 5);
-        store.set_min_free(tapedeck_store::space::DEFAULT_MIN_FREE);
+        store.set_min_free(crate::space::DEFAULT_MIN_FREE);
 
         assert_eq!(losses.count.load(Ordering::Relaxed), 3);
         assert_eq!(losses.unmarked.load(Ordering::Relaxed), 0);
@@ -192,7 +176,7 @@ mod tests {
             store
                 .verify_event_body("s", 4, &event(4).request.body.b3)
                 .unwrap(),
-            tapedeck_store::BodyState::Sound
+            crate::BodyState::Sound
         );
     }
 }
