@@ -334,6 +334,10 @@ pub enum Command {
         /// to NAME.bodies/<blake3> beside the tape instead of inline in it.
         #[arg(long, value_name = "BYTES", default_value_t = tapedeck_store::tape_files::DEFAULT_INLINE_MAX)]
         inline_max: u64,
+        /// Write the tape of a session with damaged events (fsck names them): they are
+        /// left out, so the tape has a hole there. Without it such a session is refused.
+        #[arg(long)]
+        allow_damaged: bool,
     },
     /// Load a tape file into the store.
     Import {

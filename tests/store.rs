@@ -512,19 +512,46 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
     );
 }
 
-/// fsck names `step` (`step N: ...`, the line's start) and exits 1; replay refuses
-/// `session`, naming the step.
+/// fsck names `step` (`step N: ...`, the line's start) and exits 1; replay, export and
+/// gen-test refuse `session`, naming the step (export writes no tape; it writes one with
+/// `--allow-damaged`).
 fn refused_at(dirs: &Dirs, session: &str, step: &str) {
     let (code, out, err) = dirs.run(&["fsck"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(step), "{out}");
-    let (code, _, err) = dirs.run(&["replay", "--session", session, "--", "true"]);
-    assert_eq!(code, 2, "{err}");
     let named = step.split(':').next().unwrap();
-    assert!(
-        err.contains(named) && err.contains("could not be stored"),
-        "{err}"
-    );
+    let tape = dirs.path("damaged.jsonl");
+    let case = dirs.path("case");
+    for args in [
+        vec!["replay", "--session", session, "--", "true"],
+        vec!["export", session, "-o", tape.to_str().unwrap()],
+        vec![
+            "gen-test",
+            session,
+            "--cmd",
+            "true",
+            "-o",
+            case.to_str().unwrap(),
+        ],
+    ] {
+        let (code, _, err) = dirs.run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("could not be stored"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!tape.exists(), "no tape with a hole in it");
+    assert!(!case.join("case.toml").exists(), "no case");
+    let (code, _, err) = dirs.run(&[
+        "export",
+        session,
+        "-o",
+        tape.to_str().unwrap(),
+        "--allow-damaged",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(tape.exists());
 }
 
 /// A body the store cannot take (a full disk; here every blob directory turned into a

@@ -16,12 +16,20 @@ pub async fn run(
     store: &Path,
     mode: u32,
     inline_max: u64,
+    allow_damaged: bool,
 ) -> CmdResult {
     // The events stay in the store and are read back one at a time as they are written.
     let rec = recording::Loader::new(store)
         .leaving_events_in_store()
         .load(session)
         .await?;
+    // A tape replays as whole: one with a hole would be served as a shorter run.
+    super::refuse_damaged(
+        &rec,
+        allow_damaged,
+        "its tape would have a hole in it, and replay would serve the tape as a shorter run, so none is written",
+        "or pass --allow-damaged to export the rest",
+    )?;
     let bar = progress_bar(rec.len() as u64, "exporting");
     write_tape(&rec, output, mode, inline_max, |n| {
         bar.set_position(n as u64)

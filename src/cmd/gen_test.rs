@@ -25,6 +25,12 @@ pub async fn run(session: &str, cmd: &str, dir: &Path, store: &Path, force: bool
         )));
     }
     let rec = recording::load(session, store).await?;
+    super::refuse_damaged(
+        &rec,
+        false,
+        "a regression case made from it would replay a run with a hole in it, so none is made",
+        "and record the incident again",
+    )?;
     let rules = Rules::from_working_dir()?;
     let examined = examine(&rec, &rules);
     let findings = &examined.findings;

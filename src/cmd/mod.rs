@@ -83,6 +83,25 @@ pub fn msg(s: impl Into<String>) -> CmdError {
     CmdError::Message(s.into())
 }
 
+/// A recording with a hole in it is not used unless `allow` says so: `consequence` says
+/// what using it would do, `way_out` what the user may do instead of recording it again.
+fn refuse_damaged(
+    rec: &crate::recording::Recording,
+    allow: bool,
+    consequence: &str,
+    way_out: &str,
+) -> Result<(), CmdError> {
+    if rec.damaged.is_empty() || allow {
+        return Ok(());
+    }
+    let steps: Vec<String> = rec.damaged.iter().map(|d| d.to_string()).collect();
+    Err(msg(format!(
+        "session {} has damaged events ({}); {consequence}. Run `tapedeck fsck` to see the damage, {way_out}",
+        rec.session,
+        steps.join("; ")
+    )))
+}
+
 pub fn run(cli: Cli) -> CmdResult {
     raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -110,7 +129,18 @@ pub fn run(cli: Cli) -> CmdResult {
                 store,
                 mode,
                 inline_max,
-            } => export::run(&session, &output, &store.store, mode, inline_max).await,
+                allow_damaged,
+            } => {
+                export::run(
+                    &session,
+                    &output,
+                    &store.store,
+                    mode,
+                    inline_max,
+                    allow_damaged,
+                )
+                .await
+            }
             Command::Import {
                 file,
                 session,

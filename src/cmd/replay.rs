@@ -37,7 +37,12 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
         (None, true) => Some(Arc::new(SledStore::open(&a.store.store)?)),
     };
     let rec = read_recording(&a, &source, held.as_ref(), what_if).await?;
-    refuse_damaged(&rec, a.allow_damaged)?;
+    super::refuse_damaged(
+        &rec,
+        a.allow_damaged,
+        "replay would serve a recording with a hole in it, so it does not start",
+        "or pass --allow-damaged to replay the rest",
+    )?;
     let (ca, _) = Ca::load_or_create(&a.certs.certs)?;
     let session = rec.session.clone();
     let (hybrid, run) = match fork_store {
@@ -154,19 +159,6 @@ async fn read_recording(
         Some(store) => Recording::from_store(store.clone(), source)?,
         None => recording::load(source, &a.store.store).await?,
     })
-}
-
-/// A recording with a hole in it is not served unless `--allow-damaged` says so.
-fn refuse_damaged(rec: &Recording, allow_damaged: bool) -> Result<(), super::CmdError> {
-    if rec.damaged.is_empty() || allow_damaged {
-        return Ok(());
-    }
-    let steps: Vec<String> = rec.damaged.iter().map(|d| d.to_string()).collect();
-    Err(msg(format!(
-        "session {} has damaged events ({}); replay would serve a recording with a hole in it, so it does not start. Run `tapedeck fsck` to see the damage, or pass --allow-damaged to replay the rest",
-        rec.session,
-        steps.join("; ")
-    )))
 }
 
 /// What the ready line says goes out: a what-if run's own account, the hosts
