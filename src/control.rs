@@ -347,7 +347,7 @@ impl Control {
                 };
                 let name = name.to_string();
                 let result = tokio::task::spawn_blocking(
-                    move || -> Result<Vec<u8>, (StatusCode, String)> {
+                    move || -> Result<(Vec<u8>, Vec<tapedeck_store::Damage>), (StatusCode, String)> {
                         let rec =
                             Recording::from_store_by_step(store, &name).map_err(|e| match e {
                                 tapedeck_store::StoreError::NoSession(_) => {
@@ -358,17 +358,21 @@ impl Control {
                         let mut out = Vec::new();
                         rec.write_tape(&mut out, None, |_| {})
                             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                        Ok(out)
+                        Ok((out, rec.damaged))
                     },
                 )
                 .await;
                 match result {
-                    Ok(Ok(data)) => {
+                    Ok(Ok((data, damaged))) => {
                         let mut resp = Response::new(body::full(data));
                         resp.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("application/x-ndjson"),
                         );
+                        // A tape leaves out what is damaged: the reader is told what was.
+                        if let Some(v) = damage_header(&damaged) {
+                            resp.headers_mut().insert(DAMAGE_HEADER, v);
+                        }
                         resp
                     }
                     Ok(Err((status, msg))) => error(status, &msg),
@@ -400,11 +404,48 @@ fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 
 /// `GET http://{listen}{path}` against the daemon holding the store in `store_dir`, with
 /// the store's control token; returns status and body.
+/// The header of a session's tape from a daemon that lists the session's damaged events
+/// (left out of the tape): base64 of their JSON.
+pub const DAMAGE_HEADER: &str = "x-tapedeck-damaged";
+
+fn damage_header(damaged: &[tapedeck_store::Damage]) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    if damaged.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_vec(damaged).ok()?;
+    http::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).ok()
+}
+
+/// The damaged events a daemon's [`DAMAGE_HEADER`] lists (none when it is absent).
+pub fn damage_of(headers: &http::HeaderMap) -> Vec<tapedeck_store::Damage> {
+    use base64::Engine;
+    headers
+        .get(DAMAGE_HEADER)
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default()
+}
+
 pub async fn get(
     store_dir: &Path,
     listen: &str,
     path: &str,
 ) -> Result<(u16, Vec<u8>), ClientError> {
+    let (status, _, body) = get_with_headers(store_dir, listen, path).await?;
+    Ok((status, body))
+}
+
+/// [`get`], with the response's headers.
+pub async fn get_with_headers(
+    store_dir: &Path,
+    listen: &str,
+    path: &str,
+) -> Result<(u16, http::HeaderMap, Vec<u8>), ClientError> {
     let token = read_token(store_dir)?;
     let stream = tokio::net::TcpStream::connect(listen)
         .await
@@ -421,8 +462,9 @@ pub async fn get(
         .body(Empty::<Bytes>::new())?;
     let resp = send.send_request(req).await?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let data = resp.into_body().collect().await?.to_bytes();
-    Ok((status, data.to_vec()))
+    Ok((status, headers, data.to_vec()))
 }
 
 impl tapedeck_proxy::LocalApi for Control {

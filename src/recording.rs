@@ -198,7 +198,7 @@ async fn load_from(
                 listen: listen.clone(),
                 source,
             };
-            let (status, text) = crate::control::get(dir, &listen, &path)
+            let (status, headers, text) = crate::control::get_with_headers(dir, &listen, &path)
                 .await
                 .map_err(daemon_err)?;
             if status == 404 {
@@ -214,10 +214,15 @@ async fn load_from(
                 std::io::Cursor::new(text),
                 Path::new(&format!("daemon:{listen}")),
             )?;
-            Ok(Recording::from_tape(
-                t,
-                format!("session {arg} (from the daemon at {listen})"),
-            ))
+            let mut rec =
+                Recording::from_tape(t, format!("session {arg} (from the daemon at {listen})"));
+            for d in crate::control::damage_of(&headers) {
+                tracing::warn!(
+                    "session {arg}, {d}; left out (run `tapedeck fsck` once the daemon stops)"
+                );
+                rec.damaged.push(d);
+            }
+            Ok(rec)
         }
     }
 }

@@ -484,6 +484,17 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
             "the agent got it whole"
         );
     }
+    // While the daemon holds the store, the read commands go through it: its tape of the
+    // session leaves the mark out, and says so.
+    let tape = dirs.path("through-daemon.jsonl");
+    let (code, _, err) = dirs.run(&["export", "low", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("step 1: it could not be stored whole")
+            && err.contains("once the daemon stops"),
+        "{err}"
+    );
+    assert!(!tape.exists());
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
     assert!(

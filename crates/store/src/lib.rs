@@ -309,7 +309,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Something wrong with one event of a session (or, with no step, with the rest of it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Damage {
     pub step: Option<u64>,
     pub problem: String,
