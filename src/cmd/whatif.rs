@@ -193,7 +193,7 @@ impl Run {
             store.put_run(&name, &RunInfo { exit_code: code })?;
         }
         // A fork with exchanges missing would be compared as a run that made fewer calls.
-        if let (lost @ 1.., first) = self.fork.lost() {
+        if let (lost @ 1.., first, _) = self.fork.lost() {
             store.commit()?;
             return Ok(format!(
                 "what-if run of {} recorded as {name}: {}; {} could not be stored (the first: {}), so the fork is not compared with {}: `tapedeck fsck` names where it stopped being stored",

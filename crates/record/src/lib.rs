@@ -138,11 +138,7 @@ impl Recorder {
     /// first of them with why (`session#step: error`), and in how many runs of them the
     /// mark of where a session stopped being stored could not be stored either.
     pub fn lost(&self) -> (u64, Option<String>, u64) {
-        (
-            self.losses.count.load(Ordering::Relaxed),
-            self.losses.first(),
-            self.losses.unmarked.load(Ordering::Relaxed),
-        )
+        self.losses.totals()
     }
 
     /// Whether a core is spare: fewer exchanges are open than the machine has cores. Then

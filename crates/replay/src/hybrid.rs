@@ -201,12 +201,10 @@ impl Fork {
         &self.parent
     }
 
-    /// How many of the run's exchanges the fork could not store, and the first with why.
-    pub fn lost(&self) -> (u64, Option<String>) {
-        (
-            self.losses.count.load(std::sync::atomic::Ordering::Relaxed),
-            self.losses.first(),
-        )
+    /// How many of the run's exchanges the fork could not store, the first with why, and
+    /// how many runs of them went unmarked (see [`tapedeck_store::lost::Losses::totals`]).
+    pub fn lost(&self) -> (u64, Option<String>, u64) {
+        self.losses.totals()
     }
 
     pub fn counts(&self) -> ForkCounts {

@@ -20,9 +20,9 @@ use tapedeck_model::exchange::{ErrorKind, Event, ExchangeError};
 #[derive(Default)]
 pub struct Losses {
     /// Exchanges not stored at all.
-    pub count: AtomicU64,
+    count: AtomicU64,
     /// Runs of losses whose mark could not be stored either.
-    pub unmarked: AtomicU64,
+    unmarked: AtomicU64,
     /// Whether a session is in a run of losses (so that a stored exchange need not lock).
     any: AtomicBool,
     /// Sessions in a run of losses: the step it began at, and how many it has lost.
@@ -81,9 +81,15 @@ impl Losses {
         }
     }
 
-    /// The first exchange not stored and why, if any was not.
-    pub fn first(&self) -> Option<String> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// How many exchanges could not be stored, the first of them with why
+    /// (`session#step: error`), and in how many runs of them the mark of where a session
+    /// stopped being stored could not be stored either.
+    pub fn totals(&self) -> (u64, Option<String>, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.first.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            self.unmarked.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -145,16 +151,10 @@ mod tests {
         record(&store, &losses, 5);
         store.set_min_free(crate::space::DEFAULT_MIN_FREE);
 
-        assert_eq!(losses.count.load(Ordering::Relaxed), 3);
-        assert_eq!(losses.unmarked.load(Ordering::Relaxed), 0);
-        assert!(
-            losses
-                .first()
-                .unwrap()
-                .starts_with("s#2: the disk of the store"),
-            "{:?}",
-            losses.first()
-        );
+        let (count, first, unmarked) = losses.totals();
+        assert_eq!((count, unmarked), (3, 0));
+        let first = first.unwrap();
+        assert!(first.starts_with("s#2: the disk of the store"), "{first}");
         let read = store.read_session("s").unwrap();
         let steps: Vec<u64> = read.events.iter().map(|e| e.step).collect();
         assert_eq!(steps, [1, 4], "the stored exchanges read as events");
