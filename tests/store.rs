@@ -471,9 +471,12 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
         ],
     );
     let c = client(&d, &dirs);
+    // The mark is the event as record built it: scrubbed of the key like any other.
+    let key = "sk-proj-MarkNeverHoldsThis0123456789abcdefXYZ";
     for n in [10, 3_000_000] {
         let got = c
             .get(up.url(&format!("/big?bytes={n}")))
+            .header("authorization", format!("Bearer {key}"))
             .send()
             .await
             .unwrap();
@@ -521,6 +524,13 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
         "low",
         "step 1: it could not be stored whole when it was recorded (store write failed: the disk of the store at",
     );
+    // The store, the tape export --allow-damaged wrote, and what record said.
+    assert!(
+        dirs.files_containing(key.as_bytes()).is_empty(),
+        "{:?}",
+        dirs.files_containing(key.as_bytes())
+    );
+    assert!(!err.contains(key), "{err}");
 }
 
 /// fsck names `step` (`step N: ...`, the line's start) and exits 1; replay, export and
