@@ -499,9 +499,13 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
     );
     assert!(!tape.exists());
     let (code, err) = d.stop();
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 2, "an incomplete recording is a failed one: {err}");
     assert!(
         err.contains("2 exchanges went through to the agent but could not be stored (the first: low#1: the disk of the store at"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exiting 2: the recording is incomplete"),
         "{err}"
     );
     assert!(
@@ -531,6 +535,46 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
         dirs.files_containing(key.as_bytes())
     );
     assert!(!err.contains(key), "{err}");
+}
+
+/// Recording around a command: a run whose command succeeded but whose recording lost
+/// exchanges exits 2, so a CI job that records does not go green with a recording that
+/// is not what the agent saw; a command that failed keeps its own status; and with
+/// nothing lost, the command's 0 stays 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn record_around_a_command_fails_when_the_recording_is_incomplete() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    let run = |session: &str, floor: &str, exit: u8| {
+        let script = format!("curl -s -f -o /dev/null {} && exit {exit}", up.url("/json"));
+        dirs.run(&[
+            "record",
+            "--session",
+            session,
+            "--upstream-ca",
+            &ca,
+            "--min-free",
+            floor,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    let (code, _, err) = run("lost", "1000TiB", 0);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("1 exchange went through to the agent but could not be stored")
+            && err.contains("exiting 2: the recording is incomplete"),
+        "{err}"
+    );
+    let (code, _, err) = run("lost-too", "1000TiB", 7);
+    assert_eq!(code, 7, "the command's failure is the one told: {err}");
+    assert!(!err.contains("exiting 2"), "{err}");
+    let (code, _, err) = run("whole", "0", 0);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("could not be stored"), "{err}");
 }
 
 /// fsck names `step` (`step N: ...`, the line's start) and exits 1; replay, export and
@@ -618,7 +662,7 @@ async fn a_body_the_store_could_not_take_is_reported_and_never_replayed_as_empty
         "the agent got it whole"
     );
     let (code, err) = d.stop();
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 2, "an incomplete recording is a failed one: {err}");
     assert!(
         err.contains("1 exchange went through to the agent but could not be stored whole"),
         "{err}"

@@ -151,7 +151,13 @@ pub async fn run(a: RecordArgs) -> CmdResult {
             counted(st.failed, "span")
         );
     }
-    report(&recorder, &recorded, &a);
+    let incomplete = report(&recorder, &recorded, &a);
+    // A recording that lost exchanges is not what the agent saw: a run that would
+    // otherwise end well says so by its status (the command's own failure stays its).
+    if incomplete && code == 0 {
+        eprintln!("tapedeck: exiting 2: the recording is incomplete");
+        return Ok(2);
+    }
     Ok(code)
 }
 
@@ -178,8 +184,9 @@ fn live_exporter(
 }
 
 /// What was recorded, into which sessions; and, when a command ran and nothing was,
-/// why that most likely is.
-fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
+/// why that most likely is. True when an exchange went through that the store did not
+/// take whole.
+fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) -> bool {
     let n = recorder
         .stats
         .exchanges
@@ -208,7 +215,8 @@ fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
             counted(unstored, "exchange")
         );
     }
-    if let (lost @ 1.., Some(first), unmarked) = recorder.lost() {
+    let (lost, first, unmarked) = recorder.lost();
+    if let (1.., Some(first)) = (lost, first) {
         eprintln!(
             "tapedeck: {} went through to the agent but could not be stored (the first: {first}): {}",
             counted(lost, "exchange"),
@@ -222,6 +230,7 @@ fn report(recorder: &Recorder, recorded: &[String], a: &RecordArgs) {
     if recorded.is_empty() && !a.cmd.is_empty() {
         why_nothing_was_recorded();
     }
+    unstored > 0 || lost > 0
 }
 
 /// Nothing to replay, so no session was made: a replay of it would say there is no such
