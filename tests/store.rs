@@ -280,6 +280,70 @@ async fn damage_a_large_body(dirs: &Dirs, up: &Upstream, bytes: usize) -> std::p
     victim
 }
 
+/// An export that fails part way (here the second large body fails its check) writes no
+/// tape, and takes back the body files it had written: before, `NAME.bodies/` kept the
+/// first body, named by no tape. A sound file an earlier export of the same tape left is
+/// checked and kept, so exporting that tape again does not need the damaged copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_export_leaves_no_body_files_behind() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = Daemon::record(&dirs, &up, "mix", &[]);
+    let c = client(&d, &dirs);
+    let blobs = dirs.store.join("blobs");
+    let mut seen = Vec::new();
+    for n in [200_000, 300_000] {
+        let resp = c
+            .get(up.url(&format!("/big?bytes={n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.bytes().await.unwrap().len(), n);
+        seen.push(walk(&blobs));
+    }
+    d.stop();
+    let second: Vec<_> = seen[1].iter().filter(|p| !seen[0].contains(p)).collect();
+    assert_eq!(second.len(), 1, "{seen:?}");
+
+    let root = dirs.root.path();
+    let export = |tape: &str| {
+        let out = root.join(format!("{tape}.jsonl"));
+        dirs.run(&["export", "mix", "-o", out.to_str().unwrap()])
+    };
+    let (code, _, err) = export("a");
+    assert_eq!(code, 0, "{err}");
+    let first_export = walk(&root.join("a.bodies"));
+    assert_eq!(first_export.len(), 2, "{first_export:?}");
+
+    let mut data = std::fs::read(second[0]).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(second[0], data).unwrap();
+
+    let (code, _, err) = export("b");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("damaged"), "{err}");
+    assert!(!root.join("b.jsonl").exists());
+    assert!(
+        !root.join("b.bodies").exists(),
+        "the first body's file went with the tape that would have named it: {:?}",
+        walk(&root.join("b.bodies"))
+    );
+
+    let (code, _, err) = export("a");
+    assert_eq!(
+        code, 0,
+        "the sound copy the earlier export left is the body's, checked, and kept: {err}"
+    );
+    assert_eq!(walk(&root.join("a.bodies")), first_export);
+    let (code, _, err) = dirs.run(&[
+        "import",
+        root.join("a.jsonl").to_str().unwrap(),
+        "--session",
+        "again",
+    ]);
+    assert_eq!(code, 0, "the earlier tape still reads whole: {err}");
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

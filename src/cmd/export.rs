@@ -46,7 +46,8 @@ pub async fn run(
 
 /// Writes `rec` as a tape at `output`: whole or not at all, never through a symlink.
 /// Bodies longer than `inline_max` are written once each to `NAME.bodies/<blake3>`
-/// beside it, before the tape that names them.
+/// beside it, before the tape that names them; when the tape is not written, the body
+/// files this export added go too.
 pub fn write_tape(
     rec: &recording::Recording,
     output: &Path,
@@ -63,6 +64,7 @@ pub fn write_tape(
         .map_err(|e| msg(format!("cannot write {}: {e}", output.display())))?;
     drop(out);
     file.commit().map_err(|e| msg(e.to_string()))?;
+    files.keep();
     Ok(())
 }
 

@@ -1613,6 +1613,7 @@ mod tests {
             let mut written = Vec::new();
             rec.write_tape(&mut out, Some(&mut files), |n| written.push(n))
                 .unwrap();
+            files.keep();
             let files = std::fs::read_dir(dir.path().join("run.bodies"))
                 .unwrap()
                 .count();

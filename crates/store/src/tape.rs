@@ -982,6 +982,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(&path, &out).unwrap();
+        files.keep();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"tapedeck_tape\":3,"), "{text}");
         assert!(text.len() < 2000, "{text}");

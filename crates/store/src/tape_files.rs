@@ -77,6 +77,12 @@ pub fn dir_name(tape: &Path) -> String {
 }
 
 /// Writes the body files of one tape, each body once.
+///
+/// A tape is written whole or not at all, and so are its bodies: unless [`BodyFiles::keep`]
+/// is called once the tape is in place, dropping this removes the files it added (not
+/// those an earlier export left, which it only checked) and the body directory when it
+/// made it and nothing else is in it. A failed export (a damaged body, a full disk)
+/// left them behind, named by no tape.
 pub struct BodyFiles {
     /// The directory the tape is in.
     base: PathBuf,
@@ -84,6 +90,26 @@ pub struct BodyFiles {
     mode: u32,
     inline_max: u64,
     written: HashSet<String>,
+    /// Files this writer added, to remove unless the tape is kept.
+    added: Vec<PathBuf>,
+    /// The body directory, when this writer made it.
+    made_dir: Option<PathBuf>,
+    kept: bool,
+}
+
+impl Drop for BodyFiles {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for f in &self.added {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some(dir) = &self.made_dir {
+            // Fails, as it should, when anything else is in it.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 impl BodyFiles {
@@ -100,7 +126,15 @@ impl BodyFiles {
             mode,
             inline_max,
             written: HashSet::new(),
+            added: Vec::new(),
+            made_dir: None,
+            kept: false,
         }
+    }
+
+    /// The tape that names these files is in place: they stay.
+    pub fn keep(&mut self) {
+        self.kept = true;
     }
 
     /// Whether a body of `len` bytes goes to a file.
@@ -126,7 +160,10 @@ impl BodyFiles {
             self.written.insert(r.b3.clone());
             return Ok(reference);
         }
-        create_dir(&dir, self.mode)?;
+        if create_dir(&dir, self.mode)? {
+            self.made_dir = Some(dir.clone());
+        }
+        let existed = std::fs::symlink_metadata(&dest).is_ok();
         let mut file = PendingFile::create(&dest, self.mode).map_err(BodyFileError::from)?;
         let mut hasher = blake3::Hasher::new();
         let mut len = 0u64;
@@ -153,21 +190,26 @@ impl BodyFiles {
             .into());
         }
         file.commit().map_err(BodyFileError::from)?;
+        if !existed {
+            self.added.push(dest);
+        }
         self.written.insert(r.b3.clone());
         Ok(reference)
     }
 }
 
-/// Creates the body directory with the tape's read bits plus the matching search bits.
-fn create_dir(dir: &Path, file_mode: u32) -> Result<(), BodyFileError> {
+/// Creates the body directory with the tape's read bits plus the matching search bits;
+/// true when it made it.
+fn create_dir(dir: &Path, file_mode: u32) -> Result<bool, BodyFileError> {
     use std::os::unix::fs::DirBuilderExt;
     let mode = file_mode | ((file_mode & 0o444) >> 2);
     match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => Ok(false),
         Ok(_) => Err(BodyFileError::InTheWay(dir.to_path_buf())),
         Err(_) => std::fs::DirBuilder::new()
             .mode(mode)
             .create(dir)
+            .map(|()| true)
             .map_err(|source| BodyFileError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
@@ -309,10 +351,40 @@ mod tests {
         }
     }
 
+    /// Writes `data`'s file and keeps it, as an export whose tape was written does.
     fn write(files: &mut BodyFiles, data: &[u8]) -> String {
-        files
+        let reference = files
             .write::<BodyFileError>(&body_ref(data), |sink| data.chunks(1000).try_for_each(sink))
-            .unwrap()
+            .unwrap();
+        files.keep();
+        reference
+    }
+
+    #[test]
+    fn files_of_a_tape_never_kept_are_removed_and_earlier_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let tape = dir.path().join("run.jsonl");
+        let (a, b) = (b"first body".repeat(10), b"second body".repeat(10));
+        let put = |files: &mut BodyFiles, data: &[u8]| {
+            files
+                .write::<BodyFileError>(&body_ref(data), |sink| sink(data))
+                .unwrap()
+        };
+        let mut files = BodyFiles::new(&tape, 0o600, 10);
+        put(&mut files, &a);
+        drop(files);
+        assert!(!dir.path().join("run.bodies").exists(), "made here, gone");
+
+        let kept = write(&mut BodyFiles::new(&tape, 0o600, 10), &a);
+        let mut files = BodyFiles::new(&tape, 0o600, 10);
+        assert_eq!(put(&mut files, &a), kept);
+        let added = put(&mut files, &b);
+        drop(files);
+        assert!(
+            dir.path().join(&kept).is_file(),
+            "an earlier tape's file stays"
+        );
+        assert!(!dir.path().join(added).exists(), "this one's goes");
     }
 
     #[test]
