@@ -239,6 +239,57 @@ async fn a_key_a_realtime_model_streams_back_a_few_characters_a_message_is_not_s
     );
 }
 
+/// A WebSocket whose messages the store could not take (here a large one, once the
+/// store's body directory is gone, as on a full disk): the conversation goes through
+/// whole, and the event says it was not stored whole, so fsck names it, replay refuses
+/// the session and record exits 2. Before, each such message logged an error and the
+/// event named a payload the store never had, which a replay served as missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_message_the_store_could_not_take_marks_its_event() {
+    let up = Upstream::start(true).await;
+    let port = up.addr.port();
+    let dirs = Dirs::new();
+    let d = Daemon::record(&dirs, &up, "wsfull", &[]);
+    let mut ws = wss(&d, &dirs, port, "/ws/echo").await;
+    let blobs = dirs.store.join("blobs");
+    if blobs.exists() {
+        std::fs::remove_dir_all(&blobs).unwrap();
+    }
+    std::fs::write(&blobs, b"not a directory").unwrap();
+    let big = vec![7u8; 100_000];
+    let live = converse(
+        &mut ws,
+        &[Message::Binary(big.clone().into()), Message::text("bye")],
+    )
+    .await;
+    drop(ws);
+    assert_eq!(
+        live[1],
+        format!("bin:{}", "07".repeat(big.len())),
+        "the echo went through whole"
+    );
+    assert_eq!(live.last().unwrap(), "close:4000:bye", "{live:?}");
+    let (code, err) = d.stop();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot store the WebSocket's 2 of its messages")
+            && err.contains("1 exchange went through to the agent but could not be stored whole"),
+        "{err}"
+    );
+    let (code, out, err) = dirs.run(&["fsck"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("step 1: it could not be stored whole when it was recorded (store write failed: 2 of its messages"),
+        "{out}"
+    );
+    let (code, _, err) = dirs.run(&["replay", "--session", "wsfull", "--", "true"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("step 1: it could not be stored whole"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_websocket_in_a_tls_tunnel_is_recorded_and_replayed_message_for_message() {
     let up = Upstream::start(true).await;

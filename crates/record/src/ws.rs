@@ -23,7 +23,7 @@ use tapedeck_model::exchange::ws::{
 use tapedeck_model::exchange::{BodyRef, ErrorKind, ExchangeError};
 use tapedeck_model::rules::Rules;
 use tapedeck_proxy::ws::{Message, MessageReader};
-use tapedeck_store::{store_whole, Store};
+use tapedeck_store::{store_whole, Store, StoreError};
 
 /// How long the other direction may stay open once one has ended (a peer that never
 /// closes its side after the close handshake).
@@ -97,12 +97,17 @@ pub(super) async fn relay(
         _ = inflight.draining() => true,
     };
     // The pumps (and their senders) are gone: the writer finishes what it was given.
-    let (messages, secrets) = match writer.await {
+    let Written {
+        messages,
+        secrets,
+        unstored,
+    } = match writer.await {
         Ok(done) => done,
-        Err(e) => {
-            tracing::error!("#{}: the WebSocket writer failed: {e}", pending.step);
-            (Vec::new(), pending.secrets.clone())
-        }
+        Err(e) => Written {
+            messages: Vec::new(),
+            secrets: pending.secrets.clone(),
+            unstored: Some((0, format!("the WebSocket writer failed: {e}"))),
+        },
     };
     pending.secrets = secrets;
     let mut notes = problems.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -115,7 +120,7 @@ pub(super) async fn relay(
         messages.len()
     );
     pending.ws = Some(WsRecord { messages });
-    let error = (!notes.is_empty()).then(|| ExchangeError {
+    let mut error = (!notes.is_empty()).then(|| ExchangeError {
         kind: if stopped {
             ErrorKind::ClientClosed
         } else {
@@ -123,6 +128,20 @@ pub(super) async fn relay(
         },
         message: notes.join("; "),
     });
+    // Messages the store could not take: the event says so first, so that every reader
+    // takes it as damage (a replay would serve those messages empty, or not at all).
+    if let Some((n, e)) = unstored {
+        let what = match n {
+            0 => e,
+            n => format!("{n} of its messages: {e}"),
+        };
+        tracing::error!("#{}: cannot store the WebSocket's {what}", pending.step);
+        let also = error.take().map(|e| format!("; {}", e.message));
+        error = Some(ExchangeError {
+            kind: ErrorKind::Other,
+            message: tapedeck_store::unstored_error(format!("{what}{}", also.unwrap_or_default())),
+        });
+    }
     pending.finish_stored(error, true).await;
 }
 
@@ -190,6 +209,15 @@ async fn pump<R, W>(
     let _ = to.shutdown().await;
 }
 
+/// What the writer thread did with a WebSocket's messages.
+struct Written {
+    messages: Vec<WsMessage>,
+    /// What the payloads revealed.
+    secrets: Secrets,
+    /// How many payloads the store could not take, and the first error.
+    unstored: Option<(usize, String)>,
+}
+
 /// The writer thread: redacts and stores each message as it comes, and returns the
 /// list with the secrets the payloads revealed. The server's text messages are also read
 /// together for secrets spread over them (a model repeating a key a few characters a
@@ -200,13 +228,18 @@ fn write_messages(
     store: &dyn Store,
     rules: &Rules,
     mut secrets: Secrets,
-) -> (Vec<WsMessage>, Secrets) {
+) -> Written {
     let mut out = Vec::new();
     let mut split = MessageSplit::new(&secrets);
     // Where the server's held messages stand in `out`, oldest first.
     let mut held = std::collections::VecDeque::new();
-    let put = |out: &mut Vec<WsMessage>, at: usize, stored: &[u8]| {
-        out[at].body = stored_ref(store, stored);
+    let mut unstored: Option<(usize, String)> = None;
+    let mut put = |out: &mut Vec<WsMessage>, at: usize, stored: &[u8]| {
+        let (body, failed) = stored_ref(store, stored);
+        out[at].body = body;
+        if let Some(e) = failed {
+            unstored.get_or_insert((0, e.to_string())).0 += 1;
+        }
     };
     for seen in rx {
         let Seen {
@@ -247,22 +280,24 @@ fn write_messages(
             put(&mut out, at, &ready);
         }
     }
-    (out, secrets)
+    Written {
+        messages: out,
+        secrets,
+        unstored,
+    }
 }
 
-/// Stores a message's payload; its reference.
-fn stored_ref(store: &dyn Store, stored: &[u8]) -> BodyRef {
-    let hash = match store_whole(store, stored) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!("cannot store a WebSocket message: {e}");
-            blake3::hash(stored)
-        }
+/// Stores a message's payload; its reference, and the store's error when it could not.
+fn stored_ref(store: &dyn Store, stored: &[u8]) -> (BodyRef, Option<StoreError>) {
+    let (hash, failed) = match store_whole(store, stored) {
+        Ok(h) => (h, None),
+        Err(e) => (blake3::hash(stored), Some(e)),
     };
-    BodyRef {
+    let body = BodyRef {
         b3: hash.to_hex().to_string(),
         len: stored.len() as u64,
         encoding: None,
         at: None,
-    }
+    };
+    (body, failed)
 }
