@@ -537,7 +537,7 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
     let c = client(&d, &dirs);
     // The mark is the event as record built it: scrubbed of the key like any other.
     let key = "sk-proj-MarkNeverHoldsThis0123456789abcdefXYZ";
-    for n in [10, 3_000_000] {
+    for n in [10, 3_000_000, 2_000_000, 1_500_000] {
         let got = c
             .get(up.url(&format!("/big?bytes={n}")))
             .header("authorization", format!("Bearer {key}"))
@@ -565,7 +565,7 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
     let (code, err) = d.stop();
     assert_eq!(code, 2, "an incomplete recording is a failed one: {err}");
     assert!(
-        err.contains("2 exchanges went through to the agent but could not be stored (the first: low#1: the disk of the store at"),
+        err.contains("4 exchanges went through to the agent but could not be stored (the first: low#1: the disk of the store at"),
         "{err}"
     );
     assert!(
@@ -580,6 +580,13 @@ async fn a_disk_under_the_stores_floor_passes_traffic_unstored_and_the_session_i
         err.matches("cannot store low#").count(),
         1,
         "said once, not once per exchange: {err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("store write failed"))
+            .count(),
+        1,
+        "a body the store refused is said once, not once per body: {err}"
     );
     let blobs = dirs.store.join("blobs");
     assert!(

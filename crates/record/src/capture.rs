@@ -256,9 +256,14 @@ impl Capture {
 
     pub fn note_failure(&mut self, msg: String) {
         if self.failed.is_none() {
-            match self.about.as_str() {
-                "" => tracing::error!("{msg}"),
-                about => tracing::error!("{about}: {msg}"),
+            let line = match self.about.as_str() {
+                "" => msg.clone(),
+                about => format!("{about}: {msg}"),
+            };
+            if msg.starts_with(tapedeck_store::UNSTORED) {
+                say_unstored(line);
+            } else {
+                tracing::error!("{line}");
             }
             self.failed = Some(msg);
         }
@@ -316,6 +321,35 @@ impl Capture {
 /// Offsets are kept to the microsecond.
 pub fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
+}
+
+/// Bodies the store could not take, said since the last error line about one, and when
+/// that line was.
+static UNSTORED_SAID: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+
+/// How long after an error line about a body the store could not take the next ones are
+/// only counted: a disk that is full refuses every body, and a line per exchange buried
+/// what the recorder had to say (its last line counts every such exchange).
+const UNSTORED_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn say_unstored(line: String) {
+    let mut said = UNSTORED_SAID.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    match &mut *said {
+        Some((at, more)) if now.duration_since(*at) < UNSTORED_QUIET => {
+            *more += 1;
+            tracing::debug!("{line}");
+        }
+        _ => {
+            match said.map_or(0, |(_, more)| more) {
+                0 => tracing::error!("{line}"),
+                more => tracing::error!(
+                    "{line} ({more} more bodies could not be stored since the last such line, not logged one by one)"
+                ),
+            }
+            *said = Some((now, 0));
+        }
+    }
 }
 
 #[cfg(test)]
