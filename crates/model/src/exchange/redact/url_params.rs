@@ -809,9 +809,13 @@ impl UrlParamScrub {
     pub fn finish(mut self, out: &mut Vec<u8>) -> Collected {
         match self.state {
             State::Value { .. } => {
-                self.end_value(out);
-                // A URL's value the line's held value ended in.
-                self.end_value(out);
+                // A value judged not a secret is read again as text, and may end in a
+                // value of its own (`a_token=b_token=c_token=%`, a URL's value the line's
+                // held value ended in): each is shorter than the one it was read from.
+                // Ended only twice, the third level's bytes were lost.
+                while matches!(self.state, State::Value { .. }) {
+                    self.end_value(out);
+                }
             }
             State::Opening {
                 backslash: true, ..
@@ -1006,6 +1010,23 @@ mod tests {
             let (out, values) = scan(&in_json(text), cut);
             assert_eq!(out, in_json(want), "cut {cut}");
             assert_eq!(values, found, "cut {cut}");
+        }
+    }
+
+    /// Found by the `canonical_key` fuzz target: a stream that ends in an assignment
+    /// inside the value of one inside the value of another lost its last bytes (the
+    /// stored body differed from what was sent, and was redacted differently when read
+    /// again, so the recorded request no longer had its live key).
+    #[test]
+    fn a_stream_that_ends_three_assignments_deep_keeps_its_last_bytes() {
+        for body in [
+            "xtoken=ytoken=Le_token=%",
+            "etoken=etoken=Le_token=%25",
+            "a_token=b_token=c_token=d_token=%4",
+        ] {
+            for cut in [1, 2, 3, 64] {
+                assert_eq!(scan(body, cut).0, body, "cut {cut}");
+            }
         }
     }
 
