@@ -511,6 +511,103 @@ async fn identical_requests_get_their_responses_in_recorded_order() {
     r.stop();
 }
 
+/// Three callers each ask for a new id (identical `GET /newid`s, answered apart) and
+/// post it with their own argument. Identical requests take their answers in recorded
+/// order, so a faithful rerun whose scheduler lets caller B ask first hands B the id A
+/// got when recorded: each post then carries another twin's id than the recording's.
+/// Replay matches them with the ids swapped (all three, in any order), and still fails
+/// a changed agent that posts one caller's id for another: the swaps must be one to one.
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_requests_answered_in_another_order_feed_their_callers_without_a_false_miss() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let d = record(&dirs, &up, "ids");
+    let c = client(&d, &dirs);
+    let new_id = |c: reqwest::Client| {
+        let url = up.url("/newid");
+        async move {
+            let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let post = |c: reqwest::Client, id: String, arg: &'static str| {
+        let url = up.url("/echo");
+        async move {
+            let resp = c
+                .post(url)
+                .json(&json!({"order": id, "arg": arg}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    // Recorded: A, B and C ask in that order, then post.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(new_id(c.clone()).await);
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+    for (id, arg) in ids.iter().zip(["A", "B", "C"]) {
+        let (status, _) = post(c.clone(), id.clone(), arg).await;
+        assert_eq!(status, 200);
+    }
+    d.stop();
+
+    // A faithful rerun: B asks first and gets A's recorded id, A gets B's; each posts
+    // the id it got with its own argument, B first.
+    let r = replay(&dirs, "ids", &[]);
+    let c = client(&r, &dirs);
+    let got_b = new_id(c.clone()).await;
+    let got_a = new_id(c.clone()).await;
+    let got_c = new_id(c.clone()).await;
+    assert_eq!([&got_b, &got_a, &got_c], [&ids[0], &ids[1], &ids[2]]);
+    for (id, arg) in [(got_b, "B"), (got_c, "C"), (got_a, "A")] {
+        let (status, v) = post(c.clone(), id.clone(), arg).await;
+        assert_eq!(status, 200, "{arg} posting {id}: {v}");
+        assert_eq!(v["body"]["arg"], arg, "{v}");
+    }
+    let (code, err) = r.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("served 6/6 events, 0 misses")
+            && err.contains("2 carried an id (or other value) of an identical request's answer other than the one recorded"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "matched with an identical request's answer swapped: it carries {} where the recording holds {}",
+            ids[1], ids[0]
+        )),
+        "{err}"
+    );
+
+    // A changed agent: the ids come in recorded order, and A posts B's.
+    for first in ["A", "B"] {
+        let r = replay(&dirs, "ids", &[]);
+        let c = client(&r, &dirs);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(new_id(c.clone()).await);
+        }
+        let posts = match first {
+            "A" => [(got[1].clone(), "A"), (got[1].clone(), "B")],
+            _ => [(got[1].clone(), "B"), (got[1].clone(), "A")],
+        };
+        let mut statuses = Vec::new();
+        for (id, arg) in posts {
+            statuses.push(post(c.clone(), id, arg).await.0);
+        }
+        let (_, log) = r.stop();
+        assert!(
+            statuses.contains(&404),
+            "one caller's id posted for another is a miss ({first} first): {statuses:?} {log}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ignore_rule_added_after_recording_turns_a_miss_into_a_hit() {
     let up = Upstream::start(true).await;

@@ -859,4 +859,16 @@ async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
         "{out}"
     );
     assert!(out.contains("clean: 2 events, sound"), "{out}");
+    // Still a fork of clean, said to be one that was not compared.
+    let (code, table, _) = dirs.run(&["sessions"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("clean (fork, not compared: not stored whole)"),
+        "{table}"
+    );
+    let fork = sessions(&dirs)
+        .into_iter()
+        .find(|s| s["name"] == "clean.fork-1")
+        .unwrap();
+    assert_eq!(fork["lineage"]["incomplete"], true, "{fork}");
 }

@@ -142,6 +142,7 @@ pub async fn run(a: RerunArgs) -> CmdResult {
             via: "rerun".into(),
             diverged_at: None,
             parent_step: Some(a.step),
+            incomplete: false,
         },
     )?;
     store.commit()?;

@@ -86,6 +86,7 @@ fn warn_lost(dir: &Path, list: &[SessionInfo]) {
 /// `S (fork, left it at step 3)`: where a session came from.
 fn parent_text(l: &tapedeck_model::session::Lineage) -> String {
     let at = match (l.via.as_str(), l.diverged_at, l.parent_step) {
+        _ if l.incomplete => ", not compared: not stored whole".to_string(),
         ("rerun", _, Some(p)) => format!(", step {p}"),
         (_, Some(d), _) => format!(", left it at step {d}"),
         (_, None, _) => ", never left its path".to_string(),

@@ -194,6 +194,21 @@ impl Run {
         }
         // A fork with exchanges missing would be compared as a run that made fewer calls.
         if let (lost @ 1.., first, _) = self.fork.lost() {
+            // Noted when the store takes it (a few bytes, past the floor's check only
+            // when the floor left room): `sessions` then names the parent, uncompared.
+            let noted = store.put_lineage(
+                &name,
+                &Lineage {
+                    parent: parent.session.clone(),
+                    via: "fork".into(),
+                    diverged_at: None,
+                    parent_step: None,
+                    incomplete: true,
+                },
+            );
+            if let Err(e) = noted {
+                tracing::warn!("cannot note {name} as a fork of {}: {e}", parent.session);
+            }
             store.commit()?;
             return Ok(format!(
                 "what-if run of {} recorded as {name}: {}; {} could not be stored (the first: {}), so the fork is not compared with {}: `tapedeck fsck` names where it stopped being stored",
@@ -214,6 +229,7 @@ impl Run {
                 via: "fork".into(),
                 diverged_at: d.and_then(|d| d.step_b.or(d.step_a)),
                 parent_step: d.and_then(|d| d.step_a),
+                incomplete: false,
             },
         )?;
         store.commit()?;

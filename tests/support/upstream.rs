@@ -833,6 +833,13 @@ async fn route(req: Request<Incoming>, st: &State) -> Result<Response<FixtureBod
             );
             resp
         }
+        (&Method::GET, "/newid") => {
+            // Identical requests, each answered with a fresh id that later requests carry.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let id = format!("obj_{:012x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16);
+            json_response(StatusCode::OK, &json!({ "id": id, "object": "order" }))
+        }
         (&Method::GET, "/counter") => {
             // Identical requests, different answers (polling): replay must keep their order.
             static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -91,6 +91,10 @@ pub struct Lineage {
     /// The parent's step at that point (for a rerun, the step sent again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_step: Option<u64>,
+    /// The session could not be stored whole (a disk under the store's floor), so it was
+    /// not compared with its parent: where it left the parent's path is not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 /// A session's clock and step counter in this process: steps are given as requests

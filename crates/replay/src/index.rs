@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 
+use super::twins::Renames;
 use super::Order;
 use tapedeck_model::exchange::Kind;
-use tapedeck_trace::causal::{Dep, Graph};
+use tapedeck_trace::causal::{Dep, Graph, Link};
 
 /// A key as the index holds it: the first 128 bits of its blake3.
 pub fn key_id(key: &str) -> u128 {
@@ -131,6 +132,12 @@ pub struct TraceIndex {
     key_ids: HashMap<u128, u32>,
     /// Per key: the first of its events that may be unserved (or [`NONE`]).
     key_first: Vec<u32>,
+    /// Per key: its first event.
+    key_head: Vec<u32>,
+    /// Per event: whether another event was recorded under its key (a twin).
+    has_twins: Vec<bool>,
+    /// How the values of twins' answers were swapped in this run (see [`super::twins`]).
+    renames: Renames,
     /// Per event: the next event with its key (or [`NONE`]). Two arrays instead of a list
     /// per key: a long session has about as many keys as events.
     same_key_next: Vec<u32>,
@@ -172,12 +179,23 @@ impl TraceIndex {
                 lanes[l].events.push(i as u32);
             }
         }
+        let mut per_key = vec![0u32; key_first.len()];
+        for s in &slots {
+            per_key[key_ids[&s.key] as usize] += 1;
+        }
+        let has_twins = slots
+            .iter()
+            .map(|s| per_key[key_ids[&s.key] as usize] > 1)
+            .collect();
         TraceIndex {
             order,
             consumed: vec![false; slots.len()],
             slots,
             graph,
             key_ids,
+            key_head: key_first.clone(),
+            has_twins,
+            renames: Renames::default(),
             key_first,
             same_key_next,
             lanes,
@@ -269,8 +287,72 @@ impl TraceIndex {
                 blocked: Some(blocked),
             });
         }
+        // It carries its twins' values as recorded: taken only when this run did not
+        // swap one of them for another (see [`super::twins`]); else it is not the
+        // request's, and a value swapped before may make another event its.
+        let same = self.own_values(i);
+        if !self.renames.fits(&same) {
+            return Err(Miss {
+                kind: MissKind::Unrecorded,
+                expected: Some(i),
+                later: None,
+                blocked: None,
+            });
+        }
+        self.renames.bind(&same);
         self.consume(i);
         Ok(i)
+    }
+
+    /// The dependencies of event `i` by a distinctive value first seen in the answer of
+    /// an event that has twins (identical requests, recorded under one key): which twin's
+    /// answer a caller gets depends on the order the requests arrive in.
+    pub fn twin_deps(&self, i: usize) -> impl Iterator<Item = &Dep> + '_ {
+        self.graph
+            .deps(i)
+            .iter()
+            .filter(|d| d.link == Link::Value && self.has_twins[d.on as usize])
+    }
+
+    /// Event `i`'s twin values as recorded, each standing for itself.
+    fn own_values(&self, i: usize) -> Vec<(u64, u64)> {
+        self.twin_deps(i).map(|d| (d.value, d.value)).collect()
+    }
+
+    /// The served events recorded under event `d`'s key (`d` among them when served).
+    pub fn served_twins(&self, d: usize) -> Vec<usize> {
+        let Some(&id) = self.key_ids.get(&self.slots[d].key) else {
+            return Vec::new();
+        };
+        let mut at = self.key_head[id as usize];
+        let mut out = Vec::new();
+        while at != NONE {
+            if self.consumed[at as usize] {
+                out.push(at as usize);
+            }
+            at = self.same_key_next[at as usize];
+        }
+        out
+    }
+
+    /// Takes an event recorded like `e` (as [`TraceIndex::take_like`]) for a request that
+    /// is `e`'s with the twin values `pairs` (recorded, live) swapped, when that swap
+    /// agrees with the ones this run made before; binds it.
+    pub fn take_renamed(&mut self, e: usize, pairs: &[(u64, u64)]) -> Option<usize> {
+        if !self.renames.fits(pairs) {
+            return None;
+        }
+        let i = self.first_like(e)?;
+        self.renames.bind(pairs);
+        self.consume(i);
+        Some(i)
+    }
+
+    /// The first unserved event with event `i`'s key, when the order lets it be served.
+    fn first_like(&mut self, i: usize) -> Option<usize> {
+        let id = *self.key_ids.get(&self.slots.get(i)?.key)?;
+        let first = self.first_of_key(id)?;
+        self.blocked(first).is_none().then_some(first)
     }
 
     /// Up to `max` unserved events with `route`'s method, host and path, in step order,
@@ -301,11 +383,13 @@ impl TraceIndex {
     /// one for a request keyed as it is (a request that matched it by its redacted
     /// parts, see [`crate::loose`]); `None` when none is unserved or the order holds it.
     pub fn take_like(&mut self, i: usize) -> Option<usize> {
-        let id = *self.key_ids.get(&self.slots.get(i)?.key)?;
-        let first = self.first_of_key(id)?;
-        if self.blocked(first).is_some() {
+        let first = self.first_like(i)?;
+        // As a request keyed like it would: not when this run swapped its twin values.
+        let same = self.own_values(first);
+        if !self.renames.fits(&same) {
             return None;
         }
+        self.renames.bind(&same);
         self.consume(first);
         Some(first)
     }

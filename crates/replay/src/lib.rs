@@ -19,6 +19,7 @@ pub mod meaning;
 mod miss;
 mod prefetch;
 mod request;
+pub mod twins;
 mod ws;
 
 use std::collections::BTreeMap;
@@ -138,6 +139,9 @@ pub struct ReplaySummary {
     /// Requests whose key missed, served the event they match by its redacted parts
     /// ([`loose`]): one line each.
     pub loose: Vec<String>,
+    /// Requests whose key missed, served the event they are with twins' values swapped
+    /// ([`twins`]): one line each.
+    pub renamed: Vec<String>,
 }
 
 impl ReplaySummary {
@@ -206,8 +210,15 @@ impl ReplaySummary {
                 if n == 1 { "its" } else { "their" },
             ),
         };
+        let renamed = match self.renamed.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} carried an id (or other value) of an identical request's answer other than the one recorded, served in another order, and {} matched with it swapped",
+                if n == 1 { "was" } else { "were" },
+            ),
+        };
         format!(
-            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}{read_on}{loose}",
+            "replayed session {session}: served {}/{} events, {misses}, {unused}{live}{damaged}{read_on}{loose}{renamed}",
             self.served, self.recorded
         )
     }
@@ -290,6 +301,8 @@ pub struct Replayer {
     read_on: Mutex<Vec<String>>,
     /// See [`ReplaySummary::loose`].
     loose: Mutex<Vec<String>>,
+    /// See [`ReplaySummary::renamed`].
+    renamed: Mutex<Vec<String>>,
     held_open: Duration,
     live: live::LiveHosts,
     pub inflight: Arc<InFlight>,
@@ -366,6 +379,7 @@ impl Replayer {
             damaged: Mutex::new(Vec::new()),
             read_on: Mutex::new(Vec::new()),
             loose: Mutex::new(Vec::new()),
+            renamed: Mutex::new(Vec::new()),
             held_open: opts.held_open,
             live: live::LiveHosts::new(&opts.allow_live),
             inflight: Arc::new(InFlight::default()),
@@ -477,6 +491,11 @@ impl Replayer {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             loose: self.loose.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            renamed: self
+                .renamed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -667,6 +686,9 @@ impl Replayer {
         ) = (m.kind, &asked.body, asked.too_large)
         {
             if let Some(i) = self.take_by_redacted_parts(asked, body).await {
+                return Ok(i);
+            }
+            if let Some(i) = self.take_by_twin_values(asked, body).await {
                 return Ok(i);
             }
         }
@@ -1282,6 +1304,157 @@ impl Replayer {
             .unwrap_or_else(|p| p.into_inner())
             .push(line);
         Some(i)
+    }
+
+    /// The unserved event of the missed request's method, host and path that is the
+    /// request once each value it carries from a twin's answer is swapped for the value
+    /// at the same place in the answer of a twin this run served ([`twins`]; read on the
+    /// blocking pool), taken when the swap agrees with this run's others, said and
+    /// counted.
+    async fn take_by_twin_values(self: &Arc<Self>, asked: &Asked, body: &[u8]) -> Option<usize> {
+        if body.len() as u64 > miss::DIFF_LIMIT {
+            return None;
+        }
+        // Per candidate: its twin dependencies as (value hash, event, served twins).
+        type Plan = (usize, Vec<(u64, usize, Vec<usize>)>);
+        let plans: Vec<Plan> = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            index
+                .same_path(route(&asked.method, &asked.url), LOOSE_CANDIDATES)
+                .into_iter()
+                .filter_map(|e| {
+                    let deps: Vec<_> = index
+                        .twin_deps(e)
+                        .map(|d| (d.value, d.on as usize, index.served_twins(d.on as usize)))
+                        .collect();
+                    (!deps.is_empty() && deps.iter().all(|(_, _, t)| !t.is_empty()))
+                        .then_some((e, deps))
+                })
+                .collect()
+        };
+        if plans.is_empty() {
+            return None;
+        }
+        let this = self.clone();
+        let live = (
+            asked.method.clone(),
+            asked.headers.clone(),
+            asked.key.clone(),
+        );
+        let (e, pairs, line) = tokio::task::spawn_blocking(move || {
+            let (method, headers, key) = live;
+            plans.into_iter().find_map(|(e, deps)| {
+                this.fits_renamed(e, &deps, &method, &headers, &key)
+                    .map(|(pairs, line)| (e, pairs, line))
+            })
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let i = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_renamed(e, &pairs)?;
+        tracing::info!("{line}");
+        self.renamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        Some(i)
+    }
+
+    /// Whether the live request (`method`, `headers`, `key`) is event `e`'s with the
+    /// values it carries from twins' answers (`deps`: value hash, the event whose answer
+    /// it came from, that event's served twins) swapped: the swaps as (recorded, live)
+    /// value hashes, every twin dependency of `e` among them, and the line that says it.
+    fn fits_renamed(
+        &self,
+        e: usize,
+        deps: &[(u64, usize, Vec<usize>)],
+        method: &str,
+        headers: &[tapedeck_model::exchange::Header],
+        key: &str,
+    ) -> Option<(Vec<(u64, u64)>, String)> {
+        let ev = self.rec.event(e).ok()?;
+        let req = &ev.request;
+        if !req.method.eq_ignore_ascii_case(method) || req.body.len > miss::DIFF_LIMIT {
+            return None;
+        }
+        let recorded = self.rec.body(&req.body).ok()?;
+        let answer = |i: usize| -> Option<Bytes> {
+            let ev = self.rec.event(i).ok()?;
+            let r = ev.response.as_ref()?;
+            (r.body.len <= miss::DIFF_LIMIT).then(|| self.rec.body(&r.body).ok())?
+        };
+        // Per dependency: the recorded value, and the values served twins hold there.
+        let mut options: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        for (value, on, served) in deps {
+            let text = [req.url.as_bytes(), &recorded[..]].concat();
+            let rec_value = tapedeck_trace::causal::tokens::find_value(&text, *value)?;
+            let own = answer(*on)?;
+            let mut live: Vec<Vec<u8>> = served
+                .iter()
+                .filter_map(|&t| twins::counterpart(rec_value.as_bytes(), &own, &answer(t)?))
+                .collect();
+            live.dedup();
+            options.push((rec_value, live));
+        }
+        // Every combination, up to a bound: a request carries one or two such values.
+        let combos: usize = options.iter().map(|(_, l)| l.len().max(1)).product();
+        if combos == 0 || combos > 64 {
+            return None;
+        }
+        for n in 0..combos {
+            let mut rest = n;
+            let mut url = req.url.clone().into_bytes();
+            let mut body = recorded.to_vec();
+            let mut swaps = Vec::new();
+            for (rec_value, live) in &options {
+                let pick = live.get(rest % live.len().max(1))?;
+                rest /= live.len().max(1);
+                url = twins::replace(&url, rec_value.as_bytes(), pick);
+                body = twins::replace(&body, rec_value.as_bytes(), pick);
+                swaps.push((rec_value.as_str(), pick.as_slice()));
+            }
+            let Ok(url) = String::from_utf8(url) else {
+                continue;
+            };
+            let (_, k) = identify(
+                &req.method,
+                &url,
+                headers,
+                KeyBody::Whole(&body),
+                &self.rules,
+            );
+            if k != key {
+                continue;
+            }
+            use tapedeck_trace::causal::tokens::hash;
+            let pairs = swaps
+                .iter()
+                .map(|(r, l)| (hash(r.as_bytes()), hash(l)))
+                .collect();
+            let said: Vec<String> = swaps
+                .iter()
+                .filter(|(r, l)| r.as_bytes() != *l)
+                .map(|(r, l)| {
+                    format!(
+                        "{} where the recording holds {r}",
+                        String::from_utf8_lossy(l)
+                    )
+                })
+                .collect();
+            let line = format!(
+                "step {}: {} {} matched with an identical request's answer swapped: it carries {} (identical requests answered in another order than recorded)",
+                ev.step,
+                req.method,
+                url,
+                said.join(", ")
+            );
+            return Some((pairs, line));
+        }
+        None
     }
 
     /// Whether a live request (stored form) matches event `e`'s by its redacted parts:
