@@ -556,16 +556,25 @@ async fn identical_requests_answered_in_another_order_feed_their_callers_without
     }
     d.stop();
 
-    // A faithful rerun: B asks first and gets A's recorded id, A gets B's; each posts
-    // the id it got with its own argument, B first.
+    // A faithful rerun: B asks first, gets A's recorded id and posts it before A has
+    // asked (the event it takes waited, when recorded, for the answer A got); then A
+    // gets B's recorded id, and C its own; C posts, then A.
     let r = replay(&dirs, "ids", &[]);
     let c = client(&r, &dirs);
+    let mut posted = Vec::new();
     let got_b = new_id(c.clone()).await;
+    posted.push((
+        got_b.clone(),
+        "B",
+        post(c.clone(), got_b.clone(), "B").await,
+    ));
     let got_a = new_id(c.clone()).await;
     let got_c = new_id(c.clone()).await;
     assert_eq!([&got_b, &got_a, &got_c], [&ids[0], &ids[1], &ids[2]]);
-    for (id, arg) in [(got_b, "B"), (got_c, "C"), (got_a, "A")] {
-        let (status, v) = post(c.clone(), id.clone(), arg).await;
+    for (id, arg) in [(got_c, "C"), (got_a, "A")] {
+        posted.push((id.clone(), arg, post(c.clone(), id, arg).await));
+    }
+    for (id, arg, (status, v)) in posted {
         assert_eq!(status, 200, "{arg} posting {id}: {v}");
         assert_eq!(v["body"]["arg"], arg, "{v}");
     }

@@ -342,7 +342,23 @@ impl TraceIndex {
         if !self.renames.fits(pairs) {
             return None;
         }
-        let i = self.first_like(e)?;
+        let id = *self.key_ids.get(&self.slots.get(e)?.key)?;
+        let i = self.first_of_key(id)?;
+        // A swapped value came from the served twin whose answer holds it: the event
+        // whose answer held it when recorded need not have been served (the caller that
+        // got that answer this time may not have asked yet).
+        let swapped: Vec<u64> = pairs
+            .iter()
+            .filter(|(rec, live)| rec != live)
+            .map(|(rec, _)| *rec)
+            .collect();
+        let waits = match self.order {
+            Order::Causal => self.waits_for_except(i, &swapped).is_some(),
+            _ => self.blocked(i).is_some(),
+        };
+        if waits {
+            return None;
+        }
         self.renames.bind(pairs);
         self.consume(i);
         Some(i)
@@ -397,6 +413,11 @@ impl TraceIndex {
     /// The dependency `i` waits for under `--order causal`, if any (whatever the order in
     /// force: a strict miss says whether causal order would have accepted it).
     pub fn waits_for(&self, i: usize) -> Option<Blocked> {
+        self.waits_for_except(i, &[])
+    }
+
+    /// [`TraceIndex::waits_for`], the dependencies by a value in `swapped` left out.
+    fn waits_for_except(&self, i: usize, swapped: &[u64]) -> Option<Blocked> {
         if let Some(lane) = self.slots[i].lane {
             let first = self.lane_first(lane as usize);
             if first.is_some_and(|f| f != i) {
@@ -406,7 +427,7 @@ impl TraceIndex {
         self.graph
             .deps(i)
             .iter()
-            .find(|d| !self.consumed[d.on as usize])
+            .find(|d| !self.consumed[d.on as usize] && !swapped.contains(&d.value))
             .map(|d| Blocked::Dep(*d))
     }
 
