@@ -281,7 +281,7 @@ DIRECT_ENV=(env SSL_CERT_FILE="$PKI/direct.pem" REQUESTS_CA_BUNDLE="$PKI/direct.
 # ---------------------------------------------------------------------------------------
 # The scenarios. cmd_of NAME RUN_DIR sets CMD (RUN_DIR: a fresh folder for this run).
 SCENARIOS=(httpx-h2 httpx-h1-pool8 node-fetch parallel-agent npm-install pip-install
-  npm-install-ip sequential-agent empty-python empty-curl upload-forms openai-transcribe)
+  npm-install-ip sequential-agent empty-python empty-curl upload-forms openai-transcribe twin-ids)
 cmd_of() {
   case $1 in
     httpx-h2) CMD=("$PYTHON" "$C/gather_httpx.py" --http2 --n 24) ;;
@@ -299,6 +299,7 @@ cmd_of() {
     empty-curl) CMD=(bash "$C/curl_empty.sh") ;;
     upload-forms) CMD=("$PYTHON" "$C/upload_forms.py") ;;
     openai-transcribe) CMD=("$PYTHON" "$C/transcribe_openai.py") ;;
+    twin-ids) CMD=("$PYTHON" "$C/twin_ids.py") ;;
     *) fail "unknown scenario $1" ;;
   esac
 }
