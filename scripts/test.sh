@@ -38,7 +38,8 @@
 #                  REPLAYS times (default 3): no false misses, identical results; a
 #                  reordered sequential agent still fails; zero-byte bodies; multipart
 #                  uploads with a fresh boundary per request (requests, httpx, the
-#                  openai SDK's audio.transcriptions); every client
+#                  openai SDK's audio.transcriptions); workers whose identical
+#                  GET /newid are answered in another order (twin-ids); every client
 #                  trusts tapedeck under `record -- CMD` with the user's own CA settings.
 #                  Its venv, verdaccio and built packages are cached in target/clients.
 #                  When end-to-end stages come after it, it runs in the background beside
