@@ -614,6 +614,13 @@ async fn identical_requests_answered_in_another_order_feed_their_callers_without
             statuses.contains(&404),
             "one caller's id posted for another is a miss ({first} first): {statuses:?} {log}"
         );
+        if first == "A" {
+            // B's own request, as recorded, came after A's took its id.
+            assert!(
+                log.contains("is recorded, but it carries a value of an identical request's answer that this run already matched in place of another"),
+                "{log}"
+            );
+        }
     }
 }
 

@@ -697,6 +697,17 @@ impl Replayer {
             close_after(&mut resp, version);
             return Err(resp);
         }
+        if let (index::MissKind::Unrecorded, Some(e)) = (m.kind, m.expected) {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            if index.slot(e).key == index::key_id(&asked.key) {
+                tracing::warn!(
+                    "step {}: {} {} is recorded, but it carries a value of an identical request's answer that this run already matched in place of another recorded value (identical requests answered in another order): one value cannot stand for two, so it misses",
+                    index.slot(e).step,
+                    method,
+                    url
+                );
+            }
+        }
         Err(self.answer_miss_off_runtime(m, got).await)
     }
 
