@@ -1338,7 +1338,8 @@ impl Replayer {
                         .twin_deps(e)
                         .map(|d| (d.value, d.on as usize, index.served_twins(d.on as usize)))
                         .collect();
-                    (!deps.is_empty() && deps.iter().all(|(_, _, t)| !t.is_empty()))
+                    let readable = |t: &Vec<usize>| !t.is_empty() && t.len() <= TWINS_READ;
+                    (!deps.is_empty() && deps.iter().all(|(_, _, t)| readable(t)))
                         .then_some((e, deps))
                 })
                 .collect()
@@ -1581,6 +1582,9 @@ impl Replayer {
 /// How many unserved events of a missed request's method, host and path are compared
 /// with it by their redacted parts (each read from the store).
 const LOOSE_CANDIDATES: usize = 32;
+/// The most served twins whose answers a miss reads for a value to swap ([`twins`]): a
+/// long polling session's thousand identical calls are not read again at every miss.
+const TWINS_READ: usize = 256;
 
 /// When a recorded offset from `base` falls, capped so that no recording can make replay
 /// wait longer than an exchange may last or overflow the clock.
