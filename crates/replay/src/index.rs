@@ -287,11 +287,9 @@ impl TraceIndex {
                 blocked: Some(blocked),
             });
         }
-        // It carries its twins' values as recorded: taken only when this run did not
-        // swap one of them for another (see [`super::twins`]); else it is not the
-        // request's, and a value swapped before may make another event its.
-        let same = self.own_values(i);
-        if !self.renames.fits(&same) {
+        // Not taken when this run swapped one of its twin values for another: it is not
+        // the request's then, and a value swapped before may make another event its.
+        if !self.take_as_recorded(i) {
             return Err(Miss {
                 kind: MissKind::Unrecorded,
                 expected: Some(i),
@@ -299,9 +297,20 @@ impl TraceIndex {
                 blocked: None,
             });
         }
+        Ok(i)
+    }
+
+    /// Takes event `i` for a request that carries its twin values as recorded (see
+    /// [`super::twins`]), binding each to itself; false when this run swapped one of
+    /// them for another value.
+    fn take_as_recorded(&mut self, i: usize) -> bool {
+        let same: Vec<(u64, u64)> = self.twin_deps(i).map(|d| (d.value, d.value)).collect();
+        if !self.renames.fits(&same) {
+            return false;
+        }
         self.renames.bind(&same);
         self.consume(i);
-        Ok(i)
+        true
     }
 
     /// The dependencies of event `i` by a distinctive value first seen in the answer of
@@ -312,11 +321,6 @@ impl TraceIndex {
             .deps(i)
             .iter()
             .filter(|d| d.link == Link::Value && self.has_twins[d.on as usize])
-    }
-
-    /// Event `i`'s twin values as recorded, each standing for itself.
-    fn own_values(&self, i: usize) -> Vec<(u64, u64)> {
-        self.twin_deps(i).map(|d| (d.value, d.value)).collect()
     }
 
     /// The served events recorded under event `d`'s key (`d` among them when served).
@@ -342,8 +346,7 @@ impl TraceIndex {
         if !self.renames.fits(pairs) {
             return None;
         }
-        let id = *self.key_ids.get(&self.slots.get(e)?.key)?;
-        let i = self.first_of_key(id)?;
+        let i = self.first_unserved_like(e)?;
         // A swapped value came from the served twin whose answer holds it: the event
         // whose answer held it when recorded need not have been served (the caller that
         // got that answer this time may not have asked yet).
@@ -364,11 +367,10 @@ impl TraceIndex {
         Some(i)
     }
 
-    /// The first unserved event with event `i`'s key, when the order lets it be served.
-    fn first_like(&mut self, i: usize) -> Option<usize> {
+    /// The first unserved event with event `i`'s key.
+    fn first_unserved_like(&mut self, i: usize) -> Option<usize> {
         let id = *self.key_ids.get(&self.slots.get(i)?.key)?;
-        let first = self.first_of_key(id)?;
-        self.blocked(first).is_none().then_some(first)
+        self.first_of_key(id)
     }
 
     /// Up to `max` unserved events with `route`'s method, host and path, in step order,
@@ -399,15 +401,12 @@ impl TraceIndex {
     /// one for a request keyed as it is (a request that matched it by its redacted
     /// parts, see [`crate::loose`]); `None` when none is unserved or the order holds it.
     pub fn take_like(&mut self, i: usize) -> Option<usize> {
-        let first = self.first_like(i)?;
-        // As a request keyed like it would: not when this run swapped its twin values.
-        let same = self.own_values(first);
-        if !self.renames.fits(&same) {
+        let first = self.first_unserved_like(i)?;
+        if self.blocked(first).is_some() {
             return None;
         }
-        self.renames.bind(&same);
-        self.consume(first);
-        Some(first)
+        // As a request keyed like it would be: not when this run swapped its twin values.
+        self.take_as_recorded(first).then_some(first)
     }
 
     /// The dependency `i` waits for under `--order causal`, if any (whatever the order in

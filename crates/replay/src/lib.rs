@@ -1401,13 +1401,13 @@ impl Replayer {
         };
         // Per dependency: the recorded value, and the values served twins hold there.
         let mut options: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        let text = [req.url.as_bytes(), &recorded[..]].concat();
         for (value, on, served) in deps {
-            let text = [req.url.as_bytes(), &recorded[..]].concat();
             let rec_value = tapedeck_trace::causal::tokens::find_value(&text, *value)?;
-            let own = answer(*on)?;
+            let place = twins::place(rec_value.as_bytes(), &answer(*on)?)?;
             let mut live: Vec<Vec<u8>> = served
                 .iter()
-                .filter_map(|&t| twins::counterpart(rec_value.as_bytes(), &own, &answer(t)?))
+                .filter_map(|&t| twins::value_at(&answer(t)?, place))
                 .collect();
             live.dedup();
             options.push((rec_value, live));

@@ -64,16 +64,28 @@ fn distinctive(text: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The value standing where `value` stands among the distinctive tokens of `answer`, in
-/// `twin`'s answer: twins answer in one shape, so the n-th distinctive token of one is
-/// the n-th of the other. None when their shapes differ or `value` is not in `answer`.
-pub fn counterpart(value: &[u8], answer: &[u8], twin: &[u8]) -> Option<Vec<u8>> {
-    let (ours, theirs) = (distinctive(answer), distinctive(twin));
-    if ours.len() != theirs.len() {
-        return None;
-    }
-    let at = ours.iter().position(|t| t == value)?;
-    theirs.into_iter().nth(at)
+/// Where a value stands among the distinctive tokens of an answer: the `at`-th of `of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    at: usize,
+    of: usize,
+}
+
+/// Where `value` stands among `answer`'s distinctive tokens; None when it is not one.
+pub fn place(value: &[u8], answer: &[u8]) -> Option<Place> {
+    let tokens = distinctive(answer);
+    let at = tokens.iter().position(|t| t == value)?;
+    Some(Place {
+        at,
+        of: tokens.len(),
+    })
+}
+
+/// The value at `place` in a twin's answer: twins answer in one shape, so the n-th
+/// distinctive token of one is the n-th of the other. None when their shapes differ.
+pub fn value_at(twin: &[u8], place: Place) -> Option<Vec<u8>> {
+    let tokens = distinctive(twin);
+    (tokens.len() == place.of).then(|| tokens.into_iter().nth(place.at))?
 }
 
 /// `text` with every `from` replaced by `to`.
@@ -114,6 +126,9 @@ mod tests {
     fn a_twins_value_is_found_at_the_same_place() {
         let a = br#"{"id":"obj_1a2b3c4d5e","created":"2026-12-06","owner":"team_9f8e7d6c"}"#;
         let b = br#"{"id":"obj_9z8y7x6w5v","created":"2026-12-06","owner":"team_9f8e7d6c"}"#;
+        let counterpart = |value: &[u8], answer: &[u8], twin: &[u8]| {
+            place(value, answer).and_then(|p| value_at(twin, p))
+        };
         assert_eq!(
             counterpart(b"obj_1a2b3c4d5e", a, b).as_deref(),
             Some(&b"obj_9z8y7x6w5v"[..])
