@@ -269,7 +269,8 @@ async fn a_websocket_message_the_store_could_not_take_marks_its_event() {
         "the echo went through whole"
     );
     assert_eq!(live.last().unwrap(), "close:4000:bye", "{live:?}");
-    let (code, err) = d.stop();
+    let (code, stopped) = d.stop();
+    let err = &stopped;
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("cannot store the WebSocket's 2 of its messages")
@@ -288,6 +289,13 @@ async fn a_websocket_message_the_store_could_not_take_marks_its_event() {
         err.contains("step 1: it could not be stored whole"),
         "{err}"
     );
+    // The upgrade's key went nowhere: not with the event, its error, nor the log.
+    assert!(
+        dirs.files_containing(SECRET.as_bytes()).is_empty(),
+        "{:?}",
+        dirs.files_containing(SECRET.as_bytes())
+    );
+    assert!(!stopped.contains(SECRET) && !err.contains(SECRET));
 }
 
 #[tokio::test(flavor = "multi_thread")]
