@@ -553,6 +553,76 @@ async fn a_credential_in_a_url_path_never_reaches_disk_and_replay_matches() {
     assert!(!stderr.contains(token));
 }
 
+/// An agent that sends its key in a header and also in the URL (`/v1/keys/<key>/usage`,
+/// a parameter under a name no rule reads), or a secret field's value in the URL of the
+/// request whose body holds it: the URL is read before the rest of its request, and was
+/// stored with the key in clear (2026-12-06).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_its_own_request_reveals_is_scrubbed_from_the_url_and_replay_matches() {
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    // Values of no known key shape: only the header and the field say they are secrets.
+    let key = "Zx81kq0pLm33qq";
+    let field = "Qw7vB2nM9kLp4r";
+    let large = "Hy5tR3eW1qAz0x";
+    let mut upload = format!(r#"{{"password":"{large}","pad":""#).into_bytes();
+    upload.resize(2 << 20, b'.');
+    upload.extend_from_slice(b"\"}");
+    let send = |via: reqwest::Client, upload: Vec<u8>| {
+        let (a, b, c) = (
+            up.url(&format!("/keys/{key}/usage?again={key}")),
+            up.url(&format!("/echo?ref={field}")),
+            up.url(&format!("/upload?ref={large}")),
+        );
+        async move {
+            let mut statuses = Vec::new();
+            let r = via.get(a).bearer_auth(key).send().await.unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via
+                .post(b)
+                .json(&serde_json::json!({"password": field}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            let r = via
+                .post(c)
+                .header("content-type", "application/json")
+                .body(upload)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            statuses
+        }
+    };
+    let d = record(&dirs, &up, "inurl", &[]);
+    assert_eq!(
+        send(client(&d, &dirs), upload.clone()).await,
+        [404, 200, 200]
+    );
+    let events = assert_nowhere(&dirs, d, "inurl", &[key, field, large]);
+    let urls: Vec<&str> = events
+        .iter()
+        .map(|e| e["request"]["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        urls[0].ends_with("/keys/[REDACTED]/usage?again=[REDACTED]"),
+        "{urls:?}"
+    );
+    assert!(urls[1].ends_with("/echo?ref=[REDACTED]"), "{urls:?}");
+    assert!(urls[2].ends_with("/upload?ref=[REDACTED]"), "{urls:?}");
+
+    // Replay redacts the live requests the same way: every one matches.
+    let r = Daemon::start(&dirs, &["replay", "--session", "inurl"]);
+    let statuses = send(client(&r, &dirs), upload).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((statuses, code), (vec![404, 200, 200], 0), "{stderr}");
+    for s in [key, field, large] {
+        assert!(!stderr.contains(s), "{stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_under_names_of_their_own_never_reach_disk_and_replay_matches() {
     // What tool APIs and connectors send under names no list has: ElevenLabs', Azure's,
@@ -1725,8 +1795,10 @@ async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
     let text = std::fs::read_to_string(&tape).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut ev: Value = serde_json::from_str(&lines[1]).unwrap();
+    // The header's key and the body's password also in the URL, under names no rule
+    // reads.
     let url = format!(
-        "{}?api_key={url_key}",
+        "{}?api_key={url_key}&again={header_key}&ref={pw}",
         ev["request"]["url"].as_str().unwrap()
     );
     ev["request"]["url"] = url.clone().into();
@@ -1759,7 +1831,7 @@ async fn secrets_written_into_a_tape_by_hand_are_redacted_on_import() {
     assert!(stored[0]["request"]["url"]
         .as_str()
         .unwrap()
-        .ends_with("?api_key=[REDACTED]"));
+        .ends_with("?api_key=[REDACTED]&again=[REDACTED]&ref=[REDACTED]"));
     assert_eq!(
         stored[0]["request"]["body"]["json"]["password"],
         "[REDACTED]"

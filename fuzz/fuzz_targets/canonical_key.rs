@@ -20,9 +20,9 @@ use serde_json::Value;
 use tapedeck_fuzz::{fields, header_lines, header_map, text};
 use tapedeck_model::exchange::canonical::{canonical, identify, sort_keys, CanonicalBody, KeyBody};
 use tapedeck_model::credential::NameKind;
-use tapedeck_model::exchange::redact::{self, Secrets};
+use tapedeck_model::exchange::redact::{self, Secrets, MAX_SCRUB_LEN, MIN_SCRUB_LEN};
 use tapedeck_model::exchange::{header, BodyRef, Event, Kind, RequestRecord, Timing};
-use tapedeck_model::rules::{RuleArgs, Rules};
+use tapedeck_model::rules::{RuleArgs, Rules, REDACTED};
 use tapedeck_store::recording::Recording;
 use tapedeck_store::tape::{Tape, TapeHeader, TAPE_VERSION};
 
@@ -58,13 +58,48 @@ fuzz_target!(|data: &[u8]| {
 
     // The live request in its stored form, as replay makes it.
     let mut secrets = Secrets::default();
-    let url = redact::url(&url, &rules, &mut secrets);
+    let mut url = redact::url(&url, &rules, &mut secrets);
     let mut headers = redact::headers(&map, NameKind::Header, &rules, &mut secrets);
+    redact::scrub_url(&mut url, &rules, &mut secrets);
     let ct = header(&headers, "content-type").map(str::to_string);
     let limit = tapedeck_store::keep_limit(ct.as_deref());
     let (stored, whole) = redact::stored_body(body, ct.as_deref(), limit, &rules, &mut secrets);
     redact::scrub_headers(&mut headers, &secrets);
+    redact::scrub_url(&mut url, &rules, &mut secrets);
     let b3 = blake3::hash(&stored).to_hex().to_string();
+
+    // No API key is stored: the credential of an `Authorization` or `X-Api-Key` header
+    // the rules redact is nowhere in the stored URL, headers or body (an agent that also
+    // sends its key in a path, `/v1/keys/<key>/usage`, or echoes it in a prompt). Values
+    // that hold a bracket are left out: the marker's brackets could join what surrounds
+    // it into one (`x]abcdefg` after `[REDACTED`).
+    for (name, value) in map.iter() {
+        let named = ["authorization", "x-api-key"].contains(&name.as_str());
+        let raw = String::from_utf8_lossy(value.as_bytes());
+        let redacted = headers.iter().any(|(n, v)| n == name.as_str() && v.contains(REDACTED));
+        if !named || !redacted {
+            continue;
+        }
+        let raw = raw.trim();
+        let credential = raw.split_once(' ').map(|(_, c)| c.trim());
+        for v in std::iter::once(raw).chain(credential) {
+            if !(MIN_SCRUB_LEN..=MAX_SCRUB_LEN).contains(&v.len())
+                || v.contains(['[', ']'])
+                || REDACTED.contains(v)
+            {
+                continue;
+            }
+            assert!(!url.contains(v), "the key {v:?} is in the stored URL {url:?}");
+            for (n, h) in &headers {
+                assert!(!h.contains(v), "the key {v:?} is in the stored header {n}: {h:?}");
+            }
+            assert!(
+                !stored.windows(v.len()).any(|w| w == v.as_bytes()),
+                "the key {v:?} is in the stored body {:?}",
+                String::from_utf8_lossy(&stored)
+            );
+        }
+    }
     let key_body = if whole {
         KeyBody::Whole(&stored)
     } else {

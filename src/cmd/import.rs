@@ -287,6 +287,8 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
         rules,
         &mut secrets,
     );
+    // The key its own headers carry, also in its path, as record scrubs it.
+    changed |= redact::scrub_url(&mut ev.request.url, rules, &mut secrets);
     if let Some(r) = ev.response.as_mut() {
         changed |=
             redact::stored_headers(&mut r.headers, NameKind::AnswerHeader, rules, &mut secrets);
@@ -341,6 +343,7 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
         inside.retain(|(h, _)| keep.iter().any(|b| *b == h.to_hex().as_str()));
         inside.dedup_by_key(|(h, _)| *h);
         redact::scrub_headers(&mut ev.request.headers, &secrets);
+        redact::scrub_url(&mut ev.request.url, rules, &mut secrets);
         if let Some(r) = ev.response.as_mut() {
             redact::scrub_headers(&mut r.headers, &secrets);
             redact::scrub_headers(&mut r.trailers, &secrets);

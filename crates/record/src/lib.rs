@@ -332,9 +332,10 @@ impl Recorder {
         // what others reveal while it runs, once it is stored: `known`).
         let known = clock.remembered().added();
         let mut secrets = clock.remembered().secrets();
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let mut url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let req_headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
+        redact::scrub_url(&mut url, &self.rules, &mut secrets);
         let req_ct = header(&req_headers, "content-type").map(str::to_string);
         // A request with no body (a GET) needs no capture: it settles as the empty body
         // (see `Pending::settle_request`), what capturing nothing would have stored (with
@@ -902,6 +903,7 @@ impl Pending {
             None => (BodyRef::empty(), Some(Kept::empty()), None),
         });
         redact::scrub_headers(&mut self.req_headers, &self.secrets);
+        redact::scrub_url(&mut self.url, &self.recorder.rules, &mut self.secrets);
         // Replay learns from a live request once it has read it: the same point.
         self.clock.remembered().learn_request(&self.secrets);
     }

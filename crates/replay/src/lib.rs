@@ -747,9 +747,10 @@ impl Replayer {
             .remove(tapedeck_model::exchange::AGENT_HEADER)
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .or_else(|| ctx.agent.clone());
-        let url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
+        let mut url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let mut headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
+        redact::scrub_url(&mut url, &self.rules, &mut secrets);
         let ct = header(&headers, "content-type").map(str::to_string);
         let coding = header(&headers, "content-encoding").and_then(Coding::parse);
         let raw_limit = self.raw_limit(ct.as_deref());
@@ -788,6 +789,7 @@ impl Replayer {
             large => large,
         };
         redact::scrub_headers(&mut headers, &secrets);
+        redact::scrub_url(&mut url, &self.rules, &mut secrets);
         self.remembered.learn_request(&secrets);
         let key_body = match &body {
             ReadBody::Whole(b) => KeyBody::Whole(b),

@@ -491,7 +491,7 @@ pub fn identify_request(
     // stored in clear, or written into a tape by hand), exactly as a live request is at
     // replay time.
     let mut secrets = tapedeck_model::exchange::redact::Secrets::default();
-    let url = tapedeck_model::exchange::redact::url(&r.url, rules, &mut secrets);
+    let mut url = tapedeck_model::exchange::redact::url(&r.url, rules, &mut secrets);
     if r.body.len as usize > crate::keep_limit(ct) {
         let parts = match MultipartDigest::new(ct, rules) {
             Some(mut d) => {
@@ -516,6 +516,7 @@ pub fn identify_request(
     );
     let mut headers = r.headers.clone();
     tapedeck_model::exchange::redact::scrub_headers(&mut headers, &secrets);
+    tapedeck_model::exchange::redact::scrub_url(&mut url, rules, &mut secrets);
     let b3;
     let key_body = if whole {
         KeyBody::Whole(&body)

@@ -602,13 +602,31 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         }
         out
     };
-    let mut out = url_shapes(out, rules, secrets);
+    let out = url_shapes(out, rules, secrets);
     // A secret known before the URL is read (one the session remembers: a token an
     // earlier answer handed out, sent back as `?t=…` or in a path) goes too, and one
-    // found here by its shape wherever else it stands. What that uncovers is read again
-    // (a key that followed it with no boundary between, `ghp_…sk-proj-…`), so that a
-    // URL redacted once reads the same redacted again (a replay keys a stored request
-    // by redacting it again: found by the `canonical_key` fuzzer).
+    // found here by its shape wherever else it stands.
+    scrubbed_url(out, rules, secrets)
+}
+
+/// Scrubs a URL redacted by [`url`] of the secrets the rest of its request revealed
+/// (the `Authorization` header's key, a body's secret field), which are read after it:
+/// a key that the request also carries in its path (`/v1/keys/<key>/usage`) is not
+/// stored in clear. Whether the URL changed. Record and replay call it at the same
+/// points (after the headers, and after the body), so the keys agree.
+pub fn scrub_url(url: &mut String, rules: &Rules, secrets: &mut Secrets) -> bool {
+    if secrets.is_empty() || matches!(secrets.scrub_str(url), Cow::Borrowed(_)) {
+        return false;
+    }
+    *url = scrubbed_url(std::mem::take(url), rules, secrets);
+    true
+}
+
+/// `out` with every secret replaced; what that uncovers is read again (a key that
+/// followed it with no boundary between, `ghp_…sk-proj-…`), so that a URL redacted once
+/// reads the same redacted again (a replay keys a stored request by redacting it again:
+/// found by the `canonical_key` fuzzer).
+fn scrubbed_url(mut out: String, rules: &Rules, secrets: &mut Secrets) -> String {
     for _ in 0..4 {
         let Cow::Owned(scrubbed) = secrets.scrub_str(&out) else {
             break;
