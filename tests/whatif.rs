@@ -801,7 +801,9 @@ async fn live_tool_and_on_miss_live_pick_other_splits() {
 /// where it stopped being stored, and the run's summary says the fork is not compared with
 /// the recording. Before, the fork lacked the steps it could not store, with nothing to
 /// say so, and the summary compared it: "it left clean's path at step 1 ... B never made
-/// this call", a divergence the agent never made.
+/// this call", a divergence the agent never made. The run exits 2 where the agent's 0
+/// would have been its status (it exited 0 until the thirty-third session), as record
+/// does; the agent's own failure stays its status.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
     let up = Upstream::start(true).await;
@@ -840,7 +842,11 @@ async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
         ],
         &[("TAPEDECK_MIN_FREE", "1000TiB")],
     );
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("tapedeck: exiting 2: the what-if fork is incomplete"),
+        "{err}"
+    );
     assert_eq!(out, "503", "the agent was served, the injection too");
     assert!(
         err.contains("what-if run of clean recorded as clean.fork-1: 1 served from the recording, 0 went live, 1 injected, 0 missed; 2 exchanges could not be stored (the first: clean.fork-1#1: the disk of the store at"),
@@ -871,4 +877,26 @@ async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
         .find(|s| s["name"] == "clean.fork-1")
         .unwrap();
     assert_eq!(fork["lineage"]["incomplete"], true, "{fork}");
+
+    // An agent that fails keeps its own status.
+    let failing = format!("{script}; exit 7");
+    let (code, _, err) = dirs.run_with(
+        &[
+            "replay",
+            "--session",
+            "clean",
+            "--inject",
+            "step:2=status:503",
+            "--",
+            "sh",
+            "-c",
+            &failing,
+        ],
+        &[("TAPEDECK_MIN_FREE", "1000TiB")],
+    );
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains("could not be stored") && !err.contains("exiting 2"),
+        "{err}"
+    );
 }

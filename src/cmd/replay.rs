@@ -91,12 +91,21 @@ pub async fn run(a: ReplayArgs) -> CmdResult {
     if let Some(line) = summary.reorder_line() {
         eprintln!("tapedeck: {line}");
     }
+    let mut incomplete = false;
     if let Some(run) = run {
         let ran = (!a.cmd.is_empty()).then_some(code);
-        let line = run.finish(replayer.recording(), &rules, ran).await?;
+        let (line, partial) = run.finish(replayer.recording(), &rules, ran).await?;
         eprintln!("tapedeck: {line}");
+        incomplete = partial;
     }
-    Ok(exit_code(&a, &summary, code))
+    let code = exit_code(&a, &summary, code);
+    // As record does: a fork that lacks what the agent got is not the run it was, and
+    // a run that would otherwise end well says so by its status.
+    if incomplete && code == 0 {
+        eprintln!("tapedeck: exiting 2: the what-if fork is incomplete");
+        return Ok(2);
+    }
+    Ok(code)
 }
 
 /// What is replayed: the tape's path, or the session's name (checked). Flags that do not

@@ -3,6 +3,7 @@
 //! out (built only when something may go live, so a plain replay still has no upstream
 //! client), and, once the run is over, where it left the recording's path.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,13 +168,14 @@ fn outbound(live: &LiveSelect, on_miss_live: bool, fork: &str) -> String {
 
 impl Run {
     /// Ends the run: waits for live exchanges to be written, notes the fork's parent and
-    /// where it left the parent's path, and returns the summary line.
+    /// where it left the parent's path, and returns the summary line, and whether the fork
+    /// is incomplete (an exchange the agent got that the store could not take whole).
     pub async fn finish(
         self,
         parent: &Recording,
         rules: &Rules,
         code: Option<i32>,
-    ) -> Result<String, CmdError> {
+    ) -> Result<(String, bool), CmdError> {
         if let Some(r) = &self.recorder {
             let left = r.inflight.drain(Duration::from_secs(10)).await;
             if left > 0 {
@@ -183,11 +185,30 @@ impl Run {
         let name = self.fork.name().to_string();
         let counts = self.fork.counts();
         let store: Arc<dyn Store> = self.store.clone();
+        let unstored = self
+            .recorder
+            .as_ref()
+            .map_or(0, |r| r.stats.unstored.load(Ordering::Relaxed));
         if store.session(&name)?.is_none() {
-            return Ok(format!(
-                "what-if run of {}: the agent made no call, so no fork was recorded",
-                parent.session
-            ));
+            // Nothing stored: either no call, or none the store could take.
+            let lost = self.fork.lost().0;
+            return Ok(match lost {
+                0 => (
+                    format!(
+                        "what-if run of {}: the agent made no call, so no fork was recorded",
+                        parent.session
+                    ),
+                    false,
+                ),
+                _ => (
+                    format!(
+                        "what-if run of {}: {} could not be stored, so no fork was recorded",
+                        parent.session,
+                        tapedeck_trace::live::counted(lost, "exchange"),
+                    ),
+                    true,
+                ),
+            });
         }
         if let Some(code) = code {
             store.put_run(&name, &RunInfo { exit_code: code })?;
@@ -210,14 +231,15 @@ impl Run {
                 tracing::warn!("cannot note {name} as a fork of {}: {e}", parent.session);
             }
             store.commit()?;
-            return Ok(format!(
+            let line = format!(
                 "what-if run of {} recorded as {name}: {}; {} could not be stored (the first: {}), so the fork is not compared with {}: `tapedeck fsck` names where it stopped being stored",
                 parent.session,
                 counts_line(&counts),
                 tapedeck_trace::live::counted(lost, "exchange"),
                 first.unwrap_or_default(),
                 parent.session
-            ));
+            );
+            return Ok((line, true));
         }
         let fork = Recording::from_store(store.clone(), &name)?;
         let report = tapedeck_trace::diff::diff(parent, &fork, rules);
@@ -246,11 +268,18 @@ impl Run {
                 d.reason
             ),
         };
-        Ok(format!(
+        let mut line = format!(
             "what-if run of {} recorded as {name}: {}; {path}",
             parent.session,
             counts_line(&counts)
-        ))
+        );
+        if unstored > 0 {
+            line.push_str(&format!(
+                "; {} went through to the agent but could not be stored whole (`tapedeck fsck` names them)",
+                tapedeck_trace::live::counted(unstored, "live exchange")
+            ));
+        }
+        Ok((line, unstored > 0))
     }
 }
 
