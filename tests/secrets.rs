@@ -621,6 +621,38 @@ async fn a_secret_its_own_request_reveals_is_scrubbed_from_the_url_and_replay_ma
     for s in [key, field, large] {
         assert!(!stderr.contains(s), "{stderr}");
     }
+
+    // A recording made before this was fixed holds the key in its URL (a tape edited
+    // back to it, imported: its headers no longer say the value is a key). The live
+    // request, keyed redacted, still finds it, by its redacted parts.
+    let tape = dirs.path("old.jsonl");
+    let (code, _, err) = dirs.run(&["export", "inurl", "-o", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let old = text.replacen(
+        "/keys/[REDACTED]/usage?again=[REDACTED]",
+        &format!("/keys/{key}/usage?again={key}"),
+        1,
+    );
+    assert_ne!(old, text);
+    std::fs::write(&tape, old).unwrap();
+    let (code, _, err) = dirs.run(&["import", tape.to_str().unwrap(), "--session", "old"]);
+    assert_eq!(code, 0, "{err}");
+    let r = Daemon::start(&dirs, &["replay", "--session", "old"]);
+    let status = client(&r, &dirs)
+        .get(up.url(&format!("/keys/{key}/usage?again={key}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let (_, stderr) = r.stop();
+    assert_eq!(status, 404);
+    assert!(
+        stderr.contains("served 1/3 events, 0 misses")
+            && stderr.contains("1 matched by its redacted parts"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

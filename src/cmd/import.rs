@@ -288,7 +288,7 @@ fn redact_event(ev: &mut Event, inside: &mut Vec<(blake3::Hash, Bytes)>, rules: 
         &mut secrets,
     );
     // The key its own headers carry, also in its path, as record scrubs it.
-    changed |= redact::scrub_url(&mut ev.request.url, rules, &mut secrets);
+    changed |= redact::scrub_url(&mut ev.request.url, rules, &mut secrets).is_some();
     if let Some(r) = ev.response.as_mut() {
         changed |=
             redact::stored_headers(&mut r.headers, NameKind::AnswerHeader, rules, &mut secrets);

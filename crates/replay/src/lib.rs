@@ -750,7 +750,7 @@ impl Replayer {
         let mut url = redact::url(&parts.uri.to_string(), &self.rules, &mut secrets);
         let mut headers =
             redact::headers(&parts.headers, NameKind::Header, &self.rules, &mut secrets);
-        redact::scrub_url(&mut url, &self.rules, &mut secrets);
+        let mut in_clear = redact::scrub_url(&mut url, &self.rules, &mut secrets);
         let ct = header(&headers, "content-type").map(str::to_string);
         let coding = header(&headers, "content-encoding").and_then(Coding::parse);
         let raw_limit = self.raw_limit(ct.as_deref());
@@ -789,7 +789,8 @@ impl Replayer {
             large => large,
         };
         redact::scrub_headers(&mut headers, &secrets);
-        redact::scrub_url(&mut url, &self.rules, &mut secrets);
+        let before_body = redact::scrub_url(&mut url, &self.rules, &mut secrets);
+        in_clear = in_clear.or(before_body);
         self.remembered.learn_request(&secrets);
         let key_body = match &body {
             ReadBody::Whole(b) => KeyBody::Whole(b),
@@ -810,6 +811,7 @@ impl Replayer {
             kind,
             key,
             secrets,
+            in_clear,
         })
     }
 
@@ -1217,6 +1219,9 @@ struct Asked {
     /// collected them: a WebSocket's client messages are scrubbed of them as record
     /// scrubbed its.
     secrets: Secrets,
+    /// The URL before the values of its own headers and body were scrubbed from it, when
+    /// they were: as a recording made before the thirty-third session stored it.
+    in_clear: Option<String>,
 }
 
 impl Asked {
@@ -1268,11 +1273,20 @@ impl Replayer {
         if body.len() as u64 > miss::DIFF_LIMIT {
             return None;
         }
-        let candidates = self
-            .index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .same_path(route(&asked.method, &asked.url), LOOSE_CANDIDATES);
+        let candidates = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = index.same_path(route(&asked.method, &asked.url), LOOSE_CANDIDATES);
+            // A recording made before the thirty-third session stored the request's URL
+            // with its own key in clear (`/v1/keys/<key>/usage`): its route is that one.
+            if let Some(clear) = &asked.in_clear {
+                for e in index.same_path(route(&asked.method, clear), LOOSE_CANDIDATES) {
+                    if !c.contains(&e) {
+                        c.push(e);
+                    }
+                }
+            }
+            c
+        };
         if candidates.is_empty() {
             return None;
         }
@@ -1308,7 +1322,7 @@ impl Replayer {
             .unwrap_or_else(|p| p.into_inner())
             .take_like(e)?;
         let line = format!(
-            "step {step}: {} {} matched by its redacted parts: where the recording holds [REDACTED] it carries the marker encoded (a value it was served redacted, passed on) or a key of its own (one replay could not know), or it holds [REDACTED] where the recording holds a value the session revealed only after record stored it (concurrent calls)",
+            "step {step}: {} {} matched by its redacted parts: where the recording holds [REDACTED] it carries the marker encoded (a value it was served redacted, passed on) or a key of its own (one replay could not know), or it holds [REDACTED] where the recording holds a value the session revealed only after record stored it (concurrent calls) or the request's own key (recorded before tapedeck scrubbed a request's own secrets from its URL)",
             asked.method, asked.url
         );
         tracing::info!("{line}");

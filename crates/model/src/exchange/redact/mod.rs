@@ -612,14 +612,15 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
 /// Scrubs a URL redacted by [`url`] of the secrets the rest of its request revealed
 /// (the `Authorization` header's key, a body's secret field), which are read after it:
 /// a key that the request also carries in its path (`/v1/keys/<key>/usage`) is not
-/// stored in clear. Whether the URL changed. Record and replay call it at the same
-/// points (after the headers, and after the body), so the keys agree.
-pub fn scrub_url(url: &mut String, rules: &Rules, secrets: &mut Secrets) -> bool {
+/// stored in clear. The URL as it was, when it changed. Record and replay call it at
+/// the same points (after the headers, and after the body), so the keys agree.
+pub fn scrub_url(url: &mut String, rules: &Rules, secrets: &mut Secrets) -> Option<String> {
     if secrets.is_empty() || matches!(secrets.scrub_str(url), Cow::Borrowed(_)) {
-        return false;
+        return None;
     }
-    *url = scrubbed_url(std::mem::take(url), rules, secrets);
-    true
+    let before = std::mem::take(url);
+    *url = scrubbed_url(before.clone(), rules, secrets);
+    Some(before)
 }
 
 /// `out` with every secret replaced; what that uncovers is read again (a key that
