@@ -828,20 +828,24 @@ async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
     assert_eq!(code, 0, "{err}");
     drop(up);
 
-    let (code, out, err) = dirs.run_with(
-        &[
-            "replay",
-            "--session",
-            "clean",
-            "--inject",
-            "step:2=status:503",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[("TAPEDECK_MIN_FREE", "1000TiB")],
-    );
+    // A what-if run of `agent` under a floor above any disk.
+    let what_if = |agent: &str| {
+        dirs.run_with(
+            &[
+                "replay",
+                "--session",
+                "clean",
+                "--inject",
+                "step:2=status:503",
+                "--",
+                "sh",
+                "-c",
+                agent,
+            ],
+            &[("TAPEDECK_MIN_FREE", "1000TiB")],
+        )
+    };
+    let (code, out, err) = what_if(&script);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("tapedeck: exiting 2: the what-if fork is incomplete"),
@@ -879,21 +883,7 @@ async fn a_fork_the_store_cannot_take_is_marked_and_not_compared() {
     assert_eq!(fork["lineage"]["incomplete"], true, "{fork}");
 
     // An agent that fails keeps its own status.
-    let failing = format!("{script}; exit 7");
-    let (code, _, err) = dirs.run_with(
-        &[
-            "replay",
-            "--session",
-            "clean",
-            "--inject",
-            "step:2=status:503",
-            "--",
-            "sh",
-            "-c",
-            &failing,
-        ],
-        &[("TAPEDECK_MIN_FREE", "1000TiB")],
-    );
+    let (code, _, err) = what_if(&format!("{script}; exit 7"));
     assert_eq!(code, 7, "{err}");
     assert!(
         err.contains("could not be stored") && !err.contains("exiting 2"),
