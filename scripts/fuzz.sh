@@ -136,6 +136,13 @@ if ((FAILED)); then
     echo "--- $t: exit $rc; log $LOGS/$t.log; reproduce with:" >&2
     artifacts "$t" ! -name 'slow-unit-*' | sed "s|^|  $BIN_DIR/$t |" >&2
     grep -E -A12 "panicked at|ERROR: libFuzzer|SUMMARY" "$LOGS/$t.log" | head -30 >&2 || true
+    # The input itself, for a run whose files are gone with its machine (CI): base64 -d
+    # into a file and replay it as above.
+    while read -r f; do
+      if (($(stat -c %s "$f") <= 8192)); then
+        echo "  input $(basename "$f") (base64): $(base64 -w0 "$f")" >&2
+      fi
+    done < <(artifacts "$t" ! -name 'slow-unit-*')
   done
 fi
 exit "$FAILED"

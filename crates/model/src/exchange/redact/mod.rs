@@ -569,6 +569,19 @@ pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) -> bool {
 /// Redacts a URL: userinfo (`http://user:pass@host/`) and secret query parameters
 /// (`?key=...` as Gemini uses, `?api%5Fkey=...`), in the query and in a fragment.
 pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
+    let once = url_once(url, rules, secrets);
+    // A secret known before the URL is read (one the session remembers: a token an
+    // earlier answer handed out, sent back as `?t=…` or in a path) goes too, and one
+    // found here by its shape wherever else it stands.
+    match secrets.scrub_str(&once) {
+        Cow::Borrowed(_) if once == url => once,
+        _ => settled_url(once, rules, secrets),
+    }
+}
+
+/// One reading of a URL: its userinfo, the path segments and query parameters the rules
+/// name, and keys found by their shape, replaced.
+fn url_once(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
     let url = userinfo(url, secrets);
     let (rest, fragment) = match url.split_once('#') {
         Some((r, f)) => (r, Some(f)),
@@ -602,11 +615,7 @@ pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
         }
         out
     };
-    let out = url_shapes(out, rules, secrets);
-    // A secret known before the URL is read (one the session remembers: a token an
-    // earlier answer handed out, sent back as `?t=…` or in a path) goes too, and one
-    // found here by its shape wherever else it stands.
-    scrubbed_url(out, rules, secrets)
+    url_shapes(out, rules, secrets)
 }
 
 /// Scrubs a URL redacted by [`url`] of the secrets the rest of its request revealed
@@ -619,22 +628,26 @@ pub fn scrub_url(url: &mut String, rules: &Rules, secrets: &mut Secrets) -> Opti
         return None;
     }
     let before = std::mem::take(url);
-    *url = scrubbed_url(before.clone(), rules, secrets);
+    *url = settled_url(before.clone(), rules, secrets);
     Some(before)
 }
 
-/// `out` with every secret replaced; what that uncovers is read again (a key that
-/// followed it with no boundary between, `ghp_…sk-proj-…`), so that a URL redacted once
-/// reads the same redacted again (a replay keys a stored request by redacting it again:
-/// found by the `canonical_key` fuzzer).
-fn scrubbed_url(mut out: String, rules: &Rules, secrets: &mut Secrets) -> String {
-    for _ in 0..4 {
-        let Cow::Owned(scrubbed) = secrets.scrub_str(&out) else {
-            break;
+/// `out` with every secret replaced, then read again until it no longer changes, so
+/// that a URL redacted once reads the same redacted again (a replay keys a stored
+/// request by redacting it again). A replacement can change what the URL says, and the
+/// `canonical_key` fuzzer found both: a key that followed a secret with no boundary
+/// between (`ghp_…sk-proj-…`) is uncovered, and a secret that held the `/` which ended
+/// the host takes it away, so that an `@` further on now ends a userinfo.
+fn settled_url(mut out: String, rules: &Rules, secrets: &mut Secrets) -> String {
+    for _ in 0..8 {
+        let scrubbed = match secrets.scrub_str(&out) {
+            Cow::Owned(s) => s,
+            Cow::Borrowed(_) => out.clone(),
         };
-        let again = url_shapes(scrubbed.clone(), rules, secrets);
+        let again = url_once(&scrubbed, rules, secrets);
+        let done = again == out;
         out = again;
-        if out == scrubbed {
+        if done {
             break;
         }
     }
@@ -1157,6 +1170,29 @@ pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::rules::RuleArgs;
+
+    /// A URL scrubbed of its request's key reads the same redacted again, as replay
+    /// reads a stored request. The key held the `/` that ended the host, so once it is
+    /// replaced an `@` further on ends a userinfo (the `canonical_key` fuzzer's find).
+    #[test]
+    fn a_url_whose_scrubbed_key_held_the_hosts_end_reads_the_same_again() {
+        let rules = Rules::default();
+        let mut map = http::HeaderMap::new();
+        map.insert("authorization", "Bearer ab/cd1234efgh5678".parse().unwrap());
+        let mut secrets = Secrets::default();
+        let live = "https://api.testab/cd1234efgh5678@other.test/v1/usage";
+        let mut stored = url(live, &rules, &mut secrets);
+        assert_eq!(stored, live, "nothing in the URL alone is a secret");
+        headers(&map, NameKind::Header, &rules, &mut secrets);
+        assert!(scrub_url(&mut stored, &rules, &mut secrets).is_some());
+        assert!(
+            !stored.contains("cd1234efgh5678"),
+            "the key is stored: {stored}"
+        );
+        assert_eq!(stored, "https://[REDACTED]@other.test/v1/usage");
+        let again = url(&stored, &rules, &mut Secrets::default());
+        assert_eq!(again, stored, "read again, the stored URL changed");
+    }
 
     /// A stored body read again (as replay keys a stored request under other rules)
     /// reads the same: here a secret replaced inside another credential's value ends that
