@@ -190,8 +190,11 @@ impl SseSplit {
                 continue;
             }
             if !self.long_cr && !self.line.is_empty() && self.line.ends_with(b"\r") {
-                // A CR that ended its line, no LF after it.
+                // A CR that ended its line, no LF after it. Read again from the top: that
+                // line may have been the first, which says the body is no event stream
+                // (`off`), and the rest then goes out after it, not held behind it.
                 self.end_held_line(out);
+                continue;
             }
             self.long_cr = false;
             let end = memchr::memchr2(b'\n', b'\r', rest);
@@ -989,6 +992,20 @@ mod tests {
             );
         }
         body + "data: [DONE]\n\n"
+    }
+
+    /// A body with no content type whose first line ends with a CR at the end of a
+    /// piece: once the next piece shows no LF follows, that line says it is no event
+    /// stream, and the rest goes out in order, not held behind later pieces (the
+    /// `redact_stream` fuzzer's find: the bytes after the CR came out last).
+    #[test]
+    fn a_sniffed_body_whose_first_line_ends_in_a_lone_cr_keeps_its_order() {
+        let rules = Rules::default();
+        let s = secrets();
+        let body = "no\rstream here, just text that goes on\nand more after it";
+        let make = || BodyScrubber::new(None, &rules, &s);
+        let (whole, _) = same_at_every_cut(body.as_bytes(), &[1, 2, 3, 4, 7], make);
+        assert_eq!(String::from_utf8(whole).unwrap(), body);
     }
 
     #[test]
