@@ -569,14 +569,10 @@ pub fn scrub_headers(headers: &mut [Header], secrets: &Secrets) -> bool {
 /// Redacts a URL: userinfo (`http://user:pass@host/`) and secret query parameters
 /// (`?key=...` as Gemini uses, `?api%5Fkey=...`), in the query and in a fragment.
 pub fn url(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
-    let once = url_once(url, rules, secrets);
     // A secret known before the URL is read (one the session remembers: a token an
     // earlier answer handed out, sent back as `?t=…` or in a path) goes too, and one
     // found here by its shape wherever else it stands.
-    match secrets.scrub_str(&once) {
-        Cow::Borrowed(_) if once == url => once,
-        _ => settled_url(once, rules, secrets),
-    }
+    settled_url(url_once(url, rules, secrets), rules, secrets)
 }
 
 /// One reading of a URL: its userinfo, the path segments and query parameters the rules
@@ -624,32 +620,29 @@ fn url_once(url: &str, rules: &Rules, secrets: &mut Secrets) -> String {
 /// stored in clear. The URL as it was, when it changed. Record and replay call it at
 /// the same points (after the headers, and after the body), so the keys agree.
 pub fn scrub_url(url: &mut String, rules: &Rules, secrets: &mut Secrets) -> Option<String> {
-    if secrets.is_empty() || matches!(secrets.scrub_str(url), Cow::Borrowed(_)) {
+    if secrets.is_empty() {
         return None;
     }
-    let before = std::mem::take(url);
-    *url = settled_url(before.clone(), rules, secrets);
-    Some(before)
+    let Cow::Owned(scrubbed) = secrets.scrub_str(url) else {
+        return None;
+    };
+    let settled = settled_url(url_once(&scrubbed, rules, secrets), rules, secrets);
+    Some(std::mem::replace(url, settled))
 }
 
-/// `out` with every secret replaced, then read again until it no longer changes, so
-/// that a URL redacted once reads the same redacted again (a replay keys a stored
-/// request by redacting it again). A replacement can change what the URL says, and the
-/// `canonical_key` fuzzer found both: a key that followed a secret with no boundary
-/// between (`ghp_…sk-proj-…`) is uncovered, and a secret that held the `/` which ended
-/// the host takes it away, so that an `@` further on now ends a userinfo.
+/// `out` (read by [`url_once`]) with every secret replaced and read whole again, until
+/// no secret is left in it, so that a URL redacted once reads the same redacted again
+/// (a replay keys a stored request by redacting it again). A replacement can change
+/// what the URL says, and the `canonical_key` fuzzer found both: a key that followed a
+/// secret with no boundary between (`ghp_…sk-proj-…`) is uncovered, and a secret that
+/// held the `/` which ended the host takes it away, so that an `@` further on now ends
+/// a userinfo.
 fn settled_url(mut out: String, rules: &Rules, secrets: &mut Secrets) -> String {
     for _ in 0..8 {
-        let scrubbed = match secrets.scrub_str(&out) {
-            Cow::Owned(s) => s,
-            Cow::Borrowed(_) => out.clone(),
-        };
-        let again = url_once(&scrubbed, rules, secrets);
-        let done = again == out;
-        out = again;
-        if done {
+        let Cow::Owned(scrubbed) = secrets.scrub_str(&out) else {
             break;
-        }
+        };
+        out = url_once(&scrubbed, rules, secrets);
     }
     out
 }
