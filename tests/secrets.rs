@@ -575,25 +575,15 @@ async fn a_secret_its_own_request_reveals_is_scrubbed_from_the_url_and_replay_ma
             up.url(&format!("/upload?ref={large}")),
         );
         async move {
-            let mut statuses = Vec::new();
-            let r = via.get(a).bearer_auth(key).send().await.unwrap();
-            statuses.push(r.status().as_u16());
-            let r = via
-                .post(b)
-                .json(&serde_json::json!({"password": field}))
-                .send()
-                .await
-                .unwrap();
-            statuses.push(r.status().as_u16());
-            let r = via
+            let upload = via
                 .post(c)
                 .header("content-type", "application/json")
-                .body(upload)
-                .send()
-                .await
-                .unwrap();
-            statuses.push(r.status().as_u16());
-            statuses
+                .body(upload);
+            vec![
+                status(via.get(a).bearer_auth(key)).await,
+                status(via.post(b).json(&serde_json::json!({"password": field}))).await,
+                status(upload).await,
+            ]
         }
     };
     let d = record(&dirs, &up, "inurl", &[]);
@@ -889,6 +879,11 @@ async fn values_that_only_look_like_credentials_replay_as_recorded() {
             "partition-3"
         ]
     );
+}
+
+/// The status of the answer to `req`, sent.
+async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
 }
 
 /// Secrets Manager's `GetSecretValue` for `prod/db`, sent as `req`: its `SecretString`.
@@ -1348,19 +1343,16 @@ async fn a_revealed_token_carried_percent_encoded_in_a_url_never_reaches_disk() 
             up.url(&format!("/status/{encoded}")),
         );
         async move {
-            let mut statuses = Vec::new();
-            let r = via
-                .post(post)
-                .json(&serde_json::json!({"reset_token": token}))
-                .send()
-                .await
-                .unwrap();
-            statuses.push(r.status().as_u16());
-            let r = via.post(query).json(&serde_json::json!({})).send();
-            statuses.push(r.await.unwrap().status().as_u16());
-            // The fixture answers 400 naming the status code it could not read.
-            statuses.push(via.get(path).send().await.unwrap().status().as_u16());
-            statuses
+            vec![
+                status(
+                    via.post(post)
+                        .json(&serde_json::json!({"reset_token": token})),
+                )
+                .await,
+                status(via.post(query).json(&serde_json::json!({}))).await,
+                // The fixture answers 400 naming the status code it could not read.
+                status(via.get(path)).await,
+            ]
         }
     };
     let d = record(&dirs, &up, "encoded", &[]);
