@@ -13,6 +13,7 @@ mod issues;
 pub mod journal;
 pub mod lost;
 pub mod noted;
+mod pack;
 pub mod recording;
 mod sled_store;
 pub mod space;

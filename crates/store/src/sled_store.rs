@@ -17,6 +17,7 @@ use super::{
     BodyState, DaemonInfo, Damage, FlushError, IssueTable, OpenError, RunInfo, SessionRead, Store,
     StoreError,
 };
+use crate::pack::{Loc, TAG_PACKED};
 use tapedeck_model::exchange::{Event, SessionInfo};
 use tapedeck_model::session::Lineage;
 
@@ -26,9 +27,11 @@ const FORMAT_KEY: &[u8] = b"tapedeck-store-format";
 /// bodies inside its value ([`EVENT_INLINE`]). 4: a large body's segments are named by
 /// their chaining values in its blake3 tree ([`TAG_TREE`]). A store of an older format
 /// is read as it is and marked 4, because what this tapedeck adds to it an older one
-/// cannot read.
-const FORMAT: &str = "4";
-const FORMAT_UPGRADABLE: &[&str] = &["1", "2", "3"];
+/// cannot read. 5: blobs above [`FILE_BLOB_MIN`] are appended to pack files, a sled value
+/// ([`TAG_PACKED`]) saying where (see [`crate::pack`]); the files of older formats still
+/// read.
+const FORMAT: &str = "5";
+const FORMAT_UPGRADABLE: &[&str] = &["1", "2", "3", "4"];
 /// A body in segments, each named by its own blake3 (formats 1 to 3): this byte, the
 /// body's length (u64, big-endian), the segments' hashes. Read, no longer written.
 const TAG_MANIFEST: u8 = 1;
@@ -280,8 +283,9 @@ struct Committer {
     tx: Mutex<Option<mpsc::Sender<CommitMsg>>>,
     dirty: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Blob files written since the last flush, to fsync before it.
-    unsynced: Mutex<Vec<PathBuf>>,
+    /// Where blobs above [`FILE_BLOB_MIN`] go; what was appended since the last flush is
+    /// fsynced before it.
+    packs: crate::pack::Packs,
     /// Events and deletions written since the last flush, journalled once it succeeds.
     journal_pending: Mutex<Vec<Entry>>,
     journal: JournalWriter,
@@ -491,7 +495,7 @@ impl SledStore {
             tx: Mutex::new(None),
             dirty: AtomicBool::new(false),
             thread: Mutex::new(None),
-            unsynced: Mutex::new(Vec::new()),
+            packs: crate::pack::Packs::new(&dir.join("blobs")),
             journal_pending: Mutex::new(Vec::new()),
             journal: JournalWriter::new(dir),
             info_pending: Mutex::new(HashMap::new()),
@@ -618,9 +622,24 @@ impl SledStore {
     /// A segment's bytes, unchecked: a sled value or a blob file.
     fn raw_segment(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.bodies.get(key)? {
-            Some(v) => Ok(Some(v.get(1..).map(<[u8]>::to_vec).unwrap_or_default())),
+            Some(v) => match Loc::decode(&v) {
+                Some(loc) => self.packed(loc),
+                None => Ok(Some(v.get(1..).map(<[u8]>::to_vec).unwrap_or_default())),
+            },
             None => self.blob_file(key),
         }
+    }
+
+    /// The bytes a pack holds at `loc`, unchecked.
+    fn packed(&self, loc: Loc) -> Result<Option<Vec<u8>>, StoreError> {
+        self.committer
+            .packs
+            .read(loc)
+            .map_err(|source| StoreError::File {
+                action: "read",
+                path: self.committer.packs.path(loc.pack),
+                source,
+            })
     }
 
     /// The bytes of the blob file under `key`, unchecked.
@@ -734,7 +753,10 @@ impl SledStore {
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.bodies.contains_key(hash)? || self.blob_path(hash).is_file())
+        Ok(match self.bodies.get(hash)? {
+            Some(v) => Loc::decode(&v).is_none_or(|loc| self.committer.packs.holds(loc)),
+            None => self.blob_path(hash).is_file(),
+        })
     }
 }
 
@@ -748,27 +770,12 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// largest body's fsync on a slow disk takes seconds.
 pub const COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// fsyncs the blob files written since the last flush, and their directories.
+/// fsyncs the packs appended to since the last flush (and a new pack's directory).
 fn sync_blobs(c: &Committer) -> Result<(), FlushError> {
-    let files = std::mem::take(&mut *c.unsynced.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut dirs = std::collections::BTreeSet::new();
-    for f in &files {
-        std::fs::File::open(f)
-            .and_then(|h| h.sync_all())
-            .map_err(|source| FlushError::Sync {
-                path: f.clone(),
-                source,
-            })?;
-        if let Some(d) = f.parent() {
-            dirs.insert(d.to_path_buf());
-        }
-    }
-    for d in dirs {
-        if let Ok(h) = std::fs::File::open(&d) {
-            let _ = h.sync_all();
-        }
-    }
-    Ok(())
+    c.packs.sync().map_err(|e| FlushError::Sync {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 fn commit_loop(db: sled::Db, rx: mpsc::Receiver<CommitMsg>, c: Arc<Committer>) {
@@ -929,35 +936,27 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_blob(&self, hash: &blake3::Hash, data: &[u8]) -> Result<(), StoreError> {
+        if self.bodies.contains_key(hash.as_bytes())? {
+            return Ok(());
+        }
         if data.len() >= FILE_BLOB_MIN {
+            // A store of format 4 or older may have it as a file of its own.
             let path = self.blob_path(hash.as_bytes());
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
                 return Ok(());
             }
             self.space.room(data.len() as u64)?;
-            let io = |source: std::io::Error| StoreError::File {
-                action: "write",
-                path: path.clone(),
-                source,
-            };
-            if let Some(parent) = path.parent() {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(tapedeck_model::secure_fs::PRIVATE_DIR)
-                    .create(parent)
-                    .map_err(io)?;
-            }
-            tapedeck_model::secure_fs::write(&path, data, tapedeck_model::secure_fs::PRIVATE_FILE)?;
-            self.committer
-                .unsynced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(path);
+            let loc = self
+                .committer
+                .packs
+                .append(data)
+                .map_err(|e| StoreError::File {
+                    action: "write",
+                    path: e.path,
+                    source: e.source,
+                })?;
+            self.bodies.insert(hash.as_bytes(), &loc.encode()[..])?;
             self.mark_dirty();
-            return Ok(());
-        }
-        if self.bodies.contains_key(hash.as_bytes())? {
             return Ok(());
         }
         self.space.room(data.len() as u64 + 1)?;
@@ -1007,8 +1006,7 @@ impl Store for SledStore {
                 }
                 Ok(true)
             }
-            Some(_) => Ok(true),
-            None => Ok(self.blob_path(&k).is_file()),
+            Some(_) | None => self.has_segment(&k),
         }
     }
 
@@ -1024,6 +1022,10 @@ impl Store for SledStore {
         };
         match v.first() {
             Some(&TAG_BLOB) => checked(&k, v[1..].to_vec()).map(Some),
+            Some(&TAG_PACKED) => match Loc::decode(&v) {
+                Some(loc) => self.packed(loc)?.map(|d| checked(&k, d)).transpose(),
+                None => Err(StoreError::DamagedBlob(hash_hex.to_string())),
+            },
             Some(&TAG_MANIFEST) if v.len() >= 9 => {
                 let len = u64::from_be_bytes(v[1..9].try_into().unwrap_or([0; 8]));
                 // The length is read from the store: damage must not size an allocation.
@@ -1779,8 +1781,8 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_format_1_2_or_3_opens_and_is_marked_4_and_another_format_is_refused() {
-        for old in [&b"1"[..], b"2", b"3"] {
+    fn a_store_of_format_1_to_4_opens_and_is_marked_5_and_another_format_is_refused() {
+        for old in [&b"1"[..], b"2", b"3", b"4"] {
             let dir = tempfile::tempdir().unwrap();
             {
                 let db = sled::open(dir.path().join("db")).unwrap();
@@ -1788,7 +1790,7 @@ mod tests {
                 db.flush().unwrap();
             }
             let store = SledStore::open(dir.path()).unwrap();
-            assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"4");
+            assert_eq!(store.db.get(FORMAT_KEY).unwrap().unwrap().as_ref(), b"5");
             store.db.insert(FORMAT_KEY, b"9").unwrap();
             drop(store);
             let err = SledStore::open(dir.path()).err().unwrap().to_string();
@@ -1829,12 +1831,171 @@ mod tests {
         store.bodies.insert(h.as_bytes(), damaged).unwrap();
         assert_eq!(store.get_body(&hex).unwrap().unwrap(), data);
         // Its first segment gone: found.
-        std::fs::remove_file(store.blob_path(parse_hex(&names[0]).unwrap().as_slice())).unwrap();
+        store.bodies.remove(parse_hex(&names[0]).unwrap()).unwrap();
         assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Missing);
+    }
+
+    /// Moves a blob from its pack to a file of its own under `blobs/`, where a store of
+    /// format 4 or older keeps it.
+    fn unpack_to_file(store: &SledStore, key: &[u8; 32]) -> PathBuf {
+        let data = store.raw_segment(key).unwrap().unwrap();
+        let path = store.blob_path(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        store.bodies.remove(key).unwrap();
+        path
+    }
+
+    /// A large body's segments go to a pack, one after the other; damage there (bytes
+    /// changed, a segment's place given another's, the pack cut short or gone) is found
+    /// as damage to its body, never read as the body.
+    #[test]
+    fn segments_in_a_pack_read_back_and_damage_there_is_found() {
+        use crate::tree::segment_cv;
+        use std::os::unix::fs::FileExt;
+        let seg = crate::SEGMENT;
+        let a: Vec<u8> = (0..seg * 3).map(|i| (i % 13) as u8).collect();
+        let b: Vec<u8> = (0..seg * 2 + 70_000).map(|i| (i % 17) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (ha, hb) = (write_in_segments(&store, &a), write_in_segments(&store, &b));
+        let pack = store.committer.packs.path(0);
+        let loc = |data: &[u8], i: usize| {
+            let part = &data[i * seg..data.len().min((i + 1) * seg)];
+            let v = store.bodies.get(segment_cv(part, i)).unwrap().unwrap();
+            Loc::decode(&v).expect("a packed segment")
+        };
+        // Every segment of both, in the order written; b's last (70,000 bytes) too.
+        assert_eq!(
+            std::fs::metadata(&pack).unwrap().len(),
+            (a.len() + b.len()) as u64
+        );
+        assert_eq!(loc(&b, 2).offset, (a.len() + 2 * seg) as u64);
+        assert_eq!(store.get_body(&ha).unwrap().unwrap(), a);
+        assert_eq!(store.verify_body(&hb).unwrap(), BodyState::Sound);
+        store.commit().unwrap();
+        let walk: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .collect();
+        assert_eq!(walk.len(), 1, "one directory of packs, no file per segment");
+
+        // A byte of a's second segment changed in the pack.
+        let at = loc(&a, 1).offset + 10;
+        let flip = |at: u64| {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&pack)
+                .unwrap();
+            let mut byte = [0u8];
+            f.read_exact_at(&mut byte, at).unwrap();
+            f.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        };
+        flip(at);
+        assert!(matches!(
+            store.get_body(&ha).unwrap_err(),
+            StoreError::DamagedBlob(_)
+        ));
+        assert!(matches!(
+            store.verify_body(&ha).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        flip(at);
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
+        // a's second segment pointing at b's: sound bytes, not a's.
+        let cv_a1 = segment_cv(&a[seg..seg * 2], 1);
+        store
+            .bodies
+            .insert(cv_a1, &loc(&b, 1).encode()[..])
+            .unwrap();
+        assert!(matches!(
+            store.verify_body(&ha).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        store
+            .bodies
+            .insert(cv_a1, &loc(&a, 0).encode()[..])
+            .unwrap();
+        assert!(matches!(
+            store.verify_body(&ha).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        let right = Loc {
+            offset: seg as u64,
+            ..loc(&a, 0)
+        };
+        store.bodies.insert(cv_a1, &right.encode()[..]).unwrap();
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
+        // The pack cut in b's last segment: a still reads, b is damaged, not served.
+        let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+        f.set_len((a.len() + b.len() - 5) as u64).unwrap();
+        assert_eq!(store.get_body(&ha).unwrap().unwrap(), a);
+        assert!(!store.has_body(&hb).unwrap());
+        assert!(store.get_body(&hb).is_err());
+        assert!(matches!(
+            store.verify_body(&hb).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        // Gone.
+        std::fs::remove_file(&pack).unwrap();
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Missing);
+        assert!(!store.has_body(&ha).unwrap());
+    }
+
+    fn write_in_segments(store: &SledStore, data: &[u8]) -> String {
+        let mut w = crate::BodyWriter::new(0);
+        w.write(store, data).unwrap();
+        let crate::WrittenBody::Stored { hash, .. } = w.finish(store).unwrap() else {
+            panic!("in segments");
+        };
+        hash.to_hex().to_string()
+    }
+
+    /// A body between [`FILE_BLOB_MIN`] and a segment is one blob: in a pack, or in a
+    /// file of its own (format 4), it reads and checks the same.
+    #[test]
+    fn a_whole_blob_in_a_pack_or_an_older_file_reads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..100_000).map(|i| (i % 241) as u8).collect();
+        let h = blake3::hash(&data);
+        let hex = h.to_hex().to_string();
+        store.put_blob(&h, &data).unwrap();
+        store.put_blob(&h, &data).unwrap();
+        let pack = store.committer.packs.path(0);
+        assert_eq!(
+            std::fs::metadata(&pack).unwrap().len(),
+            100_000,
+            "written once"
+        );
+        assert!(store.has_body(&hex).unwrap());
+        assert_eq!(store.body_bytes(&hex).unwrap().unwrap(), data);
+        let path = unpack_to_file(&store, h.as_bytes());
+        assert!(store.has_body(&hex).unwrap());
+        assert_eq!(store.get_body(&hex).unwrap().unwrap(), data);
+        assert_eq!(store.verify_body(&hex).unwrap(), BodyState::Sound);
+        // Stored again: the older file is the copy, nothing is appended.
+        store.put_blob(&h, &data).unwrap();
+        assert_eq!(std::fs::metadata(&pack).unwrap().len(), 100_000);
+        std::fs::write(&path, &data[1..]).unwrap();
+        assert!(matches!(
+            store.verify_body(&hex).unwrap(),
+            BodyState::Damaged(_)
+        ));
+        // A value that says "packed" but cannot say where.
+        store
+            .bodies
+            .insert(h.as_bytes(), &[TAG_PACKED, 0, 1][..])
+            .unwrap();
+        assert!(matches!(
+            store.get_body(&hex).unwrap_err(),
+            StoreError::DamagedBlob(_)
+        ));
     }
 
     /// A segment of a tree is checked at its place: changed bytes, another body's segment
     /// at the same place, or one cut short are found on reading and by `verify_body`.
+    /// Here the segment is a file of its own, as a store of format 4 keeps it.
     #[test]
     fn a_damaged_or_swapped_segment_of_a_tree_is_found() {
         use crate::tree::{part_name, segment_cv};
@@ -1854,7 +2015,8 @@ mod tests {
         let (ha, hb) = (write(&a), write(&b));
         assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
         let cv_a1 = segment_cv(&a[seg..seg * 2], 1);
-        let path = store.blob_path(&cv_a1);
+        let path = unpack_to_file(&store, &cv_a1);
+        assert_eq!(store.verify_body(&ha).unwrap(), BodyState::Sound);
         // b's second segment in place of a's: a hash that is not its name.
         std::fs::write(&path, &b[seg..seg * 2]).unwrap();
         let err = store.get_body(&ha).unwrap_err();
