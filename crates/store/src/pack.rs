@@ -222,15 +222,6 @@ impl Packs {
     /// was created. A pack that fails is not tried again: as a blob file's failed fsync
     /// before, the flush says so once, and a pack gone (or its directory replaced) does
     /// not hold back every flush after it.
-    ///
-    /// A pack synced is then dropped from the page cache (`fadvise` `DONTNEED`; pages
-    /// still being written stay): a recording's bodies are read again by another
-    /// process, if ever, and on this project's 2-core VM a page cache that keeps growing
-    /// is the expensive part of writing them (each new page is fresh memory the host
-    /// hands the VM). Recording 5 MB bodies, seven alternated pairs: 12.5–17 ms of the
-    /// proxy's CPU per exchange with the synced pages dropped against 24.5–31 kept;
-    /// replaying them at once from the same store reads the disk, 7–10.5 ms against
-    /// 6.5–8.5.
     pub fn sync(&self) -> Result<(), PackError> {
         let (dirty, created) = {
             let mut st = self.state();
@@ -242,14 +233,8 @@ impl Packs {
         let mut failed = None;
         for &pack in &dirty {
             let path = self.path(pack);
-            match File::open(&path).and_then(|f| f.sync_data().map(|()| f)) {
-                Ok(f) => {
-                    // Advice only: a kernel that ignores it loses nothing.
-                    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-                }
-                Err(source) => {
-                    failed.get_or_insert(PackError { path, source });
-                }
+            if let Err(source) = File::open(&path).and_then(|f| f.sync_data()) {
+                failed.get_or_insert(PackError { path, source });
             }
         }
         if created {
