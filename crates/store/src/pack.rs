@@ -293,6 +293,61 @@ mod tests {
         assert_eq!(packs.read(a).unwrap(), None, "a pack gone is nothing");
     }
 
+    /// A crash part way through an append leaves bytes at the pack's end that no value
+    /// points at: the next process appends after them, and what was there still reads.
+    #[test]
+    fn an_append_cut_by_a_crash_leaves_bytes_no_blob_uses_and_the_next_goes_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::new(dir.path());
+        let a = packs.append(&[1u8; 5000]).unwrap();
+        drop(packs);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("pack").join("00000000"))
+            .unwrap();
+        f.write_all(&[0xee; 1234]).unwrap();
+        let again = Packs::new(dir.path());
+        let b = again.append(&[2u8; 300]).unwrap();
+        assert_eq!(b.offset, 5000 + 1234);
+        assert_eq!(again.read(a).unwrap().unwrap(), vec![1u8; 5000]);
+        assert_eq!(again.read(b).unwrap().unwrap(), vec![2u8; 300]);
+    }
+
+    /// Appends from several threads (import and the recorder's writer share a store)
+    /// each land whole where their location says.
+    #[test]
+    fn appends_from_many_threads_each_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = std::sync::Arc::new(Packs::new(dir.path()));
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                let packs = packs.clone();
+                std::thread::spawn(move || {
+                    (0..50usize)
+                        .map(|i| {
+                            let data =
+                                vec![t.wrapping_mul(50).wrapping_add(i as u8); 1000 + i * 37];
+                            (packs.append(&data).unwrap(), data)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(Loc, Vec<u8>)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        packs.sync().unwrap();
+        all.sort_by_key(|(loc, _)| loc.offset);
+        let mut end = 0;
+        for (loc, data) in &all {
+            assert_eq!(loc.offset, end, "no gap, no overlap");
+            end = loc.end();
+            assert_eq!(&packs.read(*loc).unwrap().unwrap(), data);
+        }
+        assert_eq!(std::fs::metadata(packs.path(0)).unwrap().len(), end);
+    }
+
     #[test]
     fn a_blob_that_would_pass_the_packs_limit_starts_the_next_pack() {
         let dir = tempfile::tempdir().unwrap();
