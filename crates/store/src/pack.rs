@@ -198,18 +198,20 @@ impl Packs {
 
     /// The bytes at `loc`, unchecked: `None` when the pack is gone; fewer bytes than
     /// `loc` says when the pack is cut short (the caller's check then fails).
-    pub fn read(&self, loc: Loc) -> std::io::Result<Option<Vec<u8>>> {
-        let file = match File::open(self.path(loc.pack)) {
+    pub fn read(&self, loc: Loc) -> Result<Option<Vec<u8>>, PackError> {
+        let path = self.path(loc.pack);
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Err(source) => return Err(PackError { path, source }),
         };
         // Read into spare capacity, not a zeroed buffer: zeroing was 3 % of replay's
         // samples serving 5 MB bodies.
         let mut buf = Vec::with_capacity(loc.len as usize);
         let mut at = &file;
-        at.seek(std::io::SeekFrom::Start(loc.offset))?;
-        at.take(u64::from(loc.len)).read_to_end(&mut buf)?;
+        at.seek(std::io::SeekFrom::Start(loc.offset))
+            .and_then(|_| at.take(u64::from(loc.len)).read_to_end(&mut buf))
+            .map_err(|source| PackError { path, source })?;
         Ok(Some(buf))
     }
 

@@ -632,14 +632,7 @@ impl SledStore {
 
     /// The bytes a pack holds at `loc`, unchecked.
     fn packed(&self, loc: Loc) -> Result<Option<Vec<u8>>, StoreError> {
-        self.committer
-            .packs
-            .read(loc)
-            .map_err(|source| StoreError::File {
-                action: "read",
-                path: self.committer.packs.path(loc.pack),
-                source,
-            })
+        self.committer.packs.read(loc).map_err(pack_failed("read"))
     }
 
     /// The bytes of the blob file under `key`, unchecked.
@@ -753,10 +746,16 @@ impl SledStore {
     }
 
     fn has_segment(&self, hash: &[u8]) -> Result<bool, StoreError> {
-        Ok(match self.bodies.get(hash)? {
-            Some(v) => Loc::decode(&v).is_none_or(|loc| self.committer.packs.holds(loc)),
+        Ok(self.holds(hash, self.bodies.get(hash)?.as_deref()))
+    }
+
+    /// Whether the blob under `hash`, whose sled value is `value`, is there: kept in
+    /// sled, in a pack that reaches its end, or in a file of an older store.
+    fn holds(&self, hash: &[u8], value: Option<&[u8]>) -> bool {
+        match value {
+            Some(v) => Loc::decode(v).is_none_or(|loc| self.committer.packs.holds(loc)),
             None => self.blob_path(hash).is_file(),
-        })
+        }
     }
 }
 
@@ -769,6 +768,15 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// that write forever (seen with `record --min-free 0` on a full tmpfs). A flush of the
 /// largest body's fsync on a slow disk takes seconds.
 pub const COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A pack's failed `action` as the store says it.
+fn pack_failed(action: &'static str) -> impl FnOnce(crate::pack::PackError) -> StoreError {
+    move |e| StoreError::File {
+        action,
+        path: e.path,
+        source: e.source,
+    }
+}
 
 /// fsyncs the packs appended to since the last flush (and a new pack's directory).
 fn sync_blobs(c: &Committer) -> Result<(), FlushError> {
@@ -950,11 +958,7 @@ impl Store for SledStore {
                 .committer
                 .packs
                 .append(data)
-                .map_err(|e| StoreError::File {
-                    action: "write",
-                    path: e.path,
-                    source: e.source,
-                })?;
+                .map_err(pack_failed("write"))?;
             self.bodies.insert(hash.as_bytes(), &loc.encode()[..])?;
             self.mark_dirty();
             return Ok(());
@@ -1006,7 +1010,7 @@ impl Store for SledStore {
                 }
                 Ok(true)
             }
-            Some(_) | None => self.has_segment(&k),
+            v => Ok(self.holds(&k, v.as_deref())),
         }
     }
 
