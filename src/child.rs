@@ -106,6 +106,7 @@ pub async fn run_with(
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
     }
+    crate::memcpy::restore(c.as_std_mut());
     for (k, v) in env {
         match v {
             Some(v) => c.env(k, v),

@@ -18,6 +18,7 @@ pub mod child;
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod memcpy;
 pub mod paint;
 pub mod recording;
 pub mod viewer;

@@ -11,6 +11,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // First, while this is the only thread: may run tapedeck again (src/memcpy.rs).
+    tapedeck::memcpy::tune();
     let cli = tapedeck::cli::Cli::parse();
     let level = if cli.quiet {
         "error"

@@ -1093,6 +1093,48 @@ async fn export_import_export_gives_the_same_tape() {
     assert!(dirs.files_containing(SECRET.as_bytes()).is_empty());
 }
 
+/// On an AMD CPU whose glibc would copy with `rep movsb`, tapedeck runs itself again with
+/// glibc's tunable (src/memcpy.rs): its environment then says so. The command it runs gets
+/// `GLIBC_TUNABLES` as tapedeck was given it (or none), on any CPU, and no word of the
+/// tuning; `TAPEDECK_GLIBC_DEFAULTS=1` leaves tapedeck as started.
+#[test]
+fn the_command_gets_glibc_tunables_as_given_whether_or_not_tapedeck_tunes_its_copies() {
+    let dirs = Dirs::new();
+    let amd_fsrm = std::fs::File::open("/proc/cpuinfo")
+        .is_ok_and(|f| tapedeck::memcpy::slow_rep_movsb(std::io::BufReader::new(f)));
+    // What the command sees, then whether its parent (tapedeck) runs tuned.
+    let script = "printf '%s|%s|' \"${GLIBC_TUNABLES-unset}\" \"${TAPEDECK_GLIBC_TUNABLES_WAS-none}\"; \
+                  if tr '\\0' '\\n' < /proc/$PPID/environ | grep -q '^TAPEDECK_GLIBC_TUNABLES_WAS='; \
+                  then echo tuned; else echo untuned; fi";
+    // (tapedeck's environment, what the command sees, whether tapedeck runs tuned)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, bool);
+    let cases: [Case; 4] = [
+        (&[], "unset", amd_fsrm),
+        (
+            &[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=5")],
+            "glibc.malloc.tcache_count=5",
+            amd_fsrm,
+        ),
+        (&[("TAPEDECK_GLIBC_DEFAULTS", "1")], "unset", false),
+        // The user's own threshold is theirs to keep.
+        (
+            &[("GLIBC_TUNABLES", "glibc.cpu.x86_rep_movsb_threshold=4096")],
+            "glibc.cpu.x86_rep_movsb_threshold=4096",
+            false,
+        ),
+    ];
+    for (env, sees, tuned) in cases {
+        let (code, out, err) = dirs.run_with(&["record", "--", "sh", "-c", script], env);
+        assert_eq!(code, 0, "{err}");
+        let want = format!("{sees}|none|{}", if tuned { "tuned" } else { "untuned" });
+        assert_eq!(
+            out.trim(),
+            want,
+            "with {env:?} (AMD with FSRM: {amd_fsrm}); {err}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn record_around_a_command_sets_the_proxy_and_returns_its_exit_status() {
     let dirs = Dirs::new();

@@ -328,7 +328,9 @@ fn open_browser(page: &Path) {
     } else {
         "xdg-open"
     };
-    let spawned = std::process::Command::new(opener)
+    let mut command = std::process::Command::new(opener);
+    crate::memcpy::restore(&mut command);
+    let spawned = command
         .arg(page)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
