@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """httpx AsyncClient: N GETs of FIXTURE_URL/item/I issued at once with asyncio.gather.
 
-  --http2        one HTTP/2 connection, every request a stream on it
+  --http2        one HTTP/2 connection, every request a stream on it: one GET
+                 (/item/N) goes first, alone, and the N follow once the connection is
+                 up. Gathered from the start, through a proxy, httpcore 1.0's pool opens
+                 more connections while the first one is still being set up, and may
+                 close a fresh one under the request it was given: that request fails
+                 in the client with "Invalid input ConnectionInputs.SEND_SETTINGS in
+                 state ConnectionState.CLOSED" before it sends a byte (seen once in CI,
+                 on a loaded machine).
   --pool K       HTTP/1.1 with at most K connections (httpx.Limits(max_connections=K))
 
 Prints one line per request in request order (status, HTTP version, body hash) and, for
@@ -36,6 +43,10 @@ async def main() -> int:
             http2=False, timeout=30.0, limits=httpx.Limits(max_connections=args.pool)
         )
     async with client:
+        if args.http2:
+            first = await client.get(f"{base}/item/{args.n}")
+            digest = hashlib.sha256(first.content).hexdigest()[:12]
+            print(f"first: {first.status_code} {first.http_version} {digest}")
         results = await asyncio.gather(
             *(client.get(f"{base}/item/{i}") for i in range(args.n)), return_exceptions=True
         )
