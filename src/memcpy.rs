@@ -89,7 +89,21 @@ fn wanted() -> bool {
     if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains(TUNABLE)) {
         return false;
     }
+    // Started through the dynamic loader (`ld-linux-x86-64.so.2 tapedeck ...`), this
+    // process's executable is the loader, which would take the first argument for the
+    // program to run.
+    if std::fs::read_link("/proc/self/exe").map_or(true, |exe| is_loader(&exe)) {
+        return false;
+    }
     std::fs::File::open("/proc/cpuinfo").is_ok_and(|f| slow_rep_movsb(std::io::BufReader::new(f)))
+}
+
+/// Whether `exe` is glibc's dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`), not a
+/// program of its own.
+fn is_loader(exe: &std::path::Path) -> bool {
+    exe.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("ld-") || n.starts_with("ld.so"))
 }
 
 /// Whether the CPU `cpuinfo` describes (the first one in it) is AMD's and reports fast
@@ -143,5 +157,19 @@ mod tests {
         let lookalike = AMD.replace(" fsrm", " fsrmx");
         assert!(!slow_rep_movsb(lookalike.as_bytes()));
         assert!(!slow_rep_movsb(&b""[..]));
+    }
+
+    #[test]
+    fn a_process_started_through_the_loader_is_not_run_again() {
+        use std::path::Path;
+        assert!(is_loader(Path::new("/lib64/ld-linux-x86-64.so.2")));
+        assert!(is_loader(Path::new(
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+        )));
+        assert!(is_loader(Path::new("/lib/ld.so")));
+        assert!(!is_loader(Path::new("/usr/local/bin/tapedeck")));
+        assert!(!is_loader(Path::new(
+            "/work/target/release/deps/proxy-e89563e24bab161b"
+        )));
     }
 }
