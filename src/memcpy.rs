@@ -25,8 +25,8 @@ const TUNABLE: &str = "glibc.cpu.x86_rep_movsb_threshold";
 const THRESHOLD: u64 = 1 << 40;
 
 /// What `GLIBC_TUNABLES` was when tapedeck was started: `-` when it was not set, `=`
-/// and its value when it was. Set on the run that carries the tunable, and so never
-/// running tapedeck again twice.
+/// and its value when it was. The run that carries the tunable has it, and a tapedeck
+/// that has it does not run itself again.
 pub const STARTED_WITH: &str = "TAPEDECK_GLIBC_TUNABLES_WAS";
 
 /// Leaves glibc's defaults alone when set to anything but `0` or empty.
