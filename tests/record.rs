@@ -1135,24 +1135,12 @@ fn the_command_gets_glibc_tunables_as_given_whether_or_not_tapedeck_tunes_its_co
     }
     // Started through the dynamic loader, the executable is the loader: tapedeck runs as
     // started (run again, the loader would take `record` for the program to load).
-    let loader = std::path::Path::new("/lib64/ld-linux-x86-64.so.2");
-    if loader.exists() {
-        let out = std::process::Command::new(loader)
-            .arg(support::harness::tapedeck_bin())
-            .args(["record", "--", "sh", "-c", script])
-            .current_dir(dirs.root.path())
-            .env("TAPEDECK_STORE", &dirs.store)
-            .env("TAPEDECK_CERTS", &dirs.certs)
-            .env_remove("GLIBC_TUNABLES")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{err}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "unset|none|untuned",
-            "{err}"
-        );
+    let loader = "/lib64/ld-linux-x86-64.so.2";
+    if std::path::Path::new(loader).exists() {
+        let (code, out, err) =
+            dirs.run_under(&[loader], &["record", "--", "sh", "-c", script], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim(), "unset|none|untuned", "{err}");
     }
 }
 

@@ -40,7 +40,27 @@ impl Dirs {
     /// [`Dirs::run`] with extra environment variables (the colour switches are unset
     /// unless given here).
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let out = Command::new(tapedeck_bin())
+        self.run_under(&[], args, env)
+    }
+
+    /// [`Dirs::run_with`] with tapedeck started by `wrapper` (its program and arguments,
+    /// tapedeck's path after them): the dynamic loader, say.
+    pub fn run_under(
+        &self,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
+        let bin = tapedeck_bin();
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let out = command
             .args(args)
             .current_dir(self.root.path())
             .env("TAPEDECK_STORE", &self.store)
