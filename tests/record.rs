@@ -1515,3 +1515,81 @@ async fn a_client_that_sends_head_and_body_apart_never_waits_for_a_delayed_ackno
         "POSTs waited for delayed acknowledgements: {waited:?}"
     );
 }
+
+/// The names of the threads of process `pid` that start with `prefix`, sorted.
+fn threads_named(pid: i32, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Connections are served on `tapedeck-serveN` threads (two here, as
+/// `TAPEDECK_SERVE_THREADS=2` asks), or on the runtime's own workers with 0; either way
+/// every exchange of two connections at once is recorded and replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked() {
+    let up = Upstream::start(true).await;
+    let ca = up.ca_path.to_str().unwrap().to_string();
+    for (threads, serving) in [
+        ("2", vec!["tapedeck-serve0", "tapedeck-serve1"]),
+        ("0", vec![]),
+    ] {
+        let dirs = Dirs::new();
+        let env = [("TAPEDECK_SERVE_THREADS", threads)];
+        let start = |args: &[&str]| {
+            Daemon::start_env(
+                &dirs,
+                &[],
+                args,
+                "127.0.0.1:0",
+                Duration::from_secs(20),
+                &env,
+            )
+        };
+        let exchange = |d: &Daemon| {
+            let (a, b) = (client(d, &dirs), client(d, &dirs));
+            let up = &up;
+            async move {
+                let mut got = Vec::new();
+                for i in 0..4 {
+                    // Each answer a new count; the query tells the requests apart.
+                    let (x, y) = tokio::join!(
+                        a.get(up.url(&format!("/counter?a={i}"))).send(),
+                        b.get(up.url(&format!("/counter?b={i}"))).send()
+                    );
+                    for r in [x.unwrap(), y.unwrap()] {
+                        assert_eq!(r.status(), 200);
+                        got.push(r.text().await.unwrap());
+                    }
+                }
+                got
+            }
+        };
+        let d = start(&["record", "--session", "s", "--upstream-ca", &ca]);
+        let live = exchange(&d).await;
+        assert_eq!(
+            threads_named(d.pid(), "tapedeck-serve"),
+            serving,
+            "{threads}"
+        );
+        let (code, err) = d.stop();
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(export(&dirs, "s").len(), 8, "{threads}");
+
+        let r = start(&["replay", "--session", "s"]);
+        assert_eq!(exchange(&r).await, live, "{threads}");
+        assert_eq!(
+            threads_named(r.pid(), "tapedeck-serve"),
+            serving,
+            "{threads}"
+        );
+        let (code, err) = r.stop();
+        assert_eq!(code, 0, "{err}");
+    }
+}

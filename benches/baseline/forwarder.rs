@@ -5,9 +5,12 @@
 //! it back encrypted again. This does exactly that and nothing else: hyper's HTTP/1.1 on
 //! both sides over rustls, one upstream connection per tunnel (HTTP/1.1 requests on a
 //! connection come one at a time), bodies streamed frame by frame, no pool, no headers
-//! touched, nothing stored. It runs in a process of its own on a default multi-thread
-//! tokio runtime, as tapedeck does, so its row in the benchmark is the floor a recorder on
-//! this machine can approach: what tapedeck record costs above it is the recording.
+//! touched, nothing stored. It runs in a process of its own and serves each connection as
+//! tapedeck does: accepted on a default multi-thread tokio runtime, then served on one of
+//! tapedeck's serving threads (`tapedeck_proxy::shards`, one single-threaded runtime per
+//! core; `TAPEDECK_SERVE_THREADS=0` serves on the accepting runtime, for both). So its row
+//! in the benchmark is the floor a recorder on this machine can approach: what tapedeck
+//! record costs above it is the recording.
 //!
 //! Started by the bench binary itself with TAPEDECK_BENCH_FORWARDER set: it reads the
 //! upstream's address and CA from the environment, writes its own CA to
@@ -59,9 +62,18 @@ pub fn main() {
                 continue;
             };
             let (acceptor, connector) = (acceptor.clone(), connector.clone());
-            tokio::spawn(async move {
-                let _ = tunnel(tcp, upstream, acceptor, connector).await;
-            });
+            match tapedeck_proxy::shards::Shards::global() {
+                Some(shards) => {
+                    let _ = shards.serve(tcp, move |tcp| async move {
+                        let _ = tunnel(tcp, upstream, acceptor, connector).await;
+                    });
+                }
+                None => {
+                    tokio::spawn(async move {
+                        let _ = tunnel(tcp, upstream, acceptor, connector).await;
+                    });
+                }
+            }
         }
     });
 }

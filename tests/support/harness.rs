@@ -144,6 +144,18 @@ impl Daemon {
         listen: &str,
         limit: Duration,
     ) -> Daemon {
+        Daemon::start_env(dirs, wrapper, args, listen, limit, &[])
+    }
+
+    /// [`Daemon::start_within`] with `env` set for the daemon.
+    pub fn start_env(
+        dirs: &Dirs,
+        wrapper: &[&str],
+        args: &[&str],
+        listen: &str,
+        limit: Duration,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -158,6 +170,7 @@ impl Daemon {
             .env("TAPEDECK_STORE", &dirs.store)
             .env("TAPEDECK_CERTS", &dirs.certs)
             .env("TAPEDECK_LOG", "tapedeck=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -14,6 +14,7 @@ pub mod fault;
 pub mod hop;
 mod idle;
 pub use idle::{Ack, AckWhileWaiting};
+pub mod shards;
 pub mod shutdown;
 pub mod trust;
 mod tunnel;
@@ -252,10 +253,22 @@ impl<H: Handler> Proxy<H> {
                             Ok(permit) => {
                                 let this = self.clone();
                                 let guard = self.connections.enter();
-                                tokio::spawn(async move {
-                                    this.serve_client(stream, peer, permit).await;
-                                    drop(guard);
-                                });
+                                match shards::Shards::global() {
+                                    Some(shards) => {
+                                        if let Err(e) = shards.serve(stream, move |stream| async move {
+                                            this.serve_client(stream, peer, permit).await;
+                                            drop(guard);
+                                        }) {
+                                            tracing::warn!("could not serve a connection from {peer}: {e}");
+                                        }
+                                    }
+                                    None => {
+                                        tokio::spawn(async move {
+                                            this.serve_client(stream, peer, permit).await;
+                                            drop(guard);
+                                        });
+                                    }
+                                }
                             }
                             Err(_) => self.refuse_over_cap(stream, peer),
                         }

@@ -1,0 +1,223 @@
+//! Where client connections are served: one single-threaded tokio runtime per core
+//! (`tapedeck-serveN` threads), each connection on one of them for its whole life.
+//!
+//! On a multi-threaded runtime a connection's tasks (its TLS and HTTP, the exchange, the
+//! upstream connection it opens) wake each other across the workers, and a worker is
+//! woken to steal a task the other would have run. Here they stay on one thread, and a
+//! new connection goes to the shard serving the fewest (in turn among equals). On this
+//! project's 2-core benchmark machine that served 8 % more recorded exchanges a second
+//! at 32 connections (more in every one of eleven alternated pairs) and about 7 % more
+//! replayed ones, for the same CPU per exchange (README, Benchmark). What it gives up:
+//! the streams of one HTTP/2 connection share one core.
+//!
+//! The shards are the process's ([`Shards::global`]): started by the first proxy that
+//! serves, they run until the process exits, as a runtime's workers do, so a task a
+//! connection left behind (a WebSocket's relay storing its event) ends as it would
+//! there. `TAPEDECK_SERVE_THREADS` sets how many; 0 serves connections on the runtime
+//! that accepted them, as before.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::runtime::Handle;
+
+struct Shard {
+    handle: Handle,
+    /// Connections being served there.
+    load: Arc<AtomicUsize>,
+}
+
+/// Serving threads, each running a single-threaded runtime.
+pub struct Shards {
+    shards: Vec<Shard>,
+    next: AtomicUsize,
+}
+
+/// A connection's place on its shard: counted until dropped.
+struct Seat(Arc<AtomicUsize>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shards {
+    /// Starts `n` serving threads (at least one).
+    pub fn start(n: usize) -> io::Result<Shards> {
+        let mut shards = Vec::with_capacity(n.max(1));
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("tapedeck-serve{i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            shards.push(Shard {
+                handle,
+                load: Arc::new(AtomicUsize::new(0)),
+            });
+        }
+        Ok(Shards {
+            shards,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The process's serving threads, started on first use: one per core, or
+    /// `TAPEDECK_SERVE_THREADS` of them; none when that is 0, or when they cannot be
+    /// started (connections are then served on the runtime that accepted them).
+    pub fn global() -> Option<&'static Shards> {
+        static SHARDS: OnceLock<Option<Shards>> = OnceLock::new();
+        SHARDS
+            .get_or_init(|| {
+                let n = std::env::var("TAPEDECK_SERVE_THREADS")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(Shards::per_core);
+                if n == 0 {
+                    return None;
+                }
+                Shards::start(n)
+                    .map_err(|e| {
+                        tracing::warn!(
+                            "cannot start the serving threads ({e}): serving on the runtime's"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// How many serving threads: one per core the process may use.
+    pub fn per_core() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    /// Serves `stream` on the shard with the fewest connections (in turn among equals):
+    /// `serve` gets the stream registered with that shard's reactor.
+    pub fn serve<F, Fut>(&self, stream: tokio::net::TcpStream, serve: F) -> io::Result<()>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shard = self.pick();
+        // Moved out of the accepting runtime's reactor, into the shard's.
+        let std = stream.into_std()?;
+        shard.load.fetch_add(1, Ordering::Relaxed);
+        let seat = Seat(shard.load.clone());
+        shard.handle.spawn(async move {
+            let _seat = seat;
+            match tokio::net::TcpStream::from_std(std) {
+                Ok(stream) => serve(stream).await,
+                Err(e) => tracing::warn!("could not take a connection on: {e}"),
+            }
+        });
+        Ok(())
+    }
+
+    fn pick(&self) -> &Shard {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.shards.len();
+        let mut best = &self.shards[start % n];
+        let mut least = best.load.load(Ordering::Relaxed);
+        for k in 1..n {
+            let s = &self.shards[(start + k) % n];
+            let load = s.load.load(Ordering::Relaxed);
+            if load < least {
+                best = s;
+                least = load;
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    impl Shards {
+        fn loads(&self) -> Vec<usize> {
+            self.shards
+                .iter()
+                .map(|s| s.load.load(Ordering::Relaxed))
+                .collect()
+        }
+    }
+
+    /// Serves one connection: answers its first byte with the serving thread's name,
+    /// then holds the connection until the client closes it.
+    async fn answer_with_thread(mut stream: TcpStream) {
+        let mut b = [0u8; 1];
+        if stream.read_exact(&mut b).await.is_err() {
+            return;
+        }
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        let _ = stream.write_all(name.as_bytes()).await;
+        let _ = stream.write_all(b"\n").await;
+        while stream.read(&mut b).await.is_ok_and(|n| n > 0) {}
+    }
+
+    async fn open(listener: &TcpListener, shards: &Shards) -> (TcpStream, String) {
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        shards
+            .serve(accepted.unwrap().0, answer_with_thread)
+            .unwrap();
+        client.write_all(b"?").await.unwrap();
+        let mut name = Vec::new();
+        let mut b = [0u8; 1];
+        while client.read(&mut b).await.unwrap() == 1 && b[0] != b'\n' {
+            name.push(b[0]);
+        }
+        (client, String::from_utf8(name).unwrap())
+    }
+
+    async fn until(shards: &Shards, loads: &[usize]) {
+        for _ in 0..500 {
+            if shards.loads() == loads {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("loads {:?}, expected {loads:?}", shards.loads());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_go_to_the_shard_serving_the_fewest_and_leave_it_when_they_end() {
+        let shards = Shards::start(2).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, on_a) = open(&listener, &shards).await;
+        let (b, on_b) = open(&listener, &shards).await;
+        // Served on the shards' own threads, one connection each.
+        assert!(on_a.starts_with("tapedeck-serve"), "{on_a}");
+        assert!(on_b.starts_with("tapedeck-serve"), "{on_b}");
+        assert_ne!(on_a, on_b);
+        until(&shards, &[1, 1]).await;
+        // `a` ends: the next connection goes where `a` was, whichever shard's turn it is.
+        drop(a);
+        let index = |name: &str| usize::from(name.ends_with('1'));
+        let mut loads = vec![1, 1];
+        loads[index(&on_a)] -= 1;
+        until(&shards, &loads).await;
+        let (_c, on_c) = open(&listener, &shards).await;
+        assert_eq!(on_c, on_a);
+        loads[index(&on_c)] += 1;
+        let (_d, on_d) = open(&listener, &shards).await;
+        assert!(on_d.starts_with("tapedeck-serve"), "{on_d}");
+        loads[index(&on_d)] += 1;
+        until(&shards, &loads).await;
+        drop(b);
+        loads[index(&on_b)] -= 1;
+        until(&shards, &loads).await;
+    }
+}
