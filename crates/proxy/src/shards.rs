@@ -5,9 +5,10 @@
 //! upstream connection it opens) wake each other across the workers, and a worker is
 //! woken to steal a task the other would have run. Here they stay on one thread, and a
 //! new connection goes to the shard serving the fewest (in turn among equals). On this
-//! project's 2-core benchmark machine that served 8 % more recorded exchanges a second
-//! at 32 connections (more in every one of eleven alternated pairs) and about 7 % more
-//! replayed ones, for the same CPU per exchange (README, Benchmark). What it gives up:
+//! project's 2-core benchmark machine, in eleven alternated pairs at 32 connections,
+//! record served more exchanges a second in every pair (medians 20.9k against 19.4k),
+//! replay in eight (medians 41.7k against 40.7k, within the host's spread), for the same
+//! CPU per exchange (docs/benchmark-history.md, thirty-seventh session). What it gives up:
 //! the streams of one HTTP/2 connection share one core.
 //!
 //! The shards are the process's ([`Shards::global`]): started by the first proxy that
