@@ -1571,25 +1571,23 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
                 got
             }
         };
+        // The daemon's serving threads, checked while it runs; then it stops cleanly.
+        let stop = |d: Daemon| {
+            assert_eq!(
+                threads_named(d.pid(), "tapedeck-serve"),
+                serving,
+                "{threads}"
+            );
+            let (code, err) = d.stop();
+            assert_eq!(code, 0, "{err}");
+        };
         let d = start(&["record", "--session", "s", "--upstream-ca", &ca]);
         let live = exchange(&d).await;
-        assert_eq!(
-            threads_named(d.pid(), "tapedeck-serve"),
-            serving,
-            "{threads}"
-        );
-        let (code, err) = d.stop();
-        assert_eq!(code, 0, "{err}");
+        stop(d);
         assert_eq!(export(&dirs, "s").len(), 8, "{threads}");
 
         let r = start(&["replay", "--session", "s"]);
         assert_eq!(exchange(&r).await, live, "{threads}");
-        assert_eq!(
-            threads_named(r.pid(), "tapedeck-serve"),
-            serving,
-            "{threads}"
-        );
-        let (code, err) = r.stop();
-        assert_eq!(code, 0, "{err}");
+        stop(r);
     }
 }
