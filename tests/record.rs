@@ -1591,3 +1591,89 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
         stop(r);
     }
 }
+
+/// Bytes sent on the TCP connection from `local` to `peer` and not yet acknowledged, as
+/// `/proc/net/tcp` counts them (`tx_queue`); none when the connection is not listed.
+fn unacknowledged(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<u64> {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => String::new(),
+    };
+    let (l, p) = (hex(local), hex(peer));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 4 && f[1] == l && f[2] == p)
+            .then(|| u64::from_str_radix(f[4].split(':').next()?, 16).ok())
+            .flatten()
+    })
+}
+
+/// An upstream with Nagle's algorithm on (as Python's `http.server`) writes an answer's
+/// head, then its body, which its kernel holds until the head is acknowledged: record
+/// acknowledges what its upstream connection received while it waits for the rest of an
+/// answer, rather than leaving the acknowledgement to the kernel's delay (40 ms and more
+/// on Linux; it made every call through record 44 ms against 1.2 direct). The upstream
+/// here checks, for each of 30 answers on one kept connection, whether its head was
+/// acknowledged within 30 ms.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answers_head_is_acknowledged_to_an_upstream_that_holds_its_body_for_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let (mut s, peer) = listener.accept().await.unwrap();
+        let mut acked_in_time = Vec::new();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        for _ in 0..30 {
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the proxy closed the upstream connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            buf.drain(..end);
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let sent = Instant::now();
+            let mut acked = false;
+            while sent.elapsed() < Duration::from_millis(30) {
+                if unacknowledged(addr, peer) == Some(0) {
+                    acked = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            acked_in_time.push(acked);
+            s.write_all(b"hello").await.unwrap();
+        }
+        acked_in_time
+    });
+    let dirs = Dirs::new();
+    let d = Daemon::start(&dirs, &["record", "--session", "nagle"]);
+    let via = client(&d, &dirs);
+    for i in 0..30 {
+        let r = via
+            .get(format!("http://{addr}/item/{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "hello");
+    }
+    let acked = upstream.await.unwrap();
+    // A new connection's first segments are acknowledged at once anyway: the last ten
+    // are the kept connection's. Two may miss to a busy machine's scheduling.
+    let late = acked[20..].iter().filter(|a| !**a).count();
+    assert!(late <= 2, "heads acknowledged within 30 ms: {acked:?}");
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(export(&dirs, "nagle").len(), 30);
+}

@@ -292,7 +292,15 @@ impl Recorder {
                         send.await
                     }
                 };
-                sent.map(|r| r.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+                // The answer's body is read acknowledging what its upstream connection
+                // received whenever it waits (see `tapedeck_proxy::Ack`).
+                sent.map(|r| {
+                    let ack = r.extensions().get::<tapedeck_proxy::Ack>().cloned();
+                    r.map(|b| match ack {
+                        Some(ack) => ack.watch(b).map_err(BoxError::from).boxed_unsync(),
+                        None => b.map_err(BoxError::from).boxed_unsync(),
+                    })
+                })
             }
         };
         let cut = injection.as_ref().and_then(Injection::cut);

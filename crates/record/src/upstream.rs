@@ -21,12 +21,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use thiserror::Error;
 
 use super::body::ProxyBody;
 use tapedeck_model::exchange::{ErrorKind, ExchangeError};
-use tapedeck_proxy::ConnState;
+use tapedeck_proxy::{Ack, ConnState};
 
 #[derive(Debug, Error)]
 pub enum UpstreamSetupError {
@@ -92,7 +92,15 @@ impl Default for Idle {
 }
 
 /// When it was parked, and the connection.
-type Parked = (Instant, SendRequest<ProxyBody>);
+type Parked = (Instant, Conn);
+
+/// An upstream connection a client connection keeps: where its requests go, and what
+/// acknowledges what it received (see [`tapedeck_proxy::Ack`]: record reads an answer's
+/// body through it).
+struct Conn {
+    send: SendRequest<ProxyBody>,
+    ack: Ack,
+}
 
 impl Idle {
     fn keeping_for(idle_for: Duration) -> Idle {
@@ -104,19 +112,19 @@ impl Idle {
     }
 
     /// Whether a parked connection can still be handed out (and is worth keeping).
-    fn fresh(&self, (since, send): &Parked) -> bool {
-        since.elapsed() < self.idle_for && !send.is_closed()
+    fn fresh(&self, (since, conn): &Parked) -> bool {
+        since.elapsed() < self.idle_for && !conn.send.is_closed()
     }
 
     /// The most recently parked connection to `key` that can take a request now.
-    fn take(&self, key: &str) -> Option<SendRequest<ProxyBody>> {
+    fn take(&self, key: &str) -> Option<Conn> {
         let mut map = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         let parked = map.get_mut(key)?;
         let found = loop {
             match parked.pop() {
-                Some((since, send)) if since.elapsed() < self.idle_for => {
-                    if let Some(send) = usable(send) {
-                        break Some(send);
+                Some((since, conn)) if since.elapsed() < self.idle_for => {
+                    if let Some(conn) = usable(conn) {
+                        break Some(conn);
                     }
                 }
                 Some(_) => continue,
@@ -129,7 +137,7 @@ impl Idle {
         found
     }
 
-    fn park(self: &Arc<Self>, key: String, send: SendRequest<ProxyBody>) {
+    fn park(self: &Arc<Self>, key: String, conn: Conn) {
         {
             let mut map = self.parked.lock().unwrap_or_else(|p| p.into_inner());
             // Hosts no longer asked for are forgotten once their connections are closed
@@ -142,7 +150,7 @@ impl Idle {
             if parked.len() >= IDLE_PER_HOST {
                 parked.remove(0);
             }
-            parked.push((Instant::now(), send));
+            parked.push((Instant::now(), conn));
         }
         self.start_sweeper();
     }
@@ -186,16 +194,19 @@ impl Idle {
     }
 }
 
-/// `send` if it can take a request at once: its connection is open and its last response
-/// was read to the end. One that is still busy (a response its client left unread) is
-/// dropped rather than waited for.
-fn usable(mut send: SendRequest<ProxyBody>) -> Option<SendRequest<ProxyBody>> {
-    if send.is_closed() {
+/// `conn` if it can take a request at once: it is open and its last response was read to
+/// the end. One that is still busy (a response its client left unread) is dropped rather
+/// than waited for.
+fn usable(mut conn: Conn) -> Option<Conn> {
+    if conn.send.is_closed() {
         return None;
     }
     let waker = std::task::Waker::noop();
-    match send.poll_ready(&mut std::task::Context::from_waker(waker)) {
-        Poll::Ready(Ok(())) => Some(send),
+    match conn
+        .send
+        .poll_ready(&mut std::task::Context::from_waker(waker))
+    {
+        Poll::Ready(Ok(())) => Some(conn),
         _ => None,
     }
 }
@@ -204,14 +215,14 @@ fn usable(mut send: SendRequest<ProxyBody>) -> Option<SendRequest<ProxyBody>> {
 /// [`Idle`] when the client connection ends, if it is still open.
 struct Kept {
     key: String,
-    send: Option<SendRequest<ProxyBody>>,
+    send: Option<Conn>,
     idle: Arc<Idle>,
 }
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        if let Some(send) = self.send.take().filter(|s| !s.is_closed()) {
-            self.idle.park(std::mem::take(&mut self.key), send);
+        if let Some(conn) = self.send.take().filter(|c| !c.send.is_closed()) {
+            self.idle.park(std::mem::take(&mut self.key), conn);
         }
     }
 }
@@ -329,15 +340,15 @@ impl Upstream {
     async fn send_kept(
         &self,
         mut req: Request<ProxyBody>,
-        conn: &ConnState,
+        client: &ConnState,
         target: &str,
     ) -> Result<Response<Incoming>, ExchangeError> {
-        let mut kept = match conn.take().map(|b| b.downcast::<Kept>()) {
+        let mut kept = match client.take().map(|b| b.downcast::<Kept>()) {
             Some(Ok(k)) if names(&k.key, req.uri()) => k,
             // A request to another host than the connection's (plain-HTTP proxying names
             // one per request) goes through the pool; the kept connection stays.
             Some(Ok(other)) => {
-                conn.put(other);
+                client.put(other);
                 return Box::pin(self.pooled(false, req, target)).await;
             }
             _ => Box::new(Kept {
@@ -353,12 +364,12 @@ impl Upstream {
             .and_then(usable)
             .or_else(|| self.idle.take(&kept.key));
         let mut reused = found.is_some();
-        let mut send = match found {
-            Some(send) => send,
+        let mut conn = match found {
+            Some(conn) => conn,
             None => Box::pin(self.connect(&uri, target)).await?,
         };
-        let resp = loop {
-            match send.try_send_request(req).await {
+        let mut resp = loop {
+            match conn.send.try_send_request(req).await {
                 Ok(resp) => break resp,
                 Err(mut e) => match e.take_message() {
                     // Not sent: the connection closed while it waited (an upstream ends
@@ -366,27 +377,24 @@ impl Upstream {
                     Some(back) if reused => {
                         req = back;
                         reused = false;
-                        send = Box::pin(self.connect(&uri, target)).await?;
+                        conn = Box::pin(self.connect(&uri, target)).await?;
                     }
                     _ => return Err(classify(target, e.error())),
                 },
             }
         };
         // After a `101` the connection belongs to the upgraded exchange.
+        resp.extensions_mut().insert(conn.ack.clone());
         if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-            kept.send = Some(send);
-            conn.put(kept);
+            kept.send = Some(conn);
+            client.put(kept);
         }
         Ok(resp)
     }
 
     /// A new HTTP/1.1 connection to `uri`'s host, TLS when it is `https`, verified as the
     /// pooled clients' are; its driver runs as a task of its own.
-    async fn connect(
-        &self,
-        uri: &Uri,
-        target: &str,
-    ) -> Result<SendRequest<ProxyBody>, ExchangeError> {
+    async fn connect(&self, uri: &Uri, target: &str) -> Result<Conn, ExchangeError> {
         use tower_service::Service;
         let mut connector = self.connector.clone();
         let io = async {
@@ -394,6 +402,7 @@ impl Upstream {
             connector.call(uri.clone()).await
         };
         let io = io.await.map_err(|e| classify(target, &*e))?;
+        let ack = socket_of(&io).map_or_else(Ack::default, Ack::socket);
         let (send, conn) = hyper::client::conn::http1::handshake(CloseIsEnd(io))
             .await
             .map_err(|e| classify(target, &e))?;
@@ -402,8 +411,20 @@ impl Upstream {
                 tracing::debug!("an upstream connection ended: {e}");
             }
         });
-        Ok(send)
+        Ok(Conn { send, ack })
     }
+}
+
+/// A second descriptor of an upstream connection's socket (for its [`Ack`]).
+fn socket_of(
+    io: &hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>,
+) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let tcp = match io {
+        hyper_rustls::MaybeHttpsStream::Http(tcp) => tcp.inner(),
+        hyper_rustls::MaybeHttpsStream::Https(tls) => tls.inner().get_ref().0.inner().inner(),
+    };
+    tcp.as_fd().try_clone_to_owned().ok()
 }
 
 /// An upstream connection on which a TLS close without `close_notify` reads as the end
@@ -623,7 +644,13 @@ mod tests {
         let (key, send, ended) = connection().await;
         let idle = Arc::new(Idle::keeping_for(Duration::from_millis(300)));
         let parked = Instant::now();
-        idle.park(key, send);
+        idle.park(
+            key,
+            Conn {
+                send,
+                ack: Ack::default(),
+            },
+        );
         assert!(idle.sweeping.load(Ordering::Acquire), "a sweeper runs");
         let closed = tokio::time::timeout(Duration::from_secs(10), ended)
             .await
@@ -645,7 +672,13 @@ mod tests {
     async fn a_connection_taken_back_in_time_is_handed_out() {
         let (key, send, _ended) = connection().await;
         let idle = Arc::new(Idle::keeping_for(Duration::from_secs(30)));
-        idle.park(key.clone(), send);
+        idle.park(
+            key.clone(),
+            Conn {
+                send,
+                ack: Ack::default(),
+            },
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             idle.take(&key).is_some(),
