@@ -295,8 +295,10 @@ pub struct Ack(Option<Arc<AckInner>>);
 enum Socket {
     /// A client connection's, shared with its reads.
     Client(std::sync::Weak<Mutex<tokio::net::TcpStream>>),
-    /// Another descriptor of a connection's socket (an upstream connection's).
-    Fd(std::os::fd::OwnedFd),
+    /// Another descriptor of a connection's socket (an upstream connection's), until
+    /// [`Ack::release`]: held longer, it would keep the socket open after its
+    /// connection dropped its own.
+    Fd(Mutex<Option<std::os::fd::OwnedFd>>),
 }
 
 struct AckInner {
@@ -332,18 +334,34 @@ impl Ack {
                 let _ = socket2::SockRef::from(&*s).set_tcp_quickack(true);
             }
             Socket::Fd(fd) => {
-                let _ = socket2::SockRef::from(fd).set_tcp_quickack(true);
+                if let Some(fd) = fd.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    let _ = socket2::SockRef::from(fd).set_tcp_quickack(true);
+                }
             }
         }
     }
 
     /// Acknowledges what the TCP connection of `socket` received: `socket` is a second
-    /// descriptor of it (`try_clone_to_owned`), closed with the `Ack`'s last clone.
+    /// descriptor of it (`try_clone_to_owned`), closed by [`Ack::release`] (at the latest
+    /// with the `Ack`'s last clone).
     pub fn socket(socket: std::os::fd::OwnedFd) -> Ack {
         Ack(Some(Arc::new(AckInner {
-            socket: Socket::Fd(socket),
+            socket: Socket::Fd(Mutex::new(Some(socket))),
             heads: OnceLock::new(),
         })))
+    }
+
+    /// Closes the descriptor an [`Ack::socket`] holds, for every clone: its connection
+    /// has ended, and the socket closes with the connection's own descriptor. Later
+    /// acknowledgements do nothing.
+    pub fn release(&self) {
+        if let Some(AckInner {
+            socket: Socket::Fd(fd),
+            ..
+        }) = self.0.as_deref()
+        {
+            drop(fd.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
     }
 
     /// `body`, whose waits for more acknowledge what the connection received.
@@ -468,6 +486,36 @@ impl Drop for Busy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many of this process's descriptors name the socket `fd` names.
+    fn descriptors_of(fd: &impl std::os::fd::AsRawFd) -> usize {
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == target))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_socket_ack_holds_its_descriptor_until_released_for_every_clone() {
+        use std::os::fd::AsFd;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tcp, _peer) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let tcp = tcp.unwrap();
+        assert_eq!(descriptors_of(&tcp), 1);
+        let ack = Ack::socket(tcp.as_fd().try_clone_to_owned().unwrap());
+        let clone = ack.clone();
+        assert_eq!(descriptors_of(&tcp), 2);
+        clone.now();
+        ack.release();
+        // Released through one clone, gone for both; acknowledging then does nothing.
+        assert_eq!(descriptors_of(&tcp), 1);
+        clone.now();
+        drop((ack, clone));
+        assert_eq!(descriptors_of(&tcp), 1);
+    }
 
     /// Whether `late` has resolved, polled once as the connection's task would.
     fn is_late(late: &mut HeadLate) -> bool {

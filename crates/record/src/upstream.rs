@@ -406,10 +406,14 @@ impl Upstream {
         let (send, conn) = hyper::client::conn::http1::handshake(CloseIsEnd(io))
             .await
             .map_err(|e| classify(target, &e))?;
+        let ended = ack.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("an upstream connection ended: {e}");
             }
+            // The connection's own descriptor is gone (or the socket went on to an
+            // upgraded exchange): ours must not keep the socket open.
+            ended.release();
         });
         Ok(Conn { send, ack })
     }
