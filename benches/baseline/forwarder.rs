@@ -62,18 +62,9 @@ pub fn main() {
                 continue;
             };
             let (acceptor, connector) = (acceptor.clone(), connector.clone());
-            match tapedeck_proxy::shards::Shards::global() {
-                Some(shards) => {
-                    let _ = shards.serve(tcp, move |tcp| async move {
-                        let _ = tunnel(tcp, upstream, acceptor, connector).await;
-                    });
-                }
-                None => {
-                    tokio::spawn(async move {
-                        let _ = tunnel(tcp, upstream, acceptor, connector).await;
-                    });
-                }
-            }
+            let _ = tapedeck_proxy::shards::Shards::serve_anywhere(tcp, move |tcp| async move {
+                let _ = tunnel(tcp, upstream, acceptor, connector).await;
+            });
         }
     });
 }

@@ -253,21 +253,12 @@ impl<H: Handler> Proxy<H> {
                             Ok(permit) => {
                                 let this = self.clone();
                                 let guard = self.connections.enter();
-                                match shards::Shards::global() {
-                                    Some(shards) => {
-                                        if let Err(e) = shards.serve(stream, move |stream| async move {
-                                            this.serve_client(stream, peer, permit).await;
-                                            drop(guard);
-                                        }) {
-                                            tracing::warn!("could not serve a connection from {peer}: {e}");
-                                        }
-                                    }
-                                    None => {
-                                        tokio::spawn(async move {
-                                            this.serve_client(stream, peer, permit).await;
-                                            drop(guard);
-                                        });
-                                    }
+                                let served = shards::Shards::serve_anywhere(stream, move |stream| async move {
+                                    this.serve_client(stream, peer, permit).await;
+                                    drop(guard);
+                                });
+                                if let Err(e) = served {
+                                    tracing::warn!("could not serve a connection from {peer}: {e}");
                                 }
                             }
                             Err(_) => self.refuse_over_cap(stream, peer),

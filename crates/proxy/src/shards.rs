@@ -89,6 +89,22 @@ impl Shards {
             .as_ref()
     }
 
+    /// Serves `stream` with `serve` on the process's serving threads ([`Shards::global`]),
+    /// or, when there are none, as a task of the runtime that accepted it.
+    pub fn serve_anywhere<F, Fut>(stream: tokio::net::TcpStream, serve: F) -> io::Result<()>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match Shards::global() {
+            Some(shards) => shards.serve(stream, serve),
+            None => {
+                tokio::spawn(serve(stream));
+                Ok(())
+            }
+        }
+    }
+
     /// How many serving threads: one per core the process may use.
     pub fn per_core() -> usize {
         std::thread::available_parallelism()

@@ -294,12 +294,11 @@ impl Recorder {
                 };
                 // The answer's body is read acknowledging what its upstream connection
                 // received whenever it waits (see `tapedeck_proxy::Ack`).
+                // (A pooled connection's answer has none: its default `Ack` does nothing.)
                 sent.map(|r| {
                     let ack = r.extensions().get::<tapedeck_proxy::Ack>().cloned();
-                    r.map(|b| match ack {
-                        Some(ack) => ack.watch(b).map_err(BoxError::from).boxed_unsync(),
-                        None => b.map_err(BoxError::from).boxed_unsync(),
-                    })
+                    let ack = ack.unwrap_or_default();
+                    r.map(|b| ack.watch(b).map_err(BoxError::from).boxed_unsync())
                 })
             }
         };

@@ -215,13 +215,13 @@ fn usable(mut conn: Conn) -> Option<Conn> {
 /// [`Idle`] when the client connection ends, if it is still open.
 struct Kept {
     key: String,
-    send: Option<Conn>,
+    conn: Option<Conn>,
     idle: Arc<Idle>,
 }
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        if let Some(conn) = self.send.take().filter(|c| !c.send.is_closed()) {
+        if let Some(conn) = self.conn.take().filter(|c| !c.send.is_closed()) {
             self.idle.park(std::mem::take(&mut self.key), conn);
         }
     }
@@ -353,13 +353,13 @@ impl Upstream {
             }
             _ => Box::new(Kept {
                 key: key_of(req.uri()),
-                send: None,
+                conn: None,
                 idle: self.idle.clone(),
             }),
         };
         let uri = origin_form(&mut req);
         let found = kept
-            .send
+            .conn
             .take()
             .and_then(usable)
             .or_else(|| self.idle.take(&kept.key));
@@ -386,7 +386,7 @@ impl Upstream {
         // After a `101` the connection belongs to the upgraded exchange.
         resp.extensions_mut().insert(conn.ack.clone());
         if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-            kept.send = Some(conn);
+            kept.conn = Some(conn);
             client.put(kept);
         }
         Ok(resp)
