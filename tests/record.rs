@@ -1529,9 +1529,34 @@ fn threads_named(pid: i32, prefix: &str) -> Vec<String> {
     names
 }
 
+/// How many times each thread whose name starts with `prefix` gave up its core waiting
+/// (`voluntary_ctxt_switches`), in the order of their names.
+fn waits_of_threads(pid: i32, prefix: &str) -> Vec<u64> {
+    let mut waits: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let waits = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((name.trim().to_string(), waits))
+        })
+        .filter(|(name, _)| name.starts_with(prefix))
+        .collect();
+    waits.sort();
+    waits.into_iter().map(|(_, w)| w).collect()
+}
+
 /// Connections are served on `tapedeck-serveN` threads (two here, as
 /// `TAPEDECK_SERVE_THREADS=2` asks), or on the runtime's own workers with 0; either way
-/// every exchange of two connections at once is recorded and replays.
+/// every exchange of two connections at once is recorded and replays. Two HTTPS clients'
+/// tunnels, the second opened once the first carried a request, are served on both
+/// threads: a tunnel keeps its connection's place on its thread after the CONNECT.
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked() {
     let up = Upstream::start(true).await;
@@ -1555,8 +1580,13 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
         let exchange = |d: &Daemon| {
             let (a, b) = (client(d, &dirs), client(d, &dirs));
             let up = &up;
+            let (pid, serving) = (d.pid(), serving.clone());
             async move {
-                let mut got = Vec::new();
+                let before = waits_of_threads(pid, "tapedeck-serve");
+                // The first tunnel carries a request before the second opens.
+                let first = a.get(up.url("/counter?first")).send().await.unwrap();
+                assert_eq!(first.status(), 200);
+                let mut got = vec![first.text().await.unwrap()];
                 for i in 0..4 {
                     // Each answer a new count; the query tells the requests apart.
                     let (x, y) = tokio::join!(
@@ -1567,6 +1597,22 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
                         assert_eq!(r.status(), 200);
                         got.push(r.text().await.unwrap());
                     }
+                }
+                // Each serving thread waited for the upstream at least once per request
+                // of the tunnel it serves; a thread serving none does not wait.
+                // (The threads start with the daemon's first connection: none before.)
+                let after = waits_of_threads(pid, "tapedeck-serve");
+                assert_eq!(after.len(), serving.len());
+                let before = if before.is_empty() {
+                    vec![0; after.len()]
+                } else {
+                    before
+                };
+                for (b, a) in before.iter().zip(&after) {
+                    assert!(
+                        a - b >= 4,
+                        "each serving thread serves one tunnel: waits {before:?} -> {after:?}"
+                    );
                 }
                 got
             }
@@ -1584,7 +1630,7 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
         let d = start(&["record", "--session", "s", "--upstream-ca", &ca]);
         let live = exchange(&d).await;
         stop(d);
-        assert_eq!(export(&dirs, "s").len(), 8, "{threads}");
+        assert_eq!(export(&dirs, "s").len(), 9, "{threads}");
 
         let r = start(&["replay", "--session", "s"]);
         assert_eq!(exchange(&r).await, live, "{threads}");

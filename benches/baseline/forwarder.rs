@@ -62,9 +62,10 @@ pub fn main() {
                 continue;
             };
             let (acceptor, connector) = (acceptor.clone(), connector.clone());
-            let _ = tapedeck_proxy::shards::Shards::serve_anywhere(tcp, move |tcp| async move {
-                let _ = tunnel(tcp, upstream, acceptor, connector).await;
-            });
+            let _ =
+                tapedeck_proxy::shards::Shards::serve_anywhere(tcp, move |tcp, _seat| async move {
+                    let _ = tunnel(tcp, upstream, acceptor, connector).await;
+                });
         }
     });
 }

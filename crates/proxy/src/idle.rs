@@ -208,10 +208,19 @@ impl HeadWatch<ClientTcp> {
     /// Its reads are acknowledged at once whenever the proxy waits for more of a request
     /// head; the layers above call [`Ack::now`] when they wait for more of a request
     /// body ([`Ack::watch`]).
-    pub fn tcp(io: tokio::net::TcpStream, activity: Arc<Activity>) -> (Self, Ack) {
-        let io = ClientTcp(Arc::new(Mutex::new(io)));
+    /// The connection's [`Seat`](crate::shards::Seat) on its serving thread goes with
+    /// the socket, wherever the socket goes (a tunnel, an upgraded WebSocket).
+    pub fn tcp(
+        io: tokio::net::TcpStream,
+        seat: crate::shards::Seat,
+        activity: Arc<Activity>,
+    ) -> (Self, Ack) {
+        let io = ClientTcp {
+            stream: Arc::new(Mutex::new(io)),
+            _seat: seat,
+        };
         let ack = Ack(Some(Arc::new(AckInner {
-            socket: Socket::Client(Arc::downgrade(&io.0)),
+            socket: Socket::Client(Arc::downgrade(&io.stream)),
             heads: OnceLock::new(),
         })));
         let mut w = HeadWatch::new(io, activity);
@@ -221,12 +230,16 @@ impl HeadWatch<ClientTcp> {
 }
 
 /// A client's TCP connection, shared with its [`Ack`] (which holds it weakly: the
-/// connection closes when the proxy lets it go, whoever holds an `Ack`).
-pub struct ClientTcp(Arc<Mutex<tokio::net::TcpStream>>);
+/// connection closes when the proxy lets it go, whoever holds an `Ack`), and its place
+/// on its serving thread, given up with the socket.
+pub struct ClientTcp {
+    stream: Arc<Mutex<tokio::net::TcpStream>>,
+    _seat: crate::shards::Seat,
+}
 
 impl ClientTcp {
     fn stream(&self) -> std::sync::MutexGuard<'_, tokio::net::TcpStream> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.stream.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

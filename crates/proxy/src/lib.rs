@@ -253,8 +253,8 @@ impl<H: Handler> Proxy<H> {
                             Ok(permit) => {
                                 let this = self.clone();
                                 let guard = self.connections.enter();
-                                let served = shards::Shards::serve_anywhere(stream, move |stream| async move {
-                                    this.serve_client(stream, peer, permit).await;
+                                let served = shards::Shards::serve_anywhere(stream, move |stream, seat| async move {
+                                    this.serve_client(stream, seat, peer, permit).await;
                                     drop(guard);
                                 });
                                 if let Err(e) = served {
@@ -314,6 +314,7 @@ impl<H: Handler> Proxy<H> {
     async fn serve_client(
         self: Arc<Self>,
         stream: TcpStream,
+        seat: shards::Seat,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
     ) {
@@ -321,7 +322,7 @@ impl<H: Handler> Proxy<H> {
         let activity = Activity::new();
         let this = self.clone();
         let tracker = activity.clone();
-        let (io, ack) = idle::HeadWatch::tcp(stream, activity.clone());
+        let (io, ack) = idle::HeadWatch::tcp(stream, seat, activity.clone());
         let svc = hyper::service::service_fn(move |req| {
             let this = this.clone();
             let slot = slot.clone();

@@ -35,12 +35,23 @@ pub struct Shards {
     shards: Vec<Shard>,
 }
 
-/// A connection's place on its shard: counted until dropped.
-struct Seat(Arc<AtomicUsize>);
+/// A client connection's place on its shard, counted until dropped. The proxy keeps it
+/// with the connection's socket, so a connection still counts once its HTTP part is over
+/// and its socket serves on as a CONNECT tunnel or an upgraded WebSocket.
+pub struct Seat(Option<Arc<AtomicUsize>>);
+
+impl Seat {
+    /// No place on a shard: the connection is served on the runtime that accepted it.
+    pub fn none() -> Seat {
+        Seat(None)
+    }
+}
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(load) = &self.0 {
+            load.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -93,13 +104,13 @@ impl Shards {
     /// or, when there are none, as a task of the runtime that accepted it.
     pub fn serve_anywhere<F, Fut>(stream: tokio::net::TcpStream, serve: F) -> io::Result<()>
     where
-        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(tokio::net::TcpStream, Seat) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         match Shards::global() {
             Some(shards) => shards.serve(stream, serve),
             None => {
-                tokio::spawn(serve(stream));
+                tokio::spawn(serve(stream, Seat::none()));
                 Ok(())
             }
         }
@@ -113,21 +124,21 @@ impl Shards {
     }
 
     /// Serves `stream` on the shard with the fewest connections (see `pick`):
-    /// `serve` gets the stream registered with that shard's reactor.
+    /// `serve` gets the stream registered with that shard's reactor, and its [`Seat`],
+    /// which counts the connection there until dropped (keep it as long as the socket).
     pub fn serve<F, Fut>(&self, stream: tokio::net::TcpStream, serve: F) -> io::Result<()>
     where
-        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(tokio::net::TcpStream, Seat) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let shard = self.pick();
         // Moved out of the accepting runtime's reactor, into the shard's.
         let std = stream.into_std()?;
         shard.load.fetch_add(1, Ordering::Relaxed);
-        let seat = Seat(shard.load.clone());
+        let seat = Seat(Some(shard.load.clone()));
         shard.handle.spawn(async move {
-            let _seat = seat;
             match tokio::net::TcpStream::from_std(std) {
-                Ok(stream) => serve(stream).await,
+                Ok(stream) => serve(stream, seat).await,
                 Err(e) => tracing::warn!("could not take a connection on: {e}"),
             }
         });
@@ -168,8 +179,8 @@ mod tests {
     }
 
     /// Serves one connection: answers its first byte with the serving thread's name,
-    /// then holds the connection until the client closes it.
-    async fn answer_with_thread(mut stream: TcpStream) {
+    /// then holds the connection (and its seat) until the client closes it.
+    async fn answer_with_thread(mut stream: TcpStream, _seat: Seat) {
         let mut b = [0u8; 1];
         if stream.read_exact(&mut b).await.is_err() {
             return;
