@@ -4,12 +4,13 @@
 //! On a multi-threaded runtime a connection's tasks (its TLS and HTTP, the exchange, the
 //! upstream connection it opens) wake each other across the workers, and a worker is
 //! woken to steal a task the other would have run. Here they stay on one thread, and a
-//! new connection goes to the shard serving the fewest (the first among equals). On this
-//! project's 2-core benchmark machine, in eleven alternated pairs at 32 connections,
-//! record served more exchanges a second in every pair (medians 20.9k against 19.4k),
-//! replay in eight (medians 41.7k against 40.7k, within the host's spread), for the same
-//! CPU per exchange (docs/benchmark-history.md, thirty-seventh session). What it gives up:
-//! the streams of one HTTP/2 connection share one core.
+//! new connection goes to the shard serving the fewest (the first among equals). A
+//! connection counts there as long as its socket is open ([`Seat`]), a CONNECT tunnel's
+//! too. On this project's 2-core benchmark machine, in eight alternated pairs at 32
+//! connections, record served more exchanges a second in seven (medians 18.4k against
+//! 16.4k), replay in six (41.4k against 37.0k), at a little less CPU per exchange
+//! (docs/benchmark-history.md, thirty-eighth session). What it gives up: the streams of
+//! one HTTP/2 connection share one core.
 //!
 //! The shards are the process's ([`Shards::global`]): started by the first proxy that
 //! serves, they run until the process exits, as a runtime's workers do, so a task a
