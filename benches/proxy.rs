@@ -144,11 +144,12 @@ fn stat_cpu_us(path: &Path) -> f64 {
     ticks * 1e6 / 100.0
 }
 
-/// Per kind of thread of a process (its name without a trailing number: the runtime's
-/// workers, tapedeck's writer or read-ahead, sled's I/O threads): CPU time (µs) and
-/// voluntary and involuntary context switches so far. Threads that ended are not counted.
-fn threads(pid: u32) -> BTreeMap<String, [f64; 3]> {
-    let mut out: BTreeMap<String, [f64; 3]> = BTreeMap::new();
+/// Each thread of a process, by its kind (its name without a trailing number: the
+/// runtime's workers, tapedeck's serving threads, writer or read-ahead, sled's I/O
+/// threads) and id: CPU time (µs) and voluntary and involuntary context switches so far.
+/// Threads that ended are not counted.
+fn threads(pid: u32) -> BTreeMap<(String, String), [f64; 3]> {
+    let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
@@ -168,25 +169,48 @@ fn threads(pid: u32) -> BTreeMap<String, [f64; 3]> {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0.0)
         };
-        let e = out.entry(kind).or_default();
-        e[0] += stat_cpu_us(&path.join("stat"));
-        e[1] += field("voluntary_ctxt_switches:");
-        e[2] += field("nonvoluntary_ctxt_switches:");
+        let tid = t.file_name().to_string_lossy().into_owned();
+        out.insert(
+            (kind, tid),
+            [
+                stat_cpu_us(&path.join("stat")),
+                field("voluntary_ctxt_switches:"),
+                field("nonvoluntary_ctxt_switches:"),
+            ],
+        );
     }
     out
 }
 
-/// What each kind of thread took per exchange between two [`threads`] snapshots.
+/// What each kind of thread took per exchange between two [`threads`] snapshots: CPU
+/// µs, voluntary and involuntary switches, then the busiest thread's share of the kind's
+/// CPU (%) and how many of its threads worked at all. The share shows whether work that
+/// should spread over a kind's threads (the serving threads') did: 50 % of 2 is even.
 fn per_exchange(
-    before: &BTreeMap<String, [f64; 3]>,
-    after: BTreeMap<String, [f64; 3]>,
+    before: &BTreeMap<(String, String), [f64; 3]>,
+    after: BTreeMap<(String, String), [f64; 3]>,
     n: usize,
-) -> BTreeMap<String, [f64; 3]> {
-    after
+) -> BTreeMap<String, [f64; 5]> {
+    let mut kinds: BTreeMap<String, ([f64; 3], Vec<f64>)> = BTreeMap::new();
+    for (key, a) in after {
+        let b = before.get(&key).copied().unwrap_or_default();
+        let d = [0, 1, 2].map(|i| (a[i] - b[i]).max(0.0));
+        let e = kinds.entry(key.0).or_default();
+        (0..3).for_each(|i| e.0[i] += d[i]);
+        e.1.push(d[0]);
+    }
+    kinds
         .into_iter()
-        .map(|(k, a)| {
-            let b = before.get(&k).copied().unwrap_or_default();
-            (k, [0, 1, 2].map(|i| (a[i] - b[i]).max(0.0) / n as f64))
+        .map(|(kind, (sum, cpu))| {
+            let busiest = cpu.iter().copied().fold(0.0, f64::max);
+            let share = if sum[0] > 0.0 {
+                100.0 * busiest / sum[0]
+            } else {
+                0.0
+            };
+            let working = cpu.iter().filter(|c| **c > 0.0).count() as f64;
+            let per = sum.map(|v| v / n as f64);
+            (kind, [per[0], per[1], per[2], share, working])
         })
         .collect()
 }
@@ -209,8 +233,9 @@ struct Row {
     /// Proxy CPU per 5 MB exchange (ms), median over the rounds, when the proxy is tapedeck.
     big_cpu_ms: Option<f64>,
     /// Per kind of the proxy's threads at c=32: CPU µs, voluntary and involuntary
-    /// switches per exchange (medians over the rounds).
-    threads: BTreeMap<String, [f64; 3]>,
+    /// switches per exchange, the busiest thread's share and the threads that worked
+    /// (medians over the rounds; see [`per_exchange`]).
+    threads: BTreeMap<String, [f64; 5]>,
     /// CPU per request of the baseline upstream and load generator (µs, c=32).
     sides: Option<(f64, f64)>,
     c1: Load,
@@ -273,7 +298,7 @@ struct Measured {
     /// Proxy CPU per 5 MB exchange (ms), per run.
     big_cpu: Vec<f64>,
     /// Per kind of the proxy's threads, per c=32 run (see [`threads`]).
-    threads: Vec<BTreeMap<String, [f64; 3]>>,
+    threads: Vec<BTreeMap<String, [f64; 5]>>,
     /// CPU per request at c=32 of the baseline upstream and of the load generator (µs).
     sides: Vec<(f64, f64)>,
 }
@@ -401,7 +426,7 @@ impl Measured {
                         .collect(),
                 )
             };
-            threads.insert(kind.clone(), [of(0), of(1), of(2)]);
+            threads.insert(kind.clone(), [0, 1, 2, 3, 4].map(of));
         }
         let sides = (!self.sides.is_empty()).then(|| {
             (
@@ -974,13 +999,18 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
     }
     println!();
     println!(
-        "| proxy at c=32, per exchange | threads | CPU µs | voluntary switches | involuntary switches |"
+        "| proxy at c=32, per exchange | threads | CPU µs | voluntary switches | involuntary switches | the busiest thread's share of the CPU |"
     );
-    println!("|---|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|");
     for r in rows.iter() {
         // Threads that did next to nothing under the load (idle pools, timers) are left out.
-        for (kind, [cpu, vol, invol]) in r.threads.iter().filter(|(_, v)| v[0] >= 0.05) {
-            println!("| {} | {kind} | {cpu:.1} | {vol:.3} | {invol:.3} |", r.name);
+        for (kind, [cpu, vol, invol, share, working]) in
+            r.threads.iter().filter(|(_, v)| v[0] >= 0.05)
+        {
+            println!(
+                "| {} | {kind} | {cpu:.1} | {vol:.3} | {invol:.3} | {share:.0} % of {working:.0} |",
+                r.name
+            );
         }
     }
     println!();
