@@ -453,7 +453,7 @@ fn body_lens(ev: &Event) -> impl Iterator<Item = u64> + '_ {
 /// Reads a whole tape, or refuses it. Inline bodies are held in memory; body files are
 /// checked and left on disk.
 pub fn read(path: &Path) -> Result<Tape, TapeError> {
-    collect(TapeReader::open(path)?)
+    collect_parsing_ahead(TapeReader::open(path)?)
 }
 
 /// [`read`], from any reader (`path` names it in messages and locates body files).
@@ -466,12 +466,7 @@ fn collect<R: BufRead>(mut reader: TapeReader<R>) -> Result<Tape, TapeError> {
     let mut bodies: HashMap<String, Bytes> = HashMap::new();
     let mut files: HashMap<String, FileBody> = HashMap::new();
     while let Some((ev, new)) = reader.next_event()? {
-        for b in new {
-            match b {
-                TapeBody::Inline(r, data) => bodies.insert(r.b3, data).map(|_| ()),
-                TapeBody::File(r, f) => files.insert(r.b3, f).map(|_| ()),
-            };
-        }
+        keep_bodies(&mut bodies, &mut files, new);
         events.push(ev);
     }
     Ok(Tape {
@@ -480,6 +475,180 @@ fn collect<R: BufRead>(mut reader: TapeReader<R>) -> Result<Tape, TapeError> {
         bodies,
         files,
     })
+}
+
+/// Lines a batch of the read-ahead thread carries at most (see [`collect_parsing_ahead`]),
+/// and the bytes of lines it may have parsed that this thread has not yet taken.
+const AHEAD_BATCH: usize = 256;
+const AHEAD_BYTES: usize = 4 << 20;
+
+/// Lines parsed ahead, by their line numbers (up to and with the first that could not be
+/// read or parsed), and their bytes.
+struct Batch {
+    lines: Vec<(usize, Result<Event<InlineBody>, LineError>)>,
+    bytes: usize,
+}
+
+/// What the read-ahead thread sends: batches, then the number of the tape's last line.
+enum Ahead {
+    Parsed(Batch),
+    End(usize),
+}
+
+/// The bytes parsed ahead and not yet taken, and whether the taking side stopped.
+#[derive(Default)]
+struct InFlight {
+    state: std::sync::Mutex<(usize, bool)>,
+    taken: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits while more than [`AHEAD_BYTES`] are parsed and not taken; false once the
+    /// taking side stopped.
+    fn room(&self) -> bool {
+        let mut s = self.lock();
+        while s.0 > AHEAD_BYTES && !s.1 {
+            s = self.taken.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        !s.1
+    }
+
+    fn add(&self, bytes: usize) {
+        self.lock().0 += bytes;
+    }
+
+    fn took(&self, bytes: usize) {
+        self.lock().0 -= bytes;
+        self.taken.notify_one();
+    }
+}
+
+/// Tells the read-ahead thread the taking side stopped, however it ends.
+struct Stop<'a>(&'a InFlight);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().1 = true;
+        self.0.taken.notify_one();
+    }
+}
+
+/// [`collect`], with the lines read and their JSON parsed on a second thread while this
+/// one checks the events and their bodies in order (a tape of 100,000 events is read
+/// each time it is replayed). Errors are the same, for the same line: the first line that
+/// fails, in order, stops both. What is parsed ahead is bounded ([`AHEAD_BYTES`]): the
+/// reader reads a line only while less is waiting, so a tape whose lines hold large
+/// bodies (the first format's) holds at most one such line more than one line at a time
+/// did.
+fn collect_parsing_ahead<R: BufRead + Send>(mut reader: TapeReader<R>) -> Result<Tape, TapeError> {
+    let Some(lines) = reader.lines.take() else {
+        return collect(reader);
+    };
+    let mut events = Vec::with_capacity(reader.header.events.min(1 << 20) as usize);
+    let mut bodies: HashMap<String, Bytes> = HashMap::new();
+    let mut files: HashMap<String, FileBody> = HashMap::new();
+    let start = reader.line;
+    let in_flight = InFlight::default();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<Ahead>();
+        let ahead = &in_flight;
+        s.spawn(move || {
+            let mut line = start;
+            let mut batch = Batch {
+                lines: Vec::with_capacity(AHEAD_BATCH),
+                bytes: 0,
+            };
+            let mut lines = lines;
+            loop {
+                // Full, or more than enough waiting: send what is parsed, then wait for
+                // room (never with a batch of its own unsent, which would wait forever).
+                let waiting = ahead.lock().0 > AHEAD_BYTES;
+                if (batch.lines.len() == AHEAD_BATCH || waiting) && !batch.lines.is_empty() {
+                    let full = std::mem::replace(
+                        &mut batch,
+                        Batch {
+                            lines: Vec::with_capacity(AHEAD_BATCH),
+                            bytes: 0,
+                        },
+                    );
+                    if tx.send(Ahead::Parsed(full)).is_err() {
+                        return;
+                    }
+                }
+                if !ahead.room() {
+                    return;
+                }
+                let Some(read) = lines.next() else { break };
+                line += 1;
+                let parsed = match read {
+                    Err(e) => Err(LineError::Read(e)),
+                    Ok(l) if l.is_empty() => continue,
+                    Ok(l) => {
+                        ahead.add(l.len());
+                        batch.bytes += l.len();
+                        TapeReader::<R>::parse(&l)
+                    }
+                };
+                let failed = parsed.is_err();
+                batch.lines.push((line, parsed));
+                if failed {
+                    let _ = tx.send(Ahead::Parsed(batch));
+                    return;
+                }
+            }
+            if !batch.lines.is_empty() && tx.send(Ahead::Parsed(batch)).is_err() {
+                return;
+            }
+            let _ = tx.send(Ahead::End(line));
+        });
+        let _stop = Stop(&in_flight);
+        for ahead in rx {
+            match ahead {
+                Ahead::Parsed(batch) => {
+                    for (line, parsed) in batch.lines {
+                        reader.line = line;
+                        let (ev, new) = parsed
+                            .and_then(|ev| reader.take(ev))
+                            .map_err(|e| reader.line_err(e))?;
+                        reader.events += 1;
+                        keep_bodies(&mut bodies, &mut files, new);
+                        events.push(ev);
+                    }
+                    in_flight.took(batch.bytes);
+                }
+                Ahead::End(last) => {
+                    reader.line = last;
+                    reader.check_count()?;
+                    return Ok(());
+                }
+            }
+        }
+        // The thread ended without its end: it panicked (the scope passes the panic on).
+        Ok(())
+    })?;
+    Ok(Tape {
+        header: reader.header,
+        events,
+        bodies,
+        files,
+    })
+}
+
+fn keep_bodies(
+    bodies: &mut HashMap<String, Bytes>,
+    files: &mut HashMap<String, FileBody>,
+    new: Vec<TapeBody>,
+) {
+    for b in new {
+        match b {
+            TapeBody::Inline(r, data) => bodies.insert(r.b3, data).map(|_| ()),
+            TapeBody::File(r, f) => files.insert(r.b3, f).map(|_| ()),
+        };
+    }
 }
 
 /// A body met for the first time while reading a tape, checked against its blake3.
@@ -491,7 +660,8 @@ pub enum TapeBody {
 /// Reads a tape an event at a time, checking each line as it comes; the header's count
 /// is checked at the end.
 pub struct TapeReader<R> {
-    lines: std::io::Split<R>,
+    /// The lines still to read; `None` once handed to a read-ahead thread.
+    lines: Option<std::io::Split<R>>,
     path: PathBuf,
     header: TapeHeader,
     version: u64,
@@ -550,7 +720,7 @@ impl<R: BufRead> TapeReader<R> {
         let mut read = blake3::Hasher::new();
         read.update(&first).update(b"\n");
         Ok(TapeReader {
-            lines,
+            lines: Some(lines),
             path: path.to_path_buf(),
             header,
             version,
@@ -583,15 +753,8 @@ impl<R: BufRead> TapeReader<R> {
     /// once the tape has ended as its header said it would.
     pub fn next_event(&mut self) -> Result<Option<(Event, Vec<TapeBody>)>, TapeError> {
         loop {
-            let Some(line) = self.lines.next() else {
-                if self.events != self.header.events {
-                    return Err(TapeError::Count {
-                        path: self.path.clone(),
-                        expected: self.header.events,
-                        found: self.events as usize,
-                        last_line: self.line,
-                    });
-                }
+            let Some(line) = self.lines.as_mut().and_then(|l| l.next()) else {
+                self.check_count()?;
                 return Ok(None);
             };
             self.line += 1;
@@ -602,10 +765,25 @@ impl<R: BufRead> TapeReader<R> {
             if line.is_empty() {
                 continue;
             }
-            let (ev, bodies) = self.event(&line).map_err(|e| self.line_err(e))?;
+            let (ev, bodies) = Self::parse(&line)
+                .and_then(|ev| self.take(ev))
+                .map_err(|e| self.line_err(e))?;
             self.events += 1;
             return Ok(Some((ev, bodies)));
         }
+    }
+
+    /// At the tape's end: as many events as its header said.
+    fn check_count(&self) -> Result<(), TapeError> {
+        if self.events != self.header.events {
+            return Err(TapeError::Count {
+                path: self.path.clone(),
+                expected: self.header.events,
+                found: self.events as usize,
+                last_line: self.line,
+            });
+        }
+        Ok(())
     }
 
     fn line_err(&self, problem: LineError) -> TapeError {
@@ -616,9 +794,14 @@ impl<R: BufRead> TapeReader<R> {
         }
     }
 
-    fn event(&mut self, line: &[u8]) -> Result<(Event, Vec<TapeBody>), LineError> {
-        let ev: Event<InlineBody> =
-            crate::sled_store::from_json(line).map_err(LineError::NotEvent)?;
+    /// An event line's JSON (nothing checked yet: see [`TapeReader::take`]).
+    fn parse(line: &[u8]) -> Result<Event<InlineBody>, LineError> {
+        crate::sled_store::from_json(line).map_err(LineError::NotEvent)
+    }
+
+    /// Checks a parsed event, in the tape's order: its bodies (each new one against its
+    /// blake3), what later code trusts of it, its step after the last.
+    fn take(&mut self, ev: Event<InlineBody>) -> Result<(Event, Vec<TapeBody>), LineError> {
         let mut new = Vec::new();
         let ev = ev.map_bodies(|b| {
             let r = BodyRef {
@@ -949,6 +1132,98 @@ mod tests {
         let mut ev: Event = serde_json::from_str(&text).unwrap();
         ev.request.body = body;
         ev
+    }
+
+    /// A tape of `n` events, each with a JSON body of its own of about `pad` bytes more
+    /// than a few, inline, as `export` writes it.
+    fn long_tape(dir: &Path, n: u64, pad: usize) -> (PathBuf, Vec<Event>) {
+        let path = dir.join(format!("long-{n}-{pad}.jsonl"));
+        let body = |i: u64| format!("{{\"answer\":{i},\"pad\":\"{}\"}}", "x".repeat(pad));
+        let bodies: HashMap<String, Vec<u8>> = (1..=n)
+            .map(|i| body(i).into_bytes())
+            .map(|b| (body_ref(&b).b3, b))
+            .collect();
+        let events: Vec<Event> = (1..=n)
+            .map(|i| event_with(i, body_ref(body(i).as_bytes())))
+            .collect();
+        let mut out = Vec::new();
+        write_run(
+            &mut out,
+            Run {
+                session: "s",
+                exit_code: None,
+                shape: RunShape::of(&events),
+            },
+            |each| each_of(&events, each),
+            |r, sink| sink(&bodies[&r.b3]),
+            None,
+            |_| {},
+        )
+        .unwrap();
+        std::fs::write(&path, &out).unwrap();
+        (path, events)
+    }
+
+    /// What reading `path` gives, as [`read`] does it (its lines parsed ahead on a
+    /// second thread) and one line at a time ([`read_from`]): the events, or the error.
+    fn both_ways(path: &Path) -> [Result<Vec<Event>, String>; 2] {
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        [read(path), read_from(file, path)].map(|r| r.map(|t| t.events).map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn a_long_tape_reads_the_same_parsed_ahead_and_its_first_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines of 100 KB, more than the read-ahead may hold (it waits for room), and
+        // the 50th not JSON.
+        let (path, events) = long_tape(dir.path(), 120, 100_000);
+        assert!(std::fs::metadata(&path).unwrap().len() > 2 * AHEAD_BYTES as u64);
+        let [ahead, one_by_one] = both_ways(&path);
+        assert_eq!(ahead.unwrap(), events);
+        assert_eq!(one_by_one.unwrap(), events);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[49] = "{";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let [ahead, one_by_one] = both_ways(&path);
+        let err = ahead.unwrap_err();
+        assert!(err.contains("line 50: not a tapedeck event"), "{err}");
+        assert_eq!(one_by_one.unwrap_err(), err);
+
+        // Over three of the read-ahead's batches.
+        let (path, events) = long_tape(dir.path(), 1000, 0);
+        let [ahead, one_by_one] = both_ways(&path);
+        assert_eq!(ahead.as_ref().unwrap(), &events);
+        assert_eq!(one_by_one.unwrap(), events);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // `lines` with some replaced (by index: line 1, the header, is index 0).
+        let with = |changes: &[(usize, &str)]| {
+            let mut l = lines.clone();
+            for (i, line) in changes {
+                l[*i] = line;
+            }
+            std::fs::write(&path, l.join("\n") + "\n").unwrap();
+            both_ways(&path)
+        };
+        // Line 700 is not JSON, and line 900 neither: the first is named, both ways.
+        let [ahead, one_by_one] = with(&[(699, "not json"), (899, "{oops")]);
+        let err = ahead.unwrap_err();
+        assert!(err.contains("line 700: not a tapedeck event"), "{err}");
+        assert_eq!(one_by_one.unwrap_err(), err);
+        // A step out of order at line 600 (that of line 599 again).
+        let [ahead, one_by_one] = with(&[(599, lines[598])]);
+        let err = ahead.unwrap_err();
+        assert!(err.contains("line 600: step 598 after step 598"), "{err}");
+        assert_eq!(one_by_one.unwrap_err(), err);
+        // Cut after line 500, blank lines at the end: the count is wrong, the last line
+        // counted the same.
+        std::fs::write(&path, lines[..500].join("\n") + "\n\n\n").unwrap();
+        let [ahead, one_by_one] = both_ways(&path);
+        let err = ahead.unwrap_err();
+        assert!(err.contains("1000"), "{err}");
+        assert_eq!(one_by_one.unwrap_err(), err);
     }
 
     #[test]
