@@ -462,19 +462,48 @@ pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Tape, TapeError> 
 }
 
 fn collect<R: BufRead>(mut reader: TapeReader<R>) -> Result<Tape, TapeError> {
-    let mut events = Vec::with_capacity(reader.header.events.min(1 << 20) as usize);
-    let mut bodies: HashMap<String, Bytes> = HashMap::new();
-    let mut files: HashMap<String, FileBody> = HashMap::new();
+    let mut tape = Gathered::for_events(reader.header.events);
     while let Some((ev, new)) = reader.next_event()? {
-        keep_bodies(&mut bodies, &mut files, new);
-        events.push(ev);
+        tape.keep(ev, new);
     }
-    Ok(Tape {
-        header: reader.header,
-        events,
-        bodies,
-        files,
-    })
+    Ok(tape.into_tape(reader.header))
+}
+
+/// A whole tape's events and bodies, as they are read.
+struct Gathered {
+    events: Vec<Event>,
+    bodies: HashMap<String, Bytes>,
+    files: HashMap<String, FileBody>,
+}
+
+impl Gathered {
+    fn for_events(n: u64) -> Gathered {
+        Gathered {
+            events: Vec::with_capacity(n.min(1 << 20) as usize),
+            bodies: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+
+    /// An event and the bodies it brought that the tape had not had before.
+    fn keep(&mut self, ev: Event, new: Vec<TapeBody>) {
+        for b in new {
+            match b {
+                TapeBody::Inline(r, data) => self.bodies.insert(r.b3, data).map(|_| ()),
+                TapeBody::File(r, f) => self.files.insert(r.b3, f).map(|_| ()),
+            };
+        }
+        self.events.push(ev);
+    }
+
+    fn into_tape(self, header: TapeHeader) -> Tape {
+        Tape {
+            header,
+            events: self.events,
+            bodies: self.bodies,
+            files: self.files,
+        }
+    }
 }
 
 /// Lines a batch of the read-ahead thread carries at most (see [`collect_parsing_ahead`]),
@@ -548,9 +577,7 @@ fn collect_parsing_ahead<R: BufRead + Send>(mut reader: TapeReader<R>) -> Result
     let Some(lines) = reader.lines.take() else {
         return collect(reader);
     };
-    let mut events = Vec::with_capacity(reader.header.events.min(1 << 20) as usize);
-    let mut bodies: HashMap<String, Bytes> = HashMap::new();
-    let mut files: HashMap<String, FileBody> = HashMap::new();
+    let mut tape = Gathered::for_events(reader.header.events);
     let start = reader.line;
     let in_flight = InFlight::default();
     std::thread::scope(|s| {
@@ -584,15 +611,12 @@ fn collect_parsing_ahead<R: BufRead + Send>(mut reader: TapeReader<R>) -> Result
                 }
                 let Some(read) = lines.next() else { break };
                 line += 1;
-                let parsed = match read {
-                    Err(e) => Err(LineError::Read(e)),
-                    Ok(l) if l.is_empty() => continue,
-                    Ok(l) => {
-                        ahead.add(l.len());
-                        batch.bytes += l.len();
-                        TapeReader::<R>::parse(&l)
-                    }
+                let bytes = read.as_ref().map_or(0, Vec::len);
+                let Some(parsed) = parse_line(read) else {
+                    continue;
                 };
+                ahead.add(bytes);
+                batch.bytes += bytes;
                 let failed = parsed.is_err();
                 batch.lines.push((line, parsed));
                 if failed {
@@ -610,13 +634,8 @@ fn collect_parsing_ahead<R: BufRead + Send>(mut reader: TapeReader<R>) -> Result
             match ahead {
                 Ahead::Parsed(batch) => {
                     for (line, parsed) in batch.lines {
-                        reader.line = line;
-                        let (ev, new) = parsed
-                            .and_then(|ev| reader.take(ev))
-                            .map_err(|e| reader.line_err(e))?;
-                        reader.events += 1;
-                        keep_bodies(&mut bodies, &mut files, new);
-                        events.push(ev);
+                        let (ev, new) = reader.accept(line, parsed)?;
+                        tape.keep(ev, new);
                     }
                     in_flight.took(batch.bytes);
                 }
@@ -630,24 +649,18 @@ fn collect_parsing_ahead<R: BufRead + Send>(mut reader: TapeReader<R>) -> Result
         // The thread ended without its end: it panicked (the scope passes the panic on).
         Ok(())
     })?;
-    Ok(Tape {
-        header: reader.header,
-        events,
-        bodies,
-        files,
-    })
+    Ok(tape.into_tape(reader.header))
 }
 
-fn keep_bodies(
-    bodies: &mut HashMap<String, Bytes>,
-    files: &mut HashMap<String, FileBody>,
-    new: Vec<TapeBody>,
-) {
-    for b in new {
-        match b {
-            TapeBody::Inline(r, data) => bodies.insert(r.b3, data).map(|_| ()),
-            TapeBody::File(r, f) => files.insert(r.b3, f).map(|_| ()),
-        };
+/// A tape's line as read: `None` when it is empty (skipped), else its event parsed, or
+/// why it could not be read or parsed.
+fn parse_line(read: std::io::Result<Vec<u8>>) -> Option<Result<Event<InlineBody>, LineError>> {
+    match read {
+        Err(e) => Some(Err(LineError::Read(e))),
+        Ok(l) if l.is_empty() => None,
+        Ok(l) => {
+            Some(crate::sled_store::from_json::<Event<InlineBody>>(&l).map_err(LineError::NotEvent))
+        }
     }
 }
 
@@ -758,19 +771,29 @@ impl<R: BufRead> TapeReader<R> {
                 return Ok(None);
             };
             self.line += 1;
-            let line = line.map_err(|e| self.line_err(LineError::Read(e)))?;
-            if self.digesting {
-                self.read.update(&line).update(b"\n");
+            if let (true, Ok(l)) = (self.digesting, &line) {
+                self.read.update(l).update(b"\n");
             }
-            if line.is_empty() {
+            let Some(parsed) = parse_line(line) else {
                 continue;
-            }
-            let (ev, bodies) = Self::parse(&line)
-                .and_then(|ev| self.take(ev))
-                .map_err(|e| self.line_err(e))?;
-            self.events += 1;
-            return Ok(Some((ev, bodies)));
+            };
+            return self.accept(self.line, parsed).map(Some);
         }
+    }
+
+    /// Line number `line`, read and parsed: the event checked ([`TapeReader::take`]) and
+    /// counted, or the line's error.
+    fn accept(
+        &mut self,
+        line: usize,
+        parsed: Result<Event<InlineBody>, LineError>,
+    ) -> Result<(Event, Vec<TapeBody>), TapeError> {
+        self.line = line;
+        let taken = parsed
+            .and_then(|ev| self.take(ev))
+            .map_err(|e| self.line_err(e))?;
+        self.events += 1;
+        Ok(taken)
     }
 
     /// At the tape's end: as many events as its header said.
@@ -792,11 +815,6 @@ impl<R: BufRead> TapeReader<R> {
             line: self.line,
             problem,
         }
-    }
-
-    /// An event line's JSON (nothing checked yet: see [`TapeReader::take`]).
-    fn parse(line: &[u8]) -> Result<Event<InlineBody>, LineError> {
-        crate::sled_store::from_json(line).map_err(LineError::NotEvent)
     }
 
     /// Checks a parsed event, in the tape's order: its bodies (each new one against its
@@ -1146,22 +1164,34 @@ mod tests {
         let events: Vec<Event> = (1..=n)
             .map(|i| event_with(i, body_ref(body(i).as_bytes())))
             .collect();
+        write_tape(&path, &events, &bodies, None);
+        (path, events)
+    }
+
+    /// Writes `events` as a tape at `path` (bodies from `bodies`, large ones into
+    /// `files` when given), as `export` does; returns its text.
+    fn write_tape(
+        path: &Path,
+        events: &[Event],
+        bodies: &HashMap<String, Vec<u8>>,
+        files: Option<&mut BodyFiles>,
+    ) -> String {
         let mut out = Vec::new();
         write_run(
             &mut out,
             Run {
                 session: "s",
                 exit_code: None,
-                shape: RunShape::of(&events),
+                shape: RunShape::of(events),
             },
-            |each| each_of(&events, each),
+            |each| each_of(events, each),
             |r, sink| sink(&bodies[&r.b3]),
-            None,
+            files,
             |_| {},
         )
         .unwrap();
-        std::fs::write(&path, &out).unwrap();
-        (path, events)
+        std::fs::write(path, &out).unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     /// What reading `path` gives, as [`read`] does it (its lines parsed ahead on a
@@ -1241,24 +1271,9 @@ mod tests {
             .enumerate()
             .map(|(i, b)| event_with(i as u64 + 1, body_ref(b)))
             .collect();
-        let mut out = Vec::new();
         let mut files = BodyFiles::new(&path, 0o600, 1000);
-        write_run(
-            &mut out,
-            Run {
-                session: "s",
-                exit_code: None,
-                shape: RunShape::of(&events),
-            },
-            |each| each_of(&events, each),
-            |r, sink| sink(&bodies[&r.b3]),
-            Some(&mut files),
-            |_| {},
-        )
-        .unwrap();
-        std::fs::write(&path, &out).unwrap();
+        let text = write_tape(&path, &events, &bodies, Some(&mut files));
         files.keep();
-        let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"tapedeck_tape\":3,"), "{text}");
         assert!(text.len() < 2000, "{text}");
         assert_eq!(
