@@ -21,6 +21,10 @@ pub const EXIT_REPLAY_FAILED: i32 = 3;
 
 pub async fn run(a: ReplayArgs) -> CmdResult {
     let loading = Instant::now();
+    // Replay's serving threads answer from what is read ahead: one that runs out of work
+    // looks for the client's next request a moment before it sleeps (see
+    // `tapedeck_proxy::shards`).
+    tapedeck_proxy::shards::spin_before_park(std::time::Duration::from_micros(30));
     let memory = Loading::start();
     let source = source_of(&a)?;
     let cwd = std::env::current_dir().unwrap_or_default();

@@ -17,11 +17,26 @@
 //! connection left behind (a WebSocket's relay storing its event) ends as it would
 //! there. `TAPEDECK_SERVE_THREADS` sets how many; 0 serves connections on the runtime
 //! that accepted them, as before.
+//!
+//! A serving thread with nothing to run sleeps in `epoll_wait` until a socket or another
+//! thread wakes it: on this project's VM a sleep and its wake-up cost a context switch
+//! each way. A command that serves answers of its own (replay) can have its threads look
+//! for work a little first ([`spin_before_park`]): they yield their core to any thread
+//! that wants it, and stop looking as soon as a task is queued for them from another
+//! thread. A socket that becomes readable meanwhile is seen once they stop (tokio gives
+//! no way to ask sooner), so the look is short: 30 µs for replay. Replay's benchmark at 32
+//! connections, seven alternated pairs with the look and without: 43.1k against 35.9k
+//! exchanges a second (medians; more in all seven), 29.5 against 37.2 µs of CPU per
+//! exchange; four more pairs of this build against the one before: 47.9k against 37.3k
+//! (more in three). Record's was no different (18.2k against 18.3k), so record's threads
+//! sleep at once (docs/benchmark-history.md, thirty-ninth session). `TAPEDECK_PARK_SPIN_US` sets the
+//! look for any command (0: none), to measure it.
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
@@ -56,13 +71,76 @@ impl Drop for Seat {
     }
 }
 
+/// How long the process's idle serving threads look for work before they sleep, in
+/// microseconds ([`spin_before_park`]).
+static PARK_SPIN_US: AtomicU64 = AtomicU64::new(0);
+
+/// Has the serving threads of [`Shards::global`] look for work for `d` before they sleep
+/// (see the module's doc); `TAPEDECK_PARK_SPIN_US` overrides it.
+pub fn spin_before_park(d: Duration) {
+    PARK_SPIN_US.store(
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// How long a shard's idle thread looks for work before it sleeps.
+#[derive(Clone, Copy)]
+enum Spin {
+    /// The process's ([`spin_before_park`], or `TAPEDECK_PARK_SPIN_US`).
+    Process,
+    #[cfg(test)]
+    Fixed(Duration),
+}
+
+impl Spin {
+    fn get(self) -> Duration {
+        match self {
+            Spin::Process => {
+                static SET: OnceLock<Option<u64>> = OnceLock::new();
+                let set = SET.get_or_init(|| {
+                    std::env::var("TAPEDECK_PARK_SPIN_US")
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                });
+                Duration::from_micros(set.unwrap_or_else(|| PARK_SPIN_US.load(Ordering::Relaxed)))
+            }
+            #[cfg(test)]
+            Spin::Fixed(d) => d,
+        }
+    }
+
+    /// Called by a serving thread's runtime before it sleeps: looks for work, giving its
+    /// core to any other thread in between, until a task is queued for the runtime from
+    /// another thread or the time is up.
+    fn before_park(self) {
+        let d = self.get();
+        if d.is_zero() {
+            return;
+        }
+        let Ok(rt) = Handle::try_current() else {
+            return;
+        };
+        let metrics = rt.metrics();
+        let until = Instant::now() + d;
+        while metrics.global_queue_depth() == 0 && Instant::now() < until {
+            std::thread::yield_now();
+        }
+    }
+}
+
 impl Shards {
     /// Starts `n` serving threads (at least one).
     pub fn start(n: usize) -> io::Result<Shards> {
+        Shards::start_with(n, Spin::Process)
+    }
+
+    fn start_with(n: usize, spin: Spin) -> io::Result<Shards> {
         let mut shards = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(move || spin.before_park())
                 .build()?;
             let handle = rt.handle().clone();
             std::thread::Builder::new()
@@ -247,5 +325,49 @@ mod tests {
         until(&shards, &[2, 0]).await;
         let (_e, on_e) = open(&listener, &shards).await;
         assert_eq!(on_e, "tapedeck-serve1");
+    }
+
+    /// A thread's state letter and its CPU ticks (user + system), from /proc.
+    fn thread_stat(tid: i32) -> (char, u64) {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        // The fields after the name (in parentheses): state is the first, utime and
+        // stime the twelfth and thirteenth.
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+        (rest[0].chars().next().unwrap(), ticks)
+    }
+
+    #[test]
+    fn an_idle_serving_thread_looks_for_work_until_some_is_queued_then_sleeps() {
+        // Looking for a minute: a task queued from this thread must end the look at
+        // once, not after the minute.
+        let shards = Shards::start_with(1, Spin::Fixed(Duration::from_secs(60))).unwrap();
+        let handle = shards.shards[0].handle.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let tx = tx.clone();
+            handle.spawn(async move { tx.send(nix::unistd::gettid().as_raw()).unwrap() });
+            let tid = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a task queued for a looking thread runs");
+            assert!(tid > 0);
+        }
+
+        // Looking for 1 ms: once it is over, the idle thread sleeps, spending no CPU.
+        let shards = Shards::start_with(1, Spin::Fixed(Duration::from_millis(1))).unwrap();
+        let handle = shards.shards[0].handle.clone();
+        let tx2 = tx.clone();
+        handle.spawn(async move { tx2.send(nix::unistd::gettid().as_raw()).unwrap() });
+        let tid = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let (state, before) = thread_stat(tid);
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, after) = thread_stat(tid);
+        assert_eq!(state, 'S', "the idle serving thread sleeps");
+        assert!(
+            after - before <= 2,
+            "an idle serving thread spent {} ticks in 500 ms",
+            after - before
+        );
     }
 }
