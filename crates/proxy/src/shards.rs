@@ -29,8 +29,8 @@
 //! exchanges a second (medians; more in all seven), 29.5 against 37.2 µs of CPU per
 //! exchange; four more pairs of this build against the one before: 47.9k against 37.3k
 //! (more in three). Record's was no different (18.2k against 18.3k), so record's threads
-//! sleep at once (docs/benchmark-history.md, thirty-ninth session). `TAPEDECK_PARK_SPIN_US` sets the
-//! look for any command (0: none), to measure it.
+//! sleep at once (docs/benchmark-history.md, thirty-ninth session).
+//! `TAPEDECK_PARK_SPIN_US` sets the look for any command (0: none), to measure it.
 
 use std::future::Future;
 use std::io;
