@@ -1566,7 +1566,13 @@ async fn connections_are_served_on_the_serving_threads_or_the_runtime_as_asked()
         ("0", vec![]),
     ] {
         let dirs = Dirs::new();
-        let env = [("TAPEDECK_SERVE_THREADS", threads)];
+        // Replay's idle serving threads look for work before they sleep (see
+        // `tapedeck_proxy::shards`); here they sleep at once, as record's do, so a thread
+        // that serves a tunnel is seen waiting between its requests.
+        let env = [
+            ("TAPEDECK_SERVE_THREADS", threads),
+            ("TAPEDECK_PARK_SPIN_US", "0"),
+        ];
         let start = |args: &[&str]| {
             Daemon::start_env(
                 &dirs,
