@@ -14,6 +14,7 @@ pub mod journal;
 pub mod lost;
 pub mod noted;
 mod pack;
+mod page_cache;
 pub mod recording;
 mod sled_store;
 pub mod space;

@@ -221,9 +221,10 @@ impl Packs {
     }
 
     /// fsyncs the packs appended to since the last sync, and the directory when a pack
-    /// was created. A pack that fails is not tried again: as a blob file's failed fsync
-    /// before, the flush says so once, and a pack gone (or its directory replaced) does
-    /// not hold back every flush after it.
+    /// was created; a synced pack's pages leave the page cache ([`crate::page_cache`]).
+    /// A pack that fails is not tried again: as a blob file's failed fsync before, the
+    /// flush says so once, and a pack gone (or its directory replaced) does not hold back
+    /// every flush after it.
     pub fn sync(&self) -> Result<(), PackError> {
         let (dirty, created) = {
             let mut st = self.state();
@@ -235,8 +236,11 @@ impl Packs {
         let mut failed = None;
         for &pack in &dirty {
             let path = self.path(pack);
-            if let Err(source) = File::open(&path).and_then(|f| f.sync_data()) {
-                failed.get_or_insert(PackError { path, source });
+            match File::open(&path).and_then(|f| f.sync_data().map(|()| f)) {
+                Ok(f) => crate::page_cache::drop_synced(&f),
+                Err(source) => {
+                    failed.get_or_insert(PackError { path, source });
+                }
             }
         }
         if created {
