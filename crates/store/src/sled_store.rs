@@ -1972,7 +1972,11 @@ mod tests {
     /// held still reads back, from the disk.
     #[test]
     fn a_flush_drops_what_it_synced_from_the_page_cache_and_it_still_reads() {
-        let dir = tempfile::tempdir().unwrap();
+        // On the project's disk, where stores live: the system's temporary directory may
+        // be a tmpfs, whose pages are the files themselves and are never dropped.
+        let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp");
+        std::fs::create_dir_all(&on_disk).unwrap();
+        let dir = tempfile::tempdir_in(&on_disk).unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let data: Vec<u8> = (0..crate::SEGMENT * 3 + 1000)
             .map(|i| (i % 251) as u8)
