@@ -94,7 +94,9 @@ impl JournalWriter {
         }
         text.extend(entries.iter().map(Entry::line));
         f.write_all(text.as_bytes())?;
-        f.sync_data()
+        f.sync_data()?;
+        crate::page_cache::drop_synced(&f);
+        Ok(())
     }
 }
 
