@@ -1987,9 +1987,9 @@ mod tests {
         }
         store.commit().unwrap();
         let pack = store.committer.packs.path(0);
-        let sled_file = dir.path().join("db").join("db");
+        let sled_file = &store.committer.sled_file;
         assert!(std::fs::metadata(&pack).unwrap().len() >= (crate::SEGMENT * 3) as u64);
-        assert!(std::fs::metadata(&sled_file).unwrap().len() > 0);
+        assert!(std::fs::metadata(sled_file).unwrap().len() > 0);
         // A file written and synced beside them, not by the store, stays cached: what
         // follows is the store's doing, not the kernel's.
         let other = dir.path().join("other");
@@ -2008,8 +2008,8 @@ mod tests {
         // sled's own flusher (every 500 ms) may have written a little since: 172 KB of
         // a 2.4 MB file was seen cached 1.2 s after the flush, all of it without the drop.
         let (len, cached) = (
-            std::fs::metadata(&sled_file).unwrap().len(),
-            cached_bytes(&sled_file),
+            std::fs::metadata(sled_file).unwrap().len(),
+            cached_bytes(sled_file),
         );
         assert!(
             cached < len / 4,
