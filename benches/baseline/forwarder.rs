@@ -62,9 +62,12 @@ pub fn main() {
                 continue;
             };
             let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            // The seat counts the connection on its thread for as long as the
+            // connection lives, so the next one goes to the thread with the fewest.
             let _ =
-                tapedeck_proxy::shards::Shards::serve_anywhere(tcp, move |tcp, _seat| async move {
+                tapedeck_proxy::shards::Shards::serve_anywhere(tcp, move |tcp, seat| async move {
                     let _ = tunnel(tcp, upstream, acceptor, connector).await;
+                    drop(seat);
                 });
         }
     });

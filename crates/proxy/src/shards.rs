@@ -40,6 +40,22 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
+/// Numbers the serving threads of the process, whichever [`Shards`] started them.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's number, when it is a serving thread.
+    static HERE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The serving thread the caller runs on, as a number no other serving thread of the
+/// process has; `None` off them (the accepting runtime, a test's). A task spawned now
+/// runs there for its whole life: record keeps an upstream connection's task with the
+/// client connections of its own thread (`tapedeck_record`'s idle connections).
+pub fn here() -> Option<usize> {
+    HERE.with(std::cell::Cell::get)
+}
+
 struct Shard {
     handle: Handle,
     /// Connections being served there.
@@ -143,9 +159,13 @@ impl Shards {
                 .on_thread_park(move || spin.before_park())
                 .build()?;
             let handle = rt.handle().clone();
+            let number = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
             std::thread::Builder::new()
                 .name(format!("tapedeck-serve{i}"))
-                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+                .spawn(move || {
+                    HERE.with(|h| h.set(Some(number)));
+                    rt.block_on(std::future::pending::<()>())
+                })?;
             shards.push(Shard {
                 handle,
                 load: Arc::new(AtomicUsize::new(0)),
@@ -294,6 +314,29 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("loads {:?}, expected {loads:?}", shards.loads());
+    }
+
+    #[test]
+    fn each_serving_thread_has_a_number_of_its_own_and_other_threads_none() {
+        let (a, b) = (Shards::start(2).unwrap(), Shards::start(1).unwrap());
+        let on = |shard: &Shard| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            shard.handle.spawn(async move { tx.send(here()).unwrap() });
+            rx.recv().unwrap()
+        };
+        let numbers: Vec<_> = a.shards.iter().chain(&b.shards).map(on).collect();
+        assert!(numbers.iter().all(Option::is_some), "{numbers:?}");
+        let mut distinct = numbers.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            3,
+            "three threads, three numbers: {numbers:?}"
+        );
+        // The same thread keeps its number.
+        assert_eq!(on(&a.shards[1]), numbers[1]);
+        assert_eq!(here(), None, "the test's own thread is no serving thread");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,12 +94,17 @@ impl Default for Idle {
 /// When it was parked, and the connection.
 type Parked = (Instant, Conn);
 
-/// An upstream connection a client connection keeps: where its requests go, and what
+/// An upstream connection a client connection keeps: where its requests go, what
 /// acknowledges what it received (see [`tapedeck_proxy::Ack`]: record reads an answer's
-/// body through it).
+/// body through it), and the serving thread its task runs on.
 struct Conn {
     send: SendRequest<ProxyBody>,
     ack: Ack,
+    /// [`tapedeck_proxy::shards::here`] where the connection's task was spawned: it runs
+    /// there for good. A client connection on another thread can use it, but each of its
+    /// exchanges then crosses between the threads twice (the request to the task, the
+    /// answer back), each crossing a wake-up of the other thread.
+    home: Option<usize>,
 }
 
 impl Idle {
@@ -116,19 +121,29 @@ impl Idle {
         since.elapsed() < self.idle_for && !conn.send.is_closed()
     }
 
-    /// The most recently parked connection to `key` that can take a request now.
+    /// The most recently parked connection to `key` that can take a request now and runs
+    /// on the caller's serving thread, else the most recently parked one on another.
     fn take(&self, key: &str) -> Option<Conn> {
+        self.take_for(key, tapedeck_proxy::shards::here())
+    }
+
+    /// [`Idle::take`] for a caller on serving thread `here`. Another thread's connection
+    /// is still better than none: a new one costs the upstream's TCP and TLS handshakes
+    /// (a remote API's round trips), a crossing a few microseconds per exchange.
+    fn take_for(&self, key: &str, here: Option<usize>) -> Option<Conn> {
         let mut map = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         let parked = map.get_mut(key)?;
+        parked.retain(|p| self.fresh(p));
         let found = loop {
-            match parked.pop() {
-                Some((since, conn)) if since.elapsed() < self.idle_for => {
-                    if let Some(conn) = usable(conn) {
-                        break Some(conn);
-                    }
-                }
-                Some(_) => continue,
-                None => break None,
+            let at = parked
+                .iter()
+                .rposition(|(_, c)| c.home == here)
+                .or(parked.len().checked_sub(1));
+            let Some(at) = at else {
+                break None;
+            };
+            if let Some(conn) = usable(parked.remove(at).1) {
+                break Some(conn);
             }
         };
         if parked.is_empty() {
@@ -407,6 +422,8 @@ impl Upstream {
             .await
             .map_err(|e| classify(target, &e))?;
         let ended = ack.clone();
+        // Spawned on the caller's runtime: on a serving thread, that thread.
+        let home = tapedeck_proxy::shards::here();
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("an upstream connection ended: {e}");
@@ -415,7 +432,7 @@ impl Upstream {
             // upgraded exchange): ours must not keep the socket open.
             ended.release();
         });
-        Ok(Conn { send, ack })
+        Ok(Conn { send, ack, home })
     }
 }
 
@@ -653,6 +670,7 @@ mod tests {
             Conn {
                 send,
                 ack: Ack::default(),
+                home: None,
             },
         );
         assert!(idle.sweeping.load(Ordering::Acquire), "a sweeper runs");
@@ -681,6 +699,7 @@ mod tests {
             Conn {
                 send,
                 ack: Ack::default(),
+                home: None,
             },
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -689,5 +708,65 @@ mod tests {
             "the parked connection is handed out"
         );
         assert!(idle.take(&key).is_none(), "and only once");
+    }
+
+    /// A client connection gets a parked connection whose task runs on its own serving
+    /// thread before a more recent one on another; with none of its own, the most recent
+    /// other one rather than a new one; a closed one never.
+    #[tokio::test]
+    async fn a_connection_of_the_callers_own_thread_is_handed_out_first() {
+        let idle = Arc::new(Idle::keeping_for(Duration::from_secs(30)));
+        // One host's connections (each of these has an upstream of its own).
+        let key = "https://api.test".to_string();
+        for home in [Some(1), Some(2), Some(3), Some(4)] {
+            let (_, send, _) = connection().await;
+            idle.park(
+                key.clone(),
+                Conn {
+                    send,
+                    ack: Ack::default(),
+                    home,
+                },
+            );
+        }
+        // The most recent of thread 4, parked last, whose task is gone: closed.
+        let send = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let io = TokioIo::new(
+                tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap(),
+            );
+            let (send, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
+                .await
+                .unwrap();
+            drop(conn);
+            send
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(send.is_closed());
+        idle.parked.lock().unwrap().get_mut(&key).unwrap().push((
+            Instant::now(),
+            Conn {
+                send,
+                ack: Ack::default(),
+                home: Some(4),
+            },
+        ));
+        let home = |here| idle.take_for(&key, here).map(|c| c.home);
+        assert_eq!(
+            home(Some(1)),
+            Some(Some(1)),
+            "its own thread's, not the most recent"
+        );
+        assert_eq!(home(Some(4)), Some(Some(4)), "its own thread's open one");
+        assert_eq!(
+            home(Some(9)),
+            Some(Some(3)),
+            "none of its own: the most recent"
+        );
+        assert_eq!(home(None), Some(Some(2)), "off the serving threads, any");
+        assert_eq!(home(Some(1)), None, "each only once");
+        assert!(idle.parked.lock().unwrap().is_empty());
     }
 }
