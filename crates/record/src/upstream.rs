@@ -8,7 +8,9 @@
 //! connection ends, its upstream connection waits in [`Idle`] for the next client
 //! connection to the same host (a client that opens a tunnel per request reuses it). An
 //! HTTP/2 client, or a request to another host than its connection's, goes through
-//! `hyper_util`'s pooled client.
+//! `hyper_util`'s pooled clients, a pool for each serving thread ([`Pools`]). Either way
+//! an upstream connection's task runs on the thread that opened it, and a client
+//! connection is given one of its own thread's first.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -58,12 +60,57 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// also the cheaper path for the many agents that speak HTTP/1.1.
 #[derive(Clone)]
 pub struct Upstream {
-    h1: Client<Connector, ProxyBody>,
-    any: Client<Connector, ProxyBody>,
+    /// The pooled clients, one pair per serving thread.
+    pools: Arc<Pools>,
     /// Opens the upstream connections client connections keep.
     connector: Connector,
     idle: Arc<Idle>,
     response_timeout: Duration,
+}
+
+type Pooled = Client<Connector, ProxyBody>;
+
+/// `hyper_util`'s pooled clients (HTTP/1.1 only, and any version), a pair for each
+/// serving thread ([`tapedeck_proxy::shards::here`]). A pooled connection's task runs on
+/// the thread whose request opened it; shared by every thread, as one pool was until the
+/// forty-first session, an HTTP/2 connection to a host carried the streams of client
+/// connections on both threads, each crossing to its thread and back. A thread now
+/// reuses the connections it opened, at the price of one connection per host and thread.
+struct Pools {
+    h1: Connector,
+    any: Connector,
+    threads: Mutex<HashMap<Option<usize>, (Pooled, Pooled)>>,
+}
+
+impl Pools {
+    /// The caller's thread's client: any version when `h2`, else HTTP/1.1.
+    fn here(&self, h2: bool) -> Pooled {
+        self.on(tapedeck_proxy::shards::here(), h2)
+    }
+
+    fn on(&self, thread: Option<usize>, h2: bool) -> Pooled {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let (h1, any) = threads.entry(thread).or_insert_with(|| {
+            (
+                pooled_client(self.h1.clone()),
+                pooled_client(self.any.clone()),
+            )
+        });
+        if h2 {
+            any.clone()
+        } else {
+            h1.clone()
+        }
+    }
+}
+
+fn pooled_client(https: Connector) -> Pooled {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_FOR)
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(https)
 }
 
 /// How long an upstream connection no client connection holds is kept, and how many per
@@ -278,14 +325,6 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = |https: Connector| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(https)
-        };
         let any = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_or_http()
@@ -297,8 +336,11 @@ impl Upstream {
             .enable_http1()
             .wrap_connector(http);
         Ok(Upstream {
-            h1: client(h1.clone()),
-            any: client(any),
+            pools: Arc::new(Pools {
+                h1: h1.clone(),
+                any,
+                threads: Mutex::default(),
+            }),
             connector: h1,
             idle: Arc::default(),
             response_timeout,
@@ -346,7 +388,7 @@ impl Upstream {
         req: Request<ProxyBody>,
         target: &str,
     ) -> Result<Response<Incoming>, ExchangeError> {
-        let client = if h2 { &self.any } else { &self.h1 };
+        let client = self.pools.here(h2);
         client.request(req).await.map_err(|e| classify(target, &e))
     }
 
@@ -768,5 +810,90 @@ mod tests {
         assert_eq!(home(None), Some(Some(2)), "off the serving threads, any");
         assert_eq!(home(Some(1)), None, "each only once");
         assert!(idle.parked.lock().unwrap().is_empty());
+    }
+
+    /// Each serving thread's pooled requests reuse the connections that thread opened and
+    /// never another thread's, whose task would run over there: two threads, two
+    /// connections to the upstream, however many requests each sends in turn.
+    #[test]
+    fn a_thread_reuses_its_own_pooled_connections_and_not_another_threads() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        // A keep-alive HTTP/1.1 upstream answering every request with `ok`.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (sock, _) = listener.accept().await.unwrap();
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                        TokioIo::new(sock),
+                        hyper::service::service_fn(|_req| async {
+                            Ok::<_, std::convert::Infallible>(Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }),
+                    ));
+                }
+            });
+        });
+        let upstream = Upstream::new(&[], Duration::from_secs(10)).unwrap();
+        // Sends two requests in turn from a runtime on a thread of its own, as thread
+        // `thread` of the serving threads.
+        let send_two = |thread: usize| {
+            let pools = upstream.pools.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    for _ in 0..2 {
+                        let req = Request::get(format!("http://{addr}/"))
+                            .body(tapedeck_proxy::body::empty())
+                            .unwrap();
+                        // Another thread's connection would wait for its runtime, which
+                        // nothing drives any more.
+                        let resp = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            pools.on(Some(thread), false).request(req),
+                        )
+                        .await
+                        .expect("a request on another thread's connection never got out")
+                        .unwrap();
+                        assert_eq!(resp.status(), 200);
+                        http_body_util::BodyExt::collect(resp.into_body())
+                            .await
+                            .unwrap();
+                        // The connection goes back to its pool once the answer is read.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+                // Kept, undriven: its connections stay open and in their pool.
+                rt
+            })
+            .join()
+            .unwrap()
+        };
+        let one = send_two(1);
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "thread 1 reused its connection"
+        );
+        let two = send_two(2);
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "thread 2 opened its own rather than take thread 1's"
+        );
+        drop((one, two));
     }
 }
