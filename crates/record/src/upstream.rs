@@ -812,6 +812,13 @@ mod tests {
         assert!(idle.parked.lock().unwrap().is_empty());
     }
 
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// Each serving thread's pooled requests reuse the connections that thread opened and
     /// never another thread's, whose task would run over there: two threads, two
     /// connections to the upstream, however many requests each sends in turn.
@@ -823,10 +830,7 @@ mod tests {
         let counted = accepted.clone();
         // A keep-alive HTTP/1.1 upstream answering every request with `ok`.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = current_thread();
             rt.block_on(async move {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -850,10 +854,7 @@ mod tests {
         let send_two = |thread: usize| {
             let pools = upstream.pools.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = current_thread();
                 rt.block_on(async move {
                     for _ in 0..2 {
                         let req = Request::get(format!("http://{addr}/"))
