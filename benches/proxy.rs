@@ -11,10 +11,10 @@
 //! TAPEDECK_BENCH_ROUNDS=N sets the rounds;
 //! TAPEDECK_BENCH_ONLY=direct,forwarder,record,replay,mitm,scale runs those parts only:
 //! direct always runs, as every ratio needs it, and replay replays what record recorded;
-//! TAPEDECK_BENCH_LOADS=c1,c32,big,late picks the loads, TAPEDECK_BENCH_C1,
-//! TAPEDECK_BENCH_C32, TAPEDECK_BENCH_BIG and TAPEDECK_BENCH_LATE the requests in a c=1,
-//! a c=32, a 5 MB run and a c=1 run whose upstream answers 1 ms late (to profile a longer
-//! one); TAPEDECK_BENCH_BIN measures another tapedeck binary; TAPEDECK_BENCH_KEEP keeps
+//! TAPEDECK_BENCH_LOADS=c1,c32,big,late,h2 picks the loads, TAPEDECK_BENCH_C1,
+//! TAPEDECK_BENCH_C32, TAPEDECK_BENCH_BIG, TAPEDECK_BENCH_LATE and TAPEDECK_BENCH_H2 the
+//! requests in a c=1, a c=32, a 5 MB run, a c=1 run whose upstream answers 1 ms late and
+//! an HTTP/2 run (32 streams at a time on one connection) (to profile a longer one); TAPEDECK_BENCH_BIN measures another tapedeck binary; TAPEDECK_BENCH_KEEP keeps
 //! the work directory (stores, tapes) for a look afterwards; TAPEDECK_GLIBC_DEFAULTS=1
 //! leaves glibc's copies as they are on an AMD CPU for all of them (src/memcpy.rs).
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
@@ -225,6 +225,9 @@ const BIG_N: usize = 20;
 /// [`LATE_US`] late (a remote one's shape: what an agent's call to a model sees).
 const LATE_N: usize = 600;
 const LATE_US: u64 = 1000;
+/// Streams at a time on the HTTP/2 load's one connection: an agent's Go `net/http` or
+/// httpx client multiplexing its calls to one host.
+const H2_STREAMS: usize = 32;
 
 struct Row {
     name: &'static str,
@@ -242,6 +245,8 @@ struct Row {
     c32: Load,
     big: Load,
     late: Load,
+    h2: Load,
+    h2_cpu_us: Option<f64>,
     sse_ms: f64,
     rss: Vec<(usize, f64)>,
 }
@@ -301,10 +306,14 @@ struct Measured {
     threads: Vec<BTreeMap<String, [f64; 5]>>,
     /// CPU per request at c=32 of the baseline upstream and of the load generator (µs).
     sides: Vec<(f64, f64)>,
+    /// HTTP/2, 32 streams at a time on one connection.
+    h2: Vec<Load>,
+    /// Proxy CPU per HTTP/2 exchange (µs), per run.
+    h2_cpu: Vec<f64>,
 }
 
 /// Which loads a round runs (TAPEDECK_BENCH_LOADS, a comma-separated list of c1, c32,
-/// big and late; all by default): profiling one load at a time keeps the others out of it.
+/// big, late and h2; all by default): profiling one load at a time keeps the others out of it.
 fn load_wanted(load: &str) -> bool {
     listed("TAPEDECK_BENCH_LOADS", |l| l == load)
 }
@@ -322,6 +331,11 @@ fn c1_total() -> usize {
 /// Requests in a 5 MB run (TAPEDECK_BENCH_BIG overrides).
 fn big_total() -> usize {
     count("TAPEDECK_BENCH_BIG", BIG_N)
+}
+
+/// Requests in an HTTP/2 run (TAPEDECK_BENCH_H2 overrides).
+fn h2_total() -> usize {
+    count("TAPEDECK_BENCH_H2", C32)
 }
 
 /// Requests in a run of the late load (TAPEDECK_BENCH_LATE overrides).
@@ -357,6 +371,15 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
         m.late.push(loadgen::run(t, 1, late_total(), |_| {
             format!("/json?delay_us={LATE_US}")
         }));
+    }
+    if load_wanted("h2") {
+        let c0 = pid.map(cpu_us);
+        m.h2.push(loadgen::run_h2(&t.h2(), 1, H2_STREAMS, h2_total(), |_| {
+            "/json".into()
+        }));
+        if let (Some(pid), Some(c0)) = (pid, c0) {
+            m.h2_cpu.push((cpu_us(pid) - c0) / h2_total() as f64);
+        }
     }
 }
 
@@ -408,11 +431,14 @@ impl Measured {
             big_cpu: vec![],
             threads: vec![],
             sides: vec![],
+            h2: vec![],
+            h2_cpu: vec![],
         }
     }
     fn row(self, name: &'static str, sse_ms: f64, rss: Vec<(usize, f64)>) -> Row {
         let cpu_us = (!self.cpu.is_empty()).then(|| median_f(self.cpu));
         let big_cpu_ms = (!self.big_cpu.is_empty()).then(|| median_f(self.big_cpu));
+        let h2_cpu_us = (!self.h2_cpu.is_empty()).then(|| median_f(self.h2_cpu));
         let mut threads = BTreeMap::new();
         for kind in self.threads.iter().flat_map(|t| t.keys()) {
             if threads.contains_key(kind) {
@@ -444,6 +470,8 @@ impl Measured {
             c32: median(self.c32),
             big: median(self.big),
             late: median(self.late),
+            h2: median(self.h2),
+            h2_cpu_us,
             sse_ms,
             rss,
         }
@@ -886,6 +914,10 @@ async fn run() {
             mm.late.push(loadgen::run(&via, 1, MITM_C1, |_| {
                 format!("/json?delay_us={LATE_US}")
             }));
+            mm.h2
+                .push(loadgen::run_h2(&via.h2(), 1, H2_STREAMS, MITM_C32, |_| {
+                    "/json".into()
+                }));
             let msse = loadgen::first_frame_ms(&via, sse, 10);
             let rss = rss_after_bodies(&via, m.child.id());
             let mut child = m.child;
@@ -962,7 +994,7 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
             r.big.mb_s / direct.big.mb_s,
             r.sse_ms,
             r.cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
-            r.c1.errors + r.c32.errors + r.big.errors + r.late.errors
+            r.c1.errors + r.c32.errors + r.big.errors + r.late.errors + r.h2.errors
         );
     }
     if direct.late.rps > 0.0 {
@@ -980,6 +1012,25 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
                 r.late.p99_ms,
                 r.late.p50_ms - direct.late.p50_ms,
                 r.late.errors
+            );
+        }
+    }
+    if direct.h2.rps > 0.0 {
+        println!();
+        println!(
+            "| HTTP/2, {H2_STREAMS} streams at a time on one connection | req/s | × direct | p50 ms | p99 ms | proxy CPU µs/exchange | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for r in rows.iter().filter(|r| r.h2.rps > 0.0) {
+            println!(
+                "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {} | {} |",
+                r.name,
+                r.h2.rps,
+                r.h2.rps / direct.h2.rps,
+                r.h2.p50_ms,
+                r.h2.p99_ms,
+                r.h2_cpu_us.map_or("-".to_string(), |c| format!("{c:.1}")),
+                r.h2.errors
             );
         }
     }

@@ -3,9 +3,10 @@
 //! A recording proxy must end the client's TLS inside a CONNECT tunnel, parse the request,
 //! send it on over a TLS connection of its own to the upstream, parse the answer and send
 //! it back encrypted again. This does exactly that and nothing else: hyper's HTTP/1.1 on
-//! both sides over rustls, one upstream connection per tunnel (HTTP/1.1 requests on a
-//! connection come one at a time), bodies streamed frame by frame, no pool, no headers
-//! touched, nothing stored. It runs in a process of its own and serves each connection as
+//! both sides over rustls (HTTP/2 on both when the client chose it), one upstream
+//! connection per tunnel (HTTP/1.1 requests on a connection come one at a time; an
+//! HTTP/2 tunnel's streams share its upstream connection's), bodies streamed frame by
+//! frame, no pool, no headers touched, nothing stored. It runs in a process of its own and serves each connection as
 //! tapedeck does: accepted on a default multi-thread tokio runtime, then served on one of
 //! tapedeck's serving threads (`tapedeck_proxy::shards`, one single-threaded runtime per
 //! core; `TAPEDECK_SERVE_THREADS=0` serves on the accepting runtime, for both). So its row
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,8 +46,13 @@ pub fn main() {
     )
     .expect("write forwarder CA");
     let client_cfg = super::loadgen::client_config(&[&up_ca]);
+    let mut h2_cfg = client_cfg.clone();
+    h2_cfg.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    let connector = Connectors {
+        h1: tokio_rustls::TlsConnector::from(Arc::new(client_cfg)),
+        h2: tokio_rustls::TlsConnector::from(Arc::new(h2_cfg)),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,11 +79,18 @@ pub fn main() {
     });
 }
 
+/// TLS to the upstream for each version of HTTP the client may speak.
+#[derive(Clone)]
+struct Connectors {
+    h1: tokio_rustls::TlsConnector,
+    h2: tokio_rustls::TlsConnector,
+}
+
 async fn tunnel(
     mut tcp: TcpStream,
     upstream: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
-    connector: tokio_rustls::TlsConnector,
+    connectors: Connectors,
 ) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
     // The CONNECT head (the client sends nothing more until it is answered).
@@ -93,10 +106,31 @@ async fn tunnel(
     tcp.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         .await?;
     let client = acceptor.accept(tcp).await?;
+    let h2 = super::is_h2(&client);
     let up = TcpStream::connect(upstream).await?;
     up.set_nodelay(true)?;
     let name = ServerName::try_from("localhost").expect("server name");
+    let connector = if h2 { &connectors.h2 } else { &connectors.h1 };
     let up = connector.connect(name, up).await?;
+    if h2 {
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(up))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let mut send = send.clone();
+            async move {
+                send.ready().await?;
+                let resp = send.send_request(req).await?;
+                Ok::<Response<Body>, hyper::Error>(resp.map(|b| b.boxed_unsync()))
+            }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(client), svc)
+            .await;
+        return Ok(());
+    }
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(up))
         .await
         .map_err(std::io::Error::other)?;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,11 +71,38 @@ impl Target {
         }
     }
 
+    /// The same target spoken to in HTTP/2 only (ALPN `h2`).
+    pub fn h2(&self) -> Target {
+        let mut cfg = (*self.tls).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Target {
+            tls: Arc::new(cfg),
+            ..self.clone()
+        }
+    }
+
     fn authority(&self) -> String {
         format!("localhost:{}", self.upstream.port())
     }
 
-    async fn connect(&self) -> std::io::Result<SendRequest<Empty<Bytes>>> {
+    async fn connect(&self) -> std::io::Result<http1::SendRequest<Empty<Bytes>>> {
+        let (send, conn) = http1::handshake(TokioIo::new(self.tls().await?))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(send)
+    }
+
+    async fn connect_h2(&self) -> std::io::Result<http2::SendRequest<Empty<Bytes>>> {
+        let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(self.tls().await?))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(send)
+    }
+
+    /// A TLS connection to the upstream, through a CONNECT tunnel when a proxy is given.
+    async fn tls(&self) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let mut tcp = TcpStream::connect(self.proxy.unwrap_or(self.upstream)).await?;
         tcp.set_nodelay(true)?;
         if self.proxy.is_some() {
@@ -98,29 +125,44 @@ impl Target {
             }
         }
         let name = ServerName::try_from("localhost").expect("server name");
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+        tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
-            .await?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
-        Ok(send)
     }
+}
+
+/// One worker's way to send: its own HTTP/1.1 connection, or a stream on an HTTP/2
+/// connection it shares.
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(http2::SendRequest<Empty<Bytes>>),
 }
 
 /// Every request carries an API key, as an agent's calls to an LLM API do: a recorder
 /// redacts it, and scrubs its echoes from what it stores.
 pub const API_KEY: &str = "Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyz";
 
-async fn get(send: &mut SendRequest<Empty<Bytes>>, auth: &str, path: &str) -> Option<u64> {
-    send.ready().await.ok()?;
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, auth)
-        .header(hyper::header::AUTHORIZATION, API_KEY)
-        .body(Empty::new())
-        .ok()?;
-    let resp = send.send_request(req).await.ok()?;
+async fn get(send: &mut Sender, auth: &str, path: &str) -> Option<u64> {
+    let resp = match send {
+        Sender::H1(send) => {
+            send.ready().await.ok()?;
+            let req = hyper::Request::get(path)
+                .header(hyper::header::HOST, auth)
+                .header(hyper::header::AUTHORIZATION, API_KEY)
+                .body(Empty::new())
+                .ok()?;
+            send.send_request(req).await.ok()?
+        }
+        Sender::H2(send) => {
+            send.ready().await.ok()?;
+            // HTTP/2 names the host in the request's `:authority`, from an absolute URI.
+            let req = hyper::Request::get(format!("https://{auth}{path}"))
+                .header(hyper::header::AUTHORIZATION, API_KEY)
+                .body(Empty::new())
+                .ok()?;
+            send.send_request(req).await.ok()?
+        }
+    };
     let ok = resp.status().is_success();
     let mut body = resp.into_body();
     let mut n = 0u64;
@@ -140,13 +182,36 @@ pub fn run(
     total: usize,
     path: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> Load {
+    run_on(target, conns, 0, total, path)
+}
+
+/// [`run`] over HTTP/2: `conns` connections (`target` must be [`Target::h2`]'s), each
+/// carrying `streams` requests at a time.
+pub fn run_h2(
+    target: &Target,
+    conns: usize,
+    streams: usize,
+    total: usize,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> Load {
+    run_on(target, conns, streams.max(1), total, path)
+}
+
+/// `h2_streams`: 0 for HTTP/1.1, else HTTP/2 with that many streams per connection.
+fn run_on(
+    target: &Target,
+    conns: usize,
+    h2_streams: usize,
+    total: usize,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> Load {
     let target = target.clone();
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("loadgen".into())
             .spawn_scoped(s, move || {
                 let rt = super::runtime("loadgen");
-                rt.block_on(drive(target, conns, total, Arc::new(path)))
+                rt.block_on(drive(target, conns, h2_streams, total, Arc::new(path)))
             })
             .expect("loadgen thread")
             .join()
@@ -157,16 +222,23 @@ pub fn run(
 async fn drive(
     target: Target,
     conns: usize,
+    h2_streams: usize,
     total: usize,
     path: Arc<dyn Fn(usize) -> String + Send + Sync>,
 ) -> Load {
     let auth = target.authority();
     let mut senders = Vec::new();
     for k in 0..conns {
-        let mut s = target.connect().await.expect("connect");
+        let mut s = match h2_streams {
+            0 => Sender::H1(target.connect().await.expect("connect")),
+            _ => Sender::H2(target.connect_h2().await.expect("connect (HTTP/2)")),
+        };
         // One request each before the clock starts (handshakes are not what is measured),
         // numbered past the measured ones so a replayed sequence stays intact.
         get(&mut s, &auth, &path(total + k)).await;
+        if let Sender::H2(h2) = &s {
+            senders.extend((1..h2_streams).map(|_| Sender::H2(h2.clone())));
+        }
         senders.push(s);
     }
     let next = Arc::new(AtomicUsize::new(0));

@@ -28,6 +28,11 @@ pub fn runtime(name: &str) -> tokio::runtime::Runtime {
     }
 }
 
+/// Whether the client of a TLS connection chose HTTP/2 (ALPN `h2`).
+pub fn is_h2<IO>(tls: &tokio_rustls::server::TlsStream<IO>) -> bool {
+    tls.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
 /// CPU time (user + system, µs) used so far by this process's threads whose name starts
 /// with `prefix`: what one side of the baseline spends, whatever else the machine runs.
 pub fn threads_cpu_us(prefix: &str) -> f64 {

@@ -3,7 +3,7 @@
 //! A proxy benchmark is only as honest as its baseline. An upstream that parses JSON,
 //! routes with regexes or allocates per answer spends more per request than the proxy
 //! under test, which hides the proxy's cost. This one answers from static bytes on
-//! hyper's HTTP/1.1 server over rustls, on one thread of its own (a current-thread
+//! hyper's HTTP/1.1 server over rustls (HTTP/2 when the client asks for it with ALPN), on one thread of its own (a current-thread
 //! runtime), so client, upstream and proxy each get a fair share of the machine.
 //!
 //! Every answer is new, as an LLM's are: a recorder stores each body it has not seen,
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 
@@ -166,9 +166,15 @@ async fn serve(std_listener: std::net::TcpListener, acceptor: tokio_rustls::TlsA
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
+            if super::is_h2(&tls) {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            } else {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            }
         });
     }
 }
@@ -220,7 +226,7 @@ fn route(req: &Request<Incoming>, answers: &Answers) -> Response<Body> {
 }
 
 /// A CA of its own and a leaf for `localhost` and 127.0.0.1 signed by it (PEM of the CA,
-/// and a server config with the leaf).
+/// and a server config with the leaf, offering HTTP/2 and HTTP/1.1: the client picks).
 pub fn tls_config() -> (String, rustls::ServerConfig) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().expect("CA key");
@@ -251,6 +257,6 @@ pub fn tls_config() -> (String, rustls::ServerConfig) {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
     )
     .expect("server config");
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     (ca_cert.pem(), cfg)
 }
