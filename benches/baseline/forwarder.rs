@@ -5,8 +5,9 @@
 //! it back encrypted again. This does exactly that and nothing else: hyper's HTTP/1.1 on
 //! both sides over rustls (HTTP/2 on both when the client chose it), one upstream
 //! connection per tunnel (HTTP/1.1 requests on a connection come one at a time; an
-//! HTTP/2 tunnel's streams share its upstream connection's), bodies streamed frame by
-//! frame, no pool, no headers touched, nothing stored. It runs in a process of its own and serves each connection as
+//! HTTP/2 tunnel's streams share its upstream connection's, and its answers to the client
+//! are gathered into few sends as tapedeck's are), bodies streamed frame by frame, no
+//! pool, no headers touched, nothing stored. It runs in a process of its own and serves each connection as
 //! tapedeck does: accepted on a default multi-thread tokio runtime, then served on one of
 //! tapedeck's serving threads (`tapedeck_proxy::shards`, one single-threaded runtime per
 //! core; `TAPEDECK_SERVE_THREADS=0` serves on the accepting runtime, for both). So its row
@@ -126,6 +127,9 @@ async fn tunnel(
                 Ok::<Response<Body>, hyper::Error>(resp.map(|b| b.boxed_unsync()))
             }
         });
+        // The client's answers gathered into few sends, as tapedeck does
+        // (`tapedeck_proxy::coalesce`).
+        let client = tapedeck_proxy::coalesce::Coalesce::new(client);
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(client), svc)
             .await;

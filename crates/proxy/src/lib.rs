@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod body;
 pub mod ca;
+pub mod coalesce;
 pub mod fault;
 pub mod hop;
 mod idle;

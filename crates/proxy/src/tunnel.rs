@@ -308,7 +308,7 @@ async fn serve_http<H: Handler, IO>(
     let idle_timeout = proxy.opts.idle_timeout;
     // On shutdown, finish the responses in progress, then close.
     let result = if h2 {
-        let io = TokioIo::new(io);
+        let io = TokioIo::new(crate::coalesce::Coalesce::new(io));
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_concurrent_streams(256)
