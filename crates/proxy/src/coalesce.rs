@@ -38,7 +38,8 @@ pub struct Coalesce<IO> {
     buf: Vec<u8>,
     /// How much of `buf` is already sent.
     sent: usize,
-    /// The buffer's length when a flush was last put off (`None`: none is).
+    /// The buffer's length when a flush was last put off (`None`: none is, or the
+    /// buffer has been sent since).
     deferred_at: Option<usize>,
 }
 
@@ -66,6 +67,7 @@ impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
         }
         self.buf.clear();
         self.sent = 0;
+        self.deferred_at = None;
         Poll::Ready(Ok(()))
     }
 
@@ -132,7 +134,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesce<IO> {
             return Poll::Pending;
         }
         std::task::ready!(this.poll_drain(cx))?;
-        this.deferred_at = None;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
