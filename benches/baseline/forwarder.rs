@@ -5,10 +5,10 @@
 //! it back encrypted again. This does exactly that and nothing else: hyper's HTTP/1.1 on
 //! both sides over rustls (HTTP/2 on both when the client chose it), one upstream
 //! connection per tunnel (HTTP/1.1 requests on a connection come one at a time; an
-//! HTTP/2 tunnel's streams share its upstream connection's, and its answers to the client
-//! are gathered into few sends as tapedeck's are), bodies streamed frame by frame, no
-//! pool, no headers touched, nothing stored. It runs in a process of its own and serves each connection as
-//! tapedeck does: accepted on a default multi-thread tokio runtime, then served on one of
+//! HTTP/2 tunnel's streams share its upstream connection's, and its answers to the
+//! client are gathered into few sends as tapedeck's are), bodies streamed frame by
+//! frame, no pool, no headers touched, nothing stored. It runs in a process of its own
+//! and serves each connection as tapedeck does: accepted on a default multi-thread tokio runtime, then served on one of
 //! tapedeck's serving threads (`tapedeck_proxy::shards`, one single-threaded runtime per
 //! core; `TAPEDECK_SERVE_THREADS=0` serves on the accepting runtime, for both). So its row
 //! in the benchmark is the floor a recorder on this machine can approach: what tapedeck

@@ -167,6 +167,9 @@ async fn serve(std_listener: std::net::TcpListener, acceptor: tokio_rustls::TlsA
                 }
             });
             if super::is_h2(&tls) {
+                // Answers ready together go out together, as through tapedeck
+                // (`tapedeck_proxy::coalesce`): h2 alone sends each 1 KB answer on its own.
+                let tls = tapedeck_proxy::coalesce::Coalesce::new(tls);
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
