@@ -14,7 +14,8 @@
 //! TAPEDECK_BENCH_LOADS=c1,c32,big,late,h2 picks the loads, TAPEDECK_BENCH_C1,
 //! TAPEDECK_BENCH_C32, TAPEDECK_BENCH_BIG, TAPEDECK_BENCH_LATE and TAPEDECK_BENCH_H2 the
 //! requests in a c=1, a c=32, a 5 MB run, a c=1 run whose upstream answers 1 ms late and
-//! an HTTP/2 run (32 streams at a time on one connection) (to profile a longer one); TAPEDECK_BENCH_BIN measures another tapedeck binary; TAPEDECK_BENCH_KEEP keeps
+//! an HTTP/2 run (32 streams at a time on one connection; TAPEDECK_BENCH_H2_STREAMS sets
+//! how many) (to profile a longer one); TAPEDECK_BENCH_BIN measures another tapedeck binary; TAPEDECK_BENCH_KEEP keeps
 //! the work directory (stores, tapes) for a look afterwards; TAPEDECK_GLIBC_DEFAULTS=1
 //! leaves glibc's copies as they are on an AMD CPU for all of them (src/memcpy.rs).
 //! The bare forwarder (`baseline/forwarder.rs`) is the floor: a proxy that ends TLS,
@@ -226,8 +227,11 @@ const BIG_N: usize = 20;
 const LATE_N: usize = 600;
 const LATE_US: u64 = 1000;
 /// Streams at a time on the HTTP/2 load's one connection: an agent's Go `net/http` or
-/// httpx client multiplexing its calls to one host.
-const H2_STREAMS: usize = 32;
+/// httpx client multiplexing its calls to one host (TAPEDECK_BENCH_H2_STREAMS overrides:
+/// 1 is an agent's sequential calls).
+fn h2_streams() -> usize {
+    count("TAPEDECK_BENCH_H2_STREAMS", 32).max(1)
+}
 
 struct Row {
     name: &'static str,
@@ -374,9 +378,13 @@ fn measure_round(t: &Target, pid: Option<u32>, m: &mut Measured) {
     }
     if load_wanted("h2") {
         let c0 = pid.map(cpu_us);
-        m.h2.push(loadgen::run_h2(&t.h2(), 1, H2_STREAMS, h2_total(), |_| {
-            "/json".into()
-        }));
+        m.h2.push(loadgen::run_h2(
+            &t.h2(),
+            1,
+            h2_streams(),
+            h2_total(),
+            |_| "/json".into(),
+        ));
         if let (Some(pid), Some(c0)) = (pid, c0) {
             m.h2_cpu.push((cpu_us(pid) - c0) / h2_total() as f64);
         }
@@ -914,10 +922,13 @@ async fn run() {
             mm.late.push(loadgen::run(&via, 1, MITM_C1, |_| {
                 format!("/json?delay_us={LATE_US}")
             }));
-            mm.h2
-                .push(loadgen::run_h2(&via.h2(), 1, H2_STREAMS, MITM_C32, |_| {
-                    "/json".into()
-                }));
+            mm.h2.push(loadgen::run_h2(
+                &via.h2(),
+                1,
+                h2_streams(),
+                MITM_C32,
+                |_| "/json".into(),
+            ));
             let msse = loadgen::first_frame_ms(&via, sse, 10);
             let rss = rss_after_bodies(&via, m.child.id());
             let mut child = m.child;
@@ -1018,7 +1029,8 @@ fn print_table(rows: &[Row], scale: &[(usize, Duration, f64, Load)], n_rounds: u
     if direct.h2.rps > 0.0 {
         println!();
         println!(
-            "| HTTP/2, {H2_STREAMS} streams at a time on one connection | req/s | × direct | p50 ms | p99 ms | proxy CPU µs/exchange | errors |"
+            "| HTTP/2, {} streams at a time on one connection | req/s | × direct | p50 ms | p99 ms | proxy CPU µs/exchange | errors |",
+            h2_streams()
         );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for r in rows.iter().filter(|r| r.h2.rps > 0.0) {
