@@ -143,23 +143,21 @@ enum Sender {
 pub const API_KEY: &str = "Bearer sk-bench-0123456789abcdefghijklmnopqrstuvwxyz";
 
 async fn get(send: &mut Sender, auth: &str, path: &str) -> Option<u64> {
+    let req = match send {
+        Sender::H1(_) => hyper::Request::get(path).header(hyper::header::HOST, auth),
+        // HTTP/2 names the host in the request's `:authority`, from an absolute URI.
+        Sender::H2(_) => hyper::Request::get(format!("https://{auth}{path}")),
+    }
+    .header(hyper::header::AUTHORIZATION, API_KEY)
+    .body(Empty::new())
+    .ok()?;
     let resp = match send {
         Sender::H1(send) => {
             send.ready().await.ok()?;
-            let req = hyper::Request::get(path)
-                .header(hyper::header::HOST, auth)
-                .header(hyper::header::AUTHORIZATION, API_KEY)
-                .body(Empty::new())
-                .ok()?;
             send.send_request(req).await.ok()?
         }
         Sender::H2(send) => {
             send.ready().await.ok()?;
-            // HTTP/2 names the host in the request's `:authority`, from an absolute URI.
-            let req = hyper::Request::get(format!("https://{auth}{path}"))
-                .header(hyper::header::AUTHORIZATION, API_KEY)
-                .body(Empty::new())
-                .ok()?;
             send.send_request(req).await.ok()?
         }
     };
