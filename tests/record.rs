@@ -1729,3 +1729,61 @@ async fn an_answers_head_is_acknowledged_to_an_upstream_that_holds_its_body_for_
     assert_eq!(code, 0, "{err}");
     assert_eq!(export(&dirs, "nagle").len(), 30);
 }
+
+/// Many HTTP/2 streams of one connection at once, as a Go or httpx agent sends its calls:
+/// the recorder's writer hands the stored exchanges back to the serving thread in
+/// batches, and still each stream gets its own answer, every exchange is stored with its
+/// own request and answer, and replay serves each stream its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_http2_streams_at_once_each_get_their_own_answer_recorded_and_replayed() {
+    const N: u64 = 200;
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let ask_all = |c: reqwest::Client| {
+        let url = up.url("/echo");
+        futures_util::future::join_all((0..N).map(move |i| {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                let r = c
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(format!("{{\"n\":{i}}}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                assert_eq!(r.status(), 200);
+                let answer: Value = r.json().await.unwrap();
+                answer["body"]["n"].as_u64()
+            }
+        }))
+    };
+    let every: Vec<Option<u64>> = (0..N).map(Some).collect();
+
+    let d = record(&dirs, &up, "streams", &[]);
+    assert_eq!(ask_all(client(&d, &dirs)).await, every);
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    let events = export(&dirs, "streams");
+    assert_eq!(events.len() as u64, N);
+    let mut stored: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            let asked = e["request"]["body"]["json"]["n"].as_u64();
+            let answered = e["response"]["body"]["json"]["body"]["n"].as_u64();
+            assert_eq!(asked, answered, "an event stores its own answer: {e}");
+            asked.unwrap()
+        })
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, (0..N).collect::<Vec<_>>());
+
+    let r = Daemon::start(&dirs, &["replay", "--session", "streams"]);
+    assert_eq!(ask_all(client(&r, &dirs)).await, every);
+    let (code, err) = r.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("served {N}/{N} events, 0 misses")),
+        "{err}"
+    );
+}

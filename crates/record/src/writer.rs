@@ -14,15 +14,35 @@
 //! exchange has at most four segment writes per body (`SEGMENT_WRITES`) and its event
 //! queued at a time: the queue holds no more than the open exchanges already do.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job returns what is left of it once it has run: handing its result back.
+type Job = Box<dyn FnOnce() -> Held + Send>;
+
+/// A job's result, not yet handed back.
+struct Held {
+    /// The serving thread of the job's caller, where its result is awaited.
+    home: Option<usize>,
+    /// Hands the result back, with the results of other jobs for the same thread for the
+    /// receiving task to hand on ([`Back`]).
+    done: Box<dyn FnOnce(Vec<Held>) + Send>,
+}
+
+/// Hands each result back on its own.
+fn hand_back_each(held: Vec<Held>) {
+    for h in held {
+        (h.done)(Vec::new());
+    }
+}
 
 /// What the writer thread is sent: a job, or word that one is coming soon.
 enum Msg {
@@ -69,19 +89,26 @@ impl Writer {
 
     /// Runs `f` on the writer thread after every job queued before it; its result comes
     /// back on the receiver (which reports an error if `f` panicked).
-    pub(crate) fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> oneshot::Receiver<T> {
+    pub(crate) fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Back<T> {
         let (back, rx) = oneshot::channel();
+        let home = tapedeck_proxy::shards::here();
         let job: Job = Box::new(move || {
-            let _ = back.send(f());
+            let got = f();
+            Held {
+                home,
+                done: Box::new(move |others| {
+                    // No one waits for this result any more: the others still go back.
+                    if let Err((_, others)) = back.send((got, others)) {
+                        hand_back_each(others);
+                    }
+                }),
+            }
         });
         // The writer thread only ends once every sender is gone, and `self` is one: the
         // send cannot fail while `self` lives. Were it to, the job (and its sender) is
         // dropped and the caller hears an error, never silence.
         let _ = self.tx.send(Msg::Job(job));
-        rx
+        Back { rx }
     }
 
     /// Says that a job is coming soon (an exchange went upstream, or its answer came; its
@@ -107,31 +134,45 @@ fn nanos(base: Instant) -> u64 {
         .max(1)
 }
 
+/// How many results the writer holds back while more jobs wait (see [`run_jobs`]).
+const HELD_BACK: usize = 8;
+
 /// The writer thread: every job in the order queued, until the last sender is gone and
 /// the queue is empty.
+///
+/// A job alone in the queue (any load below the writer's pace) has its result handed back
+/// as soon as it has run. While more jobs wait, results are held back, up to
+/// [`HELD_BACK`], and handed back together ([`hand_back`]): a serving thread is then
+/// woken once for all of its exchanges that ended, not once each (each wake from another
+/// thread is a system call here and a return from `epoll_wait` there), and an HTTP/2
+/// connection's answers that end together go out in one send.
 fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
     let mut awake_until: Option<Instant> = None;
+    let mut held: Vec<Held> = Vec::with_capacity(HELD_BACK);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => match awake_until {
-                // Told a job is coming: look again, giving the core to any thread that
-                // wants it in between.
-                Some(until) if Instant::now() < until => {
-                    std::thread::yield_now();
-                    continue;
-                }
-                _ => {
-                    asleep.store(nanos(base), Ordering::Relaxed);
-                    let got = rx.recv();
-                    asleep.store(0, Ordering::Relaxed);
-                    match got {
-                        Ok(m) => m,
-                        Err(_) => return,
+            Err(TryRecvError::Disconnected) => return hand_back(&mut held),
+            Err(TryRecvError::Empty) => {
+                hand_back(&mut held);
+                match awake_until {
+                    // Told a job is coming: look again, giving the core to any thread
+                    // that wants it in between.
+                    Some(until) if Instant::now() < until => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    _ => {
+                        asleep.store(nanos(base), Ordering::Relaxed);
+                        let got = rx.recv();
+                        asleep.store(0, Ordering::Relaxed);
+                        match got {
+                            Ok(m) => m,
+                            Err(_) => return,
+                        }
                     }
                 }
-            },
+            }
         };
         match msg {
             Msg::Expect => awake_until = Some(Instant::now() + EXPECT_AWAKE),
@@ -139,8 +180,78 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
                 awake_until = None;
                 // A job that panics loses its own exchange (its caller hears so), not
                 // the writer.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                if let Ok(done) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                    held.push(done);
+                }
+                if held.len() >= HELD_BACK {
+                    hand_back(&mut held);
+                }
             }
+        }
+    }
+}
+
+/// Hands the held results back: for each serving thread, the first of its results is
+/// sent with the others, and the task that receives it hands them on, on that thread
+/// (one wake from here per thread; the tasks it wakes there are woken without a system
+/// call, in the order their jobs ran). A result awaited off the serving threads goes back
+/// on its own.
+fn hand_back(held: &mut Vec<Held>) {
+    if held.len() <= 1 {
+        return hand_back_each(std::mem::take(held));
+    }
+    let mut left: Vec<Option<Held>> = held.drain(..).map(Some).collect();
+    for i in 0..left.len() {
+        let Some(first) = left[i].take() else {
+            continue;
+        };
+        let mut others = Vec::new();
+        if first.home.is_some() {
+            for later in &mut left[i + 1..] {
+                if later.as_ref().is_some_and(|h| h.home == first.home) {
+                    others.extend(later.take());
+                }
+            }
+        }
+        (first.done)(others);
+    }
+}
+
+/// A job's result, to await: a future that also hands on the results sent with it (see
+/// [`hand_back`]), when it has its own or when it is dropped.
+pub(crate) struct Back<T> {
+    rx: oneshot::Receiver<(T, Vec<Held>)>,
+}
+
+impl<T> Back<T> {
+    /// Whether the result has not come yet (see [`wait_briefly`]).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl<T> Future for Back<T> {
+    type Output = Result<T, oneshot::error::RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.get_mut().rx).poll(cx) {
+            Poll::Ready(Ok((got, others))) => {
+                hand_back_each(others);
+                Poll::Ready(Ok(got))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for Back<T> {
+    fn drop(&mut self) {
+        // Nothing can be sent once closed; what was sent before carries results that
+        // other tasks wait for.
+        self.rx.close();
+        if let Ok((_, others)) = self.rx.try_recv() {
+            hand_back_each(others);
         }
     }
 }
@@ -150,7 +261,7 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
 /// between (the writer, say), instead of sleeping until it is woken. Polling `rx` then
 /// takes a value that came without a sleep; anything else (not yet, or the job failed)
 /// is polled as usual. Only worth it when the machine has a core to spare.
-pub(crate) fn wait_briefly<T>(rx: &oneshot::Receiver<T>) {
+pub(crate) fn wait_briefly<T>(rx: &Back<T>) {
     let start = Instant::now();
     while rx.is_empty() && start.elapsed() < WAIT_AWAKE {
         std::thread::yield_now();
@@ -160,6 +271,130 @@ pub(crate) fn wait_briefly<T>(rx: &oneshot::Receiver<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits for a job's result on a thread of no runtime.
+    fn block_on<T>(back: Back<T>) -> Result<T, oneshot::error::RecvError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(back)
+    }
+
+    /// Runs `f` on a serving thread of `shards` (given a real connection to serve) and
+    /// returns what it returns.
+    async fn on_serving_thread<T, F, Fut>(shards: &tapedeck_proxy::shards::Shards, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (out, got) = tokio::sync::oneshot::channel();
+        shards
+            .serve(accepted.unwrap().0, move |_stream, _seat| async move {
+                assert!(tapedeck_proxy::shards::here().is_some());
+                let _ = out.send(f().await);
+            })
+            .unwrap();
+        got.await
+            .expect("the serving thread's task ended without its result")
+    }
+
+    /// Holds the writer on a job until released; what that job's caller waits for.
+    fn hold(w: &Writer) -> (std::sync::mpsc::Sender<()>, Back<&'static str>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let back = w.run(move || {
+            held.recv().unwrap();
+            "held"
+        });
+        (release, back)
+    }
+
+    /// Results of jobs queued from one serving thread while the writer was busy come back
+    /// in batches through one of their tasks: each task still gets its own, whether the
+    /// task that carries the batch waits for it, has gone before the batch was sent, or
+    /// goes with the batch in hand without ever looking at it. Results awaited off the
+    /// serving threads, queued in between, come back too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn results_held_back_reach_every_task_of_the_serving_thread() {
+        let w = Arc::new(Writer::start().unwrap());
+        let shards = tapedeck_proxy::shards::Shards::start(2).unwrap();
+        for first in ["waits", "gone before", "gone after"] {
+            let w2 = w.clone();
+            let (off_thread, got) = on_serving_thread(&shards, move || async move {
+                let w = w2;
+                let (release, carrier) = hold(&w);
+                let carrier = match first {
+                    "gone before" => {
+                        drop(carrier);
+                        None
+                    }
+                    _ => Some(carrier),
+                };
+                let mut tasks = Vec::new();
+                let mut off_thread = Vec::new();
+                for i in 0..3 * HELD_BACK {
+                    let back = w.run(move || i);
+                    tasks.push(tokio::spawn(async move {
+                        back.await.map_err(|_| format!("job {i}'s result lost"))
+                    }));
+                    if i % 5 == 0 {
+                        // Queued from a thread of no runtime, between this thread's jobs.
+                        let w = w.clone();
+                        let (queued, is_queued) = std::sync::mpsc::channel();
+                        off_thread.push(std::thread::spawn(move || {
+                            let back = w.run(move || 1000 + i);
+                            queued.send(()).unwrap();
+                            block_on(back)
+                        }));
+                        is_queued.recv().unwrap();
+                    }
+                }
+                release.send(()).unwrap();
+                match (first, carrier) {
+                    ("waits", Some(c)) => assert_eq!(c.await.unwrap(), "held"),
+                    (_, Some(c)) => {
+                        // The batch arrives with this result; it is dropped unread.
+                        let t = Instant::now();
+                        while c.is_empty() {
+                            assert!(t.elapsed() < Duration::from_secs(10), "never came");
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        drop(c);
+                    }
+                    _ => {}
+                }
+                let mut got = Vec::new();
+                for t in tasks {
+                    let r = tokio::time::timeout(Duration::from_secs(10), t).await;
+                    let r = r.map_err(|_| "a task never had its result".to_string())?;
+                    got.push(r.map_err(|e| format!("a task failed: {e}"))??);
+                }
+                let off_thread: Vec<_> = off_thread
+                    .into_iter()
+                    .map(|t| t.join().expect("a thread off the runtime"))
+                    .collect();
+                Ok::<_, String>((off_thread, got))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("first task {first}: {e}"));
+            assert_eq!(got, (0..3 * HELD_BACK).collect::<Vec<_>>(), "{first}");
+            let want: Vec<_> = (0..3 * HELD_BACK)
+                .filter(|i| i % 5 == 0)
+                .map(|i| Ok(1000 + i))
+                .collect();
+            assert_eq!(
+                off_thread
+                    .into_iter()
+                    .map(|r| r.map_err(|_| ()))
+                    .collect::<Vec<_>>(),
+                want
+            );
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn jobs_run_off_the_runtime_in_order_and_survive_a_panic() {
@@ -223,7 +458,7 @@ mod tests {
         // is here, and asleep again only once it has stopped waiting.
         w.tx.send(Msg::Expect).unwrap();
         for rx in rxs {
-            rx.blocking_recv().unwrap();
+            block_on(rx).unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
         asleep(&w);
@@ -254,7 +489,7 @@ mod tests {
                 assert!(!slow, "job {i} is held: the wait cannot have its result");
                 awake += 1;
             }
-            let got = rx.blocking_recv().map_err(|_| ());
+            let got = block_on(rx).map_err(|_| ());
             assert_eq!(got, Ok(i), "job {i} ran and its result came back");
         }
         assert_eq!(*order.lock().unwrap(), (0..2000).collect::<Vec<_>>());
@@ -262,7 +497,7 @@ mod tests {
         // A job that panics: the wait gives up, and the receiver reports the error.
         let boom = w.run(|| -> u8 { panic!("a job that fails") });
         wait_briefly(&boom);
-        let got = boom.blocking_recv().map_err(|_| ());
+        let got = block_on(boom).map_err(|_| ());
         assert_eq!(got, Err(()));
     }
 }
