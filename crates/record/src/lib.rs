@@ -28,6 +28,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::oneshot;
 
 use crate::upstream::Upstream;
 use capture::{Capture, Captured};
@@ -668,7 +669,7 @@ struct TeeBody {
 }
 
 /// How storing a body's finished segments went (an error is the store's, as text).
-type SegmentsWritten = writer::Back<Result<(), String>>;
+type SegmentsWritten = oneshot::Receiver<Result<(), String>>;
 
 /// Takes the segment writes that are done off the front of `storing` and returns their
 /// errors. Writes finish in the order they were queued, so only the oldest is polled
@@ -1326,7 +1327,7 @@ struct ResponseTee {
     queued: Option<(FrameResult, bool, Ready)>,
     /// The last write in flight on the writer (the rest of the body and the event), and
     /// what to give the client once it is done.
-    writing: Option<(writer::Back<()>, FrameResult)>,
+    writing: Option<(oneshot::Receiver<()>, FrameResult)>,
 }
 
 type FrameResult = Option<Result<Frame<Bytes>, BoxError>>;

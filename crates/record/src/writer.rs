@@ -14,34 +14,68 @@
 //! exchange has at most four segment writes per body (`SEGMENT_WRITES`) and its event
 //! queued at a time: the queue holds no more than the open exchanges already do.
 
-use std::future::Future;
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// A job returns what is left of it once it has run: handing its result back.
 type Job = Box<dyn FnOnce() -> Held + Send>;
 
+/// Hands a job's result back.
+type Done = Box<dyn FnOnce() + Send>;
+
 /// A job's result, not yet handed back.
 struct Held {
-    /// The serving thread of the job's caller, where its result is awaited.
-    home: Option<usize>,
-    /// Hands the result back, with the results of other jobs for the same thread for the
-    /// receiving task to hand on ([`Back`]).
-    done: Box<dyn FnOnce(Vec<Held>) + Send>,
+    /// The mailbox of the serving thread where the result is awaited, if any.
+    home: Option<Arc<Mailbox>>,
+    done: Done,
 }
 
-/// Hands each result back on its own.
-fn hand_back_each(held: Vec<Held>) {
-    for h in held {
-        (h.done)(Vec::new());
-    }
+/// Results handed back together to one serving thread: a task there runs their hand-backs
+/// as soon as it is woken, so the tasks they wake are woken from that thread, in order,
+/// with one wake from the writer for all of them. It is always ready to run: no
+/// exchange's result waits on another exchange's progress.
+#[derive(Default)]
+struct Mailbox {
+    results: Mutex<Vec<Done>>,
+    posted: Notify,
+}
+
+thread_local! {
+    /// This serving thread's mailbox, once a job was queued from it.
+    static MAILBOX: RefCell<Option<Arc<Mailbox>>> = const { RefCell::new(None) };
+}
+
+/// The caller's serving thread's mailbox, its task started on first use; `None` off the
+/// serving threads (results then go back on their own).
+fn mailbox_here() -> Option<Arc<Mailbox>> {
+    tapedeck_proxy::shards::here()?;
+    MAILBOX.with(|m| {
+        if let Some(mailbox) = m.borrow().as_ref() {
+            return Some(mailbox.clone());
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mailbox = Arc::new(Mailbox::default());
+        let task = mailbox.clone();
+        runtime.spawn(async move {
+            loop {
+                task.posted.notified().await;
+                let results = std::mem::take(&mut *lock(&task.results));
+                results.into_iter().for_each(|done| done());
+            }
+        });
+        *m.borrow_mut() = Some(mailbox.clone());
+        Some(mailbox)
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What the writer thread is sent: a job, or word that one is coming soon.
@@ -89,18 +123,18 @@ impl Writer {
 
     /// Runs `f` on the writer thread after every job queued before it; its result comes
     /// back on the receiver (which reports an error if `f` panicked).
-    pub(crate) fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Back<T> {
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
         let (back, rx) = oneshot::channel();
-        let home = tapedeck_proxy::shards::here();
+        let home = mailbox_here();
         let job: Job = Box::new(move || {
             let got = f();
             Held {
                 home,
-                done: Box::new(move |others| {
-                    // No one waits for this result any more: the others still go back.
-                    if let Err((_, others)) = back.send((got, others)) {
-                        hand_back_each(others);
-                    }
+                done: Box::new(move || {
+                    let _ = back.send(got);
                 }),
             }
         });
@@ -108,7 +142,7 @@ impl Writer {
         // send cannot fail while `self` lives. Were it to, the job (and its sender) is
         // dropped and the caller hears an error, never silence.
         let _ = self.tx.send(Msg::Job(job));
-        Back { rx }
+        rx
     }
 
     /// Says that a job is coming soon (an exchange went upstream, or its answer came; its
@@ -191,68 +225,27 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
     }
 }
 
-/// Hands the held results back: for each serving thread, the first of its results is
-/// sent with the others, and the task that receives it hands them on, on that thread
-/// (one wake from here per thread; the tasks it wakes there are woken without a system
-/// call, in the order their jobs ran). A result awaited off the serving threads goes back
-/// on its own.
+/// Hands the held results back: one alone from here (its task may be waiting awake for
+/// it, see [`wait_briefly`]); several through their serving thread's [`Mailbox`], posted
+/// together with one wake; those awaited off the serving threads from here.
 fn hand_back(held: &mut Vec<Held>) {
     if held.len() <= 1 {
-        return hand_back_each(std::mem::take(held));
+        return held.drain(..).for_each(|h| (h.done)());
     }
-    let mut left: Vec<Option<Held>> = held.drain(..).map(Some).collect();
-    for i in 0..left.len() {
-        let Some(first) = left[i].take() else {
+    let mut posting: Vec<(Arc<Mailbox>, Vec<Done>)> = Vec::new();
+    for Held { home, done } in held.drain(..) {
+        let Some(home) = home else {
+            done();
             continue;
         };
-        let mut others = Vec::new();
-        if first.home.is_some() {
-            for later in &mut left[i + 1..] {
-                if later.as_ref().is_some_and(|h| h.home == first.home) {
-                    others.extend(later.take());
-                }
-            }
-        }
-        (first.done)(others);
-    }
-}
-
-/// A job's result, to await: a future that also hands on the results sent with it (see
-/// [`hand_back`]), when it has its own or when it is dropped.
-pub(crate) struct Back<T> {
-    rx: oneshot::Receiver<(T, Vec<Held>)>,
-}
-
-impl<T> Back<T> {
-    /// Whether the result has not come yet (see [`wait_briefly`]).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-}
-
-impl<T> Future for Back<T> {
-    type Output = Result<T, oneshot::error::RecvError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.get_mut().rx).poll(cx) {
-            Poll::Ready(Ok((got, others))) => {
-                hand_back_each(others);
-                Poll::Ready(Ok(got))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        match posting.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &home)) {
+            Some((_, dones)) => dones.push(done),
+            None => posting.push((home, vec![done])),
         }
     }
-}
-
-impl<T> Drop for Back<T> {
-    fn drop(&mut self) {
-        // Nothing can be sent once closed; what was sent before carries results that
-        // other tasks wait for.
-        self.rx.close();
-        if let Ok((_, others)) = self.rx.try_recv() {
-            hand_back_each(others);
-        }
+    for (mailbox, dones) in posting {
+        lock(&mailbox.results).extend(dones);
+        mailbox.posted.notify_one();
     }
 }
 
@@ -261,7 +254,7 @@ impl<T> Drop for Back<T> {
 /// between (the writer, say), instead of sleeping until it is woken. Polling `rx` then
 /// takes a value that came without a sleep; anything else (not yet, or the job failed)
 /// is polled as usual. Only worth it when the machine has a core to spare.
-pub(crate) fn wait_briefly<T>(rx: &Back<T>) {
+pub(crate) fn wait_briefly<T>(rx: &oneshot::Receiver<T>) {
     let start = Instant::now();
     while rx.is_empty() && start.elapsed() < WAIT_AWAKE {
         std::thread::yield_now();
@@ -273,11 +266,8 @@ mod tests {
     use super::*;
 
     /// Waits for a job's result on a thread of no runtime.
-    fn block_on<T>(back: Back<T>) -> Result<T, oneshot::error::RecvError> {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(back)
+    fn block_on<T>(rx: oneshot::Receiver<T>) -> Result<T, oneshot::error::RecvError> {
+        rx.blocking_recv()
     }
 
     /// Runs `f` on a serving thread of `shards` (given a real connection to serve) and
@@ -286,13 +276,13 @@ mod tests {
     where
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T> + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
     {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_client, accepted) =
             tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (out, got) = tokio::sync::oneshot::channel();
+        let (out, got) = oneshot::channel();
         shards
             .serve(accepted.unwrap().0, move |_stream, _seat| async move {
                 assert!(tapedeck_proxy::shards::here().is_some());
@@ -303,97 +293,69 @@ mod tests {
             .expect("the serving thread's task ended without its result")
     }
 
-    /// Holds the writer on a job until released; what that job's caller waits for.
-    fn hold(w: &Writer) -> (std::sync::mpsc::Sender<()>, Back<&'static str>) {
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let back = w.run(move || {
-            held.recv().unwrap();
-            "held"
-        });
-        (release, back)
-    }
-
-    /// Results of jobs queued from one serving thread while the writer was busy come back
-    /// in batches through one of their tasks: each task still gets its own, whether the
-    /// task that carries the batch waits for it, has gone before the batch was sent, or
-    /// goes with the batch in hand without ever looking at it. Results awaited off the
+    /// Results of jobs queued from a serving thread while the writer was busy go back
+    /// together through that thread's mailbox: each task gets its own; a task that
+    /// stalls with its result unread (an exchange whose client stopped reading) holds up
+    /// no other; a receiver dropped loses only its own; and results awaited off the
     /// serving threads, queued in between, come back too.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn results_held_back_reach_every_task_of_the_serving_thread() {
         let w = Arc::new(Writer::start().unwrap());
         let shards = tapedeck_proxy::shards::Shards::start(2).unwrap();
-        for first in ["waits", "gone before", "gone after"] {
-            let w2 = w.clone();
-            let (off_thread, got) = on_serving_thread(&shards, move || async move {
-                let w = w2;
-                let (release, carrier) = hold(&w);
-                let carrier = match first {
-                    "gone before" => {
-                        drop(carrier);
-                        None
-                    }
-                    _ => Some(carrier),
-                };
-                let mut tasks = Vec::new();
-                let mut off_thread = Vec::new();
-                for i in 0..3 * HELD_BACK {
-                    let back = w.run(move || i);
-                    tasks.push(tokio::spawn(async move {
-                        back.await.map_err(|_| format!("job {i}'s result lost"))
+        let w2 = w.clone();
+        let (stalled, got, off_thread) = on_serving_thread(&shards, move || async move {
+            let w = w2;
+            // The first job holds the writer while the others queue up behind it; its
+            // caller never looks at its result.
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let stalled = w.run(move || {
+                held.recv().unwrap();
+                "held"
+            });
+            let mut tasks = Vec::new();
+            let mut off_thread = Vec::new();
+            for i in 0..3 * HELD_BACK {
+                let back = w.run(move || i);
+                if i % 7 == 3 {
+                    drop(back);
+                    continue;
+                }
+                tasks.push(tokio::spawn(async move {
+                    back.await.map_err(|_| format!("job {i}'s result lost"))
+                }));
+                if i % 5 == 0 {
+                    // Queued from a thread of no runtime, between this thread's jobs.
+                    let w = w.clone();
+                    let (queued, is_queued) = std::sync::mpsc::channel();
+                    off_thread.push(std::thread::spawn(move || {
+                        let back = w.run(move || 1000 + i);
+                        queued.send(()).unwrap();
+                        block_on(back).map_err(|_| ())
                     }));
-                    if i % 5 == 0 {
-                        // Queued from a thread of no runtime, between this thread's jobs.
-                        let w = w.clone();
-                        let (queued, is_queued) = std::sync::mpsc::channel();
-                        off_thread.push(std::thread::spawn(move || {
-                            let back = w.run(move || 1000 + i);
-                            queued.send(()).unwrap();
-                            block_on(back)
-                        }));
-                        is_queued.recv().unwrap();
-                    }
+                    is_queued.recv().unwrap();
                 }
-                release.send(()).unwrap();
-                match (first, carrier) {
-                    ("waits", Some(c)) => assert_eq!(c.await.unwrap(), "held"),
-                    (_, Some(c)) => {
-                        // The batch arrives with this result; it is dropped unread.
-                        let t = Instant::now();
-                        while c.is_empty() {
-                            assert!(t.elapsed() < Duration::from_secs(10), "never came");
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        drop(c);
-                    }
-                    _ => {}
-                }
-                let mut got = Vec::new();
-                for t in tasks {
-                    let r = tokio::time::timeout(Duration::from_secs(10), t).await;
-                    let r = r.map_err(|_| "a task never had its result".to_string())?;
-                    got.push(r.map_err(|e| format!("a task failed: {e}"))??);
-                }
-                let off_thread: Vec<_> = off_thread
-                    .into_iter()
-                    .map(|t| t.join().expect("a thread off the runtime"))
-                    .collect();
-                Ok::<_, String>((off_thread, got))
-            })
-            .await
-            .unwrap_or_else(|e| panic!("first task {first}: {e}"));
-            assert_eq!(got, (0..3 * HELD_BACK).collect::<Vec<_>>(), "{first}");
-            let want: Vec<_> = (0..3 * HELD_BACK)
-                .filter(|i| i % 5 == 0)
-                .map(|i| Ok(1000 + i))
+            }
+            release.send(()).unwrap();
+            let mut got = Vec::new();
+            for t in tasks {
+                let r = tokio::time::timeout(Duration::from_secs(10), t).await;
+                let r = r.map_err(|_| "a task never had its result".to_string())?;
+                got.push(r.map_err(|e| format!("a task failed: {e}"))??);
+            }
+            let off_thread: Vec<_> = off_thread
+                .into_iter()
+                .map(|t| t.join().expect("a thread off the runtime"))
                 .collect();
-            assert_eq!(
-                off_thread
-                    .into_iter()
-                    .map(|r| r.map_err(|_| ()))
-                    .collect::<Vec<_>>(),
-                want
-            );
-        }
+            Ok::<_, String>((stalled, got, off_thread))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let every = (0..3 * HELD_BACK).filter(|i| i % 7 != 3);
+        assert_eq!(got, every.clone().collect::<Vec<_>>());
+        let want: Vec<_> = every.filter(|i| i % 5 == 0).map(|i| Ok(1000 + i)).collect();
+        assert_eq!(off_thread, want);
+        let mut stalled = stalled;
+        assert_eq!(stalled.try_recv(), Ok("held"), "its result came, unread");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
