@@ -853,15 +853,23 @@ fn push_waiter(m: CommitMsg, waiters: &mut Vec<mpsc::SyncSender<Result<(), Arc<F
 
 /// Session summaries, blob files, then sled, then the journal of what that flush made
 /// durable. The packs' and sled's synced pages leave the page cache.
+///
+/// A pack that cannot be synced (its directory gone, a disk error) does not hold the
+/// events back: sled is flushed all the same and the failure reported after. Its events
+/// then name bodies that may not have reached the disk, which a crash would show as
+/// bodies not stored (`tapedeck fsck`, and replay refuses the session), never as wrong
+/// bytes; left out of the flush, the events themselves were lost whenever the process
+/// ended before another flush (a recorder that exits 2 has no last flush).
 fn flush(db: &sled::Db, c: &Committer) -> Result<(), FlushError> {
     let entries = std::mem::take(&mut *c.journal_pending.lock().unwrap_or_else(|p| p.into_inner()));
     merge_infos(c).map_err(FlushError::Sled)?;
-    sync_blobs(c)?;
+    let synced = sync_blobs(c);
     db.flush().map_err(FlushError::Sled)?;
     if let Ok(f) = std::fs::File::open(&c.sled_file) {
         crate::page_cache::drop_synced(&f);
     }
-    c.journal.append(&entries).map_err(FlushError::Journal)
+    c.journal.append(&entries).map_err(FlushError::Journal)?;
+    synced
 }
 
 /// Sled's answer when another open handle holds the database's file lock.
@@ -2026,6 +2034,42 @@ mod tests {
             panic!("in segments");
         };
         hash.to_hex().to_string()
+    }
+
+    /// A flush that cannot sync a pack (its directory gone: a disk pulled, a hand in the
+    /// store) reports so and still makes the events written before it durable: a copy of
+    /// the store's files taken right after the commit, before any last flush, holds them.
+    #[test]
+    fn a_flush_that_cannot_sync_a_pack_still_makes_the_events_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
+        let data: Vec<u8> = (0..100_000).map(|i| (i % 241) as u8).collect();
+        let h = blake3::hash(&data);
+        store.put_blob(&h, &data).unwrap();
+        for step in 1..=3 {
+            store.put_event("s", &crate::testing::event(step)).unwrap();
+        }
+        let packs = store.committer.packs.path(0);
+        let packs = packs.parent().unwrap();
+        std::fs::remove_dir_all(packs).unwrap();
+        std::fs::write(packs, b"not a directory").unwrap();
+        let err = store.commit().expect_err("the failed sync is reported");
+        assert!(err.to_string().contains("pack"), "{err}");
+        // What is on disk now, as a process that exits at once leaves it.
+        let copy = dir.path().join("copy");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dir.path().join("store"))
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        drop(store);
+        let copy = SledStore::open(&copy).unwrap();
+        for step in 1..=3 {
+            assert_eq!(copy.event("s", step).unwrap().unwrap().step, step);
+        }
+        assert!(!copy.has_body(&h.to_hex()).unwrap(), "its pack is gone");
     }
 
     /// A body between [`FILE_BLOB_MIN`] and a segment is one blob: in a pack, or in a
