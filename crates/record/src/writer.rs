@@ -265,11 +265,6 @@ pub(crate) fn wait_briefly<T>(rx: &oneshot::Receiver<T>) {
 mod tests {
     use super::*;
 
-    /// Waits for a job's result on a thread of no runtime.
-    fn block_on<T>(rx: oneshot::Receiver<T>) -> Result<T, oneshot::error::RecvError> {
-        rx.blocking_recv()
-    }
-
     /// Runs `f` on a serving thread of `shards` (given a real connection to serve) and
     /// returns what it returns.
     async fn on_serving_thread<T, F, Fut>(shards: &tapedeck_proxy::shards::Shards, f: F) -> T
@@ -330,7 +325,7 @@ mod tests {
                     off_thread.push(std::thread::spawn(move || {
                         let back = w.run(move || 1000 + i);
                         queued.send(()).unwrap();
-                        block_on(back).map_err(|_| ())
+                        back.blocking_recv().map_err(|_| ())
                     }));
                     is_queued.recv().unwrap();
                 }
@@ -420,7 +415,7 @@ mod tests {
         // is here, and asleep again only once it has stopped waiting.
         w.tx.send(Msg::Expect).unwrap();
         for rx in rxs {
-            block_on(rx).unwrap();
+            rx.blocking_recv().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
         asleep(&w);
@@ -451,7 +446,7 @@ mod tests {
                 assert!(!slow, "job {i} is held: the wait cannot have its result");
                 awake += 1;
             }
-            let got = block_on(rx).map_err(|_| ());
+            let got = rx.blocking_recv().map_err(|_| ());
             assert_eq!(got, Ok(i), "job {i} ran and its result came back");
         }
         assert_eq!(*order.lock().unwrap(), (0..2000).collect::<Vec<_>>());
@@ -459,7 +454,7 @@ mod tests {
         // A job that panics: the wait gives up, and the receiver reports the error.
         let boom = w.run(|| -> u8 { panic!("a job that fails") });
         wait_briefly(&boom);
-        let got = block_on(boom).map_err(|_| ());
+        let got = boom.blocking_recv().map_err(|_| ());
         assert_eq!(got, Err(()));
     }
 }
