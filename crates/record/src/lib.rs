@@ -1408,8 +1408,10 @@ impl ResponseTee {
             }
             p.write_event(None, true);
         });
-        // The event's write is the client's last wait: at low load, wait for it awake.
+        // The event's write is the client's last wait: at low load, wait for it awake,
+        // and keep the writer awake a while for the next exchange.
         if recorder.spare_core() {
+            recorder.writer.linger();
             writer::wait_briefly(&task);
         }
         self.writing = Some((task, out));

@@ -84,6 +84,9 @@ enum Msg {
     /// An exchange went upstream: its event follows when the answer ends (see
     /// [`Writer::expect`]).
     Expect,
+    /// An exchange ended at low load: the next one's event is likely to follow soon (see
+    /// [`Writer::linger`]).
+    Linger,
 }
 
 /// How long an exchange's task stays awake for its event's write ([`wait_briefly`]): a
@@ -100,6 +103,11 @@ const EXPECT_AWAKE: Duration = Duration::from_micros(200);
 /// (2 µs more per exchange at 32 connections).
 const ASLEEP_A_WHILE: Duration = Duration::from_micros(50);
 
+/// How long the writer stays awake after an exchange that ended at low load
+/// ([`Writer::linger`]): a little more than one exchange of a client that sends the next
+/// request as soon as it has the answer (160-240 µs through record here).
+const LINGER: Duration = Duration::from_micros(300);
+
 pub(crate) struct Writer {
     tx: Sender<Msg>,
     /// Since when the writer thread has been asleep, waiting for a job: nanoseconds
@@ -111,13 +119,18 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread.
     pub(crate) fn start() -> std::io::Result<Writer> {
+        Writer::start_lingering(LINGER)
+    }
+
+    /// [`Writer::start`], staying awake `linger` after a [`Writer::linger`].
+    fn start_lingering(linger: Duration) -> std::io::Result<Writer> {
         let (tx, rx) = channel::<Msg>();
         let asleep = Arc::new(AtomicU64::new(0));
         let base = Instant::now();
         let since = asleep.clone();
         std::thread::Builder::new()
             .name("tapedeck-writer".into())
-            .spawn(move || run_jobs(&rx, &since, base))?;
+            .spawn(move || run_jobs(&rx, &since, base, linger))?;
         Ok(Writer { tx, asleep, base })
     }
 
@@ -143,6 +156,18 @@ impl Writer {
         // dropped and the caller hears an error, never silence.
         let _ = self.tx.send(Msg::Job(job));
         rx
+    }
+
+    /// Says, after the job of an exchange that ended at low load, that the writer should
+    /// stay awake a while ([`LINGER`]) before it sleeps: a client that sends its next
+    /// request as soon as it has the answer then finds it awake, and neither the waking
+    /// (a system call on the serving thread, on the request's way out) nor the idle core
+    /// it woke on (a core that sleeps here wakes slowly, and the client and the upstream
+    /// wait for it too) is on that exchange's way. Queued behind the job, it reaches a
+    /// writer that is awake for that job, so it wakes nothing itself. Under load nothing
+    /// lingers: the writer has jobs enough.
+    pub(crate) fn linger(&self) {
+        let _ = self.tx.send(Msg::Linger);
     }
 
     /// Says that a job is coming soon (an exchange went upstream, or its answer came; its
@@ -180,7 +205,7 @@ const HELD_BACK: usize = 8;
 /// woken once for all of its exchanges that ended, not once each (each wake from another
 /// thread is a system call here and a return from `epoll_wait` there), and an HTTP/2
 /// connection's answers that end together go out in one send.
-fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
+fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant, linger: Duration) {
     let mut awake_until: Option<Instant> = None;
     let mut held: Vec<Held> = Vec::with_capacity(HELD_BACK);
     loop {
@@ -210,6 +235,7 @@ fn run_jobs(rx: &Receiver<Msg>, asleep: &AtomicU64, base: Instant) {
         };
         match msg {
             Msg::Expect => awake_until = Some(Instant::now() + EXPECT_AWAKE),
+            Msg::Linger => awake_until = Some(Instant::now() + linger),
             Msg::Job(job) => {
                 awake_until = None;
                 // A job that panics loses its own exchange (its caller hears so), not
@@ -419,6 +445,41 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
         asleep(&w);
+    }
+
+    /// After an exchange that ended at low load the writer stays awake for the next one
+    /// (its `expect` then wakes nothing), and sleeps again once none has come.
+    #[test]
+    fn a_writer_told_to_linger_stays_awake_after_its_job_then_sleeps() {
+        let w = Writer::start_lingering(Duration::from_secs(2)).unwrap();
+        let awake_after_job = |w: &Writer, linger: bool| {
+            let rx = w.run(|| ());
+            if linger {
+                w.linger();
+            }
+            rx.blocking_recv().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            w.asleep.load(Ordering::Relaxed) == 0
+        };
+        let wait_asleep = |w: &Writer| {
+            let t = Instant::now();
+            while w.asleep.load(Ordering::Relaxed) == 0 {
+                assert!(t.elapsed() < Duration::from_secs(10), "it never slept");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_asleep(&w);
+        assert!(
+            !awake_after_job(&w, false),
+            "asleep again after a job alone"
+        );
+        assert!(
+            awake_after_job(&w, true),
+            "awake after a job it lingers for"
+        );
+        wait_asleep(&w);
+        // Asleep again: a job and the word to linger still wake it.
+        assert!(awake_after_job(&w, true));
     }
 
     #[test]
