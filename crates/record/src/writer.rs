@@ -451,35 +451,41 @@ mod tests {
     /// (its `expect` then wakes nothing), and sleeps again once none has come.
     #[test]
     fn a_writer_told_to_linger_stays_awake_after_its_job_then_sleeps() {
-        let w = Writer::start_lingering(Duration::from_secs(2)).unwrap();
-        let awake_after_job = |w: &Writer, linger: bool| {
+        let linger = Duration::from_secs(2);
+        let w = Writer::start_lingering(linger).unwrap();
+        let job = |w: &Writer, linger: bool| {
             let rx = w.run(|| ());
             if linger {
                 w.linger();
             }
             rx.blocking_recv().unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            w.asleep.load(Ordering::Relaxed) == 0
         };
-        let wait_asleep = |w: &Writer| {
+        // Asleep within `within`, or the test fails.
+        let asleep_within = |w: &Writer, within: Duration| {
             let t = Instant::now();
             while w.asleep.load(Ordering::Relaxed) == 0 {
-                assert!(t.elapsed() < Duration::from_secs(10), "it never slept");
+                assert!(t.elapsed() < within, "still awake after {within:?}");
                 std::thread::sleep(Duration::from_millis(1));
             }
         };
-        wait_asleep(&w);
-        assert!(
-            !awake_after_job(&w, false),
-            "asleep again after a job alone"
-        );
-        assert!(
-            awake_after_job(&w, true),
-            "awake after a job it lingers for"
-        );
-        wait_asleep(&w);
-        // Asleep again: a job and the word to linger still wake it.
-        assert!(awake_after_job(&w, true));
+        let awake_a_moment_later = |w: &Writer| {
+            std::thread::sleep(Duration::from_millis(50));
+            w.asleep.load(Ordering::Relaxed) == 0
+        };
+        asleep_within(&w, Duration::from_secs(10));
+        // A job alone: asleep again at once (well before a linger would end).
+        job(&w, false);
+        asleep_within(&w, linger / 2);
+        // A job and the word to linger: still awake a moment later, asleep once the
+        // linger is over; and so again from asleep.
+        for _ in 0..2 {
+            job(&w, true);
+            assert!(
+                awake_a_moment_later(&w),
+                "asleep right after a job it lingers for"
+            );
+            asleep_within(&w, Duration::from_secs(10));
+        }
     }
 
     #[test]
