@@ -172,11 +172,70 @@ pub struct UrlParamScrub {
     tail: Vec<u8>,
     /// How many bytes were written in all (a name at the very start is at a line's).
     written: u64,
+    /// What was written before [`UrlParamScrub::tail`] since the last line break (or
+    /// the body's start), which the tail no longer holds: see [`Dropped`].
+    dropped: Dropped,
     value: Vec<u8>,
     /// Reading again a line's value that was held and is not a secret's (for the URLs
     /// in it): no assignment opens inside it.
     rescanning: bool,
     pub found: Collected,
+}
+
+/// What was written on the current line before the bytes the tail keeps: whether it was
+/// all blanks (spaces or tabs), and how many, when all were spaces. A deeply indented
+/// `password: …` line (a YAML file nested far, a log line padded) has its start further
+/// back than the tail reaches, and how far the tail reaches depends on where the stream
+/// was cut: this keeps what the line's start says, so that the body reads the same
+/// however it is cut (the `redact_stream` fuzzer's find).
+#[derive(Clone, Copy, Debug)]
+struct Dropped {
+    blank: bool,
+    spaces: Option<usize>,
+    /// The line began at a JSON string's escaped break (`\n`), not a raw one.
+    json: bool,
+}
+
+impl Dropped {
+    /// At the body's start: nothing before the tail.
+    const START: Dropped = Dropped {
+        blank: true,
+        spaces: Some(0),
+        json: false,
+    };
+
+    /// After `bytes` more were dropped from the tail's front.
+    fn then(self, bytes: &[u8]) -> Dropped {
+        let raw = memchr::memrchr2(b'\n', b'\r', bytes).map(|at| at + 1);
+        // An escaped break after the last raw one: a line of a JSON string's text.
+        let from = raw.unwrap_or(0);
+        let mut escaped = None;
+        let mut end = bytes.len();
+        while let Some(at) = memchr::memrchr(b'\\', &bytes[from..end]).map(|at| from + at) {
+            if matches!(bytes.get(at + 1), Some(b'n' | b'r')) {
+                escaped = Some(at + 2);
+                break;
+            }
+            end = at;
+        }
+        let (base, line) = match (escaped, raw) {
+            (Some(at), _) => (
+                Dropped {
+                    json: true,
+                    ..Dropped::START
+                },
+                &bytes[at..],
+            ),
+            (None, Some(at)) => (Dropped::START, &bytes[at..]),
+            (None, None) => (self, bytes),
+        };
+        let spaces = line.iter().all(|&b| b == b' ');
+        Dropped {
+            blank: base.blank && (spaces || line.iter().all(|&b| matches!(b, b' ' | b'\t'))),
+            spaces: base.spaces.filter(|_| spaces).map(|n| n + line.len()),
+            json: base.json,
+        }
+    }
 }
 
 /// `lead` without the line's indentation and a marker before a name: a list's `- ` or
@@ -205,6 +264,7 @@ impl UrlParamScrub {
             state: State::Text,
             tail: Vec::with_capacity(2 * TAIL),
             written: 0,
+            dropped: Dropped::START,
             value: Vec::new(),
             rescanning: false,
             found: Collected::default(),
@@ -216,13 +276,17 @@ impl UrlParamScrub {
         out.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
         if bytes.len() >= TAIL {
+            let (gone, kept) = bytes.split_at(bytes.len() - TAIL);
+            self.dropped = self.dropped.then(&self.tail).then(gone);
             self.tail.clear();
-            self.tail.extend_from_slice(&bytes[bytes.len() - TAIL..]);
+            self.tail.extend_from_slice(kept);
             return;
         }
         self.tail.extend_from_slice(bytes);
         if self.tail.len() > 2 * TAIL {
-            self.tail.drain(..self.tail.len() - TAIL);
+            let gone = self.tail.len() - TAIL;
+            self.dropped = self.dropped.then(&self.tail[..gone]);
+            self.tail.drain(..gone);
         }
     }
 
@@ -247,7 +311,8 @@ impl UrlParamScrub {
         }
         let at_start = |raw: &[u8]| {
             let lead = unindented(raw);
-            lead.is_empty() && self.written == before.len() as u64 + 1
+            // `raw` begins where the tail does: the line's start is before it.
+            lead.is_empty() && self.dropped.blank
                 || matches!(lead.last(), Some(b'\n' | b'\r'))
                 // A JSON string's start, right before the name (not an XML attribute
                 // after another's quoted value).
@@ -409,11 +474,11 @@ impl UrlParamScrub {
     /// kept.
     fn name_column(&self) -> Option<(usize, bool)> {
         let plain = |line: &[u8]| !line.contains(&b'"') && !line.contains(&b'\\');
-        let text = match self.tail.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-            Some(at) => Some(&self.tail[at + 1..]),
-            None if self.written == self.tail.len() as u64 => Some(&self.tail[..]),
-            None => None,
-        };
+        let text = self
+            .tail
+            .iter()
+            .rposition(|&b| b == b'\n' || b == b'\r')
+            .map(|at| &self.tail[at + 1..]);
         if let Some(line) = text.filter(|l| plain(l)) {
             return Some((column_of(line), false));
         }
@@ -423,10 +488,22 @@ impl UrlParamScrub {
             .windows(2)
             .rposition(|w| w[0] == b'\\' && matches!(w[1], b'n' | b'r'))
             .map(|at| at + 2);
-        let from = escaped_break
-            .or_else(|| self.tail.iter().rposition(|&b| b == b'"').map(|at| at + 1))?;
-        let line = &self.tail[from..];
-        plain(line).then(|| (column_of(line), true))
+        let from =
+            escaped_break.or_else(|| self.tail.iter().rposition(|&b| b == b'"').map(|at| at + 1));
+        match from {
+            Some(from) => {
+                let line = &self.tail[from..];
+                plain(line).then(|| (column_of(line), true))
+            }
+            // The line's start is before the tail, all spaces from there (or the
+            // body's start): the column counts them.
+            None if text.is_none() => self
+                .dropped
+                .spaces
+                .filter(|_| plain(&self.tail))
+                .map(|n| (n + column_of(&self.tail), self.dropped.json)),
+            None => None,
+        }
     }
 
     /// Reads bytes of a block scalar (see [`State::Block`]): how many of `rest` it took.
@@ -1011,6 +1088,37 @@ mod tests {
             assert_eq!(out, in_json(want), "cut {cut}");
             assert_eq!(values, found, "cut {cut}");
         }
+    }
+
+    /// Found by the `redact_stream` fuzz target: a `NAME: value` line indented further
+    /// than the tail keeps (a YAML file nested deep, a padded log line) was read as
+    /// prose, its value stored in clear, when the body came in one piece, and as a
+    /// line's when it came cut small (the tail then held the line's start). A block
+    /// scalar's indentation is counted from the line's start alike.
+    #[test]
+    fn a_line_indented_past_the_tail_is_read_as_a_line_however_the_stream_is_cut() {
+        let deep = " ".repeat(3 * TAIL);
+        let text = format!(
+            "database:\n{deep}password: s3cr3t-Value # prod\n\
+             {deep}api_key: |\n{deep}  Rs7tUv8wXy9zAb0cDe1f\n{deep}user: ada\n\
+             {deep}- reset_token: Zq8vN3kLp2Wm7Rt4Yx6B\n"
+        );
+        let want = format!(
+            "database:\n{deep}password: [REDACTED] # prod\n\
+             {deep}api_key: |\n{deep}  [REDACTED]\n{deep}user: ada\n\
+             {deep}- reset_token: [REDACTED]\n"
+        );
+        same_as_text_and_in_json(
+            &text,
+            &want,
+            &[
+                "s3cr3t-Value",
+                "Rs7tUv8wXy9zAb0cDe1f",
+                "Zq8vN3kLp2Wm7Rt4Yx6B",
+            ],
+        );
+        // In one piece, as a whole body is scrubbed.
+        assert_eq!(scan(&text, text.len()).0, want);
     }
 
     /// Found by the `canonical_key` fuzz target: a stream that ends in an assignment
