@@ -168,10 +168,8 @@ enum BlockMode {
 pub struct UrlParamScrub {
     fields: FieldNames,
     state: State,
-    /// The last bytes written (at most [`TAIL`]).
+    /// The last bytes written: [`TAIL`] of them, up to twice that by how the body was cut.
     tail: Vec<u8>,
-    /// How many bytes were written in all (a name at the very start is at a line's).
-    written: u64,
     /// What was written before [`UrlParamScrub::tail`] since the last line break (or
     /// the body's start), which the tail no longer holds: see [`Dropped`].
     dropped: Dropped,
@@ -209,15 +207,7 @@ impl Dropped {
         let raw = memchr::memrchr2(b'\n', b'\r', bytes).map(|at| at + 1);
         // An escaped break after the last raw one: a line of a JSON string's text.
         let from = raw.unwrap_or(0);
-        let mut escaped = None;
-        let mut end = bytes.len();
-        while let Some(at) = memchr::memrchr(b'\\', &bytes[from..end]).map(|at| from + at) {
-            if matches!(bytes.get(at + 1), Some(b'n' | b'r')) {
-                escaped = Some(at + 2);
-                break;
-            }
-            end = at;
-        }
+        let escaped = after_escaped_break(&bytes[from..]).map(|at| from + at);
         let (base, line) = match (escaped, raw) {
             (Some(at), _) => (
                 Dropped {
@@ -236,6 +226,16 @@ impl Dropped {
             json: base.json,
         }
     }
+}
+
+/// Where the text after the last escaped line break (`\n`, `\r`: a JSON string's) in
+/// `bytes` begins.
+fn after_escaped_break(bytes: &[u8]) -> Option<usize> {
+    [b"\\n", b"\\r"]
+        .iter()
+        .filter_map(|p| memchr::memmem::rfind(bytes, *p))
+        .max()
+        .map(|at| at + 2)
 }
 
 /// `lead` without the line's indentation and a marker before a name: a list's `- ` or
@@ -263,7 +263,6 @@ impl UrlParamScrub {
             fields,
             state: State::Text,
             tail: Vec::with_capacity(2 * TAIL),
-            written: 0,
             dropped: Dropped::START,
             value: Vec::new(),
             rescanning: false,
@@ -274,7 +273,6 @@ impl UrlParamScrub {
     /// Writes `bytes` on, keeping the last [`TAIL`] of them.
     fn write(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(bytes);
-        self.written += bytes.len() as u64;
         if bytes.len() >= TAIL {
             let (gone, kept) = bytes.split_at(bytes.len() - TAIL);
             self.dropped = self.dropped.then(&self.tail).then(gone);
@@ -483,11 +481,7 @@ impl UrlParamScrub {
             return Some((column_of(line), false));
         }
         // In a JSON string: after its last escaped break, or its opening quote.
-        let escaped_break = self
-            .tail
-            .windows(2)
-            .rposition(|w| w[0] == b'\\' && matches!(w[1], b'n' | b'r'))
-            .map(|at| at + 2);
+        let escaped_break = after_escaped_break(&self.tail);
         let from =
             escaped_break.or_else(|| self.tail.iter().rposition(|&b| b == b'"').map(|at| at + 1));
         match from {
