@@ -182,14 +182,15 @@ pub struct UrlParamScrub {
 }
 
 /// What was written on the current line before the bytes the tail keeps: whether it was
-/// all blanks (spaces or tabs), and how many, when all were spaces. A deeply indented
+/// all blanks (spaces or tabs) or a list's marker among them ([`Lead`]), and how many
+/// spaces, when all were spaces. A deeply indented
 /// `password: …` line (a YAML file nested far, a log line padded) has its start further
 /// back than the tail reaches, and how far the tail reaches depends on where the stream
 /// was cut: this keeps what the line's start says, so that the body reads the same
 /// however it is cut (the `redact_stream` fuzzer's find).
 #[derive(Clone, Copy, Debug)]
 struct Dropped {
-    blank: bool,
+    lead: Lead,
     spaces: Option<usize>,
     /// The line began at a JSON string's escaped break (`\n`), not a raw one.
     json: bool,
@@ -200,7 +201,7 @@ struct Dropped {
 impl Dropped {
     /// At the body's start: nothing before the tail.
     const START: Dropped = Dropped {
-        blank: true,
+        lead: Lead::Blank,
         spaces: Some(0),
         json: false,
         backslash: false,
@@ -231,10 +232,41 @@ impl Dropped {
         };
         let spaces = line.iter().all(|&b| b == b' ');
         Dropped {
-            blank: base.blank && (spaces || line.iter().all(|&b| matches!(b, b' ' | b'\t'))),
+            lead: base.lead.then(line),
             spaces: base.spaces.filter(|_| spaces).map(|n| n + line.len()),
             json: base.json,
             backslash: bytes.last().map_or(self.backslash, |&b| b == b'\\'),
+        }
+    }
+}
+
+/// What a line held before a name, read as the name's line goes: only blanks (a name
+/// after them stands at the line's start), blanks and one marker of a list or a quote
+/// ([`unindented`]: a name after more blanks still does), or else.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lead {
+    Blank,
+    Marked,
+    Other,
+}
+
+impl Lead {
+    /// After `bytes` more of the line.
+    fn then(self, bytes: &[u8]) -> Lead {
+        let blanks = bytes.iter().all(|&b| matches!(b, b' ' | b'\t'));
+        match self {
+            _ if blanks => self,
+            Lead::Blank if unindented(bytes).is_empty() => Lead::Marked,
+            _ => Lead::Other,
+        }
+    }
+
+    /// Whether a name after this and then `lead` stands at its line's start.
+    fn starts_line_with(self, lead: &[u8]) -> bool {
+        match self {
+            Lead::Blank => unindented(lead).is_empty(),
+            Lead::Marked => lead.iter().all(|&b| matches!(b, b' ' | b'\t')),
+            Lead::Other => false,
         }
     }
 }
@@ -336,7 +368,7 @@ impl UrlParamScrub {
         let at_start = |raw: &[u8]| {
             let lead = unindented(raw);
             // `raw` begins where the tail does: the line's start is before it.
-            lead.is_empty() && self.dropped.blank
+            self.dropped.lead.starts_line_with(raw)
                 || matches!(lead.last(), Some(b'\n' | b'\r'))
                 // A JSON string's start, right before the name (not an XML attribute
                 // after another's quoted value).
@@ -1142,20 +1174,106 @@ mod tests {
     }
 
     /// A line's start, however far back, reads the same at every cut: the scan of a
-    /// secret's line indented by any number of spaces, after a raw break or a JSON
-    /// string's escaped one, is the same fed whole and in pieces of every size up to 9
-    /// (an escaped break then falls on either side of the tail's trim point).
+    /// secret's line indented by any number of spaces (a list's marker among them), after
+    /// a raw break or a JSON string's escaped one, is the same fed whole and in pieces of
+    /// every size up to 9 (an escaped break then falls on either side of the tail's trim
+    /// point, the marker in the tail or before it).
     #[test]
     fn a_lines_start_reads_the_same_at_every_indentation_and_cut() {
         for spaces in 0..2 * TAIL + 8 {
-            let text = format!("note\n{}password: s3cr3t-Value\nend\n", " ".repeat(spaces));
-            let json = serde_json::to_string(&serde_json::json!({ "content": text })).unwrap();
-            for body in [&text, &json] {
-                let whole = scan(body, body.len());
-                assert!(!whole.0.contains("s3cr3t"), "{spaces} spaces: {}", whole.0);
-                for cut in 1..10 {
-                    assert_eq!(scan(body, cut), whole, "{spaces} spaces, cut {cut}");
+            for marker in ["", "- ", "-", "  > "] {
+                let text = format!(
+                    "note\n{marker}{}password: s3cr3t-Value\nend\n",
+                    " ".repeat(spaces)
+                );
+                let json = serde_json::to_string(&serde_json::json!({ "content": text })).unwrap();
+                for body in [&text, &json] {
+                    let whole = scan(body, body.len());
+                    if marker != "-" || spaces > 0 {
+                        assert!(!whole.0.contains("s3cr3t"), "{spaces} spaces: {}", whole.0);
+                    }
+                    for cut in 1..10 {
+                        assert_eq!(scan(body, cut), whole, "{spaces} spaces, cut {cut}");
+                    }
                 }
+            }
+        }
+    }
+
+    /// Bodies made of the pieces the scan reads (breaks raw and escaped, runs of spaces
+    /// up to three tails long, markers, quotes, names, separators, values, URLs) scan
+    /// the same whole and at cuts around the tail's lengths. (A longer run of it, 1.2
+    /// million bodies, found the list marker left before the tail.)
+    #[test]
+    fn bodies_of_the_pieces_the_scan_reads_scan_the_same_at_every_cut() {
+        let pieces: &[&str] = &[
+            "\n",
+            "\\n",
+            "\\",
+            "\"",
+            " ",
+            "\t",
+            "- ",
+            "export ",
+            "password",
+            "api_key",
+            "invite_token",
+            " is ",
+            ": ",
+            "=",
+            " = ",
+            "|",
+            "s3cr3t-Value",
+            "Zq8vN3kLp2Wm7Rt4Yx6B",
+            "?",
+            "&",
+            "`",
+            "'",
+            "**",
+            "{\"content\":\"",
+            "\"}",
+            "Bearer ",
+            "x",
+            "\r",
+            "\\r",
+            "* ",
+            "> ",
+            "< ",
+            "#",
+            ";",
+            "\\u0026",
+            "token=",
+            ":",
+            "Authorization: ",
+            ">",
+            "|-",
+            "  ",
+            "\\/",
+            "https://a.test/x?",
+            "-",
+            "--api-key=",
+            "\\\\",
+            "\u{e9}",
+        ];
+        // xorshift: the same bodies on every run.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let mut body = String::new();
+            for _ in 0..3 + next(30) {
+                match pieces[next(pieces.len())] {
+                    " " => body.push_str(&" ".repeat(next(3 * TAIL))),
+                    piece => body.push_str(piece),
+                }
+            }
+            let whole = scan(&body, body.len());
+            for cut in [1, 2, 3, 5, 7, TAIL - 1, TAIL, TAIL + 1, 2 * TAIL] {
+                assert_eq!(scan(&body, cut), whole, "cut {cut}: {body:?}");
             }
         }
     }
