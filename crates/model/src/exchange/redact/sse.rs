@@ -603,9 +603,10 @@ fn pieces(
     vec![(Vec::new(), text)]
 }
 
-enum Frame {
+enum Frame<'a> {
     Object {
-        key: Vec<u8>,
+        /// The key read last, as the line writes it (borrowed from the line).
+        key: &'a [u8],
         want_key: bool,
         /// Its number among the line's objects (see [`IDENTITY`]).
         id: usize,
@@ -633,8 +634,8 @@ const IDENTITY: &[&[u8]] = &[
 
 /// One step of a string's path: an object's key (the object numbered `id`), or an
 /// array position.
-enum Step {
-    Key(Vec<u8>, usize),
+enum Step<'a> {
+    Key(&'a [u8], usize),
     At(usize),
 }
 
@@ -649,7 +650,7 @@ fn json_strings(
 ) -> Option<Vec<(Vec<u8>, Text)>> {
     // The last step of the place a string would have (see [`place`]).
     let mut step = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
+    let mut stack: Vec<Frame> = Vec::with_capacity(8);
     let mut found: Vec<(Vec<Step>, Text)> = Vec::new();
     // Each object's identity fields, by its number, read wherever they stand in it.
     let mut identity: Vec<Vec<u8>> = Vec::new();
@@ -660,7 +661,7 @@ fn json_strings(
             id,
         }) = stack.last()
         {
-            if IDENTITY.contains(&key.as_slice()) {
+            if IDENTITY.contains(key) {
                 let w = &mut identity[*id];
                 w.extend_from_slice(key);
                 w.push(b'=');
@@ -677,7 +678,7 @@ fn json_strings(
                 not_bytes(&mut stack);
                 identity.push(Vec::new());
                 stack.push(Frame::Object {
-                    key: Vec::new(),
+                    key: &[],
                     want_key: true,
                     id: identity.len() - 1,
                 });
@@ -729,7 +730,7 @@ fn json_strings(
                 let raw = &v[i + 1..end - 1];
                 match stack.last_mut() {
                     Some(Frame::Object { key, want_key, .. }) if *want_key => {
-                        *key = raw.to_vec();
+                        *key = raw;
                         *want_key = false;
                     }
                     _ => {
@@ -787,7 +788,7 @@ fn last_step<'a>(stack: &[Frame], step: &'a mut Vec<u8>) -> &'a [u8] {
         }
         Some(Frame::Array { index, .. }) => {
             step.push(b'[');
-            step.extend_from_slice(index.to_string().as_bytes());
+            push_number(step, *index);
             step.push(b']');
         }
         None => {}
@@ -802,11 +803,11 @@ fn not_bytes(stack: &mut [Frame]) {
     }
 }
 
-fn path(stack: &[Frame]) -> Vec<Step> {
+fn path<'a>(stack: &[Frame<'a>]) -> Vec<Step<'a>> {
     stack
         .iter()
         .map(|f| match f {
-            Frame::Object { key, id, .. } => Step::Key(key.clone(), *id),
+            Frame::Object { key, id, .. } => Step::Key(key, *id),
             Frame::Array { index, .. } => Step::At(*index),
         })
         .collect()
@@ -828,12 +829,28 @@ fn place(steps: &[Step], identity: &[Vec<u8>]) -> Vec<u8> {
             }
             Step::At(index) => {
                 p.push(b'[');
-                p.extend_from_slice(index.to_string().as_bytes());
+                push_number(&mut p, *index);
                 p.push(b']');
             }
         }
     }
     p
+}
+
+/// Writes `n` in decimal at the end of `out` (without a `String` of its own).
+fn push_number(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Just past the quote that ends the string opened at `open`.
