@@ -1602,6 +1602,67 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
     assert_eq!((status, code), ((200, 200), 0), "{stderr}");
 }
 
+/// A `NAME: value` line whose start lies further back than the line scanner's tail keeps
+/// (about 75 bytes): 64 spaces of indentation after a JSON string's `\n`, which the
+/// scanner's tail used to cut between its `\` and its `n`, and a list's `- ` before them,
+/// which used to leave the tail first. Each body is sent whole (as `curl --data-binary`
+/// sends a file), and each password (too short to look like a key, so that only the
+/// line's reading redacts it) reached the store in clear before the forty-fifth
+/// session's fixes. None reaches the store, the tape or the log now, and the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
+    let (escaped, listed, as_text) = (
+        "s3cr3tValueA1",
+        "s3cr3tValueB2",
+        "s3cr3tValueC3",
+    );
+    let deep = " ".repeat(64);
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "tool", "tool_call_id": "c1",
+             "content": format!("config:\n{deep}password: {escaped}\nend\n")}]});
+        let list = format!("notes:\n- {deep}password: {listed}\nend\n");
+        let json_as_text = serde_json::json!({
+            "content": format!("config:\n{deep}password: {as_text}\nend\n")
+        })
+        .to_string();
+        async move {
+            let mut codes = Vec::new();
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            codes.push(r.status().as_u16());
+            for body in [list, json_as_text] {
+                let r = via
+                    .post(&echo)
+                    .header("content-type", "text/plain")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                codes.push(r.status().as_u16());
+            }
+            codes
+        }
+    };
+    let d = record(&dirs, &up, "deep", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, [200, 200, 200]);
+    let events = assert_nowhere(&dirs, d, "deep", &[escaped, listed, as_text]);
+    assert_eq!(
+        events[0]["request"]["body"]["json"]["messages"][0]["content"],
+        format!("config:\n{deep}password: [REDACTED]\nend\n")
+    );
+    assert_eq!(
+        events[1]["request"]["body"]["text"],
+        format!("notes:\n- {deep}password: [REDACTED]\nend\n")
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "deep"]);
+    let codes = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((codes, code), (vec![200, 200, 200], 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the
