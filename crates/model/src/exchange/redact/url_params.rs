@@ -1202,8 +1202,8 @@ mod tests {
 
     /// Bodies made of the pieces the scan reads (breaks raw and escaped, runs of spaces
     /// up to three tails long, markers, quotes, names, separators, values, URLs) scan
-    /// the same whole and at cuts around the tail's lengths. (A longer run of it, 1.2
-    /// million bodies, found the list marker left before the tail.)
+    /// the same whole and at cuts around the tail's lengths. (A longer run of it found
+    /// the list marker left before the tail, in 150,000 bodies.)
     #[test]
     fn bodies_of_the_pieces_the_scan_reads_scan_the_same_at_every_cut() {
         let pieces: &[&str] = &[
