@@ -1605,16 +1605,19 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
 /// A `NAME: value` line whose start lies further back than the line scanner's tail keeps
 /// (about 75 bytes): 64 spaces of indentation after a JSON string's `\n`, which the
 /// scanner's tail used to cut between its `\` and its `n`, and a list's `- ` before them,
-/// which used to leave the tail first. Each body is sent whole (as `curl --data-binary`
+/// which used to leave the tail first; and a tool's text that begins indented or with a
+/// list's marker (after the JSON string's opening quote) or indented by tabs (`\t`). Each body is sent whole (as `curl --data-binary`
 /// sends a file), and each password (too short to look like a key, so that only the
 /// line's reading redacts it) reached the store in clear before the forty-fifth
 /// session's fixes. None reaches the store, the tape or the log now, and the run replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
-    let (escaped, listed, as_text) = (
+    let (escaped, listed, as_text, opened, tabbed) = (
         "s3cr3tValueA1",
         "s3cr3tValueB2",
         "s3cr3tValueC3",
+        "s3cr3tValueD4",
+        "s3cr3tValueE5",
     );
     let deep = " ".repeat(64);
     let up = Upstream::start(true).await;
@@ -1623,7 +1626,10 @@ async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
         let echo = up.url("/echo");
         let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
             {"role": "tool", "tool_call_id": "c1",
-             "content": format!("config:\n{deep}password: {escaped}\nend\n")}]});
+             "content": format!("config:\n{deep}password: {escaped}\nend\n")},
+            {"role": "tool", "tool_call_id": "c2", "content": format!("  password: {opened}\n")},
+            {"role": "tool", "tool_call_id": "c3", "content": format!("- api_key: {listed}\n")},
+            {"role": "tool", "tool_call_id": "c4", "content": format!("x\n\t\tdb_password = {tabbed}\n")}]});
         let list = format!("notes:\n- {deep}password: {listed}\nend\n");
         let json_as_text = serde_json::json!({
             "content": format!("config:\n{deep}password: {as_text}\nend\n")
@@ -1648,7 +1654,12 @@ async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
     };
     let d = record(&dirs, &up, "deep", &[]);
     assert_eq!(send(client(&d, &dirs)).await, [200, 200, 200]);
-    let events = assert_nowhere(&dirs, d, "deep", &[escaped, listed, as_text]);
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "deep",
+        &[escaped, listed, as_text, opened, tabbed],
+    );
     assert_eq!(
         events[0]["request"]["body"]["json"]["messages"][0]["content"],
         format!("config:\n{deep}password: [REDACTED]\nend\n")
