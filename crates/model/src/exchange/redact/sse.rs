@@ -839,18 +839,9 @@ fn place(steps: &[Step], identity: &[Vec<u8>]) -> Vec<u8> {
 
 /// Writes `n` in decimal at the end of `out` (without a `String` of its own).
 fn push_number(out: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    use std::io::Write;
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// Just past the quote that ends the string opened at `open`.
