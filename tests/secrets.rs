@@ -1674,6 +1674,77 @@ async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
     assert_eq!((codes, code), (vec![200, 200, 200], 0), "{stderr}");
 }
 
+/// Passwords too short to look like keys, where a coding agent's traffic carries them:
+/// a database URL in a `.env` file a tool printed and in a JSON config, a call's
+/// keyword argument and a printed Python dict in a tool's text, JSON two strings down
+/// (a tool's JSON text quoting a tool call's arguments), an array under a credential's
+/// name, and an HTTP tool's `x-api-key` header in a model's tool-call arguments. Each
+/// reached the store in clear before the forty-sixth session. None reaches the store,
+/// the tape, the export or the log now; the user and host of the URL stay; the run
+/// replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
+    let (dsn, config, kwarg, dict, nested, array, header) = (
+        "dsnPw0rdA1",
+        "cfgPw0rdB2",
+        "kwPw0rdC3",
+        "dictPw0rdD4",
+        "nestPw0rdE5",
+        "arrPw0rdF6",
+        "hdrPw0rdG7",
+    );
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let arguments = serde_json::json!({"password": nested}).to_string();
+        let quoted = serde_json::json!({"tool": "login", "arguments": arguments}).to_string();
+        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "tool", "tool_call_id": "c1",
+             "content": format!("$ cat .env\nDATABASE_URL=postgres://app:{dsn}@db:5432/app\n")},
+            {"role": "tool", "tool_call_id": "c2",
+             "content": format!("conn = psycopg2.connect(host=\"db\", password=\"{kwarg}\")\n\
+                                 settings: {{'NAME': 'app', 'PASSWORD': '{dict}'}}")},
+            {"role": "tool", "tool_call_id": "c3", "content": quoted},
+            {"role": "assistant", "tool_calls": [{"id": "c4", "type": "function",
+             "function": {"name": "http_get", "arguments": serde_json::json!({
+                 "url": "https://api.example.test/v1", "headers": {"x-api-key": header}
+             }).to_string()}}]}]});
+        let config = serde_json::json!({
+            "redis_url": format!("redis://:{config}@cache:6379/0"),
+            "smtp_password": [array],
+        });
+        async move {
+            let mut codes = Vec::new();
+            for body in [chat, config] {
+                let r = via.post(&echo).json(&body).send().await.unwrap();
+                codes.push(r.status().as_u16());
+            }
+            codes
+        }
+    };
+    let d = record(&dirs, &up, "code", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, [200, 200]);
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "code",
+        &[dsn, config, kwarg, dict, nested, array, header],
+    );
+    assert_eq!(
+        events[0]["request"]["body"]["json"]["messages"][0]["content"],
+        "$ cat .env\nDATABASE_URL=postgres://app:[REDACTED]@db:5432/app\n"
+    );
+    assert_eq!(
+        events[1]["request"]["body"]["json"]["redis_url"],
+        "redis://:[REDACTED]@cache:6379/0"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "code"]);
+    let codes = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((codes, code), (vec![200, 200], 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

@@ -494,11 +494,18 @@ pub fn kinds_of(value: &[u8]) -> usize {
 
 /// Endings of names that hold a credential even in a model's tool-call arguments (JSON
 /// written in a string), where a `license_key` or `app_key` is an identifier the agent
-/// carries into a URL: a token, a secret, a password, a private or secret key.
+/// carries into a URL: a token, a secret, a password, an API key (`x-api-key` in an HTTP
+/// tool's headers), a private or secret key, a cookie.
 const STRONG_ENDINGS: &[&[u8]] = &[
     b"token",
     b"secret",
     b"password",
+    b"passwordconfirmation",
+    b"apikey",
+    b"cookie",
+    b"servicerolekey",
+    b"masterkey",
+    b"adminkey",
     b"passwd",
     b"passphrase",
     b"passcode",

@@ -326,10 +326,22 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         use serde::de::Error;
-        self.0.under_secret = false;
+        let under_secret = std::mem::take(&mut self.0.under_secret);
         if self.0.leaves {
             while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                 self.0.leaf(raw, false).map_err(A::Error::custom)?;
+            }
+            return Ok(());
+        }
+        if under_secret {
+            // An array under a name read as a credential's (`"db_passwords": [...]`,
+            // `"api-key": ["…"]`): its strings and numbers are the secrets, as the name's
+            // string or number would be; its objects and arrays are read as any others.
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                match raw.get().as_bytes().first() {
+                    Some(b'"' | b'-' | b'0'..=b'9') => self.0.secret(raw, false),
+                    _ => self.0.walk_raw(raw).map_err(A::Error::custom)?,
+                }
             }
             return Ok(());
         }
@@ -455,6 +467,20 @@ mod tests {
   "list": [{"password": "[REDACTED]"}, 3.50],
   "password": "[REDACTED]" }"#
         );
+    }
+
+    #[test]
+    fn an_array_under_a_credentials_name_loses_its_strings_and_numbers() {
+        let body = br#"{"smtp_password": ["hunter2", 1234, {"note": "x"}, true],
+  "api-key": ["k1"], "password_rules": ["min 8"], "db_password": {"type": "string"}}"#;
+        let (out, found) = super::redact(body, &fields(&[]), "[REDACTED]").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"smtp_password": ["[REDACTED]", "[REDACTED]", {"note": "x"}, true],
+  "api-key": ["[REDACTED]"], "password_rules": ["min 8"], "db_password": {"type": "string"}}"#
+        );
+        // Hunted elsewhere only when they look like credentials.
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod shapes;
 mod sse;
 mod stream;
 mod url_params;
+mod userinfo;
 mod xml;
 
 use std::borrow::Cow;

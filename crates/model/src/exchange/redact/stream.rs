@@ -18,6 +18,7 @@ use super::secrets::LiteralStream;
 use super::shapes::{self, ShapeScrub};
 use super::sse::SseSplit;
 use super::url_params::UrlParamScrub;
+use super::userinfo::UserinfoScrub;
 use super::xml::XmlFields;
 use super::{
     answer_secrets, Collected, FieldNames, MetadataAnswer, Secrets, CLOUD_METADATA_FIELDS,
@@ -35,6 +36,7 @@ pub struct BodyScrubber {
     sse: Option<Box<SseSplit>>,
     eventstream: Option<Box<EventStreamScrub>>,
     urls: Option<UrlParamScrub>,
+    userinfo: Option<Box<UserinfoScrub>>,
     shapes: Option<ShapeScrub>,
     literal: LiteralStream,
     /// The whole body is a secret (see [`BodyScrubber::whole_secret`]): stored as the
@@ -137,6 +139,9 @@ impl BodyScrubber {
         // read as a form's: an S3 upload form's `key` is the object's name).
         let urls =
             (on && form.is_none() && is_textual(&ct)).then(|| UrlParamScrub::new(fields.clone()));
+        // And the passwords in their userinfo (`postgres://app:…@db`).
+        let userinfo =
+            (on && form.is_none() && is_textual(&ct)).then(|| Box::new(UserinfoScrub::new()));
         let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
         // A secret streamed a few characters an event (a model repeating a key), in
         // server-sent events or a JSON value a line.
@@ -178,6 +183,7 @@ impl BodyScrubber {
             sse: sse.map(Box::new),
             eventstream: eventstream.map(Box::new),
             urls,
+            userinfo,
             shapes,
             literal: secrets.stream(),
             whole_secret: None,
@@ -196,6 +202,7 @@ impl BodyScrubber {
             && self.sse.is_none()
             && self.eventstream.is_none()
             && self.urls.is_none()
+            && self.userinfo.is_none()
             && self.shapes.is_none()
             && self.literal.is_passthrough()
     }
@@ -241,6 +248,7 @@ impl BodyScrubber {
             sse,
             eventstream,
             urls,
+            userinfo,
             shapes,
             literal,
             stage,
@@ -281,6 +289,9 @@ impl BodyScrubber {
         if let Some(u) = urls.as_mut() {
             run(&mut |i, o| u.feed(i, o));
         }
+        if let Some(u) = userinfo.as_mut() {
+            run(&mut |i, o| u.feed(i, o));
+        }
         // Keys by their shape last: a known secret is replaced whole first (`Bearer
         // sk-…` as one value).
         match shapes.as_mut() {
@@ -306,6 +317,7 @@ impl BodyScrubber {
                 .as_deref()
                 .map_or(0, EventStreamScrub::held)
             + self.urls.as_ref().map_or(0, UrlParamScrub::held)
+            + self.userinfo.as_deref().map_or(0, UserinfoScrub::held)
             + self.shapes.as_ref().map_or(0, ShapeScrub::held)
     }
 
@@ -358,6 +370,12 @@ impl BodyScrubber {
             cur = next;
         }
         if let Some(mut u) = self.urls {
+            let mut next = Vec::new();
+            u.feed(&cur, &mut next);
+            found.append(u.finish(&mut next));
+            cur = next;
+        }
+        if let Some(mut u) = self.userinfo {
             let mut next = Vec::new();
             u.feed(&cur, &mut next);
             found.append(u.finish(&mut next));

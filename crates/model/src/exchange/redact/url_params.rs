@@ -42,7 +42,7 @@ const VALUE_MAX: usize = 8 << 10;
 const AROUND: usize = 2;
 /// The bytes kept of what was written last: a name, the byte before it, what closes it
 /// and the separator after it (` is `).
-const TAIL: usize = NAME_MAX + 2 * AROUND + 6;
+const TAIL: usize = NAME_MAX + 2 * AROUND + 6 + ESCAPES_MAX + 1;
 
 /// Whether `b` may be part of a parameter's value as written in a URL (unreserved,
 /// percent escapes, `+`, the sub-delimiters a token's alphabet uses).
@@ -108,15 +108,15 @@ enum State {
     Text,
     /// After an assignment's `=` or `:` (at a line's start, or in prose: `place`), or
     /// prose's `is`, before its value: `colon` when the separator was `:` or a spaced `=`
-    /// (a space must follow it, and more may), `spaced` once one has, `backslash` when
-    /// the last byte read was a `\` (held: `\"` opens a value quoted inside a JSON
-    /// string).
+    /// (a space must follow it, and more may), `spaced` once one has, `backslash` the
+    /// `\` read last (held: `\"` opens a value quoted inside a JSON string, `\\\"` one
+    /// two strings down).
     Opening {
         name: String,
         place: Place,
         colon: bool,
         spaced: bool,
-        backslash: bool,
+        backslash: u8,
     },
     /// In the value of parameter `name`, held until it ends; `backslash` when a URL's
     /// value stopped at a `\` that the next piece tells apart (`\/` reads on).
@@ -515,13 +515,25 @@ impl UrlParamScrub {
             .or_else(|| IS.find(rest).map(|k| k + IS_SEP.len() - 1))
     }
 
-    /// Whether parameter `name` at `place` holds a secret with this value (see
-    /// [`FieldNames::url_param`] and [`FieldNames::assignment`]).
-    fn secret(&self, name: &str, place: Place, value: &[u8]) -> Option<bool> {
+    /// Whether parameter `name` at `place`, its value ending so, holds a secret with this
+    /// value (see [`FieldNames::url_param`] and [`FieldNames::assignment`]). In prose a
+    /// quoted value is a literal, not a word of a sentence: under a name that says it is
+    /// a secret strongly enough to be read in a tool call's arguments
+    /// ([`FieldNames::contains_in_arguments`]), it is one whatever it looks like
+    /// (`connect(host="db", password="…")` in code, `{'password': '…'}` as Python prints
+    /// a dict, `const apiKey = '…'`), and hunted elsewhere only when it looks like a
+    /// credential.
+    fn secret(&self, name: &str, place: Place, end: End, value: &[u8]) -> Option<bool> {
         let text = String::from_utf8_lossy(value);
         match place {
             Place::Url => self.fields.url_param(name, &text),
             Place::Line => self.fields.assignment(name, &text),
+            Place::Prose
+                if matches!(end, End::Quoted(_))
+                    && self.fields.contains_in_arguments(name.as_bytes()) =>
+            {
+                Some(true)
+            }
             Place::Prose => prose_key(value).then_some(false),
         }
     }
@@ -549,7 +561,7 @@ impl UrlParamScrub {
         // exchange knew, scrubbed from a line judged before): judged again, it would
         // come out different from what was stored.
         let marked = memchr::memmem::find(&plain, REDACTED.as_bytes()).is_some();
-        match self.secret(name, place, &plain) {
+        match self.secret(name, place, end, &plain) {
             Some(by_name) if !plain.is_empty() && !marked => {
                 self.found.by_name(by_name);
                 self.found.push(&plain);
@@ -744,7 +756,7 @@ impl UrlParamScrub {
                 let joined = text.join(&b'\n');
                 let marked = memchr::memmem::find(&joined, REDACTED.as_bytes()).is_some();
                 let secret = (!joined.is_empty() && !marked)
-                    .then(|| self.secret(&block.name, Place::Line, &joined))
+                    .then(|| self.secret(&block.name, Place::Line, End::Line, &joined))
                     .flatten();
                 match secret {
                     Some(by_name) => {
@@ -840,7 +852,7 @@ impl UrlParamScrub {
                         place,
                         colon,
                         spaced,
-                        backslash: false,
+                        backslash: 0,
                     };
                     if sep == b' ' {
                         next_is = None;
@@ -889,20 +901,28 @@ impl UrlParamScrub {
                     };
                     // What the byte does: opens a value ending so (with how many bytes
                     // of its own written first), or ends the assignment, empty.
-                    let opens = if backslash {
-                        // `\"` opens a value quoted inside a JSON string; any other
-                        // escape ends the assignment.
-                        self.write(b"\\", out);
-                        (b == b'"').then_some((End::Quoted(b'"'), 1))
+                    let opens = if backslash > 0 {
+                        if b == b'\\' && usize::from(backslash) < ESCAPES_MAX {
+                            self.state = opening(spaced, backslash + 1);
+                            i += 1;
+                            continue;
+                        }
+                        // `\"` opens a value quoted inside a JSON string, `\\\"` inside
+                        // one written in a string in turn (an odd number of `\` escapes
+                        // the quote); any other escape ends the assignment.
+                        self.write(&[b'\\'; ESCAPES_MAX][..usize::from(backslash)], out);
+                        (b == b'"' && backslash % 2 == 1).then_some((End::Quoted(b'"'), 1))
                     } else if colon && blank {
-                        self.state = opening(true, false);
+                        self.state = opening(true, 0);
                         self.write(&[b], out);
                         i += 1;
                         continue;
-                    } else if colon && !spaced || blank {
+                    } else if colon && !spaced && !matches!(b, b'"' | b'\'' | b'\\') || blank {
+                        // A `:` is followed by a blank, or by a quote right away as in
+                        // JSON (`\"password\":\"…\"`, a dict's `'password':'…'`).
                         None
                     } else if b == b'\\' {
-                        self.state = opening(spaced, true);
+                        self.state = opening(spaced, 1);
                         i += 1;
                         continue;
                     } else if matches!(b, b'"' | b'\'') || b == b'`' && place == Place::Prose {
@@ -969,7 +989,7 @@ impl UrlParamScrub {
                     else {
                         unreachable!("in a value")
                     };
-                    if self.secret(&name, place, &self.value).is_some() {
+                    if self.secret(&name, place, end, &self.value).is_some() {
                         // A name that says so (a name ending in `token` never does for a
                         // value this long): the value goes, whatever its length.
                         self.value.clear();
@@ -1019,9 +1039,9 @@ impl UrlParamScrub {
                     self.end_value(out);
                 }
             }
-            State::Opening {
-                backslash: true, ..
-            } => self.write(b"\\", out),
+            State::Opening { backslash, .. } if backslash > 0 => {
+                self.write(&[b'\\'; ESCAPES_MAX][..usize::from(backslash)], out)
+            }
             _ => {}
         }
         // A block scalar the stream ended in (perhaps after a value above entered it).
@@ -1133,10 +1153,27 @@ fn trim_blanks(b: &[u8]) -> &[u8] {
 }
 
 /// `b` without what closes a name in prose: Markdown's backticks and asterisks, a
-/// printed Python dict's single quotes (`` `invite_token` is ``, `'reset_token': `).
+/// printed Python dict's single quotes (`` `invite_token` is ``, `'reset_token': `), or
+/// a quote escaped in a JSON string (`\"password\":`, and `\\\"password\\\":` in JSON
+/// written in a string in a JSON string: JSON two strings down, which the JSON scanner
+/// does not read).
 fn strip_wrapping(b: &[u8]) -> &[u8] {
+    if let Some(rest) = b.strip_suffix(b"\"") {
+        let n = rest
+            .iter()
+            .rev()
+            .take(ESCAPES_MAX + 1)
+            .take_while(|&&c| c == b'\\')
+            .count();
+        if n % 2 == 1 && n <= ESCAPES_MAX {
+            return &rest[..rest.len() - n];
+        }
+    }
     strip_end(b, |c| matches!(c, b'`' | b'*' | b'\''))
 }
+
+/// The most `\` read before a quote (`\\\\\\\"`: three strings down).
+const ESCAPES_MAX: usize = 7;
 
 /// The word a prose value holds, without what opens or closes it in a sentence
 /// (`(`, Markdown's `*`; `.`, `,`, `;`, `:`, `!`, `?`, `)`): its start and end.
@@ -1213,6 +1250,62 @@ mod tests {
             assert_eq!(out, in_json(want), "cut {cut}");
             assert_eq!(values, found, "cut {cut}");
         }
+    }
+
+    /// A quoted value named in prose or code is a literal: a password that does not look
+    /// like a key was stored in clear in `connect(password="…")`, a printed Python dict
+    /// and JSON two strings down (forty-sixth session).
+    #[test]
+    fn a_quoted_value_named_in_prose_or_code_is_a_secret_whatever_it_looks_like() {
+        for (text, want) in [
+            (
+                "conn = connect(host=\"db\", password=\"hunter2\")\n",
+                "conn = connect(host=\"db\", password=\"[REDACTED]\")\n",
+            ),
+            (
+                "cfg = {'host': 'db', 'db_password': 'hunter2'}",
+                "cfg = {'host': 'db', 'db_password': '[REDACTED]'}",
+            ),
+            ("{'password':'hunter2'}", "{'password':'[REDACTED]'}"),
+            ("const apiKey = 'hunter2';", "const apiKey = '[REDACTED]';"),
+            (
+                "the `password` is `hunter2`.",
+                "the `password` is `[REDACTED]`.",
+            ),
+        ] {
+            same_as_text_and_in_json(text, want, &[]);
+        }
+        // Found elsewhere when it looks like a credential.
+        same_as_text_and_in_json(
+            "login(user='bob', password='Zq8vN3kLp2')",
+            "login(user='bob', password='[REDACTED]')",
+            &["Zq8vN3kLp2"],
+        );
+        // A bare word, a name that only identifies (the agent carries a license key into
+        // its next call), a bare `secret` (a secret's name), an empty value, a
+        // comparison and a short name stay as written.
+        for text in [
+            "the password is required",
+            "if ok: password = request.form['password']",
+            "if password == \"admin\": pass",
+            "lookup(license_key=\"ABC-123\")",
+            "read_secret(secret=\"prod/db-password\")",
+            "password=\"\" and pwd='hunter2'",
+        ] {
+            same_as_text_and_in_json(text, text, &[]);
+        }
+    }
+
+    /// JSON written in a string in a JSON string (a tool's JSON text that quotes a tool
+    /// call's arguments): its quotes are `\\\"`, which the JSON scanner does not read.
+    #[test]
+    fn a_secret_field_two_strings_down_is_redacted_however_the_stream_is_cut() {
+        let inner = r#"{"password":"hunter2","x-api-key":"k3y-v4lue","license_key":"L-1"}"#;
+        let outer = serde_json::to_string(&serde_json::json!({ "args": inner })).unwrap();
+        let want_inner =
+            r#"{"password":"[REDACTED]","x-api-key":"[REDACTED]","license_key":"L-1"}"#;
+        let want = serde_json::to_string(&serde_json::json!({ "args": want_inner })).unwrap();
+        same_as_text_and_in_json(&outer, &want, &["k3y-v4lue"]);
     }
 
     /// Found by the `redact_stream` fuzz target: a `NAME: value` line indented further
