@@ -1678,13 +1678,14 @@ async fn a_secret_line_indented_past_the_scanners_reach_never_reaches_disk() {
 /// a database URL in a `.env` file a tool printed and in a JSON config, a call's
 /// keyword argument and a printed Python dict in a tool's text, JSON two strings down
 /// (a tool's JSON text quoting a tool call's arguments), an array under a credential's
-/// name, and an HTTP tool's `x-api-key` header in a model's tool-call arguments. Each
+/// name, an HTTP tool's `x-api-key` header in a model's tool-call arguments, an
+/// environment variable set for one command and a cookie in `curl -i`'s output. Each
 /// reached the store in clear before the forty-sixth session. None reaches the store,
 /// the tape, the export or the log now; the user and host of the URL stay; the run
 /// replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
-    let (dsn, config, kwarg, dict, nested, array, header) = (
+    let (dsn, config, kwarg, dict, nested, array, header, glued, cookie) = (
         "dsnPw0rdA1",
         "cfgPw0rdB2",
         "kwPw0rdC3",
@@ -1692,6 +1693,8 @@ async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
         "nestPw0rdE5",
         "arrPw0rdF6",
         "hdrPw0rdG7",
+        "gluPw0rdH8",
+        "ckPw0rdJ9",
     );
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
@@ -1701,7 +1704,9 @@ async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
         let quoted = serde_json::json!({"tool": "login", "arguments": arguments}).to_string();
         let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
             {"role": "tool", "tool_call_id": "c1",
-             "content": format!("$ cat .env\nDATABASE_URL=postgres://app:{dsn}@db:5432/app\n")},
+             "content": format!("$ cat .env\nDATABASE_URL=postgres://app:{dsn}@db:5432/app\n\
+                                 $ PGPASSWORD={glued} psql -h db\n\
+                                 $ curl -si https://x\n< Set-Cookie: sid={cookie}; Path=/\n")},
             {"role": "tool", "tool_call_id": "c2",
              "content": format!("conn = psycopg2.connect(host=\"db\", password=\"{kwarg}\")\n\
                                  settings: {{'NAME': 'app', 'PASSWORD': '{dict}'}}")},
@@ -1729,11 +1734,15 @@ async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
         &dirs,
         d,
         "code",
-        &[dsn, config, kwarg, dict, nested, array, header],
+        &[
+            dsn, config, kwarg, dict, nested, array, header, glued, cookie,
+        ],
     );
     assert_eq!(
         events[0]["request"]["body"]["json"]["messages"][0]["content"],
-        "$ cat .env\nDATABASE_URL=postgres://app:[REDACTED]@db:5432/app\n"
+        "$ cat .env\nDATABASE_URL=postgres://app:[REDACTED]@db:5432/app\n\
+         $ PGPASSWORD=[REDACTED] psql -h db\n$ curl -si https://x\n\
+         < Set-Cookie: [REDACTED]; Path=/\n"
     );
     assert_eq!(
         events[1]["request"]["body"]["json"]["redis_url"],

@@ -86,6 +86,9 @@ enum End {
     Bare,
     /// A `NAME: value` line's: at the line's end, a JSON string's escape or its end.
     Line,
+    /// A bare value right after an `=` in prose (`--password=…`, `PGPASSWORD=… psql`, a
+    /// libpq connection string's `password=…`): where a bare one ends.
+    Glued,
     /// A quoted value: at its closing quote, the line's end or a backslash.
     Quoted(u8),
 }
@@ -94,7 +97,7 @@ impl End {
     fn takes(self, b: u8) -> bool {
         match self {
             End::Url => in_value(b),
-            End::Bare => {
+            End::Bare | End::Glued => {
                 b > b' ' && b != 0x7f && !matches!(b, b'"' | b'\'' | b'\\' | b'`' | b'<' | b'>')
             }
             End::Line => !matches!(b, b'\n' | b'\r' | b'\\' | b'"'),
@@ -534,6 +537,17 @@ impl UrlParamScrub {
             {
                 Some(true)
             }
+            // `NAME=value` with nothing between is an assignment, not a sentence: a
+            // command's flag, an environment variable set before a command, a
+            // connection string's keyword; unless the value is code (a call, a
+            // variable, a placeholder) or says there is none.
+            Place::Prose
+                if end == End::Glued
+                    && self.fields.contains_in_arguments(name.as_bytes())
+                    && !code_like(name, value) =>
+            {
+                Some(true)
+            }
             Place::Prose => prose_key(value).then_some(false),
         }
     }
@@ -543,8 +557,18 @@ impl UrlParamScrub {
     fn settle(&mut self, name: &str, place: Place, end: End, out: &mut Vec<u8>) {
         let value = std::mem::take(&mut self.value);
         let (from, judged) = match (place, end) {
+            // A cookie printed as a header (`< Set-Cookie: sid=…; Path=/; HttpOnly`):
+            // its first word, whatever follows.
+            (_, End::Line) if credential::normalise(name).ends_with("cookie") => {
+                let words = value.trim_ascii_end();
+                let word = words
+                    .iter()
+                    .position(u8::is_ascii_whitespace)
+                    .unwrap_or(words.len());
+                (0, word - usize::from(words[..word].ends_with(b";")))
+            }
             (_, End::Line) => (0, line_value(&value)),
-            (Place::Prose, End::Bare) => word_of(&value),
+            (Place::Prose, End::Bare | End::Glued) => word_of(&value),
             _ => (0, value.len()),
         };
         let head = &value[from..judged];
@@ -560,7 +584,10 @@ impl UrlParamScrub {
         // A value that holds the marker was redacted already, in part (a secret the
         // exchange knew, scrubbed from a line judged before): judged again, it would
         // come out different from what was stored.
-        let marked = memchr::memmem::find(&plain, REDACTED.as_bytes()).is_some();
+        // (Looked for in the whole value: a word in prose is judged without the brackets
+        // around it, and `[REDACTED]` read so would be judged a secret again.)
+        let marked = memchr::memmem::find(&value, REDACTED.as_bytes()).is_some()
+            || memchr::memmem::find(&plain, REDACTED.as_bytes()).is_some();
         match self.secret(name, place, end, &plain) {
             Some(by_name) if !plain.is_empty() && !marked => {
                 self.found.by_name(by_name);
@@ -929,6 +956,8 @@ impl UrlParamScrub {
                         Some((End::Quoted(b), 1))
                     } else if colon && place == Place::Line {
                         Some((End::Line, 0))
+                    } else if !colon && place == Place::Prose {
+                        Some((End::Glued, 0))
                     } else {
                         Some((End::Bare, 0))
                     };
@@ -1204,6 +1233,26 @@ fn prose_key(value: &[u8]) -> bool {
         && value.iter().any(u8::is_ascii_alphabetic)
 }
 
+/// Whether a bare value after `NAME=` in prose is code or a placeholder, not a secret: a
+/// call, an index, a variable (`$PW`, `${PW}`, `%PW%`, `settings.DB_PASSWORD`), a
+/// placeholder (`<password>`), a literal that means none (`None`, `null`, `false`), or
+/// the name again (`password=password`).
+fn code_like(name: &str, value: &[u8]) -> bool {
+    const NONE: &[&str] = &["none", "null", "nil", "true", "false", "undefined", "empty"];
+    let dotted = value.contains(&b'.')
+        && value.split(|&b| b == b'.').all(|part| {
+            part.first()
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+                && part.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_')
+        });
+    value.iter().any(|b| b"()[]{}$%<>".contains(b))
+        || dotted
+        || NONE
+            .iter()
+            .any(|n| value.eq_ignore_ascii_case(n.as_bytes()))
+        || value.eq_ignore_ascii_case(name.trim_start_matches('-').as_bytes())
+}
+
 /// A URL's value with a JSON writer's escaped slashes (`\/`) read as slashes.
 fn unescape_slashes(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
@@ -1274,6 +1323,8 @@ mod tests {
             ),
         ] {
             same_as_text_and_in_json(text, want, &[]);
+            // Read again (as replay keys a stored request), the stored form stays.
+            same_as_text_and_in_json(want, want, &[]);
         }
         // Found elsewhere when it looks like a credential.
         same_as_text_and_in_json(
@@ -1291,6 +1342,47 @@ mod tests {
             "lookup(license_key=\"ABC-123\")",
             "read_secret(secret=\"prod/db-password\")",
             "password=\"\" and pwd='hunter2'",
+        ] {
+            same_as_text_and_in_json(text, text, &[]);
+        }
+    }
+
+    /// `NAME=value` with nothing between, in the middle of a line: a command's flag, an
+    /// environment variable set for one command, a libpq connection string's keyword.
+    #[test]
+    fn a_value_glued_to_its_name_in_prose_is_an_assignment_unless_it_is_code() {
+        for (text, want) in [
+            (
+                "$ mysql --password=hunter2 -h db",
+                "$ mysql --password=[REDACTED] -h db",
+            ),
+            (
+                "$ PGPASSWORD=hunter2 psql -h db",
+                "$ PGPASSWORD=[REDACTED] psql -h db",
+            ),
+            (
+                "dsn: host=db user=app password=hunter2 dbname=app",
+                "dsn: host=db user=app password=[REDACTED] dbname=app",
+            ),
+            (
+                "run with db_password=hunter2.",
+                "run with db_password=[REDACTED].",
+            ),
+        ] {
+            same_as_text_and_in_json(text, want, &[]);
+            same_as_text_and_in_json(want, want, &[]);
+        }
+        // A cookie printed as a header: its first word, though more follow.
+        same_as_text_and_in_json(
+            "< Set-Cookie: sid=hunter2x; Path=/; HttpOnly\n",
+            "< Set-Cookie: [REDACTED]; Path=/; HttpOnly\n",
+            &["sid=hunter2x"],
+        );
+        for text in [
+            "f(password=password, api_key=None, secret_key=os.environ)",
+            "login(password=get_pw(), client_secret=settings.CLIENT_SECRET)",
+            "$ mysql --password=$DB_PW; set DB_PASSWORD=%PW% or password=<password>",
+            "use db_password=${DB_PASSWORD} and license_key=L-123 and secret=prod/db",
         ] {
             same_as_text_and_in_json(text, text, &[]);
         }
@@ -1388,9 +1480,11 @@ mod tests {
                 r#"{"log":"start\n\t\t- api_key: s3cr3tValueA1\n"}"#,
                 r#"{"log":"start\n\t\t- api_key: [REDACTED]\n"}"#,
             ),
+            // (A `password=` there is an assignment wherever it stands, since the
+            // forty-sixth session; `password: ` in prose is not.)
             (
-                r#"<user id="7" password=s3cr3tValueA1>"#,
-                r#"<user id="7" password=s3cr3tValueA1>"#,
+                r#"<user id="7" password: s3cr3tValueA1>"#,
+                r#"<user id="7" password: s3cr3tValueA1>"#,
             ),
         ] {
             let found: &[&str] = if want.contains(secret) {
@@ -1587,9 +1681,9 @@ mod tests {
         // A `.env` a coding agent's tool printed, as text and as the model's next
         // request carries it (a JSON string: `\n` between lines).
         let env = "DB_PASSWORD=hunter2-Xy9\nSTRIPE_WEBHOOK_SECRET=Wh5ecR3tValue88\nexport GITHUB_TOKEN=Gh0ToK3nVaLuE-123456\n\
-                   DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=Rs7tUv8wXy9zAb0cDe1f\nx = password=changeme-please";
+                   DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=Rs7tUv8wXy9zAb0cDe1f\nx = password: changeme-please";
         let want = "DB_PASSWORD=[REDACTED]\nSTRIPE_WEBHOOK_SECRET=[REDACTED]\nexport GITHUB_TOKEN=[REDACTED]\n\
-                    DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=[REDACTED]\nx = password=changeme-please";
+                    DEBUG=true\nPORT=8080\nINVITE_TOKEN=pending\nRESET_TOKEN=[REDACTED]\nx = password: changeme-please";
         let in_json = |t: &str| serde_json::to_string(&serde_json::json!({"content": t})).unwrap();
         for cut in [1, 2, 3, 7, 64, 4096] {
             assert_eq!(scan(env, cut).0, want, "cut {cut}");
