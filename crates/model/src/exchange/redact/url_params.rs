@@ -475,6 +475,21 @@ impl UrlParamScrub {
                 };
             }
         }
+        // A name given in one attribute and its value in the next, as XML configuration
+        // writes them (.NET's `<add key="DbPassword" value="…"/>`, Spring's `<property
+        // name="password" value="…"/>`): read as that name's value in prose. Looked for in
+        // what the tail keeps however the stream was cut.
+        if sep == b'=' && place != Place::Url && name.eq_ignore_ascii_case(b"value") {
+            let window = &lead[lead.len().saturating_sub(TAIL - 8)..];
+            if let Some(named) = pair_name(window).filter(|n| self.fields.contains_in_arguments(n))
+            {
+                return Some((
+                    String::from_utf8_lossy(named).into_owned(),
+                    Place::Prose,
+                    spaced,
+                ));
+            }
+        }
         if name.len() > NAME_MAX || place == Place::Prose && name.len() < PROSE_NAME_MIN {
             return None;
         }
@@ -1233,6 +1248,36 @@ fn prose_key(value: &[u8]) -> bool {
         && value.iter().any(u8::is_ascii_alphabetic)
 }
 
+/// The name a `key` or `name` attribute gives, when `lead` (what comes before a `value=`)
+/// ends with one and a blank: `key="DbPassword" ` (its quotes perhaps escaped in a JSON
+/// string: `key=\"DbPassword\" `).
+fn pair_name(lead: &[u8]) -> Option<&[u8]> {
+    let l = lead.trim_ascii_end();
+    if l.len() == lead.len() {
+        return None;
+    }
+    let (l, quote): (&[u8], &[u8]) = match l.split_last()? {
+        (b'\'', rest) => (rest, b"'"),
+        (b'"', rest) => {
+            let n = rest.iter().rev().take_while(|&&b| b == b'\\').count();
+            (&rest[..rest.len() - n], &l[l.len() - 1 - n..])
+        }
+        _ => return None,
+    };
+    let mut open = Vec::with_capacity(quote.len() + 1);
+    open.push(b'=');
+    open.extend_from_slice(quote);
+    let at = memchr::memmem::rfind(l, &open)?;
+    let named = &l[at + open.len()..];
+    if named.is_empty() || named.len() > NAME_MAX || !named.iter().all(|&b| in_name(b)) {
+        return None;
+    }
+    let (before, attr) = split_name(&l[..at]);
+    let blank = before.last().is_none_or(u8::is_ascii_whitespace);
+    (blank && (attr.eq_ignore_ascii_case(b"key") || attr.eq_ignore_ascii_case(b"name")))
+        .then_some(named)
+}
+
 /// Whether a bare value after `NAME=` in prose is code or a placeholder, not a secret: a
 /// call, an index, a variable (`$PW`, `${PW}`, `%PW%`, `settings.DB_PASSWORD`), a
 /// placeholder (`<password>`), a literal that means none (`None`, `null`, `false`), or
@@ -1383,6 +1428,36 @@ mod tests {
             "login(password=get_pw(), client_secret=settings.CLIENT_SECRET)",
             "$ mysql --password=$DB_PW; set DB_PASSWORD=%PW% or password=<password>",
             "use db_password=${DB_PASSWORD} and license_key=L-123 and secret=prod/db",
+        ] {
+            same_as_text_and_in_json(text, text, &[]);
+        }
+    }
+
+    /// XML configuration that names a value in one attribute and gives it in the next,
+    /// as a tool's text or a file's content in a model's request.
+    #[test]
+    fn a_value_named_by_the_attribute_before_it_is_that_names_value() {
+        for (text, want) in [
+            (
+                r#"<add key="DbPassword" value="hunter2" />"#,
+                r#"<add key="DbPassword" value="[REDACTED]" />"#,
+            ),
+            (
+                "  <property name='password' value='hunter2'/>",
+                "  <property name='password' value='[REDACTED]'/>",
+            ),
+            (
+                r#"<entry key="db.password" value=hunterxy />"#,
+                r#"<entry key="db.password" value=[REDACTED] />"#,
+            ),
+        ] {
+            same_as_text_and_in_json(text, want, &[]);
+            same_as_text_and_in_json(want, want, &[]);
+        }
+        for text in [
+            r#"<add key="LicenseKey" value="L-123" /><add key="Timeout" value="30" />"#,
+            r#"<input name="password" type="password" value="">"#,
+            r#"<option value="password">, <add key="x" value="y"/>"#,
         ] {
             same_as_text_and_in_json(text, text, &[]);
         }
