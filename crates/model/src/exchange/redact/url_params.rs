@@ -1351,7 +1351,7 @@ mod tests {
     /// and JSON two strings down (forty-sixth session).
     #[test]
     fn a_quoted_value_named_in_prose_or_code_is_a_secret_whatever_it_looks_like() {
-        for (text, want) in [
+        each_redacts(&[
             (
                 "conn = connect(host=\"db\", password=\"hunter2\")\n",
                 "conn = connect(host=\"db\", password=\"[REDACTED]\")\n",
@@ -1366,11 +1366,7 @@ mod tests {
                 "the `password` is `hunter2`.",
                 "the `password` is `[REDACTED]`.",
             ),
-        ] {
-            same_as_text_and_in_json(text, want, &[]);
-            // Read again (as replay keys a stored request), the stored form stays.
-            same_as_text_and_in_json(want, want, &[]);
-        }
+        ]);
         // Found elsewhere when it looks like a credential.
         same_as_text_and_in_json(
             "login(user='bob', password='Zq8vN3kLp2')",
@@ -1380,23 +1376,21 @@ mod tests {
         // A bare word, a name that only identifies (the agent carries a license key into
         // its next call), a bare `secret` (a secret's name), an empty value, a
         // comparison and a short name stay as written.
-        for text in [
+        each_stays(&[
             "the password is required",
             "if ok: password = request.form['password']",
             "if password == \"admin\": pass",
             "lookup(license_key=\"ABC-123\")",
             "read_secret(secret=\"prod/db-password\")",
             "password=\"\" and pwd='hunter2'",
-        ] {
-            same_as_text_and_in_json(text, text, &[]);
-        }
+        ]);
     }
 
     /// `NAME=value` with nothing between, in the middle of a line: a command's flag, an
     /// environment variable set for one command, a libpq connection string's keyword.
     #[test]
     fn a_value_glued_to_its_name_in_prose_is_an_assignment_unless_it_is_code() {
-        for (text, want) in [
+        each_redacts(&[
             (
                 "$ mysql --password=hunter2 -h db",
                 "$ mysql --password=[REDACTED] -h db",
@@ -1413,31 +1407,26 @@ mod tests {
                 "run with db_password=hunter2.",
                 "run with db_password=[REDACTED].",
             ),
-        ] {
-            same_as_text_and_in_json(text, want, &[]);
-            same_as_text_and_in_json(want, want, &[]);
-        }
+        ]);
         // A cookie printed as a header: its first word, though more follow.
         same_as_text_and_in_json(
             "< Set-Cookie: sid=hunter2x; Path=/; HttpOnly\n",
             "< Set-Cookie: [REDACTED]; Path=/; HttpOnly\n",
             &["sid=hunter2x"],
         );
-        for text in [
+        each_stays(&[
             "f(password=password, api_key=None, secret_key=os.environ)",
             "login(password=get_pw(), client_secret=settings.CLIENT_SECRET)",
             "$ mysql --password=$DB_PW; set DB_PASSWORD=%PW% or password=<password>",
             "use db_password=${DB_PASSWORD} and license_key=L-123 and secret=prod/db",
-        ] {
-            same_as_text_and_in_json(text, text, &[]);
-        }
+        ]);
     }
 
     /// XML configuration that names a value in one attribute and gives it in the next,
     /// as a tool's text or a file's content in a model's request.
     #[test]
     fn a_value_named_by_the_attribute_before_it_is_that_names_value() {
-        for (text, want) in [
+        each_redacts(&[
             (
                 r#"<add key="DbPassword" value="hunter2" />"#,
                 r#"<add key="DbPassword" value="[REDACTED]" />"#,
@@ -1450,17 +1439,12 @@ mod tests {
                 r#"<entry key="db.password" value=hunterxy />"#,
                 r#"<entry key="db.password" value=[REDACTED] />"#,
             ),
-        ] {
-            same_as_text_and_in_json(text, want, &[]);
-            same_as_text_and_in_json(want, want, &[]);
-        }
-        for text in [
+        ]);
+        each_stays(&[
             r#"<add key="LicenseKey" value="L-123" /><add key="Timeout" value="30" />"#,
             r#"<input name="password" type="password" value="">"#,
             r#"<option value="password">, <add key="x" value="y"/>"#,
-        ] {
-            same_as_text_and_in_json(text, text, &[]);
-        }
+        ]);
     }
 
     /// JSON written in a string in a JSON string (a tool's JSON text that quotes a tool
@@ -1473,6 +1457,22 @@ mod tests {
             r#"{"password":"[REDACTED]","x-api-key":"[REDACTED]","license_key":"L-1"}"#;
         let want = serde_json::to_string(&serde_json::json!({ "args": want_inner })).unwrap();
         same_as_text_and_in_json(&outer, &want, &["k3y-v4lue"]);
+    }
+
+    /// Each text scans to its stored form (nothing hunted elsewhere), and the stored
+    /// form, read again as replay keys a stored request, stays as it is.
+    fn each_redacts(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            same_as_text_and_in_json(text, want, &[]);
+            same_as_text_and_in_json(want, want, &[]);
+        }
+    }
+
+    /// Each text is stored as it came.
+    fn each_stays(texts: &[&str]) {
+        for text in texts {
+            same_as_text_and_in_json(text, text, &[]);
+        }
     }
 
     /// Found by the `redact_stream` fuzz target: a `NAME: value` line indented further
