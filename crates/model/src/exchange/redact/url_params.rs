@@ -1640,6 +1640,20 @@ mod tests {
             "--api-key=",
             "\\\\",
             "\u{e9}",
+            // The forty-sixth session's readings: a value named by the attribute before
+            // it, a cookie line, code a glued value may be, escaped quotes two strings
+            // down.
+            "value=",
+            " key=\"",
+            " name='",
+            "db.password",
+            "Set-Cookie: ",
+            "sid=x; Path=/",
+            "$",
+            "(",
+            "None",
+            "\\\\\\\"",
+            "PGPASSWORD=",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
