@@ -334,7 +334,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
             return Ok(());
         }
         if under_secret {
-            // An array under a name read as a credential's (`"db_passwords": [...]`,
+            // An array under a name read as a credential's (`"smtp_password": [...]`,
             // `"api-key": ["…"]`): its strings and numbers are the secrets, as the name's
             // string or number would be; its objects and arrays are read as any others.
             while let Some(raw) = seq.next_element::<&'de RawValue>()? {

@@ -137,12 +137,11 @@ impl BodyScrubber {
         let kept_shapes = fields.kept_shapes();
         // Secret parameters of URLs written in any text but a form (whose fields are
         // read as a form's: an S3 upload form's `key` is the object's name).
-        let urls =
-            (on && form.is_none() && is_textual(&ct)).then(|| UrlParamScrub::new(fields.clone()));
+        let text = on && form.is_none() && is_textual(&ct);
+        let urls = text.then(|| UrlParamScrub::new(fields.clone()));
         // And the passwords in their userinfo (`postgres://app:…@db`).
-        let userinfo =
-            (on && form.is_none() && is_textual(&ct)).then(|| Box::new(UserinfoScrub::new()));
-        let json = (on && form.is_none() && is_textual(&ct)).then(|| JsonFields::new(fields));
+        let userinfo = text.then(|| Box::new(UserinfoScrub::new()));
+        let json = text.then(|| JsonFields::new(fields));
         // A secret streamed a few characters an event (a model repeating a key), in
         // server-sent events or a JSON value a line.
         let lines = [

@@ -599,10 +599,10 @@ impl UrlParamScrub {
         // A value that holds the marker was redacted already, in part (a secret the
         // exchange knew, scrubbed from a line judged before): judged again, it would
         // come out different from what was stored.
-        // (Looked for in the whole value: a word in prose is judged without the brackets
-        // around it, and `[REDACTED]` read so would be judged a secret again.)
-        let marked = memchr::memmem::find(&value, REDACTED.as_bytes()).is_some()
-            || memchr::memmem::find(&plain, REDACTED.as_bytes()).is_some();
+        // (Looked for in the whole value, which holds what is judged: a word in prose is
+        // judged without the brackets around it, and `[REDACTED]` read so would be
+        // judged a secret again.)
+        let marked = memchr::memmem::find(&value, REDACTED.as_bytes()).is_some();
         match self.secret(name, place, end, &plain) {
             Some(by_name) if !plain.is_empty() && !marked => {
                 self.found.by_name(by_name);
@@ -952,7 +952,7 @@ impl UrlParamScrub {
                         // `\"` opens a value quoted inside a JSON string, `\\\"` inside
                         // one written in a string in turn (an odd number of `\` escapes
                         // the quote); any other escape ends the assignment.
-                        self.write(&[b'\\'; ESCAPES_MAX][..usize::from(backslash)], out);
+                        self.write(backslashes(backslash), out);
                         (b == b'"' && backslash % 2 == 1).then_some((End::Quoted(b'"'), 1))
                     } else if colon && blank {
                         self.state = opening(true, 0);
@@ -1084,7 +1084,7 @@ impl UrlParamScrub {
                 }
             }
             State::Opening { backslash, .. } if backslash > 0 => {
-                self.write(&[b'\\'; ESCAPES_MAX][..usize::from(backslash)], out)
+                self.write(backslashes(backslash), out)
             }
             _ => {}
         }
@@ -1218,6 +1218,11 @@ fn strip_wrapping(b: &[u8]) -> &[u8] {
 
 /// The most `\` read before a quote (`\\\\\\\"`: three strings down).
 const ESCAPES_MAX: usize = 7;
+
+/// `n` backslashes (at most [`ESCAPES_MAX`]), as held before a value's opening quote.
+fn backslashes(n: u8) -> &'static [u8] {
+    &[b'\\'; ESCAPES_MAX][..usize::from(n)]
+}
 
 /// The word a prose value holds, without what opens or closes it in a sentence
 /// (`(`, Markdown's `*`; `.`, `,`, `;`, `:`, `!`, `?`, `)`): its start and end.

@@ -94,10 +94,8 @@ fn partial_separator(text: &[u8], last: u8) -> usize {
         .find(|&k| {
             k <= text.len() && {
                 let at = text.len() - k;
-                let tail = &text[at..];
-                separator(tail).0
-                    && !separator(tail).1
-                    && ends_scheme(if at == 0 { last } else { text[at - 1] })
+                let (begins, whole) = separator(&text[at..]);
+                begins && !whole && ends_scheme(if at == 0 { last } else { text[at - 1] })
             }
         })
         .unwrap_or(0)
