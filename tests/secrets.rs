@@ -1754,6 +1754,75 @@ async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
     assert_eq!((codes, code), (vec![200, 200], 0), "{stderr}");
 }
 
+/// A coding agent's shell commands and the configuration files its tools print, with
+/// passwords too short to look like keys: a flag and its value (`mysql --password …`),
+/// `curl -u user:…`, a header as a single-quoted word, Maven's `<password>` and
+/// Hibernate's `<property name="…password">`. In a tool call's arguments and in a tool's
+/// result, echoed back in a JSON answer: none reaches the store, the tape or the log;
+/// help text stays; the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
+    let (flag, user, header, maven, property) = (
+        "flgPw0rdK1",
+        "usrPw0rdL2",
+        "hdrPw0rdM3",
+        "mvnPw0rdN4",
+        "hibPw0rdP5",
+    );
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let command = format!(
+        "mysql -u root --password {flag} -e 'select 1' && \
+         curl -u bob:{user} -H 'X-Api-Key: {header}' https://api.example.test/v1"
+    );
+    let result = format!(
+        "$ cat ~/.m2/settings.xml\n<server><id>nexus</id><username>ci</username>\
+         <password>{maven}</password></server>\n$ grep password hibernate.cfg.xml\n\
+         <property name=\"hibernate.connection.password\">{property}</property>\n\
+         $ mysql --help | grep password\n  -p, --password[=name] Password to use.\n\
+         Use the --password option, or --password TEXT."
+    );
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+             "function": {"name": "bash",
+                          "arguments": serde_json::json!({"command": command}).to_string()}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": result}]});
+        async move {
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "shell", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "shell", &[flag, user, header, maven, property]);
+    let messages = &events[0]["request"]["body"]["json"]["messages"];
+    let arguments: serde_json::Value = serde_json::from_str(
+        messages[0]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        arguments["command"],
+        "mysql -u root --password [REDACTED] -e 'select 1' && \
+         curl -u bob:[REDACTED] -H 'X-Api-Key: [REDACTED]' https://api.example.test/v1"
+    );
+    assert_eq!(
+        messages[1]["content"],
+        "$ cat ~/.m2/settings.xml\n<server><id>nexus</id><username>ci</username>\
+         <password>[REDACTED]</password></server>\n$ grep password hibernate.cfg.xml\n\
+         <property name=\"hibernate.connection.password\">[REDACTED]</property>\n\
+         $ mysql --help | grep password\n  -p, --password[=name] Password to use.\n\
+         Use the --password option, or --password TEXT."
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "shell"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

@@ -22,6 +22,12 @@
 //! prints a dict: the value there is a secret's only when it looks like a key
 //! ([`prose_key`]), so `the password is required` stays.
 //!
+//! And, in any line, a command's flag and its value after a blank (`mysql --password
+//! …`, `curl -u user:…`; see [`End::Flag`]), an element's text under a tag or a `name`
+//! attribute that names a secret (`<password>…`, `<property name="db.password">…`; see
+//! [`End::Element`]), and a header written as a shell's single-quoted word (`-H
+//! 'X-Api-Key: …'`, read as a line to its quote: [`End::LineTo`]).
+//!
 //! It holds back only the value of such a parameter until it ends (at most
 //! [`VALUE_MAX`] bytes: a longer one under a name that says it is a secret is dropped
 //! to its end, any other written on), so its output does not depend on where the stream
@@ -89,19 +95,29 @@ enum End {
     /// A bare value right after an `=` in prose (`--password=…`, `PGPASSWORD=… psql`, a
     /// libpq connection string's `password=…`): where a bare one ends.
     Glued,
+    /// A bare value after a command's flag and one blank (`--password …`, `curl -u
+    /// user:…`): where a bare one ends.
+    Flag,
+    /// An element's text after its start tag (`<password>…`, `<property
+    /// name="password">…`): at the next tag, the line's end or a backslash.
+    Element,
     /// A quoted value: at its closing quote, the line's end or a backslash.
     Quoted(u8),
+    /// A `NAME: value` line's inside a shell's single-quoted word (`-H 'X-Api-Key: …'`):
+    /// read as [`End::Line`]'s, to the word's closing quote.
+    LineTo(u8),
 }
 
 impl End {
     fn takes(self, b: u8) -> bool {
         match self {
             End::Url => in_value(b),
-            End::Bare | End::Glued => {
+            End::Bare | End::Glued | End::Flag => {
                 b > b' ' && b != 0x7f && !matches!(b, b'"' | b'\'' | b'\\' | b'`' | b'<' | b'>')
             }
             End::Line => !matches!(b, b'\n' | b'\r' | b'\\' | b'"'),
-            End::Quoted(q) => b != q && !matches!(b, b'\n' | b'\r' | b'\\'),
+            End::Quoted(q) | End::LineTo(q) => b != q && !matches!(b, b'\n' | b'\r' | b'\\'),
+            End::Element => !matches!(b, b'<' | b'\n' | b'\r' | b'\\'),
         }
     }
 }
@@ -113,13 +129,16 @@ enum State {
     /// prose's `is`, before its value: `colon` when the separator was `:` or a spaced `=`
     /// (a space must follow it, and more may), `spaced` once one has, `backslash` the
     /// `\` read last (held: `\"` opens a value quoted inside a JSON string, `\\\"` one
-    /// two strings down).
+    /// two strings down). After a command's flag and its blank (`--password `), `spaced`
+    /// and not `colon`: no more blanks may follow. `single` when the name opened a
+    /// single-quoted string (`-H 'X-Api-Key: …'`): the line's value ends at its quote.
     Opening {
         name: String,
         place: Place,
         colon: bool,
         spaced: bool,
         backslash: u8,
+        single: bool,
     },
     /// In the value of parameter `name`, held until it ends; `backslash` when a URL's
     /// value stopped at a `\` that the next piece tells apart (`\/` reads on).
@@ -416,7 +435,7 @@ impl UrlParamScrub {
     /// then follow it too). After a URL's separator only `NAME=` counts; at a line's start
     /// and in prose, `NAME:` and `NAME =` too, and in prose a name in backticks,
     /// asterisks or single quotes.
-    fn parameter(&self, sep: u8) -> Option<(String, Place, bool)> {
+    fn parameter(&self, sep: u8) -> Option<(String, Place, bool, bool)> {
         let before = self.tail.strip_suffix(&[sep])?;
         let unspaced = match sep {
             b'=' => trim_blanks(before),
@@ -455,6 +474,21 @@ impl UrlParamScrub {
                 _ => Place::Prose,
             },
         };
+        // A header written as a shell's single-quoted word (`curl -H 'X-Api-Key: …'`,
+        // `git -c http.extraHeader='Authorization: Bearer …'`): a line of its own, to
+        // the closing quote.
+        let single = sep == b':'
+            && place == Place::Prose
+            && !wrapped
+            && lead.split_last().is_some_and(|(&q, before)| {
+                q == b'\''
+                    && before.last().is_none_or(|b| {
+                        matches!(b, b' ' | b'\t' | b'=' | b'(' | b'[' | b',' | b'{')
+                    })
+            });
+        if single {
+            place = Place::Line;
+        }
         if lead.last() == Some(&b'\\') && !wrapped {
             // An escape's letters and digits read on into the name: `\u0026` (how Go's
             // JSON writes `&`), `\n` (a line break in a JSON string), `\t` (a tab).
@@ -487,6 +521,7 @@ impl UrlParamScrub {
                     String::from_utf8_lossy(named).into_owned(),
                     Place::Prose,
                     spaced,
+                    false,
                 ));
             }
         }
@@ -496,10 +531,14 @@ impl UrlParamScrub {
         // Only a name that may hold a secret has its value held (most `NAME: VALUE`
         // lines of a YAML file or a prompt name nothing of the kind).
         if place != Place::Url {
-            return self
-                .fields
-                .assignment_name(name)
-                .then(|| (String::from_utf8_lossy(name).into_owned(), place, spaced));
+            return self.fields.assignment_name(name).then(|| {
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    place,
+                    spaced,
+                    single,
+                )
+            });
         }
         // `form::decode` reads `+` as a space.
         let name = if name.iter().any(|&b| b == b'+' || b == b'%') {
@@ -511,7 +550,7 @@ impl UrlParamScrub {
         };
         self.fields
             .url_param_name(&name)
-            .then_some((name, place, false))
+            .then_some((name, place, false, false))
     }
 
     /// The name before prose's ` is ` that ends the bytes written, when it may hold a
@@ -531,6 +570,101 @@ impl UrlParamScrub {
             .find(|&k| self.tail.ends_with(&IS_SEP[..k]) && rest.starts_with(&IS_SEP[k..]))
             .map(|k| IS_SEP.len() - k - 1)
             .or_else(|| IS.find(rest).map(|k| k + IS_SEP.len() - 1))
+    }
+
+    /// Where in `rest`, read after the bytes written, the first blank after what may be
+    /// a command's flag ends (a word of [`in_name`]'s bytes that begins with `--`, or
+    /// `-u`/`-U`), though the word began in an earlier piece. Which flags name a secret
+    /// is told by [`Self::flag_name`], from the tail.
+    fn flag_end(&self, rest: &[u8]) -> Option<usize> {
+        // A word that began before `rest`, and its first bytes.
+        let before = self.tail.iter().rev().take_while(|&&b| in_name(b)).count();
+        let begun = &self.tail[self.tail.len() - before..];
+        let lead = rest.iter().position(|&b| !in_name(b));
+        let first_end = lead.unwrap_or(rest.len());
+        let starts = |word: &[u8], at: usize| word.get(at).copied();
+        let byte = |k: usize| match k < begun.len() {
+            true => starts(begun, k),
+            false => starts(rest, k - begun.len()),
+        };
+        let shaped = |len: usize, at_byte: &dyn Fn(usize) -> Option<u8>| {
+            at_byte(0) == Some(b'-')
+                && (len > 2 && at_byte(1) == Some(b'-') && len <= NAME_MAX + 2
+                    || len == 2 && matches!(at_byte(1), Some(b'u' | b'U')))
+        };
+        if begun.len() + first_end > 0 {
+            let k = lead?;
+            if matches!(rest[k], b' ' | b'\t') && shaped(begun.len() + k, &byte) {
+                return Some(k);
+            }
+        }
+        let mut from = first_end;
+        while let Some(p) = memchr(b'-', &rest[from..]).map(|p| from + p) {
+            if in_name(rest[p - 1]) {
+                // Inside a word (`well-known`, a UUID): on to its end.
+                from = p + rest[p..].iter().position(|&b| !in_name(b))?;
+                continue;
+            }
+            let end = p + rest[p..].iter().position(|&b| !in_name(b))?;
+            if matches!(rest[end], b' ' | b'\t') && shaped(end - p, &|k| rest.get(p + k).copied()) {
+                return Some(end);
+            }
+            from = end;
+        }
+        None
+    }
+
+    /// The flag whose blank ends the bytes written, when it names a secret: `--password`,
+    /// `--db-password`, `--client-secret` ([`FieldNames::contains_in_arguments`]), or a
+    /// user's credentials (`curl -u`, [`user_flag`]).
+    fn flag_name(&self) -> Option<String> {
+        let (_, word) = split_name(&self.tail[..self.tail.len() - 1]);
+        let shaped = word.len() <= NAME_MAX + 2
+            && (word.starts_with(b"--") && word.get(2).is_some_and(u8::is_ascii_alphanumeric)
+                || word.len() == 2 && word[0] == b'-');
+        // (The tail keeps more than a flag: one that fills it began before it, and is
+        // too long to be one.)
+        (shaped && {
+            let name = String::from_utf8_lossy(word);
+            user_flag(&name) || self.fields.contains_in_arguments(word)
+        })
+        .then(|| String::from_utf8_lossy(word).into_owned())
+    }
+
+    /// The element whose start tag's `>` ends the bytes written, when its text is a
+    /// secret's by its name (`<password>`, `<ns:DbPassword>`) or by a `name` or `key`
+    /// attribute (`<property name="password">`, `<add key=\"DbPassword\">` in a JSON
+    /// string): [`FieldNames::contains_in_arguments`]. Not an `<input>` (a form's field
+    /// is followed by its label, not its value).
+    fn element_name(&self) -> Option<String> {
+        let before = self.tail.strip_suffix(b">")?;
+        let (lead, name) = split_name(before);
+        if !name.is_empty() {
+            let lead = match lead.strip_suffix(b":") {
+                Some(prefixed) => match split_name(prefixed) {
+                    (lead, prefix) if !prefix.is_empty() => lead,
+                    _ => return None,
+                },
+                None => lead,
+            };
+            return (lead.last() == Some(&b'<')
+                && name.len() <= NAME_MAX
+                && self.fields.contains_in_arguments(name))
+            .then(|| String::from_utf8_lossy(name).into_owned());
+        }
+        let window = &before[before.len().saturating_sub(TAIL - 8)..];
+        let tag = memchr::memrchr(b'<', window)?;
+        let inside = &window[tag + 1..];
+        let tag_name = &inside[..inside
+            .iter()
+            .position(|&b| !in_name(b))
+            .unwrap_or(inside.len())];
+        if tag_name.eq_ignore_ascii_case(b"input") || memchr(b'>', inside).is_some() {
+            return None;
+        }
+        attribute_name(inside.trim_ascii_end())
+            .filter(|n| self.fields.contains_in_arguments(n))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
     }
 
     /// Whether parameter `name` at `place`, its value ending so, holds a secret with this
@@ -563,6 +697,33 @@ impl UrlParamScrub {
             {
                 Some(true)
             }
+            // A user's password after `curl -u user:` (the part after the colon, see
+            // [`Self::settle`]): not a group's number (`docker run -u 1000:1000`).
+            Place::Prose if end == End::Flag && user_flag(name) => {
+                (!code_like(name, value) && !value.iter().all(u8::is_ascii_digit)).then_some(true)
+            }
+            // `--password VALUE`: a command's flag and its value, unless the value is
+            // code, another flag, or a word of one case as help text writes (`--password
+            // TEXT`, `the --password option`).
+            Place::Prose
+                if end == End::Flag
+                    && self.fields.contains_in_arguments(name.as_bytes())
+                    && !code_like(name, value)
+                    && value.first() != Some(&b'-')
+                    && !one_case_word(value) =>
+            {
+                Some(true)
+            }
+            // `<password>VALUE</password>`, `<property name="password">VALUE<`: a
+            // configuration file's element, one word that is not code (`${db.password}`).
+            Place::Prose
+                if end == End::Element
+                    && self.fields.contains_in_arguments(name.as_bytes())
+                    && !code_like(name, value)
+                    && !value.iter().any(u8::is_ascii_whitespace) =>
+            {
+                Some(true)
+            }
             Place::Prose => prose_key(value).then_some(false),
         }
     }
@@ -574,7 +735,7 @@ impl UrlParamScrub {
         let (from, judged) = match (place, end) {
             // A cookie printed as a header (`< Set-Cookie: sid=…; Path=/; HttpOnly`):
             // its first word, whatever follows.
-            (_, End::Line) if credential::normalise(name).ends_with("cookie") => {
+            (_, End::Line | End::LineTo(_)) if credential::normalise(name).ends_with("cookie") => {
                 let words = value.trim_ascii_end();
                 let word = words
                     .iter()
@@ -582,8 +743,18 @@ impl UrlParamScrub {
                     .unwrap_or(words.len());
                 (0, word - usize::from(words[..word].ends_with(b";")))
             }
-            (_, End::Line) => (0, line_value(&value)),
-            (Place::Prose, End::Bare | End::Glued) => word_of(&value),
+            (_, End::Line | End::LineTo(_)) => (0, line_value(&value)),
+            // `curl -u user:…`: the user stays.
+            (Place::Prose, End::Flag) if user_flag(name) => {
+                let at = memchr(b':', &value).map_or(value.len(), |k| k + 1);
+                let (from, to) = word_of(&value[at..]);
+                (at + from, at + to)
+            }
+            (Place::Prose, End::Bare | End::Glued | End::Flag) => word_of(&value),
+            (_, End::Element) => {
+                let from = value.len() - value.trim_ascii_start().len();
+                (from, from.max(value.trim_ascii_end().len()))
+            }
             _ => (0, value.len()),
         };
         let head = &value[from..judged];
@@ -614,7 +785,7 @@ impl UrlParamScrub {
                 if let Some(at) = plain
                     .iter()
                     .rposition(u8::is_ascii_whitespace)
-                    .filter(|_| end == End::Line)
+                    .filter(|_| matches!(end, End::Line | End::LineTo(_)))
                 {
                     self.found.push(&plain[at + 1..]);
                 }
@@ -849,6 +1020,17 @@ impl UrlParamScrub {
         }
     }
 
+    /// A value of `name` begins: held until it ends so.
+    fn hold(&mut self, name: String, place: Place, end: End) {
+        self.value.clear();
+        self.state = State::Value {
+            name,
+            place,
+            end,
+            backslash: false,
+        };
+    }
+
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         // Where in `data` the next ` is ` ends (its last space), found at most once per
@@ -856,6 +1038,8 @@ impl UrlParamScrub {
         let mut next_is: Option<Option<usize>> = None;
         // Where the next `=` or `:` is, likewise.
         let mut next_sep: Option<Option<usize>> = None;
+        // Where the blank after the next command's flag is, likewise.
+        let mut next_flag: Option<Option<usize>> = None;
         while i < data.len() {
             let rest = &data[i..];
             match &mut self.state {
@@ -872,51 +1056,76 @@ impl UrlParamScrub {
                     let sep_at = match next_sep {
                         Some(at) if at.is_none_or(|at| at >= i) => at,
                         _ => {
-                            let at = memchr::memchr2(b'=', b':', rest).map(|k| i + k);
+                            let at = memchr::memchr3(b'=', b':', b'>', rest).map(|k| i + k);
                             next_sep = Some(at);
                             at
                         }
                     };
-                    let (at, sep) = match (sep_at, is_at) {
-                        (Some(s), Some(e)) if e < s => (e, b' '),
-                        (Some(s), _) => (s, data[s]),
-                        (None, Some(e)) => (e, b' '),
-                        (None, None) => {
-                            self.write(rest, out);
-                            i = data.len();
-                            continue;
+                    let flag_at = match next_flag {
+                        Some(at) if at.is_none_or(|at| at >= i) => at,
+                        _ => {
+                            let at = self.flag_end(rest).map(|k| i + k);
+                            next_flag = Some(at);
+                            at
                         }
                     };
+                    // The first of the three, the bytes that end it: `=`, `:` or `>`; ` `
+                    // for prose's ` is `, `-` for a flag's blank.
+                    // (Compared one by one: an iterator over the three cost a quarter of
+                    // this scan in store-forwarding stalls.)
+                    let (mut at, mut sep) = match sep_at {
+                        Some(s) => (s, data[s]),
+                        None => (usize::MAX, 0),
+                    };
+                    if let Some(e) = is_at.filter(|&e| e < at) {
+                        (at, sep) = (e, b' ');
+                    }
+                    if let Some(f) = flag_at.filter(|&f| f < at) {
+                        (at, sep) = (f, b'-');
+                    }
+                    if at == usize::MAX {
+                        self.write(rest, out);
+                        i = data.len();
+                        continue;
+                    }
                     self.write(&data[i..=at], out);
                     i = at + 1;
-                    let opening = |name, place, colon, spaced| State::Opening {
+                    let opening = |name, place, colon, spaced, single| State::Opening {
                         name,
                         place,
                         colon,
                         spaced,
                         backslash: 0,
+                        single,
                     };
-                    if sep == b' ' {
-                        next_is = None;
-                        if let Some(name) = self.prose_name() {
-                            self.state = opening(name, Place::Prose, true, true);
+                    match sep {
+                        b' ' => {
+                            next_is = None;
+                            if let Some(name) = self.prose_name() {
+                                self.state = opening(name, Place::Prose, true, true, false);
+                            }
+                            continue;
                         }
-                        continue;
+                        b'-' => {
+                            if let Some(name) = self.flag_name() {
+                                self.state = opening(name, Place::Prose, false, true, false);
+                            }
+                            continue;
+                        }
+                        b'>' => {
+                            if let Some(name) = self.element_name() {
+                                self.hold(name, Place::Prose, End::Element);
+                            }
+                            continue;
+                        }
+                        _ => {}
                     }
                     match self.parameter(sep) {
-                        Some((name, Place::Url, _)) => {
-                            self.value.clear();
-                            self.state = State::Value {
-                                name,
-                                place: Place::Url,
-                                end: End::Url,
-                                backslash: false,
-                            };
-                        }
-                        Some((name, place, spaced))
+                        Some((name, Place::Url, _, _)) => self.hold(name, Place::Url, End::Url),
+                        Some((name, place, spaced, single))
                             if !(self.rescanning && place == Place::Line) =>
                         {
-                            self.state = opening(name, place, sep == b':' || spaced, false);
+                            self.state = opening(name, place, sep == b':' || spaced, false, single);
                         }
                         _ => {}
                     }
@@ -928,6 +1137,7 @@ impl UrlParamScrub {
                         colon,
                         spaced,
                         backslash,
+                        single,
                     } = std::mem::replace(&mut self.state, State::Text)
                     else {
                         unreachable!("before a value")
@@ -940,6 +1150,7 @@ impl UrlParamScrub {
                         colon,
                         spaced,
                         backslash,
+                        single,
                     };
                     // What the byte does: opens a value ending so (with how many bytes
                     // of its own written first), or ends the assignment, empty.
@@ -969,23 +1180,20 @@ impl UrlParamScrub {
                         continue;
                     } else if matches!(b, b'"' | b'\'') || b == b'`' && place == Place::Prose {
                         Some((End::Quoted(b), 1))
+                    } else if colon && place == Place::Line && single {
+                        Some((End::LineTo(b'\''), 0))
                     } else if colon && place == Place::Line {
                         Some((End::Line, 0))
                     } else if !colon && place == Place::Prose {
-                        Some((End::Glued, 0))
+                        // Right after `=`, or after a flag's blank.
+                        Some((if spaced { End::Flag } else { End::Glued }, 0))
                     } else {
                         Some((End::Bare, 0))
                     };
                     if let Some((end, own)) = opens {
                         self.write(&rest[..own], out);
                         i += own;
-                        self.value.clear();
-                        self.state = State::Value {
-                            name,
-                            place,
-                            end,
-                            backslash: false,
-                        };
+                        self.hold(name, place, end);
                     }
                 }
                 State::Value { end, backslash, .. } => {
@@ -1261,6 +1469,12 @@ fn pair_name(lead: &[u8]) -> Option<&[u8]> {
     if l.len() == lead.len() {
         return None;
     }
+    attribute_name(l)
+}
+
+/// The name a `key` or `name` attribute gives, when `l` ends with one (`key="DbPassword"`,
+/// its quotes perhaps escaped in a JSON string).
+fn attribute_name(l: &[u8]) -> Option<&[u8]> {
     let (l, quote): (&[u8], &[u8]) = match l.split_last()? {
         (b'\'', rest) => (rest, b"'"),
         (b'"', rest) => {
@@ -1281,6 +1495,21 @@ fn pair_name(lead: &[u8]) -> Option<&[u8]> {
     let blank = before.last().is_none_or(u8::is_ascii_whitespace);
     (blank && (attr.eq_ignore_ascii_case(b"key") || attr.eq_ignore_ascii_case(b"name")))
         .then_some(named)
+}
+
+/// Whether a flag gives a user's credentials as `user:password` (`curl -u`, `--user`,
+/// `--proxy-user`, `-U`).
+fn user_flag(flag: &str) -> bool {
+    matches!(flag, "-u" | "-U" | "--user" | "--proxy-user")
+}
+
+/// Whether a value is a word of letters of one case: a help text's placeholder (`TEXT`,
+/// `PASSWORD`, `YOUR_API_KEY`) or a word of a sentence (`the --password option`), not a
+/// password.
+fn one_case_word(value: &[u8]) -> bool {
+    let letters = || value.iter().filter(|&&b| b != b'_');
+    value.iter().all(|&b| b.is_ascii_alphabetic() || b == b'_')
+        && (letters().all(u8::is_ascii_lowercase) || letters().all(u8::is_ascii_uppercase))
 }
 
 /// Whether a bare value after `NAME=` in prose is code or a placeholder, not a secret: a
@@ -1449,6 +1678,93 @@ mod tests {
             r#"<add key="LicenseKey" value="L-123" /><add key="Timeout" value="30" />"#,
             r#"<input name="password" type="password" value="">"#,
             r#"<option value="password">, <add key="x" value="y"/>"#,
+        ]);
+    }
+
+    /// A coding agent's shell commands: a flag and its value after a blank, a user's
+    /// password after `curl -u`. Help text and code stay.
+    #[test]
+    fn a_commands_flag_gives_its_value_a_secret_unless_it_is_help_text_or_code() {
+        each_redacts(&[
+            (
+                "mysql -u root --password hunter2 -e 'select 1'",
+                "mysql -u root --password [REDACTED] -e 'select 1'",
+            ),
+            (
+                "az login -u app --client-secret Xy9.pq --tenant t",
+                "az login -u app --client-secret [REDACTED] --tenant t",
+            ),
+            (
+                "vault write x --db-password \"p w\"",
+                "vault write x --db-password \"[REDACTED]\"",
+            ),
+            (
+                "curl -u bob:hunter2 https://a.test",
+                "curl -u bob:[REDACTED] https://a.test",
+            ),
+            (
+                "curl --user bob:hunter2, then",
+                "curl --user bob:[REDACTED], then",
+            ),
+            ("curl -U proxy:pw9 x", "curl -U proxy:[REDACTED] x"),
+        ]);
+        each_stays(&[
+            "Use the --password option, or --password TEXT, or --password PASSWORD",
+            "  --api-key YOUR_API_KEY   the key",
+            "--password <password> --password $PW --password ${PW} --password get_pw()",
+            "--password-file /run/secrets/pw --password --verbose",
+            "docker run -u 1000:1000 img; curl -u $USER:$PASS x; curl -u bob x",
+            "git push -u origin main; a - b -- c --- d; well-known --x",
+        ]);
+    }
+
+    /// An element's text in a configuration file a tool printed: named by its tag
+    /// (Maven's `settings.xml`) or by a `name` attribute (Hibernate's, Spring's).
+    #[test]
+    fn an_elements_text_is_a_secret_when_its_tag_or_name_attribute_says_so() {
+        each_redacts(&[
+            (
+                "<server><id>x</id><username>bob</username><password>hunter2</password>",
+                "<server><id>x</id><username>bob</username><password>[REDACTED]</password>",
+            ),
+            (
+                "<ns:DbPassword> pw9 </ns:DbPassword>",
+                "<ns:DbPassword> [REDACTED] </ns:DbPassword>",
+            ),
+            (
+                r#"<property name="hibernate.connection.password">hunter2</property>"#,
+                r#"<property name="hibernate.connection.password">[REDACTED]</property>"#,
+            ),
+            (
+                r#"<entry key='api_key' >k1</entry>"#,
+                r#"<entry key='api_key' >[REDACTED]</entry>"#,
+            ),
+        ]);
+        each_stays(&[
+            "<password>${env.DB_PASSWORD}</password><password></password><password/>",
+            "<password>\n  x\n</password>",
+            r#"<input type="password" name="password"> Show"#,
+            r#"<th>Password</th><label for="password">Password</label>"#,
+            r#"<h2 name="password">Reset your password</h2><secret>abc</secret>"#,
+            "a<password>b and x > y",
+        ]);
+    }
+
+    /// A header written as a shell's single-quoted word is read as a line to its quote.
+    #[test]
+    fn a_header_in_a_single_quoted_word_is_read_to_its_quote() {
+        each_redacts(&[(
+            "curl -H 'X-Api-Key: hunter2' https://a.test",
+            "curl -H 'X-Api-Key: [REDACTED]' https://a.test",
+        )]);
+        let (text, want) = (
+            "git -c http.extraHeader='Authorization: Bearer hunter2' clone x",
+            "git -c http.extraHeader='Authorization: [REDACTED]' clone x",
+        );
+        same_as_text_and_in_json(text, want, &["Bearer hunter2"]);
+        each_stays(&[
+            "curl -H 'Content-Type: application/json' -H 'Accept: text/plain' x",
+            "it's 'Password: use a long one'",
         ]);
     }
 
@@ -1659,6 +1975,19 @@ mod tests {
             "None",
             "\\\\\\\"",
             "PGPASSWORD=",
+            // The forty-seventh's: a command's flags, a configuration's elements, a
+            // header as a single-quoted word.
+            "--password ",
+            "--",
+            "-u ",
+            "bob:",
+            "<password>",
+            "</password>",
+            "<property name=\"password\">",
+            "<ns:",
+            "'X-Api-Key: ",
+            "-H '",
+            "TEXT",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
