@@ -1755,25 +1755,28 @@ async fn passwords_in_urls_code_and_nested_json_never_reach_disk() {
 }
 
 /// A coding agent's shell commands and the configuration files its tools print, with
-/// passwords too short to look like keys: a flag and its value (`mysql --password …`),
-/// `curl -u user:…`, a header as a single-quoted word, Maven's `<password>` and
+/// passwords too short to look like keys: a flag and its value (`mysql --password …`,
+/// `mysqldump -p…`, `redis-cli -a …`), `curl -u user:…`, a header as a single-quoted word, Maven's `<password>` and
 /// Hibernate's `<property name="…password">`. In a tool call's arguments and in a tool's
 /// result, echoed back in a JSON answer: none reaches the store, the tape or the log;
 /// help text stays; the run replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
-    let (flag, user, header, maven, property) = (
+    let (flag, user, header, maven, property, glued, short) = (
         "flgPw0rdK1",
         "usrPw0rdL2",
         "hdrPw0rdM3",
         "mvnPw0rdN4",
         "hibPw0rdP5",
+        "gluPw0rdQ6",
+        "shoPw0rdR7",
     );
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let command = format!(
         "mysql -u root --password {flag} -e 'select 1' && \
-         curl -u bob:{user} -H 'X-Api-Key: {header}' https://api.example.test/v1"
+         curl -u bob:{user} -H 'X-Api-Key: {header}' https://api.example.test/v1 && \
+         mysqldump -uroot -p{glued} app > app.sql; redis-cli -h cache -a {short} ping"
     );
     let result = format!(
         "$ cat ~/.m2/settings.xml\n<server><id>nexus</id><username>ci</username>\
@@ -1796,7 +1799,12 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
     };
     let d = record(&dirs, &up, "shell", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
-    let events = assert_nowhere(&dirs, d, "shell", &[flag, user, header, maven, property]);
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "shell",
+        &[flag, user, header, maven, property, glued, short],
+    );
     let messages = &events[0]["request"]["body"]["json"]["messages"];
     let arguments: serde_json::Value = serde_json::from_str(
         messages[0]["tool_calls"][0]["function"]["arguments"]
@@ -1807,7 +1815,8 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
     assert_eq!(
         arguments["command"],
         "mysql -u root --password [REDACTED] -e 'select 1' && \
-         curl -u bob:[REDACTED] -H 'X-Api-Key: [REDACTED]' https://api.example.test/v1"
+         curl -u bob:[REDACTED] -H 'X-Api-Key: [REDACTED]' https://api.example.test/v1 && \
+         mysqldump -uroot -p[REDACTED] app > app.sql; redis-cli -h cache -a [REDACTED] ping"
     );
     assert_eq!(
         messages[1]["content"],

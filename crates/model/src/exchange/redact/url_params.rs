@@ -572,30 +572,37 @@ impl UrlParamScrub {
             .or_else(|| IS.find(rest).map(|k| k + IS_SEP.len() - 1))
     }
 
-    /// Where in `rest`, read after the bytes written, the first blank after what may be
-    /// a command's flag ends (a word of [`in_name`]'s bytes that begins with `--`, or
-    /// `-u`/`-U`), though the word began in an earlier piece. Which flags name a secret
-    /// is told by [`Self::flag_name`], from the tail.
-    fn flag_end(&self, rest: &[u8]) -> Option<usize> {
+    /// Where in `rest`, read after the bytes written, the first place a command's flag
+    /// may give a password, though the flag began in an earlier piece: the blank after a
+    /// word of [`in_name`]'s bytes that begins with `-` (`--password `, `-p `), or the
+    /// byte after a `-p` that something follows (`-pPW`, `glued`). Which flags give one is
+    /// told by [`Self::flag_name`], from the tail.
+    fn flag_end(&self, rest: &[u8]) -> Option<(usize, bool)> {
+        let blank = |b: u8| matches!(b, b' ' | b'\t');
+        // What may follow `-p` in a password glued to it (`-pPW`, `-p'P W'`).
+        let glues = |b: u8| End::Glued.takes(b) || matches!(b, b'"' | b'\'');
         // A word that began before `rest`, and its first bytes.
         let before = self.tail.iter().rev().take_while(|&&b| in_name(b)).count();
         let begun = &self.tail[self.tail.len() - before..];
         let lead = rest.iter().position(|&b| !in_name(b));
         let first_end = lead.unwrap_or(rest.len());
-        let starts = |word: &[u8], at: usize| word.get(at).copied();
-        let byte = |k: usize| match k < begun.len() {
-            true => starts(begun, k),
-            false => starts(rest, k - begun.len()),
-        };
-        let shaped = |len: usize, at_byte: &dyn Fn(usize) -> Option<u8>| {
-            at_byte(0) == Some(b'-')
-                && (len > 2 && at_byte(1) == Some(b'-') && len <= NAME_MAX + 2
-                    || len == 2 && matches!(at_byte(1), Some(b'u' | b'U')))
-        };
         if begun.len() + first_end > 0 {
+            let byte = |k: usize| match k < begun.len() {
+                true => begun.get(k).copied(),
+                false => rest.get(k - begun.len()).copied(),
+            };
+            // (A value held after `-p` and read again is not glued to it again.)
+            let again = self.rescanning && begun == b"-p";
+            if byte(0) == Some(b'-') && byte(1) == Some(b'p') && begun.len() <= 2 && !again {
+                match byte(2) {
+                    Some(b) if glues(b) => return Some((2 - begun.len(), true)),
+                    None => return None,
+                    _ => {}
+                }
+            }
             let k = lead?;
-            if matches!(rest[k], b' ' | b'\t') && shaped(begun.len() + k, &byte) {
-                return Some(k);
+            if blank(rest[k]) && flag_shaped(begun.len() + k, &byte) {
+                return Some((k, false));
             }
         }
         let mut from = first_end;
@@ -605,30 +612,59 @@ impl UrlParamScrub {
                 from = p + rest[p..].iter().position(|&b| !in_name(b))?;
                 continue;
             }
+            if rest.get(p + 1) == Some(&b'p') {
+                match rest.get(p + 2) {
+                    Some(&b) if glues(b) => return Some((p + 2, true)),
+                    None => return None,
+                    _ => {}
+                }
+            }
             let end = p + rest[p..].iter().position(|&b| !in_name(b))?;
-            if matches!(rest[end], b' ' | b'\t') && shaped(end - p, &|k| rest.get(p + k).copied()) {
-                return Some(end);
+            if blank(rest[end]) && flag_shaped(end - p, &|k| rest.get(p + k).copied()) {
+                return Some((end, false));
             }
             from = end;
         }
         None
     }
 
-    /// The flag whose blank ends the bytes written, when it names a secret: `--password`,
-    /// `--db-password`, `--client-secret` ([`FieldNames::contains_in_arguments`]), or a
-    /// user's credentials (`curl -u`, [`user_flag`]).
-    fn flag_name(&self) -> Option<String> {
-        let (_, word) = split_name(&self.tail[..self.tail.len() - 1]);
-        let shaped = word.len() <= NAME_MAX + 2
-            && (word.starts_with(b"--") && word.get(2).is_some_and(u8::is_ascii_alphanumeric)
-                || word.len() == 2 && word[0] == b'-');
-        // (The tail keeps more than a flag: one that fills it began before it, and is
-        // too long to be one.)
-        (shaped && {
+    /// The flag that ends the bytes written (its blank after it, or `-p` when `glued`),
+    /// when it gives a password: `--password`, `--db-password`, `--client-secret`
+    /// ([`FieldNames::contains_in_arguments`]), a user's credentials (`curl -u`,
+    /// [`user_flag`]), or one of [`SHORT_FLAGS`] after its command. A short flag is
+    /// read as `--password`.
+    fn flag_name(&self, glued: bool) -> Option<String> {
+        let upto = self.tail.len() - usize::from(!glued);
+        let (lead, word) = split_name(&self.tail[..upto]);
+        let word = match glued {
+            true => word
+                .strip_suffix(b"p")
+                .filter(|w| w == b"-")
+                .map(|_| &b"-p"[..])?,
+            false => word,
+        };
+        if !flag_shaped(word.len(), &|k| word.get(k).copied()) {
+            return None;
+        }
+        if word.starts_with(b"--") || word.len() == 2 && user_flag(&String::from_utf8_lossy(word)) {
             let name = String::from_utf8_lossy(word);
-            user_flag(&name) || self.fields.contains_in_arguments(word)
-        })
-        .then(|| String::from_utf8_lossy(word).into_owned())
+            return (user_flag(&name) || self.fields.contains_in_arguments(word))
+                .then(|| name.into_owned());
+        }
+        // The command, in what the tail always keeps before the flag.
+        let window = &lead[lead.len().saturating_sub(COMMAND_WINDOW)..];
+        SHORT_FLAGS
+            .iter()
+            .find(|(commands, flags, g)| {
+                *g == glued
+                    && flags.iter().any(|f| f.as_bytes() == word)
+                    && commands.iter().any(|c| runs(window, c.as_bytes()))
+            })
+            .map(|_| match word.starts_with(b"-pass") {
+                // openssl's `-pass pass:…`: read as a user's (see [`user_flag`]).
+                true => String::from_utf8_lossy(word).into_owned(),
+                false => "--password".to_string(),
+            })
     }
 
     /// The element whose start tag's `>` ends the bytes written, when its text is a
@@ -744,9 +780,13 @@ impl UrlParamScrub {
                 (0, word - usize::from(words[..word].ends_with(b";")))
             }
             (_, End::Line | End::LineTo(_)) => (0, line_value(&value)),
-            // `curl -u user:…`: the user stays.
+            // `curl -u user:…`: the user stays; openssl's `-pass pass:…` (not `env:VAR`,
+            // `file:PATH`).
             (Place::Prose, End::Flag) if user_flag(name) => {
-                let at = memchr(b':', &value).map_or(value.len(), |k| k + 1);
+                let at = match name.starts_with("-pass") && !value.starts_with(b"pass:") {
+                    true => value.len(),
+                    false => memchr(b':', &value).map_or(value.len(), |k| k + 1),
+                };
                 let (from, to) = word_of(&value[at..]);
                 (at + from, at + to)
             }
@@ -1038,8 +1078,8 @@ impl UrlParamScrub {
         let mut next_is: Option<Option<usize>> = None;
         // Where the next `=` or `:` is, likewise.
         let mut next_sep: Option<Option<usize>> = None;
-        // Where the blank after the next command's flag is, likewise.
-        let mut next_flag: Option<Option<usize>> = None;
+        // Where the next command's flag may give a password, likewise.
+        let mut next_flag: Option<Option<(usize, bool)>> = None;
         while i < data.len() {
             let rest = &data[i..];
             match &mut self.state {
@@ -1061,14 +1101,15 @@ impl UrlParamScrub {
                             at
                         }
                     };
-                    let flag_at = match next_flag {
-                        Some(at) if at.is_none_or(|at| at >= i) => at,
+                    let (flag_at, glued) = match next_flag {
+                        Some(at) if at.is_none_or(|(at, _)| at >= i) => at,
                         _ => {
-                            let at = self.flag_end(rest).map(|k| i + k);
+                            let at = self.flag_end(rest).map(|(k, glued)| (i + k, glued));
                             next_flag = Some(at);
                             at
                         }
-                    };
+                    }
+                    .map_or((None, false), |(at, glued)| (Some(at), glued));
                     // The first of the three, the bytes that end it: `=`, `:` or `>`; ` `
                     // for prose's ` is `, `-` for a flag's blank.
                     // (Compared one by one: an iterator over the three cost a quarter of
@@ -1086,6 +1127,26 @@ impl UrlParamScrub {
                     if at == usize::MAX {
                         self.write(rest, out);
                         i = data.len();
+                        continue;
+                    }
+                    if sep == b'-' && glued {
+                        // `-pPW`: the flag is written, the value held from `at`.
+                        self.write(&data[i..at], out);
+                        i = at;
+                        if let Some(name) = self.flag_name(true) {
+                            match data[at] {
+                                q @ (b'"' | b'\'') => {
+                                    self.write(&[q], out);
+                                    i += 1;
+                                    self.hold(name, Place::Prose, End::Quoted(q));
+                                }
+                                _ => self.hold(name, Place::Prose, End::Glued),
+                            }
+                        } else if !matches!(data[at], b'=' | b':' | b'>') {
+                            // (A separator there is read next, as it comes first.)
+                            self.write(&data[at..=at], out);
+                            i += 1;
+                        }
                         continue;
                     }
                     self.write(&data[i..=at], out);
@@ -1107,7 +1168,7 @@ impl UrlParamScrub {
                             continue;
                         }
                         b'-' => {
-                            if let Some(name) = self.flag_name() {
+                            if let Some(name) = self.flag_name(false) {
                                 self.state = opening(name, Place::Prose, false, true, false);
                             }
                             continue;
@@ -1498,9 +1559,101 @@ fn attribute_name(l: &[u8]) -> Option<&[u8]> {
 }
 
 /// Whether a flag gives a user's credentials as `user:password` (`curl -u`, `--user`,
-/// `--proxy-user`, `-U`).
+/// `--proxy-user`, `-U`), or a password as `pass:…` (openssl's `-pass`, `-passin`,
+/// `-passout`): what follows the first `:` is the password.
 fn user_flag(flag: &str) -> bool {
-    matches!(flag, "-u" | "-U" | "--user" | "--proxy-user")
+    matches!(
+        flag,
+        "-u" | "-U" | "--user" | "--proxy-user" | "-pass" | "-passin" | "-passout"
+    )
+}
+
+/// Whether a word may be a command's flag (see [`UrlParamScrub::flag_end`]): `-` and a
+/// letter or more, or `--` and a name.
+fn flag_shaped(len: usize, byte: &dyn Fn(usize) -> Option<u8>) -> bool {
+    byte(0) == Some(b'-')
+        && (2..=NAME_MAX + 2).contains(&len)
+        && match byte(1) {
+            Some(b'-') => len > 2 && byte(2).is_some_and(|b| b.is_ascii_alphanumeric()),
+            Some(b) => b.is_ascii_alphabetic(),
+            None => false,
+        }
+}
+
+/// How far before a flag of one dash its command is looked for: what the tail keeps
+/// before the longest of [`SHORT_FLAGS`] and its blank, however the stream was cut.
+const COMMAND_WINDOW: usize = 64;
+
+/// Flags of one dash that give a password, after the commands that read them so: the
+/// commands, the flags, and whether the password is glued to the flag (`mysql -pPW`)
+/// or follows it after a blank (`sshpass -p PW`). Elsewhere `-p` is a port, a parent
+/// directory, a pid.
+const SHORT_FLAGS: &[(&[&str], &[&str], bool)] = &[
+    (
+        &[
+            "mysql",
+            "mysqldump",
+            "mysqladmin",
+            "mysqlimport",
+            "mysqlcheck",
+            "mysqlshow",
+            "mariadb",
+            "mariadb-dump",
+            "7z",
+            "7za",
+            "7zz",
+        ],
+        &["-p"],
+        true,
+    ),
+    // `docker login`, `podman login`, `helm registry login`, `az login`, `oc login`,
+    // `cf login`.
+    (&["sshpass", "login", "mongo", "mongosh"], &["-p"], false),
+    (&["redis-cli", "keydb-cli"], &["-a"], false),
+    (&["zip", "unzip", "sqlcmd", "bcp"], &["-P"], false),
+    (
+        &[
+            "ldapsearch",
+            "ldapadd",
+            "ldapmodify",
+            "ldapdelete",
+            "ldapwhoami",
+            "ldappasswd",
+            "ldapcompare",
+        ],
+        &["-w"],
+        false,
+    ),
+    (
+        &["keytool", "jarsigner"],
+        &[
+            "-storepass",
+            "-keypass",
+            "-srcstorepass",
+            "-deststorepass",
+            "-srckeypass",
+            "-destkeypass",
+        ],
+        false,
+    ),
+    (&["openssl"], &["-pass", "-passin", "-passout", "-k"], false),
+];
+
+/// Whether `command` stands in `window` as a word of the last command it holds (after
+/// its last `;`, `&`, `|`, `(`, backtick or line break, raw or a JSON string's `\n`):
+/// after its start, a blank, a path's `/` or a quote, and before a blank.
+fn runs(window: &[u8], command: &[u8]) -> bool {
+    let from = window
+        .iter()
+        .rposition(|b| b";&|(`\n\r".contains(b))
+        .map_or(0, |p| p + 1)
+        .max(memchr::memmem::rfind(window, b"\\n").map_or(0, |p| p + 2));
+    let window = &window[from..];
+    memchr::memmem::find_iter(window, command).any(|at| {
+        let after = window.get(at + command.len());
+        let before = window[..at].last();
+        matches!(after, Some(b' ' | b'\t')) && before.is_none_or(|b| b" \t/\"'".contains(b))
+    })
 }
 
 /// Whether a value is a word of letters of one case: a help text's placeholder (`TEXT`,
@@ -1708,6 +1861,43 @@ mod tests {
             ),
             ("curl -U proxy:pw9 x", "curl -U proxy:[REDACTED] x"),
         ]);
+        // Flags of one dash, after the commands that read a password there.
+        each_redacts(&[
+            (
+                "mysql -uroot -phunter2 app",
+                "mysql -uroot -p[REDACTED] app",
+            ),
+            ("7z a -phunter2 out.7z", "7z a -p[REDACTED] out.7z"),
+            ("mysql -p'p w' app", "mysql -p'[REDACTED]' app"),
+            (
+                "docker login -u bob -p hunter2 registry.test",
+                "docker login -u bob -p [REDACTED] registry.test",
+            ),
+            (
+                "sshpass -p hunter2 ssh host",
+                "sshpass -p [REDACTED] ssh host",
+            ),
+            (
+                "redis-cli -h cache -a hunter2 ping",
+                "redis-cli -h cache -a [REDACTED] ping",
+            ),
+            (
+                "sqlcmd -S db -P hunter2 -Q x",
+                "sqlcmd -S db -P [REDACTED] -Q x",
+            ),
+            (
+                "ldapsearch -x -w hunter2 -b dc=x",
+                "ldapsearch -x -w [REDACTED] -b dc=x",
+            ),
+            (
+                "keytool -list -storepass hunter2",
+                "keytool -list -storepass [REDACTED]",
+            ),
+            (
+                "openssl pkcs12 -passout pass:hunter2 -out x",
+                "openssl pkcs12 -passout pass:[REDACTED] -out x",
+            ),
+        ]);
         each_stays(&[
             "Use the --password option, or --password TEXT, or --password PASSWORD",
             "  --api-key YOUR_API_KEY   the key",
@@ -1715,7 +1905,28 @@ mod tests {
             "--password-file /run/secrets/pw --password --verbose",
             "docker run -u 1000:1000 img; curl -u $USER:$PASS x; curl -u bob x",
             "git push -u origin main; a - b -- c --- d; well-known --x",
+            "mkdir -p /tmp/x && ssh -p 22 h && docker run -p 8080:80 i && find . -print",
+            "mysql -h db -P 3306 -u root -p app; ps -p 1234; tar -pxf a.tar; rsync -avP a b",
+            "openssl enc -pass env:PW -in f; openssl x -passin file:/run/pw; x -p",
         ]);
+    }
+
+    /// The command before a flag of one dash is looked for in bytes the tail always
+    /// keeps, so a line reads the same however the stream is cut.
+    #[test]
+    fn a_short_flags_command_is_looked_for_within_the_tail() {
+        let longest = SHORT_FLAGS
+            .iter()
+            .flat_map(|(_, flags, _)| flags.iter())
+            .map(|f| f.len())
+            .max()
+            .unwrap();
+        assert!(COMMAND_WINDOW + longest < TAIL, "the flag and its blank");
+        let pad = "x".repeat(COMMAND_WINDOW - "keytool  ".len());
+        let near = format!("keytool {pad} -storepass hunter2");
+        let far = format!("keytool x{pad} -storepass hunter2");
+        each_redacts(&[(&near, &near.replace("hunter2", "[REDACTED]"))]);
+        each_stays(&[&far]);
     }
 
     /// An element's text in a configuration file a tool printed: named by its tag
@@ -1988,6 +2199,11 @@ mod tests {
             "'X-Api-Key: ",
             "-H '",
             "TEXT",
+            "-p",
+            "mysql ",
+            "login ",
+            "-pass ",
+            "pass:",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
