@@ -1041,6 +1041,15 @@ impl UrlParamScrub {
         let was = std::mem::replace(&mut self.rescanning, true);
         self.feed(bytes, out);
         self.rescanning = was;
+        if matches!(self.state, State::Value { .. }) && self.value.len() >= bytes.len() {
+            // Read again, the value was held whole again (a `-pPW` once was, and the
+            // scan never moved on): it was judged no secret, and is written as it
+            // stands.
+            debug_assert!(false, "a value read again held itself whole again");
+            self.state = State::Text;
+            let value = std::mem::take(&mut self.value);
+            self.write(&value, out);
+        }
     }
 
     /// Ends the value held at the byte that stopped it (not taken), or at the stream's
