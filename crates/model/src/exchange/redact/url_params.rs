@@ -574,19 +574,24 @@ impl UrlParamScrub {
 
     /// Where in `rest`, read after the bytes written, the first place a command's flag
     /// may give a password, though the flag began in an earlier piece: the blank after a
-    /// word of [`in_name`]'s bytes that begins with `-` (`--password `, `-p `), or the
-    /// byte after a `-p` that something follows (`-pPW`, `glued`). Which flags give one is
-    /// told by [`Self::flag_name`], from the tail.
+    /// word of [`in_name`]'s bytes that begins with `-` after a space (`--password `, `-p
+    /// `), or the byte after such a `-p` that something follows (`-pPW`, `glued`). Which
+    /// flags give one is told by [`Self::flag_name`], from the tail.
     fn flag_end(&self, rest: &[u8]) -> Option<(usize, bool)> {
+        // (A space and a dash, where a flag begins: found in long strides, where the
+        // dashes of words and numbers are many.)
+        static SPACE_DASH: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" -"));
         let blank = |b: u8| matches!(b, b' ' | b'\t');
         // What may follow `-p` in a password glued to it (`-pPW`, `-p'P W'`).
         let glues = |b: u8| End::Glued.takes(b) || matches!(b, b'"' | b'\'');
-        // A word that began before `rest`, and its first bytes.
+        // A word that began before `rest` after a space, and its first bytes.
         let before = self.tail.iter().rev().take_while(|&&b| in_name(b)).count();
         let begun = &self.tail[self.tail.len() - before..];
+        let spaced = self.tail.len() > before && self.tail[self.tail.len() - before - 1] == b' ';
         let lead = rest.iter().position(|&b| !in_name(b));
         let first_end = lead.unwrap_or(rest.len());
-        if begun.len() + first_end > 0 {
+        if begun.len() + first_end > 0 && spaced {
             let byte = |k: usize| match k < begun.len() {
                 true => begun.get(k).copied(),
                 false => rest.get(k - begun.len()).copied(),
@@ -600,18 +605,13 @@ impl UrlParamScrub {
                     _ => {}
                 }
             }
-            let k = lead?;
-            if blank(rest[k]) && flag_shaped(begun.len() + k, &byte) {
+            if let Some(k) = lead.filter(|&k| blank(rest[k]) && flag_shaped(begun.len() + k, &byte))
+            {
                 return Some((k, false));
             }
         }
         let mut from = first_end;
-        while let Some(p) = memchr(b'-', &rest[from..]).map(|p| from + p) {
-            if in_name(rest[p - 1]) {
-                // Inside a word (`well-known`, a UUID): on to its end.
-                from = p + rest[p..].iter().position(|&b| !in_name(b))?;
-                continue;
-            }
+        while let Some(p) = SPACE_DASH.find(&rest[from..]).map(|q| from + q + 1) {
             if rest.get(p + 1) == Some(&b'p') {
                 match rest.get(p + 2) {
                     Some(&b) if glues(b) => return Some((p + 2, true)),
