@@ -876,10 +876,15 @@ impl UrlParamScrub {
         if let Some(line) = text.filter(|l| plain(l)) {
             return Some((column_of(line), false));
         }
-        // In a JSON string: after its last escaped break, or its opening quote.
-        let escaped_break = after_escaped_break(&self.tail);
-        let from =
-            escaped_break.or_else(|| self.tail.iter().rposition(|&b| b == b'"').map(|at| at + 1));
+        // In a JSON string: after its last escaped break, or its opening quote; after the
+        // last raw line break (what the tail holds before it, more or less of it by how
+        // the stream was cut, is another line's).
+        let raw = self.tail.len() - text.map_or(self.tail.len(), <[u8]>::len);
+        let on_line = &self.tail[raw..];
+        let escaped_break = after_escaped_break(on_line);
+        let from = escaped_break
+            .or_else(|| on_line.iter().rposition(|&b| b == b'"').map(|at| at + 1))
+            .map(|at| raw + at);
         match from {
             Some(from) => {
                 let line = &self.tail[from..];
@@ -1951,6 +1956,37 @@ mod tests {
         let far = format!("keytool x{pad} -storepass hunter2");
         each_redacts(&[(&near, &near.replace("hunter2", "[REDACTED]"))]);
         each_stays(&[&far]);
+    }
+
+    /// Found by the `redact_stream` fuzz target (forty-seventh session; older than that
+    /// session's changes): a block scalar's column was looked for after the last escaped
+    /// break the tail held, though a raw line break came after it. How far back the tail
+    /// reached depended on the cuts, so the block under `reset_token` was read (and its
+    /// key redacted) in some and not in others. The line now begins after the last raw
+    /// break.
+    #[test]
+    fn a_block_scalars_column_is_read_on_its_own_line_however_the_stream_is_cut() {
+        let body: &[u8] = b"\x05\x00\x00\x00\x00\x00\x00\x00esntenpi|huwY\x22,\x22eo\x22del\x00\x00\x00\x00\x00\x00\x00rocb- sn ocedes\x220,\x22dpasswd{\x22cok}}]wXy9zAb1f\x5cnr: \x00\x00\x00\x00\x00\x00 |-x\x22:0,\x22delta\x22:{\x22co\x01\x00\x00nt/:\x22sk}}]}\x0a\x0adata: {\x22chos_t\x22}]}\xfe:\x22  - reset_token: |\x5cn     s7tUv9wXy9zAb1fa";
+        let scan = |cut: usize| {
+            let mut u = UrlParamScrub::new(fields());
+            let mut out = Vec::new();
+            for piece in body.chunks(cut) {
+                u.feed(piece, &mut out);
+            }
+            u.finish(&mut out);
+            out
+        };
+        let whole = scan(body.len());
+        assert!(whole.ends_with(b"reset_token: |\\n     [REDACTED]"));
+        for cut in 1..body.len() {
+            let mut u = UrlParamScrub::new(fields());
+            let mut out = Vec::new();
+            u.feed(&body[..cut], &mut out);
+            u.feed(&body[cut..], &mut out);
+            u.finish(&mut out);
+            assert_eq!(out, whole, "cut at {cut}");
+            assert_eq!(scan(cut), whole, "cut every {cut}");
+        }
     }
 
     /// An element's text in a configuration file a tool printed: named by its tag
