@@ -583,8 +583,13 @@ impl UrlParamScrub {
         static SPACE_DASH: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" -"));
         let blank = |b: u8| matches!(b, b' ' | b'\t');
-        // What may follow `-p` in a password glued to it (`-pPW`, `-p'P W'`).
-        let glues = |b: u8| End::Glued.takes(b) || matches!(b, b'"' | b'\'');
+        // What the byte after a `-p` says: a password glued to it (`-pPW`, `-p'P W'`),
+        // at `at`; not yet known (the byte is in the next piece); neither.
+        let glued = |after: Option<u8>, at: usize| match after {
+            Some(b) if End::Glued.takes(b) || matches!(b, b'"' | b'\'') => Some(Some((at, true))),
+            None => Some(None),
+            Some(_) => None,
+        };
         // A word that began before `rest` after a space, and its first bytes.
         let before = self.tail.iter().rev().take_while(|&&b| in_name(b)).count();
         let begun = &self.tail[self.tail.len() - before..];
@@ -599,10 +604,8 @@ impl UrlParamScrub {
             // (A value held after `-p` and read again is not glued to it again.)
             let again = self.rescanning && begun == b"-p";
             if byte(0) == Some(b'-') && byte(1) == Some(b'p') && begun.len() <= 2 && !again {
-                match byte(2) {
-                    Some(b) if glues(b) => return Some((2 - begun.len(), true)),
-                    None => return None,
-                    _ => {}
+                if let Some(found) = glued(byte(2), 2 - begun.len()) {
+                    return found;
                 }
             }
             if let Some(k) = lead.filter(|&k| blank(rest[k]) && flag_shaped(begun.len() + k, &byte))
@@ -613,10 +616,8 @@ impl UrlParamScrub {
         let mut from = first_end;
         while let Some(p) = SPACE_DASH.find(&rest[from..]).map(|q| from + q + 1) {
             if rest.get(p + 1) == Some(&b'p') {
-                match rest.get(p + 2) {
-                    Some(&b) if glues(b) => return Some((p + 2, true)),
-                    None => return None,
-                    _ => {}
+                if let Some(found) = glued(rest.get(p + 2).copied(), p + 2) {
+                    return found;
                 }
             }
             let end = p + rest[p..].iter().position(|&b| !in_name(b))?;
@@ -636,20 +637,13 @@ impl UrlParamScrub {
     fn flag_name(&self, glued: bool) -> Option<String> {
         let upto = self.tail.len() - usize::from(!glued);
         let (lead, word) = split_name(&self.tail[..upto]);
-        let word = match glued {
-            true => word
-                .strip_suffix(b"p")
-                .filter(|w| w == b"-")
-                .map(|_| &b"-p"[..])?,
-            false => word,
-        };
-        if !flag_shaped(word.len(), &|k| word.get(k).copied()) {
+        if glued && word != b"-p" || !flag_shaped(word.len(), &|k| word.get(k).copied()) {
             return None;
         }
-        if word.starts_with(b"--") || word.len() == 2 && user_flag(&String::from_utf8_lossy(word)) {
-            let name = String::from_utf8_lossy(word);
-            return (user_flag(&name) || self.fields.contains_in_arguments(word))
-                .then(|| name.into_owned());
+        let user = user_flag(word);
+        if word.starts_with(b"--") || user && word.len() == 2 {
+            return (user || self.fields.contains_in_arguments(word))
+                .then(|| String::from_utf8_lossy(word).into_owned());
         }
         // The command, in what the tail always keeps before the flag.
         let window = &lead[lead.len().saturating_sub(COMMAND_WINDOW)..];
@@ -735,7 +729,7 @@ impl UrlParamScrub {
             }
             // A user's password after `curl -u user:` (the part after the colon, see
             // [`Self::settle`]): not a group's number (`docker run -u 1000:1000`).
-            Place::Prose if end == End::Flag && user_flag(name) => {
+            Place::Prose if end == End::Flag && user_flag(name.as_bytes()) => {
                 (!code_like(name, value) && !value.iter().all(u8::is_ascii_digit)).then_some(true)
             }
             // `--password VALUE`: a command's flag and its value, unless the value is
@@ -782,7 +776,7 @@ impl UrlParamScrub {
             (_, End::Line | End::LineTo(_)) => (0, line_value(&value)),
             // `curl -u user:…`: the user stays; openssl's `-pass pass:…` (not `env:VAR`,
             // `file:PATH`).
-            (Place::Prose, End::Flag) if user_flag(name) => {
+            (Place::Prose, End::Flag) if user_flag(name.as_bytes()) => {
                 let at = match name.starts_with("-pass") && !value.starts_with(b"pass:") {
                     true => value.len(),
                     false => memchr(b':', &value).map_or(value.len(), |k| k + 1),
@@ -1590,10 +1584,10 @@ fn attribute_name(l: &[u8]) -> Option<&[u8]> {
 /// Whether a flag gives a user's credentials as `user:password` (`curl -u`, `--user`,
 /// `--proxy-user`, `-U`), or a password as `pass:…` (openssl's `-pass`, `-passin`,
 /// `-passout`): what follows the first `:` is the password.
-fn user_flag(flag: &str) -> bool {
+fn user_flag(flag: &[u8]) -> bool {
     matches!(
         flag,
-        "-u" | "-U" | "--user" | "--proxy-user" | "-pass" | "-passin" | "-passout"
+        b"-u" | b"-U" | b"--user" | b"--proxy-user" | b"-pass" | b"-passin" | b"-passout"
     )
 }
 
