@@ -1832,6 +1832,68 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
     assert_eq!((status, code), (200, 0), "{stderr}");
 }
 
+/// Credentials code passes as a quoted name's argument, as a coding agent writes and
+/// reads them: a header as a tuple, a flag in an argument list, a property set by name,
+/// a user's password for basic authentication. Sent in a tool call's arguments and a
+/// tool's result, echoed back in the answer: none reaches the store, the tape or the
+/// log, a label or a schema's list of fields stays, and the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
+    let (header, argv, property, basic) = ("hdrPair0A1", "argPair0B2", "prpPair0C3", "basPair0D4");
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let code = format!(
+        "import requests, subprocess\n\
+         headers = [(\"Authorization\", \"Bearer {header}\")]\n\
+         subprocess.run([\"mysql\", \"-u\", \"root\", \"--password\", \"{argv}\"])\n\
+         requests.get(url, headers=dict(headers), auth=(\"bob\", \"{basic}\"))\n\
+         fields = [(\"password\", \"Password\")]\n"
+    );
+    let result = format!(
+        "$ grep -n password src/Db.java\n12: props.setProperty(\"db.password\", \"{property}\");\n\
+         $ jq .required schema.json\n[\"password\", \"address2\"]"
+    );
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+             "function": {"name": "write_file",
+                          "arguments": serde_json::json!({"path": "a.py", "content": code}).to_string()}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": result}]});
+        async move {
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "pairs", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "pairs", &[header, argv, property, basic]);
+    let messages = &events[0]["request"]["body"]["json"]["messages"];
+    let arguments: serde_json::Value = serde_json::from_str(
+        messages[0]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        arguments["content"],
+        "import requests, subprocess\n\
+         headers = [(\"Authorization\", \"[REDACTED]\")]\n\
+         subprocess.run([\"mysql\", \"-u\", \"root\", \"--password\", \"[REDACTED]\"])\n\
+         requests.get(url, headers=dict(headers), auth=(\"bob\", \"[REDACTED]\"))\n\
+         fields = [(\"password\", \"Password\")]\n"
+    );
+    assert_eq!(
+        messages[1]["content"],
+        "$ grep -n password src/Db.java\n12: props.setProperty(\"db.password\", \"[REDACTED]\");\n\
+         $ jq .required schema.json\n[\"password\", \"address2\"]"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "pairs"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

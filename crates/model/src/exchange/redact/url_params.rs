@@ -103,6 +103,10 @@ enum End {
     Element,
     /// A quoted value: at its closing quote, the line's end or a backslash.
     Quoted(u8),
+    /// A quoted string after a quoted name and a comma (`("Authorization", "Bearer …")`,
+    /// `["--password", "…"]`, `props.setProperty("db.password", "…")`; see
+    /// [`UrlParamScrub::pair_name`]): ends as [`End::Quoted`]'s.
+    Pair(u8),
     /// A `NAME: value` line's inside a shell's single-quoted word (`-H 'X-Api-Key: …'`):
     /// read as [`End::Line`]'s, to the word's closing quote.
     LineTo(u8),
@@ -116,7 +120,9 @@ impl End {
                 b > b' ' && b != 0x7f && !matches!(b, b'"' | b'\'' | b'\\' | b'`' | b'<' | b'>')
             }
             End::Line => !matches!(b, b'\n' | b'\r' | b'\\' | b'"'),
-            End::Quoted(q) | End::LineTo(q) => b != q && !matches!(b, b'\n' | b'\r' | b'\\'),
+            End::Quoted(q) | End::Pair(q) | End::LineTo(q) => {
+                b != q && !matches!(b, b'\n' | b'\r' | b'\\')
+            }
             End::Element => !matches!(b, b'<' | b'\n' | b'\r' | b'\\'),
         }
     }
@@ -132,6 +138,7 @@ enum State {
     /// two strings down). After a command's flag and its blank (`--password `), `spaced`
     /// and not `colon`: no more blanks may follow. `single` when the name opened a
     /// single-quoted string (`-H 'X-Api-Key: …'`): the line's value ends at its quote.
+    /// `pair` after a quoted name's comma: a quoted value is an [`End::Pair`].
     Opening {
         name: String,
         place: Place,
@@ -139,6 +146,7 @@ enum State {
         spaced: bool,
         backslash: u8,
         single: bool,
+        pair: bool,
     },
     /// In the value of parameter `name`, held until it ends; `backslash` when a URL's
     /// value stopped at a `\` that the next piece tells apart (`\/` reads on).
@@ -697,6 +705,53 @@ impl UrlParamScrub {
             .map(|n| String::from_utf8_lossy(n).into_owned())
     }
 
+    /// The name a quoted string gives the quoted string after it, when the `,` between
+    /// them ends the bytes written: a name strong enough for tool-call arguments
+    /// ([`FieldNames::contains_in_arguments`]) as a call's or a tuple's first argument
+    /// (`props.setProperty("db.password", …`, `("Authorization", …`); a header's name or a
+    /// long flag as a list's element (`[["X-Api-Key", …`, `["mysql", "--password", …`);
+    /// and a user's name as the first argument of a call or a tuple named for basic
+    /// authentication (`auth=("bob", …`, `HTTPBasicAuth("bob", …`, `SetBasicAuth("bob",
+    /// …`), read as `password`. Not a string after a `:` or `=` (a JSON object's value,
+    /// followed by its next key), nor a name in a list that is not a header's or a flag
+    /// (a schema's `"required": ["password", …]` lists fields). Its quotes may be escaped
+    /// in a JSON string, up to three strings down. Read in the last [`TAIL`] bytes, which
+    /// the tail always keeps.
+    fn pair_name(&self) -> Option<String> {
+        let window = &self.tail[self.tail.len().saturating_sub(TAIL)..];
+        let before = window.strip_suffix(b",")?;
+        let (&q, inside) = before.split_last()?;
+        if !matches!(q, b'"' | b'\'') {
+            return None;
+        }
+        let escapes = inside.iter().rev().take_while(|&&b| b == b'\\').count();
+        if escapes > 3 || q == b'\'' && escapes > 0 {
+            return None;
+        }
+        let inside = &inside[..inside.len() - escapes];
+        let start = inside.iter().rposition(|&b| !(in_name(b) || b == b'@'))? + 1;
+        let name = &inside[start..];
+        // The opening quote, escaped as the closing one.
+        let lead = inside[..start].strip_suffix(&[q])?;
+        let lead_escapes = lead.iter().rev().take_while(|&&b| b == b'\\').count();
+        if name.is_empty() || name.len() > NAME_MAX || lead_escapes != escapes {
+            return None;
+        }
+        let lead = trim_blanks(&lead[..lead.len() - escapes]);
+        let named = || memchr(b'@', name).is_none() && self.fields.contains_in_arguments(name);
+        let named_as = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+        match lead.last()? {
+            b'(' if named() => Some(named_as(name)),
+            b'(' if name.len() <= 40 && basic_auth_call(&lead[..lead.len() - 1]) => {
+                Some("password".to_string())
+            }
+            b'[' | b',' if named() && (name.starts_with(b"--") || header_like(name)) => {
+                Some(named_as(name))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether parameter `name` at `place`, its value ending so, holds a secret with this
     /// value (see [`FieldNames::url_param`] and [`FieldNames::assignment`]). In prose a
     /// quoted value is a literal, not a word of a sentence: under a name that says it is
@@ -729,6 +784,10 @@ impl UrlParamScrub {
             }
             // A user's password after `curl -u user:` (the part after the colon, see
             // [`Self::settle`]): not a group's number (`docker run -u 1000:1000`).
+            // `("Authorization", "Bearer …")`, `["--password", "…"]`: the name was read
+            // strong enough by [`Self::pair_name`]; the value must not look like a word,
+            // a label or another name ([`pair_value`]).
+            Place::Prose if matches!(end, End::Pair(_)) && pair_value(value) => Some(true),
             Place::Prose if end == End::Flag && user_flag(name.as_bytes()) => {
                 (!code_like(name, value) && !value.iter().all(u8::is_ascii_digit)).then_some(true)
             }
@@ -819,7 +878,7 @@ impl UrlParamScrub {
                 if let Some(at) = plain
                     .iter()
                     .rposition(u8::is_ascii_whitespace)
-                    .filter(|_| matches!(end, End::Line | End::LineTo(_)))
+                    .filter(|_| matches!(end, End::Line | End::LineTo(_) | End::Pair(_)))
                 {
                     self.found.push(&plain[at + 1..]);
                 }
@@ -1079,14 +1138,34 @@ impl UrlParamScrub {
         };
     }
 
+    /// Where in `data`, from `i`, the next `,` is that ends a quoted string
+    /// [`Self::pair_name`] may read ([`may_pair`]): prose's commas, and a JSON object's
+    /// after its values, are passed over here, not stopped at.
+    fn next_comma(&self, data: &[u8], i: usize) -> Option<usize> {
+        let mut from = i;
+        loop {
+            let at = from + memchr(b',', &data[from..])?;
+            let before = match at > i {
+                true => Some(data[at - 1]),
+                false => self.tail.last().copied(),
+            };
+            if matches!(before, Some(b'"' | b'\'')) && may_pair(&data[i..at]) {
+                return Some(at);
+            }
+            from = at + 1;
+        }
+    }
+
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         // Where in `data` the next ` is ` ends (its last space), found at most once per
         // stretch of text; `Some(None)` when there is none.
         let mut next_is: Option<Option<usize>> = None;
-        // Where the next `=` or `:` is, likewise, and the next `>`.
+        // Where the next `=` or `:` is, likewise, the next `>`, and the next `,` a
+        // pair's name may end in.
         let mut next_sep: Option<Option<usize>> = None;
         let mut next_tag: Option<Option<usize>> = None;
+        let mut next_comma: Option<Option<usize>> = None;
         // Where the next command's flag may give a password, likewise.
         let mut next_flag: Option<Option<(usize, bool)>> = None;
         while i < data.len() {
@@ -1110,6 +1189,16 @@ impl UrlParamScrub {
                             at
                         }
                     };
+                    // (`,` too, on its own: most commas are passed over where they are
+                    // found, and `=` and `:` are still found in long strides.)
+                    let comma_at = match next_comma {
+                        Some(at) if at.is_none_or(|at| at >= i) => at,
+                        _ => {
+                            let at = self.next_comma(data, i);
+                            next_comma = Some(at);
+                            at
+                        }
+                    };
                     // (`>` searched on its own: rarer than `=` and `:`, it is passed over
                     // in long strides.)
                     let tag_at = match next_tag {
@@ -1129,7 +1218,7 @@ impl UrlParamScrub {
                         }
                     }
                     .map_or((None, false), |(at, glued)| (Some(at), glued));
-                    // The first of them, the bytes that end it: `=`, `:` or `>`; ` ` for
+                    // The first of them, the bytes that end it: `=`, `:`, `,` or `>`; ` ` for
                     // prose's ` is `, `-` for a flag's blank. A separator comes before a
                     // flag at the same place.
                     // (Compared one by one: an iterator over them cost a quarter of this
@@ -1143,6 +1232,9 @@ impl UrlParamScrub {
                     }
                     if let Some(t) = tag_at.filter(|&t| t < at) {
                         (at, sep) = (t, b'>');
+                    }
+                    if let Some(c) = comma_at.filter(|&c| c < at) {
+                        (at, sep) = (c, b',');
                     }
                     if let Some(f) = flag_at.filter(|&f| f < at) {
                         (at, sep) = (f, b'-');
@@ -1181,6 +1273,7 @@ impl UrlParamScrub {
                         spaced,
                         backslash: 0,
                         single,
+                        pair: false,
                     };
                     match sep {
                         b' ' => {
@@ -1199,6 +1292,20 @@ impl UrlParamScrub {
                         b'>' => {
                             if let Some(name) = self.element_name() {
                                 self.hold(name, Place::Prose, End::Element);
+                            }
+                            continue;
+                        }
+                        b',' => {
+                            if let Some(name) = self.pair_name() {
+                                self.state = State::Opening {
+                                    name,
+                                    place: Place::Prose,
+                                    colon: true,
+                                    spaced: false,
+                                    backslash: 0,
+                                    single: false,
+                                    pair: true,
+                                };
                             }
                             continue;
                         }
@@ -1222,6 +1329,7 @@ impl UrlParamScrub {
                         spaced,
                         backslash,
                         single,
+                        pair,
                     } = std::mem::replace(&mut self.state, State::Text)
                     else {
                         unreachable!("before a value")
@@ -1235,6 +1343,11 @@ impl UrlParamScrub {
                         spaced,
                         backslash,
                         single,
+                        pair,
+                    };
+                    let quoted = |q| match pair {
+                        true => End::Pair(q),
+                        false => End::Quoted(q),
                     };
                     // What the byte does: opens a value ending so (with how many bytes
                     // of its own written first), or ends the assignment, empty.
@@ -1248,7 +1361,7 @@ impl UrlParamScrub {
                         // one written in a string in turn (an odd number of `\` escapes
                         // the quote); any other escape ends the assignment.
                         self.write(backslashes(backslash), out);
-                        (b == b'"' && backslash % 2 == 1).then_some((End::Quoted(b'"'), 1))
+                        (b == b'"' && backslash % 2 == 1).then_some((quoted(b'"'), 1))
                     } else if colon && blank {
                         self.state = opening(true, 0);
                         self.write(&[b], out);
@@ -1263,7 +1376,7 @@ impl UrlParamScrub {
                         i += 1;
                         continue;
                     } else if matches!(b, b'"' | b'\'') || b == b'`' && place == Place::Prose {
-                        Some((End::Quoted(b), 1))
+                        Some((quoted(b), 1))
                     } else if colon && place == Place::Line && single {
                         Some((End::LineTo(b'\''), 0))
                     } else if colon && place == Place::Line {
@@ -1679,6 +1792,89 @@ fn runs(window: &[u8], command: &[u8]) -> bool {
     })
 }
 
+/// Whether the quoted string that ends `text` (the bytes before a `,` in this piece)
+/// may be a name [`UrlParamScrub::pair_name`] reads: its opening quote is not in `text`,
+/// or what stands before it (after escapes and blanks) is a `(`, a `[` or a `,`. A JSON
+/// object's value (`"id":"chatcmpl-1",`) is not: most of a JSON body's commas after a
+/// quote are passed over without stopping there.
+fn may_pair(text: &[u8]) -> bool {
+    let Some((&q, inner)) = text.split_last() else {
+        return true;
+    };
+    let unescaped = |b: &[u8]| b.len() - b.iter().rev().take_while(|&&c| c == b'\\').count();
+    let Some(open) = memchr::memrchr(q, &inner[..unescaped(inner)]) else {
+        return true;
+    };
+    let lead = &inner[..unescaped(&inner[..open])];
+    let blanks = lead
+        .iter()
+        .rev()
+        .take_while(|&&c| matches!(c, b' ' | b'\t'))
+        .count();
+    match lead.len().checked_sub(blanks + 1) {
+        Some(k) if blanks <= AROUND => matches!(lead[k], b'(' | b'[' | b','),
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// Whether `lead`, what stands before a call's or a tuple's `(`, names basic
+/// authentication: a name ending in `auth` (`HTTPBasicAuth`, `SetBasicAuth`,
+/// `basic_auth`, Python's `auth=` keyword), whole within 24 bytes.
+fn basic_auth_call(lead: &[u8]) -> bool {
+    let lead = trim_blanks(lead);
+    let lead = trim_blanks(lead.strip_suffix(b"=").unwrap_or(lead));
+    let word = lead
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    (4..=24).contains(&word)
+        && word < lead.len()
+        && lead[lead.len() - word..]
+            .to_ascii_lowercase()
+            .ends_with(b"auth")
+}
+
+/// Whether a name is written as a header's: `Authorization`, or words joined by `-`
+/// (`X-Api-Key`, `Proxy-Authorization`).
+fn header_like(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"authorization")
+        || memchr(b'-', name).is_some() && !name.starts_with(b"-")
+}
+
+/// Whether the string after a strong name and a comma ([`UrlParamScrub::pair_name`]) is
+/// a secret: one word of 6 bytes or more (after an `Authorization` scheme, `Bearer …`)
+/// with a byte that is not a letter, and none of what a label, a placeholder or another
+/// name is: a word of letters (`Password`, `newPassword`), words (`Your password`),
+/// code ([`code_like`]: `${DB_PASSWORD}`, `<password>`), a mask (`********`), a flag, a
+/// path or a URL, or a word that names a secret itself (`password2`, `api_key`).
+fn pair_value(value: &[u8]) -> bool {
+    let word = match memchr(b' ', value) {
+        Some(k)
+            if SCHEMES
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(&value[..k])) =>
+        {
+            &value[k + 1..]
+        }
+        Some(_) => return false,
+        None => value,
+    };
+    let lower = word.to_ascii_lowercase();
+    let names = ["pass", "pwd", "secret", "token", "key", "auth", "cred"];
+    word.len() >= 6
+        && !word.iter().any(u8::is_ascii_whitespace)
+        && word.iter().any(|b| !b.is_ascii_alphabetic())
+        && !word.iter().all(|&b| b == word[0])
+        && !matches!(word[0], b'-' | b'/' | b'.' | b'~')
+        && memchr::memmem::find(word, b"://").is_none()
+        && !code_like("", word)
+        && !names
+            .iter()
+            .any(|n| memchr::memmem::find(&lower, n.as_bytes()).is_some())
+}
+
 /// Whether a value is a word of letters of one case: a help text's placeholder (`TEXT`,
 /// `PASSWORD`, `YOUR_API_KEY`) or a word of a sentence (`the --password option`), not a
 /// password.
@@ -2061,6 +2257,73 @@ mod tests {
         }
     }
 
+    /// A quoted string after a quoted name and a comma, as code and argument lists write
+    /// a credential: a call's or a tuple's first argument under a strong name, a
+    /// header's or a flag's as a list's element, a user's for basic authentication.
+    #[test]
+    fn a_string_after_a_quoted_name_and_a_comma_is_that_names_value() {
+        for (text, want) in [
+            (
+                r#"headers = [("Authorization", "Bearer h2Zq9kLm")]"#,
+                r#"headers = [("Authorization", "[REDACTED]")]"#,
+            ),
+            (
+                r#"fetch(u, {headers: [["X-Api-Key", "h2Zq9kLm"]]})"#,
+                r#"fetch(u, {headers: [["X-Api-Key", "[REDACTED]"]]})"#,
+            ),
+            (
+                r#"req.Header.Set("X-Api-Key","h2Zq9kLm")"#,
+                r#"req.Header.Set("X-Api-Key","[REDACTED]")"#,
+            ),
+            (
+                r#"run(["mysql", "-u", "root", "--password", "h2Zq9kLm"])"#,
+                r#"run(["mysql", "-u", "root", "--password", "[REDACTED]"])"#,
+            ),
+            (
+                "props.setProperty('db.password', 'h2Zq9kLm');",
+                "props.setProperty('db.password', '[REDACTED]');",
+            ),
+            (
+                r#"os.environ.setdefault("DB_PASSWORD",  "h2Zq9kLm")"#,
+                r#"os.environ.setdefault("DB_PASSWORD",  "[REDACTED]")"#,
+            ),
+            (
+                r#"requests.get(url, auth = ("bob@example.com", "h2Zq9kLm"))"#,
+                r#"requests.get(url, auth = ("bob@example.com", "[REDACTED]"))"#,
+            ),
+            (
+                r#"req.SetBasicAuth("bob", "h2Zq9kLm")"#,
+                r#"req.SetBasicAuth("bob", "[REDACTED]")"#,
+            ),
+        ] {
+            // Hunted in the rest of the exchange too: a scheme's credential on its own.
+            let found: &[&str] = match text.contains("Bearer") {
+                true => &["Bearer h2Zq9kLm", "h2Zq9kLm"],
+                false => &["h2Zq9kLm"],
+            };
+            same_as_text_and_in_json(text, want, found);
+            same_as_text_and_in_json(want, want, &[]);
+        }
+        each_stays(&[
+            // A label, a word, words, a name, code, a mask, a flag, a path, a URL.
+            r#"fields = [("username", "Username"), ("password", "Password")]"#,
+            r#"t("password", "Your password")"#,
+            r#"("password", "newPassword"), ("password", "password2")"#,
+            r#"("password", "${DB_PASSWORD}"), ("password", "<password>")"#,
+            r#"("password", "********"), ("password", "12")"#,
+            r#"add_argument("--password", "-p", help="the password")"#,
+            r#"("password", "/run/secrets/db"), ("api_key", "https://k.test/v1")"#,
+            r#"headers.set("Authorization", "Bearer " + token)"#,
+            r#"headers.set("Authorization", f"Bearer {token}")"#,
+            // A schema's list of fields, a JSON object's value before its next key, a
+            // bare value, a user with no call that says basic authentication.
+            r#""required": ["password", "address2"]"#,
+            r#"{"type": "password", "field_1": true}"#,
+            r#"cfg.get("password", PW_2)"#,
+            r#"greet("bob", "h2Zq9kLm")"#,
+        ]);
+    }
+
     /// Found by the `redact_stream` fuzz target: a `NAME: value` line indented further
     /// than the tail keeps (a YAML file nested deep, a padded log line) was read as
     /// prose, its value stored in clear, when the body came in one piece, and as a
@@ -2258,6 +2521,17 @@ mod tests {
             "login ",
             "-pass ",
             "pass:",
+            // The forty-eighth's: a quoted name's string after a comma.
+            "(\"",
+            "\", \"",
+            "\",\"",
+            "', '",
+            "[\"--password",
+            "Authorization",
+            "X-Api-Key",
+            "auth=(",
+            "HTTPBasicAuth(",
+            "h2Zq9",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
