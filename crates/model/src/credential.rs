@@ -233,6 +233,20 @@ fn is_separator(b: u8) -> bool {
     matches!(b, b'-' | b'_' | b'.' | b' ')
 }
 
+/// Whether a name ends in `pwd` as a word of its own, a password's: after `_`, `-` or
+/// `.` (`MYSQL_PWD`, `db-pwd`), or capitalised after a lower-case letter (`adminPwd`).
+/// Not `pwd` alone nor glued to a word (the shell's `PWD` and `OLDPWD`, a path's
+/// `cwd`/`pwd` in a tool's output).
+fn pwd_word(name: &[u8]) -> bool {
+    let n = name.len();
+    n > 4
+        && name[n - 3..].eq_ignore_ascii_case(b"pwd")
+        && match name[n - 4] {
+            b'_' | b'-' | b'.' => true,
+            b => b.is_ascii_lowercase() && name[n - 3] == b'P',
+        }
+}
+
 /// The part of a name that says what it holds: the last bracketed segment of a form's
 /// `user[password]`, without the digits of Django's `password1`.
 fn effective(name: &[u8]) -> &[u8] {
@@ -258,6 +272,7 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
     if !ends_like_credential(name) {
         return false;
     }
+    let pwd = pwd_word(effective(name));
     let Some(folded) = Folded::of(name) else {
         return false;
     };
@@ -273,7 +288,7 @@ pub fn credential_name(kind: NameKind, name: &[u8], keep: &[String]) -> bool {
     if header && name.starts_with(b"accesscontrol") {
         return false;
     }
-    if ENDINGS.iter().any(|e| name.ends_with(e)) {
+    if pwd || ENDINGS.iter().any(|e| name.ends_with(e)) {
         return !(kind == NameKind::Field && FIELD_NOT_SECRET.contains(&name));
     }
     match kind {
@@ -523,7 +538,9 @@ const STRONG_ENDINGS: &[&[u8]] = &[
 /// a model's tool-call arguments too (see [`STRONG_ENDINGS`]).
 pub fn strong_field_name(name: &[u8], keep: &[String]) -> bool {
     credential_name(NameKind::Field, name, keep)
-        && Folded::of(name).is_some_and(|f| STRONG_ENDINGS.iter().any(|e| f.bytes().ends_with(e)))
+        && (pwd_word(effective(name))
+            || Folded::of(name)
+                .is_some_and(|f| STRONG_ENDINGS.iter().any(|e| f.bytes().ends_with(e))))
 }
 
 /// Whether a form body's field is a credential by a name only forms give one
@@ -789,6 +806,10 @@ mod tests {
             "appsecret_proof",
             "auth",
             "_auth",
+            "MYSQL_PWD",
+            "db-pwd",
+            "adminPwd",
+            "smtp.pwd",
         ] {
             assert!(field(n), "{n} should be a credential field");
         }
@@ -808,6 +829,11 @@ mod tests {
             "secret",
             "secret_name",
             "pwd",
+            "PWD",
+            "OLDPWD",
+            "_pwd",
+            "cwd_pwd_x",
+            "oldpwd",
             "eos_token",
             "PartitionKey",
             "assertion",
