@@ -1834,18 +1834,20 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
 
 /// Credentials code passes as a quoted name's argument, as a coding agent writes and
 /// reads them: a header as a tuple, a flag in an argument list, a property set by name,
-/// a user's password for basic authentication; and a variable named for a password's
-/// `PWD` (`MYSQL_PWD`, where the shell's `OLDPWD` is a directory). Sent in a tool call's arguments and a
+/// a user's password for basic authentication; a variable named for a password's `PWD`
+/// (`MYSQL_PWD`, where the shell's `OLDPWD` is a directory); a container's environment
+/// as `kubectl … -o json` prints it (`{"name": "DB_PASSWORD", "value": …}`). Sent in a tool call's arguments and a
 /// tool's result, echoed back in the answer: none reaches the store, the tape or the
 /// log, a label or a schema's list of fields stays, and the run replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
-    let (header, argv, property, basic, pwd) = (
+    let (header, argv, property, basic, pwd, env) = (
         "hdrPair0A1",
         "argPair0B2",
         "prpPair0C3",
         "basPair0D4",
         "envPwd0E5",
+        "k8sEnv0F6",
     );
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
@@ -1859,7 +1861,9 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
     let result = format!(
         "$ grep -n password src/Db.java\n12: props.setProperty(\"db.password\", \"{property}\");\n\
          $ jq .required schema.json\n[\"password\", \"address2\"]\n\
-         $ env | grep PWD\nMYSQL_PWD={pwd}\nOLDPWD=/home/ada"
+         $ env | grep PWD\nMYSQL_PWD={pwd}\nOLDPWD=/home/ada\n\
+         $ kubectl get deploy api -o json | jq -c '.spec.template.spec.containers[0].env'\n\
+         [{{\"name\":\"DB_PASSWORD\",\"value\":\"{env}\"}},{{\"name\":\"LOG\",\"value\":\"debug\"}}]"
     );
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
@@ -1875,7 +1879,12 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
     };
     let d = record(&dirs, &up, "pairs", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
-    let events = assert_nowhere(&dirs, d, "pairs", &[header, argv, property, basic, pwd]);
+    let events = assert_nowhere(
+        &dirs,
+        d,
+        "pairs",
+        &[header, argv, property, basic, pwd, env],
+    );
     let messages = &events[0]["request"]["body"]["json"]["messages"];
     let arguments: serde_json::Value = serde_json::from_str(
         messages[0]["tool_calls"][0]["function"]["arguments"]
@@ -1895,7 +1904,9 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
         messages[1]["content"],
         "$ grep -n password src/Db.java\n12: props.setProperty(\"db.password\", \"[REDACTED]\");\n\
          $ jq .required schema.json\n[\"password\", \"address2\"]\n\
-         $ env | grep PWD\nMYSQL_PWD=[REDACTED]\nOLDPWD=/home/ada"
+         $ env | grep PWD\nMYSQL_PWD=[REDACTED]\nOLDPWD=/home/ada\n\
+         $ kubectl get deploy api -o json | jq -c '.spec.template.spec.containers[0].env'\n\
+         [{\"name\":\"DB_PASSWORD\",\"value\":\"[REDACTED]\"},{\"name\":\"LOG\",\"value\":\"debug\"}]"
     );
     let r = Daemon::start(&dirs, &["replay", "--session", "pairs"]);
     let status = send(client(&r, &dirs)).await;

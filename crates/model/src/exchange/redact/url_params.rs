@@ -533,6 +533,25 @@ impl UrlParamScrub {
                 ));
             }
         }
+        // A name and its value as two keys of an object, as a Kubernetes container's
+        // `env` and a HAR's headers write them: `{"name": "DB_PASSWORD", "value": …}` in
+        // a JSON string (a tool's output), `- name: DB_PASSWORD` over `value: …` in YAML.
+        if sep == b':' && name.eq_ignore_ascii_case(b"value") {
+            let window = &lead[lead.len().saturating_sub(TAIL - 8)..];
+            let named = match place {
+                Place::Prose if wrapped => json_name_pair(window),
+                Place::Line => yaml_name_pair(window),
+                _ => None,
+            };
+            if let Some(named) = named.filter(|n| self.fields.contains_in_arguments(n)) {
+                return Some((
+                    String::from_utf8_lossy(named).into_owned(),
+                    place,
+                    false,
+                    false,
+                ));
+            }
+        }
         if name.len() > NAME_MAX || place == Place::Prose && name.len() < PROSE_NAME_MIN {
             return None;
         }
@@ -1694,6 +1713,71 @@ fn attribute_name(l: &[u8]) -> Option<&[u8]> {
         .then_some(named)
 }
 
+/// The name a `"name"` key gives, when `lead` (what comes before a `"value":` key in a
+/// JSON string, its quotes escaped) ends with one and a comma: `\"name\": \"DB_PASSWORD\",
+/// \"` gives `DB_PASSWORD`.
+fn json_name_pair(lead: &[u8]) -> Option<&[u8]> {
+    // The quote that opens `value`, escaped as every quote of the pair is.
+    let escapes = lead
+        .strip_suffix(b"\"")?
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    let quote = &lead[lead.len() - 1 - escapes..];
+    let l = trim_blanks(&lead[..lead.len() - quote.len()]);
+    let l = trim_blanks(l.strip_suffix(b",")?);
+    let l = l.strip_suffix(quote)?;
+    let (l, named) = split_name(l);
+    let l = trim_blanks(l.strip_suffix(quote)?);
+    let l = trim_blanks(l.strip_suffix(b":")?);
+    let l = l.strip_suffix(quote)?;
+    let (l, key) = split_name(l);
+    (!named.is_empty() && key.eq_ignore_ascii_case(b"name") && l.ends_with(quote)).then_some(named)
+}
+
+/// The name a YAML mapping's `name:` line gives the `value:` line under it, when `lead`
+/// (what comes before `value`) ends with that line, a break (raw or a JSON string's
+/// `\n`) and the indentation: `- name: DB_PASSWORD\n  ` gives `DB_PASSWORD` (quoted or
+/// not).
+fn yaml_name_pair(lead: &[u8]) -> Option<&[u8]> {
+    let l = strip_end_all(lead, |c| c == b' ');
+    // (A `\` alone: the `n` of an escaped break with no indentation after it was read
+    // into the name, `\nvalue`.)
+    let l = l
+        .strip_suffix(b"\\n")
+        .or_else(|| l.strip_suffix(b"\n"))
+        .or_else(|| l.strip_suffix(b"\\"))?;
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    let l = strip_end_all(l, |c| c == b' ');
+    let unquoted = l
+        .strip_suffix(b"\\\"")
+        .or_else(|| l.strip_suffix(b"\""))
+        .or_else(|| l.strip_suffix(b"'"));
+    let (mut l, named) = split_name(unquoted.unwrap_or(l));
+    if unquoted.is_some() {
+        l = l
+            .strip_suffix(b"\\\"")
+            .or_else(|| l.strip_suffix(b"\""))
+            .or_else(|| l.strip_suffix(b"'"))?;
+    }
+    let l = trim_blanks(l).strip_suffix(b":")?;
+    let (l, key) = split_name(l);
+    let l = l.strip_suffix(b"- ").unwrap_or(l);
+    // (A line's start the window shows: a break before the indentation, raw or escaped.)
+    let indented = strip_end_all(l, |c| c == b' ');
+    let at_line_start = matches!(indented.last(), Some(b'\n' | b'\r'))
+        || indented.ends_with(b"\\n")
+        || indented.ends_with(b"\\r");
+    (!named.is_empty() && key.eq_ignore_ascii_case(b"name") && at_line_start).then_some(named)
+}
+
+/// `b` without every byte `strip` tells that ends it.
+fn strip_end_all(b: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
+    let n = b.iter().rev().take_while(|&&c| strip(c)).count();
+    &b[..b.len() - n]
+}
+
 /// Whether a flag gives a user's credentials as `user:password` (`curl -u`, `--user`,
 /// `--proxy-user`, `-U`), or a password as `pass:…` (openssl's `-pass`, `-passin`,
 /// `-passout`): what follows the first `:` is the password.
@@ -2324,6 +2408,56 @@ mod tests {
         ]);
     }
 
+    /// A name and its value as two keys of one object: a Kubernetes container's `env`
+    /// printed as JSON (a tool's output, so in a JSON string) or as YAML, a HAR's
+    /// header. Under a name that is not a secret's, or with `valueFrom`, it stays.
+    #[test]
+    fn a_value_key_after_a_name_key_is_that_names_value() {
+        for (text, want) in [
+            (
+                r#"{"env": [{"name": "DB_PASSWORD", "value": "h2Zq9kLm"}]}"#,
+                r#"{"env": [{"name": "DB_PASSWORD", "value": "[REDACTED]"}]}"#,
+            ),
+            (
+                r#"{"headers": [{"name":"X-Api-Key","value":"h2Zq9kLm"}]}"#,
+                r#"{"headers": [{"name":"X-Api-Key","value":"[REDACTED]"}]}"#,
+            ),
+            (
+                "spec:\n  env:\n  - name: DB_PASSWORD\n    value: h2Zq9kLm\n  - name: X\n",
+                "spec:\n  env:\n  - name: DB_PASSWORD\n    value: [REDACTED]\n  - name: X\n",
+            ),
+            (
+                "env:\n- name: \"API_KEY\"\n  value: \"h2Zq9kLm\"\n",
+                "env:\n- name: \"API_KEY\"\n  value: \"[REDACTED]\"\n",
+            ),
+        ] {
+            // The JSON objects as a tool's output carries them: in a JSON string.
+            let text = match text.starts_with('{') {
+                true => serde_json::to_string(text).unwrap(),
+                false => text.to_string(),
+            };
+            let want = match want.starts_with('{') {
+                true => serde_json::to_string(want).unwrap(),
+                false => want.to_string(),
+            };
+            for cut in [1, 2, 3, 5, 7, 64, 4096] {
+                let (out, values) = scan(&text, cut);
+                assert_eq!(out, want, "cut {cut}");
+                assert_eq!(values, ["h2Zq9kLm"], "cut {cut}");
+            }
+        }
+        each_stays(&[
+            "env:\n- name: LOG_LEVEL\n  value: debug2x\n",
+            "env:\n- name: DB_PASSWORD\n  valueFrom:\n    secretKeyRef: {name: db}\n",
+            "- name: DB_PASSWORD\n  description: the x9 one\n",
+        ]);
+        same_as_text_and_in_json(
+            r#"{"name": "LOG_LEVEL", "value": "debug2x"}"#,
+            r#"{"name": "LOG_LEVEL", "value": "debug2x"}"#,
+            &[],
+        );
+    }
+
     /// Found by the `redact_stream` fuzz target: a `NAME: value` line indented further
     /// than the tail keeps (a YAML file nested deep, a padded log line) was read as
     /// prose, its value stored in clear, when the body came in one piece, and as a
@@ -2532,6 +2666,11 @@ mod tests {
             "auth=(",
             "HTTPBasicAuth(",
             "h2Zq9",
+            "- name: ",
+            "value: ",
+            "\\\"name\\\": \\\"",
+            "\\\", \\\"value\\\": \\\"",
+            "DB_PASSWORD",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
