@@ -1836,7 +1836,8 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
 /// reads them: a header as a tuple, a flag in an argument list, a property set by name,
 /// a user's password for basic authentication; a variable named for a password's `PWD`
 /// (`MYSQL_PWD`, where the shell's `OLDPWD` is a directory); a container's environment
-/// as `kubectl … -o json` prints it (`{"name": "DB_PASSWORD", "value": …}`). Sent in a tool call's arguments and a
+/// as `kubectl … -o json` prints it (`{"name": "DB_PASSWORD", "value": …}`); a PHP
+/// array's `'password' => …` (its validation rules stay). Sent in a tool call's arguments and a
 /// tool's result, echoed back in the answer: none reaches the store, the tape or the
 /// log, a label or a schema's list of fields stays, and the run replays.
 #[tokio::test(flavor = "multi_thread")]
@@ -1849,6 +1850,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
         "envPwd0E5",
         "k8sEnv0F6",
     );
+    let php = "phpArr0G7";
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let code = format!(
@@ -1863,7 +1865,9 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
          $ jq .required schema.json\n[\"password\", \"address2\"]\n\
          $ env | grep PWD\nMYSQL_PWD={pwd}\nOLDPWD=/home/ada\n\
          $ kubectl get deploy api -o json | jq -c '.spec.template.spec.containers[0].env'\n\
-         [{{\"name\":\"DB_PASSWORD\",\"value\":\"{env}\"}},{{\"name\":\"LOG\",\"value\":\"debug\"}}]"
+         [{{\"name\":\"DB_PASSWORD\",\"value\":\"{env}\"}},{{\"name\":\"LOG\",\"value\":\"debug\"}}]\n\
+         $ sed -n 3,4p config/mail.php\n    'password' => '{php}',\n    \
+         'rules' => ['password' => 'required|min:8'],"
     );
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
@@ -1883,7 +1887,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
         &dirs,
         d,
         "pairs",
-        &[header, argv, property, basic, pwd, env],
+        &[header, argv, property, basic, pwd, env, php],
     );
     let messages = &events[0]["request"]["body"]["json"]["messages"];
     let arguments: serde_json::Value = serde_json::from_str(
@@ -1906,7 +1910,9 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
          $ jq .required schema.json\n[\"password\", \"address2\"]\n\
          $ env | grep PWD\nMYSQL_PWD=[REDACTED]\nOLDPWD=/home/ada\n\
          $ kubectl get deploy api -o json | jq -c '.spec.template.spec.containers[0].env'\n\
-         [{\"name\":\"DB_PASSWORD\",\"value\":\"[REDACTED]\"},{\"name\":\"LOG\",\"value\":\"debug\"}]"
+         [{\"name\":\"DB_PASSWORD\",\"value\":\"[REDACTED]\"},{\"name\":\"LOG\",\"value\":\"debug\"}]\n\
+         $ sed -n 3,4p config/mail.php\n    'password' => '[REDACTED]',\n    \
+         'rules' => ['password' => 'required|min:8'],"
     );
     let r = Daemon::start(&dirs, &["replay", "--session", "pairs"]);
     let status = send(client(&r, &dirs)).await;

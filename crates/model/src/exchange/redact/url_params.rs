@@ -724,6 +724,37 @@ impl UrlParamScrub {
             .map(|n| String::from_utf8_lossy(n).into_owned())
     }
 
+    /// The name before a `=>` that ends the bytes written, when it may hold a secret: a
+    /// PHP array's or a Ruby hash's key, quoted (`'password' => …`, `"db_password"=>…`,
+    /// its quotes perhaps escaped in a JSON string) or a Ruby symbol (`:password => …`).
+    /// Its value is read as a pair's ([`pair_value`]): a validation rule
+    /// (`'password' => 'required|min:8'`) or a word stays.
+    fn arrow_name(&self) -> Option<String> {
+        let window = &self.tail[self.tail.len().saturating_sub(TAIL)..];
+        let l = trim_blanks(window.strip_suffix(b"=>")?);
+        let (l, name) = match l.split_last()? {
+            (&q @ (b'"' | b'\''), inside) => {
+                let escapes = inside.iter().rev().take_while(|&&b| b == b'\\').count();
+                let inside = &inside[..inside.len() - escapes];
+                let (lead, name) = split_name(inside);
+                let lead = lead.strip_suffix(&[q])?;
+                let lead_escapes = lead.iter().rev().take_while(|&&b| b == b'\\').count();
+                (lead_escapes == escapes).then(|| (&lead[..lead.len() - escapes], name))?
+            }
+            _ => {
+                let (lead, name) = split_name(l);
+                (lead.strip_suffix(b":")?, name)
+            }
+        };
+        // What stands before the key: the start of an entry, not a word it ends.
+        let opens = matches!(
+            l.last(),
+            None | Some(b' ' | b'\t' | b'[' | b'{' | b'(' | b',' | b'\n' | b'"')
+        ) || l.ends_with(b"\\n");
+        (opens && !name.is_empty() && name.len() <= NAME_MAX && self.fields.assignment_name(name))
+            .then(|| String::from_utf8_lossy(name).into_owned())
+    }
+
     /// The name a quoted string gives the quoted string after it, when the `,` between
     /// them ends the bytes written: a name strong enough for tool-call arguments
     /// ([`FieldNames::contains_in_arguments`]) as a call's or a tuple's first argument
@@ -1311,6 +1342,16 @@ impl UrlParamScrub {
                         b'>' => {
                             if let Some(name) = self.element_name() {
                                 self.hold(name, Place::Prose, End::Element);
+                            } else if let Some(name) = self.arrow_name() {
+                                self.state = State::Opening {
+                                    name,
+                                    place: Place::Prose,
+                                    colon: true,
+                                    spaced: false,
+                                    backslash: 0,
+                                    single: false,
+                                    pair: true,
+                                };
                             }
                             continue;
                         }
@@ -1927,12 +1968,14 @@ fn header_like(name: &[u8]) -> bool {
         || memchr(b'-', name).is_some() && !name.starts_with(b"-")
 }
 
-/// Whether the string after a strong name and a comma ([`UrlParamScrub::pair_name`]) is
-/// a secret: one word of 6 bytes or more (after an `Authorization` scheme, `Bearer …`)
-/// with a byte that is not a letter, and none of what a label, a placeholder or another
-/// name is: a word of letters (`Password`, `newPassword`), words (`Your password`),
-/// code ([`code_like`]: `${DB_PASSWORD}`, `<password>`), a mask (`********`), a flag, a
-/// path or a URL, or a word that names a secret itself (`password2`, `api_key`).
+/// Whether the string after a strong name and a comma ([`UrlParamScrub::pair_name`]), or
+/// after a key's `=>` ([`UrlParamScrub::arrow_name`]), is a secret: one word of 6 bytes
+/// or more (after an `Authorization` scheme, `Bearer …`) with a byte that is not a
+/// letter, and none of what a label, a placeholder or another name is: a word of letters
+/// (`Password`, `newPassword`), words (`Your password`), code ([`code_like`]:
+/// `${DB_PASSWORD}`, `<password>`), a mask (`********`), a flag, a path or a URL, a word
+/// that names a secret itself (`password2`, `api_key`), or a list of validation rules
+/// (`required|min:8`).
 fn pair_value(value: &[u8]) -> bool {
     let word = match memchr(b' ', value) {
         Some(k)
@@ -1948,7 +1991,7 @@ fn pair_value(value: &[u8]) -> bool {
     let lower = word.to_ascii_lowercase();
     let names = ["pass", "pwd", "secret", "token", "key", "auth", "cred"];
     word.len() >= 6
-        && !word.iter().any(u8::is_ascii_whitespace)
+        && !word.iter().any(|&b| b.is_ascii_whitespace() || b == b'|')
         && word.iter().any(|b| !b.is_ascii_alphabetic())
         && !word.iter().all(|&b| b == word[0])
         && !matches!(word[0], b'-' | b'/' | b'.' | b'~')
@@ -2408,6 +2451,36 @@ mod tests {
         ]);
     }
 
+    /// A PHP array's or a Ruby hash's key and its value after `=>`, quoted or a symbol;
+    /// a validation rule, code and a word stay.
+    #[test]
+    fn a_value_after_a_keys_arrow_is_that_keys_value() {
+        for (text, want) in [
+            (
+                "return [\n    'password' => 'h2Zq9kLm',\n];",
+                "return [\n    'password' => '[REDACTED]',\n];",
+            ),
+            (
+                r#"$cfg = ["db_password"=>"h2Zq9kLm"];"#,
+                r#"$cfg = ["db_password"=>"[REDACTED]"];"#,
+            ),
+            (
+                "config = { :password => 'h2Zq9kLm' }",
+                "config = { :password => '[REDACTED]' }",
+            ),
+        ] {
+            same_as_text_and_in_json(text, want, &["h2Zq9kLm"]);
+        }
+        each_stays(&[
+            "    'password' => 'required|string|min:8|confirmed',",
+            "    'password' => env('DB_PASSWORD'),",
+            "    'password' => $request->password,",
+            "    'password' => 'secret',",
+            "    'username' => 'ada2024x',",
+            "if ($x => 'h2Zq9kLm')",
+        ]);
+    }
+
     /// A name and its value as two keys of one object: a Kubernetes container's `env`
     /// printed as JSON (a tool's output, so in a JSON string) or as YAML, a HAR's
     /// header. Under a name that is not a secret's, or with `valueFrom`, it stays.
@@ -2671,6 +2744,9 @@ mod tests {
             "\\\"name\\\": \\\"",
             "\\\", \\\"value\\\": \\\"",
             "DB_PASSWORD",
+            " => ",
+            "=>",
+            ":password",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
