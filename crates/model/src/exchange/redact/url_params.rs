@@ -163,6 +163,23 @@ enum State {
     Block(Box<Block>),
 }
 
+impl State {
+    /// Before a pair's value: after a quoted name's comma ([`UrlParamScrub::pair_name`])
+    /// or a key's `=>` ([`UrlParamScrub::arrow_name`]), a blank may follow, then a
+    /// quoted value is an [`End::Pair`].
+    fn pair(name: String) -> State {
+        State::Opening {
+            name,
+            place: Place::Prose,
+            colon: true,
+            spaced: false,
+            backslash: 0,
+            single: false,
+            pair: true,
+        }
+    }
+}
+
 /// A YAML block scalar under a name that may hold a secret.
 struct Block {
     name: String,
@@ -1343,29 +1360,13 @@ impl UrlParamScrub {
                             if let Some(name) = self.element_name() {
                                 self.hold(name, Place::Prose, End::Element);
                             } else if let Some(name) = self.arrow_name() {
-                                self.state = State::Opening {
-                                    name,
-                                    place: Place::Prose,
-                                    colon: true,
-                                    spaced: false,
-                                    backslash: 0,
-                                    single: false,
-                                    pair: true,
-                                };
+                                self.state = State::pair(name);
                             }
                             continue;
                         }
                         b',' => {
                             if let Some(name) = self.pair_name() {
-                                self.state = State::Opening {
-                                    name,
-                                    place: Place::Prose,
-                                    colon: true,
-                                    spaced: false,
-                                    backslash: 0,
-                                    single: false,
-                                    pair: true,
-                                };
+                                self.state = State::pair(name);
                             }
                             continue;
                         }
