@@ -44,6 +44,28 @@ fn assert_nowhere(dirs: &Dirs, d: Daemon, session: &str, secrets: &[&str]) -> Ve
     events
 }
 
+/// A chat request whose assistant turn calls tool `tool` with `arguments` (carried as a
+/// JSON string, as providers carry them) and whose tool turn answers `result`.
+fn tool_call_chat(tool: &str, arguments: Value, result: &str) -> Value {
+    serde_json::json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": tool, "arguments": arguments.to_string()}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": result}]})
+}
+
+/// The tool call's arguments (parsed from their string) and the tool's result, as the
+/// first exported event stored a [`tool_call_chat`].
+fn stored_tool_call(events: &[Value]) -> (Value, Value) {
+    let messages = &events[0]["request"]["body"]["json"]["messages"];
+    let arguments = messages[0]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .expect("the arguments are a string");
+    (
+        serde_json::from_str(arguments).expect("the arguments are JSON"),
+        messages[1]["content"].clone(),
+    )
+}
+
 fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1787,11 +1809,7 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
     );
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
-        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
-            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-             "function": {"name": "bash",
-                          "arguments": serde_json::json!({"command": command}).to_string()}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": result}]});
+        let chat = tool_call_chat("bash", serde_json::json!({"command": command}), &result);
         async move {
             let r = via.post(&echo).json(&chat).send().await.unwrap();
             r.status().as_u16()
@@ -1805,13 +1823,7 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
         "shell",
         &[flag, user, header, maven, property, glued, short],
     );
-    let messages = &events[0]["request"]["body"]["json"]["messages"];
-    let arguments: serde_json::Value = serde_json::from_str(
-        messages[0]["tool_calls"][0]["function"]["arguments"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let (arguments, content) = stored_tool_call(&events);
     assert_eq!(
         arguments["command"],
         "mysql -u root --password [REDACTED] -e 'select 1' && \
@@ -1819,7 +1831,7 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
          mysqldump -uroot -p[REDACTED] app > app.sql; redis-cli -h cache -a [REDACTED] ping"
     );
     assert_eq!(
-        messages[1]["content"],
+        content,
         "$ cat ~/.m2/settings.xml\n<server><id>nexus</id><username>ci</username>\
          <password>[REDACTED]</password></server>\n$ grep password hibernate.cfg.xml\n\
          <property name=\"hibernate.connection.password\">[REDACTED]</property>\n\
@@ -1871,11 +1883,11 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
     );
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
-        let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [
-            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-             "function": {"name": "write_file",
-                          "arguments": serde_json::json!({"path": "a.py", "content": code}).to_string()}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": result}]});
+        let chat = tool_call_chat(
+            "write_file",
+            serde_json::json!({"path": "a.py", "content": code}),
+            &result,
+        );
         async move {
             let r = via.post(&echo).json(&chat).send().await.unwrap();
             r.status().as_u16()
@@ -1889,13 +1901,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
         "pairs",
         &[header, argv, property, basic, pwd, env, php],
     );
-    let messages = &events[0]["request"]["body"]["json"]["messages"];
-    let arguments: serde_json::Value = serde_json::from_str(
-        messages[0]["tool_calls"][0]["function"]["arguments"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let (arguments, content) = stored_tool_call(&events);
     assert_eq!(
         arguments["content"],
         "import requests, subprocess\n\
@@ -1905,7 +1911,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
          fields = [(\"password\", \"Password\")]\n"
     );
     assert_eq!(
-        messages[1]["content"],
+        content,
         "$ grep -n password src/Db.java\n12: props.setProperty(\"db.password\", \"[REDACTED]\");\n\
          $ jq .required schema.json\n[\"password\", \"address2\"]\n\
          $ env | grep PWD\nMYSQL_PWD=[REDACTED]\nOLDPWD=/home/ada\n\

@@ -749,14 +749,10 @@ impl UrlParamScrub {
     fn arrow_name(&self) -> Option<String> {
         let window = &self.tail[self.tail.len().saturating_sub(TAIL)..];
         let l = trim_blanks(window.strip_suffix(b"=>")?);
-        let (l, name) = match l.split_last()? {
-            (&q @ (b'"' | b'\''), inside) => {
-                let escapes = inside.iter().rev().take_while(|&&b| b == b'\\').count();
-                let inside = &inside[..inside.len() - escapes];
-                let (lead, name) = split_name(inside);
-                let lead = lead.strip_suffix(&[q])?;
-                let lead_escapes = lead.iter().rev().take_while(|&&b| b == b'\\').count();
-                (lead_escapes == escapes).then(|| (&lead[..lead.len() - escapes], name))?
+        let (l, name) = match l.last()? {
+            b'"' | b'\'' => {
+                let (lead, name, _, _) = quoted_word(l, in_name)?;
+                (lead, name)
             }
             _ => {
                 let (lead, name) = split_name(l);
@@ -787,24 +783,11 @@ impl UrlParamScrub {
     fn pair_name(&self) -> Option<String> {
         let window = &self.tail[self.tail.len().saturating_sub(TAIL)..];
         let before = window.strip_suffix(b",")?;
-        let (&q, inside) = before.split_last()?;
-        if !matches!(q, b'"' | b'\'') {
+        let (lead, name, q, escapes) = quoted_word(before, |b| in_name(b) || b == b'@')?;
+        if escapes > 3 || q == b'\'' && escapes > 0 || name.is_empty() || name.len() > NAME_MAX {
             return None;
         }
-        let escapes = inside.iter().rev().take_while(|&&b| b == b'\\').count();
-        if escapes > 3 || q == b'\'' && escapes > 0 {
-            return None;
-        }
-        let inside = &inside[..inside.len() - escapes];
-        let start = inside.iter().rposition(|&b| !(in_name(b) || b == b'@'))? + 1;
-        let name = &inside[start..];
-        // The opening quote, escaped as the closing one.
-        let lead = inside[..start].strip_suffix(&[q])?;
-        let lead_escapes = lead.iter().rev().take_while(|&&b| b == b'\\').count();
-        if name.is_empty() || name.len() > NAME_MAX || lead_escapes != escapes {
-            return None;
-        }
-        let lead = trim_blanks(&lead[..lead.len() - escapes]);
+        let lead = trim_blanks(lead);
         let named = || memchr(b'@', name).is_none() && self.fields.contains_in_arguments(name);
         let named_as = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
         match lead.last()? {
@@ -1755,17 +1738,38 @@ fn attribute_name(l: &[u8]) -> Option<&[u8]> {
         .then_some(named)
 }
 
+/// How many `\` end `b`.
+fn backslashes_ending(b: &[u8]) -> usize {
+    b.iter().rev().take_while(|&&c| c == b'\\').count()
+}
+
+/// The quoted word that ends `b` (its closing quote last, `"` or `'`): what stands before
+/// its opening quote, the word (the bytes `in_word` takes), the quote, and how many `\`
+/// escape each of its quotes (as a JSON string escapes them, one or more strings down).
+/// `None` when no opening quote stands right before the word, or it is escaped unlike
+/// the closing one.
+fn quoted_word(b: &[u8], in_word: impl Fn(u8) -> bool) -> Option<(&[u8], &[u8], u8, usize)> {
+    let (&q, inside) = b.split_last()?;
+    if !matches!(q, b'"' | b'\'') {
+        return None;
+    }
+    let escapes = backslashes_ending(inside);
+    let inside = &inside[..inside.len() - escapes];
+    let start = inside
+        .iter()
+        .rposition(|&c| !in_word(c))
+        .map_or(0, |p| p + 1);
+    let lead = inside[..start].strip_suffix(&[q])?;
+    (backslashes_ending(lead) == escapes)
+        .then(|| (&lead[..lead.len() - escapes], &inside[start..], q, escapes))
+}
+
 /// The name a `"name"` key gives, when `lead` (what comes before a `"value":` key in a
 /// JSON string, its quotes escaped) ends with one and a comma: `\"name\": \"DB_PASSWORD\",
 /// \"` gives `DB_PASSWORD`.
 fn json_name_pair(lead: &[u8]) -> Option<&[u8]> {
     // The quote that opens `value`, escaped as every quote of the pair is.
-    let escapes = lead
-        .strip_suffix(b"\"")?
-        .iter()
-        .rev()
-        .take_while(|&&b| b == b'\\')
-        .count();
+    let escapes = backslashes_ending(lead.strip_suffix(b"\"")?);
     let quote = &lead[lead.len() - 1 - escapes..];
     let l = trim_blanks(&lead[..lead.len() - quote.len()]);
     let l = trim_blanks(l.strip_suffix(b",")?);
@@ -1927,7 +1931,7 @@ fn may_pair(text: &[u8]) -> bool {
     let Some((&q, inner)) = text.split_last() else {
         return true;
     };
-    let unescaped = |b: &[u8]| b.len() - b.iter().rev().take_while(|&&c| c == b'\\').count();
+    let unescaped = |b: &[u8]| b.len() - backslashes_ending(b);
     let Some(open) = memchr::memrchr(q, &inner[..unescaped(inner)]) else {
         return true;
     };
