@@ -1926,6 +1926,69 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
     assert_eq!((status, code), (200, 0), "{stderr}");
 }
 
+/// A password a sentence gives, as a browser agent's task and the pages it reads do:
+/// `log in … with password …` in the user's message, the same password typed by the
+/// agent's tool call (under no name: found because the message gave it), `Username:
+/// alice, Password: …` and `The password is …` in a page's text the tool returned, all
+/// echoed back in the answer. None reaches the store, the tape or the log; the
+/// sentences' own words (`The password is required`) stay; the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_a_sentence_gives_never_reaches_disk() {
+    let (task, page, reset) = ("Tr0ub4dor&3x", "Kettle#2026", "tmp-4711-Zq");
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let prompt = format!(
+        "Log in to https://shop.example.com as alice@example.com with password {task} \
+         and buy the cheapest kettle."
+    );
+    let page_text = format!(
+        "Staging access. Username: alice, Password: {page}\n\
+         Your temporary password is {reset} (it expires in 24 hours).\n\
+         The password is required and case-sensitive."
+    );
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let mut chat = tool_call_chat(
+            "type_text",
+            serde_json::json!({"selector": "#password", "text": task}),
+            &page_text,
+        );
+        chat["messages"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, serde_json::json!({"role": "user", "content": prompt}));
+        async move {
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "said", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "said", &[task, page, reset]);
+    let messages = &events[0]["request"]["body"]["json"]["messages"];
+    assert_eq!(
+        messages[0]["content"],
+        "Log in to https://shop.example.com as alice@example.com with password [REDACTED] \
+         and buy the cheapest kettle."
+    );
+    let arguments = messages[1]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    let arguments: Value = serde_json::from_str(arguments).unwrap();
+    assert_eq!(arguments["text"], "[REDACTED]");
+    assert_eq!(arguments["selector"], "#password");
+    assert_eq!(
+        messages[2]["content"],
+        "Staging access. Username: alice, Password: [REDACTED]\n\
+         Your temporary password is [REDACTED] (it expires in 24 hours).\n\
+         The password is required and case-sensitive."
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "said"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

@@ -19,8 +19,10 @@
 //!
 //! And it reads a secret's name in the middle of a line (see [`Place::Prose`]): `Your
 //! invite_token is …`, `reset_token: …`, `--api-key=…`, `{'reset_token': '…'}` as Python
-//! prints a dict: the value there is a secret's only when it looks like a key
-//! ([`prose_key`]), so `the password is required` stays.
+//! prints a dict: the value there is a secret's when it looks like a key
+//! ([`prose_key`]), or under a password's strong name when it reads as a password
+//! ([`said_password`]; also after a blank: `with password …`), so `the password is
+//! required` stays.
 //!
 //! And, in any line, a command's flag and its value after a blank (`mysql --password
 //! …`, `curl -u user:…`; see [`End::Flag`]), an element's text under a tag or a `name`
@@ -77,7 +79,8 @@ enum Place {
     /// printed Python dict), the value one word or quoted (`"`, `'`, a backtick). Prose
     /// names a secret without giving one (`the password is required`, `api_key: see
     /// below`), so such a value is a secret's only when it looks like a key
-    /// ([`prose_key`]), whatever the name.
+    /// ([`prose_key`]), or, under a name strong enough for tool-call arguments, when it
+    /// reads as a password ([`said_password`]: `The password is Tr0ub4dor&3`).
     Prose,
 }
 
@@ -569,6 +572,16 @@ impl UrlParamScrub {
                 ));
             }
         }
+        // `The password is: …`: the name before the `is`.
+        if sep == b':' && place == Place::Prose && name == b"is" {
+            let (_, named) = split_name(strip_wrapping(lead.strip_suffix(b" ")?));
+            return ((PROSE_NAME_MIN..=NAME_MAX).contains(&named.len())
+                && self.fields.contains_in_arguments(named))
+            .then(|| {
+                let named = String::from_utf8_lossy(named).into_owned();
+                (named, Place::Prose, false, false)
+            });
+        }
         if name.len() > NAME_MAX || place == Place::Prose && name.len() < PROSE_NAME_MIN {
             return None;
         }
@@ -605,15 +618,50 @@ impl UrlParamScrub {
             .then(|| String::from_utf8_lossy(name).into_owned())
     }
 
+    /// The name a sentence gives a password with no separator but a blank, before the
+    /// blank that ends the bytes written (`with password …`, `the admin password …`): a
+    /// word ending in `password` that is not a flag.
+    fn said_name(&self) -> Option<String> {
+        let (lead, name) = split_name(strip_wrapping(self.tail.strip_suffix(b" ")?));
+        // A search for the word (`grep -rn password src/`, `git log -S password …`): the
+        // word before it a flag or a search's command.
+        let before = lead.trim_ascii_end();
+        let word = &before[before
+            .iter()
+            .rposition(u8::is_ascii_whitespace)
+            .map_or(0, |k| k + 1)..];
+        let searched = word.first() == Some(&b'-') || SEARCHES.iter().any(|c| word == c.as_bytes());
+        let strong = (8..=NAME_MAX).contains(&name.len())
+            && name[name.len() - 8..].eq_ignore_ascii_case(b"password")
+            && name[0] != b'-'
+            && !searched
+            && self.fields.contains_in_arguments(name);
+        strong.then(|| String::from_utf8_lossy(name).into_owned())
+    }
+
     /// Where in `rest`, read after the bytes written, the first ` is ` ends (its last
     /// space), though it began in an earlier piece.
     fn is_end(&self, rest: &[u8]) -> Option<usize> {
         static IS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(IS_SEP));
-        (1..IS_SEP.len())
-            .find(|&k| self.tail.ends_with(&IS_SEP[..k]) && rest.starts_with(&IS_SEP[k..]))
-            .map(|k| IS_SEP.len() - k - 1)
-            .or_else(|| IS.find(rest).map(|k| k + IS_SEP.len() - 1))
+        self.sep_end(rest, IS_SEP, &IS)
+    }
+
+    /// Where in `rest`, read after the bytes written, the first `password ` ends (its
+    /// space; see [`Self::said_name`]), though it began in an earlier piece.
+    fn said_end(&self, rest: &[u8]) -> Option<usize> {
+        static SAID: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(SAID_SEP));
+        self.sep_end(rest, SAID_SEP, &SAID)
+    }
+
+    /// Where in `rest` the first `sep` (found by `finder`) ends, its last byte, though it
+    /// began in the bytes written.
+    fn sep_end(&self, rest: &[u8], sep: &[u8], finder: &memchr::memmem::Finder) -> Option<usize> {
+        (1..sep.len())
+            .find(|&k| self.tail.ends_with(&sep[..k]) && rest.starts_with(&sep[k..]))
+            .map(|k| sep.len() - k - 1)
+            .or_else(|| finder.find(rest).map(|k| k + sep.len() - 1))
     }
 
     /// Where in `rest`, read after the bytes written, the first place a command's flag
@@ -863,7 +911,14 @@ impl UrlParamScrub {
             {
                 Some(true)
             }
-            Place::Prose => prose_key(value).then_some(false),
+            // `The password is …`, `password: …` in the middle of a line, `with
+            // password …`: a value that is not a key is a password's when the name is
+            // strong and the word reads as one, not as the sentence's.
+            Place::Prose if prose_key(value) => Some(false),
+            Place::Prose => (end == End::Bare
+                && self.fields.contains_in_arguments(name.as_bytes())
+                && said_password(value))
+            .then_some(true),
         }
     }
 
@@ -882,7 +937,19 @@ impl UrlParamScrub {
                     .unwrap_or(words.len());
                 (0, word - usize::from(words[..word].ends_with(b";")))
             }
-            (_, End::Line | End::LineTo(_)) => (0, line_value(&value)),
+            // `Password: PW (do not share)`: of several words, the first when the name
+            // is strong and the word reads as a password.
+            (_, End::Line | End::LineTo(_)) => match line_value(&value) {
+                0 if self.fields.contains_in_arguments(name.as_bytes()) => {
+                    let first = value.iter().position(u8::is_ascii_whitespace);
+                    let (from, to) = word_of(&value[..first.unwrap_or(value.len())]);
+                    match said_password(&value[from..to]) {
+                        true => (from, to),
+                        false => (0, 0),
+                    }
+                }
+                judged => (0, judged),
+            },
             // `curl -u user:…`: the user stays; openssl's `-pass pass:…` (not `env:VAR`,
             // `file:PATH`).
             (Place::Prose, End::Flag) if user_flag(name.as_bytes()) => {
@@ -1211,6 +1278,8 @@ impl UrlParamScrub {
         // Where in `data` the next ` is ` ends (its last space), found at most once per
         // stretch of text; `Some(None)` when there is none.
         let mut next_is: Option<Option<usize>> = None;
+        // And where the next `password ` ends, likewise.
+        let mut next_said: Option<Option<usize>> = None;
         // Where the next `=` or `:` is, likewise, the next `>`, and the next `,` a
         // pair's name may end in.
         let mut next_sep: Option<Option<usize>> = None;
@@ -1228,6 +1297,15 @@ impl UrlParamScrub {
                         _ => {
                             let at = self.is_end(rest).map(|k| i + k);
                             next_is = Some(at);
+                            at
+                        }
+                    };
+                    let said_at = match next_said {
+                        Some(None) => None,
+                        Some(Some(at)) if at >= i + SAID_SEP.len() - 1 => Some(at),
+                        _ => {
+                            let at = self.said_end(rest).map(|k| i + k);
+                            next_said = Some(at);
                             at
                         }
                     };
@@ -1289,6 +1367,10 @@ impl UrlParamScrub {
                     if let Some(f) = flag_at.filter(|&f| f < at) {
                         (at, sep) = (f, b'-');
                     }
+                    // (After the flag's blank: `--password ` is a flag's.)
+                    if let Some(e) = said_at.filter(|&e| e < at) {
+                        (at, sep) = (e, b'p');
+                    }
                     if at == usize::MAX {
                         self.write(rest, out);
                         i = data.len();
@@ -1329,6 +1411,13 @@ impl UrlParamScrub {
                         b' ' => {
                             next_is = None;
                             if let Some(name) = self.prose_name() {
+                                self.state = opening(name, Place::Prose, true, true, false);
+                            }
+                            continue;
+                        }
+                        b'p' => {
+                            next_said = None;
+                            if let Some(name) = self.said_name() {
                                 self.state = opening(name, Place::Prose, true, true, false);
                             }
                             continue;
@@ -1414,6 +1503,11 @@ impl UrlParamScrub {
                     } else if colon && !spaced && !matches!(b, b'"' | b'\'' | b'\\') || blank {
                         // A `:` is followed by a blank, or by a quote right away as in
                         // JSON (`\"password\":\"…\"`, a dict's `'password':'…'`).
+                        None
+                    } else if spaced && colon && place == Place::Prose && matches!(b, b'=' | b':') {
+                        // `password = …`, `password: …` after a name a blank ended (`with
+                        // password …`): the separator is read again as one, not as a
+                        // value.
                         None
                     } else if b == b'\\' {
                         self.state = opening(spaced, 1);
@@ -1620,6 +1714,16 @@ const PROSE_NAME_MIN: usize = 6;
 
 /// Prose's separator between a name and its value (`Your invite_token is …`).
 const IS_SEP: &[u8] = b" is ";
+
+/// Commands that search for the word after them (`grep password config.yml`): no
+/// password follows it there.
+const SEARCHES: [&str; 8] = [
+    "grep", "egrep", "fgrep", "zgrep", "rg", "ag", "ack", "findstr",
+];
+
+/// The end of a password's name that a sentence gives its value after, a blank between
+/// (`with password …`; see [`UrlParamScrub::said_name`]).
+const SAID_SEP: &[u8] = b"ssword ";
 
 /// `b` split before the name that ends it (the bytes [`in_name`] takes): what leads,
 /// and the name (empty when none does).
@@ -2007,6 +2111,37 @@ fn pair_value(value: &[u8]) -> bool {
             .any(|n| memchr::memmem::find(&lower, n.as_bytes()).is_some())
 }
 
+/// Whether a word a sentence gives after a password's name (`The password is …`) reads
+/// as a password: as a pair's value does ([`pair_value`]), with a digit or a symbol
+/// among its bytes, not only letters and the hyphens, apostrophes and slashes of words
+/// (`case-sensitive`, `auto-generated`).
+fn said_password(word: &[u8]) -> bool {
+    // (`min_length=12`: a setting named, not a password.)
+    let setting = memchr(b'=', word).is_some_and(|k| {
+        k >= 3
+            && word[..k]
+                .iter()
+                .all(|&b| b.is_ascii_alphabetic() || b == b'_')
+    });
+    // (`The password is in vault/prod`, `password: config.yml`: where it is kept.)
+    let file = memchr(b'/', word).is_some()
+        || memchr::memrchr(b'.', word).is_some_and(|k| {
+            let ext = &word[k + 1..];
+            (1..=5).contains(&ext.len())
+                && ext[0].is_ascii_alphabetic()
+                && ext.iter().all(u8::is_ascii_alphanumeric)
+                && word[..k]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        });
+    pair_value(word)
+        && !setting
+        && !file
+        && word.iter().any(|&b| {
+            b.is_ascii_digit() || b.is_ascii_punctuation() && !matches!(b, b'-' | b'\'' | b'/')
+        })
+}
+
 /// Whether a value is a word of letters of one case: a help text's placeholder (`TEXT`,
 /// `PASSWORD`, `YOUR_API_KEY`) or a word of a sentence (`the --password option`), not a
 /// password.
@@ -2389,6 +2524,81 @@ mod tests {
         }
     }
 
+    /// A password a sentence gives, as a browser agent's task does (`log in as alice
+    /// with password …`): after ` is `, `is:`, a `:` or an `=` in the middle of a line,
+    /// or a blank after a word ending in `password`; and a line's first word under such
+    /// a name when more words follow. Each was stored in clear before the forty-ninth
+    /// session when it did not look like a key. The sentence's own words stay.
+    #[test]
+    fn a_password_a_sentence_gives_is_redacted_and_the_sentences_words_stay() {
+        for (text, want) in [
+            (
+                "Log in as alice@example.com with password Tr0ub4dor&3 and buy a kettle.",
+                "Log in as alice@example.com with password [REDACTED] and buy a kettle.",
+            ),
+            (
+                "The password is Tr0ub4dor&3.",
+                "The password is [REDACTED].",
+            ),
+            (
+                "The password is: Tr0ub4dor&3",
+                "The password is: [REDACTED]",
+            ),
+            (
+                "The admin password is Tr0ub4dor&3, change it.",
+                "The admin password is [REDACTED], change it.",
+            ),
+            (
+                "Username: alice, Password: Tr0ub4dor&3",
+                "Username: alice, Password: [REDACTED]",
+            ),
+            (
+                "the new password = Tr0ub4dor&3",
+                "the new password = [REDACTED]",
+            ),
+            (
+                "The wifi passphrase is Tr0ub4dor&3.",
+                "The wifi passphrase is [REDACTED].",
+            ),
+            (
+                "Password: Tr0ub4dor&3 (do not share)",
+                "Password: [REDACTED] (do not share)",
+            ),
+            (
+                "login alice / password 12345678",
+                "login alice / password [REDACTED]",
+            ),
+        ] {
+            // (Hunted elsewhere when it looks like a credential: not a word of digits.)
+            let found: &[&str] = match text.contains("1234") {
+                true => &[],
+                false => &["Tr0ub4dor&3"],
+            };
+            same_as_text_and_in_json(text, want, found);
+            same_as_text_and_in_json(want, want, &[]);
+        }
+        each_stays(&[
+            "The password is required.",
+            "The password is case-sensitive and at least 12 characters long.",
+            "Your password is too short: use 8 or more characters.",
+            "Enter your password (8-64 characters) and confirm it.",
+            "Failed password for root from 10.0.0.1 port 22 ssh2",
+            "Error: password authentication failed for user \"app\"",
+            "The password is auto-generated; see section 4.2.",
+            "Use a password manager such as 1Password.",
+            "The password is stored as a bcrypt hash ($2b$12$...).",
+            "The new password is min_length=12 by policy.",
+            "Your password is 90 days old.",
+            "New password: ******** (hidden)",
+            "Password: see 1Password item 'Prod DB'",
+            // A search for the word, where it is kept.
+            "$ grep -n password src/Db.java app/settings.py",
+            "git log -S password HEAD~3",
+            "rg password config.yml",
+            "The password is in vault/prod/db, the admin password: secrets.yml",
+        ]);
+    }
+
     /// A quoted string after a quoted name and a comma, as code and argument lists write
     /// a credential: a call's or a tuple's first argument under a strong name, a
     /// header's or a flag's as a list's element, a user's for basic authentication.
@@ -2617,13 +2827,15 @@ mod tests {
                 r#"{"log":"start\n\t\t- api_key: [REDACTED]\n"}"#,
             ),
             // (A `password=` there is an assignment wherever it stands, since the
-            // forty-sixth session; `password: ` in prose is not.)
+            // forty-sixth session; `password: ` in prose is not, and its value there is
+            // a password's only when it reads as one since the forty-ninth: a word of
+            // letters, which a line's start would give, stays.)
             (
-                r#"<user id="7" password: s3cr3tValueA1>"#,
-                r#"<user id="7" password: s3cr3tValueA1>"#,
+                r#"<user id="7" password: swordfish>"#,
+                r#"<user id="7" password: swordfish>"#,
             ),
         ] {
-            let found: &[&str] = if want.contains(secret) {
+            let found: &[&str] = if want.contains(secret) || !body.contains(secret) {
                 &[]
             } else {
                 &[secret]
@@ -2752,6 +2964,14 @@ mod tests {
             " => ",
             "=>",
             ":password",
+            // The forty-ninth's: a password a sentence gives.
+            "password ",
+            "Password ",
+            "with password ",
+            " is: ",
+            "Tr0ub4dor&3",
+            "min_length=",
+            "(do not share)",
         ];
         // xorshift: the same bodies on every run.
         let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
