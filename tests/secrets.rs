@@ -1989,6 +1989,52 @@ async fn a_password_a_sentence_gives_never_reaches_disk() {
     assert_eq!((status, code), (200, 0), "{stderr}");
 }
 
+/// A password a command line gives before what names it, or by its place: piped to
+/// `docker login --password-stdin` and `sudo -S` in a tool call's command, given to
+/// `htpasswd -b`, piped to `chpasswd` in the tool's output, all echoed back in the
+/// answer. None reaches the store, the tape or the log; a variable piped so (`echo
+/// "$CR_PAT" | …`) and the user names stay; the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_piped_to_a_command_never_reaches_disk() {
+    let (login, sudo, basic, chpasswd) = ("dockerPW7q", "sudoPW8r", "htPW9s!x", "chPW0t#y");
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let command = format!(
+        "echo '{login}' | docker login -u bob --password-stdin registry.test && \
+         echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && \
+         echo {sudo} | sudo -S apt-get install -y nginx && \
+         htpasswd -bc /etc/nginx/.htpasswd admin '{basic}'"
+    );
+    let result = format!("$ echo 'root:{chpasswd}' | sudo chpasswd\n$ echo done\ndone");
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let chat = tool_call_chat("bash", serde_json::json!({"command": command}), &result);
+        async move {
+            let r = via.post(&echo).json(&chat).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let d = record(&dirs, &up, "piped", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "piped", &[login, sudo, basic, chpasswd]);
+    let (arguments, content) = stored_tool_call(&events);
+    assert_eq!(
+        arguments["command"],
+        "echo '[REDACTED]' | docker login -u bob --password-stdin registry.test && \
+         echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && \
+         echo [REDACTED] | sudo -S apt-get install -y nginx && \
+         htpasswd -bc /etc/nginx/.htpasswd admin '[REDACTED]'"
+    );
+    assert_eq!(
+        content,
+        "$ echo 'root:[REDACTED]' | sudo chpasswd\n$ echo done\ndone"
+    );
+    let r = Daemon::start(&dirs, &["replay", "--session", "piped"]);
+    let status = send(client(&r, &dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (200, 0), "{stderr}");
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

@@ -19,6 +19,7 @@ mod multipart;
 mod secrets;
 mod shapes;
 mod sse;
+mod stdin;
 mod stream;
 mod url_params;
 mod userinfo;
@@ -1085,6 +1086,24 @@ fn finish_once(
             data = out;
             secrets.extend(found);
         }
+    }
+    // A password a command line pipes to what reads it (`echo '…' | docker login
+    // --password-stdin`) or gives by its place (`htpasswd -b FILE USER …`): read here,
+    // where the line is whole, and hunted through the rest like any secret.
+    let piped = stdin::passwords(&data);
+    if !piped.is_empty() {
+        let mut out = Vec::with_capacity(data.len());
+        let mut last = 0;
+        let mut values = Vec::with_capacity(piped.len());
+        for r in piped {
+            out.extend_from_slice(&data[last..r.start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            values.push(String::from_utf8_lossy(&data[r.clone()]).into_owned());
+            last = r.end;
+        }
+        out.extend_from_slice(&data[last..]);
+        data = out;
+        secrets.extend(values);
     }
     if let Some(scrubbed) = secrets.scrub(&data) {
         data = scrubbed;

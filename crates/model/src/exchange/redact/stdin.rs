@@ -1,0 +1,421 @@
+//! Passwords a command line gives before what names them, or with no name at all:
+//! `echo 'PW' | docker login -u bob --password-stdin`, `echo 'PW' | sudo -S apt-get
+//! install …`, `echo 'root:PW' | chpasswd`, `echo -e "PW\nPW" | passwd`, and
+//! `htpasswd -b FILE USER PW`. A coding agent writes such lines in its tool calls and
+//! reads them back in its tools' output. The streaming scan has written the value on by
+//! the time the command that reads it comes, so these are read in the last pass over a
+//! body kept whole ([`super::finish_whole`]), as record stores a body and as replay keys
+//! a request.
+//!
+//! The line is read as written in the body: as text, or inside a JSON string (its
+//! quotes escaped once, `\"`, or more deeply, `\\\"`, and its breaks written `\n`).
+
+use std::ops::Range;
+
+use memchr::memmem;
+
+use crate::rules::REDACTED;
+
+/// The most bytes read back from what reads the password to its line's start.
+const LINE_MAX: usize = 512;
+
+/// The longest password read.
+const VALUE_MAX: usize = 256;
+
+/// What a password is read for, and where it stands.
+enum Reader {
+    /// A pipe's: `echo … | CMD --password-stdin`.
+    PasswordStdin,
+    /// `echo … | sudo -S …`.
+    Sudo,
+    /// `echo … | passwd`, `echo 'user:…' | chpasswd`, `htpasswd -b …`: by the command's
+    /// name.
+    Passwd,
+}
+
+const READERS: [(&[u8], Reader); 3] = [
+    (b"--password-stdin", Reader::PasswordStdin),
+    (b"sudo ", Reader::Sudo),
+    (b"passwd", Reader::Passwd),
+];
+
+/// Where in `data` the passwords such lines give are, in order, none overlapping.
+pub(super) fn passwords(data: &[u8]) -> Vec<Range<usize>> {
+    let mut found: Vec<Range<usize>> = Vec::new();
+    for (needle, reader) in &READERS {
+        for at in memmem::find_iter(data, needle) {
+            let range = match reader {
+                Reader::PasswordStdin => piped_to(data, at),
+                Reader::Sudo => sudo(data, at),
+                Reader::Passwd => passwd(data, at),
+            };
+            found.extend(range);
+        }
+    }
+    found.sort_by_key(|r| r.start);
+    found.dedup_by(|later, earlier| later.start < earlier.end);
+    found
+}
+
+/// Where the line that holds `at` starts: after a raw break, or [`LINE_MAX`] bytes
+/// back. (A JSON string's escaped break, `\n`, is not a line's start here: `echo -e
+/// "PW\nPW"` writes one in text. A word does not read across one: see [`token`].)
+fn line_start(data: &[u8], at: usize) -> usize {
+    let from = at.saturating_sub(LINE_MAX);
+    from + memchr::memrchr2(b'\n', b'\r', &data[from..at]).map_or(0, |k| k + 1)
+}
+
+/// The pipe whose command ends at `at` (nothing between but blanks and what `between`
+/// allows), within the line from `start`.
+fn pipe_before(
+    data: &[u8],
+    start: usize,
+    at: usize,
+    between: impl Fn(&[u8]) -> bool,
+) -> Option<usize> {
+    let pipe = start + memchr::memrchr(b'|', &data[start..at])?;
+    let single = (pipe == 0 || data[pipe - 1] != b'|') && data.get(pipe + 1) != Some(&b'|');
+    let rest = &data[pipe + 1..at];
+    (single && !rest.iter().any(|b| matches!(b, b';' | b'&')) && between(rest)).then_some(pipe)
+}
+
+/// `echo … | CMD … --password-stdin`: the `--` at `at`.
+fn piped_to(data: &[u8], at: usize) -> Option<Range<usize>> {
+    let start = line_start(data, at);
+    // The command and its words: none of a quote (a quote would end or open an
+    // argument whose text holds the flag, not a command line).
+    let pipe = pipe_before(data, start, at, |rest| {
+        !rest
+            .iter()
+            .any(|b| matches!(b, b'"' | b'\'' | b'\\' | b'(' | b')'))
+    })?;
+    echoed(data, start, pipe)
+}
+
+/// `echo … | sudo -S …`: `sudo ` at `at`, its flags read for `-S` or `--stdin`.
+fn sudo(data: &[u8], at: usize) -> Option<Range<usize>> {
+    if at > 0 && word_byte(data[at - 1]) {
+        return None;
+    }
+    let mut p = at + 5;
+    let mut stdin = false;
+    loop {
+        p += blanks(data, p);
+        let end = word_end(data, p);
+        match &data[p..end] {
+            b"--stdin" => stdin = true,
+            // Flags that take a value (`-u bob`, `-p PROMPT`).
+            [b'-', f] if b"ugpCDrtUTh".contains(f) => {
+                let value = end + blanks(data, end);
+                p = word_end(data, value);
+                continue;
+            }
+            [b'-', b'-', _, ..] => {}
+            [b'-', flags @ ..] if !flags.is_empty() => stdin |= flags.contains(&b'S'),
+            _ => break,
+        }
+        p = end;
+    }
+    if !stdin {
+        return None;
+    }
+    let start = line_start(data, at);
+    let pipe = pipe_before(data, start, at, |rest| rest.iter().all(|&b| b == b' '))?;
+    echoed(data, start, pipe)
+}
+
+/// `echo … | passwd`, `echo 'user:…' | chpasswd` (each perhaps after `sudo`), and
+/// `htpasswd -b[…] FILE USER …`, `htpasswd -bn USER …`: `passwd` at `at`, inside the
+/// command's name.
+fn passwd(data: &[u8], at: usize) -> Option<Range<usize>> {
+    let begin = data[..at]
+        .iter()
+        .rposition(|&b| !word_byte(b) && b != b'/')
+        .map_or(0, |k| k + 1);
+    let end = at + 6;
+    if data.get(end).is_some_and(|&b| word_byte(b)) {
+        return None;
+    }
+    let path = &data[begin..at];
+    let prefix = &path[path.iter().rposition(|&b| b == b'/').map_or(0, |k| k + 1)..];
+    match prefix {
+        b"ht" => htpasswd(data, end),
+        b"" | b"ch" => {
+            let start = line_start(data, at);
+            let pipe = pipe_before(data, start, begin, |rest| {
+                let rest = rest.trim_ascii();
+                rest.is_empty()
+                    || rest.starts_with(b"sudo")
+                        && !rest.iter().any(|b| matches!(b, b'"' | b'\'' | b'\\'))
+            })?;
+            let value = echoed(data, start, pipe)?;
+            match prefix {
+                // `user:PW`: the user stays.
+                b"ch" => {
+                    let colon = memchr::memchr(b':', &data[value.clone()])?;
+                    let from = value.start + colon + 1;
+                    (from < value.end).then_some(from..value.end)
+                }
+                _ => Some(value),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `htpasswd -b FILE USER PW` (`-n`: no file): the password's word after `end`.
+fn htpasswd(data: &[u8], end: usize) -> Option<Range<usize>> {
+    let limit = data.len().min(end + LINE_MAX);
+    let mut p = end;
+    let mut flags = Vec::new();
+    let mut words = Vec::new();
+    while words.len() < 3 {
+        let blanks = data[p..limit].iter().take_while(|&&b| b == b' ').count();
+        if blanks == 0 {
+            return None;
+        }
+        p += blanks;
+        match data.get(p) {
+            Some(b'-') if words.is_empty() => {
+                let to = p + data[p..limit]
+                    .iter()
+                    .position(|&b| !word_byte(b) && b != b'-')
+                    .unwrap_or(limit - p);
+                flags.extend_from_slice(&data[p + 1..to]);
+                p = to;
+            }
+            Some(_) => {
+                let (content, next) = token(data, p, limit)?;
+                words.push(content);
+                p = next;
+            }
+            None => return None,
+        }
+        let wanted = if flags.contains(&b'n') { 2 } else { 3 };
+        if words.len() == wanted {
+            break;
+        }
+    }
+    if !flags.contains(&b'b') {
+        return None;
+    }
+    let value = words.pop()?;
+    // The password must end its word (not `htpasswd -b f u pw` in a longer sentence
+    // cut mid-way: a word is what a blank, a quote's end or the line's end closes).
+    plausible(&data[value.clone()]).then_some(value)
+}
+
+/// The one argument of the `echo` or `printf` that the pipe at `pipe` reads from, in the
+/// line from `start`.
+fn echoed(data: &[u8], start: usize, pipe: usize) -> Option<Range<usize>> {
+    let before = &data[start..pipe];
+    let end = start + before.trim_ascii_end().len();
+    let command = |name: &[u8]| {
+        memmem::rfind(&data[start..end], name)
+            .map(|k| start + k)
+            .filter(|&k| k == 0 || !word_byte(data[k - 1]) && data[k - 1] != b'-')
+    };
+    let (at, printf) = match (command(b"echo "), command(b"printf ")) {
+        (Some(e), Some(f)) if f > e => (f, true),
+        (Some(e), _) => (e, false),
+        (None, Some(f)) => (f, true),
+        (None, None) => return None,
+    };
+    let mut p = at + if printf { 7 } else { 5 };
+    let mut words = Vec::new();
+    while p < end {
+        while p < end && data[p] == b' ' {
+            p += 1;
+        }
+        if p >= end {
+            break;
+        }
+        let (content, next) = token(data, p, end)?;
+        let word = &data[content.clone()];
+        let flag = !printf
+            && words.is_empty()
+            && data[p] == b'-'
+            && word.len() > 1
+            && word[1..].iter().all(|b| b"neE".contains(b));
+        if !flag {
+            words.push(content);
+        }
+        p = next;
+    }
+    // `printf '%s' PW`, `printf '%s\n' PW`: the format, then the password.
+    if printf && words.len() == 2 && memchr::memchr(b'%', &data[words[0].clone()]).is_some() {
+        words.remove(0);
+    }
+    match &words[..] {
+        [value] if plausible(&data[value.clone()]) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// A shell word at `p` (before `limit`): its content's range and where the word ends.
+/// Quoted in `'…'`, or in `"…"` whose quote may be escaped as JSON writes it inside a
+/// string (`\"…\"`, `\\\"…\\\"` two strings down); else bare, to a blank, a quote, a
+/// backslash or the pipe.
+fn token(data: &[u8], p: usize, limit: usize) -> Option<(Range<usize>, usize)> {
+    match data[p] {
+        b'\'' => {
+            let close = p + 1 + memchr::memchr(b'\'', &data[p + 1..limit])?;
+            Some((p + 1..close, close + 1))
+        }
+        b'"' | b'\\' => {
+            let n = data[p..limit].iter().take_while(|&&b| b == b'\\').count();
+            if data.get(p + n) != Some(&b'"') || p + n >= limit {
+                return None;
+            }
+            let marker = &data[p..=p + n];
+            let from = p + n + 1;
+            let mut at = from;
+            loop {
+                let k = at + memmem::find(&data[at..limit], marker)?;
+                if k == from || data[k - 1] != b'\\' {
+                    return Some((from..k, k + marker.len()));
+                }
+                at = k + 1;
+            }
+        }
+        _ => {
+            let end = p + data[p..limit]
+                .iter()
+                .position(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\\' | b'|' | b';'))
+                .unwrap_or(limit - p);
+            (end > p).then_some((p..end, end))
+        }
+    }
+}
+
+/// Whether an echoed word may be a password: not empty, not too long, not a variable,
+/// a command's output or a marker already written.
+fn plausible(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= VALUE_MAX
+        && value[0] != b'$'
+        && memmem::find(value, b"$(").is_none()
+        && memmem::find(value, b"${").is_none()
+        && memchr::memchr(b'`', value).is_none()
+        && memmem::find(value, REDACTED.as_bytes()).is_none()
+        && !value.iter().any(|&b| b == b'\n' || b == b'\r')
+}
+
+/// How many spaces stand at `p`.
+fn blanks(data: &[u8], p: usize) -> usize {
+    data[p.min(data.len())..]
+        .iter()
+        .take_while(|&&b| b == b' ')
+        .count()
+}
+
+/// Where the word of a command's name or flag at `p` ends.
+fn word_end(data: &[u8], p: usize) -> usize {
+    let p = p.min(data.len());
+    p + data[p..]
+        .iter()
+        .position(|&b| !word_byte(b) && b != b'-')
+        .unwrap_or(data.len() - p)
+}
+
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redacted(text: &str) -> String {
+        let data = text.as_bytes();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for r in passwords(data) {
+            out.extend_from_slice(&data[last..r.start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            last = r.end;
+        }
+        out.extend_from_slice(&data[last..]);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Each line as text, in a JSON string and two strings down (a tool call's
+    /// arguments): redacted so, and read again, the same.
+    fn each(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            let once = serde_json::to_string(text).unwrap();
+            let twice =
+                serde_json::to_string(&serde_json::json!({"command": text}).to_string()).unwrap();
+            let want_once = serde_json::to_string(want).unwrap();
+            let want_twice =
+                serde_json::to_string(&serde_json::json!({"command": want}).to_string()).unwrap();
+            for (body, wanted) in [
+                (text.to_string(), want.to_string()),
+                (once, want_once),
+                (twice, want_twice),
+            ] {
+                assert_eq!(redacted(&body), wanted, "{body}");
+                assert_eq!(redacted(&wanted), wanted, "read again: {wanted}");
+            }
+        }
+    }
+
+    /// A password piped to what reads it from standard input, or given to `htpasswd -b`:
+    /// each was stored in clear before the forty-ninth session (its value comes before
+    /// what names it, or under no name).
+    #[test]
+    fn a_password_a_command_reads_from_its_input_or_by_place_is_found() {
+        each(&[
+            (
+                "echo 'hunter2Zq' | docker login -u bob --password-stdin registry.example.com",
+                "echo '[REDACTED]' | docker login -u bob --password-stdin registry.example.com",
+            ),
+            (
+                "echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && echo \"p4ss w0rd\" | helm registry login r.test --password-stdin",
+                "echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && echo \"[REDACTED]\" | helm registry login r.test --password-stdin",
+            ),
+            (
+                "printf '%s' s3cretPW | podman login quay.io --username bob --password-stdin",
+                "printf '%s' [REDACTED] | podman login quay.io --username bob --password-stdin",
+            ),
+            (
+                "echo hunter2Zq | sudo -S apt-get install -y nginx",
+                "echo [REDACTED] | sudo -S apt-get install -y nginx",
+            ),
+            (
+                "echo -n 'hunter2Zq' | sudo -u root -kS systemctl restart app",
+                "echo -n '[REDACTED]' | sudo -u root -kS systemctl restart app",
+            ),
+            (
+                "echo 'root:hunter2Zq' | sudo chpasswd",
+                "echo 'root:[REDACTED]' | sudo chpasswd",
+            ),
+            (
+                "echo -e \"hunter2Zq\\nhunter2Zq\" | passwd bob",
+                "echo -e \"[REDACTED]\" | passwd bob",
+            ),
+            (
+                "htpasswd -bc /etc/nginx/.htpasswd admin hunter2Zq",
+                "htpasswd -bc /etc/nginx/.htpasswd admin [REDACTED]",
+            ),
+            (
+                "htpasswd -nbB admin 'hunter2Zq' > auth/htpasswd",
+                "htpasswd -nbB admin '[REDACTED]' > auth/htpasswd",
+            ),
+        ]);
+        // No password there: a variable, a command's output, a file, a prompt, words,
+        // a pipe to something else, sudo without `-S`, htpasswd without `-b`.
+        for text in [
+            "echo \"$GITHUB_TOKEN\" | docker login ghcr.io -u bob --password-stdin",
+            "echo $(cat pw.txt) | sudo -S true; cat ~/pw | docker login --password-stdin",
+            "aws ecr get-login-password | docker login --username AWS --password-stdin r.test",
+            "echo 'hello world' | grep hello && sudo apt-get install nginx",
+            "echo hunter2Zq | tee out.txt",
+            "echo 'Run docker login with --password-stdin' | less",
+            "htpasswd -c /etc/nginx/.htpasswd admin",
+            "see man passwd; the passwd file; echo ok | passwd_check",
+        ] {
+            each(&[(text, text)]);
+        }
+    }
+}
