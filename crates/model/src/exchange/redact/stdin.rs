@@ -22,36 +22,29 @@ const LINE_MAX: usize = 512;
 /// The longest password read.
 const VALUE_MAX: usize = 256;
 
-/// What a password is read for, and where it stands.
-enum Reader {
-    /// A pipe's: `echo … | CMD --password-stdin`.
-    PasswordStdin,
-    /// `echo … | sudo -S …`.
-    Sudo,
-    /// `echo … | passwd`, `echo 'user:…' | chpasswd`, `htpasswd -b …`: by the command's
-    /// name.
-    Passwd,
-}
-
-const READERS: [(&[u8], Reader); 3] = [
-    (b"--password-stdin", Reader::PasswordStdin),
-    (b"sudo ", Reader::Sudo),
-    (b"passwd", Reader::Passwd),
-];
-
 /// Where in `data` the passwords such lines give are, in order, none overlapping.
 pub(super) fn passwords(data: &[u8]) -> Vec<Range<usize>> {
+    // Two searches: `passw` finds `--password-stdin` and `passwd` both. (The last
+    // pass over a 4 MiB text body, which only hunts known values, cost 1.3 times what
+    // it did before with these two, 1.5 times with a `memmem` search per name, and
+    // 2.9 times with one Aho-Corasick search for the three.)
+    static PASSW: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"passw"));
+    static SUDO: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"sudo "));
     let mut found: Vec<Range<usize>> = Vec::new();
-    for (needle, reader) in &READERS {
-        for at in memmem::find_iter(data, needle) {
-            let range = match reader {
-                Reader::PasswordStdin => piped_to(data, at),
-                Reader::Sudo => sudo(data, at),
-                Reader::Passwd => passwd(data, at),
-            };
-            found.extend(range);
-        }
+    for at in PASSW.find_iter(data) {
+        let rest = &data[at..];
+        let range = if rest.starts_with(b"password-stdin") && data[..at].ends_with(b"--") {
+            piped_to(data, at - 2)
+        } else if rest.starts_with(b"passwd") {
+            passwd(data, at)
+        } else {
+            None
+        };
+        found.extend(range);
     }
+    found.extend(SUDO.find_iter(data).filter_map(|at| sudo(data, at)));
     found.sort_by_key(|r| r.start);
     found.dedup_by(|later, earlier| later.start < earlier.end);
     found
