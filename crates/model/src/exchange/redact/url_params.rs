@@ -2134,9 +2134,15 @@ fn said_password(word: &[u8]) -> bool {
                     .iter()
                     .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         });
+    // (`2024-01-15`, `10:30`, `1,000,000`, `3.12.1`: a date, a time, a number.)
+    let number = word.iter().any(|b| matches!(b, b'-' | b':' | b'.' | b','))
+        && word
+            .iter()
+            .all(|&b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b','));
     pair_value(word)
         && !setting
         && !file
+        && !number
         && word.iter().any(|&b| {
             b.is_ascii_digit() || b.is_ascii_punctuation() && !matches!(b, b'-' | b'\'' | b'/')
         })
@@ -2595,6 +2601,7 @@ mod tests {
             "$ grep -n password src/Db.java app/settings.py",
             "git log -S password HEAD~3",
             "rg password config.yml",
+            "Changed password 2024-01-15 10:30:00; the password is 1,000,000 years old",
             "The password is in vault/prod/db, the admin password: secrets.yml",
         ]);
     }
