@@ -134,7 +134,7 @@ fn passwd(data: &[u8], at: usize) -> Option<Range<usize>> {
     match prefix {
         b"ht" => htpasswd(data, end),
         b"" | b"ch" => {
-            let start = line_start(data, at);
+            let start = line_start(data, begin);
             let pipe = pipe_before(data, start, begin, |rest| {
                 let rest = rest.trim_ascii();
                 rest.is_empty()
@@ -250,6 +250,9 @@ fn echoed(data: &[u8], start: usize, pipe: usize) -> Option<Range<usize>> {
 /// string (`\"…\"`, `\\\"…\\\"` two strings down); else bare, to a blank, a quote, a
 /// backslash or the pipe.
 fn token(data: &[u8], p: usize, limit: usize) -> Option<(Range<usize>, usize)> {
+    if p >= limit {
+        return None;
+    }
     match data[p] {
         b'\'' => {
             let close = p + 1 + memchr::memchr(b'\'', &data[p + 1..limit])?;
@@ -351,6 +354,106 @@ mod tests {
                 assert_eq!(redacted(&wanted), wanted, "read again: {wanted}");
             }
         }
+    }
+
+    /// Lines longer than what is read back, and cut where a word was to come: nothing
+    /// found, nothing out of bounds.
+    #[test]
+    fn a_line_past_what_is_read_is_let_be() {
+        let long = "a".repeat(2 * LINE_MAX);
+        for text in [
+            format!("{long}passwd"),
+            format!("echo x | /{long}/chpasswd"),
+            format!("htpasswd -b f u{}", " ".repeat(LINE_MAX)),
+            // (The quote right where the read stops: `htpasswd` ends at 8.)
+            format!("htpasswd -b f u {}'pw'", " ".repeat(LINE_MAX - 8)),
+            "htpasswd -b f u '".to_string(),
+            "echo \\\\\\\" | sudo -S x".to_string(),
+            "echo 'a | sudo -S".to_string(),
+            "sudo -u".to_string(),
+            "sudo -S".to_string(),
+        ] {
+            assert_eq!(redacted(&text), text);
+        }
+    }
+
+    /// Bodies made of the pieces the reading looks at, in any order: what is found lies
+    /// in the body, in order, none overlapping, and the body redacted reads the same
+    /// again. `TAPEDECK_SCAN_SEED` and `TAPEDECK_SCAN_BODIES` (3,000) as for the line
+    /// scanner's generated bodies.
+    #[test]
+    fn bodies_of_the_pieces_read_within_bounds_and_the_same_again() {
+        const PIECES: &[&str] = &[
+            "echo ",
+            "printf ",
+            "'%s' ",
+            "'",
+            "\"",
+            "\\",
+            "\\\"",
+            "\\\\\\\"",
+            " | ",
+            "|",
+            "||",
+            "sudo ",
+            "-S ",
+            "-kS ",
+            "-u ",
+            "--stdin ",
+            "passwd",
+            "ch",
+            "ht",
+            "/usr/sbin/",
+            " -b",
+            "c ",
+            "n ",
+            "--password-stdin",
+            "pw1Zq",
+            " ",
+            "\n",
+            "\\n",
+            "$",
+            "${X}",
+            "root:",
+            ";",
+            "&&",
+            "-e ",
+            "docker login ",
+            "[REDACTED]",
+            "\u{e9}",
+        ];
+        let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
+            .map_or(0x9e37_79b9_7f4a_7c15, |v| v.parse().unwrap());
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut found = 0;
+        for _ in 0..std::env::var("TAPEDECK_SCAN_BODIES").map_or(3000, |v| v.parse().unwrap()) {
+            let mut body = String::new();
+            for _ in 0..3 + next(30) {
+                match PIECES[next(PIECES.len())] {
+                    " " => body.push_str(&" ".repeat(next(2 * LINE_MAX))),
+                    piece => body.push_str(piece),
+                }
+            }
+            let ranges = passwords(body.as_bytes());
+            for pair in ranges.windows(2) {
+                assert!(pair[0].end <= pair[1].start, "{body:?}");
+            }
+            assert!(
+                ranges
+                    .iter()
+                    .all(|r| r.start < r.end && r.end <= body.len()),
+                "{body:?}"
+            );
+            found += ranges.len();
+            let once = redacted(&body);
+            assert_eq!(redacted(&once), once, "{body:?}");
+        }
+        assert!(found > 0, "the pieces never made a line with a password");
     }
 
     /// A password piped to what reads it from standard input, or given to `htpasswd -b`:
