@@ -938,9 +938,12 @@ impl UrlParamScrub {
                 (0, word - usize::from(words[..word].ends_with(b";")))
             }
             // `Password: PW (do not share)`: of several words, the first when the name
-            // is strong and the word reads as a password.
+            // is strong and the word reads as a password (not a header's scheme:
+            // `Authorization: AWS4-HMAC-SHA256 Credential=…`).
             (_, End::Line | End::LineTo(_)) => match line_value(&value) {
-                0 if self.fields.contains_in_arguments(name.as_bytes()) => {
+                0 if self.fields.contains_in_arguments(name.as_bytes())
+                    && !credential::normalise(name).ends_with("authorization") =>
+                {
                     let first = value.iter().position(u8::is_ascii_whitespace);
                     let (from, to) = word_of(&value[..first.unwrap_or(value.len())]);
                     match said_password(&value[from..to]) {
@@ -2596,6 +2599,7 @@ mod tests {
             "The new password is min_length=12 by policy.",
             "Your password is 90 days old.",
             "New password: ******** (hidden)",
+            "> Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1",
             "Password: see 1Password item 'Prod DB'",
             // A search for the word, where it is kept.
             "$ grep -n password src/Db.java app/settings.py",
