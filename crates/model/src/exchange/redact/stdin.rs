@@ -75,12 +75,15 @@ fn pipe_before(
 /// `echo … | CMD … --password-stdin`: the `--` at `at`.
 fn piped_to(data: &[u8], at: usize) -> Option<Range<usize>> {
     let start = line_start(data, at);
-    // The command and its words: none of a quote (a quote would end or open an
-    // argument whose text holds the flag, not a command line).
+    // The command and its words, quoted ones among them (`-u "bob"`), but not what
+    // ends one JSON string and opens the next (`cat", "b": "docker …`, a body's
+    // strings on one line): a quote before a `,` or a `:`, or a brace.
     let pipe = pipe_before(data, start, at, |rest| {
-        !rest
-            .iter()
-            .any(|b| matches!(b, b'"' | b'\'' | b'\\' | b'(' | b')'))
+        !rest.iter().any(|b| matches!(b, b'(' | b')' | b'{' | b'}'))
+            && !memchr::memchr_iter(b'"', rest).any(|k| {
+                let after = rest[k + 1..].trim_ascii_start();
+                matches!(after.first(), Some(b',' | b':'))
+            })
     })?;
     echoed(data, start, pipe)
 }
@@ -475,6 +478,10 @@ mod tests {
                 "printf '%s' [REDACTED] | podman login quay.io --username bob --password-stdin",
             ),
             (
+                "echo 'hunter2Zq' | docker login -u \"bob\" --password-stdin r.test",
+                "echo '[REDACTED]' | docker login -u \"bob\" --password-stdin r.test",
+            ),
+            (
                 "echo hunter2Zq | sudo -S apt-get install -y nginx",
                 "echo [REDACTED] | sudo -S apt-get install -y nginx",
             ),
@@ -508,6 +515,8 @@ mod tests {
             "echo 'hello world' | grep hello && sudo apt-get install nginx",
             "echo hunter2Zq | tee out.txt",
             "echo 'Run docker login with --password-stdin' | less",
+            "{\"a\": \"echo hunter2Zq | cat\", \"b\": \"docker login --password-stdin\"}",
+            "{\"a\":\"echo hunter2Zq | cat\",\"b\":\"docker login --password-stdin\"}",
             "htpasswd -c /etc/nginx/.htpasswd admin",
             "see man passwd; the passwd file; echo ok | passwd_check",
         ] {
