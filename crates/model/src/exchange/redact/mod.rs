@@ -1179,6 +1179,34 @@ pub fn looks_like_json(content_type: Option<&str>, data: &[u8]) -> bool {
     }
 }
 
+/// Bodies made of `pieces` in an order drawn at random, the same on every run (the
+/// scanners' generated-bodies tests): `TAPEDECK_SCAN_BODIES` of them (3,000 by default),
+/// and `TAPEDECK_SCAN_SEED` draws others. A piece `" "` stands for up to `blanks`
+/// spaces.
+#[cfg(test)]
+fn generated_bodies<'a>(pieces: &'a [&'a str], blanks: usize) -> impl Iterator<Item = String> + 'a {
+    // xorshift: the same bodies on every run.
+    let mut seed: u64 =
+        std::env::var("TAPEDECK_SCAN_SEED").map_or(0x9e37_79b9_7f4a_7c15, |v| v.parse().unwrap());
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let count = std::env::var("TAPEDECK_SCAN_BODIES").map_or(3000, |v| v.parse().unwrap());
+    (0..count).map(move |_| {
+        let mut body = String::new();
+        for _ in 0..3 + next(30) {
+            match pieces[next(pieces.len())] {
+                " " => body.push_str(&" ".repeat(next(blanks))),
+                piece => body.push_str(piece),
+            }
+        }
+        body
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -425,23 +425,8 @@ mod tests {
             "[REDACTED]",
             "\u{e9}",
         ];
-        let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
-            .map_or(0x9e37_79b9_7f4a_7c15, |v| v.parse().unwrap());
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
         let mut found = 0;
-        for _ in 0..std::env::var("TAPEDECK_SCAN_BODIES").map_or(3000, |v| v.parse().unwrap()) {
-            let mut body = String::new();
-            for _ in 0..3 + next(30) {
-                match PIECES[next(PIECES.len())] {
-                    " " => body.push_str(&" ".repeat(next(2 * LINE_MAX))),
-                    piece => body.push_str(piece),
-                }
-            }
+        for body in super::super::generated_bodies(PIECES, 2 * LINE_MAX) {
             let ranges = passwords(body.as_bytes());
             for pair in ranges.windows(2) {
                 assert!(pair[0].end <= pair[1].start, "{body:?}");

@@ -3020,23 +3020,7 @@ mod tests {
             "min_length=",
             "(do not share)",
         ];
-        // xorshift: the same bodies on every run.
-        let mut seed: u64 = std::env::var("TAPEDECK_SCAN_SEED")
-            .map_or(0x9e37_79b9_7f4a_7c15, |v| v.parse().unwrap());
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        for _ in 0..std::env::var("TAPEDECK_SCAN_BODIES").map_or(3000, |v| v.parse().unwrap()) {
-            let mut body = String::new();
-            for _ in 0..3 + next(30) {
-                match pieces[next(pieces.len())] {
-                    " " => body.push_str(&" ".repeat(next(3 * TAIL))),
-                    piece => body.push_str(piece),
-                }
-            }
+        for body in super::super::generated_bodies(pieces, 3 * TAIL) {
             let whole = scan(&body, body.len());
             for cut in [1, 2, 3, 5, 7, TAIL - 1, TAIL, TAIL + 1, 2 * TAIL] {
                 assert_eq!(scan(&body, cut), whole, "cut {cut}: {body:?}");
