@@ -66,6 +66,26 @@ fn stored_tool_call(events: &[Value]) -> (Value, Value) {
     )
 }
 
+/// Posts `chat` to `url` through `via` (the upstream's echo): the answer's status.
+async fn post_chat(via: reqwest::Client, url: String, chat: Value) -> u16 {
+    let r = via.post(url).json(&chat).send().await.unwrap();
+    r.status().as_u16()
+}
+
+/// Replays `session` and runs `send` through it again: the answers' statuses are
+/// `want`, and replay exits 0 (every request matched, none missed).
+async fn replays_as_recorded<T, F, Fut>(dirs: &Dirs, session: &str, send: F, want: T)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnOnce(reqwest::Client) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let r = Daemon::start(dirs, &["replay", "--session", session]);
+    let status = send(client(&r, dirs)).await;
+    let (code, stderr) = r.stop();
+    assert_eq!((status, code), (want, 0), "{stderr}");
+}
+
 fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1618,10 +1638,7 @@ async fn a_printed_env_files_secrets_never_reach_disk() {
         events[1]["request"]["body"]["text"],
         r#"{"link":"https:\/\/app.test\/cb?access_token=[REDACTED]&x=1"}"#
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "env"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), ((200, 200), 0), "{stderr}");
+    replays_as_recorded(&dirs, "env", send, (200, 200)).await;
 }
 
 /// A `NAME: value` line whose start lies further back than the line scanner's tail keeps
@@ -1810,10 +1827,7 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
         let chat = tool_call_chat("bash", serde_json::json!({"command": command}), &result);
-        async move {
-            let r = via.post(&echo).json(&chat).send().await.unwrap();
-            r.status().as_u16()
-        }
+        post_chat(via, echo, chat)
     };
     let d = record(&dirs, &up, "shell", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
@@ -1838,10 +1852,7 @@ async fn passwords_in_shell_commands_and_config_files_never_reach_disk() {
          $ mysql --help | grep password\n  -p, --password[=name] Password to use.\n\
          Use the --password option, or --password TEXT."
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "shell"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    replays_as_recorded(&dirs, "shell", send, 200).await;
 }
 
 /// Credentials code passes as a quoted name's argument, as a coding agent writes and
@@ -1888,10 +1899,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
             serde_json::json!({"path": "a.py", "content": code}),
             &result,
         );
-        async move {
-            let r = via.post(&echo).json(&chat).send().await.unwrap();
-            r.status().as_u16()
-        }
+        post_chat(via, echo, chat)
     };
     let d = record(&dirs, &up, "pairs", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
@@ -1920,10 +1928,7 @@ async fn credentials_passed_as_a_quoted_names_argument_never_reach_disk() {
          $ sed -n 3,4p config/mail.php\n    'password' => '[REDACTED]',\n    \
          'rules' => ['password' => 'required|min:8'],"
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "pairs"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    replays_as_recorded(&dirs, "pairs", send, 200).await;
 }
 
 /// A password a sentence gives, as a browser agent's task and the pages it reads do:
@@ -1957,10 +1962,7 @@ async fn a_password_a_sentence_gives_never_reaches_disk() {
             .as_array_mut()
             .unwrap()
             .insert(0, serde_json::json!({"role": "user", "content": prompt}));
-        async move {
-            let r = via.post(&echo).json(&chat).send().await.unwrap();
-            r.status().as_u16()
-        }
+        post_chat(via, echo, chat)
     };
     let d = record(&dirs, &up, "said", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
@@ -1983,10 +1985,7 @@ async fn a_password_a_sentence_gives_never_reaches_disk() {
          Your temporary password is [REDACTED] (it expires in 24 hours).\n\
          The password is required and case-sensitive."
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "said"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    replays_as_recorded(&dirs, "said", send, 200).await;
 }
 
 /// A password a command line gives before what names it, or by its place: piped to
@@ -2009,10 +2008,7 @@ async fn a_password_piped_to_a_command_never_reaches_disk() {
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
         let chat = tool_call_chat("bash", serde_json::json!({"command": command}), &result);
-        async move {
-            let r = via.post(&echo).json(&chat).send().await.unwrap();
-            r.status().as_u16()
-        }
+        post_chat(via, echo, chat)
     };
     let d = record(&dirs, &up, "piped", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
@@ -2029,10 +2025,7 @@ async fn a_password_piped_to_a_command_never_reaches_disk() {
         content,
         "$ echo 'root:[REDACTED]' | sudo chpasswd\n$ echo done\ndone"
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "piped"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    replays_as_recorded(&dirs, "piped", send, 200).await;
 }
 
 /// Keys named in the middle of a line, as tools and models write them (`Your
@@ -2088,10 +2081,7 @@ async fn a_key_named_in_prose_never_reaches_disk() {
         "The `reset_token` is `[REDACTED]`.\ngot {'reset_token': '[REDACTED]', 'user': 'ada'}\n\
          $ ./deploy --client-secret=[REDACTED] --region eu"
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "prose"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), ((200, 200), 0), "{stderr}");
+    replays_as_recorded(&dirs, "prose", send, (200, 200)).await;
 }
 
 /// A token an answer revealed, sent back in a form too large to keep whole (2 MiB, stored
@@ -2633,10 +2623,7 @@ async fn a_token_named_xml_attribute_never_reaches_disk() {
         events[0]["request"]["body"]["text"],
         r#"<Accept><Invite invite_token="[REDACTED]" id="inv_1" csrf_token="pending"/></Accept>"#
     );
-    let r = Daemon::start(&dirs, &["replay", "--session", "xmlattr"]);
-    let status = send(client(&r, &dirs)).await;
-    let (code, stderr) = r.stop();
-    assert_eq!((status, code), (200, 0), "{stderr}");
+    replays_as_recorded(&dirs, "xmlattr", send, 200).await;
 }
 
 /// Every message of an Amazon event stream, its checksums checked: (event type,

@@ -1090,18 +1090,7 @@ fn finish_once(
     // A password a command line pipes to what reads it (`echo '…' | docker login
     // --password-stdin`) or gives by its place (`htpasswd -b FILE USER …`): read here,
     // where the line is whole, and hunted through the rest like any secret.
-    let piped = stdin::passwords(&data);
-    if !piped.is_empty() {
-        let mut out = Vec::with_capacity(data.len());
-        let mut last = 0;
-        let mut values = Vec::with_capacity(piped.len());
-        for r in piped {
-            out.extend_from_slice(&data[last..r.start]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            values.push(String::from_utf8_lossy(&data[r.clone()]).into_owned());
-            last = r.end;
-        }
-        out.extend_from_slice(&data[last..]);
+    if let Some((out, values)) = stdin::redact(&data) {
         data = out;
         secrets.extend(values);
     }

@@ -50,6 +50,26 @@ pub(super) fn passwords(data: &[u8]) -> Vec<Range<usize>> {
     found
 }
 
+/// `data` with each password [`passwords`] finds replaced by the marker, and the
+/// passwords; `None` when there is none.
+pub(super) fn redact(data: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let found = passwords(data);
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut values = Vec::with_capacity(found.len());
+    let mut last = 0;
+    for r in found {
+        out.extend_from_slice(&data[last..r.start]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        values.push(String::from_utf8_lossy(&data[r.clone()]).into_owned());
+        last = r.end;
+    }
+    out.extend_from_slice(&data[last..]);
+    Some((out, values))
+}
+
 /// Where the line that holds `at` starts: after a raw break, or [`LINE_MAX`] bytes
 /// back. (A JSON string's escaped break, `\n`, is not a line's start here: `echo -e
 /// "PW\nPW"` writes one in text. A word does not read across one: see [`token`].)
@@ -326,16 +346,10 @@ mod tests {
     use super::*;
 
     fn redacted(text: &str) -> String {
-        let data = text.as_bytes();
-        let mut out = Vec::new();
-        let mut last = 0;
-        for r in passwords(data) {
-            out.extend_from_slice(&data[last..r.start]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            last = r.end;
+        match redact(text.as_bytes()) {
+            Some((out, _)) => String::from_utf8(out).unwrap(),
+            None => text.to_string(),
         }
-        out.extend_from_slice(&data[last..]);
-        String::from_utf8(out).unwrap()
     }
 
     /// Each line as text, in a JSON string and two strings down (a tool call's

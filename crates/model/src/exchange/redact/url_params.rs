@@ -575,12 +575,9 @@ impl UrlParamScrub {
         // `The password is: …`: the name before the `is`.
         if sep == b':' && place == Place::Prose && name == b"is" {
             let (_, named) = split_name(strip_wrapping(lead.strip_suffix(b" ")?));
-            return ((PROSE_NAME_MIN..=NAME_MAX).contains(&named.len())
-                && self.fields.contains_in_arguments(named))
-            .then(|| {
-                let named = String::from_utf8_lossy(named).into_owned();
-                (named, Place::Prose, false, false)
-            });
+            return self
+                .strong_in_prose(named)
+                .map(|named| (named, Place::Prose, false, false));
         }
         if name.len() > NAME_MAX || place == Place::Prose && name.len() < PROSE_NAME_MIN {
             return None;
@@ -624,9 +621,16 @@ impl UrlParamScrub {
         // The whole phrase and the byte before it within [`TAIL`], which the tail always
         // holds: read the same however the body was cut.
         let phrase = self.tail.len() - lead.len();
-        (!lead.is_empty()
-            && phrase < TAIL
-            && (PROSE_NAME_MIN..=NAME_MAX).contains(&name.len())
+        (!lead.is_empty() && phrase < TAIL)
+            .then(|| self.strong_in_prose(name))
+            .flatten()
+    }
+
+    /// `name` when prose may give it a password by a sentence's words (`The password
+    /// is: …`, `the password for alice is …`): a name of [`PROSE_NAME_MIN`] bytes or more
+    /// strong enough for tool-call arguments.
+    fn strong_in_prose(&self, name: &[u8]) -> Option<String> {
+        ((PROSE_NAME_MIN..=NAME_MAX).contains(&name.len())
             && self.fields.contains_in_arguments(name))
         .then(|| String::from_utf8_lossy(name).into_owned())
     }
