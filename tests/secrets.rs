@@ -2028,6 +2028,50 @@ async fn a_password_piped_to_a_command_never_reaches_disk() {
     replays_as_recorded(&dirs, "piped", send, 200).await;
 }
 
+/// Passwords in a table's column, as a coding agent reads them from its tools and
+/// writes them in its files: a psql query's output in a tool's result, and a CSV of test
+/// accounts and a Markdown table in the file a tool call writes. Sent in a chat request,
+/// echoed back by the upstream in the JSON answer. None reaches the store, the tape or
+/// the log; the tables' other cells, and a `NULL` under the name, stay; the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_in_a_tables_column_never_reaches_disk() {
+    let (psql, csv, md) = ("pgPW1q!x", "csvPW2r#y", "mdPW3s");
+    let up = Upstream::start(true).await;
+    let dirs = Dirs::new();
+    let file = format!(
+        "username,password,role\nalice,{csv},admin\n\n\
+         | Account | Password |\n|---|---|\n| bob | `{md}` |\n"
+    );
+    let result = format!(
+        " id | username |  password\n----+----------+-----------\n  1 | alice    | {psql}\n  \
+         2 | carol    | NULL\n(2 rows)\n"
+    );
+    let send = |via: reqwest::Client| {
+        let echo = up.url("/echo");
+        let chat = tool_call_chat(
+            "write_file",
+            serde_json::json!({"path": "fixtures/accounts.md", "content": file}),
+            &result,
+        );
+        post_chat(via, echo, chat)
+    };
+    let d = record(&dirs, &up, "tables", &[]);
+    assert_eq!(send(client(&d, &dirs)).await, 200);
+    let events = assert_nowhere(&dirs, d, "tables", &[psql, csv, md]);
+    let (arguments, content) = stored_tool_call(&events);
+    assert_eq!(
+        arguments["content"],
+        "username,password,role\nalice,[REDACTED],admin\n\n\
+         | Account | Password |\n|---|---|\n| bob | `[REDACTED]` |\n"
+    );
+    assert_eq!(
+        content,
+        " id | username |  password\n----+----------+-----------\n  1 | alice    | [REDACTED]\n  \
+         2 | carol    | NULL\n(2 rows)\n"
+    );
+    replays_as_recorded(&dirs, "tables", send, 200).await;
+}
+
 /// Keys named in the middle of a line, as tools and models write them (`Your
 /// invite_token is …`, Markdown's backticks, a printed Python dict, a command's
 /// `--client-secret=…`): sent as plain text and inside a chat request, echoed back by the

@@ -82,7 +82,7 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Version of the canonical request's rules of its own, part of the fingerprint so a
 /// recording keyed under an older form is re-keyed on replay.
-const CANONICAL_FORM: u32 = 22;
+const CANONICAL_FORM: u32 = 23;
 
 /// Whether `name` is one of `listed` (query parameter names, any case).
 pub fn lists(listed: &[String], name: &str) -> bool {

@@ -21,6 +21,7 @@ mod shapes;
 mod sse;
 mod stdin;
 mod stream;
+mod tables;
 mod url_params;
 mod userinfo;
 mod xml;
@@ -1088,9 +1089,12 @@ fn finish_once(
         }
     }
     // A password a command line pipes to what reads it (`echo '…' | docker login
-    // --password-stdin`) or gives by its place (`htpasswd -b FILE USER …`): read here,
-    // where the line is whole, and hunted through the rest like any secret.
-    if let Some((out, values)) = stdin::redact(&data) {
+    // --password-stdin`) or gives by its place (`htpasswd -b FILE USER …`), and those
+    // in a table's column (`username,password` above the rows): read here, where the
+    // lines are whole, and hunted through the rest like any secret.
+    let mut found = stdin::passwords(&data);
+    found.extend(tables::passwords(&data, rules));
+    if let Some((out, values)) = replace_found(&data, found) {
         data = out;
         secrets.extend(values);
     }
@@ -1098,6 +1102,30 @@ fn finish_once(
         data = scrubbed;
     }
     data
+}
+
+/// `data` with each of the ranges `found` replaced by the marker (a range that
+/// overlaps one before it is left out), and what they held; `None` when there is none.
+fn replace_found(
+    data: &[u8],
+    mut found: Vec<std::ops::Range<usize>>,
+) -> Option<(Vec<u8>, Vec<String>)> {
+    if found.is_empty() {
+        return None;
+    }
+    found.sort_by_key(|r| r.start);
+    found.dedup_by(|later, earlier| later.start < earlier.end);
+    let mut out = Vec::with_capacity(data.len());
+    let mut values = Vec::with_capacity(found.len());
+    let mut last = 0;
+    for r in found {
+        out.extend_from_slice(&data[last..r.start]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        values.push(String::from_utf8_lossy(&data[r.clone()]).into_owned());
+        last = r.end;
+    }
+    out.extend_from_slice(&data[last..]);
+    Some((out, values))
 }
 
 /// The stored form of a body read whole (a request at replay time, a stored request

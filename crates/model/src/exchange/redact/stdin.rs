@@ -52,22 +52,9 @@ pub(super) fn passwords(data: &[u8]) -> Vec<Range<usize>> {
 
 /// `data` with each password [`passwords`] finds replaced by the marker, and the
 /// passwords; `None` when there is none.
-pub(super) fn redact(data: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
-    let found = passwords(data);
-    if found.is_empty() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len());
-    let mut values = Vec::with_capacity(found.len());
-    let mut last = 0;
-    for r in found {
-        out.extend_from_slice(&data[last..r.start]);
-        out.extend_from_slice(REDACTED.as_bytes());
-        values.push(String::from_utf8_lossy(&data[r.clone()]).into_owned());
-        last = r.end;
-    }
-    out.extend_from_slice(&data[last..]);
-    Some((out, values))
+#[cfg(test)]
+fn redact(data: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    super::replace_found(data, passwords(data))
 }
 
 /// Where the line that holds `at` starts: after a raw break, or [`LINE_MAX`] bytes

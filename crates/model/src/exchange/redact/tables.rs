@@ -1,0 +1,1072 @@
+//! Passwords in a table's column: the header names the column once (`password`,
+//! `Password`, `temp_password`) and each row below holds one, under no name of its own.
+//! An agent reads such tables from its tools (`psql -c 'select * from users'`, `cat
+//! users.csv`, a page's `<table>`) and writes them in its answers (a Markdown table of
+//! test accounts). The streaming scan reads a line at a time and has written the rows on
+//! by the time their column is known to be a password's, so tables are read in the last
+//! pass over a body kept whole ([`super::finish_whole`]), as record stores a body and as
+//! replay keys a request.
+//!
+//! What is read:
+//! - delimited lines, CSV (`,` or `;`, quoted cells too) and TSV, whose header is the
+//!   first line of its block (the line before it, if any, splits otherwise);
+//! - `|` tables whose header a rule line follows: Markdown's `|---|---|`, psql's
+//!   `----+----`, MySQL's `+----+`;
+//! - columns aligned with blanks (`sqlite3`'s column mode, a CLI's listing): the header's
+//!   names two blanks apart or more, a row's cell where its column's name starts;
+//! - an HTML `<table>`: the `<th>` that names the column, the `<td>` at its place in each
+//!   later `<tr>`.
+//!
+//! A cell is one word. An empty one, a mask (`********`), a placeholder (`${PW}`,
+//! `<password>`), `NULL`, `true` and the like stay. A line is read as written in the
+//! body: as text, or inside a JSON string (its breaks written `\n`, its quotes `\"`, or
+//! more deeply, `\\n` and `\\\"`).
+
+use std::ops::Range;
+
+use memchr::memmem;
+
+use super::FieldNames;
+use crate::rules::{Rules, REDACTED};
+
+/// The most bytes read back from a column's name to its header's start, or on to its end.
+const LINE_MAX: usize = 2048;
+
+/// The most bytes of rows read under one header.
+const TABLE_MAX: usize = 1 << 20;
+
+/// The most bytes read back from a column's name to the `<th` before it, and from
+/// there to the `<tr` of its row.
+const TAG_MAX: usize = 512;
+
+/// The longest cell taken for a password.
+const VALUE_MAX: usize = 256;
+
+/// Where in `data` the cells of password columns are, in order, none overlapping.
+pub(super) fn passwords(data: &[u8], rules: &Rules) -> Vec<Range<usize>> {
+    // `assw` is in every spelling of the names read (`password`, `Password`, `passwd`);
+    // `ASSW` in a database's upper-case ones.
+    static LOWER: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"assw"));
+    static UPPER: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"ASSW"));
+    let mut hits: Vec<usize> = LOWER.find_iter(data).collect();
+    hits.extend(UPPER.find_iter(data));
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    hits.sort_unstable();
+    let names = &FieldNames::of(rules);
+    let mut found = Vec::new();
+    // Past a header line read, or a table's rows: a name there was read already, or is
+    // a cell's, not a header's.
+    let mut read_to = 0;
+    for at in hits {
+        if at < read_to {
+            continue;
+        }
+        if let Some((cells, end)) = html(data, at, names) {
+            found.extend(cells);
+            read_to = end;
+            continue;
+        }
+        let (cells, end) = lines(data, at, names);
+        found.extend(cells);
+        read_to = end;
+    }
+    found
+}
+
+/// The cells of the password columns of the table whose header holds the name at
+/// `at`, read as lines (none when it is not a header's), and where the reading ended:
+/// the table's end, or the line's.
+fn lines(data: &[u8], at: usize, names: &FieldNames) -> (Vec<Range<usize>>, usize) {
+    let none = (Vec::new(), at + 1);
+    let Some(esc) = Escapes::at(data, at) else {
+        return none;
+    };
+    let Some(start) = esc.line_start(data, at) else {
+        return none;
+    };
+    let mut reader = Lines {
+        data,
+        esc: &esc,
+        p: start,
+        limit: data.len().min(at + TABLE_MAX),
+    };
+    let Some(header) = reader.next() else {
+        return none;
+    };
+    let header_end = reader.p;
+    let lines = std::iter::from_fn(|| reader.next().map(|l| (l, reader.p))).peekable();
+    table(data, &esc, start, &header, header_end, lines, names)
+        .unwrap_or_else(|| (Vec::new(), header_end))
+}
+
+/// [`lines`] once the header is read: the cells, and where the table ends.
+fn table(
+    data: &[u8],
+    esc: &Escapes,
+    start: usize,
+    header: &Line,
+    header_end: usize,
+    mut lines: std::iter::Peekable<impl Iterator<Item = (Line, usize)>>,
+    names: &FieldNames,
+) -> Option<(Vec<Range<usize>>, usize)> {
+    let text = &header.text;
+    let rule = lines
+        .peek()
+        .filter(|(l, _)| is_rule(&l.text))
+        .map(|(l, _)| l.text.clone());
+    let (format, cells, columns) = match Format::of(text, names) {
+        Some((format, columns)) => (format, format.cells(text), columns),
+        None => {
+            // Aligned: the columns a rule's dashes mark below (PowerShell's `UserName
+            // Password` over `-------- --------`), else names two blanks apart or more.
+            let cells = match rule.as_deref().map(dashes) {
+                Some(cells) if cells.len() >= 2 => cells,
+                _ => aligned_cells(text),
+            };
+            let name = |c: &Range<usize>| &text[c.start.min(text.len())..c.end.min(text.len())];
+            if cells.len() < 2 || !cells.iter().all(|c| name_like(name(c))) {
+                return None;
+            }
+            let columns = password_columns(cells.iter().map(name), names);
+            (Format::Aligned, cells, columns)
+        }
+    };
+    if columns.is_empty() {
+        return None;
+    }
+    // The line before the header, within the same text: a row of the same shape says
+    // the header is not the table's first line (the name is a cell's: `password,The
+    // user's password` under `field,description`).
+    if format != Format::Piped {
+        if let Some(before) = esc.line_before(data, start) {
+            if format.cells(&before).len() == cells.len() {
+                return None;
+            }
+        }
+    }
+    // A rule line under the header: Markdown's and psql's always have one. Columns
+    // aligned with blanks without one must be named as code names them (`id  username
+    // password`), not as a sentence does.
+    let ruled = lines.next_if(|(l, _)| is_rule(&l.text));
+    if ruled.is_none()
+        && (format == Format::Piped
+            || format == Format::Aligned
+                && !cells
+                    .iter()
+                    .all(|c| identifier(&text[c.start.min(text.len())..c.end.min(text.len())])))
+    {
+        return None;
+    }
+    let mut end = ruled.map_or(header_end, |(_, p)| p);
+    let mut found = Vec::new();
+    for (line, p) in lines {
+        let row = &line.text;
+        if row.trim_ascii().is_empty() {
+            break;
+        }
+        if is_rule(row) {
+            end = p;
+            continue;
+        }
+        let Some(row_cells) = format.row(row, &cells) else {
+            break;
+        };
+        end = p;
+        for &column in &columns {
+            if let Some(value) = password_cell(row, row_cells[column].clone()) {
+                found.push(line.raw(value));
+            }
+        }
+    }
+    Some((found, end))
+}
+
+/// Which of a header's names name a password.
+fn password_columns<'a>(
+    names_in: impl Iterator<Item = &'a [u8]>,
+    names: &FieldNames,
+) -> Vec<usize> {
+    names_in
+        .enumerate()
+        .filter(|(_, n)| names_password(n, names))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The runs of dashes of a rule line, as the columns they mark (a line's ranges).
+fn dashes(rule: &[u8]) -> Vec<Range<usize>> {
+    let mut cells = Vec::new();
+    let mut p = 0;
+    while let Some(k) = rule[p..].iter().position(|&b| b == b'-') {
+        let from = p + k;
+        let to = from + rule[from..].iter().take_while(|&&b| b == b'-').count();
+        cells.push(from..to);
+        p = to;
+    }
+    cells
+}
+
+/// Whether a header's name is written as code writes one: a letter, then letters,
+/// digits and `_`.
+fn identifier(name: &[u8]) -> bool {
+    name.first().is_some_and(u8::is_ascii_alphabetic)
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// How a table's lines split into cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// By this byte (`,`, `;`, a tab), a cell perhaps in double quotes.
+    Delimited(u8),
+    /// By `|`, a rule line under the header.
+    Piped,
+    /// Aligned with blanks: a column starts where its name does.
+    Aligned,
+}
+
+impl Format {
+    /// The format of a header line split by a delimiter into names, and the columns
+    /// among them that name a password.
+    fn of(header: &[u8], names: &FieldNames) -> Option<(Format, Vec<usize>)> {
+        let candidates = [
+            Format::Delimited(b'\t'),
+            Format::Piped,
+            Format::Delimited(b','),
+            Format::Delimited(b';'),
+        ];
+        for format in candidates {
+            let cells = format.cells(header);
+            let real = cells
+                .iter()
+                .filter(|c| !header[(*c).clone()].trim_ascii().is_empty())
+                .count();
+            // Every cell a name (not `fields = ["username"`), and a CSV's written as
+            // CSV writes them, with no blank after the comma (not a sentence's `your
+            // username, password, and email`).
+            let spaced = matches!(format, Format::Delimited(b',' | b';'))
+                && cells
+                    .iter()
+                    .skip(1)
+                    .any(|c| header.get(c.start) == Some(&b' '));
+            if real < 2 || spaced || !cells.iter().all(|c| name_like(&header[c.clone()])) {
+                continue;
+            }
+            return Some((
+                format,
+                password_columns(cells.iter().map(|c| &header[c.clone()]), names),
+            ));
+        }
+        None
+    }
+
+    /// A line's cells, as ranges of it.
+    fn cells(self, line: &[u8]) -> Vec<Range<usize>> {
+        match self {
+            Format::Delimited(d) => split_quoted(line, d),
+            Format::Piped => split(line, b'|'),
+            Format::Aligned => aligned_cells(line),
+        }
+    }
+
+    /// A row's cells, read with the header's shape (`header`: the header's cells);
+    /// `None` when the line is not such a row.
+    fn row(self, row: &[u8], header: &[Range<usize>]) -> Option<Vec<Range<usize>>> {
+        let Format::Aligned = self else {
+            let cells = self.cells(row);
+            return (cells.len() == header.len()).then_some(cells);
+        };
+        // Each of the header's names starts a word of the row, or a blank: no word
+        // runs across where a column starts, and the first column is not blank.
+        let at = |s: usize| row.get(s).is_some_and(|&b| b != b' ');
+        let crossed = |s: usize| s > 0 && at(s) && row[s - 1] != b' ';
+        let lead = header.first()?.start;
+        if !at(lead)
+            || row[..lead].iter().any(|&b| b != b' ')
+            || header.iter().any(|c| crossed(c.start))
+        {
+            return None;
+        }
+        let word = |s: usize| {
+            let end = if at(s) {
+                s + row[s..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .unwrap_or(row.len() - s)
+            } else {
+                s
+            };
+            s.min(row.len())..end.min(row.len())
+        };
+        Some(header.iter().map(|c| word(c.start)).collect())
+    }
+}
+
+/// The cells of a line split by `d`.
+fn split(line: &[u8], d: u8) -> Vec<Range<usize>> {
+    let mut cells = Vec::new();
+    let mut from = 0;
+    for k in memchr::memchr_iter(d, line) {
+        cells.push(from..k);
+        from = k + 1;
+    }
+    cells.push(from..line.len());
+    cells
+}
+
+/// The cells of a line split by `d` outside double quotes (a CSV's `"a, b"`).
+fn split_quoted(line: &[u8], d: u8) -> Vec<Range<usize>> {
+    if memchr::memchr(b'"', line).is_none() {
+        return split(line, d);
+    }
+    let mut cells = Vec::new();
+    let mut from = 0;
+    let mut quoted = false;
+    for (k, &b) in line.iter().enumerate() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == d && !quoted {
+            cells.push(from..k);
+            from = k + 1;
+        }
+    }
+    cells.push(from..line.len());
+    cells
+}
+
+/// A line's words or phrases two blanks apart or more (single blanks inside a name:
+/// `Temporary Password`).
+fn aligned_cells(line: &[u8]) -> Vec<Range<usize>> {
+    let mut cells = Vec::new();
+    let mut p = 0;
+    while p < line.len() {
+        if line[p] == b' ' {
+            p += 1;
+            continue;
+        }
+        let from = p;
+        while p < line.len() && !(line[p] == b' ' && line.get(p + 1).is_none_or(|&b| b == b' ')) {
+            p += 1;
+        }
+        cells.push(from..p);
+    }
+    cells
+}
+
+/// Whether a header's cell names a password: its words joined by `_` are a name whose
+/// value tool-call arguments redact (`password`, `Temporary Password`, `user_password`;
+/// not `password_last_set`, `Password policy`).
+fn names_password(cell: &[u8], names: &FieldNames) -> bool {
+    let name = trim_marks(cell.trim_ascii());
+    if name.is_empty() || !name_like(name) {
+        return false;
+    }
+    let joined: Vec<u8> = name
+        .iter()
+        .map(|&b| if b == b' ' { b'_' } else { b })
+        .collect();
+    names.contains_in_arguments(&joined)
+}
+
+/// Whether a header's cell reads as a column's name (or is empty, as the edges of a
+/// Markdown row are): letters, digits, blanks, `_`, `-`, `.`, `#`, `/`, within the
+/// quotes, backticks or emphasis around it.
+fn name_like(cell: &[u8]) -> bool {
+    let name = trim_marks(cell.trim_ascii());
+    name.len() <= 64
+        && name.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'-' | b'.' | b'#' | b'/')
+        })
+}
+
+/// A cell without the quotes, backticks or emphasis around it (`"password"`,
+/// `` `password` ``, `**Password**`).
+fn trim_marks(cell: &[u8]) -> &[u8] {
+    let mut cell = cell;
+    for mark in [&b"\""[..], b"'", b"`", b"**", b"__"] {
+        if cell.len() >= 2 * mark.len() && cell.starts_with(mark) && cell.ends_with(mark) {
+            cell = &cell[mark.len()..cell.len() - mark.len()];
+        }
+    }
+    cell.trim_ascii()
+}
+
+/// Whether a line is a table's rule: dashes, with `+`, `|`, `:`, `=` and blanks.
+fn is_rule(line: &[u8]) -> bool {
+    let line = line.trim_ascii();
+    line.iter().filter(|&&b| b == b'-' || b == b'=').count() >= 3
+        && line
+            .iter()
+            .all(|b| matches!(b, b'-' | b'+' | b'|' | b':' | b'=' | b' ' | b'\t'))
+}
+
+/// The part of a row's cell that is a password, if it is one: the cell's word without
+/// blanks and the quotes or backticks around it.
+fn password_cell(row: &[u8], cell: Range<usize>) -> Option<Range<usize>> {
+    let mut r = cell;
+    while r.start < r.end && row[r.start].is_ascii_whitespace() {
+        r.start += 1;
+    }
+    while r.end > r.start && row[r.end - 1].is_ascii_whitespace() {
+        r.end -= 1;
+    }
+    for mark in [b'"', b'`', b'\''] {
+        if r.len() >= 2 && row[r.start] == mark && row[r.end - 1] == mark {
+            r = r.start + 1..r.end - 1;
+        }
+    }
+    password_like(&row[r.clone()]).then_some(r)
+}
+
+/// Whether a cell under a password's name is one: a word, not empty, a mask, a
+/// placeholder or a word that says there is none.
+fn password_like(value: &[u8]) -> bool {
+    const NOT: &[&str] = &[
+        "null",
+        "none",
+        "nil",
+        "n/a",
+        "na",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "unknown",
+        "hidden",
+        "redacted",
+        "empty",
+        "unset",
+        "default",
+        "(null)",
+        "<null>",
+        "(none)",
+        "[null]",
+        "(hidden)",
+        "[hidden]",
+        "<hidden>",
+        "(redacted)",
+        "<redacted>",
+        "(empty)",
+        "<empty>",
+        "password",
+        "secret",
+    ];
+    let bracketed =
+        |open: u8, close: u8| value.first() == Some(&open) && value.last() == Some(&close);
+    value.len() >= 2
+        && value.len() <= VALUE_MAX
+        && !value.iter().any(u8::is_ascii_whitespace)
+        // A mask: `********`, `••••••`.
+        && !value.iter().all(|&b| b == value[0])
+        && !value.chunks(3).all(|c| c == "•".as_bytes())
+        && value[0] != b'$'
+        && !value.starts_with(b"{{")
+        && !bracketed(b'<', b'>')
+        && !bracketed(b'[', b']')
+        && !bracketed(b'(', b')')
+        && memmem::find(value, REDACTED.as_bytes()).is_none()
+        && !NOT.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(value))
+}
+
+/// The cells of an HTML table's column whose `<th>` holds the name at `at`, and where
+/// the table ends.
+fn html(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>, usize)> {
+    let from = at.saturating_sub(TAG_MAX);
+    let before = &data[from..at];
+    // The `<th` that opens the cell the name is in, and nothing closing it since.
+    let th = from + rfind_tag(before, b"<th")?;
+    let open_end = th + memchr::memchr(b'>', &data[th..at])? + 1;
+    if memchr::memchr(b'<', &data[open_end..at]).is_some_and(|k| {
+        let rest = &data[open_end + k..at];
+        starts_with_tag(rest, b"</th")
+            || starts_with_tag(rest, b"<td")
+            || starts_with_tag(rest, b"<tr")
+    }) {
+        return None;
+    }
+    let limit = data.len().min(at + TABLE_MAX);
+    let close = open_end + find_tag(&data[open_end..limit.min(open_end + LINE_MAX)], b"</th")?;
+    if !names_password(&strip_tags(&data[open_end..close]), names) {
+        return None;
+    }
+    // The header row: the `<tr` before, the cells from there to this one.
+    let row_from = th.saturating_sub(LINE_MAX);
+    let tr = row_from + rfind_tag(&data[row_from..th], b"<tr")?;
+    let column = cells_in(&data[tr..th]).len();
+    let row_end = close + find_tag(&data[close..limit], b"</tr")?;
+    let table_end = find_tag(&data[row_end..limit], b"</table").map_or(limit, |k| row_end + k);
+    let mut found = Vec::new();
+    let mut p = row_end;
+    while let Some(k) = find_tag(&data[p..table_end], b"<tr") {
+        let start = p + k;
+        let end = find_tag(&data[start..table_end], b"</tr").map_or(table_end, |k| start + k);
+        if let Some(cell) = cells_in(&data[start..end]).get(column) {
+            let content = start + cell.start..start + cell.end;
+            if let Some(r) = html_text(data, content) {
+                found.push(r);
+            }
+        }
+        p = end;
+    }
+    Some((found, table_end))
+}
+
+/// The contents of the `<td>` and `<th>` cells in a row's bytes, in order.
+fn cells_in(row: &[u8]) -> Vec<Range<usize>> {
+    let mut cells = Vec::new();
+    let mut p = 0;
+    while let Some(k) = memchr::memchr(b'<', &row[p..]) {
+        let tag = p + k;
+        p = tag + 1;
+        let close: &[u8] = if starts_with_tag(&row[tag..], b"<td") {
+            b"</td"
+        } else if starts_with_tag(&row[tag..], b"<th") {
+            b"</th"
+        } else {
+            continue;
+        };
+        let Some(gt) = memchr::memchr(b'>', &row[tag..]) else {
+            break;
+        };
+        let content = tag + gt + 1;
+        let end = find_tag(&row[content..], close).map_or(row.len(), |k| content + k);
+        cells.push(content..end);
+        p = end;
+    }
+    cells
+}
+
+/// The text of an HTML cell's content, if it is a password: the tags around it and
+/// blanks (JSON's escaped ones too) taken off.
+fn html_text(data: &[u8], mut r: Range<usize>) -> Option<Range<usize>> {
+    loop {
+        let s = &data[r.clone()];
+        let lead = blank_len(s);
+        if lead > 0 {
+            r.start += lead;
+            continue;
+        }
+        let trail = trailing_blank_len(s);
+        if trail > 0 {
+            r.end -= trail;
+            continue;
+        }
+        if s.first() == Some(&b'<') {
+            r.start += memchr::memchr(b'>', s)? + 1;
+            continue;
+        }
+        if s.last() == Some(&b'>') {
+            r.end = r.start + memchr::memrchr(b'<', s)?;
+            continue;
+        }
+        break;
+    }
+    let s = &data[r.clone()];
+    (memchr::memchr2(b'<', b'>', s).is_none() && password_like(s)).then_some(r)
+}
+
+/// How many bytes of blanks open `s`: white space, and JSON's escaped breaks and tabs
+/// (`\n`, `\\n`).
+fn blank_len(s: &[u8]) -> usize {
+    let mut p = 0;
+    loop {
+        if s.get(p).is_some_and(u8::is_ascii_whitespace) {
+            p += 1;
+            continue;
+        }
+        let n = s[p..].iter().take_while(|&&b| b == b'\\').count();
+        if n > 0 && matches!(s.get(p + n), Some(b'n' | b't' | b'r')) {
+            p += n + 1;
+            continue;
+        }
+        return p;
+    }
+}
+
+/// How many bytes of blanks end `s`, as [`blank_len`] reads them.
+fn trailing_blank_len(s: &[u8]) -> usize {
+    let mut e = s.len();
+    loop {
+        if e > 0 && s[e - 1].is_ascii_whitespace() {
+            e -= 1;
+            continue;
+        }
+        if e >= 2 && matches!(s[e - 1], b'n' | b't' | b'r') && s[e - 2] == b'\\' {
+            let n = s[..e - 1].iter().rev().take_while(|&&b| b == b'\\').count();
+            e -= n + 1;
+            continue;
+        }
+        return s.len() - e;
+    }
+}
+
+/// `cell` without its tags (`<b>Password</b>` reads `Password`).
+fn strip_tags(cell: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cell.len());
+    let mut inside = false;
+    for &b in cell {
+        match b {
+            b'<' => inside = true,
+            b'>' => inside = false,
+            _ if !inside => out.push(b),
+            _ => {}
+        }
+    }
+    let lead = blank_len(&out);
+    let trail = trailing_blank_len(&out[lead..]);
+    out[lead..out.len() - trail].to_vec()
+}
+
+/// Whether `s` opens with the tag `tag` (`<td`, `</th`), in either case, whole.
+fn starts_with_tag(s: &[u8], tag: &[u8]) -> bool {
+    s.len() > tag.len()
+        && s[..tag.len()].eq_ignore_ascii_case(tag)
+        && matches!(
+            s[tag.len()],
+            b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'\\'
+        )
+}
+
+/// Where the first tag `tag` in `s` is.
+fn find_tag(s: &[u8], tag: &[u8]) -> Option<usize> {
+    let mut p = 0;
+    while let Some(k) = memchr::memchr(b'<', &s[p..]) {
+        if starts_with_tag(&s[p + k..], tag) {
+            return Some(p + k);
+        }
+        p += k + 1;
+    }
+    None
+}
+
+/// Where the last tag `tag` in `s` is.
+fn rfind_tag(s: &[u8], tag: &[u8]) -> Option<usize> {
+    let mut e = s.len();
+    while let Some(k) = memchr::memrchr(b'<', &s[..e]) {
+        if starts_with_tag(&s[k..], tag) {
+            return Some(k);
+        }
+        e = k;
+    }
+    None
+}
+
+/// How a line's breaks, tabs and quotes are written where the table is: as they are
+/// (`depth` 0), or escaped inside a JSON string, `depth` strings down.
+#[derive(Debug)]
+struct Escapes {
+    depth: u32,
+}
+
+impl Escapes {
+    /// The writing of the first break after `at`: a raw one, or an escaped one.
+    fn at(data: &[u8], at: usize) -> Option<Escapes> {
+        let limit = data.len().min(at + LINE_MAX);
+        let mut p = at;
+        while p < limit {
+            match data[p] {
+                b'\n' | b'\r' => return Some(Escapes { depth: 0 }),
+                b'\\' => {
+                    let n = data[p..limit].iter().take_while(|&&b| b == b'\\').count();
+                    if matches!(data.get(p + n), Some(b'n' | b'r')) && n.is_power_of_two() {
+                        return Some(Escapes {
+                            depth: n.trailing_zeros() + 1,
+                        });
+                    }
+                    p += n + 1;
+                }
+                _ => p += 1,
+            }
+        }
+        None
+    }
+
+    /// How many backslashes a break or a tab takes here.
+    fn breaks(&self) -> usize {
+        1 << self.depth.saturating_sub(1)
+    }
+
+    /// How many backslashes a double quote takes here.
+    fn quotes(&self) -> usize {
+        (1 << self.depth) - 1
+    }
+
+    /// Where the line that holds `at` starts: after a break, or at the start of the
+    /// string or body it is in; `None` past [`LINE_MAX`] bytes.
+    fn line_start(&self, data: &[u8], at: usize) -> Option<usize> {
+        let from = at.saturating_sub(LINE_MAX);
+        let mut k = at;
+        while k > from {
+            k -= 1;
+            let starts = match data[k] {
+                b'\n' | b'\r' => true,
+                b'n' | b'r' => self.depth > 0 && backslashes_before(data, k) == self.breaks(),
+                // A quote no backslash escapes as deep as this text: the string's start.
+                b'"' => self.depth > 0 && backslashes_before(data, k) < self.quotes(),
+                _ => false,
+            };
+            if starts {
+                return Some(k + 1);
+            }
+        }
+        (from == 0).then_some(0)
+    }
+
+    /// The line that ends at the break just before `start`, read, if it is in the same
+    /// text.
+    fn line_before(&self, data: &[u8], start: usize) -> Option<Vec<u8>> {
+        if start == 0 {
+            return None;
+        }
+        let brk = match data[start - 1] {
+            b'\n' | b'\r' => start - 1,
+            b'n' | b'r' if self.depth > 0 => start - 1 - self.breaks(),
+            _ => return None,
+        };
+        let begin = self.line_start(data, brk)?;
+        let mut reader = Lines {
+            data,
+            esc: self,
+            p: begin,
+            limit: brk + 1,
+        };
+        reader.next().map(|l| l.text)
+    }
+}
+
+/// How many backslashes stand right before `k`.
+fn backslashes_before(data: &[u8], k: usize) -> usize {
+    data[..k].iter().rev().take_while(|&&b| b == b'\\').count()
+}
+
+/// A line read: its text, and where in the body each of its bytes came from.
+struct Line {
+    text: Vec<u8>,
+    /// The body's offset of each byte of `text`, and the end of the last.
+    from: Vec<usize>,
+}
+
+impl Line {
+    /// The body's range a range of the text was read from.
+    fn raw(&self, r: Range<usize>) -> Range<usize> {
+        self.from[r.start]..self.from[r.end]
+    }
+}
+
+/// The lines of a text written as [`Escapes`] says, from `p`; the text ends at a raw
+/// quote shallower than its own (the JSON string's end) or at `limit`.
+struct Lines<'a> {
+    data: &'a [u8],
+    esc: &'a Escapes,
+    p: usize,
+    limit: usize,
+}
+
+impl Lines<'_> {
+    fn next(&mut self) -> Option<Line> {
+        let data = self.data;
+        if self.p >= self.limit {
+            return None;
+        }
+        let (breaks, quotes) = (self.esc.breaks(), self.esc.quotes());
+        let mut text = Vec::new();
+        let mut from = Vec::new();
+        let mut p = self.p;
+        while p < self.limit {
+            let b = data[p];
+            if self.esc.depth == 0 {
+                if b == b'\n' || b == b'\r' {
+                    let end = p;
+                    p += 1;
+                    if b == b'\r' && data.get(p) == Some(&b'\n') {
+                        p += 1;
+                    }
+                    self.p = p;
+                    from.push(end);
+                    return Some(Line { text, from });
+                }
+                text.push(b);
+                from.push(p);
+                p += 1;
+                continue;
+            }
+            if b == b'"' {
+                // A quote no backslash escapes as deep as this text: the string ends.
+                self.p = self.limit;
+                from.push(p);
+                return Some(Line { text, from });
+            }
+            if b != b'\\' {
+                text.push(b);
+                from.push(p);
+                p += 1;
+                continue;
+            }
+            let n = data[p..self.limit]
+                .iter()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            let next = (p + n < self.limit).then(|| data[p + n]);
+            match next {
+                Some(b'n' | b'r') if n == breaks => {
+                    let end = p;
+                    p += n + 1;
+                    if next == Some(b'r')
+                        && data[p.min(self.limit)..self.limit].starts_with(&self.break_bytes())
+                    {
+                        p += breaks + 1;
+                    }
+                    self.p = p;
+                    from.push(end);
+                    return Some(Line { text, from });
+                }
+                Some(b't') if n == breaks => {
+                    text.push(b'\t');
+                    from.push(p);
+                    p += n + 1;
+                }
+                Some(b'"') if n == quotes => {
+                    text.push(b'"');
+                    from.push(p);
+                    p += n + 1;
+                }
+                Some(b'"') if n < quotes => {
+                    self.p = self.limit;
+                    from.push(p);
+                    return Some(Line { text, from });
+                }
+                _ => {
+                    // Another escape: its bytes as they are.
+                    for k in p..(p + n).min(self.limit) {
+                        text.push(b'\\');
+                        from.push(k);
+                    }
+                    p += n;
+                }
+            }
+        }
+        self.p = self.limit;
+        from.push(p.min(self.limit));
+        Some(Line { text, from })
+    }
+
+    /// A break as written here (`\n`, `\\n`).
+    fn break_bytes(&self) -> Vec<u8> {
+        let mut b = vec![b'\\'; self.esc.breaks()];
+        b.push(b'n');
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redacted(text: &str) -> String {
+        let found = passwords(text.as_bytes(), &Rules::default());
+        match super::super::replace_found(text.as_bytes(), found) {
+            Some((out, _)) => String::from_utf8(out).unwrap(),
+            None => text.to_string(),
+        }
+    }
+
+    /// Each table as text, in a JSON string and two strings down (a tool call's
+    /// arguments): redacted so, and read again, the same.
+    fn each(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            let once = serde_json::to_string(text).unwrap();
+            let twice =
+                serde_json::to_string(&serde_json::json!({"text": text}).to_string()).unwrap();
+            let want_once = serde_json::to_string(want).unwrap();
+            let want_twice =
+                serde_json::to_string(&serde_json::json!({"text": want}).to_string()).unwrap();
+            for (body, wanted) in [
+                (text.to_string(), want.to_string()),
+                (once, want_once),
+                (twice, want_twice),
+            ] {
+                assert_eq!(redacted(&body), wanted, "{body}");
+                assert_eq!(redacted(&wanted), wanted, "read again: {wanted}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_in_a_tables_column_is_found() {
+        each(&[
+            (
+                "username,password,role\nalice,Tr0ub4dor&3,admin\nbob,hunter2,user\n",
+                "username,password,role\nalice,[REDACTED],admin\nbob,[REDACTED],user\n",
+            ),
+            (
+                "Accounts:\n\"username\",\"password\"\r\n\"alice\",\"Tr0ub4dor&3\"\r\n",
+                "Accounts:\n\"username\",\"password\"\r\n\"alice\",\"[REDACTED]\"\r\n",
+            ),
+            (
+                "login;password;new_password\nalice;Tr0ub4dor&3;c0rrect-h0rse\n",
+                "login;password;new_password\nalice;[REDACTED];[REDACTED]\n",
+            ),
+            (
+                "email\tpassword\nalice@example.com\tTr0ub4dor&3",
+                "email\tpassword\nalice@example.com\t[REDACTED]",
+            ),
+            (
+                "Here are the test accounts:\n\n| Username | **Temporary Password** | Role |\n\
+                 |---|:---:|---|\n| alice | `Tr0ub4dor&3` | admin |\n| bob | ******** | user |\n\n\
+                 Log in with alice.",
+                "Here are the test accounts:\n\n| Username | **Temporary Password** | Role |\n\
+                 |---|:---:|---|\n| alice | `[REDACTED]` | admin |\n| bob | ******** | user |\n\n\
+                 Log in with alice.",
+            ),
+            (
+                " id | username |  password\n----+----------+-------------\n  1 | alice    | \
+                 Tr0ub4dor&3\n  2 | bob      | \n(2 rows)\n",
+                " id | username |  password\n----+----------+-------------\n  1 | alice    | \
+                 [REDACTED]\n  2 | bob      | \n(2 rows)\n",
+            ),
+            (
+                "+----+----------+-------------+\n| id | username | PASSWORD    |\n\
+                 +----+----------+-------------+\n|  1 | alice    | Tr0ub4dor&3 |\n\
+                 +----+----------+-------------+\n1 row in set (0.00 sec)",
+                "+----+----------+-------------+\n| id | username | PASSWORD    |\n\
+                 +----+----------+-------------+\n|  1 | alice    | [REDACTED] |\n\
+                 +----+----------+-------------+\n1 row in set (0.00 sec)",
+            ),
+            (
+                "id  username  password     role\n1   alice     Tr0ub4dor&3  admin\n2   bob       NULL         user",
+                "id  username  password     role\n1   alice     [REDACTED]  admin\n2   bob       NULL         user",
+            ),
+            (
+                "UserName Password    Enabled\n-------- --------    -------\nalice    Tr0ub4dor&3 True",
+                "UserName Password    Enabled\n-------- --------    -------\nalice    [REDACTED] True",
+            ),
+            (
+                "name       password\n---------  -----------\nalice      Tr0ub4dor&3",
+                "name       password\n---------  -----------\nalice      [REDACTED]",
+            ),
+            (
+                "<table>\n  <TR><TH scope=\"col\">User</TH><TH><b>Password</b></TH></TR>\n  \
+                 <tr><td>alice</td><td><code>Tr0ub4dor&amp;3</code></td></tr>\n  \
+                 <tr><td>bob</td><td>\n    hunter22\n  </td></tr>\n</table>",
+                "<table>\n  <TR><TH scope=\"col\">User</TH><TH><b>Password</b></TH></TR>\n  \
+                 <tr><td>alice</td><td><code>[REDACTED]</code></td></tr>\n  \
+                 <tr><td>bob</td><td>\n    [REDACTED]\n  </td></tr>\n</table>",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn tables_that_name_no_password_column_are_let_be() {
+        for text in [
+            // The name is a row's cell, not the header's.
+            "field,description\npassword,The user's password\nemail,The user's email",
+            "| Parameter | Description |\n|---|---|\n| password | The user's password |\n| email | The email |",
+            "| Name | Type | Required |\n|---|---|---|\n| password | string | yes |\n| email | string | no |",
+            "  Column  |  Type   | Nullable\n----------+---------+----------\n id       | integer | not null\n password | text    |",
+            // What is under the name is no password.
+            "| Setting | Password |\n|---|---|\n| Minimum length | 12 characters |",
+            "| User | Password |\n|---|---|\n| alice | ******** |\n| bob | NULL |\n| carol |  |\n\
+             | dave | `${DB_PASSWORD}` |\n| erin | <hidden> |\n| frank | [REDACTED] |\n| gil | •••••• |",
+            "<table><tr><th>User</th><th>Password</th></tr><tr><td>alice</td><td><input type=\"password\"></td></tr></table>",
+            // Names that are not a password's.
+            "username,password_hash\nalice,$2b$12$abcdefghijklmnopqrstuv",
+            "Name   PasswordLastSet\nalice  2024-01-15",
+            "| Model | Input tokens |\n|---|---|\n| gpt-4o | 1200 |",
+            // Not a table: a sentence, code, a log.
+            "Change your password  now\nThen log in again.",
+            "Enter your username, password, and email.\nThen click submit, wait, and log in.",
+            "required = [\"username\", \"password\", \"email\"]\noptional = [\"phone\", \"address\", \"company\"]",
+            "fields = [\"username\",\"password\",\"email\"]\nvalues = [\"phone\",\"address\",\"company\"]",
+            "CREATE TABLE users (\n  id INTEGER,\n  password TEXT NOT NULL,\n  email TEXT\n);",
+            "def login(username, password):\n    return post(url, username, password)",
+            "2024-01-15 10:00:00,123 INFO password reset for alice\n2024-01-15 10:00:01,456 INFO ok for bob",
+            // A Markdown header without its rule line.
+            "| User | Password |\n| alice | Tr0ub4dor&3 |",
+        ] {
+            let once = serde_json::to_string(text).unwrap();
+            for body in [text.to_string(), once] {
+                assert_eq!(redacted(&body), body);
+            }
+        }
+    }
+
+    /// Bodies made of the pieces the reading looks at, in any order: what is found lies
+    /// in the body, in order, none overlapping, and the body redacted reads the same
+    /// again. `TAPEDECK_SCAN_SEED` and `TAPEDECK_SCAN_BODIES` (3,000) as for the line
+    /// scanner's generated bodies.
+    #[test]
+    fn bodies_of_the_pieces_read_within_bounds_and_the_same_again() {
+        const PIECES: &[&str] = &[
+            "password",
+            "PASSWORD",
+            "user",
+            ",",
+            ";",
+            "\t",
+            "|",
+            " | ",
+            "---",
+            "|---|",
+            "+--+",
+            "-- --",
+            "\n",
+            "\r\n",
+            "\\n",
+            "\\\\n",
+            "\\\"",
+            "\\\\\\\"",
+            "\"",
+            "\\",
+            "\\t",
+            " ",
+            "pw1Zq!",
+            "NULL",
+            "`",
+            "**",
+            "<table>",
+            "<tr>",
+            "</tr>",
+            "<th>",
+            "</th>",
+            "<td>",
+            "</td>",
+            "<TD class=x>",
+            "[REDACTED]",
+            "\u{e9}",
+            "${X}",
+            "id",
+            // Whole lines, so that tables come of them often.
+            "user,password\n",
+            "a,pw1Zq!\n",
+            "| user | password |\n",
+            "|---|---|\n",
+            "| a | pw1Zq! |\n",
+            "user  password\n",
+            "a     pw1Zq!\n",
+            "<tr><th>password</th>",
+            "<tr><td>a</td><td>pw1Zq!</td></tr>",
+            "user\\tpassword\\n",
+            "a\\tpw1Zq!\\n",
+        ];
+        let mut found = 0;
+        for body in super::super::generated_bodies(PIECES, 6) {
+            let ranges = passwords(body.as_bytes(), &Rules::default());
+            let mut sorted = ranges.clone();
+            sorted.sort_by_key(|r| r.start);
+            sorted.dedup_by(|later, earlier| later.start < earlier.end);
+            assert!(
+                sorted
+                    .iter()
+                    .all(|r| r.start < r.end && r.end <= body.len()),
+                "{body:?}"
+            );
+            found += sorted.len();
+            let once = redacted(&body);
+            assert_eq!(redacted(&once), once, "{body:?}");
+        }
+        assert!(found > 0, "the pieces never made a table with a password");
+    }
+}
