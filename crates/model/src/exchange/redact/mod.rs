@@ -1092,8 +1092,9 @@ fn finish_once(
     // --password-stdin`) or gives by its place (`htpasswd -b FILE USER …`), and those
     // in a table's column (`username,password` above the rows): read here, where the
     // lines are whole, and hunted through the rest like any secret.
-    let mut found = stdin::passwords(&data);
-    found.extend(tables::passwords(&data, rules));
+    let at = assw(&data);
+    let mut found = stdin::passwords_at(&data, &at);
+    found.extend(tables::passwords_at(&data, &at, rules));
     if let Some((out, values)) = replace_found(&data, found) {
         data = out;
         secrets.extend(values);
@@ -1102,6 +1103,14 @@ fn finish_once(
         data = scrubbed;
     }
     data
+}
+
+/// Where `assw` stands in `data`: in `password`, `Password`, `passwd` and
+/// `--password-stdin`, where the last pass's readings of whole lines start.
+fn assw(data: &[u8]) -> Vec<usize> {
+    static ASSW: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"assw"));
+    ASSW.find_iter(data).collect()
 }
 
 /// `data` with each of the ranges `found` replaced by the marker (a range that

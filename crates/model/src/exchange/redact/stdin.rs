@@ -23,17 +23,25 @@ const LINE_MAX: usize = 512;
 const VALUE_MAX: usize = 256;
 
 /// Where in `data` the passwords such lines give are, in order, none overlapping.
-pub(super) fn passwords(data: &[u8]) -> Vec<Range<usize>> {
-    // Two searches: `passw` finds `--password-stdin` and `passwd` both. (The last
-    // pass over a 4 MiB text body, which only hunts known values, cost 1.3 times what
-    // it did before with these two, 1.5 times with a `memmem` search per name, and
-    // 2.9 times with one Aho-Corasick search for the three.)
-    static PASSW: std::sync::LazyLock<memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memmem::Finder::new(b"passw"));
+#[cfg(test)]
+fn passwords(data: &[u8]) -> Vec<Range<usize>> {
+    passwords_at(data, &super::assw(data))
+}
+
+/// [`passwords`], given where `assw` stands in `data` ([`super::assw`]).
+pub(super) fn passwords_at(data: &[u8], assw: &[usize]) -> Vec<Range<usize>> {
+    // Two searches: `assw` (made once for this and the tables' reading) finds
+    // `--password-stdin` and `passwd` both. (The last pass over a 4 MiB text body, which
+    // only hunts known values, cost 1.3 times what it did before with a search for
+    // `passw` and one for `sudo `, 1.5 times with a `memmem` search per name, and 2.9
+    // times with one Aho-Corasick search for the three.)
     static SUDO: std::sync::LazyLock<memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memmem::Finder::new(b"sudo "));
     let mut found: Vec<Range<usize>> = Vec::new();
-    for at in PASSW.find_iter(data) {
+    for at in assw.iter().filter_map(|&k| k.checked_sub(1)) {
+        if data[at] != b'p' {
+            continue;
+        }
         let rest = &data[at..];
         let range = if rest.starts_with(b"password-stdin") && data[..at].ends_with(b"--") {
             piped_to(data, at - 2)

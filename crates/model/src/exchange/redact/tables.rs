@@ -43,14 +43,18 @@ const TAG_MAX: usize = 512;
 const VALUE_MAX: usize = 256;
 
 /// Where in `data` the cells of password columns are, in order, none overlapping.
-pub(super) fn passwords(data: &[u8], rules: &Rules) -> Vec<Range<usize>> {
-    // `assw` is in every spelling of the names read (`password`, `Password`, `passwd`);
-    // `ASSW` in a database's upper-case ones.
-    static LOWER: std::sync::LazyLock<memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memmem::Finder::new(b"assw"));
+#[cfg(test)]
+fn passwords(data: &[u8], rules: &Rules) -> Vec<Range<usize>> {
+    passwords_at(data, &super::assw(data), rules)
+}
+
+/// [`passwords`], given where `assw` stands in `data` ([`super::assw`]): in every
+/// spelling of the names read (`password`, `Password`, `passwd`). `ASSW`, a database's
+/// upper-case name, is searched here.
+pub(super) fn passwords_at(data: &[u8], assw: &[usize], rules: &Rules) -> Vec<Range<usize>> {
     static UPPER: std::sync::LazyLock<memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memmem::Finder::new(b"ASSW"));
-    let mut hits: Vec<usize> = LOWER.find_iter(data).collect();
+    let mut hits: Vec<usize> = assw.to_vec();
     hits.extend(UPPER.find_iter(data));
     if hits.is_empty() {
         return Vec::new();
