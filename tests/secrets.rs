@@ -2029,13 +2029,14 @@ async fn a_password_piped_to_a_command_never_reaches_disk() {
 }
 
 /// Passwords in a table's column, as a coding agent reads them from its tools and
-/// writes them in its files: a psql query's output in a tool's result, and a CSV of test
-/// accounts and a Markdown table in the file a tool call writes. Sent in a chat request,
+/// writes them in its files: a psql query's output and a spreadsheet's rows (Google
+/// Sheets' `values`) in a tool's result, and a CSV of test accounts and a Markdown table
+/// in the file a tool call writes. Sent in a chat request,
 /// echoed back by the upstream in the JSON answer. None reaches the store, the tape or
 /// the log; the tables' other cells, and a `NULL` under the name, stay; the run replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_in_a_tables_column_never_reaches_disk() {
-    let (psql, csv, md) = ("pgPW1q!x", "csvPW2r#y", "mdPW3s");
+    let (psql, csv, md, sheet) = ("pgPW1q!x", "csvPW2r#y", "mdPW3s", "shPW4t%u");
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let file = format!(
@@ -2044,7 +2045,7 @@ async fn a_password_in_a_tables_column_never_reaches_disk() {
     );
     let result = format!(
         " id | username |  password\n----+----------+-----------\n  1 | alice    | {psql}\n  \
-         2 | carol    | NULL\n(2 rows)\n"
+         2 | carol    | NULL\n(2 rows)\n{{\"values\": [[\"Username\", \"Password\"], [\"dave\", \"{sheet}\"]]}}"
     );
     let send = |via: reqwest::Client| {
         let echo = up.url("/echo");
@@ -2057,7 +2058,7 @@ async fn a_password_in_a_tables_column_never_reaches_disk() {
     };
     let d = record(&dirs, &up, "tables", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
-    let events = assert_nowhere(&dirs, d, "tables", &[psql, csv, md]);
+    let events = assert_nowhere(&dirs, d, "tables", &[psql, csv, md, sheet]);
     let (arguments, content) = stored_tool_call(&events);
     assert_eq!(
         arguments["content"],
@@ -2067,7 +2068,8 @@ async fn a_password_in_a_tables_column_never_reaches_disk() {
     assert_eq!(
         content,
         " id | username |  password\n----+----------+-----------\n  1 | alice    | [REDACTED]\n  \
-         2 | carol    | NULL\n(2 rows)\n"
+         2 | carol    | NULL\n(2 rows)\n\
+         {\"values\": [[\"Username\", \"Password\"], [\"dave\", \"[REDACTED]\"]]}"
     );
     replays_as_recorded(&dirs, "tables", send, 200).await;
 }

@@ -69,7 +69,7 @@ pub(super) fn passwords_at(data: &[u8], assw: &[usize], rules: &Rules) -> Vec<Ra
         if at < read_to {
             continue;
         }
-        if let Some((cells, end)) = html(data, at, names) {
+        if let Some((cells, end)) = html(data, at, names).or_else(|| rows(data, at, names)) {
             found.extend(cells);
             read_to = end;
             continue;
@@ -473,6 +473,161 @@ fn password_like(value: &[u8]) -> bool {
         && !bracketed(b'(', b')')
         && memmem::find(value, REDACTED.as_bytes()).is_none()
         && !NOT.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(value))
+}
+
+/// The cells of the password columns of an array of rows whose first row names the
+/// columns, the name at `at` in one of its strings (Google Sheets' `{"values":
+/// [["Username", "Password"], ["alice", "…"]]}`, Python's `list(csv.reader(f))`
+/// printed with its single quotes), and where the array ends. Its strings are read as
+/// written in the body: as JSON, or inside a JSON string (its quotes escaped).
+fn rows(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>, usize)> {
+    // The string the name is in: its quote, and how deep it is escaped.
+    let from = at.saturating_sub(64);
+    let k = from + memchr::memrchr2(b'"', b'\'', &data[from..at])?;
+    let quote = Quote {
+        byte: data[k],
+        escapes: if data[k] == b'"' {
+            backslashes_before(data, k)
+        } else {
+            0
+        },
+    };
+    if quote.byte == b'"' && !(quote.escapes + 1).is_power_of_two() {
+        return None;
+    }
+    // The header row: from the `[` before it, strings that name columns; and a `[`
+    // before that one, so it is the array's first row.
+    let row_from = at.saturating_sub(LINE_MAX);
+    let open = row_from + memchr::memrchr(b'[', &data[row_from..at])?;
+    let outer = open - skip_back(data, open);
+    if outer == 0 || data[outer - 1] != b'[' {
+        return None;
+    }
+    let limit = data.len().min(at + TABLE_MAX);
+    let (header, mut p) = quote.row(data, open + 1, limit)?;
+    if !header.iter().flatten().any(|c| c.contains(&at)) {
+        return None;
+    }
+    let cells: Vec<&[u8]> = header
+        .iter()
+        .map(|c| c.as_ref().map(|c| &data[c.clone()]))
+        .collect::<Option<_>>()?;
+    if cells.len() < 2 || !cells.iter().all(|c| name_like(c)) {
+        return None;
+    }
+    let columns = password_columns(cells.into_iter(), names);
+    if columns.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    loop {
+        p += skip(data, p, limit);
+        if data.get(p) != Some(&b',') || p >= limit {
+            break;
+        }
+        p += 1;
+        p += skip(data, p, limit);
+        if data.get(p) != Some(&b'[') || p >= limit {
+            break;
+        }
+        let Some((row, next)) = quote.row(data, p + 1, limit) else {
+            break;
+        };
+        p = next;
+        for &column in &columns {
+            if let Some(Some(cell)) = row.get(column) {
+                if password_like(&data[cell.clone()]) {
+                    found.push(cell.clone());
+                }
+            }
+        }
+    }
+    Some((found, p))
+}
+
+/// How the strings of an array of rows are quoted: `"` or `'`, and how many backslashes
+/// escape a `"` that opens or closes one (none in JSON, one inside a JSON string).
+#[derive(Clone, Copy)]
+struct Quote {
+    byte: u8,
+    escapes: usize,
+}
+
+impl Quote {
+    /// A row's elements from `p` (after its `[`) to its `]`: each string's content, or
+    /// `None` for a number, `null` and the like; and where the row ends.
+    fn row(
+        self,
+        data: &[u8],
+        mut p: usize,
+        limit: usize,
+    ) -> Option<(Vec<Option<Range<usize>>>, usize)> {
+        let mut cells = Vec::new();
+        loop {
+            p += skip(data, p, limit);
+            if p >= limit {
+                return None;
+            }
+            if data[p] == b']' && cells.is_empty() {
+                return Some((cells, p + 1));
+            }
+            let n = data[p..limit].iter().take_while(|&&b| b == b'\\').count();
+            if n == self.escapes && data.get(p + n) == Some(&self.byte) {
+                let from = p + n + 1;
+                let close = self.close(data, from, limit)?;
+                cells.push(Some(from..close));
+                p = close + self.escapes + 1;
+            } else {
+                let len = data[p..limit]
+                    .iter()
+                    .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+                    .count();
+                if len == 0 {
+                    return None;
+                }
+                cells.push(None);
+                p += len;
+            }
+            p += skip(data, p, limit);
+            match data.get(p) {
+                Some(b',') if p < limit => p += 1,
+                Some(b']') if p < limit => return Some((cells, p + 1)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Where the string whose content starts at `from` closes: its quote with exactly
+    /// this quote's backslashes before it (more escape a quote inside it).
+    fn close(self, data: &[u8], from: usize, limit: usize) -> Option<usize> {
+        let mut p = from;
+        while let Some(k) = memchr::memchr(self.byte, &data[p..limit]) {
+            let q = p + k;
+            let n = backslashes_before(data, q).min(q - from);
+            if n == self.escapes {
+                return Some(q - n);
+            }
+            if n < self.escapes {
+                return None;
+            }
+            p = q + 1;
+        }
+        None
+    }
+}
+
+/// How many bytes of blanks stand at `p` (before `limit`): white space, and JSON's
+/// escaped breaks and tabs.
+fn skip(data: &[u8], p: usize, limit: usize) -> usize {
+    if p >= limit {
+        return 0;
+    }
+    blank_len(&data[p..limit])
+}
+
+/// How many bytes of blanks stand right before `p`, as [`skip`] reads them.
+fn skip_back(data: &[u8], p: usize) -> usize {
+    trailing_blank_len(&data[p.saturating_sub(LINE_MAX)..p])
 }
 
 /// The cells of an HTML table's column whose `<th>` holds the name at `at`, and where
@@ -959,6 +1114,20 @@ mod tests {
                  <tr><td>alice</td><td><code>[REDACTED]</code></td></tr>\n  \
                  <tr><td>bob</td><td>\n    [REDACTED]\n  </td></tr>\n</table>",
             ),
+            (
+                "{\"range\": \"Sheet1!A1:C3\", \"values\": [[\"Username\", \"Password\", \"Role\"], \
+                 [\"alice\", \"Tr0ub4dor&3\", \"admin\"], [\"bob\", \"\", \"user\"], [\"carol\", null, 3]]}",
+                "{\"range\": \"Sheet1!A1:C3\", \"values\": [[\"Username\", \"Password\", \"Role\"], \
+                 [\"alice\", \"[REDACTED]\", \"admin\"], [\"bob\", \"\", \"user\"], [\"carol\", null, 3]]}",
+            ),
+            (
+                "[\n  [\n    \"user\",\n    \"new_password\"\n  ],\n  [\n    \"alice\",\n    \"Tr0ub4dor&3\"\n  ]\n]",
+                "[\n  [\n    \"user\",\n    \"new_password\"\n  ],\n  [\n    \"alice\",\n    \"[REDACTED]\"\n  ]\n]",
+            ),
+            (
+                ">>> print(list(csv.reader(f)))\n[['username', 'password'], ['alice', 'Tr0ub4dor&3'], ['bob', 'hunter22']]",
+                ">>> print(list(csv.reader(f)))\n[['username', 'password'], ['alice', '[REDACTED]'], ['bob', '[REDACTED]']]",
+            ),
         ]);
     }
 
@@ -989,6 +1158,11 @@ mod tests {
             "2024-01-15 10:00:00,123 INFO password reset for alice\n2024-01-15 10:00:01,456 INFO ok for bob",
             // A Markdown header without its rule line.
             "| User | Password |\n| alice | Tr0ub4dor&3 |",
+            // Arrays whose first row names no password column, or that are no rows.
+            "{\"required\": [\"username\", \"password\"], \"x\": [\"alice\", \"bob\"]}",
+            "[[\"field\", \"description\"], [\"password\", \"The user's password\"], [\"email\", \"x\"]]",
+            "[[\"Name\", \"PasswordLastSet\"], [\"alice\", \"2024-01-15\"]]",
+            "[[\"user\", \"password\"], [\"alice\", \"********\"], [\"bob\", \"${PW}\"]]",
         ] {
             let once = serde_json::to_string(text).unwrap();
             for body in [text.to_string(), once] {
@@ -1054,6 +1228,14 @@ mod tests {
             "<tr><td>a</td><td>pw1Zq!</td></tr>",
             "user\\tpassword\\n",
             "a\\tpw1Zq!\\n",
+            "[[\"user\", \"password\"]",
+            ", [\"a\", \"pw1Zq!\"]",
+            "]",
+            "[['user', 'password']",
+            ", ['a', 'pw1Zq!']",
+            "[[\\\"user\\\",\\\"password\\\"]",
+            ",[\\\"a\\\",\\\"pw1Zq!\\\"]",
+            "null",
         ];
         let mut found = 0;
         for body in super::super::generated_bodies(PIECES, 6) {
