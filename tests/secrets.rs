@@ -1990,19 +1990,22 @@ async fn a_password_a_sentence_gives_never_reaches_disk() {
 
 /// A password a command line gives before what names it, or by its place: piped to
 /// `docker login --password-stdin` and `sudo -S` in a tool call's command, given to
-/// `htpasswd -b`, piped to `chpasswd` in the tool's output, all echoed back in the
+/// `htpasswd -b`, given to `podman login --password-stdin` as a here-string, piped to
+/// `chpasswd` in the tool's output, all echoed back in the
 /// answer. None reaches the store, the tape or the log; a variable piped so (`echo
 /// "$CR_PAT" | …`) and the user names stay; the run replays.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_piped_to_a_command_never_reaches_disk() {
-    let (login, sudo, basic, chpasswd) = ("dockerPW7q", "sudoPW8r", "htPW9s!x", "chPW0t#y");
+    let (login, sudo, basic, chpasswd, here) =
+        ("dockerPW7q", "sudoPW8r", "htPW9s!x", "chPW0t#y", "herePW5u");
     let up = Upstream::start(true).await;
     let dirs = Dirs::new();
     let command = format!(
         "echo '{login}' | docker login -u bob --password-stdin registry.test && \
          echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && \
          echo {sudo} | sudo -S apt-get install -y nginx && \
-         htpasswd -bc /etc/nginx/.htpasswd admin '{basic}'"
+         htpasswd -bc /etc/nginx/.htpasswd admin '{basic}' && \
+         podman login -u bob --password-stdin quay.io <<< '{here}'"
     );
     let result = format!("$ echo 'root:{chpasswd}' | sudo chpasswd\n$ echo done\ndone");
     let send = |via: reqwest::Client| {
@@ -2012,14 +2015,15 @@ async fn a_password_piped_to_a_command_never_reaches_disk() {
     };
     let d = record(&dirs, &up, "piped", &[]);
     assert_eq!(send(client(&d, &dirs)).await, 200);
-    let events = assert_nowhere(&dirs, d, "piped", &[login, sudo, basic, chpasswd]);
+    let events = assert_nowhere(&dirs, d, "piped", &[login, sudo, basic, chpasswd, here]);
     let (arguments, content) = stored_tool_call(&events);
     assert_eq!(
         arguments["command"],
         "echo '[REDACTED]' | docker login -u bob --password-stdin registry.test && \
          echo \"$CR_PAT\" | docker login ghcr.io -u bob --password-stdin && \
          echo [REDACTED] | sudo -S apt-get install -y nginx && \
-         htpasswd -bc /etc/nginx/.htpasswd admin '[REDACTED]'"
+         htpasswd -bc /etc/nginx/.htpasswd admin '[REDACTED]' && \
+         podman login -u bob --password-stdin quay.io <<< '[REDACTED]'"
     );
     assert_eq!(
         content,

@@ -1233,6 +1233,26 @@ fn generated_bodies<'a>(pieces: &'a [&'a str], blanks: usize) -> impl Iterator<I
     })
 }
 
+/// Test support: each `(text, want)` as text, in a JSON string and two strings down (a
+/// tool call's arguments, the text under `field`): `redact` gives what is wanted, and
+/// read again, the same.
+#[cfg(test)]
+fn in_three_placements(cases: &[(&str, &str)], field: &str, redact: impl Fn(&str) -> String) {
+    for (text, want) in cases {
+        let placed = |t: &str| {
+            [
+                t.to_string(),
+                serde_json::to_string(t).unwrap(),
+                serde_json::to_string(&serde_json::json!({ field: t }).to_string()).unwrap(),
+            ]
+        };
+        for (body, wanted) in placed(text).into_iter().zip(placed(want)) {
+            assert_eq!(redact(&body), wanted, "{body}");
+            assert_eq!(redact(&wanted), wanted, "read again: {wanted}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,13 +99,16 @@ fn piped_to(data: &[u8], at: usize) -> Option<Range<usize>> {
                 let after = rest[k + 1..].trim_ascii_start();
                 matches!(after.first(), Some(b',' | b':'))
             })
-    })?;
-    echoed(data, start, pipe)
+    });
+    match pipe {
+        Some(pipe) => echoed(data, start, pipe),
+        None => here(data, at + b"--password-stdin".len()),
+    }
 }
 
 /// `echo … | sudo -S …`: `sudo ` at `at`, its flags read for `-S` or `--stdin`.
 fn sudo(data: &[u8], at: usize) -> Option<Range<usize>> {
-    if at > 0 && word_byte(data[at - 1]) {
+    if at > 0 && word_byte(data[at - 1]) && !escaped_blank(data, at - 1) {
         return None;
     }
     let mut p = at + 5;
@@ -131,18 +134,24 @@ fn sudo(data: &[u8], at: usize) -> Option<Range<usize>> {
         return None;
     }
     let start = line_start(data, at);
-    let pipe = pipe_before(data, start, at, |rest| rest.iter().all(|&b| b == b' '))?;
-    echoed(data, start, pipe)
+    match pipe_before(data, start, at, |rest| rest.iter().all(|&b| b == b' ')) {
+        Some(pipe) => echoed(data, start, pipe),
+        None => here(data, p),
+    }
 }
 
 /// `echo … | passwd`, `echo 'user:…' | chpasswd` (each perhaps after `sudo`), and
 /// `htpasswd -b[…] FILE USER …`, `htpasswd -bn USER …`: `passwd` at `at`, inside the
 /// command's name.
 fn passwd(data: &[u8], at: usize) -> Option<Range<usize>> {
-    let begin = data[..at]
+    let mut begin = data[..at]
         .iter()
         .rposition(|&b| !word_byte(b) && b != b'/')
         .map_or(0, |k| k + 1);
+    // (A command at a line's start in a JSON string: `\nchpasswd`.)
+    if begin < at && escaped_blank(data, begin) {
+        begin += 1;
+    }
     let end = at + 6;
     if data.get(end).is_some_and(|&b| word_byte(b)) {
         return None;
@@ -158,8 +167,11 @@ fn passwd(data: &[u8], at: usize) -> Option<Range<usize>> {
                 rest.is_empty()
                     || rest.starts_with(b"sudo")
                         && !rest.iter().any(|b| matches!(b, b'"' | b'\'' | b'\\'))
-            })?;
-            let value = echoed(data, start, pipe)?;
+            });
+            let value = match pipe {
+                Some(pipe) => echoed(data, start, pipe)?,
+                None => here(data, end)?,
+            };
             match prefix {
                 // `user:PW`: the user stays.
                 b"ch" => {
@@ -172,6 +184,108 @@ fn passwd(data: &[u8], at: usize) -> Option<Range<usize>> {
         }
         _ => None,
     }
+}
+
+/// What a here-string or a here-document gives the command whose words go on from
+/// `from` (`… --password-stdin <<< 'PW'`, `sudo -S … <<< PW`, `chpasswd <<EOF⏎root:PW⏎EOF`):
+/// the string's word, or the document's first line when its delimiter closes it on a
+/// later line. The command ends at its line's end, a `;`, `&` or `|`, or a quote that
+/// ends a JSON string (one before a `,`, `:` or `}`).
+fn here(data: &[u8], from: usize) -> Option<Range<usize>> {
+    let limit = data.len().min(from + LINE_MAX);
+    let mut p = from;
+    while p < limit {
+        match data[p] {
+            b'\n' | b'\r' | b';' | b'&' | b'|' => return None,
+            b'"' if matches!(
+                data[p + 1..limit].trim_ascii_start().first(),
+                Some(b',' | b':' | b'}')
+            ) =>
+            {
+                return None
+            }
+            b'\\' => {
+                let n = data[p..limit].iter().take_while(|&&b| b == b'\\').count();
+                if matches!(data.get(p + n), Some(b'n' | b'r')) {
+                    return None;
+                }
+                p += n;
+            }
+            b'<' if data[p..limit].starts_with(b"<<<") => {
+                let word = p + 3 + blanks(data, p + 3);
+                let (value, next) = token(data, word, limit)?;
+                // (A word the read's end cuts is not taken: it may go on.)
+                let whole = next < limit || limit == data.len();
+                return (whole && plausible(&data[value.clone()])).then_some(value);
+            }
+            b'<' if data[p..limit].starts_with(b"<<") => return document(data, p + 2, limit),
+            _ => p += 1,
+        }
+    }
+    None
+}
+
+/// A here-document whose `<<` ends before `p`: its first line, when a later line is its
+/// delimiter (`<<EOF`, `<<-EOF`, `<<'EOF'`). Its lines are broken as the command's
+/// line is: raw, or escaped in a JSON string (`\n`, `\\n`).
+fn document(data: &[u8], p: usize, limit: usize) -> Option<Range<usize>> {
+    let mut p = p;
+    if data.get(p) == Some(&b'-') {
+        p += 1;
+    }
+    p += blanks(data, p);
+    if p >= limit {
+        return None;
+    }
+    let (delimiter, after) = match data.get(p) {
+        Some(b'\'' | b'"' | b'\\') => token(data, p, limit)?,
+        _ => {
+            let end = p + data[p..limit].iter().take_while(|&&b| word_byte(b)).count();
+            (p..end, end)
+        }
+    };
+    let delimiter = &data[delimiter];
+    if delimiter.is_empty() || !delimiter.iter().all(|&b| word_byte(b)) {
+        return None;
+    }
+    // The break that ends the command's line, and how it is written.
+    let mut q = after;
+    let brk: &[u8] = loop {
+        if q >= limit {
+            return None;
+        }
+        match data[q] {
+            b'\n' => break b"\n",
+            b'\\' => {
+                let n = data[q..limit].iter().take_while(|&&b| b == b'\\').count();
+                if q + n < limit && data[q + n] == b'n' {
+                    break &data[q..=q + n];
+                }
+                q += n;
+            }
+            _ => q += 1,
+        }
+    };
+    let first = q + brk.len();
+    let end = first + memmem::find(&data[first..limit], brk)?;
+    let next = end + brk.len();
+    // (`<<-` lets the delimiter's line be indented with tabs, `\t` in a JSON string.)
+    let mut line = &data[next..limit];
+    loop {
+        let n = line.iter().take_while(|&&b| b == b'\\').count();
+        if line.first().is_some_and(u8::is_ascii_whitespace) {
+            line = &line[1..];
+        } else if n > 0 && line.get(n) == Some(&b't') {
+            line = &line[n + 1..];
+        } else {
+            break;
+        }
+    }
+    let closes = line
+        .strip_prefix(delimiter)
+        .is_some_and(|rest| rest.first().is_none_or(|&b| !word_byte(b)));
+    let value = first..end;
+    (closes && plausible(&data[value.clone()])).then_some(value)
 }
 
 /// `htpasswd -b FILE USER PW` (`-n`: no file): the password's word after `end`.
@@ -224,7 +338,11 @@ fn echoed(data: &[u8], start: usize, pipe: usize) -> Option<Range<usize>> {
     let command = |name: &[u8]| {
         memmem::rfind(&data[start..end], name)
             .map(|k| start + k)
-            .filter(|&k| k == 0 || !word_byte(data[k - 1]) && data[k - 1] != b'-')
+            .filter(|&k| {
+                k == 0
+                    || !word_byte(data[k - 1]) && data[k - 1] != b'-'
+                    || escaped_blank(data, k - 1)
+            })
     };
     let (at, printf) = match (command(b"echo "), command(b"printf ")) {
         (Some(e), Some(f)) if f > e => (f, true),
@@ -332,6 +450,12 @@ fn word_end(data: &[u8], p: usize) -> usize {
         .unwrap_or(data.len() - p)
 }
 
+/// Whether the byte at `k` ends a JSON string's escaped break or tab (`\n`, `\t`),
+/// which starts a command as a blank does.
+fn escaped_blank(data: &[u8], k: usize) -> bool {
+    k > 0 && matches!(data[k], b'n' | b'r' | b't') && data[k - 1] == b'\\'
+}
+
 fn word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -347,25 +471,8 @@ mod tests {
         }
     }
 
-    /// Each line as text, in a JSON string and two strings down (a tool call's
-    /// arguments): redacted so, and read again, the same.
     fn each(cases: &[(&str, &str)]) {
-        for (text, want) in cases {
-            let once = serde_json::to_string(text).unwrap();
-            let twice =
-                serde_json::to_string(&serde_json::json!({"command": text}).to_string()).unwrap();
-            let want_once = serde_json::to_string(want).unwrap();
-            let want_twice =
-                serde_json::to_string(&serde_json::json!({"command": want}).to_string()).unwrap();
-            for (body, wanted) in [
-                (text.to_string(), want.to_string()),
-                (once, want_once),
-                (twice, want_twice),
-            ] {
-                assert_eq!(redacted(&body), wanted, "{body}");
-                assert_eq!(redacted(&wanted), wanted, "read again: {wanted}");
-            }
-        }
+        super::super::in_three_placements(cases, "command", redacted);
     }
 
     /// Lines longer than what is read back, and cut where a word was to come: nothing
@@ -384,6 +491,15 @@ mod tests {
             "echo 'a | sudo -S".to_string(),
             "sudo -u".to_string(),
             "sudo -S".to_string(),
+            // A here-string or a here-document cut where its word or line was to come.
+            format!("sudo -S x{}<<< pw", " ".repeat(LINE_MAX - 6)),
+            "sudo -S x <<<".to_string(),
+            "sudo -S x <<".to_string(),
+            "sudo -S x <<EOF".to_string(),
+            "sudo -S x <<EOF\\".to_string(),
+            "sudo -S x <<EOF\npw\nEO".to_string(),
+            // (The escaped break right where the read stops.)
+            format!("sudo -S x <<EOF{}\\n", " ".repeat(LINE_MAX - 8)),
         ] {
             assert_eq!(redacted(&text), text);
         }
@@ -431,6 +547,12 @@ mod tests {
             "&&",
             "-e ",
             "docker login ",
+            "<<< ",
+            "<<",
+            "<<-",
+            "EOF",
+            "'EOF'",
+            "\\t",
             "[REDACTED]",
             "\u{e9}",
         ];
@@ -499,6 +621,32 @@ mod tests {
                 "htpasswd -nbB admin 'hunter2Zq' > auth/htpasswd",
                 "htpasswd -nbB admin '[REDACTED]' > auth/htpasswd",
             ),
+            // From a here-string or a here-document.
+            (
+                "docker login -u bob --password-stdin registry.test <<< 'hunter2Zq'",
+                "docker login -u bob --password-stdin registry.test <<< '[REDACTED]'",
+            ),
+            (
+                "sudo -S apt-get install -y nginx <<< hunter2Zq && echo done",
+                "sudo -S apt-get install -y nginx <<< [REDACTED] && echo done",
+            ),
+            (
+                "docker login --password-stdin r.test <<EOF\nhunter2Zq\nEOF\necho ok",
+                "docker login --password-stdin r.test <<EOF\n[REDACTED]\nEOF\necho ok",
+            ),
+            (
+                "sudo chpasswd <<-'EOF'\n\troot:hunter2Zq\n\tEOF",
+                "sudo chpasswd <<-'EOF'\n\troot:[REDACTED]\n\tEOF",
+            ),
+            // A command at a line's start, after another's line.
+            (
+                "cd /srv\nsudo -kS reboot <<< 'hunter2Zq'\nchpasswd <<EOF\nbob:hunter3Zq\nEOF",
+                "cd /srv\nsudo -kS reboot <<< '[REDACTED]'\nchpasswd <<EOF\nbob:[REDACTED]\nEOF",
+            ),
+            (
+                "cd /srv\necho 'hunter2Zq' | sudo -S ls\necho 'root:hunter3Zq' | chpasswd",
+                "cd /srv\necho '[REDACTED]' | sudo -S ls\necho 'root:[REDACTED]' | chpasswd",
+            ),
         ]);
         // No password there: a variable, a command's output, a file, a prompt, words,
         // a pipe to something else, sudo without `-S`, htpasswd without `-b`.
@@ -513,6 +661,10 @@ mod tests {
             "{\"a\":\"echo hunter2Zq | cat\",\"b\":\"docker login --password-stdin\"}",
             "htpasswd -c /etc/nginx/.htpasswd admin",
             "see man passwd; the passwd file; echo ok | passwd_check",
+            "docker login --password-stdin <<< \"$PW\"; docker login --password-stdin < ~/pw.txt",
+            "sudo -S true <<EOF\nhunter2Zq",
+            "sudo -S true; cat <<< hunter2Zq",
+            "{\"a\": \"docker login --password-stdin\", \"b\": \"<<< hunter2Zq\"}",
         ] {
             each(&[(text, text)]);
         }
