@@ -132,6 +132,7 @@ fn lines(
         esc,
         p: start,
         limit: data.len().min(at + TABLE_MAX),
+        ended: false,
     };
     let Some(header) = reader.next() else {
         return Err(line_end);
@@ -706,7 +707,13 @@ fn html(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>
     let tr = row_from + rfind_tag(&data[row_from..th], b"<tr")?;
     let column = cells_in(&data[tr..th]).len();
     let row_end = close + find_tag(&data[close..limit], b"</tr")?;
-    let table_end = find_tag(&data[row_end..limit], b"</table").map_or(limit, |k| row_end + k);
+    // The table ends at its `</table>`, or where another begins (a page cut short, or
+    // the next table in another string of the body).
+    let table_end = [b"</table" as &[u8], b"<table"]
+        .iter()
+        .filter_map(|tag| find_tag(&data[row_end..limit], tag))
+        .min()
+        .map_or(limit, |k| row_end + k);
     let mut found = Vec::new();
     let mut p = row_end;
     while let Some(k) = find_tag(&data[p..table_end], b"<tr") {
@@ -720,7 +727,8 @@ fn html(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>
         }
         p = end;
     }
-    Some((found, table_end))
+    // (Read on from its last row: what follows a table cut short is not its.)
+    Some((found, p))
 }
 
 /// The contents of the `<td>` and `<th>` cells in a row's bytes, in order.
@@ -948,6 +956,7 @@ impl Escapes {
             esc: self,
             p: begin,
             limit: brk + 1,
+            ended: false,
         };
         reader.next().map(|l| l.text)
     }
@@ -979,12 +988,14 @@ struct Lines<'a> {
     esc: &'a Escapes,
     p: usize,
     limit: usize,
+    /// Whether the text has ended (at `p`).
+    ended: bool,
 }
 
 impl Lines<'_> {
     fn next(&mut self) -> Option<Line> {
         let data = self.data;
-        if self.p >= self.limit {
+        if self.ended || self.p >= self.limit {
             return None;
         }
         let (breaks, quotes) = (self.esc.breaks(), self.esc.quotes());
@@ -1010,10 +1021,9 @@ impl Lines<'_> {
                 continue;
             }
             if b == b'"' {
-                // A quote no backslash escapes as deep as this text: the string ends.
-                self.p = self.limit;
-                from.push(p);
-                return Some(Line { text, from });
+                // A quote no backslash escapes as deep as this text: the string ends
+                // (and the table with it: what follows is another string's).
+                return Some(self.last(text, from, p));
             }
             if b != b'\\' {
                 text.push(b);
@@ -1049,11 +1059,7 @@ impl Lines<'_> {
                     from.push(p);
                     p += n + 1;
                 }
-                Some(b'"') if n < quotes => {
-                    self.p = self.limit;
-                    from.push(p);
-                    return Some(Line { text, from });
-                }
+                Some(b'"') if n < quotes => return Some(self.last(text, from, p)),
                 _ => {
                     // Another escape: its bytes as they are.
                     for k in p..(p + n).min(self.limit) {
@@ -1064,9 +1070,15 @@ impl Lines<'_> {
                 }
             }
         }
-        self.p = self.limit;
-        from.push(p.min(self.limit));
-        Some(Line { text, from })
+        Some(self.last(text, from, p.min(self.limit)))
+    }
+
+    /// The text's last line, which ends at `end`.
+    fn last(&mut self, text: Vec<u8>, mut from: Vec<usize>, end: usize) -> Line {
+        self.p = end;
+        self.ended = true;
+        from.push(end);
+        Line { text, from }
     }
 
     /// A break as written here (`\n`, `\\n`).
@@ -1209,6 +1221,38 @@ mod tests {
                 assert_eq!(redacted(&body), body);
             }
         }
+    }
+
+    /// A table that ends with its JSON string (no break after its last row) ends there:
+    /// the tables in the strings after it are read too (found by hand: the first one's
+    /// reading ran on to the end of what it may read, past the others).
+    #[test]
+    fn a_table_that_ends_with_its_string_leaves_the_next_strings_to_be_read() {
+        let chat = serde_json::json!({"messages": [
+            {"role": "user", "content": "| Account | Password |\n|---|---|\n| carol | MdPw#87r |"},
+            {"role": "tool", "content": "username,password\nbob,CsvPw#86e"},
+            {"role": "tool", "content": "[[\"Username\", \"Password\"], [\"dave\", \"SheetPw#82y\"]]"},
+        ]})
+        .to_string();
+        let stored = redacted(&chat);
+        for pw in ["MdPw#87r", "CsvPw#86e", "SheetPw#82y"] {
+            assert!(!stored.contains(pw), "{pw} in {stored}");
+        }
+    }
+
+    /// An HTML table cut short (no `</table>`) ends with its last row: a table after it
+    /// is read by its own header, not as more rows of the first.
+    #[test]
+    fn an_html_table_cut_short_ends_with_its_last_row() {
+        let page = "<table><tr><th>User</th><th>Password</th></tr>\
+                    <tr><td>alice</td><td>pw1Zq!x</td></tr>\n\
+                    <p>Roles:</p><table><tr><th>Role</th><th>Scope</th></tr>\
+                    <tr><td>admin</td><td>global</td></tr></table>";
+        assert_eq!(
+            redacted(page),
+            page.replace("pw1Zq!x", "[REDACTED]"),
+            "the roles' table keeps its scope"
+        );
     }
 
     /// Two bodies the generated ones found read otherwise the second time, once a cell
