@@ -686,19 +686,26 @@ fn skip_back(data: &[u8], p: usize) -> usize {
 fn html(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>, usize)> {
     let from = at.saturating_sub(TAG_MAX);
     let before = &data[from..at];
-    // The `<th` that opens the cell the name is in, and nothing closing it since.
-    let th = from + rfind_tag(before, b"<th")?;
+    // The `<th` (or `<td`) that opens the cell the name is in, and nothing closing it
+    // since.
+    let th = from
+        + [b"<th" as &[u8], b"<td"]
+            .iter()
+            .filter_map(|tag| rfind_tag(before, tag))
+            .max()?;
+    let header_cell = starts_with_tag(&data[th..], b"<th");
+    let close_tag: &[u8] = if header_cell { b"</th" } else { b"</td" };
     let open_end = th + memchr::memchr(b'>', &data[th..at])? + 1;
     if memchr::memchr(b'<', &data[open_end..at]).is_some_and(|k| {
         let rest = &data[open_end + k..at];
-        starts_with_tag(rest, b"</th")
+        starts_with_tag(rest, close_tag)
             || starts_with_tag(rest, b"<td")
             || starts_with_tag(rest, b"<tr")
     }) {
         return None;
     }
     let limit = data.len().min(at + TABLE_MAX);
-    let close = open_end + find_tag(&data[open_end..limit.min(open_end + LINE_MAX)], b"</th")?;
+    let close = open_end + find_tag(&data[open_end..limit.min(open_end + LINE_MAX)], close_tag)?;
     if !names_password(&strip_tags(&data[open_end..close]), names) {
         return None;
     }
@@ -707,6 +714,21 @@ fn html(data: &[u8], at: usize, names: &FieldNames) -> Option<(Vec<Range<usize>>
     let tr = row_from + rfind_tag(&data[row_from..th], b"<tr")?;
     let column = cells_in(&data[tr..th]).len();
     let row_end = close + find_tag(&data[close..limit], b"</tr")?;
+    // A header of `<td>` cells (as Google Docs writes a table) must be its table's first
+    // row, and every cell in it a name: else the name is a row's (`<td>password</td>
+    // <td>The user's password</td>`).
+    if !header_cell {
+        let table = row_from + rfind_tag(&data[row_from..tr], b"<table")?;
+        let cells = cells_in(&data[tr..row_end]);
+        if find_tag(&data[table..tr], b"<tr").is_some()
+            || cells.len() < 2
+            || !cells
+                .iter()
+                .all(|c| name_like(&strip_tags(&data[tr + c.start..tr + c.end])))
+        {
+            return None;
+        }
+    }
     // The table ends at its `</table>`, or where another begins (a page cut short, or
     // the next table in another string of the body).
     let table_end = [b"</table" as &[u8], b"<table"]
@@ -1253,6 +1275,27 @@ mod tests {
             page.replace("pw1Zq!x", "[REDACTED]"),
             "the roles' table keeps its scope"
         );
+    }
+
+    /// A header row of `<td>` cells, as Google Docs writes a table's first row: read when
+    /// it is the table's first row and every cell in it a name.
+    #[test]
+    fn an_html_header_of_td_cells_names_its_columns_in_the_first_row_only() {
+        each(&[(
+            "<table><tbody><tr><td><p><b>User</b></p></td><td><p><b>Password</b></p></td></tr>\n\
+             <tr><td><p>alice</p></td><td><p>Tr0ub4dor&amp;3</p></td></tr></tbody></table>",
+            "<table><tbody><tr><td><p><b>User</b></p></td><td><p><b>Password</b></p></td></tr>\n\
+             <tr><td><p>alice</p></td><td><p>[REDACTED]</p></td></tr></tbody></table>",
+        )]);
+        for page in [
+            // The name in a later row, and a first row that is no header.
+            "<table><tr><td>Field</td><td>Notes</td></tr><tr><td>password</td><td>required</td></tr>\
+             <tr><td>email</td><td>optional</td></tr></table>",
+            "<table><tr><td>password</td><td>The user's password, 8 characters or more</td></tr>\
+             <tr><td>email</td><td>optional</td></tr></table>",
+        ] {
+            assert_eq!(redacted(page), page);
+        }
     }
 
     /// Two bodies the generated ones found read otherwise the second time, once a cell
