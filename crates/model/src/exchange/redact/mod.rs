@@ -1233,6 +1233,16 @@ fn generated_bodies<'a>(pieces: &'a [&'a str], blanks: usize) -> impl Iterator<I
     })
 }
 
+/// Test support: `text` with the ranges `found` replaced by the marker
+/// ([`replace_found`]).
+#[cfg(test)]
+fn found_replaced(text: &str, found: Vec<std::ops::Range<usize>>) -> String {
+    match replace_found(text.as_bytes(), found) {
+        Some((out, _)) => String::from_utf8(out).unwrap(),
+        None => text.to_string(),
+    }
+}
+
 /// Test support: each `(text, want)` as text, in a JSON string and two strings down (a
 /// tool call's arguments, the text under `field`): `redact` gives what is wanted, and
 /// read again, the same.

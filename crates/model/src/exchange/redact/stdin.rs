@@ -58,13 +58,6 @@ pub(super) fn passwords_at(data: &[u8], assw: &[usize]) -> Vec<Range<usize>> {
     found
 }
 
-/// `data` with each password [`passwords`] finds replaced by the marker, and the
-/// passwords; `None` when there is none.
-#[cfg(test)]
-fn redact(data: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
-    super::replace_found(data, passwords(data))
-}
-
 /// Where the line that holds `at` starts: after a raw break, or [`LINE_MAX`] bytes
 /// back. (A JSON string's escaped break, `\n`, is not a line's start here: `echo -e
 /// "PW\nPW"` writes one in text. A word does not read across one: see [`token`].)
@@ -465,10 +458,7 @@ mod tests {
     use super::*;
 
     fn redacted(text: &str) -> String {
-        match redact(text.as_bytes()) {
-            Some((out, _)) => String::from_utf8(out).unwrap(),
-            None => text.to_string(),
-        }
+        super::super::found_replaced(text, passwords(text.as_bytes()))
     }
 
     fn each(cases: &[(&str, &str)]) {

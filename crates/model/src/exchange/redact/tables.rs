@@ -42,7 +42,8 @@ const TAG_MAX: usize = 512;
 /// The longest cell taken for a password.
 const VALUE_MAX: usize = 256;
 
-/// Where in `data` the cells of password columns are, in order, none overlapping.
+/// Where in `data` the cells of password columns are ([`super::replace_found`] orders
+/// them).
 #[cfg(test)]
 fn passwords(data: &[u8], rules: &Rules) -> Vec<Range<usize>> {
     passwords_at(data, &super::assw(data), rules)
@@ -177,11 +178,10 @@ fn table(
                 Some(cells) if cells.len() >= 2 => cells,
                 _ => aligned_cells(text),
             };
-            let name = |c: &Range<usize>| &text[c.start.min(text.len())..c.end.min(text.len())];
-            if cells.len() < 2 || !cells.iter().all(|c| name_like(name(c))) {
+            if cells.len() < 2 || !cells.iter().all(|c| name_like(clip(text, c))) {
                 return None;
             }
-            let columns = password_columns(cells.iter().map(name), names);
+            let columns = password_columns(cells.iter().map(|c| clip(text, c)), names);
             (Format::Aligned, cells, columns)
         }
     };
@@ -204,10 +204,7 @@ fn table(
     let ruled = lines.next_if(|(l, _)| is_rule(&l.text));
     if ruled.is_none()
         && (format == Format::Piped
-            || format == Format::Aligned
-                && !cells
-                    .iter()
-                    .all(|c| identifier(&text[c.start.min(text.len())..c.end.min(text.len())])))
+            || format == Format::Aligned && !cells.iter().all(|c| identifier(clip(text, c))))
     {
         return None;
     }
@@ -233,6 +230,11 @@ fn table(
         }
     }
     Some((found, end))
+}
+
+/// The part of `text` in `range` (a rule's dashes may reach past the header's end).
+fn clip<'a>(text: &'a [u8], range: &Range<usize>) -> &'a [u8] {
+    &text[range.start.min(text.len())..range.end.min(text.len())]
 }
 
 /// Which of a header's names name a password.
@@ -333,9 +335,8 @@ impl Format {
         // runs across where a column starts, and the first column is not blank.
         let at = |s: usize| row.get(s).is_some_and(|&b| b != b' ');
         // (A cell replaced by the marker may run across: read again, the row is the same.)
-        let marked = |s: usize| {
-            memmem::find_iter(row, REDACTED.as_bytes()).any(|m| m < s && s <= m + REDACTED.len())
-        };
+        let marks: Vec<usize> = memmem::find_iter(row, REDACTED.as_bytes()).collect();
+        let marked = |s: usize| marks.iter().any(|&m| m < s && s <= m + REDACTED.len());
         let crossed = |s: usize| s > 0 && at(s) && row[s - 1] != b' ' && !marked(s);
         let lead = header.first()?.start;
         if !at(lead)
@@ -1116,11 +1117,7 @@ mod tests {
     use super::*;
 
     fn redacted(text: &str) -> String {
-        let found = passwords(text.as_bytes(), &Rules::default());
-        match super::super::replace_found(text.as_bytes(), found) {
-            Some((out, _)) => String::from_utf8(out).unwrap(),
-            None => text.to_string(),
-        }
+        super::super::found_replaced(text, passwords(text.as_bytes(), &Rules::default()))
     }
 
     fn each(cases: &[(&str, &str)]) {
