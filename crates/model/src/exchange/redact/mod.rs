@@ -1233,6 +1233,25 @@ fn generated_bodies<'a>(pieces: &'a [&'a str], blanks: usize) -> impl Iterator<I
     })
 }
 
+/// Test support, for a generated body: each of the `ranges` a reading found lies in
+/// it and is not empty, and the body redacted reads the same again. How many there are.
+#[cfg(test)]
+fn within_bounds_and_the_same_again(
+    body: &str,
+    ranges: &[std::ops::Range<usize>],
+    redact: impl Fn(&str) -> String,
+) -> usize {
+    assert!(
+        ranges
+            .iter()
+            .all(|r| r.start < r.end && r.end <= body.len()),
+        "{body:?}"
+    );
+    let once = redact(body);
+    assert_eq!(redact(&once), once, "{body:?}");
+    ranges.len()
+}
+
 /// Test support: `text` with the ranges `found` replaced by the marker
 /// ([`replace_found`]).
 #[cfg(test)]
